@@ -1,0 +1,177 @@
+"""Shared pytest fixtures: start real node processes on free loopback ports.
+
+`start_node` starts `python -m nodes.<module> --id NAME --host 127.0.0.1
+--port FREE ...` in a temporary directory, waits (with a deadline) until the
+node answers the `.ping;` health probe, and stops it at the end of the test:
+SIGTERM to its process group, then SIGKILL after a grace period. When a test
+fails, the log of every node it started is printed into the failure report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_DEADLINE_S = 15.0
+STOP_GRACE_S = 5.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wire_request(port: int, text: str, host: str = "127.0.0.1",
+                 timeout: float = 5.0) -> str:
+    """Send raw request text, return the raw response text up to its END line.
+
+    For one statement only: it stops reading at the first END line.
+    """
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(text.encode("utf-8"))
+        return _read_until_end(sock)
+
+
+def _read_until_end(sock: socket.socket) -> str:
+    data = b""
+    while not (data.endswith(b"\nEND\n") or data == b"END\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", errors="replace")
+
+
+def ping(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
+    try:
+        return "PONG" in wire_request(port, ".ping;", host=host, timeout=timeout)
+    except OSError:
+        return False
+
+
+@dataclass
+class NodeProcess:
+    """One node started by a test."""
+
+    name: str
+    module: str
+    port: int
+    log_path: Path
+    popen: subprocess.Popen
+    workdir: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, sig)
+
+    def kill9(self) -> None:
+        """Kill the node abruptly, as a crash would, and reap it."""
+        self.signal(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def wait_ready(self, deadline_s: float = READY_DEADLINE_S) -> None:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if not self.alive():
+                raise RuntimeError(
+                    f"node {self.name} exited with {self.popen.returncode} before it was ready:\n"
+                    + self.log_text())
+            if ping(self.port):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"node {self.name} not ready after {deadline_s}s:\n" + self.log_text())
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+
+
+class NodeStarter:
+    """Factory behind the `start_node` fixture; remembers what it started."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.nodes: list[NodeProcess] = []
+
+    def __call__(self, module: str, name: str, *args: str, port: int | None = None,
+                 wait: bool = True, env: dict[str, str] | None = None) -> NodeProcess:
+        port = port or free_port()
+        log_path = self.workdir / f"{name}.log"
+        command = [sys.executable, "-m", f"nodes.{module}", "--id", name,
+                   "--host", "127.0.0.1", "--port", str(port), *args]
+        log_file = open(log_path, "ab")
+        popen = subprocess.Popen(
+            command, cwd=self.workdir, stdout=log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})})
+        log_file.close()
+        node = NodeProcess(name, module, port, log_path, popen, self.workdir, list(args))
+        self.nodes.append(node)
+        if wait:
+            node.wait_ready()
+        return node
+
+    def restart(self, node: NodeProcess, wait: bool = True) -> NodeProcess:
+        """Start the same node again (same port, same arguments)."""
+        node.stop()
+        fresh = self(node.module, node.name, *node.args, port=node.port, wait=wait)
+        return fresh
+
+    def stop_all(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"----- log of {n.name} ({n.module}, port {n.port}) -----\n{n.log_text()}"
+                         for n in self.nodes)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+@pytest.fixture
+def start_node(tmp_path, request):
+    """Start node processes: `start_node("server", "m1", "--data", "data/m1")`."""
+    starter = NodeStarter(tmp_path)
+    yield starter
+    starter.stop_all()
+    failed = any(getattr(request.node, f"report_{when}", None) is not None
+                 and getattr(request.node, f"report_{when}").failed
+                 for when in ("setup", "call"))
+    if failed and starter.nodes:
+        request.node.add_report_section("call", "node logs", starter.logs())
