@@ -1,0 +1,383 @@
+"""Replication of object files between the servers' data directories.
+
+Runs inside the supervisor. A watchdog observer watches every server's data
+directory (recursively); when an object file lands in one (the engine writes
+with temp file + `os.replace`, which arrives as one moved event), the path is
+queued and one worker thread reconciles it across all servers:
+
+- every server's copy is read and summarised (change counter, tombstone
+  flag, digest); summaries are cached by (inode, mtime, size), so the echo
+  event of our own copy costs two `stat` calls and no read;
+- the copies with the highest change counter win and are copied atomically
+  (temp file in the destination folder, fsync, `os.replace`, fsync the
+  folder) into every server whose copy is missing or older. An older copy
+  never overwrites a newer one; a drop is a tombstone file with a higher
+  counter, so it propagates like any write and a returning server cannot
+  resurrect the object;
+- two copies with the same counter and different content changed
+  independently: that is a CONFLICT. Both stay as they are, nothing is copied
+  for that path, the conflict is logged and listed in `stats()` until a newer
+  write on either side settles it;
+- an unreadable copy (torn, garbage, wrong shape) is never copied and never
+  overwritten; the path is retried a few times with backoff, then reported
+  as the server's last error;
+- just before the rename, the destination is read again; if it meanwhile got
+  a counter at least as high (a local write), the copy is abandoned.
+
+Coalescing: events only mark a path as pending (an ordered set), so a burst
+of writes to one object is reconciled once or twice, with the latest file;
+the worker starts on a path as soon as its first event arrives (no debounce
+delay), which keeps the lag low. Event-driven work goes first; a periodic
+background pass (every `resync_interval_s`) re-queues every file at low
+priority as a safety net for events lost by inotify.
+
+Lag: for each copy made because of an event, the time from the first event
+of the write (the rename's inotify event, ~0.35 ms after it) to the copy
+being in place, per destination server, over the last `lag_window` copies.
+The file's mtime is not used: it is set when the temp file is written,
+before the source's fsync, and has the kernel's coarse tick granularity.
+Copies made by `sync_all`/`catch_up` are not lag samples.
+
+Copies also go into the directory of a server whose process is down (its
+files are still there); `catch_up(server)` pulls everything newer from the
+peers and must run before a restarted server takes writes (it covers the time
+the supervisor itself was down or the server was removed). `sync_all()`
+reconciles everything (at start); `seed(id, path)` adds a server and fills
+its directory.
+
+Helpers: `objectfiles` (which paths are objects, reading a copy, atomic
+write), `replication_watch` (watchdog observer and event filtering),
+`replication_queue` (coalescing to-do list, retries, background passes),
+`replication_stats` (lag, copies, errors, conflicts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.observers.api import BaseObserver, ObservedWatch
+
+from supervisor.objectfiles import (ObjectCopy, UnreadableObject, atomic_write, list_object_files,
+                                    read_object, same_content)
+from supervisor.replication_queue import PendingPaths
+from supervisor.replication_stats import ReplicationStats, SyncSummary, percentile
+from supervisor.replication_watch import WATCHED_EVENTS, DirectoryHandler, make_observer
+
+__all__ = ["Replicator", "SyncSummary", "percentile"]
+
+MAX_RECONCILE_ROUNDS = 3
+
+
+@dataclass
+class _PathOutcome:
+    copied: int = 0
+    conflict: bool = False
+    unreadable: bool = False   # some copy could not be read
+    copy_failed: bool = False  # some copy could not be written
+
+    @property
+    def needs_retry(self) -> bool:
+        return self.unreadable or self.copy_failed
+
+
+class Replicator:
+    """Keeps the object files of several data directories in step."""
+
+    def __init__(self, servers: dict[str, Path], logger: logging.Logger | None = None, *,
+                 resync_interval_s: float = 10.0, lag_window: int = 1000):
+        self.log = logger or logging.getLogger("tahiry.replication")
+        self._lock = threading.Lock()           # servers, cache, observer, watches
+        self._reconcile_lock = threading.Lock()  # one path reconciled at a time
+        self._servers: dict[str, Path] = {}
+        self._stats = ReplicationStats(self.log, lag_window)
+        self._cache: dict[tuple[str, str], ObjectCopy] = {}
+        self._observer: BaseObserver | None = None
+        self._watches: dict[str, ObservedWatch] = {}
+        self._worker: threading.Thread | None = None
+        self._pending = PendingPaths(self._all_paths, resync_interval_s)
+        for server_id, path in servers.items():
+            self._register(server_id, Path(path))
+
+    # ----- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        """Start watching every data directory and the worker thread."""
+        with self._lock:
+            if self._observer is not None:
+                return
+            self._observer = make_observer()
+            self._pending.reopen()
+            servers = dict(self._servers)
+        for server_id, root in servers.items():
+            self._watch(server_id, root)
+        self._observer.start()
+        self._worker = threading.Thread(target=self._run, name="replication-worker", daemon=True)
+        self._worker.start()
+
+    def stop(self) -> None:
+        """Stop watching; pending paths are dropped (the next sync_all redoes them)."""
+        with self._lock:
+            observer, self._observer = self._observer, None
+        self._pending.close()
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+        if self._worker is not None:
+            self._worker.join(timeout=5)
+            self._worker = None
+        with self._lock:
+            self._watches.clear()
+
+    def add_server(self, server_id: str, path: Path) -> None:
+        """Start replicating into and out of one more data directory."""
+        self._register(server_id, Path(path))
+        with self._lock:
+            root = self._servers[server_id]
+            watching = self._observer is not None
+        if watching:
+            self._watch(server_id, root)
+
+    def remove_server(self, server_id: str) -> None:
+        """Stop replicating into and out of a server's directory (files stay)."""
+        with self._lock:
+            self._servers.pop(server_id, None)
+            watch = self._watches.pop(server_id, None)
+            observer = self._observer
+            for key in [key for key in self._cache if key[0] == server_id]:
+                del self._cache[key]
+        self._stats.remove_server(server_id)
+        if watch is not None and observer is not None:
+            try:
+                observer.unschedule(watch)
+            except (KeyError, OSError):
+                pass
+
+    def servers(self) -> dict[str, Path]:
+        with self._lock:
+            return dict(self._servers)
+
+    # ----- whole-directory passes -----------------------------------------
+
+    def sync_all(self) -> SyncSummary:
+        """Reconcile every object file of every server (newer wins everywhere)."""
+        return self._pass(destinations=None)
+
+    def catch_up(self, server_id: str) -> SyncSummary:
+        """Pull every object that is newer (or missing) at `server_id` from its peers."""
+        with self._lock:
+            if server_id not in self._servers:
+                raise KeyError(f"unknown server {server_id!r}")
+        return self._pass(destinations={server_id})
+
+    def seed(self, server_id: str, path: Path) -> SyncSummary:
+        """Add a new server and copy every object into its directory."""
+        self.add_server(server_id, path)
+        return self.catch_up(server_id)
+
+    def wait_idle(self, timeout_s: float = 5.0) -> bool:
+        """Wait until no event-driven work is pending (for tests and benches)."""
+        return self._pending.wait_idle(timeout_s)
+
+    # ----- reporting -------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Per server: lag_p50_ms, lag_p99_ms, lag_samples, files_copied,
+        conflicts (open ones: path, change, servers, detected_at), last_error."""
+        return self._stats.snapshot()
+
+    def lag_samples(self, server_id: str) -> list[float]:
+        """The recent copy lags (ms) into one server, oldest first."""
+        return self._stats.lag_samples(server_id)
+
+    def conflicts(self) -> list[dict]:
+        """Every open conflict."""
+        return self._stats.conflicts()
+
+    # ----- internals: registration and events ------------------------------
+
+    def _register(self, server_id: str, path: Path) -> None:
+        root = Path(os.path.abspath(path))
+        root.mkdir(parents=True, exist_ok=True)
+        root = root.resolve()
+        with self._lock:
+            for other_id, other in self._servers.items():
+                if other_id == server_id:
+                    continue
+                if other == root or other in root.parents or root in other.parents:
+                    raise ValueError(f"data directory of {server_id} ({root}) overlaps "
+                                     f"the one of {other_id} ({other})")
+            if self._servers.get(server_id, root) != root:  # moved: forget the old copies
+                for key in [key for key in self._cache if key[0] == server_id]:
+                    del self._cache[key]
+            self._servers[server_id] = root
+        self._stats.add_server(server_id)
+
+    def _watch(self, server_id: str, root: Path) -> None:
+        with self._lock:
+            observer = self._observer
+            old = self._watches.pop(server_id, None)
+        if observer is None:
+            return
+        if old is not None:
+            observer.unschedule(old)
+        handler = DirectoryHandler(str(root), self._pending.add,
+                                   lambda message: self._stats.error(server_id, message))
+        watch = observer.schedule(handler, str(root), recursive=True,
+                                  event_filter=WATCHED_EVENTS)
+        with self._lock:
+            self._watches[server_id] = watch
+
+    def _all_paths(self) -> set[str]:
+        roots = list(self.servers().values())
+        return set().union(*(list_object_files(root) for root in roots)) if roots else set()
+
+    def _run(self) -> None:
+        while (job := self._pending.take()) is not None:
+            rel, since = job
+            failed = True
+            try:
+                failed = self._reconcile(rel, destinations=None, since=since).needs_retry
+            except Exception:  # the worker must survive anything
+                self.log.exception("replication of %s failed", rel)
+            finally:
+                self._pending.done(rel, failed, since)
+
+    def _pass(self, destinations: set[str] | None) -> SyncSummary:
+        summary = SyncSummary()
+        for rel in sorted(self._all_paths()):
+            outcome = self._reconcile(rel, destinations=destinations, since=None)
+            summary.paths += 1
+            summary.copied += outcome.copied
+            if outcome.conflict:
+                summary.conflicts.append(rel)
+            if outcome.needs_retry:
+                summary.unreadable.append(rel)
+        return summary
+
+    # ----- internals: one path --------------------------------------------
+
+    def _read(self, server_id: str, root: Path, rel: str) -> ObjectCopy | None:
+        """One server's copy, from the cache when the file did not change."""
+        path = root / rel
+        try:
+            stat = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            with self._lock:
+                self._cache.pop((server_id, rel), None)
+            return None
+        with self._lock:
+            cached = self._cache.get((server_id, rel))
+        if cached is not None and cached.signature.inode == stat.st_ino and \
+                cached.signature.mtime_ns == stat.st_mtime_ns and \
+                cached.signature.size == stat.st_size:
+            return cached
+        found = read_object(path, rel)
+        if found is None:
+            return None
+        with self._lock:
+            self._cache[(server_id, rel)] = found[0]
+        return found[0]
+
+    def _reconcile(self, rel: str, destinations: set[str] | None,
+                   since: float | None) -> _PathOutcome:
+        """Bring one path in step; `since` (event time) makes copies count as lag samples."""
+        with self._reconcile_lock:
+            outcome = _PathOutcome()
+            for _ in range(MAX_RECONCILE_ROUNDS):
+                if self._reconcile_once(rel, destinations, since, outcome):
+                    return outcome
+            outcome.unreadable = True  # kept changing under us: retry later
+            return outcome
+
+    def _reconcile_once(self, rel: str, destinations: set[str] | None, since: float | None,
+                        outcome: _PathOutcome) -> bool:
+        """One attempt; False if the winning copy changed under us (try again)."""
+        servers = self.servers()
+        copies: dict[str, ObjectCopy] = {}
+        unreadable: set[str] = set()
+        for server_id, root in servers.items():
+            try:
+                copy = self._read(server_id, root, rel)
+            except (UnreadableObject, OSError) as error:
+                unreadable.add(server_id)
+                self._stats.error(server_id, f"{rel}: {error}")
+                continue
+            if copy is not None:
+                copies[server_id] = copy
+        outcome.unreadable = bool(unreadable)
+        if not copies:
+            return True
+        top = max(copy.change for copy in copies.values())
+        holders = sorted(server_id for server_id, copy in copies.items() if copy.change == top)
+        winner = holders[0]
+        targets = [server_id for server_id in servers
+                   if (destinations is None or server_id in destinations)
+                   and server_id not in unreadable
+                   and (server_id not in copies or copies[server_id].change < top)]
+        suspects = [server_id for server_id in holders[1:]
+                    if not copies[server_id].same_bytes(copies[winner])]
+        if not targets and not suspects:
+            self._stats.settled(rel)
+            return True
+        try:
+            found = read_object(servers[winner] / rel, rel)
+        except (UnreadableObject, OSError):
+            found = None
+        if found is None or found[0].change != top:
+            return False  # rewritten or removed meanwhile: start over with fresh copies
+        winning, data = found
+        differing = [server_id for server_id in suspects
+                     if not self._same_as(servers[server_id] / rel, data, rel)]
+        if differing:
+            self._stats.conflict(rel, top, (winner, *differing))
+            outcome.conflict = True
+            return True
+        self._stats.settled(rel)
+        for server_id, root in servers.items():
+            if server_id not in targets:
+                continue
+            try:
+                copied = self._copy(rel, data, top, server_id, root)
+            except OSError as error:
+                self._stats.error(server_id, f"copy of {rel} failed: {error}")
+                outcome.copy_failed = True
+                continue
+            if copied:
+                outcome.copied += 1
+                lag_ms = (time.monotonic() - since) * 1000 if since is not None else None
+                self._stats.copied(server_id, lag_ms)
+        return True
+
+    def _same_as(self, path: Path, data: bytes, rel: str) -> bool:
+        try:
+            return same_content(path.read_bytes(), data, rel)
+        except OSError:
+            return False
+
+    def _copy(self, rel: str, data: bytes, change: int, server_id: str, root: Path) -> bool:
+        """Copy `data` (at counter `change`) into one server; False if it got newer meanwhile."""
+        destination = root / rel
+        # A symlinked folder must not let a copy land outside the data directory.
+        if not os.path.realpath(destination.parent).startswith(str(root) + os.sep):
+            raise OSError(f"{destination.parent} leads outside {root}")
+
+        def still_wanted() -> bool:
+            try:
+                current = self._read(server_id, root, rel)
+            except (UnreadableObject, OSError):
+                return False
+            return current is None or current.change < change
+
+        if not atomic_write(destination, data, still_wanted):
+            return False
+        try:
+            self._read(server_id, root, rel)  # cache the new copy: its echo event is a no-op
+        except (UnreadableObject, OSError):
+            pass
+        self.log.debug("copied %s (change %d) to %s", rel, change, server_id)
+        return True

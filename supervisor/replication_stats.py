@@ -1,0 +1,140 @@
+"""What replication measured and found: lag, copies, errors, conflicts.
+
+`ReplicationStats` is the replicator's bookkeeping, thread-safe, and the
+source of `Replicator.stats()` (shown by `python -m supervisor status`). It
+also logs, once per new fact: a conflict when it is found and when it is
+settled, an error when it differs from the server's previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Two or more copies with the same counter and different content."""
+
+    path: str
+    change: int
+    servers: tuple[str, ...]
+    detected_at: float  # wall clock, seconds
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "change": self.change, "servers": list(self.servers),
+                "detected_at": self.detected_at}
+
+
+@dataclass
+class SyncSummary:
+    """What one `sync_all` / `catch_up` / `seed` did."""
+
+    paths: int = 0
+    copied: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # unreadable or not writable: retried later
+
+
+@dataclass
+class _ServerCounters:
+    lags_ms: deque
+    files_copied: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(fraction * len(sorted_values) - 1e-9))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+class ReplicationStats:
+    """Per-server counters and the open conflicts."""
+
+    def __init__(self, logger: logging.Logger, lag_window: int):
+        self.log = logger
+        self.lag_window = lag_window
+        self._lock = threading.Lock()
+        self._servers: dict[str, _ServerCounters] = {}
+        self._conflicts: dict[str, Conflict] = {}
+
+    def add_server(self, server_id: str) -> None:
+        with self._lock:
+            self._servers.setdefault(server_id, _ServerCounters(deque(maxlen=self.lag_window)))
+
+    def remove_server(self, server_id: str) -> None:
+        with self._lock:
+            self._servers.pop(server_id, None)
+            for path in [p for p, c in self._conflicts.items() if server_id in c.servers]:
+                del self._conflicts[path]
+
+    def copied(self, server_id: str, lag_ms: float | None) -> None:
+        with self._lock:
+            counters = self._servers.get(server_id)
+            if counters is not None:
+                counters.files_copied += 1
+                if lag_ms is not None:
+                    counters.lags_ms.append(lag_ms)
+
+    def error(self, server_id: str, message: str) -> None:
+        with self._lock:
+            counters = self._servers.get(server_id)
+            repeated = counters is not None and counters.last_error == message
+            if counters is not None:
+                counters.last_error = message
+                counters.last_error_at = time.time()
+        if not repeated:
+            self.log.warning("replication, %s: %s", server_id, message)
+
+    def conflict(self, path: str, change: int, servers: tuple[str, ...]) -> None:
+        found = Conflict(path, change, tuple(sorted(servers)), time.time())
+        with self._lock:
+            known = self._conflicts.get(path)
+            if known is not None and (known.change, known.servers) == (found.change,
+                                                                        found.servers):
+                return
+            self._conflicts[path] = found
+        self.log.warning("replication CONFLICT on %s: change %d differs between %s; "
+                         "both copies kept, nothing copied", path, change,
+                         ", ".join(found.servers))
+
+    def settled(self, path: str) -> None:
+        with self._lock:
+            known = self._conflicts.pop(path, None)
+        if known is not None:
+            self.log.warning("replication conflict on %s settled (a newer copy won)", path)
+
+    def lag_samples(self, server_id: str) -> list[float]:
+        with self._lock:
+            counters = self._servers.get(server_id)
+            return list(counters.lags_ms) if counters is not None else []
+
+    def conflicts(self) -> list[dict]:
+        with self._lock:
+            return [conflict.as_dict() for conflict in self._conflicts.values()]
+
+    def snapshot(self) -> dict:
+        """Per server: lag p50/p99 (ms), files copied, open conflicts, last error."""
+        with self._lock:
+            result = {}
+            for server_id, counters in self._servers.items():
+                lags = sorted(counters.lags_ms)
+                result[server_id] = {
+                    "lag_p50_ms": percentile(lags, 0.50),
+                    "lag_p99_ms": percentile(lags, 0.99),
+                    "lag_samples": len(lags),
+                    "files_copied": counters.files_copied,
+                    "conflicts": [c.as_dict() for c in self._conflicts.values()
+                                  if server_id in c.servers],
+                    "last_error": counters.last_error,
+                    "last_error_at": counters.last_error_at,
+                }
+            return result
