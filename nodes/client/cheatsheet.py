@@ -1,0 +1,106 @@
+"""The help text the client prints for `fanampiana`, `\\h` or `?`.
+
+Students read this at the prompt: it is a short bilingual (Malagasy /
+English) tour of the language with one working example per statement.
+`topic_help(word)` gives the lines about one keyword (`fanampiana alaivo`).
+"""
+
+from __future__ import annotations
+
+GENERAL = """\
+Tahiry — fanampiana / help
+
+Baiko ao amin'ny mpanjifa / client commands
+  fanampiana, \\h, ?        ity fanampiana ity / this help
+  fanampiana alaivo        fanampiana momba ny teny iray / help on one keyword
+  miala, \\q, Ctrl-D        hiala / quit
+  Ctrl-C                   hanafoana ny baiko an-tsoratra / cancel the input
+
+Ny baiko rehetra dia mifarana amin'ny ';' — every statement ends with ';'
+(a statement may span several lines; the prompt waits for the ';').
+
+Tahiry / databases
+  manamboara tahiry sekoly;                 create database
+  ampiasao sekoly;                          use it (shown in the prompt)
+  asehoy ny tahiry;                         list databases (also: tabilao, efitra, jery)
+  ravao ny tahiry sekoly;                   drop database
+
+Tabilao sy efitra / tables and domains
+  manamboara efitra kilasy ( TANISA("L3","M1") );
+  manamboara tabilao mpianatra ( id LAHATSORATRA(2,5), anarana LAHATSORATRA(null,null),
+                                 taona ISA(16,null), kilasy kilasy, teraka DATY );
+  ravao ny tabilao mpianatra;
+  Karazana / types: ISA(min,max) number · LAHATSORATRA(min,max) text length ·
+                    DATY 'YYYY-MM-DD' · TANISA(v1,v2,...) one of · A:B either
+
+Fanovana / changing data
+  manampia ao@ mpianatra (id, anarana) sanda ("E1","Alice"), ("E2","Bob");   insert
+  manampia ao@ naoty alaivo * ao@ naoty_taloha;                             insert a query
+  havaozy naoty ova naoty = naoty + 1 rehefa taranja = "BD";                update ... set ... where
+  fafao ao@ naoty rehefa naoty dia null;                                    delete ... where
+
+Fakana / queries  (alaivo = select, ao@ = from, rehefa = where)
+  alaivo * ao@ mpianatra;
+  alaivo anarana antso n ao@ mpianatra rehefa taona >= 18 ary kilasy = "L3";
+  alaivo anarana, count(*), avg(naoty) ao@ mpianatra #tonona:natoraly@ naoty
+         #vondrona (anarana) alaharo anarana midina fetra 10;
+  alaivo * ao@ a #tonona:avia@ b #ka a.id = b.id;     joins: (anatiny) avia avanana feno natoraly
+  alaivo id ao@ a ankambana alaivo id ao@ b;           union  (also + ; analana/- except ; atifitra/^ intersect)
+  alaivo 1 + 1;                                        no table needed
+  manamboara jery tsara @ alaivo * ao@ naoty rehefa naoty >= 15;   view
+
+Teny / words
+  ary and · na or · ! not · dia null is null · dia tsy null is not null
+  antso as · tonona join · ka on · vondrona group by · alaharo order by
+  miakatra asc · midina desc · fetra N limit · fetra A B rows A..B-1
+  count sum avg min max · comments: -- ... or // ...
+  '#' may precede a clause keyword (#rehefa, #tonona) and '@' may follow ao,
+  joins and set operators: both are optional.
+"""
+
+# One entry per keyword a student may ask about: (meaning, example).
+TOPICS: dict[str, tuple[str, str]] = {
+    "alaivo": ("SELECT: fakana angona / query rows",
+               "alaivo anarana, taona ao@ mpianatra rehefa taona > 18 alaharo taona midina;"),
+    "ao": ("FROM / INTO: ny loharano / the source (written ao@)",
+           "alaivo * ao@ mpianatra;"),
+    "rehefa": ("WHERE: sivana / filter rows",
+               "alaivo * ao@ naoty rehefa naoty >= 10 ary taranja = 'BD';"),
+    "tonona": ("JOIN: (anatiny) inner, avia left, avanana right, feno full, natoraly natural",
+               "alaivo * ao@ mpianatra m #tonona:avia@ naoty n #ka m.id = n.id;"),
+    "vondrona": ("GROUP BY: vondrona (col, ...)",
+                 "alaivo taranja, avg(naoty) ao@ naoty #vondrona (taranja);"),
+    "alaharo": ("ORDER BY: miakatra ascending, midina descending",
+                "alaivo * ao@ naoty alaharo naoty midina, id;"),
+    "fetra": ("LIMIT: fetra N (first N rows), fetra A B (rows A..B-1)",
+              "alaivo * ao@ naoty fetra 5;"),
+    "antso": ("AS: anarana hafa / alias", "alaivo count(*) antso isa ao@ naoty;"),
+    "ankambana": ("UNION (also +): distinct rows of both",
+                  "alaivo id ao@ a ankambana alaivo id ao@ b;"),
+    "analana": ("EXCEPT (also -): rows of the left not in the right",
+                "alaivo id ao@ a analana alaivo id ao@ b;"),
+    "atifitra": ("INTERSECT (also ^): rows in both", "alaivo id ao@ a atifitra alaivo id ao@ b;"),
+    "manampia": ("INSERT", "manampia ao@ naoty (id, taranja, naoty) sanda ('E1', 'BD', 12);"),
+    "havaozy": ("UPDATE ... ova (SET) ... rehefa (WHERE)",
+                "havaozy naoty ova naoty = naoty + 1 rehefa taranja = 'BD';"),
+    "fafao": ("DELETE", "fafao ao@ naoty rehefa naoty < 5;"),
+    "manamboara": ("CREATE: tahiry (database), tabilao (table), efitra (domain), jery (view)",
+                   "manamboara tabilao naoty ( id LAHATSORATRA(2,5), naoty ISA(0,20) );"),
+    "ravao": ("DROP: ravao ny tahiry|tabilao|efitra|jery NAME", "ravao ny tabilao naoty;"),
+    "asehoy": ("SHOW: asehoy ny tahiry|tabilao|efitra|jery", "asehoy ny tabilao;"),
+    "ampiasao": ("USE a database", "ampiasao sekoly;"),
+    "efitra": ("DOMAIN: a named type to reuse in tables",
+               "manamboara efitra kilasy ( TANISA('L3','M1','L2') );"),
+    "jery": ("VIEW: a stored query", "manamboara jery tsara @ alaivo * ao@ naoty rehefa naoty >= 15;"),
+    "dia": ("IS [NOT] NULL: dia null, dia tsy null", "alaivo * ao@ naoty rehefa naoty dia tsy null;"),
+}
+
+
+def topic_help(word: str) -> str | None:
+    """The help lines for one keyword, or None if it is not a topic."""
+    key = word.strip().lstrip("#").rstrip("@;").lower()
+    topic = TOPICS.get(key)
+    if topic is None:
+        return None
+    meaning, example = topic
+    return f"{key}: {meaning}\n  ohatra / example: {example}"

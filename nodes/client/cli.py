@@ -1,0 +1,177 @@
+"""`python -m nodes.client`: argument handling and the non-interactive modes.
+
+    python -m nodes.client [--host H] [--port P]        interactive, via the proxy cache
+    python -m nodes.client --embedded DIR                the engine in-process on DIR
+    python -m nodes.client -e "alaivo 1;" -f script.tah  run statements, then exit
+    python -m nodes.client --format json -f script.tah   one JSON object per statement
+
+`-e` and `-f` may be repeated and run in the order given. With neither,
+the client is interactive on a terminal and reads statements from stdin
+otherwise. Exit status: 0 when every statement succeeded, 1 when one
+failed (every statement still runs), 2 when the client could not start
+(nothing listening, unreadable file, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+from engine.errors import ERROR_PREFIX
+
+from nodes.client.batch import run_stream, run_text
+from nodes.client.connection import ConnectionProblem, NotListening
+from nodes.client.display import Display
+from nodes.client.runners import EmbeddedRunner, RemoteRunner, Runner
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3951             # the local proxy cache
+EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START = 0, 1, 2
+
+
+class _AppendSource(argparse.Action):
+    """Collects -e and -f into one list, keeping their order on the command line."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sources = list(getattr(namespace, "sources", None) or [])
+        sources.append((self.dest, values))
+        namespace.sources = sources
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m nodes.client",
+        description="Tahiry client: type statements ending with ';' (fanampiana for help).",
+        epilog="Without -e/-f: interactive on a terminal, else statements are read from stdin. "
+               "Exit status: 0 all statements succeeded, 1 some failed (all still ran), "
+               "2 the client could not start (nothing listening, unreadable file).")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"node to talk to (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"its port (default {DEFAULT_PORT}, the local proxy cache)")
+    parser.add_argument("--embedded", metavar="DIR",
+                        help="run the engine in this process on data directory DIR (no server)")
+    parser.add_argument("-e", dest="statements", metavar="STATEMENTS", action=_AppendSource,
+                        help="run these statements and exit (repeatable)")
+    parser.add_argument("-f", dest="file", metavar="FILE", action=_AppendSource,
+                        help="run the statements of FILE ('-' for stdin) and exit (repeatable)")
+    parser.add_argument("-d", "--database", metavar="DB",
+                        help="start in database DB (as if the first statement were 'ampiasao DB;')")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="table (default) or json: one JSON object per statement per line")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for one statement's answer (default 60)")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour errors and messages (default: on a terminal)")
+    parser.set_defaults(sources=[])
+    return parser
+
+
+class CannotStart(Exception):
+    """The client cannot begin (its text says why)."""
+
+
+def make_runner(options: argparse.Namespace) -> Runner:
+    if options.embedded:
+        runner: Runner = EmbeddedRunner(options.embedded)
+    else:
+        runner = RemoteRunner(options.host, options.port, timeout=options.timeout)
+        runner.connect()       # say "nothing is listening" before anything else
+    if options.database:
+        outcome = runner.run(f"ampiasao {options.database}")
+        if outcome is None or not outcome.ok:
+            runner.close()
+            raise CannotStart(outcome.message if outcome else "empty database name")
+    return runner
+
+
+def _quiet_logging() -> None:
+    """Keep the in-process engine's log records off the user's terminal.
+
+    An internal error already reaches the user as a `Hadisoana : ` line; its
+    traceback goes to stderr only when TAHIRY_DEBUG is set.
+    """
+    root = logging.getLogger()
+    if os.environ.get("TAHIRY_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG)
+    elif not root.handlers:
+        root.addHandler(logging.NullHandler())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    _quiet_logging()
+    for stream in (sys.stdin, sys.stdout):
+        # Bytes that are not UTF-8 must not end the client with a traceback.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+    if not 0 < options.port < 65536:
+        print(f"tahiry: --port {options.port} is not a TCP port", file=sys.stderr)
+        return EXIT_CANNOT_START
+    if options.timeout <= 0:
+        print("tahiry: --timeout must be positive", file=sys.stderr)
+        return EXIT_CANNOT_START
+    interactive = not options.sources and sys.stdin.isatty()
+    colour = options.color == "always" or (options.color == "auto" and sys.stdout.isatty()
+                                           and "NO_COLOR" not in os.environ)
+    display = Display(options.format, sys.stdout, colour and options.format == "table")
+    if not interactive:
+        sources = options.sources or [("file", "-")]
+        for kind, value in sources:
+            problem = _unreadable(value) if kind == "file" and value != "-" else None
+            if problem:
+                print(f"tahiry: cannot read {value}: {problem}", file=sys.stderr)
+                return EXIT_CANNOT_START
+    try:
+        runner = make_runner(options)
+    except (ConnectionProblem, CannotStart) as problem:
+        print(f"tahiry: {problem}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    except OSError as error:      # embedded: the data directory cannot be used
+        print(f"tahiry: cannot use {options.embedded}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    try:
+        if interactive:
+            from nodes.client.repl import Repl
+            return Repl(runner, display).run()
+        return run_sources(sources, runner, display)
+    except NotListening as problem:
+        print(f"tahiry: {problem}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    finally:
+        runner.close()
+
+
+def _unreadable(path: str) -> str | None:
+    """Why the script file cannot be read, or None if it can."""
+    if not os.path.exists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "it is a directory"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
+def run_sources(sources: list[tuple[str, str]], runner: Runner, display: Display) -> int:
+    """Run each -e text or -f file (`-`: stdin) in order; the exit status."""
+    all_ok = True
+    for kind, value in sources:
+        if kind == "statements":
+            result = run_text(value, runner, display)
+        elif value == "-":
+            result = run_stream(sys.stdin, runner, display, source="stdin")
+        else:
+            try:
+                with open(value, encoding="utf-8", errors="replace") as handle:
+                    result = run_stream(handle, runner, display, source=value)
+            except OSError as error:
+                display.failure(f"{ERROR_PREFIX}cannot read {value}: {error.strerror or error}")
+                all_ok = False
+                continue
+        all_ok = all_ok and result.ok
+        if result.quit:
+            break
+    return EXIT_OK if all_ok else EXIT_FAILED

@@ -1,0 +1,109 @@
+"""A blocking TCP connection to a Tahiry node, one statement at a time.
+
+`ServerConnection.request(statement)` sends one statement and returns its
+`Outcome`, decoded by the shared sans-IO `nodes.protocol.ResponseDecoder`.
+Every socket operation has a timeout. Failures become `ConnectionProblem`s
+whose text is a sentence for a person, never a traceback: `NotListening`
+when the node cannot be reached, `ConnectionLost` when it went away (or
+stopped answering) during a statement, whose outcome is then unknown.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from engine.outcome import Outcome
+from nodes.protocol import ProtocolError, ResponseDecoder
+
+RECEIVE_CHUNK = 1 << 16
+
+
+class ConnectionProblem(Exception):
+    """The node could not be reached or stopped answering."""
+
+
+class NotListening(ConnectionProblem):
+    """Nothing accepted the connection."""
+
+
+class ConnectionLost(ConnectionProblem):
+    """The connection broke or timed out during a statement."""
+
+
+def request_text(statement: str) -> str:
+    """The statement as sent: with exactly one terminating `;`.
+
+    A `;` goes on a new line when the text may end inside a `--` comment.
+    """
+    text = statement.strip()
+    if text.endswith(";"):
+        return text
+    return text + ("\n;" if ("--" in text or "//" in text) else ";")
+
+
+class ServerConnection:
+    """One open connection to a node; not safe to share between threads."""
+
+    def __init__(self, host: str, port: int, timeout: float = 30.0,
+                 connect_timeout: float = 5.0):
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        try:
+            self._socket = socket.create_connection((host, port), timeout=connect_timeout)
+        except ConnectionRefusedError:
+            raise NotListening(
+                f"Tsy misy mihaino ao amin'ny {host}:{port} / nothing is listening at "
+                f"{host}:{port}. Is the cluster running? Start it with ./tahiry up") from None
+        except socket.timeout:
+            raise NotListening(
+                f"Tsy namaly ny {host}:{port} / no answer from {host}:{port} "
+                f"within {connect_timeout:g}s") from None
+        except OSError as error:
+            raise NotListening(
+                f"Tsy afaka nifandray tamin'ny {host}:{port} / cannot connect to "
+                f"{host}:{port}: {error.strerror or error}") from None
+        self._socket.settimeout(timeout)
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._decoder = ResponseDecoder()
+        self._broken = False
+
+    def request(self, statement: str) -> Outcome:
+        """Send one statement and wait for its response."""
+        if self._broken:
+            raise ConnectionLost("the connection was closed after an earlier failure")
+        try:
+            self._socket.sendall(request_text(statement).encode("utf-8"))
+            while True:
+                data = self._socket.recv(RECEIVE_CHUNK)
+                if not data:
+                    raise ConnectionLost(self._lost("the node closed the connection"))
+                responses = self._decoder.feed(data)
+                if responses:
+                    # One statement, one response: more would mean we lost sync.
+                    if len(responses) > 1 or self._decoder.pending:
+                        raise ConnectionLost(self._lost("the node sent more than one response"))
+                    return responses[0].outcome()
+        except socket.timeout:
+            self._broken = True
+            raise ConnectionLost(self._lost(f"no answer within {self.timeout:g}s")) from None
+        except ProtocolError as error:
+            self._broken = True
+            raise ConnectionLost(self._lost(f"unreadable response ({error})")) from None
+        except ConnectionLost:
+            self._broken = True
+            raise
+        except OSError as error:
+            self._broken = True
+            raise ConnectionLost(self._lost(error.strerror or str(error))) from None
+
+    def _lost(self, why: str) -> str:
+        return (f"Tapaka ny fifandraisana tamin'ny {self.host}:{self.port} / connection to "
+                f"{self.host}:{self.port} lost: {why}; the statement's outcome is unknown")
+
+    def close(self) -> None:
+        self._broken = True
+        try:
+            self._socket.close()
+        except OSError:
+            pass

@@ -1,0 +1,128 @@
+"""The interactive loop: prompt_toolkit prompt, multi-line until `;`.
+
+Enter submits when the text holds at least one statement ended by `;`
+outside strings and comments with nothing but blanks or comments after it,
+or is a client command (`miala`, `fanampiana`, `\\h`, `?`); otherwise it
+starts a new line. Esc-Enter always submits. History is kept in
+~/.tahiry_history; Tab completes keywords and learned names; the prompt
+shows the current database. Ctrl-C cancels the input (or a running
+statement), Ctrl-D quits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.history import FileHistory, History
+from prompt_toolkit.key_binding import KeyBindings
+
+from engine.script import StatementSplitter, normalise_statement
+
+from nodes.client.batch import client_command, run_text
+from nodes.client.completion import TahiryCompleter, Vocabulary
+from nodes.client.connection import NotListening
+from nodes.client.display import Display
+from nodes.client.runners import Runner
+
+HISTORY_FILE = Path.home() / ".tahiry_history"
+WELCOME = ("Tahiry — {where}\n"
+           "Baiko mifarana amin'ny ';' / statements end with ';'. "
+           "fanampiana (\\h, ?) = help, miala = quit.")
+
+
+def input_complete(text: str) -> bool:
+    """Whether Enter should submit `text` rather than start a new line."""
+    if not text.strip() or client_command(text) is not None:
+        return True
+    splitter = StatementSplitter()
+    if not splitter.feed(text):
+        return False
+    # Text after the last `;` (an unfinished statement or string) keeps the
+    # input open, unless it is only comments.
+    rest = splitter.finish()
+    return rest is None or not normalise_statement(rest.text)
+
+
+def prompt_text(database: str | None) -> str:
+    return f"tahiry({database})> " if database else "tahiry> "
+
+
+def _key_bindings() -> KeyBindings:
+    bindings = KeyBindings()
+
+    @bindings.add("enter")
+    def _enter(event) -> None:
+        buffer = event.current_buffer
+        state = buffer.complete_state
+        if state is not None and state.current_completion is not None:
+            buffer.apply_completion(state.current_completion)
+            return
+        if input_complete(buffer.text):
+            buffer.validate_and_handle()
+        else:
+            buffer.insert_text("\n")
+
+    @bindings.add("escape", "enter")
+    def _submit(event) -> None:
+        event.current_buffer.validate_and_handle()
+
+    return bindings
+
+
+class Repl:
+    """Reads statements interactively and runs them until `miala` or Ctrl-D."""
+
+    def __init__(self, runner: Runner, display: Display, *, history: History | None = None,
+                 input=None, output=None, vocabulary: Vocabulary | None = None):
+        self.runner = runner
+        self.display = display
+        self.vocabulary = vocabulary or Vocabulary()
+        if history is None:
+            history = _file_history()
+        self.session: PromptSession = PromptSession(
+            history=history,
+            multiline=True,
+            key_bindings=_key_bindings(),
+            completer=TahiryCompleter(self.vocabulary),
+            complete_while_typing=False,
+            auto_suggest=AutoSuggestFromHistory(),
+            prompt_continuation=self._continuation,
+            input=input,
+            output=output,
+        )
+
+    def _continuation(self, width: int, line_number: int, wrap_count: int) -> str:
+        return "...> ".rjust(width)
+
+    def run(self) -> int:
+        """The loop; returns the exit status (always 0: errors were shown)."""
+        self.display.text(WELCOME.format(where=self.runner.where))
+        while True:
+            try:
+                text = self.session.prompt(prompt_text(self.runner.database))
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return 0
+            try:
+                result = run_text(text, self.runner, self.display, self.vocabulary)
+            except KeyboardInterrupt:
+                self.runner.interrupted()
+                self.display.failure("Hadisoana : nofoanana / interrupted (the statement's outcome is unknown)")
+                continue
+            except NotListening as problem:
+                self.display.failure(f"Hadisoana : {problem}")
+                continue
+            if result.quit:
+                return 0
+
+
+def _file_history() -> History:
+    try:
+        HISTORY_FILE.touch(exist_ok=True)
+        return FileHistory(str(HISTORY_FILE))
+    except OSError:
+        from prompt_toolkit.history import InMemoryHistory
+        return InMemoryHistory()

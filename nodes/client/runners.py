@@ -1,0 +1,154 @@
+"""Where the client's statements run: a Tahiry node over TCP, or in-process.
+
+Both runners offer `run(statement) -> Outcome | None` (None: the statement
+was empty) and `database` (the current database, for the prompt), so the
+interactive loop, the non-interactive modes and the DB-API driver do not care
+which one they use.
+
+`RemoteRunner` reconnects on demand after a lost connection and replays
+`ampiasao <db>` so the session keeps its database; a statement whose
+connection broke is reported, never re-sent (its outcome is unknown).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Protocol
+
+from engine.errors import ERROR_PREFIX, TahiryError
+from engine.outcome import Outcome
+from engine.script import StatementSplitter
+
+from nodes.client.connection import ConnectionProblem, ServerConnection
+
+_USE_MESSAGE = re.compile(r"^Ny tahiry : (\S+) dia miasa ankehitriny$")
+_DROP_DATABASE_MESSAGE = re.compile(r"^Ny tahiry : (\S+) dia voafafa")
+
+
+class Runner(Protocol):
+    database: str | None
+    where: str
+
+    def run(self, statement: str) -> Outcome | None: ...
+
+    def interrupted(self) -> None:
+        """A statement was interrupted (Ctrl-C) while it ran."""
+
+    def close(self) -> None: ...
+
+
+def next_database(current: str | None, outcome: Outcome) -> str | None:
+    """The current database after `outcome` (the messages of USE and DROP say it)."""
+    if not outcome.ok:
+        return current
+    used = _USE_MESSAGE.match(outcome.message)
+    if used:
+        return used.group(1)
+    dropped = _DROP_DATABASE_MESSAGE.match(outcome.message)
+    if dropped and dropped.group(1) == current:
+        return None
+    return current
+
+
+def _self_terminating(statement: str) -> bool:
+    """Whether a `;` after the text ends it (no unterminated string or comment)."""
+    splitter = StatementSplitter()
+    return bool(splitter.feed(statement + "\n;"))
+
+
+def _local_syntax_error(statement: str) -> Outcome:
+    """The engine's own error for a statement that never ends."""
+    from engine.parser import StatementParser  # only here: building it costs ~60 ms
+    try:
+        StatementParser().parse(statement)
+    except TahiryError as error:
+        return Outcome.failure(error.message)
+    return Outcome.failure(ERROR_PREFIX + "Tsy tapitra ny baiko / the statement never ends")
+
+
+class RemoteRunner:
+    """Statements sent to a node (normally the local proxy cache)."""
+
+    def __init__(self, host: str, port: int, timeout: float = 30.0,
+                 connect_timeout: float = 5.0):
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.database: str | None = None
+        self.where = f"{host}:{port}"
+        self._connection: ServerConnection | None = None
+
+    def connect(self) -> None:
+        """Open the connection now (raises `NotListening` with a clear message)."""
+        if self._connection is not None:
+            return
+        connection = ServerConnection(self.host, self.port, timeout=self.timeout,
+                                      connect_timeout=self.connect_timeout)
+        if self.database is not None:
+            # A reconnection: put the new session back on the same database.
+            outcome = connection.request(f"ampiasao {self.database};")
+            if not outcome.ok:
+                self.database = None
+        self._connection = connection
+
+    def run(self, statement: str) -> Outcome | None:
+        if not _self_terminating(statement):
+            # Sent as is, the node would wait for the rest of the string.
+            return _local_syntax_error(statement)
+        self.connect()
+        assert self._connection is not None
+        try:
+            outcome = self._connection.request(statement)
+        except ConnectionProblem:
+            self._connection.close()
+            self._connection = None
+            raise
+        self.database = next_database(self.database, outcome)
+        return outcome
+
+    def interrupted(self) -> None:
+        # The node may still answer the interrupted statement: this
+        # connection is out of step, so drop it; the next statement reconnects.
+        self.close()
+
+    def request_admin(self, text: str) -> Outcome:
+        """An admin request such as `.ping;` or `.status;`."""
+        self.connect()
+        assert self._connection is not None
+        return self._connection.request(text)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class EmbeddedRunner:
+    """Statements run by the engine in this process on a data directory."""
+
+    def __init__(self, data_dir: str | Path):
+        from engine.session import Session  # imported late: the engine loads the parser
+        from engine.storage import Store
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        self.session = Session(Store(Path(data_dir)))
+        self.database: str | None = None
+        self.where = f"embedded {data_dir}"
+
+    def run(self, statement: str) -> Outcome | None:
+        outcomes = self.session.execute(statement)
+        self.database = self.session.current_database
+        if not outcomes:
+            return None
+        # Like the server's answer to one request: the first failure, else the last.
+        failures = [outcome for outcome in outcomes if not outcome.ok]
+        return failures[0] if failures else outcomes[-1]
+
+    def interrupted(self) -> None:
+        pass  # every statement is atomic: the session is still usable
+
+    def close(self) -> None:
+        close = getattr(self.session, "close", None)
+        if callable(close):
+            close()

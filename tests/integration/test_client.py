@@ -1,0 +1,330 @@
+"""The client as a user runs it: a subprocess, on the engine in-process or a real server.
+
+Covers -e, -f, stdin, --format json, exit statuses, the "nothing is
+listening" message, the DB-API driver against a server process, and the
+interactive prompt driven through a pseudo-terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import nodes.client as dbapi
+from tests.conftest import REPO_ROOT, free_port
+
+SETUP = """
+manamboara tahiry sekoly;
+ampiasao sekoly;
+manamboara tabilao naoty ( id LAHATSORATRA(2,5), taranja LAHATSORATRA(null,null), naoty ISA(0,20) );
+manampia ao@ naoty sanda ("E1","Algo",14), ("E1","BD",9), ("E2","Algo",16);
+"""
+
+
+def client(*args: str, stdin: str | None = None, cwd: Path | None = None,
+           env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nodes.client", *args], input=stdin if stdin is not None else "",
+        capture_output=True, text=True, timeout=60, cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HOME": str(cwd or REPO_ROOT),
+             **(env or {})})
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_embedded_e_runs_every_statement_and_reports_failure(tmp_path):
+    data = str(tmp_path / "data")
+    done = client("--embedded", data, "--format", "json", "-e",
+                  SETUP + "alaivo tsy_misy ao@ naoty; alaivo count(*) ao@ naoty;", cwd=tmp_path)
+    lines = json_lines(done.stdout)
+    assert done.returncode == 1, done.stderr
+    assert [line["ok"] for line in lines] == [True, True, True, True, False, True]
+    assert lines[4]["error"].startswith("Hadisoana : ")
+    assert lines[5]["rows"] == [[3]] and lines[5]["columns"] == ["count(*)"]
+    assert done.stderr == ""
+
+
+def test_embedded_f_all_ok_exits_zero_and_draws_a_table(tmp_path):
+    script = tmp_path / "script.tah"
+    script.write_text(SETUP + "alaivo id, naoty ao@ naoty rehefa naoty > 10 alaharo naoty;\n")
+    done = client("--embedded", str(tmp_path / "d"), "-f", str(script), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| E1 |    14 |" in done.stdout and "| E2 |    16 |" in done.stdout
+    assert "(2 andalana)" in done.stdout
+
+
+def test_data_persists_between_embedded_runs_and_stdin_is_read_when_not_a_tty(tmp_path):
+    data = str(tmp_path / "d")
+    assert client("--embedded", data, "-e", SETUP, cwd=tmp_path).returncode == 0
+    done = client("--embedded", data, "--format", "json",
+                  stdin="ampiasao sekoly;\nalaivo sum(naoty) ao@ naoty;\n", cwd=tmp_path)
+    assert json_lines(done.stdout)[-1]["rows"] == [[39]]
+    assert done.returncode == 0
+
+
+def test_miala_stops_a_script(tmp_path):
+    done = client("--embedded", str(tmp_path / "d"), "--format", "json",
+                  "-e", "alaivo 1; miala; alaivo 2;", cwd=tmp_path)
+    assert [line["rows"] for line in json_lines(done.stdout)] == [[[1]]]
+
+
+def test_unreadable_file_and_bad_arguments_exit_two(tmp_path):
+    done = client("--embedded", str(tmp_path / "d"), "-f", str(tmp_path / "missing.tah"), cwd=tmp_path)
+    assert done.returncode == 2 and "cannot read" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert client("--port", "0", "-e", "alaivo 1;", cwd=tmp_path).returncode == 2
+
+
+def test_nothing_listening_is_a_clear_message_not_a_traceback(tmp_path):
+    port = free_port()
+    done = client("--port", str(port), "-e", "alaivo 1;", cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"nothing is listening at 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_unterminated_string_gets_a_syntax_error_not_a_hang(tmp_path, start_node):
+    server = start_node("server", "m1", "--data", "data/m1")
+    done = client("--port", str(server.port), "--format", "json", "-e", "alaivo 'abc", cwd=tmp_path)
+    embedded = client("--embedded", str(tmp_path / "e"), "--format", "json", "-e", "alaivo 'abc",
+                      cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == embedded.stdout
+    assert json_lines(done.stdout)[0]["error"].startswith("Hadisoana : ")
+
+
+def test_remote_session_keeps_its_database_and_matches_embedded(tmp_path, start_node):
+    server = start_node("server", "m1", "--data", "data/m1")
+    script = SETUP + "alaivo taranja, avg(naoty) ao@ naoty #vondrona (taranja) alaharo taranja; fafao ao@ x;"
+    remote = client("--port", str(server.port), "--format", "json", "-e", script, cwd=tmp_path)
+    embedded = client("--embedded", str(tmp_path / "e"), "--format", "json", "-e", script, cwd=tmp_path)
+    assert remote.returncode == embedded.returncode == 1
+    assert remote.stdout == embedded.stdout
+    assert json_lines(remote.stdout)[4]["rows"] == [["Algo", 15], ["BD", 9]]
+
+
+# --- DB-API ---------------------------------------------------------------------
+
+def test_dbapi_module_interface():
+    assert dbapi.apilevel == "2.0" and dbapi.paramstyle == "qmark"
+    assert dbapi.threadsafety in (0, 1, 2, 3)
+    assert issubclass(dbapi.ProgrammingError, dbapi.DatabaseError)
+    assert issubclass(dbapi.OperationalError, dbapi.Error)
+    assert dbapi.NUMBER == "NUMBER" and dbapi.STRING != "NUMBER"
+
+
+def test_dbapi_against_a_server(start_node):
+    server = start_node("server", "m1", "--data", "data/m1")
+    with dbapi.connect("127.0.0.1", server.port, timeout=10) as connection:
+        cursor = connection.cursor()
+        for statement in SETUP.split(";")[:-1]:
+            cursor.execute(statement)
+        assert connection.database == "sekoly"
+        cursor.execute("manampia ao@ naoty sanda (?, ?, ?)", ("E3", "it's; -- not a comment", 20))
+        cursor.executemany("manampia ao@ naoty (id, taranja, naoty) sanda (?, ?, ?)",
+                           [("E4", "A", 1), ("E5", "B", None)])
+        cursor.execute("alaivo id, naoty ao@ naoty rehefa naoty >= ? alaharo naoty midina", (14,))
+        assert [d[0] for d in cursor.description] == ["id", "naoty"]
+        assert cursor.description[1][1] == dbapi.NUMBER and len(cursor.description[0]) == 7
+        assert cursor.rowcount == 3
+        assert cursor.fetchone() == ("E3", 20)
+        assert cursor.fetchmany(1) == [("E2", 16)]
+        assert list(cursor) == [("E1", 14)]
+        assert cursor.fetchall() == []
+        cursor.execute("alaivo taranja ao@ naoty rehefa id = ?", ["E3"])
+        assert cursor.fetchall() == [("it's; -- not a comment",)]
+        cursor.execute("alaivo naoty ao@ naoty rehefa naoty dia null")
+        assert cursor.fetchall() == [(None,)]
+        with pytest.raises(dbapi.ProgrammingError):
+            cursor.execute("alaivo * ao@")
+        with pytest.raises(dbapi.ProgrammingError):
+            cursor.execute("alaivo * ao@ tsy_misy")
+        with pytest.raises(dbapi.IntegrityError):
+            cursor.execute("manampia ao@ naoty sanda ('E9', 'x', 99)")
+        with pytest.raises(dbapi.DataError):
+            cursor.execute("alaivo 1 / 0")
+        with pytest.raises(dbapi.ProgrammingError):
+            cursor.execute("alaivo ?", ())
+        cursor.execute("manampia ao@ naoty sanda ('E6', 'C', 2)")
+        with pytest.raises(dbapi.ProgrammingError):
+            cursor.fetchall()         # an insert has no rows
+        connection.commit()
+        with pytest.raises(dbapi.NotSupportedError):
+            connection.rollback()
+    with pytest.raises(dbapi.InterfaceError):
+        connection.cursor()
+
+
+def test_dbapi_connection_problems_are_operational_errors(start_node):
+    with pytest.raises(dbapi.OperationalError):
+        dbapi.connect("127.0.0.1", free_port(), timeout=2)
+    server = start_node("server", "m1", "--data", "data/m1")
+    connection = dbapi.connect("127.0.0.1", server.port, timeout=10)
+    server.stop()
+    with pytest.raises(dbapi.OperationalError):
+        connection.cursor().execute("alaivo 1")
+    connection.close()
+
+
+def test_dbapi_embedded_and_database_argument(tmp_path):
+    first = dbapi.connect(embedded=str(tmp_path / "d"))
+    first.cursor().execute(SETUP)
+    first.close()
+    second = dbapi.connect(embedded=str(tmp_path / "d"), database="sekoly")
+    cursor = second.cursor().execute("alaivo count(*) antso isa ao@ naoty")
+    assert cursor.fetchall() == [(3,)] and cursor.description[0][0] == "isa"
+
+
+# --- interactive, in a pseudo-terminal ------------------------------------------
+
+class Terminal:
+    """A child process on a pseudo-terminal; read with a deadline, never blocking."""
+
+    def __init__(self, args: list[str], cwd: Path):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child
+            os.chdir(cwd)
+            os.environ.update({"PYTHONPATH": str(REPO_ROOT), "HOME": str(cwd), "TERM": "xterm",
+                               "PROMPT_TOOLKIT_NO_CPR": "1", "NO_COLOR": "1"})
+            os.execv(sys.executable, [sys.executable, "-m", "nodes.client", *args])
+        self.seen = ""
+
+    def expect(self, text: str, deadline_s: float = 20.0) -> str:
+        end = time.monotonic() + deadline_s
+        while text not in self.seen:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{text!r} not seen; got:\n{self.seen[-2000:]}")
+            ready, _, _ = select.select([self.fd], [], [], min(remaining, 0.5))
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"{text!r} not seen before exit; got:\n{self.seen[-2000:]}")
+                self.seen += chunk.decode("utf-8", "replace")
+        return self.seen
+
+    def expect_more(self, text: str, count: int) -> None:
+        """Wait until `text` has been seen more than `count` times."""
+        end = time.monotonic() + 20
+        while self.seen.count(text) <= count and time.monotonic() < end:
+            self._read_some(0.2)
+        assert self.seen.count(text) > count, self.seen[-2000:]
+
+    def _read_some(self, timeout: float) -> None:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if ready:
+            try:
+                self.seen += os.read(self.fd, 65536).decode("utf-8", "replace")
+            except OSError:
+                pass
+
+    def send(self, text: str) -> None:
+        os.write(self.fd, text.encode("utf-8"))
+
+    def wait(self, deadline_s: float = 20.0) -> int:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            try:
+                select.select([self.fd], [], [], 0.1)
+                os.read(self.fd, 65536)
+            except OSError:
+                pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+        os.kill(self.pid, 9)
+        os.waitpid(self.pid, 0)
+        os.close(self.fd)
+        raise AssertionError("the client did not exit")
+
+
+def test_interactive_session_in_a_terminal(tmp_path):
+    terminal = Terminal(["--embedded", str(tmp_path / "d")], tmp_path)
+    terminal.expect("tahiry>")
+    terminal.send("manamboara tahiry sekoly; ampiasao sekoly;\r")
+    terminal.expect("tahiry(sekoly)>")
+    terminal.send("alaivo 1 + 1\r")           # no ';' yet: the input goes on
+    terminal.send("antso roa;\r")
+    terminal.expect("(1 andalana)")
+    assert "roa" in terminal.seen
+    terminal.send("manamboara tabilao naoty (a ISA(0,20));\r")
+    terminal.expect("Ny tabilao : naoty dia voaforona")
+    before = terminal.seen.count("naoty")
+    terminal.send("alaivo * ao@ nao\t")        # Tab completes the table just created
+    terminal.expect_more("naoty", before)
+    terminal.send(";\r")
+    terminal.expect("(0 andalana)")
+    terminal.send("?\r")
+    terminal.expect("Ctrl-D")
+    terminal.send("miala\r")
+    assert terminal.wait() == 0
+    assert "antso roa" in (tmp_path / ".tahiry_history").read_text()
+
+
+def test_interactive_nothing_listening(tmp_path):
+    terminal = Terminal(["--port", str(free_port())], tmp_path)
+    terminal.expect("nothing is listening")
+    assert terminal.wait() == 2
+    assert "Traceback" not in terminal.seen
+
+
+def test_file_failures_say_where_their_statement_starts_and_database_option(tmp_path):
+    data = str(tmp_path / "d")
+    assert client("--embedded", data, "-e", SETUP, cwd=tmp_path).returncode == 0
+    script = tmp_path / "s.tah"
+    script.write_text("alaivo count(*) ao@ naoty;\n\nalaivo *\n  ao@ tsy_misy;\n")
+    done = client("--embedded", data, "--database", "sekoly", "-f", str(script), cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"{script}:3: Hadisoana : La table sekoly.tsy_misy" in done.stdout
+    missing = client("--embedded", data, "-d", "tsy_misy", "-e", "alaivo 1;", cwd=tmp_path)
+    assert missing.returncode == 2 and "Tsy misy ny tahiry : tsy_misy" in missing.stderr
+
+
+def test_dbapi_reconnects_after_a_lost_connection_in_the_same_database(start_node):
+    server = start_node("server", "m1", "--data", "data/m1")
+    connection = dbapi.connect("127.0.0.1", server.port, timeout=10)
+    connection.cursor().execute(SETUP)
+    server = start_node.restart(server)
+    cursor = connection.cursor()
+    try:
+        cursor.execute("alaivo count(*) ao@ naoty")
+    except dbapi.OperationalError:
+        cursor.execute("alaivo count(*) ao@ naoty")   # a new connection, same database
+    assert cursor.fetchall() == [(3,)]
+    assert connection.database == "sekoly"
+    connection.close()
+
+
+def test_stdin_statements_run_as_they_arrive(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nodes.client", "--embedded", str(tmp_path / "d"), "--format", "json"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HOME": str(tmp_path)})
+    try:
+        process.stdin.write(b"alaivo 40 + 2;\n")
+        process.stdin.flush()
+        ready, _, _ = select.select([process.stdout], [], [], 20)
+        assert ready, "the statement did not run before the input ended"
+        assert json.loads(process.stdout.readline())["rows"] == [[42]]
+        process.stdin.write(b"alaivo '\xff';\n")      # not UTF-8: replaced, no traceback
+        process.stdin.close()
+        assert process.wait(timeout=20) == 0
+        assert json.loads(process.stdout.readline())["rows"] == [["\ufffd"]]
+        assert b"Traceback" not in process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()

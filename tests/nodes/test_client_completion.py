@@ -1,0 +1,68 @@
+"""Keyword and learned-name completion, and the interactive help text."""
+
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
+
+from engine.outcome import Column, Outcome, Relation
+from nodes.client.cheatsheet import GENERAL, topic_help
+from nodes.client.completion import TahiryCompleter, Vocabulary, engine_keywords
+
+
+def complete(vocabulary, text):
+    completer = TahiryCompleter(vocabulary)
+    return [c.text for c in completer.get_completions(Document(text), CompleteEvent())]
+
+
+def test_keywords_come_from_the_engine_and_include_join_kinds():
+    words = engine_keywords()
+    assert {"alaivo", "rehefa", "vondrona", "natoraly", "ankavia"} <= set(words)
+
+
+def test_completes_keywords_after_hash_and_in_the_typed_case():
+    vocabulary = Vocabulary()
+    assert complete(vocabulary, "alaivo * ao@ t #reh") == ["rehefa"]
+    assert set(complete(vocabulary, "ALA")) == {"ALAIVO", "ALAHARO"}
+    assert complete(vocabulary, "alaivo ") == []
+
+
+def test_learns_tables_and_databases_from_show_and_messages():
+    vocabulary = Vocabulary()
+    vocabulary.learn("asehoy ny tabilao", Outcome.success("", Relation(
+        "tabilao", [Column("fanasehoana")], [["mpianatra"], ["naoty"]])))
+    vocabulary.learn("manamboara tahiry sekoly",
+                     Outcome.success("Ny tahiry : sekoly dia voaforona soamantsara"))
+    vocabulary.learn("alaivo anarana ao@ mpianatra", Outcome.success("", Relation(
+        "r", [Column("anarana", "mpianatra"), Column("count(*)")], [])))
+    assert complete(vocabulary, "alaivo * ao@ mpi") == ["mpianatra"]
+    assert complete(vocabulary, "ampiasao sek") == ["sekoly"]
+    assert complete(vocabulary, "alaivo anar") == ["anarana"]
+    vocabulary.learn("ravao ny tabilao naoty", Outcome.success("Ny tabilao : naoty dia voafafa"))
+    assert complete(vocabulary, "alaivo * ao@ nao") == []
+
+
+def test_failures_teach_nothing():
+    vocabulary = Vocabulary()
+    vocabulary.learn("asehoy ny tabilao", Outcome.failure("Hadisoana : Tsy nisafidy tahiry ianao"))
+    assert not vocabulary.objects
+
+
+def test_help_is_bilingual_and_has_topics():
+    assert "alaivo" in GENERAL and "select" in GENERAL.lower() and "miala" in GENERAL
+    assert "JOIN" in topic_help("#tonona")
+    assert topic_help("tsy-misy") is None
+
+
+def _examples(text):
+    import re
+    starts = r"(?:manamboara|ampiasao|asehoy|ravao|manampia|havaozy|fafao|alaivo)\b"
+    return [m.group(1) for m in re.finditer(rf"^\s+({starts}[^;]*;)", text, re.MULTILINE)]
+
+
+def test_every_example_in_the_help_parses():
+    from engine.parser import StatementParser
+    from nodes.client.cheatsheet import TOPICS
+    parser = StatementParser()
+    examples = _examples(GENERAL) + [example for _, example in TOPICS.values()]
+    assert len(examples) > 30
+    for example in examples:
+        assert parser.parse(example.rstrip(";")) is not None, example
