@@ -1,0 +1,69 @@
+"""Where a statement goes: pure routing decisions for the load balancer.
+
+Two decisions, both free of sockets and clocks:
+
+- Writes go to the *owner* of the object they change. The owner is chosen by
+  rendezvous (highest random weight) hashing of (database, object) over the
+  backends that may take writes right now. Every balancer that sees the same
+  set of healthy backends picks the same owner, so two servers never write
+  the same object file at once; when a backend leaves, only the objects it
+  owned move, and they move to the backend that ranked second for them.
+  The hash is blake2b, stable across processes (Python's `hash()` of a str
+  is randomised per process and must not be used here).
+
+- Reads are spread: the backend with the fewest outstanding requests wins,
+  ties broken round robin so an idle cluster still spreads its reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+
+
+def rendezvous_score(backend_id: str, database: str, obj: str) -> int:
+    """The weight of `backend_id` for the object `database.obj` (stable)."""
+    # NUL separators keep ("ab", "c") and ("a", "bc") apart.
+    key = f"{backend_id}\0{database}\0{obj}".encode("utf-8")
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+
+
+def rank_owners(database: str, obj: str, backend_ids: Iterable[str]) -> list[str]:
+    """Candidates ordered by preference for writing `database.obj`.
+
+    The first is the owner; if it cannot be reached before anything was sent,
+    the next one is the owner the object would have without it.
+    """
+    return sorted(set(backend_ids),
+                  key=lambda backend_id: (rendezvous_score(backend_id, database, obj), backend_id),
+                  reverse=True)
+
+
+def owner_of(database: str, obj: str, backend_ids: Iterable[str]) -> str | None:
+    """The backend that writes `database.obj`, or None with no candidate."""
+    ranked = rank_owners(database, obj, backend_ids)
+    return ranked[0] if ranked else None
+
+
+class ReadSelector:
+    """Least-outstanding-requests choice among candidates, round robin on ties.
+
+    The caller owns the outstanding counters (it increments before sending and
+    decrements when the answer is in); this object only keeps the rotation.
+    """
+
+    def __init__(self) -> None:
+        self._turn = 0
+
+    def pick(self, candidates: Iterable[str], outstanding: Mapping[str, int],
+             exclude: Iterable[str] = ()) -> str | None:
+        """The backend for the next read, or None if every candidate is excluded."""
+        excluded = set(exclude)
+        pool = sorted(c for c in set(candidates) if c not in excluded)
+        if not pool:
+            return None
+        fewest = min(outstanding.get(c, 0) for c in pool)
+        least_loaded = [c for c in pool if outstanding.get(c, 0) == fewest]
+        choice = least_loaded[self._turn % len(least_loaded)]
+        self._turn += 1
+        return choice
