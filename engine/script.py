@@ -1,0 +1,174 @@
+"""Splitting a script into statements, and normalising a statement's text.
+
+A statement ends at a `;` outside string literals (`'..'`, `".."`, with
+doubled quotes and backslash escapes inside) and outside `--` / `//` line
+comments. `StatementSplitter` does this incrementally, so the network layer
+can feed it arbitrary chunks; scanning jumps between interesting characters
+with regular expressions instead of walking the text character by character.
+
+Each `Piece` carries the statement text (without its `;`, leading and
+trailing whitespace stripped) and the 1-based line and column where that
+text starts in the whole input, so syntax errors report script positions.
+Whitespace-only statements are dropped; comment-only ones are returned (the
+parser returns None for them).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One statement's text and where it starts in the whole input."""
+
+    text: str
+    line: int
+    column: int
+
+
+# Outside literals and comments: the next character that matters.
+_NORMAL_STOP = re.compile(r"[;'\"]|--|//")
+# Inside a string: everything up to (not including) a possible end.
+_STRING_BODY = {
+    "'": re.compile(r"(?:[^'\\]+|\\[\s\S]|'')*"),
+    '"': re.compile(r'(?:[^"\\]+|\\[\s\S]|"")*'),
+}
+
+_NORMAL, _STRING, _COMMENT = 0, 1, 2
+
+
+class StatementSplitter:
+    """Incremental statement splitter; `feed` chunks, then `finish`."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._start = 0        # where the current statement starts in _buffer
+        self._scan = 0         # where scanning resumes in _buffer
+        self._state = _NORMAL
+        self._quote = ""
+        self._line = 1         # position of _buffer[_start] in the whole input
+        self._column = 1
+
+    def feed(self, text: str) -> list[Piece]:
+        """Add `text`; return the statements completed by it (in order)."""
+        if self._start:
+            self._buffer = self._buffer[self._start:]
+            self._scan -= self._start
+            self._start = 0
+        buffer = self._buffer = self._buffer + text
+        pieces: list[Piece] = []
+        scan, state, end = self._scan, self._state, len(buffer)
+        while scan < end:
+            if state == _NORMAL:
+                match = _NORMAL_STOP.search(buffer, scan)
+                if match is None:
+                    # A trailing '-' or '/' may begin a comment with the next chunk.
+                    scan = end - 1 if buffer[-1] in "-/" else end
+                    break
+                found = match.group()
+                scan = match.end()
+                if found == ";":
+                    piece = self._take(match.start(), scan)
+                    if piece is not None:
+                        pieces.append(piece)
+                elif found in "'\"":
+                    state, self._quote = _STRING, found
+                else:
+                    state = _COMMENT
+            elif state == _STRING:
+                scan = _STRING_BODY[self._quote].match(buffer, scan).end()
+                if scan >= end - 1:
+                    break  # need more text: a lone quote or backslash may continue
+                scan += 1  # the closing quote (a doubled one was consumed above)
+                state = _NORMAL
+            else:
+                newline = buffer.find("\n", scan)
+                if newline < 0:
+                    scan = end
+                    break
+                scan = newline + 1
+                state = _NORMAL
+        self._scan, self._state = scan, state
+        return pieces
+
+    def finish(self) -> Piece | None:
+        """The text after the last `;` (None if blank); resets the splitter."""
+        end = len(self._buffer)
+        piece = self._take(end, end)
+        self.__init__()
+        return piece
+
+    def _take(self, stop: int, resume: int) -> Piece | None:
+        """Cut the statement buffer[_start:stop]; the next one starts at resume."""
+        buffer, start = self._buffer, self._start
+        raw = buffer[start:stop]
+        stripped = raw.lstrip()
+        piece = None
+        if stripped:
+            lead = len(raw) - len(stripped)
+            line, column = self._advance(self._line, self._column, buffer, start, start + lead)
+            piece = Piece(stripped.rstrip(), line, column)
+        self._line, self._column = self._advance(self._line, self._column, buffer, start, resume)
+        self._start = resume
+        return piece
+
+    @staticmethod
+    def _advance(line: int, column: int, text: str, start: int, stop: int) -> tuple[int, int]:
+        newlines = text.count("\n", start, stop)
+        if newlines:
+            return line + newlines, stop - text.rfind("\n", start, stop)
+        return line, column + stop - start
+
+
+def split_statements(text: str) -> list[Piece]:
+    """All statements of a whole script, including text after the last `;`."""
+    splitter = StatementSplitter()
+    pieces = splitter.feed(text)
+    last = splitter.finish()
+    if last is not None:
+        pieces.append(last)
+    return pieces
+
+
+# A literal (or an unterminated one, kept to the end) or a comment.
+_LITERAL_OR_COMMENT = re.compile(
+    r"""('[^'\\]*+(?:(?:''|\\[\s\S])[^'\\]*+)*+'"""
+    r"""|"[^"\\]*+(?:(?:""|\\[\s\S])[^"\\]*+)*+"|['"][\s\S]*|--[^\n]*|//[^\n]*)"""
+)
+
+
+def normalise_statement(text: str) -> str:
+    """`text` with comments dropped and whitespace runs outside literals made one space.
+
+    Two statements with the same normal form mean the same thing (the proxy
+    cache keys on it); only error columns and a view's stored query text
+    keep the original layout. An unterminated literal is kept as it is.
+    """
+    if "'" not in text and '"' not in text and "--" not in text and "//" not in text:
+        return " ".join(text.split())
+    parts = _LITERAL_OR_COMMENT.split(text)
+    out: list[str] = []
+    code: list[str] = []  # text between literals; a comment counts as a space
+    for index, part in enumerate(parts):
+        if index % 2 == 0:
+            code.append(part)
+        elif part[0] in "'\"":
+            out.append(_collapse("".join(code)))
+            out.append(part)
+            code = []
+        else:
+            code.append(" ")
+    out.append(_collapse("".join(code)))
+    return "".join(out).strip()
+
+
+def _collapse(code: str) -> str:
+    """Whitespace runs made one space, keeping a space at either end."""
+    words = " ".join(code.split())
+    if not words:
+        return " " if code else ""
+    lead = " " if code[0].isspace() else ""
+    trail = " " if code[-1].isspace() else ""
+    return lead + words + trail

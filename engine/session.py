@@ -1,0 +1,83 @@
+"""The one entry point into the engine: a session with its current database.
+
+`Session(store).execute(text)` splits the text into statements, parses and
+runs each one, and returns one `Outcome` per non-empty statement. Every
+statement runs even after an earlier one failed. The embedded runner, the
+client's embedded mode and the server (one session per connection) all use
+this object.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+from engine.errors import ERROR_PREFIX, TahiryError
+from engine.executor import Executor, Limits
+from engine.outcome import Outcome
+from engine.parser import StatementParser
+from engine.script import split_statements
+from engine.storage import Store
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = ERROR_PREFIX + "Nisy olana tao anatin'ny motera (internal error)"
+TOO_DEEP = ERROR_PREFIX + "Lalina loatra ny fangatahana (jery miantso ny tenany ve ?)"
+
+
+class Session:
+    """A connection's view of the engine: the current database and a parser."""
+
+    def __init__(self, store: Store, parser=None, limits: Limits | None = None):
+        if parser is None:
+            parser = StatementParser()
+        self.store = store
+        self.parser = parser
+        self.limits = limits or Limits()
+        self.current_database: str | None = None
+        self.executor = Executor(store, parser, self.limits)
+
+    def execute(self, text: str) -> list[Outcome]:
+        """Run every statement of `text`; one Outcome per non-empty statement."""
+        return list(self.execute_iter(text))
+
+    def execute_iter(self, text: str) -> Iterator[Outcome]:
+        """Like `execute`, yielding each outcome as soon as its statement ran."""
+        if len(text) > self.limits.max_statement_chars:
+            yield Outcome.failure(
+                f"{ERROR_PREFIX}Lava loatra ny baiko : {len(text)} litera "
+                f"(max {self.limits.max_statement_chars})")
+            return
+        try:
+            pieces = split_statements(text)
+        except TahiryError as error:
+            yield Outcome.failure(error.message)
+            return
+        for piece in pieces:
+            outcome = self._run_piece(piece.text, piece.line, piece.column)
+            if outcome is not None:
+                yield outcome
+
+    def execute_one(self, text: str) -> Outcome:
+        """Run one statement's text (the server's unit); an empty one is an error."""
+        outcomes = self.execute(text)
+        if not outcomes:
+            return Outcome.failure(ERROR_PREFIX + "Baiko foana")
+        if len(outcomes) == 1:
+            return outcomes[0]
+        failures = [outcome for outcome in outcomes if not outcome.ok]
+        return failures[0] if failures else outcomes[-1]
+
+    def _run_piece(self, text: str, line: int, column: int) -> Outcome | None:
+        try:
+            statement = self.parser.parse(text, line=line, column=column)
+            if statement is None:
+                return None
+            return self.executor.run(statement, self)
+        except TahiryError as error:
+            return Outcome.failure(error.message)
+        except RecursionError:
+            return Outcome.failure(TOO_DEEP)
+        except Exception:  # a bug: report cleanly, keep the session alive
+            log.exception("internal error while running %r", text[:200])
+            return Outcome.failure(INTERNAL_ERROR)

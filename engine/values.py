@@ -1,0 +1,339 @@
+"""Value semantics of the query language: comparison, arithmetic, logic, display.
+
+Values are int and float (numbers; `5 = 5.0`), str (strings and
+'YYYY-MM-DD' dates, ordered by code point, which for ISO dates is date
+order), bool (only produced by conditions, never stored) and None (NULL,
+with SQL's three-valued logic).
+
+Every operator is a plain function taking evaluated operands. Each starts
+with a fast path for the common case (two values of the same type) and
+falls back to `_slow_*` helpers that apply the NULL rules and raise a
+`TahiryError` naming the values and the operator at fault. Python's bool is
+an int subclass, so type tests here use `type(x) is int`, never
+`isinstance`.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+from engine.errors import TahiryError
+
+NUMBER_TYPES = (int, float)
+_NONE = type(None)
+
+
+# --------------------------------------------------------------------------
+# Display
+
+
+def format_number(value: int | float) -> str:
+    """Integers without a decimal point, decimals in shortest positional form."""
+    if type(value) is int:
+        return str(value)
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    text = repr(value)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    return text
+
+
+def format_value(value: object) -> str:
+    """A value as a user reads it in a table cell: NULL, true/false, 2.5, text."""
+    if value is None:
+        return "NULL"
+    kind = type(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is float:
+        return format_number(value)
+    return str(value)
+
+
+def describe_value(value: object) -> str:
+    """A value as quoted inside an error sentence: strings in quotes."""
+    if type(value) is str:
+        return "'" + value + "'"
+    if value is None:
+        return "null"
+    return format_value(value)
+
+
+def type_name(value: object) -> str:
+    """The user-facing name of a value's type, for error sentences."""
+    kind = type(value)
+    if kind is bool:
+        return "booléen"
+    if kind is int or kind is float:
+        return "isa"
+    if kind is str:
+        return "lahatsoratra"
+    if value is None:
+        return "null"
+    return "sanda"
+
+
+# --------------------------------------------------------------------------
+# Comparison
+
+
+def _is_number(value: object) -> bool:
+    kind = type(value)
+    return kind is int or kind is float
+
+
+def _comparison_error(op: str, left: object, right: object, reason: str) -> TahiryError:
+    return TahiryError(
+        f"Tsy azo ampitahaina amin'ny '{op}' ny {describe_value(left)} sy "
+        f"{describe_value(right)} : {reason}.")
+
+
+def _check_booleans(op: str, left: object, right: object) -> None:
+    """A boolean may only be compared with a boolean (or NULL)."""
+    if (type(left) is bool) != (type(right) is bool):
+        raise _comparison_error(op, left, right, "booléen sy tsy booléen")
+
+
+def _slow_equal(op: str, left: object, right: object) -> bool | None:
+    if left is None or right is None:
+        return None  # NULL is comparable with every type, and never equal
+    _check_booleans(op, left, right)
+    if type(left) is bool:
+        return left == right
+    if _is_number(left) and _is_number(right):
+        return left == right
+    if type(left) is str and type(right) is str:
+        return left == right
+    return False  # number against string: never equal
+
+
+def eq(left: object, right: object) -> bool | None:
+    """`=`: NULL if either is NULL; number vs string is false; 5 = 5.0."""
+    if type(left) is type(right) and left is not None:
+        return left == right
+    return _slow_equal("=", left, right)
+
+
+def ne(left: object, right: object) -> bool | None:
+    """`!=`: NULL if either is NULL; number vs string is true."""
+    if type(left) is type(right) and left is not None:
+        return left != right
+    result = _slow_equal("!=", left, right)
+    return None if result is None else not result
+
+
+def _slow_order(op: str, left: object, right: object) -> bool | None:
+    """Validate operands of an ordering operator whose fast path did not apply.
+
+    Returns None when the result is NULL, True when a plain Python comparison
+    is valid, and raises when the types cannot be ordered.
+    """
+    if left is None or right is None:
+        return None
+    _check_booleans(op, left, right)
+    if type(left) is bool:
+        raise _comparison_error(op, left, right, "tsy azo alahatra ny booléen")
+    if _is_number(left) and _is_number(right):
+        return True
+    if type(left) is str and type(right) is str:
+        return True
+    raise _comparison_error(op, left, right, "isa sy lahatsoratra tsy azo alahatra")
+
+
+def lt(left: object, right: object) -> bool | None:
+    kind = type(left)
+    if kind is type(right) and (kind is int or kind is str or kind is float):
+        return left < right
+    return None if _slow_order("<", left, right) is None else left < right
+
+
+def le(left: object, right: object) -> bool | None:
+    kind = type(left)
+    if kind is type(right) and (kind is int or kind is str or kind is float):
+        return left <= right
+    return None if _slow_order("<=", left, right) is None else left <= right
+
+
+def gt(left: object, right: object) -> bool | None:
+    kind = type(left)
+    if kind is type(right) and (kind is int or kind is str or kind is float):
+        return left > right
+    return None if _slow_order(">", left, right) is None else left > right
+
+
+def ge(left: object, right: object) -> bool | None:
+    kind = type(left)
+    if kind is type(right) and (kind is int or kind is str or kind is float):
+        return left >= right
+    return None if _slow_order(">=", left, right) is None else left >= right
+
+
+COMPARISONS = {"=": eq, "!=": ne, "<": lt, "<=": le, ">": gt, ">=": ge}
+
+
+# --------------------------------------------------------------------------
+# Arithmetic
+
+
+def _arithmetic_error(op: str, left: object, right: object) -> TahiryError:
+    bad = left if not (_is_number(left) or left is None) else right
+    return TahiryError(
+        f"Tsy azo atao ny {describe_value(left)} {op} {describe_value(right)} : "
+        f"isa ihany no azo kajiana, ary {type_name(bad)} ny {describe_value(bad)}.")
+
+
+def _overflow_error(op: str, left: object, right: object) -> TahiryError:
+    return TahiryError(
+        f"Lehibe loatra ny valin'ny {describe_value(left)} {op} {describe_value(right)}.")
+
+
+def _finite(value: float, op: str, left: object, right: object) -> float:
+    if math.isfinite(value):
+        return value
+    raise _overflow_error(op, left, right)
+
+
+def _check_arithmetic(op: str, left: object, right: object) -> bool:
+    """True when the result is NULL; raises when an operand is not a number."""
+    left_ok = left is None or _is_number(left)
+    right_ok = right is None or _is_number(right)
+    if not (left_ok and right_ok):
+        raise _arithmetic_error(op, left, right)
+    return left is None or right is None
+
+
+def add(left: object, right: object) -> object:
+    kind = type(left)
+    if kind is int and type(right) is int:
+        return left + right
+    if _check_arithmetic("+", left, right):
+        return None
+    return _finite(left + right, "+", left, right)
+
+
+def sub(left: object, right: object) -> object:
+    kind = type(left)
+    if kind is int and type(right) is int:
+        return left - right
+    if _check_arithmetic("-", left, right):
+        return None
+    return _finite(left - right, "-", left, right)
+
+
+def mul(left: object, right: object) -> object:
+    kind = type(left)
+    if kind is int and type(right) is int:
+        return left * right
+    if _check_arithmetic("*", left, right):
+        return None
+    return _finite(left * right, "*", left, right)
+
+
+def div(left: object, right: object) -> object:
+    """Exact division: 7 / 2 = 3.5, 6 / 3 = 2 (an int); `null / 0` is NULL."""
+    if _check_arithmetic("/", left, right):
+        return None
+    if right == 0:
+        raise TahiryError(
+            f"Tsy azo zaraina amin'ny aotra : {describe_value(left)} / {describe_value(right)}.")
+    if type(left) is int and type(right) is int:
+        quotient, remainder = divmod(left, right)
+        if remainder == 0:
+            return quotient
+    try:
+        return _finite(left / right, "/", left, right)
+    except OverflowError:
+        raise _overflow_error("/", left, right) from None
+
+
+def neg(value: object) -> object:
+    """Unary minus."""
+    kind = type(value)
+    if kind is int or kind is float:
+        return -value
+    if value is None:
+        return None
+    raise TahiryError(
+        f"Tsy azo atao ny -{describe_value(value)} : isa ihany no azo kajiana, "
+        f"ary {type_name(value)} ny {describe_value(value)}.")
+
+
+ARITHMETIC = {"+": add, "-": sub, "*": mul, "/": div}
+
+
+# --------------------------------------------------------------------------
+# Three-valued logic
+
+
+def _logic_error(op: str, value: object) -> TahiryError:
+    return TahiryError(
+        f"Ny '{op}' dia mila booléen, fa {type_name(value)} ny {describe_value(value)}.")
+
+
+def check_boolean(value: object, op: str) -> bool | None:
+    """The value itself when it is a boolean or NULL; an error otherwise."""
+    if value is None or type(value) is bool:
+        return value
+    raise _logic_error(op, value)
+
+
+def and3(left: object, right: object) -> bool | None:
+    """`ary`: false if either is false, NULL if either is NULL, else true."""
+    if left is True and right is True:
+        return True
+    check_boolean(left, "ary")
+    check_boolean(right, "ary")
+    if left is False or right is False:
+        return False
+    return None
+
+
+def or3(left: object, right: object) -> bool | None:
+    """`na`: true if either is true, NULL if either is NULL, else false."""
+    if left is False and right is False:
+        return False
+    check_boolean(left, "na")
+    check_boolean(right, "na")
+    if left is True or right is True:
+        return True
+    return None
+
+
+def not3(value: object) -> bool | None:
+    """`!`: NULL stays NULL."""
+    if value is True:
+        return False
+    if value is False:
+        return True
+    if value is None:
+        return None
+    raise _logic_error("!", value)
+
+
+# --------------------------------------------------------------------------
+# Ordering (alaharo, min, max)
+
+
+def sortable_kind(values) -> str | None:
+    """'number', 'string' or 'boolean' for the non-NULL values; None if empty.
+
+    Raises when the values mix kinds that cannot be ordered together.
+    """
+    kinds = {type(v) for v in values}
+    kinds.discard(_NONE)
+    if not kinds:
+        return None
+    if kinds <= {int, float}:
+        return "number"
+    if kinds == {str}:
+        return "string"
+    if kinds == {bool}:
+        return "boolean"
+    names = sorted({_KIND_NAMES.get(k, "sanda") for k in kinds})
+    raise TahiryError(
+        "Tsy azo alahatra miaraka ny sanda " + " sy ".join(names) + ".")
+
+
+_KIND_NAMES = {int: "isa", float: "isa", str: "lahatsoratra", bool: "booléen"}

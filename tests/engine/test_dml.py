@@ -1,0 +1,281 @@
+"""Session + executor: manampia, havaozy, fafao; atomicity, domains, limits."""
+
+import json
+import os
+
+import orjson
+import pytest
+
+from engine.executor import Limits
+from engine.session import Session
+from engine.storage import Store
+
+CHANGED = "Tafinditra ny fiovana ny tabilao"
+
+
+def run(session, text):
+    return [outcome.message for outcome in session.execute(text)]
+
+
+def one(session, text):
+    outcomes = session.execute(text)
+    assert len(outcomes) == 1, outcomes
+    return outcomes[0]
+
+
+def rows(session, text):
+    outcome = one(session, text)
+    assert outcome.ok, outcome.message
+    return outcome.relation.rows
+
+
+def table_file(tmp_path, name="t"):
+    return tmp_path / "data" / "sekoly" / "tables" / f"{name}.json"
+
+
+def make_session(tmp_path, limits=None):
+    session = Session(Store(tmp_path / "data"), limits=limits)
+    run(session, "manamboara tahiry sekoly; ampiasao sekoly;"
+                 "manamboara tabilao t (id ISA(0,100), anarana LAHATSORATRA(1,10), daty DATY);")
+    return session
+
+
+@pytest.fixture
+def session(tmp_path):
+    return make_session(tmp_path)
+
+
+# ------------------------------------------------------------------ INSERT
+
+def test_insert_values_message_and_rows(session):
+    assert run(session, "manampia ao@ t sanda (1, 'a', '2024-01-02'), (2, \"b\", null);") == [
+        f"{CHANGED} (2 andalana)"]
+    assert rows(session, "alaivo * ao@ t;") == [[1, "a", "2024-01-02"], [2, "b", None]]
+
+
+def test_insert_negative_numbers_and_expressions(session):
+    run(session, "manampia ao@ t sanda (-0 + 3 * 2, 'x', null);")
+    assert rows(session, "alaivo id ao@ t;") == [[6]]
+    outcome = one(session, "manampia ao@ t sanda (-1, 'x', null);")
+    assert outcome.message == ("Hadisoana : Ny sanda -1 dia tsy mifanaraka amin'ny efitra "
+                               "ISA(0,100) an'ny tsanganana 'id'")
+
+
+def test_insert_with_column_list_matched_case_insensitively_and_nulls(session):
+    assert run(session, "manampia ao@ t (ANARANA, Id) sanda ('z', 7);") == [
+        f"{CHANGED} (1 andalana)"]
+    assert rows(session, "alaivo * ao@ t;") == [[7, "z", None]]
+
+
+def test_insert_with_empty_column_list_means_all_columns(session):
+    run(session, "manampia ao@ t () sanda (1, 'a', '2000-02-29');")
+    assert rows(session, "alaivo * ao@ t;") == [[1, "a", "2000-02-29"]]
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("manampia ao@ t (id, ID) sanda (1, 2);", "'ID' dia voatonona indroa"),
+    ("manampia ao@ t (tsisy) sanda (1);", "Le champ 'tsisy' n'existe pas dans la relation."),
+    ("manampia ao@ t sanda (1, 'a');", "isan'ny sanda (2) sy ny tsanganana (3)"),
+    ("manampia ao@ t (id) sanda (1, 2);", "isan'ny sanda (2) sy ny tsanganana (1)"),
+    ("manampia ao@ tsisy sanda (1);", "La table sekoly.tsisy n'as pas été trouvé"),
+    ("manampia ao@ t sanda (1, '', null);", "LAHATSORATRA(1,10)"),
+    ("manampia ao@ t sanda (1, 'a', '2023-02-30');", "DATY"),
+    ("manampia ao@ t sanda (1 = 1, 'a', null);", "bool"),
+    ("manampia ao@ t sanda (1 / 0, 'a', null);", "Hadisoana : "),
+    ("manampia ao@ t sanda ('1' + 1, 'a', null);", "Hadisoana : "),
+    ("manampia ao@ t sanda (id, 'a', null);", "Hadisoana : "),
+])
+def test_insert_errors_write_nothing(session, tmp_path, text, fragment):
+    before = table_file(tmp_path).read_bytes()
+    outcome = one(session, text)
+    assert not outcome.ok
+    assert fragment in outcome.message
+    assert table_file(tmp_path).read_bytes() == before
+
+
+def test_insert_is_atomic_when_a_later_row_fails(session, tmp_path):
+    run(session, "manampia ao@ t sanda (1, 'a', null);")
+    before = table_file(tmp_path).read_bytes()
+    outcome = one(session, "manampia ao@ t sanda (2, 'b', null), (3, 'c', null), (300, 'd', null);")
+    assert outcome.message == ("Hadisoana : Ny sanda 300 dia tsy mifanaraka amin'ny efitra "
+                               "ISA(0,100) an'ny tsanganana 'id'")
+    assert table_file(tmp_path).read_bytes() == before
+    assert rows(session, "alaivo id ao@ t;") == [[1]]
+
+
+def test_insert_select(session):
+    run(session, "manamboara tabilao s (n ISA(null,null), label LAHATSORATRA(null,null));"
+                 "manampia ao@ s sanda (1, 'x'), (2, 'y'), (200, 'z');")
+    assert run(session, "manampia ao@ t (id, anarana) alaivo n, label ao@ s rehefa n < 100;") == [
+        f"{CHANGED} (2 andalana)"]
+    assert rows(session, "alaivo * ao@ t;") == [[1, "x", None], [2, "y", None]]
+    outcome = one(session, "manampia ao@ t (id, anarana) alaivo n, label ao@ s;")
+    assert "ISA(0,100)" in outcome.message and "200" in outcome.message
+    outcome = one(session, "manampia ao@ t alaivo n ao@ s;")
+    assert not outcome.ok and "1" in outcome.message and "3" in outcome.message
+    assert len(rows(session, "alaivo * ao@ t;")) == 2
+
+
+def test_insert_select_from_the_same_table_doubles_it(session):
+    run(session, "manampia ao@ t sanda (1, 'a', null), (2, 'b', null);")
+    assert run(session, "manampia ao@ t alaivo * ao@ t;") == [f"{CHANGED} (2 andalana)"]
+    assert rows(session, "alaivo id ao@ t;") == [[1], [2], [1], [2]]
+
+
+def test_insert_limit_is_a_clean_error(tmp_path):
+    session = make_session(tmp_path, Limits(max_insert_rows=2))
+    outcome = one(session, "manampia ao@ t (id) sanda (1), (2), (3);")
+    assert not outcome.ok and "Be loatra" in outcome.message
+    assert run(session, "manampia ao@ t (id) sanda (1), (2);") == [f"{CHANGED} (2 andalana)"]
+
+
+def test_table_row_limit_is_a_clean_error(tmp_path):
+    session = make_session(tmp_path, Limits(max_table_rows=3))
+    run(session, "manampia ao@ t (id) sanda (1), (2);")
+    assert not one(session, "manampia ao@ t (id) sanda (3), (4);").ok
+    assert len(rows(session, "alaivo * ao@ t;")) == 2
+
+
+def test_writing_into_a_view_is_an_error(session, tmp_path):
+    run(session, "manamboara jery v @ alaivo * ao@ t;")
+    for text in ("manampia ao@ v sanda (1, 'a', null);", "havaozy v ova id = 1;",
+                 "fafao ao@ v;"):
+        outcome = one(session, text)
+        assert not outcome.ok and "jery : v" in outcome.message, text
+    assert not table_file(tmp_path, "v").exists()
+
+
+def test_change_counter_grows_with_each_write(session, tmp_path):
+    change = json.loads(table_file(tmp_path).read_text())["change"]
+    run(session, "manampia ao@ t (id) sanda (1); manampia ao@ t (id) sanda (2);")
+    assert json.loads(table_file(tmp_path).read_text())["change"] == change + 2
+
+
+# ------------------------------------------------------------------ UPDATE
+
+@pytest.fixture
+def filled(session):
+    run(session, "manampia ao@ t sanda (1, 'a', '2024-01-01'), (2, 'b', null), (3, 'c', null);")
+    return session
+
+
+def test_update_keeps_positions(filled):
+    assert run(filled, "havaozy t ova anarana = 'B' rehefa id = 2;") == [f"{CHANGED} (1 andalana)"]
+    assert rows(filled, "alaivo id, anarana ao@ t;") == [[1, "a"], [2, "B"], [3, "c"]]
+
+
+def test_update_all_rows_and_right_sides_see_the_old_row(filled):
+    run(filled, "manamboara tabilao p (x ISA(null,null), y ISA(null,null));"
+                "manampia ao@ p sanda (1, 2), (3, 4);")
+    assert run(filled, "havaozy p ova x = y, y = x;") == [f"{CHANGED} (2 andalana)"]
+    assert rows(filled, "alaivo * ao@ p;") == [[2, 1], [4, 3]]
+
+
+def test_update_targets_are_case_insensitive(filled):
+    run(filled, "havaozy t ova ID = id + 10 rehefa id = 1;")
+    assert rows(filled, "alaivo id ao@ t;") == [[11], [2], [3]]
+
+
+def test_update_without_match_changes_nothing(filled, tmp_path):
+    before = table_file(tmp_path).read_bytes()
+    assert run(filled, "havaozy t ova id = 0 rehefa id > 50;") == [f"{CHANGED} (0 andalana)"]
+    assert table_file(tmp_path).read_bytes() == before
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("havaozy t ova id = id * 50;", "ISA(0,100) an'ny tsanganana 'id'"),
+    ("havaozy t ova id = 1, Id = 2;", "'Id' dia voatonona indroa"),
+    ("havaozy t ova tsisy = 1;", "Le champ 'tsisy' n'existe pas dans la relation."),
+    ("havaozy t ova id = 1 rehefa tsisy = 1;", "Le champ 'tsisy' n'existe pas"),
+    ("havaozy t ova id = 10 / (id - 2);", "Hadisoana : "),
+    ("havaozy t ova daty = '2024-13-01' rehefa id = 1;", "DATY"),
+    ("havaozy t ova id = anarana;", "ISA(0,100)"),
+    ("havaozy tsisy ova id = 1;", "La table sekoly.tsisy n'as pas été trouvé"),
+    ("havaozy t ova id = 1 rehefa anarana < 1;", "Hadisoana : "),
+    ("havaozy t ova id = 1 rehefa 1;", "Hadisoana : "),
+])
+def test_update_errors_write_nothing(filled, tmp_path, text, fragment):
+    before = table_file(tmp_path).read_bytes()
+    outcome = one(filled, text)
+    assert not outcome.ok
+    assert fragment in outcome.message
+    assert table_file(tmp_path).read_bytes() == before
+
+
+def test_unknown_column_in_where_is_an_error_even_on_an_empty_table(session):
+    assert not one(session, "fafao ao@ t rehefa tsisy = 1;").ok
+    assert not one(session, "havaozy t ova id = 1 rehefa tsisy = 1;").ok
+
+
+# ------------------------------------------------------------------ DELETE
+
+def test_delete_with_condition(filled):
+    assert run(filled, "fafao ao@ t rehefa id >= 2;") == [f"{CHANGED} (2 andalana)"]
+    assert rows(filled, "alaivo id ao@ t;") == [[1]]
+
+
+def test_delete_null_test(filled):
+    assert run(filled, "fafao ao@ t rehefa daty dia null;") == [f"{CHANGED} (2 andalana)"]
+    assert rows(filled, "alaivo id ao@ t;") == [[1]]
+
+
+def test_delete_everything(filled):
+    assert run(filled, "fafao ao@ t;") == [f"{CHANGED} (3 andalana)"]
+    assert rows(filled, "alaivo * ao@ t;") == []
+
+
+def test_delete_errors_write_nothing(filled, tmp_path):
+    before = table_file(tmp_path).read_bytes()
+    for text in ("fafao ao@ t rehefa id / 0 = 1;", "fafao ao@ t rehefa anarana > 1;",
+                 "fafao ao@ tsisy;"):
+        assert not one(filled, text).ok, text
+    assert table_file(tmp_path).read_bytes() == before
+
+
+# ------------------------------------------------------------------ files
+
+def test_next_statement_sees_a_file_replaced_by_another_process(filled, tmp_path):
+    assert len(rows(filled, "alaivo * ao@ t;")) == 3
+    path = table_file(tmp_path)
+    document = json.loads(path.read_text())
+    document["rows"] = [[42, "r", None]]
+    document["change"] += 1
+    temp = path.parent / ".t.json.repl.tmp"
+    temp.write_bytes(orjson.dumps(document))
+    os.replace(temp, path)
+    assert rows(filled, "alaivo * ao@ t;") == [[42, "r", None]]
+    run(filled, "manampia ao@ t (id) sanda (43);")
+    assert rows(filled, "alaivo id ao@ t;") == [[42], [43]]
+
+
+def test_failed_write_on_disk_is_a_clean_error_and_leaves_the_file(filled, tmp_path, monkeypatch):
+    before = table_file(tmp_path).read_bytes()
+
+    def broken_fsync(descriptor):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    outcome = one(filled, "manampia ao@ t (id) sanda (9);")
+    monkeypatch.undo()
+    assert not outcome.ok and outcome.message.startswith("Hadisoana : Tsy voasoratra")
+    assert table_file(tmp_path).read_bytes() == before
+    assert rows(filled, "alaivo id ao@ t;") == [[1], [2], [3]]
+
+
+def test_string_length_limit_is_a_clean_error(tmp_path):
+    session = make_session(tmp_path, Limits(max_string_length=3))
+    outcome = one(session, "manampia ao@ t (id, anarana) sanda (1, 'abcd');")
+    assert not outcome.ok and "Lava loatra" in outcome.message
+    assert rows(session, "alaivo * ao@ t;") == []
+
+
+def test_integers_beyond_64_bits_are_refused(session, tmp_path):
+    run(session, "manamboara tabilao big (n ISA(null,null));")
+    outcome = one(session, "manampia ao@ big sanda (9223372036854775807 + 1);")
+    assert not outcome.ok and "64 bits" in outcome.message
+    assert run(session, "manampia ao@ big sanda (9223372036854775807);") == [
+        f"{CHANGED} (1 andalana)"]
+    assert rows(session, "alaivo n ao@ big;") == [[9223372036854775807]]
+    fresh = Session(Store(tmp_path / "data"))
+    fresh.execute("ampiasao sekoly;")
+    assert rows(fresh, "alaivo n ao@ big;") == [[9223372036854775807]]

@@ -1,0 +1,144 @@
+"""engine.domains: JSON atoms from the AST, creation checks, value checks."""
+
+import pytest
+
+from engine import ast
+from engine.domains import (check_column_names, check_value, domain_to_json, format_domain,
+                            is_date)
+from engine.errors import TahiryError
+
+ISA_0_20 = [{"type": "ISA", "min": 0, "max": 20}]
+TEXT_2_5 = [{"type": "LAHATSORATRA", "min": 2, "max": 5}]
+DATE = [{"type": "DATY"}]
+ENUM = [{"type": "TANISA", "values": ["L3", "M1", 1]}]
+
+
+def no_named(name):
+    return None
+
+
+def spec(*atoms):
+    return ast.DomainSpec(tuple(atoms))
+
+
+def test_atoms_become_json():
+    atoms = domain_to_json(spec(ast.NumberAtom(-1.5, None), ast.TextAtom(0, 3), ast.DateAtom(),
+                                ast.EnumAtom(("a", 2))), no_named)
+    assert atoms == [{"type": "ISA", "min": -1.5, "max": None},
+                     {"type": "LAHATSORATRA", "min": 0, "max": 3},
+                     {"type": "DATY"}, {"type": "TANISA", "values": ["a", 2]}]
+
+
+def test_named_domain_is_copied_in():
+    named = {"kilasy": [{"type": "TANISA", "values": ["L3"]}]}
+    atoms = domain_to_json(spec(ast.NamedAtom("kilasy"), ast.DateAtom()), named.get)
+    assert atoms == [{"type": "TANISA", "values": ["L3"]}, {"type": "DATY"}]
+    assert atoms[0] is not named["kilasy"][0]
+
+
+def test_unknown_named_domain_is_an_error():
+    with pytest.raises(TahiryError, match="Tsy misy ny efitra : nope"):
+        domain_to_json(spec(ast.NamedAtom("nope")), no_named)
+
+
+@pytest.mark.parametrize("atom,fragment", [
+    (ast.NumberAtom(5, 1), "min > max"),
+    (ast.TextAtom(4, 2), "min > max"),
+    (ast.TextAtom(1.5, 3), "isa feno"),
+    (ast.EnumAtom(()), "TANISA"),
+])
+def test_bad_atoms_are_refused_at_creation(atom, fragment):
+    with pytest.raises(TahiryError, match=fragment):
+        domain_to_json(spec(atom), no_named)
+
+
+def test_column_names_must_exist_and_be_unique_case_insensitively():
+    check_column_names(["a", "b"])
+    with pytest.raises(TahiryError, match="'A' dia voatonona indroa"):
+        check_column_names(["a", "A"])
+    with pytest.raises(TahiryError, match="tsy misy tsanganana"):
+        check_column_names([])
+
+
+def test_null_fits_every_domain():
+    for domain in (ISA_0_20, TEXT_2_5, DATE, ENUM):
+        assert check_value("c", None, domain) is None
+
+
+@pytest.mark.parametrize("value", [0, 20, 12.5, 7])
+def test_isa_accepts_numbers_within_bounds(value):
+    assert check_value("naoty", value, ISA_0_20) == value
+
+
+@pytest.mark.parametrize("value", [-1, 21, 20.01, "12", True])
+def test_isa_rejects_out_of_bounds_and_non_numbers(value):
+    with pytest.raises(TahiryError) as caught:
+        check_value("naoty", value, ISA_0_20)
+    assert "'naoty'" in str(caught.value)
+
+
+def test_error_names_column_value_and_domain():
+    with pytest.raises(TahiryError) as caught:
+        check_value("naoty", 25, ISA_0_20)
+    assert caught.value.message == (
+        "Hadisoana : Ny sanda 25 dia tsy mifanaraka amin'ny efitra ISA(0,20) "
+        "an'ny tsanganana 'naoty'")
+
+
+def test_open_bounds():
+    assert check_value("c", -10**12, [{"type": "ISA", "min": None, "max": 0}]) == -10**12
+    assert check_value("c", "", [{"type": "LAHATSORATRA", "min": None, "max": None}]) == ""
+
+
+def test_text_length_counts_code_points():
+    assert check_value("id", "éèà", TEXT_2_5) == "éèà"
+    assert check_value("id", "ab", TEXT_2_5) == "ab"
+    for value in ("a", "abcdef", 12):
+        with pytest.raises(TahiryError, match="LAHATSORATRA\\(2,5\\)"):
+            check_value("id", value, TEXT_2_5)
+
+
+@pytest.mark.parametrize("value", ["2024-02-29", "2023-12-31", "0001-01-01"])
+def test_daty_accepts_real_iso_dates(value):
+    assert check_value("d", value, DATE) == value
+
+
+@pytest.mark.parametrize("value", ["2023-02-29", "2023-13-01", "2023-1-01", "20230101",
+                                   "2023-01-01T00:00", "٢٠٢٣-٠١-٠١", 20230101])
+def test_daty_rejects_the_rest(value):
+    with pytest.raises(TahiryError, match="DATY"):
+        check_value("d", value, DATE)
+    assert not (isinstance(value, str) and is_date(value))
+
+
+def test_tanisa_is_exact_membership():
+    assert check_value("k", "L3", ENUM) == "L3"
+    assert check_value("k", 1, ENUM) == 1
+    for value in ("l3", "1", 2):
+        with pytest.raises(TahiryError, match='TANISA\\("L3","M1",1\\)'):
+            check_value("k", value, ENUM)
+    with pytest.raises(TahiryError):
+        check_value("k", 1, [{"type": "TANISA", "values": ["1"]}])
+
+
+def test_hybrid_domain_accepts_if_any_atom_accepts():
+    hybrid = DATE + [{"type": "ISA", "min": 0, "max": 1}]
+    assert check_value("h", "2024-01-31", hybrid) == "2024-01-31"
+    assert check_value("h", 1, hybrid) == 1
+    with pytest.raises(TahiryError, match="DATY:ISA\\(0,1\\)"):
+        check_value("h", "tomorrow", hybrid)
+
+
+def test_booleans_and_unstorable_numbers_are_refused():
+    anything = [{"type": "ISA", "min": None, "max": None}]
+    with pytest.raises(TahiryError, match="boolean"):
+        check_value("c", True, anything)
+    with pytest.raises(TahiryError, match="64 bits"):
+        check_value("c", 2**64, anything)
+    with pytest.raises(TahiryError):
+        check_value("c", float("inf"), anything)
+
+
+def test_domain_text_form():
+    assert format_domain(TEXT_2_5 + [{"type": "ISA", "min": None, "max": 3.5}]) == (
+        "LAHATSORATRA(2,5):ISA(null,3.5)")

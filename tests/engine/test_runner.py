@@ -1,0 +1,94 @@
+"""`python -m engine`: the embedded runner, run as a real child process."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT_S = 30
+
+
+def runner(data, *arguments, stdin=""):
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "--data", str(data), *arguments],
+        input=stdin, capture_output=True, text=True, cwd=REPO_ROOT, timeout=TIMEOUT_S)
+
+
+def json_lines(stdout):
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_e_with_json_format_reports_every_statement_and_exit_1(tmp_path):
+    result = runner(tmp_path, "--format", "json", "-e",
+                    "manamboara tahiry d; ampiasao d; manamboara tabilao t (a ISA(0,9), b DATY);"
+                    "manampia ao@ t sanda (1, '2024-01-01'), (2, null);"
+                    "manampia ao@ t sanda (10, null);"
+                    "alaivo * ao@ t;")
+    assert result.returncode == 1
+    lines = json_lines(result.stdout)
+    assert lines[:4] == [
+        {"ok": True, "message": "Ny tahiry : d dia voaforona soamantsara"},
+        {"ok": True, "message": "Ny tahiry : d dia miasa ankehitriny"},
+        {"ok": True, "message": "Ny tabilao : t dia voaforona soamantsara"},
+        {"ok": True, "message": "Tafinditra ny fiovana ny tabilao (2 andalana)"}]
+    assert lines[4] == {"ok": False, "error": "Hadisoana : Ny sanda 10 dia tsy mifanaraka "
+                        "amin'ny efitra ISA(0,9) an'ny tsanganana 'a'"}
+    assert lines[5] == {"ok": True, "message": "2 andalana", "columns": ["a", "b"],
+                        "rows": [[1, "2024-01-01"], [2, None]]}
+    assert len(lines) == 6
+
+
+def test_exit_0_when_everything_succeeds_and_data_persists(tmp_path):
+    first = runner(tmp_path, "-e", "manamboara tahiry d; ampiasao d;"
+                                   "manamboara tabilao t (a LAHATSORATRA(null,null));"
+                                   "manampia ao@ t sanda ('x');")
+    assert first.returncode == 0, first.stderr
+    second = runner(tmp_path, "--format", "json", "-e", "ampiasao d; alaivo * ao@ t;")
+    assert second.returncode == 0
+    assert json_lines(second.stdout)[1]["rows"] == [["x"]]
+    assert (tmp_path / "d" / "tables" / "t.json").is_file()
+
+
+def test_table_format_draws_boxes_and_errors_go_to_stderr(tmp_path):
+    result = runner(tmp_path, "-e", "alaivo 1 antso a, 'x' antso b; alaivo 1 / 0;")
+    assert result.returncode == 1
+    assert result.stdout == ("+---+---+\n| a | b |\n+---+---+\n| 1 | x |\n+---+---+\n"
+                             "(1 andalana)\n")
+    assert result.stderr.startswith("Hadisoana : ")
+    assert "Traceback" not in result.stderr
+
+
+def test_file_argument(tmp_path):
+    script = tmp_path / "script.tah"
+    script.write_text("manamboara tahiry d;\n-- a comment; still a comment\nasehoy ny tahiry;\n",
+                      encoding="utf-8")
+    result = runner(tmp_path / "data", "--format", "json", "-f", str(script))
+    assert result.returncode == 0, result.stderr
+    assert json_lines(result.stdout)[1]["rows"] == [["d"]]
+
+
+def test_missing_file_is_a_clean_error(tmp_path):
+    result = runner(tmp_path, "-f", str(tmp_path / "nope.tah"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("Hadisoana : ") and "Traceback" not in result.stderr
+
+
+def test_reads_stdin_without_e_or_f(tmp_path):
+    result = runner(tmp_path, "--format", "json",
+                    stdin="manamboara tahiry s;\nampiasao tsisy;\nasehoy ny tahiry")
+    assert result.returncode == 1
+    assert json_lines(result.stdout) == [
+        {"ok": True, "message": "Ny tahiry : s dia voaforona soamantsara"},
+        {"ok": False, "error": "Hadisoana : Tsy misy ny tahiry : tsisy"},
+        {"ok": True, "message": "1 andalana", "columns": ["fanasehoana"], "rows": [["s"]]}]
+
+
+def test_syntax_error_and_escaping_name(tmp_path):
+    result = runner(tmp_path / "data", "--format", "json",
+                    "-e", "alaivo ) ; ampiasao ../etc; manamboara tahiry ok;")
+    assert result.returncode == 1
+    lines = json_lines(result.stdout)
+    assert [line["ok"] for line in lines] == [False, False, True]
+    assert "andalana 1" in lines[0]["error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
