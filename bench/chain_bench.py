@@ -1,0 +1,166 @@
+"""Round trips through the node chain: server, balancer + server, proxy + balancer + server.
+
+Starts its own processes on free loopback ports in a temporary directory and
+prints, for each path: round trips per second and p50/p99 latency on one
+connection and over 8 concurrent connections, for an uncached point read and
+a single-row durable insert into a 1,000-row table; and for a proxy cache
+hit. The "added" column is the p50 difference to the previous hop.
+
+    .venv/bin/python bench/chain_bench.py [--seconds 2] [--inline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nodes.protocol import ResponseDecoder  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Connection:
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.decoder = ResponseDecoder(decode_relations=False)
+
+    def run(self, statement: str):
+        self.sock.sendall(statement.encode())
+        while True:
+            responses = self.decoder.feed(self.sock.recv(1 << 16))
+            if responses:
+                return responses[0]
+
+
+def start(module: str, name: str, workdir: Path, *args: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    log = open(workdir / f"{name}.log", "ab")
+    process = subprocess.Popen([sys.executable, "-m", f"nodes.{module}", "--id", name, "--port", str(port),
+                                *args], cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if "PONG" in Connection(port).run(".ping;").message:
+                return process, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{name} did not start: {(workdir / f'{name}.log').read_text()}")
+
+
+def measure(port: int, statement_of, seconds: float, connections: int) -> tuple[float, float, float]:
+    """(round trips/s, p50 ms, p99 ms) with `connections` threads for `seconds`."""
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    clients = [Connection(port) for _ in range(connections)]
+    for client in clients:
+        assert client.run("ampiasao bench;").ok
+    stop = time.perf_counter() + seconds
+
+    def loop(index: int) -> None:
+        client, out, counter = clients[index], latencies[index], 0
+        while time.perf_counter() < stop:
+            statement = statement_of(index, counter)
+            began = time.perf_counter()
+            response = client.run(statement)
+            out.append(time.perf_counter() - began)
+            if not response.ok:
+                raise RuntimeError(response.message)
+            counter += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    merged = sorted(x for chunk in latencies for x in chunk)
+    p99 = merged[min(len(merged) - 1, int(len(merged) * 0.99))]
+    return len(merged) / elapsed, statistics.median(merged) * 1000, p99 * 1000
+
+
+def main() -> None:
+    options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options.add_argument("--seconds", type=float, default=2.0)
+    options.add_argument("--inline", action="store_true", help="servers run statements inline")
+    args = options.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="chain-bench-"))
+    processes = []
+    try:
+        server_args = ["--data", "data/m1"] + (["--inline"] if args.inline else [])
+        server, server_port = start("server", "m1", workdir, *server_args)
+        processes.append(server)
+        setup = Connection(server_port)
+        for statement in ("manamboara tahiry bench;", "ampiasao bench;",
+                          "manamboara tabilao t (id ISA(null,null), anarana LAHATSORATRA(null,null));"):
+            assert setup.run(statement).ok
+        values = ", ".join(f"({i}, 'n{i}')" for i in range(1000))
+        assert setup.run(f"manampia ao@ t sanda {values};").ok
+        paths = [("server", server_port)]
+        if (ROOT / "nodes" / "balancer.py").exists():
+            balancer, balancer_port = start("balancer", "lb", workdir, "--backend", f"m1=127.0.0.1:{server_port}")
+            processes.append(balancer)
+            paths.append(("balancer>server", balancer_port))
+            upstream = balancer_port
+        else:
+            upstream = server_port
+        proxy, proxy_port = start("proxycache", "proxy", workdir, "--upstream", f"127.0.0.1:{upstream}",
+                                  "--ttl-ms", "600000", "--max-entries", "10000")
+        processes.append(proxy)
+        paths.append(("proxy>" + paths[-1][0], proxy_port))
+
+        next_id = iter(range(10_000, 10_000_000))
+        lock = threading.Lock()
+
+        def point_read(index: int, counter: int) -> str:
+            # A different key each time with a fresh comment-free text: never a cache hit.
+            return f"alaivo anarana ao@ t rehefa id = {(counter * 8 + index) % 1000} ary {counter} = {counter};"
+
+        def insert(index: int, counter: int) -> str:
+            with lock:
+                row = next(next_id)
+            return f"manampia ao@ t sanda ({row}, 'x');"
+
+        def cache_hit(index: int, counter: int) -> str:
+            return "alaivo anarana ao@ t rehefa id = 7;"
+
+        print(f"{'workload':<14}{'path':<26}{'conns':>6}{'rt/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'added':>9}")
+        for workload, statement_of in (("point read", point_read), ("insert", insert)):
+            for connections in (1, 8):
+                previous = None
+                for path, port in paths:
+                    rate, p50, p99 = measure(port, statement_of, args.seconds, connections)
+                    added = f"{p50 - previous:+.3f}" if previous is not None else ""
+                    previous = p50
+                    print(f"{workload:<14}{path:<26}{connections:>6}{rate:>10.0f}{p50:>9.3f}{p99:>9.3f}{added:>9}")
+        for connections in (1, 8):
+            rate, p50, p99 = measure(proxy_port, cache_hit, args.seconds, connections)
+            print(f"{'cache hit':<14}{'proxy':<26}{connections:>6}{rate:>10.0f}{p50:>9.3f}{p99:>9.3f}")
+    finally:
+        for process in processes:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The local proxy cache node: `python -m nodes.proxycache --upstream 127.0.0.1:3949 --port 3951`.
+
+Sits between a client and the load balancer (or a server: same protocol).
+One upstream connection per client connection, opened lazily. The seed's
+strategy:
+
+- READ (`alaivo`, `asehoy`): answered from the cache when an entry for
+  (client's current database, normalised statement) is younger than the TTL;
+  otherwise forwarded, and a successful response is cached. Errors are never
+  cached.
+- WRITE and USE (everything else): forwarded, then the whole cache is
+  invalidated. With --fine-invalidation only the entries of that database
+  that read the written object are dropped (entries reading a view count as
+  reading everything; USE drops nothing since keys carry the database).
+
+The client's current database is tracked from successful `ampiasao` replies
+and from dropping it. If the upstream connection breaks, the client gets a
+`Hadisoana : ...` error (a read is retried once on a fresh connection first,
+a write never is: its outcome is unknown); the next statement reconnects and
+replays `ampiasao` so the session keeps its database.
+
+`.ping;` and `.status;` are answered here, never forwarded; `.status;`
+carries the cache counters (hits, misses, evictions, invalidations, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+
+from engine.script import normalise_statement
+from nodes.cache import ResponseCache
+from nodes.common import (ConnectionStats, UpstreamConnection, UpstreamError, admin_response,
+                          load_topology_node, node_argument_parser, parse_address, run_server,
+                          serve_connection, setup_logging)
+from nodes.protocol import DEFAULT_MAX_REQUEST_BYTES, Request, Response, encode_error, statement_bytes
+
+KIND = "proxycache"
+READ, USE, WRITE = "read", "use", "write"
+
+_FIRST_WORD = re.compile(r"[^\W\d]\w*")
+_USE_REPLY = re.compile(r"^Ny tahiry : (.+) dia miasa ankehitriny$")
+_DROP_DATABASE = re.compile(r"^ravao\s+ny\s+tahiry\s+([^\W\d]\w*)\s*$", re.IGNORECASE)
+
+
+def statement_kind(normal_text: str) -> str:
+    """READ / USE / WRITE from the first keyword (cheap: no parse on the hit path)."""
+    match = _FIRST_WORD.match(normal_text)
+    word = match.group().lower() if match else ""
+    if word in ("alaivo", "asehoy"):
+        return READ
+    if word == "ampiasao":
+        return USE
+    return WRITE
+
+
+class FineInvalidation:
+    """What a statement reads or writes, for --fine-invalidation (parses; misses and writes only)."""
+
+    def __init__(self, view_ttl_s: float):
+        from engine.parser import StatementParser
+
+        self.parser = StatementParser()
+        self.view_ttl_s = view_ttl_s
+        self._views: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def classify(self, text: str):
+        from engine.classify import classify
+
+        try:
+            statement = self.parser.parse(text)
+        except Exception:
+            return None
+        return classify(statement) if statement is not None else None
+
+    def known_views(self, database: str | None) -> frozenset[str] | None:
+        cached = self._views.get(database or "")
+        if cached is not None and time.monotonic() - cached[0] < self.view_ttl_s:
+            return cached[1]
+        return None
+
+    def remember_views(self, database: str | None, response: Response) -> None:
+        if response.ok and response.relation is not None:
+            names = frozenset(str(row[0]) for row in response.relation.rows if row)
+            self._views[database or ""] = (time.monotonic(), names)
+
+    def forget_views(self, database: str | None) -> None:
+        self._views.pop(database or "", None)
+
+
+class ProxyCache:
+    """The proxy node: a shared cache and one `ProxySession` per client connection."""
+
+    def __init__(self, node_id: str, upstream: tuple[str, int], cache: ResponseCache,
+                 logger: logging.Logger, *, fine_invalidation: bool = False,
+                 request_timeout: float = 60.0, idle_timeout: float | None = 600.0,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
+        self.node_id = node_id
+        self.upstream = upstream
+        self.cache = cache
+        self.logger = logger
+        self.fine = FineInvalidation(cache.ttl_s) if fine_invalidation else None
+        self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
+        self.max_request_bytes = max_request_bytes
+        self.stats = ConnectionStats()
+        self.upstream_errors = 0
+
+    def status(self) -> dict:
+        return {**self.stats.as_dict(), **self.cache.status(),
+                "upstream": f"{self.upstream[0]}:{self.upstream[1]}",
+                "upstream_errors": self.upstream_errors,
+                "fine_invalidation": self.fine is not None}
+
+    async def client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.stats.open_connections += 1
+        self.stats.total_connections += 1
+        session = ProxySession(self, UpstreamConnection(
+            *self.upstream, request_timeout=self.request_timeout,
+            decode_relations=self.fine is not None))
+        try:
+            await serve_connection(reader, writer, session.handle, self.stats, self.logger,
+                                   idle_timeout=self.idle_timeout,
+                                   max_request_bytes=self.max_request_bytes)
+        finally:
+            self.stats.open_connections -= 1
+            await session.upstream.close()
+
+
+class ProxySession:
+    """One client connection: its current database and its upstream connection."""
+
+    def __init__(self, proxy: ProxyCache, upstream: UpstreamConnection):
+        self.proxy = proxy
+        self.cache = proxy.cache
+        self.upstream = upstream
+        self.database: str | None = None
+
+    async def handle(self, request: Request) -> bytes:
+        if request.admin is not None:
+            return admin_response(request, self.proxy.node_id, KIND, self.proxy.status)
+        normal = normalise_statement(request.text)
+        kind = statement_kind(normal)
+        if kind == READ:
+            return await self._read(request, normal)
+        try:
+            response = await self._forward(request.wire(), retry=False)
+        except UpstreamError as error:
+            self._invalidate_after(kind, normal, None)  # the outcome is unknown
+            return encode_error(str(error))
+        self._track_database(kind, normal, response)
+        self._invalidate_after(kind, normal, response)
+        return response.raw
+
+    async def _read(self, request: Request, normal: str) -> bytes:
+        key = (self.database, normal)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        generation = self.cache.generation
+        try:
+            response = await self._forward(request.wire(), retry=True)
+        except UpstreamError as error:
+            return encode_error(str(error))
+        if response.ok:
+            tags, opaque = await self._read_tags(request.text)
+            self.cache.put(key, response.raw, tags=tags, opaque=opaque, generation=generation)
+        return response.raw
+
+    async def _forward(self, data: bytes, retry: bool) -> Response:
+        """Send one statement upstream (replaying `ampiasao` on a new connection)."""
+        for attempt in (1, 2):
+            try:
+                if not self.upstream.connected:
+                    await self.upstream.connect()
+                    await self._replay_database()
+                return await self.upstream.request(data)
+            except UpstreamError:
+                self.proxy.upstream_errors += 1
+                if attempt == 2 or not retry:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _replay_database(self) -> None:
+        if self.database is None:
+            return
+        response = await self.upstream.request(statement_bytes(f"ampiasao {self.database}"))
+        if not response.ok:
+            self.proxy.logger.info("database %s is gone upstream: %s", self.database, response.message)
+            self.database = None
+
+    def _track_database(self, kind: str, normal: str, response: Response) -> None:
+        if not response.ok:
+            return
+        if kind == USE:
+            match = _USE_REPLY.match(response.message)
+            if match:
+                self.database = match.group(1)
+        elif self.database is not None:
+            match = _DROP_DATABASE.match(normal)
+            if match and match.group(1) == self.database:
+                self.database = None
+
+    def _invalidate_after(self, kind: str, normal: str, response: Response | None) -> None:
+        fine = self.proxy.fine
+        if fine is None:
+            self.cache.invalidate_all()
+            return
+        if kind == USE:
+            return  # keys carry the database: nothing read elsewhere changed
+        statement_class = fine.classify(normal)
+        if statement_class is None:
+            # Not even parsable: nothing was written; stay conservative anyway.
+            self.cache.invalidate_database(self.database)
+        elif statement_class.kind == "database":
+            self.cache.invalidate_database(statement_class.database)
+            fine.forget_views(statement_class.database)
+        elif statement_class.objects:
+            self.cache.invalidate_tables(self.database, statement_class.objects[:1])
+            fine.forget_views(self.database)
+        else:
+            self.cache.invalidate_database(self.database)
+
+    async def _read_tags(self, text: str) -> tuple[tuple[str, ...], bool]:
+        """Names a cached read depends on; opaque if it reads a view (or cannot tell)."""
+        fine = self.proxy.fine
+        if fine is None:
+            return (), False
+        statement_class = fine.classify(text)
+        if statement_class is None:
+            return (), True
+        names = statement_class.objects
+        if not names:
+            return (), False
+        views = fine.known_views(self.database)
+        if views is None:
+            try:
+                fine.remember_views(self.database, await self.upstream.request(
+                    statement_bytes("asehoy ny jery")))
+            except UpstreamError:
+                return names, True
+            views = fine.known_views(self.database)
+        return names, views is None or not views.isdisjoint(names)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = node_argument_parser("Tahiry local proxy cache", default_port=3951)
+    parser.add_argument("--upstream", default=None, help="host:port of the load balancer (or a server)")
+    parser.add_argument("--ttl-ms", type=float, default=None, help="how long a READ response stays cached")
+    parser.add_argument("--max-entries", type=int, default=None, help="LRU bound on cached responses")
+    parser.add_argument("--max-bytes", type=int, default=64 << 20, help="bound on cached bytes")
+    parser.add_argument("--fine-invalidation", action="store_true",
+                        help="on a write, drop only entries that read the written object")
+    parser.add_argument("--request-timeout", type=float, default=60.0)
+    parser.add_argument("--idle-timeout", type=float, default=600.0)
+    parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
+    args = parser.parse_args(argv)
+    entry = load_topology_node(args)
+    upstream_text = args.upstream or entry.get("upstream") or "127.0.0.1:3949"
+    try:
+        upstream = parse_address(upstream_text)
+    except ValueError as error:
+        parser.error(str(error))
+    ttl_ms = args.ttl_ms if args.ttl_ms is not None else entry.get("ttl_ms", 3000)
+    max_entries = args.max_entries if args.max_entries is not None else entry.get("max_entries", 200)
+    logger = setup_logging(args.id, args.log_file, args.log_level)
+    cache = ResponseCache(ttl_ms, max_entries, args.max_bytes)
+    proxy = ProxyCache(args.id, upstream, cache, logger,
+                       fine_invalidation=args.fine_invalidation,
+                       request_timeout=args.request_timeout,
+                       idle_timeout=args.idle_timeout or None,
+                       max_request_bytes=args.max_request_bytes)
+    logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, ttl_ms, max_entries)
+    asyncio.run(run_server(proxy.client_connected, args.host, args.port, logger))
+
+
+if __name__ == "__main__":
+    main()

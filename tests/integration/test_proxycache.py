@@ -1,0 +1,173 @@
+"""The proxy cache as a real process in front of a real server (same protocol as the balancer)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import orjson
+import pytest
+
+from tests.integration.test_server import WireClient, setup_school
+
+
+def start_chain(start_node, *proxy_args: str):
+    server = start_node("server", "m1", "--data", "data/m1")
+    proxy = start_node("proxycache", "proxy", "--upstream", f"127.0.0.1:{server.port}", *proxy_args)
+    return server, proxy
+
+
+def status(client: WireClient) -> dict:
+    return orjson.loads(client.one(".status;").message)
+
+
+def count_rows(client: WireClient, statement: str = "alaivo * ao@ t;") -> int:
+    response = client.one(statement)
+    assert response.ok, response.message
+    return len(response.relation.rows)
+
+
+def test_ping_and_status_are_answered_by_the_proxy(start_node):
+    _, proxy = start_chain(start_node)
+    with WireClient(proxy.port) as client:
+        assert client.one(".ping;").message == "PONG proxy proxycache"
+        counters = status(client)
+    assert counters["kind"] == "proxycache"
+    assert {"hits", "misses", "evictions", "invalidations", "entries", "bytes"} <= counters.keys()
+
+
+def test_hit_within_ttl_serves_the_cached_response(start_node):
+    server, proxy = start_chain(start_node, "--ttl-ms", "60000")
+    with WireClient(proxy.port) as client, WireClient(server.port) as direct:
+        setup_school(client)
+        assert client.one("manampia ao@ t sanda (1, 'a');").ok
+        assert count_rows(client) == 1
+        # Written behind the proxy's back: a cache hit still shows one row.
+        assert direct.one("ampiasao sekoly;").ok
+        assert direct.one("manampia ao@ t sanda (2, 'b');").ok
+        assert count_rows(client, "alaivo   *  ao@ t ;") == 1   # same normalised statement
+        counters = status(client)
+    assert counters["hits"] == 1 and counters["misses"] == 1
+
+
+def test_miss_after_ttl(start_node):
+    server, proxy = start_chain(start_node, "--ttl-ms", "150")
+    with WireClient(proxy.port) as client, WireClient(server.port) as direct:
+        setup_school(client)
+        assert count_rows(client) == 0
+        assert direct.one("ampiasao sekoly;").ok
+        assert direct.one("manampia ao@ t sanda (2, 'b');").ok
+        time.sleep(0.4)
+        assert count_rows(client) == 1
+        assert status(client)["misses"] == 2
+
+
+def test_write_through_the_proxy_invalidates(start_node):
+    _, proxy = start_chain(start_node, "--ttl-ms", "60000")
+    with WireClient(proxy.port) as client:
+        setup_school(client)
+        assert count_rows(client) == 0
+        before = status(client)["invalidations"]
+        assert client.one("manampia ao@ t sanda (1, 'a');").ok
+        assert count_rows(client) == 1
+        counters = status(client)
+    assert counters["invalidations"] == before + 1 and counters["hits"] == 0
+
+
+def test_use_invalidates_and_two_databases_never_mix(start_node):
+    _, proxy = start_chain(start_node, "--ttl-ms", "60000")
+    with WireClient(proxy.port) as first, WireClient(proxy.port) as second:
+        setup_school(first, "db1")
+        setup_school(second, "db2")
+        assert first.one("manampia ao@ t sanda (1, 'one');").ok
+        assert second.one("manampia ao@ t sanda (2, 'two');").ok
+        for _ in range(2):
+            assert first.one("alaivo anarana ao@ t;").relation.rows == [["one"]]
+            assert second.one("alaivo anarana ao@ t;").relation.rows == [["two"]]
+        assert status(first)["hits"] == 2
+        before = status(first)["invalidations"]
+        assert first.one("ampiasao db2;").message == "Ny tahiry : db2 dia miasa ankehitriny"
+        assert status(first)["invalidations"] == before + 1
+        assert first.one("alaivo anarana ao@ t;").relation.rows == [["two"]]
+
+
+def test_lru_eviction_at_max_entries(start_node):
+    _, proxy = start_chain(start_node, "--ttl-ms", "60000", "--max-entries", "2")
+    with WireClient(proxy.port) as client:
+        setup_school(client)
+        for statement in ("alaivo 1;", "alaivo 2;", "alaivo 3;"):
+            assert client.one(statement).ok
+        counters = status(client)
+        assert counters["evictions"] == 1 and counters["entries"] == 2
+        assert client.one("alaivo 1;").ok          # evicted: a miss
+        assert client.one("alaivo 3;").ok          # still there: a hit
+        counters = status(client)
+    assert counters["hits"] == 1 and counters["misses"] == 4
+
+
+def test_errors_are_never_cached(start_node):
+    server, proxy = start_chain(start_node, "--ttl-ms", "60000")
+    with WireClient(proxy.port) as client, WireClient(server.port) as direct:
+        setup_school(client)
+        assert client.one("alaivo * ao@ u;").message.startswith("Hadisoana : ")
+        assert direct.one("ampiasao sekoly;").ok
+        assert direct.one("manamboara tabilao u (x ISA(null,null));").ok
+        assert client.one("alaivo * ao@ u;").ok
+        assert status(client)["entries"] == 1
+
+
+def test_semicolon_in_a_string_round_trips_through_the_proxy(start_node):
+    _, proxy = start_chain(start_node)
+    with WireClient(proxy.port) as client:
+        setup_school(client)
+        assert client.one("manampia ao@ t sanda (1, 'x;y'), (2, 'a''b;');").ok
+        assert client.one("alaivo anarana ao@ t;").relation.rows == [["x;y"], ["a'b;"]]
+
+
+def test_garbage_and_ten_megabytes_leave_the_proxy_serving(start_node):
+    server, proxy = start_chain(start_node)
+    with WireClient(proxy.port, timeout=30) as client:
+        # No quotes or comment starters: the ';' really ends the garbage.
+        garbage = bytes(b for b in range(256) if b not in b"'\"-/;")
+        client.send(garbage * 4 + b";")
+        assert client.read()[0].message.startswith("Hadisoana : ")
+        sender = threading.Thread(target=lambda: client.send(b"x" * (10 << 20) + b";.ping;"))
+        sender.start()
+        too_long, pong = client.read(2)
+        sender.join(timeout=30)
+        assert too_long.message.startswith("Hadisoana : ")
+        assert pong.message == "PONG proxy proxycache"
+    with WireClient(proxy.port) as other:
+        assert other.one("asehoy ny tahiry;").ok
+    assert proxy.alive() and server.alive()
+
+
+def test_upstream_down_gives_an_error_then_reconnects_with_the_database(start_node):
+    server, proxy = start_chain(start_node, "--ttl-ms", "1")
+    with WireClient(proxy.port) as client:
+        setup_school(client)
+        assert client.one("manampia ao@ t sanda (1, 'a');").ok
+        server.stop()
+        down = client.one("alaivo * ao@ t;")
+        assert down.message.startswith("Hadisoana : ")
+        assert client.one(".ping;").ok                       # the client connection stays
+        start_node.restart(server)
+        # Reconnects and replays `ampiasao sekoly` on the new upstream connection.
+        assert count_rows(client) == 1
+        assert status(client)["upstream_errors"] >= 1
+
+
+def test_fine_invalidation_keeps_entries_of_other_tables(start_node):
+    _, proxy = start_chain(start_node, "--ttl-ms", "60000", "--fine-invalidation")
+    with WireClient(proxy.port) as client:
+        setup_school(client)
+        assert client.one("manamboara tabilao u (x ISA(null,null));").ok
+        assert client.one("manamboara jery v @ alaivo id ao@ t;").ok
+        assert count_rows(client) == 0
+        assert count_rows(client, "alaivo * ao@ v;") == 0
+        assert client.one("manampia ao@ u sanda (1);").ok
+        assert count_rows(client) == 0                     # still cached: a hit
+        assert status(client)["hits"] == 1
+        assert client.one("manampia ao@ t sanda (5, 'e');").ok
+        assert count_rows(client) == 1                     # invalidated by the write to t
+        assert count_rows(client, "alaivo * ao@ v;") == 1  # reads a view: invalidated too
