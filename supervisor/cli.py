@@ -1,0 +1,323 @@
+"""`python -m supervisor up|down|status|restart|logs|reload|check`: the command line.
+
+`up` validates the topology (nothing starts from an invalid file), says so
+and exits 0 if a supervisor already answers on the control port, else runs
+the supervisor in the foreground (or, with `-d`, in a detached process and
+returns once every node settled). The other commands talk to the running
+supervisor over its control port; `status` with nothing running still lists
+the nodes as STOPPED and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from .control import NotRunning, send_command
+from .logfiles import close_logger, follow, supervisor_logger, timestamp
+from .topology import Topology, TopologyError, load_topology, parse_topology
+
+LOADED_TOPOLOGY = "loaded-topology.yaml"
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_NOT_RUNNING = 0, 1, 2, 3
+DETACH_DEADLINE_S = 60.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m supervisor",
+                                     description="Run and watch a Tahiry cluster.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the cluster (foreground; -d to detach)")
+    up.add_argument("topology", nargs="?", default="topology.yaml")
+    up.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    up.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    status = commands.add_parser("status", help="show every node")
+    status.add_argument("topology", nargs="?", default="topology.yaml")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    down = commands.add_parser("down", help="stop every node and the supervisor")
+    down.add_argument("topology", nargs="?", default="topology.yaml")
+    restart = commands.add_parser("restart", help="restart one node")
+    restart.add_argument("node")
+    restart.add_argument("topology", nargs="?", default="topology.yaml")
+    logs = commands.add_parser("logs", help="show a node's log (or 'supervisor')")
+    logs.add_argument("node")
+    logs.add_argument("topology", nargs="?", default="topology.yaml")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    reload = commands.add_parser("reload", help="apply the topology file now (it is also "
+                                                "applied by itself when edited)")
+    reload.add_argument("topology", nargs="?", default="topology.yaml")
+    check = commands.add_parser("check", help="validate the topology file only")
+    check.add_argument("topology", nargs="?", default="topology.yaml")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        topology = load_topology(args.topology)
+    except TopologyError as error:
+        print(error, file=sys.stderr)
+        if args.command in ("up", "check", "reload"):
+            if args.command == "up":
+                print("nothing was started.", file=sys.stderr)
+            return EXIT_INVALID
+        # The file may have been edited badly while the cluster runs: still
+        # reach the running supervisor (its run directory says where).
+        topology = _running_topology(Path(args.topology))
+        if topology is None:
+            return EXIT_INVALID
+        print(f"(using the topology the running supervisor loaded: {topology.path})",
+              file=sys.stderr)
+    handler = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "restart": cmd_restart,
+               "logs": cmd_logs, "check": cmd_check, "reload": cmd_reload}[args.command]
+    try:
+        return handler(topology, args)
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def _running_topology(path: Path) -> Topology | None:
+    """The last valid topology the running supervisor applied (run/loaded-topology.yaml)."""
+    path = path.resolve()
+    try:
+        text = (path.parent / "run" / LOADED_TOPOLOGY).read_text(encoding="utf-8")
+        return parse_topology(text, path)
+    except (OSError, TopologyError):
+        return None
+
+
+# -- commands
+
+def cmd_check(topology: Topology, args) -> int:
+    print(f"{topology.path.name}: valid ({len(topology.nodes)} nodes)")
+    return EXIT_OK
+
+
+def cmd_up(topology: Topology, args) -> int:
+    port = topology.supervisor.control_port
+    try:
+        hello = send_command(port, {"cmd": "hello"}, timeout_s=2)
+        if hello.get("topology") != str(topology.path):
+            print(f"cannot start: the control port {port} is used by the supervisor of "
+                  f"{hello.get('topology')} (pid {hello.get('pid')})", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"the cluster already runs (supervisor pid {hello.get('pid')}, "
+              f"{hello.get('topology')}); nothing to do.")
+        return EXIT_OK
+    except NotRunning as error:
+        if "something else" in str(error):
+            print(f"cannot start: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    if args.detach:
+        return _up_detached(topology)
+    return _up_foreground(topology, echo=not args.quiet)
+
+
+def _up_foreground(topology: Topology, echo: bool) -> int:
+    from .app import SupervisorApp  # only `up` needs the asyncio machinery
+
+    settings = topology.supervisor
+    logger = supervisor_logger(settings.logs, settings.log_max_bytes, settings.log_backups, echo)
+
+    def ready(rows: list[dict], all_running: bool) -> None:
+        if echo:
+            print(render_table(rows), flush=True)
+            print("the cluster runs" if all_running else "the cluster started with problems "
+                  "(see the table)", "- Ctrl-C or `python -m supervisor down` stops it.",
+                  flush=True)
+
+    try:
+        return asyncio.run(SupervisorApp(topology, logger).run(ready))
+    finally:
+        close_logger(logger)
+
+
+def _up_detached(topology: Topology) -> int:
+    settings = topology.supervisor
+    settings.logs.mkdir(parents=True, exist_ok=True)
+    with open(settings.logs / "supervisor.console.log", "ab") as console:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "up", str(topology.path), "--quiet"],
+            stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True,
+            cwd=str(topology.base_dir), env=_child_env())
+    deadline = time.monotonic() + DETACH_DEADLINE_S
+    answer = None
+    started = timestamp(time.time() - 1)
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            print(f"the supervisor exited with code {child.returncode}:", file=sys.stderr)
+            _print_errors(settings.logs / "supervisor.log", since=started)
+            return EXIT_FAILED
+        try:
+            answer = send_command(settings.control_port, {"cmd": "status"})
+            states = {row["state"] for row in answer["nodes"]}
+            if states <= {"RUNNING", "FATAL"}:
+                break
+        except NotRunning:
+            pass
+        time.sleep(0.05)
+    if answer is None:
+        print("the supervisor did not answer in time", file=sys.stderr)
+        return EXIT_FAILED
+    print(render_table(answer["nodes"]))
+    print(f"supervisor runs in the background (pid {child.pid}); "
+          "`python -m supervisor down` stops it.")
+    return EXIT_OK if all(r["state"] == "RUNNING" for r in answer["nodes"]) else EXIT_FAILED
+
+
+def _print_errors(log: Path, since: str, lines: int = 5) -> None:
+    try:
+        errors = [line for line in log.read_text(errors="replace").splitlines()
+                  if " ERROR " in line and line >= since][-lines:]
+    except OSError:
+        errors = []
+    for line in errors or [f"(see {log})"]:
+        print("  " + line, file=sys.stderr)
+
+
+def _child_env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+
+
+def cmd_status(topology: Topology, args) -> int:
+    try:
+        answer = send_command(topology.supervisor.control_port, {"cmd": "status"})
+    except NotRunning as error:
+        rows = [{"node": n.id, "kind": n.kind, "address": n.address, "pid": None,
+                 "state": "STOPPED", "uptime_s": None, "restarts": 0, "probe_ms": None}
+                for n in topology.nodes.values()]
+        if args.json:
+            print(json.dumps({"ok": False, "running": False, "error": str(error),
+                              "nodes": rows}, indent=1))
+        else:
+            print(f"the cluster is not running: {error}")
+            print(render_table(rows))
+        return EXIT_NOT_RUNNING
+    if args.json:
+        print(json.dumps({"running": True, **answer}, indent=1))
+        return EXIT_OK
+    info = answer.get("supervisor", {})
+    print(f"supervisor pid {info.get('pid')}, up {_duration(info.get('uptime_s'))}, "
+          f"{info.get('topology')}")
+    reload = info.get("last_reload")
+    if reload and not reload["ok"]:
+        print(f"last topology edit refused:\n  " + reload["message"].replace("\n", "\n  "))
+    print(render_table(answer["nodes"]))
+    return EXIT_OK
+
+
+def cmd_down(topology: Topology, args) -> int:
+    try:
+        answer = send_command(topology.supervisor.control_port, {"cmd": "down"}, timeout_s=60)
+    except NotRunning as error:
+        print(f"the cluster is not running: {error}")
+        return EXIT_OK
+    pid = answer.get("pid")
+    if pid:
+        try:
+            psutil.Process(pid).wait(timeout=30)
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.TimeoutExpired:
+            print(f"the supervisor (pid {pid}) is still finishing", file=sys.stderr)
+            return EXIT_FAILED
+    print("the cluster is stopped.")
+    return EXIT_OK
+
+
+def cmd_restart(topology: Topology, args) -> int:
+    try:
+        answer = send_command(topology.supervisor.control_port,
+                              {"cmd": "restart", "node": args.node}, timeout_s=60)
+    except NotRunning as error:
+        print(f"the cluster is not running: {error}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    if not answer["ok"]:
+        print(answer["error"], file=sys.stderr)
+        return EXIT_FAILED
+    print(render_table([answer["node"]]))
+    return EXIT_OK if answer["node"]["state"] == "RUNNING" else EXIT_FAILED
+
+
+def cmd_reload(topology: Topology, args) -> int:
+    try:
+        answer = send_command(topology.supervisor.control_port, {"cmd": "reload"}, timeout_s=120)
+    except NotRunning as error:
+        print(f"the cluster is not running: {error}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(answer.get("message") or answer.get("error"),
+          file=sys.stdout if answer["ok"] else sys.stderr)
+    return EXIT_OK if answer["ok"] else EXIT_FAILED
+
+
+def cmd_logs(topology: Topology, args) -> int:
+    if args.node != "supervisor" and args.node not in topology.nodes:
+        print(f"unknown node {args.node!r} (nodes: {', '.join(topology.nodes)}, supervisor)",
+              file=sys.stderr)
+        return EXIT_FAILED
+    path = topology.supervisor.logs / f"{args.node}.log"
+    if not path.exists() and not args.follow:
+        print(f"no log yet: {path}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        follow(path, sys.stdout, from_lines=args.lines, stop=(lambda: False) if args.follow else None)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+# -- the table
+
+COLUMNS = ("NODE", "KIND", "ADDRESS", "PID", "STATE", "UPTIME", "RESTARTS", "PROBE", "INFO")
+
+
+def render_table(rows: list[dict]) -> str:
+    lines = [COLUMNS]
+    for row in rows:
+        lines.append((row["node"], row["kind"], row["address"], str(row.get("pid") or "-"),
+                      row["state"], _duration(row.get("uptime_s")), str(row.get("restarts", 0)),
+                      f"{row['probe_ms']:.1f} ms" if row.get("probe_ms") is not None else "-",
+                      _info(row)))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def _info(row: dict) -> str:
+    parts = []
+    if row["kind"] == "proxycache" and "hit_ratio" in row:
+        ratio = row["hit_ratio"]
+        parts.append(f"hit ratio {ratio:.0%}" if ratio is not None else "hit ratio -")
+    if row["kind"] == "server":
+        p50, p99 = row.get("repl_lag_p50_ms"), row.get("repl_lag_p99_ms")
+        if p50 is not None:
+            parts.append(f"repl lag p50 {p50:.1f} ms p99 {p99:.1f} ms")
+        if row.get("repl_conflicts"):
+            parts.append(f"{row['repl_conflicts']} conflicts")
+        if row.get("writable") is False and row["state"] != "STOPPED":
+            parts.append("catching up (read-only)")
+    if row["state"] in ("FATAL", "BACKOFF") and row.get("last_exit"):
+        parts.append(row["last_exit"])
+    return ", ".join(parts)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

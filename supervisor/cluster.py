@@ -1,0 +1,279 @@
+"""The running cluster: every node's keeper, in dependency order, plus replication.
+
+`Cluster.up()` starts servers first, then balancers, then proxy caches; a
+node starts once every node it needs is RUNNING (or FATAL: a balancer can
+still serve with one server down). Servers catch up from their peers before
+each start; while a restarted server catches up it is listed `writable:
+false` in the balancers' backends files (run/<balancer>.backends.json,
+written atomically, re-read by the balancer). `status()` gathers what the
+`status` command shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .keeper import NodeHooks, NodeKeeper, NodeState, probe
+from .logfiles import RotatingLog
+from .replicalink import ReplicationLink
+from .topology import NodeSpec, Topology
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SETTLED_STATES = (NodeState.RUNNING, NodeState.FATAL, NodeState.STOPPED)
+
+
+def node_command(topology: Topology, node_id: str, run_dir: Path,
+                 python: str = sys.executable) -> list[str]:
+    """The command line that runs one node (flags fixed in docs/ARCHITECTURE.md)."""
+    spec = topology.nodes[node_id]
+    argv = [python, "-m", f"nodes.{spec.kind}", "--id", spec.id, "--host", spec.host,
+            "--port", str(spec.port)]
+    if spec.kind == "server":
+        argv += ["--data", str(spec.data)]
+    elif spec.kind == "balancer":
+        argv += ["--backends-file", str(backends_file(run_dir, node_id))]
+    elif spec.kind == "proxycache":
+        upstream = topology.nodes[spec.upstream]
+        argv += ["--upstream", upstream.address, "--ttl-ms", str(spec.ttl_ms),
+                 "--max-entries", str(spec.max_entries)]
+    return argv
+
+
+def backends_file(run_dir: Path, balancer_id: str) -> Path:
+    return run_dir / f"{balancer_id}.backends.json"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+class Cluster:
+    def __init__(self, topology: Topology, logger: logging.Logger, python: str = sys.executable):
+        self.topology = topology
+        self.logger = logger
+        self.python = python
+        self.keepers: dict[str, NodeKeeper] = {}
+        self.node_logs: dict[str, RotatingLog] = {}
+        self.writable: dict[str, bool] = {}   # server id -> may take writes
+        self.joined: set[str] = set()         # servers listed in the backends files
+        self.started_at = time.monotonic()
+        self.replication = ReplicationLink(
+            {s.id: s.data for s in topology.of_kind("server")},
+            topology.replication_enabled, logger)
+        self._launches: dict[str, asyncio.Task] = {}
+
+    @property
+    def run_dir(self) -> Path:
+        return self.topology.supervisor.run
+
+    # -- whole cluster
+
+    async def up(self, timeout_s: float | None = None) -> bool:
+        """Start everything in dependency order; True once all are RUNNING."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.topology.supervisor.logs.mkdir(parents=True, exist_ok=True)
+        await self.replication.start()
+        self.write_backends_files()
+        self.launch(self.topology.start_order())
+        return await self.wait_settled(list(self.topology.nodes), timeout_s)
+
+    async def wait_settled(self, node_ids: list[str], timeout_s: float | None = None) -> bool:
+        """Wait until every listed node is RUNNING or FATAL; True if all RUNNING."""
+        if timeout_s is None:
+            health = self.topology.supervisor.health
+            timeout_s = 3 * health.start_timeout_ms / 1000 + 5
+        tasks = [self._launches[n] for n in node_ids if n in self._launches]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for node_id in node_ids:
+            keeper = self.keepers.get(node_id)
+            if keeper is not None:
+                await keeper.wait_settled(max(0.0, deadline - time.monotonic()))
+        return all(self.keepers[n].state is NodeState.RUNNING for n in node_ids
+                   if n in self.keepers)
+
+    async def down(self) -> None:
+        """Stop proxies, then balancers, then servers; then replication."""
+        for task in self._launches.values():
+            task.cancel()
+        for node_id in reversed(self.topology.start_order()):
+            await self.stop_node(node_id)
+        for node_id in list(self.keepers):  # anything left from an older topology
+            await self.stop_node(node_id)
+        await self.replication.stop()
+
+    # -- one node
+
+    def launch(self, node_ids: list[str]) -> None:
+        """Start these nodes, each once what it depends on has settled."""
+        for node_id in node_ids:
+            self._launches[node_id] = asyncio.create_task(self._launch_one(node_id),
+                                                          name=f"launch-{node_id}")
+
+    async def _launch_one(self, node_id: str) -> None:
+        spec = self.topology.nodes[node_id]
+        for dependency in self.topology.dependencies(node_id):
+            launch = self._launches.get(dependency)
+            if launch is not None and launch is not asyncio.current_task():
+                await asyncio.wait({launch})
+            keeper = self.keepers.get(dependency)
+            if keeper is not None:
+                await keeper.wait_settled(self.topology.supervisor.health.start_timeout_ms / 1000)
+        keeper = self._make_keeper(spec)
+        self.keepers[node_id] = keeper
+        keeper.start()
+        await keeper.wait_settled(self.topology.supervisor.health.start_timeout_ms / 1000 * 3)
+
+    def _make_keeper(self, spec: NodeSpec) -> NodeKeeper:
+        settings = self.topology.supervisor
+        log = self.node_logs.get(spec.id)
+        if log is None:
+            log = RotatingLog(settings.logs / f"{spec.id}.log", settings.log_max_bytes,
+                              settings.log_backups)
+            self.node_logs[spec.id] = log
+        hooks = NodeHooks(on_state=self._on_state)
+        if spec.kind == "server":
+            hooks.before_start = self._before_server_start
+            hooks.on_running = self._on_server_running
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        return NodeKeeper(spec, node_command(self.topology, spec.id, self.run_dir, self.python),
+                          log, settings.health, settings.restart, self.logger, hooks,
+                          env=env, cwd=str(self.topology.base_dir))
+
+    async def stop_node(self, node_id: str) -> None:
+        launch = self._launches.pop(node_id, None)
+        if launch is not None and not launch.done():
+            launch.cancel()
+        keeper = self.keepers.pop(node_id, None)
+        if keeper is not None:
+            await keeper.stop()
+            self.logger.info("%s: stopped", node_id)
+        log = self.node_logs.pop(node_id, None)
+        if log is not None:
+            log.close()
+
+    async def restart_node(self, node_id: str) -> dict:
+        keeper = self.keepers.get(node_id)
+        if keeper is None:
+            raise KeyError(node_id)
+        self.logger.info("%s: restart asked", node_id)
+        await keeper.restart()
+        await keeper.wait_settled(self.topology.supervisor.health.start_timeout_ms / 1000 * 2)
+        return keeper.snapshot()
+
+    # -- servers and balancers
+
+    async def _before_server_start(self, spec: NodeSpec, is_restart: bool) -> None:
+        if spec.id in self.joined and is_restart:
+            self.writable[spec.id] = False
+            self.write_backends_files()
+        if not self.replication.known(spec.id):
+            await self.replication.seed(spec.id, spec.data)  # a server new to the cluster
+        elif is_restart:  # the first start is covered by the sync pass of `up`
+            await self.replication.catch_up(spec.id)
+
+    async def _on_server_running(self, spec: NodeSpec, is_restart: bool) -> None:
+        changed = spec.id not in self.joined or not self.writable.get(spec.id, False)
+        self.writable[spec.id] = True
+        self.joined.add(spec.id)
+        if changed:
+            self.write_backends_files()
+
+    def forget_server(self, server_id: str) -> None:
+        self.joined.discard(server_id)
+        self.writable.pop(server_id, None)
+
+    def write_backends_files(self) -> None:
+        """One file per balancer listing its joined servers (catching-up ones not writable)."""
+        for balancer in self.topology.of_kind("balancer"):
+            entries = []
+            for server_id in self.topology.backends_of(balancer.id):
+                if server_id not in self.joined:
+                    continue
+                server = self.topology.nodes[server_id]
+                entries.append({"id": server.id, "host": server.host, "port": server.port,
+                                "writable": self.writable.get(server_id, False)})
+            path = backends_file(self.run_dir, balancer.id)
+            text = json.dumps({"backends": entries}, indent=1) + "\n"
+            try:
+                if path.read_text(encoding="utf-8") == text:
+                    continue
+            except OSError:
+                pass
+            write_atomically(path, text)
+            self.logger.info("%s: backends file now lists %s", balancer.id,
+                             ", ".join(f"{e['id']}{'' if e['writable'] else ' (read-only)'}"
+                                       for e in entries) or "no server")
+
+    def _on_state(self, spec: NodeSpec, state: NodeState) -> None:
+        if state is not NodeState.STARTING:
+            self.save_state()
+
+    # -- reporting
+
+    def save_state(self) -> None:
+        """run/state.json: who runs with which pid (also used to clean up after a crash)."""
+        try:
+            write_atomically(self.run_dir / "state.json", json.dumps({
+                "supervisor_pid": os.getpid(), "topology": str(self.topology.path),
+                "nodes": [k.snapshot() for k in self.keepers.values()]}, indent=1))
+        except OSError as error:
+            self.logger.warning("cannot write the state file: %s", error)
+
+    async def status(self) -> list[dict]:
+        """One row per node of the topology (STOPPED when it has no keeper)."""
+        rows = []
+        for node_id, spec in self.topology.nodes.items():
+            keeper = self.keepers.get(node_id)
+            row = keeper.snapshot() if keeper else {
+                "node": node_id, "kind": spec.kind, "address": spec.address, "pid": None,
+                "state": NodeState.STOPPED.value, "uptime_s": None, "restarts": 0,
+                "probe_ms": None, "last_exit": None}
+            rows.append(row)
+        replication = self.replication.stats()
+        extras = await asyncio.gather(*(self._node_extra(row, replication) for row in rows))
+        for row, extra in zip(rows, extras):
+            row.update(extra)
+        return rows
+
+    async def _node_extra(self, row: dict, replication: dict) -> dict:
+        if row["kind"] == "server":
+            stats = replication.get(row["node"], {})
+            return {"writable": self.writable.get(row["node"]),
+                    "repl_lag_p50_ms": stats.get("lag_p50_ms"),
+                    "repl_lag_p99_ms": stats.get("lag_p99_ms"),
+                    "repl_conflicts": len(stats.get("conflicts") or [])}
+        if row["kind"] == "proxycache" and row["state"] == NodeState.RUNNING.value:
+            spec = self.topology.nodes[row["node"]]
+            try:
+                answer = await probe(spec.host, spec.port, 0.5, b".status;")
+                counters = json.loads(_message_line(answer))
+                hits, misses = counters.get("hits", 0), counters.get("misses", 0)
+                return {"hits": hits, "misses": misses,
+                        "hit_ratio": round(hits / (hits + misses), 3) if hits + misses else None}
+            except (OSError, asyncio.TimeoutError, ValueError, AttributeError):
+                return {"hit_ratio": None}
+        return {}
+
+
+def _message_line(answer: str) -> str:
+    """The message line of a wire response (the line after RESULT_MESSAGE)."""
+    lines = answer.splitlines()
+    for index, line in enumerate(lines):
+        if line == "RESULT_MESSAGE" and index + 1 < len(lines):
+            return lines[index + 1]
+    raise ValueError("no message in the answer")

@@ -1,0 +1,312 @@
+"""Keep one node alive: health probes, restarts with backoff, FATAL on crash loops.
+
+A `NodeKeeper` owns the successive `ChildProcess`es of one node. It starts
+the child, waits until it answers the `.ping;` probe (STARTING -> RUNNING),
+then probes it every interval; when the child exits or misses `fall` probes
+in a row it is restarted after an exponential, capped, jittered delay
+(BACKOFF). The delay resets once a run has lasted `reset_after_s`; more than
+`max_restarts` restarts within `window_s` marks the node FATAL and it is
+left stopped until a manual `restart`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from .logfiles import RotatingLog
+from .process import ChildProcess
+from .topology import HealthSettings, NodeSpec, RestartSettings
+
+
+class NodeState(str, enum.Enum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    BACKOFF = "BACKOFF"
+    FATAL = "FATAL"
+    STOPPED = "STOPPED"
+
+
+class Backoff:
+    """Exponential delays: initial, doubling, capped, with +-jitter; `reset()` starts over."""
+
+    def __init__(self, initial_s: float, max_s: float, jitter: float = 0.2,
+                 rng: random.Random | None = None):
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.jitter = jitter
+        self.rng = rng or random.Random()
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        base = min(self.max_s, self.initial_s * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        spread = base * self.jitter
+        return min(self.max_s, max(0.0, base + self.rng.uniform(-spread, spread)))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class CrashLoopDetector:
+    """True from `record` once more than max_restarts happened within window_s."""
+
+    def __init__(self, max_restarts: int, window_s: float):
+        self.max_restarts = max_restarts
+        self.window_s = window_s
+        self.times: deque[float] = deque()
+
+    def record(self, now: float) -> bool:
+        self.times.append(now)
+        while self.times and now - self.times[0] > self.window_s:
+            self.times.popleft()
+        return len(self.times) > self.max_restarts
+
+    def clear(self) -> None:
+        self.times.clear()
+
+
+async def probe(host: str, port: int, timeout_s: float, request: bytes = b".ping;") -> str:
+    """Send an admin request, return the response text up to its END line.
+
+    Raises OSError (or asyncio.TimeoutError) when the node does not answer in time.
+    """
+    async def exchange() -> str:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(request)
+            await writer.drain()
+            data = b""
+            while not (data.endswith(b"\nEND\n") or data == b"END\n"):
+                chunk = await reader.read(65536)
+                if not chunk:
+                    raise ConnectionError("connection closed before END")
+                data += chunk
+            return data.decode("utf-8", "replace")
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+    return await asyncio.wait_for(exchange(), timeout_s)
+
+
+async def ping(host: str, port: int, timeout_s: float) -> float:
+    """Round trip of the health probe in ms; raises OSError if it failed."""
+    started = time.perf_counter()
+    answer = await probe(host, port, timeout_s)
+    if "PONG" not in answer:
+        raise ConnectionError(f"unexpected answer to .ping: {answer.strip()[:80]!r}")
+    return (time.perf_counter() - started) * 1000
+
+
+@dataclass
+class NodeHooks:
+    """What the cluster does around a node's (re)start; every hook is optional."""
+
+    before_start: Callable[[NodeSpec, bool], Awaitable[None]] | None = None  # (spec, is_restart)
+    on_running: Callable[[NodeSpec, bool], Awaitable[None]] | None = None
+    on_state: Callable[[NodeSpec, NodeState], None] | None = None
+
+
+class NodeKeeper:
+    """Runs one node and keeps it alive until `stop()`."""
+
+    def __init__(self, spec: NodeSpec, argv: list[str], log: RotatingLog,
+                 health: HealthSettings, restart: RestartSettings, logger: logging.Logger,
+                 hooks: NodeHooks | None = None, env: dict[str, str] | None = None,
+                 cwd: str | None = None, rng: random.Random | None = None):
+        self.spec = spec
+        self.argv = argv
+        self.log = log
+        self.health = health
+        self.policy = restart
+        self.logger = logger
+        self.hooks = hooks or NodeHooks()
+        self.env = env
+        self.cwd = cwd
+        self.backoff = Backoff(restart.backoff_initial_ms / 1000, restart.backoff_max_ms / 1000,
+                               rng=rng)
+        self.crash_loop = CrashLoopDetector(restart.max_restarts, restart.window_s)
+        self.state = NodeState.STOPPED
+        self.child: ChildProcess | None = None
+        self.restarts = 0
+        self.last_probe_ms: float | None = None
+        self.last_exit: str | None = None
+        self.running_since: float | None = None
+        self.running_event = asyncio.Event()   # set while RUNNING
+        self.settled_event = asyncio.Event()   # set once RUNNING or FATAL (or stopped)
+        self._task: asyncio.Task | None = None
+
+    # -- public
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child and self.child.running else None
+
+    @property
+    def uptime_s(self) -> float | None:
+        if self.state is NodeState.RUNNING and self.running_since is not None:
+            return time.monotonic() - self.running_since
+        return None
+
+    def start(self, is_restart: bool = False) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._keep_alive(is_restart),
+                                             name=f"keeper-{self.spec.id}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        await self._stop_child()
+        self._set_state(NodeState.STOPPED)
+        self.settled_event.set()
+
+    async def restart(self) -> None:
+        """Manual restart: stop now, forget the crash history (also leaves FATAL), start."""
+        await self.stop()
+        self.crash_loop.clear()
+        self.backoff.reset()
+        self.restarts += 1
+        self.settled_event.clear()
+        self.start(is_restart=True)
+
+    async def wait_settled(self, timeout_s: float) -> bool:
+        """Wait until RUNNING or FATAL; True if RUNNING."""
+        try:
+            await asyncio.wait_for(self.settled_event.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            pass
+        return self.state is NodeState.RUNNING
+
+    def snapshot(self) -> dict:
+        state = self.state
+        if state is NodeState.RUNNING and self.pid is None:
+            state = NodeState.BACKOFF  # died a moment ago; the loop is about to notice
+        return {"node": self.spec.id, "kind": self.spec.kind, "address": self.spec.address,
+                "pid": self.pid, "state": state.value,
+                "uptime_s": round(self.uptime_s, 1) if self.uptime_s is not None else None,
+                "restarts": self.restarts,
+                "probe_ms": round(self.last_probe_ms, 2) if self.last_probe_ms is not None else None,
+                "last_exit": self.last_exit}
+
+    # -- the loop
+
+    async def _keep_alive(self, is_restart: bool) -> None:
+        while True:
+            reason = await self._one_run(is_restart)
+            await self._stop_child()
+            ran_for = (time.monotonic() - self.running_since) if self.running_since else 0.0
+            self.running_since = None
+            self.last_exit = reason
+            if ran_for >= self.policy.reset_after_s:
+                self.backoff.reset()
+            if self.crash_loop.record(time.monotonic()):
+                self.logger.error("%s: %s; more than %d restarts within %ss: FATAL, "
+                                  "not restarted (use `restart %s`)", self.spec.id, reason,
+                                  self.policy.max_restarts, self.policy.window_s, self.spec.id)
+                self._set_state(NodeState.FATAL)
+                self.settled_event.set()
+                return
+            delay = self.backoff.next_delay()
+            self.logger.warning("%s: %s; restarting in %.0f ms", self.spec.id, reason,
+                                delay * 1000)
+            self._set_state(NodeState.BACKOFF)
+            await asyncio.sleep(delay)
+            self.restarts += 1
+            is_restart = True
+
+    async def _one_run(self, is_restart: bool) -> str:
+        """Start the child and watch it; returns why this run ended."""
+        self._set_state(NodeState.STARTING)
+        if self.hooks.before_start:
+            try:
+                await self.hooks.before_start(self.spec, is_restart)
+            except Exception as error:  # a failed catch-up must not stop the node forever
+                self.logger.error("%s: preparing the start failed: %s", self.spec.id, error)
+        self.child = ChildProcess(self.argv, self.log, env=self.env, cwd=self.cwd)
+        try:
+            await self.child.start()
+        except OSError as error:
+            return f"could not start: {error}"
+        exited = asyncio.create_task(self.child.wait())
+        try:
+            if not await self._wait_ready(exited):
+                if exited.done():
+                    return f"exited with code {exited.result()} before answering its probe"
+                return (f"did not answer its probe within "
+                        f"{self.health.start_timeout_ms} ms")
+            self.running_since = time.monotonic()
+            self._set_state(NodeState.RUNNING)
+            self.logger.info("%s: RUNNING (pid %s, %s)", self.spec.id, self.child.pid,
+                             self.spec.address)
+            if self.hooks.on_running:
+                try:
+                    await self.hooks.on_running(self.spec, is_restart)
+                except Exception as error:
+                    self.logger.error("%s: after-start step failed: %s", self.spec.id, error)
+            self.settled_event.set()
+            return await self._watch(exited)
+        finally:
+            if not exited.done():
+                exited.cancel()
+
+    async def _wait_ready(self, exited: asyncio.Task) -> bool:
+        deadline = time.monotonic() + self.health.start_timeout_ms / 1000
+        while time.monotonic() < deadline and not exited.done():
+            try:
+                self.last_probe_ms = await ping(self.spec.host, self.spec.port,
+                                                self.health.timeout_ms / 1000)
+                return True
+            except (OSError, asyncio.TimeoutError):
+                pass
+            # Probe often while starting: a node is usually listening ~0.1 s after spawn.
+            await asyncio.wait({exited}, timeout=0.02)
+        return False
+
+    async def _watch(self, exited: asyncio.Task) -> str:
+        failures = 0
+        interval = self.health.interval_ms / 1000
+        while True:
+            await asyncio.wait({exited}, timeout=interval)
+            if exited.done():
+                return f"exited with code {exited.result()}"
+            try:
+                self.last_probe_ms = await ping(self.spec.host, self.spec.port,
+                                                self.health.timeout_ms / 1000)
+                failures = 0
+            except (OSError, asyncio.TimeoutError) as error:
+                if exited.done():
+                    return f"exited with code {exited.result()}"
+                failures += 1
+                self.logger.warning("%s: probe failed (%d/%d): %s", self.spec.id, failures,
+                                    self.health.fall, error or type(error).__name__)
+                if failures >= self.health.fall:
+                    return f"missed {failures} health probes in a row"
+
+    async def _stop_child(self) -> None:
+        child = self.child
+        if child is not None and child.process is not None:
+            await child.stop(self.policy.stop_grace_ms / 1000)
+        self.running_event.clear()
+
+    def _set_state(self, state: NodeState) -> None:
+        self.state = state
+        if state is NodeState.RUNNING:
+            self.running_event.set()
+        else:
+            self.running_event.clear()
+        if self.hooks.on_state:
+            self.hooks.on_state(self.spec, state)

@@ -1,0 +1,180 @@
+"""Hot reload: apply an edit of topology.yaml to the running cluster as a difference.
+
+`TopologyWatcher` (watchdog on the file's folder) notices the edit, waits a
+short moment for the editor to finish writing, and calls back with the new
+text. `diff_topologies` compares node by node, by the command line each node
+would run with: a balancer whose backend list changed is not restarted (its
+backends file is rewritten), a proxy cache whose upstream moved is. An
+invalid file changes nothing: `reload_topology` reports the error and leaves
+the cluster as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from .cluster import Cluster, node_command
+from .topology import Topology, TopologyError, load_topology
+
+DEBOUNCE_S = 0.15
+
+
+@dataclass
+class TopologyDiff:
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    settings_changed: list[str] = field(default_factory=list)  # need a new `up`
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+    def describe(self) -> str:
+        parts = [f"{label} {', '.join(ids)}" for label, ids in
+                 (("added", self.added), ("removed", self.removed), ("changed", self.changed))
+                 if ids]
+        return "; ".join(parts) or "no node changed"
+
+
+def diff_topologies(old: Topology, new: Topology) -> TopologyDiff:
+    diff = TopologyDiff()
+    run_dir = new.supervisor.run
+    for node_id in new.nodes:
+        if node_id not in old.nodes:
+            diff.added.append(node_id)
+        elif node_command(old, node_id, run_dir) != node_command(new, node_id, run_dir):
+            diff.changed.append(node_id)
+        else:
+            diff.unchanged.append(node_id)
+    diff.removed = [node_id for node_id in old.nodes if node_id not in new.nodes]
+    for name in ("control_port", "logs", "run"):
+        if getattr(old.supervisor, name) != getattr(new.supervisor, name):
+            diff.settings_changed.append(f"supervisor.{name}")
+    if old.replication_enabled != new.replication_enabled:
+        diff.settings_changed.append("replication.enabled")
+    return diff
+
+
+async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
+    """Bring the running cluster to `new`, touching only what differs."""
+    old = cluster.topology
+    diff = diff_topologies(old, new)
+    for setting in diff.settings_changed:
+        cluster.logger.warning("reload: %s changed; it takes effect at the next `up`", setting)
+    # Health/restart settings apply to nodes (re)started from now on; the
+    # folders and the control port stay those of this run.
+    new = replace(new, replication_enabled=old.replication_enabled,
+                  supervisor=replace(new.supervisor, control_port=old.supervisor.control_port,
+                                     logs=old.supervisor.logs, run=old.supervisor.run))
+    cluster.topology = new
+    # Servers leaving: out of the balancers first, so no request goes to them.
+    for node_id in diff.removed + diff.changed:
+        if old.nodes[node_id].kind == "server":
+            cluster.forget_server(node_id)
+    cluster.write_backends_files()
+    for node_id in diff.removed + diff.changed:
+        await cluster.stop_node(node_id)
+        if old.nodes[node_id].kind == "server":
+            await cluster.replication.remove(node_id)
+    # New and changed nodes start in dependency order; a new server is seeded
+    # before it starts and joins the balancers once it answers its probe.
+    to_start = [n for n in new.start_order() if n in diff.added or n in diff.changed]
+    cluster.launch(to_start)
+    await cluster.wait_settled(to_start)
+    cluster.write_backends_files()
+    cluster.save_state()
+    return diff
+
+
+@dataclass
+class ReloadResult:
+    ok: bool
+    message: str
+    at: float
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "message": self.message, "at": self.at}
+
+
+async def reload_topology(cluster: Cluster, logger: logging.Logger) -> ReloadResult:
+    """Read the topology file again and apply it; an invalid file changes nothing."""
+    loop = asyncio.get_running_loop()
+    try:
+        new = load_topology(cluster.topology.path)
+    except TopologyError as error:
+        logger.error("reload refused, the cluster is left as it was:\n%s", error)
+        return ReloadResult(False, str(error), loop.time())
+    diff = await apply_topology(cluster, new)
+    logger.info("reload applied: %s", diff.describe())
+    return ReloadResult(True, diff.describe(), loop.time())
+
+
+class _FileEvents(FileSystemEventHandler):
+    def __init__(self, target: Path, notify: Callable[[], None]):
+        self.target = str(target)
+        self.notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        paths = {str(event.src_path), str(getattr(event, "dest_path", "") or "")}
+        if self.target in paths and event.event_type != "opened" \
+                and event.event_type != "closed_no_write":
+            self.notify()
+
+
+class TopologyWatcher:
+    """Calls `on_change()` (in the event loop) after the file's content changed."""
+
+    def __init__(self, path: Path, on_change: Callable[[], asyncio.Future | None],
+                 loop: asyncio.AbstractEventLoop):
+        self.path = Path(path)
+        self.on_change = on_change
+        self.loop = loop
+        self.observer: Observer | None = None
+        self._digest = self._read_digest()
+        self._pending: asyncio.TimerHandle | None = None
+
+    def _read_digest(self) -> bytes | None:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).digest()
+        except OSError:
+            return None
+
+    def start(self) -> None:
+        self.observer = Observer()
+        self.observer.schedule(_FileEvents(self.path, self._from_thread), str(self.path.parent),
+                               recursive=False)
+        self.observer.daemon = True
+        self.observer.start()
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+            self.observer = None
+
+    def _from_thread(self) -> None:
+        self.loop.call_soon_threadsafe(self._debounce)
+
+    def _debounce(self) -> None:
+        # Editors write in several steps (truncate, write, rename): act once it is quiet.
+        if self._pending is not None:
+            self._pending.cancel()
+        self._pending = self.loop.call_later(DEBOUNCE_S, self._fire)
+
+    def _fire(self) -> None:
+        self._pending = None
+        digest = self._read_digest()
+        if digest is None or digest == self._digest:
+            return
+        self._digest = digest
+        self.on_change()

@@ -1,0 +1,71 @@
+"""How the cluster drives replication (supervisor/replication.py, another module).
+
+`ReplicationLink` wraps the thread-based `Replicator` so the asyncio side
+never blocks: whole-directory passes (`sync_all`, `catch_up`, `seed`) run in
+a worker thread. When replication is disabled in the topology every call is
+a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from .replication import Replicator
+
+
+class ReplicationLink:
+    def __init__(self, servers: dict[str, Path], enabled: bool, logger: logging.Logger):
+        self.enabled = enabled
+        self.logger = logger
+        self.replicator: Replicator | None = Replicator(servers, logger) if enabled else None
+
+    async def start(self) -> None:
+        """Reconcile every directory once, then watch them."""
+        if self.replicator is None:
+            return
+        summary = await asyncio.to_thread(self.replicator.sync_all)
+        self.logger.info("replication: initial sync: %d files checked, %d copied%s",
+                         summary.paths, summary.copied,
+                         f", conflicts: {', '.join(summary.conflicts)}" if summary.conflicts else "")
+        self.replicator.start()
+
+    async def stop(self) -> None:
+        if self.replicator is not None:
+            await asyncio.to_thread(self.replicator.stop)
+
+    def has_peers(self, server_id: str) -> bool:
+        return self.replicator is not None and any(
+            other != server_id for other in self.replicator.servers())
+
+    async def catch_up(self, server_id: str) -> None:
+        """Pull from the peers everything newer than what `server_id` has."""
+        if not self.has_peers(server_id):
+            return
+        summary = await asyncio.to_thread(self.replicator.catch_up, server_id)
+        self.logger.info("replication: %s caught up (%d files copied)", server_id, summary.copied)
+
+    async def seed(self, server_id: str, data: Path) -> None:
+        """Add a new server and copy every object into its directory."""
+        if self.replicator is None:
+            return
+        summary = await asyncio.to_thread(self.replicator.seed, server_id, data)
+        self.logger.info("replication: %s seeded with a full copy (%d files copied)",
+                         server_id, summary.copied)
+
+    async def remove(self, server_id: str) -> None:
+        if self.replicator is not None:
+            await asyncio.to_thread(self.replicator.remove_server, server_id)
+
+    def known(self, server_id: str) -> bool:
+        return self.replicator is not None and server_id in self.replicator.servers()
+
+    def stats(self) -> dict:
+        if self.replicator is None:
+            return {}
+        try:
+            return self.replicator.stats()
+        except Exception as error:  # reporting must never break `status`
+            self.logger.warning("replication stats failed: %s", error)
+            return {}

@@ -1,0 +1,455 @@
+"""Load and validate topology.yaml into plain dataclasses.
+
+Every mistake in the file becomes one message naming the file, the line and
+the key (`topology.yaml line 12: nodes.lb.backends: unknown node 'm9'`);
+`load_topology` raises `TopologyError` carrying all of them, so nothing is
+ever started from an invalid file. Relative paths are resolved against the
+folder of the YAML file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+KINDS = ("server", "balancer", "proxycache")
+ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+SECRET_ENV = "TAHIRY_SECRET"
+
+
+class TopologyError(Exception):
+    """An invalid topology: one line per mistake, each naming key and line."""
+
+    def __init__(self, messages: list[str]):
+        self.messages = list(messages)
+        super().__init__("\n".join(self.messages))
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    interval_ms: int = 500
+    timeout_ms: int = 1000
+    fall: int = 3
+    start_timeout_ms: int = 10000
+
+
+@dataclass(frozen=True)
+class RestartSettings:
+    backoff_initial_ms: int = 100
+    backoff_max_ms: int = 5000
+    max_restarts: int = 5
+    window_s: int = 60
+    reset_after_s: int = 10
+    stop_grace_ms: int = 3000
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    control_port: int
+    logs: Path
+    run: Path
+    log_max_bytes: int = 5_000_000
+    log_backups: int = 3
+    health: HealthSettings = field(default_factory=HealthSettings)
+    restart: RestartSettings = field(default_factory=RestartSettings)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the cluster as the file describes it."""
+
+    id: str
+    kind: str
+    host: str
+    port: int
+    line: int = field(default=0, compare=False)
+    data: Path | None = None                 # server
+    backends: tuple[str, ...] | None = None  # balancer; None means every server
+    upstream: str | None = None              # proxycache: id of a balancer or server
+    ttl_ms: int | None = None                # proxycache
+    max_entries: int | None = None           # proxycache
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Topology:
+    path: Path
+    supervisor: SupervisorSettings
+    replication_enabled: bool
+    nodes: dict[str, NodeSpec]
+    secret: str | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def of_kind(self, kind: str) -> list[NodeSpec]:
+        return [n for n in self.nodes.values() if n.kind == kind]
+
+    def backends_of(self, balancer_id: str) -> list[str]:
+        spec = self.nodes[balancer_id]
+        if spec.backends is None:
+            return [n.id for n in self.of_kind("server")]
+        return list(spec.backends)
+
+    def dependencies(self, node_id: str) -> list[str]:
+        """Nodes that must answer their health probe before this one starts."""
+        spec = self.nodes[node_id]
+        if spec.kind == "balancer":
+            return self.backends_of(node_id)
+        if spec.kind == "proxycache" and spec.upstream:
+            return [spec.upstream]
+        return []
+
+    def start_order(self) -> list[str]:
+        """Servers first, then balancers, then proxy caches (file order within a kind)."""
+        return [n.id for kind in KINDS for n in self.of_kind(kind)]
+
+
+# ---------------------------------------------------------------- YAML with lines
+
+@dataclass
+class _Located:
+    """A YAML value with the line it starts on; mappings keep each key's line."""
+
+    value: object
+    line: int
+    key_lines: dict[str, int] = field(default_factory=dict)
+
+
+def _compose(text: str, name: str) -> _Located | None:
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        return _convert(root, loader, name)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else 1
+        raise TopologyError([f"{name} line {line}: invalid YAML: {error.problem}"]) from None
+    except yaml.YAMLError as error:
+        raise TopologyError([f"{name}: invalid YAML: {error}"]) from None
+    finally:
+        loader.dispose()
+
+
+def _convert(node: yaml.Node, loader: yaml.SafeLoader, name: str) -> _Located:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        values: dict[str, _Located] = {}
+        key_lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            key_line = key_node.start_mark.line + 1
+            key = str(key)
+            if key in values:
+                raise TopologyError([f"{name} line {key_line}: duplicate key '{key}'"])
+            values[key] = _convert(value_node, loader, name)
+            key_lines[key] = key_line
+        return _Located(values, line, key_lines)
+    if isinstance(node, yaml.SequenceNode):
+        return _Located([_convert(item, loader, name) for item in node.value], line)
+    return _Located(loader.construct_object(node, deep=True), line)
+
+
+# ---------------------------------------------------------------- validation
+
+_SUPERVISOR_KEYS = {"control_port", "logs", "run", "log_max_bytes", "log_backups",
+                    "health", "restart"}
+_HEALTH_KEYS = {f.name for f in HealthSettings.__dataclass_fields__.values()}
+_RESTART_KEYS = {f.name for f in RestartSettings.__dataclass_fields__.values()}
+_ROOT_KEYS = {"supervisor", "replication", "nodes", "secret"}
+_REPLICATION_KEYS = {"enabled"}
+_NODE_KEYS = {
+    "server": {"kind", "host", "port", "data"},
+    "balancer": {"kind", "host", "port", "backends"},
+    "proxycache": {"kind", "host", "port", "upstream", "ttl_ms", "max_entries"},
+}
+_REQUIRED_KEYS = {
+    "server": ("host", "port", "data"),
+    "balancer": ("host", "port"),
+    "proxycache": ("host", "port", "upstream", "ttl_ms", "max_entries"),
+}
+
+
+class _Checker:
+    """Collects messages while reading the located tree."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.messages: list[tuple[int, str]] = []
+
+    def error(self, line: int, key: str, text: str) -> None:
+        self.messages.append((line, f"{self.name} line {line}: {key}: {text}"))
+
+    def mapping(self, item: _Located, key: str, allowed: set[str]) -> dict[str, _Located] | None:
+        if not isinstance(item.value, dict):
+            self.error(item.line, key, f"must be a mapping, not {_type_name(item.value)}")
+            return None
+        for unknown in sorted(set(item.value) - allowed):
+            self.error(item.key_lines[unknown], f"{key}.{unknown}" if key else unknown,
+                       f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+        return item.value
+
+    def integer(self, item: _Located, key: str, low: int = 1, high: int | None = None) -> int | None:
+        value = item.value
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(item.line, key, f"must be an integer, not {_type_name(value)}")
+            return None
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            self.error(item.line, key, f"must be {bound}, not {value}")
+            return None
+        return value
+
+    def text(self, item: _Located, key: str) -> str | None:
+        if not isinstance(item.value, str) or not item.value.strip():
+            self.error(item.line, key, f"must be a non-empty string, not {_type_name(item.value)}")
+            return None
+        return item.value
+
+    def boolean(self, item: _Located, key: str) -> bool | None:
+        if not isinstance(item.value, bool):
+            self.error(item.line, key, f"must be true or false, not {_type_name(item.value)}")
+            return None
+        return item.value
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "empty"
+    return {dict: "a mapping", list: "a list", str: f"the string {value!r}",
+            bool: f"the boolean {value}", int: f"the integer {value}",
+            float: f"the number {value}"}.get(type(value), type(value).__name__)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_topology(path: str | Path, environ: dict[str, str] | None = None) -> Topology:
+    """Read and validate a topology file; raise TopologyError listing every mistake."""
+    path = Path(path).resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise TopologyError([f"{path.name}: cannot read the file: {error}"]) from None
+    return parse_topology(text, path, environ)
+
+
+def parse_topology(text: str, path: Path, environ: dict[str, str] | None = None) -> Topology:
+    environ = os.environ if environ is None else environ
+    name = path.name
+    root = _compose(text, name)
+    check = _Checker(name)
+    if root is None:
+        raise TopologyError([f"{name} line 1: the file is empty (expected a 'nodes' mapping)"])
+    top = check.mapping(root, "", _ROOT_KEYS)
+    if top is None:
+        raise TopologyError([m for _, m in check.messages])
+
+    supervisor = _read_supervisor(check, top.get("supervisor"), path.parent)
+    replication = True
+    if "replication" in top:
+        section = check.mapping(top["replication"], "replication", _REPLICATION_KEYS)
+        if section and "enabled" in section:
+            replication = bool(check.boolean(section["enabled"], "replication.enabled"))
+    secret = None
+    if "secret" in top:
+        secret = check.text(top["secret"], "secret")
+    secret = secret or environ.get(SECRET_ENV) or None
+
+    nodes: dict[str, NodeSpec] = {}
+    if "nodes" not in top:
+        check.error(root.line, "nodes", "missing (expected a mapping of node id to node)")
+    else:
+        section = check.mapping(top["nodes"], "nodes", set(top["nodes"].value)
+                                if isinstance(top["nodes"].value, dict) else set())
+        if section is not None:
+            if not section:
+                check.error(top["nodes"].line, "nodes", "no node defined")
+            for node_id, item in section.items():
+                spec = _read_node(check, node_id, item, top["nodes"].key_lines[node_id],
+                                  path.parent)
+                if spec is not None:
+                    nodes[node_id] = spec
+            _check_references(check, nodes, section)
+    if supervisor is not None:
+        nodes_section = top["nodes"].value if "nodes" in top else None
+        _check_addresses(check, nodes, supervisor, secret,
+                         nodes_section if isinstance(nodes_section, dict) else None)
+    if check.messages:
+        raise TopologyError([m for _, m in sorted(check.messages, key=lambda pair: pair[0])])
+    return Topology(path=path, supervisor=supervisor, replication_enabled=replication,
+                    nodes=nodes, secret=secret)
+
+
+def _read_supervisor(check: _Checker, item: _Located | None, base: Path) -> SupervisorSettings | None:
+    if item is None:
+        check.error(1, "supervisor", "missing (it must at least give control_port)")
+        return None
+    section = check.mapping(item, "supervisor", _SUPERVISOR_KEYS)
+    if section is None:
+        return None
+    values: dict[str, object] = {}
+    if "control_port" not in section:
+        check.error(item.line, "supervisor.control_port", "missing")
+    else:
+        values["control_port"] = check.integer(section["control_port"],
+                                               "supervisor.control_port", 1, 65535)
+    for key, default in (("logs", "logs"), ("run", "run")):
+        raw = check.text(section[key], f"supervisor.{key}") if key in section else default
+        values[key] = (base / raw) if raw else None
+    for key in ("log_max_bytes", "log_backups"):
+        if key in section:
+            values[key] = check.integer(section[key], f"supervisor.{key}",
+                                        1024 if key == "log_max_bytes" else 0)
+    health = _read_settings(check, section.get("health"), "supervisor.health",
+                            HealthSettings, _HEALTH_KEYS)
+    restart = _read_settings(check, section.get("restart"), "supervisor.restart",
+                             RestartSettings, _RESTART_KEYS)
+    if None in values.values() or health is None or restart is None:
+        return None
+    if restart.backoff_max_ms < restart.backoff_initial_ms:
+        check.error(section["restart"].line, "supervisor.restart.backoff_max_ms",
+                    "must not be smaller than backoff_initial_ms")
+    return SupervisorSettings(health=health, restart=restart, **values)
+
+
+def _read_settings(check: _Checker, item: _Located | None, key: str, cls, allowed: set[str]):
+    if item is None:
+        return cls()
+    section = check.mapping(item, key, allowed)
+    if section is None:
+        return None
+    values = {name: check.integer(value, f"{key}.{name}") for name, value in section.items()
+              if name in allowed}
+    if None in values.values():
+        return None
+    return cls(**values)
+
+
+def _read_node(check: _Checker, node_id: str, item: _Located, line: int, base: Path) -> NodeSpec | None:
+    key = f"nodes.{node_id}"
+    if not ID_PATTERN.match(node_id):
+        check.error(line, key, "a node id must be a letter or '_' followed by letters, "
+                               "digits, '_' or '-'")
+        return None
+    if not isinstance(item.value, dict):
+        check.error(item.line, key, f"must be a mapping, not {_type_name(item.value)}")
+        return None
+    if "kind" not in item.value:
+        check.error(line, f"{key}.kind", f"missing (one of: {', '.join(KINDS)})")
+        return None
+    kind = item.value["kind"].value
+    if kind not in KINDS:
+        check.error(item.value["kind"].line, f"{key}.kind",
+                    f"unknown kind {kind!r} (one of: {', '.join(KINDS)})")
+        return None
+    fields = check.mapping(item, key, _NODE_KEYS[kind])
+    ok = True
+    for required in _REQUIRED_KEYS[kind]:
+        if required not in fields:
+            check.error(line, f"{key}.{required}", f"missing (a {kind} needs it)")
+            ok = False
+    values: dict[str, object] = {}
+    for name, value in fields.items():
+        if name == "host" or name == "upstream":
+            values[name] = check.text(value, f"{key}.{name}")
+        elif name == "port":
+            values[name] = check.integer(value, f"{key}.port", 1, 65535)
+        elif name in ("ttl_ms", "max_entries"):
+            values[name] = check.integer(value, f"{key}.{name}")
+        elif name == "data":
+            raw = check.text(value, f"{key}.data")
+            values[name] = (base / raw).resolve() if raw else None
+        elif name == "backends":
+            values[name] = _read_backends(check, value, f"{key}.backends")
+    if not ok or any(v is None for n, v in values.items() if n != "backends") \
+            or ("backends" in fields and values["backends"] is None):
+        return None
+    values.pop("kind", None)
+    return NodeSpec(id=node_id, kind=kind, line=line, **values)
+
+
+def _read_backends(check: _Checker, item: _Located, key: str) -> tuple[str, ...] | None:
+    if not isinstance(item.value, list):
+        check.error(item.line, key, f"must be a list of server ids, not {_type_name(item.value)}")
+        return None
+    ids = []
+    for entry in item.value:
+        if not isinstance(entry.value, str):
+            check.error(entry.line, key, f"must list server ids, not {_type_name(entry.value)}")
+            return None
+        if entry.value in ids:
+            check.error(entry.line, key, f"server '{entry.value}' listed twice")
+            return None
+        ids.append(entry.value)
+    return tuple(ids)
+
+
+def _check_references(check: _Checker, nodes: dict[str, NodeSpec],
+                      section: dict[str, _Located]) -> None:
+    data_dirs: dict[Path, str] = {}
+    for spec in nodes.values():
+        fields = section[spec.id].value
+        if spec.kind == "server":
+            if spec.data in data_dirs:
+                check.error(fields["data"].line, f"nodes.{spec.id}.data",
+                            f"same data directory as '{data_dirs[spec.data]}'")
+            data_dirs[spec.data] = spec.id
+        if spec.kind == "balancer" and spec.backends is not None:
+            line = fields["backends"].line
+            if not spec.backends:
+                check.error(line, f"nodes.{spec.id}.backends", "lists no server")
+            for backend in spec.backends:
+                target = nodes.get(backend)
+                if target is None and backend not in section:
+                    check.error(line, f"nodes.{spec.id}.backends", f"unknown node '{backend}'")
+                elif target is not None and target.kind != "server":
+                    check.error(line, f"nodes.{spec.id}.backends",
+                                f"'{backend}' is a {target.kind}, not a server")
+        if spec.kind == "proxycache":
+            line = fields["upstream"].line
+            target = nodes.get(spec.upstream)
+            if target is None and spec.upstream not in section:
+                check.error(line, f"nodes.{spec.id}.upstream", f"unknown node '{spec.upstream}'")
+            elif target is not None and target.kind not in ("balancer", "server"):
+                check.error(line, f"nodes.{spec.id}.upstream",
+                            f"'{spec.upstream}' is a {target.kind}, not a balancer or server")
+
+
+def _check_addresses(check: _Checker, nodes: dict[str, NodeSpec], supervisor: SupervisorSettings,
+                     secret: str | None, section: dict[str, _Located] | None) -> None:
+    wildcard = {"0.0.0.0", "::"}
+    taken: list[tuple[str, int, str]] = [("127.0.0.1", supervisor.control_port,
+                                          "supervisor.control_port")]
+    for spec in nodes.values():
+        host = "127.0.0.1" if spec.host == "localhost" else spec.host
+        fields = section[spec.id].value if section else {}
+        port_line = fields["port"].line if "port" in fields else spec.line
+        for other_host, other_port, owner in taken:
+            if other_port == spec.port and (other_host == host or wildcard & {host, other_host}):
+                check.error(port_line, f"nodes.{spec.id}.port",
+                            f"port {spec.port} on {spec.host} is already used by {owner}")
+                break
+        taken.append((host, spec.port, f"node '{spec.id}'"))
+        if not is_loopback(spec.host) and not secret:
+            host_line = fields["host"].line if "host" in fields else spec.line
+            check.error(host_line, f"nodes.{spec.id}.host",
+                        f"'{spec.host}' is not a loopback address: a non-loopback node needs "
+                        f"a 'secret' in the topology (or the {SECRET_ENV} environment variable)")

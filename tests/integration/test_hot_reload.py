@@ -1,0 +1,75 @@
+"""Editing topology.yaml while the cluster runs: add a server, refuse an invalid
+edit, remove a server, restart only a changed node."""
+
+from __future__ import annotations
+
+import json
+
+from tests.integration.test_supervisor import cluster, cluster_yaml, run_session  # noqa: F401
+from tests.conftest import wire_request
+
+
+def pids(nodes: dict[str, dict]) -> dict[str, int]:
+    return {node: row["pid"] for node, row in nodes.items()}
+
+
+def balancer_backends(cluster) -> dict:
+    answer = wire_request(cluster.ports["lb"], ".status;")
+    message = answer.splitlines()[answer.splitlines().index("RESULT_MESSAGE") + 1]
+    return json.loads(message)["backends"]
+
+
+def test_adding_a_server_seeds_it_and_the_balancer_uses_it(cluster):  # noqa: F811
+    assert cluster.up().returncode == 0
+    answers = cluster.session("manamboara tahiry sekoly;", "ampiasao sekoly;",
+                              "manamboara tabilao t (id ISA(0,100));",
+                              "manampia ao@ t sanda (1),(2),(3);")
+    assert not any("Hadisoana" in a for a in answers), answers
+    before = pids(cluster.nodes())
+
+    cluster.write(extra_servers=("m3",))
+    nodes = cluster.wait_for(lambda n: "m3" in n and n["m3"]["state"] == "RUNNING", "m3 running")
+    assert {k: v for k, v in pids(nodes).items() if k != "m3"} == before  # nobody restarted
+    table = cluster.workdir / "data" / "m3" / "sekoly" / "tables" / "t.json"
+    assert table.exists() and json.loads(table.read_text())["rows"] == [[1], [2], [3]]
+    cluster.wait_for(lambda n: "m3" in balancer_backends(cluster), "balancer lists m3")
+    # Reads go round-robin: m3 gets some of them.
+    run_session(cluster.ports["lb"], ["ampiasao sekoly;"] + ["alaivo * ao@ t;"] * 9)
+    assert balancer_backends(cluster)["m3"]["reads"] > 0
+    # The new server answers with the seeded data directly too.
+    direct = run_session(cluster.ports["m3"], ["ampiasao sekoly;", "alaivo * ao@ t;"])
+    assert '"rows":[[1],[2],[3]]' in direct[1]
+
+
+def test_invalid_edit_changes_nothing_and_is_reported(cluster):  # noqa: F811
+    assert cluster.up().returncode == 0
+    before = pids(cluster.nodes())
+    good = cluster.topology.read_text()
+    cluster.write(text=good.replace("backends: [m1, m2]", "backends: [m1, m9]"))
+    status = None
+    for _ in range(200):
+        status = cluster.status()
+        if status["supervisor"]["last_reload"]:
+            break
+    reload = status["supervisor"]["last_reload"]
+    assert reload["ok"] is False and "nodes.lb.backends: unknown node 'm9'" in reload["message"]
+    assert pids(cluster.nodes()) == before
+    assert all(row["state"] == "RUNNING" for row in cluster.nodes().values())
+    # The file is invalid, yet status (and down) still reach the running cluster.
+    text = cluster.cli("status", str(cluster.topology))
+    assert text.returncode == 0 and "last topology edit refused" in text.stdout
+
+
+def test_removing_and_changing_nodes(cluster):  # noqa: F811
+    cluster.write(extra_servers=("m3",))
+    assert cluster.up().returncode == 0
+    before = pids(cluster.nodes())
+    # Remove m3 and change the proxy's ttl: m3 stops, the proxy restarts, nothing else.
+    cluster.write(text=cluster_yaml(cluster.ports).replace("ttl_ms: 3000", "ttl_ms: 500"))
+    nodes = cluster.wait_for(lambda n: "m3" not in n and n["proxy"]["pid"] != before["proxy"]
+                             and n["proxy"]["state"] == "RUNNING", "m3 removed, proxy restarted")
+    assert {k: nodes[k]["pid"] for k in ("m1", "m2", "lb")} == \
+        {k: before[k] for k in ("m1", "m2", "lb")}
+    backends = json.loads((cluster.workdir / "run" / "lb.backends.json").read_text())
+    assert [entry["id"] for entry in backends["backends"]] == ["m1", "m2"]
+    assert cluster.survivors_of([before["m3"]]) == []

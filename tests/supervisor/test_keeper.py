@@ -1,0 +1,200 @@
+"""NodeKeeper with stand-in child processes: start, probe, restart, FATAL, stop."""
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import sys
+
+import psutil
+
+from supervisor.keeper import Backoff, CrashLoopDetector, NodeKeeper, NodeState
+from supervisor.logfiles import RotatingLog
+from supervisor.process import ChildProcess
+from supervisor.topology import HealthSettings, NodeSpec, RestartSettings
+from tests.conftest import free_port
+
+# A stand-in node: answers `.ping;` like a real one. MODE: "ok", "crash"
+# (exits at once), "ignore-term" (ignores SIGTERM and has a grandchild).
+STAND_IN = r"""
+import os, signal, socket, subprocess, sys, time
+port, mode = int(sys.argv[1]), sys.argv[2]
+print("stand-in starting", mode, flush=True)
+if mode == "crash":
+    sys.exit(3)
+if mode == "ignore-term":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", port))
+server.listen(16)
+while True:
+    conn, _ = server.accept()
+    conn.settimeout(2)
+    try:
+        data = b""
+        while not data.endswith(b";"):
+            chunk = conn.recv(1024)
+            if not chunk:
+                break
+            data += chunk
+        conn.sendall(b"RESULT_MESSAGE\nPONG stand-in test\nEND\n")
+    except OSError:
+        pass
+    conn.close()
+"""
+
+FAST_HEALTH = HealthSettings(interval_ms=50, timeout_ms=200, fall=2, start_timeout_ms=5000)
+
+
+def restart_policy(**overrides) -> RestartSettings:
+    values = dict(backoff_initial_ms=20, backoff_max_ms=200, max_restarts=5, window_s=60,
+                  reset_after_s=10, stop_grace_ms=300)
+    values.update(overrides)
+    return RestartSettings(**values)
+
+
+def make_keeper(tmp_path, mode="ok", policy=None, health=FAST_HEALTH):
+    port = free_port()
+    spec = NodeSpec(id="n1", kind="server", host="127.0.0.1", port=port, data=tmp_path / "d")
+    log = RotatingLog(tmp_path / "n1.log", 100_000, 1)
+    logger = logging.getLogger(f"test-keeper-{port}")
+    return NodeKeeper(spec, [sys.executable, "-c", STAND_IN, str(port), mode], log, health,
+                      policy or restart_policy(), logger, rng=random.Random(1))
+
+
+async def wait_for(predicate, timeout_s=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+# -- pure policies
+
+def test_backoff_doubles_is_capped_and_resets():
+    backoff = Backoff(0.1, 1.0, jitter=0.0)
+    assert [backoff.next_delay() for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    backoff.reset()
+    assert backoff.next_delay() == 0.1
+
+
+def test_backoff_jitter_stays_within_bounds_and_cap():
+    backoff = Backoff(0.1, 0.3, jitter=0.2, rng=random.Random(7))
+    delays = [backoff.next_delay() for _ in range(50)]
+    assert 0.08 <= delays[0] <= 0.12
+    assert all(d <= 0.3 for d in delays)
+    assert len(set(delays)) > 10  # really jittered
+
+
+def test_crash_loop_detector_counts_within_the_window():
+    detector = CrashLoopDetector(max_restarts=2, window_s=10)
+    assert not detector.record(0) and not detector.record(1)
+    assert detector.record(2)  # the third within 10 s
+    detector = CrashLoopDetector(max_restarts=2, window_s=10)
+    assert not any(detector.record(t) for t in (0, 11, 22, 33))
+
+
+# -- real children
+
+def test_start_probe_and_stop_leaves_no_process(tmp_path):
+    async def scenario():
+        keeper = make_keeper(tmp_path)
+        keeper.start()
+        assert await keeper.wait_settled(10)
+        pid = keeper.pid
+        assert keeper.state is NodeState.RUNNING and psutil.pid_exists(pid)
+        assert keeper.last_probe_ms is not None
+        await keeper.stop()
+        assert keeper.state is NodeState.STOPPED and keeper.pid is None
+        return pid
+    pid = asyncio.run(scenario())
+    assert gone(pid)
+    assert "stand-in starting ok" in (tmp_path / "n1.log").read_text()
+
+
+def test_killed_child_is_restarted(tmp_path):
+    async def scenario():
+        keeper = make_keeper(tmp_path)
+        keeper.start()
+        assert await keeper.wait_settled(10)
+        first = keeper.pid
+        os.kill(first, signal.SIGKILL)
+        await wait_for(lambda: keeper.restarts == 1 and keeper.state is NodeState.RUNNING)
+        second = keeper.pid
+        assert second != first and "code -9" in keeper.last_exit
+        await keeper.stop()
+        return second
+    assert gone(asyncio.run(scenario()))
+
+
+def test_hung_child_is_restarted_after_missed_probes(tmp_path):
+    async def scenario():
+        keeper = make_keeper(tmp_path)
+        keeper.start()
+        assert await keeper.wait_settled(10)
+        first = keeper.pid
+        os.kill(first, signal.SIGSTOP)  # alive but no longer answering
+        await wait_for(lambda: keeper.restarts == 1 and keeper.state is NodeState.RUNNING)
+        assert "missed 2 health probes" in keeper.last_exit
+        await keeper.stop()
+        return first
+    assert gone(asyncio.run(scenario()))
+
+
+def test_crash_loop_ends_in_fatal_and_manual_restart_clears_it(tmp_path):
+    async def scenario():
+        keeper = make_keeper(tmp_path, mode="crash", policy=restart_policy(max_restarts=2))
+        keeper.start()
+        assert not await keeper.wait_settled(10)
+        assert keeper.state is NodeState.FATAL and keeper.restarts == 2
+        assert "exited with code 3" in keeper.last_exit
+        keeper.argv[-1] = "ok"  # fixed: a manual restart brings it back
+        await keeper.restart()
+        assert await keeper.wait_settled(10)
+        await keeper.stop()
+    asyncio.run(scenario())
+
+
+def test_stop_kills_a_child_that_ignores_sigterm_and_its_group(tmp_path):
+    async def scenario():
+        keeper = make_keeper(tmp_path, mode="ignore-term")
+        keeper.start()
+        assert await keeper.wait_settled(10)
+        group = [keeper.pid] + [c.pid for c in psutil.Process(keeper.pid).children(recursive=True)]
+        assert len(group) == 2
+        await keeper.stop()
+        return group
+    group = asyncio.run(scenario())
+    for pid in group:
+        try:
+            psutil.Process(pid).wait(timeout=5)  # the grandchild is reparented: let init reap it
+        except psutil.NoSuchProcess:
+            pass
+        assert gone(pid)
+    assert "ignored SIGTERM" in (tmp_path / "n1.log").read_text()
+
+
+def test_child_output_goes_to_a_rotating_log(tmp_path):
+    async def scenario():
+        log = RotatingLog(tmp_path / "x.log", max_bytes=2000, backups=2)
+        child = ChildProcess([sys.executable, "-c", "for i in range(300): print('line', i)"], log)
+        await child.start()
+        assert await child.wait() == 0
+        log.close()
+    asyncio.run(scenario())
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["x.log", "x.log.1", "x.log.2"]  # bounded: older ones dropped
+    assert all(p.stat().st_size < 2100 for p in tmp_path.iterdir())
+    last = (tmp_path / "x.log").read_text().splitlines()[-1]
+    assert last.endswith("line 299") and last[:4].isdigit()  # timestamped

@@ -1,0 +1,108 @@
+"""Hot reload: the difference between two topologies, the file watcher, refused edits."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+from supervisor.cluster import Cluster
+from supervisor.reload import TopologyWatcher, diff_topologies, reload_topology
+from supervisor.topology import parse_topology
+from tests.supervisor.test_topology import GOOD
+
+PATH = Path("/tmp/cluster/topology.yaml")
+M3 = """\
+  m3:
+    kind: server
+    host: 127.0.0.1
+    port: 4952
+    data: data/m3
+"""
+
+
+def topology(text: str):
+    return parse_topology(text, PATH, {})
+
+
+def with_m3(text: str = GOOD) -> str:
+    return text.replace("  lb:\n", M3 + "  lb:\n").replace("[m1, m2]", "[m1, m2, m3]")
+
+
+def test_adding_a_server_changes_no_running_node():
+    diff = diff_topologies(topology(GOOD), topology(with_m3()))
+    assert diff.added == ["m3"] and diff.removed == [] and diff.changed == []
+    assert diff.unchanged == ["m1", "m2", "lb", "proxy"]  # lb gets a new backends file only
+
+
+def test_removing_a_server():
+    text = GOOD.replace("[m1, m2]", "[m1]")
+    text = text.replace("  m2:\n    kind: server\n    host: 127.0.0.1\n    port: 4950\n"
+                        "    data: data/m2\n", "")
+    diff = diff_topologies(topology(GOOD), topology(text))
+    assert diff.removed == ["m2"] and diff.changed == [] and diff.added == []
+
+
+def test_a_moved_balancer_restarts_its_proxy_too():
+    diff = diff_topologies(topology(GOOD), topology(GOOD.replace("port: 4949", "port: 4953")))
+    assert diff.changed == ["lb", "proxy"]
+    assert diff.unchanged == ["m1", "m2"]
+
+
+def test_changed_proxy_settings_and_supervisor_settings():
+    new = GOOD.replace("ttl_ms: 3000", "ttl_ms: 500").replace("control_port: 4947",
+                                                               "control_port: 4946")
+    diff = diff_topologies(topology(GOOD), topology(new))
+    assert diff.changed == ["proxy"]
+    assert diff.settings_changed == ["supervisor.control_port"]
+
+
+def test_identical_file_is_an_empty_difference():
+    diff = diff_topologies(topology(GOOD), topology(GOOD + "\n# a comment\n"))
+    assert diff.empty and diff.describe() == "no node changed"
+
+
+def test_an_invalid_edit_is_refused_and_changes_nothing(tmp_path):
+    path = tmp_path / "topology.yaml"
+    path.write_text(GOOD)
+    logger = logging.getLogger("test-reload")
+
+    async def scenario():
+        cluster = Cluster(parse_topology(GOOD, path, {}), logger)
+        before = cluster.topology
+        path.write_text(with_m3().replace("port: 4952", "port: 4948"))
+        result = await reload_topology(cluster, logger)
+        assert not result.ok
+        assert result.message == ("topology.yaml line 19: nodes.m3.port: port 4948 on 127.0.0.1 "
+                                  "is already used by node 'm1'")
+        assert cluster.topology is before and cluster.keepers == {}
+    asyncio.run(scenario())
+
+
+def test_watcher_calls_back_once_per_real_change(tmp_path):
+    path = tmp_path / "topology.yaml"
+    path.write_text(GOOD)
+
+    async def scenario():
+        calls = []
+        changed = asyncio.Event()
+
+        def on_change():
+            calls.append(path.read_text())
+            changed.set()
+        watcher = TopologyWatcher(path, on_change, asyncio.get_running_loop())
+        watcher.start()
+        try:
+            path.write_text(GOOD)  # same content: no call
+            (tmp_path / "other.yaml").write_text("x: 1\n")  # another file: no call
+            await asyncio.sleep(0.4)
+            assert calls == []
+            # An editor-style save: several writes, then a rename over the file.
+            temp = tmp_path / ".topology.yaml.swp"
+            temp.write_text(with_m3()[:40])
+            temp.write_text(with_m3())
+            temp.replace(path)
+            await asyncio.wait_for(changed.wait(), 5)
+            await asyncio.sleep(0.3)
+            assert calls == [with_m3()]
+        finally:
+            watcher.stop()
+    asyncio.run(scenario())

@@ -1,0 +1,168 @@
+"""topology.yaml validation: every mistake is one message naming key and line."""
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.topology import TopologyError, load_topology, parse_topology
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+supervisor:
+  control_port: 4947
+  health:
+    interval_ms: 200
+nodes:
+  m1:
+    kind: server
+    host: 127.0.0.1
+    port: 4948
+    data: data/m1
+  m2:
+    kind: server
+    host: 127.0.0.1
+    port: 4950
+    data: data/m2
+  lb:
+    kind: balancer
+    host: 127.0.0.1
+    port: 4949
+    backends: [m1, m2]
+  proxy:
+    kind: proxycache
+    host: 127.0.0.1
+    port: 4951
+    upstream: lb
+    ttl_ms: 3000
+    max_entries: 200
+"""
+
+
+def parse(text: str, environ=None):
+    return parse_topology(text, Path("/tmp/cluster/topology.yaml"), environ or {})
+
+
+def errors_of(text: str, environ=None) -> list[str]:
+    with pytest.raises(TopologyError) as caught:
+        parse(text, environ)
+    return caught.value.messages
+
+
+def test_the_default_topology_is_valid():
+    topology = load_topology(ROOT / "topology.yaml")
+    assert topology.start_order() == ["m1", "m2", "lb", "proxy"]
+    assert topology.nodes["m1"].data == (ROOT / "data/m1").resolve()
+    assert topology.supervisor.control_port == 3947
+
+
+def test_a_good_file_gives_specs_paths_and_dependencies():
+    topology = parse(GOOD)
+    assert topology.nodes["m2"].data == Path("/tmp/cluster/data/m2")
+    assert topology.supervisor.logs == Path("/tmp/cluster/logs")
+    assert topology.supervisor.health.interval_ms == 200
+    assert topology.supervisor.health.fall == 3  # default kept
+    assert topology.dependencies("lb") == ["m1", "m2"]
+    assert topology.dependencies("proxy") == ["lb"]
+    assert topology.dependencies("m1") == []
+
+
+def test_a_balancer_without_backends_uses_every_server():
+    text = GOOD.replace("    backends: [m1, m2]\n", "")
+    assert parse(text).backends_of("lb") == ["m1", "m2"]
+
+
+def test_unknown_backend_names_key_and_line():
+    assert errors_of(GOOD.replace("[m1, m2]", "[m1, m9]")) == [
+        "topology.yaml line 20: nodes.lb.backends: unknown node 'm9'"]
+
+
+def test_unknown_key_is_reported_with_its_line():
+    messages = errors_of(GOOD.replace("    ttl_ms: 3000\n", "    ttl_ms: 3000\n    colour: red\n"))
+    assert len(messages) == 1
+    assert messages[0].startswith("topology.yaml line 27: nodes.proxy.colour: unknown key")
+
+
+def test_wrong_type_is_reported():
+    messages = errors_of(GOOD.replace("port: 4950", "port: '4950'"))
+    assert messages == ["topology.yaml line 14: nodes.m2.port: must be an integer, "
+                        "not the string '4950'"]
+
+
+def test_duplicate_port_names_both_nodes():
+    messages = errors_of(GOOD.replace("port: 4950", "port: 4948"))
+    assert messages == ["topology.yaml line 14: nodes.m2.port: port 4948 on 127.0.0.1 "
+                        "is already used by node 'm1'"]
+
+
+def test_port_of_the_control_port_is_taken_too():
+    messages = errors_of(GOOD.replace("port: 4951", "port: 4947"))
+    assert "already used by supervisor.control_port" in messages[0]
+
+
+def test_missing_data_directory():
+    messages = errors_of(GOOD.replace("    data: data/m2\n", ""))
+    assert messages == ["topology.yaml line 11: nodes.m2.data: missing (a server needs it)"]
+
+
+def test_port_out_of_range_and_bad_ttl():
+    messages = errors_of(GOOD.replace("port: 4949", "port: 70000").replace("ttl_ms: 3000", "ttl_ms: 0"))
+    assert messages == [
+        "topology.yaml line 19: nodes.lb.port: must be between 1 and 65535, not 70000",
+        "topology.yaml line 26: nodes.proxy.ttl_ms: must be at least 1, not 0"]
+
+
+def test_unknown_kind_and_bad_id():
+    text = GOOD.replace("kind: balancer", "kind: router").replace("  m2:\n", "  2m:\n")
+    messages = errors_of(text)
+    assert any("line 11: nodes.2m: a node id must be" in m for m in messages)
+    assert any("line 17: nodes.lb.kind: unknown kind 'router'" in m for m in messages)
+
+
+def test_proxycache_upstream_must_be_balancer_or_server():
+    text = GOOD.replace("upstream: lb", "upstream: proxy")
+    assert errors_of(text) == ["topology.yaml line 25: nodes.proxy.upstream: "
+                               "'proxy' is a proxycache, not a balancer or server"]
+
+
+def test_backend_that_is_not_a_server():
+    assert errors_of(GOOD.replace("[m1, m2]", "[m1, proxy]")) == [
+        "topology.yaml line 20: nodes.lb.backends: 'proxy' is a proxycache, not a server"]
+
+
+def test_duplicate_key_and_yaml_syntax_error():
+    assert errors_of(GOOD.replace("    port: 4950\n", "    port: 4950\n    port: 4952\n")) == [
+        "topology.yaml line 15: duplicate key 'port'"]
+    messages = errors_of(GOOD.replace("[m1, m2]", "[m1, m2"))
+    assert messages[0].startswith("topology.yaml line ") and "invalid YAML" in messages[0]
+
+
+def test_two_servers_sharing_a_data_directory():
+    messages = errors_of(GOOD.replace("data/m2", "data/m1"))
+    assert messages == ["topology.yaml line 15: nodes.m2.data: same data directory as 'm1'"]
+
+
+def test_non_loopback_host_needs_a_secret():
+    text = GOOD.replace("host: 127.0.0.1\n    port: 4950", "host: 10.0.0.5\n    port: 4950")
+    messages = errors_of(text)
+    assert len(messages) == 1 and "nodes.m2.host: '10.0.0.5' is not a loopback address" in messages[0]
+    assert parse(text, {"TAHIRY_SECRET": "s3cret"}).nodes["m2"].host == "10.0.0.5"
+    assert parse("secret: s3cret\n" + text).secret == "s3cret"
+
+
+def test_empty_file_and_missing_sections():
+    assert errors_of("") == ["topology.yaml line 1: the file is empty (expected a 'nodes' mapping)"]
+    messages = errors_of("nodes: {}\n")
+    assert any("supervisor: missing" in m for m in messages)
+    assert any("nodes: no node defined" in m for m in messages)
+
+
+def test_every_mistake_is_reported_in_line_order():
+    text = GOOD.replace("port: 4950", "port: x").replace("[m1, m2]", "[m9]")
+    messages = errors_of(text)
+    assert [m.split(":")[0] for m in messages] == ["topology.yaml line 14", "topology.yaml line 20"]
+
+
+def test_load_topology_of_a_missing_file(tmp_path):
+    with pytest.raises(TopologyError, match="cannot read the file"):
+        load_topology(tmp_path / "nope.yaml")
