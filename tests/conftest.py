@@ -175,3 +175,24 @@ def start_node(tmp_path, request):
                  for when in ("setup", "call"))
     if failed and starter.nodes:
         request.node.add_report_section("call", "node logs", starter.logs())
+
+
+def wait_until(predicate, deadline_s: float = 10.0, what: str = "condition"):
+    """Poll `predicate` until it returns a true value (returned); AssertionError at the deadline."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class ManualClock:
+    """A clock for unit tests that inject one: it moves only when a test sets `now`."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

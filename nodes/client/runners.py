@@ -12,6 +12,7 @@ connection broke is reported, never re-sent (its outcome is unknown).
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Protocol
@@ -72,20 +73,18 @@ class RemoteRunner:
 
     def __init__(self, host: str, port: int, timeout: float = 30.0,
                  connect_timeout: float = 5.0):
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
         self.database: str | None = None
         self.where = f"{host}:{port}"
+        # Every (re)connection opens the same way.
+        self._open_connection = functools.partial(
+            ServerConnection, host, port, timeout=timeout, connect_timeout=connect_timeout)
         self._connection: ServerConnection | None = None
 
     def connect(self) -> None:
         """Open the connection now (raises `NotListening` with a clear message)."""
         if self._connection is not None:
             return
-        connection = ServerConnection(self.host, self.port, timeout=self.timeout,
-                                      connect_timeout=self.connect_timeout)
+        connection = self._open_connection()
         if self.database is not None:
             # A reconnection: put the new session back on the same database.
             outcome = connection.request(f"ampiasao {self.database};")

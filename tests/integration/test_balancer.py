@@ -8,74 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import time
+import subprocess
+import sys
 
 import pytest
 
-from nodes.protocol import Response, ResponseDecoder
 from nodes.routing import owner_of
-
-TIMEOUT_S = 10.0
-
-
-class WireClient:
-    """A blocking test client: one connection, one statement at a time."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
-        self.decoder = ResponseDecoder()
-
-    def run(self, statement: str) -> Response:
-        self.sock.sendall(statement.encode("utf-8"))
-        while True:
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("connection closed")
-            responses = self.decoder.feed(data)
-            if responses:
-                assert len(responses) == 1
-                return responses[0]
-
-    def ok(self, statement: str) -> Response:
-        response = self.run(statement)
-        assert response.ok, f"{statement!r} -> {response.message}"
-        return response
-
-    def rows(self, statement: str) -> list[list]:
-        response = self.ok(statement)
-        assert response.relation is not None, response.message
-        return response.relation.rows
-
-    def status(self) -> dict:
-        return json.loads(self.ok(".status;").message)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def wait_until(predicate, deadline_s: float = 10.0, what: str = "condition"):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def start_cluster(start_node, *extra_lb_args: str):
-    m1 = start_node("server", "m1", "--data", "data/m1")
-    m2 = start_node("server", "m2", "--data", "data/m2")
-    lb = start_node("balancer", "lb", "--backend", f"m1=127.0.0.1:{m1.port}",
-                    "--backend", f"m2=127.0.0.1:{m2.port}", "--probe-interval-ms", "100",
-                    "--probe-timeout-ms", "500", *extra_lb_args)
-    return m1, m2, lb
+from tests.conftest import REPO_ROOT, wait_until
+from tests.integration.wire import WireClient, create_and_use, start_balanced_pair
 
 
 @pytest.fixture
 def cluster(start_node):
-    m1, m2, lb = start_cluster(start_node)
+    m1, m2, lb = start_balanced_pair(start_node)
     clients: list[WireClient] = []
 
     def connect(port: int = lb.port) -> WireClient:
@@ -106,14 +51,13 @@ def test_create_database_reaches_every_server(cluster):
     m1, m2, _, connect = cluster
     connect().ok("manamboara tahiry sekoly;")
     for server in (m1, m2):
-        assert connect(server.port).run("ampiasao sekoly;").ok
+        assert connect(server.port).one("ampiasao sekoly;").ok
 
 
 def test_writes_go_to_the_owner_and_the_writer_reads_them_back(cluster):
     m1, m2, _, connect = cluster
     client = connect()
-    client.ok("manamboara tahiry db;")
-    client.ok("ampiasao db;")
+    create_and_use(client, "db")
     tables = table_names_with_owner("m1", "db", 2) + table_names_with_owner("m2", "db", 2)
     for value, table in enumerate(tables):
         client.ok(f"manamboara tabilao {table} (a ISA(null,null));")
@@ -131,10 +75,9 @@ def test_writes_go_to_the_owner_and_the_writer_reads_them_back(cluster):
 def test_use_of_a_missing_database_fails_and_keeps_the_current_one(cluster):
     _, _, _, connect = cluster
     client = connect()
-    client.ok("manamboara tahiry db;")
-    client.ok("ampiasao db;")
+    create_and_use(client, "db")
     client.ok("manamboara tabilao t (a ISA(null,null));")
-    response = client.run("ampiasao tsisy;")
+    response = client.one("ampiasao tsisy;")
     assert not response.ok and "tsisy" in response.message
     client.ok("manampia ao@ t sanda (7);")
     assert client.rows("alaivo * ao@ t;") == [[7]]
@@ -144,8 +87,7 @@ def test_two_clients_in_different_databases_never_see_each_others_results(cluste
     _, _, _, connect = cluster
     alice, bob = connect(), connect()
     for client, database, value in ((alice, "dba", 1), (bob, "dbb", 2)):
-        client.ok(f"manamboara tahiry {database};")
-        client.ok(f"ampiasao {database};")
+        create_and_use(client, database)
         client.ok("manamboara tabilao t (a ISA(null,null));")
         client.ok(f"manampia ao@ t sanda ({value});")
     for _ in range(20):  # interleaved over the same backends
@@ -154,33 +96,32 @@ def test_two_clients_in_different_databases_never_see_each_others_results(cluste
         assert alice.rows("asehoy ny tabilao;") == [["t"]]
     # A fresh session with no database must not inherit anyone's.
     stranger = connect()
-    response = stranger.run("alaivo a ao@ t;")
+    response = stranger.one("alaivo a ao@ t;")
     assert not response.ok
 
 
 def test_dropping_the_current_database_unselects_it(cluster):
     m1, m2, _, connect = cluster
     client = connect()
-    client.ok("manamboara tahiry db;")
-    client.ok("ampiasao db;")
+    create_and_use(client, "db")
     client.ok("ravao ny tahiry db;")
-    response = client.run("manamboara tabilao t (a ISA(null,null));")
+    response = client.one("manamboara tabilao t (a ISA(null,null));")
     assert not response.ok
     for server in (m1, m2):
-        assert not connect(server.port).run("ampiasao db;").ok
+        assert not connect(server.port).one("ampiasao db;").ok
 
 
 def test_partial_database_ddl_names_the_failing_server(cluster):
     m1, _, _, connect = cluster
     connect(m1.port).ok("manamboara tahiry efa;")  # exists on m1 only
-    response = connect().run("manamboara tahiry efa;")
+    response = connect().one("manamboara tahiry efa;")
     assert not response.ok and "m1" in response.message
 
 
 def test_syntax_errors_are_answered_and_the_session_goes_on(cluster):
     _, _, _, connect = cluster
     client = connect()
-    response = client.run("alaivo * ao@ ;")
+    response = client.one("alaivo * ao@ ;")
     assert response.message.startswith("Hadisoana : ")
     client.ok("manamboara tahiry db;")
     assert client.ok("ampiasao db;").message == "Ny tahiry : db dia miasa ankehitriny"
@@ -197,7 +138,8 @@ def test_read_only_backend_gets_no_writes(start_node, tmp_path):
     client = WireClient(lb.port)
     try:
         client.ok("manamboara tahiry db;")
-        assert not WireClient(m2.port).run("ampiasao db;").ok  # DDL skipped the read-only one
+        with WireClient(m2.port) as direct:
+            assert not direct.one("ampiasao db;").ok  # DDL skipped the read-only one
         client.ok("ampiasao db;")
         for table in table_names_with_owner("m2", "db", 3):
             client.ok(f"manamboara tabilao {table} (a ISA(null,null));")
@@ -238,29 +180,7 @@ def test_backends_file_changes_are_picked_up_without_restart(start_node, tmp_pat
         client.close()
 
 
-def test_backend_options_and_file_are_validated():
-    from nodes.balancer import BackendSpec, parse_backend_option, parse_backends_document
-
-    assert parse_backend_option("m1=127.0.0.1:3948") == BackendSpec("m1", "127.0.0.1", 3948)
-    for bad in ("m1", "m1=host", "=h:1", "m1=h:0", "m1=h:x"):
-        with pytest.raises(ValueError, match="--backend"):
-            parse_backend_option(bad)
-    good = '{"backends":[{"id":"m1","host":"h","port":1,"writable":false}]}'
-    assert parse_backends_document(good) == [BackendSpec("m1", "h", 1, False)]
-    for bad, where in (("[]", "backends"), ('{"backends":[{"id":"m1","host":"h"}]}', "port"),
-                       ('{"backends":[{"id":"m1","host":"h","port":1,"writable":"yes"}]}', "writable"),
-                       ('{"backends":[{"id":"a","host":"h","port":1},{"id":"a","host":"h","port":2}]}',
-                        "twice"), ("{", "JSON")):
-        with pytest.raises(ValueError, match=where):
-            parse_backends_document(bad)
-
-
 def test_bad_command_line_exits_with_a_clear_message(start_node):
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO_ROOT
-
     result = subprocess.run([sys.executable, "-m", "nodes.balancer", "--id", "lb", "--port", "1",
                              "--backend", "m1=nowhere"], capture_output=True, text=True, timeout=30,
                             cwd=REPO_ROOT)

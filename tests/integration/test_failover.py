@@ -11,7 +11,8 @@ import threading
 from collections import Counter
 
 from nodes.routing import owner_of
-from tests.integration.test_balancer import WireClient, start_cluster, wait_until
+from tests.conftest import wait_until
+from tests.integration.wire import WireClient, create_and_use, start_balanced_pair
 
 ROWS = [[i, f"v{i}"] for i in range(5)]
 
@@ -21,8 +22,7 @@ def seed_both(*servers, tables=("t",)):
     for server in servers:
         client = WireClient(server.port)
         try:
-            client.ok("manamboara tahiry db;")
-            client.ok("ampiasao db;")
+            create_and_use(client, "db")
             for table in tables:
                 client.ok(f"manamboara tabilao {table} (a ISA(null,null), b LAHATSORATRA(null,null));")
                 values = ", ".join(f"({a}, '{b}')" for a, b in ROWS)
@@ -36,7 +36,7 @@ def backend_state(client: WireClient, backend: str) -> str:
 
 
 def test_kill_9_during_reads_loses_no_read_and_the_restarted_server_is_used_again(start_node):
-    m1, m2, lb = start_cluster(start_node)
+    m1, m2, lb = start_balanced_pair(start_node)
     seed_both(m1, m2)
     readers = [WireClient(lb.port) for _ in range(3)]
     failures: list[str] = []
@@ -46,7 +46,7 @@ def test_kill_9_during_reads_loses_no_read_and_the_restarted_server_is_used_agai
     def read_loop(client: WireClient, name: int) -> None:
         client.ok("ampiasao db;")
         while not stop.is_set():
-            response = client.run("alaivo a, b ao@ t;")
+            response = client.one("alaivo a, b ao@ t;")
             if not response.ok or response.relation.rows != ROWS:
                 failures.append(response.message)
             reads[name] += 1
@@ -83,7 +83,7 @@ def test_kill_9_during_reads_loses_no_read_and_the_restarted_server_is_used_agai
 
 
 def test_kill_9_during_writes_keeps_every_acknowledged_write(start_node):
-    m1, m2, lb = start_cluster(start_node)
+    m1, m2, lb = start_balanced_pair(start_node)
     tables = ("w0", "w1", "w2", "w3")
     seed_both(m1, m2, tables=tables)
     assert {owner_of("db", t, ["m1", "m2"]) for t in tables} == {"m1", "m2"}
@@ -96,7 +96,7 @@ def test_kill_9_during_writes_keeps_every_acknowledged_write(start_node):
         try:
             writer.ok("ampiasao db;")
             for value in range(first, first + 80):
-                response = writer.run(f"manampia ao@ {tables[value % 4]} sanda ({value}, 'x');")
+                response = writer.one(f"manampia ao@ {tables[value % 4]} sanda ({value}, 'x');")
                 if response.ok:
                     acknowledged.append(value)
                 elif "unknown" in response.message:
@@ -133,7 +133,7 @@ def test_kill_9_during_writes_keeps_every_acknowledged_write(start_node):
 
 
 def test_frozen_server_is_skipped_and_reads_do_not_fail(start_node):
-    m1, m2, lb = start_cluster(start_node)
+    m1, m2, lb = start_balanced_pair(start_node)
     seed_both(m1, m2)
     client = WireClient(lb.port)
     try:
@@ -212,7 +212,7 @@ def test_a_write_whose_outcome_is_unknown_is_reported_and_never_resent(start_nod
         client = WireClient(lb.port)
         try:
             client.ok("ampiasao db;")
-            response = client.run("manampia ao@ t sanda (1);")
+            response = client.one("manampia ao@ t sanda (1);")
             assert not response.ok and "unknown" in response.message
             assert sum(f.writes_received for f in fakes) == 1
             assert client.status()["counters"]["unknown_writes"] == 1

@@ -5,20 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
-import orjson
-import pytest
-
-from tests.integration.test_server import WireClient, setup_school
+from tests.integration.wire import WireClient, setup_school
 
 
 def start_chain(start_node, *proxy_args: str):
     server = start_node("server", "m1", "--data", "data/m1")
     proxy = start_node("proxycache", "proxy", "--upstream", f"127.0.0.1:{server.port}", *proxy_args)
     return server, proxy
-
-
-def status(client: WireClient) -> dict:
-    return orjson.loads(client.one(".status;").message)
 
 
 def count_rows(client: WireClient, statement: str = "alaivo * ao@ t;") -> int:
@@ -31,7 +24,7 @@ def test_ping_and_status_are_answered_by_the_proxy(start_node):
     _, proxy = start_chain(start_node)
     with WireClient(proxy.port) as client:
         assert client.one(".ping;").message == "PONG proxy proxycache"
-        counters = status(client)
+        counters = client.status()
     assert counters["kind"] == "proxycache"
     assert {"hits", "misses", "evictions", "invalidations", "entries", "bytes"} <= counters.keys()
 
@@ -46,7 +39,7 @@ def test_hit_within_ttl_serves_the_cached_response(start_node):
         assert direct.one("ampiasao sekoly;").ok
         assert direct.one("manampia ao@ t sanda (2, 'b');").ok
         assert count_rows(client, "alaivo   *  ao@ t ;") == 1   # same normalised statement
-        counters = status(client)
+        counters = client.status()
     assert counters["hits"] == 1 and counters["misses"] == 1
 
 
@@ -59,7 +52,7 @@ def test_miss_after_ttl(start_node):
         assert direct.one("manampia ao@ t sanda (2, 'b');").ok
         time.sleep(0.4)
         assert count_rows(client) == 1
-        assert status(client)["misses"] == 2
+        assert client.status()["misses"] == 2
 
 
 def test_write_through_the_proxy_invalidates(start_node):
@@ -67,10 +60,10 @@ def test_write_through_the_proxy_invalidates(start_node):
     with WireClient(proxy.port) as client:
         setup_school(client)
         assert count_rows(client) == 0
-        before = status(client)["invalidations"]
+        before = client.status()["invalidations"]
         assert client.one("manampia ao@ t sanda (1, 'a');").ok
         assert count_rows(client) == 1
-        counters = status(client)
+        counters = client.status()
     assert counters["invalidations"] == before + 1 and counters["hits"] == 0
 
 
@@ -84,10 +77,10 @@ def test_use_invalidates_and_two_databases_never_mix(start_node):
         for _ in range(2):
             assert first.one("alaivo anarana ao@ t;").relation.rows == [["one"]]
             assert second.one("alaivo anarana ao@ t;").relation.rows == [["two"]]
-        assert status(first)["hits"] == 2
-        before = status(first)["invalidations"]
+        assert first.status()["hits"] == 2
+        before = first.status()["invalidations"]
         assert first.one("ampiasao db2;").message == "Ny tahiry : db2 dia miasa ankehitriny"
-        assert status(first)["invalidations"] == before + 1
+        assert first.status()["invalidations"] == before + 1
         assert first.one("alaivo anarana ao@ t;").relation.rows == [["two"]]
 
 
@@ -97,11 +90,11 @@ def test_lru_eviction_at_max_entries(start_node):
         setup_school(client)
         for statement in ("alaivo 1;", "alaivo 2;", "alaivo 3;"):
             assert client.one(statement).ok
-        counters = status(client)
+        counters = client.status()
         assert counters["evictions"] == 1 and counters["entries"] == 2
         assert client.one("alaivo 1;").ok          # evicted: a miss
         assert client.one("alaivo 3;").ok          # still there: a hit
-        counters = status(client)
+        counters = client.status()
     assert counters["hits"] == 1 and counters["misses"] == 4
 
 
@@ -113,7 +106,7 @@ def test_errors_are_never_cached(start_node):
         assert direct.one("ampiasao sekoly;").ok
         assert direct.one("manamboara tabilao u (x ISA(null,null));").ok
         assert client.one("alaivo * ao@ u;").ok
-        assert status(client)["entries"] == 1
+        assert client.status()["entries"] == 1
 
 
 def test_semicolon_in_a_string_round_trips_through_the_proxy(start_node):
@@ -154,7 +147,7 @@ def test_upstream_down_gives_an_error_then_reconnects_with_the_database(start_no
         start_node.restart(server)
         # Reconnects and replays `ampiasao sekoly` on the new upstream connection.
         assert count_rows(client) == 1
-        assert status(client)["upstream_errors"] >= 1
+        assert client.status()["upstream_errors"] >= 1
 
 
 def test_fine_invalidation_keeps_entries_of_other_tables(start_node):
@@ -167,7 +160,7 @@ def test_fine_invalidation_keeps_entries_of_other_tables(start_node):
         assert count_rows(client, "alaivo * ao@ v;") == 0
         assert client.one("manampia ao@ u sanda (1);").ok
         assert count_rows(client) == 0                     # still cached: a hit
-        assert status(client)["hits"] == 1
+        assert client.status()["hits"] == 1
         assert client.one("manampia ao@ t sanda (5, 'e');").ok
         assert count_rows(client) == 1                     # invalidated by the write to t
         assert count_rows(client, "alaivo * ao@ v;") == 1  # reads a view: invalidated too

@@ -4,19 +4,12 @@ import pytest
 
 from nodes.cache import ResponseCache
 from nodes.proxycache import READ, USE, WRITE, statement_kind
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.conftest import ManualClock
 
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return ManualClock()
 
 
 def test_hit_within_ttl_and_miss_after(clock):

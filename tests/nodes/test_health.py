@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from nodes.health import BackendHealth, BackendState, HealthPolicy
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.conftest import ManualClock
 
 
 def make(rise=2, fall=2, initial=BackendState.ONLINE):
-    clock = FakeClock()
+    clock = ManualClock()
     return BackendHealth("m1", HealthPolicy(rise=rise, fall=fall), clock, initial), clock
 
 

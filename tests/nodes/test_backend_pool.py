@@ -1,0 +1,68 @@
+"""Unit tests of nodes.backend_pool: applying configurations, candidates, transitions."""
+
+from __future__ import annotations
+
+import logging
+
+from nodes.backend_config import BackendSpec
+from nodes.backend_pool import BackendPool
+from nodes.health import BackendState, HealthPolicy
+from tests.conftest import ManualClock
+
+LOG = logging.getLogger("test.backend_pool")
+
+
+class RecordingConnection:
+    """Stands in for a BackendConnection: only `close` matters to the pool."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.closed = False
+        backend.connections.add(self)
+
+    def close(self) -> None:
+        self.closed = True
+        self.backend.connections.discard(self)
+
+
+def pool_of(*specs: BackendSpec) -> BackendPool:
+    pool = BackendPool(HealthPolicy(rise=2, fall=2), LOG, ManualClock())
+    pool.apply_specs(list(specs))
+    return pool
+
+
+def test_new_backends_wait_for_a_probe_and_shunned_ones_are_a_last_resort():
+    pool = pool_of(BackendSpec("m1", "h", 1), BackendSpec("m2", "h", 2, writable=False))
+    assert {b.health.state for b in pool} == {BackendState.SHUNNED}
+    assert sorted(pool.candidates()) == ["m1", "m2"]            # none ONLINE: fall back
+    pool.record_success(pool["m2"])
+    assert pool.candidates() == ["m2"]
+    assert pool.candidates(writable_only=True) == ["m1"]        # SHUNNED fallback for writes
+    assert pool.online_writable() == []                         # but never for database DDL
+
+
+def test_apply_specs_keeps_unchanged_backends_and_replaces_moved_ones():
+    pool = pool_of(BackendSpec("m1", "h", 1), BackendSpec("m2", "h", 2))
+    m1, m2 = pool["m1"], pool["m2"]
+    pool.record_success(m1)
+    connection = RecordingConnection(m2)
+    pool.apply_specs([BackendSpec("m1", "h", 1, writable=False), BackendSpec("m2", "h", 9),
+                      BackendSpec("m3", "h", 3)])
+    assert pool["m1"] is m1 and not m1.spec.writable and m1.health.state is BackendState.ONLINE
+    assert pool["m2"] is not m2 and not pool.holds(m2) and connection.closed
+    assert sorted(b.id for b in pool) == ["m1", "m2", "m3"]
+    pool.apply_specs([])
+    assert len(pool) == 0
+
+
+def test_going_offline_aborts_connections_and_counts_one_failover():
+    pool = pool_of(BackendSpec("m1", "h", 1))
+    backend = pool["m1"]
+    pool.record_success(backend)
+    connection = RecordingConnection(backend)
+    pool.record_failure(backend, "refused")
+    assert backend.health.state is BackendState.SHUNNED and not connection.closed
+    pool.record_failure(backend, "refused")
+    assert backend.health.state is BackendState.OFFLINE and connection.closed
+    assert pool.failovers == 1
+    assert pool.status()["m1"]["state"] == "OFFLINE"
