@@ -50,7 +50,7 @@ def evaluate_query(select: SelectExpr, catalog: Catalog,
     """Evaluate a SELECT_EXPR against a database; raises TahiryError."""
     with _collector_paused():
         try:
-            result = _Evaluator(catalog, limits).evaluate(select)
+            result = _Evaluator(catalog, limits.started()).evaluate(select)
         except RecursionError:
             raise TahiryError("Sarotra loatra ny fangatahana (lalina loatra).") from None
     columns = [Column(c.name, c.origin) for c in result.columns]
@@ -187,6 +187,7 @@ class _Evaluator:
         self.depth = 0
 
     def evaluate(self, select: SelectExpr) -> _Result:
+        relational.check_deadline(self.limits)
         if isinstance(select, SetOperation):
             return self._set_operation(select)
         return self._core(select)

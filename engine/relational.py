@@ -10,9 +10,10 @@ produced, so a runaway query fails cleanly instead of exhausting memory.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from itertools import chain, repeat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Callable, Iterable
 
@@ -30,9 +31,26 @@ class QueryLimits:
     max_result_rows: int = 5_000_000          # rows of any intermediate or final result
     max_join_comparisons: int = 50_000_000    # row pairs a nested-loop join may test
     max_nesting: int = 32                     # views and derived tables inside each other
+    max_seconds: float | None = 30.0          # wall clock of one query evaluation
+    deadline: float | None = None             # set per evaluation from max_seconds (monotonic)
+
+    def started(self) -> "QueryLimits":
+        """These limits with the deadline of an evaluation starting now."""
+        if self.max_seconds is None or self.deadline is not None:
+            return self
+        return replace(self, deadline=time.monotonic() + self.max_seconds)
 
 
 DEFAULT_LIMITS = QueryLimits()
+
+
+def check_deadline(limits: QueryLimits) -> None:
+    """Refuse to go on once the evaluation ran past its deadline (checked between
+    operators and per row of nested loops: a query is never interrupted mid-write)."""
+    if limits.deadline is not None and time.monotonic() > limits.deadline:
+        raise TahiryError(
+            f"Ela loatra ny fangatahana : mihoatra ny {limits.max_seconds:g} segondra. "
+            "Ampio fepetra (rehefa, ka) na fetra.")
 
 
 def too_many_rows(limits: QueryLimits, count: int | None = None) -> TahiryError:
@@ -45,6 +63,7 @@ def too_many_rows(limits: QueryLimits, count: int | None = None) -> TahiryError:
 def check_size(rows: list, limits: QueryLimits) -> list:
     if len(rows) > limits.max_result_rows:
         raise too_many_rows(limits, len(rows))
+    check_deadline(limits)
     return rows
 
 
@@ -225,6 +244,7 @@ def loop_join(kind: str, left: list, right: list, condition: RowFunction,
     right_matched = bytearray(len(right)) if kind in ("right", "full") else None
     pad_right = [None] * right_width
     for l in left:
+        check_deadline(limits)
         hit = False
         for index, r in enumerate(right):
             row = l + r

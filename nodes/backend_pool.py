@@ -24,8 +24,9 @@ class BackendPool:
     """Backends by id, with their health; the candidates for each kind of request."""
 
     def __init__(self, policy: HealthPolicy, logger: logging.Logger,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, secret: str | None = None):
         self.policy = policy
+        self.secret = secret  # presented as `.auth` on every backend connection
         self.log = logger
         self.clock = clock
         self.failovers = 0
@@ -64,7 +65,7 @@ class BackendPool:
                 # Unconfirmed until its first probe answers: SHUNNED gets no
                 # traffic but turns ONLINE on one success.
                 health = BackendHealth(backend_id, self.policy, self.clock, BackendState.SHUNNED)
-                self._backends[backend_id] = Backend(spec, health)
+                self._backends[backend_id] = Backend(spec, health, secret=self.secret)
 
     def candidates(self, writable_only: bool = False) -> list[str]:
         """ONLINE backends; SHUNNED ones only as a last resort when none is ONLINE."""

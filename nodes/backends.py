@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from nodes.backend_config import BackendSpec
 from nodes.common import set_nodelay
 from nodes.health import BackendHealth
-from nodes.protocol import ProtocolError, Response, ResponseDecoder
+from nodes.protocol import ProtocolError, Response, ResponseDecoder, auth_request
 
 READ_CHUNK = 1 << 16
 
@@ -43,9 +43,10 @@ class BackendUnavailable(Exception):
 class Backend:
     """A configured backend at run time: its health, load and open connections."""
 
-    def __init__(self, spec: BackendSpec, health: BackendHealth):
+    def __init__(self, spec: BackendSpec, health: BackendHealth, secret: str | None = None):
         self.spec = spec
         self.health = health
+        self.secret = secret  # shared secret (docs/SECURITY.md), sent first on each connection
         self.outstanding = 0
         self.reads = 0
         self.writes = 0
@@ -82,7 +83,17 @@ class BackendConnection:
         except OSError as error:
             raise BackendUnavailable(backend.id, error.strerror or str(error), sent=False) from None
         set_nodelay(writer)
-        return cls(backend, reader, writer)
+        connection = cls(backend, reader, writer)
+        if backend.secret:
+            try:
+                answer = await connection.roundtrip(auth_request(backend.secret), timeout)
+            except BackendUnavailable as error:
+                raise BackendUnavailable(backend.id, error.reason, sent=False) from None
+            if not answer.ok:
+                connection.close()
+                # Refused before any statement was sent.
+                raise BackendUnavailable(backend.id, answer.message, sent=False)
+        return connection
 
     @property
     def usable(self) -> bool:

@@ -33,6 +33,7 @@ from engine import ast
 from engine.classify import classify
 from engine.errors import TahiryError
 from engine.parser import StatementParser
+from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.backend_config import BackendsFile, parse_backend_option
 from nodes.backend_pool import BackendPool
 from nodes.backends import Backend, BackendUnavailable, Timeouts
@@ -59,8 +60,11 @@ class Balancer:
     """Routes statements of client sessions over a changing set of backends."""
 
     def __init__(self, node_id: str, pool: BackendPool, timeouts: Timeouts,
-                 logger: logging.Logger = log):
+                 logger: logging.Logger = log, auth: AuthGuard | None = None,
+                 idle_timeout: float | None = 600.0):
         self.node_id = node_id
+        self.idle_timeout = idle_timeout  # idle or half-open client connections are closed
+        self.auth = auth  # shared-secret policy for clients (nodes/auth.py)
         self.pool = pool
         self.timeouts = timeouts
         self.log = logger
@@ -84,7 +88,8 @@ class Balancer:
             return await self.answer(session, request)
 
         try:
-            await serve_connection(reader, writer, handle, self.connection_stats, self.log)
+            await serve_connection(reader, writer, handle, self.connection_stats, self.log,
+                                   idle_timeout=self.idle_timeout, auth=self.auth)
         finally:
             self.clients -= 1
             session.close()
@@ -300,6 +305,9 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--request-timeout-ms", type=int, default=30000)
     parser.add_argument("--rise", type=int, default=2, help="good probes before an OFFLINE backend is used")
     parser.add_argument("--fall", type=int, default=2, help="failures before a backend is OFFLINE")
+    parser.add_argument("--idle-timeout", type=float, default=600.0,
+                        help="close client connections idle for this many seconds (0: never)")
+    add_auth_arguments(parser)
     return parser
 
 
@@ -321,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_argument_parser().parse_args(argv)
     entry = load_topology_node(args)
     logger = setup_logging(args.id, args.log_file, args.log_level)
+    auth = node_auth_guard(args, logger)
     try:
         backend_options = args.backend or entry.get("backends") or []
         specs = [] if args.backends_file else [parse_backend_option(b) for b in backend_options]
@@ -335,11 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     timeouts = Timeouts(connect=args.connect_timeout_ms / 1000, probe=args.probe_timeout_ms / 1000,
                         request=args.request_timeout_ms / 1000)
-    pool = BackendPool(policy, logger)
+    pool = BackendPool(policy, logger, secret=auth.secret)
     pool.apply_specs(specs)
     backends_file = BackendsFile(args.backends_file, logger) if args.backends_file else None
     prober = Prober(pool, timeouts.probe, args.probe_interval_ms / 1000, backends_file)
-    balancer = Balancer(args.id, pool, timeouts, logger)
+    balancer = Balancer(args.id, pool, timeouts, logger, auth=auth,
+                        idle_timeout=args.idle_timeout or None)
     try:
         asyncio.run(serve(balancer, prober, args.host, args.port, logger))
     except OSError as error:

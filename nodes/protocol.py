@@ -39,7 +39,10 @@ DEFAULT_MAX_RESPONSE_BYTES = 512 << 20       # a decoder refuses bigger response
 
 ADMIN_PING = "ping"
 ADMIN_STATUS = "status"
+ADMIN_AUTH = "auth"              # `.auth <secret>;`: see docs/SECURITY.md
 _ADMIN_WORDS = {".ping": ADMIN_PING, ".status": ADMIN_STATUS}
+AUTH_WORD = ".auth"
+MAX_SECRET_CHARS = 256
 
 # Lone surrogates U+DC80..U+DCFF are what `surrogateescape` makes of bytes that
 # are not UTF-8; they can never come out of decoding valid UTF-8.
@@ -159,7 +162,44 @@ class RequestFramer:
         admin = _ADMIN_WORDS.get(text.lower())
         if admin is not None:
             return Request(text, admin=admin)
+        if text[:len(AUTH_WORD)].lower() == AUTH_WORD and (
+                len(text) == len(AUTH_WORD) or text[len(AUTH_WORD)].isspace()):
+            return Request(text, admin=ADMIN_AUTH)
         return Request(text)
+
+
+# --------------------------------------------------------------------------
+# The shared secret (docs/SECURITY.md)
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why `secret` cannot be used as a shared secret, or None if it can.
+
+    It must survive statement framing unchanged: printable ASCII without
+    spaces, `;` or quotes, and no `--` or `//` (they start comments).
+    """
+    if not secret:
+        return "the secret is empty"
+    if len(secret) > MAX_SECRET_CHARS:
+        return f"the secret is longer than {MAX_SECRET_CHARS} characters"
+    if any(not "\x21" <= ch <= "\x7e" or ch in ";'\"" for ch in secret):
+        return "the secret may only hold printable ASCII characters other than space, ; ' and \""
+    if "--" in secret or "//" in secret:
+        return "the secret may not contain -- or // (they start comments)"
+    return None
+
+
+def auth_request(secret: str) -> bytes:
+    """The wire bytes of `.auth <secret>;`; ValueError if the secret cannot be sent."""
+    problem = secret_problem(secret)
+    if problem is not None:
+        raise ValueError(problem)
+    return f"{AUTH_WORD} {secret};".encode("ascii")
+
+
+def auth_secret(request: Request) -> str:
+    """The secret presented by an ADMIN_AUTH request ("" if none)."""
+    return request.text[len(AUTH_WORD):].strip()
 
 
 # --------------------------------------------------------------------------

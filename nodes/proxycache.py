@@ -17,7 +17,9 @@ The client's current database is tracked from successful `ampiasao` replies
 and from dropping it. If the upstream connection breaks, the client gets a
 `Hadisoana : ...` error (a read is retried once on a fresh connection first,
 a write never is: its outcome is unknown); the next statement reconnects and
-replays `ampiasao` so the session keeps its database.
+replays `ampiasao` so the session keeps its database. A statement not sent
+yet waits up to --upstream-patience seconds (default 3) for an upstream that
+refuses connections (a balancer being restarted) before that error.
 
 `.ping;` and `.status;` are answered here, never forwarded; `.status;`
 carries the cache counters (hits, misses, evictions, invalidations, ...).
@@ -31,6 +33,7 @@ import re
 import time
 
 from engine.script import normalise_statement
+from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.cache import ResponseCache
 from nodes.common import (ConnectionStats, UpstreamConnection, UpstreamError, admin_response,
                           load_topology_node, node_argument_parser, parse_address, run_server,
@@ -96,8 +99,12 @@ class ProxyCache:
     def __init__(self, node_id: str, upstream: tuple[str, int], cache: ResponseCache,
                  logger: logging.Logger, *, fine_invalidation: bool = False,
                  request_timeout: float = 60.0, idle_timeout: float | None = 600.0,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                 auth: AuthGuard | None = None, upstream_patience: float = 3.0):
         self.node_id = node_id
+        # How long a statement not yet sent waits for the upstream to come back.
+        self.upstream_patience = upstream_patience
+        self.auth = auth  # shared secret: required of clients, presented upstream
         self.upstream = upstream
         self.cache = cache
         self.logger = logger
@@ -119,11 +126,12 @@ class ProxyCache:
         self.stats.total_connections += 1
         session = ProxySession(self, UpstreamConnection(
             *self.upstream, request_timeout=self.request_timeout,
-            decode_relations=self.fine is not None))
+            decode_relations=self.fine is not None,
+            secret=self.auth.secret if self.auth is not None else None))
         try:
             await serve_connection(reader, writer, session.handle, self.stats, self.logger,
                                    idle_timeout=self.idle_timeout,
-                                   max_request_bytes=self.max_request_bytes)
+                                   max_request_bytes=self.max_request_bytes, auth=self.auth)
         finally:
             self.stats.open_connections -= 1
             await session.upstream.close()
@@ -170,18 +178,38 @@ class ProxySession:
         return response.raw
 
     async def _forward(self, data: bytes, retry: bool) -> Response:
-        """Send one statement upstream (replaying `ampiasao` on a new connection)."""
-        for attempt in (1, 2):
+        """Send one statement upstream (replaying `ampiasao` on a new connection).
+
+        Until the statement itself is sent, failures (upstream restarting,
+        a connection its peer already closed) are retried for up to
+        `upstream_patience` seconds: nothing was sent, so this is as safe
+        for a write as for a read. Once sent, only a read is sent again
+        (once); a write's outcome is then unknown.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.proxy.upstream_patience
+        delay = 0.02
+        sent = 0
+        while True:
             try:
-                if not self.upstream.connected:
+                if not self.upstream.usable:
+                    await self.upstream.close()
                     await self.upstream.connect()
                     await self._replay_database()
+            except UpstreamError:
+                self.proxy.upstream_errors += 1
+                if loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+                continue
+            try:
                 return await self.upstream.request(data)
             except UpstreamError:
                 self.proxy.upstream_errors += 1
-                if attempt == 2 or not retry:
+                sent += 1
+                if not retry or sent == 2:
                     raise
-        raise AssertionError("unreachable")
 
     async def _replay_database(self) -> None:
         if self.database is None:
@@ -256,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--request-timeout", type=float, default=60.0)
     parser.add_argument("--idle-timeout", type=float, default=600.0)
     parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
+    parser.add_argument("--upstream-patience", type=float, default=3.0,
+                        help="seconds a statement not yet sent waits for the upstream to come back")
+    add_auth_arguments(parser)
     args = parser.parse_args(argv)
     entry = load_topology_node(args)
     upstream_text = args.upstream or entry.get("upstream") or "127.0.0.1:3949"
@@ -266,12 +297,14 @@ def main(argv: list[str] | None = None) -> None:
     ttl_ms = args.ttl_ms if args.ttl_ms is not None else entry.get("ttl_ms", 3000)
     max_entries = args.max_entries if args.max_entries is not None else entry.get("max_entries", 200)
     logger = setup_logging(args.id, args.log_file, args.log_level)
+    auth = node_auth_guard(args, logger)
     cache = ResponseCache(ttl_ms, max_entries, args.max_bytes)
     proxy = ProxyCache(args.id, upstream, cache, logger,
                        fine_invalidation=args.fine_invalidation,
                        request_timeout=args.request_timeout,
                        idle_timeout=args.idle_timeout or None,
-                       max_request_bytes=args.max_request_bytes)
+                       max_request_bytes=args.max_request_bytes, auth=auth,
+                       upstream_patience=args.upstream_patience)
     logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, ttl_ms, max_entries)
     asyncio.run(run_server(proxy.client_connected, args.host, args.port, logger))
 

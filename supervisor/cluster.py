@@ -22,7 +22,7 @@ from pathlib import Path
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe
 from .logfiles import RotatingLog
 from .replicalink import ReplicationLink
-from .topology import NodeSpec, Topology
+from .topology import SECRET_ENV, NodeSpec, Topology
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETTLED_STATES = (NodeState.RUNNING, NodeState.FATAL, NodeState.STOPPED)
@@ -150,9 +150,12 @@ class Cluster:
             hooks.on_running = self._on_server_running
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        if self.topology.secret:
+            # The environment, never argv: `ps` shows every command line.
+            env[SECRET_ENV] = self.topology.secret
         return NodeKeeper(spec, node_command(self.topology, spec.id, self.run_dir, self.python),
                           log, settings.health, settings.restart, self.logger, hooks,
-                          env=env, cwd=str(self.topology.base_dir))
+                          env=env, cwd=str(self.topology.base_dir), secret=self.topology.secret)
 
     async def stop_node(self, node_id: str) -> None:
         launch = self._launches.pop(node_id, None)
@@ -260,7 +263,7 @@ class Cluster:
         if row["kind"] == "proxycache" and row["state"] == NodeState.RUNNING.value:
             spec = self.topology.nodes[row["node"]]
             try:
-                answer = await probe(spec.host, spec.port, 0.5, b".status;")
+                answer = await probe(spec.host, spec.port, 0.5, b".status;", self.topology.secret)
                 counters = json.loads(_message_line(answer))
                 hits, misses = counters.get("hits", 0), counters.get("misses", 0)
                 return {"hits": hits, "misses": misses,

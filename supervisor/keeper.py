@@ -20,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from nodes.protocol import auth_request
+
 from .logfiles import RotatingLog
 from .process import ChildProcess
 from .topology import HealthSettings, NodeSpec, RestartSettings
@@ -72,23 +74,34 @@ class CrashLoopDetector:
         self.times.clear()
 
 
-async def probe(host: str, port: int, timeout_s: float, request: bytes = b".ping;") -> str:
+async def probe(host: str, port: int, timeout_s: float, request: bytes = b".ping;",
+                secret: str | None = None) -> str:
     """Send an admin request, return the response text up to its END line.
 
-    Raises OSError (or asyncio.TimeoutError) when the node does not answer in time.
+    With a secret, `.auth <secret>;` goes first (docs/SECURITY.md) and its
+    answer must be a success. Raises OSError (or asyncio.TimeoutError) when
+    the node does not answer in time or refuses the secret.
     """
     async def exchange() -> str:
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            writer.write(request)
+            writer.write((auth_request(secret) if secret else b"") + request)
             await writer.drain()
             data = b""
-            while not (data.endswith(b"\nEND\n") or data == b"END\n"):
+            responses = 2 if secret else 1
+            while data.count(b"\nEND\n") + (data == b"END\n") < responses:
                 chunk = await reader.read(65536)
                 if not chunk:
-                    raise ConnectionError("connection closed before END")
+                    break
                 data += chunk
-            return data.decode("utf-8", "replace")
+            text = data.decode("utf-8", "replace")
+            if secret:
+                first, _, text = text.partition("\nEND\n")
+                if "Hadisoana" in first:
+                    raise ConnectionError(f"secret refused: {first.strip()[-120:]}")
+            if not text.endswith("END\n"):
+                raise ConnectionError("connection closed before END")
+            return text
         finally:
             writer.close()
             try:
@@ -98,10 +111,10 @@ async def probe(host: str, port: int, timeout_s: float, request: bytes = b".ping
     return await asyncio.wait_for(exchange(), timeout_s)
 
 
-async def ping(host: str, port: int, timeout_s: float) -> float:
+async def ping(host: str, port: int, timeout_s: float, secret: str | None = None) -> float:
     """Round trip of the health probe in ms; raises OSError if it failed."""
     started = time.perf_counter()
-    answer = await probe(host, port, timeout_s)
+    answer = await probe(host, port, timeout_s, secret=secret)
     if "PONG" not in answer:
         raise ConnectionError(f"unexpected answer to .ping: {answer.strip()[:80]!r}")
     return (time.perf_counter() - started) * 1000
@@ -122,8 +135,10 @@ class NodeKeeper:
     def __init__(self, spec: NodeSpec, argv: list[str], log: RotatingLog,
                  health: HealthSettings, restart: RestartSettings, logger: logging.Logger,
                  hooks: NodeHooks | None = None, env: dict[str, str] | None = None,
-                 cwd: str | None = None, rng: random.Random | None = None):
+                 cwd: str | None = None, rng: random.Random | None = None,
+                 secret: str | None = None):
         self.spec = spec
+        self.secret = secret  # presented by the health probe (`.auth` first)
         self.argv = argv
         self.log = log
         self.health = health
@@ -268,7 +283,7 @@ class NodeKeeper:
         while time.monotonic() < deadline and not exited.done():
             try:
                 self.last_probe_ms = await ping(self.spec.host, self.spec.port,
-                                                self.health.timeout_ms / 1000)
+                                                self.health.timeout_ms / 1000, self.secret)
                 return True
             except (OSError, asyncio.TimeoutError):
                 pass
@@ -285,7 +300,7 @@ class NodeKeeper:
                 return f"exited with code {exited.result()}"
             try:
                 self.last_probe_ms = await ping(self.spec.host, self.spec.port,
-                                                self.health.timeout_ms / 1000)
+                                                self.health.timeout_ms / 1000, self.secret)
                 failures = 0
             except (OSError, asyncio.TimeoutError) as error:
                 if exited.done():

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from nodes.protocol import secret_problem
+
 KINDS = ("server", "balancer", "proxycache")
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 SECRET_ENV = "TAHIRY_SECRET"
@@ -271,7 +273,12 @@ def parse_topology(text: str, path: Path, environ: dict[str, str] | None = None)
     secret = None
     if "secret" in top:
         secret = check.text(top["secret"], "secret")
-    secret = secret or environ.get(SECRET_ENV) or None
+        if secret and (problem := secret_problem(secret)) is not None:
+            check.error(top["secret"].line, "secret", problem)
+    if not secret and environ.get(SECRET_ENV):
+        secret = environ[SECRET_ENV]
+        if (problem := secret_problem(secret)) is not None:
+            check.error(1, SECRET_ENV, f"(environment variable) {problem}")
 
     nodes: dict[str, NodeSpec] = {}
     if "nodes" not in top:

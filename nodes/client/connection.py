@@ -6,6 +6,10 @@ Every socket operation has a timeout. Failures become `ConnectionProblem`s
 whose text is a sentence for a person, never a traceback: `NotListening`
 when the node cannot be reached, `ConnectionLost` when it went away (or
 stopped answering) during a statement, whose outcome is then unknown.
+
+With a shared secret (the `secret` argument, else the TAHIRY_SECRET
+environment variable) the connection opens with `.auth <secret>;`
+(docs/SECURITY.md); a refusal is `AuthenticationFailed`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import socket
 
 from engine.outcome import Outcome
-from nodes.protocol import ProtocolError, ResponseDecoder
+from nodes.auth import secret_from_environment
+from nodes.protocol import ProtocolError, ResponseDecoder, auth_request
 
 RECEIVE_CHUNK = 1 << 16
 
@@ -28,6 +33,10 @@ class NotListening(ConnectionProblem):
 
 class ConnectionLost(ConnectionProblem):
     """The connection broke or timed out during a statement."""
+
+
+class AuthenticationFailed(ConnectionProblem):
+    """The node refused the shared secret (or required one we do not have)."""
 
 
 def request_text(statement: str) -> str:
@@ -45,7 +54,7 @@ class ServerConnection:
     """One open connection to a node; not safe to share between threads."""
 
     def __init__(self, host: str, port: int, timeout: float = 30.0,
-                 connect_timeout: float = 5.0):
+                 connect_timeout: float = 5.0, secret: str | None = None):
         self.host = host
         self.port = port
         self.timeout = timeout
@@ -67,6 +76,20 @@ class ServerConnection:
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._decoder = ResponseDecoder()
         self._broken = False
+        secret = secret if secret is not None else secret_from_environment()
+        if secret:
+            self._authenticate(secret)
+
+    def _authenticate(self, secret: str) -> None:
+        try:
+            wire = auth_request(secret).decode("ascii")
+        except ValueError as error:
+            self.close()
+            raise AuthenticationFailed(f"unusable secret: {error}") from None
+        outcome = self.request(wire)
+        if not outcome.ok:
+            self.close()
+            raise AuthenticationFailed(outcome.message)
 
     def request(self, statement: str) -> Outcome:
         """Send one statement and wait for its response."""
