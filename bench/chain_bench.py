@@ -1,12 +1,16 @@
 """Round trips through the node chain: server, balancer + server, proxy + balancer + server.
 
 Starts its own processes on free loopback ports in a temporary directory and
-prints, for each path: round trips per second and p50/p99 latency on one
-connection and over 8 concurrent connections, for an uncached point read and
-a single-row durable insert into a 1,000-row table; and for a proxy cache
-hit. The "added" column is the p50 difference to the previous hop.
+prints, for each path (server, balancer>server, proxy>balancer>server):
+round trips per second and p50/p99 latency on one connection and over 8
+concurrent connections, for an uncached point read (`alaivo * ... rehefa id
+= N` on a 1,000-row, 5-column table) and a single-row durable insert into
+that table (the 8-connection figure shows group commit); and for a proxy
+cache hit. The "added" column is the p50 difference to the previous hop.
+The load average is printed before and after: the figures mean little on a
+busy machine.
 
-    .venv/bin/python bench/chain_bench.py [--seconds 2] [--inline]
+    .venv/bin/python bench/chain_bench.py [--seconds 2] [--inline] [--only read,insert,hit]
 """
 
 from __future__ import annotations
@@ -100,7 +104,10 @@ def main() -> None:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--seconds", type=float, default=2.0)
     options.add_argument("--inline", action="store_true", help="servers run statements inline")
+    options.add_argument("--only", default="read,insert,hit",
+                         help="comma-separated workloads among read, insert, hit")
     args = options.parse_args()
+    args.only = set(args.only.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="chain-bench-"))
     processes = []
     try:
@@ -109,9 +116,11 @@ def main() -> None:
         processes.append(server)
         setup = Connection(server_port)
         for statement in ("manamboara tahiry bench;", "ampiasao bench;",
-                          "manamboara tabilao t (id ISA(null,null), anarana LAHATSORATRA(null,null));"):
+                          "manamboara tabilao t (id ISA(null,null), anarana LAHATSORATRA(null,null), "
+                          "isa ISA(null,null), fanamarihana LAHATSORATRA(null,null), "
+                          "sokajy ISA(null,null));"):
             assert setup.run(statement).ok
-        values = ", ".join(f"({i}, 'n{i}')" for i in range(1000))
+        values = ", ".join(f"({i}, 'n{i}', {i * 3}, 'fanamarihana {i}', {i % 7})" for i in range(1000))
         assert setup.run(f"manampia ao@ t sanda {values};").ok
         paths = [("server", server_port)]
         if (ROOT / "nodes" / "balancer.py").exists():
@@ -130,19 +139,23 @@ def main() -> None:
         lock = threading.Lock()
 
         def point_read(index: int, counter: int) -> str:
-            # A different key each time with a fresh comment-free text: never a cache hit.
-            return f"alaivo anarana ao@ t rehefa id = {(counter * 8 + index) % 1000} ary {counter} = {counter};"
+            # A different text each time (never a cache hit), a key among the 1,000 rows.
+            key = (counter * 8 + index) % 1000
+            return f"alaivo * ao@ t rehefa id = {key} ary {counter} = {counter};"
 
         def insert(index: int, counter: int) -> str:
             with lock:
                 row = next(next_id)
-            return f"manampia ao@ t sanda ({row}, 'x');"
+            return f"manampia ao@ t sanda ({row}, 'x', 1, 'y', 2);"
 
         def cache_hit(index: int, counter: int) -> str:
-            return "alaivo anarana ao@ t rehefa id = 7;"
+            return "alaivo * ao@ t rehefa id = 7;"
 
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"{'workload':<14}{'path':<26}{'conns':>6}{'rt/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'added':>9}")
-        for workload, statement_of in (("point read", point_read), ("insert", insert)):
+        workloads = [(name, of) for name, of in (("point read", point_read), ("insert", insert))
+                     if name.split()[-1] in args.only]
+        for workload, statement_of in workloads:
             for connections in (1, 8):
                 previous = None
                 for path, port in paths:
@@ -150,9 +163,11 @@ def main() -> None:
                     added = f"{p50 - previous:+.3f}" if previous is not None else ""
                     previous = p50
                     print(f"{workload:<14}{path:<26}{connections:>6}{rate:>10.0f}{p50:>9.3f}{p99:>9.3f}{added:>9}")
-        for connections in (1, 8):
+        for connections in ((1, 8) if "hit" in args.only else ()):
             rate, p50, p99 = measure(proxy_port, cache_hit, args.seconds, connections)
             print(f"{'cache hit':<14}{'proxy':<26}{connections:>6}{rate:>10.0f}{p50:>9.3f}{p99:>9.3f}")
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print("server counters:", Connection(server_port).run(".status;").message)
     finally:
         for process in processes:
             try:

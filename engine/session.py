@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from typing import Iterator
 
+from engine import ast
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.executor import Executor, Limits
 from engine.outcome import Outcome
 from engine.parser import StatementParser
 from engine.script import split_statements
+from engine.statement_cache import StatementCache
 from engine.storage import Store
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ class Session:
         self.limits = limits or Limits()
         self.current_database: str | None = None
         self.executor = Executor(store, parser, self.limits)
+        # Statements of the same shape with other values skip the parser.
+        self.statements = StatementCache()
 
     def execute(self, text: str) -> list[Outcome]:
         """Run every statement of `text`; one Outcome per non-empty statement."""
@@ -68,11 +72,49 @@ class Session:
         failures = [outcome for outcome in outcomes if not outcome.ok]
         return failures[0] if failures else outcomes[-1]
 
+    def try_small_read(self, text: str, max_rows: int) -> Outcome | None:
+        """Run `text` if it is one query over one table of at most `max_rows` rows.
+
+        Returns None, having run nothing, for anything else (writes, joins,
+        views, set operators, bigger tables, syntax errors): the caller runs
+        those the usual way. Lets a server answer cheap reads without a
+        thread hand-off; their cost is bounded by the table size.
+        """
+        try:
+            pieces = split_statements(text)
+            if len(pieces) != 1 or self.current_database is None:
+                return None
+            piece = pieces[0]
+            statement = self.statements.parse(self.parser, piece.text, piece.line, piece.column)
+        except (TahiryError, RecursionError):
+            return None
+        if not isinstance(statement, ast.Query):
+            return None
+        core = statement.select
+        if (not isinstance(core, ast.SelectCore) or core.joins
+                or not isinstance(core.source, ast.TableSource)):
+            return None
+        try:
+            document = self.store.read(self.current_database, "table", core.source.name)
+        except TahiryError:
+            return None
+        if document is None or len(document["rows"]) > max_rows:
+            return None
+        return self._run_statement(statement, piece.text)
+
     def _run_piece(self, text: str, line: int, column: int) -> Outcome | None:
         try:
-            statement = self.parser.parse(text, line=line, column=column)
+            statement = self.statements.parse(self.parser, text, line, column)
             if statement is None:
                 return None
+        except TahiryError as error:
+            return Outcome.failure(error.message)
+        except RecursionError:
+            return Outcome.failure(TOO_DEEP)
+        return self._run_statement(statement, text)
+
+    def _run_statement(self, statement, text: str) -> Outcome:
+        try:
             return self.executor.run(statement, self)
         except TahiryError as error:
             return Outcome.failure(error.message)

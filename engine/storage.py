@@ -17,6 +17,17 @@ Decoded documents are cached by path and re-validated with `os.stat` on
 every read, so a file replaced by another process (replication) is seen by
 the very next read. Documents handed out are shared with the cache: callers
 must never mutate them.
+
+Group commit: between `begin_batch()` and `commit_batch()` writes go to an
+in-memory overlay (seen by reads on the same thread, so later statements of
+the batch see earlier ones) and each dirty object file is written once, by
+the same atomic durable write, at commit. The change counter of an object
+grows by one per file write, i.e. once per commit however many statements
+of the batch changed it. The server acknowledges a batch's statements only
+after `commit_batch()` returned.
+
+`atomic_write` (temp file, fsync, `os.replace`, fsync of the folder) is the
+one implementation of a durable file replacement; replication uses it too.
 """
 
 from __future__ import annotations
@@ -28,7 +39,9 @@ import re
 import secrets
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import orjson
 
@@ -42,6 +55,7 @@ MAX_NAME_CHARS = 128
 MAX_NAME_BYTES = 200  # leaves room for ".<name>.json.<random>.tmp" under 255 bytes
 DEFAULT_CACHE_ENTRIES = 512
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024  # of JSON on disk; decoded objects take more
+PATH_MEMO_ENTRIES = 4096
 # Files larger than this are not decoded just to know whether they are
 # tombstones: the "dropped" flag is sniffed from the start of the file.
 SNIFF_THRESHOLD = 4096
@@ -92,6 +106,92 @@ def is_temp_file(file_name: str) -> bool:
     return file_name.startswith(".") and file_name.endswith(TEMP_SUFFIX)
 
 
+def temp_path_for(path: Path) -> Path:
+    """A fresh temp file name beside `path`: `.<name>.<12 hex>.tmp`."""
+    return path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a folder's entries (a rename, a new file) durable."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_durable_temp(path: Path, data: bytes, durable: bool = True) -> Path:
+    """Write `data` to a new temp file beside `path` (O_EXCL) and fsync it.
+
+    Returns the temp file's path; on failure nothing is left behind. The
+    folder must exist.
+    """
+    temp = temp_path_for(path)
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(descriptor, view)
+                view = view[written:]
+            if durable:
+                os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except BaseException:
+        _unlink_quietly(temp)
+        raise
+    return temp
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True,
+                 still_wanted: Callable[[], bool] | None = None) -> bool:
+    """Replace `path` with `data` atomically and durably; False if `still_wanted()` said no.
+
+    Temp file in the same folder, fsync, `os.replace`, fsync of the folder:
+    a crash leaves the old file or the new one, never a torn one. The folder
+    must exist. `still_wanted` runs after the temp file is durable, just
+    before the rename. Raises OSError (the temp file removed, `path` intact).
+    """
+    temp = write_durable_temp(path, data, durable)
+    try:
+        if still_wanted is not None and not still_wanted():
+            _unlink_quietly(temp)
+            return False
+        os.replace(temp, path)
+    except BaseException:
+        _unlink_quietly(temp)
+        raise
+    if durable:
+        fsync_folder(path.parent)
+    return True
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class BatchNotWritten(Exception):
+    """A batch could not be made durable and nothing of it reached the files.
+
+    Raised by `Store.commit_batch` when preparing a file failed (encoding,
+    disk full, ...) before any file was replaced: run the statements again
+    one by one to give each its own outcome.
+    """
+
+
+class _WriteBatch:
+    """Pending documents of a group commit, owned by one thread."""
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        self.pending: dict[str, tuple[Path, dict]] = {}
+        self.writes = 0   # object writes so far (a statement wrote iff this grew)
+
+
 class Store:
     """All databases under one data directory."""
 
@@ -110,6 +210,10 @@ class Store:
         # Re-entrant: the executor holds it across a statement's read-modify-write
         # so statements of sessions on different threads never interleave.
         self.write_lock = threading.RLock()
+        self._batch: _WriteBatch | None = None
+        # Validated object paths by (database, kind, name): building and
+        # checking them costs more than the stat of a cached read.
+        self._paths: dict[tuple[str, str, str], Path] = {}
         self.remove_stale_temp_files(stale_temp_age_s)
 
     # ------------------------------------------------------------------ paths
@@ -118,8 +222,15 @@ class Store:
         return self.root / validate_name(database, "database")
 
     def object_path(self, database: str, kind: str, name: str) -> Path:
-        folder = KIND_FOLDERS[kind]
-        return self.database_path(database) / folder / (validate_name(name, kind) + ".json")
+        key = (database, kind, name)
+        path = self._paths.get(key)
+        if path is None:
+            folder = KIND_FOLDERS[kind]
+            path = self.database_path(database) / folder / (validate_name(name, kind) + ".json")
+            if len(self._paths) >= PATH_MEMO_ENTRIES:
+                self._paths.clear()
+            self._paths[key] = path
+        return path
 
     def _check_contained(self, path: Path) -> None:
         """Refuse paths that resolve (through symlinks) outside the root."""
@@ -134,6 +245,11 @@ class Store:
     def _load(self, path: Path) -> dict | None:
         """The decoded document at `path` (tombstones included), or None."""
         key = str(path)
+        batch = self._batch
+        if batch is not None and batch.owner == threading.get_ident():
+            pending = batch.pending.get(key)
+            if pending is not None:
+                return pending[1]
         try:
             stat = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -205,6 +321,11 @@ class Store:
 
     def _is_live_checked(self, path: Path) -> bool:
         key = str(path)
+        batch = self._batch
+        if batch is not None and batch.owner == threading.get_ident():
+            pending = batch.pending.get(key)
+            if pending is not None:
+                return not pending[1].get("dropped", False)
         try:
             stat = os.stat(path)
         except OSError:
@@ -240,28 +361,38 @@ class Store:
         return self._is_live(self.database_path(database) / DATABASE_MARKER)
 
     def list_databases(self) -> list[str]:
-        names = []
         with os.scandir(self.root) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") or not _IDENTIFIER_RE.fullmatch(entry.name):
-                    continue
-                if self._is_live(Path(entry.path) / DATABASE_MARKER):
-                    names.append(entry.name)
+            candidates = {entry.name for entry in entries}
+        candidates.update(path.parent.name for path in self._pending_paths()
+                          if path.name == DATABASE_MARKER)
+        names = []
+        for name in candidates:
+            if name.startswith(".") or not _IDENTIFIER_RE.fullmatch(name):
+                continue
+            if self._is_live(self.root / name / DATABASE_MARKER):
+                names.append(name)
         return sorted(names)
+
+    def _pending_paths(self) -> list[Path]:
+        """Paths written in this thread's open batch (not yet on disk)."""
+        batch = self._batch
+        if batch is None or batch.owner != threading.get_ident():
+            return []
+        return [path for path, _ in batch.pending.values()]
 
     def list_objects(self, database: str, kind: str) -> list[str]:
         folder = self.database_path(database) / KIND_FOLDERS[kind]
         names = []
         try:
-            entries = list(os.scandir(folder))
+            file_names = {entry.name for entry in os.scandir(folder)}
         except (FileNotFoundError, NotADirectoryError):
-            return []
-        for entry in entries:
-            file_name = entry.name
+            file_names = set()
+        file_names.update(path.name for path in self._pending_paths() if path.parent == folder)
+        for file_name in file_names:
             if is_temp_file(file_name) or not file_name.endswith(".json"):
                 continue
             name = file_name[:-len(".json")]
-            if _IDENTIFIER_RE.fullmatch(name) and self._is_live(Path(entry.path)):
+            if _IDENTIFIER_RE.fullmatch(name) and self._is_live(folder / file_name):
                 names.append(name)
         return sorted(names)
 
@@ -269,38 +400,23 @@ class Store:
 
     def _atomic_write(self, path: Path, data: bytes) -> tuple[int, int, int]:
         """Write `data` to `path` atomically and durably; return its stat signature."""
-        folder = path.parent
+        self._prepare_folder(path.parent)
+        try:
+            atomic_write(path, data, durable=self._durable)
+        except OSError as error:
+            raise self._write_error(path, error) from None
+        stat = os.stat(path)
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def _prepare_folder(self, folder: Path) -> None:
         if not folder.is_dir():
             self._make_folders(folder)
         self._check_contained(folder)
-        temp = folder / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
-        try:
-            descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(descriptor, view)
-                    view = view[written:]
-                if self._durable:
-                    os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-            os.replace(temp, path)
-        except BaseException as error:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
-            if isinstance(error, OSError):
-                log.error("cannot write %s: %s", path, error)
-                raise TahiryError(
-                    f"Tsy voasoratra ny rakitra {path.relative_to(self.root)} "
-                    f"({error.strerror or error})") from None
-            raise
-        if self._durable:
-            self._fsync_folder(folder)
-        stat = os.stat(path)
-        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def _write_error(self, path: Path, error: OSError) -> TahiryError:
+        log.error("cannot write %s: %s", path, error)
+        return TahiryError(f"Tsy voasoratra ny rakitra {path.relative_to(self.root)} "
+                           f"({error.strerror or error})")
 
     def _make_folders(self, folder: Path) -> None:
         missing = []
@@ -308,33 +424,45 @@ class Store:
         while not current.exists():
             missing.append(current)
             current = current.parent
+        if missing:
+            # Never create folders through a symlink that leads out of the root.
+            real = os.path.realpath(current)
+            if real != self._real_root:
+                self._check_contained(current)
         for item in reversed(missing):
             try:
                 item.mkdir()
             except FileExistsError:
                 pass
             if self._durable:
-                self._fsync_folder(item.parent)
-
-    @staticmethod
-    def _fsync_folder(folder: Path) -> None:
-        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+                fsync_folder(item.parent)
 
     def _write_document(self, path: Path, kind: str, name: str, body: dict | None) -> dict:
-        """Write a new version of one object: change counter + 1, or a tombstone."""
+        """Write a new version of one object: change counter + 1, or a tombstone.
+
+        Inside a batch the document only joins the overlay; an object written
+        again in the same batch keeps the counter of its first write there.
+        """
         with self.write_lock:
+            key = str(path)
             previous = self._load(path)
-            change = int(previous.get("change", 0)) + 1 if previous else 1
+            batch = self._batch
+            in_batch = batch is not None and batch.owner == threading.get_ident()
+            if in_batch and key in batch.pending:
+                change = int(previous["change"])
+            else:
+                change = int(previous.get("change", 0)) + 1 if previous else 1
             document = {"format": FORMAT_VERSION, "kind": kind, "name": name,
                         "change": change, "dropped": body is None}
             if body is not None:
                 document.update(body)
+            if in_batch:
+                self._prepare_folder(path.parent)
+                batch.pending[key] = (path, document)
+                batch.writes += 1
+                return document
             signature = self._atomic_write(path, encode_document(document))
-            self._remember(str(path), signature, document)
+            self._remember(key, signature, document)
             return document
 
     def write(self, database: str, kind: str, name: str, body: dict) -> dict:
@@ -367,6 +495,119 @@ class Store:
         self._write_document(base / DATABASE_MARKER, "database", database, None)
         return True
 
+    # ------------------------------------------------------------ group commit
+
+    def begin_batch(self) -> None:
+        """Start collecting this thread's writes in memory (holds the write lock).
+
+        End with `commit_batch()` (durable) or `abort_batch()` (discarded).
+        """
+        self.write_lock.acquire()
+        if self._batch is not None:
+            self.write_lock.release()
+            raise RuntimeError("a write batch is already open")
+        self._batch = _WriteBatch()
+
+    @property
+    def batch_writes(self) -> int:
+        """Object writes in the open batch so far (0 without a batch)."""
+        return self._batch.writes if self._batch is not None else 0
+
+    def batch_mark(self) -> dict:
+        """A savepoint of the open batch, for `batch_rollback`."""
+        assert self._batch is not None
+        return dict(self._batch.pending)
+
+    def batch_rollback(self, mark: dict) -> None:
+        """Forget the batch's writes made since `mark` (a failed statement)."""
+        assert self._batch is not None
+        self._batch.pending = dict(mark)
+
+    def abort_batch(self) -> None:
+        """Discard the open batch: nothing of it is written."""
+        if self._batch is None:
+            return
+        self._batch = None
+        self.write_lock.release()
+
+    def commit_batch(self) -> int:
+        """Write every dirty object of the batch once, durably; return how many files.
+
+        First every document goes to a durable temp file; only when all are
+        ready are they renamed into place and their folders fsynced. If
+        preparing fails, nothing is renamed and `BatchNotWritten` is raised;
+        a failure while renaming raises TahiryError (some files may be
+        new, some old: each is whole either way). The batch is closed in all
+        cases.
+        """
+        batch = self._batch
+        assert batch is not None and batch.owner == threading.get_ident()
+        try:
+            prepared = self._prepare_batch(batch)
+            self._install_batch(prepared)
+            return len(prepared)
+        finally:
+            self._batch = None
+            self.write_lock.release()
+
+    def _prepare_batch(self, batch: _WriteBatch) -> list[tuple[str, Path, dict, Path]]:
+        prepared: list[tuple[str, Path, dict, Path]] = []
+        try:
+            for key, (path, document) in batch.pending.items():
+                data = encode_document(document)
+                self._prepare_folder(path.parent)
+                prepared.append((key, path, document,
+                                 write_durable_temp(path, data, self._durable)))
+        except (OSError, TypeError, ValueError, TahiryError) as error:
+            for _, _, _, temp in prepared:
+                _unlink_quietly(temp)
+            log.error("group commit of %d files not written: %s", len(batch.pending), error)
+            raise BatchNotWritten(str(error)) from None
+        return prepared
+
+    def _install_batch(self, prepared: list[tuple[str, Path, dict, Path]]) -> None:
+        folders: dict[Path, None] = {}
+        for index, (key, path, document, temp) in enumerate(prepared):
+            try:
+                os.replace(temp, path)
+            except OSError as error:
+                for _, _, _, left in prepared[index:]:
+                    _unlink_quietly(left)
+                for other_key, *_ in prepared:
+                    self._forget(other_key)
+                raise self._write_error(path, error) from None
+            folders[path.parent] = None
+        try:
+            if self._durable:
+                for folder in folders:
+                    fsync_folder(folder)
+        except OSError as error:
+            for key, *_ in prepared:
+                self._forget(key)
+            raise self._write_error(next(iter(folders)), error) from None
+        for key, path, document, _ in prepared:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                self._forget(key)  # replaced or removed meanwhile: re-read it next time
+                continue
+            self._remember(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size), document)
+
+    @contextmanager
+    def write_batch(self) -> Iterator[None]:
+        """`with store.write_batch():` writes inside are committed together at the end.
+
+        An exception inside discards them all. (The server uses the explicit
+        methods to give each statement its own savepoint.)
+        """
+        self.begin_batch()
+        try:
+            yield
+        except BaseException:
+            self.abort_batch()
+            raise
+        self.commit_batch()
+
     # ------------------------------------------------------------- maintenance
 
     def remove_stale_temp_files(self, older_than_s: float = 0.0) -> int:
@@ -386,6 +627,8 @@ class Store:
         except OSError:
             return 0
         for folder in folders:
+            if folder != self.root and folder.is_symlink():
+                continue  # it may lead out of the root: delete nothing there
             try:
                 entries = list(os.scandir(folder))
             except OSError:

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import orjson
 
-from nodes.protocol import (ADMIN_PING, ADMIN_STATUS, DEFAULT_MAX_REQUEST_BYTES, ProtocolError,
-                            Request, RequestFramer, Response, ResponseDecoder, encode_error,
-                            encode_message, response_is_error)
+from nodes.auth import AuthGuard, answer_auth
+from nodes.protocol import (ADMIN_AUTH, ADMIN_PING, ADMIN_STATUS, DEFAULT_MAX_REQUEST_BYTES,
+                            ProtocolError, Request, RequestFramer, Response, ResponseDecoder,
+                            auth_request, encode_error, encode_message, response_is_error)
 
 DEFAULT_HOST = "127.0.0.1"
 READ_CHUNK = 256 * 1024
@@ -168,8 +169,10 @@ class UpstreamConnection:
     """
 
     def __init__(self, host: str, port: int, connect_timeout: float = 2.0,
-                 request_timeout: float = 60.0, decode_relations: bool = False):
+                 request_timeout: float = 60.0, decode_relations: bool = False,
+                 secret: str | None = None):
         self.host, self.port = host, port
+        self.secret = secret  # sent as `.auth <secret>;` on every new connection
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.decode_relations = decode_relations
@@ -181,6 +184,12 @@ class UpstreamConnection:
     def connected(self) -> bool:
         return self._writer is not None
 
+    @property
+    def usable(self) -> bool:
+        """Connected and not closed by the peer (a dead peer's FIN is seen before sending)."""
+        return (self._writer is not None and not self._writer.is_closing()
+                and self._reader is not None and not self._reader.at_eof())
+
     async def connect(self) -> None:
         try:
             self._reader, self._writer = await asyncio.wait_for(
@@ -190,12 +199,28 @@ class UpstreamConnection:
             raise UpstreamError(f"tsy tafiditra amin'ny {self.host}:{self.port} ({_reason(error)})") from None
         set_nodelay(self._writer)
         self._decoder = ResponseDecoder(self.decode_relations)
+        if self.secret:
+            await self._authenticate()
+
+    async def _authenticate(self) -> None:
+        try:
+            response = await asyncio.wait_for(self._exchange(auth_request(self.secret)),
+                                              self.connect_timeout)
+        except (OSError, asyncio.TimeoutError, ProtocolError, UpstreamError, ValueError) as error:
+            await self.close()
+            raise UpstreamError(f"tsy tafiditra amin'ny {self.host}:{self.port} ({_reason(error)})") from None
+        if not response.ok:
+            await self.close()
+            raise UpstreamError(f"nolavin'ny {self.host}:{self.port} : {response.message}")
 
     async def request(self, data: bytes) -> Response:
         if self._writer is None:
             await self.connect()
         try:
-            return await asyncio.wait_for(self._exchange(data), self.request_timeout)
+            # asyncio.timeout, not wait_for: no extra task per request (a few
+            # tens of microseconds on every hop of the chain).
+            async with asyncio.timeout(self.request_timeout):
+                return await self._exchange(data)
         except (OSError, asyncio.TimeoutError, ProtocolError, UpstreamError) as error:
             await self.close()
             raise UpstreamError(f"tapaka ny fifandraisana amin'ny {self.host}:{self.port} ({_reason(error)})") from None
@@ -276,8 +301,13 @@ class CloseConnection(Exception):
 async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                            handle: Handler, stats: ConnectionStats, logger: logging.Logger,
                            idle_timeout: float | None = None,
-                           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
+                           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                           auth: AuthGuard | None = None) -> None:
     """Read requests until EOF or idle timeout; answer each, in order.
+
+    `auth`: when it requires a secret, the first request must be a matching
+    `.auth`, else the connection is answered with an error and closed
+    (nodes/auth.py); `.auth` itself never reaches `handle`.
 
     `handle` gets statements and admin requests and returns the response
     bytes; framing errors are answered here. Responses are written one by
@@ -287,10 +317,14 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
     """
     set_nodelay(writer)
     framer = RequestFramer(max_request_bytes)
+    authenticated = auth is None or not auth.required
     try:
         while True:
+            timeout = idle_timeout if authenticated else min(
+                idle_timeout or auth.first_timeout, auth.first_timeout)
             try:
-                chunk = await asyncio.wait_for(reader.read(READ_CHUNK), idle_timeout)
+                async with asyncio.timeout(timeout):  # cheaper than wait_for
+                    chunk = await reader.read(READ_CHUNK)
             except asyncio.TimeoutError:
                 logger.info("closing idle connection from %s", _peer(writer))
                 return
@@ -298,6 +332,15 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
                 return
             for request in framer.feed(chunk):
                 stats.requests += 1
+                if request.admin == ADMIN_AUTH or not authenticated:
+                    verdict = await answer_auth(auth, request, authenticated, _peer(writer))
+                    writer.write(verdict.response)
+                    await writer.drain()
+                    if verdict.close:
+                        stats.errors += 1
+                        return
+                    authenticated = True
+                    continue
                 if request.error is not None:
                     stats.errors += 1
                     response = encode_message(request.error)

@@ -3,10 +3,18 @@
 An asyncio TCP server speaking the wire protocol (nodes.protocol). Each
 connection gets its own engine `Session` (current database, parser); all
 sessions share one `Store`, so the decoded-file cache is shared. Statements
-are CPU-bound and run on one engine thread, one at a time: writes are
-serialised within the process, and the event loop stays free to accept
-connections and answer `.ping;` while a long query runs. (`--inline` runs
-them on the event loop instead, which saves a thread hop per statement.)
+are CPU-bound and run on one engine thread (`EngineWorker`), one at a time:
+writes are serialised within the process, and the event loop stays free to
+accept connections and answer `.ping;` while a long query runs. (`--inline`
+runs them on the event loop instead, which saves a thread hop per statement.)
+
+Group commit: the engine thread takes every statement waiting when it
+becomes free (from any connection) as one batch. They run one after another
+against the store's in-memory write overlay (each has a savepoint: a failing
+statement leaves no trace; later ones see earlier ones' writes), then every
+object file the batch changed is written once, durably, and only then are
+the batch's responses sent. No response leaves before the data it depends
+on is on disk.
 
 Idle connections are closed after --idle-timeout; beyond --max-connections a
 new connection is answered with an error and closed (admin requests are
@@ -16,15 +24,19 @@ still answered, so health probes see a busy node as alive).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import queue
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import ERROR_PREFIX
+from engine.errors import ERROR_PREFIX, TahiryError
 from engine.outcome import Outcome
 from engine.session import Session
-from engine.storage import Store
+from engine.storage import BatchNotWritten, Store
+from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.common import (CloseConnection, ConnectionStats, admin_response, close_writer, load_topology_node,
                           node_argument_parser, run_server, serve_connection, setup_logging)
 from nodes.protocol import (DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PAGE_ROWS, Request,
@@ -33,6 +45,79 @@ from nodes.protocol import (DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PAGE_ROWS, Reques
 KIND = "server"
 INTERNAL_ERROR = ERROR_PREFIX + "Nisy olana tao anatin'ny mpizara (internal error)"
 TOO_MANY_CONNECTIONS = "Be loatra ny fifandraisana amin'ity mpizara ity, andramo indray afaka kelikely"
+MAX_BATCH = 64  # statements per group commit (bounds the latency one batch adds)
+# Queries over one table this small run on the event loop: a few ms at most,
+# so health probes still get a quick answer, and no thread hand-off (~0.1 ms).
+SMALL_READ_ROWS = 10_000
+
+
+@dataclass
+class _Job:
+    """One statement waiting for the engine thread."""
+
+    session: Session
+    text: str
+    future: asyncio.Future | None
+
+
+class EngineWorker:
+    """The engine thread: runs waiting statements in batches with one group commit.
+
+    `submit` is called on the event loop and returns a future resolved (on
+    the loop) with the encoded response once the statement's batch is durable.
+    """
+
+    def __init__(self, run_batch, logger: logging.Logger, max_batch: int = MAX_BATCH):
+        self._run_batch = run_batch
+        self._logger = logger
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, session: Session, text: str) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put(_Job(session, text, future))
+        return future
+
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            stop = False
+            while len(jobs) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+            try:
+                responses = self._run_batch(jobs)
+            except BaseException:  # never leave the waiting connections hanging
+                self._logger.exception("engine batch failed")
+                responses = [encode_error(INTERNAL_ERROR)] * len(jobs)
+            try:
+                jobs[0].future.get_loop().call_soon_threadsafe(_deliver, jobs, responses)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+            if stop:
+                return
+
+    def stop(self) -> None:
+        """Finish the statements already queued, then end the thread (blocking)."""
+        self._queue.put(None)
+        self._thread.join()
+
+
+def _deliver(jobs: list[_Job], responses: list[bytes]) -> None:
+    for job, response in zip(jobs, responses):
+        if not job.future.done():
+            job.future.set_result(response)
 
 
 class DatabaseServer:
@@ -41,7 +126,8 @@ class DatabaseServer:
     def __init__(self, node_id: str, store: Store, logger: logging.Logger, *,
                  idle_timeout: float | None = 600.0, max_connections: int = 256,
                  page_rows: int = DEFAULT_PAGE_ROWS,
-                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, inline: bool = False):
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, inline: bool = False,
+                 auth: AuthGuard | None = None):
         self.node_id = node_id
         self.store = store
         self.logger = logger
@@ -50,9 +136,15 @@ class DatabaseServer:
         self.page_rows = page_rows
         self.max_request_bytes = max_request_bytes
         self.stats = ConnectionStats()
+        self.auth = auth  # shared-secret policy (nodes/auth.py); None: loopback, no secret
         self.statements = 0
         self.statement_errors = 0
-        self._engine = None if inline else ThreadPoolExecutor(1, thread_name_prefix="engine")
+        self.batches = 0
+        self.batched_statements = 0
+        self.files_committed = 0
+        self.largest_batch = 0
+        self.small_reads = 0
+        self._engine = None if inline else EngineWorker(self.run_batch, logger)
         if not inline:
             # The event loop and the engine thread hand each statement over;
             # a short GIL switch interval keeps the hand-over from waiting 5 ms.
@@ -60,15 +152,21 @@ class DatabaseServer:
 
     def status(self) -> dict:
         return {**self.stats.as_dict(), "statements": self.statements,
-                "statement_errors": self.statement_errors, "data": str(self.store.root),
-                "max_connections": self.max_connections}
+                "statement_errors": self.statement_errors, "batches": self.batches,
+                "batched_statements": self.batched_statements,
+                "largest_batch": self.largest_batch, "files_committed": self.files_committed,
+                "small_reads": self.small_reads,
+                "data": str(self.store.root),
+                "max_connections": self.max_connections,
+                **(self.auth.status() if self.auth is not None else {})}
 
     async def client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.total_connections += 1
         if self.stats.open_connections >= self.max_connections:
             self.stats.refused_connections += 1
             await serve_connection(reader, writer, self._refuse, self.stats, self.logger,
-                                   idle_timeout=5.0, max_request_bytes=self.max_request_bytes)
+                                   idle_timeout=5.0, max_request_bytes=self.max_request_bytes,
+                                   auth=self.auth)
             return
         self.stats.open_connections += 1
         try:
@@ -87,7 +185,7 @@ class DatabaseServer:
         try:
             await serve_connection(reader, writer, handle, self.stats, self.logger,
                                    idle_timeout=self.idle_timeout,
-                                   max_request_bytes=self.max_request_bytes)
+                                   max_request_bytes=self.max_request_bytes, auth=self.auth)
         finally:
             self.stats.open_connections -= 1
 
@@ -99,19 +197,63 @@ class DatabaseServer:
     async def _run(self, session: Session, text: str) -> bytes:
         self.statements += 1
         if self._engine is None:
-            response = self._execute(session, text)
-        else:
-            response = await asyncio.get_running_loop().run_in_executor(
-                self._engine, self._execute, session, text)
-        return response
+            return self.run_batch([_Job(session, text, None)])[0]
+        # A small read sees only durable data (another thread's open batch is
+        # invisible to it), exactly what it would see queued behind that batch.
+        outcome = session.try_small_read(text, SMALL_READ_ROWS)
+        if outcome is not None:
+            self.small_reads += 1
+            return self._encode(outcome, text)
+        return await self._engine.submit(session, text)
 
-    def _execute(self, session: Session, text: str) -> bytes:
-        """Run one statement and encode its response (on the engine thread)."""
+    def run_batch(self, jobs: list[_Job]) -> list[bytes]:
+        """Run statements as one group commit; their encoded responses, in order.
+
+        Returns only once every write of the batch is durable. If the files
+        could not even be prepared (nothing reached the disk), the statements
+        run again one by one, each with its own durable write and outcome.
+        """
+        store = self.store
+        saved = [job.session.current_database for job in jobs]
+        outcomes: list[Outcome] = []
+        wrote: list[bool] = []
+        store.begin_batch()
         try:
-            outcome = session.execute_one(text)
+            for job in jobs:
+                mark = store.batch_mark()
+                writes_before = store.batch_writes
+                outcome = self._outcome(job.session, job.text)
+                if not outcome.ok:
+                    store.batch_rollback(mark)  # a failed statement leaves no trace
+                outcomes.append(outcome)
+                wrote.append(outcome.ok and store.batch_writes != writes_before)
+            self.files_committed += store.commit_batch()
+        except BatchNotWritten:
+            for job, database in zip(jobs, saved):
+                job.session.current_database = database
+            outcomes = [self._outcome(job.session, job.text) for job in jobs]
+        except TahiryError as error:
+            # Renaming failed part-way: what a writer (or a statement after
+            # it, which may have read its writes) reported may not be durable.
+            first = wrote.index(True) if True in wrote else len(jobs)
+            for index in range(first, len(jobs)):
+                outcomes[index] = Outcome.failure(error.message)
+                jobs[index].session.current_database = saved[index]
+        finally:
+            store.abort_batch()  # no-op once committed
+        self.batches += 1
+        self.batched_statements += len(jobs)
+        self.largest_batch = max(self.largest_batch, len(jobs))
+        return [self._encode(outcome, job.text) for outcome, job in zip(outcomes, jobs)]
+
+    def _outcome(self, session: Session, text: str) -> Outcome:
+        try:
+            return session.execute_one(text)
         except Exception:  # a bug in the engine must not take the connection down
             self.logger.exception("engine failed on %r", text[:200])
-            outcome = Outcome.failure(INTERNAL_ERROR)
+            return Outcome.failure(INTERNAL_ERROR)
+
+    def _encode(self, outcome: Outcome, text: str) -> bytes:
         if not outcome.ok:
             self.statement_errors += 1
         try:
@@ -123,8 +265,8 @@ class DatabaseServer:
 
     async def stop(self) -> None:
         if self._engine is not None:
-            # Statements already running finish (their writes are atomic anyway).
-            await asyncio.get_running_loop().run_in_executor(None, self._engine.shutdown, True)
+            # Statements already queued finish (each batch is committed whole).
+            await asyncio.get_running_loop().run_in_executor(None, self._engine.stop)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -136,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--page-rows", type=int, default=DEFAULT_PAGE_ROWS,
                         help="rows per RELATION_JSON_PAGE")
     parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
+    add_auth_arguments(parser)
     parser.add_argument("--inline", action="store_true",
                         help="run statements on the event loop instead of the engine thread")
     args = parser.parse_args(argv)
@@ -144,12 +287,17 @@ def main(argv: list[str] | None = None) -> None:
     if not data:
         parser.error("--data is required")
     logger = setup_logging(args.id, args.log_file, args.log_level)
+    auth = node_auth_guard(args, logger)
     logging.getLogger("engine").handlers[:] = logger.handlers
     store = Store(Path(data))
     server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
                             max_connections=args.max_connections, page_rows=args.page_rows,
-                            max_request_bytes=args.max_request_bytes, inline=args.inline)
+                            max_request_bytes=args.max_request_bytes, inline=args.inline,
+                            auth=auth)
     logger.info("data directory %s", Path(data).resolve())
+    # Start-up objects (modules, parser tables) never die: keep the cyclic
+    # collector from rescanning them on every full collection.
+    gc.freeze()
     asyncio.run(run_server(server.client_connected, args.host, args.port, logger,
                            on_stop=server.stop))
 

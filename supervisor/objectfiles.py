@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import orjson
+
+from engine.storage import atomic_write as storage_atomic_write
+from engine.storage import fsync_folder, temp_path_for
 
 FORMAT_VERSION = 1
 DATABASE_MARKER = "database.json"
@@ -176,14 +178,6 @@ def same_content(first: bytes, second: bytes, relpath: str) -> bool:
         return False
 
 
-def _fsync_folder(folder: str) -> None:
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def ensure_folder(folder: Path) -> None:
     """Create `folder` and missing parents, each creation made durable."""
     missing: list[Path] = []
@@ -196,42 +190,21 @@ def ensure_folder(folder: Path) -> None:
             os.mkdir(created)
         except FileExistsError:
             continue
-        _fsync_folder(str(created.parent))
+        fsync_folder(created.parent)
 
 
 def temp_name(file_name: str) -> str:
-    return f".{file_name}.{secrets.token_hex(6)}.tmp"
+    return temp_path_for(Path(file_name)).name
 
 
 def atomic_write(path: Path, data: bytes, still_wanted: Callable[[], bool]) -> bool:
     """Write `data` at `path` atomically; False if `still_wanted()` said no.
 
-    `still_wanted` runs after the temp file is durable and just before the
-    rename, to narrow the window in which a concurrent local write of the
-    destination could be overwritten.
+    The engine's own durable replacement (engine.storage.atomic_write: temp
+    file, fsync, `os.replace`, fsync of the folder). `still_wanted` runs
+    after the temp file is durable and just before the rename, to narrow the
+    window in which a concurrent local write of the destination could be
+    overwritten.
     """
-    folder = path.parent
-    ensure_folder(folder)
-    temp_path = folder / temp_name(path.name)
-    descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(descriptor, view)
-                view = view[written:]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        if not still_wanted():
-            os.unlink(temp_path)
-            return False
-        os.replace(temp_path, path)
-    except BaseException:
-        try:
-            os.unlink(temp_path)
-        except OSError:
-            pass
-        raise
-    _fsync_folder(str(folder))
-    return True
+    ensure_folder(path.parent)
+    return storage_atomic_write(path, data, still_wanted=still_wanted)

@@ -1,0 +1,204 @@
+"""engine.storage group commit: the write overlay, one durable write per dirty file, failures."""
+
+import errno
+import json
+import os
+import threading
+
+import pytest
+
+from engine import storage
+from engine.errors import TahiryError
+from engine.session import Session
+from engine.storage import BatchNotWritten, Store
+
+COLUMNS = [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]}]
+
+
+def body(*rows):
+    return {"columns": COLUMNS, "rows": [[value] for value in rows]}
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(tmp_path / "data")
+    store.create_database("db")
+    store.write("db", "table", "t", body(1))
+    return store
+
+
+def on_disk(store, folder="tables", name="t"):
+    path = store.root / "db" / folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def temp_files(store):
+    return [p for p in store.root.rglob(".*.tmp")]
+
+
+def test_writes_wait_in_memory_then_one_file_write_per_object(store):
+    store.begin_batch()
+    store.write("db", "table", "t", body(1, 2))
+    store.write("db", "table", "t", body(1, 2, 3))
+    store.write("db", "table", "u", body(9))
+    # Seen by reads of the batch, not yet on disk.
+    assert store.read("db", "table", "t")["rows"] == [[1], [2], [3]]
+    assert store.list_objects("db", "table") == ["t", "u"]
+    assert on_disk(store)["rows"] == [[1]] and on_disk(store, name="u") is None
+    assert store.commit_batch() == 2
+    assert on_disk(store) == {"format": 1, "kind": "table", "name": "t", "change": 2,
+                              "dropped": False, **body(1, 2, 3)}
+    assert on_disk(store, name="u")["change"] == 1
+    assert store.read("db", "table", "t")["change"] == 2
+    assert temp_files(store) == []
+
+
+def test_counter_grows_once_per_commit_and_keeps_growing_after(store):
+    with store.write_batch():
+        for count in range(2, 6):
+            store.write("db", "table", "t", body(*range(count)))
+    assert on_disk(store)["change"] == 2
+    store.write("db", "table", "t", body(7))
+    assert on_disk(store)["change"] == 3
+
+
+def test_other_threads_see_only_durable_data(store):
+    seen = []
+    store.begin_batch()
+    store.write("db", "table", "t", body(5))
+    reader = threading.Thread(target=lambda: seen.append(store.read("db", "table", "t")["rows"]))
+    reader.start()
+    reader.join(5)
+    store.commit_batch()
+    assert seen == [[[1]]]
+
+
+def test_drop_and_recreate_inside_a_batch(store):
+    with store.write_batch():
+        assert store.drop("db", "table", "t") is True
+        assert store.read("db", "table", "t") is None
+        assert store.list_objects("db", "table") == []
+        assert store.drop("db", "table", "t") is False
+    assert on_disk(store)["dropped"] is True and on_disk(store)["change"] == 2
+    with store.write_batch():
+        store.drop("db", "table", "t")  # already a tombstone: nothing
+        store.write("db", "table", "t", body(4))
+        store.drop("db", "table", "t")
+    assert on_disk(store) == {"format": 1, "kind": "table", "name": "t", "change": 3,
+                              "dropped": True}
+
+
+def test_database_created_and_dropped_in_batches(store):
+    with store.write_batch():
+        store.create_database("other")
+        assert store.database_exists("other")
+        assert store.list_databases() == ["db", "other"]
+        store.write("other", "table", "x", body(1))
+    assert store.list_databases() == ["db", "other"]
+    with store.write_batch():
+        assert store.drop_database("other") is True
+        assert store.list_databases() == ["db"]
+    marker = json.loads((store.root / "other" / "database.json").read_text())
+    assert marker["dropped"] is True
+    assert json.loads((store.root / "other" / "tables" / "x.json").read_text())["dropped"] is True
+
+
+def test_rollback_to_a_mark_forgets_later_writes(store):
+    store.begin_batch()
+    store.write("db", "table", "t", body(1, 2))
+    mark = store.batch_mark()
+    store.write("db", "table", "t", body(1, 2, 3))
+    store.write("db", "table", "v", body(0))
+    store.batch_rollback(mark)
+    assert store.read("db", "table", "v") is None
+    store.commit_batch()
+    assert on_disk(store)["rows"] == [[1], [2]]
+    assert on_disk(store, name="v") is None
+
+
+def test_abort_writes_nothing_and_an_exception_in_write_batch_aborts(store):
+    store.begin_batch()
+    store.write("db", "table", "t", body(8))
+    store.abort_batch()
+    assert store.read("db", "table", "t")["rows"] == [[1]]
+    with pytest.raises(RuntimeError):
+        with store.write_batch():
+            store.write("db", "table", "t", body(8))
+            raise RuntimeError("boom")
+    assert on_disk(store)["rows"] == [[1]] and on_disk(store)["change"] == 1
+    store.write("db", "table", "t", body(2))  # the lock was released
+    assert on_disk(store)["change"] == 2
+
+
+def test_a_failure_while_preparing_writes_nothing(store, monkeypatch):
+    real = storage.write_durable_temp
+    calls = []
+
+    def fail_second(path, data, durable=True):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data, durable)
+
+    monkeypatch.setattr(storage, "write_durable_temp", fail_second)
+    store.begin_batch()
+    store.write("db", "table", "t", body(1, 2))
+    store.write("db", "table", "u", body(3))
+    with pytest.raises(BatchNotWritten):
+        store.commit_batch()
+    assert on_disk(store)["rows"] == [[1]] and on_disk(store, name="u") is None
+    assert temp_files(store) == []
+    assert store.read("db", "table", "t")["rows"] == [[1]]
+    assert store.read("db", "table", "u") is None
+
+
+def test_a_failure_while_renaming_is_a_clear_error_and_no_stale_cache(store, monkeypatch):
+    real_replace = os.replace
+    calls = []
+
+    def fail_second(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(source, target)
+
+    store.begin_batch()
+    store.write("db", "table", "t", body(1, 2))
+    store.write("db", "table", "u", body(3))
+    monkeypatch.setattr(os, "replace", fail_second)
+    with pytest.raises(TahiryError) as caught:
+        store.commit_batch()
+    monkeypatch.undo()
+    assert "Tsy voasoratra" in caught.value.message
+    assert temp_files(store) == []
+    # Each file is whole: t is new, u never appeared; reads agree with the disk.
+    assert store.read("db", "table", "t")["rows"] == on_disk(store)["rows"] == [[1], [2]]
+    assert store.read("db", "table", "u") is None
+
+
+def test_session_statements_in_one_batch_see_each_other(tmp_path):
+    store = Store(tmp_path / "data")
+    first, second = Session(store), Session(store)
+    with store.write_batch():
+        assert first.execute_one("manamboara tahiry s;").ok
+        assert first.execute_one("ampiasao s;").ok
+        assert second.execute_one("ampiasao s;").ok
+        assert first.execute_one("manamboara tabilao t (id ISA(null,null));").ok
+        assert second.execute_one("manampia ao@ t sanda (1), (2);").ok
+        assert first.execute_one("manampia ao@ t sanda (3);").ok
+        rows = second.execute_one("alaivo id ao@ t rehefa id > 1;").relation.rows
+        assert rows == [[2], [3]]
+    document = json.loads((tmp_path / "data" / "s" / "tables" / "t.json").read_text())
+    assert document["rows"] == [[1], [2], [3]] and document["change"] == 1
+
+
+def test_atomic_write_helper_is_shared_with_replication(tmp_path):
+    from supervisor import objectfiles
+
+    target = tmp_path / "f.json"
+    assert storage.atomic_write(target, b"{}") is True
+    assert storage.atomic_write(target, b"[]", still_wanted=lambda: False) is False
+    assert target.read_bytes() == b"{}"
+    assert objectfiles.atomic_write(tmp_path / "new" / "g.json", b"1", lambda: True) is True
+    assert (tmp_path / "new" / "g.json").read_bytes() == b"1"
+    assert [p.name for p in tmp_path.rglob("*.tmp")] == []
