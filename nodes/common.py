@@ -8,7 +8,9 @@
 - the request loop of one client connection (`serve_connection`): framing,
   idle timeout, framing errors answered, nothing buffered without bound;
 - admin requests every node answers the same way (`admin_response`);
-- `run_server`: an asyncio TCP server that stops gracefully on SIGTERM/SIGINT.
+- `run_server`: an asyncio TCP server that stops gracefully on SIGTERM/SIGINT;
+- `run_node`: runs a node's main coroutine on uvloop when it is installed
+  (about half the per-hop latency of asyncio's own loop), else on asyncio's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -369,6 +371,26 @@ def _peer(writer: asyncio.StreamWriter) -> str:
 
 # --------------------------------------------------------------------------
 # Running a server until SIGTERM
+
+
+def run_node(main: Coroutine, logger: logging.Logger | None = None):
+    """Run a node process's main coroutine to completion; returns its result.
+
+    Every node process goes through here, so the choice of event loop is made
+    in one place: uvloop when it can be imported (it is pinned in
+    pyproject.toml), asyncio's default loop otherwise. Both support
+    everything the nodes use (signal handlers, asyncio.timeout, threads
+    resolving futures with call_soon_threadsafe).
+    """
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    if logger is not None:
+        logger.info("event loop: %s", "uvloop" if uvloop is not None else "asyncio")
+    if uvloop is None:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 async def run_server(client_connected: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],

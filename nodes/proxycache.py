@@ -36,7 +36,7 @@ from engine.script import normalise_statement
 from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.cache import ResponseCache
 from nodes.common import (ConnectionStats, UpstreamConnection, UpstreamError, admin_response,
-                          load_topology_node, node_argument_parser, parse_address, run_server,
+                          load_topology_node, node_argument_parser, parse_address, run_node, run_server,
                           serve_connection, setup_logging)
 from nodes.protocol import DEFAULT_MAX_REQUEST_BYTES, Request, Response, encode_error, statement_bytes
 
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
                        max_request_bytes=args.max_request_bytes, auth=auth,
                        upstream_patience=args.upstream_patience)
     logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, ttl_ms, max_entries)
-    asyncio.run(run_server(proxy.client_connected, args.host, args.port, logger))
+    run_node(run_server(proxy.client_connected, args.host, args.port, logger), logger)
 
 
 if __name__ == "__main__":

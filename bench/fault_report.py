@@ -1,0 +1,173 @@
+"""Fault report: crash points, cluster faults and hostile input, as one table of figures.
+
+    .venv/bin/python bench/fault_report.py [--points-per-operation 4] [--no-cluster] [--no-fuzz]
+
+Runs, in temporary folders:
+1. the crash-point sweep (tests/integration/crash_sweep.py): a server
+   SIGKILLed at every point of its write path, the state checked after each;
+   plus I/O errors injected after the rename (a known bug, counted apart);
+2. the cluster fault scenario (tests/integration/cluster_scenario.py): the
+   default topology under the supervisor, four clients through the proxy,
+   kill -9 of each server, SIGSTOP of one for 5 s, kill -9 of the balancer
+   and of the proxy, restart of everything;
+3. the hostile-input and wire-fuzz suites (pytest, with Hypothesis
+   statistics) for the fuzz figures.
+Prints the figures with the bar each must meet, then the client figures per
+fault. Exit status 1 if a figure misses its bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.integration.cluster_scenario import ScenarioResult, run_scenario  # noqa: E402
+from tests.integration.crash_sweep import (FAIL_AFTER_RENAME, SweepResult,  # noqa: E402
+                                           default_kill_points, run_sweep)
+
+FUZZ_SUITES = ("tests/integration/test_hostile_input.py", "tests/nodes/test_wire_fuzz.py")
+
+
+def fuzz_figures() -> dict:
+    """Run the hostile-input suites; count tests, Hypothesis examples, failures."""
+    suites = [s for s in FUZZ_SUITES if (REPO_ROOT / s).exists()]
+    if not suites:
+        return {"suites": "none found", "cases": None, "crashes": None}
+    run = subprocess.run([sys.executable, "-m", "pytest", *suites, "-q", "-p", "no:cacheprovider",
+                          "--hypothesis-show-statistics"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=900)
+    output = run.stdout + run.stderr
+    examples = sum(int(n) for n in re.findall(r"(\d+) passing examples", output))
+    examples += sum(int(n) for n in re.findall(r"(\d+) failing examples", output))
+    summary = {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|error)", output)}
+    tests = summary.get("passed", 0) + summary.get("failed", 0) + summary.get("error", 0)
+    return {"suites": ", ".join(Path(s).name for s in suites),
+            "cases": tests + examples, "tests": tests, "examples": examples,
+            "crashes": summary.get("failed", 0) + summary.get("error", 0)}
+
+
+def figure_rows(sweep: SweepResult | None, after_rename: SweepResult | None,
+                cluster: ScenarioResult | None, fuzz: dict | None) -> list[tuple[str, str, str, bool]]:
+    """(figure, value, bar, met) rows."""
+    rows = []
+    if sweep is not None:
+        rows += [
+            ("kill points tried (reached)", f"{sweep.points_tried} ({sweep.points_reached})",
+             ">= 50, all reached", sweep.points_reached >= 50 and sweep.points_reached == sweep.points_tried),
+            ("files torn", str(sweep.files_torn), "0", sweep.files_torn == 0),
+            ("crash: acknowledged writes lost", str(sweep.lost_acknowledged), "0",
+             sweep.lost_acknowledged == 0),
+            ("crash: failed writes present", str(sweep.failed_present), "0", sweep.failed_present == 0),
+            ("crash: in-flight partly applied", str(sweep.partial_in_flight), "0",
+             sweep.partial_in_flight == 0),
+            ("crash: in-flight applied / absent", f"{sweep.in_flight_applied} / {sweep.in_flight_absent}",
+             "both > 0", sweep.in_flight_applied > 0 and sweep.in_flight_absent > 0),
+            ("crash: statements acked / failed", f"{sweep.acknowledged} / {sweep.failed}", "", True),
+            ("crash sweep time", f"{sweep.seconds:.1f} s", "", True),
+        ]
+    if after_rename is not None:
+        rows.append(("EIO at/after rename: failed yet present", str(after_rename.failed_present),
+                     "0 (known bug)", after_rename.failed_present == 0))
+    if cluster is not None:
+        reads_bad = sum(cluster.total(k) for k in ("read_error", "read_wrong", "use_error"))
+        rows += [
+            ("cluster: read errors", str(reads_bad), "0", reads_bad == 0),
+            ("cluster: write errors (not unknown)", str(cluster.total("write_error")), "0",
+             cluster.total("write_error") == 0),
+            ("cluster: writes unknown (present after)", f"{cluster.unknown} ({cluster.unknown_present})",
+             "allowed", True),
+            ("cluster: timeouts (hangs)", str(cluster.total("timeout")), "0",
+             cluster.total("timeout") == 0),
+            ("cluster: acknowledged writes lost", f"{cluster.lost_total} of {cluster.acknowledged}",
+             "0", cluster.lost_total == 0),
+            ("cluster: failed writes present", str(sum(cluster.failed_present.values())), "0",
+             sum(cluster.failed_present.values()) == 0),
+            ("cluster: replication conflicts", str(len(cluster.conflicts)), "0", not cluster.conflicts),
+            ("convergence time after load", "never" if cluster.convergence_s is None
+             else f"{cluster.convergence_s:.3f} s", "converges", cluster.convergence_s is not None),
+            ("data dirs identical object by object", "yes" if not cluster.differences else
+             f"no ({len(cluster.differences)} differ)", "yes", not cluster.differences),
+        ]
+    if fuzz is not None:
+        rows += [
+            ("fuzz cases run", "-" if fuzz["cases"] is None else
+             f"{fuzz['cases']} ({fuzz.get('tests', 0)} tests + {fuzz.get('examples', 0)} examples)",
+             "> 0", bool(fuzz["cases"])),
+            ("crashes", "-" if fuzz["crashes"] is None else str(fuzz["crashes"]), "0",
+             fuzz["crashes"] == 0),
+        ]
+    return rows
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows)]
+    line = "+".join("-" * (w + 2) for w in widths)
+    print(f"+{line}+")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print(f"+{line}+")
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+    print(f"+{line}+")
+
+
+def print_phases(cluster: ScenarioResult) -> None:
+    headers = ["fault", "reads ok", "read err", "wrong", "read resent", "refused", "max outage",
+               "writes ok", "unknown", "write err", "max latency"]
+    rows = []
+    for name, figures in cluster.phases.items():
+        c = figures.counts
+        rows.append([name, c["read_ok"], c["read_error"] + c["use_error"], c["read_wrong"],
+                     c["read_retried"], c["refused"], f"{figures.max_outage_s:.2f} s", c["write_ok"],
+                     c["write_unknown_reported"] + c["write_unknown_connection"], c["write_error"],
+                     f"{figures.max_latency_s:.2f} s"])
+    print_table(headers, rows)
+    print("refused: connection attempts refused while the proxy itself was down (the client "
+          "retried them;\nnot counted as errors); max outage: longest time a client could not "
+          "connect at all.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points-per-operation", type=int, default=4)
+    parser.add_argument("--no-crash", action="store_true")
+    parser.add_argument("--no-cluster", action="store_true")
+    parser.add_argument("--no-fuzz", action="store_true")
+    args = parser.parse_args(argv)
+    sweep = after_rename = cluster = fuzz = None
+    with tempfile.TemporaryDirectory(prefix="tahiry-faults-") as folder:
+        work = Path(folder)
+        if not args.no_crash:
+            print("crash-point sweep ...", flush=True)
+            sweep = run_sweep(work / "sweep", default_kill_points(args.points_per_operation))
+            after_rename = run_sweep(work / "after-rename",
+                                     [f"fail-{op}:{n}" for op in FAIL_AFTER_RENAME for n in (1, 2)])
+        if not args.no_cluster:
+            print("cluster fault scenario ...", flush=True)
+            cluster = run_scenario(work / "cluster")
+    if not args.no_fuzz:
+        print("hostile input suites ...", flush=True)
+        fuzz = fuzz_figures()
+    rows = figure_rows(sweep, after_rename, cluster, fuzz)
+    print()
+    print_table(["figure", "value", "bar", "met"],
+                [[f, v, b, "yes" if ok else "NO"] for f, v, b, ok in rows])
+    if cluster is not None:
+        print()
+        print_phases(cluster)
+        for problem in cluster.problems + cluster.conflicts[:6]:
+            print("  " + problem)
+    if sweep is not None:
+        for problem in sweep.problems[:10]:
+            print("  crash sweep: " + problem)
+    return 0 if all(ok for *_, ok in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
