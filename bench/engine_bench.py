@@ -8,6 +8,11 @@ query, to show where the time goes. sqlite3 runs in memory without indexes.
 Each figure is the best of --repeat runs, in milliseconds; ratio is
 Tahiry (session) / sqlite3. Showing two sizes side by side exposes anything
 quadratic (ratios should stay flat from one size to the next).
+
+A second table times the parser alone (no cache hits) on three shapes: a
+point query, a ~600-character query with joins, grouping and ordering, and
+an INSERT of 10,000 literal rows through the literal-rows fast path and
+through the full grammar.
 """
 
 from __future__ import annotations
@@ -145,6 +150,38 @@ def measure(n: int, repeat: int) -> dict[str, tuple[float, float | None, float]]
     return results
 
 
+POINT_QUERY = "alaivo * ao@ t rehefa id = 123"
+LONG_QUERY = (
+    "alaivo m.anarana antso anarana, count(n.taranja) antso isa, avg(n.naoty) antso salanisa, "
+    "sum(n.naoty * 2 + 1) antso totaly, max(n.naoty) ao@ mpianatra m "
+    "tonona naoty n ka m.id = n.mpianatra_id tonona:avia@ kilasy k ka k.id = m.kilasy_id "
+    "rehefa n.naoty >= 10 ary (m.taona > 2000 na m.anarana != 'Rabe') ary k.anarana dia tsy null "
+    "ary n.taranja != 'fanatanjahantena' ary m.id < 100000 ary n.naoty + 1 > 3 * 2 "
+    "ary (n.naoty <= 20 na n.naoty dia null) ary m.taona - 1990 < 40 ary k.id != -1 "
+    "vondrona m.anarana, k.anarana, m.taona alaharo isa midina, anarana miakatra, salanisa midina "
+    "fetra 10 20")
+
+
+def parse_figures(repeat: int) -> list[tuple[str, float]]:
+    """(label, microseconds per parse), best of `repeat` rounds."""
+    insert = "manampia ao@ t sanda " + ", ".join(
+        f"({i}, 'anarana{i}', {i % 100}, {(i * 7919) % 1000}, -{i}.5)" for i in range(10_000))
+    parser = StatementParser(cache_size=0)
+    cases = [
+        (f"point query ({len(POINT_QUERY)} chars)", parser.parse, POINT_QUERY, 2000),
+        (f"joins/grouping/ordering ({len(LONG_QUERY)} chars)", parser.parse, LONG_QUERY, 200),
+        ("INSERT 10k literal rows, fast path", parser.parse, insert, 1),
+        ("INSERT 10k literal rows, full grammar", parser.parse_with_grammar, insert, 1),
+    ]
+    figures = []
+    for label, parse, text, count in cases:
+        def run(parse=parse, text=text, count=count):
+            for _ in range(count):
+                parse(text)
+        figures.append((label, best_of(repeat, run) * 1000.0 / count))
+    return figures
+
+
 def main() -> None:
     arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     arguments.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -169,6 +206,9 @@ def main() -> None:
         print(line)
     print("\nms, best of", options.repeat, "(inserts and parsing: one run);"
           " ratio = tahiry session / sqlite3")
+    print(f"\n{'parser alone (no cache)':48} {'us/statement':>14}")
+    for label, micros in parse_figures(options.repeat):
+        print(f"{label:48} {micros:14.1f}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from sly import Parser
 from engine import ast
 from engine.errors import TahirySyntaxError
 from engine.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
+from engine.literal_rows import parse_literal_insert
+from engine.parse_loop import run as run_parser
 from engine.script import normalise_statement
 
 DEFAULT_CACHE_SIZE = 512
@@ -685,15 +687,24 @@ class StatementParser:
         return statement.select
 
     def _parse_uncached(self, text: str, line: int, column: int) -> ast.Statement | None:
+        # Bulk inserts of plain literals skip the grammar (same AST; on any
+        # doubt the fast path says None and the grammar decides, errors included).
+        statement = parse_literal_insert(text)
+        if statement is not None:
+            return statement
+        return self.parse_with_grammar(text, line, column)
+
+    def parse_with_grammar(self, text: str, line: int = 1, column: int = 1) -> ast.Statement | None:
+        """`parse` without the cache and the literal-rows fast path (tests, benchmarks)."""
         lexer, grammar = self._lexer, self._grammar
         lexer.paren_depth = 0
         grammar.text = text
-        tokens = lexer.tokenize(text)
+        tokens = lexer.tokens_of(text)
         try:
             first = next(tokens, None)
             if first is None:
                 return None
-            statement = grammar.parse(chain((first,), tokens))
+            statement = run_parser(grammar, chain((first,), tokens))
         except SyntaxProblem as problem:
             raise syntax_error(problem.detail, text, problem.index, line, column) from None
         except RecursionError:
