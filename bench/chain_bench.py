@@ -10,13 +10,14 @@ cache hit. The "added" column is the p50 difference to the previous hop.
 The load average is printed before and after: the figures mean little on a
 busy machine.
 
-    .venv/bin/python bench/chain_bench.py [--seconds 2] [--inline] [--only read,insert,hit]
+    .venv/bin/python bench/chain_bench.py [--seconds 2] [--inline] [--only read,insert,hit] [--with-peer]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -106,12 +107,17 @@ def main() -> None:
     options.add_argument("--inline", action="store_true", help="servers run statements inline")
     options.add_argument("--only", default="read,insert,hit",
                          help="comma-separated workloads among read, insert, hit")
+    options.add_argument("--with-peer", action="store_true",
+                         help="give the server a peer data directory (a copy of its own, "
+                              "not replicated): measures pull on write and the commit fence")
     args = options.parse_args()
     args.only = set(args.only.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="chain-bench-"))
     processes = []
     try:
         server_args = ["--data", "data/m1"] + (["--inline"] if args.inline else [])
+        if args.with_peer:
+            server_args += ["--peer", f"m2={workdir / 'data' / 'm2'}"]
         server, server_port = start("server", "m1", workdir, *server_args)
         processes.append(server)
         setup = Connection(server_port)
@@ -122,6 +128,8 @@ def main() -> None:
             assert setup.run(statement).ok
         values = ", ".join(f"({i}, 'n{i}', {i * 3}, 'fanamarihana {i}', {i % 7})" for i in range(1000))
         assert setup.run(f"manampia ao@ t sanda {values};").ok
+        if args.with_peer:  # the peer holds every object, at older counters from now on
+            shutil.copytree(workdir / "data" / "m1", workdir / "data" / "m2")
         paths = [("server", server_port)]
         if (ROOT / "nodes" / "balancer.py").exists():
             balancer, balancer_port = start("balancer", "lb", workdir, "--backend", f"m1=127.0.0.1:{server_port}")

@@ -2,8 +2,9 @@
 
 `Backend` holds a configured server's health, load counters and open
 connections (so they can all be aborted when it goes OFFLINE).
-`BackendConnection` sends one request at a time and returns its one
-response; every failure becomes `BackendUnavailable`, whose `sent` flag says
+`BackendConnection` sends one request at a time (or two pipelined in one
+write) and returns the responses, decoded as they arrive by a bare asyncio
+Protocol (no stream buffer or reader task on the hot path); every failure becomes `BackendUnavailable`, whose `sent` flag says
 whether the request may have reached the server. That flag is what lets the
 balancer retry a write elsewhere only when nothing was sent.
 """
@@ -14,11 +15,9 @@ import asyncio
 from dataclasses import dataclass
 
 from nodes.backend_config import BackendSpec
-from nodes.common import set_nodelay
+from nodes.common import NotSent, ResponseReceiver, UpstreamError, exchange, open_upstream
 from nodes.health import BackendHealth
-from nodes.protocol import ProtocolError, Response, ResponseDecoder, auth_request
-
-READ_CHUNK = 1 << 16
+from nodes.protocol import Response, auth_request
 
 
 @dataclass(frozen=True)
@@ -64,26 +63,22 @@ class Backend:
 class BackendConnection:
     """One TCP connection to a backend and the database currently selected on it."""
 
-    def __init__(self, backend: Backend, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter):
+    def __init__(self, backend: Backend, transport: asyncio.Transport, receiver: ResponseReceiver):
         self.backend = backend
-        self.reader = reader
-        self.writer = writer
+        self.transport = transport
+        self._receiver = receiver
         self.database: str | None = None
-        self._decoder = ResponseDecoder(decode_relations=False)
         backend.connections.add(self)
 
     @classmethod
     async def open(cls, backend: Backend, timeout: float) -> "BackendConnection":
         try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(backend.spec.host, backend.spec.port)
+            transport, receiver = await open_upstream(backend.spec.host, backend.spec.port, timeout)
         except TimeoutError:
             raise BackendUnavailable(backend.id, f"no connection within {timeout:g}s", sent=False) from None
         except OSError as error:
             raise BackendUnavailable(backend.id, error.strerror or str(error), sent=False) from None
-        set_nodelay(writer)
-        connection = cls(backend, reader, writer)
+        connection = cls(backend, transport, receiver)
         if backend.secret:
             try:
                 answer = await connection.roundtrip(auth_request(backend.secret), timeout)
@@ -100,38 +95,31 @@ class BackendConnection:
         # A peer that died or restarted has already sent FIN/RST, which the
         # event loop turned into EOF: such a connection is known dead before
         # anything is sent on it.
-        return not self.writer.is_closing() and not self.reader.at_eof()
+        return not self._receiver.closed and not self.transport.is_closing()
 
     async def roundtrip(self, payload: bytes, timeout: float) -> Response:
         """Send one request, return its one response; BackendUnavailable on any failure."""
-        backend_id = self.backend.id
+        return (await self._exchange(payload, 1, timeout))[0]
+
+    async def roundtrip_pair(self, payload: bytes, follow_up: bytes,
+                             timeout: float) -> tuple[Response, Response]:
+        """Send two requests in one write; their two responses."""
+        first, second = await self._exchange(payload + follow_up, 2, timeout)
+        return first, second
+
+    async def _exchange(self, payload: bytes, count: int, timeout: float) -> list[Response]:
         if not self.usable:
             self.close()
-            raise BackendUnavailable(backend_id, "connection already closed", sent=False)
-        self.writer.write(payload)
-        if self.writer.is_closing():
-            # The send itself failed (reset by a dead peer): nothing arrived.
-            self.close()
-            raise BackendUnavailable(backend_id, "connection reset before sending", sent=False)
+            raise BackendUnavailable(self.backend.id, "connection already closed", sent=False)
         try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    data = await self.reader.read(READ_CHUNK)
-                    if not data:
-                        raise BackendUnavailable(backend_id, "connection closed by the server", sent=True)
-                    responses = self._decoder.feed(data)
-                    if responses:
-                        return responses[0]
-        except BackendUnavailable:
+            return await exchange(self.transport, self._receiver, payload, count, timeout)
+        except UpstreamError as error:
             self.close()
-            raise
-        except TimeoutError:
-            self.close()
-            raise BackendUnavailable(backend_id, f"no answer within {timeout:g}s", sent=True) from None
-        except (OSError, ProtocolError) as error:
-            self.close()
-            raise BackendUnavailable(backend_id, str(error) or type(error).__name__, sent=True) from None
+            # Unless the send itself failed, the request may have arrived.
+            raise BackendUnavailable(self.backend.id, str(error),
+                                     sent=not isinstance(error, NotSent)) from None
 
     def close(self) -> None:
         self.backend.connections.discard(self)
-        self.writer.transport.abort()
+        self._receiver.closed = True
+        self.transport.abort()

@@ -29,20 +29,21 @@ import logging
 import sys
 from collections.abc import Iterable
 
-from engine import ast
-from engine.classify import classify
 from engine.errors import TahiryError
-from engine.parser import StatementParser
 from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.backend_config import BackendsFile, parse_backend_option
 from nodes.backend_pool import BackendPool
 from nodes.backends import Backend, BackendUnavailable, Timeouts
 from nodes.balancer_session import ClientSession, DatabaseMissing
+from nodes.classifier import StatementClassifier
 from nodes.common import (ConnectionStats, admin_response, load_topology_node,
-                          node_argument_parser, run_server, serve_connection, setup_logging)
+                          node_argument_parser, run_node, run_server, serve_connection, setup_logging)
+from nodes.freshness import (DEFAULT_WAIT_BOUND_S, WriteMark, best_effort_order, find_holders,
+                             holding_all, read_needs, write_needs)
 from nodes.health import HealthPolicy
 from nodes.prober import Prober
-from nodes.protocol import Request, Response, encode_error, statement_bytes
+from nodes.protocol import (Request, Response, decode_versions, encode_error, statement_bytes,
+                            versions_request)
 from nodes.routing import ReadSelector, rank_owners
 
 log = logging.getLogger("tahiry.balancer")
@@ -61,22 +62,27 @@ class Balancer:
 
     def __init__(self, node_id: str, pool: BackendPool, timeouts: Timeouts,
                  logger: logging.Logger = log, auth: AuthGuard | None = None,
-                 idle_timeout: float | None = 600.0):
+                 idle_timeout: float | None = 600.0,
+                 freshness_bound_s: float = DEFAULT_WAIT_BOUND_S):
         self.node_id = node_id
+        # How long a statement waits for some backend to hold the session's
+        # earlier writes before answering from the most up-to-date one.
+        self.freshness_bound_s = freshness_bound_s
         self.idle_timeout = idle_timeout  # idle or half-open client connections are closed
         self.auth = auth  # shared-secret policy for clients (nodes/auth.py)
         self.pool = pool
         self.timeouts = timeouts
         self.log = logger
-        # One parser for all sessions: the event loop is one thread, so
-        # sharing is safe, and its LRU cache then serves every client.
-        self.parser = StatementParser()
+        # One classifier for all sessions: the event loop is one thread, so
+        # sharing is safe, and the shapes it learns serve every client.
+        self.classifier = StatementClassifier()
         self.selector = ReadSelector()
         self.clients = 0
         self.connection_stats = ConnectionStats()
         self.counters = {name: 0 for name in (
             "statements", "reads", "writes", "uses", "database_ddl", "retries",
-            "rerouted_writes", "unknown_writes", "local_errors")}
+            "rerouted_writes", "unknown_writes", "local_errors", "version_checks",
+            "stale_fallbacks")}
 
     # -- serving clients ---------------------------------------------------
 
@@ -121,33 +127,34 @@ class Balancer:
     async def _statement(self, session: ClientSession, text: str) -> bytes:
         payload = statement_bytes(text)
         try:
-            statement = self.parser.parse(text)
+            kind = self.classifier.classify_text(text)
         except TahiryError as error:
             self.counters["local_errors"] += 1
             return encode_error(error.message)
-        if statement is None:  # comments only: let a server answer as it does
-            return await self._read(session, (), payload)
-        kind = classify(statement)
+        if kind is None:  # comments only: let a server answer as it does
+            return await self._read(session, payload, {})
         if kind.kind == "use":
             return await self._use(session, kind.database, payload)
         if kind.kind == "database":
-            return await self._database_ddl(session, statement, kind.database, payload)
-        objects = tuple(kind.objects or ())
+            return await self._database_ddl(session, kind.drops_database, kind.database, payload)
+        marks = session.writes.marks(session.database)
         if kind.kind == "read" or session.database is None:
             # A write with no database selected changes nothing anywhere: any
             # server answers the error.
-            return await self._read(session, objects, payload)
-        return await self._write(session, objects[0] if objects else "", payload)
+            return await self._read(session, payload, read_needs(marks, kind.objects))
+        return await self._write(session, kind.objects, kind.target, payload,
+                                 write_needs(marks, kind.objects))
 
     async def _forward(self, session: ClientSession, backend: Backend, payload: bytes,
-                       select_database: bool = True) -> Response:
+                       select_database: bool = True, follow_up: bytes | None = None):
         """Send on the session's connection, counted as outstanding on `backend`.
 
-        A connection failure also counts against the backend's health.
+        A connection failure also counts against the backend's health. With
+        `follow_up`, returns the (statement, follow-up) response pair.
         """
         backend.outstanding += 1
         try:
-            return await session.send(backend, payload, select_database)
+            return await session.send(backend, payload, select_database, follow_up)
         except BackendUnavailable as error:
             self.pool.record_failure(backend, error.reason)
             raise
@@ -157,21 +164,60 @@ class Balancer:
     def _least_loaded(self, candidates: list[str], exclude: Iterable[str] = ()) -> str | None:
         return self.selector.pick(candidates, self.pool.outstanding(candidates), exclude=exclude)
 
-    async def _read(self, session: ClientSession, objects: tuple[str, ...],
-                    payload: bytes) -> bytes:
+    # -- read-your-writes (nodes.freshness) -------------------------------
+
+    async def _ask_versions(self, session: ClientSession, backend_id: str, database: str,
+                            names: list[str]) -> dict | None:
+        """`.versions` on the session's connection to a backend; None if it cannot answer."""
+        self.counters["version_checks"] += 1
+        try:
+            backend = self.pool[backend_id]
+        except KeyError:
+            return None  # removed from the configuration
+        try:
+            response = await self._forward(session, backend, versions_request(database, names),
+                                           select_database=False)
+        except (BackendUnavailable, DatabaseMissing):
+            return None
+        return decode_versions(response.message) if response.ok else None
+
+    async def _fresh_backends(self, session: ClientSession, needs: dict[str, WriteMark],
+                              candidates: list[str]) -> list[str]:
+        """The candidates holding every needed write (asking and waiting, bounded); [] if none."""
+        holders = holding_all(candidates, needs)
+        if holders:
+            return holders
+        database = session.database
+
+        async def ask(backend_id: str, db: str, names: list[str]) -> dict | None:
+            return await self._ask_versions(session, backend_id, db, names)
+
+        holders = await find_holders(database, needs, candidates, ask, bound_s=self.freshness_bound_s)
+        if not holders:
+            self.counters["stale_fallbacks"] += 1
+            self.log.info("no backend among %s has caught up with this session's writes of %s.%s "
+                          "within %.0f ms: answering from the most up-to-date one",
+                          ", ".join(candidates), database, ", ".join(sorted(needs)),
+                          self.freshness_bound_s * 1000)
+        return holders
+
+    async def _read(self, session: ClientSession, payload: bytes,
+                    needs: dict[str, WriteMark]) -> bytes:
+        """A read, on a backend holding the session's writes it `needs` (nodes.freshness)."""
         self.counters["reads"] += 1
-        preferred = session.read_preference(objects)
         tried: list[str] = []
         missing: DatabaseMissing | None = None
         reasons: list[str] = []
         while True:
-            candidates = self.pool.candidates()
-            if preferred in candidates and preferred not in tried:
-                backend_id = preferred
-            else:
-                backend_id = self._least_loaded(candidates, exclude=tried)
-            if backend_id is None:
+            candidates = [c for c in self.pool.candidates() if c not in tried]
+            if not candidates:
                 break
+            if needs:
+                fresh = await self._fresh_backends(session, needs, candidates)
+                backend_id = (self._least_loaded(fresh) if fresh
+                              else best_effort_order(candidates, needs)[0])
+            else:
+                backend_id = self._least_loaded(candidates)
             if tried:
                 self.counters["retries"] += 1
             tried.append(backend_id)
@@ -190,17 +236,27 @@ class Balancer:
             return missing.response.raw
         return no_backend_error(NO_BACKEND_TO_ANSWER, reasons)
 
-    async def _write(self, session: ClientSession, obj: str, payload: bytes) -> bytes:
+    async def _write(self, session: ClientSession, objects: tuple[str, ...], target: str | None,
+                     payload: bytes, needs: dict[str, WriteMark]) -> bytes:
+        """A write, on the object's owner, once it holds the session's writes it `needs`."""
         self.counters["writes"] += 1
         database = session.database
+        obj = objects[0] if objects else ""
         owners = rank_owners(database, obj, self.pool.candidates(writable_only=True))
+        # With several backends, learn the object's counters right after the
+        # write, in the same round trip (the server answers in order).
+        follow_up = versions_request(database, [obj]) if obj and len(self.pool) > 1 else None
         reasons: list[str] = []
         for attempt, backend_id in enumerate(owners):
             if attempt:
                 self.counters["rerouted_writes"] += 1
+            if needs:
+                # The owner is fixed: wait (bounded) for it to catch up, then
+                # write there anyway.
+                await self._fresh_backends(session, needs, [backend_id])
             backend = self.pool[backend_id]
             try:
-                response = await self._forward(session, backend, payload)
+                answer = await self._forward(session, backend, payload, follow_up=follow_up)
             except BackendUnavailable as error:
                 if error.sent:
                     self.counters["unknown_writes"] += 1
@@ -213,8 +269,11 @@ class Balancer:
             except DatabaseMissing as error:
                 return error.response.raw
             backend.writes += 1
+            response, versions = answer if follow_up is not None else (answer, None)
             if response.ok:
-                session.remember_write(database, obj, backend_id)
+                known = decode_versions(versions.message) if versions is not None and versions.ok else None
+                session.writes.remember(database, obj, backend_id,
+                                        known.get(obj) if known is not None else None, target)
             return response.raw
         return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
 
@@ -243,7 +302,7 @@ class Balancer:
             return refusal.raw
         return no_backend_error(NO_BACKEND_TO_ANSWER, reasons)
 
-    async def _database_ddl(self, session: ClientSession, statement: ast.Statement,
+    async def _database_ddl(self, session: ClientSession, dropping: bool,
                             database: str, payload: bytes) -> bytes:
         """Create or drop a database on every ONLINE writable backend."""
         self.counters["database_ddl"] += 1
@@ -261,7 +320,7 @@ class Balancer:
         results = await asyncio.gather(*(apply(b) for b in targets))
         applied = [(b, r) for b, r in results if isinstance(r, Response) and r.ok]
         failed = [(b, r) for b, r in results if not (isinstance(r, Response) and r.ok)]
-        if isinstance(statement, ast.Drop) and applied:
+        if dropping and applied:
             # The server unselects a database it drops on that connection.
             session.database_dropped(database, [b for b, _ in applied])
         if not failed:
@@ -305,6 +364,9 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--request-timeout-ms", type=int, default=30000)
     parser.add_argument("--rise", type=int, default=2, help="good probes before an OFFLINE backend is used")
     parser.add_argument("--fall", type=int, default=2, help="failures before a backend is OFFLINE")
+    parser.add_argument("--freshness-wait-ms", type=float, default=DEFAULT_WAIT_BOUND_S * 1000,
+                        help="how long a statement waits for a backend holding the session's "
+                             "earlier writes before answering from the most up-to-date one")
     parser.add_argument("--idle-timeout", type=float, default=600.0,
                         help="close client connections idle for this many seconds (0: never)")
     add_auth_arguments(parser)
@@ -349,9 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     backends_file = BackendsFile(args.backends_file, logger) if args.backends_file else None
     prober = Prober(pool, timeouts.probe, args.probe_interval_ms / 1000, backends_file)
     balancer = Balancer(args.id, pool, timeouts, logger, auth=auth,
-                        idle_timeout=args.idle_timeout or None)
+                        idle_timeout=args.idle_timeout or None,
+                        freshness_bound_s=max(0.0, args.freshness_wait_ms) / 1000)
     try:
-        asyncio.run(serve(balancer, prober, args.host, args.port, logger))
+        run_node(serve(balancer, prober, args.host, args.port, logger), logger)
     except OSError as error:
         print(f"balancer: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1

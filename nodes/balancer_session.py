@@ -7,23 +7,17 @@ database differs from the session's, the session's `ampiasao <db>;` is
 replayed there (also on a fresh connection after failover); a backend that
 refuses the replay does not have the database and raises `DatabaseMissing`.
 
-Read-your-writes: the session remembers which backend acknowledged its
-latest write of each object (bounded LRU). A read that names an object the
-session wrote goes to that backend; a read naming no object (`asehoy ny
-tabilao`) goes to the backend of the session's latest write in the current
-database. Without replication that backend is the only one holding the
-write; with replication it is still the freshest copy, so the rule needs no
-timing guess.
+Read-your-writes: the session's `WriteMemory` (nodes.freshness) remembers,
+for each object it wrote, the change counters the acknowledging server
+reported and which backends are known to hold them; the balancer runs each
+later statement on a backend holding what that statement may depend on.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from nodes.backends import Backend, BackendConnection, BackendUnavailable, Timeouts
+from nodes.freshness import WriteMemory
 from nodes.protocol import Response, statement_bytes
-
-MAX_REMEMBERED_WRITES = 4096
 
 
 class DatabaseMissing(Exception):
@@ -42,36 +36,10 @@ class ClientSession:
         self.timeouts = timeouts
         self.database: str | None = None
         self.connections: dict[str, BackendConnection] = {}
-        # (database, object) -> (sequence number, backend) of the latest write.
-        self._written: OrderedDict[tuple[str, str], tuple[int, str]] = OrderedDict()
-        self._last_write: dict[str, str] = {}
-        self._write_count = 0
-
-    # -- read-your-writes memory ---------------------------------------------
-
-    def remember_write(self, database: str, obj: str, backend_id: str) -> None:
-        key = (database, obj)
-        self._write_count += 1
-        self._written[key] = (self._write_count, backend_id)
-        self._written.move_to_end(key)
-        while len(self._written) > MAX_REMEMBERED_WRITES:
-            self._written.popitem(last=False)
-        self._last_write[database] = backend_id
+        self.writes = WriteMemory()
 
     def forget_database(self, database: str) -> None:
-        self._last_write.pop(database, None)
-        for key in [key for key in self._written if key[0] == database]:
-            del self._written[key]
-
-    def read_preference(self, objects: tuple[str, ...]) -> str | None:
-        """The backend a read must go to for read-your-writes, if any."""
-        if self.database is None:
-            return None
-        if not objects:
-            return self._last_write.get(self.database)
-        latest = max((self._written[key] for key in ((self.database, o) for o in objects)
-                      if key in self._written), default=None)
-        return latest[1] if latest else None
+        self.writes.forget_database(database)
 
     # -- backend connections -------------------------------------------------
 
@@ -103,10 +71,17 @@ class ClientSession:
             connection.database = self.database
         return connection
 
-    async def send(self, backend: Backend, payload: bytes, select_database: bool = True) -> Response:
-        """One request on the session's connection to `backend` (database replayed first)."""
+    async def send(self, backend: Backend, payload: bytes, select_database: bool = True,
+                   follow_up: bytes | None = None) -> Response | tuple[Response, Response]:
+        """One request on the session's connection to `backend` (database replayed first).
+
+        With `follow_up`, that request is sent in the same write right behind
+        `payload` and both responses are returned (one round trip).
+        """
         connection = await self.connection_to(backend, select_database)
-        return await connection.roundtrip(payload, self.timeouts.request)
+        if follow_up is None:
+            return await connection.roundtrip(payload, self.timeouts.request)
+        return await connection.roundtrip_pair(payload, follow_up, self.timeouts.request)
 
     def database_dropped(self, database: str, on_backends: list[str]) -> None:
         """`database` was dropped on `on_backends`, which unselected it on those connections."""

@@ -40,8 +40,10 @@ DEFAULT_MAX_RESPONSE_BYTES = 512 << 20       # a decoder refuses bigger response
 ADMIN_PING = "ping"
 ADMIN_STATUS = "status"
 ADMIN_AUTH = "auth"              # `.auth <secret>;`: see docs/SECURITY.md
+ADMIN_VERSIONS = "versions"      # `.versions <db> <object> ...;`: change counters (servers)
 _ADMIN_WORDS = {".ping": ADMIN_PING, ".status": ADMIN_STATUS}
 AUTH_WORD = ".auth"
+VERSIONS_WORD = ".versions"
 MAX_SECRET_CHARS = 256
 
 # Lone surrogates U+DC80..U+DCFF are what `surrogateescape` makes of bytes that
@@ -83,8 +85,8 @@ class Request:
     """One framed request.
 
     text: the statement without its terminating `;`, stripped of surrounding
-    whitespace. admin: ADMIN_PING / ADMIN_STATUS for admin requests, else
-    None. error: for a request that could not be framed (too long, not
+    whitespace. admin: ADMIN_PING / ADMIN_STATUS / ADMIN_AUTH /
+    ADMIN_VERSIONS for admin requests, else None. error: for a request that could not be framed (too long, not
     UTF-8), the full error message `Hadisoana : ...` to answer with; text is
     then empty and the statement must not be run.
     """
@@ -162,9 +164,11 @@ class RequestFramer:
         admin = _ADMIN_WORDS.get(text.lower())
         if admin is not None:
             return Request(text, admin=admin)
-        if text[:len(AUTH_WORD)].lower() == AUTH_WORD and (
-                len(text) == len(AUTH_WORD) or text[len(AUTH_WORD)].isspace()):
-            return Request(text, admin=ADMIN_AUTH)
+        if text[0] == ".":
+            for word, admin in ((AUTH_WORD, ADMIN_AUTH), (VERSIONS_WORD, ADMIN_VERSIONS)):
+                if text[:len(word)].lower() == word and (
+                        len(text) == len(word) or text[len(word)].isspace()):
+                    return Request(text, admin=admin)
         return Request(text)
 
 
@@ -200,6 +204,37 @@ def auth_request(secret: str) -> bytes:
 def auth_secret(request: Request) -> str:
     """The secret presented by an ADMIN_AUTH request ("" if none)."""
     return request.text[len(AUTH_WORD):].strip()
+
+
+# --------------------------------------------------------------------------
+# Change counters (`.versions`): what the load balancer's read-your-writes
+# check asks a server
+
+
+def versions_request(database: str, objects: "list[str] | tuple[str, ...]") -> bytes:
+    """The wire bytes of `.versions <database> <object> ...;`."""
+    return f"{VERSIONS_WORD} {database} {' '.join(objects)};".encode("utf-8")
+
+
+def versions_arguments(request: Request) -> tuple[str, list[str]]:
+    """(database, object names) of a `.versions` request; ValueError with a sentence if malformed."""
+    words = request.text[len(VERSIONS_WORD):].split()
+    if len(words) < 2:
+        raise ValueError("`.versions` expects a database and at least one object name")
+    return words[0], words[1:]
+
+
+def decode_versions(message: str) -> dict[str, dict[str, int]] | None:
+    """The answer to `.versions` (object -> {kind: change counter}), or None if malformed."""
+    try:
+        value = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or not all(
+            isinstance(kinds, dict) and all(isinstance(n, int) for n in kinds.values())
+            for kinds in value.values()):
+        return None
+    return value
 
 
 # --------------------------------------------------------------------------

@@ -173,8 +173,11 @@ class ProxySession:
         except UpstreamError as error:
             return encode_error(str(error))
         if response.ok:
-            tags, opaque = await self._read_tags(request.text)
-            self.cache.put(key, response.raw, tags=tags, opaque=opaque, generation=generation)
+            if self.proxy.fine is None:
+                self.cache.put(key, response.raw, generation=generation)
+            else:
+                tags, opaque = await self._read_tags(request.text)
+                self.cache.put(key, response.raw, tags=tags, opaque=opaque, generation=generation)
         return response.raw
 
     async def _forward(self, data: bytes, retry: bool) -> Response:

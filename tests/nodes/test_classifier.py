@@ -1,0 +1,78 @@
+"""nodes.classifier: the shape-memoised routing class is exactly what parsing gives."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import TahiryError
+from engine.parser import StatementParser
+from nodes.classifier import DROPPED, TABLE, VIEW, StatementClassifier, routed
+
+SHAPES = [
+    "alaivo * ao@ t rehefa id = {n}",
+    "alaivo a, b ao@ t1 tonona t2 ka t1.a = t2.a rehefa t1.b > {n}",
+    "alaivo * ao@ (alaivo a ao@ u rehefa a < {n}) antso x",
+    "alaivo a ao@ t rehefa a = {n} ary b = 'x{n}'",
+    "manampia ao@ t sanda ({n}, 'anarana {n}')",
+    "manampia ao@ t alaivo a ao@ u rehefa a = {n}",
+    "havaozy t ova a = {n} rehefa b = {n}",
+    "alaivo a ao@ t ankambana alaivo a ao@ u rehefa a = {n}",
+    "fafao ao@ t rehefa a = {n}",
+    "alaivo a ao@ t fetra {n}",
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_text_of_a_shape_gets_the_class_parsing_gives(shape):
+    classifier = StatementClassifier()
+    parser = StatementParser()
+    for n in range(6):
+        text = shape.format(n=n)
+        try:
+            expected = routed(parser.parse(text))
+        except TahiryError:
+            with pytest.raises(TahiryError):
+                classifier.classify_text(text)
+            continue
+        assert classifier.classify_text(text) == expected
+
+
+def test_learnt_shapes_are_answered_without_parsing():
+    classifier = StatementClassifier()
+    for n in range(10):
+        classifier.classify_text(f"alaivo * ao@ t rehefa id = {n}")
+    assert classifier.shape_hits >= 5
+
+
+def test_write_targets():
+    classifier = StatementClassifier()
+    assert classifier.classify_text("manampia ao@ t sanda (1)").target == TABLE
+    assert classifier.classify_text("manamboara jery v @ alaivo a ao@ t").target == VIEW
+    assert classifier.classify_text("ravao ny tabilao t").target == DROPPED
+    ddl = classifier.classify_text("ravao ny tahiry db")
+    assert ddl.kind == "database" and ddl.drops_database and ddl.database == "db"
+    assert not classifier.classify_text("manamboara tahiry db").drops_database
+    assert classifier.classify_text("-- only a comment") is None
+
+
+def test_syntax_errors_are_raised_every_time():
+    classifier = StatementClassifier()
+    for n in range(4):
+        classifier.classify_text(f"alaivo * ao@ t rehefa id = {n}")
+    for n in range(3):
+        with pytest.raises(TahiryError):
+            classifier.classify_text(f"alaivo * ao@ t rehefa id = = {n}")
+
+
+def test_a_huge_number_is_left_to_the_parser():
+    classifier = StatementClassifier()
+    for n in range(4):
+        classifier.classify_text(f"alaivo * ao@ t rehefa id = {n}")
+    text = "alaivo * ao@ t rehefa id = " + "9" * 5000
+    try:
+        expected = routed(StatementParser().parse(text))
+    except (TahiryError, ValueError) as error:
+        with pytest.raises(type(error)):
+            classifier.classify_text(text)
+    else:
+        assert classifier.classify_text(text) == expected
