@@ -68,7 +68,37 @@ class Executor:
         if isinstance(statement, READ_ONLY):
             return handler(statement, session)
         with self.store.write_lock:
+            if self.store.has_peers:
+                self._pull_written_objects(statement, session)
             return handler(statement, session)
+
+    def _pull_written_objects(self, statement: ast.Statement, session: SessionState) -> None:
+        """Pull on write: a peer's newer copy of what this statement may write comes in first.
+
+        The database marker too (a database dropped elsewhere stays dropped),
+        except for database DDL, which the load balancer sends to every
+        server. A name this misses is still safe: the commit fence refuses
+        the write.
+        """
+        store = self.store
+        if isinstance(statement, ast.CreateDatabase):
+            return  # sent to every server: each decides from its own marker
+        if isinstance(statement, ast.Drop) and statement.what == "tahiry":
+            store.pull_newer_objects(statement.name)  # tombstones above every peer's copy
+            return
+        database = session.current_database
+        if database is None:
+            return
+        store.pull_newer(database, "database", database)
+        if isinstance(statement, (ast.Insert, ast.Update, ast.Delete)):
+            store.pull_newer(database, "table", statement.table)
+        elif isinstance(statement, (ast.CreateTable, ast.CreateView)):
+            store.pull_newer(database, "table", statement.name)
+            store.pull_newer(database, "view", statement.name)
+        elif isinstance(statement, ast.CreateDomain):
+            store.pull_newer(database, "domain", statement.name)
+        elif isinstance(statement, ast.Drop) and statement.what in SHOW_KINDS:
+            store.pull_newer(database, SHOW_KINDS[statement.what], statement.name)
 
     # ------------------------------------------------------------ helpers
 

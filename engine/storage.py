@@ -28,6 +28,22 @@ after `commit_batch()` returned.
 
 `atomic_write` (temp file, fsync, `os.replace`, fsync of the folder) is the
 one implementation of a durable file replacement; replication uses it too.
+
+Peers ("pull on write, fence on commit", docs/STORAGE.md): a Store given a
+`PeerDirectories` (engine/peers.py) knows the other servers' data
+directories. Before a statement modifies an object, `pull_newer` adopts a
+peer's newer copy of it (tombstones included), so the write lands on top of
+the latest acknowledged version even when asynchronous replication has not
+brought it yet. At commit, under the write locks of this directory and of
+every peer, each file about to be renamed is checked against the peers'
+copies: if one already holds that object at a counter >= ours, nothing of
+the batch is renamed (`BatchFenced`). Without peers none of this runs.
+`engine/peer_sync.py` reads the peers' copies; this module decides and writes.
+
+Outcomes of a commit: `BatchNotWritten` (nothing renamed: the statements
+failed cleanly, or may run again one by one), `BatchPartlyWritten` (some
+files renamed: which ones are durable, which ones may or may not be),
+otherwise every file is in place and durable.
 """
 
 from __future__ import annotations
@@ -46,6 +62,9 @@ from typing import Callable, Iterator
 import orjson
 
 from engine.errors import TahiryError
+from engine.peer_sync import PeerSync
+from engine.peers import (DEFAULT_LOCK_TIMEOUT_S, DirectoryLock, LockTimeout, PeerCopy,
+                          PeerDirectories, UnreadableCopy, holding, read_change)
 
 FORMAT_VERSION = 1
 KIND_FOLDERS = {"table": "tables", "view": "views", "domain": "domains"}
@@ -145,26 +164,53 @@ def write_durable_temp(path: Path, data: bytes, durable: bool = True) -> Path:
 
 
 def atomic_write(path: Path, data: bytes, *, durable: bool = True,
-                 still_wanted: Callable[[], bool] | None = None) -> bool:
+                 still_wanted: Callable[[], bool] | None = None,
+                 lock: DirectoryLock | None = None,
+                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> bool:
     """Replace `path` with `data` atomically and durably; False if `still_wanted()` said no.
 
     Temp file in the same folder, fsync, `os.replace`, fsync of the folder:
     a crash leaves the old file or the new one, never a torn one. The folder
     must exist. `still_wanted` runs after the temp file is durable, just
-    before the rename. Raises OSError (the temp file removed, `path` intact).
+    before the rename; with `lock` (the data directory's write lock) both
+    run while it is held, so no other writer of that directory can rename
+    in between. Raises OSError (LockTimeout included; the temp file removed,
+    `path` intact).
     """
     temp = write_durable_temp(path, data, durable)
     try:
-        if still_wanted is not None and not still_wanted():
-            _unlink_quietly(temp)
-            return False
-        os.replace(temp, path)
+        with holding([lock] if lock is not None else [], lock_timeout_s):
+            if still_wanted is not None and not still_wanted():
+                _unlink_quietly(temp)
+                return False
+            os.replace(temp, path)
     except BaseException:
         _unlink_quietly(temp)
         raise
     if durable:
         fsync_folder(path.parent)
     return True
+
+
+def copy_if_newer(path: Path, data: bytes, change: int, lock: DirectoryLock | None, *,
+                  durable: bool = True, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> bool:
+    """Install another directory's copy of an object unless `path` is as new already.
+
+    The one way a copy enters a data directory, for replication and for the
+    store's pull on write: atomic and durable like every write, and the
+    "is ours older?" check runs under the directory's write lock right
+    before the rename. A local copy that cannot be read is never
+    overwritten. False if nothing was copied; raises OSError.
+    """
+    def still_wanted() -> bool:
+        try:
+            current = read_change(path)
+        except (UnreadableCopy, OSError):
+            return False
+        return current is None or current < change
+
+    return atomic_write(path, data, durable=durable, still_wanted=still_wanted, lock=lock,
+                        lock_timeout_s=lock_timeout_s)
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -177,10 +223,51 @@ def _unlink_quietly(path: Path) -> None:
 class BatchNotWritten(Exception):
     """A batch could not be made durable and nothing of it reached the files.
 
-    Raised by `Store.commit_batch` when preparing a file failed (encoding,
-    disk full, ...) before any file was replaced: run the statements again
-    one by one to give each its own outcome.
+    Raised by `Store.commit_batch` before any file was replaced. `retry`:
+    running the statements again one by one may succeed (preparing a file
+    failed: encoding, disk full, ...; or the first rename failed); when
+    False, `message` is every statement's (clean) failure.
     """
+
+    def __init__(self, message: str, retry: bool = True):
+        super().__init__(message)
+        self.message = message
+        self.retry = retry
+
+
+class BatchFenced(BatchNotWritten):
+    """A peer holds an object of the batch at a counter >= the one about to be written.
+
+    Nothing was renamed. Run again one by one, each statement pulls the newer
+    copy first and applies on top of it (or is fenced again and fails).
+    """
+
+
+class BatchPartlyWritten(TahiryError):
+    """Some files of a batch were renamed into place, then something failed.
+
+    `renamed`: keys (paths) whose new file is in place; `durable`: those of
+    them whose folder fsync succeeded too. A statement whose files are all
+    durable succeeded; one with a file renamed but not durable, or only part
+    of its files renamed, may or may not have been applied; one with no file
+    renamed failed.
+    """
+
+    def __init__(self, message: str, renamed: set[str], durable: set[str]):
+        super().__init__(message)
+        self.renamed = renamed
+        self.durable = durable
+
+
+class WriteOutcomeUnknown(TahiryError):
+    """The new file was renamed into place but its durability is not confirmed."""
+
+
+def outcome_unknown_message(where: str, reason: str) -> str:
+    """The sentence of a write that may or may not have been applied."""
+    return (f"Tsy fantatra raha voasoratra na tsia ny {where} ({reason}) : mety efa tafiditra ny "
+            f"fiovana, mety tsia ; jereo aloha vao mamerina (outcome unknown : l'écriture a "
+            f"peut-être été appliquée, ou non)")
 
 
 class _WriteBatch:
@@ -190,6 +277,7 @@ class _WriteBatch:
         self.owner = threading.get_ident()
         self.pending: dict[str, tuple[Path, dict]] = {}
         self.writes = 0   # object writes so far (a statement wrote iff this grew)
+        self.pulled: set[str] = set()   # paths already compared with the peers
 
 
 class Store:
@@ -197,11 +285,18 @@ class Store:
 
     def __init__(self, root: str | os.PathLike, *, cache_entries: int = DEFAULT_CACHE_ENTRIES,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, stale_temp_age_s: float = 60.0,
-                 durable: bool = True):
-        """`durable=False` skips fsync (tests and benchmarks only)."""
+                 durable: bool = True, peers: PeerDirectories | None = None,
+                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
+        """`durable=False` skips fsync (tests and benchmarks only).
+
+        `peers`: the other servers' data directories (pull on write, fence on
+        commit); None for a directory nobody else writes.
+        """
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._real_root = os.path.realpath(self.root)
+        self._sync = PeerSync(self.root, peers) if peers is not None else None
+        self._lock_timeout_s = lock_timeout_s
         self._cache: dict[str, tuple[tuple[int, int, int], dict]] = {}
         self._cache_entries = cache_entries
         self._cache_bytes = cache_bytes
@@ -398,16 +493,6 @@ class Store:
 
     # ----------------------------------------------------------------- writing
 
-    def _atomic_write(self, path: Path, data: bytes) -> tuple[int, int, int]:
-        """Write `data` to `path` atomically and durably; return its stat signature."""
-        self._prepare_folder(path.parent)
-        try:
-            atomic_write(path, data, durable=self._durable)
-        except OSError as error:
-            raise self._write_error(path, error) from None
-        stat = os.stat(path)
-        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-
     def _prepare_folder(self, folder: Path) -> None:
         if not folder.is_dir():
             self._make_folders(folder)
@@ -461,9 +546,23 @@ class Store:
                 batch.pending[key] = (path, document)
                 batch.writes += 1
                 return document
-            signature = self._atomic_write(path, encode_document(document))
-            self._remember(key, signature, document)
+            self._write_one(key, path, document)
             return document
+
+    def _write_one(self, key: str, path: Path, document: dict) -> None:
+        """A write outside a batch: the same commit path as a batch of one file."""
+        try:
+            data = encode_document(document)
+            self._prepare_folder(path.parent)
+            temp = write_durable_temp(path, data, self._durable)
+        except OSError as error:
+            raise self._write_error(path, error) from None
+        try:
+            self._install([(key, path, document, temp)])
+        except BatchPartlyWritten as partial:
+            raise WriteOutcomeUnknown(str(partial)) from None
+        except BatchNotWritten as refused:
+            raise TahiryError(refused.message) from None
 
     def write(self, database: str, kind: str, name: str, body: dict) -> dict:
         """Write an object (`body` holds its kind's fields); return the document."""
@@ -530,21 +629,28 @@ class Store:
         self._batch = None
         self.write_lock.release()
 
+    def batch_written_since(self, mark: dict) -> frozenset[str]:
+        """Keys (paths) the open batch wrote since `mark`: one statement's files."""
+        assert self._batch is not None
+        return frozenset(key for key, entry in self._batch.pending.items()
+                         if mark.get(key) is not entry)
+
     def commit_batch(self) -> int:
         """Write every dirty object of the batch once, durably; return how many files.
 
-        First every document goes to a durable temp file; only when all are
-        ready are they renamed into place and their folders fsynced. If
-        preparing fails, nothing is renamed and `BatchNotWritten` is raised;
-        a failure while renaming raises TahiryError (some files may be
-        new, some old: each is whole either way). The batch is closed in all
-        cases.
+        First every document goes to a durable temp file; then, holding the
+        write locks (with peers), the fence is checked and the files are
+        renamed into place; then their folders are fsynced. Raises
+        `BatchNotWritten` (`BatchFenced`) when nothing was renamed,
+        `BatchPartlyWritten` when something failed after the first rename.
+        The batch is closed in all cases.
         """
         batch = self._batch
         assert batch is not None and batch.owner == threading.get_ident()
         try:
             prepared = self._prepare_batch(batch)
-            self._install_batch(prepared)
+            if prepared:
+                self._install(prepared)
             return len(prepared)
         finally:
             self._batch = None
@@ -565,33 +671,167 @@ class Store:
             raise BatchNotWritten(str(error)) from None
         return prepared
 
-    def _install_batch(self, prepared: list[tuple[str, Path, dict, Path]]) -> None:
-        folders: dict[Path, None] = {}
-        for index, (key, path, document, temp) in enumerate(prepared):
-            try:
-                os.replace(temp, path)
-            except OSError as error:
-                for _, _, _, left in prepared[index:]:
-                    _unlink_quietly(left)
-                for other_key, *_ in prepared:
-                    self._forget(other_key)
-                raise self._write_error(path, error) from None
-            folders[path.parent] = None
+    def _install(self, prepared: list[tuple[str, Path, dict, Path]]) -> None:
+        """Fence, rename and fsync prepared temp files (see `commit_batch` for the outcomes)."""
+        renamed: list[tuple[str, Path, dict]] = []
+        failure: str | None = None
         try:
-            if self._durable:
-                for folder in folders:
-                    fsync_folder(folder)
-        except OSError as error:
+            locks = self._sync.commit_locks() if self._sync is not None else []
+            with holding(locks, self._lock_timeout_s):
+                self._check_fence(prepared)
+                for key, path, document, temp in prepared:
+                    try:
+                        os.replace(temp, path)
+                    except OSError as error:
+                        log.error("cannot rename %s into place: %s", path, error)
+                        failure = f"{path.relative_to(self.root)}: {error.strerror or error}"
+                        break
+                    renamed.append((key, path, document))
+        except LockTimeout as error:
+            self._unlink_temps(prepared)
+            log.error("commit of %d files refused: %s", len(prepared), error)
+            raise BatchNotWritten(
+                f"Tsy voasoratra : mbola mihidy ny lahatahiry {error.lock_path.parent} "
+                f"({self._lock_timeout_s:g} s) ; tsy nisy niova (rien n'a été écrit)",
+                retry=False) from None
+        except BatchNotWritten:
+            self._unlink_temps(prepared)
+            raise
+        except OSError as error:  # a lock file could not be opened
+            self._unlink_temps(prepared)
+            raise BatchNotWritten(f"Tsy voasoratra : {error.strerror or error} ; "
+                                  f"tsy nisy niova (rien n'a été écrit)", retry=False) from None
+        self._unlink_temps(prepared[len(renamed):])
+        if not renamed:
             for key, *_ in prepared:
                 self._forget(key)
-            raise self._write_error(next(iter(folders)), error) from None
-        for key, path, document, _ in prepared:
+            raise BatchNotWritten(f"Tsy voasoratra ny {failure}")
+        durable = self._fsync_renamed(renamed)
+        for key, path, document in renamed:
+            if key not in durable:
+                self._forget(key)
+                continue
             try:
                 stat = os.stat(path)
             except OSError:
                 self._forget(key)  # replaced or removed meanwhile: re-read it next time
                 continue
             self._remember(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size), document)
+        for key, *_ in prepared[len(renamed):]:
+            self._forget(key)
+        if failure is None and len(durable) == len(renamed):
+            return
+        unsure = [path.relative_to(self.root) for key, path, _ in renamed if key not in durable]
+        reason = (f"{len(renamed)}/{len(prepared)} rakitra tafiditra, {failure}" if failure
+                  else f"fsync tsy nahomby : {', '.join(map(str, unsure))}")
+        raise BatchPartlyWritten(outcome_unknown_message("fiovana", reason),
+                                 {key for key, *_ in renamed}, durable)
+
+    def _fsync_renamed(self, renamed: list[tuple[str, Path, dict]]) -> set[str]:
+        """fsync the folders of renamed files; the keys whose folder fsync succeeded."""
+        if not self._durable:
+            return {key for key, *_ in renamed}
+        by_folder: dict[Path, list[str]] = {}
+        for key, path, _ in renamed:
+            by_folder.setdefault(path.parent, []).append(key)
+        durable: set[str] = set()
+        for folder, keys in by_folder.items():
+            try:
+                fsync_folder(folder)
+            except OSError as error:
+                log.error("fsync of %s failed after renaming %d files: %s", folder, len(keys), error)
+                continue
+            durable.update(keys)
+        return durable
+
+    @staticmethod
+    def _unlink_temps(prepared) -> None:
+        for *_, temp in prepared:
+            _unlink_quietly(temp)
+
+    # ------------------------------------------------------------------ peers
+
+    @property
+    def has_peers(self) -> bool:
+        """Whether this directory belongs to a replicated set (pull and fence apply)."""
+        return self._sync is not None
+
+    def _check_fence(self, prepared: list[tuple[str, Path, dict, Path]]) -> None:
+        """Raise BatchFenced if this directory or a peer holds a file at >= its new counter."""
+        if self._sync is None:
+            return
+        violation = self._sync.fence_violation([(path, document) for _, path, document, _ in prepared])
+        if violation is not None:
+            who = violation.holder or "ity mpizara ity"
+            raise BatchFenced(
+                f"Tsy voasoratra ny {violation.rel} : efa manana dika vaovao kokoa "
+                f"(change {violation.change}) i {who} ; tsy nisy niova, andramo indray (écriture "
+                f"refusée : une copie plus récente existe ailleurs, rien n'a été écrit)")
+
+    def pull_newer(self, database: str, kind: str, name: str) -> bool:
+        """Pull on write: adopt a peer's newer copy of an object before modifying it.
+
+        `kind` "database" means the database marker. The newest valid peer
+        copy with a larger counter than ours is copied in atomically
+        (tombstones too, so a drop made elsewhere is never undone). Checked
+        once per object per batch; True if a copy was adopted.
+        """
+        if self._sync is None:
+            return False
+        try:
+            path = (self.database_path(database) / DATABASE_MARKER if kind == "database"
+                    else self.object_path(database, kind, name))
+        except TahiryError:
+            return False  # the statement itself reports the bad name
+        key = str(path)
+        batch = self._batch
+        if batch is not None and batch.owner == threading.get_ident():
+            if key in batch.pending or key in batch.pulled:
+                return False
+            batch.pulled.add(key)
+        if not self._sync.roots():
+            return False
+        local = self._load(path)
+        local_change = int(local.get("change", 0)) if local is not None else 0
+        copy = self._sync.newer_copy(path, kind, name, local_change)
+        if copy is None:
+            return False
+        self._adopt(path, copy)
+        return True
+
+    def pull_newer_objects(self, database: str) -> None:
+        """Pull every object of a database that a peer holds newer (before dropping it).
+
+        Not the marker: creating and dropping a database are sent to every
+        server, and each decides from its own marker (the fence lets
+        identical markers and tombstones through).
+        """
+        if self._sync is None:
+            return
+        try:
+            validate_name(database, "database")
+        except TahiryError:
+            return  # the statement itself reports the bad name
+        for kind, folder in KIND_FOLDERS.items():
+            for name in sorted(self._sync.object_names(database, folder)):
+                if _IDENTIFIER_RE.fullmatch(name):
+                    self.pull_newer(database, kind, name)
+
+    def _adopt(self, path: Path, copy: PeerCopy) -> None:
+        """Copy a peer's newer file into this directory (atomic, durable, under the lock)."""
+        try:
+            self._prepare_folder(path.parent)
+            copied = copy_if_newer(path, copy.data, copy.change, self._sync.own_lock,
+                                   durable=self._durable, lock_timeout_s=self._lock_timeout_s)
+        except OSError as error:
+            log.error("pull of %s from %s failed: %s", path, copy.peer, error)
+            raise TahiryError(
+                f"Tsy tafiditra ny dika vaovao kokoa an'i {path.relative_to(self.root)} avy "
+                f"amin'i {copy.peer} ({error.strerror or error}) ; tsy nisy niova") from None
+        self._forget(str(path))
+        if copied:
+            log.info("pulled %s (change %d) from %s before writing it",
+                     path.relative_to(self.root), copy.change, copy.peer)
 
     @contextmanager
     def write_batch(self) -> Iterator[None]:

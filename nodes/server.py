@@ -14,7 +14,15 @@ against the store's in-memory write overlay (each has a savepoint: a failing
 statement leaves no trace; later ones see earlier ones' writes), then every
 object file the batch changed is written once, durably, and only then are
 the batch's responses sent. No response leaves before the data it depends
-on is on disk.
+on is on disk. "Failed" always means "not applied": a statement whose file
+may be in place after a failure is answered "outcome unknown"
+(`outcomes_after_partial_commit`).
+
+Peers (`--peers-file`, written by the supervisor, or `--peer ID=DIR`): the
+store pulls a peer's newer copy of an object before writing it and fences
+its commit against the peers' copies (docs/STORAGE.md, "Peers"), so a
+server taking over an object's writes builds on the last acknowledged
+version even when replication has not delivered it yet.
 
 Idle connections are closed after --idle-timeout; beyond --max-connections a
 new connection is answered with an error and closed (admin requests are
@@ -32,19 +40,24 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.outcome import Outcome
 from engine.session import Session
-from engine.storage import BatchNotWritten, Store
+from engine.peers import PeerDirectories, parse_peer_option
+from engine.storage import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.common import (CloseConnection, ConnectionStats, admin_response, close_writer, load_topology_node,
-                          node_argument_parser, run_server, serve_connection, setup_logging)
-from nodes.protocol import (DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PAGE_ROWS, Request,
-                            encode_error, encode_outcome)
+                          node_argument_parser, run_node, run_server, serve_connection, setup_logging)
+from nodes.protocol import (ADMIN_VERSIONS, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PAGE_ROWS, Request,
+                            encode_error, encode_message, encode_outcome, versions_arguments)
 
 KIND = "server"
 INTERNAL_ERROR = ERROR_PREFIX + "Nisy olana tao anatin'ny mpizara (internal error)"
 TOO_MANY_CONNECTIONS = "Be loatra ny fifandraisana amin'ity mpizara ity, andramo indray afaka kelikely"
+NOT_WRITTEN = (ERROR_PREFIX + "Tsy voasoratra : tsy vita ny fanoratana ny vondrona baiko nisy "
+               "an'ity ; tsy nisy niova (rien n'a été écrit)")
 MAX_BATCH = 64  # statements per group commit (bounds the latency one batch adds)
 # Queries over one table this small run on the event loop: a few ms at most,
 # so health probes still get a quick answer, and no thread hand-off (~0.1 ms).
@@ -179,6 +192,8 @@ class DatabaseServer:
 
         async def handle(request: Request) -> bytes:
             if request.admin is not None:
+                if request.admin == ADMIN_VERSIONS:
+                    return self.versions(request)
                 return admin_response(request, self.node_id, KIND, self.status)
             return await self._run(session, request.text)
 
@@ -188,6 +203,30 @@ class DatabaseServer:
                                    max_request_bytes=self.max_request_bytes, auth=self.auth)
         finally:
             self.stats.open_connections -= 1
+
+    def versions(self, request: Request) -> bytes:
+        """`.versions DB obj ...;`: each object's change counter per kind, as one JSON line.
+
+        `{"t1": {"table": 4}, "v": {"view": 2}, "nothing": {}}`: tombstones
+        count (a drop is a write); a missing object or database gives `{}`.
+        Only durable files are seen (never an open batch), so a counter read
+        here is on disk. The load balancer's read-your-writes check uses it.
+        """
+        try:
+            database, names = versions_arguments(request)
+            answer = {}
+            for name in names:
+                kinds = {}
+                for kind in KIND_FOLDERS:
+                    document = self.store.read_raw(database, kind, name)
+                    if document is not None:
+                        kinds[kind] = int(document.get("change", 0))
+                answer[name] = kinds
+        except ValueError as error:
+            return encode_error(str(error))
+        except TahiryError as error:
+            return encode_error(error.message)
+        return encode_message(orjson.dumps(answer).decode())
 
     async def _refuse(self, request: Request) -> bytes:
         if request.admin is not None:
@@ -209,36 +248,39 @@ class DatabaseServer:
     def run_batch(self, jobs: list[_Job]) -> list[bytes]:
         """Run statements as one group commit; their encoded responses, in order.
 
-        Returns only once every write of the batch is durable. If the files
-        could not even be prepared (nothing reached the disk), the statements
-        run again one by one, each with its own durable write and outcome.
+        Returns only once every write of the batch is durable. If nothing of
+        the batch was renamed into place the statements either run again one
+        by one (each with its own durable write and outcome: the files could
+        not be prepared, or a peer holds a newer copy, which the re-run pulls
+        first) or all fail cleanly. After a partial install each statement
+        gets the outcome its own files allow (`outcomes_after_partial_commit`).
         """
         store = self.store
         saved = [job.session.current_database for job in jobs]
         outcomes: list[Outcome] = []
-        wrote: list[bool] = []
+        written: list[frozenset[str]] = []  # each statement's files
         store.begin_batch()
         try:
             for job in jobs:
                 mark = store.batch_mark()
-                writes_before = store.batch_writes
                 outcome = self._outcome(job.session, job.text)
                 if not outcome.ok:
                     store.batch_rollback(mark)  # a failed statement leaves no trace
                 outcomes.append(outcome)
-                wrote.append(outcome.ok and store.batch_writes != writes_before)
+                written.append(store.batch_written_since(mark) if outcome.ok else frozenset())
             self.files_committed += store.commit_batch()
-        except BatchNotWritten:
+        except BatchNotWritten as refused:
             for job, database in zip(jobs, saved):
                 job.session.current_database = database
-            outcomes = [self._outcome(job.session, job.text) for job in jobs]
-        except TahiryError as error:
-            # Renaming failed part-way: what a writer (or a statement after
-            # it, which may have read its writes) reported may not be durable.
-            first = wrote.index(True) if True in wrote else len(jobs)
-            for index in range(first, len(jobs)):
-                outcomes[index] = Outcome.failure(error.message)
-                jobs[index].session.current_database = saved[index]
+            if refused.retry:
+                outcomes = [self._outcome(job.session, job.text) for job in jobs]
+            else:
+                outcomes = [Outcome.failure(ERROR_PREFIX + refused.message)] * len(jobs)
+        except BatchPartlyWritten as partial:
+            outcomes = outcomes_after_partial_commit(outcomes, written, partial)
+            for job, outcome, before, database in zip(jobs, outcomes, written, saved):
+                if not outcome.ok and not before & partial.renamed:
+                    job.session.current_database = database  # it did not happen
         finally:
             store.abort_batch()  # no-op once committed
         self.batches += 1
@@ -269,6 +311,34 @@ class DatabaseServer:
             await asyncio.get_running_loop().run_in_executor(None, self._engine.stop)
 
 
+def outcomes_after_partial_commit(outcomes: list[Outcome], written: list[frozenset[str]],
+                                  partial: BatchPartlyWritten) -> list[Outcome]:
+    """Each statement's outcome once some of the batch's files were renamed, then a failure.
+
+    A statement all of whose files are renamed and durable succeeded. One
+    with a file renamed but not confirmed durable, or only part of its files
+    renamed, may or may not have been applied: "outcome unknown" (a retry
+    could apply it twice). One none of whose files was renamed failed. A
+    statement that wrote nothing but ran after the first writer may have
+    read writes that are not in place: it fails (it changed nothing).
+    """
+    first_writer = next((index for index, keys in enumerate(written) if keys), len(outcomes))
+    result = []
+    for index, (outcome, keys) in enumerate(zip(outcomes, written)):
+        if keys:
+            if keys <= partial.durable:
+                result.append(outcome)
+            elif keys & partial.renamed:
+                result.append(Outcome.failure(partial.message))
+            else:
+                result.append(Outcome.failure(NOT_WRITTEN))
+        elif outcome.ok and index > first_writer:
+            result.append(Outcome.failure(NOT_WRITTEN))
+        else:
+            result.append(outcome)
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = node_argument_parser("Tahiry database server", default_port=3948)
     parser.add_argument("--data", default=None, help="data directory (created if missing)")
@@ -281,7 +351,16 @@ def main(argv: list[str] | None = None) -> None:
     add_auth_arguments(parser)
     parser.add_argument("--inline", action="store_true",
                         help="run statements on the event loop instead of the engine thread")
+    parser.add_argument("--peers-file", default=None,
+                        help="JSON {\"peers\": {ID: DATA_DIR}} of the other servers (re-read when "
+                             "it changes): pull on write, fence on commit")
+    parser.add_argument("--peer", action="append", default=[], metavar="ID=DIR",
+                        help="another server's data directory (repeatable)")
     args = parser.parse_args(argv)
+    try:
+        fixed_peers = dict(parse_peer_option(text) for text in args.peer)
+    except ValueError as error:
+        parser.error(str(error))
     entry = load_topology_node(args)
     data = args.data or entry.get("data")
     if not data:
@@ -289,7 +368,10 @@ def main(argv: list[str] | None = None) -> None:
     logger = setup_logging(args.id, args.log_file, args.log_level)
     auth = node_auth_guard(args, logger)
     logging.getLogger("engine").handlers[:] = logger.handlers
-    store = Store(Path(data))
+    logging.getLogger("engine").setLevel(logger.level)  # pulls from peers are INFO lines
+    peers = (PeerDirectories(fixed_peers, Path(args.peers_file) if args.peers_file else None)
+             if fixed_peers or args.peers_file else None)
+    store = Store(Path(data), peers=peers)
     server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
                             max_connections=args.max_connections, page_rows=args.page_rows,
                             max_request_bytes=args.max_request_bytes, inline=args.inline,
@@ -298,8 +380,8 @@ def main(argv: list[str] | None = None) -> None:
     # Start-up objects (modules, parser tables) never die: keep the cyclic
     # collector from rescanning them on every full collection.
     gc.freeze()
-    asyncio.run(run_server(server.client_connected, args.host, args.port, logger,
-                           on_stop=server.stop))
+    run_node(run_server(server.client_connected, args.host, args.port, logger,
+                        on_stop=server.stop), logger)
 
 
 if __name__ == "__main__":

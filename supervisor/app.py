@@ -3,7 +3,7 @@
 It owns the control port, the cluster, the topology watcher and the run
 directory (`supervisor.pid`, `state.json`, the backends files). It stays
 until SIGINT/SIGTERM or a `down` command, then stops every node and removes
-its run files. If an earlier supervisor died without stopping its nodes,
+its run files (backends and peers files included). If an earlier supervisor died without stopping its nodes,
 their leftover processes (listed in run/state.json) are stopped first.
 """
 
@@ -90,7 +90,7 @@ class SupervisorApp:
             await self.control.close()
             for name in ("supervisor.pid", "control", "state.json", LOADED_TOPOLOGY):
                 (self.run_dir / name).unlink(missing_ok=True)
-            for path in self.run_dir.glob("*.backends.json"):
+            for path in [*self.run_dir.glob("*.backends.json"), *self.run_dir.glob("*.peers.json")]:
                 path.unlink(missing_ok=True)
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)

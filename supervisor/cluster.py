@@ -3,7 +3,8 @@
 `Cluster.up()` starts servers first, then balancers, then proxy caches; a
 node starts once every node it needs is RUNNING (or FATAL: a balancer can
 still serve with one server down). Servers catch up from their peers before
-each start; while a restarted server catches up it is listed `writable:
+each start and know their peers' data directories from run/<server>.peers.json
+(pull on write, fence on commit); while a restarted server catches up it is listed `writable:
 false` in the balancers' backends files (run/<balancer>.backends.json,
 written atomically, re-read by the balancer). `status()` gathers what the
 `status` command shows.
@@ -35,7 +36,7 @@ def node_command(topology: Topology, node_id: str, run_dir: Path,
     argv = [python, "-m", f"nodes.{spec.kind}", "--id", spec.id, "--host", spec.host,
             "--port", str(spec.port)]
     if spec.kind == "server":
-        argv += ["--data", str(spec.data)]
+        argv += ["--data", str(spec.data), "--peers-file", str(peers_file(run_dir, node_id))]
     elif spec.kind == "balancer":
         argv += ["--backends-file", str(backends_file(run_dir, node_id))]
     elif spec.kind == "proxycache":
@@ -47,6 +48,10 @@ def node_command(topology: Topology, node_id: str, run_dir: Path,
 
 def backends_file(run_dir: Path, balancer_id: str) -> Path:
     return run_dir / f"{balancer_id}.backends.json"
+
+
+def peers_file(run_dir: Path, server_id: str) -> Path:
+    return run_dir / f"{server_id}.peers.json"
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -84,6 +89,7 @@ class Cluster:
         """Start everything in dependency order; True once all are RUNNING."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.topology.supervisor.logs.mkdir(parents=True, exist_ok=True)
+        self.write_peers_files()
         await self.replication.start()
         self.write_backends_files()
         self.launch(self.topology.start_order())
@@ -221,6 +227,31 @@ class Cluster:
             self.logger.info("%s: backends file now lists %s", balancer.id,
                              ", ".join(f"{e['id']}{'' if e['writable'] else ' (read-only)'}"
                                        for e in entries) or "no server")
+
+    def write_peers_files(self) -> None:
+        """run/<server>.peers.json: the other servers' data directories (none without replication).
+
+        Each server re-reads its file when it changes (pull on write, fence
+        on commit: docs/STORAGE.md), so a server added by a hot reload is
+        known to the running ones before it takes writes. Files of servers
+        that left the topology are removed.
+        """
+        servers = self.topology.of_kind("server")
+        for server in servers:
+            peers = {other.id: str(other.data) for other in servers
+                     if other.id != server.id} if self.topology.replication_enabled else {}
+            path = peers_file(self.run_dir, server.id)
+            text = json.dumps({"peers": peers}, indent=1) + "\n"
+            try:
+                if path.read_text(encoding="utf-8") == text:
+                    continue
+            except OSError:
+                pass
+            write_atomically(path, text)
+        known = {peers_file(self.run_dir, server.id) for server in servers}
+        for path in self.run_dir.glob("*.peers.json"):
+            if path not in known:
+                path.unlink(missing_ok=True)
 
     def _on_state(self, spec: NodeSpec, state: NodeState) -> None:
         if state is not NodeState.STARTING:

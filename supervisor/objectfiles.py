@@ -9,7 +9,9 @@ temp files of atomic writes, is ignored), reads one copy of an object into a
 small summary (counter, tombstone, digest of the bytes), and writes a copy
 atomically into another data directory (temp file in the destination
 folder, fsync, `os.replace`, fsync the folder) so that a crash leaves the
-old file or the new one, never a torn one.
+old file or the new one, never a torn one; the last check and the rename
+run under the destination directory's write lock (`.tahiry.lock`, shared
+with the servers' commits).
 
 No threads and no state here: `replication.py` decides what to copy.
 """
@@ -24,6 +26,7 @@ from typing import Callable
 
 import orjson
 
+from engine.peers import DirectoryLock
 from engine.storage import atomic_write as storage_atomic_write
 from engine.storage import fsync_folder, temp_path_for
 
@@ -197,14 +200,17 @@ def temp_name(file_name: str) -> str:
     return temp_path_for(Path(file_name)).name
 
 
-def atomic_write(path: Path, data: bytes, still_wanted: Callable[[], bool]) -> bool:
+def atomic_write(path: Path, data: bytes, still_wanted: Callable[[], bool],
+                 lock: DirectoryLock | None = None) -> bool:
     """Write `data` at `path` atomically; False if `still_wanted()` said no.
 
     The engine's own durable replacement (engine.storage.atomic_write: temp
     file, fsync, `os.replace`, fsync of the folder). `still_wanted` runs
-    after the temp file is durable and just before the rename, to narrow the
-    window in which a concurrent local write of the destination could be
-    overwritten.
+    after the temp file is durable and just before the rename; with `lock`
+    (the destination data directory's write lock, engine/peers.py) the
+    check and the rename happen while it is held, so a server committing in
+    that directory can never be overwritten by an older copy in between.
+    Raises OSError (LockTimeout when the lock stays held too long).
     """
     ensure_folder(path.parent)
-    return storage_atomic_write(path, data, still_wanted=still_wanted)
+    return storage_atomic_write(path, data, still_wanted=still_wanted, lock=lock)

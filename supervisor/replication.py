@@ -22,7 +22,11 @@ queued and one worker thread reconciles it across all servers:
   overwritten; the path is retried a few times with backoff, then reported
   as the server's last error;
 - just before the rename, the destination is read again; if it meanwhile got
-  a counter at least as high (a local write), the copy is abandoned.
+  a counter at least as high (a local write), the copy is abandoned. That
+  check and the rename run under the destination's write lock
+  (engine/peers.py `DirectoryLock`), which a server also holds while it
+  fences and renames its own commit, so an older copy can never replace a
+  newer local write in between.
 
 Coalescing: events only mark a path as pending (an ordered set), so a burst
 of writes to one object is reconciled once or twice, with the latest file;
@@ -62,6 +66,7 @@ from pathlib import Path
 
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
+from engine.peers import DirectoryLock
 from supervisor.objectfiles import (ObjectCopy, UnreadableObject, atomic_write, list_object_files,
                                     read_object, same_content)
 from supervisor.replication_queue import PendingPaths
@@ -100,6 +105,7 @@ class Replicator:
         self._watches: dict[str, ObservedWatch] = {}
         self._worker: threading.Thread | None = None
         self._pending = PendingPaths(self._all_paths, resync_interval_s)
+        self._locks: dict[str, DirectoryLock] = {}  # destination write locks, by server
         for server_id, path in servers.items():
             self._register(server_id, Path(path))
 
@@ -353,6 +359,15 @@ class Replicator:
                 self._stats.copied(server_id, lag_ms)
         return True
 
+    def _lock_of(self, server_id: str, root: Path) -> DirectoryLock:
+        """The write lock of a server's data directory (used under the reconcile lock only)."""
+        lock = self._locks.get(server_id)
+        if lock is None or lock.root != root:
+            if lock is not None:
+                lock.close()
+            lock = self._locks[server_id] = DirectoryLock(root)
+        return lock
+
     def _same_as(self, path: Path, data: bytes, rel: str) -> bool:
         try:
             return same_content(path.read_bytes(), data, rel)
@@ -373,7 +388,7 @@ class Replicator:
                 return False
             return current is None or current.change < change
 
-        if not atomic_write(destination, data, still_wanted):
+        if not atomic_write(destination, data, still_wanted, self._lock_of(server_id, root)):
             return False
         try:
             self._read(server_id, root, rel)  # cache the new copy: its echo event is a no-op

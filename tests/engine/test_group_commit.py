@@ -10,7 +10,7 @@ import pytest
 from engine import storage
 from engine.errors import TahiryError
 from engine.session import Session
-from engine.storage import BatchNotWritten, Store
+from engine.storage import BatchNotWritten, BatchPartlyWritten, Store
 
 COLUMNS = [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]}]
 
@@ -152,7 +152,7 @@ def test_a_failure_while_preparing_writes_nothing(store, monkeypatch):
     assert store.read("db", "table", "u") is None
 
 
-def test_a_failure_while_renaming_is_a_clear_error_and_no_stale_cache(store, monkeypatch):
+def test_a_failure_while_renaming_says_which_files_are_in_place_and_no_stale_cache(store, monkeypatch):
     real_replace = os.replace
     calls = []
 
@@ -166,10 +166,12 @@ def test_a_failure_while_renaming_is_a_clear_error_and_no_stale_cache(store, mon
     store.write("db", "table", "t", body(1, 2))
     store.write("db", "table", "u", body(3))
     monkeypatch.setattr(os, "replace", fail_second)
-    with pytest.raises(TahiryError) as caught:
+    with pytest.raises(BatchPartlyWritten) as caught:
         store.commit_batch()
     monkeypatch.undo()
-    assert "Tsy voasoratra" in caught.value.message
+    assert "outcome unknown" in caught.value.message
+    t, u = (str(store.root / "db" / "tables" / f"{name}.json") for name in "tu")
+    assert caught.value.renamed == {t} and caught.value.durable == {t}
     assert temp_files(store) == []
     # Each file is whole: t is new, u never appeared; reads agree with the disk.
     assert store.read("db", "table", "t")["rows"] == on_disk(store)["rows"] == [[1], [2]]

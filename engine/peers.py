@@ -1,0 +1,278 @@
+"""Other servers' data directories, as one server's store sees them.
+
+All servers of a cluster run on one machine and the supervisor copies object
+files between their data directories (supervisor/replication.py). That copy
+is asynchronous, so when an object's writes move to another server (its
+owner died or froze, or came back) the new owner may not have the previous
+owner's last acknowledged version yet. The store closes that gap with
+"pull on write, fence on commit" (docs/STORAGE.md, "Peers"); this module
+holds the pieces that do not depend on the store:
+
+- `PeerDirectories`: who the peers are and where their data directories
+  are: fixed ones (`--peer ID=DIR`) plus a peers file written by the
+  supervisor (`{"peers": {"m2": "/abs/data/m2"}}`), re-read whenever its
+  mtime/size/inode changes, so a hot-reloaded topology reaches running
+  servers. A bad file keeps the last good list (logged).
+- `read_change(path)`: a copy's change counter from the first bytes of the
+  file (the compact header `{"format":1,"kind":..,"name":..,"change":N,`),
+  with a full parse as the fallback; `read_copy(path, kind, name)`: a whole
+  copy, checked, for adoption.
+- `DirectoryLock`: the cross-process write lock of one data directory
+  (`flock` on `<data>/.tahiry.lock`). A server holds its own and its peers'
+  locks, taken in one global order, while it checks the fence and renames
+  its files; replication holds the destination's lock while it checks and
+  renames a copy. So "check the other copies, then rename" is atomic with
+  respect to every other writer of these directories.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+LOCK_FILE_NAME = ".tahiry.lock"
+HEADER_BYTES = 512
+DEFAULT_LOCK_TIMEOUT_S = 8.0  # > the supervisor's time to replace a frozen server (~6 s)
+_HEADER_RE = re.compile(rb'\{"format":1,"kind":"[a-z]+","name":"[^"\\]*","change":(\d+),')
+
+log = logging.getLogger(__name__)
+
+
+class UnreadableCopy(Exception):
+    """A peer's file exists but is not a valid object document (torn, garbage)."""
+
+
+class LockTimeout(OSError):
+    """A directory's write lock stayed held by another process for too long."""
+
+    def __init__(self, path: Path, timeout_s: float):
+        super().__init__(errno.ETIMEDOUT, f"write lock {path} still held after {timeout_s:g}s")
+        self.lock_path = path
+
+
+# --------------------------------------------------------------------------
+# who the peers are
+
+
+def parse_peer_option(text: str) -> tuple[str, Path]:
+    """`ID=DIR` (the `--peer` option) -> (id, absolute dir); ValueError with a sentence."""
+    peer_id, separator, folder = text.partition("=")
+    if not separator or not peer_id.strip() or not folder.strip():
+        raise ValueError(f"--peer {text!r}: expected ID=DIR")
+    return peer_id.strip(), Path(os.path.abspath(folder.strip()))
+
+
+class PeerDirectories:
+    """The peers' data directories: fixed ones plus those of a peers file (re-read on change)."""
+
+    def __init__(self, fixed: dict[str, Path] | None = None, peers_file: Path | None = None):
+        self._fixed = {peer: Path(os.path.abspath(folder)) for peer, folder in (fixed or {}).items()}
+        self._file = Path(peers_file) if peers_file is not None else None
+        self._file_signature: tuple | None = None
+        self._from_file: dict[str, Path] = {}
+
+    @property
+    def peers_file(self) -> Path | None:
+        return self._file
+
+    def current(self) -> dict[str, Path]:
+        """Peer id -> data directory, as of now (one `stat` of the peers file)."""
+        if self._file is not None:
+            self._refresh()
+        if not self._from_file:
+            return self._fixed
+        return {**self._from_file, **self._fixed}
+
+    def _refresh(self) -> None:
+        try:
+            stat = os.stat(self._file)
+        except FileNotFoundError:
+            signature = None
+        except OSError as error:
+            log.warning("cannot read the peers file %s: %s", self._file, error)
+            return
+        else:
+            signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if signature == self._file_signature:
+            return
+        self._file_signature = signature
+        if signature is None:
+            if self._from_file:
+                log.warning("the peers file %s is gone: keeping %s", self._file,
+                            ", ".join(sorted(self._from_file)))
+            return
+        try:
+            document = orjson.loads(self._file.read_bytes())
+            peers = document["peers"]
+            if not isinstance(peers, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) and v for k, v in peers.items()):
+                raise ValueError("'peers' must map ids to directory paths")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.error("bad peers file %s (keeping the previous peers): %s", self._file, error)
+            return
+        base = self._file.parent
+        self._from_file = {peer: Path(os.path.abspath(base / folder)) for peer, folder in peers.items()}
+        log.info("peers: %s", ", ".join(f"{p}={d}" for p, d in sorted(self._from_file.items()))
+                 or "none")
+
+
+# --------------------------------------------------------------------------
+# reading peers' copies
+
+
+def read_change(path: Path) -> int | None:
+    """The change counter of the copy at `path`; None if there is no file.
+
+    Reads the first HEADER_BYTES only when the file starts with the compact
+    header the store writes; otherwise parses the whole file. Raises
+    UnreadableCopy for a file that is not a document, OSError for I/O errors.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        head = os.read(descriptor, HEADER_BYTES)
+        match = _HEADER_RE.match(head)
+        if match is not None:
+            return int(match.group(1))
+        chunks = [head]
+        while chunk := os.read(descriptor, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(descriptor)
+    return _checked(b"".join(chunks), path)["change"]
+
+
+def read_copy(path: Path, kind: str, name: str) -> tuple[dict, bytes] | None:
+    """A whole copy (document, bytes), checked to be `kind` `name`; None if no file."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    document = _checked(data, path)
+    if document.get("kind") != kind or document.get("name") != name:
+        raise UnreadableCopy(f"{path}: kind/name do not match the path")
+    return document, data
+
+
+def _checked(data: bytes, path: Path) -> dict:
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise UnreadableCopy(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != 1:
+        raise UnreadableCopy(f"{path}: not a format 1 document")
+    change = document.get("change")
+    if not isinstance(change, int) or isinstance(change, bool) or change < 0:
+        raise UnreadableCopy(f"{path}: no valid change counter")
+    if not isinstance(document.get("dropped", False), bool):
+        raise UnreadableCopy(f"{path}: 'dropped' is not a boolean")
+    return document
+
+
+@dataclass(frozen=True)
+class PeerCopy:
+    """A peer's copy newer than ours, read whole and checked."""
+
+    peer: str
+    path: Path
+    change: int
+    document: dict
+    data: bytes
+
+
+# --------------------------------------------------------------------------
+# the cross-process write lock of a data directory
+
+
+class DirectoryLock:
+    """`flock` on `<data>/.tahiry.lock`: one writer at a time checks-and-renames there.
+
+    The descriptor stays open between uses. The lock file is opened
+    read-only (flock does not need write access) and created with the
+    built-in `open` only when missing.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.path = self.root / LOCK_FILE_NAME
+        self._descriptor: int | None = None
+
+    def _open(self) -> int:
+        if self._descriptor is None:
+            try:
+                self._descriptor = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                with open(self.path, "ab"):
+                    pass
+                self._descriptor = os.open(self.path, os.O_RDONLY)
+        return self._descriptor
+
+    def try_acquire(self) -> bool:
+        descriptor = self._open()
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        # The lock file replaced meanwhile (a folder removed and made again):
+        # a lock on the old inode protects nothing; start over on the new one.
+        try:
+            same = os.stat(self.path).st_ino == os.fstat(descriptor).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            self.close()
+            return self.try_acquire()
+        return True
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._descriptor is not None:
+            try:
+                os.close(self._descriptor)
+            finally:
+                self._descriptor = None
+
+
+@contextmanager
+def holding(locks: list[DirectoryLock], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold every lock (taken in path order, so two holders never deadlock).
+
+    Waits at most `timeout_s` in all; raises LockTimeout (nothing held) then.
+    A holder frozen by SIGSTOP keeps its lock until it is killed: the
+    supervisor's health checks restart it within a few seconds.
+    """
+    ordered = sorted(locks, key=lambda lock: str(lock.path))
+    held: list[DirectoryLock] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        for lock in ordered:
+            pause = 0.0001
+            while not lock.try_acquire():
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(lock.path, timeout_s)
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+            held.append(lock)
+        yield
+    finally:
+        for lock in reversed(held):
+            try:
+                lock.release()
+            except OSError as error:  # the descriptor is gone: so is the lock
+                log.warning("releasing %s: %s", lock.path, error)

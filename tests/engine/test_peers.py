@@ -1,0 +1,260 @@
+"""Pull on write and the commit fence (engine/peers.py, Store with peers), on real folders.
+
+Two stores on two data directories, each knowing the other as a peer, and
+no replication between them: whatever reaches one directory from the other
+does so through the pull or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.errors import TahiryError
+from engine.peers import (DirectoryLock, LockTimeout, PeerDirectories, holding, parse_peer_option,
+                          read_change)
+from engine.session import Session
+from engine.storage import BatchFenced, BatchNotWritten, Store
+
+COLUMNS = [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]}]
+
+
+def table_file(root, name="t", database="db"):
+    return root / database / "tables" / f"{name}.json"
+
+
+def on_disk(root, name="t", database="db"):
+    path = table_file(root, name, database)
+    return json.loads(path.read_bytes()) if path.exists() else None
+
+
+def rows(root, name="t"):
+    return [row[0] for row in on_disk(root, name)["rows"]]
+
+
+def temp_files(root):
+    return sorted(p.name for p in root.rglob(".*.tmp"))
+
+
+def ok(session, text):
+    outcome = session.execute_one(text)
+    assert outcome.ok, outcome.message
+    return outcome
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """(store a, store b): same database and table t holding [1], at change 2 on both."""
+    a_root, b_root = tmp_path / "a", tmp_path / "b"
+    seed = Session(Store(a_root))
+    ok(seed, "manamboara tahiry db;")
+    ok(seed, "ampiasao db;")
+    ok(seed, "manamboara tabilao t (a ISA(null, null));")
+    ok(seed, "manampia ao@ t sanda (1);")
+    shutil.copytree(a_root, b_root)
+    a = Store(a_root, peers=PeerDirectories({"b": b_root}), lock_timeout_s=0.3)
+    b = Store(b_root, peers=PeerDirectories({"a": a_root}), lock_timeout_s=0.3)
+    return a, b
+
+
+def session_on(store):
+    session = Session(store)
+    ok(session, "ampiasao db;")
+    return session
+
+
+# --------------------------------------------------------------------------
+# pull on write
+
+
+def test_a_newer_peer_copy_is_adopted_then_written_on_top(pair):
+    a, b = pair
+    ok(session_on(b), "manampia ao@ t sanda (2);")           # b: change 3, rows [1, 2]
+    assert on_disk(a.root)["change"] == 2 and rows(a.root) == [1]
+    ok(session_on(a), "manampia ao@ t sanda (3);")
+    assert on_disk(a.root)["change"] == on_disk(b.root)["change"] + 1
+    assert rows(a.root) == [1, 2, 3]
+    assert rows(b.root) == [1, 2]                              # the pull never writes a peer
+    assert temp_files(a.root) == temp_files(b.root) == []
+
+
+def test_pull_inside_a_group_commit_batch(pair):
+    a, b = pair
+    ok(session_on(b), "manampia ao@ t sanda (2);")
+    first, second = session_on(a), session_on(a)
+    with a.write_batch():
+        ok(first, "manampia ao@ t sanda (3);")
+        ok(second, "manampia ao@ t sanda (4);")
+        ok(second, "havaozy t ova a = a * 10 rehefa a = 1;")
+    document = on_disk(a.root)
+    assert [row[0] for row in document["rows"]] == [10, 2, 3, 4]
+    assert document["change"] == on_disk(b.root)["change"] + 1   # one file write per batch
+
+
+def test_a_table_dropped_on_a_peer_is_not_resurrected(pair):
+    a, b = pair
+    ok(session_on(b), "ravao ny tabilao t;")
+    tombstone = on_disk(b.root)
+    session = session_on(a)
+    outcome = session.execute_one("manampia ao@ t sanda (5);")
+    assert not outcome.ok and "t n'as pas été trouvé" in outcome.message
+    assert on_disk(a.root) == tombstone                        # the drop reached a, nothing more
+    assert ok(session, "asehoy ny tabilao;").relation.rows == []
+    ok(session, "manamboara tabilao t (a ISA(null, null));")  # continues from the tombstone
+    assert on_disk(a.root)["change"] == tombstone["change"] + 1
+    assert on_disk(a.root)["rows"] == []
+
+
+def test_a_database_dropped_on_a_peer_stays_dropped(pair):
+    a, b = pair
+    dropper = Session(b)
+    ok(dropper, "ravao ny tahiry db;")
+    session = session_on(a)  # a still has db: the session selects it
+    outcome = session.execute_one("manampia ao@ t sanda (5);")
+    assert not outcome.ok and "Tsy misy ny tahiry" in outcome.message
+    assert json.loads((a.root / "db" / "database.json").read_bytes())["dropped"] is True
+    assert on_disk(a.root) == on_disk(b.root)                  # b's tombstone, nothing more
+    assert on_disk(a.root)["dropped"] is True
+
+
+def test_a_torn_or_garbage_peer_copy_is_ignored(pair, caplog):
+    a, b = pair
+    table_file(b.root).write_bytes(b'{"format":1,"kind":"table","name":"t","change":99,"dr')
+    with caplog.at_level(logging.WARNING, logger="engine"):
+        ok(session_on(a), "manampia ao@ t sanda (2);")
+    assert rows(a.root) == [1, 2] and on_disk(a.root)["change"] == 3
+    assert "ignoring" in caplog.text and "b/db/tables/t.json" in caplog.text
+
+
+def test_equal_counters_with_different_content_keep_the_local_copy(pair, caplog):
+    a, b = pair
+    document = on_disk(b.root)
+    document["rows"] = [[7], [8]]
+    table_file(b.root).write_text(json.dumps(document, separators=(",", ":")))
+    with caplog.at_level(logging.WARNING, logger="engine"):
+        ok(session_on(a), "manampia ao@ t sanda (2);")
+    assert rows(a.root) == [1, 2] and on_disk(a.root)["change"] == 3
+    assert "both have change 2 but differ" in caplog.text
+
+
+def test_an_object_created_on_a_peer_is_pulled_before_a_create(pair):
+    a, b = pair
+    ok(session_on(b), "manamboara tabilao u (a ISA(null, null));")
+    outcome = session_on(a).execute_one("manamboara tabilao u (b ISA(null, null));")
+    assert not outcome.ok and "efa misy" in outcome.message
+    assert on_disk(a.root, "u") == on_disk(b.root, "u")
+
+
+def test_the_peer_header_is_read_without_parsing_the_whole_file(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_bytes(b'{"format":1,"kind":"table","name":"t","change":42,"dropped":false,"rows":[' + b"1," * 5000 + b"1]}")
+    assert read_change(path) == 42
+    path.write_text('{ "format": 1, "kind": "table", "name": "t", "change": 7, "dropped": false }')
+    assert read_change(path) == 7                               # not compact: full parse
+    assert read_change(tmp_path / "missing.json") is None
+
+
+# --------------------------------------------------------------------------
+# the fence at commit
+
+
+def test_fence_refuses_a_batch_when_a_peer_committed_the_same_counter(pair):
+    a, b = pair
+    session = session_on(a)
+    a.begin_batch()
+    ok(session, "manampia ao@ t sanda (3);")                  # pulled: b is not newer yet
+    ok(session_on(b), "manampia ao@ t sanda (2);")            # b commits change 3 meanwhile
+    before = table_file(a.root).read_bytes()
+    with pytest.raises(BatchFenced) as caught:
+        a.commit_batch()
+    assert caught.value.retry and "change 3" in caught.value.message
+    assert table_file(a.root).read_bytes() == before          # nothing renamed
+    assert temp_files(a.root) == []
+    assert rows(b.root) == [1, 2]
+    # Run again, the statement pulls b's copy first and lands on top of it.
+    ok(session, "manampia ao@ t sanda (3);")
+    assert rows(a.root) == [1, 2, 3] and on_disk(a.root)["change"] == 4
+
+
+def test_fence_on_a_write_outside_a_batch_is_a_clean_error(pair):
+    a, b = pair
+    ok(session_on(b), "manampia ao@ t sanda (2);")
+    before = table_file(a.root).read_bytes()
+    with pytest.raises(TahiryError) as caught:   # Store.write itself does not pull
+        a.write("db", "table", "t", {"columns": COLUMNS, "rows": [[1], [9]]})
+    assert "Tsy voasoratra" in caught.value.message and "unknown" not in caught.value.message
+    assert table_file(a.root).read_bytes() == before and temp_files(a.root) == []
+
+
+def test_identical_database_markers_written_on_both_sides_are_not_a_conflict(pair):
+    a, b = pair
+    ok(Session(b), "manamboara tahiry other;")
+    ok(Session(a), "manamboara tahiry other;")   # the balancer sends it to every server
+    assert (a.root / "other" / "database.json").read_bytes() == \
+        (b.root / "other" / "database.json").read_bytes()
+
+
+def test_a_held_peer_lock_refuses_the_commit_cleanly(pair):
+    a, b = pair
+    other_holder = DirectoryLock(b.root)
+    session = session_on(a)
+    before = table_file(a.root).read_bytes()
+    with holding([other_holder]):
+        a.begin_batch()
+        ok(session, "manampia ao@ t sanda (3);")
+        with pytest.raises(BatchNotWritten) as caught:
+            a.commit_batch()
+    assert not caught.value.retry and "mihidy" in caught.value.message
+    assert table_file(a.root).read_bytes() == before and temp_files(a.root) == []
+    ok(session, "manampia ao@ t sanda (3);")                  # released: writes go on
+    assert rows(a.root) == [1, 3]
+
+
+def test_locks_time_out_and_release_what_they_took(tmp_path):
+    first, second = DirectoryLock(tmp_path / "x"), DirectoryLock(tmp_path / "y")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    blocker = DirectoryLock(tmp_path / "y")
+    with holding([blocker]):
+        with pytest.raises(LockTimeout):
+            with holding([second, first], timeout_s=0.05):
+                pass
+    assert first.try_acquire()                                # x was released on the timeout
+    first.release()
+
+
+def test_a_store_without_peers_takes_no_lock_and_leaves_no_lock_file(tmp_path):
+    store = Store(tmp_path / "data")
+    ok(Session(store), "manamboara tahiry db;")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["db"]
+
+
+# --------------------------------------------------------------------------
+# who the peers are
+
+
+def test_peers_file_is_reread_when_it_changes_and_a_bad_one_keeps_the_last(tmp_path, caplog):
+    peers_file = tmp_path / "m1.peers.json"
+    peers_file.write_text(json.dumps({"peers": {"m2": str(tmp_path / "m2")}}))
+    peers = PeerDirectories({"fixed": tmp_path / "f"}, peers_file)
+    assert peers.current() == {"m2": tmp_path / "m2", "fixed": tmp_path / "f"}
+    peers_file.write_text(json.dumps({"peers": {"m2": str(tmp_path / "m2"),
+                                                "m3": "m3"}}))   # relative: to the file's folder
+    os.utime(peers_file, ns=(1, 1))
+    assert peers.current()["m3"] == tmp_path / "m3"
+    peers_file.write_text("{not json")
+    with caplog.at_level(logging.ERROR, logger="engine"):
+        assert set(peers.current()) == {"m2", "m3", "fixed"}
+    assert "bad peers file" in caplog.text
+
+
+def test_peer_option_syntax():
+    assert parse_peer_option("m2=/srv/m2") == ("m2", Path("/srv/m2"))
+    for bad in ("m2", "=x", "m2="):
+        with pytest.raises(ValueError):
+            parse_peer_option(bad)

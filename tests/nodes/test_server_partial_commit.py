@@ -1,0 +1,131 @@
+"""nodes.server outcomes when a group commit fails after its first rename, or is fenced by a peer.
+
+In process, real files: a statement whose file is in place and durable
+succeeded; one whose file is in place but not confirmed durable is "outcome
+unknown"; one whose file was never renamed failed; a batch fenced by a
+peer's newer copy runs again one by one on top of that copy.
+"""
+
+import errno
+import json
+import logging
+import os
+import shutil
+
+import pytest
+
+from engine import storage
+from engine.peers import PeerDirectories
+from engine.session import Session
+from engine.storage import Store
+from nodes.protocol import decode_responses
+from nodes.server import DatabaseServer, _Job
+
+
+def make_server(root, peers=None):
+    return DatabaseServer("m1", Store(root, peers=peers), logging.getLogger("test"), inline=True)
+
+
+@pytest.fixture
+def server(tmp_path):
+    setup = Session(Store(tmp_path / "data"))
+    for text in ("manamboara tahiry s", "ampiasao s", "manamboara tabilao t (id ISA(0,100))",
+                 "manamboara tabilao u (id ISA(0,100))"):
+        assert setup.execute_one(text).ok
+    return make_server(tmp_path / "data")
+
+
+def session(server):
+    result = Session(server.store)
+    result.current_database = "s"
+    return result
+
+
+def run(server, *pairs):
+    raw = server.run_batch([_Job(s, text, None) for s, text in pairs])
+    return [decode_responses(item)[0] for item in raw]
+
+
+def rows(server, table="t"):
+    path = server.store.root / "s" / "tables" / f"{table}.json"
+    return [row[0] for row in json.loads(path.read_text())["rows"]]
+
+
+def test_folder_fsync_failing_after_the_rename_is_outcome_unknown_never_failed(server, monkeypatch):
+    a, b = session(server), session(server)
+    real = storage.fsync_folder
+    monkeypatch.setattr(storage, "fsync_folder", lambda folder: (_ for _ in ()).throw(
+        OSError(errno.EIO, "Input/output error")) if str(folder).endswith("tables") else real(folder))
+    responses = run(server, (b, "alaivo * ao@ t"), (a, "manampia ao@ t sanda (1)"),
+                    (b, "alaivo * ao@ t"), (b, "manampia ao@ t sanda (500)"))
+    monkeypatch.undo()
+    assert responses[0].ok and responses[0].relation.rows == []   # before any write: fine
+    assert not responses[1].ok and "outcome unknown" in responses[1].message
+    assert not responses[2].ok and "unknown" not in responses[2].message  # a read: no effect
+    assert not responses[3].ok and "unknown" not in responses[3].message  # its own error
+    assert rows(server) == [1]                                     # the write is in place
+    assert run(server, (a, "alaivo * ao@ t"))[0].relation.rows == [[1]]
+
+
+def test_a_second_rename_failing_splits_the_batch_by_file(server, monkeypatch):
+    a, b = session(server), session(server)
+    real_replace = os.replace
+    calls = []
+
+    def fail_second(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", fail_second)
+    responses = run(server, (a, "manampia ao@ t sanda (1)"), (b, "manampia ao@ u sanda (2)"),
+                    (a, "manampia ao@ t sanda (3)"))
+    monkeypatch.undo()
+    assert [r.ok for r in responses] == [True, False, True]       # t renamed and durable
+    assert "unknown" not in responses[1].message and "Tsy voasoratra" in responses[1].message
+    assert rows(server) == [1, 3] and rows(server, "u") == []
+    assert list(server.store.root.rglob(".*.tmp")) == []
+
+
+def test_the_first_rename_failing_runs_the_statements_again_one_by_one(server, monkeypatch):
+    a = session(server)
+    real_replace = os.replace
+    calls = []
+
+    def fail_first(source, target):
+        calls.append(target)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", fail_first)
+    responses = run(server, (a, "manampia ao@ t sanda (1)"), (a, "manampia ao@ t sanda (2)"))
+    monkeypatch.undo()
+    assert [r.ok for r in responses] == [True, True]
+    assert rows(server) == [1, 2]
+
+
+def test_a_fenced_batch_runs_again_on_top_of_the_peers_copy(server, tmp_path):
+    peer_root = tmp_path / "peer"
+    shutil.copytree(server.store.root, peer_root)
+    fenced = make_server(server.store.root, PeerDirectories({"m2": peer_root}))
+    peer = Session(Store(peer_root, peers=PeerDirectories({"m1": server.store.root})))
+    peer.current_database = "s"
+    a = session(fenced)
+    original_pull = fenced.store.pull_newer
+    written_meanwhile = []
+
+    def pull_then_peer_commits(*args):
+        # The peer commits t between this server's pull and its commit.
+        result = original_pull(*args)
+        if args[1] == "table" and not written_meanwhile:
+            written_meanwhile.append(peer.execute_one("manampia ao@ t sanda (2)"))
+        return result
+
+    fenced.store.pull_newer = pull_then_peer_commits
+    responses = run(fenced, (a, "manampia ao@ t sanda (1)"))
+    assert written_meanwhile[0].ok and responses[0].ok, responses[0].message
+    assert rows(fenced) == [2, 1]                  # applied on top of the peer's write
+    assert [row[0] for row in json.loads((peer_root / "s" / "tables" / "t.json").read_text())
+            ["rows"]] == [2]

@@ -1,0 +1,50 @@
+"""run/<server>.peers.json: each server's peers, written by the supervisor and kept in step on reload."""
+
+import json
+import logging
+
+from supervisor.cluster import Cluster, node_command, peers_file
+from supervisor.topology import parse_topology
+from tests.supervisor.test_reload import with_m3
+from tests.supervisor.test_topology import GOOD
+
+
+def cluster_for(tmp_path, text=GOOD):
+    topology = parse_topology(text, tmp_path / "topology.yaml", {})
+    return Cluster(topology, logging.getLogger("test"))
+
+
+def peers_of(cluster, server):
+    return json.loads(peers_file(cluster.run_dir, server).read_text())["peers"]
+
+
+def test_each_server_lists_the_others_and_is_started_with_its_file(tmp_path):
+    cluster = cluster_for(tmp_path)
+    cluster.run_dir.mkdir(parents=True)
+    cluster.write_peers_files()
+    assert peers_of(cluster, "m1") == {"m2": str(tmp_path / "data" / "m2")}
+    assert peers_of(cluster, "m2") == {"m1": str(tmp_path / "data" / "m1")}
+    argv = node_command(cluster.topology, "m1", cluster.run_dir)
+    assert argv[argv.index("--peers-file") + 1] == str(peers_file(cluster.run_dir, "m1"))
+
+
+def test_a_reload_adds_the_new_server_to_every_file_and_removes_files_of_gone_ones(tmp_path):
+    cluster = cluster_for(tmp_path)
+    cluster.run_dir.mkdir(parents=True)
+    cluster.write_peers_files()
+    cluster.topology = parse_topology(with_m3(), tmp_path / "topology.yaml", {})
+    cluster.write_peers_files()
+    assert sorted(peers_of(cluster, "m1")) == ["m2", "m3"]
+    assert sorted(peers_of(cluster, "m3")) == ["m1", "m2"]
+    cluster.topology = parse_topology(GOOD, tmp_path / "topology.yaml", {})
+    cluster.write_peers_files()
+    assert not peers_file(cluster.run_dir, "m3").exists()
+    assert sorted(peers_of(cluster, "m1")) == ["m2"]
+
+
+def test_no_replication_means_no_peers(tmp_path):
+    text = GOOD.replace("nodes:\n", "replication:\n  enabled: false\nnodes:\n", 1)
+    cluster = cluster_for(tmp_path, text)
+    cluster.run_dir.mkdir(parents=True)
+    cluster.write_peers_files()
+    assert peers_of(cluster, "m1") == {}
