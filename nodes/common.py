@@ -601,8 +601,10 @@ async def run_server(client_connected: Callable[[asyncio.StreamReader, asyncio.S
         try:
             await client_connected(reader, writer)
         except asyncio.CancelledError:
+            # Only shutdown cancels a connection task. Ending the task
+            # normally keeps asyncio's stream callback from logging the
+            # cancellation as an error traceback in the node's log.
             await close_writer(writer)
-            raise
         except Exception:  # a bug in one connection must not take the node down
             logger.exception("connection handler failed")
             await close_writer(writer)
