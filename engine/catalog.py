@@ -3,11 +3,17 @@
 The evaluator reads through the `Catalog` protocol only; `DatabaseCatalog`
 implements it over a `Store` (engine/storage.py). Rows handed out here are
 shared with the store's cache: readers must never mutate them.
+
+A `TableData` read through `DatabaseCatalog` lives as long as the version
+of the file it was decoded from stays in the store's cache (it is kept in
+that cache entry's memo), so what it derives lazily -- the equality indexes
+of engine/equality_lookup.py -- is built once per version of the table and
+dropped with it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.ast import Query, SelectExpr
@@ -29,10 +35,31 @@ class TableData:
     name: str
     columns: list[ColumnInfo]
     rows: list[list]
+    _indexes: dict[int, dict] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def column_names(self) -> list[str]:
         return [column.name for column in self.columns]
+
+    def equality_index(self, column: int) -> dict[object, list[list]]:
+        """{value: the rows holding it in that column, in table order}; NULLs left out.
+
+        Built on first use and kept with this object. Two threads may build
+        it at the same time; either result is the same.
+        """
+        index = self._indexes.get(column)
+        if index is None:
+            index = {}
+            for row in self.rows:
+                value = row[column]
+                if value is not None:
+                    bucket = index.get(value)
+                    if bucket is None:
+                        index[value] = [row]
+                    else:
+                        bucket.append(row)
+            self._indexes[column] = index
+        return index
 
 
 class Catalog(Protocol):
@@ -61,10 +88,14 @@ class DatabaseCatalog:
         self._parser = parser
 
     def table(self, name: str) -> TableData | None:
-        document = self.store.read(self.database, "table", name)
-        if document is None:
+        entry = self.store.read_with_memo(self.database, "table", name)
+        if entry is None:
             return None
-        return table_from_document(document)
+        document, memo = entry
+        table = memo.get("table")
+        if table is None:
+            table = memo["table"] = table_from_document(document)
+        return table
 
     def view_query(self, name: str) -> SelectExpr | None:
         document = self.store.read(self.database, "view", name)

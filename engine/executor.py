@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from engine import ast, query
 from engine.catalog import DatabaseCatalog, TableData, table_from_document
+from engine.code_cache import CodeCache
 from engine.domains import check_column_names, check_value, domain_to_json
 from engine.errors import TahiryError
 from engine.outcome import Column, Outcome, Relation
@@ -56,10 +57,13 @@ def _unknown_column(name: str) -> TahiryError:
 class Executor:
     """Statement runner over one Store; stateless apart from what it is given."""
 
-    def __init__(self, store: Store, parser, limits: Limits | None = None):
+    def __init__(self, store: Store, parser, limits: Limits | None = None,
+                 codes: CodeCache | None = None):
         self.store = store
         self.parser = parser
         self.limits = limits or Limits()
+        # Compiled expressions, kept for the next statement of the same shape.
+        self.codes = codes if codes is not None else CodeCache()
 
     def run(self, statement: ast.Statement, session: SessionState) -> Outcome:
         handler = getattr(self, "_run_" + type(statement).__name__, None)
@@ -302,9 +306,9 @@ class Executor:
         document, table = self._writable_table(database, statement.table)
         positions = self._column_positions(
             table, [assignment.column for assignment in statement.assignments])
-        expressions = [query.compile_table_expression(assignment.expr, table)
+        expressions = [query.compile_table_expression(assignment.expr, table, self.codes)
                        for assignment in statement.assignments]
-        predicate = (query.compile_table_predicate(statement.where, table)
+        predicate = (query.compile_table_predicate(statement.where, table, self.codes)
                      if statement.where is not None else None)
         rows = []
         count = 0
@@ -329,7 +333,7 @@ class Executor:
         if statement.where is None:
             kept = []
         else:
-            predicate = query.compile_table_predicate(statement.where, table)
+            predicate = query.compile_table_predicate(statement.where, table, self.codes)
             kept = [row for row in table.rows if not predicate(row)]
         count = len(table.rows) - len(kept)
         if count:
@@ -341,7 +345,7 @@ class Executor:
     def _run_Query(self, statement: ast.Query, session) -> Outcome:
         database = self._database(session) if session.current_database is not None else None
         catalog = self.catalog(database) if database is not None else _NoDatabaseCatalog()
-        relation = query.evaluate_query(statement.select, catalog, self.limits.query)
+        relation = query.evaluate_query(statement.select, catalog, self.limits.query, self.codes)
         return Outcome.success(f"{len(relation.rows)} andalana", relation)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from engine import values
+from engine.code_cache import CodeCache
 from engine.ast import Binary, ColumnRef, Expr, FunctionCall, IsNull, Literal, Unary
 from engine.errors import TahiryError
 
@@ -240,6 +241,7 @@ class _Code:
 @dataclass
 class _Generator:
     context: object
+    codes: CodeCache | None = None
     namespace: dict = field(default_factory=dict)
     counter: int = 0
 
@@ -268,7 +270,10 @@ class _Generator:
         return _Code(self.name("c", value), kind, 1, True, value)
 
     def lambda_of(self, code: _Code) -> Callable[[list], object]:
-        return eval(f"lambda r: {code.text}", self.namespace)  # noqa: S307 - generated
+        source = f"lambda r: {code.text}"
+        if self.codes is not None:
+            return self.codes.function(source, self.namespace)
+        return eval(source, self.namespace)  # noqa: S307 - generated
 
     def fold(self, code: _Code) -> _Code:
         """Evaluate a constant subexpression now; keep deep code shallow."""
@@ -409,9 +414,13 @@ def _not_boolean(op: str, operand: Expr) -> TahiryError:
         f"Ny '{op}' dia mila booléen, fa tsy booléen ny {expression_text(operand)}.")
 
 
-def compile_expression(expr: Expr, context) -> Compiled:
-    """Compile a value expression; `context` resolves columns and aggregates."""
-    generator = _Generator(context)
+def compile_expression(expr: Expr, context, codes: CodeCache | None = None) -> Compiled:
+    """Compile a value expression; `context` resolves columns and aggregates.
+
+    `codes`: where compiled sources are kept for the next statement of the
+    same shape (None: compile every time).
+    """
+    generator = _Generator(context, codes)
     code = generator.emit(expr)
     if code.constant:
         value = code.value
@@ -419,13 +428,13 @@ def compile_expression(expr: Expr, context) -> Compiled:
     return Compiled(generator.lambda_of(code), code.kind)
 
 
-def compile_condition(expr: Expr, context, clause: str,
-                      strict: bool = False) -> Callable[[list], object]:
+def compile_condition(expr: Expr, context, clause: str, strict: bool = False,
+                      codes: CodeCache | None = None) -> Callable[[list], object]:
     """Compile a condition; the function's result is truthy exactly when it is true.
 
     With strict=True the function returns exactly True or False.
     """
-    generator = _Generator(context)
+    generator = _Generator(context, codes)
     code = generator.emit_filter(expr, clause)
     if strict:
         code = _Code(f"({code.text}) is True", BOOL, code.depth + 1, code.constant)

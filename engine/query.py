@@ -23,6 +23,8 @@ from engine import relational, values
 from engine.ast import (Binary, ColumnRef, Expr, FunctionCall, Join, OrderItem, SelectCore,
                         SelectExpr, SetOperation, Source, SubquerySource, TableSource)
 from engine.catalog import Catalog, TableData
+from engine.code_cache import CodeCache
+from engine.equality_lookup import candidate_rows, conjuncts
 from engine.errors import TahiryError
 from engine.expressions import (ANY, BOOL, VALUE, Compiled, RowContext, Scope, ScopeColumn,
                                 check_function, column_refs, compile_condition,
@@ -46,11 +48,14 @@ class _Result:
 
 
 def evaluate_query(select: SelectExpr, catalog: Catalog,
-                   limits: QueryLimits = DEFAULT_LIMITS) -> Relation:
-    """Evaluate a SELECT_EXPR against a database; raises TahiryError."""
+                   limits: QueryLimits = DEFAULT_LIMITS, codes: CodeCache | None = None) -> Relation:
+    """Evaluate a SELECT_EXPR against a database; raises TahiryError.
+
+    `codes`: compiled expression code kept between statements (None: none kept).
+    """
     with _collector_paused():
         try:
-            result = _Evaluator(catalog, limits.started()).evaluate(select)
+            result = _Evaluator(catalog, limits.started(), codes).evaluate(select)
         except RecursionError:
             raise TahiryError("Sarotra loatra ny fangatahana (lalina loatra).") from None
     columns = [Column(c.name, c.origin) for c in result.columns]
@@ -98,16 +103,18 @@ def _reject_boolean(compiled: Compiled, expr: Expr) -> Compiled:
     return compiled
 
 
-def compile_table_predicate(where: Expr, table: TableData) -> Callable[[list], bool]:
+def compile_table_predicate(where: Expr, table: TableData,
+                            codes: CodeCache | None = None) -> Callable[[list], bool]:
     """A function row -> True exactly when the condition holds for that row."""
     context = RowContext(_table_scope(table), "rehefa")
-    return _guarded(lambda: compile_condition(where, context, "rehefa", strict=True))
+    return _guarded(lambda: compile_condition(where, context, "rehefa", strict=True, codes=codes))
 
 
-def compile_table_expression(expr: Expr, table: TableData) -> Callable[[list], object]:
+def compile_table_expression(expr: Expr, table: TableData,
+                             codes: CodeCache | None = None) -> Callable[[list], object]:
     """A function row -> value of `expr` (UPDATE's right-hand sides)."""
     context = RowContext(_table_scope(table), "ova")
-    compiled = _guarded(lambda: compile_expression(expr, context))
+    compiled = _guarded(lambda: compile_expression(expr, context, codes))
     return _reject_boolean(compiled, expr).function
 
 
@@ -129,8 +136,9 @@ class _GroupContext:
     values in `vondrona` order, then one value per distinct aggregate.
     """
 
-    def __init__(self, scope: Scope, group_indexes: list[int]):
+    def __init__(self, scope: Scope, group_indexes: list[int], codes: CodeCache | None):
         self.scope = scope
+        self.codes = codes
         self.slot_of_source = {index: slot for slot, index in enumerate(group_indexes)}
         self.aggregates: list[AggregateSpec] = []
         self.aggregate_slots: dict[FunctionCall, int] = {}
@@ -162,7 +170,7 @@ class _GroupContext:
                 if contains_aggregate(call.args[0]):
                     raise TahiryError(
                         f"Tsy azo atao ny fonction d'agrégation ao anatin'ny hafa : {text}.")
-                compiled = compile_expression(call.args[0], self.argument_context)
+                compiled = compile_expression(call.args[0], self.argument_context, self.codes)
                 if compiled.kind == BOOL:
                     raise TahiryError(f"Ny {text} dia tsy mandray booléen.")
                 argument = compiled.function
@@ -180,9 +188,10 @@ class _GroupContext:
 
 
 class _Evaluator:
-    def __init__(self, catalog: Catalog, limits: QueryLimits):
+    def __init__(self, catalog: Catalog, limits: QueryLimits, codes: CodeCache | None):
         self.catalog = catalog
         self.limits = limits
+        self.codes = codes
         self.view_stack: list[str] = []
         self.depth = 0
 
@@ -227,10 +236,11 @@ class _Evaluator:
     def _missing_table(self, name: str) -> TahiryError:
         return TahiryError(f"La table {self.catalog.database}.{name} n'as pas été trouvé")
 
-    def _source(self, source: Source) -> tuple[str, list[ScopeColumn], list[list], bool]:
-        """(qualifier, columns, rows, shared) of one `ao@` or join source.
+    def _source(self, source: Source) -> tuple[str, list[ScopeColumn], list[list], TableData | None]:
+        """(qualifier, columns, rows, table) of one `ao@` or join source.
 
-        shared: the rows are the catalog's own lists (a table's), not fresh ones.
+        table: the stored table when the rows are its own lists (never to be
+        handed out or mutated), None when they are fresh ones (views, derived tables).
         """
         if isinstance(source, SubquerySource):
             if not source.alias:
@@ -242,10 +252,10 @@ class _Evaluator:
             table = self.catalog.table(source.name)
             if table is not None:
                 columns = [ScopeColumn(c.name, (qualifier,), VALUE) for c in table.columns]
-                return qualifier, columns, table.rows, True
+                return qualifier, columns, table.rows, table
             result = self._view(source.name)
         columns = [ScopeColumn(c.name, (qualifier,), c.kind) for c in result.columns]
-        return qualifier, columns, result.rows, False
+        return qualifier, columns, result.rows, None
 
     def _view(self, name: str) -> _Result:
         if name in self.view_stack:
@@ -260,22 +270,22 @@ class _Evaluator:
         finally:
             self.view_stack.pop()
 
-    def _from(self, core: SelectCore) -> tuple[Scope, list[list], str, bool]:
-        """The joined sources of a core: scope, rows, the relation's name, and
-        whether the rows are the catalog's own lists (to be copied, never handed out).
+    def _from(self, core: SelectCore) -> tuple[Scope, list[list], str, TableData | None]:
+        """The joined sources of a core: scope, rows, the relation's name, and the
+        stored table whose own lists the rows are (to be copied, never handed out), if any.
         """
         if core.source is None:
             if core.joins:
                 raise TahiryError("Ny tonona dia mila loharano 'ao@'.")
             if core.items is None:
                 raise TahiryError("Ny 'alaivo *' dia mila loharano 'ao@'.")
-            return Scope([]), [[]], RESULT_NAME, False
-        qualifier, columns, rows, shared = self._source(core.source)
+            return Scope([]), [[]], RESULT_NAME, None
+        qualifier, columns, rows, table = self._source(core.source)
         seen = {qualifier}
         scope = Scope(columns)
         for join in core.joins:
             right_qualifier, right_columns, right_rows, _ = self._source(join.source)
-            shared = False  # joined rows are new lists
+            table = None  # joined rows are new lists
             if right_qualifier in seen:
                 raise TahiryError(
                     f"Ny anarana '{right_qualifier}' dia ampiasaina indroa ao amin'ny "
@@ -286,7 +296,7 @@ class _Evaluator:
             name = core.source.name
         else:
             name = RESULT_NAME
-        return scope, rows, name, shared
+        return scope, rows, name, table
 
     # -- joins
 
@@ -302,8 +312,9 @@ class _Evaluator:
             if join.kind != "inner":
                 raise TahiryError(f"Ny tonona:{_JOIN_WORDS[join.kind]} dia mila fepetra 'ka'.")
             return combined, relational.cross_join(left_rows, right_rows, limits)
-        condition = compile_condition(join.condition, RowContext(combined, "ka"), "ka")
-        plan = _equi_join_plan(join.condition, left, right, combined)
+        condition = compile_condition(join.condition, RowContext(combined, "ka"), "ka",
+                                      codes=self.codes)
+        plan = _equi_join_plan(join.condition, left, right, combined, self.codes)
         if plan is None:
             rows = relational.loop_join(join.kind, left_rows, right_rows, condition,
                                         left.width, right.width, limits)
@@ -350,9 +361,14 @@ class _Evaluator:
     # -- one SELECT core
 
     def _core(self, core: SelectCore) -> _Result:
-        scope, rows, name, shared = self._from(core)
+        scope, rows, name, table = self._from(core)
         if core.where is not None:
-            predicate = compile_condition(core.where, RowContext(scope, "rehefa"), "rehefa")
+            predicate = compile_condition(core.where, RowContext(scope, "rehefa"), "rehefa",
+                                          codes=self.codes)
+            if table is not None:
+                candidates = candidate_rows(core.where, scope, table)
+                if candidates is not None:
+                    rows = candidates
             rows = [row for row in rows if predicate(row)]
         order_by = core.order_by or ()
         grouped = core.group_by is not None or (
@@ -366,7 +382,7 @@ class _Evaluator:
             item_functions = None
         else:
             context = RowContext(scope, "alaivo")
-            compiled = [compile_expression(item.expr, context) for item in core.items]
+            compiled = [compile_expression(item.expr, context, self.codes) for item in core.items]
             columns = [_output_column(item, c.kind, scope) for item, c in zip(core.items, compiled)]
             item_functions = [c.function for c in compiled]
             project = _projector(core.items, compiled, scope)
@@ -377,7 +393,7 @@ class _Evaluator:
         if core.limit is not None:
             rows = relational.apply_limit(rows, core.limit.start, core.limit.stop)
         if project is None:
-            if shared:
+            if table is not None:
                 rows = list(map(list, rows))  # never hand out the catalog's own lists
         else:
             rows = project(rows)
@@ -387,8 +403,8 @@ class _Evaluator:
         if core.items is None:
             raise TahiryError("Tsy azo atao ny 'alaivo *' miaraka amin'ny vondrona.")
         group_indexes = [scope.resolve(ref) for ref in (core.group_by or ())]
-        context = _GroupContext(scope, group_indexes)
-        compiled = [compile_expression(item.expr, context) for item in core.items]
+        context = _GroupContext(scope, group_indexes, self.codes)
+        compiled = [compile_expression(item.expr, context, self.codes) for item in core.items]
         columns = []
         for item, c in zip(core.items, compiled):
             columns.append(_output_column(item, c.kind, scope))
@@ -425,7 +441,7 @@ class _Evaluator:
                 if item_functions is None:
                     return _index_key(index), order.descending, text
                 return item_functions[index], order.descending, text
-        compiled = compile_expression(expr, context)
+        compiled = compile_expression(expr, context, self.codes)
         return compiled.function, order.descending, text
 
 
@@ -472,23 +488,23 @@ def _projector(items, compiled: list[Compiled], scope: Scope):
     return lambda rows: [[f(row) for f in functions] for row in rows]
 
 
-def _equi_join_plan(condition: Expr, left: Scope, right: Scope,
-                    combined: Scope) -> relational.EquiJoin | None:
+def _equi_join_plan(condition: Expr, left: Scope, right: Scope, combined: Scope,
+                    codes: CodeCache | None) -> relational.EquiJoin | None:
     """Hash keys from the `=` conjuncts that compare one side with the other."""
-    conjuncts = _conjuncts(condition)
+    parts = conjuncts(condition)
     # Names are resolved as in the combined row (ambiguity is judged over
     # both sides), then mapped to the index within each side's row.
     left_scope = _SideScope(combined, left.columns, 0)
     right_scope = _SideScope(combined, right.columns, left.width)
     left_keys, right_keys, rest = [], [], []
-    for conjunct in conjuncts:
+    for conjunct in parts:
         sides = _equality_sides(conjunct, left.width, combined)
         if sides is None:
             rest.append(conjunct)
             continue
         left_expr, right_expr = sides
-        left_compiled = compile_expression(left_expr, RowContext(left_scope, "ka"))
-        right_compiled = compile_expression(right_expr, RowContext(right_scope, "ka"))
+        left_compiled = compile_expression(left_expr, RowContext(left_scope, "ka"), codes)
+        right_compiled = compile_expression(right_expr, RowContext(right_scope, "ka"), codes)
         if left_compiled.kind != VALUE or right_compiled.kind != VALUE:
             rest.append(conjunct)
             continue
@@ -501,7 +517,7 @@ def _equi_join_plan(condition: Expr, left: Scope, right: Scope,
         expr = rest[0]
         for more in rest[1:]:
             expr = _and(expr, more)
-        residual = compile_condition(expr, RowContext(combined, "ka"), "ka")
+        residual = compile_condition(expr, RowContext(combined, "ka"), "ka", codes=codes)
     return relational.EquiJoin(_key_function(left_keys, left_scope),
                                _key_function(right_keys, right_scope),
                                len(left_keys) == 1, residual)
@@ -521,12 +537,6 @@ class _SideScope:
 
 def _and(left: Expr, right: Expr) -> Expr:
     return Binary("ary", left, right)
-
-
-def _conjuncts(expr: Expr) -> list[Expr]:
-    if isinstance(expr, Binary) and expr.op == "ary":
-        return _conjuncts(expr.left) + _conjuncts(expr.right)
-    return [expr]
 
 
 def _equality_sides(expr: Expr, left_width: int, combined: Scope):

@@ -13,6 +13,7 @@ import logging
 from typing import Iterator
 
 from engine import ast
+from engine.code_cache import CodeCache
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.executor import Executor, Limits
 from engine.outcome import Outcome
@@ -30,14 +31,16 @@ TOO_DEEP = ERROR_PREFIX + "Lalina loatra ny fangatahana (jery miantso ny tenany 
 class Session:
     """A connection's view of the engine: the current database and a parser."""
 
-    def __init__(self, store: Store, parser=None, limits: Limits | None = None):
+    def __init__(self, store: Store, parser=None, limits: Limits | None = None,
+                 codes: CodeCache | None = None):
+        """`codes`: a compiled-expression cache to share with other sessions (else its own)."""
         if parser is None:
             parser = StatementParser()
         self.store = store
         self.parser = parser
         self.limits = limits or Limits()
         self.current_database: str | None = None
-        self.executor = Executor(store, parser, self.limits)
+        self.executor = Executor(store, parser, self.limits, codes)
         # Statements of the same shape with other values skip the parser.
         self.statements = StatementCache()
 
@@ -80,12 +83,16 @@ class Session:
         those the usual way. Lets a server answer cheap reads without a
         thread hand-off; their cost is bounded by the table size.
         """
+        if self.current_database is None:
+            return None
         try:
-            pieces = split_statements(text)
-            if len(pieces) != 1 or self.current_database is None:
-                return None
-            piece = pieces[0]
-            statement = self.statements.parse(self.parser, piece.text, piece.line, piece.column)
+            if ";" in text:  # maybe several statements: split them to be sure
+                pieces = split_statements(text)
+                if len(pieces) != 1:
+                    return None
+                text = pieces[0].text
+            # else: one statement already framed (the server's case), no split needed
+            statement = self.statements.parse(self.parser, text.strip())
         except (TahiryError, RecursionError):
             return None
         if not isinstance(statement, ast.Query):
@@ -100,7 +107,7 @@ class Session:
             return None
         if document is None or len(document["rows"]) > max_rows:
             return None
-        return self._run_statement(statement, piece.text)
+        return self._run_statement(statement, text)
 
     def _run_piece(self, text: str, line: int, column: int) -> Outcome | None:
         try:

@@ -28,10 +28,10 @@ One instance per session, like the parser: not thread-safe.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import re
 from collections import OrderedDict
+from typing import Callable
 
 from engine import ast
 from engine.lexer import decode_string
@@ -59,11 +59,14 @@ class _NotCacheable(Exception):
 
 @dataclasses.dataclass
 class _Shape:
-    """A learnt shape: the probe's tree and where each literal goes."""
+    """A learnt shape: builds the statement's tree from its literal values.
 
-    tree: ast.Statement
-    slots: dict[tuple[type, object], int]  # (type, sentinel value) -> index of its literal
-    on_path: set[int]                      # id() of every probe node holding a sentinel below it
+    `build(values)` makes a fresh copy of the probe's tree along the paths
+    that lead to literals (everything else is shared with the probe: the
+    tree is immutable) with the values in place of the sentinels.
+    """
+
+    build: Callable[[list], ast.Statement]
 
 
 class StatementCache:
@@ -95,7 +98,7 @@ class StatementCache:
             except _NotCacheable:
                 return parser.parse(text, line, column)
             self.hits += 1
-            return _fill(shape, values)
+            return shape.build(values)
         statement = parser.parse(text, line, column)  # raises on bad syntax: nothing learnt
         if shape_key in self._seen_once:
             del self._seen_once[shape_key]
@@ -207,32 +210,43 @@ def _learn(parser, statement, shape_key: str, pieces: list[tuple[str, str]]) -> 
     visit(probe)
     if len(found) != len(sentinels) or any(count != 1 for count in found.values()):
         return None
-    shape = _Shape(probe, by_value, on_path)
+    shape = _Shape(_builder(probe, by_value, on_path))
     values = [_value(kind, source) for kind, source in pieces]
-    if repr(_fill(shape, values)) != repr(statement):
+    if repr(shape.build(values)) != repr(statement):
         return None
     return shape
 
 
-def _fill(shape: _Shape, values: list[object]):
-    """A copy of the probe's tree with `values` in place of the sentinels."""
-    on_path = shape.on_path
-    by_value = shape.slots
+def _builder(node, slots: dict[tuple[type, object], int], on_path: set[int]) -> Callable[[list], object]:
+    """A function values -> a copy of `node` with the values in place of the sentinels.
 
-    def rebuild(node):
-        if id(node) not in on_path:
-            return node
-        if type(node) is ast.Literal:
-            return ast.Literal(values[by_value[(type(node.value), node.value)]])
+    Made once per shape, so that filling a statement in costs no walk over
+    dataclass fields: each node on a path to a literal becomes a closure that
+    creates its copy directly (its other fields shared with the probe).
+    """
+    if id(node) not in on_path:
+        return lambda values: node
+    if type(node) is ast.Literal:
+        slot = slots[(type(node.value), node.value)]
+        literal = ast.Literal
+        return lambda values: literal(values[slot])
+    if isinstance(node, (tuple, list)):
+        items = [_builder(item, slots, on_path) for item in node]
         if isinstance(node, tuple):
-            return tuple(rebuild(item) for item in node)
-        if isinstance(node, list):
-            return [rebuild(item) for item in node]
-        fresh = copy.copy(node)
-        for field in dataclasses.fields(node):
-            value = getattr(node, field.name)
-            if id(value) in on_path:
-                object.__setattr__(fresh, field.name, rebuild(value))
+            return lambda values: tuple([item(values) for item in items])
+        return lambda values: [item(values) for item in items]
+    cls = type(node)
+    fields = dict(node.__dict__)  # frozen dataclasses without slots: a plain __dict__
+    children = [(name, _builder(value, slots, on_path)) for name, value in fields.items()
+                if id(value) in on_path]
+    new = object.__new__
+
+    def build(values):
+        fresh = new(cls)
+        state = fresh.__dict__
+        state.update(fields)
+        for name, child in children:
+            state[name] = child(values)
         return fresh
 
-    return rebuild(shape.tree)
+    return build

@@ -1,4 +1,4 @@
-"""The files on disk: one JSON document per database object.
+"""The files on disk: one JSON document per database object (`Store`).
 
 Layout (see docs/STORAGE.md for the exact JSON shape):
 
@@ -7,277 +7,68 @@ Layout (see docs/STORAGE.md for the exact JSON shape):
     <root>/<db>/views/<view>.json
     <root>/<db>/domains/<domain>.json
 
-Every write is atomic and durable (temp file in the same folder, fsync,
-`os.replace`, fsync of the folder), so a crash leaves the old file or the
-new one. Every document carries a format version and a change counter that
-grows by one on each write of that object; a drop writes a tombstone so the
-counter survives and replication can never resurrect an old copy.
+Every document carries a format version and a change counter that grows by
+one on each write of that object; a drop writes a tombstone so the counter
+survives and replication can never resurrect an old copy. Every write is
+atomic and durable (engine/atomic_files.py).
 
-Decoded documents are cached by path and re-validated with `os.stat` on
-every read, so a file replaced by another process (replication) is seen by
-the very next read. Documents handed out are shared with the cache: callers
-must never mutate them.
+Reads go through a `DocumentCache` (engine/document_cache.py) re-validated
+with `os.stat` on every read, so a file replaced by another process
+(replication) is seen by the very next read. Documents handed out are
+shared with the cache: callers must never mutate them.
 
-Group commit: between `begin_batch()` and `commit_batch()` writes go to an
-in-memory overlay (seen by reads on the same thread, so later statements of
-the batch see earlier ones) and each dirty object file is written once, by
-the same atomic durable write, at commit. The change counter of an object
-grows by one per file write, i.e. once per commit however many statements
-of the batch changed it. The server acknowledges a batch's statements only
-after `commit_batch()` returned.
-
-`atomic_write` (temp file, fsync, `os.replace`, fsync of the folder) is the
-one implementation of a durable file replacement; replication uses it too.
+Group commit (engine/group_commit.py): between `begin_batch()` and
+`commit_batch()` writes go to an in-memory overlay (seen by reads on the
+same thread, so later statements of the batch see earlier ones) and each
+dirty object file is written once at commit. The server acknowledges a
+batch's statements only after `commit_batch()` returned.
 
 Peers ("pull on write, fence on commit", docs/STORAGE.md): a Store given a
 `PeerDirectories` (engine/peers.py) knows the other servers' data
 directories. Before a statement modifies an object, `pull_newer` adopts a
 peer's newer copy of it (tombstones included), so the write lands on top of
 the latest acknowledged version even when asynchronous replication has not
-brought it yet. At commit, under the write locks of this directory and of
-every peer, each file about to be renamed is checked against the peers'
-copies: if one already holds that object at a counter >= ours, nothing of
-the batch is renamed (`BatchFenced`). Without peers none of this runs.
+brought it yet; the commit is fenced against the peers' copies.
 `engine/peer_sync.py` reads the peers' copies; this module decides and writes.
 
-Outcomes of a commit: `BatchNotWritten` (nothing renamed: the statements
-failed cleanly, or may run again one by one), `BatchPartlyWritten` (some
-files renamed: which ones are durable, which ones may or may not be),
-otherwise every file is in place and durable.
+`validate_name`, `atomic_write`, `encode_document` and the batch outcomes
+live in their own modules; they are re-exported here for the callers that
+know them from the store.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import secrets
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import orjson
 
+from engine.atomic_files import (atomic_write, copy_if_newer, encode_document,  # noqa: F401
+                                 fsync_folder, is_temp_file, write_durable_temp)
+from engine.document_cache import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DocumentCache
 from engine.errors import TahiryError
+from engine.group_commit import (BatchFenced, BatchInstaller, BatchNotWritten,  # noqa: F401
+                                 BatchPartlyWritten, WriteBatch, WriteOutcomeUnknown)
+from engine.names import is_identifier, validate_name
 from engine.peer_sync import PeerSync
-from engine.peers import (DEFAULT_LOCK_TIMEOUT_S, DirectoryLock, LockTimeout, PeerCopy,
-                          PeerDirectories, UnreadableCopy, holding, read_change)
+from engine.peers import DEFAULT_LOCK_TIMEOUT_S, PeerCopy, PeerDirectories
 
 FORMAT_VERSION = 1
 KIND_FOLDERS = {"table": "tables", "view": "views", "domain": "domains"}
 DATABASE_MARKER = "database.json"
-TEMP_SUFFIX = ".tmp"
-MAX_NAME_CHARS = 128
-MAX_NAME_BYTES = 200  # leaves room for ".<name>.json.<random>.tmp" under 255 bytes
-DEFAULT_CACHE_ENTRIES = 512
-DEFAULT_CACHE_BYTES = 512 * 1024 * 1024  # of JSON on disk; decoded objects take more
 PATH_MEMO_ENTRIES = 4096
 # Files larger than this are not decoded just to know whether they are
 # tombstones: the "dropped" flag is sniffed from the start of the file.
 SNIFF_THRESHOLD = 4096
 _DROPPED_RE = re.compile(rb'"dropped":(true|false)')
-_IDENTIFIER_RE = re.compile(r"[^\W\d]\w*")
-
-KIND_WORDS = {"database": "tahiry", "table": "tabilao", "view": "jery", "domain": "efitra"}
 
 log = logging.getLogger(__name__)
-
-
-def validate_name(name: object, kind: str = "object") -> str:
-    """Return `name` if it is a safe identifier, else raise a clear TahiryError.
-
-    Rejects anything that could escape the data directory or is not an
-    identifier of the language: empty, `.`/`..`, separators, NUL, absolute
-    paths, over-long names.
-    """
-    word = KIND_WORDS.get(kind, "anarana")
-    if not isinstance(name, str) or name == "":
-        raise TahiryError(f"Anarana foana tsy azo ekena ho {word}")
-    shown = name.replace("\0", "\\0")
-    if "\0" in name or "/" in name or "\\" in name or name in (".", "..") or os.path.isabs(name):
-        raise TahiryError(
-            f"Ny anarana '{shown}' dia tsy azo ekena ho {word} : "
-            f"tsy mahazo mivoaka ny lahatahiry data (/, \\, .., NUL)")
-    if not _IDENTIFIER_RE.fullmatch(name):
-        raise TahiryError(
-            f"Ny anarana '{shown}' dia tsy azo ekena ho {word} : "
-            f"litera na _ no manomboka azy, ary litera, isa na _ ihany no ao aminy")
-    if len(name) > MAX_NAME_CHARS or len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise TahiryError(f"Lava loatra ny anarana '{name[:20]}...' ho {word} "
-                          f"(max {MAX_NAME_CHARS} litera)")
-    return name
-
-
-def encode_document(document: dict) -> bytes:
-    """Compact JSON bytes; falls back to `json` for what orjson refuses."""
-    try:
-        return orjson.dumps(document)
-    except TypeError:
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False).encode("utf-8")
-
-
-def is_temp_file(file_name: str) -> bool:
-    """Temp files of atomic writes: `.<name>.<random>.tmp`."""
-    return file_name.startswith(".") and file_name.endswith(TEMP_SUFFIX)
-
-
-def temp_path_for(path: Path) -> Path:
-    """A fresh temp file name beside `path`: `.<name>.<12 hex>.tmp`."""
-    return path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
-
-
-def fsync_folder(folder: str | os.PathLike) -> None:
-    """Make a folder's entries (a rename, a new file) durable."""
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def write_durable_temp(path: Path, data: bytes, durable: bool = True) -> Path:
-    """Write `data` to a new temp file beside `path` (O_EXCL) and fsync it.
-
-    Returns the temp file's path; on failure nothing is left behind. The
-    folder must exist.
-    """
-    temp = temp_path_for(path)
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(descriptor, view)
-                view = view[written:]
-            if durable:
-                os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-    except BaseException:
-        _unlink_quietly(temp)
-        raise
-    return temp
-
-
-def atomic_write(path: Path, data: bytes, *, durable: bool = True,
-                 still_wanted: Callable[[], bool] | None = None,
-                 lock: DirectoryLock | None = None,
-                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> bool:
-    """Replace `path` with `data` atomically and durably; False if `still_wanted()` said no.
-
-    Temp file in the same folder, fsync, `os.replace`, fsync of the folder:
-    a crash leaves the old file or the new one, never a torn one. The folder
-    must exist. `still_wanted` runs after the temp file is durable, just
-    before the rename; with `lock` (the data directory's write lock) both
-    run while it is held, so no other writer of that directory can rename
-    in between. Raises OSError (LockTimeout included; the temp file removed,
-    `path` intact).
-    """
-    temp = write_durable_temp(path, data, durable)
-    try:
-        with holding([lock] if lock is not None else [], lock_timeout_s):
-            if still_wanted is not None and not still_wanted():
-                _unlink_quietly(temp)
-                return False
-            os.replace(temp, path)
-    except BaseException:
-        _unlink_quietly(temp)
-        raise
-    if durable:
-        fsync_folder(path.parent)
-    return True
-
-
-def copy_if_newer(path: Path, data: bytes, change: int, lock: DirectoryLock | None, *,
-                  durable: bool = True, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> bool:
-    """Install another directory's copy of an object unless `path` is as new already.
-
-    The one way a copy enters a data directory, for replication and for the
-    store's pull on write: atomic and durable like every write, and the
-    "is ours older?" check runs under the directory's write lock right
-    before the rename. A local copy that cannot be read is never
-    overwritten. False if nothing was copied; raises OSError.
-    """
-    def still_wanted() -> bool:
-        try:
-            current = read_change(path)
-        except (UnreadableCopy, OSError):
-            return False
-        return current is None or current < change
-
-    return atomic_write(path, data, durable=durable, still_wanted=still_wanted, lock=lock,
-                        lock_timeout_s=lock_timeout_s)
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-class BatchNotWritten(Exception):
-    """A batch could not be made durable and nothing of it reached the files.
-
-    Raised by `Store.commit_batch` before any file was replaced. `retry`:
-    running the statements again one by one may succeed (preparing a file
-    failed: encoding, disk full, ...; or the first rename failed); when
-    False, `message` is every statement's (clean) failure.
-    """
-
-    def __init__(self, message: str, retry: bool = True):
-        super().__init__(message)
-        self.message = message
-        self.retry = retry
-
-
-class BatchFenced(BatchNotWritten):
-    """A peer holds an object of the batch at a counter >= the one about to be written.
-
-    Nothing was renamed. Run again one by one, each statement pulls the newer
-    copy first and applies on top of it (or is fenced again and fails).
-    """
-
-
-class BatchPartlyWritten(TahiryError):
-    """Some files of a batch were renamed into place, then something failed.
-
-    `renamed`: keys (paths) whose new file is in place; `durable`: those of
-    them whose folder fsync succeeded too. A statement whose files are all
-    durable succeeded; one with a file renamed but not durable, or only part
-    of its files renamed, may or may not have been applied; one with no file
-    renamed failed.
-    """
-
-    def __init__(self, message: str, renamed: set[str], durable: set[str]):
-        super().__init__(message)
-        self.renamed = renamed
-        self.durable = durable
-
-
-class WriteOutcomeUnknown(TahiryError):
-    """The new file was renamed into place but its durability is not confirmed."""
-
-
-def outcome_unknown_message(where: str, reason: str) -> str:
-    """The sentence of a write that may or may not have been applied."""
-    return (f"Tsy fantatra raha voasoratra na tsia ny {where} ({reason}) : mety efa tafiditra ny "
-            f"fiovana, mety tsia ; jereo aloha vao mamerina (outcome unknown : l'écriture a "
-            f"peut-être été appliquée, ou non)")
-
-
-class _WriteBatch:
-    """Pending documents of a group commit, owned by one thread."""
-
-    def __init__(self) -> None:
-        self.owner = threading.get_ident()
-        self.pending: dict[str, tuple[Path, dict]] = {}
-        self.writes = 0   # object writes so far (a statement wrote iff this grew)
-        self.pulled: set[str] = set()   # paths already compared with the peers
 
 
 class Store:
@@ -297,15 +88,15 @@ class Store:
         self._real_root = os.path.realpath(self.root)
         self._sync = PeerSync(self.root, peers) if peers is not None else None
         self._lock_timeout_s = lock_timeout_s
-        self._cache: dict[str, tuple[tuple[int, int, int], dict]] = {}
-        self._cache_entries = cache_entries
-        self._cache_bytes = cache_bytes
-        self._cached_bytes = 0
+        self._cache = DocumentCache(cache_entries, cache_bytes)
         self._durable = durable
+        self._installer = BatchInstaller(self.root, self._cache, self._prepare_folder,
+                                         durable=durable, sync=self._sync,
+                                         lock_timeout_s=lock_timeout_s)
         # Re-entrant: the executor holds it across a statement's read-modify-write
         # so statements of sessions on different threads never interleave.
         self.write_lock = threading.RLock()
-        self._batch: _WriteBatch | None = None
+        self._batch: WriteBatch | None = None
         # Validated object paths by (database, kind, name): building and
         # checking them costs more than the stat of a cached read.
         self._paths: dict[tuple[str, str, str], Path] = {}
@@ -313,18 +104,42 @@ class Store:
 
     # ------------------------------------------------------------------ paths
 
+    # Paths are memorised by name: checking a name is a pure function of it,
+    # so a memorised path is exactly what validation would build again.
+    # Where a path leads on disk is not memorised: a document is decoded
+    # (and its real path checked to stay inside the root) whenever the file's
+    # (inode, mtime, size) differs from the cached one, and a symlink placed
+    # later, at any level, makes the stat of the path see another file.
+
     def database_path(self, database: str) -> Path:
-        return self.root / validate_name(database, "database")
+        key = (database, "", "")
+        path = self._paths.get(key)
+        if path is None:
+            path = self._memorise(key, self.root / validate_name(database, "database"))
+        return path
+
+    def marker_path(self, database: str) -> Path:
+        """`<root>/<database>/database.json`."""
+        key = (database, "database", "")
+        path = self._paths.get(key)
+        if path is None:
+            path = self._memorise(key, self.database_path(database) / DATABASE_MARKER)
+        return path
 
     def object_path(self, database: str, kind: str, name: str) -> Path:
         key = (database, kind, name)
         path = self._paths.get(key)
         if path is None:
             folder = KIND_FOLDERS[kind]
-            path = self.database_path(database) / folder / (validate_name(name, kind) + ".json")
-            if len(self._paths) >= PATH_MEMO_ENTRIES:
-                self._paths.clear()
-            self._paths[key] = path
+            path = self._memorise(
+                key, self.database_path(database) / folder / (validate_name(name, kind) + ".json"))
+        return path
+
+    def _memorise(self, key: tuple[str, str, str], path: Path) -> Path:
+        if len(self._paths) >= PATH_MEMO_ENTRIES:
+            self._paths.clear()
+        str(path)  # pathlib caches the string form: every later use is free
+        self._paths[key] = path
         return path
 
     def _check_contained(self, path: Path) -> None:
@@ -339,20 +154,25 @@ class Store:
 
     def _load(self, path: Path) -> dict | None:
         """The decoded document at `path` (tombstones included), or None."""
+        entry = self._load_entry(path)
+        return entry[0] if entry is not None else None
+
+    def _load_entry(self, path: Path) -> tuple[dict, dict] | None:
+        """(document, memo) at `path`, or None; the memo lives as long as this version is cached."""
         key = str(path)
         batch = self._batch
         if batch is not None and batch.owner == threading.get_ident():
             pending = batch.pending.get(key)
             if pending is not None:
-                return pending[1]
+                return pending[1], {}
         try:
             stat = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
-            self._forget(key)
+            self._cache.forget(key)
             return None
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] == (stat.st_ino, stat.st_mtime_ns, stat.st_size):
-            return cached[1]
+        cached = self._cache.get(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
+        if cached is not None:
+            return cached
         self._check_contained(path)
         try:
             with open(path, "rb") as handle:
@@ -362,7 +182,7 @@ class Store:
                 data = handle.read()
             document = orjson.loads(data)
         except (FileNotFoundError, NotADirectoryError):
-            self._forget(key)
+            self._cache.forget(key)
             return None
         except (orjson.JSONDecodeError, OSError) as error:
             log.error("cannot read %s: %s", path, error)
@@ -374,33 +194,8 @@ class Store:
             raise TahiryError(
                 f"Ny rakitra {path.relative_to(self.root)} dia manana format tsy fantatra "
                 f"({document.get('format')!r}, {FORMAT_VERSION} no fantatra)")
-        self._remember(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size), document)
-        return document
-
-    def _forget(self, key: str) -> None:
-        removed = self._cache.pop(key, None)
-        if removed is not None:
-            self._cached_bytes -= removed[0][2]
-
-    def _remember(self, key: str, signature: tuple[int, int, int], document: dict) -> None:
-        """Cache a decoded document; evict the oldest entries beyond the budgets.
-
-        Sizes are file sizes (a proxy for memory). Tolerates other threads
-        touching the cache at the same time (the server runs statements on
-        a worker thread).
-        """
-        self._forget(key)
-        while self._cache and (len(self._cache) >= self._cache_entries
-                               or self._cached_bytes + signature[2] > self._cache_bytes):
-            try:
-                oldest = next(iter(self._cache))
-            except (StopIteration, RuntimeError):
-                break
-            evicted = self._cache.pop(oldest, None)
-            if evicted is not None:
-                self._cached_bytes -= evicted[0][2]
-        self._cache[key] = (signature, document)
-        self._cached_bytes += signature[2]
+        memo = self._cache.remember(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size), document)
+        return document, memo
 
     def _is_live(self, path: Path) -> bool:
         """Whether `path` holds a live (not dropped) document, cheaply.
@@ -425,9 +220,9 @@ class Store:
             stat = os.stat(path)
         except OSError:
             return False
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] == (stat.st_ino, stat.st_mtime_ns, stat.st_size):
-            return not cached[1].get("dropped", False)
+        cached = self._cache.get(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
+        if cached is not None:
+            return not cached[0].get("dropped", False)
         if stat.st_size > SNIFF_THRESHOLD:
             self._check_contained(path)
             try:
@@ -445,6 +240,19 @@ class Store:
         """The document of an object, tombstone included; None if no file."""
         return self._load(self.object_path(database, kind, name))
 
+    def read_with_memo(self, database: str, kind: str, name: str) -> tuple[dict, dict] | None:
+        """(live document, memo) of an object, or None (missing or dropped).
+
+        The memo is a dict for values derived from this version of the
+        document: it is kept exactly as long as the version stays cached
+        (a fresh, empty one for a document not cached, e.g. pending in a
+        batch), so nothing derived outlives a change of the file.
+        """
+        entry = self._load_entry(self.object_path(database, kind, name))
+        if entry is None or entry[0].get("dropped", False):
+            return None
+        return entry
+
     def read(self, database: str, kind: str, name: str) -> dict | None:
         """The live document of an object, or None (missing or dropped)."""
         document = self.read_raw(database, kind, name)
@@ -453,7 +261,7 @@ class Store:
         return document
 
     def database_exists(self, database: str) -> bool:
-        return self._is_live(self.database_path(database) / DATABASE_MARKER)
+        return self._is_live(self.marker_path(database))
 
     def list_databases(self) -> list[str]:
         with os.scandir(self.root) as entries:
@@ -462,7 +270,7 @@ class Store:
                           if path.name == DATABASE_MARKER)
         names = []
         for name in candidates:
-            if name.startswith(".") or not _IDENTIFIER_RE.fullmatch(name):
+            if name.startswith(".") or not is_identifier(name):
                 continue
             if self._is_live(self.root / name / DATABASE_MARKER):
                 names.append(name)
@@ -487,7 +295,7 @@ class Store:
             if is_temp_file(file_name) or not file_name.endswith(".json"):
                 continue
             name = file_name[:-len(".json")]
-            if _IDENTIFIER_RE.fullmatch(name) and self._is_live(folder / file_name):
+            if is_identifier(name) and self._is_live(folder / file_name):
                 names.append(name)
         return sorted(names)
 
@@ -558,7 +366,7 @@ class Store:
         except OSError as error:
             raise self._write_error(path, error) from None
         try:
-            self._install([(key, path, document, temp)])
+            self._installer.install([(key, path, document, temp)])
         except BatchPartlyWritten as partial:
             raise WriteOutcomeUnknown(str(partial)) from None
         except BatchNotWritten as refused:
@@ -605,7 +413,7 @@ class Store:
         if self._batch is not None:
             self.write_lock.release()
             raise RuntimeError("a write batch is already open")
-        self._batch = _WriteBatch()
+        self._batch = WriteBatch()
 
     @property
     def batch_writes(self) -> int:
@@ -648,106 +456,14 @@ class Store:
         batch = self._batch
         assert batch is not None and batch.owner == threading.get_ident()
         try:
-            prepared = self._prepare_batch(batch)
+            prepared = self._installer.prepare(batch.pending)
             if prepared:
-                self._install(prepared)
+                self._installer.install(prepared)
             return len(prepared)
         finally:
             self._batch = None
             self.write_lock.release()
 
-    def _prepare_batch(self, batch: _WriteBatch) -> list[tuple[str, Path, dict, Path]]:
-        prepared: list[tuple[str, Path, dict, Path]] = []
-        try:
-            for key, (path, document) in batch.pending.items():
-                data = encode_document(document)
-                self._prepare_folder(path.parent)
-                prepared.append((key, path, document,
-                                 write_durable_temp(path, data, self._durable)))
-        except (OSError, TypeError, ValueError, TahiryError) as error:
-            for _, _, _, temp in prepared:
-                _unlink_quietly(temp)
-            log.error("group commit of %d files not written: %s", len(batch.pending), error)
-            raise BatchNotWritten(str(error)) from None
-        return prepared
-
-    def _install(self, prepared: list[tuple[str, Path, dict, Path]]) -> None:
-        """Fence, rename and fsync prepared temp files (see `commit_batch` for the outcomes)."""
-        renamed: list[tuple[str, Path, dict]] = []
-        failure: str | None = None
-        try:
-            locks = self._sync.commit_locks() if self._sync is not None else []
-            with holding(locks, self._lock_timeout_s):
-                self._check_fence(prepared)
-                for key, path, document, temp in prepared:
-                    try:
-                        os.replace(temp, path)
-                    except OSError as error:
-                        log.error("cannot rename %s into place: %s", path, error)
-                        failure = f"{path.relative_to(self.root)}: {error.strerror or error}"
-                        break
-                    renamed.append((key, path, document))
-        except LockTimeout as error:
-            self._unlink_temps(prepared)
-            log.error("commit of %d files refused: %s", len(prepared), error)
-            raise BatchNotWritten(
-                f"Tsy voasoratra : mbola mihidy ny lahatahiry {error.lock_path.parent} "
-                f"({self._lock_timeout_s:g} s) ; tsy nisy niova (rien n'a été écrit)",
-                retry=False) from None
-        except BatchNotWritten:
-            self._unlink_temps(prepared)
-            raise
-        except OSError as error:  # a lock file could not be opened
-            self._unlink_temps(prepared)
-            raise BatchNotWritten(f"Tsy voasoratra : {error.strerror or error} ; "
-                                  f"tsy nisy niova (rien n'a été écrit)", retry=False) from None
-        self._unlink_temps(prepared[len(renamed):])
-        if not renamed:
-            for key, *_ in prepared:
-                self._forget(key)
-            raise BatchNotWritten(f"Tsy voasoratra ny {failure}")
-        durable = self._fsync_renamed(renamed)
-        for key, path, document in renamed:
-            if key not in durable:
-                self._forget(key)
-                continue
-            try:
-                stat = os.stat(path)
-            except OSError:
-                self._forget(key)  # replaced or removed meanwhile: re-read it next time
-                continue
-            self._remember(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size), document)
-        for key, *_ in prepared[len(renamed):]:
-            self._forget(key)
-        if failure is None and len(durable) == len(renamed):
-            return
-        unsure = [path.relative_to(self.root) for key, path, _ in renamed if key not in durable]
-        reason = (f"{len(renamed)}/{len(prepared)} rakitra tafiditra, {failure}" if failure
-                  else f"fsync tsy nahomby : {', '.join(map(str, unsure))}")
-        raise BatchPartlyWritten(outcome_unknown_message("fiovana", reason),
-                                 {key for key, *_ in renamed}, durable)
-
-    def _fsync_renamed(self, renamed: list[tuple[str, Path, dict]]) -> set[str]:
-        """fsync the folders of renamed files; the keys whose folder fsync succeeded."""
-        if not self._durable:
-            return {key for key, *_ in renamed}
-        by_folder: dict[Path, list[str]] = {}
-        for key, path, _ in renamed:
-            by_folder.setdefault(path.parent, []).append(key)
-        durable: set[str] = set()
-        for folder, keys in by_folder.items():
-            try:
-                fsync_folder(folder)
-            except OSError as error:
-                log.error("fsync of %s failed after renaming %d files: %s", folder, len(keys), error)
-                continue
-            durable.update(keys)
-        return durable
-
-    @staticmethod
-    def _unlink_temps(prepared) -> None:
-        for *_, temp in prepared:
-            _unlink_quietly(temp)
 
     # ------------------------------------------------------------------ peers
 
@@ -755,18 +471,6 @@ class Store:
     def has_peers(self) -> bool:
         """Whether this directory belongs to a replicated set (pull and fence apply)."""
         return self._sync is not None
-
-    def _check_fence(self, prepared: list[tuple[str, Path, dict, Path]]) -> None:
-        """Raise BatchFenced if this directory or a peer holds a file at >= its new counter."""
-        if self._sync is None:
-            return
-        violation = self._sync.fence_violation([(path, document) for _, path, document, _ in prepared])
-        if violation is not None:
-            who = violation.holder or "ity mpizara ity"
-            raise BatchFenced(
-                f"Tsy voasoratra ny {violation.rel} : efa manana dika vaovao kokoa "
-                f"(change {violation.change}) i {who} ; tsy nisy niova, andramo indray (écriture "
-                f"refusée : une copie plus récente existe ailleurs, rien n'a été écrit)")
 
     def pull_newer(self, database: str, kind: str, name: str) -> bool:
         """Pull on write: adopt a peer's newer copy of an object before modifying it.
@@ -779,7 +483,7 @@ class Store:
         if self._sync is None:
             return False
         try:
-            path = (self.database_path(database) / DATABASE_MARKER if kind == "database"
+            path = (self.marker_path(database) if kind == "database"
                     else self.object_path(database, kind, name))
         except TahiryError:
             return False  # the statement itself reports the bad name
@@ -814,7 +518,7 @@ class Store:
             return  # the statement itself reports the bad name
         for kind, folder in KIND_FOLDERS.items():
             for name in sorted(self._sync.object_names(database, folder)):
-                if _IDENTIFIER_RE.fullmatch(name):
+                if is_identifier(name):
                     self.pull_newer(database, kind, name)
 
     def _adopt(self, path: Path, copy: PeerCopy) -> None:
@@ -828,7 +532,7 @@ class Store:
             raise TahiryError(
                 f"Tsy tafiditra ny dika vaovao kokoa an'i {path.relative_to(self.root)} avy "
                 f"amin'i {copy.peer} ({error.strerror or error}) ; tsy nisy niova") from None
-        self._forget(str(path))
+        self._cache.forget(str(path))
         if copied:
             log.info("pulled %s (change %d) from %s before writing it",
                      path.relative_to(self.root), copy.change, copy.peer)

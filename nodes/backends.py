@@ -15,7 +15,7 @@ import asyncio
 from dataclasses import dataclass
 
 from nodes.backend_config import BackendSpec
-from nodes.common import NotSent, ResponseReceiver, UpstreamError, exchange, open_upstream
+from nodes.upstream import NotSent, ResponseReceiver, UpstreamError, exchange, open_upstream
 from nodes.health import BackendHealth
 from nodes.protocol import Response, auth_request
 

@@ -36,8 +36,8 @@ from nodes.backend_pool import BackendPool
 from nodes.backends import Backend, BackendUnavailable, Timeouts
 from nodes.balancer_session import ClientSession, DatabaseMissing
 from nodes.classifier import StatementClassifier
-from nodes.common import (ConnectionStats, admin_response, load_topology_node,
-                          node_argument_parser, run_node, run_server, serve_connection, setup_logging)
+from nodes.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
+from nodes.serving import ClientHandler, ConnectionStats, admin_response, run_server
 from nodes.freshness import (DEFAULT_WAIT_BOUND_S, WriteMark, best_effort_order, find_holders,
                              holding_all, read_needs, write_needs)
 from nodes.health import HealthPolicy
@@ -86,19 +86,17 @@ class Balancer:
 
     # -- serving clients ---------------------------------------------------
 
-    async def handle_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def open_client(self) -> ClientHandler:
+        """A new client connection: its own session (database, backend connections)."""
         session = ClientSession(self.timeouts)
         self.clients += 1
 
-        async def handle(request: Request) -> bytes:
-            return await self.answer(session, request)
-
-        try:
-            await serve_connection(reader, writer, handle, self.connection_stats, self.log,
-                                   idle_timeout=self.idle_timeout, auth=self.auth)
-        finally:
+        def closed() -> None:
             self.clients -= 1
             session.close()
+
+        return ClientHandler(lambda request: self.answer(session, request), closed,
+                             self.idle_timeout)
 
     def status(self) -> dict:
         return {
@@ -384,7 +382,8 @@ async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
     async def stop_probing() -> None:
         probing.cancel()
 
-    await run_server(balancer.handle_client, host, port, logger, on_stop=stop_probing)
+    await run_server(balancer.open_client, host, port, logger, balancer.connection_stats,
+                     auth=balancer.auth, on_stop=stop_probing)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,9 +35,10 @@ import time
 from engine.script import normalise_statement
 from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.cache import ResponseCache
-from nodes.common import (ConnectionStats, UpstreamConnection, UpstreamError, admin_response,
-                          load_topology_node, node_argument_parser, parse_address, run_node, run_server,
-                          serve_connection, setup_logging)
+from nodes.node_process import (load_topology_node, node_argument_parser, parse_address, run_node,
+                                setup_logging)
+from nodes.serving import ClientHandler, ConnectionStats, admin_response, run_server
+from nodes.upstream import UpstreamConnection, UpstreamError
 from nodes.protocol import DEFAULT_MAX_REQUEST_BYTES, Request, Response, encode_error, statement_bytes
 
 KIND = "proxycache"
@@ -121,20 +122,20 @@ class ProxyCache:
                 "upstream_errors": self.upstream_errors,
                 "fine_invalidation": self.fine is not None}
 
-    async def client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def open_client(self) -> ClientHandler:
+        """A new client connection: its own database and upstream connection."""
         self.stats.open_connections += 1
         self.stats.total_connections += 1
         session = ProxySession(self, UpstreamConnection(
             *self.upstream, request_timeout=self.request_timeout,
             decode_relations=self.fine is not None,
             secret=self.auth.secret if self.auth is not None else None))
-        try:
-            await serve_connection(reader, writer, session.handle, self.stats, self.logger,
-                                   idle_timeout=self.idle_timeout,
-                                   max_request_bytes=self.max_request_bytes, auth=self.auth)
-        finally:
+
+        def closed():
             self.stats.open_connections -= 1
-            await session.upstream.close()
+            return session.upstream.close()
+
+        return ClientHandler(session.handle, closed, self.idle_timeout)
 
 
 class ProxySession:
@@ -309,7 +310,8 @@ def main(argv: list[str] | None = None) -> None:
                        max_request_bytes=args.max_request_bytes, auth=auth,
                        upstream_patience=args.upstream_patience)
     logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, ttl_ms, max_entries)
-    run_node(run_server(proxy.client_connected, args.host, args.port, logger), logger)
+    run_node(run_server(proxy.open_client, args.host, args.port, logger, proxy.stats,
+                        max_request_bytes=args.max_request_bytes, auth=auth), logger)
 
 
 if __name__ == "__main__":

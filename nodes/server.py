@@ -48,8 +48,9 @@ from engine.session import Session
 from engine.peers import PeerDirectories, parse_peer_option
 from engine.storage import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
-from nodes.common import (CloseConnection, ConnectionStats, admin_response, close_writer, load_topology_node,
-                          node_argument_parser, run_node, run_server, serve_connection, setup_logging)
+from engine.code_cache import CodeCache
+from nodes.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
+from nodes.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
 from nodes.protocol import (ADMIN_VERSIONS, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PAGE_ROWS, Request,
                             encode_error, encode_message, encode_outcome, versions_arguments)
 
@@ -157,6 +158,8 @@ class DatabaseServer:
         self.files_committed = 0
         self.largest_batch = 0
         self.small_reads = 0
+        # Compiled expressions, shared by every connection's session.
+        self.codes = CodeCache()
         self._engine = None if inline else EngineWorker(self.run_batch, logger)
         if not inline:
             # The event loop and the engine thread hand each statement over;
@@ -173,36 +176,30 @@ class DatabaseServer:
                 "max_connections": self.max_connections,
                 **(self.auth.status() if self.auth is not None else {})}
 
-    async def client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def open_client(self) -> ClientHandler | None:
+        """A new client connection: its own engine session (None if it cannot be made)."""
         self.stats.total_connections += 1
         if self.stats.open_connections >= self.max_connections:
             self.stats.refused_connections += 1
-            await serve_connection(reader, writer, self._refuse, self.stats, self.logger,
-                                   idle_timeout=5.0, max_request_bytes=self.max_request_bytes,
-                                   auth=self.auth)
-            return
-        self.stats.open_connections += 1
+            return ClientHandler(self._refuse, idle_timeout=5.0)
         try:
-            session = Session(self.store)
+            session = Session(self.store, codes=self.codes)
         except Exception:
-            self.stats.open_connections -= 1
             self.logger.exception("could not open an engine session")
-            await close_writer(writer)
-            return
+            return None
+        self.stats.open_connections += 1
 
-        async def handle(request: Request) -> bytes:
+        def answer(request: Request) -> bytes | asyncio.Future:
             if request.admin is not None:
                 if request.admin == ADMIN_VERSIONS:
                     return self.versions(request)
                 return admin_response(request, self.node_id, KIND, self.status)
-            return await self._run(session, request.text)
+            return self._run(session, request.text)
 
-        try:
-            await serve_connection(reader, writer, handle, self.stats, self.logger,
-                                   idle_timeout=self.idle_timeout,
-                                   max_request_bytes=self.max_request_bytes, auth=self.auth)
-        finally:
+        def closed() -> None:
             self.stats.open_connections -= 1
+
+        return ClientHandler(answer, closed, self.idle_timeout)
 
     def versions(self, request: Request) -> bytes:
         """`.versions DB obj ...;`: each object's change counter per kind, as one JSON line.
@@ -228,12 +225,13 @@ class DatabaseServer:
             return encode_error(error.message)
         return encode_message(orjson.dumps(answer).decode())
 
-    async def _refuse(self, request: Request) -> bytes:
+    def _refuse(self, request: Request) -> bytes:
         if request.admin is not None:
             return admin_response(request, self.node_id, KIND, self.status)
         raise CloseConnection(encode_error(TOO_MANY_CONNECTIONS))
 
-    async def _run(self, session: Session, text: str) -> bytes:
+    def _run(self, session: Session, text: str) -> bytes | asyncio.Future:
+        """The response to one statement, or a future of it (queued for the engine thread)."""
         self.statements += 1
         if self._engine is None:
             return self.run_batch([_Job(session, text, None)])[0]
@@ -243,7 +241,7 @@ class DatabaseServer:
         if outcome is not None:
             self.small_reads += 1
             return self._encode(outcome, text)
-        return await self._engine.submit(session, text)
+        return self._engine.submit(session, text)
 
     def run_batch(self, jobs: list[_Job]) -> list[bytes]:
         """Run statements as one group commit; their encoded responses, in order.
@@ -380,8 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     # Start-up objects (modules, parser tables) never die: keep the cyclic
     # collector from rescanning them on every full collection.
     gc.freeze()
-    run_node(run_server(server.client_connected, args.host, args.port, logger,
-                        on_stop=server.stop), logger)
+    run_node(run_server(server.open_client, args.host, args.port, logger, server.stats,
+                        max_request_bytes=args.max_request_bytes, auth=auth, on_stop=server.stop),
+             logger)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ from typing import Callable
 import orjson
 
 from engine.peers import DirectoryLock
-from engine.storage import atomic_write as storage_atomic_write
-from engine.storage import fsync_folder, temp_path_for
+from engine.atomic_files import atomic_write as storage_atomic_write
+from engine.atomic_files import fsync_folder, temp_path_for
 
 FORMAT_VERSION = 1
 DATABASE_MARKER = "database.json"
@@ -204,7 +204,7 @@ def atomic_write(path: Path, data: bytes, still_wanted: Callable[[], bool],
                  lock: DirectoryLock | None = None) -> bool:
     """Write `data` at `path` atomically; False if `still_wanted()` said no.
 
-    The engine's own durable replacement (engine.storage.atomic_write: temp
+    The engine's own durable replacement (engine.atomic_files.atomic_write: temp
     file, fsync, `os.replace`, fsync of the folder). `still_wanted` runs
     after the temp file is durable and just before the rename; with `lock`
     (the destination data directory's write lock, engine/peers.py) the

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from engine import storage
+from engine import group_commit, storage
 from engine.errors import TahiryError
 from engine.session import Session
 from engine.storage import BatchNotWritten, BatchPartlyWritten, Store
@@ -131,7 +131,7 @@ def test_abort_writes_nothing_and_an_exception_in_write_batch_aborts(store):
 
 
 def test_a_failure_while_preparing_writes_nothing(store, monkeypatch):
-    real = storage.write_durable_temp
+    real = group_commit.write_durable_temp
     calls = []
 
     def fail_second(path, data, durable=True):
@@ -140,7 +140,7 @@ def test_a_failure_while_preparing_writes_nothing(store, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, data, durable)
 
-    monkeypatch.setattr(storage, "write_durable_temp", fail_second)
+    monkeypatch.setattr(group_commit, "write_durable_temp", fail_second)
     store.begin_batch()
     store.write("db", "table", "t", body(1, 2))
     store.write("db", "table", "u", body(3))

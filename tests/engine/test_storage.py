@@ -228,5 +228,5 @@ def test_cache_stays_within_its_budgets(tmp_path):
     assert len(store._cache) <= 3
     big = {"columns": TABLE_BODY["columns"], "rows": [[i] for i in range(3000)]}
     store.write("db", "table", "big", big)
-    assert store._cached_bytes <= 10_000 or len(store._cache) == 1
+    assert store._cache.cached_bytes <= 10_000 or len(store._cache) == 1
     assert store.read("db", "table", "t0")["rows"] == [[1], [2]]  # evicted, read again

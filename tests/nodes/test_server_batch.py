@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from engine import storage
+from engine import group_commit, storage
 from engine.session import Session
 from engine.storage import Store
 from nodes.protocol import decode_responses
@@ -85,7 +85,8 @@ def test_when_the_disk_refuses_the_batch_each_statement_gets_its_own_answer(serv
     def no_space(path, data, durable=True):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(storage, "write_durable_temp", no_space)
+    monkeypatch.setattr(group_commit, "write_durable_temp", no_space)  # the batch
+    monkeypatch.setattr(storage, "write_durable_temp", no_space)       # one statement alone
     monkeypatch.setattr(storage, "atomic_write",
                         lambda *args, **kwargs: no_space(None, None))
     responses = run(server, (a, "manampia ao@ t sanda (1, 'a')"),

@@ -14,7 +14,7 @@ import shutil
 
 import pytest
 
-from engine import storage
+from engine import group_commit
 from engine.peers import PeerDirectories
 from engine.session import Session
 from engine.storage import Store
@@ -53,8 +53,8 @@ def rows(server, table="t"):
 
 def test_folder_fsync_failing_after_the_rename_is_outcome_unknown_never_failed(server, monkeypatch):
     a, b = session(server), session(server)
-    real = storage.fsync_folder
-    monkeypatch.setattr(storage, "fsync_folder", lambda folder: (_ for _ in ()).throw(
+    real = group_commit.fsync_folder
+    monkeypatch.setattr(group_commit, "fsync_folder", lambda folder: (_ for _ in ()).throw(
         OSError(errno.EIO, "Input/output error")) if str(folder).endswith("tables") else real(folder))
     responses = run(server, (b, "alaivo * ao@ t"), (a, "manampia ao@ t sanda (1)"),
                     (b, "alaivo * ao@ t"), (b, "manampia ao@ t sanda (500)"))

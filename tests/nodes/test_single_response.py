@@ -1,4 +1,4 @@
-"""nodes.common.single_raw_response: the fast path agrees with ResponseDecoder exactly."""
+"""nodes.upstream.single_raw_response: the fast path agrees with ResponseDecoder exactly."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.outcome import Column, Outcome, Relation
-from nodes.common import single_raw_response
+from nodes.upstream import single_raw_response
 from nodes.protocol import ProtocolError, ResponseDecoder, encode_message, encode_outcome
 
 

@@ -1,0 +1,133 @@
+"""Atomic, durable file replacement: the one implementation of a write that a crash cannot tear.
+
+`atomic_write`: temp file `.<name>.<random>.tmp` in the same folder
+(`O_EXCL`), fsync, `os.replace`, fsync of the folder. A crash leaves the old
+file or the new one. `write_durable_temp` is its first half (the group
+commit prepares every file before renaming any); `copy_if_newer` installs
+another directory's copy of an object unless ours is as new (replication
+and the store's pull on write). `encode_document` is how documents become
+bytes (compact JSON, docs/STORAGE.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Callable
+
+import orjson
+
+from engine.peers import DEFAULT_LOCK_TIMEOUT_S, DirectoryLock, UnreadableCopy, holding, read_change
+
+TEMP_SUFFIX = ".tmp"
+
+
+def encode_document(document: dict) -> bytes:
+    """Compact JSON bytes; falls back to `json` for what orjson refuses."""
+    try:
+        return orjson.dumps(document)
+    except TypeError:
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode("utf-8")
+
+
+def is_temp_file(file_name: str) -> bool:
+    """Temp files of atomic writes: `.<name>.<random>.tmp`."""
+    return file_name.startswith(".") and file_name.endswith(TEMP_SUFFIX)
+
+
+def temp_path_for(path: Path) -> Path:
+    """A fresh temp file name beside `path`: `.<name>.<12 hex>.tmp`."""
+    return path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a folder's entries (a rename, a new file) durable."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_durable_temp(path: Path, data: bytes, durable: bool = True) -> Path:
+    """Write `data` to a new temp file beside `path` (O_EXCL) and fsync it.
+
+    Returns the temp file's path; on failure nothing is left behind. The
+    folder must exist.
+    """
+    temp = temp_path_for(path)
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(descriptor, view)
+                view = view[written:]
+            if durable:
+                os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except BaseException:
+        unlink_quietly(temp)
+        raise
+    return temp
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True,
+                 still_wanted: Callable[[], bool] | None = None,
+                 lock: DirectoryLock | None = None,
+                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> bool:
+    """Replace `path` with `data` atomically and durably; False if `still_wanted()` said no.
+
+    Temp file in the same folder, fsync, `os.replace`, fsync of the folder:
+    a crash leaves the old file or the new one, never a torn one. The folder
+    must exist. `still_wanted` runs after the temp file is durable, just
+    before the rename; with `lock` (the data directory's write lock) both
+    run while it is held, so no other writer of that directory can rename
+    in between. Raises OSError (LockTimeout included; the temp file removed,
+    `path` intact).
+    """
+    temp = write_durable_temp(path, data, durable)
+    try:
+        with holding([lock] if lock is not None else [], lock_timeout_s):
+            if still_wanted is not None and not still_wanted():
+                unlink_quietly(temp)
+                return False
+            os.replace(temp, path)
+    except BaseException:
+        unlink_quietly(temp)
+        raise
+    if durable:
+        fsync_folder(path.parent)
+    return True
+
+
+def copy_if_newer(path: Path, data: bytes, change: int, lock: DirectoryLock | None, *,
+                  durable: bool = True, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> bool:
+    """Install another directory's copy of an object unless `path` is as new already.
+
+    The one way a copy enters a data directory, for replication and for the
+    store's pull on write: atomic and durable like every write, and the
+    "is ours older?" check runs under the directory's write lock right
+    before the rename. A local copy that cannot be read is never
+    overwritten. False if nothing was copied; raises OSError.
+    """
+    def still_wanted() -> bool:
+        try:
+            current = read_change(path)
+        except (UnreadableCopy, OSError):
+            return False
+        return current is None or current < change
+
+    return atomic_write(path, data, durable=durable, still_wanted=still_wanted, lock=lock,
+                        lock_timeout_s=lock_timeout_s)
+
+
+def unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

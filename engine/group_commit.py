@@ -1,0 +1,216 @@
+"""Group commit: a batch of writes made durable together, and what to say when that fails.
+
+Between `Store.begin_batch()` and `commit_batch()` writes collect in a
+`WriteBatch` (an in-memory overlay that later statements of the batch read;
+each dirty object file is written once at commit). `BatchInstaller` does the
+commit: every document to a durable temp file first (`prepare`); then,
+holding the write locks of this directory and of every peer, the fence is
+checked and the files are renamed into place; then their folders are
+fsynced (`install`). A write outside a batch goes the same way, as a batch
+of one file.
+
+Outcomes (docs/STORAGE.md): `BatchNotWritten` (nothing renamed: the
+statements failed cleanly, or may run again one by one; `BatchFenced` when
+a peer holds a newer copy), `BatchPartlyWritten` (some files renamed: which
+ones are durable, which ones may or may not be), otherwise every file is in
+place and durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+from engine.atomic_files import encode_document, fsync_folder, unlink_quietly, write_durable_temp
+from engine.document_cache import DocumentCache
+from engine.errors import TahiryError
+from engine.peer_sync import PeerSync
+from engine.peers import LockTimeout, holding
+
+log = logging.getLogger("engine.storage")
+
+# (key, final path, document, durable temp file)
+Prepared = tuple[str, Path, dict, Path]
+
+
+class BatchNotWritten(Exception):
+    """A batch could not be made durable and nothing of it reached the files.
+
+    Raised by `Store.commit_batch` before any file was replaced. `retry`:
+    running the statements again one by one may succeed (preparing a file
+    failed: encoding, disk full, ...; or the first rename failed); when
+    False, `message` is every statement's (clean) failure.
+    """
+
+    def __init__(self, message: str, retry: bool = True):
+        super().__init__(message)
+        self.message = message
+        self.retry = retry
+
+
+class BatchFenced(BatchNotWritten):
+    """A peer holds an object of the batch at a counter >= the one about to be written.
+
+    Nothing was renamed. Run again one by one, each statement pulls the newer
+    copy first and applies on top of it (or is fenced again and fails).
+    """
+
+
+class BatchPartlyWritten(TahiryError):
+    """Some files of a batch were renamed into place, then something failed.
+
+    `renamed`: keys (paths) whose new file is in place; `durable`: those of
+    them whose folder fsync succeeded too. A statement whose files are all
+    durable succeeded; one with a file renamed but not durable, or only part
+    of its files renamed, may or may not have been applied; one with no file
+    renamed failed.
+    """
+
+    def __init__(self, message: str, renamed: set[str], durable: set[str]):
+        super().__init__(message)
+        self.renamed = renamed
+        self.durable = durable
+
+
+class WriteOutcomeUnknown(TahiryError):
+    """The new file was renamed into place but its durability is not confirmed."""
+
+
+def outcome_unknown_message(where: str, reason: str) -> str:
+    """The sentence of a write that may or may not have been applied."""
+    return (f"Tsy fantatra raha voasoratra na tsia ny {where} ({reason}) : mety efa tafiditra ny "
+            f"fiovana, mety tsia ; jereo aloha vao mamerina (outcome unknown : l'écriture a "
+            f"peut-être été appliquée, ou non)")
+
+
+
+class WriteBatch:
+    """Pending documents of a group commit, owned by one thread."""
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        self.pending: dict[str, tuple[Path, dict]] = {}
+        self.writes = 0   # object writes so far (a statement wrote iff this grew)
+        self.pulled: set[str] = set()   # paths already compared with the peers
+
+
+class BatchInstaller:
+    """Puts a batch's documents in place durably, fenced against the peers' copies."""
+
+    def __init__(self, root: Path, cache: DocumentCache, prepare_folder: Callable[[Path], None], *,
+                 durable: bool, sync: PeerSync | None, lock_timeout_s: float):
+        self.root = root
+        self._cache = cache
+        self._prepare_folder = prepare_folder
+        self._durable = durable
+        self._sync = sync
+        self._lock_timeout_s = lock_timeout_s
+
+    def prepare(self, pending: dict[str, tuple[Path, dict]]) -> list[Prepared]:
+        """Every pending document in a durable temp file beside its path; BatchNotWritten if one fails."""
+        prepared: list[Prepared] = []
+        try:
+            for key, (path, document) in pending.items():
+                data = encode_document(document)
+                self._prepare_folder(path.parent)
+                prepared.append((key, path, document,
+                                 write_durable_temp(path, data, self._durable)))
+        except (OSError, TypeError, ValueError, TahiryError) as error:
+            for _, _, _, temp in prepared:
+                unlink_quietly(temp)
+            log.error("group commit of %d files not written: %s", len(pending), error)
+            raise BatchNotWritten(str(error)) from None
+        return prepared
+
+    def install(self, prepared: list[Prepared]) -> None:
+        """Fence, rename and fsync prepared temp files (the outcomes: see the module docstring)."""
+        renamed: list[tuple[str, Path, dict]] = []
+        failure: str | None = None
+        try:
+            locks = self._sync.commit_locks() if self._sync is not None else []
+            with holding(locks, self._lock_timeout_s):
+                self._check_fence(prepared)
+                for key, path, document, temp in prepared:
+                    try:
+                        os.replace(temp, path)
+                    except OSError as error:
+                        log.error("cannot rename %s into place: %s", path, error)
+                        failure = f"{path.relative_to(self.root)}: {error.strerror or error}"
+                        break
+                    renamed.append((key, path, document))
+        except LockTimeout as error:
+            self._unlink_temps(prepared)
+            log.error("commit of %d files refused: %s", len(prepared), error)
+            raise BatchNotWritten(
+                f"Tsy voasoratra : mbola mihidy ny lahatahiry {error.lock_path.parent} "
+                f"({self._lock_timeout_s:g} s) ; tsy nisy niova (rien n'a été écrit)",
+                retry=False) from None
+        except BatchNotWritten:
+            self._unlink_temps(prepared)
+            raise
+        except OSError as error:  # a lock file could not be opened
+            self._unlink_temps(prepared)
+            raise BatchNotWritten(f"Tsy voasoratra : {error.strerror or error} ; "
+                                  f"tsy nisy niova (rien n'a été écrit)", retry=False) from None
+        self._unlink_temps(prepared[len(renamed):])
+        if not renamed:
+            for key, *_ in prepared:
+                self._cache.forget(key)
+            raise BatchNotWritten(f"Tsy voasoratra ny {failure}")
+        durable = self._fsync_renamed(renamed)
+        for key, path, document in renamed:
+            if key not in durable:
+                self._cache.forget(key)
+                continue
+            try:
+                stat = os.stat(path)
+            except OSError:
+                self._cache.forget(key)  # replaced or removed meanwhile: re-read it next time
+                continue
+            self._cache.remember(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size), document)
+        for key, *_ in prepared[len(renamed):]:
+            self._cache.forget(key)
+        if failure is None and len(durable) == len(renamed):
+            return
+        unsure = [path.relative_to(self.root) for key, path, _ in renamed if key not in durable]
+        reason = (f"{len(renamed)}/{len(prepared)} rakitra tafiditra, {failure}" if failure
+                  else f"fsync tsy nahomby : {', '.join(map(str, unsure))}")
+        raise BatchPartlyWritten(outcome_unknown_message("fiovana", reason),
+                                 {key for key, *_ in renamed}, durable)
+
+    def _fsync_renamed(self, renamed: list[tuple[str, Path, dict]]) -> set[str]:
+        """fsync the folders of renamed files; the keys whose folder fsync succeeded."""
+        if not self._durable:
+            return {key for key, *_ in renamed}
+        by_folder: dict[Path, list[str]] = {}
+        for key, path, _ in renamed:
+            by_folder.setdefault(path.parent, []).append(key)
+        durable: set[str] = set()
+        for folder, keys in by_folder.items():
+            try:
+                fsync_folder(folder)
+            except OSError as error:
+                log.error("fsync of %s failed after renaming %d files: %s", folder, len(keys), error)
+                continue
+            durable.update(keys)
+        return durable
+
+    @staticmethod
+    def _unlink_temps(prepared) -> None:
+        for *_, temp in prepared:
+            unlink_quietly(temp)
+
+    def _check_fence(self, prepared: list[Prepared]) -> None:
+        """Raise BatchFenced if this directory or a peer holds a file at >= its new counter."""
+        if self._sync is None:
+            return
+        violation = self._sync.fence_violation([(path, document) for _, path, document, _ in prepared])
+        if violation is not None:
+            who = violation.holder or "ity mpizara ity"
+            raise BatchFenced(
+                f"Tsy voasoratra ny {violation.rel} : efa manana dika vaovao kokoa "
+                f"(change {violation.change}) i {who} ; tsy nisy niova, andramo indray (écriture "
+                f"refusée : une copie plus récente existe ailleurs, rien n'a été écrit)")

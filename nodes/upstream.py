@@ -1,0 +1,245 @@
+"""Connections to an upstream node (balancer -> servers, proxy cache -> balancer).
+
+The receiving side is a bare asyncio Protocol (`ResponseReceiver`): each
+chunk goes straight into a `ResponseDecoder`, with a byte-search fast path
+for the common one-chunk response (`single_raw_response`). `exchange` sends
+one request (one write) and waits, bounded by a timer, for its responses;
+`UpstreamConnection` is one reconnecting connection, one statement at a
+time, with the shared secret presented first when the node has one. Every
+failure is an `UpstreamError` with one sentence, and the connection is
+aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from engine.errors import ERROR_PREFIX
+from nodes.node_process import set_nodelay
+from nodes.protocol import ProtocolError, Response, ResponseDecoder, auth_request
+
+
+class UpstreamError(Exception):
+    """The upstream node could not be reached or broke the protocol; one sentence."""
+
+
+class NotSent(UpstreamError):
+    """The request was not sent at all (the connection was already closed)."""
+
+
+class ResponseReceiver(asyncio.Protocol):
+    """The receiving side of a connection to an upstream node: responses decoded as bytes arrive.
+
+    A bare asyncio Protocol (no StreamReader buffer, no reader task): each
+    chunk goes straight into the `ResponseDecoder`. `expect(count)` returns a
+    future resolved with the next `count` responses, or failed with
+    UpstreamError when the connection ends, breaks the protocol or sends a
+    response nobody asked for. After a failure the connection is aborted.
+    """
+
+    def __init__(self, decode_relations: bool = False) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._decoder = ResponseDecoder(decode_relations)
+        self._raw_only = not decode_relations
+        self._waiter: asyncio.Future | None = None
+        self._wanted = 0
+        self._responses: list[Response] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def expect(self, count: int) -> asyncio.Future:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter, self._wanted, self._responses = waiter, count, []
+        return waiter
+
+    def data_received(self, data: bytes) -> None:
+        single = None
+        if self._raw_only and not self._decoder.pending:
+            single = single_raw_response(data)
+        try:
+            responses = [single] if single is not None else self._decoder.feed(data)
+        except ProtocolError as error:
+            self.fail(f"protocol error: {error}")
+            return
+        if not responses:
+            return
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            self.fail("protocol error: a response nobody asked for")
+            return
+        self._responses.extend(responses)
+        if len(self._responses) >= self._wanted:
+            if len(self._responses) > self._wanted or self._decoder.pending:
+                self.fail("protocol error: more responses than requests")
+                return
+            self._waiter = None
+            waiter.set_result(self._responses)
+
+    def eof_received(self) -> bool:
+        self.fail("connection closed")
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail((_reason(exc) if exc is not None else "") or "connection closed")
+
+    def fail(self, reason: str) -> None:
+        """Fail the waiting request (if any) with UpstreamError(reason) and abort the connection."""
+        self.closed = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(UpstreamError(reason))
+        if self.transport is not None:
+            self.transport.abort()
+
+
+_PAGE_1_OF_1 = b"RELATION_JSON_PAGE 1/1\n"
+_RELATION_END_AND_MESSAGE = b"RELATION_JSON_END\nRESULT_MESSAGE\n"
+_MESSAGE_HEADER = b"RESULT_MESSAGE\n"
+_END_LINE = b"\nEND\n"
+
+
+def single_raw_response(data: bytes) -> Response | None:
+    """`data` as one complete response, if it is exactly one in the common shape; else None.
+
+    The fast path of `ResponseReceiver` when relations are not decoded: a
+    message-only response or a one-page relation, arriving whole in one
+    chunk (what servers send for most statements), is recognised with a few
+    byte searches instead of the decoder's line-by-line state machine. It
+    accepts exactly what `ResponseDecoder(decode_relations=False)` accepts
+    for those shapes and returns the same Response; anything else (several
+    pages, CRLF, a partial or second response) returns None for the decoder.
+    """
+    if not data.endswith(_END_LINE):
+        return None
+    if data.startswith(_MESSAGE_HEADER):
+        message_start, has_relation = len(_MESSAGE_HEADER), False
+    elif data.startswith(_PAGE_1_OF_1):
+        json_end = data.find(b"\n", len(_PAGE_1_OF_1))
+        if json_end < 0 or not data.startswith(_RELATION_END_AND_MESSAGE, json_end + 1):
+            return None
+        message_start, has_relation = json_end + 1 + len(_RELATION_END_AND_MESSAGE), True
+    else:
+        return None
+    message_end = len(data) - len(_END_LINE)
+    if message_end < message_start or data.find(b"\n", message_start, message_end) >= 0 \
+            or data[message_end - 1:message_end] == b"\r":
+        return None
+    message = data[message_start:message_end].decode("utf-8", "replace")
+    return Response(ok=not message.startswith(ERROR_PREFIX), message=message, relation=None,
+                    raw=data, has_relation=has_relation)
+
+
+def _expire(waiter: asyncio.Future, timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(UpstreamError(f"no answer within {timeout:g}s"))
+
+
+async def open_upstream(host: str, port: int, timeout: float,
+                        decode_relations: bool = False) -> tuple[asyncio.Transport, ResponseReceiver]:
+    """Connect (bounded by `timeout`) with TCP_NODELAY; OSError / TimeoutError on failure."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        transport, receiver = await loop.create_connection(
+            lambda: ResponseReceiver(decode_relations), host, port)
+    set_nodelay(transport)
+    return transport, receiver  # type: ignore[return-value]
+
+
+async def exchange(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,
+                   count: int, timeout: float) -> list[Response]:
+    """Send `data` (one write) and wait up to `timeout` for `count` responses.
+
+    UpstreamError on any failure; the connection is then aborted. A timer
+    rather than asyncio.timeout: the cheapest bound on the wait.
+    """
+    if receiver.closed or transport.is_closing():
+        raise NotSent("connection already closed")
+    waiter = receiver.expect(count)
+    transport.write(data)
+    if transport.is_closing():
+        # The send itself failed (reset by a dead peer): nothing arrived.
+        if waiter.done():
+            waiter.exception()  # retrieved: replaced by the error below
+        receiver.fail("connection reset before sending")
+        raise NotSent("connection reset before sending")
+    timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter, timeout)
+    try:
+        return await waiter
+    except UpstreamError as error:
+        receiver.fail(str(error))
+        raise
+    finally:
+        timer.cancel()
+
+
+class UpstreamConnection:
+    """One connection to an upstream node, one statement at a time.
+
+    `request(wire_bytes)` sends a statement and returns its decoded
+    `Response`. Any failure (connect, timeout, EOF, protocol) raises
+    UpstreamError and closes the connection; the next request reconnects.
+    """
+
+    def __init__(self, host: str, port: int, connect_timeout: float = 2.0,
+                 request_timeout: float = 60.0, decode_relations: bool = False,
+                 secret: str | None = None):
+        self.host, self.port = host, port
+        self.secret = secret  # sent as `.auth <secret>;` on every new connection
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.decode_relations = decode_relations
+        self._transport: asyncio.Transport | None = None
+        self._receiver: ResponseReceiver | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None
+
+    @property
+    def usable(self) -> bool:
+        """Connected and not closed by the peer (a dead peer's FIN is seen before sending)."""
+        return (self._transport is not None and not self._transport.is_closing()
+                and self._receiver is not None and not self._receiver.closed)
+
+    async def connect(self) -> None:
+        try:
+            self._transport, self._receiver = await open_upstream(
+                self.host, self.port, self.connect_timeout, self.decode_relations)
+        except (OSError, asyncio.TimeoutError) as error:
+            raise UpstreamError(f"tsy tafiditra amin'ny {self.host}:{self.port} ({_reason(error)})") from None
+        if self.secret:
+            await self._authenticate()
+
+    async def _authenticate(self) -> None:
+        try:
+            response = (await exchange(self._transport, self._receiver, auth_request(self.secret),
+                                       1, self.connect_timeout))[0]
+        except (UpstreamError, ValueError) as error:
+            await self.close()
+            raise UpstreamError(f"tsy tafiditra amin'ny {self.host}:{self.port} ({_reason(error)})") from None
+        if not response.ok:
+            await self.close()
+            raise UpstreamError(f"nolavin'ny {self.host}:{self.port} : {response.message}")
+
+    async def request(self, data: bytes) -> Response:
+        if self._transport is None:
+            await self.connect()
+        try:
+            return (await exchange(self._transport, self._receiver, data, 1,
+                                   self.request_timeout))[0]
+        except UpstreamError as error:
+            await self.close()
+            raise UpstreamError(f"tapaka ny fifandraisana amin'ny {self.host}:{self.port} ({error})") from None
+
+    async def close(self) -> None:
+        transport, self._transport, self._receiver = self._transport, None, None
+        if transport is not None:
+            transport.close()  # flushes what is buffered, then FIN
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, asyncio.TimeoutError):
+        return "timeout"
+    return str(error) or type(error).__name__

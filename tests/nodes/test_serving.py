@@ -1,0 +1,107 @@
+"""nodes.serving: answers in order (ready or awaited), EOF, closing, cleanup, over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nodes.protocol import ResponseDecoder, encode_message
+from nodes.serving import ClientConnection, ClientHandler, CloseConnection, ConnectionStats
+
+LOG = logging.getLogger("test-serving")
+
+
+async def serve(answer, closed=None):
+    """A listening socket serving `answer`; returns (server, port, connections)."""
+    connections: set = set()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: ClientConnection(lambda: ClientHandler(answer, closed, 5.0), ConnectionStats(),
+                                 LOG, 1 << 20, None, connections), "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], connections
+
+
+async def read_all(reader: asyncio.StreamReader) -> list:
+    decoder = ResponseDecoder()
+    responses = []
+    while True:
+        chunk = await asyncio.wait_for(reader.read(1 << 16), 5)
+        if not chunk:
+            return responses
+        responses.extend(decoder.feed(chunk))
+
+
+def test_ready_and_awaited_answers_come_back_in_request_order():
+    async def scenario():
+        async def slow(text):
+            await asyncio.sleep(0.02)
+            return encode_message(f"slow {text}")
+
+        def answer(request):
+            if request.text.startswith("slow"):
+                return slow(request.text)
+            future = asyncio.get_running_loop().create_future()
+            if request.text.startswith("later"):
+                asyncio.get_running_loop().call_later(0.01, future.set_result,
+                                                      encode_message(f"later {request.text}"))
+                return future
+            return encode_message(f"now {request.text}")
+
+        closed = []
+        server, port, _ = await serve(answer, lambda: closed.append(True))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"slow 1; now 2; later 3; now 4; slow 5; unfinished")
+        writer.write_eof()
+        responses = await read_all(reader)
+        writer.close()
+        server.close()
+        await asyncio.sleep(0.05)
+        return [r.message for r in responses], closed
+
+    messages, closed = asyncio.run(scenario())
+    assert messages == ["slow slow 1", "now now 2", "later later 3", "now now 4", "slow slow 5"]
+    assert closed == [True]   # cleanup ran once; the unfinished statement was never run
+
+
+def test_close_connection_sends_its_answer_then_closes():
+    async def scenario():
+        def answer(request):
+            if request.text == "stop":
+                raise CloseConnection(encode_message("bye"))
+            return encode_message("ok")
+
+        server, port, connections = await serve(answer)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"a; stop; never;")
+        responses = await read_all(reader)   # ends: the node closed the connection
+        writer.close()
+        server.close()
+        return [r.message for r in responses], len(connections)
+
+    messages, open_connections = asyncio.run(scenario())
+    assert messages == ["ok", "bye"]
+    assert open_connections == 0
+
+
+def test_a_failing_handler_closes_only_that_connection():
+    async def scenario():
+        def answer(request):
+            if request.text == "bug":
+                raise RuntimeError("a bug")
+            return encode_message("fine")
+
+        server, port, _ = await serve(answer)
+        first_reader, first_writer = await asyncio.open_connection("127.0.0.1", port)
+        first_writer.write(b"bug;")
+        broken = await read_all(first_reader)
+        second_reader, second_writer = await asyncio.open_connection("127.0.0.1", port)
+        second_writer.write(b"x;")
+        second_writer.write_eof()
+        fine = await read_all(second_reader)
+        for writer in (first_writer, second_writer):
+            writer.close()
+        server.close()
+        return broken, [r.message for r in fine]
+
+    broken, fine = asyncio.run(scenario())
+    assert broken == [] and fine == ["fine"]
