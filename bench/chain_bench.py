@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes.protocol import ResponseDecoder  # noqa: E402
+from nodes.protocol import response_is_error  # noqa: E402
 
 
 def free_port() -> int:
@@ -41,17 +41,33 @@ def free_port() -> int:
 
 
 class Connection:
+    """A minimal blocking client: one statement, read up to its END line.
+
+    It does not decode the relation (a real client would, but here that
+    Python work would be measured as if it were the nodes' latency): it only
+    tells an error from a success, and keeps the message line.
+    """
+
     def __init__(self, port: int):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.decoder = ResponseDecoder(decode_relations=False)
 
-    def run(self, statement: str):
+    def run(self, statement: str) -> "Answer":
         self.sock.sendall(statement.encode())
-        while True:
-            responses = self.decoder.feed(self.sock.recv(1 << 16))
-            if responses:
-                return responses[0]
+        data = self.sock.recv(1 << 16)
+        while not data.endswith(b"\nEND\n"):
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("the node closed the connection")
+            data += chunk
+        return Answer(data)
+
+
+class Answer:
+    def __init__(self, raw: bytes):
+        self.raw = raw
+        self.ok = not response_is_error(raw)
+        self.message = raw[raw.rfind(b"RESULT_MESSAGE\n") + 15:-5].decode("utf-8", "replace")
 
 
 def start(module: str, name: str, workdir: Path, *args: str) -> tuple[subprocess.Popen, int]:
