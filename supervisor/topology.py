@@ -9,7 +9,6 @@ folder of the YAML file.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,11 +16,11 @@ from pathlib import Path
 
 import yaml
 
+from nodes.auth import SECRET_ENV, is_loopback
 from nodes.protocol import secret_problem
 
 KINDS = ("server", "balancer", "proxycache")
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
-SECRET_ENV = "TAHIRY_SECRET"
 
 
 class TopologyError(Exception):
@@ -232,15 +231,6 @@ def _type_name(value: object) -> str:
     return {dict: "a mapping", list: "a list", str: f"the string {value!r}",
             bool: f"the boolean {value}", int: f"the integer {value}",
             float: f"the number {value}"}.get(type(value), type(value).__name__)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_topology(path: str | Path, environ: dict[str, str] | None = None) -> Topology:

@@ -177,14 +177,15 @@ def start_node(tmp_path, request):
         request.node.add_report_section("call", "node logs", starter.logs())
 
 
-def wait_until(predicate, deadline_s: float = 10.0, what: str = "condition"):
+def wait_until(predicate, deadline_s: float = 10.0, what: str = "condition",
+               interval_s: float = 0.05):
     """Poll `predicate` until it returns a true value (returned); AssertionError at the deadline."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         value = predicate()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(interval_s)
     raise AssertionError(f"timed out waiting for {what}")
 
 

@@ -8,28 +8,7 @@ from engine import ast
 from engine.executor import Executor
 from engine.session import Session
 from engine.storage import Store
-
-
-@pytest.fixture
-def session(tmp_path):
-    return Session(Store(tmp_path / "data"))
-
-
-def run(session, text):
-    """Messages of every outcome of `text`."""
-    return [outcome.message for outcome in session.execute(text)]
-
-
-def one(session, text):
-    outcomes = session.execute(text)
-    assert len(outcomes) == 1, outcomes
-    return outcomes[0]
-
-
-def rows(session, text):
-    outcome = one(session, text)
-    assert outcome.ok, outcome.message
-    return outcome.relation.rows
+from tests.engine.sessionkit import one, rows, run
 
 
 @pytest.fixture

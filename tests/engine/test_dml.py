@@ -9,28 +9,22 @@ import pytest
 from engine.executor import Limits
 from engine.session import Session
 from engine.storage import Store
+from tests.engine.sessionkit import one, rows, run
 
 CHANGED = "Tafinditra ny fiovana ny tabilao"
 
 
-def run(session, text):
-    return [outcome.message for outcome in session.execute(text)]
-
-
-def one(session, text):
-    outcomes = session.execute(text)
-    assert len(outcomes) == 1, outcomes
-    return outcomes[0]
-
-
-def rows(session, text):
-    outcome = one(session, text)
-    assert outcome.ok, outcome.message
-    return outcome.relation.rows
-
-
 def table_file(tmp_path, name="t"):
     return tmp_path / "data" / "sekoly" / "tables" / f"{name}.json"
+
+
+def assert_refused_and_unchanged(session, tmp_path, text, fragment):
+    """`text` fails with `fragment` in its message and table t's file keeps its bytes."""
+    before = table_file(tmp_path).read_bytes()
+    outcome = one(session, text)
+    assert not outcome.ok
+    assert fragment in outcome.message
+    assert table_file(tmp_path).read_bytes() == before
 
 
 def make_session(tmp_path, limits=None):
@@ -86,11 +80,7 @@ def test_insert_with_empty_column_list_means_all_columns(session):
     ("manampia ao@ t sanda (id, 'a', null);", "Hadisoana : "),
 ])
 def test_insert_errors_write_nothing(session, tmp_path, text, fragment):
-    before = table_file(tmp_path).read_bytes()
-    outcome = one(session, text)
-    assert not outcome.ok
-    assert fragment in outcome.message
-    assert table_file(tmp_path).read_bytes() == before
+    assert_refused_and_unchanged(session, tmp_path, text, fragment)
 
 
 def test_insert_is_atomic_when_a_later_row_fails(session, tmp_path):
@@ -195,11 +185,7 @@ def test_update_without_match_changes_nothing(filled, tmp_path):
     ("havaozy t ova id = 1 rehefa 1;", "Hadisoana : "),
 ])
 def test_update_errors_write_nothing(filled, tmp_path, text, fragment):
-    before = table_file(tmp_path).read_bytes()
-    outcome = one(filled, text)
-    assert not outcome.ok
-    assert fragment in outcome.message
-    assert table_file(tmp_path).read_bytes() == before
+    assert_refused_and_unchanged(filled, tmp_path, text, fragment)
 
 
 def test_unknown_column_in_where_is_an_error_even_on_an_empty_table(session):

@@ -1,6 +1,5 @@
 """engine.storage group commit: the write overlay, one durable write per dirty file, failures."""
 
-import errno
 import json
 import os
 import threading
@@ -11,6 +10,7 @@ from engine import group_commit, storage
 from engine.errors import TahiryError
 from engine.session import Session
 from engine.storage import BatchNotWritten, BatchPartlyWritten, Store
+from tests.faults import disk_full, fail_on_call, io_error
 
 COLUMNS = [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]}]
 
@@ -131,16 +131,8 @@ def test_abort_writes_nothing_and_an_exception_in_write_batch_aborts(store):
 
 
 def test_a_failure_while_preparing_writes_nothing(store, monkeypatch):
-    real = group_commit.write_durable_temp
-    calls = []
-
-    def fail_second(path, data, durable=True):
-        calls.append(path)
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(path, data, durable)
-
-    monkeypatch.setattr(group_commit, "write_durable_temp", fail_second)
+    monkeypatch.setattr(group_commit, "write_durable_temp",
+                        fail_on_call(group_commit.write_durable_temp, 2, disk_full()))
     store.begin_batch()
     store.write("db", "table", "t", body(1, 2))
     store.write("db", "table", "u", body(3))
@@ -153,19 +145,10 @@ def test_a_failure_while_preparing_writes_nothing(store, monkeypatch):
 
 
 def test_a_failure_while_renaming_says_which_files_are_in_place_and_no_stale_cache(store, monkeypatch):
-    real_replace = os.replace
-    calls = []
-
-    def fail_second(source, target):
-        calls.append(target)
-        if len(calls) == 2:
-            raise OSError(errno.EIO, "Input/output error")
-        return real_replace(source, target)
-
     store.begin_batch()
     store.write("db", "table", "t", body(1, 2))
     store.write("db", "table", "u", body(3))
-    monkeypatch.setattr(os, "replace", fail_second)
+    monkeypatch.setattr(os, "replace", fail_on_call(os.replace, 2, io_error()))
     with pytest.raises(BatchPartlyWritten) as caught:
         store.commit_batch()
     monkeypatch.undo()

@@ -4,27 +4,12 @@ import json
 
 from engine.session import Session
 from engine.storage import Store
-
-EXAMPLE = """\
-manamboara tahiry sekoly;
-ampiasao sekoly;
-manamboara efitra kilasy ( TANISA("L3","M1","L2") );
-manamboara tabilao mpianatra ( id LAHATSORATRA(2,5), anarana LAHATSORATRA(null,null), kilasy kilasy );
-manamboara tabilao naoty ( id LAHATSORATRA(2,5), taranja LAHATSORATRA(null,null), naoty ISA(0,20) );
-manampia ao@ mpianatra (id, anarana, kilasy) sanda ("E1","Alice","L3"), ("E2","Bob","M1");
-manampia ao@ naoty sanda ("E1","Algo",14), ("E1","BD",9), ("E2","Algo",16);
-alaivo anarana, count(taranja) antso isa, avg(naoty) ao@ mpianatra
-  #tonona:natoraly@ naoty #rehefa naoty >= 10 #vondrona (anarana) alaharo anarana;
-alaivo id ao@ mpianatra #analana@ alaivo id ao@ naoty #rehefa naoty < 10;
-manamboara jery tsara @ alaivo * ao@ naoty #rehefa naoty >= 15;
-havaozy naoty ova naoty = naoty + 1 rehefa taranja = "BD";
-fafao ao@ naoty rehefa naoty dia null;
-"""
+from tests.engine.scripts import LANGUAGE_EXAMPLE
 
 
 def test_language_example(tmp_path):
     session = Session(Store(tmp_path / "data"))
-    outcomes = session.execute(EXAMPLE)
+    outcomes = session.execute(LANGUAGE_EXAMPLE)
     assert all(outcome.ok for outcome in outcomes), [o.message for o in outcomes]
     assert [outcome.message for outcome in outcomes] == [
         "Ny tahiry : sekoly dia voaforona soamantsara",

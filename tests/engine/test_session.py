@@ -11,11 +11,6 @@ from engine.session import INTERNAL_ERROR, Session
 from engine.storage import Store
 
 
-@pytest.fixture
-def session(tmp_path):
-    return Session(Store(tmp_path / "data"))
-
-
 def test_every_statement_runs_after_a_failure(session):
     outcomes = session.execute("alaivo 1; ampiasao tsisy; alaivo 2;")
     assert [o.ok for o in outcomes] == [True, False, True]

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -44,6 +42,7 @@ from supervisor.control import NotRunning, send_command
 from tests.integration.faultkit import (ConnectionLost, WireClient, WriteLedger, free_port,
                                         outcome_unknown, rows_of, wait_converged)
 from tests.conftest import REPO_ROOT
+from tests.integration.supervisorkit import SupervisorRun
 
 DATABASE = "faults"
 READ_ROWS = [[k, k * 3] for k in range(40)]
@@ -54,34 +53,29 @@ SETTLE_DEADLINE_S = 40.0
 # the cluster under the supervisor
 
 
-class SupervisedCluster:
+class SupervisedCluster(SupervisorRun):
     """`python -m supervisor up -d` on a copy of the default topology, on free ports."""
 
+    cli_timeout_s = 90.0
+
     def __init__(self, workdir: Path, source: Path = REPO_ROOT / "topology.yaml"):
-        self.workdir = workdir
+        super().__init__(workdir, workdir / "topology.yaml")
         workdir.mkdir(parents=True, exist_ok=True)
         document = yaml.safe_load(source.read_text())
         document["supervisor"]["control_port"] = free_port()
         for spec in document["nodes"].values():
             spec["port"] = free_port()
         self.document = document
-        self.topology = workdir / "topology.yaml"
         self.topology.write_text(yaml.safe_dump(document, sort_keys=False))
         self.ports = {name: spec["port"] for name, spec in document["nodes"].items()}
         self.servers = [n for n, s in document["nodes"].items() if s["kind"] == "server"]
         self.kinds = {n: s["kind"] for n, s in document["nodes"].items()}
-        self.seen: dict[int, psutil.Process] = {}
 
     def data_dir(self, server: str) -> Path:
         return self.workdir / self.document["nodes"][server]["data"]
 
     def node_of_kind(self, kind: str) -> str:
         return next(n for n, k in self.kinds.items() if k == kind)
-
-    def cli(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "supervisor", *args], cwd=self.workdir,
-                              capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
 
     def up(self) -> None:
         result = self.cli("up", "-d", str(self.topology))
@@ -97,12 +91,7 @@ class SupervisedCluster:
         answer = send_command(self.document["supervisor"]["control_port"], {"cmd": "status"},
                               timeout_s=5)
         rows = {row["node"]: row for row in answer["nodes"]}
-        for row in rows.values():
-            if row.get("pid") and row["pid"] not in self.seen:
-                try:
-                    self.seen[row["pid"]] = psutil.Process(row["pid"])
-                except psutil.NoSuchProcess:
-                    pass
+        self.remember(row["pid"] for row in rows.values() if row.get("pid"))
         return rows
 
     def pid(self, node: str) -> int:
@@ -125,12 +114,6 @@ class SupervisedCluster:
             time.sleep(0.1)
         raise RuntimeError(f"the cluster did not become whole again: {rows}\n"
                            f"{self.supervisor_log()}")
-
-    def supervisor_log(self) -> str:
-        try:
-            return (self.workdir / "logs" / "supervisor.log").read_text()[-4000:]
-        except OSError:
-            return "(no supervisor log)"
 
     def kill_leftovers(self) -> list[int]:
         """After `down`: SIGKILL whatever we saw that still runs (by pid); their pids."""

@@ -15,27 +15,15 @@ import pytest
 
 from nodes.routing import owner_of
 from tests.conftest import REPO_ROOT, wait_until
-from tests.integration.wire import WireClient, create_and_use, start_balanced_pair
+from tests.integration.wire import (ClientPool, WireClient, create_and_use, start_balanced_pair,
+                                   tables_owned_by)
 
 
 @pytest.fixture
 def cluster(start_node):
     m1, m2, lb = start_balanced_pair(start_node)
-    clients: list[WireClient] = []
-
-    def connect(port: int = lb.port) -> WireClient:
-        client = WireClient(port)
-        clients.append(client)
-        return client
-
-    yield m1, m2, lb, connect
-    for client in clients:
-        client.close()
-
-
-def table_names_with_owner(owner: str, database: str, count: int) -> list[str]:
-    names = (f"t{i}" for i in range(1000))
-    return [n for n in names if owner_of(database, n, ["m1", "m2"]) == owner][:count]
+    with ClientPool(lb.port) as connect:
+        yield m1, m2, lb, connect
 
 
 def test_ping_and_status_are_answered_by_the_balancer(cluster):
@@ -58,7 +46,7 @@ def test_writes_go_to_the_owner_and_the_writer_reads_them_back(cluster):
     m1, m2, _, connect = cluster
     client = connect()
     create_and_use(client, "db")
-    tables = table_names_with_owner("m1", "db", 2) + table_names_with_owner("m2", "db", 2)
+    tables = tables_owned_by("m1", "db", 2) + tables_owned_by("m2", "db", 2)
     for value, table in enumerate(tables):
         client.ok(f"manamboara tabilao {table} (a ISA(null,null));")
         client.ok(f"manampia ao@ {table} sanda ({value});")
@@ -141,7 +129,7 @@ def test_read_only_backend_gets_no_writes(start_node, tmp_path):
         with WireClient(m2.port) as direct:
             assert not direct.one("ampiasao db;").ok  # DDL skipped the read-only one
         client.ok("ampiasao db;")
-        for table in table_names_with_owner("m2", "db", 3):
+        for table in tables_owned_by("m2", "db", 3):
             client.ok(f"manamboara tabilao {table} (a ISA(null,null));")
         assert client.status()["backends"]["m2"]["writes"] == 0
     finally:

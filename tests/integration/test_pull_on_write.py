@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.test_server import WireClient
+from tests.integration.wire import WireClient
 
 
 def test_writes_moving_between_servers_build_on_each_other(start_node):

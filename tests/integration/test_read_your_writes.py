@@ -17,15 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from nodes.routing import owner_of
-from tests.integration.wire import WireClient, create_and_use, start_balanced_pair
+from tests.integration.wire import (ClientPool, create_and_use, start_balanced_pair,
+                                   tables_owned_by)
 
 WAIT_MS = 150
-
-
-def owned_by(owner: str, database: str) -> str:
-    return next(n for n in (f"t{i}" for i in range(1000))
-                if owner_of(database, n, ["m1", "m2"]) == owner)
 
 
 def replicate(source: Path, target: Path) -> None:
@@ -39,23 +34,15 @@ def replicate(source: Path, target: Path) -> None:
 @pytest.fixture
 def pair(start_node):
     m1, m2, lb = start_balanced_pair(start_node, "--freshness-wait-ms", str(WAIT_MS))
-    clients: list[WireClient] = []
-
-    def connect(port: int = lb.port) -> WireClient:
-        client = WireClient(port)
-        clients.append(client)
-        return client
-
-    yield m1, m2, lb, connect
-    for client in clients:
-        client.close()
+    with ClientPool(lb.port) as connect:
+        yield m1, m2, lb, connect
 
 
 def test_a_join_of_tables_written_on_different_servers_waits_for_one_holding_both(pair):
     m1, m2, lb, connect = pair
     client = connect()
     create_and_use(client, "db")
-    t1, t2 = owned_by("m1", "db"), owned_by("m2", "db")
+    t1, t2 = tables_owned_by("m1", "db")[0], tables_owned_by("m2", "db")[0]
     for table, value in ((t1, 1), (t2, 2)):
         client.ok(f"manamboara tabilao {table} (a ISA(null,null));")
         client.ok(f"manampia ao@ {table} sanda ({value});")
@@ -86,7 +73,7 @@ def test_a_new_write_makes_an_older_copy_stale_again(pair):
     m1, m2, lb, connect = pair
     client = connect()
     create_and_use(client, "db")
-    t1, t2 = owned_by("m1", "db"), owned_by("m2", "db")
+    t1, t2 = tables_owned_by("m1", "db")[0], tables_owned_by("m2", "db")[0]
     for table in (t1, t2):
         client.ok(f"manamboara tabilao {table} (a ISA(null,null));")
     client.ok(f"manampia ao@ {t1} sanda (1);")
@@ -113,7 +100,7 @@ def test_a_session_that_wrote_on_one_server_asks_nothing(pair):
     _, _, _, connect = pair
     client = connect()
     create_and_use(client, "db")
-    t1 = owned_by("m1", "db")
+    t1 = tables_owned_by("m1", "db")[0]
     client.ok(f"manamboara tabilao {t1} (a ISA(null,null));")
     client.ok(f"manampia ao@ {t1} sanda (5);")
     for _ in range(5):
@@ -126,7 +113,7 @@ def test_versions_are_answered_by_servers_only(pair):
     m1, _, lb, connect = pair
     client = connect()
     create_and_use(client, "db")
-    t1 = owned_by("m1", "db")
+    t1 = tables_owned_by("m1", "db")[0]
     client.ok(f"manamboara tabilao {t1} (a ISA(null,null));")
     assert not connect().one(f".versions db {t1};").ok   # the balancer does not answer it
     direct = connect(m1.port)

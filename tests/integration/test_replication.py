@@ -8,30 +8,24 @@ and taken out of replication, then caught up before it starts again.
 from __future__ import annotations
 
 import logging
-import socket
-import time
+from functools import partial
 from pathlib import Path
 
 import orjson
 import pytest
 
-from nodes.protocol import Response, ResponseDecoder
+from nodes.protocol import Response
 from supervisor.replication import Replicator
+from tests.conftest import wait_until as shared_wait_until
+from tests.integration.wire import WireClient
 
 DEADLINE_S = 10.0
 
 
 def run(port: int, text: str, count: int) -> list[Response]:
     """Send statements on a fresh connection and read `count` responses."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(text.encode("utf-8"))
-        decoder, responses = ResponseDecoder(), []
-        while len(responses) < count:
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError(f"closed after {len(responses)} of {count} responses")
-            responses.extend(decoder.feed(chunk))
-        return responses
+    with WireClient(port) as client:
+        return client.run(text, count)
 
 
 def write_ok(port: int, *statements: str) -> None:
@@ -50,13 +44,7 @@ def select_rows(port: int, query: str) -> list[list] | str:
     return answer.relation.rows
 
 
-def wait_until(predicate, deadline_s: float = DEADLINE_S) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+wait_until = partial(shared_wait_until, deadline_s=DEADLINE_S, interval_s=0.01)
 
 
 @pytest.fixture

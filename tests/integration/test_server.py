@@ -3,72 +3,13 @@
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 import time
 
 import orjson
 import pytest
 
-from nodes.protocol import Response, ResponseDecoder
-
-
-class WireClient:
-    """One blocking TCP connection (with timeouts) speaking the wire protocol."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.decoder = ResponseDecoder()
-        self.ready: list[Response] = []
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def read(self, count: int = 1) -> list[Response]:
-        while len(self.ready) < count:
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError(f"closed after {len(self.ready)} of {count} responses")
-            self.ready.extend(self.decoder.feed(chunk))
-        taken, self.ready = self.ready[:count], self.ready[count:]
-        return taken
-
-    def run(self, text: str, count: int = 1) -> list[Response]:
-        self.send(text.encode("utf-8"))
-        return self.read(count)
-
-    def one(self, text: str) -> Response:
-        return self.run(text)[0]
-
-    def closed_by_peer(self) -> bool:
-        """Wait (up to the socket timeout) for the peer to close the connection."""
-        try:
-            while True:
-                chunk = self.sock.recv(1 << 16)
-                if not chunk:
-                    return True
-                self.ready.extend(self.decoder.feed(chunk))
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> "WireClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def setup_school(client: WireClient, database: str = "sekoly") -> None:
-    for statement in (f"manamboara tahiry {database};", f"ampiasao {database};",
-                      "manamboara tabilao t (id ISA(null,null), anarana LAHATSORATRA(null,null));"):
-        response = client.one(statement)
-        assert response.ok, response.message
+from tests.integration.wire import WireClient, setup_school
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import threading
 
 import orjson
 
-from tests.integration.test_server import WireClient
+from tests.integration.wire import WireClient
 
 CONNECTIONS = 12
 INSERTS_EACH = 15

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from tests.conftest import REPO_ROOT, free_port, wire_request
+from tests.integration.supervisorkit import SupervisorRun
 
 DEADLINE_S = 20.0
 
@@ -46,25 +47,18 @@ nodes:
     return text
 
 
-class Cluster:
+class Cluster(SupervisorRun):
     """A temporary copy of a topology and the supervisor CLI run against it."""
 
     def __init__(self, workdir: Path):
-        self.workdir = workdir
+        super().__init__(workdir, workdir / "topology.yaml")
         self.ports = {name: free_port() for name in ("control", "m1", "m2", "m3", "lb", "proxy")}
-        self.topology = workdir / "topology.yaml"
         self.write()
-        self.seen: dict[int, psutil.Process] = {}
         self.foreground: subprocess.Popen | None = None
 
     def write(self, extra_servers: tuple[str, ...] = (), text: str | None = None) -> None:
         self.topology.write_text(text if text is not None else
                                  cluster_yaml(self.ports, extra_servers))
-
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "supervisor", *args], cwd=self.workdir,
-                              capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
 
     def up(self) -> subprocess.CompletedProcess:
         result = self.cli("up", "-d", str(self.topology))
@@ -89,15 +83,6 @@ class Cluster:
         except (OSError, ValueError, psutil.Error):
             pass
 
-    def remember(self, pids) -> None:
-        """Keep psutil handles: they tell a reused pid from the process we saw."""
-        for pid in pids:
-            if pid not in self.seen:
-                try:
-                    self.seen[pid] = psutil.Process(pid)
-                except psutil.NoSuchProcess:
-                    pass
-
     def wait_for(self, predicate, what: str) -> dict[str, dict]:
         deadline = time.monotonic() + DEADLINE_S
         while time.monotonic() < deadline:
@@ -107,12 +92,6 @@ class Cluster:
             time.sleep(0.1)
         raise AssertionError(f"{what}: not reached; status: {json.dumps(nodes, indent=1)}\n"
                              f"{self.supervisor_log()}")
-
-    def supervisor_log(self) -> str:
-        try:
-            return (self.workdir / "logs" / "supervisor.log").read_text()[-4000:]
-        except OSError:
-            return "(no supervisor log)"
 
     def session(self, *statements: str, port: int | None = None) -> list[str]:
         """Run statements one after the other on one connection; their responses."""

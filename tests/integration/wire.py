@@ -1,7 +1,9 @@
 """Talking to node processes over the wire protocol, for integration tests.
 
 Shared by the integration tests of the server, balancer, proxy cache and
-failover, with `start_balanced_pair` (two servers behind a balancer).
+failover, with `start_balanced_pair` (two servers behind a balancer),
+`ClientPool` (the connections a test opens, closed at its end) and
+`tables_owned_by` (table names the balancer routes to a given server).
 
 `WireClient` is one blocking TCP connection (every operation bounded by the
 socket timeout) that decodes responses with the real `ResponseDecoder`:
@@ -15,6 +17,7 @@ import json
 import socket
 
 from nodes.protocol import Response, ResponseDecoder
+from nodes.routing import owner_of
 
 TIMEOUT_S = 10.0
 
@@ -105,3 +108,30 @@ def start_balanced_pair(start_node, *balancer_args: str):
                     "--backend", f"m2=127.0.0.1:{m2.port}", "--probe-interval-ms", "100",
                     "--probe-timeout-ms", "500", *balancer_args)
     return m1, m2, lb
+
+
+def tables_owned_by(owner: str, database: str, count: int = 1,
+                    servers: tuple[str, ...] = ("m1", "m2")) -> list[str]:
+    """The first `count` names t0, t1, ... whose owner among `servers` is `owner`."""
+    names = (f"t{i}" for i in range(1000))
+    return [n for n in names if owner_of(database, n, list(servers)) == owner][:count]
+
+
+class ClientPool:
+    """Opens WireClients (to `default_port` unless told) and closes them all on exit."""
+
+    def __init__(self, default_port: int):
+        self.default_port = default_port
+        self.clients: list[WireClient] = []
+
+    def __call__(self, port: int | None = None) -> WireClient:
+        client = WireClient(port if port is not None else self.default_port)
+        self.clients.append(client)
+        return client
+
+    def __enter__(self) -> "ClientPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for client in self.clients:
+            client.close()

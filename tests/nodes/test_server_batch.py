@@ -1,39 +1,19 @@
 """nodes.server group commit, in process: one batch's outcomes, savepoints, disk failures."""
 
-import errno
 import json
-import logging
 
 import pytest
 
 from engine import group_commit, storage
 from engine.session import Session
-from engine.storage import Store
-from nodes.protocol import decode_responses
-from nodes.server import DatabaseServer, _Job
+from tests.faults import disk_full
+from tests.nodes.serverkit import prepared_server, run, session
 
 
 @pytest.fixture
 def server(tmp_path):
-    store = Store(tmp_path / "data")
-    server = DatabaseServer("m1", store, logging.getLogger("test"), inline=True)
-    setup = Session(store)
-    for text in ("manamboara tahiry s", "ampiasao s",
-                 "manamboara tabilao t (id ISA(0,100), anarana LAHATSORATRA(null,null))"):
-        assert setup.execute_one(text).ok
-    return server
-
-
-def session(server):
-    session = Session(server.store)
-    session.current_database = "s"
-    return session
-
-
-def run(server, *pairs):
-    """Run (session, text) pairs as one batch; decoded responses."""
-    raw = server.run_batch([_Job(s, text, None) for s, text in pairs])
-    return [decode_responses(item)[0] for item in raw]
+    return prepared_server(tmp_path / "data", "manamboara tahiry s", "ampiasao s",
+                           "manamboara tabilao t (id ISA(0,100), anarana LAHATSORATRA(null,null))")
 
 
 def table_file(server):
@@ -83,7 +63,7 @@ def test_when_the_disk_refuses_the_batch_each_statement_gets_its_own_answer(serv
     a, b = session(server), session(server)
 
     def no_space(path, data, durable=True):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise disk_full()
 
     monkeypatch.setattr(group_commit, "write_durable_temp", no_space)  # the batch
     monkeypatch.setattr(storage, "write_durable_temp", no_space)       # one statement alone

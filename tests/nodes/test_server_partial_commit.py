@@ -6,9 +6,7 @@ unknown"; one whose file was never renamed failed; a batch fenced by a
 peer's newer copy runs again one by one on top of that copy.
 """
 
-import errno
 import json
-import logging
 import os
 import shutil
 
@@ -18,32 +16,15 @@ from engine import group_commit
 from engine.peers import PeerDirectories
 from engine.session import Session
 from engine.storage import Store
-from nodes.protocol import decode_responses
-from nodes.server import DatabaseServer, _Job
-
-
-def make_server(root, peers=None):
-    return DatabaseServer("m1", Store(root, peers=peers), logging.getLogger("test"), inline=True)
+from tests.faults import fail_on_call, io_error
+from tests.nodes.serverkit import make_server, prepared_server, run, session
 
 
 @pytest.fixture
 def server(tmp_path):
-    setup = Session(Store(tmp_path / "data"))
-    for text in ("manamboara tahiry s", "ampiasao s", "manamboara tabilao t (id ISA(0,100))",
-                 "manamboara tabilao u (id ISA(0,100))"):
-        assert setup.execute_one(text).ok
-    return make_server(tmp_path / "data")
-
-
-def session(server):
-    result = Session(server.store)
-    result.current_database = "s"
-    return result
-
-
-def run(server, *pairs):
-    raw = server.run_batch([_Job(s, text, None) for s, text in pairs])
-    return [decode_responses(item)[0] for item in raw]
+    return prepared_server(tmp_path / "data", "manamboara tahiry s", "ampiasao s",
+                           "manamboara tabilao t (id ISA(0,100))",
+                           "manamboara tabilao u (id ISA(0,100))")
 
 
 def rows(server, table="t"):
@@ -55,7 +36,7 @@ def test_folder_fsync_failing_after_the_rename_is_outcome_unknown_never_failed(s
     a, b = session(server), session(server)
     real = group_commit.fsync_folder
     monkeypatch.setattr(group_commit, "fsync_folder", lambda folder: (_ for _ in ()).throw(
-        OSError(errno.EIO, "Input/output error")) if str(folder).endswith("tables") else real(folder))
+        io_error()) if str(folder).endswith("tables") else real(folder))
     responses = run(server, (b, "alaivo * ao@ t"), (a, "manampia ao@ t sanda (1)"),
                     (b, "alaivo * ao@ t"), (b, "manampia ao@ t sanda (500)"))
     monkeypatch.undo()
@@ -69,16 +50,7 @@ def test_folder_fsync_failing_after_the_rename_is_outcome_unknown_never_failed(s
 
 def test_a_second_rename_failing_splits_the_batch_by_file(server, monkeypatch):
     a, b = session(server), session(server)
-    real_replace = os.replace
-    calls = []
-
-    def fail_second(source, target):
-        calls.append(target)
-        if len(calls) == 2:
-            raise OSError(errno.EIO, "Input/output error")
-        return real_replace(source, target)
-
-    monkeypatch.setattr(os, "replace", fail_second)
+    monkeypatch.setattr(os, "replace", fail_on_call(os.replace, 2, io_error()))
     responses = run(server, (a, "manampia ao@ t sanda (1)"), (b, "manampia ao@ u sanda (2)"),
                     (a, "manampia ao@ t sanda (3)"))
     monkeypatch.undo()
@@ -90,16 +62,7 @@ def test_a_second_rename_failing_splits_the_batch_by_file(server, monkeypatch):
 
 def test_the_first_rename_failing_runs_the_statements_again_one_by_one(server, monkeypatch):
     a = session(server)
-    real_replace = os.replace
-    calls = []
-
-    def fail_first(source, target):
-        calls.append(target)
-        if len(calls) == 1:
-            raise OSError(errno.EIO, "Input/output error")
-        return real_replace(source, target)
-
-    monkeypatch.setattr(os, "replace", fail_first)
+    monkeypatch.setattr(os, "replace", fail_on_call(os.replace, 1, io_error()))
     responses = run(server, (a, "manampia ao@ t sanda (1)"), (a, "manampia ao@ t sanda (2)"))
     monkeypatch.undo()
     assert [r.ok for r in responses] == [True, True]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -17,6 +18,7 @@ import pytest
 
 from supervisor.objectfiles import list_object_files, object_relpath
 from supervisor.replication import Replicator, percentile
+from tests.conftest import wait_until as shared_wait_until
 
 DEADLINE_S = 10.0
 
@@ -54,13 +56,7 @@ def read_change(root: Path, rel: str) -> int | None:
         return None
 
 
-def wait_until(predicate, deadline_s: float = DEADLINE_S) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
+wait_until = partial(shared_wait_until, deadline_s=DEADLINE_S, interval_s=0.005)
 
 
 @pytest.fixture

@@ -1,0 +1,24 @@
+"""Shortcuts for engine tests that drive a Session with statement text.
+
+`run` gives the message of every outcome of a script, `one` the single
+outcome of one statement, `rows` the rows of one statement that must succeed.
+"""
+
+
+def run(session, text):
+    """Messages of every outcome of `text`."""
+    return [outcome.message for outcome in session.execute(text)]
+
+
+def one(session, text):
+    """The outcome of `text`, which must hold exactly one statement."""
+    outcomes = session.execute(text)
+    assert len(outcomes) == 1, outcomes
+    return outcomes[0]
+
+
+def rows(session, text):
+    """The rows of the one statement `text`, which must succeed."""
+    outcome = one(session, text)
+    assert outcome.ok, outcome.message
+    return outcome.relation.rows
