@@ -35,9 +35,14 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def _read_file(path: str) -> str:
     if path == "-":
-        return sys.stdin.read()
+        return _without_bom(sys.stdin.read())
     with open(path, encoding="utf-8") as handle:
-        return handle.read()
+        return _without_bom(handle.read())
+
+
+def _without_bom(text: str) -> str:
+    """Text without the byte order mark some editors put at the start of UTF-8 files."""
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{ERROR_PREFIX}Tsy voavaky ny rakitra ({error})", file=sys.stderr)
         return 2
     if not arguments.statements and not arguments.files:
-        scripts.append(sys.stdin.read())
+        scripts.append(_read_file("-"))
     try:
         return _run(session, scripts, arguments.format)
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ from typing import Callable
 
 from engine import ast
 from engine.errors import TahiryError
+from engine.values import format_number
 
 # Stored integers are 64-bit: JSON readers (orjson) turn larger ones into floats.
 MAX_STORED_INT = 2**63 - 1
@@ -181,8 +182,8 @@ def format_value(value: object) -> str:
     if isinstance(value, str):
         shown = value if len(value) <= 60 else value[:57] + "..."
         return "'" + shown.replace("'", "''") + "'"
-    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
-        return str(int(value)) if abs(value) < 1e16 else repr(value)
+    if _is_number(value) and math.isfinite(value):
+        return format_number(value)  # as results print them: never an exponent
     return repr(value)
 
 

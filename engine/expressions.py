@@ -149,7 +149,9 @@ def expression_text(expr: Expr) -> str:
         return f"{expr.op}{part(expr.operand, strict=True)}"
     if isinstance(expr, IsNull):
         return f"{part(expr.operand, strict=True)} dia {'tsy ' if expr.negated else ''}null"
-    return f"{part(expr.left)} {expr.op} {part(expr.right, strict=True)}"
+    # comparisons do not chain: `(a = b) < c` keeps its parentheses on the left too
+    left_strict = expr.op in _COMPARISON_OPS
+    return f"{part(expr.left, strict=left_strict)} {expr.op} {part(expr.right, strict=True)}"
 
 
 def contains_aggregate(expr: Expr | None) -> bool:
@@ -263,8 +265,10 @@ class _Generator:
         return f"_v{self.counter}"
 
     def constant(self, value: object, kind: str | None = None) -> _Code:
+        """A constant; `kind` is the folded expression's (a NULL keeps it:
+        `null = 1` is still a condition, `null + 1` still a number)."""
         if value is None:
-            return _Code("None", ANY, 1, True, None)
+            return _Code("None", kind or ANY, 1, True, None)
         if kind is None:
             kind = BOOL if type(value) is bool else VALUE
         return _Code(self.name("c", value), kind, 1, True, value)
@@ -316,8 +320,8 @@ class _Generator:
         if expr.op == "-":
             if operand.kind == BOOL:
                 raise _boolean_arithmetic("-", expr.operand)
-            code = _Code(f"neg({operand.text})", VALUE if operand.kind == VALUE else ANY,
-                         operand.depth + 1, operand.constant)
+            # a number or NULL whatever the operand (neg refuses the rest)
+            code = _Code(f"neg({operand.text})", VALUE, operand.depth + 1, operand.constant)
         else:
             if operand.kind == VALUE:
                 raise _not_boolean("!", expr.operand)
@@ -376,8 +380,9 @@ class _Generator:
         for side, code in ((expr.left, left), (expr.right, right)):
             if code.kind == BOOL:
                 raise _boolean_arithmetic(expr.op, side)
-        kind = VALUE if left.kind == right.kind == VALUE else ANY
-        return self.fold(_Code(f"{_HELPER_NAMES[expr.op]}({left.text}, {right.text})", kind,
+        # Arithmetic gives a number or NULL, never a boolean (the helpers
+        # refuse them): VALUE even over NULL or ANY operands.
+        return self.fold(_Code(f"{_HELPER_NAMES[expr.op]}({left.text}, {right.text})", VALUE,
                                max(left.depth, right.depth) + 1,
                                left.constant and right.constant))
 

@@ -22,6 +22,8 @@ import re
 from sly import Lexer
 from sly.lex import Token
 
+from engine.values import MAX_NUMBER
+
 # Lower-cased word -> token type. All statement and clause words are reserved.
 KEYWORDS: dict[str, str] = {
     "ampiasao": "AMPIASAO",
@@ -173,7 +175,7 @@ class TahiryLexer(Lexer):
             value = float(t.value) if "." in t.value else int(t.value)
         except ValueError:  # more digits than Python converts
             value = float("inf")
-        if value == float("inf"):
+        if value > MAX_NUMBER:  # integers too: see engine.values.MAX_NUMBER
             raise SyntaxProblem("isa lehibe loatra", t.index)
         t.value = value
         return t

@@ -30,6 +30,7 @@ import re
 
 from engine import ast
 from engine.lexer import KEYWORDS, decode_string
+from engine.values import MAX_NUMBER
 
 # Exactly the lexer's ignored characters: `\s` would also accept characters
 # (U+00A0, U+001C...) that the lexer rejects.
@@ -58,7 +59,6 @@ _ROW_VALUE = re.compile(
 _BETWEEN_ROWS = re.compile(rf"{_SPACE},")
 _END = re.compile(rf"{_SPACE}(?:;{_SPACE})?\Z")
 
-_INFINITY = float("inf")
 
 # The JSON tier. Integer parts are capped at 100 digits (float() of a longer
 # one may overflow to inf, which the lexer refuses); leading zeros are not JSON.
@@ -156,7 +156,7 @@ def _literal(minus: str, number: str, single: str, double: str, word: str) -> as
             value = float(number) if "." in number else int(number)
         except ValueError:  # more digits than Python converts: the lexer refuses it
             raise _NotLiteral from None
-        if value == _INFINITY:
+        if value > MAX_NUMBER:  # the lexer refuses it (infinite, or an integer beyond)
             raise _NotLiteral
         return ast.Literal(-value if minus else value)
     if word:

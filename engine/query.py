@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import gc
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Callable
 
 from engine import relational, values
-from engine.ast import (Binary, ColumnRef, Expr, FunctionCall, Join, OrderItem, SelectCore,
-                        SelectExpr, SetOperation, Source, SubquerySource, TableSource)
+from engine.ast import (Binary, ColumnRef, Expr, FunctionCall, IsNull, Join, OrderItem,
+                        SelectCore, SelectExpr, SetOperation, Source, SubquerySource,
+                        TableSource, Unary)
 from engine.catalog import Catalog, TableData
 from engine.code_cache import CodeCache
 from engine.equality_lookup import candidate_rows, conjuncts
@@ -171,7 +172,7 @@ class _GroupContext:
                     raise TahiryError(
                         f"Tsy azo atao ny fonction d'agrégation ao anatin'ny hafa : {text}.")
                 compiled = compile_expression(call.args[0], self.argument_context, self.codes)
-                if compiled.kind == BOOL:
+                if compiled.kind == BOOL and call.name != "count":  # count: any value
                     raise TahiryError(f"Ny {text} dia tsy mandray booléen.")
                 argument = compiled.function
                 if call.name in ("min", "max"):
@@ -387,8 +388,8 @@ class _Evaluator:
             item_functions = [c.function for c in compiled]
             project = _projector(core.items, compiled, scope)
         if order_by:
-            keys = [self._order_key(o, columns, item_functions, scope, RowContext(scope, "alaharo"))
-                    for o in order_by]
+            keys = [self._order_key(o, core.items, columns, item_functions,
+                                    RowContext(scope, "alaharo")) for o in order_by]
             rows = relational.sort_rows(rows, keys)
         if core.limit is not None:
             rows = relational.apply_limit(rows, core.limit.start, core.limit.stop)
@@ -409,7 +410,7 @@ class _Evaluator:
         for item, c in zip(core.items, compiled):
             columns.append(_output_column(item, c.kind, scope))
         item_functions = [c.function for c in compiled]
-        keys = [self._order_key(o, columns, item_functions, None, context)
+        keys = [self._order_key(o, core.items, columns, item_functions, context)
                 for o in core.order_by or ()]
         if core.group_by is None:
             key = None
@@ -425,22 +426,24 @@ class _Evaluator:
         rows = [[f(g) for f in item_functions] for g in groups]
         return _Result(name, columns, rows)
 
-    def _order_key(self, order: OrderItem, columns: list[ScopeColumn],
-                   item_functions: list | None, scope: Scope | None, context):
-        """(function over the pre-projection row, descending, text) for one key."""
+    def _order_key(self, order: OrderItem, items, columns: list[ScopeColumn],
+                   item_functions: list | None, context):
+        """(function over the pre-projection row, descending, text) for one key.
+
+        Names resolve against the output columns first, then the source
+        (LANGUAGE.md 4b): a bare output name uses that column's function; in
+        an expression, each such name stands for its select item.
+        """
         text = order.text or expression_text(order.expr)
         expr = order.expr
         if isinstance(expr, ColumnRef) and expr.qualifier is None:
-            matches = [i for i, c in enumerate(columns) if c.name == expr.name]
-            if len(matches) > 1:
-                raise TahiryError(
-                    f"Le champ '{expr.name}' est ambigu. Il apparaît {len(matches)} fois "
-                    "dans la relation.")
-            if matches:
-                index = matches[0]
+            index = _output_index(expr, columns)
+            if index is not None:
                 if item_functions is None:
                     return _index_key(index), order.descending, text
                 return item_functions[index], order.descending, text
+        elif items is not None:
+            expr = _with_output_columns(expr, items, columns)
         compiled = compile_expression(expr, context, self.codes)
         return compiled.function, order.descending, text
 
@@ -452,6 +455,34 @@ class _Evaluator:
 _SETOP_WORDS = {"union": "ankambana", "except": "analana", "intersect": "atifitra"}
 _JOIN_WORDS = {"inner": "anatiny", "left": "avia", "right": "avanana", "full": "feno",
                "natural": "natoraly"}
+
+
+def _output_index(ref: ColumnRef, columns: list[ScopeColumn]) -> int | None:
+    """The output column an unqualified name means (None: not an output name)."""
+    matches = [i for i, c in enumerate(columns) if c.name == ref.name]
+    if len(matches) > 1:
+        raise TahiryError(
+            f"Le champ '{ref.name}' est ambigu. Il apparaît {len(matches)} fois "
+            "dans la relation.")
+    return matches[0] if matches else None
+
+
+def _with_output_columns(expr: Expr, items, columns: list[ScopeColumn]) -> Expr:
+    """`expr` with every unqualified output column name replaced by its select item.
+
+    Aggregate arguments are row level: the names inside them stay source names.
+    """
+    if isinstance(expr, ColumnRef):
+        if expr.qualifier is not None:
+            return expr
+        index = _output_index(expr, columns)
+        return expr if index is None else items[index].expr
+    if isinstance(expr, Binary):
+        return replace(expr, left=_with_output_columns(expr.left, items, columns),
+                       right=_with_output_columns(expr.right, items, columns))
+    if isinstance(expr, (Unary, IsNull)):
+        return replace(expr, operand=_with_output_columns(expr.operand, items, columns))
+    return expr  # literals and function calls
 
 
 def _index_key(index: int):

@@ -10,6 +10,7 @@ produced, so a runaway query fails cleanly instead of exhausting memory.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from itertools import chain, repeat
@@ -288,8 +289,11 @@ def _numbers_only(found: list, spec: AggregateSpec) -> None:
 
 def _checked_sum(found: list, spec: AggregateSpec) -> int | float:
     _numbers_only(found, spec)
-    total = sum(found)
-    if type(total) is float and not (-1.8e308 < total < 1.8e308):
+    try:
+        total = sum(found)
+    except OverflowError:  # an integer too large to become a float
+        total = math.inf
+    if not -values.MAX_NUMBER <= total <= values.MAX_NUMBER:
         raise TahiryError(f"Lehibe loatra ny valin'ny {spec.text}.")
     return total
 

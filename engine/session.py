@@ -10,6 +10,7 @@ this object.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Iterator
 
 from engine import ast
@@ -17,7 +18,8 @@ from engine.code_cache import CodeCache
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.executor import Executor, Limits
 from engine.outcome import Outcome
-from engine.parser import StatementParser
+from engine.lexer import describe_char
+from engine.parser import StatementParser, syntax_error
 from engine.script import split_statements
 from engine.statement_cache import StatementCache
 from engine.storage import Store
@@ -26,6 +28,21 @@ log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = ERROR_PREFIX + "Nisy olana tao anatin'ny motera (internal error)"
 TOO_DEEP = ERROR_PREFIX + "Lalina loatra ny fangatahana (jery miantso ny tenany ve ?)"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_encodable(text: str, line: int, column: int) -> None:
+    """Refuse text holding lone surrogates (bytes that were not UTF-8, as the
+    embedded runner gets them in `-e`): a string made of them could be
+    neither stored nor sent."""
+    if text.isascii():
+        return
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise syntax_error(f"litera tsy UTF-8 {describe_char(found.group())}", text,
+                           found.start(), line, column)
 
 
 class Session:
@@ -92,7 +109,9 @@ class Session:
                     return None
                 text = pieces[0].text
             # else: one statement already framed (the server's case), no split needed
-            statement = self.statements.parse(self.parser, text.strip())
+            text = text.strip()
+            check_encodable(text, 1, 1)
+            statement = self.statements.parse(self.parser, text)
         except (TahiryError, RecursionError):
             return None
         if not isinstance(statement, ast.Query):
@@ -111,6 +130,7 @@ class Session:
 
     def _run_piece(self, text: str, line: int, column: int) -> Outcome | None:
         try:
+            check_encodable(text, line, column)
             statement = self.statements.parse(self.parser, text, line, column)
             if statement is None:
                 return None

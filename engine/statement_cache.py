@@ -35,6 +35,7 @@ from typing import Callable
 
 from engine import ast
 from engine.lexer import decode_string
+from engine.values import MAX_NUMBER
 
 DEFAULT_SHAPES = 256
 MAX_SHAPE_CHARS = 4096
@@ -145,15 +146,16 @@ def _value(kind: str, source: str) -> object:
     """A literal's value, exactly as engine.lexer makes it."""
     if kind == "int":
         try:
-            return int(source)
+            value = int(source)
         except ValueError:  # beyond Python's digit limit: the lexer's error
             raise _NotCacheable() from None
-    if kind == "float":
+    elif kind == "float":
         value = float(source)
-        if value == float("inf"):
-            raise _NotCacheable()
-        return value
-    return decode_string(source[1:-1], source[0])
+    else:
+        return decode_string(source[1:-1], source[0])
+    if value > MAX_NUMBER:  # the lexer refuses it
+        raise _NotCacheable()
+    return value
 
 
 def _sentinel(kind: str, index: int) -> tuple[object, str]:

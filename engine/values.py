@@ -16,12 +16,20 @@ an int subclass, so type tests here use `type(x) is int`, never
 from __future__ import annotations
 
 import math
+import sys
 from decimal import Decimal
 
 from engine.errors import TahiryError
 
 NUMBER_TYPES = (int, float)
 _NONE = type(None)
+# Numbers beyond a float's range are refused, integers too: a decimal result
+# would be infinite, and an integer of more than 4300 digits cannot even be
+# printed (Python's str() limit). Integer literals are bounded the same way.
+MAX_NUMBER = sys.float_info.max
+# The same bounds as integers: int-to-int comparisons are the cheap ones.
+_MAX_INT = int(MAX_NUMBER)
+_MIN_INT = -_MAX_INT
 
 
 # --------------------------------------------------------------------------
@@ -186,7 +194,13 @@ def _arithmetic_error(op: str, left: object, right: object) -> TahiryError:
 
 def _overflow_error(op: str, left: object, right: object) -> TahiryError:
     return TahiryError(
-        f"Lehibe loatra ny valin'ny {describe_value(left)} {op} {describe_value(right)}.")
+        f"Lehibe loatra ny valin'ny {_short(left)} {op} {_short(right)}.")
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """A value for an error sentence, a long number shortened (it may have 300 digits)."""
+    text = describe_value(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _finite(value: float, op: str, left: object, right: object) -> float:
@@ -205,30 +219,45 @@ def _check_arithmetic(op: str, left: object, right: object) -> bool:
 
 
 def add(left: object, right: object) -> object:
-    kind = type(left)
-    if kind is int and type(right) is int:
-        return left + right
+    if type(left) is int and type(right) is int:
+        total = left + right
+        if _MIN_INT <= total <= _MAX_INT:
+            return total
+        raise _overflow_error("+", left, right)
     if _check_arithmetic("+", left, right):
         return None
-    return _finite(left + right, "+", left, right)
+    try:
+        return _finite(left + right, "+", left, right)
+    except OverflowError:  # an integer too large to become a float
+        raise _overflow_error("+", left, right) from None
 
 
 def sub(left: object, right: object) -> object:
-    kind = type(left)
-    if kind is int and type(right) is int:
-        return left - right
+    if type(left) is int and type(right) is int:
+        difference = left - right
+        if _MIN_INT <= difference <= _MAX_INT:
+            return difference
+        raise _overflow_error("-", left, right)
     if _check_arithmetic("-", left, right):
         return None
-    return _finite(left - right, "-", left, right)
+    try:
+        return _finite(left - right, "-", left, right)
+    except OverflowError:
+        raise _overflow_error("-", left, right) from None
 
 
 def mul(left: object, right: object) -> object:
-    kind = type(left)
-    if kind is int and type(right) is int:
-        return left * right
+    if type(left) is int and type(right) is int:
+        product = left * right
+        if _MIN_INT <= product <= _MAX_INT:
+            return product
+        raise _overflow_error("*", left, right)
     if _check_arithmetic("*", left, right):
         return None
-    return _finite(left * right, "*", left, right)
+    try:
+        return _finite(left * right, "*", left, right)
+    except OverflowError:
+        raise _overflow_error("*", left, right) from None
 
 
 def div(left: object, right: object) -> object:

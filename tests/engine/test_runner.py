@@ -92,3 +92,15 @@ def test_syntax_error_and_escaping_name(tmp_path):
     assert [line["ok"] for line in lines] == [False, False, True]
     assert "andalana 1" in lines[0]["error"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_a_script_file_starting_with_a_byte_order_mark_runs(tmp_path):
+    # Windows editors (Notepad) save UTF-8 with a BOM; it is not part of the script
+    script = tmp_path / "script.tq"
+    script.write_bytes("\ufeffalaivo 'é' antso x;".encode("utf-8"))
+    result = runner(tmp_path / "data", "--format", "json", "-f", str(script))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json_lines(result.stdout) == [
+        {"ok": True, "message": "1 andalana", "columns": ["x"], "rows": [["é"]]}]
+    piped = runner(tmp_path / "data", "--format", "json", stdin="\ufeffalaivo 1;")
+    assert piped.returncode == 0, piped.stdout + piped.stderr
