@@ -12,9 +12,14 @@ decides, statement by statement, which backends of the `BackendPool`
   object over ONLINE writable backends, nodes.routing); if the owner cannot
   even be connected to, nothing was sent and the next owner takes it; if the
   connection dies after the write was sent, the outcome is unknown and
-  reported as an error, never sent twice;
+  reported as an error, never sent twice; an owner that lacks the
+  session's database (still being copied to it) is given a moment, then
+  the next owner takes the write;
 - `manamboara tahiry` / `ravao ny tahiry` go to every ONLINE writable
-  backend, so the next `ampiasao` works wherever it lands;
+  backend, so the next `ampiasao` works wherever it lands; those naming the
+  same database run one at a time (concurrent ones would each win on a
+  different server), and a server that already holds the outcome
+  (replication was faster) counts as done;
 - `ampiasao DB` succeeds iff some ONLINE backend has DB.
 
 Health probes and the backends file are watched by nodes.prober; backend
@@ -29,7 +34,7 @@ import logging
 import sys
 from collections.abc import Iterable
 
-from engine.errors import TahiryError
+from engine.errors import ERROR_PREFIX, TahiryError
 from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.backend_config import BackendsFile, parse_backend_option
 from nodes.backend_pool import BackendPool
@@ -49,6 +54,9 @@ from nodes.routing import ReadSelector, rank_owners
 log = logging.getLogger("tahiry.balancer")
 
 NO_BACKEND_TO_ANSWER = "Tsy misy mpizara afaka mamaly ankehitriny"
+# Polling a write's owner that lacks the session's database (replication on its way).
+FIRST_DATABASE_POLL_S = 0.002
+MAX_DATABASE_POLL_S = 0.025
 NO_BACKEND_TO_WRITE = "Tsy misy mpizara afaka manoratra ankehitriny"
 
 
@@ -77,6 +85,9 @@ class Balancer:
         # sharing is safe, and the shapes it learns serve every client.
         self.classifier = StatementClassifier()
         self.selector = ReadSelector()
+        # database name -> [lock held while a create/drop of it runs everywhere,
+        # how many statements hold or await it]
+        self._database_locks: dict[str, list] = {}
         self.clients = 0
         self.connection_stats = ConnectionStats()
         self.counters = {name: 0 for name in (
@@ -245,6 +256,7 @@ class Balancer:
         # write, in the same round trip (the server answers in order).
         follow_up = versions_request(database, [obj]) if obj and len(self.pool) > 1 else None
         reasons: list[str] = []
+        missing: DatabaseMissing | None = None
         for attempt, backend_id in enumerate(owners):
             if attempt:
                 self.counters["rerouted_writes"] += 1
@@ -254,7 +266,12 @@ class Balancer:
                 await self._fresh_backends(session, needs, [backend_id])
             backend = self.pool[backend_id]
             try:
-                answer = await self._forward(session, backend, payload, follow_up=follow_up)
+                answer = await self._forward_once_database_there(
+                    session, backend, payload, follow_up, wait=not attempt)
+            except DatabaseMissing as error:
+                # Only `ampiasao` was sent: the next owner may take the write.
+                missing = missing or error
+                continue
             except BackendUnavailable as error:
                 if error.sent:
                     self.counters["unknown_writes"] += 1
@@ -264,8 +281,6 @@ class Balancer:
                         "applied); it was not sent again")
                 reasons.append(str(error))
                 continue  # nothing was sent: the next owner may take it
-            except DatabaseMissing as error:
-                return error.response.raw
             backend.writes += 1
             response, versions = answer if follow_up is not None else (answer, None)
             if response.ok:
@@ -273,7 +288,30 @@ class Balancer:
                 session.writes.remember(database, obj, backend_id,
                                         known.get(obj) if known is not None else None, target)
             return response.raw
+        if missing is not None:
+            return missing.response.raw
         return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
+
+    async def _forward_once_database_there(self, session: ClientSession, backend: Backend,
+                                           payload: bytes, follow_up: bytes | None, wait: bool):
+        """`_forward`, waiting (bounded, if `wait`) for a backend that lacks the database.
+
+        The session's database exists somewhere (its `ampiasao` succeeded),
+        so a backend without it is most likely still receiving it: created
+        while that server was joining, or copied by replication. Only the
+        `ampiasao` replay was sent, so asking again is safe.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.freshness_bound_s if wait else 0.0)
+        delay = FIRST_DATABASE_POLL_S
+        while True:
+            try:
+                return await self._forward(session, backend, payload, follow_up=follow_up)
+            except DatabaseMissing:
+                if loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_DATABASE_POLL_S)
 
     async def _use(self, session: ClientSession, database: str, payload: bytes) -> bytes:
         """`ampiasao DB`: succeeds iff some ONLINE backend has DB."""
@@ -302,8 +340,27 @@ class Balancer:
 
     async def _database_ddl(self, session: ClientSession, dropping: bool,
                             database: str, payload: bytes) -> bytes:
-        """Create or drop a database on every ONLINE writable backend."""
+        """Create or drop a database on every ONLINE writable backend.
+
+        Statements about one database run one at a time: two students
+        creating the same database at once would otherwise each win on one
+        server and lose on the other, and both be told of a partial failure.
+        One after the other, the second is refused everywhere with the same
+        error, which is what it gets.
+        """
         self.counters["database_ddl"] += 1
+        entry = self._database_locks.setdefault(database, [asyncio.Lock(), 0])
+        entry[1] += 1  # statements holding or awaiting it: the lock goes with the last
+        try:
+            async with entry[0]:
+                return await self._database_ddl_everywhere(session, dropping, database, payload)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._database_locks[database]
+
+    async def _database_ddl_everywhere(self, session: ClientSession, dropping: bool,
+                                       database: str, payload: bytes) -> bytes:
         targets = self.pool.online_writable()
         if not targets:
             return encode_error(NO_BACKEND_TO_WRITE)
@@ -318,6 +375,11 @@ class Balancer:
         results = await asyncio.gather(*(apply(b) for b in targets))
         applied = [(b, r) for b, r in results if isinstance(r, Response) and r.ok]
         failed = [(b, r) for b, r in results if not (isinstance(r, Response) and r.ok)]
+        if applied:
+            # A server that already holds the outcome (replication from one
+            # that applied it was faster than this statement) is not a failure.
+            failed = [(b, r) for b, r in failed if not (
+                isinstance(r, Response) and _already_done(dropping, database, r.message))]
         if dropping and applied:
             # The server unselects a database it drops on that connection.
             session.database_dropped(database, [b for b, _ in applied])
@@ -327,6 +389,13 @@ class Balancer:
                 and len({r.message for _, r in failed}) == 1:
             return failed[0][1].raw  # the same refusal everywhere: just that error
         return encode_error(partial_ddl_message(applied, failed))
+
+
+def _already_done(dropping: bool, database: str, message: str) -> bool:
+    """Whether a refusal says the database is already as the statement wanted it."""
+    if dropping:
+        return message == f"{ERROR_PREFIX}Tsy misy ny tahiry : {database}"
+    return message == f"{ERROR_PREFIX}Ny tahiry ({database}) dia efa misy"
 
 
 def partial_ddl_message(applied: list[tuple[str, Response]],

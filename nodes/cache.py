@@ -12,6 +12,18 @@ dependencies are unknown, e.g. they read a view).
 A `generation` counter increases with every invalidation; a response fetched
 while an invalidation happened must not be stored (`put(..., generation=g)`
 refuses it), or a read racing a write could cache pre-write data.
+
+Replication lag (`settle_ms`): behind a balancer, a write is acknowledged by
+the object's owner and reaches the other servers a few milliseconds later.
+A read another connection sends right after the write may be answered by a
+server that does not have it yet: fine for that one answer, but cached it
+would be served to every connection, the writer included, for the whole
+TTL. So the proxy notes each write (`note_write(database, writer)`) and a
+response is stored (`put(..., fetched_at=t, reader=r)`) only if no *other*
+connection wrote in its database within `settle_ms` before it was sent. The
+writer's own reads are still stored: the balancer routes a session's reads
+to a server holding that session's writes (nodes/freshness.py), so its
+answer includes them.
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 CacheKey = tuple[str | None, str]
+# Databases whose latest writers are remembered for settle_ms (oldest first out).
+MAX_REMEMBERED_DATABASES = 4096
 
 
 @dataclass
@@ -47,10 +61,15 @@ class ResponseCache:
     """TTL + LRU cache of response bytes with a byte budget."""
 
     def __init__(self, ttl_ms: float, max_entries: int, max_bytes: int = 64 << 20,
-                 clock: Callable[[], float] = time.monotonic):
-        if ttl_ms < 0 or max_entries < 0 or max_bytes < 0:
-            raise ValueError("ttl_ms, max_entries and max_bytes must not be negative")
+                 clock: Callable[[], float] = time.monotonic, settle_ms: float = 0.0):
+        if ttl_ms < 0 or max_entries < 0 or max_bytes < 0 or settle_ms < 0:
+            raise ValueError("ttl_ms, max_entries, max_bytes and settle_ms must not be negative")
         self.ttl_s = ttl_ms / 1000.0
+        self.settle_s = settle_ms / 1000.0
+        # database -> the two connections that wrote there last, latest first:
+        # [(writer, acknowledged at), (another writer, its latest write)].
+        # Enough to answer "did anyone but the reader write since t?" exactly.
+        self._latest_writers: OrderedDict[str | None, list[tuple[object, float]]] = OrderedDict()
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.clock = clock
@@ -80,10 +99,18 @@ class ResponseCache:
         return None
 
     def put(self, key: CacheKey, value: bytes, *, tags: Iterable[str] = (), opaque: bool = False,
-            generation: int | None = None) -> bool:
-        """Store a response; False if refused (too big, or an invalidation happened since `generation`)."""
+            generation: int | None = None, fetched_at: float | None = None,
+            reader: object = None) -> bool:
+        """Store a response; False if refused.
+
+        Refused when too big, when an invalidation happened since
+        `generation`, or when a connection other than `reader` wrote in the
+        key's database within settle_ms before `fetched_at` (see the module
+        docstring).
+        """
         if ((generation is not None and generation != self.generation)
-                or self.max_entries == 0 or len(value) > self.max_bytes or self.ttl_s <= 0):
+                or self.max_entries == 0 or len(value) > self.max_bytes or self.ttl_s <= 0
+                or (fetched_at is not None and self._unsettled(key[0], fetched_at, reader))):
             self.stats.refused += 1
             return False
         if key in self._entries:
@@ -95,6 +122,28 @@ class ResponseCache:
             self._remove(oldest)
             self.stats.evictions += 1
         return True
+
+    def note_write(self, database: str | None, writer: object) -> None:
+        """A write by connection `writer` in `database` was acknowledged (or may have been)."""
+        if self.settle_s <= 0:
+            return
+        now = self.clock()
+        latest = self._latest_writers.pop(database, [])
+        if latest and latest[0][0] is writer:
+            latest[0] = (writer, now)
+        else:
+            latest = [(writer, now)] + latest[:1]
+        self._latest_writers[database] = latest
+        while len(self._latest_writers) > MAX_REMEMBERED_DATABASES:
+            self._latest_writers.popitem(last=False)
+
+    def _unsettled(self, database: str | None, fetched_at: float, reader: object) -> bool:
+        """Whether another connection's write in `database` may not have reached every server."""
+        if self.settle_s <= 0:
+            return False
+        since = fetched_at - self.settle_s
+        return any(writer is not reader and when > since
+                   for writer, when in self._latest_writers.get(database, ()))
 
     def invalidate_all(self) -> int:
         """Drop every entry; returns how many."""
@@ -128,7 +177,7 @@ class ResponseCache:
                 "invalidated_entries": stats.invalidated_entries, "refused": stats.refused,
                 "entries": len(self._entries), "bytes": self.bytes,
                 "max_entries": self.max_entries, "max_bytes": self.max_bytes,
-                "ttl_ms": round(self.ttl_s * 1000)}
+                "ttl_ms": round(self.ttl_s * 1000), "settle_ms": round(self.settle_s * 1000)}
 
     def _invalidate_where(self, doomed: Callable[[CacheKey, _Entry], bool]) -> int:
         keys = [key for key, entry in self._entries.items() if doomed(key, entry)]

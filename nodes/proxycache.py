@@ -12,6 +12,10 @@ strategy:
   invalidated. With --fine-invalidation only the entries of that database
   that read the written object are dropped (entries reading a view count as
   reading everything; USE drops nothing since keys carry the database).
+- A read another connection sends within --settle-ms of a write (replication
+  lag: the server answering it may not have the write yet) is answered but
+  not cached (nodes/cache.py), so no connection, the writer included, is
+  later served an answer older than a write acknowledged through this proxy.
 
 The client's current database is tracked from successful `ampiasao` replies
 and from dropping it. If the upstream connection breaks, the client gets a
@@ -43,11 +47,17 @@ from nodes.upstream import UpstreamConnection, UpstreamError
 from nodes.protocol import DEFAULT_MAX_REQUEST_BYTES, Request, Response, encode_error, statement_bytes
 
 KIND = "proxycache"
+# Replication is a few ms behind at rest, but p99 reached ~250 ms with a class
+# of ten writing at once on two cores; a wide margin costs little: only reads
+# sent within it of another connection's write go uncached.
+DEFAULT_SETTLE_MS = 1000.0
 READ, USE, WRITE = "read", "use", "write"
 
 _FIRST_WORD = re.compile(r"[^\W\d]\w*")
 _USE_REPLY = re.compile(r"^Ny tahiry : (.+) dia miasa ankehitriny$")
 _DROP_DATABASE = re.compile(r"^ravao\s+ny\s+tahiry\s+([^\W\d]\w*)\s*$", re.IGNORECASE)
+_DATABASE_DDL = re.compile(r"^(?:manamboara|ravao\s+ny)\s+tahiry\s+([^\W\d]\w*)\s*$",
+                           re.IGNORECASE)
 
 
 def statement_kind(normal_text: str) -> str:
@@ -147,6 +157,10 @@ class ProxySession:
         self.cache = proxy.cache
         self.upstream = upstream
         self.database: str | None = None
+        # Who this connection is to the cache's settle rule; a new upstream
+        # connection is a new balancer session that does not know the old
+        # one's writes, so it gets a new identity.
+        self.writer = object()
 
     def handle(self, request: Request) -> bytes | Awaitable[bytes]:
         """Answer one request: bytes when the answer is ready (admin, cache hit).
@@ -166,11 +180,14 @@ class ProxySession:
         return self._write(request, normal, kind)
 
     async def _write(self, request: Request, normal: str, kind: str) -> bytes:
+        database = self.database
         try:
             response = await self._forward(request.wire(), retry=False)
         except UpstreamError as error:
+            self._note_write(kind, normal, database)
             self._invalidate_after(kind, normal, None)  # the outcome is unknown
             return encode_error(str(error))
+        self._note_write(kind, normal, database)
         self._track_database(kind, normal, response)
         self._invalidate_after(kind, normal, response)
         return response.raw
@@ -179,17 +196,32 @@ class ProxySession:
         """A read the cache could not answer: forward it, cache a success."""
         key = (self.database, normal)
         generation = self.cache.generation
+        fetched_at = self.cache.clock()
         try:
             response = await self._forward(request.wire(), retry=True)
         except UpstreamError as error:
             return encode_error(str(error))
         if response.ok:
+            # The identity after the request: a reconnection on the way is a
+            # session that may not know this connection's earlier writes.
+            reader = self.writer
             if self.proxy.fine is None:
-                self.cache.put(key, response.raw, generation=generation)
+                self.cache.put(key, response.raw, generation=generation, fetched_at=fetched_at,
+                               reader=reader)
             else:
                 tags, opaque = await self._read_tags(request.text)
-                self.cache.put(key, response.raw, tags=tags, opaque=opaque, generation=generation)
+                self.cache.put(key, response.raw, tags=tags, opaque=opaque, generation=generation,
+                               fetched_at=fetched_at, reader=reader)
         return response.raw
+
+    def _note_write(self, kind: str, normal: str, database: str | None) -> None:
+        """Tell the cache's settle rule that this connection wrote (or may have)."""
+        if kind != WRITE:
+            return
+        self.cache.note_write(database, self.writer)
+        named = _DATABASE_DDL.match(normal)
+        if named and named.group(1) != database:
+            self.cache.note_write(named.group(1), self.writer)
 
     async def _forward(self, data: bytes, retry: bool) -> Response:
         """Send one statement upstream (replaying `ampiasao` on a new connection).
@@ -208,6 +240,7 @@ class ProxySession:
             try:
                 if not self.upstream.usable:
                     await self.upstream.close()
+                    self.writer = object()
                     await self.upstream.connect()
                     await self._replay_database()
             except UpstreamError:
@@ -293,6 +326,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ttl-ms", type=float, default=None, help="how long a READ response stays cached")
     parser.add_argument("--max-entries", type=int, default=None, help="LRU bound on cached responses")
     parser.add_argument("--max-bytes", type=int, default=64 << 20, help="bound on cached bytes")
+    parser.add_argument("--settle-ms", type=float, default=DEFAULT_SETTLE_MS,
+                        help="a read sent this soon after another connection's write is not "
+                             "cached (replication lag behind a balancer); 0 with one server")
     parser.add_argument("--fine-invalidation", action="store_true",
                         help="on a write, drop only entries that read the written object")
     parser.add_argument("--request-timeout", type=float, default=60.0)
@@ -312,7 +348,9 @@ def main(argv: list[str] | None = None) -> None:
     max_entries = args.max_entries if args.max_entries is not None else entry.get("max_entries", 200)
     logger = setup_logging(args.id, args.log_file, args.log_level)
     auth = node_auth_guard(args, logger)
-    cache = ResponseCache(ttl_ms, max_entries, args.max_bytes)
+    if args.settle_ms < 0:
+        parser.error("--settle-ms must not be negative")
+    cache = ResponseCache(ttl_ms, max_entries, args.max_bytes, settle_ms=args.settle_ms)
     proxy = ProxyCache(args.id, upstream, cache, logger,
                        fine_invalidation=args.fine_invalidation,
                        request_timeout=args.request_timeout,

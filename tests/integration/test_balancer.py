@@ -100,10 +100,23 @@ def test_dropping_the_current_database_unselects_it(cluster):
 
 
 def test_partial_database_ddl_names_the_failing_server(cluster):
-    m1, _, _, connect = cluster
-    connect(m1.port).ok("manamboara tahiry efa;")  # exists on m1 only
+    _, m2, _, connect = cluster
+    (m2.workdir / "data" / "m2" / "efa").write_text("a file where the folder would go")
     response = connect().one("manamboara tahiry efa;")
-    assert not response.ok and "m1" in response.message
+    assert not response.ok and "m2: " in response.message and "vita tamin'ny: m1" in response.message
+
+
+def test_database_ddl_already_done_on_a_server_is_not_a_failure(cluster):
+    """A server that already holds the outcome (with replication: a copy was
+    faster than the broadcast) completes the statement, it does not fail it."""
+    m1, m2, _, connect = cluster
+    connect(m1.port).ok("manamboara tahiry efa;")  # exists on m1 only
+    connect().ok("manamboara tahiry efa;")
+    connect(m2.port).ok("ampiasao efa;")
+    connect(m2.port).ok("ravao ny tahiry efa;")  # now on m1 only again
+    connect().ok("ravao ny tahiry efa;")
+    for server in (m1, m2):
+        assert not connect(server.port).one("ampiasao efa;").ok
 
 
 def test_syntax_errors_are_answered_and_the_session_goes_on(cluster):
@@ -174,3 +187,17 @@ def test_bad_command_line_exits_with_a_clear_message(start_node):
                             cwd=REPO_ROOT)
     assert result.returncode == 2
     assert "ID=HOST:PORT" in result.stderr
+
+
+def test_a_write_whose_owner_lacks_the_database_goes_to_a_server_that_has_it(cluster):
+    """The owner may not have the session's database yet (created just before
+    a server joined, replication still copying its marker): the write waits
+    a moment, then goes to the next owner instead of failing."""
+    m1, _, _, connect = cluster
+    connect(m1.port).ok("manamboara tahiry vao;")  # on m1 only: m2 never gets it here
+    client = connect()
+    client.ok("ampiasao vao;")
+    [table] = tables_owned_by("m2", "vao")
+    client.ok(f"manamboara tabilao {table} (a ISA(0,9));")
+    client.ok(f"manampia ao@ {table} sanda (1);")
+    assert client.rows(f"alaivo * ao@ {table};") == [[1]]

@@ -106,3 +106,39 @@ def test_remove_expired(clock):
     ("ravao ny tahiry db", WRITE), ("", WRITE)])
 def test_statement_kind_by_first_keyword(text, kind):
     assert statement_kind(text) == kind
+
+
+def test_reads_sent_soon_after_another_connections_write_are_not_stored(clock):
+    """Replication lag: such a read may come from a server without the write."""
+    cache = ResponseCache(ttl_ms=3000, max_entries=10, clock=clock, settle_ms=500)
+    writer, reader, third = object(), object(), object()
+    cache.note_write("db", writer)
+    clock.now += 0.1
+    fetched_at = clock.now
+    assert not cache.put(("db", "alaivo * ao@ t"), b"maybe stale", fetched_at=fetched_at,
+                         reader=reader)
+    # The writer's own session reads where its writes are: stored.
+    assert cache.put(("db", "alaivo * ao@ t"), b"fresh", fetched_at=fetched_at, reader=writer)
+    # Another database was not written.
+    assert cache.put(("other", "alaivo * ao@ t"), b"x", fetched_at=fetched_at, reader=reader)
+    # Two writers: the second one's read may lack the first one's write.
+    cache.note_write("db", third)
+    assert not cache.put(("db", "alaivo 1"), b"x", fetched_at=clock.now, reader=third)
+    assert not cache.put(("db", "alaivo 1"), b"x", fetched_at=clock.now, reader=writer)
+    clock.now += 0.45  # the first write has settled, not the second
+    assert cache.put(("db", "alaivo 2"), b"x", fetched_at=clock.now, reader=third)
+    assert not cache.put(("db", "alaivo 3"), b"x", fetched_at=clock.now, reader=writer)
+    clock.now += 0.1
+    assert cache.put(("db", "alaivo 4"), b"x", fetched_at=clock.now, reader=reader)
+    # A read sent before the window ended but answered after it is still refused.
+    cache.note_write("db", writer)
+    sent = clock.now
+    clock.now += 2
+    assert not cache.put(("db", "alaivo 5"), b"x", fetched_at=sent, reader=reader)
+    assert cache.status()["settle_ms"] == 500
+
+
+def test_without_settle_every_read_is_stored(clock):
+    cache = ResponseCache(ttl_ms=3000, max_entries=10, clock=clock)
+    cache.note_write("db", object())
+    assert cache.put(("db", "alaivo 1"), b"x", fetched_at=clock.now, reader=object())

@@ -76,3 +76,16 @@ def test_a_huge_number_is_left_to_the_parser():
             classifier.classify_text(text)
     else:
         assert classifier.classify_text(text) == expected
+
+
+def test_a_table_or_domain_names_the_domains_it_uses():
+    """Creating a table that uses a domain reads the domain: the balancer must
+    run it where the session's CREATE of that domain already is."""
+    classifier = StatementClassifier()
+    table = classifier.classify_text(
+        "manamboara tabilao t (a kilasy, b ISA(0,9):taona, c kilasy)")
+    assert table.objects == ("t", "kilasy", "taona") and table.target == TABLE
+    domain = classifier.classify_text("manamboara efitra d (kilasy:TANISA('x'))")
+    assert domain.objects == ("d", "kilasy")
+    plain = classifier.classify_text("manamboara tabilao u (a ISA(0,9))")
+    assert plain.objects == ("u",)
