@@ -12,10 +12,17 @@ exactly as a server writes them). Two runs:
   place), which include queueing behind other copies.
 - burst: `--writes` writes of one table as fast as possible: how many copies
   coalescing saves, and the lag of the last write.
+- load (with `--load N`): N writer threads, each with its own `Store` on
+  m1 that knows m2 as its peer (so its commits take both directories' write
+  locks and fence, as a server's do), each rewriting its own table as fast
+  as it can, as a class of N students writing at once does; lag from the
+  replicator's own figures, with where the time went (queue wait, lock
+  wait, copy).
 - server (with `--via-server`): two real `nodes.server` processes; single-row
   inserts over m1's wire, lag from the acknowledgement to m2's file in place.
 
     .venv/bin/python bench/replication_bench.py [--writes 500] [--rows 100] [--via-server]
+    .venv/bin/python bench/replication_bench.py --load 10 [--writes 1000]   (load mode only)
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +43,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine.peers import PeerDirectories  # noqa: E402
 from engine.storage import Store  # noqa: E402
 from nodes.protocol import ResponseDecoder  # noqa: E402
 from supervisor.replication import Replicator, percentile  # noqa: E402
@@ -107,6 +116,44 @@ def burst_run(store: Store, replicator: Replicator, peer: Path, writes: int, row
     copies = replicator.stats()["m2"]["files_copied"]
     print(f"burst: {writes} writes in {(written - start) * 1000:.0f} ms -> {copies} copies; "
           f"last write on the peer {(done - written) * 1000:.2f} ms after it was acknowledged")
+
+
+def load_run(scratch: Path, writers: int, writes: int, rows: int) -> None:
+    """`writers` threads, `writes` writes in all, through peer-aware stores into m1."""
+    first, second = scratch / "load" / "m1", scratch / "load" / "m2"
+    Store(first).create_database("bench")
+    replicator = Replicator({"m1": first, "m2": second}, resync_interval_s=0, lag_window=writes)
+    replicator.sync_all()
+    replicator.start()
+    errors: list[str] = []
+
+    def writer(number: int) -> None:
+        store = Store(first, peers=PeerDirectories({"m2": second}))
+        try:
+            for version in range(writes // writers):
+                store.write("bench", "table", f"student{number}", table_body(rows, version))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(f"writer {number}: {error}")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    start = time.perf_counter()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - start
+        replicator.wait_idle(30)
+        stats = replicator.stats()["m2"]
+        done = (writes // writers) * writers
+        print(f"load: {writers} writers, {done} writes of {rows}-row tables in "
+              f"{elapsed * 1000:.0f} ms ({done / elapsed:.0f}/s) -> {stats['files_copied']} "
+              f"copies, conflicts={len(stats['conflicts'])}, errors={errors[:3]}")
+        print(describe(f"load {writers} writers, replicator's lag", replicator.lag_samples("m2")))
+        for phase, values in replicator.timings().items():
+            print(describe(f"  {phase}", values))
+    finally:
+        replicator.stop()
 
 
 def server_run(scratch: Path, writes: int) -> None:
@@ -189,10 +236,16 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=500)
     parser.add_argument("--rows", type=int, default=100)
     parser.add_argument("--interval-ms", type=float, default=2.0)
+    parser.add_argument("--load", type=int, default=0, metavar="N",
+                        help="only the load run: N writer threads at once")
     parser.add_argument("--via-server", action="store_true",
                         help="also measure through two real server processes")
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if options.load > 0:
+        with tempfile.TemporaryDirectory() as scratch:
+            load_run(Path(scratch), options.load, options.writes, options.rows)
+        return
     with tempfile.TemporaryDirectory() as scratch:
         first, second = Path(scratch) / "m1", Path(scratch) / "m2"
         store = Store(first)

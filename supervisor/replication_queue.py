@@ -12,7 +12,10 @@ sources, in priority order:
 
 A path whose reconciliation failed (unreadable copy, I/O error) is retried
 with growing delays, then left until its next event or background pass.
-Thread-safe: events come from watchdog threads, one worker takes jobs.
+Thread-safe: events come from watchdog threads, several workers take jobs.
+A path being worked on is never handed to a second worker: an event for it
+meanwhile waits (coalesced) until its job is done, so the copies of one
+path happen one at a time and in order, while other paths go in parallel.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class PendingPaths:
         self._urgent: OrderedDict[str, float] = OrderedDict()   # path -> oldest event time
         self._background: OrderedDict[str, None] = OrderedDict()
         self._retries: dict[str, tuple[float, int, float | None]] = {}  # due, attempt, since
-        self._busy = False
+        self._running: set[str] = set()  # paths a worker holds
         self._closed = False
         self._next_resync = time.monotonic() + resync_interval_s
 
@@ -61,22 +64,28 @@ class PendingPaths:
                 for rel, (due, _, since) in list(self._retries.items()):
                     if due <= now and rel not in self._urgent:
                         self._urgent[rel] = since if since is not None else now
-                if self._urgent:
-                    self._busy = True
-                    return self._urgent.popitem(last=False)
-                if self._background:
-                    self._busy = True
-                    return self._background.popitem(last=False)[0], None
+                for rel, since in self._urgent.items():
+                    if rel not in self._running:
+                        del self._urgent[rel]
+                        self._running.add(rel)
+                        return rel, since
+                for rel in self._background:
+                    if rel not in self._running:
+                        del self._background[rel]
+                        self._running.add(rel)
+                        return rel, None
                 if self.resync_interval_s > 0 and now >= self._next_resync:
                     self._next_resync = now + self.resync_interval_s
                     self._queue_everything()
                     continue
+                # Only paths being worked on (or nothing) wait: sleep until a
+                # `done`, an event, a retry or the next pass.
                 self._changed.wait(self._sleep_time(now))
 
     def done(self, rel: str, failed: bool, since: float | None) -> None:
         """The job on `rel` finished; schedule a retry if it failed."""
         with self._lock:
-            self._busy = False
+            self._running.discard(rel)
             if not failed:
                 self._retries.pop(rel, None)
             else:
@@ -92,7 +101,7 @@ class PendingPaths:
         """Wait until no event or retry is pending and no job runs."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while self._urgent or self._retries or self._busy:
+            while self._urgent or self._retries or self._running:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

@@ -1,7 +1,10 @@
 """What replication measured and found: lag, copies, errors, conflicts.
 
 `ReplicationStats` is the replicator's bookkeeping, thread-safe, and the
-source of `Replicator.stats()` (shown by `python -m supervisor status`). It
+source of `Replicator.stats()` (shown by `python -m supervisor status`).
+It also keeps, per phase of an event-driven copy (queue wait, lock wait,
+temp file write, ...), the recent durations, so that a lag figure can be
+explained (`Replicator.timings()`, printed by bench/replication_bench.py). It
 also logs, once per new fact: a conflict when it is found and when it is
 settled, an error when it differs from the server's previous one.
 """
@@ -65,6 +68,7 @@ class ReplicationStats:
         self._lock = threading.Lock()
         self._servers: dict[str, _ServerCounters] = {}
         self._conflicts: dict[str, Conflict] = {}
+        self._phases: dict[str, deque] = {}
 
     def add_server(self, server_id: str) -> None:
         with self._lock:
@@ -83,6 +87,19 @@ class ReplicationStats:
                 counters.files_copied += 1
                 if lag_ms is not None:
                     counters.lags_ms.append(lag_ms)
+
+    def timed(self, phase: str, ms: float) -> None:
+        """One duration (ms) of a phase of replication work."""
+        with self._lock:
+            samples = self._phases.get(phase)
+            if samples is None:
+                samples = self._phases[phase] = deque(maxlen=self.lag_window)
+            samples.append(ms)
+
+    def timings(self) -> dict[str, list[float]]:
+        """Phase -> its recent durations (ms), oldest first."""
+        with self._lock:
+            return {phase: list(samples) for phase, samples in self._phases.items()}
 
     def error(self, server_id: str, message: str) -> None:
         with self._lock:

@@ -378,3 +378,89 @@ def test_pending_paths_coalesce_prioritise_events_and_retry():
     assert dict(jobs)["db/tables/t.json"] in (since, None)
     pending.close()
     assert pending.take() is None
+
+
+def test_pending_paths_never_hand_one_path_to_two_workers():
+    from supervisor.replication_queue import PendingPaths
+    pending = PendingPaths(lambda: set(), resync_interval_s=0)
+    pending.add("db/tables/a.json")
+    first, _ = pending.take()
+    pending.add("db/tables/a.json")  # written again while a worker copies it
+    pending.add("db/tables/b.json")
+    second, _ = pending.take()
+    assert (first, second) == ("db/tables/a.json", "db/tables/b.json")
+    assert not pending.wait_idle(0.01)  # a.json waits for its first job to end
+    pending.done(first, failed=False, since=None)
+    third, since = pending.take()
+    assert third == "db/tables/a.json" and since is not None
+    pending.done(second, failed=False, since=None)
+    pending.done(third, failed=False, since=None)
+    assert pending.wait_idle(1.0)
+    pending.close()
+
+
+def test_each_worker_thread_has_its_own_handle_on_a_destination_lock(dirs):
+    import threading
+    a, b = dirs
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
+    mine = replicator._lock_of("m2", b.resolve())
+    assert mine.try_acquire()
+    try:
+        others: list[bool] = []
+
+        def other_thread() -> None:
+            lock = replicator._lock_of("m2", b.resolve())
+            others.append(lock is mine or lock.try_acquire())
+            replicator._close_thread_locks()
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join(5)
+        assert others == [False]  # flock excludes the other worker too
+    finally:
+        mine.release()
+        replicator._close_thread_locks()
+
+
+def test_a_copy_waits_for_the_destination_lock_and_gives_up_after_the_timeout(tmp_path):
+    from engine.peers import DirectoryLock, LockTimeout
+    from supervisor.objectfiles import holding_promptly
+    server_lock = DirectoryLock(tmp_path)  # a server committing in that directory
+    assert server_lock.try_acquire()
+    try:
+        with pytest.raises(LockTimeout):
+            with holding_promptly(DirectoryLock(tmp_path), timeout_s=0.05):
+                pass
+    finally:
+        server_lock.release()
+    replicator_lock = DirectoryLock(tmp_path)
+    with holding_promptly(replicator_lock, timeout_s=1.0):
+        assert not server_lock.try_acquire()
+    assert server_lock.try_acquire()
+    server_lock.release()
+
+
+def test_many_tables_written_at_once_all_arrive_newest_last(dirs):
+    import threading
+    a, b = dirs
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0, workers=4)
+    replicator.start()
+    try:
+        def student(number: int) -> None:
+            for change in range(1, 21):
+                write_object(a, f"db/tables/s{number}.json", change)
+
+        threads = [threading.Thread(target=student, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        wait_until(lambda: all(read_change(b, f"db/tables/s{n}.json") == 20 for n in range(8)))
+        assert replicator.wait_idle(DEADLINE_S)
+        stats = replicator.stats()["m2"]
+        assert stats["conflicts"] == [] and stats["last_error"] is None
+        assert all(read_change(b, f"db/tables/s{n}.json") == 20 for n in range(8))
+        assert {"queue_wait", "write_temp", "lock_wait", "locked"} <= set(replicator.timings())
+        assert not [name for name in os.listdir(b / "db" / "tables") if name.endswith(".tmp")]
+    finally:
+        replicator.stop()
