@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from engine.atomic_files import atomic_write
+
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe
 from .logfiles import RotatingLog
 from .replicalink import ReplicationLink
@@ -55,13 +57,20 @@ def peers_file(run_dir: Path, server_id: str) -> Path:
 
 
 def write_atomically(path: Path, text: str) -> None:
+    """Replace a run file atomically (the balancers and servers re-read them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    atomic_write(path, text.encode("utf-8"))
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write a run file only when its text changes (its readers poll the mtime)."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except OSError:
+        pass
+    write_atomically(path, text)
+    return True
 
 
 class Cluster:
@@ -217,13 +226,8 @@ class Cluster:
                 entries.append({"id": server.id, "host": server.host, "port": server.port,
                                 "writable": self.writable.get(server_id, False)})
             path = backends_file(self.run_dir, balancer.id)
-            text = json.dumps({"backends": entries}, indent=1) + "\n"
-            try:
-                if path.read_text(encoding="utf-8") == text:
-                    continue
-            except OSError:
-                pass
-            write_atomically(path, text)
+            if not write_if_changed(path, json.dumps({"backends": entries}, indent=1) + "\n"):
+                continue
             self.logger.info("%s: backends file now lists %s", balancer.id,
                              ", ".join(f"{e['id']}{'' if e['writable'] else ' (read-only)'}"
                                        for e in entries) or "no server")
@@ -241,13 +245,7 @@ class Cluster:
             peers = {other.id: str(other.data) for other in servers
                      if other.id != server.id} if self.topology.replication_enabled else {}
             path = peers_file(self.run_dir, server.id)
-            text = json.dumps({"peers": peers}, indent=1) + "\n"
-            try:
-                if path.read_text(encoding="utf-8") == text:
-                    continue
-            except OSError:
-                pass
-            write_atomically(path, text)
+            write_if_changed(path, json.dumps({"peers": peers}, indent=1) + "\n")
         known = {peers_file(self.run_dir, server.id) for server in servers}
         for path in self.run_dir.glob("*.peers.json"):
             if path not in known:

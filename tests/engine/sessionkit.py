@@ -1,8 +1,20 @@
 """Shortcuts for engine tests that drive a Session with statement text.
 
 `run` gives the message of every outcome of a script, `one` the single
-outcome of one statement, `rows` the rows of one statement that must succeed.
+outcome of one statement, `rows` the rows of one statement that must succeed,
+`prepared_session` a session on a fresh data directory after a setup script.
 """
+
+from engine.session import Session
+from engine.storage import Store
+
+
+def prepared_session(tmp_path_factory, label, setup):
+    """A Session on a new data directory, after `setup` ran with no failure."""
+    session = Session(Store(tmp_path_factory.mktemp(label) / "data"))
+    outcomes = session.execute(setup)
+    assert all(o.ok for o in outcomes), [o.message for o in outcomes if not o.ok]
+    return session
 
 
 def run(session, text):

@@ -4,8 +4,7 @@ are checked."""
 
 import pytest
 
-from engine.session import Session
-from engine.storage import Store
+from tests.engine.sessionkit import one, prepared_session
 
 SETUP = """
 manamboara tahiry s; ampiasao s;
@@ -20,16 +19,7 @@ manampia ao@ d sanda ('2024-01-10'), ('2023-12-31'), ('2024-02-01');
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    session = Session(Store(tmp_path_factory.mktemp("language") / "data"))
-    outcomes = session.execute(SETUP)
-    assert all(o.ok for o in outcomes), [o.message for o in outcomes if not o.ok]
-    return session
-
-
-def result(session, text):
-    outcomes = session.execute(text)
-    assert len(outcomes) == 1
-    return outcomes[0]
+    return prepared_session(tmp_path_factory, "language", SETUP)
 
 
 ROWS = [
@@ -98,7 +88,7 @@ ROWS = [
 
 @pytest.mark.parametrize("text,expected", ROWS)
 def test_rows(session, text, expected):
-    outcome = result(session, text)
+    outcome = one(session, text)
     assert outcome.ok, outcome.message
     assert outcome.relation.rows == expected
 
@@ -116,14 +106,14 @@ SETS = [
 
 @pytest.mark.parametrize("text,expected", SETS)
 def test_set_operators_return_distinct_rows(session, text, expected):
-    outcome = result(session, text)
+    outcome = one(session, text)
     assert outcome.ok, outcome.message
     assert sorted(row[0] for row in outcome.relation.rows) == expected
     assert [c.name for c in outcome.relation.columns] == ["id"]
 
 
 def test_result_column_names(session):
-    outcome = result(session, "alaivo id antso x, anarana y, taona   +   1, count(id) ao@ u "
+    outcome = one(session, "alaivo id antso x, anarana y, taona   +   1, count(id) ao@ u "
                               "vondrona id, anarana, taona;")
     assert [c.name for c in outcome.relation.columns] == ["x", "y", "taona + 1", "count(id)"]
 
@@ -157,7 +147,7 @@ ERRORS = [
 
 @pytest.mark.parametrize("text,fragment", ERRORS)
 def test_errors(session, text, fragment):
-    outcome = result(session, text)
+    outcome = one(session, text)
     assert not outcome.ok
     assert outcome.message.startswith("Hadisoana : ")
     assert fragment in outcome.message
@@ -167,5 +157,5 @@ def test_errors(session, text, fragment):
 def test_alias_works_as_a_view_source(session):
     session.execute("manamboara jery tsara @ alaivo id, naoty ao@ n rehefa naoty >= 10 "
                     "alaharo naoty midina fetra 2;")
-    outcome = result(session, "alaivo t.naoty ao@ tsara t;")
+    outcome = one(session, "alaivo t.naoty ao@ tsara t;")
     assert outcome.relation.rows == [[15], [12]]

@@ -4,8 +4,8 @@ Session on a real data directory)."""
 
 import pytest
 
-from engine.session import INTERNAL_ERROR, Session
-from engine.storage import Store
+from engine.session import INTERNAL_ERROR
+from tests.engine.sessionkit import one, prepared_session
 
 SETUP = """
 manamboara tahiry s; ampiasao s;
@@ -19,20 +19,11 @@ HUGE = "1" + "0" * 400    # beyond it
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    session = Session(Store(tmp_path_factory.mktemp("review") / "data"))
-    outcomes = session.execute(SETUP)
-    assert all(o.ok for o in outcomes), [o.message for o in outcomes if not o.ok]
-    return session
-
-
-def result(session, text):
-    outcomes = session.execute(text)
-    assert len(outcomes) == 1
-    return outcomes[0]
+    return prepared_session(tmp_path_factory, "review", SETUP)
 
 
 def error_of(session, text):
-    outcome = result(session, text)
+    outcome = one(session, text)
     assert not outcome.ok, outcome.relation and outcome.relation.rows
     assert outcome.message != INTERNAL_ERROR
     assert outcome.message.startswith("Hadisoana : ")
@@ -40,7 +31,7 @@ def error_of(session, text):
 
 
 def rows_of(session, text):
-    outcome = result(session, text)
+    outcome = one(session, text)
     assert outcome.ok, outcome.message
     return outcome.relation.rows
 
