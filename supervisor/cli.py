@@ -132,7 +132,7 @@ def _up_foreground(topology: Topology, echo: bool) -> int:
         if echo:
             print(render_table(rows), flush=True)
             print("the cluster runs" if all_running else "the cluster started with problems "
-                  "(see the table)", "- Ctrl-C or `python -m supervisor down` stops it.",
+                  "(see the table)", "- Ctrl-C or `python -m supervisor down` (`./tahiry down`) stops it.",
                   flush=True)
 
     try:
@@ -170,7 +170,7 @@ def _up_detached(topology: Topology) -> int:
         return EXIT_FAILED
     print(render_table(answer["nodes"]))
     print(f"supervisor runs in the background (pid {child.pid}); "
-          "`python -m supervisor down` stops it.")
+          "`python -m supervisor down` (`./tahiry down`) stops it.")
     return EXIT_OK if all(r["state"] == "RUNNING" for r in answer["nodes"]) else EXIT_FAILED
 
 
