@@ -3,7 +3,8 @@
 `classify(statement)` says whether a statement reads, writes, selects a
 database or creates/drops one, which database it names (for `use` and
 `database` kinds) and which objects it touches: for writes the object
-written (first), for reads the tables and views read (best effort).
+written (first), then what it depends on (a view's tables, the named domains
+a CREATE TABLE / CREATE DOMAIN copies); for reads the tables and views read.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def classify(statement: ast.Statement) -> StatementClass:
     if isinstance(statement, (ast.Update, ast.Delete)):
         return StatementClass(WRITE, objects=(statement.table,))
     if isinstance(statement, (ast.CreateTable, ast.CreateDomain)):
-        return StatementClass(WRITE, objects=(statement.name,))
+        return StatementClass(WRITE, objects=_unique((statement.name, *domains_used(statement))))
     if isinstance(statement, ast.CreateView):
         return StatementClass(WRITE, objects=_unique((statement.name, *read_objects(statement.query))))
     raise TypeError(f"not a statement: {type(statement).__name__}")
@@ -66,6 +67,17 @@ def read_objects(select: ast.SelectExpr) -> tuple[str, ...]:
                 source.name if isinstance(source, ast.TableSource) else source.query
                 for source in reversed(sources))
     return _unique(names)
+
+
+def domains_used(statement: ast.CreateTable | ast.CreateDomain) -> list[str]:
+    """The named domains a CREATE TABLE / CREATE DOMAIN refers to, in order.
+
+    The created object copies them, so whoever runs the statement must
+    already have them.
+    """
+    specs = ([column.domain for column in statement.columns]
+             if isinstance(statement, ast.CreateTable) else [statement.domain])
+    return [atom.name for spec in specs for atom in spec.atoms if isinstance(atom, ast.NamedAtom)]
 
 
 def _unique(names) -> tuple[str, ...]:

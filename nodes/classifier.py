@@ -19,12 +19,12 @@ would not take (a number too large to convert) is parsed as usual.
 
 Texts without literals go through the parser's own exact-text LRU.
 
-Besides engine.classify's class: a CREATE of a table or domain also names,
-after the object it creates, the named domains (`efitra`) it uses: it reads
-them, so the balancer's read-your-writes rule must run it where the
-session's own CREATE of those domains already is. And a write says what the
-object it writes is afterwards (`target`): a table, a view, a domain, or dropped. The balancer's
-read-your-writes check uses it to know which names read are plain tables.
+Besides engine.classify's class (where a CREATE of a table or domain also
+names the domains it copies, so the balancer runs it where the session's own
+CREATE of those domains already is), a write says what the object it writes
+is afterwards (`target`): a table, a view, a domain, or dropped. The
+balancer's read-your-writes check uses it to know which names read are
+plain tables.
 """
 
 from __future__ import annotations
@@ -67,18 +67,8 @@ def routed(statement: ast.Statement) -> Routed:
         target = DOMAIN
     elif isinstance(statement, ast.Drop):
         target = DROPPED
-    objects = statement_class.objects
-    if isinstance(statement, (ast.CreateTable, ast.CreateDomain)):
-        objects = tuple(dict.fromkeys((*objects, *_domains_used(statement))))
-    return Routed(statement_class.kind, statement_class.database, objects,
+    return Routed(statement_class.kind, statement_class.database, statement_class.objects,
                   target, isinstance(statement, ast.Drop) and statement_class.kind == "database")
-
-
-def _domains_used(statement: ast.CreateTable | ast.CreateDomain) -> list[str]:
-    """The named domains a CREATE TABLE / CREATE DOMAIN refers to, in order."""
-    specs = ([column.domain for column in statement.columns]
-             if isinstance(statement, ast.CreateTable) else [statement.domain])
-    return [atom.name for spec in specs for atom in spec.atoms if isinstance(atom, ast.NamedAtom)]
 
 
 class StatementClassifier:

@@ -27,6 +27,10 @@ def classify_text(text: str) -> StatementClass:
     ("ravao ny jery v", StatementClass("write", objects=("v",))),
     ("manamboara tabilao t (a ISA(1,2))", StatementClass("write", objects=("t",))),
     ("manamboara efitra d (DATY)", StatementClass("write", objects=("d",))),
+    # A CREATE copies the named domains it uses: they follow the object written.
+    ("manamboara tabilao t (a kilasy, b ISA(0,1):naoty, c kilasy)",
+     StatementClass("write", objects=("t", "kilasy", "naoty"))),
+    ("manamboara efitra d (kilasy:DATY)", StatementClass("write", objects=("d", "kilasy"))),
     ("manamboara jery v @ alaivo * ao@ t tonona u", StatementClass("write", objects=("v", "t", "u"))),
     ("manampia ao@ t sanda (1)", StatementClass("write", objects=("t",))),
     ("manampia ao@ t alaivo * ao@ u", StatementClass("write", objects=("t", "u"))),
