@@ -116,6 +116,27 @@ class StatementCache:
             self._shapes.popitem(last=False)
 
 
+def shape_key_of(text: str) -> str | None:
+    """The shape `text` would be answered by, or None when it must be parsed.
+
+    None for long texts, texts without literals (the parser's exact-text
+    cache serves those) and literals the lexer would not convert the simple
+    way. Callers that remember facts per shape (the balancer's routing
+    classes) use this so that they key exactly as this cache does.
+    """
+    if len(text) > MAX_SHAPE_CHARS:
+        return None
+    try:
+        shape_key, pieces = _shape_of(text)
+        if not pieces:
+            return None
+        for kind, source in pieces:
+            _value(kind, source)
+    except _NotCacheable:
+        return None
+    return shape_key
+
+
 def _shape_of(text: str) -> tuple[str, list[tuple[str, str]]]:
     """(text with literals replaced by markers, [(kind, source text)] of each literal)."""
     parts: list[str] = []

@@ -35,10 +35,9 @@ from dataclasses import dataclass
 from engine import ast
 from engine.classify import StatementClass, classify
 from engine.parser import StatementParser
-# The shape scan and value conversion are statement_cache's own (private)
-# helpers: sharing them keeps "same shape" meaning exactly what the cache
-# proved things about.
-from engine.statement_cache import MAX_SHAPE_CHARS, StatementCache, _NotCacheable, _shape_of, _value
+# shape_key_of keys exactly as the statement cache does, so "same shape"
+# means what the cache proved things about.
+from engine.statement_cache import StatementCache, shape_key_of
 
 DEFAULT_MAX_SHAPES = 1024
 TABLE, VIEW, DOMAIN, DROPPED = "table", "view", "domain", "dropped"
@@ -87,21 +86,13 @@ class StatementClassifier:
         self.shape_hits = 0
 
     def classify_text(self, text: str) -> Routed | None:
-        shape_key = None
-        if len(text) <= MAX_SHAPE_CHARS:
-            try:
-                shape_key, pieces = _shape_of(text)
-            except _NotCacheable:
-                shape_key = None
-            else:
-                if not pieces:
-                    shape_key = None  # the parser's exact-text cache does it
-                else:
-                    known = self._by_shape.get(shape_key)
-                    if known is not None and _values_convert(pieces):
-                        self._by_shape.move_to_end(shape_key)
-                        self.shape_hits += 1
-                        return known
+        shape_key = shape_key_of(text)
+        if shape_key is not None:
+            known = self._by_shape.get(shape_key)
+            if known is not None:
+                self._by_shape.move_to_end(shape_key)
+                self.shape_hits += 1
+                return known
         hits_before = self.statements.hits
         statement = self.statements.parse(self.parser, text)
         if statement is None:
@@ -113,13 +104,3 @@ class StatementClassifier:
             if len(self._by_shape) > self.max_shapes:
                 self._by_shape.popitem(last=False)
         return facts
-
-
-def _values_convert(pieces: list[tuple[str, str]]) -> bool:
-    """Whether StatementCache would take these literal values (else it parses)."""
-    try:
-        for kind, source in pieces:
-            _value(kind, source)
-    except _NotCacheable:
-        return False
-    return True
