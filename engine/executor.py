@@ -2,11 +2,15 @@
 
 Every statement is atomic: all checks (names, domains, expressions of every
 row) happen before the one file write that applies it, so a statement that
-fails writes nothing. Queries are handed to the evaluator (engine.query).
+fails writes nothing. A write statement runs in a batch (the server's group
+commit, or one of its own) so that what it writes is based on the versions
+it read, and its commit is certified against the peers (docs/REPLICATION.md). Queries are handed to the evaluator (engine.query).
 """
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 
 from engine import ast, query
@@ -16,13 +20,17 @@ from engine.domains import check_column_names, check_value, domain_to_json
 from engine.errors import TahiryError
 from engine.outcome import Column, Outcome, Relation
 from engine.query import DEFAULT_LIMITS, QueryLimits
-from engine.storage import Store, validate_name
+from engine.storage import (BatchFenced, BatchNotWritten, BatchPartlyWritten, Store,
+                            WriteOutcomeUnknown, validate_name)
 
 SHOW_KINDS = {"tahiry": "database", "tabilao": "table", "efitra": "domain", "jery": "view"}
 SHOW_COLUMN = "fanasehoana"
 READ_ONLY = (ast.Query, ast.Show, ast.Use)
 NO_DATABASE = "Tsy nisafidy tahiry ianao"
 CHANGED = "Tafinditra ny fiovana ny tabilao"
+# A write statement refused by the commit fence (another server or replication
+# got there first) runs again this many times in all before it fails cleanly.
+CERTIFY_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -71,10 +79,48 @@ class Executor:
             raise TahiryError(f"Baiko tsy fantatra : {type(statement).__name__}")
         if isinstance(statement, READ_ONLY):
             return handler(statement, session)
-        with self.store.write_lock:
-            if self.store.has_peers:
-                self._pull_written_objects(statement, session)
-            return handler(statement, session)
+        store = self.store
+        if store.in_own_batch:  # the server's group commit: it commits and re-runs
+            with store.write_lock:
+                store.begin_statement()
+                if store.has_peers:
+                    self._pull_written_objects(statement, session)
+                return handler(statement, session)
+        return self._run_certified(handler, statement, session)
+
+    def _run_certified(self, handler, statement: ast.Statement, session: SessionState) -> Outcome:
+        """A write statement alone: its own batch, committed; run again while fenced.
+
+        The commit is certified (docs/REPLICATION.md): it lands only if every
+        object it wrote is still, here and on every peer, at the version the
+        statement read. When a peer or replication got there first the
+        statement runs again from the newer version (it was never applied),
+        a few times with a growing random pause, then fails cleanly.
+        """
+        store = self.store
+        fenced: BatchFenced | None = None
+        for attempt in range(CERTIFY_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.05, 0.002 * 2 ** attempt)))
+            store.begin_batch()
+            try:
+                if store.has_peers:
+                    self._pull_written_objects(statement, session)
+                outcome = handler(statement, session)
+            except BaseException:
+                store.abort_batch()
+                raise
+            try:
+                store.commit_batch()
+            except BatchFenced as refused:
+                fenced = refused
+                continue
+            except BatchNotWritten as refused:
+                raise TahiryError(refused.message) from None
+            except BatchPartlyWritten as partial:
+                raise WriteOutcomeUnknown(str(partial)) from None
+            return outcome
+        raise TahiryError(fenced.message)
 
     def _pull_written_objects(self, statement: ast.Statement, session: SessionState) -> None:
         """Pull on write: a peer's newer copy of what this statement may write comes in first.

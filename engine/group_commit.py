@@ -26,7 +26,7 @@ from typing import Callable
 
 from engine.atomic_files import encode_document, fsync_folder, unlink_quietly, write_durable_temp
 from engine.document_cache import DocumentCache
-from engine.errors import TahiryError
+from engine.errors import ERROR_PREFIX, TahiryError
 from engine.peer_sync import PeerSync
 from engine.peers import LockTimeout, holding
 
@@ -95,6 +95,13 @@ class WriteBatch:
         self.pending: dict[str, tuple[Path, dict]] = {}
         self.writes = 0   # object writes so far (a statement wrote iff this grew)
         self.pulled: set[str] = set()   # paths already compared with the peers
+        # The version of each object the running statement read (None: no
+        # file), by path. Later reads of the statement see that same version
+        # and a write of the object is based on it (its counter + 1), so the
+        # commit fence certifies exactly what the statement read: a copy
+        # replication put in place meanwhile makes the fence refuse the batch
+        # instead of being overwritten by rows computed from the older one.
+        self.pinned: dict[str, tuple[dict, dict] | None] = {}
 
 
 class BatchInstaller:
@@ -112,6 +119,7 @@ class BatchInstaller:
     def prepare(self, pending: dict[str, tuple[Path, dict]]) -> list[Prepared]:
         """Every pending document in a durable temp file beside its path; BatchNotWritten if one fails."""
         prepared: list[Prepared] = []
+        path = self.root
         try:
             for key, (path, document) in pending.items():
                 data = encode_document(document)
@@ -122,7 +130,12 @@ class BatchInstaller:
             for _, _, _, temp in prepared:
                 unlink_quietly(temp)
             log.error("group commit of %d files not written: %s", len(pending), error)
-            raise BatchNotWritten(str(error)) from None
+            if isinstance(error, TahiryError):
+                message = error.message.removeprefix(ERROR_PREFIX)
+            else:
+                reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+                message = f"Tsy voasoratra ny rakitra {path.relative_to(self.root)} ({reason})"
+            raise BatchNotWritten(message) from None
         return prepared
 
     def install(self, prepared: list[Prepared]) -> None:

@@ -52,7 +52,7 @@ import orjson
 from engine.atomic_files import (atomic_write, copy_if_newer, encode_document,  # noqa: F401
                                  fsync_folder, is_temp_file, write_durable_temp)
 from engine.document_cache import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DocumentCache
-from engine.errors import TahiryError
+from engine.errors import StorageFault, TahiryError
 from engine.group_commit import (BatchFenced, BatchInstaller, BatchNotWritten,  # noqa: F401
                                  BatchPartlyWritten, WriteBatch, WriteOutcomeUnknown)
 from engine.names import is_identifier, validate_name
@@ -165,6 +165,15 @@ class Store:
             pending = batch.pending.get(key)
             if pending is not None:
                 return pending[1], {}
+            if key in batch.pinned:
+                return batch.pinned[key]
+            entry = self._load_from_disk(path, key)
+            batch.pinned[key] = entry
+            return entry
+        return self._load_from_disk(path, key)
+
+    def _load_from_disk(self, path: Path, key: str) -> tuple[dict, dict] | None:
+        """(document, memo) of the file at `path` through the cache, or None."""
         try:
             stat = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -186,14 +195,19 @@ class Store:
             return None
         except (orjson.JSONDecodeError, OSError) as error:
             log.error("cannot read %s: %s", path, error)
-            raise TahiryError(
-                f"Simba na tsy voavaky ny rakitra {path.relative_to(self.root)}") from None
+            rel = str(path.relative_to(self.root))
+            reason = (f"corrupt: {error}" if isinstance(error, orjson.JSONDecodeError)
+                      else f"unreadable: {error.strerror or error}")
+            raise StorageFault(f"Simba na tsy voavaky ny rakitra {rel}", rel, "read", reason) from None
         if not isinstance(document, dict):
-            raise TahiryError(f"Simba ny rakitra {path.relative_to(self.root)}")
+            rel = str(path.relative_to(self.root))
+            raise StorageFault(f"Simba ny rakitra {rel}", rel, "read", "corrupt: not a JSON object")
         if document.get("format") != FORMAT_VERSION:
-            raise TahiryError(
-                f"Ny rakitra {path.relative_to(self.root)} dia manana format tsy fantatra "
-                f"({document.get('format')!r}, {FORMAT_VERSION} no fantatra)")
+            rel = str(path.relative_to(self.root))
+            raise StorageFault(
+                f"Ny rakitra {rel} dia manana format tsy fantatra "
+                f"({document.get('format')!r}, {FORMAT_VERSION} no fantatra)",
+                rel, "read", f"unknown format {document.get('format')!r}")
         memo = self._cache.remember(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size), document)
         return document, memo
 
@@ -216,6 +230,9 @@ class Store:
             pending = batch.pending.get(key)
             if pending is not None:
                 return not pending[1].get("dropped", False)
+            if key in batch.pinned:  # the version this statement already read
+                pinned = batch.pinned[key]
+                return pinned is not None and not pinned[0].get("dropped", False)
         try:
             stat = os.stat(path)
         except OSError:
@@ -306,10 +323,11 @@ class Store:
             self._make_folders(folder)
         self._check_contained(folder)
 
-    def _write_error(self, path: Path, error: OSError) -> TahiryError:
+    def _write_error(self, path: Path, error: OSError) -> StorageFault:
         log.error("cannot write %s: %s", path, error)
-        return TahiryError(f"Tsy voasoratra ny rakitra {path.relative_to(self.root)} "
-                           f"({error.strerror or error})")
+        rel = str(path.relative_to(self.root))
+        return StorageFault(f"Tsy voasoratra ny rakitra {rel} ({error.strerror or error})",
+                            rel, "write", f"not writable: {error.strerror or error}")
 
     def _make_folders(self, folder: Path) -> None:
         missing = []
@@ -335,6 +353,10 @@ class Store:
 
         Inside a batch the document only joins the overlay; an object written
         again in the same batch keeps the counter of its first write there.
+        The counter is that of the version the statement read (pinned in the
+        batch) + 1, never that of whatever the file holds by now: a newer copy
+        that replication put in place meanwhile makes the commit fence refuse
+        the write, so it cannot be overwritten by rows computed without it.
         """
         with self.write_lock:
             key = str(path)
@@ -370,7 +392,7 @@ class Store:
         except BatchPartlyWritten as partial:
             raise WriteOutcomeUnknown(str(partial)) from None
         except BatchNotWritten as refused:
-            raise TahiryError(refused.message) from None
+            raise (refused.fault or TahiryError(refused.message)) from None
 
     def write(self, database: str, kind: str, name: str, body: dict) -> dict:
         """Write an object (`body` holds its kind's fields); return the document."""
@@ -414,6 +436,22 @@ class Store:
             self.write_lock.release()
             raise RuntimeError("a write batch is already open")
         self._batch = WriteBatch()
+
+    def begin_statement(self) -> None:
+        """A new statement of the open batch starts: it reads the files afresh.
+
+        Versions read by earlier statements are forgotten (objects written in
+        the batch stay as written); the new statement's reads are pinned again.
+        """
+        batch = self._batch
+        if batch is not None and batch.owner == threading.get_ident():
+            batch.pinned.clear()
+
+    @property
+    def in_own_batch(self) -> bool:
+        """Whether this thread has a batch open (its writes join it)."""
+        batch = self._batch
+        return batch is not None and batch.owner == threading.get_ident()
 
     @property
     def batch_writes(self) -> int:
@@ -529,10 +567,15 @@ class Store:
                                    durable=self._durable, lock_timeout_s=self._lock_timeout_s)
         except OSError as error:
             log.error("pull of %s from %s failed: %s", path, copy.peer, error)
-            raise TahiryError(
-                f"Tsy tafiditra ny dika vaovao kokoa an'i {path.relative_to(self.root)} avy "
-                f"amin'i {copy.peer} ({error.strerror or error}) ; tsy nisy niova") from None
+            rel = str(path.relative_to(self.root))
+            raise StorageFault(
+                f"Tsy tafiditra ny dika vaovao kokoa an'i {rel} avy "
+                f"amin'i {copy.peer} ({error.strerror or error}) ; tsy nisy niova",
+                rel, "write", f"not writable: {error.strerror or error}") from None
         self._cache.forget(str(path))
+        batch = self._batch
+        if batch is not None and batch.owner == threading.get_ident():
+            batch.pinned.pop(str(path), None)  # the statement reads the adopted copy
         if copied:
             log.info("pulled %s (change %d) from %s before writing it",
                      path.relative_to(self.root), copy.change, copy.peer)
