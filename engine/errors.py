@@ -4,11 +4,19 @@ Every user-facing failure (syntax, unknown name, domain violation, type
 error, limits) is a `TahiryError` whose text is one clear sentence in the
 DirkDB flavour (Malagasy with some French). `message` adds the wire prefix
 `Hadisoana : `. Anything else escaping the engine is a bug.
+
+`StorageFault` is the one exception to "the user did something wrong": this
+server could not read or write one of its own files (corrupt, unreadable,
+disk full, read-only). Nothing of the statement was applied. Its message
+ends with `STORAGE_FAULT_MARKER` so that a load balancer, which only sees
+the wire, can tell it apart and send the statement to another server.
 """
 
 from __future__ import annotations
 
 ERROR_PREFIX = "Hadisoana : "
+# Ends the message of every storage fault (and of nothing else the engine says).
+STORAGE_FAULT_MARKER = " [storage]"
 
 
 class TahiryError(Exception):
@@ -21,6 +29,31 @@ class TahiryError(Exception):
     @property
     def message(self) -> str:
         return ERROR_PREFIX + self.sentence
+
+
+class StorageFault(TahiryError):
+    """This server could not read or write a file of its own; nothing was applied.
+
+    `object`: the file, relative to the data directory (`db/tables/t.json`);
+    `operation`: "read" or "write"; `reason`: why, in a few words (for
+    `.status;` and logs). The message is the Malagasy sentence plus the
+    marker, so clients see the same kind of error as any other.
+    """
+
+    def __init__(self, sentence: str, obj: str, operation: str, reason: str):
+        super().__init__(sentence)
+        self.object = obj
+        self.operation = operation
+        self.reason = reason
+
+    @property
+    def message(self) -> str:
+        return ERROR_PREFIX + self.sentence + STORAGE_FAULT_MARKER
+
+
+def is_storage_fault(message: str) -> bool:
+    """Whether an error message (wire form) reports a storage fault of the server that sent it."""
+    return message.startswith(ERROR_PREFIX) and message.endswith(STORAGE_FAULT_MARKER)
 
 
 class TahirySyntaxError(TahiryError):
