@@ -26,7 +26,7 @@ from typing import Callable
 
 from engine.atomic_files import encode_document, fsync_folder, unlink_quietly, write_durable_temp
 from engine.document_cache import DocumentCache
-from engine.errors import ERROR_PREFIX, TahiryError
+from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.peer_sync import PeerSync
 from engine.peers import LockTimeout, holding
 
@@ -42,13 +42,16 @@ class BatchNotWritten(Exception):
     Raised by `Store.commit_batch` before any file was replaced. `retry`:
     running the statements again one by one may succeed (preparing a file
     failed: encoding, disk full, ...; or the first rename failed); when
-    False, `message` is every statement's (clean) failure.
+    False, `message` is every statement's (clean) failure. `fault`: the
+    `StorageFault` when a file of this server could not be written (the
+    statement re-run alone meets it again and fails with it).
     """
 
-    def __init__(self, message: str, retry: bool = True):
+    def __init__(self, message: str, retry: bool = True, fault: StorageFault | None = None):
         super().__init__(message)
         self.message = message
         self.retry = retry
+        self.fault = fault
 
 
 class BatchFenced(BatchNotWritten):
@@ -135,13 +138,17 @@ class BatchInstaller:
             else:
                 reason = error.strerror if isinstance(error, OSError) and error.strerror else error
                 message = f"Tsy voasoratra ny rakitra {path.relative_to(self.root)} ({reason})"
-            raise BatchNotWritten(message) from None
+            fault = (StorageFault(message, str(path.relative_to(self.root)), "write",
+                                  f"not writable: {error.strerror or error}")
+                     if isinstance(error, OSError) else None)
+            raise BatchNotWritten(message, fault=fault) from None
         return prepared
 
     def install(self, prepared: list[Prepared]) -> None:
         """Fence, rename and fsync prepared temp files (the outcomes: see the module docstring)."""
         renamed: list[tuple[str, Path, dict]] = []
         failure: str | None = None
+        fault: StorageFault | None = None
         try:
             locks = self._sync.commit_locks() if self._sync is not None else []
             with holding(locks, self._lock_timeout_s):
@@ -152,6 +159,9 @@ class BatchInstaller:
                     except OSError as error:
                         log.error("cannot rename %s into place: %s", path, error)
                         failure = f"{path.relative_to(self.root)}: {error.strerror or error}"
+                        fault = StorageFault(f"Tsy voasoratra ny {failure}",
+                                             str(path.relative_to(self.root)), "write",
+                                             f"not writable: {error.strerror or error}")
                         break
                     renamed.append((key, path, document))
         except LockTimeout as error:
@@ -172,7 +182,7 @@ class BatchInstaller:
         if not renamed:
             for key, *_ in prepared:
                 self._cache.forget(key)
-            raise BatchNotWritten(f"Tsy voasoratra ny {failure}")
+            raise BatchNotWritten(f"Tsy voasoratra ny {failure}", fault=fault)
         durable = self._fsync_renamed(renamed)
         for key, path, document in renamed:
             if key not in durable:
