@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.errors import StorageFault
+
 
 @dataclass(frozen=True)
 class Column:
@@ -40,16 +42,20 @@ class Outcome:
 
     ok: whether it succeeded. message: the success text, or the error text
     starting with 'Hadisoana : '. relation: set for queries (alaivo, asehoy).
+    fault: for a failure caused by this server's own files (an
+    `engine.errors.StorageFault`: object, operation, reason), so the server
+    can report it; never sent on the wire beyond the message's marker.
     """
 
     ok: bool
     message: str
     relation: Relation | None = None
+    fault: StorageFault | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def success(cls, message: str, relation: Relation | None = None) -> "Outcome":
         return cls(True, message, relation)
 
     @classmethod
-    def failure(cls, message: str) -> "Outcome":
-        return cls(False, message, None)
+    def failure(cls, message: str, fault: StorageFault | None = None) -> "Outcome":
+        return cls(False, message, None, fault)

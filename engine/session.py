@@ -15,7 +15,7 @@ from typing import Iterator
 
 from engine import ast
 from engine.code_cache import CodeCache
-from engine.errors import ERROR_PREFIX, TahiryError
+from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.executor import Executor, Limits
 from engine.outcome import Outcome
 from engine.lexer import describe_char
@@ -143,6 +143,8 @@ class Session:
     def _run_statement(self, statement, text: str) -> Outcome:
         try:
             return self.executor.run(statement, self)
+        except StorageFault as fault:  # the server reports which file failed
+            return Outcome.failure(fault.message, fault)
         except TahiryError as error:
             return Outcome.failure(error.message)
         except RecursionError:
