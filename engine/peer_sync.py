@@ -145,29 +145,39 @@ class PeerSync:
 
         Call it holding `commit_locks()`, right before renaming.
         """
-        holders = [("", self.root), *self.roots().items()]
-        for path, document in files:
-            change = document["change"]
-            rel = path.relative_to(self.root)
-            for holder, root in holders:
-                copy_path = root / rel
-                try:
-                    found = read_change(copy_path)
-                    if found is None or found < change:
-                        continue
-                    # A torn copy whose header survived must not stop writes.
-                    copy = read_copy(copy_path, document["kind"], document["name"])
-                except (UnreadableCopy, OSError) as error:
-                    log.warning("fence: ignoring unreadable copy %s: %s", copy_path, error)
+        return first_violation(self.root, [("", self.root), *self.roots().items()], files)
+
+
+def first_violation(root: Path, holders: list[tuple[str, Path]],
+                    files: list[tuple[Path, dict]]) -> FenceViolation | None:
+    """The first (path under `root`, new document) that one of `holders` has at >= its counter.
+
+    `holders`: ("" for this directory, its root) and (peer id, peer root);
+    a file's new counter is the one the statement read + 1, so any copy at
+    or above it is a version the statement did not see.
+    """
+    for path, document in files:
+        change = document["change"]
+        rel = path.relative_to(root)
+        for holder, holder_root in holders:
+            copy_path = holder_root / rel
+            try:
+                found = read_change(copy_path)
+                if found is None or found < change:
                     continue
-                if copy is None or copy[0]["change"] < change:
-                    continue
-                if copy[0]["change"] == change and _same_broadcast_write(document, copy[1]):
-                    continue
-                log.warning("fence: %s holds %s at change %d >= %d: not written",
-                            holder or "this directory", rel, copy[0]["change"], change)
-                return FenceViolation(rel, holder, copy[0]["change"], change)
-        return None
+                # A torn copy whose header survived must not stop writes.
+                copy = read_copy(copy_path, document["kind"], document["name"])
+            except (UnreadableCopy, OSError) as error:
+                log.warning("fence: ignoring unreadable copy %s: %s", copy_path, error)
+                continue
+            if copy is None or copy[0]["change"] < change:
+                continue
+            if copy[0]["change"] == change and _same_broadcast_write(document, copy[1]):
+                continue
+            log.warning("fence: %s holds %s at change %d >= %d: not written",
+                        holder or "this directory", rel, copy[0]["change"], change)
+            return FenceViolation(rel, holder, copy[0]["change"], change)
+    return None
 
 
 def _same_broadcast_write(document: dict, other: bytes) -> bool:

@@ -96,6 +96,59 @@ def test_pull_inside_a_group_commit_batch(pair):
     assert document["change"] == on_disk(b.root)["change"] + 1   # one file write per batch
 
 
+def _replicate_after_the_read(monkeypatch, source, target):
+    """Copy `source`'s t.json over `target`'s right after a statement read the table.
+
+    What the replicator does when a peer's write lands while a slow statement
+    runs: the file changes under the statement, between its read and its write.
+    """
+    from engine.atomic_files import atomic_write
+    from engine.executor import Executor
+
+    original = Executor._writable_table
+    done = []
+
+    def read_then_replicate(self, database, name):
+        found = original(self, database, name)
+        if not done:
+            done.append(True)
+            atomic_write(table_file(target), table_file(source).read_bytes())
+        return found
+
+    monkeypatch.setattr(Executor, "_writable_table", read_then_replicate)
+
+
+def test_a_copy_replicated_between_read_and_write_is_not_overwritten(pair, monkeypatch):
+    a, b = pair
+    ok(session_on(b), "manampia ao@ t sanda (2);")           # b: change 3, acknowledged
+    monkeypatch.setattr(a, "_sync", None)                     # no pull: only replication
+    a._installer._sync = None
+    _replicate_after_the_read(monkeypatch, b.root, a.root)
+    ok(session_on(a), "manampia ao@ t sanda (3);")            # read 2, file becomes 3 meanwhile
+    assert rows(a.root) == [1, 2, 3], "the write was re-run on top of the replicated copy"
+    assert on_disk(a.root)["change"] == 4
+
+
+def test_a_statement_of_a_batch_is_refused_when_its_read_version_was_replaced(pair, monkeypatch):
+    a, b = pair
+    ok(session_on(b), "manampia ao@ t sanda (2);")
+    _replicate_after_the_read(monkeypatch, b.root, a.root)
+    session = session_on(a)
+    a.begin_batch()
+    ok(session, "manampia ao@ t sanda (3);")    # pulled b's 3 first: the copy changes nothing
+    a.commit_batch()
+    assert rows(a.root) == [1, 2, 3]
+    monkeypatch.undo()
+    ok(session_on(b), "manampia ao@ t sanda (4);")            # b: 5 (pulled a's 4)
+    _replicate_after_the_read(monkeypatch, b.root, a.root)
+    a.begin_batch()
+    a._batch.pulled.add(str(table_file(a.root)))              # as if pulled earlier in the batch
+    ok(session, "manampia ao@ t sanda (5);")                  # based on 4; file is 5 by now
+    with pytest.raises(BatchFenced):
+        a.commit_batch()
+    assert rows(a.root) == [1, 2, 3, 4], "the replicated row stays"
+
+
 def test_a_table_dropped_on_a_peer_is_not_resurrected(pair):
     a, b = pair
     ok(session_on(b), "ravao ny tabilao t;")
