@@ -116,7 +116,7 @@ class Executor:
                 fenced = refused
                 continue
             except BatchNotWritten as refused:
-                raise TahiryError(refused.message) from None
+                raise (refused.fault or TahiryError(refused.message)) from None
             except BatchPartlyWritten as partial:
                 raise WriteOutcomeUnknown(str(partial)) from None
             return outcome
