@@ -8,15 +8,18 @@ DirkDB flavour (Malagasy with some French). `message` adds the wire prefix
 `StorageFault` is the one exception to "the user did something wrong": this
 server could not read or write one of its own files (corrupt, unreadable,
 disk full, read-only). Nothing of the statement was applied. Its message
-ends with `STORAGE_FAULT_MARKER` so that a load balancer, which only sees
-the wire, can tell it apart and send the statement to another server.
+ends with a marker, ` [storage:read]` or ` [storage:write]`, so that a load
+balancer, which only sees the wire, can tell it apart (and which operation
+failed) and send the statement to another server.
 """
 
 from __future__ import annotations
 
 ERROR_PREFIX = "Hadisoana : "
-# Ends the message of every storage fault (and of nothing else the engine says).
-STORAGE_FAULT_MARKER = " [storage]"
+# Ends the message of every storage fault (and of nothing else the engine
+# says), followed by the operation that failed and "]".
+STORAGE_FAULT_MARKER = " [storage:"
+STORAGE_OPERATIONS = ("read", "write")
 
 
 class TahiryError(Exception):
@@ -48,12 +51,23 @@ class StorageFault(TahiryError):
 
     @property
     def message(self) -> str:
-        return ERROR_PREFIX + self.sentence + STORAGE_FAULT_MARKER
+        return f"{ERROR_PREFIX}{self.sentence}{STORAGE_FAULT_MARKER}{self.operation}]"
+
+
+def storage_fault_operation(message: str) -> str | None:
+    """"read" or "write" if an error message (wire form) reports a storage fault, else None."""
+    if not (message.endswith("]") and message.startswith(ERROR_PREFIX)):
+        return None
+    start = message.rfind(STORAGE_FAULT_MARKER)
+    if start < 0:
+        return None
+    operation = message[start + len(STORAGE_FAULT_MARKER):-1]
+    return operation if operation in STORAGE_OPERATIONS else None
 
 
 def is_storage_fault(message: str) -> bool:
     """Whether an error message (wire form) reports a storage fault of the server that sent it."""
-    return message.startswith(ERROR_PREFIX) and message.endswith(STORAGE_FAULT_MARKER)
+    return storage_fault_operation(message) is not None
 
 
 class TahirySyntaxError(TahiryError):

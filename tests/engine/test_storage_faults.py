@@ -12,7 +12,7 @@ import os
 import pytest
 
 from engine import group_commit, storage
-from engine.errors import STORAGE_FAULT_MARKER, StorageFault, TahiryError, is_storage_fault
+from engine.errors import StorageFault, TahiryError, is_storage_fault, storage_fault_operation
 from engine.peers import PeerDirectories
 from engine.session import Session
 from engine.storage import BatchNotWritten, BatchPartlyWritten, Store
@@ -53,8 +53,8 @@ def test_a_truncated_file_is_a_read_fault_naming_the_object(store):
     assert (fault.object, fault.operation) == (T, "read")
     assert fault.reason.startswith("corrupt")
     # The sentence clients saw before, plus the marker.
-    assert fault.message == f"Hadisoana : Simba na tsy voavaky ny rakitra {T}{STORAGE_FAULT_MARKER}"
-    assert is_storage_fault(fault.message)
+    assert fault.message == f"Hadisoana : Simba na tsy voavaky ny rakitra {T} [storage:read]"
+    assert storage_fault_operation(fault.message) == "read"
 
 
 def test_other_unreadable_documents_are_read_faults_too(store):
@@ -94,7 +94,7 @@ def test_a_write_that_cannot_be_prepared_is_a_write_fault_and_changes_nothing(st
     assert (fault.object, fault.operation) == (T, "write")
     assert fault.reason == "not writable: No space left on device"
     assert fault.message.startswith(f"Hadisoana : Tsy voasoratra ny rakitra {T}")
-    assert is_storage_fault(fault.message)
+    assert storage_fault_operation(fault.message) == "write"
     assert store.read("db", "table", "t")["rows"] == [[1]]
 
 
@@ -143,6 +143,8 @@ def test_a_newer_peer_copy_that_cannot_be_pulled_in_is_a_write_fault(tmp_path, m
 
 
 def test_only_a_trailing_marker_on_an_error_counts():
-    assert not is_storage_fault("Simba ny rakitra x [storage]")       # not an error message
-    assert not is_storage_fault("Hadisoana : [storage] voalohany")
+    assert not is_storage_fault("Simba ny rakitra x [storage:read]")       # not an error message
+    assert not is_storage_fault("Hadisoana : [storage:read] voalohany")
+    assert not is_storage_fault("Hadisoana : x [storage:other]")
+    assert storage_fault_operation("Hadisoana : x [storage:write]") == "write"
     assert isinstance(StorageFault("x", "o", "read", "r"), TahiryError)
