@@ -24,6 +24,13 @@ its commit against the peers' copies (docs/STORAGE.md, "Peers"), so a
 server taking over an object's writes builds on the last acknowledged
 version even when replication has not delivered it yet.
 
+Storage faults (a file of this server it cannot read or write: corrupt, disk
+full, read-only; `engine.errors.StorageFault`): the statement fails cleanly
+with the marked message, and `StorageFaults` (nodes/storage_faults.py)
+remembers the object, reason and count for `.status;` ("storage_faults")
+until a later write of it succeeds here, or a read for a read fault (read
+faults are re-tested when `.status;` is asked).
+
 Idle connections are closed after --idle-timeout; beyond --max-connections a
 new connection is answered with an error and closed (admin requests are
 still answered, so health probes see a busy node as alive).
@@ -42,12 +49,13 @@ from pathlib import Path
 
 import orjson
 
-from engine.errors import ERROR_PREFIX, TahiryError
+from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.outcome import Outcome
 from engine.session import Session
 from engine.peers import PeerDirectories, parse_peer_option
 from engine.storage import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
+from nodes.storage_faults import StorageFaults
 from engine.code_cache import CodeCache
 from nodes.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
 from nodes.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
@@ -63,6 +71,7 @@ MAX_BATCH = 64  # statements per group commit (bounds the latency one batch adds
 # Queries over one table this small run on the event loop: a few ms at most,
 # so health probes still get a quick answer, and no thread hand-off (~0.1 ms).
 SMALL_READ_ROWS = 10_000
+FOLDER_KINDS = {folder: kind for kind, folder in KIND_FOLDERS.items()}
 
 
 @dataclass
@@ -158,6 +167,7 @@ class DatabaseServer:
         self.files_committed = 0
         self.largest_batch = 0
         self.small_reads = 0
+        self.storage_faults = StorageFaults()
         # Compiled expressions, shared by every connection's session.
         self.codes = CodeCache()
         self._engine = None if inline else EngineWorker(self.run_batch, logger)
@@ -172,9 +182,29 @@ class DatabaseServer:
                 "batched_statements": self.batched_statements,
                 "largest_batch": self.largest_batch, "files_committed": self.files_committed,
                 "small_reads": self.small_reads,
+                "storage_faults": self.storage_fault_report(),
                 "data": str(self.store.root),
                 "max_connections": self.max_connections,
                 **(self.auth.status() if self.auth is not None else {})}
+
+    def storage_fault_report(self) -> list[dict]:
+        """The objects this server could not read or write lately (read faults re-tested first)."""
+        for rel in self.storage_faults.objects("read"):
+            database, folder, file_name = (rel.split("/") + ["", ""])[:3]
+            kind = FOLDER_KINDS.get(folder)
+            if kind is None or not file_name.endswith(".json"):
+                continue  # a database marker: cleared by its next write
+            try:
+                self.store.read_raw(database, kind, file_name[:-len(".json")])
+            except TahiryError:
+                continue  # still failing (a re-test is not a statement: not counted)
+            self.storage_faults.read([rel])
+        return self.storage_faults.snapshot()
+
+    def _written_fine(self, keys) -> None:
+        """Files written successfully (keys: absolute paths): their faults are over."""
+        root = self.store.root
+        self.storage_faults.written(str(Path(key).relative_to(root)) for key in keys)
 
     def open_client(self) -> ClientHandler | None:
         """A new client connection: its own engine session (None if it cannot be made)."""
@@ -221,6 +251,9 @@ class DatabaseServer:
                 answer[name] = kinds
         except ValueError as error:
             return encode_error(str(error))
+        except StorageFault as fault:
+            self.storage_faults.record(fault)
+            return encode_error(fault.message)
         except TahiryError as error:
             return encode_error(error.message)
         return encode_message(orjson.dumps(answer).decode())
@@ -271,16 +304,22 @@ class DatabaseServer:
             for job, database in zip(jobs, saved):
                 job.session.current_database = database
             if refused.retry:
+                # Alone, a statement that cannot be written fails with its own StorageFault.
                 outcomes = [self._outcome(job.session, job.text) for job in jobs]
             else:
                 outcomes = [Outcome.failure(ERROR_PREFIX + refused.message)] * len(jobs)
         except BatchPartlyWritten as partial:
             outcomes = outcomes_after_partial_commit(outcomes, written, partial)
+            written = [keys & partial.durable for keys in written]
             for job, outcome, before, database in zip(jobs, outcomes, written, saved):
                 if not outcome.ok and not before & partial.renamed:
                     job.session.current_database = database  # it did not happen
         finally:
             store.abort_batch()  # no-op once committed
+        if len(self.storage_faults):
+            # (After a re-run one by one, a statement wrote the files it wrote in the batch.)
+            self._written_fine(key for outcome, keys in zip(outcomes, written) if outcome.ok
+                               for key in keys)
         self.batches += 1
         self.batched_statements += len(jobs)
         self.largest_batch = max(self.largest_batch, len(jobs))
@@ -296,6 +335,8 @@ class DatabaseServer:
     def _encode(self, outcome: Outcome, text: str) -> bytes:
         if not outcome.ok:
             self.statement_errors += 1
+            if outcome.fault is not None:
+                self.storage_faults.record(outcome.fault)
         try:
             return encode_outcome(outcome, self.page_rows)
         except Exception:

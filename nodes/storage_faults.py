@@ -1,0 +1,102 @@
+"""What a server remembers about its own files it could not read or write, for `.status;`.
+
+The engine says *that* a statement failed on a file (`engine.errors.StorageFault`:
+the object's path relative to the data directory, the operation, the
+reason); a log line alone is easy to miss, so the server keeps one record
+per object (operation and reason of the latest fault, how many, first and
+last seen) until the object works again:
+
+- a successful write of the object clears its record (a write reads the
+  object first, so reading works too);
+- a successful read clears a *read* fault only: a full or read-only disk
+  still serves reads, and that must not hide that writes fail.
+
+Bounded: past `max_objects` the record seen longest ago goes. Thread-safe:
+the engine thread records and clears, the event loop answers `.status;`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+from engine.errors import StorageFault
+
+DEFAULT_MAX_OBJECTS = 256
+
+
+@dataclass
+class FaultRecord:
+    """One object's storage trouble on this server."""
+
+    object: str          # path relative to the data directory, e.g. "db/tables/t.json"
+    operation: str       # "read" or "write": of the latest fault
+    reason: str          # of the latest fault
+    count: int
+    first_seen: float    # wall clock (time.time()), seconds
+    last_seen: float
+
+
+class StorageFaults:
+    """Recent storage faults by object, cleared when the object works again."""
+
+    def __init__(self, clock: Callable[[], float] = time.time,
+                 max_objects: int = DEFAULT_MAX_OBJECTS):
+        self._clock = clock
+        self._max_objects = max_objects
+        self._lock = threading.Lock()
+        self._records: dict[str, FaultRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def record(self, fault: StorageFault) -> None:
+        """Remember one fault of `fault.object`."""
+        now = self._clock()
+        with self._lock:
+            known = self._records.get(fault.object)
+            if known is None:
+                if len(self._records) >= self._max_objects:
+                    oldest = min(self._records.values(), key=lambda r: r.last_seen)
+                    del self._records[oldest.object]
+                self._records[fault.object] = FaultRecord(
+                    fault.object, fault.operation, fault.reason, 1, now, now)
+                return
+            known.operation, known.reason = fault.operation, fault.reason
+            known.count += 1
+            known.last_seen = now
+
+    def written(self, objects: Iterable[str]) -> list[str]:
+        """These objects were written successfully: forget their faults; the ones forgotten."""
+        return self._clear(objects, ("read", "write"))
+
+    def read(self, objects: Iterable[str]) -> list[str]:
+        """These objects were read successfully: forget their read faults; the ones forgotten."""
+        return self._clear(objects, ("read",))
+
+    def _clear(self, objects: Iterable[str], operations: tuple[str, ...]) -> list[str]:
+        if not self._records:
+            return []
+        cleared = []
+        with self._lock:
+            for obj in objects:
+                known = self._records.get(obj)
+                if known is not None and known.operation in operations:
+                    del self._records[obj]
+                    cleared.append(obj)
+        return cleared
+
+    def objects(self, operation: str | None = None) -> list[str]:
+        """The objects with a recorded fault (of `operation`, if given), sorted."""
+        with self._lock:
+            return sorted(obj for obj, known in self._records.items()
+                          if operation is None or known.operation == operation)
+
+    def snapshot(self) -> list[dict]:
+        """Plain values for `.status;`, by object."""
+        with self._lock:
+            records = sorted(self._records.values(), key=lambda r: r.object)
+            return [{**asdict(r), "first_seen": round(r.first_seen, 3),
+                     "last_seen": round(r.last_seen, 3)} for r in records]

@@ -1,0 +1,63 @@
+"""nodes.server, in process: storage faults fail cleanly, show in `.status;`, and clear when the object works."""
+
+import json
+
+import pytest
+
+from engine import group_commit, storage
+from engine.errors import storage_fault_operation
+from tests.faults import disk_full
+from tests.nodes.serverkit import prepared_server, run, session
+
+T = "s/tables/t.json"
+
+
+@pytest.fixture
+def server(tmp_path):
+    return prepared_server(tmp_path / "data", "manamboara tahiry s", "ampiasao s",
+                           "manamboara tabilao t (id ISA(0,100))",
+                           "manampia ao@ t sanda (1)",
+                           "manamboara tabilao u (id ISA(0,100))")
+
+
+def faults_of(server):
+    return {item["object"]: item for item in server.status()["storage_faults"]}
+
+
+def test_a_corrupt_table_is_reported_until_it_reads_again(server):
+    path = server.store.root / T
+    good = path.read_bytes()
+    path.write_bytes(good[:25])
+    a = session(server)
+    read, write, other = run(server, (a, "alaivo id ao@ t"), (a, "manampia ao@ t sanda (2)"),
+                             (a, "manampia ao@ u sanda (3)"))
+    assert storage_fault_operation(read.message) == "read"
+    assert storage_fault_operation(write.message) == "read"   # the write could not read t
+    assert other.ok  # the rest of the batch is not affected
+    reported = faults_of(server)
+    assert list(reported) == [T]
+    assert reported[T]["operation"] == "read" and reported[T]["count"] == 2
+    assert reported[T]["reason"].startswith("corrupt")
+    path.write_bytes(good)  # repaired (replication, by hand): the next status re-tests it
+    assert faults_of(server) == {}
+
+
+def test_a_disk_that_cannot_take_writes_is_reported_until_a_write_succeeds(server, monkeypatch):
+    def full(*args, **kwargs):
+        raise disk_full()
+
+    monkeypatch.setattr(group_commit, "write_durable_temp", full)
+    monkeypatch.setattr(storage, "write_durable_temp", full)
+    a, b = session(server), session(server)
+    first, second = run(server, (a, "manampia ao@ t sanda (2)"), (b, "alaivo id ao@ t"))
+    assert storage_fault_operation(first.message) == "write"
+    assert second.ok and second.relation.rows == [[1]]
+    reported = faults_of(server)[T]
+    assert reported["operation"] == "write"
+    assert reported["reason"] == "not writable: No space left on device"
+    # Reads still work: the write fault stays (status re-tests reads only).
+    assert run(server, (a, "alaivo id ao@ t"))[0].ok and T in faults_of(server)
+    monkeypatch.undo()
+    assert run(server, (a, "manampia ao@ t sanda (2)"))[0].ok
+    assert faults_of(server) == {}
+    assert json.loads((server.store.root / T).read_text())["rows"] == [[1], [2]]

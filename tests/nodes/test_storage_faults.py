@@ -1,0 +1,48 @@
+"""nodes.storage_faults: the server's record of objects it could not read or write (injected clock)."""
+
+from engine.errors import StorageFault
+from nodes.storage_faults import StorageFaults
+from tests.conftest import ManualClock
+
+
+def fault(obj="s/tables/t.json", operation="read", reason="corrupt: x"):
+    return StorageFault("Simba", obj, operation, reason)
+
+
+def test_a_record_counts_faults_with_first_and_last_seen():
+    clock = ManualClock(1000.0)
+    faults = StorageFaults(clock)
+    faults.record(fault())
+    clock.now = 1002.5
+    faults.record(fault(reason="corrupt: y"))
+    assert faults.snapshot() == [{"object": "s/tables/t.json", "operation": "read",
+                                  "reason": "corrupt: y", "count": 2,
+                                  "first_seen": 1000.0, "last_seen": 1002.5}]
+
+
+def test_a_write_clears_every_fault_a_read_only_read_faults():
+    faults = StorageFaults(ManualClock())
+    faults.record(fault("s/tables/r.json", "read"))
+    faults.record(fault("s/tables/w.json", "write", "not writable: No space left on device"))
+    # A full disk still serves reads: a read must not hide the write fault.
+    assert faults.read(["s/tables/r.json", "s/tables/w.json"]) == ["s/tables/r.json"]
+    assert faults.objects() == ["s/tables/w.json"]
+    assert faults.written(["s/tables/w.json", "s/tables/other.json"]) == ["s/tables/w.json"]
+    assert len(faults) == 0 and faults.snapshot() == []
+
+
+def test_the_latest_fault_decides_what_clears_it():
+    faults = StorageFaults(ManualClock())
+    faults.record(fault(operation="read"))
+    faults.record(fault(operation="write", reason="not writable: Read-only file system"))
+    assert faults.objects("read") == [] and faults.objects("write") == ["s/tables/t.json"]
+    assert faults.read(["s/tables/t.json"]) == []
+
+
+def test_bounded_the_object_seen_longest_ago_goes():
+    clock = ManualClock(0.0)
+    faults = StorageFaults(clock, max_objects=2)
+    for index, name in enumerate("abc"):
+        clock.now = float(index)
+        faults.record(fault(f"s/tables/{name}.json"))
+    assert faults.objects() == ["s/tables/b.json", "s/tables/c.json"]
