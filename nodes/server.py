@@ -31,6 +31,12 @@ remembers the object, reason and count for `.status;` ("storage_faults")
 until a later write of it succeeds here, or a read for a read fault (read
 faults are re-tested when `.status;` is asked).
 
+Ownership: at start the server takes its data directory's owner lock
+(`.tahiry.owner`, nodes/data_owner.py) for its whole life and exits (code 2)
+naming the holder when another live process has it; with `--cluster` (the
+supervisor passes its topology file) a directory that another cluster used
+is refused as well, even while that cluster is stopped.
+
 Idle connections are closed after --idle-timeout; beyond --max-connections a
 new connection is answered with an error and closed (admin requests are
 still answered, so health probes see a busy node as alive).
@@ -41,9 +47,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import queue
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +64,8 @@ from engine.peers import PeerDirectories, parse_peer_option
 from engine.storage import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.storage_faults import StorageFaults
+from nodes.data_owner import (DirectoryOfAnotherCluster, DirectoryTaken, OwnerLock, OwnerRecord,
+                              join_cluster)
 from engine.code_cache import CodeCache
 from nodes.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
 from nodes.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
@@ -395,6 +405,9 @@ def main(argv: list[str] | None = None) -> None:
                              "it changes): pull on write, fence on commit")
     parser.add_argument("--peer", action="append", default=[], metavar="ID=DIR",
                         help="another server's data directory (repeatable)")
+    parser.add_argument("--cluster", default=None,
+                        help="the cluster this server belongs to (the supervisor passes its "
+                             "topology file): a data directory of another cluster is refused")
     args = parser.parse_args(argv)
     try:
         fixed_peers = dict(parse_peer_option(text) for text in args.peer)
@@ -408,6 +421,9 @@ def main(argv: list[str] | None = None) -> None:
     auth = node_auth_guard(args, logger)
     logging.getLogger("engine").handlers[:] = logger.handlers
     logging.getLogger("engine").setLevel(logger.level)  # pulls from peers are INFO lines
+    # Held until the process ends: no second server, and no server of another
+    # cluster, ever writes into this directory beside us.
+    owner = take_data_directory(Path(data), args, logger)
     peers = (PeerDirectories(fixed_peers, Path(args.peers_file) if args.peers_file else None)
              if fixed_peers or args.peers_file else None)
     store = Store(Path(data), peers=peers)
@@ -419,9 +435,45 @@ def main(argv: list[str] | None = None) -> None:
     # Start-up objects (modules, parser tables) never die: keep the cyclic
     # collector from rescanning them on every full collection.
     gc.freeze()
-    run_node(run_server(server.open_client, args.host, args.port, logger, server.stats,
-                        max_request_bytes=args.max_request_bytes, auth=auth, on_stop=server.stop),
-             logger)
+    try:
+        run_node(run_server(server.open_client, args.host, args.port, logger, server.stats,
+                            max_request_bytes=args.max_request_bytes, auth=auth,
+                            on_stop=server.stop),
+                 logger)
+    finally:
+        owner.release()
+
+
+def take_data_directory(data: Path, args, logger: logging.Logger) -> OwnerLock:
+    """The data directory's owner lock for this process; exits (code 2) naming who has it.
+
+    Without `--cluster` (a server run by hand) only a live owner is refused;
+    with it, a directory another cluster used is refused too, even while
+    that cluster is stopped (docs/STORAGE.md, "Paths").
+    """
+    record = OwnerRecord(node=args.id, pid=os.getpid(), host=args.host, port=args.port,
+                         cluster=args.cluster, started=time.time())
+    try:
+        owner = OwnerLock.acquire(data, record)
+    except DirectoryTaken as error:
+        _cannot_start(f"{error}; stop it first, or give this server another --data",
+                      args, logger)
+    try:
+        if args.cluster:
+            join_cluster(data, args.cluster)
+    except DirectoryOfAnotherCluster as error:
+        owner.release()
+        _cannot_start(f"{error} (not {args.cluster}); start it with that cluster, or hand it "
+                      f"over deliberately: python -m supervisor up {args.cluster} --take-over",
+                      args, logger)
+    return owner
+
+
+def _cannot_start(message: str, args, logger: logging.Logger) -> None:
+    logger.error("cannot start: %s", message)
+    if args.log_file:  # the log file alone would hide it from whoever typed the command
+        print(f"{args.id}: cannot start: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 if __name__ == "__main__":
