@@ -2,11 +2,13 @@
 
 `atomic_write`: temp file `.<name>.<random>.tmp` in the same folder
 (`O_EXCL`), fsync, `os.replace`, fsync of the folder. A crash leaves the old
-file or the new one. `write_durable_temp` is its first half (the group
-commit prepares every file before renaming any); `copy_if_newer` installs
-another directory's copy of an object unless ours is as new (replication
-and the store's pull on write). `encode_document` is how documents become
-bytes (compact JSON, docs/STORAGE.md).
+file or the new one; with a directory lock, an optional last check runs
+right before the rename (replication's copies and repairs use it).
+`write_durable_temp` is its first half (the group commit prepares every
+file before renaming any); `copy_if_newer` installs another directory's
+copy of an object unless ours is as new (the store's pull on write).
+`encode_document` is how documents become bytes (compact JSON,
+docs/STORAGE.md).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Callable
 
 import orjson
 
-from engine.peers import DEFAULT_LOCK_TIMEOUT_S, DirectoryLock, UnreadableCopy, holding, read_change
+from engine.peers import (DEFAULT_LOCK_TIMEOUT_S, LOCK_POLL_MAX_S, DirectoryLock, UnreadableCopy,
+                          holding, read_change)
 
 TEMP_SUFFIX = ".tmp"
 
@@ -79,7 +83,9 @@ def write_durable_temp(path: Path, data: bytes, durable: bool = True) -> Path:
 def atomic_write(path: Path, data: bytes, *, durable: bool = True,
                  still_wanted: Callable[[], bool] | None = None,
                  lock: DirectoryLock | None = None,
-                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> bool:
+                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+                 lock_poll_max_s: float = LOCK_POLL_MAX_S,
+                 timed: Callable[[str, float], None] | None = None) -> bool:
     """Replace `path` with `data` atomically and durably; False if `still_wanted()` said no.
 
     Temp file in the same folder, fsync, `os.replace`, fsync of the folder:
@@ -87,12 +93,18 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True,
     must exist. `still_wanted` runs after the temp file is durable, just
     before the rename; with `lock` (the data directory's write lock) both
     run while it is held, so no other writer of that directory can rename
-    in between. Raises OSError (LockTimeout included; the temp file removed,
-    `path` intact).
+    in between (`lock_poll_max_s`: see engine.peers.holding). Raises
+    OSError (LockTimeout included; the temp file removed, `path` intact).
+    `timed(phase, ms)`, when given, receives the duration of "write_temp",
+    "lock_wait", "locked" (check and rename) and "fsync_folder" (replication
+    explains its lag with them).
     """
+    laps = _Laps(timed)
     temp = write_durable_temp(path, data, durable)
+    laps.lap("write_temp")
     try:
-        with holding([lock] if lock is not None else [], lock_timeout_s):
+        with holding([lock] if lock is not None else [], lock_timeout_s, lock_poll_max_s):
+            laps.lap("lock_wait")
             if still_wanted is not None and not still_wanted():
                 unlink_quietly(temp)
                 return False
@@ -100,20 +112,37 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True,
     except BaseException:
         unlink_quietly(temp)
         raise
+    laps.lap("locked")
     if durable:
         fsync_folder(path.parent)
+    laps.lap("fsync_folder")
     return True
+
+
+class _Laps:
+    """Durations between calls to `lap`, given to `timed` (nothing at all without it)."""
+
+    def __init__(self, timed: Callable[[str, float], None] | None):
+        self._timed = timed
+        self._last = time.perf_counter() if timed is not None else 0.0
+
+    def lap(self, phase: str) -> None:
+        if self._timed is not None:
+            now = time.perf_counter()
+            self._timed(phase, (now - self._last) * 1000)
+            self._last = now
 
 
 def copy_if_newer(path: Path, data: bytes, change: int, lock: DirectoryLock | None, *,
                   durable: bool = True, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> bool:
     """Install another directory's copy of an object unless `path` is as new already.
 
-    The one way a copy enters a data directory, for replication and for the
-    store's pull on write: atomic and durable like every write, and the
-    "is ours older?" check runs under the directory's write lock right
-    before the rename. A local copy that cannot be read is never
-    overwritten. False if nothing was copied; raises OSError.
+    How the store's pull on write adopts a peer's copy (replication checks
+    more, symlinks and repairs: supervisor/replication.py): atomic and
+    durable like every write, and the "is ours older?" check runs under the
+    directory's write lock right before the rename. A local copy that
+    cannot be read is never overwritten. False if nothing was copied;
+    raises OSError.
     """
     def still_wanted() -> bool:
         try:

@@ -56,12 +56,10 @@ from engine.errors import StorageFault, TahiryError
 from engine.group_commit import (BatchFenced, BatchInstaller, BatchNotWritten,  # noqa: F401
                                  BatchPartlyWritten, WriteBatch, WriteOutcomeUnknown)
 from engine.names import is_identifier, validate_name
+from engine.object_format import DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS  # noqa: F401
 from engine.peer_sync import PeerSync
 from engine.peers import DEFAULT_LOCK_TIMEOUT_S, PeerCopy, PeerDirectories
 
-FORMAT_VERSION = 1
-KIND_FOLDERS = {"table": "tables", "view": "views", "domain": "domains"}
-DATABASE_MARKER = "database.json"
 PATH_MEMO_ENTRIES = 4096
 # Files larger than this are not decoded just to know whether they are
 # tombstones: the "dropped" flag is sniffed from the start of the file.
