@@ -20,7 +20,13 @@ decides, statement by statement, which backends of the `BackendPool`
   same database run one at a time (concurrent ones would each win on a
   different server), and a server that already holds the outcome
   (replication was faster) counts as done;
-- `ampiasao DB` succeeds iff some ONLINE backend has DB.
+- `ampiasao DB` succeeds iff some ONLINE backend has DB;
+- a statement a backend answers with a storage fault (its copy of the
+  object is unreadable, or its disk refuses the write: the message ends
+  `[storage:read]` / `[storage:write]`, and nothing was applied) is sent once
+  more, to the next owner (a write) or another backend (a read), and the
+  object's statements avoid that backend for a while (nodes.fault_avoidance:
+  held, then re-tested by the next statement).
 
 Health probes and the backends file are watched by nodes.prober; backend
 configuration is parsed by nodes.backend_config.
@@ -34,13 +40,14 @@ import logging
 import sys
 from collections.abc import Iterable
 
-from engine.errors import ERROR_PREFIX, TahiryError
+from engine.errors import ERROR_PREFIX, TahiryError, storage_fault_operation
 from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.backend_config import BackendsFile, parse_backend_option
 from nodes.backend_pool import BackendPool
 from nodes.backends import Backend, BackendUnavailable, Timeouts
 from nodes.balancer_session import ClientSession, DatabaseMissing
 from nodes.classifier import StatementClassifier
+from nodes.fault_avoidance import FaultAvoidance
 from nodes.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
 from nodes.serving import ClientHandler, ConnectionStats, admin_response, run_server
 from nodes.freshness import (DEFAULT_WAIT_BOUND_S, WriteMark, best_effort_order, find_holders,
@@ -71,8 +78,11 @@ class Balancer:
     def __init__(self, node_id: str, pool: BackendPool, timeouts: Timeouts,
                  logger: logging.Logger = log, auth: AuthGuard | None = None,
                  idle_timeout: float | None = 600.0,
-                 freshness_bound_s: float = DEFAULT_WAIT_BOUND_S):
+                 freshness_bound_s: float = DEFAULT_WAIT_BOUND_S,
+                 faults: FaultAvoidance | None = None):
         self.node_id = node_id
+        # Objects whose statements avoid a backend after its storage faults.
+        self.faults = faults if faults is not None else FaultAvoidance()
         # How long a statement waits for some backend to hold the session's
         # earlier writes before answering from the most up-to-date one.
         self.freshness_bound_s = freshness_bound_s
@@ -93,7 +103,8 @@ class Balancer:
         self.counters = {name: 0 for name in (
             "statements", "reads", "writes", "uses", "database_ddl", "retries",
             "rerouted_writes", "unknown_writes", "local_errors", "version_checks",
-            "stale_fallbacks")}
+            "stale_fallbacks", "storage_faults", "storage_resent_writes",
+            "storage_resent_reads", "storage_avoided")}
 
     # -- serving clients ---------------------------------------------------
 
@@ -115,6 +126,7 @@ class Balancer:
             "clients": self.clients,
             "counters": {**self.counters, "failovers": self.pool.failovers},
             "backends": self.pool.status(),
+            "storage_faults": self.faults.snapshot(),
         }
 
     async def answer(self, session: ClientSession, request: Request) -> bytes:
@@ -150,7 +162,8 @@ class Balancer:
         if kind.kind == "read" or session.database is None:
             # A write with no database selected changes nothing anywhere: any
             # server answers the error.
-            return await self._read(session, payload, read_needs(marks, kind.objects))
+            return await self._read(session, payload, read_needs(marks, kind.objects),
+                                    kind.objects)
         return await self._write(session, kind.objects, kind.target, payload,
                                  write_needs(marks, kind.objects))
 
@@ -211,16 +224,27 @@ class Balancer:
         return holders
 
     async def _read(self, session: ClientSession, payload: bytes,
-                    needs: dict[str, WriteMark]) -> bytes:
-        """A read, on a backend holding the session's writes it `needs` (nodes.freshness)."""
+                    needs: dict[str, WriteMark], objects: tuple[str, ...] = ()) -> bytes:
+        """A read, on a backend holding the session's writes it `needs` (nodes.freshness).
+
+        Backends that lately could not read one of `objects` are avoided; a
+        storage fault is answered by one more try on another backend.
+        """
         self.counters["reads"] += 1
+        database = session.database or ""
         tried: list[str] = []
         missing: DatabaseMissing | None = None
         reasons: list[str] = []
+        resent = False
         while True:
             candidates = [c for c in self.pool.candidates() if c not in tried]
             if not candidates:
                 break
+            others = len(candidates) > 1
+            preferred = self.faults.filter_for_read(candidates, database, objects)
+            if len(preferred) < len(candidates):
+                self.counters["storage_avoided"] += 1
+                candidates = preferred
             if needs:
                 fresh = await self._fresh_backends(session, needs, candidates)
                 backend_id = (self._least_loaded(fresh) if fresh
@@ -240,6 +264,16 @@ class Balancer:
                 missing = missing or error
                 continue
             backend.reads += 1
+            if not response.ok:
+                operation = storage_fault_operation(response.message)
+                if operation is not None:
+                    self._storage_fault(backend_id, database, objects, operation, response.message)
+                    if not resent and others:
+                        resent = True  # nothing was applied: another backend may read it
+                        self.counters["storage_resent_reads"] += 1
+                        continue
+            elif objects and len(self.faults):
+                self.faults.success(backend_id, database, objects, wrote=False)
             return response.raw
         if missing is not None:
             return missing.response.raw
@@ -252,6 +286,11 @@ class Balancer:
         database = session.database
         obj = objects[0] if objects else ""
         owners = rank_owners(database, obj, self.pool.candidates(writable_only=True))
+        if len(self.faults):
+            ranked, owners = owners, self.faults.order_for_write(owners, database, obj)
+            if owners[:1] != ranked[:1]:
+                self.counters["storage_avoided"] += 1
+        resent = False
         # With several backends, learn the object's counters right after the
         # write, in the same round trip (the server answers in order).
         follow_up = versions_request(database, [obj]) if obj and len(self.pool) > 1 else None
@@ -287,10 +326,31 @@ class Balancer:
                 known = decode_versions(versions.message) if versions is not None and versions.ok else None
                 session.writes.remember(database, obj, backend_id,
                                         known.get(obj) if known is not None else None, target)
+                if len(self.faults):
+                    self.faults.success(backend_id, database, objects, wrote=True)
+                return response.raw
+            operation = storage_fault_operation(response.message)
+            if operation is not None:
+                self._storage_fault(backend_id, database, objects, operation, response.message)
+                if not resent and attempt + 1 < len(owners):
+                    # Nothing was applied (a storage fault is a clean failure): the
+                    # next owner takes it, once.
+                    resent = True
+                    self.counters["storage_resent_writes"] += 1
+                    continue
             return response.raw
         if missing is not None:
             return missing.response.raw
         return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
+
+    def _storage_fault(self, backend_id: str, database: str, objects: tuple[str, ...],
+                       operation: str, message: str) -> None:
+        """A backend could not read or write its copy: avoid it for these objects for a while."""
+        self.counters["storage_faults"] += 1
+        reason = message.removeprefix(ERROR_PREFIX)
+        self.log.warning("backend %s: storage fault (%s) on %s.%s: %s", backend_id, operation,
+                         database, ",".join(objects) or "-", reason)
+        self.faults.fault(backend_id, database, objects, operation, reason)
 
     async def _forward_once_database_there(self, session: ClientSession, backend: Backend,
                                            payload: bytes, follow_up: bytes | None, wait: bool):

@@ -1,0 +1,167 @@
+"""Storage faults with real processes: two servers (peers of each other) behind a real balancer.
+
+A server that cannot read its copy of a table (truncated file) or cannot
+write it (full disk) answers with a storage fault; the balancer sends the
+statement to the other server, once, and keeps the table's statements away
+from the failing one for a while. The client sees every statement succeed,
+nothing acknowledged is lost, and the failing server's `.status;` names the
+object and the reason. No supervisor, hence no replication: what replication
+would have delivered is copied by hand.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.integration.wire import ClientPool, create_and_use, tables_owned_by
+
+DATABASE = "s"
+
+
+def start_peers(start_node, m1_dir, m2_dir):
+    """m1 and m2, each knowing the other's data directory, behind balancer lb."""
+    m1 = start_node("server", "m1", "--data", str(m1_dir), "--peer", f"m2={m2_dir}")
+    m2 = start_node("server", "m2", "--data", str(m2_dir), "--peer", f"m1={m1_dir}")
+    lb = start_node("balancer", "lb", "--backend", f"m1=127.0.0.1:{m1.port}",
+                    "--backend", f"m2=127.0.0.1:{m2.port}", "--probe-interval-ms", "100",
+                    "--probe-timeout-ms", "500")
+    return m1, m2, lb
+
+
+def replicate(source, target, relative: str) -> None:
+    """What the replicator does for one file: the source's bytes, atomically in place."""
+    destination = target / relative
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temp = destination.with_name(f".{destination.name}.test.tmp")
+    shutil.copyfile(source / relative, temp)
+    os.replace(temp, destination)
+
+
+def ids(client, table: str) -> list[int]:
+    return sorted(row[0] for row in client.rows(f"alaivo id ao@ {table};"))
+
+
+def faults_of(client) -> dict[str, dict]:
+    return {item["object"]: item for item in client.status()["storage_faults"]}
+
+
+def test_a_corrupt_copy_on_the_owner_moves_reads_and_writes_to_the_good_copy(start_node):
+    m1_dir, m2_dir = start_node.workdir / "data" / "m1", start_node.workdir / "data" / "m2"
+    m1, m2, lb = start_peers(start_node, m1_dir, m2_dir)
+    table = tables_owned_by("m1", DATABASE)[0]
+    relative = f"{DATABASE}/tables/{table}.json"
+    with ClientPool(lb.port) as connect:
+        client = connect()
+        create_and_use(client, DATABASE)
+        client.ok(f"manamboara tabilao {table} (id ISA(null,null));")
+        client.ok(f"manampia ao@ {table} sanda (1), (2), (3);")
+        replicate(m1_dir, m2_dir, relative)
+        corrupt = (m1_dir / relative).read_bytes()[:30]
+        (m1_dir / relative).write_bytes(corrupt)
+
+        reader = connect()
+        reader.ok(f"ampiasao {DATABASE};")
+        for _ in range(6):  # reads spread over both servers: none may fail
+            assert ids(reader, table) == [1, 2, 3]
+        for value in (4, 5, 6):  # m1 owns the table: the writes must move to m2
+            client.ok(f"manampia ao@ {table} sanda ({value});")
+        assert ids(client, table) == ids(reader, table) == [1, 2, 3, 4, 5, 6]
+
+        balancer = client.status()
+        assert balancer["counters"]["storage_faults"] >= 1
+        assert balancer["counters"]["storage_resent_reads"] + \
+            balancer["counters"]["storage_resent_writes"] >= 1
+        assert {(f["backend"], f["object"]) for f in balancer["storage_faults"]} == {("m1", table)}
+        reported = faults_of(connect(m1.port))[relative]
+        assert reported["operation"] == "read" and reported["reason"].startswith("corrupt")
+        assert faults_of(connect(m2.port)) == {}
+    assert (m1_dir / relative).read_bytes() == corrupt   # an unreadable copy is never overwritten
+    assert lb.alive() and m1.alive() and m2.alive()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (a disk that can fill up); skipped where mounting is not allowed."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(folder):
+    """Write a file in `folder` until the disk refuses even one more byte; the file's path."""
+    filler = folder / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        size = 1 << 16
+        while size:
+            try:
+                os.write(descriptor, b"\0" * size)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC, error
+                size //= 2  # the last partial block may still take smaller writes
+    finally:
+        os.close(descriptor)
+    return filler
+
+
+def test_writes_owned_by_a_server_with_a_full_disk_move_and_nothing_acknowledged_is_lost(
+        small_disk, start_node):
+    m1_dir, m2_dir = start_node.workdir / "data" / "m1", small_disk / "m2"
+    m1, m2, lb = start_peers(start_node, m1_dir, m2_dir)
+    table = tables_owned_by("m2", DATABASE)[0]
+    relative = f"{DATABASE}/tables/{table}.json"
+    acknowledged: list[int] = []
+    with ClientPool(lb.port) as connect:
+        client = connect()
+        create_and_use(client, DATABASE)
+        client.ok(f"manamboara tabilao {table} (id ISA(null,null));")
+        for value in range(5):
+            client.ok(f"manampia ao@ {table} sanda ({value});")
+            acknowledged.append(value)
+        assert not (m1_dir / relative).exists(), "the table's writes went to its owner m2"
+        filler = fill(small_disk)
+
+        for value in range(100, 120):  # m2 owns the table and cannot write: m1 takes the writes
+            client.ok(f"manampia ao@ {table} sanda ({value});")
+            acknowledged.append(value)
+        assert ids(client, table) == sorted(acknowledged)
+        assert ids(_direct(connect, m1), table) == sorted(acknowledged)
+        reported = faults_of(connect(m2.port))[relative]
+        assert reported["operation"] == "write"
+        assert reported["reason"] == "not writable: No space left on device"
+        counters = client.status()["counters"]
+        assert counters["storage_resent_writes"] >= 1 and counters["unknown_writes"] == 0
+
+        # Space again: after its hold the balancer re-tests m2, whose write pulls
+        # m1's newer copy first; m2's record clears with that write.
+        filler.unlink()
+        value = 200
+
+        def back_on_m2() -> bool:
+            nonlocal value
+            client.ok(f"manampia ao@ {table} sanda ({value});")
+            acknowledged.append(value)
+            value += 1
+            return faults_of(connect(m2.port)) == {}
+
+        wait_until(back_on_m2, deadline_s=20.0, interval_s=0.1, what="writes back on m2")
+        assert ids(_direct(connect, m2), table) == sorted(acknowledged)  # each exactly once
+        assert client.status()["storage_faults"] == []
+
+
+def _direct(connect, server):
+    """A client straight to `server`, in the test database."""
+    client = connect(server.port)
+    client.ok(f"ampiasao {DATABASE};")
+    return client
