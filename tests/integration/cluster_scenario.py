@@ -336,7 +336,7 @@ def run_scenario(workdir: Path, clients: int = 4, settle_s: float = 1.5, stop_s:
         load.start()
         time.sleep(settle_s)
         for fault in faults if faults is not None else default_faults(cluster):
-            _inject(cluster, load, fault, stop_s)
+            inject_fault(cluster, fault, stop_s, load)
             time.sleep(settle_s)
     finally:
         load.finish()
@@ -361,16 +361,22 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-def _inject(cluster: SupervisedCluster, load: Load, fault: str, stop_s: float) -> None:
-    """`kill NODE` (SIGKILL), `stop NODE` (SIGSTOP for stop_s, SIGCONT), `restart everything`."""
+def inject_fault(cluster: SupervisedCluster, fault: str, stop_s: float,
+                 load: Load | None = None) -> None:
+    """`kill NODE` (SIGKILL), `stop NODE` (SIGSTOP for stop_s, SIGCONT), `restart everything`.
+
+    Returns once the supervisor reports the cluster whole again. `load`, when
+    given, starts a new phase of its figures (the history workload keeps its own
+    fault log and passes none).
+    """
     if fault == "restart everything":
-        load.set_phase(fault)
+        _set_phase(load, fault)
         cluster.down()
         cluster.up()
         return
     action, node = fault.split()
     if action == "kill":
-        load.set_phase(f"kill -9 {node}")
+        _set_phase(load, f"kill -9 {node}")
         old = cluster.pid(node)
         os.kill(old, signal.SIGKILL)
         cluster.wait_whole({node: old})
@@ -380,8 +386,13 @@ def _inject(cluster: SupervisedCluster, load: Load, fault: str, stop_s: float) -
         raise ValueError(f"unknown fault {fault!r}")
 
 
-def _freeze(cluster: SupervisedCluster, load: Load, server: str, stop_s: float) -> None:
-    load.set_phase(f"SIGSTOP {server} {stop_s:g}s")
+def _set_phase(load: Load | None, name: str) -> None:
+    if load is not None:
+        load.set_phase(name)
+
+
+def _freeze(cluster: SupervisedCluster, load: Load | None, server: str, stop_s: float) -> None:
+    _set_phase(load, f"SIGSTOP {server} {stop_s:g}s")
     pid = cluster.pid(server)
     process = psutil.Process(pid)
     os.kill(pid, signal.SIGSTOP)
