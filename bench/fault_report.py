@@ -1,6 +1,7 @@
 """Fault report: crash points, cluster faults and hostile input, as one table of figures.
 
-    .venv/bin/python bench/fault_report.py [--points-per-operation 4] [--no-cluster] [--no-fuzz]
+    .venv/bin/python bench/fault_report.py [--points-per-operation 4] [--no-crash] [--no-cluster]
+                                           [--no-replication] [--no-fuzz]
 
 Runs, in temporary folders:
 1. the crash-point sweep (tests/integration/crash_sweep.py): a server
@@ -11,7 +12,11 @@ Runs, in temporary folders:
    default topology under the supervisor, four clients through the proxy,
    kill -9 of each server, SIGSTOP of one for 5 s, kill -9 of the balancer
    and of the proxy, restart of everything;
-3. the hostile-input and wire-fuzz suites (pytest, with Hypothesis
+3. the replication scenarios that once lost acknowledged writes
+   (tests/integration/replication_scenarios.py): writers straight to both
+   servers of one table, a slow write racing a replicated copy, a write
+   owner frozen in the middle of a statement;
+4. the hostile-input and wire-fuzz suites (pytest, with Hypothesis
    statistics) for the fuzz figures.
 Prints the figures with the bar each must meet, then the client figures per
 fault. Exit status 1 if a figure misses its bar.
@@ -30,6 +35,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.integration.cluster_scenario import ScenarioResult, run_scenario  # noqa: E402
+from tests.conftest import NodeStarter  # noqa: E402
+from tests.integration.replication_scenarios import (ReplicatedPair, WriteHistory,  # noqa: E402
+                                                     run_frozen_owner, run_multi_master,
+                                                     run_slow_write_race)
 from tests.integration.crash_sweep import (FAIL_AFTER_RENAME, SweepResult,  # noqa: E402
                                            default_kill_points, run_sweep)
 
@@ -52,6 +61,35 @@ def fuzz_figures() -> dict:
     return {"suites": ", ".join(Path(s).name for s in suites),
             "cases": tests + examples, "tests": tests, "examples": examples,
             "crashes": summary.get("failed", 0) + summary.get("error", 0)}
+
+
+def replication_rows(work: Path) -> list[tuple[str, str, str, bool]]:
+    """Run each replication scenario on a fresh pair of servers; (figure, value, bar, met) rows."""
+    def lost_row(name: str, history: WriteHistory) -> tuple[str, str, str, bool]:
+        return (f"{name}: acknowledged writes lost",
+                f"{history.lost_total} of {len(history.acknowledged)} ({len(history.failed)} "
+                f"refused cleanly, {len(history.unknown)} unknown)", "0",
+                history.lost_total == 0 and bool(history.acknowledged))
+
+    rows = []
+    scenarios = [("direct multi-master writers", lambda pair: run_multi_master(pair, seconds=10)),
+                 ("slow write vs replicated copy", lambda pair: run_slow_write_race(pair)[0]),
+                 ("write owner frozen mid-statement", run_frozen_owner)]
+    for index, (name, scenario) in enumerate(scenarios):
+        folder = work / f"replication-{index}"
+        folder.mkdir(parents=True)
+        starter = NodeStarter(folder)
+        try:
+            with ReplicatedPair(starter, folder) as pair:
+                history = scenario(pair)
+                conflicts = len(pair.replicator.conflicts())
+        finally:
+            starter.stop_all()
+        rows.append(lost_row(name, history))
+        rows.append((f"{name}: failed writes present / conflicts",
+                     f"{len(history.failed_present({1}))} / {conflicts}", "0 / 0",
+                     not history.failed_present({1}) and conflicts == 0))
+    return rows
 
 
 def figure_rows(sweep: SweepResult | None, after_rename: SweepResult | None,
@@ -139,9 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points-per-operation", type=int, default=4)
     parser.add_argument("--no-crash", action="store_true")
     parser.add_argument("--no-cluster", action="store_true")
+    parser.add_argument("--no-replication", action="store_true")
     parser.add_argument("--no-fuzz", action="store_true")
     args = parser.parse_args(argv)
     sweep = after_rename = cluster = fuzz = None
+    replication: list[tuple[str, str, str, bool]] = []
     with tempfile.TemporaryDirectory(prefix="tahiry-faults-") as folder:
         work = Path(folder)
         if not args.no_crash:
@@ -152,10 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_cluster:
             print("cluster fault scenario ...", flush=True)
             cluster = run_scenario(work / "cluster")
+        if not args.no_replication:
+            print("replication scenarios ...", flush=True)
+            replication = replication_rows(work)
     if not args.no_fuzz:
         print("hostile input suites ...", flush=True)
         fuzz = fuzz_figures()
-    rows = figure_rows(sweep, after_rename, cluster, fuzz)
+    rows = figure_rows(sweep, after_rename, cluster, fuzz) + replication
     print()
     print_table(["figure", "value", "bar", "met"],
                 [[f, v, b, "yes" if ok else "NO"] for f, v, b, ok in rows])
