@@ -307,6 +307,9 @@ def _info(row: dict) -> str:
             parts.append(f"{row['repl_conflicts']} conflicts")
         if row.get("writable") is False and row["state"] != "STOPPED":
             parts.append("catching up (read-only)")
+        for fault in row.get("storage_faults") or []:
+            parts.append(f"storage fault: {fault['object']} ({fault['operation']}: "
+                         f"{fault['reason']}, x{fault['count']})")
     if row["state"] in ("FATAL", "BACKOFF") and row.get("last_exit"):
         parts.append(row["last_exit"])
     return ", ".join(parts)

@@ -7,7 +7,8 @@ each start and know their peers' data directories from run/<server>.peers.json
 (pull on write, fence on commit); while a restarted server catches up it is listed `writable:
 false` in the balancers' backends files (run/<balancer>.backends.json,
 written atomically, re-read by the balancer). `status()` gathers what the
-`status` command shows.
+`status` command shows (for a running server, also the objects it could not
+read or write lately: `storage_faults` of its `.status;`).
 """
 
 from __future__ import annotations
@@ -288,7 +289,8 @@ class Cluster:
             return {"writable": self.writable.get(row["node"]),
                     "repl_lag_p50_ms": stats.get("lag_p50_ms"),
                     "repl_lag_p99_ms": stats.get("lag_p99_ms"),
-                    "repl_conflicts": len(stats.get("conflicts") or [])}
+                    "repl_conflicts": len(stats.get("conflicts") or []),
+                    "storage_faults": await self._storage_faults(row)}
         if row["kind"] == "proxycache" and row["state"] == NodeState.RUNNING.value:
             spec = self.topology.nodes[row["node"]]
             try:
@@ -300,6 +302,18 @@ class Cluster:
             except (OSError, asyncio.TimeoutError, ValueError, AttributeError):
                 return {"hit_ratio": None}
         return {}
+
+
+    async def _storage_faults(self, row: dict) -> list[dict] | None:
+        """What a running server could not read or write lately (its `.status;`); None if unknown."""
+        if row["state"] != NodeState.RUNNING.value:
+            return None
+        spec = self.topology.nodes[row["node"]]
+        try:
+            answer = await probe(spec.host, spec.port, 0.5, b".status;", self.topology.secret)
+            return list(json.loads(_message_line(answer)).get("storage_faults") or [])
+        except (OSError, asyncio.TimeoutError, ValueError, AttributeError):
+            return None
 
 
 def _message_line(answer: str) -> str:

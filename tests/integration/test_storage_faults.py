@@ -6,19 +6,22 @@ statement to the other server, once, and keeps the table's statements away
 from the failing one for a while. The client sees every statement succeed,
 nothing acknowledged is lost, and the failing server's `.status;` names the
 object and the reason. No supervisor, hence no replication: what replication
-would have delivered is copied by hand.
+would have delivered is copied by hand. The last test runs the supervisor:
+its `status` shows the failing server, the object and the reason.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
+from tests.integration.supervisorkit import SupervisorRun
 from tests.integration.wire import ClientPool, create_and_use, tables_owned_by
 
 DATABASE = "s"
@@ -165,3 +168,40 @@ def _direct(connect, server):
     client = connect(server.port)
     client.ok(f"ampiasao {DATABASE};")
     return client
+
+
+def test_supervisor_status_names_the_server_the_object_and_the_reason(small_disk, tmp_path):
+    ports = {name: free_port() for name in ("control", "m1", "m2", "lb")}
+    (tmp_path / "topology.yaml").write_text(f"""\
+supervisor:
+  control_port: {ports['control']}
+  health: {{interval_ms: 200, timeout_ms: 1000, fall: 3}}
+nodes:
+  m1: {{kind: server, host: 127.0.0.1, port: {ports['m1']}, data: data/m1}}
+  m2: {{kind: server, host: 127.0.0.1, port: {ports['m2']}, data: {small_disk / 'm2'}}}
+  lb: {{kind: balancer, host: 127.0.0.1, port: {ports['lb']}, backends: [m1, m2]}}
+""")
+    run = SupervisorRun(tmp_path, tmp_path / "topology.yaml")
+    started = run.cli("up", "-d", str(run.topology))
+    try:
+        assert started.returncode == 0, started.stderr + run.supervisor_log()
+        table = tables_owned_by("m2", DATABASE)[0]
+        with ClientPool(ports["lb"]) as connect:
+            client = connect()
+            create_and_use(client, DATABASE)
+            client.ok(f"manamboara tabilao {table} (id ISA(null,null));")
+            fill(small_disk)
+            client.ok(f"manampia ao@ {table} sanda (1);")   # moved to m1
+
+        def m2_row() -> dict | None:
+            answer = json.loads(run.cli("status", str(run.topology), "--json").stdout)
+            row = {row["node"]: row for row in answer["nodes"]}["m2"]
+            return row if row.get("storage_faults") else None
+
+        row = wait_until(m2_row, deadline_s=10.0, what="m2's storage fault in status")
+        assert [(f["object"], f["operation"], f["reason"]) for f in row["storage_faults"]] == \
+            [(f"{DATABASE}/tables/{table}.json", "write", "not writable: No space left on device")]
+        table_text = run.cli("status", str(run.topology)).stdout
+        assert f"storage fault: {DATABASE}/tables/{table}.json (write: not writable" in table_text
+    finally:
+        run.cli("down", str(run.topology))
