@@ -5,13 +5,17 @@ The server reports every failure as one message line starting with
 expect for it: syntax errors and unknown or duplicate names are
 `ProgrammingError`, values refused by a domain `IntegrityError`, bad
 arithmetic or comparisons `DataError`, internal failures `InternalError`,
-no server available `OperationalError`. Connection problems of the client
-itself are `OperationalError` too.
+no server available `OperationalError`, and so is a storage fault (a
+server could not read or write its own file; nothing was applied: the
+message ends `[storage:read]` or `[storage:write]`). Connection problems
+of the client itself are `OperationalError` too.
 """
 
 from __future__ import annotations
 
 import re
+
+from engine.errors import is_storage_fault
 
 ERROR_PREFIX = "Hadisoana : "
 
@@ -70,6 +74,8 @@ _RULES: tuple[tuple[type[DatabaseError], re.Pattern], ...] = (
 
 def error_for_message(message: str) -> DatabaseError:
     """The DB-API exception for a failed statement's message."""
+    if is_storage_fault(message):
+        return OperationalError(message)
     sentence = message[len(ERROR_PREFIX):] if message.startswith(ERROR_PREFIX) else message
     lowered = sentence.lower()
     for kind, pattern in _RULES:

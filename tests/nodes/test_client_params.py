@@ -67,6 +67,9 @@ def test_wrong_parameter_count_or_shape_is_an_error():
     ("Hadisoana : Tsy azo ampitahaina amin'ny '>' ny 14 sy 'a' : isa sy lahatsoratra", "DataError"),
     ("Hadisoana : Nisy olana tao anatin'ny motera (internal error)", "InternalError"),
     ("Hadisoana : Tsy misy mpizara afaka mamaly ankehitriny", "OperationalError"),
+    ("Hadisoana : Simba na tsy voavaky ny rakitra s/tables/t.json [storage:read]", "OperationalError"),
+    ("Hadisoana : Tsy voasoratra ny rakitra s/tables/t.json (No space left on device) [storage:write]",
+     "OperationalError"),
 ])
 def test_error_messages_map_to_pep249_classes(message, kind):
     from nodes.client import exceptions
