@@ -30,7 +30,7 @@ from pathlib import Path
 
 import orjson
 
-from engine.peers import (DirectoryLock, PeerCopy, PeerDirectories, UnreadableCopy, read_change,
+from engine.peers import (DirectoryLock, PeerCopy, PeerSource, UnreadableCopy, read_change,
                           read_copy)
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class FenceViolation:
 class PeerSync:
     """The peers of one data directory, their copies and their write locks."""
 
-    def __init__(self, root: Path, peers: PeerDirectories):
+    def __init__(self, root: Path, peers: PeerSource):
         self.root = Path(root)
         self._real_root = os.path.realpath(self.root)
         self._peers = peers

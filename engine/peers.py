@@ -8,11 +8,10 @@ owner's last acknowledged version yet. The store closes that gap with
 "pull on write, fence on commit" (docs/STORAGE.md, "Peers"); this module
 holds the pieces that do not depend on the store:
 
-- `PeerDirectories`: who the peers are and where their data directories
-  are: fixed ones (`--peer ID=DIR`) plus a peers file written by the
-  supervisor (`{"peers": {"m2": "/abs/data/m2"}}`), re-read whenever its
-  mtime/size/inode changes, so a hot-reloaded topology reaches running
-  servers. A bad file keeps the last good list (logged).
+- `PeerSource`: what the store needs to know of cluster membership (the
+  peers' data directories as of now); `FixedPeers` is the plain one. The
+  server's `nodes/membership.py` implements it from `--peer` options and
+  the supervisor's peers file.
 - `read_change(path)`: a copy's change counter from the first bytes of the
   file (the compact header `{"format":1,"kind":..,"name":..,"change":N,`),
   with a full parse as the fallback; `read_copy(path, kind, name)`: a whole
@@ -36,7 +35,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import orjson
 
@@ -64,69 +63,30 @@ class LockTimeout(OSError):
 
 
 # --------------------------------------------------------------------------
-# who the peers are
+# who the peers are: the store asks, cluster membership answers
 
 
-def parse_peer_option(text: str) -> tuple[str, Path]:
-    """`ID=DIR` (the `--peer` option) -> (id, absolute dir); ValueError with a sentence."""
-    peer_id, separator, folder = text.partition("=")
-    if not separator or not peer_id.strip() or not folder.strip():
-        raise ValueError(f"--peer {text!r}: expected ID=DIR")
-    return peer_id.strip(), Path(os.path.abspath(folder.strip()))
+class PeerSource(Protocol):
+    """Where the peers' data directories are, as of now.
+
+    Cluster membership (who the peers are, how a server learns of them) is
+    not the engine's concern: a server passes one of these to its Store
+    (nodes/membership.py reads `--peer` options and the supervisor's peers
+    file); the store only asks for the current list before each pull and
+    each commit.
+    """
+
+    def current(self) -> dict[str, Path]: ...
 
 
-class PeerDirectories:
-    """The peers' data directories: fixed ones plus those of a peers file (re-read on change)."""
+class FixedPeers:
+    """A peer list that never changes (embedded use and tests)."""
 
-    def __init__(self, fixed: dict[str, Path] | None = None, peers_file: Path | None = None):
-        self._fixed = {peer: Path(os.path.abspath(folder)) for peer, folder in (fixed or {}).items()}
-        self._file = Path(peers_file) if peers_file is not None else None
-        self._file_signature: tuple | None = None
-        self._from_file: dict[str, Path] = {}
-
-    @property
-    def peers_file(self) -> Path | None:
-        return self._file
+    def __init__(self, peers: dict[str, str | os.PathLike]):
+        self._peers = {peer: Path(os.path.abspath(folder)) for peer, folder in peers.items()}
 
     def current(self) -> dict[str, Path]:
-        """Peer id -> data directory, as of now (one `stat` of the peers file)."""
-        if self._file is not None:
-            self._refresh()
-        if not self._from_file:
-            return self._fixed
-        return {**self._from_file, **self._fixed}
-
-    def _refresh(self) -> None:
-        try:
-            stat = os.stat(self._file)
-        except FileNotFoundError:
-            signature = None
-        except OSError as error:
-            log.warning("cannot read the peers file %s: %s", self._file, error)
-            return
-        else:
-            signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        if signature == self._file_signature:
-            return
-        self._file_signature = signature
-        if signature is None:
-            if self._from_file:
-                log.warning("the peers file %s is gone: keeping %s", self._file,
-                            ", ".join(sorted(self._from_file)))
-            return
-        try:
-            document = orjson.loads(self._file.read_bytes())
-            peers = document["peers"]
-            if not isinstance(peers, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) and v for k, v in peers.items()):
-                raise ValueError("'peers' must map ids to directory paths")
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            log.error("bad peers file %s (keeping the previous peers): %s", self._file, error)
-            return
-        base = self._file.parent
-        self._from_file = {peer: Path(os.path.abspath(base / folder)) for peer, folder in peers.items()}
-        log.info("peers: %s", ", ".join(f"{p}={d}" for p, d in sorted(self._from_file.items()))
-                 or "none")
+        return self._peers
 
 
 # --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ dirty object file is written once at commit. The server acknowledges a
 batch's statements only after `commit_batch()` returned.
 
 Peers ("pull on write, fence on commit", docs/STORAGE.md): a Store given a
-`PeerDirectories` (engine/peers.py) knows the other servers' data
+`PeerSource` (engine/peers.py) knows the other servers' data
 directories. Before a statement modifies an object, `pull_newer` adopts a
 peer's newer copy of it (tombstones included), so the write lands on top of
 the latest acknowledged version even when asynchronous replication has not
@@ -58,7 +58,7 @@ from engine.group_commit import (BatchFenced, BatchInstaller, BatchNotWritten,  
 from engine.names import is_identifier, validate_name
 from engine.object_format import DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS  # noqa: F401
 from engine.peer_sync import PeerSync
-from engine.peers import DEFAULT_LOCK_TIMEOUT_S, PeerCopy, PeerDirectories
+from engine.peers import DEFAULT_LOCK_TIMEOUT_S, PeerCopy, PeerSource
 
 PATH_MEMO_ENTRIES = 4096
 # Files larger than this are not decoded just to know whether they are
@@ -74,7 +74,7 @@ class Store:
 
     def __init__(self, root: str | os.PathLike, *, cache_entries: int = DEFAULT_CACHE_ENTRIES,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, stale_temp_age_s: float = 60.0,
-                 durable: bool = True, peers: PeerDirectories | None = None,
+                 durable: bool = True, peers: PeerSource | None = None,
                  lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
         """`durable=False` skips fsync (tests and benchmarks only).
 

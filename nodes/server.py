@@ -60,7 +60,7 @@ import orjson
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.outcome import Outcome
 from engine.session import Session
-from engine.peers import PeerDirectories, parse_peer_option
+from nodes.membership import PeerDirectories, parse_peer_option
 from engine.storage import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.storage_faults import StorageFaults

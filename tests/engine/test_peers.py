@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 from engine.errors import TahiryError
-from engine.peers import (DirectoryLock, LockTimeout, PeerDirectories, holding, parse_peer_option,
+from engine.peers import (DirectoryLock, FixedPeers, LockTimeout, holding,
                           read_change)
 from engine.session import Session
 from engine.storage import BatchFenced, BatchNotWritten, Store
@@ -57,8 +55,8 @@ def pair(tmp_path):
     ok(seed, "manamboara tabilao t (a ISA(null, null));")
     ok(seed, "manampia ao@ t sanda (1);")
     shutil.copytree(a_root, b_root)
-    a = Store(a_root, peers=PeerDirectories({"b": b_root}), lock_timeout_s=0.3)
-    b = Store(b_root, peers=PeerDirectories({"a": a_root}), lock_timeout_s=0.3)
+    a = Store(a_root, peers=FixedPeers({"b": b_root}), lock_timeout_s=0.3)
+    b = Store(b_root, peers=FixedPeers({"a": a_root}), lock_timeout_s=0.3)
     return a, b
 
 
@@ -285,29 +283,3 @@ def test_a_store_without_peers_takes_no_lock_and_leaves_no_lock_file(tmp_path):
     store = Store(tmp_path / "data")
     ok(Session(store), "manamboara tahiry db;")
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["db"]
-
-
-# --------------------------------------------------------------------------
-# who the peers are
-
-
-def test_peers_file_is_reread_when_it_changes_and_a_bad_one_keeps_the_last(tmp_path, caplog):
-    peers_file = tmp_path / "m1.peers.json"
-    peers_file.write_text(json.dumps({"peers": {"m2": str(tmp_path / "m2")}}))
-    peers = PeerDirectories({"fixed": tmp_path / "f"}, peers_file)
-    assert peers.current() == {"m2": tmp_path / "m2", "fixed": tmp_path / "f"}
-    peers_file.write_text(json.dumps({"peers": {"m2": str(tmp_path / "m2"),
-                                                "m3": "m3"}}))   # relative: to the file's folder
-    os.utime(peers_file, ns=(1, 1))
-    assert peers.current()["m3"] == tmp_path / "m3"
-    peers_file.write_text("{not json")
-    with caplog.at_level(logging.ERROR, logger="engine"):
-        assert set(peers.current()) == {"m2", "m3", "fixed"}
-    assert "bad peers file" in caplog.text
-
-
-def test_peer_option_syntax():
-    assert parse_peer_option("m2=/srv/m2") == ("m2", Path("/srv/m2"))
-    for bad in ("m2", "=x", "m2="):
-        with pytest.raises(ValueError):
-            parse_peer_option(bad)

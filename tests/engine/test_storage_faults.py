@@ -13,7 +13,7 @@ import pytest
 
 from engine import group_commit, storage
 from engine.errors import StorageFault, TahiryError, is_storage_fault, storage_fault_operation
-from engine.peers import PeerDirectories
+from engine.peers import FixedPeers
 from engine.session import Session
 from engine.storage import BatchNotWritten, BatchPartlyWritten, Store
 from tests.faults import disk_full, fail_on_call, io_error
@@ -135,7 +135,7 @@ def test_a_newer_peer_copy_that_cannot_be_pulled_in_is_a_write_fault(tmp_path, m
     peer = Store(theirs)
     peer.create_database("db")
     peer.write("db", "table", "t", body(7))
-    store = Store(mine, peers=PeerDirectories({"m2": str(theirs)}))
+    store = Store(mine, peers=FixedPeers({"m2": str(theirs)}))
     monkeypatch.setattr(storage, "copy_if_newer", fail_on_call(storage.copy_if_newer, 1, disk_full()))
     with pytest.raises(StorageFault) as caught:
         store.pull_newer("db", "table", "t")
