@@ -43,7 +43,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.peers import PeerDirectories  # noqa: E402
+from engine.peers import FixedPeers  # noqa: E402
 from engine.storage import Store  # noqa: E402
 from nodes.protocol import ResponseDecoder  # noqa: E402
 from supervisor.replication import Replicator, percentile  # noqa: E402
@@ -128,7 +128,7 @@ def load_run(scratch: Path, writers: int, writes: int, rows: int) -> None:
     errors: list[str] = []
 
     def writer(number: int) -> None:
-        store = Store(first, peers=PeerDirectories({"m2": second}))
+        store = Store(first, peers=FixedPeers({"m2": second}))
         try:
             for version in range(writes // writers):
                 store.write("bench", "table", f"student{number}", table_body(rows, version))

@@ -118,6 +118,7 @@ class BatchInstaller:
         self._durable = durable
         self._sync = sync
         self._lock_timeout_s = lock_timeout_s
+        self.fenced = 0   # commits refused by the fence (each was run again or failed cleanly)
 
     def prepare(self, pending: dict[str, tuple[Path, dict]]) -> list[Prepared]:
         """Every pending document in a durable temp file beside its path; BatchNotWritten if one fails."""
@@ -239,6 +240,7 @@ class BatchInstaller:
         else:
             violation = self._sync.fence_violation(files)
         if violation is not None:
+            self.fenced += 1
             who = violation.holder or "ity mpizara ity"
             raise BatchFenced(
                 f"Tsy voasoratra ny {violation.rel} : efa manana dika vaovao kokoa "

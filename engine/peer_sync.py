@@ -126,6 +126,11 @@ class PeerSync:
                         "local copy (the next write settles it)", path.relative_to(self.root),
                         peer, change)
 
+    def conflicts(self) -> list[dict]:
+        """Objects seen at the same counter here and on a peer with different sizes (hand edits)."""
+        return [{"object": str(Path(path).relative_to(self.root)), "peer": peer, "change": change}
+                for path, peer, change in sorted(self._conflicts_seen)]
+
     def object_names(self, database: str, folder: str) -> set[str]:
         """File stems of `<db>/<folder>/*.json` here and on every peer (not validated)."""
         names: set[str] = set()

@@ -503,6 +503,11 @@ class Store:
 
     # ------------------------------------------------------------------ peers
 
+    def certification_report(self) -> dict:
+        """Commits refused by the fence so far, and same-counter copies that differ (conflicts)."""
+        return {"fenced_commits": self._installer.fenced,
+                "replica_conflicts": self._sync.conflicts() if self._sync is not None else []}
+
     @property
     def has_peers(self) -> bool:
         """Whether this directory belongs to a replicated set (pull and fence apply)."""

@@ -193,6 +193,7 @@ class DatabaseServer:
                 "largest_batch": self.largest_batch, "files_committed": self.files_committed,
                 "small_reads": self.small_reads,
                 "storage_faults": self.storage_fault_report(),
+                **self.store.certification_report(),
                 "data": str(self.store.root),
                 "max_connections": self.max_connections,
                 **(self.auth.status() if self.auth is not None else {})}

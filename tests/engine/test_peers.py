@@ -191,6 +191,8 @@ def test_equal_counters_with_different_content_keep_the_local_copy(pair, caplog)
         ok(session_on(a), "manampia ao@ t sanda (2);")
     assert rows(a.root) == [1, 2] and on_disk(a.root)["change"] == 3
     assert "both have change 2 but differ" in caplog.text
+    assert a.certification_report()["replica_conflicts"] == [
+        {"object": "db/tables/t.json", "peer": "b", "change": 2}]   # in the server's .status;
 
 
 def test_an_object_created_on_a_peer_is_pulled_before_a_create(pair):
@@ -224,6 +226,7 @@ def test_fence_refuses_a_batch_when_a_peer_committed_the_same_counter(pair):
     with pytest.raises(BatchFenced) as caught:
         a.commit_batch()
     assert caught.value.retry and "change 3" in caught.value.message
+    assert a.certification_report()["fenced_commits"] == 1
     assert table_file(a.root).read_bytes() == before          # nothing renamed
     assert temp_files(a.root) == []
     assert rows(b.root) == [1, 2]

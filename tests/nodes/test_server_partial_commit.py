@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 from engine import group_commit
-from engine.peers import PeerDirectories
+from engine.peers import FixedPeers
 from engine.session import Session
 from engine.storage import Store
 from tests.faults import fail_on_call, io_error
@@ -72,8 +72,8 @@ def test_the_first_rename_failing_runs_the_statements_again_one_by_one(server, m
 def test_a_fenced_batch_runs_again_on_top_of_the_peers_copy(server, tmp_path):
     peer_root = tmp_path / "peer"
     shutil.copytree(server.store.root, peer_root)
-    fenced = make_server(server.store.root, PeerDirectories({"m2": peer_root}))
-    peer = Session(Store(peer_root, peers=PeerDirectories({"m1": server.store.root})))
+    fenced = make_server(server.store.root, FixedPeers({"m2": peer_root}))
+    peer = Session(Store(peer_root, peers=FixedPeers({"m1": server.store.root})))
     peer.current_database = "s"
     a = session(fenced)
     original_pull = fenced.store.pull_newer
