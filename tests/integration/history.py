@@ -363,7 +363,10 @@ def run_history(cluster: SupervisedCluster, config: HistoryConfig) -> HistoryRes
         result.problems.append(f"data directories not identical after "
                                f"{config.settle_deadline_s:g}s: {differences[:10]}")
     for server in cluster.servers:
-        check_server(cluster, server, result)
+        try:
+            check_server(cluster, server, result)
+        except (ConnectionLost, AssertionError) as error:  # down, or a read failed
+            result.problems.append(f"{server}: could not be read: {error}")
         left = temp_files(cluster.data_dir(server))
         if left:
             result.problems.append(f"{server}: temp files left: {left[:10]}")
