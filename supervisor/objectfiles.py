@@ -1,43 +1,76 @@
-"""Object files of a server's data directory, as replication sees them.
+"""Object files of a server's data directory, as replication sees them: never through a symlink.
 
-Replication works on the files of storage format version 1
-(docs/ARCHITECTURE.md): `<db>/database.json` and
-`<db>/{tables,views,domains}/<name>.json`, each a JSON object carrying a
-`change` counter and a `dropped` tombstone flag. This module knows which
-paths are object files (everything else, notably the `.<name>.<random>.tmp`
-temp files of atomic writes, is ignored), reads one copy of an object into a
-small summary (counter, tombstone, digest of the bytes), and writes a copy
-atomically into another data directory (temp file in the destination
-folder, fsync, `os.replace`, fsync the folder) so that a crash leaves the
-old file or the new one, never a torn one; the last check and the rename
-run under the destination directory's write lock (`.tahiry.lock`, shared
-with the servers' commits).
+What an object file is and what a valid one holds is engine/object_format.py
+(one implementation for the engine and the replicator); the atomic write
+and the directory lock are engine/atomic_files.py and engine/peers.py.
+This module adds what the replicator needs on top, always confined to one
+data directory:
+
+- `list_object_files(root)`: the object files under it; a symlinked
+  database folder, kind folder or object file is not followed but
+  returned as refused, for the replicator to report;
+- `stat_object(root, rel)`, `read_object(root, rel)`: walk down from the
+  root opening each folder with `O_NOFOLLOW` (so no symlink at any level,
+  placed before or during the walk, is followed) and summarise the copy
+  (counter, tombstone, digest, file signature) after checking the whole
+  document. A symlink or a non-regular file raises `ObjectRefused`: it is
+  neither read, nor copied, nor overwritten. A file that is not a valid
+  document raises `CorruptObject`, which carries the signature and the
+  bytes of the version read, so that a repair replaces that version and
+  nothing newer;
+- `ensure_folders(root, rel)`: create the missing folders of a copy,
+  durably, refusing symlinked ones;
+- `keep_aside(root, rel, corrupt)`: before a corrupt copy is replaced, a
+  hard link to it in `<root>/.corrupt/<rel>.<UTC timestamp>` (a dot-folder:
+  no listing or replication ever takes it for a database).
 
 No threads and no state here: `replication.py` decides what to copy.
 """
 
 from __future__ import annotations
 
+import datetime
+import errno
 import hashlib
 import os
-import time
-from contextlib import contextmanager
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
-import orjson
+from engine.atomic_files import fsync_folder
+from engine.object_format import (CORRUPT_FOLDER, DATABASE_MARKER, FOLDER_KINDS, InvalidDocument,
+                                  check_document, kind_and_name, object_relpath)
 
-from engine.atomic_files import fsync_folder, temp_path_for, unlink_quietly, write_durable_temp
-from engine.peers import DEFAULT_LOCK_TIMEOUT_S, DirectoryLock, LockTimeout
-
-FORMAT_VERSION = 1
-DATABASE_MARKER = "database.json"
-FOLDER_KINDS = {"tables": "table", "views": "view", "domains": "domain"}
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+# O_NONBLOCK: a FIFO planted at an object path must not block the reader.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
-class UnreadableObject(Exception):
-    """An object file exists but is not a valid object (torn, garbage, wrong shape)."""
+class ObjectRefused(OSError):
+    """An object path that is, or lies under, a symlink, or is not a regular file.
+
+    Replication neither reads it, nor copies it, nor writes over it.
+    """
+
+    def __init__(self, rel: str, reason: str):
+        super().__init__(errno.ELOOP, f"{rel}: {reason}: not followed, not replicated")
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+class CorruptObject(InvalidDocument):
+    """A copy that was read whole and is not a valid document.
+
+    `signature` and `data` are those of the version that was read: a repair
+    must replace that version, never a newer one written meanwhile.
+    """
+
+    def __init__(self, invalid: InvalidDocument, signature: "FileSignature", data: bytes):
+        super().__init__(invalid.where, invalid.reason)
+        self.signature = signature
+        self.data = data
 
 
 @dataclass(frozen=True)
@@ -53,13 +86,13 @@ class FileSignature:
     size: int
 
     @classmethod
-    def of(cls, stat: os.stat_result) -> "FileSignature":
-        return cls(stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    def of(cls, stat_result: os.stat_result) -> "FileSignature":
+        return cls(stat_result.st_ino, stat_result.st_mtime_ns, stat_result.st_size)
 
 
 @dataclass(frozen=True)
 class ObjectCopy:
-    """One server's copy of one object file, summarised."""
+    """One server's valid copy of one object file, summarised."""
 
     change: int
     dropped: bool
@@ -70,28 +103,6 @@ class ObjectCopy:
         return self.digest == other.digest and self.signature.size == other.signature.size
 
 
-def _valid_name(name: str) -> bool:
-    # Engine names are identifiers; here we only need to refuse anything that
-    # is not a plain file name or that is a temp/hidden file.
-    return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name \
-        and "\x00" not in name and not name.endswith(".tmp")
-
-
-def object_relpath(parts: list[str]) -> str | None:
-    """The relative path (with '/') if `parts` name an object file, else None."""
-    if len(parts) == 2:
-        database, file_name = parts
-        if _valid_name(database) and file_name == DATABASE_MARKER:
-            return f"{database}/{file_name}"
-        return None
-    if len(parts) == 3:
-        database, folder, file_name = parts
-        if (_valid_name(database) and folder in FOLDER_KINDS and _valid_name(file_name)
-                and file_name.endswith(".json") and len(file_name) > len(".json")):
-            return f"{database}/{folder}/{file_name}"
-    return None
-
-
 def relpath_under(root: str, path: str) -> str | None:
     """The object relpath of absolute `path` inside data directory `root`, or None."""
     prefix = root.rstrip(os.sep) + os.sep
@@ -100,75 +111,161 @@ def relpath_under(root: str, path: str) -> str | None:
     return object_relpath(path[len(prefix):].split(os.sep))
 
 
-def expected_kind_and_name(relpath: str) -> tuple[str, str]:
-    parts = relpath.split("/")
-    if len(parts) == 2:
-        return "database", parts[0]
-    return FOLDER_KINDS[parts[1]], parts[2][:-len(".json")]
+# --------------------------------------------------------------------------
+# listing
 
 
-def list_object_files(root: Path) -> set[str]:
-    """Relative paths of every object file under `root` (missing root: none)."""
+def list_object_files(root: Path, refused: dict[str, str] | None = None) -> set[str]:
+    """Relative paths of every object file under `root` (missing root: none).
+
+    Symlinks are not followed; when `refused` is given, each symlinked
+    database folder, kind folder or object file found is added to it
+    (relative path -> reason).
+    """
     found: set[str] = set()
+    refused = refused if refused is not None else {}
     try:
         databases = list(os.scandir(root))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return found
     for database in databases:
+        if database.name.startswith("."):
+            continue  # the lock file, .corrupt, temp files
+        if database.is_symlink():
+            if object_relpath([database.name, DATABASE_MARKER]):
+                refused[database.name] = "a symlinked database folder"
+            continue
         if not database.is_dir(follow_symlinks=False):
             continue
-        if (rel := object_relpath([database.name, DATABASE_MARKER])) and \
-                os.path.isfile(os.path.join(database.path, DATABASE_MARKER)):
-            found.add(rel)
-        for folder in FOLDER_KINDS:
-            try:
-                entries = list(os.scandir(os.path.join(database.path, folder)))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for entry in entries:
-                rel = object_relpath([database.name, folder, entry.name])
-                if rel and entry.is_file(follow_symlinks=False):
+        try:
+            entries = list(os.scandir(database.path))
+        except OSError:
+            continue
+        for entry in entries:
+            rel = f"{database.name}/{entry.name}"
+            if entry.name == DATABASE_MARKER and object_relpath([database.name, entry.name]):
+                if entry.is_symlink():
+                    refused[rel] = "a symlink"
+                elif entry.is_file(follow_symlinks=False):
                     found.add(rel)
+            elif entry.name in FOLDER_KINDS:
+                if entry.is_symlink():
+                    refused[rel] = "a symlinked folder"
+                elif entry.is_dir(follow_symlinks=False):
+                    _list_kind_folder(database.name, entry, found, refused)
     return found
 
 
-def parse_object(data: bytes, relpath: str) -> dict:
-    """The decoded object, checked for the fields replication relies on."""
+def _list_kind_folder(database: str, folder: os.DirEntry, found: set[str],
+                      refused: dict[str, str]) -> None:
     try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise UnreadableObject(f"{relpath}: not valid JSON ({error})") from None
-    if not isinstance(obj, dict):
-        raise UnreadableObject(f"{relpath}: not a JSON object")
-    change = obj.get("change")
-    if not isinstance(change, int) or isinstance(change, bool) or change < 0:
-        raise UnreadableObject(f"{relpath}: no valid change counter")
-    if obj.get("format") != FORMAT_VERSION:
-        raise UnreadableObject(f"{relpath}: unknown format {obj.get('format')!r}")
-    kind, name = expected_kind_and_name(relpath)
-    if obj.get("kind") != kind or obj.get("name") != name:
-        raise UnreadableObject(f"{relpath}: kind/name do not match the path")
-    if not isinstance(obj.get("dropped", False), bool):
-        raise UnreadableObject(f"{relpath}: 'dropped' is not a boolean")
-    return obj
+        entries = list(os.scandir(folder.path))
+    except OSError:
+        return
+    for entry in entries:
+        rel = object_relpath([database, folder.name, entry.name])
+        if rel is None:
+            continue
+        if entry.is_symlink():
+            refused[rel] = "a symlink"
+        elif entry.is_file(follow_symlinks=False):
+            found.add(rel)
 
 
-def read_object(path: Path, relpath: str) -> tuple[ObjectCopy, bytes] | None:
-    """Read one copy: its summary and its bytes; None when the file is missing.
+# --------------------------------------------------------------------------
+# reading without following symlinks
 
-    Raises UnreadableObject for a file that is not a valid object, OSError
-    for other I/O failures.
+
+def _open_parent(root: Path, rel: str) -> int | None:
+    """A descriptor of the folder holding `rel`, walked without following symlinks.
+
+    None when a folder on the way is missing (or is a plain file: no copy
+    can be there). The caller closes the descriptor.
     """
+    folders = rel.split("/")[:-1]
+    descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for depth, folder in enumerate(folders):
+        try:
+            child = os.open(folder, _FOLDER_FLAGS, dir_fd=descriptor)
+        except OSError as error:
+            try:
+                if error.errno in (errno.ENOTDIR, errno.ELOOP) and _is_symlink(folder, descriptor):
+                    raise ObjectRefused(rel, f"{'/'.join(folders[:depth + 1])} is a symlink") \
+                        from None
+                if error.errno in (errno.ENOENT, errno.ENOTDIR):
+                    return None
+                raise
+            finally:
+                os.close(descriptor)
+        os.close(descriptor)
+        descriptor = child
+    return descriptor
+
+
+def _is_symlink(name: str, folder: int) -> bool:
     try:
-        with open(path, "rb") as handle:
-            stat = os.fstat(handle.fileno())
-            data = handle.read()
+        return stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def stat_object(root: Path, rel: str) -> os.stat_result | None:
+    """The `stat` of the object file `rel` (not followed); None if there is none."""
+    parent = _open_parent(root, rel)
+    if parent is None:
+        return None
+    try:
+        found = os.stat(rel.rsplit("/", 1)[-1], dir_fd=parent, follow_symlinks=False)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    obj = parse_object(data, relpath)
-    copy = ObjectCopy(change=obj["change"], dropped=bool(obj.get("dropped", False)),
-                      digest=hashlib.blake2b(data, digest_size=16).digest(),
-                      signature=FileSignature.of(stat))
+    finally:
+        os.close(parent)
+    _check_regular(rel, found)
+    return found
+
+
+def _check_regular(rel: str, found: os.stat_result) -> None:
+    if stat.S_ISLNK(found.st_mode):
+        raise ObjectRefused(rel, "a symlink")
+    if not stat.S_ISREG(found.st_mode):
+        raise ObjectRefused(rel, "not a regular file")
+
+
+def read_object(root: Path, rel: str) -> tuple[ObjectCopy, bytes] | None:
+    """Read one copy: its summary and its bytes; None when the file is missing.
+
+    Raises ObjectRefused (a symlink on the way), CorruptObject (not a valid
+    document, checked whole), OSError for other I/O failures.
+    """
+    parent = _open_parent(root, rel)
+    if parent is None:
+        return None
+    try:
+        descriptor = os.open(rel.rsplit("/", 1)[-1], _FILE_FLAGS, dir_fd=parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ObjectRefused(rel, "a symlink") from None
+        raise
+    finally:
+        os.close(parent)
+    try:
+        found = os.fstat(descriptor)
+        _check_regular(rel, found)
+        chunks = []
+        while chunk := os.read(descriptor, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(descriptor)
+    data = b"".join(chunks)
+    signature = FileSignature.of(found)
+    try:
+        document = check_document(data, rel, *kind_and_name(rel))
+    except InvalidDocument as invalid:
+        raise CorruptObject(invalid, signature, data) from None
+    copy = ObjectCopy(change=document["change"], dropped=bool(document.get("dropped", False)),
+                      digest=hashlib.blake2b(data, digest_size=16).digest(), signature=signature)
     return copy, data
 
 
@@ -177,94 +274,64 @@ def same_content(first: bytes, second: bytes, relpath: str) -> bool:
     if first == second:
         return True
     try:
-        return parse_object(first, relpath) == parse_object(second, relpath)
-    except UnreadableObject:
+        return check_document(first, relpath) == check_document(second, relpath)
+    except InvalidDocument:
         return False
 
 
-def ensure_folder(folder: Path) -> None:
-    """Create `folder` and missing parents, each creation made durable."""
-    missing: list[Path] = []
-    current = folder
-    while not current.is_dir():
-        missing.append(current)
-        current = current.parent
-    for created in reversed(missing):
+# --------------------------------------------------------------------------
+# writing
+
+
+def ensure_folders(root: Path, rel: str) -> None:
+    """Create the missing folders of `rel` under `root`, each creation made durable.
+
+    Raises ObjectRefused for a symlinked folder, NotADirectoryError for a
+    file where a folder should be.
+    """
+    current = root
+    for folder in rel.split("/")[:-1]:
+        current = current / folder
         try:
-            os.mkdir(created)
+            found = os.lstat(current)
+        except FileNotFoundError:
+            try:
+                os.mkdir(current)
+            except FileExistsError:
+                found = os.lstat(current)
+            else:
+                fsync_folder(current.parent)
+                continue
+        if stat.S_ISLNK(found.st_mode):
+            raise ObjectRefused(rel, f"{current.relative_to(root)} is a symlink")
+        if not stat.S_ISDIR(found.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, f"{current.relative_to(root)} is not a folder")
+
+
+def keep_aside(root: Path, rel: str, corrupt: CorruptObject) -> Path:
+    """Keep the corrupt copy at `rel` in `<root>/.corrupt/<rel>.<timestamp>`; its path.
+
+    A hard link (the object path keeps a file until the repair's rename);
+    where the file system refuses one, a copy of the bytes that were read.
+    Call it holding the directory's write lock, after checking that the
+    file is still the corrupt version.
+    """
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    kept_rel = f"{CORRUPT_FOLDER}/{rel}.{stamp}"
+    ensure_folders(root, kept_rel)
+    kept = root / kept_rel
+    for attempt in range(100):
+        candidate = kept if attempt == 0 else kept.with_name(f"{kept.name}.{attempt}")
+        try:
+            os.link(root / rel, candidate, follow_symlinks=False)
+            return candidate
         except FileExistsError:
             continue
-        fsync_folder(created.parent)
-
-
-def temp_name(file_name: str) -> str:
-    return temp_path_for(Path(file_name)).name
-
-
-LOCK_POLL_MAX_S = 0.0005
-
-
-@contextmanager
-def holding_promptly(lock: DirectoryLock | None,
-                     timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold `lock` (None: nothing), polling it at most every 0.5 ms.
-
-    The same flock as engine.peers.holding, whose back-off grows to 5 ms:
-    with a class of students committing all the time a copy kept losing the
-    lock to them (lock wait p99 ~50 ms). The check and rename it guards take
-    well under a millisecond, so a closer poll costs little.
-    """
-    if lock is None:
-        yield
-        return
-    deadline = time.monotonic() + timeout_s
-    pause = 0.00005
-    while not lock.try_acquire():
-        if time.monotonic() >= deadline:
-            raise LockTimeout(lock.path, timeout_s)
-        time.sleep(pause)
-        pause = min(pause * 2, LOCK_POLL_MAX_S)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def atomic_write(path: Path, data: bytes, still_wanted: Callable[[], bool],
-                 lock: DirectoryLock | None = None,
-                 timed: Callable[[str, float], None] | None = None) -> bool:
-    """Write `data` at `path` atomically; False if `still_wanted()` said no.
-
-    The engine's durable replacement (engine.atomic_files: temp file, fsync,
-    `os.replace`, fsync of the folder), spelled out here to time its phases.
-    `still_wanted` runs after the temp file is durable and just before the
-    rename; with `lock` (the destination data directory's write lock,
-    engine/peers.py) the check and the rename happen while it is held, so a
-    server committing in that directory can never be overwritten by an older
-    copy in between. The lock is held for that check and rename only.
-    `timed(phase, ms)` receives "write_temp", "lock_wait", "locked" and
-    "fsync_folder". Raises OSError (LockTimeout when the lock stays held
-    too long).
-    """
-    timed = timed or (lambda phase, ms: None)
-    ensure_folder(path.parent)
-    began = time.perf_counter()
-    temp = write_durable_temp(path, data)
-    prepared = time.perf_counter()
-    timed("write_temp", (prepared - began) * 1000)
-    try:
-        with holding_promptly(lock):
-            locked = time.perf_counter()
-            timed("lock_wait", (locked - prepared) * 1000)
-            if not still_wanted():
-                unlink_quietly(temp)
-                return False
-            os.replace(temp, path)
-        renamed = time.perf_counter()
-        timed("locked", (renamed - locked) * 1000)
-    except BaseException:
-        unlink_quietly(temp)
-        raise
-    fsync_folder(path.parent)
-    timed("fsync_folder", (time.perf_counter() - renamed) * 1000)
-    return True
+        except OSError as error:
+            if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+        with open(candidate, "xb") as handle:
+            handle.write(corrupt.data)
+            os.fsync(handle.fileno())
+        return candidate
+    raise FileExistsError(errno.EEXIST, f"{kept}: too many corrupt copies kept this microsecond")

@@ -6,22 +6,35 @@ with temp file + `os.replace`, which arrives as one moved event), the path is
 queued and a small pool of worker threads reconciles it across all servers
 (different paths in parallel, one path by one worker at a time):
 
-- every server's copy is read and summarised (change counter, tombstone
-  flag, digest); summaries are cached by (inode, mtime, size), so the echo
-  event of our own copy costs two `stat` calls and no read;
-- the copies with the highest change counter win and are copied atomically
-  (temp file in the destination folder, fsync, `os.replace`, fsync the
-  folder) into every server whose copy is missing or older. An older copy
-  never overwrites a newer one; a drop is a tombstone file with a higher
-  counter, so it propagates like any write and a returning server cannot
-  resurrect the object;
+- every server's copy is read and checked whole (engine/object_format.py)
+  and summarised (change counter, tombstone flag, digest); summaries are
+  cached by (inode, mtime, size), so the echo event of our own copy costs a
+  few `open`/`stat` calls and no read;
+- the valid copies with the highest change counter win and are copied
+  atomically (engine/atomic_files.py: temp file in the destination folder,
+  fsync, `os.replace`, fsync the folder) into every server whose copy is
+  missing or older. An older copy never overwrites a newer one; a drop is
+  a tombstone file with a higher counter, so it propagates like any write
+  and a returning server cannot resurrect the object;
 - two copies with the same counter and different content changed
   independently: that is a CONFLICT. Both stay as they are, nothing is copied
   for that path, the conflict is logged and listed in `stats()` until a newer
   write on either side settles it;
-- an unreadable copy (torn, garbage, wrong shape) is never copied and never
-  overwritten; the path is retried a few times with backoff, then reported
-  as the server's last error;
+- a corrupt copy (not a valid document: torn, truncated, garbage, wrong
+  kind or name, bad header) is never copied anywhere. It is repaired from
+  the winning valid copy: under the destination's write lock, if the file
+  is still the corrupt version that was read, it is hard-linked to
+  `<data>/.corrupt/<rel>.<timestamp>` (kept for inspection) and the good
+  copy renamed over it. Logged as an error, counted and listed in
+  `stats()` (replication_health.py). With no valid copy anywhere, or while
+  the valid copies conflict, it is reported and left alone (and retried);
+- a symlink is never followed: an object path that is a symlink, or lies
+  under a symlinked database or kind folder, is neither read, nor copied
+  from, nor written over (objectfiles.py walks down with `O_NOFOLLOW`); it
+  is logged and listed as refused for that server;
+- a copy that fails (disk full, read-only file system, lock timeout) is
+  listed per destination server with its reason, since when and its
+  attempts, and retried with backoff until it lands (replication_queue.py);
 - just before the rename, the destination is read again; if it meanwhile got
   a counter at least as high (a local write), the copy is abandoned. That
   check and the rename run under the destination's write lock
@@ -40,7 +53,8 @@ system's journal. Each worker has its own descriptor of each destination's
 lock file, so flock excludes the workers from each other as it excludes
 the servers. Event-driven work goes first; a periodic
 background pass (every `resync_interval_s`) re-queues every file at low
-priority as a safety net for events lost by inotify.
+priority as a safety net for events lost by inotify (and finds corrupt
+copies and symlinks nobody wrote lately).
 
 Lag: for each copy made because of an event, the time from the first event
 of the write (the rename's inotify event, ~0.35 ms after it) to the copy
@@ -51,15 +65,17 @@ Copies made by `sync_all`/`catch_up` are not lag samples.
 
 Copies also go into the directory of a server whose process is down (its
 files are still there); `catch_up(server)` pulls everything newer from the
-peers and must run before a restarted server takes writes (it covers the time
-the supervisor itself was down or the server was removed). `sync_all()`
-reconciles everything (at start); `seed(id, path)` adds a server and fills
-its directory.
+peers (and repairs that server's corrupt copies) and must run before a
+restarted server takes writes (it covers the time the supervisor itself was
+down or the server was removed). `sync_all()` reconciles everything (at
+start); `seed(id, path)` adds a server and fills its directory.
 
-Helpers: `objectfiles` (which paths are objects, reading a copy, atomic
-write), `replication_watch` (watchdog observer and event filtering),
-`replication_queue` (coalescing to-do list, retries, background passes),
-`replication_stats` (lag, copies, errors, conflicts).
+Helpers: `objectfiles` (listing, reading and checking a copy without
+following symlinks, keeping a corrupt copy aside), `replication_watch`
+(watchdog observer and event filtering), `replication_queue` (coalescing
+to-do list, retries, background passes), `replication_stats` (lag, copies,
+errors, conflicts), `replication_health` (failing copies, corrupt copies,
+repairs, refused symlinks).
 """
 
 from __future__ import annotations
@@ -73,9 +89,13 @@ from pathlib import Path
 
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from engine.peers import DirectoryLock
-from supervisor.objectfiles import (ObjectCopy, UnreadableObject, atomic_write, list_object_files,
-                                    read_object, same_content)
+from engine.atomic_files import atomic_write, fsync_folder
+from engine.object_format import InvalidDocument
+from engine.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
+from supervisor.objectfiles import (CorruptObject, FileSignature, ObjectCopy, ObjectRefused,
+                                    ensure_folders, keep_aside, list_object_files, read_object,
+                                    same_content, stat_object)
+from supervisor.replication_health import ReplicaHealth, Repair
 from supervisor.replication_queue import PendingPaths
 from supervisor.replication_stats import ReplicationStats, SyncSummary, percentile
 from supervisor.replication_watch import WATCHED_EVENTS, DirectoryHandler, make_observer
@@ -90,9 +110,11 @@ PATH_LOCK_STRIPES = 64
 @dataclass
 class _PathOutcome:
     copied: int = 0
+    healed: int = 0
     conflict: bool = False
-    unreadable: bool = False   # some copy could not be read
+    unreadable: bool = False   # some copy could not be read, or stays corrupt
     copy_failed: bool = False  # some copy could not be written
+    refused: bool = False      # some server's path is a symlink (not retried)
 
     @property
     def needs_retry(self) -> bool:
@@ -112,6 +134,7 @@ class Replicator:
         self._path_locks = [threading.Lock() for _ in range(PATH_LOCK_STRIPES)]
         self._servers: dict[str, Path] = {}
         self._stats = ReplicationStats(self.log, lag_window)
+        self._health = ReplicaHealth(self.log)
         self._cache: dict[tuple[str, str], ObjectCopy] = {}
         self._observer: BaseObserver | None = None
         self._watches: dict[str, ObservedWatch] = {}
@@ -172,6 +195,7 @@ class Replicator:
             for key in [key for key in self._cache if key[0] == server_id]:
                 del self._cache[key]
         self._stats.remove_server(server_id)
+        self._health.remove_server(server_id)
         if watch is not None and observer is not None:
             try:
                 observer.unschedule(watch)
@@ -208,8 +232,16 @@ class Replicator:
 
     def stats(self) -> dict:
         """Per server: lag_p50_ms, lag_p99_ms, lag_samples, files_copied,
-        conflicts (open ones: path, change, servers, detected_at), last_error."""
-        return self._stats.snapshot()
+        conflicts (open ones: path, change, servers, detected_at), last_error,
+        and its replica health (replication_health.py): failing (copies into it
+        that fail: path, reason, since, attempts, last_attempt_at), corrupt
+        (its corrupt copies not repaired: path, reason, since, not_healed),
+        refused (symlinks not followed), healed (count) and repairs (latest
+        first: path, reason, healed_at, source, change, kept_as)."""
+        snapshot = self._stats.snapshot()
+        for server_id, figures in snapshot.items():
+            figures.update(self._health.snapshot(server_id))
+        return snapshot
 
     def lag_samples(self, server_id: str) -> list[float]:
         """The recent copy lags (ms) into one server, oldest first."""
@@ -243,6 +275,7 @@ class Replicator:
                     del self._cache[key]
             self._servers[server_id] = root
         self._stats.add_server(server_id)
+        self._health.add_server(server_id)
 
     def _watch(self, server_id: str, root: Path) -> None:
         with self._lock:
@@ -260,8 +293,13 @@ class Replicator:
             self._watches[server_id] = watch
 
     def _all_paths(self) -> set[str]:
-        roots = list(self.servers().values())
-        return set().union(*(list_object_files(root) for root in roots)) if roots else set()
+        """Every object path of every server; symlinks found on the way are reported."""
+        paths: set[str] = set()
+        for server_id, root in self.servers().items():
+            refused: dict[str, str] = {}
+            paths |= list_object_files(root, refused)
+            self._health.refused_listed(server_id, refused)
+        return paths
 
     def _run(self) -> None:
         try:
@@ -294,6 +332,10 @@ class Replicator:
             outcome = self._reconcile(rel, destinations=destinations, since=None)
             summary.paths += 1
             summary.copied += outcome.copied
+            if outcome.healed:
+                summary.healed.append(rel)
+            if outcome.refused:
+                summary.refused.append(rel)
             if outcome.conflict:
                 summary.conflicts.append(rel)
             if outcome.needs_retry:
@@ -303,25 +345,30 @@ class Replicator:
     # ----- internals: one path --------------------------------------------
 
     def _read(self, server_id: str, root: Path, rel: str) -> ObjectCopy | None:
-        """One server's copy, from the cache when the file did not change."""
-        path = root / rel
+        """One server's valid copy (None: no file), from the cache when the file did not change.
+
+        Raises ObjectRefused (a symlink), CorruptObject, OSError.
+        """
+        key = (server_id, rel)
         try:
-            stat = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
+            found_stat = stat_object(root, rel)
+            if found_stat is not None:
+                with self._lock:
+                    cached = self._cache.get(key)
+                if cached is not None and cached.signature == FileSignature.of(found_stat):
+                    return cached
+                found = read_object(root, rel)
+            else:
+                found = None
+        except BaseException:
             with self._lock:
-                self._cache.pop((server_id, rel), None)
-            return None
+                self._cache.pop(key, None)
+            raise
         with self._lock:
-            cached = self._cache.get((server_id, rel))
-        if cached is not None and cached.signature.inode == stat.st_ino and \
-                cached.signature.mtime_ns == stat.st_mtime_ns and \
-                cached.signature.size == stat.st_size:
-            return cached
-        found = read_object(path, rel)
-        if found is None:
-            return None
-        with self._lock:
-            self._cache[(server_id, rel)] = found[0]
+            if found is None:
+                self._cache.pop(key, None)
+                return None
+            self._cache[key] = found[0]
         return found[0]
 
     def _reconcile(self, rel: str, destinations: set[str] | None,
@@ -340,59 +387,130 @@ class Replicator:
         """One attempt; False if the winning copy changed under us (try again)."""
         servers = self.servers()
         copies: dict[str, ObjectCopy] = {}
-        unreadable: set[str] = set()
+        corrupt: dict[str, CorruptObject] = {}
+        unusable: set[str] = set()  # refused or unreadable: neither a source nor a target
         for server_id, root in servers.items():
             try:
                 copy = self._read(server_id, root, rel)
-            except (UnreadableObject, OSError) as error:
-                unreadable.add(server_id)
-                self._stats.error(server_id, f"{rel}: {error}")
+            except ObjectRefused as error:
+                unusable.add(server_id)
+                self._refused(server_id, rel, error, outcome)
                 continue
+            except CorruptObject as error:
+                corrupt[server_id] = error
+                continue
+            except OSError as error:
+                # Not repaired: an I/O error may pass, and a disk that fails
+                # reads is no place to write a repair either.
+                unusable.add(server_id)
+                outcome.unreadable = True
+                self._stats.error(server_id, f"{rel}: cannot be read: {error}")
+                continue
+            self._health.valid(server_id, rel)
             if copy is not None:
                 copies[server_id] = copy
-        outcome.unreadable = bool(unreadable)
         if not copies:
+            self._left_corrupt(rel, corrupt, "no server holds a valid copy to repair it from",
+                               outcome)
             return True
         top = max(copy.change for copy in copies.values())
         holders = sorted(server_id for server_id, copy in copies.items() if copy.change == top)
         winner = holders[0]
+        for server_id in holders:
+            self._health.copy_done(server_id, rel)  # it holds the newest: nothing is failing
         targets = [server_id for server_id in servers
                    if (destinations is None or server_id in destinations)
-                   and server_id not in unreadable
+                   and server_id not in unusable and server_id not in corrupt
                    and (server_id not in copies or copies[server_id].change < top)]
+        to_heal = [server_id for server_id in corrupt
+                   if destinations is None or server_id in destinations]
         suspects = [server_id for server_id in holders[1:]
                     if not copies[server_id].same_bytes(copies[winner])]
-        if not targets and not suspects:
+        if not targets and not suspects and not to_heal:
             self._stats.settled(rel)
+            self._left_corrupt(rel, corrupt, "left for the next pass over every server", outcome)
             return True
         try:
-            found = read_object(servers[winner] / rel, rel)
-        except (UnreadableObject, OSError):
+            found = read_object(servers[winner], rel)
+        except (InvalidDocument, OSError):
             found = None
         if found is None or found[0].change != top:
             return False  # rewritten or removed meanwhile: start over with fresh copies
         winning, data = found
         differing = [server_id for server_id in suspects
-                     if not self._same_as(servers[server_id] / rel, data, rel)]
+                     if not self._same_as(servers[server_id], rel, data)]
         if differing:
             self._stats.conflict(rel, top, (winner, *differing))
             outcome.conflict = True
+            self._left_corrupt(rel, corrupt, "not repaired while the valid copies conflict",
+                               outcome)
             return True
         self._stats.settled(rel)
-        for server_id, root in servers.items():
-            if server_id not in targets:
-                continue
-            try:
-                copied = self._copy(rel, data, top, server_id, root)
-            except OSError as error:
-                self._stats.error(server_id, f"copy of {rel} failed: {error}")
-                outcome.copy_failed = True
-                continue
-            if copied:
-                outcome.copied += 1
-                lag_ms = (time.monotonic() - since) * 1000 if since is not None else None
-                self._stats.copied(server_id, lag_ms)
+        for server_id in targets:
+            self._copy_into(rel, data, top, server_id, servers[server_id], since, outcome)
+        for server_id in to_heal:
+            self._heal_into(rel, data, top, winner, server_id, servers[server_id],
+                            corrupt[server_id], outcome)
+        self._left_corrupt(rel, {s: e for s, e in corrupt.items() if s not in to_heal},
+                           "left for the next pass over every server", outcome)
         return True
+
+    def _refused(self, server_id: str, rel: str, error: ObjectRefused,
+                 outcome: _PathOutcome) -> None:
+        outcome.refused = True
+        self._health.refused(server_id, rel, str(error))
+        self._stats.error(server_id, str(error), log=False)
+
+    def _left_corrupt(self, rel: str, corrupt: dict[str, CorruptObject], why: str,
+                      outcome: _PathOutcome) -> None:
+        """Corrupt copies not repaired now: reported, and the path retried later."""
+        for server_id, error in corrupt.items():
+            self._health.corrupt(server_id, rel, error.reason, why)
+            self._stats.error(server_id, f"{rel}: corrupt copy ({error.reason}); {why}",
+                              log=False)
+            outcome.unreadable = True
+
+    def _copy_into(self, rel: str, data: bytes, change: int, server_id: str, root: Path,
+                   since: float | None, outcome: _PathOutcome) -> None:
+        try:
+            copied = self._copy(rel, data, change, server_id, root)
+        except ObjectRefused as error:
+            self._refused(server_id, rel, error, outcome)
+            return
+        except OSError as error:
+            self._stats.error(server_id, f"copy of {rel} failed: {error}", log=False)
+            self._health.copy_failed(server_id, rel, error.strerror or str(error))
+            outcome.copy_failed = True
+            return
+        self._health.copy_done(server_id, rel)
+        if copied:
+            outcome.copied += 1
+            lag_ms = (time.monotonic() - since) * 1000 if since is not None else None
+            self._stats.copied(server_id, lag_ms)
+
+    def _heal_into(self, rel: str, data: bytes, change: int, source: str, server_id: str,
+                   root: Path, corrupt: CorruptObject, outcome: _PathOutcome) -> None:
+        try:
+            repair = self._heal(rel, data, change, source, server_id, root, corrupt)
+        except ObjectRefused as error:
+            self._refused(server_id, rel, error, outcome)
+            return
+        except OSError as error:
+            reason = error.strerror or str(error)
+            self._stats.error(server_id, f"repair of {rel} failed: {error}", log=False)
+            self._health.copy_failed(server_id, rel, reason)
+            self._health.corrupt(server_id, rel, corrupt.reason,
+                                 f"its repair from {source} failed: {reason}")
+            outcome.copy_failed = True
+            return
+        if repair is None:
+            outcome.unreadable = True  # replaced meanwhile: look at it again
+            return
+        self._health.copy_done(server_id, rel)
+        self._health.healed(server_id, repair)
+        self._stats.copied(server_id, None)
+        outcome.copied += 1
+        outcome.healed += 1
 
     def _lock_of(self, server_id: str, root: Path) -> DirectoryLock:
         """This thread's handle on the write lock of a server's data directory.
@@ -413,32 +531,65 @@ class Replicator:
         for lock in self._thread_locks.__dict__.pop("by_server", {}).values():
             lock.close()
 
-    def _same_as(self, path: Path, data: bytes, rel: str) -> bool:
+    def _same_as(self, root: Path, rel: str, data: bytes) -> bool:
         try:
-            return same_content(path.read_bytes(), data, rel)
-        except OSError:
+            found = read_object(root, rel)
+        except (InvalidDocument, OSError):
             return False
+        return found is not None and same_content(found[1], data, rel)
 
     def _copy(self, rel: str, data: bytes, change: int, server_id: str, root: Path) -> bool:
         """Copy `data` (at counter `change`) into one server; False if it got newer meanwhile."""
-        destination = root / rel
-        # A symlinked folder must not let a copy land outside the data directory.
-        if not os.path.realpath(destination.parent).startswith(str(root) + os.sep):
-            raise OSError(f"{destination.parent} leads outside {root}")
+        ensure_folders(root, rel)  # refuses a symlinked folder: nothing lands outside
 
         def still_wanted() -> bool:
             try:
                 current = self._read(server_id, root, rel)
-            except (UnreadableObject, OSError):
-                return False
+            except (InvalidDocument, OSError):
+                return False  # corrupt or symlinked meanwhile: the next round sees to it
             return current is None or current.change < change
 
-        if not atomic_write(destination, data, still_wanted, self._lock_of(server_id, root),
-                            self._stats.timed):
+        if not atomic_write(root / rel, data, still_wanted=still_wanted,
+                            lock=self._lock_of(server_id, root),
+                            lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S, timed=self._stats.timed):
             return False
-        try:
-            self._read(server_id, root, rel)  # cache the new copy: its echo event is a no-op
-        except (UnreadableObject, OSError):
-            pass
+        self._remember(server_id, root, rel)
         self.log.debug("copied %s (change %d) to %s", rel, change, server_id)
         return True
+
+    def _heal(self, rel: str, data: bytes, change: int, source: str, server_id: str,
+              root: Path, corrupt: CorruptObject) -> Repair | None:
+        """Replace a corrupt copy by `data`, keeping it aside; None if it changed meanwhile."""
+        kept: list[Path] = []
+
+        def still_corrupt_then_kept_aside() -> bool:
+            # Under the destination's lock: only the very version found
+            # corrupt is replaced, never a write that landed since.
+            try:
+                current = stat_object(root, rel)
+            except OSError:
+                return False
+            if current is None or FileSignature.of(current) != corrupt.signature:
+                return False
+            kept.append(keep_aside(root, rel, corrupt))
+            return True
+
+        ensure_folders(root, rel)
+        if not atomic_write(root / rel, data, still_wanted=still_corrupt_then_kept_aside,
+                            lock=self._lock_of(server_id, root),
+                            lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S):
+            return None
+        try:
+            fsync_folder(kept[0].parent)
+        except OSError as error:  # the repair itself is in place and durable
+            self.log.warning("kept %s, but its folder could not be synced: %s", kept[0], error)
+        self._remember(server_id, root, rel)
+        return Repair(rel, corrupt.reason, time.time(), source, change,
+                      kept[0].relative_to(root).as_posix())
+
+    def _remember(self, server_id: str, root: Path, rel: str) -> None:
+        """Cache the copy just written: its echo event is then a no-op."""
+        try:
+            self._read(server_id, root, rel)
+        except (InvalidDocument, OSError):
+            pass

@@ -10,8 +10,12 @@ sources, in priority order:
    net for events lost by inotify), handled only when no event waits;
 3. nothing: the worker sleeps until an event, a retry or the next pass.
 
-A path whose reconciliation failed (unreadable copy, I/O error) is retried
-with growing delays, then left until its next event or background pass.
+A path whose reconciliation failed (a copy that could not be written: disk
+full, read-only file system; a corrupt copy not repaired yet) is retried
+with growing delays, the last one (RETRY_DELAYS_S) repeated until it
+succeeds: when space comes back the copy lands without another write.
+Retries past the first FAST_RETRIES are "parked": `wait_idle` does not
+wait for them (a copy failing for an hour is not pending work).
 Thread-safe: events come from watchdog threads, several workers take jobs.
 A path being worked on is never handed to a second worker: an event for it
 meanwhile waits (coalesced) until its job is done, so the copies of one
@@ -20,12 +24,14 @@ path happen one at a time and in order, while other paths go in parallel.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
 from typing import Callable
 
-RETRY_DELAYS_S = (0.02, 0.05, 0.1, 0.2, 0.5)
+RETRY_DELAYS_S = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)  # then every 2 s until it works
+FAST_RETRIES = 5
 
 
 class PendingPaths:
@@ -61,9 +67,11 @@ class PendingPaths:
                 if self._closed:
                     return None
                 now = time.monotonic()
-                for rel, (due, _, since) in list(self._retries.items()):
+                for rel, (due, attempt, since) in list(self._retries.items()):
                     if due <= now and rel not in self._urgent:
                         self._urgent[rel] = since if since is not None else now
+                        # Queued once: `done` schedules the next attempt.
+                        self._retries[rel] = (math.inf, attempt, since)
                 for rel, since in self._urgent.items():
                     if rel not in self._running:
                         del self._urgent[rel]
@@ -90,18 +98,16 @@ class PendingPaths:
                 self._retries.pop(rel, None)
             else:
                 attempt = self._retries.get(rel, (0.0, 0, None))[1]
-                if attempt >= len(RETRY_DELAYS_S):
-                    self._retries.pop(rel, None)  # give up until the next event or pass
-                else:
-                    self._retries[rel] = (time.monotonic() + RETRY_DELAYS_S[attempt],
-                                          attempt + 1, since)
+                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+                self._retries[rel] = (time.monotonic() + delay, attempt + 1, since)
             self._changed.notify_all()
 
     def wait_idle(self, timeout_s: float) -> bool:
-        """Wait until no event or retry is pending and no job runs."""
+        """Wait until no event or fast retry is pending and no job runs."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while self._urgent or self._retries or self._running:
+            while self._urgent or self._running or any(
+                    attempt <= FAST_RETRIES for _, attempt, _ in self._retries.values()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -123,7 +129,7 @@ class PendingPaths:
             self._next_resync = time.monotonic() + self.resync_interval_s
 
     def _sleep_time(self, now: float) -> float | None:
-        wake_at = [due for due, _, _ in self._retries.values()]
+        wake_at = [due for due, _, _ in self._retries.values() if due != math.inf]
         if self.resync_interval_s > 0:
             wake_at.append(self._next_resync)
         return max(0.001, min(wake_at) - now) if wake_at else None

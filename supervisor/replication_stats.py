@@ -6,7 +6,9 @@ It also keeps, per phase of an event-driven copy (queue wait, lock wait,
 temp file write, ...), the recent durations, so that a lag figure can be
 explained (`Replicator.timings()`, printed by bench/replication_bench.py). It
 also logs, once per new fact: a conflict when it is found and when it is
-settled, an error when it differs from the server's previous one.
+settled, an error when it differs from the server's previous one. What is
+wrong with the replicas now (failing copies, corrupt copies, repairs) is
+replication_health.py.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ class SyncSummary:
     paths: int = 0
     copied: int = 0
     conflicts: list[str] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)  # unreadable or not writable: retried later
+    # unreadable, corrupt and not repaired, or not writable: retried later
+    unreadable: list[str] = field(default_factory=list)
+    healed: list[str] = field(default_factory=list)   # a corrupt copy repaired
+    refused: list[str] = field(default_factory=list)  # a symlink somewhere: not replicated
 
 
 @dataclass
@@ -101,14 +106,15 @@ class ReplicationStats:
         with self._lock:
             return {phase: list(samples) for phase, samples in self._phases.items()}
 
-    def error(self, server_id: str, message: str) -> None:
+    def error(self, server_id: str, message: str, log: bool = True) -> None:
+        """The server's last error; logged unless `log` is False (logged elsewhere)."""
         with self._lock:
             counters = self._servers.get(server_id)
             repeated = counters is not None and counters.last_error == message
             if counters is not None:
                 counters.last_error = message
                 counters.last_error_at = time.time()
-        if not repeated:
+        if log and not repeated:
             self.log.warning("replication, %s: %s", server_id, message)
 
     def conflict(self, path: str, change: int, servers: tuple[str, ...]) -> None:

@@ -10,74 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from functools import partial
 from pathlib import Path
 
 import orjson
 import pytest
 
-from supervisor.objectfiles import list_object_files, object_relpath
+from engine.object_format import object_relpath
+from supervisor.objectfiles import list_object_files
 from supervisor.replication import Replicator, percentile
-from tests.conftest import wait_until as shared_wait_until
-
-DEADLINE_S = 10.0
-
-
-def document(rel: str, change: int, dropped: bool = False, rows=None) -> dict:
-    parts = rel.split("/")
-    if len(parts) == 2:
-        return {"format": 1, "kind": "database", "name": parts[0], "change": change,
-                "dropped": dropped}
-    kind = {"tables": "table", "views": "view", "domains": "domain"}[parts[1]]
-    doc = {"format": 1, "kind": kind, "name": parts[2][:-5], "change": change,
-           "dropped": dropped}
-    if kind == "table" and not dropped:
-        doc["columns"] = [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]}]
-        doc["rows"] = rows if rows is not None else [[change]]
-    return doc
-
-
-def write_raw(root: Path, rel: str, data: bytes) -> None:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".{path.name}.{os.urandom(4).hex()}.tmp"
-    temp.write_bytes(data)
-    os.replace(temp, path)
-
-
-def write_object(root: Path, rel: str, change: int, dropped: bool = False, rows=None) -> None:
-    write_raw(root, rel, orjson.dumps(document(rel, change, dropped, rows)))
-
-
-def read_change(root: Path, rel: str) -> int | None:
-    try:
-        return orjson.loads((root / rel).read_bytes())["change"]
-    except FileNotFoundError:
-        return None
-
-
-wait_until = partial(shared_wait_until, deadline_s=DEADLINE_S, interval_s=0.005)
-
-
-@pytest.fixture
-def dirs(tmp_path):
-    a, b = tmp_path / "m1", tmp_path / "m2"
-    a.mkdir()
-    b.mkdir()
-    return a, b
-
-
-@pytest.fixture
-def running(dirs):
-    a, b = dirs
-    replicator = Replicator({"m1": a, "m2": b}, logging.getLogger("test.replication"),
-                            resync_interval_s=0)
-    replicator.start()
-    yield replicator, a, b
-    replicator.stop()
-
-
-TABLE = "school/tables/t.json"
+from tests.supervisor.replicakit import (DEADLINE_S, TABLE, dirs, document,  # noqa: F401
+                                         read_change, running, wait_until, write_object,
+                                         write_raw)
 
 
 def test_write_in_one_directory_appears_in_the_other(running):
@@ -277,14 +220,16 @@ def test_garbage_object_files_are_never_copied(running, garbage):
     assert wait_until(lambda: read_change(b, TABLE) == 3)
 
 
-def test_garbage_at_the_destination_is_not_overwritten(dirs):
+def test_garbage_at_the_destination_is_kept_aside_and_repaired(dirs):
     a, b = dirs
     write_object(a, TABLE, 2)
     write_raw(b, TABLE, b"{torn")
     replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
     summary = replicator.sync_all()
-    assert summary.unreadable == [TABLE]
-    assert (b / TABLE).read_bytes() == b"{torn"
+    assert summary.healed == [TABLE] and summary.unreadable == []
+    assert (b / TABLE).read_bytes() == (a / TABLE).read_bytes()
+    [kept] = (b / ".corrupt" / "school" / "tables").iterdir()
+    assert kept.read_bytes() == b"{torn"
 
 
 def test_files_written_into_a_new_database_folder_are_all_replicated(running):
@@ -353,9 +298,9 @@ def test_a_symlinked_folder_cannot_lead_a_copy_outside_the_data_directory(dirs, 
     write_object(a, TABLE, 1)
     replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
     summary = replicator.sync_all()
-    assert summary.unreadable == [TABLE]
+    assert summary.refused == [TABLE] and summary.copied == 0
     assert list(outside.iterdir()) == []
-    assert "outside" in replicator.stats()["m2"]["last_error"]
+    assert "symlink" in replicator.stats()["m2"]["last_error"]
 
 
 def test_pending_paths_coalesce_prioritise_events_and_retry():
@@ -423,18 +368,17 @@ def test_each_worker_thread_has_its_own_handle_on_a_destination_lock(dirs):
 
 
 def test_a_copy_waits_for_the_destination_lock_and_gives_up_after_the_timeout(tmp_path):
-    from engine.peers import DirectoryLock, LockTimeout
-    from supervisor.objectfiles import holding_promptly
+    from engine.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock, LockTimeout, holding
     server_lock = DirectoryLock(tmp_path)  # a server committing in that directory
     assert server_lock.try_acquire()
     try:
         with pytest.raises(LockTimeout):
-            with holding_promptly(DirectoryLock(tmp_path), timeout_s=0.05):
+            with holding([DirectoryLock(tmp_path)], 0.05, PROMPT_LOCK_POLL_MAX_S):
                 pass
     finally:
         server_lock.release()
     replicator_lock = DirectoryLock(tmp_path)
-    with holding_promptly(replicator_lock, timeout_s=1.0):
+    with holding([replicator_lock], 1.0, PROMPT_LOCK_POLL_MAX_S):
         assert not server_lock.try_acquire()
     assert server_lock.try_acquire()
     server_lock.release()

@@ -1,0 +1,122 @@
+"""Failed copies are visible and retried until they land.
+
+A destination that refuses writes (full disk, read-only file system) is
+listed per server in the replicator's stats (object, reason, since,
+attempts), retried with backoff, and cleared once a later copy lands. The
+disk-full test uses a real tiny tmpfs (it needs root: skipped otherwise);
+the unit test injects the error into the one atomic-write function the
+replicator uses.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import subprocess
+
+import pytest
+
+from supervisor import replication
+from supervisor.replication import Replicator
+from tests.faults import disk_full
+from tests.supervisor.replicakit import (TABLE, dirs, read_change, running,  # noqa: F401
+                                         wait_until, write_object)
+
+
+def test_a_failing_copy_is_listed_retried_and_cleared_when_it_lands(running, monkeypatch,
+                                                                     caplog):
+    replicator, a, b = running
+    real_write = replication.atomic_write
+
+    def refuse_m2(path, data, **options):
+        if str(path).startswith(str(b.resolve())):
+            raise disk_full()
+        return real_write(path, data, **options)
+
+    monkeypatch.setattr(replication, "atomic_write", refuse_m2)
+    with caplog.at_level(logging.ERROR):
+        write_object(a, TABLE, 1)
+        assert wait_until(lambda: replicator.stats()["m2"]["failing"]
+                          and replicator.stats()["m2"]["failing"][0]["attempts"] >= 3)
+    [entry] = replicator.stats()["m2"]["failing"]
+    assert entry["path"] == TABLE and entry["reason"] == "No space left on device"
+    assert entry["since"] <= entry["last_attempt_at"]
+    assert replicator.stats()["m1"]["failing"] == []
+    assert "copy of school/tables/t.json to m2 fails: No space left on device" in caplog.text
+    assert replicator.wait_idle(5.0)  # a copy that keeps failing is parked, not pending work
+    monkeypatch.setattr(replication, "atomic_write", real_write)   # space is back
+    assert wait_until(lambda: read_change(b, TABLE) == 1)            # without another write
+    assert wait_until(lambda: replicator.stats()["m2"]["failing"] == [])
+
+
+def test_a_failing_copy_is_cleared_when_the_server_writes_a_newer_version(running,
+                                                                          monkeypatch):
+    replicator, a, b = running
+    real_write = replication.atomic_write
+
+    def refuse_m2(path, data, **options):
+        if str(path).startswith(str(b.resolve())):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_write(path, data, **options)
+
+    monkeypatch.setattr(replication, "atomic_write", refuse_m2)
+    write_object(a, TABLE, 1)
+    assert wait_until(lambda: replicator.stats()["m2"]["failing"])
+    assert replicator.stats()["m2"]["failing"][0]["reason"] == "Read-only file system"
+    write_object(b, TABLE, 2)  # m2 got a newer version by itself: nothing is failing any more
+    assert wait_until(lambda: replicator.stats()["m2"]["failing"] == [])
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """m2's data directory on a real 256 KiB tmpfs (root only)."""
+    mount_point = tmp_path / "m2"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
+                              str(mount_point)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(folder) -> None:
+    """Write a filler file until the file system is full."""
+    descriptor = os.open(folder / "filler.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        while True:
+            try:
+                os.write(descriptor, b"\0" * 4096)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC
+                return
+    finally:
+        os.close(descriptor)
+
+
+def test_a_full_disk_on_the_destination_is_listed_and_the_copy_lands_when_space_returns(
+        tmp_path, tiny_filesystem):
+    a, b = tmp_path / "m1", tiny_filesystem
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
+    replicator.start()
+    try:
+        write_object(a, "school/database.json", 1)
+        assert wait_until(lambda: read_change(b, "school/database.json") == 1)
+        fill(b)
+        write_object(a, TABLE, 1, rows=[[n] for n in range(4000)])  # ~20 KiB
+        assert wait_until(lambda: replicator.stats()["m2"]["failing"])
+        [entry] = replicator.stats()["m2"]["failing"]
+        assert (entry["path"], entry["reason"]) == (TABLE, "No space left on device")
+        assert not (b / TABLE).exists()
+        assert [name for name in os.listdir(b / "school" / "tables")] == []  # no temp left
+        (b / "filler.bin").unlink()                                       # space returns
+        assert wait_until(lambda: read_change(b, TABLE) == 1)
+        assert (b / TABLE).read_bytes() == (a / TABLE).read_bytes()
+        assert wait_until(lambda: replicator.stats()["m2"]["failing"] == [])
+    finally:
+        replicator.stop()
