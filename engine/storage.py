@@ -343,8 +343,13 @@ class Store:
                 item.mkdir()
             except FileExistsError:
                 pass
+            except OSError as error:  # disk full, read-only: nothing written yet
+                raise self._write_error(item, error) from None
             if self._durable:
-                fsync_folder(item.parent)
+                try:
+                    fsync_folder(item.parent)
+                except OSError as error:
+                    raise self._write_error(item, error) from None
 
     def _write_document(self, path: Path, kind: str, name: str, body: dict | None) -> dict:
         """Write a new version of one object: change counter + 1, or a tombstone.

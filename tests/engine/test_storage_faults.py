@@ -148,3 +148,19 @@ def test_only_a_trailing_marker_on_an_error_counts():
     assert not is_storage_fault("Hadisoana : x [storage:other]")
     assert storage_fault_operation("Hadisoana : x [storage:write]") == "write"
     assert isinstance(StorageFault("x", "o", "read", "r"), TahiryError)
+
+
+def test_a_database_whose_folders_cannot_be_made_is_a_write_fault(tmp_path, monkeypatch):
+    store = Store(tmp_path / "data")
+    real_mkdir = type(tmp_path).mkdir
+
+    def full(self, *args, **kwargs):
+        if self.name in ("db", "tables"):
+            raise disk_full()
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", full)
+    outcome = Session(store).execute_one("manamboara tahiry db;")
+    assert not outcome.ok and storage_fault_operation(outcome.message) == "write", outcome.message
+    assert "internal error" not in outcome.message
+    assert not store.database_exists("db")
