@@ -4,13 +4,14 @@ It owns the control port, the cluster, the topology watcher and the run
 directory (`supervisor.pid`, `state.json`, the backends files). It stays
 until SIGINT/SIGTERM or a `down` command, then stops every node and removes
 its run files (backends and peers files included). If an earlier supervisor died without stopping its nodes,
-their leftover processes (listed in run/state.json) are stopped first.
+their leftover processes are stopped first (supervisor/leftovers.py), and the
+servers' data directories are checked to belong to this cluster, then
+claimed for it (supervisor/ownership.py), before anything starts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -18,10 +19,10 @@ import socket
 import time
 from pathlib import Path
 
-import psutil
-
 from .cluster import Cluster, write_atomically
 from .control import ControlServer
+from .leftovers import find_leftovers, stop_leftovers
+from .ownership import claim, ownership_problems
 from .reload import ReloadResult, TopologyWatcher, reload_topology
 from .topology import Topology
 
@@ -43,9 +44,10 @@ def ports_in_use(topology: Topology) -> list[str]:
 
 
 class SupervisorApp:
-    def __init__(self, topology: Topology, logger: logging.Logger):
+    def __init__(self, topology: Topology, logger: logging.Logger, take_over: bool = False):
         self.topology = topology
         self.logger = logger
+        self.take_over = take_over  # hand over data directories another cluster used
         self.cluster = Cluster(topology, logger)
         self.control = ControlServer(topology.supervisor.control_port, self.handle)
         self.stopping = asyncio.Event()
@@ -70,10 +72,12 @@ class SupervisorApp:
                               self.topology.supervisor.control_port, error.strerror or error)
             return 2
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._stop_leftovers()
-        busy = ports_in_use(self.topology)
-        if busy:  # leave the run directory alone: it may describe processes to clean up
-            self.logger.error("cannot start: %s", "; ".join(busy))
+        # Blocking on purpose: nothing else may happen until the old nodes are gone.
+        problems = self._stop_leftovers()
+        problems = problems or ports_in_use(self.topology) or ownership_problems(
+            self.topology, self.take_over)
+        if problems:  # leave the run directory alone: it may describe processes to clean up
+            self.logger.error("cannot start: %s", "; ".join(problems))
             await self.control.close()
             return 1
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -102,6 +106,8 @@ class SupervisorApp:
         self._remember_topology()
         self.logger.info("up: %s (pid %d, control port %d)", self.topology.path, os.getpid(),
                          self.topology.supervisor.control_port)
+        for handed_over in claim(self.topology, os.getpid()):
+            self.logger.warning("data directory handed over to this cluster: %s", handed_over)
         self.watcher = TopologyWatcher(self.topology.path, self._schedule_reload, loop)
         self.watcher.start()
         up = asyncio.create_task(self.cluster.up())
@@ -179,43 +185,15 @@ class SupervisorApp:
 
     # -- leftovers of a supervisor that died
 
-    def _stop_leftovers(self) -> None:
-        state_file = self.run_dir / "state.json"
-        try:
-            state = json.loads(state_file.read_text())
-        except (OSError, ValueError):
-            return
-        old_pid = state.get("supervisor_pid")
-        if old_pid and old_pid != os.getpid() and _alive(old_pid):
-            return  # it is still alive (its control port just did not answer)
-        leftovers = []
-        for node in state.get("nodes", []):
-            pid = node.get("pid")
-            try:
-                process = psutil.Process(pid) if pid else None
-                cmdline = " ".join(process.cmdline()) if process else ""
-            except (psutil.Error, ValueError):
-                continue
-            if f"--id {node.get('node')} " in cmdline + " " and "nodes." in cmdline:
-                leftovers.append(process)
-                self.logger.warning("stopping %s (pid %d) left by a supervisor that died",
-                                    node.get("node"), process.pid)
-        for process in leftovers:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except OSError:
-                pass
-        _, alive = psutil.wait_procs(leftovers, timeout=3)
-        for process in alive:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except OSError:
-                pass
-        state_file.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    def _stop_leftovers(self) -> list[str]:
+        """Stop the nodes a dead supervisor left running; problems if some would not stop."""
+        scan = find_leftovers(self.topology)
+        if scan.supervisor_alive:
+            return []  # it is still alive (its control port just did not answer)
+        grace_s = self.topology.supervisor.restart.stop_grace_ms / 1000
+        stubborn = stop_leftovers(scan.nodes, grace_s, self.logger)
+        if stubborn:
+            return [f"{leftover.node} (pid {leftover.pid}) left by a supervisor that died "
+                    f"does not stop" for leftover in stubborn]
+        (self.run_dir / "state.json").unlink(missing_ok=True)
+        return []

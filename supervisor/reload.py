@@ -6,7 +6,10 @@ text. `diff_topologies` compares node by node, by the command line each node
 would run with: a balancer whose backend list changed is not restarted (its
 backends file is rewritten), a proxy cache whose upstream moved is. An
 invalid file changes nothing: `reload_topology` reports the error and leaves
-the cluster as it was.
+the cluster as it was. So does a file naming a data directory that another
+cluster or another live process owns (supervisor/ownership.py): a new
+server is seeded by replication before it starts, and that copy must never
+land in someone else's directory.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -22,6 +26,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from .cluster import Cluster, node_command
+from .ownership import claim, ownership_problems
 from .topology import Topology, TopologyError, load_topology
 
 DEBOUNCE_S = 0.15
@@ -115,6 +120,12 @@ async def reload_topology(cluster: Cluster, logger: logging.Logger) -> ReloadRes
     except TopologyError as error:
         logger.error("reload refused, the cluster is left as it was:\n%s", error)
         return ReloadResult(False, str(error), loop.time())
+    problems = ownership_problems(new)
+    if problems:
+        message = "\n".join(problems)
+        logger.error("reload refused, the cluster is left as it was:\n%s", message)
+        return ReloadResult(False, message, loop.time())
+    claim(new, os.getpid())
     diff = await apply_topology(cluster, new)
     logger.info("reload applied: %s", diff.describe())
     return ReloadResult(True, diff.describe(), loop.time())

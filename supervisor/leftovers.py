@@ -1,0 +1,213 @@
+"""Nodes a supervisor left running when it died (kill -9, a crash): finding, probing, stopping them.
+
+Without their supervisor the nodes keep serving: servers still accept writes,
+each certified against every peer directory (pull on write, fence on
+commit: docs/STORAGE.md), so nothing acknowledged is lost; only
+replication is paused and the lag grows (docs/ARCHITECTURE.md, "When the
+supervisor dies"). This module is how the next supervisor command sees them:
+
+- `find_leftovers`: the nodes listed in run/state.json (the dead
+  supervisor's last word) plus, for servers, the live owner of each data
+  directory when it names this cluster (a server started after the last
+  state save is found too). A pid counts only if that process really is
+  that node: its command line runs `nodes.<kind>` with `--id <node>` (a
+  reused pid belongs to someone else);
+- `status_rows`: what `status` prints for them without a supervisor:
+  UNSUPERVISED (never STOPPED) with the `.ping;` round trip;
+- `stop_leftovers`: what `up` does before starting anything: SIGTERM each
+  one's process group (a server finishes and acknowledges its open batch,
+  then exits), SIGKILL after the stop grace, and wait until every one is
+  gone, so their ports and data-directory owner locks are free. The new
+  `up` then runs the full replication sync before any server takes writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from nodes.data_owner import live_owner
+
+from .keeper import ping
+from .ownership import cluster_id
+from .topology import Topology
+
+UNSUPERVISED = "UNSUPERVISED"
+EXIT_WAIT_S = 10.0  # after SIGKILL: the kernel's part, normally milliseconds
+STOP_ORDER = ("proxycache", "balancer")  # then the servers
+
+
+@dataclass
+class Leftover:
+    """One node process still running without its supervisor."""
+
+    node: str
+    kind: str
+    address: str
+    process: psutil.Process = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@dataclass
+class LeftoverScan:
+    """What a dead (or silent) supervisor left behind."""
+
+    supervisor_pid: int | None = None
+    supervisor_alive: bool = False   # its process still runs (frozen, or not answering)
+    nodes: list[Leftover] = field(default_factory=list)
+
+
+def find_leftovers(topology: Topology) -> LeftoverScan:
+    state_file = topology.supervisor.run / "state.json"
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        state = {}
+    if not isinstance(state, dict):
+        state = {}
+    scan = LeftoverScan(supervisor_pid=state.get("supervisor_pid"))
+    scan.supervisor_alive = bool(scan.supervisor_pid) and scan.supervisor_pid != os.getpid() \
+        and _is_supervisor(scan.supervisor_pid)
+    candidates = [(row.get("node"), row.get("kind"), row.get("address"), row.get("pid"))
+                  for row in state.get("nodes") or [] if isinstance(row, dict)]
+    ours = cluster_id(topology)
+    for spec in topology.of_kind("server"):
+        owner = live_owner(spec.data) if spec.data is not None else None
+        if owner is not None and owner.cluster == ours:
+            candidates.append((spec.id, "server", spec.address, owner.pid))
+    seen: set[int] = set()
+    for node, kind, address, pid in candidates:
+        if not isinstance(pid, int) or pid in seen or not isinstance(node, str):
+            continue
+        process = _node_process(pid, node, kind)
+        if process is not None:
+            seen.add(pid)
+            scan.nodes.append(Leftover(node, kind or "?", address or "?", process))
+    return scan
+
+
+def _node_process(pid: int, node: str, kind: str | None) -> psutil.Process | None:
+    """The process `pid` if it runs that node (`-m nodes.<kind> ... --id <node>`)."""
+    try:
+        process = psutil.Process(pid)
+        argv = process.cmdline()
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (psutil.Error, ValueError):
+        return None
+    modules = {f"nodes.{kind}"} if kind else {a for a in argv if a.startswith("nodes.")}
+    runs_module = any(argument in modules for argument in argv)
+    named = any(a == "--id" and b == node for a, b in zip(argv, argv[1:]))
+    return process if runs_module and named else None
+
+
+def _is_supervisor(pid: int) -> bool:
+    try:
+        process = psutil.Process(pid)
+        argv = process.cmdline()
+        return process.status() != psutil.STATUS_ZOMBIE and "supervisor" in argv
+    except (psutil.Error, ValueError):
+        return False
+
+
+# -- status
+
+
+def status_rows(topology: Topology, scan: LeftoverScan, timeout_s: float = 1.0) -> list[dict]:
+    """One row per node: the leftovers UNSUPERVISED (probed), the others STOPPED."""
+    by_node = {leftover.node: leftover for leftover in scan.nodes}
+    probes = asyncio.run(_probe_all(topology, scan.nodes, timeout_s)) if scan.nodes else {}
+    rows = []
+    names = list(topology.nodes) + [n for n in by_node if n not in topology.nodes]
+    for node in names:
+        spec = topology.nodes.get(node)
+        leftover = by_node.get(node)
+        if leftover is None:
+            rows.append({"node": node, "kind": spec.kind, "address": spec.address, "pid": None,
+                         "state": "STOPPED", "uptime_s": None, "restarts": 0, "probe_ms": None,
+                         "last_exit": None})
+            continue
+        try:
+            uptime = round(time.time() - leftover.process.create_time(), 1)
+        except psutil.Error:
+            uptime = None
+        probe_ms = probes.get(node)
+        rows.append({"node": node, "kind": leftover.kind, "address": leftover.address,
+                     "pid": leftover.pid, "state": UNSUPERVISED, "uptime_s": uptime,
+                     "restarts": None, "probe_ms": probe_ms, "last_exit": None,
+                     "supervised": False, "answers": probe_ms is not None})
+    return rows
+
+
+async def _probe_all(topology: Topology, leftovers: list[Leftover],
+                     timeout_s: float) -> dict[str, float | None]:
+    async def one(leftover: Leftover) -> float | None:
+        host, _, port = leftover.address.rpartition(":")
+        try:
+            return round(await ping(host, int(port), timeout_s, topology.secret), 2)
+        except (OSError, ValueError, asyncio.TimeoutError):
+            return None
+    results = await asyncio.gather(*(one(leftover) for leftover in leftovers))
+    return {leftover.node: result for leftover, result in zip(leftovers, results)}
+
+
+# -- up
+
+
+def stop_leftovers(leftovers: list[Leftover], grace_s: float,
+                   logger: logging.Logger) -> list[Leftover]:
+    """Stop them cleanly (SIGTERM, then SIGKILL after grace_s) and wait until gone.
+
+    Front to back, as `down` does: proxy caches, then balancers, then
+    servers, so a write a server finishes on SIGTERM still has a way back
+    to its client. Returns those still running at the end (nothing should
+    start then).
+    """
+    def rank(leftover: Leftover) -> int:
+        return STOP_ORDER.index(leftover.kind) if leftover.kind in STOP_ORDER else len(STOP_ORDER)
+
+    remaining: list[Leftover] = []
+    for step in range(len(STOP_ORDER) + 1):
+        group = [leftover for leftover in leftovers if rank(leftover) == step]
+        if group:
+            remaining += _stop_group(group, grace_s, logger)
+    return remaining
+
+
+def _stop_group(leftovers: list[Leftover], grace_s: float,
+                logger: logging.Logger) -> list[Leftover]:
+    for leftover in leftovers:
+        logger.warning("stopping %s (pid %d) left by a supervisor that died", leftover.node,
+                       leftover.pid)
+        _signal(leftover.process, signal.SIGTERM)
+    processes = [leftover.process for leftover in leftovers]
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for process in alive:
+        logger.warning("pid %d ignored SIGTERM for %.1f s: SIGKILL", process.pid, grace_s)
+        _signal(process, signal.SIGKILL)
+    # Wait for the SIGKILLed ones too: their ports and owner locks are freed
+    # only once they are gone.
+    _, alive = psutil.wait_procs(alive, timeout=EXIT_WAIT_S)
+    remaining = {process.pid for process in alive}
+    return [leftover for leftover in leftovers if leftover.pid in remaining]
+
+
+def _signal(process: psutil.Process, signum: int) -> None:
+    """The node's whole process group when it leads one (the supervisor starts them so)."""
+    try:
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+    except (OSError, psutil.Error):
+        pass

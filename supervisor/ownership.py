@@ -1,0 +1,102 @@
+"""A data directory belongs to one cluster: what `up` and a hot reload check before starting anything.
+
+A cluster is named by the absolute path of its topology file. Every
+supervisor command already names a cluster that way (`up` compares it with
+the running supervisor's answer, the run directory sits beside it), it
+stays the same across restarts, needs no state of its own, and tells a
+person at once which cluster an error is about. Two topology files, even
+identical copies, are two clusters.
+
+Each server's data directory records the cluster that last used it
+(`.tahiry.cluster`) and, while a server runs on it, who holds it
+(`.tahiry.owner`, a lock held for the server's life): nodes/data_owner.py.
+`up` refuses, before anything starts, a topology whose data directory is
+
+- held by a live process that is not one of this cluster's own servers
+  (a hand-run server, or another cluster's): it must be stopped first,
+  even with `--take-over`;
+- recorded as another cluster's, even while that cluster is stopped,
+  unless `--take-over` hands it over deliberately (refused while that
+  cluster's supervisor still runs).
+
+Refusing the supervisor at `up` is also what keeps its replicator (which
+copies into every server's directory, running or not) out of directories
+that belong to another cluster. Once accepted, `claim` records this
+cluster in every server's directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psutil
+
+from nodes.data_owner import ClusterRecord, live_owner, read_cluster, write_cluster
+
+from .topology import Topology
+
+
+def cluster_id(topology: Topology) -> str:
+    """The cluster's name: the absolute path of its topology file."""
+    return str(topology.path)
+
+
+def ownership_problems(topology: Topology, take_over: bool = False,
+                       leftover_pids: frozenset[int] = frozenset()) -> list[str]:
+    """One sentence per server whose data directory this cluster may not use (empty: all fine).
+
+    `leftover_pids`: this cluster's own nodes left running by a supervisor
+    that died (supervisor/leftovers.py); they hold their directories and
+    are stopped by `up` before anything starts.
+    """
+    ours = cluster_id(topology)
+    problems = []
+    for spec in topology.of_kind("server"):
+        owner = live_owner(spec.data)
+        if owner is not None and owner.cluster != ours and owner.pid not in leftover_pids:
+            problems.append(f"{spec.id}: data directory {spec.data} is in use by "
+                            f"{owner.describe()}; stop it first")
+            continue
+        claim = read_cluster(spec.data)
+        if claim is None or claim.cluster == ours:
+            continue
+        if not take_over:
+            problems.append(
+                f"{spec.id}: data directory {spec.data} belongs to cluster {claim.cluster}; "
+                f"to hand it over to this cluster deliberately, stop that cluster and run "
+                f"`python -m supervisor up {topology.path} --take-over`")
+        elif _supervisor_alive(claim):
+            problems.append(
+                f"{spec.id}: data directory {spec.data} belongs to cluster {claim.cluster}, whose "
+                f"supervisor (pid {claim.supervisor_pid}) still runs; stop it first "
+                f"(`python -m supervisor down {claim.cluster}`)")
+    return problems
+
+
+def claim(topology: Topology, supervisor_pid: int) -> list[str]:
+    """Record this cluster in each server's data directory; the servers handed over to it."""
+    ours = cluster_id(topology)
+    taken = []
+    for spec in topology.of_kind("server"):
+        current = read_cluster(spec.data)
+        if current is not None and current.cluster != ours:
+            taken.append(f"{spec.id} ({spec.data}, from {current.cluster})")
+        if current is None or current.cluster != ours or current.supervisor_pid != supervisor_pid:
+            write_cluster(Path(spec.data), ours, supervisor_pid)
+    return taken
+
+
+def _supervisor_alive(claim: ClusterRecord) -> bool:
+    """Whether the supervisor that made `claim` still runs (a reused pid is not it)."""
+    if not claim.supervisor_pid or claim.supervisor_pid == os.getpid():
+        return False
+    try:
+        process = psutil.Process(claim.supervisor_pid)
+        argv = process.cmdline()
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+    except (psutil.Error, ValueError):
+        return False
+    # Its topology argument may be relative to its own folder: the command is enough.
+    return "supervisor" in argv and "up" in argv

@@ -1,0 +1,103 @@
+"""The supervisor's death loses nothing and hides nothing.
+
+kill -9 of the supervisor leaves its nodes running: servers keep serving and
+taking writes (each still certified against its peers' directories), only
+replication is paused. `status` must show them running UNSUPERVISED, not
+STOPPED; a new `up` stops them cleanly, syncs the directories before any
+server takes writes again, and every acknowledged row is then on both servers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import psutil
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.integration.cluster_scenario import SupervisedCluster
+from tests.integration.faultkit import WireClient, rows_of, wait_converged
+
+pytestmark = pytest.mark.skipif(
+    not all((REPO_ROOT / "nodes" / f"{m}.py").exists() for m in ("server", "balancer", "proxycache")),
+    reason="the node modules are not there yet")
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    running = SupervisedCluster(tmp_path)
+    yield running
+    running.down()
+    assert running.kill_leftovers() == [], "processes survived `down`"
+
+
+def insert(port: int, ids, acknowledged: list[int]) -> None:
+    with WireClient(port) as client:
+        assert client.use("r").ok
+        for row_id in ids:
+            answer = client.execute(f"manampia ao@ t sanda ({row_id})")
+            assert answer.ok, f"row {row_id} on port {port}: {answer.message}"
+            acknowledged.append(row_id)
+
+
+def still_running(cluster: SupervisedCluster, pids) -> list[int]:
+    """Those of `pids` whose very process (not a reused pid) still runs."""
+    alive = []
+    for pid in pids:
+        process = cluster.seen.get(pid)
+        try:
+            if process is not None and process.is_running() \
+                    and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.Error:
+            pass
+    return alive
+
+
+def test_supervisor_killed_nodes_run_unsupervised_and_a_new_up_loses_no_write(cluster):
+    cluster.up()
+    with WireClient(cluster.ports["lb"]) as client:
+        for statement in ("manamboara tahiry r", "ampiasao r",
+                          "manamboara tabilao t (id ISA(0,null))"):
+            assert client.execute(statement).ok, statement
+    acknowledged: list[int] = []
+    insert(cluster.ports["lb"], range(0, 20), acknowledged)
+    before = cluster.status()
+    cluster.remember(row["pid"] for row in before.values())
+
+    supervisor = psutil.Process(int((cluster.workdir / "run" / "supervisor.pid").read_text()))
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait(timeout=10)
+
+    status = cluster.cli("status", str(cluster.topology), "--json")
+    answer = json.loads(status.stdout)
+    assert status.returncode == 3 and answer["running"] is False
+    assert answer["unsupervised"] == 4 and answer["replication"] == "paused"
+    rows = {row["node"]: row for row in answer["nodes"]}
+    for node, row in rows.items():
+        assert row["state"] == "UNSUPERVISED", row
+        assert row["pid"] == before[node]["pid"] and row["probe_ms"] is not None, row
+    table = cluster.cli("status", str(cluster.topology)).stdout
+    assert "STOPPED" not in table and table.count("UNSUPERVISED") >= 4, table
+    assert "replication between the servers is paused until `./tahiry up`" in table, table
+
+    # Without a supervisor the servers still take writes, straight and through the balancer.
+    insert(cluster.ports["m1"], range(100, 120), acknowledged)
+    insert(cluster.ports["m2"], range(200, 220), acknowledged)
+    insert(cluster.ports["lb"], range(300, 310), acknowledged)
+
+    cluster.up()
+    assert "left by a supervisor that died" in cluster.supervisor_log()
+    after = cluster.status()
+    assert all(after[node]["pid"] != before[node]["pid"] for node in before), after
+    assert still_running(cluster, [row["pid"] for row in before.values()]) == []
+
+    converged, differences = wait_converged(cluster.data_dir("m1"), cluster.data_dir("m2"))
+    assert converged is not None, differences
+    for server in ("m1", "m2"):
+        with WireClient(cluster.ports[server]) as client:
+            assert client.use("r").ok
+            ids = [row[0] for row in rows_of(client.execute("alaivo id ao@ t"))]
+        assert sorted(ids) == sorted(acknowledged), f"{server}: {sorted(set(acknowledged) - set(ids))}"
