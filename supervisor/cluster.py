@@ -25,8 +25,8 @@ from engine.atomic_files import atomic_write
 
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe
 from .logfiles import RotatingLog
-from .ownership import cluster_id
 from .replicalink import ReplicationLink
+from .replication_health import status_fields
 from .topology import SECRET_ENV, NodeSpec, Topology
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +40,7 @@ def node_command(topology: Topology, node_id: str, run_dir: Path,
     argv = [python, "-m", f"nodes.{spec.kind}", "--id", spec.id, "--host", spec.host,
             "--port", str(spec.port)]
     if spec.kind == "server":
-        argv += ["--data", str(spec.data), "--peers-file", str(peers_file(run_dir, node_id)),
-                 "--cluster", cluster_id(topology)]
+        argv += ["--data", str(spec.data), "--peers-file", str(peers_file(run_dir, node_id))]
     elif spec.kind == "balancer":
         argv += ["--backends-file", str(backends_file(run_dir, node_id))]
     elif spec.kind == "proxycache":
@@ -288,11 +287,14 @@ class Cluster:
     async def _node_extra(self, row: dict, replication: dict) -> dict:
         if row["kind"] == "server":
             stats = replication.get(row["node"], {})
-            return {"writable": self.writable.get(row["node"]),
-                    "repl_lag_p50_ms": stats.get("lag_p50_ms"),
-                    "repl_lag_p99_ms": stats.get("lag_p99_ms"),
-                    "repl_conflicts": len(stats.get("conflicts") or []),
-                    "storage_faults": await self._storage_faults(row)}
+            extra = {"writable": self.writable.get(row["node"]),
+                     "repl_lag_p50_ms": stats.get("lag_p50_ms"),
+                     "repl_lag_p99_ms": stats.get("lag_p99_ms"),
+                     "repl_conflicts": len(stats.get("conflicts") or []),
+                     "storage_faults": await self._storage_faults(row)}
+            if stats:  # replication on: failing copies, corrupt and repaired objects
+                extra.update(status_fields(stats))
+            return extra
         if row["kind"] == "proxycache" and row["state"] == NodeState.RUNNING.value:
             spec = self.topology.nodes[row["node"]]
             try:

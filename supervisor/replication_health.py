@@ -16,9 +16,10 @@ see in `python -m supervisor status`, not only in a log line:
   file was kept), counted, the latest few listed;
 - refused paths: symlinks that replication does not follow.
 
-Each new fact is logged once (errors for corrupt copies and repairs, a
-warning for a failing copy and for a refused path); repeated attempts are
-only counted. Thread-safe.
+Each new fact is logged once (errors for corrupt copies, repairs and a
+failing copy, a warning for a refused path); repeated attempts are only
+counted. Thread-safe. `status_fields` turns one server's figures into the
+fields of its `status` row.
 """
 
 from __future__ import annotations
@@ -174,3 +175,29 @@ class ReplicaHealth:
                 "healed": health.healed,
                 "repairs": [asdict(r) for r in reversed(health.repairs)],
             }
+
+
+def status_fields(figures: dict) -> dict:
+    """The replica-health fields of a server's `status` row, from its `Replicator.stats()` entry.
+
+    `repl_health` is "ok", or says what is wrong ("2 failing copies (No
+    space left on device)", "1 corrupt copy not repaired"); the lists are
+    for `--json` and the table's details.
+    """
+    failing = figures.get("failing") or []
+    corrupt = figures.get("corrupt") or []
+    problems = []
+    if failing:
+        problems.append(f"{_copies(len(failing))} failing ({failing[0]['reason']})")
+    if corrupt:
+        problems.append(f"{_copies(len(corrupt))} corrupt, not repaired")
+    return {"repl_health": "; ".join(problems) or "ok",
+            "repl_failing": failing,
+            "repl_corrupt": corrupt,
+            "repl_healed": figures.get("healed", 0),
+            "repl_repairs": figures.get("repairs") or [],
+            "repl_refused": figures.get("refused") or []}
+
+
+def _copies(count: int) -> str:
+    return f"{count} cop{'y' if count == 1 else 'ies'}"

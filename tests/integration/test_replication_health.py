@@ -1,0 +1,91 @@
+"""A full disk on one server, seen by `python -m supervisor status`, and healed when space returns.
+
+The whole cluster runs under the supervisor; m2's data directory is a real
+tiny tmpfs, filled up while the cluster runs. Copies to m2 then fail: the
+status table and `--json` say so (server, object, "No space left on
+device"), and once space is back the copy lands and m2 is "ok" again.
+Mounting needs root: the test skips otherwise (one line).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.test_supervisor import DEADLINE_S, Cluster, cluster  # noqa: F401
+
+
+@pytest.fixture
+def small_m2(cluster):  # noqa: F811
+    """m2's data directory on a real 1 MiB tmpfs (needs root)."""
+    data = cluster.workdir / "data" / "m2"
+    data.mkdir(parents=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(data)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield data
+    finally:
+        cluster.down()  # nothing may keep the mount busy
+        subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+def fill(folder) -> None:
+    descriptor = os.open(folder / "filler.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        while True:
+            try:
+                os.write(descriptor, b"\0" * 4096)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC
+                return
+    finally:
+        os.close(descriptor)
+
+
+def wait_for_row(cluster: Cluster, node: str, predicate, what: str) -> dict:  # noqa: F811
+    deadline = time.monotonic() + DEADLINE_S
+    row = None
+    while time.monotonic() < deadline:
+        row = cluster.nodes()[node]
+        if predicate(row):
+            return row
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not reached; {node}: {row}\n{cluster.supervisor_log()}")
+
+
+def test_a_full_disk_on_m2_is_shown_by_status_and_the_copy_lands_when_space_returns(
+        cluster, small_m2):  # noqa: F811
+    result = cluster.up()
+    assert result.returncode == 0, result.stderr + cluster.supervisor_log()
+    m1 = cluster.ports["m1"]
+    answers = cluster.session("manamboara tahiry school;", "ampiasao school;",
+                              "manamboara tabilao t (a ISA(null,null));",
+                              "manampia ao@ t sanda (1);", port=m1)
+    assert not any("Hadisoana" in answer for answer in answers), answers
+    table = small_m2 / "school" / "tables" / "t.json"
+    wait_for_row(cluster, "m2", lambda row: table.exists() and row["repl_health"] == "ok",
+                 "the table replicated to m2")
+
+    fill(small_m2)
+    answers = cluster.session("ampiasao school;", "manampia ao@ t sanda (2), (3);", port=m1)
+    assert not any("Hadisoana" in answer for answer in answers), answers
+    row = wait_for_row(cluster, "m2", lambda row: row["repl_failing"], "a failing copy listed")
+    assert row["repl_health"] == "1 copy failing (No space left on device)"
+    assert row["repl_failing"][0]["path"] == "school/tables/t.json"
+    shown = cluster.cli("status", str(cluster.topology)).stdout
+    m2_line = next(line for line in shown.splitlines() if line.startswith("m2 "))
+    assert "repl 1 copy failing (No space left on device)" in m2_line, shown
+    assert "copy of school/tables/t.json failing since" in m2_line
+
+    (small_m2 / "filler.bin").unlink()  # space returns: the retried copy lands by itself
+    wait_for_row(cluster, "m2", lambda row: row["repl_health"] == "ok", "m2 healthy again")
+    m1_table = cluster.workdir / "data" / "m1" / "school" / "tables" / "t.json"
+    assert table.read_bytes() == m1_table.read_bytes()
