@@ -1,11 +1,14 @@
 """`python -m supervisor up|down|status|restart|logs|reload|check`: the command line.
 
 `up` validates the topology (nothing starts from an invalid file), says so
-and exits 0 if a supervisor already answers on the control port, else runs
-the supervisor in the foreground (or, with `-d`, in a detached process and
-returns once every node settled). The other commands talk to the running
-supervisor over its control port; `status` with nothing running still lists
-the nodes as STOPPED and exits non-zero.
+and exits 0 if a supervisor already answers on the control port, refuses
+(starting nothing) when a server's data directory belongs to another
+cluster or another live process (`--take-over` hands over directories of a
+stopped cluster), else runs the supervisor in the foreground (or, with
+`-d`, in a detached process and returns once every node settled). The other
+commands talk to the running supervisor over its control port; `status`
+with no supervisor lists the nodes a dead supervisor left running as
+UNSUPERVISED (checked and probed), the others as STOPPED, and exits 3.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from pathlib import Path
 import psutil
 
 from .control import NotRunning, send_command
+from .leftovers import UNSUPERVISED, find_leftovers, status_rows, stop_leftovers
 from .logfiles import close_logger, follow, supervisor_logger, timestamp
+from .ownership import ownership_problems
 from .topology import Topology, TopologyError, load_topology, parse_topology
 
 LOADED_TOPOLOGY = "loaded-topology.yaml"
@@ -38,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the cluster (foreground; -d to detach)")
     up.add_argument("topology", nargs="?", default="topology.yaml")
     up.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    up.add_argument("--take-over", action="store_true",
+                    help="hand over to this cluster the data directories another, stopped, "
+                         "cluster used (refused while it runs)")
     up.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     status = commands.add_parser("status", help="show every node")
     status.add_argument("topology", nargs="?", default="topology.yaml")
@@ -117,12 +125,21 @@ def cmd_up(topology: Topology, args) -> int:
         if "something else" in str(error):
             print(f"cannot start: {error}", file=sys.stderr)
             return EXIT_FAILED
+    # Checked here too so that the refusal reaches the terminal; our own nodes
+    # left by a supervisor that died hold their directories and are fine.
+    leftovers = frozenset(leftover.pid for leftover in find_leftovers(topology).nodes)
+    problems = ownership_problems(topology, args.take_over, leftovers)
+    if problems:
+        for problem in problems:
+            print(f"cannot start: {problem}", file=sys.stderr)
+        print("nothing was started.", file=sys.stderr)
+        return EXIT_FAILED
     if args.detach:
-        return _up_detached(topology)
-    return _up_foreground(topology, echo=not args.quiet)
+        return _up_detached(topology, args.take_over)
+    return _up_foreground(topology, echo=not args.quiet, take_over=args.take_over)
 
 
-def _up_foreground(topology: Topology, echo: bool) -> int:
+def _up_foreground(topology: Topology, echo: bool, take_over: bool = False) -> int:
     from .app import SupervisorApp  # only `up` needs the asyncio machinery
 
     settings = topology.supervisor
@@ -136,17 +153,18 @@ def _up_foreground(topology: Topology, echo: bool) -> int:
                   flush=True)
 
     try:
-        return asyncio.run(SupervisorApp(topology, logger).run(ready))
+        return asyncio.run(SupervisorApp(topology, logger, take_over).run(ready))
     finally:
         close_logger(logger)
 
 
-def _up_detached(topology: Topology) -> int:
+def _up_detached(topology: Topology, take_over: bool = False) -> int:
     settings = topology.supervisor
     settings.logs.mkdir(parents=True, exist_ok=True)
     with open(settings.logs / "supervisor.console.log", "ab") as console:
         child = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", "up", str(topology.path), "--quiet"],
+            [sys.executable, "-m", "supervisor", "up", str(topology.path), "--quiet",
+             *(["--take-over"] if take_over else [])],
             stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True,
             cwd=str(topology.base_dir), env=_child_env())
     deadline = time.monotonic() + DETACH_DEADLINE_S
@@ -194,16 +212,7 @@ def cmd_status(topology: Topology, args) -> int:
     try:
         answer = send_command(topology.supervisor.control_port, {"cmd": "status"})
     except NotRunning as error:
-        rows = [{"node": n.id, "kind": n.kind, "address": n.address, "pid": None,
-                 "state": "STOPPED", "uptime_s": None, "restarts": 0, "probe_ms": None}
-                for n in topology.nodes.values()]
-        if args.json:
-            print(json.dumps({"ok": False, "running": False, "error": str(error),
-                              "nodes": rows}, indent=1))
-        else:
-            print(f"the cluster is not running: {error}")
-            print(render_table(rows))
-        return EXIT_NOT_RUNNING
+        return _status_without_supervisor(topology, args, error)
     if args.json:
         print(json.dumps({"running": True, **answer}, indent=1))
         return EXIT_OK
@@ -217,12 +226,36 @@ def cmd_status(topology: Topology, args) -> int:
     return EXIT_OK
 
 
+def _status_without_supervisor(topology: Topology, args, error: NotRunning) -> int:
+    """No supervisor answers: nodes it left running are UNSUPERVISED, never STOPPED."""
+    scan = find_leftovers(topology)
+    rows = status_rows(topology, scan)
+    unsupervised = sum(row["state"] == UNSUPERVISED for row in rows)
+    if scan.supervisor_alive:
+        header = (f"the supervisor (pid {scan.supervisor_pid}) does not answer on its control "
+                  f"port: {error}")
+    else:
+        header = f"the supervisor is not running: {error}"
+    if unsupervised:
+        header += (f"\n{unsupervised} node(s) still run UNSUPERVISED: they serve and take writes "
+                   f"(nothing acknowledged is lost), but replication between the servers is "
+                   f"paused until `./tahiry up` (python -m supervisor up) takes them over")
+    if args.json:
+        print(json.dumps({"ok": False, "running": False, "supervised": False,
+                          "unsupervised": unsupervised,
+                          "replication": "paused" if unsupervised else "stopped",
+                          "error": str(error), "message": header, "nodes": rows}, indent=1))
+    else:
+        print(header if unsupervised else f"the cluster is not running: {error}")
+        print(render_table(rows))
+    return EXIT_NOT_RUNNING
+
+
 def cmd_down(topology: Topology, args) -> int:
     try:
         answer = send_command(topology.supervisor.control_port, {"cmd": "down"}, timeout_s=60)
     except NotRunning as error:
-        print(f"the cluster is not running: {error}")
-        return EXIT_OK
+        return _down_without_supervisor(topology, error)
     pid = answer.get("pid")
     if pid:
         try:
@@ -233,6 +266,31 @@ def cmd_down(topology: Topology, args) -> int:
             print(f"the supervisor (pid {pid}) is still finishing", file=sys.stderr)
             return EXIT_FAILED
     print("the cluster is stopped.")
+    return EXIT_OK
+
+
+def _down_without_supervisor(topology: Topology, error: NotRunning) -> int:
+    """No supervisor answers: stop the nodes a dead one left running, cleanly."""
+    scan = find_leftovers(topology)
+    if scan.supervisor_alive:
+        print(f"the supervisor (pid {scan.supervisor_pid}) does not answer on its control "
+              f"port: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if not scan.nodes:
+        print(f"the cluster is not running: {error}")
+        return EXIT_OK
+    settings = topology.supervisor
+    logger = supervisor_logger(settings.logs, settings.log_max_bytes, settings.log_backups, True)
+    try:
+        stubborn = stop_leftovers(scan.nodes, settings.restart.stop_grace_ms / 1000, logger)
+    finally:
+        close_logger(logger)
+    if stubborn:
+        print("still running: " + ", ".join(f"{n.node} (pid {n.pid})" for n in stubborn),
+              file=sys.stderr)
+        return EXIT_FAILED
+    (settings.run / "state.json").unlink(missing_ok=True)
+    print(f"the cluster is stopped ({len(scan.nodes)} node(s) left by a supervisor that died).")
     return EXIT_OK
 
 
@@ -286,7 +344,8 @@ def render_table(rows: list[dict]) -> str:
     lines = [COLUMNS]
     for row in rows:
         lines.append((row["node"], row["kind"], row["address"], str(row.get("pid") or "-"),
-                      row["state"], _duration(row.get("uptime_s")), str(row.get("restarts", 0)),
+                      row["state"], _duration(row.get("uptime_s")),
+                      "-" if row.get("restarts", 0) is None else str(row.get("restarts", 0)),
                       f"{row['probe_ms']:.1f} ms" if row.get("probe_ms") is not None else "-",
                       _info(row)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
@@ -311,6 +370,9 @@ def _info(row: dict) -> str:
         for fault in row.get("storage_faults") or []:
             parts.append(f"storage fault: {fault['object']} ({fault['operation']}: "
                          f"{fault['reason']}, x{fault['count']})")
+    if row["state"] == UNSUPERVISED:
+        parts.append("no supervisor" + (": replication paused" if row["kind"] == "server" else "")
+                     + ("" if row.get("answers") else "; does not answer .ping"))
     if row["state"] in ("FATAL", "BACKOFF") and row.get("last_exit"):
         parts.append(row["last_exit"])
     return ", ".join(parts)

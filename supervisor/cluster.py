@@ -25,6 +25,7 @@ from engine.atomic_files import atomic_write
 
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe
 from .logfiles import RotatingLog
+from .ownership import cluster_id
 from .replicalink import ReplicationLink
 from .replication_health import status_fields
 from .topology import SECRET_ENV, NodeSpec, Topology
@@ -40,7 +41,8 @@ def node_command(topology: Topology, node_id: str, run_dir: Path,
     argv = [python, "-m", f"nodes.{spec.kind}", "--id", spec.id, "--host", spec.host,
             "--port", str(spec.port)]
     if spec.kind == "server":
-        argv += ["--data", str(spec.data), "--peers-file", str(peers_file(run_dir, node_id))]
+        argv += ["--data", str(spec.data), "--peers-file", str(peers_file(run_dir, node_id)),
+                 "--cluster", cluster_id(topology)]
     elif spec.kind == "balancer":
         argv += ["--backends-file", str(backends_file(run_dir, node_id))]
     elif spec.kind == "proxycache":
