@@ -1,0 +1,107 @@
+"""What `up` and a hot reload check before starting anything: each server's data directory
+belongs to this cluster (supervisor/ownership.py), on real directories and real locks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+
+from nodes.data_owner import OwnerLock, OwnerRecord, read_cluster, write_cluster
+from supervisor.cluster import Cluster, node_command
+from supervisor.ownership import claim, cluster_id, ownership_problems
+from supervisor.reload import reload_topology
+from supervisor.topology import parse_topology
+from tests.supervisor.test_reload import with_m3
+from tests.supervisor.test_topology import GOOD
+
+OTHER = "/elsewhere/topology.yaml"
+
+
+def topology_in(tmp_path, text=GOOD):
+    return parse_topology(text, tmp_path / "topology.yaml", {})
+
+
+def held_by(data, cluster):
+    return OwnerLock.acquire(data, OwnerRecord(node="m1", pid=os.getpid(), host="127.0.0.1",
+                                               port=5000, cluster=cluster))
+
+
+def test_new_directories_are_claimed_and_servers_are_told_their_cluster(tmp_path):
+    topology = topology_in(tmp_path)
+    assert ownership_problems(topology) == []
+    assert claim(topology, supervisor_pid=123) == []
+    record = read_cluster(tmp_path / "data" / "m1")
+    assert record.cluster == str(tmp_path / "topology.yaml") == cluster_id(topology)
+    assert record.supervisor_pid == 123
+    argv = node_command(topology, "m1", tmp_path / "run")
+    assert argv[argv.index("--cluster") + 1] == cluster_id(topology)
+    assert ownership_problems(topology) == []
+
+
+def test_a_live_holder_outside_this_cluster_is_refused_even_with_take_over(tmp_path):
+    topology = topology_in(tmp_path)
+    data = tmp_path / "data" / "m1"
+    for cluster in (OTHER, None):
+        lock = held_by(data, cluster)
+        try:
+            for take_over in (False, True):
+                [problem] = ownership_problems(topology, take_over)
+                assert problem.startswith(f"m1: data directory {data} is in use by node m1 "
+                                          f"(pid {os.getpid()}, 127.0.0.1:5000)")
+            # This cluster's own node left by a supervisor that died: `up` stops it.
+            assert ownership_problems(topology, leftover_pids=frozenset({os.getpid()})) == []
+        finally:
+            lock.release()
+    lock = held_by(data, cluster_id(topology))
+    try:
+        assert ownership_problems(topology) == []
+    finally:
+        lock.release()
+
+
+def test_a_stopped_clusters_directory_is_refused_unless_handed_over(tmp_path):
+    topology = topology_in(tmp_path)
+    write_cluster(tmp_path / "data" / "m2", OTHER)
+    [problem] = ownership_problems(topology)
+    assert f"m2: data directory {tmp_path / 'data' / 'm2'} belongs to cluster {OTHER}" in problem
+    assert f"python -m supervisor up {topology.path} --take-over" in problem
+    assert ownership_problems(topology, take_over=True) == []
+    assert claim(topology, os.getpid()) == [f"m2 ({tmp_path / 'data' / 'm2'}, from {OTHER})"]
+    assert read_cluster(tmp_path / "data" / "m2").cluster == cluster_id(topology)
+
+
+def test_take_over_is_refused_while_the_other_clusters_supervisor_runs(tmp_path):
+    topology = topology_in(tmp_path)
+    # A stand-in whose command line is a supervisor's `up`.
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                              "supervisor", "up"])
+    try:
+        write_cluster(tmp_path / "data" / "m1", OTHER, supervisor_pid=other.pid)
+        [problem] = ownership_problems(topology, take_over=True)
+        assert f"whose supervisor (pid {other.pid}) still runs" in problem
+    finally:
+        other.kill()
+        other.wait(timeout=10)
+    assert ownership_problems(topology, take_over=True) == []
+
+
+def test_a_reload_adding_a_server_on_another_clusters_directory_is_refused(tmp_path):
+    path = tmp_path / "topology.yaml"
+    path.write_text(GOOD)
+    logger = logging.getLogger("test-ownership")
+    m3 = tmp_path / "data" / "m3"
+    write_cluster(m3, OTHER)
+
+    async def scenario():
+        cluster = Cluster(parse_topology(GOOD, path, {}), logger)
+        before = cluster.topology
+        path.write_text(with_m3())
+        result = await reload_topology(cluster, logger)
+        assert not result.ok
+        assert f"m3: data directory {m3} belongs to cluster {OTHER}" in result.message
+        assert cluster.topology is before and cluster.keepers == {}
+    asyncio.run(scenario())
+    assert sorted(p.name for p in m3.iterdir()) == [".tahiry.cluster"]  # nothing seeded
