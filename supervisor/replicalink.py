@@ -12,7 +12,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from .replication import Replicator
+from .replication import Replicator, SyncSummary
 
 
 class ReplicationLink:
@@ -27,8 +27,7 @@ class ReplicationLink:
             return
         summary = await asyncio.to_thread(self.replicator.sync_all)
         self.logger.info("replication: initial sync: %d files checked, %d copied%s",
-                         summary.paths, summary.copied,
-                         f", conflicts: {', '.join(summary.conflicts)}" if summary.conflicts else "")
+                         summary.paths, summary.copied, _problems(summary))
         self.replicator.start()
 
     async def stop(self) -> None:
@@ -44,7 +43,8 @@ class ReplicationLink:
         if not self.has_peers(server_id):
             return
         summary = await asyncio.to_thread(self.replicator.catch_up, server_id)
-        self.logger.info("replication: %s caught up (%d files copied)", server_id, summary.copied)
+        self.logger.info("replication: %s caught up (%d files copied%s)", server_id,
+                         summary.copied, _problems(summary))
 
     async def seed(self, server_id: str, data: Path) -> None:
         """Add a new server and copy every object into its directory."""
@@ -69,3 +69,13 @@ class ReplicationLink:
         except Exception as error:  # reporting must never break `status`
             self.logger.warning("replication stats failed: %s", error)
             return {}
+
+
+def _problems(summary: SyncSummary) -> str:
+    """What a whole-directory pass found besides copies (each is also logged on its own)."""
+    found = [(f"{what}: {', '.join(paths)}" if len(paths) <= 5
+              else f"{what}: {len(paths)} objects") for what, paths in (
+        ("repaired", summary.healed), ("conflicts", summary.conflicts),
+        ("still failing or corrupt", summary.unreadable),
+        ("symlinks not followed", summary.refused)) if paths]
+    return "".join(f", {part}" for part in found)
