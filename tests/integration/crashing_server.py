@@ -39,6 +39,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ("open", "opendir", "write", "fsync", "fsyncdir", "replace")
+# The data directory's ownership files (nodes/data_owner.py), written once at
+# start: not the write path under test, so they never count as a call.
+OWNERSHIP_FILES = (".tahiry.owner", ".tahiry.cluster")
 PHASES = ("before", "after", "mid", "fail")
 
 
@@ -83,6 +86,9 @@ class FaultInjector:
         try:
             real = os.path.realpath(os.fsdecode(path))
         except (TypeError, ValueError):
+            return False
+        name = os.path.basename(real)
+        if name in OWNERSHIP_FILES or name.startswith(tuple(f".{n}." for n in OWNERSHIP_FILES)):
             return False
         return (real + os.sep).startswith(self.data_prefix)
 
