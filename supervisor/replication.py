@@ -436,7 +436,7 @@ class Replicator:
             found = None
         if found is None or found[0].change != top:
             return False  # rewritten or removed meanwhile: start over with fresh copies
-        winning, data = found
+        data = found[1]
         differing = [server_id for server_id in suspects
                      if not self._same_as(servers[server_id], rel, data)]
         if differing:

@@ -9,48 +9,35 @@ Mounting needs root: the test skips otherwise (one line).
 
 from __future__ import annotations
 
-import errno
 import os
-import subprocess
+import signal
 import time
 
 import pytest
 
-from tests.integration.test_supervisor import DEADLINE_S, Cluster, cluster  # noqa: F401
+from tests.faults import fill_up, tiny_tmpfs
+from tests.integration.test_supervisor import DEADLINE_S, Cluster
 
 
 @pytest.fixture
-def small_m2(cluster):  # noqa: F811
-    """m2's data directory on a real 1 MiB tmpfs (needs root)."""
-    data = cluster.workdir / "data" / "m2"
-    data.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(data)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield data
-    finally:
-        cluster.down()  # nothing may keep the mount busy
-        subprocess.run(["umount", "-l", str(data)], check=False)
+def small_m2(tmp_path):
+    """A cluster whose m2 data directory is a real 1 MiB tmpfs (needs root): (cluster, m2 dir)."""
+    cluster = Cluster(tmp_path)
+    with tiny_tmpfs(tmp_path / "data" / "m2", "1m") as data:
+        try:
+            yield cluster, data
+        finally:
+            cluster.down()  # nothing may keep the mount busy
+            leftovers = cluster.survivors()
+            for pid in leftovers:  # never leave anything behind, even when the test failed
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+    assert leftovers == [], "processes survived `down`"
 
 
-def fill(folder) -> None:
-    descriptor = os.open(folder / "filler.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    try:
-        while True:
-            try:
-                os.write(descriptor, b"\0" * 4096)
-            except OSError as error:
-                assert error.errno == errno.ENOSPC
-                return
-    finally:
-        os.close(descriptor)
-
-
-def wait_for_row(cluster: Cluster, node: str, predicate, what: str) -> dict:  # noqa: F811
+def wait_for_row(cluster: Cluster, node: str, predicate, what: str) -> dict:
     deadline = time.monotonic() + DEADLINE_S
     row = None
     while time.monotonic() < deadline:
@@ -61,8 +48,8 @@ def wait_for_row(cluster: Cluster, node: str, predicate, what: str) -> dict:  # 
     raise AssertionError(f"{what}: not reached; {node}: {row}\n{cluster.supervisor_log()}")
 
 
-def test_a_full_disk_on_m2_is_shown_by_status_and_the_copy_lands_when_space_returns(
-        cluster, small_m2):  # noqa: F811
+def test_a_full_disk_on_m2_is_shown_by_status_and_the_copy_lands_when_space_returns(small_m2):
+    cluster, m2_data = small_m2
     result = cluster.up()
     assert result.returncode == 0, result.stderr + cluster.supervisor_log()
     m1 = cluster.ports["m1"]
@@ -70,11 +57,11 @@ def test_a_full_disk_on_m2_is_shown_by_status_and_the_copy_lands_when_space_retu
                               "manamboara tabilao t (a ISA(null,null));",
                               "manampia ao@ t sanda (1);", port=m1)
     assert not any("Hadisoana" in answer for answer in answers), answers
-    table = small_m2 / "school" / "tables" / "t.json"
+    table = m2_data / "school" / "tables" / "t.json"
     wait_for_row(cluster, "m2", lambda row: table.exists() and row["repl_health"] == "ok",
                  "the table replicated to m2")
 
-    fill(small_m2)
+    filler = fill_up(m2_data)
     answers = cluster.session("ampiasao school;", "manampia ao@ t sanda (2), (3);", port=m1)
     assert not any("Hadisoana" in answer for answer in answers), answers
     row = wait_for_row(cluster, "m2", lambda row: row["repl_failing"], "a failing copy listed")
@@ -85,7 +72,7 @@ def test_a_full_disk_on_m2_is_shown_by_status_and_the_copy_lands_when_space_retu
     assert "repl 1 copy failing (No space left on device)" in m2_line, shown
     assert "copy of school/tables/t.json failing since" in m2_line
 
-    (small_m2 / "filler.bin").unlink()  # space returns: the retried copy lands by itself
+    filler.unlink()  # space returns: the retried copy lands by itself
     wait_for_row(cluster, "m2", lambda row: row["repl_health"] == "ok", "m2 healthy again")
     m1_table = cluster.workdir / "data" / "m1" / "school" / "tables" / "t.json"
     assert table.read_bytes() == m1_table.read_bytes()

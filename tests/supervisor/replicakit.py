@@ -3,21 +3,18 @@
 `document(rel, change, ...)` is a valid document for the object at `rel`
 (engine/object_format.py checks it whole), `write_object` / `write_raw`
 put one in place with a temp file and `os.replace` (one moved event, as
-from a server), `read_change` reads a copy's counter back; the fixtures `dirs` (two empty
-data directories) and `running` (a started replicator over them).
+from a server), `read_change` reads a copy's counter back. The fixtures `dirs` and
+`running` are in conftest.py.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from functools import partial
 from pathlib import Path
 
 import orjson
-import pytest
 
-from supervisor.replication import Replicator
 from tests.conftest import wait_until as shared_wait_until
 
 DEADLINE_S = 10.0
@@ -65,22 +62,3 @@ def read_change(root: Path, rel: str) -> int | None:
     except (FileNotFoundError, orjson.JSONDecodeError):
         return None
 
-
-@pytest.fixture
-def dirs(tmp_path):
-    """Two empty data directories, m1 and m2."""
-    a, b = tmp_path / "m1", tmp_path / "m2"
-    a.mkdir()
-    b.mkdir()
-    return a, b
-
-
-@pytest.fixture
-def running(dirs):
-    """A started replicator over `dirs` (no periodic pass): (replicator, m1, m2)."""
-    a, b = dirs
-    replicator = Replicator({"m1": a, "m2": b}, logging.getLogger("test.replication"),
-                            resync_interval_s=0)
-    replicator.start()
-    yield replicator, a, b
-    replicator.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -18,9 +17,8 @@ import pytest
 from engine.object_format import object_relpath
 from supervisor.objectfiles import list_object_files
 from supervisor.replication import Replicator, percentile
-from tests.supervisor.replicakit import (DEADLINE_S, TABLE, dirs, document,  # noqa: F401
-                                         read_change, running, wait_until, write_object,
-                                         write_raw)
+from tests.supervisor.replicakit import (DEADLINE_S, TABLE, document, read_change, wait_until,
+                                         write_object, write_raw)
 
 
 def test_write_in_one_directory_appears_in_the_other(running):

@@ -13,15 +13,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import subprocess
 
 import pytest
 
 from supervisor import replication
 from supervisor.replication import Replicator
-from tests.faults import disk_full
-from tests.supervisor.replicakit import (TABLE, dirs, read_change, running,  # noqa: F401
-                                         wait_until, write_object)
+from tests.faults import disk_full, fill_up, tiny_tmpfs
+from tests.supervisor.replicakit import TABLE, read_change, wait_until, write_object
 
 
 def test_a_failing_copy_is_listed_retried_and_cleared_when_it_lands(running, monkeypatch,
@@ -71,32 +69,8 @@ def test_a_failing_copy_is_cleared_when_the_server_writes_a_newer_version(runnin
 @pytest.fixture
 def tiny_filesystem(tmp_path):
     """m2's data directory on a real 256 KiB tmpfs (root only)."""
-    mount_point = tmp_path / "m2"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
-                              str(mount_point)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def fill(folder) -> None:
-    """Write a filler file until the file system is full."""
-    descriptor = os.open(folder / "filler.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    try:
-        while True:
-            try:
-                os.write(descriptor, b"\0" * 4096)
-            except OSError as error:
-                assert error.errno == errno.ENOSPC
-                return
-    finally:
-        os.close(descriptor)
+    with tiny_tmpfs(tmp_path / "m2") as folder:
+        yield folder
 
 
 def test_a_full_disk_on_the_destination_is_listed_and_the_copy_lands_when_space_returns(
@@ -107,14 +81,14 @@ def test_a_full_disk_on_the_destination_is_listed_and_the_copy_lands_when_space_
     try:
         write_object(a, "school/database.json", 1)
         assert wait_until(lambda: read_change(b, "school/database.json") == 1)
-        fill(b)
+        filler = fill_up(b)
         write_object(a, TABLE, 1, rows=[[n] for n in range(4000)])  # ~20 KiB
         assert wait_until(lambda: replicator.stats()["m2"]["failing"])
         [entry] = replicator.stats()["m2"]["failing"]
         assert (entry["path"], entry["reason"]) == (TABLE, "No space left on device")
         assert not (b / TABLE).exists()
         assert [name for name in os.listdir(b / "school" / "tables")] == []  # no temp left
-        (b / "filler.bin").unlink()                                       # space returns
+        filler.unlink()                                                   # space returns
         assert wait_until(lambda: read_change(b, TABLE) == 1)
         assert (b / TABLE).read_bytes() == (a / TABLE).read_bytes()
         assert wait_until(lambda: replicator.stats()["m2"]["failing"] == [])

@@ -14,8 +14,7 @@ import orjson
 
 from supervisor.objectfiles import list_object_files
 from supervisor.replication import Replicator
-from tests.supervisor.replicakit import (dirs, document, read_change, running,  # noqa: F401
-                                         wait_until, write_object)
+from tests.supervisor.replicakit import document, read_change, wait_until, write_object
 
 
 def plant_outside(tmp_path, a, b):
