@@ -97,8 +97,15 @@ class SupervisedCluster(SupervisorRun):
     def pid(self, node: str) -> int:
         return self.status()[node]["pid"]
 
-    def wait_whole(self, replaced: dict[str, int] | None = None) -> float:
-        """Wait until every node RUNNING (those in `replaced` with a new pid), servers writable."""
+    def wait_whole(self, replaced: dict[str, int] | None = None,
+                   reprobed: dict[str, tuple[int, float | None]] | None = None) -> float:
+        """Wait until every node RUNNING (those in `replaced` with a new pid), servers writable.
+
+        `reprobed` {node: (pid, probe_ms)}, for a node that was frozen: its keeper
+        may still be counting the probes it missed (the row says RUNNING until
+        the restart begins), so it must either run with another pid or have
+        answered a probe since (its probe_ms changed: a success resets the count).
+        """
         started = time.monotonic()
         rows: dict = {}
         while time.monotonic() - started < SETTLE_DEADLINE_S:
@@ -109,7 +116,9 @@ class SupervisedCluster(SupervisorRun):
                 continue
             if all(row["state"] == "RUNNING" for row in rows.values()) \
                     and all(rows[s].get("writable") for s in self.servers) \
-                    and all(rows[n]["pid"] != old for n, old in (replaced or {}).items()):
+                    and all(rows[n]["pid"] != old for n, old in (replaced or {}).items()) \
+                    and all(rows[n]["pid"] != pid or rows[n].get("probe_ms") != probe_ms
+                            for n, (pid, probe_ms) in (reprobed or {}).items()):
                 return time.monotonic() - started
             time.sleep(0.1)
         raise RuntimeError(f"the cluster did not become whole again: {rows}\n"
@@ -397,12 +406,14 @@ def _freeze(cluster: SupervisedCluster, load: Load | None, server: str, stop_s: 
     process = psutil.Process(pid)
     os.kill(pid, signal.SIGSTOP)
     time.sleep(stop_s)
+    # The last successful probe's figure: none can have succeeded while frozen.
+    last_probe = cluster.status()[server].get("probe_ms")
     try:
         if process.is_running():  # the supervisor may have replaced the frozen node
             os.kill(pid, signal.SIGCONT)
     except (OSError, psutil.Error):
         pass
-    cluster.wait_whole()
+    cluster.wait_whole(reprobed={server: (pid, last_probe)})
 
 
 def _check_rows(cluster: SupervisedCluster, load: Load, problems: list[str]) -> dict:
