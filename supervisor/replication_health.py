@@ -149,12 +149,17 @@ class ReplicaHealth:
         self.log.warning("replication: %s: %s", server_id, reason)
 
     def refused_listed(self, server_id: str, found: dict[str, str]) -> None:
-        """A whole listing of the server found these refused paths (and no others)."""
+        """A whole listing of the server found these refused paths (and no others).
+
+        Paths under a refused folder stay listed while the folder is refused
+        (the listing does not look inside it, their reconciliation does).
+        """
         with self._lock:
             health = self._servers.get(server_id)
             if health is None:
                 return
-            for path in [p for p in health.refused if p not in found]:
+            for path in [p for p in health.refused if p not in found and not any(
+                    p.startswith(folder + "/") for folder in found)]:
                 del health.refused[path]
         for path, reason in sorted(found.items()):
             self.refused(server_id, path, f"{path}: {reason}: not followed, not replicated")

@@ -84,3 +84,19 @@ def test_listing_reports_symlinks_instead_of_following_them(tmp_path):
     refused: dict[str, str] = {}
     assert list_object_files(a, refused) == {"school/database.json", "other/database.json"}
     assert set(refused) == {"school/tables/leak.json", "evil", "other/tables"}
+
+
+def test_each_symlink_is_reported_once_not_at_every_pass(dirs, tmp_path, caplog):
+    a, b = dirs
+    plant_outside(tmp_path, a, b)
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            replicator.sync_all()
+    reports = [record.getMessage() for record in caplog.records]
+    for path in ("evil/database.json", "school/tables/leak.json", "other/tables:"):
+        assert len([m for m in reports if path in m]) == 1, (path, reports)
+    (a / "school" / "tables" / "leak.json").unlink()   # removed: no longer listed
+    replicator.sync_all()
+    assert "school/tables/leak.json" not in {
+        entry["path"] for entry in replicator.stats()["m1"]["refused"]}
