@@ -69,12 +69,14 @@ def fill_up(folder: Path) -> Path:
     filler = folder / "filler.bin"
     descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
-        while True:
+        size = 1 << 16
+        while size:
             try:
-                os.write(descriptor, b"\0" * 4096)
+                os.write(descriptor, b"\0" * size)
             except OSError as error:
                 if error.errno != errno.ENOSPC:
                     raise
-                return filler
+                size //= 2  # a last partial block may still take smaller writes
     finally:
         os.close(descriptor)
+    return filler
