@@ -25,6 +25,7 @@ process's life and never blocks a commit.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -118,19 +119,26 @@ class OwnerLock:
     def __init__(self, root: Path, descriptor: int, record: OwnerRecord):
         self.root = root
         self.record = record
+        self.record_error: OSError | None = None  # the record could not be written (disk full)
         self._descriptor: int | None = descriptor
 
     @classmethod
     def acquire(cls, root: Path, record: OwnerRecord,
                 retry_s: float = ACQUIRE_RETRY_S) -> "OwnerLock":
-        """Take the directory (created if missing) for this process; DirectoryTaken if held."""
+        """Take the directory (created if missing) for this process; DirectoryTaken if held.
+
+        A directory that cannot be written (read-only, disk full) must still
+        be held: the lock file is then held read-only, and a record that
+        cannot be written leaves `record_error` set. OSError only when there
+        is no lock file and none can be created.
+        """
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         path = root / OWNER_FILE
         deadline = time.monotonic() + retry_s
         while True:
             # O_CLOEXEC (Python's default): a child process never inherits the lock.
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            descriptor = _open_lock_file(path)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -147,13 +155,13 @@ class OwnerLock:
             if _same_file(path, descriptor):
                 break
             os.close(descriptor)
+        lock = cls(root, descriptor, record)
         try:
             os.ftruncate(descriptor, 0)
             os.pwrite(descriptor, record.encode(), 0)
-        except BaseException:
-            os.close(descriptor)
-            raise
-        return cls(root, descriptor, record)
+        except OSError as error:
+            lock.record_error = error
+        return lock
 
     def release(self) -> None:
         """Give the directory up (the record stays, as the last owner's name)."""
@@ -166,6 +174,19 @@ class OwnerLock:
     @property
     def held(self) -> bool:
         return self._descriptor is not None
+
+
+def _open_lock_file(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
+                               errno.EDQUOT):
+            raise
+        try:  # flock needs no write access
+            return os.open(path, os.O_RDONLY)
+        except OSError:
+            raise error from None
 
 
 def _same_file(path: Path, descriptor: int) -> bool:
@@ -211,6 +232,8 @@ def read_cluster(root: Path) -> ClusterRecord | None:
         data = path.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as error:
+        return ClusterRecord(cluster=f"(unreadable {path}: {error.strerror or error})")
     try:
         fields = json.loads(data.decode("utf-8"))
         record = ClusterRecord(cluster=str(fields["cluster"]), data=str(fields.get("data") or ""),

@@ -442,31 +442,42 @@ def main(argv: list[str] | None = None) -> None:
                             on_stop=server.stop),
                  logger)
     finally:
-        owner.release()
+        if owner is not None:
+            owner.release()
 
 
-def take_data_directory(data: Path, args, logger: logging.Logger) -> OwnerLock:
+def take_data_directory(data: Path, args, logger: logging.Logger) -> OwnerLock | None:
     """The data directory's owner lock for this process; exits (code 2) naming who has it.
 
     Without `--cluster` (a server run by hand) only a live owner is refused;
     with it, a directory another cluster used is refused too, even while
-    that cluster is stopped (docs/STORAGE.md, "Paths").
+    that cluster is stopped (docs/STORAGE.md, "Paths"). A directory that
+    cannot be written (read-only, disk full) is still served, for reads:
+    what cannot be recorded there is logged, not fatal.
     """
     record = OwnerRecord(node=args.id, pid=os.getpid(), host=args.host, port=args.port,
                          cluster=args.cluster, started=time.time())
+    owner = None
     try:
         owner = OwnerLock.acquire(data, record)
     except DirectoryTaken as error:
         _cannot_start(f"{error}; stop it first, or give this server another --data",
                       args, logger)
+    except OSError as error:  # no lock file and none can be made: nobody else can write either
+        logger.warning("cannot take the owner lock of %s (%s); serving without it", data, error)
+    if owner is not None and owner.record_error is not None:
+        logger.warning("cannot write the owner record in %s: %s", data, owner.record_error)
     try:
         if args.cluster:
             join_cluster(data, args.cluster)
     except DirectoryOfAnotherCluster as error:
-        owner.release()
+        if owner is not None:
+            owner.release()
         _cannot_start(f"{error} (not {args.cluster}); start it with that cluster, or hand it "
                       f"over deliberately: python -m supervisor up {args.cluster} --take-over",
                       args, logger)
+    except OSError as error:
+        logger.warning("cannot record cluster %s in %s: %s", args.cluster, data, error)
     return owner
 
 

@@ -106,7 +106,7 @@ class SupervisorApp:
         self._remember_topology()
         self.logger.info("up: %s (pid %d, control port %d)", self.topology.path, os.getpid(),
                          self.topology.supervisor.control_port)
-        for handed_over in claim(self.topology, os.getpid()):
+        for handed_over in claim(self.topology, os.getpid(), self.logger):
             self.logger.warning("data directory handed over to this cluster: %s", handed_over)
         self.watcher = TopologyWatcher(self.topology.path, self._schedule_reload, loop)
         self.watcher.start()

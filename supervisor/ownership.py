@@ -27,6 +27,7 @@ cluster in every server's directory.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -74,8 +75,13 @@ def ownership_problems(topology: Topology, take_over: bool = False,
     return problems
 
 
-def claim(topology: Topology, supervisor_pid: int) -> list[str]:
-    """Record this cluster in each server's data directory; the servers handed over to it."""
+def claim(topology: Topology, supervisor_pid: int,
+          logger: logging.Logger | None = None) -> list[str]:
+    """Record this cluster in each server's data directory; the servers handed over to it.
+
+    A directory that cannot be written now (read-only, disk full) is logged
+    and left as it is: its server still starts and serves what it can.
+    """
     ours = cluster_id(topology)
     taken = []
     for spec in topology.of_kind("server"):
@@ -83,7 +89,11 @@ def claim(topology: Topology, supervisor_pid: int) -> list[str]:
         if current is not None and current.cluster != ours:
             taken.append(f"{spec.id} ({spec.data}, from {current.cluster})")
         if current is None or current.cluster != ours or current.supervisor_pid != supervisor_pid:
-            write_cluster(Path(spec.data), ours, supervisor_pid)
+            try:
+                write_cluster(Path(spec.data), ours, supervisor_pid)
+            except OSError as error:
+                (logger or logging.getLogger("tahiry.supervisor")).warning(
+                    "%s: cannot record this cluster in %s: %s", spec.id, spec.data, error)
     return taken
 
 

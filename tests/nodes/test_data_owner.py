@@ -6,6 +6,7 @@ so one test process can play both the holder and the newcomer.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 
@@ -69,5 +70,26 @@ def test_listings_and_replication_ignore_the_ownership_files(tmp_path):
         assert list_object_files(tmp_path) == {"db/database.json", "db/tables/t.json"}
         assert store.remove_stale_temp_files() == 0
         assert (tmp_path / OWNER_FILE).exists() and (tmp_path / CLUSTER_FILE).exists()
+    finally:
+        held.release()
+
+
+def test_a_directory_that_cannot_be_written_is_still_held(tmp_path, monkeypatch):
+    data = tmp_path / "m1"
+    OwnerLock.acquire(data, record("old")).release()   # a lock file from an earlier run
+    real_open = os.open
+
+    def read_only_open(path, flags, *args, **kwargs):  # as on a read-only file system
+        if flags & (os.O_RDWR | os.O_WRONLY):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr("nodes.data_owner.os.open", read_only_open)
+    held = OwnerLock.acquire(data, record("m1"))
+    monkeypatch.undo()
+    try:
+        assert held.record_error is not None                # could not say who it is...
+        with pytest.raises(DirectoryTaken):                 # ...but holds the directory
+            OwnerLock.acquire(data, record("m9"), retry_s=0.05)
     finally:
         held.release()
