@@ -183,7 +183,10 @@ def _open_parent(root: Path, rel: str) -> int | None:
     can be there). The caller closes the descriptor.
     """
     folders = rel.split("/")[:-1]
-    descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return None  # the whole data directory is gone: no copy there (yet)
     for depth, folder in enumerate(folders):
         try:
             child = os.open(folder, _FOLDER_FLAGS, dir_fd=descriptor)
@@ -289,6 +292,8 @@ def ensure_folders(root: Path, rel: str) -> None:
     Raises ObjectRefused for a symlinked folder, NotADirectoryError for a
     file where a folder should be.
     """
+    if not os.path.isdir(root):
+        os.makedirs(root, exist_ok=True)  # a data directory removed by hand: filled again
     current = root
     for folder in rel.split("/")[:-1]:
         current = current / folder

@@ -406,3 +406,13 @@ def test_many_tables_written_at_once_all_arrive_newest_last(dirs):
         assert not [name for name in os.listdir(b / "db" / "tables") if name.endswith(".tmp")]
     finally:
         replicator.stop()
+
+
+def test_a_removed_data_directory_is_filled_again(dirs):
+    import shutil
+    a, b = dirs
+    write_object(a, TABLE, 1)
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
+    shutil.rmtree(b)
+    assert replicator.sync_all().copied == 1
+    assert read_change(b, TABLE) == 1
