@@ -500,9 +500,11 @@ def log_lines_near(logs: Path, moment: float) -> list[str]:
     found = []
     for path in sorted(logs.glob("*.log*")):
         for line in _lines(path):
-            if low <= line[:23] <= high:   # "YYYY-MM-DD HH:MM:SS.mmm" sorts as text
-                found.append(f"{path.name}: {line[:300]}")
-    return sorted(found, key=lambda line: line.split(": ", 1)[1][:23])
+            # "YYYY-MM-DD HH:MM:SS.mmm" sorts as text; node logs write ",mmm"
+            stamp = line[:23].replace(",", ".")
+            if low <= stamp <= high:
+                found.append((stamp, f"{path.name}: {line[:300]}"))
+    return [line for _, line in sorted(found)]
 
 
 def _clock(moment: float) -> str:
