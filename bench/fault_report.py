@@ -37,8 +37,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.integration.cluster_scenario import ScenarioResult, run_scenario  # noqa: E402
 from tests.conftest import NodeStarter  # noqa: E402
 from tests.integration.replication_scenarios import (ReplicatedPair, WriteHistory,  # noqa: E402
+                                                     run_corrupt_heal, run_disk_full_failover,
                                                      run_frozen_owner, run_multi_master,
-                                                     run_slow_write_race)
+                                                     run_second_cluster, run_slow_write_race)
 from tests.integration.crash_sweep import (FAIL_AFTER_RENAME, SweepResult,  # noqa: E402
                                            default_kill_points, run_sweep)
 
@@ -89,6 +90,45 @@ def replication_rows(work: Path) -> list[tuple[str, str, str, bool]]:
         rows.append((f"{name}: failed writes present / conflicts",
                      f"{len(history.failed_present({1}))} / {conflicts}", "0 / 0",
                      not history.failed_present({1}) and conflicts == 0))
+    rows += _healing_rows(work)
+    return rows
+
+
+def _healing_rows(work: Path) -> list[tuple[str, str, str, bool]]:
+    """A second cluster on the same directories, a corrupt replica, a full disk."""
+    rows = []
+    second = run_second_cluster(work / "second-cluster")
+    rows.append(("second cluster on the same data dirs: refused, first intact",
+                 f"{'yes' if second.refused else 'NO'}, {'yes' if second.first_intact else 'NO'}",
+                 "yes, yes", second.refused and second.first_intact))
+    folder = work / "heal"
+    starter = NodeStarter(folder)
+    try:
+        with ReplicatedPair(starter, folder) as pair:
+            heal = run_corrupt_heal(pair)
+    finally:
+        starter.stop_all()
+    rows.append(("corrupt replica repaired from the good copy (kept in .corrupt)",
+                 f"{heal.seconds * 1000:.0f} ms ({'kept' if heal.kept_aside else 'NOT kept'})",
+                 "repaired, kept", heal.identical and heal.kept_aside))
+    folder = work / "disk-full"
+    starter = NodeStarter(folder)
+    try:
+        failover = run_disk_full_failover(starter, folder)
+    except BaseException as error:  # pytest.skip: no root or no tmpfs here
+        if type(error).__name__ != "Skipped":
+            raise
+        rows.append(("disk-full write failover", f"not measured ({error})", "", True))
+        return rows
+    finally:
+        starter.stop_all()
+    history = failover.history
+    rows.append(("disk-full write failover: first write / slowest",
+                 f"{failover.first_write_s * 1000:.0f} ms / {failover.max_write_s * 1000:.0f} ms",
+                 "no error", not history.failed and not history.unknown))
+    rows.append(("disk-full: acknowledged writes lost",
+                 f"{history.lost_total} of {len(history.acknowledged)}", "0",
+                 history.lost_total == 0 and bool(history.acknowledged)))
     return rows
 
 

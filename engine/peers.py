@@ -153,12 +153,18 @@ class DirectoryLock:
     The descriptor stays open between uses. The lock file is opened
     read-only (flock does not need write access) and created with the
     built-in `open` only when missing.
+
+    Re-entrant: taken again while held, it counts, and only the last
+    release unlocks (a statement that holds every commit lock still pulls
+    and commits, which take some of them again). One instance is used by one
+    thread at a time (the store's write lock; one per replication worker).
     """
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.path = self.root / LOCK_FILE_NAME
         self._descriptor: int | None = None
+        self._holds = 0
 
     def _open(self) -> int:
         if self._descriptor is None:
@@ -171,6 +177,9 @@ class DirectoryLock:
         return self._descriptor
 
     def try_acquire(self) -> bool:
+        if self._holds:
+            self._holds += 1
+            return True
         descriptor = self._open()
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -185,13 +194,19 @@ class DirectoryLock:
         if not same:
             self.close()
             return self.try_acquire()
+        self._holds = 1
         return True
 
     def release(self) -> None:
+        if self._holds > 1:
+            self._holds -= 1
+            return
+        self._holds = 0
         if self._descriptor is not None:
             fcntl.flock(self._descriptor, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        self._holds = 0
         if self._descriptor is not None:
             try:
                 os.close(self._descriptor)

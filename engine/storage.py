@@ -58,7 +58,7 @@ from engine.group_commit import (BatchFenced, BatchInstaller, BatchNotWritten,  
 from engine.names import is_identifier, validate_name
 from engine.object_format import DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS  # noqa: F401
 from engine.peer_sync import PeerSync
-from engine.peers import DEFAULT_LOCK_TIMEOUT_S, PeerCopy, PeerSource
+from engine.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerCopy, PeerSource, holding
 
 PATH_MEMO_ENTRIES = 4096
 # Files larger than this are not decoded just to know whether they are
@@ -507,6 +507,26 @@ class Store:
 
 
     # ------------------------------------------------------------------ peers
+
+    @contextmanager
+    def holding_commit_locks(self) -> Iterator[None]:
+        """Hold the commit locks of this directory and every peer's for the block.
+
+        A statement run inside cannot be fenced: nobody else can rename a
+        file into these directories meanwhile (the block's own commit takes
+        the same locks again, which flock grants at once). Without peers,
+        nothing to hold. A clean TahiryError if the locks stay taken.
+        """
+        if self._sync is None:
+            yield
+            return
+        try:
+            with holding(self._sync.commit_locks(), self._lock_timeout_s):
+                yield
+        except LockTimeout as error:
+            raise TahiryError(
+                f"Tsy voasoratra : mbola mihidy ny lahatahiry {error.lock_path.parent} "
+                f"({self._lock_timeout_s:g} s) ; tsy nisy niova (rien n'a été écrit)") from None
 
     def certification_report(self) -> dict:
         """Commits refused by the fence so far, and same-counter copies that differ (conflicts)."""

@@ -147,6 +147,41 @@ def test_a_statement_of_a_batch_is_refused_when_its_read_version_was_replaced(pa
     assert rows(a.root) == [1, 2, 3, 4], "the replicated row stays"
 
 
+def test_a_writer_always_beaten_by_a_peer_wins_on_its_last_pessimistic_attempt(pair, monkeypatch):
+    from engine.executor import CERTIFY_ATTEMPTS, Executor
+
+    a, b = pair
+    original = Executor._writable_table
+    peer_answers = []
+
+    def read_then_peer_commits(self, database, name):
+        found = original(self, database, name)
+        if self.store is a:   # b commits a row after every read a's statement makes
+            outcome = session_on(b).execute_one(f"manampia ao@ t sanda ({100 + len(peer_answers)});")
+            peer_answers.append(outcome)
+        return found
+
+    monkeypatch.setattr(Executor, "_writable_table", read_then_peer_commits)
+    ok(session_on(a), "manampia ao@ t sanda (7);")
+    assert len(peer_answers) == CERTIFY_ATTEMPTS
+    assert all(outcome.ok for outcome in peer_answers[:-1])
+    # On a's last attempt a held every commit lock: b could not commit in between.
+    assert not peer_answers[-1].ok and "mihidy" in peer_answers[-1].message
+    peer_rows = [100 + i for i in range(CERTIFY_ATTEMPTS - 1)]
+    assert rows(a.root) == [1] + peer_rows + [7]
+    assert a.certification_report()["fenced_commits"] == CERTIFY_ATTEMPTS - 1
+
+
+def test_directory_locks_are_reentrant(tmp_path):
+    lock, other = DirectoryLock(tmp_path), DirectoryLock(tmp_path)
+    with holding([lock]):
+        with holding([lock], timeout_s=0.05):
+            pass
+        assert not other.try_acquire(), "the inner release must not unlock"
+    assert other.try_acquire()
+    other.release()
+
+
 def test_a_table_dropped_on_a_peer_is_not_resurrected(pair):
     a, b = pair
     ok(session_on(b), "ravao ny tabilao t;")

@@ -214,3 +214,111 @@ def run_frozen_owner(pair: ReplicatedPair, freeze_after_s: float = 0.3) -> Write
     pair.settle()
     history.present = {server: set(pair.ids(server, table)) for server in pair.nodes}
     return history
+
+
+# --------------------------------------------------------------------------
+# replicas heal, writes move away from a full disk, one cluster per directory
+
+
+@dataclass
+class HealResult:
+    seconds: float            # from the corruption to a valid copy in place again
+    kept_aside: bool          # the corrupt bytes were kept under .corrupt/
+    identical: bool           # the repaired copy is byte for byte the good one
+
+
+def run_corrupt_heal(pair: ReplicatedPair, deadline_s: float = 15.0) -> HealResult:
+    """Truncate m1's copy of a table by hand; time until the replicator has repaired it from m2."""
+    with WireClient(pair.port("m1")) as one, WireClient(pair.port("m2")) as two:
+        pair.prepare([one, two])
+        values = ", ".join(f'({i}, "row")' for i in range(2, 200))
+        one.ok(f"manampia ao@ t sanda {values};")
+    pair.settle()
+    relative = Path(DATABASE) / "tables" / "t.json"
+    good = (pair.data["m2"] / relative).read_bytes()
+    broken = pair.data["m1"] / relative
+    started = time.monotonic()
+    broken.write_bytes(good[:len(good) // 2])          # a torn file, header intact
+    wait_until(lambda: broken.read_bytes() == good, deadline_s=deadline_s, interval_s=0.005,
+               what="m1's corrupt copy repaired from m2")
+    seconds = time.monotonic() - started
+    kept = list((pair.data["m1"] / ".corrupt").rglob("t.json*"))
+    return HealResult(seconds, bool(kept) and kept[0].read_bytes() == good[:len(good) // 2],
+                      broken.read_bytes() == good)
+
+
+@dataclass
+class FailoverResult:
+    first_write_s: float      # the first write owned by the full server: its latency
+    max_write_s: float
+    history: WriteHistory
+
+
+def run_disk_full_failover(starter: NodeStarter, workdir: Path, writes: int = 50) -> FailoverResult:
+    """m2's data on a small tmpfs, filled up; writes m2 owns go through the balancer.
+
+    Needs root to mount the tmpfs (skips like a test otherwise: `tests.faults.tiny_tmpfs`).
+    """
+    from tests.faults import fill_up, tiny_tmpfs
+
+    with tiny_tmpfs(workdir / "data" / "m2", "2m"), ReplicatedPair(starter, workdir) as pair:
+        lb = starter("balancer", "lb", "--backend", f"m1=127.0.0.1:{pair.port('m1')}",
+                     "--backend", f"m2=127.0.0.1:{pair.port('m2')}",
+                     "--probe-interval-ms", "100", "--probe-timeout-ms", "300")
+        table = tables_owned_by("m2", DATABASE)[0]
+        history = WriteHistory()
+        latencies = []
+        with WireClient(lb.port) as client, WireClient(lb.port) as other:
+            pair.prepare([client, other], table=table)
+            filler = fill_up(pair.data["m2"])
+            for key in range(10, 10 + writes):
+                started = time.monotonic()
+                history.record(key, client.one(f'manampia ao@ {table} sanda ({key}, "full");'))
+                latencies.append(time.monotonic() - started)
+            filler.unlink()                               # space returns: replication catches up
+        pair.settle(deadline_s=30)
+        history.present = {server: set(pair.ids(server, table)) for server in pair.nodes}
+    return FailoverResult(latencies[0], max(latencies), history)
+
+
+@dataclass
+class SecondClusterResult:
+    refused: bool             # `up` of the second cluster exited non-zero, nothing started
+    message: str              # what it said
+    first_intact: bool        # the first cluster's rows are all still there
+
+
+def run_second_cluster(workdir: Path) -> SecondClusterResult:
+    """A second topology (other ports) naming the first one's data directories, started while it runs."""
+    import yaml
+
+    from tests.conftest import ping
+    from tests.integration.cluster_scenario import SupervisedCluster
+    from tests.integration.faultkit import WireClient as RetryingClient, rows_of
+
+    first = SupervisedCluster(workdir / "first")
+    second = SupervisedCluster(workdir / "second")
+    for server in second.servers:
+        second.document["nodes"][server]["data"] = str(first.data_dir(server))
+    second.topology.write_text(yaml.safe_dump(second.document, sort_keys=False))
+    try:
+        first.up()
+        with RetryingClient(first.ports["lb"]) as client:
+            for statement in (f"manamboara tahiry {DATABASE}", f"ampiasao {DATABASE}",
+                              "manamboara tabilao t (id ISA(0,null))",
+                              "manampia ao@ t sanda (1), (2), (3)"):
+                assert client.execute(statement).ok, statement
+        answer = second.cli("up", "-d", str(second.topology))
+        started = any(ping(port) for port in second.ports.values())
+        with RetryingClient(first.ports["lb"]) as client:
+            client.use(DATABASE)
+            rows = sorted(rows_of(client.execute("alaivo * ao@ t")))
+        return SecondClusterResult(answer.returncode != 0 and not started,
+                                   (answer.stderr or answer.stdout).strip().splitlines()[0]
+                                   if (answer.stderr or answer.stdout).strip() else "",
+                                   rows == [[1], [2], [3]])
+    finally:
+        second.down()
+        first.down()
+        first.kill_leftovers()
+        second.kill_leftovers()
