@@ -13,7 +13,10 @@ import argparse
 import logging
 import os
 import sys
+import time
+from pathlib import Path
 
+from engine.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.render import render_json, render_outcome
 from engine.session import Session
@@ -50,7 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if arguments.debug else logging.CRITICAL,
                         stream=sys.stderr)
     try:
+        # The directory must not be a running server's: two writers that do
+        # not certify against each other could lose each other's writes.
+        owner = OwnerLock.acquire(Path(arguments.data), OwnerRecord(
+            node="python -m engine", pid=os.getpid(), host="embedded", port=0,
+            started=time.time()))
         session = Session(Store(arguments.data))
+    except DirectoryTaken as error:
+        print(f"{ERROR_PREFIX}Efa ampiasain'ny mpizara hafa ny lahatahiry {arguments.data} "
+              f"({error})", file=sys.stderr)
+        return 2
     except (OSError, TahiryError) as error:
         print(f"{ERROR_PREFIX}Tsy afaka manokatra ny lahatahiry {arguments.data} ({error})",
               file=sys.stderr)
@@ -71,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`| head`): stop quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        owner.release()
 
 
 def _run(session: Session, scripts: list[str], output_format: str) -> int:

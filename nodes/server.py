@@ -32,7 +32,7 @@ until a later write of it succeeds here, or a read for a read fault (read
 faults are re-tested when `.status;` is asked).
 
 Ownership: at start the server takes its data directory's owner lock
-(`.tahiry.owner`, nodes/data_owner.py) for its whole life and exits (code 2)
+(`.tahiry.owner`, engine/data_owner.py) for its whole life and exits (code 2)
 naming the holder when another live process has it; with `--cluster` (the
 supervisor passes its topology file) a directory that another cluster used
 is refused as well, even while that cluster is stopped.
@@ -64,7 +64,7 @@ from nodes.membership import PeerDirectories, parse_peer_option
 from engine.storage import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.storage_faults import StorageFaults
-from nodes.data_owner import (DirectoryOfAnotherCluster, DirectoryTaken, OwnerLock, OwnerRecord,
+from engine.data_owner import (DirectoryOfAnotherCluster, DirectoryTaken, OwnerLock, OwnerRecord,
                               join_cluster)
 from engine.code_cache import CodeCache
 from nodes.node_process import load_topology_node, node_argument_parser, run_node, setup_logging

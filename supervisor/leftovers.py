@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from nodes.data_owner import live_owner
+from engine.data_owner import live_owner
 
 from .keeper import ping
 from .ownership import cluster_id

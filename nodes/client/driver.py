@@ -109,7 +109,10 @@ def connect(host: str = "127.0.0.1", port: int = 3951, timeout: float = 30.0, *,
     Raises OperationalError when the node cannot be reached.
     """
     if embedded is not None:
-        runner: Runner = EmbeddedRunner(embedded)
+        try:
+            runner: Runner = EmbeddedRunner(embedded)
+        except ConnectionProblem as problem:  # a server holds that directory
+            raise OperationalError(str(problem)) from None
     else:
         runner = RemoteRunner(host, port, timeout=timeout, connect_timeout=min(timeout, 10.0))
         try:

@@ -13,10 +13,13 @@ connection broke is reported, never re-sent (its outcome is unknown).
 from __future__ import annotations
 
 import functools
+import os
 import re
+import time
 from pathlib import Path
 from typing import Protocol
 
+from engine.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.outcome import Outcome
 from engine.script import StatementSplitter
@@ -131,6 +134,14 @@ class EmbeddedRunner:
         from engine.session import Session  # imported late: the engine loads the parser
         from engine.storage import Store
         Path(data_dir).mkdir(parents=True, exist_ok=True)
+        # Never beside a running server on the same directory: their writes
+        # are not certified against each other (docs/REPLICATION.md).
+        try:
+            self._owner = OwnerLock.acquire(Path(data_dir), OwnerRecord(
+                node="embedded client", pid=os.getpid(), host="embedded", port=0,
+                started=time.time()))
+        except DirectoryTaken as error:
+            raise ConnectionProblem(str(error)) from None
         self.session = Session(Store(Path(data_dir)))
         self.database: str | None = None
         self.where = f"embedded {data_dir}"
@@ -151,3 +162,4 @@ class EmbeddedRunner:
         close = getattr(self.session, "close", None)
         if callable(close):
             close()
+        self._owner.release()

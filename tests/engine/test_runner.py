@@ -104,3 +104,21 @@ def test_a_script_file_starting_with_a_byte_order_mark_runs(tmp_path):
         {"ok": True, "message": "1 andalana", "columns": ["x"], "rows": [["é"]]}]
     piped = runner(tmp_path / "data", "--format", "json", stdin="\ufeffalaivo 1;")
     assert piped.returncode == 0, piped.stdout + piped.stderr
+
+
+def test_a_directory_a_server_holds_is_refused_and_left_untouched(tmp_path):
+    import os
+
+    from engine.data_owner import OwnerLock, OwnerRecord
+
+    data = tmp_path / "data"
+    held = OwnerLock.acquire(data, OwnerRecord(node="m1", pid=os.getpid(), host="127.0.0.1",
+                                               port=3948, cluster="/srv/topology.yaml"))
+    try:
+        result = runner(data, "-e", "manamboara tahiry db;")
+        assert result.returncode == 2
+        assert "node m1" in result.stderr and "3948" in result.stderr
+        assert not (data / "db").exists()
+    finally:
+        held.release()
+    assert runner(data, "-e", "manamboara tahiry db;").returncode == 0

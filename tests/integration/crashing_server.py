@@ -39,7 +39,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ("open", "opendir", "write", "fsync", "fsyncdir", "replace")
-# The data directory's ownership files (nodes/data_owner.py), written once at
+# The data directory's ownership files (engine/data_owner.py), written once at
 # start: not the write path under test, so they never count as a call.
 OWNERSHIP_FILES = (".tahiry.owner", ".tahiry.cluster")
 PHASES = ("before", "after", "mid", "fail")

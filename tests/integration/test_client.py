@@ -185,6 +185,15 @@ def test_dbapi_embedded_and_database_argument(tmp_path):
     assert cursor.fetchall() == [(3,)] and cursor.description[0][0] == "isa"
 
 
+
+def test_embedded_refuses_a_directory_a_server_holds(tmp_path, start_node):
+    server = start_node("server", "m1", "--data", str(tmp_path / "d"))
+    done = client("--embedded", str(tmp_path / "d"), "-e", SETUP, cwd=tmp_path)
+    assert done.returncode != 0 and f"node m1 (pid {server.popen.pid}" in done.stderr
+    with pytest.raises(dbapi.OperationalError, match="in use by node m1"):
+        dbapi.connect(embedded=str(tmp_path / "d"))
+    assert not (tmp_path / "d" / "sekoly").exists()
+
 # --- interactive, in a pseudo-terminal ------------------------------------------
 
 class Terminal:
