@@ -121,6 +121,7 @@ class Writer:
     when: dict = field(default_factory=dict)         # key -> (started, answered): wall clock
     waits: Counter = field(default_factory=Counter)  # statements not sent, tried again
     thread: threading.Thread | None = None
+    error: str | None = None   # what ended the thread early, if anything did
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name=f"writer-{self.name}", daemon=True)
@@ -141,6 +142,8 @@ class Writer:
                     table, key = self.rng.choice(TABLES), self.first_id + sequence
                     self._one(client, ("insert", table, key),
                               f'manampia ao@ {table} sanda ({key}, "{self.name}")')
+        except Exception as error:  # reported as a problem of the history
+            self.error = f"{type(error).__name__}: {error}"
         finally:
             client.close()
 
@@ -228,6 +231,7 @@ class Nemesis:
         return None
 
     def _run(self) -> None:
+        fault = "between faults"
         try:
             while not self.stop.is_set():
                 # the fault-free stretch of the schedule (workload, not a wait)
@@ -239,15 +243,16 @@ class Nemesis:
                 if drawn is None:
                     continue
                 action, node = drawn
+                fault = f"{action} {node}"
                 freeze = round(self.rng.uniform(*self.config.freeze_s), 2)
                 old = self.cluster.pid(node)
                 started = time.time()
-                inject_fault(self.cluster, f"{action} {node}", freeze)
+                inject_fault(self.cluster, fault, freeze)
                 self.faults.append(Fault(action, node, started, time.time(),
                                          freeze if action == "stop" else None,
                                          self.cluster.pid(node) != old))
         except Exception as error:  # reported as a problem of the history
-            self.error = f"{type(error).__name__}: {error}"
+            self.error = f"{fault}: {type(error).__name__}: {error}"
 
 
 # --------------------------------------------------------------------------
@@ -293,9 +298,11 @@ class HistoryResult:
             for o in ("acked", "failed", "unknown")))
         waits = sum((w.waits for w in self.writers), Counter())
         lines.append(f"statements not sent and tried again: {dict(waits)}")
-        failures = Counter(message[:120] for w in self.writers for message in w.ledger.failed.values())
+        failures = Counter(message[:120] for w in self.writers
+                           for message in w.ledger.failed.values())
         lines += [f"  failed x{n}: {message}" for message, n in failures.most_common(4)]
-        unknowns = Counter(reason[:120] for w in self.writers for reason in w.ledger.unknown.values())
+        unknowns = Counter(reason[:120] for w in self.writers
+                           for reason in w.ledger.unknown.values())
         lines += [f"  unknown x{n}: {reason}" for reason, n in unknowns.most_common(4)]
         kinds = Counter(f"{f.action} {f.node}" for f in self.faults)
         lines.append(f"faults injected: {len(self.faults)} {dict(sorted(kinds.items()))}")
@@ -337,7 +344,8 @@ def run_history(cluster: SupervisedCluster, config: HistoryConfig) -> HistoryRes
         for n in range(config.writers_per_path):
             index = len(writers)
             writers.append(Writer(f"{path}-{n}", path, cluster.ports[path],
-                                  (index + 1) * 10_000_000, random.Random(config.seed * 100 + index),
+                                  (index + 1) * 10_000_000,
+                                  random.Random(config.seed * 100 + index),
                                   config, stop))
     origin, started = time.time(), time.monotonic()
     nemesis = Nemesis(cluster, config, until=started + config.load_s)
@@ -367,6 +375,7 @@ def run_history(cluster: SupervisedCluster, config: HistoryConfig) -> HistoryRes
     result = HistoryResult(config, writers, nemesis.faults, origin, load_s, settle_s)
     if nemesis.error:
         result.problems.append(f"nemesis stopped: {nemesis.error}")
+    result.problems += [f"writer {w.name} stopped: {w.error}" for w in writers if w.error]
     stuck = [w.name for w in writers if w.thread.is_alive()]
     if stuck:
         result.problems.append(f"writers still running after the load: {stuck}")
@@ -483,10 +492,12 @@ def lost_write_evidence(cluster: SupervisedCluster, result: HistoryResult, inser
         writer = inserts[(table, key)][0]
         started, answered = writer.when[("insert", table, key)]
         near = [f.describe(result.origin) for f in result.faults
-                if f.started - EVIDENCE_WINDOW_S <= answered and f.ended + EVIDENCE_WINDOW_S >= started]
+                if f.started - EVIDENCE_WINDOW_S <= answered
+                and f.ended + EVIDENCE_WINDOW_S >= started]
         lines.append(f"  {table} id {key}: writer {writer.name} via {writer.path}, sent "
-                     f"+{started - result.origin:.3f}s, acknowledged +{answered - result.origin:.3f}s "
-                     f"({_clock(answered)}); faults within {EVIDENCE_WINDOW_S:g}s: {near or 'none'}")
+                     f"+{started - result.origin:.3f}s, acknowledged "
+                     f"+{answered - result.origin:.3f}s ({_clock(answered)}); "
+                     f"faults within {EVIDENCE_WINDOW_S:g}s: {near or 'none'}")
     first = min(inserts[k][0].when[("insert", *k)][1] for k in lost)
     lines.append(f"  log lines within {LOG_WINDOW_S}s of the first lost acknowledgement "
                  f"({_clock(first)}), logs in {cluster.workdir / 'logs'}:")
@@ -508,7 +519,9 @@ def log_lines_near(logs: Path, moment: float) -> list[str]:
 
 
 def _clock(moment: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment)) + f".{int(moment % 1 * 1000):03d}"
+    """Wall clock as the logs stamp it."""
+    return (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment))
+            + f".{int(moment % 1 * 1000):03d}")
 
 
 def _lines(path: Path) -> list[str]:
