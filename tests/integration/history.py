@@ -63,6 +63,7 @@ from pathlib import Path
 
 import psutil
 
+from supervisor.logfiles import timestamp  # how every log stamps its lines
 from tests.integration.cluster_scenario import SupervisedCluster, inject_fault
 from tests.integration.faultkit import (ConnectionLost, WireClient, WriteLedger, outcome_unknown,
                                         rows_of, temp_files, wait_converged)
@@ -496,18 +497,18 @@ def lost_write_evidence(cluster: SupervisedCluster, result: HistoryResult, inser
                 and f.ended + EVIDENCE_WINDOW_S >= started]
         lines.append(f"  {table} id {key}: writer {writer.name} via {writer.path}, sent "
                      f"+{started - result.origin:.3f}s, acknowledged "
-                     f"+{answered - result.origin:.3f}s ({_clock(answered)}); "
+                     f"+{answered - result.origin:.3f}s ({timestamp(answered)}); "
                      f"faults within {EVIDENCE_WINDOW_S:g}s: {near or 'none'}")
     first = min(inserts[k][0].when[("insert", *k)][1] for k in lost)
     lines.append(f"  log lines within {LOG_WINDOW_S}s of the first lost acknowledgement "
-                 f"({_clock(first)}), logs in {cluster.workdir / 'logs'}:")
+                 f"({timestamp(first)}), logs in {cluster.workdir / 'logs'}:")
     lines += [f"    {line}" for line in log_lines_near(cluster.workdir / "logs", first)[:60]]
     return "\n".join(lines)
 
 
 def log_lines_near(logs: Path, moment: float) -> list[str]:
     """Lines of every node's log stamped within LOG_WINDOW_S of `moment` (wall clock)."""
-    low, high = _clock(moment - LOG_WINDOW_S), _clock(moment + LOG_WINDOW_S)
+    low, high = timestamp(moment - LOG_WINDOW_S), timestamp(moment + LOG_WINDOW_S)
     found = []
     for path in sorted(logs.glob("*.log*")):
         for line in _lines(path):
@@ -516,12 +517,6 @@ def log_lines_near(logs: Path, moment: float) -> list[str]:
             if low <= stamp <= high:
                 found.append((stamp, f"{path.name}: {line[:300]}"))
     return [line for _, line in sorted(found)]
-
-
-def _clock(moment: float) -> str:
-    """Wall clock as the logs stamp it."""
-    return (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment))
-            + f".{int(moment % 1 * 1000):03d}")
 
 
 def _lines(path: Path) -> list[str]:
