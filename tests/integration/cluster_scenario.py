@@ -126,12 +126,14 @@ class SupervisedCluster(SupervisorRun):
 
     def kill_leftovers(self) -> list[int]:
         """After `down`: SIGKILL whatever we saw that still runs (by pid); their pids."""
-        try:
-            self.seen[int((self.workdir / "run" / "supervisor.pid").read_text())] = None
-        except (OSError, ValueError):
+        candidates = dict(self.seen)
+        try:  # the supervisor first, so that it restarts nothing killed after it
+            pid = int((self.workdir / "run" / "supervisor.pid").read_text())
+            candidates = {pid: psutil.Process(pid), **candidates}
+        except (OSError, ValueError, psutil.Error):  # no pid file: it stopped
             pass
         left = []
-        for pid, process in self.seen.items():
+        for pid, process in candidates.items():
             try:
                 if process is None or not process.is_running() \
                         or process.status() == psutil.STATUS_ZOMBIE:

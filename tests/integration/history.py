@@ -545,7 +545,7 @@ def stop_cluster(cluster: SupervisedCluster, deadline_s: float = 30.0) -> list[s
     except Exception:  # a hung or dead supervisor: the SIGKILLs below still run
         pass
     killed = cluster.kill_leftovers()
-    survivors = [f"pid {pid} (seen in status)" for pid in killed]
+    survivors = [f"pid {pid} (still running after down)" for pid in killed]
     reported = set(killed)
     deadline = time.monotonic() + deadline_s
     while True:
