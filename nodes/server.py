@@ -427,7 +427,10 @@ def main(argv: list[str] | None = None) -> None:
     owner = take_data_directory(Path(data), args, logger)
     peers = (PeerDirectories(fixed_peers, Path(args.peers_file) if args.peers_file else None)
              if fixed_peers or args.peers_file else None)
-    store = Store(Path(data), peers=peers)
+    # Holding the directory, no other server writes here: every temp file is
+    # debris of a process that died mid-write (a replication copy in flight,
+    # if any, fails its rename and is made again), so none is kept.
+    store = Store(Path(data), peers=peers, stale_temp_age_s=0.0 if owner is not None else 60.0)
     server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
                             max_connections=args.max_connections, page_rows=args.page_rows,
                             max_request_bytes=args.max_request_bytes, inline=args.inline,

@@ -39,11 +39,8 @@ straight from it:
 - every counter row: acknowledged increments <= n <= acknowledged +
   unknown increments;
 - no replication conflict (the supervisor's status rows and its log), no
-  temp file left in a data directory, except those of a server process
-  killed while writing them: a store removes temp files only once they are
-  older than 60 s (docs/STORAGE.md), so a server restarted sooner leaves
-  its dead predecessor's; each of those must date from just before a kill
-  of that server (they are counted in the report).
+  temp file left in a data directory (a server killed mid-write leaves
+  some; its successor removes them all at start: docs/STORAGE.md).
 
 `run_history` returns a `HistoryResult` whose `problems` lists every
 violation with its evidence (which ids, which writer and path, the faults
@@ -75,7 +72,6 @@ SEED_ENV = "TAHIRY_HISTORY_SEED"
 ACTIONS = ("kill", "stop")
 RETRY_S = 0.05               # a refused client tries again this soon
 EVIDENCE_WINDOW_S = 10.0     # faults this close to a lost write are listed with it
-KILLED_WRITE_S = 5.0         # a temp file this long before its server was killed is its debris
 LOG_WINDOW_S = 1.5           # log lines this close to a lost write are listed with it
 
 
@@ -270,7 +266,6 @@ class HistoryResult:
     settle_s: float | None
     problems: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
-    killed_temp_files: dict[str, list[str]] = field(default_factory=dict)  # server -> debris
 
     def outcomes(self) -> Counter:
         """(kind, path, acked|failed|unknown) -> operations."""
@@ -308,9 +303,6 @@ class HistoryResult:
         kinds = Counter(f"{f.action} {f.node}" for f in self.faults)
         lines.append(f"faults injected: {len(self.faults)} {dict(sorted(kinds.items()))}")
         lines += [f"  {fault.describe(self.origin)}" for fault in self.faults]
-        debris = sum(len(files) for files in self.killed_temp_files.values())
-        lines.append(f"temp files left by killed server processes (a later start removes them): "
-                     f"{debris} {self.killed_temp_files if debris else ''}")
         lines.append(f"problems: {len(self.problems)}")
         lines += [f"  {problem}" for problem in self.problems]
         return "\n".join(lines)
@@ -451,20 +443,15 @@ def check_server(cluster: SupervisedCluster, server: str, result: HistoryResult)
 
 
 def check_temp_files(cluster: SupervisedCluster, server: str, result: HistoryResult) -> None:
-    """No temp file left, but the debris of a server process killed (or replaced) mid-write."""
+    """No temp file left: a killed server's debris is removed when its successor starts."""
     root = cluster.data_dir(server)
-    deaths = [f.started for f in result.faults
-              if f.node == server and (f.action == "kill" or f.replaced)]
     for relative in temp_files(root):
         try:
             written = (root / relative).stat().st_mtime
         except FileNotFoundError:
             continue  # removed since the listing
-        if any(death - KILLED_WRITE_S <= written <= death + 0.5 for death in deaths):
-            result.killed_temp_files.setdefault(server, []).append(relative)
-        else:
-            result.problems.append(f"{server}: temp file left: {relative} written "
-                                   f"+{written - result.origin:.3f}s, no kill of {server} then")
+        result.problems.append(f"{server}: temp file left: {relative} written "
+                               f"+{written - result.origin:.3f}s")
 
 
 def check_conflicts(cluster: SupervisedCluster, result: HistoryResult) -> None:

@@ -172,3 +172,12 @@ def test_inline_mode_serves_too(start_node):
         setup_school(client)
         assert client.one("manampia ao@ t sanda (1, 'x');").ok
         assert client.one("alaivo id ao@ t;").relation.rows == [[1]]
+
+
+def test_a_server_removes_every_temp_file_left_by_a_killed_predecessor(start_node):
+    data = start_node.workdir / "data" / "m1"
+    debris = data / "db" / "tables" / ".t.json.0123456789ab.tmp"
+    debris.parent.mkdir(parents=True)
+    debris.write_bytes(b'{"format":1,"kind":"table","name":"t","change":')  # seconds old, not 60
+    start_node("server", "m1", "--data", str(data))
+    assert not debris.exists(), "the server holds the directory: no temp file is anyone's"
