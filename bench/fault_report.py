@@ -29,7 +29,11 @@ import re
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -64,6 +68,17 @@ def fuzz_figures() -> dict:
             "crashes": summary.get("failed", 0) + summary.get("error", 0)}
 
 
+@contextmanager
+def node_starter(folder: Path) -> Iterator[NodeStarter]:
+    """Start nodes in `folder`; every one of them stopped at the end."""
+    folder.mkdir(parents=True, exist_ok=True)
+    starter = NodeStarter(folder)
+    try:
+        yield starter
+    finally:
+        starter.stop_all()
+
+
 def replication_rows(work: Path) -> list[tuple[str, str, str, bool]]:
     """Run each replication scenario on a fresh pair of servers; (figure, value, bar, met) rows."""
     def lost_row(name: str, history: WriteHistory) -> tuple[str, str, str, bool]:
@@ -78,14 +93,9 @@ def replication_rows(work: Path) -> list[tuple[str, str, str, bool]]:
                  ("write owner frozen mid-statement", run_frozen_owner)]
     for index, (name, scenario) in enumerate(scenarios):
         folder = work / f"replication-{index}"
-        folder.mkdir(parents=True)
-        starter = NodeStarter(folder)
-        try:
-            with ReplicatedPair(starter, folder) as pair:
-                history = scenario(pair)
-                conflicts = len(pair.replicator.conflicts())
-        finally:
-            starter.stop_all()
+        with node_starter(folder) as starter, ReplicatedPair(starter, folder) as pair:
+            history = scenario(pair)
+            conflicts = len(pair.replicator.conflicts())
         rows.append(lost_row(name, history))
         rows.append((f"{name}: failed writes present / conflicts",
                      f"{len(history.failed_present({1}))} / {conflicts}", "0 / 0",
@@ -102,26 +112,18 @@ def _healing_rows(work: Path) -> list[tuple[str, str, str, bool]]:
                  f"{'yes' if second.refused else 'NO'}, {'yes' if second.first_intact else 'NO'}",
                  "yes, yes", second.refused and second.first_intact))
     folder = work / "heal"
-    starter = NodeStarter(folder)
-    try:
-        with ReplicatedPair(starter, folder) as pair:
-            heal = run_corrupt_heal(pair)
-    finally:
-        starter.stop_all()
+    with node_starter(folder) as starter, ReplicatedPair(starter, folder) as pair:
+        heal = run_corrupt_heal(pair)
     rows.append(("corrupt replica repaired from the good copy (kept in .corrupt)",
                  f"{heal.seconds * 1000:.0f} ms ({'kept' if heal.kept_aside else 'NOT kept'})",
                  "repaired, kept", heal.identical and heal.kept_aside))
     folder = work / "disk-full"
-    starter = NodeStarter(folder)
     try:
-        failover = run_disk_full_failover(starter, folder)
-    except BaseException as error:  # pytest.skip: no root or no tmpfs here
-        if type(error).__name__ != "Skipped":
-            raise
-        rows.append(("disk-full write failover", f"not measured ({error})", "", True))
+        with node_starter(folder) as starter:
+            failover = run_disk_full_failover(starter, folder)
+    except pytest.skip.Exception as skipped:  # no root or no tmpfs here
+        rows.append(("disk-full write failover", f"not measured ({skipped})", "", True))
         return rows
-    finally:
-        starter.stop_all()
     history = failover.history
     rows.append(("disk-full write failover: first write / slowest",
                  f"{failover.first_write_s * 1000:.0f} ms / {failover.max_write_s * 1000:.0f} ms",

@@ -13,3 +13,20 @@ from engine.storage import Store
 @pytest.fixture
 def session(tmp_path):
     return Session(Store(tmp_path / "data"))
+
+
+ONE_COLUMN = [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]}]
+
+
+def one_column_body(*values):
+    """A table body of one integer column `a` holding `values`."""
+    return {"columns": ONE_COLUMN, "rows": [[value] for value in values]}
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A Store in tmp_path/data with database db and table t holding [1]."""
+    store = Store(tmp_path / "data")
+    store.create_database("db")
+    store.write("db", "table", "t", one_column_body(1))
+    return store

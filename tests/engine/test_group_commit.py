@@ -7,24 +7,11 @@ import threading
 import pytest
 
 from engine import group_commit, storage
-from engine.errors import TahiryError
 from engine.session import Session
 from engine.storage import BatchNotWritten, BatchPartlyWritten, Store
+from tests.engine.conftest import one_column_body as body
 from tests.faults import disk_full, fail_on_call, io_error
 
-COLUMNS = [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]}]
-
-
-def body(*rows):
-    return {"columns": COLUMNS, "rows": [[value] for value in rows]}
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "data")
-    store.create_database("db")
-    store.write("db", "table", "t", body(1))
-    return store
 
 
 def on_disk(store, folder="tables", name="t"):

@@ -9,8 +9,6 @@ Mounting needs root: the test skips otherwise (one line).
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import pytest
@@ -27,13 +25,7 @@ def small_m2(tmp_path):
         try:
             yield cluster, data
         finally:
-            cluster.down()  # nothing may keep the mount busy
-            leftovers = cluster.survivors()
-            for pid in leftovers:  # never leave anything behind, even when the test failed
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            leftovers = cluster.down_and_reap()  # nothing may keep the mount busy
     assert leftovers == [], "processes survived `down`"
 
 

@@ -12,15 +12,14 @@ its `status` shows the failing server, the object and the reason.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
 
 from tests.conftest import free_port, wait_until
+from tests.faults import fill_up, tiny_tmpfs
 from tests.integration.supervisorkit import SupervisorRun
 from tests.integration.wire import ClientPool, create_and_use, tables_owned_by
 
@@ -91,31 +90,8 @@ def test_a_corrupt_copy_on_the_owner_moves_reads_and_writes_to_the_good_copy(sta
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MiB tmpfs (a disk that can fill up); skipped where mounting is not allowed."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                             capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def fill(folder):
-    """Write a file in `folder` until the disk refuses even one more byte; the file's path."""
-    filler = folder / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    try:
-        size = 1 << 16
-        while size:
-            try:
-                os.write(descriptor, b"\0" * size)
-            except OSError as error:
-                assert error.errno == errno.ENOSPC, error
-                size //= 2  # the last partial block may still take smaller writes
-    finally:
-        os.close(descriptor)
-    return filler
+    with tiny_tmpfs(tmp_path / "small", "2m") as mount_point:
+        yield mount_point
 
 
 def test_writes_owned_by_a_server_with_a_full_disk_move_and_nothing_acknowledged_is_lost(
@@ -133,7 +109,7 @@ def test_writes_owned_by_a_server_with_a_full_disk_move_and_nothing_acknowledged
             client.ok(f"manampia ao@ {table} sanda ({value});")
             acknowledged.append(value)
         assert not (m1_dir / relative).exists(), "the table's writes went to its owner m2"
-        filler = fill(small_disk)
+        filler = fill_up(small_disk)
 
         for value in range(100, 120):  # m2 owns the table and cannot write: m1 takes the writes
             client.ok(f"manampia ao@ {table} sanda ({value});")
@@ -190,7 +166,7 @@ nodes:
             client = connect()
             create_and_use(client, DATABASE)
             client.ok(f"manamboara tabilao {table} (id ISA(null,null));")
-            fill(small_disk)
+            fill_up(small_disk)
             client.ok(f"manampia ao@ {table} sanda (1);")   # moved to m1
 
         def m2_row() -> dict | None:

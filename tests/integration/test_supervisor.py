@@ -104,6 +104,17 @@ class Cluster(SupervisorRun):
             self.foreground.send_signal(signal.SIGINT)
             self.foreground.wait(timeout=30)
 
+    def down_and_reap(self) -> list[int]:
+        """`down`, then SIGKILL whatever survived it (returned): nothing is ever left behind."""
+        self.down()
+        leftovers = self.survivors()
+        for pid in leftovers:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        return leftovers
+
     def survivors(self) -> list[int]:
         return self.survivors_of(list(self.seen))
 
@@ -129,14 +140,7 @@ def cluster(tmp_path):
         pytest.skip("the node modules are not there yet")
     running = Cluster(tmp_path)
     yield running
-    running.down()
-    leftovers = running.survivors()
-    for pid in leftovers:  # never leave anything behind, even when the test failed
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    assert leftovers == [], "processes survived `down`"
+    assert running.down_and_reap() == [], "processes survived `down`"
 
 
 def run_session(port: int, statements, timeout: float = 10.0) -> list[str]:
