@@ -27,7 +27,7 @@ from typing import Callable
 from engine.atomic_files import encode_document, fsync_folder, unlink_quietly, write_durable_temp
 from engine.document_cache import DocumentCache
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
-from engine.peer_sync import PeerSync, first_violation
+from engine.peer_sync import PeerSync
 from engine.peers import LockTimeout, holding
 
 log = logging.getLogger("engine.storage")
@@ -230,15 +230,14 @@ class BatchInstaller:
     def _check_fence(self, prepared: list[Prepared]) -> None:
         """Raise BatchFenced if this directory or a peer holds a file at >= its new counter.
 
-        Without peers only this directory is checked (and without its lock:
-        nobody else is meant to write it, but a stray writer's newer file is
-        still never overwritten by a statement that did not read it).
+        Without peers there is nothing to check: the process holds the
+        directory's owner lock (engine/data_owner.py), and only a replicated
+        set (servers with peers) lets replication write into it.
         """
-        files = [(path, document) for _, path, document, _ in prepared]
         if self._sync is None:
-            violation = first_violation(self.root, [("", self.root)], files)
-        else:
-            violation = self._sync.fence_violation(files)
+            return
+        violation = self._sync.fence_violation(
+            [(path, document) for _, path, document, _ in prepared])
         if violation is not None:
             self.fenced += 1
             who = violation.holder or "ity mpizara ity"

@@ -94,11 +94,12 @@ def test_pull_inside_a_group_commit_batch(pair):
     assert document["change"] == on_disk(b.root)["change"] + 1   # one file write per batch
 
 
-def _replicate_after_the_read(monkeypatch, source, target):
+def _replicate_after_the_read(monkeypatch, source, target, peer_write=None):
     """Copy `source`'s t.json over `target`'s right after a statement read the table.
 
     What the replicator does when a peer's write lands while a slow statement
-    runs: the file changes under the statement, between its read and its write.
+    runs: the file changes under the statement, between its read and its
+    write. `peer_write`, if given, runs first (the peer's write being copied).
     """
     from engine.atomic_files import atomic_write
     from engine.executor import Executor
@@ -110,6 +111,8 @@ def _replicate_after_the_read(monkeypatch, source, target):
         found = original(self, database, name)
         if not done:
             done.append(True)
+            if peer_write is not None:
+                peer_write()
             atomic_write(table_file(target), table_file(source).read_bytes())
         return found
 
@@ -118,11 +121,11 @@ def _replicate_after_the_read(monkeypatch, source, target):
 
 def test_a_copy_replicated_between_read_and_write_is_not_overwritten(pair, monkeypatch):
     a, b = pair
-    ok(session_on(b), "manampia ao@ t sanda (2);")           # b: change 3, acknowledged
-    monkeypatch.setattr(a, "_sync", None)                     # no pull: only replication
-    a._installer._sync = None
-    _replicate_after_the_read(monkeypatch, b.root, a.root)
-    ok(session_on(a), "manampia ao@ t sanda (3);")            # read 2, file becomes 3 meanwhile
+    # After a's statement read t (change 2), b commits row 2 (change 3) and
+    # replication copies it into a: the file changes under a's statement.
+    _replicate_after_the_read(monkeypatch, b.root, a.root,
+                              peer_write=lambda: ok(session_on(b), "manampia ao@ t sanda (2);"))
+    ok(session_on(a), "manampia ao@ t sanda (3);")
     assert rows(a.root) == [1, 2, 3], "the write was re-run on top of the replicated copy"
     assert on_disk(a.root)["change"] == 4
 
