@@ -2,9 +2,14 @@
 
     python -m engine --data DIR [-e 'STATEMENTS'] [-f FILE] [--format table|json]
 
-Reads standard input when neither -e nor -f is given. Every statement runs
-and is reported, even after an earlier one failed; the exit status is 0 when
-every statement succeeded, 1 otherwise, 2 when the runner could not start.
+Reads standard input when neither -e nor -f is given. A file or stdin of any
+size is streamed (`engine.script_source`): each statement runs as soon as
+its `;` has been read, and only the statement at hand is held in memory;
+the length limit is one statement's. Every statement runs and is reported,
+even after an earlier one failed; the exit status is 0 when every statement
+succeeded, 1 otherwise, 2 when the runner could not start (or a file turned
+out not to be UTF-8: the statements before that point have run). On a
+terminal, a long file run shows a progress line on stderr.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from pathlib import Path
 
 from engine.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from engine.errors import ERROR_PREFIX, TahiryError
+from engine.progress import ProgressLine
 from engine.render import render_json, render_outcome
+from engine.script_source import ScriptSource
 from engine.session import Session
 from engine.storage import Store
 
@@ -36,16 +43,17 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _read_file(path: str) -> str:
+def _unreadable(path: str) -> str | None:
+    """Why a script file cannot be read, or None (checked before anything runs)."""
     if path == "-":
-        return _without_bom(sys.stdin.read())
-    with open(path, encoding="utf-8") as handle:
-        return _without_bom(handle.read())
-
-
-def _without_bom(text: str) -> str:
-    """Text without the byte order mark some editors put at the start of UTF-8 files."""
-    return text[1:] if text.startswith("\ufeff") else text
+        return None
+    if not os.path.exists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "it is a directory"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,14 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{ERROR_PREFIX}Tsy afaka manokatra ny lahatahiry {arguments.data} ({error})",
               file=sys.stderr)
         return 2
-    scripts: list[str] = list(arguments.statements or [])
-    try:
-        scripts.extend(_read_file(path) for path in arguments.files or [])
-    except (OSError, UnicodeDecodeError) as error:
-        print(f"{ERROR_PREFIX}Tsy voavaky ny rakitra ({error})", file=sys.stderr)
-        return 2
+    files = list(arguments.files or [])
     if not arguments.statements and not arguments.files:
-        scripts.append(_read_file("-"))
+        files.append("-")
+    for path in files:
+        problem = _unreadable(path)
+        if problem:
+            owner.release()
+            print(f"{ERROR_PREFIX}Tsy voavaky ny rakitra {path} ({problem})", file=sys.stderr)
+            return 2
+    limit = session.limits.max_statement_chars
+    scripts = [lambda text=text: ScriptSource(text=text, max_chars=limit)
+               for text in arguments.statements or []]
+    scripts += [lambda path=path: ScriptSource.open(path, max_chars=limit) for path in files]
     try:
         return _run(session, scripts, arguments.format)
     except KeyboardInterrupt:
@@ -87,20 +100,54 @@ def main(argv: list[str] | None = None) -> int:
         owner.release()
 
 
-def _run(session: Session, scripts: list[str], output_format: str) -> int:
+def _run(session: Session, scripts, output_format: str) -> int:
+    """Run each script (a function opening its `ScriptSource`) in order; the exit status."""
     all_ok = True
-    for script in scripts:
-        for outcome in session.execute_iter(script):
-            all_ok = all_ok and outcome.ok
-            if output_format == "json":
-                print(render_json(outcome), flush=True)
-            elif outcome.ok:
-                print(render_outcome(outcome), flush=True)
-            else:
-                sys.stdout.flush()
-                print(outcome.message, file=sys.stderr, flush=True)
+    for open_script in scripts:
+        try:
+            source = open_script()
+        except OSError as error:
+            print(f"{ERROR_PREFIX}Tsy voavaky ny rakitra ({error})", file=sys.stderr)
+            return 2
+        with source:
+            progress = ProgressLine(sys.stderr, source.name) if source.name else None
+            try:
+                all_ok = _run_source(session, source, output_format, progress) and all_ok
+            except (OSError, UnicodeDecodeError) as error:
+                if progress is not None:
+                    progress.clear()
+                print(f"{ERROR_PREFIX}Tsy voavaky ny rakitra {source.name or ''} ({error})",
+                      file=sys.stderr)
+                return 2
+            finally:
+                if progress is not None:
+                    progress.finish()
     sys.stdout.flush()
     return 0 if all_ok else 1
+
+
+def _run_source(session: Session, source: ScriptSource, output_format: str,
+                progress: ProgressLine | None) -> bool:
+    all_ok, done, errors = True, 0, 0
+    for piece in source:
+        outcome = session.run_piece(piece)
+        if outcome is None:
+            continue
+        done += 1
+        if progress is not None:
+            progress.clear()
+        all_ok = all_ok and outcome.ok
+        if output_format == "json":
+            print(render_json(outcome), flush=True)
+        elif outcome.ok:
+            print(render_outcome(outcome), flush=True)
+        else:
+            errors += 1
+            sys.stdout.flush()
+            print(outcome.message, file=sys.stderr, flush=True)
+        if progress is not None:
+            progress.update(done, errors, source.estimated_total())
+    return all_ok
 
 
 if __name__ == "__main__":

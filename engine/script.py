@@ -10,7 +10,10 @@ Each `Piece` carries the statement text (without its `;`, leading and
 trailing whitespace stripped) and the 1-based line and column where that
 text starts in the whole input, so syntax errors report script positions.
 Whitespace-only statements are dropped; comment-only ones are returned (the
-parser returns None for them).
+parser returns None for them). A reader that must bound its memory (a
+script of any size, a network stream) checks `pending_length()` and drops
+an over-long unfinished statement with `discard_pending()`, which keeps the
+scanning state and the line count.
 """
 
 from __future__ import annotations
@@ -21,11 +24,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Piece:
-    """One statement's text and where it starts in the whole input."""
+    """One statement's text and where it starts in the whole input.
+
+    overlong: when a reader dropped the statement's text for being longer
+    than it allows (`discard_pending`), its length in characters (`text`
+    is then only a placeholder); else 0.
+    """
 
     text: str
     line: int
     column: int
+    overlong: int = 0
 
 
 # Outside literals and comments: the next character that matters.
@@ -50,6 +59,7 @@ class StatementSplitter:
         self._quote = ""
         self._line = 1         # position of _buffer[_start] in the whole input
         self._column = 1
+        self._placeholder = False  # the current statement starts with discard_pending's mark
 
     def feed(self, text: str) -> list[Piece]:
         """Add `text`; return the statements completed by it (in order)."""
@@ -100,6 +110,38 @@ class StatementSplitter:
         self.__init__()
         return piece
 
+    def pending_length(self) -> int:
+        """Characters of the unfinished statement held (text after the last `;`)."""
+        return len(self._buffer) - self._start
+
+    def pending_start(self) -> tuple[int, int]:
+        """Line and column of the unfinished statement's first non-blank character."""
+        buffer, start = self._buffer, self._start
+        lead = len(buffer) - start - len(buffer[start:].lstrip())
+        return self._advance(self._line, self._column, buffer, start, start + lead)
+
+    def discard_pending(self) -> int:
+        """Drop the unfinished statement's text scanned so far; the characters dropped.
+
+        The scanning state (inside a string or a comment) and the line count
+        are kept, so the rest of the statement is split exactly as it would
+        have been; its end still comes out as a (non-blank) piece, whose
+        text starts with a placeholder character.
+        """
+        if self._placeholder:
+            dropped = self._scan - self._start - 1
+        else:  # what the statement's text would hold: no leading blanks
+            dropped = len(self._buffer[self._start:self._scan].lstrip())
+        self._line, self._column = self._advance(self._line, self._column, self._buffer,
+                                                 self._start, self._scan)
+        # The placeholder keeps the statement non-blank; it stands one column
+        # before the text that follows it.
+        self._column -= 1
+        self._buffer = "\0" + self._buffer[self._scan:]
+        self._start, self._scan = 0, 1
+        self._placeholder = True
+        return dropped
+
     def _take(self, stop: int, resume: int) -> Piece | None:
         """Cut the statement buffer[_start:stop]; the next one starts at resume."""
         buffer, start = self._buffer, self._start
@@ -112,6 +154,7 @@ class StatementSplitter:
             piece = Piece(stripped.rstrip(), line, column)
         self._line, self._column = self._advance(self._line, self._column, buffer, start, resume)
         self._start = resume
+        self._placeholder = False
         return piece
 
     @staticmethod

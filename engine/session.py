@@ -2,7 +2,9 @@
 
 `Session(store).execute(text)` splits the text into statements, parses and
 runs each one, and returns one `Outcome` per non-empty statement. Every
-statement runs even after an earlier one failed. The embedded runner, the
+statement runs even after an earlier one failed. A script of any size is
+read by `engine.script_source.ScriptSource` and each of its statements run
+with `run_piece`: the length limit is one statement's, not the script's. The embedded runner, the
 client's embedded mode and the server (one session per connection) all use
 this object.
 """
@@ -20,7 +22,7 @@ from engine.executor import Executor, Limits
 from engine.outcome import Outcome
 from engine.lexer import describe_char
 from engine.parser import StatementParser, syntax_error
-from engine.script import split_statements
+from engine.script import Piece, split_statements
 from engine.statement_cache import StatementCache
 from engine.storage import Store
 
@@ -66,11 +68,13 @@ class Session:
         return list(self.execute_iter(text))
 
     def execute_iter(self, text: str) -> Iterator[Outcome]:
-        """Like `execute`, yielding each outcome as soon as its statement ran."""
+        """Like `execute`, yielding each outcome as soon as its statement ran.
+
+        `text` is one request (a server's statement): over the statement
+        limit it is refused whole. Scripts go through `run_piece`.
+        """
         if len(text) > self.limits.max_statement_chars:
-            yield Outcome.failure(
-                f"{ERROR_PREFIX}Lava loatra ny baiko : {len(text)} litera "
-                f"(max {self.limits.max_statement_chars})")
+            yield Outcome.failure(self._too_long(len(text)))
             return
         try:
             pieces = split_statements(text)
@@ -81,6 +85,21 @@ class Session:
             outcome = self._run_piece(piece.text, piece.line, piece.column)
             if outcome is not None:
                 yield outcome
+
+    def run_piece(self, piece: Piece) -> Outcome | None:
+        """Run one statement of a script; None for one made only of comments.
+
+        A statement over the length limit (or one a `ScriptSource` dropped
+        as `overlong`) gets the "too long" error with its line.
+        """
+        length = piece.overlong or len(piece.text)
+        if length > self.limits.max_statement_chars:
+            return Outcome.failure(f"{self._too_long(length)} (andalana {piece.line})")
+        return self._run_piece(piece.text, piece.line, piece.column)
+
+    def _too_long(self, length: int) -> str:
+        return (f"{ERROR_PREFIX}Lava loatra ny baiko : {length} litera "
+                f"(max {self.limits.max_statement_chars})")
 
     def execute_one(self, text: str) -> Outcome:
         """Run one statement's text (the server's unit); an empty one is an error."""

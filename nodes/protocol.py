@@ -56,26 +56,6 @@ class ProtocolError(Exception):
     """A response stream that does not follow the wire format."""
 
 
-class _BoundedSplitter(StatementSplitter):
-    """The engine's splitter, plus what framing needs to bound its buffer.
-
-    pending_length(): characters of the unfinished statement held.
-    discard_pending(): drop that text but keep the scanning state (inside a
-    string or a comment), so the tail of an over-long statement is skipped
-    exactly as the engine would split it.
-    """
-
-    def pending_length(self) -> int:
-        return len(self._buffer) - self._start
-
-    def discard_pending(self) -> None:
-        # The placeholder keeps the discarded statement non-blank, so its end
-        # still comes out as a piece (blank pieces are dropped); scanning
-        # resumes after it.
-        self._buffer = "\0" + self._buffer[self._scan:]
-        self._start, self._scan = 0, 1
-
-
 # --------------------------------------------------------------------------
 # Requests
 
@@ -125,7 +105,7 @@ class RequestFramer:
     def __init__(self, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
         self.max_request_bytes = max_request_bytes
         self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
-        self._splitter = _BoundedSplitter()
+        self._splitter = StatementSplitter()
         self._discarding = False
 
     def feed(self, data: bytes) -> list[Request]:

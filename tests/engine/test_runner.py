@@ -122,3 +122,34 @@ def test_a_directory_a_server_holds_is_refused_and_left_untouched(tmp_path):
     finally:
         held.release()
     assert runner(data, "-e", "manamboara tahiry db;").returncode == 0
+
+
+def test_a_script_over_the_statement_limit_runs_statement_by_statement(tmp_path):
+    # 1.1 million characters in all; each statement is well under the limit.
+    value = "x" * 100_000
+    script = tmp_path / "dump.tah"
+    script.write_text("manamboara tahiry d; ampiasao d;\n"
+                      "manamboara tabilao t (n ISA(0,99), s LAHATSORATRA(null,null));\n"
+                      + "".join(f"manampia ao@ t sanda ({n}, '{value}');\n" for n in range(11))
+                      + "alaivo count(*), sum(n) ao@ t;\n")
+    assert script.stat().st_size > 1_000_000
+    result = runner(tmp_path / "data", "--format", "json", "-f", str(script))
+    assert result.returncode == 0, result.stderr[:500]
+    lines = json_lines(result.stdout)
+    assert len(lines) == 3 + 11 + 1
+    assert lines[-1]["rows"] == [[11, 55]]
+    piped = runner(tmp_path / "data2", "--format", "json", stdin=script.read_text())
+    assert piped.returncode == 0 and json_lines(piped.stdout)[-1]["rows"] == [[11, 55]]
+
+
+def test_one_statement_over_the_limit_is_refused_with_its_line_and_the_rest_runs(tmp_path):
+    script = tmp_path / "s.tah"
+    # The second statement never ends: its text is dropped as it is read.
+    script.write_text("alaivo 1;\n\n  alaivo 'abc\n" + "y" * 1_200_000 + "\n")
+    result = runner(tmp_path / "data", "--format", "json", "-f", str(script))
+    assert result.returncode == 1
+    lines = json_lines(result.stdout)
+    assert lines[0]["rows"] == [[1]]
+    assert lines[1]["error"].startswith("Hadisoana : Lava loatra ny baiko : 1200")
+    assert lines[1]["error"].endswith("(max 1000000) (andalana 3)")
+    assert len(lines) == 2
