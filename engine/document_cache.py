@@ -21,7 +21,31 @@ tolerates entries removed meanwhile.
 
 from __future__ import annotations
 
-Signature = tuple[int, int, int]
+import os
+
+# (st_ino, st_mtime_ns, bytes on disk, ...): a table adds its journal's
+# (st_ino, st_size) (engine/journal.py); the third item is always the bytes.
+Signature = tuple[int, ...]
+
+
+
+def file_signature(stat, journal_stat, has_journal: bool) -> Signature:
+    """The signature of an object's files: its own stat, and a table's journal's.
+
+    `journal_stat`: an `os.stat_result`, an (inode, size) pair, or None (no
+    journal file). Objects without journals (views, domains, markers) have
+    the plain (inode, mtime, size).
+    """
+    if not has_journal:
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if journal_stat is None:
+        journal_ino, journal_size = 0, 0
+    elif isinstance(journal_stat, os.stat_result):
+        journal_ino, journal_size = journal_stat.st_ino, journal_stat.st_size
+    else:
+        journal_ino, journal_size = journal_stat
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size + journal_size, journal_ino, journal_size)
+
 
 DEFAULT_CACHE_ENTRIES = 512
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024  # of JSON on disk
@@ -51,6 +75,11 @@ class DocumentCache:
         if entry is not None and entry[0] == signature:
             return entry[1], entry[2]
         return None
+
+    def peek(self, key: str) -> tuple[Signature, dict] | None:
+        """(signature, document) cached for `key` whatever the file is now (to extend it)."""
+        entry = self._entries.get(key)
+        return (entry[0], entry[1]) if entry is not None else None
 
     def remember(self, key: str, signature: Signature, document: dict) -> dict:
         """Cache a decoded document (with a fresh memo, returned); evict beyond the budgets."""

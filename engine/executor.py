@@ -202,13 +202,14 @@ class Executor:
         # Columns not given are NULL, which fits every domain.
         return row
 
-    def _write_rows(self, database: str, document: dict, rows: list[list]) -> None:
+    def _write_rows(self, database: str, document: dict, rows: list[list], ops: list) -> None:
+        """The table's new rows; `ops` say what changed from the rows read (its journal entry)."""
         if len(rows) > self.limits.max_table_rows:
             raise TahiryError(
                 f"Feno ny tabilao {document['name']} : {self.limits.max_table_rows} andalana "
                 f"farafahabetsany")
         self.store.write(database, "table", document["name"],
-                         {"columns": document["columns"], "rows": rows})
+                         {"columns": document["columns"], "rows": rows}, ops)
 
     # ------------------------------------------------------------ use / show
 
@@ -350,7 +351,7 @@ class Executor:
                        for item in source] if evaluate else source)
             new_rows.append(self._checked(table, positions, values))
         if new_rows:
-            self._write_rows(database, document, table.rows + new_rows)
+            self._write_rows(database, document, table.rows + new_rows, [["append", new_rows]])
         return Outcome.success(_changed(len(new_rows)))
 
     def _run_Update(self, statement: ast.Update, session) -> Outcome:
@@ -363,8 +364,8 @@ class Executor:
         predicate = (query.compile_table_predicate(statement.where, table, self.codes)
                      if statement.where is not None else None)
         rows = []
-        count = 0
-        for row in table.rows:
+        changed = []
+        for index, row in enumerate(table.rows):
             if predicate is None or predicate(row):
                 # Every right-hand side sees the row as it was.
                 values = [expression(row) for expression in expressions]
@@ -372,24 +373,30 @@ class Executor:
                 for position, value in zip(positions, values):
                     updated[position] = self._cell(table.columns[position], value)
                 rows.append(updated)
-                count += 1
+                changed.append([index, updated])
             else:
                 rows.append(row)
+        count = len(changed)
         if count:
-            self._write_rows(database, document, rows)
+            self._write_rows(database, document, rows, [["set", changed]])
         return Outcome.success(_changed(count))
 
     def _run_Delete(self, statement: ast.Delete, session) -> Outcome:
         database = self._database(session)
         document, table = self._writable_table(database, statement.table)
         if statement.where is None:
-            kept = []
+            kept, removed = [], list(range(len(table.rows)))
         else:
             predicate = query.compile_table_predicate(statement.where, table, self.codes)
-            kept = [row for row in table.rows if not predicate(row)]
-        count = len(table.rows) - len(kept)
+            kept, removed = [], []
+            for index, row in enumerate(table.rows):
+                if predicate(row):
+                    removed.append(index)
+                else:
+                    kept.append(row)
+        count = len(removed)
         if count:
-            self._write_rows(database, document, kept)
+            self._write_rows(database, document, kept, [["remove", removed]])
         return Outcome.success(_changed(count))
 
     # ------------------------------------------------------------ queries

@@ -21,19 +21,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from engine import journal
 from engine.atomic_files import encode_document, fsync_folder, unlink_quietly, write_durable_temp
-from engine.document_cache import DocumentCache
+from engine.document_cache import DocumentCache, file_signature
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.peer_sync import PeerSync
 from engine.peers import LockTimeout, holding
 
 log = logging.getLogger("engine.storage")
 
-# (key, final path, document, durable temp file)
-Prepared = tuple[str, Path, dict, Path]
 
 
 class BatchNotWritten(Exception):
@@ -95,7 +95,9 @@ class WriteBatch:
 
     def __init__(self) -> None:
         self.owner = threading.get_ident()
-        self.pending: dict[str, tuple[Path, dict]] = {}
+        # path -> (path, new document, ops): `ops` the row changes of a table
+        # since the version read (a journal entry), None for a whole new file.
+        self.pending: dict[str, tuple[Path, dict, tuple | None]] = {}
         self.writes = 0   # object writes so far (a statement wrote iff this grew)
         self.pulled: set[str] = set()   # paths already compared with the peers
         # The version of each object the running statement read (None: no
@@ -105,6 +107,18 @@ class WriteBatch:
         # replication put in place meanwhile makes the fence refuse the batch
         # instead of being overwritten by rows computed from the older one.
         self.pinned: dict[str, tuple[dict, dict] | None] = {}
+
+
+@dataclass
+class Prepared:
+    """One object of a batch, ready to be put in place."""
+
+    key: str
+    path: Path              # the object's file (a table's snapshot)
+    document: dict          # its new version
+    temp: Path | None       # a whole new file, durable, to rename over `path`
+    line: bytes | None      # or a journal entry to append (a table's row changes)
+    signature: tuple | None = None   # the cache signature of what was put in place
 
 
 class BatchInstaller:
@@ -120,19 +134,27 @@ class BatchInstaller:
         self._lock_timeout_s = lock_timeout_s
         self.fenced = 0   # commits refused by the fence (each was run again or failed cleanly)
 
-    def prepare(self, pending: dict[str, tuple[Path, dict]]) -> list[Prepared]:
-        """Every pending document in a durable temp file beside its path; BatchNotWritten if one fails."""
+    def prepare(self, pending: dict[str, tuple]) -> list[Prepared]:
+        """Each pending write made ready; BatchNotWritten if one cannot be.
+
+        A table whose row changes are known (`ops`, engine/journal.py) gets a
+        journal entry, costing what changed; anything else a whole new file,
+        written to a durable temp file beside its path.
+        """
         prepared: list[Prepared] = []
         path = self.root
         try:
-            for key, (path, document) in pending.items():
-                data = encode_document(document)
+            for key, (path, document, ops) in pending.items():
                 self._prepare_folder(path.parent)
-                prepared.append((key, path, document,
-                                 write_durable_temp(path, data, self._durable)))
+                if ops is not None:
+                    prepared.append(Prepared(key, path, document, None,
+                                             journal.encode_entry(document["change"], list(ops))))
+                    continue
+                data = encode_document(document)
+                prepared.append(Prepared(key, path, document,
+                                         write_durable_temp(path, data, self._durable), None))
         except (OSError, TypeError, ValueError, TahiryError) as error:
-            for _, _, _, temp in prepared:
-                unlink_quietly(temp)
+            self._unlink_temps(prepared)
             log.error("group commit of %d files not written: %s", len(pending), error)
             if isinstance(error, TahiryError):
                 message = error.message.removeprefix(ERROR_PREFIX)
@@ -146,25 +168,27 @@ class BatchInstaller:
         return prepared
 
     def install(self, prepared: list[Prepared]) -> None:
-        """Fence, rename and fsync prepared temp files (the outcomes: see the module docstring)."""
-        renamed: list[tuple[str, Path, dict]] = []
+        """Fence, then rename or append each write, then fsync (the outcomes: module docstring)."""
+        done: list[Prepared] = []
+        created_journals: set[Path] = set()
         failure: str | None = None
         fault: StorageFault | None = None
         try:
             locks = self._sync.commit_locks() if self._sync is not None else []
             with holding(locks, self._lock_timeout_s):
                 self._check_fence(prepared)
-                for key, path, document, temp in prepared:
+                for item in prepared:
                     try:
-                        os.replace(temp, path)
+                        if self._put_in_place(item):
+                            created_journals.add(item.path.parent)
                     except OSError as error:
-                        log.error("cannot rename %s into place: %s", path, error)
-                        failure = f"{path.relative_to(self.root)}: {error.strerror or error}"
+                        log.error("cannot put %s in place: %s", item.path, error)
+                        failure = f"{item.path.relative_to(self.root)}: {error.strerror or error}"
                         fault = StorageFault(f"Tsy voasoratra ny {failure}",
-                                             str(path.relative_to(self.root)), "write",
+                                             str(item.path.relative_to(self.root)), "write",
                                              f"not writable: {error.strerror or error}")
                         break
-                    renamed.append((key, path, document))
+                    done.append(item)
         except LockTimeout as error:
             self._unlink_temps(prepared)
             log.error("commit of %d files refused: %s", len(prepared), error)
@@ -179,53 +203,70 @@ class BatchInstaller:
             self._unlink_temps(prepared)
             raise BatchNotWritten(f"Tsy voasoratra : {error.strerror or error} ; "
                                   f"tsy nisy niova (rien n'a été écrit)", retry=False) from None
-        self._unlink_temps(prepared[len(renamed):])
-        if not renamed:
-            for key, *_ in prepared:
-                self._cache.forget(key)
+        self._unlink_temps(prepared[len(done):])
+        if not done:
+            for item in prepared:
+                self._cache.forget(item.key)
             raise BatchNotWritten(f"Tsy voasoratra ny {failure}", fault=fault)
-        durable = self._fsync_renamed(renamed)
-        for key, path, document in renamed:
-            if key not in durable:
-                self._cache.forget(key)
-                continue
-            try:
-                stat = os.stat(path)
-            except OSError:
-                self._cache.forget(key)  # replaced or removed meanwhile: re-read it next time
-                continue
-            self._cache.remember(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size), document)
-        for key, *_ in prepared[len(renamed):]:
-            self._cache.forget(key)
-        if failure is None and len(durable) == len(renamed):
+        durable = self._make_durable(done, created_journals)
+        for item in done:
+            if item.key in durable and item.signature is not None:
+                self._cache.remember(item.key, item.signature, item.document)
+            else:
+                self._cache.forget(item.key)  # re-read it next time
+        for item in prepared[len(done):]:
+            self._cache.forget(item.key)
+        if failure is None and len(durable) == len(done):
             return
-        unsure = [path.relative_to(self.root) for key, path, _ in renamed if key not in durable]
-        reason = (f"{len(renamed)}/{len(prepared)} rakitra tafiditra, {failure}" if failure
+        unsure = [item.path.relative_to(self.root) for item in done if item.key not in durable]
+        reason = (f"{len(done)}/{len(prepared)} rakitra tafiditra, {failure}" if failure
                   else f"fsync tsy nahomby : {', '.join(map(str, unsure))}")
         raise BatchPartlyWritten(outcome_unknown_message("fiovana", reason),
-                                 {key for key, *_ in renamed}, durable)
+                                 {item.key for item in done}, durable)
 
-    def _fsync_renamed(self, renamed: list[tuple[str, Path, dict]]) -> set[str]:
-        """fsync the folders of renamed files; the keys whose folder fsync succeeded."""
+    def _put_in_place(self, item: Prepared) -> bool:
+        """Rename or append one write (holding the locks); True if it created a journal file.
+
+        The cache signature is taken here, under the locks: nobody else can
+        have changed the files since this write.
+        """
+        journal_file = journal.journal_path(item.path) if item.path.parent.name == "tables" else None
+        if item.line is not None:
+            # Durable before anyone else can see or ship it: a failed fsync
+            # cuts the entry back, and the statement fails cleanly.
+            size, created = journal.append_line(journal_file, item.line, durable=self._durable)
+            stat = os.stat(item.path)
+            item.signature = file_signature(stat, (os.stat(journal_file).st_ino, size), True)
+            return created
+        os.replace(item.temp, item.path)
+        stat = os.stat(item.path)
+        if journal_file is not None:
+            # A whole new snapshot holds every version: the journal is stale.
+            unlink_quietly(journal_file)
+        item.signature = file_signature(stat, None, journal_file is not None)
+        return False
+
+    def _make_durable(self, done: list[Prepared], created_journals: set[Path]) -> set[str]:
+        """fsync the folders of renamed files and new journals; the keys now durable.
+
+        (An appended entry was fsynced before the locks were released.)
+        """
         if not self._durable:
-            return {key for key, *_ in renamed}
-        by_folder: dict[Path, list[str]] = {}
-        for key, path, _ in renamed:
-            by_folder.setdefault(path.parent, []).append(key)
-        durable: set[str] = set()
-        for folder, keys in by_folder.items():
+            return {item.key for item in done}
+        failed_folders: set[Path] = set()
+        for folder in {item.path.parent for item in done if item.temp is not None} | created_journals:
             try:
                 fsync_folder(folder)
             except OSError as error:
-                log.error("fsync of %s failed after renaming %d files: %s", folder, len(keys), error)
-                continue
-            durable.update(keys)
-        return durable
+                log.error("fsync of %s failed: %s", folder, error)
+                failed_folders.add(folder)
+        return {item.key for item in done if item.path.parent not in failed_folders}
 
     @staticmethod
-    def _unlink_temps(prepared) -> None:
-        for *_, temp in prepared:
-            unlink_quietly(temp)
+    def _unlink_temps(prepared: list[Prepared]) -> None:
+        for item in prepared:
+            if item.temp is not None:
+                unlink_quietly(item.temp)
 
     def _check_fence(self, prepared: list[Prepared]) -> None:
         """Raise BatchFenced if this directory or a peer holds a file at >= its new counter.
@@ -236,8 +277,7 @@ class BatchInstaller:
         """
         if self._sync is None:
             return
-        violation = self._sync.fence_violation(
-            [(path, document) for _, path, document, _ in prepared])
+        violation = self._sync.fence_violation([(item.path, item.document) for item in prepared])
         if violation is not None:
             self.fenced += 1
             who = violation.holder or "ity mpizara ity"

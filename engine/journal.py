@@ -40,7 +40,7 @@ JOURNAL_SUFFIX = ".journal"
 TAIL_BYTES = 64 * 1024
 
 
-class JournalError(Exception):
+class JournalError(ValueError):
     """An entry that is not a valid change of the table it is applied to."""
 
 
@@ -218,6 +218,31 @@ def _check_index(index, length: int) -> None:
 def _check_row(row, width: int) -> None:
     if not isinstance(row, list) or len(row) != width:
         raise JournalError(f"a row of {width} values expected, got {row!r:.80}")
+
+
+def current_document(snapshot: Path) -> dict | None:
+    """The object stored at `snapshot` as it is now: a table with its journal applied.
+
+    For people and tests that look at a data directory from outside a
+    store (no cache, no checks beyond the journal's own); None if no file.
+    Raises ValueError (orjson's, or JournalError) for a file that does not read.
+    """
+    try:
+        document = orjson.loads(Path(snapshot).read_bytes())
+    except FileNotFoundError:
+        return None
+    if not isinstance(document, dict) or document.get("dropped", True) \
+            or document.get("kind") != "table":
+        return document
+    found = read(journal_path(Path(snapshot)))
+    if found is None:
+        return document
+    entries = chained(found[0].entries, document["change"])
+    if not entries:
+        return document
+    rows = apply(document["rows"], [op for entry in entries for op in entry.ops],
+                 len(document["columns"]))
+    return {**document, "change": entries[-1].change, "rows": rows}
 
 
 def append_line(path: Path, line: bytes, durable: bool = True) -> tuple[int, bool]:

@@ -25,7 +25,11 @@ import os
 
 import orjson
 
-FORMAT_VERSION = 1
+# Format 2 (docs/STORAGE.md): the documents of format 1, and a journal beside
+# each table. Documents written now say 2 (so a format 1 program refuses a
+# directory whose tables may have journals it would not read); both are read.
+FORMAT_VERSION = 2
+READABLE_FORMATS = frozenset({1, 2})
 DATABASE_MARKER = "database.json"
 OBJECT_SUFFIX = ".json"
 KIND_FOLDERS = {"table": "tables", "view": "views", "domain": "domains"}
@@ -90,7 +94,7 @@ def check_header(document: object, where: str | os.PathLike, kind: str | None = 
     """`document` if it is a dict with a valid header (of `kind` `name` when given)."""
     if not isinstance(document, dict):
         raise InvalidDocument(where, "not a JSON object")
-    if document.get("format") != FORMAT_VERSION:
+    if document.get("format") not in READABLE_FORMATS or type(document.get("format")) is not int:
         raise InvalidDocument(where, f"unknown format {document.get('format')!r}")
     change = document.get("change")
     if not isinstance(change, int) or isinstance(change, bool) or change < 0:

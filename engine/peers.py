@@ -13,7 +13,7 @@ holds the pieces that do not depend on the store:
   server's `nodes/membership.py` implements it from `--peer` options and
   the supervisor's peers file.
 - `read_change(path)`: a copy's change counter from the first bytes of the
-  file (the compact header `{"format":1,"kind":..,"name":..,"change":N,`),
+  file (the compact header `{"format":2,"kind":..,"name":..,"change":N,`),
   with a full parse as the fallback; `read_copy(path, kind, name)`: a whole
   copy, checked whole (engine/object_format.py), for adoption.
 - `DirectoryLock`: the cross-process write lock of one data directory
@@ -39,12 +39,13 @@ from typing import Iterator, Protocol
 
 import orjson
 
-from engine.object_format import InvalidDocument, check_document, check_header
+from engine import journal
+from engine.object_format import FORMAT_VERSION, InvalidDocument, check_document, check_header
 
 LOCK_FILE_NAME = ".tahiry.lock"
 HEADER_BYTES = 512
 DEFAULT_LOCK_TIMEOUT_S = 8.0  # > the supervisor's time to replace a frozen server (~6 s)
-_HEADER_RE = re.compile(rb'\{"format":1,"kind":"[a-z]+","name":"[^"\\]*","change":(\d+),')
+_HEADER_RE = re.compile(rb'\{"format":[12],"kind":"[a-z]+","name":"[^"\\]*","change":(\d+),')
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,20 @@ class FixedPeers:
 
 
 def read_change(path: Path) -> int | None:
-    """The change counter of the copy at `path`; None if there is no file.
+    """The version (change counter) of the copy at `path`; None if there is no file.
+
+    A table's version is its journal's last entry when that is past the
+    snapshot (engine/journal.py: only the journal's tail is read).
+    """
+    change = _snapshot_change(path)
+    if change is None or path.parent.name != "tables":
+        return change
+    in_journal = journal.last_change(journal.journal_path(path))
+    return max(change, in_journal) if in_journal is not None else change
+
+
+def _snapshot_change(path: Path) -> int | None:
+    """The change counter in the header of the file at `path`; None if there is no file.
 
     Reads the first HEADER_BYTES only when the file starts with the compact
     header the store writes; otherwise parses the whole file and checks its
@@ -123,13 +137,30 @@ def read_change(path: Path) -> int | None:
 
 
 def read_copy(path: Path, kind: str, name: str) -> tuple[dict, bytes] | None:
-    """A whole copy (document, bytes), checked whole to be `kind` `name`; None if no file."""
+    """A whole copy (document, bytes), checked whole to be `kind` `name`; None if no file.
+
+    A table's journal is applied: the document and bytes are its current
+    version, as one snapshot.
+    """
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return check_document(data, path, kind, name), data
+    document = check_document(data, path, kind, name)
+    if kind != "table" or document.get("dropped", False):
+        return document, data
+    found = journal.read(journal.journal_path(path))
+    entries = journal.chained(found[0].entries, document["change"]) if found else []
+    if not entries:
+        return document, data
+    try:
+        rows = journal.apply(document["rows"], [op for e in entries for op in e.ops],
+                             len(document["columns"]))
+    except journal.JournalError as error:
+        raise UnreadableCopy(path, f"journal does not apply ({error})") from None
+    document = {**document, "format": FORMAT_VERSION, "change": entries[-1].change, "rows": rows}
+    return document, orjson.dumps(document)
 
 
 @dataclass(frozen=True)

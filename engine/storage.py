@@ -51,12 +51,16 @@ import orjson
 
 from engine.atomic_files import (atomic_write, copy_if_newer, encode_document,  # noqa: F401
                                  fsync_folder, is_temp_file, write_durable_temp)
-from engine.document_cache import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DocumentCache
+from engine.document_cache import (DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DocumentCache,
+                                   file_signature)
 from engine.errors import StorageFault, TahiryError
+from engine import journal, maintenance
+from engine.checkpoints import CheckpointPolicy
 from engine.group_commit import (BatchFenced, BatchInstaller, BatchNotWritten,  # noqa: F401
                                  BatchPartlyWritten, WriteBatch, WriteOutcomeUnknown)
 from engine.names import is_identifier, validate_name
-from engine.object_format import DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS  # noqa: F401
+from engine.object_format import (DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS,  # noqa: F401
+                                  READABLE_FORMATS)
 from engine.peer_sync import PeerSync
 from engine.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerCopy, PeerSource, holding
 
@@ -64,9 +68,19 @@ PATH_MEMO_ENTRIES = 4096
 # Files larger than this are not decoded just to know whether they are
 # tombstones: the "dropped" flag is sniffed from the start of the file.
 SNIFF_THRESHOLD = 4096
+# Whether stores append row changes to journals by default (storage format 2).
+# Off until replication ships journal entries (docs/STORAGE.md).
+JOURNAL_WRITES = False
 _DROPPED_RE = re.compile(rb'"dropped":(true|false)')
 
 log = logging.getLogger(__name__)
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 class Store:
@@ -75,11 +89,18 @@ class Store:
     def __init__(self, root: str | os.PathLike, *, cache_entries: int = DEFAULT_CACHE_ENTRIES,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, stale_temp_age_s: float = 60.0,
                  durable: bool = True, peers: PeerSource | None = None,
-                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S):
+                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S, exclusive: bool = False,
+                 checkpoints: CheckpointPolicy | None = None,
+                 journal_writes: bool = JOURNAL_WRITES):
         """`durable=False` skips fsync (tests and benchmarks only).
 
         `peers`: the other servers' data directories (pull on write, fence on
         commit); None for a directory nobody else writes.
+        `journal_writes`: a table's row changes go to its journal (format 2);
+        False writes every version whole (the journal is still read).
+        `exclusive`: this process holds the directory's owner lock
+        (engine/data_owner.py): opening it then recovers it (every temp file
+        removed, torn journal tails cut) and upgrades format 1 documents.
         """
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -98,7 +119,12 @@ class Store:
         # Validated object paths by (database, kind, name): building and
         # checking them costs more than the stat of a cached read.
         self._paths: dict[tuple[str, str, str], Path] = {}
-        self.remove_stale_temp_files(stale_temp_age_s)
+        self.checkpoints = checkpoints or CheckpointPolicy()
+        self._journal_writes = journal_writes
+        if exclusive:
+            maintenance.recover(self.root, durable=durable)
+        else:
+            self.remove_stale_temp_files(stale_temp_age_s)
 
     # ------------------------------------------------------------------ paths
 
@@ -171,16 +197,54 @@ class Store:
         return self._load_from_disk(path, key)
 
     def _load_from_disk(self, path: Path, key: str) -> tuple[dict, dict] | None:
-        """(document, memo) of the file at `path` through the cache, or None."""
+        """(document, memo) of the object at `path` through the cache, or None.
+
+        A table is its snapshot plus the chained entries of its journal
+        (engine/journal.py); the cache signature covers both files, and a
+        journal that only grew since the cached version is applied from
+        where the cached version stopped reading it.
+        """
         try:
             stat = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             self._cache.forget(key)
             return None
-        cached = self._cache.get(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
+        journal_file = self._journal_of(path)
+        journal_stat = _stat_or_none(journal_file) if journal_file is not None else None
+        signature = file_signature(stat, journal_stat, journal_file is not None)
+        cached = self._cache.get(key, signature)
         if cached is not None:
             return cached
+        if journal_stat is not None:
+            extended = self._extend_cached(key, path, journal_file, signature)
+            if extended is not None:
+                return extended
         self._check_contained(path)
+        try:
+            document, stat = self._read_snapshot(path)
+        except (FileNotFoundError, NotADirectoryError):
+            self._cache.forget(key)
+            return None
+        journal_stat = None
+        if journal_file is not None and not document.get("dropped", False):
+            found = journal.read(journal_file)
+            if found is not None:
+                reading, journal_stat = found
+                entries = journal.chained(reading.entries, document["change"])
+                if entries:
+                    document = self._applied(path, document, entries)
+                # What was applied ends at `reading.end` (a torn or growing tail is not).
+                journal_stat = (journal_stat.st_ino, reading.end)
+        memo = self._cache.remember(
+            key, file_signature(stat, journal_stat, journal_file is not None), document)
+        return document, memo
+
+    def _journal_of(self, path: Path) -> Path | None:
+        """A table's journal path; None for objects that have none (views, domains, markers)."""
+        return journal.journal_path(path) if path.parent.name == "tables" else None
+
+    def _read_snapshot(self, path: Path) -> tuple[dict, os.stat_result]:
+        """The decoded snapshot at `path` and the stat of what was read (StorageFault if bad)."""
         try:
             with open(path, "rb") as handle:
                 # The signature of what is actually read (the file may have
@@ -189,8 +253,7 @@ class Store:
                 data = handle.read()
             document = orjson.loads(data)
         except (FileNotFoundError, NotADirectoryError):
-            self._cache.forget(key)
-            return None
+            raise
         except (orjson.JSONDecodeError, OSError) as error:
             log.error("cannot read %s: %s", path, error)
             rel = str(path.relative_to(self.root))
@@ -200,14 +263,50 @@ class Store:
         if not isinstance(document, dict):
             rel = str(path.relative_to(self.root))
             raise StorageFault(f"Simba ny rakitra {rel}", rel, "read", "corrupt: not a JSON object")
-        if document.get("format") != FORMAT_VERSION:
+        if document.get("format") not in READABLE_FORMATS:
             rel = str(path.relative_to(self.root))
             raise StorageFault(
                 f"Ny rakitra {rel} dia manana format tsy fantatra "
                 f"({document.get('format')!r}, {FORMAT_VERSION} no fantatra)",
                 rel, "read", f"unknown format {document.get('format')!r}")
-        memo = self._cache.remember(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size), document)
-        return document, memo
+        return document, stat
+
+    def _applied(self, path: Path, document: dict, entries: list[journal.Entry]) -> dict:
+        """A new document: `document` with journal `entries` applied (StorageFault if one does not fit)."""
+        try:
+            rows = journal.apply(document["rows"], [op for entry in entries for op in entry.ops],
+                                 len(document["columns"]))
+        except (journal.JournalError, KeyError, TypeError) as error:
+            rel = str(path.relative_to(self.root))
+            log.error("journal of %s does not apply: %s", rel, error)
+            raise StorageFault(f"Simba ny diarin'ny rakitra {rel}", rel, "read",
+                               f"corrupt journal: {error}") from None
+        return {**document, "change": entries[-1].change, "rows": rows}
+
+    def _extend_cached(self, key: str, path: Path, journal_file: Path,
+                       signature: tuple) -> tuple[dict, dict] | None:
+        """The cached version with the journal's new entries applied, if only the journal grew."""
+        peeked = self._cache.peek(key)
+        if peeked is None:
+            return None
+        old, document = peeked
+        if len(old) != 5 or old[:2] != signature[:2] or old[3] != signature[3] \
+                or old[4] > signature[4] or document.get("dropped", False):
+            return None
+        found = journal.read(journal_file, old[4])
+        if found is None:
+            return None
+        reading, journal_stat = found
+        if journal_stat.st_ino != old[3]:
+            return None
+        entries = journal.chained(reading.entries, document["change"])
+        if not entries or entries[0].change != document["change"] + 1 \
+                or reading.entries[0].change != entries[0].change:
+            return None  # not a plain continuation of what is cached: read it all
+        extended = self._applied(path, document, entries)
+        memo = self._cache.remember(key, (*old[:2], old[2] - old[4] + reading.end, old[3],
+                                          reading.end), extended)
+        return extended, memo
 
     def _is_live(self, path: Path) -> bool:
         """Whether `path` holds a live (not dropped) document, cheaply.
@@ -296,7 +395,7 @@ class Store:
         batch = self._batch
         if batch is None or batch.owner != threading.get_ident():
             return []
-        return [path for path, _ in batch.pending.values()]
+        return [entry[0] for entry in batch.pending.values()]
 
     def list_objects(self, database: str, kind: str) -> list[str]:
         folder = self.database_path(database) / KIND_FOLDERS[kind]
@@ -351,7 +450,8 @@ class Store:
                 except OSError as error:
                     raise self._write_error(item, error) from None
 
-    def _write_document(self, path: Path, kind: str, name: str, body: dict | None) -> dict:
+    def _write_document(self, path: Path, kind: str, name: str, body: dict | None,
+                        ops: list | None = None) -> dict:
         """Write a new version of one object: change counter + 1, or a tombstone.
 
         Inside a batch the document only joins the overlay; an object written
@@ -360,46 +460,64 @@ class Store:
         batch) + 1, never that of whatever the file holds by now: a newer copy
         that replication put in place meanwhile makes the commit fence refuse
         the write, so it cannot be overwritten by rows computed without it.
+
+        `ops`: for a table, the row changes from the version read to `body`
+        (engine/journal.py); they become one journal entry at commit, so the
+        write costs what changed. Without them (or for a table whose
+        snapshot is still format 1) the whole file is written.
+        Outside a batch the write is a batch of its own.
         """
         with self.write_lock:
+            batch = self._batch
+            if batch is None or batch.owner != threading.get_ident():
+                return self._write_alone(path, kind, name, body, ops)
             key = str(path)
             previous = self._load(path)
-            batch = self._batch
-            in_batch = batch is not None and batch.owner == threading.get_ident()
-            if in_batch and key in batch.pending:
+            earlier = batch.pending.get(key)
+            if earlier is not None:
                 change = int(previous["change"])
+                ops = (earlier[2] + tuple(ops)
+                       if ops is not None and earlier[2] is not None else None)
             else:
                 change = int(previous.get("change", 0)) + 1 if previous else 1
+                journaled = (self._journal_writes and ops is not None and previous is not None
+                             and kind == "table"
+                             and not previous.get("dropped", False)
+                             and previous.get("format") == FORMAT_VERSION)
+                ops = tuple(ops) if journaled else None
             document = {"format": FORMAT_VERSION, "kind": kind, "name": name,
                         "change": change, "dropped": body is None}
             if body is not None:
                 document.update(body)
-            if in_batch:
-                self._prepare_folder(path.parent)
-                batch.pending[key] = (path, document)
-                batch.writes += 1
-                return document
-            self._write_one(key, path, document)
+            self._prepare_folder(path.parent)
+            batch.pending[key] = (path, document, ops)
+            batch.writes += 1
             return document
 
-    def _write_one(self, key: str, path: Path, document: dict) -> None:
-        """A write outside a batch: the same commit path as a batch of one file."""
+    def _write_alone(self, path: Path, kind: str, name: str, body: dict | None,
+                     ops: list | None) -> dict:
+        """A write outside a batch: the same commit path, as a batch of one write."""
+        self.begin_batch()
         try:
-            data = encode_document(document)
-            self._prepare_folder(path.parent)
-            temp = write_durable_temp(path, data, self._durable)
-        except OSError as error:
-            raise self._write_error(path, error) from None
+            document = self._write_document(path, kind, name, body, ops)
+        except BaseException:
+            self.abort_batch()
+            raise
         try:
-            self._installer.install([(key, path, document, temp)])
+            self.commit_batch()
         except BatchPartlyWritten as partial:
             raise WriteOutcomeUnknown(str(partial)) from None
         except BatchNotWritten as refused:
             raise (refused.fault or TahiryError(refused.message)) from None
+        return document
 
-    def write(self, database: str, kind: str, name: str, body: dict) -> dict:
-        """Write an object (`body` holds its kind's fields); return the document."""
-        return self._write_document(self.object_path(database, kind, name), kind, name, body)
+    def write(self, database: str, kind: str, name: str, body: dict,
+              ops: list | None = None) -> dict:
+        """Write an object (`body` holds its kind's fields); return the document.
+
+        `ops`: a table's row changes from the version read (engine/journal.py).
+        """
+        return self._write_document(self.object_path(database, kind, name), kind, name, body, ops)
 
     def drop(self, database: str, kind: str, name: str) -> bool:
         """Tombstone an object; False when it did not exist (nothing written)."""
@@ -500,10 +618,63 @@ class Store:
             prepared = self._installer.prepare(batch.pending)
             if prepared:
                 self._installer.install(prepared)
+            for item in prepared:
+                if item.line is not None and item.signature is not None:
+                    journal_bytes = item.signature[4]
+                    self.checkpoints.appended(item.key, journal_bytes,
+                                              item.signature[2] - journal_bytes)
             return len(prepared)
         finally:
             self._batch = None
             self.write_lock.release()
+
+    # ------------------------------------------------------------ checkpoints
+
+    def maintain(self) -> int:
+        """Checkpoint the tables whose journal is large or idle (engine/checkpoints.py); how many."""
+        done = 0
+        for key in self.checkpoints.due():
+            done += self.checkpoint(Path(key))
+        return done
+
+    def checkpoint_all(self) -> int:
+        """Checkpoint every table that has a journal (a clean stop); how many."""
+        return sum(self.checkpoint(path) for path in maintenance.journaled_tables(self.root))
+
+    def checkpoint(self, path: Path) -> bool:
+        """Fold a table's journal into a new snapshot at its current version; True if done.
+
+        Holding this directory's write lock (with peers: replication appends
+        under it too), the table is read, its snapshot written atomically,
+        then the journal removed. A crash in between leaves a journal whose
+        entries the snapshot already holds: they are skipped when read. A
+        failure (disk full) changes nothing and is logged: the journal still
+        holds every version.
+        """
+        key = str(path)
+        journal_file = journal.journal_path(path)
+        lock = [self._sync.own_lock] if self._sync is not None else []
+        with self.write_lock:
+            if self.in_own_batch:
+                return False  # never in the middle of a batch: try later
+            try:
+                with holding(lock, self._lock_timeout_s):
+                    if not os.path.exists(journal_file):
+                        self.checkpoints.done(key)
+                        return False
+                    entry = self._load_from_disk(path, key)
+                    if entry is not None:
+                        maintenance.write_snapshot(path, entry[0], durable=self._durable)
+                    os.unlink(journal_file)
+                    if self._durable:
+                        fsync_folder(path.parent)
+                    self._cache.forget(key)
+            except (OSError, TahiryError, LockTimeout) as error:
+                log.error("checkpoint of %s not done (its journal keeps every version): %s",
+                          path.relative_to(self.root), error)
+                return False
+        self.checkpoints.done(key)
+        return True
 
 
     # ------------------------------------------------------------------ peers
@@ -631,30 +802,4 @@ class Store:
         Only files older than `older_than_s` go, so a write in progress in
         another process (replication) is not disturbed.
         """
-        removed = 0
-        limit = time.time() - older_than_s
-        folders = [self.root]
-        try:
-            for entry in os.scandir(self.root):
-                if entry.is_dir(follow_symlinks=False):
-                    folders.append(Path(entry.path))
-                    folders.extend(Path(entry.path) / sub for sub in KIND_FOLDERS.values())
-        except OSError:
-            return 0
-        for folder in folders:
-            if folder != self.root and folder.is_symlink():
-                continue  # it may lead out of the root: delete nothing there
-            try:
-                entries = list(os.scandir(folder))
-            except OSError:
-                continue
-            for entry in entries:
-                if not is_temp_file(entry.name) or not entry.is_file(follow_symlinks=False):
-                    continue
-                try:
-                    if entry.stat(follow_symlinks=False).st_mtime <= limit:
-                        os.unlink(entry.path)
-                        removed += 1
-                except OSError:
-                    pass
-        return removed
+        return maintenance.remove_temp_files(self.root, older_than_s)

@@ -1,6 +1,8 @@
 """Session + executor: manampia, havaozy, fafao; atomicity, domains, limits."""
 
 import json
+
+from engine.journal import current_document
 import os
 
 import orjson
@@ -136,9 +138,9 @@ def test_writing_into_a_view_is_an_error(session, tmp_path):
 
 
 def test_change_counter_grows_with_each_write(session, tmp_path):
-    change = json.loads(table_file(tmp_path).read_text())["change"]
+    change = current_document(table_file(tmp_path))["change"]
     run(session, "manampia ao@ t (id) sanda (1); manampia ao@ t (id) sanda (2);")
-    assert json.loads(table_file(tmp_path).read_text())["change"] == change + 2
+    assert current_document(table_file(tmp_path))["change"] == change + 2
 
 
 # ------------------------------------------------------------------ UPDATE
@@ -241,6 +243,7 @@ def test_failed_write_on_disk_is_a_clean_error_and_leaves_the_file(filled, tmp_p
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
+    monkeypatch.setattr(os, "fdatasync", broken_fsync)   # a journal append's sync
     outcome = one(filled, "manampia ao@ t (id) sanda (9);")
     monkeypatch.undo()
     assert not outcome.ok and outcome.message.startswith("Hadisoana : Tsy voasoratra")

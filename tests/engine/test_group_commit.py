@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from engine import group_commit, storage
+from engine.journal import current_document
 from engine.session import Session
 from engine.storage import BatchNotWritten, BatchPartlyWritten, Store
 from tests.engine.conftest import one_column_body as body
@@ -16,7 +17,7 @@ from tests.faults import disk_full, fail_on_call, io_error
 
 def on_disk(store, folder="tables", name="t"):
     path = store.root / "db" / folder / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return current_document(path)   # the snapshot with its journal applied
 
 
 def temp_files(store):
@@ -33,7 +34,7 @@ def test_writes_wait_in_memory_then_one_file_write_per_object(store):
     assert store.list_objects("db", "table") == ["t", "u"]
     assert on_disk(store)["rows"] == [[1]] and on_disk(store, name="u") is None
     assert store.commit_batch() == 2
-    assert on_disk(store) == {"format": 1, "kind": "table", "name": "t", "change": 2,
+    assert on_disk(store) == {"format": 2, "kind": "table", "name": "t", "change": 2,
                               "dropped": False, **body(1, 2, 3)}
     assert on_disk(store, name="u")["change"] == 1
     assert store.read("db", "table", "t")["change"] == 2
@@ -71,7 +72,7 @@ def test_drop_and_recreate_inside_a_batch(store):
         store.drop("db", "table", "t")  # already a tombstone: nothing
         store.write("db", "table", "t", body(4))
         store.drop("db", "table", "t")
-    assert on_disk(store) == {"format": 1, "kind": "table", "name": "t", "change": 3,
+    assert on_disk(store) == {"format": 2, "kind": "table", "name": "t", "change": 3,
                               "dropped": True}
 
 

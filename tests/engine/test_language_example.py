@@ -50,6 +50,7 @@ def test_language_example(tmp_path):
     outcome = session.execute('manampia ao@ mpianatra sanda ("E3", "Cy", "M2");')[0]
     assert outcome.message == ("Hadisoana : Ny sanda 'M2' dia tsy mifanaraka amin'ny efitra "
                                "TANISA(\"L3\",\"M1\",\"L2\") an'ny tsanganana 'kilasy'")
+    session.store.checkpoint_all()   # what a clean stop does: every .json holds its table
     stored = json.loads((tmp_path / "data/sekoly/tables/naoty.json").read_text())
     assert stored["rows"] == [["E1", "Algo", 14], ["E1", "BD", 10], ["E2", "Algo", 16]]
     assert stored["change"] == 3  # create, insert, update (the delete removed nothing)

@@ -35,7 +35,8 @@ def test_valid_documents_of_every_kind_pass_whole():
     (encoded()[:60], "not valid JSON"),                               # truncated, header intact
     (b"\xff\xfe garbage", "not valid JSON"),
     (b"[1, 2]", "not a JSON object"),
-    (encoded(format=2), "unknown format"),
+    (encoded(format=3), "unknown format"),
+    (encoded(format=True), "unknown format"),
     (encoded(change="7"), "change counter"),
     (encoded(change=-1), "change counter"),
     (encoded(dropped="no"), "'dropped'"),

@@ -14,6 +14,7 @@ import shutil
 import pytest
 
 from engine.errors import TahiryError
+from engine.journal import current_document, journal_path
 from engine.peers import (DirectoryLock, FixedPeers, LockTimeout, holding,
                           read_change)
 from engine.session import Session
@@ -28,7 +29,7 @@ def table_file(root, name="t", database="db"):
 
 def on_disk(root, name="t", database="db"):
     path = table_file(root, name, database)
-    return json.loads(path.read_bytes()) if path.exists() else None
+    return current_document(path)   # the snapshot with its journal applied
 
 
 def rows(root, name="t"):
@@ -101,8 +102,8 @@ def _replicate_after_the_read(monkeypatch, source, target, peer_write=None):
     runs: the file changes under the statement, between its read and its
     write. `peer_write`, if given, runs first (the peer's write being copied).
     """
-    from engine.atomic_files import atomic_write
     from engine.executor import Executor
+    from engine.maintenance import write_snapshot
 
     original = Executor._writable_table
     done = []
@@ -113,7 +114,9 @@ def _replicate_after_the_read(monkeypatch, source, target, peer_write=None):
             done.append(True)
             if peer_write is not None:
                 peer_write()
-            atomic_write(table_file(target), table_file(source).read_bytes())
+            # The source's current version (snapshot and journal) as the target's snapshot.
+            write_snapshot(table_file(target), current_document(table_file(source)))
+            journal_path(table_file(target)).unlink(missing_ok=True)
         return found
 
     monkeypatch.setattr(Executor, "_writable_table", read_then_replicate)

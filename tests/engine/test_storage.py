@@ -31,9 +31,9 @@ def test_files_are_at_the_documented_paths(store, tmp_path):
     store.write("db", "domain", "d", {"domain": [{"type": "DATY"}]})
     root = tmp_path / "data"
     assert read_json(root / "db" / "database.json") == {
-        "format": 1, "kind": "database", "name": "db", "change": 1, "dropped": False}
+        "format": 2, "kind": "database", "name": "db", "change": 1, "dropped": False}
     assert read_json(root / "db" / "tables" / "t.json") == {
-        "format": 1, "kind": "table", "name": "t", "change": 1, "dropped": False, **TABLE_BODY}
+        "format": 2, "kind": "table", "name": "t", "change": 1, "dropped": False, **TABLE_BODY}
     assert read_json(root / "db" / "views" / "v.json")["query"] == "alaivo * ao@ t"
     assert read_json(root / "db" / "domains" / "d.json")["domain"] == [{"type": "DATY"}]
 
@@ -48,7 +48,7 @@ def test_drop_writes_a_tombstone_and_recreate_continues_the_counter(store, tmp_p
     store.write("db", "table", "t", TABLE_BODY)
     assert store.drop("db", "table", "t") is True
     path = tmp_path / "data" / "db" / "tables" / "t.json"
-    assert read_json(path) == {"format": 1, "kind": "table", "name": "t", "change": 2,
+    assert read_json(path) == {"format": 2, "kind": "table", "name": "t", "change": 2,
                                "dropped": True}
     assert store.read("db", "table", "t") is None
     assert store.list_objects("db", "table") == []
@@ -215,7 +215,7 @@ def test_listing_ignores_symlinked_database_outside_and_corrupt_files(store, tmp
 
 def test_unknown_format_version_is_a_clear_error(store, tmp_path):
     (tmp_path / "data" / "db" / "tables" / "future.json").write_text(json.dumps(
-        {"format": 2, "kind": "table", "name": "future", "change": 1, "dropped": False}))
+        {"format": 3, "kind": "table", "name": "future", "change": 1, "dropped": False}))
     with pytest.raises(TahiryError, match="format"):
         store.read("db", "table", "future")
 

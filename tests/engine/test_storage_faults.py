@@ -74,8 +74,8 @@ def test_user_errors_are_not_storage_faults(store):
 
 
 def test_a_write_that_cannot_be_prepared_is_a_write_fault_and_changes_nothing(store, monkeypatch):
-    monkeypatch.setattr(storage, "write_durable_temp",
-                        fail_on_call(storage.write_durable_temp, 1, disk_full()))
+    monkeypatch.setattr(group_commit, "write_durable_temp",
+                        fail_on_call(group_commit.write_durable_temp, 1, disk_full()))
     with pytest.raises(StorageFault) as caught:
         store.write("db", "table", "t", body(1, 2))
     fault = caught.value
