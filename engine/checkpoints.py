@@ -68,6 +68,11 @@ class CheckpointPolicy:
     def is_large(self, state: JournalState) -> bool:
         return state.journal_bytes > max(self.min_bytes, state.snapshot_bytes * self.ratio)
 
+    def large(self, keys) -> list[str]:
+        """Those of `keys` whose journal is large (checkpointed right after their commit)."""
+        return [key for key in keys
+                if key in self._journals and self.is_large(self._journals[key])]
+
     def due(self) -> list[str]:
         """The tables to checkpoint now: large journals first, then idle ones."""
         now = self._clock()

@@ -119,7 +119,7 @@ class Store:
         # Validated object paths by (database, kind, name): building and
         # checking them costs more than the stat of a cached read.
         self._paths: dict[tuple[str, str, str], Path] = {}
-        self.checkpoints = checkpoints or CheckpointPolicy()
+        self.checkpoints = checkpoints if checkpoints is not None else CheckpointPolicy()
         self._journal_writes = journal_writes
         if exclusive:
             maintenance.recover(self.root, durable=durable)
@@ -618,15 +618,17 @@ class Store:
             prepared = self._installer.prepare(batch.pending)
             if prepared:
                 self._installer.install(prepared)
-            for item in prepared:
-                if item.line is not None and item.signature is not None:
-                    journal_bytes = item.signature[4]
-                    self.checkpoints.appended(item.key, journal_bytes,
-                                              item.signature[2] - journal_bytes)
-            return len(prepared)
         finally:
             self._batch = None
             self.write_lock.release()
+        appended = [item for item in prepared
+                    if item.line is not None and item.signature is not None]
+        for item in appended:
+            journal_bytes = item.signature[4]
+            self.checkpoints.appended(item.key, journal_bytes, item.signature[2] - journal_bytes)
+        for key in self.checkpoints.large(item.key for item in appended):
+            self.checkpoint(Path(key))   # a journal as large as its snapshot: fold it now
+        return len(prepared)
 
     # ------------------------------------------------------------ checkpoints
 
