@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         owner = OwnerLock.acquire(Path(arguments.data), OwnerRecord(
             node="python -m engine", pid=os.getpid(), host="embedded", port=0,
             started=time.time()))
-        session = Session(Store(arguments.data))
+        # It holds the directory: recovery at open, checkpoints at the end.
+        session = Session(Store(arguments.data, exclusive=True))
     except DirectoryTaken as error:
         print(f"{ERROR_PREFIX}Efa ampiasain'ny mpizara hafa ny lahatahiry {arguments.data} "
               f"({error})", file=sys.stderr)
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     finally:
+        session.store.checkpoint_all()   # every .json holds its table when we are done
         owner.release()
 
 
