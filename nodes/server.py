@@ -9,7 +9,13 @@ accept connections and answer `.ping;` while a long query runs. (`--inline`
 runs them on the event loop instead, which saves a thread hop per statement.)
 
 Group commit: the engine thread takes every statement waiting when it
-becomes free (from any connection) as one batch. They run one after another
+becomes free (from any connection) as one batch. A client may pipeline
+(send statements ahead without waiting for each answer, up to `MAX_BATCH`
+in flight per connection): the statements that arrive together on one
+connection are handed to the engine thread together (`EngineWorker.submit`
+stages what one turn of the event loop submits and hands it over at once),
+so they join one batch, and their answers still leave one per statement,
+in order (nodes/serving.py). They run one after another
 against the store's in-memory write overlay (each has a savepoint: a failing
 statement leaves no trace; later ones see earlier ones' writes), then every
 object file the batch changed is written once, durably, and only then are
@@ -85,12 +91,22 @@ FOLDER_KINDS = {folder: kind for kind, folder in KIND_FOLDERS.items()}
 
 
 @dataclass
+class _Client:
+    """One connection's engine session and its statements handed to the engine thread."""
+
+    session: Session
+    in_flight: int = 0                      # submitted, answer not delivered yet
+    last: asyncio.Future | None = None      # the latest of them
+
+
+@dataclass
 class _Job:
     """One statement waiting for the engine thread."""
 
     session: Session
     text: str
     future: asyncio.Future | None
+    client: _Client | None = None
 
 
 class EngineWorker:
@@ -104,31 +120,52 @@ class EngineWorker:
         self._run_batch = run_batch
         self._logger = logger
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._staged: list[_Job] = []
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
         self._thread.start()
 
-    def submit(self, session: Session, text: str) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put(_Job(session, text, future))
+    def submit(self, session: Session, text: str, client: _Client | None = None) -> asyncio.Future:
+        """Queue one statement; it is handed over with the others of this turn of the loop.
+
+        Handing each one over at once would wake the engine thread on the
+        first, which would then start a batch before the rest of what one
+        client pipelined has been queued.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._staged:
+            loop.call_soon(self.hand_over)
+        self._staged.append(_Job(session, text, future, client))
         return future
 
+    def hand_over(self) -> None:
+        """Hand what was staged to the engine thread (on the loop; nothing if nothing was)."""
+        staged, self._staged = self._staged, []
+        if staged:
+            self._queue.put(staged)
+
     def _loop(self) -> None:
+        waiting: list[_Job] = []   # handed over, not yet in a batch (beyond one batch's size)
+        stop = False
         while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            jobs = [job]
-            stop = False
-            while len(jobs) < self._max_batch:
+            if not waiting:
+                if stop:
+                    return
+                more = self._queue.get()
+                if more is None:
+                    return
+                waiting = more
+            while len(waiting) < self._max_batch and not stop:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
                     stop = True
-                    break
-                jobs.append(more)
+                else:
+                    waiting.extend(more)
+            jobs, waiting = waiting[:self._max_batch], waiting[self._max_batch:]
             try:
                 responses = self._run_batch(jobs)
             except BaseException:  # never leave the waiting connections hanging
@@ -138,17 +175,17 @@ class EngineWorker:
                 jobs[0].future.get_loop().call_soon_threadsafe(_deliver, jobs, responses)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
-            if stop:
-                return
 
     def stop(self) -> None:
-        """Finish the statements already queued, then end the thread (blocking)."""
+        """Finish the statements already handed over, then end the thread (blocking)."""
         self._queue.put(None)
         self._thread.join()
 
 
 def _deliver(jobs: list[_Job], responses: list[bytes]) -> None:
     for job, response in zip(jobs, responses):
+        if job.client is not None:
+            job.client.in_flight -= 1
         if not job.future.done():
             job.future.set_result(response)
 
@@ -224,7 +261,7 @@ class DatabaseServer:
             self.stats.refused_connections += 1
             return ClientHandler(self._refuse, idle_timeout=5.0)
         try:
-            session = Session(self.store, codes=self.codes)
+            client = _Client(Session(self.store, codes=self.codes))
         except Exception:
             self.logger.exception("could not open an engine session")
             return None
@@ -233,14 +270,25 @@ class DatabaseServer:
         def answer(request: Request) -> bytes | asyncio.Future:
             if request.admin is not None:
                 if request.admin == ADMIN_VERSIONS:
+                    if client.in_flight:
+                        # Counters after this connection's earlier writes are durable.
+                        return self._versions_after(client.last, request)
                     return self.versions(request)
                 return admin_response(request, self.node_id, KIND, self.status)
-            return self._run(session, request.text)
+            return self._run(client, request.text)
 
         def closed() -> None:
             self.stats.open_connections -= 1
 
-        return ClientHandler(answer, closed, self.idle_timeout)
+        # Pipelined statements of one connection: up to one batch in flight.
+        return ClientHandler(answer, closed, self.idle_timeout, window=MAX_BATCH)
+
+    async def _versions_after(self, earlier: asyncio.Future, request: Request) -> bytes:
+        try:
+            await asyncio.shield(earlier)
+        except Exception:
+            pass  # its own answer reports it; the counters are read all the same
+        return self.versions(request)
 
     def versions(self, request: Request) -> bytes:
         """`.versions DB obj ...;`: each object's change counter per kind, as one JSON line.
@@ -274,18 +322,24 @@ class DatabaseServer:
             return admin_response(request, self.node_id, KIND, self.status)
         raise CloseConnection(encode_error(TOO_MANY_CONNECTIONS))
 
-    def _run(self, session: Session, text: str) -> bytes | asyncio.Future:
+    def _run(self, client: _Client, text: str) -> bytes | asyncio.Future:
         """The response to one statement, or a future of it (queued for the engine thread)."""
         self.statements += 1
+        session = client.session
         if self._engine is None:
             return self.run_batch([_Job(session, text, None)])[0]
-        # A small read sees only durable data (another thread's open batch is
-        # invisible to it), exactly what it would see queued behind that batch.
-        outcome = session.try_small_read(text, SMALL_READ_ROWS)
-        if outcome is not None:
-            self.small_reads += 1
-            return self._encode(outcome, text)
-        return self._engine.submit(session, text)
+        if not client.in_flight:
+            # A small read sees only durable data (another thread's open batch
+            # is invisible to it), exactly what it would see queued behind that
+            # batch. Not behind this connection's own statements still in
+            # flight: it must see them, and they may change its database.
+            outcome = session.try_small_read(text, SMALL_READ_ROWS)
+            if outcome is not None:
+                self.small_reads += 1
+                return self._encode(outcome, text)
+        client.in_flight += 1
+        client.last = self._engine.submit(session, text, client)
+        return client.last
 
     def run_batch(self, jobs: list[_Job]) -> list[bytes]:
         """Run statements as one group commit; their encoded responses, in order.
@@ -358,6 +412,7 @@ class DatabaseServer:
     async def stop(self) -> None:
         if self._engine is not None:
             # Statements already queued finish (each batch is committed whole).
+            self._engine.hand_over()
             await asyncio.get_running_loop().run_in_executor(None, self._engine.stop)
 
 

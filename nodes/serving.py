@@ -5,10 +5,19 @@ bytes go straight from `data_received` into the `RequestFramer`, and a
 request whose answer is ready at once (a server's small read, an admin
 request, a proxy cache hit) is answered inside that same callback, with one
 write and no task, no stream buffer, no wake-up of a reader coroutine. An
-answer that must wait (an engine batch, an upstream node) is awaited in a
-task; meanwhile reading pauses, so requests are answered one at a time, in
-order, and nothing is buffered without bound. While the client does not
-read its responses (the transport's write buffer is full), requests wait too.
+answer that must wait (an engine batch, an upstream node) is awaited.
+
+Pipelining: a client may send statements ahead without waiting for each
+answer. The handler's `window` says how many answers may be awaited at once
+on one connection: with 1 (the default) the next request is handed to the
+handler only once the previous answer is sent; with more, the requests
+that arrived together are handed over at once (a server then commits them
+in one group commit), and answers still leave one per request, in request
+order, whatever order they complete in. A handler with a window above 1
+keeps its own statements in order (it is called for the next request
+while earlier answers are still awaited). Once the window is full, or
+while the client does not read its responses (the transport's write buffer
+is full), reading pauses, so nothing is buffered without bound.
 
 What a node supplies per connection is a `ClientHandler`: `answer(request)`
 returns the response bytes or an awaitable of them (and may raise
@@ -58,12 +67,14 @@ class ClientHandler:
     errors) -> response bytes, or an awaitable of them. closed: runs once,
     after the connection ended and its last answer is done (may return an
     awaitable, which is scheduled). idle_timeout: close the connection after
-    this long without a request (None: never).
+    this long without a request (None: never). window: how many answers may
+    be awaited at once (pipelined requests; 1: one at a time).
     """
 
     answer: Answer
     closed: Callable[[], object] | None = None
     idle_timeout: float | None = None
+    window: int = 1
 
 
 @dataclass
@@ -95,8 +106,27 @@ def admin_response(request: Request, node_id: str, kind: str,
     return encode_error(f"Fangatahana tsy fantatra : {request.text}")
 
 
+# What a slot's answer does once its turn comes.
+_ANSWER, _AUTH_OK, _CLOSE, _BROKEN, _END = range(5)
+
+
+class _Slot:
+    """One request's place in the answer order: its response once known."""
+
+    __slots__ = ("done", "response", "kind", "waiting")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.response: bytes | None = None
+        # _ANSWER: send it; _AUTH_OK: send it, authenticated from now on;
+        # _CLOSE: send it, then close; _BROKEN: the handler failed, close;
+        # _END: shutdown, close after the answers before it.
+        self.kind = _ANSWER
+        self.waiting: asyncio.Future | None = None
+
+
 class ClientConnection(asyncio.Protocol):
-    """One client connection: framing, one answer at a time in order, auth, idle timeout."""
+    """One client connection: framing, answers in request order (pipelined), auth, idle timeout."""
 
     def __init__(self, open_client: Callable[[], ClientHandler | None], stats: ConnectionStats,
                  logger: logging.Logger, max_request_bytes: int, auth: AuthGuard | None,
@@ -111,12 +141,13 @@ class ClientConnection(asyncio.Protocol):
         self._handler: ClientHandler | None = None
         self._transport: asyncio.Transport | None = None
         self._pending: deque[Request] = deque()
-        self._waiting: asyncio.Future | None = None   # the answer being awaited
+        self._answers: deque[_Slot] = deque()   # awaited (or done behind an awaited one), in order
+        self._window = 1
         self._reading = True
         self._write_paused = False
         self._eof = False
         self._lost = False
-        self._closing = False   # no more requests: close once the current answer is sent
+        self._closing = False   # no more requests: close once the answers due are sent
         self._finished = False
         self._watch: _IdleWatch | None = None
 
@@ -135,6 +166,7 @@ class ClientConnection(asyncio.Protocol):
             transport.close()
             self._finish()
             return
+        self._window = max(1, self._handler.window)
         self._connections.add(self)
         self._watch = _IdleWatch(transport, self._logger, self._peer)  # type: ignore[arg-type]
         self._start_waiting()
@@ -168,113 +200,143 @@ class ClientConnection(asyncio.Protocol):
             self._logger.debug("connection from %s ended: %s", self._peer(), exc)
         if self._watch is not None:
             self._watch.cancel()
-        if self._waiting is None:
+        if not self._answers:
             self._finish()
 
     # -- answering
 
     @property
     def _busy(self) -> bool:
-        return self._waiting is not None or bool(self._pending)
+        return bool(self._answers) or bool(self._pending)
 
     def _pump(self) -> None:
-        """Answer the pending requests until one must be awaited (or writing is paused)."""
-        while self._pending and self._waiting is None and not self._closing:
-            if self._write_paused:
-                break
+        """Hand pending requests to the handler while the window has room (and writing is not paused)."""
+        while self._pending and not self._closing and not self._write_paused \
+                and len(self._answers) < self._window:
+            if self._pending[0].admin == ADMIN_AUTH or not self._authenticated:
+                if self._answers:
+                    break  # the handshake waits for every earlier answer
+                request = self._pending.popleft()
+                self._stats.requests += 1
+                slot = self._slot()
+                slot.waiting = asyncio.ensure_future(self._authenticate(request))
+                slot.waiting.add_done_callback(lambda done, slot=slot: self._auth_done(slot, done))
+                break  # nothing more until the verdict (it may close the connection)
             request = self._pending.popleft()
             self._stats.requests += 1
-            if request.admin == ADMIN_AUTH or not self._authenticated:
-                self._wait_for(self._authenticate(request), is_auth=True)
-                break
             if request.error is not None:
                 self._stats.errors += 1
-                self._send(encode_message(request.error))
+                self._ready(encode_message(request.error))
                 continue
             try:
                 result = self._handler.answer(request)
             except CloseConnection as close:
-                self._close_with(close.response)
-                return
+                self._ready(close.response, _CLOSE)
+                break
             except Exception:
                 self._logger.exception("connection handler failed")
-                self._close()
-                return
+                self._ready(None, _BROKEN)
+                break
             if type(result) is bytes:
-                self._respond(result)
+                self._ready(result)
             else:
-                self._wait_for(result)
+                self._await(result)
         self._flow_control()
 
-    def _wait_for(self, awaitable, is_auth: bool = False) -> None:
-        if is_auth:
-            self._waiting = asyncio.ensure_future(awaitable)
-            self._waiting.add_done_callback(self._auth_done)
-        elif isinstance(awaitable, asyncio.Future):  # e.g. the engine thread's answer
-            self._waiting = awaitable
-            awaitable.add_done_callback(self._future_done)
-        else:
-            # A coroutine: its task sends the answer itself as soon as it
-            # has it (no extra turn of the loop for a done-callback).
-            self._waiting = asyncio.ensure_future(self._complete(awaitable))
+    def _slot(self) -> _Slot:
+        slot = _Slot()
+        self._answers.append(slot)
+        return slot
 
-    async def _complete(self, answer: Awaitable[bytes]) -> None:
+    def _ready(self, response: bytes | None, kind: int = _ANSWER) -> None:
+        """An answer known at once: sent now, unless earlier answers are still awaited."""
+        if kind != _ANSWER:
+            self._closing = True  # nothing after this request is handed over
+            self._pending.clear()
+        if not self._answers:
+            self._deliver(response, kind)
+            return
+        slot = self._slot()
+        slot.done, slot.response, slot.kind = True, response, kind
+
+    def _await(self, awaitable) -> None:
+        slot = self._slot()
+        if isinstance(awaitable, asyncio.Future):  # e.g. the engine thread's answer
+            slot.waiting = awaitable
+            awaitable.add_done_callback(lambda done, slot=slot: self._future_done(slot, done))
+        else:
+            # A coroutine: its task records the answer as soon as it has it
+            # (no extra turn of the loop for a done-callback).
+            slot.waiting = asyncio.ensure_future(self._complete(slot, awaitable))
+
+    async def _complete(self, slot: _Slot, answer: Awaitable[bytes]) -> None:
         try:
             response = await answer
         except CloseConnection as close:
-            self._waiting = None
-            self._close_with(close.response)
+            self._settle(slot, close.response, _CLOSE)
         except asyncio.CancelledError:
-            self._waiting = None
-            self._close()
+            self._settle(slot, None, _BROKEN)
             raise
         except Exception:
-            self._waiting = None
             self._logger.exception("connection handler failed")
-            self._close()
+            self._settle(slot, None, _BROKEN)
         else:
-            self._waiting = None
-            self._respond(response)
-        self._after_wait()
+            self._settle(slot, response)
 
-    def _future_done(self, waiting: asyncio.Future) -> None:
-        self._waiting = None
+    def _future_done(self, slot: _Slot, waiting: asyncio.Future) -> None:
         if waiting.cancelled():
-            self._close()
+            self._settle(slot, None, _BROKEN)
+            return
+        error = waiting.exception()
+        if isinstance(error, CloseConnection):
+            self._settle(slot, error.response, _CLOSE)
+        elif error is not None:
+            self._logger.error("connection handler failed", exc_info=error)
+            self._settle(slot, None, _BROKEN)
         else:
-            error = waiting.exception()
-            if isinstance(error, CloseConnection):
-                self._close_with(error.response)
-            elif error is not None:
-                self._logger.error("connection handler failed", exc_info=error)
-                self._close()
-            else:
-                self._respond(waiting.result())
-        self._after_wait()
+            self._settle(slot, waiting.result())
 
     async def _authenticate(self, request: Request):
         return await answer_auth(self._auth, request, self._authenticated, self._peer())
 
-    def _auth_done(self, waiting: asyncio.Future) -> None:
-        self._waiting = None
+    def _auth_done(self, slot: _Slot, waiting: asyncio.Future) -> None:
         if waiting.cancelled() or waiting.exception() is not None:
             if not waiting.cancelled():
                 self._logger.error("authentication failed", exc_info=waiting.exception())
-            self._close()
-        else:
-            verdict = waiting.result()
-            if verdict.close:
-                self._close_with(verdict.response)
-            else:
-                self._send(verdict.response)
-                self._authenticated = True
-        self._after_wait()
+            self._settle(slot, None, _BROKEN)
+            return
+        verdict = waiting.result()
+        self._settle(slot, verdict.response, _CLOSE if verdict.close else _AUTH_OK)
 
-    def _after_wait(self) -> None:
+    def _settle(self, slot: _Slot, response: bytes | None, kind: int = _ANSWER) -> None:
+        """An awaited answer is known: send every answer now due, in order."""
+        slot.done, slot.response, slot.kind, slot.waiting = True, response, kind, None
+        answers = self._answers
+        while answers and answers[0].done:
+            head = answers.popleft()
+            if not self._deliver(head.response, head.kind):
+                answers.clear()  # closing: the answers after it are never sent
+                break
         if self._lost:
-            self._finish()
+            if not answers:
+                self._finish()
         else:
             self._pump()
+
+    def _deliver(self, response: bytes | None, kind: int) -> bool:
+        """Send one answer in its turn; False when the connection closes after it."""
+        if kind == _ANSWER:
+            self._respond(response)
+            return True
+        if kind == _AUTH_OK:
+            self._send(response)
+            self._authenticated = True
+            return True
+        if kind == _CLOSE:
+            self._close_with(response)
+        else:
+            self._close()
+        return False
 
     def _respond(self, response: bytes) -> None:
         if response_is_error(response):
@@ -300,18 +362,20 @@ class ClientConnection(asyncio.Protocol):
     def _flow_control(self) -> None:
         if self._closing:
             return
-        if self._busy:
+        if self._pending or len(self._answers) >= self._window:
             if self._reading:
                 self._reading = False
                 self._transport.pause_reading()
             return
         if self._eof:
-            self._close()
+            if not self._answers:
+                self._close()
             return
         if not self._reading:
             self._reading = True
             self._transport.resume_reading()
-        self._start_waiting()
+        if not self._answers:
+            self._start_waiting()
 
     def _start_waiting(self) -> None:
         timeout = self._handler.idle_timeout
@@ -340,16 +404,17 @@ class ClientConnection(asyncio.Protocol):
     @property
     def answering(self) -> bool:
         """Whether an answer is being awaited (shutdown lets it finish)."""
-        return self._waiting is not None
+        return bool(self._answers)
 
     def stop(self) -> None:
-        """Shutdown: no more requests; the answer being awaited (if any) is still sent."""
-        if self._waiting is None:
+        """Shutdown: no more requests; the answers being awaited (if any) are still sent."""
+        if not self._answers:
             self._close()
         else:
             self._closing = True
             self._pending.clear()
-            self._waiting.add_done_callback(lambda _: self._close())
+            end = self._slot()
+            end.done, end.kind = True, _END
 
     def abort(self) -> None:
         if self._transport is not None:

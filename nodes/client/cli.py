@@ -7,7 +7,9 @@
 
 `-e` and `-f` may be repeated and run in the order given. With neither,
 the client is interactive on a terminal and reads statements from stdin
-otherwise. Exit status: 0 when every statement succeeded, 1 when one
+otherwise. Files and stdin are streamed (any size) and, to a node,
+pipelined: up to 64 statements in flight, answers shown in order; a long
+file run on a terminal shows a progress line on stderr. Exit status: 0 when every statement succeeded, 1 when one
 failed (every statement still runs), 2 when the client could not start
 (nothing listening, unreadable file, bad arguments).
 """
@@ -22,7 +24,10 @@ from typing import Sequence
 
 from engine.errors import ERROR_PREFIX
 
-from nodes.client.batch import run_stream, run_text
+from engine.progress import ProgressLine
+from engine.script_source import ScriptSource
+
+from nodes.client.batch import MAX_STATEMENT_CHARS, run_script, run_text
 from nodes.client.connection import ConnectionProblem, NotListening
 from nodes.client.display import Display
 from nodes.client.runners import EmbeddedRunner, RemoteRunner, Runner
@@ -160,17 +165,18 @@ def run_sources(sources: list[tuple[str, str]], runner: Runner, display: Display
     all_ok = True
     for kind, value in sources:
         if kind == "statements":
-            result = run_text(value, runner, display)
-        elif value == "-":
-            result = run_stream(sys.stdin, runner, display, source="stdin")
+            result = run_text(value, runner, display, pipelined=True)
         else:
             try:
-                with open(value, encoding="utf-8", errors="replace") as handle:
-                    result = run_stream(handle, runner, display, source=value)
+                script = ScriptSource.open(value, name="stdin" if value == "-" else value,
+                                           errors="replace", max_chars=MAX_STATEMENT_CHARS)
             except OSError as error:
                 display.failure(f"{ERROR_PREFIX}cannot read {value}: {error.strerror or error}")
                 all_ok = False
                 continue
+            with script:
+                result = run_script(script, runner, display, source=script.name,
+                                    progress=ProgressLine(sys.stderr, script.name))
         all_ok = all_ok and result.ok
         if result.quit:
             break

@@ -1,7 +1,11 @@
-"""A blocking TCP connection to a Tahiry node, one statement at a time.
+"""A blocking TCP connection to a Tahiry node.
 
 `ServerConnection.request(statement)` sends one statement and returns its
 `Outcome`, decoded by the shared sans-IO `nodes.protocol.ResponseDecoder`.
+For statements sent ahead (nodes/client/pipeline.py) it also offers the
+pieces of one exchange on their own: `send_some` and `receive_some`, each
+called once `select` said the socket is ready, so the caller can read
+answers while it still has statements to send and never blocks on either.
 Every socket operation has a timeout. Failures become `ConnectionProblem`s
 whose text is a sentence for a person, never a traceback: `NotListening`
 when the node cannot be reached, `ConnectionLost` when it went away (or
@@ -119,6 +123,49 @@ class ServerConnection:
         except OSError as error:
             self._broken = True
             raise ConnectionLost(self._lost(error.strerror or str(error))) from None
+
+    # -- statements sent ahead (the caller waits on fileno() with select)
+
+    def fileno(self) -> int:
+        return self._socket.fileno()
+
+    def send_some(self, data: bytes | memoryview) -> int:
+        """Send what the socket takes now of `data` (it was reported writable); bytes sent."""
+        if self._broken:
+            raise ConnectionLost("the connection was closed after an earlier failure")
+        try:
+            return self._socket.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as error:
+            self._broken = True
+            raise ConnectionLost(self._lost(error.strerror or str(error))) from None
+
+    def receive_some(self) -> list[Outcome]:
+        """Read what arrived (the socket was reported readable); the complete answers in it."""
+        if self._broken:
+            raise ConnectionLost("the connection was closed after an earlier failure")
+        try:
+            data = self._socket.recv(RECEIVE_CHUNK)
+            if not data:
+                raise ConnectionLost(self._lost("the node closed the connection"))
+            return [response.outcome() for response in self._decoder.feed(data)]
+        except (BlockingIOError, InterruptedError):
+            return []
+        except ProtocolError as error:
+            self._broken = True
+            raise ConnectionLost(self._lost(f"unreadable response ({error})")) from None
+        except ConnectionLost:
+            self._broken = True
+            raise
+        except OSError as error:
+            self._broken = True
+            raise ConnectionLost(self._lost(error.strerror or str(error))) from None
+
+    def lost(self, why: str) -> ConnectionLost:
+        """The error for this connection failing with `why` (it is then unusable)."""
+        self._broken = True
+        return ConnectionLost(self._lost(why))
 
     def _lost(self, why: str) -> str:
         return (f"Tapaka ny fifandraisana tamin'ny {self.host}:{self.port} / connection to "

@@ -1,13 +1,19 @@
 """Where the client's statements run: a Tahiry node over TCP, or in-process.
 
 Both runners offer `run(statement) -> Outcome | None` (None: the statement
-was empty) and `database` (the current database, for the prompt), so the
-interactive loop, the non-interactive modes and the DB-API driver do not care
-which one they use.
+was empty), `run_all(steps)` (many statements, results in order) and
+`database` (the current database, for the prompt), so the interactive loop,
+the non-interactive modes and the DB-API driver do not care which one they
+use.
 
 `RemoteRunner` reconnects on demand after a lost connection and replays
 `ampiasao <db>` so the session keeps its database; a statement whose
-connection broke is reported, never re-sent (its outcome is unknown).
+connection broke is reported, never re-sent (its outcome is unknown). Its
+`run_all` sends statements ahead (nodes/client/pipeline.py); the database it
+replays after a loss is the one the statements sent so far selected: an
+`ampiasao` among the unanswered ones counts (selecting a database changes
+no data, and the statements after it were written for it).
+`EmbeddedRunner.run_all` runs them one after the other.
 """
 
 from __future__ import annotations
@@ -17,17 +23,20 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 from engine.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.outcome import Outcome
-from engine.script import StatementSplitter
+from engine.script import StatementSplitter, normalise_statement
+from engine.script_source import PENDING
 
-from nodes.client.connection import ConnectionProblem, ServerConnection
+from nodes.client.connection import ConnectionLost, ConnectionProblem, ServerConnection
+from nodes.client.pipeline import WINDOW, Pipeline, Step, StepResult, StepSource
 
 _USE_MESSAGE = re.compile(r"^Ny tahiry : (\S+) dia miasa ankehitriny$")
 _DROP_DATABASE_MESSAGE = re.compile(r"^Ny tahiry : (\S+) dia voafafa")
+_USE_STATEMENT = re.compile(r"^ampiasao\s+([^\W\d]\w*)$", re.IGNORECASE)
 
 
 class Runner(Protocol):
@@ -35,6 +44,9 @@ class Runner(Protocol):
     where: str
 
     def run(self, statement: str) -> Outcome | None: ...
+
+    def run_all(self, steps: StepSource) -> Iterator[StepResult]:
+        """Every step's result, in order (statements may be sent ahead)."""
 
     def interrupted(self) -> None:
         """A statement was interrupted (Ctrl-C) while it ran."""
@@ -53,6 +65,25 @@ def next_database(current: str | None, outcome: Outcome) -> str | None:
     if dropped and dropped.group(1) == current:
         return None
     return current
+
+
+def run_each(runner: Runner, steps: StepSource) -> Iterator[StepResult]:
+    """`run_all` one statement at a time (ConnectionProblem propagates, as from `run`)."""
+    while True:
+        step = steps.poll(True)
+        if step is None:
+            return
+        if step is PENDING:
+            continue
+        if step.statement is None:
+            yield StepResult(step, None)
+            continue
+        try:
+            outcome = runner.run(step.statement)
+        except ConnectionLost as lost:
+            yield StepResult(step, Outcome.failure(ERROR_PREFIX + str(lost)), lost=True)
+            continue
+        yield StepResult(step, outcome)
 
 
 def _self_terminating(statement: str) -> bool:
@@ -75,9 +106,11 @@ class RemoteRunner:
     """Statements sent to a node (normally the local proxy cache)."""
 
     def __init__(self, host: str, port: int, timeout: float = 30.0,
-                 connect_timeout: float = 5.0):
+                 connect_timeout: float = 5.0, window: int = WINDOW):
         self.database: str | None = None
         self.where = f"{host}:{port}"
+        self.timeout = timeout
+        self.window = window   # statements in flight in run_all (1: one at a time)
         # Every (re)connection opens the same way.
         self._open_connection = functools.partial(
             ServerConnection, host, port, timeout=timeout, connect_timeout=connect_timeout)
@@ -109,6 +142,34 @@ class RemoteRunner:
             raise
         self.database = next_database(self.database, outcome)
         return outcome
+
+    def run_all(self, steps: StepSource) -> Iterator[StepResult]:
+        """Statements sent ahead, up to `window` in flight; results in order."""
+        return Pipeline(self, self.window).run(steps)
+
+    # -- what the pipeline asks of its runner
+
+    def open_connection(self) -> ServerConnection:
+        self.connect()
+        assert self._connection is not None
+        return self._connection
+
+    def check(self, statement: str) -> Outcome | None:
+        if not _self_terminating(statement):
+            return _local_syntax_error(statement)
+        return None
+
+    def answered(self, statement: str, outcome: Outcome) -> None:
+        self.database = next_database(self.database, outcome)
+
+    def lost(self, statements: list[str]) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        for statement in statements:
+            used = _USE_STATEMENT.match(normalise_statement(statement))
+            if used:
+                self.database = used.group(1)
 
     def interrupted(self) -> None:
         # The node may still answer the interrupted statement: this
@@ -145,6 +206,9 @@ class EmbeddedRunner:
         self.session = Session(Store(Path(data_dir)))
         self.database: str | None = None
         self.where = f"embedded {data_dir}"
+
+    def run_all(self, steps: StepSource) -> Iterator[StepResult]:
+        return run_each(self, steps)
 
     def run(self, statement: str) -> Outcome | None:
         outcomes = self.session.execute(statement)

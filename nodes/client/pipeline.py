@@ -1,0 +1,237 @@
+"""Statements sent ahead on one connection: a bounded window, answers in order.
+
+A script (`-f`, stdin) or the driver's `executemany` does not wait for each
+answer before sending the next statement: up to `WINDOW` statements are in
+flight on the connection, and their answers, which a node sends one per
+statement in request order, are matched to them in that order. The server
+can then commit a connection's pipelined writes in one group commit, and
+the round trip is paid once per window instead of once per statement.
+
+One loop drives it with `select`: it sends while the socket takes bytes and
+reads answers whenever they arrive, so neither side can block the other
+(a node that stops reading because its answers are not read would
+otherwise deadlock a client still busy sending). It takes steps from a
+`StepSource` only when one is ready (a pipe that has nothing yet does not
+stop answers from being shown), and hands results back in step order.
+
+When the connection is lost, every statement sent and not answered gets
+"outcome unknown" (the message of the `ConnectionLost`), and is never sent
+again; statements not sent yet go on a new connection, which the runner
+opens with the session's database replayed.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+from engine.errors import ERROR_PREFIX
+from engine.outcome import Outcome
+from engine.script_source import PENDING
+
+from nodes.client.connection import ConnectionLost, ServerConnection, request_text
+
+WINDOW = 64               # statements in flight on one connection
+
+
+@dataclass
+class Step:
+    """One item of a run: a statement to send, or a place-holder the caller handles itself.
+
+    statement: the text to run (None: nothing is sent; the step comes back
+    in order with no outcome). tag: the caller's own (the script `Piece`,
+    the client command, the parameter set).
+    """
+
+    statement: str | None
+    tag: object = None
+
+
+@dataclass
+class StepResult:
+    """What became of one step: its outcome (None: nothing was run), or that it was lost."""
+
+    step: Step
+    outcome: Outcome | None
+    lost: bool = False       # the connection broke after it was sent: outcome unknown
+
+
+class StepSource(Protocol):
+    def poll(self, block: bool) -> "Step | None | object":
+        """The next step; None at the end; PENDING when not `block` and none is ready."""
+
+    def fileno(self) -> int | None:
+        """What to wait on after PENDING (None: poll never returns PENDING)."""
+
+
+class PipelineHost(Protocol):
+    """What the pipeline needs from its runner (nodes/client/runners.py RemoteRunner)."""
+
+    timeout: float
+
+    def open_connection(self) -> ServerConnection:
+        """The connection to send on, opened (database replayed) if there is none."""
+
+    def check(self, statement: str) -> Outcome | None:
+        """An outcome decided without the node (a statement that never ends), or None."""
+
+    def answered(self, statement: str, outcome: Outcome) -> None:
+        """A statement's answer, in order (the runner tracks the database)."""
+
+    def lost(self, statements: list[str]) -> None:
+        """The connection broke; these statements were sent and not answered."""
+
+
+class _Entry:
+    __slots__ = ("step", "wire", "result", "start")
+
+    def __init__(self, step: Step, wire: bytes | None, result: StepResult | None):
+        self.step = step
+        self.wire = wire            # bytes to send (None: decided locally)
+        self.result = result        # known once answered, lost or decided
+        self.start = -1             # offset of its first byte in the connection's stream
+
+
+class Pipeline:
+    """Runs steps on a runner's connection with up to `window` statements in flight."""
+
+    def __init__(self, host: PipelineHost, window: int = WINDOW):
+        self.host = host
+        self.window = max(1, window)
+
+    def run(self, source: StepSource) -> Iterator[StepResult]:
+        """Each step's result, in step order, as soon as it and those before it are known."""
+        return _Run(self.host, self.window, source).results()
+
+
+class _Run:
+    """The state of one `Pipeline.run`."""
+
+    def __init__(self, host: PipelineHost, window: int, source: StepSource):
+        self.host = host
+        self.window = window
+        self.source = source
+        self.queue: deque[_Entry] = deque()      # every step not handed back yet, in order
+        self.unsent: deque[_Entry] = deque()     # statements not put on a connection yet
+        self.in_flight: deque[_Entry] = deque()  # put on the connection, awaiting answers
+        self.out = bytearray()                   # bytes not handed to the socket yet
+        self.queued = 0                          # bytes put on this connection so far
+        self.sent = 0                            # of which handed to the socket
+        self.connection: ServerConnection | None = None
+        self.exhausted = False
+        self.last_progress = time.monotonic()
+
+    def results(self) -> Iterator[StepResult]:
+        queue = self.queue
+        while True:
+            while queue and queue[0].result is not None:
+                yield queue.popleft().result
+            self._take_steps()
+            if not queue:
+                if self.exhausted:
+                    return
+                continue
+            if queue[0].result is not None:
+                continue  # decided locally: hand it back before waiting on anything
+            self._put_unsent()
+            if not self.in_flight:
+                continue
+            try:
+                self._exchange()
+            except ConnectionLost as lost:
+                self._lose(lost)
+
+    def _take_steps(self) -> None:
+        """Take the steps that are ready while the window has room (block only when idle)."""
+        while not self.exhausted and len(self.in_flight) + len(self.unsent) < self.window \
+                and len(self.queue) < 2 * self.window:
+            step = self.source.poll(not self.queue)
+            if step is PENDING:
+                return
+            if step is None:
+                self.exhausted = True
+                return
+            entry = self._entry(step)
+            self.queue.append(entry)
+            if entry.result is None:
+                self.unsent.append(entry)
+
+    def _entry(self, step: Step) -> _Entry:
+        if step.statement is None:
+            return _Entry(step, None, StepResult(step, None))
+        decided = self.host.check(step.statement)
+        if decided is not None:
+            return _Entry(step, None, StepResult(step, decided))
+        return _Entry(step, request_text(step.statement).encode("utf-8"), None)
+
+    def _put_unsent(self) -> None:
+        """Queue the bytes of statements not sent yet (on a new connection if needed)."""
+        if not self.unsent:
+            return
+        if self.connection is None:
+            try:
+                self.connection = self.host.open_connection()
+            except ConnectionLost as lost:
+                # Lost while opening (the database replay): this statement was
+                # not sent; it fails, the next one tries a new connection.
+                entry = self.unsent.popleft()
+                entry.result = StepResult(entry.step, Outcome.failure(ERROR_PREFIX + str(lost)))
+                return
+            self.queued = self.sent = 0
+            self.last_progress = time.monotonic()
+        while self.unsent:
+            entry = self.unsent.popleft()
+            entry.start = self.queued
+            self.queued += len(entry.wire)
+            self.out += entry.wire
+            self.in_flight.append(entry)
+
+    def _exchange(self) -> None:
+        """Wait until the socket (or the input, when the window has room) is ready; serve it."""
+        connection = self.connection
+        fd = connection.fileno()
+        readers = [fd] if self.in_flight else []
+        writers = [fd] if self.out else []
+        if not self.exhausted and len(self.in_flight) < self.window:
+            input_fd = self.source.fileno()
+            if input_fd is not None:
+                readers.append(input_fd)
+        timeout = None
+        if self.in_flight:
+            timeout = max(0.0, self.last_progress + self.host.timeout - time.monotonic())
+        readable, writable, _ = select.select(readers, writers, [], timeout)
+        if writable:
+            sent = connection.send_some(memoryview(self.out))
+            if sent:
+                del self.out[:sent]
+                self.sent += sent
+                self.last_progress = time.monotonic()
+        if fd in readable:
+            outcomes = connection.receive_some()
+            if len(outcomes) > len(self.in_flight):
+                raise connection.lost("the node sent more answers than statements")
+            for outcome in outcomes:
+                entry = self.in_flight.popleft()
+                self.host.answered(entry.step.statement, outcome)
+                entry.result = StepResult(entry.step, outcome)
+            self.last_progress = time.monotonic()
+        if self.in_flight and not readable and not writable \
+                and time.monotonic() - self.last_progress >= self.host.timeout:
+            raise connection.lost(f"no answer within {self.host.timeout:g}s")
+
+    def _lose(self, lost: ConnectionLost) -> None:
+        """Sent and unanswered: outcome unknown, never sent again; the rest goes on anew."""
+        message = str(lost)
+        gone = [entry for entry in self.in_flight if entry.start < self.sent]
+        for entry in gone:
+            entry.result = StepResult(entry.step, Outcome.failure(ERROR_PREFIX + message),
+                                      lost=True)
+        self.unsent.extendleft(reversed([e for e in self.in_flight if e.start >= self.sent]))
+        self.in_flight.clear()
+        self.out.clear()
+        self.connection.close()
+        self.connection = None
+        self.host.lost([entry.step.statement for entry in gone])
