@@ -56,6 +56,7 @@ from engine.document_cache import (DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, D
 from engine.errors import StorageFault, TahiryError
 from engine import journal, maintenance
 from engine.checkpoints import CheckpointPolicy
+from engine.data_owner import OwnerLock, OwnerRecord
 from engine.group_commit import (BatchFenced, BatchInstaller, BatchNotWritten,  # noqa: F401
                                  BatchPartlyWritten, WriteBatch, WriteOutcomeUnknown)
 from engine.names import is_identifier, validate_name
@@ -805,3 +806,15 @@ class Store:
         another process (replication) is not disturbed.
         """
         return maintenance.remove_temp_files(self.root, older_than_s)
+
+
+def checkpoint_directory(root: Path, holder: str) -> int:
+    """Fold every table journal of a directory nobody runs on; how many (DirectoryTaken if held)."""
+    if not maintenance.journaled_tables(root):
+        return 0
+    owner = OwnerLock.acquire(root, OwnerRecord(node=holder, pid=os.getpid(), host="local",
+                                                port=0, started=time.time()), retry_s=0)
+    try:
+        return Store(root).checkpoint_all()
+    finally:
+        owner.release()

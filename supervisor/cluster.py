@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 from engine.atomic_files import atomic_write
+from engine.data_owner import DirectoryTaken
+from engine.storage import checkpoint_directory
 
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe
 from .logfiles import RotatingLog
@@ -32,6 +34,10 @@ from .topology import SECRET_ENV, NodeSpec, Topology
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETTLED_STATES = (NodeState.RUNNING, NodeState.FATAL, NodeState.STOPPED)
+
+
+# How long `down` lets replication carry the last writes before stopping servers.
+SETTLE_BEFORE_STOP_S = 3.0
 
 
 def node_command(topology: Topology, node_id: str, run_dir: Path,
@@ -125,14 +131,41 @@ class Cluster:
                    if n in self.keepers)
 
     async def down(self) -> None:
-        """Stop proxies, then balancers, then servers; then replication."""
+        """Stop proxies, then balancers, then servers; then replication; then fold journals.
+
+        Once nothing writes any more, replication gets a moment to carry the
+        last writes everywhere before the servers stop (each checkpoints its
+        tables as it stops), a last full pass after them, and then every
+        data directory's remaining journals are folded into their snapshots,
+        so every `.json` file holds its table exactly (docs/STORAGE.md).
+        """
         for task in self._launches.values():
             task.cancel()
-        for node_id in reversed(self.topology.start_order()):
+        order = list(reversed(self.topology.start_order()))
+        servers = [node_id for node_id in order if self.topology.nodes[node_id].kind == "server"]
+        for node_id in order:
+            if node_id not in servers:
+                await self.stop_node(node_id)
+        await self.replication.settle(SETTLE_BEFORE_STOP_S)
+        for node_id in servers:
             await self.stop_node(node_id)
         for node_id in list(self.keepers):  # anything left from an older topology
             await self.stop_node(node_id)
-        await self.replication.stop()
+        await self.replication.stop(final_pass=True)
+        await asyncio.to_thread(self._fold_journals, servers)
+
+    def _fold_journals(self, servers: list[str]) -> None:
+        """Checkpoint every stopped server's directory (skipping one a live process holds)."""
+        for node_id in servers:
+            data = self.topology.nodes[node_id].data
+            try:
+                folded = checkpoint_directory(Path(data), f"supervisor of {node_id}")
+            except (OSError, DirectoryTaken) as error:
+                self.logger.warning("%s: journals left as they are (%s)", node_id, error)
+                continue
+            if folded:
+                self.logger.info("%s: %d table journals folded into their snapshots",
+                                 node_id, folded)
 
     # -- one node
 

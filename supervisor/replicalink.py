@@ -30,9 +30,21 @@ class ReplicationLink:
                          summary.paths, summary.copied, _problems(summary))
         self.replicator.start()
 
-    async def stop(self) -> None:
-        if self.replicator is not None:
-            await asyncio.to_thread(self.replicator.stop)
+    async def settle(self, timeout_s: float) -> bool:
+        """Wait (at most `timeout_s`) until every pending copy is made."""
+        if self.replicator is None:
+            return True
+        return await asyncio.to_thread(self.replicator.wait_idle, timeout_s)
+
+    async def stop(self, final_pass: bool = False) -> None:
+        """Stop watching; with `final_pass`, reconcile every directory once more (all quiet)."""
+        if self.replicator is None:
+            return
+        await asyncio.to_thread(self.replicator.stop)
+        if final_pass:
+            summary = await asyncio.to_thread(self.replicator.sync_all)
+            self.logger.info("replication: final pass: %d files checked, %d copied%s",
+                             summary.paths, summary.copied, _problems(summary))
 
     def has_peers(self, server_id: str) -> bool:
         return self.replicator is not None and any(
