@@ -84,6 +84,8 @@ TOO_MANY_CONNECTIONS = "Be loatra ny fifandraisana amin'ity mpizara ity, andramo
 NOT_WRITTEN = (ERROR_PREFIX + "Tsy voasoratra : tsy vita ny fanoratana ny vondrona baiko nisy "
                "an'ity ; tsy nisy niova (rien n'a été écrit)")
 MAX_BATCH = 64  # statements per group commit (bounds the latency one batch adds)
+# The engine thread, idle this long, looks for tables to checkpoint.
+IDLE_TICK_S = 0.5
 # Queries over one table this small run on the event loop: a few ms at most,
 # so health probes still get a quick answer, and no thread hand-off (~0.1 ms).
 SMALL_READ_ROWS = 10_000
@@ -116,8 +118,11 @@ class EngineWorker:
     the loop) with the encoded response once the statement's batch is durable.
     """
 
-    def __init__(self, run_batch, logger: logging.Logger, max_batch: int = MAX_BATCH):
+    def __init__(self, run_batch, logger: logging.Logger, max_batch: int = MAX_BATCH,
+                 maintain=None):
+        """`maintain()`: background care (table checkpoints), run when the thread is idle."""
         self._run_batch = run_batch
+        self._maintain = maintain
         self._logger = logger
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
@@ -152,7 +157,11 @@ class EngineWorker:
             if not waiting:
                 if stop:
                     return
-                more = self._queue.get()
+                try:
+                    more = self._queue.get(timeout=IDLE_TICK_S)
+                except queue.Empty:
+                    self._idle()
+                    continue
                 if more is None:
                     return
                 waiting = more
@@ -175,6 +184,15 @@ class EngineWorker:
                 jobs[0].future.get_loop().call_soon_threadsafe(_deliver, jobs, responses)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
+
+    def _idle(self) -> None:
+        """Nothing to run: checkpoint the tables that are due (never kills the thread)."""
+        if self._maintain is None:
+            return
+        try:
+            self._maintain()
+        except Exception:
+            self._logger.exception("background checkpoint failed")
 
     def stop(self) -> None:
         """Finish the statements already handed over, then end the thread (blocking)."""
@@ -217,7 +235,8 @@ class DatabaseServer:
         self.storage_faults = StorageFaults()
         # Compiled expressions, shared by every connection's session.
         self.codes = CodeCache()
-        self._engine = None if inline else EngineWorker(self.run_batch, logger)
+        self._engine = None if inline else EngineWorker(self.run_batch, logger,
+                                                        maintain=store.maintain)
         if not inline:
             # The event loop and the engine thread hand each statement over;
             # a short GIL switch interval keeps the hand-over from waiting 5 ms.
@@ -410,10 +429,15 @@ class DatabaseServer:
             return encode_error(INTERNAL_ERROR)
 
     async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
         if self._engine is not None:
             # Statements already queued finish (each batch is committed whole).
             self._engine.hand_over()
-            await asyncio.get_running_loop().run_in_executor(None, self._engine.stop)
+            await loop.run_in_executor(None, self._engine.stop)
+        # A clean stop leaves every table as one plain snapshot (docs/STORAGE.md).
+        folded = await loop.run_in_executor(None, self.store.checkpoint_all)
+        if folded:
+            self.logger.info("checkpointed %d tables at stop", folded)
 
 
 def outcomes_after_partial_commit(outcomes: list[Outcome], written: list[frozenset[str]],
@@ -484,8 +508,9 @@ def main(argv: list[str] | None = None) -> None:
              if fixed_peers or args.peers_file else None)
     # Holding the directory, no other server writes here: every temp file is
     # debris of a process that died mid-write (a replication copy in flight,
-    # if any, fails its rename and is made again), so none is kept.
-    store = Store(Path(data), peers=peers, stale_temp_age_s=0.0 if owner is not None else 60.0)
+    # if any, fails its rename and is made again), so none is kept; torn
+    # journal tails are cut and format 1 documents upgraded (exclusive).
+    store = Store(Path(data), peers=peers, exclusive=owner is not None)
     server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
                             max_connections=args.max_connections, page_rows=args.page_rows,
                             max_request_bytes=args.max_request_bytes, inline=args.inline,
