@@ -203,7 +203,7 @@ class EmbeddedRunner:
                 started=time.time()))
         except DirectoryTaken as error:
             raise ConnectionProblem(str(error)) from None
-        self.session = Session(Store(Path(data_dir)))
+        self.session = Session(Store(Path(data_dir), exclusive=True))
         self.database: str | None = None
         self.where = f"embedded {data_dir}"
 
@@ -223,7 +223,10 @@ class EmbeddedRunner:
         pass  # every statement is atomic: the session is still usable
 
     def close(self) -> None:
+        if not self._owner.held:
+            return
         close = getattr(self.session, "close", None)
         if callable(close):
             close()
+        self.session.store.checkpoint_all()   # every .json holds its table when we are done
         self._owner.release()
