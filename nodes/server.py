@@ -72,6 +72,7 @@ from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.storage_faults import StorageFaults
 from engine.data_owner import (DirectoryOfAnotherCluster, DirectoryTaken, OwnerLock, OwnerRecord,
                               join_cluster)
+from engine.checkpoints import DEFAULT_IDLE_S, DEFAULT_MIN_BYTES, CheckpointPolicy
 from engine.code_cache import CodeCache
 from nodes.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
 from nodes.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
@@ -485,6 +486,11 @@ def main(argv: list[str] | None = None) -> None:
                              "it changes): pull on write, fence on commit")
     parser.add_argument("--peer", action="append", default=[], metavar="ID=DIR",
                         help="another server's data directory (repeatable)")
+    parser.add_argument("--checkpoint-bytes", type=int, default=DEFAULT_MIN_BYTES,
+                        help="a table's journal is folded into its snapshot once it is larger "
+                             "than this and than the snapshot (docs/STORAGE.md)")
+    parser.add_argument("--checkpoint-idle-s", type=float, default=DEFAULT_IDLE_S,
+                        help="... or once nothing was appended to it for this long")
     parser.add_argument("--cluster", default=None,
                         help="the cluster this server belongs to (the supervisor passes its "
                              "topology file): a data directory of another cluster is refused")
@@ -510,7 +516,9 @@ def main(argv: list[str] | None = None) -> None:
     # debris of a process that died mid-write (a replication copy in flight,
     # if any, fails its rename and is made again), so none is kept; torn
     # journal tails are cut and format 1 documents upgraded (exclusive).
-    store = Store(Path(data), peers=peers, exclusive=owner is not None)
+    store = Store(Path(data), peers=peers, exclusive=owner is not None,
+                  checkpoints=CheckpointPolicy(min_bytes=args.checkpoint_bytes,
+                                               idle_s=args.checkpoint_idle_s))
     server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
                             max_connections=args.max_connections, page_rows=args.page_rows,
                             max_request_bytes=args.max_request_bytes, inline=args.inline,
