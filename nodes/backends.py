@@ -2,20 +2,26 @@
 
 `Backend` holds a configured server's health, load counters and open
 connections (so they can all be aborted when it goes OFFLINE).
-`BackendConnection` sends one request at a time (or two pipelined in one
-write) and returns the responses, decoded as they arrive by a bare asyncio
-Protocol (no stream buffer or reader task on the hot path); every failure becomes `BackendUnavailable`, whose `sent` flag says
-whether the request may have reached the server. That flag is what lets the
-balancer retry a write elsewhere only when nothing was sent.
+`BackendConnection` sends a request (or two in one write) and returns the
+responses, decoded as they arrive by a bare asyncio Protocol (no stream
+buffer or reader task on the hot path). Requests may be pipelined: a
+session's writes to one owner are sent one behind the other without waiting
+(`send_now`, or `on_sent` to learn when a request went out), and the server
+answers them in order. Every failure becomes `BackendUnavailable`, whose
+`sent` flag says whether the request may have reached the server. That flag
+is what lets the balancer retry a write elsewhere only when nothing was
+sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nodes.backend_config import BackendSpec
-from nodes.upstream import NotSent, ResponseReceiver, UpstreamError, exchange, open_upstream
+from nodes.upstream import (NotSent, ResponseReceiver, UpstreamError, exchange,
+                            finish_exchange, open_upstream, start_exchange)
 from nodes.health import BackendHealth
 from nodes.protocol import Response, auth_request
 
@@ -97,22 +103,50 @@ class BackendConnection:
         # anything is sent on it.
         return not self._receiver.closed and not self.transport.is_closing()
 
-    async def roundtrip(self, payload: bytes, timeout: float) -> Response:
-        """Send one request, return its one response; BackendUnavailable on any failure."""
-        return (await self._exchange(payload, 1, timeout))[0]
+    @property
+    def waiting(self) -> int:
+        """Requests sent on this connection whose responses have not all arrived."""
+        return self._receiver.waiting
 
-    async def roundtrip_pair(self, payload: bytes, follow_up: bytes,
-                             timeout: float) -> tuple[Response, Response]:
+    async def roundtrip(self, payload: bytes, timeout: float,
+                        on_sent: Callable[[], None] | None = None) -> Response:
+        """Send one request, return its one response; BackendUnavailable on any failure."""
+        return (await self._exchange(payload, 1, timeout, on_sent))[0]
+
+    async def roundtrip_pair(self, payload: bytes, follow_up: bytes, timeout: float,
+                             on_sent: Callable[[], None] | None = None
+                             ) -> tuple[Response, Response]:
         """Send two requests in one write; their two responses."""
-        first, second = await self._exchange(payload + follow_up, 2, timeout)
+        first, second = await self._exchange(payload + follow_up, 2, timeout, on_sent)
         return first, second
 
-    async def _exchange(self, payload: bytes, count: int, timeout: float) -> list[Response]:
+    def send_now(self, payload: bytes, count: int, timeout: float):
+        """Write `payload` (`count` requests) now, behind whatever is in flight; the awaitable
+        of their responses. BackendUnavailable(sent=False) if nothing could be written."""
         if not self.usable:
             self.close()
             raise BackendUnavailable(self.backend.id, "connection already closed", sent=False)
         try:
-            return await exchange(self.transport, self._receiver, payload, count, timeout)
+            waiter = start_exchange(self.transport, self._receiver, payload, count, timeout)
+        except UpstreamError as error:
+            self.close()
+            raise BackendUnavailable(self.backend.id, str(error), sent=False) from None
+        return self._finish(waiter)
+
+    async def _finish(self, waiter: asyncio.Future) -> list[Response]:
+        try:
+            return await finish_exchange(self._receiver, waiter)
+        except UpstreamError as error:
+            self.close()
+            raise BackendUnavailable(self.backend.id, str(error), sent=True) from None
+
+    async def _exchange(self, payload: bytes, count: int, timeout: float,
+                        on_sent: Callable[[], None] | None = None) -> list[Response]:
+        if not self.usable:
+            self.close()
+            raise BackendUnavailable(self.backend.id, "connection already closed", sent=False)
+        try:
+            return await exchange(self.transport, self._receiver, payload, count, timeout, on_sent)
         except UpstreamError as error:
             self.close()
             # Unless the send itself failed, the request may have arrived.

@@ -28,6 +28,15 @@ decides, statement by statement, which backends of the `BackendPool`
   object's statements avoid that backend for a while (nodes.fault_avoidance:
   held, then re-tested by the next statement).
 
+Pipelining: a client may send statements ahead (up to `PIPELINE_WINDOW` in
+flight on its connection). They are taken in order (nodes.balancer_session
+`Turn`): each starts once the one before it is done, except that a write is
+sent right behind the write before it, without waiting for its answer,
+when it goes to the same owner on the same session connection and in the
+same database, and that owner already holds what it may depend on. Such
+writes are never sent again elsewhere (a storage fault is then reported,
+not re-routed: re-routing would reorder them).
+
 Health probes and the backends file are watched by nodes.prober; backend
 configuration is parsed by nodes.backend_config.
 """
@@ -45,7 +54,7 @@ from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.backend_config import BackendsFile, parse_backend_option
 from nodes.backend_pool import BackendPool
 from nodes.backends import Backend, BackendUnavailable, Timeouts
-from nodes.balancer_session import ClientSession, DatabaseMissing
+from nodes.balancer_session import ClientSession, DatabaseMissing, Turn
 from nodes.classifier import StatementClassifier
 from nodes.fault_avoidance import FaultAvoidance
 from nodes.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
@@ -65,6 +74,8 @@ NO_BACKEND_TO_ANSWER = "Tsy misy mpizara afaka mamaly ankehitriny"
 FIRST_DATABASE_POLL_S = 0.002
 MAX_DATABASE_POLL_S = 0.025
 NO_BACKEND_TO_WRITE = "Tsy misy mpizara afaka manoratra ankehitriny"
+# Statements one client connection may have in flight through the balancer.
+PIPELINE_WINDOW = 64
 
 
 def no_backend_error(message: str, reasons: list[str]) -> bytes:
@@ -104,7 +115,7 @@ class Balancer:
             "statements", "reads", "writes", "uses", "database_ddl", "retries",
             "rerouted_writes", "unknown_writes", "local_errors", "version_checks",
             "stale_fallbacks", "storage_faults", "storage_resent_writes",
-            "storage_resent_reads", "storage_avoided")}
+            "storage_resent_reads", "storage_avoided", "pipelined_writes")}
 
     # -- serving clients ---------------------------------------------------
 
@@ -118,7 +129,7 @@ class Balancer:
             session.close()
 
         return ClientHandler(lambda request: self.answer(session, request), closed,
-                             self.idle_timeout)
+                             self.idle_timeout, window=PIPELINE_WINDOW)
 
     def status(self) -> dict:
         return {
@@ -136,22 +147,37 @@ class Balancer:
         if request.admin is not None:
             return admin_response(request, self.node_id, "balancer", self.status)
         self.counters["statements"] += 1
+        turn = session.take_turn()   # in request order: statements run in that order
         try:
-            return await self._statement(session, request.text)
+            return await self._statement(session, request.text, turn)
         except Exception:  # a bug must cost one statement, not the connection
             self.log.exception("internal error on statement %r", request.text[:200])
             self.counters["local_errors"] += 1
             return encode_error("Nisy olana tao anatin'ny load balancer; tsy vita ny baiko")
+        finally:
+            await turn.finish()
 
     # -- statements --------------------------------------------------------
 
-    async def _statement(self, session: ClientSession, text: str) -> bytes:
+    async def _statement(self, session: ClientSession, text: str, turn: Turn) -> bytes:
         payload = statement_bytes(text)
         try:
             kind = self.classifier.classify_text(text)
         except TahiryError as error:
+            await turn.wait()
             self.counters["local_errors"] += 1
             return encode_error(error.message)
+        if kind is not None and kind.kind == "write":
+            route: list = []
+
+            def may_follow(previous: Turn) -> bool:
+                return self._route_behind(session, previous, kind.objects, route)
+
+            if await turn.wait(may_follow):
+                return await self._write_behind(session, turn, kind.objects, kind.target,
+                                                payload, *route)
+        else:
+            await turn.wait()
         if kind is None:  # comments only: let a server answer as it does
             return await self._read(session, payload, {})
         if kind.kind == "use":
@@ -165,10 +191,104 @@ class Balancer:
             return await self._read(session, payload, read_needs(marks, kind.objects),
                                     kind.objects)
         return await self._write(session, kind.objects, kind.target, payload,
-                                 write_needs(marks, kind.objects))
+                                 write_needs(marks, kind.objects), turn)
+
+    def _route_behind(self, session: ClientSession, previous: Turn, objects: tuple[str, ...],
+                      route: list) -> bool:
+        """Whether a write may be sent right behind `previous` (in flight); fills `route`.
+
+        Yes when its owner (faults considered) is the backend `previous` went
+        to, in the session's database, on the session's open connection, and
+        that owner holds every write of the session it needs.
+        """
+        backend_id, database = previous.ahead
+        if database != session.database:
+            return False
+        obj = objects[0] if objects else ""
+        owners = rank_owners(database, obj, self.pool.candidates(writable_only=True))
+        if len(self.faults):
+            owners = self.faults.order_for_write(owners, database, obj)
+        if not owners or owners[0] != backend_id:
+            return False
+        needs = write_needs(session.writes.marks(database), objects)
+        if needs and not holding_all([backend_id], needs):
+            return False
+        backend = self.pool[backend_id]
+        connection = session.ready_connection(backend)
+        if connection is None:
+            return False
+        route[:] = [backend, connection]
+        return True
+
+    async def _write_behind(self, session: ClientSession, turn: Turn, objects: tuple[str, ...],
+                            target: str | None, payload: bytes, backend: Backend,
+                            connection) -> bytes:
+        """A write sent right behind the session's previous write, on the same connection."""
+        self.counters["writes"] += 1
+        self.counters["pipelined_writes"] += 1
+        database = session.database
+        obj = objects[0] if objects else ""
+        follow_up = versions_request(database, [obj]) if obj and len(self.pool) > 1 else None
+        count = 2 if follow_up is not None else 1
+        try:
+            answers = connection.send_now(payload + (follow_up or b""), count,
+                                          self.timeouts.request)
+        except BackendUnavailable as error:
+            # Nothing was sent: route it the usual way once the one before is done.
+            self.pool.record_failure(backend, error.reason)
+            await turn.wait()
+            return await self._write(session, objects, target, payload,
+                                     write_needs(session.writes.marks(database), objects), turn)
+        turn.previous.followed = True
+        turn.sent_ahead(backend.id, database)
+        backend.outstanding += 1
+        try:
+            responses = await answers
+        except BackendUnavailable as error:
+            self.pool.record_failure(backend, error.reason)
+            turn.answered()
+            self.counters["unknown_writes"] += 1
+            return self._unknown_write(backend.id, error)
+        finally:
+            backend.outstanding -= 1
+        turn.answered()
+        backend.writes += 1
+        response = responses[0]
+        versions = responses[1] if follow_up is not None else None
+        return self._write_answered(session, backend.id, database, obj, objects, target,
+                                    response, versions, may_resend=False)[0]
+
+    @staticmethod
+    def _unknown_write(backend_id: str, error: BackendUnavailable) -> bytes:
+        return encode_error(
+            f"Tapaka ny fifandraisana tamin'ny mpizara {backend_id} ({error.reason}): "
+            "the outcome of this write is unknown (it may or may not have been "
+            "applied); it was not sent again")
+
+    def _write_answered(self, session: ClientSession, backend_id: str, database: str, obj: str,
+                        objects: tuple[str, ...], target: str | None, response: Response,
+                        versions: Response | None, may_resend: bool) -> tuple[bytes, bool]:
+        """A write's answer: remembered for read-your-writes; (the bytes, whether to resend).
+
+        A storage fault (nothing applied) is recorded against the backend;
+        the write is to be sent to the next owner if `may_resend`.
+        """
+        if response.ok:
+            known = decode_versions(versions.message) if versions is not None and versions.ok else None
+            session.writes.remember(database, obj, backend_id,
+                                    known.get(obj) if known is not None else None, target)
+            if len(self.faults):
+                self.faults.success(backend_id, database, objects, wrote=True)
+            return response.raw, False
+        operation = storage_fault_operation(response.message)
+        if operation is not None:
+            self._storage_fault(backend_id, database, objects, operation, response.message)
+            return response.raw, may_resend
+        return response.raw, False
 
     async def _forward(self, session: ClientSession, backend: Backend, payload: bytes,
-                       select_database: bool = True, follow_up: bytes | None = None):
+                       select_database: bool = True, follow_up: bytes | None = None,
+                       on_sent=None):
         """Send on the session's connection, counted as outstanding on `backend`.
 
         A connection failure also counts against the backend's health. With
@@ -176,7 +296,7 @@ class Balancer:
         """
         backend.outstanding += 1
         try:
-            return await session.send(backend, payload, select_database, follow_up)
+            return await session.send(backend, payload, select_database, follow_up, on_sent)
         except BackendUnavailable as error:
             self.pool.record_failure(backend, error.reason)
             raise
@@ -280,8 +400,12 @@ class Balancer:
         return no_backend_error(NO_BACKEND_TO_ANSWER, reasons)
 
     async def _write(self, session: ClientSession, objects: tuple[str, ...], target: str | None,
-                     payload: bytes, needs: dict[str, WriteMark]) -> bytes:
-        """A write, on the object's owner, once it holds the session's writes it `needs`."""
+                     payload: bytes, needs: dict[str, WriteMark], turn: Turn | None = None) -> bytes:
+        """A write, on the object's owner, once it holds the session's writes it `needs`.
+
+        Once it is on the wire, `turn` lets the session's next write be sent
+        behind it (then it is never sent again elsewhere).
+        """
         self.counters["writes"] += 1
         database = session.database
         obj = objects[0] if objects else ""
@@ -304,41 +428,38 @@ class Balancer:
                 # write there anyway.
                 await self._fresh_backends(session, needs, [backend_id])
             backend = self.pool[backend_id]
+            on_sent = None
+            if turn is not None:
+                def on_sent(backend_id=backend_id) -> None:
+                    turn.sent_ahead(backend_id, database)
             try:
                 answer = await self._forward_once_database_there(
-                    session, backend, payload, follow_up, wait=not attempt)
+                    session, backend, payload, follow_up, wait=not attempt, on_sent=on_sent)
             except DatabaseMissing as error:
                 # Only `ampiasao` was sent: the next owner may take the write.
                 missing = missing or error
                 continue
             except BackendUnavailable as error:
+                if turn is not None:
+                    turn.answered()
                 if error.sent:
                     self.counters["unknown_writes"] += 1
-                    return encode_error(
-                        f"Tapaka ny fifandraisana tamin'ny mpizara {backend_id} ({error.reason}): "
-                        "the outcome of this write is unknown (it may or may not have been "
-                        "applied); it was not sent again")
+                    return self._unknown_write(backend_id, error)
                 reasons.append(str(error))
                 continue  # nothing was sent: the next owner may take it
+            followed = turn.answered() if turn is not None else False
             backend.writes += 1
             response, versions = answer if follow_up is not None else (answer, None)
-            if response.ok:
-                known = decode_versions(versions.message) if versions is not None and versions.ok else None
-                session.writes.remember(database, obj, backend_id,
-                                        known.get(obj) if known is not None else None, target)
-                if len(self.faults):
-                    self.faults.success(backend_id, database, objects, wrote=True)
-                return response.raw
-            operation = storage_fault_operation(response.message)
-            if operation is not None:
-                self._storage_fault(backend_id, database, objects, operation, response.message)
-                if not resent and attempt + 1 < len(owners):
-                    # Nothing was applied (a storage fault is a clean failure): the
-                    # next owner takes it, once.
-                    resent = True
-                    self.counters["storage_resent_writes"] += 1
-                    continue
-            return response.raw
+            # Nothing was applied after a storage fault: the next owner takes it,
+            # once, unless another write was sent behind it (that would reorder them).
+            raw, resend = self._write_answered(
+                session, backend_id, database, obj, objects, target, response, versions,
+                may_resend=not resent and not followed and attempt + 1 < len(owners))
+            if resend:
+                resent = True
+                self.counters["storage_resent_writes"] += 1
+                continue
+            return raw
         if missing is not None:
             return missing.response.raw
         return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
@@ -353,7 +474,8 @@ class Balancer:
         self.faults.fault(backend_id, database, objects, operation, reason)
 
     async def _forward_once_database_there(self, session: ClientSession, backend: Backend,
-                                           payload: bytes, follow_up: bytes | None, wait: bool):
+                                           payload: bytes, follow_up: bytes | None, wait: bool,
+                                           on_sent=None):
         """`_forward`, waiting (bounded, if `wait`) for a backend that lacks the database.
 
         The session's database exists somewhere (its `ampiasao` succeeded),
@@ -366,7 +488,8 @@ class Balancer:
         delay = FIRST_DATABASE_POLL_S
         while True:
             try:
-                return await self._forward(session, backend, payload, follow_up=follow_up)
+                return await self._forward(session, backend, payload, follow_up=follow_up,
+                                           on_sent=on_sent)
             except DatabaseMissing:
                 if loop.time() + delay > deadline:
                     raise

@@ -27,6 +27,17 @@ refuses connections (a balancer being restarted) before that error.
 
 `.ping;` and `.status;` are answered here, never forwarded; `.status;`
 carries the cache counters (hits, misses, evictions, invalidations, ...).
+
+Pipelining: a client may send statements ahead (a `-f` script, `executemany`);
+the proxy forwards them ahead too, on its one upstream connection, in
+order: each statement is sent once the one before it has been sent (so a
+reconnection is made once and nothing overtakes), and the answers come back
+in order. While statements of the connection are in flight the cache is
+neither read (an earlier write or `ampiasao` may change the answer) nor
+filled; a read is sent again after a broken connection only when nothing
+was sent behind it. A lost `ampiasao` (sent, unanswered) counts as done for
+the database replayed on the next upstream connection: the statements after
+it were written for that database.
 """
 
 from __future__ import annotations
@@ -55,6 +66,9 @@ READ, USE, WRITE = "read", "use", "write"
 
 _FIRST_WORD = re.compile(r"[^\W\d]\w*")
 _USE_REPLY = re.compile(r"^Ny tahiry : (.+) dia miasa ankehitriny$")
+_USE_STATEMENT = re.compile(r"^ampiasao\s+([^\W\d]\w*)$", re.IGNORECASE)
+# Statements one client connection may have in flight through the proxy.
+PIPELINE_WINDOW = 64
 _DROP_DATABASE = re.compile(r"^ravao\s+ny\s+tahiry\s+([^\W\d]\w*)\s*$", re.IGNORECASE)
 _DATABASE_DDL = re.compile(r"^(?:manamboara|ravao\s+ny)\s+tahiry\s+([^\W\d]\w*)\s*$",
                            re.IGNORECASE)
@@ -146,7 +160,7 @@ class ProxyCache:
             self.stats.open_connections -= 1
             return session.upstream.close()
 
-        return ClientHandler(session.handle, closed, self.idle_timeout)
+        return ClientHandler(session.handle, closed, self.idle_timeout, window=PIPELINE_WINDOW)
 
 
 class ProxySession:
@@ -161,6 +175,10 @@ class ProxySession:
         # connection is a new balancer session that does not know the old
         # one's writes, so it gets a new identity.
         self.writer = object()
+        # Pipelining: statements forwarded and not answered yet, and the
+        # "sent" signal of the latest one (the next one is sent after it).
+        self.in_flight = 0
+        self._sent: asyncio.Future | None = None
 
     def handle(self, request: Request) -> bytes | Awaitable[bytes]:
         """Answer one request: bytes when the answer is ready (admin, cache hit).
@@ -172,36 +190,54 @@ class ProxySession:
             return admin_response(request, self.proxy.node_id, KIND, self.proxy.status)
         normal = normalise_statement(request.text)
         kind = statement_kind(normal)
-        if kind == READ:
+        alone = not self.in_flight
+        if kind == READ and alone:
             cached = self.cache.get((self.database, normal))
             if cached is not None:
                 return cached
-            return self._read(request, normal)
-        return self._write(request, normal, kind)
+        # Taken now, in request order: the statements are sent in that order.
+        turn = self._take_turn()
+        self.in_flight += 1
+        if kind == READ:
+            return self._read(request, normal, turn, cacheable=alone)
+        return self._write(request, normal, kind, turn)
 
-    async def _write(self, request: Request, normal: str, kind: str) -> bytes:
-        database = self.database
+    def _take_turn(self) -> tuple[asyncio.Future | None, asyncio.Future]:
+        """(the previous statement's "sent" signal, this one's)."""
+        previous, self._sent = self._sent, asyncio.get_running_loop().create_future()
+        return previous, self._sent
+
+    async def _write(self, request: Request, normal: str, kind: str, turn) -> bytes:
         try:
-            response = await self._forward(request.wire(), retry=False)
+            response = await self._forward(request.wire(), retry=False, turn=turn)
         except UpstreamError as error:
-            self._note_write(kind, normal, database)
+            self._note_write(kind, normal, self.database)
             self._invalidate_after(kind, normal, None)  # the outcome is unknown
+            if kind == USE:
+                used = _USE_STATEMENT.match(normal)
+                if used:
+                    self.database = used.group(1)   # replayed on the next connection
             return encode_error(str(error))
-        self._note_write(kind, normal, database)
+        finally:
+            self.in_flight -= 1
+        # Every earlier statement is answered: this is the database it ran in.
+        self._note_write(kind, normal, self.database)
         self._track_database(kind, normal, response)
         self._invalidate_after(kind, normal, response)
         return response.raw
 
-    async def _read(self, request: Request, normal: str) -> bytes:
-        """A read the cache could not answer: forward it, cache a success."""
+    async def _read(self, request: Request, normal: str, turn, cacheable: bool) -> bytes:
+        """A read the cache could not answer: forward it, cache a success (if sent alone)."""
         key = (self.database, normal)
         generation = self.cache.generation
         fetched_at = self.cache.clock()
         try:
-            response = await self._forward(request.wire(), retry=True)
+            response = await self._forward(request.wire(), retry=True, turn=turn)
         except UpstreamError as error:
             return encode_error(str(error))
-        if response.ok:
+        finally:
+            self.in_flight -= 1
+        if response.ok and cacheable:
             # The identity after the request: a reconnection on the way is a
             # session that may not know this connection's earlier writes.
             reader = self.writer
@@ -223,19 +259,39 @@ class ProxySession:
         if named and named.group(1) != database:
             self.cache.note_write(named.group(1), self.writer)
 
-    async def _forward(self, data: bytes, retry: bool) -> Response:
-        """Send one statement upstream (replaying `ampiasao` on a new connection).
+    async def _forward(self, data: bytes, retry: bool, turn) -> Response:
+        """Send one statement upstream in its turn (replaying `ampiasao` on a new connection).
 
         Until the statement itself is sent, failures (upstream restarting,
         a connection its peer already closed) are retried for up to
         `upstream_patience` seconds: nothing was sent, so this is as safe
         for a write as for a read. Once sent, only a read is sent again
-        (once); a write's outcome is then unknown.
+        (once, and only if no statement was sent behind it); a write's
+        outcome is then unknown.
         """
+        previous, sent_signal = turn
+        while True:
+            try:
+                if previous is not None and not previous.done():
+                    await previous
+                answer = await self._send(data)
+            finally:
+                if not sent_signal.done():
+                    sent_signal.set_result(None)   # the next statement may be sent
+            try:
+                return await answer
+            except UpstreamError:
+                self.proxy.upstream_errors += 1
+                if not retry or self._sent is not sent_signal:
+                    raise   # a write, or statements were sent behind this read
+                retry = False
+                previous, sent_signal = self._take_turn()
+
+    async def _send(self, data: bytes):
+        """Write one statement on a usable connection (waiting for one, bounded); its answer."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.proxy.upstream_patience
         delay = 0.02
-        sent = 0
         while True:
             try:
                 if not self.upstream.usable:
@@ -250,13 +306,7 @@ class ProxySession:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)
                 continue
-            try:
-                return await self.upstream.request(data)
-            except UpstreamError:
-                self.proxy.upstream_errors += 1
-                sent += 1
-                if not retry or sent == 2:
-                    raise
+            return self.upstream.send(data)
 
     async def _replay_database(self) -> None:
         if self.database is None:

@@ -300,8 +300,9 @@ class DatabaseServer:
         def closed() -> None:
             self.stats.open_connections -= 1
 
-        # Pipelined statements of one connection: up to one batch in flight.
-        return ClientHandler(answer, closed, self.idle_timeout, window=MAX_BATCH)
+        # Pipelined statements of one connection: up to one batch in flight,
+        # each maybe with the balancer's `.versions` right behind it.
+        return ClientHandler(answer, closed, self.idle_timeout, window=2 * MAX_BATCH)
 
     async def _versions_after(self, earlier: asyncio.Future, request: Request) -> bytes:
         try:

@@ -3,16 +3,22 @@
 The receiving side is a bare asyncio Protocol (`ResponseReceiver`): each
 chunk goes straight into a `ResponseDecoder`, with a byte-search fast path
 for the common one-chunk response (`single_raw_response`). `exchange` sends
-one request (one write) and waits, bounded by a timer, for its responses;
-`UpstreamConnection` is one reconnecting connection, one statement at a
-time, with the shared secret presented first when the node has one. Every
-failure is an `UpstreamError` with one sentence, and the connection is
-aborted.
+one request (one write) and waits, bounded by a timer, for its responses.
+Requests may be pipelined on one connection: each `exchange` queues its
+waiter when it writes, and responses (which a node sends in request order)
+go to the waiters in that order. `UpstreamConnection` is one reconnecting
+connection, with the shared secret presented first when the node has one;
+`send` writes a request and returns the wait for its response, so a caller
+can send the next one before it arrives. Every failure is an
+`UpstreamError` with one sentence, and the connection is aborted (every
+request waiting on it fails: their answers could no longer be matched).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Callable
 
 from engine.errors import ERROR_PREFIX
 from nodes.node_process import set_nodelay
@@ -31,10 +37,11 @@ class ResponseReceiver(asyncio.Protocol):
     """The receiving side of a connection to an upstream node: responses decoded as bytes arrive.
 
     A bare asyncio Protocol (no StreamReader buffer, no reader task): each
-    chunk goes straight into the `ResponseDecoder`. `expect(count)` returns a
-    future resolved with the next `count` responses, or failed with
-    UpstreamError when the connection ends, breaks the protocol or sends a
-    response nobody asked for. After a failure the connection is aborted.
+    chunk goes straight into the `ResponseDecoder`. `expect(count)` queues
+    a future resolved with the next `count` responses after those of the
+    requests queued before it; it fails with UpstreamError when the
+    connection ends, breaks the protocol or sends a response nobody asked
+    for. After a failure the connection is aborted and every waiter fails.
     """
 
     def __init__(self, decode_relations: bool = False) -> None:
@@ -42,16 +49,20 @@ class ResponseReceiver(asyncio.Protocol):
         self.closed = False
         self._decoder = ResponseDecoder(decode_relations)
         self._raw_only = not decode_relations
-        self._waiter: asyncio.Future | None = None
-        self._wanted = 0
-        self._responses: list[Response] = []
+        # [future, responses wanted, responses so far], in request order
+        self._waiters: deque[list] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
+    @property
+    def waiting(self) -> int:
+        """Requests sent whose responses have not all arrived."""
+        return len(self._waiters)
+
     def expect(self, count: int) -> asyncio.Future:
         waiter = asyncio.get_running_loop().create_future()
-        self._waiter, self._wanted, self._responses = waiter, count, []
+        self._waiters.append([waiter, count, []])
         return waiter
 
     def data_received(self, data: bytes) -> None:
@@ -63,19 +74,19 @@ class ResponseReceiver(asyncio.Protocol):
         except ProtocolError as error:
             self.fail(f"protocol error: {error}")
             return
-        if not responses:
-            return
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            self.fail("protocol error: a response nobody asked for")
-            return
-        self._responses.extend(responses)
-        if len(self._responses) >= self._wanted:
-            if len(self._responses) > self._wanted or self._decoder.pending:
-                self.fail("protocol error: more responses than requests")
+        waiters = self._waiters
+        for response in responses:
+            if not waiters:
+                self.fail("protocol error: a response nobody asked for")
                 return
-            self._waiter = None
-            waiter.set_result(self._responses)
+            head = waiters[0]
+            head[2].append(response)
+            if len(head[2]) == head[1]:
+                waiters.popleft()
+                if not head[0].done():
+                    head[0].set_result(head[2])
+        if not waiters and self._decoder.pending:
+            self.fail("protocol error: more responses than requests")
 
     def eof_received(self) -> bool:
         self.fail("connection closed")
@@ -85,11 +96,12 @@ class ResponseReceiver(asyncio.Protocol):
         self.fail((_reason(exc) if exc is not None else "") or "connection closed")
 
     def fail(self, reason: str) -> None:
-        """Fail the waiting request (if any) with UpstreamError(reason) and abort the connection."""
+        """Fail every waiting request with UpstreamError(reason) and abort the connection."""
         self.closed = True
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(UpstreamError(reason))
+        waiters, self._waiters = self._waiters, deque()
+        for waiter, _wanted, _responses in waiters:
+            if not waiter.done():
+                waiter.set_exception(UpstreamError(reason))
         if self.transport is not None:
             self.transport.abort()
 
@@ -147,12 +159,12 @@ async def open_upstream(host: str, port: int, timeout: float,
     return transport, receiver  # type: ignore[return-value]
 
 
-async def exchange(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,
-                   count: int, timeout: float) -> list[Response]:
-    """Send `data` (one write) and wait up to `timeout` for `count` responses.
+def start_exchange(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,
+                   count: int, timeout: float) -> asyncio.Future:
+    """Send `data` (one write) now; the future of its `count` responses, failed after `timeout`.
 
-    UpstreamError on any failure; the connection is then aborted. A timer
-    rather than asyncio.timeout: the cheapest bound on the wait.
+    NotSent if nothing could be sent. Requests started one after another on
+    a connection are answered in that order (pipelining).
     """
     if receiver.closed or transport.is_closing():
         raise NotSent("connection already closed")
@@ -165,21 +177,44 @@ async def exchange(transport: asyncio.Transport, receiver: ResponseReceiver, dat
         receiver.fail("connection reset before sending")
         raise NotSent("connection reset before sending")
     timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter, timeout)
+    waiter.add_done_callback(lambda _: timer.cancel())
+    return waiter
+
+
+async def finish_exchange(receiver: ResponseReceiver, waiter: asyncio.Future) -> list[Response]:
+    """Wait for a started exchange; on failure the connection is aborted (UpstreamError)."""
     try:
         return await waiter
     except UpstreamError as error:
         receiver.fail(str(error))
         raise
-    finally:
-        timer.cancel()
+
+
+async def exchange(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,
+                   count: int, timeout: float,
+                   on_sent: Callable[[], None] | None = None) -> list[Response]:
+    """Send `data` (one write) and wait up to `timeout` for `count` responses.
+
+    UpstreamError on any failure; the connection is then aborted. A timer
+    rather than asyncio.timeout: the cheapest bound on the wait. `on_sent`
+    runs once the request is written (a pipelining caller may then send
+    the next one).
+    """
+    waiter = start_exchange(transport, receiver, data, count, timeout)
+    if on_sent is not None:
+        on_sent()
+    return await finish_exchange(receiver, waiter)
 
 
 class UpstreamConnection:
-    """One connection to an upstream node, one statement at a time.
+    """One connection to an upstream node.
 
     `request(wire_bytes)` sends a statement and returns its decoded
-    `Response`. Any failure (connect, timeout, EOF, protocol) raises
-    UpstreamError and closes the connection; the next request reconnects.
+    `Response`; `send(wire_bytes)` sends it and returns the wait for that
+    response, so the next statement can be sent first (pipelining; the
+    caller keeps the sends in order). Any failure (connect, timeout, EOF,
+    protocol) raises UpstreamError and closes the connection; the next
+    request reconnects.
     """
 
     def __init__(self, host: str, port: int, connect_timeout: float = 2.0,
@@ -226,12 +261,37 @@ class UpstreamConnection:
     async def request(self, data: bytes) -> Response:
         if self._transport is None:
             await self.connect()
+        return await self.send(data)
+
+    def send(self, data: bytes):
+        """Write one statement now (the connection must be open); the awaitable of its Response."""
+        transport, receiver = self._transport, self._receiver
         try:
-            return (await exchange(self._transport, self._receiver, data, 1,
-                                   self.request_timeout))[0]
+            waiter = start_exchange(transport, receiver, data, 1, self.request_timeout)
         except UpstreamError as error:
-            await self.close()
-            raise UpstreamError(f"tapaka ny fifandraisana amin'ny {self.host}:{self.port} ({error})") from None
+            self._forget(transport)
+            return self._failed(error)
+        return self._response(transport, receiver, waiter)
+
+    async def _response(self, transport, receiver, waiter) -> Response:
+        try:
+            return (await finish_exchange(receiver, waiter))[0]
+        except UpstreamError as error:
+            self._forget(transport)
+            raise self._broken(error) from None
+
+    async def _failed(self, error: UpstreamError) -> Response:
+        raise self._broken(error)
+
+    def _broken(self, error: UpstreamError) -> UpstreamError:
+        return UpstreamError(f"tapaka ny fifandraisana amin'ny {self.host}:{self.port} ({error})")
+
+    def _forget(self, transport) -> None:
+        """The connection `transport` failed: closed, and forgotten unless already replaced."""
+        if self._transport is transport:
+            self._transport, self._receiver = None, None
+        if transport is not None:
+            transport.close()
 
     async def close(self) -> None:
         transport, self._transport, self._receiver = self._transport, None, None

@@ -11,6 +11,13 @@ text the statement could be confused by. Tahiry has no transactions: every
 statement is atomic and durable when it returns, `commit()` does nothing
 and `rollback()` raises `NotSupportedError`. One connection is one session
 (its current database); do not share a connection between threads.
+
+`executemany` pipelines: it sends the statements ahead without waiting for
+each answer (up to 64 in flight, nodes/client/pipeline.py), so a server
+commits them in a few group commits instead of one per row. When one fails
+it sends no more, but those already sent (at most the window) still run;
+it then raises the first failure, whose message says which parameter set
+it was, and `rowcount` counts the rows the others changed.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from nodes.client.exceptions import (  # noqa: F401 (re-exported: PEP 249 names)
     NotSupportedError, OperationalError, ProgrammingError, Warning, error_for_message,
 )
 from nodes.client.params import ParameterError, bind
+from nodes.client.pipeline import IterSteps, Step
 from nodes.client.runners import EmbeddedRunner, RemoteRunner, Runner
 
 apilevel = "2.0"
@@ -225,15 +233,51 @@ class Cursor:
         return self
 
     def executemany(self, operation: str, seq_of_parameters) -> "Cursor":
+        """Run `operation` once per parameter set, pipelined (see the module docstring)."""
         self._check_open()
-        total = 0
-        for parameters in seq_of_parameters:
-            self.execute(operation, parameters)
-            if self.rowcount > 0:
-                total += self.rowcount
+        if not isinstance(operation, str):
+            raise ProgrammingError("the statement must be a str")
+        self._reset()
+        refused: list[ProgrammingError] = []
+
+        def steps():
+            for index, parameters in enumerate(seq_of_parameters):
+                try:
+                    text = bind(operation, parameters)
+                except ParameterError as error:
+                    refused.append(ProgrammingError(f"parameters #{index}: {error}"))
+                    return
+                for piece in split_statements(text):
+                    if normalise_statement(piece.text):
+                        yield Step(piece.text, index)
+
+        source = IterSteps(steps())
+        total, failure = 0, None
+        try:
+            for result in self.connection._live_runner().run_all(source):
+                outcome = result.outcome
+                if outcome is None:
+                    continue
+                if not outcome.ok:
+                    if failure is None:
+                        failure = (result.step.tag, outcome.message)
+                    source.stop()   # send no more; those in flight still answer
+                    continue
+                self._take(outcome)
+                if self.rowcount > 0:
+                    total += self.rowcount
+        except ConnectionProblem as problem:
+            raise OperationalError(str(problem)) from None
         self.rowcount = total
         self.description = None
         self._rows, self._position = [], 0
+        if failure is not None:
+            index, message = failure
+            error = error_for_message(message)
+            error.args = (f"{message} (executemany: parameters #{index})",)
+            raise error
+        if refused:
+            raise refused[0]
         return self
 
     def fetchone(self) -> tuple | None:

@@ -67,6 +67,28 @@ class StepSource(Protocol):
         """What to wait on after PENDING (None: poll never returns PENDING)."""
 
 
+class IterSteps:
+    """A `StepSource` over an iterator of steps (always ready); `stop()` ends it early."""
+
+    def __init__(self, steps):
+        self._steps = iter(steps)
+        self.stopped = False
+
+    def poll(self, block: bool = True) -> Step | None:
+        if self.stopped:
+            return None
+        step = next(self._steps, None)
+        if step is None:
+            self.stopped = True
+        return step
+
+    def fileno(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
 class PipelineHost(Protocol):
     """What the pipeline needs from its runner (nodes/client/runners.py RemoteRunner)."""
 
