@@ -1,46 +1,62 @@
 """Replication of object files between the servers' data directories.
 
 Runs inside the supervisor. A watchdog observer watches every server's data
-directory (recursively); when an object file lands in one (the engine writes
-with temp file + `os.replace`, which arrives as one moved event), the path is
-queued and a small pool of worker threads reconciles it across all servers
-(different paths in parallel, one path by one worker at a time):
+directory (recursively); when an object changes in one (the engine writes a
+snapshot with temp file + `os.replace`, one moved event; it appends to a
+table's journal `<db>/tables/<t>.journal`, a modified and a closed event,
+mapped to the table `<db>/tables/<t>.json`), the object is queued and a
+small pool of worker threads reconciles it across all servers (different
+paths in parallel, one path by one worker at a time):
 
-- every server's copy is read and checked whole (engine/object_format.py)
-  and summarised (change counter, tombstone flag, digest); summaries are
-  cached by (inode, mtime, size), so the echo event of our own copy costs a
-  few `open`/`stat` calls and no read;
-- the valid copies with the highest change counter win and are copied
-  atomically (engine/atomic_files.py: temp file in the destination folder,
-  fsync, `os.replace`, fsync the folder) into every server whose copy is
-  missing or older. An older copy never overwrites a newer one; a drop is
-  a tombstone file with a higher counter, so it propagates like any write
-  and a returning server cannot resurrect the object;
-- two copies with the same counter and different content changed
-  independently: that is a CONFLICT. Both stay as they are, nothing is copied
-  for that path, the conflict is logged and listed in `stats()` until a newer
-  write on either side settles it;
-- a corrupt copy (not a valid document: torn, truncated, garbage, wrong
-  kind or name, bad header) is never copied anywhere. It is repaired from
-  the winning valid copy: under the destination's write lock, if the file
-  is still the corrupt version that was read, it is hard-linked to
-  `<data>/.corrupt/<rel>.<timestamp>` (kept for inspection) and the good
-  copy renamed over it. Logged as an error, counted and listed in
-  `stats()` (replication_health.py). With no valid copy anywhere, or while
-  the valid copies conflict, it is reported and left alone (and retried);
+- every server's copy is read and checked whole (engine/object_state.py:
+  the snapshot with `check_document`, each journal entry's checksum, chain
+  and fit) and summarised (version, tombstone flag, digests); summaries are
+  cached by the files' signatures, and a journal that only grew is read
+  from where the last summary ended, so an append costs its own lines and
+  the echo event of our own copy costs a few `stat` calls;
+- the valid copies with the highest version win and are shipped into every
+  server whose copy is missing or older (engine/object_copy.py
+  `bring_up_to_date`, the store's pull on write uses it too): the journal
+  lines the destination lacks are appended to its journal when the
+  winner's journal chains them (cost of the change, the destination's
+  snapshot untouched), else the winner's snapshot is installed atomically
+  with its journal lines after it. An older copy never overwrites a newer
+  one; a drop is a tombstone snapshot with a higher version, so it
+  propagates like any write and a returning server cannot resurrect the
+  object;
+- two copies with the same version and different content changed
+  independently: that is a CONFLICT (engine/object_state.py `same_content`:
+  the journal line of that version when both have it, else the
+  materialized documents without their `format`). Both stay as they are,
+  nothing is copied for that path, the conflict is logged and listed in
+  `stats()` until a newer write on either side settles it;
+- a corrupt copy (a snapshot that is not a valid document: torn,
+  truncated, garbage, wrong kind or name, bad header) is never copied
+  anywhere. It is repaired from the winning valid copy: under the
+  destination's write lock, if the file is still the corrupt version that
+  was read, it is hard-linked to `<data>/.corrupt/<rel>.<timestamp>` (its
+  journal copied there too) and the good copy installed over it. A
+  damaged journal (a valid entry after an invalid line, an entry that
+  does not chain or fit: more than a torn tail) is kept aside the same way
+  and cut back to the part a store reads; the winner's lines then follow.
+  Logged as an error, counted and listed in `stats()`
+  (replication_health.py). With no valid copy anywhere, or while the valid
+  copies conflict, a corrupt snapshot is reported and left alone (and
+  retried); a torn journal tail is no corruption (a crash in the middle of
+  an append): it is never shipped, and cut before lines are appended;
 - a symlink is never followed: an object path that is a symlink, or lies
   under a symlinked database or kind folder, is neither read, nor copied
-  from, nor written over (objectfiles.py walks down with `O_NOFOLLOW`); it
-  is logged and listed as refused for that server;
+  from, nor written over (engine/nofollow.py walks down with
+  `O_NOFOLLOW`); it is logged and listed as refused for that server;
 - a copy that fails (disk full, read-only file system, lock timeout) is
   listed per destination server with its reason, since when and its
   attempts, and retried with backoff until it lands (replication_queue.py);
-- just before the rename, the destination is read again; if it meanwhile got
-  a counter at least as high (a local write), the copy is abandoned. That
-  check and the rename run under the destination's write lock
-  (engine/peers.py `DirectoryLock`), which a server also holds while it
-  fences and renames its own commit, so an older copy can never replace a
-  newer local write in between.
+- the source is read under its directory's write lock (no append half
+  done), and the destination's version is read again under its own, right
+  before the append or the renames; if it meanwhile moved (a local write),
+  the copy is planned again or abandoned. A server also holds that lock
+  while it fences and writes its own commit, so an older copy can never
+  replace a newer local write in between.
 
 Coalescing: events only mark a path as pending (an ordered set), so a burst
 of writes to one object is reconciled once or twice, with the latest file;
@@ -57,8 +73,9 @@ priority as a safety net for events lost by inotify (and finds corrupt
 copies and symlinks nobody wrote lately).
 
 Lag: for each copy made because of an event, the time from the first event
-of the write (the rename's inotify event, ~0.35 ms after it) to the copy
-being in place, per destination server, over the last `lag_window` copies.
+of the write (the rename's inotify event, ~0.35 ms after it, or the
+journal's modification) to the copy being in place, per destination server,
+over the last `lag_window` copies.
 The file's mtime is not used: it is set when the temp file is written,
 before the source's fsync, and has the kernel's coarse tick granularity.
 Copies made by `sync_all`/`catch_up` are not lag samples.
@@ -70,8 +87,9 @@ restarted server takes writes (it covers the time the supervisor itself was
 down or the server was removed). `sync_all()` reconciles everything (at
 start); `seed(id, path)` adds a server and fills its directory.
 
-Helpers: `objectfiles` (listing, reading and checking a copy without
-following symlinks, keeping a corrupt copy aside), `replication_watch`
+Helpers: `objectfiles` (listing object files without following symlinks,
+mapping an event to its object, keeping a corrupt file aside),
+`replication_watch`
 (watchdog observer and event filtering), `replication_queue` (coalescing
 to-do list, retries, background passes), `replication_stats` (lag, copies,
 errors, conflicts), `replication_health` (failing copies, corrupt copies,
@@ -89,12 +107,13 @@ from pathlib import Path
 
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from engine.atomic_files import atomic_write, fsync_folder
+from engine.atomic_files import fsync_folder
+from engine.nofollow import FileSignature, ObjectRefused, folder_of, stat_in
+from engine.object_copy import DivergedCopy, bring_up_to_date, cut_journal, replace_copy
 from engine.object_format import InvalidDocument
+from engine.object_state import CopyState, CorruptObject, journal_rel, read_state, same_content
 from engine.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
-from supervisor.objectfiles import (CorruptObject, FileSignature, ObjectCopy, ObjectRefused,
-                                    ensure_folders, keep_aside, list_object_files, read_object,
-                                    same_content, stat_object)
+from supervisor.objectfiles import keep_aside, list_object_files
 from supervisor.replication_health import ReplicaHealth, Repair
 from supervisor.replication_queue import PendingPaths
 from supervisor.replication_stats import ReplicationStats, SyncSummary, percentile
@@ -105,6 +124,9 @@ __all__ = ["Replicator", "SyncSummary", "percentile"]
 MAX_RECONCILE_ROUNDS = 3
 DEFAULT_WORKERS = 4
 PATH_LOCK_STRIPES = 64
+# Comparisons of two copies at one version that needed their documents
+# (one checkpointed, the other not): remembered by the files' signatures.
+SAME_CONTENT_MEMORY = 4096
 
 
 @dataclass
@@ -135,7 +157,8 @@ class Replicator:
         self._servers: dict[str, Path] = {}
         self._stats = ReplicationStats(self.log, lag_window)
         self._health = ReplicaHealth(self.log)
-        self._cache: dict[tuple[str, str], ObjectCopy] = {}
+        self._cache: dict[tuple[str, str], CopyState] = {}
+        self._same: dict[tuple, bool] = {}       # see _same_content
         self._observer: BaseObserver | None = None
         self._watches: dict[str, ObservedWatch] = {}
         self._worker_count = max(1, workers)
@@ -344,22 +367,16 @@ class Replicator:
 
     # ----- internals: one path --------------------------------------------
 
-    def _read(self, server_id: str, root: Path, rel: str) -> ObjectCopy | None:
-        """One server's valid copy (None: no file), from the cache when the file did not change.
+    def _read(self, server_id: str, root: Path, rel: str) -> CopyState | None:
+        """One server's valid copy (None: no snapshot), read again only as far as it changed.
 
         Raises ObjectRefused (a symlink), CorruptObject, OSError.
         """
         key = (server_id, rel)
+        with self._lock:
+            cached = self._cache.get(key)
         try:
-            found_stat = stat_object(root, rel)
-            if found_stat is not None:
-                with self._lock:
-                    cached = self._cache.get(key)
-                if cached is not None and cached.signature == FileSignature.of(found_stat):
-                    return cached
-                found = read_object(root, rel)
-            else:
-                found = None
+            found = read_state(root, rel, cached)
         except BaseException:
             with self._lock:
                 self._cache.pop(key, None)
@@ -367,9 +384,9 @@ class Replicator:
         with self._lock:
             if found is None:
                 self._cache.pop(key, None)
-                return None
-            self._cache[key] = found[0]
-        return found[0]
+            else:
+                self._cache[key] = found
+        return found
 
     def _reconcile(self, rel: str, destinations: set[str] | None,
                    since: float | None) -> _PathOutcome:
@@ -384,9 +401,9 @@ class Replicator:
 
     def _reconcile_once(self, rel: str, destinations: set[str] | None, since: float | None,
                         outcome: _PathOutcome) -> bool:
-        """One attempt; False if the winning copy changed under us (try again)."""
+        """One attempt; False if a copy changed under us (try again)."""
         servers = self.servers()
-        copies: dict[str, ObjectCopy] = {}
+        copies: dict[str, CopyState] = {}
         corrupt: dict[str, CorruptObject] = {}
         unusable: set[str] = set()  # refused or unreadable: neither a source nor a target
         for server_id, root in servers.items():
@@ -413,32 +430,35 @@ class Replicator:
             self._left_corrupt(rel, corrupt, "no server holds a valid copy to repair it from",
                                outcome)
             return True
-        top = max(copy.change for copy in copies.values())
-        holders = sorted(server_id for server_id, copy in copies.items() if copy.change == top)
+        top = max(copy.version for copy in copies.values())
+        # An undamaged holder is the better source (both ship only valid lines).
+        holders = sorted((server_id for server_id, copy in copies.items() if copy.version == top),
+                         key=lambda server_id: (copies[server_id].damaged is not None, server_id))
         winner = holders[0]
         for server_id in holders:
             self._health.copy_done(server_id, rel)  # it holds the newest: nothing is failing
-        targets = [server_id for server_id in servers
-                   if (destinations is None or server_id in destinations)
-                   and server_id not in unusable and server_id not in corrupt
-                   and (server_id not in copies or copies[server_id].change < top)]
-        to_heal = [server_id for server_id in corrupt
-                   if destinations is None or server_id in destinations]
+        wanted = [server_id for server_id in servers
+                  if destinations is None or server_id in destinations]
+        targets = [server_id for server_id in wanted
+                   if server_id not in unusable and server_id not in corrupt
+                   and (server_id not in copies or copies[server_id].version < top)]
+        to_heal = [server_id for server_id in corrupt if server_id in wanted]
+        to_cut = [server_id for server_id in wanted
+                  if server_id in copies and copies[server_id].damaged is not None]
         suspects = [server_id for server_id in holders[1:]
-                    if not copies[server_id].same_bytes(copies[winner])]
-        if not targets and not suspects and not to_heal:
+                    if copies[server_id].identity != copies[winner].identity]
+        if not targets and not suspects and not to_heal and not to_cut:
             self._stats.settled(rel)
             self._left_corrupt(rel, corrupt, "left for the next pass over every server", outcome)
             return True
-        try:
-            found = read_object(servers[winner], rel)
-        except (InvalidDocument, OSError):
-            found = None
-        if found is None or found[0].change != top:
-            return False  # rewritten or removed meanwhile: start over with fresh copies
-        data = found[1]
-        differing = [server_id for server_id in suspects
-                     if not self._same_as(servers[server_id], rel, data)]
+        differing = []
+        for server_id in suspects:
+            same = self._same_content(rel, servers, winner, copies[winner], server_id,
+                                      copies[server_id])
+            if same is None:
+                return False  # rewritten meanwhile: start over with fresh copies
+            if not same:
+                differing.append(server_id)
         if differing:
             self._stats.conflict(rel, top, (winner, *differing))
             outcome.conflict = True
@@ -446,14 +466,40 @@ class Replicator:
                                outcome)
             return True
         self._stats.settled(rel)
+        for server_id in to_cut:
+            self._cut_into(rel, winner, top, server_id, servers[server_id], copies[server_id],
+                           outcome)
         for server_id in targets:
-            self._copy_into(rel, data, top, server_id, servers[server_id], since, outcome)
+            self._copy_into(rel, winner, servers[winner], server_id, servers[server_id], since,
+                            outcome)
         for server_id in to_heal:
-            self._heal_into(rel, data, top, winner, server_id, servers[server_id],
+            self._heal_into(rel, winner, servers[winner], server_id, servers[server_id],
                             corrupt[server_id], outcome)
         self._left_corrupt(rel, {s: e for s, e in corrupt.items() if s not in to_heal},
                            "left for the next pass over every server", outcome)
         return True
+
+    def _same_content(self, rel: str, servers: dict[str, Path], first: str, first_copy: CopyState,
+                      second: str, second_copy: CopyState) -> bool | None:
+        """Whether two copies at one version hold the same object (None: one moved meanwhile).
+
+        Remembered by the files' signatures: two copies of one content in
+        two shapes (one checkpointed, the other not) stay so until one of
+        them is written, and comparing their documents costs the table.
+        """
+        key = (rel, first_copy.snapshot, first_copy.journal, second_copy.snapshot,
+               second_copy.journal)
+        with self._lock:
+            known = self._same.get(key)
+        if known is not None:
+            return known
+        same = same_content(servers[first], first_copy, servers[second], second_copy, rel)
+        if same is not None:
+            with self._lock:
+                if len(self._same) >= SAME_CONTENT_MEMORY:
+                    self._same.clear()
+                self._same[key] = same
+        return same
 
     def _refused(self, server_id: str, rel: str, error: ObjectRefused,
                  outcome: _PathOutcome) -> None:
@@ -470,12 +516,22 @@ class Replicator:
                               log=False)
             outcome.unreadable = True
 
-    def _copy_into(self, rel: str, data: bytes, change: int, server_id: str, root: Path,
+    def _copy_into(self, rel: str, source: str, source_root: Path, server_id: str, root: Path,
                    since: float | None, outcome: _PathOutcome) -> None:
         try:
-            copied = self._copy(rel, data, change, server_id, root)
+            copied = self._copy(rel, source, source_root, server_id, root)
         except ObjectRefused as error:
             self._refused(server_id, rel, error, outcome)
+            return
+        except DivergedCopy as error:
+            # Lower in the history than the versions compared above: the
+            # same conflict, found while shipping.
+            self._stats.conflict(rel, error.change, (source, server_id))
+            outcome.conflict = True
+            return
+        except InvalidDocument as error:  # damaged or corrupt meanwhile: the next round repairs it
+            self._stats.error(server_id, f"copy of {rel} not made: {error}", log=False)
+            outcome.unreadable = True
             return
         except OSError as error:
             self._stats.error(server_id, f"copy of {rel} failed: {error}", log=False)
@@ -488,10 +544,10 @@ class Replicator:
             lag_ms = (time.monotonic() - since) * 1000 if since is not None else None
             self._stats.copied(server_id, lag_ms)
 
-    def _heal_into(self, rel: str, data: bytes, change: int, source: str, server_id: str,
-                   root: Path, corrupt: CorruptObject, outcome: _PathOutcome) -> None:
+    def _heal_into(self, rel: str, source: str, source_root: Path, server_id: str, root: Path,
+                   corrupt: CorruptObject, outcome: _PathOutcome) -> None:
         try:
-            repair = self._heal(rel, data, change, source, server_id, root, corrupt)
+            repair = self._heal(rel, source, source_root, server_id, root, corrupt)
         except ObjectRefused as error:
             self._refused(server_id, rel, error, outcome)
             return
@@ -506,7 +562,37 @@ class Replicator:
         if repair is None:
             outcome.unreadable = True  # replaced meanwhile: look at it again
             return
-        self._health.copy_done(server_id, rel)
+        self._repaired(server_id, repair, outcome)
+
+    def _cut_into(self, rel: str, source: str, change: int, server_id: str, root: Path,
+                  copy: CopyState, outcome: _PathOutcome) -> None:
+        """Keep a damaged journal aside and cut it back to the part its version is made of."""
+        kept: list[Path] = []
+        journal_name = journal_rel(rel)
+        try:
+            version = cut_journal(root, rel, self._lock_of(server_id, root), copy.journal,
+                                  lambda: kept.append(keep_aside(root, journal_name)),
+                                  lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S)
+        except ObjectRefused as error:
+            self._refused(server_id, rel, error, outcome)
+            return
+        except (InvalidDocument, OSError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            self._stats.error(server_id, f"repair of {journal_name} failed: {error}", log=False)
+            self._health.corrupt(server_id, rel, f"journal: {copy.damaged}",
+                                 f"its repair failed: {reason}")
+            outcome.copy_failed = True
+            return
+        if version is None:
+            outcome.unreadable = True  # written meanwhile: look at it again
+            return
+        self._sync_kept(kept)
+        self._remember(server_id, root, rel)
+        self._repaired(server_id, Repair(rel, f"journal: {copy.damaged}", time.time(), source,
+                                         change, kept[0].relative_to(root).as_posix()), outcome)
+
+    def _repaired(self, server_id: str, repair: Repair, outcome: _PathOutcome) -> None:
+        self._health.copy_done(server_id, repair.path)
         self._health.healed(server_id, repair)
         self._stats.copied(server_id, None)
         outcome.copied += 1
@@ -531,61 +617,56 @@ class Replicator:
         for lock in self._thread_locks.__dict__.pop("by_server", {}).values():
             lock.close()
 
-    def _same_as(self, root: Path, rel: str, data: bytes) -> bool:
-        try:
-            found = read_object(root, rel)
-        except (InvalidDocument, OSError):
-            return False
-        return found is not None and same_content(found[1], data, rel)
+    def _copy(self, rel: str, source: str, source_root: Path, server_id: str, root: Path) -> bool:
+        """Ship `source`'s newer version of `rel` into one server; False if nothing moved."""
+        copied = bring_up_to_date(source_root, root, rel, self._lock_of(server_id, root),
+                                  source_lock=self._lock_of(source, source_root),
+                                  lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S, timed=self._stats.timed)
+        if copied:
+            self._remember(server_id, root, rel)
+            self.log.debug("copied %s from %s to %s", rel, source, server_id)
+        return copied
 
-    def _copy(self, rel: str, data: bytes, change: int, server_id: str, root: Path) -> bool:
-        """Copy `data` (at counter `change`) into one server; False if it got newer meanwhile."""
-        ensure_folders(root, rel)  # refuses a symlinked folder: nothing lands outside
-
-        def still_wanted() -> bool:
-            try:
-                current = self._read(server_id, root, rel)
-            except (InvalidDocument, OSError):
-                return False  # corrupt or symlinked meanwhile: the next round sees to it
-            return current is None or current.change < change
-
-        if not atomic_write(root / rel, data, still_wanted=still_wanted,
-                            lock=self._lock_of(server_id, root),
-                            lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S, timed=self._stats.timed):
-            return False
-        self._remember(server_id, root, rel)
-        self.log.debug("copied %s (change %d) to %s", rel, change, server_id)
-        return True
-
-    def _heal(self, rel: str, data: bytes, change: int, source: str, server_id: str,
-              root: Path, corrupt: CorruptObject) -> Repair | None:
-        """Replace a corrupt copy by `data`, keeping it aside; None if it changed meanwhile."""
+    def _heal(self, rel: str, source: str, source_root: Path, server_id: str, root: Path,
+              corrupt: CorruptObject) -> Repair | None:
+        """Replace a corrupt copy by the source's, kept aside; None if it changed meanwhile."""
         kept: list[Path] = []
+        journal_name = journal_rel(rel)
 
         def still_corrupt_then_kept_aside() -> bool:
             # Under the destination's lock: only the very version found
             # corrupt is replaced, never a write that landed since.
             try:
-                current = stat_object(root, rel)
+                with folder_of(root, rel) as folder:
+                    current = stat_in(folder, rel.rsplit("/", 1)[-1], rel) \
+                        if folder is not None else None
+                    journal_here = journal_name is not None and folder is not None and stat_in(
+                        folder, journal_name.rsplit("/", 1)[-1], journal_name) is not None
             except OSError:
                 return False
             if current is None or FileSignature.of(current) != corrupt.signature:
                 return False
-            kept.append(keep_aside(root, rel, corrupt))
+            kept.append(keep_aside(root, rel, corrupt.data))
+            if journal_here:  # replaced with the snapshot: kept with it
+                keep_aside(root, journal_name)
             return True
 
-        ensure_folders(root, rel)
-        if not atomic_write(root / rel, data, still_wanted=still_corrupt_then_kept_aside,
-                            lock=self._lock_of(server_id, root),
-                            lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S):
+        change = replace_copy(source_root, root, rel, self._lock_of(server_id, root),
+                              still_wanted=still_corrupt_then_kept_aside,
+                              source_lock=self._lock_of(source, source_root),
+                              lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S)
+        if change is None:
             return None
+        self._sync_kept(kept)
+        self._remember(server_id, root, rel)
+        return Repair(rel, corrupt.reason, time.time(), source, change,
+                      kept[0].relative_to(root).as_posix())
+
+    def _sync_kept(self, kept: list[Path]) -> None:
         try:
             fsync_folder(kept[0].parent)
         except OSError as error:  # the repair itself is in place and durable
             self.log.warning("kept %s, but its folder could not be synced: %s", kept[0], error)
-        self._remember(server_id, root, rel)
-        return Repair(rel, corrupt.reason, time.time(), source, change,
-                      kept[0].relative_to(root).as_posix())
 
     def _remember(self, server_id: str, root: Path, rel: str) -> None:
         """Cache the copy just written: its echo event is then a no-op."""

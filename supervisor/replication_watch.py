@@ -12,7 +12,10 @@ needs.
 
 `DirectoryHandler` turns one data directory's events into object paths
 (relative, with '/') handed to a callback; temp files and anything that is
-not an object file are filtered out here.
+not an object file are filtered out here. A journal append
+(`<db>/tables/<t>.journal`, docs/STORAGE.md) is no rename: it arrives as a
+modification (at the write) and a close (after its fsync), both mapped to
+the table `<db>/tables/<t>.json`.
 """
 
 from __future__ import annotations
@@ -22,17 +25,20 @@ from pathlib import Path
 from typing import Callable
 
 from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
-                             FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
+                             FileModifiedEvent, FileMovedEvent, FileSystemEvent,
+                             FileSystemEventHandler)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from supervisor.objectfiles import list_object_files, relpath_under
 
-# Only what a finished write produces: the rename of a temp file (moved or
-# created-by-move), a direct write being closed, and new folders. Open and
+# Only what a write produces: the rename of a temp file (moved or
+# created-by-move), a journal append (modified: the lag is measured from its
+# first event; closed: a writer that keeps its journal open still modifies
+# it), a direct write being closed, and new folders. Open and
 # close-without-write events (our own reads) are never asked for.
-WATCHED_EVENTS = [FileMovedEvent, FileCreatedEvent, FileClosedEvent, DirCreatedEvent,
-                  DirMovedEvent]
+WATCHED_EVENTS = [FileMovedEvent, FileCreatedEvent, FileModifiedEvent, FileClosedEvent,
+                  DirCreatedEvent, DirMovedEvent]
 MOVE_PAIRING_WINDOW_S = 0.005
 
 try:

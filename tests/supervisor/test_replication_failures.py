@@ -4,8 +4,9 @@ A destination that refuses writes (full disk, read-only file system) is
 listed per server in the replicator's stats (object, reason, since,
 attempts), retried with backoff, and cleared once a later copy lands. The
 disk-full test uses a real tiny tmpfs (it needs root: skipped otherwise);
-the unit test injects the error into the one atomic-write function the
-replicator uses.
+the unit tests inject the error into the two writes a copy makes
+(engine/object_copy.py: a durable temp file for a whole copy, a journal
+append for lines).
 """
 
 from __future__ import annotations
@@ -16,23 +17,32 @@ import os
 
 import pytest
 
-from supervisor import replication
+from engine import journal, object_copy
 from supervisor.replication import Replicator
 from tests.faults import disk_full, fill_up, tiny_tmpfs
-from tests.supervisor.replicakit import TABLE, read_change, wait_until, write_object
+from tests.supervisor.replicakit import (TABLE, append_entries, appended_rows, read_change,
+                                         version, wait_until, write_object)
+
+
+def refuse_writes_into(monkeypatch, root, error: OSError) -> None:
+    """Every write a copy makes into `root` fails with `error` (until monkeypatch undoes it)."""
+    real_temp, real_append = object_copy.write_durable_temp, journal.append_line
+
+    def refused(real):
+        def write(path, *args, **kwargs):
+            if str(path).startswith(str(root.resolve())):
+                raise error
+            return real(path, *args, **kwargs)
+        return write
+
+    monkeypatch.setattr(object_copy, "write_durable_temp", refused(real_temp))
+    monkeypatch.setattr(journal, "append_line", refused(real_append))
 
 
 def test_a_failing_copy_is_listed_retried_and_cleared_when_it_lands(running, monkeypatch,
                                                                      caplog):
     replicator, a, b = running
-    real_write = replication.atomic_write
-
-    def refuse_m2(path, data, **options):
-        if str(path).startswith(str(b.resolve())):
-            raise disk_full()
-        return real_write(path, data, **options)
-
-    monkeypatch.setattr(replication, "atomic_write", refuse_m2)
+    refuse_writes_into(monkeypatch, b, disk_full())
     with caplog.at_level(logging.ERROR):
         write_object(a, TABLE, 1)
         assert wait_until(lambda: replicator.stats()["m2"]["failing"]
@@ -43,22 +53,31 @@ def test_a_failing_copy_is_listed_retried_and_cleared_when_it_lands(running, mon
     assert replicator.stats()["m1"]["failing"] == []
     assert "copy of school/tables/t.json to m2 fails: No space left on device" in caplog.text
     assert replicator.wait_idle(5.0)  # a copy that keeps failing is parked, not pending work
-    monkeypatch.setattr(replication, "atomic_write", real_write)   # space is back
+    monkeypatch.undo()                                               # space is back
     assert wait_until(lambda: read_change(b, TABLE) == 1)            # without another write
+    assert wait_until(lambda: replicator.stats()["m2"]["failing"] == [])
+
+
+def test_a_failing_append_is_listed_retried_and_lands_as_an_append(running, monkeypatch):
+    replicator, a, b = running
+    write_object(a, TABLE, 1)
+    assert wait_until(lambda: version(b, TABLE) == 1)
+    snapshot_inode = (b / TABLE).stat().st_ino
+    refuse_writes_into(monkeypatch, b, disk_full())
+    append_entries(a, TABLE, 2, appended_rows(2, 2))
+    assert wait_until(lambda: replicator.stats()["m2"]["failing"])
+    assert replicator.stats()["m2"]["failing"][0]["reason"] == "No space left on device"
+    assert version(b, TABLE) == 1
+    monkeypatch.undo()
+    assert wait_until(lambda: version(b, TABLE) == 3)
+    assert (b / TABLE).stat().st_ino == snapshot_inode          # lines appended, no new snapshot
     assert wait_until(lambda: replicator.stats()["m2"]["failing"] == [])
 
 
 def test_a_failing_copy_is_cleared_when_the_server_writes_a_newer_version(running,
                                                                           monkeypatch):
     replicator, a, b = running
-    real_write = replication.atomic_write
-
-    def refuse_m2(path, data, **options):
-        if str(path).startswith(str(b.resolve())):
-            raise OSError(errno.EROFS, "Read-only file system")
-        return real_write(path, data, **options)
-
-    monkeypatch.setattr(replication, "atomic_write", refuse_m2)
+    refuse_writes_into(monkeypatch, b, OSError(errno.EROFS, "Read-only file system"))
     write_object(a, TABLE, 1)
     assert wait_until(lambda: replicator.stats()["m2"]["failing"])
     assert replicator.stats()["m2"]["failing"][0]["reason"] == "Read-only file system"

@@ -132,9 +132,9 @@ def test_a_copy_rewritten_before_its_repair_is_not_replaced(dirs):
     replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
     original_heal = replicator._heal
 
-    def server_writes_first(rel, data, change, source, server_id, root, corrupt):
+    def server_writes_first(*args):
         write_object(b, TABLE, 9)  # m2's server commits a valid version meanwhile
-        return original_heal(rel, data, change, source, server_id, root, corrupt)
+        return original_heal(*args)
 
     replicator._heal = server_writes_first
     replicator.sync_all()

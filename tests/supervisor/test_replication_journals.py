@@ -1,0 +1,243 @@
+"""Replication of tables stored as a snapshot plus a journal (storage format 2).
+
+Journal lines are appended the way a format 2 store appends them
+(engine/journal.py `append_line`: a modification and a close event, no
+rename); the replicator runs with its real watchdog observer and workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from engine import journal
+from engine.object_state import journal_rel, materialize
+from supervisor.replication import Replicator
+from tests.supervisor.replicakit import (TABLE, append_entries, appended_rows, entry_lines,
+                                         journal_bytes, snapshot_bytes, version, wait_until,
+                                         write_object, write_raw)
+
+JOURNAL = journal_rel(TABLE)
+
+
+def rows(root):
+    return materialize(root, TABLE).document["rows"]
+
+
+def corrupt_line(lines: bytes, index: int) -> bytes:
+    """`lines` with one byte of line `index` flipped (its checksum no longer matches)."""
+    starts = [0] + [n + 1 for n, byte in enumerate(lines) if byte == ord("\n")]
+    broken = bytearray(lines)
+    broken[starts[index] + 20] ^= 0x01
+    return bytes(broken)
+
+
+def test_an_append_is_shipped_as_an_append(running):
+    replicator, a, b = running
+    write_object(a, TABLE, 1, rows=[[n] for n in range(2000)])
+    assert wait_until(lambda: version(b, TABLE) == 1)
+    snapshot = (b / TABLE).stat()
+    assert replicator.wait_idle()
+    copied_before = replicator.stats()["m2"]["files_copied"]
+    lags_before = replicator.stats()["m2"]["lag_samples"]
+    lines = append_entries(a, TABLE, 2, appended_rows(2, 1))
+    assert wait_until(lambda: version(b, TABLE) == 2)
+    assert journal_bytes(b, TABLE) == lines                 # exactly the new line
+    lines += append_entries(a, TABLE, 3, appended_rows(3, 2))
+    assert wait_until(lambda: version(b, TABLE) == 4)
+    assert replicator.wait_idle()
+    assert journal_bytes(b, TABLE) == lines == journal_bytes(a, TABLE)
+    after = (b / TABLE).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (snapshot.st_ino, snapshot.st_mtime_ns)
+    stats = replicator.stats()
+    assert stats["m2"]["files_copied"] > copied_before
+    assert stats["m2"]["lag_samples"] > lags_before          # appends are lag samples too
+    assert stats["m1"]["files_copied"] == 0                  # the echoes did nothing
+    assert rows(b)[-3:] == [[2], [3], [4]]
+
+
+def test_appends_flow_both_ways_and_a_burst_ends_with_the_last(running):
+    replicator, a, b = running
+    write_object(a, TABLE, 1, rows=[])
+    assert wait_until(lambda: version(b, TABLE) == 1)
+    append_entries(b, TABLE, 2, appended_rows(2, 1))
+    assert wait_until(lambda: version(a, TABLE) == 2)
+    for change in range(3, 103):
+        append_entries(a, TABLE, change, appended_rows(change, 1))
+    assert wait_until(lambda: version(b, TABLE) == 102)
+    assert replicator.wait_idle()
+    assert journal_bytes(a, TABLE) == journal_bytes(b, TABLE)
+    assert rows(b) == [[n] for n in range(2, 103)]
+    assert replicator.conflicts() == []
+
+
+def test_a_server_behind_the_checkpoint_gets_the_snapshot_then_the_entries(dirs):
+    a, b = dirs
+    write_object(a, TABLE, 1, rows=[[1]])
+    write_object(b, TABLE, 1, rows=[[1]])
+    append_entries(b, TABLE, 2, appended_rows(2, 1))        # b stopped at 2
+    append_entries(a, TABLE, 2, appended_rows(2, 3))
+    write_object(a, TABLE, 4, rows=[[1], [2], [3], [4]])     # a checkpointed at 4...
+    os.unlink(a / JOURNAL)
+    lines = append_entries(a, TABLE, 5, appended_rows(5, 2))  # ...and went on
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
+    summary = replicator.catch_up("m2")
+    assert summary.copied == 1 and summary.conflicts == []
+    assert snapshot_bytes(b, TABLE) == snapshot_bytes(a, TABLE)
+    assert journal_bytes(b, TABLE) == lines
+    assert rows(b) == [[1], [2], [3], [4], [5], [6]]
+
+
+def test_a_checkpointed_copy_and_a_journaled_copy_of_one_version_agree(dirs):
+    a, b = dirs
+    for root in dirs:
+        write_object(root, TABLE, 1, rows=[[1]])
+        append_entries(root, TABLE, 2, appended_rows(2, 2))
+    write_object(b, TABLE, 3, rows=[[1], [2], [3]], format=2)   # b checkpointed (format 2)
+    os.unlink(b / JOURNAL)
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
+    summary = replicator.sync_all()
+    assert summary.conflicts == [] and summary.copied == 0
+    assert replicator.sync_all().conflicts == []             # remembered, still no conflict
+
+
+def test_the_same_version_as_different_lines_is_a_conflict(dirs, caplog):
+    a, b = dirs
+    for root in dirs:
+        write_object(root, TABLE, 1, rows=[[1]])
+    append_entries(a, TABLE, 2, [[["append", [["from m1"]]]]])
+    append_entries(b, TABLE, 2, [[["append", [["from m2"]]]]])
+    before = journal_bytes(a, TABLE), journal_bytes(b, TABLE)
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
+    with caplog.at_level(logging.WARNING):
+        summary = replicator.sync_all()
+    assert summary.conflicts == [TABLE] and summary.copied == 0
+    assert (journal_bytes(a, TABLE), journal_bytes(b, TABLE)) == before
+    assert [(c["path"], c["change"]) for c in replicator.conflicts()] == [(TABLE, 2)]
+    assert "CONFLICT" in caplog.text
+    # Different content under a lower version than the top: found while shipping.
+    append_entries(a, TABLE, 3, appended_rows(3, 1))
+    summary = replicator.sync_all()
+    assert summary.conflicts == [TABLE] and journal_bytes(b, TABLE) == before[1]
+    # A newer write settles it: a checkpoint on m1 is shipped whole.
+    write_object(a, TABLE, 4, rows=[[1], ["settled"]])
+    os.unlink(a / JOURNAL)
+    replicator.sync_all()
+    assert version(b, TABLE) == 4 and journal_bytes(b, TABLE) is None
+    assert replicator.conflicts() == []
+
+
+def test_a_torn_source_tail_is_never_shipped(running):
+    replicator, a, b = running
+    write_object(a, TABLE, 1, rows=[])
+    assert wait_until(lambda: version(b, TABLE) == 1)
+    lines = append_entries(a, TABLE, 2, appended_rows(2, 2))
+    torn = journal.encode_entry(4, appended_rows(4, 1)[0])[:-6]
+    with open(a / JOURNAL, "ab") as handle:                  # a crash in the middle of an append
+        handle.write(torn)
+    assert wait_until(lambda: version(b, TABLE) == 3)
+    assert replicator.wait_idle()
+    assert journal_bytes(b, TABLE) == lines
+    assert replicator.stats()["m1"]["repairs"] == []         # a torn tail is no corruption
+    # The owner cuts its torn tail and appends again: that line is shipped.
+    os.truncate(a / JOURNAL, len(lines))
+    lines += append_entries(a, TABLE, 4, appended_rows(4, 1))
+    assert wait_until(lambda: journal_bytes(b, TABLE) == lines)
+
+
+def test_a_corrupt_journal_line_is_kept_aside_cut_and_healed_from_the_other(running, caplog):
+    replicator, a, b = running
+    write_object(a, TABLE, 1, rows=[[1]])
+    lines = append_entries(a, TABLE, 2, appended_rows(2, 4))
+    assert wait_until(lambda: version(b, TABLE) == 5)
+    assert replicator.wait_idle()
+    broken = corrupt_line(lines, 1)                           # version 3's line, on m1 only
+    with caplog.at_level(logging.ERROR):
+        with open(a / JOURNAL, "r+b") as handle:             # rewritten in place, same size
+            handle.write(broken)
+        replicator.sync_all()
+    assert journal_bytes(a, TABLE) == lines == journal_bytes(b, TABLE)
+    assert journal_bytes(b, TABLE) == lines                  # never the reverse
+    [repair] = replicator.stats()["m1"]["repairs"]
+    assert (repair["path"], repair["source"], repair["change"]) == (TABLE, "m2", 5)
+    assert repair["reason"].startswith("journal: ")
+    kept = a / repair["kept_as"]
+    assert kept.read_bytes() == broken and repair["kept_as"].startswith(".corrupt/" + JOURNAL)
+    assert replicator.stats()["m1"]["healed"] == 1
+    assert "repaired from m2" in caplog.text
+    assert not (b / ".corrupt").exists()
+
+
+def test_a_corrupt_journal_line_landing_is_healed_from_events(running):
+    replicator, a, b = running
+    write_object(a, TABLE, 1, rows=[[1]])
+    lines = append_entries(a, TABLE, 2, appended_rows(2, 3))
+    assert wait_until(lambda: version(b, TABLE) == 4)
+    broken = corrupt_line(lines, 0)
+    write_raw(a, JOURNAL, broken)                            # replaced: an event for the table
+    assert wait_until(lambda: journal_bytes(a, TABLE) == lines)
+    assert wait_until(lambda: replicator.stats()["m1"]["healed"] == 1)
+
+
+def test_a_corrupt_snapshot_is_healed_with_its_journal_kept_aside(dirs):
+    a, b = dirs
+    write_object(a, TABLE, 1, rows=[[1]])
+    lines = append_entries(a, TABLE, 2, appended_rows(2, 2))
+    write_raw(b, TABLE, b"{torn")
+    stale = append_entries(b, TABLE, 2, appended_rows(2, 1))
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
+    summary = replicator.sync_all()
+    assert summary.healed == [TABLE]
+    assert snapshot_bytes(b, TABLE) == snapshot_bytes(a, TABLE)
+    assert journal_bytes(b, TABLE) == lines
+    kept = sorted(p.name for p in (b / ".corrupt" / "school" / "tables").iterdir())
+    assert [name.split(".")[1] for name in kept] == ["journal", "json"]
+    journal_kept = next((b / ".corrupt" / "school" / "tables").glob("t.journal.*"))
+    assert journal_kept.read_bytes() == stale
+
+
+def test_a_symlinked_journal_is_refused(running, tmp_path):
+    replicator, a, b = running
+    write_object(a, TABLE, 1)
+    assert wait_until(lambda: version(b, TABLE) == 1)
+    outside = tmp_path / "outside.journal"
+    outside.write_bytes(entry_lines(2, appended_rows(2, 1)))
+    (a / JOURNAL).symlink_to(outside)
+    replicator.sync_all()
+    assert wait_until(lambda: any(TABLE in r["path"] for r in replicator.stats()["m1"]["refused"]))
+    assert version(b, TABLE) == 1 and journal_bytes(b, TABLE) is None
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_many_tables_appended_at_once_all_arrive(dirs, workers):
+    import threading
+    a, b = dirs
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0, workers=workers)
+    replicator.start()
+    try:
+        for number in range(6):
+            write_object(a, f"db/tables/s{number}.json", 1, rows=[])
+
+        def student(number: int) -> None:
+            for change in range(2, 22):
+                append_entries(a, f"db/tables/s{number}.json", change,
+                               appended_rows(change, 1))
+
+        assert wait_until(lambda: all(version(b, f"db/tables/s{n}.json") == 1
+                                      for n in range(6)))
+        threads = [threading.Thread(target=student, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert wait_until(lambda: all(version(b, f"db/tables/s{n}.json") == 21
+                                      for n in range(6)))
+        assert replicator.wait_idle()
+        for number in range(6):
+            rel = f"db/tables/s{number}.json"
+            assert journal_bytes(b, rel) == journal_bytes(a, rel)
+        assert replicator.stats()["m2"]["last_error"] is None
+    finally:
+        replicator.stop()
