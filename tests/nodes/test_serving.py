@@ -11,13 +11,14 @@ from nodes.serving import ClientConnection, ClientHandler, CloseConnection, Conn
 LOG = logging.getLogger("test-serving")
 
 
-async def serve(answer, closed=None):
+async def serve(answer, closed=None, window=1):
     """A listening socket serving `answer`; returns (server, port, connections)."""
     connections: set = set()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: ClientConnection(lambda: ClientHandler(answer, closed, 5.0), ConnectionStats(),
-                                 LOG, 1 << 20, None, connections), "127.0.0.1", 0)
+        lambda: ClientConnection(lambda: ClientHandler(answer, closed, 5.0, window),
+                                 ConnectionStats(), LOG, 1 << 20, None, connections),
+        "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1], connections
 
 
@@ -105,3 +106,45 @@ def test_a_failing_handler_closes_only_that_connection():
 
     broken, fine = asyncio.run(scenario())
     assert broken == [] and fine == ["fine"]
+
+
+def test_a_window_hands_pipelined_requests_over_together_and_answers_in_order():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        futures = []
+        handed_over = []
+
+        def answer(request):
+            handed_over.append((request.text, len(futures)))
+            if request.text.startswith("now"):
+                return encode_message(request.text)
+            future = loop.create_future()
+            futures.append((request.text, future))
+            return future
+
+        # Four answers outstanding at most: a ready one behind an awaited one counts.
+        server, port, _ = await serve(answer, window=4)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"a; now b; c; d; e;")
+        for _ in range(100):   # until the window is full (a, now b, c, d)
+            if len(futures) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert [text for text, _ in futures] == ["a", "c", "d"]   # e waits for room
+        for text, future in reversed(futures):                    # completed out of order
+            future.set_result(encode_message(text))
+        for _ in range(100):
+            if len(futures) == 4:
+                break
+            await asyncio.sleep(0.01)
+        futures[3][1].set_result(encode_message("e"))
+        writer.write_eof()
+        responses = await read_all(reader)
+        writer.close()
+        server.close()
+        return [r.message for r in responses], handed_over
+
+    messages, handed_over = asyncio.run(scenario())
+    assert messages == ["a", "now b", "c", "d", "e"]
+    # a, b, c, d were handed over before any answer was known.
+    assert handed_over[:4] == [("a", 0), ("now b", 1), ("c", 1), ("d", 2)]

@@ -1,0 +1,131 @@
+"""The client's pipeline (nodes/client/pipeline.py) against a scripted node on a real socket.
+
+The node is a thread that frames requests with the real `RequestFramer`, so
+the test sees exactly which statements reached it on which connection.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+
+from nodes.client.batch import run_script, run_text
+from nodes.client.display import Display
+from nodes.client.runners import RemoteRunner
+from nodes.protocol import RequestFramer, encode_message
+from engine.script_source import ScriptSource
+
+USE_ANSWER = "Ny tahiry : d dia miasa ankehitriny"
+
+
+class ScriptedNode:
+    """Accepts connections one after another; `behaviours[i]` serves the i-th one."""
+
+    def __init__(self, *behaviours):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.received: list[list[str]] = []
+        self.behaviours = list(behaviours)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        for behaviour in self.behaviours:
+            conn, _ = self.listener.accept()
+            got: list[str] = []
+            self.received.append(got)
+            with conn:
+                conn.settimeout(10)
+                behaviour(conn, got)
+        self.listener.close()
+
+
+def answer(text: str) -> bytes:
+    return encode_message(USE_ANSWER if text.startswith("ampiasao") else f"answer {text}")
+
+
+def read_until(conn, got: list[str], framer: RequestFramer, count: int) -> None:
+    while len(got) < count:
+        data = conn.recv(65536)
+        if not data:
+            return
+        got.extend(request.text for request in framer.feed(data))
+
+
+def answers_then_hangs_up(window: int, answered: int):
+    """Wait for a whole window of statements, answer the first few, take the statements
+    the client sends in their place (the window is full again), then close."""
+    def behaviour(conn, got):
+        framer = RequestFramer()
+        read_until(conn, got, framer, window)
+        conn.sendall(b"".join(answer(text) for text in got[:answered]))
+        read_until(conn, got, framer, window + answered)
+        conn.shutdown(socket.SHUT_WR)
+    return behaviour
+
+
+def answers_everything(conn, got):
+    framer = RequestFramer()
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        requests = framer.feed(data)
+        got.extend(request.text for request in requests)
+        conn.sendall(b"".join(answer(request.text) for request in requests))
+
+
+def test_a_connection_lost_mid_window_reports_the_unanswered_and_sends_the_rest_anew():
+    node = ScriptedNode(answers_then_hangs_up(64, 3), answers_everything)
+    script = "ampiasao d;\n" + "".join(f"alaivo {n};\n" for n in range(1, 100))
+    out = io.StringIO()
+    runner = RemoteRunner("127.0.0.1", node.port, timeout=5)
+    result = run_script(ScriptSource(text=script), runner, Display("table", out), source="s.tah")
+    runner.close()
+    node.thread.join(10)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 100 and result.statements == 100 and not result.ok
+    assert lines[:3] == [USE_ANSWER, "answer alaivo 1", "answer alaivo 2"]
+    for n in range(3, 67):       # sent, never answered: outcome unknown, with file:line
+        assert lines[n].startswith(f"s.tah:{n + 1}: Hadisoana : "), lines[n]
+        assert "outcome is unknown" in lines[n]
+    assert lines[67:] == [f"answer alaivo {n}" for n in range(67, 100)]
+    # A whole window went out before any answer, and no more; nothing unanswered
+    # was sent again; the new connection selected the database first.
+    assert node.received[0] == ["ampiasao d"] + [f"alaivo {n}" for n in range(1, 67)]
+    assert node.received[1] == ["ampiasao d"] + [f"alaivo {n}" for n in range(67, 100)]
+
+
+def test_an_unanswered_ampiasao_is_the_database_replayed():
+    node = ScriptedNode(answers_then_hangs_up(3, 1), answers_everything)
+    out = io.StringIO()
+    runner = RemoteRunner("127.0.0.1", node.port, timeout=5, window=3)
+    run_text("alaivo 1; ampiasao d; alaivo 2; alaivo 3; alaivo 4;", runner,
+             Display("table", out), pipelined=True)
+    runner.close()
+    node.thread.join(10)
+    assert node.received == [["alaivo 1", "ampiasao d", "alaivo 2", "alaivo 3"],
+                             ["ampiasao d", "alaivo 4"]]
+    assert runner.database == "d"
+
+
+def test_interactive_text_runs_one_statement_at_a_time():
+    def one_at_a_time(conn, got):
+        framer = RequestFramer()
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            requests = framer.feed(data)
+            assert len(requests) == 1, "a second statement came before the first answer"
+            got.append(requests[0].text)
+            conn.sendall(answer(requests[0].text))
+
+    node = ScriptedNode(one_at_a_time)
+    out = io.StringIO()
+    runner = RemoteRunner("127.0.0.1", node.port, timeout=5)
+    result = run_text("alaivo 1; alaivo 2; alaivo 3;", runner, Display("table", out))
+    runner.close()
+    node.thread.join(10)
+    assert result.ok and node.received == [["alaivo 1", "alaivo 2", "alaivo 3"]]
