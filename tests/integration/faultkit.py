@@ -7,8 +7,12 @@
 - `WriteLedger`: what a workload client knows about its writes:
   acknowledged, failed (an error answer), unknown (connection lost or an
   error saying the outcome is unknown).
-- `object_files`, `torn_files`, `dir_differences`, `wait_converged`: the
-  data directories compared object by object (temp files ignored).
+- `logical_objects`, `torn_files`, `dir_differences`, `wait_converged`: the
+  data directories compared object by object, logically: each object's
+  version and document as a store reads it (snapshot plus chained journal
+  entries, engine/object_state.py; without the `format` key), since two
+  servers may hold one version as a snapshot and a journal on one side and
+  a checkpointed snapshot on the other (temp files ignored).
 - `start_process`, `stop_process`: child processes in their own process
   group, with a log file, stopped by pid (never by name).
 """
@@ -26,7 +30,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.journal import JournalError
+from engine.object_format import InvalidDocument
+from engine.object_state import materialize, without_format
 from nodes.protocol import ProtocolError, Response, ResponseDecoder, statement_bytes
+from supervisor.objectfiles import list_object_files
 from tests.conftest import REPO_ROOT, free_port, ping
 
 HEADER_KEYS = ("format", "kind", "name", "change", "dropped")
@@ -167,15 +175,36 @@ class WriteLedger:
 # data directories
 
 
-def object_files(root: Path) -> dict[str, bytes]:
-    """Every object file under a data directory (temp files skipped): path -> bytes."""
-    files = {}
-    root = Path(root)
-    for path in sorted(root.rglob("*.json")):
-        if path.name.startswith("."):
+@dataclass(frozen=True)
+class LogicalObject:
+    """One object of a data directory as a store reads it."""
+
+    version: int | None        # None: it does not read
+    document: dict | None      # at that version, without its `format` key
+    problem: str | None        # why it does not read, or what is damaged past its version
+
+    def describe(self) -> str:
+        return f"change {self.version}" if self.problem is None else self.problem
+
+
+def logical_objects(root: Path) -> dict[str, LogicalObject]:
+    """Every object of a data directory (no symlink followed): path -> its version and document.
+
+    A torn journal tail (a crash in the middle of an append) is no problem:
+    the owner cuts it, and the version is the part before it.
+    """
+    found = {}
+    for relative in sorted(list_object_files(Path(root))):
+        try:
+            copy = materialize(Path(root), relative)
+        except (InvalidDocument, JournalError) as error:
+            found[relative] = LogicalObject(None, None, f"torn: {error}")
             continue
-        files[str(path.relative_to(root))] = path.read_bytes()
-    return files
+        if copy is None:
+            raise FileNotFoundError(relative)  # gone while listed: list again
+        problem = f"damaged journal: {copy.damaged}" if copy.damaged else None
+        found[relative] = LogicalObject(copy.version, without_format(copy.document), problem)
+    return found
 
 
 def temp_files(root: Path) -> list[str]:
@@ -183,22 +212,23 @@ def temp_files(root: Path) -> list[str]:
 
 
 def torn_files(root: Path) -> list[str]:
-    """Object files that do not parse as a document with the five header keys."""
-    torn = []
-    for relative, data in object_files(root).items():
+    """Objects that do not read whole: a snapshot that is no document with the five header keys
+    first, or a damaged journal (not a torn tail: see `logical_objects`)."""
+    torn = [f"{relative}: {found.problem}"
+            for relative, found in _stable_objects(root).items() if found.problem is not None]
+    for relative in sorted(list_object_files(Path(root))):
         try:
-            document = json.loads(data)
-        except ValueError as error:
-            torn.append(f"{relative}: {error}")
-            continue
+            document = json.loads((Path(root) / relative).read_bytes())
+        except (ValueError, OSError):
+            continue  # reported above
         if not isinstance(document, dict) or tuple(document)[:5] != HEADER_KEYS:
             torn.append(f"{relative}: not a document with the header {HEADER_KEYS}")
     return torn
 
 
 def dir_differences(first: Path, second: Path) -> list[str]:
-    """Object by object: what differs between two data directories (empty: identical)."""
-    a, b = _stable_files(first), _stable_files(second)
+    """Object by object: what differs logically between two data directories (empty: the same)."""
+    a, b = _stable_objects(first), _stable_objects(second)
     differences = []
     for relative in sorted(a.keys() | b.keys()):
         if relative not in a:
@@ -206,30 +236,23 @@ def dir_differences(first: Path, second: Path) -> list[str]:
         elif relative not in b:
             differences.append(f"{relative}: only in {first}")
         elif a[relative] != b[relative]:
-            changes = [_change_of(a[relative]), _change_of(b[relative])]
-            differences.append(f"{relative}: differs (change {changes[0]} vs {changes[1]})")
+            differences.append(f"{relative}: differs ({a[relative].describe()} vs "
+                               f"{b[relative].describe()})")
     return differences
 
 
-def _stable_files(root: Path) -> dict[str, bytes]:
-    for _ in range(5):  # a file replaced while we list: list again
+def _stable_objects(root: Path) -> dict[str, LogicalObject]:
+    for _ in range(5):  # a file replaced or removed while we read: read again
         try:
-            return object_files(root)
-        except FileNotFoundError:
+            return logical_objects(root)
+        except OSError:
             time.sleep(0.01)
-    return object_files(root)
-
-
-def _change_of(data: bytes):
-    try:
-        return json.loads(data).get("change")
-    except ValueError:
-        return "torn"
+    return logical_objects(root)
 
 
 def wait_converged(first: Path, second: Path, deadline_s: float = 30.0,
                    settle_s: float = 0.3) -> tuple[float | None, list[str]]:
-    """Seconds until both directories are identical (and stay so for settle_s).
+    """Seconds until both directories hold the same objects (and stay so for settle_s).
 
     Returns (None, last differences) if they did not converge in time.
     """
@@ -321,5 +344,6 @@ def server_command(node_id: str, port: int, data: Path, kill_at: str | None = No
 
 
 __all__ = ["ConnectionLost", "WireClient", "WriteLedger", "Child", "free_port", "rows_of",
-           "outcome_unknown", "object_files", "temp_files", "torn_files", "dir_differences",
-           "wait_converged", "start_process", "stop_process", "server_command"]
+           "outcome_unknown", "LogicalObject", "logical_objects", "temp_files", "torn_files",
+           "dir_differences", "wait_converged", "start_process", "stop_process",
+           "server_command"]

@@ -30,9 +30,10 @@ than its crash-loop limit allows (more would mark the node FATAL: that is
 the keeper's design, not a finding).
 
 When the load has run its time and the nemesis is done, the writers stop,
-the data directories must become identical object by object
-(`wait_converged`: the settle time), and then on EVERY server, read
-straight from it:
+the data directories must hold the same objects (`wait_converged`: the
+settle time; compared logically, each object's version and content, since
+one server may hold a version as snapshot and journal and another as a
+checkpointed snapshot), and then on EVERY server, read straight from it:
 
 - every acknowledged insert present exactly once, in its table, with its
   writer; no cleanly failed insert present; no id nobody inserted;
@@ -373,7 +374,7 @@ def run_history(cluster: SupervisedCluster, config: HistoryConfig) -> HistoryRes
     if stuck:
         result.problems.append(f"writers still running after the load: {stuck}")
     if settle_s is None:
-        result.problems.append(f"data directories not identical after "
+        result.problems.append(f"data directories not the same after "
                                f"{config.settle_deadline_s:g}s: {differences[:10]}")
     for server in cluster.servers:
         try:

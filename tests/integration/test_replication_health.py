@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.faults import fill_up, tiny_tmpfs
+from tests.integration.faultkit import logical_objects
 from tests.integration.test_supervisor import DEADLINE_S, Cluster
 
 
@@ -66,5 +67,6 @@ def test_a_full_disk_on_m2_is_shown_by_status_and_the_copy_lands_when_space_retu
 
     filler.unlink()  # space returns: the retried copy lands by itself
     wait_for_row(cluster, "m2", lambda row: row["repl_health"] == "ok", "m2 healthy again")
-    m1_table = cluster.workdir / "data" / "m1" / "school" / "tables" / "t.json"
-    assert table.read_bytes() == m1_table.read_bytes()
+    objects = [logical_objects(root)["school/tables/t.json"]
+               for root in (cluster.workdir / "data" / "m1", m2_data)]
+    assert objects[0] == objects[1] and objects[0].problem is None
