@@ -11,11 +11,11 @@ module, so "which version does this copy hold?" has one answer:
 - `version_of(root, rel) -> ObjectVersion | None`: cheap, for a commit's
   fence and pull on write: the snapshot's header (its first 512 bytes, the
   whole file only when it does not start with the compact header) and the
-  journal's tail (64 KiB, more only for a longer last line). The chain is
-  checked within the tail; the journal before it is trusted;
-- `probe(root, rel, reaching=None) -> Probe | None`: the same, with the
-  tail's details (entries, where the valid part ends, torn or damaged) for
-  engine/object_copy.py;
+  journal's last valid line (its checksum and its `change`); the chain is
+  not checked (it may say more than a damaged copy holds, never less);
+- `probe(root, rel, reaching=None) -> Probe | None`: the version with the
+  tail's details (its entries, the chain as far as the tail shows it, where
+  the valid part ends, torn or damaged) for engine/object_copy.py;
 - `read_state(root, rel, previous=None) -> CopyState | None`: the copy read
   whole and checked: the snapshot with `check_document`, every journal
   entry (checksum, chain, and whether its ops fit the rows, on counts). With
@@ -48,6 +48,7 @@ import errno
 import hashlib
 import os
 import re
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -63,6 +64,11 @@ HEADER_BYTES = 512
 # layout is parsed whole and judged by object_format.check_header.
 _HEADER_RE = re.compile(rb'\{"format":([12]),"kind":"[a-z]+","name":"[^"\\]*","change":(\d+),'
                         rb'"dropped":(true|false)[,}]')
+# How a journal line starts (engine/journal.py encode_entry): its version, read
+# without decoding the ops (a bulk insert's line can be megabytes).
+_ENTRY_CHANGE_RE = re.compile(rb'\{"change":(\d+),')
+# The first window read from a journal's end (four times more each time it is not enough).
+PROBE_BYTES = 4096
 # A copy read again while a checkpoint replaced its snapshot: at most this many tries.
 CONSISTENT_READS = 4
 DIGEST_BYTES = 16
@@ -155,13 +161,71 @@ class Probe:
 def version_of(root: Path, rel: str) -> ObjectVersion | None:
     """The version of the copy of object `rel` in data directory `root`; None if it has no snapshot.
 
-    Cheap (the snapshot's header and the journal's tail, read without
-    following symlinks): a commit's fence asks it of every written object on
-    every peer. Raises ObjectRefused (a symlink: an OSError), InvalidDocument
-    (a snapshot whose header does not read), OSError.
+    Cheap, read without following symlinks: the snapshot's header and the
+    journal's last valid line (its checksum, then only its `change`; a torn
+    tail is stepped over), whatever the table's or the journal's size. A
+    commit's fence asks it of every written object on every peer. The chain
+    is not checked: a damaged journal (a gap, an invalid line before valid
+    ones) makes it say more than the copy holds, so a copy found ahead
+    should be confirmed with `read_state` before acting on it (it never says
+    less). Raises ObjectRefused (a symlink: an OSError), InvalidDocument (a
+    snapshot whose header does not read), OSError.
     """
-    found = probe(root, rel)
-    return found.version if found is not None else None
+    journal_name = journal_rel(rel)
+    with folder_of(root, rel) as folder:
+        if folder is None:
+            return None
+        descriptor = open_in(folder, _name(rel), rel)
+        if descriptor is None:
+            return None
+        try:
+            change, dropped = _read_header(descriptor, rel)
+        finally:
+            os.close(descriptor)
+        if journal_name is None or dropped:
+            return ObjectVersion(change, change, dropped)
+        descriptor = open_in(folder, _name(journal_name), journal_name)
+        if descriptor is None:
+            return ObjectVersion(change, change, dropped)
+        try:
+            last = _last_change(descriptor, os.fstat(descriptor).st_size)
+        finally:
+            os.close(descriptor)
+    return ObjectVersion(max(change, last or 0), change, dropped)
+
+
+def _last_change(descriptor: int, size: int) -> int | None:
+    """The change of the journal's last valid line (None: no valid line), read from the end."""
+    window = PROBE_BYTES
+    while True:
+        start = max(0, size - window)
+        lines = os.pread(descriptor, size - start, start).split(b"\n")
+        # The last piece follows the last newline (a torn line, or nothing);
+        # the first may have started before the window.
+        for raw in reversed(lines[:-1] if start == 0 else lines[1:-1]):
+            change = _line_change(raw + b"\n")
+            if change is not None:
+                return change
+        if start == 0:
+            return None
+        window *= 4
+
+
+def _line_change(line: bytes) -> int | None:
+    """The change of one valid journal line (journal.decode_line without decoding the ops)."""
+    if len(line) < 11 or line[8:9] != b" " or not line.endswith(b"\n"):
+        return None
+    body = line[9:-1]
+    try:
+        if int(line[:8], 16) != zlib.crc32(body):
+            return None
+    except ValueError:
+        return None
+    match = _ENTRY_CHANGE_RE.match(body)
+    if match is not None:
+        return int(match.group(1))
+    entry = journal.decode_line(line)
+    return entry.change if entry is not None else None
 
 
 def probe(root: Path, rel: str, reaching: int | None = None) -> Probe | None:
@@ -213,10 +277,10 @@ def _read_header(descriptor: int, rel: str) -> tuple[int, bool]:
 def read_tail(descriptor: int, size: int, base: int, reaching: int | None = None) -> Tail:
     """The last lines of the journal open at `descriptor` (`size` bytes), on top of snapshot `base`.
 
-    Reads TAIL_BYTES, four times more each time the window holds no whole
+    Reads PROBE_BYTES, four times more each time the window holds no whole
     line, or (with `reaching`) its first entry is still above `reaching`.
     """
-    window = journal.TAIL_BYTES
+    window = PROBE_BYTES
     while True:
         start = max(0, size - window)
         data = os.pread(descriptor, size - start, start)
