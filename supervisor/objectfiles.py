@@ -8,7 +8,7 @@ replicator). This module adds what only the replicator needs, always
 confined to one data directory:
 
 - `list_object_files(root)`: the object files under it; a symlinked
-  database folder, kind folder or object file is not followed but
+  database folder, kind folder, object file or journal is not followed but
   returned as refused, for the replicator to report;
 - `relpath_under(root, path)`: the object an event's path belongs to (a
   table's journal `<db>/tables/<t>.journal` belongs to `<db>/tables/<t>.json`);
@@ -92,7 +92,13 @@ def _list_kind_folder(database: str, folder: os.DirEntry, found: set[str],
     except OSError:
         return
     for entry in entries:
-        rel = object_relpath([database, folder.name, entry.name])
+        parts = [database, folder.name, entry.name]
+        table = object_of_journal(parts)
+        if table is not None:
+            if entry.is_symlink() and object_relpath(table) is not None:
+                refused[object_relpath(table)] = "its journal is a symlink"
+            continue
+        rel = object_relpath(parts)
         if rel is None:
             continue
         if entry.is_symlink():

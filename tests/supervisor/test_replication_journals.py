@@ -14,6 +14,7 @@ import pytest
 
 from engine import journal
 from engine.object_state import journal_rel, materialize
+from supervisor.objectfiles import list_object_files
 from supervisor.replication import Replicator
 from tests.supervisor.replicakit import (TABLE, append_entries, appended_rows, entry_lines,
                                          journal_bytes, snapshot_bytes, version, wait_until,
@@ -206,8 +207,11 @@ def test_a_symlinked_journal_is_refused(running, tmp_path):
     outside.write_bytes(entry_lines(2, appended_rows(2, 1)))
     (a / JOURNAL).symlink_to(outside)
     replicator.sync_all()
-    assert wait_until(lambda: any(TABLE in r["path"] for r in replicator.stats()["m1"]["refused"]))
+    assert wait_until(lambda: [r["path"] for r in replicator.stats()["m1"]["refused"]] == [TABLE])
     assert version(b, TABLE) == 1 and journal_bytes(b, TABLE) is None
+    refused = {}
+    assert list_object_files(a, refused) == {TABLE} and refused == {
+        TABLE: "its journal is a symlink"}
 
 
 @pytest.mark.parametrize("workers", [1, 4])
