@@ -26,8 +26,11 @@ Everything is prepared before the destination's write lock is taken
 (`DirectoryLock`: the servers hold it to commit); under it the destination's
 version is read again and the copy happens only if it is still the one the
 shipment was planned for (or, for an install, still older). With
-`source_lock` the source is read under the source's lock, so no append is
-half done while it is read (a store appends and fsyncs under its lock).
+`source_lock` the source is read under the source's lock, so no line is
+read before its append is durable (a store appends and fsyncs under its
+lock, and cuts the line back if the fsync fails); a lock held longer than
+SOURCE_LOCK_TIMEOUT_S belongs to a frozen or dead process, whose lines
+can no longer be cut back: the source is then read without it.
 
 - `bring_up_to_date(source_root, dest_root, rel, lock, ...) -> bool`;
 - `replace_copy(...)`: a repair: the source's copy installed over whatever
@@ -52,10 +55,14 @@ from engine.atomic_files import _Laps, fsync_folder, unlink_quietly, write_durab
 from engine.nofollow import FileSignature, ensure_folders, folder_of, open_in
 from engine.object_format import InvalidDocument
 from engine.object_state import Probe, journal_rel, probe, read_copy, read_state
-from engine.peers import DEFAULT_LOCK_TIMEOUT_S, LOCK_POLL_MAX_S, DirectoryLock, holding
+from engine.peers import (DEFAULT_LOCK_TIMEOUT_S, LOCK_POLL_MAX_S, DirectoryLock, LockTimeout,
+                          holding)
 
 # The destination changed between planning and the lock this many times: give up for now.
 PLAN_ROUNDS = 3
+# A source holding its lock longer than this is frozen or dead (a running store
+# holds it for one append and its fsync): its files are read without it.
+SOURCE_LOCK_TIMEOUT_S = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +179,22 @@ def cut_journal(root: Path, rel: str, lock: DirectoryLock, expected: FileSignatu
 def _read_source(root: Path, rel: str, dest: Probe | None, source_lock: DirectoryLock | None,
                  lock_timeout_s: float, lock_poll_max_s: float) -> Shipment | None:
     """The shipment, or None: nothing newer, or a source copy that is not valid (logged)."""
-    with holding([source_lock] if source_lock is not None else [], lock_timeout_s,
-                 lock_poll_max_s):
-        try:
-            return plan_shipment(root, rel, dest)
-        except InvalidDocument as error:
-            log.warning("not copying %s from %s: %s", rel, root, error)
-            return None
+    try:
+        with holding([source_lock] if source_lock is not None else [],
+                     min(lock_timeout_s, SOURCE_LOCK_TIMEOUT_S), lock_poll_max_s):
+            return _planned(root, rel, dest)
+    except LockTimeout:
+        # Held this long: the source's process is frozen or gone, so none of
+        # its appends can still fail and be cut back; what it wrote stays.
+        return _planned(root, rel, dest)
+
+
+def _planned(root: Path, rel: str, dest: Probe | None) -> Shipment | None:
+    try:
+        return plan_shipment(root, rel, dest)
+    except InvalidDocument as error:
+        log.warning("not copying %s from %s: %s", rel, root, error)
+        return None
 
 
 def plan_shipment(root: Path, rel: str, dest: Probe | None) -> Shipment | None:
@@ -190,7 +206,8 @@ def plan_shipment(root: Path, rel: str, dest: Probe | None) -> Shipment | None:
     """
     base = dest.version.change if dest is not None else None
     if dest is not None and not dest.version.dropped and journal_rel(rel) is not None:
-        found = probe(root, rel, reaching=base + 1)
+        # Back to the line of `base` itself: the destination's must be the same.
+        found = probe(root, rel, reaching=base)
         if found is None:
             return None
         if found.version.change <= base:

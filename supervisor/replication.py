@@ -51,8 +51,10 @@ paths in parallel, one path by one worker at a time):
 - a copy that fails (disk full, read-only file system, lock timeout) is
   listed per destination server with its reason, since when and its
   attempts, and retried with backoff until it lands (replication_queue.py);
-- the source is read under its directory's write lock (no append half
-  done), and the destination's version is read again under its own, right
+- the source is read under its directory's write lock (no line before its
+  append is durable; a lock held over a second belongs to a frozen
+  process and is not waited for), and the destination's version is read
+  again under its own, right
   before the append or the renames; if it meanwhile moved (a local write),
   the copy is planned again or abandoned. A server also holds that lock
   while it fences and writes its own commit, so an older copy can never

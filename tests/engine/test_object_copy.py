@@ -272,3 +272,31 @@ def test_a_failed_append_leaves_the_dest_as_it_was(pair, monkeypatch):
     monkeypatch.setattr(os, "fdatasync", real_fsync)
     assert journal_bytes(dest, TABLE) == before           # the failed append was cut back
     assert ship(source, dest) and version_of(dest, TABLE).change == 3
+
+
+def test_the_source_is_read_under_its_lock_unless_its_holder_is_frozen(pair, monkeypatch):
+    source, dest = pair
+    for root in pair:
+        write_object(root, TABLE, 1)
+    append_entries(source, TABLE, 2, appended_rows(2, 1))
+    frozen = DirectoryLock(source)          # a source server stopped while holding its lock
+    assert frozen.try_acquire()
+    monkeypatch.setattr(object_copy, "SOURCE_LOCK_TIMEOUT_S", 0.05)
+    try:
+        assert ship(source, dest, source_lock=DirectoryLock(source))
+    finally:
+        frozen.release()
+    assert version_of(dest, TABLE).change == 2
+    seen = []
+    real_plan = object_copy.plan_shipment
+
+    def plan_while_locked(root, rel, found):
+        other = DirectoryLock(source)
+        seen.append(other.try_acquire())
+        other.close()
+        return real_plan(root, rel, found)
+
+    monkeypatch.setattr(object_copy, "plan_shipment", plan_while_locked)
+    append_entries(source, TABLE, 3, appended_rows(3, 1))
+    assert ship(source, dest, source_lock=DirectoryLock(source))
+    assert seen == [False]                  # read while the source's lock was held
