@@ -91,7 +91,8 @@ class Shipment:
     line_at_base: bytes | None   # append: the source's line of version `base`, when it was read
 
 
-def bring_up_to_date(source_root: Path, dest_root: Path, rel: str, lock: DirectoryLock, *,
+def bring_up_to_date(source_root: str | os.PathLike, dest_root: str | os.PathLike,
+                     rel: str | os.PathLike, lock: DirectoryLock, *,
                      durable: bool = True, still_wanted: Callable[[], bool] | None = None,
                      source_lock: DirectoryLock | None = None,
                      lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
@@ -110,6 +111,7 @@ def bring_up_to_date(source_root: Path, dest_root: Path, rel: str, lock: Directo
     included: nothing changed). `timed(phase, ms)`: "read_source",
     "write_temp", "lock_wait", "locked", "fsync_folder".
     """
+    source_root, dest_root, rel = Path(source_root), Path(dest_root), os.fspath(rel)
     laps = _Laps(timed)
     for _ in range(PLAN_ROUNDS):
         before = probe(dest_root, rel)
@@ -126,7 +128,8 @@ def bring_up_to_date(source_root: Path, dest_root: Path, rel: str, lock: Directo
     return False
 
 
-def replace_copy(source_root: Path, dest_root: Path, rel: str, lock: DirectoryLock, *,
+def replace_copy(source_root: str | os.PathLike, dest_root: str | os.PathLike,
+                 rel: str | os.PathLike, lock: DirectoryLock, *,
                  still_wanted: Callable[[], bool], durable: bool = True,
                  source_lock: DirectoryLock | None = None,
                  lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
@@ -138,6 +141,7 @@ def replace_copy(source_root: Path, dest_root: Path, rel: str, lock: DirectoryLo
     version it found, and keeps it aside). The version installed, or None
     (no valid source copy, or `still_wanted` said no).
     """
+    source_root, dest_root, rel = Path(source_root), Path(dest_root), os.fspath(rel)
     shipment = _read_source(source_root, rel, None, source_lock, lock_timeout_s, lock_poll_max_s)
     if shipment is None:
         return None
@@ -146,8 +150,8 @@ def replace_copy(source_root: Path, dest_root: Path, rel: str, lock: DirectoryLo
     return shipment.version if installed else None
 
 
-def cut_journal(root: Path, rel: str, lock: DirectoryLock, expected: FileSignature,
-                before_cut: Callable[[], None] | None = None, *,
+def cut_journal(root: str | os.PathLike, rel: str | os.PathLike, lock: DirectoryLock,
+                expected: FileSignature, before_cut: Callable[[], None] | None = None, *,
                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
                 lock_poll_max_s: float = LOCK_POLL_MAX_S) -> int | None:
     """Cut the damaged journal of `rel` back to its usable part; the copy's version, or None.
@@ -159,6 +163,7 @@ def cut_journal(root: Path, rel: str, lock: DirectoryLock, expected: FileSignatu
     its next append, the valid lines beyond the damage included: a store
     reads no further than the damage.
     """
+    root, rel = Path(root), os.fspath(rel)
     journal_name = journal_rel(rel)
     if journal_name is None:
         return None

@@ -158,7 +158,7 @@ class Probe:
     tail: Tail | None               # None: no journal, or not a table, or a tombstone
 
 
-def version_of(root: Path, rel: str) -> ObjectVersion | None:
+def version_of(root: str | os.PathLike, rel: str | os.PathLike) -> ObjectVersion | None:
     """The version of the copy of object `rel` in data directory `root`; None if it has no snapshot.
 
     Cheap, read without following symlinks: the snapshot's header and the
@@ -171,6 +171,7 @@ def version_of(root: Path, rel: str) -> ObjectVersion | None:
     less). Raises ObjectRefused (a symlink: an OSError), InvalidDocument (a
     snapshot whose header does not read), OSError.
     """
+    rel = os.fspath(rel)
     journal_name = journal_rel(rel)
     with folder_of(root, rel) as folder:
         if folder is None:
@@ -387,7 +388,8 @@ class _Files:
     journal_stat: os.stat_result | None
 
 
-def read_state(root: Path, rel: str, previous: CopyState | None = None) -> CopyState | None:
+def read_state(root: str | os.PathLike, rel: str | os.PathLike,
+               previous: CopyState | None = None) -> CopyState | None:
     """The copy of `rel` in `root` read whole and checked; None if it has no snapshot.
 
     With `previous` (this copy's last state): unchanged files return it as
@@ -395,6 +397,7 @@ def read_state(root: Path, rel: str, previous: CopyState | None = None) -> CopyS
     Raises CorruptObject (the snapshot is not a valid document),
     ObjectRefused, OSError.
     """
+    rel = os.fspath(rel)
     journal_name = journal_rel(rel)
     with folder_of(root, rel) as folder:
         if folder is None:

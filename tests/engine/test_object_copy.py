@@ -300,3 +300,11 @@ def test_the_source_is_read_under_its_lock_unless_its_holder_is_frozen(pair, mon
     append_entries(source, TABLE, 3, appended_rows(3, 1))
     assert ship(source, dest, source_lock=DirectoryLock(source))
     assert seen == [False]                  # read while the source's lock was held
+
+
+def test_paths_may_be_given_as_path_objects(pair):
+    from pathlib import Path
+    source, dest = pair
+    write_object(source, TABLE, 1)
+    assert bring_up_to_date(str(source), str(dest), Path(TABLE), DirectoryLock(dest))
+    assert version_of(str(dest), Path(TABLE)).change == 1
