@@ -372,9 +372,12 @@ class CopyState:
 
     @property
     def extendable(self) -> bool:
-        """Whether lines appended later can be read from `journal_end` on."""
-        whole = self.journal is None or self.journal_end == self.journal.size
-        return not self.dropped and whole and not self.torn and self.damaged is None
+        """Whether what is appended later can be read from `journal_end` on.
+
+        A torn tail is no obstacle: it may be an append read half done, and
+        it is read again from its start.
+        """
+        return not self.dropped and self.damaged is None
 
 
 @dataclass(frozen=True)

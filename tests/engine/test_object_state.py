@@ -193,3 +193,18 @@ def test_same_content_compares_lines_or_documents(tmp_path):
     write_object(b, TABLE, 1, rows=[[1]])
     append_entries(b, TABLE, 2, [appended_rows(2, 1)[0], [["append", [[42]]]]])
     assert same_content(a, first, b, read_state(b, TABLE), TABLE) is False
+
+
+def test_an_append_read_half_done_is_read_again_from_its_start(tmp_path):
+    write_object(tmp_path, TABLE, 1, rows=[])
+    lines = append_entries(tmp_path, TABLE, 2, appended_rows(2, 2))
+    line = journal.encode_entry(4, appended_rows(4, 1)[0])
+    path = tmp_path / journal_rel(TABLE)
+    with open(path, "ab") as handle:
+        handle.write(line[:10])                   # the append as a reader may catch it
+    half = read_state(tmp_path, TABLE)
+    assert (half.version, half.torn, half.journal_end) == (3, True, len(lines))
+    with open(path, "ab") as handle:
+        handle.write(line[10:])
+    done = read_state(tmp_path, TABLE, half)
+    assert done == read_state(tmp_path, TABLE) and (done.version, done.torn) == (4, False)
