@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -42,6 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +81,7 @@ class Figure:
     seconds: float
     stopped: bool = False
     errors: int = 0
+    cpu: float | None = None   # CPU seconds of the command itself (client or engine runner)
 
     @property
     def rate(self) -> float:
@@ -87,8 +90,9 @@ class Figure:
     def line(self, rows: int) -> str:
         what = f"{self.done} of {rows} stopped at --max-seconds" if self.stopped else f"{self.done}"
         errors = f", {self.errors} errors" if self.errors else ""
+        cpu = f", its CPU {self.cpu:.1f} s" if self.cpu is not None else ""
         return (f"  {self.label:<44} {self.seconds:9.2f} s  {self.rate:9.0f} statements/s"
-                f"  ({what}{errors})")
+                f"  ({what}{errors}{cpu})")
 
 
 def free_port() -> int:
@@ -111,6 +115,7 @@ def run_dump(label: str, command: list[str], rows: int, max_seconds: float, cwd:
     The first three statements (database, use, table) are not timed as inserts
     but are part of the run; the clock starts when the command starts.
     """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=env(), start_new_session=True)
@@ -146,9 +151,11 @@ def run_dump(label: str, command: list[str], rows: int, max_seconds: float, cwd:
         time.sleep(0.01)
     process.wait()
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if not stopped and process.returncode not in (0, 1):
         print(f"  {label}: exited {process.returncode}: {process.stderr.read().decode()[-500:]}")
-    return Figure(label, max(0, answered - 3), seconds, stopped, errors)
+    return Figure(label, max(0, answered - 3), seconds, stopped, errors, cpu)
 
 
 def embedded(dump: Path, rows: int, max_seconds: float, work: Path) -> Figure:
@@ -197,9 +204,25 @@ def cluster(dump: Path, rows: int, max_seconds: float, work: Path) -> Figure:
                    [name for name, spec in document["nodes"].items() if spec["kind"] == "server"])
         figure = run_dump(f"(c) client -f -> proxy > lb > {servers} servers, repl.",
                           client_command(proxy, dump), rows, max_seconds, folder)
+        print_cpu(document["supervisor"]["control_port"])
     finally:
         supervisor(folder, "down", str(topology))
     return figure
+
+
+def print_cpu(control_port: int) -> None:
+    """CPU seconds each node of the cluster (and the supervisor: replication) used so far."""
+    answer = send_command(control_port, {"cmd": "status"}, timeout_s=5)
+    pids = [(row["node"], row.get("pid")) for row in answer["nodes"]]
+    pids.append(("supervisor", (answer.get("supervisor") or {}).get("pid")))
+    parts = []
+    for name, pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except (psutil.Error, TypeError, ValueError):
+            continue
+        parts.append(f"{name} {times.user + times.system:.1f}")
+    print(f"      CPU seconds used: {', '.join(parts)}")
 
 
 def client_command(port: int, dump: Path) -> list[str]:

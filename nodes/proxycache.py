@@ -273,7 +273,7 @@ class ProxySession:
         while True:
             try:
                 if previous is not None and not previous.done():
-                    await previous
+                    await asyncio.shield(previous)   # never cancel another statement's signal
                 answer = await self._send(data)
             finally:
                 if not sent_signal.done():
