@@ -467,7 +467,6 @@ class Replicator:
             self._left_corrupt(rel, corrupt, "not repaired while the valid copies conflict",
                                outcome)
             return True
-        self._stats.settled(rel)
         for server_id in to_cut:
             self._cut_into(rel, winner, top, server_id, servers[server_id], copies[server_id],
                            outcome)
@@ -477,6 +476,8 @@ class Replicator:
         for server_id in to_heal:
             self._heal_into(rel, winner, servers[winner], server_id, servers[server_id],
                             corrupt[server_id], outcome)
+        if not outcome.conflict:  # a copy may have found the copies diverged lower down
+            self._stats.settled(rel)
         self._left_corrupt(rel, {s: e for s, e in corrupt.items() if s not in to_heal},
                            "left for the next pass over every server", outcome)
         return True
