@@ -251,3 +251,19 @@ def test_many_tables_appended_at_once_all_arrive(dirs, workers):
         assert replicator.stats()["m2"]["last_error"] is None
     finally:
         replicator.stop()
+
+
+def test_a_seeded_server_gets_each_table_as_its_snapshot_and_journal(dirs, tmp_path):
+    a, b = dirs
+    write_object(a, "school/database.json", 1)
+    write_object(a, TABLE, 1, rows=[[1]])
+    lines = append_entries(a, TABLE, 2, appended_rows(2, 3))
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
+    replicator.sync_all()
+    c = tmp_path / "m3"
+    summary = replicator.seed("m3", c)
+    assert summary.copied == 2 and summary.conflicts == []
+    for root in (b, c):
+        assert snapshot_bytes(root, TABLE) == snapshot_bytes(a, TABLE)
+        assert journal_bytes(root, TABLE) == lines
+        assert rows(root) == [[1], [2], [3], [4]]
