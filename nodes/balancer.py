@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import Iterable
@@ -427,10 +428,9 @@ class Balancer:
                 # write there anyway.
                 await self._fresh_backends(session, needs, [backend_id])
             backend = self.pool[backend_id]
-            on_sent = None
-            if turn is not None:
-                def on_sent(backend_id=backend_id) -> None:
-                    turn.sent_ahead(backend_id, database)
+            # Once it is on the wire, the session's next write may go behind it.
+            on_sent = (functools.partial(turn.sent_ahead, backend_id, database)
+                       if turn is not None else None)
             try:
                 answer = await self._forward_once_database_there(
                     session, backend, payload, follow_up, wait=not attempt, on_sent=on_sent)

@@ -32,7 +32,7 @@ from engine.script import StatementSplitter, normalise_statement
 from engine.script_source import PENDING
 
 from nodes.client.connection import ConnectionLost, ConnectionProblem, ServerConnection
-from nodes.client.pipeline import WINDOW, Pipeline, Step, StepResult, StepSource
+from nodes.client.pipeline import WINDOW, Pipeline, StepResult, StepSource
 
 _USE_MESSAGE = re.compile(r"^Ny tahiry : (\S+) dia miasa ankehitriny$")
 _DROP_DATABASE_MESSAGE = re.compile(r"^Ny tahiry : (\S+) dia voafafa")

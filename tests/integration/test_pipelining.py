@@ -9,9 +9,6 @@ order and let the statements flow ahead.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import nodes.client as dbapi
 from tests.integration.test_client import client, json_lines
 from tests.integration.wire import WireClient, start_balanced_pair
