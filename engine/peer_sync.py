@@ -30,10 +30,21 @@ from pathlib import Path
 
 import orjson
 
-from engine.peers import (DirectoryLock, PeerCopy, PeerSource, UnreadableCopy, read_change,
-                          read_copy)
+from engine.object_format import InvalidDocument
+from engine.object_state import read_state, version_of
+from engine.peers import DirectoryLock, PeerSource
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewerPeer:
+    """A peer whose copy of an object is newer than ours: where, its lock, its version."""
+
+    peer: str
+    root: Path
+    lock: DirectoryLock
+    change: int
 
 
 @dataclass(frozen=True)
@@ -70,48 +81,40 @@ class PeerSync:
 
     def commit_locks(self) -> list[DirectoryLock]:
         """This directory's lock and those of the peers whose directory exists."""
-        locks = [self.own_lock]
-        for root in self.roots().values():
-            if not os.path.isdir(root):
-                continue  # nothing there to fence against
-            lock = self._locks.get(root)
-            if lock is None:
-                lock = self._locks[root] = DirectoryLock(root)
-            locks.append(lock)
-        return locks
+        return [self.own_lock, *(self.peer_lock(root) for root in self.roots().values()
+                                 if os.path.isdir(root))]   # a missing one has nothing to fence
 
     # ----------------------------------------------------------- pull on write
 
-    def newer_copy(self, path: Path, kind: str, name: str, local_change: int) -> PeerCopy | None:
-        """The newest valid peer copy of the object at `path` newer than `local_change`."""
+    def newer_peers(self, path: Path, local_change: int) -> list["NewerPeer"]:
+        """The peers whose copy of `path` is newer than `local_change`, newest first.
+
+        Versions come from engine/object_state.py `version_of` (the
+        snapshot's header and the journal's tail); the copy itself is checked
+        when it is shipped (engine/object_copy.py).
+        """
         rel = path.relative_to(self.root)
-        candidates: list[tuple[int, str, Path, Path]] = []
+        found: list[NewerPeer] = []
         for peer, root in self.roots().items():
-            copy_path = root / rel
             try:
-                change = read_change(copy_path)
-            except (UnreadableCopy, OSError) as error:
+                version = version_of(root, rel)
+            except (InvalidDocument, OSError) as error:
                 log.warning("pull: ignoring %s's copy of %s: %s", peer, rel, error)
                 continue
-            if change is None or change < local_change:
+            if version is None or version.change < local_change:
                 continue
-            if change == local_change:
-                self._note_conflict(path, copy_path, peer, change)
+            if version.change == local_change:
+                self._note_conflict(path, root / rel, peer, version.change)
                 continue
-            candidates.append((change, peer, copy_path, root))
-        for _, peer, copy_path, root in sorted(candidates, reverse=True):
-            if not os.path.realpath(copy_path).startswith(os.path.realpath(root) + os.sep):
-                log.warning("pull: %s's copy of %s leads outside %s (symlink): ignored",
-                            peer, rel, root)
-                continue
-            try:
-                found = read_copy(copy_path, kind, name)
-            except (UnreadableCopy, OSError) as error:
-                log.warning("pull: ignoring %s's copy of %s: %s", peer, rel, error)
-                continue
-            if found is not None and found[0]["change"] > local_change:
-                return PeerCopy(peer, copy_path, found[0]["change"], *found)
-        return None
+            found.append(NewerPeer(peer, root, self.peer_lock(root), version.change))
+        return sorted(found, key=lambda newer: newer.change, reverse=True)
+
+    def peer_lock(self, root: Path) -> DirectoryLock:
+        """The one lock instance for a peer's directory (re-entrant while the commit holds it)."""
+        lock = self._locks.get(root)
+        if lock is None:
+            lock = self._locks[root] = DirectoryLock(root)
+        return lock
 
     def _note_conflict(self, path: Path, copy_path: Path, peer: str, change: int) -> None:
         """Equal counters: the copies should be identical; log once if their sizes differ."""
@@ -167,25 +170,25 @@ def first_violation(root: Path, holders: list[tuple[str, Path]],
         for holder, holder_root in holders:
             copy_path = holder_root / rel
             try:
-                found = read_change(copy_path)
-                if found is None or found < change:
+                found = version_of(holder_root, rel)
+                if found is None or found.change < change:
                     continue
-                # A torn copy whose header survived must not stop writes.
-                copy = read_copy(copy_path, document["kind"], document["name"])
-            except (UnreadableCopy, OSError) as error:
+                # Confirmed whole: a damaged copy whose header survived must not stop writes.
+                state = read_state(holder_root, rel)
+            except (InvalidDocument, OSError) as error:
                 log.warning("fence: ignoring unreadable copy %s: %s", copy_path, error)
                 continue
-            if copy is None or copy[0]["change"] < change:
+            if state is None or state.version < change:
                 continue
-            if copy[0]["change"] == change and _same_broadcast_write(document, copy[1]):
+            if state.version == change and _same_broadcast_write(document, copy_path):
                 continue
             log.warning("fence: %s holds %s at change %d >= %d: not written",
-                        holder or "this directory", rel, copy[0]["change"], change)
-            return FenceViolation(rel, holder, copy[0]["change"], change)
+                        holder or "this directory", rel, state.version, change)
+            return FenceViolation(rel, holder, state.version, change)
     return None
 
 
-def _same_broadcast_write(document: dict, other: bytes) -> bool:
+def _same_broadcast_write(document: dict, copy_path: Path) -> bool:
     """Whether a copy at the same counter is the very same database marker or tombstone.
 
     The load balancer sends `manamboara/ravao tahiry` to every server, and
@@ -196,6 +199,6 @@ def _same_broadcast_write(document: dict, other: bytes) -> bool:
     if document["kind"] != "database" and not document["dropped"]:
         return False
     try:
-        return orjson.loads(other) == document
-    except orjson.JSONDecodeError:
+        return orjson.loads(copy_path.read_bytes()) == document
+    except (OSError, orjson.JSONDecodeError):
         return False

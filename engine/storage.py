@@ -62,7 +62,9 @@ from engine.group_commit import (BatchFenced, BatchInstaller, BatchNotWritten,  
 from engine.names import is_identifier, validate_name
 from engine.object_format import (DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS,  # noqa: F401
                                   READABLE_FORMATS)
-from engine.peer_sync import PeerSync
+from engine.object_copy import DivergedCopy, bring_up_to_date
+from engine.object_format import InvalidDocument
+from engine.peer_sync import NewerPeer, PeerSync
 from engine.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerCopy, PeerSource, holding
 
 PATH_MEMO_ENTRIES = 4096
@@ -70,8 +72,8 @@ PATH_MEMO_ENTRIES = 4096
 # tombstones: the "dropped" flag is sniffed from the start of the file.
 SNIFF_THRESHOLD = 4096
 # Whether stores append row changes to journals by default (storage format 2).
-# Off until replication ships journal entries (docs/STORAGE.md).
-JOURNAL_WRITES = False
+# (False writes every version whole, as format 1 did; the journal is still read.)
+JOURNAL_WRITES = True
 _DROPPED_RE = re.compile(rb'"dropped":(true|false)')
 
 log = logging.getLogger(__name__)
@@ -737,11 +739,10 @@ class Store:
             return False
         local = self._load(path)
         local_change = int(local.get("change", 0)) if local is not None else 0
-        copy = self._sync.newer_copy(path, kind, name, local_change)
-        if copy is None:
-            return False
-        self._adopt(path, copy)
-        return True
+        for newer in self._sync.newer_peers(path, local_change):
+            if self._adopt(path, newer):
+                return True
+        return False
 
     def pull_newer_objects(self, database: str) -> None:
         """Pull every object of a database that a peer holds newer (before dropping it).
@@ -761,26 +762,37 @@ class Store:
                 if is_identifier(name):
                     self.pull_newer(database, kind, name)
 
-    def _adopt(self, path: Path, copy: PeerCopy) -> None:
-        """Copy a peer's newer file into this directory (atomic, durable, under the lock)."""
+    def _adopt(self, path: Path, newer: NewerPeer) -> bool:
+        """Bring this directory's copy up to a peer's newer version; True if it moved.
+
+        engine/object_copy.py ships what changed (a table's journal lines, or
+        the whole copy), checked, under this directory's lock (and reading
+        the peer's under its lock): the one implementation replication uses
+        too. An invalid peer copy is not taken (False: try the next peer).
+        """
+        rel = str(path.relative_to(self.root))
         try:
             self._prepare_folder(path.parent)
-            copied = copy_if_newer(path, copy.data, copy.change, self._sync.own_lock,
-                                   durable=self._durable, lock_timeout_s=self._lock_timeout_s)
+            moved = bring_up_to_date(newer.root, self.root, rel, self._sync.own_lock,
+                                     durable=self._durable, source_lock=newer.lock,
+                                     lock_timeout_s=self._lock_timeout_s)
+        except (DivergedCopy, InvalidDocument) as error:
+            log.error("pull of %s from %s refused: %s", rel, newer.peer, error)
+            return False
         except OSError as error:
-            log.error("pull of %s from %s failed: %s", path, copy.peer, error)
-            rel = str(path.relative_to(self.root))
+            log.error("pull of %s from %s failed: %s", path, newer.peer, error)
             raise StorageFault(
                 f"Tsy tafiditra ny dika vaovao kokoa an'i {rel} avy "
-                f"amin'i {copy.peer} ({error.strerror or error}) ; tsy nisy niova",
+                f"amin'i {newer.peer} ({error.strerror or error}) ; tsy nisy niova",
                 rel, "write", f"not writable: {error.strerror or error}") from None
         self._cache.forget(str(path))
         batch = self._batch
         if batch is not None and batch.owner == threading.get_ident():
             batch.pinned.pop(str(path), None)  # the statement reads the adopted copy
-        if copied:
-            log.info("pulled %s (change %d) from %s before writing it",
-                     path.relative_to(self.root), copy.change, copy.peer)
+        if moved:
+            log.info("pulled %s (version %d) from %s before writing it", rel, newer.change,
+                     newer.peer)
+        return moved
 
     @contextmanager
     def write_batch(self) -> Iterator[None]:

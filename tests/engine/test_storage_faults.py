@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from engine import group_commit, storage
+from engine import group_commit, object_copy, storage
 from engine.errors import StorageFault, TahiryError, is_storage_fault, storage_fault_operation
 from engine.peers import FixedPeers
 from engine.session import Session
@@ -124,7 +124,8 @@ def test_a_newer_peer_copy_that_cannot_be_pulled_in_is_a_write_fault(tmp_path, m
     peer.create_database("db")
     peer.write("db", "table", "t", body(7))
     store = Store(mine, peers=FixedPeers({"m2": str(theirs)}))
-    monkeypatch.setattr(storage, "copy_if_newer", fail_on_call(storage.copy_if_newer, 1, disk_full()))
+    monkeypatch.setattr(object_copy, "write_durable_temp",
+                        fail_on_call(object_copy.write_durable_temp, 1, disk_full()))
     with pytest.raises(StorageFault) as caught:
         store.pull_newer("db", "table", "t")
     assert (caught.value.object, caught.value.operation) == (T, "write")
