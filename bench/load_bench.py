@@ -173,8 +173,10 @@ def one_server(dump: Path, rows: int, max_seconds: float, work: Path) -> Figure:
         start_new_session=True)
     try:
         wait_listening(port)
-        return run_dump("(b) client -f -> server", client_command(port, dump), rows,
-                        max_seconds, work)
+        figure = run_dump("(b) client -f -> server", client_command(port, dump), rows,
+                          max_seconds, work)
+        print_batches({"m1": port})
+        return figure
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -205,6 +207,8 @@ def cluster(dump: Path, rows: int, max_seconds: float, work: Path) -> Figure:
         figure = run_dump(f"(c) client -f -> proxy > lb > {servers} servers, repl.",
                           client_command(proxy, dump), rows, max_seconds, folder)
         print_cpu(document["supervisor"]["control_port"])
+        print_batches({name: spec["port"] for name, spec in document["nodes"].items()
+                       if spec["kind"] == "server"})
     finally:
         supervisor(folder, "down", str(topology))
     return figure
@@ -223,6 +227,33 @@ def print_cpu(control_port: int) -> None:
             continue
         parts.append(f"{name} {times.user + times.system:.1f}")
     print(f"      CPU seconds used: {', '.join(parts)}")
+
+
+def print_batches(servers: dict[str, int]) -> None:
+    """Statements per group commit on each server (`.status;`)."""
+    parts = []
+    for name, port in servers.items():
+        try:
+            counters = server_status(port)
+        except (OSError, ValueError, KeyError):
+            continue
+        if counters.get("batches"):
+            parts.append(f"{name} {counters['batched_statements']} statements in "
+                         f"{counters['batches']} group commits")
+    print(f"      {'; '.join(parts)}")
+
+
+def server_status(port: int) -> dict:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b".status;")
+        data = b""
+        while not data.endswith(b"\nEND\n"):
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    message = data.decode().split("\n")[1]
+    return json.loads(message)
 
 
 def client_command(port: int, dump: Path) -> list[str]:
