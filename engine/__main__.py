@@ -136,17 +136,19 @@ def _run_source(session: Session, source: ScriptSource, output_format: str,
         if outcome is None:
             continue
         done += 1
-        if progress is not None:
-            progress.clear()
         all_ok = all_ok and outcome.ok
+        to_stderr = output_format != "json" and not outcome.ok
+        if progress is not None:
+            progress.clear_for(sys.stderr if to_stderr else sys.stdout)
         if output_format == "json":
             print(render_json(outcome), flush=True)
         elif outcome.ok:
             print(render_outcome(outcome), flush=True)
         else:
-            errors += 1
             sys.stdout.flush()
             print(outcome.message, file=sys.stderr, flush=True)
+        if not outcome.ok:
+            errors += 1
         if progress is not None:
             progress.update(done, errors, source.estimated_total())
     return all_ok

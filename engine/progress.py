@@ -4,9 +4,10 @@
 
 Shown only when its stream is a terminal, only once a run has lasted a
 moment (short runs never flash it), redrawn at most a few times per second
-and erased at the end. Whoever prints anything else to the same terminal
-calls `clear()` first, so output never lands in the middle of the line;
-the next `update` draws it again. Both the engine runner and the client
+and erased at the end. Whoever prints anything else calls
+`clear_for(stream)` first (it erases the line when that stream shows on a
+terminal too), so output never lands in the middle of the line; the next
+`update` draws it again. Both the engine runner and the client
 use it.
 """
 
@@ -58,6 +59,11 @@ class ProgressLine:
         rate = done / elapsed if elapsed > 0 else 0.0
         line = "".join(parts) + f", {rate:.0f}/s, {errors} error{'s' if errors != 1 else ''}"
         return f"{self.label}: {line}" if self.label else line
+
+    def clear_for(self, stream: TextIO) -> None:
+        """Erase the line before writing to `stream`, if that shows on the same terminal."""
+        if self._visible and (stream is self.stream or _is_terminal(stream)):
+            self.clear()
 
     def clear(self) -> None:
         """Erase the line (before other output on the same terminal, and at the end)."""

@@ -55,6 +55,7 @@ class ScriptSource:
             codecs.getincrementaldecoder("utf-8")(errors), translate=True)
         self._splitter = StatementSplitter()
         self._ready: deque[Piece] = deque()
+        self._held = 0                 # characters of the pieces in _ready
         self._eof = False
         self._started = False
         self._overlong: tuple[int, int, int] | None = None   # line, column, chars dropped
@@ -93,7 +94,11 @@ class ScriptSource:
             return None
         if self._eof:
             return self.statements + len(self._ready)
-        return max(self.statements, round(self.statements * self.size / self.bytes_read))
+        # What the statements handed out so far took of the script (read ahead
+        # and not handed out yet does not count; characters stand for bytes).
+        held = self._held + self._splitter.pending_length()
+        consumed = max(1, self.bytes_read - held)
+        return max(self.statements, round(self.statements * self.size / consumed))
 
     def poll(self, block: bool = True):
         """The next statement; None at the end; PENDING when not `block` and input would wait."""
@@ -104,7 +109,9 @@ class ScriptSource:
                 return PENDING
             self._read_chunk()
         self.statements += 1
-        return self._ready.popleft()
+        piece = self._ready.popleft()
+        self._held -= len(piece.text)
+        return piece
 
     def __iter__(self) -> Iterator[Piece]:
         while True:
@@ -170,3 +177,4 @@ class ScriptSource:
             elif self.max_chars is not None and len(piece.text) > self.max_chars:
                 piece = Piece("\0", piece.line, piece.column, overlong=len(piece.text))
             self._ready.append(piece)
+            self._held += len(piece.text)

@@ -132,7 +132,7 @@ def run_script(script: ScriptSource, runner: Runner, display: Display,
         for done in results:
             piece, command = done.step.tag
             if progress is not None:
-                progress.clear()
+                progress.clear_for(display.out)
             if command is not None:
                 if command.kind == "quit":
                     result.quit = True
