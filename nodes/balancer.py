@@ -229,10 +229,10 @@ class Balancer:
         self.counters["pipelined_writes"] += 1
         database = session.database
         obj = objects[0] if objects else ""
-        # No `.versions` behind it: its mark keeps unknown counters, which the
-        # read-your-writes rule replaces by the owner's current ones if it
-        # ever has to ask (stricter, never weaker); reads that go to the
-        # owner need no question at all. Half the requests of a bulk load.
+        # No `.versions` right behind it (half the requests of a bulk load):
+        # only the last write of a run asks, once its answer is in (below);
+        # until then its mark has unknown counters, which the read-your-writes
+        # rule replaces by the owner's current ones (stricter, never weaker).
         try:
             answers = connection.send_now(payload, 1, self.timeouts.request)
         except BackendUnavailable as error:
@@ -253,10 +253,17 @@ class Balancer:
             return self._unknown_write(backend.id, error)
         finally:
             backend.outstanding -= 1
-        turn.answered()
+        followed = turn.answered()
         backend.writes += 1
-        return self._write_answered(session, backend.id, database, obj, objects, target,
-                                    responses[0], None, may_resend=False)[0]
+        raw = self._write_answered(session, backend.id, database, obj, objects, target,
+                                   responses[0], None, may_resend=False)[0]
+        if responses[0].ok and not followed and obj and len(self.pool) > 1:
+            # The last of the run: its counters, for reads on other backends later.
+            known = await self._ask_versions(session, backend.id, database, [obj])
+            mark = session.writes.mark(database, obj)
+            if known is not None and mark is not None and mark.versions is None:
+                mark.versions = known.get(obj)
+        return raw
 
     @staticmethod
     def _unknown_write(backend_id: str, error: BackendUnavailable) -> bytes:
