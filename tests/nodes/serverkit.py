@@ -10,24 +10,35 @@ from __future__ import annotations
 
 import logging
 
+from engine.journal import current_document
 from engine.session import Session
 from engine.storage import Store
 from nodes.protocol import decode_responses
 from nodes.server import DatabaseServer, _Job
 
 
-def make_server(root, peers=None) -> DatabaseServer:
-    """An inline server "m1" over the data folder `root`."""
-    return DatabaseServer("m1", Store(root, peers=peers), logging.getLogger("test"), inline=True)
+def make_server(root, peers=None, journal_writes: bool = True) -> DatabaseServer:
+    """An inline server "m1" over the data folder `root`.
+
+    `journal_writes=False`: every write is a whole file (the rename path of
+    format 1, still used for creates, drops, views and domains).
+    """
+    return DatabaseServer("m1", Store(root, peers=peers, journal_writes=journal_writes),
+                          logging.getLogger("test"), inline=True)
 
 
-def prepared_server(root, *statements: str) -> DatabaseServer:
+def prepared_server(root, *statements: str, journal_writes: bool = True) -> DatabaseServer:
     """A server over `root` after `statements` ran there (each must succeed)."""
     setup = Session(Store(root))
     for text in statements:
         outcome = setup.execute_one(text)
         assert outcome.ok, f"{text!r} -> {outcome.message}"
-    return make_server(root)
+    return make_server(root, journal_writes=journal_writes)
+
+
+def table_rows(root, table: str = "t", database: str = "s") -> list[list]:
+    """The rows of a table as its files hold them (snapshot and journal)."""
+    return current_document(root / database / "tables" / f"{table}.json")["rows"]
 
 
 def session(server: DatabaseServer, database: str = "s") -> Session:

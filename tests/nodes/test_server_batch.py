@@ -1,10 +1,10 @@
 """nodes.server group commit, in process: one batch's outcomes, savepoints, disk failures."""
 
-import json
 
 import pytest
 
-from engine import group_commit, storage
+from engine import group_commit, journal, storage
+from engine.journal import current_document
 from engine.session import Session
 from tests.faults import disk_full
 from tests.nodes.serverkit import prepared_server, run, session
@@ -17,7 +17,7 @@ def server(tmp_path):
 
 
 def table_file(server):
-    return json.loads((server.store.root / "s" / "tables" / "t.json").read_text())
+    return current_document(server.store.root / "s" / "tables" / "t.json")
 
 
 def test_a_failing_statement_does_not_affect_the_others(server):
@@ -65,6 +65,7 @@ def test_when_the_disk_refuses_the_batch_each_statement_gets_its_own_answer(serv
     def no_space(path, data, durable=True):
         raise disk_full()
 
+    monkeypatch.setattr(journal, "append_line", lambda *args, **kwargs: no_space(None, None))
     monkeypatch.setattr(group_commit, "write_durable_temp", no_space)  # the batch
     monkeypatch.setattr(storage, "write_durable_temp", no_space)       # one statement alone
     monkeypatch.setattr(storage, "atomic_write",

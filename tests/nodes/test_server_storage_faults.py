@@ -1,13 +1,11 @@
 """nodes.server, in process: storage faults fail cleanly, show in `.status;`, and clear when the object works."""
 
-import json
-
 import pytest
 
-from engine import group_commit, storage
+from engine import group_commit, journal, storage
 from engine.errors import storage_fault_operation
 from tests.faults import disk_full
-from tests.nodes.serverkit import prepared_server, run, session
+from tests.nodes.serverkit import prepared_server, run, session, table_rows
 
 T = "s/tables/t.json"
 
@@ -47,6 +45,7 @@ def test_a_disk_that_cannot_take_writes_is_reported_until_a_write_succeeds(serve
         raise disk_full()
 
     monkeypatch.setattr(group_commit, "write_durable_temp", full)
+    monkeypatch.setattr(journal, "append_line", full)
     monkeypatch.setattr(storage, "write_durable_temp", full)
     a, b = session(server), session(server)
     first, second = run(server, (a, "manampia ao@ t sanda (2)"), (b, "alaivo id ao@ t"))
@@ -60,4 +59,4 @@ def test_a_disk_that_cannot_take_writes_is_reported_until_a_write_succeeds(serve
     monkeypatch.undo()
     assert run(server, (a, "manampia ao@ t sanda (2)"))[0].ok
     assert faults_of(server) == {}
-    assert json.loads((server.store.root / T).read_text())["rows"] == [[1], [2]]
+    assert table_rows(server.store.root) == [[1], [2]]
