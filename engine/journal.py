@@ -257,9 +257,9 @@ def append_line(path: Path, line: bytes, durable: bool = True) -> tuple[int, boo
     try:
         before = os.fstat(descriptor).st_size
         try:
-            written = os.write(descriptor, line)
-            if written != len(line):
-                raise OSError(f"short write to {path}: {written} of {len(line)} bytes")
+            view = memoryview(line)
+            while view:   # a short write (a disk filling up) goes on until it errs
+                view = view[os.write(descriptor, view):]
             if durable:
                 os.fdatasync(descriptor)
         except OSError:

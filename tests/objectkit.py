@@ -9,7 +9,8 @@
   2 store's commit), one line per version from `first_change` on;
 - `journal_bytes`, `snapshot_bytes`: what is on disk.
 
-Until the store writes journals by itself, tests make them with these.
+- `ship(source_root, dest_root, rel)`: one object replicated by hand
+  (engine/object_copy.py, the replicator's own code).
 """
 
 from __future__ import annotations
@@ -89,3 +90,19 @@ def snapshot_bytes(root: Path, rel: str) -> bytes | None:
         return (root / rel).read_bytes()
     except FileNotFoundError:
         return None
+
+
+def ship(source_root: Path, dest_root: Path, rel: str) -> bool:
+    """Bring `dest_root`'s copy of `rel` up to `source_root`'s, as replication does (one call).
+
+    For tests that replicate one object by hand: engine/object_copy.py's
+    `bring_up_to_date`, under the destination's directory lock.
+    """
+    from engine.object_copy import bring_up_to_date
+    from engine.peers import DirectoryLock
+
+    lock = DirectoryLock(Path(dest_root))
+    try:
+        return bring_up_to_date(Path(source_root), Path(dest_root), rel, lock)
+    finally:
+        lock.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from engine.journal import current_document
 from tests.integration.test_supervisor import cluster, cluster_yaml, run_session  # noqa: F401
 from tests.conftest import wire_request
 
@@ -31,7 +32,7 @@ def test_adding_a_server_seeds_it_and_the_balancer_uses_it(cluster):  # noqa: F8
     nodes = cluster.wait_for(lambda n: "m3" in n and n["m3"]["state"] == "RUNNING", "m3 running")
     assert {k: v for k, v in pids(nodes).items() if k != "m3"} == before  # nobody restarted
     table = cluster.workdir / "data" / "m3" / "sekoly" / "tables" / "t.json"
-    assert table.exists() and json.loads(table.read_text())["rows"] == [[1], [2], [3]]
+    assert table.exists() and current_document(table)["rows"] == [[1], [2], [3]]
     cluster.wait_for(lambda n: "m3" in balancer_backends(cluster), "balancer lists m3")
     # Reads go round-robin: m3 gets some of them.
     run_session(cluster.ports["lb"], ["ampiasao sekoly;"] + ["alaivo * ao@ t;"] * 9)

@@ -11,12 +11,11 @@ backend holding both, and the same join then succeeds.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.objectkit import ship
 from tests.integration.wire import (ClientPool, create_and_use, start_balanced_pair,
                                    tables_owned_by)
 
@@ -24,11 +23,9 @@ WAIT_MS = 150
 
 
 def replicate(source: Path, target: Path) -> None:
-    """Copy one object file the way replication does: temp file, then rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".{target.name}.copy.tmp"
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    """Replicate one object (given by its file in each data directory) as replication does."""
+    source_root, target_root = source.parents[2], target.parents[2]
+    ship(source_root, target_root, str(source.relative_to(source_root)))
 
 
 @pytest.fixture

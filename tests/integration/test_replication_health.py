@@ -18,6 +18,10 @@ from tests.integration.faultkit import logical_objects
 from tests.integration.test_supervisor import DEADLINE_S, Cluster
 
 
+# Rows wider than a page: the copy's journal lines cannot fit in the slack of
+# the last block of m2's journal, so the full disk really refuses them.
+PAD = "x" * 5000
+
 @pytest.fixture
 def small_m2(tmp_path):
     """A cluster whose m2 data directory is a real 1 MiB tmpfs (needs root): (cluster, m2 dir)."""
@@ -47,15 +51,16 @@ def test_a_full_disk_on_m2_is_shown_by_status_and_the_copy_lands_when_space_retu
     assert result.returncode == 0, result.stderr + cluster.supervisor_log()
     m1 = cluster.ports["m1"]
     answers = cluster.session("manamboara tahiry school;", "ampiasao school;",
-                              "manamboara tabilao t (a ISA(null,null));",
-                              "manampia ao@ t sanda (1);", port=m1)
+                              "manamboara tabilao t (a ISA(null,null), pad LAHATSORATRA(null,null));",
+                              f"manampia ao@ t sanda (1, '{PAD}');", port=m1)
     assert not any("Hadisoana" in answer for answer in answers), answers
     table = m2_data / "school" / "tables" / "t.json"
     wait_for_row(cluster, "m2", lambda row: table.exists() and row["repl_health"] == "ok",
                  "the table replicated to m2")
 
     filler = fill_up(m2_data)
-    answers = cluster.session("ampiasao school;", "manampia ao@ t sanda (2), (3);", port=m1)
+    answers = cluster.session("ampiasao school;", f"manampia ao@ t sanda (2, '{PAD}'), (3, '{PAD}');",
+                              port=m1)
     assert not any("Hadisoana" in answer for answer in answers), answers
     row = wait_for_row(cluster, "m2", lambda row: row["repl_failing"], "a failing copy listed")
     assert row["repl_health"] == "1 copy failing (No space left on device)"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import threading
 
 import orjson
 
+from engine.journal import current_document
 from tests.integration.wire import WireClient
 
 CONNECTIONS = 12
@@ -55,7 +55,7 @@ def test_acknowledged_inserts_from_many_connections_survive_kill_9(start_node):
     server.kill9()
 
     data = server.workdir / "data" / "m1" / "s" / "tables"
-    on_disk = {name: json.loads((data / f"{name}.json").read_text()) for name in ("t", "u")}
+    on_disk = {name: current_document(data / f"{name}.json") for name in ("t", "u")}
     for table, row in acknowledged:
         assert [row] == [r[0] for r in on_disk[table]["rows"] if r[0] == row]
     total = len(on_disk["t"]["rows"]) + len(on_disk["u"]["rows"])
