@@ -257,13 +257,38 @@ class Balancer:
         backend.writes += 1
         raw = self._write_answered(session, backend.id, database, obj, objects, target,
                                    responses[0], None, may_resend=False)[0]
-        if responses[0].ok and not followed and obj and len(self.pool) > 1:
-            # The last of the run: its counters, for reads on other backends later.
-            known = await self._ask_versions(session, backend.id, database, [obj])
-            mark = session.writes.mark(database, obj)
-            if known is not None and mark is not None and mark.versions is None:
-                mark.versions = known.get(obj)
+        mark = session.writes.mark(database, obj)
+        if responses[0].ok and not followed and mark is not None and len(self.pool) > 1:
+            self._versions_behind(backend, connection, database, obj, mark)
         return raw
+
+    def _versions_behind(self, backend: Backend, connection, database: str, obj: str,
+                         mark: WriteMark) -> None:
+        """The last write of a run: ask its counters (for reads on other backends later).
+
+        Not awaited by the statement: its answer (and the session's next
+        statement) need not wait for it. The question is answered in its
+        turn on that connection, before anything sent after it runs, so it
+        describes this write's result; until it comes the mark's counters
+        are unknown (stricter).
+        """
+        self.counters["version_checks"] += 1
+        try:
+            answer = connection.send_now(versions_request(database, [obj]), 1,
+                                         self.timeouts.request)
+        except BackendUnavailable:
+            return
+
+        async def note() -> None:
+            try:
+                response = (await answer)[0]
+            except BackendUnavailable:
+                return  # the write's own answer is in; the mark stays stricter
+            known = decode_versions(response.message) if response.ok else None
+            if known is not None and mark.versions is None:
+                mark.versions = known.get(obj)   # this write's mark (a later one has its own)
+
+        asyncio.ensure_future(note())
 
     @staticmethod
     def _unknown_write(backend_id: str, error: BackendUnavailable) -> bytes:
