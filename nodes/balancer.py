@@ -35,7 +35,8 @@ sent right behind the write before it, without waiting for its answer,
 when it goes to the same owner on the same session connection and in the
 same database, and that owner already holds what it may depend on. Such
 writes are never sent again elsewhere (a storage fault is then reported,
-not re-routed: re-routing would reorder them).
+not re-routed: re-routing would reorder them). They carry no `.versions`
+follow-up; the last write of a run asks for its counters once answered.
 
 Health probes and the backends file are watched by nodes.prober; backend
 configuration is parsed by nodes.backend_config.
