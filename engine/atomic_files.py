@@ -5,8 +5,7 @@
 file or the new one; with a directory lock, an optional last check runs
 right before the rename (replication's copies and repairs use it).
 `write_durable_temp` is its first half (the group commit prepares every
-file before renaming any); `copy_if_newer` installs another directory's
-copy of an object unless ours is as new (the store's pull on write).
+file before renaming any).
 `encode_document` is how documents become bytes (compact JSON,
 docs/STORAGE.md).
 """
@@ -22,8 +21,7 @@ from typing import Callable
 
 import orjson
 
-from engine.peers import (DEFAULT_LOCK_TIMEOUT_S, LOCK_POLL_MAX_S, DirectoryLock, UnreadableCopy,
-                          holding, read_change)
+from engine.peers import DEFAULT_LOCK_TIMEOUT_S, LOCK_POLL_MAX_S, DirectoryLock, holding
 
 TEMP_SUFFIX = ".tmp"
 
@@ -131,28 +129,6 @@ class _Laps:
             now = time.perf_counter()
             self._timed(phase, (now - self._last) * 1000)
             self._last = now
-
-
-def copy_if_newer(path: Path, data: bytes, change: int, lock: DirectoryLock | None, *,
-                  durable: bool = True, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> bool:
-    """Install another directory's copy of an object unless `path` is as new already.
-
-    How the store's pull on write adopts a peer's copy (replication checks
-    more, symlinks and repairs: supervisor/replication.py): atomic and
-    durable like every write, and the "is ours older?" check runs under the
-    directory's write lock right before the rename. A local copy that
-    cannot be read is never overwritten. False if nothing was copied;
-    raises OSError.
-    """
-    def still_wanted() -> bool:
-        try:
-            current = read_change(path)
-        except (UnreadableCopy, OSError):
-            return False
-        return current is None or current < change
-
-    return atomic_write(path, data, durable=durable, still_wanted=still_wanted, lock=lock,
-                        lock_timeout_s=lock_timeout_s)
 
 
 def unlink_quietly(path: Path) -> None:

@@ -12,10 +12,8 @@ holds the pieces that do not depend on the store:
   peers' data directories as of now); `FixedPeers` is the plain one. The
   server's `nodes/membership.py` implements it from `--peer` options and
   the supervisor's peers file.
-- `read_change(path)`: a copy's change counter from the first bytes of the
-  file (the compact header `{"format":2,"kind":..,"name":..,"change":N,`),
-  with a full parse as the fallback; `read_copy(path, kind, name)`: a whole
-  copy, checked whole (engine/object_format.py), for adoption.
+- (a copy's version and the copy itself: engine/object_state.py and
+  engine/object_copy.py, shared with replication;)
 - `DirectoryLock`: the cross-process write lock of one data directory
   (`flock` on `<data>/.tahiry.lock`). A server holds its own and its peers'
   locks, taken in one global order, while it checks the fence and renames
@@ -30,22 +28,15 @@ import errno
 import fcntl
 import logging
 import os
-import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
-import orjson
-
-from engine import journal
-from engine.object_format import FORMAT_VERSION, InvalidDocument, check_document, check_header
+from engine.object_format import InvalidDocument
 
 LOCK_FILE_NAME = ".tahiry.lock"
-HEADER_BYTES = 512
 DEFAULT_LOCK_TIMEOUT_S = 8.0  # > the supervisor's time to replace a frozen server (~6 s)
-_HEADER_RE = re.compile(rb'\{"format":[12],"kind":"[a-z]+","name":"[^"\\]*","change":(\d+),')
 
 log = logging.getLogger(__name__)
 
@@ -92,86 +83,6 @@ class FixedPeers:
 
 # --------------------------------------------------------------------------
 # reading peers' copies
-
-
-def read_change(path: Path) -> int | None:
-    """The version (change counter) of the copy at `path`; None if there is no file.
-
-    A table's version is its journal's last entry when that is past the
-    snapshot (engine/journal.py: only the journal's tail is read).
-    """
-    change = _snapshot_change(path)
-    if change is None or path.parent.name != "tables":
-        return change
-    in_journal = journal.last_change(journal.journal_path(path))
-    return max(change, in_journal) if in_journal is not None else change
-
-
-def _snapshot_change(path: Path) -> int | None:
-    """The change counter in the header of the file at `path`; None if there is no file.
-
-    Reads the first HEADER_BYTES only when the file starts with the compact
-    header the store writes; otherwise parses the whole file and checks its
-    header (engine/object_format.py). Raises UnreadableCopy for a file that
-    is not a document, OSError for I/O errors.
-    """
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        head = os.read(descriptor, HEADER_BYTES)
-        match = _HEADER_RE.match(head)
-        if match is not None:
-            return int(match.group(1))
-        chunks = [head]
-        while chunk := os.read(descriptor, 1 << 20):
-            chunks.append(chunk)
-    finally:
-        os.close(descriptor)
-    try:
-        document = orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError as error:
-        raise UnreadableCopy(path, f"not valid JSON ({error})") from None
-    return check_header(document, path)["change"]
-
-
-def read_copy(path: Path, kind: str, name: str) -> tuple[dict, bytes] | None:
-    """A whole copy (document, bytes), checked whole to be `kind` `name`; None if no file.
-
-    A table's journal is applied: the document and bytes are its current
-    version, as one snapshot.
-    """
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    document = check_document(data, path, kind, name)
-    if kind != "table" or document.get("dropped", False):
-        return document, data
-    found = journal.read(journal.journal_path(path))
-    entries = journal.chained(found[0].entries, document["change"]) if found else []
-    if not entries:
-        return document, data
-    try:
-        rows = journal.apply(document["rows"], [op for e in entries for op in e.ops],
-                             len(document["columns"]))
-    except journal.JournalError as error:
-        raise UnreadableCopy(path, f"journal does not apply ({error})") from None
-    document = {**document, "format": FORMAT_VERSION, "change": entries[-1].change, "rows": rows}
-    return document, orjson.dumps(document)
-
-
-@dataclass(frozen=True)
-class PeerCopy:
-    """A peer's copy newer than ours, read whole and checked."""
-
-    peer: str
-    path: Path
-    change: int
-    document: dict
-    data: bytes
 
 
 # --------------------------------------------------------------------------

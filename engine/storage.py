@@ -49,7 +49,7 @@ from typing import Iterator
 
 import orjson
 
-from engine.atomic_files import (atomic_write, copy_if_newer, encode_document,  # noqa: F401
+from engine.atomic_files import (atomic_write, encode_document,  # noqa: F401
                                  fsync_folder, is_temp_file, write_durable_temp)
 from engine.document_cache import (DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DocumentCache,
                                    file_signature)
@@ -65,7 +65,7 @@ from engine.object_format import (DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS,
 from engine.object_copy import DivergedCopy, bring_up_to_date
 from engine.object_format import InvalidDocument
 from engine.peer_sync import NewerPeer, PeerSync
-from engine.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerCopy, PeerSource, holding
+from engine.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerSource, holding
 
 PATH_MEMO_ENTRIES = 4096
 # Files larger than this are not decoded just to know whether they are

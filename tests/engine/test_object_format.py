@@ -7,7 +7,7 @@ import pytest
 
 from engine import object_format, peers, storage
 from engine.object_format import InvalidDocument, check_document, kind_and_name, object_relpath
-from engine.peers import read_change, read_copy
+from engine.object_state import read_state, version_of
 
 TABLE = {"format": 1, "kind": "table", "name": "t", "change": 3, "dropped": False,
          "columns": [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]},
@@ -72,10 +72,11 @@ def test_the_store_and_the_peers_use_these_facts_and_checks():
 
 
 def test_a_peer_copy_is_checked_whole_and_its_header_alone_for_the_counter(tmp_path):
-    path = tmp_path / "t.json"
+    path = tmp_path / "db" / "tables" / "t.json"
+    path.parent.mkdir(parents=True)
     path.write_bytes(encoded(rows=[[1]]))               # a row too short: not a usable copy
-    assert read_change(path) == 3                       # the counter is still readable
+    assert version_of(tmp_path, "db/tables/t.json").change == 3   # the counter still reads
     with pytest.raises(InvalidDocument):
-        read_copy(path, "table", "t")
+        read_state(tmp_path, "db/tables/t.json")
     path.write_bytes(encoded())
-    assert read_copy(path, "table", "t")[0] == TABLE
+    assert read_state(tmp_path, "db/tables/t.json").version == 3

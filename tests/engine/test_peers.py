@@ -15,8 +15,8 @@ import pytest
 
 from engine.errors import TahiryError
 from engine.journal import current_document, journal_path
-from engine.peers import (DirectoryLock, FixedPeers, LockTimeout, holding,
-                          read_change)
+from engine.object_state import version_of
+from engine.peers import DirectoryLock, FixedPeers, LockTimeout, holding
 from engine.session import Session
 from engine.storage import BatchFenced, BatchNotWritten, Store
 
@@ -245,12 +245,13 @@ def test_an_object_created_on_a_peer_is_pulled_before_a_create(pair):
 
 
 def test_the_peer_header_is_read_without_parsing_the_whole_file(tmp_path):
-    path = tmp_path / "t.json"
+    path = tmp_path / "db" / "tables" / "t.json"
+    path.parent.mkdir(parents=True)
     path.write_bytes(b'{"format":1,"kind":"table","name":"t","change":42,"dropped":false,"rows":[' + b"1," * 5000 + b"1]}")
-    assert read_change(path) == 42
+    assert version_of(tmp_path, "db/tables/t.json").change == 42
     path.write_text('{ "format": 1, "kind": "table", "name": "t", "change": 7, "dropped": false }')
-    assert read_change(path) == 7                               # not compact: full parse
-    assert read_change(tmp_path / "missing.json") is None
+    assert version_of(tmp_path, "db/tables/t.json").change == 7   # not compact: full parse
+    assert version_of(tmp_path, "db/tables/missing.json") is None
 
 
 # --------------------------------------------------------------------------
