@@ -7,7 +7,7 @@
 - `WriteLedger`: what a workload client knows about its writes:
   acknowledged, failed (an error answer), unknown (connection lost or an
   error saying the outcome is unknown).
-- `logical_objects`, `torn_files`, `dir_differences`, `wait_converged`: the
+- `logical_objects`, `torn_files`, `torn_tails`, `dir_differences`, `wait_converged`: the
   data directories compared object by object, logically: each object's
   version and document as a store reads it (snapshot plus chained journal
   entries, engine/object_state.py; without the `format` key), since two
@@ -182,6 +182,9 @@ class LogicalObject:
     version: int | None        # None: it does not read
     document: dict | None      # at that version, without its `format` key
     problem: str | None        # why it does not read, or what is damaged past its version
+    # A torn journal tail after the version (a crash mid-append, cut at the owner's next
+    # start): no problem, and not part of the object (two copies compare without it).
+    torn: bool = field(default=False, compare=False)
 
     def describe(self) -> str:
         return f"change {self.version}" if self.problem is None else self.problem
@@ -203,7 +206,8 @@ def logical_objects(root: Path) -> dict[str, LogicalObject]:
         if copy is None:
             raise FileNotFoundError(relative)  # gone while listed: list again
         problem = f"damaged journal: {copy.damaged}" if copy.damaged else None
-        found[relative] = LogicalObject(copy.version, without_format(copy.document), problem)
+        found[relative] = LogicalObject(copy.version, without_format(copy.document), problem,
+                                        copy.torn)
     return found
 
 
@@ -224,6 +228,11 @@ def torn_files(root: Path) -> list[str]:
         if not isinstance(document, dict) or tuple(document)[:5] != HEADER_KEYS:
             torn.append(f"{relative}: not a document with the header {HEADER_KEYS}")
     return torn
+
+
+def torn_tails(root: Path) -> list[str]:
+    """The objects whose journal ends with a torn tail (allowed until the owner starts again)."""
+    return [relative for relative, found in _stable_objects(root).items() if found.torn]
 
 
 def dir_differences(first: Path, second: Path) -> list[str]:
@@ -335,15 +344,19 @@ def stop_process(child: Child, sig: int = signal.SIGTERM, grace_s: float = 5.0) 
     return child.popen.returncode
 
 
-def server_command(node_id: str, port: int, data: Path, kill_at: str | None = None) -> list[str]:
-    args = ["--id", node_id, "--host", "127.0.0.1", "--port", str(port), "--data", str(data)]
+def server_command(node_id: str, port: int, data: Path, kill_at: str | None = None,
+                   server_args: tuple[str, ...] = (), harness_args: tuple[str, ...] = ()) -> list[str]:
+    """A server's command line; with `kill_at`, under crashing_server.py (`harness_args`: its own)."""
+    args = ["--id", node_id, "--host", "127.0.0.1", "--port", str(port), "--data", str(data),
+            *server_args]
     if kill_at is None:
         return [sys.executable, "-m", "nodes.server", *args]
     wrapper = Path(__file__).with_name("crashing_server.py")
-    return [sys.executable, str(wrapper), "--kill-at", kill_at, "--", *args]
+    return [sys.executable, str(wrapper), "--kill-at", kill_at, *harness_args, "--", *args]
 
 
 __all__ = ["ConnectionLost", "WireClient", "WriteLedger", "Child", "free_port", "rows_of",
            "outcome_unknown", "LogicalObject", "logical_objects", "temp_files", "torn_files",
+           "torn_tails",
            "dir_differences", "wait_converged", "start_process", "stop_process",
            "server_command"]
