@@ -177,9 +177,12 @@ def chained(entries: list[Entry], base: int) -> list[Entry]:
     return result
 
 
-def apply(rows: list, ops: list, width: int) -> list:
-    """A new row list: `rows` (not modified) with `ops` applied; JournalError if one does not fit."""
-    result = list(rows)
+def check_ops(ops: list, rows: int, width: int) -> int:
+    """The row count after `ops` on `rows` rows of `width` values; JournalError if one does not fit.
+
+    On counts only, so a journal can be checked without the table's rows
+    (the replicator does); `apply` checks with it first.
+    """
     for op in ops:
         if not isinstance(op, list) or len(op) != 2 or not isinstance(op[1], list):
             raise JournalError(f"not an op: {op!r:.80}")
@@ -187,26 +190,39 @@ def apply(rows: list, ops: list, width: int) -> list:
         if kind == "append":
             for row in items:
                 _check_row(row, width)
-            result.extend(items)
+            rows += len(items)
         elif kind == "set":
             for item in items:
                 if not isinstance(item, list) or len(item) != 2:
                     raise JournalError(f"not an [index, row] pair: {item!r:.80}")
-                index, row = item
-                _check_index(index, len(result))
-                _check_row(row, width)
-                result[index] = row
+                _check_index(item[0], rows)
+                _check_row(item[1], width)
         elif kind == "remove":
             previous = -1
             for index in items:
-                _check_index(index, len(result))
+                _check_index(index, rows)
                 if index <= previous:
                     raise JournalError("remove indexes must ascend")
                 previous = index
-            doomed = set(items)
-            result = [row for position, row in enumerate(result) if position not in doomed]
+            rows -= len(items)
         else:
             raise JournalError(f"unknown op {kind!r:.40}")
+    return rows
+
+
+def apply(rows: list, ops: list, width: int) -> list:
+    """A new row list: `rows` (not modified) with `ops` applied; JournalError if one does not fit."""
+    check_ops(ops, len(rows), width)
+    result = list(rows)
+    for kind, items in ops:
+        if kind == "append":
+            result.extend(items)
+        elif kind == "set":
+            for index, row in items:
+                result[index] = row
+        else:  # remove
+            doomed = set(items)
+            result = [row for position, row in enumerate(result) if position not in doomed]
     return result
 
 
@@ -218,31 +234,6 @@ def _check_index(index, length: int) -> None:
 def _check_row(row, width: int) -> None:
     if not isinstance(row, list) or len(row) != width:
         raise JournalError(f"a row of {width} values expected, got {row!r:.80}")
-
-
-def current_document(snapshot: Path) -> dict | None:
-    """The object stored at `snapshot` as it is now: a table with its journal applied.
-
-    For people and tests that look at a data directory from outside a
-    store (no cache, no checks beyond the journal's own); None if no file.
-    Raises ValueError (orjson's, or JournalError) for a file that does not read.
-    """
-    try:
-        document = orjson.loads(Path(snapshot).read_bytes())
-    except FileNotFoundError:
-        return None
-    if not isinstance(document, dict) or document.get("dropped", True) \
-            or document.get("kind") != "table":
-        return document
-    found = read(journal_path(Path(snapshot)))
-    if found is None:
-        return document
-    entries = chained(found[0].entries, document["change"])
-    if not entries:
-        return document
-    rows = apply(document["rows"], [op for entry in entries for op in entry.ops],
-                 len(document["columns"]))
-    return {**document, "change": entries[-1].change, "rows": rows}
 
 
 def append_line(path: Path, line: bytes, durable: bool = True) -> tuple[int, bool]:

@@ -511,7 +511,7 @@ def _fitting(chain: list[Entry], rows: int, width: int) -> tuple[list[Entry], in
     """The chained entries whose ops fit, the row count after them, why the next did not."""
     for index, entry in enumerate(chain):
         try:
-            rows = ops_fit(entry.ops, rows, width)
+            rows = journal.check_ops(entry.ops, rows, width)
         except JournalError as error:
             return chain[:index], rows, f"entry {entry.change} does not apply: {error}"
     return chain, rows, None
@@ -533,49 +533,6 @@ def _usable_end(entries: list[Entry], offset: int, fitting: list[Entry], base: i
             return position
         position += len(entry.line)
     return position
-
-
-def ops_fit(ops: list, rows: int, width: int) -> int:
-    """The row count after `ops` on `rows` rows of `width` values; JournalError if one does not fit.
-
-    engine/journal.py `apply`'s rules, on counts only: the replicator checks
-    a journal without holding any table's rows.
-    """
-    for op in ops:
-        if not isinstance(op, list) or len(op) != 2 or not isinstance(op[1], list):
-            raise JournalError(f"not an op: {op!r:.80}")
-        kind, items = op
-        if kind == "append":
-            for row in items:
-                _row_fits(row, width)
-            rows += len(items)
-        elif kind == "set":
-            for item in items:
-                if not isinstance(item, list) or len(item) != 2:
-                    raise JournalError(f"not an [index, row] pair: {item!r:.80}")
-                _index_fits(item[0], rows)
-                _row_fits(item[1], width)
-        elif kind == "remove":
-            previous = -1
-            for index in items:
-                _index_fits(index, rows)
-                if index <= previous:
-                    raise JournalError("remove indexes must ascend")
-                previous = index
-            rows -= len(items)
-        else:
-            raise JournalError(f"unknown op {kind!r:.40}")
-    return rows
-
-
-def _index_fits(index, rows: int) -> None:
-    if type(index) is not int or not 0 <= index < rows:
-        raise JournalError(f"row index {index!r:.40} out of range (0..{rows - 1})")
-
-
-def _row_fits(row, width: int) -> None:
-    if not isinstance(row, list) or len(row) != width:
-        raise JournalError(f"a row of {width} values expected, got {row!r:.80}")
 
 
 # --------------------------------------------------------------------------
@@ -638,6 +595,18 @@ def materialize(root: Path, rel: str) -> Materialized | None:
             rows = journal.apply(rows, entry.ops, copy.state.width)
         document = {**document, "change": copy.state.version, "rows": rows}
     return Materialized(copy.state.version, document, copy.state.damaged, copy.state.torn)
+
+
+def current_document(snapshot: str | os.PathLike) -> dict | None:
+    """The object stored at `snapshot` (`<data>/<db>/<folder>/<name>.json`) as it is now.
+
+    A table with its journal applied; None if there is no file. For people
+    and tests that look at a data directory from outside a store.
+    """
+    snapshot = Path(snapshot)
+    root = snapshot.parents[2] if snapshot.name != "database.json" else snapshot.parents[1]
+    found = materialize(root, str(snapshot.relative_to(root)))
+    return found.document if found is not None else None
 
 
 def without_format(document: dict) -> dict:

@@ -2,7 +2,7 @@
 
 import json
 
-from engine.journal import current_document
+from engine.object_state import current_document
 import os
 
 import orjson

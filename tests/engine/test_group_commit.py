@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from engine import group_commit, storage
-from engine.journal import current_document
+from engine.object_state import current_document
 from engine.session import Session
 from engine.storage import BatchNotWritten, BatchPartlyWritten, Store
 from tests.engine.conftest import one_column_body as body

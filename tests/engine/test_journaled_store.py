@@ -13,8 +13,8 @@ import pytest
 
 from engine import journal, maintenance
 from engine.checkpoints import CheckpointPolicy
-from engine.journal import current_document, journal_path
-from engine.object_state import version_of
+from engine.journal import journal_path
+from engine.object_state import current_document, version_of
 from engine.peers import FixedPeers
 from engine.session import Session
 from engine.storage import BatchFenced, Store

@@ -14,8 +14,8 @@ import shutil
 import pytest
 
 from engine.errors import TahiryError
-from engine.journal import current_document, journal_path
-from engine.object_state import version_of
+from engine.journal import journal_path
+from engine.object_state import current_document, version_of
 from engine.peers import DirectoryLock, FixedPeers, LockTimeout, holding
 from engine.session import Session
 from engine.storage import BatchFenced, BatchNotWritten, Store

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from engine.journal import current_document
+from engine.object_state import current_document
 from engine.session import Session
 from engine.storage import Store
 from nodes.protocol import decode_responses

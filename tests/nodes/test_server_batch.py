@@ -4,7 +4,7 @@
 import pytest
 
 from engine import group_commit, journal, storage
-from engine.journal import current_document
+from engine.object_state import current_document
 from engine.session import Session
 from tests.faults import disk_full
 from tests.nodes.serverkit import prepared_server, run, session
