@@ -5,7 +5,10 @@
 
 Runs, in temporary folders:
 1. the crash-point sweep (tests/integration/crash_sweep.py): a server
-   SIGKILLed at every point of its write path, the state checked after each;
+   SIGKILLed at every point of its write path, the state checked after each:
+   a table's journal append (a torn tail at mid-write), checkpoints, whole
+   documents, the recovery at the next start (torn tails cut, temp files
+   removed) and the format 1 -> 2 upgrade of the directory it starts from;
    plus I/O errors injected at and after the rename (a statement whose file is
    in place must be acknowledged or "outcome unknown", never "failed");
 2. the cluster fault scenario (tests/integration/cluster_scenario.py): the
@@ -45,7 +48,7 @@ from tests.integration.replication_scenarios import (ReplicatedPair, WriteHistor
                                                      run_frozen_owner, run_multi_master,
                                                      run_second_cluster, run_slow_write_race)
 from tests.integration.crash_sweep import (FAIL_AFTER_RENAME, SweepResult,  # noqa: E402
-                                           default_kill_points, run_sweep)
+                                           run_sweep, sweep_points)
 
 FUZZ_SUITES = ("tests/integration/test_hostile_input.py", "tests/nodes/test_wire_fuzz.py")
 
@@ -139,10 +142,30 @@ def figure_rows(sweep: SweepResult | None, after_rename: SweepResult | None,
     """(figure, value, bar, met) rows."""
     rows = []
     if sweep is not None:
+        # Where each reached point landed (crashing_server.py's scopes): a table's
+        # journal append, a checkpoint, the recovery at start, the format upgrade, a
+        # group commit's whole documents and folder fsyncs; anything else is "other".
+        landed = sweep.reached_by_scope()
+        areas = ("journal", "checkpoint", "recover", "upgrade", "commit")
+        other = sum(count for area, count in landed.items() if area not in areas)
         rows += [
             ("kill points tried (reached)", f"{sweep.points_tried} ({sweep.points_reached})",
-             ">= 50, all reached", sweep.points_reached >= 50 and sweep.points_reached == sweep.points_tried),
-            ("files torn", str(sweep.files_torn), "0", sweep.files_torn == 0),
+             ">= 100, all reached",
+             sweep.points_reached >= 100 and sweep.points_reached == sweep.points_tried),
+            ("crash: reached in journal append / checkpoint / recovery / upgrade / "
+             "whole-document commit" + (" / other" if other else ""),
+             " / ".join(str(landed[area]) for area in areas) + (f" / {other}" if other else ""),
+             "each > 0", all(landed[area] > 0 for area in areas)),
+            ("crash: killed while starting (recovery, upgrade)", str(sweep.killed_at_start),
+             "> 0", sweep.killed_at_start > 0),
+            ("files torn (not whole, or a journal damaged past a torn tail)",
+             str(sweep.files_torn), "0", sweep.files_torn == 0),
+            ("crash: torn journal tails left / still there after the restart",
+             f"{sweep.torn_tails_left} / {sweep.tails_not_cut}", "> 0 / 0",
+             sweep.torn_tails_left > 0 and sweep.tails_not_cut == 0),
+            ("crash: after the clean stop, journals left / problems", f"{sweep.final_journals} / "
+             f"{len(sweep.final_problems)}", "0 / 0",
+             sweep.final_journals == 0 and not sweep.final_problems),
             ("crash: acknowledged writes lost", str(sweep.lost_acknowledged), "0",
              sweep.lost_acknowledged == 0),
             ("crash: failed writes present", str(sweep.failed_present), "0", sweep.failed_present == 0),
@@ -154,8 +177,9 @@ def figure_rows(sweep: SweepResult | None, after_rename: SweepResult | None,
             ("crash sweep time", f"{sweep.seconds:.1f} s", "", True),
         ]
     if after_rename is not None:
-        rows.append(("EIO at/after rename: failed yet present", str(after_rename.failed_present),
-                     "0", after_rename.failed_present == 0))
+        rows.append(("EIO at/after rename: failed yet present / acked lost",
+                     f"{after_rename.failed_present} / {after_rename.lost_acknowledged}", "0 / 0",
+                     after_rename.failed_present == 0 and after_rename.lost_acknowledged == 0))
     if cluster is not None:
         reads_bad = sum(cluster.total(k) for k in ("read_error", "read_wrong", "use_error"))
         rows += [
@@ -228,9 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(folder)
         if not args.no_crash:
             print("crash-point sweep ...", flush=True)
-            sweep = run_sweep(work / "sweep", default_kill_points(args.points_per_operation))
+            sweep = run_sweep(work / "sweep", sweep_points(args.points_per_operation))
+            # From a format 2 directory with the default checkpoints: the failures land
+            # in the commits' renames and folder fsyncs, not in an upgrade or a checkpoint.
             after_rename = run_sweep(work / "after-rename",
-                                     [f"fail-{op}:{n}" for op in FAIL_AFTER_RENAME for n in (1, 2)])
+                                     [f"fail-{op}:{n}" for op in FAIL_AFTER_RENAME for n in (1, 2)],
+                                     start_format=2, checkpoints=None)
         if not args.no_cluster:
             print("cluster fault scenario ...", flush=True)
             cluster = run_scenario(work / "cluster")
