@@ -9,7 +9,14 @@ order and let the statements flow ahead.
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import subprocess
+import sys
+
 import nodes.client as dbapi
+from tests.conftest import REPO_ROOT
 from tests.integration.test_client import client, json_lines
 from tests.integration.wire import WireClient, start_balanced_pair
 
@@ -110,3 +117,26 @@ def test_a_pipelined_script_through_proxy_balancer_and_servers_keeps_its_order(
     owners = [server_status(port) for port in (m1.port, m2.port)]
     busiest = max(owners, key=lambda counters: counters["statements"])
     assert busiest["batches"] < busiest["statements"] / 4, busiest
+
+
+def test_statements_from_a_pipe_are_answered_as_they_arrive(tmp_path, start_node):
+    # Pipelining must not hold an answer back while the pipe has nothing more yet.
+    server = start_node("server", "m1", "--data", "data/m1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nodes.client", "--port", str(server.port), "--format", "json"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HOME": str(tmp_path)})
+    try:
+        process.stdin.write(b"alaivo 40 + 2; alaivo 'a")
+        process.stdin.flush()
+        ready, _, _ = select.select([process.stdout], [], [], 20)
+        assert ready, "the statement was not answered before more input came"
+        assert json.loads(process.stdout.readline())["rows"] == [[42]]
+        process.stdin.write(b"b';\n")
+        process.stdin.close()
+        assert process.wait(timeout=20) == 0
+        assert json.loads(process.stdout.readline())["rows"] == [["ab"]]
+        assert process.stderr.read() == b""
+    finally:
+        process.kill()
+        process.wait()
