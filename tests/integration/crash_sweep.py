@@ -128,6 +128,12 @@ RECOVERY_POINTS = (
 )
 
 
+# A group commit's whole documents (a table created: temp file, rename) and folder fsyncs
+# (after a rename, or a journal created).
+COMMIT_POINTS = ("mid-write:1@commit", "before-replace:1@commit", "after-replace:1@commit",
+                 "before-fsyncdir:1@commit", "after-fsyncdir:2@commit")
+
+
 def default_kill_points(per_operation: int = 4, fail_counts: tuple[int, ...] = (1, 2)) -> list[str]:
     """13 phase-operation pairs x N in 1..per_operation, plus injected I/O errors (unscoped)."""
     points = [f"{phase}-{operation}:{n}" for n in range(1, per_operation + 1)
@@ -137,8 +143,8 @@ def default_kill_points(per_operation: int = 4, fail_counts: tuple[int, ...] = (
 
 
 def format2_kill_points() -> list[str]:
-    """Journal append, checkpoint and recovery points (scoped: each lands where it says)."""
-    return [*JOURNAL_POINTS, *RECOVERY_POINTS, *CHECKPOINT_POINTS]
+    """Journal append, checkpoint, recovery, commit points (scoped: each lands where it says)."""
+    return [*JOURNAL_POINTS, *RECOVERY_POINTS, *CHECKPOINT_POINTS, *COMMIT_POINTS]
 
 
 def sweep_points(per_operation: int = 4) -> list[str]:
