@@ -72,7 +72,7 @@ from nodes.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.storage_faults import StorageFaults
 from engine.data_owner import (DirectoryOfAnotherCluster, DirectoryTaken, OwnerLock, OwnerRecord,
                               join_cluster)
-from engine.checkpoints import DEFAULT_IDLE_S, DEFAULT_MIN_BYTES, CheckpointPolicy
+from engine.checkpoints import DEFAULT_IDLE_S, DEFAULT_MIN_BYTES, DEFAULT_RATIO, CheckpointPolicy
 from engine.code_cache import CodeCache
 from nodes.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
 from nodes.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
@@ -490,6 +490,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-bytes", type=int, default=DEFAULT_MIN_BYTES,
                         help="a table's journal is folded into its snapshot once it is larger "
                              "than this and than the snapshot (docs/STORAGE.md)")
+    parser.add_argument("--checkpoint-ratio", type=float, default=DEFAULT_RATIO,
+                        help="... larger than this times the snapshot")
     parser.add_argument("--checkpoint-idle-s", type=float, default=DEFAULT_IDLE_S,
                         help="... or once nothing was appended to it for this long")
     parser.add_argument("--cluster", default=None,
@@ -519,6 +521,7 @@ def main(argv: list[str] | None = None) -> None:
     # journal tails are cut and format 1 documents upgraded (exclusive).
     store = Store(Path(data), peers=peers, exclusive=owner is not None,
                   checkpoints=CheckpointPolicy(min_bytes=args.checkpoint_bytes,
+                                               ratio=args.checkpoint_ratio,
                                                idle_s=args.checkpoint_idle_s))
     server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
                             max_connections=args.max_connections, page_rows=args.page_rows,

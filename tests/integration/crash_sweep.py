@@ -12,7 +12,7 @@ running at the same time so the server's group commit batches them) send
 multi-row inserts with unique keys, updates, deletes, table creations and
 inserts that fail on a domain, until the server kills itself. The servers
 checkpoint every few statements (a small `--checkpoint-bytes` and
-`--checkpoint-ratio`), so kills land in journal appends, checkpoints and,
+`--checkpoint-ratio`, server options), so kills land in journal appends, checkpoints and,
 at the next start, in the recovery that cuts a torn journal tail.
 
 After each kill, before anything starts on the directory again: every
@@ -493,8 +493,8 @@ def run_sweep(workdir: Path, points: list[str], seed: int = 6, lanes: int = 2,
     server_args: tuple[str, ...] = ()
     harness_args: tuple[str, ...] = ()
     if checkpoints is not None:
-        server_args = ("--checkpoint-bytes", str(checkpoints[0]))
-        harness_args = ("--checkpoint-ratio", str(checkpoints[1]))
+        server_args = ("--checkpoint-bytes", str(checkpoints[0]),
+                       "--checkpoint-ratio", str(checkpoints[1]))
     result = SweepResult()
     last_kill: KillResult | None = None
     started = time.monotonic()

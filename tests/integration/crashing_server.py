@@ -44,10 +44,8 @@ point was reached, where, and that the process did not die of something
 else. A `fail` point writes `CRASHING_SERVER FAIL <point> [<scope>] <path>`
 and continues.
 
-`--checkpoint-ratio R` (a harness setting, not a server option): the
-server's checkpoint policy folds a journal once it is larger than R times
-its snapshot (and than `--checkpoint-bytes`), so a sweep with small tables
-still checkpoints every few statements.
+(A sweep with small tables passes the server `--checkpoint-bytes` and
+`--checkpoint-ratio` so that it checkpoints every few statements.)
 """
 
 from __future__ import annotations
@@ -55,7 +53,6 @@ from __future__ import annotations
 import argparse
 import builtins
 import errno
-import functools
 import os
 import signal
 import stat
@@ -345,8 +342,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kill-at", required=True, type=KillPoint.parse_all,
                         help="PHASE-OPERATION:N[@SCOPE][+...], e.g. before-replace:3, "
                              "mid-write:5@journal, fail-fsync:2")
-    parser.add_argument("--checkpoint-ratio", type=float, default=None,
-                        help="fold a journal once it is larger than this times its snapshot")
     args = parser.parse_args(own)
     data_dir = data_dir_of(server_args)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -354,10 +349,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.path.insert(0, str(REPO_ROOT))
     FaultInjector(args.kill_at, data_dir).install()
     import nodes.server
-    if args.checkpoint_ratio is not None:
-        # The server builds its policy from this name when it starts.
-        nodes.server.CheckpointPolicy = functools.partial(nodes.server.CheckpointPolicy,
-                                                          ratio=args.checkpoint_ratio)
     nodes.server.main(server_args)
 
 
