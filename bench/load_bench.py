@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -82,6 +82,7 @@ class Figure:
     stopped: bool = False
     errors: int = 0
     cpu: float | None = None   # CPU seconds of the command itself (client or engine runner)
+    notes: list[str] = field(default_factory=list)   # printed under its line
 
     @property
     def rate(self) -> float:
@@ -92,7 +93,7 @@ class Figure:
         errors = f", {self.errors} errors" if self.errors else ""
         cpu = f", its CPU {self.cpu:.1f} s" if self.cpu is not None else ""
         return (f"  {self.label:<44} {self.seconds:9.2f} s  {self.rate:9.0f} statements/s"
-                f"  ({what}{errors}{cpu})")
+                f"  ({what}{errors}{cpu})" + "".join(f"\n      {note}" for note in self.notes))
 
 
 def free_port() -> int:
@@ -175,7 +176,7 @@ def one_server(dump: Path, rows: int, max_seconds: float, work: Path) -> Figure:
         wait_listening(port)
         figure = run_dump("(b) client -f -> server", client_command(port, dump), rows,
                           max_seconds, work)
-        print_batches({"m1": port})
+        figure.notes.append(batches({"m1": port}))
         return figure
     finally:
         server.send_signal(signal.SIGTERM)
@@ -206,15 +207,15 @@ def cluster(dump: Path, rows: int, max_seconds: float, work: Path) -> Figure:
                    [name for name, spec in document["nodes"].items() if spec["kind"] == "server"])
         figure = run_dump(f"(c) client -f -> proxy > lb > {servers} servers, repl.",
                           client_command(proxy, dump), rows, max_seconds, folder)
-        print_cpu(document["supervisor"]["control_port"])
-        print_batches({name: spec["port"] for name, spec in document["nodes"].items()
-                       if spec["kind"] == "server"})
+        figure.notes.append(cpu_used(document["supervisor"]["control_port"]))
+        figure.notes.append(batches({name: spec["port"] for name, spec in
+                                     document["nodes"].items() if spec["kind"] == "server"}))
     finally:
         supervisor(folder, "down", str(topology))
     return figure
 
 
-def print_cpu(control_port: int) -> None:
+def cpu_used(control_port: int) -> str:
     """CPU seconds each node of the cluster (and the supervisor: replication) used so far."""
     answer = send_command(control_port, {"cmd": "status"}, timeout_s=5)
     pids = [(row["node"], row.get("pid")) for row in answer["nodes"]]
@@ -226,10 +227,10 @@ def print_cpu(control_port: int) -> None:
         except (psutil.Error, TypeError, ValueError):
             continue
         parts.append(f"{name} {times.user + times.system:.1f}")
-    print(f"      CPU seconds used: {', '.join(parts)}")
+    return f"CPU seconds used: {', '.join(parts)}"
 
 
-def print_batches(servers: dict[str, int]) -> None:
+def batches(servers: dict[str, int]) -> str:
     """Statements per group commit on each server (`.status;`)."""
     parts = []
     for name, port in servers.items():
@@ -240,7 +241,7 @@ def print_batches(servers: dict[str, int]) -> None:
         if counters.get("batches"):
             parts.append(f"{name} {counters['batched_statements']} statements in "
                          f"{counters['batches']} group commits")
-    print(f"      {'; '.join(parts)}")
+    return "; ".join(parts)
 
 
 def server_status(port: int) -> dict:
