@@ -9,9 +9,10 @@ accept connections and answer `.ping;` while a long query runs. (`--inline`
 runs them on the event loop instead, which saves a thread hop per statement.)
 
 Group commit: the engine thread takes every statement waiting when it
-becomes free (from any connection) as one batch. A client may pipeline
-(send statements ahead without waiting for each answer, up to `MAX_BATCH`
-in flight per connection): the statements that arrive together on one
+becomes free (from any connection) as one batch, up to `MAX_BATCH`. A
+client may pipeline (send statements ahead without waiting for each
+answer; a connection may have `2 * MAX_BATCH` requests in flight, room for
+a balancer's `.versions` behind each): the statements that arrive together on one
 connection are handed to the engine thread together (`EngineWorker.submit`
 stages what one turn of the event loop submits and hands it over at once),
 so they join one batch, and their answers still leave one per statement,
