@@ -202,12 +202,15 @@ class Executor:
         # Columns not given are NULL, which fits every domain.
         return row
 
-    def _write_rows(self, database: str, document: dict, rows: list[list], ops: list) -> None:
-        """The table's new rows; `ops` say what changed from the rows read (its journal entry)."""
-        if len(rows) > self.limits.max_table_rows:
+    def _check_size(self, document: dict, rows: int) -> None:
+        if rows > self.limits.max_table_rows:
             raise TahiryError(
                 f"Feno ny tabilao {document['name']} : {self.limits.max_table_rows} andalana "
                 f"farafahabetsany")
+
+    def _write_rows(self, database: str, document: dict, rows: list[list], ops: list) -> None:
+        """The table's new rows; `ops` say what changed from the rows read (its journal entry)."""
+        self._check_size(document, len(rows))
         self.store.write(database, "table", document["name"],
                          {"columns": document["columns"], "rows": rows}, ops)
 
@@ -351,7 +354,10 @@ class Executor:
                        for item in source] if evaluate else source)
             new_rows.append(self._checked(table, positions, values))
         if new_rows:
-            self._write_rows(database, document, table.rows + new_rows, [["append", new_rows]])
+            self._check_size(document, len(table.rows) + len(new_rows))
+            # The store adds them to the rows read: in place when this batch
+            # already wrote the table, so a pipelined load costs each row once.
+            self.store.append_rows(database, document["name"], document["columns"], new_rows)
         return Outcome.success(_changed(len(new_rows)))
 
     def _run_Update(self, statement: ast.Update, session) -> Outcome:

@@ -454,7 +454,7 @@ class Store:
                     raise self._write_error(item, error) from None
 
     def _write_document(self, path: Path, kind: str, name: str, body: dict | None,
-                        ops: list | None = None) -> dict:
+                        ops: list | None = None, appended: list | None = None) -> dict:
         """Write a new version of one object: change counter + 1, or a tombstone.
 
         Inside a batch the document only joins the overlay; an object written
@@ -468,12 +468,13 @@ class Store:
         (engine/journal.py); they become one journal entry at commit, so the
         write costs what changed. Without them (or for a table whose
         snapshot is still format 1) the whole file is written.
+        `appended`: the body's rows are the rows read plus these (INSERT).
         Outside a batch the write is a batch of its own.
         """
         with self.write_lock:
             batch = self._batch
             if batch is None or batch.owner != threading.get_ident():
-                return self._write_alone(path, kind, name, body, ops)
+                return self._write_alone(path, kind, name, body, ops, appended)
             key = str(path)
             previous = self._load(path)
             earlier = batch.pending.get(key)
@@ -493,16 +494,33 @@ class Store:
             if body is not None:
                 document.update(body)
             self._prepare_folder(path.parent)
+            if appended is not None:
+                # The last step, once nothing can fail: rows added to the version read.
+                document["rows"] = self._rows_plus(key, previous, appended)
             batch.pending[key] = (path, document, ops)
             batch.writes += 1
             return document
 
+    def _rows_plus(self, key: str, base: dict, added: list) -> list:
+        """`base`'s rows with `added` at the end, costing the rows added when it can.
+
+        The row list of a version this batch wrote itself is the batch's own
+        (no cache, no other thread, no earlier savepoint can still need it
+        shorter: this runs as a statement's very last step), so it grows in
+        place; any other version's list is shared and is copied.
+        """
+        earlier = self._batch.pending.get(key)
+        if earlier is not None and earlier[1] is base:
+            base["rows"].extend(added)
+            return base["rows"]
+        return base["rows"] + added
+
     def _write_alone(self, path: Path, kind: str, name: str, body: dict | None,
-                     ops: list | None) -> dict:
+                     ops: list | None, appended: list | None) -> dict:
         """A write outside a batch: the same commit path, as a batch of one write."""
         self.begin_batch()
         try:
-            document = self._write_document(path, kind, name, body, ops)
+            document = self._write_document(path, kind, name, body, ops, appended)
         except BaseException:
             self.abort_batch()
             raise
@@ -521,6 +539,12 @@ class Store:
         `ops`: a table's row changes from the version read (engine/journal.py).
         """
         return self._write_document(self.object_path(database, kind, name), kind, name, body, ops)
+
+    def append_rows(self, database: str, name: str, columns: list, rows: list) -> dict:
+        """A table's new version: the rows read plus `rows` at the end (an INSERT)."""
+        return self._write_document(self.object_path(database, "table", name), "table", name,
+                                    {"columns": columns, "rows": None}, [["append", rows]],
+                                    appended=rows)
 
     def drop(self, database: str, kind: str, name: str) -> bool:
         """Tombstone an object; False when it did not exist (nothing written)."""

@@ -187,3 +187,22 @@ def test_the_fence_sees_a_peer_s_journaled_version(tmp_path):
         a.commit_batch()
     run(a, "manampia ao@ t sanda (3, 'a');")                   # pulls b's version, then writes
     assert ids(a) == [1, 2, 3]
+
+
+def test_inserts_of_one_batch_grow_the_batch_s_own_rows_and_savepoints_still_hold(root):
+    store = open_store(root)
+    session = Session(store)
+    session.current_database = "db"
+    store.begin_batch()
+    assert session.execute_one("manampia ao@ t sanda (20000, 'a');").ok
+    first = store._batch.pending[str(snapshot(root))][1]["rows"]
+    mark = store.batch_mark()
+    failed = session.execute_one("manampia ao@ t sanda (-1, 'out of domain');")
+    assert not failed.ok
+    store.batch_rollback(mark)
+    assert session.execute_one("manampia ao@ t sanda (20001, 'b');").ok
+    second = store._batch.pending[str(snapshot(root))][1]["rows"]
+    assert second is first, "the batch's own row list grew in place (no copy per insert)"
+    store.commit_batch()
+    assert ids(open_store(root))[-2:] == [20000, 20001]
+    assert len(ids(open_store(root))) == 10_002
