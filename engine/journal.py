@@ -36,8 +36,6 @@ from pathlib import Path
 import orjson
 
 JOURNAL_SUFFIX = ".journal"
-# The tail read to learn a journal's last version without reading it whole.
-TAIL_BYTES = 64 * 1024
 
 
 class JournalError(ValueError):
@@ -68,14 +66,23 @@ def encode_entry(change: int, ops: list) -> bytes:
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
-def decode_line(line: bytes) -> Entry | None:
-    """The entry of one complete line (newline included), or None if it is not valid."""
+def checked_body(line: bytes) -> bytes | None:
+    """The BODY of one complete line (newline included) whose checksum matches, else None."""
     if len(line) < 11 or line[8:9] != b" " or not line.endswith(b"\n"):
         return None
     body = line[9:-1]
     try:
-        if int(line[:8], 16) != zlib.crc32(body):
-            return None
+        return body if int(line[:8], 16) == zlib.crc32(body) else None
+    except ValueError:
+        return None
+
+
+def decode_line(line: bytes) -> Entry | None:
+    """The entry of one complete line (newline included), or None if it is not valid."""
+    body = checked_body(line)
+    if body is None:
+        return None
+    try:
         decoded = orjson.loads(body)
     except ValueError:
         return None
@@ -124,39 +131,6 @@ def read(path: Path, offset: int = 0) -> tuple[Reading, os.stat_result] | None:
     finally:
         os.close(descriptor)
     return parse(data, offset), stat
-
-
-def last_change(path: Path) -> int | None:
-    """The version of a journal's last valid entry (None: no journal, or no valid entry).
-
-    Reads only the tail when the last line fits in it: a commit's fence asks
-    this of every copy, and it must not cost the journal's size.
-    """
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        size = os.fstat(descriptor).st_size
-        start = max(0, size - TAIL_BYTES)
-        tail = os.pread(descriptor, size - start, start)
-        if start:
-            cut = tail.find(b"\n")
-            lines_from = cut + 1 if cut >= 0 else len(tail)
-            if lines_from >= len(tail):
-                # One line longer than the tail: read it all (rare: a huge entry).
-                tail, start = os.pread(descriptor, size, 0), 0
-            else:
-                tail = tail[lines_from:]
-    finally:
-        os.close(descriptor)
-    # The last valid line, scanning back over a torn tail if there is one.
-    lines = tail.split(b"\n")[:-1]
-    for raw in reversed(lines):
-        entry = decode_line(raw + b"\n")
-        if entry is not None:
-            return entry.change
-    return None
 
 
 def chained(entries: list[Entry], base: int) -> list[Entry]:

@@ -48,7 +48,6 @@ import errno
 import hashlib
 import os
 import re
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -214,13 +213,8 @@ def _last_change(descriptor: int, size: int) -> int | None:
 
 def _line_change(line: bytes) -> int | None:
     """The change of one valid journal line (journal.decode_line without decoding the ops)."""
-    if len(line) < 11 or line[8:9] != b" " or not line.endswith(b"\n"):
-        return None
-    body = line[9:-1]
-    try:
-        if int(line[:8], 16) != zlib.crc32(body):
-            return None
-    except ValueError:
+    body = journal.checked_body(line)
+    if body is None:
         return None
     match = _ENTRY_CHANGE_RE.match(body)
     if match is not None:

@@ -50,17 +50,6 @@ def test_an_op_that_does_not_fit_the_table_is_refused(ops):
         apply([[1], [2]], ops, 1)
 
 
-def test_last_change_reads_the_tail_and_skips_a_torn_line(tmp_path, monkeypatch):
-    path = tmp_path / "t.journal"
-    assert journal.last_change(path) is None
-    monkeypatch.setattr(journal, "TAIL_BYTES", 200)   # many lines, a small tail
-    data = b"".join(encode_entry(n, [["append", [[n, "x" * 30]]]]) for n in range(1, 40))
-    path.write_bytes(data + b"deadbeef {torn")
-    assert journal.last_change(path) == 39
-    path.write_bytes(encode_entry(1, [["append", [["y" * 500]]]]))   # one line longer than the tail
-    assert journal.last_change(path) == 1
-
-
 def test_a_failed_append_leaves_no_torn_line_and_a_torn_tail_is_cut(tmp_path, monkeypatch):
     path = tmp_path / "t.journal"
     size, created = journal.append_line(path, encode_entry(1, []), durable=False)
