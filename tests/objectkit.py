@@ -66,10 +66,21 @@ def entry_lines(first_change: int, ops: list[list]) -> bytes:
 
 
 def append_entries(root: Path, rel: str, first_change: int, ops: list[list]) -> bytes:
-    """Append one line per version (each `ops` item is that version's op list); the lines."""
+    """Append one line per version (each `ops` item is that version's op list); the lines.
+
+    Under the directory's write lock, as a store's commit appends: the
+    replicator's install of a copy (snapshot, then journal) holds it too.
+    """
+    from engine.peers import DirectoryLock, holding
+
     lines = entry_lines(first_change, ops)
-    for line in lines.splitlines(keepends=True):
-        journal.append_line(root / journal_rel(rel), line, durable=False)
+    lock = DirectoryLock(Path(root))
+    try:
+        with holding([lock]):
+            for line in lines.splitlines(keepends=True):
+                journal.append_line(root / journal_rel(rel), line, durable=False)
+    finally:
+        lock.close()
     return lines
 
 
