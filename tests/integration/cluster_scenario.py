@@ -349,6 +349,12 @@ def run_scenario(workdir: Path, clients: int = 4, settle_s: float = 1.5, stop_s:
         for fault in faults if faults is not None else default_faults(cluster):
             inject_fault(cluster, fault, stop_s, load)
             time.sleep(settle_s)
+    except BaseException:
+        # Whatever `up` or a fault left running must not outlive the scenario.
+        load.finish()
+        cluster.down()
+        cluster.kill_leftovers()
+        raise
     finally:
         load.finish()
     try:
