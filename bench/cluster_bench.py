@@ -8,11 +8,19 @@
   with ten sessions writing at once (a class at work),
   as the supervisor's status reports it (target p99 <= 100 ms).
 
+    .venv/bin/python bench/cluster_bench.py [--class-rate N]
+
+`--class-rate N`: each of the ten sessions writes at most N rows a second
+(default: as fast as it can), so two versions of the code can be compared
+at the same offered load: as fast as possible, a faster write path also
+sends the replicator more copies a second.
+
 Runs a throw-away cluster on free loopback ports in a temporary folder.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -99,10 +107,15 @@ def measure_restart(port: int) -> tuple[float, float]:
         time.sleep(0.002)
 
 
-def session(port: int, statements) -> None:
+def session(port: int, statements, interval_s: float = 0.0) -> None:
+    """Run `statements` one after the other, starting one at most every `interval_s`."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        next_start = time.monotonic()
         for statement in statements:
+            if interval_s:
+                time.sleep(max(0.0, next_start - time.monotonic()))
+                next_start += interval_s
             sock.sendall(statement.encode())
             data = b""
             while not data.endswith(b"END\n"):
@@ -125,6 +138,10 @@ def print_lag(rows: dict[str, dict], label: str) -> None:
 
 
 def main() -> None:
+    options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options.add_argument("--class-rate", type=float, default=0.0,
+                         help="rows a second each of the ten writers sends at most")
+    class_rate = options.parse_args().class_rate
     with tempfile.TemporaryDirectory(prefix="tahiry-bench-") as folder:
         ports = {name: free_port() for name in ("control", "m1", "m2", "lb", "proxy")}
         topology = Path(folder) / "topology.yaml"
@@ -159,15 +176,17 @@ def main() -> None:
             # so the servers' commits and the replicator's copies contend.
             session(ports["lb"], ["ampiasao bench;"] + [
                 f"manamboara tabilao s{n} (id ISA(0,1000000));" for n in range(CLASS_WRITERS)])
+            interval = 1.0 / class_rate if class_rate else 0.0
             writers = [threading.Thread(target=session, args=(ports["lb"], ["ampiasao bench;"] + [
-                f"manampia ao@ s{n} sanda ({i});" for i in range(CLASS_WRITES)]))
+                f"manampia ao@ s{n} sanda ({i});" for i in range(CLASS_WRITES)], interval))
                 for n in range(CLASS_WRITERS)]
             for writer in writers:
                 writer.start()
             for writer in writers:
                 writer.join()
             time.sleep(0.5)
-            print_lag(status(ports["control"]), f"{CLASS_WRITERS} writers at once (whole run)")
+            pace = f", {class_rate}/s each" if class_rate else ""
+            print_lag(status(ports["control"]), f"{CLASS_WRITERS} writers at once{pace} (whole run)")
         except NotRunning as error:
             print(f"the supervisor stopped answering: {error}")
         finally:
