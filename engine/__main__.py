@@ -25,7 +25,7 @@ from engine.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.progress import ProgressLine
 from engine.render import render_json, render_outcome
-from engine.script_source import ScriptSource
+from engine.script_source import ScriptSource, unreadable
 from engine.session import Session
 from engine.storage import Store
 
@@ -41,19 +41,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--debug", action="store_true", help="log internal errors to stderr")
     return parser.parse_args(argv)
-
-
-def _unreadable(path: str) -> str | None:
-    """Why a script file cannot be read, or None (checked before anything runs)."""
-    if path == "-":
-        return None
-    if not os.path.exists(path):
-        return "no such file"
-    if os.path.isdir(path):
-        return "it is a directory"
-    if not os.access(path, os.R_OK):
-        return "permission denied"
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if not arguments.statements and not arguments.files:
         files.append("-")
     for path in files:
-        problem = _unreadable(path)
+        problem = unreadable(path)
         if problem:
             owner.release()
             print(f"{ERROR_PREFIX}Tsy voavaky ny rakitra {path} ({problem})", file=sys.stderr)

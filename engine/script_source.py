@@ -39,6 +39,23 @@ CHUNK_BYTES = 1 << 16
 PENDING = object()  # poll(block=False): no statement ready yet
 
 
+
+def unreadable(path: str) -> str | None:
+    """Why a script file cannot be read ("-", standard input, always can), or None.
+
+    Checked before anything runs, so a typo in a file name changes nothing.
+    """
+    if path == "-":
+        return None
+    if not os.path.exists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "it is a directory"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
 class ScriptSource:
     """The statements of one script, read incrementally (see the module docstring)."""
 

@@ -25,7 +25,7 @@ from typing import Sequence
 from engine.errors import ERROR_PREFIX
 
 from engine.progress import ProgressLine
-from engine.script_source import ScriptSource
+from engine.script_source import ScriptSource, unreadable
 
 from nodes.client.batch import MAX_STATEMENT_CHARS, run_script, run_text
 from nodes.client.connection import ConnectionProblem, NotListening
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not interactive:
         sources = options.sources or [("file", "-")]
         for kind, value in sources:
-            problem = _unreadable(value) if kind == "file" and value != "-" else None
+            problem = unreadable(value) if kind == "file" else None
             if problem:
                 print(f"tahiry: cannot read {value}: {problem}", file=sys.stderr)
                 return EXIT_CANNOT_START
@@ -147,17 +147,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CANNOT_START
     finally:
         runner.close()
-
-
-def _unreadable(path: str) -> str | None:
-    """Why the script file cannot be read, or None if it can."""
-    if not os.path.exists(path):
-        return "no such file"
-    if os.path.isdir(path):
-        return "it is a directory"
-    if not os.access(path, os.R_OK):
-        return "permission denied"
-    return None
 
 
 def run_sources(sources: list[tuple[str, str]], runner: Runner, display: Display) -> int:
