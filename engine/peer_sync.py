@@ -151,41 +151,33 @@ class PeerSync:
     def fence_violation(self, files: list[tuple[Path, dict]]) -> FenceViolation | None:
         """The first (path, new document) that this directory or a peer holds at >= its counter.
 
-        Call it holding `commit_locks()`, right before renaming.
+        Call it holding `commit_locks()`, right before renaming. A file's new
+        counter is the one the statement read + 1, so any copy at or above it
+        is a version the statement did not see.
         """
-        return first_violation(self.root, [("", self.root), *self.roots().items()], files)
-
-
-def first_violation(root: Path, holders: list[tuple[str, Path]],
-                    files: list[tuple[Path, dict]]) -> FenceViolation | None:
-    """The first (path under `root`, new document) that one of `holders` has at >= its counter.
-
-    `holders`: ("" for this directory, its root) and (peer id, peer root);
-    a file's new counter is the one the statement read + 1, so any copy at
-    or above it is a version the statement did not see.
-    """
-    for path, document in files:
-        change = document["change"]
-        rel = path.relative_to(root)
-        for holder, holder_root in holders:
-            copy_path = holder_root / rel
-            try:
-                found = version_of(holder_root, rel)
-                if found is None or found.change < change:
+        holders = [("", self.root), *self.roots().items()]
+        for path, document in files:
+            change = document["change"]
+            rel = path.relative_to(self.root)
+            for holder, holder_root in holders:
+                copy_path = holder_root / rel
+                try:
+                    found = version_of(holder_root, rel)
+                    if found is None or found.change < change:
+                        continue
+                    # Confirmed whole: a damaged copy whose header survived must not stop writes.
+                    state = read_state(holder_root, rel)
+                except (InvalidDocument, OSError) as error:
+                    log.warning("fence: ignoring unreadable copy %s: %s", copy_path, error)
                     continue
-                # Confirmed whole: a damaged copy whose header survived must not stop writes.
-                state = read_state(holder_root, rel)
-            except (InvalidDocument, OSError) as error:
-                log.warning("fence: ignoring unreadable copy %s: %s", copy_path, error)
-                continue
-            if state is None or state.version < change:
-                continue
-            if state.version == change and _same_broadcast_write(document, copy_path):
-                continue
-            log.warning("fence: %s holds %s at change %d >= %d: not written",
-                        holder or "this directory", rel, state.version, change)
-            return FenceViolation(rel, holder, state.version, change)
-    return None
+                if state is None or state.version < change:
+                    continue
+                if state.version == change and _same_broadcast_write(document, copy_path):
+                    continue
+                log.warning("fence: %s holds %s at change %d >= %d: not written",
+                            holder or "this directory", rel, state.version, change)
+                return FenceViolation(rel, holder, state.version, change)
+        return None
 
 
 def _same_broadcast_write(document: dict, copy_path: Path) -> bool:
