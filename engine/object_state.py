@@ -173,15 +173,10 @@ def version_of(root: str | os.PathLike, rel: str | os.PathLike) -> ObjectVersion
     rel = os.fspath(rel)
     journal_name = journal_rel(rel)
     with folder_of(root, rel) as folder:
-        if folder is None:
+        header = _snapshot_header(folder, rel)
+        if header is None:
             return None
-        descriptor = open_in(folder, _name(rel), rel)
-        if descriptor is None:
-            return None
-        try:
-            change, dropped = _read_header(descriptor, rel)
-        finally:
-            os.close(descriptor)
+        _, change, dropped = header
         if journal_name is None or dropped:
             return ObjectVersion(change, change, dropped)
         descriptor = open_in(folder, _name(journal_name), journal_name)
@@ -227,16 +222,10 @@ def probe(root: Path, rel: str, reaching: int | None = None) -> Probe | None:
     """`version_of` with details; `reaching`: read back until the tail holds that entry."""
     journal_name = journal_rel(rel)
     with folder_of(root, rel) as folder:
-        if folder is None:
+        header = _snapshot_header(folder, rel)
+        if header is None:
             return None
-        descriptor = open_in(folder, _name(rel), rel)
-        if descriptor is None:
-            return None
-        try:
-            snapshot_stat = os.fstat(descriptor)
-            change, dropped = _read_header(descriptor, rel)
-        finally:
-            os.close(descriptor)
+        snapshot_stat, change, dropped = header
         snapshot = FileSignature.of(snapshot_stat)
         if journal_name is None:
             return Probe(ObjectVersion(change, change, dropped), snapshot, None, None)
@@ -252,6 +241,19 @@ def probe(root: Path, rel: str, reaching: int | None = None) -> Probe | None:
     version = tail.chain[-1].change if tail is not None and tail.chain else change
     return Probe(ObjectVersion(version, change, dropped), snapshot,
                  FileSignature.of(journal_stat), tail)
+
+
+def _snapshot_header(folder: int | None, rel: str) -> tuple[os.stat_result, int, bool] | None:
+    """(stat, change, dropped) of the snapshot of `rel` in the open `folder`; None if there is none."""
+    if folder is None:
+        return None
+    descriptor = open_in(folder, _name(rel), rel)
+    if descriptor is None:
+        return None
+    try:
+        return (os.fstat(descriptor), *_read_header(descriptor, rel))
+    finally:
+        os.close(descriptor)
 
 
 def _read_header(descriptor: int, rel: str) -> tuple[int, bool]:
