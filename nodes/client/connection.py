@@ -19,6 +19,8 @@ environment variable) the connection opens with `.auth <secret>;`
 from __future__ import annotations
 
 import socket
+from contextlib import contextmanager
+from typing import Iterator
 
 from engine.outcome import Outcome
 from nodes.auth import secret_from_environment
@@ -97,9 +99,7 @@ class ServerConnection:
 
     def request(self, statement: str) -> Outcome:
         """Send one statement and wait for its response."""
-        if self._broken:
-            raise ConnectionLost("the connection was closed after an earlier failure")
-        try:
+        with self._failures_lose_the_connection():
             self._socket.sendall(request_text(statement).encode("utf-8"))
             while True:
                 data = self._socket.recv(RECEIVE_CHUNK)
@@ -111,6 +111,14 @@ class ServerConnection:
                     if len(responses) > 1 or self._decoder.pending:
                         raise ConnectionLost(self._lost("the node sent more than one response"))
                     return responses[0].outcome()
+
+    @contextmanager
+    def _failures_lose_the_connection(self) -> Iterator[None]:
+        """Refuse a broken connection; turn every failure inside into ConnectionLost (and break it)."""
+        if self._broken:
+            raise ConnectionLost("the connection was closed after an earlier failure")
+        try:
+            yield
         except socket.timeout:
             self._broken = True
             raise ConnectionLost(self._lost(f"no answer within {self.timeout:g}s")) from None
@@ -131,36 +139,22 @@ class ServerConnection:
 
     def send_some(self, data: bytes | memoryview) -> int:
         """Send what the socket takes now of `data` (it was reported writable); bytes sent."""
-        if self._broken:
-            raise ConnectionLost("the connection was closed after an earlier failure")
-        try:
-            return self._socket.send(data)
-        except (BlockingIOError, InterruptedError):
-            return 0
-        except OSError as error:
-            self._broken = True
-            raise ConnectionLost(self._lost(error.strerror or str(error))) from None
+        with self._failures_lose_the_connection():
+            try:
+                return self._socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                return 0
 
     def receive_some(self) -> list[Outcome]:
         """Read what arrived (the socket was reported readable); the complete answers in it."""
-        if self._broken:
-            raise ConnectionLost("the connection was closed after an earlier failure")
-        try:
-            data = self._socket.recv(RECEIVE_CHUNK)
+        with self._failures_lose_the_connection():
+            try:
+                data = self._socket.recv(RECEIVE_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return []
             if not data:
                 raise ConnectionLost(self._lost("the node closed the connection"))
             return [response.outcome() for response in self._decoder.feed(data)]
-        except (BlockingIOError, InterruptedError):
-            return []
-        except ProtocolError as error:
-            self._broken = True
-            raise ConnectionLost(self._lost(f"unreadable response ({error})")) from None
-        except ConnectionLost:
-            self._broken = True
-            raise
-        except OSError as error:
-            self._broken = True
-            raise ConnectionLost(self._lost(error.strerror or str(error))) from None
 
     def lost(self, why: str) -> ConnectionLost:
         """The error for this connection failing with `why` (it is then unusable)."""
