@@ -31,7 +31,7 @@ the latest acknowledged version even when asynchronous replication has not
 brought it yet; the commit is fenced against the peers' copies.
 `engine/peer_sync.py` reads the peers' copies; this module decides and writes.
 
-`validate_name`, `atomic_write`, `encode_document` and the batch outcomes
+`validate_name`, `encode_document` and the batch outcomes
 live in their own modules; they are re-exported here for the callers that
 know them from the store.
 """
@@ -49,8 +49,7 @@ from typing import Iterator
 
 import orjson
 
-from engine.atomic_files import (atomic_write, encode_document,  # noqa: F401
-                                 fsync_folder, is_temp_file, write_durable_temp)
+from engine.atomic_files import encode_document, fsync_folder, is_temp_file  # noqa: F401
 from engine.document_cache import (DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DocumentCache,
                                    file_signature)
 from engine.errors import StorageFault, TahiryError

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engine import group_commit, storage
+from engine import atomic_files, group_commit
 from engine.object_state import current_document
 from engine.session import Session
 from engine.storage import BatchNotWritten, BatchPartlyWritten, Store
@@ -167,11 +167,11 @@ def test_session_statements_in_one_batch_see_each_other(tmp_path):
 
 def test_atomic_write_helper_is_shared_with_replication(tmp_path):
     target = tmp_path / "f.json"
-    assert storage.atomic_write(target, b"{}") is True
-    assert storage.atomic_write(target, b"[]", still_wanted=lambda: False) is False
+    assert atomic_files.atomic_write(target, b"{}") is True
+    assert atomic_files.atomic_write(target, b"[]", still_wanted=lambda: False) is False
     assert target.read_bytes() == b"{}"
     phases: list[str] = []  # replication explains its lag with them
-    assert storage.atomic_write(target, b"1", timed=lambda phase, ms: phases.append(phase))
+    assert atomic_files.atomic_write(target, b"1", timed=lambda phase, ms: phases.append(phase))
     assert phases == ["write_temp", "lock_wait", "locked", "fsync_folder"]
     assert target.read_bytes() == b"1"
     assert [p.name for p in tmp_path.rglob("*.tmp")] == []

@@ -3,7 +3,7 @@
 
 import pytest
 
-from engine import group_commit, journal, storage
+from engine import group_commit, journal
 from engine.object_state import current_document
 from engine.session import Session
 from tests.faults import disk_full
@@ -67,9 +67,6 @@ def test_when_the_disk_refuses_the_batch_each_statement_gets_its_own_answer(serv
 
     monkeypatch.setattr(journal, "append_line", lambda *args, **kwargs: no_space(None, None))
     monkeypatch.setattr(group_commit, "write_durable_temp", no_space)  # the batch
-    monkeypatch.setattr(storage, "write_durable_temp", no_space)       # one statement alone
-    monkeypatch.setattr(storage, "atomic_write",
-                        lambda *args, **kwargs: no_space(None, None))
     responses = run(server, (a, "manampia ao@ t sanda (1, 'a')"),
                     (b, "alaivo * ao@ t"),
                     (b, "manampia ao@ t sanda (2, 'b')"))

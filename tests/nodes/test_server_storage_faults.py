@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine import group_commit, journal, storage
+from engine import group_commit, journal
 from engine.errors import storage_fault_operation
 from tests.faults import disk_full
 from tests.nodes.serverkit import prepared_server, run, session, table_rows
@@ -46,7 +46,6 @@ def test_a_disk_that_cannot_take_writes_is_reported_until_a_write_succeeds(serve
 
     monkeypatch.setattr(group_commit, "write_durable_temp", full)
     monkeypatch.setattr(journal, "append_line", full)
-    monkeypatch.setattr(storage, "write_durable_temp", full)
     a, b = session(server), session(server)
     first, second = run(server, (a, "manampia ao@ t sanda (2)"), (b, "alaivo id ao@ t"))
     assert storage_fault_operation(first.message) == "write"
