@@ -15,6 +15,10 @@ which tables are due:
   writing is soon a plain snapshot again;
 - and at a clean stop, every table (the store scans its directory).
 
+Journals the store did not append itself (replication's, or older than the
+process) are found by a periodic scan (`seen`), so a replica's journals are
+folded too.
+
 The clock is injected (tests move it by hand).
 """
 
@@ -57,8 +61,12 @@ class CheckpointPolicy:
         self._journals[key] = JournalState(journal_bytes, snapshot_bytes, self._clock())
 
     def seen(self, key: str, journal_bytes: int, snapshot_bytes: int) -> None:
-        """A journal found on disk (written by replication or before a restart)."""
-        if key not in self._journals:
+        """A journal found on disk (replication appends to it, or it is from before a restart).
+
+        Its idle time counts from when it was last seen growing.
+        """
+        known = self._journals.get(key)
+        if known is None or journal_bytes != known.journal_bytes:
             self._journals[key] = JournalState(journal_bytes, snapshot_bytes, self._clock())
 
     def done(self, key: str) -> None:

@@ -73,6 +73,8 @@ SNIFF_THRESHOLD = 4096
 # Whether stores append row changes to journals by default (storage format 2).
 # (False writes every version whole, as format 1 did; the journal is still read.)
 JOURNAL_WRITES = True
+# How often `maintain` looks for journals this store did not append itself.
+JOURNAL_SCAN_S = 5.0
 _DROPPED_RE = re.compile(rb'"dropped":(true|false)')
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,7 @@ class Store:
         self._journal_paths: dict[str, str | None] = {}
         self.checkpoints = checkpoints if checkpoints is not None else CheckpointPolicy()
         self._journal_writes = journal_writes
+        self._last_journal_scan = float("-inf")
         if exclusive:
             maintenance.recover(self.root, durable=durable)
         else:
@@ -673,7 +676,21 @@ class Store:
     # ------------------------------------------------------------ checkpoints
 
     def maintain(self) -> int:
-        """Checkpoint the tables whose journal is large or idle (engine/checkpoints.py); how many."""
+        """Checkpoint the tables whose journal is large or idle (engine/checkpoints.py); how many.
+
+        Every JOURNAL_SCAN_S it also looks for journals it did not write
+        itself (replication appends to a replica's), so those are folded too.
+        """
+        now = time.monotonic()
+        if now - self._last_journal_scan >= JOURNAL_SCAN_S:
+            self._last_journal_scan = now
+            for path in maintenance.journaled_tables(self.root):
+                try:
+                    journal_bytes = os.stat(journal.journal_path(path)).st_size
+                    snapshot_bytes = os.stat(path).st_size
+                except OSError:
+                    continue  # folded or dropped meanwhile
+                self.checkpoints.seen(str(path), journal_bytes, snapshot_bytes)
         done = 0
         for key in self.checkpoints.due():
             done += self.checkpoint(Path(key))

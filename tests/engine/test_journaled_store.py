@@ -206,3 +206,13 @@ def test_inserts_of_one_batch_grow_the_batch_s_own_rows_and_savepoints_still_hol
     store.commit_batch()
     assert ids(open_store(root))[-2:] == [20000, 20001]
     assert len(ids(open_store(root))) == 10_002
+
+
+def test_a_replica_folds_journals_that_replication_appended(root):
+    clock = ManualClock()
+    replica = open_store(root, checkpoints=CheckpointPolicy(idle_s=2.0, clock=clock))
+    run(open_store(root), "manampia ao@ t sanda (10000, 'shipped');")   # not the replica's append
+    assert replica.maintain() == 0 and journal_path(snapshot(root)).exists()
+    clock.now += 2.5
+    assert replica.maintain() == 1 and not journal_path(snapshot(root)).exists()
+    assert json.loads(snapshot(root).read_text())["rows"][-1] == [10000, "shipped"]
