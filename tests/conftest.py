@@ -10,6 +10,7 @@ fails, the log of every node it started is printed into the failure report.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,11 +26,28 @@ READY_DEADLINE_S = 15.0
 STOP_GRACE_S = 5.0
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel handed to
+# bind(0) can be taken again a moment later as the source port of some
+# outgoing connection (a balancer probing its backends), and a node started
+# on it then fails to bind. Ports below the range are only ever chosen here.
+_TEST_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, never one
+    this test process handed out before."""
+    while True:
+        port = random.choice(_TEST_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def wire_request(port: int, text: str, host: str = "127.0.0.1",

@@ -229,16 +229,18 @@ def test_invalid_topology_starts_nothing(cluster):
 
 
 def test_foreground_up_stops_everything_on_ctrl_c(cluster):
-    cluster.foreground = subprocess.Popen(
-        [sys.executable, "-m", "supervisor", "up", str(cluster.topology)], cwd=cluster.workdir,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    console = cluster.workdir / "console.err"  # log lines echoed on stderr, for the report
+    with console.open("w") as stderr:
+        cluster.foreground = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "up", str(cluster.topology)],
+            cwd=cluster.workdir, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     table = []
     for line in cluster.foreground.stdout:  # the table is printed once everything settled
         table.append(line)
         if line.startswith("the cluster"):
             break
-    assert sum("RUNNING" in line for line in table) == 4, "".join(table)
+    assert sum("RUNNING" in line for line in table) == 4, "".join(table) + console.read_text()
     cluster.remember_pids()
     cluster.nodes()
     cluster.foreground.send_signal(signal.SIGINT)
