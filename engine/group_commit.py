@@ -5,8 +5,11 @@ Between `Store.begin_batch()` and `commit_batch()` writes collect in a
 each dirty object file is written once at commit). `BatchInstaller` does the
 commit: every document to a durable temp file first (`prepare`); then,
 holding the write locks of this directory and of every peer, the fence is
-checked and the files are renamed into place; then their folders are
-fsynced (`install`). A write outside a batch goes the same way, as a batch
+checked, the files are renamed into place and journal entries appended;
+then, the locks released, the entries are fsynced and the folders of new
+files too (`install`). Nothing waits on a lock for an fsync: replication
+copies a version as soon as it is in place, and the writer answers once it
+is durable. A write outside a batch goes the same way, as a batch
 of one file.
 
 Outcomes (docs/STORAGE.md): `BatchNotWritten` (nothing renamed: the
@@ -119,6 +122,7 @@ class Prepared:
     temp: Path | None       # a whole new file, durable, to rename over `path`
     line: bytes | None      # or a journal entry to append (a table's row changes)
     signature: tuple | None = None   # the cache signature of what was put in place
+    appended: journal.Appended | None = None   # the entry appended, its file still open
 
 
 class BatchInstaller:
@@ -171,44 +175,19 @@ class BatchInstaller:
         """Fence, then rename or append each write, then fsync (the outcomes: module docstring)."""
         done: list[Prepared] = []
         created_journals: set[Path] = set()
-        failure: str | None = None
-        fault: StorageFault | None = None
         try:
-            locks = self._sync.commit_locks() if self._sync is not None else []
-            with holding(locks, self._lock_timeout_s):
-                self._check_fence(prepared)
+            failure, fault = self._put_in_place_fenced(prepared, done, created_journals)
+            self._unlink_temps(prepared[len(done):])
+            if not done:
                 for item in prepared:
-                    try:
-                        if self._put_in_place(item):
-                            created_journals.add(item.path.parent)
-                    except OSError as error:
-                        log.error("cannot put %s in place: %s", item.path, error)
-                        failure = f"{item.path.relative_to(self.root)}: {error.strerror or error}"
-                        fault = StorageFault(f"Tsy voasoratra ny {failure}",
-                                             str(item.path.relative_to(self.root)), "write",
-                                             f"not writable: {error.strerror or error}")
-                        break
-                    done.append(item)
-        except LockTimeout as error:
-            self._unlink_temps(prepared)
-            log.error("commit of %d files refused: %s", len(prepared), error)
-            raise BatchNotWritten(
-                f"Tsy voasoratra : mbola mihidy ny lahatahiry {error.lock_path.parent} "
-                f"({self._lock_timeout_s:g} s) ; tsy nisy niova (rien n'a été écrit)",
-                retry=False) from None
-        except BatchNotWritten:
-            self._unlink_temps(prepared)
-            raise
-        except OSError as error:  # a lock file could not be opened
-            self._unlink_temps(prepared)
-            raise BatchNotWritten(f"Tsy voasoratra : {error.strerror or error} ; "
-                                  f"tsy nisy niova (rien n'a été écrit)", retry=False) from None
-        self._unlink_temps(prepared[len(done):])
-        if not done:
-            for item in prepared:
-                self._cache.forget(item.key)
-            raise BatchNotWritten(f"Tsy voasoratra ny {failure}", fault=fault)
-        durable = self._make_durable(done, created_journals)
+                    self._cache.forget(item.key)
+                raise BatchNotWritten(f"Tsy voasoratra ny {failure}", fault=fault)
+            durable = self._make_durable(done, created_journals)
+        finally:
+            for item in done:   # whatever happened, no journal is left open
+                if item.appended is not None:
+                    item.appended.close()
+                    item.appended = None
         for item in done:
             if item.key in durable and item.signature is not None:
                 self._cache.remember(item.key, item.signature, item.document)
@@ -224,35 +203,93 @@ class BatchInstaller:
         raise BatchPartlyWritten(outcome_unknown_message("fiovana", reason),
                                  {item.key for item in done}, durable)
 
+    def _put_in_place_fenced(self, prepared: list[Prepared], done: list[Prepared],
+                             created_journals: set[Path]) -> tuple[str | None, StorageFault | None]:
+        """Holding the commit locks: the fence, then each write put in place, in order.
+
+        `done` receives the writes put in place. Stops at the first that
+        cannot be: (its failure, its StorageFault), (None, None) when all were.
+        BatchNotWritten when nothing could be tried (lock timeout, fenced).
+        """
+        try:
+            locks = self._sync.commit_locks() if self._sync is not None else []
+            with holding(locks, self._lock_timeout_s):
+                self._check_fence(prepared)
+                for item in prepared:
+                    try:
+                        if self._put_in_place(item):
+                            created_journals.add(item.path.parent)
+                    except OSError as error:
+                        log.error("cannot put %s in place: %s", item.path, error)
+                        failure = f"{item.path.relative_to(self.root)}: {error.strerror or error}"
+                        return failure, StorageFault(f"Tsy voasoratra ny {failure}",
+                                                     str(item.path.relative_to(self.root)),
+                                                     "write",
+                                                     f"not writable: {error.strerror or error}")
+                    done.append(item)
+        except LockTimeout as error:
+            self._unlink_temps(prepared)
+            log.error("commit of %d files refused: %s", len(prepared), error)
+            raise BatchNotWritten(
+                f"Tsy voasoratra : mbola mihidy ny lahatahiry {error.lock_path.parent} "
+                f"({self._lock_timeout_s:g} s) ; tsy nisy niova (rien n'a été écrit)",
+                retry=False) from None
+        except BatchNotWritten:
+            self._unlink_temps(prepared)
+            raise
+        except OSError as error:  # a lock file could not be opened
+            self._unlink_temps(prepared)
+            raise BatchNotWritten(f"Tsy voasoratra : {error.strerror or error} ; "
+                                  f"tsy nisy niova (rien n'a été écrit)", retry=False) from None
+        return None, None
+
     def _put_in_place(self, item: Prepared) -> bool:
         """Rename or append one write (holding the locks); True if it created a journal file.
 
-        The cache signature is taken here, under the locks: nobody else can
-        have changed the files since this write.
+        OSError only when nothing was put in place. The cache signature is
+        taken here, under the locks: nobody else can have changed the files
+        since this write (None when it cannot be taken: the next read
+        re-reads the file).
         """
         journal_file = journal.journal_path(item.path) if item.path.parent.name == "tables" else None
         if item.line is not None:
-            # Durable before anyone else can see or ship it: a failed fsync
-            # cuts the entry back, and the statement fails cleanly.
-            size, created = journal.append_line(journal_file, item.line, durable=self._durable)
-            stat = os.stat(item.path)
-            item.signature = file_signature(stat, (os.stat(journal_file).st_ino, size), True)
-            return created
+            # fsynced by _make_durable once the locks are released
+            item.appended = journal.append_entry(journal_file, item.line)
+            try:
+                item.signature = file_signature(os.stat(item.path),
+                                                (os.stat(journal_file).st_ino, item.appended.size),
+                                                True)
+            except OSError:
+                item.signature = None
+            return item.appended.created
         os.replace(item.temp, item.path)
-        stat = os.stat(item.path)
         if journal_file is not None:
             # A whole new snapshot holds every version: the journal is stale.
             unlink_quietly(journal_file)
-        item.signature = file_signature(stat, None, journal_file is not None)
+        try:
+            item.signature = file_signature(os.stat(item.path), None, journal_file is not None)
+        except OSError:
+            item.signature = None
         return False
 
     def _make_durable(self, done: list[Prepared], created_journals: set[Path]) -> set[str]:
-        """fsync the folders of renamed files and new journals; the keys now durable.
+        """fsync the appended entries, then the folders of renamed files and new journals; the
+        keys now durable.
 
-        (An appended entry was fsynced before the locks were released.)
+        Outside the locks: an entry another server copied meanwhile is only
+        an entry not yet acknowledged (if the fsync fails, the writer answers
+        "outcome unknown"; the entry is not cut back, others may have read it).
         """
         if not self._durable:
             return {item.key for item in done}
+        failed: set[str] = set()
+        for item in done:
+            if item.appended is not None:
+                try:
+                    item.appended.sync()
+                except OSError as error:
+                    log.error("fsync of the journal of %s failed: %s", item.path, error)
+                    failed.add(item.key)
         failed_folders: set[Path] = set()
         for folder in {item.path.parent for item in done if item.temp is not None} | created_journals:
             try:
@@ -260,7 +297,8 @@ class BatchInstaller:
             except OSError as error:
                 log.error("fsync of %s failed: %s", folder, error)
                 failed_folders.add(folder)
-        return {item.key for item in done if item.path.parent not in failed_folders}
+        return {item.key for item in done
+                if item.key not in failed and item.path.parent not in failed_folders}
 
     @staticmethod
     def _unlink_temps(prepared: list[Prepared]) -> None:

@@ -210,12 +210,32 @@ def _check_row(row, width: int) -> None:
         raise JournalError(f"a row of {width} values expected, got {row!r:.80}")
 
 
-def append_line(path: Path, line: bytes, durable: bool = True) -> tuple[int, bool]:
-    """Append one entry line; (journal size after it, whether the file was created).
+@dataclass
+class Appended:
+    """An entry written at the end of a journal whose file is still open.
 
-    On failure the journal is cut back to its size before the write (a torn
-    line is never left behind by a failed append) and OSError is raised.
-    The caller fsyncs the folder when the file was created.
+    The group commit writes the entry holding the commit locks and makes it
+    durable after releasing them (`sync`), so that replication and other
+    commits never wait for its fsync; then it closes the file.
+    """
+
+    size: int        # the journal's size after the entry
+    created: bool    # the write created the journal (its folder needs an fsync)
+    descriptor: int
+
+    def sync(self) -> None:
+        os.fdatasync(self.descriptor)
+
+    def close(self) -> None:
+        os.close(self.descriptor)
+
+
+def append_entry(path: Path, line: bytes) -> Appended:
+    """Write one entry line at the end of a journal, not yet durable; the caller syncs and closes.
+
+    On a failed write the journal is cut back to its size before it (a torn
+    line is never left behind by a failed append), the file is closed and
+    OSError is raised.
     """
     created = not os.path.exists(path)
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -225,17 +245,40 @@ def append_line(path: Path, line: bytes, durable: bool = True) -> tuple[int, boo
             view = memoryview(line)
             while view:   # a short write (a disk filling up) goes on until it errs
                 view = view[os.write(descriptor, view):]
-            if durable:
-                os.fdatasync(descriptor)
         except OSError:
-            try:
-                os.ftruncate(descriptor, before)
-            except OSError:
-                pass  # the checksum still cuts it when read
+            _cut_back(descriptor, before)
             raise
-        return before + len(line), created
-    finally:
+    except BaseException:
         os.close(descriptor)
+        raise
+    return Appended(before + len(line), created, descriptor)
+
+
+def append_line(path: Path, line: bytes, durable: bool = True) -> tuple[int, bool]:
+    """Append one entry line and fsync it; (journal size after it, whether the file was created).
+
+    On failure, the fsync's too, the journal is cut back to its size before
+    the write and OSError is raised. The caller fsyncs the folder when the
+    file was created.
+    """
+    appended = append_entry(path, line)
+    try:
+        if durable:
+            try:
+                appended.sync()
+            except OSError:
+                _cut_back(appended.descriptor, appended.size - len(line))
+                raise
+        return appended.size, appended.created
+    finally:
+        appended.close()
+
+
+def _cut_back(descriptor: int, size: int) -> None:
+    try:
+        os.ftruncate(descriptor, size)
+    except OSError:
+        pass  # the checksum still cuts it when read
 
 
 def cut_torn_tail(path: Path) -> int:

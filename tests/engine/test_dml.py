@@ -2,6 +2,7 @@
 
 import json
 
+from engine.journal import journal_path
 from engine.object_state import current_document
 import os
 
@@ -238,17 +239,34 @@ def test_next_statement_sees_a_file_replaced_by_another_process(filled, tmp_path
 
 def test_failed_write_on_disk_is_a_clean_error_and_leaves_the_file(filled, tmp_path, monkeypatch):
     before = table_file(tmp_path).read_bytes()
+    journal_before = journal_path(table_file(tmp_path)).read_bytes()
 
-    def broken_fsync(descriptor):
-        raise OSError(5, "Input/output error")
+    def disk_full(descriptor, data):
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "fsync", broken_fsync)
-    monkeypatch.setattr(os, "fdatasync", broken_fsync)   # a journal append's sync
+    monkeypatch.setattr(os, "write", disk_full)   # the journal append's write
     outcome = one(filled, "manampia ao@ t (id) sanda (9);")
     monkeypatch.undo()
     assert not outcome.ok and outcome.message.startswith("Hadisoana : Tsy voasoratra")
     assert table_file(tmp_path).read_bytes() == before
+    assert journal_path(table_file(tmp_path)).read_bytes() == journal_before
     assert rows(filled, "alaivo id ao@ t;") == [[1], [2], [3]]
+
+
+def test_failed_fsync_after_the_append_says_the_outcome_is_unknown(filled, tmp_path, monkeypatch):
+    """The entry is appended under the locks and fsynced after them: by then
+    others may have read or copied it, so a failed fsync cannot be undone and
+    is never answered as a plain failure."""
+
+    def broken_fsync(descriptor):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken_fsync)
+    outcome = one(filled, "manampia ao@ t (id) sanda (9);")
+    monkeypatch.undo()
+    assert not outcome.ok and "Tsy fantatra raha voasoratra" in outcome.message
+    assert "outcome unknown" in outcome.message
+    assert rows(filled, "alaivo id ao@ t;") == [[1], [2], [3], [9]]
 
 
 def test_string_length_limit_is_a_clean_error(tmp_path):

@@ -95,16 +95,17 @@ UPGRADE_POINTS = (
     "before-replace:2@upgrade",   # every document upgraded, the marker not renamed
     "after-replace:1@upgrade",    # the marker in place: the upgrade is done
 )
-# A table's journal append: open (O_APPEND), one write (mid: a torn tail), fdatasync; and
-# an append whose fdatasync fails, killed before or after it is cut back.
+# A table's journal append: open (O_APPEND), one write (mid: a torn tail) under the commit
+# locks, fdatasync after them; an append whose write fails, killed before or after it is
+# cut back; and one whose fdatasync fails (answered "outcome unknown", never "failed").
 JOURNAL_POINTS = (
     "before-open:1@journal", "after-open:1@journal", "before-write:1@journal",
     "after-write:1@journal", "before-fsync:1@journal", "after-fsync:1@journal",
     "before-open:3@journal", "after-write:4@journal", "before-fsync:5@journal",
     "after-fsync:6@journal",
-    "fail-fsync:1@journal+before-truncate:1@journal",
-    "fail-fsync:2@journal+after-truncate:1@journal",
-    "fail-write:3@journal",
+    "fail-write:1@journal+before-truncate:1@journal",
+    "fail-write:2@journal+after-truncate:1@journal",
+    "fail-write:3@journal", "fail-fsync:2@journal",
 )
 # A checkpoint: the snapshot written atomically (temp opened, written, fsynced; renamed;
 # folder opened, fsynced), then the journal unlinked and the folder fsynced again.

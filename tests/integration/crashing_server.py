@@ -27,15 +27,15 @@ Kill point syntax: `<phase>-<operation>:<N>[@<scope>]`
   when one is given);
 - scope (optional): count only the calls made by one part of the store,
   told by the code on the call stack (innermost first, see SCOPE_FRAMES):
-  `journal` (a table's journal append, engine/journal.append_line, and its
-  cut-back on failure), `checkpoint` (Store.checkpoint: new snapshot, journal
+  `journal` (a table's journal append, engine/journal.append_entry and
+  append_line, its cut-back on a failed write, and the entry's fsync), `checkpoint` (Store.checkpoint: new snapshot, journal
   removed, folder fsynced), `recover` (engine/maintenance.recover at start:
   temp files removed, torn journal tails cut), `upgrade` (the format 1 -> 2
   rewrite and its marker), `commit` (the rest of a group commit: whole
   documents, folder fsyncs), `other`.
 
 Several points joined with `+` are all armed, e.g.
-`fail-fsync:1@journal+before-truncate:1@journal`: an append whose fsync
+`fail-write:1@journal+before-truncate:1@journal`: an append whose write
 fails, killed before it is cut back.
 
 Right before dying it writes `CRASHING_SERVER KILL <point> [<scope>] <path>`
@@ -76,6 +76,8 @@ SCOPE_FRAMES = {
     ("engine/maintenance.py", "recover"): "recover",
     ("engine/storage.py", "checkpoint"): "checkpoint",
     ("engine/journal.py", "append_line"): "journal",
+    ("engine/journal.py", "append_entry"): "journal",
+    ("engine/journal.py", "sync"): "journal",
     ("engine/group_commit.py", "install"): "commit",
     ("engine/group_commit.py", "prepare"): "commit",
 }

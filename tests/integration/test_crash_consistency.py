@@ -33,8 +33,8 @@ def test_kill_point_syntax():
     assert KillPoint.parse("mid-write:5").phase == "mid"
     assert KillPoint.parse("after-truncate:2@recover").scope == "recover"
     assert str(KillPoint.parse("before-unlink:1@checkpoint")) == "before-unlink:1@checkpoint"
-    both = KillPoint.parse_all("fail-fsync:1@journal+before-truncate:1@journal")
-    assert [str(p) for p in both] == ["fail-fsync:1@journal", "before-truncate:1@journal"]
+    both = KillPoint.parse_all("fail-write:1@journal+before-truncate:1@journal")
+    assert [str(p) for p in both] == ["fail-write:1@journal", "before-truncate:1@journal"]
     for bad in ("replace:3", "before-replace", "mid-fsync:1", "after-nothing:2", "before-write:0",
                 "sometime-write:1", "before-write:1@nowhere", "before-write:1@"):
         with pytest.raises(ValueError):

@@ -65,7 +65,7 @@ def test_when_the_disk_refuses_the_batch_each_statement_gets_its_own_answer(serv
     def no_space(path, data, durable=True):
         raise disk_full()
 
-    monkeypatch.setattr(journal, "append_line", lambda *args, **kwargs: no_space(None, None))
+    monkeypatch.setattr(journal, "append_entry", lambda *args, **kwargs: no_space(None, None))
     monkeypatch.setattr(group_commit, "write_durable_temp", no_space)  # the batch
     responses = run(server, (a, "manampia ao@ t sanda (1, 'a')"),
                     (b, "alaivo * ao@ t"),

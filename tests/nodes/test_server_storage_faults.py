@@ -45,7 +45,7 @@ def test_a_disk_that_cannot_take_writes_is_reported_until_a_write_succeeds(serve
         raise disk_full()
 
     monkeypatch.setattr(group_commit, "write_durable_temp", full)
-    monkeypatch.setattr(journal, "append_line", full)
+    monkeypatch.setattr(journal, "append_entry", full)
     a, b = session(server), session(server)
     first, second = run(server, (a, "manampia ao@ t sanda (2)"), (b, "alaivo id ao@ t"))
     assert storage_fault_operation(first.message) == "write"
