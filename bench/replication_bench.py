@@ -56,12 +56,19 @@ def table_body(rows: int, version: int) -> dict:
     return {"columns": COLUMNS, "rows": [[i, f"row {i} v{version}"] for i in range(rows)]}
 
 
-def peer_change(path: Path, last_inode: int) -> int:
-    """The peer file's inode once it changed, else `last_inode`."""
+def peer_change(path: Path, last_inode: tuple | int) -> tuple | int:
+    """The peer copy's signature once it changed, else `last_inode`: the snapshot's
+    inode and the size of the journal beside it (a format 2 write appends to the
+    journal, leaving the snapshot alone; a format 1 write renames a new snapshot)."""
     try:
-        return os.stat(path).st_ino
+        inode = os.stat(path).st_ino
     except FileNotFoundError:
         return last_inode
+    try:
+        journal = os.stat(path.with_suffix(".journal")).st_size
+    except FileNotFoundError:
+        journal = -1
+    return (inode, journal)
 
 
 def describe(label: str, values_ms: list[float]) -> str:
@@ -189,7 +196,7 @@ def server_run(scratch: Path, writes: int) -> None:
                 execute(statement)
             target = data["m2"] / "bench" / "tables" / "t.json"
             wait_for_change(target, -1)
-            inode = os.stat(target).st_ino
+            inode = peer_change(target, -1)
             lags = []
             for number in range(writes):
                 execute(f"manampia ao@ t sanda ({number});")
@@ -222,7 +229,7 @@ def wait_listening(port: int) -> None:
     raise SystemExit(f"server on port {port} did not start")
 
 
-def wait_for_change(path: Path, inode: int) -> int:
+def wait_for_change(path: Path, inode: tuple | int) -> tuple | int:
     deadline = time.perf_counter() + 5
     while (new_inode := peer_change(path, inode)) == inode:
         if time.perf_counter() > deadline:

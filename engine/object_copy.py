@@ -27,10 +27,12 @@ Everything is prepared before the destination's write lock is taken
 version is read again and the copy happens only if it is still the one the
 shipment was planned for (or, for an install, still older). With
 `source_lock` the source is read under the source's lock, so no line is
-read before its append is durable (a store appends and fsyncs under its
-lock, and cuts the line back if the fsync fails); a lock held longer than
-SOURCE_LOCK_TIMEOUT_S belongs to a frozen or dead process, whose lines
-can no longer be cut back: the source is then read without it.
+read while a store appends it (a store appends under its lock, and cuts a
+failed write back before releasing it; the fsync comes after); a lock
+held longer than SOURCE_LOCK_TIMEOUT_S belongs to a frozen or dead
+process, whose lines can no longer be cut back: the source is then read
+without it. A copy's own append is fsynced after the destination's lock
+is released, as a commit's is.
 
 - `bring_up_to_date(source_root, dest_root, rel, lock, ...) -> bool`;
 - `replace_copy(...)`: a repair: the source's copy installed over whatever
@@ -61,7 +63,7 @@ from engine.peers import (DEFAULT_LOCK_TIMEOUT_S, LOCK_POLL_MAX_S, DirectoryLock
 # The destination changed between planning and the lock this many times: give up for now.
 PLAN_ROUNDS = 3
 # A source holding its lock longer than this is frozen or dead (a running store
-# holds it for one append and its fsync): its files are read without it.
+# holds it for one append): its files are read without it.
 SOURCE_LOCK_TIMEOUT_S = 1.0
 
 log = logging.getLogger(__name__)
@@ -246,6 +248,7 @@ def _deliver(root: Path, rel: str, shipment: Shipment, lock: DirectoryLock, dura
     journal_name = journal_rel(rel)
     ensure_folders(root, rel)  # refuses a symlinked folder: nothing lands outside
     temps: list[Path] = []
+    appended: journal.Appended | None = None
     if shipment.base is None:
         temps.append(write_durable_temp(root / rel, shipment.snapshot, durable))
         if shipment.lines:
@@ -266,7 +269,8 @@ def _deliver(root: Path, rel: str, shipment: Shipment, lock: DirectoryLock, dura
             if still_wanted is not None and not still_wanted():
                 return False
             if shipment.base is not None:
-                folder_changed = _append(root, journal_name, now, shipment.lines, durable)
+                appended = _append(root, journal_name, now, shipment.lines)
+                folder_changed = appended.created
             else:
                 os.replace(temps.pop(0), root / rel)
                 if temps:
@@ -275,7 +279,13 @@ def _deliver(root: Path, rel: str, shipment: Shipment, lock: DirectoryLock, dura
                     unlink_quietly(root / journal_name)
                 folder_changed = True
         laps.lap("locked")
+        if appended is not None and durable:
+            # After the lock, as a commit does: the destination's writers never
+            # wait for this fsync (a copy lost in a crash is copied again).
+            appended.sync()
     finally:
+        if appended is not None:
+            appended.close()
         for temp in temps:
             unlink_quietly(temp)
     if durable and folder_changed:
@@ -297,13 +307,12 @@ def _still_applies(now: Probe | None, shipment: Shipment) -> bool | None:
     return True
 
 
-def _append(root: Path, journal_name: str, now: Probe, lines: bytes, durable: bool) -> bool:
-    """Append `lines` after the destination's valid journal; whether the file was created."""
+def _append(root: Path, journal_name: str, now: Probe, lines: bytes) -> journal.Appended:
+    """Append `lines` after the destination's valid journal, not yet synced (the caller does)."""
     path = root / journal_name
     if now.tail is not None and now.tail.torn:
         _truncate(root, journal_name, now.tail.end, durable=False)  # the append's sync covers it
-    _, created = journal.append_line(path, lines, durable)
-    return created
+    return journal.append_entry(path, lines)
 
 
 def _truncate(root: Path, journal_name: str, size: int, durable: bool) -> None:

@@ -14,8 +14,12 @@ needs.
 (relative, with '/') handed to a callback; temp files and anything that is
 not an object file are filtered out here. A journal append
 (`<db>/tables/<t>.journal`, docs/STORAGE.md) is no rename: it arrives as a
-modification (at the write) and a close (after its fsync), both mapped to
-the table `<db>/tables/<t>.json`.
+creation or modification (at the write), then a close (after its fsync).
+Only the close is taken, mapped to the table `<db>/tables/<t>.json`: a
+copy starts once the entry is durable on its server, and the replication
+lag counts from there, as it counts from a snapshot's rename (made after
+its temp file's fsync) -- from the moment the write is durable, about
+when its writer answers.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, Fi
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from engine.journal import is_journal_file
 from supervisor.objectfiles import list_object_files, relpath_under
 
 # Only what a write produces: the rename of a temp file (moved or
@@ -99,6 +104,9 @@ class DirectoryHandler(FileSystemEventHandler):
                 if rel.startswith(prefix):
                     self.on_path(rel)
             return
+        if isinstance(event, (FileModifiedEvent, FileCreatedEvent)) \
+                and is_journal_file(os.path.basename(path)):
+            return  # its close follows, once the entry is fsynced
         rel = relpath_under(self.root, path)
         if rel is not None:
             self.on_path(rel)

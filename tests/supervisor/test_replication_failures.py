@@ -26,7 +26,7 @@ from tests.supervisor.replicakit import (TABLE, append_entries, appended_rows, r
 
 def refuse_writes_into(monkeypatch, root, error: OSError) -> None:
     """Every write a copy makes into `root` fails with `error` (until monkeypatch undoes it)."""
-    real_temp, real_append = object_copy.write_durable_temp, journal.append_line
+    real_temp, real_append = object_copy.write_durable_temp, journal.append_entry
 
     def refused(real):
         def write(path, *args, **kwargs):
@@ -36,7 +36,7 @@ def refuse_writes_into(monkeypatch, root, error: OSError) -> None:
         return write
 
     monkeypatch.setattr(object_copy, "write_durable_temp", refused(real_temp))
-    monkeypatch.setattr(journal, "append_line", refused(real_append))
+    monkeypatch.setattr(journal, "append_entry", refused(real_append))
 
 
 def test_a_failing_copy_is_listed_retried_and_cleared_when_it_lands(running, monkeypatch,

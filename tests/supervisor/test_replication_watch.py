@@ -1,0 +1,35 @@
+"""Which file-system events become object paths to reconcile (supervisor/replication_watch.py)."""
+
+from __future__ import annotations
+
+from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileModifiedEvent,
+                             FileMovedEvent)
+
+from supervisor.replication_watch import DirectoryHandler
+
+ROOT = "/data/m1"
+
+
+def paths_of(*events) -> list[str]:
+    seen: list[str] = []
+    errors: list[str] = []
+    handler = DirectoryHandler(ROOT, seen.append, errors.append)
+    for event in events:
+        handler.on_any_event(event)
+    assert errors == []
+    return seen
+
+
+def test_a_journal_append_is_taken_at_its_close_only():
+    """The write (creation, modification) comes before the entry's fsync: a copy
+    starts at the close, once the entry is durable on its server."""
+    journal = f"{ROOT}/school/tables/t.journal"
+    assert paths_of(FileCreatedEvent(journal), FileModifiedEvent(journal)) == []
+    assert paths_of(FileClosedEvent(journal)) == ["school/tables/t.json"]
+
+
+def test_a_snapshot_is_taken_at_its_rename_and_at_a_write_in_place():
+    temp, snapshot = f"{ROOT}/school/tables/.t.json.tmp", f"{ROOT}/school/tables/t.json"
+    assert paths_of(FileCreatedEvent(temp), FileModifiedEvent(temp)) == []
+    assert paths_of(FileMovedEvent(temp, snapshot)) == ["school/tables/t.json"]
+    assert paths_of(FileModifiedEvent(snapshot)) == ["school/tables/t.json"]
