@@ -43,9 +43,9 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.peers import FixedPeers  # noqa: E402
-from engine.storage import Store  # noqa: E402
-from nodes.protocol import ResponseDecoder  # noqa: E402
+from engine.storage.peers import FixedPeers  # noqa: E402
+from engine.storage.store import Store  # noqa: E402
+from nodes.protocol.wire import ResponseDecoder  # noqa: E402
 from supervisor.replication import Replicator, percentile  # noqa: E402
 
 COLUMNS = [{"name": "id", "domain": [{"type": "ISA", "min": None, "max": None}]},

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 from engine.session import Session
-from engine.storage import Store
+from engine.storage.store import Store
 
 
 def timed(label, count, action):

@@ -3,7 +3,7 @@
     python -m engine --data DIR [-e 'STATEMENTS'] [-f FILE] [--format table|json]
 
 Reads standard input when neither -e nor -f is given. A file or stdin of any
-size is streamed (`engine.script_source`): each statement runs as soon as
+size is streamed (`engine.language.script_source`): each statement runs as soon as
 its `;` has been read, and only the statement at hand is held in memory;
 the length limit is one statement's. Every statement runs and is reported,
 even after an earlier one failed; the exit status is 0 when every statement
@@ -21,13 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-from engine.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
+from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.progress import ProgressLine
-from engine.render import render_json, render_outcome
-from engine.script_source import ScriptSource, unreadable
+from engine.evaluation.render import render_json, render_outcome
+from engine.language.script_source import ScriptSource, unreadable
 from engine.session import Session
-from engine.storage import Store
+from engine.storage.store import Store
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -3,7 +3,7 @@
 `Session(store).execute(text)` splits the text into statements, parses and
 runs each one, and returns one `Outcome` per non-empty statement. Every
 statement runs even after an earlier one failed. A script of any size is
-read by `engine.script_source.ScriptSource` and each of its statements run
+read by `engine.language.script_source.ScriptSource` and each of its statements run
 with `run_piece`: the length limit is one statement's, not the script's. The embedded runner, the
 client's embedded mode and the server (one session per connection) all use
 this object.
@@ -15,16 +15,16 @@ import logging
 import re
 from typing import Iterator
 
-from engine import ast
-from engine.code_cache import CodeCache
+from engine.language import ast
+from engine.evaluation.code_cache import CodeCache
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
-from engine.executor import Executor, Limits
-from engine.outcome import Outcome
-from engine.lexer import describe_char
-from engine.parser import StatementParser, syntax_error
-from engine.script import Piece, split_statements
-from engine.statement_cache import StatementCache
-from engine.storage import Store
+from engine.evaluation.executor import Executor, Limits
+from engine.evaluation.outcome import Outcome
+from engine.language.lexer import describe_char
+from engine.language.parser import StatementParser, syntax_error
+from engine.language.script import Piece, split_statements
+from engine.language.statement_cache import StatementCache
+from engine.storage.store import Store
 
 log = logging.getLogger(__name__)
 

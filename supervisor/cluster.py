@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from engine.atomic_files import atomic_write
-from engine.data_owner import DirectoryTaken
-from engine.storage import checkpoint_directory
+from engine.storage.atomic_files import atomic_write
+from engine.storage.data_owner import DirectoryTaken
+from engine.storage.store import checkpoint_directory
 
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe
 from .logfiles import RotatingLog

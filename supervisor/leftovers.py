@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from engine.data_owner import live_owner
+from engine.storage.data_owner import live_owner
 
 from .keeper import ping
 from .ownership import cluster_id

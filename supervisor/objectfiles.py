@@ -1,9 +1,9 @@
 """Object files of a server's data directory, as replication sees them: never through a symlink.
 
-What an object file is and what a valid one holds is engine/object_format.py;
+What an object file is and what a valid one holds is engine/storage/object_format.py;
 reading a copy (snapshot and journal, without following symlinks) is
-engine/object_state.py and engine/nofollow.py; shipping it is
-engine/object_copy.py (one implementation for the engine and the
+engine/storage/object_state.py and engine/storage/nofollow.py; shipping it is
+engine/storage/object_copy.py (one implementation for the engine and the
 replicator). This module adds what only the replicator needs, always
 confined to one data directory:
 
@@ -26,9 +26,9 @@ import errno
 import os
 from pathlib import Path
 
-from engine.nofollow import ensure_folders, folder_of, read_in
-from engine.object_format import CORRUPT_FOLDER, DATABASE_MARKER, FOLDER_KINDS, object_relpath
-from engine.object_state import object_of_journal
+from engine.storage.nofollow import ensure_folders, folder_of, read_in
+from engine.storage.object_format import CORRUPT_FOLDER, DATABASE_MARKER, FOLDER_KINDS, object_relpath
+from engine.storage.object_state import object_of_journal
 
 
 def relpath_under(root: str, path: str) -> str | None:

@@ -9,7 +9,7 @@ identical copies, are two clusters.
 
 Each server's data directory records the cluster that last used it
 (`.tahiry.cluster`) and, while a server runs on it, who holds it
-(`.tahiry.owner`, a lock held for the server's life): engine/data_owner.py.
+(`.tahiry.owner`, a lock held for the server's life): engine/storage/data_owner.py.
 `up` refuses, before anything starts, a topology whose data directory is
 
 - held by a live process that is not one of this cluster's own servers
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psutil
 
-from engine.data_owner import ClusterRecord, live_owner, read_cluster, write_cluster
+from engine.storage.data_owner import ClusterRecord, live_owner, read_cluster, write_cluster
 
 from .topology import Topology
 

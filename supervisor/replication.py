@@ -8,14 +8,14 @@ mapped to the table `<db>/tables/<t>.json`), the object is queued and a
 small pool of worker threads reconciles it across all servers (different
 paths in parallel, one path by one worker at a time):
 
-- every server's copy is read and checked whole (engine/object_state.py:
+- every server's copy is read and checked whole (engine/storage/object_state.py:
   the snapshot with `check_document`, each journal entry's checksum, chain
   and fit) and summarised (version, tombstone flag, digests); summaries are
   cached by the files' signatures, and a journal that only grew is read
   from where the last summary ended, so an append costs its own lines and
   the echo event of our own copy costs a few `stat` calls;
 - the valid copies with the highest version win and are shipped into every
-  server whose copy is missing or older (engine/object_copy.py
+  server whose copy is missing or older (engine/storage/object_copy.py
   `bring_up_to_date`, the store's pull on write uses it too): the journal
   lines the destination lacks are appended to its journal when the
   winner's journal chains them (cost of the change, the destination's
@@ -25,7 +25,7 @@ paths in parallel, one path by one worker at a time):
   propagates like any write and a returning server cannot resurrect the
   object;
 - two copies with the same version and different content changed
-  independently: that is a CONFLICT (engine/object_state.py `same_content`:
+  independently: that is a CONFLICT (engine/storage/object_state.py `same_content`:
   the journal line of that version when both have it, else the
   materialized documents without their `format`). Both stay as they are,
   nothing is copied for that path, the conflict is logged and listed in
@@ -46,7 +46,7 @@ paths in parallel, one path by one worker at a time):
   an append): it is never shipped, and cut before lines are appended;
 - a symlink is never followed: an object path that is a symlink, or lies
   under a symlinked database or kind folder, is neither read, nor copied
-  from, nor written over (engine/nofollow.py walks down with
+  from, nor written over (engine/storage/nofollow.py walks down with
   `O_NOFOLLOW`); it is logged and listed as refused for that server;
 - a copy that fails (disk full, read-only file system, lock timeout) is
   listed per destination server with its reason, since when and its
@@ -109,12 +109,12 @@ from pathlib import Path
 
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from engine.atomic_files import fsync_folder
-from engine.nofollow import FileSignature, ObjectRefused, folder_of, stat_in
-from engine.object_copy import DivergedCopy, bring_up_to_date, cut_journal, replace_copy
-from engine.object_format import InvalidDocument
-from engine.object_state import CopyState, CorruptObject, journal_rel, read_state, same_content
-from engine.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
+from engine.storage.atomic_files import fsync_folder
+from engine.storage.nofollow import FileSignature, ObjectRefused, folder_of, stat_in
+from engine.storage.object_copy import DivergedCopy, bring_up_to_date, cut_journal, replace_copy
+from engine.storage.object_format import InvalidDocument
+from engine.storage.object_state import CopyState, CorruptObject, journal_rel, read_state, same_content
+from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
 from supervisor.objectfiles import keep_aside, list_object_files
 from supervisor.replication_health import ReplicaHealth, Repair
 from supervisor.replication_queue import PendingPaths

@@ -34,7 +34,7 @@ from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, Fi
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from engine.journal import is_journal_file
+from engine.storage.journal import is_journal_file
 from supervisor.objectfiles import list_object_files, relpath_under
 
 # Only what a write produces: the rename of a temp file (moved or

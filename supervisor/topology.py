@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from nodes.auth import SECRET_ENV, is_loopback
-from nodes.protocol import secret_problem
+from nodes.protocol.auth import SECRET_ENV, is_loopback
+from nodes.protocol.wire import secret_problem
 
 KINDS = ("server", "balancer", "proxycache")
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")

@@ -1,16 +1,16 @@
 """Object files written the way a server writes them, for tests that look at data directories.
 
 - `document(rel, change, ...)`: a valid document for the object at `rel`
-  (engine/object_format.py checks it whole);
+  (engine/storage/object_format.py checks it whole);
 - `write_raw` / `write_object`: a snapshot put in place with a temp file and
   `os.replace` (one moved event, as from a server);
 - `append_entries(root, rel, first_change, ops, ...)`: journal lines appended
-  with engine/journal.py (one modification and one close event, as a format
+  with engine/storage/journal.py (one modification and one close event, as a format
   2 store's commit), one line per version from `first_change` on;
 - `journal_bytes`, `snapshot_bytes`: what is on disk.
 
 - `ship(source_root, dest_root, rel)`: one object replicated by hand
-  (engine/object_copy.py, the replicator's own code).
+  (engine/storage/object_copy.py, the replicator's own code).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import orjson
 
-from engine import journal
-from engine.object_state import journal_rel
+from engine.storage import journal
+from engine.storage.object_state import journal_rel
 
 TABLE = "school/tables/t.json"
 
@@ -71,7 +71,7 @@ def append_entries(root: Path, rel: str, first_change: int, ops: list[list]) -> 
     Under the directory's write lock, as a store's commit appends: the
     replicator's install of a copy (snapshot, then journal) holds it too.
     """
-    from engine.peers import DirectoryLock, holding
+    from engine.storage.peers import DirectoryLock, holding
 
     lines = entry_lines(first_change, ops)
     lock = DirectoryLock(Path(root))
@@ -106,11 +106,11 @@ def snapshot_bytes(root: Path, rel: str) -> bytes | None:
 def ship(source_root: Path, dest_root: Path, rel: str) -> bool:
     """Bring `dest_root`'s copy of `rel` up to `source_root`'s, as replication does (one call).
 
-    For tests that replicate one object by hand: engine/object_copy.py's
+    For tests that replicate one object by hand: engine/storage/object_copy.py's
     `bring_up_to_date`, under the destination's directory lock.
     """
-    from engine.object_copy import bring_up_to_date
-    from engine.peers import DirectoryLock
+    from engine.storage.object_copy import bring_up_to_date
+    from engine.storage.peers import DirectoryLock
 
     lock = DirectoryLock(Path(dest_root))
     try:

@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.errors import ERROR_PREFIX
-from engine.outcome import Outcome
+from engine.evaluation.outcome import Outcome
 from engine.progress import ProgressLine
-from engine.script import Piece, normalise_statement
-from engine.script_source import PENDING, ScriptSource
+from engine.language.script import Piece, normalise_statement
+from engine.language.script_source import PENDING, ScriptSource
 
 from nodes.client.cheatsheet import GENERAL, topic_help
 from nodes.client.completion import Vocabulary
@@ -33,7 +33,7 @@ from nodes.client.runners import Runner, run_each
 QUIT_WORDS = frozenset({"miala", "\\q", "quit", "exit"})
 HELP_WORDS = frozenset({"fanampiana", "\\h", "?", "help", "\\?"})
 # The client holds at most this much of one statement while reading a
-# script: engine.executor.Limits.max_statement_chars (not imported: the
+# script: engine.evaluation.executor.Limits.max_statement_chars (not imported: the
 # client does not load the engine to start); a node refuses more anyway.
 MAX_STATEMENT_CHARS = 1_000_000
 

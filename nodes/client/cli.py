@@ -25,7 +25,7 @@ from typing import Sequence
 from engine.errors import ERROR_PREFIX
 
 from engine.progress import ProgressLine
-from engine.script_source import ScriptSource, unreadable
+from engine.language.script_source import ScriptSource, unreadable
 
 from nodes.client.batch import MAX_STATEMENT_CHARS, run_script, run_text
 from nodes.client.connection import ConnectionProblem, NotListening

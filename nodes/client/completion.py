@@ -15,7 +15,7 @@ from typing import Iterable
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
-from engine.outcome import Outcome
+from engine.evaluation.outcome import Outcome
 
 # Used when the engine's lexer does not expose its keyword table.
 FALLBACK_KEYWORDS = (
@@ -38,10 +38,10 @@ _SHOW_KIND = re.compile(r"^\s*asehoy\s+ny\s+(tahiry|tabilao|efitra|jery)\b", re.
 
 
 def engine_keywords() -> tuple[str, ...]:
-    """The reserved words and join kinds: engine.lexer's tables plus ours."""
+    """The reserved words and join kinds: engine.language.lexer's tables plus ours."""
     words = set(FALLBACK_KEYWORDS)
     try:
-        from engine import lexer
+        from engine.language import lexer
     except Exception:  # the engine may be mid-change; completion must still work
         return tuple(sorted(words))
     for attribute in ("KEYWORDS", "JOIN_KINDS"):

@@ -22,9 +22,9 @@ import socket
 from contextlib import contextmanager
 from typing import Iterator
 
-from engine.outcome import Outcome
-from nodes.auth import secret_from_environment
-from nodes.protocol import ProtocolError, ResponseDecoder, auth_request
+from engine.evaluation.outcome import Outcome
+from nodes.protocol.auth import secret_from_environment
+from nodes.protocol.wire import ProtocolError, ResponseDecoder, auth_request
 
 RECEIVE_CHUNK = 1 << 16
 

@@ -1,6 +1,6 @@
 """How the client shows outcomes: aligned tables or JSON lines.
 
-The drawing itself is the engine's (`engine.render`), shared with the
+The drawing itself is the engine's (`engine.evaluation.render`), shared with the
 engine runner, so `--embedded` and a remote session print the same thing.
 This module adds what is the client's: colour for messages on a terminal,
 where a failed statement of a file starts, and help text as JSON in JSON
@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from engine.outcome import Outcome
-from engine.render import render_json, render_table
+from engine.evaluation.outcome import Outcome
+from engine.evaluation.render import render_json, render_table
 
 RED = "\x1b[31m"
 GREEN = "\x1b[32m"

@@ -27,8 +27,8 @@ import re
 import time
 from typing import Iterator, Sequence
 
-from engine.outcome import Outcome
-from engine.script import normalise_statement, split_statements
+from engine.evaluation.outcome import Outcome
+from engine.language.script import normalise_statement, split_statements
 
 from nodes.client.connection import ConnectionProblem
 from nodes.client.exceptions import (  # noqa: F401 (re-exported: PEP 249 names)

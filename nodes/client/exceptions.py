@@ -61,7 +61,7 @@ class NotSupportedError(DatabaseError):
 
 
 # Checked in order against the sentence (lower-cased); first match wins.
-# The texts are the engine's (engine/values.py, domains.py, executor.py).
+# The texts are the engine's (engine/evaluation/values.py, domains.py, executor.py).
 _RULES: tuple[tuple[type[DatabaseError], re.Pattern], ...] = (
     (IntegrityError, re.compile(r"tsy mifanaraka amin'ny efitra|sanda tsy mety ao amin'ny tanisa")),
     (DataError, re.compile(

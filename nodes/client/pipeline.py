@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 from engine.errors import ERROR_PREFIX
-from engine.outcome import Outcome
-from engine.script_source import PENDING
+from engine.evaluation.outcome import Outcome
+from engine.language.script_source import PENDING
 
 from nodes.client.connection import ConnectionLost, ServerConnection, request_text
 

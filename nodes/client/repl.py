@@ -18,7 +18,7 @@ from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.history import FileHistory, History
 from prompt_toolkit.key_binding import KeyBindings
 
-from engine.script import StatementSplitter, normalise_statement
+from engine.language.script import StatementSplitter, normalise_statement
 
 from nodes.client.batch import client_command, run_text
 from nodes.client.completion import TahiryCompleter, Vocabulary

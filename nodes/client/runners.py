@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 from typing import Iterator, Protocol
 
-from engine.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
+from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from engine.errors import ERROR_PREFIX, TahiryError
-from engine.outcome import Outcome
-from engine.script import StatementSplitter, normalise_statement
-from engine.script_source import PENDING
+from engine.evaluation.outcome import Outcome
+from engine.language.script import StatementSplitter, normalise_statement
+from engine.language.script_source import PENDING
 
 from nodes.client.connection import ConnectionLost, ConnectionProblem, ServerConnection
 from nodes.client.pipeline import WINDOW, Pipeline, StepResult, StepSource
@@ -94,7 +94,7 @@ def _self_terminating(statement: str) -> bool:
 
 def _local_syntax_error(statement: str) -> Outcome:
     """The engine's own error for a statement that never ends."""
-    from engine.parser import StatementParser  # only here: building it costs ~60 ms
+    from engine.language.parser import StatementParser  # only here: building it costs ~60 ms
     try:
         StatementParser().parse(statement)
     except TahiryError as error:
@@ -193,7 +193,7 @@ class EmbeddedRunner:
 
     def __init__(self, data_dir: str | Path):
         from engine.session import Session  # imported late: the engine loads the parser
-        from engine.storage import Store
+        from engine.storage.store import Store
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         # Never beside a running server on the same directory: their writes
         # are not certified against each other (docs/REPLICATION.md).

@@ -7,7 +7,7 @@
 import pytest
 
 from engine.session import Session
-from engine.storage import Store
+from engine.storage.store import Store
 
 
 @pytest.fixture

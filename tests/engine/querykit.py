@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.catalog import ColumnInfo, TableData
+from engine.evaluation.catalog import ColumnInfo, TableData
 from engine.errors import TahiryError
-from engine.parser import StatementParser
-from engine.query import QueryLimits, evaluate_query
+from engine.language.parser import StatementParser
+from engine.evaluation.query import QueryLimits, evaluate_query
 
 PARSER = StatementParser()
 

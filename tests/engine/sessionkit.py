@@ -6,7 +6,7 @@ outcome of one statement, `rows` the rows of one statement that must succeed,
 """
 
 from engine.session import Session
-from engine.storage import Store
+from engine.storage.store import Store
 
 
 def prepared_session(tmp_path_factory, label, setup):

@@ -1,12 +1,12 @@
-"""Routing classes of statements (engine/classify.py)."""
+"""Routing classes of statements (engine/language/classify.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.ast import SetOperation
-from engine.classify import StatementClass, classify, read_objects
-from engine.parser import StatementParser
+from engine.language.ast import SetOperation
+from engine.language.classify import StatementClass, classify, read_objects
+from engine.language.parser import StatementParser
 
 PARSER = StatementParser()
 

@@ -1,10 +1,10 @@
-"""engine.code_cache: compiled lambdas reused by source text, bounded, bound to each namespace."""
+"""engine.evaluation.code_cache: compiled lambdas reused by source text, bounded, bound to each namespace."""
 
 from __future__ import annotations
 
-from engine.code_cache import CodeCache
+from engine.evaluation.code_cache import CodeCache
 from engine.session import Session
-from engine.storage import Store
+from engine.storage.store import Store
 
 
 def test_one_compile_per_source_and_each_namespace_gets_its_own_function():

@@ -1,4 +1,4 @@
-"""The owner lock and cluster record of a data directory (engine/data_owner.py), on real files.
+"""The owner lock and cluster record of a data directory (engine/storage/data_owner.py), on real files.
 
 flock conflicts between two open file descriptions even inside one process,
 so one test process can play both the holder and the newcomer.
@@ -13,8 +13,8 @@ import shutil
 import pytest
 
 from engine.session import Session
-from engine.storage import Store
-from engine.data_owner import (CLUSTER_FILE, OWNER_FILE, DirectoryOfAnotherCluster, DirectoryTaken,
+from engine.storage.store import Store
+from engine.storage.data_owner import (CLUSTER_FILE, OWNER_FILE, DirectoryOfAnotherCluster, DirectoryTaken,
                               OwnerLock, OwnerRecord, join_cluster, live_owner, read_cluster,
                               write_cluster)
 from supervisor.objectfiles import list_object_files
@@ -84,7 +84,7 @@ def test_a_directory_that_cannot_be_written_is_still_held(tmp_path, monkeypatch)
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr("engine.data_owner.os.open", read_only_open)
+    monkeypatch.setattr("engine.storage.data_owner.os.open", read_only_open)
     held = OwnerLock.acquire(data, record("m1"))
     monkeypatch.undo()
     try:

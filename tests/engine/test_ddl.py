@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from engine import ast
-from engine.executor import Executor
+from engine.language import ast
+from engine.evaluation.executor import Executor
 from engine.session import Session
-from engine.storage import Store
+from engine.storage.store import Store
 from tests.engine.sessionkit import one, rows, run
 
 

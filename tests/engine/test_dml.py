@@ -2,16 +2,16 @@
 
 import json
 
-from engine.journal import journal_path
-from engine.object_state import current_document
+from engine.storage.journal import journal_path
+from engine.storage.object_state import current_document
 import os
 
 import orjson
 import pytest
 
-from engine.executor import Limits
+from engine.evaluation.executor import Limits
 from engine.session import Session
-from engine.storage import Store
+from engine.storage.store import Store
 from tests.engine.sessionkit import one, rows, run
 
 CHANGED = "Tafinditra ny fiovana ny tabilao"

@@ -1,9 +1,9 @@
-"""engine.domains: JSON atoms from the AST, creation checks, value checks."""
+"""engine.evaluation.domains: JSON atoms from the AST, creation checks, value checks."""
 
 import pytest
 
-from engine import ast
-from engine.domains import (check_column_names, check_value, domain_to_json, format_domain,
+from engine.language import ast
+from engine.evaluation.domains import (check_column_names, check_value, domain_to_json, format_domain,
                             is_date)
 from engine.errors import TahiryError
 

@@ -1,4 +1,4 @@
-"""engine.equality_lookup: a query answered from the equality index gives exactly the full scan's answer."""
+"""engine.evaluation.equality_lookup: a query answered from the equality index gives exactly the full scan's answer."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import equality_lookup
-from engine.catalog import ColumnInfo, TableData
+from engine.evaluation import equality_lookup
+from engine.evaluation.catalog import ColumnInfo, TableData
 from engine.errors import TahiryError
-from engine.parser import StatementParser
-from engine.query import evaluate_query
+from engine.language.parser import StatementParser
+from engine.evaluation.query import evaluate_query
 from engine.session import Session
-from engine.storage import Store
+from engine.storage.store import Store
 
 PARSER = StatementParser()
 WIDTH = 3

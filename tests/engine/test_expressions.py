@@ -1,12 +1,12 @@
-"""Name resolution and expression compilation (engine/expressions.py)."""
+"""Name resolution and expression compilation (engine/evaluation/expressions.py)."""
 
 import functools
 
 import pytest
 
-from engine.ast import Binary, ColumnRef, Literal
+from engine.language.ast import Binary, ColumnRef, Literal
 from engine.errors import TahiryError
-from engine.expressions import (ANY, BOOL, VALUE, RowContext, Scope, ScopeColumn,
+from engine.evaluation.expressions import (ANY, BOOL, VALUE, RowContext, Scope, ScopeColumn,
                                 compile_condition, compile_expression, expression_text)
 from tests.engine.querykit import parse
 

@@ -1,4 +1,4 @@
-"""engine.storage group commit: the write overlay, one durable write per dirty file, failures."""
+"""engine.storage.store group commit: the write overlay, one durable write per dirty file, failures."""
 
 import json
 import os
@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from engine import atomic_files, group_commit
-from engine.object_state import current_document
+from engine.storage import atomic_files, group_commit
+from engine.storage.object_state import current_document
 from engine.session import Session
-from engine.storage import BatchNotWritten, BatchPartlyWritten, Store
+from engine.storage.store import BatchNotWritten, BatchPartlyWritten, Store
 from tests.engine.conftest import one_column_body as body
 from tests.faults import disk_full, fail_on_call, io_error
 

@@ -1,11 +1,11 @@
-"""engine/journal.py: entry lines, torn tails, the chain of versions, applying ops."""
+"""engine/storage/journal.py: entry lines, torn tails, the chain of versions, applying ops."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine import journal
-from engine.journal import JournalError, apply, chained, decode_line, encode_entry, parse
+from engine.storage import journal
+from engine.storage.journal import JournalError, apply, chained, decode_line, encode_entry, parse
 
 
 def test_an_entry_round_trips_and_a_flipped_byte_is_refused():

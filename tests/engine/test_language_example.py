@@ -3,7 +3,7 @@
 import json
 
 from engine.session import Session
-from engine.storage import Store
+from engine.storage.store import Store
 from tests.engine.scripts import LANGUAGE_EXAMPLE
 
 

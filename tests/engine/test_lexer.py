@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine import ast
+from engine.language import ast
 from engine.errors import TahirySyntaxError
-from engine.lexer import TahiryLexer
-from engine.parser import StatementParser
+from engine.language.lexer import TahiryLexer
+from engine.language.parser import StatementParser
 
 PARSER = StatementParser()
 

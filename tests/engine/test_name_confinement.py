@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.session import Session
-from engine.storage import Store, validate_name
+from engine.storage.store import Store, validate_name
 
 
 def tree(root: Path) -> dict[str, bytes | None]:

@@ -1,4 +1,4 @@
-"""Shipping a copy between two real data directories (engine/object_copy.py)."""
+"""Shipping a copy between two real data directories (engine/storage/object_copy.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import os
 
 import pytest
 
-from engine import journal, object_copy
-from engine.nofollow import ObjectRefused
-from engine.object_copy import (DamagedCopy, DivergedCopy, bring_up_to_date, cut_journal,
+from engine.storage import journal, object_copy
+from engine.storage.nofollow import ObjectRefused
+from engine.storage.object_copy import (DamagedCopy, DivergedCopy, bring_up_to_date, cut_journal,
                                 replace_copy)
-from engine.object_format import InvalidDocument
-from engine.object_state import journal_rel, materialize, read_state, version_of
-from engine.peers import DirectoryLock
+from engine.storage.object_format import InvalidDocument
+from engine.storage.object_state import journal_rel, materialize, read_state, version_of
+from engine.storage.peers import DirectoryLock
 from tests.objectkit import (TABLE, append_entries, appended_rows, entry_lines, journal_bytes,
                              snapshot_bytes, write_object, write_raw)
 

@@ -1,13 +1,13 @@
-"""The on-disk object format's one implementation (engine/object_format.py), shared by all readers."""
+"""The on-disk object format's one implementation (engine/storage/object_format.py), shared by all readers."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from engine import object_format, peers, storage
-from engine.object_format import InvalidDocument, check_document, kind_and_name, object_relpath
-from engine.object_state import read_state, version_of
+from engine.storage import object_format, peers, store as storage
+from engine.storage.object_format import InvalidDocument, check_document, kind_and_name, object_relpath
+from engine.storage.object_state import read_state, version_of
 
 TABLE = {"format": 1, "kind": "table", "name": "t", "change": 3, "dropped": False,
          "columns": [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]},

@@ -1,14 +1,14 @@
-"""A copy's version and content, read from real snapshots and journals (engine/object_state.py)."""
+"""A copy's version and content, read from real snapshots and journals (engine/storage/object_state.py)."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from engine import journal
-from engine.nofollow import ObjectRefused
-from engine.object_format import InvalidDocument
-from engine.object_state import (CorruptObject, ObjectVersion, journal_rel, materialize,
+from engine.storage import journal
+from engine.storage.nofollow import ObjectRefused
+from engine.storage.object_format import InvalidDocument
+from engine.storage.object_state import (CorruptObject, ObjectVersion, journal_rel, materialize,
                                  object_of_journal, read_state, same_content, version_of)
 from tests.objectkit import (TABLE, append_entries, appended_rows, document, write_object,
                              write_raw)
@@ -116,7 +116,7 @@ def test_an_appended_journal_is_read_from_where_the_last_state_ended(tmp_path, m
         reads.append((size, offset))
         return real_pread(descriptor, size, offset)
 
-    monkeypatch.setattr("engine.object_state.os.pread", counting_pread)
+    monkeypatch.setattr("engine.storage.object_state.os.pread", counting_pread)
     extended = read_state(tmp_path, TABLE, first)
     monkeypatch.undo()
     assert reads == [(reads[0][0], first.journal_end)]           # only the new line was read

@@ -1,11 +1,11 @@
 """The parser's fast paths give exactly what the plain SLY machinery gives.
 
 Two shortcuts are checked against a reference on generated statements:
-- the literal-rows INSERT fast path (`engine.literal_rows`) against the
+- the literal-rows INSERT fast path (`engine.language.literal_rows`) against the
   grammar (`StatementParser.parse_with_grammar`): same AST (compared by
   `repr`, so `1` and `1.0`, `0.0` and `-0.0` differ) or, when the fast path
   declines, the same error text, line and column through `parse`;
-- the lean LALR driver (`engine.parse_loop`) against SLY's own
+- the lean LALR driver (`engine.language.parse_loop`) against SLY's own
   `Parser.parse` on the same tables: same AST or the same error;
 - the lexer's `tokens_of` against SLY's `tokenize`: the same tokens (type,
   value, index, end) and the same error.
@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sly import Parser
 
-from engine import ast
-from engine import parser as parser_module
+from engine.language import ast
+from engine.language import parser as parser_module
 from engine.errors import TahirySyntaxError
-from engine.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
-from engine.literal_rows import parse_literal_insert
-from engine.parser import StatementParser
+from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
+from engine.language.literal_rows import parse_literal_insert
+from engine.language.parser import StatementParser
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -108,7 +108,7 @@ def test_fast_path_declines_everything_else_and_the_grammar_decides():
 
 
 def test_canonical_rows_take_the_json_tier_and_others_the_row_tier():
-    from engine.literal_rows import _json_rows
+    from engine.language.literal_rows import _json_rows
     for text, json_shaped in [
         ("manampia ao@ t sanda (1, -2.5, 'a b', \"c\", null), (0, -0, 0.0)", True),
         ("manampia ao@ t sanda (1) ;", True),

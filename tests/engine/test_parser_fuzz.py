@@ -5,11 +5,11 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import ast
+from engine.language import ast
 from engine.errors import TahiryError, TahirySyntaxError
-from engine.lexer import KEYWORDS
-from engine.parser import StatementParser
-from engine.script import StatementSplitter, normalise_statement, split_statements
+from engine.language.lexer import KEYWORDS
+from engine.language.parser import StatementParser
+from engine.language.script import StatementSplitter, normalise_statement, split_statements
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

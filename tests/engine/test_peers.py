@@ -1,4 +1,4 @@
-"""Pull on write and the commit fence (engine/peers.py, Store with peers), on real folders.
+"""Pull on write and the commit fence (engine/storage/peers.py, Store with peers), on real folders.
 
 Two stores on two data directories, each knowing the other as a peer, and
 no replication between them: whatever reaches one directory from the other
@@ -14,11 +14,11 @@ import shutil
 import pytest
 
 from engine.errors import TahiryError
-from engine.journal import journal_path
-from engine.object_state import current_document, version_of
-from engine.peers import DirectoryLock, FixedPeers, LockTimeout, holding
+from engine.storage.journal import journal_path
+from engine.storage.object_state import current_document, version_of
+from engine.storage.peers import DirectoryLock, FixedPeers, LockTimeout, holding
 from engine.session import Session
-from engine.storage import BatchFenced, BatchNotWritten, Store
+from engine.storage.store import BatchFenced, BatchNotWritten, Store
 
 COLUMNS = [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]}]
 
@@ -102,8 +102,8 @@ def _replicate_after_the_read(monkeypatch, source, target, peer_write=None):
     runs: the file changes under the statement, between its read and its
     write. `peer_write`, if given, runs first (the peer's write being copied).
     """
-    from engine.executor import Executor
-    from engine.maintenance import write_snapshot
+    from engine.evaluation.executor import Executor
+    from engine.storage.maintenance import write_snapshot
 
     original = Executor._writable_table
     done = []
@@ -154,7 +154,7 @@ def test_a_statement_of_a_batch_is_refused_when_its_read_version_was_replaced(pa
 
 
 def test_a_writer_always_beaten_by_a_peer_wins_on_its_last_pessimistic_attempt(pair, monkeypatch):
-    from engine.executor import CERTIFY_ATTEMPTS, Executor
+    from engine.evaluation.executor import CERTIFY_ATTEMPTS, Executor
 
     a, b = pair
     original = Executor._writable_table

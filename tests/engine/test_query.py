@@ -2,10 +2,10 @@
 
 import pytest
 
-from engine.ast import ColumnRef
-from engine.catalog import ColumnInfo, TableData
+from engine.language.ast import ColumnRef
+from engine.evaluation.catalog import ColumnInfo, TableData
 from engine.errors import TahiryError
-from engine.query import (QueryLimits, compile_table_expression, compile_table_predicate,
+from engine.evaluation.query import (QueryLimits, compile_table_expression, compile_table_predicate,
                           evaluate_constant)
 from tests.engine.querykit import MemoryCatalog, error_of, names, parse, rows, run, school
 

@@ -142,7 +142,7 @@ def test_outer_joins_never_match_null_keys():
 
 
 def test_join_result_size_is_checked_before_it_is_built():
-    from engine.query import QueryLimits
+    from engine.evaluation.query import QueryLimits
     catalog = MemoryCatalog()
     catalog.add_table("a", ["k"], [[1]] * 100)
     catalog.add_table("b", ["k"], [[1]] * 100)
@@ -154,7 +154,7 @@ def test_join_result_size_is_checked_before_it_is_built():
 
 
 def test_theta_join_work_is_limited():
-    from engine.query import QueryLimits
+    from engine.evaluation.query import QueryLimits
     catalog = MemoryCatalog()
     catalog.add_table("a", ["k"], [[i] for i in range(100)])
     limits = QueryLimits(max_join_comparisons=5000)

@@ -1,6 +1,6 @@
 """Set operators, ordering (alaharo) and fetra."""
 
-from engine.query import QueryLimits
+from engine.evaluation.query import QueryLimits
 from tests.engine.querykit import MemoryCatalog, error_of, names, rows, run, school
 
 

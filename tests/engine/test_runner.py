@@ -109,7 +109,7 @@ def test_a_script_file_starting_with_a_byte_order_mark_runs(tmp_path):
 def test_a_directory_a_server_holds_is_refused_and_left_untouched(tmp_path):
     import os
 
-    from engine.data_owner import OwnerLock, OwnerRecord
+    from engine.storage.data_owner import OwnerLock, OwnerRecord
 
     data = tmp_path / "data"
     held = OwnerLock.acquire(data, OwnerRecord(node="m1", pid=os.getpid(), host="127.0.0.1",

@@ -1,10 +1,10 @@
-"""Statement splitting (engine/script.py): boundaries, positions, chunked feeding."""
+"""Statement splitting (engine/language/script.py): boundaries, positions, chunked feeding."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.script import Piece, StatementSplitter, normalise_statement, split_statements
+from engine.language.script import Piece, StatementSplitter, normalise_statement, split_statements
 
 
 def texts(script: str) -> list[str]:

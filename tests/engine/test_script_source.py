@@ -1,4 +1,4 @@
-"""engine/script_source.py: scripts read in chunks, over-long statements, positions."""
+"""engine/language/script_source.py: scripts read in chunks, over-long statements, positions."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from engine import script_source
-from engine.script import StatementSplitter
-from engine.script_source import PENDING, ScriptSource
+from engine.language import script_source
+from engine.language.script import StatementSplitter
+from engine.language.script_source import PENDING, ScriptSource
 
 
 def test_discarding_keeps_lines_and_the_string_state():

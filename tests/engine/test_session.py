@@ -1,14 +1,14 @@
-"""engine.session (the entry point) and engine.render (tables and JSON lines)."""
+"""engine.session (the entry point) and engine.evaluation.render (tables and JSON lines)."""
 
 import json
 
 import pytest
 
-from engine.executor import Limits
-from engine.outcome import Column, Outcome, Relation
-from engine.render import render_json, render_outcome, render_table
+from engine.evaluation.executor import Limits
+from engine.evaluation.outcome import Column, Outcome, Relation
+from engine.evaluation.render import render_json, render_outcome, render_table
 from engine.session import INTERNAL_ERROR, Session
-from engine.storage import Store
+from engine.storage.store import Store
 
 
 def test_every_statement_runs_after_a_failure(session):

@@ -1,10 +1,10 @@
-"""engine.statement_cache: a statement parsed by shape is exactly what the parser gives."""
+"""engine.language.statement_cache: a statement parsed by shape is exactly what the parser gives."""
 
 import pytest
 
 from engine.errors import TahirySyntaxError
-from engine.parser import StatementParser
-from engine.statement_cache import StatementCache
+from engine.language.parser import StatementParser
+from engine.language.statement_cache import StatementCache
 
 # Each template is filled with several value sets; {0}, {1}, ... are literal sources.
 TEMPLATES = [

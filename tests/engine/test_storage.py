@@ -1,4 +1,4 @@
-"""engine.storage: file layout, atomic writes, change counters, tombstones, cache, names."""
+"""engine.storage.store: file layout, atomic writes, change counters, tombstones, cache, names."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from engine.errors import TahiryError
-from engine.storage import Store, validate_name
+from engine.storage.store import Store, validate_name
 
 TABLE_BODY = {"columns": [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]}],
               "rows": [[1], [2]]}
@@ -196,7 +196,7 @@ def test_symlink_pointing_outside_is_refused(store, tmp_path):
 
 
 def test_huge_integers_fall_back_to_json_encoding():
-    from engine.storage import encode_document
+    from engine.storage.store import encode_document
     assert json.loads(encode_document({"rows": [[2**70]]})) == {"rows": [[2**70]]}
 
 

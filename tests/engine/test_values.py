@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine import values
+from engine.evaluation import values
 from engine.errors import TahiryError
 
 

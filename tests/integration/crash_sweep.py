@@ -46,12 +46,12 @@ from typing import Callable
 
 import orjson
 
-from engine.atomic_files import encode_document
-from engine.journal import JOURNAL_SUFFIX
-from engine.maintenance import FORMAT_MARKER
-from engine.object_format import FORMAT_VERSION
+from engine.storage.atomic_files import encode_document
+from engine.storage.journal import JOURNAL_SUFFIX
+from engine.storage.maintenance import FORMAT_MARKER
+from engine.storage.object_format import FORMAT_VERSION
 from engine.session import Session
-from engine.storage import Store
+from engine.storage.store import Store
 
 from tests.integration.crashing_server import KillPoint
 from tests.integration.faultkit import (ConnectionLost, WireClient, free_port, logical_objects,

@@ -62,7 +62,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ("open", "opendir", "write", "fsync", "fsyncdir", "replace", "unlink", "truncate")
-# The data directory's ownership files (engine/data_owner.py), written once at
+# The data directory's ownership files (engine/storage/data_owner.py), written once at
 # start: not the write path under test, so they never count as a call.
 OWNERSHIP_FILES = (".tahiry.owner", ".tahiry.cluster")
 PHASES = ("before", "after", "mid", "fail")
@@ -71,15 +71,15 @@ PHASES = ("before", "after", "mid", "fail")
 # first matters: the upgrade runs inside `recover`, a checkpoint may run inside
 # a commit, and the journal append inside the group commit's install.
 SCOPE_FRAMES = {
-    ("engine/maintenance.py", "upgrade"): "upgrade",
-    ("engine/maintenance.py", "_upgrade_file"): "upgrade",
-    ("engine/maintenance.py", "recover"): "recover",
-    ("engine/storage.py", "checkpoint"): "checkpoint",
-    ("engine/journal.py", "append_line"): "journal",
-    ("engine/journal.py", "append_entry"): "journal",
-    ("engine/journal.py", "sync"): "journal",
-    ("engine/group_commit.py", "install"): "commit",
-    ("engine/group_commit.py", "prepare"): "commit",
+    ("engine/storage/maintenance.py", "upgrade"): "upgrade",
+    ("engine/storage/maintenance.py", "_upgrade_file"): "upgrade",
+    ("engine/storage/maintenance.py", "recover"): "recover",
+    ("engine/storage/store.py", "checkpoint"): "checkpoint",
+    ("engine/storage/journal.py", "append_line"): "journal",
+    ("engine/storage/journal.py", "append_entry"): "journal",
+    ("engine/storage/journal.py", "sync"): "journal",
+    ("engine/storage/group_commit.py", "install"): "commit",
+    ("engine/storage/group_commit.py", "prepare"): "commit",
 }
 SCOPES = ("journal", "checkpoint", "recover", "upgrade", "commit", "other")
 _SCOPE_BY_FUNCTION: dict[str, list[tuple[str, str]]] = {}
@@ -350,8 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     FaultInjector(args.kill_at, data_dir).install()
-    import nodes.server
-    nodes.server.main(server_args)
+    import nodes.server.node
+    nodes.server.node.main(server_args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
 - `logical_objects`, `torn_files`, `torn_tails`, `dir_differences`, `wait_converged`: the
   data directories compared object by object, logically: each object's
   version and document as a store reads it (snapshot plus chained journal
-  entries, engine/object_state.py; without the `format` key), since two
+  entries, engine/storage/object_state.py; without the `format` key), since two
   servers may hold one version as a snapshot and a journal on one side and
   a checkpointed snapshot on the other (temp files ignored).
 - `start_process`, `stop_process`: child processes in their own process
@@ -30,10 +30,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.journal import JournalError
-from engine.object_format import InvalidDocument
-from engine.object_state import materialize, without_format
-from nodes.protocol import ProtocolError, Response, ResponseDecoder, statement_bytes
+from engine.storage.journal import JournalError
+from engine.storage.object_format import InvalidDocument
+from engine.storage.object_state import materialize, without_format
+from nodes.protocol.wire import ProtocolError, Response, ResponseDecoder, statement_bytes
 from supervisor.objectfiles import list_object_files
 from tests.conftest import REPO_ROOT, free_port, ping
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from nodes.routing import owner_of
+from nodes.balancer.routing import owner_of
 from tests.conftest import REPO_ROOT, wait_until
 from tests.integration.wire import (ClientPool, WireClient, create_and_use, start_balanced_pair,
                                    tables_owned_by)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from nodes.routing import owner_of
+from nodes.balancer.routing import owner_of
 from tests.integration.test_client import client
 
 OBJECTS = ("kilasy", "mpianatra", "naoty", "tsara", "taranja")

@@ -38,7 +38,7 @@ import pytest
 import yaml
 
 from nodes.client import connect
-from nodes.routing import owner_of
+from nodes.balancer.routing import owner_of
 from tests.conftest import REPO_ROOT, free_port
 from tests.integration.cluster_scenario import SupervisedCluster
 from tests.integration.faultkit import wait_converged
@@ -52,9 +52,6 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def classroom(tmp_path_factory):
-    if not all((REPO_ROOT / "nodes" / f"{m}.py").exists()
-               for m in ("server", "balancer", "proxycache")):
-        pytest.skip("the node modules are not there yet")
     cluster = SupervisedCluster(tmp_path_factory.mktemp("classroom"))
     try:
         cluster.up()

@@ -15,9 +15,6 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.integration.cluster_scenario import run_scenario
 
-pytestmark = pytest.mark.skipif(
-    not all((REPO_ROOT / "nodes" / f"{m}.py").exists() for m in ("server", "balancer", "proxycache")),
-    reason="the node modules are not there yet")
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import json
 
 import pytest
 
-from engine.object_state import current_document
+from engine.storage.object_state import current_document
 from tests.integration.crash_sweep import (FAIL_AFTER_RENAME, create_format_1_directory,
                                            create_schema, run_sweep, sweep_points)
 from tests.integration.crashing_server import KillPoint

@@ -15,8 +15,6 @@ import pytest
 
 from tests.conftest import REPO_ROOT, wait_until
 
-pytestmark = pytest.mark.skipif(not (REPO_ROOT / "nodes" / "server.py").exists(),
-                                reason="the server module is not there yet")
 
 
 def exited(node) -> int:

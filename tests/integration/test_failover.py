@@ -10,7 +10,7 @@ import signal
 import threading
 from collections import Counter
 
-from nodes.routing import owner_of
+from nodes.balancer.routing import owner_of
 from tests.conftest import wait_until
 from tests.integration.wire import WireClient, create_and_use, start_balanced_pair
 
@@ -177,7 +177,7 @@ class VanishingServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn) -> None:
-        from nodes.protocol import encode_message
+        from nodes.protocol.wire import encode_message
 
         with conn:
             buffer = b""

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from engine.errors import ERROR_PREFIX
-from nodes.protocol import ResponseDecoder
+from nodes.protocol.wire import ResponseDecoder
 from tests.integration.wire import WireClient, setup_school
 
 ROWS = 100_000
@@ -303,10 +303,10 @@ def test_half_open_connections_to_other_node_kinds_are_closed(start_node, kind):
 
 
 def test_a_query_running_past_its_time_limit_fails_cleanly(tmp_path):
-    from engine.executor import Limits
-    from engine.relational import QueryLimits
+    from engine.evaluation.executor import Limits
+    from engine.evaluation.relational import QueryLimits
     from engine.session import Session
-    from engine.storage import Store
+    from engine.storage.store import Store
 
     store = Store(tmp_path / "data", durable=False)
     quick = Session(store, limits=Limits(query=QueryLimits(max_seconds=0.05)))

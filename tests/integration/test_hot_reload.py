@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from engine.object_state import current_document
+from engine.storage.object_state import current_document
 from tests.integration.test_supervisor import cluster, cluster_yaml, run_session  # noqa: F401
 from tests.conftest import wire_request
 

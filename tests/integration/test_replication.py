@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from nodes.protocol import Response
+from nodes.protocol.wire import Response
 from supervisor.replication import Replicator
 from tests.conftest import wait_until as shared_wait_until
 from tests.integration.faultkit import dir_differences, logical_objects

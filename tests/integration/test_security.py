@@ -21,7 +21,7 @@ import pytest
 
 from engine.errors import ERROR_PREFIX
 from nodes.client.connection import AuthenticationFailed, ServerConnection
-from nodes.protocol import auth_request
+from nodes.protocol.wire import auth_request
 from supervisor.keeper import ping as supervisor_ping
 from supervisor.keeper import probe as supervisor_probe
 from supervisor.topology import TopologyError, parse_topology

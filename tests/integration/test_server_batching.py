@@ -6,7 +6,7 @@ import threading
 
 import orjson
 
-from engine.object_state import current_document
+from engine.storage.object_state import current_document
 from tests.integration.wire import WireClient
 
 CONNECTIONS = 12

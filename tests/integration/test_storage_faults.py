@@ -39,7 +39,7 @@ def start_peers(start_node, m1_dir, m2_dir):
 
 
 def replicate(source, target, relative: str) -> None:
-    """What the replicator does for one object (engine/object_copy.py)."""
+    """What the replicator does for one object (engine/storage/object_copy.py)."""
     ship(source, target, relative)
 
 

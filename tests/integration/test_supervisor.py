@@ -135,9 +135,6 @@ class Cluster(SupervisorRun):
 
 @pytest.fixture
 def cluster(tmp_path):
-    if not all((REPO_ROOT / "nodes" / f"{m}.py").exists()
-               for m in ("server", "balancer", "proxycache")):
-        pytest.skip("the node modules are not there yet")
     running = Cluster(tmp_path)
     yield running
     assert running.down_and_reap() == [], "processes survived `down`"

@@ -20,9 +20,6 @@ from tests.conftest import REPO_ROOT
 from tests.integration.cluster_scenario import SupervisedCluster
 from tests.integration.faultkit import WireClient, rows_of, wait_converged
 
-pytestmark = pytest.mark.skipif(
-    not all((REPO_ROOT / "nodes" / f"{m}.py").exists() for m in ("server", "balancer", "proxycache")),
-    reason="the node modules are not there yet")
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import socket
 
-from nodes.protocol import Response, ResponseDecoder
-from nodes.routing import owner_of
+from nodes.protocol.wire import Response, ResponseDecoder
+from nodes.balancer.routing import owner_of
 
 TIMEOUT_S = 10.0
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from engine.object_state import current_document
+from engine.storage.object_state import current_document
 from engine.session import Session
-from engine.storage import Store
-from nodes.protocol import decode_responses
-from nodes.server import DatabaseServer, _Job
+from engine.storage.store import Store
+from nodes.protocol.wire import decode_responses
+from nodes.server.node import DatabaseServer, _Job
 
 
 def make_server(root, peers=None, journal_writes: bool = True) -> DatabaseServer:

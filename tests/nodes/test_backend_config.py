@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from nodes.backend_config import (BackendSpec, BackendsFile, parse_backend_option,
+from nodes.balancer.backend_config import (BackendSpec, BackendsFile, parse_backend_option,
                                   parse_backends_document)
 
 LOG = logging.getLogger("test.backend_config")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from nodes.backend_config import BackendSpec
-from nodes.backend_pool import BackendPool
-from nodes.health import BackendState, HealthPolicy
+from nodes.balancer.backend_config import BackendSpec
+from nodes.balancer.backend_pool import BackendPool
+from nodes.balancer.health import BackendState, HealthPolicy
 from tests.conftest import ManualClock
 
 LOG = logging.getLogger("test.backend_pool")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from nodes.cache import ResponseCache
-from nodes.proxycache import READ, USE, WRITE, statement_kind
+from nodes.proxycache.cache import ResponseCache
+from nodes.proxycache.node import READ, USE, WRITE, statement_kind
 from tests.conftest import ManualClock
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import TahiryError
-from engine.parser import StatementParser
-from nodes.classifier import DROPPED, TABLE, VIEW, StatementClassifier, routed
+from engine.language.parser import StatementParser
+from nodes.balancer.classifier import DROPPED, TABLE, VIEW, StatementClassifier, routed
 
 SHAPES = [
     "alaivo * ao@ t rehefa id = {n}",

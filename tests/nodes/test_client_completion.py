@@ -3,7 +3,7 @@
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
-from engine.outcome import Column, Outcome, Relation
+from engine.evaluation.outcome import Column, Outcome, Relation
 from nodes.client.cheatsheet import GENERAL, topic_help
 from nodes.client.completion import TahiryCompleter, Vocabulary, engine_keywords
 
@@ -59,7 +59,7 @@ def _examples(text):
 
 
 def test_every_example_in_the_help_parses():
-    from engine.parser import StatementParser
+    from engine.language.parser import StatementParser
     from nodes.client.cheatsheet import TOPICS
     parser = StatementParser()
     examples = _examples(GENERAL) + [example for _, example in TOPICS.values()]

@@ -5,7 +5,7 @@ import decimal
 
 import pytest
 
-from engine.script import split_statements
+from engine.language.script import split_statements
 from nodes.client.params import ParameterError, bind, literal, placeholder_positions
 
 

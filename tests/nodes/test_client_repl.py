@@ -12,7 +12,7 @@ from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from engine.outcome import Column, Outcome, Relation
+from engine.evaluation.outcome import Column, Outcome, Relation
 from nodes.client.batch import client_command, run_text
 from nodes.client.completion import Vocabulary
 from nodes.client.connection import ConnectionLost

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.health import BackendHealth, BackendState, HealthPolicy
+from nodes.balancer.health import BackendHealth, BackendState, HealthPolicy
 from tests.conftest import ManualClock
 
 

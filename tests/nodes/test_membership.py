@@ -1,4 +1,4 @@
-"""Cluster membership as a server sees it (nodes/membership.py): `--peer` options and the peers file."""
+"""Cluster membership as a server sees it (nodes/server/membership.py): `--peer` options and the peers file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nodes.membership import PeerDirectories, parse_peer_option
+from nodes.server.membership import PeerDirectories, parse_peer_option
 
 
 def test_peers_file_is_reread_when_it_changes_and_a_bad_one_keeps_the_last(tmp_path, caplog):

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.outcome import Column, Outcome, Relation
-from nodes.protocol import (ADMIN_PING, ADMIN_STATUS, ProtocolError, RequestFramer,
+from engine.evaluation.outcome import Column, Outcome, Relation
+from nodes.protocol.wire import (ADMIN_PING, ADMIN_STATUS, ProtocolError, RequestFramer,
                             ResponseDecoder, decode_responses, encode_error, encode_message,
                             encode_outcome, response_is_error)
 

@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from nodes.routing import ReadSelector, owner_of, rank_owners, rendezvous_score
+from nodes.balancer.routing import ReadSelector, owner_of, rank_owners, rendezvous_score
 
 BACKENDS = ["m1", "m2", "m3"]
 

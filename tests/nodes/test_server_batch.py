@@ -3,8 +3,8 @@
 
 import pytest
 
-from engine import group_commit, journal
-from engine.object_state import current_document
+from engine.storage import group_commit, journal
+from engine.storage.object_state import current_document
 from engine.session import Session
 from tests.faults import disk_full
 from tests.nodes.serverkit import prepared_server, run, session

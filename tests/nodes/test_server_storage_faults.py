@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine import group_commit, journal
+from engine.storage import group_commit, journal
 from engine.errors import storage_fault_operation
 from tests.faults import disk_full
 from tests.nodes.serverkit import prepared_server, run, session, table_rows

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from nodes.protocol import ResponseDecoder, encode_message
-from nodes.serving import ClientConnection, ClientHandler, CloseConnection, ConnectionStats
+from nodes.protocol.wire import ResponseDecoder, encode_message
+from nodes.runtime.serving import ClientConnection, ClientHandler, CloseConnection, ConnectionStats
 
 LOG = logging.getLogger("test-serving")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.outcome import Column, Outcome, Relation
-from nodes.upstream import single_raw_response
-from nodes.protocol import ProtocolError, ResponseDecoder, encode_message, encode_outcome
+from engine.evaluation.outcome import Column, Outcome, Relation
+from nodes.runtime.upstream import single_raw_response
+from nodes.protocol.wire import ProtocolError, ResponseDecoder, encode_message, encode_outcome
 
 
 def decoded(data: bytes):

@@ -1,7 +1,7 @@
 """nodes.storage_faults: the server's record of objects it could not read or write (injected clock)."""
 
 from engine.errors import StorageFault
-from nodes.storage_faults import StorageFaults
+from nodes.server.storage_faults import StorageFaults
 from tests.conftest import ManualClock
 
 

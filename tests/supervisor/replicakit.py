@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from engine.object_state import version_of
+from engine.storage.object_state import version_of
 from tests.conftest import wait_until as shared_wait_until
 from tests.objectkit import (TABLE, append_entries, appended_rows, document,  # noqa: F401
                              entry_lines, journal_bytes, snapshot_bytes, write_object, write_raw)

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from engine.data_owner import OwnerLock, OwnerRecord, read_cluster, write_cluster
+from engine.storage.data_owner import OwnerLock, OwnerRecord, read_cluster, write_cluster
 from supervisor.cluster import Cluster, node_command
 from supervisor.ownership import claim, cluster_id, ownership_problems
 from supervisor.reload import reload_topology

@@ -14,7 +14,7 @@ import time
 import orjson
 import pytest
 
-from engine.object_format import object_relpath
+from engine.storage.object_format import object_relpath
 from supervisor.objectfiles import list_object_files
 from supervisor.replication import Replicator, percentile
 from tests.supervisor.replicakit import (DEADLINE_S, TABLE, document, read_change, wait_until,
@@ -366,7 +366,7 @@ def test_each_worker_thread_has_its_own_handle_on_a_destination_lock(dirs):
 
 
 def test_a_copy_waits_for_the_destination_lock_and_gives_up_after_the_timeout(tmp_path):
-    from engine.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock, LockTimeout, holding
+    from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock, LockTimeout, holding
     server_lock = DirectoryLock(tmp_path)  # a server committing in that directory
     assert server_lock.try_acquire()
     try:

@@ -5,7 +5,7 @@ listed per server in the replicator's stats (object, reason, since,
 attempts), retried with backoff, and cleared once a later copy lands. The
 disk-full test uses a real tiny tmpfs (it needs root: skipped otherwise);
 the unit tests inject the error into the two writes a copy makes
-(engine/object_copy.py: a durable temp file for a whole copy, a journal
+(engine/storage/object_copy.py: a durable temp file for a whole copy, a journal
 append for lines).
 """
 
@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-from engine import journal, object_copy
+from engine.storage import journal, object_copy
 from supervisor.replication import Replicator
 from tests.faults import disk_full, fill_up, tiny_tmpfs
 from tests.supervisor.replicakit import (TABLE, append_entries, appended_rows, read_change,

@@ -1,7 +1,7 @@
 """Replication of tables stored as a snapshot plus a journal (storage format 2).
 
 Journal lines are appended the way a format 2 store appends them
-(engine/journal.py `append_line`: a modification and a close event, no
+(engine/storage/journal.py `append_line`: a modification and a close event, no
 rename); the replicator runs with its real watchdog observer and workers.
 """
 
@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from engine import journal
-from engine.object_state import journal_rel, materialize
+from engine.storage import journal
+from engine.storage.object_state import journal_rel, materialize
 from supervisor.objectfiles import list_object_files
 from supervisor.replication import Replicator
 from tests.supervisor.replicakit import (TABLE, append_entries, appended_rows, entry_lines,

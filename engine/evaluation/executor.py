@@ -1,0 +1,428 @@
+"""Runs one parsed statement against the store: DDL, DML, queries, show, use.
+
+Every statement is atomic: all checks (names, domains, expressions of every
+row) happen before the one file write that applies it, so a statement that
+fails writes nothing. A write statement runs in a batch (the server's group
+commit, or one of its own) so that what it writes is based on the versions
+it read, and its commit is certified against the peers (docs/REPLICATION.md). Queries are handed to the evaluator (engine.evaluation.query).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+from engine.language import ast
+
+from engine.evaluation import query
+from engine.evaluation.catalog import DatabaseCatalog, TableData, table_from_document
+from engine.evaluation.code_cache import CodeCache
+from engine.evaluation.domains import check_column_names, check_value, domain_to_json
+from engine.errors import TahiryError
+from engine.evaluation.outcome import Column, Outcome, Relation
+from engine.evaluation.query import DEFAULT_LIMITS, QueryLimits
+from engine.storage.store import (BatchFenced, BatchNotWritten, BatchPartlyWritten, Store,
+                            WriteOutcomeUnknown, validate_name)
+
+SHOW_KINDS = {"tahiry": "database", "tabilao": "table", "efitra": "domain", "jery": "view"}
+SHOW_COLUMN = "fanasehoana"
+READ_ONLY = (ast.Query, ast.Show, ast.Use)
+NO_DATABASE = "Tsy nisafidy tahiry ianao"
+CHANGED = "Tafinditra ny fiovana ny tabilao"
+# A write statement refused by the commit fence (another server or replication
+# got there first) runs this many times in all; the last run holds the locks.
+CERTIFY_ATTEMPTS = 6
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on one statement's work, checked where it is cheap."""
+
+    max_insert_rows: int = 100_000        # rows one INSERT may add
+    max_table_rows: int = 2_000_000       # rows a table may hold after a write
+    max_string_length: int = 1_000_000    # code points of one stored string
+    max_statement_chars: int = 1_000_000  # text of one script given to a session
+    query: QueryLimits = DEFAULT_LIMITS   # result rows, join work, nesting of queries
+
+
+class SessionState:
+    """What the executor needs from a session: the current database."""
+
+    current_database: str | None
+
+
+def _changed(count: int) -> str:
+    return f"{CHANGED} ({count} andalana)"
+
+
+def _no_table(database: str, name: str) -> TahiryError:
+    return TahiryError(f"La table {database}.{name} n'as pas été trouvé")
+
+
+def _unknown_column(name: str) -> TahiryError:
+    return TahiryError(f"Le champ '{name}' n'existe pas dans la relation.")
+
+
+class Executor:
+    """Statement runner over one Store; stateless apart from what it is given."""
+
+    def __init__(self, store: Store, parser, limits: Limits | None = None,
+                 codes: CodeCache | None = None):
+        self.store = store
+        self.parser = parser
+        self.limits = limits or Limits()
+        # Compiled expressions, kept for the next statement of the same shape.
+        self.codes = codes if codes is not None else CodeCache()
+
+    def run(self, statement: ast.Statement, session: SessionState) -> Outcome:
+        handler = getattr(self, "_run_" + type(statement).__name__, None)
+        if handler is None:
+            raise TahiryError(f"Baiko tsy fantatra : {type(statement).__name__}")
+        if isinstance(statement, READ_ONLY):
+            return handler(statement, session)
+        store = self.store
+        if store.in_own_batch:  # the server's group commit: it commits and re-runs
+            with store.write_lock:
+                store.begin_statement()
+                if store.has_peers:
+                    self._pull_written_objects(statement, session)
+                return handler(statement, session)
+        return self._run_certified(handler, statement, session)
+
+    def _run_certified(self, handler, statement: ast.Statement, session: SessionState) -> Outcome:
+        """A write statement alone: its own batch, committed; run again while fenced.
+
+        The commit is certified (docs/REPLICATION.md): it lands only if every
+        object it wrote is still, here and on every peer, at the version the
+        statement read. When a peer or replication got there first the
+        statement runs again from the newer version (it was never applied),
+        with a growing random pause. Optimism can starve under a storm of
+        writers to one table on several servers, so the last attempt is
+        pessimistic: it holds the commit locks of every directory from
+        before its pull to its commit, and nobody can get there first.
+        """
+        store = self.store
+        fenced: BatchFenced | None = None
+        for attempt in range(CERTIFY_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.05, 0.002 * 2 ** attempt)))
+            last = attempt == CERTIFY_ATTEMPTS - 1
+            with store.holding_commit_locks() if last else nullcontext():
+                store.begin_batch()
+                try:
+                    if store.has_peers:
+                        self._pull_written_objects(statement, session)
+                    outcome = handler(statement, session)
+                except BaseException:
+                    store.abort_batch()
+                    raise
+                try:
+                    store.commit_batch()
+                except BatchFenced as refused:
+                    fenced = refused
+                    continue
+                except BatchNotWritten as refused:
+                    raise (refused.fault or TahiryError(refused.message)) from None
+                except BatchPartlyWritten as partial:
+                    raise WriteOutcomeUnknown(str(partial)) from None
+                return outcome
+        raise TahiryError(fenced.message)
+
+    def _pull_written_objects(self, statement: ast.Statement, session: SessionState) -> None:
+        """Pull on write: a peer's newer copy of what this statement may write comes in first.
+
+        The database marker too (a database dropped elsewhere stays dropped),
+        except for database DDL, which the load balancer sends to every
+        server. A name this misses is still safe: the commit fence refuses
+        the write.
+        """
+        store = self.store
+        if isinstance(statement, ast.CreateDatabase):
+            return  # sent to every server: each decides from its own marker
+        if isinstance(statement, ast.Drop) and statement.what == "tahiry":
+            store.pull_newer_objects(statement.name)  # tombstones above every peer's copy
+            return
+        database = session.current_database
+        if database is None:
+            return
+        store.pull_newer(database, "database", database)
+        if isinstance(statement, (ast.Insert, ast.Update, ast.Delete)):
+            store.pull_newer(database, "table", statement.table)
+        elif isinstance(statement, (ast.CreateTable, ast.CreateView)):
+            store.pull_newer(database, "table", statement.name)
+            store.pull_newer(database, "view", statement.name)
+        elif isinstance(statement, ast.CreateDomain):
+            store.pull_newer(database, "domain", statement.name)
+        elif isinstance(statement, ast.Drop) and statement.what in SHOW_KINDS:
+            store.pull_newer(database, SHOW_KINDS[statement.what], statement.name)
+
+    # ------------------------------------------------------------ helpers
+
+    def _database(self, session: SessionState) -> str:
+        database = session.current_database
+        if database is None:
+            raise TahiryError(NO_DATABASE)
+        if not self.store.database_exists(database):
+            raise TahiryError(f"Tsy misy ny tahiry : {database}")
+        return database
+
+    def catalog(self, database: str) -> DatabaseCatalog:
+        return DatabaseCatalog(self.store, database, self.parser)
+
+    def _writable_table(self, database: str, name: str) -> tuple[dict, TableData]:
+        validate_name(name, "table")
+        document = self.store.read(database, "table", name)
+        if document is None:
+            if self.store.read(database, "view", name) is not None:
+                raise TahiryError(
+                    f"Tsy azo soratana ny jery : {name} (tabilao ihany no azo ovaina)")
+            raise _no_table(database, name)
+        return document, table_from_document(document)
+
+    def _name_taken(self, database: str, name: str) -> None:
+        """Tables and views share one namespace."""
+        if self.store.read(database, "table", name) is not None:
+            raise TahiryError(f"Ny tabilao : {name} dia efa misy")
+        if self.store.read(database, "view", name) is not None:
+            raise TahiryError(f"Ny jery : {name} dia efa misy")
+
+    def _cell(self, column, value: object) -> object:
+        """`value` if it may be stored in `column` (size limit, domain)."""
+        if isinstance(value, str) and len(value) > self.limits.max_string_length:
+            raise TahiryError(
+                f"Lava loatra ny lahatsoratra ho an'ny tsanganana '{column.name}' "
+                f"(max {self.limits.max_string_length})")
+        return check_value(column.name, value, column.domain)
+
+    def _checked(self, table: TableData, positions: list[int], values: list) -> list:
+        """A full table row from values for `positions`, domain-checked."""
+        row = [None] * len(table.columns)
+        for position, value in zip(positions, values):
+            row[position] = self._cell(table.columns[position], value)
+        # Columns not given are NULL, which fits every domain.
+        return row
+
+    def _check_size(self, document: dict, rows: int) -> None:
+        if rows > self.limits.max_table_rows:
+            raise TahiryError(
+                f"Feno ny tabilao {document['name']} : {self.limits.max_table_rows} andalana "
+                f"farafahabetsany")
+
+    def _write_rows(self, database: str, document: dict, rows: list[list], ops: list) -> None:
+        """The table's new rows; `ops` say what changed from the rows read (its journal entry)."""
+        self._check_size(document, len(rows))
+        self.store.write(database, "table", document["name"],
+                         {"columns": document["columns"], "rows": rows}, ops)
+
+    # ------------------------------------------------------------ use / show
+
+    def _run_Use(self, statement: ast.Use, session: SessionState) -> Outcome:
+        name = validate_name(statement.database, "database")
+        if not self.store.database_exists(name):
+            raise TahiryError(f"Tsy misy ny tahiry : {name}")
+        session.current_database = name
+        return Outcome.success(f"Ny tahiry : {name} dia miasa ankehitriny")
+
+    def _run_Show(self, statement: ast.Show, session: SessionState) -> Outcome:
+        kind = SHOW_KINDS.get(statement.what)
+        if kind is None:
+            raise TahiryError(f"Tsy azo asehoy : {statement.what}")
+        if kind == "database":
+            names = self.store.list_databases()
+        else:
+            names = self.store.list_objects(self._database(session), kind)
+        relation = Relation(statement.what, [Column(SHOW_COLUMN, None)], [[n] for n in names])
+        return Outcome.success(f"{len(names)} andalana", relation)
+
+    # ------------------------------------------------------------ create / drop
+
+    def _run_CreateDatabase(self, statement: ast.CreateDatabase, session) -> Outcome:
+        name = validate_name(statement.name, "database")
+        if self.store.database_exists(name):
+            raise TahiryError(f"Ny tahiry ({name}) dia efa misy")
+        self.store.create_database(name)
+        return Outcome.success(f"Ny tahiry : {name} dia voaforona soamantsara")
+
+    def _lookup_domain(self, database: str):
+        def lookup(name: str) -> list[dict] | None:
+            validate_name(name, "domain")
+            document = self.store.read(database, "domain", name)
+            return None if document is None else document["domain"]
+        return lookup
+
+    def _run_CreateTable(self, statement: ast.CreateTable, session) -> Outcome:
+        database = self._database(session)
+        name = validate_name(statement.name, "table")
+        self._name_taken(database, name)
+        check_column_names([column.name for column in statement.columns])
+        lookup = self._lookup_domain(database)
+        columns = []
+        for column in statement.columns:
+            validate_name(column.name, "column")
+            columns.append({"name": column.name, "domain": domain_to_json(column.domain, lookup)})
+        self.store.write(database, "table", name, {"columns": columns, "rows": []})
+        return Outcome.success(f"Ny tabilao : {name} dia voaforona soamantsara")
+
+    def _run_CreateDomain(self, statement: ast.CreateDomain, session) -> Outcome:
+        database = self._database(session)
+        name = validate_name(statement.name, "domain")
+        if self.store.read(database, "domain", name) is not None:
+            raise TahiryError(f"Ny efitra : {name} dia efa misy")
+        atoms = domain_to_json(statement.domain, self._lookup_domain(database))
+        self.store.write(database, "domain", name, {"domain": atoms})
+        return Outcome.success(f"Ny efitra : {name} dia voaforona soamantsara")
+
+    def _run_CreateView(self, statement: ast.CreateView, session) -> Outcome:
+        database = self._database(session)
+        name = validate_name(statement.name, "view")
+        self._name_taken(database, name)
+        # Checked now: a view that cannot be evaluated is refused.
+        query.evaluate_query(statement.query, self.catalog(database), self.limits.query)
+        self.store.write(database, "view", name, {"query": statement.query_text.strip()})
+        return Outcome.success(f"Ny jery : {name} dia voaforona soamantsara")
+
+    def _run_Drop(self, statement: ast.Drop, session: SessionState) -> Outcome:
+        what = statement.what
+        if what == "tahiry":
+            name = validate_name(statement.name, "database")
+            if not self.store.drop_database(name):
+                raise TahiryError(f"Tsy misy ny tahiry : {name}")
+            if session.current_database == name:
+                session.current_database = None
+            return Outcome.success(f"Ny tahiry : {name} dia voafafa")
+        kind = SHOW_KINDS.get(what)
+        if kind is None or kind == "database":
+            raise TahiryError(f"Tsy azo ravana : {what}")
+        database = self._database(session)
+        name = validate_name(statement.name, kind)
+        if not self.store.drop(database, kind, name):
+            if kind == "table":
+                if self.store.read(database, "view", name) is not None:
+                    raise TahiryError(f"Ny {name} dia jery fa tsy tabilao (ravao ny jery {name})")
+                raise _no_table(database, name)
+            if kind == "view" and self.store.read(database, "table", name) is not None:
+                raise TahiryError(f"Ny {name} dia tabilao fa tsy jery (ravao ny tabilao {name})")
+            word = {"view": "jery", "domain": "efitra"}[kind]
+            raise TahiryError(f"Tsy misy ny {word} : {name}")
+        return Outcome.success(f"Ny {what} : {name} dia voafafa")
+
+    # ------------------------------------------------------------ DML
+
+    def _column_positions(self, table: TableData, names) -> list[int]:
+        """Positions of the named columns, matched case-insensitively."""
+        by_name = {column.name.casefold(): index for index, column in enumerate(table.columns)}
+        positions = []
+        for name in names:
+            index = by_name.get(name.casefold())
+            if index is None:
+                raise _unknown_column(name)
+            if index in positions:
+                raise TahiryError(f"Ny tsanganana '{name}' dia voatonona indroa")
+            positions.append(index)
+        return positions
+
+    def _run_Insert(self, statement: ast.Insert, session) -> Outcome:
+        database = self._database(session)
+        document, table = self._writable_table(database, statement.table)
+        if statement.columns:
+            positions = self._column_positions(table, statement.columns)
+        else:
+            positions = list(range(len(table.columns)))
+        if statement.query is not None:
+            relation = query.evaluate_query(statement.query, self.catalog(database),
+                                            self.limits.query)
+            if len(relation.columns) != len(positions):
+                raise TahiryError(
+                    f"Tsy mitovy ny isan'ny tsanganana : {len(relation.columns)} avy amin'ny "
+                    f"alaivo, {len(positions)} ao amin'ny tabilao {table.name}")
+            sources = relation.rows
+            evaluate = None
+        else:
+            sources = statement.rows or ()
+            evaluate = query.evaluate_constant
+        if len(sources) > self.limits.max_insert_rows:
+            raise TahiryError(
+                f"Be loatra ny andalana : {len(sources)} (max {self.limits.max_insert_rows} "
+                f"isaky ny manampia)")
+        new_rows = []
+        for source in sources:
+            if len(source) != len(positions):
+                raise TahiryError(
+                    f"Tsy mitovy ny isan'ny sanda ({len(source)}) sy ny tsanganana "
+                    f"({len(positions)}) ao amin'ny tabilao {table.name}")
+            values = ([item.value if type(item) is ast.Literal else evaluate(item)
+                       for item in source] if evaluate else source)
+            new_rows.append(self._checked(table, positions, values))
+        if new_rows:
+            self._check_size(document, len(table.rows) + len(new_rows))
+            # The store adds them to the rows read: in place when this batch
+            # already wrote the table, so a pipelined load costs each row once.
+            self.store.append_rows(database, document["name"], document["columns"], new_rows)
+        return Outcome.success(_changed(len(new_rows)))
+
+    def _run_Update(self, statement: ast.Update, session) -> Outcome:
+        database = self._database(session)
+        document, table = self._writable_table(database, statement.table)
+        positions = self._column_positions(
+            table, [assignment.column for assignment in statement.assignments])
+        expressions = [query.compile_table_expression(assignment.expr, table, self.codes)
+                       for assignment in statement.assignments]
+        predicate = (query.compile_table_predicate(statement.where, table, self.codes)
+                     if statement.where is not None else None)
+        rows = []
+        changed = []
+        for index, row in enumerate(table.rows):
+            if predicate is None or predicate(row):
+                # Every right-hand side sees the row as it was.
+                values = [expression(row) for expression in expressions]
+                updated = list(row)
+                for position, value in zip(positions, values):
+                    updated[position] = self._cell(table.columns[position], value)
+                rows.append(updated)
+                changed.append([index, updated])
+            else:
+                rows.append(row)
+        count = len(changed)
+        if count:
+            self._write_rows(database, document, rows, [["set", changed]])
+        return Outcome.success(_changed(count))
+
+    def _run_Delete(self, statement: ast.Delete, session) -> Outcome:
+        database = self._database(session)
+        document, table = self._writable_table(database, statement.table)
+        if statement.where is None:
+            kept, removed = [], list(range(len(table.rows)))
+        else:
+            predicate = query.compile_table_predicate(statement.where, table, self.codes)
+            kept, removed = [], []
+            for index, row in enumerate(table.rows):
+                if predicate(row):
+                    removed.append(index)
+                else:
+                    kept.append(row)
+        count = len(removed)
+        if count:
+            self._write_rows(database, document, kept, [["remove", removed]])
+        return Outcome.success(_changed(count))
+
+    # ------------------------------------------------------------ queries
+
+    def _run_Query(self, statement: ast.Query, session) -> Outcome:
+        database = self._database(session) if session.current_database is not None else None
+        catalog = self.catalog(database) if database is not None else _NoDatabaseCatalog()
+        relation = query.evaluate_query(statement.select, catalog, self.limits.query, self.codes)
+        return Outcome.success(f"{len(relation.rows)} andalana", relation)
+
+
+class _NoDatabaseCatalog:
+    """Lets `alaivo 1 + 1;` run with no database; any table use says why it fails."""
+
+    database = None
+
+    def table(self, name):
+        raise TahiryError(NO_DATABASE)
+
+    def view_query(self, name):
+        raise TahiryError(NO_DATABASE)

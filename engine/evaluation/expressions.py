@@ -1,0 +1,449 @@
+"""Name resolution and compilation of expressions into Python functions over rows.
+
+A row is a list; a `Scope` says which column sits at which index and under
+which qualifiers (table name or alias) it can be named. Compiling an `Expr`
+resolves every name first (so an unknown column fails even on an empty
+table), checks the static kinds (a condition must be boolean, arithmetic
+never takes a boolean) and then generates the source of ONE Python lambda
+for the whole expression, with column indexes and constants baked in, so
+that evaluating a row costs no AST walk and few function calls.
+
+Constants are never pasted into the generated source: each lives in the
+lambda's namespace under a generated name (`c0`, `c1`, ...). Only indexes,
+generated names and operators are written as text.
+
+Kinds: VALUE (number or string, never boolean), BOOL (a condition), ANY
+(NULL literal, or a column that may hold anything, e.g. from a set
+operation mixing booleans and numbers). Runtime checks in engine/evaluation/values.py
+cover what the static kinds cannot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from engine.evaluation import values
+from engine.evaluation.code_cache import CodeCache
+from engine.language.ast import Binary, ColumnRef, Expr, FunctionCall, IsNull, Literal, Unary
+from engine.errors import TahiryError
+
+VALUE = "value"
+BOOL = "bool"
+ANY = "any"
+
+AGGREGATE_FUNCTIONS = ("count", "sum", "avg", "min", "max")
+_COMPARISON_OPS = ("=", "!=", "<", "<=", ">", ">=")
+_ARITHMETIC_OPS = ("+", "-", "*", "/")
+_ORDERING_OPS = ("<", "<=", ">", ">=")
+_PY_COMPARISON = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_HELPER_NAMES = {"=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge",
+                 "+": "add", "-": "sub", "*": "mul", "/": "div"}
+# Generated code nested deeper than this is split into separate lambdas:
+# CPython's parser rejects sources with ~200 nested parentheses.
+_MAX_CODE_DEPTH = 40
+
+
+# --------------------------------------------------------------------------
+# Scope
+
+
+@dataclass(frozen=True)
+class ScopeColumn:
+    """A column as expressions see it: name, the qualifiers naming it, kind."""
+
+    name: str
+    qualifiers: tuple[str, ...] = ()
+    kind: str = VALUE
+
+    @property
+    def origin(self) -> str | None:
+        return self.qualifiers[0] if self.qualifiers else None
+
+
+def _unknown_column(ref: ColumnRef) -> TahiryError:
+    return TahiryError(f"Le champ '{column_text(ref)}' n'existe pas dans la relation.")
+
+
+def _ambiguous_column(ref: ColumnRef, count: int) -> TahiryError:
+    return TahiryError(
+        f"Le champ '{column_text(ref)}' est ambigu. Il apparaît {count} fois dans la relation.")
+
+
+class Scope:
+    """The columns of a row, indexed by name and by (qualifier, name)."""
+
+    def __init__(self, columns: list[ScopeColumn]):
+        self.columns = list(columns)
+        self._by_name: dict[str, list[int]] = {}
+        self._by_qualified: dict[tuple[str, str], list[int]] = {}
+        for index, column in enumerate(self.columns):
+            self._by_name.setdefault(column.name, []).append(index)
+            for qualifier in column.qualifiers:
+                self._by_qualified.setdefault((qualifier, column.name), []).append(index)
+
+    @property
+    def width(self) -> int:
+        return len(self.columns)
+
+    def concat(self, other: "Scope") -> "Scope":
+        return Scope(self.columns + other.columns)
+
+    def indexes_of(self, name: str) -> list[int]:
+        """Every index of an unqualified name (empty if none)."""
+        return self._by_name.get(name, [])
+
+    def resolve(self, ref: ColumnRef) -> int:
+        """The one index `ref` names; errors if none or several match."""
+        if ref.qualifier is None:
+            found = self._by_name.get(ref.name)
+        else:
+            found = self._by_qualified.get((ref.qualifier, ref.name))
+        if not found:
+            raise _unknown_column(ref)
+        if len(found) > 1:
+            raise _ambiguous_column(ref, len(found))
+        return found[0]
+
+
+# --------------------------------------------------------------------------
+# Expression text (for error messages and column names)
+
+_PRECEDENCE = {"na": 1, "ary": 2, "=": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
+               "+": 6, "-": 6, "*": 7, "/": 7}
+
+
+def column_text(ref: ColumnRef) -> str:
+    return ref.name if ref.qualifier is None else f"{ref.qualifier}.{ref.name}"
+
+
+def _precedence(expr: Expr) -> int:
+    if isinstance(expr, Binary):
+        return _PRECEDENCE.get(expr.op, 9)
+    if isinstance(expr, Unary):
+        return 3 if expr.op == "!" else 8
+    if isinstance(expr, IsNull):
+        return 5
+    return 10
+
+
+def expression_text(expr: Expr) -> str:
+    """The expression written back as query text (whitespace normalised)."""
+    if isinstance(expr, Literal):
+        return values.describe_value(expr.value)
+    if isinstance(expr, ColumnRef):
+        return column_text(expr)
+    if isinstance(expr, FunctionCall):
+        inside = "*" if expr.star else ", ".join(expression_text(a) for a in expr.args)
+        return f"{expr.name}({inside})"
+    own = _precedence(expr)
+
+    def part(child: Expr, strict: bool = False) -> str:
+        text = expression_text(child)
+        child_level = _precedence(child)
+        if child_level < own or (strict and child_level == own):
+            return f"({text})"
+        return text
+
+    if isinstance(expr, Unary):
+        return f"{expr.op}{part(expr.operand, strict=True)}"
+    if isinstance(expr, IsNull):
+        return f"{part(expr.operand, strict=True)} dia {'tsy ' if expr.negated else ''}null"
+    # comparisons do not chain: `(a = b) < c` keeps its parentheses on the left too
+    left_strict = expr.op in _COMPARISON_OPS
+    return f"{part(expr.left, strict=left_strict)} {expr.op} {part(expr.right, strict=True)}"
+
+
+def contains_aggregate(expr: Expr | None) -> bool:
+    """Whether any aggregate function call occurs in `expr`."""
+    if expr is None:
+        return False
+    if isinstance(expr, FunctionCall):
+        return expr.name in AGGREGATE_FUNCTIONS or any(map(contains_aggregate, expr.args))
+    if isinstance(expr, Unary):
+        return contains_aggregate(expr.operand)
+    if isinstance(expr, IsNull):
+        return contains_aggregate(expr.operand)
+    if isinstance(expr, Binary):
+        return contains_aggregate(expr.left) or contains_aggregate(expr.right)
+    return False
+
+
+def column_refs(expr: Expr) -> list[ColumnRef]:
+    """Every column reference in `expr`, outside aggregate arguments too."""
+    if isinstance(expr, ColumnRef):
+        return [expr]
+    if isinstance(expr, FunctionCall):
+        return [ref for arg in expr.args for ref in column_refs(arg)]
+    if isinstance(expr, (Unary, IsNull)):
+        return column_refs(expr.operand)
+    if isinstance(expr, Binary):
+        return column_refs(expr.left) + column_refs(expr.right)
+    return []
+
+
+def check_function(call: FunctionCall) -> None:
+    """Reject unknown functions and wrong argument shapes."""
+    if call.name not in AGGREGATE_FUNCTIONS:
+        raise TahiryError(f"Tsy fantatra ny fonction '{call.name}'.")
+    if call.star:
+        if call.name != "count":
+            raise TahiryError(f"Ny {call.name}(*) dia tsy azo atao : count(*) ihany.")
+        return
+    if len(call.args) != 1:
+        raise TahiryError(
+            f"Ny fonction {call.name} dia mila argument iray, fa {len(call.args)} no nomena.")
+
+
+# --------------------------------------------------------------------------
+# Contexts: how a name or an aggregate becomes an index in the row
+
+
+class RowContext:
+    """Names resolve in one scope; aggregates are not allowed (clause named)."""
+
+    def __init__(self, scope: Scope, clause: str):
+        self.scope = scope
+        self.clause = clause
+
+    def column(self, ref: ColumnRef) -> tuple[int, str]:
+        index = self.scope.resolve(ref)
+        return index, self.scope.columns[index].kind
+
+    def aggregate(self, call: FunctionCall) -> tuple[int, str]:
+        check_function(call)
+        raise TahiryError(
+            f"Tsy azo ampiasaina ao amin'ny '{self.clause}' ny fonction d'agrégation "
+            f"{expression_text(call)}.")
+
+
+# --------------------------------------------------------------------------
+# Compilation
+
+
+@dataclass
+class Compiled:
+    """A compiled expression: call `function(row)`; `constant` when foldable."""
+
+    function: Callable[[list], object]
+    kind: str
+    constant: bool = False
+    value: object = None
+
+
+@dataclass
+class _Code:
+    text: str
+    kind: str
+    depth: int
+    constant: bool = False
+    value: object = None
+
+
+@dataclass
+class _Generator:
+    context: object
+    codes: CodeCache | None = None
+    namespace: dict = field(default_factory=dict)
+    counter: int = 0
+
+    def __post_init__(self):
+        self.namespace.update(
+            eq=values.eq, ne=values.ne, lt=values.lt, le=values.le, gt=values.gt,
+            ge=values.ge, add=values.add, sub=values.sub, mul=values.mul, div=values.div,
+            neg=values.neg, and3=values.and3, or3=values.or3, not3=values.not3,
+            chk=values.check_boolean, _num=values.NUMBER_TYPES)
+
+    def name(self, prefix: str, value: object) -> str:
+        self.counter += 1
+        name = f"{prefix}{self.counter}"
+        self.namespace[name] = value
+        return name
+
+    def temp(self) -> str:
+        self.counter += 1
+        return f"_v{self.counter}"
+
+    def constant(self, value: object, kind: str | None = None) -> _Code:
+        """A constant; `kind` is the folded expression's (a NULL keeps it:
+        `null = 1` is still a condition, `null + 1` still a number)."""
+        if value is None:
+            return _Code("None", kind or ANY, 1, True, None)
+        if kind is None:
+            kind = BOOL if type(value) is bool else VALUE
+        return _Code(self.name("c", value), kind, 1, True, value)
+
+    def lambda_of(self, code: _Code) -> Callable[[list], object]:
+        source = f"lambda r: {code.text}"
+        if self.codes is not None:
+            return self.codes.function(source, self.namespace)
+        return eval(source, self.namespace)  # noqa: S307 - generated
+
+    def fold(self, code: _Code) -> _Code:
+        """Evaluate a constant subexpression now; keep deep code shallow."""
+        if code.constant:
+            return self.constant(self.lambda_of(code)([]), code.kind)
+        if code.depth > _MAX_CODE_DEPTH:
+            function = self.name("f", self.lambda_of(code))
+            return _Code(f"{function}(r)", code.kind, 1)
+        return code
+
+    # -- nodes
+
+    def emit(self, expr: Expr) -> _Code:
+        if isinstance(expr, Literal):
+            return self.constant(expr.value)
+        if isinstance(expr, ColumnRef):
+            index, kind = self.context.column(expr)
+            return _Code(f"r[{index}]", kind, 1)
+        if isinstance(expr, FunctionCall):
+            index, kind = self.context.aggregate(expr)
+            return _Code(f"r[{index}]", kind, 1)
+        if isinstance(expr, IsNull):
+            operand = self.emit(expr.operand)
+            test = "is not None" if expr.negated else "is None"
+            return self.fold(_Code(f"({operand.text} {test})", BOOL, operand.depth + 1,
+                                   operand.constant))
+        if isinstance(expr, Unary):
+            return self.emit_unary(expr)
+        if isinstance(expr, Binary):
+            if expr.op in ("ary", "na"):
+                return self.emit_logic(expr)
+            if expr.op in _COMPARISON_OPS:
+                return self.emit_comparison(expr)
+            if expr.op in _ARITHMETIC_OPS:
+                return self.emit_arithmetic(expr)
+        raise TahiryError(f"Tsy fantatra ny fomba fanoratra '{expression_text(expr)}'.")
+
+    def emit_unary(self, expr: Unary) -> _Code:
+        operand = self.emit(expr.operand)
+        if expr.op == "-":
+            if operand.kind == BOOL:
+                raise _boolean_arithmetic("-", expr.operand)
+            # a number or NULL whatever the operand (neg refuses the rest)
+            code = _Code(f"neg({operand.text})", VALUE, operand.depth + 1, operand.constant)
+        else:
+            if operand.kind == VALUE:
+                raise _not_boolean("!", expr.operand)
+            code = _Code(f"not3({operand.text})", BOOL, operand.depth + 1, operand.constant)
+        return self.fold(code)
+
+    def emit_logic(self, expr: Binary) -> _Code:
+        left, right = self.emit(expr.left), self.emit(expr.right)
+        for side, code in ((expr.left, left), (expr.right, right)):
+            if code.kind == VALUE:
+                raise _not_boolean(expr.op, side)
+        helper = "and3" if expr.op == "ary" else "or3"
+        return self.fold(_Code(f"{helper}({left.text}, {right.text})", BOOL,
+                               max(left.depth, right.depth) + 1,
+                               left.constant and right.constant))
+
+    def emit_comparison(self, expr: Binary) -> _Code:
+        left, right = self.emit(expr.left), self.emit(expr.right)
+        op = expr.op
+        if {left.kind, right.kind} == {BOOL, VALUE}:
+            raise TahiryError(
+                f"Tsy azo ampitahaina amin'ny '{op}' ny {expression_text(expr.left)} sy "
+                f"{expression_text(expr.right)} : booléen sy tsy booléen.")
+        if op in _ORDERING_OPS and BOOL in (left.kind, right.kind):
+            raise TahiryError(
+                f"Tsy azo alahatra amin'ny '{op}' ny booléen ({expression_text(expr)}).")
+        depth = max(left.depth, right.depth) + 1
+        constant = left.constant and right.constant
+        fast = self.inline_comparison(op, left, right)
+        text = fast or f"{_HELPER_NAMES[op]}({left.text}, {right.text})"
+        return self.fold(_Code(text, BOOL, depth + 1, constant))
+
+    def inline_comparison(self, op: str, left: _Code, right: _Code) -> str | None:
+        """`col OP constant` with the type test inline: no call in the common case."""
+        if left.constant == right.constant:
+            return None
+        variable, constant = (right, left) if left.constant else (left, right)
+        kind = type(constant.value)
+        if kind is str:
+            test = "is str"
+        elif kind is int or kind is float:
+            test = "in _num"
+        else:
+            return None
+        temp = self.temp()
+        py_op = _PY_COMPARISON[op]
+        pair = (f"{constant.text} {py_op} {temp}" if left.constant
+                else f"{temp} {py_op} {constant.text}")
+        helper_args = (f"{constant.text}, {temp}" if left.constant
+                       else f"{temp}, {constant.text}")
+        return (f"({pair} if type({temp} := {variable.text}) {test} "
+                f"else {_HELPER_NAMES[op]}({helper_args}))")
+
+    def emit_arithmetic(self, expr: Binary) -> _Code:
+        left, right = self.emit(expr.left), self.emit(expr.right)
+        for side, code in ((expr.left, left), (expr.right, right)):
+            if code.kind == BOOL:
+                raise _boolean_arithmetic(expr.op, side)
+        # Arithmetic gives a number or NULL, never a boolean (the helpers
+        # refuse them): VALUE even over NULL or ANY operands.
+        return self.fold(_Code(f"{_HELPER_NAMES[expr.op]}({left.text}, {right.text})", VALUE,
+                               max(left.depth, right.depth) + 1,
+                               left.constant and right.constant))
+
+    # -- conditions: only "is it true" matters, so ary/na may short-circuit
+
+    def emit_filter(self, expr: Expr, clause: str) -> _Code:
+        if isinstance(expr, Binary) and expr.op in ("ary", "na"):
+            left = self.emit_filter(expr.left, clause)
+            right = self.emit_filter(expr.right, clause)
+            if left.constant and right.constant:
+                return self.emit(expr)
+            word = "and" if expr.op == "ary" else "or"
+            return _Code(f"({left.text} {word} {right.text})", BOOL,
+                         max(left.depth, right.depth) + 1)
+        code = self.emit(expr)
+        if code.kind == VALUE:
+            raise TahiryError(
+                f"Ny fepetra ao amin'ny '{clause}' dia tsy maintsy booléen, "
+                f"fa tsy booléen ny {expression_text(expr)}.")
+        if code.kind == ANY and not code.constant:
+            clause_name = self.name("k", clause)
+            code = _Code(f"chk({code.text}, {clause_name})", BOOL, code.depth + 1)
+        return self.fold(code)
+
+
+def _boolean_arithmetic(op: str, operand: Expr) -> TahiryError:
+    return TahiryError(
+        f"Tsy azo atao ny '{op}' amin'ny booléen ({expression_text(operand)}) : "
+        "isa ihany no azo kajiana.")
+
+
+def _not_boolean(op: str, operand: Expr) -> TahiryError:
+    return TahiryError(
+        f"Ny '{op}' dia mila booléen, fa tsy booléen ny {expression_text(operand)}.")
+
+
+def compile_expression(expr: Expr, context, codes: CodeCache | None = None) -> Compiled:
+    """Compile a value expression; `context` resolves columns and aggregates.
+
+    `codes`: where compiled sources are kept for the next statement of the
+    same shape (None: compile every time).
+    """
+    generator = _Generator(context, codes)
+    code = generator.emit(expr)
+    if code.constant:
+        value = code.value
+        return Compiled(lambda row: value, code.kind, True, value)
+    return Compiled(generator.lambda_of(code), code.kind)
+
+
+def compile_condition(expr: Expr, context, clause: str, strict: bool = False,
+                      codes: CodeCache | None = None) -> Callable[[list], object]:
+    """Compile a condition; the function's result is truthy exactly when it is true.
+
+    With strict=True the function returns exactly True or False.
+    """
+    generator = _Generator(context, codes)
+    code = generator.emit_filter(expr, clause)
+    if strict:
+        code = _Code(f"({code.text}) is True", BOOL, code.depth + 1, code.constant)
+    if code.constant:
+        value = generator.lambda_of(code)([])
+        return lambda row: value
+    return generator.lambda_of(code)

@@ -1,0 +1,436 @@
+"""Relational operators over lists of rows: joins, grouping, set operators, sorting.
+
+Everything here works on plain rows (lists) with precompiled functions; no
+AST and no name resolution (engine/evaluation/query.py does that and engine/evaluation/expressions.py
+compiles). Joins and grouping hash whenever the condition allows; nested
+loops are only used for join conditions without any equality between the
+two sides. Sizes are checked against `QueryLimits` before or while rows are
+produced, so a runaway query fails cleanly instead of exhausting memory.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from itertools import chain, repeat
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Callable, Iterable
+
+from engine.evaluation import values
+from engine.errors import TahiryError
+
+Row = list
+RowFunction = Callable[[list], object]
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """Safety limits of one query evaluation."""
+
+    max_result_rows: int = 5_000_000          # rows of any intermediate or final result
+    max_join_comparisons: int = 50_000_000    # row pairs a nested-loop join may test
+    max_nesting: int = 32                     # views and derived tables inside each other
+    max_seconds: float | None = 30.0          # wall clock of one query evaluation
+    deadline: float | None = None             # set per evaluation from max_seconds (monotonic)
+
+    def started(self) -> "QueryLimits":
+        """These limits with the deadline of an evaluation starting now."""
+        if self.max_seconds is None or self.deadline is not None:
+            return self
+        # The constructor directly: dataclasses.replace costs several times more.
+        return QueryLimits(self.max_result_rows, self.max_join_comparisons, self.max_nesting,
+                           self.max_seconds, time.monotonic() + self.max_seconds)
+
+
+DEFAULT_LIMITS = QueryLimits()
+
+
+def check_deadline(limits: QueryLimits) -> None:
+    """Refuse to go on once the evaluation ran past its deadline (checked between
+    operators and per row of nested loops: a query is never interrupted mid-write)."""
+    if limits.deadline is not None and time.monotonic() > limits.deadline:
+        raise TahiryError(
+            f"Ela loatra ny fangatahana : mihoatra ny {limits.max_seconds:g} segondra. "
+            "Ampio fepetra (rehefa, ka) na fetra.")
+
+
+def too_many_rows(limits: QueryLimits, count: int | None = None) -> TahiryError:
+    shown = f" ({count})" if count is not None else ""
+    return TahiryError(
+        f"Be loatra ny andalana ho an'ny valiny{shown} : {limits.max_result_rows} "
+        "ny fetra farany ambony. Ampio fepetra (rehefa, ka) na fetra.")
+
+
+def check_size(rows: list, limits: QueryLimits) -> list:
+    if len(rows) > limits.max_result_rows:
+        raise too_many_rows(limits, len(rows))
+    check_deadline(limits)
+    return rows
+
+
+def row_getter(indexes: list[int]) -> Callable[[list], list]:
+    """A function returning a new list of the values at `indexes`."""
+    if not indexes:
+        return lambda row: []
+    if len(indexes) == 1:
+        (index,) = indexes
+        return lambda row: [row[index]]
+    getter = itemgetter(*indexes)
+    return lambda row: list(getter(row))
+
+
+def key_getter(indexes: list[int]) -> Callable[[list], object]:
+    """A hashable key of the values at `indexes` (the value itself for one)."""
+    if len(indexes) == 1:
+        return itemgetter(indexes[0])
+    return itemgetter(*indexes)
+
+
+def _has_null(key: object, single: bool) -> bool:
+    return key is None if single else None in key
+
+
+# --------------------------------------------------------------------------
+# Joins
+
+
+@dataclass
+class EquiJoin:
+    """A join plan: hash keys on each side, plus a residual condition.
+
+    left_key / right_key compute the key of a row of each side (a value for
+    one equality, a tuple for several). residual, if any, is a filter over
+    the combined row (left + right).
+    """
+
+    left_key: RowFunction
+    right_key: RowFunction
+    single: bool
+    residual: RowFunction | None = None
+
+
+def cross_join(left: list, right: list, limits: QueryLimits) -> list:
+    if len(left) * len(right) > limits.max_result_rows:
+        raise too_many_rows(limits, len(left) * len(right))
+    return [l + r for l in left for r in right]
+
+
+def _buckets(rows: list, keys: list, single: bool) -> dict:
+    """key -> rows with that key; rows whose key holds a NULL are left out."""
+    table: dict = {}
+    get = table.get
+    if single:
+        for row, key in zip(rows, keys):
+            bucket = get(key)
+            if bucket is None:
+                table[key] = [row]
+            else:
+                bucket.append(row)
+        table.pop(None, None)
+    else:
+        for row, key in zip(rows, keys):
+            if None in key:
+                continue
+            bucket = get(key)
+            if bucket is None:
+                table[key] = [row]
+            else:
+                bucket.append(row)
+    return table
+
+
+def _check_total(keys: list, table: dict, default: tuple, limits: QueryLimits) -> None:
+    """Fail before building a join result that would be too large."""
+    total = sum(map(len, map(table.get, keys, repeat(default))))
+    if total > limits.max_result_rows:
+        raise too_many_rows(limits, total)
+
+
+def hash_join(kind: str, left: list, right: list, plan: EquiJoin,
+              left_width: int, right_width: int, limits: QueryLimits) -> list:
+    """inner / left / right / full join on equal keys; NULL keys never match.
+
+    Without a residual condition the whole join is one flat comprehension:
+    a missing key yields the padding row for outer joins (the dict lookup's
+    default), so no per-row Python frame runs.
+    """
+    if plan.residual is not None:
+        return _filtered_hash_join(kind, left, right, plan, left_width, right_width, limits)
+    single = plan.single
+    left_keys = list(map(plan.left_key, left))
+    right_keys = list(map(plan.right_key, right))
+    if kind == "right":
+        table = _buckets(left, left_keys, single)
+        default = ([None] * left_width,)
+        _check_total(right_keys, table, default, limits)
+        get = table.get
+        return [l + r for r, key in zip(right, right_keys) for l in get(key, default)]
+    table = _buckets(right, right_keys, single)
+    default = () if kind == "inner" else ([None] * right_width,)
+    _check_total(left_keys, table, default, limits)
+    get = table.get
+    out = [l + r for l, key in zip(left, left_keys) for r in get(key, default)]
+    if kind == "full":
+        seen = set(left_keys)
+        pad_left = [None] * left_width
+        out += [pad_left + r for r, key in zip(right, right_keys)
+                if _has_null(key, single) or key not in seen]
+    return check_size(out, limits)
+
+
+def _filtered_hash_join(kind: str, left: list, right: list, plan: EquiJoin,
+                        left_width: int, right_width: int, limits: QueryLimits) -> list:
+    """Hash join whose matches must also pass a residual condition."""
+    if kind == "right":
+        swapped = EquiJoin(plan.right_key, plan.left_key, plan.single,
+                           _swap_residual(plan.residual, left_width, right_width))
+        rows = _filtered_hash_join("left", right, left, swapped, right_width, left_width,
+                                   limits)
+        return [row[right_width:] + row[:right_width] for row in rows]
+    buckets: dict = defaultdict(list)
+    right_key, single = plan.right_key, plan.single
+    for index, row in enumerate(right):
+        key = right_key(row)
+        if not _has_null(key, single):
+            buckets[key].append(index)
+    get = dict(buckets).get  # plain dict: lookups of absent keys must not insert
+    left_key, residual = plan.left_key, plan.residual
+    maximum = limits.max_result_rows
+    out: list = []
+    right_matched = bytearray(len(right)) if kind == "full" else None
+    pad_right = [None] * right_width
+    for l in left:
+        found = get(left_key(l))
+        hit = False
+        if found is not None:
+            for i in found:
+                row = l + right[i]
+                if residual(row):
+                    out.append(row)
+                    hit = True
+                    if right_matched is not None:
+                        right_matched[i] = 1
+            if len(out) > maximum:
+                raise too_many_rows(limits)
+        if not hit and kind != "inner":
+            out.append(l + pad_right)
+    if right_matched is not None:
+        _append_unmatched_right(out, right, right_matched, left_width)
+    return check_size(out, limits)
+
+
+def _swap_residual(residual: RowFunction | None, left_width: int,
+                   right_width: int) -> RowFunction | None:
+    """The residual condition for rows laid out right + left."""
+    if residual is None:
+        return None
+    return lambda row: residual(row[right_width:] + row[:right_width])
+
+
+def _append_unmatched_right(out: list, right: list, matched: bytearray,
+                            left_width: int) -> None:
+    pad_left = [None] * left_width
+    out += [pad_left + r for r, hit in zip(right, matched) if not hit]
+
+
+def loop_join(kind: str, left: list, right: list, condition: RowFunction,
+              left_width: int, right_width: int, limits: QueryLimits) -> list:
+    """Nested loops for conditions with no equality between the two sides."""
+    if len(left) * len(right) > limits.max_join_comparisons:
+        raise TahiryError(
+            f"Be loatra ny andalana tokony ampitahaina ({len(left)} x {len(right)}) "
+            "amin'ny tonona tsy misy '=' eo amin'ny andaniny roa.")
+    maximum = limits.max_result_rows
+    out: list = []
+    right_matched = bytearray(len(right)) if kind in ("right", "full") else None
+    pad_right = [None] * right_width
+    for l in left:
+        check_deadline(limits)
+        hit = False
+        for index, r in enumerate(right):
+            row = l + r
+            if condition(row):
+                out.append(row)
+                hit = True
+                if right_matched is not None:
+                    right_matched[index] = 1
+        if len(out) > maximum:
+            raise too_many_rows(limits)
+        if not hit and kind in ("left", "full"):
+            out.append(l + pad_right)
+    if right_matched is not None:
+        _append_unmatched_right(out, right, right_matched, left_width)
+    return check_size(out, limits)
+
+
+# --------------------------------------------------------------------------
+# Grouping and aggregates
+
+
+@dataclass
+class AggregateSpec:
+    """One aggregate call: function name, argument (None for count(*)), text."""
+
+    function: str
+    argument: RowFunction | None
+    text: str
+
+
+def _numbers_only(found: list, spec: AggregateSpec) -> None:
+    kinds = set(map(type, found))
+    if not kinds <= {int, float}:
+        bad = next(v for v in found if type(v) not in (int, float))
+        raise TahiryError(
+            f"Ny {spec.text} dia mila isa, fa {values.type_name(bad)} ny "
+            f"{values.describe_value(bad)}.")
+
+
+def _checked_sum(found: list, spec: AggregateSpec) -> int | float:
+    _numbers_only(found, spec)
+    try:
+        total = sum(found)
+    except OverflowError:  # an integer too large to become a float
+        total = math.inf
+    if not -values.MAX_NUMBER <= total <= values.MAX_NUMBER:
+        raise TahiryError(f"Lehibe loatra ny valin'ny {spec.text}.")
+    return total
+
+
+def _present(spec: AggregateSpec, group: list, cache: dict) -> list:
+    """The non-NULL argument values of one group, shared by aggregates of one argument."""
+    found = cache.get(spec.argument)
+    if found is None:
+        found = list(map(spec.argument, group))
+        if None in found:
+            found = [v for v in found if v is not None]
+        cache[spec.argument] = found
+    return found
+
+
+def compute_aggregate(spec: AggregateSpec, group: list, cache: dict | None = None) -> object:
+    """The aggregate over the rows of one group; NULLs are skipped."""
+    if spec.argument is None:
+        return len(group)
+    found = _present(spec, group, {} if cache is None else cache)
+    function = spec.function
+    if function == "count":
+        return len(found)
+    if not found:
+        return None
+    if function == "sum":
+        return _checked_sum(found, spec)
+    if function == "avg":
+        return values.div(_checked_sum(found, spec), len(found))
+    try:
+        kind = values.sortable_kind(found)
+    except TahiryError as error:
+        raise TahiryError(f"{spec.text} : {error.sentence}") from None
+    if kind == "boolean":
+        raise TahiryError(f"Tsy azo alahatra ny booléen ao amin'ny {spec.text}.")
+    return min(found) if function == "min" else max(found)
+
+
+def group_rows(rows: list, key: RowFunction | None, group_indexes: list[int],
+               aggregates: list[AggregateSpec]) -> list:
+    """One output row per group: the grouping values, then each aggregate.
+
+    key None means no `vondrona`: the whole input is one group, even empty.
+    """
+    if key is None:
+        groups: Iterable[list] = [rows]
+    else:
+        partition: dict = defaultdict(list)
+        for row in rows:
+            partition[key(row)].append(row)
+        groups = partition.values()
+    take = row_getter(group_indexes)
+    out = []
+    for group in groups:
+        head = take(group[0]) if group_indexes else []
+        cache: dict = {}
+        out.append(head + [compute_aggregate(spec, group, cache) for spec in aggregates])
+    return out
+
+
+# --------------------------------------------------------------------------
+# Set operators
+
+
+def _tagged(row: list) -> tuple:
+    """A row's key where a boolean never equals the number 1."""
+    return tuple((type(v) is bool, v) for v in row)
+
+
+def set_operation(op: str, left: list, right: list, tagged: bool,
+                  limits: QueryLimits) -> list:
+    """union / intersect: distinct rows; except: distinct left rows not in right.
+
+    Rows are deduplicated by hashing tuples (5 and 5.0 are one value). With
+    `tagged`, some column may mix booleans and numbers, and keys carry the type.
+    """
+    if op not in ("union", "intersect", "except"):
+        raise TahiryError(f"Tsy fantatra ny fandidiana '{op}'.")
+    if tagged:
+        return _tagged_set_operation(op, left, right, limits)
+    if op == "union":
+        distinct = dict.fromkeys(chain(map(tuple, left), map(tuple, right)))
+        return check_size(list(map(list, distinct)), limits)
+    in_right = set(map(tuple, right))
+    distinct_left = dict.fromkeys(map(tuple, left))
+    if op == "intersect":
+        return [list(key) for key in distinct_left if key in in_right]
+    return [list(key) for key in distinct_left if key not in in_right]
+
+
+def _tagged_set_operation(op: str, left: list, right: list, limits: QueryLimits) -> list:
+    chosen: dict = {}
+    for row in left:
+        chosen.setdefault(_tagged(row), row)
+    if op == "union":
+        for row in right:
+            chosen.setdefault(_tagged(row), row)
+        return check_size([list(row) for row in chosen.values()], limits)
+    in_right = set(map(_tagged, right))
+    keep = op == "intersect"
+    return [list(row) for key, row in chosen.items() if (key in in_right) == keep]
+
+
+# --------------------------------------------------------------------------
+# Ordering and limits
+
+
+def sort_rows(rows: list, keys: list[tuple[RowFunction, bool, str]]) -> list:
+    """Stable sort by (function, descending, text) keys; NULLs first ascending."""
+    for function, descending, text in reversed(keys):
+        column = list(map(function, rows))
+        try:
+            values.sortable_kind(column)
+        except TahiryError as error:
+            raise TahiryError(f"alaharo {text} : {error.sentence}") from None
+        nulls = [i for i, v in enumerate(column) if v is None]
+        if nulls:
+            present = [i for i, v in enumerate(column) if v is not None]
+            present.sort(key=column.__getitem__, reverse=descending)
+            order = present + nulls if descending else nulls + present
+        else:
+            order = sorted(range(len(rows)), key=column.__getitem__, reverse=descending)
+        rows = [rows[i] for i in order]
+    return rows
+
+
+def apply_limit(rows: list, start: int, stop: int) -> list:
+    """`fetra A B`: rows A to B-1 (0-based), like Python's range."""
+    return rows[start:stop]
+
+
+def natural_join(left: list, right: list, plan: EquiJoin,
+                 take_right: Callable[[list], list], limits: QueryLimits) -> list:
+    """Inner join on equal keys, keeping only `take_right(r)` of each right row."""
+    left_keys = list(map(plan.left_key, left))
+    right_keys = list(map(plan.right_key, right))
+    table = _buckets(list(map(take_right, right)), right_keys, plan.single)
+    _check_total(left_keys, table, (), limits)
+    get = table.get
+    return [l + r for l, key in zip(left, left_keys) for r in get(key, ())]

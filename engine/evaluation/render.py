@@ -1,0 +1,104 @@
+"""Outcomes as text: boxed tables for people, JSON lines for programs.
+
+Used by the embedded runner (`python -m engine`) and by the client.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+
+import orjson
+
+from engine.evaluation.outcome import Outcome, Relation
+from engine.evaluation.values import format_value
+
+_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _cell(value: object) -> str:
+    return format_value(value).translate(_ESCAPES)
+
+
+def display_width(text: str) -> int:
+    """Terminal columns taken by `text` (wide East Asian characters count 2)."""
+    if text.isascii():
+        return len(text)
+    width = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    fill = " " * (width - display_width(text))
+    return fill + text if right else text + fill
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numeric_column(rows: list[list], index: int) -> bool:
+    """Numbers (and NULLs) only, at least one number: drawn right-aligned."""
+    seen_number = False
+    for row in rows:
+        value = row[index]
+        if _is_number(value):
+            seen_number = True
+        elif value is not None:
+            return False
+    return seen_number
+
+
+def render_table(relation: Relation) -> str:
+    """An aligned boxed table followed by its row count; numbers right-aligned."""
+    headers = [column.name for column in relation.columns]
+    cells = [[_cell(value) for value in row] for row in relation.rows]
+    widths = [display_width(header) for header in headers]
+    for row in cells:
+        for index, text in enumerate(row):
+            widths[index] = max(widths[index], display_width(text))
+    numeric = [_numeric_column(relation.rows, index) for index in range(len(headers))]
+    rule = "+" + "+".join("-" * (width + 2) for width in widths) + "+"
+    lines = [rule,
+             "| " + " | ".join(_pad(h, w, False) for h, w in zip(headers, widths)) + " |",
+             rule]
+    for row in cells:
+        lines.append("| " + " | ".join(
+            _pad(text, widths[i], numeric[i]) for i, text in enumerate(row)) + " |")
+    if cells:
+        lines.append(rule)
+    count = len(relation.rows)
+    lines.append(f"({count} andalana)")
+    return "\n".join(lines)
+
+
+def render_outcome(outcome: Outcome) -> str:
+    """What the runner prints for one outcome in table format."""
+    if not outcome.ok:
+        return outcome.message
+    if outcome.relation is not None:
+        return render_table(outcome.relation)
+    return outcome.message
+
+
+def outcome_to_json(outcome: Outcome) -> dict:
+    if not outcome.ok:
+        return {"ok": False, "error": outcome.message}
+    shape: dict = {"ok": True, "message": outcome.message}
+    if outcome.relation is not None:
+        shape["columns"] = [column.name for column in outcome.relation.columns]
+        shape["rows"] = outcome.relation.rows
+    return shape
+
+
+def render_json(outcome: Outcome) -> str:
+    """One line of JSON: {"ok":..., "message"/"error":..., "columns", "rows"}."""
+    shape = outcome_to_json(outcome)
+    try:
+        return orjson.dumps(shape).decode("utf-8")
+    except TypeError:  # integers beyond 64 bits
+        return json.dumps(shape, ensure_ascii=False, separators=(",", ":"))

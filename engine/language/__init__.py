@@ -1,0 +1,9 @@
+"""The language: statement text -> syntax tree.
+
+`lexer` (tokens, Malagasy keywords), `parser` (SLY grammar -> `ast`
+nodes), `parse_loop` and `script`/`script_source` (splitting a text or a
+file into statements), `literal_rows` and `statement_cache` (fast paths that
+build the same tree as the parser without parsing), `classify` (read or
+write, and which objects a statement touches). Depends on nothing else of
+the engine but `engine.errors`.
+"""

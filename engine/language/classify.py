@@ -1,0 +1,84 @@
+"""Classifying a parsed statement for routing (the load balancer's view).
+
+`classify(statement)` says whether a statement reads, writes, selects a
+database or creates/drops one, which database it names (for `use` and
+`database` kinds) and which objects it touches: for writes the object
+written (first), then what it depends on (a view's tables, the named domains
+a CREATE TABLE / CREATE DOMAIN copies); for reads the tables and views read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.language import ast
+
+READ, WRITE, USE, DATABASE = "read", "write", "use", "database"
+
+
+@dataclass(frozen=True)
+class StatementClass:
+    kind: str                      # 'read', 'write', 'use' or 'database'
+    database: str | None = None    # the database named by 'use'/'database' statements
+    objects: tuple[str, ...] = ()  # written object first; for reads, what is read
+
+
+def classify(statement: ast.Statement) -> StatementClass:
+    """The routing class of `statement`."""
+    if isinstance(statement, ast.Query):
+        return StatementClass(READ, objects=read_objects(statement.select))
+    if isinstance(statement, ast.Show):
+        return StatementClass(READ)
+    if isinstance(statement, ast.Use):
+        return StatementClass(USE, database=statement.database)
+    if isinstance(statement, ast.CreateDatabase):
+        return StatementClass(DATABASE, database=statement.name)
+    if isinstance(statement, ast.Drop):
+        if statement.what == "tahiry":
+            return StatementClass(DATABASE, database=statement.name)
+        return StatementClass(WRITE, objects=(statement.name,))
+    if isinstance(statement, ast.Insert):
+        read = read_objects(statement.query) if statement.query is not None else ()
+        return StatementClass(WRITE, objects=_unique((statement.table, *read)))
+    if isinstance(statement, (ast.Update, ast.Delete)):
+        return StatementClass(WRITE, objects=(statement.table,))
+    if isinstance(statement, (ast.CreateTable, ast.CreateDomain)):
+        return StatementClass(WRITE, objects=_unique((statement.name, *domains_used(statement))))
+    if isinstance(statement, ast.CreateView):
+        return StatementClass(WRITE, objects=_unique((statement.name, *read_objects(statement.query))))
+    raise TypeError(f"not a statement: {type(statement).__name__}")
+
+
+def read_objects(select: ast.SelectExpr) -> tuple[str, ...]:
+    """The table and view names a query reads, in first-seen order."""
+    names: list[str] = []
+    # Explicit stack of names and sub-queries: deep nesting never recurses.
+    pending: list[ast.SelectExpr | str] = [select]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, str):
+            names.append(node)
+        elif isinstance(node, ast.SetOperation):
+            pending.extend((node.right, node.left))
+        else:
+            sources = ([node.source] if node.source is not None else []) + [
+                join.source for join in node.joins]
+            pending.extend(
+                source.name if isinstance(source, ast.TableSource) else source.query
+                for source in reversed(sources))
+    return _unique(names)
+
+
+def domains_used(statement: ast.CreateTable | ast.CreateDomain) -> list[str]:
+    """The named domains a CREATE TABLE / CREATE DOMAIN refers to, in order.
+
+    The created object copies them, so whoever runs the statement must
+    already have them.
+    """
+    specs = ([column.domain for column in statement.columns]
+             if isinstance(statement, ast.CreateTable) else [statement.domain])
+    return [atom.name for spec in specs for atom in spec.atoms if isinstance(atom, ast.NamedAtom)]
+
+
+def _unique(names) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))

@@ -1,0 +1,275 @@
+"""Parse once per statement shape: a cache of parsed statements keyed by text with the literals taken out.
+
+Applications send the same statements with different values
+(`alaivo * ao@ t rehefa id = 41`, `... id = 42`). The parser's own LRU is
+keyed by the exact text, so each of those costs a full SLY parse (~70 us).
+Here the text is scanned for number and string literals (one regular
+expression, a few microseconds); the text with each literal replaced by a
+marker of its kind is the statement's *shape*. The second time a shape is
+seen, it is learnt:
+
+1. the real text is parsed normally (its AST is what the caller gets);
+2. a probe text -- the same shape with a unique sentinel value in every
+   literal -- is parsed too, and every sentinel must turn up exactly once,
+   as the value of a `Literal` node;
+3. putting the real values back into the probe's tree at those places must
+   give exactly the real tree (compared by `repr`, so 1 and 1.0 differ).
+
+Only then later texts of that shape are answered by copying the probe's tree
+with their own values at those places, without parsing. Any shape where a
+literal is not a plain `Literal` (a `fetra` bound, a domain bound, a select
+item whose source text names a column, a folded `-5`, ...) fails the check
+and is simply parsed every time. Values are converted exactly as the lexer
+does; anything unusual (a number too large to convert) goes to the parser.
+Only data statements (queries, insert, update, delete) are cached.
+
+One instance per session, like the parser: not thread-safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import OrderedDict
+from typing import Callable
+
+from engine.language import ast
+from engine.language.lexer import decode_string
+from engine.evaluation.values import MAX_NUMBER
+
+DEFAULT_SHAPES = 256
+MAX_SHAPE_CHARS = 4096
+CACHED_KINDS = (ast.Query, ast.Insert, ast.Update, ast.Delete)
+
+# Comments, strings and words are matched so that digits and quotes inside
+# them are never taken for literals; the same patterns as engine.language.lexer.
+_SCAN = re.compile(
+    r"""(?P<comment>(?:--|//)[^\n]*)"""
+    r"""|(?P<string>'[^'\\]*+(?:(?:''|\\.)[^'\\]*+)*+'|"[^"\\]*+(?:(?:""|\\.)[^"\\]*+)*+")"""
+    r"""|(?P<word>[^\W\d]\w*(?:\.[^\W\d]\w*)?)"""
+    r"""|(?P<number>[0-9]+(?:\.[0-9]+)?)""", re.DOTALL)
+
+_INT_SENTINEL = 7_300_000_000_000_001
+_FLOAT_SENTINEL = 7_300_000_001.5
+_STRING_SENTINEL = "\u2042sentinel{}\u2042"
+
+
+class _NotCacheable(Exception):
+    """This text must go to the parser."""
+
+
+@dataclasses.dataclass
+class _Shape:
+    """A learnt shape: builds the statement's tree from its literal values.
+
+    `build(values)` makes a fresh copy of the probe's tree along the paths
+    that lead to literals (everything else is shared with the probe: the
+    tree is immutable) with the values in place of the sentinels.
+    """
+
+    build: Callable[[list], ast.Statement]
+
+
+class StatementCache:
+    """Parsed statements by shape; `parse(parser, text, line, column)`."""
+
+    def __init__(self, max_shapes: int = DEFAULT_SHAPES):
+        self.max_shapes = max_shapes
+        self._shapes: OrderedDict[str, _Shape | None] = OrderedDict()  # None: not cacheable
+        self._seen_once: OrderedDict[str, None] = OrderedDict()
+        self.hits = 0
+
+    def parse(self, parser, text: str, line: int = 1, column: int = 1):
+        if len(text) > MAX_SHAPE_CHARS:
+            return parser.parse(text, line, column)
+        try:
+            shape_key, pieces = _shape_of(text)
+        except _NotCacheable:
+            return parser.parse(text, line, column)
+        if not pieces:  # no literal: the parser's exact-text cache does it
+            return parser.parse(text, line, column)
+        shapes = self._shapes
+        shape = shapes.get(shape_key, False)
+        if shape is not False:
+            shapes.move_to_end(shape_key)
+            if shape is None:
+                return parser.parse(text, line, column)
+            try:
+                values = [_value(kind, source) for kind, source in pieces]
+            except _NotCacheable:
+                return parser.parse(text, line, column)
+            self.hits += 1
+            return shape.build(values)
+        statement = parser.parse(text, line, column)  # raises on bad syntax: nothing learnt
+        if shape_key in self._seen_once:
+            del self._seen_once[shape_key]
+            self._remember(shape_key, _learn(parser, statement, shape_key, pieces))
+        else:
+            self._seen_once[shape_key] = None
+            if len(self._seen_once) > self.max_shapes:
+                self._seen_once.popitem(last=False)
+        return statement
+
+    def _remember(self, shape_key: str, shape: _Shape | None) -> None:
+        self._shapes[shape_key] = shape
+        if len(self._shapes) > self.max_shapes:
+            self._shapes.popitem(last=False)
+
+
+def shape_key_of(text: str) -> str | None:
+    """The shape `text` would be answered by, or None when it must be parsed.
+
+    None for long texts, texts without literals (the parser's exact-text
+    cache serves those) and literals the lexer would not convert the simple
+    way. Callers that remember facts per shape (the balancer's routing
+    classes) use this so that they key exactly as this cache does.
+    """
+    if len(text) > MAX_SHAPE_CHARS:
+        return None
+    try:
+        shape_key, pieces = _shape_of(text)
+        if not pieces:
+            return None
+        for kind, source in pieces:
+            _value(kind, source)
+    except _NotCacheable:
+        return None
+    return shape_key
+
+
+def _shape_of(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """(text with literals replaced by markers, [(kind, source text)] of each literal)."""
+    parts: list[str] = []
+    pieces: list[tuple[str, str]] = []
+    position = 0
+    for match in _SCAN.finditer(text):
+        kind = match.lastgroup
+        if kind == "comment" or kind == "word":
+            continue
+        source = match.group()
+        if kind == "number":
+            kind = "float" if "." in source else "int"
+        else:
+            kind = "string" + source[0]  # the quote decides how the body decodes
+        if "\0" in source:
+            raise _NotCacheable()
+        parts.append(text[position:match.start()])
+        parts.append(f"\0{kind}\0")
+        pieces.append((kind, source))
+        position = match.end()
+    if "\0" in text:
+        raise _NotCacheable()
+    parts.append(text[position:])
+    return "".join(parts), pieces
+
+
+def _value(kind: str, source: str) -> object:
+    """A literal's value, exactly as engine.language.lexer makes it."""
+    if kind == "int":
+        try:
+            value = int(source)
+        except ValueError:  # beyond Python's digit limit: the lexer's error
+            raise _NotCacheable() from None
+    elif kind == "float":
+        value = float(source)
+    else:
+        return decode_string(source[1:-1], source[0])
+    if value > MAX_NUMBER:  # the lexer refuses it
+        raise _NotCacheable()
+    return value
+
+
+def _sentinel(kind: str, index: int) -> tuple[object, str]:
+    """(value, source text) of the index-th literal of a probe."""
+    if kind == "int":
+        value = _INT_SENTINEL + index
+        return value, str(value)
+    if kind == "float":
+        value = _FLOAT_SENTINEL + index
+        return value, repr(value)
+    quote = kind[-1]
+    value = _STRING_SENTINEL.format(index)
+    return value, f"{quote}{value}{quote}"
+
+
+def _learn(parser, statement, shape_key: str, pieces: list[tuple[str, str]]) -> _Shape | None:
+    """The shape of `statement`'s text if it passes every check, else None."""
+    if not isinstance(statement, CACHED_KINDS):
+        return None
+    sentinels = []
+    probe_parts = shape_key.split("\0")
+    # split gives [text, kind, text, kind, ..., text]: replace every kind.
+    for index in range(1, len(probe_parts), 2):
+        value, source = _sentinel(probe_parts[index], index // 2)
+        sentinels.append(value)
+        probe_parts[index] = source
+    try:
+        probe = parser.parse("".join(probe_parts))
+    except Exception:
+        return None
+    if type(probe) is not type(statement):
+        return None
+    found: dict[int, int] = {}   # sentinel index -> times seen
+    on_path: set[int] = set()
+    by_value = {(type(value), value): index for index, value in enumerate(sentinels)}
+
+    def visit(node) -> bool:
+        holds = False
+        if type(node) is ast.Literal:
+            index = by_value.get((type(node.value), node.value))
+            if index is not None:
+                found[index] = found.get(index, 0) + 1
+                holds = True
+        elif dataclasses.is_dataclass(node):
+            for field in dataclasses.fields(node):
+                holds = visit(getattr(node, field.name)) or holds
+        elif isinstance(node, (tuple, list)):
+            for item in node:
+                holds = visit(item) or holds
+        if holds:
+            on_path.add(id(node))
+        return holds
+
+    visit(probe)
+    if len(found) != len(sentinels) or any(count != 1 for count in found.values()):
+        return None
+    shape = _Shape(_builder(probe, by_value, on_path))
+    values = [_value(kind, source) for kind, source in pieces]
+    if repr(shape.build(values)) != repr(statement):
+        return None
+    return shape
+
+
+def _builder(node, slots: dict[tuple[type, object], int], on_path: set[int]) -> Callable[[list], object]:
+    """A function values -> a copy of `node` with the values in place of the sentinels.
+
+    Made once per shape, so that filling a statement in costs no walk over
+    dataclass fields: each node on a path to a literal becomes a closure that
+    creates its copy directly (its other fields shared with the probe).
+    """
+    if id(node) not in on_path:
+        return lambda values: node
+    if type(node) is ast.Literal:
+        slot = slots[(type(node.value), node.value)]
+        literal = ast.Literal
+        return lambda values: literal(values[slot])
+    if isinstance(node, (tuple, list)):
+        items = [_builder(item, slots, on_path) for item in node]
+        if isinstance(node, tuple):
+            return lambda values: tuple([item(values) for item in items])
+        return lambda values: [item(values) for item in items]
+    cls = type(node)
+    fields = dict(node.__dict__)  # frozen dataclasses without slots: a plain __dict__
+    children = [(name, _builder(value, slots, on_path)) for name, value in fields.items()
+                if id(value) in on_path]
+    new = object.__new__
+
+    def build(values):
+        fresh = new(cls)
+        state = fresh.__dict__
+        state.update(fields)
+        for name, child in children:
+            state[name] = child(values)
+        return fresh
+
+    return build

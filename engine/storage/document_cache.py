@@ -1,0 +1,105 @@
+"""Decoded documents kept in memory, each valid for one version of its file.
+
+An entry is (signature, document, memo) under the file's path, where the
+signature is the file's `(st_ino, st_mtime_ns, st_size)`. A reader `stat`s
+the file and uses the entry only if the signature is unchanged: a file
+replaced by another process (`os.replace` gives a new inode) is seen by the
+very next read, and an unchanged file is never decoded twice.
+
+The memo is a dict for what readers derive from that version of the
+document (engine/evaluation/catalog.py keeps the `TableData` and its equality indexes
+there): it lives and dies with the entry, so nothing derived can outlive a
+change of the file.
+
+Bounded by a number of entries and by the bytes of the files on disk (a
+proxy for memory; decoded objects and memos take more); the oldest entries
+go first. Documents are shared with every reader: nobody may mutate them.
+Safe to use from several threads (the server reads on its event loop and
+writes on its engine thread): each step is a dict operation, and eviction
+tolerates entries removed meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+
+# (st_ino, st_mtime_ns, bytes on disk, ...): a table adds its journal's
+# (st_ino, st_size) (engine/storage/journal.py); the third item is always the bytes.
+Signature = tuple[int, ...]
+
+
+
+def file_signature(stat, journal_stat, has_journal: bool) -> Signature:
+    """The signature of an object's files: its own stat, and a table's journal's.
+
+    `journal_stat`: an `os.stat_result`, an (inode, size) pair, or None (no
+    journal file). Objects without journals (views, domains, markers) have
+    the plain (inode, mtime, size).
+    """
+    if not has_journal:
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    if journal_stat is None:
+        journal_ino, journal_size = 0, 0
+    elif isinstance(journal_stat, os.stat_result):
+        journal_ino, journal_size = journal_stat.st_ino, journal_stat.st_size
+    else:
+        journal_ino, journal_size = journal_stat
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size + journal_size, journal_ino, journal_size)
+
+
+DEFAULT_CACHE_ENTRIES = 512
+DEFAULT_CACHE_BYTES = 512 * 1024 * 1024  # of JSON on disk
+
+
+class DocumentCache:
+    """Path -> (signature, document, memo), bounded by entries and file bytes."""
+
+    def __init__(self, max_entries: int = DEFAULT_CACHE_ENTRIES,
+                 max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: dict[str, tuple[Signature, dict, dict]] = {}
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes (on disk) of the files whose documents are cached."""
+        return self._bytes
+
+    def get(self, key: str, signature: Signature) -> tuple[dict, dict] | None:
+        """(document, memo) if cached for exactly this signature, else None."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == signature:
+            return entry[1], entry[2]
+        return None
+
+    def peek(self, key: str) -> tuple[Signature, dict] | None:
+        """(signature, document) cached for `key` whatever the file is now (to extend it)."""
+        entry = self._entries.get(key)
+        return (entry[0], entry[1]) if entry is not None else None
+
+    def remember(self, key: str, signature: Signature, document: dict) -> dict:
+        """Cache a decoded document (with a fresh memo, returned); evict beyond the budgets."""
+        self.forget(key)
+        entries = self._entries
+        while entries and (len(entries) >= self.max_entries
+                           or self._bytes + signature[2] > self.max_bytes):
+            try:
+                oldest = next(iter(entries))
+            except (StopIteration, RuntimeError):  # changed by another thread meanwhile
+                break
+            evicted = entries.pop(oldest, None)
+            if evicted is not None:
+                self._bytes -= evicted[0][2]
+        memo: dict = {}
+        entries[key] = (signature, document, memo)
+        self._bytes += signature[2]
+        return memo
+
+    def forget(self, key: str) -> None:
+        removed = self._entries.pop(key, None)
+        if removed is not None:
+            self._bytes -= removed[0][2]

@@ -1,0 +1,325 @@
+"""Group commit: a batch of writes made durable together, and what to say when that fails.
+
+Between `Store.begin_batch()` and `commit_batch()` writes collect in a
+`WriteBatch` (an in-memory overlay that later statements of the batch read;
+each dirty object file is written once at commit). `BatchInstaller` does the
+commit: every document to a durable temp file first (`prepare`); then,
+holding the write locks of this directory and of every peer, the fence is
+checked, the files are renamed into place and journal entries appended;
+then, the locks released, the entries are fsynced and the folders of new
+files too (`install`). Nothing waits on a lock for an fsync: replication
+copies a version as soon as it is in place, and the writer answers once it
+is durable. A write outside a batch goes the same way, as a batch
+of one file.
+
+Outcomes (docs/STORAGE.md): `BatchNotWritten` (nothing renamed: the
+statements failed cleanly, or may run again one by one; `BatchFenced` when
+a peer holds a newer copy), `BatchPartlyWritten` (some files renamed: which
+ones are durable, which ones may or may not be), otherwise every file is in
+place and durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from engine.storage import journal
+from engine.storage.atomic_files import encode_document, fsync_folder, unlink_quietly, write_durable_temp
+from engine.storage.document_cache import DocumentCache, file_signature
+from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
+from engine.storage.peer_sync import PeerSync
+from engine.storage.peers import LockTimeout, holding
+
+log = logging.getLogger("engine.storage.store")
+
+
+
+class BatchNotWritten(Exception):
+    """A batch could not be made durable and nothing of it reached the files.
+
+    Raised by `Store.commit_batch` before any file was replaced. `retry`:
+    running the statements again one by one may succeed (preparing a file
+    failed: encoding, disk full, ...; or the first rename failed); when
+    False, `message` is every statement's (clean) failure. `fault`: the
+    `StorageFault` when a file of this server could not be written (the
+    statement re-run alone meets it again and fails with it).
+    """
+
+    def __init__(self, message: str, retry: bool = True, fault: StorageFault | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retry = retry
+        self.fault = fault
+
+
+class BatchFenced(BatchNotWritten):
+    """A peer holds an object of the batch at a counter >= the one about to be written.
+
+    Nothing was renamed. Run again one by one, each statement pulls the newer
+    copy first and applies on top of it (or is fenced again and fails).
+    """
+
+
+class BatchPartlyWritten(TahiryError):
+    """Some files of a batch were renamed into place, then something failed.
+
+    `renamed`: keys (paths) whose new file is in place; `durable`: those of
+    them whose folder fsync succeeded too. A statement whose files are all
+    durable succeeded; one with a file renamed but not durable, or only part
+    of its files renamed, may or may not have been applied; one with no file
+    renamed failed.
+    """
+
+    def __init__(self, message: str, renamed: set[str], durable: set[str]):
+        super().__init__(message)
+        self.renamed = renamed
+        self.durable = durable
+
+
+class WriteOutcomeUnknown(TahiryError):
+    """The new file was renamed into place but its durability is not confirmed."""
+
+
+def outcome_unknown_message(where: str, reason: str) -> str:
+    """The sentence of a write that may or may not have been applied."""
+    return (f"Tsy fantatra raha voasoratra na tsia ny {where} ({reason}) : mety efa tafiditra ny "
+            f"fiovana, mety tsia ; jereo aloha vao mamerina (outcome unknown : l'écriture a "
+            f"peut-être été appliquée, ou non)")
+
+
+
+class WriteBatch:
+    """Pending documents of a group commit, owned by one thread."""
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        # path -> (path, new document, ops): `ops` the row changes of a table
+        # since the version read (a journal entry), None for a whole new file.
+        self.pending: dict[str, tuple[Path, dict, tuple | None]] = {}
+        self.writes = 0   # object writes so far (a statement wrote iff this grew)
+        self.pulled: set[str] = set()   # paths already compared with the peers
+        # The version of each object the running statement read (None: no
+        # file), by path. Later reads of the statement see that same version
+        # and a write of the object is based on it (its counter + 1), so the
+        # commit fence certifies exactly what the statement read: a copy
+        # replication put in place meanwhile makes the fence refuse the batch
+        # instead of being overwritten by rows computed from the older one.
+        self.pinned: dict[str, tuple[dict, dict] | None] = {}
+
+
+@dataclass
+class Prepared:
+    """One object of a batch, ready to be put in place."""
+
+    key: str
+    path: Path              # the object's file (a table's snapshot)
+    document: dict          # its new version
+    temp: Path | None       # a whole new file, durable, to rename over `path`
+    line: bytes | None      # or a journal entry to append (a table's row changes)
+    signature: tuple | None = None   # the cache signature of what was put in place
+    appended: journal.Appended | None = None   # the entry appended, its file still open
+
+
+class BatchInstaller:
+    """Puts a batch's documents in place durably, fenced against the peers' copies."""
+
+    def __init__(self, root: Path, cache: DocumentCache, prepare_folder: Callable[[Path], None], *,
+                 durable: bool, sync: PeerSync | None, lock_timeout_s: float):
+        self.root = root
+        self._cache = cache
+        self._prepare_folder = prepare_folder
+        self._durable = durable
+        self._sync = sync
+        self._lock_timeout_s = lock_timeout_s
+        self.fenced = 0   # commits refused by the fence (each was run again or failed cleanly)
+
+    def prepare(self, pending: dict[str, tuple]) -> list[Prepared]:
+        """Each pending write made ready; BatchNotWritten if one cannot be.
+
+        A table whose row changes are known (`ops`, engine/storage/journal.py) gets a
+        journal entry, costing what changed; anything else a whole new file,
+        written to a durable temp file beside its path.
+        """
+        prepared: list[Prepared] = []
+        path = self.root
+        try:
+            for key, (path, document, ops) in pending.items():
+                self._prepare_folder(path.parent)
+                if ops is not None:
+                    prepared.append(Prepared(key, path, document, None,
+                                             journal.encode_entry(document["change"], list(ops))))
+                    continue
+                data = encode_document(document)
+                prepared.append(Prepared(key, path, document,
+                                         write_durable_temp(path, data, self._durable), None))
+        except (OSError, TypeError, ValueError, TahiryError) as error:
+            self._unlink_temps(prepared)
+            log.error("group commit of %d files not written: %s", len(pending), error)
+            if isinstance(error, TahiryError):
+                message = error.message.removeprefix(ERROR_PREFIX)
+            else:
+                reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+                message = f"Tsy voasoratra ny rakitra {path.relative_to(self.root)} ({reason})"
+            fault = (StorageFault(message, str(path.relative_to(self.root)), "write",
+                                  f"not writable: {error.strerror or error}")
+                     if isinstance(error, OSError) else None)
+            raise BatchNotWritten(message, fault=fault) from None
+        return prepared
+
+    def install(self, prepared: list[Prepared]) -> None:
+        """Fence, then rename or append each write, then fsync (the outcomes: module docstring)."""
+        done: list[Prepared] = []
+        created_journals: set[Path] = set()
+        try:
+            failure, fault = self._put_in_place_fenced(prepared, done, created_journals)
+            self._unlink_temps(prepared[len(done):])
+            if not done:
+                for item in prepared:
+                    self._cache.forget(item.key)
+                raise BatchNotWritten(f"Tsy voasoratra ny {failure}", fault=fault)
+            durable = self._make_durable(done, created_journals)
+        finally:
+            for item in done:   # whatever happened, no journal is left open
+                if item.appended is not None:
+                    item.appended.close()
+                    item.appended = None
+        for item in done:
+            if item.key in durable and item.signature is not None:
+                self._cache.remember(item.key, item.signature, item.document)
+            else:
+                self._cache.forget(item.key)  # re-read it next time
+        for item in prepared[len(done):]:
+            self._cache.forget(item.key)
+        if failure is None and len(durable) == len(done):
+            return
+        unsure = [item.path.relative_to(self.root) for item in done if item.key not in durable]
+        reason = (f"{len(done)}/{len(prepared)} rakitra tafiditra, {failure}" if failure
+                  else f"fsync tsy nahomby : {', '.join(map(str, unsure))}")
+        raise BatchPartlyWritten(outcome_unknown_message("fiovana", reason),
+                                 {item.key for item in done}, durable)
+
+    def _put_in_place_fenced(self, prepared: list[Prepared], done: list[Prepared],
+                             created_journals: set[Path]) -> tuple[str | None, StorageFault | None]:
+        """Holding the commit locks: the fence, then each write put in place, in order.
+
+        `done` receives the writes put in place. Stops at the first that
+        cannot be: (its failure, its StorageFault), (None, None) when all were.
+        BatchNotWritten when nothing could be tried (lock timeout, fenced).
+        """
+        try:
+            locks = self._sync.commit_locks() if self._sync is not None else []
+            with holding(locks, self._lock_timeout_s):
+                self._check_fence(prepared)
+                for item in prepared:
+                    try:
+                        if self._put_in_place(item):
+                            created_journals.add(item.path.parent)
+                    except OSError as error:
+                        log.error("cannot put %s in place: %s", item.path, error)
+                        failure = f"{item.path.relative_to(self.root)}: {error.strerror or error}"
+                        return failure, StorageFault(f"Tsy voasoratra ny {failure}",
+                                                     str(item.path.relative_to(self.root)),
+                                                     "write",
+                                                     f"not writable: {error.strerror or error}")
+                    done.append(item)
+        except LockTimeout as error:
+            self._unlink_temps(prepared)
+            log.error("commit of %d files refused: %s", len(prepared), error)
+            raise BatchNotWritten(
+                f"Tsy voasoratra : mbola mihidy ny lahatahiry {error.lock_path.parent} "
+                f"({self._lock_timeout_s:g} s) ; tsy nisy niova (rien n'a été écrit)",
+                retry=False) from None
+        except BatchNotWritten:
+            self._unlink_temps(prepared)
+            raise
+        except OSError as error:  # a lock file could not be opened
+            self._unlink_temps(prepared)
+            raise BatchNotWritten(f"Tsy voasoratra : {error.strerror or error} ; "
+                                  f"tsy nisy niova (rien n'a été écrit)", retry=False) from None
+        return None, None
+
+    def _put_in_place(self, item: Prepared) -> bool:
+        """Rename or append one write (holding the locks); True if it created a journal file.
+
+        OSError only when nothing was put in place. The cache signature is
+        taken here, under the locks: nobody else can have changed the files
+        since this write (None when it cannot be taken: the next read
+        re-reads the file).
+        """
+        journal_file = journal.journal_path(item.path) if item.path.parent.name == "tables" else None
+        if item.line is not None:
+            # fsynced by _make_durable once the locks are released
+            item.appended = journal.append_entry(journal_file, item.line)
+            try:
+                item.signature = file_signature(os.stat(item.path),
+                                                (os.stat(journal_file).st_ino, item.appended.size),
+                                                True)
+            except OSError:
+                item.signature = None
+            return item.appended.created
+        os.replace(item.temp, item.path)
+        if journal_file is not None:
+            # A whole new snapshot holds every version: the journal is stale.
+            unlink_quietly(journal_file)
+        try:
+            item.signature = file_signature(os.stat(item.path), None, journal_file is not None)
+        except OSError:
+            item.signature = None
+        return False
+
+    def _make_durable(self, done: list[Prepared], created_journals: set[Path]) -> set[str]:
+        """fsync the appended entries, then the folders of renamed files and new journals; the
+        keys now durable.
+
+        Outside the locks: an entry another server copied meanwhile is only
+        an entry not yet acknowledged (if the fsync fails, the writer answers
+        "outcome unknown"; the entry is not cut back, others may have read it).
+        """
+        if not self._durable:
+            return {item.key for item in done}
+        failed: set[str] = set()
+        for item in done:
+            if item.appended is not None:
+                try:
+                    item.appended.sync()
+                except OSError as error:
+                    log.error("fsync of the journal of %s failed: %s", item.path, error)
+                    failed.add(item.key)
+        failed_folders: set[Path] = set()
+        for folder in {item.path.parent for item in done if item.temp is not None} | created_journals:
+            try:
+                fsync_folder(folder)
+            except OSError as error:
+                log.error("fsync of %s failed: %s", folder, error)
+                failed_folders.add(folder)
+        return {item.key for item in done
+                if item.key not in failed and item.path.parent not in failed_folders}
+
+    @staticmethod
+    def _unlink_temps(prepared: list[Prepared]) -> None:
+        for item in prepared:
+            if item.temp is not None:
+                unlink_quietly(item.temp)
+
+    def _check_fence(self, prepared: list[Prepared]) -> None:
+        """Raise BatchFenced if this directory or a peer holds a file at >= its new counter.
+
+        Without peers there is nothing to check: the process holds the
+        directory's owner lock (engine/storage/data_owner.py), and only a replicated
+        set (servers with peers) lets replication write into it.
+        """
+        if self._sync is None:
+            return
+        violation = self._sync.fence_violation([(item.path, item.document) for item in prepared])
+        if violation is not None:
+            self.fenced += 1
+            who = violation.holder or "ity mpizara ity"
+            raise BatchFenced(
+                f"Tsy voasoratra ny {violation.rel} : efa manana dika vaovao kokoa "
+                f"(change {violation.change}) i {who} ; tsy nisy niova, andramo indray (écriture "
+                f"refusée : une copie plus récente existe ailleurs, rien n'a été écrit)")

@@ -1,0 +1,160 @@
+"""The on-disk object format (version 1): the facts and the checks, in one place.
+
+docs/STORAGE.md is the contract; this module is its executable half, shared
+by the store (engine/storage/store.py), the peers' copies (engine/storage/peers.py) and
+the replicator (supervisor/objectfiles.py), so that "is this a valid copy
+of that object?" has one answer everywhere:
+
+- the layout: `<db>/database.json` and `<db>/{tables,views,domains}/<name>.json`
+  (`KIND_FOLDERS`, `FOLDER_KINDS`, `DATABASE_MARKER`), the mapping between
+  a relative path and (kind, name) (`object_relpath`, `kind_and_name`);
+- `check_header(document, where, kind, name)`: the five header keys
+  (format, kind, name, change, dropped), enough to compare counters;
+- `check_document(data, where, kind, name)`: the whole document, decoded
+  and checked (header, and for a live object the fields of its kind): a
+  truncated file whose header survived fails here, so a copy that passes
+  can be served and replicated.
+
+Every failure is an `InvalidDocument` whose `reason` says what is wrong
+without the path (for status listings). No I/O here: callers read bytes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+
+# Format 2 (docs/STORAGE.md): the documents of format 1, and a journal beside
+# each table. Documents written now say 2 (so a format 1 program refuses a
+# directory whose tables may have journals it would not read); both are read.
+FORMAT_VERSION = 2
+READABLE_FORMATS = frozenset({1, 2})
+DATABASE_MARKER = "database.json"
+OBJECT_SUFFIX = ".json"
+KIND_FOLDERS = {"table": "tables", "view": "views", "domain": "domains"}
+FOLDER_KINDS = {folder: kind for kind, folder in KIND_FOLDERS.items()}
+KINDS = ("database", *KIND_FOLDERS)
+ATOM_TYPES = frozenset({"ISA", "LAHATSORATRA", "DATY", "TANISA"})
+# Where the replicator keeps a corrupt copy it replaced (docs/STORAGE.md):
+# a dot-folder, so listings and replication never take it for a database.
+CORRUPT_FOLDER = ".corrupt"
+
+
+class InvalidDocument(Exception):
+    """A file that is not a valid object document (torn, garbage, wrong kind or name)."""
+
+    def __init__(self, where: str | os.PathLike, reason: str):
+        super().__init__(f"{where}: {reason}")
+        self.where = str(where)
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------
+# paths
+
+
+def _plain_name(name: str) -> bool:
+    # Not the identifier rule of engine/storage/names.py on purpose: a file that is
+    # no identifier is still an object file to compare and copy; hidden and
+    # temp files (`.<name>.<random>.tmp`, the `.corrupt` folder) are not.
+    return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name \
+        and "\x00" not in name and not name.endswith(".tmp")
+
+
+def object_relpath(parts: list[str]) -> str | None:
+    """The relative path (with '/') if the path components `parts` name an object file."""
+    if len(parts) == 2:
+        database, file_name = parts
+        if _plain_name(database) and file_name == DATABASE_MARKER:
+            return f"{database}/{file_name}"
+        return None
+    if len(parts) == 3:
+        database, folder, file_name = parts
+        if (_plain_name(database) and folder in FOLDER_KINDS and _plain_name(file_name)
+                and file_name.endswith(OBJECT_SUFFIX) and len(file_name) > len(OBJECT_SUFFIX)):
+            return f"{database}/{folder}/{file_name}"
+    return None
+
+
+def kind_and_name(relpath: str) -> tuple[str, str]:
+    """(kind, name) of the object whose file is at `relpath` (an object path)."""
+    parts = relpath.split("/")
+    if len(parts) == 2:
+        return "database", parts[0]
+    return FOLDER_KINDS[parts[1]], parts[2][:-len(OBJECT_SUFFIX)]
+
+
+# --------------------------------------------------------------------------
+# documents
+
+
+def check_header(document: object, where: str | os.PathLike, kind: str | None = None,
+                 name: str | None = None) -> dict:
+    """`document` if it is a dict with a valid header (of `kind` `name` when given)."""
+    if not isinstance(document, dict):
+        raise InvalidDocument(where, "not a JSON object")
+    if document.get("format") not in READABLE_FORMATS or type(document.get("format")) is not int:
+        raise InvalidDocument(where, f"unknown format {document.get('format')!r}")
+    change = document.get("change")
+    if not isinstance(change, int) or isinstance(change, bool) or change < 0:
+        raise InvalidDocument(where, "no valid change counter")
+    if not isinstance(document.get("dropped", False), bool):
+        raise InvalidDocument(where, "'dropped' is not a boolean")
+    if document.get("kind") not in KINDS or not isinstance(document.get("name"), str):
+        raise InvalidDocument(where, "no valid kind and name")
+    if (kind is not None and document["kind"] != kind) or \
+            (name is not None and document["name"] != name):
+        raise InvalidDocument(where, f"kind/name {document['kind']} {document['name']!r} do not "
+                                     f"match the path")
+    return document
+
+
+def check_document(data: bytes, where: str | os.PathLike, kind: str | None = None,
+                   name: str | None = None) -> dict:
+    """The decoded document in `data`, checked whole; InvalidDocument otherwise.
+
+    The header as in `check_header`; a live object must also have the
+    fields of its kind in the shape every reader relies on (a table's
+    columns and rows of the columns' width, a view's query text, a
+    domain's atoms). Values inside rows are not checked one by one: that
+    would cost more than the decoding, and every writer checks them.
+    """
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise InvalidDocument(where, f"not valid JSON ({error})") from None
+    check_header(document, where, kind, name)
+    if document.get("dropped", False):
+        return document
+    body_kind = document["kind"]
+    if body_kind == "table":
+        _check_table(document, where)
+    elif body_kind == "view":
+        if not isinstance(document.get("query"), str):
+            raise InvalidDocument(where, "a view without its query text")
+    elif body_kind == "domain":
+        _check_atoms(document.get("domain"), where, "the domain")
+    return document
+
+
+def _check_table(document: dict, where: str | os.PathLike) -> None:
+    columns = document.get("columns")
+    if not isinstance(columns, list):
+        raise InvalidDocument(where, "a table without its columns")
+    for column in columns:
+        if not isinstance(column, dict) or not isinstance(column.get("name"), str):
+            raise InvalidDocument(where, "a column without a name")
+        _check_atoms(column.get("domain"), where, f"column {column['name']!r}")
+    rows = document.get("rows")
+    if not isinstance(rows, list):
+        raise InvalidDocument(where, "a table without its rows")
+    width = len(columns)
+    if not all(type(row) is list and len(row) == width for row in rows):
+        raise InvalidDocument(where, f"a row that is not a list of {width} values")
+
+
+def _check_atoms(atoms: object, where: str | os.PathLike, what: str) -> None:
+    if not isinstance(atoms, list) or not all(
+            isinstance(atom, dict) and atom.get("type") in ATOM_TYPES for atom in atoms):
+        raise InvalidDocument(where, f"{what} has no valid domain")

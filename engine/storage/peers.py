@@ -1,0 +1,194 @@
+"""Other servers' data directories, as one server's store sees them.
+
+All servers of a cluster run on one machine and the supervisor copies object
+files between their data directories (supervisor/replication.py). That copy
+is asynchronous, so when an object's writes move to another server (its
+owner died or froze, or came back) the new owner may not have the previous
+owner's last acknowledged version yet. The store closes that gap with
+"pull on write, fence on commit" (docs/STORAGE.md, "Peers"); this module
+holds the pieces that do not depend on the store:
+
+- `PeerSource`: what the store needs to know of cluster membership (the
+  peers' data directories as of now); `FixedPeers` is the plain one. The
+  server's `nodes/server/membership.py` implements it from `--peer` options and
+  the supervisor's peers file.
+- (a copy's version and the copy itself: engine/storage/object_state.py and
+  engine/storage/object_copy.py, shared with replication;)
+- `DirectoryLock`: the cross-process write lock of one data directory
+  (`flock` on `<data>/.tahiry.lock`). A server holds its own and its peers'
+  locks, taken in one global order, while it checks the fence and renames
+  its files; replication holds the destination's lock while it checks and
+  renames a copy. So "check the other copies, then rename" is atomic with
+  respect to every other writer of these directories.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from engine.storage.object_format import InvalidDocument
+
+LOCK_FILE_NAME = ".tahiry.lock"
+DEFAULT_LOCK_TIMEOUT_S = 8.0  # > the supervisor's time to replace a frozen server (~6 s)
+
+log = logging.getLogger(__name__)
+
+
+# A peer's file exists but is not a valid object document (torn, garbage):
+# the one exception class of the format checks (engine/storage/object_format.py).
+UnreadableCopy = InvalidDocument
+
+
+class LockTimeout(OSError):
+    """A directory's write lock stayed held by another process for too long."""
+
+    def __init__(self, path: Path, timeout_s: float):
+        super().__init__(errno.ETIMEDOUT, f"write lock {path} still held after {timeout_s:g}s")
+        self.lock_path = path
+
+
+# --------------------------------------------------------------------------
+# who the peers are: the store asks, cluster membership answers
+
+
+class PeerSource(Protocol):
+    """Where the peers' data directories are, as of now.
+
+    Cluster membership (who the peers are, how a server learns of them) is
+    not the engine's concern: a server passes one of these to its Store
+    (nodes/server/membership.py reads `--peer` options and the supervisor's peers
+    file); the store only asks for the current list before each pull and
+    each commit.
+    """
+
+    def current(self) -> dict[str, Path]: ...
+
+
+class FixedPeers:
+    """A peer list that never changes (embedded use and tests)."""
+
+    def __init__(self, peers: dict[str, str | os.PathLike]):
+        self._peers = {peer: Path(os.path.abspath(folder)) for peer, folder in peers.items()}
+
+    def current(self) -> dict[str, Path]:
+        return self._peers
+
+
+# --------------------------------------------------------------------------
+# reading peers' copies
+
+
+# --------------------------------------------------------------------------
+# the cross-process write lock of a data directory
+
+
+class DirectoryLock:
+    """`flock` on `<data>/.tahiry.lock`: one writer at a time checks-and-renames there.
+
+    The descriptor stays open between uses. The lock file is opened
+    read-only (flock does not need write access) and created with the
+    built-in `open` only when missing.
+
+    Re-entrant: taken again while held, it counts, and only the last
+    release unlocks (a statement that holds every commit lock still pulls
+    and commits, which take some of them again). One instance is used by one
+    thread at a time (the store's write lock; one per replication worker).
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.path = self.root / LOCK_FILE_NAME
+        self._descriptor: int | None = None
+        self._holds = 0
+
+    def _open(self) -> int:
+        if self._descriptor is None:
+            try:
+                self._descriptor = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                with open(self.path, "ab"):
+                    pass
+                self._descriptor = os.open(self.path, os.O_RDONLY)
+        return self._descriptor
+
+    def try_acquire(self) -> bool:
+        if self._holds:
+            self._holds += 1
+            return True
+        descriptor = self._open()
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        # The lock file replaced meanwhile (a folder removed and made again):
+        # a lock on the old inode protects nothing; start over on the new one.
+        try:
+            same = os.stat(self.path).st_ino == os.fstat(descriptor).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            self.close()
+            return self.try_acquire()
+        self._holds = 1
+        return True
+
+    def release(self) -> None:
+        if self._holds > 1:
+            self._holds -= 1
+            return
+        self._holds = 0
+        if self._descriptor is not None:
+            fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self._holds = 0
+        if self._descriptor is not None:
+            try:
+                os.close(self._descriptor)
+            finally:
+                self._descriptor = None
+
+
+LOCK_POLL_MAX_S = 0.005
+PROMPT_LOCK_POLL_MAX_S = 0.0005
+
+
+@contextmanager
+def holding(locks: list[DirectoryLock], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+            poll_max_s: float = LOCK_POLL_MAX_S) -> Iterator[None]:
+    """Hold every lock (taken in path order, so two holders never deadlock).
+
+    Waits at most `timeout_s` in all; raises LockTimeout (nothing held) then.
+    A holder frozen by SIGSTOP keeps its lock until it is killed: the
+    supervisor's health checks restart it within a few seconds. The lock is
+    polled with a growing pause of at most `poll_max_s`; replication asks
+    for PROMPT_LOCK_POLL_MAX_S: with a class of students committing all the
+    time a copy polled every 5 ms kept losing the lock to them (lock wait
+    p99 ~50 ms), and what it guards takes well under a millisecond.
+    """
+    ordered = sorted(locks, key=lambda lock: str(lock.path))
+    held: list[DirectoryLock] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        for lock in ordered:
+            pause = min(0.0001, poll_max_s)
+            while not lock.try_acquire():
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(lock.path, timeout_s)
+                time.sleep(pause)
+                pause = min(pause * 2, poll_max_s)
+            held.append(lock)
+        yield
+    finally:
+        for lock in reversed(held):
+            try:
+                lock.release()
+            except OSError as error:  # the descriptor is gone: so is the lock
+                log.warning("releasing %s: %s", lock.path, error)

@@ -1,0 +1,886 @@
+"""The files on disk: one JSON document per database object (`Store`).
+
+Layout (see docs/STORAGE.md for the exact JSON shape):
+
+    <root>/<db>/database.json            the database marker
+    <root>/<db>/tables/<table>.json
+    <root>/<db>/views/<view>.json
+    <root>/<db>/domains/<domain>.json
+
+Every document carries a format version and a change counter that grows by
+one on each write of that object; a drop writes a tombstone so the counter
+survives and replication can never resurrect an old copy. Every write is
+atomic and durable (engine/storage/atomic_files.py).
+
+Reads go through a `DocumentCache` (engine/storage/document_cache.py) re-validated
+with `os.stat` on every read, so a file replaced by another process
+(replication) is seen by the very next read. Documents handed out are
+shared with the cache: callers must never mutate them.
+
+Group commit (engine/storage/group_commit.py): between `begin_batch()` and
+`commit_batch()` writes go to an in-memory overlay (seen by reads on the
+same thread, so later statements of the batch see earlier ones) and each
+dirty object file is written once at commit. The server acknowledges a
+batch's statements only after `commit_batch()` returned.
+
+Peers ("pull on write, fence on commit", docs/STORAGE.md): a Store given a
+`PeerSource` (engine/storage/peers.py) knows the other servers' data
+directories. Before a statement modifies an object, `pull_newer` adopts a
+peer's newer copy of it (tombstones included), so the write lands on top of
+the latest acknowledged version even when asynchronous replication has not
+brought it yet; the commit is fenced against the peers' copies.
+`engine/storage/peer_sync.py` reads the peers' copies; this module decides and writes.
+
+`validate_name`, `encode_document` and the batch outcomes
+live in their own modules; they are re-exported here for the callers that
+know them from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+from engine.storage.atomic_files import encode_document, fsync_folder, is_temp_file  # noqa: F401
+from engine.storage.document_cache import (DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DocumentCache,
+                                   file_signature)
+from engine.errors import StorageFault, TahiryError
+from engine.storage import journal, maintenance
+from engine.storage.checkpoints import CheckpointPolicy
+from engine.storage.data_owner import OwnerLock, OwnerRecord
+from engine.storage.group_commit import (BatchFenced, BatchInstaller, BatchNotWritten,  # noqa: F401
+                                 BatchPartlyWritten, WriteBatch, WriteOutcomeUnknown)
+from engine.storage.names import is_identifier, validate_name
+from engine.storage.object_format import (DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS,  # noqa: F401
+                                  READABLE_FORMATS)
+from engine.storage.object_copy import DivergedCopy, bring_up_to_date
+from engine.storage.object_format import InvalidDocument
+from engine.storage.peer_sync import NewerPeer, PeerSync
+from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerSource, holding
+
+PATH_MEMO_ENTRIES = 4096
+# Files larger than this are not decoded just to know whether they are
+# tombstones: the "dropped" flag is sniffed from the start of the file.
+SNIFF_THRESHOLD = 4096
+# Whether stores append row changes to journals by default (storage format 2).
+# (False writes every version whole, as format 1 did; the journal is still read.)
+JOURNAL_WRITES = True
+# How often `maintain` looks for journals this store did not append itself.
+JOURNAL_SCAN_S = 5.0
+_DROPPED_RE = re.compile(rb'"dropped":(true|false)')
+
+log = logging.getLogger(__name__)
+
+
+_UNKNOWN = object()
+
+
+def _stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+class Store:
+    """All databases under one data directory."""
+
+    def __init__(self, root: str | os.PathLike, *, cache_entries: int = DEFAULT_CACHE_ENTRIES,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, stale_temp_age_s: float = 60.0,
+                 durable: bool = True, peers: PeerSource | None = None,
+                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S, exclusive: bool = False,
+                 checkpoints: CheckpointPolicy | None = None,
+                 journal_writes: bool = JOURNAL_WRITES):
+        """`durable=False` skips fsync (tests and benchmarks only).
+
+        `peers`: the other servers' data directories (pull on write, fence on
+        commit); None for a directory nobody else writes.
+        `journal_writes`: a table's row changes go to its journal (format 2);
+        False writes every version whole (the journal is still read).
+        `exclusive`: this process holds the directory's owner lock
+        (engine/storage/data_owner.py): opening it then recovers it (every temp file
+        removed, torn journal tails cut) and upgrades format 1 documents.
+        """
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._real_root = os.path.realpath(self.root)
+        self._sync = PeerSync(self.root, peers) if peers is not None else None
+        self._lock_timeout_s = lock_timeout_s
+        self._cache = DocumentCache(cache_entries, cache_bytes)
+        self._durable = durable
+        self._installer = BatchInstaller(self.root, self._cache, self._prepare_folder,
+                                         durable=durable, sync=self._sync,
+                                         lock_timeout_s=lock_timeout_s)
+        # Re-entrant: the executor holds it across a statement's read-modify-write
+        # so statements of sessions on different threads never interleave.
+        self.write_lock = threading.RLock()
+        self._batch: WriteBatch | None = None
+        # Validated object paths by (database, kind, name): building and
+        # checking them costs more than the stat of a cached read.
+        self._paths: dict[tuple[str, str, str], Path] = {}
+        self._journal_paths: dict[str, str | None] = {}
+        self.checkpoints = checkpoints if checkpoints is not None else CheckpointPolicy()
+        self._journal_writes = journal_writes
+        self._last_journal_scan = float("-inf")
+        if exclusive:
+            maintenance.recover(self.root, durable=durable)
+        else:
+            self.remove_stale_temp_files(stale_temp_age_s)
+
+    # ------------------------------------------------------------------ paths
+
+    # Paths are memorised by name: checking a name is a pure function of it,
+    # so a memorised path is exactly what validation would build again.
+    # Where a path leads on disk is not memorised: a document is decoded
+    # (and its real path checked to stay inside the root) whenever the file's
+    # (inode, mtime, size) differs from the cached one, and a symlink placed
+    # later, at any level, makes the stat of the path see another file.
+
+    def database_path(self, database: str) -> Path:
+        key = (database, "", "")
+        path = self._paths.get(key)
+        if path is None:
+            path = self._memorise(key, self.root / validate_name(database, "database"))
+        return path
+
+    def marker_path(self, database: str) -> Path:
+        """`<root>/<database>/database.json`."""
+        key = (database, "database", "")
+        path = self._paths.get(key)
+        if path is None:
+            path = self._memorise(key, self.database_path(database) / DATABASE_MARKER)
+        return path
+
+    def object_path(self, database: str, kind: str, name: str) -> Path:
+        key = (database, kind, name)
+        path = self._paths.get(key)
+        if path is None:
+            folder = KIND_FOLDERS[kind]
+            path = self._memorise(
+                key, self.database_path(database) / folder / (validate_name(name, kind) + ".json"))
+        return path
+
+    def _memorise(self, key: tuple[str, str, str], path: Path) -> Path:
+        if len(self._paths) >= PATH_MEMO_ENTRIES:
+            self._paths.clear()
+        str(path)  # pathlib caches the string form: every later use is free
+        self._paths[key] = path
+        return path
+
+    def _check_contained(self, path: Path) -> None:
+        """Refuse paths that resolve (through symlinks) outside the root."""
+        real = os.path.realpath(path)
+        if not real.startswith(self._real_root + os.sep):
+            raise TahiryError(
+                f"Ny rakitra {path.relative_to(self.root)} dia manondro ivelan'ny "
+                f"lahatahiry data (symlink), tsy ekena")
+
+    # ----------------------------------------------------------------- reading
+
+    def _load(self, path: Path) -> dict | None:
+        """The decoded document at `path` (tombstones included), or None."""
+        entry = self._load_entry(path)
+        return entry[0] if entry is not None else None
+
+    def _load_entry(self, path: Path) -> tuple[dict, dict] | None:
+        """(document, memo) at `path`, or None; the memo lives as long as this version is cached."""
+        key = str(path)
+        batch = self._batch
+        if batch is not None and batch.owner == threading.get_ident():
+            pending = batch.pending.get(key)
+            if pending is not None:
+                return pending[1], {}
+            if key in batch.pinned:
+                return batch.pinned[key]
+            entry = self._load_from_disk(path, key)
+            batch.pinned[key] = entry
+            return entry
+        return self._load_from_disk(path, key)
+
+    def _load_from_disk(self, path: Path, key: str) -> tuple[dict, dict] | None:
+        """(document, memo) of the object at `path` through the cache, or None.
+
+        A table is its snapshot plus the chained entries of its journal
+        (engine/storage/journal.py); the cache signature covers both files, and a
+        journal that only grew since the cached version is applied from
+        where the cached version stopped reading it.
+        """
+        try:
+            stat = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            self._cache.forget(key)
+            return None
+        journal_file = self._journal_of(path, key)
+        journal_stat = _stat_or_none(journal_file) if journal_file is not None else None
+        signature = file_signature(stat, journal_stat, journal_file is not None)
+        cached = self._cache.get(key, signature)
+        if cached is not None:
+            return cached
+        if journal_stat is not None:
+            extended = self._extend_cached(key, path, journal_file, signature)
+            if extended is not None:
+                return extended
+        self._check_contained(path)
+        try:
+            document, stat = self._read_snapshot(path)
+        except (FileNotFoundError, NotADirectoryError):
+            self._cache.forget(key)
+            return None
+        journal_stat = None
+        if journal_file is not None and not document.get("dropped", False):
+            found = journal.read(journal_file)
+            if found is not None:
+                reading, journal_stat = found
+                entries = journal.chained(reading.entries, document["change"])
+                if entries:
+                    document = self._applied(path, document, entries)
+                # What was applied ends at `reading.end` (a torn or growing tail is not).
+                journal_stat = (journal_stat.st_ino, reading.end)
+        memo = self._cache.remember(
+            key, file_signature(stat, journal_stat, journal_file is not None), document)
+        return document, memo
+
+    def _journal_of(self, path: Path, key: str) -> str | None:
+        """A table's journal path; None for objects that have none (views, domains, markers).
+
+        Memorised by path: a point read stats the journal beside its table,
+        and building that path each time cost a fifth of the read.
+        """
+        found = self._journal_paths.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            if len(self._journal_paths) >= PATH_MEMO_ENTRIES:
+                self._journal_paths.clear()
+            found = self._journal_paths[key] = (
+                str(journal.journal_path(path)) if path.parent.name == "tables" else None)
+        return found
+
+    def _read_snapshot(self, path: Path) -> tuple[dict, os.stat_result]:
+        """The decoded snapshot at `path` and the stat of what was read (StorageFault if bad)."""
+        try:
+            with open(path, "rb") as handle:
+                # The signature of what is actually read (the file may have
+                # been replaced since the stat above).
+                stat = os.fstat(handle.fileno())
+                data = handle.read()
+            document = orjson.loads(data)
+        except (FileNotFoundError, NotADirectoryError):
+            raise
+        except (orjson.JSONDecodeError, OSError) as error:
+            log.error("cannot read %s: %s", path, error)
+            rel = str(path.relative_to(self.root))
+            reason = (f"corrupt: {error}" if isinstance(error, orjson.JSONDecodeError)
+                      else f"unreadable: {error.strerror or error}")
+            raise StorageFault(f"Simba na tsy voavaky ny rakitra {rel}", rel, "read", reason) from None
+        if not isinstance(document, dict):
+            rel = str(path.relative_to(self.root))
+            raise StorageFault(f"Simba ny rakitra {rel}", rel, "read", "corrupt: not a JSON object")
+        if document.get("format") not in READABLE_FORMATS:
+            rel = str(path.relative_to(self.root))
+            raise StorageFault(
+                f"Ny rakitra {rel} dia manana format tsy fantatra "
+                f"({document.get('format')!r}, {FORMAT_VERSION} no fantatra)",
+                rel, "read", f"unknown format {document.get('format')!r}")
+        return document, stat
+
+    def _applied(self, path: Path, document: dict, entries: list[journal.Entry]) -> dict:
+        """A new document: `document` with journal `entries` applied (StorageFault if one does not fit)."""
+        try:
+            rows = journal.apply(document["rows"], [op for entry in entries for op in entry.ops],
+                                 len(document["columns"]))
+        except (journal.JournalError, KeyError, TypeError) as error:
+            rel = str(path.relative_to(self.root))
+            log.error("journal of %s does not apply: %s", rel, error)
+            raise StorageFault(f"Simba ny diarin'ny rakitra {rel}", rel, "read",
+                               f"corrupt journal: {error}") from None
+        return {**document, "change": entries[-1].change, "rows": rows}
+
+    def _extend_cached(self, key: str, path: Path, journal_file: str,
+                       signature: tuple) -> tuple[dict, dict] | None:
+        """The cached version with the journal's new entries applied, if only the journal grew."""
+        peeked = self._cache.peek(key)
+        if peeked is None:
+            return None
+        old, document = peeked
+        if len(old) != 5 or old[:2] != signature[:2] or old[3] != signature[3] \
+                or old[4] > signature[4] or document.get("dropped", False):
+            return None
+        found = journal.read(journal_file, old[4])
+        if found is None:
+            return None
+        reading, journal_stat = found
+        if journal_stat.st_ino != old[3]:
+            return None
+        entries = journal.chained(reading.entries, document["change"])
+        if not entries or entries[0].change != document["change"] + 1 \
+                or reading.entries[0].change != entries[0].change:
+            return None  # not a plain continuation of what is cached: read it all
+        extended = self._applied(path, document, entries)
+        memo = self._cache.remember(key, (*old[:2], old[2] - old[4] + reading.end, old[3],
+                                          reading.end), extended)
+        return extended, memo
+
+    def _is_live(self, path: Path) -> bool:
+        """Whether `path` holds a live (not dropped) document, cheaply.
+
+        Files that cannot be trusted (outside the root, unreadable) count as
+        absent, so one bad file never breaks a listing.
+        """
+        try:
+            return self._is_live_checked(path)
+        except TahiryError as error:
+            log.warning("ignoring %s: %s", path, error)
+            return False
+
+    def _is_live_checked(self, path: Path) -> bool:
+        key = str(path)
+        batch = self._batch
+        if batch is not None and batch.owner == threading.get_ident():
+            pending = batch.pending.get(key)
+            if pending is not None:
+                return not pending[1].get("dropped", False)
+            if key in batch.pinned:  # the version this statement already read
+                pinned = batch.pinned[key]
+                return pinned is not None and not pinned[0].get("dropped", False)
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return False
+        cached = self._cache.get(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
+        if cached is not None:
+            return not cached[0].get("dropped", False)
+        if stat.st_size > SNIFF_THRESHOLD:
+            self._check_contained(path)
+            try:
+                with open(path, "rb") as handle:
+                    head = handle.read(SNIFF_THRESHOLD)
+            except OSError:
+                return False
+            match = _DROPPED_RE.search(head)
+            if match is not None:
+                return match.group(1) == b"false"
+        document = self._load(path)
+        return document is not None and not document.get("dropped", False)
+
+    def read_raw(self, database: str, kind: str, name: str) -> dict | None:
+        """The document of an object, tombstone included; None if no file."""
+        return self._load(self.object_path(database, kind, name))
+
+    def read_with_memo(self, database: str, kind: str, name: str) -> tuple[dict, dict] | None:
+        """(live document, memo) of an object, or None (missing or dropped).
+
+        The memo is a dict for values derived from this version of the
+        document: it is kept exactly as long as the version stays cached
+        (a fresh, empty one for a document not cached, e.g. pending in a
+        batch), so nothing derived outlives a change of the file.
+        """
+        entry = self._load_entry(self.object_path(database, kind, name))
+        if entry is None or entry[0].get("dropped", False):
+            return None
+        return entry
+
+    def read(self, database: str, kind: str, name: str) -> dict | None:
+        """The live document of an object, or None (missing or dropped)."""
+        document = self.read_raw(database, kind, name)
+        if document is None or document.get("dropped", False):
+            return None
+        return document
+
+    def database_exists(self, database: str) -> bool:
+        return self._is_live(self.marker_path(database))
+
+    def list_databases(self) -> list[str]:
+        with os.scandir(self.root) as entries:
+            candidates = {entry.name for entry in entries}
+        candidates.update(path.parent.name for path in self._pending_paths()
+                          if path.name == DATABASE_MARKER)
+        names = []
+        for name in candidates:
+            if name.startswith(".") or not is_identifier(name):
+                continue
+            if self._is_live(self.root / name / DATABASE_MARKER):
+                names.append(name)
+        return sorted(names)
+
+    def _pending_paths(self) -> list[Path]:
+        """Paths written in this thread's open batch (not yet on disk)."""
+        batch = self._batch
+        if batch is None or batch.owner != threading.get_ident():
+            return []
+        return [entry[0] for entry in batch.pending.values()]
+
+    def list_objects(self, database: str, kind: str) -> list[str]:
+        folder = self.database_path(database) / KIND_FOLDERS[kind]
+        names = []
+        try:
+            file_names = {entry.name for entry in os.scandir(folder)}
+        except (FileNotFoundError, NotADirectoryError):
+            file_names = set()
+        file_names.update(path.name for path in self._pending_paths() if path.parent == folder)
+        for file_name in file_names:
+            if is_temp_file(file_name) or not file_name.endswith(".json"):
+                continue
+            name = file_name[:-len(".json")]
+            if is_identifier(name) and self._is_live(folder / file_name):
+                names.append(name)
+        return sorted(names)
+
+    # ----------------------------------------------------------------- writing
+
+    def _prepare_folder(self, folder: Path) -> None:
+        if not folder.is_dir():
+            self._make_folders(folder)
+        self._check_contained(folder)
+
+    def _write_error(self, path: Path, error: OSError) -> StorageFault:
+        log.error("cannot write %s: %s", path, error)
+        rel = str(path.relative_to(self.root))
+        return StorageFault(f"Tsy voasoratra ny rakitra {rel} ({error.strerror or error})",
+                            rel, "write", f"not writable: {error.strerror or error}")
+
+    def _make_folders(self, folder: Path) -> None:
+        missing = []
+        current = folder
+        while not current.exists():
+            missing.append(current)
+            current = current.parent
+        if missing:
+            # Never create folders through a symlink that leads out of the root.
+            real = os.path.realpath(current)
+            if real != self._real_root:
+                self._check_contained(current)
+        for item in reversed(missing):
+            try:
+                item.mkdir()
+            except FileExistsError:
+                pass
+            except OSError as error:  # disk full, read-only: nothing written yet
+                raise self._write_error(item, error) from None
+            if self._durable:
+                try:
+                    fsync_folder(item.parent)
+                except OSError as error:
+                    raise self._write_error(item, error) from None
+
+    def _write_document(self, path: Path, kind: str, name: str, body: dict | None,
+                        ops: list | None = None, appended: list | None = None) -> dict:
+        """Write a new version of one object: change counter + 1, or a tombstone.
+
+        Inside a batch the document only joins the overlay; an object written
+        again in the same batch keeps the counter of its first write there.
+        The counter is that of the version the statement read (pinned in the
+        batch) + 1, never that of whatever the file holds by now: a newer copy
+        that replication put in place meanwhile makes the commit fence refuse
+        the write, so it cannot be overwritten by rows computed without it.
+
+        `ops`: for a table, the row changes from the version read to `body`
+        (engine/storage/journal.py); they become one journal entry at commit, so the
+        write costs what changed. Without them (or for a table whose
+        snapshot is still format 1) the whole file is written.
+        `appended`: the body's rows are the rows read plus these (INSERT).
+        Outside a batch the write is a batch of its own.
+        """
+        with self.write_lock:
+            batch = self._batch
+            if batch is None or batch.owner != threading.get_ident():
+                return self._write_alone(path, kind, name, body, ops, appended)
+            key = str(path)
+            previous = self._load(path)
+            earlier = batch.pending.get(key)
+            if earlier is not None:
+                change = int(previous["change"])
+                ops = (earlier[2] + tuple(ops)
+                       if ops is not None and earlier[2] is not None else None)
+            else:
+                change = int(previous.get("change", 0)) + 1 if previous else 1
+                journaled = (self._journal_writes and ops is not None and previous is not None
+                             and kind == "table"
+                             and not previous.get("dropped", False)
+                             and previous.get("format") == FORMAT_VERSION)
+                ops = tuple(ops) if journaled else None
+            document = {"format": FORMAT_VERSION, "kind": kind, "name": name,
+                        "change": change, "dropped": body is None}
+            if body is not None:
+                document.update(body)
+            self._prepare_folder(path.parent)
+            if appended is not None:
+                # The last step, once nothing can fail: rows added to the version read.
+                document["rows"] = self._rows_plus(key, previous, appended)
+            batch.pending[key] = (path, document, ops)
+            batch.writes += 1
+            return document
+
+    def _rows_plus(self, key: str, base: dict, added: list) -> list:
+        """`base`'s rows with `added` at the end, costing the rows added when it can.
+
+        The row list of a version this batch wrote itself is the batch's own
+        (no cache, no other thread, no earlier savepoint can still need it
+        shorter: this runs as a statement's very last step), so it grows in
+        place; any other version's list is shared and is copied.
+        """
+        earlier = self._batch.pending.get(key)
+        if earlier is not None and earlier[1] is base:
+            base["rows"].extend(added)
+            return base["rows"]
+        return base["rows"] + added
+
+    def _write_alone(self, path: Path, kind: str, name: str, body: dict | None,
+                     ops: list | None, appended: list | None) -> dict:
+        """A write outside a batch: the same commit path, as a batch of one write."""
+        self.begin_batch()
+        try:
+            document = self._write_document(path, kind, name, body, ops, appended)
+        except BaseException:
+            self.abort_batch()
+            raise
+        try:
+            self.commit_batch()
+        except BatchPartlyWritten as partial:
+            raise WriteOutcomeUnknown(str(partial)) from None
+        except BatchNotWritten as refused:
+            raise (refused.fault or TahiryError(refused.message)) from None
+        return document
+
+    def write(self, database: str, kind: str, name: str, body: dict,
+              ops: list | None = None) -> dict:
+        """Write an object (`body` holds its kind's fields); return the document.
+
+        `ops`: a table's row changes from the version read (engine/storage/journal.py).
+        """
+        return self._write_document(self.object_path(database, kind, name), kind, name, body, ops)
+
+    def append_rows(self, database: str, name: str, columns: list, rows: list) -> dict:
+        """A table's new version: the rows read plus `rows` at the end (an INSERT)."""
+        return self._write_document(self.object_path(database, "table", name), "table", name,
+                                    {"columns": columns, "rows": None}, [["append", rows]],
+                                    appended=rows)
+
+    def drop(self, database: str, kind: str, name: str) -> bool:
+        """Tombstone an object; False when it did not exist (nothing written)."""
+        path = self.object_path(database, kind, name)
+        if not self._is_live(path):
+            return False
+        self._write_document(path, kind, name, None)
+        return True
+
+    def create_database(self, database: str) -> None:
+        base = self.database_path(database)
+        for folder in KIND_FOLDERS.values():
+            if not (base / folder).is_dir():
+                self._make_folders(base / folder)
+        self._write_document(base / DATABASE_MARKER, "database", database, {})
+
+    def drop_database(self, database: str) -> bool:
+        """Tombstone every object of the database, then its marker."""
+        base = self.database_path(database)
+        if not self._is_live(base / DATABASE_MARKER):
+            return False
+        for kind in KIND_FOLDERS:
+            for name in self.list_objects(database, kind):
+                self._write_document(self.object_path(database, kind, name), kind, name, None)
+        self._write_document(base / DATABASE_MARKER, "database", database, None)
+        return True
+
+    # ------------------------------------------------------------ group commit
+
+    def begin_batch(self) -> None:
+        """Start collecting this thread's writes in memory (holds the write lock).
+
+        End with `commit_batch()` (durable) or `abort_batch()` (discarded).
+        """
+        self.write_lock.acquire()
+        if self._batch is not None:
+            self.write_lock.release()
+            raise RuntimeError("a write batch is already open")
+        self._batch = WriteBatch()
+
+    def begin_statement(self) -> None:
+        """A new statement of the open batch starts: it reads the files afresh.
+
+        Versions read by earlier statements are forgotten (objects written in
+        the batch stay as written); the new statement's reads are pinned again.
+        """
+        batch = self._batch
+        if batch is not None and batch.owner == threading.get_ident():
+            batch.pinned.clear()
+
+    @property
+    def in_own_batch(self) -> bool:
+        """Whether this thread has a batch open (its writes join it)."""
+        batch = self._batch
+        return batch is not None and batch.owner == threading.get_ident()
+
+    @property
+    def batch_writes(self) -> int:
+        """Object writes in the open batch so far (0 without a batch)."""
+        return self._batch.writes if self._batch is not None else 0
+
+    def batch_mark(self) -> dict:
+        """A savepoint of the open batch, for `batch_rollback`."""
+        assert self._batch is not None
+        return dict(self._batch.pending)
+
+    def batch_rollback(self, mark: dict) -> None:
+        """Forget the batch's writes made since `mark` (a failed statement)."""
+        assert self._batch is not None
+        self._batch.pending = dict(mark)
+
+    def abort_batch(self) -> None:
+        """Discard the open batch: nothing of it is written."""
+        if self._batch is None:
+            return
+        self._batch = None
+        self.write_lock.release()
+
+    def batch_written_since(self, mark: dict) -> frozenset[str]:
+        """Keys (paths) the open batch wrote since `mark`: one statement's files."""
+        assert self._batch is not None
+        return frozenset(key for key, entry in self._batch.pending.items()
+                         if mark.get(key) is not entry)
+
+    def commit_batch(self) -> int:
+        """Write every dirty object of the batch once, durably; return how many files.
+
+        First every document goes to a durable temp file; then, holding the
+        write locks (with peers), the fence is checked and the files are
+        renamed into place; then their folders are fsynced. Raises
+        `BatchNotWritten` (`BatchFenced`) when nothing was renamed,
+        `BatchPartlyWritten` when something failed after the first rename.
+        The batch is closed in all cases.
+        """
+        batch = self._batch
+        assert batch is not None and batch.owner == threading.get_ident()
+        try:
+            prepared = self._installer.prepare(batch.pending)
+            if prepared:
+                self._installer.install(prepared)
+        finally:
+            self._batch = None
+            self.write_lock.release()
+        appended = [item for item in prepared
+                    if item.line is not None and item.signature is not None]
+        for item in appended:
+            journal_bytes = item.signature[4]
+            self.checkpoints.appended(item.key, journal_bytes, item.signature[2] - journal_bytes)
+        for key in self.checkpoints.large(item.key for item in appended):
+            self.checkpoint(Path(key))   # a journal as large as its snapshot: fold it now
+        return len(prepared)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def maintain(self) -> int:
+        """Checkpoint the tables whose journal is large or idle (engine/storage/checkpoints.py); how many.
+
+        Every JOURNAL_SCAN_S it also looks for journals it did not write
+        itself (replication appends to a replica's), so those are folded too.
+        """
+        now = time.monotonic()
+        if now - self._last_journal_scan >= JOURNAL_SCAN_S:
+            self._last_journal_scan = now
+            for path in maintenance.journaled_tables(self.root):
+                try:
+                    journal_bytes = os.stat(journal.journal_path(path)).st_size
+                    snapshot_bytes = os.stat(path).st_size
+                except OSError:
+                    continue  # folded or dropped meanwhile
+                self.checkpoints.seen(str(path), journal_bytes, snapshot_bytes)
+        done = 0
+        for key in self.checkpoints.due():
+            done += self.checkpoint(Path(key))
+        return done
+
+    def checkpoint_all(self) -> int:
+        """Checkpoint every table that has a journal (a clean stop); how many."""
+        return sum(self.checkpoint(path) for path in maintenance.journaled_tables(self.root))
+
+    def checkpoint(self, path: Path) -> bool:
+        """Fold a table's journal into a new snapshot at its current version; True if done.
+
+        Holding this directory's write lock (with peers: replication appends
+        under it too), the table is read, its snapshot written atomically,
+        then the journal removed. A crash in between leaves a journal whose
+        entries the snapshot already holds: they are skipped when read. A
+        failure (disk full) changes nothing and is logged: the journal still
+        holds every version.
+        """
+        key = str(path)
+        journal_file = journal.journal_path(path)
+        lock = [self._sync.own_lock] if self._sync is not None else []
+        with self.write_lock:
+            if self.in_own_batch:
+                return False  # never in the middle of a batch: try later
+            try:
+                with holding(lock, self._lock_timeout_s):
+                    if not os.path.exists(journal_file):
+                        self.checkpoints.done(key)
+                        return False
+                    entry = self._load_from_disk(path, key)
+                    if entry is not None:
+                        maintenance.write_snapshot(path, entry[0], durable=self._durable)
+                    os.unlink(journal_file)
+                    if self._durable:
+                        fsync_folder(path.parent)
+                    self._cache.forget(key)
+            except (OSError, TahiryError, LockTimeout) as error:
+                log.error("checkpoint of %s not done (its journal keeps every version): %s",
+                          path.relative_to(self.root), error)
+                return False
+        self.checkpoints.done(key)
+        return True
+
+
+    # ------------------------------------------------------------------ peers
+
+    @contextmanager
+    def holding_commit_locks(self) -> Iterator[None]:
+        """Hold the commit locks of this directory and every peer's for the block.
+
+        A statement run inside cannot be fenced: nobody else can rename a
+        file into these directories meanwhile (the block's own commit takes
+        the same locks again, which flock grants at once). Without peers,
+        nothing to hold. A clean TahiryError if the locks stay taken.
+        """
+        if self._sync is None:
+            yield
+            return
+        try:
+            with holding(self._sync.commit_locks(), self._lock_timeout_s):
+                yield
+        except LockTimeout as error:
+            raise TahiryError(
+                f"Tsy voasoratra : mbola mihidy ny lahatahiry {error.lock_path.parent} "
+                f"({self._lock_timeout_s:g} s) ; tsy nisy niova (rien n'a été écrit)") from None
+
+    def certification_report(self) -> dict:
+        """Commits refused by the fence so far, and same-counter copies that differ (conflicts)."""
+        return {"fenced_commits": self._installer.fenced,
+                "replica_conflicts": self._sync.conflicts() if self._sync is not None else []}
+
+    @property
+    def has_peers(self) -> bool:
+        """Whether this directory belongs to a replicated set (pull and fence apply)."""
+        return self._sync is not None
+
+    def pull_newer(self, database: str, kind: str, name: str) -> bool:
+        """Pull on write: adopt a peer's newer copy of an object before modifying it.
+
+        `kind` "database" means the database marker. The newest valid peer
+        copy with a larger counter than ours is copied in atomically
+        (tombstones too, so a drop made elsewhere is never undone). Checked
+        once per object per batch; True if a copy was adopted.
+        """
+        if self._sync is None:
+            return False
+        try:
+            path = (self.marker_path(database) if kind == "database"
+                    else self.object_path(database, kind, name))
+        except TahiryError:
+            return False  # the statement itself reports the bad name
+        key = str(path)
+        batch = self._batch
+        if batch is not None and batch.owner == threading.get_ident():
+            if key in batch.pending or key in batch.pulled:
+                return False
+            batch.pulled.add(key)
+        if not self._sync.roots():
+            return False
+        local = self._load(path)
+        local_change = int(local.get("change", 0)) if local is not None else 0
+        for newer in self._sync.newer_peers(path, local_change):
+            if self._adopt(path, newer):
+                return True
+        return False
+
+    def pull_newer_objects(self, database: str) -> None:
+        """Pull every object of a database that a peer holds newer (before dropping it).
+
+        Not the marker: creating and dropping a database are sent to every
+        server, and each decides from its own marker (the fence lets
+        identical markers and tombstones through).
+        """
+        if self._sync is None:
+            return
+        try:
+            validate_name(database, "database")
+        except TahiryError:
+            return  # the statement itself reports the bad name
+        for kind, folder in KIND_FOLDERS.items():
+            for name in sorted(self._sync.object_names(database, folder)):
+                if is_identifier(name):
+                    self.pull_newer(database, kind, name)
+
+    def _adopt(self, path: Path, newer: NewerPeer) -> bool:
+        """Bring this directory's copy up to a peer's newer version; True if it moved.
+
+        engine/storage/object_copy.py ships what changed (a table's journal lines, or
+        the whole copy), checked, under this directory's lock (and reading
+        the peer's under its lock): the one implementation replication uses
+        too. An invalid peer copy is not taken (False: try the next peer).
+        """
+        rel = str(path.relative_to(self.root))
+        try:
+            self._prepare_folder(path.parent)
+            moved = bring_up_to_date(newer.root, self.root, rel, self._sync.own_lock,
+                                     durable=self._durable, source_lock=newer.lock,
+                                     lock_timeout_s=self._lock_timeout_s)
+        except (DivergedCopy, InvalidDocument) as error:
+            log.error("pull of %s from %s refused: %s", rel, newer.peer, error)
+            return False
+        except OSError as error:
+            log.error("pull of %s from %s failed: %s", path, newer.peer, error)
+            raise StorageFault(
+                f"Tsy tafiditra ny dika vaovao kokoa an'i {rel} avy "
+                f"amin'i {newer.peer} ({error.strerror or error}) ; tsy nisy niova",
+                rel, "write", f"not writable: {error.strerror or error}") from None
+        self._cache.forget(str(path))
+        batch = self._batch
+        if batch is not None and batch.owner == threading.get_ident():
+            batch.pinned.pop(str(path), None)  # the statement reads the adopted copy
+        if moved:
+            log.info("pulled %s (version %d) from %s before writing it", rel, newer.change,
+                     newer.peer)
+        return moved
+
+    @contextmanager
+    def write_batch(self) -> Iterator[None]:
+        """`with store.write_batch():` writes inside are committed together at the end.
+
+        An exception inside discards them all. (The server uses the explicit
+        methods to give each statement its own savepoint.)
+        """
+        self.begin_batch()
+        try:
+            yield
+        except BaseException:
+            self.abort_batch()
+            raise
+        self.commit_batch()
+
+    # ------------------------------------------------------------- maintenance
+
+    def remove_stale_temp_files(self, older_than_s: float = 0.0) -> int:
+        """Delete temp files left by interrupted writes; return how many.
+
+        Only files older than `older_than_s` go, so a write in progress in
+        another process (replication) is not disturbed.
+        """
+        return maintenance.remove_temp_files(self.root, older_than_s)
+
+
+def checkpoint_directory(root: Path, holder: str) -> int:
+    """Fold every table journal of a directory nobody runs on; how many (DirectoryTaken if held)."""
+    if not maintenance.journaled_tables(root):
+        return 0
+    owner = OwnerLock.acquire(root, OwnerRecord(node=holder, pid=os.getpid(), host="local",
+                                                port=0, started=time.time()), retry_s=0)
+    try:
+        return Store(root).checkpoint_all()
+    finally:
+        owner.release()

@@ -1,0 +1,159 @@
+"""A database server as the load balancer sees it, and one connection to it.
+
+`Backend` holds a configured server's health, load counters and open
+connections (so they can all be aborted when it goes OFFLINE).
+`BackendConnection` sends a request (or two in one write) and returns the
+responses, decoded as they arrive by a bare asyncio Protocol (no stream
+buffer or reader task on the hot path). Requests may be pipelined: a
+session's writes to one owner are sent one behind the other without waiting
+(`send_now`, or `on_sent` to learn when a request went out), and the server
+answers them in order. Every failure becomes `BackendUnavailable`, whose
+`sent` flag says whether the request may have reached the server. That flag
+is what lets the balancer retry a write elsewhere only when nothing was
+sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nodes.balancer.backend_config import BackendSpec
+from nodes.runtime.upstream import (NotSent, ResponseReceiver, UpstreamError, exchange,
+                            finish_exchange, open_upstream, start_exchange)
+from nodes.balancer.health import BackendHealth
+from nodes.protocol.wire import Response, auth_request
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every socket operation towards a backend is bounded by one of these (seconds)."""
+
+    connect: float = 1.0
+    probe: float = 1.0
+    request: float = 30.0
+
+
+class BackendUnavailable(Exception):
+    """A backend could not serve a request. `sent`: the request may have reached it."""
+
+    def __init__(self, backend_id: str, reason: str, sent: bool):
+        super().__init__(f"{backend_id}: {reason}")
+        self.backend_id = backend_id
+        self.reason = reason
+        self.sent = sent
+
+
+class Backend:
+    """A configured backend at run time: its health, load and open connections."""
+
+    def __init__(self, spec: BackendSpec, health: BackendHealth, secret: str | None = None):
+        self.spec = spec
+        self.health = health
+        self.secret = secret  # shared secret (docs/SECURITY.md), sent first on each connection
+        self.outstanding = 0
+        self.reads = 0
+        self.writes = 0
+        self.connections: set[BackendConnection] = set()
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def abort_connections(self) -> None:
+        for connection in list(self.connections):
+            connection.close()
+
+
+class BackendConnection:
+    """One TCP connection to a backend and the database currently selected on it."""
+
+    def __init__(self, backend: Backend, transport: asyncio.Transport, receiver: ResponseReceiver):
+        self.backend = backend
+        self.transport = transport
+        self._receiver = receiver
+        self.database: str | None = None
+        backend.connections.add(self)
+
+    @classmethod
+    async def open(cls, backend: Backend, timeout: float) -> "BackendConnection":
+        try:
+            transport, receiver = await open_upstream(backend.spec.host, backend.spec.port, timeout)
+        except TimeoutError:
+            raise BackendUnavailable(backend.id, f"no connection within {timeout:g}s", sent=False) from None
+        except OSError as error:
+            raise BackendUnavailable(backend.id, error.strerror or str(error), sent=False) from None
+        connection = cls(backend, transport, receiver)
+        if backend.secret:
+            try:
+                answer = await connection.roundtrip(auth_request(backend.secret), timeout)
+            except BackendUnavailable as error:
+                raise BackendUnavailable(backend.id, error.reason, sent=False) from None
+            if not answer.ok:
+                connection.close()
+                # Refused before any statement was sent.
+                raise BackendUnavailable(backend.id, answer.message, sent=False)
+        return connection
+
+    @property
+    def usable(self) -> bool:
+        # A peer that died or restarted has already sent FIN/RST, which the
+        # event loop turned into EOF: such a connection is known dead before
+        # anything is sent on it.
+        return not self._receiver.closed and not self.transport.is_closing()
+
+    @property
+    def waiting(self) -> int:
+        """Requests sent on this connection whose responses have not all arrived."""
+        return self._receiver.waiting
+
+    async def roundtrip(self, payload: bytes, timeout: float,
+                        on_sent: Callable[[], None] | None = None) -> Response:
+        """Send one request, return its one response; BackendUnavailable on any failure."""
+        return (await self._exchange(payload, 1, timeout, on_sent))[0]
+
+    async def roundtrip_pair(self, payload: bytes, follow_up: bytes, timeout: float,
+                             on_sent: Callable[[], None] | None = None
+                             ) -> tuple[Response, Response]:
+        """Send two requests in one write; their two responses."""
+        first, second = await self._exchange(payload + follow_up, 2, timeout, on_sent)
+        return first, second
+
+    def send_now(self, payload: bytes, count: int, timeout: float):
+        """Write `payload` (`count` requests) now, behind whatever is in flight; the awaitable
+        of their responses. BackendUnavailable(sent=False) if nothing could be written."""
+        if not self.usable:
+            self.close()
+            raise BackendUnavailable(self.backend.id, "connection already closed", sent=False)
+        try:
+            waiter = start_exchange(self.transport, self._receiver, payload, count, timeout)
+        except UpstreamError as error:
+            self.close()
+            raise BackendUnavailable(self.backend.id, str(error), sent=False) from None
+        return self._finish(waiter)
+
+    async def _finish(self, waiter: asyncio.Future) -> list[Response]:
+        try:
+            return await finish_exchange(self._receiver, waiter)
+        except UpstreamError as error:
+            self.close()
+            raise BackendUnavailable(self.backend.id, str(error), sent=True) from None
+
+    async def _exchange(self, payload: bytes, count: int, timeout: float,
+                        on_sent: Callable[[], None] | None = None) -> list[Response]:
+        if not self.usable:
+            self.close()
+            raise BackendUnavailable(self.backend.id, "connection already closed", sent=False)
+        try:
+            return await exchange(self.transport, self._receiver, payload, count, timeout, on_sent)
+        except UpstreamError as error:
+            self.close()
+            # Unless the send itself failed, the request may have arrived.
+            raise BackendUnavailable(self.backend.id, str(error),
+                                     sent=not isinstance(error, NotSent)) from None
+
+    def close(self) -> None:
+        self.backend.connections.discard(self)
+        self._receiver.closed = True
+        self.transport.abort()

@@ -1,0 +1,705 @@
+"""The load balancer: `python -m nodes.balancer --id lb --port 3949 --backend m1=HOST:PORT ...`.
+
+An asyncio TCP server between clients and the database servers. Each client
+connection gets a `ClientSession` (nodes.balancer_session); this module
+decides, statement by statement, which backends of the `BackendPool`
+(nodes.backend_pool) it goes to:
+
+- reads (`alaivo`, `asehoy`) go to the least loaded ONLINE backend, or to
+  the backend that the read-your-writes rule names; a read that meets a
+  connection error or a timeout is retried on another backend;
+- writes go to the owner of the object (rendezvous hashing of database and
+  object over ONLINE writable backends, nodes.routing); if the owner cannot
+  even be connected to, nothing was sent and the next owner takes it; if the
+  connection dies after the write was sent, the outcome is unknown and
+  reported as an error, never sent twice; an owner that lacks the
+  session's database (still being copied to it) is given a moment, then
+  the next owner takes the write;
+- `manamboara tahiry` / `ravao ny tahiry` go to every ONLINE writable
+  backend, so the next `ampiasao` works wherever it lands; those naming the
+  same database run one at a time (concurrent ones would each win on a
+  different server), and a server that already holds the outcome
+  (replication was faster) counts as done;
+- `ampiasao DB` succeeds iff some ONLINE backend has DB;
+- a statement a backend answers with a storage fault (its copy of the
+  object is unreadable, or its disk refuses the write: the message ends
+  `[storage:read]` / `[storage:write]`, and nothing was applied) is sent once
+  more, to the next owner (a write) or another backend (a read), and the
+  object's statements avoid that backend for a while (nodes.fault_avoidance:
+  held, then re-tested by the next statement).
+
+Pipelining: a client may send statements ahead (up to `PIPELINE_WINDOW` in
+flight on its connection). They are taken in order (nodes.balancer_session
+`Turn`): each starts once the one before it is done, except that a write is
+sent right behind the write before it, without waiting for its answer,
+when it goes to the same owner on the same session connection and in the
+same database, and that owner already holds what it may depend on. Such
+writes are never sent again elsewhere (a storage fault is then reported,
+not re-routed: re-routing would reorder them). They carry no `.versions`
+follow-up; the last write of a run asks for its counters once answered.
+
+Health probes and the backends file are watched by nodes.prober; backend
+configuration is parsed by nodes.backend_config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import sys
+from collections.abc import Iterable
+
+from engine.errors import ERROR_PREFIX, TahiryError, storage_fault_operation
+from nodes.protocol.auth import AuthGuard, add_auth_arguments, node_auth_guard
+from nodes.balancer.backend_config import BackendsFile, parse_backend_option
+from nodes.balancer.backend_pool import BackendPool
+from nodes.balancer.backends import Backend, BackendUnavailable, Timeouts
+from nodes.balancer.session import ClientSession, DatabaseMissing, Turn
+from nodes.balancer.classifier import StatementClassifier
+from nodes.balancer.fault_avoidance import FaultAvoidance
+from nodes.runtime.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
+from nodes.runtime.serving import ClientHandler, ConnectionStats, admin_response, run_server
+from nodes.balancer.freshness import (DEFAULT_WAIT_BOUND_S, WriteMark, best_effort_order, find_holders,
+                             holding_all, read_needs, write_needs)
+from nodes.balancer.health import HealthPolicy
+from nodes.balancer.prober import Prober
+from nodes.protocol.wire import (Request, Response, decode_versions, encode_error, statement_bytes,
+                            versions_request)
+from nodes.balancer.routing import ReadSelector, rank_owners
+
+log = logging.getLogger("tahiry.balancer")
+
+NO_BACKEND_TO_ANSWER = "Tsy misy mpizara afaka mamaly ankehitriny"
+# Polling a write's owner that lacks the session's database (replication on its way).
+FIRST_DATABASE_POLL_S = 0.002
+MAX_DATABASE_POLL_S = 0.025
+NO_BACKEND_TO_WRITE = "Tsy misy mpizara afaka manoratra ankehitriny"
+# Statements one client connection may have in flight through the balancer.
+PIPELINE_WINDOW = 64
+
+
+def no_backend_error(message: str, reasons: list[str]) -> bytes:
+    """The error for a request no backend could take, with why each one failed."""
+    return encode_error(message + (f" ({'; '.join(reasons)})" if reasons else ""))
+
+
+class Balancer:
+    """Routes statements of client sessions over a changing set of backends."""
+
+    def __init__(self, node_id: str, pool: BackendPool, timeouts: Timeouts,
+                 logger: logging.Logger = log, auth: AuthGuard | None = None,
+                 idle_timeout: float | None = 600.0,
+                 freshness_bound_s: float = DEFAULT_WAIT_BOUND_S,
+                 faults: FaultAvoidance | None = None):
+        self.node_id = node_id
+        # Objects whose statements avoid a backend after its storage faults.
+        self.faults = faults if faults is not None else FaultAvoidance()
+        # How long a statement waits for some backend to hold the session's
+        # earlier writes before answering from the most up-to-date one.
+        self.freshness_bound_s = freshness_bound_s
+        self.idle_timeout = idle_timeout  # idle or half-open client connections are closed
+        self.auth = auth  # shared-secret policy for clients (nodes/protocol/auth.py)
+        self.pool = pool
+        self.timeouts = timeouts
+        self.log = logger
+        # One classifier for all sessions: the event loop is one thread, so
+        # sharing is safe, and the shapes it learns serve every client.
+        self.classifier = StatementClassifier()
+        self.selector = ReadSelector()
+        # database name -> [lock held while a create/drop of it runs everywhere,
+        # how many statements hold or await it]
+        self._database_locks: dict[str, list] = {}
+        self.clients = 0
+        self.connection_stats = ConnectionStats()
+        self.counters = {name: 0 for name in (
+            "statements", "reads", "writes", "uses", "database_ddl", "retries",
+            "rerouted_writes", "unknown_writes", "local_errors", "version_checks",
+            "stale_fallbacks", "storage_faults", "storage_resent_writes",
+            "storage_resent_reads", "storage_avoided", "pipelined_writes")}
+
+    # -- serving clients ---------------------------------------------------
+
+    def open_client(self) -> ClientHandler:
+        """A new client connection: its own session (database, backend connections)."""
+        session = ClientSession(self.timeouts)
+        self.clients += 1
+
+        def closed() -> None:
+            self.clients -= 1
+            session.close()
+
+        return ClientHandler(lambda request: self.answer(session, request), closed,
+                             self.idle_timeout, window=PIPELINE_WINDOW)
+
+    def status(self) -> dict:
+        return {
+            **self.connection_stats.as_dict(),
+            "clients": self.clients,
+            "counters": {**self.counters, "failovers": self.pool.failovers},
+            "backends": self.pool.status(),
+            "storage_faults": self.faults.snapshot(),
+        }
+
+    async def answer(self, session: ClientSession, request: Request) -> bytes:
+        """The complete response bytes for one framed request."""
+        if request.error is not None:
+            return encode_error(request.error)
+        if request.admin is not None:
+            return admin_response(request, self.node_id, "balancer", self.status)
+        self.counters["statements"] += 1
+        turn = session.take_turn()   # in request order: statements run in that order
+        try:
+            return await self._statement(session, request.text, turn)
+        except Exception:  # a bug must cost one statement, not the connection
+            self.log.exception("internal error on statement %r", request.text[:200])
+            self.counters["local_errors"] += 1
+            return encode_error("Nisy olana tao anatin'ny load balancer; tsy vita ny baiko")
+        finally:
+            await turn.finish()
+
+    # -- statements --------------------------------------------------------
+
+    async def _statement(self, session: ClientSession, text: str, turn: Turn) -> bytes:
+        payload = statement_bytes(text)
+        try:
+            kind = self.classifier.classify_text(text)
+        except TahiryError as error:
+            await turn.wait()
+            self.counters["local_errors"] += 1
+            return encode_error(error.message)
+        if kind is not None and kind.kind == "write":
+            route: list = []
+
+            def may_follow(previous: Turn) -> bool:
+                return self._route_behind(session, previous, kind.objects, route)
+
+            if await turn.wait(may_follow):
+                return await self._write_behind(session, turn, kind.objects, kind.target,
+                                                payload, *route)
+        else:
+            await turn.wait()
+        if kind is None:  # comments only: let a server answer as it does
+            return await self._read(session, payload, {})
+        if kind.kind == "use":
+            return await self._use(session, kind.database, payload)
+        if kind.kind == "database":
+            return await self._database_ddl(session, kind.drops_database, kind.database, payload)
+        marks = session.writes.marks(session.database)
+        if kind.kind == "read" or session.database is None:
+            # A write with no database selected changes nothing anywhere: any
+            # server answers the error.
+            return await self._read(session, payload, read_needs(marks, kind.objects),
+                                    kind.objects)
+        return await self._write(session, kind.objects, kind.target, payload,
+                                 write_needs(marks, kind.objects), turn)
+
+    def _route_behind(self, session: ClientSession, previous: Turn, objects: tuple[str, ...],
+                      route: list) -> bool:
+        """Whether a write may be sent right behind `previous` (in flight); fills `route`.
+
+        Yes when its owner (faults considered) is the backend `previous` went
+        to, in the session's database, on the session's open connection, and
+        that owner holds every write of the session it needs.
+        """
+        backend_id, database = previous.ahead
+        if database != session.database:
+            return False
+        obj = objects[0] if objects else ""
+        owners = rank_owners(database, obj, self.pool.candidates(writable_only=True))
+        if len(self.faults):
+            owners = self.faults.order_for_write(owners, database, obj)
+        if not owners or owners[0] != backend_id:
+            return False
+        needs = write_needs(session.writes.marks(database), objects)
+        if needs and not holding_all([backend_id], needs):
+            return False
+        backend = self.pool[backend_id]
+        connection = session.ready_connection(backend)
+        if connection is None:
+            return False
+        route[:] = [backend, connection]
+        return True
+
+    async def _write_behind(self, session: ClientSession, turn: Turn, objects: tuple[str, ...],
+                            target: str | None, payload: bytes, backend: Backend,
+                            connection) -> bytes:
+        """A write sent right behind the session's previous write, on the same connection."""
+        self.counters["writes"] += 1
+        self.counters["pipelined_writes"] += 1
+        database = session.database
+        obj = objects[0] if objects else ""
+        # No `.versions` right behind it (half the requests of a bulk load):
+        # only the last write of a run asks, once its answer is in (below);
+        # until then its mark has unknown counters, which the read-your-writes
+        # rule replaces by the owner's current ones (stricter, never weaker).
+        try:
+            answers = connection.send_now(payload, 1, self.timeouts.request)
+        except BackendUnavailable as error:
+            # Nothing was sent: route it the usual way once the one before is done.
+            self.pool.record_failure(backend, error.reason)
+            await turn.wait()
+            return await self._write(session, objects, target, payload,
+                                     write_needs(session.writes.marks(database), objects), turn)
+        turn.previous.followed = True
+        turn.sent_ahead(backend.id, database)
+        backend.outstanding += 1
+        try:
+            responses = await answers
+        except BackendUnavailable as error:
+            self.pool.record_failure(backend, error.reason)
+            turn.answered()
+            self.counters["unknown_writes"] += 1
+            return self._unknown_write(backend.id, error)
+        finally:
+            backend.outstanding -= 1
+        followed = turn.answered()
+        backend.writes += 1
+        raw = self._write_answered(session, backend.id, database, obj, objects, target,
+                                   responses[0], None, may_resend=False)[0]
+        mark = session.writes.mark(database, obj)
+        if responses[0].ok and not followed and mark is not None and len(self.pool) > 1:
+            self._versions_behind(backend, connection, database, obj, mark)
+        return raw
+
+    def _versions_behind(self, backend: Backend, connection, database: str, obj: str,
+                         mark: WriteMark) -> None:
+        """The last write of a run: ask its counters (for reads on other backends later).
+
+        Not awaited by the statement: its answer (and the session's next
+        statement) need not wait for it. The question is answered in its
+        turn on that connection, before anything sent after it runs, so it
+        describes this write's result; until it comes the mark's counters
+        are unknown (stricter).
+        """
+        self.counters["version_checks"] += 1
+        try:
+            answer = connection.send_now(versions_request(database, [obj]), 1,
+                                         self.timeouts.request)
+        except BackendUnavailable:
+            return
+
+        async def note() -> None:
+            try:
+                response = (await answer)[0]
+            except BackendUnavailable:
+                return  # the write's own answer is in; the mark stays stricter
+            known = decode_versions(response.message) if response.ok else None
+            if known is not None and mark.versions is None:
+                mark.versions = known.get(obj)   # this write's mark (a later one has its own)
+
+        asyncio.ensure_future(note())
+
+    @staticmethod
+    def _unknown_write(backend_id: str, error: BackendUnavailable) -> bytes:
+        return encode_error(
+            f"Tapaka ny fifandraisana tamin'ny mpizara {backend_id} ({error.reason}): "
+            "the outcome of this write is unknown (it may or may not have been "
+            "applied); it was not sent again")
+
+    def _write_answered(self, session: ClientSession, backend_id: str, database: str, obj: str,
+                        objects: tuple[str, ...], target: str | None, response: Response,
+                        versions: Response | None, may_resend: bool) -> tuple[bytes, bool]:
+        """A write's answer: remembered for read-your-writes; (the bytes, whether to resend).
+
+        A storage fault (nothing applied) is recorded against the backend;
+        the write is to be sent to the next owner if `may_resend`.
+        """
+        if response.ok:
+            known = decode_versions(versions.message) if versions is not None and versions.ok else None
+            session.writes.remember(database, obj, backend_id,
+                                    known.get(obj) if known is not None else None, target)
+            if len(self.faults):
+                self.faults.success(backend_id, database, objects, wrote=True)
+            return response.raw, False
+        operation = storage_fault_operation(response.message)
+        if operation is not None:
+            self._storage_fault(backend_id, database, objects, operation, response.message)
+            return response.raw, may_resend
+        return response.raw, False
+
+    async def _forward(self, session: ClientSession, backend: Backend, payload: bytes,
+                       select_database: bool = True, follow_up: bytes | None = None,
+                       on_sent=None):
+        """Send on the session's connection, counted as outstanding on `backend`.
+
+        A connection failure also counts against the backend's health. With
+        `follow_up`, returns the (statement, follow-up) response pair.
+        """
+        backend.outstanding += 1
+        try:
+            return await session.send(backend, payload, select_database, follow_up, on_sent)
+        except BackendUnavailable as error:
+            self.pool.record_failure(backend, error.reason)
+            raise
+        finally:
+            backend.outstanding -= 1
+
+    def _least_loaded(self, candidates: list[str], exclude: Iterable[str] = ()) -> str | None:
+        return self.selector.pick(candidates, self.pool.outstanding(candidates), exclude=exclude)
+
+    # -- read-your-writes (nodes.freshness) -------------------------------
+
+    async def _ask_versions(self, session: ClientSession, backend_id: str, database: str,
+                            names: list[str]) -> dict | None:
+        """`.versions` on the session's connection to a backend; None if it cannot answer."""
+        self.counters["version_checks"] += 1
+        try:
+            backend = self.pool[backend_id]
+        except KeyError:
+            return None  # removed from the configuration
+        try:
+            response = await self._forward(session, backend, versions_request(database, names),
+                                           select_database=False)
+        except (BackendUnavailable, DatabaseMissing):
+            return None
+        return decode_versions(response.message) if response.ok else None
+
+    async def _fresh_backends(self, session: ClientSession, needs: dict[str, WriteMark],
+                              candidates: list[str]) -> list[str]:
+        """The candidates holding every needed write (asking and waiting, bounded); [] if none."""
+        holders = holding_all(candidates, needs)
+        if holders:
+            return holders
+        database = session.database
+
+        async def ask(backend_id: str, db: str, names: list[str]) -> dict | None:
+            return await self._ask_versions(session, backend_id, db, names)
+
+        holders = await find_holders(database, needs, candidates, ask, bound_s=self.freshness_bound_s)
+        if not holders:
+            self.counters["stale_fallbacks"] += 1
+            self.log.info("no backend among %s has caught up with this session's writes of %s.%s "
+                          "within %.0f ms: answering from the most up-to-date one",
+                          ", ".join(candidates), database, ", ".join(sorted(needs)),
+                          self.freshness_bound_s * 1000)
+        return holders
+
+    async def _read(self, session: ClientSession, payload: bytes,
+                    needs: dict[str, WriteMark], objects: tuple[str, ...] = ()) -> bytes:
+        """A read, on a backend holding the session's writes it `needs` (nodes.freshness).
+
+        Backends that lately could not read one of `objects` are avoided; a
+        storage fault is answered by one more try on another backend.
+        """
+        self.counters["reads"] += 1
+        database = session.database or ""
+        tried: list[str] = []
+        missing: DatabaseMissing | None = None
+        reasons: list[str] = []
+        resent = False
+        while True:
+            candidates = [c for c in self.pool.candidates() if c not in tried]
+            if not candidates:
+                break
+            others = len(candidates) > 1
+            preferred = self.faults.filter_for_read(candidates, database, objects)
+            if len(preferred) < len(candidates):
+                self.counters["storage_avoided"] += 1
+                candidates = preferred
+            if needs:
+                fresh = await self._fresh_backends(session, needs, candidates)
+                backend_id = (self._least_loaded(fresh) if fresh
+                              else best_effort_order(candidates, needs)[0])
+            else:
+                backend_id = self._least_loaded(candidates)
+            if tried:
+                self.counters["retries"] += 1
+            tried.append(backend_id)
+            backend = self.pool[backend_id]
+            try:
+                response = await self._forward(session, backend, payload)
+            except BackendUnavailable as error:
+                reasons.append(str(error))
+                continue
+            except DatabaseMissing as error:
+                missing = missing or error
+                continue
+            backend.reads += 1
+            if not response.ok:
+                operation = storage_fault_operation(response.message)
+                if operation is not None:
+                    self._storage_fault(backend_id, database, objects, operation, response.message)
+                    if not resent and others:
+                        resent = True  # nothing was applied: another backend may read it
+                        self.counters["storage_resent_reads"] += 1
+                        continue
+            elif objects and len(self.faults):
+                self.faults.success(backend_id, database, objects, wrote=False)
+            return response.raw
+        if missing is not None:
+            return missing.response.raw
+        return no_backend_error(NO_BACKEND_TO_ANSWER, reasons)
+
+    async def _write(self, session: ClientSession, objects: tuple[str, ...], target: str | None,
+                     payload: bytes, needs: dict[str, WriteMark], turn: Turn | None = None) -> bytes:
+        """A write, on the object's owner, once it holds the session's writes it `needs`.
+
+        Once it is on the wire, `turn` lets the session's next write be sent
+        behind it (then it is never sent again elsewhere).
+        """
+        self.counters["writes"] += 1
+        database = session.database
+        obj = objects[0] if objects else ""
+        owners = rank_owners(database, obj, self.pool.candidates(writable_only=True))
+        if len(self.faults):
+            ranked, owners = owners, self.faults.order_for_write(owners, database, obj)
+            if owners[:1] != ranked[:1]:
+                self.counters["storage_avoided"] += 1
+        resent = False
+        # With several backends, learn the object's counters right after the
+        # write, in the same round trip (the server answers in order).
+        follow_up = versions_request(database, [obj]) if obj and len(self.pool) > 1 else None
+        reasons: list[str] = []
+        missing: DatabaseMissing | None = None
+        for attempt, backend_id in enumerate(owners):
+            if attempt:
+                self.counters["rerouted_writes"] += 1
+            if needs:
+                # The owner is fixed: wait (bounded) for it to catch up, then
+                # write there anyway.
+                await self._fresh_backends(session, needs, [backend_id])
+            backend = self.pool[backend_id]
+            # Once it is on the wire, the session's next write may go behind it.
+            on_sent = (functools.partial(turn.sent_ahead, backend_id, database)
+                       if turn is not None else None)
+            try:
+                answer = await self._forward_once_database_there(
+                    session, backend, payload, follow_up, wait=not attempt, on_sent=on_sent)
+            except DatabaseMissing as error:
+                # Only `ampiasao` was sent: the next owner may take the write.
+                missing = missing or error
+                continue
+            except BackendUnavailable as error:
+                if turn is not None:
+                    turn.answered()
+                if error.sent:
+                    self.counters["unknown_writes"] += 1
+                    return self._unknown_write(backend_id, error)
+                reasons.append(str(error))
+                continue  # nothing was sent: the next owner may take it
+            followed = turn.answered() if turn is not None else False
+            backend.writes += 1
+            response, versions = answer if follow_up is not None else (answer, None)
+            # Nothing was applied after a storage fault: the next owner takes it,
+            # once, unless another write was sent behind it (that would reorder them).
+            raw, resend = self._write_answered(
+                session, backend_id, database, obj, objects, target, response, versions,
+                may_resend=not resent and not followed and attempt + 1 < len(owners))
+            if resend:
+                resent = True
+                self.counters["storage_resent_writes"] += 1
+                continue
+            return raw
+        if missing is not None:
+            return missing.response.raw
+        return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
+
+    def _storage_fault(self, backend_id: str, database: str, objects: tuple[str, ...],
+                       operation: str, message: str) -> None:
+        """A backend could not read or write its copy: avoid it for these objects for a while."""
+        self.counters["storage_faults"] += 1
+        reason = message.removeprefix(ERROR_PREFIX)
+        self.log.warning("backend %s: storage fault (%s) on %s.%s: %s", backend_id, operation,
+                         database, ",".join(objects) or "-", reason)
+        self.faults.fault(backend_id, database, objects, operation, reason)
+
+    async def _forward_once_database_there(self, session: ClientSession, backend: Backend,
+                                           payload: bytes, follow_up: bytes | None, wait: bool,
+                                           on_sent=None):
+        """`_forward`, waiting (bounded, if `wait`) for a backend that lacks the database.
+
+        The session's database exists somewhere (its `ampiasao` succeeded),
+        so a backend without it is most likely still receiving it: created
+        while that server was joining, or copied by replication. Only the
+        `ampiasao` replay was sent, so asking again is safe.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.freshness_bound_s if wait else 0.0)
+        delay = FIRST_DATABASE_POLL_S
+        while True:
+            try:
+                return await self._forward(session, backend, payload, follow_up=follow_up,
+                                           on_sent=on_sent)
+            except DatabaseMissing:
+                if loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_DATABASE_POLL_S)
+
+    async def _use(self, session: ClientSession, database: str, payload: bytes) -> bytes:
+        """`ampiasao DB`: succeeds iff some ONLINE backend has DB."""
+        self.counters["uses"] += 1
+        candidates = self.pool.candidates()
+        first = self._least_loaded(candidates)
+        order = ([first] if first else []) + [b for b in candidates if b != first]
+        refusal: Response | None = None
+        reasons: list[str] = []
+        for backend_id in order:
+            backend = self.pool[backend_id]
+            try:
+                response = await self._forward(session, backend, payload, select_database=False)
+            except BackendUnavailable as error:
+                reasons.append(str(error))
+                continue
+            if response.ok:
+                # The answer came on the session's connection to this backend.
+                session.connections[backend_id].database = database
+                session.database = database
+                return response.raw
+            refusal = refusal or response
+        if refusal is not None:
+            return refusal.raw
+        return no_backend_error(NO_BACKEND_TO_ANSWER, reasons)
+
+    async def _database_ddl(self, session: ClientSession, dropping: bool,
+                            database: str, payload: bytes) -> bytes:
+        """Create or drop a database on every ONLINE writable backend.
+
+        Statements about one database run one at a time: two students
+        creating the same database at once would otherwise each win on one
+        server and lose on the other, and both be told of a partial failure.
+        One after the other, the second is refused everywhere with the same
+        error, which is what it gets.
+        """
+        self.counters["database_ddl"] += 1
+        entry = self._database_locks.setdefault(database, [asyncio.Lock(), 0])
+        entry[1] += 1  # statements holding or awaiting it: the lock goes with the last
+        try:
+            async with entry[0]:
+                return await self._database_ddl_everywhere(session, dropping, database, payload)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._database_locks[database]
+
+    async def _database_ddl_everywhere(self, session: ClientSession, dropping: bool,
+                                       database: str, payload: bytes) -> bytes:
+        targets = self.pool.online_writable()
+        if not targets:
+            return encode_error(NO_BACKEND_TO_WRITE)
+
+        async def apply(backend_id: str) -> tuple[str, Response | BackendUnavailable]:
+            try:
+                return backend_id, await self._forward(session, self.pool[backend_id], payload,
+                                                       select_database=False)
+            except BackendUnavailable as error:
+                return backend_id, error
+
+        results = await asyncio.gather(*(apply(b) for b in targets))
+        applied = [(b, r) for b, r in results if isinstance(r, Response) and r.ok]
+        failed = [(b, r) for b, r in results if not (isinstance(r, Response) and r.ok)]
+        if applied:
+            # A server that already holds the outcome (replication from one
+            # that applied it was faster than this statement) is not a failure.
+            failed = [(b, r) for b, r in failed if not (
+                isinstance(r, Response) and _already_done(dropping, database, r.message))]
+        if dropping and applied:
+            # The server unselects a database it drops on that connection.
+            session.database_dropped(database, [b for b, _ in applied])
+        if not failed:
+            return applied[0][1].raw
+        if not applied and all(isinstance(r, Response) for _, r in failed) \
+                and len({r.message for _, r in failed}) == 1:
+            return failed[0][1].raw  # the same refusal everywhere: just that error
+        return encode_error(partial_ddl_message(applied, failed))
+
+
+def _already_done(dropping: bool, database: str, message: str) -> bool:
+    """Whether a refusal says the database is already as the statement wanted it."""
+    if dropping:
+        return message == f"{ERROR_PREFIX}Tsy misy ny tahiry : {database}"
+    return message == f"{ERROR_PREFIX}Ny tahiry ({database}) dia efa misy"
+
+
+def partial_ddl_message(applied: list[tuple[str, Response]],
+                        failed: list[tuple[str, Response | BackendUnavailable]]) -> str:
+    """Which backends took a database DDL statement and why the others did not."""
+    parts = []
+    for backend_id, result in failed:
+        if isinstance(result, Response):
+            parts.append(f"{backend_id}: {result.message}")
+        elif result.sent:
+            parts.append(f"{backend_id}: tapaka ny fifandraisana ({result.reason}), "
+                         "the outcome is unknown")
+        else:
+            parts.append(f"{backend_id}: tsy azo tratrarina ({result.reason})")
+    done = ", ".join(b for b, _ in applied) or "tsy nisy"
+    return (f"Tsy vita tamin'ny mpizara rehetra ny baiko (vita tamin'ny: {done}; "
+            + "; ".join(parts) + ")")
+
+
+# --------------------------------------------------------------------------
+# Process entry point
+
+
+def build_argument_parser() -> argparse.ArgumentParser:
+    parser = node_argument_parser("Tahiry load balancer", default_port=3949)
+    parser.add_argument("--backend", action="append", default=[], metavar="ID=HOST:PORT",
+                        help="a database server (repeat for each)")
+    parser.add_argument("--backends-file", metavar="FILE",
+                        help="JSON backends list, re-read when it changes; replaces --backend")
+    parser.add_argument("--probe-interval-ms", type=int, default=500)
+    parser.add_argument("--probe-timeout-ms", type=int, default=1000)
+    parser.add_argument("--connect-timeout-ms", type=int, default=1000)
+    parser.add_argument("--request-timeout-ms", type=int, default=30000)
+    parser.add_argument("--rise", type=int, default=2, help="good probes before an OFFLINE backend is used")
+    parser.add_argument("--fall", type=int, default=2, help="failures before a backend is OFFLINE")
+    parser.add_argument("--freshness-wait-ms", type=float, default=DEFAULT_WAIT_BOUND_S * 1000,
+                        help="how long a statement waits for a backend holding the session's "
+                             "earlier writes before answering from the most up-to-date one")
+    parser.add_argument("--idle-timeout", type=float, default=600.0,
+                        help="close client connections idle for this many seconds (0: never)")
+    add_auth_arguments(parser)
+    return parser
+
+
+async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
+                logger: logging.Logger) -> None:
+    # Know who is up before the first client arrives.
+    prober.reload_backends_file()
+    await prober.probe_all()
+    logger.info("backends: %s", balancer.pool.describe())
+    probing = asyncio.create_task(prober.run())
+
+    async def stop_probing() -> None:
+        probing.cancel()
+
+    await run_server(balancer.open_client, host, port, logger, balancer.connection_stats,
+                     auth=balancer.auth, on_stop=stop_probing)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_argument_parser().parse_args(argv)
+    entry = load_topology_node(args)
+    logger = setup_logging(args.id, args.log_file, args.log_level)
+    auth = node_auth_guard(args, logger)
+    try:
+        backend_options = args.backend or entry.get("backends") or []
+        specs = [] if args.backends_file else [parse_backend_option(b) for b in backend_options]
+        if len({s.id for s in specs}) != len(specs):
+            raise ValueError("--backend: the same ID is given twice")
+        policy = HealthPolicy(rise=args.rise, fall=args.fall)
+        for name in ("probe_interval_ms", "probe_timeout_ms", "connect_timeout_ms", "request_timeout_ms"):
+            if getattr(args, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    except ValueError as error:
+        print(f"balancer: {error}", file=sys.stderr)
+        return 2
+    timeouts = Timeouts(connect=args.connect_timeout_ms / 1000, probe=args.probe_timeout_ms / 1000,
+                        request=args.request_timeout_ms / 1000)
+    pool = BackendPool(policy, logger, secret=auth.secret)
+    pool.apply_specs(specs)
+    backends_file = BackendsFile(args.backends_file, logger) if args.backends_file else None
+    prober = Prober(pool, timeouts.probe, args.probe_interval_ms / 1000, backends_file)
+    balancer = Balancer(args.id, pool, timeouts, logger, auth=auth,
+                        idle_timeout=args.idle_timeout or None,
+                        freshness_bound_s=max(0.0, args.freshness_wait_ms) / 1000)
+    try:
+        run_node(serve(balancer, prober, args.host, args.port, logger), logger)
+    except OSError as error:
+        print(f"balancer: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    return 0
+

@@ -1,0 +1,190 @@
+"""What the load balancer keeps for one client connection.
+
+A `ClientSession` holds the client's current database, one lazily opened
+connection per backend it has used, and the memory behind the
+read-your-writes rule. Before a statement runs on a backend connection whose
+database differs from the session's, the session's `ampiasao <db>;` is
+replayed there (also on a fresh connection after failover); a backend that
+refuses the replay does not have the database and raises `DatabaseMissing`.
+
+Read-your-writes: the session's `WriteMemory` (nodes.freshness) remembers,
+for each object it wrote, the change counters the acknowledging server
+reported and which backends are known to hold them; the balancer runs each
+later statement on a backend holding what that statement may depend on.
+
+Pipelining: a client may send statements ahead; the balancer takes them in
+order, each with a `Turn`. A statement normally starts once the one before
+it is done (its answer known, the session's state updated). The exception:
+a write may be sent right behind the write before it while that one is
+still in flight, when both go to the same owner on the same connection in
+the same database (the server runs a connection's statements in order, and
+commits them together). Nothing else overtakes an unanswered statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from nodes.balancer.backends import Backend, BackendConnection, BackendUnavailable, Timeouts
+from nodes.balancer.freshness import WriteMemory
+from nodes.protocol.wire import Response, statement_bytes
+
+
+class DatabaseMissing(Exception):
+    """Replaying `ampiasao` failed on a backend: it does not have the database (yet)."""
+
+    def __init__(self, backend_id: str, response: Response):
+        super().__init__(response.message)
+        self.backend_id = backend_id
+        self.response = response
+
+
+class Turn:
+    """One statement's place in its session's order.
+
+    done: resolved once it is finished (and every statement before it is).
+    ahead: (backend id, database) while it is a write sent and not answered,
+    behind which the next write to that backend may be sent; `followed`
+    says one was (then it is never sent again elsewhere: that would reorder
+    the two). signal: resolved when it is sent ahead or done, whichever
+    comes first (what the next statement waits on).
+    """
+
+    __slots__ = ("previous", "done", "signal", "ahead", "followed")
+
+    def __init__(self, previous: "Turn | None") -> None:
+        loop = asyncio.get_running_loop()
+        self.previous = previous if previous is not None and not previous.done.done() else None
+        self.done: asyncio.Future = loop.create_future()
+        self.signal: asyncio.Future = loop.create_future()
+        self.ahead: tuple[str, str] | None = None
+        self.followed = False
+
+    async def wait(self, may_follow=None) -> "Turn | None":
+        """Wait for this statement's turn.
+
+        Returns the previous statement when this one may be sent right
+        behind it (`may_follow(previous)` said so while it is in flight
+        ahead), else None once it is done.
+        """
+        previous = self.previous
+        if previous is None or previous.done.done():
+            return None
+        if may_follow is not None:
+            if not previous.signal.done():
+                await asyncio.shield(previous.signal)
+            if previous.ahead is not None and not previous.done.done() and may_follow(previous):
+                return previous
+        await asyncio.shield(previous.done)
+        return None
+
+    def sent_ahead(self, backend_id: str, database: str) -> None:
+        """Its write is on the wire: a following write to that backend may go now."""
+        self.ahead = (backend_id, database)
+        if not self.signal.done():
+            self.signal.set_result(None)
+
+    def answered(self) -> bool:
+        """Its answer came: nothing may be sent behind it any more; whether something was."""
+        self.ahead = None
+        return self.followed
+
+    async def finish(self) -> None:
+        """Done, once every statement before it is."""
+        self.ahead = None
+        previous = self.previous
+        try:
+            if previous is not None and not previous.done.done():
+                await asyncio.shield(previous.done)
+        finally:  # even when cancelled: the statements behind it must not wait forever
+            self.previous = None
+            if not self.signal.done():
+                self.signal.set_result(None)
+            if not self.done.done():
+                self.done.set_result(None)
+
+
+class ClientSession:
+    """One client connection: its database, its backend connections, its latest writes."""
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        self.timeouts = timeouts
+        self.database: str | None = None
+        self.connections: dict[str, BackendConnection] = {}
+        self.writes = WriteMemory()
+        self._last_turn: Turn | None = None
+
+    def take_turn(self) -> Turn:
+        """The next statement's place, behind the one before it (in request order)."""
+        turn = self._last_turn = Turn(self._last_turn)
+        return turn
+
+    def forget_database(self, database: str) -> None:
+        self.writes.forget_database(database)
+
+    # -- backend connections -------------------------------------------------
+
+    async def connection_to(self, backend: Backend, select_database: bool = True) -> BackendConnection:
+        """The session's connection to `backend`, with the session's database selected."""
+        connection = self.connections.get(backend.id)
+        if connection is not None and (connection.backend is not backend or not connection.usable):
+            connection.close()
+            connection = None
+        if connection is not None and select_database and self.database is None \
+                and connection.database is not None:
+            # There is no statement to unselect a database: start afresh.
+            connection.close()
+            connection = None
+        if connection is None:
+            connection = await BackendConnection.open(backend, self.timeouts.connect)
+            self.connections[backend.id] = connection
+        if select_database and self.database is not None \
+                and connection.database != self.database:
+            try:
+                response = await connection.roundtrip(
+                    statement_bytes(f"ampiasao {self.database}"), self.timeouts.request)
+            except BackendUnavailable as error:
+                # Only the replay was sent, not the statement itself.
+                error.sent = False
+                raise
+            if not response.ok:
+                raise DatabaseMissing(backend.id, response)
+            connection.database = self.database
+        return connection
+
+    async def send(self, backend: Backend, payload: bytes, select_database: bool = True,
+                   follow_up: bytes | None = None,
+                   on_sent=None) -> Response | tuple[Response, Response]:
+        """One request on the session's connection to `backend` (database replayed first).
+
+        With `follow_up`, that request is sent in the same write right behind
+        `payload` and both responses are returned (one round trip).
+        `on_sent` runs once the request is written.
+        """
+        connection = await self.connection_to(backend, select_database)
+        if follow_up is None:
+            return await connection.roundtrip(payload, self.timeouts.request, on_sent)
+        return await connection.roundtrip_pair(payload, follow_up, self.timeouts.request, on_sent)
+
+    def ready_connection(self, backend: Backend) -> BackendConnection | None:
+        """The open connection to `backend` with the session's database selected, if there is one."""
+        connection = self.connections.get(backend.id)
+        if connection is None or connection.backend is not backend or not connection.usable \
+                or self.database is None or connection.database != self.database:
+            return None
+        return connection
+
+    def database_dropped(self, database: str, on_backends: list[str]) -> None:
+        """`database` was dropped on `on_backends`, which unselected it on those connections."""
+        for backend_id in on_backends:
+            connection = self.connections.get(backend_id)
+            if connection is not None and connection.database == database:
+                connection.database = None
+        if self.database == database:
+            self.database = None
+        self.forget_database(database)
+
+    def close(self) -> None:
+        for connection in self.connections.values():
+            connection.close()
+        self.connections.clear()

@@ -1,0 +1,435 @@
+"""The Tahiry wire protocol, sans-IO: pure functions and small state machines over bytes.
+
+Compatible with the original DirkDB server and client (see docs/ARCHITECTURE.md):
+
+- a request is UTF-8 statement text ending with `;` outside string literals
+  and comments;
+- each statement gets one response: for a relation, pages of
+  `RELATION_JSON_PAGE k/n` + one JSON line, then `RELATION_JSON_END`; then
+  always `RESULT_MESSAGE`, one message line and `END`.
+
+`RequestFramer` turns a byte stream into `Request`s (statements, admin
+requests `.ping;` / `.status;`, or framing errors), with every buffer bounded.
+`encode_outcome` / `encode_message` write responses; `ResponseDecoder` reads
+them back (merging pages) and keeps each response's raw bytes so a proxy can
+replay them. Nothing here touches a socket, so all of it is unit-tested alone.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from dataclasses import dataclass
+
+import orjson
+
+from engine.errors import ERROR_PREFIX
+from engine.evaluation.outcome import Column, Outcome, Relation
+from engine.language.script import StatementSplitter, normalise_statement
+
+PAGE_HEADER = "RELATION_JSON_PAGE"
+RELATION_END = "RELATION_JSON_END"
+RESULT_MESSAGE = "RESULT_MESSAGE"
+END = "END"
+
+DEFAULT_MAX_REQUEST_BYTES = 1 << 20          # 1 MiB of statement text
+DEFAULT_PAGE_ROWS = 1000
+DEFAULT_MAX_RESPONSE_BYTES = 512 << 20       # a decoder refuses bigger responses
+
+ADMIN_PING = "ping"
+ADMIN_STATUS = "status"
+ADMIN_AUTH = "auth"              # `.auth <secret>;`: see docs/SECURITY.md
+ADMIN_VERSIONS = "versions"      # `.versions <db> <object> ...;`: change counters (servers)
+_ADMIN_WORDS = {".ping": ADMIN_PING, ".status": ADMIN_STATUS}
+AUTH_WORD = ".auth"
+VERSIONS_WORD = ".versions"
+MAX_SECRET_CHARS = 256
+
+# Lone surrogates U+DC80..U+DCFF are what `surrogateescape` makes of bytes that
+# are not UTF-8; they can never come out of decoding valid UTF-8.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_LINE_BREAKS = re.compile(r"\r\n|[\r\n\u2028\u2029\x85]")
+
+
+class ProtocolError(Exception):
+    """A response stream that does not follow the wire format."""
+
+
+# --------------------------------------------------------------------------
+# Requests
+
+
+@dataclass(frozen=True)
+class Request:
+    """One framed request.
+
+    text: the statement without its terminating `;`, stripped of surrounding
+    whitespace. admin: ADMIN_PING / ADMIN_STATUS / ADMIN_AUTH /
+    ADMIN_VERSIONS for admin requests, else None. error: for a request that could not be framed (too long, not
+    UTF-8), the full error message `Hadisoana : ...` to answer with; text is
+    then empty and the statement must not be run.
+    """
+
+    text: str
+    admin: str | None = None
+    error: str | None = None
+
+    @property
+    def is_statement(self) -> bool:
+        return self.admin is None and self.error is None
+
+    def wire(self) -> bytes:
+        """The bytes to forward this request upstream."""
+        return (self.text + ";").encode("utf-8")
+
+
+def statement_bytes(text: str) -> bytes:
+    """Wire form of one statement given without its `;`."""
+    return (text + ";").encode("utf-8")
+
+
+class RequestFramer:
+    """Incremental framing of a request byte stream into `Request`s.
+
+    Bytes may arrive in any chunking (a UTF-8 sequence or a string literal
+    split across reads). Statement boundaries are found by the engine's
+    `StatementSplitter`, so `;` inside strings and comments is handled exactly
+    as the engine does. Bounded: a statement longer than max_request_bytes
+    (counted in decoded characters, never more than its bytes) yields one
+    error request and the rest of that statement is discarded as it arrives.
+    Bytes that are not UTF-8 make that statement an error request. Empty
+    statements (blank or comments only) yield nothing.
+    """
+
+    def __init__(self, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
+        self.max_request_bytes = max_request_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self._splitter = StatementSplitter()
+        self._discarding = False
+
+    def feed(self, data: bytes) -> list[Request]:
+        statements = self._splitter.feed(self._decoder.decode(data))
+        if self._discarding and statements:
+            # The over-long statement ends here; it was answered when it
+            # crossed the limit.
+            statements = statements[1:]
+            self._discarding = False
+        requests = [r for r in (self._request(p.text) for p in statements) if r is not None]
+        if not self._discarding and self._splitter.pending_length() > self.max_request_bytes:
+            self._discarding = True
+            requests.append(self._too_long())
+        if self._discarding:
+            # Keep the splitter's string/comment state, not the text.
+            self._splitter.discard_pending()
+        return requests
+
+    def _too_long(self) -> Request:
+        return Request("", error=ERROR_PREFIX + (
+            f"Lava loatra ny fangatahana (mihoatra ny {self.max_request_bytes} octets)"))
+
+    @property
+    def pending(self) -> bool:
+        """Whether an unfinished statement is buffered (text after the last `;`)."""
+        return self._discarding or self._splitter.pending_length() > 0
+
+    def _request(self, statement: str) -> Request | None:
+        text = statement.strip()
+        if not text or (text[:2] in ("--", "//") and not normalise_statement(text)):
+            return None  # blank or comments only: no statement, no response
+        if len(text) > self.max_request_bytes:
+            return self._too_long()
+        if _UNDECODABLE.search(text):
+            return Request("", error=ERROR_PREFIX + "Tsy UTF-8 ny fangatahana (octets tsy azo vakiana)")
+        admin = _ADMIN_WORDS.get(text.lower())
+        if admin is not None:
+            return Request(text, admin=admin)
+        if text[0] == ".":
+            for word, admin in ((AUTH_WORD, ADMIN_AUTH), (VERSIONS_WORD, ADMIN_VERSIONS)):
+                if text[:len(word)].lower() == word and (
+                        len(text) == len(word) or text[len(word)].isspace()):
+                    return Request(text, admin=admin)
+        return Request(text)
+
+
+# --------------------------------------------------------------------------
+# The shared secret (docs/SECURITY.md)
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why `secret` cannot be used as a shared secret, or None if it can.
+
+    It must survive statement framing unchanged: printable ASCII without
+    spaces, `;` or quotes, and no `--` or `//` (they start comments).
+    """
+    if not secret:
+        return "the secret is empty"
+    if len(secret) > MAX_SECRET_CHARS:
+        return f"the secret is longer than {MAX_SECRET_CHARS} characters"
+    if any(not "\x21" <= ch <= "\x7e" or ch in ";'\"" for ch in secret):
+        return "the secret may only hold printable ASCII characters other than space, ; ' and \""
+    if "--" in secret or "//" in secret:
+        return "the secret may not contain -- or // (they start comments)"
+    return None
+
+
+def auth_request(secret: str) -> bytes:
+    """The wire bytes of `.auth <secret>;`; ValueError if the secret cannot be sent."""
+    problem = secret_problem(secret)
+    if problem is not None:
+        raise ValueError(problem)
+    return f"{AUTH_WORD} {secret};".encode("ascii")
+
+
+def auth_secret(request: Request) -> str:
+    """The secret presented by an ADMIN_AUTH request ("" if none)."""
+    return request.text[len(AUTH_WORD):].strip()
+
+
+# --------------------------------------------------------------------------
+# Change counters (`.versions`): what the load balancer's read-your-writes
+# check asks a server
+
+
+def versions_request(database: str, objects: "list[str] | tuple[str, ...]") -> bytes:
+    """The wire bytes of `.versions <database> <object> ...;`."""
+    return f"{VERSIONS_WORD} {database} {' '.join(objects)};".encode("utf-8")
+
+
+def versions_arguments(request: Request) -> tuple[str, list[str]]:
+    """(database, object names) of a `.versions` request; ValueError with a sentence if malformed."""
+    words = request.text[len(VERSIONS_WORD):].split()
+    if len(words) < 2:
+        raise ValueError("`.versions` expects a database and at least one object name")
+    return words[0], words[1:]
+
+
+def decode_versions(message: str) -> dict[str, dict[str, int]] | None:
+    """The answer to `.versions` (object -> {kind: change counter}), or None if malformed."""
+    try:
+        value = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or not all(
+            isinstance(kinds, dict) and all(isinstance(n, int) for n in kinds.values())
+            for kinds in value.values()):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------
+# Encoding responses
+
+
+def one_line(message: str) -> str:
+    """The message with every line break replaced, so it fits one line."""
+    return _LINE_BREAKS.sub(" ", message)
+
+
+def encode_message(message: str) -> bytes:
+    """A response with only a message (success text or `Hadisoana : ...`)."""
+    return f"{RESULT_MESSAGE}\n{one_line(message)}\n{END}\n".encode("utf-8", "replace")
+
+
+def encode_error(sentence_or_message: str) -> bytes:
+    """An error response; adds the `Hadisoana : ` prefix if missing."""
+    message = sentence_or_message
+    if not message.startswith(ERROR_PREFIX):
+        message = ERROR_PREFIX + message
+    return encode_message(message)
+
+
+def _dumps(value: object) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        # orjson refuses integers beyond 64 bits; the stdlib does not.
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def response_is_error(raw: bytes) -> bool:
+    """Whether one encoded response carries an error message."""
+    at = raw.rfind(b"RESULT_MESSAGE\n")
+    return at >= 0 and raw.startswith(ERROR_PREFIX.encode(), at + len(RESULT_MESSAGE) + 1)
+
+
+def encode_relation(relation: Relation, page_rows: int = DEFAULT_PAGE_ROWS) -> bytes:
+    """The RELATION_JSON_PAGE ... RELATION_JSON_END part for one relation."""
+    page_rows = max(1, page_rows)
+    rows = relation.rows
+    total_pages = max(1, -(-len(rows) // page_rows))
+    columns = [{"name": c.name, "origin": c.origin} for c in relation.columns]
+    parts: list[bytes] = []
+    for page in range(1, total_pages + 1):
+        body = {"type": "relation", "name": relation.name, "page": page,
+                "totalPages": total_pages, "columns": columns,
+                "rows": rows[(page - 1) * page_rows:page * page_rows]}
+        parts.append(f"{PAGE_HEADER} {page}/{total_pages}\n".encode())
+        parts.append(_dumps(body))
+        parts.append(b"\n")
+    parts.append(f"{RELATION_END}\n".encode())
+    return b"".join(parts)
+
+
+def encode_outcome(outcome: Outcome, page_rows: int = DEFAULT_PAGE_ROWS) -> bytes:
+    """The complete response to one statement."""
+    head = encode_relation(outcome.relation, page_rows) if outcome.relation is not None else b""
+    return head + encode_message(outcome.message)
+
+
+# --------------------------------------------------------------------------
+# Decoding responses
+
+
+@dataclass
+class Response:
+    """One decoded response.
+
+    ok: the message does not start with `Hadisoana : `. relation: the pages
+    merged (None for message-only responses, or when the decoder was told not
+    to decode relations; has_relation still says whether there was one).
+    raw: the exact bytes of the response, END line included.
+    """
+
+    ok: bool
+    message: str
+    relation: Relation | None
+    raw: bytes
+    has_relation: bool = False
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.ok, self.message, self.relation)
+
+
+# Decoder states: what the next line must be.
+_S_START, _S_PAGE_JSON, _S_AFTER_PAGE, _S_MESSAGE_HEADER, _S_MESSAGE, _S_END = range(6)
+
+
+class ResponseDecoder:
+    """Incremental decoding of a response byte stream into `Response`s.
+
+    decode_relations=False skips JSON parsing (a proxy only needs the raw
+    bytes, the message and whether it is an error). A response bigger than
+    max_response_bytes raises ProtocolError rather than buffering without
+    bound; so does anything that is not the wire format. After a
+    ProtocolError the stream is unusable: close the connection.
+    """
+
+    def __init__(self, decode_relations: bool = True,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES):
+        self.decode_relations = decode_relations
+        self.max_response_bytes = max_response_bytes
+        self._buffer = bytearray()
+        self._scan_from = 0          # no newline in _buffer[_line_start:_scan_from]
+        self._line_start = 0         # start of the current line in _buffer
+        self._reset_response()
+
+    def _reset_response(self) -> None:
+        self._state = _S_START
+        self._pages: list[dict] = []
+        self._has_relation = False
+        self._expected_pages = 0
+        self._message = ""
+
+    @property
+    def pending(self) -> bool:
+        """Whether part of a response is buffered."""
+        return len(self._buffer) > 0
+
+    def feed(self, data: bytes) -> list[Response]:
+        buffer = self._buffer
+        buffer += data
+        responses: list[Response] = []
+        response_start = 0
+        while True:
+            newline = buffer.find(b"\n", self._scan_from)
+            if newline < 0:
+                break
+            line = bytes(buffer[self._line_start:newline])
+            self._line_start = self._scan_from = newline + 1
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if self._line(line):
+                responses.append(self._finish(bytes(buffer[response_start:self._line_start])))
+                response_start = self._line_start
+        if response_start:
+            del buffer[:response_start]
+            self._line_start -= response_start
+        self._scan_from = len(buffer)
+        if len(buffer) > self.max_response_bytes:
+            raise ProtocolError("response too large")
+        return responses
+
+    def _line(self, line: bytes) -> bool:
+        """Consume one line; True when it completed a response."""
+        state = self._state
+        if state == _S_START or state == _S_AFTER_PAGE:
+            if line.startswith(PAGE_HEADER.encode()):
+                self._page_header(line)
+                self._state = _S_PAGE_JSON
+            elif state == _S_AFTER_PAGE and line == RELATION_END.encode():
+                self._state = _S_MESSAGE_HEADER
+            elif state == _S_START and line == RESULT_MESSAGE.encode():
+                self._state = _S_MESSAGE
+            else:
+                raise ProtocolError(f"unexpected line {line[:80]!r}")
+        elif state == _S_PAGE_JSON:
+            self._has_relation = True
+            if self.decode_relations:
+                try:
+                    page = orjson.loads(line)
+                except orjson.JSONDecodeError as error:
+                    raise ProtocolError(f"bad relation page JSON: {error}") from None
+                if not isinstance(page, dict):
+                    raise ProtocolError("relation page is not an object")
+                self._pages.append(page)
+            self._state = _S_AFTER_PAGE
+        elif state == _S_MESSAGE_HEADER:
+            if line != RESULT_MESSAGE.encode():
+                raise ProtocolError(f"expected {RESULT_MESSAGE}, got {line[:80]!r}")
+            self._state = _S_MESSAGE
+        elif state == _S_MESSAGE:
+            self._message = line.decode("utf-8", "replace")
+            self._state = _S_END
+        elif state == _S_END:
+            if line != END.encode():
+                raise ProtocolError(f"expected {END}, got {line[:80]!r}")
+            return True
+        return False
+
+    def _page_header(self, line: bytes) -> None:
+        try:
+            page_text, total_text = line[len(PAGE_HEADER):].strip().split(b"/")
+            page, total = int(page_text), int(total_text)
+        except ValueError:
+            raise ProtocolError(f"bad page header {line[:80]!r}") from None
+        if self._expected_pages and total != self._expected_pages:
+            raise ProtocolError("page count changed within a relation")
+        self._expected_pages = total
+
+    def _finish(self, raw: bytes) -> Response:
+        relation = self._merge_pages() if self._has_relation and self.decode_relations else None
+        response = Response(ok=not self._message.startswith(ERROR_PREFIX), message=self._message,
+                            relation=relation, raw=raw, has_relation=self._has_relation)
+        self._reset_response()
+        return response
+
+    def _merge_pages(self) -> Relation:
+        first = self._pages[0]
+        try:
+            columns = [Column(c["name"], c.get("origin")) for c in first.get("columns", [])]
+            rows: list[list] = []
+            for page in self._pages:
+                rows.extend(page.get("rows", []))
+        except (TypeError, KeyError, AttributeError):
+            raise ProtocolError("malformed relation page") from None
+        return Relation(first.get("name", ""), columns, rows)
+
+
+def decode_responses(data: bytes) -> list[Response]:
+    """Decode a complete byte string of responses (convenience for tests and tools)."""
+    decoder = ResponseDecoder()
+    responses = decoder.feed(data)
+    if decoder.pending:
+        raise ProtocolError("truncated response")
+    return responses

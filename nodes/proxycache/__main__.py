@@ -1,0 +1,5 @@
+"""`python -m nodes.proxycache`: run the proxycache node."""
+
+from nodes.proxycache.node import main
+
+main()

@@ -1,0 +1,413 @@
+"""The local proxy cache node: `python -m nodes.proxycache --upstream 127.0.0.1:3949 --port 3951`.
+
+Sits between a client and the load balancer (or a server: same protocol).
+One upstream connection per client connection, opened lazily. The seed's
+strategy:
+
+- READ (`alaivo`, `asehoy`): answered from the cache when an entry for
+  (client's current database, normalised statement) is younger than the TTL;
+  otherwise forwarded, and a successful response is cached. Errors are never
+  cached.
+- WRITE and USE (everything else): forwarded, then the whole cache is
+  invalidated. With --fine-invalidation only the entries of that database
+  that read the written object are dropped (entries reading a view count as
+  reading everything; USE drops nothing since keys carry the database).
+- A read another connection sends within --settle-ms of a write (replication
+  lag: the server answering it may not have the write yet) is answered but
+  not cached (nodes/proxycache/cache.py), so no connection, the writer included, is
+  later served an answer older than a write acknowledged through this proxy.
+
+The client's current database is tracked from successful `ampiasao` replies
+and from dropping it. If the upstream connection breaks, the client gets a
+`Hadisoana : ...` error (a read is retried once on a fresh connection first,
+a write never is: its outcome is unknown); the next statement reconnects and
+replays `ampiasao` so the session keeps its database. A statement not sent
+yet waits up to --upstream-patience seconds (default 3) for an upstream that
+refuses connections (a balancer being restarted) before that error.
+
+`.ping;` and `.status;` are answered here, never forwarded; `.status;`
+carries the cache counters (hits, misses, evictions, invalidations, ...).
+
+Pipelining: a client may send statements ahead (a `-f` script, `executemany`);
+the proxy forwards them ahead too, on its one upstream connection, in
+order: each statement is sent once the one before it has been sent (so a
+reconnection is made once and nothing overtakes), and the answers come back
+in order. While statements of the connection are in flight the cache is
+neither read (an earlier write or `ampiasao` may change the answer) nor
+filled; a read is sent again after a broken connection only when nothing
+was sent behind it. A lost `ampiasao` (sent, unanswered) counts as done for
+the database replayed on the next upstream connection: the statements after
+it were written for that database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable
+
+from engine.language.script import normalise_statement
+from nodes.protocol.auth import AuthGuard, add_auth_arguments, node_auth_guard
+from nodes.proxycache.cache import ResponseCache
+from nodes.runtime.node_process import (load_topology_node, node_argument_parser, parse_address, run_node,
+                                setup_logging)
+from nodes.runtime.serving import ClientHandler, ConnectionStats, admin_response, run_server
+from nodes.runtime.upstream import UpstreamConnection, UpstreamError
+from nodes.protocol.wire import DEFAULT_MAX_REQUEST_BYTES, Request, Response, encode_error, statement_bytes
+
+KIND = "proxycache"
+# Replication is a few ms behind at rest, but p99 reached ~250 ms with a class
+# of ten writing at once on two cores; a wide margin costs little: only reads
+# sent within it of another connection's write go uncached.
+DEFAULT_SETTLE_MS = 1000.0
+READ, USE, WRITE = "read", "use", "write"
+
+_FIRST_WORD = re.compile(r"[^\W\d]\w*")
+_USE_REPLY = re.compile(r"^Ny tahiry : (.+) dia miasa ankehitriny$")
+_USE_STATEMENT = re.compile(r"^ampiasao\s+([^\W\d]\w*)$", re.IGNORECASE)
+# Statements one client connection may have in flight through the proxy.
+PIPELINE_WINDOW = 64
+_DROP_DATABASE = re.compile(r"^ravao\s+ny\s+tahiry\s+([^\W\d]\w*)\s*$", re.IGNORECASE)
+_DATABASE_DDL = re.compile(r"^(?:manamboara|ravao\s+ny)\s+tahiry\s+([^\W\d]\w*)\s*$",
+                           re.IGNORECASE)
+
+
+def statement_kind(normal_text: str) -> str:
+    """READ / USE / WRITE from the first keyword (cheap: no parse on the hit path)."""
+    match = _FIRST_WORD.match(normal_text)
+    word = match.group().lower() if match else ""
+    if word in ("alaivo", "asehoy"):
+        return READ
+    if word == "ampiasao":
+        return USE
+    return WRITE
+
+
+class FineInvalidation:
+    """What a statement reads or writes, for --fine-invalidation (parses; misses and writes only)."""
+
+    def __init__(self, view_ttl_s: float):
+        from engine.language.parser import StatementParser
+
+        self.parser = StatementParser()
+        self.view_ttl_s = view_ttl_s
+        self._views: dict[str, tuple[float, frozenset[str]]] = {}
+
+    def classify(self, text: str):
+        from engine.language.classify import classify
+
+        try:
+            statement = self.parser.parse(text)
+        except Exception:
+            return None
+        return classify(statement) if statement is not None else None
+
+    def known_views(self, database: str | None) -> frozenset[str] | None:
+        cached = self._views.get(database or "")
+        if cached is not None and time.monotonic() - cached[0] < self.view_ttl_s:
+            return cached[1]
+        return None
+
+    def remember_views(self, database: str | None, response: Response) -> None:
+        if response.ok and response.relation is not None:
+            names = frozenset(str(row[0]) for row in response.relation.rows if row)
+            self._views[database or ""] = (time.monotonic(), names)
+
+    def forget_views(self, database: str | None) -> None:
+        self._views.pop(database or "", None)
+
+
+class ProxyCache:
+    """The proxy node: a shared cache and one `ProxySession` per client connection."""
+
+    def __init__(self, node_id: str, upstream: tuple[str, int], cache: ResponseCache,
+                 logger: logging.Logger, *, fine_invalidation: bool = False,
+                 request_timeout: float = 60.0, idle_timeout: float | None = 600.0,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                 auth: AuthGuard | None = None, upstream_patience: float = 3.0):
+        self.node_id = node_id
+        # How long a statement not yet sent waits for the upstream to come back.
+        self.upstream_patience = upstream_patience
+        self.auth = auth  # shared secret: required of clients, presented upstream
+        self.upstream = upstream
+        self.cache = cache
+        self.logger = logger
+        self.fine = FineInvalidation(cache.ttl_s) if fine_invalidation else None
+        self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
+        self.max_request_bytes = max_request_bytes
+        self.stats = ConnectionStats()
+        self.upstream_errors = 0
+
+    def status(self) -> dict:
+        return {**self.stats.as_dict(), **self.cache.status(),
+                "upstream": f"{self.upstream[0]}:{self.upstream[1]}",
+                "upstream_errors": self.upstream_errors,
+                "fine_invalidation": self.fine is not None}
+
+    def open_client(self) -> ClientHandler:
+        """A new client connection: its own database and upstream connection."""
+        self.stats.open_connections += 1
+        self.stats.total_connections += 1
+        session = ProxySession(self, UpstreamConnection(
+            *self.upstream, request_timeout=self.request_timeout,
+            decode_relations=self.fine is not None,
+            secret=self.auth.secret if self.auth is not None else None))
+
+        def closed():
+            self.stats.open_connections -= 1
+            return session.upstream.close()
+
+        return ClientHandler(session.handle, closed, self.idle_timeout, window=PIPELINE_WINDOW)
+
+
+class ProxySession:
+    """One client connection: its current database and its upstream connection."""
+
+    def __init__(self, proxy: ProxyCache, upstream: UpstreamConnection):
+        self.proxy = proxy
+        self.cache = proxy.cache
+        self.upstream = upstream
+        self.database: str | None = None
+        # Who this connection is to the cache's settle rule; a new upstream
+        # connection is a new balancer session that does not know the old
+        # one's writes, so it gets a new identity.
+        self.writer = object()
+        # Pipelining: statements forwarded and not answered yet, and the
+        # "sent" signal of the latest one (the next one is sent after it).
+        self.in_flight = 0
+        self._sent: asyncio.Future | None = None
+
+    def handle(self, request: Request) -> bytes | Awaitable[bytes]:
+        """Answer one request: bytes when the answer is ready (admin, cache hit).
+
+        Returning bytes lets the connection write a cache hit at once, with no
+        task to schedule: that is most of what a hit costs.
+        """
+        if request.admin is not None:
+            return admin_response(request, self.proxy.node_id, KIND, self.proxy.status)
+        normal = normalise_statement(request.text)
+        kind = statement_kind(normal)
+        alone = not self.in_flight
+        if kind == READ and alone:
+            cached = self.cache.get((self.database, normal))
+            if cached is not None:
+                return cached
+        # Taken now, in request order: the statements are sent in that order.
+        turn = self._take_turn()
+        self.in_flight += 1
+        if kind == READ:
+            return self._read(request, normal, turn, cacheable=alone)
+        return self._write(request, normal, kind, turn)
+
+    def _take_turn(self) -> tuple[asyncio.Future | None, asyncio.Future]:
+        """(the previous statement's "sent" signal, this one's)."""
+        previous, self._sent = self._sent, asyncio.get_running_loop().create_future()
+        return previous, self._sent
+
+    async def _write(self, request: Request, normal: str, kind: str, turn) -> bytes:
+        try:
+            response = await self._forward(request.wire(), retry=False, turn=turn)
+        except UpstreamError as error:
+            self._note_write(kind, normal, self.database)
+            self._invalidate_after(kind, normal, None)  # the outcome is unknown
+            if kind == USE:
+                used = _USE_STATEMENT.match(normal)
+                if used:
+                    self.database = used.group(1)   # replayed on the next connection
+            return encode_error(str(error))
+        finally:
+            self.in_flight -= 1
+        # Every earlier statement is answered: this is the database it ran in.
+        self._note_write(kind, normal, self.database)
+        self._track_database(kind, normal, response)
+        self._invalidate_after(kind, normal, response)
+        return response.raw
+
+    async def _read(self, request: Request, normal: str, turn, cacheable: bool) -> bytes:
+        """A read the cache could not answer: forward it, cache a success (if sent alone)."""
+        key = (self.database, normal)
+        generation = self.cache.generation
+        fetched_at = self.cache.clock()
+        try:
+            response = await self._forward(request.wire(), retry=True, turn=turn)
+        except UpstreamError as error:
+            return encode_error(str(error))
+        finally:
+            self.in_flight -= 1
+        if response.ok and cacheable:
+            # The identity after the request: a reconnection on the way is a
+            # session that may not know this connection's earlier writes.
+            reader = self.writer
+            if self.proxy.fine is None:
+                self.cache.put(key, response.raw, generation=generation, fetched_at=fetched_at,
+                               reader=reader)
+            else:
+                tags, opaque = await self._read_tags(request.text)
+                self.cache.put(key, response.raw, tags=tags, opaque=opaque, generation=generation,
+                               fetched_at=fetched_at, reader=reader)
+        return response.raw
+
+    def _note_write(self, kind: str, normal: str, database: str | None) -> None:
+        """Tell the cache's settle rule that this connection wrote (or may have)."""
+        if kind != WRITE:
+            return
+        self.cache.note_write(database, self.writer)
+        named = _DATABASE_DDL.match(normal)
+        if named and named.group(1) != database:
+            self.cache.note_write(named.group(1), self.writer)
+
+    async def _forward(self, data: bytes, retry: bool, turn) -> Response:
+        """Send one statement upstream in its turn (replaying `ampiasao` on a new connection).
+
+        Until the statement itself is sent, failures (upstream restarting,
+        a connection its peer already closed) are retried for up to
+        `upstream_patience` seconds: nothing was sent, so this is as safe
+        for a write as for a read. Once sent, only a read is sent again
+        (once, and only if no statement was sent behind it); a write's
+        outcome is then unknown.
+        """
+        previous, sent_signal = turn
+        while True:
+            try:
+                if previous is not None and not previous.done():
+                    await asyncio.shield(previous)   # never cancel another statement's signal
+                answer = await self._send(data)
+            finally:
+                if not sent_signal.done():
+                    sent_signal.set_result(None)   # the next statement may be sent
+            try:
+                return await answer
+            except UpstreamError:
+                self.proxy.upstream_errors += 1
+                if not retry or self._sent is not sent_signal:
+                    raise   # a write, or statements were sent behind this read
+                retry = False
+                previous, sent_signal = self._take_turn()
+
+    async def _send(self, data: bytes):
+        """Write one statement on a usable connection (waiting for one, bounded); its answer."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.proxy.upstream_patience
+        delay = 0.02
+        while True:
+            try:
+                if not self.upstream.usable:
+                    await self.upstream.close()
+                    self.writer = object()
+                    await self.upstream.connect()
+                    await self._replay_database()
+            except UpstreamError:
+                self.proxy.upstream_errors += 1
+                if loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+                continue
+            return self.upstream.send(data)
+
+    async def _replay_database(self) -> None:
+        if self.database is None:
+            return
+        response = await self.upstream.request(statement_bytes(f"ampiasao {self.database}"))
+        if not response.ok:
+            self.proxy.logger.info("database %s is gone upstream: %s", self.database, response.message)
+            self.database = None
+
+    def _track_database(self, kind: str, normal: str, response: Response) -> None:
+        if not response.ok:
+            return
+        if kind == USE:
+            match = _USE_REPLY.match(response.message)
+            if match:
+                self.database = match.group(1)
+        elif self.database is not None:
+            match = _DROP_DATABASE.match(normal)
+            if match and match.group(1) == self.database:
+                self.database = None
+
+    def _invalidate_after(self, kind: str, normal: str, response: Response | None) -> None:
+        fine = self.proxy.fine
+        if fine is None:
+            self.cache.invalidate_all()
+            return
+        if kind == USE:
+            return  # keys carry the database: nothing read elsewhere changed
+        statement_class = fine.classify(normal)
+        if statement_class is None:
+            # Not even parsable: nothing was written; stay conservative anyway.
+            self.cache.invalidate_database(self.database)
+        elif statement_class.kind == "database":
+            self.cache.invalidate_database(statement_class.database)
+            fine.forget_views(statement_class.database)
+        elif statement_class.objects:
+            self.cache.invalidate_tables(self.database, statement_class.objects[:1])
+            fine.forget_views(self.database)
+        else:
+            self.cache.invalidate_database(self.database)
+
+    async def _read_tags(self, text: str) -> tuple[tuple[str, ...], bool]:
+        """Names a cached read depends on; opaque if it reads a view (or cannot tell)."""
+        fine = self.proxy.fine
+        if fine is None:
+            return (), False
+        statement_class = fine.classify(text)
+        if statement_class is None:
+            return (), True
+        names = statement_class.objects
+        if not names:
+            return (), False
+        views = fine.known_views(self.database)
+        if views is None:
+            try:
+                fine.remember_views(self.database, await self.upstream.request(
+                    statement_bytes("asehoy ny jery")))
+            except UpstreamError:
+                return names, True
+            views = fine.known_views(self.database)
+        return names, views is None or not views.isdisjoint(names)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = node_argument_parser("Tahiry local proxy cache", default_port=3951)
+    parser.add_argument("--upstream", default=None, help="host:port of the load balancer (or a server)")
+    parser.add_argument("--ttl-ms", type=float, default=None, help="how long a READ response stays cached")
+    parser.add_argument("--max-entries", type=int, default=None, help="LRU bound on cached responses")
+    parser.add_argument("--max-bytes", type=int, default=64 << 20, help="bound on cached bytes")
+    parser.add_argument("--settle-ms", type=float, default=DEFAULT_SETTLE_MS,
+                        help="a read sent this soon after another connection's write is not "
+                             "cached (replication lag behind a balancer); 0 with one server")
+    parser.add_argument("--fine-invalidation", action="store_true",
+                        help="on a write, drop only entries that read the written object")
+    parser.add_argument("--request-timeout", type=float, default=60.0)
+    parser.add_argument("--idle-timeout", type=float, default=600.0)
+    parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
+    parser.add_argument("--upstream-patience", type=float, default=3.0,
+                        help="seconds a statement not yet sent waits for the upstream to come back")
+    add_auth_arguments(parser)
+    args = parser.parse_args(argv)
+    entry = load_topology_node(args)
+    upstream_text = args.upstream or entry.get("upstream") or "127.0.0.1:3949"
+    try:
+        upstream = parse_address(upstream_text)
+    except ValueError as error:
+        parser.error(str(error))
+    ttl_ms = args.ttl_ms if args.ttl_ms is not None else entry.get("ttl_ms", 3000)
+    max_entries = args.max_entries if args.max_entries is not None else entry.get("max_entries", 200)
+    logger = setup_logging(args.id, args.log_file, args.log_level)
+    auth = node_auth_guard(args, logger)
+    if args.settle_ms < 0:
+        parser.error("--settle-ms must not be negative")
+    cache = ResponseCache(ttl_ms, max_entries, args.max_bytes, settle_ms=args.settle_ms)
+    proxy = ProxyCache(args.id, upstream, cache, logger,
+                       fine_invalidation=args.fine_invalidation,
+                       request_timeout=args.request_timeout,
+                       idle_timeout=args.idle_timeout or None,
+                       max_request_bytes=args.max_request_bytes, auth=auth,
+                       upstream_patience=args.upstream_patience)
+    logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, ttl_ms, max_entries)
+    run_node(run_server(proxy.open_client, args.host, args.port, logger, proxy.stats,
+                        max_request_bytes=args.max_request_bytes, auth=auth), logger)
+

@@ -1,0 +1,524 @@
+"""Serving client connections: every node's listening side (server, balancer, proxy cache).
+
+Each accepted connection is a `ClientConnection`, a bare asyncio Protocol:
+bytes go straight from `data_received` into the `RequestFramer`, and a
+request whose answer is ready at once (a server's small read, an admin
+request, a proxy cache hit) is answered inside that same callback, with one
+write and no task, no stream buffer, no wake-up of a reader coroutine. An
+answer that must wait (an engine batch, an upstream node) is awaited.
+
+Pipelining: a client may send statements ahead without waiting for each
+answer. The handler's `window` says how many answers may be awaited at once
+on one connection: with 1 (the default) the next request is handed to the
+handler only once the previous answer is sent; with more, the requests
+that arrived together are handed over at once (a server then commits them
+in one group commit), and answers still leave one per request, in request
+order, whatever order they complete in. A handler with a window above 1
+keeps its own statements in order (it is called for the next request
+while earlier answers are still awaited). Once the window is full, or
+while the client does not read its responses (the transport's write buffer
+is full), reading pauses, so nothing is buffered without bound.
+
+What a node supplies per connection is a `ClientHandler`: `answer(request)`
+returns the response bytes or an awaitable of them (and may raise
+`CloseConnection`), `closed()` runs once the connection is gone and its
+last answer is done. Framing errors, the shared-secret handshake
+(nodes/protocol/auth.py) and the idle timeout are handled here, the same for every
+node. An unfinished statement at EOF is not run: a client that died
+mid-statement must not have half a statement executed.
+
+`run_server` listens until SIGTERM/SIGINT, then stops gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+from nodes.protocol.auth import AuthGuard, answer_auth
+from nodes.runtime.node_process import set_nodelay
+from nodes.protocol.wire import (ADMIN_AUTH, ADMIN_PING, ADMIN_STATUS, DEFAULT_MAX_REQUEST_BYTES,
+                            Request, RequestFramer, encode_error, encode_message, response_is_error)
+
+Answer = Callable[[Request], "bytes | Awaitable[bytes]"]
+
+
+class CloseConnection(Exception):
+    """Raised by a handler: send `response`, then close the connection."""
+
+    def __init__(self, response: bytes):
+        super().__init__("close")
+        self.response = response
+
+
+@dataclass
+class ClientHandler:
+    """What a node does on one client connection.
+
+    answer: statements and admin requests (never `.auth`, never framing
+    errors) -> response bytes, or an awaitable of them. closed: runs once,
+    after the connection ended and its last answer is done (may return an
+    awaitable, which is scheduled). idle_timeout: close the connection after
+    this long without a request (None: never). window: how many answers may
+    be awaited at once (pipelined requests; 1: one at a time).
+    """
+
+    answer: Answer
+    closed: Callable[[], object] | None = None
+    idle_timeout: float | None = None
+    window: int = 1
+
+
+@dataclass
+class ConnectionStats:
+    """Counters every node keeps about its client connections."""
+
+    started: float = field(default_factory=time.monotonic)
+    open_connections: int = 0
+    total_connections: int = 0
+    refused_connections: int = 0
+    requests: int = 0
+    errors: int = 0
+
+    def as_dict(self) -> dict:
+        return {"uptime_s": round(time.monotonic() - self.started, 3),
+                "connections": self.open_connections,
+                "connections_total": self.total_connections,
+                "connections_refused": self.refused_connections,
+                "requests": self.requests, "errors": self.errors}
+
+
+def admin_response(request: Request, node_id: str, kind: str,
+                   status: Callable[[], dict]) -> bytes:
+    """The answer to `.ping;` (PONG id kind, touches no data) or `.status;` (one JSON line)."""
+    if request.admin == ADMIN_PING:
+        return encode_message(f"PONG {node_id} {kind}")
+    if request.admin == ADMIN_STATUS:
+        return encode_message(orjson.dumps({"id": node_id, "kind": kind, **status()}).decode())
+    return encode_error(f"Fangatahana tsy fantatra : {request.text}")
+
+
+# What a slot's answer does once its turn comes.
+_ANSWER, _AUTH_OK, _CLOSE, _BROKEN, _END = range(5)
+
+
+class _Slot:
+    """One request's place in the answer order: its response once known."""
+
+    __slots__ = ("done", "response", "kind", "waiting")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.response: bytes | None = None
+        # _ANSWER: send it; _AUTH_OK: send it, authenticated from now on;
+        # _CLOSE: send it, then close; _BROKEN: the handler failed, close;
+        # _END: shutdown, close after the answers before it.
+        self.kind = _ANSWER
+        self.waiting: asyncio.Future | None = None
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: framing, answers in request order (pipelined), auth, idle timeout."""
+
+    def __init__(self, open_client: Callable[[], ClientHandler | None], stats: ConnectionStats,
+                 logger: logging.Logger, max_request_bytes: int, auth: AuthGuard | None,
+                 connections: set["ClientConnection"]):
+        self._open_client = open_client
+        self._stats = stats
+        self._logger = logger
+        self._framer = RequestFramer(max_request_bytes)
+        self._auth = auth
+        self._authenticated = auth is None or not auth.required
+        self._connections = connections
+        self._handler: ClientHandler | None = None
+        self._transport: asyncio.Transport | None = None
+        self._pending: deque[Request] = deque()
+        self._answers: deque[_Slot] = deque()   # awaited (or done behind an awaited one), in order
+        self._window = 1
+        self._reading = True
+        self._write_paused = False
+        self._eof = False
+        self._lost = False
+        self._closing = False   # no more requests: close once the answers due are sent
+        self._finished = False
+        self._watch: _IdleWatch | None = None
+
+    # -- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        set_nodelay(transport)
+        try:
+            self._handler = self._open_client()
+        except Exception:
+            self._logger.exception("could not open a client session")
+            self._handler = None
+        if self._handler is None:
+            self._lost = True
+            transport.close()
+            self._finish()
+            return
+        self._window = max(1, self._handler.window)
+        self._connections.add(self)
+        self._watch = _IdleWatch(transport, self._logger, self._peer)  # type: ignore[arg-type]
+        self._start_waiting()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing or self._handler is None:
+            return
+        self._watch.stop_waiting()
+        self._pending.extend(self._framer.feed(data))
+        self._pump()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        if self._busy:
+            return True  # keep our side open to send the answers still due
+        self._close()
+        return False
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._pump()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._closing = True
+        self._pending.clear()
+        if exc is not None:
+            self._logger.debug("connection from %s ended: %s", self._peer(), exc)
+        if self._watch is not None:
+            self._watch.cancel()
+        if not self._answers:
+            self._finish()
+
+    # -- answering
+
+    @property
+    def _busy(self) -> bool:
+        return bool(self._answers) or bool(self._pending)
+
+    def _pump(self) -> None:
+        """Hand pending requests to the handler while the window has room (and writing is not paused)."""
+        while self._pending and not self._closing and not self._write_paused \
+                and len(self._answers) < self._window:
+            if self._pending[0].admin == ADMIN_AUTH or not self._authenticated:
+                if self._answers:
+                    break  # the handshake waits for every earlier answer
+                request = self._pending.popleft()
+                self._stats.requests += 1
+                slot = self._slot()
+                slot.waiting = asyncio.ensure_future(self._authenticate(request))
+                slot.waiting.add_done_callback(lambda done, slot=slot: self._auth_done(slot, done))
+                break  # nothing more until the verdict (it may close the connection)
+            request = self._pending.popleft()
+            self._stats.requests += 1
+            if request.error is not None:
+                self._stats.errors += 1
+                self._ready(encode_message(request.error))
+                continue
+            try:
+                result = self._handler.answer(request)
+            except CloseConnection as close:
+                self._ready(close.response, _CLOSE)
+                break
+            except Exception:
+                self._logger.exception("connection handler failed")
+                self._ready(None, _BROKEN)
+                break
+            if type(result) is bytes:
+                self._ready(result)
+            else:
+                self._await(result)
+        self._flow_control()
+
+    def _slot(self) -> _Slot:
+        slot = _Slot()
+        self._answers.append(slot)
+        return slot
+
+    def _ready(self, response: bytes | None, kind: int = _ANSWER) -> None:
+        """An answer known at once: sent now, unless earlier answers are still awaited."""
+        if kind != _ANSWER:
+            self._closing = True  # nothing after this request is handed over
+            self._pending.clear()
+        if not self._answers:
+            self._deliver(response, kind)
+            return
+        slot = self._slot()
+        slot.done, slot.response, slot.kind = True, response, kind
+
+    def _await(self, awaitable) -> None:
+        slot = self._slot()
+        if isinstance(awaitable, asyncio.Future):  # e.g. the engine thread's answer
+            slot.waiting = awaitable
+            awaitable.add_done_callback(lambda done, slot=slot: self._future_done(slot, done))
+        else:
+            # A coroutine: its task records the answer as soon as it has it
+            # (no extra turn of the loop for a done-callback).
+            slot.waiting = asyncio.ensure_future(self._complete(slot, awaitable))
+
+    async def _complete(self, slot: _Slot, answer: Awaitable[bytes]) -> None:
+        try:
+            response = await answer
+        except CloseConnection as close:
+            self._settle(slot, close.response, _CLOSE)
+        except asyncio.CancelledError:
+            self._settle(slot, None, _BROKEN)
+            raise
+        except Exception:
+            self._logger.exception("connection handler failed")
+            self._settle(slot, None, _BROKEN)
+        else:
+            self._settle(slot, response)
+
+    def _future_done(self, slot: _Slot, waiting: asyncio.Future) -> None:
+        if waiting.cancelled():
+            self._settle(slot, None, _BROKEN)
+            return
+        error = waiting.exception()
+        if isinstance(error, CloseConnection):
+            self._settle(slot, error.response, _CLOSE)
+        elif error is not None:
+            self._logger.error("connection handler failed", exc_info=error)
+            self._settle(slot, None, _BROKEN)
+        else:
+            self._settle(slot, waiting.result())
+
+    async def _authenticate(self, request: Request):
+        return await answer_auth(self._auth, request, self._authenticated, self._peer())
+
+    def _auth_done(self, slot: _Slot, waiting: asyncio.Future) -> None:
+        if waiting.cancelled() or waiting.exception() is not None:
+            if not waiting.cancelled():
+                self._logger.error("authentication failed", exc_info=waiting.exception())
+            self._settle(slot, None, _BROKEN)
+            return
+        verdict = waiting.result()
+        self._settle(slot, verdict.response, _CLOSE if verdict.close else _AUTH_OK)
+
+    def _settle(self, slot: _Slot, response: bytes | None, kind: int = _ANSWER) -> None:
+        """An awaited answer is known: send every answer now due, in order."""
+        slot.done, slot.response, slot.kind, slot.waiting = True, response, kind, None
+        answers = self._answers
+        while answers and answers[0].done:
+            head = answers.popleft()
+            if not self._deliver(head.response, head.kind):
+                answers.clear()  # closing: the answers after it are never sent
+                break
+        if self._lost:
+            if not answers:
+                self._finish()
+        else:
+            self._pump()
+
+    def _deliver(self, response: bytes | None, kind: int) -> bool:
+        """Send one answer in its turn; False when the connection closes after it."""
+        if kind == _ANSWER:
+            self._respond(response)
+            return True
+        if kind == _AUTH_OK:
+            self._send(response)
+            self._authenticated = True
+            return True
+        if kind == _CLOSE:
+            self._close_with(response)
+        else:
+            self._close()
+        return False
+
+    def _respond(self, response: bytes) -> None:
+        if response_is_error(response):
+            self._stats.errors += 1
+        self._send(response)
+
+    def _send(self, data: bytes) -> None:
+        if not self._lost and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def _close_with(self, response: bytes) -> None:
+        self._stats.errors += 1
+        self._send(response)
+        self._close()
+
+    def _close(self) -> None:
+        """No more requests; close once what is written is sent (FIN after the data)."""
+        self._closing = True
+        self._pending.clear()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def _flow_control(self) -> None:
+        if self._closing:
+            return
+        if self._pending or len(self._answers) >= self._window:
+            if self._reading:
+                self._reading = False
+                self._transport.pause_reading()
+            return
+        if self._eof:
+            if not self._answers:
+                self._close()
+            return
+        if not self._reading:
+            self._reading = True
+            self._transport.resume_reading()
+        if not self._answers:
+            self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        timeout = self._handler.idle_timeout
+        if not self._authenticated:
+            first = self._auth.first_timeout
+            timeout = min(timeout or first, first)
+        self._watch.start_waiting(timeout)
+
+    def _finish(self) -> None:
+        """The connection is gone and nothing is awaited any more: run the node's cleanup once."""
+        if self._finished:
+            return
+        self._finished = True
+        self._connections.discard(self)
+        handler = self._handler
+        if handler is not None and handler.closed is not None:
+            try:
+                result = handler.closed()
+                if inspect.isawaitable(result):
+                    asyncio.ensure_future(result)
+            except Exception:
+                self._logger.exception("connection cleanup failed")
+
+    # -- shutdown
+
+    @property
+    def answering(self) -> bool:
+        """Whether an answer is being awaited (shutdown lets it finish)."""
+        return bool(self._answers)
+
+    def stop(self) -> None:
+        """Shutdown: no more requests; the answers being awaited (if any) are still sent."""
+        if not self._answers:
+            self._close()
+        else:
+            self._closing = True
+            self._pending.clear()
+            end = self._slot()
+            end.done, end.kind = True, _END
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _peer(self) -> str:
+        peer = self._transport.get_extra_info("peername") if self._transport is not None else None
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+class _IdleWatch:
+    """Closes a connection that waited for its next request longer than its timeout.
+
+    One timer per connection, re-armed only when it fires, instead of a
+    timeout scheduled and cancelled around every request: the connection
+    only notes when it starts and stops waiting.
+    """
+
+    def __init__(self, transport: asyncio.Transport, logger: logging.Logger,
+                 peer: Callable[[], str]) -> None:
+        self._transport = transport
+        self._logger = logger
+        self._peer = peer
+        self._loop = asyncio.get_running_loop()
+        self._timeout: float | None = None
+        self._waiting_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
+
+    def start_waiting(self, timeout: float | None) -> None:
+        now = self._loop.time()
+        self._waiting_since = now
+        self._timeout = timeout
+        if timeout is None:
+            return
+        due = now + timeout
+        if self._timer is None or due < self._due:
+            # A shorter timeout than the armed one (or none armed): arm anew.
+            if self._timer is not None:
+                self._timer.cancel()
+            self._arm(due)
+
+    def stop_waiting(self) -> None:
+        self._waiting_since = None
+
+    def _arm(self, due: float) -> None:
+        self._due = due
+        self._timer = self._loop.call_at(due, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._timeout is None:
+            return
+        if self._waiting_since is None:  # busy with a request: check again later
+            self._arm(self._loop.time() + self._timeout)
+            return
+        due = self._waiting_since + self._timeout
+        if self._loop.time() < due:
+            self._arm(due)
+            return
+        self._logger.info("closing idle connection from %s", self._peer())
+        self._transport.close()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+async def run_server(open_client: Callable[[], ClientHandler | None], host: str, port: int,
+                     logger: logging.Logger, stats: ConnectionStats, *,
+                     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+                     auth: AuthGuard | None = None,
+                     on_stop: Callable[[], Awaitable[None]] | None = None,
+                     stop_grace: float = 5.0) -> None:
+    """Serve client connections until SIGTERM/SIGINT, then stop gracefully.
+
+    `open_client` runs for each accepted connection (None refuses it: the
+    connection is closed). At stop: no new connections; idle ones are
+    closed; an answer being awaited is still sent (up to `stop_grace`
+    seconds, then its connection is aborted); then `on_stop` runs.
+    """
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    connections: set[ClientConnection] = set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    server = await loop.create_server(
+        lambda: ClientConnection(open_client, stats, logger, max_request_bytes, auth, connections),
+        host, port, reuse_address=True, backlog=512)
+    logger.info("listening on %s:%d", host, port)
+    async with server:
+        await stopping.wait()
+        logger.info("stopping")
+        server.close()
+        for connection in list(connections):
+            connection.stop()
+        deadline = loop.time() + stop_grace
+        while any(connection.answering for connection in connections) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for connection in list(connections):
+            if connection.answering:
+                connection.abort()
+    if on_stop is not None:
+        await on_stop()
+    logger.info("stopped")

@@ -1,0 +1,305 @@
+"""Connections to an upstream node (balancer -> servers, proxy cache -> balancer).
+
+The receiving side is a bare asyncio Protocol (`ResponseReceiver`): each
+chunk goes straight into a `ResponseDecoder`, with a byte-search fast path
+for the common one-chunk response (`single_raw_response`). `exchange` sends
+one request (one write) and waits, bounded by a timer, for its responses.
+Requests may be pipelined on one connection: each `exchange` queues its
+waiter when it writes, and responses (which a node sends in request order)
+go to the waiters in that order. `UpstreamConnection` is one reconnecting
+connection, with the shared secret presented first when the node has one;
+`send` writes a request and returns the wait for its response, so a caller
+can send the next one before it arrives. Every failure is an
+`UpstreamError` with one sentence, and the connection is aborted (every
+request waiting on it fails: their answers could no longer be matched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from engine.errors import ERROR_PREFIX
+from nodes.runtime.node_process import set_nodelay
+from nodes.protocol.wire import ProtocolError, Response, ResponseDecoder, auth_request
+
+
+class UpstreamError(Exception):
+    """The upstream node could not be reached or broke the protocol; one sentence."""
+
+
+class NotSent(UpstreamError):
+    """The request was not sent at all (the connection was already closed)."""
+
+
+class ResponseReceiver(asyncio.Protocol):
+    """The receiving side of a connection to an upstream node: responses decoded as bytes arrive.
+
+    A bare asyncio Protocol (no StreamReader buffer, no reader task): each
+    chunk goes straight into the `ResponseDecoder`. `expect(count)` queues
+    a future resolved with the next `count` responses after those of the
+    requests queued before it; it fails with UpstreamError when the
+    connection ends, breaks the protocol or sends a response nobody asked
+    for. After a failure the connection is aborted and every waiter fails.
+    """
+
+    def __init__(self, decode_relations: bool = False) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._decoder = ResponseDecoder(decode_relations)
+        self._raw_only = not decode_relations
+        # [future, responses wanted, responses so far], in request order
+        self._waiters: deque[list] = deque()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    @property
+    def waiting(self) -> int:
+        """Requests sent whose responses have not all arrived."""
+        return len(self._waiters)
+
+    def expect(self, count: int) -> asyncio.Future:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append([waiter, count, []])
+        return waiter
+
+    def data_received(self, data: bytes) -> None:
+        single = None
+        if self._raw_only and not self._decoder.pending:
+            single = single_raw_response(data)
+        try:
+            responses = [single] if single is not None else self._decoder.feed(data)
+        except ProtocolError as error:
+            self.fail(f"protocol error: {error}")
+            return
+        waiters = self._waiters
+        for response in responses:
+            if not waiters:
+                self.fail("protocol error: a response nobody asked for")
+                return
+            head = waiters[0]
+            head[2].append(response)
+            if len(head[2]) == head[1]:
+                waiters.popleft()
+                if not head[0].done():
+                    head[0].set_result(head[2])
+        if not waiters and self._decoder.pending:
+            self.fail("protocol error: more responses than requests")
+
+    def eof_received(self) -> bool:
+        self.fail("connection closed")
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail((_reason(exc) if exc is not None else "") or "connection closed")
+
+    def fail(self, reason: str) -> None:
+        """Fail every waiting request with UpstreamError(reason) and abort the connection."""
+        self.closed = True
+        waiters, self._waiters = self._waiters, deque()
+        for waiter, _wanted, _responses in waiters:
+            if not waiter.done():
+                waiter.set_exception(UpstreamError(reason))
+        if self.transport is not None:
+            self.transport.abort()
+
+
+_PAGE_1_OF_1 = b"RELATION_JSON_PAGE 1/1\n"
+_RELATION_END_AND_MESSAGE = b"RELATION_JSON_END\nRESULT_MESSAGE\n"
+_MESSAGE_HEADER = b"RESULT_MESSAGE\n"
+_END_LINE = b"\nEND\n"
+
+
+def single_raw_response(data: bytes) -> Response | None:
+    """`data` as one complete response, if it is exactly one in the common shape; else None.
+
+    The fast path of `ResponseReceiver` when relations are not decoded: a
+    message-only response or a one-page relation, arriving whole in one
+    chunk (what servers send for most statements), is recognised with a few
+    byte searches instead of the decoder's line-by-line state machine. It
+    accepts exactly what `ResponseDecoder(decode_relations=False)` accepts
+    for those shapes and returns the same Response; anything else (several
+    pages, CRLF, a partial or second response) returns None for the decoder.
+    """
+    if not data.endswith(_END_LINE):
+        return None
+    if data.startswith(_MESSAGE_HEADER):
+        message_start, has_relation = len(_MESSAGE_HEADER), False
+    elif data.startswith(_PAGE_1_OF_1):
+        json_end = data.find(b"\n", len(_PAGE_1_OF_1))
+        if json_end < 0 or not data.startswith(_RELATION_END_AND_MESSAGE, json_end + 1):
+            return None
+        message_start, has_relation = json_end + 1 + len(_RELATION_END_AND_MESSAGE), True
+    else:
+        return None
+    message_end = len(data) - len(_END_LINE)
+    if message_end < message_start or data.find(b"\n", message_start, message_end) >= 0 \
+            or data[message_end - 1:message_end] == b"\r":
+        return None
+    message = data[message_start:message_end].decode("utf-8", "replace")
+    return Response(ok=not message.startswith(ERROR_PREFIX), message=message, relation=None,
+                    raw=data, has_relation=has_relation)
+
+
+def _expire(waiter: asyncio.Future, timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(UpstreamError(f"no answer within {timeout:g}s"))
+
+
+async def open_upstream(host: str, port: int, timeout: float,
+                        decode_relations: bool = False) -> tuple[asyncio.Transport, ResponseReceiver]:
+    """Connect (bounded by `timeout`) with TCP_NODELAY; OSError / TimeoutError on failure."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        transport, receiver = await loop.create_connection(
+            lambda: ResponseReceiver(decode_relations), host, port)
+    set_nodelay(transport)
+    return transport, receiver  # type: ignore[return-value]
+
+
+def start_exchange(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,
+                   count: int, timeout: float) -> asyncio.Future:
+    """Send `data` (one write) now; the future of its `count` responses, failed after `timeout`.
+
+    NotSent if nothing could be sent. Requests started one after another on
+    a connection are answered in that order (pipelining).
+    """
+    if receiver.closed or transport.is_closing():
+        raise NotSent("connection already closed")
+    waiter = receiver.expect(count)
+    transport.write(data)
+    if transport.is_closing():
+        # The send itself failed (reset by a dead peer): nothing arrived.
+        if waiter.done():
+            waiter.exception()  # retrieved: replaced by the error below
+        receiver.fail("connection reset before sending")
+        raise NotSent("connection reset before sending")
+    timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter, timeout)
+    waiter.add_done_callback(lambda _: timer.cancel())
+    return waiter
+
+
+async def finish_exchange(receiver: ResponseReceiver, waiter: asyncio.Future) -> list[Response]:
+    """Wait for a started exchange; on failure the connection is aborted (UpstreamError)."""
+    try:
+        return await waiter
+    except UpstreamError as error:
+        receiver.fail(str(error))
+        raise
+
+
+async def exchange(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,
+                   count: int, timeout: float,
+                   on_sent: Callable[[], None] | None = None) -> list[Response]:
+    """Send `data` (one write) and wait up to `timeout` for `count` responses.
+
+    UpstreamError on any failure; the connection is then aborted. A timer
+    rather than asyncio.timeout: the cheapest bound on the wait. `on_sent`
+    runs once the request is written (a pipelining caller may then send
+    the next one).
+    """
+    waiter = start_exchange(transport, receiver, data, count, timeout)
+    if on_sent is not None:
+        on_sent()
+    return await finish_exchange(receiver, waiter)
+
+
+class UpstreamConnection:
+    """One connection to an upstream node.
+
+    `request(wire_bytes)` sends a statement and returns its decoded
+    `Response`; `send(wire_bytes)` sends it and returns the wait for that
+    response, so the next statement can be sent first (pipelining; the
+    caller keeps the sends in order). Any failure (connect, timeout, EOF,
+    protocol) raises UpstreamError and closes the connection; the next
+    request reconnects.
+    """
+
+    def __init__(self, host: str, port: int, connect_timeout: float = 2.0,
+                 request_timeout: float = 60.0, decode_relations: bool = False,
+                 secret: str | None = None):
+        self.host, self.port = host, port
+        self.secret = secret  # sent as `.auth <secret>;` on every new connection
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.decode_relations = decode_relations
+        self._transport: asyncio.Transport | None = None
+        self._receiver: ResponseReceiver | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None
+
+    @property
+    def usable(self) -> bool:
+        """Connected and not closed by the peer (a dead peer's FIN is seen before sending)."""
+        return (self._transport is not None and not self._transport.is_closing()
+                and self._receiver is not None and not self._receiver.closed)
+
+    async def connect(self) -> None:
+        try:
+            self._transport, self._receiver = await open_upstream(
+                self.host, self.port, self.connect_timeout, self.decode_relations)
+        except (OSError, asyncio.TimeoutError) as error:
+            raise UpstreamError(f"tsy tafiditra amin'ny {self.host}:{self.port} ({_reason(error)})") from None
+        if self.secret:
+            await self._authenticate()
+
+    async def _authenticate(self) -> None:
+        try:
+            response = (await exchange(self._transport, self._receiver, auth_request(self.secret),
+                                       1, self.connect_timeout))[0]
+        except (UpstreamError, ValueError) as error:
+            await self.close()
+            raise UpstreamError(f"tsy tafiditra amin'ny {self.host}:{self.port} ({_reason(error)})") from None
+        if not response.ok:
+            await self.close()
+            raise UpstreamError(f"nolavin'ny {self.host}:{self.port} : {response.message}")
+
+    async def request(self, data: bytes) -> Response:
+        if self._transport is None:
+            await self.connect()
+        return await self.send(data)
+
+    def send(self, data: bytes):
+        """Write one statement now (the connection must be open); the awaitable of its Response."""
+        transport, receiver = self._transport, self._receiver
+        try:
+            waiter = start_exchange(transport, receiver, data, 1, self.request_timeout)
+        except UpstreamError as error:
+            self._forget(transport)
+            return self._failed(error)
+        return self._response(transport, receiver, waiter)
+
+    async def _response(self, transport, receiver, waiter) -> Response:
+        try:
+            return (await finish_exchange(receiver, waiter))[0]
+        except UpstreamError as error:
+            self._forget(transport)
+            raise self._broken(error) from None
+
+    async def _failed(self, error: UpstreamError) -> Response:
+        raise self._broken(error)
+
+    def _broken(self, error: UpstreamError) -> UpstreamError:
+        return UpstreamError(f"tapaka ny fifandraisana amin'ny {self.host}:{self.port} ({error})")
+
+    def _forget(self, transport) -> None:
+        """The connection `transport` failed: closed, and forgotten unless already replaced."""
+        if self._transport is transport:
+            self._transport, self._receiver = None, None
+        if transport is not None:
+            transport.close()
+
+    async def close(self) -> None:
+        transport, self._transport, self._receiver = self._transport, None, None
+        if transport is not None:
+            transport.close()  # flushes what is buffered, then FIN
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, asyncio.TimeoutError):
+        return "timeout"
+    return str(error) or type(error).__name__

@@ -1,0 +1,585 @@
+"""The database server node: `python -m nodes.server --id m1 --port 3948 --data data/m1`.
+
+An asyncio TCP server speaking the wire protocol (nodes.protocol). Each
+connection gets its own engine `Session` (current database, parser); all
+sessions share one `Store`, so the decoded-file cache is shared. Statements
+are CPU-bound and run on one engine thread (`EngineWorker`), one at a time:
+writes are serialised within the process, and the event loop stays free to
+accept connections and answer `.ping;` while a long query runs. (`--inline`
+runs them on the event loop instead, which saves a thread hop per statement.)
+
+Group commit: the engine thread takes every statement waiting when it
+becomes free (from any connection) as one batch, up to `MAX_BATCH`. A
+client may pipeline (send statements ahead without waiting for each
+answer; a connection may have `2 * MAX_BATCH` requests in flight, room for
+a balancer's `.versions` behind each): the statements that arrive together on one
+connection are handed to the engine thread together (`EngineWorker.submit`
+stages what one turn of the event loop submits and hands it over at once),
+so they join one batch, and their answers still leave one per statement,
+in order (nodes/runtime/serving.py). They run one after another
+against the store's in-memory write overlay (each has a savepoint: a failing
+statement leaves no trace; later ones see earlier ones' writes), then every
+object file the batch changed is written once, durably, and only then are
+the batch's responses sent. No response leaves before the data it depends
+on is on disk. "Failed" always means "not applied": a statement whose file
+may be in place after a failure is answered "outcome unknown"
+(`outcomes_after_partial_commit`).
+
+Peers (`--peers-file`, written by the supervisor, or `--peer ID=DIR`): the
+store pulls a peer's newer copy of an object before writing it and fences
+its commit against the peers' copies (docs/STORAGE.md, "Peers"), so a
+server taking over an object's writes builds on the last acknowledged
+version even when replication has not delivered it yet.
+
+Storage faults (a file of this server it cannot read or write: corrupt, disk
+full, read-only; `engine.errors.StorageFault`): the statement fails cleanly
+with the marked message, and `StorageFaults` (nodes/server/storage_faults.py)
+remembers the object, reason and count for `.status;` ("storage_faults")
+until a later write of it succeeds here, or a read for a read fault (read
+faults are re-tested when `.status;` is asked).
+
+Ownership: at start the server takes its data directory's owner lock
+(`.tahiry.owner`, engine/storage/data_owner.py) for its whole life and exits (code 2)
+naming the holder when another live process has it; with `--cluster` (the
+supervisor passes its topology file) a directory that another cluster used
+is refused as well, even while that cluster is stopped.
+
+Idle connections are closed after --idle-timeout; beyond --max-connections a
+new connection is answered with an error and closed (admin requests are
+still answered, so health probes see a busy node as alive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
+from engine.evaluation.outcome import Outcome
+from engine.session import Session
+from nodes.server.membership import PeerDirectories, parse_peer_option
+from engine.storage.store import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
+from nodes.protocol.auth import AuthGuard, add_auth_arguments, node_auth_guard
+from nodes.server.storage_faults import StorageFaults
+from engine.storage.data_owner import (DirectoryOfAnotherCluster, DirectoryTaken, OwnerLock, OwnerRecord,
+                              join_cluster)
+from engine.storage.checkpoints import DEFAULT_IDLE_S, DEFAULT_MIN_BYTES, DEFAULT_RATIO, CheckpointPolicy
+from engine.evaluation.code_cache import CodeCache
+from nodes.runtime.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
+from nodes.runtime.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
+from nodes.protocol.wire import (ADMIN_VERSIONS, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PAGE_ROWS, Request,
+                            encode_error, encode_message, encode_outcome, versions_arguments)
+
+KIND = "server"
+INTERNAL_ERROR = ERROR_PREFIX + "Nisy olana tao anatin'ny mpizara (internal error)"
+TOO_MANY_CONNECTIONS = "Be loatra ny fifandraisana amin'ity mpizara ity, andramo indray afaka kelikely"
+NOT_WRITTEN = (ERROR_PREFIX + "Tsy voasoratra : tsy vita ny fanoratana ny vondrona baiko nisy "
+               "an'ity ; tsy nisy niova (rien n'a été écrit)")
+MAX_BATCH = 64  # statements per group commit (bounds the latency one batch adds)
+# The engine thread, idle this long, looks for tables to checkpoint.
+IDLE_TICK_S = 0.5
+# Queries over one table this small run on the event loop: a few ms at most,
+# so health probes still get a quick answer, and no thread hand-off (~0.1 ms).
+SMALL_READ_ROWS = 10_000
+FOLDER_KINDS = {folder: kind for kind, folder in KIND_FOLDERS.items()}
+
+
+@dataclass
+class _Client:
+    """One connection's engine session and its statements handed to the engine thread."""
+
+    session: Session
+    in_flight: int = 0                      # submitted, answer not delivered yet
+    last: asyncio.Future | None = None      # the latest of them
+
+
+@dataclass
+class _Job:
+    """One statement waiting for the engine thread."""
+
+    session: Session
+    text: str
+    future: asyncio.Future | None
+    client: _Client | None = None
+
+
+class EngineWorker:
+    """The engine thread: runs waiting statements in batches with one group commit.
+
+    `submit` is called on the event loop and returns a future resolved (on
+    the loop) with the encoded response once the statement's batch is durable.
+    """
+
+    def __init__(self, run_batch, logger: logging.Logger, max_batch: int = MAX_BATCH,
+                 maintain=None):
+        """`maintain()`: background care (table checkpoints), run when the thread is idle."""
+        self._run_batch = run_batch
+        self._maintain = maintain
+        self._logger = logger
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
+        self._staged: list[_Job] = []
+        self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, session: Session, text: str, client: _Client | None = None) -> asyncio.Future:
+        """Queue one statement; it is handed over with the others of this turn of the loop.
+
+        Handing each one over at once would wake the engine thread on the
+        first, which would then start a batch before the rest of what one
+        client pipelined has been queued.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._staged:
+            loop.call_soon(self.hand_over)
+        self._staged.append(_Job(session, text, future, client))
+        return future
+
+    def hand_over(self) -> None:
+        """Hand what was staged to the engine thread (on the loop; nothing if nothing was)."""
+        staged, self._staged = self._staged, []
+        if staged:
+            self._queue.put(staged)
+
+    def _loop(self) -> None:
+        waiting: list[_Job] = []   # handed over, not yet in a batch (beyond one batch's size)
+        stop = False
+        while True:
+            if not waiting:
+                if stop:
+                    return
+                try:
+                    more = self._queue.get(timeout=IDLE_TICK_S)
+                except queue.Empty:
+                    self._idle()
+                    continue
+                if more is None:
+                    return
+                waiting = more
+            while len(waiting) < self._max_batch and not stop:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                else:
+                    waiting.extend(more)
+            jobs, waiting = waiting[:self._max_batch], waiting[self._max_batch:]
+            try:
+                responses = self._run_batch(jobs)
+            except BaseException:  # never leave the waiting connections hanging
+                self._logger.exception("engine batch failed")
+                responses = [encode_error(INTERNAL_ERROR)] * len(jobs)
+            try:
+                jobs[0].future.get_loop().call_soon_threadsafe(_deliver, jobs, responses)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+
+    def _idle(self) -> None:
+        """Nothing to run: checkpoint the tables that are due (never kills the thread)."""
+        if self._maintain is None:
+            return
+        try:
+            self._maintain()
+        except Exception:
+            self._logger.exception("background checkpoint failed")
+
+    def stop(self) -> None:
+        """Finish the statements already handed over, then end the thread (blocking)."""
+        self._queue.put(None)
+        self._thread.join()
+
+
+def _deliver(jobs: list[_Job], responses: list[bytes]) -> None:
+    for job, response in zip(jobs, responses):
+        if job.client is not None:
+            job.client.in_flight -= 1
+        if not job.future.done():
+            job.future.set_result(response)
+
+
+class DatabaseServer:
+    """Serves statements against one data directory."""
+
+    def __init__(self, node_id: str, store: Store, logger: logging.Logger, *,
+                 idle_timeout: float | None = 600.0, max_connections: int = 256,
+                 page_rows: int = DEFAULT_PAGE_ROWS,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, inline: bool = False,
+                 auth: AuthGuard | None = None):
+        self.node_id = node_id
+        self.store = store
+        self.logger = logger
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.page_rows = page_rows
+        self.max_request_bytes = max_request_bytes
+        self.stats = ConnectionStats()
+        self.auth = auth  # shared-secret policy (nodes/protocol/auth.py); None: loopback, no secret
+        self.statements = 0
+        self.statement_errors = 0
+        self.batches = 0
+        self.batched_statements = 0
+        self.files_committed = 0
+        self.largest_batch = 0
+        self.small_reads = 0
+        self.storage_faults = StorageFaults()
+        # Compiled expressions, shared by every connection's session.
+        self.codes = CodeCache()
+        self._engine = None if inline else EngineWorker(self.run_batch, logger,
+                                                        maintain=store.maintain)
+        if not inline:
+            # The event loop and the engine thread hand each statement over;
+            # a short GIL switch interval keeps the hand-over from waiting 5 ms.
+            sys.setswitchinterval(0.0005)
+
+    def status(self) -> dict:
+        return {**self.stats.as_dict(), "statements": self.statements,
+                "statement_errors": self.statement_errors, "batches": self.batches,
+                "batched_statements": self.batched_statements,
+                "largest_batch": self.largest_batch, "files_committed": self.files_committed,
+                "small_reads": self.small_reads,
+                "storage_faults": self.storage_fault_report(),
+                **self.store.certification_report(),
+                "data": str(self.store.root),
+                "max_connections": self.max_connections,
+                **(self.auth.status() if self.auth is not None else {})}
+
+    def storage_fault_report(self) -> list[dict]:
+        """The objects this server could not read or write lately (read faults re-tested first)."""
+        for rel in self.storage_faults.objects("read"):
+            database, folder, file_name = (rel.split("/") + ["", ""])[:3]
+            kind = FOLDER_KINDS.get(folder)
+            if kind is None or not file_name.endswith(".json"):
+                continue  # a database marker: cleared by its next write
+            try:
+                self.store.read_raw(database, kind, file_name[:-len(".json")])
+            except TahiryError:
+                continue  # still failing (a re-test is not a statement: not counted)
+            self.storage_faults.read([rel])
+        return self.storage_faults.snapshot()
+
+    def _written_fine(self, keys) -> None:
+        """Files written successfully (keys: absolute paths): their faults are over."""
+        root = self.store.root
+        self.storage_faults.written(str(Path(key).relative_to(root)) for key in keys)
+
+    def open_client(self) -> ClientHandler | None:
+        """A new client connection: its own engine session (None if it cannot be made)."""
+        self.stats.total_connections += 1
+        if self.stats.open_connections >= self.max_connections:
+            self.stats.refused_connections += 1
+            return ClientHandler(self._refuse, idle_timeout=5.0)
+        try:
+            client = _Client(Session(self.store, codes=self.codes))
+        except Exception:
+            self.logger.exception("could not open an engine session")
+            return None
+        self.stats.open_connections += 1
+
+        def answer(request: Request) -> bytes | asyncio.Future:
+            if request.admin is not None:
+                if request.admin == ADMIN_VERSIONS:
+                    if client.in_flight:
+                        # Counters after this connection's earlier writes are durable.
+                        return self._versions_after(client.last, request)
+                    return self.versions(request)
+                return admin_response(request, self.node_id, KIND, self.status)
+            return self._run(client, request.text)
+
+        def closed() -> None:
+            self.stats.open_connections -= 1
+
+        # Pipelined statements of one connection: up to one batch in flight,
+        # each maybe with the balancer's `.versions` right behind it.
+        return ClientHandler(answer, closed, self.idle_timeout, window=2 * MAX_BATCH)
+
+    async def _versions_after(self, earlier: asyncio.Future, request: Request) -> bytes:
+        try:
+            await asyncio.shield(earlier)
+        except Exception:
+            pass  # its own answer reports it; the counters are read all the same
+        return self.versions(request)
+
+    def versions(self, request: Request) -> bytes:
+        """`.versions DB obj ...;`: each object's change counter per kind, as one JSON line.
+
+        `{"t1": {"table": 4}, "v": {"view": 2}, "nothing": {}}`: tombstones
+        count (a drop is a write); a missing object or database gives `{}`.
+        Only durable files are seen (never an open batch), so a counter read
+        here is on disk. The load balancer's read-your-writes check uses it.
+        """
+        try:
+            database, names = versions_arguments(request)
+            answer = {}
+            for name in names:
+                kinds = {}
+                for kind in KIND_FOLDERS:
+                    document = self.store.read_raw(database, kind, name)
+                    if document is not None:
+                        kinds[kind] = int(document.get("change", 0))
+                answer[name] = kinds
+        except ValueError as error:
+            return encode_error(str(error))
+        except StorageFault as fault:
+            self.storage_faults.record(fault)
+            return encode_error(fault.message)
+        except TahiryError as error:
+            return encode_error(error.message)
+        return encode_message(orjson.dumps(answer).decode())
+
+    def _refuse(self, request: Request) -> bytes:
+        if request.admin is not None:
+            return admin_response(request, self.node_id, KIND, self.status)
+        raise CloseConnection(encode_error(TOO_MANY_CONNECTIONS))
+
+    def _run(self, client: _Client, text: str) -> bytes | asyncio.Future:
+        """The response to one statement, or a future of it (queued for the engine thread)."""
+        self.statements += 1
+        session = client.session
+        if self._engine is None:
+            return self.run_batch([_Job(session, text, None)])[0]
+        if not client.in_flight:
+            # A small read sees only durable data (another thread's open batch
+            # is invisible to it), exactly what it would see queued behind that
+            # batch. Not behind this connection's own statements still in
+            # flight: it must see them, and they may change its database.
+            outcome = session.try_small_read(text, SMALL_READ_ROWS)
+            if outcome is not None:
+                self.small_reads += 1
+                return self._encode(outcome, text)
+        client.in_flight += 1
+        client.last = self._engine.submit(session, text, client)
+        return client.last
+
+    def run_batch(self, jobs: list[_Job]) -> list[bytes]:
+        """Run statements as one group commit; their encoded responses, in order.
+
+        Returns only once every write of the batch is durable. If nothing of
+        the batch was renamed into place the statements either run again one
+        by one (each with its own durable write and outcome: the files could
+        not be prepared, or a peer holds a newer copy, which the re-run pulls
+        first) or all fail cleanly. After a partial install each statement
+        gets the outcome its own files allow (`outcomes_after_partial_commit`).
+        """
+        store = self.store
+        saved = [job.session.current_database for job in jobs]
+        outcomes: list[Outcome] = []
+        written: list[frozenset[str]] = []  # each statement's files
+        store.begin_batch()
+        try:
+            for job in jobs:
+                mark = store.batch_mark()
+                outcome = self._outcome(job.session, job.text)
+                if not outcome.ok:
+                    store.batch_rollback(mark)  # a failed statement leaves no trace
+                outcomes.append(outcome)
+                written.append(store.batch_written_since(mark) if outcome.ok else frozenset())
+            self.files_committed += store.commit_batch()
+        except BatchNotWritten as refused:
+            for job, database in zip(jobs, saved):
+                job.session.current_database = database
+            if refused.retry:
+                # Alone, a statement that cannot be written fails with its own StorageFault.
+                outcomes = [self._outcome(job.session, job.text) for job in jobs]
+            else:
+                outcomes = [Outcome.failure(ERROR_PREFIX + refused.message)] * len(jobs)
+        except BatchPartlyWritten as partial:
+            outcomes = outcomes_after_partial_commit(outcomes, written, partial)
+            written = [keys & partial.durable for keys in written]
+            for job, outcome, before, database in zip(jobs, outcomes, written, saved):
+                if not outcome.ok and not before & partial.renamed:
+                    job.session.current_database = database  # it did not happen
+        finally:
+            store.abort_batch()  # no-op once committed
+        if len(self.storage_faults):
+            # (After a re-run one by one, a statement wrote the files it wrote in the batch.)
+            self._written_fine(key for outcome, keys in zip(outcomes, written) if outcome.ok
+                               for key in keys)
+        self.batches += 1
+        self.batched_statements += len(jobs)
+        self.largest_batch = max(self.largest_batch, len(jobs))
+        return [self._encode(outcome, job.text) for outcome, job in zip(outcomes, jobs)]
+
+    def _outcome(self, session: Session, text: str) -> Outcome:
+        try:
+            return session.execute_one(text)
+        except Exception:  # a bug in the engine must not take the connection down
+            self.logger.exception("engine failed on %r", text[:200])
+            return Outcome.failure(INTERNAL_ERROR)
+
+    def _encode(self, outcome: Outcome, text: str) -> bytes:
+        if not outcome.ok:
+            self.statement_errors += 1
+            if outcome.fault is not None:
+                self.storage_faults.record(outcome.fault)
+        try:
+            return encode_outcome(outcome, self.page_rows)
+        except Exception:
+            self.logger.exception("could not encode the outcome of %r", text[:200])
+            self.statement_errors += 1
+            return encode_error(INTERNAL_ERROR)
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._engine is not None:
+            # Statements already queued finish (each batch is committed whole).
+            self._engine.hand_over()
+            await loop.run_in_executor(None, self._engine.stop)
+        # A clean stop leaves every table as one plain snapshot (docs/STORAGE.md).
+        folded = await loop.run_in_executor(None, self.store.checkpoint_all)
+        if folded:
+            self.logger.info("checkpointed %d tables at stop", folded)
+
+
+def outcomes_after_partial_commit(outcomes: list[Outcome], written: list[frozenset[str]],
+                                  partial: BatchPartlyWritten) -> list[Outcome]:
+    """Each statement's outcome once some of the batch's files were renamed, then a failure.
+
+    A statement all of whose files are renamed and durable succeeded. One
+    with a file renamed but not confirmed durable, or only part of its files
+    renamed, may or may not have been applied: "outcome unknown" (a retry
+    could apply it twice). One none of whose files was renamed failed. A
+    statement that wrote nothing but ran after the first writer may have
+    read writes that are not in place: it fails (it changed nothing).
+    """
+    first_writer = next((index for index, keys in enumerate(written) if keys), len(outcomes))
+    result = []
+    for index, (outcome, keys) in enumerate(zip(outcomes, written)):
+        if keys:
+            if keys <= partial.durable:
+                result.append(outcome)
+            elif keys & partial.renamed:
+                result.append(Outcome.failure(partial.message))
+            else:
+                result.append(Outcome.failure(NOT_WRITTEN))
+        elif outcome.ok and index > first_writer:
+            result.append(Outcome.failure(NOT_WRITTEN))
+        else:
+            result.append(outcome)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = node_argument_parser("Tahiry database server", default_port=3948)
+    parser.add_argument("--data", default=None, help="data directory (created if missing)")
+    parser.add_argument("--idle-timeout", type=float, default=600.0,
+                        help="close connections idle for this many seconds (0: never)")
+    parser.add_argument("--max-connections", type=int, default=256)
+    parser.add_argument("--page-rows", type=int, default=DEFAULT_PAGE_ROWS,
+                        help="rows per RELATION_JSON_PAGE")
+    parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
+    add_auth_arguments(parser)
+    parser.add_argument("--inline", action="store_true",
+                        help="run statements on the event loop instead of the engine thread")
+    parser.add_argument("--peers-file", default=None,
+                        help="JSON {\"peers\": {ID: DATA_DIR}} of the other servers (re-read when "
+                             "it changes): pull on write, fence on commit")
+    parser.add_argument("--peer", action="append", default=[], metavar="ID=DIR",
+                        help="another server's data directory (repeatable)")
+    parser.add_argument("--checkpoint-bytes", type=int, default=DEFAULT_MIN_BYTES,
+                        help="a table's journal is folded into its snapshot once it is larger "
+                             "than this and than the snapshot (docs/STORAGE.md)")
+    parser.add_argument("--checkpoint-ratio", type=float, default=DEFAULT_RATIO,
+                        help="... larger than this times the snapshot")
+    parser.add_argument("--checkpoint-idle-s", type=float, default=DEFAULT_IDLE_S,
+                        help="... or once nothing was appended to it for this long")
+    parser.add_argument("--cluster", default=None,
+                        help="the cluster this server belongs to (the supervisor passes its "
+                             "topology file): a data directory of another cluster is refused")
+    args = parser.parse_args(argv)
+    try:
+        fixed_peers = dict(parse_peer_option(text) for text in args.peer)
+    except ValueError as error:
+        parser.error(str(error))
+    entry = load_topology_node(args)
+    data = args.data or entry.get("data")
+    if not data:
+        parser.error("--data is required")
+    logger = setup_logging(args.id, args.log_file, args.log_level)
+    auth = node_auth_guard(args, logger)
+    logging.getLogger("engine").handlers[:] = logger.handlers
+    logging.getLogger("engine").setLevel(logger.level)  # pulls from peers are INFO lines
+    # Held until the process ends: no second server, and no server of another
+    # cluster, ever writes into this directory beside us.
+    owner = take_data_directory(Path(data), args, logger)
+    peers = (PeerDirectories(fixed_peers, Path(args.peers_file) if args.peers_file else None)
+             if fixed_peers or args.peers_file else None)
+    # Holding the directory, no other server writes here: every temp file is
+    # debris of a process that died mid-write (a replication copy in flight,
+    # if any, fails its rename and is made again), so none is kept; torn
+    # journal tails are cut and format 1 documents upgraded (exclusive).
+    store = Store(Path(data), peers=peers, exclusive=owner is not None,
+                  checkpoints=CheckpointPolicy(min_bytes=args.checkpoint_bytes,
+                                               ratio=args.checkpoint_ratio,
+                                               idle_s=args.checkpoint_idle_s))
+    server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
+                            max_connections=args.max_connections, page_rows=args.page_rows,
+                            max_request_bytes=args.max_request_bytes, inline=args.inline,
+                            auth=auth)
+    logger.info("data directory %s", Path(data).resolve())
+    # Start-up objects (modules, parser tables) never die: keep the cyclic
+    # collector from rescanning them on every full collection.
+    gc.freeze()
+    try:
+        run_node(run_server(server.open_client, args.host, args.port, logger, server.stats,
+                            max_request_bytes=args.max_request_bytes, auth=auth,
+                            on_stop=server.stop),
+                 logger)
+    finally:
+        if owner is not None:
+            owner.release()
+
+
+def take_data_directory(data: Path, args, logger: logging.Logger) -> OwnerLock | None:
+    """The data directory's owner lock for this process; exits (code 2) naming who has it.
+
+    Without `--cluster` (a server run by hand) only a live owner is refused;
+    with it, a directory another cluster used is refused too, even while
+    that cluster is stopped (docs/STORAGE.md, "Paths"). A directory that
+    cannot be written (read-only, disk full) is still served, for reads:
+    what cannot be recorded there is logged, not fatal.
+    """
+    record = OwnerRecord(node=args.id, pid=os.getpid(), host=args.host, port=args.port,
+                         cluster=args.cluster, started=time.time())
+    owner = None
+    try:
+        owner = OwnerLock.acquire(data, record)
+    except DirectoryTaken as error:
+        _cannot_start(f"{error}; stop it first, or give this server another --data",
+                      args, logger)
+    except OSError as error:  # no lock file and none can be made: nobody else can write either
+        logger.warning("cannot take the owner lock of %s (%s); serving without it", data, error)
+    if owner is not None and owner.record_error is not None:
+        logger.warning("cannot write the owner record in %s: %s", data, owner.record_error)
+    try:
+        if args.cluster:
+            join_cluster(data, args.cluster)
+    except DirectoryOfAnotherCluster as error:
+        if owner is not None:
+            owner.release()
+        _cannot_start(f"{error} (not {args.cluster}); start it with that cluster, or hand it "
+                      f"over deliberately: python -m supervisor up {args.cluster} --take-over",
+                      args, logger)
+    except OSError as error:
+        logger.warning("cannot record cluster %s in %s: %s", args.cluster, data, error)
+    return owner
+
+
+def _cannot_start(message: str, args, logger: logging.Logger) -> None:
+    logger.error("cannot start: %s", message)
+    if args.log_file:  # the log file alone would hide it from whoever typed the command
+        print(f"{args.id}: cannot start: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
