@@ -52,7 +52,7 @@ class Connection:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def run(self, statement: str) -> "Answer":
+    def run(self, statement: str) -> Answer:
         self.sock.sendall(statement.encode())
         data = self.sock.recv(1 << 16)
         while not data.endswith(b"\nEND\n"):

@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.evaluation.executor import Limits  # noqa: E402
-from engine.language.parser import StatementParser  # noqa: E402
 from engine.evaluation.query import evaluate_query  # noqa: E402
+from engine.language.parser import StatementParser  # noqa: E402
 from engine.session import Session  # noqa: E402
 from engine.storage.store import Store  # noqa: E402
 

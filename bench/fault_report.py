@@ -32,23 +32,28 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.integration.cluster_scenario import ScenarioResult, run_scenario  # noqa: E402
 from tests.conftest import NodeStarter  # noqa: E402
-from tests.integration.replication_scenarios import (ReplicatedPair, WriteHistory,  # noqa: E402
-                                                     run_corrupt_heal, run_disk_full_failover,
-                                                     run_frozen_owner, run_multi_master,
-                                                     run_second_cluster, run_slow_write_race)
-from tests.integration.crash_sweep import (FAIL_AFTER_RENAME, SweepResult,  # noqa: E402
-                                           run_sweep, sweep_points)
+from tests.integration.cluster_scenario import ScenarioResult, run_scenario  # noqa: E402
+from tests.integration.crash_sweep import FAIL_AFTER_RENAME, SweepResult, run_sweep, sweep_points  # noqa: E402
+from tests.integration.replication_scenarios import (  # noqa: E402
+    ReplicatedPair,
+    WriteHistory,
+    run_corrupt_heal,
+    run_disk_full_failover,
+    run_frozen_owner,
+    run_multi_master,
+    run_second_cluster,
+    run_slow_write_race,
+)
 
 FUZZ_SUITES = ("tests/integration/test_hostile_input.py", "tests/nodes/test_wire_fuzz.py")
 

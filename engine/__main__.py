@@ -21,12 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from engine.errors import ERROR_PREFIX, TahiryError
-from engine.progress import ProgressLine
 from engine.evaluation.render import render_json, render_outcome
 from engine.language.script_source import ScriptSource, unreadable
+from engine.progress import ProgressLine
 from engine.session import Session
+from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from engine.storage.store import Store
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 SHOW_AFTER_S = 1.0        # a run shorter than this never shows the line
 REDRAW_EVERY_S = 0.25     # at most four redraws per second

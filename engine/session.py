@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
-from engine.language import ast
-from engine.evaluation.code_cache import CodeCache
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
+from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.executor import Executor, Limits
 from engine.evaluation.outcome import Outcome
+from engine.language import ast
 from engine.language.lexer import describe_char
 from engine.language.parser import StatementParser, syntax_error
 from engine.language.script import Piece, split_statements

@@ -221,7 +221,7 @@ def cmd_status(topology: Topology, args) -> int:
           f"{info.get('topology')}")
     reload = info.get("last_reload")
     if reload and not reload["ok"]:
-        print(f"last topology edit refused:\n  " + reload["message"].replace("\n", "\n  "))
+        print("last topology edit refused:\n  " + reload["message"].replace("\n", "\n  "))
     print(render_table(answer["nodes"]))
     return EXIT_OK
 

@@ -338,7 +338,7 @@ class Cluster:
                 hits, misses = counters.get("hits", 0), counters.get("misses", 0)
                 return {"hits": hits, "misses": misses,
                         "hit_ratio": round(hits / (hits + misses), 3) if hits + misses else None}
-            except (OSError, asyncio.TimeoutError, ValueError, AttributeError):
+            except (TimeoutError, OSError, ValueError, AttributeError):
                 return {"hit_ratio": None}
         return {}
 
@@ -351,7 +351,7 @@ class Cluster:
         try:
             answer = await probe(spec.host, spec.port, 0.5, b".status;", self.topology.secret)
             return list(json.loads(_message_line(answer)).get("storage_faults") or [])
-        except (OSError, asyncio.TimeoutError, ValueError, AttributeError):
+        except (TimeoutError, OSError, ValueError, AttributeError):
             return None
 
 

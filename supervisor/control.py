@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 MAX_REQUEST_BYTES = 64 * 1024
 

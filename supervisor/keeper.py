@@ -17,8 +17,8 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from nodes.protocol.wire import auth_request
 
@@ -202,7 +202,7 @@ class NodeKeeper:
         """Wait until RUNNING or FATAL; True if RUNNING."""
         try:
             await asyncio.wait_for(self.settled_event.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         return self.state is NodeState.RUNNING
 
@@ -285,7 +285,7 @@ class NodeKeeper:
                 self.last_probe_ms = await ping(self.spec.host, self.spec.port,
                                                 self.health.timeout_ms / 1000, self.secret)
                 return True
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 pass
             # Probe often while starting: a node is usually listening ~0.1 s after spawn.
             await asyncio.wait({exited}, timeout=0.02)
@@ -302,7 +302,7 @@ class NodeKeeper:
                 self.last_probe_ms = await ping(self.spec.host, self.spec.port,
                                                 self.health.timeout_ms / 1000, self.secret)
                 failures = 0
-            except (OSError, asyncio.TimeoutError) as error:
+            except (TimeoutError, OSError) as error:
                 if exited.done():
                     return f"exited with code {exited.result()}"
                 failures += 1

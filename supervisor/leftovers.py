@@ -155,7 +155,7 @@ async def _probe_all(topology: Topology, leftovers: list[Leftover],
         host, _, port = leftover.address.rpartition(":")
         try:
             return round(await ping(host, int(port), timeout_s, topology.secret), 2)
-        except (OSError, ValueError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, ValueError):
             return None
     results = await asyncio.gather(*(one(leftover) for leftover in leftovers))
     return {leftover.node: result for leftover, result in zip(leftovers, results)}

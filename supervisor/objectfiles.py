@@ -121,7 +121,7 @@ def keep_aside(root: Path, rel: str, data: bytes | None = None) -> Path:
     it is now. Call it holding the directory's write lock, after checking
     that the file is still the corrupt version. Returns the kept file's path.
     """
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     kept_rel = f"{CORRUPT_FOLDER}/{rel}.{stamp}"
     ensure_folders(root, kept_rel)
     kept = root / kept_rel

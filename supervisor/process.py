@@ -77,7 +77,7 @@ class ChildProcess:
         if self._pump is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._pump), 0.5)
-            except asyncio.TimeoutError:  # a grandchild still holds the pipe
+            except TimeoutError:  # a grandchild still holds the pipe
                 self._pump.cancel()
         return code
 
@@ -100,7 +100,7 @@ class ChildProcess:
             self.signal_group(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.process.wait(), grace_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.log.write_line(f"[supervisor] pid {self.pid} ignored SIGTERM for "
                                     f"{grace_s:.1f}s: SIGKILL")
         # Even when the leader is gone, members of its group may remain.

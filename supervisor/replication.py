@@ -116,7 +116,7 @@ from engine.storage.object_format import InvalidDocument
 from engine.storage.object_state import CopyState, CorruptObject, journal_rel, read_state, same_content
 from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
 from supervisor.objectfiles import keep_aside, list_object_files
-from supervisor.replication_health import ReplicaHealth, Repair
+from supervisor.replication_health import Repair, ReplicaHealth
 from supervisor.replication_queue import PendingPaths
 from supervisor.replication_stats import ReplicationStats, SyncSummary, percentile
 from supervisor.replication_watch import WATCHED_EVENTS, DirectoryHandler, make_observer

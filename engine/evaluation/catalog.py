@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.language.ast import Query, SelectExpr
 from engine.errors import TahiryError
+from engine.language.ast import Query, SelectExpr
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from types import CodeType
-from typing import Callable
 
 DEFAULT_CODE_ENTRIES = 1024
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from typing import Callable
+from collections.abc import Callable
 
-from engine.language import ast
 from engine.errors import TahiryError
 from engine.evaluation.values import format_number
+from engine.language import ast
 
 # Stored integers are 64-bit: JSON readers (orjson) turn larger ones into floats.
 MAX_STORED_INT = 2**63 - 1

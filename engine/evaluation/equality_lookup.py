@@ -26,9 +26,9 @@ Why the result is exactly that of a full scan:
 
 from __future__ import annotations
 
-from engine.language.ast import Binary, ColumnRef, Expr, IsNull, Literal, Unary
 from engine.evaluation.catalog import TableData
 from engine.evaluation.expressions import Scope
+from engine.language.ast import Binary, ColumnRef, Expr, IsNull, Literal, Unary
 
 # Below this size a scan costs about what the lookup does.
 MIN_INDEXED_ROWS = 32

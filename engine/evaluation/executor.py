@@ -14,17 +14,22 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from engine.language import ast
-
+from engine.errors import TahiryError
 from engine.evaluation import query
 from engine.evaluation.catalog import DatabaseCatalog, TableData, table_from_document
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.domains import check_column_names, check_value, domain_to_json
-from engine.errors import TahiryError
 from engine.evaluation.outcome import Column, Outcome, Relation
 from engine.evaluation.query import DEFAULT_LIMITS, QueryLimits
-from engine.storage.store import (BatchFenced, BatchNotWritten, BatchPartlyWritten, Store,
-                            WriteOutcomeUnknown, validate_name)
+from engine.language import ast
+from engine.storage.store import (
+    BatchFenced,
+    BatchNotWritten,
+    BatchPartlyWritten,
+    Store,
+    WriteOutcomeUnknown,
+    validate_name,
+)
 
 SHOW_KINDS = {"tahiry": "database", "tabilao": "table", "efitra": "domain", "jery": "view"}
 SHOW_COLUMN = "fanasehoana"

@@ -20,13 +20,13 @@ cover what the static kinds cannot.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
+from engine.errors import TahiryError
 from engine.evaluation import values
 from engine.evaluation.code_cache import CodeCache
 from engine.language.ast import Binary, ColumnRef, Expr, FunctionCall, IsNull, Literal, Unary
-from engine.errors import TahiryError
 
 VALUE = "value"
 BOOL = "bool"
@@ -86,7 +86,7 @@ class Scope:
     def width(self) -> int:
         return len(self.columns)
 
-    def concat(self, other: "Scope") -> "Scope":
+    def concat(self, other: Scope) -> Scope:
         return Scope(self.columns + other.columns)
 
     def indexes_of(self, name: str) -> list[int]:

@@ -53,9 +53,9 @@ class Outcome:
     fault: StorageFault | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def success(cls, message: str, relation: Relation | None = None) -> "Outcome":
+    def success(cls, message: str, relation: Relation | None = None) -> Outcome:
         return cls(True, message, relation)
 
     @classmethod
-    def failure(cls, message: str, fault: StorageFault | None = None) -> "Outcome":
+    def failure(cls, message: str, fault: StorageFault | None = None) -> Outcome:
         return cls(False, message, None, fault)

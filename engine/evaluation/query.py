@@ -14,24 +14,49 @@ Also here: the helpers the executor uses for single-table statements
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from operator import itemgetter
-from typing import Callable
 
+from engine.errors import TahiryError
 from engine.evaluation import relational, values
-from engine.language.ast import (Binary, ColumnRef, Expr, FunctionCall, IsNull, Join, OrderItem,
-                        SelectCore, SelectExpr, SetOperation, Source, SubquerySource,
-                        TableSource, Unary)
 from engine.evaluation.catalog import Catalog, TableData
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.equality_lookup import candidate_rows, conjuncts
-from engine.errors import TahiryError
-from engine.evaluation.expressions import (ANY, BOOL, VALUE, Compiled, RowContext, Scope, ScopeColumn,
-                                check_function, column_refs, compile_condition,
-                                compile_expression, contains_aggregate, expression_text)
+from engine.evaluation.expressions import (
+    ANY,
+    BOOL,
+    VALUE,
+    Compiled,
+    RowContext,
+    Scope,
+    ScopeColumn,
+    check_function,
+    column_refs,
+    compile_condition,
+    compile_expression,
+    contains_aggregate,
+    expression_text,
+)
 from engine.evaluation.outcome import Column, Relation
 from engine.evaluation.relational import DEFAULT_LIMITS, AggregateSpec, QueryLimits
+from engine.language.ast import (
+    Binary,
+    ColumnRef,
+    Expr,
+    FunctionCall,
+    IsNull,
+    Join,
+    OrderItem,
+    SelectCore,
+    SelectExpr,
+    SetOperation,
+    Source,
+    SubquerySource,
+    TableSource,
+    Unary,
+)
 
 __all__ = ["evaluate_query", "compile_table_predicate", "compile_table_expression",
            "evaluate_constant", "QueryLimits", "DEFAULT_LIMITS"]

@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from itertools import chain, repeat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import chain, repeat
 from operator import itemgetter
-from typing import Callable, Iterable
 
-from engine.evaluation import values
 from engine.errors import TahiryError
+from engine.evaluation import values
 
 Row = list
 RowFunction = Callable[[list], object]
@@ -35,7 +35,7 @@ class QueryLimits:
     max_seconds: float | None = 30.0          # wall clock of one query evaluation
     deadline: float | None = None             # set per evaluation from max_seconds (monotonic)
 
-    def started(self) -> "QueryLimits":
+    def started(self) -> QueryLimits:
         """These limits with the deadline of an evaluation starting now."""
         if self.max_seconds is None or self.deadline is not None:
             return self

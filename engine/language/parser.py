@@ -26,8 +26,8 @@ from itertools import chain
 
 from sly import Parser
 
-from engine.language import ast
 from engine.errors import TahirySyntaxError
+from engine.language import ast
 from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
 from engine.language.parse_loop import run as run_parser

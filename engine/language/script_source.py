@@ -31,7 +31,7 @@ import os
 import select
 import stat
 from collections import deque
-from typing import Iterator
+from collections.abc import Iterator
 
 from engine.language.script import Piece, StatementSplitter
 
@@ -88,7 +88,7 @@ class ScriptSource:
         self.statements = 0           # pieces handed out so far
 
     @classmethod
-    def open(cls, path: str, **options) -> "ScriptSource":
+    def open(cls, path: str, **options) -> ScriptSource:
         """A file by path (`-`: standard input); OSError if it cannot be opened."""
         if path == "-":
             return cls(0, name=options.pop("name", "stdin"), **options)
@@ -142,7 +142,7 @@ class ScriptSource:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "ScriptSource":
+    def __enter__(self) -> ScriptSource:
         return self
 
     def __exit__(self, *exc_info) -> None:

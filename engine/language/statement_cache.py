@@ -31,11 +31,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
+from engine.evaluation.values import MAX_NUMBER
 from engine.language import ast
 from engine.language.lexer import decode_string
-from engine.evaluation.values import MAX_NUMBER
 
 DEFAULT_SHAPES = 256
 MAX_SHAPE_CHARS = 4096

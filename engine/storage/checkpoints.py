@@ -25,8 +25,8 @@ The clock is injected (tests move it by hand).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 DEFAULT_MIN_BYTES = 256 * 1024
 DEFAULT_RATIO = 1.0

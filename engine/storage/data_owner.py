@@ -68,7 +68,7 @@ class OwnerRecord:
         return (json.dumps(asdict(self), ensure_ascii=False) + "\n").encode("utf-8")
 
     @classmethod
-    def decode(cls, data: bytes) -> "OwnerRecord | None":
+    def decode(cls, data: bytes) -> OwnerRecord | None:
         try:
             fields = json.loads(data.decode("utf-8"))
             return cls(node=str(fields["node"]), pid=int(fields["pid"]), host=str(fields["host"]),
@@ -124,7 +124,7 @@ class OwnerLock:
 
     @classmethod
     def acquire(cls, root: Path, record: OwnerRecord,
-                retry_s: float = ACQUIRE_RETRY_S) -> "OwnerLock":
+                retry_s: float = ACQUIRE_RETRY_S) -> OwnerLock:
         """Take the directory (created if missing) for this process; DirectoryTaken if held.
 
         A directory that cannot be written (read-only, disk full) must still

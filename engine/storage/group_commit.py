@@ -24,14 +24,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.storage import journal
 from engine.storage.atomic_files import encode_document, fsync_folder, unlink_quietly, write_durable_temp
 from engine.storage.document_cache import DocumentCache, file_signature
-from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.storage.peer_sync import PeerSync
 from engine.storage.peers import LockTimeout, holding
 

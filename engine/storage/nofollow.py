@@ -27,10 +27,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from engine.storage.atomic_files import fsync_folder
 
@@ -66,7 +66,7 @@ class FileSignature:
     size: int
 
     @classmethod
-    def of(cls, stat_result: os.stat_result) -> "FileSignature":
+    def of(cls, stat_result: os.stat_result) -> FileSignature:
         return cls(stat_result.st_ino, stat_result.st_mtime_ns, stat_result.st_size)
 
 

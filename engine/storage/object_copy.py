@@ -48,17 +48,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from engine.storage import journal
 from engine.storage.atomic_files import _Laps, fsync_folder, unlink_quietly, write_durable_temp
 from engine.storage.nofollow import FileSignature, ensure_folders, folder_of, open_in
 from engine.storage.object_format import InvalidDocument
 from engine.storage.object_state import Probe, journal_rel, probe, read_copy, read_state
-from engine.storage.peers import (DEFAULT_LOCK_TIMEOUT_S, LOCK_POLL_MAX_S, DirectoryLock, LockTimeout,
-                          holding)
+from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LOCK_POLL_MAX_S, DirectoryLock, LockTimeout, holding
 
 # The destination changed between planning and the lock this many times: give up for now.
 PLAN_ROUNDS = 3

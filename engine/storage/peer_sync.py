@@ -86,7 +86,7 @@ class PeerSync:
 
     # ----------------------------------------------------------- pull on write
 
-    def newer_peers(self, path: Path, local_change: int) -> list["NewerPeer"]:
+    def newer_peers(self, path: Path, local_change: int) -> list[NewerPeer]:
         """The peers whose copy of `path` is newer than `local_change`, newest first.
 
         Versions come from engine/storage/object_state.py `version_of` (the

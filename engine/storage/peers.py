@@ -29,9 +29,10 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from engine.storage.object_format import InvalidDocument
 

@@ -43,26 +43,40 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 
-from engine.storage.atomic_files import encode_document, fsync_folder, is_temp_file  # noqa: F401
-from engine.storage.document_cache import (DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, DocumentCache,
-                                   file_signature)
 from engine.errors import StorageFault, TahiryError
 from engine.storage import journal, maintenance
+from engine.storage.atomic_files import encode_document, fsync_folder, is_temp_file  # noqa: F401
 from engine.storage.checkpoints import CheckpointPolicy
 from engine.storage.data_owner import OwnerLock, OwnerRecord
-from engine.storage.group_commit import (BatchFenced, BatchInstaller, BatchNotWritten,  # noqa: F401
-                                 BatchPartlyWritten, WriteBatch, WriteOutcomeUnknown)
+from engine.storage.document_cache import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_CACHE_ENTRIES,
+    DocumentCache,
+    file_signature,
+)
+from engine.storage.group_commit import (  # noqa: F401
+    BatchFenced,
+    BatchInstaller,
+    BatchNotWritten,
+    BatchPartlyWritten,
+    WriteBatch,
+    WriteOutcomeUnknown,
+)
 from engine.storage.names import is_identifier, validate_name
-from engine.storage.object_format import (DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS,  # noqa: F401
-                                  READABLE_FORMATS)
 from engine.storage.object_copy import DivergedCopy, bring_up_to_date
-from engine.storage.object_format import InvalidDocument
+from engine.storage.object_format import (  # noqa: F401
+    DATABASE_MARKER,
+    FORMAT_VERSION,
+    KIND_FOLDERS,
+    READABLE_FORMATS,
+    InvalidDocument,
+)
 from engine.storage.peer_sync import NewerPeer, PeerSync
 from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerSource, holding
 

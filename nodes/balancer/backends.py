@@ -20,10 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nodes.balancer.backend_config import BackendSpec
-from nodes.runtime.upstream import (NotSent, ResponseReceiver, UpstreamError, exchange,
-                            finish_exchange, open_upstream, start_exchange)
 from nodes.balancer.health import BackendHealth
 from nodes.protocol.wire import Response, auth_request
+from nodes.runtime.upstream import (
+    NotSent,
+    ResponseReceiver,
+    UpstreamError,
+    exchange,
+    finish_exchange,
+    open_upstream,
+    start_exchange,
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,7 @@ class BackendConnection:
         backend.connections.add(self)
 
     @classmethod
-    async def open(cls, backend: Backend, timeout: float) -> "BackendConnection":
+    async def open(cls, backend: Backend, timeout: float) -> BackendConnection:
         try:
             transport, receiver = await open_upstream(backend.spec.host, backend.spec.port, timeout)
         except TimeoutError:

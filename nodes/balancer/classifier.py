@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from engine.language import ast
 from engine.language.classify import StatementClass, classify
 from engine.language.parser import StatementParser
+
 # shape_key_of keys exactly as the statement cache does, so "same shape"
 # means what the cache proved things about.
 from engine.language.statement_cache import StatementCache, shape_key_of

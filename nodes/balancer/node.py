@@ -52,22 +52,35 @@ import sys
 from collections.abc import Iterable
 
 from engine.errors import ERROR_PREFIX, TahiryError, storage_fault_operation
-from nodes.protocol.auth import AuthGuard, add_auth_arguments, node_auth_guard
 from nodes.balancer.backend_config import BackendsFile, parse_backend_option
 from nodes.balancer.backend_pool import BackendPool
 from nodes.balancer.backends import Backend, BackendUnavailable, Timeouts
-from nodes.balancer.session import ClientSession, DatabaseMissing, Turn
 from nodes.balancer.classifier import StatementClassifier
 from nodes.balancer.fault_avoidance import FaultAvoidance
-from nodes.runtime.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
-from nodes.runtime.serving import ClientHandler, ConnectionStats, admin_response, run_server
-from nodes.balancer.freshness import (DEFAULT_WAIT_BOUND_S, WriteMark, best_effort_order, find_holders,
-                             holding_all, read_needs, write_needs)
+from nodes.balancer.freshness import (
+    DEFAULT_WAIT_BOUND_S,
+    WriteMark,
+    best_effort_order,
+    find_holders,
+    holding_all,
+    read_needs,
+    write_needs,
+)
 from nodes.balancer.health import HealthPolicy
 from nodes.balancer.prober import Prober
-from nodes.protocol.wire import (Request, Response, decode_versions, encode_error, statement_bytes,
-                            versions_request)
 from nodes.balancer.routing import ReadSelector, rank_owners
+from nodes.balancer.session import ClientSession, DatabaseMissing, Turn
+from nodes.protocol.auth import AuthGuard, add_auth_arguments, node_auth_guard
+from nodes.protocol.wire import (
+    Request,
+    Response,
+    decode_versions,
+    encode_error,
+    statement_bytes,
+    versions_request,
+)
+from nodes.runtime.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
+from nodes.runtime.serving import ClientHandler, ConnectionStats, admin_response, run_server
 
 log = logging.getLogger("tahiry.balancer")
 

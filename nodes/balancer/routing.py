@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 def rendezvous_score(backend_id: str, database: str, obj: str) -> int:
     """The weight of `backend_id` for the object `database.obj` (stable)."""
     # NUL separators keep ("ab", "c") and ("a", "bc") apart.
-    key = f"{backend_id}\0{database}\0{obj}".encode("utf-8")
+    key = f"{backend_id}\0{database}\0{obj}".encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
 
 

@@ -52,7 +52,7 @@ class Turn:
 
     __slots__ = ("previous", "done", "signal", "ahead", "followed")
 
-    def __init__(self, previous: "Turn | None") -> None:
+    def __init__(self, previous: Turn | None) -> None:
         loop = asyncio.get_running_loop()
         self.previous = previous if previous is not None and not previous.done.done() else None
         self.done: asyncio.Future = loop.create_future()
@@ -60,7 +60,7 @@ class Turn:
         self.ahead: tuple[str, str] | None = None
         self.followed = False
 
-    async def wait(self, may_follow=None) -> "Turn | None":
+    async def wait(self, may_follow=None) -> Turn | None:
         """Wait for this statement's turn.
 
         Returns the previous statement when this one may be sent right

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 from engine.errors import ERROR_PREFIX
 from engine.evaluation.outcome import Outcome
-from engine.progress import ProgressLine
 from engine.language.script import Piece, normalise_statement
 from engine.language.script_source import PENDING, ScriptSource
-
+from engine.progress import ProgressLine
 from nodes.client.cheatsheet import GENERAL, topic_help
 from nodes.client.completion import Vocabulary
 from nodes.client.display import Display

@@ -20,13 +20,11 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine.errors import ERROR_PREFIX
-
-from engine.progress import ProgressLine
 from engine.language.script_source import ScriptSource, unreadable
-
+from engine.progress import ProgressLine
 from nodes.client.batch import MAX_STATEMENT_CHARS, run_script, run_text
 from nodes.client.connection import ConnectionProblem, NotListening
 from nodes.client.display import Display

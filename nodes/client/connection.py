@@ -19,8 +19,8 @@ environment variable) the connection opens with `.auth <secret>;`
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from engine.evaluation.outcome import Outcome
 from nodes.protocol.auth import secret_from_environment
@@ -70,7 +70,7 @@ class ServerConnection:
             raise NotListening(
                 f"Tsy misy mihaino ao amin'ny {host}:{port} / nothing is listening at "
                 f"{host}:{port}. Is the cluster running? Start it with ./tahiry up") from None
-        except socket.timeout:
+        except TimeoutError:
             raise NotListening(
                 f"Tsy namaly ny {host}:{port} / no answer from {host}:{port} "
                 f"within {connect_timeout:g}s") from None
@@ -119,7 +119,7 @@ class ServerConnection:
             raise ConnectionLost("the connection was closed after an earlier failure")
         try:
             yield
-        except socket.timeout:
+        except TimeoutError:
             self._broken = True
             raise ConnectionLost(self._lost(f"no answer within {self.timeout:g}s")) from None
         except ProtocolError as error:

@@ -25,15 +25,23 @@ from __future__ import annotations
 import datetime
 import re
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from engine.evaluation.outcome import Outcome
 from engine.language.script import normalise_statement, split_statements
-
 from nodes.client.connection import ConnectionProblem
 from nodes.client.exceptions import (  # noqa: F401 (re-exported: PEP 249 names)
-    DatabaseError, DataError, Error, IntegrityError, InterfaceError, InternalError,
-    NotSupportedError, OperationalError, ProgrammingError, Warning, error_for_message,
+    DatabaseError,
+    DataError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    Warning,
+    error_for_message,
 )
 from nodes.client.params import ParameterError, bind
 from nodes.client.pipeline import IterSteps, Step
@@ -109,7 +117,7 @@ def _type_code(values: list) -> str | None:
 # --- connection -------------------------------------------------------------
 
 def connect(host: str = "127.0.0.1", port: int = 3951, timeout: float = 30.0, *,
-            database: str | None = None, embedded: str | None = None) -> "Connection":
+            database: str | None = None, embedded: str | None = None) -> Connection:
     """Open a connection (to the local proxy cache by default).
 
     database: run `ampiasao database` first. embedded: a data directory to run
@@ -160,7 +168,7 @@ class Connection:
         """The current database of this session (extension)."""
         return self._live_runner().database
 
-    def cursor(self) -> "Cursor":
+    def cursor(self) -> Cursor:
         self._live_runner()
         return Cursor(self)
 
@@ -177,7 +185,7 @@ class Connection:
             self._runner.close()
             self._runner = None
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -215,7 +223,7 @@ class Cursor:
         self._position = 0
         self._closed = False
 
-    def execute(self, operation: str, parameters: Sequence[object] | None = None) -> "Cursor":
+    def execute(self, operation: str, parameters: Sequence[object] | None = None) -> Cursor:
         """Run `operation` (one statement, or several separated by `;`)."""
         self._check_open()
         if not isinstance(operation, str):
@@ -232,7 +240,7 @@ class Cursor:
                 self._take(self.connection._run(piece.text))
         return self
 
-    def executemany(self, operation: str, seq_of_parameters) -> "Cursor":
+    def executemany(self, operation: str, seq_of_parameters) -> Cursor:
         """Run `operation` once per parameter set, pipelined (see the module docstring)."""
         self._check_open()
         if not isinstance(operation, str):
@@ -320,7 +328,7 @@ class Cursor:
             raise StopIteration
         return row
 
-    def __enter__(self) -> "Cursor":
+    def __enter__(self) -> Cursor:
         return self
 
     def __exit__(self, *exc_info) -> None:

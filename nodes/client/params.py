@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class ParameterError(ValueError):

@@ -25,13 +25,13 @@ from __future__ import annotations
 import select
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from engine.errors import ERROR_PREFIX
 from engine.evaluation.outcome import Outcome
 from engine.language.script_source import PENDING
-
 from nodes.client.connection import ConnectionLost, ServerConnection, request_text
 
 WINDOW = 64               # statements in flight on one connection
@@ -60,7 +60,7 @@ class StepResult:
 
 
 class StepSource(Protocol):
-    def poll(self, block: bool) -> "Step | None | object":
+    def poll(self, block: bool) -> Step | None | object:
         """The next step; None at the end; PENDING when not `block` and none is ready."""
 
     def fileno(self) -> int | None:

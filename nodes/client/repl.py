@@ -19,7 +19,6 @@ from prompt_toolkit.history import FileHistory, History
 from prompt_toolkit.key_binding import KeyBindings
 
 from engine.language.script import StatementSplitter, normalise_statement
-
 from nodes.client.batch import client_command, run_text
 from nodes.client.completion import TahiryCompleter, Vocabulary
 from nodes.client.connection import NotListening

@@ -22,15 +22,15 @@ import functools
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
-from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.evaluation.outcome import Outcome
 from engine.language.script import StatementSplitter, normalise_statement
 from engine.language.script_source import PENDING
-
+from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from nodes.client.connection import ConnectionLost, ConnectionProblem, ServerConnection
 from nodes.client.pipeline import WINDOW, Pipeline, StepResult, StepSource
 

@@ -191,9 +191,9 @@ def auth_secret(request: Request) -> str:
 # check asks a server
 
 
-def versions_request(database: str, objects: "list[str] | tuple[str, ...]") -> bytes:
+def versions_request(database: str, objects: list[str] | tuple[str, ...]) -> bytes:
     """The wire bytes of `.versions <database> <object> ...;`."""
-    return f"{VERSIONS_WORD} {database} {' '.join(objects)};".encode("utf-8")
+    return f"{VERSIONS_WORD} {database} {' '.join(objects)};".encode()
 
 
 def versions_arguments(request: Request) -> tuple[str, list[str]]:

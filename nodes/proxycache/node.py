@@ -50,12 +50,17 @@ from collections.abc import Awaitable
 
 from engine.language.script import normalise_statement
 from nodes.protocol.auth import AuthGuard, add_auth_arguments, node_auth_guard
+from nodes.protocol.wire import DEFAULT_MAX_REQUEST_BYTES, Request, Response, encode_error, statement_bytes
 from nodes.proxycache.cache import ResponseCache
-from nodes.runtime.node_process import (load_topology_node, node_argument_parser, parse_address, run_node,
-                                setup_logging)
+from nodes.runtime.node_process import (
+    load_topology_node,
+    node_argument_parser,
+    parse_address,
+    run_node,
+    setup_logging,
+)
 from nodes.runtime.serving import ClientHandler, ConnectionStats, admin_response, run_server
 from nodes.runtime.upstream import UpstreamConnection, UpstreamError
-from nodes.protocol.wire import DEFAULT_MAX_REQUEST_BYTES, Request, Response, encode_error, statement_bytes
 
 KIND = "proxycache"
 # Replication is a few ms behind at rest, but p99 reached ~250 ms with a class

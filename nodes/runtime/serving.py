@@ -44,9 +44,18 @@ from dataclasses import dataclass, field
 import orjson
 
 from nodes.protocol.auth import AuthGuard, answer_auth
+from nodes.protocol.wire import (
+    ADMIN_AUTH,
+    ADMIN_PING,
+    ADMIN_STATUS,
+    DEFAULT_MAX_REQUEST_BYTES,
+    Request,
+    RequestFramer,
+    encode_error,
+    encode_message,
+    response_is_error,
+)
 from nodes.runtime.node_process import set_nodelay
-from nodes.protocol.wire import (ADMIN_AUTH, ADMIN_PING, ADMIN_STATUS, DEFAULT_MAX_REQUEST_BYTES,
-                            Request, RequestFramer, encode_error, encode_message, response_is_error)
 
 Answer = Callable[[Request], "bytes | Awaitable[bytes]"]
 
@@ -130,7 +139,7 @@ class ClientConnection(asyncio.Protocol):
 
     def __init__(self, open_client: Callable[[], ClientHandler | None], stats: ConnectionStats,
                  logger: logging.Logger, max_request_bytes: int, auth: AuthGuard | None,
-                 connections: set["ClientConnection"]):
+                 connections: set[ClientConnection]):
         self._open_client = open_client
         self._stats = stats
         self._logger = logger

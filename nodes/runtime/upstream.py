@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Callable
 
 from engine.errors import ERROR_PREFIX
-from nodes.runtime.node_process import set_nodelay
 from nodes.protocol.wire import ProtocolError, Response, ResponseDecoder, auth_request
+from nodes.runtime.node_process import set_nodelay
 
 
 class UpstreamError(Exception):
@@ -242,7 +242,7 @@ class UpstreamConnection:
         try:
             self._transport, self._receiver = await open_upstream(
                 self.host, self.port, self.connect_timeout, self.decode_relations)
-        except (OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, OSError) as error:
             raise UpstreamError(f"tsy tafiditra amin'ny {self.host}:{self.port} ({_reason(error)})") from None
         if self.secret:
             await self._authenticate()

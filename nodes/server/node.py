@@ -65,20 +65,33 @@ from pathlib import Path
 import orjson
 
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
+from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.outcome import Outcome
 from engine.session import Session
-from nodes.server.membership import PeerDirectories, parse_peer_option
+from engine.storage.checkpoints import DEFAULT_IDLE_S, DEFAULT_MIN_BYTES, DEFAULT_RATIO, CheckpointPolicy
+from engine.storage.data_owner import (
+    DirectoryOfAnotherCluster,
+    DirectoryTaken,
+    OwnerLock,
+    OwnerRecord,
+    join_cluster,
+)
 from engine.storage.store import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.protocol.auth import AuthGuard, add_auth_arguments, node_auth_guard
-from nodes.server.storage_faults import StorageFaults
-from engine.storage.data_owner import (DirectoryOfAnotherCluster, DirectoryTaken, OwnerLock, OwnerRecord,
-                              join_cluster)
-from engine.storage.checkpoints import DEFAULT_IDLE_S, DEFAULT_MIN_BYTES, DEFAULT_RATIO, CheckpointPolicy
-from engine.evaluation.code_cache import CodeCache
+from nodes.protocol.wire import (
+    ADMIN_VERSIONS,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_PAGE_ROWS,
+    Request,
+    encode_error,
+    encode_message,
+    encode_outcome,
+    versions_arguments,
+)
 from nodes.runtime.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
 from nodes.runtime.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
-from nodes.protocol.wire import (ADMIN_VERSIONS, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PAGE_ROWS, Request,
-                            encode_error, encode_message, encode_outcome, versions_arguments)
+from nodes.server.membership import PeerDirectories, parse_peer_option
+from nodes.server.storage_faults import StorageFaults
 
 KIND = "server"
 INTERNAL_ERROR = ERROR_PREFIX + "Nisy olana tao anatin'ny mpizara (internal error)"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.evaluation.catalog import ColumnInfo, TableData
 from engine.errors import TahiryError
-from engine.language.parser import StatementParser
+from engine.evaluation.catalog import ColumnInfo, TableData
 from engine.evaluation.query import QueryLimits, evaluate_query
+from engine.language.parser import StatementParser
 
 PARSER = StatementParser()
 
@@ -25,11 +25,11 @@ class MemoryCatalog:
         self.tables: dict[str, TableData] = {}
         self.views: dict[str, str] = {}
 
-    def add_table(self, name: str, columns: list[str], rows: list[list]) -> "MemoryCatalog":
+    def add_table(self, name: str, columns: list[str], rows: list[list]) -> MemoryCatalog:
         self.tables[name] = TableData(name, [ColumnInfo(c, []) for c in columns], rows)
         return self
 
-    def add_view(self, name: str, query: str) -> "MemoryCatalog":
+    def add_view(self, name: str, query: str) -> MemoryCatalog:
         self.views[name] = query
         return self
 

@@ -13,10 +13,19 @@ import shutil
 import pytest
 
 from engine.session import Session
+from engine.storage.data_owner import (
+    CLUSTER_FILE,
+    OWNER_FILE,
+    DirectoryOfAnotherCluster,
+    DirectoryTaken,
+    OwnerLock,
+    OwnerRecord,
+    join_cluster,
+    live_owner,
+    read_cluster,
+    write_cluster,
+)
 from engine.storage.store import Store
-from engine.storage.data_owner import (CLUSTER_FILE, OWNER_FILE, DirectoryOfAnotherCluster, DirectoryTaken,
-                              OwnerLock, OwnerRecord, join_cluster, live_owner, read_cluster,
-                              write_cluster)
 from supervisor.objectfiles import list_object_files
 
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from engine.language import ast
 from engine.evaluation.executor import Executor
+from engine.language import ast
 from engine.session import Session
 from engine.storage.store import Store
 from tests.engine.sessionkit import one, rows, run

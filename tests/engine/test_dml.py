@@ -1,9 +1,6 @@
 """Session + executor: manampia, havaozy, fafao; atomicity, domains, limits."""
 
 import json
-
-from engine.storage.journal import journal_path
-from engine.storage.object_state import current_document
 import os
 
 import orjson
@@ -11,6 +8,8 @@ import pytest
 
 from engine.evaluation.executor import Limits
 from engine.session import Session
+from engine.storage.journal import journal_path
+from engine.storage.object_state import current_document
 from engine.storage.store import Store
 from tests.engine.sessionkit import one, rows, run
 

@@ -2,10 +2,9 @@
 
 import pytest
 
-from engine.language import ast
-from engine.evaluation.domains import (check_column_names, check_value, domain_to_json, format_domain,
-                            is_date)
 from engine.errors import TahiryError
+from engine.evaluation.domains import check_column_names, check_value, domain_to_json, format_domain, is_date
+from engine.language import ast
 
 ISA_0_20 = [{"type": "ISA", "min": 0, "max": 20}]
 TEXT_2_5 = [{"type": "LAHATSORATRA", "min": 2, "max": 5}]

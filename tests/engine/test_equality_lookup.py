@@ -7,11 +7,11 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.errors import TahiryError
 from engine.evaluation import equality_lookup
 from engine.evaluation.catalog import ColumnInfo, TableData
-from engine.errors import TahiryError
-from engine.language.parser import StatementParser
 from engine.evaluation.query import evaluate_query
+from engine.language.parser import StatementParser
 from engine.session import Session
 from engine.storage.store import Store
 

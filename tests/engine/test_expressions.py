@@ -4,10 +4,19 @@ import functools
 
 import pytest
 
-from engine.language.ast import Binary, ColumnRef, Literal
 from engine.errors import TahiryError
-from engine.evaluation.expressions import (ANY, BOOL, VALUE, RowContext, Scope, ScopeColumn,
-                                compile_condition, compile_expression, expression_text)
+from engine.evaluation.expressions import (
+    ANY,
+    BOOL,
+    VALUE,
+    RowContext,
+    Scope,
+    ScopeColumn,
+    compile_condition,
+    compile_expression,
+    expression_text,
+)
+from engine.language.ast import Binary, ColumnRef, Literal
 from tests.engine.querykit import parse
 
 SCOPE = Scope([ScopeColumn("a", ("t",)), ScopeColumn("b", ("t",)),

@@ -6,13 +6,12 @@ import threading
 
 import pytest
 
+from engine.session import Session
 from engine.storage import atomic_files, group_commit
 from engine.storage.object_state import current_document
-from engine.session import Session
 from engine.storage.store import BatchNotWritten, BatchPartlyWritten, Store
 from tests.engine.conftest import one_column_body as body
 from tests.faults import disk_full, fail_on_call, io_error
-
 
 
 def on_disk(store, folder="tables", name="t"):

@@ -11,12 +11,12 @@ import json
 import orjson
 import pytest
 
+from engine.session import Session
 from engine.storage import journal, maintenance
 from engine.storage.checkpoints import CheckpointPolicy
 from engine.storage.journal import journal_path
 from engine.storage.object_state import current_document, version_of
 from engine.storage.peers import FixedPeers
-from engine.session import Session
 from engine.storage.store import BatchFenced, Store
 from tests.conftest import ManualClock
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.language import ast
 from engine.errors import TahirySyntaxError
+from engine.language import ast
 from engine.language.lexer import TahiryLexer
 from engine.language.parser import StatementParser
 

@@ -8,13 +8,20 @@ import pytest
 
 from engine.storage import journal, object_copy
 from engine.storage.nofollow import ObjectRefused
-from engine.storage.object_copy import (DamagedCopy, DivergedCopy, bring_up_to_date, cut_journal,
-                                replace_copy)
+from engine.storage.object_copy import DamagedCopy, DivergedCopy, bring_up_to_date, cut_journal, replace_copy
 from engine.storage.object_format import InvalidDocument
 from engine.storage.object_state import journal_rel, materialize, read_state, version_of
 from engine.storage.peers import DirectoryLock
-from tests.objectkit import (TABLE, append_entries, appended_rows, entry_lines, journal_bytes,
-                             snapshot_bytes, write_object, write_raw)
+from tests.objectkit import (
+    TABLE,
+    append_entries,
+    appended_rows,
+    entry_lines,
+    journal_bytes,
+    snapshot_bytes,
+    write_object,
+    write_raw,
+)
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from engine.storage import object_format, peers, store as storage
+from engine.storage import object_format, peers
+from engine.storage import store as storage
 from engine.storage.object_format import InvalidDocument, check_document, kind_and_name, object_relpath
 from engine.storage.object_state import read_state, version_of
 

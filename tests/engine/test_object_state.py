@@ -8,10 +8,17 @@ import pytest
 from engine.storage import journal
 from engine.storage.nofollow import ObjectRefused
 from engine.storage.object_format import InvalidDocument
-from engine.storage.object_state import (CorruptObject, ObjectVersion, journal_rel, materialize,
-                                 object_of_journal, read_state, same_content, version_of)
-from tests.objectkit import (TABLE, append_entries, appended_rows, document, write_object,
-                             write_raw)
+from engine.storage.object_state import (
+    CorruptObject,
+    ObjectVersion,
+    journal_rel,
+    materialize,
+    object_of_journal,
+    read_state,
+    same_content,
+    version_of,
+)
+from tests.objectkit import TABLE, append_entries, appended_rows, document, write_object, write_raw
 
 
 def table_rows(root, rel=TABLE):

@@ -4,14 +4,43 @@ from __future__ import annotations
 
 import pytest
 
+from engine.errors import TahiryError, TahirySyntaxError
 from engine.language import ast
 from engine.language.ast import (
-    Assignment, Binary, ColumnDef, ColumnRef, CreateDatabase, CreateDomain, CreateTable,
-    CreateView, DateAtom, Delete, DomainSpec, Drop, EnumAtom, FunctionCall, Insert, IsNull,
-    Join, Limit, Literal, NamedAtom, NumberAtom, OrderItem, Query, SelectCore, SelectItem,
-    SetOperation, Show, SubquerySource, TableSource, TextAtom, Unary, Update, Use,
+    Assignment,
+    Binary,
+    ColumnDef,
+    ColumnRef,
+    CreateDatabase,
+    CreateDomain,
+    CreateTable,
+    CreateView,
+    DateAtom,
+    Delete,
+    DomainSpec,
+    Drop,
+    EnumAtom,
+    FunctionCall,
+    Insert,
+    IsNull,
+    Join,
+    Limit,
+    Literal,
+    NamedAtom,
+    NumberAtom,
+    OrderItem,
+    Query,
+    SelectCore,
+    SelectItem,
+    SetOperation,
+    Show,
+    SubquerySource,
+    TableSource,
+    TextAtom,
+    Unary,
+    Update,
+    Use,
 )
-from engine.errors import TahiryError, TahirySyntaxError
 from engine.language.parser import StatementParser
 from engine.language.script import split_statements
 from tests.engine.scripts import LANGUAGE_EXAMPLE

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sly import Parser
 
+from engine.errors import TahirySyntaxError
 from engine.language import ast
 from engine.language import parser as parser_module
-from engine.errors import TahirySyntaxError
 from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
 from engine.language.parser import StatementParser

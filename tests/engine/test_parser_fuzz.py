@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.language import ast
 from engine.errors import TahiryError, TahirySyntaxError
+from engine.language import ast
 from engine.language.lexer import KEYWORDS
 from engine.language.parser import StatementParser
 from engine.language.script import StatementSplitter, normalise_statement, split_statements

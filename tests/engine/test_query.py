@@ -2,11 +2,15 @@
 
 import pytest
 
-from engine.language.ast import ColumnRef
-from engine.evaluation.catalog import ColumnInfo, TableData
 from engine.errors import TahiryError
-from engine.evaluation.query import (QueryLimits, compile_table_expression, compile_table_predicate,
-                          evaluate_constant)
+from engine.evaluation.catalog import ColumnInfo, TableData
+from engine.evaluation.query import (
+    QueryLimits,
+    compile_table_expression,
+    compile_table_predicate,
+    evaluate_constant,
+)
+from engine.language.ast import ColumnRef
 from tests.engine.querykit import MemoryCatalog, error_of, names, parse, rows, run, school
 
 

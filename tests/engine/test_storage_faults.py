@@ -11,10 +11,11 @@ import os
 
 import pytest
 
-from engine.storage import group_commit, object_copy, store as storage
 from engine.errors import StorageFault, TahiryError, is_storage_fault, storage_fault_operation
-from engine.storage.peers import FixedPeers
 from engine.session import Session
+from engine.storage import group_commit, object_copy
+from engine.storage import store as storage
+from engine.storage.peers import FixedPeers
 from engine.storage.store import BatchNotWritten, BatchPartlyWritten, Store
 from tests.engine.conftest import one_column_body as body
 from tests.faults import disk_full, fail_on_call, io_error

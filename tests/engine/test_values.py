@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.evaluation import values
 from engine.errors import TahiryError
+from engine.evaluation import values
 
 
 def sentence(call, *args):

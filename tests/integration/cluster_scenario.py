@@ -39,9 +39,16 @@ import psutil
 import yaml
 
 from supervisor.control import NotRunning, send_command
-from tests.integration.faultkit import (ConnectionLost, WireClient, WriteLedger, free_port,
-                                        outcome_unknown, rows_of, wait_converged)
 from tests.conftest import REPO_ROOT
+from tests.integration.faultkit import (
+    ConnectionLost,
+    WireClient,
+    WriteLedger,
+    free_port,
+    outcome_unknown,
+    rows_of,
+    wait_converged,
+)
 from tests.integration.supervisorkit import SupervisorRun
 
 DATABASE = "faults"

@@ -40,23 +40,33 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import orjson
 
+from engine.session import Session
 from engine.storage.atomic_files import encode_document
 from engine.storage.journal import JOURNAL_SUFFIX
 from engine.storage.maintenance import FORMAT_MARKER
 from engine.storage.object_format import FORMAT_VERSION
-from engine.session import Session
 from engine.storage.store import Store
-
 from tests.integration.crashing_server import KillPoint
-from tests.integration.faultkit import (ConnectionLost, WireClient, free_port, logical_objects,
-                                        outcome_unknown, rows_of, server_command, start_process,
-                                        stop_process, temp_files, torn_files, torn_tails)
+from tests.integration.faultkit import (
+    ConnectionLost,
+    WireClient,
+    free_port,
+    logical_objects,
+    outcome_unknown,
+    rows_of,
+    server_command,
+    start_process,
+    stop_process,
+    temp_files,
+    torn_files,
+    torn_tails,
+)
 
 DATABASE = "crash"
 FIXED_TABLES = ("t1", "t2")

@@ -95,7 +95,7 @@ class KillPoint:
     scope: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "KillPoint":
+    def parse(cls, text: str) -> KillPoint:
         head, _, scope = text.partition("@")
         try:
             head, count_text = head.rsplit(":", 1)
@@ -113,7 +113,7 @@ class KillPoint:
         return cls(phase, operation, count, scope or None)
 
     @classmethod
-    def parse_all(cls, text: str) -> list["KillPoint"]:
+    def parse_all(cls, text: str) -> list[KillPoint]:
         """`point+point+...`: every point armed at once."""
         return [cls.parse(part) for part in text.split("+")]
 
@@ -314,7 +314,7 @@ class TracedFile:
     def __iter__(self):
         return iter(self._handle)
 
-    def __enter__(self) -> "TracedFile":
+    def __enter__(self) -> TracedFile:
         self._handle.__enter__()
         return self
 

@@ -126,7 +126,7 @@ class WireClient:
                 pass
             self._sock = None
 
-    def __enter__(self) -> "WireClient":
+    def __enter__(self) -> WireClient:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -63,8 +63,15 @@ import psutil
 
 from supervisor.logfiles import timestamp  # how every log stamps its lines
 from tests.integration.cluster_scenario import SupervisedCluster, inject_fault
-from tests.integration.faultkit import (ConnectionLost, WireClient, WriteLedger, outcome_unknown,
-                                        rows_of, temp_files, wait_converged)
+from tests.integration.faultkit import (
+    ConnectionLost,
+    WireClient,
+    WriteLedger,
+    outcome_unknown,
+    rows_of,
+    temp_files,
+    wait_converged,
+)
 
 DATABASE = "tantara"
 TABLES = ("t0", "t1", "t2")

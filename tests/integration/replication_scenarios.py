@@ -54,7 +54,7 @@ class ReplicatedPair:
                                      resync_interval_s=0)
         self.nodes = {}
 
-    def __enter__(self) -> "ReplicatedPair":
+    def __enter__(self) -> ReplicatedPair:
         self.replicator.start()
         m1, m2 = self.data["m1"], self.data["m2"]
         self.nodes["m1"] = self.starter("server", "m1", "--data", str(m1), "--peer", f"m2={m2}")
@@ -302,7 +302,8 @@ def run_second_cluster(workdir: Path) -> SecondClusterResult:
 
     from tests.conftest import ping
     from tests.integration.cluster_scenario import SupervisedCluster
-    from tests.integration.faultkit import WireClient as RetryingClient, rows_of
+    from tests.integration.faultkit import WireClient as RetryingClient
+    from tests.integration.faultkit import rows_of
 
     first = SupervisedCluster(workdir / "first")
     second = SupervisedCluster(workdir / "second")

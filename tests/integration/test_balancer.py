@@ -15,8 +15,13 @@ import pytest
 
 from nodes.balancer.routing import owner_of
 from tests.conftest import REPO_ROOT, wait_until
-from tests.integration.wire import (ClientPool, WireClient, create_and_use, start_balanced_pair,
-                                   tables_owned_by)
+from tests.integration.wire import (
+    ClientPool,
+    WireClient,
+    create_and_use,
+    start_balanced_pair,
+    tables_owned_by,
+)
 
 
 @pytest.fixture

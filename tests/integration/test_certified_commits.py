@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.replication_scenarios import (SLOW_ROW, ReplicatedPair, run_frozen_owner,
-                                                     run_multi_master, run_slow_write_race)
+from tests.integration.replication_scenarios import (
+    SLOW_ROW,
+    ReplicatedPair,
+    run_frozen_owner,
+    run_multi_master,
+    run_slow_write_race,
+)
 
 SEED_ROW = {1}
 

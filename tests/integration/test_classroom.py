@@ -37,8 +37,8 @@ import time
 import pytest
 import yaml
 
-from nodes.client import connect
 from nodes.balancer.routing import owner_of
+from nodes.client import connect
 from tests.conftest import REPO_ROOT, free_port
 from tests.integration.cluster_scenario import SupervisedCluster
 from tests.integration.faultkit import wait_converged

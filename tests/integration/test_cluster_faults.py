@@ -16,7 +16,6 @@ from tests.conftest import REPO_ROOT
 from tests.integration.cluster_scenario import run_scenario
 
 
-
 @pytest.mark.slow
 def test_cluster_survives_every_fault_under_load(tmp_path):
     result = run_scenario(tmp_path)

@@ -19,7 +19,6 @@ from tests.integration.cluster_scenario import SupervisedCluster
 from tests.integration.faultkit import WireClient, rows_of
 
 
-
 @pytest.fixture
 def clusters(tmp_path):
     first = SupervisedCluster(tmp_path / "first")

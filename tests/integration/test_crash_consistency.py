@@ -20,12 +20,25 @@ import json
 import pytest
 
 from engine.storage.object_state import current_document
-from tests.integration.crash_sweep import (FAIL_AFTER_RENAME, create_format_1_directory,
-                                           create_schema, run_sweep, sweep_points)
+from tests.integration.crash_sweep import (
+    FAIL_AFTER_RENAME,
+    create_format_1_directory,
+    create_schema,
+    run_sweep,
+    sweep_points,
+)
 from tests.integration.crashing_server import KillPoint
-from tests.integration.faultkit import (ConnectionLost, WireClient, free_port, server_command,
-                                        start_process, stop_process, temp_files, torn_files,
-                                        torn_tails)
+from tests.integration.faultkit import (
+    ConnectionLost,
+    WireClient,
+    free_port,
+    server_command,
+    start_process,
+    stop_process,
+    temp_files,
+    torn_files,
+    torn_tails,
+)
 
 
 def test_kill_point_syntax():

@@ -16,7 +16,6 @@ import pytest
 from tests.conftest import REPO_ROOT, wait_until
 
 
-
 def exited(node) -> int:
     wait_until(lambda: not node.alive(), 15, f"{node.name} to exit")
     return node.popen.returncode

@@ -18,8 +18,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.cluster_scenario import SupervisedCluster
-from tests.integration.history import (SEED_ENV, HistoryConfig, run_history, seed_from_env,
-                                       stop_cluster)
+from tests.integration.history import SEED_ENV, HistoryConfig, run_history, seed_from_env, stop_cluster
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from engine.storage.object_state import current_document
-from tests.integration.test_supervisor import cluster, cluster_yaml, run_session  # noqa: F401
 from tests.conftest import wire_request
+from tests.integration.test_supervisor import cluster, cluster_yaml, run_session  # noqa: F401
 
 
 def pids(nodes: dict[str, dict]) -> dict[str, int]:

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.wire import ClientPool, create_and_use, start_balanced_pair, tables_owned_by
 from tests.objectkit import ship
-from tests.integration.wire import (ClientPool, create_and_use, start_balanced_pair,
-                                   tables_owned_by)
 
 WAIT_MS = 150
 

@@ -17,7 +17,6 @@ from tests.faults import fill_up, tiny_tmpfs
 from tests.integration.faultkit import logical_objects
 from tests.integration.test_supervisor import DEADLINE_S, Cluster
 
-
 # Rows wider than a page: the copy's journal lines cannot fit in the slack of
 # the last block of m2's journal, so the full disk really refuses them.
 PAD = "x" * 5000

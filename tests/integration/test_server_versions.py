@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
-from nodes.protocol.wire import (ADMIN_VERSIONS, RequestFramer, decode_versions, versions_arguments,
-                            versions_request)
+from nodes.protocol.wire import (
+    ADMIN_VERSIONS,
+    RequestFramer,
+    decode_versions,
+    versions_arguments,
+    versions_request,
+)
 from tests.integration.wire import WireClient, create_and_use
 
 

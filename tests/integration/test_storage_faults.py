@@ -19,8 +19,8 @@ import pytest
 from tests.conftest import free_port, wait_until
 from tests.faults import fill_up, tiny_tmpfs
 from tests.integration.supervisorkit import SupervisorRun
-from tests.objectkit import ship
 from tests.integration.wire import ClientPool, create_and_use, tables_owned_by
+from tests.objectkit import ship
 
 DATABASE = "s"
 # Rows wider than a page: a journal append on a full disk cannot fit in the

@@ -21,7 +21,6 @@ from tests.integration.cluster_scenario import SupervisedCluster
 from tests.integration.faultkit import WireClient, rows_of, wait_converged
 
 
-
 @pytest.fixture
 def cluster(tmp_path):
     running = SupervisedCluster(tmp_path)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import socket
 
-from nodes.protocol.wire import Response, ResponseDecoder
 from nodes.balancer.routing import owner_of
+from nodes.protocol.wire import Response, ResponseDecoder
 
 TIMEOUT_S = 10.0
 
@@ -75,13 +75,13 @@ class WireClient:
                 self.ready.extend(self.decoder.feed(chunk))
         except (ConnectionResetError, BrokenPipeError):
             return True
-        except socket.timeout:
+        except TimeoutError:
             return False
 
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "WireClient":
+    def __enter__(self) -> WireClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -129,7 +129,7 @@ class ClientPool:
         self.clients.append(client)
         return client
 
-    def __enter__(self) -> "ClientPool":
+    def __enter__(self) -> ClientPool:
         return self
 
     def __exit__(self, *exc) -> None:

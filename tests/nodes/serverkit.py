@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from engine.storage.object_state import current_document
 from engine.session import Session
+from engine.storage.object_state import current_document
 from engine.storage.store import Store
 from nodes.protocol.wire import decode_responses
 from nodes.server.node import DatabaseServer, _Job

@@ -7,8 +7,12 @@ import os
 
 import pytest
 
-from nodes.balancer.backend_config import (BackendSpec, BackendsFile, parse_backend_option,
-                                  parse_backends_document)
+from nodes.balancer.backend_config import (
+    BackendsFile,
+    BackendSpec,
+    parse_backend_option,
+    parse_backends_document,
+)
 
 LOG = logging.getLogger("test.backend_config")
 

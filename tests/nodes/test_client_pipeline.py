@@ -10,11 +10,11 @@ import io
 import socket
 import threading
 
+from engine.language.script_source import ScriptSource
 from nodes.client.batch import run_script, run_text
 from nodes.client.display import Display
 from nodes.client.runners import RemoteRunner
 from nodes.protocol.wire import RequestFramer, encode_message
-from engine.language.script_source import ScriptSource
 
 USE_ANSWER = "Ny tahiry : d dia miasa ankehitriny"
 

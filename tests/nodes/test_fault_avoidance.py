@@ -1,6 +1,6 @@
 """nodes.fault_avoidance: routing away from a backend's storage faults, with an injected clock."""
 
-from nodes.balancer.fault_avoidance import FaultAvoidance, Phase, TRANSITIONS
+from nodes.balancer.fault_avoidance import TRANSITIONS, FaultAvoidance, Phase
 from tests.conftest import ManualClock
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import asyncio
 
 from nodes.balancer.classifier import DROPPED, TABLE, VIEW
-from nodes.balancer.freshness import (GIVE_UP_HOLD_S, WriteMemory, best_effort_order, covers, find_holders,
-                             holding_all, read_needs, write_needs)
+from nodes.balancer.freshness import (
+    GIVE_UP_HOLD_S,
+    WriteMemory,
+    best_effort_order,
+    covers,
+    find_holders,
+    holding_all,
+    read_needs,
+    write_needs,
+)
 from tests.conftest import ManualClock
 
 

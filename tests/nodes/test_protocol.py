@@ -6,9 +6,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.evaluation.outcome import Column, Outcome, Relation
-from nodes.protocol.wire import (ADMIN_PING, ADMIN_STATUS, ProtocolError, RequestFramer,
-                            ResponseDecoder, decode_responses, encode_error, encode_message,
-                            encode_outcome, response_is_error)
+from nodes.protocol.wire import (
+    ADMIN_PING,
+    ADMIN_STATUS,
+    ProtocolError,
+    RequestFramer,
+    ResponseDecoder,
+    decode_responses,
+    encode_error,
+    encode_message,
+    encode_outcome,
+    response_is_error,
+)
 
 
 def frame(data: bytes, **kwargs) -> list:
@@ -33,7 +42,7 @@ def test_statements_split_at_semicolons_and_stripped():
 
 
 def test_semicolon_inside_strings_and_comments_does_not_split():
-    data = "alaivo 'a;b', \"c;d\", 'it''s;' -- no; split\n ao@ t;".encode()
+    data = b"alaivo 'a;b', \"c;d\", 'it''s;' -- no; split\n ao@ t;"
     requests = frame(data)
     assert len(requests) == 1
     assert requests[0].text == "alaivo 'a;b', \"c;d\", 'it''s;' -- no; split\n ao@ t"

@@ -3,9 +3,9 @@
 
 import pytest
 
+from engine.session import Session
 from engine.storage import group_commit, journal
 from engine.storage.object_state import current_document
-from engine.session import Session
 from tests.faults import disk_full
 from tests.nodes.serverkit import prepared_server, run, session
 

@@ -13,9 +13,9 @@ import shutil
 
 import pytest
 
+from engine.session import Session
 from engine.storage import group_commit
 from engine.storage.peers import FixedPeers
-from engine.session import Session
 from engine.storage.store import Store
 from tests.faults import fail_on_call, io_error
 from tests.nodes.serverkit import make_server, prepared_server, run, session, table_rows

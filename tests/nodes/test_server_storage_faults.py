@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.storage import group_commit, journal
 from engine.errors import storage_fault_operation
+from engine.storage import group_commit, journal
 from tests.faults import disk_full
 from tests.nodes.serverkit import prepared_server, run, session, table_rows
 

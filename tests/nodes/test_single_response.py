@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.evaluation.outcome import Column, Outcome, Relation
-from nodes.runtime.upstream import single_raw_response
 from nodes.protocol.wire import ProtocolError, ResponseDecoder, encode_message, encode_outcome
+from nodes.runtime.upstream import single_raw_response
 
 
 def decoded(data: bytes):

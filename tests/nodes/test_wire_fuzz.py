@@ -17,8 +17,16 @@ from hypothesis import strategies as st
 
 from engine.errors import ERROR_PREFIX
 from engine.evaluation.outcome import Column, Outcome, Relation
-from nodes.protocol.wire import (ADMIN_AUTH, ProtocolError, RequestFramer, ResponseDecoder, auth_request,
-                            auth_secret, encode_outcome, secret_problem)
+from nodes.protocol.wire import (
+    ADMIN_AUTH,
+    ProtocolError,
+    RequestFramer,
+    ResponseDecoder,
+    auth_request,
+    auth_secret,
+    encode_outcome,
+    secret_problem,
+)
 
 LIMIT = 64  # a small request limit so the fuzzer crosses it often
 

@@ -16,8 +16,17 @@ import orjson
 
 from engine.storage.object_state import version_of
 from tests.conftest import wait_until as shared_wait_until
-from tests.objectkit import (TABLE, append_entries, appended_rows, document,  # noqa: F401
-                             entry_lines, journal_bytes, snapshot_bytes, write_object, write_raw)
+from tests.objectkit import (  # noqa: F401
+    TABLE,
+    append_entries,
+    appended_rows,
+    document,
+    entry_lines,
+    journal_bytes,
+    snapshot_bytes,
+    write_object,
+    write_raw,
+)
 
 DEADLINE_S = 10.0
 

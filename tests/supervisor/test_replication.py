@@ -17,8 +17,15 @@ import pytest
 from engine.storage.object_format import object_relpath
 from supervisor.objectfiles import list_object_files
 from supervisor.replication import Replicator, percentile
-from tests.supervisor.replicakit import (DEADLINE_S, TABLE, document, read_change, wait_until,
-                                         write_object, write_raw)
+from tests.supervisor.replicakit import (
+    DEADLINE_S,
+    TABLE,
+    document,
+    read_change,
+    wait_until,
+    write_object,
+    write_raw,
+)
 
 
 def test_write_in_one_directory_appears_in_the_other(running):

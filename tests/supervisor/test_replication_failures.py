@@ -20,8 +20,15 @@ import pytest
 from engine.storage import journal, object_copy
 from supervisor.replication import Replicator
 from tests.faults import disk_full, fill_up, tiny_tmpfs
-from tests.supervisor.replicakit import (TABLE, append_entries, appended_rows, read_change,
-                                         version, wait_until, write_object)
+from tests.supervisor.replicakit import (
+    TABLE,
+    append_entries,
+    appended_rows,
+    read_change,
+    version,
+    wait_until,
+    write_object,
+)
 
 
 def refuse_writes_into(monkeypatch, root, error: OSError) -> None:

@@ -14,8 +14,7 @@ import pytest
 
 from supervisor.objectfiles import list_object_files
 from supervisor.replication import Replicator
-from tests.supervisor.replicakit import (TABLE, document, read_change, wait_until, write_object,
-                                         write_raw)
+from tests.supervisor.replicakit import TABLE, document, read_change, wait_until, write_object, write_raw
 
 GOOD = orjson.dumps(document(TABLE, 3, rows=[[1], [2], [3]]))
 CORRUPT = {

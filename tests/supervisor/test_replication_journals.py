@@ -16,9 +16,18 @@ from engine.storage import journal
 from engine.storage.object_state import journal_rel, materialize
 from supervisor.objectfiles import list_object_files
 from supervisor.replication import Replicator
-from tests.supervisor.replicakit import (TABLE, append_entries, appended_rows, entry_lines,
-                                         journal_bytes, snapshot_bytes, version, wait_until,
-                                         write_object, write_raw)
+from tests.supervisor.replicakit import (
+    TABLE,
+    append_entries,
+    appended_rows,
+    entry_lines,
+    journal_bytes,
+    snapshot_bytes,
+    version,
+    wait_until,
+    write_object,
+    write_raw,
+)
 
 JOURNAL = journal_rel(TABLE)
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileModifiedEvent,
-                             FileMovedEvent)
+from watchdog.events import FileClosedEvent, FileCreatedEvent, FileModifiedEvent, FileMovedEvent
 
 from supervisor.replication_watch import DirectoryHandler
 
