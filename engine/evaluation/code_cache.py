@@ -15,9 +15,10 @@ under a lock, so threads may use it at the same time.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from types import CodeType
+
+from engine.lru import LRUCache
 
 DEFAULT_CODE_ENTRIES = 1024
 
@@ -27,7 +28,7 @@ class CodeCache:
 
     def __init__(self, max_entries: int = DEFAULT_CODE_ENTRIES):
         self.max_entries = max(1, max_entries)
-        self._codes: OrderedDict[str, CodeType] = OrderedDict()
+        self._codes: LRUCache[str, CodeType] = LRUCache(self.max_entries)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -40,7 +41,6 @@ class CodeCache:
         with self._lock:
             code = self._codes.get(source)
             if code is not None:
-                self._codes.move_to_end(source)
                 self.hits += 1
                 return code
         # Compiled outside the lock: two threads may both compile a new
@@ -48,9 +48,7 @@ class CodeCache:
         code = compile(source, "<expression>", "eval")
         with self._lock:
             self.misses += 1
-            self._codes[source] = code
-            while len(self._codes) > self.max_entries:
-                self._codes.popitem(last=False)
+            self._codes.put(source, code)
         return code
 
     def function(self, source: str, namespace: dict) -> Callable:

@@ -21,7 +21,6 @@ the evaluator could handle (`MAX_EXPRESSION_DEPTH`, lexer `MAX_PAREN_DEPTH`).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from itertools import chain
 
 from sly import Parser
@@ -32,8 +31,10 @@ from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
 from engine.language.parse_loop import run as run_parser
 from engine.language.script import normalise_statement
+from engine.lru import LRUCache
 
 DEFAULT_CACHE_SIZE = 512
+_NOT_CACHED = object()  # tells a cached None (an empty statement) from a miss
 # Longer statements (bulk inserts) are rarely repeated: caching them would
 # only pin memory.
 MAX_CACHED_CHARS = 8192
@@ -659,8 +660,7 @@ class StatementParser:
     def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE):
         self._lexer = TahiryLexer()
         self._grammar = _Grammar()
-        self._cache: OrderedDict[str, ast.Statement | None] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: LRUCache[str, ast.Statement | None] = LRUCache(cache_size)
 
     def parse(self, text: str, line: int = 1, column: int = 1) -> ast.Statement | None:
         """The statement in `text` (None if it is empty or only comments).
@@ -668,15 +668,12 @@ class StatementParser:
         `line`/`column` (1-based) are where `text` starts in the whole script;
         a `TahirySyntaxError` reports positions relative to them.
         """
-        cache = self._cache
-        if text in cache:
-            cache.move_to_end(text)
-            return cache[text]
+        cached = self._cache.get(text, _NOT_CACHED)
+        if cached is not _NOT_CACHED:
+            return cached
         statement = self._parse_uncached(text, line, column)
         if len(text) <= MAX_CACHED_CHARS:
-            cache[text] = statement
-            if len(cache) > self._cache_size:
-                cache.popitem(last=False)
+            self._cache.put(text, statement)
         return statement
 
     def parse_select(self, text: str) -> ast.SelectExpr:

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import OrderedDict
 from collections.abc import Callable
 
 from engine.evaluation.values import MAX_NUMBER
 from engine.language import ast
 from engine.language.lexer import decode_string
+from engine.lru import LRUCache
 
 DEFAULT_SHAPES = 256
 MAX_SHAPE_CHARS = 4096
@@ -75,8 +75,8 @@ class StatementCache:
 
     def __init__(self, max_shapes: int = DEFAULT_SHAPES):
         self.max_shapes = max_shapes
-        self._shapes: OrderedDict[str, _Shape | None] = OrderedDict()  # None: not cacheable
-        self._seen_once: OrderedDict[str, None] = OrderedDict()
+        self._shapes: LRUCache[str, _Shape | None] = LRUCache(max_shapes)  # None: not cacheable
+        self._seen_once: LRUCache[str, None] = LRUCache(max_shapes)
         self.hits = 0
 
     def parse(self, parser, text: str, line: int = 1, column: int = 1):
@@ -91,7 +91,6 @@ class StatementCache:
         shapes = self._shapes
         shape = shapes.get(shape_key, False)
         if shape is not False:
-            shapes.move_to_end(shape_key)
             if shape is None:
                 return parser.parse(text, line, column)
             try:
@@ -102,18 +101,11 @@ class StatementCache:
             return shape.build(values)
         statement = parser.parse(text, line, column)  # raises on bad syntax: nothing learnt
         if shape_key in self._seen_once:
-            del self._seen_once[shape_key]
-            self._remember(shape_key, _learn(parser, statement, shape_key, pieces))
+            self._seen_once.pop(shape_key)
+            shapes.put(shape_key, _learn(parser, statement, shape_key, pieces))
         else:
-            self._seen_once[shape_key] = None
-            if len(self._seen_once) > self.max_shapes:
-                self._seen_once.popitem(last=False)
+            self._seen_once.put(shape_key, None)
         return statement
-
-    def _remember(self, shape_key: str, shape: _Shape | None) -> None:
-        self._shapes[shape_key] = shape
-        if len(self._shapes) > self.max_shapes:
-            self._shapes.popitem(last=False)
 
 
 def shape_key_of(text: str) -> str | None:
