@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from engine.errors import TahiryError
 from engine.evaluation import values
 from engine.evaluation.code_cache import CodeCache
-from engine.language.ast import Binary, ColumnRef, Expr, FunctionCall, IsNull, Literal, Unary
+from engine.language.ast import (
+    Binary,
+    ColumnRef,
+    Expr,
+    FunctionCall,
+    IsNull,
+    Literal,
+    Unary,
+    walk,
+)
 
 VALUE = "value"
 BOOL = "bool"
@@ -156,30 +165,13 @@ def expression_text(expr: Expr) -> str:
 
 def contains_aggregate(expr: Expr | None) -> bool:
     """Whether any aggregate function call occurs in `expr`."""
-    if expr is None:
-        return False
-    if isinstance(expr, FunctionCall):
-        return expr.name in AGGREGATE_FUNCTIONS or any(map(contains_aggregate, expr.args))
-    if isinstance(expr, Unary):
-        return contains_aggregate(expr.operand)
-    if isinstance(expr, IsNull):
-        return contains_aggregate(expr.operand)
-    if isinstance(expr, Binary):
-        return contains_aggregate(expr.left) or contains_aggregate(expr.right)
-    return False
+    return any(isinstance(node, FunctionCall) and node.name in AGGREGATE_FUNCTIONS
+               for node in walk(expr))
 
 
 def column_refs(expr: Expr) -> list[ColumnRef]:
     """Every column reference in `expr`, outside aggregate arguments too."""
-    if isinstance(expr, ColumnRef):
-        return [expr]
-    if isinstance(expr, FunctionCall):
-        return [ref for arg in expr.args for ref in column_refs(arg)]
-    if isinstance(expr, (Unary, IsNull)):
-        return column_refs(expr.operand)
-    if isinstance(expr, Binary):
-        return column_refs(expr.left) + column_refs(expr.right)
-    return []
+    return [node for node in walk(expr) if isinstance(node, ColumnRef)]
 
 
 def check_function(call: FunctionCall) -> None:

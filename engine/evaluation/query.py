@@ -16,8 +16,9 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from operator import itemgetter
+from typing import cast
 
 from engine.errors import TahiryError
 from engine.evaluation import relational, values
@@ -46,7 +47,6 @@ from engine.language.ast import (
     ColumnRef,
     Expr,
     FunctionCall,
-    IsNull,
     Join,
     OrderItem,
     SelectCore,
@@ -55,7 +55,7 @@ from engine.language.ast import (
     Source,
     SubquerySource,
     TableSource,
-    Unary,
+    transform,
 )
 
 __all__ = ["evaluate_query", "compile_table_predicate", "compile_table_expression",
@@ -497,17 +497,17 @@ def _with_output_columns(expr: Expr, items, columns: list[ScopeColumn]) -> Expr:
 
     Aggregate arguments are row level: the names inside them stay source names.
     """
-    if isinstance(expr, ColumnRef):
-        if expr.qualifier is not None:
-            return expr
-        index = _output_index(expr, columns)
-        return expr if index is None else items[index].expr
-    if isinstance(expr, Binary):
-        return replace(expr, left=_with_output_columns(expr.left, items, columns),
-                       right=_with_output_columns(expr.right, items, columns))
-    if isinstance(expr, (Unary, IsNull)):
-        return replace(expr, operand=_with_output_columns(expr.operand, items, columns))
-    return expr  # literals and function calls
+    def output_item(node: object) -> object | None:
+        if isinstance(node, ColumnRef):
+            if node.qualifier is not None:
+                return node
+            index = _output_index(node, columns)
+            return node if index is None else items[index].expr
+        if isinstance(node, FunctionCall):
+            return node  # an aggregate's argument: row level, left as it is
+        return None
+
+    return cast(Expr, transform(expr, output_item))
 
 
 def _index_key(index: int):

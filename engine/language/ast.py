@@ -1,8 +1,12 @@
 """The abstract syntax tree of the query language, as plain frozen dataclasses.
 
-The parser (`engine.language.parser`) produces these; the executor (`engine.evaluation.executor`)
-and the evaluator (`engine.evaluator`) consume them; the balancer classifies
-statements with them. Nothing here does any work: every node is a value.
+The parser (`engine.language.parser`) produces these; the executor
+(`engine.evaluation.executor`) and the query evaluator
+(`engine.evaluation.query`, `engine.evaluation.expressions`) consume them;
+the balancer classifies statements with them. Nothing here does any work:
+every node is a value. `walk` and `transform` at the end are the one generic
+way to visit or rewrite a tree (a module that only looks for some kind of
+node uses them instead of its own chain of isinstance tests).
 
 Names keep the case the user wrote (they are file names). Keywords never
 appear here: the parser turns them into node types and fields. Function
@@ -11,8 +15,8 @@ names are lower-cased by the parser (`COUNT(x)` -> `count`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Union
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, is_dataclass, replace
 
 # --------------------------------------------------------------------------
 # Expressions
@@ -71,7 +75,7 @@ class FunctionCall:
     star: bool = False
 
 
-Expr = Union[Literal, ColumnRef, Unary, Binary, IsNull, FunctionCall]
+Expr = Literal | ColumnRef | Unary | Binary | IsNull | FunctionCall
 
 # --------------------------------------------------------------------------
 # Queries
@@ -107,7 +111,7 @@ class SubquerySource:
     alias: str
 
 
-Source = Union[TableSource, SubquerySource]
+Source = TableSource | SubquerySource
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,7 @@ class SetOperation:
     right: SelectExpr
 
 
-SelectExpr = Union[SelectCore, SetOperation]
+SelectExpr = SelectCore | SetOperation
 
 # --------------------------------------------------------------------------
 # Domains (column types)
@@ -211,7 +215,7 @@ class NamedAtom:
     name: str
 
 
-Atom = Union[NumberAtom, TextAtom, DateAtom, EnumAtom, NamedAtom]
+Atom = NumberAtom | TextAtom | DateAtom | EnumAtom | NamedAtom
 
 
 @dataclass(frozen=True)
@@ -317,7 +321,71 @@ class Query:
     select: SelectExpr
 
 
-Statement = Union[
-    Use, Show, CreateDatabase, CreateTable, CreateDomain, CreateView,
-    Drop, Insert, Update, Delete, Query,
-]
+Statement = (
+    Use | Show | CreateDatabase | CreateTable | CreateDomain | CreateView
+    | Drop | Insert | Update | Delete | Query
+)
+
+
+# --------------------------------------------------------------------------
+# Walking a tree
+#
+# A tree is made of the node dataclasses above, tuples (and lists, while a
+# parser builds them) of nodes, and leaves (str, numbers, bool, None). Every
+# node is a frozen dataclass without slots: its fields are its `__dict__`,
+# in declaration order.
+
+
+def _is_node(value: object) -> bool:
+    return is_dataclass(value) and not isinstance(value, type)
+
+
+def children(value: object) -> Iterator[object]:
+    """The direct parts of a tree value: a node's field values in declaration order,
+    a tuple's or list's items; nothing for a leaf."""
+    if isinstance(value, (tuple, list)):
+        return iter(value)
+    if _is_node(value):
+        return iter(value.__dict__.values())
+    return iter(())
+
+
+def walk(value: object) -> Iterator[object]:
+    """Every node under `value` (itself first if it is one), depth first in field order.
+
+    Tuples and lists are gone through, not yielded; leaves are not yielded.
+    An explicit stack: a deeply nested tree never hits the recursion limit.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (tuple, list)):
+            pending.extend(reversed(item))
+        elif _is_node(item):
+            yield item
+            pending.extend(reversed(item.__dict__.values()))
+
+
+def transform(value: object, rewrite: Callable[[object], object | None]) -> object:
+    """A copy of the tree under `value` with some nodes replaced.
+
+    `rewrite(node)` is called on each node from the top: it returns the
+    node's replacement (used as it is, not gone into) or None to keep the
+    node and transform its parts. Unchanged subtrees are shared, not copied.
+    """
+    if isinstance(value, (tuple, list)):
+        items = [transform(item, rewrite) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return tuple(items) if isinstance(value, tuple) else items
+    if not _is_node(value):
+        return value
+    replacement = rewrite(value)
+    if replacement is not None:
+        return replacement
+    changes = {}
+    for name, part in value.__dict__.items():
+        new = transform(part, rewrite)
+        if new is not part:
+            changes[name] = new
+    return replace(value, **changes) if changes else value  # type: ignore[type-var]

@@ -51,22 +51,7 @@ def classify(statement: ast.Statement) -> StatementClass:
 
 def read_objects(select: ast.SelectExpr) -> tuple[str, ...]:
     """The table and view names a query reads, in first-seen order."""
-    names: list[str] = []
-    # Explicit stack of names and sub-queries: deep nesting never recurses.
-    pending: list[ast.SelectExpr | str] = [select]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, str):
-            names.append(node)
-        elif isinstance(node, ast.SetOperation):
-            pending.extend((node.right, node.left))
-        else:
-            sources = ([node.source] if node.source is not None else []) + [
-                join.source for join in node.joins]
-            pending.extend(
-                source.name if isinstance(source, ast.TableSource) else source.query
-                for source in reversed(sources))
-    return _unique(names)
+    return _unique(node.name for node in ast.walk(select) if isinstance(node, ast.TableSource))
 
 
 def domains_used(statement: ast.CreateTable | ast.CreateDomain) -> list[str]:
@@ -75,9 +60,7 @@ def domains_used(statement: ast.CreateTable | ast.CreateDomain) -> list[str]:
     The created object copies them, so whoever runs the statement must
     already have them.
     """
-    specs = ([column.domain for column in statement.columns]
-             if isinstance(statement, ast.CreateTable) else [statement.domain])
-    return [atom.name for spec in specs for atom in spec.atoms if isinstance(atom, ast.NamedAtom)]
+    return [node.name for node in ast.walk(statement) if isinstance(node, ast.NamedAtom)]
 
 
 def _unique(names) -> tuple[str, ...]:

@@ -212,12 +212,9 @@ def _learn(parser, statement, shape_key: str, pieces: list[tuple[str, str]]) -> 
             if index is not None:
                 found[index] = found.get(index, 0) + 1
                 holds = True
-        elif dataclasses.is_dataclass(node):
-            for field in dataclasses.fields(node):
-                holds = visit(getattr(node, field.name)) or holds
-        elif isinstance(node, (tuple, list)):
-            for item in node:
-                holds = visit(item) or holds
+        else:
+            for part in ast.children(node):
+                holds = visit(part) or holds
         if holds:
             on_path.add(id(node))
         return holds
