@@ -70,16 +70,18 @@ from nodes.balancer.health import HealthPolicy
 from nodes.balancer.prober import Prober
 from nodes.balancer.routing import ReadSelector, rank_owners
 from nodes.balancer.session import ClientSession, DatabaseMissing, Turn
-from nodes.protocol.auth import AuthGuard, add_auth_arguments, node_auth_guard
-from nodes.protocol.wire import (
+from nodes.protocol import (
+    AuthGuard,
     Request,
     Response,
+    add_auth_arguments,
     decode_versions,
     encode_error,
+    node_auth_guard,
     statement_bytes,
     versions_request,
 )
-from nodes.runtime.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
+from nodes.runtime.node_process import node_argument_parser, run_node, setup_logging
 from nodes.runtime.serving import ClientHandler, ConnectionStats, admin_response, run_server
 
 log = logging.getLogger("tahiry.balancer")
@@ -669,7 +671,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
 
 async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
-                logger: logging.Logger) -> None:
+                logger: logging.Logger, port_file: str | None = None) -> None:
     # Know who is up before the first client arrives.
     prober.reload_backends_file()
     await prober.probe_all()
@@ -680,17 +682,15 @@ async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
         probing.cancel()
 
     await run_server(balancer.open_client, host, port, logger, balancer.connection_stats,
-                     auth=balancer.auth, on_stop=stop_probing)
+                     auth=balancer.auth, on_stop=stop_probing, port_file=port_file)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_argument_parser().parse_args(argv)
-    entry = load_topology_node(args)
     logger = setup_logging(args.id, args.log_file, args.log_level)
     auth = node_auth_guard(args, logger)
     try:
-        backend_options = args.backend or entry.get("backends") or []
-        specs = [] if args.backends_file else [parse_backend_option(b) for b in backend_options]
+        specs = [] if args.backends_file else [parse_backend_option(b) for b in args.backend]
         if len({s.id for s in specs}) != len(specs):
             raise ValueError("--backend: the same ID is given twice")
         policy = HealthPolicy(rise=args.rise, fall=args.fall)
@@ -710,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
                         idle_timeout=args.idle_timeout or None,
                         freshness_bound_s=max(0.0, args.freshness_wait_ms) / 1000)
     try:
-        run_node(serve(balancer, prober, args.host, args.port, logger), logger)
+        run_node(serve(balancer, prober, args.host, args.port, logger, args.port_file), logger)
     except OSError as error:
         print(f"balancer: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1

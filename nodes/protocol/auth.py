@@ -6,9 +6,9 @@ A node that listens on a non-loopback address (or was started with
 required" error and the connection is closed; a wrong secret likewise
 (after a short delay, and logged at most once a second). A loopback-only
 node needs nothing and answers `.auth` harmlessly, so clients holding a
-secret may always send it. The secret comes from the topology's top-level
-`secret` or the TAHIRY_SECRET environment variable, never from the command
-line (where `ps` would show it). See docs/SECURITY.md.
+secret may always send it. A node reads the secret from the TAHIRY_SECRET
+environment variable (the supervisor sets it from the topology's top-level
+`secret`), never from the command line (where `ps` would show it). See docs/SECURITY.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from engine.errors import ERROR_PREFIX
 from nodes.protocol.wire import ADMIN_AUTH, Request, auth_secret, encode_message, secret_problem
@@ -133,27 +132,16 @@ def add_auth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--require-secret", action="store_true",
         help=f"require `.auth <secret>;` even on a loopback address (the secret comes from "
-             f"{SECRET_ENV} or the topology; never from the command line)")
-
-
-def topology_secret(topology_path: str | None) -> str | None:
-    """The top-level `secret` of a topology file, if any."""
-    if not topology_path:
-        return None
-    import yaml  # only needed with --topology
-
-    document = yaml.safe_load(Path(topology_path).read_text()) or {}
-    secret = document.get("secret") if isinstance(document, dict) else None
-    return secret if isinstance(secret, str) and secret else None
+             f"{SECRET_ENV}, which the supervisor sets from the topology; never from the command line)")
 
 
 def node_auth_guard(args: argparse.Namespace, logger: logging.Logger,
                     environ: Mapping[str, str] | None = None) -> AuthGuard:
-    """The guard for a node started with `args` (after `load_topology_node`).
+    """The guard for a node started with `args`.
 
     Exits with a clear message when a secret is required but missing or unusable.
     """
-    secret = topology_secret(getattr(args, "topology", None)) or secret_from_environment(environ)
+    secret = secret_from_environment(environ)
     required = bool(getattr(args, "require_secret", False)) or not is_loopback(args.host)
     if secret is not None and (problem := secret_problem(secret)) is not None:
         raise SystemExit(f"{args.id}: unusable secret: {problem}")

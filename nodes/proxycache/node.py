@@ -49,11 +49,18 @@ import time
 from collections.abc import Awaitable
 
 from engine.language.script import normalise_statement
-from nodes.protocol.auth import AuthGuard, add_auth_arguments, node_auth_guard
-from nodes.protocol.wire import DEFAULT_MAX_REQUEST_BYTES, Request, Response, encode_error, statement_bytes
+from nodes.protocol import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    AuthGuard,
+    Request,
+    Response,
+    add_auth_arguments,
+    encode_error,
+    node_auth_guard,
+    statement_bytes,
+)
 from nodes.proxycache.cache import ResponseCache
 from nodes.runtime.node_process import (
-    load_topology_node,
     node_argument_parser,
     parse_address,
     run_node,
@@ -377,9 +384,10 @@ class ProxySession:
 
 def main(argv: list[str] | None = None) -> None:
     parser = node_argument_parser("Tahiry local proxy cache", default_port=3951)
-    parser.add_argument("--upstream", default=None, help="host:port of the load balancer (or a server)")
-    parser.add_argument("--ttl-ms", type=float, default=None, help="how long a READ response stays cached")
-    parser.add_argument("--max-entries", type=int, default=None, help="LRU bound on cached responses")
+    parser.add_argument("--upstream", default="127.0.0.1:3949",
+                        help="host:port of the load balancer (or a server)")
+    parser.add_argument("--ttl-ms", type=float, default=3000, help="how long a READ response stays cached")
+    parser.add_argument("--max-entries", type=int, default=200, help="LRU bound on cached responses")
     parser.add_argument("--max-bytes", type=int, default=64 << 20, help="bound on cached bytes")
     parser.add_argument("--settle-ms", type=float, default=DEFAULT_SETTLE_MS,
                         help="a read sent this soon after another connection's write is not "
@@ -393,14 +401,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds a statement not yet sent waits for the upstream to come back")
     add_auth_arguments(parser)
     args = parser.parse_args(argv)
-    entry = load_topology_node(args)
-    upstream_text = args.upstream or entry.get("upstream") or "127.0.0.1:3949"
     try:
-        upstream = parse_address(upstream_text)
+        upstream = parse_address(args.upstream)
     except ValueError as error:
         parser.error(str(error))
-    ttl_ms = args.ttl_ms if args.ttl_ms is not None else entry.get("ttl_ms", 3000)
-    max_entries = args.max_entries if args.max_entries is not None else entry.get("max_entries", 200)
+    ttl_ms, max_entries = args.ttl_ms, args.max_entries
     logger = setup_logging(args.id, args.log_file, args.log_level)
     auth = node_auth_guard(args, logger)
     if args.settle_ms < 0:
@@ -414,5 +419,6 @@ def main(argv: list[str] | None = None) -> None:
                        upstream_patience=args.upstream_patience)
     logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, ttl_ms, max_entries)
     run_node(run_server(proxy.open_client, args.host, args.port, logger, proxy.stats,
-                        max_request_bytes=args.max_request_bytes, auth=auth), logger)
+                        max_request_bytes=args.max_request_bytes, auth=auth,
+                        port_file=args.port_file), logger)
 

@@ -1,7 +1,8 @@
 """What every node process (server, balancer, proxy cache) shares around its serving code.
 
-- command line: `--id`, `--host` (127.0.0.1), `--port`, `--log-file`,
-  `--topology FILE` (fill what was not given from the node's entry);
+- command line: `--id`, `--host` (127.0.0.1), `--port` (0: an ephemeral
+  port), `--port-file` (where the port it got is written once it listens,
+  `write_port_file`), `--log-file`;
 - logging: timestamped lines to stderr, or a size-bounded rotating file;
 - TCP options: TCP_NODELAY on every connection (responses are small and
   latency-bound);
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import logging.handlers
+import os
 import socket
 import sys
 from collections.abc import Coroutine
@@ -29,20 +31,31 @@ LOG_BACKUPS = 3
 # Command line
 
 
-def node_argument_parser(description: str, default_port: int | None = None) -> argparse.ArgumentParser:
+def node_argument_parser(description: str, default_port: int) -> argparse.ArgumentParser:
     """An argument parser with the options every node takes."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--id", required=True, help="node name (as in topology.yaml)")
-    parser.add_argument("--host", default=None, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=None,
-                        help=f"TCP port to listen on{f' (default {default_port})' if default_port else ''}")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=listening_port, default=default_port,
+                        help=f"TCP port to listen on (default {default_port}; 0: any free port, "
+                             f"see --port-file)")
+    parser.add_argument("--port-file", default=None, metavar="PATH",
+                        help="once listening, write the port (decimal, newline) to PATH, atomically")
     parser.add_argument("--log-file", default=None,
                         help="write logs to this file (size-bounded, rotated) instead of stderr")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--topology", default=None,
-                        help="topology.yaml: take unset options from this node's entry")
-    parser.set_defaults(default_port=default_port)
     return parser
+
+
+def listening_port(text: str) -> int:
+    """`--port`: 0 (the system picks a free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port {text!r} is not a number") from None
+    if not 0 <= port < 65536:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0 to 65535)")
+    return port
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -59,42 +72,21 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, port
 
 
-def load_topology_node(args: argparse.Namespace) -> dict:
-    """This node's entry of --topology (or {}), with host/port filled into args.
+def write_port_file(path: str | Path, port: int) -> None:
+    """Write `port` (decimal, newline) to `path` so that a reader sees all of it or nothing.
 
-    Relative `data` paths are resolved against the topology file's folder;
-    `upstream` / `backends` naming other nodes are turned into `host:port`.
+    A temp file in the same folder renamed over `path`: whoever polls for the
+    file (a test, a script that started the node with `--port 0`) never reads
+    a half-written number.
     """
-    entry: dict = {}
-    if args.topology:
-        import yaml  # only needed with --topology
-
-        path = Path(args.topology)
-        document = yaml.safe_load(path.read_text()) or {}
-        nodes = document.get("nodes") or {}
-        if args.id not in nodes:
-            raise SystemExit(f"{path}: no node {args.id!r} under nodes:")
-        entry = dict(nodes[args.id])
-        if isinstance(entry.get("data"), str):
-            entry["data"] = str((path.parent / entry["data"]).resolve())
-
-        def address(name: str) -> str:
-            other = nodes.get(name)
-            if not isinstance(other, dict):
-                return name
-            return f"{other.get('host', DEFAULT_HOST)}:{other['port']}"
-
-        if isinstance(entry.get("upstream"), str):
-            entry["upstream"] = address(entry["upstream"])
-        if isinstance(entry.get("backends"), list):
-            entry["backends"] = [f"{b}={address(b)}" for b in entry["backends"]]
-    if args.host is None:
-        args.host = entry.get("host", DEFAULT_HOST)
-    if args.port is None:
-        args.port = entry.get("port", args.default_port)
-    if args.port is None:
-        raise SystemExit("--port is required")
-    return entry
+    target = Path(path)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(f"{port}\n", encoding="ascii")
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 # --------------------------------------------------------------------------

@@ -43,19 +43,20 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from nodes.protocol.auth import AuthGuard, answer_auth
-from nodes.protocol.wire import (
+from nodes.protocol import (
     ADMIN_AUTH,
     ADMIN_PING,
     ADMIN_STATUS,
     DEFAULT_MAX_REQUEST_BYTES,
+    AuthGuard,
     Request,
     RequestFramer,
+    answer_auth,
     encode_error,
     encode_message,
     response_is_error,
 )
-from nodes.runtime.node_process import set_nodelay
+from nodes.runtime.node_process import set_nodelay, write_port_file
 
 Answer = Callable[[Request], "bytes | Awaitable[bytes]"]
 
@@ -498,13 +499,16 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
                      max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                      auth: AuthGuard | None = None,
                      on_stop: Callable[[], Awaitable[None]] | None = None,
-                     stop_grace: float = 5.0) -> None:
+                     stop_grace: float = 5.0,
+                     port_file: str | None = None) -> None:
     """Serve client connections until SIGTERM/SIGINT, then stop gracefully.
 
     `open_client` runs for each accepted connection (None refuses it: the
-    connection is closed). At stop: no new connections; idle ones are
-    closed; an answer being awaited is still sent (up to `stop_grace`
-    seconds, then its connection is aborted); then `on_stop` runs.
+    connection is closed). `port` 0 takes any free port; the port listened
+    on is logged and, with `port_file`, written there once listening. At
+    stop: no new connections; idle ones are closed; an answer being awaited
+    is still sent (up to `stop_grace` seconds, then its connection is
+    aborted); then `on_stop` runs.
     """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -515,7 +519,12 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
     server = await loop.create_server(
         lambda: ClientConnection(open_client, stats, logger, max_request_bytes, auth, connections),
         host, port, reuse_address=True, backlog=512)
+    # With port 0 the system chose it; the first socket's is the one reported
+    # (a host naming several addresses would get one ephemeral port each).
+    port = server.sockets[0].getsockname()[1]
     logger.info("listening on %s:%d", host, port)
+    if port_file is not None:
+        write_port_file(port_file, port)
     async with server:
         await stopping.wait()
         logger.info("stopping")

@@ -77,18 +77,20 @@ from engine.storage.data_owner import (
     join_cluster,
 )
 from engine.storage.store import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
-from nodes.protocol.auth import AuthGuard, add_auth_arguments, node_auth_guard
-from nodes.protocol.wire import (
+from nodes.protocol import (
     ADMIN_VERSIONS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_PAGE_ROWS,
+    AuthGuard,
     Request,
+    add_auth_arguments,
     encode_error,
     encode_message,
     encode_outcome,
+    node_auth_guard,
     versions_arguments,
 )
-from nodes.runtime.node_process import load_topology_node, node_argument_parser, run_node, setup_logging
+from nodes.runtime.node_process import node_argument_parser, run_node, setup_logging
 from nodes.runtime.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
 from nodes.server.membership import PeerDirectories, parse_peer_option
 from nodes.server.storage_faults import StorageFaults
@@ -516,8 +518,7 @@ def main(argv: list[str] | None = None) -> None:
         fixed_peers = dict(parse_peer_option(text) for text in args.peer)
     except ValueError as error:
         parser.error(str(error))
-    entry = load_topology_node(args)
-    data = args.data or entry.get("data")
+    data = args.data
     if not data:
         parser.error("--data is required")
     logger = setup_logging(args.id, args.log_file, args.log_level)
@@ -548,7 +549,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_node(run_server(server.open_client, args.host, args.port, logger, server.stats,
                             max_request_bytes=args.max_request_bytes, auth=auth,
-                            on_stop=server.stop),
+                            on_stop=server.stop, port_file=args.port_file),
                  logger)
     finally:
         if owner is not None:

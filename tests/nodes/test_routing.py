@@ -1,4 +1,4 @@
-"""Unit tests of nodes.routing: rendezvous ownership and read spreading."""
+"""Unit tests of nodes.balancer.routing: rendezvous ownership and read spreading."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_owner_is_deterministic_and_independent_of_candidate_order():
 
 def test_owner_is_stable_across_processes():
     # Python's str hash is randomised per process; ours must not be.
-    code = ("from nodes.routing import owner_of;"
+    code = ("from nodes.balancer.routing import owner_of;"
             "print([owner_of('db', f't{i}', ['m1','m2','m3']) for i in range(40)])")
     repo = Path(__file__).resolve().parents[2]
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
