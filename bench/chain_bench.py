@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes.protocol.wire import response_is_error  # noqa: E402
+from nodes.protocol import response_is_error
 
 
 def free_port() -> int:

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine.storage.peers import FixedPeers  # noqa: E402
 from engine.storage.store import Store  # noqa: E402
-from nodes.protocol.wire import ResponseDecoder  # noqa: E402
+from nodes.protocol import ResponseDecoder
 from supervisor.replication import Replicator, percentile  # noqa: E402
 
 COLUMNS = [{"name": "id", "domain": [{"type": "ISA", "min": None, "max": None}]},

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from nodes.protocol.wire import auth_request
+from nodes.protocol import auth_request
 
 from .logfiles import RotatingLog
 from .process import ChildProcess

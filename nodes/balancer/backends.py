@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from nodes.balancer.backend_config import BackendSpec
 from nodes.balancer.health import BackendHealth
-from nodes.protocol.wire import Response, auth_request
+from nodes.protocol import Response, auth_request
 from nodes.runtime.upstream import (
     NotSent,
     ResponseReceiver,

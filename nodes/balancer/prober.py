@@ -16,7 +16,7 @@ import time
 from nodes.balancer.backend_config import BackendsFile
 from nodes.balancer.backend_pool import BackendPool
 from nodes.balancer.backends import Backend, BackendConnection, BackendUnavailable
-from nodes.protocol.wire import statement_bytes
+from nodes.protocol import statement_bytes
 
 
 class Prober:

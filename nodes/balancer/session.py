@@ -27,7 +27,7 @@ import asyncio
 
 from nodes.balancer.backends import Backend, BackendConnection, BackendUnavailable, Timeouts
 from nodes.balancer.freshness import WriteMemory
-from nodes.protocol.wire import Response, statement_bytes
+from nodes.protocol import Response, statement_bytes
 
 
 class DatabaseMissing(Exception):

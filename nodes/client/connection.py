@@ -23,8 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from engine.evaluation.outcome import Outcome
-from nodes.protocol.auth import secret_from_environment
-from nodes.protocol.wire import ProtocolError, ResponseDecoder, auth_request
+from nodes.protocol import ProtocolError, ResponseDecoder, auth_request, secret_from_environment
 
 RECEIVE_CHUNK = 1 << 16
 

@@ -2,5 +2,55 @@
 
 `wire`: requests (`;`-terminated statements, dot commands) and responses
 (ending in `END`), their decoders and encoders, no sockets; `auth`: the
-shared-secret handshake.
+shared-secret handshake. Other packages import what they use from here
+(`from nodes.protocol import ResponseDecoder`); the names below are that
+public API.
 """
+
+from nodes.protocol.auth import (
+    SECRET_ENV,
+    AuthGuard,
+    add_auth_arguments,
+    answer_auth,
+    is_loopback,
+    node_auth_guard,
+    secret_from_environment,
+)
+from nodes.protocol.wire import (
+    ADMIN_AUTH,
+    ADMIN_PING,
+    ADMIN_STATUS,
+    ADMIN_VERSIONS,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_PAGE_ROWS,
+    ProtocolError,
+    Request,
+    RequestFramer,
+    Response,
+    ResponseDecoder,
+    auth_request,
+    auth_secret,
+    decode_responses,
+    decode_versions,
+    encode_error,
+    encode_message,
+    encode_outcome,
+    response_is_error,
+    secret_problem,
+    statement_bytes,
+    versions_arguments,
+    versions_request,
+)
+
+__all__ = [
+    # wire: requests
+    "ADMIN_AUTH", "ADMIN_PING", "ADMIN_STATUS", "ADMIN_VERSIONS", "DEFAULT_MAX_REQUEST_BYTES",
+    "Request", "RequestFramer", "statement_bytes", "auth_request", "auth_secret", "secret_problem",
+    "versions_request", "versions_arguments",
+    # wire: responses
+    "DEFAULT_PAGE_ROWS", "ProtocolError", "Response", "ResponseDecoder", "decode_responses",
+    "decode_versions", "encode_error", "encode_message", "encode_outcome", "response_is_error",
+    # auth: the shared secret
+    "SECRET_ENV", "AuthGuard", "add_auth_arguments", "answer_auth", "is_loopback",
+    "node_auth_guard", "secret_from_environment",
+]

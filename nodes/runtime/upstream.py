@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 
 from engine.errors import ERROR_PREFIX
-from nodes.protocol.wire import ProtocolError, Response, ResponseDecoder, auth_request
+from nodes.protocol import ProtocolError, Response, ResponseDecoder, auth_request
 from nodes.runtime.node_process import set_nodelay
 
 
