@@ -5,6 +5,10 @@
 node answers the `.ping;` health probe, and stops it at the end of the test:
 SIGTERM to its process group, then SIGKILL after a grace period. When a test
 fails, the log of every node it started is printed into the failure report.
+
+`wait_until` is the one way a test waits for a condition: every polling loop
+has a deadline and says what it waited for when it runs out. `wire_request`
+decodes responses with the protocol's own sans-IO `ResponseDecoder`.
 """
 
 from __future__ import annotations
@@ -16,14 +20,20 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+from nodes.protocol.wire import ProtocolError, Response, ResponseDecoder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_DEADLINE_S = 15.0
 STOP_GRACE_S = 5.0
+
+T = TypeVar("T")
 
 
 # Below Linux's ephemeral range (32768-60999): a port the kernel handed to
@@ -52,29 +62,31 @@ def free_port() -> int:
 
 def wire_request(port: int, text: str, host: str = "127.0.0.1",
                  timeout: float = 5.0) -> str:
-    """Send raw request text, return the raw response text up to its END line.
+    """Send raw request text, return the raw text of the first response (END line included).
 
-    For one statement only: it stops reading at the first END line.
+    For one statement only: it stops reading once one whole response arrived.
+    ConnectionError if the node closes the connection before that.
     """
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(text.encode("utf-8"))
-        return _read_until_end(sock)
+        return read_response(sock, ResponseDecoder()).raw.decode("utf-8", errors="replace")
 
 
-def _read_until_end(sock: socket.socket) -> str:
-    data = b""
-    while not (data.endswith(b"\nEND\n") or data == b"END\n"):
+def read_response(sock: socket.socket, decoder: ResponseDecoder) -> Response:
+    """Read from `sock` until `decoder` completes a response: the first one."""
+    while True:
         chunk = sock.recv(65536)
         if not chunk:
-            break
-        data += chunk
-    return data.decode("utf-8", errors="replace")
+            raise ConnectionError("connection closed before a whole response")
+        responses = decoder.feed(chunk)
+        if responses:
+            return responses[0]
 
 
 def ping(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
     try:
         return "PONG" in wire_request(port, ".ping;", host=host, timeout=timeout)
-    except OSError:
+    except (OSError, ProtocolError):
         return False
 
 
@@ -117,16 +129,17 @@ class NodeProcess:
             self.popen.wait(timeout=10)
 
     def wait_ready(self, deadline_s: float = READY_DEADLINE_S) -> None:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
+        """Wait until the node answers `.ping;`; RuntimeError (with its log) if it exits or times out."""
+        def answers() -> bool:
             if not self.alive():
                 raise RuntimeError(
                     f"node {self.name} exited with {self.popen.returncode} before it was ready:\n"
                     + self.log_text())
-            if ping(self.port):
-                return
-            time.sleep(0.02)
-        raise RuntimeError(f"node {self.name} not ready after {deadline_s}s:\n" + self.log_text())
+            return ping(self.port)
+        try:
+            wait_until(answers, deadline_s, f"node {self.name} to answer .ping;", interval_s=0.02)
+        except AssertionError as timed_out:
+            raise RuntimeError(f"{timed_out}:\n" + self.log_text()) from None
 
     def log_text(self) -> str:
         try:
@@ -195,16 +208,25 @@ def start_node(tmp_path, request):
         request.node.add_report_section("call", "node logs", starter.logs())
 
 
-def wait_until(predicate, deadline_s: float = 10.0, what: str = "condition",
-               interval_s: float = 0.05):
-    """Poll `predicate` until it returns a true value (returned); AssertionError at the deadline."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
+def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, what: str = "condition",
+               interval_s: float = 0.05, *, deadline_s: float | None = None) -> T:
+    """Poll `predicate` until it returns a true value, which is returned.
+
+    At the deadline: AssertionError naming `what`, the time waited and the
+    predicate's last value. (`deadline_s` is the former name of `timeout_s`,
+    kept while tests/supervisor/replicakit.py still passes it.)
+    """
+    if deadline_s is not None:
+        timeout_s = deadline_s
+    end = time.monotonic() + timeout_s
+    while True:
         value = predicate()
         if value:
             return value
+        if time.monotonic() >= end:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}; "
+                                 f"last value: {value!r}")
         time.sleep(interval_s)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class ManualClock:
