@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from nodes.balancer.routing import owner_of
-from tests.integration.test_client import client
+from tests.integration.clientkit import client
 
 OBJECTS = ("kilasy", "mpianatra", "naoty", "tsara", "taranja")
 
@@ -39,7 +39,8 @@ alaivo anarana, count(taranja) antso isa, avg(naoty) antso salanisa ao@ mpianatr
 alaivo m.anarana, n.taranja, n.naoty * t.koefisia antso isa ao@ mpianatra m
    #tonona naoty n #ka m.id = n.id #tonona taranja t #ka n.taranja = t.anarana alaharo m.anarana, n.taranja;
 alaivo m.id, n.naoty ao@ mpianatra m #tonona:avia@ naoty n #ka m.id = n.id alaharo m.id, n.naoty;
-alaivo m.id, n.id antso nid ao@ mpianatra m #tonona:feno@ naoty n #ka m.id = n.id #rehefa m.id dia null na n.id dia null alaharo nid;
+alaivo m.id, n.id antso nid ao@ mpianatra m #tonona:feno@ naoty n #ka m.id = n.id
+   #rehefa m.id dia null na n.id dia null alaharo nid;
 alaivo kilasy, count(*), min(teraka), max(teraka) ao@ mpianatra #vondrona kilasy alaharo kilasy;
 alaivo count(*), sum(naoty), avg(naoty), min(naoty), max(naoty) ao@ naoty;
 alaivo * ao@ (alaivo id ao@ mpianatra ankambana alaivo id ao@ naoty) u alaharo id;

@@ -20,6 +20,7 @@ import pytest
 
 import nodes.client as dbapi
 from tests.conftest import REPO_ROOT, free_port
+from tests.integration.clientkit import client, json_lines
 
 SETUP = """
 manamboara tahiry sekoly;
@@ -27,19 +28,6 @@ ampiasao sekoly;
 manamboara tabilao naoty ( id LAHATSORATRA(2,5), taranja LAHATSORATRA(null,null), naoty ISA(0,20) );
 manampia ao@ naoty sanda ("E1","Algo",14), ("E1","BD",9), ("E2","Algo",16);
 """
-
-
-def client(*args: str, stdin: str | None = None, cwd: Path | None = None,
-           env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nodes.client", *args], input=stdin if stdin is not None else "",
-        capture_output=True, text=True, timeout=60, cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HOME": str(cwd or REPO_ROOT),
-             **(env or {})})
-
-
-def json_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def test_embedded_e_runs_every_statement_and_reports_failure(tmp_path):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from engine.storage.object_state import current_document
-from tests.conftest import wire_request
-from tests.integration.test_supervisor import cluster, cluster_yaml, run_session  # noqa: F401
+from tests.conftest import wait_until, wire_request
+from tests.integration.supervisorkit import DEADLINE_S, cluster_yaml, run_session
 
 
 def pids(nodes: dict[str, dict]) -> dict[str, int]:
@@ -20,7 +20,7 @@ def balancer_backends(cluster) -> dict:
     return json.loads(message)["backends"]
 
 
-def test_adding_a_server_seeds_it_and_the_balancer_uses_it(cluster):  # noqa: F811
+def test_adding_a_server_seeds_it_and_the_balancer_uses_it(cluster):
     assert cluster.up().returncode == 0
     answers = cluster.session("manamboara tahiry sekoly;", "ampiasao sekoly;",
                               "manamboara tabilao t (id ISA(0,100));",
@@ -42,17 +42,13 @@ def test_adding_a_server_seeds_it_and_the_balancer_uses_it(cluster):  # noqa: F8
     assert '"rows":[[1],[2],[3]]' in direct[1]
 
 
-def test_invalid_edit_changes_nothing_and_is_reported(cluster):  # noqa: F811
+def test_invalid_edit_changes_nothing_and_is_reported(cluster):
     assert cluster.up().returncode == 0
     before = pids(cluster.nodes())
     good = cluster.topology.read_text()
     cluster.write(text=good.replace("backends: [m1, m2]", "backends: [m1, m9]"))
-    status = None
-    for _ in range(200):
-        status = cluster.status()
-        if status["supervisor"]["last_reload"]:
-            break
-    reload = status["supervisor"]["last_reload"]
+    reload = wait_until(lambda: cluster.status()["supervisor"]["last_reload"], DEADLINE_S,
+                        "the supervisor to report the edit")
     assert reload["ok"] is False and "nodes.lb.backends: unknown node 'm9'" in reload["message"]
     assert pids(cluster.nodes()) == before
     assert all(row["state"] == "RUNNING" for row in cluster.nodes().values())
@@ -61,7 +57,7 @@ def test_invalid_edit_changes_nothing_and_is_reported(cluster):  # noqa: F811
     assert text.returncode == 0 and "last topology edit refused" in text.stdout
 
 
-def test_removing_and_changing_nodes(cluster):  # noqa: F811
+def test_removing_and_changing_nodes(cluster):
     cluster.write(extra_servers=("m3",))
     assert cluster.up().returncode == 0
     before = pids(cluster.nodes())

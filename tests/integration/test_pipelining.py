@@ -17,7 +17,7 @@ import sys
 
 import nodes.client as dbapi
 from tests.conftest import REPO_ROOT
-from tests.integration.test_client import client, json_lines
+from tests.integration.clientkit import client, json_lines
 from tests.integration.wire import WireClient, start_balanced_pair
 
 HEAD = ("manamboara tahiry sekoly;\nampiasao sekoly;\n"

@@ -9,13 +9,11 @@ Mounting needs root: the test skips otherwise (one line).
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.faults import fill_up, tiny_tmpfs
 from tests.integration.faultkit import logical_objects
-from tests.integration.test_supervisor import DEADLINE_S, Cluster
+from tests.integration.supervisorkit import Cluster
 
 # Rows wider than a page: the copy's journal lines cannot fit in the slack of
 # the last block of m2's journal, so the full disk really refuses them.
@@ -34,14 +32,8 @@ def small_m2(tmp_path):
 
 
 def wait_for_row(cluster: Cluster, node: str, predicate, what: str) -> dict:
-    deadline = time.monotonic() + DEADLINE_S
-    row = None
-    while time.monotonic() < deadline:
-        row = cluster.nodes()[node]
-        if predicate(row):
-            return row
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not reached; {node}: {row}\n{cluster.supervisor_log()}")
+    """`node`'s status row once `predicate` holds for it (Cluster.wait_for's deadline)."""
+    return cluster.wait_for(lambda nodes: predicate(nodes[node]), what)[node]
 
 
 def test_a_full_disk_on_m2_is_shown_by_status_and_the_copy_lands_when_space_returns(small_m2):
