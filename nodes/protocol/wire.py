@@ -329,6 +329,7 @@ class ResponseDecoder:
         self._pages: list[dict] = []
         self._has_relation = False
         self._expected_pages = 0
+        self._pages_seen = 0
         self._message = ""
 
     @property
@@ -368,6 +369,9 @@ class ResponseDecoder:
                 self._page_header(line)
                 self._state = _S_PAGE_JSON
             elif state == _S_AFTER_PAGE and line == RELATION_END.encode():
+                if self._pages_seen != self._expected_pages:
+                    raise ProtocolError(f"relation ended after page {self._pages_seen} "
+                                        f"of {self._expected_pages}")
                 self._state = _S_MESSAGE_HEADER
             elif state == _S_START and line == RESULT_MESSAGE.encode():
                 self._state = _S_MESSAGE
@@ -398,6 +402,7 @@ class ResponseDecoder:
         return False
 
     def _page_header(self, line: bytes) -> None:
+        """`RELATION_JSON_PAGE k/n`: pages come numbered 1 to n, in order, n the same on each."""
         try:
             page_text, total_text = line[len(PAGE_HEADER):].strip().split(b"/")
             page, total = int(page_text), int(total_text)
@@ -405,7 +410,11 @@ class ResponseDecoder:
             raise ProtocolError(f"bad page header {line[:80]!r}") from None
         if self._expected_pages and total != self._expected_pages:
             raise ProtocolError("page count changed within a relation")
+        if page != self._pages_seen + 1 or not 1 <= page <= total:
+            raise ProtocolError(f"page {page}/{total} where page {self._pages_seen + 1} "
+                                f"was expected")
         self._expected_pages = total
+        self._pages_seen = page
 
     def _finish(self, raw: bytes) -> Response:
         relation = self._merge_pages() if self._has_relation and self.decode_relations else None

@@ -229,6 +229,19 @@ def test_decoder_rejects_garbage():
         ResponseDecoder().feed(b"RESULT_MESSAGE\nok\nNOT_END\n")
 
 
+@pytest.mark.parametrize("headers", [
+    [b"0/1"], [b"2/2"], [b"1/2", b"1/2"], [b"1/2", b"3/2"], [b"2/1"], [b"1/0"], [b"-1/1"],
+    [b"1/2"],            # ends after page 1 of 2
+    [b"1/2", b"2/3"],    # the page count changed
+], ids=lambda headers: ",".join(h.decode() for h in headers))
+@pytest.mark.parametrize("decode_relations", [True, False])
+def test_decoder_checks_page_numbers(headers, decode_relations):
+    page = b'{"name":"r","columns":[],"rows":[]}\n'
+    data = b"".join(b"RELATION_JSON_PAGE " + h + b"\n" + page for h in headers)
+    with pytest.raises(ProtocolError, match="page"):
+        ResponseDecoder(decode_relations).feed(data + b"RELATION_JSON_END\nRESULT_MESSAGE\nok\nEND\n")
+
+
 def test_decoder_bounds_its_buffer():
     decoder = ResponseDecoder(max_response_bytes=1000)
     with pytest.raises(ProtocolError):
