@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import random
 import socket
-import time
 
 import psutil
 import pytest
 
 from engine.errors import ERROR_PREFIX
 from nodes.protocol.wire import ResponseDecoder
+from tests.conftest import wait_until
 from tests.integration.wire import WireClient, setup_school
 
 ROWS = 100_000
@@ -192,11 +192,8 @@ def test_cross_join_of_100k_by_100k_rows_hits_a_limit(start_node):
 
 def wait_until_alone(client: WireClient) -> None:
     """Wait (bounded) until `client` is the node's only connection (probes seen closed)."""
-    for _ in range(500):
-        if client.status()["connections"] == 1:
-            return
-        time.sleep(0.01)
-    raise AssertionError("earlier connections never closed")
+    wait_until(lambda: client.status()["connections"] == 1, 5.0, "earlier connections to close",
+               interval_s=0.01)
 
 
 def test_connections_beyond_the_maximum_are_refused_cleanly(start_node):

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from nodes.protocol.wire import auth_request
 from supervisor.keeper import ping as supervisor_ping
 from supervisor.keeper import probe as supervisor_probe
 from supervisor.topology import TopologyError, parse_topology
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, wait_until
 from tests.integration.wire import WireClient
 
 SECRET = "s3cret-Tahiry_42"
@@ -42,17 +41,18 @@ def authenticated(port: int, secret: str = SECRET) -> WireClient:
 
 def wait_ready(node, secret: str = SECRET, deadline_s: float = 15.0):
     """conftest's readiness probe cannot authenticate: ping with the secret instead."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
+    def answers() -> bool:
         assert node.alive(), node.log_text()
         try:
             with authenticated(node.port, secret) as client:
-                if client.one(".ping;").ok:
-                    return node
+                return client.one(".ping;").ok
         except (OSError, AssertionError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError("node not ready:\n" + node.log_text())
+            return False
+    try:
+        wait_until(answers, deadline_s, f"{node.name} to answer an authenticated .ping;")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}\n" + node.log_text()) from None
+    return node
 
 
 def start_guarded_server(start_node, name: str = "m1", *args: str):
@@ -218,12 +218,12 @@ def test_balancer_presents_the_secret_to_its_backends(start_node):
     with WireClient(balancer.port) as client:
         assert_refused_and_closed(client, ".ping;", "authentication required")
     with authenticated(balancer.port) as client:
-        for _ in range(100):  # until its prober (with the secret) sees m1 healthy
+        # Answered once its prober (with the secret) sees m1 healthy.
+        def answered():
             response = client.one("alaivo 4;")
-            if response.ok:
-                break
-            time.sleep(0.05)
-        assert response.ok and response.relation.rows == [[4]], response.message
+            return response if response.ok else None
+        response = wait_until(answered, 10.0, "the balancer to answer a read")
+        assert response.relation.rows == [[4]], response.message
         client.ok("manamboara tahiry lb_db;")
     with authenticated(server.port) as direct:
         assert ["lb_db"] in direct.rows("asehoy ny tahiry;")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 
 import orjson
 import pytest
 
+from tests.conftest import wait_until
 from tests.integration.wire import WireClient, setup_school
 
 
@@ -28,7 +28,8 @@ def test_ping_and_status_touch_no_data(server):
 
 def test_use_message_and_relation_over_the_wire(server):
     with WireClient(server.port) as client:
-        assert client.one("manamboara tahiry sekoly;").message == "Ny tahiry : sekoly dia voaforona soamantsara"
+        assert (client.one("manamboara tahiry sekoly;").message
+                == "Ny tahiry : sekoly dia voaforona soamantsara")
         assert client.one("ampiasao sekoly;").message == "Ny tahiry : sekoly dia miasa ankehitriny"
         [shown] = client.run("asehoy ny tahiry;")
     assert shown.ok and shown.relation.rows == [["sekoly"]]
@@ -137,8 +138,8 @@ def test_connections_beyond_the_maximum_get_an_error(start_node):
     node = start_node("server", "m1", "--data", "data/m1", "--max-connections", "2")
     with WireClient(node.port) as a:
         # Readiness probes may still be counted until the server reads their EOF.
-        while orjson.loads(a.one(".status;").message)["connections"] != 1:
-            time.sleep(0.01)
+        wait_until(lambda: orjson.loads(a.one(".status;").message)["connections"] == 1, 10.0,
+                   "the readiness probes' connections to close", interval_s=0.01)
         b = WireClient(node.port)
         assert b.one("asehoy ny tahiry;").ok
         with WireClient(node.port) as extra:
