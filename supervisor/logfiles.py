@@ -4,6 +4,15 @@
 grows past `max_bytes` it becomes `<name>.log.1` (older ones shift up to
 `.log.<backups>`, the oldest is dropped). `supervisor_logger` gives the
 supervisor a `logging.Logger` writing through the same kind of file.
+
+Logger names: every supervisor module logs under its own name
+(`logging.getLogger(__name__)`, e.g. `supervisor.replication`), and the
+run's logger is the package's, `supervisor`, so those module loggers reach
+the run's file through propagation. One supervisor run configures it once;
+a second configuration in the same process (tests, `down` after `up`)
+replaces its handlers instead of adding more, and no logger is created
+under a new name per call (the logging module keeps every logger it ever
+made).
 """
 
 from __future__ import annotations
@@ -73,11 +82,19 @@ class _RotatingLogHandler(logging.Handler):
         super().close()
 
 
+SUPERVISOR_LOGGER = "supervisor"  # the package's logger: supervisor.* module loggers propagate to it
+
+
 def supervisor_logger(log_dir: Path, max_bytes: int, backups: int, echo: bool,
-                      name: str = "tahiry.supervisor") -> logging.Logger:
-    """A logger writing to log_dir/supervisor.log, and to stderr when `echo`."""
-    logger = logging.getLogger(f"{name}.{id(log_dir)}.{time.monotonic_ns()}")
-    logger.propagate = False
+                      name: str = SUPERVISOR_LOGGER) -> logging.Logger:
+    """The run's logger, writing to log_dir/supervisor.log, and to stderr when `echo`.
+
+    The same logger every call: its previous handlers (an earlier run in this
+    process) are closed and replaced, never duplicated.
+    """
+    logger = logging.getLogger(name)
+    close_logger(logger)
+    logger.propagate = False  # the run's lines go to its own file, not the root's handlers
     logger.setLevel(logging.INFO)
     handler = _RotatingLogHandler(RotatingLog(Path(log_dir) / "supervisor.log", max_bytes, backups))
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
@@ -90,9 +107,14 @@ def supervisor_logger(log_dir: Path, max_bytes: int, backups: int, echo: bool,
 
 
 def close_logger(logger: logging.Logger) -> None:
+    """End a run's logging: its handlers closed and removed, and the logger
+    back to the logging defaults (the `supervisor.*` module loggers of a
+    replicator used without a run propagate to the root again)."""
     for handler in list(logger.handlers):
         handler.close()
         logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
 
 
 def follow(path: Path, out, from_lines: int = 20, poll_s: float = 0.2, stop=None) -> None:

@@ -37,6 +37,8 @@ from engine.storage.data_owner import ClusterRecord, live_owner, read_cluster, w
 
 from .topology import Topology
 
+log = logging.getLogger(__name__)
+
 
 def cluster_id(topology: Topology) -> str:
     """The cluster's name: the absolute path of its topology file."""
@@ -92,7 +94,7 @@ def claim(topology: Topology, supervisor_pid: int,
             try:
                 write_cluster(Path(spec.data), ours, supervisor_pid)
             except OSError as error:
-                (logger or logging.getLogger("tahiry.supervisor")).warning(
+                (logger or log).warning(
                     "%s: cannot record this cluster in %s: %s", spec.id, spec.data, error)
     return taken
 

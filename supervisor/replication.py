@@ -115,11 +115,14 @@ from engine.storage.object_copy import DivergedCopy, bring_up_to_date, cut_journ
 from engine.storage.object_format import InvalidDocument
 from engine.storage.object_state import CopyState, CorruptObject, journal_rel, read_state, same_content
 from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
+from supervisor.errors import OverlappingDataDirectories, UnknownNode
 from supervisor.objectfiles import keep_aside, list_object_files
 from supervisor.replication_health import Repair, ReplicaHealth
 from supervisor.replication_queue import PendingPaths
 from supervisor.replication_stats import ReplicationStats, SyncSummary, percentile
 from supervisor.replication_watch import WATCHED_EVENTS, DirectoryHandler, make_observer
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Replicator", "SyncSummary", "percentile"]
 
@@ -151,7 +154,7 @@ class Replicator:
     def __init__(self, servers: dict[str, Path], logger: logging.Logger | None = None, *,
                  resync_interval_s: float = 10.0, lag_window: int = 1000,
                  workers: int = DEFAULT_WORKERS):
-        self.log = logger or logging.getLogger("tahiry.replication")
+        self.log = logger or log
         self._lock = threading.Lock()           # servers, cache, observer, watches
         # One path reconciled at a time (a worker and a sync_all pass could
         # otherwise meet on it); striped so that memory stays bounded.
@@ -241,7 +244,7 @@ class Replicator:
         """Pull every object that is newer (or missing) at `server_id` from its peers."""
         with self._lock:
             if server_id not in self._servers:
-                raise KeyError(f"unknown server {server_id!r}")
+                raise UnknownNode(f"unknown server {server_id!r}")
         return self._pass(destinations={server_id})
 
     def seed(self, server_id: str, path: Path) -> SyncSummary:
@@ -293,7 +296,7 @@ class Replicator:
                 if other_id == server_id:
                     continue
                 if other == root or other in root.parents or root in other.parents:
-                    raise ValueError(f"data directory of {server_id} ({root}) overlaps "
+                    raise OverlappingDataDirectories(f"data directory of {server_id} ({root}) overlaps "
                                      f"the one of {other_id} ({other})")
             if self._servers.get(server_id, root) != root:  # moved: forget the old copies
                 for key in [key for key in self._cache if key[0] == server_id]:
