@@ -25,6 +25,7 @@ from engine.storage.atomic_files import atomic_write
 from engine.storage.data_owner import DirectoryTaken
 from engine.storage.store import checkpoint_directory
 
+from .errors import UnknownNode
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe
 from .logfiles import RotatingLog
 from .ownership import cluster_id
@@ -224,7 +225,7 @@ class Cluster:
     async def restart_node(self, node_id: str) -> dict:
         keeper = self.keepers.get(node_id)
         if keeper is None:
-            raise KeyError(node_id)
+            raise UnknownNode(node_id)
         self.logger.info("%s: restart asked", node_id)
         await keeper.restart()
         await keeper.wait_settled(self.topology.supervisor.health.start_timeout_ms / 1000 * 2)
@@ -315,7 +316,7 @@ class Cluster:
             rows.append(row)
         replication = self.replication.stats()
         extras = await asyncio.gather(*(self._node_extra(row, replication) for row in rows))
-        for row, extra in zip(rows, extras):
+        for row, extra in zip(rows, extras, strict=True):
             row.update(extra)
         return rows
 

@@ -15,6 +15,8 @@ import json
 import socket
 from collections.abc import Awaitable, Callable
 
+from .errors import SupervisorError
+
 MAX_REQUEST_BYTES = 64 * 1024
 
 Handler = Callable[[dict], Awaitable[dict]]
@@ -71,7 +73,7 @@ class ControlServer:
         await writer.drain()
 
 
-class NotRunning(Exception):
+class NotRunning(SupervisorError):
     """Nothing answers on the control port."""
 
 

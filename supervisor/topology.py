@@ -19,11 +19,13 @@ import yaml
 from nodes.protocol.auth import SECRET_ENV, is_loopback
 from nodes.protocol.wire import secret_problem
 
+from .errors import SupervisorError
+
 KINDS = ("server", "balancer", "proxycache")
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
 
-class TopologyError(Exception):
+class TopologyError(SupervisorError):
     """An invalid topology: one line per mistake, each naming key and line."""
 
     def __init__(self, messages: list[str]):
