@@ -349,7 +349,7 @@ def render_table(rows: list[dict]) -> str:
                       f"{row['probe_ms']:.1f} ms" if row.get("probe_ms") is not None else "-",
                       _info(row)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
                      for line in lines)
 
 

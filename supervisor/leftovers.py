@@ -107,7 +107,8 @@ def _node_process(pid: int, node: str, kind: str | None) -> psutil.Process | Non
         return None
     modules = {f"nodes.{kind}"} if kind else {a for a in argv if a.startswith("nodes.")}
     runs_module = any(argument in modules for argument in argv)
-    named = any(a == "--id" and b == node for a, b in zip(argv, argv[1:]))
+    # each argument with the one after it (the last has none)
+    named = any(a == "--id" and b == node for a, b in zip(argv, argv[1:], strict=False))
     return process if runs_module and named else None
 
 
@@ -158,7 +159,7 @@ async def _probe_all(topology: Topology, leftovers: list[Leftover],
         except (TimeoutError, OSError, ValueError):
             return None
     results = await asyncio.gather(*(one(leftover) for leftover in leftovers))
-    return {leftover.node: result for leftover, result in zip(leftovers, results)}
+    return {leftover.node: result for leftover, result in zip(leftovers, results, strict=True)}
 
 
 # -- up
