@@ -22,6 +22,7 @@ from engine.evaluation.domains import check_column_names, check_value, domain_to
 from engine.evaluation.outcome import Column, Outcome, Relation
 from engine.evaluation.query import DEFAULT_LIMITS, QueryLimits
 from engine.language import ast
+from engine.language.vocabulary import OBJECT_KIND_WORDS
 from engine.storage.store import (
     BatchFenced,
     BatchNotWritten,
@@ -31,7 +32,6 @@ from engine.storage.store import (
     validate_name,
 )
 
-SHOW_KINDS = {"tahiry": "database", "tabilao": "table", "efitra": "domain", "jery": "view"}
 SHOW_COLUMN = "fanasehoana"
 READ_ONLY = (ast.Query, ast.Show, ast.Use)
 NO_DATABASE = "Tsy nisafidy tahiry ianao"
@@ -146,7 +146,7 @@ class Executor:
         store = self.store
         if isinstance(statement, ast.CreateDatabase):
             return  # sent to every server: each decides from its own marker
-        if isinstance(statement, ast.Drop) and statement.what == "tahiry":
+        if isinstance(statement, ast.Drop) and statement.what == "database":
             store.pull_newer_objects(statement.name)  # tombstones above every peer's copy
             return
         database = session.current_database
@@ -160,8 +160,8 @@ class Executor:
             store.pull_newer(database, "view", statement.name)
         elif isinstance(statement, ast.CreateDomain):
             store.pull_newer(database, "domain", statement.name)
-        elif isinstance(statement, ast.Drop) and statement.what in SHOW_KINDS:
-            store.pull_newer(database, SHOW_KINDS[statement.what], statement.name)
+        elif isinstance(statement, ast.Drop) and statement.what in OBJECT_KIND_WORDS:
+            store.pull_newer(database, statement.what, statement.name)
 
     # ------------------------------------------------------------ helpers
 
@@ -231,14 +231,15 @@ class Executor:
         return Outcome.success(f"Ny tahiry : {name} dia miasa ankehitriny")
 
     def _run_Show(self, statement: ast.Show, session: SessionState) -> Outcome:
-        kind = SHOW_KINDS.get(statement.what)
-        if kind is None:
-            raise TahiryError(f"Tsy azo asehoy : {statement.what}")
+        kind = statement.what
+        word = OBJECT_KIND_WORDS.get(kind)
+        if word is None:
+            raise TahiryError(f"Tsy azo asehoy : {kind}")
         if kind == "database":
             names = self.store.list_databases()
         else:
             names = self.store.list_objects(self._database(session), kind)
-        relation = Relation(statement.what, [Column(SHOW_COLUMN, None)], [[n] for n in names])
+        relation = Relation(word, [Column(SHOW_COLUMN, None)], [[n] for n in names])
         return Outcome.success(f"{len(names)} andalana", relation)
 
     # ------------------------------------------------------------ create / drop
@@ -289,17 +290,17 @@ class Executor:
         return Outcome.success(f"Ny jery : {name} dia voaforona soamantsara")
 
     def _run_Drop(self, statement: ast.Drop, session: SessionState) -> Outcome:
-        what = statement.what
-        if what == "tahiry":
+        kind = statement.what
+        if kind == "database":
             name = validate_name(statement.name, "database")
             if not self.store.drop_database(name):
                 raise TahiryError(f"Tsy misy ny tahiry : {name}")
             if session.current_database == name:
                 session.current_database = None
             return Outcome.success(f"Ny tahiry : {name} dia voafafa")
-        kind = SHOW_KINDS.get(what)
-        if kind is None or kind == "database":
-            raise TahiryError(f"Tsy azo ravana : {what}")
+        word = OBJECT_KIND_WORDS.get(kind)
+        if word is None:
+            raise TahiryError(f"Tsy azo ravana : {kind}")
         database = self._database(session)
         name = validate_name(statement.name, kind)
         if not self.store.drop(database, kind, name):
@@ -309,9 +310,8 @@ class Executor:
                 raise _no_table(database, name)
             if kind == "view" and self.store.read(database, "table", name) is not None:
                 raise TahiryError(f"Ny {name} dia tabilao fa tsy jery (ravao ny tabilao {name})")
-            word = {"view": "jery", "domain": "efitra"}[kind]
             raise TahiryError(f"Tsy misy ny {word} : {name}")
-        return Outcome.success(f"Ny {what} : {name} dia voafafa")
+        return Outcome.success(f"Ny {word} : {name} dia voafafa")
 
     # ------------------------------------------------------------ DML
 

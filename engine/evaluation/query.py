@@ -57,6 +57,7 @@ from engine.language.ast import (
     TableSource,
     transform,
 )
+from engine.language.vocabulary import JOIN_KIND_WORD, SET_OPERATION_WORD
 
 __all__ = ["evaluate_query", "compile_table_predicate", "compile_table_expression",
            "evaluate_constant", "QueryLimits", "DEFAULT_LIMITS"]
@@ -246,7 +247,7 @@ class _Evaluator:
         right = self.evaluate(select.right)
         if len(left.columns) != len(right.columns):
             raise TahiryError(
-                f"Tsy mitovy ny isan'ny tsanganana amin'ny {_SETOP_WORDS[select.op]} : "
+                f"Tsy mitovy ny isan'ny tsanganana amin'ny {SET_OPERATION_WORD[select.op]} : "
                 f"{len(left.columns)} sy {len(right.columns)}.")
         columns = []
         for mine, theirs in zip(left.columns, right.columns):
@@ -336,7 +337,7 @@ class _Evaluator:
         combined = left.concat(right)
         if join.condition is None:
             if join.kind != "inner":
-                raise TahiryError(f"Ny tonona:{_JOIN_WORDS[join.kind]} dia mila fepetra 'ka'.")
+                raise TahiryError(f"Ny tonona:{JOIN_KIND_WORD[join.kind]} dia mila fepetra 'ka'.")
             return combined, relational.cross_join(left_rows, right_rows, limits)
         condition = compile_condition(join.condition, RowContext(combined, "ka"), "ka",
                                       codes=self.codes)
@@ -477,9 +478,6 @@ class _Evaluator:
 # Helpers
 
 
-_SETOP_WORDS = {"union": "ankambana", "except": "analana", "intersect": "atifitra"}
-_JOIN_WORDS = {"inner": "anatiny", "left": "avia", "right": "avanana", "full": "feno",
-               "natural": "natoraly"}
 
 
 def _output_index(ref: ColumnRef, columns: list[ScopeColumn]) -> int | None:

@@ -16,17 +16,14 @@ an int subclass, so type tests here use `type(x) is int`, never
 from __future__ import annotations
 
 import math
-import sys
 from decimal import Decimal
 
 from engine.errors import TahiryError
+from engine.language.lexer import MAX_NUMBER
 
 NUMBER_TYPES = (int, float)
 _NONE = type(None)
-# Numbers beyond a float's range are refused, integers too: a decimal result
-# would be infinite, and an integer of more than 4300 digits cannot even be
-# printed (Python's str() limit). Integer literals are bounded the same way.
-MAX_NUMBER = sys.float_info.max
+# Numbers beyond the language's MAX_NUMBER are refused, results as literals.
 # The same bounds as integers: int-to-int comparisons are the cheap ones.
 _MAX_INT = int(MAX_NUMBER)
 _MIN_INT = -_MAX_INT

@@ -1,9 +1,12 @@
 """The language: statement text -> syntax tree.
 
-`lexer` (tokens, Malagasy keywords), `parser` (SLY grammar -> `ast`
+`lexer` (tokens, Malagasy keywords), `vocabulary` (the words that mean
+something past the parser: object kinds, set operations, join kinds, each
+mapping defined once), `parser` (SLY grammar -> `ast`
 nodes), `parse_loop` and `script`/`script_source` (splitting a text or a
 file into statements), `literal_rows` and `statement_cache` (fast paths that
 build the same tree as the parser without parsing), `classify` (read or
-write, and which objects a statement touches). Depends on nothing else of
-the engine but `engine.errors`.
+write, and which objects a statement touches); `ast.walk`/`ast.transform`
+go over a tree. Depends on nothing else of the engine but `engine.errors`
+and `engine.lru`.
 """

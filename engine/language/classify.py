@@ -34,7 +34,7 @@ def classify(statement: ast.Statement) -> StatementClass:
     if isinstance(statement, ast.CreateDatabase):
         return StatementClass(DATABASE, database=statement.name)
     if isinstance(statement, ast.Drop):
-        if statement.what == "tahiry":
+        if statement.what == "database":
             return StatementClass(DATABASE, database=statement.name)
         return StatementClass(WRITE, objects=(statement.name,))
     if isinstance(statement, ast.Insert):

@@ -18,11 +18,18 @@ parser turns it into a `TahirySyntaxError` with line and column.
 from __future__ import annotations
 
 import re
+import sys
 
 from sly import Lexer
 from sly.lex import Token
 
-from engine.evaluation.values import MAX_NUMBER
+from engine.language.vocabulary import JOIN_KINDS, SET_OPERATOR_SYMBOLS, SET_OPERATOR_WORDS
+
+# The largest number of the language: a literal beyond it is refused, integers
+# too, and so is a computed result (engine.evaluation.values). Beyond a
+# float's range a decimal would be infinite, and an integer of more than 4300
+# digits cannot even be printed (Python's str() limit).
+MAX_NUMBER = sys.float_info.max
 
 # Lower-cased word -> token type. All statement and clause words are reserved.
 KEYWORDS: dict[str, str] = {
@@ -59,19 +66,6 @@ KEYWORDS: dict[str, str] = {
     "dia": "DIA",
     "tsy": "TSY",
     "null": "NULL",
-}
-
-SET_OPERATOR_WORDS = {"ankambana": "union", "analana": "except", "atifitra": "intersect"}
-SET_OPERATOR_SYMBOLS = {"+": "union", "-": "except", "^": "intersect"}
-
-JOIN_KINDS = {
-    "anatiny": "inner",
-    "avia": "left",
-    "ankavia": "left",
-    "avanana": "right",
-    "ankavanana": "right",
-    "feno": "full",
-    "natoraly": "natural",
 }
 
 # Words that a `#` may stand before (LANGUAGE.md 1 and 4b).
@@ -175,7 +169,7 @@ class TahiryLexer(Lexer):
             value = float(t.value) if "." in t.value else int(t.value)
         except ValueError:  # more digits than Python converts
             value = float("inf")
-        if value > MAX_NUMBER:  # integers too: see engine.evaluation.values.MAX_NUMBER
+        if value > MAX_NUMBER:  # integers too: see MAX_NUMBER
             raise SyntaxProblem("isa lehibe loatra", t.index)
         t.value = value
         return t

@@ -28,9 +28,8 @@ from __future__ import annotations
 import json
 import re
 
-from engine.evaluation.values import MAX_NUMBER
 from engine.language import ast
-from engine.language.lexer import KEYWORDS, decode_string
+from engine.language.lexer import KEYWORDS, MAX_NUMBER, decode_string
 
 # Exactly the lexer's ignored characters: `\s` would also accept characters
 # (U+00A0, U+001C...) that the lexer rejects.

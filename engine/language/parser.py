@@ -31,6 +31,7 @@ from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
 from engine.language.parse_loop import run as run_parser
 from engine.language.script import normalise_statement
+from engine.language.vocabulary import WORD_OBJECT_KINDS
 from engine.lru import LRUCache
 
 DEFAULT_CACHE_SIZE = 512
@@ -213,7 +214,7 @@ class _Grammar(Parser):
 
     @_("TAHIRY", "TABILAO", "EFITRA", "JERY")
     def object_kind(self, p):
-        return p[0].lower()
+        return WORD_OBJECT_KINDS[p[0].lower()]
 
     @_("MANAMBOARA TAHIRY ID")
     def statement(self, p):

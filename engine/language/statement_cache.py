@@ -32,9 +32,8 @@ import dataclasses
 import re
 from collections.abc import Callable
 
-from engine.evaluation.values import MAX_NUMBER
 from engine.language import ast
-from engine.language.lexer import decode_string
+from engine.language.lexer import MAX_NUMBER, decode_string
 from engine.lru import LRUCache
 
 DEFAULT_SHAPES = 256

@@ -13,12 +13,11 @@ import os
 import re
 
 from engine.errors import TahiryError
+from engine.language.vocabulary import OBJECT_KIND_WORDS
 
 MAX_NAME_CHARS = 128
 MAX_NAME_BYTES = 200  # leaves room for ".<name>.json.<random>.tmp" under 255 bytes
 _IDENTIFIER_RE = re.compile(r"[^\W\d]\w*")
-
-KIND_WORDS = {"database": "tahiry", "table": "tabilao", "view": "jery", "domain": "efitra"}
 
 
 def is_identifier(name: str) -> bool:
@@ -33,7 +32,7 @@ def validate_name(name: object, kind: str = "object") -> str:
     identifier of the language: empty, `.`/`..`, separators, NUL, absolute
     paths, over-long names.
     """
-    word = KIND_WORDS.get(kind, "anarana")
+    word = OBJECT_KIND_WORDS.get(kind, "anarana")
     if not isinstance(name, str) or name == "":
         raise TahiryError(f"Anarana foana tsy azo ekena ho {word}")
     shown = name.replace("\0", "\\0")

@@ -188,10 +188,10 @@ def test_escaping_names_in_statements_are_rejected(school, tmp_path, text):
 
 @pytest.mark.parametrize("statement", [
     ast.CreateDatabase("../x"), ast.Use(".."), ast.CreateDatabase("a/b"),
-    ast.CreateDatabase("a\0b"), ast.CreateDatabase(""), ast.Drop("tahiry", "/tmp"),
+    ast.CreateDatabase("a\0b"), ast.CreateDatabase(""), ast.Drop("database", "/tmp"),
     ast.CreateTable("..", (ast.ColumnDef("a", ast.DomainSpec((ast.DateAtom(),))),)),
     ast.CreateDomain("x\\y", ast.DomainSpec((ast.DateAtom(),))),
-    ast.Drop("tabilao", "../../etc"),
+    ast.Drop("table", "../../etc"),
 ])
 def test_escaping_names_reaching_the_executor_are_rejected(school, tmp_path, statement):
     executor = Executor(school.store, school.parser)

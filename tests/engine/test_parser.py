@@ -90,15 +90,15 @@ A_GT_1 = Binary(">", col("a"), lit(1))
 @pytest.mark.parametrize("text, statement", [
     ("ampiasao sekoly", Use("sekoly")),
     ("AMPIASAO Sekoly", Use("Sekoly")),
-    ("asehoy ny tahiry", Show("tahiry")),
-    ("asehoy ny TABILAO", Show("tabilao")),
-    ("Asehoy Ny efitra", Show("efitra")),
-    ("asehoy ny jery", Show("jery")),
+    ("asehoy ny tahiry", Show("database")),
+    ("asehoy ny TABILAO", Show("table")),
+    ("Asehoy Ny efitra", Show("domain")),
+    ("asehoy ny jery", Show("view")),
     ("manamboara tahiry sekoly", CreateDatabase("sekoly")),
-    ("ravao ny tahiry sekoly", Drop("tahiry", "sekoly")),
-    ("ravao ny tabilao t", Drop("tabilao", "t")),
-    ("ravao ny efitra d", Drop("efitra", "d")),
-    ("RAVAO NY JERY v", Drop("jery", "v")),
+    ("ravao ny tahiry sekoly", Drop("database", "sekoly")),
+    ("ravao ny tabilao t", Drop("table", "t")),
+    ("ravao ny efitra d", Drop("domain", "d")),
+    ("RAVAO NY JERY v", Drop("view", "v")),
     ("ampiasao sekoly;", Use("sekoly")),
 ])
 def test_simple_statements(text, statement):
