@@ -20,14 +20,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from nodes.protocol import auth_request
+from nodes.protocol import ProtocolError, Response, ResponseDecoder, auth_request
 
 from .logfiles import RotatingLog
 from .process import ChildProcess
 from .topology import HealthSettings, NodeSpec, RestartSettings
 
 
-class NodeState(str, enum.Enum):
+class NodeState(enum.StrEnum):
     STARTING = "STARTING"
     RUNNING = "RUNNING"
     BACKOFF = "BACKOFF"
@@ -74,34 +74,36 @@ class CrashLoopDetector:
         self.times.clear()
 
 
-async def probe(host: str, port: int, timeout_s: float, request: bytes = b".ping;",
-                secret: str | None = None) -> str:
-    """Send an admin request, return the response text up to its END line.
+async def probe_response(host: str, port: int, timeout_s: float, request: bytes = b".ping;",
+                         secret: str | None = None) -> Response:
+    """Send an admin request, return its decoded response.
 
     With a secret, `.auth <secret>;` goes first (docs/SECURITY.md) and its
     answer must be a success. Raises OSError (or asyncio.TimeoutError) when
-    the node does not answer in time or refuses the secret.
+    the node does not answer in time, breaks the wire protocol or refuses
+    the secret.
     """
-    async def exchange() -> str:
+    async def exchange() -> Response:
         reader, writer = await asyncio.open_connection(host, port)
         try:
             writer.write((auth_request(secret) if secret else b"") + request)
             await writer.drain()
-            data = b""
-            responses = 2 if secret else 1
-            while data.count(b"\nEND\n") + (data == b"END\n") < responses:
+            decoder = ResponseDecoder()
+            responses: list[Response] = []
+            wanted = 2 if secret else 1
+            while len(responses) < wanted:
                 chunk = await reader.read(65536)
                 if not chunk:
                     break
-                data += chunk
-            text = data.decode("utf-8", "replace")
-            if secret:
-                first, _, text = text.partition("\nEND\n")
-                if "Hadisoana" in first:
-                    raise ConnectionError(f"secret refused: {first.strip()[-120:]}")
-            if not text.endswith("END\n"):
+                try:
+                    responses += decoder.feed(chunk)
+                except ProtocolError as error:
+                    raise ConnectionError(f"not a wire response: {error}") from None
+            if secret and responses and not responses[0].ok:
+                raise ConnectionError(f"secret refused: {responses[0].message.strip()[-120:]}")
+            if len(responses) < wanted:
                 raise ConnectionError("connection closed before END")
-            return text
+            return responses[-1]
         finally:
             writer.close()
             try:
@@ -111,12 +113,19 @@ async def probe(host: str, port: int, timeout_s: float, request: bytes = b".ping
     return await asyncio.wait_for(exchange(), timeout_s)
 
 
+async def probe(host: str, port: int, timeout_s: float, request: bytes = b".ping;",
+                secret: str | None = None) -> str:
+    """`probe_response`, as the response's text (RESULT_MESSAGE ... END)."""
+    response = await probe_response(host, port, timeout_s, request, secret)
+    return response.raw.decode("utf-8", "replace")
+
+
 async def ping(host: str, port: int, timeout_s: float, secret: str | None = None) -> float:
     """Round trip of the health probe in ms; raises OSError if it failed."""
     started = time.perf_counter()
-    answer = await probe(host, port, timeout_s, secret=secret)
-    if "PONG" not in answer:
-        raise ConnectionError(f"unexpected answer to .ping: {answer.strip()[:80]!r}")
+    answer = await probe_response(host, port, timeout_s, secret=secret)
+    if not answer.message.startswith("PONG"):
+        raise ConnectionError(f"unexpected answer to .ping: {answer.message.strip()[:80]!r}")
     return (time.perf_counter() - started) * 1000
 
 
