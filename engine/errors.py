@@ -1,4 +1,8 @@
-"""The one error type the engine raises for anything a user did wrong.
+"""The engine's exceptions: the root `EngineError`, and the error a user is told.
+
+`EngineError` is the root of every exception class of the engine (those of
+engine/storage derive from it too, keeping their `OSError` / `ValueError`
+bases where callers catch them by those).
 
 Every user-facing failure (syntax, unknown name, domain violation, type
 error, limits) is a `TahiryError` whose text is one clear sentence in the
@@ -22,7 +26,18 @@ STORAGE_FAULT_MARKER = " [storage:"
 STORAGE_OPERATIONS = ("read", "write")
 
 
-class TahiryError(Exception):
+class EngineError(Exception):
+    """The root of every exception the engine defines (catch it to catch them all).
+
+    A `TahiryError` is a statement's failure told to the user; the others
+    are the storage's and the data directory's own conditions (a batch not
+    written, a journal entry that does not apply, an invalid document, a
+    lock held too long, a directory in use, ...). Some also keep the
+    built-in base their callers catch them by (`OSError`, `ValueError`).
+    """
+
+
+class TahiryError(EngineError):
     """A statement failed; `str(error)` is the sentence, without prefix."""
 
     def __init__(self, sentence: str):

@@ -23,6 +23,7 @@ import sys
 from sly import Lexer
 from sly.lex import Token
 
+from engine.errors import EngineError
 from engine.language.vocabulary import JOIN_KINDS, SET_OPERATOR_SYMBOLS, SET_OPERATOR_WORDS
 
 # The largest number of the language: a literal beyond it is refused, integers
@@ -93,7 +94,7 @@ _ESCAPE_OR_DOUBLE = {
 }
 
 
-class SyntaxProblem(Exception):
+class SyntaxProblem(EngineError):
     """A syntax error at `index` in the text; `detail` says what is wrong there."""
 
     def __init__(self, detail: str, index: int):

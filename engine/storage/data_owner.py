@@ -33,6 +33,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.errors import EngineError
 from engine.storage.atomic_files import atomic_write
 
 OWNER_FILE = ".tahiry.owner"
@@ -95,7 +96,7 @@ class ClusterRecord:
         return not self.data or self.data == os.path.realpath(root)
 
 
-class DirectoryTaken(Exception):
+class DirectoryTaken(EngineError):
     """Another live process holds the data directory."""
 
     def __init__(self, root: Path, holder: OwnerRecord):
@@ -104,7 +105,7 @@ class DirectoryTaken(Exception):
         super().__init__(f"data directory {root} is already in use by {holder.describe()}")
 
 
-class DirectoryOfAnotherCluster(Exception):
+class DirectoryOfAnotherCluster(EngineError):
     """The data directory belongs to another cluster."""
 
     def __init__(self, root: Path, claim: ClusterRecord):

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
+from engine.errors import ERROR_PREFIX, EngineError, StorageFault, TahiryError
 from engine.storage import journal
 from engine.storage.atomic_files import encode_document, fsync_folder, unlink_quietly, write_durable_temp
 from engine.storage.document_cache import DocumentCache, file_signature
@@ -39,7 +39,7 @@ log = logging.getLogger("engine.storage.store")
 
 
 
-class BatchNotWritten(Exception):
+class BatchNotWritten(EngineError):
     """A batch could not be made durable and nothing of it reached the files.
 
     Raised by `Store.commit_batch` before any file was replaced. `retry`:

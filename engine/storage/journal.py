@@ -35,10 +35,12 @@ from pathlib import Path
 
 import orjson
 
+from engine.errors import EngineError
+
 JOURNAL_SUFFIX = ".journal"
 
 
-class JournalError(ValueError):
+class JournalError(ValueError, EngineError):
     """An entry that is not a valid change of the table it is applied to."""
 
 

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import EngineError
 from engine.storage.atomic_files import fsync_folder
 
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -39,7 +40,7 @@ _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
-class ObjectRefused(OSError):
+class ObjectRefused(OSError, EngineError):
     """An object path that is, or lies under, a symlink, or is not a regular file.
 
     Replication neither reads it, nor copies it, nor writes over it.

@@ -52,6 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import EngineError
 from engine.storage import journal
 from engine.storage.atomic_files import _Laps, fsync_folder, unlink_quietly, write_durable_temp
 from engine.storage.nofollow import FileSignature, ensure_folders, folder_of, open_in
@@ -72,7 +73,7 @@ class DamagedCopy(InvalidDocument):
     """The destination's journal is damaged (not a torn tail): it must be repaired first."""
 
 
-class DivergedCopy(Exception):
+class DivergedCopy(EngineError):
     """The destination's line of its version is not the source's: a conflict, nothing copied."""
 
     def __init__(self, rel: str, change: int):

@@ -25,6 +25,8 @@ import os
 
 import orjson
 
+from engine.errors import EngineError
+
 # Format 2 (docs/STORAGE.md): the documents of format 1, and a journal beside
 # each table. Documents written now say 2 (so a format 1 program refuses a
 # directory whose tables may have journals it would not read); both are read.
@@ -41,7 +43,7 @@ ATOM_TYPES = frozenset({"ISA", "LAHATSORATRA", "DATY", "TANISA"})
 CORRUPT_FOLDER = ".corrupt"
 
 
-class InvalidDocument(Exception):
+class InvalidDocument(EngineError):
     """A file that is not a valid object document (torn, garbage, wrong kind or name)."""
 
     def __init__(self, where: str | os.PathLike, reason: str):

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+from engine.errors import EngineError
 from engine.storage.object_format import InvalidDocument
 
 LOCK_FILE_NAME = ".tahiry.lock"
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 UnreadableCopy = InvalidDocument
 
 
-class LockTimeout(OSError):
+class LockTimeout(OSError, EngineError):
     """A directory's write lock stayed held by another process for too long."""
 
     def __init__(self, path: Path, timeout_s: float):
