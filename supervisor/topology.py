@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -123,7 +125,7 @@ class Topology:
 class _Located:
     """A YAML value with the line it starts on; mappings keep each key's line."""
 
-    value: object
+    value: Any  # whatever YAML gave: the checker looks at its type before using it
     line: int
     key_lines: dict[str, int] = field(default_factory=dict)
 
@@ -235,7 +237,7 @@ def _type_name(value: object) -> str:
             float: f"the number {value}"}.get(type(value), type(value).__name__)
 
 
-def load_topology(path: str | Path, environ: dict[str, str] | None = None) -> Topology:
+def load_topology(path: str | Path, environ: Mapping[str, str] | None = None) -> Topology:
     """Read and validate a topology file; raise TopologyError listing every mistake."""
     path = Path(path).resolve()
     try:
@@ -245,7 +247,7 @@ def load_topology(path: str | Path, environ: dict[str, str] | None = None) -> To
     return parse_topology(text, path, environ)
 
 
-def parse_topology(text: str, path: Path, environ: dict[str, str] | None = None) -> Topology:
+def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = None) -> Topology:
     environ = os.environ if environ is None else environ
     name = path.name
     root = _compose(text, name)
@@ -293,6 +295,7 @@ def parse_topology(text: str, path: Path, environ: dict[str, str] | None = None)
                          nodes_section if isinstance(nodes_section, dict) else None)
     if check.messages:
         raise TopologyError([m for _, m in sorted(check.messages, key=lambda pair: pair[0])])
+    assert supervisor is not None  # each way of reading no settings left a message
     return Topology(path=path, supervisor=supervisor, replication_enabled=replication,
                     nodes=nodes, secret=secret)
 
@@ -304,7 +307,7 @@ def _read_supervisor(check: _Checker, item: _Located | None, base: Path) -> Supe
     section = check.mapping(item, "supervisor", _SUPERVISOR_KEYS)
     if section is None:
         return None
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # SupervisorSettings' fields, checked one by one
     if "control_port" not in section:
         check.error(item.line, "supervisor.control_port", "missing")
     else:
@@ -360,12 +363,14 @@ def _read_node(check: _Checker, node_id: str, item: _Located, line: int, base: P
                     f"unknown kind {kind!r} (one of: {', '.join(KINDS)})")
         return None
     fields = check.mapping(item, key, _NODE_KEYS[kind])
+    if fields is None:  # not reached: item.value was seen to be a mapping above
+        return None
     ok = True
     for required in _REQUIRED_KEYS[kind]:
         if required not in fields:
             check.error(line, f"{key}.{required}", f"missing (a {kind} needs it)")
             ok = False
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # NodeSpec's fields, checked one by one
     for name, value in fields.items():
         if name == "host" or name == "upstream":
             values[name] = check.text(value, f"{key}.{name}")
@@ -403,7 +408,7 @@ def _read_backends(check: _Checker, item: _Located, key: str) -> tuple[str, ...]
 
 def _check_references(check: _Checker, nodes: dict[str, NodeSpec],
                       section: dict[str, _Located]) -> None:
-    data_dirs: dict[Path, str] = {}
+    data_dirs: dict[Path | None, str] = {}
     for spec in nodes.values():
         fields = section[spec.id].value
         if spec.kind == "server":
@@ -424,7 +429,7 @@ def _check_references(check: _Checker, nodes: dict[str, NodeSpec],
                                 f"'{backend}' is a {target.kind}, not a server")
         if spec.kind == "proxycache":
             line = fields["upstream"].line
-            target = nodes.get(spec.upstream)
+            target = nodes.get(spec.upstream or "")  # required for a proxycache: never empty
             if target is None and spec.upstream not in section:
                 check.error(line, f"nodes.{spec.id}.upstream", f"unknown node '{spec.upstream}'")
             elif target is not None and target.kind not in ("balancer", "server"):
