@@ -19,7 +19,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,43 +30,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes.protocol import response_is_error
+from benchkit import WireConnection, free_port  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Connection:
-    """A minimal blocking client: one statement, read up to its END line.
+def connect(port: int) -> WireConnection:
+    """A blocking connection that tells an error from a success and keeps the message.
 
     It does not decode the relation (a real client would, but here that
-    Python work would be measured as if it were the nodes' latency): it only
-    tells an error from a success, and keeps the message line.
+    Python work would be measured as if it were the nodes' latency).
     """
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def run(self, statement: str) -> Answer:
-        self.sock.sendall(statement.encode())
-        data = self.sock.recv(1 << 16)
-        while not data.endswith(b"\nEND\n"):
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("the node closed the connection")
-            data += chunk
-        return Answer(data)
-
-
-class Answer:
-    def __init__(self, raw: bytes):
-        self.raw = raw
-        self.ok = not response_is_error(raw)
-        self.message = raw[raw.rfind(b"RESULT_MESSAGE\n") + 15:-5].decode("utf-8", "replace")
+    return WireConnection(port, decode_relations=False)
 
 
 def start(module: str, name: str, workdir: Path, *args: str) -> tuple[subprocess.Popen, int]:
@@ -79,7 +51,7 @@ def start(module: str, name: str, workdir: Path, *args: str) -> tuple[subprocess
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
-            if "PONG" in Connection(port).run(".ping;").message:
+            if "PONG" in connect(port).request(".ping;").message:
                 return process, port
         except OSError:
             time.sleep(0.05)
@@ -89,9 +61,9 @@ def start(module: str, name: str, workdir: Path, *args: str) -> tuple[subprocess
 def measure(port: int, statement_of, seconds: float, connections: int) -> tuple[float, float, float]:
     """(round trips/s, p50 ms, p99 ms) with `connections` threads for `seconds`."""
     latencies: list[list[float]] = [[] for _ in range(connections)]
-    clients = [Connection(port) for _ in range(connections)]
+    clients = [connect(port) for _ in range(connections)]
     for client in clients:
-        assert client.run("ampiasao bench;").ok
+        assert client.request("ampiasao bench;").ok
     stop = time.perf_counter() + seconds
 
     def loop(index: int) -> None:
@@ -99,7 +71,7 @@ def measure(port: int, statement_of, seconds: float, connections: int) -> tuple[
         while time.perf_counter() < stop:
             statement = statement_of(index, counter)
             began = time.perf_counter()
-            response = client.run(statement)
+            response = client.request(statement)
             out.append(time.perf_counter() - began)
             if not response.ok:
                 raise RuntimeError(response.message)
@@ -136,25 +108,21 @@ def main() -> None:
             server_args += ["--peer", f"m2={workdir / 'data' / 'm2'}"]
         server, server_port = start("server", "m1", workdir, *server_args)
         processes.append(server)
-        setup = Connection(server_port)
+        setup = connect(server_port)
         for statement in ("manamboara tahiry bench;", "ampiasao bench;",
                           "manamboara tabilao t (id ISA(null,null), anarana LAHATSORATRA(null,null), "
                           "isa ISA(null,null), fanamarihana LAHATSORATRA(null,null), "
                           "sokajy ISA(null,null));"):
-            assert setup.run(statement).ok
+            assert setup.request(statement).ok
         values = ", ".join(f"({i}, 'n{i}', {i * 3}, 'fanamarihana {i}', {i % 7})" for i in range(1000))
-        assert setup.run(f"manampia ao@ t sanda {values};").ok
+        assert setup.request(f"manampia ao@ t sanda {values};").ok
         if args.with_peer:  # the peer holds every object, at older counters from now on
             shutil.copytree(workdir / "data" / "m1", workdir / "data" / "m2")
         paths = [("server", server_port)]
-        if (ROOT / "nodes" / "balancer.py").exists():
-            balancer, balancer_port = start("balancer", "lb", workdir, "--backend", f"m1=127.0.0.1:{server_port}")
-            processes.append(balancer)
-            paths.append(("balancer>server", balancer_port))
-            upstream = balancer_port
-        else:
-            upstream = server_port
-        proxy, proxy_port = start("proxycache", "proxy", workdir, "--upstream", f"127.0.0.1:{upstream}",
+        balancer, balancer_port = start("balancer", "lb", workdir, "--backend", f"m1=127.0.0.1:{server_port}")
+        processes.append(balancer)
+        paths.append(("balancer>server", balancer_port))
+        proxy, proxy_port = start("proxycache", "proxy", workdir, "--upstream", f"127.0.0.1:{balancer_port}",
                                   "--ttl-ms", "600000", "--max-entries", "10000")
         processes.append(proxy)
         paths.append(("proxy>" + paths[-1][0], proxy_port))
@@ -191,7 +159,7 @@ def main() -> None:
             rate, p50, p99 = measure(proxy_port, cache_hit, args.seconds, connections)
             print(f"{'cache hit':<14}{'proxy':<26}{connections:>6}{rate:>10.0f}{p50:>9.3f}{p99:>9.3f}")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        print("server counters:", Connection(server_port).run(".status;").message)
+        print("server counters:", connect(server_port).request(".status;").message)
     finally:
         for process in processes:
             try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchkit import WireConnection, free_port  # noqa: E402
+
 from supervisor.control import NotRunning, send_command  # noqa: E402
 
 UP_RUNS = 3
@@ -42,12 +43,6 @@ KILLS = 5
 WRITES = 300
 CLASS_WRITERS = 10
 CLASS_WRITES = 100
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def topology_text(ports: dict[str, int]) -> str:
@@ -109,22 +104,15 @@ def measure_restart(port: int) -> tuple[float, float]:
 
 def session(port: int, statements, interval_s: float = 0.0) -> None:
     """Run `statements` one after the other, starting one at most every `interval_s`."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with WireConnection(port, timeout_s=10, decode_relations=False) as connection:
         next_start = time.monotonic()
         for statement in statements:
             if interval_s:
                 time.sleep(max(0.0, next_start - time.monotonic()))
                 next_start += interval_s
-            sock.sendall(statement.encode())
-            data = b""
-            while not data.endswith(b"END\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed")
-                data += chunk
-            if b"Hadisoana" in data:
-                raise SystemExit(f"{statement!r} failed: {data.decode()}")
+            response = connection.request(statement)
+            if not response.ok:
+                raise SystemExit(f"{statement!r} failed: {response.message}")
 
 
 def print_lag(rows: dict[str, dict], label: str) -> None:
@@ -161,7 +149,7 @@ def main() -> None:
             for _ in range(KILLS):
                 time.sleep(1.2)  # up longer than reset_after_s: the backoff starts over
                 results.append(measure_restart(ports["control"]))
-            noticed, running = zip(*results)
+            noticed, running = zip(*results, strict=True)
             print(f"kill -9 of a server -> noticed: median {statistics.median(noticed) * 1000:.0f} ms;"
                   f" RUNNING again: median {statistics.median(running) * 1000:.0f} ms, "
                   f"max {max(running) * 1000:.0f} ms over {KILLS} kills (target <= 1 s)")

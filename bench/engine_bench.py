@@ -126,9 +126,9 @@ def measure(n: int, repeat: int) -> dict[str, tuple[float, float | None, float]]
             got = len(pair.tahiry(tahiry_text + ";")[0].relation.rows)
             if got != expected:
                 raise RuntimeError(f"{label}: Tahiry {got} rows, sqlite3 {expected}")
-            session_ms = best_of(repeat, lambda: pair.tahiry(tahiry_text + ";"))
+            session_ms = best_of(repeat, lambda text=tahiry_text: pair.tahiry(text + ";"))
             evaluator_ms = best_of(repeat, pair.evaluator(tahiry_text))
-            sqlite_ms = best_of(repeat, lambda: pair.sql(sql_text))
+            sqlite_ms = best_of(repeat, lambda text=sql_text: pair.sql(text))
             results[f"{label}"] = (session_ms, evaluator_ms, sqlite_ms)
         count = n // 10
         statements = [f"alaivo id, v + {i} ao@ t rehefa id = {i} ary v > 3" for i in range(count)]

@@ -34,7 +34,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -48,6 +47,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchkit import free_port, request_once, wait_listening  # noqa: E402
 
 from supervisor.control import NotRunning, send_command  # noqa: E402
 
@@ -94,12 +95,6 @@ class Figure:
         cpu = f", its CPU {self.cpu:.1f} s" if self.cpu is not None else ""
         return (f"  {self.label:<44} {self.seconds:9.2f} s  {self.rate:9.0f} statements/s"
                 f"  ({what}{errors}{cpu})" + "".join(f"\n      {note}" for note in self.notes))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def env() -> dict:
@@ -173,7 +168,7 @@ def one_server(dump: Path, rows: int, max_seconds: float, work: Path) -> Figure:
         cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(),
         start_new_session=True)
     try:
-        wait_listening(port)
+        wait_listening(port, deadline_s=20.0)
         figure = run_dump("(b) client -f -> server", client_command(port, dump), rows,
                           max_seconds, work)
         figure.notes.append(batches({"m1": port}))
@@ -245,16 +240,7 @@ def batches(servers: dict[str, int]) -> str:
 
 
 def server_status(port: int) -> dict:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b".status;")
-        data = b""
-        while not data.endswith(b"\nEND\n"):
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                break
-            data += chunk
-    message = data.decode().split("\n")[1]
-    return json.loads(message)
+    return json.loads(request_once(port, ".status;").message)
 
 
 def client_command(port: int, dump: Path) -> list[str]:
@@ -265,17 +251,6 @@ def client_command(port: int, dump: Path) -> list[str]:
 def supervisor(folder: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "supervisor", *args], cwd=folder,
                           capture_output=True, text=True, timeout=120, env=env())
-
-
-def wait_listening(port: int, deadline_s: float = 20.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 def wait_whole(control_port: int, servers: list[str], deadline_s: float = 60.0) -> None:

@@ -7,16 +7,16 @@ data directory, creates a 5-column table through the wire (INSERT batches
 of --batch literal rows), runs full scans through the wire, and prints the
 server's resident memory (psutil RSS, and the peak from /proc when known)
 at each step, with the time each step took. Target: under 150 MB after the
-scan. The client side reads the response bytes only to find their END line.
+scan. The client side decodes no relation JSON but the row counts.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,46 +24,36 @@ import time
 from pathlib import Path
 
 import psutil
+from benchkit import WireConnection, free_port  # noqa: E402 (puts the repository on sys.path)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET_MB = 150.0
 TIMEOUT_S = 300.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Wire:
-    """One blocking connection; one statement at a time."""
+    """One blocking connection; one statement at a time; a failed statement raises."""
 
     def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
+        # Relation pages stay raw bytes: only their rows are counted.
+        self.connection = WireConnection(port, TIMEOUT_S, decode_relations=False)
+        self.sock = self.connection.sock
 
     def request(self, text: str) -> bytes:
-        self.sock.sendall(text.encode("utf-8"))
-        data = bytearray()
-        while not (data.endswith(b"\nEND\n") or data == b"END\n"):
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            data += chunk
-        message = bytes(data[data.rfind(b"RESULT_MESSAGE\n") + 15:-5])
-        if message.startswith(b"Hadisoana"):
-            raise RuntimeError(f"{text[:60]}...: {message.decode()}")
-        return bytes(data)
+        response = self.connection.request(text)
+        if not response.ok:
+            raise RuntimeError(f"{text[:60]}...: {response.message}")
+        return response.raw
 
     def close(self) -> None:
-        self.sock.close()
+        self.connection.close()
 
 
 def relation_rows(response: bytes) -> int:
     """How many rows the relation pages of a response carry."""
     count = 0
     lines = response.split(b"\n")
-    for header, body in zip(lines, lines[1:]):
+    for header, body in itertools.pairwise(lines):
         if header.startswith(b"RELATION_JSON_PAGE "):
             count += len(json.loads(body)["rows"])
     return count

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,9 +42,10 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchkit import WireConnection, free_port, wait_listening  # noqa: E402
+
 from engine.storage.peers import FixedPeers  # noqa: E402
 from engine.storage.store import Store  # noqa: E402
-from nodes.protocol import ResponseDecoder
 from supervisor.replication import Replicator, percentile  # noqa: E402
 
 COLUMNS = [{"name": "id", "domain": [{"type": "ISA", "min": None, "max": None}]},
@@ -179,17 +179,12 @@ def server_run(scratch: Path, writes: int) -> None:
                 env={**os.environ, "PYTHONPATH": str(ROOT)}))
         for port in ports.values():
             wait_listening(port)
-        with socket.create_connection(("127.0.0.1", ports["m1"]), timeout=10) as sock:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            decoder = ResponseDecoder()
+        with WireConnection(ports["m1"], timeout_s=10) as connection:
 
             def execute(text: str) -> None:
-                sock.sendall(text.encode())
-                responses = []
-                while not responses:
-                    responses = decoder.feed(sock.recv(1 << 16))
-                if not responses[0].ok:
-                    raise SystemExit(f"{text}: {responses[0].message}")
+                response = connection.request(text)
+                if not response.ok:
+                    raise SystemExit(f"{text}: {response.message}")
 
             for statement in ("manamboara tahiry bench;", "ampiasao bench;",
                               "manamboara tabilao t ( a ISA(null,null) );"):
@@ -210,23 +205,6 @@ def server_run(scratch: Path, writes: int) -> None:
             process.terminate()
             process.wait(timeout=10)
         replicator.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_listening(port: int) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"server on port {port} did not start")
 
 
 def wait_for_change(path: Path, inode: tuple | int) -> tuple | int:

@@ -23,22 +23,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.chain_bench import Connection, measure, start  # noqa: E402
+from bench.chain_bench import connect, measure, start  # noqa: E402
 
 FILL_CHUNK = 20_000  # rows per INSERT while filling (under the 1 MiB request limit)
 
 
 def fill(port: int, rows: int) -> None:
-    client = Connection(port)
+    client = connect(port)
     for statement in ("manamboara tahiry bench;", "ampiasao bench;",
                       "manamboara tabilao t (id ISA(0,null), a LAHATSORATRA(null,null), "
                       "b ISA(null,null), c ISA(null,null), d LAHATSORATRA(null,null));"):
-        answer = client.run(statement)
+        answer = client.request(statement)
         assert answer.ok, answer.message
     for first in range(0, rows, FILL_CHUNK):
         values = ", ".join(f"({i}, 'name {i}', {i % 97}, {i * 7}, 'x')"
                            for i in range(first, min(rows, first + FILL_CHUNK)))
-        answer = client.run(f"manampia ao@ t sanda {values};")
+        answer = client.request(f"manampia ao@ t sanda {values};")
         assert answer.ok, answer.message
 
 
