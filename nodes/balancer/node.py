@@ -50,6 +50,7 @@ import functools
 import logging
 import sys
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 
 from engine.errors import ERROR_PREFIX, TahiryError, storage_fault_operation
 from nodes.balancer.backend_config import BackendsFile, parse_backend_option
@@ -100,6 +101,28 @@ def no_backend_error(message: str, reasons: list[str]) -> bytes:
     return encode_error(message + (f" ({'; '.join(reasons)})" if reasons else ""))
 
 
+@dataclass
+class BalancerCounters:
+    """What the balancer counted since it started; `.status;` shows them under "counters"."""
+
+    statements: int = 0
+    reads: int = 0
+    writes: int = 0
+    uses: int = 0                      # `ampiasao`
+    database_ddl: int = 0              # creating or dropping a database, on every server
+    retries: int = 0                   # a read tried on another backend after a failure
+    rerouted_writes: int = 0           # a write tried on the next owner
+    unknown_writes: int = 0            # a write sent and never answered: outcome unknown
+    local_errors: int = 0              # an error the balancer answered itself (bad text, a bug)
+    version_checks: int = 0            # `.versions` asked for read-your-writes
+    stale_fallbacks: int = 0           # no backend caught up in time: the freshest one answered
+    storage_faults: int = 0            # a backend could not read or write its copy
+    storage_resent_writes: int = 0
+    storage_resent_reads: int = 0
+    storage_avoided: int = 0           # a backend passed over for an object it failed lately
+    pipelined_writes: int = 0          # a write sent right behind the previous one
+
+
 class Balancer:
     """Routes statements of client sessions over a changing set of backends."""
 
@@ -128,11 +151,7 @@ class Balancer:
         self._database_locks: dict[str, list] = {}
         self.clients = 0
         self.connection_stats = ConnectionStats()
-        self.counters = {name: 0 for name in (
-            "statements", "reads", "writes", "uses", "database_ddl", "retries",
-            "rerouted_writes", "unknown_writes", "local_errors", "version_checks",
-            "stale_fallbacks", "storage_faults", "storage_resent_writes",
-            "storage_resent_reads", "storage_avoided", "pipelined_writes")}
+        self.counters = BalancerCounters()
 
     # -- serving clients ---------------------------------------------------
 
@@ -152,7 +171,7 @@ class Balancer:
         return {
             **self.connection_stats.as_dict(),
             "clients": self.clients,
-            "counters": {**self.counters, "failovers": self.pool.failovers},
+            "counters": {**asdict(self.counters), "failovers": self.pool.failovers},
             "backends": self.pool.status(),
             "storage_faults": self.faults.snapshot(),
         }
@@ -163,13 +182,13 @@ class Balancer:
             return encode_error(request.error)
         if request.admin is not None:
             return admin_response(request, self.node_id, "balancer", self.status)
-        self.counters["statements"] += 1
+        self.counters.statements += 1
         turn = session.take_turn()   # in request order: statements run in that order
         try:
             return await self._statement(session, request.text, turn)
         except Exception:  # a bug must cost one statement, not the connection
             self.log.exception("internal error on statement %r", request.text[:200])
-            self.counters["local_errors"] += 1
+            self.counters.local_errors += 1
             return encode_error("Nisy olana tao anatin'ny load balancer; tsy vita ny baiko")
         finally:
             await turn.finish()
@@ -182,7 +201,7 @@ class Balancer:
             kind = self.classifier.classify_text(text)
         except TahiryError as error:
             await turn.wait()
-            self.counters["local_errors"] += 1
+            self.counters.local_errors += 1
             return encode_error(error.message)
         if kind is not None and kind.kind == "write":
             route: list = []
@@ -241,8 +260,8 @@ class Balancer:
                             target: str | None, payload: bytes, backend: Backend,
                             connection) -> bytes:
         """A write sent right behind the session's previous write, on the same connection."""
-        self.counters["writes"] += 1
-        self.counters["pipelined_writes"] += 1
+        self.counters.writes += 1
+        self.counters.pipelined_writes += 1
         database = session.database
         obj = objects[0] if objects else ""
         # No `.versions` right behind it (half the requests of a bulk load):
@@ -265,7 +284,7 @@ class Balancer:
         except BackendUnavailable as error:
             self.pool.record_failure(backend, error.reason)
             turn.answered()
-            self.counters["unknown_writes"] += 1
+            self.counters.unknown_writes += 1
             return self._unknown_write(backend.id, error)
         finally:
             backend.outstanding -= 1
@@ -288,7 +307,7 @@ class Balancer:
         describes this write's result; until it comes the mark's counters
         are unknown (stricter).
         """
-        self.counters["version_checks"] += 1
+        self.counters.version_checks += 1
         try:
             answer = connection.send_now(versions_request(database, [obj]), 1,
                                          self.timeouts.request)
@@ -359,7 +378,7 @@ class Balancer:
     async def _ask_versions(self, session: ClientSession, backend_id: str, database: str,
                             names: list[str]) -> dict | None:
         """`.versions` on the session's connection to a backend; None if it cannot answer."""
-        self.counters["version_checks"] += 1
+        self.counters.version_checks += 1
         try:
             backend = self.pool[backend_id]
         except KeyError:
@@ -384,7 +403,7 @@ class Balancer:
 
         holders = await find_holders(database, needs, candidates, ask, bound_s=self.freshness_bound_s)
         if not holders:
-            self.counters["stale_fallbacks"] += 1
+            self.counters.stale_fallbacks += 1
             self.log.info("no backend among %s has caught up with this session's writes of %s.%s "
                           "within %.0f ms: answering from the most up-to-date one",
                           ", ".join(candidates), database, ", ".join(sorted(needs)),
@@ -398,7 +417,7 @@ class Balancer:
         Backends that lately could not read one of `objects` are avoided; a
         storage fault is answered by one more try on another backend.
         """
-        self.counters["reads"] += 1
+        self.counters.reads += 1
         database = session.database or ""
         tried: list[str] = []
         missing: DatabaseMissing | None = None
@@ -411,7 +430,7 @@ class Balancer:
             others = len(candidates) > 1
             preferred = self.faults.filter_for_read(candidates, database, objects)
             if len(preferred) < len(candidates):
-                self.counters["storage_avoided"] += 1
+                self.counters.storage_avoided += 1
                 candidates = preferred
             if needs:
                 fresh = await self._fresh_backends(session, needs, candidates)
@@ -420,7 +439,7 @@ class Balancer:
             else:
                 backend_id = self._least_loaded(candidates)
             if tried:
-                self.counters["retries"] += 1
+                self.counters.retries += 1
             tried.append(backend_id)
             backend = self.pool[backend_id]
             try:
@@ -438,7 +457,7 @@ class Balancer:
                     self._storage_fault(backend_id, database, objects, operation, response.message)
                     if not resent and others:
                         resent = True  # nothing was applied: another backend may read it
-                        self.counters["storage_resent_reads"] += 1
+                        self.counters.storage_resent_reads += 1
                         continue
             elif objects and len(self.faults):
                 self.faults.success(backend_id, database, objects, wrote=False)
@@ -454,14 +473,14 @@ class Balancer:
         Once it is on the wire, `turn` lets the session's next write be sent
         behind it (then it is never sent again elsewhere).
         """
-        self.counters["writes"] += 1
+        self.counters.writes += 1
         database = session.database
         obj = objects[0] if objects else ""
         owners = rank_owners(database, obj, self.pool.candidates(writable_only=True))
         if len(self.faults):
             ranked, owners = owners, self.faults.order_for_write(owners, database, obj)
             if owners[:1] != ranked[:1]:
-                self.counters["storage_avoided"] += 1
+                self.counters.storage_avoided += 1
         resent = False
         # With several backends, learn the object's counters right after the
         # write, in the same round trip (the server answers in order).
@@ -470,7 +489,7 @@ class Balancer:
         missing: DatabaseMissing | None = None
         for attempt, backend_id in enumerate(owners):
             if attempt:
-                self.counters["rerouted_writes"] += 1
+                self.counters.rerouted_writes += 1
             if needs:
                 # The owner is fixed: wait (bounded) for it to catch up, then
                 # write there anyway.
@@ -490,7 +509,7 @@ class Balancer:
                 if turn is not None:
                     turn.answered()
                 if error.sent:
-                    self.counters["unknown_writes"] += 1
+                    self.counters.unknown_writes += 1
                     return self._unknown_write(backend_id, error)
                 reasons.append(str(error))
                 continue  # nothing was sent: the next owner may take it
@@ -504,7 +523,7 @@ class Balancer:
                 may_resend=not resent and not followed and attempt + 1 < len(owners))
             if resend:
                 resent = True
-                self.counters["storage_resent_writes"] += 1
+                self.counters.storage_resent_writes += 1
                 continue
             return raw
         if missing is not None:
@@ -514,7 +533,7 @@ class Balancer:
     def _storage_fault(self, backend_id: str, database: str, objects: tuple[str, ...],
                        operation: str, message: str) -> None:
         """A backend could not read or write its copy: avoid it for these objects for a while."""
-        self.counters["storage_faults"] += 1
+        self.counters.storage_faults += 1
         reason = message.removeprefix(ERROR_PREFIX)
         self.log.warning("backend %s: storage fault (%s) on %s.%s: %s", backend_id, operation,
                          database, ",".join(objects) or "-", reason)
@@ -545,7 +564,7 @@ class Balancer:
 
     async def _use(self, session: ClientSession, database: str, payload: bytes) -> bytes:
         """`ampiasao DB`: succeeds iff some ONLINE backend has DB."""
-        self.counters["uses"] += 1
+        self.counters.uses += 1
         candidates = self.pool.candidates()
         first = self._least_loaded(candidates)
         order = ([first] if first else []) + [b for b in candidates if b != first]
@@ -578,7 +597,7 @@ class Balancer:
         One after the other, the second is refused everywhere with the same
         error, which is what it gets.
         """
-        self.counters["database_ddl"] += 1
+        self.counters.database_ddl += 1
         entry = self._database_locks.setdefault(database, [asyncio.Lock(), 0])
         entry[1] += 1  # statements holding or awaiting it: the lock goes with the last
         try:
