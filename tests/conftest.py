@@ -1,8 +1,11 @@
 """Shared pytest fixtures: start real node processes on free loopback ports.
 
 `start_node` starts `python -m nodes.<module> --id NAME --host 127.0.0.1
---port FREE ...` in a temporary directory, waits (with a deadline) until the
-node answers the `.ping;` health probe, and stops it at the end of the test:
+--port 0 --port-file NAME.port ...` in a temporary directory (the node binds
+a port of the kernel's choosing and writes it there once it listens: no
+port picked ahead that someone else could take first), waits (with a
+deadline) for that file and then until the node answers the `.ping;` health
+probe, and stops it at the end of the test:
 SIGTERM to its process group, then SIGKILL after a grace period. When a test
 fails, the log of every node it started is printed into the failure report.
 
@@ -36,7 +39,9 @@ STOP_GRACE_S = 5.0
 T = TypeVar("T")
 
 
-# Below Linux's ephemeral range (32768-60999): a port the kernel handed to
+# For what must be known before a node starts (a topology file, a backend
+# not started yet, a restart on the same port), `free_port` picks a port
+# below Linux's ephemeral range (32768-60999): a port the kernel handed to
 # bind(0) can be taken again a moment later as the source port of some
 # outgoing connection (a balancer probing its backends), and a node started
 # on it then fails to bind. Ports below the range are only ever chosen here.
@@ -92,15 +97,36 @@ def ping(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
 
 @dataclass
 class NodeProcess:
-    """One node started by a test."""
+    """One node started by a test; `port` is read from its port file when first asked for."""
 
     name: str
     module: str
-    port: int
+    port_file: Path
     log_path: Path
     popen: subprocess.Popen
     workdir: Path
     args: list[str] = field(default_factory=list)
+    known_port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the node listens on: waits (with a deadline) until it wrote it."""
+        if self.known_port is None:
+            def written() -> int | None:
+                if not self.alive():
+                    raise RuntimeError(f"node {self.name} exited with {self.popen.returncode} "
+                                       "before it wrote its port file:\n" + self.log_text())
+                try:
+                    return int(self.port_file.read_text())
+                except (OSError, ValueError):  # not written yet (it appears whole: a rename)
+                    return None
+            try:
+                self.known_port = wait_until(written, READY_DEADLINE_S,
+                                             f"node {self.name} to write {self.port_file.name}",
+                                             interval_s=0.02)
+            except AssertionError as timed_out:
+                raise RuntimeError(f"{timed_out}:\n" + self.log_text()) from None
+        return self.known_port
 
     @property
     def pid(self) -> int:
@@ -157,17 +183,19 @@ class NodeStarter:
 
     def __call__(self, module: str, name: str, *args: str, port: int | None = None,
                  wait: bool = True, env: dict[str, str] | None = None) -> NodeProcess:
-        port = port or free_port()
         log_path = self.workdir / f"{name}.log"
+        port_file = self.workdir / f"{name}.port"
+        port_file.unlink(missing_ok=True)  # a restart must not read the previous run's port
         command = [sys.executable, "-m", f"nodes.{module}", "--id", name,
-                   "--host", "127.0.0.1", "--port", str(port), *args]
+                   "--host", "127.0.0.1", "--port", str(port or 0),
+                   "--port-file", str(port_file), *args]
         log_file = open(log_path, "ab")
         popen = subprocess.Popen(
             command, cwd=self.workdir, stdout=log_file, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})})
         log_file.close()
-        node = NodeProcess(name, module, port, log_path, popen, self.workdir, list(args))
+        node = NodeProcess(name, module, port_file, log_path, popen, self.workdir, list(args))
         self.nodes.append(node)
         if wait:
             node.wait_ready()
@@ -184,8 +212,8 @@ class NodeStarter:
             node.stop()
 
     def logs(self) -> str:
-        return "\n".join(f"----- log of {n.name} ({n.module}, port {n.port}) -----\n{n.log_text()}"
-                         for n in self.nodes)
+        return "\n".join(f"----- log of {n.name} ({n.module}, port {n.known_port}) -----\n"
+                         f"{n.log_text()}" for n in self.nodes)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
