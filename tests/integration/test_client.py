@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import nodes.client as dbapi
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, free_port, wait_until
 from tests.integration.clientkit import client, json_lines
 
 SETUP = """
@@ -215,10 +215,13 @@ class Terminal:
 
     def expect_more(self, text: str, count: int) -> None:
         """Wait until `text` has been seen more than `count` times."""
-        end = time.monotonic() + 20
-        while self.seen.count(text) <= count and time.monotonic() < end:
+        def seen_more() -> bool:
             self._read_some(0.2)
-        assert self.seen.count(text) > count, self.seen[-2000:]
+            return self.seen.count(text) > count
+        try:
+            wait_until(seen_more, 20.0, f"{text!r} seen more than {count} times", interval_s=0)
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; got:\n{self.seen[-2000:]}") from None
 
     def _read_some(self, timeout: float) -> None:
         ready, _, _ = select.select([self.fd], [], [], timeout)
@@ -232,21 +235,23 @@ class Terminal:
         os.write(self.fd, text.encode("utf-8"))
 
     def wait(self, deadline_s: float = 20.0) -> int:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            try:
+        def exited() -> tuple[int, int] | None:
+            try:  # drain its output: a child blocked writing to the terminal never exits
                 select.select([self.fd], [], [], 0.1)
                 os.read(self.fd, 65536)
             except OSError:
                 pass
             pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                os.close(self.fd)
-                return os.waitstatus_to_exitcode(status)
-        os.kill(self.pid, 9)
-        os.waitpid(self.pid, 0)
-        os.close(self.fd)
-        raise AssertionError("the client did not exit")
+            return (pid, status) if pid else None
+        try:
+            _, status = wait_until(exited, deadline_s, "the client to exit", interval_s=0)
+        except AssertionError:
+            os.kill(self.pid, 9)
+            os.waitpid(self.pid, 0)
+            raise
+        finally:
+            os.close(self.fd)
+        return os.waitstatus_to_exitcode(status)
 
 
 def test_interactive_session_in_a_terminal(tmp_path):
