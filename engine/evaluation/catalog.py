@@ -37,10 +37,6 @@ class TableData:
     rows: list[list]
     _indexes: dict[int, dict] = field(default_factory=dict, repr=False, compare=False)
 
-    @property
-    def column_names(self) -> list[str]:
-        return [column.name for column in self.columns]
-
     def equality_index(self, column: int) -> dict[object, list[list]]:
         """{value: the rows holding it in that column, in table order}; NULLs left out.
 

@@ -23,14 +23,14 @@ from engine.evaluation.outcome import Column, Outcome, Relation
 from engine.evaluation.query import DEFAULT_LIMITS, QueryLimits
 from engine.language import ast
 from engine.language.vocabulary import OBJECT_KIND_WORDS
-from engine.storage.store import (
+from engine.storage.group_commit import (
     BatchFenced,
     BatchNotWritten,
     BatchPartlyWritten,
-    Store,
     WriteOutcomeUnknown,
-    validate_name,
 )
+from engine.storage.names import validate_name
+from engine.storage.store import Store
 
 SHOW_COLUMN = "fanasehoana"
 READ_ONLY = (ast.Query, ast.Show, ast.Use)

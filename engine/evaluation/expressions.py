@@ -98,10 +98,6 @@ class Scope:
     def concat(self, other: Scope) -> Scope:
         return Scope(self.columns + other.columns)
 
-    def indexes_of(self, name: str) -> list[int]:
-        """Every index of an unqualified name (empty if none)."""
-        return self._by_name.get(name, [])
-
     def resolve(self, ref: ColumnRef) -> int:
         """The one index `ref` names; errors if none or several match."""
         if ref.qualifier is None:

@@ -175,9 +175,6 @@ def ge(left: object, right: object) -> bool | None:
     return None if _slow_order(">=", left, right) is None else left >= right
 
 
-COMPARISONS = {"=": eq, "!=": ne, "<": lt, "<=": le, ">": gt, ">=": ge}
-
-
 # --------------------------------------------------------------------------
 # Arithmetic
 
@@ -284,9 +281,6 @@ def neg(value: object) -> object:
     raise TahiryError(
         f"Tsy azo atao ny -{describe_value(value)} : isa ihany no azo kajiana, "
         f"ary {type_name(value)} ny {describe_value(value)}.")
-
-
-ARITHMETIC = {"+": add, "-": sub, "*": mul, "/": div}
 
 
 # --------------------------------------------------------------------------

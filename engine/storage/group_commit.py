@@ -101,7 +101,6 @@ class WriteBatch:
         # path -> (path, new document, ops): `ops` the row changes of a table
         # since the version read (a journal entry), None for a whole new file.
         self.pending: dict[str, tuple[Path, dict, tuple | None]] = {}
-        self.writes = 0   # object writes so far (a statement wrote iff this grew)
         self.pulled: set[str] = set()   # paths already compared with the peers
         # The version of each object the running statement read (None: no
         # file), by path. Later reads of the statement see that same version

@@ -31,9 +31,10 @@ the latest acknowledged version even when asynchronous replication has not
 brought it yet; the commit is fenced against the peers' copies.
 `engine/storage/peer_sync.py` reads the peers' copies; this module decides and writes.
 
-`validate_name`, `encode_document` and the batch outcomes
-live in their own modules; they are re-exported here for the callers that
-know them from the store.
+`validate_name`, `KIND_FOLDERS` and the batch outcomes live in their own
+modules (engine/storage/names.py, object_format.py, group_commit.py); they
+are re-exported here (`__all__`) for the callers that know them from the
+store.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import orjson
 
 from engine.errors import StorageFault, TahiryError
 from engine.storage import journal, maintenance
-from engine.storage.atomic_files import encode_document, fsync_folder, is_temp_file  # noqa: F401
+from engine.storage.atomic_files import fsync_folder, is_temp_file
 from engine.storage.checkpoints import CheckpointPolicy
 from engine.storage.data_owner import OwnerLock, OwnerRecord
 from engine.storage.document_cache import (
@@ -60,8 +61,7 @@ from engine.storage.document_cache import (
     DocumentCache,
     file_signature,
 )
-from engine.storage.group_commit import (  # noqa: F401
-    BatchFenced,
+from engine.storage.group_commit import (
     BatchInstaller,
     BatchNotWritten,
     BatchPartlyWritten,
@@ -70,7 +70,7 @@ from engine.storage.group_commit import (  # noqa: F401
 )
 from engine.storage.names import is_identifier, validate_name
 from engine.storage.object_copy import DivergedCopy, bring_up_to_date
-from engine.storage.object_format import (  # noqa: F401
+from engine.storage.object_format import (
     DATABASE_MARKER,
     FORMAT_VERSION,
     KIND_FOLDERS,
@@ -90,6 +90,13 @@ JOURNAL_WRITES = True
 # How often `maintain` looks for journals this store did not append itself.
 JOURNAL_SCAN_S = 5.0
 _DROPPED_RE = re.compile(rb'"dropped":(true|false)')
+
+__all__ = [
+    "Store", "checkpoint_directory",
+    # re-exported for the callers that know them from the store
+    "validate_name", "KIND_FOLDERS", "BatchNotWritten", "BatchPartlyWritten",
+    "WriteOutcomeUnknown",
+]
 
 log = logging.getLogger(__name__)
 
@@ -528,7 +535,6 @@ class Store:
                 # The last step, once nothing can fail: rows added to the version read.
                 document["rows"] = self._rows_plus(key, previous, appended)
             batch.pending[key] = (path, document, ops)
-            batch.writes += 1
             return document
 
     def _rows_plus(self, key: str, base: dict, added: list) -> list:
@@ -630,11 +636,6 @@ class Store:
         """Whether this thread has a batch open (its writes join it)."""
         batch = self._batch
         return batch is not None and batch.owner == threading.get_ident()
-
-    @property
-    def batch_writes(self) -> int:
-        """Object writes in the open batch so far (0 without a batch)."""
-        return self._batch.writes if self._batch is not None else 0
 
     def batch_mark(self) -> dict:
         """A savepoint of the open batch, for `batch_rollback`."""

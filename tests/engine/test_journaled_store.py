@@ -14,10 +14,11 @@ import pytest
 from engine.session import Session
 from engine.storage import journal, maintenance
 from engine.storage.checkpoints import CheckpointPolicy
+from engine.storage.group_commit import BatchFenced
 from engine.storage.journal import journal_path
 from engine.storage.object_state import current_document, version_of
 from engine.storage.peers import FixedPeers
-from engine.storage.store import BatchFenced, Store
+from engine.storage.store import Store
 from tests.conftest import ManualClock
 
 SETUP = ("manamboara tahiry db; ampiasao db; "

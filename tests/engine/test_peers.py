@@ -15,10 +15,11 @@ import pytest
 
 from engine.errors import TahiryError
 from engine.session import Session
+from engine.storage.group_commit import BatchFenced, BatchNotWritten
 from engine.storage.journal import journal_path
 from engine.storage.object_state import current_document, version_of
 from engine.storage.peers import DirectoryLock, FixedPeers, LockTimeout, holding
-from engine.storage.store import BatchFenced, BatchNotWritten, Store
+from engine.storage.store import Store
 
 COLUMNS = [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]}]
 

@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from engine.evaluation.executor import Limits
 from engine.evaluation.outcome import Column, Outcome, Relation
 from engine.evaluation.render import render_json, render_outcome, render_table

@@ -196,7 +196,7 @@ def test_symlink_pointing_outside_is_refused(store, tmp_path):
 
 
 def test_huge_integers_fall_back_to_json_encoding():
-    from engine.storage.store import encode_document
+    from engine.storage.atomic_files import encode_document
     assert json.loads(encode_document({"rows": [[2**70]]})) == {"rows": [[2**70]]}
 
 

@@ -14,7 +14,6 @@ import pytest
 from engine.errors import StorageFault, TahiryError, is_storage_fault, storage_fault_operation
 from engine.session import Session
 from engine.storage import group_commit, object_copy
-from engine.storage import store as storage
 from engine.storage.peers import FixedPeers
 from engine.storage.store import BatchNotWritten, BatchPartlyWritten, Store
 from tests.engine.conftest import one_column_body as body
