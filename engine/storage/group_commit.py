@@ -35,7 +35,7 @@ from engine.storage.document_cache import DocumentCache, file_signature
 from engine.storage.peer_sync import PeerSync
 from engine.storage.peers import LockTimeout, holding
 
-log = logging.getLogger("engine.storage.store")
+log = logging.getLogger(__name__)
 
 
 

@@ -37,7 +37,7 @@ from engine.storage.object_format import DATABASE_MARKER, FORMAT_VERSION, KIND_F
 
 FORMAT_MARKER = ".tahiry.format"
 
-log = logging.getLogger("engine.storage.store")
+log = logging.getLogger(__name__)
 
 
 def _folders(root: Path) -> Iterator[Path]:
