@@ -28,9 +28,10 @@ Kill point syntax: `<phase>-<operation>:<N>[@<scope>]`
 - scope (optional): count only the calls made by one part of the store,
   told by the code on the call stack (innermost first, see SCOPE_FRAMES):
   `journal` (a table's journal append, engine/journal.append_entry and
-  append_line, its cut-back on a failed write, and the entry's fsync), `checkpoint` (Store.checkpoint: new snapshot, journal
-  removed, folder fsynced), `recover` (engine/maintenance.recover at start:
-  temp files removed, torn journal tails cut), `upgrade` (the format 1 -> 2
+  append_line, its cut-back on a failed write, and the entry's fsync),
+  `checkpoint` (Store.checkpoint: new snapshot, journal removed, folder
+  fsynced), `recover` (engine/maintenance.recover at start: temp files
+  removed, torn journal tails cut), `upgrade` (the format 1 -> 2
   rewrite and its marker), `commit` (the rest of a group commit: whole
   documents, folder fsyncs), `other`.
 
