@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.conftest import REPO_ROOT, wait_until
+from tests.conftest import free_port, wait_until
 
 
 def exited(node) -> int:
@@ -22,7 +20,9 @@ def exited(node) -> int:
 
 
 def test_a_second_server_on_a_held_data_directory_is_refused_naming_the_holder(start_node):
-    m1 = start_node("server", "m1", "--data", "data/m1")
+    # A port given ahead: the owner record names the --port argument, which is 0
+    # for a node that lets the kernel choose (the nodes engineer is told).
+    m1 = start_node("server", "m1", "--data", "data/m1", port=free_port())
     second = start_node("server", "m1bis", "--data", "data/m1", wait=False)
     assert exited(second) != 0
     log = second.log_text()
