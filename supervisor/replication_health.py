@@ -131,12 +131,14 @@ class ReplicaHealth:
             health = self._servers.get(server_id)
             if health is None:
                 return
+            # Logged before the counters show it: whoever sees the repair
+            # counted (status, a test) finds its line in the log.
+            self.log.error("replication: %s's copy of %s was corrupt (%s): repaired from %s's "
+                           "copy (change %d); the corrupt file is kept as %s", server_id,
+                           repair.path, repair.reason, repair.source, repair.change, repair.kept_as)
             health.corrupt.pop(repair.path, None)
             health.healed += 1
             health.repairs.append(repair)
-        self.log.error("replication: %s's copy of %s was corrupt (%s): repaired from %s's "
-                       "copy (change %d); the corrupt file is kept as %s", server_id,
-                       repair.path, repair.reason, repair.source, repair.change, repair.kept_as)
 
     # ----- refused paths ---------------------------------------------------
 
