@@ -144,7 +144,9 @@ class SupervisorApp:
             return {"ok": True, "node": await self.cluster.restart_node(node)}
         if command == "reload":
             await self._reload()
-            return {"ok": self.last_reload.ok, "message": self.last_reload.message}
+            result = self.last_reload
+            assert result is not None  # every _reload sets it
+            return {"ok": result.ok, "message": result.message}
         return {"ok": False, "error": f"unknown command {command!r} "
                                       "(hello, status, down, restart, reload)"}
 
@@ -167,9 +169,9 @@ class SupervisorApp:
             while True:
                 self._reload_again = False
                 self.logger.info("topology file changed: reloading")
-                self.last_reload = await reload_topology(self.cluster, self.logger)
-                self.last_reload.at = time.time()
-                if self.last_reload.ok:
+                result = self.last_reload = await reload_topology(self.cluster, self.logger)
+                result.at = time.time()
+                if result.ok:
                     self._remember_topology()
                 self.cluster.save_state()
                 if not self._reload_again:

@@ -80,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_INVALID
         # The file may have been edited badly while the cluster runs: still
         # reach the running supervisor (its run directory says where).
-        topology = _running_topology(Path(args.topology))
-        if topology is None:
+        running = _running_topology(Path(args.topology))
+        if running is None:
             return EXIT_INVALID
+        topology = running
         print(f"(using the topology the running supervisor loaded: {topology.path})",
               file=sys.stderr)
     handler = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "restart": cmd_restart,

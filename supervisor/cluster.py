@@ -53,6 +53,7 @@ def node_command(topology: Topology, node_id: str, run_dir: Path,
     elif spec.kind == "balancer":
         argv += ["--backends-file", str(backends_file(run_dir, node_id))]
     elif spec.kind == "proxycache":
+        assert spec.upstream is not None  # a proxycache must name one
         upstream = topology.nodes[spec.upstream]
         argv += ["--upstream", upstream.address, "--ttl-ms", str(spec.ttl_ms),
                  "--max-entries", str(spec.max_entries)]
@@ -95,7 +96,7 @@ class Cluster:
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
         self.replication = ReplicationLink(
-            {s.id: s.data for s in topology.of_kind("server")},
+            {s.id: s.data_dir for s in topology.of_kind("server")},
             topology.replication_enabled, logger)
         self._launches: dict[str, asyncio.Task] = {}
 
@@ -158,7 +159,7 @@ class Cluster:
     def _fold_journals(self, servers: list[str]) -> None:
         """Checkpoint every stopped server's directory (skipping one a live process holds)."""
         for node_id in servers:
-            data = self.topology.nodes[node_id].data
+            data = self.topology.nodes[node_id].data_dir
             try:
                 folded = checkpoint_directory(Path(data), f"supervisor of {node_id}")
             except (OSError, DirectoryTaken) as error:
@@ -238,7 +239,7 @@ class Cluster:
             self.writable[spec.id] = False
             self.write_backends_files()
         if not self.replication.known(spec.id):
-            await self.replication.seed(spec.id, spec.data)  # a server new to the cluster
+            await self.replication.seed(spec.id, spec.data_dir)  # a server new to the cluster
         elif is_restart:  # the first start is covered by the sync pass of `up`
             await self.replication.catch_up(spec.id)
 

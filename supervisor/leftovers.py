@@ -76,8 +76,9 @@ def find_leftovers(topology: Topology) -> LeftoverScan:
     if not isinstance(state, dict):
         state = {}
     scan = LeftoverScan(supervisor_pid=state.get("supervisor_pid"))
-    scan.supervisor_alive = bool(scan.supervisor_pid) and scan.supervisor_pid != os.getpid() \
-        and _is_supervisor(scan.supervisor_pid)
+    pid = scan.supervisor_pid
+    scan.supervisor_alive = pid is not None and bool(pid) and pid != os.getpid() \
+        and _is_supervisor(pid)
     candidates = [(row.get("node"), row.get("kind"), row.get("address"), row.get("pid"))
                   for row in state.get("nodes") or [] if isinstance(row, dict)]
     ours = cluster_id(topology)
@@ -128,12 +129,13 @@ def status_rows(topology: Topology, scan: LeftoverScan, timeout_s: float = 1.0) 
     """One row per node: the leftovers UNSUPERVISED (probed), the others STOPPED."""
     by_node = {leftover.node: leftover for leftover in scan.nodes}
     probes = asyncio.run(_probe_all(topology, scan.nodes, timeout_s)) if scan.nodes else {}
-    rows = []
+    rows: list[dict] = []
     names = list(topology.nodes) + [n for n in by_node if n not in topology.nodes]
     for node in names:
         spec = topology.nodes.get(node)
         leftover = by_node.get(node)
         if leftover is None:
+            assert spec is not None  # a node without a leftover comes from the topology
             rows.append({"node": node, "kind": spec.kind, "address": spec.address, "pid": None,
                          "state": "STOPPED", "uptime_s": None, "restarts": 0, "probe_ms": None,
                          "last_exit": None})

@@ -95,8 +95,8 @@ def _list_kind_folder(database: str, folder: os.DirEntry, found: set[str],
         parts = [database, folder.name, entry.name]
         table = object_of_journal(parts)
         if table is not None:
-            if entry.is_symlink() and object_relpath(table) is not None:
-                refused[object_relpath(table)] = "its journal is a symlink"
+            if entry.is_symlink() and (table_rel := object_relpath(table)) is not None:
+                refused[table_rel] = "its journal is a symlink"
             continue
         rel = object_relpath(parts)
         if rel is None:

@@ -56,12 +56,12 @@ def ownership_problems(topology: Topology, take_over: bool = False,
     ours = cluster_id(topology)
     problems = []
     for spec in topology.of_kind("server"):
-        owner = live_owner(spec.data)
+        owner = live_owner(spec.data_dir)
         if owner is not None and owner.cluster != ours and owner.pid not in leftover_pids:
             problems.append(f"{spec.id}: data directory {spec.data} is in use by "
                             f"{owner.describe()}; stop it first")
             continue
-        claim = read_cluster(spec.data)
+        claim = read_cluster(spec.data_dir)
         if claim is None or claim.cluster == ours:
             continue
         if not take_over:
@@ -87,12 +87,12 @@ def claim(topology: Topology, supervisor_pid: int,
     ours = cluster_id(topology)
     taken = []
     for spec in topology.of_kind("server"):
-        current = read_cluster(spec.data)
+        current = read_cluster(spec.data_dir)
         if current is not None and current.cluster != ours:
             taken.append(f"{spec.id} ({spec.data}, from {current.cluster})")
         if current is None or current.cluster != ours or current.supervisor_pid != supervisor_pid:
             try:
-                write_cluster(Path(spec.data), ours, supervisor_pid)
+                write_cluster(Path(spec.data_dir), ours, supervisor_pid)
             except OSError as error:
                 (logger or log).warning(
                     "%s: cannot record this cluster in %s: %s", spec.id, spec.data, error)

@@ -46,12 +46,13 @@ class ChildProcess:
         return self.process is not None and self.process.returncode is None
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
+        process = self.process = await asyncio.create_subprocess_exec(
             *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=self.env, cwd=self.cwd)
+        assert process.stdout is not None  # stdout=PIPE above
         self.started_at = time.monotonic()
-        self.log.write_line(f"[supervisor] started pid {self.process.pid}: {' '.join(self.argv)}")
-        self._pump = asyncio.create_task(self._copy_output(self.process.stdout))
+        self.log.write_line(f"[supervisor] started pid {process.pid}: {' '.join(self.argv)}")
+        self._pump = asyncio.create_task(self._copy_output(process.stdout))
 
     async def _copy_output(self, stream: asyncio.StreamReader) -> None:
         while True:
@@ -73,6 +74,8 @@ class ChildProcess:
 
     async def wait(self) -> int:
         """Wait for the child to exit (and its output to be copied); its exit code."""
+        if self.process is None:
+            raise RuntimeError("wait() before start()")
         code = await self.process.wait()
         if self._pump is not None:
             try:

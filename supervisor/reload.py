@@ -24,6 +24,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from .cluster import Cluster, node_command
 from .ownership import claim, ownership_problems
@@ -151,7 +152,7 @@ class TopologyWatcher:
         self.path = Path(path)
         self.on_change = on_change
         self.loop = loop
-        self.observer: Observer | None = None
+        self.observer: BaseObserver | None = None
         self._digest = self._read_digest()
         self._pending: asyncio.TimerHandle | None = None
 

@@ -52,7 +52,7 @@ class ReplicationLink:
 
     async def catch_up(self, server_id: str) -> None:
         """Pull from the peers everything newer than what `server_id` has."""
-        if not self.has_peers(server_id):
+        if self.replicator is None or not self.has_peers(server_id):
             return
         summary = await asyncio.to_thread(self.replicator.catch_up, server_id)
         self.logger.info("replication: %s caught up (%d files copied%s)", server_id,

@@ -575,6 +575,8 @@ class Replicator:
         """Keep a damaged journal aside and cut it back to the part its version is made of."""
         kept: list[Path] = []
         journal_name = journal_rel(rel)
+        # Only a table's copy with a damaged journal is cut.
+        assert journal_name is not None and copy.journal is not None
         try:
             version = cut_journal(root, rel, self._lock_of(server_id, root), copy.journal,
                                   lambda: kept.append(keep_aside(root, journal_name)),
@@ -653,7 +655,7 @@ class Replicator:
             if current is None or FileSignature.of(current) != corrupt.signature:
                 return False
             kept.append(keep_aside(root, rel, corrupt.data))
-            if journal_here:  # replaced with the snapshot: kept with it
+            if journal_here and journal_name is not None:  # replaced with the snapshot: kept with it
                 keep_aside(root, journal_name)
             return True
 

@@ -56,11 +56,12 @@ MOVE_PAIRING_WINDOW_S = 0.005
 try:
     from watchdog.observers.inotify import InotifyEmitter
     from watchdog.observers.inotify_buffer import InotifyBuffer
+    HAS_INOTIFY = True
 except ImportError:  # not Linux: the platform's default observer
-    InotifyEmitter = None
+    HAS_INOTIFY = False
 
 
-if InotifyEmitter is not None:
+if HAS_INOTIFY:
     class _PromptInotifyBuffer(InotifyBuffer):
         delay = MOVE_PAIRING_WINDOW_S
 
@@ -72,7 +73,7 @@ if InotifyEmitter is not None:
 
 
 def make_observer() -> BaseObserver:
-    if InotifyEmitter is not None:
+    if HAS_INOTIFY:
         return BaseObserver(_PromptInotifyEmitter, timeout=0.5)
     return Observer()
 
@@ -114,6 +115,6 @@ class DirectoryHandler(FileSystemEventHandler):
         if isinstance(event, (FileModifiedEvent, FileCreatedEvent)) \
                 and is_journal_file(os.path.basename(path)):
             return  # its close follows, once the entry is fsynced
-        rel = relpath_under(self.root, path)
-        if rel is not None:
-            self.on_path(rel)
+        changed = relpath_under(self.root, path)
+        if changed is not None:
+            self.on_path(changed)

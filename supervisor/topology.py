@@ -83,6 +83,13 @@ class NodeSpec:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def data_dir(self) -> Path:
+        """A server's data directory (the file must give one for every server)."""
+        if self.data is None:
+            raise SupervisorError(f"node {self.id} is a {self.kind}: it has no data directory")
+        return self.data
+
 
 @dataclass(frozen=True)
 class Topology:
