@@ -23,6 +23,8 @@ from tests.integration.replication_scenarios import (
     run_slow_write_race,
 )
 
+pytestmark = pytest.mark.slow  # timed replication races of several seconds each
+
 SEED_ROW = {1}
 
 

@@ -39,7 +39,7 @@ import yaml
 
 from nodes.balancer.routing import owner_of
 from nodes.client import connect
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, free_port, wait_until
 from tests.integration.cluster_scenario import SupervisedCluster
 from tests.integration.faultkit import wait_converged
 from tests.integration.wire import WireClient
@@ -47,7 +47,7 @@ from tests.integration.wire import WireClient
 STUDENTS = 10
 TIMEOUT_S = 10.0
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]  # a classroom on supervised clusters
 
 
 @pytest.fixture(scope="module")
@@ -106,14 +106,22 @@ def rows_on(cluster: SupervisedCluster, server: str, database: str, statement: s
 
 
 def eventually(client: WireClient, statement: str, expected, seconds: float = 3.0):
-    """Another session's write shows within replication lag: poll for `expected` rows."""
-    deadline = time.monotonic() + seconds
-    while True:
+    """Another session's write shows within replication lag: poll for `expected` rows.
+
+    The rows seen last (or the error message) are returned either way: the
+    caller's assertion shows them.
+    """
+    seen = []
+
+    def shows_expected() -> bool:
         answer = client.one(statement)
-        rows = answer.relation.rows if answer.ok and answer.relation else answer.message
-        if rows == expected or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.005)
+        seen.append(answer.relation.rows if answer.ok and answer.relation else answer.message)
+        return seen[-1] == expected
+    try:
+        wait_until(shows_expected, seconds, f"{expected} from {statement!r}", interval_s=0.005)
+    except AssertionError:
+        pass
+    return seen[-1]
 
 
 def converge(cluster: SupervisedCluster) -> None:
@@ -254,12 +262,16 @@ def test_a_table_created_by_the_teacher_is_soon_readable_by_every_student(classr
     def work(index: int):
         with student(classroom) as me:
             me.ok("ampiasao fampianarana;")
-            deadline = time.monotonic() + 2.0
-            while True:
-                answer = me.one("alaivo * ao@ fanontaniana;")
-                if answer.ok or time.monotonic() > deadline:
-                    break
-                time.sleep(0.005)
+            answers = []   # the table reaches this student's server within replication lag
+
+            def readable() -> bool:
+                answers.append(me.one("alaivo * ao@ fanontaniana;"))
+                return answers[-1].ok
+            try:
+                wait_until(readable, 2.0, "the teacher's table", interval_s=0.005)
+            except AssertionError:
+                pass
+            answer = answers[-1]
             assert answer.ok and sorted(answer.relation.rows) == [[1], [2]], answer.message
             me.ok(f"manamboara tabilao anjara{index} (id ISA(0,100));")
             assert me.rows(f"alaivo * ao@ anjara{index};") == []
@@ -524,7 +536,7 @@ def test_adding_a_server_while_students_work(classroom):
                               daemon=True)
     runner.start()
     try:
-        time.sleep(0.5)
+        time.sleep(0.5)  # the class is at work before the topology changes: that is the point
         statuses = [status_json(classroom)]
         document = classroom.document
         document["nodes"]["m3"] = {"kind": "server", "host": "127.0.0.1", "port": free_port(),
@@ -533,16 +545,15 @@ def test_adding_a_server_while_students_work(classroom):
         document["nodes"][lb]["backends"] = ["m1", "m2", "m3"]
         # The balancer after m3 in the file does not matter: keep the order readable.
         classroom.topology.write_text(yaml.safe_dump(document, sort_keys=False))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def m3_writable() -> bool:
             statuses.append(status_json(classroom))
             nodes = {row["node"]: row for row in statuses[-1]["nodes"]}
-            if nodes.get("m3", {}).get("state") == "RUNNING" and nodes["m3"].get("writable"):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"m3 never ran: {statuses[-1]}")
-        time.sleep(1.0)  # the class goes on with three servers
+            return nodes.get("m3", {}).get("state") == "RUNNING" and nodes["m3"].get("writable")
+        try:
+            wait_until(m3_writable, 20.0, "m3 running and writable", interval_s=0.2)
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}: {statuses[-1]}") from None
+        time.sleep(1.0)  # the class goes on with three servers: the point of the test
         statuses.append(status_json(classroom))
         table = subprocess.run([sys.executable, "-m", "supervisor", "status",
                                 str(classroom.topology)], cwd=classroom.workdir,

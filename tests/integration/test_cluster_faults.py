@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REPO_ROOT
 from tests.integration.cluster_scenario import run_scenario
 
 

@@ -14,9 +14,11 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, ping
+from tests.conftest import ping
 from tests.integration.cluster_scenario import SupervisedCluster
 from tests.integration.faultkit import WireClient, rows_of
+
+pytestmark = pytest.mark.slow  # whole supervised clusters, one after another
 
 
 @pytest.fixture

@@ -160,6 +160,7 @@ def _kills(point: str) -> bool:
     return not KillPoint.parse_all(point)[-1].phase == "fail"
 
 
+@pytest.mark.slow  # a seeded sweep of kill points: tens of server starts
 def test_crash_sweep_loses_nothing(tmp_path):
     points = sweep_points()
     assert len(points) >= 100

@@ -10,9 +10,13 @@ import signal
 import threading
 from collections import Counter
 
+import pytest
+
 from nodes.balancer.routing import owner_of
 from tests.conftest import wait_until
 from tests.integration.wire import WireClient, create_and_use, start_balanced_pair
+
+pytestmark = pytest.mark.slow  # kills under load and health transitions
 
 ROWS = [[i, f"v{i}"] for i in range(5)]
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from engine.storage.object_state import current_document
 from tests.conftest import wait_until, wire_request
 from tests.integration.supervisorkit import DEADLINE_S, cluster_yaml, run_session
+
+pytestmark = pytest.mark.slow  # whole supervised clusters, edited while they run
 
 
 def pids(nodes: dict[str, dict]) -> dict[str, int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from pathlib import Path
 
 import orjson
 import pytest

@@ -15,6 +15,8 @@ from tests.faults import fill_up, tiny_tmpfs
 from tests.integration.faultkit import logical_objects
 from tests.integration.supervisorkit import Cluster
 
+pytestmark = pytest.mark.slow  # a whole supervised cluster on a tmpfs
+
 # Rows wider than a page: the copy's journal lines cannot fit in the slack of
 # the last block of m2's journal, so the full disk really refuses them.
 PAD = "x" * 5000

@@ -22,6 +22,8 @@ from tests.integration.supervisorkit import SupervisorRun
 from tests.integration.wire import ClientPool, create_and_use, tables_owned_by
 from tests.objectkit import ship
 
+pytestmark = pytest.mark.slow  # a supervised cluster under writes with a full disk
+
 DATABASE = "s"
 # Rows wider than a page: a journal append on a full disk cannot fit in the
 # slack of the journal's last block, so it really fails (ENOSPC).

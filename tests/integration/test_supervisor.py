@@ -10,9 +10,12 @@ import subprocess
 import sys
 
 import psutil
+import pytest
 
 from tests.conftest import REPO_ROOT, wire_request
 from tests.integration.supervisorkit import all_running, cluster_yaml
+
+pytestmark = pytest.mark.slow  # whole supervised clusters, started and stopped per test
 
 
 def test_up_status_query_and_down(cluster):

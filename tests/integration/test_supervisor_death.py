@@ -16,9 +16,10 @@ import signal
 import psutil
 import pytest
 
-from tests.conftest import REPO_ROOT
 from tests.integration.cluster_scenario import SupervisedCluster
 from tests.integration.faultkit import WireClient, rows_of, wait_converged
+
+pytestmark = pytest.mark.slow  # a whole supervised cluster whose supervisor dies
 
 
 @pytest.fixture
