@@ -85,7 +85,7 @@ from nodes.protocol import (
 from nodes.runtime.node_process import node_argument_parser, run_node, setup_logging
 from nodes.runtime.serving import ClientHandler, ConnectionStats, admin_response, run_server
 
-log = logging.getLogger("tahiry.balancer")
+log = logging.getLogger(__name__)
 
 NO_BACKEND_TO_ANSWER = "Tsy misy mpizara afaka mamaly ankehitriny"
 # Polling a write's owner that lacks the session's database (replication on its way).
@@ -706,7 +706,7 @@ async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
 
 def main(argv: list[str] | None = None) -> int:
     args = build_argument_parser().parse_args(argv)
-    logger = setup_logging(args.id, args.log_file, args.log_level)
+    logger = setup_logging(args.id, args.log_file, args.log_level, __name__)
     auth = node_auth_guard(args, logger)
     try:
         specs = [] if args.backends_file else [parse_backend_option(b) for b in args.backend]

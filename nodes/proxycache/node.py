@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     ttl_ms, max_entries = args.ttl_ms, args.max_entries
-    logger = setup_logging(args.id, args.log_file, args.log_level)
+    logger = setup_logging(args.id, args.log_file, args.log_level, __name__)
     auth = node_auth_guard(args, logger)
     if args.settle_ms < 0:
         parser.error("--settle-ms must not be negative")

@@ -3,7 +3,8 @@
 - command line: `--id`, `--host` (127.0.0.1), `--port` (0: an ephemeral
   port), `--port-file` (where the port it got is written once it listens,
   `write_port_file`), `--log-file`;
-- logging: timestamped lines to stderr, or a size-bounded rotating file;
+- logging: timestamped lines naming the node and the module, to stderr or
+  a size-bounded rotating file;
 - TCP options: TCP_NODELAY on every connection (responses are small and
   latency-bound);
 - `run_node`: runs a node's main coroutine on uvloop when it is installed
@@ -93,25 +94,50 @@ def write_port_file(path: str | Path, port: int) -> None:
 # Logging
 
 
-def setup_logging(node_id: str, log_file: str | None = None, level: str = "INFO") -> logging.Logger:
-    """The node's logger: timestamped lines, to a rotating file or stderr."""
+def setup_logging(node_id: str, log_file: str | None = None, level: str = "INFO",
+                  name: str = "nodes") -> logging.Logger:
+    """Send this process's log records to a rotating file or stderr; returns the logger `name`.
+
+    The handler is the root logger's, so every module logger
+    (`logging.getLogger(__name__)`, engine's included) writes there; the node
+    id is part of each line's format, not of the logger names:
+    `2024-05-01 10:00:00,123 m1 INFO nodes.server.node: listening on ...`.
+    """
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.handlers.RotatingFileHandler(
             log_file, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
+    node = node_id.replace("%", "%%")  # the id is text in the format, never a placeholder
     handler.setFormatter(logging.Formatter(
-        f"%(asctime)s %(levelname)s {node_id}: %(message)s"))
-    logger = logging.getLogger(f"tahiry.{node_id}")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
-    logger.propagate = False
-    return logger
+        f"%(asctime)s {node} %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    return logging.getLogger(name)
 
 
 # --------------------------------------------------------------------------
 # Sockets
+
+
+def bind_ephemeral(host: str) -> socket.socket:
+    """A socket bound to a free port of `host` (not listening yet), for `run_server(sock=...)`.
+
+    For a node started with `--port 0` that must name its port before it
+    listens (a server's data directory owner record).
+    """
+    family, kind, protocol, _name, address = socket.getaddrinfo(
+        host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, protocol)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:

@@ -36,6 +36,7 @@ import asyncio
 import inspect
 import logging
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -500,12 +501,14 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
                      auth: AuthGuard | None = None,
                      on_stop: Callable[[], Awaitable[None]] | None = None,
                      stop_grace: float = 5.0,
-                     port_file: str | None = None) -> None:
+                     port_file: str | None = None,
+                     sock: socket.socket | None = None) -> None:
     """Serve client connections until SIGTERM/SIGINT, then stop gracefully.
 
     `open_client` runs for each accepted connection (None refuses it: the
     connection is closed). `port` 0 takes any free port; the port listened
-    on is logged and, with `port_file`, written there once listening. At
+    on is logged and, with `port_file`, written there once listening (`sock`:
+    an already bound socket to listen on instead of `host`/`port`). At
     stop: no new connections; idle ones are closed; an answer being awaited
     is still sent (up to `stop_grace` seconds, then its connection is
     aborted); then `on_stop` runs.
@@ -516,9 +519,13 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    server = await loop.create_server(
-        lambda: ClientConnection(open_client, stats, logger, max_request_bytes, auth, connections),
-        host, port, reuse_address=True, backlog=512)
+    def new_connection() -> ClientConnection:
+        return ClientConnection(open_client, stats, logger, max_request_bytes, auth, connections)
+
+    if sock is not None:
+        server = await loop.create_server(new_connection, sock=sock, backlog=512)
+    else:
+        server = await loop.create_server(new_connection, host, port, reuse_address=True, backlog=512)
     # With port 0 the system chose it; the first socket's is the one reported
     # (a host naming several addresses would get one ephemeral port each).
     port = server.sockets[0].getsockname()[1]

@@ -90,7 +90,7 @@ from nodes.protocol import (
     node_auth_guard,
     versions_arguments,
 )
-from nodes.runtime.node_process import node_argument_parser, run_node, setup_logging
+from nodes.runtime.node_process import bind_ephemeral, node_argument_parser, run_node, setup_logging
 from nodes.runtime.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
 from nodes.server.membership import PeerDirectories, parse_peer_option
 from nodes.server.storage_faults import StorageFaults
@@ -521,10 +521,13 @@ def main(argv: list[str] | None = None) -> None:
     data = args.data
     if not data:
         parser.error("--data is required")
-    logger = setup_logging(args.id, args.log_file, args.log_level)
+    # (The engine's loggers write through the same handler: pulls from peers are INFO lines.)
+    logger = setup_logging(args.id, args.log_file, args.log_level, __name__)
     auth = node_auth_guard(args, logger)
-    logging.getLogger("engine").handlers[:] = logger.handlers
-    logging.getLogger("engine").setLevel(logger.level)  # pulls from peers are INFO lines
+    # With --port 0 the port is taken now: the owner record names the real one.
+    listener = bind_ephemeral(args.host) if args.port == 0 else None
+    if listener is not None:
+        args.port = listener.getsockname()[1]
     # Held until the process ends: no second server, and no server of another
     # cluster, ever writes into this directory beside us.
     owner = take_data_directory(Path(data), args, logger)
@@ -549,7 +552,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_node(run_server(server.open_client, args.host, args.port, logger, server.stats,
                             max_request_bytes=args.max_request_bytes, auth=auth,
-                            on_stop=server.stop, port_file=args.port_file),
+                            on_stop=server.stop, port_file=args.port_file, sock=listener),
                  logger)
     finally:
         if owner is not None:

@@ -7,6 +7,7 @@ sends `.ping;` to the port it names.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -65,6 +66,8 @@ def test_port_zero_binds_an_ephemeral_port_written_to_the_port_file(tmp_path, ki
         port = wait_for_port_file(port_file, node)
         assert 0 < port < 65536
         assert ping(port) == f"PONG {kind}1 {kind}"
+        if kind == "server":  # its data directory's owner record names the same port
+            assert json.loads((tmp_path / "data" / ".tahiry.owner").read_text())["port"] == port
         # Only the port file itself: its temp file was renamed over it.
         assert [p.name for p in port_file.parent.iterdir()] == [port_file.name]
     finally:
