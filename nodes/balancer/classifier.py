@@ -29,7 +29,6 @@ plain tables.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from engine.language import ast
@@ -39,6 +38,7 @@ from engine.language.parser import StatementParser
 # shape_key_of keys exactly as the statement cache does, so "same shape"
 # means what the cache proved things about.
 from engine.language.statement_cache import StatementCache, shape_key_of
+from engine.lru import LRUCache
 
 DEFAULT_MAX_SHAPES = 1024
 TABLE, VIEW, DOMAIN, DROPPED = "table", "view", "domain", "dropped"
@@ -83,7 +83,7 @@ class StatementClassifier:
         self.parser = parser if parser is not None else StatementParser()
         self.statements = StatementCache(max_shapes)
         self.max_shapes = max_shapes
-        self._by_shape: OrderedDict[str, Routed] = OrderedDict()
+        self._by_shape: LRUCache[str, Routed] = LRUCache(max_shapes)
         self.shape_hits = 0
 
     def classify_text(self, text: str) -> Routed | None:
@@ -91,7 +91,6 @@ class StatementClassifier:
         if shape_key is not None:
             known = self._by_shape.get(shape_key)
             if known is not None:
-                self._by_shape.move_to_end(shape_key)
                 self.shape_hits += 1
                 return known
         hits_before = self.statements.hits
@@ -101,7 +100,5 @@ class StatementClassifier:
         facts = routed(statement)
         if shape_key is not None and self.statements.hits != hits_before:
             # The cache answered from a learnt shape: see the module docstring.
-            self._by_shape[shape_key] = facts
-            if len(self._by_shape) > self.max_shapes:
-                self._by_shape.popitem(last=False)
+            self._by_shape.put(shape_key, facts)
         return facts

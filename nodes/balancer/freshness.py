@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from engine.lru import LRUCache
 from nodes.balancer.classifier import DROPPED, TABLE
 
 MAX_REMEMBERED_WRITES = 4096
@@ -78,7 +78,7 @@ class WriteMemory:
 
     def __init__(self, max_marks: int = MAX_REMEMBERED_WRITES):
         self.max_marks = max_marks
-        self._marks: OrderedDict[tuple[str, str], WriteMark] = OrderedDict()
+        self._marks: LRUCache[tuple[str, str], WriteMark] = LRUCache(max_marks)
         self._by_database: dict[str, dict[str, WriteMark]] = {}
         self._latest: dict[str, str] = {}   # database -> backend of the latest write
         self._sequence = 0
@@ -88,12 +88,10 @@ class WriteMemory:
         self._sequence += 1
         mark = WriteMark(self._sequence, backend_id, versions, target)
         key = (database, obj)
-        self._marks.pop(key, None)
-        self._marks[key] = mark
+        forgotten = self._marks.put(key, mark)
         self._by_database.setdefault(database, {})[obj] = mark
         self._latest[database] = backend_id
-        while len(self._marks) > self.max_marks:
-            (old_database, old_obj), _ = self._marks.popitem(last=False)
+        for (old_database, old_obj), _ in forgotten:
             objects = self._by_database[old_database]
             del objects[old_obj]
             if not objects:

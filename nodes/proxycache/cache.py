@@ -33,6 +33,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from engine.lru import LRUCache
+
 CacheKey = tuple[str | None, str]
 # Databases whose latest writers are remembered for settle_ms (oldest first out).
 MAX_REMEMBERED_DATABASES = 4096
@@ -69,7 +71,8 @@ class ResponseCache:
         # database -> the two connections that wrote there last, latest first:
         # [(writer, acknowledged at), (another writer, its latest write)].
         # Enough to answer "did anyone but the reader write since t?" exactly.
-        self._latest_writers: OrderedDict[str | None, list[tuple[object, float]]] = OrderedDict()
+        self._latest_writers: LRUCache[str | None, list[tuple[object, float]]] = LRUCache(
+            MAX_REMEMBERED_DATABASES)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.clock = clock
@@ -133,9 +136,7 @@ class ResponseCache:
             latest[0] = (writer, now)
         else:
             latest = [(writer, now)] + latest[:1]
-        self._latest_writers[database] = latest
-        while len(self._latest_writers) > MAX_REMEMBERED_DATABASES:
-            self._latest_writers.popitem(last=False)
+        self._latest_writers.put(database, latest)
 
     def _unsettled(self, database: str | None, fetched_at: float, reader: object) -> bool:
         """Whether another connection's write in `database` may not have reached every server."""
@@ -143,7 +144,7 @@ class ResponseCache:
             return False
         since = fetched_at - self.settle_s
         return any(writer is not reader and when > since
-                   for writer, when in self._latest_writers.get(database, ()))
+                   for writer, when in self._latest_writers.peek(database, ()))
 
     def invalidate_all(self) -> int:
         """Drop every entry; returns how many."""
