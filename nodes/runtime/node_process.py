@@ -163,9 +163,9 @@ def run_node(main: Coroutine, logger: logging.Logger | None = None):
     try:
         import uvloop
     except ImportError:
-        uvloop = None
-    if logger is not None:
-        logger.info("event loop: %s", "uvloop" if uvloop is not None else "asyncio")
-    if uvloop is None:
+        if logger is not None:
+            logger.info("event loop: asyncio")
         return asyncio.run(main)
+    if logger is not None:
+        logger.info("event loop: uvloop")
     return uvloop.run(main)

@@ -156,7 +156,7 @@ async def open_upstream(host: str, port: int, timeout: float,
         transport, receiver = await loop.create_connection(
             lambda: ResponseReceiver(decode_relations), host, port)
     set_nodelay(transport)
-    return transport, receiver  # type: ignore[return-value]
+    return transport, receiver
 
 
 def start_exchange(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,
