@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import cast
+from typing import TypeVar, cast
 
 from engine.errors import TahiryError
 from engine.evaluation import relational, values
@@ -63,6 +63,7 @@ __all__ = ["evaluate_query", "compile_table_predicate", "compile_table_expressio
            "evaluate_constant", "QueryLimits", "DEFAULT_LIMITS"]
 
 RESULT_NAME = "valiny"
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -116,7 +117,7 @@ def _table_scope(table: TableData) -> Scope:
     return Scope([ScopeColumn(c.name, (table.name,), VALUE) for c in table.columns])
 
 
-def _guarded(compile_step: Callable[[], object]) -> object:
+def _guarded(compile_step: Callable[[], _T]) -> _T:
     try:
         return compile_step()
     except RecursionError:
@@ -134,7 +135,8 @@ def compile_table_predicate(where: Expr, table: TableData,
                             codes: CodeCache | None = None) -> Callable[[list], bool]:
     """A function row -> True exactly when the condition holds for that row."""
     context = RowContext(_table_scope(table), "rehefa")
-    return _guarded(lambda: compile_condition(where, context, "rehefa", strict=True, codes=codes))
+    predicate = _guarded(lambda: compile_condition(where, context, "rehefa", strict=True, codes=codes))
+    return cast(Callable[[list], bool], predicate)  # strict=True: exactly True or False
 
 
 def compile_table_expression(expr: Expr, table: TableData,
@@ -372,8 +374,8 @@ class _Evaluator:
                 merged.name, merged.qualifiers + right.columns[ri].qualifiers,
                 merged.kind if merged.kind == right.columns[ri].kind else ANY)
         columns += [right.columns[i] for i in kept]
-        plan = relational.EquiJoin(relational.key_getter(left_keys),
-                                   relational.key_getter(right_keys), len(shared) == 1)
+        plan: relational.EquiJoin | None = relational.EquiJoin(
+            relational.key_getter(left_keys), relational.key_getter(right_keys), len(shared) == 1)
         if any(left.columns[i].kind != VALUE for i in left_keys) or any(
                 right.columns[i].kind != VALUE for i in right_keys):
             plan = None
@@ -610,8 +612,9 @@ def _equality_sides(expr: Expr, left_width: int, combined: Scope):
 
 def _key_function(keys: list[tuple[Expr, Compiled]], scope: Scope):
     """One key value for one equality, a tuple for several (itemgetter for columns)."""
-    if all(isinstance(expr, ColumnRef) for expr, _ in keys):
-        return relational.key_getter([scope.resolve(expr) for expr, _ in keys])
+    refs = [expr for expr, _ in keys if isinstance(expr, ColumnRef)]
+    if len(refs) == len(keys):
+        return relational.key_getter([scope.resolve(ref) for ref in refs])
     functions = [compiled.function for _, compiled in keys]
     if len(functions) == 1:
         return functions[0]
