@@ -201,7 +201,7 @@ async def _learn_unknown_requirements(database: str, needs: dict[str, WriteMark]
     if not by_backend:
         return
     answers = await asyncio.gather(*(ask(b, database, objs) for b, objs in by_backend.items()))
-    for (backend_id, objs), answer in zip(by_backend.items(), answers):
+    for (_backend, objs), answer in zip(by_backend.items(), answers, strict=True):
         if answer is None:
             continue
         for obj in objs:
@@ -221,7 +221,7 @@ async def _ask_candidates(database: str, needs: dict[str, WriteMark], candidates
     if not questions:
         return
     answers = await asyncio.gather(*(ask(c, database, objs) for c, objs in questions.items()))
-    for (candidate, objs), answer in zip(questions.items(), answers):
+    for (candidate, objs), answer in zip(questions.items(), answers, strict=True):
         if answer is None:
             continue
         for obj in objs:

@@ -71,7 +71,7 @@ def bind(sql: str, params: Sequence[object] | None) -> str:
         return sql
     pieces: list[str] = []
     start = 0
-    for position, value in zip(positions, params):
+    for position, value in zip(positions, params, strict=True):
         pieces.append(sql[start:position])
         pieces.append(literal(value))
         start = position + 1

@@ -218,7 +218,7 @@ class EngineWorker:
 
 
 def _deliver(jobs: list[_Job], responses: list[bytes]) -> None:
-    for job, response in zip(jobs, responses):
+    for job, response in zip(jobs, responses, strict=True):
         if job.client is not None:
             job.client.in_flight -= 1
         if not job.future.done():
@@ -403,7 +403,7 @@ class DatabaseServer:
                 written.append(store.batch_written_since(mark) if outcome.ok else frozenset())
             self.files_committed += store.commit_batch()
         except BatchNotWritten as refused:
-            for job, database in zip(jobs, saved):
+            for job, database in zip(jobs, saved, strict=True):
                 job.session.current_database = database
             if refused.retry:
                 # Alone, a statement that cannot be written fails with its own StorageFault.
@@ -413,19 +413,19 @@ class DatabaseServer:
         except BatchPartlyWritten as partial:
             outcomes = outcomes_after_partial_commit(outcomes, written, partial)
             written = [keys & partial.durable for keys in written]
-            for job, outcome, before, database in zip(jobs, outcomes, written, saved):
+            for job, outcome, before, database in zip(jobs, outcomes, written, saved, strict=True):
                 if not outcome.ok and not before & partial.renamed:
                     job.session.current_database = database  # it did not happen
         finally:
             store.abort_batch()  # no-op once committed
         if len(self.storage_faults):
             # (After a re-run one by one, a statement wrote the files it wrote in the batch.)
-            self._written_fine(key for outcome, keys in zip(outcomes, written) if outcome.ok
+            self._written_fine(key for outcome, keys in zip(outcomes, written, strict=True) if outcome.ok
                                for key in keys)
         self.batches += 1
         self.batched_statements += len(jobs)
         self.largest_batch = max(self.largest_batch, len(jobs))
-        return [self._encode(outcome, job.text) for outcome, job in zip(outcomes, jobs)]
+        return [self._encode(outcome, job.text) for outcome, job in zip(outcomes, jobs, strict=True)]
 
     def _outcome(self, session: Session, text: str) -> Outcome:
         try:
@@ -471,7 +471,7 @@ def outcomes_after_partial_commit(outcomes: list[Outcome], written: list[frozens
     """
     first_writer = next((index for index, keys in enumerate(written) if keys), len(outcomes))
     result = []
-    for index, (outcome, keys) in enumerate(zip(outcomes, written)):
+    for index, (outcome, keys) in enumerate(zip(outcomes, written, strict=True)):
         if keys:
             if keys <= partial.durable:
                 result.append(outcome)

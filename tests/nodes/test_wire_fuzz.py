@@ -10,6 +10,7 @@ connection; every answer is well-formed, every message is a success or a
 
 from __future__ import annotations
 
+import itertools
 import socket
 
 from hypothesis import HealthCheck, given, settings
@@ -42,7 +43,7 @@ hostile_bytes = st.one_of(
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 # --------------------------------------------------------------------------
