@@ -29,9 +29,6 @@ JOURNAL_PATH_ENTRIES = 4096
 
 log = logging.getLogger(__name__)
 
-_UNKNOWN = object()
-
-
 def _stat_or_none(path: str) -> os.stat_result | None:
     try:
         return os.stat(path)
@@ -75,7 +72,7 @@ class CachedReader:
         cached = self._cache.get(key, signature)
         if cached is not None:
             return cached
-        if journal_stat is not None:
+        if journal_file is not None and journal_stat is not None:
             extended = self._extend_cached(key, path, journal_file, signature)
             if extended is not None:
                 return extended
@@ -85,7 +82,7 @@ class CachedReader:
         except (FileNotFoundError, NotADirectoryError):
             self._cache.forget(key)
             return None
-        journal_stat = None
+        applied: tuple[int, int] | None = None   # the journal's (inode, bytes applied)
         if journal_file is not None and not document.get("dropped", False):
             found = journal.read(journal_file)
             if found is not None:
@@ -94,9 +91,9 @@ class CachedReader:
                 if entries:
                     document = self._applied(path, document, entries)
                 # What was applied ends at `reading.end` (a torn or growing tail is not).
-                journal_stat = (journal_stat.st_ino, reading.end)
+                applied = (journal_stat.st_ino, reading.end)
         memo = self._cache.remember(
-            key, file_signature(stat, journal_stat, journal_file is not None), document)
+            key, file_signature(stat, applied, journal_file is not None), document)
         return document, memo
 
     def _journal_of(self, path: Path, key: str) -> str | None:
@@ -105,12 +102,12 @@ class CachedReader:
         Memorised by path: a point read stats the journal beside its table,
         and building that path each time cost a fifth of the read.
         """
-        found = self._journal_paths.get(key, _UNKNOWN)
-        if found is _UNKNOWN:
-            if len(self._journal_paths) >= JOURNAL_PATH_ENTRIES:
-                self._journal_paths.clear()
-            found = self._journal_paths[key] = (
-                str(journal.journal_path(path)) if path.parent.name == "tables" else None)
+        if key in self._journal_paths:
+            return self._journal_paths[key]
+        if len(self._journal_paths) >= JOURNAL_PATH_ENTRIES:
+            self._journal_paths.clear()
+        found = self._journal_paths[key] = (
+            str(journal.journal_path(path)) if path.parent.name == "tables" else None)
         return found
 
     def _read_snapshot(self, path: Path) -> tuple[dict, os.stat_result]:

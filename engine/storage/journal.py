@@ -121,7 +121,7 @@ def parse(data: bytes, offset: int = 0) -> Reading:
     return Reading(entries, offset + position, position < len(data))
 
 
-def read(path: Path, offset: int = 0) -> tuple[Reading, os.stat_result] | None:
+def read(path: str | os.PathLike[str], offset: int = 0) -> tuple[Reading, os.stat_result] | None:
     """The journal at `path` from `offset` and the stat of what was read; None if there is none."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
