@@ -30,7 +30,7 @@ from tests.objectkit import (  # noqa: F401
 
 DEADLINE_S = 10.0
 
-wait_until = partial(shared_wait_until, deadline_s=DEADLINE_S, interval_s=0.005)
+wait_until = partial(shared_wait_until, timeout_s=DEADLINE_S, interval_s=0.005)
 
 
 def read_change(root: Path, rel: str) -> int | None:
