@@ -4,7 +4,8 @@ Every statement is atomic: all checks (names, domains, expressions of every
 row) happen before the one file write that applies it, so a statement that
 fails writes nothing. A write statement runs in a batch (the server's group
 commit, or one of its own) so that what it writes is based on the versions
-it read, and its commit is certified against the peers (docs/REPLICATION.md). Queries are handed to the evaluator (engine.evaluation.query).
+it read, and its commit is certified against the peers (docs/REPLICATION.md).
+Queries are handed to the evaluator (engine.evaluation.query).
 """
 
 from __future__ import annotations
@@ -204,7 +205,7 @@ class Executor:
     def _checked(self, table: TableData, positions: list[int], values: list) -> list:
         """A full table row from values for `positions`, domain-checked."""
         row = [None] * len(table.columns)
-        for position, value in zip(positions, values):
+        for position, value in zip(positions, values, strict=True):
             row[position] = self._cell(table.columns[position], value)
         # Columns not given are NULL, which fits every domain.
         return row
@@ -383,7 +384,7 @@ class Executor:
                 # Every right-hand side sees the row as it was.
                 values = [expression(row) for expression in expressions]
                 updated = list(row)
-                for position, value in zip(positions, values):
+                for position, value in zip(positions, values, strict=True):
                     updated[position] = self._cell(table.columns[position], value)
                 rows.append(updated)
                 changed.append([index, updated])

@@ -252,7 +252,7 @@ class _Evaluator:
                 f"Tsy mitovy ny isan'ny tsanganana amin'ny {SET_OPERATION_WORD[select.op]} : "
                 f"{len(left.columns)} sy {len(right.columns)}.")
         columns = []
-        for mine, theirs in zip(left.columns, right.columns):
+        for mine, theirs in zip(left.columns, right.columns, strict=True):
             kind = mine.kind if mine.kind == theirs.kind else ANY
             columns.append(ScopeColumn(mine.name, mine.qualifiers, kind))
         # Where a column may hold booleans beside numbers, True must not equal 1.
@@ -368,7 +368,7 @@ class _Evaluator:
             right_keys.append(right.resolve(ColumnRef(name)))
         kept = [i for i, c in enumerate(right.columns) if c.name not in shared]
         columns = list(left.columns)
-        for name, li, ri in zip(shared, left_keys, right_keys):
+        for li, ri in zip(left_keys, right_keys, strict=True):
             merged = left.columns[li]
             columns[li] = ScopeColumn(
                 merged.name, merged.qualifiers + right.columns[ri].qualifiers,
@@ -412,7 +412,8 @@ class _Evaluator:
         else:
             context = RowContext(scope, "alaivo")
             compiled = [compile_expression(item.expr, context, self.codes) for item in core.items]
-            columns = [_output_column(item, c.kind, scope) for item, c in zip(core.items, compiled)]
+            columns = [_output_column(item, c.kind, scope)
+                       for item, c in zip(core.items, compiled, strict=True)]
             item_functions = [c.function for c in compiled]
             project = _projector(core.items, compiled, scope)
         if order_by:
@@ -435,7 +436,7 @@ class _Evaluator:
         context = _GroupContext(scope, group_indexes, self.codes)
         compiled = [compile_expression(item.expr, context, self.codes) for item in core.items]
         columns = []
-        for item, c in zip(core.items, compiled):
+        for item, c in zip(core.items, compiled, strict=True):
             columns.append(_output_column(item, c.kind, scope))
         item_functions = [c.function for c in compiled]
         keys = [self._order_key(o, core.items, columns, item_functions, context)
@@ -628,10 +629,11 @@ def _natural_loop(left_rows, right_rows, left_keys, right_keys, take, limits):
             f"Be loatra ny andalana tokony ampitahaina ({len(left_rows)} x {len(right_rows)}) "
             "amin'ny tonona:natoraly.")
     out = []
-    for l in left_rows:
-        for r in right_rows:
-            if all(values.eq(l[i], r[j]) is True for i, j in zip(left_keys, right_keys)):
-                out.append(l + take(r))
+    for left_row in left_rows:
+        for right_row in right_rows:
+            if all(values.eq(left_row[i], right_row[j]) is True
+                   for i, j in zip(left_keys, right_keys, strict=True)):
+                out.append(left_row + take(right_row))
         if len(out) > limits.max_result_rows:
             raise relational.too_many_rows(limits)
     return out

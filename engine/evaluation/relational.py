@@ -114,7 +114,7 @@ class EquiJoin:
 def cross_join(left: list, right: list, limits: QueryLimits) -> list:
     if len(left) * len(right) > limits.max_result_rows:
         raise too_many_rows(limits, len(left) * len(right))
-    return [l + r for l in left for r in right]
+    return [left_row + right_row for left_row in left for right_row in right]
 
 
 def _buckets(rows: list, keys: list, single: bool) -> dict:
@@ -122,7 +122,7 @@ def _buckets(rows: list, keys: list, single: bool) -> dict:
     table: dict = {}
     get = table.get
     if single:
-        for row, key in zip(rows, keys):
+        for row, key in zip(rows, keys, strict=True):
             bucket = get(key)
             if bucket is None:
                 table[key] = [row]
@@ -130,7 +130,7 @@ def _buckets(rows: list, keys: list, single: bool) -> dict:
                 bucket.append(row)
         table.pop(None, None)
     else:
-        for row, key in zip(rows, keys):
+        for row, key in zip(rows, keys, strict=True):
             if None in key:
                 continue
             bucket = get(key)
@@ -166,16 +166,18 @@ def hash_join(kind: str, left: list, right: list, plan: EquiJoin,
         default = ([None] * left_width,)
         _check_total(right_keys, table, default, limits)
         get = table.get
-        return [l + r for r, key in zip(right, right_keys) for l in get(key, default)]
+        return [left_row + right_row for right_row, key in zip(right, right_keys, strict=True)
+                for left_row in get(key, default)]
     table = _buckets(right, right_keys, single)
     default = () if kind == "inner" else ([None] * right_width,)
     _check_total(left_keys, table, default, limits)
     get = table.get
-    out = [l + r for l, key in zip(left, left_keys) for r in get(key, default)]
+    out = [left_row + right_row for left_row, key in zip(left, left_keys, strict=True)
+           for right_row in get(key, default)]
     if kind == "full":
         seen = set(left_keys)
         pad_left = [None] * left_width
-        out += [pad_left + r for r, key in zip(right, right_keys)
+        out += [pad_left + right_row for right_row, key in zip(right, right_keys, strict=True)
                 if _has_null(key, single) or key not in seen]
     return check_size(out, limits)
 
@@ -201,12 +203,12 @@ def _filtered_hash_join(kind: str, left: list, right: list, plan: EquiJoin,
     out: list = []
     right_matched = bytearray(len(right)) if kind == "full" else None
     pad_right = [None] * right_width
-    for l in left:
-        found = get(left_key(l))
+    for left_row in left:
+        found = get(left_key(left_row))
         hit = False
         if found is not None:
             for i in found:
-                row = l + right[i]
+                row = left_row + right[i]
                 if residual(row):
                     out.append(row)
                     hit = True
@@ -215,7 +217,7 @@ def _filtered_hash_join(kind: str, left: list, right: list, plan: EquiJoin,
             if len(out) > maximum:
                 raise too_many_rows(limits)
         if not hit and kind != "inner":
-            out.append(l + pad_right)
+            out.append(left_row + pad_right)
     if right_matched is not None:
         _append_unmatched_right(out, right, right_matched, left_width)
     return check_size(out, limits)
@@ -232,7 +234,7 @@ def _swap_residual(residual: RowFunction | None, left_width: int,
 def _append_unmatched_right(out: list, right: list, matched: bytearray,
                             left_width: int) -> None:
     pad_left = [None] * left_width
-    out += [pad_left + r for r, hit in zip(right, matched) if not hit]
+    out += [pad_left + right_row for right_row, hit in zip(right, matched, strict=True) if not hit]
 
 
 def loop_join(kind: str, left: list, right: list, condition: RowFunction,
@@ -246,11 +248,11 @@ def loop_join(kind: str, left: list, right: list, condition: RowFunction,
     out: list = []
     right_matched = bytearray(len(right)) if kind in ("right", "full") else None
     pad_right = [None] * right_width
-    for l in left:
+    for left_row in left:
         check_deadline(limits)
         hit = False
-        for index, r in enumerate(right):
-            row = l + r
+        for index, right_row in enumerate(right):
+            row = left_row + right_row
             if condition(row):
                 out.append(row)
                 hit = True
@@ -259,7 +261,7 @@ def loop_join(kind: str, left: list, right: list, condition: RowFunction,
         if len(out) > maximum:
             raise too_many_rows(limits)
         if not hit and kind in ("left", "full"):
-            out.append(l + pad_right)
+            out.append(left_row + pad_right)
     if right_matched is not None:
         _append_unmatched_right(out, right, right_matched, left_width)
     return check_size(out, limits)
@@ -433,4 +435,5 @@ def natural_join(left: list, right: list, plan: EquiJoin,
     table = _buckets(list(map(take_right, right)), right_keys, plan.single)
     _check_total(left_keys, table, (), limits)
     get = table.get
-    return [l + r for l, key in zip(left, left_keys) for r in get(key, ())]
+    return [left_row + right_row for left_row, key in zip(left, left_keys, strict=True)
+            for right_row in get(key, ())]

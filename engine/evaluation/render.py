@@ -64,7 +64,7 @@ def render_table(relation: Relation) -> str:
     numeric = [_numeric_column(relation.rows, index) for index in range(len(headers))]
     rule = "+" + "+".join("-" * (width + 2) for width in widths) + "+"
     lines = [rule,
-             "| " + " | ".join(_pad(h, w, False) for h, w in zip(headers, widths)) + " |",
+             "| " + " | ".join(_pad(h, w, False) for h, w in zip(headers, widths, strict=True)) + " |",
              rule]
     for row in cells:
         lines.append("| " + " | ".join(

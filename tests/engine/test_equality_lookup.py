@@ -1,4 +1,4 @@
-"""engine.evaluation.equality_lookup: a query answered from the equality index gives exactly the full scan's answer."""
+"""engine.evaluation.equality_lookup: the equality index answers exactly as the full scan does."""
 
 from __future__ import annotations
 

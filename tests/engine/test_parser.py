@@ -211,7 +211,8 @@ def test_insert_select():
 
 @pytest.mark.parametrize("text", ["manampia t sanda (1)", "manampia ao@ t sanda", "manampia ao@ t sanda ()",
                                   "manampia ao@ t sanda 1", "manampia ao@ t (a,) sanda (1)",
-                                  "manampia ao@ t sanda (1),", "manampia ao@ t", "manampia ao@ t (a.b) sanda (1)"])
+                                  "manampia ao@ t sanda (1),", "manampia ao@ t",
+                                  "manampia ao@ t (a.b) sanda (1)"])
 def test_malformed_inserts(text):
     error(text)
 
@@ -224,8 +225,8 @@ def test_update():
     assert parse("havaozy t ova a = null") == Update("t", (Assignment("a", lit(None)),), None)
 
 
-@pytest.mark.parametrize("text", ["havaozy t a = 1", "havaozy t ova", "havaozy t ova a", "havaozy t ova t.a = 1",
-                                  "havaozy ova a = 1", "havaozy t ova a = 1,"])
+@pytest.mark.parametrize("text", ["havaozy t a = 1", "havaozy t ova", "havaozy t ova a",
+                                  "havaozy t ova t.a = 1", "havaozy ova a = 1", "havaozy t ova a = 1,"])
 def test_malformed_updates(text):
     error(text)
 

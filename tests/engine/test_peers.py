@@ -248,7 +248,8 @@ def test_an_object_created_on_a_peer_is_pulled_before_a_create(pair):
 def test_the_peer_header_is_read_without_parsing_the_whole_file(tmp_path):
     path = tmp_path / "db" / "tables" / "t.json"
     path.parent.mkdir(parents=True)
-    path.write_bytes(b'{"format":1,"kind":"table","name":"t","change":42,"dropped":false,"rows":[' + b"1," * 5000 + b"1]}")
+    path.write_bytes(b'{"format":1,"kind":"table","name":"t","change":42,"dropped":false,"rows":['
+                     + b"1," * 5000 + b"1]}")
     assert version_of(tmp_path, "db/tables/t.json").change == 42
     path.write_text('{ "format": 1, "kind": "table", "name": "t", "change": 7, "dropped": false }')
     assert version_of(tmp_path, "db/tables/t.json").change == 7   # not compact: full parse
