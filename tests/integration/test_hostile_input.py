@@ -149,6 +149,7 @@ def test_insert_of_a_million_values_fails_cleanly(start_node):
     assert_still_serving(server)
 
 
+@pytest.mark.slow  # a million values through the server
 def test_insert_of_a_million_values_with_a_raised_request_limit(start_node):
     """The wire lets it through; the engine's statement size limit still refuses it."""
     server = start_server(start_node, "--max-request-bytes", str(16 << 20))
@@ -160,6 +161,7 @@ def test_insert_of_a_million_values_with_a_raised_request_limit(start_node):
     assert_still_serving(server)
 
 
+@pytest.mark.slow  # runs a join up to the limit
 def test_cross_join_of_100k_by_100k_rows_hits_a_limit(start_node):
     server = start_server(start_node)
     with WireClient(server.port, timeout=120) as client:
