@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from tests.integration.wire import WireClient, setup_school
 
 
@@ -135,6 +137,7 @@ def test_garbage_and_ten_megabytes_leave_the_proxy_serving(start_node):
     assert proxy.alive() and server.alive()
 
 
+@pytest.mark.slow  # waits out the reconnect
 def test_upstream_down_gives_an_error_then_reconnects_with_the_database(start_node):
     server, proxy = start_chain(start_node, "--ttl-ms", "1")
     with WireClient(proxy.port) as client:

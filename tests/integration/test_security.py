@@ -189,6 +189,7 @@ def test_client_cli_uses_the_environment_secret(start_node):
     assert "authentication required" in bad.stdout + bad.stderr
 
 
+@pytest.mark.slow  # a three-node chain started twice
 def test_proxy_presents_the_secret_upstream_and_can_require_it(start_node):
     server = start_guarded_server(start_node)
     open_proxy = start_node("proxycache", "p1", "--upstream", f"127.0.0.1:{server.port}",
