@@ -45,7 +45,8 @@ Fakana / queries  (alaivo = select, ao@ = from, rehefa = where)
   alaivo anarana, count(*), avg(naoty) ao@ mpianatra #tonona:natoraly@ naoty
          #vondrona (anarana) alaharo anarana midina fetra 10;
   alaivo * ao@ a #tonona:avia@ b #ka a.id = b.id;     joins: (anatiny) avia avanana feno natoraly
-  alaivo id ao@ a ankambana alaivo id ao@ b;           union  (also + ; analana/- except ; atifitra/^ intersect)
+  alaivo id ao@ a ankambana alaivo id ao@ b;           union  (also + ; analana/- except ; \
+atifitra/^ intersect)
   alaivo 1 + 1;                                        no table needed
   manamboara jery tsara @ alaivo * ao@ naoty rehefa naoty >= 15;   view
 

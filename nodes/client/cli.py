@@ -9,9 +9,10 @@
 the client is interactive on a terminal and reads statements from stdin
 otherwise. Files and stdin are streamed (any size) and, to a node,
 pipelined: up to 64 statements in flight, answers shown in order; a long
-file run on a terminal shows a progress line on stderr. Exit status: 0 when every statement succeeded, 1 when one
-failed (every statement still runs), 2 when the client could not start
-(nothing listening, unreadable file, bad arguments).
+file run on a terminal shows a progress line on stderr. Exit status: 0
+when every statement succeeded, 1 when one failed (every statement still
+runs), 2 when the client could not start (nothing listening, unreadable
+file, bad arguments).
 """
 
 from __future__ import annotations

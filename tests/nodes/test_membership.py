@@ -1,4 +1,7 @@
-"""Cluster membership as a server sees it (nodes/server/membership.py): `--peer` options and the peers file."""
+"""Cluster membership as a server sees it (nodes/server/membership.py).
+
+`--peer` options and the peers file.
+"""
 
 from __future__ import annotations
 

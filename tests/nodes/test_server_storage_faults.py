@@ -1,4 +1,7 @@
-"""nodes.server, in process: storage faults fail cleanly, show in `.status;`, and clear when the object works."""
+"""nodes.server, in process: storage faults fail cleanly and show in `.status;`.
+
+A fault clears once the object works again.
+"""
 
 import pytest
 
