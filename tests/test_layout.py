@@ -165,14 +165,7 @@ def packages() -> list[str]:
                   for init in (ROOT / top).rglob("__init__.py"))
 
 
-TOP_LEVEL_WITHOUT_DOCSTRING = {
-    name: pytest.mark.xfail(strict=True, reason=f"{name}/__init__.py is empty: no package docstring")
-    for name in ("nodes",)}
-
-
-@pytest.mark.parametrize("package", [
-    pytest.param(name, marks=TOP_LEVEL_WITHOUT_DOCSTRING.get(name, ()), id=name)
-    for name in packages()])
+@pytest.mark.parametrize("package", packages())
 def test_every_package_has_a_docstring(package):
     init = ROOT / package.replace(".", "/") / "__init__.py"
     assert ast.get_docstring(ast.parse(init.read_text())), f"{init.relative_to(ROOT)} has no docstring"
