@@ -22,6 +22,11 @@ class Symbol:
     """A reduced grammar symbol (a token from the lexer plays the same part)."""
 
     __slots__ = ("type", "value", "index", "end")
+    # Declared for the type checker only: with __slots__ these create no class attributes.
+    type: str
+    value: object
+    index: int | None
+    end: int | None
 
 
 class _Production(YaccProduction):
@@ -58,7 +63,7 @@ def run(parser, tokens):
     bottom = Symbol()
     bottom.type = "$end"
     statestack = [0]
-    symstack = [bottom]
+    symstack: list = [bottom]  # Symbols and the lexer's tokens (the same four attributes)
     parser.statestack = statestack
     parser.symstack = symstack
     parser.state = state = 0

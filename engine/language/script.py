@@ -52,6 +52,10 @@ class StatementSplitter:
     """Incremental statement splitter; `feed` chunks, then `finish`."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        """The state of a new splitter (`finish` starts over)."""
         self._buffer = ""
         self._start = 0        # where the current statement starts in _buffer
         self._scan = 0         # where scanning resumes in _buffer
@@ -88,7 +92,8 @@ class StatementSplitter:
                 else:
                     state = _COMMENT
             elif state == _STRING:
-                scan = _STRING_BODY[self._quote].match(buffer, scan).end()
+                # `(...)*` matches at any position (perhaps empty): never None.
+                scan = _STRING_BODY[self._quote].match(buffer, scan).end()  # type: ignore[union-attr]
                 if scan >= end - 1:
                     break  # need more text: a lone quote or backslash may continue
                 scan += 1  # the closing quote (a doubled one was consumed above)
@@ -107,7 +112,7 @@ class StatementSplitter:
         """The text after the last `;` (None if blank); resets the splitter."""
         end = len(self._buffer)
         piece = self._take(end, end)
-        self.__init__()
+        self._reset()
         return piece
 
     def pending_length(self) -> int:

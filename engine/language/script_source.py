@@ -151,9 +151,10 @@ class ScriptSource:
     # -- reading
 
     def _input_ready(self) -> bool:
-        if self._regular:
+        fd = self._fd
+        if self._regular or fd is None:  # a text or a regular file never waits
             return True
-        ready, _, _ = select.select([self._fd], [], [], 0)
+        ready, _, _ = select.select([fd], [], [], 0)
         return bool(ready)
 
     def _read_chunk(self) -> None:

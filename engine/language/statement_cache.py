@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
+from typing import Literal, cast
 
 from engine.language import ast
 from engine.language.lexer import MAX_NUMBER, decode_string
@@ -88,7 +89,7 @@ class StatementCache:
         if not pieces:  # no literal: the parser's exact-text cache does it
             return parser.parse(text, line, column)
         shapes = self._shapes
-        shape = shapes.get(shape_key, False)
+        shape: _Shape | None | Literal[False] = shapes.get(shape_key, False)  # False: not learnt
         if shape is not False:
             if shape is None:
                 return parser.parse(text, line, column)
@@ -156,6 +157,7 @@ def _shape_of(text: str) -> tuple[str, list[tuple[str, str]]]:
 
 def _value(kind: str, source: str) -> object:
     """A literal's value, exactly as engine.language.lexer makes it."""
+    value: int | float
     if kind == "int":
         try:
             value = int(source)
@@ -173,14 +175,14 @@ def _value(kind: str, source: str) -> object:
 def _sentinel(kind: str, index: int) -> tuple[object, str]:
     """(value, source text) of the index-th literal of a probe."""
     if kind == "int":
-        value = _INT_SENTINEL + index
-        return value, str(value)
+        number = _INT_SENTINEL + index
+        return number, str(number)
     if kind == "float":
-        value = _FLOAT_SENTINEL + index
-        return value, repr(value)
+        decimal = _FLOAT_SENTINEL + index
+        return decimal, repr(decimal)
     quote = kind[-1]
-    value = _STRING_SENTINEL.format(index)
-    return value, f"{quote}{value}{quote}"
+    text = _STRING_SENTINEL.format(index)
+    return text, f"{quote}{text}{quote}"
 
 
 def _learn(parser, statement, shape_key: str, pieces: list[tuple[str, str]]) -> _Shape | None:
@@ -221,7 +223,8 @@ def _learn(parser, statement, shape_key: str, pieces: list[tuple[str, str]]) -> 
     visit(probe)
     if len(found) != len(sentinels) or any(count != 1 for count in found.values()):
         return None
-    shape = _Shape(_builder(probe, by_value, on_path))
+    # A copy of the probe, itself a statement of `statement`'s type, is a statement.
+    shape = _Shape(cast(Callable[[list], ast.Statement], _builder(probe, by_value, on_path)))
     values = [_value(kind, source) for kind, source in pieces]
     if repr(shape.build(values)) != repr(statement):
         return None
