@@ -61,7 +61,9 @@ class TableData:
 class Catalog(Protocol):
     """What the evaluator needs from a database."""
 
-    database: str
+    @property
+    def database(self) -> str | None:
+        """The database's name (None: no database chosen, a query of constants)."""
 
     def table(self, name: str) -> TableData | None:
         """The table called `name`, or None if there is none."""

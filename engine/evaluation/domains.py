@@ -19,6 +19,7 @@ import datetime
 import math
 import re
 from collections.abc import Callable
+from typing import TypeGuard
 
 from engine.errors import TahiryError
 from engine.evaluation.values import format_number
@@ -31,7 +32,7 @@ _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DomainLookup = Callable[[str], "list[dict] | None"]
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -79,7 +80,7 @@ def _atom_to_json(atom: ast.Atom) -> dict:
     raise TahiryError(f"Efitra tsy fantatra : {atom!r}")
 
 
-def _check_bounds(type_name: str, low: object, high: object, integers: bool) -> None:
+def _check_bounds(type_name: str, low: float | None, high: float | None, integers: bool) -> None:
     for bound in (low, high):
         if bound is None:
             continue

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Protocol
 
 from engine.errors import TahiryError
 from engine.evaluation import query
@@ -53,8 +55,8 @@ class Limits:
     query: QueryLimits = DEFAULT_LIMITS   # result rows, join work, nesting of queries
 
 
-class SessionState:
-    """What the executor needs from a session: the current database."""
+class SessionState(Protocol):
+    """What the executor needs from a session (engine.session.Session): the current database."""
 
     current_database: str | None
 
@@ -134,6 +136,7 @@ class Executor:
                 except BatchPartlyWritten as partial:
                     raise WriteOutcomeUnknown(str(partial)) from None
                 return outcome
+        assert fenced is not None  # every attempt ended fenced (the others returned or raised)
         raise TahiryError(fenced.message)
 
     def _pull_written_objects(self, statement: ast.Statement, session: SessionState) -> None:
@@ -202,9 +205,9 @@ class Executor:
                 f"(max {self.limits.max_string_length})")
         return check_value(column.name, value, column.domain)
 
-    def _checked(self, table: TableData, positions: list[int], values: list) -> list:
+    def _checked(self, table: TableData, positions: list[int], values: Sequence) -> list:
         """A full table row from values for `positions`, domain-checked."""
-        row = [None] * len(table.columns)
+        row: list[object] = [None] * len(table.columns)
         for position, value in zip(positions, values, strict=True):
             row[position] = self._cell(table.columns[position], value)
         # Columns not given are NULL, which fits every domain.
@@ -343,7 +346,8 @@ class Executor:
                 raise TahiryError(
                     f"Tsy mitovy ny isan'ny tsanganana : {len(relation.columns)} avy amin'ny "
                     f"alaivo, {len(positions)} ao amin'ny tabilao {table.name}")
-            sources = relation.rows
+            # Rows of values, or (below) rows of the statement's expressions.
+            sources: Sequence[Sequence] = relation.rows
             evaluate = None
         else:
             sources = statement.rows or ()
@@ -399,7 +403,8 @@ class Executor:
         database = self._database(session)
         document, table = self._writable_table(database, statement.table)
         if statement.where is None:
-            kept, removed = [], list(range(len(table.rows)))
+            kept: list[list] = []
+            removed = list(range(len(table.rows)))
         else:
             predicate = query.compile_table_predicate(statement.where, table, self.codes)
             kept, removed = [], []

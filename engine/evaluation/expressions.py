@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from engine.errors import TahiryError
 from engine.evaluation import values
@@ -111,6 +112,15 @@ class Scope:
         return found[0]
 
 
+class ColumnResolver(Protocol):
+    """What names resolve in: a `Scope`, or one side of a join seen through the
+    combined scope (engine.evaluation.query's `_SideScope`)."""
+
+    columns: list[ScopeColumn]
+
+    def resolve(self, ref: ColumnRef) -> int: ...
+
+
 # --------------------------------------------------------------------------
 # Expression text (for error messages and column names)
 
@@ -187,10 +197,18 @@ def check_function(call: FunctionCall) -> None:
 # Contexts: how a name or an aggregate becomes an index in the row
 
 
+class ExpressionContext(Protocol):
+    """How a compiled expression's names and aggregates become row indexes, with their kinds."""
+
+    def column(self, ref: ColumnRef) -> tuple[int, str]: ...
+
+    def aggregate(self, call: FunctionCall) -> tuple[int, str]: ...
+
+
 class RowContext:
     """Names resolve in one scope; aggregates are not allowed (clause named)."""
 
-    def __init__(self, scope: Scope, clause: str):
+    def __init__(self, scope: ColumnResolver, clause: str):
         self.scope = scope
         self.clause = clause
 
@@ -230,7 +248,7 @@ class _Code:
 
 @dataclass
 class _Generator:
-    context: object
+    context: ExpressionContext
     codes: CodeCache | None = None
     namespace: dict = field(default_factory=dict)
     counter: int = 0
@@ -407,7 +425,8 @@ def _not_boolean(op: str, operand: Expr) -> TahiryError:
         f"Ny '{op}' dia mila booléen, fa tsy booléen ny {expression_text(operand)}.")
 
 
-def compile_expression(expr: Expr, context, codes: CodeCache | None = None) -> Compiled:
+def compile_expression(expr: Expr, context: ExpressionContext,
+                       codes: CodeCache | None = None) -> Compiled:
     """Compile a value expression; `context` resolves columns and aggregates.
 
     `codes`: where compiled sources are kept for the next statement of the
@@ -421,7 +440,7 @@ def compile_expression(expr: Expr, context, codes: CodeCache | None = None) -> C
     return Compiled(generator.lambda_of(code), code.kind)
 
 
-def compile_condition(expr: Expr, context, clause: str, strict: bool = False,
+def compile_condition(expr: Expr, context: ExpressionContext, clause: str, strict: bool = False,
                       codes: CodeCache | None = None) -> Callable[[list], object]:
     """Compile a condition; the function's result is truthy exactly when it is true.
 

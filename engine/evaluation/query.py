@@ -29,6 +29,7 @@ from engine.evaluation.expressions import (
     ANY,
     BOOL,
     VALUE,
+    ColumnResolver,
     Compiled,
     RowContext,
     Scope,
@@ -611,7 +612,7 @@ def _equality_sides(expr: Expr, left_width: int, combined: Scope):
     return None
 
 
-def _key_function(keys: list[tuple[Expr, Compiled]], scope: Scope):
+def _key_function(keys: list[tuple[Expr, Compiled]], scope: ColumnResolver):
     """One key value for one equality, a tuple for several (itemgetter for columns)."""
     refs = [expr for expr, _ in keys if isinstance(expr, ColumnRef)]
     if len(refs) == len(keys):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import itemgetter
+from typing import Any
 
 from engine.errors import TahiryError
 from engine.evaluation import values
@@ -88,7 +89,8 @@ def key_getter(indexes: list[int]) -> Callable[[list], object]:
     return itemgetter(*indexes)
 
 
-def _has_null(key: object, single: bool) -> bool:
+def _has_null(key: Any, single: bool) -> bool:
+    """Whether a join key holds a NULL: the value itself (`single`), else a tuple of values."""
     return key is None if single else None in key
 
 
@@ -163,7 +165,7 @@ def hash_join(kind: str, left: list, right: list, plan: EquiJoin,
     right_keys = list(map(plan.right_key, right))
     if kind == "right":
         table = _buckets(left, left_keys, single)
-        default = ([None] * left_width,)
+        default: tuple[list, ...] = ([None] * left_width,)
         _check_total(right_keys, table, default, limits)
         get = table.get
         return [left_row + right_row for right_row, key in zip(right, right_keys, strict=True)
@@ -199,6 +201,7 @@ def _filtered_hash_join(kind: str, left: list, right: list, plan: EquiJoin,
             buckets[key].append(index)
     get = dict(buckets).get  # plain dict: lookups of absent keys must not insert
     left_key, residual = plan.left_key, plan.residual
+    assert residual is not None  # hash_join sends only plans with a residual here
     maximum = limits.max_result_rows
     out: list = []
     right_matched = bytearray(len(right)) if kind == "full" else None
@@ -300,22 +303,23 @@ def _checked_sum(found: list, spec: AggregateSpec) -> int | float:
     return total
 
 
-def _present(spec: AggregateSpec, group: list, cache: dict) -> list:
+def _present(argument: RowFunction, group: list, cache: dict) -> list:
     """The non-NULL argument values of one group, shared by aggregates of one argument."""
-    found = cache.get(spec.argument)
+    found = cache.get(argument)
     if found is None:
-        found = list(map(spec.argument, group))
+        found = list(map(argument, group))
         if None in found:
             found = [v for v in found if v is not None]
-        cache[spec.argument] = found
+        cache[argument] = found
     return found
 
 
 def compute_aggregate(spec: AggregateSpec, group: list, cache: dict | None = None) -> object:
     """The aggregate over the rows of one group; NULLs are skipped."""
-    if spec.argument is None:
+    argument = spec.argument
+    if argument is None:
         return len(group)
-    found = _present(spec, group, {} if cache is None else cache)
+    found = _present(argument, group, {} if cache is None else cache)
     function = spec.function
     if function == "count":
         return len(found)

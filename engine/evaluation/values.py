@@ -17,9 +17,17 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from typing import Any
 
 from engine.errors import TahiryError
 from engine.language.lexer import MAX_NUMBER
+
+# What an operator computes on (`<`, `+`, ...): a value of any of the types
+# above, or anything an expression produced. Typed Any, not object: it tests the
+# types itself (`kind = type(left)`, then `kind is int`), which a type
+# checker cannot follow to `left < right`, and a cast per call would cost
+# per row. The tests are the contract; the annotation only says "checked here".
+Operand = Any
 
 NUMBER_TYPES = (int, float)
 _NONE = type(None)
@@ -33,8 +41,11 @@ _MIN_INT = -_MAX_INT
 # Display
 
 
-def format_number(value: int | float) -> str:
-    """Integers without a decimal point, decimals in shortest positional form."""
+def format_number(value: float) -> str:
+    """Integers without a decimal point, decimals in shortest positional form.
+
+    `float` accepts an int too (the numeric tower of PEP 484).
+    """
     if type(value) is int:
         return str(value)
     if value.is_integer() and abs(value) < 1e16:
@@ -45,7 +56,7 @@ def format_number(value: int | float) -> str:
     return text
 
 
-def format_value(value: object) -> str:
+def format_value(value: Operand) -> str:
     """A value as a user reads it in a table cell: NULL, true/false, 2.5, text."""
     if value is None:
         return "NULL"
@@ -129,7 +140,7 @@ def ne(left: object, right: object) -> bool | None:
     return None if result is None else not result
 
 
-def _slow_order(op: str, left: object, right: object) -> bool | None:
+def _slow_order(op: str, left: Operand, right: Operand) -> bool | None:
     """Validate operands of an ordering operator whose fast path did not apply.
 
     Returns None when the result is NULL, True when a plain Python comparison
@@ -147,28 +158,28 @@ def _slow_order(op: str, left: object, right: object) -> bool | None:
     raise _comparison_error(op, left, right, "isa sy lahatsoratra tsy azo alahatra")
 
 
-def lt(left: object, right: object) -> bool | None:
+def lt(left: Operand, right: Operand) -> bool | None:
     kind = type(left)
     if kind is type(right) and (kind is int or kind is str or kind is float):
         return left < right
     return None if _slow_order("<", left, right) is None else left < right
 
 
-def le(left: object, right: object) -> bool | None:
+def le(left: Operand, right: Operand) -> bool | None:
     kind = type(left)
     if kind is type(right) and (kind is int or kind is str or kind is float):
         return left <= right
     return None if _slow_order("<=", left, right) is None else left <= right
 
 
-def gt(left: object, right: object) -> bool | None:
+def gt(left: Operand, right: Operand) -> bool | None:
     kind = type(left)
     if kind is type(right) and (kind is int or kind is str or kind is float):
         return left > right
     return None if _slow_order(">", left, right) is None else left > right
 
 
-def ge(left: object, right: object) -> bool | None:
+def ge(left: Operand, right: Operand) -> bool | None:
     kind = type(left)
     if kind is type(right) and (kind is int or kind is str or kind is float):
         return left >= right
@@ -212,7 +223,7 @@ def _check_arithmetic(op: str, left: object, right: object) -> bool:
     return left is None or right is None
 
 
-def add(left: object, right: object) -> object:
+def add(left: Operand, right: Operand) -> object:
     if type(left) is int and type(right) is int:
         total = left + right
         if _MIN_INT <= total <= _MAX_INT:
@@ -226,7 +237,7 @@ def add(left: object, right: object) -> object:
         raise _overflow_error("+", left, right) from None
 
 
-def sub(left: object, right: object) -> object:
+def sub(left: Operand, right: Operand) -> object:
     if type(left) is int and type(right) is int:
         difference = left - right
         if _MIN_INT <= difference <= _MAX_INT:
@@ -240,7 +251,7 @@ def sub(left: object, right: object) -> object:
         raise _overflow_error("-", left, right) from None
 
 
-def mul(left: object, right: object) -> object:
+def mul(left: Operand, right: Operand) -> object:
     if type(left) is int and type(right) is int:
         product = left * right
         if _MIN_INT <= product <= _MAX_INT:
@@ -254,7 +265,7 @@ def mul(left: object, right: object) -> object:
         raise _overflow_error("*", left, right) from None
 
 
-def div(left: object, right: object) -> object:
+def div(left: Operand, right: Operand) -> object:
     """Exact division: 7 / 2 = 3.5, 6 / 3 = 2 (an int); `null / 0` is NULL."""
     if _check_arithmetic("/", left, right):
         return None
@@ -271,7 +282,7 @@ def div(left: object, right: object) -> object:
         raise _overflow_error("/", left, right) from None
 
 
-def neg(value: object) -> object:
+def neg(value: Operand) -> object:
     """Unary minus."""
     kind = type(value)
     if kind is int or kind is float:
