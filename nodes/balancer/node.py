@@ -49,7 +49,6 @@ import asyncio
 import functools
 import logging
 import sys
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from engine.errors import ERROR_PREFIX, TahiryError, storage_fault_operation
@@ -204,29 +203,33 @@ class Balancer:
             self.counters.local_errors += 1
             return encode_error(error.message)
         if kind is not None and kind.kind == "write":
-            route: list = []
+            route: list = []   # (backend, connection, database) once it may follow
 
             def may_follow(previous: Turn) -> bool:
                 return self._route_behind(session, previous, kind.objects, route)
 
-            if await turn.wait(may_follow):
-                return await self._write_behind(session, turn, kind.objects, kind.target,
-                                                payload, *route)
+            previous = await turn.wait(may_follow)
+            if previous is not None:
+                return await self._write_behind(session, turn, previous, kind.objects,
+                                                kind.target, payload, *route)
         else:
             await turn.wait()
         if kind is None:  # comments only: let a server answer as it does
             return await self._read(session, payload, {})
-        if kind.kind == "use":
-            return await self._use(session, kind.database, payload)
-        if kind.kind == "database":
+        if kind.kind in ("use", "database"):
+            # The classifier names the database of every `use` / database statement.
+            assert kind.database is not None
+            if kind.kind == "use":
+                return await self._use(session, kind.database, payload)
             return await self._database_ddl(session, kind.drops_database, kind.database, payload)
-        marks = session.writes.marks(session.database)
-        if kind.kind == "read" or session.database is None:
+        database = session.database
+        marks = session.writes.marks(database)
+        if kind.kind == "read" or database is None:
             # A write with no database selected changes nothing anywhere: any
             # server answers the error.
             return await self._read(session, payload, read_needs(marks, kind.objects),
                                     kind.objects)
-        return await self._write(session, kind.objects, kind.target, payload,
+        return await self._write(session, database, kind.objects, kind.target, payload,
                                  write_needs(marks, kind.objects), turn)
 
     def _route_behind(self, session: ClientSession, previous: Turn, objects: tuple[str, ...],
@@ -237,7 +240,10 @@ class Balancer:
         to, in the session's database, on the session's open connection, and
         that owner holds every write of the session it needs.
         """
-        backend_id, database = previous.ahead
+        ahead = previous.ahead
+        if ahead is None:  # Turn.wait asks only while it is ahead
+            return False
+        backend_id, database = ahead
         if database != session.database:
             return False
         obj = objects[0] if objects else ""
@@ -253,16 +259,19 @@ class Balancer:
         connection = session.ready_connection(backend)
         if connection is None:
             return False
-        route[:] = [backend, connection]
+        route[:] = [backend, connection, database]
         return True
 
-    async def _write_behind(self, session: ClientSession, turn: Turn, objects: tuple[str, ...],
-                            target: str | None, payload: bytes, backend: Backend,
-                            connection) -> bytes:
-        """A write sent right behind the session's previous write, on the same connection."""
+    async def _write_behind(self, session: ClientSession, turn: Turn, previous: Turn,
+                            objects: tuple[str, ...], target: str | None, payload: bytes,
+                            backend: Backend, connection, database: str) -> bytes:
+        """A write sent right behind the session's `previous` write, on the same connection.
+
+        `database` is the session's (`_route_behind` checked that it is the
+        one `previous` was written in).
+        """
         self.counters.writes += 1
         self.counters.pipelined_writes += 1
-        database = session.database
         obj = objects[0] if objects else ""
         # No `.versions` right behind it (half the requests of a bulk load):
         # only the last write of a run asks, once its answer is in (below);
@@ -274,9 +283,9 @@ class Balancer:
             # Nothing was sent: route it the usual way once the one before is done.
             self.pool.record_failure(backend, error.reason)
             await turn.wait()
-            return await self._write(session, objects, target, payload,
+            return await self._write(session, database, objects, target, payload,
                                      write_needs(session.writes.marks(database), objects), turn)
-        turn.previous.followed = True
+        previous.followed = True
         turn.sent_ahead(backend.id, database)
         backend.outstanding += 1
         try:
@@ -370,8 +379,9 @@ class Balancer:
         finally:
             backend.outstanding -= 1
 
-    def _least_loaded(self, candidates: list[str], exclude: Iterable[str] = ()) -> str | None:
-        return self.selector.pick(candidates, self.pool.outstanding(candidates), exclude=exclude)
+    def _least_loaded(self, candidates: list[str]) -> str:
+        """The least loaded of `candidates` (ValueError if there is none)."""
+        return self.selector.choose(candidates, self.pool.outstanding(candidates))
 
     # -- read-your-writes (nodes.freshness) -------------------------------
 
@@ -390,13 +400,15 @@ class Balancer:
             return None
         return decode_versions(response.message) if response.ok else None
 
-    async def _fresh_backends(self, session: ClientSession, needs: dict[str, WriteMark],
-                              candidates: list[str]) -> list[str]:
-        """The candidates holding every needed write (asking and waiting, bounded); [] if none."""
+    async def _fresh_backends(self, session: ClientSession, database: str,
+                              needs: dict[str, WriteMark], candidates: list[str]) -> list[str]:
+        """The candidates holding every needed write (asking and waiting, bounded); [] if none.
+
+        `database` is the session's, the one the `needs` were written in.
+        """
         holders = holding_all(candidates, needs)
         if holders:
             return holders
-        database = session.database
 
         async def ask(backend_id: str, db: str, names: list[str]) -> dict | None:
             return await self._ask_versions(session, backend_id, db, names)
@@ -433,7 +445,9 @@ class Balancer:
                 self.counters.storage_avoided += 1
                 candidates = preferred
             if needs:
-                fresh = await self._fresh_backends(session, needs, candidates)
+                # Needs come from the marks of the session's database, so it has
+                # one: `database` is that one here, never the "" stand-in.
+                fresh = await self._fresh_backends(session, database, needs, candidates)
                 backend_id = (self._least_loaded(fresh) if fresh
                               else best_effort_order(candidates, needs)[0])
             else:
@@ -466,15 +480,16 @@ class Balancer:
             return missing.response.raw
         return no_backend_error(NO_BACKEND_TO_ANSWER, reasons)
 
-    async def _write(self, session: ClientSession, objects: tuple[str, ...], target: str | None,
-                     payload: bytes, needs: dict[str, WriteMark], turn: Turn | None = None) -> bytes:
+    async def _write(self, session: ClientSession, database: str, objects: tuple[str, ...],
+                     target: str | None, payload: bytes, needs: dict[str, WriteMark],
+                     turn: Turn | None = None) -> bytes:
         """A write, on the object's owner, once it holds the session's writes it `needs`.
 
+        `database` is the session's (a write without one goes to `_read`).
         Once it is on the wire, `turn` lets the session's next write be sent
         behind it (then it is never sent again elsewhere).
         """
         self.counters.writes += 1
-        database = session.database
         obj = objects[0] if objects else ""
         owners = rank_owners(database, obj, self.pool.candidates(writable_only=True))
         if len(self.faults):
@@ -493,7 +508,7 @@ class Balancer:
             if needs:
                 # The owner is fixed: wait (bounded) for it to catch up, then
                 # write there anyway.
-                await self._fresh_backends(session, needs, [backend_id])
+                await self._fresh_backends(session, database, needs, [backend_id])
             backend = self.pool[backend_id]
             # Once it is on the wire, the session's next write may go behind it.
             on_sent = (functools.partial(turn.sent_ahead, backend_id, database)
@@ -566,7 +581,7 @@ class Balancer:
         """`ampiasao DB`: succeeds iff some ONLINE backend has DB."""
         self.counters.uses += 1
         candidates = self.pool.candidates()
-        first = self._least_loaded(candidates)
+        first = self._least_loaded(candidates) if candidates else None
         order = ([first] if first else []) + [b for b in candidates if b != first]
         refusal: Response | None = None
         reasons: list[str] = []
@@ -622,8 +637,13 @@ class Balancer:
                 return backend_id, error
 
         results = await asyncio.gather(*(apply(b) for b in targets))
-        applied = [(b, r) for b, r in results if isinstance(r, Response) and r.ok]
-        failed = [(b, r) for b, r in results if not (isinstance(r, Response) and r.ok)]
+        applied: list[tuple[str, Response]] = []
+        failed: list[tuple[str, Response | BackendUnavailable]] = []
+        for backend_id, result in results:
+            if isinstance(result, Response) and result.ok:
+                applied.append((backend_id, result))
+            else:
+                failed.append((backend_id, result))
         if applied:
             # A server that already holds the outcome (replication from one
             # that applied it was faster than this statement) is not a failure.
@@ -634,9 +654,9 @@ class Balancer:
             session.database_dropped(database, [b for b, _ in applied])
         if not failed:
             return applied[0][1].raw
-        if not applied and all(isinstance(r, Response) for _, r in failed) \
-                and len({r.message for _, r in failed}) == 1:
-            return failed[0][1].raw  # the same refusal everywhere: just that error
+        refusals = [r for _, r in failed if isinstance(r, Response)]
+        if not applied and len(refusals) == len(failed) and len({r.message for r in refusals}) == 1:
+            return refusals[0].raw  # the same refusal everywhere: just that error
         return encode_error(partial_ddl_message(applied, failed))
 
 

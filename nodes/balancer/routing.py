@@ -59,10 +59,13 @@ class ReadSelector:
              exclude: Iterable[str] = ()) -> str | None:
         """The backend for the next read, or None if every candidate is excluded."""
         excluded = set(exclude)
-        pool = sorted(c for c in set(candidates) if c not in excluded)
-        if not pool:
-            return None
-        fewest = min(outstanding.get(c, 0) for c in pool)
+        pool = [c for c in candidates if c not in excluded]
+        return self.choose(pool, outstanding) if pool else None
+
+    def choose(self, candidates: Iterable[str], outstanding: Mapping[str, int]) -> str:
+        """The backend for the next read among `candidates`; ValueError if there is none."""
+        pool = sorted(set(candidates))
+        fewest = min(outstanding.get(c, 0) for c in pool)   # ValueError on an empty pool
         least_loaded = [c for c in pool if outstanding.get(c, 0) == fewest]
         choice = least_loaded[self._turn % len(least_loaded)]
         self._turn += 1

@@ -7,6 +7,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from nodes.balancer.routing import ReadSelector, owner_of, rank_owners, rendezvous_score
 
 BACKENDS = ["m1", "m2", "m3"]
@@ -79,3 +81,12 @@ def test_reads_exclude_backends_already_tried():
     assert selector.pick(BACKENDS, {}, exclude=["m1", "m3"]) == "m2"
     assert selector.pick(BACKENDS, {}, exclude=BACKENDS) is None
     assert selector.pick([], {}) is None
+
+
+def test_choose_is_pick_without_exclusions_and_refuses_no_candidates():
+    chosen, picked = ReadSelector(), ReadSelector()
+    outstanding = {"m1": 1, "m2": 0, "m3": 0}
+    assert [chosen.choose(BACKENDS, outstanding) for _ in range(4)] \
+        == [picked.pick(BACKENDS, outstanding) for _ in range(4)]
+    with pytest.raises(ValueError):
+        chosen.choose([], {})
