@@ -252,6 +252,7 @@ class BatchInstaller:
         """
         journal_file = journal.journal_path(item.path) if item.path.parent.name == "tables" else None
         if item.line is not None:
+            assert journal_file is not None  # only a table's write is a journal entry
             # fsynced by _make_durable once the locks are released
             item.appended = journal.append_entry(journal_file, item.line)
             try:
@@ -261,6 +262,7 @@ class BatchInstaller:
             except OSError:
                 item.signature = None
             return item.appended.created
+        assert item.temp is not None  # not an entry: a whole new file
         os.replace(item.temp, item.path)
         if journal_file is not None:
             # A whole new snapshot holds every version: the journal is stale.

@@ -51,7 +51,7 @@ class ObjectRefused(OSError, EngineError):
         self.reason = reason
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or ""  # always set: __init__ passes (errno, message)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class FileSignature:
         return cls(stat_result.st_ino, stat_result.st_mtime_ns, stat_result.st_size)
 
 
-def _open_parent(root: Path, rel: str) -> int | None:
+def _open_parent(root: str | os.PathLike, rel: str) -> int | None:
     folders = rel.split("/")[:-1]
     try:
         descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
@@ -96,7 +96,7 @@ def _open_parent(root: Path, rel: str) -> int | None:
 
 
 @contextmanager
-def folder_of(root: Path, rel: str) -> Iterator[int | None]:
+def folder_of(root: str | os.PathLike, rel: str) -> Iterator[int | None]:
     """The descriptor of the folder holding `rel`, walked without following symlinks.
 
     None when a folder on the way is missing (or is a plain file: no copy

@@ -211,20 +211,22 @@ def plan_shipment(root: Path, rel: str, dest: Probe | None) -> Shipment | None:
     (read from the journal's tail: the cost of the change); the whole copy
     otherwise.
     """
-    base = dest.version.change if dest is not None else None
-    if dest is not None and not dest.version.dropped and journal_rel(rel) is not None:
-        # Back to the line of `base` itself: the destination's must be the same.
-        found = probe(root, rel, reaching=base)
-        if found is None:
-            return None
-        if found.version.change <= base:
-            return None
-        if not found.version.dropped and found.version.snapshot_change <= base \
-                and found.tail is not None:
-            lines = [entry for entry in found.tail.chain if entry.change > base]
-            if lines and lines[0].change == base + 1:
-                return Shipment(lines[-1].change, b"".join(entry.line for entry in lines),
-                                base, None, found.tail.line_of(base))
+    base: int | None = None
+    if dest is not None:
+        base = dest.version.change
+        if not dest.version.dropped and journal_rel(rel) is not None:
+            # Back to the line of `base` itself: the destination's must be the same.
+            found = probe(root, rel, reaching=base)
+            if found is None:
+                return None
+            if found.version.change <= base:
+                return None
+            if not found.version.dropped and found.version.snapshot_change <= base \
+                    and found.tail is not None:
+                lines = [entry for entry in found.tail.chain if entry.change > base]
+                if lines and lines[0].change == base + 1:
+                    return Shipment(lines[-1].change, b"".join(entry.line for entry in lines),
+                                    base, None, found.tail.line_of(base))
     copy = read_copy(root, rel)
     if copy is None or (base is not None and copy.state.version <= base):
         return None
@@ -250,8 +252,10 @@ def _deliver(root: Path, rel: str, shipment: Shipment, lock: DirectoryLock, dura
     temps: list[Path] = []
     appended: journal.Appended | None = None
     if shipment.base is None:
+        assert shipment.snapshot is not None  # an install carries the source's snapshot
         temps.append(write_durable_temp(root / rel, shipment.snapshot, durable))
         if shipment.lines:
+            assert journal_name is not None  # only a table's copy has journal lines
             temps.append(write_durable_temp(root / journal_name, shipment.lines, durable))
     laps.lap("write_temp")
     try:
@@ -263,17 +267,21 @@ def _deliver(root: Path, rel: str, shipment: Shipment, lock: DirectoryLock, dura
                 return decision
             _refuse_damaged(now, root, rel)
             if shipment.base is not None and shipment.line_at_base is not None:
-                ours = now.tail.line_of(shipment.base) if now.tail is not None else None
+                ours = (now.tail.line_of(shipment.base)
+                        if now is not None and now.tail is not None else None)
                 if ours is not None and ours != shipment.line_at_base:
                     raise DivergedCopy(rel, shipment.base)
             if still_wanted is not None and not still_wanted():
                 return False
             if shipment.base is not None:
+                # _still_applies went on: the destination holds a table's copy at `base`.
+                assert now is not None and journal_name is not None
                 appended = _append(root, journal_name, now, shipment.lines)
                 folder_changed = appended.created
             else:
                 os.replace(temps.pop(0), root / rel)
                 if temps:
+                    assert journal_name is not None  # the second temp is the journal's
                     os.replace(temps.pop(0), root / journal_name)
                 elif journal_name is not None:
                     unlink_quietly(root / journal_name)

@@ -173,6 +173,8 @@ def version_of(root: str | os.PathLike, rel: str | os.PathLike) -> ObjectVersion
     rel = os.fspath(rel)
     journal_name = journal_rel(rel)
     with folder_of(root, rel) as folder:
+        if folder is None:
+            return None
         header = _snapshot_header(folder, rel)
         if header is None:
             return None
@@ -222,6 +224,8 @@ def probe(root: Path, rel: str, reaching: int | None = None) -> Probe | None:
     """`version_of` with details; `reaching`: read back until the tail holds that entry."""
     journal_name = journal_rel(rel)
     with folder_of(root, rel) as folder:
+        if folder is None:
+            return None
         header = _snapshot_header(folder, rel)
         if header is None:
             return None
@@ -243,10 +247,8 @@ def probe(root: Path, rel: str, reaching: int | None = None) -> Probe | None:
                  FileSignature.of(journal_stat), tail)
 
 
-def _snapshot_header(folder: int | None, rel: str) -> tuple[os.stat_result, int, bool] | None:
+def _snapshot_header(folder: int, rel: str) -> tuple[os.stat_result, int, bool] | None:
     """(stat, change, dropped) of the snapshot of `rel` in the open `folder`; None if there is none."""
-    if folder is None:
-        return None
     descriptor = open_in(folder, _name(rel), rel)
     if descriptor is None:
         return None
@@ -626,9 +628,11 @@ def same_content(first_root: Path, first: CopyState, second_root: Path, second: 
     if first.identity == second.identity:
         return True
     try:
-        found = [materialize(first_root, rel), materialize(second_root, rel)]
+        first_copy = materialize(first_root, rel)
+        second_copy = materialize(second_root, rel)
     except (InvalidDocument, JournalError, OSError):
         return None
-    if any(copy is None or copy.version != first.version for copy in found):
+    if (first_copy is None or second_copy is None
+            or first_copy.version != first.version or second_copy.version != first.version):
         return None
-    return without_format(found[0].document) == without_format(found[1].document)
+    return without_format(first_copy.document) == without_format(second_copy.document)

@@ -376,17 +376,19 @@ class Store:
             key = str(path)
             previous = self._load(path)
             earlier = batch.pending.get(key)
+            entry_ops: tuple | None  # the row changes of the one journal entry, if any
             if earlier is not None:
-                change = int(previous["change"])
-                ops = (earlier[2] + tuple(ops)
-                       if ops is not None and earlier[2] is not None else None)
+                # `previous` is the version this batch wrote earlier (earlier[1]).
+                change = int(earlier[1]["change"])
+                entry_ops = (earlier[2] + tuple(ops)
+                             if ops is not None and earlier[2] is not None else None)
             else:
                 change = int(previous.get("change", 0)) + 1 if previous else 1
                 journaled = (self._journal_writes and ops is not None and previous is not None
                              and kind == "table"
                              and not previous.get("dropped", False)
                              and previous.get("format") == FORMAT_VERSION)
-                ops = tuple(ops) if journaled else None
+                entry_ops = tuple(ops) if journaled and ops is not None else None
             document = {"format": FORMAT_VERSION, "kind": kind, "name": name,
                         "change": change, "dropped": body is None}
             if body is not None:
@@ -394,11 +396,13 @@ class Store:
             self._prepare_folder(path.parent)
             if appended is not None:
                 # The last step, once nothing can fail: rows added to the version read.
-                document["rows"] = self._rows_plus(key, previous, appended)
-            batch.pending[key] = (path, document, ops)
+                assert previous is not None  # rows are appended to a table the statement read
+                document["rows"] = self._rows_plus(batch, key, previous, appended)
+            batch.pending[key] = (path, document, entry_ops)
             return document
 
-    def _rows_plus(self, key: str, base: dict, added: list) -> list:
+    @staticmethod
+    def _rows_plus(batch: WriteBatch, key: str, base: dict, added: list) -> list:
         """`base`'s rows with `added` at the end, costing the rows added when it can.
 
         The row list of a version this batch wrote itself is the batch's own
@@ -406,7 +410,7 @@ class Store:
         shorter: this runs as a statement's very last step), so it grows in
         place; any other version's list is shared and is copied.
         """
-        earlier = self._batch.pending.get(key)
+        earlier = batch.pending.get(key)
         if earlier is not None and earlier[1] is base:
             base["rows"].extend(added)
             return base["rows"]
@@ -540,12 +544,12 @@ class Store:
         finally:
             self._batch = None
             self.write_lock.release()
-        appended = [item for item in prepared
+        appended = [(item.key, item.signature) for item in prepared
                     if item.line is not None and item.signature is not None]
-        for item in appended:
-            journal_bytes = item.signature[4]
-            self.checkpoints.appended(item.key, journal_bytes, item.signature[2] - journal_bytes)
-        for key in self.checkpoints.large(item.key for item in appended):
+        for key, signature in appended:
+            journal_bytes = signature[4]
+            self.checkpoints.appended(key, journal_bytes, signature[2] - journal_bytes)
+        for key in self.checkpoints.large(written for written, _ in appended):
             self.checkpoint(Path(key))   # a journal as large as its snapshot: fold it now
         return len(prepared)
 
