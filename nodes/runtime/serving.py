@@ -33,6 +33,7 @@ mid-statement must not have half a statement executed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import signal
@@ -120,6 +121,20 @@ def admin_response(request: Request, node_id: str, kind: str,
 # What a slot's answer does once its turn comes.
 _ANSWER, _AUTH_OK, _CLOSE, _BROKEN, _END = range(5)
 
+# The response of a slot that sends none (_BROKEN, _END): never a real one,
+# which always ends with END.
+_NO_RESPONSE = b""
+
+
+def _no_answer(request: Request) -> bytes:
+    raise RuntimeError("no client handler: the connection is not open")
+
+
+# A connection's handler until `connection_made` opens the node's one, and
+# for good if the node refuses the connection (then closing: no request
+# reaches it, and it has nothing to clean up).
+_NO_HANDLER = ClientHandler(_no_answer)
+
 
 class _Slot:
     """One request's place in the answer order: its response once known."""
@@ -128,7 +143,7 @@ class _Slot:
 
     def __init__(self) -> None:
         self.done = False
-        self.response: bytes | None = None
+        self.response = _NO_RESPONSE
         # _ANSWER: send it; _AUTH_OK: send it, authenticated from now on;
         # _CLOSE: send it, then close; _BROKEN: the handler failed, close;
         # _END: shutdown, close after the answers before it.
@@ -138,6 +153,11 @@ class _Slot:
 
 class ClientConnection(asyncio.Protocol):
     """One client connection: framing, answers in request order (pipelined), auth, idle timeout."""
+
+    # Set by connection_made, which asyncio calls before any other callback
+    # (and run_server calls `stop` and `abort` only on connections it opened).
+    _transport: asyncio.Transport
+    _watch: _IdleWatch
 
     def __init__(self, open_client: Callable[[], ClientHandler | None], stats: ConnectionStats,
                  logger: logging.Logger, max_request_bytes: int, auth: AuthGuard | None,
@@ -149,8 +169,7 @@ class ClientConnection(asyncio.Protocol):
         self._auth = auth
         self._authenticated = auth is None or not auth.required
         self._connections = connections
-        self._handler: ClientHandler | None = None
-        self._transport: asyncio.Transport | None = None
+        self._handler = _NO_HANDLER
         self._pending: deque[Request] = deque()
         self._answers: deque[_Slot] = deque()   # awaited (or done behind an awaited one), in order
         self._window = 1
@@ -160,30 +179,31 @@ class ClientConnection(asyncio.Protocol):
         self._lost = False
         self._closing = False   # no more requests: close once the answers due are sent
         self._finished = False
-        self._watch: _IdleWatch | None = None
 
     # -- asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         set_nodelay(transport)
+        self._watch = _IdleWatch(self._transport, self._logger, self._peer)  # armed by _start_waiting
         try:
-            self._handler = self._open_client()
+            handler = self._open_client()
         except Exception:
             self._logger.exception("could not open a client session")
-            self._handler = None
-        if self._handler is None:
+            handler = None
+        if handler is None:
             self._lost = True
+            self._closing = True   # keeps _NO_HANDLER: nothing is handed to it
             transport.close()
             self._finish()
             return
-        self._window = max(1, self._handler.window)
+        self._handler = handler
+        self._window = max(1, handler.window)
         self._connections.add(self)
-        self._watch = _IdleWatch(transport, self._logger, self._peer)  # type: ignore[arg-type]
         self._start_waiting()
 
     def data_received(self, data: bytes) -> None:
-        if self._closing or self._handler is None:
+        if self._closing:   # also a refused connection (no handler)
             return
         self._watch.stop_waiting()
         self._pending.extend(self._framer.feed(data))
@@ -209,8 +229,7 @@ class ClientConnection(asyncio.Protocol):
         self._pending.clear()
         if exc is not None:
             self._logger.debug("connection from %s ended: %s", self._peer(), exc)
-        if self._watch is not None:
-            self._watch.cancel()
+        self._watch.cancel()
         if not self._answers:
             self._finish()
 
@@ -231,7 +250,7 @@ class ClientConnection(asyncio.Protocol):
                 self._stats.requests += 1
                 slot = self._slot()
                 slot.waiting = asyncio.ensure_future(self._authenticate(request))
-                slot.waiting.add_done_callback(lambda done, slot=slot: self._auth_done(slot, done))
+                slot.waiting.add_done_callback(functools.partial(self._auth_done, slot))
                 break  # nothing more until the verdict (it may close the connection)
             request = self._pending.popleft()
             self._stats.requests += 1
@@ -246,7 +265,7 @@ class ClientConnection(asyncio.Protocol):
                 break
             except Exception:
                 self._logger.exception("connection handler failed")
-                self._ready(None, _BROKEN)
+                self._ready(_NO_RESPONSE, _BROKEN)
                 break
             if type(result) is bytes:
                 self._ready(result)
@@ -259,7 +278,7 @@ class ClientConnection(asyncio.Protocol):
         self._answers.append(slot)
         return slot
 
-    def _ready(self, response: bytes | None, kind: int = _ANSWER) -> None:
+    def _ready(self, response: bytes, kind: int = _ANSWER) -> None:
         """An answer known at once: sent now, unless earlier answers are still awaited."""
         if kind != _ANSWER:
             self._closing = True  # nothing after this request is handed over
@@ -274,7 +293,7 @@ class ClientConnection(asyncio.Protocol):
         slot = self._slot()
         if isinstance(awaitable, asyncio.Future):  # e.g. the engine thread's answer
             slot.waiting = awaitable
-            awaitable.add_done_callback(lambda done, slot=slot: self._future_done(slot, done))
+            awaitable.add_done_callback(functools.partial(self._future_done, slot))
         else:
             # A coroutine: its task records the answer as soon as it has it
             # (no extra turn of the loop for a done-callback).
@@ -286,24 +305,24 @@ class ClientConnection(asyncio.Protocol):
         except CloseConnection as close:
             self._settle(slot, close.response, _CLOSE)
         except asyncio.CancelledError:
-            self._settle(slot, None, _BROKEN)
+            self._settle(slot, _NO_RESPONSE, _BROKEN)
             raise
         except Exception:
             self._logger.exception("connection handler failed")
-            self._settle(slot, None, _BROKEN)
+            self._settle(slot, _NO_RESPONSE, _BROKEN)
         else:
             self._settle(slot, response)
 
     def _future_done(self, slot: _Slot, waiting: asyncio.Future) -> None:
         if waiting.cancelled():
-            self._settle(slot, None, _BROKEN)
+            self._settle(slot, _NO_RESPONSE, _BROKEN)
             return
         error = waiting.exception()
         if isinstance(error, CloseConnection):
             self._settle(slot, error.response, _CLOSE)
         elif error is not None:
             self._logger.error("connection handler failed", exc_info=error)
-            self._settle(slot, None, _BROKEN)
+            self._settle(slot, _NO_RESPONSE, _BROKEN)
         else:
             self._settle(slot, waiting.result())
 
@@ -314,12 +333,12 @@ class ClientConnection(asyncio.Protocol):
         if waiting.cancelled() or waiting.exception() is not None:
             if not waiting.cancelled():
                 self._logger.error("authentication failed", exc_info=waiting.exception())
-            self._settle(slot, None, _BROKEN)
+            self._settle(slot, _NO_RESPONSE, _BROKEN)
             return
         verdict = waiting.result()
         self._settle(slot, verdict.response, _CLOSE if verdict.close else _AUTH_OK)
 
-    def _settle(self, slot: _Slot, response: bytes | None, kind: int = _ANSWER) -> None:
+    def _settle(self, slot: _Slot, response: bytes, kind: int = _ANSWER) -> None:
         """An awaited answer is known: send every answer now due, in order."""
         slot.done, slot.response, slot.kind, slot.waiting = True, response, kind, None
         answers = self._answers
@@ -334,7 +353,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._pump()
 
-    def _deliver(self, response: bytes | None, kind: int) -> bool:
+    def _deliver(self, response: bytes, kind: int) -> bool:
         """Send one answer in its turn; False when the connection closes after it."""
         if kind == _ANSWER:
             self._respond(response)
@@ -367,7 +386,7 @@ class ClientConnection(asyncio.Protocol):
         """No more requests; close once what is written is sent (FIN after the data)."""
         self._closing = True
         self._pending.clear()
-        if self._transport is not None and not self._transport.is_closing():
+        if not self._transport.is_closing():
             self._transport.close()
 
     def _flow_control(self) -> None:
@@ -390,8 +409,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _start_waiting(self) -> None:
         timeout = self._handler.idle_timeout
-        if not self._authenticated:
-            first = self._auth.first_timeout
+        auth = self._auth
+        if auth is not None and not self._authenticated:   # only a guard leaves it unauthenticated
+            first = auth.first_timeout
             timeout = min(timeout or first, first)
         self._watch.start_waiting(timeout)
 
@@ -402,7 +422,7 @@ class ClientConnection(asyncio.Protocol):
         self._finished = True
         self._connections.discard(self)
         handler = self._handler
-        if handler is not None and handler.closed is not None:
+        if handler.closed is not None:   # never _NO_HANDLER's
             try:
                 result = handler.closed()
                 if inspect.isawaitable(result):
@@ -428,11 +448,10 @@ class ClientConnection(asyncio.Protocol):
             end.done, end.kind = True, _END
 
     def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
+        self._transport.abort()
 
     def _peer(self) -> str:
-        peer = self._transport.get_extra_info("peername") if self._transport is not None else None
+        peer = self._transport.get_extra_info("peername")
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
 

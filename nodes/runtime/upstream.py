@@ -240,16 +240,18 @@ class UpstreamConnection:
 
     async def connect(self) -> None:
         try:
-            self._transport, self._receiver = await open_upstream(
+            transport, receiver = await open_upstream(
                 self.host, self.port, self.connect_timeout, self.decode_relations)
         except (TimeoutError, OSError) as error:
             raise UpstreamError(f"tsy tafiditra amin'ny {self.host}:{self.port} ({_reason(error)})") from None
+        self._transport, self._receiver = transport, receiver
         if self.secret:
-            await self._authenticate()
+            await self._authenticate(transport, receiver, self.secret)
 
-    async def _authenticate(self) -> None:
+    async def _authenticate(self, transport: asyncio.Transport, receiver: ResponseReceiver,
+                            secret: str) -> None:
         try:
-            response = (await exchange(self._transport, self._receiver, auth_request(self.secret),
+            response = (await exchange(transport, receiver, auth_request(secret),
                                        1, self.connect_timeout))[0]
         except (UpstreamError, ValueError) as error:
             await self.close()
@@ -266,6 +268,11 @@ class UpstreamConnection:
     def send(self, data: bytes):
         """Write one statement now (the connection must be open); the awaitable of its Response."""
         transport, receiver = self._transport, self._receiver
+        if transport is None or receiver is None:
+            # Not open (never, or forgotten since the caller saw it usable:
+            # another request on it failed meanwhile): nothing is sent, as on a
+            # connection already closed.
+            return self._failed(NotSent("not connected"))
         try:
             waiter = start_exchange(transport, receiver, data, 1, self.request_timeout)
         except UpstreamError as error:

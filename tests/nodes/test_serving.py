@@ -148,3 +148,47 @@ def test_a_window_hands_pipelined_requests_over_together_and_answers_in_order():
     assert messages == ["a", "now b", "c", "d", "e"]
     # a, b, c, d were handed over before any answer was known.
     assert handed_over[:4] == [("a", 0), ("now b", 1), ("c", 1), ("d", 2)]
+
+
+def test_a_refused_connection_is_closed_unanswered_and_the_next_one_served():
+    async def scenario():
+        def answer(request):
+            return encode_message("ok")
+
+        opened = []
+
+        def open_client():
+            opened.append(True)
+            if len(opened) == 1:
+                return None                      # the node refuses it
+            if len(opened) == 2:
+                raise RuntimeError("a bug")      # or fails to open it
+            return ClientHandler(answer)
+
+        connections: set = set()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: ClientConnection(open_client, ConnectionStats(), LOG, 1 << 20, None, connections),
+            "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        results = []
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(b"a;")
+                writer.write_eof()
+            except OSError:
+                pass   # already closed by the node
+            try:
+                responses = await read_all(reader)
+            except OSError:
+                responses = []
+            results.append([r.message for r in responses])
+            writer.close()
+        server.close()
+        await asyncio.sleep(0.05)
+        return results, len(connections)
+
+    results, open_connections = asyncio.run(scenario())
+    assert results == [[], [], ["ok"]]
+    assert open_connections == 0
