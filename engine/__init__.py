@@ -3,7 +3,8 @@
 Three packages (docs/ARCHITECTURE.md): `engine.language` (text -> syntax
 tree), `engine.evaluation` (a tree run against the stored objects) and
 `engine.storage` (the data directory: snapshots, journals, group commit,
-peers); `engine.errors` and `engine.lru` are shared by all three.
+peers); the leaves `engine.errors`, `engine.lru` and `engine.vocabulary`
+(the words the syntax tree's values stand for) are shared by all three.
 `engine.session.Session` is the one entry point: `Session(Store(root))
 .execute(text) -> list[Outcome]`.
 

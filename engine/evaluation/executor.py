@@ -25,7 +25,6 @@ from engine.evaluation.domains import check_column_names, check_value, domain_to
 from engine.evaluation.outcome import Column, Outcome, Relation
 from engine.evaluation.query import DEFAULT_LIMITS, QueryLimits
 from engine.language import ast
-from engine.language.vocabulary import OBJECT_KIND_WORDS
 from engine.storage.group_commit import (
     BatchFenced,
     BatchNotWritten,
@@ -34,6 +33,7 @@ from engine.storage.group_commit import (
 )
 from engine.storage.names import validate_name
 from engine.storage.store import Store
+from engine.vocabulary import OBJECT_KIND_WORDS
 
 SHOW_COLUMN = "fanasehoana"
 READ_ONLY = (ast.Query, ast.Show, ast.Use)

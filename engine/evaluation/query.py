@@ -58,7 +58,7 @@ from engine.language.ast import (
     TableSource,
     transform,
 )
-from engine.language.vocabulary import JOIN_KIND_WORD, SET_OPERATION_WORD
+from engine.vocabulary import JOIN_KIND_WORD, SET_OPERATION_WORD
 
 __all__ = ["evaluate_query", "compile_table_predicate", "compile_table_expression",
            "evaluate_constant", "QueryLimits", "DEFAULT_LIMITS"]

@@ -1,12 +1,11 @@
 """The language: statement text -> syntax tree.
 
-`lexer` (tokens, Malagasy keywords), `vocabulary` (the words that mean
-something past the parser: object kinds, set operations, join kinds, each
-mapping defined once), `parser` (SLY grammar -> `ast`
-nodes), `parse_loop` and `script`/`script_source` (splitting a text or a
+`lexer` (tokens, Malagasy keywords; the words that mean something past the
+parser, each mapping defined once, are the shared leaf `engine.vocabulary`),
+`parser` (SLY grammar -> `ast` nodes), `parse_loop` and `script`/`script_source` (splitting a text or a
 file into statements), `literal_rows` and `statement_cache` (fast paths that
 build the same tree as the parser without parsing), `classify` (read or
 write, and which objects a statement touches); `ast.walk`/`ast.transform`
-go over a tree. Depends on nothing else of the engine but `engine.errors`
-and `engine.lru`.
+go over a tree. Depends on nothing else of the engine but the shared leaves
+`engine.errors`, `engine.lru` and `engine.vocabulary`.
 """

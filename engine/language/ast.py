@@ -118,7 +118,7 @@ Source = TableSource | SubquerySource
 class Join:
     """`tonona[:KIND][@] SOURCE [ka COND]`.
 
-    kind is one of 'inner', 'left', 'right', 'full', 'natural' (language.vocabulary).
+    kind is one of 'inner', 'left', 'right', 'full', 'natural' (engine.vocabulary).
     An inner join with no condition is a cross product.
     """
 
@@ -162,7 +162,7 @@ class SelectCore:
 
 @dataclass(frozen=True)
 class SetOperation:
-    """`left SETOP right`; op is 'union', 'except' or 'intersect' (language.vocabulary).
+    """`left SETOP right`; op is 'union', 'except' or 'intersect' (engine.vocabulary).
 
     Left-associative: `a + b - c` is SetOperation('except',
     SetOperation('union', a, b), c). A parenthesised right operand may itself
@@ -244,7 +244,7 @@ class Use:
 class Show:
     """`asehoy ny tahiry | tabilao | efitra | jery`."""
 
-    what: str  # the object kind: 'database', 'table', 'domain' or 'view' (language.vocabulary)
+    what: str  # the object kind: 'database', 'table', 'domain' or 'view' (engine.vocabulary)
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,7 @@ class CreateView:
 class Drop:
     """`ravao ny tahiry|tabilao|efitra|jery NAME`."""
 
-    what: str  # the object kind: 'database', 'table', 'domain' or 'view' (language.vocabulary)
+    what: str  # the object kind: 'database', 'table', 'domain' or 'view' (engine.vocabulary)
     name: str
 
 

@@ -24,7 +24,7 @@ from sly import Lexer
 from sly.lex import Token
 
 from engine.errors import EngineError
-from engine.language.vocabulary import JOIN_KINDS, SET_OPERATOR_SYMBOLS, SET_OPERATOR_WORDS
+from engine.vocabulary import JOIN_KINDS, SET_OPERATOR_SYMBOLS, SET_OPERATOR_WORDS
 
 # The largest number of the language: a literal beyond it is refused, integers
 # too, and so is a computed result (engine.evaluation.values). Beyond a

@@ -31,8 +31,8 @@ from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
 from engine.language.parse_loop import run as run_parser
 from engine.language.script import normalise_statement
-from engine.language.vocabulary import WORD_OBJECT_KINDS
 from engine.lru import LRUCache
+from engine.vocabulary import WORD_OBJECT_KINDS
 
 DEFAULT_CACHE_SIZE = 512
 _NOT_CACHED = object()  # tells a cached None (an empty statement) from a miss

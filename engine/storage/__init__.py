@@ -7,6 +7,6 @@ group commit (`group_commit`), checkpoints and recovery (`checkpoints`,
 `peers`), copies between data directories (`object_copy`, used by the
 replicator), the fence against peers (`peer_sync`) and the data
 directory's owner (`data_owner`). Depends on nothing else of the engine but
-`engine.errors`, `engine.lru` and, for the object kinds' words in its
-messages, the leaf `engine.language.vocabulary`.
+the shared leaves `engine.errors`, `engine.lru` and `engine.vocabulary`
+(the object kinds' words in its messages).
 """

@@ -13,7 +13,7 @@ import os
 import re
 
 from engine.errors import TahiryError
-from engine.language.vocabulary import OBJECT_KIND_WORDS
+from engine.vocabulary import OBJECT_KIND_WORDS
 
 MAX_NAME_CHARS = 128
 MAX_NAME_BYTES = 200  # leaves room for ".<name>.json.<random>.tmp" under 255 bytes

@@ -7,8 +7,9 @@ The lexer and parser turn the Malagasy words into those values with the
 maps here; the evaluation, the executor and the storage's messages turn them
 back into words with the reverse maps, so a word is spelt in one place only.
 
-A leaf module (no imports): the storage reads `OBJECT_KIND_WORDS` for its
-name errors without depending on the rest of the language.
+A shared leaf of the engine, like engine/errors.py (it imports nothing):
+the language, the evaluation and the storage (`OBJECT_KIND_WORDS` in its
+name errors) all read it, and the storage need not depend on the language.
 """
 
 from __future__ import annotations
