@@ -17,6 +17,7 @@ terminal shows a progress line on stderr (engine/progress.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from engine.errors import ERROR_PREFIX
 from engine.evaluation.outcome import Outcome
@@ -66,6 +67,10 @@ class BatchResult:
     quit: bool = False
     statements: int = 0
     errors: int = 0
+
+
+# A ScriptSteps step's tag: its piece of the script, and the client command it is (or None).
+ScriptTag = tuple[Piece, ClientCommand | None]
 
 
 class ScriptSteps:
@@ -129,7 +134,7 @@ def run_script(script: ScriptSource, runner: Runner, display: Display,
     results = runner.run_all(steps) if pipelined else run_each(runner, steps)
     try:
         for done in results:
-            piece, command = done.step.tag
+            piece, command = cast(ScriptTag, done.step.tag)   # ScriptSteps tags every step so
             if progress is not None:
                 progress.clear_for(display.out)
             if command is not None:

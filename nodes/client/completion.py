@@ -106,7 +106,9 @@ class TahiryCompleter(Completer):
         self.vocabulary = vocabulary
 
     def get_completions(self, document: Document, complete_event: CompleteEvent):
-        prefix = WORD_BEFORE_CURSOR.search(document.text_before_cursor).group(0)
+        before = WORD_BEFORE_CURSOR.search(document.text_before_cursor)
+        assert before is not None   # its `|$` alternative matches any text
+        prefix = before.group(0)
         if not prefix:
             return
         lowered = prefix.lower()

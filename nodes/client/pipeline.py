@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from engine.errors import ERROR_PREFIX
 from engine.evaluation.outcome import Outcome
@@ -108,11 +108,12 @@ class PipelineHost(Protocol):
 
 
 class _Entry:
-    __slots__ = ("step", "wire", "result", "start")
+    __slots__ = ("step", "statement", "wire", "result", "start")
 
-    def __init__(self, step: Step, wire: bytes | None, result: StepResult | None):
+    def __init__(self, step: Step, statement: str, wire: bytes, result: StepResult | None):
         self.step = step
-        self.wire = wire            # bytes to send (None: decided locally)
+        self.statement = statement  # the step's statement, to send ("": decided locally)
+        self.wire = wire            # its bytes to send (b"": decided locally)
         self.result = result        # known once answered, lost or decided
         self.start = -1             # offset of its first byte in the connection's stream
 
@@ -149,8 +150,12 @@ class _Run:
     def results(self) -> Iterator[StepResult]:
         queue = self.queue
         while True:
-            while queue and queue[0].result is not None:
-                yield queue.popleft().result
+            while queue:
+                result = queue[0].result
+                if result is None:
+                    break
+                queue.popleft()
+                yield result
             self._take_steps()
             if not queue:
                 if self.exhausted:
@@ -161,10 +166,12 @@ class _Run:
             self._put_unsent()
             if not self.in_flight:
                 continue
+            connection = self.connection
+            assert connection is not None  # statements are in flight only on an open connection
             try:
-                self._exchange()
+                self._exchange(connection)
             except ConnectionLost as lost:
-                self._lose(lost)
+                self._lose(connection, lost)
 
     def _take_steps(self) -> None:
         """Take the steps that are ready while the window has room (block only when idle)."""
@@ -176,18 +183,19 @@ class _Run:
             if step is None:
                 self.exhausted = True
                 return
-            entry = self._entry(step)
+            entry = self._entry(cast(Step, step))   # neither PENDING nor None: a Step
             self.queue.append(entry)
             if entry.result is None:
                 self.unsent.append(entry)
 
     def _entry(self, step: Step) -> _Entry:
-        if step.statement is None:
-            return _Entry(step, None, StepResult(step, None))
-        decided = self.host.check(step.statement)
+        statement = step.statement
+        if statement is None:
+            return _Entry(step, "", b"", StepResult(step, None))
+        decided = self.host.check(statement)
         if decided is not None:
-            return _Entry(step, None, StepResult(step, decided))
-        return _Entry(step, request_text(step.statement).encode("utf-8"), None)
+            return _Entry(step, "", b"", StepResult(step, decided))
+        return _Entry(step, statement, request_text(statement).encode("utf-8"), None)
 
     def _put_unsent(self) -> None:
         """Queue the bytes of statements not sent yet (on a new connection if needed)."""
@@ -211,9 +219,8 @@ class _Run:
             self.out += entry.wire
             self.in_flight.append(entry)
 
-    def _exchange(self) -> None:
+    def _exchange(self, connection: ServerConnection) -> None:
         """Wait until the socket (or the input, when the window has room) is ready; serve it."""
-        connection = self.connection
         fd = connection.fileno()
         readers = [fd] if self.in_flight else []
         writers = [fd] if self.out else []
@@ -237,14 +244,14 @@ class _Run:
                 raise connection.lost("the node sent more answers than statements")
             for outcome in outcomes:
                 entry = self.in_flight.popleft()
-                self.host.answered(entry.step.statement, outcome)
+                self.host.answered(entry.statement, outcome)
                 entry.result = StepResult(entry.step, outcome)
             self.last_progress = time.monotonic()
         if self.in_flight and not readable and not writable \
                 and time.monotonic() - self.last_progress >= self.host.timeout:
             raise connection.lost(f"no answer within {self.host.timeout:g}s")
 
-    def _lose(self, lost: ConnectionLost) -> None:
+    def _lose(self, connection: ServerConnection, lost: ConnectionLost) -> None:
         """Sent and unanswered: outcome unknown, never sent again; the rest goes on anew."""
         message = str(lost)
         gone = [entry for entry in self.in_flight if entry.start < self.sent]
@@ -254,6 +261,6 @@ class _Run:
         self.unsent.extendleft(reversed([e for e in self.in_flight if e.start >= self.sent]))
         self.in_flight.clear()
         self.out.clear()
-        self.connection.close()
+        connection.close()
         self.connection = None
-        self.host.lost([entry.step.statement for entry in gone])
+        self.host.lost([entry.statement for entry in gone])

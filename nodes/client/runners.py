@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.evaluation.outcome import Outcome
@@ -32,7 +32,7 @@ from engine.language.script import StatementSplitter, normalise_statement
 from engine.language.script_source import PENDING
 from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from nodes.client.connection import ConnectionLost, ConnectionProblem, ServerConnection
-from nodes.client.pipeline import WINDOW, Pipeline, StepResult, StepSource
+from nodes.client.pipeline import WINDOW, Pipeline, Step, StepResult, StepSource
 
 _USE_MESSAGE = re.compile(r"^Ny tahiry : (\S+) dia miasa ankehitriny$")
 _DROP_DATABASE_MESSAGE = re.compile(r"^Ny tahiry : (\S+) dia voafafa")
@@ -75,6 +75,7 @@ def run_each(runner: Runner, steps: StepSource) -> Iterator[StepResult]:
             return
         if step is PENDING:
             continue
+        step = cast(Step, step)   # neither None nor PENDING: a Step
         if step.statement is None:
             yield StepResult(step, None)
             continue
