@@ -48,18 +48,18 @@ class PeerDirectories:
     def current(self) -> dict[str, Path]:
         """Peer id -> data directory, as of now (one `stat` of the peers file)."""
         if self._file is not None:
-            self._refresh()
+            self._refresh(self._file)
         if not self._from_file:
             return self._fixed
         return {**self._from_file, **self._fixed}
 
-    def _refresh(self) -> None:
+    def _refresh(self, peers_file: Path) -> None:
         try:
-            stat = os.stat(self._file)
+            stat = os.stat(peers_file)
         except FileNotFoundError:
             signature = None
         except OSError as error:
-            log.warning("cannot read the peers file %s: %s", self._file, error)
+            log.warning("cannot read the peers file %s: %s", peers_file, error)
             return
         else:
             signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
@@ -68,19 +68,19 @@ class PeerDirectories:
         self._file_signature = signature
         if signature is None:
             if self._from_file:
-                log.warning("the peers file %s is gone: keeping %s", self._file,
+                log.warning("the peers file %s is gone: keeping %s", peers_file,
                             ", ".join(sorted(self._from_file)))
             return
         try:
-            document = orjson.loads(self._file.read_bytes())
+            document = orjson.loads(peers_file.read_bytes())
             peers = document["peers"]
             if not isinstance(peers, dict) or not all(
                     isinstance(k, str) and isinstance(v, str) and v for k, v in peers.items()):
                 raise ValueError("'peers' must map ids to directory paths")
         except (OSError, ValueError, KeyError, TypeError) as error:
-            log.error("bad peers file %s (keeping the previous peers): %s", self._file, error)
+            log.error("bad peers file %s (keeping the previous peers): %s", peers_file, error)
             return
-        base = self._file.parent
+        base = peers_file.parent
         self._from_file = {peer: Path(os.path.abspath(base / folder)) for peer, folder in peers.items()}
         log.info("peers: %s", ", ".join(f"{p}={d}" for p, d in sorted(self._from_file.items()))
                  or "none")

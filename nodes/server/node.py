@@ -59,6 +59,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,8 +198,10 @@ class EngineWorker:
             except BaseException:  # never leave the waiting connections hanging
                 self._logger.exception("engine batch failed")
                 responses = [encode_error(INTERNAL_ERROR)] * len(jobs)
+            future = jobs[0].future
+            assert future is not None   # `submit` gives every job handed to this thread one
             try:
-                jobs[0].future.get_loop().call_soon_threadsafe(_deliver, jobs, responses)
+                future.get_loop().call_soon_threadsafe(_deliver, jobs, responses)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
@@ -221,8 +224,9 @@ def _deliver(jobs: list[_Job], responses: list[bytes]) -> None:
     for job, response in zip(jobs, responses, strict=True):
         if job.client is not None:
             job.client.in_flight -= 1
-        if not job.future.done():
-            job.future.set_result(response)
+        future = job.future
+        if future is not None and not future.done():   # always one here (`submit`)
+            future.set_result(response)
 
 
 class DatabaseServer:
@@ -303,12 +307,13 @@ class DatabaseServer:
             return None
         self.stats.open_connections += 1
 
-        def answer(request: Request) -> bytes | asyncio.Future:
+        def answer(request: Request) -> bytes | Awaitable[bytes]:
             if request.admin is not None:
                 if request.admin == ADMIN_VERSIONS:
-                    if client.in_flight:
+                    last = client.last   # set whenever one is in flight
+                    if client.in_flight and last is not None:
                         # Counters after this connection's earlier writes are durable.
-                        return self._versions_after(client.last, request)
+                        return self._versions_after(last, request)
                     return self.versions(request)
                 return admin_response(request, self.node_id, KIND, self.status)
             return self._run(client, request.text)
