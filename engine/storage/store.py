@@ -29,7 +29,8 @@ directories. Before a statement modifies an object, `pull_newer` adopts a
 peer's newer copy of it (tombstones included), so the write lands on top of
 the latest acknowledged version even when asynchronous replication has not
 brought it yet; the commit is fenced against the peers' copies.
-`engine/storage/peer_sync.py` reads the peers' copies; this module decides and writes.
+`engine/storage/peer_sync.py` reads the peers' copies, `peer_pull.py` adopts
+them; this module decides when, and writes.
 
 `validate_name`, `KIND_FOLDERS` and the batch outcomes live in their own
 modules (engine/storage/names.py, object_format.py, group_commit.py); they
@@ -45,7 +46,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from engine.errors import StorageFault, TahiryError
@@ -67,14 +68,9 @@ from engine.storage.group_commit import (
     WriteOutcomeUnknown,
 )
 from engine.storage.names import is_identifier, validate_name
-from engine.storage.object_copy import DivergedCopy, bring_up_to_date
-from engine.storage.object_format import (
-    DATABASE_MARKER,
-    FORMAT_VERSION,
-    KIND_FOLDERS,
-    InvalidDocument,
-)
-from engine.storage.peer_sync import NewerPeer, PeerSync
+from engine.storage.object_format import DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS
+from engine.storage.peer_pull import PeerPull
+from engine.storage.peer_sync import PeerSync
 from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerSource, holding
 
 PATH_MEMO_ENTRIES = 4096
@@ -128,6 +124,10 @@ class Store:
         self._installer = BatchInstaller(self.root, self._cache, self._prepare_folder,
                                          durable=durable, sync=self._sync,
                                          lock_timeout_s=lock_timeout_s)
+        self._pull = (PeerPull(self.root, self._sync, self._cache, load=self._load,
+                               prepare_folder=self._prepare_folder, durable=durable,
+                               lock_timeout_s=lock_timeout_s)
+                      if self._sync is not None else None)
         # Re-entrant: the executor holds it across a statement's read-modify-write
         # so statements of sessions on different threads never interleave.
         self.write_lock = threading.RLock()
@@ -618,25 +618,14 @@ class Store:
 
     # ------------------------------------------------------------------ peers
 
-    @contextmanager
-    def holding_commit_locks(self) -> Iterator[None]:
-        """Hold the commit locks of this directory and every peer's for the block.
+    def holding_commit_locks(self) -> AbstractContextManager[None]:
+        """Hold the commit locks of this directory and every peer's for a `with` block.
 
-        A statement run inside cannot be fenced: nobody else can rename a
-        file into these directories meanwhile (the block's own commit takes
-        the same locks again, which flock grants at once). Without peers,
-        nothing to hold. A clean TahiryError if the locks stay taken.
+        A statement run inside cannot be fenced (engine/storage/peer_pull.py).
+        Without peers, nothing to hold. A clean TahiryError if the locks stay
+        taken.
         """
-        if self._sync is None:
-            yield
-            return
-        try:
-            with holding(self._sync.commit_locks(), self._lock_timeout_s):
-                yield
-        except LockTimeout as error:
-            raise TahiryError(
-                f"Tsy voasoratra : mbola mihidy ny lahatahiry {error.lock_path.parent} "
-                f"({self._lock_timeout_s:g} s) ; tsy nisy niova (rien n'a été écrit)") from None
+        return self._pull.holding_commit_locks() if self._pull is not None else nullcontext()
 
     def certification_report(self) -> dict:
         """Commits refused by the fence so far, and same-counter copies that differ (conflicts)."""
@@ -656,27 +645,16 @@ class Store:
         (tombstones too, so a drop made elsewhere is never undone). Checked
         once per object per batch; True if a copy was adopted.
         """
-        if self._sync is None:
+        if self._pull is None:
             return False
         try:
             path = (self.marker_path(database) if kind == "database"
                     else self.object_path(database, kind, name))
         except TahiryError:
             return False  # the statement itself reports the bad name
-        key = str(path)
         batch = self._batch
-        if batch is not None and batch.owner == threading.get_ident():
-            if key in batch.pending or key in batch.pulled:
-                return False
-            batch.pulled.add(key)
-        if not self._sync.roots():
-            return False
-        local = self._load(path)
-        local_change = int(local.get("change", 0)) if local is not None else 0
-        for newer in self._sync.newer_peers(path, local_change):
-            if self._adopt(path, newer):
-                return True
-        return False
+        own = batch if batch is not None and batch.owner == threading.get_ident() else None
+        return self._pull.pull(path, own)
 
     def pull_newer_objects(self, database: str) -> None:
         """Pull every object of a database that a peer holds newer (before dropping it).
@@ -685,48 +663,10 @@ class Store:
         server, and each decides from its own marker (the fence lets
         identical markers and tombstones through).
         """
-        if self._sync is None:
+        if self._pull is None:
             return
-        try:
-            validate_name(database, "database")
-        except TahiryError:
-            return  # the statement itself reports the bad name
-        for kind, folder in KIND_FOLDERS.items():
-            for name in sorted(self._sync.object_names(database, folder)):
-                if is_identifier(name):
-                    self.pull_newer(database, kind, name)
-
-    def _adopt(self, path: Path, newer: NewerPeer) -> bool:
-        """Bring this directory's copy up to a peer's newer version; True if it moved.
-
-        engine/storage/object_copy.py ships what changed (a table's journal lines, or
-        the whole copy), checked, under this directory's lock (and reading
-        the peer's under its lock): the one implementation replication uses
-        too. An invalid peer copy is not taken (False: try the next peer).
-        """
-        rel = str(path.relative_to(self.root))
-        try:
-            self._prepare_folder(path.parent)
-            moved = bring_up_to_date(newer.root, self.root, rel, self._sync.own_lock,
-                                     durable=self._durable, source_lock=newer.lock,
-                                     lock_timeout_s=self._lock_timeout_s)
-        except (DivergedCopy, InvalidDocument) as error:
-            log.error("pull of %s from %s refused: %s", rel, newer.peer, error)
-            return False
-        except OSError as error:
-            log.error("pull of %s from %s failed: %s", path, newer.peer, error)
-            raise StorageFault(
-                f"Tsy tafiditra ny dika vaovao kokoa an'i {rel} avy "
-                f"amin'i {newer.peer} ({error.strerror or error}) ; tsy nisy niova",
-                rel, "write", f"not writable: {error.strerror or error}") from None
-        self._cache.forget(str(path))
-        batch = self._batch
-        if batch is not None and batch.owner == threading.get_ident():
-            batch.pinned.pop(str(path), None)  # the statement reads the adopted copy
-        if moved:
-            log.info("pulled %s (version %d) from %s before writing it", rel, newer.change,
-                     newer.peer)
-        return moved
+        for kind, name in self._pull.peer_objects(database):
+            self.pull_newer(database, kind, name)
 
     @contextmanager
     def write_batch(self) -> Iterator[None]:
