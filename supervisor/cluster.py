@@ -26,7 +26,7 @@ from engine.storage.data_owner import DirectoryTaken
 from engine.storage.store import checkpoint_directory
 
 from .errors import UnknownNode
-from .keeper import NodeHooks, NodeKeeper, NodeState, probe
+from .keeper import NodeHooks, NodeKeeper, NodeState, probe_response
 from .logfiles import RotatingLog
 from .ownership import cluster_id
 from .replicalink import ReplicationLink
@@ -335,8 +335,9 @@ class Cluster:
         if row["kind"] == "proxycache" and row["state"] == NodeState.RUNNING.value:
             spec = self.topology.nodes[row["node"]]
             try:
-                answer = await probe(spec.host, spec.port, 0.5, b".status;", self.topology.secret)
-                counters = json.loads(_message_line(answer))
+                answer = await probe_response(spec.host, spec.port, 0.5, b".status;",
+                                              self.topology.secret)
+                counters = json.loads(answer.message)
                 hits, misses = counters.get("hits", 0), counters.get("misses", 0)
                 return {"hits": hits, "misses": misses,
                         "hit_ratio": round(hits / (hits + misses), 3) if hits + misses else None}
@@ -351,16 +352,8 @@ class Cluster:
             return None
         spec = self.topology.nodes[row["node"]]
         try:
-            answer = await probe(spec.host, spec.port, 0.5, b".status;", self.topology.secret)
-            return list(json.loads(_message_line(answer)).get("storage_faults") or [])
+            answer = await probe_response(spec.host, spec.port, 0.5, b".status;",
+                                          self.topology.secret)
+            return list(json.loads(answer.message).get("storage_faults") or [])
         except (TimeoutError, OSError, ValueError, AttributeError):
             return None
-
-
-def _message_line(answer: str) -> str:
-    """The message line of a wire response (the line after RESULT_MESSAGE)."""
-    lines = answer.splitlines()
-    for index, line in enumerate(lines):
-        if line == "RESULT_MESSAGE" and index + 1 < len(lines):
-            return lines[index + 1]
-    raise ValueError("no message in the answer")

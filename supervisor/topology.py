@@ -18,8 +18,7 @@ from typing import Any
 
 import yaml
 
-from nodes.protocol.auth import SECRET_ENV, is_loopback
-from nodes.protocol.wire import secret_problem
+from nodes.protocol import SECRET_ENV, is_loopback, secret_problem
 
 from .errors import SupervisorError
 
