@@ -215,6 +215,17 @@ def test_a_database_dropped_on_a_peer_stays_dropped(pair):
     assert on_disk(a.root)["dropped"] is True
 
 
+def test_pulling_a_database_brings_every_newer_object_and_skips_odd_names(pair):
+    a, b = pair
+    ok(session_on(b), "manamboara tabilao u (a ISA(null, null));")
+    ok(session_on(b), "manampia ao@ t sanda (2);")
+    (b.root / "db" / "tables" / "not-a-name.json").write_text("{}")
+    a.pull_newer_objects("db")
+    assert on_disk(a.root, "u") == on_disk(b.root, "u") and rows(a.root) == [1, 2]
+    assert not (a.root / "db" / "tables" / "not-a-name.json").exists()
+    a.pull_newer_objects("../db")   # not a database name: the statement reports it, no pull
+
+
 def test_a_torn_or_garbage_peer_copy_is_ignored(pair, caplog):
     a, b = pair
     table_file(b.root).write_bytes(b'{"format":1,"kind":"table","name":"t","change":99,"dr')
