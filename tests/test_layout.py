@@ -119,13 +119,7 @@ def test_the_import_reader_sees_relative_and_nested_imports():
 
 # Leaf modules at the top of engine/ that every layer may use; they import
 # nothing of the engine themselves.
-SHARED_ENGINE_MODULES = ("engine.errors", "engine.lru")
-
-STORAGE_IMPORTS_VOCABULARY = pytest.mark.xfail(
-    strict=True,
-    reason="engine/storage/names.py imports OBJECT_KIND_WORDS from engine.language.vocabulary "
-           "(the object kinds' words in its messages); the vocabulary could become a shared "
-           "leaf beside engine/errors.py, or names.py take the words from its caller")
+SHARED_ENGINE_MODULES = ("engine.errors", "engine.lru", "engine.vocabulary")
 
 BOUNDARIES = [
     pytest.param("engine", ("nodes", "supervisor"), (), id="engine-not-nodes-or-supervisor"),
@@ -133,14 +127,13 @@ BOUNDARIES = [
     pytest.param("engine.language", ("engine.evaluation",), (), id="language-not-evaluation"),
     pytest.param("engine.storage", ("engine.evaluation",), (), id="storage-not-evaluation"),
     pytest.param("engine.language", ("engine.storage",), (), id="language-not-storage"),
-    pytest.param("engine.storage", ("engine.language",), (), id="storage-not-language",
-                 marks=STORAGE_IMPORTS_VOCABULARY),
+    pytest.param("engine.storage", ("engine.language",), (), id="storage-not-language"),
     # Nothing of the engine but themselves and the shared leaves (not
     # engine.session, engine.progress nor engine.__main__ either).
     pytest.param("engine.language", ("engine",), ("engine.language", *SHARED_ENGINE_MODULES),
                  id="language-only-shared"),
     pytest.param("engine.storage", ("engine",), ("engine.storage", *SHARED_ENGINE_MODULES),
-                 id="storage-only-shared", marks=STORAGE_IMPORTS_VOCABULARY),
+                 id="storage-only-shared"),
     *[pytest.param(shared, ("engine",), (shared,), id=f"{shared.split('.')[1]}-is-a-leaf")
       for shared in SHARED_ENGINE_MODULES],
     pytest.param("nodes.protocol", ("nodes",), ("nodes.protocol",), id="protocol-only-protocol"),

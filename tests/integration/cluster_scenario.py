@@ -432,9 +432,10 @@ def _freeze(cluster: SupervisedCluster, load: Load | None, server: str, stop_s: 
 
 
 def _check_rows(cluster: SupervisedCluster, load: Load, problems: list[str]) -> dict:
-    acknowledged = set().union(*({(i, k) for k in l.acknowledged} for i, l in enumerate(load.ledgers)))
-    failed = set().union(*({(i, k) for k in l.failed} for i, l in enumerate(load.ledgers)))
-    unknown = set().union(*({(i, k) for k in l.unknown} for i, l in enumerate(load.ledgers)))
+    ledgers = list(enumerate(load.ledgers))
+    acknowledged = set().union(*({(i, k) for k in ledger.acknowledged} for i, ledger in ledgers))
+    failed = set().union(*({(i, k) for k in ledger.failed} for i, ledger in ledgers))
+    unknown = set().union(*({(i, k) for k in ledger.unknown} for i, ledger in ledgers))
     lost, failed_present, duplicated = {}, {}, {}
     unknown_present = 0
     for server in cluster.servers:

@@ -226,7 +226,7 @@ class Nemesis:
         """The next (action, node): a shuffled deck of every pair, skipping spent nodes."""
         now = time.time()
         for _ in range(2):
-            for index, (action, node) in enumerate(self.deck):
+            for index, (_action, node) in enumerate(self.deck):
                 recent = [f for f in self.faults
                           if f.node == node and now - f.started < self.window_s]
                 if len(recent) < self.budget:

@@ -85,7 +85,7 @@ class ReplicatedPair:
         first = clients[0]
         first.ok(f"manamboara tahiry {DATABASE};")
         for client in clients:  # replication brings the database to the other server
-            wait_until(lambda: client.one(f"ampiasao {DATABASE};").ok, deadline_s=10,
+            wait_until(lambda client=client: client.one(f"ampiasao {DATABASE};").ok, timeout_s=10,
                        what="the database on every server")
         first.ok(f"manamboara tabilao {table} (id ISA(0,null), w LAHATSORATRA(null,null));")
         if fill:

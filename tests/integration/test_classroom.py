@@ -143,7 +143,8 @@ manampia ao@ naoty sanda ("E1","Algo",14), ("E1","BD",9), ("E2","Algo",16), ("E3
 manampia ao@ naoty sanda ("E9","BD",25);
 manampia ao@ mpianatra sanda ("E4","Dina","L1");
 alaivo * ao@ naoty rehefa naoty >= 10 alaharo naoty midina fetra 2;
-alaivo anarana, count(taranja) antso isa, avg(naoty) ao@ mpianatra #tonona:natoraly@ naoty #rehefa naoty >= 10 #vondrona (anarana);
+alaivo anarana, count(taranja) antso isa, avg(naoty) ao@ mpianatra
+  #tonona:natoraly@ naoty #rehefa naoty >= 10 #vondrona (anarana);
 alaivo m.anarana, n.naoty ao@ mpianatra m tonona:avia@ naoty n ka m.id = n.id;
 alaivo id ao@ mpianatra #analana@ alaivo id ao@ naoty #rehefa naoty < 10;
 manamboara jery tsara @ alaivo * ao@ naoty #rehefa naoty >= 15;
@@ -208,7 +209,7 @@ def test_students_alone_get_what_the_engine_gives(classroom, tmp_path):
             text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}))
     for index, seen in enumerate(run_threads(STUDENTS, work)):
         assert seen == expected, index
-    for client, expected_output in zip(clients, wanted):
+    for client, expected_output in zip(clients, wanted, strict=True):
         output, errors = client.communicate(timeout=60)
         assert client.returncode == 1, errors  # the script's own mistakes
         assert output.splitlines() == expected_output.splitlines()
@@ -460,14 +461,16 @@ def test_students_create_and_drop_the_same_database_at_once(classroom):
         name = f"miaraka{round_}"
         clients = [student(classroom) for _ in range(4)]
         try:
-            created = run_threads(4, lambda i: clients[i].one(f"manamboara tahiry {name};"))
+            created = run_threads(4, lambda i, clients=clients, name=name:
+                                  clients[i].one(f"manamboara tahiry {name};"))
             assert sum(a.ok for a in created) == 1, [a.message for a in created]
             for answer in created:
                 assert answer.ok or answer.message == f"Hadisoana : Ny tahiry ({name}) dia efa misy", \
                     answer.message
             for client in clients:
                 client.ok(f"ampiasao {name};")
-            dropped = run_threads(4, lambda i: clients[i].one(f"ravao ny tahiry {name};"))
+            dropped = run_threads(4, lambda i, clients=clients, name=name:
+                                  clients[i].one(f"ravao ny tahiry {name};"))
             assert sum(a.ok for a in dropped) == 1, [a.message for a in dropped]
             for answer in dropped:
                 assert answer.ok or answer.message == f"Hadisoana : Tsy misy ny tahiry : {name}", \
@@ -504,8 +507,8 @@ def test_adding_a_server_while_students_work(classroom):
     def work(index: int):
         problems, turn = [], 0
         with student(classroom) as me:
-            me.ok("manamboara tahiry miasa_%d;" % index)
-            me.ok("ampiasao miasa_%d;" % index)
+            me.ok(f"manamboara tahiry miasa_{index};")
+            me.ok(f"ampiasao miasa_{index};")
             me.ok("manamboara tabilao t (laharana ISA(0,100000));")
             while not stop.is_set() or turn < 5:
                 turn += 1
@@ -514,7 +517,8 @@ def test_adding_a_server_while_students_work(classroom):
                     problems.append(f"insert {turn}: {answer.message}")
                 answer = me.one("alaivo count(*) ao@ t;")
                 if not answer.ok or answer.relation.rows != [[turn]]:
-                    problems.append(f"turn {turn}: {answer.message} {answer.relation and answer.relation.rows}")
+                    rows = answer.relation and answer.relation.rows
+                    problems.append(f"turn {turn}: {answer.message} {rows}")
                 if turn % 5 == 0:
                     fresh = me.one(f"manamboara tabilao t{turn} (x ISA(0,1));")
                     if not fresh.ok:

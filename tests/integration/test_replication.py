@@ -31,7 +31,7 @@ def run(port: int, text: str, count: int) -> list[Response]:
 
 def write_ok(port: int, *statements: str) -> None:
     responses = run(port, "".join(f"{s};" for s in statements), len(statements))
-    for statement, response in zip(statements, responses):
+    for statement, response in zip(statements, responses, strict=True):
         assert response.ok, f"{statement}: {response.message}"
 
 
