@@ -49,11 +49,24 @@ _TEST_PORTS = range(20000, 32000)
 _handed_out: set[int] = set()
 
 
+def _worker_ports() -> range:
+    """This test process's share of _TEST_PORTS: under pytest-xdist (`./tahiry test
+    --fast` runs two workers) each worker draws from its own slice, so two
+    workers never hand out the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")   # "gw0", "gw1", ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count <= 1:
+        return _TEST_PORTS
+    index = int(worker[2:]) % count
+    size = len(_TEST_PORTS) // count
+    return range(_TEST_PORTS.start + index * size, _TEST_PORTS.start + (index + 1) * size)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now, never one
     this test process handed out before."""
     while True:
-        port = random.choice(_TEST_PORTS)
+        port = random.choice(_worker_ports())
         if port in _handed_out:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
