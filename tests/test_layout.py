@@ -136,10 +136,12 @@ BOUNDARIES = [
                  id="storage-only-shared"),
     *[pytest.param(shared, ("engine",), (shared,), id=f"{shared.split('.')[1]}-is-a-leaf")
       for shared in SHARED_ENGINE_MODULES],
-    pytest.param("nodes.protocol", ("nodes",), ("nodes.protocol",), id="protocol-only-protocol"),
-    pytest.param("nodes.runtime", ("nodes",), ("nodes.protocol", "nodes.runtime"),
+    pytest.param("nodes.protocol", ("nodes",), ("nodes.protocol", "nodes.errors"),
+                 id="protocol-only-protocol"),
+    pytest.param("nodes.runtime", ("nodes",), ("nodes.protocol", "nodes.runtime", "nodes.errors"),
                  id="runtime-only-protocol"),
-    *[pytest.param(node, ("nodes",), (node, "nodes.protocol", "nodes.runtime"),
+    pytest.param("nodes.errors", ("nodes", "engine"), ("nodes.errors",), id="node-errors-is-a-leaf"),
+    *[pytest.param(node, ("nodes",), (node, "nodes.protocol", "nodes.runtime", "nodes.errors"),
                    id=f"{node.split('.')[1]}-no-other-node")
       for node in NODE_PACKAGES],
 ]

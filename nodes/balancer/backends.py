@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from nodes.balancer.backend_config import BackendSpec
 from nodes.balancer.health import BackendHealth
+from nodes.errors import NodeError
 from nodes.protocol import Response, auth_request
 from nodes.runtime.upstream import (
     NotSent,
@@ -42,7 +43,7 @@ class Timeouts:
     request: float = 30.0
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(NodeError):
     """A backend could not serve a request. `sent`: the request may have reached it."""
 
     def __init__(self, backend_id: str, reason: str, sent: bool):

@@ -27,10 +27,11 @@ import asyncio
 
 from nodes.balancer.backends import Backend, BackendConnection, BackendUnavailable, Timeouts
 from nodes.balancer.freshness import WriteMemory
+from nodes.errors import NodeError
 from nodes.protocol import Response, statement_bytes
 
 
-class DatabaseMissing(Exception):
+class DatabaseMissing(NodeError):
     """Replaying `ampiasao` failed on a backend: it does not have the database (yet)."""
 
     def __init__(self, backend_id: str, response: Response):

@@ -30,6 +30,7 @@ from nodes.client.batch import MAX_STATEMENT_CHARS, run_script, run_text
 from nodes.client.connection import ConnectionProblem, NotListening
 from nodes.client.display import Display
 from nodes.client.runners import EmbeddedRunner, RemoteRunner, Runner
+from nodes.errors import NodeError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3951             # the local proxy cache
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class CannotStart(Exception):
+class CannotStart(NodeError):
     """The client cannot begin (its text says why)."""
 
 

@@ -23,12 +23,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from engine.evaluation.outcome import Outcome
+from nodes.errors import NodeError
 from nodes.protocol import ProtocolError, ResponseDecoder, auth_request, secret_from_environment
 
 RECEIVE_CHUNK = 1 << 16
 
 
-class ConnectionProblem(Exception):
+class ConnectionProblem(NodeError):
     """The node could not be reached or stopped answering."""
 
 

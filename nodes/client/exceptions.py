@@ -16,15 +16,16 @@ from __future__ import annotations
 import re
 
 from engine.errors import is_storage_fault
+from nodes.errors import NodeError
 
 ERROR_PREFIX = "Hadisoana : "
 
 
-class Warning(Exception):  # noqa: A001 (the name is fixed by PEP 249)
+class Warning(NodeError):  # noqa: A001 (the name is fixed by PEP 249)
     """Important warnings (PEP 249). Tahiry raises none today."""
 
 
-class Error(Exception):
+class Error(NodeError):
     """Base class of every DB-API error raised by the driver."""
 
 

@@ -14,8 +14,10 @@ import decimal
 import math
 from collections.abc import Sequence
 
+from nodes.errors import NodeError
 
-class ParameterError(ValueError):
+
+class ParameterError(NodeError, ValueError):
     """A parameter cannot be bound (wrong count or unsupported type)."""
 
 

@@ -27,6 +27,7 @@ import orjson
 from engine.errors import ERROR_PREFIX
 from engine.evaluation.outcome import Column, Outcome, Relation
 from engine.language.script import StatementSplitter, normalise_statement
+from nodes.errors import NodeError
 
 PAGE_HEADER = "RELATION_JSON_PAGE"
 RELATION_END = "RELATION_JSON_END"
@@ -52,7 +53,7 @@ _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n\u2028\u2029\x85]")
 
 
-class ProtocolError(Exception):
+class ProtocolError(NodeError):
     """A response stream that does not follow the wire format."""
 
 

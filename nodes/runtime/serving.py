@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from nodes.errors import NodeError
 from nodes.protocol import (
     ADMIN_AUTH,
     ADMIN_PING,
@@ -63,7 +64,7 @@ from nodes.runtime.node_process import set_nodelay, write_port_file
 Answer = Callable[[Request], "bytes | Awaitable[bytes]"]
 
 
-class CloseConnection(Exception):
+class CloseConnection(NodeError):
     """Raised by a handler: send `response`, then close the connection."""
 
     def __init__(self, response: bytes):

@@ -21,11 +21,12 @@ from collections import deque
 from collections.abc import Callable
 
 from engine.errors import ERROR_PREFIX
+from nodes.errors import NodeError
 from nodes.protocol import ProtocolError, Response, ResponseDecoder, auth_request
 from nodes.runtime.node_process import set_nodelay
 
 
-class UpstreamError(Exception):
+class UpstreamError(NodeError):
     """The upstream node could not be reached or broke the protocol; one sentence."""
 
 
