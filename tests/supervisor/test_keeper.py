@@ -13,7 +13,7 @@ from supervisor.keeper import Backoff, CrashLoopDetector, NodeKeeper, NodeState
 from supervisor.logfiles import RotatingLog
 from supervisor.process import ChildProcess
 from supervisor.topology import HealthSettings, NodeSpec, RestartSettings
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 
 # A stand-in node: answers `.ping;` like a real one. MODE: "ok", "crash"
 # (exits at once), "ignore-term" (ignores SIGTERM and has a grandchild).
@@ -65,12 +65,13 @@ def make_keeper(tmp_path, mode="ok", policy=None, health=FAST_HEALTH):
                       policy or restart_policy(), logger, rng=random.Random(1))
 
 
-async def wait_for(predicate, timeout_s=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
+async def wait_for(predicate, what: str, timeout_s: float = 10.0):
+    """`wait_until` from a coroutine: it polls in a worker thread, so that the
+    event loop, where the keeper restarts its child, goes on meanwhile (a
+    blocking wait on the loop would stop the keeper). The predicates only read
+    the keeper's attributes: `restarts` is raised before the new child starts,
+    so reading it first never pairs a new count with the old RUNNING state."""
+    return await asyncio.to_thread(wait_until, predicate, timeout_s, what, 0.01)
 
 
 def gone(pid: int) -> bool:
@@ -130,7 +131,8 @@ def test_killed_child_is_restarted(tmp_path):
         assert await keeper.wait_settled(10)
         first = keeper.pid
         os.kill(first, signal.SIGKILL)
-        await wait_for(lambda: keeper.restarts == 1 and keeper.state is NodeState.RUNNING)
+        await wait_for(lambda: keeper.restarts == 1 and keeper.state is NodeState.RUNNING,
+                       "the killed child to be restarted and running")
         second = keeper.pid
         assert second != first and "code -9" in keeper.last_exit
         await keeper.stop()
@@ -145,7 +147,8 @@ def test_hung_child_is_restarted_after_missed_probes(tmp_path):
         assert await keeper.wait_settled(10)
         first = keeper.pid
         os.kill(first, signal.SIGSTOP)  # alive but no longer answering
-        await wait_for(lambda: keeper.restarts == 1 and keeper.state is NodeState.RUNNING)
+        await wait_for(lambda: keeper.restarts == 1 and keeper.state is NodeState.RUNNING,
+                       "the hung child to be restarted and running")
         assert "missed 2 health probes" in keeper.last_exit
         await keeper.stop()
         return first
