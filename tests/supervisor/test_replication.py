@@ -48,11 +48,20 @@ def test_replication_works_in_both_directions_and_does_not_loop(running):
     assert wait_until(lambda: read_change(b, TABLE) == 1)
     write_object(b, TABLE, 2)
     assert wait_until(lambda: read_change(a, TABLE) == 2)
-    assert replicator.wait_idle()
-    time.sleep(0.1)
+    # The echo events of the two copies may not have reached the replicator
+    # yet. A directory's events arrive in order: once a marker written after
+    # them on each side has been copied across, the echoes were queued before
+    # it, and wait_idle covers them.
+    write_object(a, "school/tables/marker_a.json", 1)
+    write_object(b, "school/tables/marker_b.json", 1)
+    assert wait_until(lambda: read_change(b, "school/tables/marker_a.json") == 1,
+                      what="the marker written in m1 to reach m2")
+    assert wait_until(lambda: read_change(a, "school/tables/marker_b.json") == 1,
+                      what="the marker written in m2 to reach m1")
     assert replicator.wait_idle()
     stats = replicator.stats()
-    assert (stats["m1"]["files_copied"], stats["m2"]["files_copied"]) == (1, 1)
+    # One copy of the table each way, and the marker: no echo was copied back.
+    assert (stats["m1"]["files_copied"], stats["m2"]["files_copied"]) == (2, 2)
     assert not list(a.rglob("*.tmp")) and not list(b.rglob("*.tmp"))
 
 
@@ -73,8 +82,10 @@ def test_an_old_write_arriving_later_is_not_copied_over_newer(running):
     write_object(b, TABLE, 9)
     assert wait_until(lambda: read_change(a, TABLE) == 9)
     write_object(a, TABLE, 4)  # stale file appearing on m1 (e.g. a restored backup)
-    assert replicator.wait_idle()
-    time.sleep(0.05)
+    # Its event handled, the newer copy wins everywhere: m1 gets 9 back (had
+    # the stale one been copied over m2, no 9 would be left to bring back).
+    assert wait_until(lambda: read_change(a, TABLE) == 9,
+                      what="m2's newer copy to replace the stale one in m1")
     assert replicator.wait_idle()
     assert read_change(b, TABLE) == 9
 
@@ -312,7 +323,10 @@ def test_pending_paths_coalesce_prioritise_events_and_retry():
     from supervisor.replication_queue import PendingPaths
     pending = PendingPaths(lambda: {"db/tables/old.json", "db/tables/t.json"},
                            resync_interval_s=0.001)
-    time.sleep(0.002)
+    created = time.monotonic()
+    # The background pass is due before the events come: they still go first.
+    wait_until(lambda: time.monotonic() >= created + pending.resync_interval_s,
+               what="the first background pass to be due")
     pending.add("db/tables/t.json")
     pending.add("db/tables/t.json")
     pending.add("db/views/v.json")
