@@ -7,6 +7,7 @@ import logging
 
 from nodes.protocol.wire import ResponseDecoder, encode_message
 from nodes.runtime.serving import ClientConnection, ClientHandler, CloseConnection, ConnectionStats
+from tests.conftest import wait_until
 
 LOG = logging.getLogger("test-serving")
 
@@ -20,6 +21,12 @@ async def serve(answer, closed=None, window=1):
                                  ConnectionStats(), LOG, 1 << 20, None, connections),
         "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1], connections
+
+
+async def wait_for(predicate, what: str, timeout_s: float = 5.0):
+    """`wait_until` from a coroutine: it polls in a worker thread, so that the
+    event loop, where the connection is served, goes on meanwhile."""
+    return await asyncio.to_thread(wait_until, predicate, timeout_s, what, 0.01)
 
 
 async def read_all(reader: asyncio.StreamReader) -> list:
@@ -56,7 +63,7 @@ def test_ready_and_awaited_answers_come_back_in_request_order():
         responses = await read_all(reader)
         writer.close()
         server.close()
-        await asyncio.sleep(0.05)
+        await wait_for(lambda: closed, "the connection's cleanup to run")
         return [r.message for r in responses], closed
 
     messages, closed = asyncio.run(scenario())
@@ -126,17 +133,12 @@ def test_a_window_hands_pipelined_requests_over_together_and_answers_in_order():
         server, port, _ = await serve(answer, window=4)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"a; now b; c; d; e;")
-        for _ in range(100):   # until the window is full (a, now b, c, d)
-            if len(futures) == 3:
-                break
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: len(futures) >= 3, "the window to fill (a, now b, c, d)")
         assert [text for text, _ in futures] == ["a", "c", "d"]   # e waits for room
         for text, future in reversed(futures):                    # completed out of order
             future.set_result(encode_message(text))
-        for _ in range(100):
-            if len(futures) == 4:
-                break
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: len(futures) >= 4, "e to be handed over once there is room")
+        assert [text for text, _ in futures] == ["a", "c", "d", "e"]
         futures[3][1].set_result(encode_message("e"))
         writer.write_eof()
         responses = await read_all(reader)
@@ -186,7 +188,7 @@ def test_a_refused_connection_is_closed_unanswered_and_the_next_one_served():
             results.append([r.message for r in responses])
             writer.close()
         server.close()
-        await asyncio.sleep(0.05)
+        await wait_for(lambda: not connections, "every connection to be forgotten")
         return results, len(connections)
 
     results, open_connections = asyncio.run(scenario())
