@@ -1,7 +1,10 @@
 """The client's pipeline (nodes/client/pipeline.py) against a scripted node on a real socket.
 
 The node is a thread that frames requests with the real `RequestFramer`, so
-the test sees exactly which statements reached it on which connection.
+the test sees exactly which statements reached it on which connection. Its
+reads are blocking reads until the client closes (no polling): every accept
+and recv has a deadline (IO_TIMEOUT_S), and `finish` waits for the thread with
+one and raises in the test what failed in it.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from nodes.client.batch import run_script, run_text
 from nodes.client.display import Display
 from nodes.client.runners import RemoteRunner
 from nodes.protocol.wire import RequestFramer, encode_message
+from tests.conftest import wait_until
 
 USE_ANSWER = "Ny tahiry : d dia miasa ankehitriny"
+IO_TIMEOUT_S = 10.0                    # one accept or recv of the scripted node
+FINISH_DEADLINE_S = IO_TIMEOUT_S + 5   # its whole run, once the client is done
 
 
 class ScriptedNode:
@@ -24,21 +30,34 @@ class ScriptedNode:
 
     def __init__(self, *behaviours):
         self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(IO_TIMEOUT_S)
         self.port = self.listener.getsockname()[1]
         self.received: list[list[str]] = []
         self.behaviours = list(behaviours)
+        self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self) -> None:
-        for behaviour in self.behaviours:
-            conn, _ = self.listener.accept()
-            got: list[str] = []
-            self.received.append(got)
-            with conn:
-                conn.settimeout(10)
-                behaviour(conn, got)
-        self.listener.close()
+        try:
+            for behaviour in self.behaviours:
+                conn, _ = self.listener.accept()
+                got: list[str] = []
+                self.received.append(got)
+                with conn:
+                    conn.settimeout(IO_TIMEOUT_S)
+                    behaviour(conn, got)
+        except BaseException as failure:  # a timeout, or a behaviour's assertion
+            self.failure = failure
+        finally:
+            self.listener.close()
+
+    def finish(self) -> None:
+        """Wait until every connection was served; raise here what failed in the node."""
+        wait_until(lambda: not self.thread.is_alive(), FINISH_DEADLINE_S,
+                   "the scripted node to serve its connections", interval_s=0.01)
+        if self.failure is not None:
+            raise AssertionError(f"the scripted node failed: {self.failure!r}") from self.failure
 
 
 def answer(text: str) -> bytes:
@@ -83,7 +102,7 @@ def test_a_connection_lost_mid_window_reports_the_unanswered_and_sends_the_rest_
     runner = RemoteRunner("127.0.0.1", node.port, timeout=5)
     result = run_script(ScriptSource(text=script), runner, Display("table", out), source="s.tah")
     runner.close()
-    node.thread.join(10)
+    node.finish()
     lines = out.getvalue().splitlines()
     assert len(lines) == 100 and result.statements == 100 and not result.ok
     assert lines[:3] == [USE_ANSWER, "answer alaivo 1", "answer alaivo 2"]
@@ -104,7 +123,7 @@ def test_an_unanswered_ampiasao_is_the_database_replayed():
     run_text("alaivo 1; ampiasao d; alaivo 2; alaivo 3; alaivo 4;", runner,
              Display("table", out), pipelined=True)
     runner.close()
-    node.thread.join(10)
+    node.finish()
     assert node.received == [["alaivo 1", "ampiasao d", "alaivo 2", "alaivo 3"],
                              ["ampiasao d", "alaivo 4"]]
     assert runner.database == "d"
@@ -127,5 +146,5 @@ def test_interactive_text_runs_one_statement_at_a_time():
     runner = RemoteRunner("127.0.0.1", node.port, timeout=5)
     result = run_text("alaivo 1; alaivo 2; alaivo 3;", runner, Display("table", out))
     runner.close()
-    node.thread.join(10)
+    node.finish()
     assert result.ok and node.received == [["alaivo 1", "alaivo 2", "alaivo 3"]]
