@@ -30,8 +30,12 @@ from nodes.runtime.upstream import (
     exchange,
     finish_exchange,
     open_upstream,
+    send_call,
     start_exchange,
 )
+
+# Called with (the response, None) or (None, BackendUnavailable(sent=True)), once.
+AnswerCallback = Callable[["Response | None", "BackendUnavailable | None"], None]
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,31 @@ class BackendConnection:
             self.close()
             raise BackendUnavailable(self.backend.id, str(error), sent=False) from None
         return self._finish(waiter)
+
+    def send_call(self, payload: bytes, timeout: float, callback: AnswerCallback) -> None:
+        """Write one request now, behind whatever is in flight; `callback` gets its response.
+
+        The balancer's fast path: no future, no task; `callback(response, None)`
+        runs right from the read callback, or `callback(None, error)` once the
+        request may have arrived and the connection failed (it is then closed).
+        BackendUnavailable(sent=False), and no call, if nothing could be written.
+        """
+        if not self.usable:
+            self.close()
+            raise BackendUnavailable(self.backend.id, "connection already closed", sent=False)
+
+        def answered(responses: list[Response] | None, error: UpstreamError | None) -> None:
+            if responses is not None:
+                callback(responses[0], None)
+                return
+            self.close()
+            callback(None, BackendUnavailable(self.backend.id, str(error), sent=True))
+
+        try:
+            send_call(self.transport, self._receiver, payload, 1, timeout, answered)
+        except UpstreamError as error:
+            self.close()
+            raise BackendUnavailable(self.backend.id, str(error), sent=False) from None
 
     async def _finish(self, waiter: asyncio.Future) -> list[Response]:
         try:

@@ -49,13 +49,14 @@ import asyncio
 import functools
 import logging
 import sys
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 
 from engine.errors import ERROR_PREFIX, TahiryError, storage_fault_operation
 from nodes.balancer.backend_config import BackendsFile, parse_backend_option
 from nodes.balancer.backend_pool import BackendPool
 from nodes.balancer.backends import Backend, BackendUnavailable, Timeouts
-from nodes.balancer.classifier import StatementClassifier
+from nodes.balancer.classifier import Routed, StatementClassifier
 from nodes.balancer.fault_avoidance import FaultAvoidance
 from nodes.balancer.freshness import (
     DEFAULT_WAIT_BOUND_S,
@@ -93,6 +94,21 @@ MAX_DATABASE_POLL_S = 0.025
 NO_BACKEND_TO_WRITE = "Tsy misy mpizara afaka manoratra ankehitriny"
 # Statements one client connection may have in flight through the balancer.
 PIPELINE_WINDOW = 64
+
+
+INTERNAL_ERROR = "Nisy olana tao anatin'ny load balancer; tsy vita ny baiko"
+# `answer` without a class: the statement is classified in its turn.
+_UNCLASSIFIED = object()
+
+
+@dataclass
+class _ReadAttempts:
+    """A read's tries so far: backends tried, why they failed, whether it was resent."""
+
+    tried: list[str]
+    reasons: list[str]
+    missing: DatabaseMissing | None = None
+    resent: bool = False
 
 
 def no_backend_error(message: str, reasons: list[str]) -> bytes:
@@ -163,7 +179,7 @@ class Balancer:
             self.clients -= 1
             session.close()
 
-        return ClientHandler(lambda request: self.answer(session, request), closed,
+        return ClientHandler(functools.partial(self.handle, session), closed,
                              self.idle_timeout, window=PIPELINE_WINDOW)
 
     def status(self) -> dict:
@@ -175,8 +191,34 @@ class Balancer:
             "storage_faults": self.faults.snapshot(),
         }
 
-    async def answer(self, session: ClientSession, request: Request) -> bytes:
-        """The complete response bytes for one framed request."""
+    def handle(self, session: ClientSession, request: Request) -> bytes | Awaitable[bytes]:
+        """One framed request: the bytes at once (admin), or the awaitable of its answer.
+
+        The fast path: a read arriving while the session has nothing in
+        flight, needing none of its writes, with no storage fault recorded
+        and the chosen backend's connection ready, is written to that
+        backend right here and answered from the backend connection's read
+        callback (`_fast_read`): no task, no coroutine. Anything else, and
+        whatever that read meets besides a plain answer, takes `answer`.
+        The statement is classified once, here, for both.
+        """
+        if request.admin is not None:
+            return admin_response(request, self.node_id, "balancer", self.status)
+        if request.error is not None:
+            return self.answer(session, request)
+        try:
+            kind: Routed | None | Exception = self.classifier.classify_text(request.text)
+        except Exception as error:  # answered in its turn (a TahiryError), or a bug
+            kind = error
+        if type(kind) is Routed and kind.kind == "read" and session.idle:
+            fast = self._fast_read(session, request.text, kind.objects)
+            if fast is not None:
+                return fast
+        return self.answer(session, request, kind)
+
+    async def answer(self, session: ClientSession, request: Request,
+                     kind: Routed | None | Exception | object = _UNCLASSIFIED) -> bytes:
+        """The complete response bytes for one framed request (`kind`: its class, if known)."""
         if request.error is not None:
             return encode_error(request.error)
         if request.admin is not None:
@@ -184,20 +226,113 @@ class Balancer:
         self.counters.statements += 1
         turn = session.take_turn()   # in request order: statements run in that order
         try:
-            return await self._statement(session, request.text, turn)
+            return await self._statement(session, request.text, turn, kind)
         except Exception:  # a bug must cost one statement, not the connection
-            self.log.exception("internal error on statement %r", request.text[:200])
-            self.counters.local_errors += 1
-            return encode_error("Nisy olana tao anatin'ny load balancer; tsy vita ny baiko")
+            self._internal_error(request.text)
+            return encode_error(INTERNAL_ERROR)
         finally:
             await turn.finish()
 
+    def _internal_error(self, text: str) -> None:
+        self.log.exception("internal error on statement %r", text[:200])
+        self.counters.local_errors += 1
+
+    def _fast_read(self, session: ClientSession, text: str,
+                   objects: tuple[str, ...]) -> asyncio.Future | None:
+        """A read sent now on the session's ready connection; None (nothing done) if it cannot be.
+
+        Exactly what `answer` does for it, in the common case: the same
+        backend choice, counters, outcome handling (`_read_answered`); a
+        failure or a storage fault to resend continues in `_read` with the
+        attempt made.
+        """
+        database = session.database
+        if database is None or len(self.faults) \
+                or read_needs(session.writes.marks(database), objects):
+            return None
+        candidates = self.pool.candidates()
+        if not candidates:
+            return None
+        backend_id = self.selector.choose(candidates, self.pool.outstanding(candidates),
+                                          advance=False)
+        backend = self.pool[backend_id]
+        connection = session.ready_connection(backend)
+        if connection is None:
+            return None
+        self.selector.choose(candidates, self.pool.outstanding(candidates))  # as _least_loaded
+        self.counters.statements += 1
+        self.counters.reads += 1
+        turn = session.take_turn()
+        answer = asyncio.get_running_loop().create_future()
+        attempts = _ReadAttempts([backend_id], [])
+        others = len(candidates) > 1
+        payload = statement_bytes(text)
+
+        def answered(response: Response | None, error: BackendUnavailable | None) -> None:
+            backend.outstanding -= 1
+            try:
+                if response is not None:
+                    raw = self._read_answered(backend, database, objects, response, others,
+                                              attempts)
+                    if raw is not None:
+                        turn.settle()
+                        if not answer.done():
+                            answer.set_result(raw)
+                        return
+                else:
+                    assert error is not None
+                    self.pool.record_failure(backend, error.reason)
+                    attempts.reasons.append(str(error))
+            except Exception:
+                self._internal_error(text)
+                turn.settle()
+                if not answer.done():
+                    answer.set_result(encode_error(INTERNAL_ERROR))
+                return
+            self._resume_read(session, payload, objects, attempts, turn, text, answer)
+
+        backend.outstanding += 1
+        try:
+            connection.send_call(payload, self.timeouts.request, answered)
+        except BackendUnavailable as error:
+            answered(None, error)
+        return answer
+
+    def _resume_read(self, session: ClientSession, payload: bytes, objects: tuple[str, ...],
+                     attempts: _ReadAttempts, turn: Turn, text: str,
+                     answer: asyncio.Future) -> None:
+        """A fast read that must go on (another backend): `_read` from where it stands."""
+
+        async def rest() -> bytes:
+            try:
+                return await self._read(session, payload, {}, objects, attempts)
+            except Exception:
+                self._internal_error(text)
+                return encode_error(INTERNAL_ERROR)
+            finally:
+                turn.settle()   # nothing was before it (the fast path starts only then)
+
+        def chained(task: asyncio.Future) -> None:
+            if not answer.done():
+                if task.cancelled():
+                    answer.cancel()
+                else:
+                    answer.set_result(task.result())
+
+        asyncio.ensure_future(rest()).add_done_callback(chained)
+
     # -- statements --------------------------------------------------------
 
-    async def _statement(self, session: ClientSession, text: str, turn: Turn) -> bytes:
+    async def _statement(self, session: ClientSession, text: str, turn: Turn,
+                         classified: Routed | None | Exception | object = _UNCLASSIFIED) -> bytes:
         payload = statement_bytes(text)
         try:
-            kind = self.classifier.classify_text(text)
+            if classified is _UNCLASSIFIED:
+                kind = self.classifier.classify_text(text)
+            elif isinstance(classified, Exception):
+                raise classified
+            else:
+                kind = classified  # type: ignore[assignment]
         except TahiryError as error:
             await turn.wait()
             self.counters.local_errors += 1
@@ -423,18 +558,19 @@ class Balancer:
         return holders
 
     async def _read(self, session: ClientSession, payload: bytes,
-                    needs: dict[str, WriteMark], objects: tuple[str, ...] = ()) -> bytes:
+                    needs: dict[str, WriteMark], objects: tuple[str, ...] = (),
+                    attempts: _ReadAttempts | None = None) -> bytes:
         """A read, on a backend holding the session's writes it `needs` (nodes.freshness).
 
         Backends that lately could not read one of `objects` are avoided; a
         storage fault is answered by one more try on another backend.
+        `attempts`: what the fast path already tried (then counted already).
         """
-        self.counters.reads += 1
+        if attempts is None:
+            self.counters.reads += 1
+            attempts = _ReadAttempts([], [])
         database = session.database or ""
-        tried: list[str] = []
-        missing: DatabaseMissing | None = None
-        reasons: list[str] = []
-        resent = False
+        tried = attempts.tried
         while True:
             candidates = [c for c in self.pool.candidates() if c not in tried]
             if not candidates:
@@ -459,26 +595,37 @@ class Balancer:
             try:
                 response = await self._forward(session, backend, payload)
             except BackendUnavailable as error:
-                reasons.append(str(error))
+                attempts.reasons.append(str(error))
                 continue
             except DatabaseMissing as error:
-                missing = missing or error
+                attempts.missing = attempts.missing or error
                 continue
-            backend.reads += 1
-            if not response.ok:
-                operation = storage_fault_operation(response.message)
-                if operation is not None:
-                    self._storage_fault(backend_id, database, objects, operation, response.message)
-                    if not resent and others:
-                        resent = True  # nothing was applied: another backend may read it
-                        self.counters.storage_resent_reads += 1
-                        continue
-            elif objects and len(self.faults):
-                self.faults.success(backend_id, database, objects, wrote=False)
-            return response.raw
-        if missing is not None:
-            return missing.response.raw
-        return no_backend_error(NO_BACKEND_TO_ANSWER, reasons)
+            raw = self._read_answered(backend, database, objects, response, others, attempts)
+            if raw is not None:
+                return raw
+        if attempts.missing is not None:
+            return attempts.missing.response.raw
+        return no_backend_error(NO_BACKEND_TO_ANSWER, attempts.reasons)
+
+    def _read_answered(self, backend: Backend, database: str, objects: tuple[str, ...],
+                       response: Response, others: bool, attempts: _ReadAttempts) -> bytes | None:
+        """A read's answer from `backend`: the bytes for the client, or None to try another.
+
+        A storage fault (nothing applied) is recorded and, once, read again
+        elsewhere when there is another candidate (`others`).
+        """
+        backend.reads += 1
+        if not response.ok:
+            operation = storage_fault_operation(response.message)
+            if operation is not None:
+                self._storage_fault(backend.id, database, objects, operation, response.message)
+                if not attempts.resent and others:
+                    attempts.resent = True  # nothing was applied: another backend may read it
+                    self.counters.storage_resent_reads += 1
+                    return None
+        elif objects and len(self.faults):
+            self.faults.success(backend.id, database, objects, wrote=False)
+        return response.raw
 
     async def _write(self, session: ClientSession, database: str, objects: tuple[str, ...],
                      target: str | None, payload: bytes, needs: dict[str, WriteMark],

@@ -62,11 +62,17 @@ class ReadSelector:
         pool = [c for c in candidates if c not in excluded]
         return self.choose(pool, outstanding) if pool else None
 
-    def choose(self, candidates: Iterable[str], outstanding: Mapping[str, int]) -> str:
-        """The backend for the next read among `candidates`; ValueError if there is none."""
+    def choose(self, candidates: Iterable[str], outstanding: Mapping[str, int],
+               advance: bool = True) -> str:
+        """The backend for the next read among `candidates`; ValueError if there is none.
+
+        advance=False: the same answer, without moving the rotation (a caller
+        that may not use it; the next call then gives it again).
+        """
         pool = sorted(set(candidates))
         fewest = min(outstanding.get(c, 0) for c in pool)   # ValueError on an empty pool
         least_loaded = [c for c in pool if outstanding.get(c, 0) == fewest]
         choice = least_loaded[self._turn % len(least_loaded)]
-        self._turn += 1
+        if advance:
+            self._turn += 1
         return choice

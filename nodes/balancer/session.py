@@ -98,11 +98,16 @@ class Turn:
             if previous is not None and not previous.done.done():
                 await asyncio.shield(previous.done)
         finally:  # even when cancelled: the statements behind it must not wait forever
-            self.previous = None
-            if not self.signal.done():
-                self.signal.set_result(None)
-            if not self.done.done():
-                self.done.set_result(None)
+            self.settle()
+
+    def settle(self) -> None:
+        """Done now: `finish` once every statement before it is done (the fast path's end)."""
+        self.ahead = None
+        self.previous = None
+        if not self.signal.done():
+            self.signal.set_result(None)
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 class ClientSession:
@@ -114,6 +119,12 @@ class ClientSession:
         self.connections: dict[str, BackendConnection] = {}
         self.writes = WriteMemory()
         self._last_turn: Turn | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Whether every statement taken so far is done (a new one starts at once)."""
+        last = self._last_turn
+        return last is None or last.done.done()
 
     def take_turn(self) -> Turn:
         """The next statement's place, behind the one before it (in request order)."""

@@ -34,15 +34,54 @@ class NotSent(UpstreamError):
     """The request was not sent at all (the connection was already closed)."""
 
 
+# Called with (the responses, None) or (None, the UpstreamError), once.
+ResponseCallback = Callable[["list[Response] | None", "UpstreamError | None"], None]
+
+
+class _Waiter:
+    """One request's wait for its responses: a future to resolve, or a function to call."""
+
+    __slots__ = ("future", "callback", "wanted", "responses", "deadline", "timeout")
+
+    def __init__(self, future: asyncio.Future | None, callback: ResponseCallback | None,
+                 wanted: int, deadline: float | None, timeout: float | None) -> None:
+        self.future = future
+        self.callback = callback
+        self.wanted = wanted
+        self.responses: list[Response] = []
+        self.deadline = deadline
+        self.timeout = timeout
+
+    def finish(self, responses: list[Response] | None, error: UpstreamError | None) -> None:
+        callback = self.callback
+        if callback is not None:
+            self.callback = None   # called once
+            callback(responses, error)
+            return
+        future = self.future
+        if future is not None and not future.done():
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(responses)
+
+
 class ResponseReceiver(asyncio.Protocol):
     """The receiving side of a connection to an upstream node: responses decoded as bytes arrive.
 
     A bare asyncio Protocol (no StreamReader buffer, no reader task): each
     chunk goes straight into the `ResponseDecoder`. `expect(count)` queues
     a future resolved with the next `count` responses after those of the
-    requests queued before it; it fails with UpstreamError when the
-    connection ends, breaks the protocol or sends a response nobody asked
-    for. After a failure the connection is aborted and every waiter fails.
+    requests queued before it; `expect_call(count, callback)` calls a
+    function instead, right from the read callback (a relay's fast path:
+    no future, no task). They fail with UpstreamError when the connection
+    ends, breaks the protocol, sends a response nobody asked for, or a
+    request's timeout passes. After a failure the connection is aborted and
+    every waiter fails.
+
+    Timeouts: one timer per connection, armed for the earliest deadline and
+    re-armed only when it fires, instead of a timer started and cancelled
+    around every request (what most of a relayed request's bookkeeping cost).
     """
 
     def __init__(self, decode_relations: bool = False) -> None:
@@ -50,8 +89,10 @@ class ResponseReceiver(asyncio.Protocol):
         self.closed = False
         self._decoder = ResponseDecoder(decode_relations)
         self._raw_only = not decode_relations
-        # [future, responses wanted, responses so far], in request order
-        self._waiters: deque[list] = deque()
+        self._waiters: deque[_Waiter] = deque()   # in request order
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -61,10 +102,52 @@ class ResponseReceiver(asyncio.Protocol):
         """Requests sent whose responses have not all arrived."""
         return len(self._waiters)
 
-    def expect(self, count: int) -> asyncio.Future:
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append([waiter, count, []])
+    def expect(self, count: int, timeout: float | None = None) -> asyncio.Future:
+        """The future of the next `count` responses (failed after `timeout` seconds, if given)."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue(_Waiter(future, None, count, None, None), timeout)
+        return future
+
+    def expect_call(self, count: int, timeout: float | None, callback: ResponseCallback) -> _Waiter:
+        """Call `callback(responses, None)` with the next `count` responses, or
+        `callback(None, error)` once the connection fails (or `timeout` passes)."""
+        waiter = _Waiter(None, callback, count, None, None)
+        self._queue(waiter, timeout)
         return waiter
+
+    def _queue(self, waiter: _Waiter, timeout: float | None) -> None:
+        if timeout is not None:
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            waiter.deadline = deadline = loop.time() + timeout
+            waiter.timeout = timeout
+            if self._timer is None or deadline < self._due:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._due = deadline
+                self._timer = loop.call_at(deadline, self._expired)
+        self._waiters.append(waiter)
+
+    def _expired(self) -> None:
+        self._timer = None
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        due = None
+        for waiter in self._waiters:
+            deadline = waiter.deadline
+            if deadline is None:
+                continue
+            if deadline <= now:
+                self.fail(f"no answer within {waiter.timeout:g}s")
+                return
+            if due is None or deadline < due:
+                due = deadline
+        if due is not None:
+            self._due = due
+            self._timer = loop.call_at(due, self._expired)
 
     def data_received(self, data: bytes) -> None:
         single = None
@@ -81,11 +164,10 @@ class ResponseReceiver(asyncio.Protocol):
                 self.fail("protocol error: a response nobody asked for")
                 return
             head = waiters[0]
-            head[2].append(response)
-            if len(head[2]) == head[1]:
+            head.responses.append(response)
+            if len(head.responses) == head.wanted:
                 waiters.popleft()
-                if not head[0].done():
-                    head[0].set_result(head[2])
+                head.finish(head.responses, None)
         if not waiters and self._decoder.pending:
             self.fail("protocol error: more responses than requests")
 
@@ -99,10 +181,12 @@ class ResponseReceiver(asyncio.Protocol):
     def fail(self, reason: str) -> None:
         """Fail every waiting request with UpstreamError(reason) and abort the connection."""
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         waiters, self._waiters = self._waiters, deque()
-        for waiter, _wanted, _responses in waiters:
-            if not waiter.done():
-                waiter.set_exception(UpstreamError(reason))
+        for waiter in waiters:
+            waiter.finish(None, UpstreamError(reason))
         if self.transport is not None:
             self.transport.abort()
 
@@ -144,11 +228,6 @@ def single_raw_response(data: bytes) -> Response | None:
                     raw=data, has_relation=has_relation)
 
 
-def _expire(waiter: asyncio.Future, timeout: float) -> None:
-    if not waiter.done():
-        waiter.set_exception(UpstreamError(f"no answer within {timeout:g}s"))
-
-
 async def open_upstream(host: str, port: int, timeout: float,
                         decode_relations: bool = False) -> tuple[asyncio.Transport, ResponseReceiver]:
     """Connect (bounded by `timeout`) with TCP_NODELAY; OSError / TimeoutError on failure."""
@@ -169,7 +248,7 @@ def start_exchange(transport: asyncio.Transport, receiver: ResponseReceiver, dat
     """
     if receiver.closed or transport.is_closing():
         raise NotSent("connection already closed")
-    waiter = receiver.expect(count)
+    waiter = receiver.expect(count, timeout)
     transport.write(data)
     if transport.is_closing():
         # The send itself failed (reset by a dead peer): nothing arrived.
@@ -177,9 +256,27 @@ def start_exchange(transport: asyncio.Transport, receiver: ResponseReceiver, dat
             waiter.exception()  # retrieved: replaced by the error below
         receiver.fail("connection reset before sending")
         raise NotSent("connection reset before sending")
-    timer = asyncio.get_running_loop().call_later(timeout, _expire, waiter, timeout)
-    waiter.add_done_callback(lambda _: timer.cancel())
     return waiter
+
+
+def send_call(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,
+              count: int, timeout: float, callback: ResponseCallback) -> None:
+    """`start_exchange` with a function called with the responses instead of a future.
+
+    NotSent (and `callback` never called) if nothing could be sent. Once
+    sent, `callback(responses, None)` or `callback(None, UpstreamError)` is
+    called exactly once, from the read callback (the connection is then
+    aborted on a failure, as `finish_exchange` does).
+    """
+    if receiver.closed or transport.is_closing():
+        raise NotSent("connection already closed")
+    waiter = receiver.expect_call(count, timeout, callback)
+    transport.write(data)
+    if transport.is_closing() and waiter.callback is not None:
+        # The send itself failed (reset by a dead peer): nothing arrived.
+        waiter.callback = None   # NotSent instead of a call
+        receiver.fail("connection reset before sending")
+        raise NotSent("connection reset before sending")
 
 
 async def finish_exchange(receiver: ResponseReceiver, waiter: asyncio.Future) -> list[Response]:
