@@ -9,10 +9,19 @@ of the file it was decoded from stays in the store's cache (it is kept in
 that cache entry's memo), so what it derives lazily -- the equality indexes
 of engine/evaluation/equality_lookup.py -- is built once per version of the table and
 dropped with it.
+
+A write does not start the next version from nothing: when the store commits
+a table's row changes (its journal ops) on top of a cached version, it asks
+that version's memo for successors (engine/storage/document_cache.py,
+`derive_memo`), and `TableData.successor` derives the new version's indexes
+from the old ones, costing the rows changed instead of the table
+(`EqualityIndex.derive`). The old version's indexes are never changed:
+readers that still hold it keep seeing exactly that version.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,6 +37,173 @@ class ColumnInfo:
     domain: list[dict]
 
 
+# A derived index keeps the buckets changed since its base in a delta dict
+# of its own, copied by each later version; past this many entries the delta
+# is folded into a new base (a copy of the whole dict), so the folds cost
+# about what the delta copies do: a few microseconds a write at 100k keys.
+MIN_FOLD_LIMIT = 64
+
+
+def fold_limit(base_keys: int) -> int:
+    """How many changed buckets a derived index carries before it folds them into its base."""
+    return max(MIN_FOLD_LIMIT, 2 * math.isqrt(base_keys))
+
+
+class _NotDerivable(Exception):
+    """A change whose effect on an index is not known cheaply: that index is built again."""
+
+
+class EqualityIndex:
+    """{value: the rows holding it in one column, in table order}; NULLs left out.
+
+    Read like a dict (`get`). Never changed once built, since readers on
+    other threads may hold it: the next version of the table gets its own
+    index from `derive`, sharing this one's base dict and copying only the
+    delta, the buckets changed since that base (an empty bucket: no row
+    holds the value any more).
+    """
+
+    __slots__ = ("_base", "_delta")
+
+    def __init__(self, base: dict[object, list[list]], delta: dict[object, list[list]] | None = None):
+        self._base = base
+        self._delta = delta if delta is not None else {}
+
+    @classmethod
+    def build(cls, rows: list[list], column: int) -> EqualityIndex:
+        """The index of `column` over `rows`, from scratch."""
+        index: dict[object, list[list]] = {}
+        for row in rows:
+            value = row[column]
+            if value is not None:
+                bucket = index.get(value)
+                if bucket is None:
+                    index[value] = [row]
+                else:
+                    bucket.append(row)
+        return cls(index)
+
+    def get(self, value: object, default: list[list] | None = None) -> list[list] | None:
+        """The rows holding `value` (dict rules: 5 and 5.0 are one key), else `default`."""
+        delta = self._delta
+        if delta:
+            bucket = delta.get(value)
+            if bucket is not None:
+                return bucket if bucket else default
+        return self._base.get(value, default)
+
+    def as_dict(self) -> dict[object, list[list]]:
+        """The whole index as one plain dict (what `build` gives, key order aside)."""
+        merged = dict(self._base)
+        for value, bucket in self._delta.items():
+            if bucket:
+                merged[value] = bucket
+            else:
+                merged.pop(value, None)
+        return merged
+
+    def derive(self, column: int, rows_before: list[list], ops: list | tuple,
+               rows_after: int) -> EqualityIndex | None:
+        """The index of the version that `ops` make of `rows_before` (this index's rows).
+
+        `ops` are a table's row changes as its journal has them
+        (engine/storage/journal.py: append, set, remove), `rows_after` the
+        new version's row count (a check). Appends cost the rows added; a
+        set or remove finds the old row in its bucket by identity (rows of
+        one version are distinct objects). None when the effect is not known
+        cheaply -- a row moved into a bucket that already holds other rows
+        (where it goes in table order is not known here), a set or remove
+        after a remove in one entry, a row not found exactly once, ops that
+        do not fit -- and the caller builds that index again on first use.
+        """
+        delta = dict(self._delta)
+        owned: set[object] = set()   # values whose bucket in `delta` is this derivation's list
+
+        def bucket(value: object) -> list[list]:
+            if value in owned:
+                return delta[value]
+            found = self.get(value)
+            fresh = delta[value] = list(found) if found else []
+            owned.add(value)
+            return fresh
+
+        base_count = len(rows_before)
+        appended: list[list] = []           # rows added, as they stand now
+        replaced: dict[int, list] = {}      # base positions set to another row
+        count = base_count
+        shifted = False                     # a remove moved the positions after it
+
+        def current(position: object) -> list:
+            if type(position) is not int or not 0 <= position < count:
+                raise _NotDerivable
+            if position >= base_count:
+                return appended[position - base_count]
+            row = replaced.get(position)
+            return rows_before[position] if row is None else row
+
+        try:
+            for kind, items in ops:
+                if kind == "append":
+                    for row in items:
+                        value = row[column]
+                        if value is not None:
+                            bucket(value).append(row)
+                    appended.extend(items)
+                    count += len(items)
+                elif shifted:
+                    raise _NotDerivable
+                elif kind == "set":
+                    for position, row in items:
+                        old = current(position)
+                        _replaced_in_buckets(bucket, old, row, column)
+                        if position >= base_count:
+                            appended[position - base_count] = row
+                        else:
+                            replaced[position] = row
+                elif kind == "remove":
+                    for position in items:
+                        old = current(position)
+                        if old[column] is not None:
+                            left = bucket(old[column])
+                            del left[_only_position(left, old)]
+                    count -= len(items)
+                    shifted = True
+                else:
+                    raise _NotDerivable
+        except (_NotDerivable, IndexError, KeyError, TypeError, ValueError):
+            return None
+        if count != rows_after:
+            return None
+        if len(delta) > fold_limit(len(self._base)):
+            return EqualityIndex(EqualityIndex(self._base, delta).as_dict())
+        return EqualityIndex(self._base, delta)
+
+
+def _replaced_in_buckets(bucket, old: list, new: list, column: int) -> None:
+    """The buckets after row `old` became `new` at the same position (_NotDerivable if unknown)."""
+    old_value, new_value = old[column], new[column]
+    if old_value is not None and new_value is not None and old_value == new_value:
+        same = bucket(old_value)   # same key (dict rules): same place in the same bucket
+        same[_only_position(same, old)] = new
+        return
+    if old_value is not None:
+        left = bucket(old_value)
+        del left[_only_position(left, old)]
+    if new_value is not None:
+        target = bucket(new_value)
+        if target:
+            raise _NotDerivable   # its place among those rows is not known here
+        target.append(new)
+
+
+def _only_position(bucket: list[list], row: list) -> int:
+    """Where `row` (this very object) is in `bucket`; _NotDerivable unless exactly once."""
+    ids = [*map(id, bucket)]
+    if ids.count(id(row)) != 1:
+        raise _NotDerivable
+    return ids.index(id(row))
+
+
 @dataclass
 class TableData:
     """A table as read from disk. `rows` must not be mutated by readers."""
@@ -35,27 +211,36 @@ class TableData:
     name: str
     columns: list[ColumnInfo]
     rows: list[list]
-    _indexes: dict[int, dict] = field(default_factory=dict, repr=False, compare=False)
+    _indexes: dict[int, EqualityIndex] = field(default_factory=dict, repr=False, compare=False)
 
-    def equality_index(self, column: int) -> dict[object, list[list]]:
-        """{value: the rows holding it in that column, in table order}; NULLs left out.
+    def equality_index(self, column: int) -> EqualityIndex:
+        """The equality index of `column` (`EqualityIndex`: value -> rows in table order).
 
-        Built on first use and kept with this object. Two threads may build
-        it at the same time; either result is the same.
+        Built on first use, or derived from the previous version's when this
+        one came from `successor`, and kept with this object. Two threads may
+        build it at the same time; either result is the same.
         """
         index = self._indexes.get(column)
         if index is None:
-            index = {}
-            for row in self.rows:
-                value = row[column]
-                if value is not None:
-                    bucket = index.get(value)
-                    if bucket is None:
-                        index[value] = [row]
-                    else:
-                        bucket.append(row)
-            self._indexes[column] = index
+            index = self._indexes[column] = EqualityIndex.build(self.rows, column)
         return index
+
+    def successor(self, document: dict, ops: list | tuple) -> TableData:
+        """The TableData of `document`, the version the row changes `ops` make of this one.
+
+        Called by the store when it commits them (engine/storage/document_cache.py,
+        `derive_memo`): the indexes this version built are derived, not built
+        again; one that cannot be (see `EqualityIndex.derive`) is built on
+        first use. This version and its indexes are left as they are.
+        """
+        table = table_from_document(document)
+        if len(table.columns) != len(self.columns):
+            return table
+        for column, index in self._indexes.copy().items():
+            derived = index.derive(column, self.rows, ops, len(table.rows))
+            if derived is not None:
+                table._indexes[column] = derived
+        return table
 
 
 class Catalog(Protocol):

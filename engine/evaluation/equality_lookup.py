@@ -3,7 +3,8 @@
 A query over one stored table whose condition is `col = literal`, alone or
 as one conjunct of an `ary` chain, only needs the rows holding that value:
 `candidate_rows` takes them from the table's equality index (a dict
-value -> rows in table order, built once per version of the table, see
+value -> rows in table order, built once per version of the table or
+derived from the previous version's by the rows a write changed, see
 `TableData.equality_index`) instead of every row. The caller still runs the
 whole compiled condition over the candidates, so the other conjuncts filter
 as before; the index only skips rows that could never pass.
@@ -48,7 +49,7 @@ def candidate_rows(where: Expr, scope: Scope, table: TableData) -> list[list] | 
         lookup = _column_equals_literal(conjunct, scope)
         if lookup is not None:
             column, value = lookup
-            return table.equality_index(column).get(value, [])
+            return table.equality_index(column).get(value) or []
         if not cannot_raise(conjunct):
             return None
     return None

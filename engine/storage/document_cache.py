@@ -9,7 +9,12 @@ very next read, and an unchanged file is never decoded twice.
 The memo is a dict for what readers derive from that version of the
 document (engine/evaluation/catalog.py keeps the `TableData` and its equality indexes
 there): it lives and dies with the entry, so nothing derived can outlive a
-change of the file.
+change of the file. When the store itself makes the next version of a table
+from a cached one by known row changes (a commit of journal ops), the new
+entry's memo starts from `derive_memo`: each memo value that has a
+`successor(document, ops)` method (the `Derivable` protocol) gives its
+value for the new version, costing what changed instead of what the table
+holds; the rest is derived again on first use, as after any other change.
 
 Bounded by a number of entries and by the bytes of the files on disk (a
 proxy for memory; decoded objects and memos take more); the oldest entries
@@ -21,7 +26,11 @@ tolerates entries removed meanwhile.
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 # (st_ino, st_mtime_ns, bytes on disk, ...): a table adds its journal's
 # (st_ino, st_size) (engine/storage/journal.py); the third item is always the bytes.
@@ -45,6 +54,36 @@ def file_signature(stat, journal_stat, has_journal: bool) -> Signature:
     else:
         journal_ino, journal_size = journal_stat
     return (stat.st_ino, stat.st_mtime_ns, stat.st_size + journal_size, journal_ino, journal_size)
+
+
+class Derivable(Protocol):
+    """A memo value that can give its value for the next version of its document."""
+
+    def successor(self, document: dict, ops: list | tuple) -> object | None:
+        """The value for `document`, made from this value's version by the row changes `ops`."""
+
+
+def derive_memo(memo: dict, document: dict, ops: list | tuple) -> dict:
+    """The memo of `document`, a table's version made by `ops` from the version `memo` belongs to.
+
+    Only values with a `successor` method carry over (a None successor is
+    left out). Never raises: this runs once the new version is durable, and
+    a successor that fails only means that value is derived again on first
+    use.
+    """
+    derived: dict = {}
+    for name, value in memo.copy().items():   # a copy: readers may add to it meanwhile
+        successor = getattr(value, "successor", None)
+        if successor is None:
+            continue
+        try:
+            following = successor(document, ops)
+        except Exception:   # a bug there must not turn a durable write into a failure
+            log.exception("memo value %r of %s not derived", name, document.get("name"))
+            continue
+        if following is not None:
+            derived[name] = following
+    return derived
 
 
 DEFAULT_CACHE_ENTRIES = 512
@@ -81,8 +120,10 @@ class DocumentCache:
         entry = self._entries.get(key)
         return (entry[0], entry[1]) if entry is not None else None
 
-    def remember(self, key: str, signature: Signature, document: dict) -> dict:
-        """Cache a decoded document (with a fresh memo, returned); evict beyond the budgets."""
+    def remember(self, key: str, signature: Signature, document: dict,
+                 memo: dict | None = None) -> dict:
+        """Cache a decoded document with `memo` (a fresh one when None), returned; evict
+        beyond the budgets."""
         self.forget(key)
         entries = self._entries
         while entries and (len(entries) >= self.max_entries
@@ -94,7 +135,8 @@ class DocumentCache:
             evicted = entries.pop(oldest, None)
             if evicted is not None:
                 self._bytes -= evicted[0][2]
-        memo: dict = {}
+        if memo is None:
+            memo = {}
         entries[key] = (signature, document, memo)
         self._bytes += signature[2]
         return memo

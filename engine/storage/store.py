@@ -374,7 +374,8 @@ class Store:
             if batch is None or batch.owner != threading.get_ident():
                 return self._write_alone(path, kind, name, body, ops, appended)
             key = str(path)
-            previous = self._load(path)
+            read = self._load_entry(path)
+            previous = read[0] if read is not None else None
             earlier = batch.pending.get(key)
             entry_ops: tuple | None  # the row changes of the one journal entry, if any
             if earlier is not None:
@@ -389,6 +390,12 @@ class Store:
                              and not previous.get("dropped", False)
                              and previous.get("format") == FORMAT_VERSION)
                 entry_ops = tuple(ops) if journaled and ops is not None else None
+                if entry_ops is not None and read is not None:
+                    # The memo of the version the entry's ops start from: the commit
+                    # derives the new version's from it (its indexes).
+                    batch.bases[key] = read[1]
+                else:
+                    batch.bases.pop(key, None)
             document = {"format": FORMAT_VERSION, "kind": kind, "name": name,
                         "change": change, "dropped": body is None}
             if body is not None:
@@ -538,7 +545,7 @@ class Store:
         batch = self._batch
         assert batch is not None and batch.owner == threading.get_ident()
         try:
-            prepared = self._installer.prepare(batch.pending)
+            prepared = self._installer.prepare(batch.pending, batch.bases)
             if prepared:
                 self._installer.install(prepared)
         finally:
