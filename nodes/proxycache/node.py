@@ -43,6 +43,7 @@ it were written for that database.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -207,6 +208,8 @@ class ProxySession:
             cached = self.cache.get((self.database, normal))
             if cached is not None:
                 return cached
+            if self.proxy.fine is None and self.upstream.usable:
+                return self._fast_read(request, normal)
         # Taken now, in request order: the statements are sent in that order.
         turn = self._take_turn()
         self.in_flight += 1
@@ -238,6 +241,61 @@ class ProxySession:
         self._invalidate_after(kind, normal, response)
         return response.raw
 
+    def _fast_read(self, request: Request, normal: str) -> asyncio.Future:
+        """A read the cache could not answer, alone on a usable connection: sent right now.
+
+        What `_read` does, without its task: the answer comes from the
+        upstream connection's read callback. A broken connection takes the
+        slow path's one retry (`_read_again`) if nothing was sent behind it.
+        """
+        key = (self.database, normal)
+        generation = self.cache.generation
+        fetched_at = self.cache.clock()
+        sent_signal = self._take_turn()[1]   # the one before is sent: this is alone
+        sent_signal.set_result(None)          # sent now: the next statement may be
+        self.in_flight += 1
+        answer = asyncio.get_running_loop().create_future()
+        data = request.wire()
+
+        def answered(response: Response | None, error: UpstreamError | None) -> None:
+            if response is not None:
+                self.in_flight -= 1
+                raw = self._read_done(key, response, generation, fetched_at, cacheable=True)
+            else:
+                self.proxy.upstream_errors += 1
+                if self._sent is sent_signal:  # nothing sent behind it: once more
+                    again = asyncio.ensure_future(
+                        self._read_again(data, key, generation, fetched_at))
+                    again.add_done_callback(functools.partial(_pass_on, answer))
+                    return
+                self.in_flight -= 1
+                raw = encode_error(str(error))
+            if not answer.done():
+                answer.set_result(raw)
+
+        self.upstream.send_call(data, answered)
+        return answer
+
+    async def _read_again(self, data: bytes, key, generation: int, fetched_at: float) -> bytes:
+        """The fast read's retry after a broken connection: `_read` from that point."""
+        try:
+            response = await self._forward(data, retry=False, turn=self._take_turn())
+        except UpstreamError as error:
+            return encode_error(str(error))
+        finally:
+            self.in_flight -= 1
+        return self._read_done(key, response, generation, fetched_at, cacheable=True)
+
+    def _read_done(self, key, response: Response, generation: int, fetched_at: float,
+                   cacheable: bool) -> bytes:
+        """A forwarded read's answer (no fine invalidation): cached if a success sent alone."""
+        if response.ok and cacheable:
+            # The identity after the request: a reconnection on the way is a
+            # session that may not know this connection's earlier writes.
+            self.cache.put(key, response.raw, generation=generation, fetched_at=fetched_at,
+                           reader=self.writer)
+        return response.raw
+
     async def _read(self, request: Request, normal: str, turn, cacheable: bool) -> bytes:
         """A read the cache could not answer: forward it, cache a success (if sent alone)."""
         key = (self.database, normal)
@@ -249,17 +307,13 @@ class ProxySession:
             return encode_error(str(error))
         finally:
             self.in_flight -= 1
+        if self.proxy.fine is None:
+            return self._read_done(key, response, generation, fetched_at, cacheable)
         if response.ok and cacheable:
-            # The identity after the request: a reconnection on the way is a
-            # session that may not know this connection's earlier writes.
-            reader = self.writer
-            if self.proxy.fine is None:
-                self.cache.put(key, response.raw, generation=generation, fetched_at=fetched_at,
-                               reader=reader)
-            else:
-                tags, opaque = await self._read_tags(request.text)
-                self.cache.put(key, response.raw, tags=tags, opaque=opaque, generation=generation,
-                               fetched_at=fetched_at, reader=reader)
+            reader = self.writer   # the identity after the request (see _read_done)
+            tags, opaque = await self._read_tags(request.text)
+            self.cache.put(key, response.raw, tags=tags, opaque=opaque, generation=generation,
+                           fetched_at=fetched_at, reader=reader)
         return response.raw
 
     def _note_write(self, kind: str, normal: str, database: str | None) -> None:
@@ -380,6 +434,16 @@ class ProxySession:
                 return names, True
             views = fine.known_views(self.database)
         return names, views is None or not views.isdisjoint(names)
+
+
+def _pass_on(answer: asyncio.Future, task: asyncio.Future) -> None:
+    """The result of `task` (a coroutine that never raises but on cancellation) into `answer`."""
+    if answer.done():
+        return
+    if task.cancelled():
+        answer.cancel()
+    else:
+        answer.set_result(task.result())
 
 
 def main(argv: list[str] | None = None) -> None:

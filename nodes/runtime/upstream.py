@@ -3,7 +3,9 @@
 The receiving side is a bare asyncio Protocol (`ResponseReceiver`): each
 chunk goes straight into a `ResponseDecoder`, with a byte-search fast path
 for the common one-chunk response (`single_raw_response`). `exchange` sends
-one request (one write) and waits, bounded by a timer, for its responses.
+one request (one write) and waits, bounded by the connection's timer, for
+its responses; `send_call` (and `UpstreamConnection.send_call`) calls a
+function with them instead, from the read callback (a relay's fast path).
 Requests may be pipelined on one connection: each `exchange` queues its
 waiter when it writes, and responses (which a node sends in request order)
 go to the waiters in that order. `UpstreamConnection` is one reconnecting
@@ -377,6 +379,33 @@ class UpstreamConnection:
             self._forget(transport)
             return self._failed(error)
         return self._response(transport, receiver, waiter)
+
+    def send_call(self, data: bytes,
+                  callback: Callable[[Response | None, UpstreamError | None], None]) -> None:
+        """`send` with a function called with the outcome instead of an awaitable.
+
+        `callback(response, None)`, or `callback(None, error)` with the error
+        `send`'s awaitable would raise (the connection then forgotten), exactly
+        once; right away when nothing could be sent. No future, no task: a
+        relay's fast path.
+        """
+        transport, receiver = self._transport, self._receiver
+        if transport is None or receiver is None:
+            callback(None, self._broken(NotSent("not connected")))
+            return
+
+        def answered(responses: list[Response] | None, error: UpstreamError | None) -> None:
+            if responses is not None:
+                callback(responses[0], None)
+                return
+            self._forget(transport)
+            callback(None, self._broken(error or UpstreamError("connection closed")))
+
+        try:
+            send_call(transport, receiver, data, 1, self.request_timeout, answered)
+        except UpstreamError as error:
+            self._forget(transport)
+            callback(None, self._broken(error))
 
     async def _response(self, transport, receiver, waiter) -> Response:
         try:
