@@ -7,6 +7,14 @@ read by `engine.language.script_source.ScriptSource` and each of its statements 
 with `run_piece`: the length limit is one statement's, not the script's. The embedded runner, the
 client's embedded mode and the server (one session per connection) all use
 this object.
+
+A query of a shape seen before (engine/language/statement_cache.py) over one
+stored table runs by its plan (engine/evaluation/query.py's `QueryPlan`,
+compiled once per shape and list of column names): no tree is built and
+nothing compiled, the statement's values are bound to the plan's
+functions. It reads the database and the table exactly as the executor
+does; anything the plan does not cover (views, joins, grouping, ...) runs
+the usual way.
 """
 
 from __future__ import annotations
@@ -16,14 +24,16 @@ import re
 from collections.abc import Iterator
 
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
+from engine.evaluation.catalog import TableData
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.executor import Executor, Limits
 from engine.evaluation.outcome import Outcome
+from engine.evaluation.query import QueryPlan, plan_query
 from engine.language import ast
 from engine.language.lexer import describe_char
 from engine.language.parser import StatementParser, syntax_error
 from engine.language.script import Piece, split_statements
-from engine.language.statement_cache import StatementCache
+from engine.language.statement_cache import Shape, StatementCache
 from engine.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +43,11 @@ TOO_DEEP = ERROR_PREFIX + "Lalina loatra ny fangatahana (jery miantso ny tenany 
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Keys of a shape's `plans` besides the column-name tuples (no tuple equals them).
+_SOURCE = "source"     # the table the probe reads, None when not plannable
+_LAST = "last"         # (the columns list last checked, its plan): no names compared again
+# Plans kept per shape (one per list of column names its table had).
+MAX_PLANS = 8
 
 
 def check_encodable(text: str, line: int, column: int) -> None:
@@ -130,7 +145,15 @@ class Session:
             # else: one statement already framed (the server's case), no split needed
             text = text.strip()
             check_encodable(text, 1, 1)
-            statement = self.statements.parse(self.parser, text)
+            hit = self.statements.lookup(text)
+            if hit is not None:
+                shape, values = hit
+                planned = self._planned(shape, values, text, max_rows)
+                if planned is not None:
+                    return planned
+                statement = shape.build(values)
+            else:
+                statement = self.statements.parse(self.parser, text)
         except (TahiryError, RecursionError):
             return None
         if not isinstance(statement, ast.Query):
@@ -150,7 +173,15 @@ class Session:
     def _run_piece(self, text: str, line: int, column: int) -> Outcome | None:
         try:
             check_encodable(text, line, column)
-            statement = self.statements.parse(self.parser, text, line, column)
+            hit = self.statements.lookup(text)
+            if hit is not None:
+                shape, values = hit
+                planned = self._planned(shape, values, text)
+                if planned is not None:
+                    return planned
+                statement = shape.build(values)
+            else:
+                statement = self.statements.parse(self.parser, text, line, column)
             if statement is None:
                 return None
         except TahiryError as error:
@@ -158,6 +189,75 @@ class Session:
         except RecursionError:
             return Outcome.failure(TOO_DEEP)
         return self._run_statement(statement, text)
+
+    def _planned(self, shape: Shape, values: list, text: str,
+                 max_rows: int | None = None) -> Outcome | None:
+        """The outcome of the shape's statement with `values` by its plan; None: no plan.
+
+        None (nothing run) too when the database is missing, the name is no
+        table (a view), or the table has more than `max_rows` rows: the
+        usual way says why, or runs it. Any failure once the plan runs is the
+        outcome the executor gives for it (the same reads in the same order,
+        then the same functions over the same rows).
+        """
+        database = self.current_database
+        if database is None:
+            return None
+        name = shape.plans.get(_SOURCE, False)
+        if name is False:
+            name = shape.plans[_SOURCE] = _planned_source(shape.probe)
+        if name is None:
+            return None
+        try:
+            if not self.store.database_exists(database):
+                return None
+            table = self.executor.catalog(database).table(name)
+            if table is None or (max_rows is not None and len(table.rows) > max_rows):
+                return None
+            plan = self._plan_for(shape, table)
+            if plan is None:
+                return None
+            relation = plan.run(table, values)
+        except Exception as error:
+            return self._failure(error, text)
+        return Outcome.success(f"{len(relation.rows)} andalana", relation)
+
+    def _plan_for(self, shape: Shape, table: TableData) -> QueryPlan | None:
+        """The shape's plan for the columns of `table` (compiled on first use)."""
+        plans = shape.plans
+        last = plans.get(_LAST)
+        if last is not None and last[0] is table.columns:
+            return last[1]
+        names = tuple(column.name for column in table.columns)
+        if names in plans:
+            plan = plans[names]
+        else:
+            if len(plans) >= MAX_PLANS + 2:
+                source = plans[_SOURCE]
+                plans.clear()
+                plans[_SOURCE] = source
+            probe = shape.probe
+            assert isinstance(probe, ast.Query)  # `_planned_source` said so
+            try:
+                plan = plan_query(probe.select, table, shape.params, self.executor.codes)
+            except TahiryError:
+                # Let the executor report it, in its order (rows may fail first).
+                plan = None
+            plans[names] = plan
+        # Holding the columns list keeps its identity from being reused.
+        plans[_LAST] = (table.columns, plan)
+        return plan
+
+    def _failure(self, error: Exception, text: str) -> Outcome:
+        """The outcome `_run_statement` gives when running raised `error`."""
+        if isinstance(error, StorageFault):
+            return Outcome.failure(error.message, error)
+        if isinstance(error, TahiryError):
+            return Outcome.failure(error.message)
+        if isinstance(error, RecursionError):
+            return Outcome.failure(TOO_DEEP)
+        log.error("internal error while running %r", text[:200], exc_info=error)
+        return Outcome.failure(INTERNAL_ERROR)
 
     def _run_statement(self, statement, text: str) -> Outcome:
         try:
@@ -171,3 +271,14 @@ class Session:
         except Exception:  # a bug: report cleanly, keep the session alive
             log.exception("internal error while running %r", text[:200])
             return Outcome.failure(INTERNAL_ERROR)
+
+
+def _planned_source(probe: ast.Statement) -> str | None:
+    """The table a query's plan would read, or None when it is no plain one-table query."""
+    if not isinstance(probe, ast.Query):
+        return None
+    core = probe.select
+    if (not isinstance(core, ast.SelectCore) or core.joins or core.group_by is not None
+            or core.order_by or not isinstance(core.source, ast.TableSource)):
+        return None
+    return core.source.name

@@ -20,8 +20,10 @@ cover what the static kinds cannot.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import FunctionType
 from typing import Protocol
 
 from engine.errors import TahiryError
@@ -454,3 +456,75 @@ def compile_condition(expr: Expr, context: ExpressionContext, clause: str, stric
         value = generator.lambda_of(code)([])
         return lambda row: value
     return generator.lambda_of(code)
+
+
+# --------------------------------------------------------------------------
+# Templates: compiled once per statement shape, bound to each statement's values
+
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
+@dataclass(frozen=True)
+class Template:
+    """A compiled expression whose literal values are parameters.
+
+    Compiled once from a statement shape's probe (its literals are unique
+    sentinel values, engine/language/statement_cache.py); `bind(values)` is
+    the function that compiling the same expression with `values` in place
+    of the sentinels gives: the same code, with the sentinels' names in
+    its namespace holding the values.
+    """
+
+    code: object                       # the lambda's code object (None: `fixed` is the function)
+    namespace: dict
+    slots: tuple[tuple[str, int], ...]  # (name in the namespace, index of the value)
+    kind: str
+    fixed: Callable[[list], object] | None = None
+
+    def bind(self, values: Sequence) -> Callable[[list], object]:
+        if self.fixed is not None:
+            return self.fixed
+        namespace = self.namespace.copy()
+        for name, slot in self.slots:
+            namespace[name] = values[slot]
+        return FunctionType(self.code, namespace)  # type: ignore[arg-type]
+
+
+def compile_template(expr: Expr, context: ExpressionContext,
+                     params: Mapping[tuple[type, object], int], clause: str | None = None,
+                     codes: CodeCache | None = None) -> Template | None:
+    """A `Template` of `expr` whose literals equal to a key of `params` are parameters.
+
+    `clause`: compile as a condition of that clause (`compile_condition`),
+    else as a value (`compile_expression`). Raises what compiling raises.
+    None when the compiled function depends on a parameter's value beyond
+    its type: the literal was folded into a constant at compile time (its
+    value decided the code, and could decide an error), or split into a
+    nested function that keeps its own namespace. Otherwise the only way
+    a parameter reaches the function is its own name, read when a row is
+    evaluated, so binding other values of the same types gives exactly
+    what compiling with them gives (the code only looks at a constant's type:
+    `inline_comparison`).
+    """
+    generator = _Generator(context, codes)
+    code = generator.emit_filter(expr, clause) if clause is not None else generator.emit(expr)
+    namespace = generator.namespace
+    named = {name: value for name, value in namespace.items()
+             if name[0] in "cf" and name[1:].isdigit()}
+    if any(name[0] == "f" for name in named):
+        return None
+    slots = []
+    for name, value in named.items():
+        slot = params.get((type(value), value))
+        if slot is not None:
+            slots.append((name, slot))
+    if code.constant:
+        if slots:
+            return None  # a parameter was folded
+        value = code.value if clause is None else generator.lambda_of(code)([])
+        return Template(None, {}, (), code.kind, lambda row: value)
+    used = set(_IDENTIFIER.findall(code.text))
+    if any(name not in used for name, _ in slots):
+        return None  # folded into another constant
+    function = generator.lambda_of(code)
+    return Template(function.__code__, namespace, tuple(slots), code.kind)

@@ -8,7 +8,9 @@ compiled (names resolved, kinds checked) before any row is touched.
 
 Also here: the helpers the executor uses for single-table statements
 (`compile_table_predicate`, `compile_table_expression`) and VALUES
-(`evaluate_constant`).
+(`evaluate_constant`), and `plan_query`: a compiled plan of a simple query
+over one table, made once per statement shape and run with each
+statement's literal values (`QueryPlan`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from engine.errors import TahiryError
 from engine.evaluation import relational, values
 from engine.evaluation.catalog import Catalog, TableData
 from engine.evaluation.code_cache import CodeCache
-from engine.evaluation.equality_lookup import candidate_rows, conjuncts
+from engine.evaluation.equality_lookup import (
+    MIN_INDEXED_ROWS,
+    candidate_rows,
+    cannot_raise,
+    conjuncts,
+)
 from engine.evaluation.expressions import (
     ANY,
     BOOL,
@@ -34,10 +41,12 @@ from engine.evaluation.expressions import (
     RowContext,
     Scope,
     ScopeColumn,
+    Template,
     check_function,
     column_refs,
     compile_condition,
     compile_expression,
+    compile_template,
     contains_aggregate,
     expression_text,
 )
@@ -49,6 +58,7 @@ from engine.language.ast import (
     Expr,
     FunctionCall,
     Join,
+    Literal,
     OrderItem,
     SelectCore,
     SelectExpr,
@@ -61,7 +71,7 @@ from engine.language.ast import (
 from engine.vocabulary import JOIN_KIND_WORD, SET_OPERATION_WORD
 
 __all__ = ["evaluate_query", "compile_table_predicate", "compile_table_expression",
-           "evaluate_constant", "QueryLimits", "DEFAULT_LIMITS"]
+           "evaluate_constant", "plan_query", "QueryPlan", "QueryLimits", "DEFAULT_LIMITS"]
 
 RESULT_NAME = "valiny"
 _T = TypeVar("_T")
@@ -153,6 +163,150 @@ def evaluate_constant(expr: Expr) -> object:
     context = RowContext(Scope([]), "sanda")
     compiled = _guarded(lambda: compile_expression(expr, context))
     return _reject_boolean(compiled, expr).function([])
+
+
+# --------------------------------------------------------------------------
+# Plans: a simple query over one table, compiled once per statement shape
+
+# Above this many rows the plan pauses the cyclic collector while it builds
+# them, as `evaluate_query` does (below, pausing costs more than it saves).
+_PLAN_GC_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """`alaivo ... ao@ TABLE [rehefa ...] [fetra ...]` compiled for one list of column names.
+
+    Made by `plan_query` from a statement shape's probe; `run(table, values)`
+    gives what `evaluate_query` gives for the statement of that shape with
+    those literal values, over a stored table with exactly `column_names`
+    (the caller checks them, and that the name is a table, not a view):
+    the same candidate rows (equality index), the same compiled condition
+    and items (`Template`: the same code with the values bound), the same
+    order of evaluation, hence the same rows and the same errors.
+    """
+
+    table_name: str
+    column_names: tuple[str, ...]
+    result_name: str
+    columns: tuple[Column, ...]
+    where: Template | None
+    index: tuple[int, int] | None           # (column, value slot) of the equality lookup
+    items: tuple[Template, ...] | None      # None: `*`, or only columns (`take`)
+    take: Callable[[list], list] | None
+    limit: tuple[int, int] | None
+
+    def run(self, table: TableData, values: list) -> Relation:
+        rows = table.rows
+        collect = len(rows) > _PLAN_GC_ROWS and gc.isenabled()
+        if collect:
+            gc.disable()
+        try:
+            if self.where is not None:
+                predicate = self.where.bind(values)
+                index = self.index
+                if index is not None and len(rows) >= MIN_INDEXED_ROWS:
+                    # As `candidate_rows` does.
+                    rows = table.equality_index(index[0]).get(values[index[1]]) or []
+                rows = [row for row in rows if predicate(row)]
+            if self.limit is not None:
+                rows = relational.apply_limit(rows, *self.limit)
+            if self.items is not None:
+                functions = [item.bind(values) for item in self.items]
+                rows = [[f(row) for f in functions] for row in rows]
+            elif self.take is not None:
+                rows = list(map(self.take, rows))
+            else:
+                rows = list(map(list, rows))  # never hand out the table's own lists
+        finally:
+            if collect:
+                gc.enable()
+        return Relation(self.result_name, list(self.columns), rows)
+
+
+def plan_query(select: SelectExpr, table: TableData, params: dict[tuple[type, object], int],
+               codes: CodeCache | None = None) -> QueryPlan | None:
+    """The plan of `select` over `table`, or None where the general evaluator is needed.
+
+    `select` is a statement shape's probe: its literals with a key in
+    `params` (their sentinel values) are the parameters. Planned: one
+    stored table (no view, join, derived table), no grouping, aggregate or
+    ordering. Compilation errors (an unknown column) raise, as they would
+    from `evaluate_query`. Wrapped in the same RecursionError guard.
+    """
+    if not isinstance(select, SelectCore) or select.joins or select.group_by is not None \
+            or select.order_by or not isinstance(select.source, TableSource):
+        return None
+    items = select.items
+    if items is not None and any(contains_aggregate(item.expr) for item in items):
+        return None
+    try:
+        return _plan_core(select, select.source, table, params, codes)
+    except RecursionError:
+        raise TahiryError("Sarotra loatra ny fangatahana (lalina loatra).") from None
+
+
+def _plan_core(core: SelectCore, source: TableSource, table: TableData,
+               params: dict[tuple[type, object], int], codes: CodeCache | None) -> QueryPlan | None:
+    qualifier = source.alias or source.name
+    scope = Scope([ScopeColumn(c.name, (qualifier,), VALUE) for c in table.columns])
+    where = index = None
+    if core.where is not None:
+        where = compile_template(core.where, RowContext(scope, "rehefa"), params, "rehefa", codes)
+        if where is None:
+            return None
+        found = _indexed_equality(core.where, scope, params)
+        if found is False:
+            return None
+        index = found if isinstance(found, tuple) else None
+    item_templates: tuple[Template, ...] | None = None
+    take = None
+    if core.items is None:
+        columns = tuple(Column(c.name, c.origin) for c in scope.columns)
+    else:
+        context = RowContext(scope, "alaivo")
+        templates = []
+        for item in core.items:
+            template = compile_template(item.expr, context, params, None, codes)
+            if template is None:
+                return None
+            templates.append(template)
+        columns = tuple(Column(c.name, c.origin) for c in (
+            _output_column(item, template.kind, scope)
+            for item, template in zip(core.items, templates, strict=True)))
+        refs = [item.expr for item in core.items if isinstance(item.expr, ColumnRef)]
+        if len(refs) == len(core.items):
+            take = relational.row_getter([scope.resolve(ref) for ref in refs])
+        else:
+            item_templates = tuple(templates)
+    limit = (core.limit.start, core.limit.stop) if core.limit is not None else None
+    return QueryPlan(source.name, tuple(c.name for c in table.columns), source.name, columns,
+                     where, index, item_templates, take, limit)
+
+
+def _indexed_equality(where: Expr, scope: Scope,
+                      params: dict[tuple[type, object], int]) -> tuple[int, int] | None | bool:
+    """(column, slot) of the conjunct `candidate_rows` looks up, None if it scans.
+
+    The same walk as engine/evaluation/equality_lookup.py's, decided once for the
+    shape: which conjunct is `col = literal` depends on the tree and the
+    literal's type only (a shape fixes both). False if the literal is not a
+    parameter (then its value would be part of the plan: not planned).
+    """
+    for conjunct in conjuncts(where):
+        if isinstance(conjunct, Binary) and conjunct.op == "=":
+            left, right = conjunct.left, conjunct.right
+            if isinstance(left, Literal) and isinstance(right, ColumnRef):
+                left, right = right, left
+            if isinstance(left, ColumnRef) and isinstance(right, Literal) \
+                    and type(right.value) in (int, float, str):
+                slot = params.get((type(right.value), right.value))
+                if slot is None:
+                    return False
+                return scope.resolve(left), slot
+        if not cannot_raise(conjunct):
+            return None
+    return None
 
 
 # --------------------------------------------------------------------------

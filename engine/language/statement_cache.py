@@ -23,6 +23,11 @@ and is simply parsed every time. Values are converted exactly as the lexer
 does; anything unusual (a number too large to convert) goes to the parser.
 Only data statements (queries, insert, update, delete) are cached.
 
+`lookup(text)` answers a learnt shape and the text's values without
+building the tree: the evaluator keeps, on the shape (`plans`), what it
+compiled from the probe (engine/evaluation/query.py's `QueryPlan`), and runs
+it with the values; `shape.build(values)` is the tree when it cannot.
+
 One instance per session, like the parser: not thread-safe.
 """
 
@@ -59,15 +64,21 @@ class _NotCacheable(Exception):
 
 
 @dataclasses.dataclass
-class _Shape:
+class Shape:
     """A learnt shape: builds the statement's tree from its literal values.
 
     `build(values)` makes a fresh copy of the probe's tree along the paths
     that lead to literals (everything else is shared with the probe: the
     tree is immutable) with the values in place of the sentinels.
+    `probe` is that tree with the sentinels, `params` the sentinels' places
+    in the values (`(type, value) -> index`); `plans` is the caller's: what
+    it derived from the probe (the shape is forgotten with it).
     """
 
     build: Callable[[list], ast.Statement]
+    probe: ast.Statement
+    params: dict[tuple[type, object], int]
+    plans: dict = dataclasses.field(default_factory=dict)
 
 
 class StatementCache:
@@ -75,9 +86,29 @@ class StatementCache:
 
     def __init__(self, max_shapes: int = DEFAULT_SHAPES):
         self.max_shapes = max_shapes
-        self._shapes: LRUCache[str, _Shape | None] = LRUCache(max_shapes)  # None: not cacheable
+        self._shapes: LRUCache[str, Shape | None] = LRUCache(max_shapes)  # None: not cacheable
         self._seen_once: LRUCache[str, None] = LRUCache(max_shapes)
         self.hits = 0
+
+    def lookup(self, text: str) -> tuple[Shape, list] | None:
+        """(learnt shape, the text's literal values), or None: then `parse` the text.
+
+        `shape.build(values)` is exactly what `parse` would return for `text`.
+        """
+        if len(text) > MAX_SHAPE_CHARS:
+            return None
+        try:
+            shape_key, pieces = _shape_of(text)
+            if not pieces:
+                return None
+            shape = self._shapes.get(shape_key)
+            if shape is None:  # not learnt (yet), or not cacheable
+                return None
+            values = [_value(kind, source) for kind, source in pieces]
+        except _NotCacheable:
+            return None
+        self.hits += 1
+        return shape, values
 
     def parse(self, parser, text: str, line: int = 1, column: int = 1):
         if len(text) > MAX_SHAPE_CHARS:
@@ -89,7 +120,7 @@ class StatementCache:
         if not pieces:  # no literal: the parser's exact-text cache does it
             return parser.parse(text, line, column)
         shapes = self._shapes
-        shape: _Shape | None | Literal[False] = shapes.get(shape_key, False)  # False: not learnt
+        shape: Shape | None | Literal[False] = shapes.get(shape_key, False)  # False: not learnt
         if shape is not False:
             if shape is None:
                 return parser.parse(text, line, column)
@@ -185,7 +216,7 @@ def _sentinel(kind: str, index: int) -> tuple[object, str]:
     return text, f"{quote}{text}{quote}"
 
 
-def _learn(parser, statement, shape_key: str, pieces: list[tuple[str, str]]) -> _Shape | None:
+def _learn(parser, statement, shape_key: str, pieces: list[tuple[str, str]]) -> Shape | None:
     """The shape of `statement`'s text if it passes every check, else None."""
     if not isinstance(statement, CACHED_KINDS):
         return None
@@ -224,7 +255,8 @@ def _learn(parser, statement, shape_key: str, pieces: list[tuple[str, str]]) -> 
     if len(found) != len(sentinels) or any(count != 1 for count in found.values()):
         return None
     # A copy of the probe, itself a statement of `statement`'s type, is a statement.
-    shape = _Shape(cast(Callable[[list], ast.Statement], _builder(probe, by_value, on_path)))
+    shape = Shape(cast(Callable[[list], ast.Statement], _builder(probe, by_value, on_path)),
+                  probe, by_value)
     values = [_value(kind, source) for kind, source in pieces]
     if repr(shape.build(values)) != repr(statement):
         return None
