@@ -59,6 +59,7 @@ from engine.storage.document_cache import (
     DEFAULT_CACHE_BYTES,
     DEFAULT_CACHE_ENTRIES,
     DocumentCache,
+    file_signature,
 )
 from engine.storage.group_commit import (
     BatchInstaller,
@@ -595,7 +596,9 @@ class Store:
         then the journal removed. A crash in between leaves a journal whose
         entries the snapshot already holds: they are skipped when read. A
         failure (disk full) changes nothing and is logged: the journal still
-        holds every version.
+        holds every version. The cached version stays cached under the new
+        files' signature, with its memo: a checkpoint changes no row, so the
+        next read neither decodes the snapshot again nor rebuilds its indexes.
         """
         key = str(path)
         journal_file = journal.journal_path(path)
@@ -614,7 +617,7 @@ class Store:
                     os.unlink(journal_file)
                     if self._durable:
                         fsync_folder(path.parent)
-                    self._cache.forget(key)
+                    self._keep_cached(key, path, entry)
             except (OSError, TahiryError, LockTimeout) as error:
                 log.error("checkpoint of %s not done (its journal keeps every version): %s",
                           path.relative_to(self.root), error)
@@ -622,6 +625,22 @@ class Store:
         self.checkpoints.done(key)
         return True
 
+    def _keep_cached(self, key: str, path: Path, entry: tuple[dict, dict] | None) -> None:
+        """After a checkpoint: `entry` cached under the signature of the snapshot now in place.
+
+        The snapshot holds exactly the document (`format` included, else it is
+        forgotten), and its signature is taken holding the locks under which
+        it was written, as the group commit does: nobody can have replaced it.
+        """
+        if entry is None or entry[0].get("format") != FORMAT_VERSION:
+            self._cache.forget(key)
+            return
+        try:
+            signature = file_signature(os.stat(path), None, True)
+        except OSError:
+            self._cache.forget(key)
+            return
+        self._cache.remember(key, signature, entry[0], entry[1])
 
     # ------------------------------------------------------------------ peers
 

@@ -209,3 +209,26 @@ def test_a_batch_of_several_writes_derives_from_the_version_it_read(tmp_path):
     assert shape(table._indexes[0]) == shape(EqualityIndex.build(document["rows"], 0))
     assert [row[2] for row in table.equality_index(0).get(4)] == ["y"]
     assert [row[2] for row in table.equality_index(0).get(7)] == ["v7", "x"]
+
+
+def test_a_checkpoint_keeps_the_cached_version_and_its_indexes(tmp_path):
+    store = Store(tmp_path / "data", durable=False)
+    session = Session(store)
+    session.execute("manamboara tahiry db; ampiasao db; "
+                    "manamboara tabilao t (id ISA(null,null), c LAHATSORATRA(null,null));")
+    session.execute("manampia ao@ t sanda " + ", ".join(f"({i}, 'v{i}')" for i in range(100)) + ";")
+    session.execute("manampia ao@ t sanda (5, 'again');")
+    session.execute("alaivo c ao@ t rehefa id = 5;")
+    document, memo = store.read_with_memo("db", "table", "t")
+    path = store.object_path("db", "table", "t")
+    assert journal.journal_path(path).exists()
+    assert store.checkpoint(path)
+    assert not journal.journal_path(path).exists()
+    after, kept = store.read_with_memo("db", "table", "t")
+    assert after is document and kept is memo               # not decoded again
+    assert after == Store(tmp_path / "data").read("db", "table", "t")   # what the file holds
+    assert session.execute("alaivo c ao@ t rehefa id = 5;")[0].relation.rows == [["v5"], ["again"]]
+    session.execute("manampia ao@ t sanda (5, 'third');")
+    assert 0 in store.read_with_memo("db", "table", "t")[1]["table"]._indexes
+    assert session.execute("alaivo c ao@ t rehefa id = 5;")[0].relation.rows == [
+        ["v5"], ["again"], ["third"]]
