@@ -48,11 +48,19 @@ CACHED_KINDS = (ast.Query, ast.Insert, ast.Update, ast.Delete)
 
 # Comments, strings and words are matched so that digits and quotes inside
 # them are never taken for literals; the same patterns as engine.language.lexer.
+# Each match is one literal or comment (a lone quote that opens no string is
+# passed over) after a run of everything else, words included, taken in the
+# same match: the loop below runs once per literal, not once per word. The
+# run stops only where a literal, a comment or a quote may start (an ASCII
+# digit not inside a word, `--`, `//`, a quote), so it never hides one; each
+# match starts where the previous one ended (never inside a word).
+_SKIP = r"""(?>(?:[^\W\d]\w*+|[^\w'"\-/]++|-(?!-)|/(?!/)|(?![0-9])\w)*+)"""
 _SCAN = re.compile(
-    r"""(?P<comment>(?:--|//)[^\n]*)"""
+    _SKIP
+    + r"""(?:(?P<comment>(?:--|//)[^\n]*)"""
     r"""|(?P<string>'[^'\\]*+(?:(?:''|\\.)[^'\\]*+)*+'|"[^"\\]*+(?:(?:""|\\.)[^"\\]*+)*+")"""
-    r"""|(?P<word>[^\W\d]\w*(?:\.[^\W\d]\w*)?)"""
-    r"""|(?P<number>[0-9]+(?:\.[0-9]+)?)""", re.DOTALL)
+    r"""|(?P<lone>['"])"""
+    r"""|(?P<number>[0-9]+(?:\.[0-9]+)?))""", re.DOTALL)
 
 _INT_SENTINEL = 7_300_000_000_000_001
 _FLOAT_SENTINEL = 7_300_000_001.5
@@ -165,21 +173,28 @@ def _shape_of(text: str) -> tuple[str, list[tuple[str, str]]]:
     parts: list[str] = []
     pieces: list[tuple[str, str]] = []
     position = 0
-    for match in _SCAN.finditer(text):
+    scan = _SCAN.match
+    match = scan(text)
+    # Matches follow each other: the first one that fails means no literal is left.
+    while match is not None:
         kind = match.lastgroup
-        if kind == "comment" or kind == "word":
+        if kind == "comment" or kind == "lone":
+            match = scan(text, match.end())
             continue
-        source = match.group()
+        assert kind is not None  # one of the groups always matches
+        source = match.group(kind)
+        start = match.start(kind)
         if kind == "number":
             kind = "float" if "." in source else "int"
         else:
             kind = "string" + source[0]  # the quote decides how the body decodes
         if "\0" in source:
             raise _NotCacheable()
-        parts.append(text[position:match.start()])
+        parts.append(text[position:start])
         parts.append(f"\0{kind}\0")
         pieces.append((kind, source))
         position = match.end()
+        match = scan(text, position)
     if "\0" in text:
         raise _NotCacheable()
     parts.append(text[position:])

@@ -1,8 +1,12 @@
 """engine.language.statement_cache: a statement parsed by shape is exactly what the parser gives."""
 
+import random
+import re
+
 import pytest
 
 from engine.errors import TahirySyntaxError
+from engine.language import statement_cache
 from engine.language.parser import StatementParser
 from engine.language.statement_cache import StatementCache
 
@@ -71,3 +75,40 @@ def test_syntax_errors_still_come_from_the_parser():
     huge = "9" * 5000  # beyond Python's int conversion: the lexer's error, not a crash
     with pytest.raises(TahirySyntaxError):
         cache.parse(parser, f"alaivo * ao@ t rehefa id = {huge}")
+
+
+# The scan as it was written first, one match per word: the reference for the
+# faster one (a run of words and punctuation taken in the literal's match).
+_REFERENCE_SCAN = re.compile(
+    r"""(?P<comment>(?:--|//)[^\n]*)"""
+    r"""|(?P<string>'[^'\\]*+(?:(?:''|\\.)[^'\\]*+)*+'|"[^"\\]*+(?:(?:""|\\.)[^"\\]*+)*+")"""
+    r"""|(?P<word>[^\W\d]\w*(?:\.[^\W\d]\w*)?)"""
+    r"""|(?P<number>[0-9]+(?:\.[0-9]+)?)""", re.DOTALL)
+
+
+def _reference_shape(text):
+    """(shape key, literals) as the first scan made them; `\\0` texts are refused by both."""
+    parts, pieces, position = [], [], 0
+    for match in _REFERENCE_SCAN.finditer(text):
+        kind = match.lastgroup
+        if kind in ("comment", "word"):
+            continue
+        source = match.group()
+        kind = ("float" if "." in source else "int") if kind == "number" else "string" + source[0]
+        parts += [text[position:match.start()], f"\0{kind}\0"]
+        pieces.append((kind, source))
+        position = match.end()
+    parts.append(text[position:])
+    return "".join(parts), pieces
+
+
+FRAGMENTS = ["alaivo", " ", "*", "ao@", "t2", "a1", "_x9", ".", "5", "12", "3.25", "=", "-", "--",
+             "/", "//", "'", '"', "''", "\\", "\n", "é", "٣", "²", "x٣", "(", ")", ",", ";", "a.b",
+             "t.5", "'s;1'", '"q"', "0", "\t", "@", "!", "<", ">="]
+
+
+def test_the_scan_finds_the_literals_the_reference_finds():
+    rng = random.Random(12)
+    for _ in range(20_000):
+        text = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randrange(0, 14)))
+        assert statement_cache._shape_of(text) == _reference_shape(text), repr(text)
