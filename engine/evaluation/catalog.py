@@ -103,12 +103,14 @@ class EqualityIndex:
         return merged
 
     def derive(self, column: int, rows_before: list[list], ops: list | tuple,
-               rows_after: int) -> EqualityIndex | None:
+               rows_after: int, count_before: int | None = None) -> EqualityIndex | None:
         """The index of the version that `ops` make of `rows_before` (this index's rows).
 
         `ops` are a table's row changes as its journal has them
         (engine/storage/journal.py: append, set, remove), `rows_after` the
-        new version's row count (a check). Appends cost the rows added; a
+        new version's row count (a check). `count_before`: how many of
+        `rows_before` this index covers when the list has grown since (a
+        batch's own rows, extended in place; default: all). Appends cost the rows added; a
         set or remove finds the old row in its bucket by identity (rows of
         one version are distinct objects). None when the effect is not known
         cheaply -- a row moved into a bucket that already holds other rows
@@ -127,7 +129,7 @@ class EqualityIndex:
             owned.add(value)
             return fresh
 
-        base_count = len(rows_before)
+        base_count = len(rows_before) if count_before is None else count_before
         appended: list[list] = []           # rows added, as they stand now
         replaced: dict[int, list] = {}      # base positions set to another row
         count = base_count
@@ -236,8 +238,15 @@ class TableData:
         table = table_from_document(document)
         if len(table.columns) != len(self.columns):
             return table
+        count_before = len(self.rows)
+        if table.rows is self.rows:
+            # A batch's own row list grown in place by an INSERT (store._rows_plus):
+            # this version's rows are its first ones, those before the appends.
+            if any(kind != "append" for kind, _ in ops):
+                return table
+            count_before -= sum(len(items) for _, items in ops)
         for column, index in self._indexes.copy().items():
-            derived = index.derive(column, self.rows, ops, len(table.rows))
+            derived = index.derive(column, self.rows, ops, len(table.rows), count_before)
             if derived is not None:
                 table._indexes[column] = derived
         return table

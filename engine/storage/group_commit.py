@@ -31,7 +31,7 @@ from pathlib import Path
 from engine.errors import ERROR_PREFIX, EngineError, StorageFault, TahiryError
 from engine.storage import journal
 from engine.storage.atomic_files import encode_document, fsync_folder, unlink_quietly, write_durable_temp
-from engine.storage.document_cache import DocumentCache, derive_memo, file_signature
+from engine.storage.document_cache import DocumentCache, file_signature
 from engine.storage.peer_sync import PeerSync
 from engine.storage.peers import LockTimeout, holding
 
@@ -109,10 +109,15 @@ class WriteBatch:
         # replication put in place meanwhile makes the fence refuse the batch
         # instead of being overwritten by rows computed from the older one.
         self.pinned: dict[str, tuple[dict, dict] | None] = {}
-        # The memo of the version a pending table write's ops start from (the
-        # cached version its first write in the batch read), by path: the
-        # commit derives the new version's memo from it (document_cache.derive_memo).
-        self.bases: dict[str, dict] = {}
+        # path -> (pending document, its memo): what readers in the batch derive
+        # from a table it wrote, derived itself from the version the write read
+        # (document_cache.derive_memo); the commit caches it with the document.
+        self.memos: dict[str, tuple[dict, dict]] = {}
+
+    def memo_of(self, key: str, document: dict) -> dict | None:
+        """The memo held for `document`, pending under `key`; None if none is."""
+        held = self.memos.get(key)
+        return held[1] if held is not None and held[0] is document else None
 
 
 @dataclass
@@ -125,8 +130,7 @@ class Prepared:
     temp: Path | None       # a whole new file, durable, to rename over `path`
     line: bytes | None      # or a journal entry to append (a table's row changes)
     signature: tuple | None = None   # the cache signature of what was put in place
-    appended_ops: tuple | None = None  # the row changes of `line`, from the version of `base_memo`
-    base_memo: dict | None = None      # that version's memo (its successors go to the new one)
+    memo: dict | None = None         # what readers derived from `document` (WriteBatch.memos)
     appended: journal.Appended | None = None   # the entry appended, its file still open
 
 
@@ -144,13 +148,13 @@ class BatchInstaller:
         self.fenced = 0   # commits refused by the fence (each was run again or failed cleanly)
 
     def prepare(self, pending: dict[str, tuple],
-                bases: dict[str, dict] | None = None) -> list[Prepared]:
+                batch: WriteBatch | None = None) -> list[Prepared]:
         """Each pending write made ready; BatchNotWritten if one cannot be.
 
         A table whose row changes are known (`ops`, engine/storage/journal.py) gets a
         journal entry, costing what changed; anything else a whole new file,
-        written to a durable temp file beside its path. `bases`: the memo of
-        the version a journal entry's ops start from, by key (WriteBatch.bases).
+        written to a durable temp file beside its path. `batch`: the memos
+        derived for its journal entries' documents, cached with them.
         """
         prepared: list[Prepared] = []
         path = self.root
@@ -160,8 +164,7 @@ class BatchInstaller:
                 if ops is not None:
                     prepared.append(Prepared(key, path, document, None,
                                              journal.encode_entry(document["change"], list(ops)),
-                                             appended_ops=ops,
-                                             base_memo=bases.get(key) if bases else None))
+                                             memo=batch.memo_of(key, document) if batch else None))
                     continue
                 data = encode_document(document)
                 prepared.append(Prepared(key, path, document,
@@ -200,10 +203,8 @@ class BatchInstaller:
         for item in done:
             if item.key in durable and item.signature is not None:
                 # A journal entry on top of a cached version: what readers derived
-                # from that version carries over (its indexes, not rebuilt).
-                memo = (derive_memo(item.base_memo, item.document, item.appended_ops)
-                        if item.base_memo and item.appended_ops is not None else None)
-                self._cache.remember(item.key, item.signature, item.document, memo)
+                # from that version carried over (its indexes, not rebuilt).
+                self._cache.remember(item.key, item.signature, item.document, item.memo)
             else:
                 self._cache.forget(item.key)  # re-read it next time
         for item in prepared[len(done):]:

@@ -59,6 +59,7 @@ from engine.storage.document_cache import (
     DEFAULT_CACHE_BYTES,
     DEFAULT_CACHE_ENTRIES,
     DocumentCache,
+    derive_memo,
     file_signature,
 )
 from engine.storage.group_commit import (
@@ -202,7 +203,11 @@ class Store:
         if batch is not None and batch.owner == threading.get_ident():
             pending = batch.pending.get(key)
             if pending is not None:
-                return pending[1], {}
+                memo = batch.memo_of(key, pending[1])
+                if memo is None:
+                    memo = {}
+                    batch.memos[key] = (pending[1], memo)
+                return pending[1], memo
             if key in batch.pinned:
                 return batch.pinned[key]
             entry = self._reader.load(path, key)
@@ -261,8 +266,9 @@ class Store:
 
         The memo is a dict for values derived from this version of the
         document: it is kept exactly as long as the version stays cached
-        (a fresh, empty one for a document not cached, e.g. pending in a
-        batch), so nothing derived outlives a change of the file.
+        (a document pending in this thread's batch has one for as long as it
+        is the pending version, then cached with it at commit), so nothing
+        derived outlives a change of the file.
         """
         entry = self._load_entry(self.object_path(database, kind, name))
         if entry is None or entry[0].get("dropped", False):
@@ -391,12 +397,6 @@ class Store:
                              and not previous.get("dropped", False)
                              and previous.get("format") == FORMAT_VERSION)
                 entry_ops = tuple(ops) if journaled and ops is not None else None
-                if entry_ops is not None and read is not None:
-                    # The memo of the version the entry's ops start from: the commit
-                    # derives the new version's from it (its indexes).
-                    batch.bases[key] = read[1]
-                else:
-                    batch.bases.pop(key, None)
             document = {"format": FORMAT_VERSION, "kind": kind, "name": name,
                         "change": change, "dropped": body is None}
             if body is not None:
@@ -407,6 +407,13 @@ class Store:
                 assert previous is not None  # rows are appended to a table the statement read
                 document["rows"] = self._rows_plus(batch, key, previous, appended)
             batch.pending[key] = (path, document, entry_ops)
+            if entry_ops is not None and ops is not None and read is not None and read[1]:
+                # What readers derived from the version read (cached, or this
+                # batch's own) carries over to the new one: its indexes are
+                # derived from the rows `ops` changed, never built again.
+                batch.memos[key] = (document, derive_memo(read[1], document, ops))
+            else:
+                batch.memos.pop(key, None)
             return document
 
     @staticmethod
@@ -420,6 +427,9 @@ class Store:
         """
         earlier = batch.pending.get(key)
         if earlier is not None and earlier[1] is base:
+            # (A TableData readers of the batch derived from `base` shares the
+            # list; the new version's is derived from it knowing the list grew,
+            # and `base` itself is never read again.)
             base["rows"].extend(added)
             return base["rows"]
         return base["rows"] + added
@@ -546,7 +556,7 @@ class Store:
         batch = self._batch
         assert batch is not None and batch.owner == threading.get_ident()
         try:
-            prepared = self._installer.prepare(batch.pending, batch.bases)
+            prepared = self._installer.prepare(batch.pending, batch)
             if prepared:
                 self._installer.install(prepared)
         finally:

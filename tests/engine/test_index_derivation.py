@@ -232,3 +232,39 @@ def test_a_checkpoint_keeps_the_cached_version_and_its_indexes(tmp_path):
     assert 0 in store.read_with_memo("db", "table", "t")[1]["table"]._indexes
     assert session.execute("alaivo c ao@ t rehefa id = 5;")[0].relation.rows == [
         ["v5"], ["again"], ["third"]]
+
+
+def test_reads_inside_a_batch_reuse_and_derive_the_pending_versions_indexes(tmp_path):
+    """A pipelined insert / read / insert / read in one group commit: each read of the
+    pending version finds its index derived (the row list even grows in place), exact."""
+    store = Store(tmp_path / "data", durable=False)
+    session = Session(store)
+    session.execute("manamboara tahiry db; ampiasao db; "
+                    "manamboara tabilao t (id ISA(null,null), c LAHATSORATRA(null,null));")
+    session.execute("manampia ao@ t sanda " + ", ".join(f"({i % 40}, 'v{i}')" for i in range(100)) + ";")
+    session.execute("alaivo c ao@ t rehefa id = 1;")
+    cached = store.read_with_memo("db", "table", "t")[1]["table"]
+    cached_shape = shape(cached._indexes[0])
+    with store.write_batch():
+        for step in range(6):
+            store.begin_statement()
+            assert session.execute(f"manampia ao@ t sanda ({step}, 'n{step}');")[0].ok
+            document, memo = store.read_with_memo("db", "table", "t")
+            assert 0 in memo["table"]._indexes                    # derived, not built
+            assert shape(memo["table"]._indexes[0]) == shape(EqualityIndex.build(document["rows"], 0))
+            store.begin_statement()
+            rows = session.execute(f"alaivo c ao@ t rehefa id = {step};")[0].relation.rows
+            assert rows[-1] == [f"n{step}"]
+        mark = store.batch_mark()
+        store.begin_statement()
+        assert session.execute("fafao ao@ t rehefa id = 3;")[0].ok
+        store.batch_rollback(mark)                                 # as a failed statement
+        store.begin_statement()
+        assert session.execute("alaivo c ao@ t rehefa id = 3;")[0].relation.rows[-1] == ["n3"]
+    assert shape(cached._indexes[0]) == cached_shape               # the old version untouched
+    document, memo = store.read_with_memo("db", "table", "t")
+    assert shape(memo["table"].equality_index(0)) == shape(EqualityIndex.build(document["rows"], 0))
+    fresh = Store(tmp_path / "data").read("db", "table", "t")
+    assert fresh == document
+    assert session.execute("alaivo c ao@ t rehefa id = 5;")[0].relation.rows == [
+        ["v5"], ["v45"], ["v85"], ["n5"]]
