@@ -51,6 +51,8 @@ MAX_SECRET_CHARS = 256
 # are not UTF-8; they can never come out of decoding valid UTF-8.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n\u2028\u2029\x85]")
+# What makes a `;` possibly not the end of a statement (strings, comments).
+_NEEDS_SCAN = re.compile(rb"['\"]|--|//")
 
 
 class ProtocolError(NodeError):
@@ -110,6 +112,21 @@ class RequestFramer:
         self._discarding = False
 
     def feed(self, data: bytes) -> list[Request]:
+        if data[-1:] == b";" and data.count(b";") == 1 and not self._discarding \
+                and not self._splitter.pending_length() and not _NEEDS_SCAN.search(data) \
+                and self._decoder.getstate()[0] == b"":
+            # The common chunk: one whole statement and nothing held back from
+            # the chunks before it, without a quote or a comment marker, so
+            # its only `;` is its end: the splitter would cut it there and be
+            # left with nothing pending (its line count, which no request
+            # carries, is all it would have learnt).
+            try:
+                text = data[:-1].decode("utf-8")
+            except UnicodeDecodeError:
+                pass  # the splitter's way, with the undecodable bytes marked
+            else:
+                request = self._request(text)
+                return [request] if request is not None else []
         statements = self._splitter.feed(self._decoder.decode(data))
         if self._discarding and statements:
             # The over-long statement ends here; it was answered when it

@@ -1,0 +1,326 @@
+"""The relays' fast paths give exactly what their slow paths give.
+
+- `RequestFramer`: a chunk holding one whole statement is framed without the
+  splitter; fuzzed against chunkings that always take the splitter.
+- `ResponseReceiver`: `expect_call` (a function instead of a future) and the
+  one timer per connection (a request's timeout fails the connection).
+- The balancer's fast read (`Balancer._fast_read`, sent from the read
+  callback) against scripted backends: the same bytes as the slow path, a
+  storage fault resent to the other backend, a broken connection retried
+  elsewhere, and pipelined statements still answered in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import pytest
+
+from nodes.balancer.backend_config import BackendSpec
+from nodes.balancer.backend_pool import BackendPool
+from nodes.balancer.backends import Timeouts
+from nodes.balancer.health import HealthPolicy
+from nodes.balancer.node import Balancer
+from nodes.protocol import RequestFramer, Response, encode_message
+from nodes.runtime.upstream import ResponseReceiver, UpstreamError
+
+LOG = logging.getLogger("test.relay_fast_paths")
+
+PIECES = ["alaivo * ao@ t rehefa id = 1", ".ping", ".status", "  ", "-- note\n", "// x\n",
+          "alaivo 'a;b' ao@ t", 'alaivo "x--y"', "manampia ao@ t sanda (1, 'é')", "é",
+          "ampiasao db", ".auth s3cret", ".versions db t", "\n\t", "a" * 40]
+
+
+def _stream(rng: random.Random) -> bytes:
+    parts = []
+    for _ in range(rng.randint(1, 8)):
+        parts.append(rng.choice(PIECES))
+        parts.append(rng.choice([";", ";", ";", "", ";\n", " ;"]))
+    data = "".join(parts).encode()
+    if rng.random() < 0.1:
+        data += b"\xff;"   # not UTF-8
+    return data
+
+
+def _chunks(rng: random.Random, data: bytes) -> list[bytes]:
+    chunks, at = [], 0
+    while at < len(data):
+        step = rng.choice([1, 2, 5, len(data)]) if rng.random() < 0.5 else len(data)
+        chunks.append(data[at:at + step])
+        at += step
+    return chunks
+
+
+def _framed(framer: RequestFramer, chunks: list[bytes], slow: bool) -> list:
+    requests = []
+    for chunk in chunks:
+        if slow and len(chunk) > 1:
+            # A first byte alone never ends a statement: both parts take the splitter.
+            requests += framer.feed(chunk[:1])
+            requests += framer.feed(chunk[1:])
+        else:
+            requests += framer.feed(chunk)
+    return requests + [framer.pending]
+
+
+def test_framer_fast_path_frames_as_the_splitter_does():
+    rng = random.Random(12)
+    for _ in range(3000):
+        data = _stream(rng)
+        chunks = _chunks(rng, data)
+        limit = rng.choice([20, 1 << 20])
+        assert _framed(RequestFramer(limit), chunks, slow=False) == \
+            _framed(RequestFramer(limit), chunks, slow=True), chunks
+
+
+def test_framer_fast_path_after_a_split_utf8_sequence():
+    framer = RequestFramer()
+    assert framer.feed("alaivo 'é".encode()[:-1]) == []
+    # The decoder holds half a character: the next chunk must not skip it.
+    assert [r.text for r in framer.feed(b"\xa9';")] == ["alaivo 'é'"]
+    assert [r.text for r in framer.feed(b"alaivo 2;")] == ["alaivo 2"]
+
+
+# --------------------------------------------------------------------------
+# ResponseReceiver
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.aborted = False
+        self.written: list[bytes] = []
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def test_expect_call_is_called_in_order_with_the_futures():
+    async def scenario():
+        receiver = ResponseReceiver()
+        receiver.connection_made(_Transport())  # type: ignore[arg-type]
+        calls: list = []
+        first = receiver.expect(1, 5.0)
+        receiver.expect_call(2, 5.0, lambda responses, error: calls.append((responses, error)))
+        receiver.data_received(encode_message("a") + encode_message("b"))
+        assert first.done() and calls == []
+        receiver.data_received(encode_message("c"))
+        assert [r.message for r in first.result()] == ["a"]
+        assert [r.message for r in calls[0][0]] == ["b", "c"] and calls[0][1] is None
+
+    asyncio.run(scenario())
+
+
+def test_a_request_timeout_fails_the_whole_connection():
+    async def scenario():
+        receiver = ResponseReceiver()
+        transport = _Transport()
+        receiver.connection_made(transport)  # type: ignore[arg-type]
+        calls: list = []
+        slow = receiver.expect(1, 60.0)
+        receiver.expect_call(1, 0.02, lambda responses, error: calls.append(error))
+        with pytest.raises(UpstreamError, match="no answer within 0.02s"):
+            await slow
+        assert isinstance(calls[0], UpstreamError) and str(calls[0]) == "no answer within 0.02s"
+        assert transport.aborted and receiver.closed
+
+    asyncio.run(scenario())
+
+
+def test_the_timer_waits_for_the_latest_deadline_only_while_requests_wait():
+    async def scenario():
+        receiver = ResponseReceiver()
+        transport = _Transport()
+        receiver.connection_made(transport)  # type: ignore[arg-type]
+        answered = receiver.expect(1, 0.02)
+        receiver.data_received(encode_message("a"))
+        later = receiver.expect(1, 0.2)
+        await asyncio.sleep(0.05)   # the first deadline passed, answered: no failure
+        assert answered.done() and not later.done() and not transport.aborted
+        receiver.data_received(encode_message("b"))
+        assert later.result()[0].message == "b"
+
+    asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------
+# The balancer's fast read against scripted backends
+
+
+READ = "alaivo * ao@ t rehefa id = {}"
+
+
+def _relation_answer(backend_id: str, text: str) -> bytes:
+    return (b'RELATION_JSON_PAGE 1/1\n{"type":"relation","name":"t","page":1,"totalPages":1,'
+            b'"columns":[{"name":"at","origin":"t"}],"rows":[["' + backend_id.encode()
+            + b'","' + text.encode() + b'"]]}\nRELATION_JSON_END\nRESULT_MESSAGE\nok\nEND\n')
+
+
+class ScriptedBackend(asyncio.Protocol):
+    """A server: `ampiasao db` works; reads answer who and what; `faulty` ids fail to read."""
+
+    def __init__(self, backend_id: str, script: dict) -> None:
+        self.backend_id = backend_id
+        self.script = script
+        self.framer = RequestFramer()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        for request in self.framer.feed(data):
+            text = request.text
+            self.script["seen"].append((self.backend_id, text))
+            if text.startswith("ampiasao"):
+                answer = encode_message(f"Ny tahiry : {text.split()[1]} dia miasa ankehitriny")
+            elif text in self.script.get(f"drop:{self.backend_id}", ()):
+                self.transport.abort()
+                return
+            elif text in self.script.get(f"fault:{self.backend_id}", ()):
+                answer = encode_message("Hadisoana : Tsy voavaky ny t [storage:read]")
+            else:
+                answer = _relation_answer(self.backend_id, text)
+            self.transport.write(answer)
+
+
+async def _balanced(script: dict, ids=("m1", "m2")):
+    loop = asyncio.get_running_loop()
+    specs = []
+    for backend_id in ids:
+        server = await loop.create_server(lambda b=backend_id: ScriptedBackend(b, script),
+                                          "127.0.0.1", 0)
+        script.setdefault("servers", []).append(server)
+        specs.append(BackendSpec(backend_id, "127.0.0.1", server.sockets[0].getsockname()[1]))
+    pool = BackendPool(HealthPolicy(rise=1, fall=5), LOG)
+    pool.apply_specs(specs)
+    for backend in pool:
+        pool.record_success(backend)
+    return Balancer("lb", pool, Timeouts(connect=1.0, probe=1.0, request=2.0), LOG)
+
+
+async def _ask(balancer: Balancer, handler, text: str) -> bytes:
+    (request,) = RequestFramer().feed(f"{text};".encode())
+    answer = handler.answer(request)
+    return answer if isinstance(answer, bytes) else await answer
+
+
+async def _session_with_connections(balancer: Balancer):
+    """A client handler whose session has a ready connection to every backend."""
+    handler = balancer.open_client()
+    assert b"miasa" in await _ask(balancer, handler, "ampiasao db")
+    for _ in range(4):   # reads spread: every backend gets its connection
+        await _ask(balancer, handler, READ.format(0))
+    return handler
+
+
+def test_fast_reads_answer_what_slow_reads_answer():
+    async def scenario():
+        script: dict = {"seen": []}
+        balancer = await _balanced(script)
+        fast_handler = await _session_with_connections(balancer)
+        fast = [await _ask(balancer, fast_handler, READ.format(n)) for n in range(6)]
+        fast_count = balancer.counters.reads
+        # Slow: the same reads through `answer` (the coroutine path) on a new session.
+        slow_handler = await _session_with_connections(balancer)
+        slow = []
+        for n in range(6):
+            (request,) = RequestFramer().feed(f"{READ.format(n)};".encode())
+            session = slow_handler.answer.args[0]   # functools.partial(handle, session)
+            slow.append(await balancer.answer(session, request))
+        def who(raw: bytes) -> str:
+            return "m1" if b'"m1"' in raw else "m2"
+
+        def anonymous(raw: bytes) -> bytes:
+            return raw.replace(b'"m1"', b'"m"').replace(b'"m2"', b'"m"')
+
+        assert [anonymous(r) for r in fast] == [anonymous(r) for r in slow]
+        # The same round robin over the two (equally loaded) backends.
+        assert [who(r) for r in fast][::2] == [who(fast[0])] * 3
+        assert [who(r) for r in slow][1::2] == [who(slow[1])] * 3 != [who(slow[0])] * 3
+        assert balancer.counters.reads == fast_count + 6 + 4
+        assert {b for b, t in script["seen"] if t == READ.format(5)} == {"m1", "m2"}
+        assert all(b.outstanding == 0 for b in balancer.pool)
+
+    asyncio.run(scenario())
+
+
+def test_a_fast_read_meeting_a_storage_fault_is_read_once_more_elsewhere():
+    async def scenario():
+        script: dict = {"seen": []}
+        balancer = await _balanced(script)
+        handler = await _session_with_connections(balancer)
+        text = READ.format(7)
+        script["fault:m1"] = script["fault:m2"] = ()
+        # Whichever backend the fast path picks fails: the other one answers.
+        script["fault:m1"] = (text,)
+        answers = [await _ask(balancer, handler, text) for _ in range(2)]
+        assert all(b'"m2"' in answer for answer in answers)
+        assert balancer.counters.storage_faults >= 1
+        assert balancer.counters.storage_resent_reads == balancer.counters.storage_faults
+
+    asyncio.run(scenario())
+
+
+def test_a_fast_read_on_a_broken_connection_is_retried_on_another_backend():
+    async def scenario():
+        script: dict = {"seen": []}
+        balancer = await _balanced(script)
+        handler = await _session_with_connections(balancer)
+        text = READ.format(8)
+        script["drop:m1"] = (text,)
+        answers = [await _ask(balancer, handler, text) for _ in range(2)]
+        assert all(b'"m2"' in answer for answer in answers)
+        assert balancer.counters.retries >= 1
+        assert all(b.outstanding == 0 for b in balancer.pool)
+
+    asyncio.run(scenario())
+
+
+def test_pipelined_statements_behind_a_fast_read_are_answered_in_order():
+    async def scenario():
+        script: dict = {"seen": []}
+        balancer = await _balanced(script, ids=("m1",))
+        handler = await _session_with_connections(balancer)
+        requests = RequestFramer().feed(
+            "".join(f"{READ.format(n)};" for n in range(10)).encode())
+        answers = [handler.answer(request) for request in requests]  # as serving hands them
+        raws = [a if isinstance(a, bytes) else await a for a in answers]
+        assert raws == [_relation_answer("m1", READ.format(n)) for n in range(10)]
+
+    asyncio.run(scenario())
+
+
+def test_upstream_connection_send_call_reports_a_connection_not_open():
+    from nodes.runtime.upstream import UpstreamConnection
+
+    calls: list = []
+    UpstreamConnection("127.0.0.1", 9).send_call(b"x;", lambda r, e: calls.append((r, e)))
+    assert calls[0][0] is None and "not connected" in str(calls[0][1])
+
+
+def test_open_upstream_send_call_answers_through_a_real_socket():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        script: dict = {"seen": []}
+        server = await loop.create_server(lambda: ScriptedBackend("m9", script), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        from nodes.runtime.upstream import UpstreamConnection
+
+        connection = UpstreamConnection("127.0.0.1", port)
+        await connection.connect()
+        done = loop.create_future()
+        connection.send_call(b"alaivo 1;", lambda r, e: done.set_result((r, e)))
+        response, error = await done
+        assert error is None and isinstance(response, Response)
+        assert response.raw == _relation_answer("m9", "alaivo 1")
+        await connection.close()
+        server.close()
+
+    asyncio.run(scenario())
