@@ -120,6 +120,14 @@ class DocumentCache:
         entry = self._entries.get(key)
         return (entry[0], entry[1]) if entry is not None else None
 
+    def peek_entry(self, key: str) -> tuple[Signature, dict, dict] | None:
+        """(signature, document, memo) cached for `key` whatever the file is now.
+
+        To extend a cached version by journal entries with its memo derived
+        (`derive_memo`) rather than started afresh.
+        """
+        return self._entries.get(key)
+
     def remember(self, key: str, signature: Signature, document: dict,
                  memo: dict | None = None) -> dict:
         """Cache a decoded document with `memo` (a fresh one when None), returned; evict

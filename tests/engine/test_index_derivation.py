@@ -268,3 +268,15 @@ def test_reads_inside_a_batch_reuse_and_derive_the_pending_versions_indexes(tmp_
     assert fresh == document
     assert session.execute("alaivo c ao@ t rehefa id = 5;")[0].relation.rows == [
         ["v5"], ["v45"], ["v85"], ["n5"]]
+
+
+def test_the_document_cache_keeps_a_given_memo_and_shows_it():
+    from engine.storage.document_cache import DocumentCache
+
+    cache = DocumentCache()
+    memo = {"table": 1}
+    assert cache.remember("k", (1, 2, 3), {"name": "t"}, memo) is memo
+    assert cache.get("k", (1, 2, 3)) == ({"name": "t"}, memo)
+    assert cache.peek_entry("k") == ((1, 2, 3), {"name": "t"}, memo)
+    assert cache.remember("k", (1, 2, 4), {"name": "t"}) == {}
+    assert cache.peek_entry("missing") is None
