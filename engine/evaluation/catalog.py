@@ -236,8 +236,11 @@ class TableData:
         first use. This version and its indexes are left as they are.
         """
         table = table_from_document(document)
-        if len(table.columns) != len(self.columns):
+        if table.columns != self.columns:
             return table
+        # The same columns object: what readers keep per table shape
+        # (engine/session.py's plans, by identity) stays valid across writes.
+        table.columns = self.columns
         count_before = len(self.rows)
         if table.rows is self.rows:
             # A batch's own row list grown in place by an INSERT (store._rows_plus):

@@ -280,3 +280,13 @@ def test_the_document_cache_keeps_a_given_memo_and_shows_it():
     assert cache.peek_entry("k") == ((1, 2, 3), {"name": "t"}, memo)
     assert cache.remember("k", (1, 2, 4), {"name": "t"}) == {}
     assert cache.peek_entry("missing") is None
+
+
+def test_a_successor_keeps_the_columns_object_when_they_are_the_same():
+    table = table_of([[1, "a", None]])
+    ops = [["append", [[2, "b", None]]]]
+    rows = journal.apply(table.rows, ops, WIDTH)
+    assert table.successor(document(rows), ops).columns is table.columns
+    renamed = {"name": "t", "columns": [{"name": "x", "domain": []}] + COLUMNS[1:], "rows": rows}
+    other = table.successor(renamed, ops)
+    assert other.columns is not table.columns and other.columns[0].name == "x"
