@@ -21,7 +21,7 @@ import orjson
 
 from engine.errors import StorageFault, TahiryError
 from engine.storage import journal
-from engine.storage.document_cache import DocumentCache, file_signature
+from engine.storage.document_cache import DocumentCache, derive_memo, file_signature
 from engine.storage.object_format import FORMAT_VERSION, READABLE_FORMATS
 
 # At most this many journal paths are memorised (then the memo starts over).
@@ -153,10 +153,10 @@ class CachedReader:
     def _extend_cached(self, key: str, path: Path, journal_file: str,
                        signature: tuple) -> tuple[dict, dict] | None:
         """The cached version with the journal's new entries applied, if only the journal grew."""
-        peeked = self._cache.peek(key)
+        peeked = self._cache.peek_entry(key)
         if peeked is None:
             return None
-        old, document = peeked
+        old, document, old_memo = peeked
         if len(old) != 5 or old[:2] != signature[:2] or old[3] != signature[3] \
                 or old[4] > signature[4] or document.get("dropped", False):
             return None
@@ -171,6 +171,10 @@ class CachedReader:
                 or reading.entries[0].change != entries[0].change:
             return None  # not a plain continuation of what is cached: read it all
         extended = self._applied(path, document, entries)
+        # A replica's version grown by shipped lines keeps what readers derived
+        # from the previous one (equality indexes), as the writer's commit does.
+        ops = [op for entry in entries for op in entry.ops]
         memo = self._cache.remember(key, (*old[:2], old[2] - old[4] + reading.end, old[3],
-                                          reading.end), extended)
+                                          reading.end), extended,
+                                    derive_memo(old_memo, extended, ops))
         return extended, memo

@@ -5,6 +5,7 @@ scratch over the new rows, and the old version's index never changes."""
 from __future__ import annotations
 
 import random
+import shutil
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -290,3 +291,36 @@ def test_a_successor_keeps_the_columns_object_when_they_are_the_same():
     renamed = {"name": "t", "columns": [{"name": "x", "domain": []}] + COLUMNS[1:], "rows": rows}
     other = table.successor(renamed, ops)
     assert other.columns is not table.columns and other.columns[0].name == "x"
+
+
+def test_a_replica_grown_by_shipped_journal_lines_derives_its_indexes(tmp_path):
+    """Replication appends the writer's journal lines to the replica's journal
+    (engine/storage/object_copy.py): the replica's next read extends its cached
+    version by those lines and derives its indexes too, rather than rebuilding."""
+    writer_store = Store(tmp_path / "m1", durable=False)
+    writer = Session(writer_store)
+    writer.execute("manamboara tahiry db; ampiasao db; "
+                   "manamboara tabilao t (id ISA(null,null), c LAHATSORATRA(null,null));")
+    writer.execute("manampia ao@ t sanda " + ", ".join(f"({i}, 'v{i}')" for i in range(100)) + ";")
+    path = writer_store.object_path("db", "table", "t")
+    assert journal.journal_path(path).exists()              # the replica holds a journal too
+    shutil.copytree(tmp_path / "m1", tmp_path / "m2",
+                    ignore=shutil.ignore_patterns(".tahiry.*"))
+    copied = journal.journal_path(path).stat().st_size
+    replica_store = Store(tmp_path / "m2", durable=False)
+    replica = Session(replica_store)
+    replica.execute("ampiasao db;")
+    assert replica.execute("alaivo c ao@ t rehefa id = 7;")[0].relation.rows == [["v7"]]
+    before = replica_store.read_with_memo("db", "table", "t")[1]["table"]
+    assert 0 in before._indexes
+    writer.execute("manampia ao@ t sanda (7, 'again'), (200, 'new');")
+    writer.execute("fafao ao@ t rehefa id = 3;")
+    shipped = journal.journal_path(path).read_bytes()[copied:]   # the lines the replica lacks
+    with open(journal.journal_path(replica_store.object_path("db", "table", "t")), "ab") as out:
+        out.write(shipped)                                   # as replication appends them
+    document, memo = replica_store.read_with_memo("db", "table", "t")
+    table = memo["table"]
+    assert table is not before and 0 in table._indexes     # derived, before any lookup
+    assert shape(table._indexes[0]) == shape(EqualityIndex.build(document["rows"], 0))
+    assert replica.execute("alaivo c ao@ t rehefa id = 7;")[0].relation.rows == [["v7"], ["again"]]
+    assert replica.execute("alaivo c ao@ t rehefa id = 3;")[0].relation.rows == []
