@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.evaluation.catalog import TableData
 from engine.evaluation.code_cache import CodeCache
+from engine.evaluation.equality_lookup import MIN_INDEXED_ROWS
 from engine.evaluation.executor import Executor, Limits
 from engine.evaluation.outcome import Outcome
 from engine.evaluation.query import QueryPlan, plan_query
@@ -48,6 +49,8 @@ _SOURCE = "source"     # the table the probe reads, None when not plannable
 _LAST = "last"         # (the columns list last checked, its plan): no names compared again
 # Plans kept per shape (one per list of column names its table had).
 MAX_PLANS = 8
+# `_planned`'s answer when the table is too big for `try_small_read` (nothing run).
+_TOO_BIG = Outcome.failure("")
 
 
 def check_encodable(text: str, line: int, column: int) -> None:
@@ -149,6 +152,8 @@ class Session:
             if hit is not None:
                 shape, values = hit
                 planned = self._planned(shape, values, text, max_rows)
+                if planned is _TOO_BIG:
+                    return None   # the usual way would find the same table as big
                 if planned is not None:
                     return planned
                 statement = shape.build(values)
@@ -194,11 +199,14 @@ class Session:
                  max_rows: int | None = None) -> Outcome | None:
         """The outcome of the shape's statement with `values` by its plan; None: no plan.
 
-        None (nothing run) too when the database is missing, the name is no
-        table (a view), or the table has more than `max_rows` rows: the
-        usual way says why, or runs it. Any failure once the plan runs is the
-        outcome the executor gives for it (the same reads in the same order,
-        then the same functions over the same rows).
+        None (nothing run) too when the database is missing or the name is
+        no table (a view): the usual way says why, or runs it. With
+        `max_rows`, `_TOO_BIG` (nothing run) for a table of more rows,
+        unless the plan is a point read whose equality index is already
+        built and finds at most `max_rows` candidates: its cost is a dict
+        lookup and those rows, whatever the table's size. Any failure once
+        the plan runs is the outcome the executor gives for it (the same
+        reads in the same order, then the same functions over the same rows).
         """
         database = self.current_database
         if database is None:
@@ -212,11 +220,14 @@ class Session:
             if not self.store.database_exists(database):
                 return None
             table = self.executor.catalog(database).table(name)
-            if table is None or (max_rows is not None and len(table.rows) > max_rows):
+            if table is None:
                 return None
             plan = self._plan_for(shape, table)
             if plan is None:
                 return None
+            if max_rows is not None and len(table.rows) > max_rows \
+                    and not _cheap_point_read(plan, table, values, max_rows):
+                return _TOO_BIG
             relation = plan.run(table, values)
         except Exception as error:
             return self._failure(error, text)
@@ -271,6 +282,29 @@ class Session:
         except Exception:  # a bug: report cleanly, keep the session alive
             log.exception("internal error while running %r", text[:200])
             return Outcome.failure(INTERNAL_ERROR)
+
+
+def _cheap_point_read(plan: QueryPlan, table: TableData, values: list, max_rows: int) -> bool:
+    """Whether `plan` reads `table` through an equality index already built, finding at
+    most `max_rows` candidate rows for `values` (so running it costs no more than a
+    small table's read).
+
+    An index not built yet is not built here: building it costs a pass over
+    the table (the engine thread does it, on the statement's usual way, and
+    later versions derive it at commit).
+    """
+    index = plan.index
+    if plan.where is None or index is None or len(table.rows) < MIN_INDEXED_ROWS:
+        return False
+    # (Whether it is built, without building it: TableData keeps them by column.)
+    built = table._indexes.get(index[0])
+    if built is None:
+        return False
+    try:
+        candidates = built.get(values[index[1]])
+    except TypeError:   # not a hashable value: the plan's own run says what it gives
+        return False
+    return candidates is None or len(candidates) <= max_rows
 
 
 def _planned_source(probe: ast.Statement) -> str | None:
