@@ -110,8 +110,18 @@ class RequestFramer:
         self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         self._splitter = StatementSplitter()
         self._discarding = False
+        # The last chunk framed by the fast path below and its request: a
+        # client repeating a statement (a cache hit's usual shape) sends the
+        # same bytes, framed the same way (a Request is immutable).
+        self._last_chunk = b""
+        self._last_request: Request | None = None
 
     def feed(self, data: bytes) -> list[Request]:
+        if data == self._last_chunk and not self._discarding \
+                and not self._splitter.pending_length() and self._decoder.getstate()[0] == b"":
+            # Passed every check of the fast path below last time; only the
+            # state before it could differ, and that was just checked.
+            return [self._last_request] if self._last_request is not None else []
         if data[-1:] == b";" and data.count(b";") == 1 and not self._discarding \
                 and not self._splitter.pending_length() and not _NEEDS_SCAN.search(data) \
                 and self._decoder.getstate()[0] == b"":
@@ -126,6 +136,7 @@ class RequestFramer:
                 pass  # the splitter's way, with the undecodable bytes marked
             else:
                 request = self._request(text)
+                self._last_chunk, self._last_request = data, request
                 return [request] if request is not None else []
         statements = self._splitter.feed(self._decoder.decode(data))
         if self._discarding and statements:

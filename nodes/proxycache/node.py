@@ -82,6 +82,9 @@ _USE_REPLY = re.compile(r"^Ny tahiry : (.+) dia miasa ankehitriny$")
 _USE_STATEMENT = re.compile(r"^ampiasao\s+([^\W\d]\w*)$", re.IGNORECASE)
 # Statements one client connection may have in flight through the proxy.
 PIPELINE_WINDOW = 64
+# Request texts whose (normal form, kind) the proxy remembers (the cache
+# hit path then does no text work); forgotten all at once when full.
+MAX_KNOWN_TEXTS = 4096
 _DROP_DATABASE = re.compile(r"^ravao\s+ny\s+tahiry\s+([^\W\d]\w*)\s*$", re.IGNORECASE)
 _DATABASE_DDL = re.compile(r"^(?:manamboara|ravao\s+ny)\s+tahiry\s+([^\W\d]\w*)\s*$",
                            re.IGNORECASE)
@@ -153,6 +156,20 @@ class ProxyCache:
         self.max_request_bytes = max_request_bytes
         self.stats = ConnectionStats()
         self.upstream_errors = 0
+        # request text -> (normalised text, kind): both are pure functions of
+        # the text, so a repeated request (a cache hit) skips computing them.
+        self.known_texts: dict[str, tuple[str, str]] = {}
+
+    def text_facts(self, text: str) -> tuple[str, str]:
+        """(normalised text, READ / USE / WRITE) of a request's text, remembered."""
+        facts = self.known_texts.get(text)
+        if facts is None:
+            normal = normalise_statement(text)
+            facts = (normal, statement_kind(normal))
+            if len(self.known_texts) >= MAX_KNOWN_TEXTS:
+                self.known_texts.clear()
+            self.known_texts[text] = facts
+        return facts
 
     def status(self) -> dict:
         return {**self.stats.as_dict(), **self.cache.status(),
@@ -201,8 +218,7 @@ class ProxySession:
         """
         if request.admin is not None:
             return admin_response(request, self.proxy.node_id, KIND, self.proxy.status)
-        normal = normalise_statement(request.text)
-        kind = statement_kind(normal)
+        normal, kind = self.proxy.text_facts(request.text)
         alone = not self.in_flight
         if kind == READ and alone:
             cached = self.cache.get((self.database, normal))

@@ -207,7 +207,25 @@ class ClientConnection(asyncio.Protocol):
         if self._closing:   # also a refused connection (no handler)
             return
         self._watch.stop_waiting()
-        self._pending.extend(self._framer.feed(data))
+        requests = self._framer.feed(data)
+        if len(requests) == 1 and not self._pending and not self._answers \
+                and self._authenticated and self._reading and not self._write_paused \
+                and not self._eof and requests[0].error is None:
+            # The usual chunk: one request on an idle connection. What
+            # `_pump` does for it, without the queue and the loop: it would
+            # hand it over at once (the window has room; not `.auth`, which
+            # comes only before authentication or is refused after it...
+            request = requests[0]
+            if request.admin != ADMIN_AUTH:
+                self._stats.requests += 1
+                if self._answer(request) and not self._closing:
+                    # ... and an answer ready at once goes out now, leaving
+                    # the connection idle again, waiting for the next request.
+                    self._start_waiting()
+                    return
+                self._flow_control()
+                return
+        self._pending.extend(requests)
         self._pump()
 
     def eof_received(self) -> bool:
@@ -259,20 +277,33 @@ class ClientConnection(asyncio.Protocol):
                 self._stats.errors += 1
                 self._ready(encode_message(request.error))
                 continue
-            try:
-                result = self._handler.answer(request)
-            except CloseConnection as close:
-                self._ready(close.response, _CLOSE)
+            if not self._answer(request) and self._closing:
                 break
-            except Exception:
-                self._logger.exception("connection handler failed")
-                self._ready(_NO_RESPONSE, _BROKEN)
-                break
-            if type(result) is bytes:
-                self._ready(result)
-            else:
-                self._await(result)
         self._flow_control()
+
+    def _answer(self, request: Request) -> bool:
+        """Hand one request to the handler; True when its answer was sent at once.
+
+        Otherwise its answer is awaited, or waits its turn, or closes the
+        connection (`_closing` then says so).
+        """
+        try:
+            result = self._handler.answer(request)
+        except CloseConnection as close:
+            self._ready(close.response, _CLOSE)
+            return False
+        except Exception:
+            self._logger.exception("connection handler failed")
+            self._ready(_NO_RESPONSE, _BROKEN)
+            return False
+        if type(result) is bytes:
+            if not self._answers:
+                self._respond(result)
+                return True
+            self._ready(result)
+        else:
+            self._await(result)
+        return False
 
     def _slot(self) -> _Slot:
         slot = _Slot()

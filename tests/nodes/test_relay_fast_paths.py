@@ -324,3 +324,100 @@ def test_open_upstream_send_call_answers_through_a_real_socket():
         server.close()
 
     asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------
+# The hit path: a repeated chunk, one request on an idle connection, the
+# proxy's remembered text facts
+
+CHUNKS = [b"alaivo * ao@ t rehefa id = 7;", b"alaivo * ao@ t rehefa id = 7;", b".ping;", b".auth s;",
+          b"alaivo 'a", b"';", "é".encode()[:1], "é".encode()[1:] + b";", b"\xff;", b";", b" ;",
+          b"x" * 30 + b";", b"-- c\n", b"ampiasao db;", b"alaivo 1; alaivo 2;", b"alaivo"]
+
+
+def test_framer_repeated_chunks_frame_as_the_splitter_does():
+    rng = random.Random(7)
+    for _ in range(3000):
+        chunks = [rng.choice(CHUNKS) for _ in range(rng.randint(1, 12))]
+        limit = rng.choice([20, 1 << 20])
+        assert _framed(RequestFramer(limit), chunks, slow=False) == \
+            _framed(RequestFramer(limit), chunks, slow=True), chunks
+
+
+class _ClientTransport(_Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name, default=None):
+        return None
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _serve_chunks(chunks: list[bytes], window: int) -> tuple[list[bytes], bool]:
+    """What a connection writes for `chunks` (fed one at a time), and whether it closed."""
+    from nodes.runtime.serving import ClientConnection, ClientHandler, CloseConnection, ConnectionStats
+
+    async def run() -> tuple[list[bytes], bool]:
+        loop = asyncio.get_running_loop()
+
+        def answer(request):
+            text = request.text
+            if text.startswith("wait"):
+                done = loop.create_future()
+                loop.call_later(0.001, done.set_result, encode_message(f"waited {text}"))
+                return done
+            if text == "close":
+                raise CloseConnection(encode_message("bye"))
+            if text == "fail":
+                raise RuntimeError("handler failed")
+            return encode_message(f"ready {text}")
+
+        transport = _ClientTransport()
+        connection = ClientConnection(lambda: ClientHandler(answer, window=window), ConnectionStats(),
+                                      LOG, 1 << 20, None, set())
+        connection.connection_made(transport)
+        for chunk in chunks:
+            if not transport.closed:
+                connection.data_received(chunk)
+            await asyncio.sleep(0.003)
+        return transport.written, transport.closed
+
+    return asyncio.run(run())
+
+
+def test_one_request_per_chunk_is_answered_as_when_framed_together():
+    rng = random.Random(3)
+    words = ["a", "b", "wait1", "wait2", ".ping", "close", "fail", "x" * 30]
+    for _ in range(60):
+        texts = [rng.choice(words) for _ in range(rng.randint(1, 6))]
+        window = rng.choice([1, 4])
+        apart = _serve_chunks([f"{text};".encode() for text in texts], window)
+        together = _serve_chunks(["".join(f"{text};" for text in texts).encode()], window)
+        assert apart == together, texts
+
+
+def test_the_proxy_remembers_each_texts_normal_form_and_kind():
+    from engine.language.script import normalise_statement
+    from nodes.proxycache import node as proxy_node
+    from nodes.proxycache.cache import ResponseCache
+
+    proxy = proxy_node.ProxyCache("p", ("127.0.0.1", 1), ResponseCache(1000, 10), LOG)
+    texts = ["alaivo  *  ao@ t", "ASEHOY ny tabilao", "ampiasao db", "manampia ao@ t sanda (1)",
+             "alaivo 'a  b' -- x\n ao@ t", "  ", "1 + 2"]
+    for _ in range(2):
+        for text in texts:
+            normal = normalise_statement(text)
+            assert proxy.text_facts(text) == (normal, proxy_node.statement_kind(normal))
+    for index in range(proxy_node.MAX_KNOWN_TEXTS + 10):   # bounded
+        proxy.text_facts(f"alaivo {index}")
+    assert len(proxy.known_texts) <= proxy_node.MAX_KNOWN_TEXTS
+    assert proxy.text_facts("alaivo  1") == ("alaivo 1", proxy_node.READ)
