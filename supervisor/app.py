@@ -1,7 +1,8 @@
 """The supervisor process itself: what `python -m supervisor up` runs in the foreground.
 
 It owns the control port, the cluster, the topology watcher and the run
-directory (`supervisor.pid`, `state.json`, the backends files). It stays
+directory (`supervisor.pid`, `control-token`, `state.json`, the backends
+files; every file it writes atomically is 0600: docs/SECURITY.md). It stays
 until SIGINT/SIGTERM or a `down` command, then stops every node and removes
 its run files (backends and peers files included). If an earlier supervisor died without stopping its nodes,
 their leftover processes are stopped first (supervisor/leftovers.py), and the
@@ -19,8 +20,8 @@ import socket
 import time
 from pathlib import Path
 
-from .cluster import Cluster, write_atomically
-from .control import ControlServer
+from .cluster import PRIVATE_DIR_MODE, Cluster, write_atomically
+from .control import TOKEN_FILE, ControlServer, new_token, token_file
 from .leftovers import find_leftovers, stop_leftovers
 from .ownership import claim, ownership_problems
 from .reload import ReloadResult, TopologyWatcher, reload_topology
@@ -49,7 +50,8 @@ class SupervisorApp:
         self.logger = logger
         self.take_over = take_over  # hand over data directories another cluster used
         self.cluster = Cluster(topology, logger)
-        self.control = ControlServer(topology.supervisor.control_port, self.handle)
+        self.control = ControlServer(topology.supervisor.control_port, self.handle,
+                                     token=new_token())
         self.stopping = asyncio.Event()
         self.started = time.time()
         self.last_reload: ReloadResult | None = None
@@ -71,7 +73,11 @@ class SupervisorApp:
             self.logger.error("cannot listen on the control port 127.0.0.1:%d: %s",
                               self.topology.supervisor.control_port, error.strerror or error)
             return 2
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        # Written once the port is ours (a second `up` that loses the bind must
+        # not replace the token of the supervisor that won it), 0600.
+        assert self.control.token is not None
+        write_atomically(token_file(self.run_dir), self.control.token + "\n")
         # Blocking on purpose: nothing else may happen until the old nodes are gone.
         problems = self._stop_leftovers()
         problems = problems or ports_in_use(self.topology) or ownership_problems(
@@ -79,6 +85,7 @@ class SupervisorApp:
         if problems:  # leave the run directory alone: it may describe processes to clean up
             self.logger.error("cannot start: %s", "; ".join(problems))
             await self.control.close()
+            token_file(self.run_dir).unlink(missing_ok=True)
             return 1
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stopping.set)
@@ -92,7 +99,7 @@ class SupervisorApp:
                 self._reload_task.cancel()
             await self.cluster.down()
             await self.control.close()
-            for name in ("supervisor.pid", "control", "state.json", LOADED_TOPOLOGY):
+            for name in ("supervisor.pid", "control", TOKEN_FILE, "state.json", LOADED_TOPOLOGY):
                 (self.run_dir / name).unlink(missing_ok=True)
             for path in [*self.run_dir.glob("*.backends.json"), *self.run_dir.glob("*.peers.json")]:
                 path.unlink(missing_ok=True)

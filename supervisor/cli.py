@@ -6,9 +6,12 @@ and exits 0 if a supervisor already answers on the control port, refuses
 cluster or another live process (`--take-over` hands over directories of a
 stopped cluster), else runs the supervisor in the foreground (or, with
 `-d`, in a detached process and returns once every node settled). The other
-commands talk to the running supervisor over its control port; `status`
-with no supervisor lists the nodes a dead supervisor left running as
-UNSUPERVISED (checked and probed), the others as STOPPED, and exits 3.
+commands talk to the running supervisor over its control port, only if it
+is the supervisor of the topology they were given (else they refuse, naming
+the one that answers: `ask`), presenting the run's control token
+(run/control-token, docs/SECURITY.md); `status` with no supervisor lists the
+nodes a dead supervisor left running as UNSUPERVISED (checked and probed),
+the others as STOPPED, and exits 3.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from pathlib import Path
 
 import psutil
 
-from .control import NotRunning, send_command
+from .control import NotRunning, read_token, send_command
+from .errors import SupervisorError
 from .leftovers import UNSUPERVISED, find_leftovers, status_rows, stop_leftovers
 from .logfiles import close_logger, follow, supervisor_logger, timestamp
 from .ownership import ownership_problems
@@ -104,6 +108,27 @@ def _running_topology(path: Path) -> Topology | None:
         return None
 
 
+class OtherCluster(SupervisorError):
+    """The control port is answered by the supervisor of another topology."""
+
+
+def ask(topology: Topology, request: dict, timeout_s: float = 5.0) -> dict:
+    """Send a command to the supervisor of `topology`, with its control token.
+
+    Raises NotRunning when nothing answers, OtherCluster (naming it) when the
+    supervisor on the control port runs another topology: a command given a
+    topology acts on that topology's cluster or on none.
+    """
+    port = topology.supervisor.control_port
+    hello = send_command(port, {"cmd": "hello"}, timeout_s=min(timeout_s, 5.0))
+    if hello.get("topology") != str(topology.path):
+        raise OtherCluster(f"the control port {port} is used by the supervisor of "
+                           f"{hello.get('topology')} (pid {hello.get('pid')}), not of "
+                           f"{topology.path}: nothing was done")
+    return send_command(port, request, timeout_s=timeout_s,
+                        token=read_token(topology.supervisor.run))
+
+
 # -- commands
 
 def cmd_check(topology: Topology, args) -> int:
@@ -177,12 +202,12 @@ def _up_detached(topology: Topology, take_over: bool = False) -> int:
             _print_errors(settings.logs / "supervisor.log", since=started)
             return EXIT_FAILED
         try:
-            answer = send_command(settings.control_port, {"cmd": "status"})
+            answer = ask(topology, {"cmd": "status"})
             states = {row["state"] for row in answer["nodes"]}
             if states <= {"RUNNING", "FATAL"}:
                 break
-        except NotRunning:
-            pass
+        except (NotRunning, OtherCluster):
+            pass  # not listening yet (or the port is still another's: the child will say)
         time.sleep(0.05)
     if answer is None:
         print("the supervisor did not answer in time", file=sys.stderr)
@@ -211,9 +236,12 @@ def _child_env() -> dict[str, str]:
 
 def cmd_status(topology: Topology, args) -> int:
     try:
-        answer = send_command(topology.supervisor.control_port, {"cmd": "status"})
+        answer = ask(topology, {"cmd": "status"})
     except NotRunning as error:
         return _status_without_supervisor(topology, args, error)
+    except OtherCluster as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         print(json.dumps({"running": True, **answer}, indent=1))
         return EXIT_OK
@@ -254,9 +282,15 @@ def _status_without_supervisor(topology: Topology, args, error: NotRunning) -> i
 
 def cmd_down(topology: Topology, args) -> int:
     try:
-        answer = send_command(topology.supervisor.control_port, {"cmd": "down"}, timeout_s=60)
+        answer = ask(topology, {"cmd": "down"}, timeout_s=60)
     except NotRunning as error:
         return _down_without_supervisor(topology, error)
+    except OtherCluster as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    if not answer["ok"]:
+        print(answer.get("error"), file=sys.stderr)
+        return EXIT_FAILED
     pid = answer.get("pid")
     if pid:
         try:
@@ -297,11 +331,13 @@ def _down_without_supervisor(topology: Topology, error: NotRunning) -> int:
 
 def cmd_restart(topology: Topology, args) -> int:
     try:
-        answer = send_command(topology.supervisor.control_port,
-                              {"cmd": "restart", "node": args.node}, timeout_s=60)
+        answer = ask(topology, {"cmd": "restart", "node": args.node}, timeout_s=60)
     except NotRunning as error:
         print(f"the cluster is not running: {error}", file=sys.stderr)
         return EXIT_NOT_RUNNING
+    except OtherCluster as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
     if not answer["ok"]:
         print(answer["error"], file=sys.stderr)
         return EXIT_FAILED
@@ -311,10 +347,13 @@ def cmd_restart(topology: Topology, args) -> int:
 
 def cmd_reload(topology: Topology, args) -> int:
     try:
-        answer = send_command(topology.supervisor.control_port, {"cmd": "reload"}, timeout_s=120)
+        answer = ask(topology, {"cmd": "reload"}, timeout_s=120)
     except NotRunning as error:
         print(f"the cluster is not running: {error}", file=sys.stderr)
         return EXIT_NOT_RUNNING
+    except OtherCluster as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
     print(answer.get("message") or answer.get("error"),
           file=sys.stdout if answer["ok"] else sys.stderr)
     return EXIT_OK if answer["ok"] else EXIT_FAILED

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.storage.atomic_files import atomic_write
+from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
 from engine.storage.data_owner import DirectoryTaken
 from engine.storage.store import checkpoint_directory
 
@@ -68,10 +68,35 @@ def peers_file(run_dir: Path, server_id: str) -> Path:
     return run_dir / f"{server_id}.peers.json"
 
 
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
 def write_atomically(path: Path, text: str) -> None:
-    """Replace a run file atomically (the balancers and servers re-read them)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text.encode("utf-8"))
+    """Replace a run file atomically (the balancers and servers re-read them), mode 0600.
+
+    Private from its first byte: the temp file is created 0600 (a chmod after
+    the write would leave a moment where another user may read it), because
+    some run files hold the secret (loaded-topology.yaml) or the control
+    token, and none needs to be read by anyone but this user (docs/SECURITY.md).
+    """
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    temp = temp_path_for(path)
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    try:
+        try:
+            os.fchmod(descriptor, PRIVATE_FILE_MODE)  # exactly 0600, whatever the umask
+            view = memoryview(text.encode("utf-8"))
+            while view:
+                view = view[os.write(descriptor, view):]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temp, path)
+    except BaseException:
+        unlink_quietly(temp)
+        raise
+    fsync_folder(path.parent)
 
 
 def write_if_changed(path: Path, text: str) -> bool:
