@@ -87,12 +87,12 @@ from nodes.protocol import (
     add_auth_arguments,
     encode_error,
     encode_message,
-    encode_outcome,
     node_auth_guard,
     versions_arguments,
 )
 from nodes.runtime.node_process import bind_ephemeral, node_argument_parser, run_node, setup_logging
 from nodes.runtime.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
+from nodes.server.encoding import ResponseEncoder
 from nodes.server.membership import PeerDirectories, parse_peer_option
 from nodes.server.storage_faults import StorageFaults
 
@@ -256,6 +256,7 @@ class DatabaseServer:
         self.storage_faults = StorageFaults()
         # Compiled expressions, shared by every connection's session.
         self.codes = CodeCache()
+        self.encoder = ResponseEncoder(page_rows)
         self._engine = None if inline else EngineWorker(self.run_batch, logger,
                                                         maintain=store.maintain)
         if not inline:
@@ -445,7 +446,7 @@ class DatabaseServer:
             if outcome.fault is not None:
                 self.storage_faults.record(outcome.fault)
         try:
-            return encode_outcome(outcome, self.page_rows)
+            return self.encoder.encode(outcome)
         except Exception:
             self.logger.exception("could not encode the outcome of %r", text[:200])
             self.statement_errors += 1
