@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
-from engine.evaluation.catalog import TableData
+from engine.evaluation.catalog import DatabaseCatalog, TableData
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.equality_lookup import MIN_INDEXED_ROWS
 from engine.evaluation.executor import Executor, Limits
@@ -80,6 +80,8 @@ class Session:
         self.executor = Executor(store, parser, self.limits, codes)
         # Statements of the same shape with other values skip the parser.
         self.statements = StatementCache()
+        # The catalog plans read through (it holds nothing but the database's name).
+        self._catalog: DatabaseCatalog | None = None
 
     def execute(self, text: str) -> list[Outcome]:
         """Run every statement of `text`; one Outcome per non-empty statement."""
@@ -219,7 +221,10 @@ class Session:
         try:
             if not self.store.database_exists(database):
                 return None
-            table = self.executor.catalog(database).table(name)
+            catalog = self._catalog
+            if catalog is None or catalog.database != database:
+                catalog = self._catalog = self.executor.catalog(database)
+            table = catalog.table(name)
             if table is None:
                 return None
             plan = self._plan_for(shape, table)

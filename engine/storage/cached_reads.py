@@ -54,7 +54,7 @@ class CachedReader:
                 f"lahatahiry data (symlink), tsy ekena")
 
     def load(self, path: Path, key: str) -> tuple[dict, dict] | None:
-        """(document, memo) of the object at `path` through the cache, or None.
+        """(document, memo) of the object at `path` (`key` is `str(path)`) through the cache, or None.
 
         A table is its snapshot plus the chained entries of its journal
         (engine/storage/journal.py); the cache signature covers both files, and a
@@ -62,7 +62,7 @@ class CachedReader:
         where the cached version stopped reading it.
         """
         try:
-            stat = os.stat(path)
+            stat = os.stat(key)   # `key` is the path as a string: no conversion per call
         except (FileNotFoundError, NotADirectoryError):
             self._cache.forget(key)
             return None

@@ -238,7 +238,7 @@ class Store:
                 pinned = batch.pinned[key]
                 return pinned is not None and not pinned[0].get("dropped", False)
         try:
-            stat = os.stat(path)
+            stat = os.stat(key)   # (the string: a Path costs a conversion per call)
         except OSError:
             return False
         cached = self._cache.get(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
