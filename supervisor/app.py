@@ -113,6 +113,8 @@ class SupervisorApp:
         self._remember_topology()
         self.logger.info("up: %s (pid %d, control port %d)", self.topology.path, os.getpid(),
                          self.topology.supervisor.control_port)
+        for warning in self.topology.warnings:
+            self.logger.warning("%s", warning)
         for handed_over in claim(self.topology, os.getpid(), self.logger):
             self.logger.warning("data directory handed over to this cluster: %s", handed_over)
         self.watcher = TopologyWatcher(self.topology.path, self._schedule_reload, loop)

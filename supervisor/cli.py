@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         topology = running
         print(f"(using the topology the running supervisor loaded: {topology.path})",
               file=sys.stderr)
+    if args.command in ("up", "check"):
+        for warning in topology.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     handler = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "restart": cmd_restart,
                "logs": cmd_logs, "check": cmd_check, "reload": cmd_reload}[args.command]
     try:

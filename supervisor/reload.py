@@ -126,6 +126,8 @@ async def reload_topology(cluster: Cluster, logger: logging.Logger) -> ReloadRes
         message = "\n".join(problems)
         logger.error("reload refused, the cluster is left as it was:\n%s", message)
         return ReloadResult(False, message, loop.time())
+    for warning in new.warnings:
+        logger.warning("reload: %s", warning)
     claim(new, os.getpid(), logger)
     diff = await apply_topology(cluster, new)
     logger.info("reload applied: %s", diff.describe())

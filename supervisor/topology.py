@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from nodes.protocol import SECRET_ENV, is_loopback, secret_problem
 from .errors import SupervisorError
 
 KINDS = ("server", "balancer", "proxycache")
+# A shorter secret is refused when a node listens off loopback, warned about
+# otherwise (docs/SECURITY.md, "The shared secret").
+MIN_SECRET_CHARS = 16
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
 
@@ -97,6 +101,9 @@ class Topology:
     replication_enabled: bool
     nodes: dict[str, NodeSpec]
     secret: str | None = None
+    # Accepted but worth saying (a weak secret on a loopback-only cluster, a
+    # secret in a file others may read): `check` and `up` print them.
+    warnings: tuple[str, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -198,9 +205,13 @@ class _Checker:
     def __init__(self, name: str):
         self.name = name
         self.messages: list[tuple[int, str]] = []
+        self.warnings: list[str] = []
 
     def error(self, line: int, key: str, text: str) -> None:
         self.messages.append((line, f"{self.name} line {line}: {key}: {text}"))
+
+    def warning(self, line: int, key: str, text: str) -> None:
+        self.warnings.append(f"{self.name} line {line}: {key}: {text}")
 
     def mapping(self, item: _Located, key: str, allowed: set[str]) -> dict[str, _Located] | None:
         if not isinstance(item.value, dict):
@@ -235,6 +246,14 @@ class _Checker:
         return item.value
 
 
+def _kind_name(value: object) -> str:
+    """What a value is, without the value (for the secret)."""
+    if value is None:
+        return "empty"
+    return {dict: "a mapping", list: "a list", bool: "a boolean", int: "an integer",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
 def _type_name(value: object) -> str:
     if value is None:
         return "empty"
@@ -250,7 +269,22 @@ def load_topology(path: str | Path, environ: Mapping[str, str] | None = None) ->
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise TopologyError([f"{path.name}: cannot read the file: {error}"]) from None
-    return parse_topology(text, path, environ)
+    topology = parse_topology(text, path, environ)
+    return replace(topology, warnings=topology.warnings + _exposure_warnings(topology, text))
+
+
+def _exposure_warnings(topology: Topology, text: str) -> tuple[str, ...]:
+    """The file holds the secret and users other than its owner may read it."""
+    if topology.secret is None or topology.secret not in text:
+        return ()
+    try:
+        mode = stat.S_IMODE(topology.path.stat().st_mode)
+    except OSError:
+        return ()
+    if not mode & 0o077:
+        return ()
+    return (f"{topology.path.name}: holds the secret and users other than its owner may read "
+            f"it (mode {mode:04o}): chmod 600 {topology.path.name}",)
 
 
 def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = None) -> Topology:
@@ -271,12 +305,19 @@ def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = No
         if section and "enabled" in section:
             replication = bool(check.boolean(section["enabled"], "replication.enabled"))
     secret = None
+    secret_line, secret_key = 1, SECRET_ENV
     if "secret" in top:
-        secret = check.text(top["secret"], "secret")
+        secret_line, secret_key = top["secret"].line, "secret"
+        if isinstance(top["secret"].value, str):
+            secret = check.text(top["secret"], "secret")
+        else:  # never echo it: messages reach terminals and, on a reload, the log
+            check.error(secret_line, "secret", "must be a non-empty string, not "
+                        f"{_kind_name(top['secret'].value)} (value not shown: it is the secret)")
         if secret and (problem := secret_problem(secret)) is not None:
             check.error(top["secret"].line, "secret", problem)
     if not secret and environ.get(SECRET_ENV):
         secret = environ[SECRET_ENV]
+        secret_line, secret_key = 1, SECRET_ENV
         if (problem := secret_problem(secret)) is not None:
             check.error(1, SECRET_ENV, f"(environment variable) {problem}")
 
@@ -299,11 +340,35 @@ def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = No
         nodes_section = top["nodes"].value if "nodes" in top else None
         _check_addresses(check, nodes, supervisor, secret,
                          nodes_section if isinstance(nodes_section, dict) else None)
+    if secret:
+        _check_strength(check, secret, secret_line, secret_key, nodes)
     if check.messages:
         raise TopologyError([m for _, m in sorted(check.messages, key=lambda pair: pair[0])])
     assert supervisor is not None  # each way of reading no settings left a message
     return Topology(path=path, supervisor=supervisor, replication_enabled=replication,
-                    nodes=nodes, secret=secret)
+                    nodes=nodes, secret=secret, warnings=tuple(check.warnings))
+
+
+def _check_strength(check: _Checker, secret: str, line: int, key: str,
+                    nodes: dict[str, NodeSpec]) -> None:
+    """A secret shorter than MIN_SECRET_CHARS: refused off loopback, a warning on it.
+
+    Off loopback anyone on the network may guess (the nodes only slow each
+    try down); on loopback the secret guards against local users only, and
+    the tests and a first try use short ones. The message never shows it.
+    """
+    if len(secret) >= MIN_SECRET_CHARS:
+        return
+    source = "(environment variable) " if key == SECRET_ENV else ""
+    exposed = [spec for spec in nodes.values() if not is_loopback(spec.host)]
+    if exposed:
+        check.error(line, key, f"{source}too weak: {len(secret)} character(s), a cluster with a "
+                    f"node off loopback needs at least {MIN_SECRET_CHARS} "
+                    f"(nodes.{exposed[0].id}.host is {exposed[0].host})")
+    else:
+        check.warning(line, key, f"{source}weak: {len(secret)} character(s); it is accepted "
+                      f"because every node listens on loopback, but a node off loopback needs "
+                      f"at least {MIN_SECRET_CHARS}")
 
 
 def _read_supervisor(check: _Checker, item: _Located | None, base: Path) -> SupervisorSettings | None:

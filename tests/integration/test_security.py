@@ -282,6 +282,55 @@ def test_supervisor_check_command_refuses_it_too(tmp_path):
     assert "not a loopback address" in result.stderr
 
 
+def check_command(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "supervisor", "check", str(path)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or NO_SECRET)})
+
+
+def test_supervisor_check_and_up_refuse_a_weak_secret_off_loopback(tmp_path):
+    path = tmp_path / "topology.yaml"
+    path.write_text("secret: x\n" + TOPOLOGY.format(host="0.0.0.0"))
+    path.chmod(0o600)
+    for command in ("check", "up"):
+        result = subprocess.run([sys.executable, "-m", "supervisor", command, str(path)],
+                                capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **NO_SECRET})
+        assert result.returncode == 2, result.stdout
+        assert "secret: too weak: 1 character(s)" in result.stderr
+        assert "at least 16" in result.stderr
+    assert not (tmp_path / "run").exists()
+    path.write_text(TOPOLOGY.format(host="0.0.0.0"))
+    result = check_command(path, {"TAHIRY_SECRET": "weak-one"})
+    assert result.returncode == 2 and "TAHIRY_SECRET" in result.stderr
+    assert "weak-one" not in result.stderr
+
+
+def test_supervisor_check_warns_of_a_weak_secret_on_loopback(tmp_path):
+    path = tmp_path / "topology.yaml"
+    path.write_text("secret: x\n" + TOPOLOGY.format(host="127.0.0.1"))
+    path.chmod(0o600)
+    result = check_command(path)
+    assert result.returncode == 0, result.stderr
+    assert "warning: topology.yaml line 1: secret: weak: 1 character(s)" in result.stderr
+
+
+def test_supervisor_check_warns_of_a_secret_others_may_read(tmp_path):
+    path = tmp_path / "topology.yaml"
+    path.write_text(f"secret: {SECRET}\n" + TOPOLOGY.format(host="127.0.0.1"))
+    path.chmod(0o644)
+    result = check_command(path)
+    assert result.returncode == 0, result.stderr
+    assert "holds the secret and users other than its owner may read it (mode 0644)" \
+        in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+    path.chmod(0o600)
+    assert "warning" not in check_command(path).stderr
+    path.write_text(TOPOLOGY.format(host="127.0.0.1"))  # the secret from the environment
+    path.chmod(0o644)
+    assert "warning" not in check_command(path, WITH_SECRET).stderr
+
+
 def test_supervisor_gives_children_the_secret_by_environment_only(tmp_path):
     from supervisor.cluster import Cluster, node_command
 

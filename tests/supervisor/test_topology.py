@@ -146,8 +146,32 @@ def test_non_loopback_host_needs_a_secret():
     text = GOOD.replace("host: 127.0.0.1\n    port: 4950", "host: 10.0.0.5\n    port: 4950")
     messages = errors_of(text)
     assert len(messages) == 1 and "nodes.m2.host: '10.0.0.5' is not a loopback address" in messages[0]
-    assert parse(text, {"TAHIRY_SECRET": "s3cret"}).nodes["m2"].host == "10.0.0.5"
-    assert parse("secret: s3cret\n" + text).secret == "s3cret"
+    strong = "s3cret-of-16-chars"
+    assert parse(text, {"TAHIRY_SECRET": strong}).nodes["m2"].host == "10.0.0.5"
+    assert parse(f"secret: {strong}\n" + text).secret == strong
+
+
+def test_a_weak_secret_is_refused_off_loopback_and_warned_about_on_it():
+    off_loopback = GOOD.replace("host: 127.0.0.1\n    port: 4950", "host: 10.0.0.5\n    port: 4950")
+    messages = errors_of("secret: x\n" + off_loopback)
+    assert messages == ["topology.yaml line 1: secret: too weak: 1 character(s), a cluster "
+                        "with a node off loopback needs at least 16 (nodes.m2.host is 10.0.0.5)"]
+    messages = errors_of(off_loopback, {"TAHIRY_SECRET": "short-secret"})
+    assert len(messages) == 1 and "TAHIRY_SECRET" in messages[0] and "at least 16" in messages[0]
+    assert "short-secret" not in messages[0]
+    loopback = parse("secret: x\n" + GOOD)
+    assert loopback.secret == "x"
+    assert loopback.warnings == ("topology.yaml line 1: secret: weak: 1 character(s); it is "
+                                 "accepted because every node listens on loopback, but a node "
+                                 "off loopback needs at least 16",)
+    assert parse("secret: sixteen-chars-ok\n" + off_loopback).warnings == ()
+    assert parse(GOOD).warnings == ()
+
+
+def test_a_secret_of_the_wrong_type_is_not_echoed():
+    messages = errors_of("secret: 123456789012345678\n" + GOOD)
+    assert messages == ["topology.yaml line 1: secret: must be a non-empty string, "
+                        "not an integer (value not shown: it is the secret)"]
 
 
 def test_empty_file_and_missing_sections():
