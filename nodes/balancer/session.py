@@ -43,23 +43,42 @@ class DatabaseMissing(NodeError):
 class Turn:
     """One statement's place in its session's order.
 
-    done: resolved once it is finished (and every statement before it is).
+    finished: it is done (and every statement before it is).
     ahead: (backend id, database) while it is a write sent and not answered,
     behind which the next write to that backend may be sent; `followed`
     says one was (then it is never sent again elsewhere: that would reorder
-    the two). signal: resolved when it is sent ahead or done, whichever
-    comes first (what the next statement waits on).
+    the two). signalled: it is sent ahead or done, whichever came first
+    (what the next statement waits on).
+
+    The futures a statement behind awaits are made only when one does: a
+    statement that meets an idle session (the usual read) never waits, so
+    its turn is two flags.
     """
 
-    __slots__ = ("previous", "done", "signal", "ahead", "followed")
+    __slots__ = ("previous", "finished", "signalled", "ahead", "followed", "_done", "_signal")
 
     def __init__(self, previous: Turn | None) -> None:
-        loop = asyncio.get_running_loop()
-        self.previous = previous if previous is not None and not previous.done.done() else None
-        self.done: asyncio.Future = loop.create_future()
-        self.signal: asyncio.Future = loop.create_future()
+        self.previous = previous if previous is not None and not previous.finished else None
+        self.finished = False
+        self.signalled = False
         self.ahead: tuple[str, str] | None = None
         self.followed = False
+        self._done: asyncio.Future | None = None
+        self._signal: asyncio.Future | None = None
+
+    def _done_future(self) -> asyncio.Future:
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            if self.finished:
+                self._done.set_result(None)
+        return self._done
+
+    def _signal_future(self) -> asyncio.Future:
+        if self._signal is None:
+            self._signal = asyncio.get_running_loop().create_future()
+            if self.signalled:
+                self._signal.set_result(None)
+        return self._signal
 
     async def wait(self, may_follow=None) -> Turn | None:
         """Wait for this statement's turn.
@@ -69,21 +88,21 @@ class Turn:
         ahead), else None once it is done.
         """
         previous = self.previous
-        if previous is None or previous.done.done():
+        if previous is None or previous.finished:
             return None
         if may_follow is not None:
-            if not previous.signal.done():
-                await asyncio.shield(previous.signal)
-            if previous.ahead is not None and not previous.done.done() and may_follow(previous):
+            if not previous.signalled:
+                await asyncio.shield(previous._signal_future())
+            if previous.ahead is not None and not previous.finished and may_follow(previous):
                 return previous
-        await asyncio.shield(previous.done)
+        if not previous.finished:
+            await asyncio.shield(previous._done_future())
         return None
 
     def sent_ahead(self, backend_id: str, database: str) -> None:
         """Its write is on the wire: a following write to that backend may go now."""
         self.ahead = (backend_id, database)
-        if not self.signal.done():
-            self.signal.set_result(None)
+        self._mark_signalled()
 
     def answered(self) -> bool:
         """Its answer came: nothing may be sent behind it any more; whether something was."""
@@ -95,8 +114,8 @@ class Turn:
         self.ahead = None
         previous = self.previous
         try:
-            if previous is not None and not previous.done.done():
-                await asyncio.shield(previous.done)
+            if previous is not None and not previous.finished:
+                await asyncio.shield(previous._done_future())
         finally:  # even when cancelled: the statements behind it must not wait forever
             self.settle()
 
@@ -104,10 +123,19 @@ class Turn:
         """Done now: `finish` once every statement before it is done (the fast path's end)."""
         self.ahead = None
         self.previous = None
-        if not self.signal.done():
-            self.signal.set_result(None)
-        if not self.done.done():
-            self.done.set_result(None)
+        self._mark_signalled()
+        if not self.finished:
+            self.finished = True
+            done = self._done
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    def _mark_signalled(self) -> None:
+        if not self.signalled:
+            self.signalled = True
+            signal = self._signal
+            if signal is not None and not signal.done():
+                signal.set_result(None)
 
 
 class ClientSession:
@@ -124,7 +152,7 @@ class ClientSession:
     def idle(self) -> bool:
         """Whether every statement taken so far is done (a new one starts at once)."""
         last = self._last_turn
-        return last is None or last.done.done()
+        return last is None or last.finished
 
     def take_turn(self) -> Turn:
         """The next statement's place, behind the one before it (in request order)."""
