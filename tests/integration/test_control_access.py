@@ -16,6 +16,8 @@ import socket
 import stat
 from pathlib import Path
 
+import psutil
+
 from tests.integration.supervisorkit import Cluster, all_running
 
 SECRET = "Tahiry-s3cret_for-the-tests"
@@ -57,6 +59,10 @@ def test_files_holding_the_secret_are_private_and_logs_never_hold_it(cluster):
     assert holding, "the loaded topology holds the secret"
     assert [p for p in holding if mode(p) != 0o600] == []
     assert [p for p in holding if p.parent.name == "logs"] == []
+    # Nor does any command line (`ps` shows them): the nodes get it by environment.
+    supervisor = psutil.Process(int((run / "supervisor.pid").read_text()))
+    for process in [supervisor, *supervisor.children(recursive=True)]:
+        assert not any(SECRET in arg for arg in process.cmdline()), process.cmdline()
 
 
 def test_a_raw_down_without_credentials_is_refused(cluster):
