@@ -58,9 +58,9 @@ class Turn:
     __slots__ = ("previous", "finished", "signalled", "ahead", "followed", "_done", "_signal")
 
     def __init__(self, previous: Turn | None) -> None:
+        self.finished: bool = False
+        self.signalled: bool = False
         self.previous = previous if previous is not None and not previous.finished else None
-        self.finished = False
-        self.signalled = False
         self.ahead: tuple[str, str] | None = None
         self.followed = False
         self._done: asyncio.Future | None = None
