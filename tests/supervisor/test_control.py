@@ -1,0 +1,54 @@
+"""The control port's token check and the private run files (docs/SECURITY.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+
+from supervisor.cluster import write_atomically
+from supervisor.control import ControlServer, new_token, read_token, token_file
+
+TOKEN = new_token()
+
+
+def dispatch(request: dict, token: str | None = TOKEN) -> dict:
+    async def obey(request: dict) -> dict:
+        return {"ok": True, "done": request["cmd"]}
+
+    server = ControlServer(0, obey, token=token)
+    return asyncio.run(server._dispatch(json.dumps(request).encode()))
+
+
+def test_commands_that_change_something_need_the_token():
+    for command in ("down", "restart", "reload", "anything"):
+        for token in (None, "", "guess", TOKEN[:-1], 42, ["x"], TOKEN + "\u00e9"):
+            request = {"cmd": command} if token is None else {"cmd": command, "token": token}
+            answer = dispatch(request)
+            assert answer["ok"] is False and "control token" in answer["error"], (request, answer)
+        assert dispatch({"cmd": command, "token": TOKEN}) == {"ok": True, "done": command}
+
+
+def test_read_only_commands_are_open():
+    for command in ("hello", "status"):
+        assert dispatch({"cmd": command}) == {"ok": True, "done": command}
+
+
+def test_tokens_are_fresh_and_read_back(tmp_path):
+    assert new_token() != new_token() and len(TOKEN) == 64
+    assert read_token(tmp_path) is None
+    write_atomically(token_file(tmp_path), TOKEN + "\n")
+    assert read_token(tmp_path) == TOKEN
+    assert stat.S_IMODE(token_file(tmp_path).stat().st_mode) == 0o600
+
+
+def test_run_files_are_written_private_whatever_the_umask(tmp_path):
+    previous = os.umask(0)
+    try:
+        write_atomically(tmp_path / "run" / "loaded-topology.yaml", "secret: x\n")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "run" / "loaded-topology.yaml").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o700
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["loaded-topology.yaml"]
