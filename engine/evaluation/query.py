@@ -97,8 +97,25 @@ def evaluate_query(select: SelectExpr, catalog: Catalog,
             result = _Evaluator(catalog, limits.started(), codes).evaluate(select)
         except RecursionError:
             raise TahiryError("Sarotra loatra ny fangatahana (lalina loatra).") from None
+        except TahiryError as error:
+            raise _released(error) from None
     columns = [Column(c.name, c.origin) for c in result.columns]
     return Relation(result.name, columns, result.rows)
+
+
+def _released(error: BaseException) -> BaseException:
+    """`error` without the tracebacks that hold the frames of a failed evaluation.
+
+    Those frames hold every row it built (millions, for a query stopped by
+    its time limit). Dropped here, while the collector is still paused, they
+    are freed at once; kept until after it is re-enabled, its next collection
+    would first scan them all, about as long as building them took.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        seen.__traceback__ = None
+        seen = seen.__cause__ or seen.__context__
+    return error
 
 
 @contextmanager
@@ -171,6 +188,8 @@ def evaluate_constant(expr: Expr) -> object:
 # Above this many rows the plan pauses the cyclic collector while it builds
 # them, as `evaluate_query` does (below, pausing costs more than it saves).
 _PLAN_GC_ROWS = 1000
+# Above this many rows to filter, a plan's scan is timed (QueryLimits.max_seconds).
+_PLAN_TIMED_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -196,31 +215,50 @@ class QueryPlan:
     take: Callable[[list], list] | None
     limit: tuple[int, int] | None
 
-    def run(self, table: TableData, values: list) -> Relation:
+    def run(self, table: TableData, values: list, limits: QueryLimits = DEFAULT_LIMITS) -> Relation:
+        """The relation; the time limit of `limits` holds over a long scan (its
+        deadline only starts for a table of more than _PLAN_TIMED_ROWS rows, so
+        a point read pays nothing for it)."""
         rows = table.rows
         collect = len(rows) > _PLAN_GC_ROWS and gc.isenabled()
         if collect:
             gc.disable()
+        timed = len(rows) > _PLAN_TIMED_ROWS and limits.max_seconds is not None
+        if timed:
+            limits = limits.started()
         try:
-            if self.where is not None:
-                predicate = self.where.bind(values)
-                index = self.index
-                if index is not None and len(rows) >= MIN_INDEXED_ROWS:
-                    # As `candidate_rows` does.
-                    rows = table.equality_index(index[0]).get(values[index[1]]) or []
-                rows = [row for row in rows if predicate(row)]
-            if self.limit is not None:
-                rows = relational.apply_limit(rows, *self.limit)
-            if self.items is not None:
-                functions = [item.bind(values) for item in self.items]
-                rows = [[f(row) for f in functions] for row in rows]
-            elif self.take is not None:
-                rows = list(map(self.take, rows))
-            else:
-                rows = list(map(list, rows))  # never hand out the table's own lists
+            return self._run(table, rows, values, limits, timed)
+        except TahiryError as error:
+            raise _released(error) from None
         finally:
             if collect:
                 gc.enable()
+
+    def _run(self, table: TableData, rows: list, values: list, limits: QueryLimits,
+             timed: bool) -> Relation:
+        if self.where is not None:
+            predicate = self.where.bind(values)
+            index = self.index
+            if index is not None and len(rows) >= MIN_INDEXED_ROWS:
+                # As `candidate_rows` does.
+                rows = table.equality_index(index[0]).get(values[index[1]]) or []
+            if timed:
+                rows = relational.filter_rows(predicate, rows, limits)
+            else:
+                rows = [row for row in rows if predicate(row)]
+        if self.limit is not None:
+            rows = relational.apply_limit(rows, *self.limit)
+        if self.items is not None:
+            functions = [item.bind(values) for item in self.items]
+            if timed:
+                rows = relational.in_parts(
+                    rows, limits, lambda part: [[f(row) for f in functions] for row in part])
+            else:
+                rows = [[f(row) for f in functions] for row in rows]
+        elif self.take is not None:
+            rows = list(map(self.take, rows))
+        else:
+            rows = list(map(list, rows))  # never hand out the table's own lists
         return Relation(self.result_name, list(self.columns), rows)
 
 
@@ -553,7 +591,7 @@ class _Evaluator:
                 candidates = candidate_rows(core.where, scope, table)
                 if candidates is not None:
                     rows = candidates
-            rows = [row for row in rows if predicate(row)]
+            rows = relational.filter_rows(predicate, rows, self.limits)
         order_by = core.order_by or ()
         grouped = core.group_by is not None or (
             core.items is not None and any(contains_aggregate(i.expr) for i in core.items)
@@ -574,14 +612,15 @@ class _Evaluator:
         if order_by:
             keys = [self._order_key(o, core.items, columns, item_functions,
                                     RowContext(scope, "alaharo")) for o in order_by]
-            rows = relational.sort_rows(rows, keys)
+            rows = relational.sort_rows(rows, keys, self.limits)
         if core.limit is not None:
             rows = relational.apply_limit(rows, core.limit.start, core.limit.stop)
         if project is None:
             if table is not None:
-                rows = list(map(list, rows))  # never hand out the catalog's own lists
+                # never hand out the catalog's own lists
+                rows = relational.map_rows(list, rows, self.limits)
         else:
-            rows = project(rows)
+            rows = relational.in_parts(rows, self.limits, project)
         return _Result(name, columns, rows)
 
     def _grouped(self, core: SelectCore, scope: Scope, rows: list, name: str) -> _Result:
@@ -602,12 +641,14 @@ class _Evaluator:
             key = relational.key_getter(group_indexes) if group_indexes else (lambda row: ())
             if any(scope.columns[i].kind != VALUE for i in group_indexes):
                 key = _tagged_key(group_indexes)
-        groups = relational.group_rows(rows, key, group_indexes, context.aggregates)
+        limits = self.limits
+        groups = relational.group_rows(rows, key, group_indexes, context.aggregates, limits)
         if keys:
-            groups = relational.sort_rows(groups, keys)
+            groups = relational.sort_rows(groups, keys, limits)
         if core.limit is not None:
             groups = relational.apply_limit(groups, core.limit.start, core.limit.stop)
-        rows = [[f(g) for f in item_functions] for g in groups]
+        rows = relational.in_parts(
+            groups, limits, lambda part: [[f(g) for f in item_functions] for g in part])
         return _Result(name, columns, rows)
 
     def _order_key(self, order: OrderItem, items, columns: list[ScopeColumn],
@@ -784,11 +825,12 @@ def _natural_loop(left_rows, right_rows, left_keys, right_keys, take, limits):
             f"Be loatra ny andalana tokony ampitahaina ({len(left_rows)} x {len(right_rows)}) "
             "amin'ny tonona:natoraly.")
     out = []
-    for left_row in left_rows:
-        for right_row in right_rows:
-            if all(values.eq(left_row[i], right_row[j]) is True
-                   for i, j in zip(left_keys, right_keys, strict=True)):
-                out.append(left_row + take(right_row))
-        if len(out) > limits.max_result_rows:
-            raise relational.too_many_rows(limits)
+    pairs = list(zip(left_keys, right_keys, strict=True))
+    for start, stop in relational.spans(len(left_rows), limits, 1 + 4096 // max(1, len(right_rows))):
+        for left_row in left_rows[start:stop]:
+            for right_row in right_rows:
+                if all(values.eq(left_row[i], right_row[j]) is True for i, j in pairs):
+                    out.append(left_row + take(right_row))
+            if len(out) > limits.max_result_rows:
+                raise relational.too_many_rows(limits)
     return out

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -48,13 +48,80 @@ class QueryLimits:
 DEFAULT_LIMITS = QueryLimits()
 
 
+def out_of_time(limits: QueryLimits) -> TahiryError:
+    """The error of an evaluation that ran past its time limit."""
+    return TahiryError(
+        f"Ela loatra ny fangatahana : mihoatra ny {limits.max_seconds:g} segondra. "
+        "Ampio fepetra (rehefa, ka) na fetra.")
+
+
 def check_deadline(limits: QueryLimits) -> None:
     """Refuse to go on once the evaluation ran past its deadline (checked between
-    operators and per row of nested loops: a query is never interrupted mid-write)."""
+    operators and between the parts of every row loop: a query is never interrupted
+    mid-write)."""
     if limits.deadline is not None and time.monotonic() > limits.deadline:
-        raise TahiryError(
-            f"Ela loatra ny fangatahana : mihoatra ny {limits.max_seconds:g} segondra. "
-            "Ampio fepetra (rehefa, ka) na fetra.")
+        raise out_of_time(limits)
+
+
+# Row loops run in parts, the deadline tested after each (`spans`): a part
+# starts at _FIRST_SPAN rows (fewer where one row is known to cost much), and
+# doubles while parts take under _QUICK_SPAN seconds, up to _MAX_SPAN rows; one
+# that took over _SLOW_SPAN seconds halves the next. So a part lasts a few
+# milliseconds whatever a row costs, and testing the clock costs next to nothing.
+_FIRST_SPAN = 256
+_MAX_SPAN = 65_536
+_QUICK_SPAN = 0.005
+_SLOW_SPAN = 0.05
+
+
+def spans(count: int, limits: QueryLimits, first: int = _FIRST_SPAN) -> Iterator[tuple[int, int]]:
+    """(start, stop) parts of range(count), the deadline tested before the first
+    and after each one; without a deadline, one part."""
+    deadline = limits.deadline
+    if deadline is None:
+        yield 0, count
+        return
+    last = time.monotonic()
+    if last > deadline:
+        raise out_of_time(limits)
+    size = max(1, first)
+    start = 0
+    while start < count:
+        stop = start + size
+        yield start, stop
+        now = time.monotonic()
+        if now > deadline:
+            raise out_of_time(limits)
+        took = now - last
+        if took < _QUICK_SPAN:
+            if size < _MAX_SPAN:
+                size *= 2
+        elif took > _SLOW_SPAN and size > 1:
+            size //= 2
+        last = now
+        start = stop
+
+
+def in_parts(rows: list, limits: QueryLimits, work: Callable[[list], list],
+             first: int = _FIRST_SPAN) -> list:
+    """`work(rows)` (a list per list of rows, row by row), done part by part with
+    the deadline tested between parts (`spans`); in one go when `rows` is small."""
+    if limits.deadline is None or len(rows) <= first:
+        return work(rows)
+    out: list = []
+    for start, stop in spans(len(rows), limits, first):
+        out += work(rows[start:stop])
+    return out
+
+
+def filter_rows(predicate: RowFunction, rows: list, limits: QueryLimits) -> list:
+    """The rows for which `predicate` is true, the deadline tested between parts."""
+    return in_parts(rows, limits, lambda part: list(filter(predicate, part)))
+
+
+def map_rows(function: Callable[[Any], Any], rows: list, limits: QueryLimits) -> list:
+    """`function` of every row, the deadline tested between parts."""
+    return in_parts(rows, limits, lambda part: list(map(function, part)))
 
 
 def too_many_rows(limits: QueryLimits, count: int | None = None) -> TahiryError:
@@ -116,30 +183,39 @@ class EquiJoin:
 def cross_join(left: list, right: list, limits: QueryLimits) -> list:
     if len(left) * len(right) > limits.max_result_rows:
         raise too_many_rows(limits, len(left) * len(right))
-    return [left_row + right_row for left_row in left for right_row in right]
+    return in_parts(left, limits,
+                    lambda part: [left_row + right_row for left_row in part for right_row in right],
+                    _rows_per_part(len(right)))
 
 
-def _buckets(rows: list, keys: list, single: bool) -> dict:
+def _rows_per_part(width: int) -> int:
+    """The first part's left rows when each one meets `width` right rows."""
+    return max(1, _FIRST_SPAN * 16 // max(1, width))
+
+
+def _buckets(rows: list, keys: list, single: bool, limits: QueryLimits) -> dict:
     """key -> rows with that key; rows whose key holds a NULL are left out."""
     table: dict = {}
     get = table.get
+    for start, stop in spans(len(rows), limits):
+        if single:
+            for row, key in zip(rows[start:stop], keys[start:stop], strict=True):
+                bucket = get(key)
+                if bucket is None:
+                    table[key] = [row]
+                else:
+                    bucket.append(row)
+        else:
+            for row, key in zip(rows[start:stop], keys[start:stop], strict=True):
+                if None in key:
+                    continue
+                bucket = get(key)
+                if bucket is None:
+                    table[key] = [row]
+                else:
+                    bucket.append(row)
     if single:
-        for row, key in zip(rows, keys, strict=True):
-            bucket = get(key)
-            if bucket is None:
-                table[key] = [row]
-            else:
-                bucket.append(row)
         table.pop(None, None)
-    else:
-        for row, key in zip(rows, keys, strict=True):
-            if None in key:
-                continue
-            bucket = get(key)
-            if bucket is None:
-                table[key] = [row]
-            else:
-                bucket.append(row)
     return table
 
 
@@ -161,21 +237,28 @@ def hash_join(kind: str, left: list, right: list, plan: EquiJoin,
     if plan.residual is not None:
         return _filtered_hash_join(kind, left, right, plan, left_width, right_width, limits)
     single = plan.single
-    left_keys = list(map(plan.left_key, left))
-    right_keys = list(map(plan.right_key, right))
+    left_keys = map_rows(plan.left_key, left, limits)
+    right_keys = map_rows(plan.right_key, right, limits)
     if kind == "right":
-        table = _buckets(left, left_keys, single)
+        table = _buckets(left, left_keys, single, limits)
         default: tuple[list, ...] = ([None] * left_width,)
         _check_total(right_keys, table, default, limits)
         get = table.get
-        return [left_row + right_row for right_row, key in zip(right, right_keys, strict=True)
-                for left_row in get(key, default)]
-    table = _buckets(right, right_keys, single)
+        out: list = []
+        for start, stop in spans(len(right), limits):
+            out += [left_row + right_row
+                    for right_row, key in zip(right[start:stop], right_keys[start:stop], strict=True)
+                    for left_row in get(key, default)]
+        return check_size(out, limits)
+    table = _buckets(right, right_keys, single, limits)
     default = () if kind == "inner" else ([None] * right_width,)
     _check_total(left_keys, table, default, limits)
     get = table.get
-    out = [left_row + right_row for left_row, key in zip(left, left_keys, strict=True)
-           for right_row in get(key, default)]
+    out = []
+    for start, stop in spans(len(left), limits):
+        out += [left_row + right_row
+                for left_row, key in zip(left[start:stop], left_keys[start:stop], strict=True)
+                for right_row in get(key, default)]
     if kind == "full":
         seen = set(left_keys)
         pad_left = [None] * left_width
@@ -194,33 +277,37 @@ def _filtered_hash_join(kind: str, left: list, right: list, plan: EquiJoin,
                                    limits)
         return [row[right_width:] + row[:right_width] for row in rows]
     buckets: dict = defaultdict(list)
-    right_key, single = plan.right_key, plan.single
-    for index, row in enumerate(right):
-        key = right_key(row)
+    single = plan.single
+    right_keys = map_rows(plan.right_key, right, limits)
+    for index, key in enumerate(right_keys):
         if not _has_null(key, single):
             buckets[key].append(index)
     get = dict(buckets).get  # plain dict: lookups of absent keys must not insert
-    left_key, residual = plan.left_key, plan.residual
+    left_keys = map_rows(plan.left_key, left, limits)
+    residual = plan.residual
     assert residual is not None  # hash_join sends only plans with a residual here
     maximum = limits.max_result_rows
     out: list = []
     right_matched = bytearray(len(right)) if kind == "full" else None
     pad_right = [None] * right_width
-    for left_row in left:
-        found = get(left_key(left_row))
-        hit = False
-        if found is not None:
-            for i in found:
-                row = left_row + right[i]
-                if residual(row):
-                    out.append(row)
-                    hit = True
-                    if right_matched is not None:
-                        right_matched[i] = 1
-            if len(out) > maximum:
-                raise too_many_rows(limits)
-        if not hit and kind != "inner":
-            out.append(left_row + pad_right)
+    # Parts of left rows, each first part's row meeting about the average bucket.
+    first = _rows_per_part(len(right) // max(1, len(buckets)))
+    for start, stop in spans(len(left), limits, first):
+        for left_row, key in zip(left[start:stop], left_keys[start:stop], strict=True):
+            found = get(key)
+            hit = False
+            if found is not None:
+                for i in found:
+                    row = left_row + right[i]
+                    if residual(row):
+                        out.append(row)
+                        hit = True
+                        if right_matched is not None:
+                            right_matched[i] = 1
+                if len(out) > maximum:
+                    raise too_many_rows(limits)
+            if not hit and kind != "inner":
+                out.append(left_row + pad_right)
     if right_matched is not None:
         _append_unmatched_right(out, right, right_matched, left_width)
     return check_size(out, limits)
@@ -251,20 +338,20 @@ def loop_join(kind: str, left: list, right: list, condition: RowFunction,
     out: list = []
     right_matched = bytearray(len(right)) if kind in ("right", "full") else None
     pad_right = [None] * right_width
-    for left_row in left:
-        check_deadline(limits)
-        hit = False
-        for index, right_row in enumerate(right):
-            row = left_row + right_row
-            if condition(row):
-                out.append(row)
-                hit = True
-                if right_matched is not None:
-                    right_matched[index] = 1
-        if len(out) > maximum:
-            raise too_many_rows(limits)
-        if not hit and kind in ("left", "full"):
-            out.append(left_row + pad_right)
+    for start, stop in spans(len(left), limits, _rows_per_part(len(right))):
+        for left_row in left[start:stop]:
+            hit = False
+            for index, right_row in enumerate(right):
+                row = left_row + right_row
+                if condition(row):
+                    out.append(row)
+                    hit = True
+                    if right_matched is not None:
+                        right_matched[index] = 1
+            if len(out) > maximum:
+                raise too_many_rows(limits)
+            if not hit and kind in ("left", "full"):
+                out.append(left_row + pad_right)
     if right_matched is not None:
         _append_unmatched_right(out, right, right_matched, left_width)
     return check_size(out, limits)
@@ -303,23 +390,24 @@ def _checked_sum(found: list, spec: AggregateSpec) -> int | float:
     return total
 
 
-def _present(argument: RowFunction, group: list, cache: dict) -> list:
+def _present(argument: RowFunction, group: list, cache: dict, limits: QueryLimits) -> list:
     """The non-NULL argument values of one group, shared by aggregates of one argument."""
     found = cache.get(argument)
     if found is None:
-        found = list(map(argument, group))
+        found = map_rows(argument, group, limits)
         if None in found:
             found = [v for v in found if v is not None]
         cache[argument] = found
     return found
 
 
-def compute_aggregate(spec: AggregateSpec, group: list, cache: dict | None = None) -> object:
+def compute_aggregate(spec: AggregateSpec, group: list, cache: dict | None = None,
+                      limits: QueryLimits = DEFAULT_LIMITS) -> object:
     """The aggregate over the rows of one group; NULLs are skipped."""
     argument = spec.argument
     if argument is None:
         return len(group)
-    found = _present(argument, group, {} if cache is None else cache)
+    found = _present(argument, group, {} if cache is None else cache, limits)
     function = spec.function
     if function == "count":
         return len(found)
@@ -339,25 +427,38 @@ def compute_aggregate(spec: AggregateSpec, group: list, cache: dict | None = Non
 
 
 def group_rows(rows: list, key: RowFunction | None, group_indexes: list[int],
-               aggregates: list[AggregateSpec]) -> list:
+               aggregates: list[AggregateSpec], limits: QueryLimits = DEFAULT_LIMITS) -> list:
     """One output row per group: the grouping values, then each aggregate.
 
     key None means no `vondrona`: the whole input is one group, even empty.
+    The deadline is tested between parts of the rows (keys, a large group's
+    aggregate arguments) and after every _GROUP_ROWS rows of small groups.
     """
     if key is None:
         groups: Iterable[list] = [rows]
     else:
         partition: dict = defaultdict(list)
-        for row in rows:
-            partition[key(row)].append(row)
+        keys = map_rows(key, rows, limits)
+        for start, stop in spans(len(rows), limits):
+            for row, row_key in zip(rows[start:stop], keys[start:stop], strict=True):
+                partition[row_key].append(row)
         groups = partition.values()
     take = row_getter(group_indexes)
     out = []
+    budget = _GROUP_ROWS
     for group in groups:
         head = take(group[0]) if group_indexes else []
         cache: dict = {}
-        out.append(head + [compute_aggregate(spec, group, cache) for spec in aggregates])
+        out.append(head + [compute_aggregate(spec, group, cache, limits) for spec in aggregates])
+        budget -= len(group) * (len(aggregates) + 1)
+        if budget < 0:
+            check_deadline(limits)
+            budget = _GROUP_ROWS
     return out
+
+
+# Rows (times aggregates) of small groups between two tests of the deadline.
+_GROUP_ROWS = 4096
 
 
 # --------------------------------------------------------------------------
@@ -380,50 +481,99 @@ def set_operation(op: str, left: list, right: list, tagged: bool,
         raise TahiryError(f"Tsy fantatra ny fandidiana '{op}'.")
     if tagged:
         return _tagged_set_operation(op, left, right, limits)
+    check_deadline(limits)
+    if limits.deadline is None:
+        distinct_left = dict.fromkeys(map(tuple, left))
+    else:
+        distinct_left = {}
+        for start, stop in spans(len(left), limits):
+            distinct_left.update(dict.fromkeys(map(tuple, left[start:stop])))
     if op == "union":
-        distinct = dict.fromkeys(chain(map(tuple, left), map(tuple, right)))
-        return check_size(list(map(list, distinct)), limits)
-    in_right = set(map(tuple, right))
-    distinct_left = dict.fromkeys(map(tuple, left))
+        for start, stop in spans(len(right), limits):
+            distinct_left.update(dict.fromkeys(map(tuple, right[start:stop])))
+        return check_size(map_rows(list, list(distinct_left), limits), limits)
+    in_right = set(map_rows(tuple, right, limits))
+    check_deadline(limits)
     if op == "intersect":
-        return [list(key) for key in distinct_left if key in in_right]
-    return [list(key) for key in distinct_left if key not in in_right]
+        kept = [key for key in distinct_left if key in in_right]
+    else:
+        kept = [key for key in distinct_left if key not in in_right]
+    return map_rows(list, kept, limits)
 
 
 def _tagged_set_operation(op: str, left: list, right: list, limits: QueryLimits) -> list:
     chosen: dict = {}
-    for row in left:
-        chosen.setdefault(_tagged(row), row)
-    if op == "union":
-        for row in right:
+    for start, stop in spans(len(left), limits):
+        for row in left[start:stop]:
             chosen.setdefault(_tagged(row), row)
-        return check_size([list(row) for row in chosen.values()], limits)
-    in_right = set(map(_tagged, right))
+    if op == "union":
+        for start, stop in spans(len(right), limits):
+            for row in right[start:stop]:
+                chosen.setdefault(_tagged(row), row)
+        return check_size(map_rows(list, list(chosen.values()), limits), limits)
+    in_right = set(map_rows(_tagged, right, limits))
     keep = op == "intersect"
-    return [list(row) for key, row in chosen.items() if (key in in_right) == keep]
+    check_deadline(limits)
+    return map_rows(list, [row for key, row in chosen.items() if (key in in_right) == keep],
+                    limits)
 
 
 # --------------------------------------------------------------------------
 # Ordering and limits
 
 
-def sort_rows(rows: list, keys: list[tuple[RowFunction, bool, str]]) -> list:
+def sort_rows(rows: list, keys: list[tuple[RowFunction, bool, str]],
+              limits: QueryLimits = DEFAULT_LIMITS) -> list:
     """Stable sort by (function, descending, text) keys; NULLs first ascending."""
     for function, descending, text in reversed(keys):
-        column = list(map(function, rows))
+        column = map_rows(function, rows, limits)
         try:
             values.sortable_kind(column)
         except TahiryError as error:
             raise TahiryError(f"alaharo {text} : {error.sentence}") from None
-        nulls = [i for i, v in enumerate(column) if v is None]
-        if nulls:
+        if None in column:
+            nulls = [i for i, v in enumerate(column) if v is None]
             present = [i for i, v in enumerate(column) if v is not None]
-            present.sort(key=column.__getitem__, reverse=descending)
+            present = _sorted(present, column.__getitem__, descending, limits)
             order = present + nulls if descending else nulls + present
         else:
-            order = sorted(range(len(rows)), key=column.__getitem__, reverse=descending)
-        rows = [rows[i] for i in order]
+            order = _sorted(range(len(rows)), column.__getitem__, descending, limits)
+        rows = map_rows(rows.__getitem__, order, limits)
     return rows
+
+
+# A sort cannot be interrupted: a long one first sorts this many rows, and
+# stops there when the whole sort, estimated from that part, would end past the
+# deadline (sorting the rest joined to that sorted part costs no more than the
+# plain sort would).
+_SORT_SAMPLE = 65_536
+
+
+def _sorted(indexes: Any, key: Callable[[int], Any], descending: bool,
+            limits: QueryLimits) -> list:
+    """`sorted(indexes, key=key, reverse=descending)`, refused at once (the time
+    limit's error) when it would end past the deadline.
+
+    The part sorted first holds the earliest rows, so among equal keys they
+    stay first, as in one stable sort.
+    """
+    count = len(indexes)
+    deadline = limits.deadline
+    if deadline is None or count <= _SORT_SAMPLE:
+        return sorted(indexes, key=key, reverse=descending)
+    started = time.monotonic()
+    if started > deadline:
+        raise out_of_time(limits)
+    order = sorted(indexes[:_SORT_SAMPLE], key=key, reverse=descending)
+    now = time.monotonic()
+    estimate = ((now - started) * count / _SORT_SAMPLE
+                * math.log2(count) / math.log2(_SORT_SAMPLE))
+    if now + estimate > deadline:
+        raise out_of_time(limits)
+    order += indexes[_SORT_SAMPLE:]
+    order.sort(key=key, reverse=descending)
+    check_deadline(limits)
+    return order
 
 
 def apply_limit(rows: list, start: int, stop: int) -> list:
@@ -434,10 +584,14 @@ def apply_limit(rows: list, start: int, stop: int) -> list:
 def natural_join(left: list, right: list, plan: EquiJoin,
                  take_right: Callable[[list], list], limits: QueryLimits) -> list:
     """Inner join on equal keys, keeping only `take_right(r)` of each right row."""
-    left_keys = list(map(plan.left_key, left))
-    right_keys = list(map(plan.right_key, right))
-    table = _buckets(list(map(take_right, right)), right_keys, plan.single)
+    left_keys = map_rows(plan.left_key, left, limits)
+    right_keys = map_rows(plan.right_key, right, limits)
+    table = _buckets(map_rows(take_right, right, limits), right_keys, plan.single, limits)
     _check_total(left_keys, table, (), limits)
     get = table.get
-    return [left_row + right_row for left_row, key in zip(left, left_keys, strict=True)
-            for right_row in get(key, ())]
+    out: list = []
+    for start, stop in spans(len(left), limits):
+        out += [left_row + right_row
+                for left_row, key in zip(left[start:stop], left_keys[start:stop], strict=True)
+                for right_row in get(key, ())]
+    return check_size(out, limits)
