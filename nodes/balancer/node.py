@@ -259,7 +259,8 @@ class Balancer:
         connection = session.ready_connection(backend)
         if connection is None:
             return None
-        self.selector.choose(candidates, self.pool.outstanding(candidates))  # as _least_loaded
+        # As _least_loaded: choosing again would give the same (nothing changed).
+        self.selector.advance()
         self.counters.statements += 1
         self.counters.reads += 1
         turn = session.take_turn()

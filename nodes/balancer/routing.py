@@ -70,9 +70,17 @@ class ReadSelector:
         that may not use it; the next call then gives it again).
         """
         pool = sorted(set(candidates))
-        fewest = min(outstanding.get(c, 0) for c in pool)   # ValueError on an empty pool
-        least_loaded = [c for c in pool if outstanding.get(c, 0) == fewest]
-        choice = least_loaded[self._turn % len(least_loaded)]
+        if len(pool) == 1:   # one server: the choice is made (the rotation still moves)
+            choice = pool[0]
+        else:
+            fewest = min(outstanding.get(c, 0) for c in pool)   # ValueError on an empty pool
+            least_loaded = [c for c in pool if outstanding.get(c, 0) == fewest]
+            choice = least_loaded[self._turn % len(least_loaded)]
         if advance:
             self._turn += 1
         return choice
+
+    def advance(self) -> None:
+        """Move the rotation as `choose` does: after `choose(..., advance=False)`, when
+        nothing changed since, the same as calling `choose` again."""
+        self._turn += 1

@@ -90,3 +90,24 @@ def test_choose_is_pick_without_exclusions_and_refuses_no_candidates():
         == [picked.pick(BACKENDS, outstanding) for _ in range(4)]
     with pytest.raises(ValueError):
         chosen.choose([], {})
+
+
+def test_advance_is_choosing_again_and_one_candidate_is_chosen_as_before():
+    import random
+
+    rng = random.Random(5)
+    for _ in range(300):
+        candidates = rng.sample(["m1", "m2", "m3", "m4"], rng.randint(1, 4))
+        outstanding = {c: rng.randint(0, 2) for c in candidates}
+        again, advanced = ReadSelector(), ReadSelector()
+        for _ in range(rng.randint(0, 5)):
+            again.choose(candidates, outstanding)
+            advanced.choose(candidates, outstanding)
+        first = advanced.choose(candidates, outstanding, advance=False)
+        advanced.advance()
+        assert again.choose(candidates, outstanding, advance=False) == first
+        assert again.choose(candidates, outstanding) == first
+        assert [advanced.choose(candidates, outstanding) for _ in range(6)] == \
+            [again.choose(candidates, outstanding) for _ in range(6)]
+    with pytest.raises(ValueError):
+        ReadSelector().choose([], {})
