@@ -83,7 +83,13 @@ from nodes.protocol import (
     versions_request,
 )
 from nodes.runtime.node_process import node_argument_parser, run_node, setup_logging
-from nodes.runtime.serving import ClientHandler, ConnectionStats, admin_response, run_server
+from nodes.runtime.serving import (
+    ClientHandler,
+    ConnectionStats,
+    PendingAnswer,
+    admin_response,
+    run_server,
+)
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +244,7 @@ class Balancer:
         self.counters.local_errors += 1
 
     def _fast_read(self, session: ClientSession, text: str,
-                   objects: tuple[str, ...]) -> asyncio.Future | None:
+                   objects: tuple[str, ...]) -> PendingAnswer | None:
         """A read sent now on the session's ready connection; None (nothing done) if it cannot be.
 
         Exactly what `answer` does for it, in the common case: the same
@@ -264,7 +270,7 @@ class Balancer:
         self.counters.statements += 1
         self.counters.reads += 1
         turn = session.take_turn()
-        answer = asyncio.get_running_loop().create_future()
+        answer = PendingAnswer()   # given from the backend connection's read callback
         attempts = _ReadAttempts([backend_id], [])
         others = len(candidates) > 1
         payload = statement_bytes(text)
@@ -277,8 +283,7 @@ class Balancer:
                                               attempts)
                     if raw is not None:
                         turn.settle()
-                        if not answer.done():
-                            answer.set_result(raw)
+                        answer.give(raw)
                         return
                 else:
                     assert error is not None
@@ -287,8 +292,7 @@ class Balancer:
             except Exception:
                 self._internal_error(text)
                 turn.settle()
-                if not answer.done():
-                    answer.set_result(encode_error(INTERNAL_ERROR))
+                answer.give(encode_error(INTERNAL_ERROR))
                 return
             self._resume_read(session, payload, objects, attempts, turn, text, answer)
 
@@ -301,7 +305,7 @@ class Balancer:
 
     def _resume_read(self, session: ClientSession, payload: bytes, objects: tuple[str, ...],
                      attempts: _ReadAttempts, turn: Turn, text: str,
-                     answer: asyncio.Future) -> None:
+                     answer: PendingAnswer) -> None:
         """A fast read that must go on (another backend): `_read` from where it stands."""
 
         async def rest() -> bytes:
@@ -314,11 +318,10 @@ class Balancer:
                 turn.settle()   # nothing was before it (the fast path starts only then)
 
         def chained(task: asyncio.Future) -> None:
-            if not answer.done():
-                if task.cancelled():
-                    answer.cancel()
-                else:
-                    answer.set_result(task.result())
+            if task.cancelled():
+                answer.cancel()
+            else:
+                answer.give(task.result())
 
         asyncio.ensure_future(rest()).add_done_callback(chained)
 

@@ -67,7 +67,13 @@ from nodes.runtime.node_process import (
     run_node,
     setup_logging,
 )
-from nodes.runtime.serving import ClientHandler, ConnectionStats, admin_response, run_server
+from nodes.runtime.serving import (
+    ClientHandler,
+    ConnectionStats,
+    PendingAnswer,
+    admin_response,
+    run_server,
+)
 from nodes.runtime.upstream import UpstreamConnection, UpstreamError
 
 KIND = "proxycache"
@@ -257,7 +263,7 @@ class ProxySession:
         self._invalidate_after(kind, normal, response)
         return response.raw
 
-    def _fast_read(self, request: Request, normal: str) -> asyncio.Future:
+    def _fast_read(self, request: Request, normal: str) -> PendingAnswer:
         """A read the cache could not answer, alone on a usable connection: sent right now.
 
         What `_read` does, without its task: the answer comes from the
@@ -270,7 +276,7 @@ class ProxySession:
         sent_signal = self._take_turn()[1]   # the one before is sent: this is alone
         sent_signal.set_result(None)          # sent now: the next statement may be
         self.in_flight += 1
-        answer = asyncio.get_running_loop().create_future()
+        answer = PendingAnswer()   # given from the upstream connection's read callback
         data = request.wire()
 
         def answered(response: Response | None, error: UpstreamError | None) -> None:
@@ -286,8 +292,7 @@ class ProxySession:
                     return
                 self.in_flight -= 1
                 raw = encode_error(str(error))
-            if not answer.done():
-                answer.set_result(raw)
+            answer.give(raw)
 
         self.upstream.send_call(data, answered)
         return answer
@@ -452,14 +457,12 @@ class ProxySession:
         return names, views is None or not views.isdisjoint(names)
 
 
-def _pass_on(answer: asyncio.Future, task: asyncio.Future) -> None:
+def _pass_on(answer: PendingAnswer, task: asyncio.Future) -> None:
     """The result of `task` (a coroutine that never raises but on cancellation) into `answer`."""
-    if answer.done():
-        return
     if task.cancelled():
         answer.cancel()
     else:
-        answer.set_result(task.result())
+        answer.give(task.result())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,8 +40,9 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -61,7 +62,7 @@ from nodes.protocol import (
 )
 from nodes.runtime.node_process import set_nodelay, write_port_file
 
-Answer = Callable[[Request], "bytes | Awaitable[bytes]"]
+Answer = Callable[[Request], "bytes | Awaitable[bytes] | PendingAnswer"]
 
 
 class CloseConnection(NodeError):
@@ -72,12 +73,70 @@ class CloseConnection(NodeError):
         self.response = response
 
 
+class PendingAnswer:
+    """An answer a handler gives later, from a callback of the loop: `give(response)` or `cancel()`.
+
+    What a future would be, without its done-callback one turn of the loop
+    later: the connection sends the answer right from the `give` call when
+    nothing else is due on it (a relay's answer leaves from its upstream's
+    read callback). A handler returns it at once and calls `give` or
+    `cancel` (the connection then closes, as for a cancelled future) once;
+    later calls are ignored. Anything else may await it once, as a future.
+    """
+
+    __slots__ = ("_done", "_response", "_listener")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._response: bytes | None = None   # None once done: cancelled
+        self._listener: Callable[[bytes | None], None] | None = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def give(self, response: bytes) -> None:
+        self._finish(response)
+
+    def cancel(self) -> None:
+        self._finish(None)
+
+    def _finish(self, response: bytes | None) -> None:
+        if self._done:
+            return
+        self._done, self._response = True, response
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener(response)
+
+    def _listen(self, listener: Callable[[bytes | None], None]) -> None:
+        """`listener(response or None)` once given; the one consumer (not yet given)."""
+        self._listener = listener
+
+    def __await__(self) -> Generator[Any, None, bytes]:
+        if not self._done:
+            future = asyncio.get_running_loop().create_future()
+            self._listen(functools.partial(_settle_future, future))
+            yield from future.__await__()
+        if self._response is None:
+            raise asyncio.CancelledError()
+        return self._response
+
+
+def _settle_future(future: asyncio.Future, response: bytes | None) -> None:
+    if not future.done():
+        if response is None:
+            future.cancel()
+        else:
+            future.set_result(response)
+
+
 @dataclass
 class ClientHandler:
     """What a node does on one client connection.
 
     answer: statements and admin requests (never `.auth`, never framing
-    errors) -> response bytes, or an awaitable of them. closed: runs once,
+    errors) -> response bytes, or an awaitable of them (a `PendingAnswer`:
+    sent from the callback that gives it). closed: runs once,
     after the connection ended and its last answer is done (may return an
     awaitable, which is scheduled). idle_timeout: close the connection after
     this long without a request (None: never). window: how many answers may
@@ -180,6 +239,7 @@ class ClientConnection(asyncio.Protocol):
         self._lost = False
         self._closing = False   # no more requests: close once the answers due are sent
         self._finished = False
+        self._handing_over = False   # inside the handler's `answer`
 
     # -- asyncio callbacks
 
@@ -287,6 +347,7 @@ class ClientConnection(asyncio.Protocol):
         Otherwise its answer is awaited, or waits its turn, or closes the
         connection (`_closing` then says so).
         """
+        self._handing_over = True
         try:
             result = self._handler.answer(request)
         except CloseConnection as close:
@@ -296,6 +357,8 @@ class ClientConnection(asyncio.Protocol):
             self._logger.exception("connection handler failed")
             self._ready(_NO_RESPONSE, _BROKEN)
             return False
+        finally:
+            self._handing_over = False
         if type(result) is bytes:
             if not self._answers:
                 self._respond(result)
@@ -323,7 +386,13 @@ class ClientConnection(asyncio.Protocol):
 
     def _await(self, awaitable) -> None:
         slot = self._slot()
-        if isinstance(awaitable, asyncio.Future):  # e.g. the engine thread's answer
+        if type(awaitable) is PendingAnswer:
+            given = functools.partial(self._given, slot)
+            if awaitable.done():   # given already: in its turn, as a done future's callback
+                asyncio.get_running_loop().call_soon(given, awaitable._response)
+            else:
+                awaitable._listen(given)
+        elif isinstance(awaitable, asyncio.Future):  # e.g. the engine thread's answer
             slot.waiting = awaitable
             awaitable.add_done_callback(functools.partial(self._future_done, slot))
         else:
@@ -344,6 +413,19 @@ class ClientConnection(asyncio.Protocol):
             self._settle(slot, _NO_RESPONSE, _BROKEN)
         else:
             self._settle(slot, response)
+
+    def _given(self, slot: _Slot, response: bytes | None) -> None:
+        """A `PendingAnswer` is given: sent now, from the giver's callback, when that is safe."""
+        kind = _ANSWER
+        if response is None:
+            response, kind = _NO_RESPONSE, _BROKEN
+        if self._lost or self._pending or self._handing_over:
+            # Settling would hand pending requests to the handler, run the
+            # node's cleanup, or re-enter a handler still running: from a
+            # callback of its own instead, as a future's would be.
+            asyncio.get_running_loop().call_soon(self._settle, slot, response, kind)
+        else:
+            self._settle(slot, response, kind)
 
     def _future_done(self, slot: _Slot, waiting: asyncio.Future) -> None:
         if waiting.cancelled():

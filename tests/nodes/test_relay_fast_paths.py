@@ -421,3 +421,80 @@ def test_the_proxy_remembers_each_texts_normal_form_and_kind():
         proxy.text_facts(f"alaivo {index}")
     assert len(proxy.known_texts) <= proxy_node.MAX_KNOWN_TEXTS
     assert proxy.text_facts("alaivo  1") == ("alaivo 1", proxy_node.READ)
+
+
+def _serve_pending(chunks: list[bytes], give_now: set[str], window: int) -> tuple[list[bytes], bool]:
+    """What a connection writes when its handler answers with `PendingAnswer`s (or futures)."""
+    from nodes.runtime.serving import ClientConnection, ClientHandler, ConnectionStats, PendingAnswer
+
+    async def run() -> tuple[list[bytes], bool]:
+        loop = asyncio.get_running_loop()
+
+        def answer(request):
+            text = request.text
+            if text.startswith("future"):
+                future = loop.create_future()
+                loop.call_later(0.001, future.set_result, encode_message(f"future {text}"))
+                return future
+            pending = PendingAnswer()
+            if text in give_now:   # given before the handler returns
+                pending.give(encode_message(f"now {text}"))
+            elif text.startswith("cancel"):
+                loop.call_later(0.001, pending.cancel)
+            else:
+                loop.call_later(0.001, pending.give, encode_message(f"later {text}"))
+                loop.call_later(0.002, pending.give, b"never sent: given twice")
+            return pending
+
+        transport = _ClientTransport()
+        connection = ClientConnection(lambda: ClientHandler(answer, window=window), ConnectionStats(),
+                                      LOG, 1 << 20, None, set())
+        connection.connection_made(transport)
+        for chunk in chunks:
+            if not transport.closed:
+                connection.data_received(chunk)
+            await asyncio.sleep(0.004)
+        await asyncio.sleep(0.01)
+        return transport.written, transport.closed
+
+    return asyncio.run(run())
+
+
+def test_pending_answers_are_sent_in_order_as_futures_would_be():
+    rng = random.Random(9)
+    words = ["a", "b", "c", "future1", "cancel"]
+    for _ in range(40):
+        texts = [rng.choice(words) for _ in range(rng.randint(1, 6))]
+        give_now = set(rng.sample(["a", "b", "c"], rng.randint(0, 3)))
+        window = rng.choice([1, 4])
+        apart = _serve_pending([f"{text};".encode() for text in texts], give_now, window)
+        together = _serve_pending(["".join(f"{text};" for text in texts).encode()], give_now, window)
+        assert apart == together, texts
+        written, closed = together
+        expected = []
+        for text in texts:
+            if text == "cancel":
+                break
+            prefix = "future" if text.startswith("future") else "now" if text in give_now else "later"
+            expected.append(encode_message(f"{prefix} {text}"))
+        assert written == expected and closed == ("cancel" in texts), texts
+
+
+def test_a_pending_answer_may_be_awaited_like_a_future():
+    from nodes.runtime.serving import PendingAnswer
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        later = PendingAnswer()
+        loop.call_soon(later.give, b"x")
+        assert await later == b"x" and later.done()
+        given = PendingAnswer()
+        given.give(b"y")
+        given.give(b"z")   # ignored
+        assert await given == b"y"
+        cancelled = PendingAnswer()
+        loop.call_soon(cancelled.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+
+    asyncio.run(main())
