@@ -135,7 +135,8 @@ class RequestFramer:
             except UnicodeDecodeError:
                 pass  # the splitter's way, with the undecodable bytes marked
             else:
-                request = self._request(text)
+                # Decoded strictly: no byte was escaped into a lone surrogate.
+                request = self._request(text, undecodable=False)
                 self._last_chunk, self._last_request = data, request
                 return [request] if request is not None else []
         statements = self._splitter.feed(self._decoder.decode(data))
@@ -162,18 +163,19 @@ class RequestFramer:
         """Whether an unfinished statement is buffered (text after the last `;`)."""
         return self._discarding or self._splitter.pending_length() > 0
 
-    def _request(self, statement: str) -> Request | None:
+    def _request(self, statement: str, undecodable: bool = True) -> Request | None:
+        """The request of one statement's text (`undecodable`: it may hold escaped bytes)."""
         text = statement.strip()
         if not text or (text[:2] in ("--", "//") and not normalise_statement(text)):
             return None  # blank or comments only: no statement, no response
         if len(text) > self.max_request_bytes:
             return self._too_long()
-        if _UNDECODABLE.search(text):
+        if undecodable and _UNDECODABLE.search(text):
             return Request("", error=ERROR_PREFIX + "Tsy UTF-8 ny fangatahana (octets tsy azo vakiana)")
-        admin = _ADMIN_WORDS.get(text.lower())
-        if admin is not None:
-            return Request(text, admin=admin)
-        if text[0] == ".":
+        if text[0] == ".":   # every admin word starts with it (and no other letter lowers to it)
+            admin = _ADMIN_WORDS.get(text.lower())
+            if admin is not None:
+                return Request(text, admin=admin)
             for word, admin in ((AUTH_WORD, ADMIN_AUTH), (VERSIONS_WORD, ADMIN_VERSIONS)):
                 if text[:len(word)].lower() == word and (
                         len(text) == len(word) or text[len(word)].isspace()):

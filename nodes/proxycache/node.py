@@ -214,7 +214,7 @@ class ProxySession:
         # Pipelining: statements forwarded and not answered yet, and the
         # "sent" signal of the latest one (the next one is sent after it).
         self.in_flight = 0
-        self._sent: asyncio.Future | None = None
+        self._sent: asyncio.Future | _SentAtOnce | None = None
 
     def handle(self, request: Request) -> bytes | Awaitable[bytes]:
         """Answer one request: bytes when the answer is ready (admin, cache hit).
@@ -239,7 +239,7 @@ class ProxySession:
             return self._read(request, normal, turn, cacheable=alone)
         return self._write(request, normal, kind, turn)
 
-    def _take_turn(self) -> tuple[asyncio.Future | None, asyncio.Future]:
+    def _take_turn(self) -> tuple[asyncio.Future | _SentAtOnce | None, asyncio.Future]:
         """(the previous statement's "sent" signal, this one's)."""
         previous, self._sent = self._sent, asyncio.get_running_loop().create_future()
         return previous, self._sent
@@ -273,8 +273,9 @@ class ProxySession:
         key = (self.database, normal)
         generation = self.cache.generation
         fetched_at = self.cache.clock()
-        sent_signal = self._take_turn()[1]   # the one before is sent: this is alone
-        sent_signal.set_result(None)          # sent now: the next statement may be
+        # The one before is sent (this is alone), and this one is sent now:
+        # the next statement may be, so its signal needs no future.
+        sent_signal = self._sent = _SentAtOnce()
         self.in_flight += 1
         answer = PendingAnswer()   # given from the upstream connection's read callback
         data = request.wire()
@@ -359,7 +360,7 @@ class ProxySession:
         previous, sent_signal = turn
         while True:
             try:
-                if previous is not None and not previous.done():
+                if isinstance(previous, asyncio.Future) and not previous.done():
                     await asyncio.shield(previous)   # never cancel another statement's signal
                 answer = await self._send(data)
             finally:
@@ -455,6 +456,18 @@ class ProxySession:
                 return names, True
             views = fine.known_views(self.database)
         return names, views is None or not views.isdisjoint(names)
+
+
+class _SentAtOnce:
+    """The "sent" signal of a statement written as soon as it came: done from the start.
+
+    One per statement: its identity says whether it is still the latest.
+    """
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return True
 
 
 def _pass_on(answer: PendingAnswer, task: asyncio.Future) -> None:

@@ -332,7 +332,9 @@ def test_open_upstream_send_call_answers_through_a_real_socket():
 
 CHUNKS = [b"alaivo * ao@ t rehefa id = 7;", b"alaivo * ao@ t rehefa id = 7;", b".ping;", b".auth s;",
           b"alaivo 'a", b"';", "é".encode()[:1], "é".encode()[1:] + b";", b"\xff;", b";", b" ;",
-          b"x" * 30 + b";", b"-- c\n", b"ampiasao db;", b"alaivo 1; alaivo 2;", b"alaivo"]
+          b"x" * 30 + b";", b"-- c\n", b"ampiasao db;", b"alaivo 1; alaivo 2;", b"alaivo",
+          b".PING;", b" .Status ;", b".VERSIONS db t;", b".pingx;", "İ.ping;".encode(),
+          b"\xed\xb2\x80;"]
 
 
 def test_framer_repeated_chunks_frame_as_the_splitter_does():
