@@ -262,8 +262,10 @@ def hash_join(kind: str, left: list, right: list, plan: EquiJoin,
     if kind == "full":
         seen = set(left_keys)
         pad_left = [None] * left_width
-        out += [pad_left + right_row for right_row, key in zip(right, right_keys, strict=True)
-                if _has_null(key, single) or key not in seen]
+        for start, stop in spans(len(right), limits):
+            out += [pad_left + right_row
+                    for right_row, key in zip(right[start:stop], right_keys[start:stop], strict=True)
+                    if _has_null(key, single) or key not in seen]
     return check_size(out, limits)
 
 
@@ -275,7 +277,8 @@ def _filtered_hash_join(kind: str, left: list, right: list, plan: EquiJoin,
                            _swap_residual(plan.residual, left_width, right_width))
         rows = _filtered_hash_join("left", right, left, swapped, right_width, left_width,
                                    limits)
-        return [row[right_width:] + row[:right_width] for row in rows]
+        return in_parts(rows, limits,
+                        lambda part: [row[right_width:] + row[:right_width] for row in part])
     buckets: dict = defaultdict(list)
     single = plan.single
     right_keys = map_rows(plan.right_key, right, limits)
