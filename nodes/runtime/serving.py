@@ -4,8 +4,11 @@ Each accepted connection is a `ClientConnection`, a bare asyncio Protocol:
 bytes go straight from `data_received` into the `RequestFramer`, and a
 request whose answer is ready at once (a server's small read, an admin
 request, a proxy cache hit) is answered inside that same callback, with one
-write and no task, no stream buffer, no wake-up of a reader coroutine. An
-answer that must wait (an engine batch, an upstream node) is awaited.
+write and no task, no stream buffer, no wake-up of a reader coroutine (one
+request alone in its chunk on an idle connection skips the request queue
+too). An answer that must wait (an engine batch) is awaited; a relay's
+answer is a `PendingAnswer`, sent from the upstream connection's read
+callback that gives it, without a future's extra turn of the loop.
 
 Pipelining: a client may send statements ahead without waiting for each
 answer. The handler's `window` says how many answers may be awaited at once
