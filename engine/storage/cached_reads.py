@@ -9,12 +9,46 @@ is applied from where the cached version stopped reading it. A file that
 cannot be read or decoded, or whose journal does not apply, is a
 `StorageFault` (read); a path that leads outside the data directory
 (symlink) is refused.
+
+Fewer `stat`s (`FolderWatch`, a server's store only): a cached version is
+used without `stat`ing its files when nothing happened in their folders
+since it was last checked. One non-blocking inotify descriptor per store
+watches the data directory, each database folder and its kind folders
+(added when an object in them is first checked, before that check's
+`stat`). A read first drains it: any event (a file created, written,
+renamed, removed, its attributes changed) moves a generation counter on,
+and a cache entry is trusted only if it was checked by `stat` at the
+current generation. An event about a folder itself (created, renamed or
+removed under a watched one, or its own watch gone: IN_MOVE_SELF,
+IN_DELETE_SELF, IN_IGNORED) or a lost event (IN_Q_OVERFLOW) starts the
+watch over: no entry is trusted until checked again.
+
+Why that sees what a `stat` would: the kernel queues an inotify event
+inside the system call that changes the folder or the file (the writer's
+rename, append or unlink), before it returns. So a copy another process
+(replication, a peer's pull) put in place before a read starts has its
+event queued when that read drains the descriptor, and the read `stat`s.
+An event that arrives after the drain belongs to a change concurrent with
+the read, which may be seen or not, as with a `stat`. The drain and the
+generation move under one lock, so a thread never trusts an entry while
+another thread has taken the event but not yet counted it.
+
+Limits: inotify sees changes made through this kernel only, so a data
+directory on a network filesystem written from another host must not use
+it (the store's default is `stat`); a folder that cannot be watched
+(`max_user_watches` reached), or no inotify at all (`max_user_instances`
+reached, not Linux), means `stat` on every read, as without it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
+import select
+import struct
+import threading
 from pathlib import Path
 
 import orjson
@@ -29,6 +63,107 @@ JOURNAL_PATH_ENTRIES = 4096
 
 log = logging.getLogger(__name__)
 
+# inotify(7): the events that change what a `stat` of a file in the folder gives,
+# and those that say the folder itself moved or its watch is gone.
+_IN_MODIFY, _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
+_IN_CREATE, _IN_DELETE, _IN_DELETE_SELF, _IN_MOVE_SELF = 0x100, 0x200, 0x400, 0x800
+_IN_UNMOUNT, _IN_Q_OVERFLOW, _IN_IGNORED = 0x2000, 0x4000, 0x8000
+_IN_ONLYDIR, _IN_DONT_FOLLOW, _IN_ISDIR = 0x01000000, 0x02000000, 0x40000000
+_WATCHED = (_IN_MODIFY | _IN_ATTRIB | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
+            | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_ONLYDIR | _IN_DONT_FOLLOW)
+# Events (on a current watch) after which no watch is trusted any more: start over.
+_RESTART = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT | _IN_IGNORED | _IN_ISDIR
+_EVENT = struct.Struct("iIII")
+
+
+class FolderWatch:
+    """Whether anything happened in the watched folders of a data directory since a generation.
+
+    `generation()` drains the inotify descriptor (non-blocking) and gives
+    the current generation; `watch(folders)` adds the folders not watched
+    yet (False if one cannot be). `open()` gives None when inotify is not
+    available: the reader then `stat`s every time. The module docstring
+    says why it is exact.
+    """
+
+    def __init__(self, libc: ctypes.CDLL, fd: int):
+        self._libc = libc
+        self._lock = threading.Lock()
+        self._generation = 0
+        # A file object closes the descriptor when the store goes away.
+        self._file = open(fd, "rb", buffering=0, closefd=True)  # noqa: SIM115
+        self._poll = select.epoll()
+        self._poll.register(fd, select.EPOLLIN)
+        self._folders: dict[str, int] = {}    # folder -> its watch descriptor
+        self._current: set[int] = set()       # the watch descriptors in `_folders`
+
+    @classmethod
+    def open(cls) -> FolderWatch | None:
+        """A watch with its own descriptor, or None (no inotify, or no instance left)."""
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        except (OSError, AttributeError):
+            return None
+        if fd < 0:
+            log.warning("no inotify instance (%s): every read stats its files",
+                        os.strerror(ctypes.get_errno()))
+            return None
+        return cls(libc, fd)
+
+    def close(self) -> None:
+        self._poll.close()
+        self._file.close()
+
+    def generation(self) -> int:
+        """The current generation, once every event queued so far is counted."""
+        if self._poll.poll(0):
+            with self._lock:
+                self._drain()
+        return self._generation
+
+    def _drain(self) -> None:
+        restart = False
+        while True:
+            # Moved on before the events are taken: a thread that finds the
+            # queue empty because they were taken finds the generation moved.
+            self._generation += 1
+            data = self._file.read(65536)
+            if not data:
+                break
+            at = 0
+            while at < len(data):
+                wd, mask, _, length = _EVENT.unpack_from(data, at)
+                at += _EVENT.size + length
+                if mask & _IN_Q_OVERFLOW or (mask & _RESTART and wd in self._current):
+                    restart = True
+        if restart:
+            # Every watch removed (their IN_IGNORED events, of old descriptors,
+            # only move the generation): folders are watched afresh when checked.
+            for wd in self._current:
+                self._libc.inotify_rm_watch(self._file.fileno(), wd)
+            self._folders = {}
+            self._current = set()
+            self._generation += 1
+
+    def watch(self, folders: tuple[str, ...]) -> bool:
+        """Watch `folders` (from the data directory down) before they are checked; False if one cannot be."""
+        watched = self._folders
+        if all(folder in watched for folder in folders):
+            return True
+        with self._lock:
+            watched = self._folders
+            for folder in folders:
+                if folder in watched:
+                    continue
+                wd = self._libc.inotify_add_watch(self._file.fileno(), os.fsencode(folder), _WATCHED)
+                if wd < 0:
+                    return False
+                watched[folder] = wd
+                self._current.add(wd)
+        return True
+
+
 def _stat_or_none(path: str) -> os.stat_result | None:
     try:
         return os.stat(path)
@@ -39,11 +174,51 @@ def _stat_or_none(path: str) -> os.stat_result | None:
 class CachedReader:
     """Decoded documents of one data directory, read through `cache`."""
 
-    def __init__(self, root: Path, cache: DocumentCache):
+    def __init__(self, root: Path, cache: DocumentCache, watch: FolderWatch | None = None):
+        """`watch`: trust entries checked since the last change in their folders (else `stat` each read)."""
         self.root = root
         self._real_root = os.path.realpath(root)
         self._cache = cache
         self._journal_paths: dict[str, str | None] = {}
+        self._watch = watch
+        # key -> (the watch's generation when it was checked, the signature it had)
+        self._checked: dict[str, tuple[int, tuple]] = {}
+        self._folders: dict[str, tuple[str, ...]] = {}   # key -> its folders, from the root down
+
+    def unchanged(self, path: Path, key: str) -> tuple[tuple[dict, dict] | None, int | None]:
+        """(the cached entry, None) when nothing changed in `path`'s folders since it was
+        checked; else (None, the generation to `note` once checked, or None: not watched).
+
+        The folders are watched from here on: the caller's `stat` comes after.
+        """
+        watch = self._watch
+        if watch is None:
+            return None, None
+        generation = watch.generation()
+        seen = self._checked.get(key)
+        if seen is not None and seen[0] == generation:
+            entry = self._cache.peek_entry(key)
+            if entry is not None and entry[0] is seen[1]:
+                return (entry[1], entry[2]), None
+        folders = self._folders.get(key)
+        if folders is None:
+            if len(self._folders) >= JOURNAL_PATH_ENTRIES:
+                self._folders.clear()
+            parts = path.relative_to(self.root).parts[:-1]
+            folders = self._folders[key] = tuple(
+                str(self.root.joinpath(*parts[:depth])) for depth in range(len(parts) + 1))
+        return None, (generation if watch.watch(folders) else None)
+
+    def note(self, key: str, generation: int | None) -> None:
+        """The cached entry of `key` was checked against the files at `generation` (from `unchanged`)."""
+        if generation is None:
+            return
+        entry = self._cache.peek_entry(key)
+        if entry is None:
+            return
+        if len(self._checked) >= JOURNAL_PATH_ENTRIES and key not in self._checked:
+            self._checked.clear()
+        self._checked[key] = (generation, entry[0])
 
     def check_contained(self, path: Path) -> None:
         """Refuse paths that resolve (through symlinks) outside the root."""
@@ -61,6 +236,17 @@ class CachedReader:
         journal that only grew since the cached version is applied from
         where the cached version stopped reading it.
         """
+        if self._watch is not None:
+            unchanged, generation = self.unchanged(path, key)
+            if unchanged is not None:
+                return unchanged
+            entry = self._load(path, key)
+            if entry is not None:
+                self.note(key, generation)
+            return entry
+        return self._load(path, key)
+
+    def _load(self, path: Path, key: str) -> tuple[dict, dict] | None:
         try:
             stat = os.stat(key)   # `key` is the path as a string: no conversion per call
         except (FileNotFoundError, NotADirectoryError):

@@ -14,8 +14,11 @@ atomic and durable (engine/storage/atomic_files.py).
 
 Reads go through a `DocumentCache` (engine/storage/document_cache.py) re-validated
 with `os.stat` on every read, so a file replaced by another process
-(replication) is seen by the very next read. Documents handed out are
-shared with the cache: callers must never mutate them.
+(replication) is seen by the very next read. (A server's store,
+`watch_folders=True`, skips that `stat` while inotify reports nothing in
+the object's folders since it was last checked: the same guarantee, see
+engine/storage/cached_reads.py.) Documents handed out are shared with the
+cache: callers must never mutate them.
 
 Group commit (engine/storage/group_commit.py): between `begin_batch()` and
 `commit_batch()` writes go to an in-memory overlay (seen by reads on the
@@ -52,7 +55,7 @@ from pathlib import Path
 from engine.errors import StorageFault, TahiryError
 from engine.storage import journal, maintenance
 from engine.storage.atomic_files import fsync_folder, is_temp_file
-from engine.storage.cached_reads import CachedReader
+from engine.storage.cached_reads import CachedReader, FolderWatch
 from engine.storage.checkpoints import CheckpointPolicy
 from engine.storage.data_owner import OwnerLock, OwnerRecord
 from engine.storage.document_cache import (
@@ -104,13 +107,17 @@ class Store:
                  durable: bool = True, peers: PeerSource | None = None,
                  lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S, exclusive: bool = False,
                  checkpoints: CheckpointPolicy | None = None,
-                 journal_writes: bool = JOURNAL_WRITES):
+                 journal_writes: bool = JOURNAL_WRITES, watch_folders: bool = False):
         """`durable=False` skips fsync (tests and benchmarks only).
 
         `peers`: the other servers' data directories (pull on write, fence on
         commit); None for a directory nobody else writes.
         `journal_writes`: a table's row changes go to its journal (format 2);
         False writes every version whole (the journal is still read).
+        `watch_folders`: a cached version is used without `stat` while nothing
+        changed in its folders (one inotify descriptor, engine/storage/cached_reads.py;
+        `stat` when inotify is not available). For a long-lived process that
+        reads a lot (a server): each store holds an inotify instance.
         `exclusive`: this process holds the directory's owner lock
         (engine/storage/data_owner.py): opening it then recovers it (every temp file
         removed, torn journal tails cut) and upgrades format 1 documents.
@@ -121,7 +128,8 @@ class Store:
         self._sync = PeerSync(self.root, peers) if peers is not None else None
         self._lock_timeout_s = lock_timeout_s
         self._cache = DocumentCache(cache_entries, cache_bytes)
-        self._reader = CachedReader(self.root, self._cache)
+        self._reader = CachedReader(self.root, self._cache,
+                                    FolderWatch.open() if watch_folders else None)
         self._durable = durable
         self._installer = BatchInstaller(self.root, self._cache, self._prepare_folder,
                                          durable=durable, sync=self._sync,
@@ -237,12 +245,16 @@ class Store:
             if key in batch.pinned:  # the version this statement already read
                 pinned = batch.pinned[key]
                 return pinned is not None and not pinned[0].get("dropped", False)
+        unchanged, generation = self._reader.unchanged(path, key)
+        if unchanged is not None:   # nothing happened in its folders since it was checked
+            return not unchanged[0].get("dropped", False)
         try:
             stat = os.stat(key)   # (the string: a Path costs a conversion per call)
         except OSError:
             return False
         cached = self._cache.get(key, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
         if cached is not None:
+            self._reader.note(key, generation)
             return not cached[0].get("dropped", False)
         if stat.st_size > SNIFF_THRESHOLD:
             self._check_contained(path)

@@ -543,7 +543,9 @@ def main(argv: list[str] | None = None) -> None:
     # debris of a process that died mid-write (a replication copy in flight,
     # if any, fails its rename and is made again), so none is kept; torn
     # journal tails are cut and format 1 documents upgraded (exclusive).
-    store = Store(Path(data), peers=peers, exclusive=owner is not None,
+    # (watch_folders: a cached version is used without `stat` while nothing
+    # changed in its folders; engine/storage/cached_reads.py.)
+    store = Store(Path(data), peers=peers, exclusive=owner is not None, watch_folders=True,
                   checkpoints=CheckpointPolicy(min_bytes=args.checkpoint_bytes,
                                                ratio=args.checkpoint_ratio,
                                                idle_s=args.checkpoint_idle_s))
