@@ -35,7 +35,10 @@ another thread has taken the event but not yet counted it.
 
 Limits: inotify sees changes made through this kernel only, so a data
 directory on a network filesystem written from another host must not use
-it (the store's default is `stat`); a folder that cannot be watched
+it (the store's default is `stat`); nor does it see a file written through
+a hard link in another folder, or through a shared memory mapping (nothing
+here writes either way: the only link, supervisor/objectfiles.py's corrupt
+copy, is never written through); a folder that cannot be watched
 (`max_user_watches` reached), or no inotify at all (`max_user_instances`
 reached, not Linux), means `stat` on every read, as without it.
 """
