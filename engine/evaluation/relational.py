@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import islice, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -63,65 +63,79 @@ def check_deadline(limits: QueryLimits) -> None:
         raise out_of_time(limits)
 
 
-# Row loops run in parts, the deadline tested after each (`spans`): a part
-# starts at _FIRST_SPAN rows (fewer where one row is known to cost much), and
-# doubles while parts take under _QUICK_SPAN seconds, up to _MAX_SPAN rows; one
-# that took over _SLOW_SPAN seconds halves the next. So a part lasts a few
-# milliseconds whatever a row costs, and testing the clock costs next to nothing.
-_FIRST_SPAN = 256
-_MAX_SPAN = 65_536
-_QUICK_SPAN = 0.005
-_SLOW_SPAN = 0.05
+# Row loops run in parts, the deadline tested after each (`parts`): a part
+# starts at _FIRST_PART rows (fewer where one row is known to cost much), and
+# doubles while parts take under _QUICK_PART seconds, up to _MAX_PART rows; one
+# that took over _SLOW_PART seconds makes the next one as much smaller. So a
+# part lasts a few milliseconds whatever a row costs, and testing the clock
+# costs next to nothing. Parts are taken from one iterator (`islice`): slicing
+# the rows into lists would cost more than the loop of a cheap filter.
+_FIRST_PART = 256
+_MAX_PART = 16_384
+_QUICK_PART = 0.005
+_SLOW_PART = 0.05
 
 
-def spans(count: int, limits: QueryLimits, first: int = _FIRST_SPAN) -> Iterator[tuple[int, int]]:
-    """(start, stop) parts of range(count), the deadline tested before the first
-    and after each one; without a deadline, one part."""
+def parts(count: int, limits: QueryLimits, first: int = _FIRST_PART) -> Iterator[int]:
+    """The sizes of successive parts of `count` rows, the deadline tested before
+    the first part and after each one; without a deadline, one part."""
     deadline = limits.deadline
     if deadline is None:
-        yield 0, count
+        yield count
         return
     last = time.monotonic()
     if last > deadline:
         raise out_of_time(limits)
     size = max(1, first)
-    start = 0
-    while start < count:
-        stop = start + size
-        yield start, stop
+    while count > 0:
+        yield size
+        count -= size
         now = time.monotonic()
         if now > deadline:
             raise out_of_time(limits)
         took = now - last
-        if took < _QUICK_SPAN:
-            if size < _MAX_SPAN:
+        if took < _QUICK_PART:
+            if size < _MAX_PART:
                 size *= 2
-        elif took > _SLOW_SPAN and size > 1:
-            size //= 2
+        elif took > _SLOW_PART:
+            size = max(1, int(size * _QUICK_PART / took))
         last = now
-        start = stop
 
 
-def in_parts(rows: list, limits: QueryLimits, work: Callable[[list], list],
-             first: int = _FIRST_SPAN) -> list:
-    """`work(rows)` (a list per list of rows, row by row), done part by part with
-    the deadline tested between parts (`spans`); in one go when `rows` is small."""
+def in_parts(rows: Collection, limits: QueryLimits, work: Callable[[Iterable], list],
+             first: int = _FIRST_PART) -> list:
+    """`work(rows)` (a list built row by row from an iterable of rows), done
+    part by part with the deadline tested between parts (`parts`); in one go
+    when `rows` is small."""
     if limits.deadline is None or len(rows) <= first:
         return work(rows)
     out: list = []
-    for start, stop in spans(len(rows), limits, first):
-        out += work(rows[start:stop])
+    rest = iter(rows)
+    for size in parts(len(rows), limits, first):
+        out += work(islice(rest, size))
     return out
 
 
 def filter_rows(predicate: RowFunction, rows: list, limits: QueryLimits) -> list:
     """The rows for which `predicate` is true, the deadline tested between parts."""
-    return in_parts(rows, limits, lambda part: list(filter(predicate, part)))
+    if limits.deadline is None or len(rows) <= _FIRST_PART:
+        return list(filter(predicate, rows))
+    out: list = []
+    rest = iter(rows)
+    for size in parts(len(rows), limits):
+        out += filter(predicate, islice(rest, size))
+    return out
 
 
-def map_rows(function: Callable[[Any], Any], rows: list, limits: QueryLimits) -> list:
+def map_rows(function: Callable[[Any], Any], rows: Collection, limits: QueryLimits) -> list:
     """`function` of every row, the deadline tested between parts."""
-    return in_parts(rows, limits, lambda part: list(map(function, part)))
+    if limits.deadline is None or len(rows) <= _FIRST_PART:
+        return list(map(function, rows))
+    out: list = []
+    rest = iter(rows)
+    for size in parts(len(rows), limits):
+        out += map(function, islice(rest, size))
+    return out
 
 
 def too_many_rows(limits: QueryLimits, count: int | None = None) -> TahiryError:
@@ -190,23 +204,24 @@ def cross_join(left: list, right: list, limits: QueryLimits) -> list:
 
 def _rows_per_part(width: int) -> int:
     """The first part's left rows when each one meets `width` right rows."""
-    return max(1, _FIRST_SPAN * 16 // max(1, width))
+    return max(1, _FIRST_PART * 16 // max(1, width))
 
 
 def _buckets(rows: list, keys: list, single: bool, limits: QueryLimits) -> dict:
     """key -> rows with that key; rows whose key holds a NULL are left out."""
     table: dict = {}
     get = table.get
-    for start, stop in spans(len(rows), limits):
+    rest = zip(rows, keys, strict=True)
+    for size in parts(len(rows), limits):
         if single:
-            for row, key in zip(rows[start:stop], keys[start:stop], strict=True):
+            for row, key in islice(rest, size):
                 bucket = get(key)
                 if bucket is None:
                     table[key] = [row]
                 else:
                     bucket.append(row)
         else:
-            for row, key in zip(rows[start:stop], keys[start:stop], strict=True):
+            for row, key in islice(rest, size):
                 if None in key:
                     continue
                 bucket = get(key)
@@ -245,9 +260,10 @@ def hash_join(kind: str, left: list, right: list, plan: EquiJoin,
         _check_total(right_keys, table, default, limits)
         get = table.get
         out: list = []
-        for start, stop in spans(len(right), limits):
+        rest = zip(right, right_keys, strict=True)
+        for size in parts(len(right), limits):
             out += [left_row + right_row
-                    for right_row, key in zip(right[start:stop], right_keys[start:stop], strict=True)
+                    for right_row, key in islice(rest, size)
                     for left_row in get(key, default)]
         return check_size(out, limits)
     table = _buckets(right, right_keys, single, limits)
@@ -255,16 +271,18 @@ def hash_join(kind: str, left: list, right: list, plan: EquiJoin,
     _check_total(left_keys, table, default, limits)
     get = table.get
     out = []
-    for start, stop in spans(len(left), limits):
+    rest = zip(left, left_keys, strict=True)
+    for size in parts(len(left), limits):
         out += [left_row + right_row
-                for left_row, key in zip(left[start:stop], left_keys[start:stop], strict=True)
+                for left_row, key in islice(rest, size)
                 for right_row in get(key, default)]
     if kind == "full":
         seen = set(left_keys)
         pad_left = [None] * left_width
-        for start, stop in spans(len(right), limits):
+        rest = zip(right, right_keys, strict=True)
+        for size in parts(len(right), limits):
             out += [pad_left + right_row
-                    for right_row, key in zip(right[start:stop], right_keys[start:stop], strict=True)
+                    for right_row, key in islice(rest, size)
                     if _has_null(key, single) or key not in seen]
     return check_size(out, limits)
 
@@ -295,8 +313,9 @@ def _filtered_hash_join(kind: str, left: list, right: list, plan: EquiJoin,
     pad_right = [None] * right_width
     # Parts of left rows, each first part's row meeting about the average bucket.
     first = _rows_per_part(len(right) // max(1, len(buckets)))
-    for start, stop in spans(len(left), limits, first):
-        for left_row, key in zip(left[start:stop], left_keys[start:stop], strict=True):
+    rest = zip(left, left_keys, strict=True)
+    for size in parts(len(left), limits, first):
+        for left_row, key in islice(rest, size):
             found = get(key)
             hit = False
             if found is not None:
@@ -341,8 +360,9 @@ def loop_join(kind: str, left: list, right: list, condition: RowFunction,
     out: list = []
     right_matched = bytearray(len(right)) if kind in ("right", "full") else None
     pad_right = [None] * right_width
-    for start, stop in spans(len(left), limits, _rows_per_part(len(right))):
-        for left_row in left[start:stop]:
+    rest = iter(left)
+    for size in parts(len(left), limits, _rows_per_part(len(right))):
+        for left_row in islice(rest, size):
             hit = False
             for index, right_row in enumerate(right):
                 row = left_row + right_row
@@ -397,7 +417,9 @@ def _present(argument: RowFunction, group: list, cache: dict, limits: QueryLimit
     """The non-NULL argument values of one group, shared by aggregates of one argument."""
     found = cache.get(argument)
     if found is None:
-        found = map_rows(argument, group, limits)
+        # A small group's rows count in group_rows' budget.
+        found = list(map(argument, group)) if len(group) <= _GROUP_ROWS else \
+            map_rows(argument, group, limits)
         if None in found:
             found = [v for v in found if v is not None]
         cache[argument] = found
@@ -441,10 +463,10 @@ def group_rows(rows: list, key: RowFunction | None, group_indexes: list[int],
         groups: Iterable[list] = [rows]
     else:
         partition: dict = defaultdict(list)
-        keys = map_rows(key, rows, limits)
-        for start, stop in spans(len(rows), limits):
-            for row, row_key in zip(rows[start:stop], keys[start:stop], strict=True):
-                partition[row_key].append(row)
+        rest = iter(rows)
+        for size in parts(len(rows), limits):
+            for row in islice(rest, size):
+                partition[key(row)].append(row)
         groups = partition.values()
     take = row_getter(group_indexes)
     out = []
@@ -489,12 +511,14 @@ def set_operation(op: str, left: list, right: list, tagged: bool,
         distinct_left = dict.fromkeys(map(tuple, left))
     else:
         distinct_left = {}
-        for start, stop in spans(len(left), limits):
-            distinct_left.update(dict.fromkeys(map(tuple, left[start:stop])))
+        rest = iter(left)
+        for size in parts(len(left), limits):
+            distinct_left.update(dict.fromkeys(map(tuple, islice(rest, size))))
     if op == "union":
-        for start, stop in spans(len(right), limits):
-            distinct_left.update(dict.fromkeys(map(tuple, right[start:stop])))
-        return check_size(map_rows(list, list(distinct_left), limits), limits)
+        rest = iter(right)
+        for size in parts(len(right), limits):
+            distinct_left.update(dict.fromkeys(map(tuple, islice(rest, size))))
+        return check_size(map_rows(list, distinct_left, limits), limits)
     in_right = set(map_rows(tuple, right, limits))
     check_deadline(limits)
     if op == "intersect":
@@ -506,14 +530,16 @@ def set_operation(op: str, left: list, right: list, tagged: bool,
 
 def _tagged_set_operation(op: str, left: list, right: list, limits: QueryLimits) -> list:
     chosen: dict = {}
-    for start, stop in spans(len(left), limits):
-        for row in left[start:stop]:
+    rest = iter(left)
+    for size in parts(len(left), limits):
+        for row in islice(rest, size):
             chosen.setdefault(_tagged(row), row)
     if op == "union":
-        for start, stop in spans(len(right), limits):
-            for row in right[start:stop]:
+        rest = iter(right)
+        for size in parts(len(right), limits):
+            for row in islice(rest, size):
                 chosen.setdefault(_tagged(row), row)
-        return check_size(map_rows(list, list(chosen.values()), limits), limits)
+        return check_size(map_rows(list, chosen.values(), limits), limits)
     in_right = set(map_rows(_tagged, right, limits))
     keep = op == "intersect"
     check_deadline(limits)
@@ -545,11 +571,13 @@ def sort_rows(rows: list, keys: list[tuple[RowFunction, bool, str]],
     return rows
 
 
-# A sort cannot be interrupted: a long one first sorts this many rows, and
-# stops there when the whole sort, estimated from that part, would end past the
-# deadline (sorting the rest joined to that sorted part costs no more than the
-# plain sort would).
-_SORT_SAMPLE = 65_536
+# A sort cannot be interrupted. Up to _SORT_AT_ONCE rows it takes a fraction
+# of a second; a longer one first sorts its first _SORT_SAMPLE rows, and stops
+# there when the whole sort, estimated from that part, would end past the
+# deadline (sorting the rest joined to that sorted part then costs little more
+# than the plain sort would).
+_SORT_AT_ONCE = 1 << 19
+_SORT_SAMPLE = 1 << 16
 
 
 def _sorted(indexes: Any, key: Callable[[int], Any], descending: bool,
@@ -562,8 +590,10 @@ def _sorted(indexes: Any, key: Callable[[int], Any], descending: bool,
     """
     count = len(indexes)
     deadline = limits.deadline
-    if deadline is None or count <= _SORT_SAMPLE:
-        return sorted(indexes, key=key, reverse=descending)
+    if deadline is None or count <= _SORT_AT_ONCE:
+        order = sorted(indexes, key=key, reverse=descending)
+        check_deadline(limits)
+        return order
     started = time.monotonic()
     if started > deadline:
         raise out_of_time(limits)
@@ -593,8 +623,9 @@ def natural_join(left: list, right: list, plan: EquiJoin,
     _check_total(left_keys, table, (), limits)
     get = table.get
     out: list = []
-    for start, stop in spans(len(left), limits):
+    rest = zip(left, left_keys, strict=True)
+    for size in parts(len(left), limits):
         out += [left_row + right_row
-                for left_row, key in zip(left[start:stop], left_keys[start:stop], strict=True)
+                for left_row, key in islice(rest, size)
                 for right_row in get(key, ())]
     return check_size(out, limits)

@@ -141,11 +141,17 @@ def test_grouping_refuses_a_past_deadline():
     refused(lambda: relational.group_rows(rows_of(MANY), None, [], specs, PAST))
 
 
-def test_sorting_refuses_a_past_deadline():
+@pytest.fixture
+def small_sorts(monkeypatch):
+    """A sort of more than 1,000 rows is a long one, sampled on its first 256."""
+    monkeypatch.setattr(relational, "_SORT_AT_ONCE", 1000)
+    monkeypatch.setattr(relational, "_SORT_SAMPLE", 256)
+
+
+def test_sorting_refuses_a_past_deadline(small_sorts):
     keys = [(relational.key_getter([0]), False, "a")]
     refused(lambda: relational.sort_rows(rows_of(MANY), keys, PAST))
-    many = rows_of(relational._SORT_SAMPLE + 10)
-    refused(lambda: relational._sorted(range(len(many)), many.__getitem__, True, PAST))
+    refused(lambda: relational._sorted(range(MANY), list(range(MANY)).__getitem__, True, PAST))
 
 
 @pytest.mark.parametrize("tagged", [False, True])
@@ -154,20 +160,37 @@ def test_set_operators_refuse_a_past_deadline(op, tagged):
     refused(lambda: relational.set_operation(op, rows_of(MANY), rows_of(MANY), tagged, PAST))
 
 
-def test_a_sort_that_would_end_past_the_deadline_stops_at_once():
-    count = relational._SORT_SAMPLE * 4
+class TickingClock:
+    """A monotonic clock that moves one second each time it is read."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        self.now += 1.0
+        return self.now
+
+
+def test_a_sort_that_would_end_past_the_deadline_stops_at_once(small_sorts, monkeypatch):
+    count = 100_000
     column = [str(i * 7919 % count) for i in range(count)]
-    soon = QueryLimits(max_seconds=1.0, deadline=time.monotonic() + 0.0001)
-    started = time.monotonic()
-    refused(lambda: relational._sorted(range(count), column.__getitem__, False, soon))
-    assert time.monotonic() - started < 1.0
+    monkeypatch.setattr(relational, "time", TickingClock())
+    # Sorting the first 256 rows "took" 1 s: the whole sort would take some
+    # 800 s, past a deadline 100 s away: refused before it starts.
+    refused(lambda: relational._sorted(range(count), column.__getitem__, False,
+                                       QueryLimits(max_seconds=100.0, deadline=100.0)))
+    # With time enough, the sampled sort is the plain sort (stable, both ways).
+    later = QueryLimits(max_seconds=10_000.0, deadline=10_000.0)
     unbounded = QueryLimits(max_seconds=None)
-    later = QueryLimits(max_seconds=60.0).started()
     for descending in (False, True):
         expected = sorted(range(count), key=column.__getitem__, reverse=descending)
         assert relational._sorted(range(count), column.__getitem__, descending, later) == expected
         assert relational._sorted(range(count), column.__getitem__, descending,
                                   unbounded) == expected
+        # Many equal keys: earlier rows stay first.
+        ties = [i % 7 for i in range(count)]
+        assert relational._sorted(range(count), ties.__getitem__, descending, later) \
+            == sorted(range(count), key=ties.__getitem__, reverse=descending)
 
 
 def test_a_one_table_plan_refuses_a_past_deadline():
