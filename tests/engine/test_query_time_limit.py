@@ -86,6 +86,29 @@ def test_a_slow_query_stops_with_the_limit_error_in_time(quick, text):
     stops_in_time(quick, text)
 
 
+# Joins whose every row is cheap (C-level loops) but that build 4M rows: more
+# than a tenth of a second, so they must stop at a limit of 0.1 s.
+BIG_QUERIES = {
+    "cross join": "alaivo count(*) ao@ a tonona@ b",
+    "natural join": "alaivo count(*) ao@ a tonona:natoraly@ b",
+    "hash join": "alaivo count(*) ao@ a tonona b ka a.k = b.k",
+    "full hash join": "alaivo count(*) ao@ a tonona:feno@ b ka a.k = b.k",
+    "right hash join": "alaivo count(*) ao@ a tonona:avanana@ b ka a.k = b.k",
+    "union": "alaivo x, y ao@ a tonona@ b ankambana alaivo y, x ao@ a tonona@ b",
+}
+
+
+@pytest.mark.parametrize("text", list(BIG_QUERIES.values()), ids=list(BIG_QUERIES))
+def test_a_big_join_stops_with_the_limit_error_in_time(quick, text):
+    tenth = Session(quick.store, limits=Limits(query=QueryLimits(max_seconds=0.1)))
+    tenth.execute_one("ampiasao ela")
+    started = time.monotonic()
+    outcome = tenth.execute_one(text)
+    took = time.monotonic() - started
+    assert not outcome.ok and outcome.message.startswith(TIMED_OUT), outcome.message[:200]
+    assert took < 0.1 + 1.0, f"{took:.2f} s"
+
+
 def test_insert_of_a_slow_select_stops_before_writing(quick):
     stops_in_time(quick, f"manampia ao@ a alaivo x, y ao@ a tonona@ b rehefa {TERMS} > 0")
 
