@@ -19,7 +19,6 @@ import gc
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
 from operator import itemgetter
 from typing import TypeVar, cast
 
@@ -827,9 +826,9 @@ def _natural_loop(left_rows, right_rows, left_keys, right_keys, take, limits):
             "amin'ny tonona:natoraly.")
     out = []
     pairs = list(zip(left_keys, right_keys, strict=True))
-    rest = iter(left_rows)
-    for size in relational.parts(len(left_rows), limits, 1 + 4096 // max(1, len(right_rows))):
-        for left_row in islice(rest, size):
+    first = 1 + 4096 // max(1, len(right_rows))
+    for piece in relational.pieces(left_rows, len(left_rows), limits, first):
+        for left_row in piece:
             for right_row in right_rows:
                 if all(values.eq(left_row[i], right_row[j]) is True for i, j in pairs):
                     out.append(left_row + take(right_row))

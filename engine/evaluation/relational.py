@@ -6,6 +6,13 @@ compiles). Joins and grouping hash whenever the condition allows; nested
 loops are only used for join conditions without any equality between the
 two sides. Sizes are checked against `QueryLimits` before or while rows are
 produced, so a runaway query fails cleanly instead of exhausting memory.
+
+The time limit (`QueryLimits.deadline`) is tested inside every loop over rows,
+not only between operators: loops run in parts of adaptive size (`pieces`,
+`in_parts`, `filter_rows`, `map_rows`) with one clock reading per part, so a
+query stops within milliseconds of its deadline whatever one row costs, and a
+cheap row pays next to nothing. A sort, which cannot be interrupted, is
+refused up front when it would end past the deadline (`_sorted`).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice, repeat
+from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -63,32 +70,39 @@ def check_deadline(limits: QueryLimits) -> None:
         raise out_of_time(limits)
 
 
-# Row loops run in parts, the deadline tested after each (`parts`): a part
+# Row loops run in parts, the deadline tested after each (`pieces`): a part
 # starts at _FIRST_PART rows (fewer where one row is known to cost much), and
 # doubles while parts take under _QUICK_PART seconds, up to _MAX_PART rows; one
 # that took over _SLOW_PART seconds makes the next one as much smaller. So a
 # part lasts a few milliseconds whatever a row costs, and testing the clock
-# costs next to nothing. Parts are taken from one iterator (`islice`): slicing
-# the rows into lists would cost more than the loop of a cheap filter.
+# costs next to nothing. Parts are taken from one iterator (`islice`, the
+# last one the iterator itself): slicing the rows into lists would cost more
+# than the loop of a cheap filter.
 _FIRST_PART = 256
-_MAX_PART = 16_384
+_MAX_PART = 65_536
 _QUICK_PART = 0.005
 _SLOW_PART = 0.05
 
 
-def parts(count: int, limits: QueryLimits, first: int = _FIRST_PART) -> Iterator[int]:
-    """The sizes of successive parts of `count` rows, the deadline tested before
-    the first part and after each one; without a deadline, one part."""
+def pieces(rows: Iterable, count: int, limits: QueryLimits,
+           first: int = _FIRST_PART) -> Iterator[Iterable]:
+    """`rows` (`count` of them) in successive pieces, the deadline tested before
+    the first piece and after each one; without a deadline, `rows` itself.
+
+    Each piece but the last is an `islice` of one iterator over `rows`; the
+    last is that iterator itself, so a cheap loop pays for no extra layer.
+    """
     deadline = limits.deadline
     if deadline is None:
-        yield count
+        yield rows
         return
     last = time.monotonic()
     if last > deadline:
         raise out_of_time(limits)
+    rest = iter(rows)
     size = max(1, first)
     while count > 0:
-        yield size
+        yield rest if count <= size else islice(rest, size)
         count -= size
         now = time.monotonic()
         if now > deadline:
@@ -105,14 +119,13 @@ def parts(count: int, limits: QueryLimits, first: int = _FIRST_PART) -> Iterator
 def in_parts(rows: Collection, limits: QueryLimits, work: Callable[[Iterable], list],
              first: int = _FIRST_PART) -> list:
     """`work(rows)` (a list built row by row from an iterable of rows), done
-    part by part with the deadline tested between parts (`parts`); in one go
+    part by part with the deadline tested between parts (`pieces`); in one go
     when `rows` is small."""
     if limits.deadline is None or len(rows) <= first:
         return work(rows)
     out: list = []
-    rest = iter(rows)
-    for size in parts(len(rows), limits, first):
-        out += work(islice(rest, size))
+    for piece in pieces(rows, len(rows), limits, first):
+        out += work(piece)
     return out
 
 
@@ -121,9 +134,8 @@ def filter_rows(predicate: RowFunction, rows: list, limits: QueryLimits) -> list
     if limits.deadline is None or len(rows) <= _FIRST_PART:
         return list(filter(predicate, rows))
     out: list = []
-    rest = iter(rows)
-    for size in parts(len(rows), limits):
-        out += filter(predicate, islice(rest, size))
+    for piece in pieces(rows, len(rows), limits):
+        out += filter(predicate, piece)
     return out
 
 
@@ -132,9 +144,8 @@ def map_rows(function: Callable[[Any], Any], rows: Collection, limits: QueryLimi
     if limits.deadline is None or len(rows) <= _FIRST_PART:
         return list(map(function, rows))
     out: list = []
-    rest = iter(rows)
-    for size in parts(len(rows), limits):
-        out += map(function, islice(rest, size))
+    for piece in pieces(rows, len(rows), limits):
+        out += map(function, piece)
     return out
 
 
@@ -211,17 +222,16 @@ def _buckets(rows: list, keys: list, single: bool, limits: QueryLimits) -> dict:
     """key -> rows with that key; rows whose key holds a NULL are left out."""
     table: dict = {}
     get = table.get
-    rest = zip(rows, keys, strict=True)
-    for size in parts(len(rows), limits):
+    for piece in pieces(zip(rows, keys, strict=True), len(rows), limits):
         if single:
-            for row, key in islice(rest, size):
+            for row, key in piece:
                 bucket = get(key)
                 if bucket is None:
                     table[key] = [row]
                 else:
                     bucket.append(row)
         else:
-            for row, key in islice(rest, size):
+            for row, key in piece:
                 if None in key:
                     continue
                 bucket = get(key)
@@ -260,10 +270,9 @@ def hash_join(kind: str, left: list, right: list, plan: EquiJoin,
         _check_total(right_keys, table, default, limits)
         get = table.get
         out: list = []
-        rest = zip(right, right_keys, strict=True)
-        for size in parts(len(right), limits):
+        for piece in pieces(zip(right, right_keys, strict=True), len(right), limits):
             out += [left_row + right_row
-                    for right_row, key in islice(rest, size)
+                    for right_row, key in piece
                     for left_row in get(key, default)]
         return check_size(out, limits)
     table = _buckets(right, right_keys, single, limits)
@@ -271,18 +280,16 @@ def hash_join(kind: str, left: list, right: list, plan: EquiJoin,
     _check_total(left_keys, table, default, limits)
     get = table.get
     out = []
-    rest = zip(left, left_keys, strict=True)
-    for size in parts(len(left), limits):
+    for piece in pieces(zip(left, left_keys, strict=True), len(left), limits):
         out += [left_row + right_row
-                for left_row, key in islice(rest, size)
+                for left_row, key in piece
                 for right_row in get(key, default)]
     if kind == "full":
         seen = set(left_keys)
         pad_left = [None] * left_width
-        rest = zip(right, right_keys, strict=True)
-        for size in parts(len(right), limits):
+        for piece in pieces(zip(right, right_keys, strict=True), len(right), limits):
             out += [pad_left + right_row
-                    for right_row, key in islice(rest, size)
+                    for right_row, key in piece
                     if _has_null(key, single) or key not in seen]
     return check_size(out, limits)
 
@@ -313,9 +320,8 @@ def _filtered_hash_join(kind: str, left: list, right: list, plan: EquiJoin,
     pad_right = [None] * right_width
     # Parts of left rows, each first part's row meeting about the average bucket.
     first = _rows_per_part(len(right) // max(1, len(buckets)))
-    rest = zip(left, left_keys, strict=True)
-    for size in parts(len(left), limits, first):
-        for left_row, key in islice(rest, size):
+    for piece in pieces(zip(left, left_keys, strict=True), len(left), limits, first):
+        for left_row, key in piece:
             found = get(key)
             hit = False
             if found is not None:
@@ -360,9 +366,8 @@ def loop_join(kind: str, left: list, right: list, condition: RowFunction,
     out: list = []
     right_matched = bytearray(len(right)) if kind in ("right", "full") else None
     pad_right = [None] * right_width
-    rest = iter(left)
-    for size in parts(len(left), limits, _rows_per_part(len(right))):
-        for left_row in islice(rest, size):
+    for piece in pieces(left, len(left), limits, _rows_per_part(len(right))):
+        for left_row in piece:
             hit = False
             for index, right_row in enumerate(right):
                 row = left_row + right_row
@@ -463,9 +468,8 @@ def group_rows(rows: list, key: RowFunction | None, group_indexes: list[int],
         groups: Iterable[list] = [rows]
     else:
         partition: dict = defaultdict(list)
-        rest = iter(rows)
-        for size in parts(len(rows), limits):
-            for row in islice(rest, size):
+        for piece in pieces(rows, len(rows), limits):
+            for row in piece:
                 partition[key(row)].append(row)
         groups = partition.values()
     take = row_getter(group_indexes)
@@ -506,20 +510,14 @@ def set_operation(op: str, left: list, right: list, tagged: bool,
         raise TahiryError(f"Tsy fantatra ny fandidiana '{op}'.")
     if tagged:
         return _tagged_set_operation(op, left, right, limits)
-    check_deadline(limits)
-    if limits.deadline is None:
-        distinct_left = dict.fromkeys(map(tuple, left))
-    else:
-        distinct_left = {}
-        rest = iter(left)
-        for size in parts(len(left), limits):
-            distinct_left.update(dict.fromkeys(map(tuple, islice(rest, size))))
+    # One C-level pass over each side; `pieces` tests the deadline between parts.
+    left_rows = chain.from_iterable(pieces(left, len(left), limits))
+    right_rows = chain.from_iterable(pieces(right, len(right), limits))
     if op == "union":
-        rest = iter(right)
-        for size in parts(len(right), limits):
-            distinct_left.update(dict.fromkeys(map(tuple, islice(rest, size))))
-        return check_size(map_rows(list, distinct_left, limits), limits)
-    in_right = set(map_rows(tuple, right, limits))
+        distinct = dict.fromkeys(map(tuple, chain(left_rows, right_rows)))
+        return check_size(map_rows(list, distinct, limits), limits)
+    in_right = set(map(tuple, right_rows))
+    distinct_left = dict.fromkeys(map(tuple, left_rows))
     check_deadline(limits)
     if op == "intersect":
         kept = [key for key in distinct_left if key in in_right]
@@ -530,14 +528,12 @@ def set_operation(op: str, left: list, right: list, tagged: bool,
 
 def _tagged_set_operation(op: str, left: list, right: list, limits: QueryLimits) -> list:
     chosen: dict = {}
-    rest = iter(left)
-    for size in parts(len(left), limits):
-        for row in islice(rest, size):
+    for piece in pieces(left, len(left), limits):
+        for row in piece:
             chosen.setdefault(_tagged(row), row)
     if op == "union":
-        rest = iter(right)
-        for size in parts(len(right), limits):
-            for row in islice(rest, size):
+        for piece in pieces(right, len(right), limits):
+            for row in piece:
                 chosen.setdefault(_tagged(row), row)
         return check_size(map_rows(list, chosen.values(), limits), limits)
     in_right = set(map_rows(_tagged, right, limits))
@@ -623,9 +619,8 @@ def natural_join(left: list, right: list, plan: EquiJoin,
     _check_total(left_keys, table, (), limits)
     get = table.get
     out: list = []
-    rest = zip(left, left_keys, strict=True)
-    for size in parts(len(left), limits):
+    for piece in pieces(zip(left, left_keys, strict=True), len(left), limits):
         out += [left_row + right_row
-                for left_row, key in islice(rest, size)
+                for left_row, key in piece
                 for right_row in get(key, ())]
     return check_size(out, limits)
