@@ -70,6 +70,9 @@ SLOW_QUERIES = {
     "right hash join with a residual":
         f"alaivo count(*) ao@ a tonona:avanana@ b ka a.k = b.k ary {TERMS} < 0",
     "hash join on a costly key": f"alaivo count(*) ao@ a tonona b ka a.k * {TERMS} = b.k",
+    "natural join on booleans (nested loops)":
+        "alaivo count(*) ao@ (alaivo x > 0 antso p ao@ a) s "
+        "tonona:natoraly@ (alaivo y > 0 antso p ao@ b) u",
     "grouping": f"alaivo x, sum({TERMS}) ao@ a tonona@ b vondrona x",
     "aggregate without grouping": f"alaivo max({TERMS}) ao@ a tonona@ b",
     "ordering": f"alaivo x ao@ a tonona@ b alaharo {TERMS} fetra 1",
