@@ -233,7 +233,7 @@ class Session:
             if max_rows is not None and len(table.rows) > max_rows \
                     and not _cheap_point_read(plan, table, values, max_rows):
                 return _TOO_BIG
-            relation = plan.run(table, values)
+            relation = plan.run(table, values, self.limits.query)
         except Exception as error:
             return self._failure(error, text)
         return Outcome.success(f"{len(relation.rows)} andalana", relation)

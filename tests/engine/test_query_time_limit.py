@@ -228,3 +228,20 @@ def test_a_one_table_plan_refuses_a_past_deadline():
     assert plan is not None
     assert len(plan.run(table, []).rows) == MANY
     refused(lambda: plan.run(table, [], PAST))
+
+
+def test_a_planned_read_follows_the_sessions_limit(tmp_path):
+    """A repeated one-table shape runs from its compiled plan (engine/session.py): that
+    path must apply the session's limit too, not the default one."""
+    store = Store(tmp_path / "data", durable=False)
+    loader = Session(store)
+    numbers = ",".join(f"({i})" for i in range(6000))   # above the plan's deadline threshold
+    for statement in ("manamboara tahiry ela", "ampiasao ela",
+                      "manamboara tabilao big (x ISA(null,null))",
+                      f"manampia ao@ big sanda {numbers}"):
+        assert loader.execute_one(statement).ok
+    limited = Session(store, limits=Limits(query=QueryLimits(max_seconds=1e-9)))
+    assert limited.execute_one("ampiasao ela").ok
+    for bound in (1, 2, 3):   # the first run learns the shape, the next ones use its plan
+        outcome = limited.execute_one(f"alaivo x ao@ big rehefa x * x > {bound}")
+        assert not outcome.ok and outcome.message.startswith(TIMED_OUT), outcome.message
