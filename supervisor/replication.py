@@ -113,7 +113,14 @@ from engine.storage.atomic_files import fsync_folder
 from engine.storage.nofollow import FileSignature, ObjectRefused, folder_of, stat_in
 from engine.storage.object_copy import DivergedCopy, bring_up_to_date, cut_journal, replace_copy
 from engine.storage.object_format import InvalidDocument
-from engine.storage.object_state import CopyState, CorruptObject, journal_rel, read_state, same_content
+from engine.storage.object_state import (
+    CopyState,
+    CorruptObject,
+    KeptChanging,
+    journal_rel,
+    read_state,
+    same_content,
+)
 from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
 from supervisor.errors import OverlappingDataDirectories, UnknownNode
 from supervisor.objectfiles import keep_aside, list_object_files
@@ -537,6 +544,11 @@ class Replicator:
             return
         except InvalidDocument as error:  # damaged or corrupt meanwhile: the next round repairs it
             self._stats.error(server_id, f"copy of {rel} not made: {error}", log=False)
+            outcome.unreadable = True
+            return
+        except KeptChanging:
+            # The source was rewritten while it was read: nothing failed, the
+            # path is reconciled again (its newer version brings an event too).
             outcome.unreadable = True
             return
         except OSError as error:

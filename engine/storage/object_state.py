@@ -53,6 +53,7 @@ from pathlib import Path
 
 import orjson
 
+from engine.errors import EngineError
 from engine.storage import journal
 from engine.storage.journal import Entry, JournalError
 from engine.storage.nofollow import FileSignature, folder_of, open_in, read_all, read_in, stat_in
@@ -71,6 +72,10 @@ PROBE_BYTES = 4096
 # A copy read again while a checkpoint replaced its snapshot: at most this many tries.
 CONSISTENT_READS = 4
 DIGEST_BYTES = 16
+
+
+class KeptChanging(OSError, EngineError):
+    """A copy was rewritten every time it was read (a busy writer): not a failure, read it again later."""
 
 
 class CorruptObject(InvalidDocument):
@@ -467,7 +472,7 @@ def _read_files(folder: int, rel: str, journal_name: str | None) -> _Files | Non
         if again is not None and FileSignature.of(again) == FileSignature.of(snapshot_stat):
             journal_data, journal_stat = journal_found if journal_found else (None, None)
             return _Files(data, snapshot_stat, document, journal_data, journal_stat)
-    raise OSError(errno.EAGAIN, f"{rel}: its snapshot kept changing while it was read")
+    raise KeptChanging(errno.EAGAIN, f"{rel}: its snapshot kept changing while it was read")
 
 
 def _summarise(rel: str, files: _Files) -> CopyState:

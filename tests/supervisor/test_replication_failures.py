@@ -18,6 +18,7 @@ import os
 import pytest
 
 from engine.storage import journal, object_copy
+from engine.storage.object_state import KeptChanging
 from supervisor.replication import Replicator
 from tests.faults import disk_full, fill_up, tiny_tmpfs
 from tests.supervisor.replicakit import (
@@ -120,3 +121,24 @@ def test_a_full_disk_on_the_destination_is_listed_and_the_copy_lands_when_space_
         assert wait_until(lambda: replicator.stats()["m2"]["failing"] == [])
     finally:
         replicator.stop()
+
+
+def test_a_source_rewritten_while_it_is_read_is_copied_later_not_reported(running, monkeypatch):
+    """A source replaced on every read (a busy writer) is no failure: the path is reconciled
+    again and the copy lands, with no error, no failing copy listed."""
+    replicator, a, b = running
+    real_read_copy = object_copy.read_copy
+    busy = {"reads": 0}
+
+    def rewritten_meanwhile(root, rel):
+        busy["reads"] += 1
+        if busy["reads"] <= 2:
+            raise KeptChanging(errno.EAGAIN, f"{rel}: its snapshot kept changing while it was read")
+        return real_read_copy(root, rel)
+
+    monkeypatch.setattr(object_copy, "read_copy", rewritten_meanwhile)
+    write_object(a, TABLE, 1)
+    assert wait_until(lambda: read_change(b, TABLE) == 1)
+    assert busy["reads"] > 2
+    stats = replicator.stats()["m2"]
+    assert stats["last_error"] is None and stats["failing"] == []
