@@ -40,10 +40,17 @@ class SupervisorRun:
         self.seen: dict[int, psutil.Process | None] = {}
 
     def cli(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "supervisor", *args], cwd=self.workdir,
-                              capture_output=True, text=True,
-                              timeout=timeout if timeout is not None else self.cli_timeout_s,
-                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        """`python -m supervisor ARGS`; a command past its timeout fails the test with the
+        supervisor's log (what it was doing), not a bare TimeoutExpired."""
+        limit = timeout if timeout is not None else self.cli_timeout_s
+        try:
+            return subprocess.run([sys.executable, "-m", "supervisor", *args], cwd=self.workdir,
+                                  capture_output=True, text=True, timeout=limit,
+                                  env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        except subprocess.TimeoutExpired as expired:
+            raise AssertionError(f"`supervisor {' '.join(args)}` still running after {limit:g} s; "
+                                 f"its output: {expired.stdout!r} {expired.stderr!r}\n"
+                                 f"supervisor log:\n{self.supervisor_log()}") from None
 
     def supervisor_log(self) -> str:
         try:
