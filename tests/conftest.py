@@ -16,7 +16,10 @@ decodes responses with the protocol's own sans-IO `ResponseDecoder`.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
+import pkgutil
 import random
 import signal
 import socket
@@ -278,3 +281,18 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def public_exception_classes(package) -> list[type]:
+    """Every public exception class defined in `package` (a module object) and its
+    subpackages, `__main__` modules left out: for the one-root-per-layer tests."""
+    found = []
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for _, value in inspect.getmembers(module, inspect.isclass):
+            if (issubclass(value, BaseException) and value.__module__ == module.__name__
+                    and not value.__name__.startswith("_")):
+                found.append(value)
+    return found

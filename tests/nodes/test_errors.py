@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
-
 import nodes
 from nodes.client.exceptions import Error, Warning
 from nodes.client.params import ParameterError
 from nodes.errors import NodeError
 from nodes.protocol import ProtocolError
-
-
-def _node_exception_classes():
-    for info in pkgutil.walk_packages(nodes.__path__, "nodes."):
-        if info.name.endswith("__main__"):
-            continue
-        module = importlib.import_module(info.name)
-        for _, value in inspect.getmembers(module, inspect.isclass):
-            if (issubclass(value, BaseException) and value.__module__ == module.__name__
-                    and not value.__name__.startswith("_")):
-                yield value
+from tests.conftest import public_exception_classes
 
 
 def test_every_public_node_exception_derives_from_the_root():
-    classes = list(_node_exception_classes())
+    classes = public_exception_classes(nodes)
     assert ProtocolError in classes and len(classes) > 10
     assert [c.__name__ for c in classes if not issubclass(c, NodeError)] == []
 
