@@ -129,6 +129,21 @@ async def ping(host: str, port: int, timeout_s: float, secret: str | None = None
     return (time.perf_counter() - started) * 1000
 
 
+async def cancel_until_done(task: asyncio.Task, recheck_s: float = 0.5) -> None:
+    """Cancel `task` and wait until it has ended, cancelling again if it goes on.
+
+    Python 3.11's `asyncio.wait_for` can swallow a cancellation that arrives
+    just as the awaited operation completes (the keeper's health probes run
+    under it): the task then carries on, and a plain `await task` after one
+    `cancel()` waits forever -- a `down` that never stopped the servers.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=recheck_s)
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]  # an error of the loop itself: not hidden
+
+
 @dataclass
 class NodeHooks:
     """What the cluster does around a node's (re)start; every hook is optional."""
@@ -189,11 +204,7 @@ class NodeKeeper:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await cancel_until_done(task)
         await self._stop_child()
         self._set_state(NodeState.STOPPED)
         self.settled_event.set()

@@ -9,7 +9,13 @@ import sys
 
 import psutil
 
-from supervisor.keeper import Backoff, CrashLoopDetector, NodeKeeper, NodeState
+from supervisor.keeper import (
+    Backoff,
+    CrashLoopDetector,
+    NodeKeeper,
+    NodeState,
+    cancel_until_done,
+)
 from supervisor.logfiles import RotatingLog
 from supervisor.process import ChildProcess
 from supervisor.topology import HealthSettings, NodeSpec, RestartSettings
@@ -201,3 +207,27 @@ def test_child_output_goes_to_a_rotating_log(tmp_path):
     assert all(p.stat().st_size < 2100 for p in tmp_path.iterdir())
     last = (tmp_path / "x.log").read_text().splitlines()[-1]
     assert last.endswith("line 299") and last[:4].isdigit()  # timestamped
+
+
+def test_stopping_a_task_that_swallowed_its_cancellation_still_ends_it():
+    """Python 3.11's wait_for can swallow a cancellation (the keeper's probes run under it):
+    stopping must cancel again until the task has ended, not wait for it forever."""
+
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+
+        async def stubborn() -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                seen.append("swallowed")          # as a racing wait_for may do
+            while True:
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(stubborn())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(cancel_until_done(task, recheck_s=0.05), timeout=5)
+        seen.append("cancelled" if task.cancelled() else "still running")
+        return seen
+
+    assert asyncio.run(scenario()) == ["swallowed", "cancelled"]
