@@ -34,3 +34,13 @@ def rows(session, text):
     outcome = one(session, text)
     assert outcome.ok, outcome.message
     return outcome.relation.rows
+
+
+def described(outcome) -> tuple:
+    """Everything a client sees of an outcome, values with their types (5 and 5.0
+    differ): for comparing a fast path's outcome with the general evaluator's."""
+    relation = outcome.relation
+    if relation is None:
+        return outcome.ok, outcome.message, None
+    return (outcome.ok, outcome.message, relation.name, relation.columns,
+            [[(type(value), value) for value in row] for row in relation.rows])

@@ -14,6 +14,7 @@ from engine.evaluation.query import QueryPlan
 from engine.language.parser import StatementParser
 from engine.session import Session
 from engine.storage.store import Store
+from tests.engine.sessionkit import described
 
 SETUP = """
 manamboara tahiry db; ampiasao db;
@@ -80,14 +81,6 @@ def _fill_template(template: str, rng: random.Random) -> str:
     return text
 
 
-def _described(outcome) -> tuple:
-    relation = outcome.relation
-    if relation is None:
-        return outcome.ok, outcome.message, None
-    return (outcome.ok, outcome.message, relation.name, relation.columns,
-            [[(type(value), value) for value in row] for row in relation.rows])
-
-
 @pytest.fixture
 def sessions(tmp_path):
     store = Store(tmp_path / "data")
@@ -111,11 +104,11 @@ def test_plans_give_what_the_evaluator_gives(sessions, template):
     rng = random.Random(template)
     for _ in range(12):
         text = _fill_template(template, rng)
-        expected = _described(_general(reference, text))
-        assert _described(planned.execute_one(text)) == expected, text
+        expected = described(_general(reference, text))
+        assert described(planned.execute_one(text)) == expected, text
         small = planned.try_small_read(text, 10_000)
         if small is not None:
-            assert _described(small) == expected, text
+            assert described(small) == expected, text
     if template in PLANNED:
         assert _plans(planned), "no plan made"
 
@@ -161,12 +154,12 @@ def test_a_plan_follows_writes_and_new_columns(sessions):
     assert planned.execute_one("manampia ao@ t sanda (7, 3), (8, 4)").ok
     for key in (3, 4, 5):
         text = f"alaivo * ao@ t rehefa id = {key}"
-        assert _described(planned.execute_one(text)) == _described(_general(reference, text))
+        assert described(planned.execute_one(text)) == described(_general(reference, text))
     # Gone, then a view of that name: the plan is not used.
     assert planned.execute_one("ravao ny tabilao t").ok
     assert planned.execute_one("manamboara jery t @ alaivo id ao@ small").ok
     text = "alaivo * ao@ t rehefa id = 2"
-    assert _described(planned.execute_one(text)) == _described(_general(reference, text))
+    assert described(planned.execute_one(text)) == described(_general(reference, text))
     assert planned.execute_one(text).relation.rows == [[2], [2]]
 
 
@@ -179,7 +172,7 @@ def test_no_database_and_a_dropped_database(sessions):
     text = "alaivo * ao@ t rehefa id = 4"
     outcome = planned.execute_one(text)
     assert not outcome.ok
-    assert _described(outcome) == _described(_general(reference, text))
+    assert described(outcome) == described(_general(reference, text))
     assert planned.try_small_read(text, 10_000) is None
 
 
@@ -189,5 +182,5 @@ def test_a_value_folded_at_compile_time_makes_no_plan(sessions, condition):
     planned, reference = sessions
     for first, second in ((1, 2), (3, 4), (5, 6), (7, 0)):
         text = "alaivo * ao@ t rehefa " + condition.format(first, second)
-        assert _described(planned.execute_one(text)) == _described(_general(reference, text))
+        assert described(planned.execute_one(text)) == described(_general(reference, text))
     assert _plans(planned) == []

@@ -13,17 +13,10 @@ import pytest
 from engine.language.parser import StatementParser
 from engine.session import Session
 from engine.storage.store import Store
+from tests.engine.sessionkit import described
 
 LIMIT = 40   # rows: the tables below are bigger
 ROWS = 300
-
-
-def _described(outcome) -> tuple:
-    relation = outcome.relation
-    if relation is None:
-        return outcome.ok, outcome.message, None
-    return (outcome.ok, outcome.message, relation.name, relation.columns,
-            [[(type(value), value) for value in row] for row in relation.rows])
 
 
 @pytest.fixture
@@ -72,14 +65,14 @@ def test_an_indexed_point_read_runs_whatever_the_table_size(sessions, monkeypatc
         text = f"alaivo * ao@ t rehefa id = {key}"
         outcome = session.try_small_read(text, LIMIT)
         assert outcome is not None, text
-        assert _described(outcome) == _described(_general(reference, text))
+        assert described(outcome) == described(_general(reference, text))
     ran = 0
     for text in others:
         text = _other_values(_other_values(text))
         outcome = session.try_small_read(text, LIMIT)
         if outcome is not None:
             ran += 1
-            assert _described(outcome) == _described(_general(reference, text)), text
+            assert described(outcome) == described(_general(reference, text)), text
     assert ran >= 3
 
 
@@ -95,7 +88,7 @@ def test_a_point_read_follows_writes_of_a_big_table(sessions):
     assert session.execute_one("alaivo * ao@ t rehefa id = 4").ok   # (a delete may not derive)
     outcome = session.try_small_read(text, LIMIT)
     assert outcome is not None and outcome.relation.rows == []
-    assert _described(outcome) == _described(_general(reference, text))
+    assert described(outcome) == described(_general(reference, text))
 
 
 def test_many_candidates_or_no_index_are_turned_down(sessions, monkeypatch):
