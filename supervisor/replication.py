@@ -428,6 +428,8 @@ class Replicator:
             except CorruptObject as error:
                 corrupt[server_id] = error
                 continue
+            except KeptChanging:
+                return False  # rewritten while it was read: start over with fresh copies
             except OSError as error:
                 # Not repaired: an I/O error may pass, and a disk that fails
                 # reads is no place to write a repair either.

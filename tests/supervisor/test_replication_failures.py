@@ -19,6 +19,7 @@ import pytest
 
 from engine.storage import journal, object_copy
 from engine.storage.object_state import KeptChanging
+from supervisor import replication as replication_module
 from supervisor.replication import Replicator
 from tests.faults import disk_full, fill_up, tiny_tmpfs
 from tests.supervisor.replicakit import (
@@ -142,3 +143,24 @@ def test_a_source_rewritten_while_it_is_read_is_copied_later_not_reported(runnin
     assert busy["reads"] > 2
     stats = replicator.stats()["m2"]
     assert stats["last_error"] is None and stats["failing"] == []
+
+
+def test_a_copy_rewritten_while_the_replicator_compares_it_is_read_again_not_reported(
+        running, monkeypatch):
+    """The same for the read that compares every server's copy before copying."""
+    replicator, a, b = running
+    real_read_state = replication_module.read_state
+    busy = {"reads": 0}
+
+    def rewritten_meanwhile(root, rel, *args, **kwargs):
+        busy["reads"] += 1
+        if busy["reads"] <= 2:
+            raise KeptChanging(errno.EAGAIN, f"{rel}: its snapshot kept changing while it was read")
+        return real_read_state(root, rel, *args, **kwargs)
+
+    monkeypatch.setattr(replication_module, "read_state", rewritten_meanwhile)
+    write_object(a, TABLE, 1)
+    assert wait_until(lambda: read_change(b, TABLE) == 1)
+    assert busy["reads"] > 2
+    stats = replicator.stats()
+    assert stats["m1"]["last_error"] is None and stats["m2"]["last_error"] is None
