@@ -67,6 +67,29 @@ class SupervisorSettings:
     restart: RestartSettings = field(default_factory=RestartSettings)
 
 
+# The status page and /metrics (supervisor/web): loopback by default, on a
+# port next to the default topology's (3947 control, 3948-3951 nodes).
+DEFAULT_HTTP_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 3946
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The supervisor's HTTP server (status page, /metrics): `http:` in the topology.
+
+    Off loopback every request must carry the topology's secret (bearer
+    token, or basic auth for a browser); TLS is not offered yet.
+    """
+
+    enabled: bool = True
+    host: str = DEFAULT_HTTP_HOST
+    port: int = DEFAULT_HTTP_PORT
+
+    @property
+    def needs_secret(self) -> bool:
+        return not is_loopback(self.host)
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """One node of the cluster as the file describes it."""
@@ -104,6 +127,7 @@ class Topology:
     # Accepted but worth saying (a weak secret on a loopback-only cluster, a
     # secret in a file others may read): `check` and `up` print them.
     warnings: tuple[str, ...] = ()
+    http: HttpSettings = field(default_factory=HttpSettings)
 
     @property
     def base_dir(self) -> Path:
@@ -185,7 +209,7 @@ _SUPERVISOR_KEYS = {"control_port", "logs", "run", "log_max_bytes", "log_backups
                     "health", "restart"}
 _HEALTH_KEYS = {f.name for f in HealthSettings.__dataclass_fields__.values()}
 _RESTART_KEYS = {f.name for f in RestartSettings.__dataclass_fields__.values()}
-_ROOT_KEYS = {"supervisor", "replication", "nodes", "secret"}
+_ROOT_KEYS = {"supervisor", "replication", "nodes", "secret", "http"}
 _REPLICATION_KEYS = {"enabled"}
 _NODE_KEYS = {
     "server": {"kind", "host", "port", "data"},
@@ -342,11 +366,13 @@ def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = No
                          nodes_section if isinstance(nodes_section, dict) else None)
     if secret:
         _check_strength(check, secret, secret_line, secret_key, nodes)
+    http = _read_http(check, top.get("http"), nodes, supervisor, secret)
     if check.messages:
         raise TopologyError([m for _, m in sorted(check.messages, key=lambda pair: pair[0])])
     assert supervisor is not None  # each way of reading no settings left a message
     return Topology(path=path, supervisor=supervisor, replication_enabled=replication,
-                    nodes=nodes, secret=secret, warnings=tuple(check.warnings))
+                    nodes=nodes, secret=secret, warnings=tuple(check.warnings),
+                    http=http or HttpSettings())
 
 
 def _check_strength(check: _Checker, secret: str, line: int, key: str,
@@ -528,3 +554,61 @@ def _check_addresses(check: _Checker, nodes: dict[str, NodeSpec], supervisor: Su
             check.error(host_line, f"nodes.{spec.id}.host",
                         f"'{spec.host}' is not a loopback address: a non-loopback node needs "
                         f"a 'secret' in the topology (or the {SECRET_ENV} environment variable)")
+
+
+# ---------------------------------------------------------------- the http section
+
+_HTTP_KEYS = {"enabled", "host", "port"}
+
+
+def _read_http(check: _Checker, item: _Located | None, nodes: dict[str, NodeSpec],
+               supervisor: SupervisorSettings | None, secret: str | None) -> HttpSettings | None:
+    """`http: {enabled, host, port}`: the status page and /metrics (supervisor/web).
+
+    Off loopback it needs the secret (a strong one, as for a node off
+    loopback), and its port may not be one a node or the control port uses.
+    """
+    if item is None:
+        settings = HttpSettings()
+    else:
+        section = check.mapping(item, "http", _HTTP_KEYS)
+        if section is None:
+            return None
+        values: dict[str, Any] = {}
+        if "enabled" in section:
+            values["enabled"] = check.boolean(section["enabled"], "http.enabled")
+        if "host" in section:
+            values["host"] = check.text(section["host"], "http.host")
+        if "port" in section:
+            values["port"] = check.integer(section["port"], "http.port", 1, 65535)
+        if None in values.values():
+            return None
+        settings = HttpSettings(**values)
+    if not settings.enabled:
+        return settings
+    section_line = item.line if item is not None else 1
+    lines = item.key_lines if item is not None and isinstance(item.value, dict) else {}
+    host_line, port_line = lines.get("host", section_line), lines.get("port", section_line)
+    if settings.needs_secret:
+        if not secret:
+            check.error(host_line, "http.host",
+                        f"'{settings.host}' is not a loopback address: the status page off "
+                        f"loopback needs a 'secret' in the topology (or the {SECRET_ENV} "
+                        f"environment variable), asked as a bearer token")
+        elif len(secret) < MIN_SECRET_CHARS:
+            check.error(host_line, "http.host",
+                        f"'{settings.host}' is not a loopback address: the secret guarding "
+                        f"the status page there needs at least {MIN_SECRET_CHARS} characters")
+    host = "127.0.0.1" if settings.host == "localhost" else settings.host
+    wildcard = {"0.0.0.0", "::"}
+    taken = [(spec.host, spec.port, f"node '{spec.id}'") for spec in nodes.values()]
+    if supervisor is not None:
+        taken.insert(0, ("127.0.0.1", supervisor.control_port, "supervisor.control_port"))
+    for other_host, other_port, owner in taken:
+        other_host = "127.0.0.1" if other_host == "localhost" else other_host
+        if other_port == settings.port and (other_host == host or wildcard & {host, other_host}):
+            hint = "" if item is not None and "port" in lines else " (the default; set http.port)"
+            check.error(port_line, "http.port",
+                        f"port {settings.port} on {settings.host} is already used by {owner}{hint}")
+            break
+    return settings
