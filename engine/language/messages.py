@@ -38,11 +38,11 @@ class Message:
     kind: str = "error"  # 'error'; 'detail' (inside a syntax error); 'hint'
 
 
-# Vocabulary words that appear as placeholders' values.
+# Vocabulary words that appear as placeholders' values (`{name:word}`, items of `{name:list}`).
 WORDS = {
     "isa": "number", "lahatsoratra": "text", "booléen": "boolean", "null": "null",
     "sanda": "value", "tabilao": "table", "jery": "view", "efitra": "domain",
-    "tahiry": "database", "fiovana": "changes",
+    "tahiry": "database", "anarana": "name", "fiovana": "changes", "tsanganana": "column",
     "isa sy lahatsoratra tsy azo alahatra": "a number and a text cannot be ordered",
     "booléen sy tsy booléen": "a boolean and a non-boolean",
     "tsy azo alahatra ny booléen": "booleans cannot be ordered",
@@ -51,29 +51,286 @@ WORDS = {
 _M = Message
 
 CATALOGUE: tuple[Message, ...] = (
-    # ---------------------------------------------------------------- databases, objects
+    # ---------------------------------------------------------------- databases and objects
     _M("no_database", "Tsy nisafidy tahiry ianao", "No database selected (use ampiasao DB first)"),
     _M("no_such_database", "Tsy misy ny tahiry : {name}", "No such database: {name}"),
+    _M("no_such_object", "Tsy misy ny {kind:word} : {name}", "No such {kind:word}: {name}"),
     _M("database_exists", "Ny tahiry ({name}) dia efa misy", "The database ({name}) already exists"),
     _M("table_exists", "Ny tabilao : {name} dia efa misy", "The table {name} already exists"),
     _M("view_exists", "Ny jery : {name} dia efa misy", "The view {name} already exists"),
     _M("domain_exists", "Ny efitra : {name} dia efa misy", "The domain {name} already exists"),
     _M("no_such_table", "La table {database}.{name} n'as pas été trouvé",
        "Table {database}.{name} not found"),
+    _M("drop_view_as_table", "Ny {name} dia jery fa tsy tabilao (ravao ny jery {name})",
+       "{name} is a view, not a table (ravao ny jery {name})"),
+    _M("drop_table_as_view", "Ny {name} dia tabilao fa tsy jery (ravao ny tabilao {name})",
+       "{name} is a table, not a view (ravao ny tabilao {name})"),
+    _M("view_not_writable", "Tsy azo soratana ny jery : {name} (tabilao ihany no azo ovaina)",
+       "A view cannot be written: {name} (only tables can be changed)"),
+    _M("cannot_show", "Tsy azo asehoy : {kind}", "Cannot show: {kind}"),
+    _M("cannot_drop", "Tsy azo ravana : {kind}", "Cannot drop: {kind}"),
+    _M("unknown_statement", "Baiko tsy fantatra : {kind}", "Unknown statement: {kind}"),
+    _M("empty_statement", "Baiko foana", "Empty statement"),
+    _M("statement_too_long", "Lava loatra ny baiko : {length} litera (max {max})",
+       "Statement too long: {length} characters (max {max})"),
+    _M("statement_too_long_at", "Lava loatra ny baiko : {length} litera (max {max}) (andalana {line})",
+       "Statement too long: {length} characters (max {max}) (line {line})"),
+    _M("internal_error", "Nisy olana tao anatin'ny motera (internal error)", "Internal engine error"),
+    _M("too_deep_views", "Lalina loatra ny fangatahana (jery miantso ny tenany ve ?)",
+       "Query nested too deep (does a view use itself?)"),
+    _M("view_query_not_select", "Ny fangatahana voatahiry ao amin'ny jery dia tsy alaivo",
+       "The query stored in the view is not an alaivo"),
+    # ---------------------------------------------------------------- writes
+    _M("column_twice", "Ny tsanganana '{name}' dia voatonona indroa", "Column '{name}' is named twice"),
+    _M("insert_select_columns",
+       "Tsy mitovy ny isan'ny tsanganana : {selected} avy amin'ny alaivo, {count} ao amin'ny "
+       "tabilao {table}",
+       "Column counts differ: {selected} from the alaivo, {count} in table {table}"),
+    _M("insert_values_count",
+       "Tsy mitovy ny isan'ny sanda ({values}) sy ny tsanganana ({count}) ao amin'ny tabilao {table}",
+       "The number of values ({values}) differs from the number of columns ({count}) in table "
+       "{table}"),
+    _M("insert_too_many_rows", "Be loatra ny andalana : {count} (max {max} isaky ny manampia)",
+       "Too many rows: {count} (at most {max} per manampia)"),
+    _M("text_too_long", "Lava loatra ny lahatsoratra ho an'ny tsanganana '{column}' (max {max})",
+       "Text too long for column '{column}' (max {max})"),
+    _M("table_full", "Feno ny tabilao {table} : {max} andalana farafahabetsany",
+       "Table {table} is full: {max} rows at most"),
+    # ---------------------------------------------------------------- domains
+    _M("unknown_domain_atom", "Efitra tsy fantatra : {atom}", "Unknown domain: {atom}"),
+    _M("empty_domain", "Efitra foana tsy azo ekena", "An empty domain is not allowed"),
+    _M("bounds_reversed", "Ny {type}({low},{high}) dia tsy mety : min > max",
+       "{type}({low},{high}) is not valid: min > max"),
+    _M("no_columns", "Tabilao tsy misy tsanganana tsy azo ekena", "A table needs at least one column"),
+    _M("number_not_storable", "Isa tsy azo tehirizina : {value}", "Number cannot be stored: {value}"),
+    _M("number_too_large_64", "Lehibe loatra ny isa {value} (64 bits farafahabetsany)",
+       "Number {value} too large (64 bits at most)"),
+    _M("boolean_in_column",
+       "Ny sanda {value} (boolean) dia tsy azo tehirizina ao amin'ny tsanganana '{column}'",
+       "The value {value} (a boolean) cannot be stored in column '{column}'"),
+    _M("empty_enum", "TANISA() foana : tsy maintsy misy sanda iray farafahakeliny",
+       "Empty TANISA(): it needs at least one value"),
+    _M("bad_bound", "Fetra tsy mety ao amin'ny {type} : {bound}", "Invalid bound in {type}: {bound}"),
+    _M("bound_not_integer", "Ny fetran'ny {type} dia tsy maintsy isa feno : {bound}",
+       "The bounds of {type} must be integers: {bound}"),
+    _M("bad_enum_value", "Sanda tsy mety ao amin'ny TANISA : {value}", "Invalid value in TANISA: {value}"),
+    _M("domain_violation",
+       "Ny sanda {value} dia tsy mifanaraka amin'ny efitra {domain} an'ny tsanganana '{column}'",
+       "The value {value} does not fit the domain {domain} of column '{column}'"),
+    # ---------------------------------------------------------------- names and expressions
     _M("no_such_column", "Le champ '{name}' n'existe pas dans la relation.",
        "Column '{name}' does not exist in the relation."),
     _M("ambiguous_column",
        "Le champ '{name}' est ambigu. Il apparaît {count} fois dans la relation.",
        "Column '{name}' is ambiguous: it appears {count} times in the relation."),
+    _M("not_grouped",
+       "Ny champ '{name}' dia tsy ao amin'ny vondrona ary tsy ao anaty fonction d'agrégation.",
+       "Column '{name}' is neither a vondrona (group) column nor inside an aggregate function."),
+    _M("boolean_arithmetic",
+       "Tsy azo atao ny '{op}' amin'ny booléen ({expr}) : isa ihany no azo kajiana.",
+       "'{op}' cannot be applied to a boolean ({expr}): only numbers can be computed."),
+    _M("needs_boolean_expression", "Ny '{op}' dia mila booléen, fa tsy booléen ny {expr}.",
+       "'{op}' needs a boolean, but {expr} is not a boolean."),
+    _M("needs_boolean_value", "Ny '{op}' dia mila booléen, fa {type:word} ny {value}.",
+       "'{op}' needs a boolean, but {value} is a {type:word}."),
+    _M("unknown_function", "Tsy fantatra ny fonction '{name}'.", "Unknown function '{name}'."),
+    _M("star_only_count", "Ny {name}(*) dia tsy azo atao : count(*) ihany.",
+       "{name}(*) is not allowed: only count(*)."),
+    _M("function_arity", "Ny fonction {name} dia mila argument iray, fa {count} no nomena.",
+       "Function {name} takes one argument, but {count} were given."),
+    _M("aggregate_in_clause",
+       "Tsy azo ampiasaina ao amin'ny '{clause}' ny fonction d'agrégation {expr}.",
+       "The aggregate function {expr} cannot be used in '{clause}'."),
+    _M("unknown_expression", "Tsy fantatra ny fomba fanoratra '{expr}'.",
+       "Unknown kind of expression '{expr}'."),
+    _M("compare_types", "Tsy azo ampitahaina amin'ny '{op}' ny {left} sy {right} : {reason:word}.",
+       "{left} and {right} cannot be compared with '{op}': {reason:word}."),
+    _M("order_boolean", "Tsy azo alahatra amin'ny '{op}' ny booléen ({expr}).",
+       "Booleans cannot be ordered with '{op}' ({expr})."),
+    _M("condition_not_boolean",
+       "Ny fepetra ao amin'ny '{clause}' dia tsy maintsy booléen, fa tsy booléen ny {expr}.",
+       "The condition of '{clause}' must be a boolean, but {expr} is not."),
+    _M("boolean_not_storable", "Tsy azo tehirizina ao anaty tabilao ny booléen ({expr}).",
+       "A boolean cannot be stored in a table ({expr})."),
+    _M("arithmetic_types",
+       "Tsy azo atao ny {operation} : isa ihany no azo kajiana, ary {type:word} ny {value}.",
+       "Cannot compute {operation}: only numbers can be computed, and {value} is a {type:word}."),
+    _M("result_too_large", "Lehibe loatra ny valin'ny {expr}.", "The result of {expr} is too large."),
+    _M("division_by_zero", "Tsy azo zaraina amin'ny aotra : {expr}.", "Division by zero: {expr}."),
+    _M("mixed_ordering", "Tsy azo alahatra miaraka ny sanda {kinds:list}.",
+       "Values of kinds {kinds:list} cannot be ordered together."),
+    # ---------------------------------------------------------------- queries
+    _M("statement_too_deep", "Sarotra loatra ny fanambarana (lalina loatra).",
+       "Statement too complex (nested too deep)."),
+    _M("query_too_deep", "Sarotra loatra ny fangatahana (lalina loatra).",
+       "Query too complex (nested too deep)."),
+    _M("nested_aggregate", "Tsy azo atao ny fonction d'agrégation ao anatin'ny hafa : {expr}.",
+       "An aggregate function cannot be inside another: {expr}."),
+    _M("aggregate_of_boolean", "Ny {expr} dia tsy mandray booléen.", "{expr} does not take booleans."),
+    _M("aggregate_needs_number", "Ny {expr} dia mila isa, fa {type:word} ny {value}.",
+       "{expr} needs numbers, but {value} is a {type:word}."),
+    _M("aggregate_orders_boolean", "Tsy azo alahatra ny booléen ao amin'ny {expr}.",
+       "Booleans cannot be ordered in {expr}."),
+    _M("aggregate_error", "{expr} : {error:sentence}", "{expr}: {error:sentence}"),
+    _M("order_error", "alaharo {expr} : {error:sentence}", "alaharo {expr}: {error:sentence}"),
+    _M("nesting_limit",
+       "Lalina loatra ny fangatahana : mihoatra ny {max} ny jery sy fangatahana ao anatin'ny hafa.",
+       "Query nested too deep: more than {max} views and queries inside one another."),
+    _M("set_operation_columns", "Tsy mitovy ny isan'ny tsanganana amin'ny {op} : {left} sy {right}.",
+       "The column counts of {op} differ: {left} and {right}."),
+    _M("unknown_set_operation", "Tsy fantatra ny fandidiana '{op}'.", "Unknown operation '{op}'."),
+    _M("derived_table_alias", "Tous les tables dérivé doit avoir leur propre alias",
+       "Every derived table needs its own alias"),
+    _M("view_cycle", "Ny jery '{name}' dia miantso ny tenany ({cycle}).",
+       "View '{name}' uses itself ({cycle})."),
+    _M("join_needs_source", "Ny tonona dia mila loharano 'ao@'.", "A join (tonona) needs an 'ao@' source."),
+    _M("star_needs_source", "Ny 'alaivo *' dia mila loharano 'ao@'.", "'alaivo *' needs an 'ao@' source."),
+    _M("alias_twice",
+       "Ny anarana '{name}' dia ampiasaina indroa ao amin'ny fangatahana : omeo anarana hafa "
+       "(antso) ny iray.",
+       "The name '{name}' is used twice in the query: give one of them another name (antso)."),
+    _M("natural_join_with_ka", "Ny tonona:natoraly dia tsy mandray 'ka'.",
+       "A natural join (tonona:natoraly) takes no 'ka'."),
+    _M("join_needs_ka", "Ny tonona:{kind} dia mila fepetra 'ka'.", "tonona:{kind} needs a 'ka' condition."),
+    _M("star_with_group", "Tsy azo atao ny 'alaivo *' miaraka amin'ny vondrona.",
+       "'alaivo *' cannot be used with vondrona (grouping)."),
+    _M("join_too_large_natural",
+       "Be loatra ny andalana tokony ampitahaina ({left} x {right}) amin'ny tonona:natoraly.",
+       "Too many pairs of rows to compare ({left} x {right}) in the natural join."),
+    _M("join_too_large",
+       "Be loatra ny andalana tokony ampitahaina ({left} x {right}) amin'ny tonona tsy misy '=' "
+       "eo amin'ny andaniny roa.",
+       "Too many pairs of rows to compare ({left} x {right}) in a join without '=' between its "
+       "two sides."),
+    _M("time_limit",
+       "Ela loatra ny fangatahana : mihoatra ny {seconds} segondra. Ampio fepetra (rehefa, ka) "
+       "na fetra.",
+       "Query too long: over {seconds} seconds. Add conditions (rehefa, ka) or a limit (fetra)."),
+    _M("too_many_result_rows",
+       "Be loatra ny andalana ho an'ny valiny{count} : {max} ny fetra farany ambony. Ampio "
+       "fepetra (rehefa, ka) na fetra.",
+       "Too many rows in the result{count}: {max} at most. Add conditions (rehefa, ka) or a "
+       "limit (fetra)."),
+    # ---------------------------------------------------------------- storage (nothing was written)
+    _M("file_outside", "Ny rakitra {path} dia manondro ivelan'ny lahatahiry data (symlink), tsy ekena",
+       "File {path} points outside the data directory (symlink): refused"),
+    _M("file_corrupt", "Simba ny rakitra {path}", "File {path} is corrupt"),
+    _M("file_unreadable", "Simba na tsy voavaky ny rakitra {path}", "File {path} is corrupt or unreadable"),
+    _M("file_format", "Ny rakitra {path} dia manana format tsy fantatra ({format}, {known} no fantatra)",
+       "File {path} has an unknown format ({format}; {known} is known)"),
+    _M("journal_corrupt", "Simba ny diarin'ny rakitra {path}", "The journal of file {path} is corrupt"),
+    _M("not_written", "Tsy voasoratra ny {what}", "Not written: {what}"),
+    _M("file_not_written", "Tsy voasoratra ny rakitra {path} ({reason})",
+       "File {path} not written ({reason})"),
+    _M("lock_held",
+       "Tsy voasoratra : mbola mihidy ny lahatahiry {folder} ({seconds} s) ; tsy nisy niova "
+       "(rien n'a été écrit)",
+       "Not written: folder {folder} still locked ({seconds} s); nothing changed"),
+    _M("write_failed", "Tsy voasoratra : {reason} ; tsy nisy niova (rien n'a été écrit)",
+       "Not written: {reason}; nothing changed"),
+    _M("write_fenced",
+       "Tsy voasoratra ny {path} : efa manana dika vaovao kokoa (change {change}) i {holder} ; "
+       "tsy nisy niova, andramo indray (écriture refusée : une copie plus récente existe "
+       "ailleurs, rien n'a été écrit)",
+       "{path} not written: {holder} already has a newer copy (change {change}); nothing "
+       "changed, try again"),
+    _M("pull_failed",
+       "Tsy tafiditra ny dika vaovao kokoa an'i {path} avy amin'i {peer} ({reason}) ; tsy nisy niova",
+       "The newer copy of {path} from {peer} could not be brought in ({reason}); nothing changed"),
+    _M("outcome_unknown",
+       "Tsy fantatra raha voasoratra na tsia ny {what:word} ({reason}) : mety efa tafiditra ny "
+       "fiovana, mety tsia ; jereo aloha vao mamerina (outcome unknown : l'écriture a "
+       "peut-être été appliquée, ou non)",
+       "Unknown whether the {what:word} were written ({reason}): they may have been applied or "
+       "not; look before running again (outcome unknown)"),
+    _M("name_empty", "Anarana foana tsy azo ekena ho {kind:word}",
+       "An empty name is not allowed for a {kind:word}"),
+    _M("name_outside",
+       "Ny anarana '{name}' dia tsy azo ekena ho {kind:word} : tsy mahazo mivoaka ny lahatahiry "
+       "data (/, \\, .., NUL)",
+       "The name '{name}' is not allowed for a {kind:word}: it may not leave the data directory "
+       "(/, \\, .., NUL)"),
+    _M("name_not_identifier",
+       "Ny anarana '{name}' dia tsy azo ekena ho {kind:word} : litera na _ no manomboka azy, "
+       "ary litera, isa na _ ihany no ao aminy",
+       "The name '{name}' is not allowed for a {kind:word}: it starts with a letter or _ and "
+       "holds only letters, digits and _"),
+    _M("name_too_long", "Lava loatra ny anarana '{name}...' ho {kind:word} (max {max} litera)",
+       "Name '{name}...' too long for a {kind:word} (max {max} characters)"),
     # ---------------------------------------------------------------- syntax
     _M("syntax", "Diso ny fanoratana (syntax) amin'ny andalana {line}, tsanganana {column} : "
        "{detail:sentence}",
        "Syntax error at line {line}, column {column}: {detail:sentence}"),
-    _M("syntax_expected", "nandrasana {expected} fa '{found}' no hita",
-       "expected {expected} but found '{found}'", "detail"),
-    _M("syntax_expected_end", "nandrasana {expected} fa tapitra ny fanambarana",
-       "expected {expected} but the statement ended", "detail"),
-    # ---------------------------------------------------------------- hints
+    _M("syntax_expected_reserved",
+       "nandrasana {expected:list} fa '{found}' no hita ('{found}' dia teny voatokana, tsy azo "
+       "atao anarana)",
+       "expected {expected:list} but found '{found}' ('{found}' is a reserved word, not a name)",
+       "detail"),
+    _M("syntax_expected", "nandrasana {expected:list} fa '{found}' no hita",
+       "expected {expected:list} but found '{found}'", "detail"),
+    _M("syntax_expected_end", "nandrasana {expected:list} fa tapitra ny fanambarana",
+       "expected {expected:list} but the statement ended", "detail"),
+    _M("syntax_ended", "tapitra tampoka ny fanambarana", "the statement ended too early", "detail"),
+    _M("syntax_unexpected", "tsy nandrasana '{found}' teto", "'{found}' was not expected here", "detail"),
+    _M("syntax_chained_comparison",
+       "tsy azo atohy ny fampitahana (ohatra '1 < 2 < 3'): ampiasao 'ary'",
+       "comparisons cannot be chained (e.g. '1 < 2 < 3'): use 'ary'", "detail"),
+    _M("syntax_one_statement", "fanambarana iray ihany no azo atao eto",
+       "only one statement is allowed here", "detail"),
+    _M("syntax_unterminated_string", "tsy voafarana ny lahatsoratra manomboka eto",
+       "unterminated string starting here", "detail"),
+    _M("syntax_unknown_character", "marika tsy fantatra {char}", "unknown character {char}", "detail"),
+    _M("syntax_not_utf8", "litera tsy UTF-8 {char}", "character not in UTF-8 {char}", "detail"),
+    _M("syntax_bad_number", "isa tsy mety '{text}' (isa toy ny 12 na 12.5 ihany)",
+       "invalid number '{text}' (numbers like 12 or 12.5 only)", "detail"),
+    _M("syntax_number_too_large", "isa lehibe loatra", "number too large", "detail"),
+    _M("syntax_bad_name", "anarana diso '{name}.' (table.colonne ihany, tsy misy elanelana)",
+       "invalid name '{name}.' (table.column only, without spaces)", "detail"),
+    _M("syntax_reserved_word", "'{word}' dia teny voatokana, tsy azo atao anarana",
+       "'{word}' is a reserved word, it cannot be a name", "detail"),
+    _M("syntax_join_kind_expected", "nandrasana karazana tonona na '@' taorian'ny 'tonona:'",
+       "expected a join kind or '@' after 'tonona:'", "detail"),
+    _M("syntax_unknown_join_kind",
+       "karazana tonona tsy fantatra '{kind}' (anatiny, avia, ankavia, avanana, ankavanana, "
+       "feno, natoraly)",
+       "unknown join kind '{kind}' (anatiny, avia, ankavia, avanana, ankavanana, feno, natoraly)",
+       "detail"),
+    _M("syntax_hash",
+       "'#' dia tsy azo atao afa-tsy eo alohan'ny teny fototra (ao@, rehefa, tonona, ka, "
+       "vondrona, alaharo, fetra, antso, ...)",
+       "'#' is only allowed right before a clause keyword (ao@, rehefa, tonona, ka, vondrona, "
+       "alaharo, fetra, antso, ...)", "detail"),
+    _M("syntax_parentheses_too_deep", "lalina loatra ny fanaovana fonon-teny (mihoatra ny {max})",
+       "parentheses nested too deep (more than {max})", "detail"),
+    _M("syntax_expression_too_deep", "lalina loatra ny fanehoana (mihoatra ny {max} ambaratonga)",
+       "expression nested too deep (more than {max} levels)", "detail"),
+    _M("syntax_too_complex", "sarotra loatra ny fanambarana", "statement too complex", "detail"),
+    _M("syntax_unreadable", "fanambarana tsy azo vakiana", "unreadable statement", "detail"),
+    _M("syntax_expected_select", "nandrasana fanontaniana 'alaivo'", "expected an 'alaivo' query",
+       "detail"),
+    _M("syntax_not_base_type",
+       "'{name}' dia tsy karazana fototra (ISA, LAHATSORATRA, DATY, TANISA): tsy mandray "
+       "fari-pahalehibeazana",
+       "'{name}' is not a base type (ISA, LAHATSORATRA, DATY, TANISA): it takes no bounds",
+       "detail"),
+    _M("syntax_two_bounds", "ny {type} dia mila fari-pahalehibeazana roa: {type}(min,max)",
+       "{type} needs two bounds: {type}(min,max)", "detail"),
+    _M("syntax_bounds_numbers", "ny fari-pahalehibeazan'ny {type} dia isa na null",
+       "the bounds of {type} are numbers or null", "detail"),
+    _M("syntax_bounds_integers", "ny fari-pahalehibeazan'ny {type} dia isa manontolo na null",
+       "the bounds of {type} are integers or null", "detail"),
+    _M("syntax_date_bounds", "ny DATY dia tsy manana fari-pahalehibeazana", "DATY takes no bounds",
+       "detail"),
+    _M("syntax_enum_empty", "ny TANISA dia mila sanda iray farafahakeliny",
+       "TANISA needs at least one value", "detail"),
+    _M("syntax_enum_null", "ny TANISA dia tsy mandray null", "TANISA does not take null", "detail"),
+    _M("syntax_join_needs_ka", "ny '{join}' dia mila fepetra 'ka'", "'{join}' needs a 'ka' condition",
+       "detail"),
+    _M("syntax_natural_with_ka", "ny 'tonona:natoraly' dia tsy mandray fepetra 'ka'",
+       "'tonona:natoraly' takes no 'ka' condition", "detail"),
+    _M("syntax_limit", "ny 'fetra' dia mandray isa manontolo tsy negatifa ihany",
+       "'fetra' takes non-negative integers only", "detail"),
+    # ---------------------------------------------------------------- hints (docs/LANGUAGE.md 5b)
     _M("hint_did_you_mean", " Angamba '{suggestion}' no tianao hosoratana (fa tsy '{word}')?",
        " Did you mean '{suggestion}' (not '{word}')?", "hint"),
     _M("hint_english_keyword", " Amin'ny Tahiry, '{keyword}' no ilazana ny '{word}'.",
@@ -116,6 +373,14 @@ def translate(text: str, lang: str) -> str:
 # ---------------------------------------------------------------- matching
 
 _FIELD = re.compile(r"\{(\w+)(?::(\w+))?\}")
+# `{x:list}`: "'ao@', anarana na ';'" -> "'ao@', name or ';'" (quoted items kept).
+_LIST_SEPARATOR = re.compile(r"(?<=\S) (?:na|sy) (?=\S)")
+_LIST_WORDS = {" na ": " or ", " sy ": " and "}
+_LIST_ITEM = re.compile(r"(?<![\w'])(?:anarana|isa|lahatsoratra|booléen)(?![\w'])")
+
+
+def _list_item(match: re.Match) -> str:
+    return WORDS[match.group()]
 
 
 @dataclass(frozen=True)
@@ -136,7 +401,7 @@ def _compile(message: Message) -> _Pattern:
     for field in _FIELD.finditer(message.malagasy):
         parts.append(re.escape(message.malagasy[position:field.start()]))
         name, kind = field.group(1), field.group(2) or ""
-        parts.append(f"(?P={name})" if name in kinds else f"(?P<{name}>.+?)")
+        parts.append(f"(?P={name})" if name in kinds else f"(?P<{name}>.*?)")
         kinds[name] = kind
         position = field.end()
     parts.append(re.escape(message.malagasy[position:]))
@@ -196,8 +461,13 @@ def _fill(pattern: _Pattern, match: re.Match | None) -> str | None:
     for name, kind in pattern.kinds.items():
         value = match.group(name)
         if kind == "sentence":
-            value = _translate_sentence(value) or value
+            value = _translate_sentence(value)
+            if value is None:  # a general template (`{expr} : {error}`) must not claim any text
+                return None
         elif kind == "word":
             value = WORDS.get(value, value)
+        elif kind == "list":
+            value = _LIST_SEPARATOR.sub(
+                lambda m: _LIST_WORDS[m.group()], _LIST_ITEM.sub(_list_item, value))
         values[name] = value
     return _FIELD.sub(lambda m: values[m.group(1)], pattern.message.english)
