@@ -200,6 +200,8 @@ def server_run(scratch: Path, writes: int) -> None:
                 lags.append((time.perf_counter() - acknowledged) * 1000)
         print(describe("real servers, insert acknowledged by m1 -> m2's file in place", lags))
         print(describe("real servers, replicator's own lag", replicator.lag_samples("m2")))
+        for phase, values in replicator.timings().items():
+            print(describe(f"  {phase}", values))
     finally:
         for process in processes:
             process.terminate()

@@ -55,7 +55,9 @@ class PendingPaths:
             if rel not in self._urgent:
                 self._background.pop(rel, None)
                 self._urgent[rel] = time.monotonic()
-                self._changed.notify_all()
+                # One new job: one worker (waking them all only makes them
+                # queue for the lock and the GIL; `done` wakes everyone).
+                self._changed.notify()
 
     def take(self) -> tuple[str, float | None] | None:
         """Block for the next path and its oldest event time (None: background job).

@@ -19,11 +19,12 @@ def paths_of(*events) -> list[str]:
     return seen
 
 
-def test_a_journal_append_is_taken_at_its_close_only():
-    """The write (creation, modification) comes before the entry's fsync: a copy
-    starts at the close, once the entry is durable on its server."""
+def test_a_journal_append_is_taken_at_its_write_and_again_at_its_close():
+    """The copy starts at the write, while the writer fsyncs (as a snapshot's
+    starts at its rename); the close after the fsync is a safety net."""
     journal = f"{ROOT}/school/tables/t.journal"
-    assert paths_of(FileCreatedEvent(journal), FileModifiedEvent(journal)) == []
+    assert paths_of(FileModifiedEvent(journal)) == ["school/tables/t.json"]
+    assert paths_of(FileCreatedEvent(journal)) == ["school/tables/t.json"]
     assert paths_of(FileClosedEvent(journal)) == ["school/tables/t.json"]
 
 
