@@ -1,5 +1,8 @@
 """topology.yaml validation: every mistake is one message naming key and line."""
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,11 +52,51 @@ def errors_of(text: str, environ=None) -> list[str]:
     return caught.value.messages
 
 
-def test_the_default_topology_is_valid():
-    topology = load_topology(ROOT / "topology.yaml")
+# The topology.yaml the project ships, as a copy: the one at the repository's
+# root is the user's to edit (the README's "Add a node"), and a test of it
+# would fail on their edits. Change both together.
+SHIPPED = Path(__file__).resolve().parent / "shipped_topology.yaml"
+
+
+def test_the_default_topology_is_valid(tmp_path):
+    shipped = tmp_path / "topology.yaml"
+    shipped.write_text(SHIPPED.read_text())
+    topology = load_topology(shipped)
     assert topology.start_order() == ["m1", "m2", "lb", "proxy"]
-    assert topology.nodes["m1"].data == (ROOT / "data/m1").resolve()
+    assert topology.nodes["m1"].data == (tmp_path / "data/m1").resolve()
     assert topology.supervisor.control_port == 3947
+
+
+# The README's "Add a node", as a student applies it to ./topology.yaml.
+README_M3 = """\
+  m3:
+    kind: server
+    host: 127.0.0.1
+    port: 3952
+    data: data/m3
+"""
+
+
+def test_the_readme_add_a_node_edit_leaves_these_tests_green(tmp_path):
+    """These tests, run in a copy of the project whose topology.yaml has the README's m3."""
+    ignore = shutil.ignore_patterns("__pycache__", ".*")
+    for folder in ("engine", "nodes", "supervisor", "tests/supervisor"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=ignore)
+    for name in ("tests/__init__.py", "tests/conftest.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    edited = SHIPPED.read_text().replace("  lb:\n", README_M3 + "  lb:\n").replace(
+        "backends: [m1, m2]", "backends: [m1, m2, m3]")
+    assert "m3" in load_topology_text(tmp_path / "topology.yaml", edited).nodes
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not add_a_node",
+         "tests/supervisor/test_topology.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def load_topology_text(path: Path, text: str):
+    path.write_text(text)
+    return load_topology(path)
 
 
 def test_a_good_file_gives_specs_paths_and_dependencies():
