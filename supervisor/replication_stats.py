@@ -4,10 +4,13 @@
 source of `Replicator.stats()` (shown by `python -m supervisor status`).
 It also keeps, per phase of an event-driven copy (queue wait, lock wait,
 temp file write, ...), the recent durations, so that a lag figure can be
-explained (`Replicator.timings()`, printed by bench/replication_bench.py). It
-also logs, once per new fact: a conflict when it is found and when it is
-settled, an error when it differs from the server's previous one. What is
-wrong with the replicas now (failing copies, corrupt copies, repairs) is
+explained (`Replicator.timings()`, printed by bench/replication_bench.py);
+and, per destination server, the copy lags as fixed-bucket counts since the
+start (`LAG_BUCKETS_S`: the `/metrics` histogram, supervisor/web) beside the
+counts of copies, failed attempts and conflicts found. It also logs, once
+per new fact: a conflict when it is found and when it is settled, an error
+when it differs from the server's previous one. What is wrong
+with the replicas now (failing copies, corrupt copies, repairs) is
 replication_health.py.
 """
 
@@ -17,6 +20,7 @@ import logging
 import math
 import threading
 import time
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -48,12 +52,20 @@ class SyncSummary:
     refused: list[str] = field(default_factory=list)  # a symlink somewhere: not replicated
 
 
+# Upper bounds (seconds) of the lag histogram's buckets; one more counts the rest.
+LAG_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
 @dataclass
 class _ServerCounters:
     lags_ms: deque
     files_copied: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
+    failures: int = 0  # every error reported for this server, repeated ones too
+    conflicts_found: int = 0  # distinct conflicts involving it (settled ones stay counted)
+    lag_counts: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))
+    lag_sum_s: float = 0.0
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -92,6 +104,8 @@ class ReplicationStats:
                 counters.files_copied += 1
                 if lag_ms is not None:
                     counters.lags_ms.append(lag_ms)
+                    counters.lag_counts[bisect_left(LAG_BUCKETS_S, lag_ms / 1000)] += 1
+                    counters.lag_sum_s += lag_ms / 1000
 
     def timed(self, phase: str, ms: float) -> None:
         """One duration (ms) of a phase of replication work."""
@@ -114,6 +128,7 @@ class ReplicationStats:
             if counters is not None:
                 counters.last_error = message
                 counters.last_error_at = time.time()
+                counters.failures += 1
         if log and not repeated:
             self.log.warning("replication, %s: %s", server_id, message)
 
@@ -125,6 +140,10 @@ class ReplicationStats:
                                                                         found.servers):
                 return
             self._conflicts[path] = found
+            for server_id in found.servers:
+                counters = self._servers.get(server_id)
+                if counters is not None:
+                    counters.conflicts_found += 1
         self.log.warning("replication CONFLICT on %s: change %d differs between %s; "
                          "both copies kept, nothing copied", path, change,
                          ", ".join(found.servers))
@@ -145,7 +164,9 @@ class ReplicationStats:
             return [conflict.as_dict() for conflict in self._conflicts.values()]
 
     def snapshot(self) -> dict:
-        """Per server: lag p50/p99 (ms), files copied, open conflicts, last error."""
+        """Per server: lag p50/p99 (ms), files copied, open conflicts, last error;
+        failures (errors reported), conflicts_found and lag_histogram (le: bucket bounds in s,
+        counts: per bucket, the last one past the largest bound, sum_s)."""
         with self._lock:
             result = {}
             for server_id, counters in self._servers.items():
@@ -159,5 +180,10 @@ class ReplicationStats:
                                   if server_id in c.servers],
                     "last_error": counters.last_error,
                     "last_error_at": counters.last_error_at,
+                    "failures": counters.failures,
+                    "conflicts_found": counters.conflicts_found,
+                    "lag_histogram": {"le": list(LAG_BUCKETS_S),
+                                      "counts": list(counters.lag_counts),
+                                      "sum_s": counters.lag_sum_s},
                 }
             return result

@@ -67,7 +67,7 @@ from nodes.balancer.freshness import (
     read_needs,
     write_needs,
 )
-from nodes.balancer.health import HealthPolicy
+from nodes.balancer.health import BackendState, HealthPolicy
 from nodes.balancer.prober import Prober
 from nodes.balancer.routing import ReadSelector, rank_owners
 from nodes.balancer.session import ClientSession, DatabaseMissing, Turn
@@ -144,6 +144,35 @@ class BalancerCounters:
     pipelined_writes: int = 0          # a write sent right behind the previous one
 
 
+class CountingPool(BackendPool):
+    """The backend pool, also counting each backend's health transitions (`.status;`).
+
+    Per backend, how many times it entered each state (ONLINE, SHUNNED,
+    OFFLINE): the supervisor's `/metrics` shows them as counters. Only a
+    probe answered or a failure goes through here, never a routed request.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.transitions: dict[str, dict[str, int]] = {}
+
+    def record_success(self, backend: Backend, latency_s: float | None = None) -> None:
+        before = backend.health.state
+        super().record_success(backend, latency_s)
+        self._count(backend, before)
+
+    def record_failure(self, backend: Backend, reason: str) -> None:
+        before = backend.health.state
+        super().record_failure(backend, reason)
+        self._count(backend, before)
+
+    def _count(self, backend: Backend, before: BackendState) -> None:
+        after = backend.health.state
+        if after is not before:
+            entered = self.transitions.setdefault(backend.id, {})
+            entered[after.value] = entered.get(after.value, 0) + 1
+
+
 class Balancer:
     """Routes statements of client sessions over a changing set of backends."""
 
@@ -194,6 +223,7 @@ class Balancer:
             "clients": self.clients,
             "counters": {**asdict(self.counters), "failovers": self.pool.failovers},
             "backends": self.pool.status(),
+            "transitions": getattr(self.pool, "transitions", {}),
             "storage_faults": self.faults.snapshot(),
         }
 
@@ -892,7 +922,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     timeouts = Timeouts(connect=args.connect_timeout_ms / 1000, probe=args.probe_timeout_ms / 1000,
                         request=args.request_timeout_ms / 1000)
-    pool = BackendPool(policy, logger, secret=auth.secret)
+    pool = CountingPool(policy, logger, secret=auth.secret)
     pool.apply_specs(specs)
     backends_file = BackendsFile(args.backends_file, logger) if args.backends_file else None
     prober = Prober(pool, timeouts.probe, args.probe_interval_ms / 1000, backends_file)

@@ -62,6 +62,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 
 import orjson
 
@@ -93,6 +94,7 @@ from nodes.protocol import (
 from nodes.runtime.node_process import bind_ephemeral, node_argument_parser, run_node, setup_logging
 from nodes.runtime.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
 from nodes.server.encoding import ResponseEncoder
+from nodes.server.latency import DurationHistogram
 from nodes.server.membership import PeerDirectories, parse_peer_option
 from nodes.server.storage_faults import StorageFaults
 
@@ -253,6 +255,13 @@ class DatabaseServer:
         self.files_committed = 0
         self.largest_batch = 0
         self.small_reads = 0
+        self.commits = 0  # batches that wrote files (each: renames or appends, then fsyncs)
+        # Statement run times (engine, without queueing or the commit), one
+        # histogram per thread that writes it (latency.py): the engine
+        # thread's batches, the event loop's small reads.
+        self.batch_statement_seconds = DurationHistogram()
+        self.small_read_seconds = DurationHistogram()
+        self.commit_seconds = DurationHistogram()
         self.storage_faults = StorageFaults()
         # Compiled expressions, shared by every connection's session.
         self.codes = CodeCache()
@@ -269,12 +278,21 @@ class DatabaseServer:
                 "statement_errors": self.statement_errors, "batches": self.batches,
                 "batched_statements": self.batched_statements,
                 "largest_batch": self.largest_batch, "files_committed": self.files_committed,
-                "small_reads": self.small_reads,
+                "small_reads": self.small_reads, "commits": self.commits,
+                "statement_seconds": self.statement_seconds(),
+                "commit_seconds": self.commit_seconds.as_dict(),
                 "storage_faults": self.storage_fault_report(),
                 **self.store.certification_report(),
                 "data": str(self.store.root),
                 "max_connections": self.max_connections,
                 **(self.auth.status() if self.auth is not None else {})}
+
+    def statement_seconds(self) -> dict:
+        """Both statement histograms as one (`.status;`: latency.py's form)."""
+        batched, small = self.batch_statement_seconds, self.small_read_seconds
+        return {"le": list(batched.bounds),
+                "counts": [a + b for a, b in zip(batched.counts, small.counts, strict=True)],
+                "sum_s": batched.sum_s + small.sum_s}
 
     def storage_fault_report(self) -> list[dict]:
         """The objects this server could not read or write lately (read faults re-tested first)."""
@@ -376,8 +394,10 @@ class DatabaseServer:
             # is invisible to it), exactly what it would see queued behind that
             # batch. Not behind this connection's own statements still in
             # flight: it must see them, and they may change its database.
+            started = perf_counter()
             outcome = session.try_small_read(text, SMALL_READ_ROWS)
             if outcome is not None:
+                self.small_read_seconds.observe(perf_counter() - started)
                 self.small_reads += 1
                 return self._encode(outcome, text)
         client.in_flight += 1
@@ -398,16 +418,24 @@ class DatabaseServer:
         saved = [job.session.current_database for job in jobs]
         outcomes: list[Outcome] = []
         written: list[frozenset[str]] = []  # each statement's files
+        timed = self.batch_statement_seconds
         store.begin_batch()
         try:
             for job in jobs:
                 mark = store.batch_mark()
+                started = perf_counter()
                 outcome = self._outcome(job.session, job.text)
+                timed.observe(perf_counter() - started)
                 if not outcome.ok:
                     store.batch_rollback(mark)  # a failed statement leaves no trace
                 outcomes.append(outcome)
                 written.append(store.batch_written_since(mark) if outcome.ok else frozenset())
-            self.files_committed += store.commit_batch()
+            started = perf_counter()
+            files = store.commit_batch()
+            if files:
+                self.commits += 1
+                self.commit_seconds.observe(perf_counter() - started)
+            self.files_committed += files
         except BatchNotWritten as refused:
             for job, database in zip(jobs, saved, strict=True):
                 job.session.current_database = database
