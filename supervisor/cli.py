@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -32,12 +34,18 @@ from .errors import SupervisorError
 from .leftovers import UNSUPERVISED, find_leftovers, status_rows, stop_leftovers
 from .logfiles import close_logger, follow, supervisor_logger, timestamp
 from .ownership import ownership_problems
-from .topology import Topology, TopologyError, load_topology, parse_topology
+from .port_check import port_problems
+from .topology import NodeSpec, Topology, TopologyError, load_topology, parse_topology
 
 LOADED_TOPOLOGY = "loaded-topology.yaml"
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_NOT_RUNNING = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a program a closed pipe stopped (128 + SIGPIPE)
 DETACH_DEADLINE_S = 60.0
+WATCH_INTERVAL_S = 2.0
+# The client's defaults (nodes/client/cli.py DEFAULT_HOST, DEFAULT_PORT): `up` says which
+# flags `./tahiry client` needs to reach this cluster; the supervisor never imports the client.
+CLIENT_DEFAULT_HOST, CLIENT_DEFAULT_PORT = "127.0.0.1", 3951
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show every node")
     status.add_argument("topology", nargs="?", default="topology.yaml")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("-w", "--watch", action="store_true",
+                        help="redraw every few seconds (like watch/top) until Ctrl-C")
+    status.add_argument("-n", "--interval", type=float, default=WATCH_INTERVAL_S,
+                        metavar="SECONDS", help=f"with --watch: seconds between redraws "
+                                                f"(default {WATCH_INTERVAL_S:g})")
     down = commands.add_parser("down", help="stop every node and the supervisor")
     down.add_argument("topology", nargs="?", default="topology.yaml")
     restart = commands.add_parser("restart", help="restart one node")
@@ -67,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     reload = commands.add_parser("reload", help="apply the topology file now (it is also "
                                                 "applied by itself when edited)")
     reload.add_argument("topology", nargs="?", default="topology.yaml")
-    check = commands.add_parser("check", help="validate the topology file only")
+    check = commands.add_parser("check", help="validate the topology file, and that the ports "
+                                              "it adds or moves are free (changes nothing)")
     check.add_argument("topology", nargs="?", default="topology.yaml")
     return parser
 
@@ -96,9 +110,25 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "restart": cmd_restart,
                "logs": cmd_logs, "check": cmd_check, "reload": cmd_reload}[args.command]
     try:
-        return handler(topology, args)
+        code = handler(topology, args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at interpreter exit
+        return code
     except KeyboardInterrupt:
         return EXIT_FAILED
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """Stdout's reader left (`status | head -1`): stop quietly, as `cat` would.
+
+    Python would otherwise report the broken pipe again when it flushes
+    stdout at exit; pointing stdout at /dev/null leaves nothing to flush.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def _running_topology(path: Path) -> Topology | None:
@@ -135,8 +165,26 @@ def ask(topology: Topology, request: dict, timeout_s: float = 5.0) -> dict:
 # -- commands
 
 def cmd_check(topology: Topology, args) -> int:
+    """Valid, and every port it adds or moves free (those the running cluster holds are ours)."""
+    problems = port_problems(topology, _addresses_held_by_us(topology))
+    if problems:
+        print(f"{topology.path.name}: valid, but cannot be applied now:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_INVALID
     print(f"{topology.path.name}: valid ({len(topology.nodes)} nodes)")
     return EXIT_OK
+
+
+def _addresses_held_by_us(topology: Topology) -> set[str]:
+    """Node addresses this cluster's own processes hold: the running supervisor's nodes
+    (the topology in force), or the nodes a dead one left (`up` stops those first)."""
+    try:
+        return {row["address"] for row in ask(topology, {"cmd": "status"})["nodes"]}
+    except OtherCluster:
+        return set()  # that cluster's ports are someone else's for this topology
+    except NotRunning:
+        return {leftover.address for leftover in find_leftovers(topology).nodes}
 
 
 def cmd_up(topology: Topology, args) -> int:
@@ -149,6 +197,7 @@ def cmd_up(topology: Topology, args) -> int:
             return EXIT_FAILED
         print(f"the cluster already runs (supervisor pid {hello.get('pid')}, "
               f"{hello.get('topology')}); nothing to do.")
+        print(connect_line(topology))
         return EXIT_OK
     except NotRunning as error:
         if "something else" in str(error):
@@ -156,8 +205,10 @@ def cmd_up(topology: Topology, args) -> int:
             return EXIT_FAILED
     # Checked here too so that the refusal reaches the terminal; our own nodes
     # left by a supervisor that died hold their directories and are fine.
-    leftovers = frozenset(leftover.pid for leftover in find_leftovers(topology).nodes)
-    problems = ownership_problems(topology, args.take_over, leftovers)
+    scan = find_leftovers(topology)
+    leftovers = frozenset(leftover.pid for leftover in scan.nodes)
+    problems = ownership_problems(topology, args.take_over, leftovers) or port_problems(
+        topology, {leftover.address for leftover in scan.nodes})
     if problems:
         for problem in problems:
             print(f"cannot start: {problem}", file=sys.stderr)
@@ -180,6 +231,7 @@ def _up_foreground(topology: Topology, echo: bool, take_over: bool = False) -> i
             print("the cluster runs" if all_running else "the cluster started with problems "
                   "(see the table)", "- Ctrl-C or `python -m supervisor down` (`./tahiry down`) stops it.",
                   flush=True)
+            print(connect_line(topology), flush=True)
 
     try:
         return asyncio.run(SupervisorApp(topology, logger, take_over).run(ready))
@@ -218,7 +270,32 @@ def _up_detached(topology: Topology, take_over: bool = False) -> int:
     print(render_table(answer["nodes"]))
     print(f"supervisor runs in the background (pid {child.pid}); "
           "`python -m supervisor down` (`./tahiry down`) stops it.")
+    print(connect_line(topology))
     return EXIT_OK if all(r["state"] == "RUNNING" for r in answer["nodes"]) else EXIT_FAILED
+
+
+def connect_line(topology: Topology) -> str:
+    """Where a user connects: the client command and the entry node's address.
+
+    The entry is the first proxy cache (what the client reaches by default),
+    else the first balancer, else the first server.
+    """
+    entry = _entry_node(topology)
+    if entry is None:
+        return "no node to connect to"
+    flags = "".join([f" --host {entry.host}" if entry.host != CLIENT_DEFAULT_HOST else "",
+                     f" --port {entry.port}" if entry.port != CLIENT_DEFAULT_PORT else ""])
+    named = {"proxycache": "proxy cache", "balancer": "balancer"}.get(entry.kind, entry.kind)
+    return (f"connect with: ./tahiry client{flags}   ({named} {entry.id} at {entry.address}; "
+            f"python -m nodes.client{flags})")
+
+
+def _entry_node(topology: Topology) -> NodeSpec | None:
+    for kind in ("proxycache", "balancer", "server"):
+        nodes = topology.of_kind(kind)
+        if nodes:
+            return nodes[0]
+    return None
 
 
 def _print_errors(log: Path, since: str, lines: int = 5) -> None:
@@ -238,6 +315,8 @@ def _child_env() -> dict[str, str]:
 
 
 def cmd_status(topology: Topology, args) -> int:
+    if getattr(args, "watch", False):
+        return _watch(topology, args)
     try:
         answer = ask(topology, {"cmd": "status"})
     except NotRunning as error:
@@ -245,17 +324,64 @@ def cmd_status(topology: Topology, args) -> int:
     except OtherCluster as error:
         print(error, file=sys.stderr)
         return EXIT_FAILED
+    page = _page_line(topology)
     if args.json:
-        print(json.dumps({"running": True, **answer}, indent=1))
+        print(json.dumps({"running": True, **answer, **({"page": page} if page else {})},
+                         indent=1))
         return EXIT_OK
     info = answer.get("supervisor", {})
     print(f"supervisor pid {info.get('pid')}, up {_duration(info.get('uptime_s'))}, "
           f"{info.get('topology')}")
+    if page:
+        print(page)
     reload = info.get("last_reload")
     if reload and not reload["ok"]:
         print("last topology edit refused:\n  " + reload["message"].replace("\n", "\n  "))
     print(render_table(answer["nodes"]))
     return EXIT_OK
+
+
+# -- the status page (supervisor/web): its address, once the lead wires it
+
+def _page_line(topology: Topology) -> str | None:
+    """The status page's address line for `status` (e.g. "status page: http://..."), or None.
+
+    WIRING POINT for the HTTP status page (topology's `http:` section): return
+    the line to print under the supervisor line (and the "page" of --json); None
+    prints nothing.
+    """
+    return None
+
+
+# -- status --watch
+
+CLEAR_SCREEN = "\x1b[H\x1b[2J"   # cursor home, clear: the terminal shows one table, like watch
+
+
+def _watch(topology: Topology, args) -> int:
+    """`status` again every `args.interval` seconds until Ctrl-C (which ends it with 0)."""
+    interval = max(0.1, args.interval)
+    screen = sys.stdout.isatty()
+    once = argparse.Namespace(**{**vars(args), "watch": False})
+    try:
+        while True:
+            started = time.monotonic()
+            text = io.StringIO()
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                cmd_status(topology, once)
+            head = (f"every {interval:g}s: status of {topology.path}    "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S')}    (Ctrl-C ends)")
+            if args.json:
+                sys.stdout.write(text.getvalue())
+            else:
+                sys.stdout.write((CLEAR_SCREEN if screen else "\n") + head + "\n\n"
+                                 + text.getvalue())
+            sys.stdout.flush()
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        if screen:
+            sys.stdout.write("\n")
+        return EXIT_OK
 
 
 def _status_without_supervisor(topology: Topology, args, error: NotRunning) -> int:
@@ -380,7 +506,9 @@ def cmd_logs(topology: Topology, args) -> int:
 
 # -- the table
 
-COLUMNS = ("NODE", "KIND", "ADDRESS", "PID", "STATE", "UPTIME", "RESTARTS", "PROBE", "INFO")
+# RESTARTS: by the supervisor (a crash, missed probes); MANUAL: by `restart NODE`.
+COLUMNS = ("NODE", "KIND", "ADDRESS", "PID", "STATE", "UPTIME", "RESTARTS", "MANUAL", "PROBE",
+           "INFO")
 
 
 def render_table(rows: list[dict]) -> str:
@@ -388,7 +516,7 @@ def render_table(rows: list[dict]) -> str:
     for row in rows:
         lines.append((row["node"], row["kind"], row["address"], str(row.get("pid") or "-"),
                       row["state"], _duration(row.get("uptime_s")),
-                      "-" if row.get("restarts", 0) is None else str(row.get("restarts", 0)),
+                      _count(row.get("restarts", 0)), _count(row.get("manual_restarts", 0)),
                       f"{row['probe_ms']:.1f} ms" if row.get("probe_ms") is not None else "-",
                       _info(row)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
@@ -396,8 +524,12 @@ def render_table(rows: list[dict]) -> str:
                      for line in lines)
 
 
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def _info(row: dict) -> str:
-    parts = []
+    parts = [f"alert: {alert}" for alert in row.get("alerts") or []]
     if row["kind"] == "proxycache" and "hit_ratio" in row:
         ratio = row["hit_ratio"]
         parts.append(f"hit ratio {ratio:.0%}" if ratio is not None else "hit ratio -")

@@ -9,7 +9,9 @@ invalid file changes nothing: `reload_topology` reports the error and leaves
 the cluster as it was. So does a file naming a data directory that another
 cluster or another live process owns (supervisor/ownership.py): a new
 server is seeded by replication before it starts, and that copy must never
-land in someone else's directory.
+land in someone else's directory. And so does a file giving a node a port
+another program holds (supervisor/port_check.py): checked before any node
+is stopped, since the new node could only crash-loop into FATAL.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from watchdog.observers.api import BaseObserver
 
 from .cluster import Cluster, node_command
 from .ownership import claim, ownership_problems
+from .port_check import addresses, port_problems
 from .topology import Topology, TopologyError, load_topology
 
 DEBOUNCE_S = 0.15
@@ -121,7 +124,8 @@ async def reload_topology(cluster: Cluster, logger: logging.Logger) -> ReloadRes
     except TopologyError as error:
         logger.error("reload refused, the cluster is left as it was:\n%s", error)
         return ReloadResult(False, str(error), loop.time())
-    problems = ownership_problems(new)
+    problems = ownership_problems(new) or await asyncio.to_thread(
+        port_problems, new, addresses(cluster.topology))
     if problems:
         message = "\n".join(problems)
         logger.error("reload refused, the cluster is left as it was:\n%s", message)

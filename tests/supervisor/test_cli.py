@@ -1,0 +1,126 @@
+"""The supervisor's command line without a cluster: pipes closed early, `status --watch`,
+the table's columns, where `up` says to connect, and `./tahiry`'s list of commands."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pexpect
+import pytest
+
+from nodes.client import cli as client_cli
+from supervisor import cli
+from supervisor.topology import parse_topology
+from tests.conftest import REPO_ROOT, free_port
+from tests.integration.supervisorkit import cluster_yaml
+from tests.supervisor.test_topology import SHIPPED
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+
+@pytest.fixture
+def topology_file(tmp_path):
+    """A topology on free ports with no cluster running: `status` prints STOPPED rows."""
+    path = tmp_path / "topology.yaml"
+    path.write_text(cluster_yaml({name: free_port() for name in
+                                  ("control", "m1", "m2", "m3", "lb", "proxy")}))
+    return path
+
+
+def run_into_closed_pipe(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m supervisor ARGS` writing to a pipe whose reader is already gone
+    (`| head -1` once head has exited): every write fails, on every run."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, "-m", "supervisor", *args], cwd=tmp_path,
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, env=ENV,
+                              timeout=30)
+    finally:
+        os.close(write_end)
+
+
+def test_status_into_a_closed_pipe_ends_quietly(tmp_path, topology_file):
+    """Bug: `./tahiry status | head -1` printed a BrokenPipeError traceback."""
+    result = run_into_closed_pipe(tmp_path, "status", str(topology_file))
+    assert result.stderr == ""
+    assert result.returncode == cli.EXIT_BROKEN_PIPE
+
+
+def test_logs_into_a_closed_pipe_ends_quietly(tmp_path, topology_file):
+    """Bug: `./tahiry logs m1 -n 200 | head -1` printed a BrokenPipeError traceback."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "m1.log").write_text("".join(f"2026-12-02 10:00:00.000 line {n}\n" for n in range(300)))
+    result = run_into_closed_pipe(tmp_path, "logs", "m1", str(topology_file), "-n", "200")
+    assert result.stderr == ""
+    assert result.returncode == cli.EXIT_BROKEN_PIPE
+
+
+def test_status_watch_redraws_until_ctrl_c(topology_file):
+    child = pexpect.spawn(sys.executable, ["-m", "supervisor", "status", "--watch", "-n", "0.2",
+                                           str(topology_file)],
+                          cwd=str(topology_file.parent), env=ENV, encoding="utf-8", timeout=20)
+    try:
+        for _ in range(2):  # drawn, then drawn again
+            child.expect_exact("\x1b[H\x1b[2J")
+            child.expect_exact("(Ctrl-C ends)")
+            child.expect(r"NODE +KIND +ADDRESS +PID +STATE +UPTIME +RESTARTS +MANUAL")
+            child.expect_exact("proxy")
+        child.sendintr()
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, child.before
+    assert "Traceback" not in child.before
+
+
+def row(**values) -> dict:
+    base = {"node": "m3", "kind": "server", "address": "127.0.0.1:3952", "pid": None,
+            "state": "RUNNING", "uptime_s": 5.0, "restarts": 2, "manual_restarts": 1,
+            "probe_ms": 0.4, "last_exit": None}
+    return {**base, **values}
+
+
+def test_the_table_counts_manual_restarts_apart_and_shows_alerts():
+    table = cli.render_table([row(alerts=["disk 93% full", "slow fsync"])])
+    header, line = table.splitlines()
+    assert header.split() == list(cli.COLUMNS)
+    cells = line.split()
+    assert cells[6:8] == ["2", "1"]  # RESTARTS (by the supervisor), MANUAL
+    assert line.endswith("alert: disk 93% full, alert: slow fsync")
+
+
+def test_the_table_says_in_one_line_why_a_node_is_fatal():
+    why = ("exited with code 1 before answering its probe: cannot listen on 127.0.0.1:3952: "
+           "address already in use, held by pid 7 (python3 -m http.server 3952)")
+    table = cli.render_table([row(state="FATAL", uptime_s=None, last_exit=why)])
+    assert table.splitlines()[1].endswith(why)
+    assert len(table.splitlines()) == 2
+
+
+def test_up_says_where_to_connect(tmp_path):
+    shipped = parse_topology(SHIPPED.read_text(), tmp_path / "topology.yaml", {})
+    assert cli.connect_line(shipped) == ("connect with: ./tahiry client   (proxy cache proxy at "
+                                         "127.0.0.1:3951; python -m nodes.client)")
+    assert (cli.CLIENT_DEFAULT_HOST, cli.CLIENT_DEFAULT_PORT) == (client_cli.DEFAULT_HOST,
+                                                                  client_cli.DEFAULT_PORT)
+    moved = parse_topology(SHIPPED.read_text().replace("port: 3951", "port: 4951"),
+                           tmp_path / "topology.yaml", {})
+    assert cli.connect_line(moved).startswith("connect with: ./tahiry client --port 4951   (")
+
+
+def test_tahiry_without_arguments_lists_every_command():
+    result = subprocess.run(["bash", str(REPO_ROOT / "tahiry")], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0
+    listed = set(re.findall(r"^\s*\./tahiry ([a-z|]+)", result.stdout, re.MULTILINE))
+    named = {name for entry in listed for name in entry.split("|")}
+    for command in ("up", "status", "down", "restart", "logs", "reload", "check", "test",
+                    "lint", "client", "bench", "py"):
+        assert command in named, f"{command} missing from:\n{result.stdout}"
+    parser_commands = set(cli.build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert parser_commands <= named
