@@ -7,6 +7,14 @@ connection error) goes through `record_success` / `record_failure`, which
 feed its health state machine (nodes.health), log every transition, count
 failovers and abort all connections of a backend that goes OFFLINE, so
 requests stuck on a frozen server fail over at once.
+
+A backend that refuses a new connection for want of room ("too many
+connections": it is at its cap, its admitted sessions are fine) is not
+sick: its health does not change (that would abort the sessions it does
+serve), but for `BUSY_HOLD_S` new requests prefer the other backends
+(`candidates`), each refusal is counted (`busy_refusals` in `.status;`) and
+each crowded episode logged once. A backend added to a running balancer is
+logged as joining, then ONLINE once its first probe answers.
 """
 
 from __future__ import annotations
@@ -16,8 +24,12 @@ import time
 from collections.abc import Callable, Iterator
 
 from nodes.balancer.backend_config import BackendSpec
-from nodes.balancer.backends import Backend
-from nodes.balancer.health import BackendHealth, BackendState, HealthPolicy, Transition
+from nodes.balancer.backends import BUSY_PREFIX, Backend
+from nodes.balancer.health import JOINED, BackendHealth, BackendState, HealthPolicy, Transition
+
+# After a backend refused a connection for want of room, new requests prefer
+# the others this long (then it is tried again: connections come and go).
+BUSY_HOLD_S = 2.0
 
 
 class BackendPool:
@@ -31,6 +43,7 @@ class BackendPool:
         self.clock = clock
         self.failovers = 0
         self._backends: dict[str, Backend] = {}
+        self._crowded = False   # some backend may still be within its busy hold
 
     def __getitem__(self, backend_id: str) -> Backend:
         return self._backends[backend_id]
@@ -61,19 +74,33 @@ class BackendPool:
                 old.spec = new
         for backend_id, spec in wanted.items():
             if backend_id not in self._backends:
-                self.log.info("backend %s added (%s:%d)", backend_id, spec.host, spec.port)
+                self.log.info("backend %s joining (%s:%d): ONLINE once its first probe answers",
+                              backend_id, spec.host, spec.port)
                 # Unconfirmed until its first probe answers: SHUNNED gets no
                 # traffic but turns ONLINE on one success.
-                health = BackendHealth(backend_id, self.policy, self.clock, BackendState.SHUNNED)
+                health = BackendHealth(backend_id, self.policy, self.clock, BackendState.SHUNNED,
+                                       joining=True)
                 self._backends[backend_id] = Backend(spec, health, secret=self.secret)
 
     def candidates(self, writable_only: bool = False) -> list[str]:
         """ONLINE backends; SHUNNED ones only as a last resort when none is ONLINE."""
         eligible = [b for b in self._backends.values() if b.spec.writable or not writable_only]
         online = [b.id for b in eligible if b.health.state is BackendState.ONLINE]
+        if self._crowded and len(online) > 1:
+            roomy = self._roomy(online)
+            if roomy:
+                return roomy
         if online:
             return online
         return [b.id for b in eligible if b.health.state is BackendState.SHUNNED]
+
+    def _roomy(self, backend_ids: list[str]) -> list[str]:
+        """Those of `backend_ids` not within a busy hold (forgets that none is, once so)."""
+        now = self.clock()
+        roomy = [b for b in backend_ids if self._backends[b].busy_until <= now]
+        if all(b.busy_until <= now for b in self._backends.values()):
+            self._crowded = False
+        return roomy
 
     def online_writable(self) -> list[str]:
         """Backends that take writes right now, without the SHUNNED fallback."""
@@ -87,10 +114,28 @@ class BackendPool:
         self._record(backend, backend.health.record_success(latency_s))
 
     def record_failure(self, backend: Backend, reason: str) -> None:
+        if reason.startswith(BUSY_PREFIX):
+            self._record_busy(backend, reason)
+            return
         self._record(backend, backend.health.record_failure(reason))
+
+    def _record_busy(self, backend: Backend, reason: str) -> None:
+        """`backend` refused a connection for want of room: prefer others for a while."""
+        now = self.clock()
+        if backend.busy_until <= now:
+            self.log.warning("backend %s refuses new connections (%s): new requests go to the "
+                             "other backends first for %g s at a time", backend.id,
+                             reason.removeprefix(BUSY_PREFIX), BUSY_HOLD_S)
+        backend.busy_refusals += 1
+        backend.busy_until = now + BUSY_HOLD_S
+        self._crowded = True
 
     def _record(self, backend: Backend, transition: Transition | None) -> None:
         if transition is None:
+            return
+        if transition.reason == JOINED:
+            self.log.info("backend %s joined: ONLINE (its first probe answered)",
+                          transition.backend_id)
             return
         level = logging.INFO if transition.new is BackendState.ONLINE else logging.WARNING
         self.log.log(level, "backend %s: %s -> %s (%s)", transition.backend_id,
@@ -111,5 +156,7 @@ class BackendPool:
         return {
             b.id: {"host": b.spec.host, "port": b.spec.port, "writable": b.spec.writable,
                    **b.health.snapshot(), "reads": b.reads, "writes": b.writes,
-                   "outstanding": b.outstanding, "connections": len(b.connections)}
+                   "outstanding": b.outstanding, "connections": len(b.connections),
+                   "busy_refusals": b.busy_refusals,
+                   "busy": b.busy_until > self.clock()}
             for b in self._backends.values()}

@@ -10,7 +10,9 @@ session's writes to one owner are sent one behind the other without waiting
 answers them in order. Every failure becomes `BackendUnavailable`, whose
 `sent` flag says whether the request may have reached the server. That flag
 is what lets the balancer retry a write elsewhere only when nothing was
-sent.
+sent. A server that answers a new connection's first request with "too many
+connections" (`refused_for_room`) ran nothing: `busy` says so, and the pool
+treats it as a crowded backend, not a sick one (nodes/balancer/backend_pool.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from nodes.balancer.backend_config import BackendSpec
 from nodes.balancer.health import BackendHealth
 from nodes.errors import NodeError
-from nodes.protocol import Response, auth_request
+from nodes.protocol import Response, auth_request, is_too_many_connections
 from nodes.runtime.upstream import (
     NotSent,
     ResponseReceiver,
@@ -48,13 +50,27 @@ class Timeouts:
 
 
 class BackendUnavailable(NodeError):
-    """A backend could not serve a request. `sent`: the request may have reached it."""
+    """A backend could not serve a request. `sent`: the request may have reached it;
+    `busy`: it refused the connection for want of room (a crowded backend, not a dead one)."""
 
-    def __init__(self, backend_id: str, reason: str, sent: bool):
+    def __init__(self, backend_id: str, reason: str, sent: bool, busy: bool = False):
+        if busy and not reason.startswith(BUSY_PREFIX):
+            reason = BUSY_PREFIX + reason
         super().__init__(f"{backend_id}: {reason}")
         self.backend_id = backend_id
         self.reason = reason
         self.sent = sent
+        self.busy = busy
+
+
+# What the reason of a `busy` BackendUnavailable starts with (the pool's
+# `record_failure` gets only the reason).
+BUSY_PREFIX = "no room for a connection: "
+
+
+def refused_for_room(response: Response) -> bool:
+    """Whether a backend's answer refuses the connection it came on (too many connections)."""
+    return not response.ok and is_too_many_connections(response.message)
 
 
 class Backend:
@@ -68,6 +84,8 @@ class Backend:
         self.reads = 0
         self.writes = 0
         self.connections: set[BackendConnection] = set()
+        self.busy_refusals = 0       # connections it refused for want of room
+        self.busy_until = 0.0        # new requests prefer other backends until then
 
     @property
     def id(self) -> str:
@@ -105,7 +123,8 @@ class BackendConnection:
             if not answer.ok:
                 connection.close()
                 # Refused before any statement was sent.
-                raise BackendUnavailable(backend.id, answer.message, sent=False)
+                raise BackendUnavailable(backend.id, answer.message, sent=False,
+                                         busy=is_too_many_connections(answer.message))
         return connection
 
     @property

@@ -14,7 +14,9 @@ So a server that dies is skipped from the first error a request or a probe
 meets, which is at most one probe interval after its death; it is declared
 OFFLINE after `fall` consecutive failures and used again only after `rise`
 consecutive good probes, so a server that flaps is not trusted at once.
-Only ONLINE backends receive traffic.
+Only ONLINE backends receive traffic. A backend added to a running
+balancer starts SHUNNED and `joining`: its first success is reported as
+JOINED (it joined), not as "answered again".
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+# The reason of a joining backend's first move to ONLINE.
+JOINED = "joined"
 
 
 class BackendState(enum.Enum):
@@ -58,8 +63,9 @@ class BackendHealth:
 
     def __init__(self, backend_id: str, policy: HealthPolicy,
                  clock: Callable[[], float] = time.monotonic,
-                 initial: BackendState = BackendState.ONLINE):
+                 initial: BackendState = BackendState.ONLINE, joining: bool = False):
         self.backend_id = backend_id
+        self.joining = joining   # never answered yet: its first success is a join
         self.policy = policy
         self._clock = clock
         self.state = initial
@@ -80,6 +86,9 @@ class BackendHealth:
         self.consecutive_failures = 0
         self.consecutive_successes += 1
         if self.state is BackendState.SHUNNED:
+            if self.joining:
+                self.joining = False
+                return self._move(BackendState.ONLINE, JOINED)
             return self._move(BackendState.ONLINE, "answered again")
         if self.state is BackendState.OFFLINE and self.consecutive_successes >= self.policy.rise:
             return self._move(BackendState.ONLINE,

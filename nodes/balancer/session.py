@@ -25,7 +25,13 @@ from __future__ import annotations
 
 import asyncio
 
-from nodes.balancer.backends import Backend, BackendConnection, BackendUnavailable, Timeouts
+from nodes.balancer.backends import (
+    Backend,
+    BackendConnection,
+    BackendUnavailable,
+    Timeouts,
+    refused_for_room,
+)
 from nodes.balancer.freshness import WriteMemory
 from nodes.errors import NodeError
 from nodes.protocol import Response, statement_bytes
@@ -188,9 +194,18 @@ class ClientSession:
                 error.sent = False
                 raise
             if not response.ok:
+                if refused_for_room(response):
+                    self._drop(connection)
+                    raise BackendUnavailable(backend.id, response.message, sent=False,
+                                             busy=True)
                 raise DatabaseMissing(backend.id, response)
             connection.database = self.database
         return connection
+
+    def _drop(self, connection: BackendConnection) -> None:
+        connection.close()
+        if self.connections.get(connection.backend.id) is connection:
+            del self.connections[connection.backend.id]
 
     async def send(self, backend: Backend, payload: bytes, select_database: bool = True,
                    follow_up: bytes | None = None,
@@ -202,9 +217,18 @@ class ClientSession:
         `on_sent` runs once the request is written.
         """
         connection = await self.connection_to(backend, select_database)
+        answer: Response | tuple[Response, Response]
         if follow_up is None:
-            return await connection.roundtrip(payload, self.timeouts.request, on_sent)
-        return await connection.roundtrip_pair(payload, follow_up, self.timeouts.request, on_sent)
+            answer = first = await connection.roundtrip(payload, self.timeouts.request, on_sent)
+        else:
+            answer = await connection.roundtrip_pair(payload, follow_up, self.timeouts.request,
+                                                     on_sent)
+            first = answer[0]
+        if not first.ok and refused_for_room(first):
+            # The server had no room for this connection: it ran nothing.
+            self._drop(connection)
+            raise BackendUnavailable(backend.id, first.message, sent=False, busy=True)
+        return answer
 
     def ready_connection(self, backend: Backend) -> BackendConnection | None:
         """The open connection to `backend` with the session's database selected, if there is one."""

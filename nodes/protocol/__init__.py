@@ -8,6 +8,8 @@ public API.
 """
 
 from nodes.protocol.auth import (
+    AUTH_TIMEOUT_S,
+    MIN_SECRET_CHARS,
     SECRET_ENV,
     AuthGuard,
     add_auth_arguments,
@@ -23,6 +25,8 @@ from nodes.protocol.wire import (
     ADMIN_VERSIONS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_PAGE_ROWS,
+    STUCK_REQUEST_QUIET_S,
+    TOO_MANY_CONNECTIONS,
     ProtocolError,
     Request,
     RequestFramer,
@@ -35,6 +39,7 @@ from nodes.protocol.wire import (
     encode_error,
     encode_message,
     encode_outcome,
+    is_too_many_connections,
     response_is_error,
     secret_problem,
     statement_bytes,
@@ -45,12 +50,15 @@ from nodes.protocol.wire import (
 __all__ = [
     # wire: requests
     "ADMIN_AUTH", "ADMIN_PING", "ADMIN_STATUS", "ADMIN_VERSIONS", "DEFAULT_MAX_REQUEST_BYTES",
-    "Request", "RequestFramer", "statement_bytes", "auth_request", "auth_secret", "secret_problem",
+    "Request", "RequestFramer", "STUCK_REQUEST_QUIET_S", "statement_bytes", "auth_request",
+    "auth_secret", "secret_problem",
     "versions_request", "versions_arguments",
     # wire: responses
     "DEFAULT_PAGE_ROWS", "ProtocolError", "Response", "ResponseDecoder", "decode_responses",
     "decode_versions", "encode_error", "encode_message", "encode_outcome", "response_is_error",
+    "TOO_MANY_CONNECTIONS", "is_too_many_connections",
     # auth: the shared secret
-    "SECRET_ENV", "AuthGuard", "add_auth_arguments", "answer_auth", "is_loopback",
+    "AUTH_TIMEOUT_S", "MIN_SECRET_CHARS", "SECRET_ENV", "AuthGuard", "add_auth_arguments",
+    "answer_auth", "is_loopback",
     "node_auth_guard", "secret_from_environment",
 ]

@@ -46,6 +46,16 @@ _ADMIN_WORDS = {".ping": ADMIN_PING, ".status": ADMIN_STATUS}
 AUTH_WORD = ".auth"
 VERSIONS_WORD = ".versions"
 MAX_SECRET_CHARS = 256
+# A request cut off inside a string or a comment: how long the framer waits
+# for more bytes before answering it with a syntax error (`RequestFramer.stuck`).
+STUCK_REQUEST_QUIET_S = 1.5
+STUCK_REQUEST = (ERROR_PREFIX + "Fahadisoana ara-pitsipika (syntax error): the request ended inside "
+                 "a string or a comment (`--`, `//`), so its `;` did not end it; nothing was run "
+                 "(end a `--` comment with a newline, close every quote)")
+# Every "too many connections" refusal (a node at its cap, an address at its
+# cap, unauthenticated connections evicted) starts with these words, which
+# the load balancer recognises as a backend problem (`is_too_many_connections`).
+TOO_MANY_CONNECTIONS = "Be loatra ny fifandraisana"
 
 # Lone surrogates U+DC80..U+DCFF are what `surrogateescape` makes of bytes that
 # are not UTF-8; they can never come out of decoding valid UTF-8.
@@ -115,6 +125,9 @@ class RequestFramer:
         # same bytes, framed the same way (a Request is immutable).
         self._last_chunk = b""
         self._last_request: Request | None = None
+        # The last chunk ended with `;` (the slow path only: a fast-path chunk
+        # ends a statement, leaving nothing pending).
+        self._ended_with_semicolon = False
 
     def feed(self, data: bytes) -> list[Request]:
         if data == self._last_chunk and not self._discarding \
@@ -139,6 +152,7 @@ class RequestFramer:
                 request = self._request(text, undecodable=False)
                 self._last_chunk, self._last_request = data, request
                 return [request] if request is not None else []
+        self._ended_with_semicolon = data[-1:] == b";"
         statements = self._splitter.feed(self._decoder.decode(data))
         if self._discarding and statements:
             # The over-long statement ends here; it was answered when it
@@ -162,6 +176,27 @@ class RequestFramer:
     def pending(self) -> bool:
         """Whether an unfinished statement is buffered (text after the last `;`)."""
         return self._discarding or self._splitter.pending_length() > 0
+
+    @property
+    def stuck(self) -> bool:
+        """Whether the bytes so far end with a `;` that did not end a statement.
+
+        Outside strings and comments a `;` always ends one, so a statement
+        still pending right after a chunk ending in `;` means that `;` fell
+        inside a string or a `--`/`//` comment: a client that sends no
+        newline (the DirkDB Java client joins its lines with spaces) would
+        wait forever for an answer. The node answers `abandon()` once no
+        more bytes come for STUCK_REQUEST_QUIET_S.
+        """
+        return self._ended_with_semicolon and self._splitter.pending_length() > 0
+
+    def abandon(self) -> Request:
+        """Drop the unfinished statement and start afresh; the error request to answer it with."""
+        self._splitter.finish()
+        self._decoder.reset()
+        self._discarding = False
+        self._ended_with_semicolon = False
+        return Request("", error=STUCK_REQUEST)
 
     def _request(self, statement: str, undecodable: bool = True) -> Request | None:
         """The request of one statement's text (`undecodable`: it may hold escaped bytes)."""
@@ -276,6 +311,11 @@ def _dumps(value: object) -> bytes:
     except TypeError:
         # orjson refuses integers beyond 64 bits; the stdlib does not.
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def is_too_many_connections(message: str) -> bool:
+    """Whether an answer's message is a node refusing a connection it has no room for."""
+    return message.removeprefix(ERROR_PREFIX).startswith(TOO_MANY_CONNECTIONS)
 
 
 def response_is_error(raw: bytes) -> bool:

@@ -30,6 +30,17 @@ last answer is done. Framing errors, the shared-secret handshake
 node. An unfinished statement at EOF is not run: a client that died
 mid-statement must not have half a statement executed.
 
+Admission (nodes/runtime/admission.py): the caps per peer address and on
+unauthenticated connections are applied here, for every node. On a node
+that requires the secret, a connection is handed to the node (`open_client`,
+where the node applies its own `--max-connections`) only once it has
+authenticated; until then it has an absolute deadline from accept.
+
+A request whose `;` fell inside a string or a comment (`RequestFramer.stuck`:
+a client that sends no newline, like the DirkDB Java client, would wait
+forever) is answered with a syntax error once no byte came for
+STUCK_REQUEST_QUIET_S while nothing else is due on the connection.
+
 `run_server` listens until SIGTERM/SIGINT, then stops gracefully.
 """
 
@@ -54,7 +65,10 @@ from nodes.protocol import (
     ADMIN_AUTH,
     ADMIN_PING,
     ADMIN_STATUS,
+    AUTH_TIMEOUT_S,
     DEFAULT_MAX_REQUEST_BYTES,
+    STUCK_REQUEST_QUIET_S,
+    TOO_MANY_CONNECTIONS,
     AuthGuard,
     Request,
     RequestFramer,
@@ -63,6 +77,7 @@ from nodes.protocol import (
     encode_message,
     response_is_error,
 )
+from nodes.runtime.admission import DEFAULT_LIMITS, Admission, ConnectionLimits
 from nodes.runtime.node_process import set_nodelay, write_port_file
 
 Answer = Callable[[Request], "bytes | Awaitable[bytes] | PendingAnswer"]
@@ -162,13 +177,18 @@ class ConnectionStats:
     refused_connections: int = 0
     requests: int = 0
     errors: int = 0
+    # Set by `run_server`: the caps' counts and the alerts of a node at a cap.
+    admission: Admission | None = None
 
     def as_dict(self) -> dict:
+        admission = self.admission
         return {"uptime_s": round(time.monotonic() - self.started, 3),
                 "connections": self.open_connections,
                 "connections_total": self.total_connections,
                 "connections_refused": self.refused_connections,
-                "requests": self.requests, "errors": self.errors}
+                "requests": self.requests, "errors": self.errors,
+                **(admission.status() if admission is not None else {}),
+                "alerts": admission.alerts() if admission is not None else []}
 
 
 def admin_response(request: Request, node_id: str, kind: str,
@@ -198,6 +218,22 @@ def _no_answer(request: Request) -> bytes:
 # reaches it, and it has nothing to clean up).
 _NO_HANDLER = ClientHandler(_no_answer)
 
+ADDRESS_AT_CAP = (TOO_MANY_CONNECTIONS + " avy amin'io adiresy io (too many connections from "
+                  "this address): connection closed, try again later")
+UNAUTHENTICATED_EVICTED = (TOO_MANY_CONNECTIONS + " tsy voamarina (too many unauthenticated "
+                           "connections): this one was the oldest; send `.auth <secret>;` first")
+UNAUTHENTICATED_LATE = ("Tara loatra ny tenimiafina (no `.auth <secret>;` within {seconds:g} s "
+                        "of connecting): connection closed")
+
+
+def _refuse_crowded(request: Request) -> bytes:
+    raise CloseConnection(encode_error(ADDRESS_AT_CAP))
+
+
+# The handler of a connection refused for its address: any request is answered
+# with the refusal (a client sees why), and it goes soon.
+_CROWDED_HANDLER = ClientHandler(_refuse_crowded, idle_timeout=5.0)
+
 
 class _Slot:
     """One request's place in the answer order: its response once known."""
@@ -224,7 +260,7 @@ class ClientConnection(asyncio.Protocol):
 
     def __init__(self, open_client: Callable[[], ClientHandler | None], stats: ConnectionStats,
                  logger: logging.Logger, max_request_bytes: int, auth: AuthGuard | None,
-                 connections: set[ClientConnection]):
+                 connections: set[ClientConnection], admission: Admission | None = None):
         self._open_client = open_client
         self._stats = stats
         self._logger = logger
@@ -243,6 +279,10 @@ class ClientConnection(asyncio.Protocol):
         self._closing = False   # no more requests: close once the answers due are sent
         self._finished = False
         self._handing_over = False   # inside the handler's `answer`
+        self._admission = admission
+        self._address: str | None = None    # counted by the admission per address
+        self._deadline: asyncio.TimerHandle | None = None   # unauthenticated: absolute
+        self._quiet: asyncio.TimerHandle | None = None      # a stuck request's answer
 
     # -- asyncio callbacks
 
@@ -250,27 +290,95 @@ class ClientConnection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         set_nodelay(transport)
         self._watch = _IdleWatch(self._transport, self._logger, self._peer)  # armed by _start_waiting
+        admission = self._admission
+        if admission is not None:
+            address = self._peer_address()
+            if not admission.admit(address):
+                self._logger.debug("refused connection from %s: its address is at its cap",
+                                   self._peer())
+                self._handler = _CROWDED_HANDLER
+                self._authenticated = True   # whatever it sends is refused: no handshake
+                self._connections.add(self)
+                self._start_waiting()
+                return
+            self._address = address
+        if self._authenticated:
+            self._open()
+            return
+        # Not handed to the node until authenticated: counted apart, and out
+        # at a deadline that bytes do not move.
+        loop = asyncio.get_running_loop()
+        deadline = (admission.limits.unauthenticated_deadline_s if admission is not None
+                    else AUTH_TIMEOUT_S)
+        self._deadline = loop.call_later(deadline, self._too_late, deadline)
+        if admission is not None:
+            evicted = admission.enter_unauthenticated(self)
+            if isinstance(evicted, ClientConnection):
+                evicted._evict()
+        self._connections.add(self)
+        self._start_waiting()
+
+    def _open(self) -> bool:
+        """Hand the connection to the node (`open_client`); False when it refused it (closed)."""
+        stats = self._stats
+        refused = stats.refused_connections
         try:
             handler = self._open_client()
         except Exception:
             self._logger.exception("could not open a client session")
             handler = None
+        if stats.refused_connections != refused and self._admission is not None:
+            self._admission.node_refused()   # the node is at its own cap
         if handler is None:
             self._lost = True
             self._closing = True   # keeps _NO_HANDLER: nothing is handed to it
-            transport.close()
+            self._transport.close()
             self._finish()
-            return
+            return False
         self._handler = handler
         self._window = max(1, handler.window)
         self._connections.add(self)
         self._start_waiting()
+        return True
+
+    def _leave_unauthenticated(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self._admission is not None:
+            self._admission.leave_unauthenticated(self)
+
+    def _too_late(self, seconds: float) -> None:
+        self._deadline = None
+        if self._authenticated or self._lost:
+            return
+        self._logger.debug("closing unauthenticated connection from %s: no `.auth` within %g s",
+                           self._peer(), seconds)
+        self._stats.errors += 1
+        self._send(encode_error(UNAUTHENTICATED_LATE.format(seconds=seconds)))
+        self._close()
+
+    def _evict(self) -> None:
+        """Closed to make room for a newer unauthenticated connection."""
+        self._leave_unauthenticated()
+        if self._lost or self._authenticated:
+            return
+        self._stats.errors += 1
+        self._send(encode_error(UNAUTHENTICATED_EVICTED))
+        self._close()
 
     def data_received(self, data: bytes) -> None:
         if self._closing:   # also a refused connection (no handler)
             return
         self._watch.stop_waiting()
-        requests = self._framer.feed(data)
+        if self._quiet is not None:
+            self._quiet.cancel()
+            self._quiet = None
+        framer = self._framer
+        requests = framer.feed(data)
+        if framer.stuck:
+            self._quiet = asyncio.get_running_loop().call_later(
+                STUCK_REQUEST_QUIET_S, self._stuck_request)
         if len(requests) == 1 and not self._pending and not self._answers \
                 and self._authenticated and self._reading and not self._write_paused \
                 and not self._eof and requests[0].error is None:
@@ -289,6 +397,20 @@ class ClientConnection(asyncio.Protocol):
                 self._flow_control()
                 return
         self._pending.extend(requests)
+        self._pump()
+
+    def _stuck_request(self) -> None:
+        """No byte came since a `;` that fell inside a string or a comment: answer it."""
+        self._quiet = None
+        if self._closing or not self._framer.stuck:
+            return
+        if self._busy:
+            # Answers are still due (or requests wait for them): the client
+            # may be waiting on those, not stuck; look again later.
+            self._quiet = asyncio.get_running_loop().call_later(
+                STUCK_REQUEST_QUIET_S, self._stuck_request)
+            return
+        self._pending.append(self._framer.abandon())
         self._pump()
 
     def eof_received(self) -> bool:
@@ -312,6 +434,10 @@ class ClientConnection(asyncio.Protocol):
         if exc is not None:
             self._logger.debug("connection from %s ended: %s", self._peer(), exc)
         self._watch.cancel()
+        self._leave_unauthenticated()
+        if self._quiet is not None:
+            self._quiet.cancel()
+            self._quiet = None
         if not self._answers:
             self._finish()
 
@@ -477,7 +603,11 @@ class ClientConnection(asyncio.Protocol):
             return True
         if kind == _AUTH_OK:
             self._send(response)
-            self._authenticated = True
+            if not self._authenticated:
+                self._authenticated = True
+                self._leave_unauthenticated()
+                if self._handler is _NO_HANDLER:
+                    return self._open()
             return True
         if kind == _CLOSE:
             self._close_with(response)
@@ -525,12 +655,9 @@ class ClientConnection(asyncio.Protocol):
             self._start_waiting()
 
     def _start_waiting(self) -> None:
-        timeout = self._handler.idle_timeout
-        auth = self._auth
-        if auth is not None and not self._authenticated:   # only a guard leaves it unauthenticated
-            first = auth.first_timeout
-            timeout = min(timeout or first, first)
-        self._watch.start_waiting(timeout)
+        # (Unauthenticated, it has no handler yet, hence no idle timeout:
+        # its absolute deadline closes it.)
+        self._watch.start_waiting(self._handler.idle_timeout)
 
     def _finish(self) -> None:
         """The connection is gone and nothing is awaited any more: run the node's cleanup once."""
@@ -538,6 +665,10 @@ class ClientConnection(asyncio.Protocol):
             return
         self._finished = True
         self._connections.discard(self)
+        self._leave_unauthenticated()
+        if self._address is not None and self._admission is not None:
+            self._admission.release(self._address)
+            self._address = None
         handler = self._handler
         if handler.closed is not None:   # never _NO_HANDLER's
             try:
@@ -570,6 +701,10 @@ class ClientConnection(asyncio.Protocol):
     def _peer(self) -> str:
         peer = self._transport.get_extra_info("peername")
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    def _peer_address(self) -> str:
+        peer = self._transport.get_extra_info("peername")
+        return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
 class _IdleWatch:
@@ -638,7 +773,8 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
                      on_stop: Callable[[], Awaitable[None]] | None = None,
                      stop_grace: float = 5.0,
                      port_file: str | None = None,
-                     sock: socket.socket | None = None) -> None:
+                     sock: socket.socket | None = None,
+                     limits: ConnectionLimits = DEFAULT_LIMITS) -> None:
     """Serve client connections until SIGTERM/SIGINT, then stop gracefully.
 
     `open_client` runs for each accepted connection (None refuses it: the
@@ -647,16 +783,20 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
     an already bound socket to listen on instead of `host`/`port`). At
     stop: no new connections; idle ones are closed; an answer being awaited
     is still sent (up to `stop_grace` seconds, then its connection is
-    aborted); then `on_stop` runs.
+    aborted); then `on_stop` runs. `limits`: the caps per address and on
+    unauthenticated connections (nodes/runtime/admission.py); their counts and
+    alerts appear in `stats`.
     """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     connections: set[ClientConnection] = set()
+    admission = stats.admission = Admission(limits)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     def new_connection() -> ClientConnection:
-        return ClientConnection(open_client, stats, logger, max_request_bytes, auth, connections)
+        return ClientConnection(open_client, stats, logger, max_request_bytes, auth, connections,
+                                admission)
 
     if sock is not None:
         server = await loop.create_server(new_connection, sock=sock, backlog=512)

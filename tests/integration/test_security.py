@@ -108,9 +108,12 @@ def test_the_right_secret_opens_a_normal_session(start_node):
         assert [r.ok for r in responses] == [True, True, True]
 
 
+@pytest.mark.slow
 def test_unauthenticated_connections_do_not_linger(start_node):
+    # Closed at the deadline from accept (10 s), whatever the idle timeout:
+    # an unauthenticated connection is not the node's yet.
     server = start_guarded_server(start_node, "m1", "--idle-timeout", "0.5")
-    with WireClient(server.port) as silent:
+    with WireClient(server.port, timeout=20) as silent:
         assert silent.closed_by_peer()
 
 
