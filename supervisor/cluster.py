@@ -7,8 +7,9 @@ each start and know their peers' data directories from run/<server>.peers.json
 (pull on write, fence on commit); while a restarted server catches up it is listed `writable:
 false` in the balancers' backends files (run/<balancer>.backends.json,
 written atomically, re-read by the balancer). `status()` gathers what the
-`status` command shows (for a running server, also the objects it could not
-read or write lately: `storage_faults` of its `.status;`).
+`status` command shows (for every running node the `alerts` of its
+`.status;`, asked once per row; for a running server, also the objects it
+could not read or write lately: `storage_faults`).
 """
 
 from __future__ import annotations
@@ -338,7 +339,7 @@ class Cluster:
             row = keeper.snapshot() if keeper else {
                 "node": node_id, "kind": spec.kind, "address": spec.address, "pid": None,
                 "state": NodeState.STOPPED.value, "uptime_s": None, "restarts": 0,
-                "probe_ms": None, "last_exit": None}
+                "manual_restarts": 0, "probe_ms": None, "last_exit": None}
             rows.append(row)
         replication = self.replication.stats()
         extras = await asyncio.gather(*(self._node_extra(row, replication) for row in rows))
@@ -347,38 +348,46 @@ class Cluster:
         return rows
 
     async def _node_extra(self, row: dict, replication: dict) -> dict:
+        """What a row adds from the node's own `.status;` (alerts, faults, cache counters)
+        and, for a server, from replication."""
+        status = await self._node_status(row)
+        extra: dict = {"alerts": _alerts(status)}
         if row["kind"] == "server":
             stats = replication.get(row["node"], {})
-            extra = {"writable": self.writable.get(row["node"]),
-                     "repl_lag_p50_ms": stats.get("lag_p50_ms"),
-                     "repl_lag_p99_ms": stats.get("lag_p99_ms"),
-                     "repl_conflicts": len(stats.get("conflicts") or []),
-                     "storage_faults": await self._storage_faults(row)}
+            extra.update({"writable": self.writable.get(row["node"]),
+                          "repl_lag_p50_ms": stats.get("lag_p50_ms"),
+                          "repl_lag_p99_ms": stats.get("lag_p99_ms"),
+                          "repl_conflicts": len(stats.get("conflicts") or []),
+                          "storage_faults": None if status is None
+                          else list(status.get("storage_faults") or [])})
             if stats:  # replication on: failing copies, corrupt and repaired objects
                 extra.update(status_fields(stats))
-            return extra
-        if row["kind"] == "proxycache" and row["state"] == NodeState.RUNNING.value:
-            spec = self.topology.nodes[row["node"]]
-            try:
-                answer = await probe_response(spec.host, spec.port, 0.5, b".status;",
-                                              self.topology.secret)
-                counters = json.loads(answer.message)
-                hits, misses = counters.get("hits", 0), counters.get("misses", 0)
-                return {"hits": hits, "misses": misses,
-                        "hit_ratio": round(hits / (hits + misses), 3) if hits + misses else None}
-            except (TimeoutError, OSError, ValueError, AttributeError):
-                return {"hit_ratio": None}
-        return {}
+        elif row["kind"] == "proxycache" and row["state"] == NodeState.RUNNING.value:
+            if status is None:
+                extra["hit_ratio"] = None
+            else:
+                hits, misses = status.get("hits", 0), status.get("misses", 0)
+                extra.update({"hits": hits, "misses": misses, "hit_ratio":
+                              round(hits / (hits + misses), 3) if hits + misses else None})
+        return extra
 
-
-    async def _storage_faults(self, row: dict) -> list[dict] | None:
-        """What a running server could not read or write lately (its `.status;`); None if unknown."""
+    async def _node_status(self, row: dict) -> dict | None:
+        """A running node's `.status;` answer (one JSON object); None if unknown."""
         if row["state"] != NodeState.RUNNING.value:
             return None
         spec = self.topology.nodes[row["node"]]
         try:
             answer = await probe_response(spec.host, spec.port, 0.5, b".status;",
                                           self.topology.secret)
-            return list(json.loads(answer.message).get("storage_faults") or [])
+            status = json.loads(answer.message)
         except (TimeoutError, OSError, ValueError, AttributeError):
             return None
+        return status if isinstance(status, dict) else None
+
+
+def _alerts(status: dict | None) -> list[str]:
+    """The node's own alerts (`"alerts": [str, ...]` in its `.status;`), as text."""
+    alerts = (status or {}).get("alerts")
+    if not isinstance(alerts, list):
+        return []
+    return [str(alert) for alert in alerts]

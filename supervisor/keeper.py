@@ -7,6 +7,13 @@ in a row it is restarted after an exponential, capped, jittered delay
 (BACKOFF). The delay resets once a run has lasted `reset_after_s`; more than
 `max_restarts` restarts within `window_s` marks the node FATAL and it is
 left stopped until a manual `restart`.
+
+`restarts` counts the keeper's own restarts (after a crash or missed
+probes), `manual_restarts` the operator's (`restart NODE`): a node restarted
+by hand ten times has not crashed. `last_exit` says in one line why the last
+run ended: the exit code or the signal, and the last error line of the
+node's output (`describe_exit`; a port another program holds is named so,
+with its holder when visible).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import asyncio
 import enum
 import logging
 import random
+import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -23,6 +31,7 @@ from dataclasses import dataclass
 from nodes.protocol import ProtocolError, Response, ResponseDecoder, auth_request
 
 from .logfiles import RotatingLog
+from .port_check import port_holder
 from .process import ChildProcess
 from .topology import HealthSettings, NodeSpec, RestartSettings
 
@@ -144,6 +153,37 @@ async def cancel_until_done(task: asyncio.Task, recheck_s: float = 0.5) -> None:
         raise task.exception()  # type: ignore[misc]  # an error of the loop itself: not hidden
 
 
+SHOWN_ERROR_CHARS = 200  # of a node's last error line, in `last_exit`
+_PORT_TAKEN = ("address already in use", "errno 98", "eaddrinuse")
+
+
+def describe_exit(code: int, last_error: str | None, address: str,
+                  holder: str | None = None, when: str = "") -> str:
+    """One line: how a run ended (`exited with code 1` / `killed by SIGKILL (exit code -9)`,
+    then `when`, e.g. " before answering its probe") and, after an error exit, what the
+    node said last (a taken port said plainly)."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name} (exit code {code}){when}"
+    text = f"exited with code {code}{when}"
+    if last_error is None or code == 0:
+        return text
+    if is_port_taken(last_error):
+        held = f", held by {holder}" if holder else ""
+        return f"{text}: cannot listen on {address}: address already in use{held}"
+    if len(last_error) > SHOWN_ERROR_CHARS:
+        last_error = last_error[:SHOWN_ERROR_CHARS - 3] + "..."
+    return f"{text}: {last_error}"
+
+
+def is_port_taken(error_line: str) -> bool:
+    lowered = error_line.lower()
+    return any(sign in lowered for sign in _PORT_TAKEN)
+
+
 @dataclass
 class NodeHooks:
     """What the cluster does around a node's (re)start; every hook is optional."""
@@ -176,7 +216,8 @@ class NodeKeeper:
         self.crash_loop = CrashLoopDetector(restart.max_restarts, restart.window_s)
         self.state = NodeState.STOPPED
         self.child: ChildProcess | None = None
-        self.restarts = 0
+        self.restarts = 0          # by the keeper, after a crash or missed probes
+        self.manual_restarts = 0   # asked by the operator (`restart NODE`)
         self.last_probe_ms: float | None = None
         self.last_exit: str | None = None
         self.running_since: float | None = None
@@ -214,7 +255,7 @@ class NodeKeeper:
         await self.stop()
         self.crash_loop.clear()
         self.backoff.reset()
-        self.restarts += 1
+        self.manual_restarts += 1
         self.settled_event.clear()
         self.start(is_restart=True)
 
@@ -233,7 +274,7 @@ class NodeKeeper:
         return {"node": self.spec.id, "kind": self.spec.kind, "address": self.spec.address,
                 "pid": self.pid, "state": state.value,
                 "uptime_s": round(self.uptime_s, 1) if self.uptime_s is not None else None,
-                "restarts": self.restarts,
+                "restarts": self.restarts, "manual_restarts": self.manual_restarts,
                 "probe_ms": round(self.last_probe_ms, 2) if self.last_probe_ms is not None else None,
                 "last_exit": self.last_exit}
 
@@ -280,7 +321,7 @@ class NodeKeeper:
         try:
             if not await self._wait_ready(exited):
                 if exited.done():
-                    return f"exited with code {exited.result()} before answering its probe"
+                    return await self._exit_reason(exited.result(), " before answering its probe")
                 return (f"did not answer its probe within "
                         f"{self.health.start_timeout_ms} ms")
             self.running_since = time.monotonic()
@@ -317,19 +358,27 @@ class NodeKeeper:
         while True:
             await asyncio.wait({exited}, timeout=interval)
             if exited.done():
-                return f"exited with code {exited.result()}"
+                return await self._exit_reason(exited.result())
             try:
                 self.last_probe_ms = await ping(self.spec.host, self.spec.port,
                                                 self.health.timeout_ms / 1000, self.secret)
                 failures = 0
             except (TimeoutError, OSError) as error:
                 if exited.done():
-                    return f"exited with code {exited.result()}"
+                    return await self._exit_reason(exited.result())
                 failures += 1
                 self.logger.warning("%s: probe failed (%d/%d): %s", self.spec.id, failures,
                                     self.health.fall, error or type(error).__name__)
                 if failures >= self.health.fall:
                     return f"missed {failures} health probes in a row"
+
+    async def _exit_reason(self, code: int, when: str = "") -> str:
+        """`describe_exit` of the child that just ended (`when` follows the exit code)."""
+        last_error = self.child.last_error if self.child is not None else None
+        holder = None
+        if code > 0 and last_error is not None and is_port_taken(last_error):
+            holder = await asyncio.to_thread(port_holder, self.spec.port)  # reads /proc
+        return describe_exit(code, last_error, self.spec.address, holder, when)
 
     async def _stop_child(self) -> None:
         child = self.child

@@ -137,8 +137,8 @@ def status_rows(topology: Topology, scan: LeftoverScan, timeout_s: float = 1.0) 
         if leftover is None:
             assert spec is not None  # a node without a leftover comes from the topology
             rows.append({"node": node, "kind": spec.kind, "address": spec.address, "pid": None,
-                         "state": "STOPPED", "uptime_s": None, "restarts": 0, "probe_ms": None,
-                         "last_exit": None})
+                         "state": "STOPPED", "uptime_s": None, "restarts": 0,
+                         "manual_restarts": 0, "probe_ms": None, "last_exit": None})
             continue
         try:
             uptime = round(time.time() - leftover.process.create_time(), 1)
@@ -147,7 +147,8 @@ def status_rows(topology: Topology, scan: LeftoverScan, timeout_s: float = 1.0) 
         probe_ms = probes.get(node)
         rows.append({"node": node, "kind": leftover.kind, "address": leftover.address,
                      "pid": leftover.pid, "state": UNSUPERVISED, "uptime_s": uptime,
-                     "restarts": None, "probe_ms": probe_ms, "last_exit": None,
+                     "restarts": None, "manual_restarts": None, "probe_ms": probe_ms,
+                     "last_exit": None,
                      "supervised": False, "answers": probe_ms is not None})
     return rows
 

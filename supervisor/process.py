@@ -3,7 +3,12 @@
 Each child runs in its own session (so its own process group): stopping it
 sends SIGTERM to the whole group, waits a grace period, then SIGKILLs the
 group, so no grandchild survives either. Its stdout and stderr are piped
-into the node's `RotatingLog`, one timestamped line at a time.
+into the node's `RotatingLog`, one timestamped line at a time, in the
+supervisor's one timestamp format (`2026-12-02 15:56:21.123`, local time: a
+node's own `logging` stamp, `15:56:21,123`, gets the same dot). The last
+error line of a run (an ERROR/CRITICAL log line, or the last line of a
+traceback or of a message printed before exiting) is kept as `last_error`:
+`status` shows it as the reason a node died.
 """
 
 from __future__ import annotations
@@ -17,6 +22,36 @@ import time
 from .logfiles import RotatingLog
 
 _STAMPED = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
+# Python logging's default stamp: `2026-12-02 15:56:21,123` (or ISO's T).
+_LOGGING_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)[,.](\d{3})")
+_ERROR_LEVEL = re.compile(r" (ERROR|CRITICAL) ")
+# Lines of a traceback that are not its cause.
+_TRACEBACK_NOISE = ("Traceback (most recent call last):", "During handling of the above",
+                    "The above exception was the direct cause", "[supervisor] ")
+
+
+def uniform_stamp(line: str) -> str:
+    """A stamped node log line with the supervisor's timestamp format (see `timestamp`)."""
+    return _LOGGING_STAMP.sub(r"\1 \2.\3", line, count=1)
+
+
+def error_line(text: str) -> str | None:
+    """What `text` (one output line of a node) says went wrong, or None if it says nothing.
+
+    A stamped line counts when its level is ERROR or CRITICAL (from the level
+    on, without the stamp); an unstamped one (stderr of a dying process) when
+    it is not a traceback's frame or header: the last such line is the
+    exception, or the message printed before exit.
+    """
+    line = text.rstrip()
+    if not line.strip():
+        return None
+    if _STAMPED.match(line):
+        level = _ERROR_LEVEL.search(line)
+        return line[level.start() + 1:] if level else None
+    if line[0].isspace() or line.startswith(_TRACEBACK_NOISE) or set(line) <= set("^~ "):
+        return None
+    return line
 
 
 class ChildProcess:
@@ -32,6 +67,7 @@ class ChildProcess:
         self.started_at: float | None = None   # time.monotonic()
         self._pump: asyncio.Task | None = None
         self._stopped = False
+        self.last_error: str | None = None  # the last error line of its output (error_line)
 
     @property
     def pid(self) -> int | None:
@@ -65,8 +101,10 @@ class ChildProcess:
             if not line:
                 return
             text = line.decode("utf-8", "replace")
+            self.last_error = error_line(text) or self.last_error
             # Nodes stamp their own log lines; stamp only the others (tracebacks, prints).
             if _STAMPED.match(text):
+                text = uniform_stamp(text)
                 self.log.write_raw(text.encode("utf-8", "replace") if text.endswith("\n")
                                    else (text + "\n").encode("utf-8", "replace"))
             else:

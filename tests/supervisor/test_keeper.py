@@ -4,7 +4,9 @@ import asyncio
 import logging
 import os
 import random
+import re
 import signal
+import socket
 import sys
 
 import psutil
@@ -15,11 +17,14 @@ from supervisor.keeper import (
     NodeKeeper,
     NodeState,
     cancel_until_done,
+    describe_exit,
 )
 from supervisor.logfiles import RotatingLog
 from supervisor.process import ChildProcess
 from supervisor.topology import HealthSettings, NodeSpec, RestartSettings
-from tests.conftest import free_port, wait_until
+from tests.conftest import REPO_ROOT, free_port, wait_until
+
+STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")  # supervisor.logfiles.timestamp
 
 # A stand-in node: answers `.ping;` like a real one. MODE: "ok", "crash"
 # (exits at once), "ignore-term" (ignores SIGTERM and has a grandchild).
@@ -231,3 +236,67 @@ def test_stopping_a_task_that_swallowed_its_cancellation_still_ends_it():
         return seen
 
     assert asyncio.run(scenario()) == ["swallowed", "cancelled"]
+
+
+def test_manual_restarts_are_counted_apart_from_crashes(tmp_path):
+    async def scenario():
+        keeper = make_keeper(tmp_path)
+        keeper.start()
+        assert await keeper.wait_settled(10)
+        await keeper.restart()
+        assert await keeper.wait_settled(10)
+        snapshot = keeper.snapshot()
+        assert (snapshot["restarts"], snapshot["manual_restarts"]) == (0, 1)
+        os.kill(keeper.pid, signal.SIGKILL)
+        await wait_for(lambda: keeper.restarts == 1 and keeper.state is NodeState.RUNNING,
+                       "the killed child to be restarted")
+        assert keeper.manual_restarts == 1
+        assert keeper.last_exit == "killed by SIGKILL (exit code -9)"
+        await keeper.stop()
+    asyncio.run(scenario())
+
+
+def test_a_node_that_cannot_bind_says_so_in_one_line(tmp_path):
+    """Bug: a real server on a port another program holds went FATAL with the
+    cause only as a traceback in its log."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", free_port()))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    spec = NodeSpec(id="m3", kind="server", host="127.0.0.1", port=port, data=tmp_path / "m3")
+    argv = [sys.executable, "-m", "nodes.server", "--id", "m3", "--host", "127.0.0.1",
+            "--port", str(port), "--data", str(tmp_path / "m3"), "--cluster", "test"]
+    log = RotatingLog(tmp_path / "m3.log", 1_000_000, 1)
+
+    async def scenario():
+        keeper = NodeKeeper(spec, argv, log, FAST_HEALTH, restart_policy(max_restarts=1),
+                            logging.getLogger("test-keeper-bind"),
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd=str(tmp_path))
+        keeper.start()
+        assert not await keeper.wait_settled(60)
+        return keeper
+    try:
+        keeper = asyncio.run(scenario())
+    finally:
+        holder.close()
+    assert keeper.state is NodeState.FATAL
+    assert keeper.last_exit.startswith(
+        f"exited with code 1 before answering its probe: cannot listen on 127.0.0.1:{port}: "
+        f"address already in use, held by pid {os.getpid()} (")
+    assert "\n" not in keeper.last_exit
+    # the node's own lines are stamped as the supervisor stamps its lines
+    lines = (tmp_path / "m3.log").read_text().splitlines()
+    assert any(" m3 INFO " in line for line in lines)
+    assert all(STAMP.match(line) for line in lines), lines[:5]
+
+
+def test_describe_exit():
+    assert describe_exit(-15, "ERROR x: y", "h:1") == "killed by SIGTERM (exit code -15)"
+    assert describe_exit(0, "ERROR x: y", "h:1") == "exited with code 0"
+    assert describe_exit(2, None, "h:1", when=" before answering its probe") == (
+        "exited with code 2 before answering its probe")
+    assert describe_exit(1, "KeyError: 'x'", "h:1") == "exited with code 1: KeyError: 'x'"
+    assert describe_exit(1, "OSError: [Errno 98] error while attempting to bind on address "
+                            "('h', 1): address already in use", "h:1") == (
+        "exited with code 1: cannot listen on h:1: address already in use")
+    assert len(describe_exit(1, "E" * 1000, "h:1")) < 250
