@@ -8,6 +8,12 @@ its run files (backends and peers files included). If an earlier supervisor died
 their leftover processes are stopped first (supervisor/leftovers.py), and the
 servers' data directories are checked to belong to this cluster, then
 claimed for it (supervisor/ownership.py), before anything starts.
+
+When the topology's `http:` section enables it, the status page and
+`/metrics` (supervisor/web) are served from this process's event loop from
+the start (run/http holds their address while they are); a hot reload that
+changes the section (or the secret) restarts that server on the new
+address. A port it cannot bind is logged, and the cluster runs without it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ from .control import TOKEN_FILE, ControlServer, new_token, token_file
 from .leftovers import find_leftovers, stop_leftovers
 from .ownership import claim, ownership_problems
 from .reload import ReloadResult, TopologyWatcher, reload_topology
-from .topology import Topology
+from .topology import HttpSettings, Topology
+from .web import ADDRESS_FILE
+from .web.sampler import Sampler
+from .web.server import WebServer
 
 LOADED_TOPOLOGY = "loaded-topology.yaml"
 
@@ -59,6 +68,9 @@ class SupervisorApp:
         self._reload_again = False
         self._reload_task: asyncio.Task | None = None
         self.watcher: TopologyWatcher | None = None
+        self.sampler: Sampler | None = None
+        self.web: WebServer | None = None
+        self._web_config: tuple[HttpSettings, str | None] | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -98,8 +110,10 @@ class SupervisorApp:
             if self._reload_task is not None:
                 self._reload_task.cancel()
             await self.cluster.down()
+            await self._stop_web()
             await self.control.close()
-            for name in ("supervisor.pid", "control", TOKEN_FILE, "state.json", LOADED_TOPOLOGY):
+            for name in ("supervisor.pid", "control", TOKEN_FILE, "state.json", LOADED_TOPOLOGY,
+                         ADDRESS_FILE):
                 (self.run_dir / name).unlink(missing_ok=True)
             for path in [*self.run_dir.glob("*.backends.json"), *self.run_dir.glob("*.peers.json")]:
                 path.unlink(missing_ok=True)
@@ -119,6 +133,7 @@ class SupervisorApp:
             self.logger.warning("data directory handed over to this cluster: %s", handed_over)
         self.watcher = TopologyWatcher(self.topology.path, self._schedule_reload, loop)
         self.watcher.start()
+        await self._start_web()
         up = asyncio.create_task(self.cluster.up())
         stop_wait = asyncio.create_task(self.stopping.wait())
         await asyncio.wait({up, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -163,7 +178,8 @@ class SupervisorApp:
         return {"pid": os.getpid(), "topology": str(self.topology.path),
                 "control_port": self.topology.supervisor.control_port,
                 "uptime_s": round(time.time() - self.started, 1),
-                "last_reload": self.last_reload.as_dict() if self.last_reload else None}
+                "last_reload": self.last_reload.as_dict() if self.last_reload else None,
+                "page": self.web.address if self.web is not None else None}
 
     # -- hot reload
 
@@ -182,9 +198,54 @@ class SupervisorApp:
                 result.at = time.time()
                 if result.ok:
                     self._remember_topology()
+                    if self._web_settings() != self._web_config:
+                        self.logger.info("topology: the http section changed: the status "
+                                         "page restarts")
+                        await self._stop_web(keep_sampler=True)
+                        await self._start_web()
                 self.cluster.save_state()
                 if not self._reload_again:
                     return
+
+    # -- the status page and /metrics (supervisor/web)
+
+    def _web_settings(self) -> tuple[HttpSettings, str | None]:
+        topology = self.cluster.topology  # the one in force (a reload replaces it)
+        return topology.http, topology.secret
+
+    async def _start_web(self) -> None:
+        settings, secret = self._web_config = self._web_settings()
+        if not settings.enabled:
+            await self._stop_sampler()
+            return
+        if self.sampler is None:  # kept across a restart of the server: the charts go on
+            self.sampler = Sampler(self.cluster, self._supervisor_info, self.logger)
+        web = WebServer(settings, self.sampler, secret, self.logger)
+        try:
+            await web.start()
+        except OSError as error:
+            self.logger.error("status page: cannot listen on %s:%d (%s); the cluster runs "
+                              "without it (set http.port in the topology)", settings.host,
+                              settings.port, error.strerror or error)
+            await self._stop_sampler()
+            return
+        self.web = web
+        self.sampler.start()
+        write_atomically(self.run_dir / ADDRESS_FILE, web.address + "\n")
+        self.logger.info("status page: %s (metrics: %smetrics)", web.address, web.address)
+
+    async def _stop_web(self, keep_sampler: bool = False) -> None:
+        web, self.web = self.web, None
+        (self.run_dir / ADDRESS_FILE).unlink(missing_ok=True)
+        if not keep_sampler:
+            await self._stop_sampler()
+        if web is not None:
+            await web.stop()
+
+    async def _stop_sampler(self) -> None:
+        sampler, self.sampler = self.sampler, None
+        if sampler is not None:
+            await sampler.stop()
 
     def _remember_topology(self) -> None:
         """Keep the text of the topology in force, for commands run while the file is invalid."""
