@@ -1,0 +1,70 @@
+"""What the operator sees of a running cluster: an edit onto a taken port refused before
+anything stops, `check` against the running cluster, restarts by hand counted apart,
+where `up` says to connect."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from supervisor.cli import connect_line
+from supervisor.topology import load_topology
+from tests.conftest import wait_until
+from tests.integration.supervisorkit import DEADLINE_S, all_running
+
+pytestmark = pytest.mark.slow  # a supervised cluster per test
+
+
+def pids(nodes: dict[str, dict]) -> dict[str, int]:
+    return {name: row["pid"] for name, row in nodes.items()}
+
+
+def test_an_edit_onto_a_taken_port_is_refused_and_nothing_stops(cluster):
+    """Bug: `check` said valid, and the reload stopped nothing but started an m3 that
+    went BACKOFF -> FATAL with the cause only as a traceback in logs/m3.log."""
+    result = cluster.up()
+    assert result.returncode == 0, result.stderr + cluster.supervisor_log()
+    assert connect_line(load_topology(cluster.topology)) in result.stdout
+    before = pids(cluster.nodes())
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", cluster.ports["m3"]))
+    holder.listen(1)
+    port = cluster.ports["m3"]
+    try:
+        # The running cluster's own ports are not "taken": the file as it is checks fine.
+        assert cluster.cli("check", str(cluster.topology)).returncode == 0
+        cluster.write(extra_servers=("m3",))
+        check = cluster.cli("check", str(cluster.topology))
+        assert check.returncode == 2
+        assert f"m3: port {port} (127.0.0.1:{port}) is not free" in check.stderr
+        assert f"held by pid {os.getpid()}" in check.stderr
+        reload = wait_until(lambda: cluster.status()["supervisor"]["last_reload"], DEADLINE_S,
+                            "the supervisor to report the edit")
+        assert reload["ok"] is False
+        assert f"m3: port {port} (127.0.0.1:{port}) is not free" in reload["message"]
+        nodes = cluster.nodes()
+        assert "m3" not in nodes and pids(nodes) == before and all_running(nodes)
+        text = cluster.cli("status", str(cluster.topology)).stdout
+        assert "last topology edit refused" in text and f"port {port}" in text
+    finally:
+        holder.close()
+    # Freed: `reload` applies the same file.
+    answer = cluster.cli("reload", str(cluster.topology))
+    assert answer.returncode == 0, answer.stderr
+    nodes = cluster.wait_for(lambda n: "m3" in n and n["m3"]["state"] == "RUNNING", "m3 running")
+    assert {k: v for k, v in pids(nodes).items() if k != "m3"} == before
+
+
+def test_a_restart_by_hand_is_not_counted_as_a_crash(cluster):
+    assert cluster.up().returncode == 0
+    restarted = cluster.cli("restart", "lb", str(cluster.topology))
+    assert restarted.returncode == 0, restarted.stderr
+    nodes = cluster.nodes()
+    assert (nodes["lb"]["restarts"], nodes["lb"]["manual_restarts"]) == (0, 1)
+    assert nodes["lb"]["alerts"] == [] and nodes["lb"]["state"] == "RUNNING"
+    table = cluster.cli("status", str(cluster.topology)).stdout.splitlines()
+    header = next(line.split() for line in table if line.startswith("NODE "))
+    lb = next(line.split() for line in table if line.startswith("lb "))
+    assert lb[header.index("RESTARTS")] == "0" and lb[header.index("MANUAL")] == "1"
