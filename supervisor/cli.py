@@ -550,6 +550,8 @@ def _info(row: dict) -> str:
                      + ("" if row.get("answers") else "; does not answer .ping"))
     if row["state"] in ("FATAL", "BACKOFF") and row.get("last_exit"):
         parts.append(row["last_exit"])
+    elif row["state"] == "STARTING" and row.get("last_exit"):  # again, after that
+        parts.append(f"restarting; last run {row['last_exit']}")
     return ", ".join(parts)
 
 

@@ -101,7 +101,8 @@ def port_holder(port: int) -> str | None:
         except psutil.Error:
             argv = []
         # the program's name, not its full path: "python3 -m http.server 3952"
-        command = " ".join([Path(argv[0]).name, *argv[1:]]) if argv else "?"
+        # (whitespace folded: a `python -c` script must not break the one-line message)
+        command = " ".join(" ".join([Path(argv[0]).name, *argv[1:]]).split()) if argv else "?"
         if len(command) > 80:
             command = command[:77] + "..."
         return f"pid {connection.pid} ({command})"

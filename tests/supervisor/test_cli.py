@@ -124,3 +124,8 @@ def test_tahiry_without_arguments_lists_every_command():
         assert command in named, f"{command} missing from:\n{result.stdout}"
     parser_commands = set(cli.build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     assert parser_commands <= named
+
+
+def test_a_node_starting_again_says_how_its_last_run_ended():
+    table = cli.render_table([row(state="STARTING", uptime_s=None, last_exit="exited with code 3")])
+    assert table.splitlines()[1].endswith("restarting; last run exited with code 3")
