@@ -82,6 +82,12 @@ from nodes.runtime.node_process import set_nodelay, write_port_file
 
 Answer = Callable[[Request], "bytes | Awaitable[bytes] | PendingAnswer"]
 
+# Every node's `--idle-timeout` default: a classroom session may stay open,
+# unused, for hours (like MySQL's wait_timeout of 8 h); the connection caps
+# (nodes/runtime/admission.py, `--max-connections`) protect the node, not
+# this timer.
+DEFAULT_IDLE_TIMEOUT_S = 8 * 3600.0
+
 
 class CloseConnection(NodeError):
     """Raised by a handler: send `response`, then close the connection."""
