@@ -84,6 +84,7 @@ from nodes.protocol import (
 )
 from nodes.runtime.node_process import node_argument_parser, run_node, setup_logging
 from nodes.runtime.serving import (
+    DEFAULT_IDLE_TIMEOUT_S,
     ClientHandler,
     ConnectionStats,
     PendingAnswer,
@@ -884,7 +885,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--freshness-wait-ms", type=float, default=DEFAULT_WAIT_BOUND_S * 1000,
                         help="how long a statement waits for a backend holding the session's "
                              "earlier writes before answering from the most up-to-date one")
-    parser.add_argument("--idle-timeout", type=float, default=600.0,
+    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
                         help="close client connections idle for this many seconds (0: never)")
     add_auth_arguments(parser)
     return parser

@@ -68,6 +68,7 @@ from nodes.runtime.node_process import (
     setup_logging,
 )
 from nodes.runtime.serving import (
+    DEFAULT_IDLE_TIMEOUT_S,
     ClientHandler,
     ConnectionStats,
     PendingAnswer,
@@ -491,7 +492,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fine-invalidation", action="store_true",
                         help="on a write, drop only entries that read the written object")
     parser.add_argument("--request-timeout", type=float, default=60.0)
-    parser.add_argument("--idle-timeout", type=float, default=600.0)
+    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S)
     parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
     parser.add_argument("--upstream-patience", type=float, default=3.0,
                         help="seconds a statement not yet sent waits for the upstream to come back")

@@ -92,7 +92,14 @@ from nodes.protocol import (
     versions_arguments,
 )
 from nodes.runtime.node_process import bind_ephemeral, node_argument_parser, run_node, setup_logging
-from nodes.runtime.serving import ClientHandler, CloseConnection, ConnectionStats, admin_response, run_server
+from nodes.runtime.serving import (
+    DEFAULT_IDLE_TIMEOUT_S,
+    ClientHandler,
+    CloseConnection,
+    ConnectionStats,
+    admin_response,
+    run_server,
+)
 from nodes.server.encoding import ResponseEncoder
 from nodes.server.latency import DurationHistogram
 from nodes.server.membership import PeerDirectories, parse_peer_option
@@ -523,7 +530,7 @@ def outcomes_after_partial_commit(outcomes: list[Outcome], written: list[frozens
 def main(argv: list[str] | None = None) -> None:
     parser = node_argument_parser("Tahiry database server", default_port=3948)
     parser.add_argument("--data", default=None, help="data directory (created if missing)")
-    parser.add_argument("--idle-timeout", type=float, default=600.0,
+    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
                         help="close connections idle for this many seconds (0: never)")
     parser.add_argument("--max-connections", type=int, default=256)
     parser.add_argument("--page-rows", type=int, default=DEFAULT_PAGE_ROWS,
