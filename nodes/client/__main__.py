@@ -5,10 +5,4 @@ import sys
 from nodes.client.cli import main
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except BrokenPipeError:
-        # `... | head`: the reader went away; not an error worth a traceback.
-        sys.exit(1)
+    sys.exit(main())   # main() ends quietly on Ctrl-C and on a reader gone away

@@ -4,18 +4,27 @@ Shared by the interactive loop and the non-interactive modes (`-e`, `-f`,
 stdin). A script is read by the engine's `ScriptSource` (in chunks, split
 incrementally at `;` outside strings and comments), so a file of any size
 runs with the memory of its longest statement; each statement runs even
-after an earlier one failed. The client's own commands (`miala`,
-`fanampiana` / `\\h` / `?`) are recognised here, in order with the
-statements: `miala` stops the script, nothing after it is sent.
+after an earlier one failed. The client's own commands
+(nodes/client/commands.py) are recognised here, in order with the
+statements: a backslash command on the first line of a piece (`\\x` with
+no `;`, the statement on the next lines still runs), a word command
+(`miala`, `fanampiana`) alone; `miala` stops the script, nothing after it
+is sent; `\\d T` is sent as the statement it stands for.
+
+Comment-only lines are not sent (nodes/client/positions.py); a failure
+says where it is in the script (`script.tah:12:5:`), whatever line of its
+statement it is on.
 
 Non-interactive runs are pipelined (the runner's `run_all`: statements sent
-ahead, answers shown in order, a failure with its `file:line`); the
-interactive loop runs one statement at a time. A long `-f` run on a
-terminal shows a progress line on stderr (engine/progress.py).
+ahead, answers shown in order); the interactive loop runs one statement at
+a time. A long `-f` run on a terminal shows a progress line on stderr
+(engine/progress.py). With `\\timing` each answer shows the time since the
+previous one (for one statement at a time: the statement's own time).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import cast
 
@@ -25,38 +34,27 @@ from engine.language.script import Piece, normalise_statement
 from engine.language.script_source import PENDING, ScriptSource
 from engine.progress import ProgressLine
 from nodes.client.cheatsheet import GENERAL, topic_help
+from nodes.client.commands import (
+    ClientCommand,
+    CommandError,
+    apply,
+    client_command,
+    command_list,
+    describe_statement,
+)
 from nodes.client.completion import Vocabulary
 from nodes.client.display import Display
 from nodes.client.pipeline import Step
+from nodes.client.positions import ScriptPlace, Sent, sendable
 from nodes.client.runners import Runner, run_each
 
-QUIT_WORDS = frozenset({"miala", "\\q", "quit", "exit"})
-HELP_WORDS = frozenset({"fanampiana", "\\h", "?", "help", "\\?"})
+__all__ = ["BatchResult", "ClientCommand", "client_command", "help_text", "run_script",
+           "run_text"]
+
 # The client holds at most this much of one statement while reading a
 # script: engine.evaluation.executor.Limits.max_statement_chars (not imported: the
 # client does not load the engine to start); a node refuses more anyway.
 MAX_STATEMENT_CHARS = 1_000_000
-
-
-@dataclass(frozen=True)
-class ClientCommand:
-    """A command the client handles itself: `quit` or `help` (maybe on a topic)."""
-
-    kind: str
-    topic: str | None = None
-
-
-def client_command(text: str) -> ClientCommand | None:
-    """The client command `text` is, if it is one (with or without `;`)."""
-    words = text.strip().rstrip(";").split()
-    if not words or len(words) > 2:
-        return None
-    first = words[0].lower()
-    if first in QUIT_WORDS and len(words) == 1:
-        return ClientCommand("quit")
-    if first in HELP_WORDS:
-        return ClientCommand("help", words[1] if len(words) == 2 else None)
-    return None
 
 
 @dataclass
@@ -69,41 +67,68 @@ class BatchResult:
     errors: int = 0
 
 
-# A ScriptSteps step's tag: its piece of the script, and the client command it is (or None).
-ScriptTag = tuple[Piece, ClientCommand | None]
+@dataclass(frozen=True)
+class ScriptItem:
+    """A ScriptSteps step's tag: its piece of the script, the command it is, the text sent."""
+
+    piece: Piece
+    command: ClientCommand | None
+    sent: Sent | None = None
 
 
 class ScriptSteps:
     """A script's statements and client commands as runner steps (`StepSource`).
 
-    Each step's tag is (piece, command): the client command, or None for a
-    statement. Comment-only statements are skipped; after `miala` the
-    source ends. A statement over the length limit is not sent (its step
-    has no statement; the batch reports it).
+    Each step's tag is a `ScriptItem`. Comment-only statements are skipped;
+    after `miala` the source ends. A statement over the length limit is not
+    sent (its step has no statement; the batch reports it).
     """
 
     def __init__(self, script: ScriptSource):
         self.script = script
         self.stopped = False
+        self.held: Piece | None = None   # the rest of a piece after its command line
 
     def fileno(self) -> int | None:
-        return None if self.stopped else self.script.fileno()
+        return None if self.stopped or self.held is not None else self.script.fileno()
 
     def poll(self, block: bool):
         while not self.stopped:
-            piece = self.script.poll(block)
-            if piece is None or piece is PENDING:
-                return piece
+            if self.held is not None:
+                piece, self.held = self.held, None
+            else:
+                piece = self.script.poll(block)
+                if piece is None or piece is PENDING:
+                    return piece
             if piece.overlong:
-                return Step(None, (piece, None))
-            if not normalise_statement(piece.text):
-                continue  # only comments: nothing to run
+                return Step(None, ScriptItem(piece, None))
+            piece, self.held = _command_line(piece)
             command = client_command(piece.text)
             if command is not None:
                 self.stopped = command.kind == "quit"
-                return Step(None, (piece, command))
-            return Step(piece.text, (piece, None))
+                if command.kind == "describe":
+                    text = describe_statement(command)
+                    return Step(text, ScriptItem(piece, None))
+                return Step(None, ScriptItem(piece, command))
+            if not normalise_statement(piece.text):
+                continue  # only comments: nothing to run
+            sent = sendable(piece.text)
+            return Step(sent.text, ScriptItem(piece, None, sent))
         return None
+
+
+def _command_line(piece: Piece) -> tuple[Piece, Piece | None]:
+    """A piece starting with a backslash command line: (that line, the rest or None)."""
+    if not piece.text.startswith("\\") or "\n" not in piece.text:
+        return piece, None
+    first, rest = piece.text.split("\n", 1)
+    body = rest.lstrip()
+    if not body:
+        return Piece(first, piece.line, piece.column), None
+    lead = rest[:len(rest) - len(body)]
+    newlines = lead.count("\n")
+    column = len(lead) - lead.rfind("\n") if newlines else len(lead) + 1
+    return Piece(first, piece.line, piece.column), Piece(body, piece.line + 1 + newlines, column)
 
 
 def run_text(text: str, runner: Runner, display: Display,
@@ -111,10 +136,9 @@ def run_text(text: str, runner: Runner, display: Display,
              pipelined: bool = False) -> BatchResult:
     """Run every statement of `text`; raises `NotListening` if the node is unreachable.
 
-    source: the file name the text came from; failures then say where their
-    statement starts (`script.tah:12:`), since error positions count from
-    the start of the statement. pipelined: send statements ahead (not for
-    the interactive loop, which keeps one statement at a time).
+    source: the file name the text came from (failures then start with
+    `file:line:`). pipelined: send statements ahead (not for the
+    interactive loop, which keeps one statement at a time).
     """
     return run_script(ScriptSource(text=text, max_chars=MAX_STATEMENT_CHARS), runner, display,
                       vocabulary, source, pipelined=pipelined)
@@ -132,29 +156,31 @@ def run_script(script: ScriptSource, runner: Runner, display: Display,
     result = BatchResult()
     steps = ScriptSteps(script)
     results = runner.run_all(steps) if pipelined else run_each(runner, steps)
+    last = time.perf_counter()
     try:
         for done in results:
-            piece, command = cast(ScriptTag, done.step.tag)   # ScriptSteps tags every step so
+            item = cast(ScriptItem, done.step.tag)   # ScriptSteps tags every step so
             if progress is not None:
                 progress.clear_for(display.out)
-            if command is not None:
-                if command.kind == "quit":
-                    result.quit = True
-                else:
-                    display.text(help_text(command.topic))
+            if item.command is not None:
+                _run_command(item.command, display, result)
+                last = time.perf_counter()
                 continue
             result.statements += 1
             outcome = done.outcome
-            if piece.overlong:
-                outcome = _too_long(piece)
+            if item.piece.overlong:
+                outcome = _too_long(item.piece)
             if outcome is None:
                 continue
             if not outcome.ok:
                 result.ok = False
                 result.errors += 1
             if vocabulary is not None:
-                vocabulary.learn(piece.text, outcome)
-            display.outcome(outcome, _place(source, piece) if not outcome.ok else None)
+                vocabulary.learn(item.piece.text, outcome)
+            now = time.perf_counter()
+            display.outcome(outcome, None if outcome.ok else _place(source, item, outcome),
+                            elapsed=now - last)
+            last = now
             if progress is not None:
                 progress.update(result.statements, result.errors, script.estimated_total())
     finally:
@@ -163,13 +189,35 @@ def run_script(script: ScriptSource, runner: Runner, display: Display,
     return result
 
 
+def _run_command(command: ClientCommand, display: Display, result: BatchResult) -> None:
+    if command.kind == "quit":
+        result.quit = True
+    elif command.kind == "help":
+        display.text(help_text(command.topic))
+    elif command.kind == "commands":
+        display.text(command_list())
+    else:
+        try:
+            said = apply(command, display)
+        except CommandError as problem:
+            result.ok = False
+            display.failure(f"{ERROR_PREFIX}{problem}")
+            return
+        if said:
+            display.text(said)
+
+
 def _too_long(piece: Piece) -> Outcome:
     return Outcome.failure(f"{ERROR_PREFIX}Lava loatra ny baiko : {piece.overlong} litera "
                            f"(max {MAX_STATEMENT_CHARS})")
 
 
-def _place(source: str | None, piece: Piece) -> str | None:
-    return f"{source}:{piece.line}" if source is not None else None
+def _place(source: str | None, item: ScriptItem, outcome: Outcome) -> ScriptPlace:
+    piece = item.piece
+    if item.sent is None:   # `\d`, or not sent: the statement's start
+        return ScriptPlace(source, piece.line, piece.column)
+    return ScriptPlace.of(outcome.message, source, piece.text, item.sent, piece.line,
+                          piece.column)
 
 
 def help_text(topic: str | None) -> str:

@@ -1,9 +1,10 @@
-"""`python -m nodes.client`: argument handling and the non-interactive modes.
+"""`./tahiry client` (also `python -m nodes.client`, `tahiry-client`): options and modes.
 
-    python -m nodes.client [--host H] [--port P]        interactive, via the proxy cache
-    python -m nodes.client --embedded DIR                the engine in-process on DIR
-    python -m nodes.client -e "alaivo 1;" -f script.tah  run statements, then exit
-    python -m nodes.client --format json -f script.tah   one JSON object per statement
+    ./tahiry client [--host H] [--port P]         interactive, via the proxy cache
+    ./tahiry client --embedded DIR                the engine in-process on DIR
+    ./tahiry client -e "alaivo 1;" -f script.tah  run statements, then exit
+    ./tahiry client --format json -f script.tah   one JSON object per statement
+    ./tahiry client --format csv -e "alaivo ..."  RFC 4180 result sets
 
 `-e` and `-f` may be repeated and run in the order given. With neither,
 the client is interactive on a terminal and reads statements from stdin
@@ -12,7 +13,9 @@ pipelined: up to 64 statements in flight, answers shown in order; a long
 file run on a terminal shows a progress line on stderr. Exit status: 0
 when every statement succeeded, 1 when one failed (every statement still
 runs), 2 when the client could not start (nothing listening, unreadable
-file, bad arguments).
+file, bad arguments). A reader that goes away (`| head -1`) or Ctrl-C ends
+the client without a traceback, however it was started. docs/CLIENT.md
+is the user's guide.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from engine.language.script_source import ScriptSource, unreadable
 from engine.progress import ProgressLine
 from nodes.client.batch import MAX_STATEMENT_CHARS, run_script, run_text
 from nodes.client.connection import ConnectionProblem, NotListening
-from nodes.client.display import Display
+from nodes.client.display import FORMATS, Display, Settings
+from nodes.client.explain import LANGUAGES, LanguageUnavailable
 from nodes.client.runners import EmbeddedRunner, RemoteRunner, Runner
 from nodes.errors import NodeError
 
@@ -48,11 +52,14 @@ class _AppendSource(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m nodes.client",
-        description="Tahiry client: type statements ending with ';' (fanampiana for help).",
+        prog="./tahiry client",
+        description="Tahiry client: type statements ending with ';' (fanampiana for help, "
+                    "\\? for the client's commands). Run it as ./tahiry client from the "
+                    "repository, or as tahiry-client / python -m nodes.client from its venv.",
         epilog="Without -e/-f: interactive on a terminal, else statements are read from stdin. "
                "Exit status: 0 all statements succeeded, 1 some failed (all still ran), "
-               "2 the client could not start (nothing listening, unreadable file).")
+               "2 the client could not start (nothing listening, unreadable file). "
+               "Guide: docs/CLIENT.md.")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"node to talk to (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"its port (default {DEFAULT_PORT}, the local proxy cache)")
@@ -64,8 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the statements of FILE ('-' for stdin) and exit (repeatable)")
     parser.add_argument("-d", "--database", metavar="DB",
                         help="start in database DB (as if the first statement were 'ampiasao DB;')")
-    parser.add_argument("--format", choices=("table", "json"), default="table",
-                        help="table (default) or json: one JSON object per statement per line")
+    parser.add_argument("--format", choices=FORMATS, default="table",
+                        help="table (default); json: one JSON object per statement per line; "
+                             "csv: RFC 4180 result sets with a header (messages to stderr)")
+    parser.add_argument("--no-pager", dest="pager", action="store_false",
+                        help="never page results taller than the terminal "
+                             "(default: $PAGER, else less -S)")
+    parser.add_argument("--lang", choices=LANGUAGES, default="mg",
+                        help="language of error messages: mg (default, as sent) or en")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for one statement's answer (default 60)")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
@@ -82,7 +95,8 @@ def make_runner(options: argparse.Namespace) -> Runner:
     if options.embedded:
         runner: Runner = EmbeddedRunner(options.embedded)
     else:
-        runner = RemoteRunner(options.host, options.port, timeout=options.timeout)
+        runner = RemoteRunner(options.host, options.port, timeout=options.timeout,
+                              notify=_notice)
         runner.connect()       # say "nothing is listening" before anything else
     if options.database:
         outcome = runner.run(f"ampiasao {options.database}")
@@ -105,7 +119,29 @@ def _quiet_logging() -> None:
         root.addHandler(logging.NullHandler())
 
 
+def _notice(text: str) -> None:
+    """What the runner does on its own (waiting for a restarting node): on stderr."""
+    print(f"tahiry: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The client's exit status; a reader gone away or Ctrl-C end it without a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `... | head`: the reader went away. Point stdout at nothing so the
+        # interpreter's last flush does not complain about the pipe again.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     options = build_parser().parse_args(argv)
     _quiet_logging()
     for stream in (sys.stdin, sys.stdout):
@@ -121,7 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     interactive = not options.sources and sys.stdin.isatty()
     colour = options.color == "always" or (options.color == "auto" and sys.stdout.isatty()
                                            and "NO_COLOR" not in os.environ)
-    display = Display(options.format, sys.stdout, colour and options.format == "table")
+    display = Display(options.format, sys.stdout, colour and options.format == "table",
+                      Settings(pager=options.pager))
+    try:
+        display.set_lang(options.lang)
+    except LanguageUnavailable as unavailable:
+        print(f"tahiry: --lang {options.lang}: {unavailable}", file=sys.stderr)
+        return EXIT_CANNOT_START
     if not interactive:
         sources = options.sources or [("file", "-")]
         for kind, value in sources:
@@ -147,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CANNOT_START
     finally:
         runner.close()
+        display.output_to(None)   # a `\o` file is closed (flushed)
 
 
 def run_sources(sources: list[tuple[str, str]], runner: Runner, display: Display) -> int:

@@ -8,8 +8,12 @@ called once `select` said the socket is ready, so the caller can read
 answers while it still has statements to send and never blocks on either.
 Every socket operation has a timeout. Failures become `ConnectionProblem`s
 whose text is a sentence for a person, never a traceback: `NotListening`
-when the node cannot be reached, `ConnectionLost` when it went away (or
-stopped answering) during a statement, whose outcome is then unknown.
+when the node cannot be reached (`Refused` when nothing listens on the
+port: a node not started, or being restarted), `ConnectionLost` when it
+went away (or stopped answering) during a statement, whose outcome is then
+unknown. `closed_by_peer()` tells, before anything is sent, whether the
+node closed an idle connection (its idle timeout, a restart), so the
+caller can open a new one without losing anything.
 
 With a shared secret (the `secret` argument, else the TAHIRY_SECRET
 environment variable) the connection opens with `.auth <secret>;`
@@ -18,6 +22,7 @@ environment variable) the connection opens with `.auth <secret>;`
 
 from __future__ import annotations
 
+import select
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +40,10 @@ class ConnectionProblem(NodeError):
 
 class NotListening(ConnectionProblem):
     """Nothing accepted the connection."""
+
+
+class Refused(NotListening):
+    """Nothing listens on the port (the node is not started, or is restarting)."""
 
 
 class ConnectionLost(ConnectionProblem):
@@ -67,9 +76,10 @@ class ServerConnection:
         try:
             self._socket = socket.create_connection((host, port), timeout=connect_timeout)
         except ConnectionRefusedError:
-            raise NotListening(
+            raise Refused(
                 f"Tsy misy mihaino ao amin'ny {host}:{port} / nothing is listening at "
-                f"{host}:{port}. Is the cluster running? Start it with ./tahiry up") from None
+                f"{host}:{port}. If the cluster is running, the node may be restarting: "
+                f"see ./tahiry status; otherwise start it with ./tahiry up") from None
         except TimeoutError:
             raise NotListening(
                 f"Tsy namaly ny {host}:{port} / no answer from {host}:{port} "
@@ -131,6 +141,26 @@ class ServerConnection:
         except OSError as error:
             self._broken = True
             raise ConnectionLost(self._lost(error.strerror or str(error))) from None
+
+    def closed_by_peer(self) -> bool:
+        """Whether this connection, with nothing in flight, can no longer be used.
+
+        True when the node closed or reset it (an idle timeout, a restart) or
+        sent bytes nobody asked for: in every case nothing was lost, and a
+        new connection is the way on.
+        """
+        if self._broken:
+            return True
+        try:
+            readable, _, _ = select.select([self._socket], [], [], 0)
+            if not readable:
+                return False
+            self._socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        return True   # end of stream, or an answer to nothing
 
     # -- statements sent ahead (the caller waits on fileno() with select)
 

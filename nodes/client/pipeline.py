@@ -14,10 +14,11 @@ otherwise deadlock a client still busy sending). It takes steps from a
 `StepSource` only when one is ready (a pipe that has nothing yet does not
 stop answers from being shown), and hands results back in step order.
 
-When the connection is lost, every statement sent and not answered gets
-"outcome unknown" (the message of the `ConnectionLost`), and is never sent
-again; statements not sent yet go on a new connection, which the runner
-opens with the session's database replayed.
+When the connection is lost, a read (or `ampiasao`) sent and not answered
+is sent again (once) on the next connection; every other statement sent and not answered
+gets "outcome unknown" (the message of the `ConnectionLost`), and is never
+sent again; statements not sent yet go on a new connection, which the
+runner opens with the session's database replayed.
 """
 
 from __future__ import annotations
@@ -106,9 +107,12 @@ class PipelineHost(Protocol):
     def lost(self, statements: list[str]) -> None:
         """The connection broke; these statements were sent and not answered."""
 
+    def retryable(self, statement: str) -> bool:
+        """Whether a statement sent and not answered may be sent again (a read)."""
+
 
 class _Entry:
-    __slots__ = ("step", "statement", "wire", "result", "start")
+    __slots__ = ("step", "statement", "wire", "result", "start", "resent")
 
     def __init__(self, step: Step, statement: str, wire: bytes, result: StepResult | None):
         self.step = step
@@ -116,6 +120,7 @@ class _Entry:
         self.wire = wire            # its bytes to send (b"": decided locally)
         self.result = result        # known once answered, lost or decided
         self.start = -1             # offset of its first byte in the connection's stream
+        self.resent = False         # sent again after a lost connection (a read)
 
 
 class Pipeline:
@@ -252,13 +257,22 @@ class _Run:
             raise connection.lost(f"no answer within {self.host.timeout:g}s")
 
     def _lose(self, connection: ServerConnection, lost: ConnectionLost) -> None:
-        """Sent and unanswered: outcome unknown, never sent again; the rest goes on anew."""
+        """Sent and unanswered: a read goes again, the rest is outcome unknown; unsent go anew."""
         message = str(lost)
-        gone = [entry for entry in self.in_flight if entry.start < self.sent]
+        gone: list[_Entry] = []
+        again: list[_Entry] = []
+        for entry in self.in_flight:
+            if entry.start >= self.sent:
+                again.append(entry)
+            elif not entry.resent and self.host.retryable(entry.statement):
+                entry.resent = True
+                again.append(entry)
+            else:
+                gone.append(entry)
         for entry in gone:
             entry.result = StepResult(entry.step, Outcome.failure(ERROR_PREFIX + message),
                                       lost=True)
-        self.unsent.extendleft(reversed([e for e in self.in_flight if e.start >= self.sent]))
+        self.unsent.extendleft(reversed(again))
         self.in_flight.clear()
         self.out.clear()
         connection.close()

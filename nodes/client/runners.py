@@ -7,12 +7,20 @@ the non-interactive modes and the DB-API driver do not care which one they
 use.
 
 `RemoteRunner` reconnects on demand after a lost connection and replays
-`ampiasao <db>` so the session keeps its database; a statement whose
-connection broke is reported, never re-sent (its outcome is unknown). Its
-`run_all` sends statements ahead (nodes/client/pipeline.py); the database it
-replays after a loss is the one the statements sent so far selected: an
-`ampiasao` among the unanswered ones counts (selecting a database changes
-no data, and the statements after it were written for it).
+`ampiasao <db>` so the session keeps its database. Before each statement it
+checks that the node has not closed the idle connection (an idle timeout, a
+restart): then it reconnects quietly, nothing having been in flight. When
+nothing listens any more on a port it was connected to, the node is
+probably being restarted by the supervisor: it says so and tries again for
+`restart_wait` seconds before giving up. A read (or `ampiasao`) whose
+connection broke is sent again once on a new connection (doing it twice
+changes nothing); any
+other statement whose connection broke is reported, never re-sent (its
+outcome is unknown). Its `run_all` sends statements ahead
+(nodes/client/pipeline.py); the database it replays after a loss is the
+one the statements sent so far selected: an `ampiasao` among the
+unanswered ones counts (selecting a database changes no data, and the
+statements after it were written for it).
 `EmbeddedRunner.run_all` runs them one after the other.
 """
 
@@ -22,17 +30,26 @@ import functools
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.evaluation.outcome import Outcome
 from engine.language.script import StatementSplitter, normalise_statement
 from engine.language.script_source import PENDING
 from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
-from nodes.client.connection import ConnectionLost, ConnectionProblem, ServerConnection
+from nodes.client.connection import (
+    ConnectionLost,
+    ConnectionProblem,
+    NotListening,
+    Refused,
+    ServerConnection,
+)
 from nodes.client.pipeline import WINDOW, Pipeline, Step, StepResult, StepSource
+
+if TYPE_CHECKING:
+    from engine.language.parser import StatementParser
 
 _USE_MESSAGE = re.compile(r"^Ny tahiry : (\S+) dia miasa ankehitriny$")
 _DROP_DATABASE_MESSAGE = re.compile(r"^Ny tahiry : (\S+) dia voafafa")
@@ -103,25 +120,58 @@ def _local_syntax_error(statement: str) -> Outcome:
     return Outcome.failure(ERROR_PREFIX + "Tsy tapitra ny baiko / the statement never ends")
 
 
+def is_repeatable(statement: str, parser=None) -> bool:
+    """Whether sending `statement` again changes nothing: a read (a query, `asehoy`), `ampiasao`."""
+    from engine.language.classify import READ, USE, classify  # only after a loss: parsing costs
+    from engine.language.parser import StatementParser
+    try:
+        parsed = (parser or StatementParser()).parse(statement)
+    except TahiryError:   # not parsable: not known to be a read
+        return False
+    return parsed is not None and classify(parsed).kind in (READ, USE)
+
+
+# How long a node that refuses connections after having accepted ours is
+# waited for: the supervisor restarts a killed node within a few seconds.
+RESTART_WAIT_S = 10.0
+RETRY_INTERVAL_S = 0.2
+
+
 class RemoteRunner:
-    """Statements sent to a node (normally the local proxy cache)."""
+    """Statements sent to a node (normally the local proxy cache).
+
+    notify: where to say what the runner does on its own (waiting for a
+    restarting node, sending a read again); None says nothing.
+    """
 
     def __init__(self, host: str, port: int, timeout: float = 30.0,
-                 connect_timeout: float = 5.0, window: int = WINDOW):
+                 connect_timeout: float = 5.0, window: int = WINDOW,
+                 notify: Callable[[str], None] | None = None):
         self.database: str | None = None
         self.where = f"{host}:{port}"
         self.timeout = timeout
         self.window = window   # statements in flight in run_all (1: one at a time)
+        self.notify = notify
+        self.restart_wait = RESTART_WAIT_S
         # Every (re)connection opens the same way.
         self._open_connection = functools.partial(
             ServerConnection, host, port, timeout=timeout, connect_timeout=connect_timeout)
         self._connection: ServerConnection | None = None
+        self._was_connected = False
+        self._parser: StatementParser | None = None   # built on the first loss
 
     def connect(self) -> None:
-        """Open the connection now (raises `NotListening` with a clear message)."""
+        """Have an open connection (raises `NotListening` with a clear message).
+
+        A connection the node closed while it was idle is replaced quietly.
+        """
         if self._connection is not None:
-            return
-        connection = self._open_connection()
+            if not self._connection.closed_by_peer():
+                return
+            self._connection.close()
+            self._connection = None
+        connection = self._open_waiting()
+        self._was_connected = True
         if self.database is not None:
             # A reconnection: put the new session back on the same database.
             outcome = connection.request(f"ampiasao {self.database};")
@@ -129,20 +179,66 @@ class RemoteRunner:
                 self.database = None
         self._connection = connection
 
+    def _open_waiting(self) -> ServerConnection:
+        """A new connection; a refusal after an earlier connection is waited out a while."""
+        try:
+            return self._open_connection()
+        except Refused as refused:
+            if not self._was_connected or self.restart_wait <= 0:
+                raise
+            first = refused
+        self._say(f"Tsy misy mihaino ao amin'ny {self.where} / nothing is listening at "
+                  f"{self.where}: the node may be restarting; trying again for up to "
+                  f"{self.restart_wait:g}s (Ctrl-C to stop)")
+        deadline = time.monotonic() + self.restart_wait
+        while time.monotonic() < deadline:
+            time.sleep(RETRY_INTERVAL_S)
+            try:
+                connection = self._open_connection()
+            except Refused:
+                continue
+            self._say(f"Tafaverina / connected again to {self.where}")
+            return connection
+        raise NotListening(
+            f"Tsy misy mihaino ao amin'ny {self.where} / nothing is listening at {self.where} "
+            f"(tried for {self.restart_wait:g}s). See ./tahiry status (is the node FATAL?), "
+            f"or start the cluster with ./tahiry up") from first
+
+    def _say(self, text: str) -> None:
+        if self.notify is not None:
+            self.notify(text)
+
     def run(self, statement: str) -> Outcome | None:
         if not _self_terminating(statement):
             # Sent as is, the node would wait for the rest of the string.
             return _local_syntax_error(statement)
+        try:
+            outcome = self._request(statement)
+        except ConnectionLost:
+            if not self.retryable(statement):
+                raise
+            self._say("(Tapaka nandritra ny famakiana / the connection broke during a read: "
+                      "sent again)")
+            outcome = self._request(statement)
+        self.database = next_database(self.database, outcome)
+        return outcome
+
+    def _request(self, statement: str) -> Outcome:
         self.connect()
         assert self._connection is not None
         try:
-            outcome = self._connection.request(statement)
+            return self._connection.request(statement)
         except ConnectionProblem:
             self._connection.close()
             self._connection = None
             raise
-        self.database = next_database(self.database, outcome)
-        return outcome
+
+    def retryable(self, statement: str) -> bool:
+        """Whether a statement whose connection broke may be sent again (a read, `ampiasao`)."""
+        if self._parser is None:
+            from engine.language.parser import StatementParser
+            self._parser = StatementParser()
+        return is_repeatable(statement, self._parser)
 
     def run_all(self, steps: StepSource) -> Iterator[StepResult]:
         """Statements sent ahead, up to `window` in flight; results in order."""

@@ -97,7 +97,7 @@ def answers_everything(conn, got):
 
 def test_a_connection_lost_mid_window_reports_the_unanswered_and_sends_the_rest_anew():
     node = ScriptedNode(answers_then_hangs_up(64, 3), answers_everything)
-    script = "ampiasao d;\n" + "".join(f"alaivo {n};\n" for n in range(1, 100))
+    script = "ampiasao d;\n" + "".join(f"fafao ao@ t{n};\n" for n in range(1, 100))
     out = io.StringIO()
     runner = RemoteRunner("127.0.0.1", node.port, timeout=5)
     result = run_script(ScriptSource(text=script), runner, Display("table", out), source="s.tah")
@@ -105,27 +105,45 @@ def test_a_connection_lost_mid_window_reports_the_unanswered_and_sends_the_rest_
     node.finish()
     lines = out.getvalue().splitlines()
     assert len(lines) == 100 and result.statements == 100 and not result.ok
-    assert lines[:3] == [USE_ANSWER, "answer alaivo 1", "answer alaivo 2"]
+    assert lines[:3] == [USE_ANSWER, "answer fafao ao@ t1", "answer fafao ao@ t2"]
     for n in range(3, 67):       # sent, never answered: outcome unknown, with file:line
         assert lines[n].startswith(f"s.tah:{n + 1}: Hadisoana : "), lines[n]
         assert "outcome is unknown" in lines[n]
-    assert lines[67:] == [f"answer alaivo {n}" for n in range(67, 100)]
-    # A whole window went out before any answer, and no more; nothing unanswered
+    assert lines[67:] == [f"answer fafao ao@ t{n}" for n in range(67, 100)]
+    # A whole window went out before any answer, and no more; no unanswered write
     # was sent again; the new connection selected the database first.
-    assert node.received[0] == ["ampiasao d"] + [f"alaivo {n}" for n in range(1, 67)]
-    assert node.received[1] == ["ampiasao d"] + [f"alaivo {n}" for n in range(67, 100)]
+    assert node.received[0] == ["ampiasao d"] + [f"fafao ao@ t{n}" for n in range(1, 67)]
+    assert node.received[1] == ["ampiasao d"] + [f"fafao ao@ t{n}" for n in range(67, 100)]
+
+
+def test_unanswered_reads_are_sent_again_once_writes_are_outcome_unknown():
+    node = ScriptedNode(answers_then_hangs_up(4, 1), answers_everything)
+    out = io.StringIO()
+    runner = RemoteRunner("127.0.0.1", node.port, timeout=5, window=4)
+    result = run_text("alaivo 1; alaivo 2; fafao ao@ t; asehoy ny tabilao; alaivo 3;", runner,
+                      Display("table", out), pipelined=True)
+    runner.close()
+    node.finish()
+    assert node.received[0][:4] == ["alaivo 1", "alaivo 2", "fafao ao@ t", "asehoy ny tabilao"]
+    assert node.received[1] == ["alaivo 2", "asehoy ny tabilao", "alaivo 3"]
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "answer alaivo 1" and lines[1] == "answer alaivo 2"
+    assert "outcome is unknown" in lines[2]
+    assert lines[3:] == ["answer asehoy ny tabilao", "answer alaivo 3"]
+    assert result.errors == 1
 
 
 def test_an_unanswered_ampiasao_is_the_database_replayed():
     node = ScriptedNode(answers_then_hangs_up(3, 1), answers_everything)
     out = io.StringIO()
     runner = RemoteRunner("127.0.0.1", node.port, timeout=5, window=3)
-    run_text("alaivo 1; ampiasao d; alaivo 2; alaivo 3; alaivo 4;", runner,
+    run_text("fafao ao@ a; ampiasao d; fafao ao@ b; fafao ao@ c; fafao ao@ e;", runner,
              Display("table", out), pipelined=True)
     runner.close()
     node.finish()
-    assert node.received == [["alaivo 1", "ampiasao d", "alaivo 2", "alaivo 3"],
-                             ["ampiasao d", "alaivo 4"]]
+    # `ampiasao` is sent again (it changes nothing); the writes after it are not.
+    assert node.received == [["fafao ao@ a", "ampiasao d", "fafao ao@ b", "fafao ao@ c"],
+                             ["ampiasao d", "fafao ao@ e"]]
     assert runner.database == "d"
 
 

@@ -1,0 +1,52 @@
+"""Errors shown so they teach: a caret under the position, English on request.
+
+The wire text of an error is the engine's (docs/LANGUAGE.md) and is never
+changed; what the client prints of it may be: its position made the
+script's (nodes/client/positions.py), the offending line drawn with a `^`
+under the column as PostgreSQL does, and with `--lang en` / `\\lang en`
+the sentence translated by the engine's message catalogue
+(`engine.language.messages.translate(text, lang)`, which returns the text
+unchanged when it does not know it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.evaluation.render import display_width
+from nodes.client.positions import ScriptPlace
+
+LANGUAGES = ("mg", "en")
+
+
+def caret_lines(place: ScriptPlace, english: bool = False) -> list[str]:
+    """The statement line at fault and a caret under the column (nothing without a position)."""
+    if not place.exact or place.text is None:
+        return []
+    label = f"{'LINE' if english else 'andalana'} {place.line}: "
+    text = place.text.replace("\t", " ")
+    before = text[:max(place.text_column - 1, 0)]
+    return [label + text, " " * (display_width(label) + display_width(before)) + "^"]
+
+
+class LanguageUnavailable(Exception):
+    """The engine has no message catalogue to translate with."""
+
+
+def translator(lang: str) -> Callable[[str], str] | None:
+    """A function translating an error text into `lang` (None for Malagasy, the wire's own).
+
+    Raises LanguageUnavailable when `lang` is unknown or the engine has no
+    catalogue (engine/language/messages.py).
+    """
+    if lang not in LANGUAGES:
+        raise LanguageUnavailable(f"unknown language {lang!r}: choose one of {', '.join(LANGUAGES)}")
+    if lang == "mg":
+        return None
+    try:
+        from engine.language.messages import translate
+    except ImportError as missing:
+        raise LanguageUnavailable(
+            "English messages need the engine's catalogue (engine.language.messages), "
+            f"which this version does not have ({missing})") from None
+    return lambda text: translate(text, lang)

@@ -1,0 +1,62 @@
+"""Result sets as the client can draw them besides the engine's boxed table.
+
+`render_expanded`: one block per row, a column per line (psql's `\\x`),
+for rows wider than the terminal. `render_csv`: RFC 4180 through the csv
+module (a header line, CRLF line ends, quotes only where needed; NULL is
+an empty field). The boxed table itself is the engine's
+(`engine.evaluation.render.render_table`), shared with `--embedded`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from engine.evaluation.outcome import Relation
+from engine.evaluation.render import display_width, render_table
+from engine.evaluation.values import format_value
+
+_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def table_width(table: str) -> int:
+    """Columns taken by a table drawn by `render_table` (its first line is the widest)."""
+    return display_width(table.split("\n", 1)[0])
+
+
+def render_expanded(relation: Relation) -> str:
+    """Each row as a block `-[ ANDALANA n ]-` then `column | value` lines; the row count last."""
+    names = [column.name for column in relation.columns]
+    name_width = max((display_width(name) for name in names), default=0)
+    blocks = []
+    for number, row in enumerate(relation.rows, 1):
+        lines = [name + " " * (name_width - display_width(name)) + " | "
+                 + format_value(value).translate(_ESCAPES)
+                 for name, value in zip(names, row, strict=True)]
+        width = max((display_width(line) for line in lines), default=0)
+        header = f"-[ ANDALANA {number} ]"
+        blocks.append(header + "-" * max(0, width - len(header)))
+        blocks.extend(lines)
+    blocks.append(f"({len(relation.rows)} andalana)")
+    return "\n".join(blocks)
+
+
+def render_csv(relation: Relation) -> str:
+    """RFC 4180 text: a header line, then one line per row, each ended by CRLF."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([column.name for column in relation.columns])
+    writer.writerows([["" if value is None else format_value(value) for value in row]
+                      for row in relation.rows])
+    return buffer.getvalue()
+
+
+def render_rows(relation: Relation, expanded: str, terminal_columns: int | None) -> str:
+    """The table, or the expanded form when `expanded` is "on" or ("auto" and it is too wide)."""
+    if expanded == "on":
+        return render_expanded(relation)
+    table = render_table(relation)
+    if expanded == "auto" and terminal_columns and relation.rows \
+            and table_width(table) > terminal_columns:
+        return render_expanded(relation)
+    return table
