@@ -22,11 +22,13 @@ readers that still hold it keep seeing exactly that version.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.errors import TahiryError
 from engine.language.ast import Query, SelectExpr
+from engine.language.hints import name_hint
 
 
 @dataclass(frozen=True)
@@ -297,6 +299,16 @@ class DatabaseCatalog:
         if document is None:
             return None
         return parse_view_text(self._parser, document["query"])
+
+    def object_names(self) -> list[str]:
+        """The names of the database's tables and views (for "did you mean")."""
+        return (self.store.list_objects(self.database, "table")
+                + self.store.list_objects(self.database, "view"))
+
+
+def no_such_table(database: str | None, name: str, names: Iterable[str] = ()) -> TahiryError:
+    """The error for a missing table or view `name`, with a hint among `names` (its neighbours)."""
+    return TahiryError(f"La table {database}.{name} n'as pas été trouvé" + name_hint(name, names))
 
 
 def table_from_document(document: dict) -> TableData:

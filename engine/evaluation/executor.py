@@ -18,13 +18,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from engine.errors import TahiryError
-from engine.evaluation import query
-from engine.evaluation.catalog import DatabaseCatalog, TableData, table_from_document
+from engine.evaluation import describe, query
+from engine.evaluation.catalog import (
+    DatabaseCatalog,
+    TableData,
+    no_such_table,
+    table_from_document,
+)
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.domains import check_column_names, check_value, domain_to_json
 from engine.evaluation.outcome import Column, Outcome, Relation
 from engine.evaluation.query import DEFAULT_LIMITS, QueryLimits
 from engine.language import ast
+from engine.language.hints import name_hint
 from engine.storage.group_commit import (
     BatchFenced,
     BatchNotWritten,
@@ -36,7 +42,7 @@ from engine.storage.store import Store
 from engine.vocabulary import OBJECT_KIND_WORDS
 
 SHOW_COLUMN = "fanasehoana"
-READ_ONLY = (ast.Query, ast.Show, ast.Use)
+READ_ONLY = (ast.Query, ast.Show, ast.Describe, ast.Use)
 NO_DATABASE = "Tsy nisafidy tahiry ianao"
 CHANGED = "Tafinditra ny fiovana ny tabilao"
 # A write statement refused by the commit fence (another server or replication
@@ -65,12 +71,9 @@ def _changed(count: int) -> str:
     return f"{CHANGED} ({count} andalana)"
 
 
-def _no_table(database: str, name: str) -> TahiryError:
-    return TahiryError(f"La table {database}.{name} n'as pas été trouvé")
-
-
-def _unknown_column(name: str) -> TahiryError:
-    return TahiryError(f"Le champ '{name}' n'existe pas dans la relation.")
+def _unknown_column(name: str, table: TableData) -> TahiryError:
+    return TahiryError(f"Le champ '{name}' n'existe pas dans la relation."
+                       + name_hint(name, (column.name for column in table.columns)))
 
 
 class Executor:
@@ -180,6 +183,9 @@ class Executor:
     def catalog(self, database: str) -> DatabaseCatalog:
         return DatabaseCatalog(self.store, database, self.parser)
 
+    def _no_table(self, database: str, name: str) -> TahiryError:
+        return no_such_table(database, name, self.catalog(database).object_names())
+
     def _writable_table(self, database: str, name: str) -> tuple[dict, TableData]:
         validate_name(name, "table")
         document = self.store.read(database, "table", name)
@@ -187,7 +193,7 @@ class Executor:
             if self.store.read(database, "view", name) is not None:
                 raise TahiryError(
                     f"Tsy azo soratana ny jery : {name} (tabilao ihany no azo ovaina)")
-            raise _no_table(database, name)
+            raise self._no_table(database, name)
         return document, table_from_document(document)
 
     def _name_taken(self, database: str, name: str) -> None:
@@ -245,6 +251,21 @@ class Executor:
             names = self.store.list_objects(self._database(session), kind)
         relation = Relation(word, [Column(SHOW_COLUMN, None)], [[n] for n in names])
         return Outcome.success(f"{len(names)} andalana", relation)
+
+    def _run_Describe(self, statement: ast.Describe, session: SessionState) -> Outcome:
+        database = self._database(session)
+        catalog = self.catalog(database)
+        if statement.name is None:
+            relation = describe.describe_all(
+                catalog, self.store.list_objects(database, "table"),
+                self.store.list_objects(database, "view"), self.limits.query)
+        else:
+            name = validate_name(statement.name, "table")
+            found = describe.describe_one(catalog, name, self.limits.query)
+            if found is None:
+                raise self._no_table(database, name)
+            relation = found
+        return Outcome.success(f"{len(relation.rows)} andalana", relation)
 
     # ------------------------------------------------------------ create / drop
 
@@ -311,7 +332,7 @@ class Executor:
             if kind == "table":
                 if self.store.read(database, "view", name) is not None:
                     raise TahiryError(f"Ny {name} dia jery fa tsy tabilao (ravao ny jery {name})")
-                raise _no_table(database, name)
+                raise self._no_table(database, name)
             if kind == "view" and self.store.read(database, "table", name) is not None:
                 raise TahiryError(f"Ny {name} dia tabilao fa tsy jery (ravao ny tabilao {name})")
             raise TahiryError(f"Tsy misy ny {word} : {name}")
@@ -326,7 +347,7 @@ class Executor:
         for name in names:
             index = by_name.get(name.casefold())
             if index is None:
-                raise _unknown_column(name)
+                raise _unknown_column(name, table)
             if index in positions:
                 raise TahiryError(f"Ny tsanganana '{name}' dia voatonona indroa")
             positions.append(index)

@@ -39,6 +39,7 @@ from engine.language.ast import (
     Unary,
     walk,
 )
+from engine.language.hints import name_hint
 
 VALUE = "value"
 BOOL = "bool"
@@ -73,8 +74,14 @@ class ScopeColumn:
         return self.qualifiers[0] if self.qualifiers else None
 
 
-def _unknown_column(ref: ColumnRef) -> TahiryError:
-    return TahiryError(f"Le champ '{column_text(ref)}' n'existe pas dans la relation.")
+def _unknown_column(ref: ColumnRef, columns: list[ScopeColumn]) -> TahiryError:
+    if ref.qualifier is None:
+        names = [column.name for column in columns]
+    else:  # `m.anaran` -> `m.anarana`; `mm.anarana` -> `m.anarana`
+        names = [f"{qualifier}.{column.name}" for column in columns
+                 for qualifier in column.qualifiers]
+    return TahiryError(f"Le champ '{column_text(ref)}' n'existe pas dans la relation."
+                       + name_hint(column_text(ref), names))
 
 
 def _ambiguous_column(ref: ColumnRef, count: int) -> TahiryError:
@@ -108,7 +115,7 @@ class Scope:
         else:
             found = self._by_qualified.get((ref.qualifier, ref.name))
         if not found:
-            raise _unknown_column(ref)
+            raise _unknown_column(ref, self.columns)
         if len(found) > 1:
             raise _ambiguous_column(ref, len(found))
         return found[0]
@@ -185,7 +192,8 @@ def column_refs(expr: Expr) -> list[ColumnRef]:
 def check_function(call: FunctionCall) -> None:
     """Reject unknown functions and wrong argument shapes."""
     if call.name not in AGGREGATE_FUNCTIONS:
-        raise TahiryError(f"Tsy fantatra ny fonction '{call.name}'.")
+        raise TahiryError(f"Tsy fantatra ny fonction '{call.name}'."
+                          + name_hint(call.name, AGGREGATE_FUNCTIONS))
     if call.star:
         if call.name != "count":
             raise TahiryError(f"Ny {call.name}(*) dia tsy azo atao : count(*) ihany.")

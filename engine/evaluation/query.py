@@ -24,7 +24,7 @@ from typing import TypeVar, cast
 
 from engine.errors import TahiryError
 from engine.evaluation import relational, values
-from engine.evaluation.catalog import Catalog, TableData
+from engine.evaluation.catalog import Catalog, TableData, no_such_table
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.equality_lookup import (
     MIN_INDEXED_ROWS,
@@ -456,7 +456,8 @@ class _Evaluator:
     # -- sources
 
     def _missing_table(self, name: str) -> TahiryError:
-        return TahiryError(f"La table {self.catalog.database}.{name} n'as pas été trouvé")
+        names = getattr(self.catalog, "object_names", None)  # a catalog that can list: a hint
+        return no_such_table(self.catalog.database, name, names() if names is not None else ())
 
     def _source(self, source: Source) -> tuple[str, list[ScopeColumn], list[list], TableData | None]:
         """(qualifier, columns, rows, table) of one `ao@` or join source.

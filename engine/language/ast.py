@@ -248,6 +248,13 @@ class Show:
 
 
 @dataclass(frozen=True)
+class Describe:
+    """`asehoy ny tsanganana ao@ T` (`name` T) or `asehoy ny tsanganana` (`name` None)."""
+
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class CreateDatabase:
     name: str
 
@@ -322,7 +329,7 @@ class Query:
 
 
 Statement = (
-    Use | Show | CreateDatabase | CreateTable | CreateDomain | CreateView
+    Use | Show | Describe | CreateDatabase | CreateTable | CreateDomain | CreateView
     | Drop | Insert | Update | Delete | Query
 )
 

@@ -29,6 +29,10 @@ def classify(statement: ast.Statement) -> StatementClass:
         return StatementClass(READ, objects=read_objects(statement.select))
     if isinstance(statement, ast.Show):
         return StatementClass(READ)
+    if isinstance(statement, ast.Describe):
+        # The table's or view's own file holds its columns: a change of its
+        # definition is a write of that object (cache invalidation, freshness).
+        return StatementClass(READ, objects=() if statement.name is None else (statement.name,))
     if isinstance(statement, ast.Use):
         return StatementClass(USE, database=statement.database)
     if isinstance(statement, ast.CreateDatabase):

@@ -95,12 +95,17 @@ _ESCAPE_OR_DOUBLE = {
 
 
 class SyntaxProblem(EngineError):
-    """A syntax error at `index` in the text; `detail` says what is wrong there."""
+    """A syntax error at `index` in the text; `detail` says what is wrong there.
 
-    def __init__(self, detail: str, index: int):
+    `expected`: the keywords the grammar would have taken there (lower case),
+    when it says; the "did you mean" hint chooses among them.
+    """
+
+    def __init__(self, detail: str, index: int, expected: frozenset[str] = frozenset()):
         super().__init__(detail)
         self.detail = detail
         self.index = index
+        self.expected = expected
 
 
 def decode_string(body: str, quote: str) -> str:

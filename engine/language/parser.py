@@ -27,6 +27,7 @@ from sly import Parser
 
 from engine.errors import TahirySyntaxError
 from engine.language import ast
+from engine.language.hints import syntax_hint
 from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
 from engine.language.parse_loop import run as run_parser
@@ -45,6 +46,9 @@ MAX_EXPRESSION_DEPTH = 200
 MAX_EXPECTED_SHOWN = 6
 MAX_KEYWORDS_SHOWN = 12
 
+# `asehoy ny tsanganana [ao@ T]` (LANGUAGE.md 2, "Describe").
+DESCRIBE_WORD = "tsanganana"
+
 DERIVED_TABLE_ALIAS = "Tous les tables dérivé doit avoir leur propre alias"
 
 _TOKEN_NAMES = {
@@ -56,8 +60,12 @@ _PUNCTUATION = {"';'", "')'", "','"}
 _KEYWORD_TYPES = {token_type: word for word, token_type in KEYWORDS.items()}
 
 
-def syntax_error(detail: str, text: str, index: int, line: int, column: int) -> TahirySyntaxError:
-    """A `TahirySyntaxError` at `index` of `text`, which starts at (line, column)."""
+def syntax_error(detail: str, text: str, index: int, line: int, column: int,
+                 hint: str = "") -> TahirySyntaxError:
+    """A `TahirySyntaxError` at `index` of `text`, which starts at (line, column).
+
+    `hint`: a sentence to end it with (engine.language.hints), or "".
+    """
     index = max(0, min(index, len(text)))
     newlines = text.count("\n", 0, index)
     if newlines:
@@ -66,7 +74,7 @@ def syntax_error(detail: str, text: str, index: int, line: int, column: int) -> 
     else:
         column += index
     sentence = f"Diso ny fanoratana (syntax) amin'ny andalana {line}, tsanganana {column} : {detail}"
-    return TahirySyntaxError(sentence, line, column)
+    return TahirySyntaxError(sentence + hint, line, column)
 
 
 def collapse_whitespace(source: str) -> str:
@@ -154,7 +162,9 @@ class _Grammar(Parser):
         return 0
 
     def error(self, token):
-        expected = sorted({_display_expected(t) for t in self._lrtable.lr_action[self.state]})
+        actions = self._lrtable.lr_action[self.state]
+        expected = sorted({_display_expected(t) for t in actions})
+        keywords = frozenset(_KEYWORD_TYPES[t] for t in actions if t in _KEYWORD_TYPES)
         if token is None:
             index = len(self.text)
             for symbol in reversed(self.symstack):
@@ -192,7 +202,7 @@ class _Grammar(Parser):
             detail = "tapitra tampoka ny fanambarana"
         else:
             detail = f"tsy nandrasana '{shown}' teto"
-        raise SyntaxProblem(detail, index)
+        raise SyntaxProblem(detail, index, keywords)
 
     # ---------------------------------------------------------------- statements
 
@@ -211,6 +221,24 @@ class _Grammar(Parser):
     @_("ASEHOY NY object_kind")
     def statement(self, p):
         return ast.Show(p.object_kind)
+
+    # `tsanganana` is not reserved (it names columns in old scripts): a plain
+    # name here, like the type words where a domain is expected.
+    @_("ASEHOY NY ID")
+    def statement(self, p):
+        self._describe_word(p._slice[2])
+        return ast.Describe()
+
+    @_("ASEHOY NY ID AO at_opt ID")
+    def statement(self, p):
+        self._describe_word(p._slice[2])
+        return ast.Describe(p.ID1)
+
+    def _describe_word(self, token) -> None:
+        if token.value.lower() != DESCRIBE_WORD:
+            raise SyntaxProblem(
+                "nandrasana 'efitra', 'jery', 'tabilao', 'tahiry' na 'tsanganana' "
+                f"fa '{_shown(token.value)}' no hita", token.index, frozenset({DESCRIBE_WORD}))
 
     @_("TAHIRY", "TABILAO", "EFITRA", "JERY")
     def object_kind(self, p):
@@ -704,7 +732,8 @@ class StatementParser:
                 return None
             statement = run_parser(grammar, chain((first,), tokens))
         except SyntaxProblem as problem:
-            raise syntax_error(problem.detail, text, problem.index, line, column) from None
+            raise syntax_error(problem.detail, text, problem.index, line, column,
+                               syntax_hint(text, problem.index, problem.expected)) from None
         except RecursionError:
             raise syntax_error("sarotra loatra ny fanambarana", text, 0, line, column) from None
         finally:

@@ -19,6 +19,8 @@ def classify_text(text: str) -> StatementClass:
     ("alaivo 1", StatementClass("read")),
     ("alaivo * ao@ t", StatementClass("read", objects=("t",))),
     ("asehoy ny tabilao", StatementClass("read")),
+    ("asehoy ny tsanganana ao@ t", StatementClass("read", objects=("t",))),
+    ("asehoy ny tsanganana", StatementClass("read")),
     ("ampiasao sekoly", StatementClass("use", database="sekoly")),
     ("manamboara tahiry sekoly", StatementClass("database", database="sekoly")),
     ("ravao ny tahiry sekoly", StatementClass("database", database="sekoly")),

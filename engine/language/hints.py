@@ -1,0 +1,127 @@
+""""Did you mean": the hint an error ends with (docs/LANGUAGE.md 5b).
+
+Computed only when an error is raised, never on success. Three kinds:
+- a misspelled keyword, table, view or column: the closest known name
+  (difflib's ratio, `CUTOFF`), as `hint_did_you_mean`;
+- an English SQL keyword (`select`, `where`, ...): its Malagasy word, as
+  `hint_english_keyword`;
+- nothing, when no candidate is close enough.
+
+The hint is one more sentence at the end of the error's text, on the same
+line (the original DirkDB client prints lines), so the documented text of
+every error stays its beginning. Its exact form is in
+engine.language.messages (`hint_did_you_mean`, `hint_english_keyword`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+from engine.language.lexer import KEYWORDS
+from engine.language.messages import text
+
+# How close a word must be to a name to be suggested (difflib ratio).
+CUTOFF = 0.75
+# The word before the error (read as an alias) is a name more often than a typo.
+ALIAS_CUTOFF = 0.85
+# A shorter unknown word is too short to guess from (`id` is not `ka`).
+MIN_MISSPELLED_LENGTH = 4
+
+# Every SQL keyword a student may type, with the Malagasy word(s) it is written with.
+ENGLISH_KEYWORDS: dict[str, str] = {
+    "select": "alaivo", "from": "ao@", "where": "rehefa", "as": "antso",
+    "join": "tonona", "inner": "tonona:anatiny", "left": "tonona:avia",
+    "right": "tonona:avanana", "full": "tonona:feno", "outer": "tonona:feno",
+    "natural": "tonona:natoraly", "cross": "tonona", "on": "ka",
+    "group": "vondrona", "order": "alaharo", "asc": "miakatra", "desc": "midina",
+    "limit": "fetra", "offset": "fetra", "top": "fetra",
+    "union": "ankambana", "except": "analana", "minus": "analana", "intersect": "atifitra",
+    "insert": "manampia", "into": "ao@", "values": "sanda",
+    "update": "havaozy", "set": "ova", "delete": "fafao",
+    "create": "manamboara", "drop": "ravao ny", "show": "asehoy ny",
+    "describe": "asehoy ny tsanganana ao@", "use": "ampiasao",
+    "database": "tahiry", "databases": "tahiry", "schema": "tahiry", "table": "tabilao",
+    "tables": "tabilao", "view": "jery", "views": "jery", "domain": "efitra",
+    "columns": "tsanganana", "and": "ary", "or": "na", "not": "tsy", "is": "dia",
+    "help": "fanampiana",
+}
+
+# The Malagasy words a misspelling is compared with (`ao` is written `ao@`).
+_KEYWORD_WORDS = sorted(set(KEYWORDS) | {"tsanganana"})
+_SHOWN_KEYWORD = {"ao": "ao@"}
+
+_LAST_WORD = re.compile(r"(?<![\w.])([^\W\d]\w*)\s*\Z")
+_WORD_AT = re.compile(r"[^\W\d]\w*")
+
+
+def english_keyword(word: str) -> str | None:
+    """The Malagasy keyword for an English SQL keyword (`select` -> `alaivo`), else None."""
+    return ENGLISH_KEYWORDS.get(word.lower())
+
+
+def closest(word: str, names: Iterable[str], cutoff: float = CUTOFF) -> str | None:
+    """The name closest to `word` (case-insensitively) if close enough, else None."""
+    if len(word) < MIN_MISSPELLED_LENGTH:
+        return None
+    by_folded: dict[str, str] = {}
+    for name in names:
+        by_folded.setdefault(name.casefold(), name)
+    by_folded.pop(word.casefold(), None)  # the word itself is no suggestion
+    found = difflib.get_close_matches(word.casefold(), list(by_folded), n=1, cutoff=cutoff)
+    return by_folded[found[0]] if found else None
+
+
+def name_hint(word: str, names: Iterable[str]) -> str:
+    """The hint for an unknown table, view or column `word` among `names` ("" if none)."""
+    suggestion = closest(word, names)
+    if suggestion is None:
+        return ""
+    return text("hint_did_you_mean", suggestion=suggestion, word=word)
+
+
+def keyword_hint(word: str, keywords: Iterable[str] = _KEYWORD_WORDS, cutoff: float = CUTOFF) -> str:
+    """The hint for `word` found where the grammar did not expect it ("" if none).
+
+    An English keyword always has one; a misspelling is looked for among
+    `keywords` (those the grammar expected there, when known).
+    """
+    if word.lower() in KEYWORDS:
+        return ""
+    keyword = english_keyword(word)
+    if keyword is not None:
+        return text("hint_english_keyword", keyword=keyword, word=word)
+    suggestion = closest(word, keywords, cutoff)
+    if suggestion is None:
+        return ""
+    return text("hint_did_you_mean", suggestion=_SHOWN_KEYWORD.get(suggestion, suggestion),
+                word=word)
+
+
+def syntax_hint(source: str, index: int, expected: Iterable[str] = ()) -> str:
+    """The hint for a syntax error at `index` of `source` ("" if none).
+
+    The word at fault may be the one at `index` (`select * ...`, `alaivo *
+    form t`), compared with the keywords the grammar `expected` there, or the
+    word just before it: a misspelled clause word right after a table is
+    read as the table's alias (`ao@ t rehefaa id = 1`) and the error lands on
+    the next token; that word is compared with every keyword, more strictly.
+    English keywords come first: `alaivo id from t` blames `from`, not `t`.
+    """
+    words = []  # (word, keywords, cutoff)
+    at = _WORD_AT.match(source, index)
+    if at is not None and (index == 0 or not (source[index - 1].isalnum()
+                                              or source[index - 1] in "_.")):
+        words.append((at.group(), sorted(expected) or _KEYWORD_WORDS, CUTOFF))
+    before = _LAST_WORD.search(source, 0, index)
+    if before is not None:
+        words.append((before.group(1), _KEYWORD_WORDS, ALIAS_CUTOFF))
+    for word, _, _ in words:
+        if english_keyword(word) is not None and word.lower() not in KEYWORDS:
+            return keyword_hint(word)
+    for word, keywords, cutoff in words:
+        hint = keyword_hint(word, keywords, cutoff)
+        if hint:
+            return hint
+    return ""

@@ -1,0 +1,104 @@
+""""Did you mean" hints at the end of errors (engine/language/hints.py, LANGUAGE.md 5b)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.language.hints import ENGLISH_KEYWORDS, closest, english_keyword, syntax_hint
+from engine.language.lexer import KEYWORDS
+from engine.language.messages import translate
+from tests.engine.sessionkit import one, prepared_session
+
+SETUP = """\
+manamboara tahiry s; ampiasao s;
+manamboara tabilao mpianatra (id ISA(0,10), anarana LAHATSORATRA(null,null));
+manamboara jery tsara @ alaivo * ao@ mpianatra;
+"""
+
+
+def did_you_mean(suggestion: str, word: str) -> str:
+    return f" Angamba '{suggestion}' no tianao hosoratana (fa tsy '{word}')?"
+
+
+def in_tahiry(keyword: str, word: str) -> str:
+    return f" Amin'ny Tahiry, '{keyword}' no ilazana ny '{word}'."
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    return prepared_session(tmp_path_factory, "hints", SETUP)
+
+
+@pytest.mark.parametrize("text, hint", [
+    # The issue's case: `rehefaa` is read as an alias; the error lands on `id`.
+    ("alaivo * ao@ mpianatra rehefaa id = 1;", did_you_mean("rehefa", "rehefaa")),
+    ("alivo * ao@ mpianatra;", did_you_mean("alaivo", "alivo")),
+    ("alaivo * ao@ mpianatra fetr 3;", did_you_mean("fetra", "fetr")),
+    ("asehoy ny tsangannana;", did_you_mean("tsanganana", "tsangannana")),
+    ("select * from mpianatra;", in_tahiry("alaivo", "select")),
+    ("SELECT * ao@ mpianatra;", in_tahiry("alaivo", "SELECT")),
+    ("alaivo * from mpianatra;", in_tahiry("ao@", "from")),
+    ("alaivo id from mpianatra;", in_tahiry("ao@", "from")),      # `from` read as an alias
+    ("alaivo * ao@ mpianatra where id = 1;", in_tahiry("rehefa", "where")),
+    ("alaivo id ao@ mpianatra group by id;", in_tahiry("vondrona", "group")),
+    ("alaivo id ao@ mpianatra rehefa id = 1 order by id;", in_tahiry("alaharo", "order")),
+    ("manampia into mpianatra values (1, 'a');", in_tahiry("ao@", "into")),
+    ("manampia ao@ mpianatra values (1, 'a');", in_tahiry("sanda", "values")),
+    ("create table t (a ISA(0,1));", in_tahiry("manamboara", "create")),
+    ("insert ao@ mpianatra sanda (1, 'a');", in_tahiry("manampia", "insert")),
+    ("update mpianatra ova id = 1;", in_tahiry("havaozy", "update")),
+    ("delete ao@ mpianatra;", in_tahiry("fafao", "delete")),
+    ("drop table t;", in_tahiry("ravao ny", "drop")),
+    ("use s;", in_tahiry("ampiasao", "use")),
+    ("alaivo * ao@ mpianatra a tonona mpianatra b on a.id = b.id;", in_tahiry("ka", "on")),
+    ("alaivo * ao@ mpianatra rehefa id is null;", in_tahiry("dia", "is")),
+    # Tables, views, columns, functions.
+    ("alaivo * ao@ mpianatr;", did_you_mean("mpianatra", "mpianatr")),
+    ("alaivo * ao@ tsar;", did_you_mean("tsara", "tsar")),
+    ("fafao ao@ mpianatraa;", did_you_mean("mpianatra", "mpianatraa")),
+    ("alaivo anaran ao@ mpianatra;", did_you_mean("anarana", "anaran")),
+    ("alaivo m.anaran ao@ mpianatra m;", did_you_mean("m.anarana", "m.anaran")),
+    ("havaozy mpianatra ova anaran = 'x';", did_you_mean("anarana", "anaran")),
+    ("manampia ao@ mpianatra (id, anaran) sanda (1, 'x');", did_you_mean("anarana", "anaran")),
+    ("alaivo cout(id) ao@ mpianatra;", did_you_mean("count", "cout")),
+])
+def test_the_error_ends_with_the_hint(session, text, hint):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : ") and message.endswith(hint), message
+    english = translate(message, "en")
+    assert english.startswith("Error: ") and "Hadisoana" not in english and "Angamba" not in english
+
+
+@pytest.mark.parametrize("text, exact", [
+    ("alaivo * ao@ tsisy;", "Hadisoana : La table s.tsisy n'as pas été trouvé"),
+    ("alaivo x ao@ mpianatra;", "Hadisoana : Le champ 'x' n'existe pas dans la relation."),
+    ("alaivo * ao@ mpianatra x y;",
+     "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 26 : nandrasana ')', "
+     "'alaharo', 'ankambana', 'fetra', 'ka', 'rehefa', 'tonona', 'vondrona' na ';' fa 'y' no hita"),
+    ("ampiasao tsisx;", "Hadisoana : Tsy misy ny tahiry : tsisx"),  # the balancer reads it exactly
+])
+def test_no_close_name_no_hint_and_the_documented_text_is_unchanged(session, text, exact):
+    assert one(session, text).message == exact
+
+
+def test_every_english_keyword_maps_to_malagasy_words():
+    words = set(KEYWORDS) | {"ao@", "ny", "tsanganana", "fanampiana"}
+    for english, malagasy in ENGLISH_KEYWORDS.items():
+        assert english not in KEYWORDS
+        assert all(part.split(":")[0] in words for part in malagasy.split()), english
+    assert english_keyword("SELECT") == "alaivo" and english_keyword("alaivo") is None
+
+
+def test_closest_needs_a_close_enough_long_enough_word():
+    assert closest("mpianatr", ["mpianatra", "naoty"]) == "mpianatra"
+    assert closest("Mpianatra", ["mpianatra"]) is None   # the same name is no suggestion
+    assert closest("xyzw", ["mpianatra"]) is None
+    assert closest("id", ["ida"]) is None
+
+
+def test_a_hint_is_computed_only_from_words_next_to_the_error():
+    assert syntax_hint("alaivo 1 +;", 10) == ""
+    assert syntax_hint("alaivo * ao@ t rehefaa id", 23) == did_you_mean("rehefa", "rehefaa")
+    # The word at fault is compared with what the grammar expected there only.
+    assert syntax_hint("alaivo * ao t mpianatra", 14, {"rehefa", "fetra"}) == ""
+    assert syntax_hint("alaivo * ao t fetr", 14, {"rehefa", "fetra"}) == did_you_mean("fetra", "fetr")
