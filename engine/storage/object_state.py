@@ -67,8 +67,10 @@ _HEADER_RE = re.compile(rb'\{"format":([12]),"kind":"[a-z]+","name":"[^"\\]*","c
 # How a journal line starts (engine/storage/journal.py encode_entry): its version, read
 # without decoding the ops (a bulk insert's line can be megabytes).
 _ENTRY_CHANGE_RE = re.compile(rb'\{"change":(\d+),')
-# The first window read from a journal's end (four times more each time it is not enough).
-PROBE_BYTES = 4096
+# The first window read from a journal's end (four times more each time it is not enough):
+# a few lines of a usual table; every line in it is parsed, so a larger window
+# costs every probe (about 3 us a line) and a copy probes three times.
+PROBE_BYTES = 512
 # A copy read again while a checkpoint replaced its snapshot: at most this many tries.
 CONSISTENT_READS = 4
 DIGEST_BYTES = 16

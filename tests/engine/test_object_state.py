@@ -14,6 +14,7 @@ from engine.storage.object_state import (
     journal_rel,
     materialize,
     object_of_journal,
+    probe,
     read_state,
     same_content,
     version_of,
@@ -141,6 +142,24 @@ def test_version_of_reads_the_last_line_only(tmp_path, monkeypatch):
                         real_decode(line))
     assert version_of(tmp_path, TABLE) == ObjectVersion(2001, 1, False)
     assert decoded == []                          # its ops were not decoded, nothing else read
+
+
+def test_a_probe_parses_a_few_lines_and_reads_back_only_as_far_as_asked(tmp_path, monkeypatch):
+    """Replication probes a copy three times per copy: parsing a 4 KiB window
+    of lines each time once doubled its lag (issue 9's figure)."""
+    write_object(tmp_path, TABLE, 1, rows=[])
+    append_entries(tmp_path, TABLE, 2, appended_rows(2, 2000))
+    decoded = []
+    real_decode = journal.decode_line
+    monkeypatch.setattr(journal, "decode_line", lambda line: decoded.append(line) or
+                        real_decode(line))
+    found = probe(tmp_path, TABLE)
+    assert found.version == ObjectVersion(2001, 1, False)
+    assert 0 < len(decoded) <= 16
+    decoded.clear()
+    found = probe(tmp_path, TABLE, reaching=1900)   # a copy 100 versions behind
+    assert found.tail.entries[0].change <= 1900 and found.tail.chain[-1].change == 2001
+    assert len(decoded) < 2000                    # read back far enough, not the whole journal
 
 
 def test_a_long_last_line_and_a_long_journal(tmp_path):
