@@ -136,13 +136,13 @@ class Display:
     def _message(self, outcome: Outcome, place: ScriptPlace | None, stream: TextIO) -> None:
         text = outcome.message
         lines: list[str] = []
-        if not outcome.ok and place is not None:
-            if place.exact:
-                text = relocate(text, place.line, place.column)
-            lines = caret_lines(place, self.settings.lang == "en")
-            text = place.prefix() + text
+        if not outcome.ok and place is not None and place.exact:
+            text = relocate(text, place.line, place.column)
         if not outcome.ok and self.translate is not None:
             text = self.translate(text)
+        if not outcome.ok and place is not None:
+            lines = caret_lines(place, self.settings.lang == "en")
+            text = place.prefix() + text
         colour = GREEN if outcome.ok else RED
         self._write("\n".join([self._paint(text, colour), *lines]), stream)
 

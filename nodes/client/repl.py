@@ -2,10 +2,11 @@
 
 Enter submits when the text holds at least one statement ended by `;`
 outside strings and comments with nothing but blanks or comments after it,
-or is a client command (`miala`, `fanampiana`, `\\h`, `?`); otherwise it
-starts a new line. Esc-Enter always submits. History is kept in
-~/.tahiry_history; Tab completes keywords and learned names; the prompt
-shows the current database. Ctrl-C cancels the input (or a running
+or is a client command (`miala`, `fanampiana`, `\\x`, `\\d naoty`, ...:
+nodes/client/commands.py, listed by `\\?`); otherwise it starts a new
+line. Esc-Enter always submits. History is kept in ~/.tahiry_history; Tab
+completes keywords and learned names; the prompt shows the current
+database. Ctrl-C cancels the input (or a running
 statement), Ctrl-D quits.
 """
 
@@ -28,7 +29,7 @@ from nodes.client.runners import Runner
 HISTORY_FILE = Path.home() / ".tahiry_history"
 WELCOME = ("Tahiry — {where}\n"
            "Baiko mifarana amin'ny ';' / statements end with ';'. "
-           "fanampiana (\\h, ?) = help, miala = quit.")
+           "fanampiana (\\h, ?) = help, \\? = client commands, miala = quit.")
 
 
 def input_complete(text: str) -> bool:
