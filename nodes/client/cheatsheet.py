@@ -10,9 +10,11 @@ from __future__ import annotations
 GENERAL = """\
 Tahiry — fanampiana / help
 
-Baiko ao amin'ny mpanjifa / client commands
+Baiko ao amin'ny mpanjifa / client commands  (\\? lists them all)
   fanampiana, \\h, ?        ity fanampiana ity / this help
   fanampiana alaivo        fanampiana momba ny teny iray / help on one keyword
+  \\d naoty                 tsanganana sy efitra / columns and domains of naoty
+  \\x, \\timing, \\o FILE     mivelatra, fotoana, rakitra / expanded, timing, output
   miala, \\q, Ctrl-D        hiala / quit
   Ctrl-C                   hanafoana ny baiko an-tsoratra / cancel the input
 

@@ -30,9 +30,9 @@ class CommandSpec:
 
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(("\\?",), "", "ity lisitra ity / this list of client commands", "commands"),
-    CommandSpec(("fanampiana", "\\h", "?", "help"), "[TENY]",
+    CommandSpec(("fanampiana", "\\h", "?", "help"), "[KEYWORD]",
                 "fanampiana momba ny fiteny / language help, or on one keyword", "help", 1),
-    CommandSpec(("\\d",), "[ANARANA]",
+    CommandSpec(("\\d",), "[NAME]",
                 "tsanganana sy efitra / columns and domains of table or view NAME (all without)",
                 "describe", 1),
     CommandSpec(("\\x",), "[on|off|auto]",
@@ -41,7 +41,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(("\\pset",), "pager on|off",
                 "pejy / page results taller than the terminal ($PAGER, less -S)", "pset", 2),
     CommandSpec(("\\timing",), "[on|off]", "fotoana / show each statement's time", "timing", 1),
-    CommandSpec(("\\o",), "[RAKITRA]",
+    CommandSpec(("\\o",), "[FILE]",
                 "vokatra ao anaty rakitra / results to FILE; \\o alone: back to the terminal",
                 "output", 1),
     CommandSpec(("\\lang",), "mg|en", "fiteny / language of error messages (en: English)",
@@ -89,10 +89,9 @@ def command_list() -> str:
     rows = [(", ".join(spec.names) + (" " + spec.arguments if spec.arguments else ""), spec.help)
             for spec in COMMANDS]
     width = max(len(usage) for usage, _ in rows)
+    rows.append(("Ctrl-C", "hanafoana / cancel the input or the running statement"))
     lines = ["Baiko ao amin'ny mpanjifa / client commands (';' optional after a \\ command)"]
     lines += [f"  {usage.ljust(width)}  {help_text}" for usage, help_text in rows]
-    lines.append("  Ctrl-C                     hanafoana / cancel the input or the running "
-                 "statement")
     return "\n".join(lines)
 
 

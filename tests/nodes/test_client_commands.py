@@ -1,0 +1,163 @@
+"""The client's own commands, what it sends for a statement, and its result formats (unit tests).
+
+Comment-only lines are not sent (issue 15, item 7) and positions are mapped
+back to the statement's lines; backslash commands are recognised with or
+without `;`, before a statement on the next line too; CSV is RFC 4180;
+expanded rows; the `\\?` list and docs/CLIENT.md name every command.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from engine.evaluation.outcome import Column, Outcome, Relation
+from nodes.client.batch import run_text
+from nodes.client.commands import COMMANDS, ClientCommand, apply, client_command, command_list
+from nodes.client.display import Display
+from nodes.client.formats import render_csv, render_expanded, render_rows
+from nodes.client.positions import ScriptPlace, sendable
+from tests.conftest import REPO_ROOT
+
+
+class RecordingRunner:
+    """Answers every statement with one row, remembering what it was sent."""
+
+    database = None
+    where = "test"
+
+    def __init__(self):
+        self.statements: list[str] = []
+
+    def run(self, statement):
+        self.statements.append(statement)
+        if "tsy_misy" in statement:
+            return Outcome.failure("Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 2, "
+                                   "tsanganana 5 : fa 'tsy_misy' no hita")
+        return Outcome.success("", Relation("r", [Column("a")], [[1]]))
+
+    def interrupted(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_comment_only_lines_are_not_sent():
+    runner = RecordingRunner()
+    run_text("-- a comment before\nalaivo 1\n  -- inside\n// another\n  ao@ t; // after\n"
+             "alaivo '\n-- in a string, kept\n';", runner, Display("table", io.StringIO()))
+    assert runner.statements == ["alaivo 1\n  ao@ t", "alaivo '\n-- in a string, kept\n'"]
+
+
+def test_positions_in_the_sent_text_map_back_to_the_statement():
+    sent = sendable("-- c\n   alaivo 1\n-- d\n  ao@ t")
+    assert sent.text == "alaivo 1\n  ao@ t"
+    assert sent.statement_position(1, 8) == (2, 11)    # the stripped indentation counts
+    assert sent.statement_position(2, 3) == (4, 3)
+    place = ScriptPlace.of("Hadisoana : ... andalana 2, tsanganana 3 : x", "f.tah",
+                           "-- c\n   alaivo 1\n-- d\n  ao@ t", sent, 10, 5)
+    assert (place.line, place.column, place.text, place.prefix()) == (13, 3, "  ao@ t",
+                                                                     "f.tah:13:3: ")
+
+
+def test_a_failure_in_a_file_names_its_line_and_shows_a_caret():
+    out = io.StringIO()
+    run_text("alaivo 1;\n-- note\nalaivo\n-- skipped\n tsy_misy;", RecordingRunner(),
+             Display("table", out), source="f.tah")
+    lines = out.getvalue().splitlines()
+    failure = lines.index(next(line for line in lines if "Hadisoana" in line))
+    assert lines[failure].startswith("f.tah:5:5: Hadisoana : ")
+    assert "andalana 5, tsanganana 5" in lines[failure]
+    assert lines[failure + 1:failure + 3] == ["andalana 5:  tsy_misy", " " * 16 + "^"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("\\x", ClientCommand("expanded")),
+    ("\\x auto;", ClientCommand("expanded", ("auto",))),
+    ("\\pset pager off", ClientCommand("pset", ("pager", "off"))),
+    ("\\o /tmp/a file.txt", ClientCommand("output", ("/tmp/a file.txt",))),
+    ("\\d naoty;", ClientCommand("describe", ("naoty",))),
+    ("\\?", ClientCommand("commands")),
+    ("\\lang en", ClientCommand("lang", ("en",))),
+    ("miala", ClientCommand("quit")),
+    ("miala be", None),
+    ("alaivo 1", None),
+])
+def test_client_commands_are_recognised(text, expected):
+    assert client_command(text) == expected
+
+
+def test_a_command_line_before_a_statement_and_describe_is_sent_as_its_statement():
+    runner = RecordingRunner()
+    out = io.StringIO()
+    display = Display("table", out)
+    run_text("\\x on\nalaivo 1;\n\\d naoty\n\\d\n\\timing\n", runner, display)
+    assert runner.statements == ["alaivo 1", "asehoy ny tsanganana ao@ naoty",
+                                 "asehoy ny tsanganana"]
+    assert display.settings.expanded == "on" and display.settings.timing is True
+    assert "-[ ANDALANA 1 ]" in out.getvalue()
+
+
+def test_a_misused_command_says_how_to_use_it():
+    out = io.StringIO()
+    result = run_text("\\x sometimes\n\\pset pager\n\\lang fr\n", RecordingRunner(),
+                      Display("table", out))
+    assert not result.ok
+    assert out.getvalue().count("Hadisoana : ") == 3
+    assert "\\x [on|off|auto]" in out.getvalue() and "\\pset pager on|off" in out.getvalue()
+
+
+def test_output_to_a_file_and_back(tmp_path):
+    out = io.StringIO()
+    display = Display("table", out)
+    target = tmp_path / "o.txt"
+    assert apply(ClientCommand("output", (str(target),)), display) is None
+    display.outcome(Outcome.success("", Relation("r", [Column("a")], [[5]])))
+    apply(ClientCommand("output"), display)
+    display.outcome(Outcome.success("done"))
+    assert "|  5 |" in target.read_text() or "| 5 |" in target.read_text()
+    assert out.getvalue() == "done\n"
+
+
+RELATION = Relation("r", [Column("id"), Column("anarana"), Column("naoty")],
+                    [[1, 'Rabe, "Koto"', 12.5], [2, "a\nb", None]])
+
+
+def test_csv_is_rfc_4180_with_a_header():
+    text = render_csv(RELATION)
+    assert text == 'id,anarana,naoty\r\n1,"Rabe, ""Koto""",12.5\r\n2,"a\nb",\r\n'
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [
+        ["id", "anarana", "naoty"], ["1", 'Rabe, "Koto"', "12.5"], ["2", "a\nb", ""]]
+
+
+def test_csv_keeps_messages_off_the_standard_output():
+    out, errors = io.StringIO(), io.StringIO()
+    display = Display("csv", out, errors=errors)
+    display.outcome(Outcome.success("Ny tahiry : s dia miasa ankehitriny"))
+    display.outcome(Outcome.success("", RELATION))
+    display.failure("Hadisoana : tsy fantatra")
+    assert out.getvalue() == render_csv(RELATION)
+    assert errors.getvalue().splitlines() == ["Ny tahiry : s dia miasa ankehitriny",
+                                              "Hadisoana : tsy fantatra"]
+
+
+def test_expanded_rows_and_the_automatic_choice():
+    assert render_expanded(RELATION).splitlines()[:4] == [
+        "-[ ANDALANA 1 ]-------", "id      | 1", "anarana | Rabe, \"Koto\"",
+        "naoty   | 12.5"]
+    assert render_rows(RELATION, "auto", 200).startswith("+----")
+    assert render_rows(RELATION, "auto", 20).startswith("-[ ANDALANA 1 ]")
+    assert render_rows(RELATION, "auto", None).startswith("+----")   # not a terminal
+    assert render_rows(RELATION, "off", 20).startswith("+----")
+
+
+def test_every_command_is_listed_by_question_mark_and_in_docs():
+    listed = command_list()
+    guide = (REPO_ROOT / "docs" / "CLIENT.md").read_text()
+    for spec in COMMANDS:
+        for name in spec.names:
+            assert name in listed, name
+        assert f"`{spec.names[0]}" in guide, spec.names[0]
