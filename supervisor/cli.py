@@ -35,6 +35,7 @@ from .leftovers import UNSUPERVISED, find_leftovers, status_rows, stop_leftovers
 from .logfiles import close_logger, follow, supervisor_logger, timestamp
 from .ownership import ownership_problems
 from .port_check import port_problems
+from .status_table import duration, render_table
 from .topology import NodeSpec, Topology, TopologyError, load_topology, parse_topology
 
 LOADED_TOPOLOGY = "loaded-topology.yaml"
@@ -330,7 +331,7 @@ def cmd_status(topology: Topology, args) -> int:
                          indent=1))
         return EXIT_OK
     info = answer.get("supervisor", {})
-    print(f"supervisor pid {info.get('pid')}, up {_duration(info.get('uptime_s'))}, "
+    print(f"supervisor pid {info.get('pid')}, up {duration(info.get('uptime_s'))}, "
           f"{info.get('topology')}")
     if page:
         print(page)
@@ -502,94 +503,3 @@ def cmd_logs(topology: Topology, args) -> int:
     except KeyboardInterrupt:
         pass
     return EXIT_OK
-
-
-# -- the table
-
-# RESTARTS: by the supervisor (a crash, missed probes); MANUAL: by `restart NODE`.
-COLUMNS = ("NODE", "KIND", "ADDRESS", "PID", "STATE", "UPTIME", "RESTARTS", "MANUAL", "PROBE",
-           "INFO")
-
-
-def render_table(rows: list[dict]) -> str:
-    lines = [COLUMNS]
-    for row in rows:
-        lines.append((row["node"], row["kind"], row["address"], str(row.get("pid") or "-"),
-                      row["state"], _duration(row.get("uptime_s")),
-                      _count(row.get("restarts", 0)), _count(row.get("manual_restarts", 0)),
-                      f"{row['probe_ms']:.1f} ms" if row.get("probe_ms") is not None else "-",
-                      _info(row)))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-                     for line in lines)
-
-
-def _count(value: int | None) -> str:
-    return "-" if value is None else str(value)
-
-
-def _info(row: dict) -> str:
-    parts = [f"alert: {alert}" for alert in row.get("alerts") or []]
-    if row["kind"] == "proxycache" and "hit_ratio" in row:
-        ratio = row["hit_ratio"]
-        parts.append(f"hit ratio {ratio:.0%}" if ratio is not None else "hit ratio -")
-    if row["kind"] == "server":
-        p50, p99 = row.get("repl_lag_p50_ms"), row.get("repl_lag_p99_ms")
-        if p50 is not None:
-            parts.append(f"repl lag p50 {p50:.1f} ms p99 {p99:.1f} ms")
-        if row.get("repl_conflicts"):
-            parts.append(f"{row['repl_conflicts']} conflicts")
-        parts.extend(_replica_health(row))
-        if row.get("writable") is False and row["state"] != "STOPPED":
-            parts.append("catching up (read-only)")
-        for fault in row.get("storage_faults") or []:
-            parts.append(f"storage fault: {fault['object']} ({fault['operation']}: "
-                         f"{fault['reason']}, x{fault['count']})")
-    if row["state"] == UNSUPERVISED:
-        parts.append("no supervisor" + (": replication paused" if row["kind"] == "server" else "")
-                     + ("" if row.get("answers") else "; does not answer .ping"))
-    if row["state"] in ("FATAL", "BACKOFF") and row.get("last_exit"):
-        parts.append(row["last_exit"])
-    elif row["state"] == "STARTING" and row.get("last_exit"):  # again, after that
-        parts.append(f"restarting; last run {row['last_exit']}")
-    return ", ".join(parts)
-
-
-SHOWN_PROBLEMS = 3
-
-
-def _replica_health(row: dict) -> list[str]:
-    """A server's replicas (replication on): ok, or failing copies and corrupt objects; repairs."""
-    health = row.get("repl_health")
-    if health is None:
-        return []
-    parts = [f"repl {health}"]
-    for failing in row.get("repl_failing", [])[:SHOWN_PROBLEMS]:
-        parts.append(f"copy of {failing['path']} failing since {_clock(failing['since'])} "
-                     f"({failing['attempts']} attempts)")
-    for corrupt in row.get("repl_corrupt", [])[:SHOWN_PROBLEMS]:
-        parts.append(f"corrupt {corrupt['path']} ({corrupt['reason']}; {corrupt['not_healed']})")
-    repairs = row.get("repl_repairs") or []
-    if row.get("repl_healed") and repairs:
-        last = repairs[0]
-        parts.append(f"healed {row['repl_healed']} corrupt (last {last['path']} from "
-                     f"{last['source']} at {_clock(last['healed_at'])}, kept as {last['kept_as']})")
-    refused = row.get("repl_refused") or []
-    if refused:
-        parts.append(f"{len(refused)} symlink(s) not replicated ({refused[0]['path']})")
-    return parts
-
-
-def _clock(wall_time: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(wall_time))
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -12,7 +12,7 @@ import pexpect
 import pytest
 
 from nodes.client import cli as client_cli
-from supervisor import cli
+from supervisor import cli, status_table
 from supervisor.topology import parse_topology
 from tests.conftest import REPO_ROOT, free_port
 from tests.integration.supervisorkit import cluster_yaml
@@ -86,9 +86,9 @@ def row(**values) -> dict:
 
 
 def test_the_table_counts_manual_restarts_apart_and_shows_alerts():
-    table = cli.render_table([row(alerts=["disk 93% full", "slow fsync"])])
+    table = status_table.render_table([row(alerts=["disk 93% full", "slow fsync"])])
     header, line = table.splitlines()
-    assert header.split() == list(cli.COLUMNS)
+    assert header.split() == list(status_table.COLUMNS)
     cells = line.split()
     assert cells[6:8] == ["2", "1"]  # RESTARTS (by the supervisor), MANUAL
     assert line.endswith("alert: disk 93% full, alert: slow fsync")
@@ -97,7 +97,7 @@ def test_the_table_counts_manual_restarts_apart_and_shows_alerts():
 def test_the_table_says_in_one_line_why_a_node_is_fatal():
     why = ("exited with code 1 before answering its probe: cannot listen on 127.0.0.1:3952: "
            "address already in use, held by pid 7 (python3 -m http.server 3952)")
-    table = cli.render_table([row(state="FATAL", uptime_s=None, last_exit=why)])
+    table = status_table.render_table([row(state="FATAL", uptime_s=None, last_exit=why)])
     assert table.splitlines()[1].endswith(why)
     assert len(table.splitlines()) == 2
 
@@ -127,5 +127,5 @@ def test_tahiry_without_arguments_lists_every_command():
 
 
 def test_a_node_starting_again_says_how_its_last_run_ended():
-    table = cli.render_table([row(state="STARTING", uptime_s=None, last_exit="exited with code 3")])
+    table = status_table.render_table([row(state="STARTING", uptime_s=None, last_exit="exited with code 3")])
     assert table.splitlines()[1].endswith("restarting; last run exited with code 3")
