@@ -453,6 +453,8 @@ def compute_aggregate(spec: AggregateSpec, group: list, cache: dict | None = Non
         raise TahiryError(f"{spec.text} : {error.sentence}") from None
     if kind == "boolean":
         raise TahiryError(f"Tsy azo alahatra ny booléen ao amin'ny {spec.text}.")
+    if kind == "mixed":
+        return (min if function == "min" else max)(found, key=values.mixed_key)
     return min(found) if function == "min" else max(found)
 
 
@@ -553,18 +555,26 @@ def sort_rows(rows: list, keys: list[tuple[RowFunction, bool, str]],
     for function, descending, text in reversed(keys):
         column = map_rows(function, rows, limits)
         try:
-            values.sortable_kind(column)
+            kind = values.sortable_kind(column)
         except TahiryError as error:
             raise TahiryError(f"alaharo {text} : {error.sentence}") from None
+        key: Callable[[int], Any] = column.__getitem__
+        if kind == "mixed":
+            key = _mixed_getter(column)
         if None in column:
             nulls = [i for i, v in enumerate(column) if v is None]
             present = [i for i, v in enumerate(column) if v is not None]
-            present = _sorted(present, column.__getitem__, descending, limits)
+            present = _sorted(present, key, descending, limits)
             order = present + nulls if descending else nulls + present
         else:
-            order = _sorted(range(len(rows)), column.__getitem__, descending, limits)
+            order = _sorted(range(len(rows)), key, descending, limits)
         rows = map_rows(rows.__getitem__, order, limits)
     return rows
+
+
+def _mixed_getter(column: list) -> Callable[[int], Any]:
+    mixed_key = values.mixed_key
+    return lambda index: mixed_key(column[index])
 
 
 # A sort cannot be interrupted. Up to _SORT_AT_ONCE rows it takes a fraction

@@ -113,6 +113,8 @@ def _check_booleans(op: str, left: object, right: object) -> None:
 
 
 def _slow_equal(op: str, left: object, right: object) -> bool | None:
+    # A number never equals a string: `=` is false, `!=` true (not unknown,
+    # as documented since the original; ordering them is unknown, see below).
     if left is None or right is None:
         return None  # NULL is comparable with every type, and never equal
     _check_booleans(op, left, right)
@@ -144,7 +146,12 @@ def _slow_order(op: str, left: Operand, right: Operand) -> bool | None:
     """Validate operands of an ordering operator whose fast path did not apply.
 
     Returns None when the result is NULL, True when a plain Python comparison
-    is valid, and raises when the types cannot be ordered.
+    is valid, and raises when the types cannot be ordered (booleans).
+
+    A number against a string (or date) is NULL, unknown, like a comparison
+    with NULL (LANGUAGE.md 4, "Mixed domains"): in a column of a hybrid
+    domain such as `ISA(0,20):TANISA('ABS')`, `naoty > 10` is simply not
+    true for the 'ABS' rows, instead of failing the whole query.
     """
     if left is None or right is None:
         return None
@@ -155,7 +162,7 @@ def _slow_order(op: str, left: Operand, right: Operand) -> bool | None:
         return True
     if type(left) is str and type(right) is str:
         return True
-    raise _comparison_error(op, left, right, "isa sy lahatsoratra tsy azo alahatra")
+    return None  # a number and a string: unknown
 
 
 def lt(left: Operand, right: Operand) -> bool | None:
@@ -348,9 +355,11 @@ def not3(value: object) -> bool | None:
 
 
 def sortable_kind(values) -> str | None:
-    """'number', 'string' or 'boolean' for the non-NULL values; None if empty.
+    """'number', 'string', 'mixed' or 'boolean' for the non-NULL values; None if empty.
 
-    Raises when the values mix kinds that cannot be ordered together.
+    'mixed' is numbers and strings together (a column of a hybrid domain
+    such as `ISA(0,20):TANISA('ABS')`): they sort by `mixed_key`, numbers
+    first. Raises when booleans are mixed with anything else.
     """
     kinds = {type(v) for v in values}
     kinds.discard(_NONE)
@@ -362,9 +371,17 @@ def sortable_kind(values) -> str | None:
         return "string"
     if kinds == {bool}:
         return "boolean"
+    if kinds <= {int, float, str}:
+        return "mixed"
     names = sorted({_KIND_NAMES.get(k, "sanda") for k in kinds})
     raise TahiryError(
         "Tsy azo alahatra miaraka ny sanda " + " sy ".join(names) + ".")
 
 
 _KIND_NAMES = {int: "isa", float: "isa", str: "lahatsoratra", bool: "booléen"}
+
+
+def mixed_key(value: int | float | str) -> tuple[bool, int | float | str]:
+    """The sort key of numbers and strings sorted together: every number, then
+    every string (SQLite's order; LANGUAGE.md 4, "Mixed domains")."""
+    return type(value) is str, value

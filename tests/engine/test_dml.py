@@ -183,7 +183,7 @@ def test_update_without_match_changes_nothing(filled, tmp_path):
     ("havaozy t ova daty = '2024-13-01' rehefa id = 1;", "DATY"),
     ("havaozy t ova id = anarana;", "ISA(0,100)"),
     ("havaozy tsisy ova id = 1;", "La table sekoly.tsisy n'as pas été trouvé"),
-    ("havaozy t ova id = 1 rehefa anarana < 1;", "Hadisoana : "),
+    ("havaozy t ova id = 1 rehefa anarana + 1 < 1;", "Hadisoana : "),
     ("havaozy t ova id = 1 rehefa 1;", "Hadisoana : "),
 ])
 def test_update_errors_write_nothing(filled, tmp_path, text, fragment):
@@ -214,7 +214,7 @@ def test_delete_everything(filled):
 
 def test_delete_errors_write_nothing(filled, tmp_path):
     before = table_file(tmp_path).read_bytes()
-    for text in ("fafao ao@ t rehefa id / 0 = 1;", "fafao ao@ t rehefa anarana > 1;",
+    for text in ("fafao ao@ t rehefa id / 0 = 1;", "fafao ao@ t rehefa anarana + 1 > 1;",
                  "fafao ao@ tsisy;"):
         assert not one(filled, text).ok, text
     assert table_file(tmp_path).read_bytes() == before

@@ -110,7 +110,7 @@ def test_the_index_follows_the_language_equality():
 def test_an_error_the_scan_raises_before_the_equality_is_still_raised():
     rows = [[1, "text"]] + [[2, 3]] * 40
     table = TableData("t", [ColumnInfo("c0", []), ColumnInfo("c1", [])], rows)
-    text = "alaivo * ao@ t rehefa c1 < 5 ary c0 = 2"   # 'text' < 5 raises on the first row
+    text = "alaivo * ao@ t rehefa c1 + 1 < 5 ary c0 = 2"   # 'text' + 1 raises on the first row
     scanned = answer(text, table, indexed=False)
     assert scanned[0] == "error"
     assert answer(text, table, indexed=True) == scanned

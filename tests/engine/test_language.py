@@ -126,7 +126,7 @@ ERRORS = [
     ("alaivo x.id ao@ (alaivo id ao@ u);", "Tous les tables dérivé doit avoir leur propre alias"),
     ("alaivo 1 / 0;", ""),
     ("alaivo id / 0 ao@ u;", ""),
-    ("alaivo 1 < 'a';", ""),
+    ("alaivo 1 < (1 = 1);", ""),
     ("alaivo 'a' + 1;", ""),
     ("alaivo id ao@ u rehefa 1;", ""),
     ("alaivo sum(anarana) ao@ u;", ""),

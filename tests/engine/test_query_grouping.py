@@ -92,9 +92,16 @@ def test_grouping_errors():
         "Le champ 'nope' n'existe pas dans la relation."
 
 
-def test_min_max_over_mixed_types_is_an_error():
-    catalog = MemoryCatalog().add_table("t", ["v"], [[1], ["a"]])
-    assert "max(v)" in error_of(catalog, "alaivo max(v) ao@ t")
+def test_min_max_over_numbers_and_strings_put_numbers_first():
+    # LANGUAGE.md 4, "Mixed domains" (a column of ISA(0,20):TANISA('ABS')).
+    catalog = MemoryCatalog().add_table("t", ["v"], [[12], ["ABS"], [3], [None]])
+    assert rows(catalog, "alaivo min(v), max(v) ao@ t") == [[3, "ABS"]]
+
+
+def test_min_max_over_booleans_and_numbers_is_an_error():
+    catalog = MemoryCatalog().add_table("t", ["v"], [[1], [True]])   # a set operator's column
+    assert error_of(catalog, "alaivo max(v) ao@ t") == (
+        "max(v) : Tsy azo alahatra miaraka ny sanda booléen sy isa.")
 
 
 def test_grouping_many_rows():

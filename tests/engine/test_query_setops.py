@@ -73,9 +73,18 @@ def test_order_keys_resolve_against_output_first_then_source():
     assert rows(catalog, "alaivo a ao@ t alaharo a - b * 2") == [[1], [2], [3]]
 
 
-def test_ordering_mixed_types_is_an_error():
-    catalog = MemoryCatalog().add_table("t", ["a"], [[1], ["x"]])
-    assert "alaharo a" in error_of(catalog, "alaivo a ao@ t alaharo a")
+def test_ordering_numbers_and_strings_puts_numbers_first():
+    # LANGUAGE.md 4, "Mixed domains": every number, then every string; NULLs first.
+    catalog = MemoryCatalog().add_table("t", ["a"], [[12], ["x"], [None], ["ABS"], [3.5]])
+    assert rows(catalog, "alaivo a ao@ t alaharo a") == [[None], [3.5], [12], ["ABS"], ["x"]]
+    assert rows(catalog, "alaivo a ao@ t alaharo a midina") == [["x"], ["ABS"], [12], [3.5],
+                                                                  [None]]
+
+
+def test_ordering_booleans_with_other_values_is_an_error():
+    catalog = MemoryCatalog().add_table("t", ["a"], [[1], [True]])   # a set operator's column
+    assert error_of(catalog, "alaivo a ao@ t alaharo a") == (
+        "alaharo a : Tsy azo alahatra miaraka ny sanda booléen sy isa.")
 
 
 def test_order_by_unknown_or_ambiguous_name():
