@@ -101,3 +101,18 @@ def test_up_refuses_a_held_port_and_starts_nothing(tmp_path, listener):
     assert f"cannot start: lb: port {port} (127.0.0.1:{port}) is not free" in result.stderr
     assert "nothing was started." in result.stderr
     assert not (tmp_path / "run" / "supervisor.pid").exists()
+
+
+def test_moving_a_node_onto_a_held_port_is_refused_too(tmp_path, listener):
+    """A moved node is stopped before its replacement starts: refused before that."""
+    chosen = ports()
+    logger = logging.getLogger("test-port-check")
+
+    async def scenario():
+        cluster = Cluster(topology(tmp_path, chosen, ("m3",)), logger)
+        moved = {**chosen, "m3": listener.getsockname()[1]}
+        (tmp_path / "topology.yaml").write_text(cluster_yaml(moved, ("m3",)))
+        result = await reload_topology(cluster, logger)
+        assert not result.ok and result.message.startswith("m3: port ")
+        assert cluster.topology.nodes["m3"].port == chosen["m3"]
+    asyncio.run(scenario())
