@@ -10,6 +10,7 @@ a read cut off by a node that went away is sent again, a write stays
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -109,3 +110,23 @@ def test_the_console_command_ends_quietly_when_its_reader_goes_away(tmp_path):
         stderr = process.stderr.read().decode()
         process.wait(timeout=30)
         assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+@pytest.mark.slow
+def test_a_proxy_the_supervisor_restarts_is_waited_for(cluster, tmp_path):
+    """The issue's case: a student's session while the supervisor restarts a killed proxy."""
+    assert cluster.up().returncode == 0
+    port = cluster.ports["proxy"]
+    setup = client("--port", str(port), "-e", SETUP, cwd=tmp_path)
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    session = terminal("--port", str(port), "-d", "sekoly", cwd=tmp_path)
+    session.expect_exact("tahiry(sekoly)>")
+    before = cluster.nodes()["proxy"]
+    os.kill(before["pid"], signal.SIGKILL)
+    session.sendline("alaivo count(*) antso isa ao@ naoty;")
+    session.expect_exact("(1 andalana)", timeout=30)
+    assert "|   3 |" in session.before
+    assert "unknown" not in session.before and "./tahiry up" not in session.before
+    session.sendline("miala")
+    session.expect(pexpect.EOF)
+    assert cluster.nodes()["proxy"]["pid"] != before["pid"]
