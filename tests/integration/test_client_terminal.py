@@ -139,6 +139,7 @@ def test_question_mark_lists_every_client_command(tmp_path, data):
     quit_session(child)
 
 
+@pytest.mark.slow
 def test_describe_a_table_and_every_table(tmp_path, data):
     probe = client("--embedded", data, "-d", "s", "-e", "asehoy ny tsanganana ao@ t;",
                    cwd=tmp_path)

@@ -161,3 +161,11 @@ def test_every_command_is_listed_by_question_mark_and_in_docs():
         for name in spec.names:
             assert name in listed, name
         assert f"`{spec.names[0]}" in guide, spec.names[0]
+
+
+def test_help_names_the_way_to_run_the_client():
+    from nodes.client.cli import build_parser
+    text = build_parser().format_help()
+    assert text.startswith("usage: ./tahiry client")
+    assert "tahiry-client" in text and "--format {table,json,csv}" in text
+    assert "--no-pager" in text and "--lang {mg,en}" in text
