@@ -19,6 +19,7 @@ import difflib
 import re
 from collections.abc import Iterable
 
+from engine.language.english import english_keyword
 from engine.language.lexer import KEYWORDS
 from engine.language.messages import text
 
@@ -29,36 +30,12 @@ ALIAS_CUTOFF = 0.85
 # A shorter unknown word is too short to guess from (`id` is not `ka`).
 MIN_MISSPELLED_LENGTH = 4
 
-# Every SQL keyword a student may type, with the Malagasy word(s) it is written with.
-ENGLISH_KEYWORDS: dict[str, str] = {
-    "select": "alaivo", "from": "ao@", "where": "rehefa", "as": "antso",
-    "join": "tonona", "inner": "tonona:anatiny", "left": "tonona:avia",
-    "right": "tonona:avanana", "full": "tonona:feno", "outer": "tonona:feno",
-    "natural": "tonona:natoraly", "cross": "tonona", "on": "ka",
-    "group": "vondrona", "order": "alaharo", "asc": "miakatra", "desc": "midina",
-    "limit": "fetra", "offset": "fetra", "top": "fetra",
-    "union": "ankambana", "except": "analana", "minus": "analana", "intersect": "atifitra",
-    "insert": "manampia", "into": "ao@", "values": "sanda",
-    "update": "havaozy", "set": "ova", "delete": "fafao",
-    "create": "manamboara", "drop": "ravao ny", "show": "asehoy ny",
-    "describe": "asehoy ny tsanganana ao@", "use": "ampiasao",
-    "database": "tahiry", "databases": "tahiry", "schema": "tahiry", "table": "tabilao",
-    "tables": "tabilao", "view": "jery", "views": "jery", "domain": "efitra",
-    "columns": "tsanganana", "and": "ary", "or": "na", "not": "tsy", "is": "dia",
-    "help": "fanampiana",
-}
-
 # The Malagasy words a misspelling is compared with (`ao` is written `ao@`).
 _KEYWORD_WORDS = sorted(set(KEYWORDS) | {"tsanganana"})
 _SHOWN_KEYWORD = {"ao": "ao@"}
 
 _LAST_WORD = re.compile(r"(?<![\w.])([^\W\d]\w*)\s*\Z")
 _WORD_AT = re.compile(r"[^\W\d]\w*")
-
-
-def english_keyword(word: str) -> str | None:
-    """The Malagasy keyword for an English SQL keyword (`select` -> `alaivo`), else None."""
-    return ENGLISH_KEYWORDS.get(word.lower())
 
 
 def closest(word: str, names: Iterable[str], cutoff: float = CUTOFF) -> str | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.language.hints import ENGLISH_KEYWORDS, closest, english_keyword, syntax_hint
+from engine.language.english import ENGLISH_KEYWORDS, english_keyword, topic_of
+from engine.language.hints import closest, syntax_hint
 from engine.language.lexer import KEYWORDS
 from engine.language.messages import translate
 from tests.engine.sessionkit import one, prepared_session
@@ -87,6 +88,17 @@ def test_every_english_keyword_maps_to_malagasy_words():
         assert english not in KEYWORDS
         assert all(part.split(":")[0] in words for part in malagasy.split()), english
     assert english_keyword("SELECT") == "alaivo" and english_keyword("alaivo") is None
+    assert [topic_of(w) for w in ("select", "FROM", "left", "drop", "alaivo")] == [
+        "alaivo", "ao", "tonona", "ravao", None]
+
+
+def test_the_english_table_loads_without_the_parser():
+    import subprocess
+    import sys
+
+    probe = ("import sys, engine.language.english; "
+             "assert 'sly' not in sys.modules and 'engine.language.lexer' not in sys.modules")
+    subprocess.run([sys.executable, "-c", probe], check=True)
 
 
 def test_closest_needs_a_close_enough_long_enough_word():

@@ -1,0 +1,45 @@
+"""English SQL keywords and the Malagasy words they are written with in Tahiry.
+
+`english_keyword("select")` is `"alaivo"`; the hint of docs/LANGUAGE.md 5b
+("in Tahiry, 'select' is written 'alaivo'") and a client's `fanampiana
+select` both read this table. It imports nothing, so a client loads it
+without the parser.
+
+`topic_of` gives the one word a help topic is filed under (`from` -> `ao`,
+`left` -> `tonona`, `drop` -> `ravao`).
+"""
+
+from __future__ import annotations
+
+# Every SQL keyword a student may type, with the Malagasy word(s) it is written with.
+ENGLISH_KEYWORDS: dict[str, str] = {
+    "select": "alaivo", "from": "ao@", "where": "rehefa", "as": "antso",
+    "join": "tonona", "inner": "tonona:anatiny", "left": "tonona:avia",
+    "right": "tonona:avanana", "full": "tonona:feno", "outer": "tonona:feno",
+    "natural": "tonona:natoraly", "cross": "tonona", "on": "ka",
+    "group": "vondrona", "order": "alaharo", "asc": "miakatra", "desc": "midina",
+    "limit": "fetra", "offset": "fetra", "top": "fetra",
+    "union": "ankambana", "except": "analana", "minus": "analana", "intersect": "atifitra",
+    "insert": "manampia", "into": "ao@", "values": "sanda",
+    "update": "havaozy", "set": "ova", "delete": "fafao",
+    "create": "manamboara", "drop": "ravao ny", "show": "asehoy ny",
+    "describe": "asehoy ny tsanganana ao@", "use": "ampiasao",
+    "database": "tahiry", "databases": "tahiry", "schema": "tahiry", "table": "tabilao",
+    "tables": "tabilao", "view": "jery", "views": "jery", "domain": "efitra",
+    "columns": "tsanganana", "and": "ary", "or": "na", "not": "tsy", "is": "dia",
+    "help": "fanampiana",
+}
+
+
+def english_keyword(word: str) -> str | None:
+    """The Malagasy keyword for an English SQL keyword (`select` -> `alaivo`), else None."""
+    return ENGLISH_KEYWORDS.get(word.lower())
+
+
+def topic_of(word: str) -> str | None:
+    """The first Malagasy word of an English keyword's spelling, bare (`from` -> `ao`,
+    `left` -> `tonona`, `drop` -> `ravao`); None if `word` is not an English keyword."""
+    malagasy = english_keyword(word)
+    if malagasy is None:
+        return None
+    return malagasy.split()[0].split(":")[0].rstrip("@")
