@@ -167,6 +167,18 @@ alaivo 'abc;
 """
 
 
+def test_the_sessions_own_failures_translate(tmp_path):
+    from engine.evaluation.executor import Limits
+    from engine.session import INTERNAL_ERROR, TOO_DEEP
+
+    session = Session(Store(tmp_path / "data"), limits=Limits(max_statement_chars=20))
+    texts = [INTERNAL_ERROR, TOO_DEEP, session.execute_one("").message,
+             session.execute_one("alaivo 1 + 1 + 1 + 1 + 1;").message]
+    # A piece of a streamed script adds its line (engine/session.py, run_piece).
+    texts.append(texts[-1] + " (andalana 2)")
+    assert [m for m in texts if translate(m, "en").startswith("Hadisoana")] == []
+
+
 def test_every_error_of_a_session_translates(tmp_path):
     session = Session(Store(tmp_path / "data"))
     failures = [outcome.message for outcome in session.execute(FAILING) if not outcome.ok]
