@@ -135,6 +135,9 @@ __all__ = ["Replicator", "SyncSummary", "percentile"]
 
 MAX_RECONCILE_ROUNDS = 3
 DEFAULT_WORKERS = 4
+# An echo of our own append is expected this long (its event comes within
+# milliseconds); an older expectation is ignored, never trusted.
+ECHO_WINDOW_S = 1.0
 PATH_LOCK_STRIPES = 64
 # Comparisons of two copies at one version that needed their documents
 # (one checkpointed, the other not): remembered by the files' signatures.
@@ -171,6 +174,9 @@ class Replicator:
         self._health = ReplicaHealth(self.log)
         self._cache: dict[tuple[str, str], CopyState] = {}
         self._same: dict[tuple, bool] = {}       # see _same_content
+        # (server, path) -> (inode, size, when) of a journal this replicator
+        # just appended to: the event of that very append is no new write.
+        self._echoes: dict[tuple[str, str], tuple[int, int, float]] = {}
         self._observer: BaseObserver | None = None
         self._watches: dict[str, ObservedWatch] = {}
         self._worker_count = max(1, workers)
@@ -320,12 +326,39 @@ class Replicator:
             return
         if old is not None:
             observer.unschedule(old)
-        handler = DirectoryHandler(str(root), self._pending.add,
+        handler = DirectoryHandler(str(root), lambda rel: self._event(server_id, root, rel),
                                    lambda message: self._stats.error(server_id, message))
         watch = observer.schedule(handler, str(root), recursive=True,
                                   event_filter=WATCHED_EVENTS)
         with self._lock:
             self._watches[server_id] = watch
+
+    def _event(self, server_id: str, root: Path, rel: str) -> None:
+        """A write landed at `rel` in `server_id`'s directory: queue it, unless it is
+        the echo of our own append there (the journal is still exactly as we left it).
+
+        Without this, every copy made a second job (reading every copy again)
+        and a class's writes queued behind those. Any other write since ours
+        changed the journal's size or inode, so its event is queued (inotify
+        may fold both appends' events into one: that one is then queued).
+        """
+        with self._lock:
+            echo = self._echoes.pop((server_id, rel), None)
+        if echo is not None and time.monotonic() - echo[2] < ECHO_WINDOW_S:
+            journal_name = journal_rel(rel)
+            try:
+                found = os.lstat(root / journal_name) if journal_name is not None else None
+            except OSError:
+                found = None
+            if found is not None and (found.st_ino, found.st_size) == echo[:2]:
+                return
+        self._pending.add(rel)
+
+    def _expect_echo(self, server_id: str, rel: str, inode: int, size: int) -> None:
+        with self._lock:
+            if len(self._echoes) >= PATH_LOCK_STRIPES * 16:
+                self._echoes.clear()   # bounded: a forgotten echo only costs a job
+            self._echoes[(server_id, rel)] = (inode, size, time.monotonic())
 
     def _all_paths(self) -> set[str]:
         """Every object path of every server; symlinks found on the way are reported."""
@@ -643,7 +676,9 @@ class Replicator:
         """Ship `source`'s newer version of `rel` into one server; False if nothing moved."""
         copied = bring_up_to_date(source_root, root, rel, self._lock_of(server_id, root),
                                   source_lock=self._lock_of(source, source_root),
-                                  lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S, timed=self._stats.timed)
+                                  lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S, timed=self._stats.timed,
+                                  on_append=lambda inode, size: self._expect_echo(
+                                      server_id, rel, inode, size))
         if copied:
             self._remember(server_id, root, rel)
             self.log.debug("copied %s from %s to %s", rel, source, server_id)

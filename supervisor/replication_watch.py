@@ -14,14 +14,17 @@ needs.
 (relative, with '/') handed to a callback; temp files and anything that is
 not an object file are filtered out here. A journal append
 (`<db>/tables/<t>.journal`, docs/STORAGE.md) is no rename: it arrives as a
-creation or modification (at the write, made holding the commit locks),
-then a close (after its fsync). Both are mapped to the table
-`<db>/tables/<t>.json`: the copy starts at the write, while its writer
-fsyncs, as a snapshot's starts at its rename while its writer fsyncs the
-folder (the close is a safety net, coalesced with the first event or a
-cheap no-op). Shipping an entry before its own server made it durable
-loses nothing: the writer answers only after its fsync, and an entry
-whose fsync failed is an "outcome unknown" write, which may be applied.
+creation (a new journal), a modification (the write, made holding the
+commit locks, in one `write` call) and a close (after its fsync). Only the
+modification is taken (and a journal renamed into place), mapped to the
+table `<db>/tables/<t>.json`: the copy
+starts at the write, while its writer fsyncs, as a snapshot's starts at its
+rename while its writer fsyncs the folder. (Taking the close too made a
+second job per write, and replication of a class's writes slower; a lost
+event is caught by the periodic pass.) Shipping an entry before its own
+server made it durable loses nothing: the writer answers only after its
+fsync, and an entry whose fsync failed is an "outcome unknown" write,
+which may be applied.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from engine.storage.journal import is_journal_file
 from supervisor.objectfiles import list_object_files, relpath_under
 
 # Only what a write produces: the rename of a temp file (moved or
@@ -113,6 +117,9 @@ class DirectoryHandler(FileSystemEventHandler):
                 if rel.startswith(prefix):
                     self.on_path(rel)
             return
+        if isinstance(event, (FileCreatedEvent, FileClosedEvent)) \
+                and is_journal_file(os.path.basename(path)):
+            return  # an append: its modification is taken (module docstring)
         changed = relpath_under(self.root, path)
         if changed is not None:
             self.on_path(changed)

@@ -99,7 +99,8 @@ def bring_up_to_date(source_root: str | os.PathLike, dest_root: str | os.PathLik
                      source_lock: DirectoryLock | None = None,
                      lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
                      lock_poll_max_s: float = LOCK_POLL_MAX_S,
-                     timed: Callable[[str, float], None] | None = None) -> bool:
+                     timed: Callable[[str, float], None] | None = None,
+                     on_append: Callable[[int, int], None] | None = None) -> bool:
     """Make `dest_root`'s copy of `rel` reach `source_root`'s version; False if nothing moved.
 
     `lock` is the destination directory's write lock (`source_lock`, if
@@ -111,7 +112,11 @@ def bring_up_to_date(source_root: str | os.PathLike, dest_root: str | os.PathLik
     InvalidDocument (the destination's copy does not read: a repair's job,
     `replace_copy`), ObjectRefused (a symlink), OSError (LockTimeout
     included: nothing changed). `timed(phase, ms)`: "read_source",
-    "write_temp", "lock_wait", "locked", "fsync_folder".
+    "write_temp", "lock_wait", "locked", "fsync_folder". `on_append(inode,
+    size)`: called, under the destination's lock and just before lines are
+    appended to its existing journal, with the journal's inode and the size
+    it will have (replication tells its own append's event from a write;
+    told before the write, since the event may be read before it returns).
     """
     source_root, dest_root, rel = Path(source_root), Path(dest_root), os.fspath(rel)
     laps = _Laps(timed)
@@ -124,7 +129,7 @@ def bring_up_to_date(source_root: str | os.PathLike, dest_root: str | os.PathLik
         if shipment is None:
             return False
         result = _deliver(dest_root, rel, shipment, lock, durable, still_wanted, lock_timeout_s,
-                          lock_poll_max_s, laps)
+                          lock_poll_max_s, laps, on_append=on_append)
         if result is not None:
             return result
     return False
@@ -245,7 +250,8 @@ def _refuse_damaged(found: Probe | None, root: Path, rel: str) -> None:
 
 def _deliver(root: Path, rel: str, shipment: Shipment, lock: DirectoryLock, durable: bool,
              still_wanted: Callable[[], bool] | None, lock_timeout_s: float,
-             lock_poll_max_s: float, laps: _Laps, repair: bool = False) -> bool | None:
+             lock_poll_max_s: float, laps: _Laps, repair: bool = False,
+             on_append: Callable[[int, int], None] | None = None) -> bool | None:
     """Put `shipment` in place; None if the destination changed since it was planned."""
     journal_name = journal_rel(rel)
     ensure_folders(root, rel)  # refuses a symlinked folder: nothing lands outside
@@ -276,6 +282,8 @@ def _deliver(root: Path, rel: str, shipment: Shipment, lock: DirectoryLock, dura
             if shipment.base is not None:
                 # _still_applies went on: the destination holds a table's copy at `base`.
                 assert now is not None and journal_name is not None
+                if on_append is not None and now.journal is not None and now.tail is not None:
+                    on_append(now.journal.inode, now.tail.end + len(shipment.lines))
                 appended = _append(root, journal_name, now, shipment.lines)
                 folder_changed = appended.created
             else:

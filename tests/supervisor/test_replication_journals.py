@@ -276,3 +276,30 @@ def test_a_seeded_server_gets_each_table_as_its_snapshot_and_journal(dirs, tmp_p
         assert snapshot_bytes(root, TABLE) == snapshot_bytes(a, TABLE)
         assert journal_bytes(root, TABLE) == lines
         assert rows(root) == [[1], [2], [3], [4]]
+
+
+def test_one_job_per_append_the_echo_of_our_own_copy_is_not_queued(running):
+    """Each append is one modification event in its directory; the copy it
+    makes appends to the peer's journal, whose event is recognised as that
+    copy's own (same inode and size) instead of queueing a second job."""
+    replicator, a, b = running
+    write_object(a, TABLE, 1, rows=[[1]])
+    assert wait_until(lambda: version(b, TABLE) == 1)
+    assert replicator.wait_idle(5)
+    jobs_before = len(replicator.timings().get("queue_wait", []))
+    appends = 20
+    for change in range(2, 2 + appends):
+        append_entries(a, TABLE, change, appended_rows(change, 1))
+        assert wait_until(lambda change=change: version(b, TABLE) == change)
+        assert replicator.wait_idle(5)
+    jobs = len(replicator.timings()["queue_wait"]) - jobs_before
+    assert appends <= jobs <= appends + 3, jobs   # two per append without the echo check
+
+
+def test_a_write_right_after_our_copy_is_not_taken_for_its_echo(running):
+    replicator, a, b = running
+    write_object(a, TABLE, 1, rows=[[1]])
+    append_entries(a, TABLE, 2, appended_rows(2, 1))
+    assert wait_until(lambda: version(b, TABLE) == 2)
+    append_entries(b, TABLE, 3, appended_rows(3, 1))   # m2's own write, after the copy
+    assert wait_until(lambda: version(a, TABLE) == 3)
