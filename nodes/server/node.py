@@ -202,6 +202,11 @@ class EngineWorker:
                 else:
                     waiting.extend(more)
             jobs, waiting = waiting[:self._max_batch], waiting[self._max_batch:]
+            # A client gone before its statement started (its connection
+            # cancelled the answer): nobody reads it, the statement is not run.
+            jobs = [job for job in jobs if job.future is None or not job.future.cancelled()]
+            if not jobs:
+                continue
             try:
                 responses = self._run_batch(jobs)
             except BaseException:  # never leave the waiting connections hanging
@@ -233,6 +238,8 @@ def _deliver(jobs: list[_Job], responses: list[bytes]) -> None:
     for job, response in zip(jobs, responses, strict=True):
         if job.client is not None:
             job.client.in_flight -= 1
+            if not job.client.in_flight:
+                job.client.last = None   # the answer is its connection's now: not pinned here
         future = job.future
         if future is not None and not future.done():   # always one here (`submit`)
             future.set_result(response)
