@@ -22,6 +22,17 @@ while earlier answers are still awaited). Once the window is full, or
 while the client does not read its responses (the transport's write buffer
 is full), reading pauses, so nothing is buffered without bound.
 
+Streaming with backpressure: a response over one chunk (`CHUNK_BYTES`) is
+written a chunk at a time while the transport takes it; once the client
+stops reading, the rest waits in the connection's `Outbox`
+(nodes/runtime/outbox.py: at most `MEMORY_CAP_BYTES` in memory, the rest in
+an unlinked temporary file) and goes out as the client reads. A client that
+does not read stalls only itself (its next requests wait, nothing else
+does), pins at most that cap in memory, and is dropped once it has read
+nothing for `SEND_STALL_S` while output waits. When a client goes away, the
+answers it still awaited are cancelled (futures only: a task of a relay
+ends by itself).
+
 What a node supplies per connection is a `ClientHandler`: `answer(request)`
 returns the response bytes or an awaitable of them (and may raise
 `CloseConnection`), `closed()` runs once the connection is gone and its
@@ -79,6 +90,7 @@ from nodes.protocol import (
 )
 from nodes.runtime.admission import DEFAULT_LIMITS, Admission, ConnectionLimits
 from nodes.runtime.node_process import set_nodelay, write_port_file
+from nodes.runtime.outbox import CHUNK_BYTES, Outbox
 
 Answer = Callable[[Request], "bytes | Awaitable[bytes] | PendingAnswer"]
 
@@ -87,6 +99,9 @@ Answer = Callable[[Request], "bytes | Awaitable[bytes] | PendingAnswer"]
 # (nodes/runtime/admission.py, `--max-connections`) protect the node, not
 # this timer.
 DEFAULT_IDLE_TIMEOUT_S = 8 * 3600.0
+# A client that has read nothing for this long while output waits for it is dropped
+# (what it pinned, the outbox's memory and file, is freed).
+SEND_STALL_S = 300.0
 
 
 class CloseConnection(NodeError):
@@ -289,6 +304,10 @@ class ClientConnection(asyncio.Protocol):
         self._address: str | None = None    # counted by the admission per address
         self._deadline: asyncio.TimerHandle | None = None   # unauthenticated: absolute
         self._quiet: asyncio.TimerHandle | None = None      # a stuck request's answer
+        self._outbox: Outbox | None = None     # what a slow reader has not taken yet
+        self._close_when_sent = False          # close once the outbox is empty
+        self._stall: asyncio.TimerHandle | None = None
+        self._sent_at = 0.0                    # the outbox last moved (loop time)
 
     # -- asyncio callbacks
 
@@ -424,13 +443,18 @@ class ClientConnection(asyncio.Protocol):
         if self._busy:
             return True  # keep our side open to send the answers still due
         self._close()
-        return False
+        # Still sending to a slow reader: the outbox closes it once empty.
+        return self._outbox is not None
 
     def pause_writing(self) -> None:
         self._write_paused = True
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._outbox is not None:
+            self._drain()
+            if self._outbox is not None:
+                return   # paused again: the client is still slow
         self._pump()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -444,6 +468,11 @@ class ClientConnection(asyncio.Protocol):
         if self._quiet is not None:
             self._quiet.cancel()
             self._quiet = None
+        self._drop_outbox()
+        for slot in self._answers:
+            waiting = slot.waiting
+            if waiting is not None and not isinstance(waiting, asyncio.Task):
+                waiting.cancel()   # nobody will read it: the node may skip the work
         if not self._answers:
             self._finish()
 
@@ -627,8 +656,68 @@ class ClientConnection(asyncio.Protocol):
         self._send(response)
 
     def _send(self, data: bytes) -> None:
-        if not self._lost and not self._transport.is_closing():
+        if self._lost or self._transport.is_closing():
+            return
+        if len(data) <= CHUNK_BYTES and self._outbox is None:
             self._transport.write(data)
+            return
+        self._stream(data)
+
+    def _stream(self, data: bytes) -> None:
+        """A big answer, or one behind a slow reader's: a chunk at a time, the rest in the outbox."""
+        outbox = self._outbox
+        if outbox is not None:
+            outbox.add(data)
+            return
+        transport = self._transport
+        at, size = 0, len(data)
+        while at < size and not self._write_paused:
+            # A slice is a copy: the transport never holds a view pinning all of `data`.
+            transport.write(data[at:at + CHUNK_BYTES])
+            at += CHUNK_BYTES
+        if at < size:
+            outbox = self._outbox = Outbox()
+            outbox.add(memoryview(data)[at:])
+            self._sent_at = asyncio.get_running_loop().time()
+            self._arm_stall()
+
+    def _drain(self) -> None:
+        """Send what waits while the transport takes it; the outbox goes once empty."""
+        outbox = self._outbox
+        assert outbox is not None
+        transport = self._transport
+        self._sent_at = asyncio.get_running_loop().time()
+        while not self._write_paused:
+            chunk = outbox.take()
+            if chunk is None:
+                self._drop_outbox()
+                if self._close_when_sent and not transport.is_closing():
+                    transport.close()
+                return
+            transport.write(chunk)
+
+    def _drop_outbox(self) -> None:
+        if self._outbox is not None:
+            self._outbox.close()
+            self._outbox = None
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _arm_stall(self) -> None:
+        self._stall = asyncio.get_running_loop().call_at(self._sent_at + SEND_STALL_S,
+                                                         self._stalled)
+
+    def _stalled(self) -> None:
+        self._stall = None
+        if self._outbox is None:
+            return
+        if asyncio.get_running_loop().time() < self._sent_at + SEND_STALL_S:
+            self._arm_stall()
+            return
+        self._logger.info("dropping connection from %s: it read nothing for %g s while %d "
+                          "bytes waited for it", self._peer(), SEND_STALL_S, len(self._outbox))
+        self.abort()
 
     def _close_with(self, response: bytes) -> None:
         self._stats.errors += 1
@@ -639,6 +728,9 @@ class ClientConnection(asyncio.Protocol):
         """No more requests; close once what is written is sent (FIN after the data)."""
         self._closing = True
         self._pending.clear()
+        if self._outbox is not None:
+            self._close_when_sent = True   # after what a slow reader still has to take
+            return
         if not self._transport.is_closing():
             self._transport.close()
 
@@ -702,6 +794,7 @@ class ClientConnection(asyncio.Protocol):
             end.done, end.kind = True, _END
 
     def abort(self) -> None:
+        self._drop_outbox()
         self._transport.abort()
 
     def _peer(self) -> str:
