@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from nodes.client.display import EXPANDED_MODES, Display
 from nodes.client.explain import LanguageUnavailable
+from nodes.errors import NodeError
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def describe_statement(command: ClientCommand) -> str:
     return "asehoy ny tsanganana"
 
 
-class CommandError(Exception):
+class CommandError(NodeError):
     """A client command used wrongly (its text says how to use it)."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from engine.evaluation.render import display_width
 from nodes.client.positions import ScriptPlace
+from nodes.errors import NodeError
 
 LANGUAGES = ("mg", "en")
 
@@ -29,7 +30,7 @@ def caret_lines(place: ScriptPlace, english: bool = False) -> list[str]:
     return [label + text, " " * (display_width(label) + display_width(before)) + "^"]
 
 
-class LanguageUnavailable(Exception):
+class LanguageUnavailable(NodeError):
     """The engine has no message catalogue to translate with."""
 
 
