@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 
 from engine.language.english import english_keyword
-from engine.language.lexer import KEYWORDS
+from engine.language.lexer import HASH_WORDS, KEYWORDS
 from engine.language.messages import text
 
 # How close a word must be to a name to be suggested (difflib ratio).
@@ -36,6 +36,7 @@ _SHOWN_KEYWORD = {"ao": "ao@"}
 
 _LAST_WORD = re.compile(r"(?<![\w.])([^\W\d]\w*)\s*\Z")
 _WORD_AT = re.compile(r"[^\W\d]\w*")
+_HASH_WORD = re.compile(r"\#\s*([^\W\d]\w*)")
 
 
 def closest(word: str, names: Iterable[str], cutoff: float = CUTOFF) -> str | None:
@@ -87,6 +88,10 @@ def syntax_hint(source: str, index: int, expected: Iterable[str] = ()) -> str:
     English keywords come first: `alaivo id from t` blames `from`, not `t`.
     """
     words = []  # (word, keywords, cutoff)
+    if source.startswith("#", index):  # `#rehefaa`: the word the `#` stands before
+        after = _HASH_WORD.match(source, index)
+        if after is not None:
+            words.append((after.group(1), sorted(HASH_WORDS), CUTOFF))
     at = _WORD_AT.match(source, index)
     if at is not None and (index == 0 or not (source[index - 1].isalnum()
                                               or source[index - 1] in "_.")):

@@ -36,6 +36,8 @@ def session(tmp_path_factory):
     ("alivo * ao@ mpianatra;", did_you_mean("alaivo", "alivo")),
     ("alaivo * ao@ mpianatra fetr 3;", did_you_mean("fetra", "fetr")),
     ("asehoy ny tsangannana;", did_you_mean("tsanganana", "tsangannana")),
+    ("alaivo * ao@ mpianatra #rehefaa id = 1;", did_you_mean("rehefa", "rehefaa")),
+    ("alaivo * #from mpianatra;", in_tahiry("ao@", "from")),
     ("select * from mpianatra;", in_tahiry("alaivo", "select")),
     ("SELECT * ao@ mpianatra;", in_tahiry("alaivo", "SELECT")),
     ("alaivo * from mpianatra;", in_tahiry("ao@", "from")),
