@@ -3,7 +3,8 @@
 Every error the engine can raise has one entry here: a stable `code`, its
 Malagasy template (the wire text of docs/LANGUAGE.md, unchanged) and an
 English template. The wire always carries the Malagasy text; a client that
-wants English (`--lang en`) calls `translate(text, "en")` on what it got.
+wants English (`--lang en`) calls `translate(text, "en")` on what it got,
+and `code_of(text)` names the entry a received text comes from.
 
 Templates use `{name}` for a part copied as it is (a name, a value, a
 number) and two typed forms:
@@ -357,6 +358,22 @@ def translate(text: str, lang: str) -> str:
     """
     if lang != "en":
         return text
+    body, prefix, marker = _body(text)
+    translated = _translate_sentence(body, with_hints=True)
+    if translated is None:
+        return text
+    return prefix + translated + marker
+
+
+def code_of(text: str) -> str | None:
+    """The catalogue code of a wire error text (hints and storage marker aside), or None."""
+    body = _body(text)[0]
+    found = _match_sentence(_peel_hints(body)[0])
+    return None if found is None else found[0].code
+
+
+def _body(text: str) -> tuple[str, str, str]:
+    """(sentence, English prefix, storage marker) of a wire error text."""
     body, prefix = text, ""
     if body.startswith(ERROR_PREFIX):
         body, prefix = body[len(ERROR_PREFIX):], "Error: "
@@ -364,10 +381,7 @@ def translate(text: str, lang: str) -> str:
     start = body.rfind(STORAGE_FAULT_MARKER)
     if start >= 0 and body.endswith("]"):
         body, marker = body[:start], body[start:]
-    translated = _translate_sentence(body, with_hints=True)
-    if translated is None:
-        return text
-    return prefix + translated + marker
+    return body, prefix, marker
 
 
 # ---------------------------------------------------------------- matching
@@ -420,30 +434,46 @@ def _patterns() -> tuple[tuple[_Pattern, ...], tuple[_Pattern, ...]]:
             tuple(p for p in compiled if p.message.kind == "hint"))
 
 
-def _translate_sentence(body: str, with_hints: bool = False) -> str | None:
-    sentences, hints = _patterns()
+def _peel_hints(body: str) -> tuple[str, str]:
+    """(the text without its ending hints, those hints in English)."""
+    hints = _patterns()[1]
     suffix = ""
-    if with_hints:
-        peeled = True
-        while peeled:
-            peeled = False
-            for pattern in hints:
-                # A hint is the last sentence: try it at each of its possible starts.
-                for start in _starts(body, pattern.message.malagasy):
-                    filled = _fill(pattern, pattern.regex.fullmatch(body, start))
-                    if filled is not None:
-                        body, suffix = body[:start], filled + suffix
-                        peeled = True
-                        break
-                if peeled:
+    peeled = True
+    while peeled:
+        peeled = False
+        for pattern in hints:
+            # A hint is the last sentence: try it at each of its possible starts.
+            for start in _starts(body, pattern.message.malagasy):
+                filled = _fill(pattern, pattern.regex.fullmatch(body, start))
+                if filled is not None:
+                    body, suffix = body[:start], filled + suffix
+                    peeled = True
                     break
-    for pattern in sentences:
+            if peeled:
+                break
+    return body, suffix
+
+
+def _match_sentence(body: str) -> tuple[Message, str] | None:
+    """(the catalogue entry of `body`, `body` in English), or None."""
+    for pattern in _patterns()[0]:
         filled = _fill(pattern, pattern.regex.fullmatch(body))
         if filled is not None:
-            if suffix and not filled.endswith((".", "?", "!", ")")):
-                filled += "."  # the English hint is a sentence of its own
-            return filled + suffix
+            return pattern.message, filled
     return None
+
+
+def _translate_sentence(body: str, with_hints: bool = False) -> str | None:
+    suffix = ""
+    if with_hints:
+        body, suffix = _peel_hints(body)
+    found = _match_sentence(body)
+    if found is None:
+        return None
+    filled = found[1]
+    if suffix and not filled.endswith((".", "?", "!", ")")):
+        filled += "."  # the English hint is a sentence of its own
+    return filled + suffix
 
 
 def _starts(body: str, template: str):

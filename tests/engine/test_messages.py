@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.language.messages import CATALOGUE, by_code, text, translate
+from engine.language.messages import CATALOGUE, by_code, code_of, text, translate
 from engine.session import Session
 from engine.storage.store import Store
 
@@ -111,6 +111,14 @@ def test_mg_and_unknown_texts_are_returned_unchanged():
     assert translate("Ny tahiry : s dia miasa ankehitriny", "en") == "Ny tahiry : s dia miasa ankehitriny"
     # A general template ("{expr} : {error}") does not claim a text whose parts are unknown.
     assert translate("Hadisoana : a : b", "en") == "Hadisoana : a : b"
+
+
+def test_code_of_names_the_entry_of_a_wire_text():
+    assert code_of("Hadisoana : Tsy nisafidy tahiry ianao") == "no_database"
+    assert code_of("Hadisoana : La table s.tt n'as pas été trouvé "
+                   "Angamba 't' no tianao hosoratana (fa tsy 'tt')?") == "no_such_table"
+    assert code_of("Hadisoana : Simba ny rakitra s/t.json [storage:read]") == "file_corrupt"
+    assert code_of("Hadisoana : something new") is None
 
 
 def test_text_fills_the_wire_template():
