@@ -18,8 +18,11 @@ The hints of docs/LANGUAGE.md 5b ("did you mean") are entries too, of kind
 `hint`: sentences a message may end with; `translate` peels them off the
 end and translates each.
 
-Nothing here runs on the success path: `translate` is for clients, and the
-engine builds its texts with `text(code, ...)` only when it raises.
+Each raise site of the engine writes its own sentence, next to the check
+that fails (the code reads as the message it gives); tests/engine/
+test_messages.py reads every raise site and fails on a sentence with no
+entry here. The hints are built here with `text(code, ...)`. Nothing here
+runs on the success path: `translate` and `code_of` are for clients.
 """
 
 from __future__ import annotations
