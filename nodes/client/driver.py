@@ -117,11 +117,17 @@ def _type_code(values: list) -> str | None:
 # --- connection -------------------------------------------------------------
 
 def connect(host: str = "127.0.0.1", port: int = 3951, timeout: float = 30.0, *,
-            database: str | None = None, embedded: str | None = None) -> Connection:
+            database: str | None = None, embedded: str | None = None,
+            restart_wait: float = 0.0) -> Connection:
     """Open a connection (to the local proxy cache by default).
 
     database: run `ampiasao database` first. embedded: a data directory to run
     the engine in-process on instead of connecting (for tests and scripts).
+    restart_wait: when the node stops listening during the session, try again
+    for this many seconds (a node the supervisor restarts is back within a
+    few) before raising; 0, the default, raises at once, as a program with
+    its own retries expects. A connection the node closed while idle is
+    always reopened quietly, and a read cut off is sent again once.
     Raises OperationalError when the node cannot be reached.
     """
     if embedded is not None:
@@ -130,7 +136,8 @@ def connect(host: str = "127.0.0.1", port: int = 3951, timeout: float = 30.0, *,
         except ConnectionProblem as problem:  # a server holds that directory
             raise OperationalError(str(problem)) from None
     else:
-        runner = RemoteRunner(host, port, timeout=timeout, connect_timeout=min(timeout, 10.0))
+        runner = RemoteRunner(host, port, timeout=timeout, connect_timeout=min(timeout, 10.0),
+                              restart_wait=restart_wait)
         try:
             runner.connect()
         except ConnectionProblem as problem:

@@ -6,8 +6,7 @@ or is a client command (`miala`, `fanampiana`, `\\x`, `\\d naoty`, ...:
 nodes/client/commands.py, listed by `\\?`); otherwise it starts a new
 line. Esc-Enter always submits. History is kept in ~/.tahiry_history; Tab
 completes keywords and learned names; the prompt shows the current
-database. Ctrl-C cancels the input (or a running
-statement), Ctrl-D quits.
+database. Ctrl-C cancels the input (or a running statement), Ctrl-D quits.
 """
 
 from __future__ import annotations

@@ -141,18 +141,21 @@ class RemoteRunner:
     """Statements sent to a node (normally the local proxy cache).
 
     notify: where to say what the runner does on its own (waiting for a
-    restarting node, sending a read again); None says nothing.
+    restarting node, sending a read again); None says nothing. restart_wait:
+    how long a node that stopped listening during the session is waited for
+    (0: not at all).
     """
 
     def __init__(self, host: str, port: int, timeout: float = 30.0,
                  connect_timeout: float = 5.0, window: int = WINDOW,
-                 notify: Callable[[str], None] | None = None):
+                 notify: Callable[[str], None] | None = None,
+                 restart_wait: float = RESTART_WAIT_S):
         self.database: str | None = None
         self.where = f"{host}:{port}"
         self.timeout = timeout
         self.window = window   # statements in flight in run_all (1: one at a time)
         self.notify = notify
-        self.restart_wait = RESTART_WAIT_S
+        self.restart_wait = restart_wait
         # Every (re)connection opens the same way.
         self._open_connection = functools.partial(
             ServerConnection, host, port, timeout=timeout, connect_timeout=connect_timeout)

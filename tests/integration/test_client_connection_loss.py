@@ -61,8 +61,7 @@ def test_a_restarting_node_is_waited_for_not_sent_to_tahiry_up(tmp_path, start_n
 
 def test_a_node_that_stays_away_is_reported_after_the_wait(tmp_path, start_node):
     server = start_node("server", "m1", "--data", "data/m1")
-    connection = dbapi.connect("127.0.0.1", server.port, timeout=10)
-    connection._runner.restart_wait = 0.5   # the default waits several seconds
+    connection = dbapi.connect("127.0.0.1", server.port, timeout=10, restart_wait=0.5)
     server.kill9()
     with pytest.raises(dbapi.OperationalError, match="nothing is listening .*tried for 0.5s"):
         connection.cursor().execute("alaivo 1")
