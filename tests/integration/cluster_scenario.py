@@ -61,11 +61,13 @@ SETTLE_DEADLINE_S = 40.0
 
 
 class SupervisedCluster(SupervisorRun):
-    """`python -m supervisor up -d` on a copy of the default topology, on free ports."""
+    """`python -m supervisor up -d` on a copy of the shipped default topology (not the
+    user's own topology.yaml, which they may have edited), on free ports."""
 
     cli_timeout_s = 90.0
 
-    def __init__(self, workdir: Path, source: Path = REPO_ROOT / "topology.yaml"):
+    def __init__(self, workdir: Path,
+                 source: Path = REPO_ROOT / "tests" / "supervisor" / "shipped_topology.yaml"):
         super().__init__(workdir, workdir / "topology.yaml")
         workdir.mkdir(parents=True, exist_ok=True)
         document = yaml.safe_load(source.read_text())
