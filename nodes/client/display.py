@@ -9,7 +9,7 @@ terminal (nodes/client/pager.py), colour for messages on a terminal, where
 a failed statement of a script is (`file:line:column:`, and in JSON the
 `file`, `line`, `column` fields), the caret under a syntax error's position
 and its English text (nodes/client/explain.py). In CSV the standard output
-holds only the result sets: messages and errors go to the error stream.
+holds only the result sets: messages, errors and help go to the error stream.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class Display:
         if self.format == "json":
             self.outcome(Outcome.success(text))
         else:
-            self._write(text.rstrip("\n"))
+            self._write(text.rstrip("\n"), self.errors if self.format == "csv" else None)
 
     def _show_rows(self, outcome: Outcome) -> None:
         assert outcome.relation is not None

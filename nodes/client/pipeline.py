@@ -18,7 +18,9 @@ When the connection is lost, a read (or `ampiasao`) sent and not answered
 is sent again (once) on the next connection; every other statement sent and not answered
 gets "outcome unknown" (the message of the `ConnectionLost`), and is never
 sent again; statements not sent yet go on a new connection, which the
-runner opens with the session's database replayed.
+runner opens with the session's database replayed. A connection the node
+closed while nothing was in flight (a script fed slowly, past the node's
+idle timeout) is replaced before anything is sent on it.
 """
 
 from __future__ import annotations
@@ -206,6 +208,11 @@ class _Run:
         """Queue the bytes of statements not sent yet (on a new connection if needed)."""
         if not self.unsent:
             return
+        if self.connection is not None and not self.in_flight \
+                and self.connection.closed_by_peer():
+            # Idle and closed by the node (its idle timeout, a restart): nothing
+            # was in flight, so nothing is lost; the runner opens a new one.
+            self.connection = None
         if self.connection is None:
             try:
                 self.connection = self.host.open_connection()

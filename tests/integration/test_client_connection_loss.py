@@ -9,6 +9,7 @@ a read cut off by a node that went away is sent again, a write stays
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -129,3 +130,30 @@ def test_a_proxy_the_supervisor_restarts_is_waited_for(cluster, tmp_path):
     session.sendline("miala")
     session.expect(pexpect.EOF)
     assert cluster.nodes()["proxy"]["pid"] != before["pid"]
+
+
+def test_a_script_fed_slowly_survives_the_idle_timeout(tmp_path, start_node):
+    """`tail -f statements | tahiry-client`: the write after a long pause is not lost."""
+    server = start_node("server", "m1", "--data", "data/m1", "--idle-timeout", "0.5")
+    assert client("--port", str(server.port), "-e", SETUP, cwd=tmp_path).returncode == 0
+    before = server.log_text().count("closing idle connection")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nodes.client", "--port", str(server.port), "--format", "json"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "HOME": str(tmp_path)})
+    try:
+        process.stdin.write(b"ampiasao sekoly;\n")
+        process.stdin.flush()
+        assert json.loads(process.stdout.readline())["ok"]
+        wait_until(lambda: server.log_text().count("closing idle connection") > before, 10,
+                   "the node to close the idle connection")
+        process.stdin.write(b"manampia ao@ naoty sanda ('E4', 11);\n")
+        process.stdin.close()
+        assert json.loads(process.stdout.readline())["ok"], process.stderr.read()
+        assert process.wait(timeout=20) == 0
+    finally:
+        process.kill()
+        process.wait()
+    done = client("--port", str(server.port), "-d", "sekoly", "--format", "json",
+                  "-e", "alaivo count(*) ao@ naoty;", cwd=tmp_path)
+    assert json_lines(done.stdout)[-1]["rows"] == [[4]]

@@ -139,9 +139,10 @@ def test_csv_keeps_messages_off_the_standard_output():
     display.outcome(Outcome.success("Ny tahiry : s dia miasa ankehitriny"))
     display.outcome(Outcome.success("", RELATION))
     display.failure("Hadisoana : tsy fantatra")
+    display.text("Fotoana / timing: on")
     assert out.getvalue() == render_csv(RELATION)
     assert errors.getvalue().splitlines() == ["Ny tahiry : s dia miasa ankehitriny",
-                                              "Hadisoana : tsy fantatra"]
+                                              "Hadisoana : tsy fantatra", "Fotoana / timing: on"]
 
 
 def test_expanded_rows_and_the_automatic_choice():
