@@ -1,7 +1,7 @@
 """/metrics of a supervised cluster: the counters move as the workload says, a kill -9
 shows as a state change and a crash restart, `restart NODE` as a manual one; an
-HTTP port that is taken does not stop the cluster, and a topology edit of the
-`http:` section moves the page while everything runs."""
+HTTP port that is taken does not stop the cluster, a topology edit of the
+`http:` section moves the page while everything runs, a refused one leaves it."""
 
 from __future__ import annotations
 
@@ -103,3 +103,12 @@ def test_metrics_follow_the_workload_a_kill_and_a_restart(cluster):
     status = json.loads(fetch(base + "/api/status"))
     assert [row["node"] for row in status["nodes"]] == ["m1", "m2", "lb", "proxy"]
     assert status["history"] and "throughput" in status["history"][-1]
+    assert total(final, "tahiry_supervisor_last_reload_success") == 1   # the port's move
+
+    # A refused edit leaves the page where it is, and says why.
+    cluster.write(text=slow_backoff(web_yaml(cluster.ports)).replace(
+        f"port: {free}", "port: 99999"))
+    scraped_when(lambda s: total(s, "tahiry_supervisor_last_reload_success") == 0,
+                 "the refused edit")
+    refused = json.loads(fetch(base + "/api/status"))["supervisor"]["last_reload"]
+    assert not refused["ok"] and "http.port: must be between 1 and 65535" in refused["message"]
