@@ -74,7 +74,8 @@ def client_command(text: str) -> ClientCommand | None:
     first, _, rest = stripped.partition(" ")
     spec = _BY_NAME.get(first.lower())
     if spec is None:
-        return None
+        # A backslash starts no statement: an unknown command, said so here.
+        return ClientCommand("unknown", (first,)) if first.startswith("\\") else None
     rest = rest.strip()
     if spec.kind == "output":
         arguments: tuple[str, ...] = (rest,) if rest else ()
@@ -143,4 +144,5 @@ def apply(command: ClientCommand, display: Display) -> str | None:
         except LanguageUnavailable as problem:
             raise CommandError(str(problem)) from None
         return f"Fiteny / language: {arguments[0].lower()}"
-    raise CommandError(f"not a settings command: {kind}")
+    raise CommandError(f"Baiko tsy fantatra / unknown client command {' '.join(arguments)}: "
+                       f"\\? lists them")

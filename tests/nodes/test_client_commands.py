@@ -84,6 +84,7 @@ def test_a_failure_in_a_file_names_its_line_and_shows_a_caret():
     ("\\lang en", ClientCommand("lang", ("en",))),
     ("miala", ClientCommand("quit")),
     ("miala be", None),
+    ("\\foo bar", ClientCommand("unknown", ("\\foo",))),
     ("alaivo 1", None),
 ])
 def test_client_commands_are_recognised(text, expected):
@@ -103,10 +104,12 @@ def test_a_command_line_before_a_statement_and_describe_is_sent_as_its_statement
 
 def test_a_misused_command_says_how_to_use_it():
     out = io.StringIO()
-    result = run_text("\\x sometimes\n\\pset pager\n\\lang fr\n", RecordingRunner(),
+    runner = RecordingRunner()
+    result = run_text("\\x sometimes\n\\pset pager\n\\lang fr\n\\dt\n", runner,
                       Display("table", out))
-    assert not result.ok
-    assert out.getvalue().count("Hadisoana : ") == 3
+    assert not result.ok and runner.statements == []
+    assert out.getvalue().count("Hadisoana : ") == 4
+    assert "unknown client command \\dt: \\? lists them" in out.getvalue()
     assert "\\x [on|off|auto]" in out.getvalue() and "\\pset pager on|off" in out.getvalue()
 
 
