@@ -64,7 +64,7 @@ alaivo * ao@ tsy_misy;
 alaivo tsy_misy ao@ naoty;
 alaivo id ao@ mpianatra #tonona naoty #ka mpianatra.id = naoty.id;
 alaivo 1 / 0;
-alaivo * ao@ naoty rehefa naoty > 'a';
+alaivo * ao@ naoty rehefa naoty + 'a' > 1;
 alaivo * ao@ naoty rehefa;
 manamboara tabilao naoty ( x ISA(0,1) );
 ampiasao tsy_misy;
