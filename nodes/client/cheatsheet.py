@@ -2,10 +2,13 @@
 
 Students read this at the prompt: it is a short bilingual (Malagasy /
 English) tour of the language with one working example per statement.
-`topic_help(word)` gives the lines about one keyword (`fanampiana alaivo`).
+`topic_help(word)` gives the lines about one keyword (`fanampiana alaivo`),
+also asked in English (`fanampiana select`: engine/language/english.py).
 """
 
 from __future__ import annotations
+
+from engine.language.english import english_keyword, topic_of
 
 GENERAL = """\
 Tahiry — fanampiana / help
@@ -25,6 +28,7 @@ Tahiry / databases
   manamboara tahiry sekoly;                 create database
   ampiasao sekoly;                          use it (shown in the prompt)
   asehoy ny tahiry;                         list databases (also: tabilao, efitra, jery)
+  asehoy ny tsanganana ao@ mpianatra;       a table's columns, domains (\\d mpianatra)
   ravao ny tahiry sekoly;                   drop database
 
 Tabilao sy efitra / tables and domains
@@ -90,7 +94,8 @@ TOPICS: dict[str, tuple[str, str]] = {
     "manamboara": ("CREATE: tahiry (database), tabilao (table), efitra (domain), jery (view)",
                    "manamboara tabilao naoty ( id LAHATSORATRA(2,5), naoty ISA(0,20) );"),
     "ravao": ("DROP: ravao ny tahiry|tabilao|efitra|jery NAME", "ravao ny tabilao naoty;"),
-    "asehoy": ("SHOW: asehoy ny tahiry|tabilao|efitra|jery", "asehoy ny tabilao;"),
+    "asehoy": ("SHOW: asehoy ny tahiry|tabilao|efitra|jery; columns (describe): "
+               "asehoy ny tsanganana [ao@ T] (\\d T)", "asehoy ny tsanganana ao@ naoty;"),
     "ampiasao": ("USE a database", "ampiasao sekoly;"),
     "efitra": ("DOMAIN: a named type to reuse in tables",
                "manamboara efitra kilasy ( TANISA('L3','M1','L2') );"),
@@ -100,10 +105,19 @@ TOPICS: dict[str, tuple[str, str]] = {
 
 
 def topic_help(word: str) -> str | None:
-    """The help lines for one keyword, or None if it is not a topic."""
+    """The help lines for one keyword, or None if it is not a topic.
+
+    An English SQL keyword (`fanampiana select`) answers with the Malagasy
+    word it is written with, then that word's help.
+    """
     key = word.strip().lstrip("#").rstrip("@;").lower()
     topic = TOPICS.get(key)
-    if topic is None:
+    if topic is not None:
+        meaning, example = topic
+        return f"{key}: {meaning}\n  ohatra / example: {example}"
+    malagasy, filed_under = english_keyword(key), topic_of(key)
+    if malagasy is None or filed_under is None:
         return None
-    meaning, example = topic
-    return f"{key}: {meaning}\n  ohatra / example: {example}"
+    said = f"{key}: amin'ny Tahiry / in Tahiry, '{key}' is written '{malagasy}'"
+    more = topic_help(filed_under) if filed_under in TOPICS else None
+    return said if more is None else f"{said}\n{more}"

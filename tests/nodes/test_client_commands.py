@@ -173,3 +173,11 @@ def test_help_names_the_way_to_run_the_client():
     assert text.startswith("usage: ./tahiry client")
     assert "tahiry-client" in text and "--format {table,json,csv}" in text
     assert "--no-pager" in text and "--lang {mg,en}" in text
+
+
+def test_help_on_an_english_keyword_names_the_malagasy_one():
+    out = io.StringIO()
+    run_text("fanampiana select; fanampiana describe;", RecordingRunner(), Display("table", out))
+    text = out.getvalue()
+    assert "'select' is written 'alaivo'" in text and "alaivo: SELECT" in text
+    assert "asehoy ny tsanganana ao@" in text
