@@ -89,8 +89,8 @@ from nodes.protocol import (
     response_is_error,
 )
 from nodes.runtime.admission import DEFAULT_LIMITS, Admission, ConnectionLimits
-from nodes.runtime.node_process import set_nodelay, write_port_file
-from nodes.runtime.outbox import CHUNK_BYTES, Outbox
+from nodes.runtime.node_process import release_free_memory, set_nodelay, write_port_file
+from nodes.runtime.outbox import CHUNK_BYTES, MEMORY_CAP_BYTES, Outbox
 
 Answer = Callable[[Request], "bytes | Awaitable[bytes] | PendingAnswer"]
 
@@ -102,6 +102,9 @@ DEFAULT_IDLE_TIMEOUT_S = 8 * 3600.0
 # A client that has read nothing for this long while output waits for it is dropped
 # (what it pinned, the outbox's memory and file, is freed).
 SEND_STALL_S = 300.0
+# After an answer this big, the allocator's free pages go back to the system
+# (`release_free_memory`): what made it is freed by then.
+RELEASE_AFTER_BYTES = 4 * MEMORY_CAP_BYTES
 
 
 class CloseConnection(NodeError):
@@ -680,6 +683,9 @@ class ClientConnection(asyncio.Protocol):
             outbox.add(memoryview(data)[at:])
             self._sent_at = asyncio.get_running_loop().time()
             self._arm_stall()
+        if size >= RELEASE_AFTER_BYTES:
+            # Once this answer's bytes are dropped (after this callback).
+            asyncio.get_running_loop().call_soon(release_free_memory)
 
     def _drain(self) -> None:
         """Send what waits while the transport takes it; the outbox goes once empty."""
