@@ -10,45 +10,22 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 
 from nodes.protocol.wire import auth_request
 from tests.conftest import wait_until
-from tests.integration.test_security import SECRET, start_guarded_server
+from tests.integration.hardening_scenarios import (
+    SECRET,
+    close_all,
+    open_flood,
+    start_guarded_server,
+    trickle,
+)
 from tests.integration.wire import WireClient
 
 FLOOD = 300
-
-
-def open_flood(port: int, count: int) -> list[socket.socket]:
-    flood = []
-    for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        sock.setblocking(False)
-        flood.append(sock)
-    return flood
-
-
-def trickle(flood: list[socket.socket]) -> int:
-    """One byte on each flood connection still open; how many still are."""
-    still = 0
-    for sock in flood:
-        try:
-            sock.send(b"a")
-            still += 1
-        except (BlockingIOError, InterruptedError):
-            still += 1
-        except OSError:
-            pass   # closed by the node
-    return still
-
-
-def close_all(flood: list[socket.socket]) -> None:
-    for sock in flood:
-        sock.close()
 
 
 @pytest.mark.slow
