@@ -10,8 +10,8 @@ Every socket operation has a timeout. Failures become `ConnectionProblem`s
 whose text is a sentence for a person, never a traceback: `NotListening`
 when the node cannot be reached (`Refused` when nothing listens on the
 port: a node not started, or being restarted), `ConnectionLost` when it
-went away (or stopped answering) during a statement, whose outcome is then
-unknown. `closed_by_peer()` tells, before anything is sent, whether the
+went away (or stopped answering: `NoAnswer`) during a statement, whose
+outcome is then unknown. `closed_by_peer()` tells, before anything is sent, whether the
 node closed an idle connection (its idle timeout, a restart), so the
 caller can open a new one without losing anything.
 
@@ -48,6 +48,10 @@ class Refused(NotListening):
 
 class ConnectionLost(ConnectionProblem):
     """The connection broke or timed out during a statement."""
+
+
+class NoAnswer(ConnectionLost):
+    """The node did not answer within the timeout (it may still be working on it)."""
 
 
 class AuthenticationFailed(ConnectionProblem):
@@ -131,7 +135,7 @@ class ServerConnection:
             yield
         except TimeoutError:
             self._broken = True
-            raise ConnectionLost(self._lost(f"no answer within {self.timeout:g}s")) from None
+            raise NoAnswer(self._lost(f"no answer within {self.timeout:g}s")) from None
         except ProtocolError as error:
             self._broken = True
             raise ConnectionLost(self._lost(f"unreadable response ({error})")) from None
@@ -186,10 +190,10 @@ class ServerConnection:
                 raise ConnectionLost(self._lost("the node closed the connection"))
             return [response.outcome() for response in self._decoder.feed(data)]
 
-    def lost(self, why: str) -> ConnectionLost:
+    def lost(self, why: str, timed_out: bool = False) -> ConnectionLost:
         """The error for this connection failing with `why` (it is then unusable)."""
         self._broken = True
-        return ConnectionLost(self._lost(why))
+        return (NoAnswer if timed_out else ConnectionLost)(self._lost(why))
 
     def _lost(self, why: str) -> str:
         return (f"Tapaka ny fifandraisana tamin'ny {self.host}:{self.port} / connection to "

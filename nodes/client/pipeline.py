@@ -15,7 +15,8 @@ otherwise deadlock a client still busy sending). It takes steps from a
 stop answers from being shown), and hands results back in step order.
 
 When the connection is lost, a read (or `ampiasao`) sent and not answered
-is sent again (once) on the next connection; every other statement sent and not answered
+is sent again (once) on the next connection, unless it was lost for
+taking too long (`NoAnswer`: the node may still be at it); every other statement sent and not answered
 gets "outcome unknown" (the message of the `ConnectionLost`), and is never
 sent again; statements not sent yet go on a new connection, which the
 runner opens with the session's database replayed. A connection the node
@@ -35,7 +36,7 @@ from typing import Protocol, cast
 from engine.errors import ERROR_PREFIX
 from engine.evaluation.outcome import Outcome
 from engine.language.script_source import PENDING
-from nodes.client.connection import ConnectionLost, ServerConnection, request_text
+from nodes.client.connection import ConnectionLost, NoAnswer, ServerConnection, request_text
 
 WINDOW = 64               # statements in flight on one connection
 
@@ -261,7 +262,7 @@ class _Run:
             self.last_progress = time.monotonic()
         if self.in_flight and not readable and not writable \
                 and time.monotonic() - self.last_progress >= self.host.timeout:
-            raise connection.lost(f"no answer within {self.host.timeout:g}s")
+            raise connection.lost(f"no answer within {self.host.timeout:g}s", timed_out=True)
 
     def _lose(self, connection: ServerConnection, lost: ConnectionLost) -> None:
         """Sent and unanswered: a read goes again, the rest is outcome unknown; unsent go anew."""
@@ -271,7 +272,8 @@ class _Run:
         for entry in self.in_flight:
             if entry.start >= self.sent:
                 again.append(entry)
-            elif not entry.resent and self.host.retryable(entry.statement):
+            elif not entry.resent and not isinstance(lost, NoAnswer) \
+                    and self.host.retryable(entry.statement):
                 entry.resent = True
                 again.append(entry)
             else:

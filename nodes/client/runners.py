@@ -14,7 +14,7 @@ nothing listens any more on a port it was connected to, the node is
 probably being restarted by the supervisor: it says so and tries again for
 `restart_wait` seconds before giving up. A read (or `ampiasao`) whose
 connection broke is sent again once on a new connection (doing it twice
-changes nothing); any
+changes nothing; not when it broke for taking longer than the timeout); any
 other statement whose connection broke is reported, never re-sent (its
 outcome is unknown). Its `run_all` sends statements ahead
 (nodes/client/pipeline.py); the database it replays after a loss is the
@@ -42,6 +42,7 @@ from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from nodes.client.connection import (
     ConnectionLost,
     ConnectionProblem,
+    NoAnswer,
     NotListening,
     Refused,
     ServerConnection,
@@ -217,9 +218,9 @@ class RemoteRunner:
             return _local_syntax_error(statement)
         try:
             outcome = self._request(statement)
-        except ConnectionLost:
-            if not self.retryable(statement):
-                raise
+        except ConnectionLost as lost:
+            if isinstance(lost, NoAnswer) or not self.retryable(statement):
+                raise   # too slow, not broken: sending it again would wait as long
             self._say("(Tapaka nandritra ny famakiana / the connection broke during a read: "
                       "sent again)")
             outcome = self._request(statement)

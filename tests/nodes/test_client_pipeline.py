@@ -166,3 +166,28 @@ def test_interactive_text_runs_one_statement_at_a_time():
     runner.close()
     node.finish()
     assert result.ok and node.received == [["alaivo 1", "alaivo 2", "alaivo 3"]]
+
+
+def never_answers(conn, got):
+    """Take the requests and answer none, until the client hangs up."""
+    framer = RequestFramer()
+    while data := conn.recv(65536):
+        got.extend(request.text for request in framer.feed(data))
+
+
+def test_a_read_with_no_answer_in_time_is_not_sent_again():
+    out = io.StringIO()
+    node = ScriptedNode(never_answers)
+    runner = RemoteRunner("127.0.0.1", node.port, timeout=0.3)
+    result = run_text("alaivo 1; alaivo 2;", runner, Display("table", out), pipelined=True)
+    runner.close()
+    node.finish()
+    assert node.received == [["alaivo 1", "alaivo 2"]]
+    assert result.errors == 2 and "no answer within 0.3s" in out.getvalue()
+    # A read one at a time too (the interactive loop, the driver).
+    node = ScriptedNode(never_answers)
+    runner = RemoteRunner("127.0.0.1", node.port, timeout=0.3)
+    result = run_text("alaivo 3;", runner, Display("table", out))
+    runner.close()
+    node.finish()
+    assert node.received == [["alaivo 3"]] and result.errors == 1
