@@ -32,7 +32,14 @@ ADDRESS_FILE = "http"
 
 
 def page_address(topology: Topology) -> str | None:
-    """The status page's URL while this topology's supervisor serves it, else None."""
+    """The status page's URL while this topology's supervisor serves it, else None.
+
+    Read from run/http, which the supervisor writes once it listens and
+    removes when it stops; a supervisor killed with SIGKILL leaves it behind,
+    so a caller that knows the supervisor is gone (no answer on the control
+    port) should not show it. The control port's `status` answer carries the
+    same address as `supervisor.page`.
+    """
     if not topology.http.enabled:
         return None
     try:
