@@ -1,7 +1,8 @@
 """Fault report: crash points, cluster faults and hostile input, as one table of figures.
 
     .venv/bin/python bench/fault_report.py [--points-per-operation 4] [--no-crash] [--no-cluster]
-                                           [--no-replication] [--no-fuzz]
+                                           [--no-replication] [--no-fuzz] [--no-hardening]
+                                           [--answer-rows 4000000] [--query-rows 2000]
 
 Runs, in temporary folders:
 1. the crash-point sweep (tests/integration/crash_sweep.py): a server
@@ -20,7 +21,12 @@ Runs, in temporary folders:
    servers of one table, a slow write racing a replicated copy, a write
    owner frozen in the middle of a statement;
 4. the hostile-input and wire-fuzz suites (pytest, with Hypothesis
-   statistics) for the fuzz figures.
+   statistics) for the fuzz figures;
+5. issue 14's attacks (tests/integration/hardening_scenarios.py): a flood of
+   slow-byte unauthenticated connections, an idle flood beyond one server's
+   cap under the balancer, the 60-term filter past the query time limit,
+   three clients that never read a big answer (`--answer-rows`), secret
+   guessing on 200 connections, `down` from another topology.
 Prints the figures with the bar each must meet, then the client figures per
 fault. Exit status 1 if a figure misses its bar.
 """
@@ -42,6 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.conftest import NodeStarter  # noqa: E402
+from tests.integration import hardening_scenarios as hardening  # noqa: E402
 from tests.integration.cluster_scenario import ScenarioResult, run_scenario  # noqa: E402
 from tests.integration.crash_sweep import FAIL_AFTER_RENAME, SweepResult, run_sweep, sweep_points  # noqa: E402
 from tests.integration.replication_scenarios import (  # noqa: E402
@@ -139,6 +146,46 @@ def _healing_rows(work: Path) -> list[tuple[str, str, str, bool]]:
     rows.append(("disk-full: acknowledged writes lost",
                  f"{history.lost_total} of {len(history.acknowledged)}", "0",
                  history.lost_total == 0 and bool(history.acknowledged)))
+    return rows
+
+
+def hardening_rows(work: Path, answer_rows: int, query_rows: int) -> list[tuple[str, str, str, bool]]:
+    """Issue 14's attacks, each on fresh nodes: (figure, value, bar, met) rows."""
+    rows = []
+    with node_starter(work / "unauthenticated") as starter:
+        flood = hardening.unauthenticated_flood(starter, 300, wait_deadline=True)
+    rows.append(("unauthenticated flood (300 slow-byte): authenticated client served, latency",
+                 f"{'yes' if flood.served else 'NO'}, {flood.latency_s * 1000:.0f} ms",
+                 "yes, < 1 s", flood.served and flood.latency_s < 1.0))
+    rows.append(("unauthenticated flood: all closed after (deadline 10 s from accept)",
+                 f"{flood.flood_left_open_s:.1f} s", "<= 12 s",
+                 flood.flood_left_open_s is not None and flood.flood_left_open_s <= 12))
+    with node_starter(work / "idle-flood") as starter:
+        served, tried = hardening.idle_flood_via_balancer(starter, 260, 10)
+    rows.append(("idle flood (260 on one server): new balancer clients served",
+                 f"{served} of {tried}", "all", served == tried))
+    with node_starter(work / "time-limit") as starter:
+        past, message = hardening.query_past_limit(starter, rows=query_rows)
+    rows.append((f"60-term filter over {query_rows} x {query_rows}: longest past its 30 s limit",
+                 f"{past:.2f} s", "<= 1 s", past <= 1.0 and "Ela loatra" in message))
+    side = max(1, int(answer_rows ** 0.5))
+    with node_starter(work / "slow-readers") as starter:
+        readers = hardening.slow_readers(starter, side, answer_rows // side, 3)
+    rows.append((f"3 non-reading clients of a {readers.rows:,}-row answer ({readers.answer_mb:.0f} MB): "
+                 "server peak / pinned", f"{readers.peak_mb:.0f} MB / "
+                 f"{readers.settled_mb - readers.base_mb:+.0f} MB", "pinned <= 3 x 1 MiB + 16 MB",
+                 readers.settled_mb - readers.base_mb <= 19))
+    rows.append(("  another client served meanwhile", "no" if readers.other_served_s is None
+                 else f"yes, {readers.other_served_s * 1000:.0f} ms", "yes",
+                 readers.other_served_s is not None))
+    with node_starter(work / "guesses") as starter:
+        per_second, gets_in = hardening.auth_guesses(starter, 3.0, 200)
+    rows.append(("auth guesses per second accepted (200 connections, 3 s)",
+                 f"{per_second:.0f}/s; right secret then {'gets in' if gets_in else 'REFUSED'}",
+                 "<= 40/s, gets in", per_second <= 40 and gets_in))
+    refused = hardening.foreign_down_refused(work / "control")
+    rows.append(("foreign `down` refused (another topology, same control port)",
+                 "yes" if refused else "NO", "yes", refused))
     return rows
 
 
@@ -250,9 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cluster", action="store_true")
     parser.add_argument("--no-replication", action="store_true")
     parser.add_argument("--no-fuzz", action="store_true")
+    parser.add_argument("--no-hardening", action="store_true")
+    parser.add_argument("--answer-rows", type=int, default=4_000_000,
+                        help="rows of the answer the non-reading clients ask for")
+    parser.add_argument("--query-rows", type=int, default=2000,
+                        help="rows of each table of the time-limit query's cross join")
     args = parser.parse_args(argv)
     sweep = after_rename = cluster = fuzz = None
     replication: list[tuple[str, str, str, bool]] = []
+    hardened: list[tuple[str, str, str, bool]] = []
     with tempfile.TemporaryDirectory(prefix="tahiry-faults-") as folder:
         work = Path(folder)
         if not args.no_crash:
@@ -269,10 +322,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_replication:
             print("replication scenarios ...", flush=True)
             replication = replication_rows(work)
+        if not args.no_hardening:
+            print("hardening scenarios ...", flush=True)
+            hardened = hardening_rows(work, args.answer_rows, args.query_rows)
     if not args.no_fuzz:
         print("hostile input suites ...", flush=True)
         fuzz = fuzz_figures()
-    rows = figure_rows(sweep, after_rename, cluster, fuzz) + replication
+    rows = figure_rows(sweep, after_rename, cluster, fuzz) + replication + hardened
     print()
     print_table(["figure", "value", "bar", "met"],
                 [[f, v, b, "yes" if ok else "NO"] for f, v, b, ok in rows])

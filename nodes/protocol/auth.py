@@ -193,13 +193,14 @@ class AuthGuard:
         self.required = required
         self.logger = logger or logging.getLogger(__name__)
         self.failures = 0
+        self.checked = 0      # secrets compared (what a guesser learns from), right or wrong
         self._last_log = 0.0
         self._unlogged = 0
         self.limiter = AuthLimiter()
 
     def status(self) -> dict:
         return {"auth_required": self.required, "auth_failures": self.failures,
-                **self.limiter.status()}
+                "auth_checked": self.checked, **self.limiter.status()}
 
     def matches(self, presented: str) -> bool:
         if not self.secret:
@@ -228,6 +229,7 @@ class AuthGuard:
             return Verdict(encode_message(AUTH_BUSY), close=True)
         if wait:
             await asyncio.sleep(wait)
+        self.checked += 1
         if self.matches(auth_secret(request)):
             return Verdict(encode_message(AUTH_OK), authenticated=True)
         self.limiter.failed(address, is_loopback(address))

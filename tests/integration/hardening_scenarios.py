@@ -13,7 +13,9 @@ and returns plain figures:
 - `slow_readers`: clients asking for a big answer and never reading it: the
   server's memory (psutil RSS), and whether another client is served meanwhile;
 - `auth_guesses`: wrong secrets sent as fast as possible on many
-  connections: guesses per second the node evaluates.
+  connections: guesses per second the node evaluates;
+- `foreign_down_refused`: `down` given another topology on the same control
+  port is refused, and the cluster keeps running.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -294,18 +297,29 @@ def _answer_size(port: int) -> int:
 
 def auth_guesses(starter: NodeStarter, seconds: float = 3.0,
                  connections: int = 200) -> tuple[float, bool]:
-    """(wrong guesses per second the node evaluated, whether the right secret then got in)."""
+    """(secrets the node compared per second while wrong ones came as fast as `connections`
+    connections could send them, whether the right secret then got in).
+
+    Counted by the node (`auth_checked` in `.status;`): a guess the node
+    compared is one the guesser may learn from, answered or not (a right
+    one would be answered at once).
+    """
     server = start_guarded_server(starter)
-    return asyncio.run(_guess(server.port, seconds, connections)) + (_gets_in(server.port),)
+    # One connection authenticated beforehand reads the count at the start and
+    # the end of the attack (no handshake of its own in between).
+    with WireClient(server.port, timeout=30) as watcher:
+        assert watcher.run(auth_request(SECRET).decode())[0].ok
+        checked_before = watcher.status()["auth_checked"]
+        asyncio.run(_guess(server.port, seconds, connections))
+        checked = watcher.status()["auth_checked"] - checked_before
+    return checked / seconds, _gets_in(server.port)
 
 
-async def _guess(port: int, seconds: float, connections: int) -> tuple[float]:
+async def _guess(port: int, seconds: float, connections: int) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
-    wrong = 0
 
     async def guesser(number: int) -> None:
-        nonlocal wrong
         attempt = 0
         while loop.time() < end:
             attempt += 1
@@ -316,16 +330,13 @@ async def _guess(port: int, seconds: float, connections: int) -> tuple[float]:
                 continue
             try:
                 writer.write(auth_request(f"guess-{number}-{attempt}-xxxxxxxx"))
-                answer = await asyncio.wait_for(reader.read(4096), max(0.01, end - loop.time()))
-                if b"Diso ny tenimiafina" in answer:
-                    wrong += 1
+                await asyncio.wait_for(reader.read(4096), max(0.01, end - loop.time()))
             except (OSError, TimeoutError):
                 pass
             finally:
                 writer.close()
 
     await asyncio.gather(*(guesser(n) for n in range(connections)))
-    return (wrong / seconds,)
 
 
 def _gets_in(port: int) -> bool:
@@ -340,3 +351,31 @@ def _gets_in(port: int) -> bool:
     except AssertionError:
         return False
     return True
+
+
+# --------------------------------------------------------------------------
+# The control port
+
+
+def foreign_down_refused(work: Path) -> bool:
+    """A cluster up; `down` given another topology on the same control port: refused, and
+    the first cluster still runs?"""
+    from tests.integration.supervisorkit import Cluster, all_running
+
+    cluster = Cluster(_folder(work / "cluster"))
+    try:
+        if cluster.up().returncode != 0:
+            return False
+        other = Cluster(_folder(work / "other"))
+        other.ports["control"] = cluster.ports["control"]
+        other.write()
+        result = other.cli("down", str(other.topology))
+        return result.returncode != 0 and str(cluster.topology) in result.stderr \
+            and all_running(cluster.nodes())
+    finally:
+        cluster.down_and_reap()
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
