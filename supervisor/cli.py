@@ -325,7 +325,7 @@ def cmd_status(topology: Topology, args) -> int:
     except OtherCluster as error:
         print(error, file=sys.stderr)
         return EXIT_FAILED
-    page = _page_line(topology)
+    page = answer.get("supervisor", {}).get("page")
     if args.json:
         print(json.dumps({"running": True, **answer, **({"page": page} if page else {})},
                          indent=1))
@@ -334,24 +334,12 @@ def cmd_status(topology: Topology, args) -> int:
     print(f"supervisor pid {info.get('pid')}, up {duration(info.get('uptime_s'))}, "
           f"{info.get('topology')}")
     if page:
-        print(page)
+        print(f"status page: {page}   (metrics: {page.rstrip('/')}/metrics)")
     reload = info.get("last_reload")
     if reload and not reload["ok"]:
         print("last topology edit refused:\n  " + reload["message"].replace("\n", "\n  "))
     print(render_table(answer["nodes"]))
     return EXIT_OK
-
-
-# -- the status page (supervisor/web): its address, once the lead wires it
-
-def _page_line(topology: Topology) -> str | None:
-    """The status page's address line for `status` (e.g. "status page: http://..."), or None.
-
-    WIRING POINT for the HTTP status page (topology's `http:` section): return
-    the line to print under the supervisor line (and the "page" of --json); None
-    prints nothing.
-    """
-    return None
 
 
 # -- status --watch

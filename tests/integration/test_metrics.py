@@ -61,6 +61,8 @@ def test_metrics_follow_the_workload_a_kill_and_a_restart(cluster):
                    20, "the page on its new port")
     assert {node: row["pid"] for node, row in cluster.nodes().items()} == pids
     assert cluster.status()["supervisor"]["page"] == base + "/"
+    table = cluster.cli("status")
+    assert f"status page: {base}/   (metrics: {base}/metrics)" in table.stdout, table.stdout
 
     def scraped_when(predicate, what: str):
         return wait_until(lambda: (lambda s: s if predicate(s) else None)(scrape(base + "/metrics")),
