@@ -22,7 +22,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from .cluster import PRIVATE_DIR_MODE, Cluster, write_atomically
 from .control import TOKEN_FILE, ControlServer, new_token, token_file
 from .leftovers import find_leftovers, stop_leftovers
 from .ownership import claim, ownership_problems
+from .port_check import port_problems
 from .reload import ReloadResult, TopologyWatcher, reload_topology
 from .topology import HttpSettings, Topology
 from .web import ADDRESS_FILE
@@ -37,20 +37,6 @@ from .web.sampler import Sampler
 from .web.server import WebServer
 
 LOADED_TOPOLOGY = "loaded-topology.yaml"
-
-
-def ports_in_use(topology: Topology) -> list[str]:
-    """Node addresses something else already listens on (a clear error beats a crash loop)."""
-    busy = []
-    for spec in topology.nodes.values():
-        with socket.socket(socket.AF_INET6 if ":" in spec.host else socket.AF_INET) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((spec.host, spec.port))
-            except OSError as error:
-                busy.append(f"{spec.id} cannot listen on {spec.address} "
-                            f"({error.strerror or error}): is another program using it?")
-    return busy
 
 
 class SupervisorApp:
@@ -92,7 +78,7 @@ class SupervisorApp:
         write_atomically(token_file(self.run_dir), self.control.token + "\n")
         # Blocking on purpose: nothing else may happen until the old nodes are gone.
         problems = self._stop_leftovers()
-        problems = problems or ports_in_use(self.topology) or ownership_problems(
+        problems = problems or port_problems(self.topology) or ownership_problems(
             self.topology, self.take_over)
         if problems:  # leave the run directory alone: it may describe processes to clean up
             self.logger.error("cannot start: %s", "; ".join(problems))
