@@ -447,7 +447,10 @@ class ProxySession:
             return (), True
         names = statement_class.objects
         if not names:
-            return (), False
+            # `asehoy ny tabilao;` names no object but lists them all: opaque,
+            # so that creating or dropping any of them drops it.
+            first = _FIRST_WORD.match(text.lstrip())
+            return (), first is not None and first.group().lower() == "asehoy"
         views = fine.known_views(self.database)
         if views is None:
             try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.wire import WireClient, setup_school, start_balanced_pair
 
 DESCRIBE = "asehoy ny tsanganana ao@ t;"
@@ -45,8 +43,6 @@ def test_the_proxy_cache_drops_a_describe_when_the_table_changes(start_node):
             assert client.rows(DESCRIBE) == [["x", "DATY"]], fine
 
 
-@pytest.mark.xfail(strict=True, reason="nodes/proxycache/node.py _read_tags caches `asehoy ny ...` "
-                   "untagged and not opaque: fix described in the language report")
 def test_with_fine_invalidation_a_new_table_shows_in_the_list_of_everything(start_node):
     server = start_node("server", "m1", "--data", "data/m1")
     proxy = start_node("proxycache", "proxy", "--upstream", f"127.0.0.1:{server.port}",
