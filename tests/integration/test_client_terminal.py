@@ -14,7 +14,7 @@ import shutil
 import pexpect
 import pytest
 
-from tests.integration.clientkit import client, terminal
+from tests.integration.clientkit import client, json_lines, terminal
 
 ROWS = 100
 SETUP = ("manamboara tahiry s; ampiasao s; "
@@ -158,3 +158,16 @@ def test_describe_a_table_and_every_table(tmp_path, data):
     child.expect_exact("andalana)")
     assert "anarana" in child.before
     quit_session(child)
+
+
+def test_describe_through_a_server_in_json(tmp_path, start_node):
+    server = start_node("server", "m1", "--data", "data/m1")
+    done = client("--port", str(server.port), "--format", "json", "-e",
+                  "manamboara tahiry s; ampiasao s; "
+                  "manamboara tabilao t ( id ISA(0,9), anarana LAHATSORATRA(1,20) );\n"
+                  "\\d t\n\\d\n", cwd=tmp_path)
+    if "tsanganana" not in done.stdout:
+        pytest.skip("the engine has no `asehoy ny tsanganana ao@ T;` statement yet")
+    one, every = json_lines(done.stdout)[-2:]
+    assert one["ok"] and [row[0] for row in one["rows"]] == ["id", "anarana"]
+    assert every["ok"] and {row[0] for row in every["rows"]} == {"t"}
