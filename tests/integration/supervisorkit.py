@@ -71,7 +71,10 @@ class SupervisorRun:
 DEADLINE_S = 20.0  # for a supervised cluster to reach a state (restarts back off)
 
 
-def cluster_yaml(ports: dict[str, int], extra_servers: tuple[str, ...] = ()) -> str:
+def cluster_yaml(ports: dict[str, int], extra_servers: tuple[str, ...] = (),
+                 http: str = "  enabled: false\n") -> str:
+    """The kit's cluster; `http`: the lines of its `http:` section (the status page is off
+    unless a test asks: clusters would otherwise all meet on the default port)."""
     servers = ["m1", "m2", *extra_servers]
     text = f"""\
 supervisor:
@@ -85,7 +88,8 @@ supervisor:
     backoff_max_ms: 2000
     max_restarts: 5
     window_s: 60
-nodes:
+http:
+{http}nodes:
 """
     for server in servers:
         text += (f"  {server}:\n    kind: server\n    host: 127.0.0.1\n"

@@ -25,7 +25,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def web_yaml(ports: dict[str, int], extra: str = "") -> str:
     """The kit's cluster with the status page on ports["http"] (loopback)."""
-    return cluster_yaml(ports) + f"http:\n  port: {ports['http']}\n{extra}"
+    return cluster_yaml(ports, http=f"  port: {ports['http']}\n{extra}")
 
 
 def fetch(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> bytes:
