@@ -331,8 +331,13 @@ class Cluster:
         except OSError as error:
             self.logger.warning("cannot write the state file: %s", error)
 
-    async def status(self) -> list[dict]:
-        """One row per node of the topology (STOPPED when it has no keeper)."""
+    async def status(self, node_status: dict[str, dict] | None = None) -> list[dict]:
+        """One row per node of the topology (STOPPED when it has no keeper).
+
+        `node_status`, when given, receives each running node's whole
+        `.status;` answer by node (the status page's counters), so that
+        nothing probes a node twice for one view.
+        """
         rows = []
         for node_id, spec in self.topology.nodes.items():
             keeper = self.keepers.get(node_id)
@@ -342,15 +347,19 @@ class Cluster:
                 "manual_restarts": 0, "probe_ms": None, "last_exit": None}
             rows.append(row)
         replication = self.replication.stats()
-        extras = await asyncio.gather(*(self._node_extra(row, replication) for row in rows))
+        extras = await asyncio.gather(*(self._node_extra(row, replication, node_status)
+                                        for row in rows))
         for row, extra in zip(rows, extras, strict=True):
             row.update(extra)
         return rows
 
-    async def _node_extra(self, row: dict, replication: dict) -> dict:
+    async def _node_extra(self, row: dict, replication: dict,
+                          node_status: dict[str, dict] | None = None) -> dict:
         """What a row adds from the node's own `.status;` (alerts, faults, cache counters)
         and, for a server, from replication."""
         status = await self._node_status(row)
+        if status is not None and node_status is not None:
+            node_status[row["node"]] = status
         extra: dict = {"alerts": _alerts(status)}
         if row["kind"] == "server":
             stats = replication.get(row["node"], {})

@@ -1,9 +1,9 @@
 """Take `ClusterView`s of the running cluster, in the supervisor's event loop.
 
 Every `interval_s` (1 s) the sampler takes a full view: the status rows
-(`Cluster.status()`, what `./tahiry status` shows), every RUNNING node's
-`.status;` (one probe each, in parallel, with the topology's secret) and
-the replicator's figures. Between two full views it looks, every
+(`Cluster.status()`, what `./tahiry status` shows, which hands over every
+RUNNING node's whole `.status;` answer: one probe per node) and the
+replicator's figures. Between two full views it looks, every
 `watch_s` (0.2 s), at the keepers' states in memory (no I/O): a node that
 changed state (killed, restarted, FATAL) triggers a full view at once, so
 the page shows a change within a fraction of a second while the nodes are
@@ -18,16 +18,12 @@ loop from plain counters it keeps anyway.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
 
 from ..cluster import Cluster
-from ..keeper import NodeState, probe_response
 from .view import ClusterView, History
-
-STATUS_TIMEOUT_S = 0.5
 
 
 class Sampler:
@@ -102,29 +98,13 @@ class Sampler:
 
     async def take(self) -> ClusterView:
         """A full view now; it becomes the latest and a point of the history."""
-        rows = await self.cluster.status()
-        running = [row for row in rows if row["state"] == NodeState.RUNNING.value]
-        answers = await asyncio.gather(*(self._node_status(row["node"]) for row in running))
+        statuses: dict[str, dict] = {}   # every running node's `.status;`, probed once
+        rows = await self.cluster.status(statuses)
         view = ClusterView(taken_at=time.time(), supervisor=self.supervisor_info(), rows=rows,
-                           nodes={row["node"]: answer for row, answer
-                                  in zip(running, answers, strict=True) if answer is not None},
-                           replication=self.cluster.replication.stats())
+                           nodes=statuses, replication=self.cluster.replication.stats())
         self.latest = view
         self.history.add(view)
         async with self._changed:
             self._generation += 1
             self._changed.notify_all()
         return view
-
-    async def _node_status(self, node_id: str) -> dict | None:
-        topology = self.cluster.topology
-        spec = topology.nodes.get(node_id)
-        if spec is None:
-            return None
-        try:
-            answer = await probe_response(spec.host, spec.port, STATUS_TIMEOUT_S, b".status;",
-                                          topology.secret)
-            counters = json.loads(answer.message)
-        except (TimeoutError, OSError, ValueError, AttributeError):
-            return None  # between two states: the next view will tell
-        return counters if isinstance(counters, dict) else None
