@@ -125,9 +125,10 @@ class RequestFramer:
         # same bytes, framed the same way (a Request is immutable).
         self._last_chunk = b""
         self._last_request: Request | None = None
-        # The last chunk ended with `;` (the slow path only: a fast-path chunk
-        # ends a statement, leaving nothing pending).
-        self._ended_with_semicolon = False
+        # The last chunk ended with `;` (set on the slow path only: a fast-path
+        # chunk ends a statement, leaving nothing pending). A plain attribute,
+        # read for every chunk before `stuck` is asked.
+        self.ended_with_semicolon = False
 
     def feed(self, data: bytes) -> list[Request]:
         if data == self._last_chunk and not self._discarding \
@@ -152,7 +153,7 @@ class RequestFramer:
                 request = self._request(text, undecodable=False)
                 self._last_chunk, self._last_request = data, request
                 return [request] if request is not None else []
-        self._ended_with_semicolon = data[-1:] == b";"
+        self.ended_with_semicolon = data[-1:] == b";"
         statements = self._splitter.feed(self._decoder.decode(data))
         if self._discarding and statements:
             # The over-long statement ends here; it was answered when it
@@ -188,14 +189,14 @@ class RequestFramer:
         wait forever for an answer. The node answers `abandon()` once no
         more bytes come for STUCK_REQUEST_QUIET_S.
         """
-        return self._ended_with_semicolon and self._splitter.pending_length() > 0
+        return self.ended_with_semicolon and self._splitter.pending_length() > 0
 
     def abandon(self) -> Request:
         """Drop the unfinished statement and start afresh; the error request to answer it with."""
         self._splitter.finish()
         self._decoder.reset()
         self._discarding = False
-        self._ended_with_semicolon = False
+        self.ended_with_semicolon = False
         return Request("", error=STUCK_REQUEST)
 
     def _request(self, statement: str, undecodable: bool = True) -> Request | None:

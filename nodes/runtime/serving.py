@@ -404,7 +404,7 @@ class ClientConnection(asyncio.Protocol):
             self._quiet = None
         framer = self._framer
         requests = framer.feed(data)
-        if framer.stuck:
+        if framer.ended_with_semicolon and framer.stuck:
             self._quiet = asyncio.get_running_loop().call_later(
                 STUCK_REQUEST_QUIET_S, self._stuck_request)
         if len(requests) == 1 and not self._pending and not self._answers \
