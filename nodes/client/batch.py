@@ -176,7 +176,7 @@ def run_script(script: ScriptSource, runner: Runner, display: Display,
                 result.ok = False
                 result.errors += 1
             if vocabulary is not None:
-                vocabulary.learn(item.piece.text, outcome)
+                vocabulary.learn(done.step.statement or item.piece.text, outcome)
             now = time.perf_counter()
             display.outcome(outcome, None if outcome.ok else _place(source, item, outcome),
                             elapsed=now - last)

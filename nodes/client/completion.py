@@ -1,8 +1,9 @@
 """Keyword and name completion for the interactive client (prompt_toolkit).
 
-`Vocabulary` holds what can be completed: the language's keywords, and the
-database, table and column names the session has seen (learned from
-`asehoy ny ...` results, query results and success messages).
+`Vocabulary` holds what can be completed: the language's keywords, the
+client's backslash commands, and the database, table and column names the
+session has seen (learned from `asehoy ny ...` results, `\\d` /
+`asehoy ny tsanganana` results, query results and success messages).
 `TahiryCompleter` completes the word before the cursor from it; a leading
 `#` (as in `#rehefa`) is kept.
 """
@@ -16,6 +17,7 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
 from engine.evaluation.outcome import Outcome
+from nodes.client.commands import COMMANDS
 
 # Used when the engine's lexer does not expose its keyword table.
 FALLBACK_KEYWORDS = (
@@ -30,11 +32,13 @@ TYPE_WORDS = ("ISA", "LAHATSORATRA", "DATY", "TANISA")
 FUNCTIONS = ("count", "sum", "avg", "min", "max")
 CLIENT_COMMANDS = ("miala", "fanampiana")
 
-WORD_BEFORE_CURSOR = re.compile(r"[^\W\d]\w*$|$")
+WORD_BEFORE_CURSOR = re.compile(r"\\\w*$|[^\W\d]\w*$|$")
 
 _CREATED = re.compile(r"^Ny (tahiry|tabilao|jery|efitra) : (\S+) dia voaforona")
 _DROPPED = re.compile(r"^Ny (tahiry|tabilao|jery|efitra) : (\S+) dia voafafa")
 _SHOW_KIND = re.compile(r"^\s*asehoy\s+ny\s+(tahiry|tabilao|efitra|jery)\b", re.IGNORECASE)
+# `asehoy ny tsanganana [ao@ T]`: rows (column, domain), or (object, kind, column, domain).
+_DESCRIBE = re.compile(r"^\s*asehoy\s+ny\s+tsanganana\b(\s*$)?", re.IGNORECASE)
 
 
 def engine_keywords() -> tuple[str, ...]:
@@ -73,8 +77,16 @@ class Vocabulary:
         relation = outcome.relation
         if relation is None:
             return
+        described = _DESCRIBE.match(statement)
         shown = _SHOW_KIND.match(statement)
-        if shown:
+        if described:
+            every = described.group(1) is not None
+            if every:
+                self.objects.update(str(row[0]) for row in relation.rows if row and row[0])
+            index = 2 if every else 0
+            self.columns.update(str(row[index]) for row in relation.rows
+                                if len(row) > index and row[index] is not None)
+        elif shown:
             self._bucket(shown.group(1).lower()).update(
                 str(row[0]) for row in relation.rows if row and row[0] is not None)
         else:
@@ -89,10 +101,15 @@ class Vocabulary:
         pairs += [(w, "type") for w in TYPE_WORDS]
         pairs += [(w, "function") for w in FUNCTIONS]
         pairs += [(w, "client") for w in CLIENT_COMMANDS]
+        pairs += [(w, "client") for w in _backslash_commands()]
         pairs += [(w, "tahiry") for w in sorted(self.databases)]
         pairs += [(w, "tabilao") for w in sorted(self.objects)]
         pairs += [(w, "column") for w in sorted(self.columns - self.objects)]
         return pairs
+
+
+def _backslash_commands() -> list[str]:
+    return [name for spec in COMMANDS for name in spec.names if name.startswith("\\")]
 
 
 def _is_name(text: str) -> bool:

@@ -66,3 +66,18 @@ def test_every_example_in_the_help_parses():
     assert len(examples) > 30
     for example in examples:
         assert parser.parse(example.rstrip(";")) is not None, example
+
+
+def test_backslash_commands_and_described_names_complete():
+    vocabulary = Vocabulary()
+    assert set(complete(vocabulary, "\\ti")) == {"\\timing"}
+    assert "\\pset" in complete(vocabulary, "\\")
+    vocabulary.learn("asehoy ny tsanganana ao@ naoty", Outcome.success("", Relation(
+        "naoty", [Column("tsanganana"), Column("efitra")], [["taranja", "LAHATSORATRA(1,9)"]])))
+    vocabulary.learn("asehoy ny tsanganana", Outcome.success("", Relation(
+        "tsanganana", [Column("anarana"), Column("karazana"), Column("tsanganana"),
+                       Column("efitra")], [["mpianatra", "tabilao", "kilasy", "TANISA('L3')"]])))
+    assert complete(vocabulary, "alaivo tar") == ["taranja"]
+    assert complete(vocabulary, "alaivo kil") == ["kilasy"]
+    assert complete(vocabulary, "\\d mpi") == ["mpianatra"]
+    assert "efitra" not in vocabulary.columns
