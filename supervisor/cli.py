@@ -33,6 +33,7 @@ from .control import NotRunning, read_token, send_command
 from .errors import SupervisorError
 from .leftovers import UNSUPERVISED, find_leftovers, status_rows, stop_leftovers
 from .logfiles import close_logger, follow, supervisor_logger, timestamp
+from .machine import machine_addresses, place
 from .ownership import ownership_problems
 from .port_check import port_problems
 from .status_table import duration, render_table
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hand over to this cluster the data directories another, stopped, "
                          "cluster used (refused while it runs)")
     up.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    up.add_argument("--host", action="append", default=[], metavar="ADDRESS",
+                    help="this machine's address (repeatable): it runs the nodes whose host "
+                         "is one of them (default: every address of its interfaces)")
     status = commands.add_parser("status", help="show every node")
     status.add_argument("topology", nargs="?", default="topology.yaml")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -84,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the topology file, and that the ports "
                                               "it adds or moves are free (changes nothing)")
     check.add_argument("topology", nargs="?", default="topology.yaml")
+    check.add_argument("--host", action="append", default=[], metavar="ADDRESS",
+                       help="check as the machine with this address (as `up --host`)")
     return parser
 
 
@@ -91,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         topology = load_topology(args.topology)
+        if args.command in ("up", "check"):
+            # This machine's part: the nodes whose host is one of its addresses.
+            topology = place(topology, machine_addresses(args.host))
     except TopologyError as error:
         print(error, file=sys.stderr)
         if args.command in ("up", "check", "reload"):
@@ -216,7 +225,7 @@ def cmd_up(topology: Topology, args) -> int:
         print("nothing was started.", file=sys.stderr)
         return EXIT_FAILED
     if args.detach:
-        return _up_detached(topology, args.take_over)
+        return _up_detached(topology, args.take_over, args.host)
     return _up_foreground(topology, echo=not args.quiet, take_over=args.take_over)
 
 
@@ -240,13 +249,14 @@ def _up_foreground(topology: Topology, echo: bool, take_over: bool = False) -> i
         close_logger(logger)
 
 
-def _up_detached(topology: Topology, take_over: bool = False) -> int:
+def _up_detached(topology: Topology, take_over: bool = False, hosts: list[str] | None = None) -> int:
     settings = topology.supervisor
     settings.logs.mkdir(parents=True, exist_ok=True)
     with open(settings.logs / "supervisor.console.log", "ab") as console:
         child = subprocess.Popen(
             [sys.executable, "-m", "supervisor", "up", str(topology.path), "--quiet",
-             *(["--take-over"] if take_over else [])],
+             *(["--take-over"] if take_over else []),
+             *(flag for host in hosts or [] for flag in ("--host", host))],
             stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True,
             cwd=str(topology.base_dir), env=_child_env())
     deadline = time.monotonic() + DETACH_DEADLINE_S
@@ -259,7 +269,7 @@ def _up_detached(topology: Topology, take_over: bool = False) -> int:
             return EXIT_FAILED
         try:
             answer = ask(topology, {"cmd": "status"})
-            states = {row["state"] for row in answer["nodes"]}
+            states = {row["state"] for row in answer["nodes"] if not row.get("remote")}
             if states <= {"RUNNING", "FATAL"}:
                 break
         except (NotRunning, OtherCluster):
@@ -272,7 +282,8 @@ def _up_detached(topology: Topology, take_over: bool = False) -> int:
     print(f"supervisor runs in the background (pid {child.pid}); "
           "`python -m supervisor down` (`./tahiry down`) stops it.")
     print(connect_line(topology))
-    return EXIT_OK if all(r["state"] == "RUNNING" for r in answer["nodes"]) else EXIT_FAILED
+    return EXIT_OK if all(r["state"] == "RUNNING" for r in answer["nodes"]
+                          if not r.get("remote")) else EXIT_FAILED
 
 
 def connect_line(topology: Topology) -> str:

@@ -30,6 +30,7 @@ from .errors import UnknownNode
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe_response
 from .logfiles import RotatingLog
 from .ownership import cluster_id
+from .remote import RemoteNode
 from .replicalink import ReplicationLink
 from .replication_health import status_fields
 from .topology import SECRET_ENV, NodeSpec, Topology
@@ -121,10 +122,12 @@ class Cluster:
         self.writable: dict[str, bool] = {}   # server id -> may take writes
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
+        # This machine's servers only (supervisor/machine.py: all of them or none).
         self.replication = ReplicationLink(
-            {s.id: s.data_dir for s in topology.of_kind("server")},
+            {s.id: s.data_dir for s in topology.local_of_kind("server")},
             topology.replication_enabled, logger)
         self._launches: dict[str, asyncio.Task] = {}
+        self.remote: dict[str, RemoteNode] = {}   # nodes another machine runs: probed only
 
     @property
     def run_dir(self) -> Path:
@@ -139,8 +142,9 @@ class Cluster:
         self.write_peers_files()
         await self.replication.start()
         self.write_backends_files()
+        await self.watch_remote_nodes()
         self.launch(self.topology.start_order())
-        return await self.wait_settled(list(self.topology.nodes), timeout_s)
+        return await self.wait_settled(self.topology.start_order(), timeout_s)
 
     async def wait_settled(self, node_ids: list[str], timeout_s: float | None = None) -> bool:
         """Wait until every listed node is RUNNING or FATAL; True if all RUNNING."""
@@ -179,6 +183,8 @@ class Cluster:
             await self.stop_node(node_id)
         for node_id in list(self.keepers):  # anything left from an older topology
             await self.stop_node(node_id)
+        for remote in self.remote.values():
+            await remote.stop()
         await self.replication.stop(final_pass=True)
         await asyncio.to_thread(self._fold_journals, servers)
 
@@ -276,20 +282,36 @@ class Cluster:
         if changed:
             self.write_backends_files()
 
+    async def watch_remote_nodes(self) -> None:
+        """Probe the nodes another machine runs (and stop probing those that left or came here)."""
+        settings = self.topology.supervisor
+        for node_id, watch in list(self.remote.items()):
+            if self.topology.nodes.get(node_id) != watch.spec or node_id not in self.topology.remote:
+                await self.remote.pop(node_id).stop()
+        for node_id in sorted(self.topology.remote - set(self.remote)):
+            watch = self.remote[node_id] = RemoteNode(self.topology.nodes[node_id], settings.health,
+                                                      self.topology.secret)
+            watch.start()
+
     def forget_server(self, server_id: str) -> None:
         self.joined.discard(server_id)
         self.writable.pop(server_id, None)
 
     def write_backends_files(self) -> None:
-        """One file per balancer listing its joined servers (catching-up ones not writable)."""
-        for balancer in self.topology.of_kind("balancer"):
+        """One file per balancer of this machine listing its joined servers (catching-up ones
+        not writable). Servers another machine runs are always listed: their own supervisor
+        keeps a restarted one from listening until it caught up, and the balancer's probes
+        tell whether they answer."""
+        for balancer in self.topology.local_of_kind("balancer"):
             entries = []
             for server_id in self.topology.backends_of(balancer.id):
-                if server_id not in self.joined:
+                if self.topology.runs_here(server_id) and server_id not in self.joined:
                     continue
                 server = self.topology.nodes[server_id]
+                writable = self.writable.get(server_id, False) \
+                    if self.topology.runs_here(server_id) else True
                 entries.append({"id": server.id, "host": server.host, "port": server.port,
-                                "writable": self.writable.get(server_id, False)})
+                                "writable": writable})
             path = backends_file(self.run_dir, balancer.id)
             if not write_if_changed(path, json.dumps({"backends": entries}, indent=1) + "\n"):
                 continue
@@ -305,7 +327,7 @@ class Cluster:
         known to the running ones before it takes writes. Files of servers
         that left the topology are removed.
         """
-        servers = self.topology.of_kind("server")
+        servers = self.topology.local_of_kind("server")   # all of them, or none (machine.py)
         for server in servers:
             peers = {other.id: str(other.data) for other in servers
                      if other.id != server.id} if self.topology.replication_enabled else {}
@@ -340,7 +362,10 @@ class Cluster:
         """
         rows = []
         for node_id, spec in self.topology.nodes.items():
-            keeper = self.keepers.get(node_id)
+            keeper, remote = self.keepers.get(node_id), self.remote.get(node_id)
+            if remote is not None and keeper is None:
+                rows.append(remote.snapshot())
+                continue
             row = keeper.snapshot() if keeper else {
                 "node": node_id, "kind": spec.kind, "address": spec.address, "pid": None,
                 "state": NodeState.STOPPED.value, "uptime_s": None, "restarts": 0,

@@ -82,7 +82,7 @@ def find_leftovers(topology: Topology) -> LeftoverScan:
     candidates = [(row.get("node"), row.get("kind"), row.get("address"), row.get("pid"))
                   for row in state.get("nodes") or [] if isinstance(row, dict)]
     ours = cluster_id(topology)
-    for spec in topology.of_kind("server"):
+    for spec in topology.local_of_kind("server"):
         owner = live_owner(spec.data) if spec.data is not None else None
         if owner is not None and owner.cluster == ours:
             candidates.append((spec.id, "server", spec.address, owner.pid))

@@ -55,7 +55,7 @@ def ownership_problems(topology: Topology, take_over: bool = False,
     """
     ours = cluster_id(topology)
     problems = []
-    for spec in topology.of_kind("server"):
+    for spec in topology.local_of_kind("server"):
         owner = live_owner(spec.data_dir)
         if owner is not None and owner.cluster != ours and owner.pid not in leftover_pids:
             problems.append(f"{spec.id}: data directory {spec.data} is in use by "
@@ -86,7 +86,7 @@ def claim(topology: Topology, supervisor_pid: int,
     """
     ours = cluster_id(topology)
     taken = []
-    for spec in topology.of_kind("server"):
+    for spec in topology.local_of_kind("server"):
         current = read_cluster(spec.data_dir)
         if current is not None and current.cluster != ours:
             taken.append(f"{spec.id} ({spec.data}, from {current.cluster})")

@@ -54,6 +54,8 @@ def busy_ports(topology: Topology, ours: Iterable[str] = ()) -> list[BusyPort]:
     held = set(ours)
     busy = []
     for spec in topology.nodes.values():
+        if not topology.runs_here(spec.id):
+            continue  # another machine binds it (supervisor/machine.py)
         if spec.address in held:
             continue
         reason = bind_error(spec)

@@ -29,6 +29,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from .cluster import Cluster, node_command
+from .machine import place
 from .ownership import claim, ownership_problems
 from .port_check import addresses, port_problems
 from .topology import Topology, TopologyError, load_topology
@@ -99,6 +100,7 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     # New and changed nodes start in dependency order; a new server is seeded
     # before it starts and joins the balancers once it answers its probe.
     to_start = [n for n in new.start_order() if n in diff.added or n in diff.changed]
+    await cluster.watch_remote_nodes()
     cluster.launch(to_start)
     await cluster.wait_settled(to_start)
     cluster.write_backends_files()
@@ -121,6 +123,8 @@ async def reload_topology(cluster: Cluster, logger: logging.Logger) -> ReloadRes
     loop = asyncio.get_running_loop()
     try:
         new = load_topology(cluster.topology.path)
+        if cluster.topology.machine:   # this machine's part of it (supervisor/machine.py)
+            new = place(new, cluster.topology.machine)
     except TopologyError as error:
         logger.error("reload refused, the cluster is left as it was:\n%s", error)
         return ReloadResult(False, str(error), loop.time())

@@ -53,6 +53,9 @@ def _info(row: dict) -> str:
         for fault in row.get("storage_faults") or []:
             parts.append(f"storage fault: {fault['object']} ({fault['operation']}: "
                          f"{fault['reason']}, x{fault['count']})")
+    if row.get("remote"):   # another machine runs it (supervisor/remote.py)
+        parts.append("on another machine" if row["state"] == "REMOTE"
+                     else row.get("last_exit") or "on another machine; does not answer")
     if row["state"] == UNSUPERVISED:
         parts.append("no supervisor" + (": replication paused" if row["kind"] == "server" else "")
                      + ("" if row.get("answers") else "; does not answer .ping"))

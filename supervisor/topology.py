@@ -128,6 +128,11 @@ class Topology:
     # secret in a file others may read): `check` and `up` print them.
     warnings: tuple[str, ...] = ()
     http: HttpSettings = field(default_factory=HttpSettings)
+    # Nodes another machine runs (supervisor/machine.py `place`): this
+    # machine's supervisor only probes them. Empty: every node is here.
+    remote: frozenset[str] = frozenset()
+    # The addresses that placement used (a hot reload places the new file the same way).
+    machine: frozenset[str] = frozenset()
 
     @property
     def base_dir(self) -> Path:
@@ -135,6 +140,13 @@ class Topology:
 
     def of_kind(self, kind: str) -> list[NodeSpec]:
         return [n for n in self.nodes.values() if n.kind == kind]
+
+    def runs_here(self, node_id: str) -> bool:
+        return node_id not in self.remote
+
+    def local_of_kind(self, kind: str) -> list[NodeSpec]:
+        """The nodes of a kind this machine runs."""
+        return [n for n in self.of_kind(kind) if n.id not in self.remote]
 
     def backends_of(self, balancer_id: str) -> list[str]:
         spec = self.nodes[balancer_id]
@@ -152,8 +164,9 @@ class Topology:
         return []
 
     def start_order(self) -> list[str]:
-        """Servers first, then balancers, then proxy caches (file order within a kind)."""
-        return [n.id for kind in KINDS for n in self.of_kind(kind)]
+        """This machine's nodes: servers first, then balancers, then proxy caches (file order
+        within a kind)."""
+        return [n.id for kind in KINDS for n in self.local_of_kind(kind)]
 
 
 # ---------------------------------------------------------------- YAML with lines

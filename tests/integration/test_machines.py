@@ -8,6 +8,7 @@ network, with the shared secret (required off loopback).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -115,3 +116,75 @@ def test_the_chain_answers_across_machines_with_the_secret(machines, tmp_path):
         if any(process.returncode not in (0, -15) for process in started):
             for log in tmp_path.glob("*.log"):
                 print(log.name, log.read_text()[-2000:])
+
+
+def _topology(machines) -> str:
+    h1, student = machines.address("h1"), machines.address("student")
+    return f"""\
+supervisor:
+  control_port: 4099
+  health: {{interval_ms: 200, timeout_ms: 1000, fall: 3}}
+secret: {SECRET}
+http: {{enabled: false}}
+nodes:
+  m1: {{kind: server, host: "{h1}", port: 4101, data: data/m1}}
+  m2: {{kind: server, host: "{h1}", port: 4102, data: data/m2}}
+  lb: {{kind: balancer, host: "{h1}", port: 4103, backends: [m1, m2]}}
+  proxy: {{kind: proxycache, host: "{student}", port: 4104, upstream: lb, ttl_ms: 3000,
+          max_entries: 200}}
+"""
+
+
+def test_one_topology_two_machines_each_supervisor_runs_its_own_nodes(machines, tmp_path):
+    """The same topology.yaml on h1 (servers, balancer) and on the student's machine
+    (its proxy cache): each supervisor starts its machine's nodes and probes the others."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TAHIRY_SECRET": SECRET}
+    text = _topology(machines)
+    folders = {}
+    for machine in ("h1", "student"):
+        folders[machine] = tmp_path / machine
+        folders[machine].mkdir()
+        (folders[machine] / "topology.yaml").write_text(text)
+
+    def supervisor(machine: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+        return machines.run(machine, [sys.executable, "-m", "supervisor", *args, "topology.yaml"],
+                            cwd=folders[machine], env=environment, timeout=timeout)
+
+    def rows(machine: str) -> dict[str, dict]:
+        answer = supervisor(machine, "status", "--json")
+        assert answer.returncode == 0, answer.stdout + answer.stderr
+        return {row["node"]: row for row in json.loads(answer.stdout)["nodes"]}
+
+    try:
+        for machine in ("h1", "student"):
+            started = supervisor(machine, "up", "-d")
+            assert started.returncode == 0, started.stdout + started.stderr
+        on_h1 = wait_until(lambda: (lambda r: r if r["proxy"]["state"] == "REMOTE" else None)(
+            rows("h1")), 15, "h1's supervisor seeing the student's proxy answer")
+        assert {node: on_h1[node]["state"] for node in ("m1", "m2", "lb")} == dict.fromkeys(
+            ("m1", "m2", "lb"), "RUNNING")
+        assert on_h1["proxy"]["pid"] is None and on_h1["proxy"]["remote"]
+        on_student = wait_until(lambda: (lambda r: r if r["lb"]["state"] == "REMOTE" else None)(
+            rows("student")), 15, "the student's supervisor seeing h1's nodes answer")
+        assert on_student["proxy"]["state"] == "RUNNING"
+        assert {on_student[node]["state"] for node in ("m1", "m2", "lb")} == {"REMOTE"}
+        assert not (folders["student"] / "data").exists()   # no server runs there
+
+        client = machines.run("student", [
+            sys.executable, "-m", "nodes.client", "--host", machines.address("student"),
+            "--port", "4104", "-e", "manamboara tahiry sekoly; ampiasao sekoly;"
+            "manamboara tabilao t (id ISA(0,null)); manampia ao@ t sanda (7); alaivo * ao@ t;"],
+            env=environment, cwd=tmp_path)
+        assert client.returncode == 0 and "|  7 |" in client.stdout, client.stdout + client.stderr
+        assert wait_until(lambda: any((folders["h1"] / "data" / server / "sekoly").exists()
+                                      for server in ("m1", "m2")), 10, "the data on h1")
+
+        table = supervisor("student", "status")
+        assert "on another machine" in table.stdout, table.stdout
+        machines.cut("student")
+        wait_until(lambda: rows("h1")["proxy"]["state"] == "UNREACHABLE", 15,
+                   "h1's supervisor seeing the student's machine gone")
+        machines.heal("student")
+    finally:
+        for machine in ("student", "h1"):
+            supervisor(machine, "down", timeout=60)
