@@ -82,6 +82,7 @@ from nodes.protocol import (
     statement_bytes,
     versions_request,
 )
+from nodes.runtime.admission import DEFAULT_LIMITS, ConnectionLimits, connection_limits
 from nodes.runtime.node_process import node_argument_parser, run_node, setup_logging
 from nodes.runtime.serving import (
     DEFAULT_IDLE_TIMEOUT_S,
@@ -892,7 +893,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
 
 async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
-                logger: logging.Logger, port_file: str | None = None) -> None:
+                logger: logging.Logger, port_file: str | None = None,
+                limits: ConnectionLimits = DEFAULT_LIMITS) -> None:
     # Know who is up before the first client arrives.
     prober.reload_backends_file()
     await prober.probe_all()
@@ -903,7 +905,7 @@ async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
         probing.cancel()
 
     await run_server(balancer.open_client, host, port, logger, balancer.connection_stats,
-                     auth=balancer.auth, on_stop=stop_probing, port_file=port_file)
+                     auth=balancer.auth, on_stop=stop_probing, port_file=port_file, limits=limits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -931,7 +933,8 @@ def main(argv: list[str] | None = None) -> int:
                         idle_timeout=args.idle_timeout or None,
                         freshness_bound_s=max(0.0, args.freshness_wait_ms) / 1000)
     try:
-        run_node(serve(balancer, prober, args.host, args.port, logger, args.port_file), logger)
+        run_node(serve(balancer, prober, args.host, args.port, logger, args.port_file,
+                       connection_limits(args)), logger)
     except OSError as error:
         print(f"balancer: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1

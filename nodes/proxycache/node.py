@@ -61,6 +61,7 @@ from nodes.protocol import (
     statement_bytes,
 )
 from nodes.proxycache.cache import ResponseCache
+from nodes.runtime.admission import connection_limits
 from nodes.runtime.node_process import (
     node_argument_parser,
     parse_address,
@@ -520,5 +521,5 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, ttl_ms, max_entries)
     run_node(run_server(proxy.open_client, args.host, args.port, logger, proxy.stats,
                         max_request_bytes=args.max_request_bytes, auth=auth,
-                        port_file=args.port_file), logger)
+                        port_file=args.port_file, limits=connection_limits(args)), logger)
 

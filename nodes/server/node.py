@@ -91,6 +91,7 @@ from nodes.protocol import (
     node_auth_guard,
     versions_arguments,
 )
+from nodes.runtime.admission import connection_limits
 from nodes.runtime.node_process import bind_ephemeral, node_argument_parser, run_node, setup_logging
 from nodes.runtime.serving import (
     DEFAULT_IDLE_TIMEOUT_S,
@@ -602,7 +603,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_node(run_server(server.open_client, args.host, args.port, logger, server.stats,
                             max_request_bytes=args.max_request_bytes, auth=auth,
-                            on_stop=server.stop, port_file=args.port_file, sock=listener),
+                            on_stop=server.stop, port_file=args.port_file, sock=listener,
+                            limits=connection_limits(args)),
                  logger)
     finally:
         if owner is not None:
