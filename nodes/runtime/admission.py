@@ -58,6 +58,29 @@ class ConnectionLimits:
 DEFAULT_LIMITS = ConnectionLimits()
 
 
+def add_connection_arguments(parser) -> None:
+    """The caps' command-line options (every node: nodes/runtime/node_process.py)."""
+    parser.add_argument("--max-connections-per-address", type=int,
+                        default=DEFAULT_LIMITS.max_per_address,
+                        help="open connections from one peer address (loopback exempt unless "
+                             "--per-address-on-loopback)")
+    parser.add_argument("--per-address-on-loopback", action="store_true",
+                        help="apply --max-connections-per-address to loopback peers too")
+    parser.add_argument("--max-unauthenticated", type=int,
+                        default=DEFAULT_LIMITS.max_unauthenticated,
+                        help="unauthenticated connections at once (the oldest makes room)")
+
+
+def connection_limits(args) -> ConnectionLimits:
+    """The limits a node's parsed command line asks for (SystemExit with the reason if invalid)."""
+    try:
+        return ConnectionLimits(max_per_address=args.max_connections_per_address,
+                                per_address_on_loopback=args.per_address_on_loopback,
+                                max_unauthenticated=args.max_unauthenticated)
+    except ValueError as error:
+        raise SystemExit(f"{args.id}: {error}") from None
+
+
 class _Recent:
     """Times of one kind of event within the alert window (bounded)."""
 

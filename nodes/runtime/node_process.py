@@ -2,7 +2,10 @@
 
 - command line: `--id`, `--host` (127.0.0.1), `--port` (0: an ephemeral
   port), `--port-file` (where the port it got is written once it listens,
-  `write_port_file`), `--log-file`;
+  `write_port_file`), `--log-file`, and the connection caps
+  (`--max-connections-per-address`, `--per-address-on-loopback`,
+  `--max-unauthenticated`: nodes/runtime/admission.py, read back by
+  `connection_limits(args)`);
 - logging: timestamped lines naming the node and the module, to stderr or
   a size-bounded rotating file;
 - TCP options: TCP_NODELAY on every connection (responses are small and
@@ -28,6 +31,8 @@ import sys
 from collections.abc import Coroutine
 from pathlib import Path
 
+from nodes.runtime.admission import add_connection_arguments
+
 DEFAULT_HOST = "127.0.0.1"
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
@@ -50,6 +55,7 @@ def node_argument_parser(description: str, default_port: int) -> argparse.Argume
     parser.add_argument("--log-file", default=None,
                         help="write logs to this file (size-bounded, rotated) instead of stderr")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_connection_arguments(parser)
     return parser
 
 

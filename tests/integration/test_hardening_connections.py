@@ -108,3 +108,25 @@ def test_an_idle_flood_on_one_server_does_not_fail_balancer_clients(start_node):
     with WireClient(m1.port) as client:
         wait_until(lambda: client.status()["connections"] < 10, 10, "the flood to be gone")
     assert "Traceback" not in balancer.log_text()
+
+
+def test_a_node_caps_the_connections_of_one_address(start_node):
+    # Loopback is exempt by default; the option applies the cap to it, as to
+    # any other address.
+    server = start_node("server", "m1", "--data", "data/m1", "--max-connections-per-address", "2",
+                        "--per-address-on-loopback")
+    with WireClient(server.port) as first:
+        wait_until(lambda: first.status()["connections"] == 1, 5, "the readiness probe to go")
+        with WireClient(server.port) as second:
+            second.ok("alaivo 1;")
+            with WireClient(server.port) as third:
+                refused = third.one("alaivo 1;")
+                assert not refused.ok and "Be loatra ny fifandraisana" in refused.message
+            assert any("per address" in alert for alert in first.status()["alerts"])
+        # A place freed is given again (once the node has seen the close).
+        wait_until(lambda: served_once(server.port), 5, "the freed place to be given")
+
+
+def served_once(port: int) -> bool:
+    with WireClient(port) as client:
+        return client.one("alaivo 2;").ok
