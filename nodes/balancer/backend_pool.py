@@ -11,7 +11,7 @@ requests stuck on a frozen server fail over at once.
 A backend that refuses a new connection for want of room ("too many
 connections": it is at its cap, its admitted sessions are fine) is not
 sick: its health does not change (that would abort the sessions it does
-serve), but for `BUSY_HOLD_S` new requests prefer the other backends
+serve), but for `BUSY_HOLD_S` new reads prefer the other backends
 (`candidates`), each refusal is counted (`busy_refusals` in `.status;`) and
 each crowded episode logged once. A backend added to a running balancer is
 logged as joining, then ONLINE once its first probe answers.
@@ -27,7 +27,7 @@ from nodes.balancer.backend_config import BackendSpec
 from nodes.balancer.backends import BUSY_PREFIX, Backend
 from nodes.balancer.health import JOINED, BackendHealth, BackendState, HealthPolicy, Transition
 
-# After a backend refused a connection for want of room, new requests prefer
+# After a backend refused a connection for want of room, new reads prefer
 # the others this long (then it is tried again: connections come and go).
 BUSY_HOLD_S = 2.0
 
@@ -86,7 +86,11 @@ class BackendPool:
         """ONLINE backends; SHUNNED ones only as a last resort when none is ONLINE."""
         eligible = [b for b in self._backends.values() if b.spec.writable or not writable_only]
         online = [b.id for b in eligible if b.health.state is BackendState.ONLINE]
-        if self._crowded and len(online) > 1:
+        if self._crowded and not writable_only and len(online) > 1:
+            # Reads prefer the backends with room. Writes keep their owners
+            # (a session connected to a crowded owner goes on writing there; a
+            # new one is refused there and takes the next owner), and a
+            # database is still created or dropped on every backend.
             roomy = self._roomy(online)
             if roomy:
                 return roomy

@@ -207,6 +207,7 @@ def test_a_crowded_backend_is_passed_over_for_a_while_not_declared_sick(caplog):
         pool.record_failure(m1, refusal.reason)
     assert m1.health.state.value == "ONLINE"     # its sessions are not aborted
     assert pool.candidates() == ["m2"]
+    assert sorted(pool.candidates(writable_only=True)) == ["m1", "m2"]   # writes keep owners
     assert pool.status()["m1"]["busy_refusals"] == 5
     assert caplog.text.count("refuses new connections") == 1
     clock.now += 5
