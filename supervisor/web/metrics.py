@@ -26,9 +26,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..keeper import NodeState
+from ..remote import REMOTE, UNREACHABLE
 from .view import ClusterView
 
-NODE_STATES = [state.value for state in NodeState]
+# A keeper's states, and those of a node another machine runs (supervisor/remote.py).
+NODE_STATES = [*(state.value for state in NodeState), REMOTE, UNREACHABLE]
+ANSWERING = (NodeState.RUNNING.value, REMOTE)
 BACKEND_STATES = ("ONLINE", "SHUNNED", "OFFLINE")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -118,7 +121,8 @@ def supervisor_families(view: ClusterView) -> Iterator[Metric]:
 
 def node_families(view: ClusterView) -> Iterator[Metric]:
     labels = ["node", "kind"]
-    up = GaugeMetricFamily("tahiry_node_up", "1 if the node is RUNNING.", labels=labels)
+    up = GaugeMetricFamily("tahiry_node_up", "1 if the node is RUNNING (or, run by another "
+                           "machine, answers its probes).", labels=labels)
     state = GaugeMetricFamily("tahiry_node_state",
                               "1 for the node's current state (the keeper's), 0 for the others.",
                               labels=[*labels, "state"])
@@ -137,13 +141,15 @@ def node_families(view: ClusterView) -> Iterator[Metric]:
                                   "Connections refused (over max_connections).", labels=labels)
     for row in view.rows:
         values = [row["node"], row["kind"]]
-        up.add_metric(values, 1.0 if row["state"] == NodeState.RUNNING.value else 0.0)
+        up.add_metric(values, 1.0 if row["state"] in ANSWERING else 0.0)
         for name in NODE_STATES:
             state.add_metric([*values, name], 1.0 if row["state"] == name else 0.0)
-        for reason, count in restart_counts(row).items():
-            restarts.add_metric([*values, reason], float(count))
         if row.get("probe_ms") is not None:
             probe.add_metric(values, row["probe_ms"] / 1000)
+        if row.get("remote"):
+            continue  # its restarts and uptime are its own machine's supervisor's
+        for reason, count in restart_counts(row).items():
+            restarts.add_metric([*values, reason], float(count))
         uptime.add_metric(values, float(row.get("uptime_s") or 0.0))
         counters = view.counters(row["node"])
         if counters:

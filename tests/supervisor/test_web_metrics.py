@@ -212,3 +212,19 @@ def test_replication_stats_count_lags_failures_and_conflicts_per_destination():
     assert lag["counts"][0] == 1 and lag["counts"][-1] == 1   # 3 ms, and past 30 s
     assert lag["sum_s"] == pytest.approx(40.043)
     assert stats.snapshot()["m1"]["lag_histogram"]["counts"] == [0] * (len(LAG_BUCKETS_S) + 1)
+
+
+def test_a_node_another_machine_runs_is_up_while_it_answers_with_no_restart_series():
+    remote = view()
+    remote.rows.append(row("proxy2", "proxycache", state="REMOTE", pid=None, restarts=None,
+                           manual_restarts=None, uptime_s=None, remote=True))
+    remote.rows.append(row("lb2", "balancer", state="UNREACHABLE", pid=None, restarts=None,
+                           manual_restarts=None, uptime_s=None, probe_ms=None, remote=True))
+    samples = scraped(remote)["samples"]
+    assert samples[("tahiry_node_up", (("kind", "proxycache"), ("node", "proxy2")))] == 1.0
+    assert samples[("tahiry_node_up", (("kind", "balancer"), ("node", "lb2")))] == 0.0
+    assert samples[("tahiry_node_state",
+                    (("kind", "balancer"), ("node", "lb2"), ("state", "UNREACHABLE")))] == 1.0
+    assert not [key for key in samples if key[0] in ("tahiry_node_restarts_total",
+                                                     "tahiry_node_uptime_seconds")
+                and ("node", "proxy2") in key[1]]
