@@ -133,26 +133,26 @@ def test_an_appended_journal_is_read_from_where_the_last_state_ended(tmp_path, m
     assert (whole.version, whole.rows) == (5, 1001)
 
 
-def test_version_of_reads_the_last_line_only(tmp_path, monkeypatch):
+@pytest.fixture
+def decoded(tmp_path, monkeypatch) -> list[bytes]:
+    """A table at version 2001 (2,000 journal lines), and the lines decoded from then on."""
     write_object(tmp_path, TABLE, 1, rows=[])
     append_entries(tmp_path, TABLE, 2, appended_rows(2, 2000))
-    decoded = []
+    lines: list[bytes] = []
     real_decode = journal.decode_line
-    monkeypatch.setattr(journal, "decode_line", lambda line: decoded.append(line) or
+    monkeypatch.setattr(journal, "decode_line", lambda line: lines.append(line) or
                         real_decode(line))
+    return lines
+
+
+def test_version_of_reads_the_last_line_only(tmp_path, decoded):
     assert version_of(tmp_path, TABLE) == ObjectVersion(2001, 1, False)
     assert decoded == []                          # its ops were not decoded, nothing else read
 
 
-def test_a_probe_parses_a_few_lines_and_reads_back_only_as_far_as_asked(tmp_path, monkeypatch):
+def test_a_probe_parses_a_few_lines_and_reads_back_only_as_far_as_asked(tmp_path, decoded):
     """Replication probes a copy three times per copy: parsing a 4 KiB window
     of lines each time once doubled its lag (issue 9's figure)."""
-    write_object(tmp_path, TABLE, 1, rows=[])
-    append_entries(tmp_path, TABLE, 2, appended_rows(2, 2000))
-    decoded = []
-    real_decode = journal.decode_line
-    monkeypatch.setattr(journal, "decode_line", lambda line: decoded.append(line) or
-                        real_decode(line))
     found = probe(tmp_path, TABLE)
     assert found.version == ObjectVersion(2001, 1, False)
     assert 0 < len(decoded) <= 16
