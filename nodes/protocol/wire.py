@@ -94,12 +94,27 @@ class Request:
 
     def wire(self) -> bytes:
         """The bytes to forward this request upstream."""
-        return (self.text + ";").encode("utf-8")
+        return statement_bytes(self.text)
 
 
 def statement_bytes(text: str) -> bytes:
-    """Wire form of one statement given without its `;`."""
+    """Wire form of one statement given without its `;`.
+
+    A text that may end inside a `--`/`//` comment (its line break was
+    stripped with the surrounding blanks) gets one back before the `;`,
+    which would otherwise fall inside the comment and leave the statement
+    unfinished upstream.
+    """
+    if ("--" in text or "//" in text) and _ends_in_comment_line(text):
+        return (text + "\n;").encode("utf-8")
     return (text + ";").encode("utf-8")
+
+
+def _ends_in_comment_line(text: str) -> bool:
+    """Whether the last line of `text` holds `--` or `//` (maybe in a string: a line
+    break added after it is harmless then)."""
+    last = text[text.rfind("\n") + 1:]
+    return "--" in last or "//" in last
 
 
 class RequestFramer:

@@ -76,3 +76,17 @@ def test_a_complete_request_and_a_comment_ended_by_a_newline_are_untouched(start
         while not answers:
             answers = decoder.feed(sock.recv(1 << 16))
         assert answers[0].relation.rows == [["x;y"]]
+
+
+def test_a_statement_ending_in_a_comment_is_relayed_whole(start_node):
+    # `alaivo 1 -- c` then a newline and `;`: the relays strip the newline
+    # with the blanks; forwarded as `alaivo 1 -- c;` the `;` fell inside the
+    # comment and the balancer waited 30 s for an answer that never came.
+    server = start_node("server", "m1", "--data", "data/m1")
+    balancer = start_node("balancer", "lb", "--backend", f"m1=127.0.0.1:{server.port}")
+    proxy = start_node("proxycache", "p1", "--upstream", f"127.0.0.1:{balancer.port}")
+    for node in (server, balancer, proxy):
+        responses, waited, sock = java_exchange(node.port, b"alaivo 1 -- c\n;")
+        with sock:
+            assert responses[0].ok and responses[0].relation.rows == [[1]], node.name
+            assert waited < 1.0, node.name
