@@ -180,8 +180,9 @@ def split_statements(text: str) -> list[Piece]:
     return pieces
 
 
-# A literal (or an unterminated one, kept to the end) or a comment.
-_LITERAL_OR_COMMENT = re.compile(
+# A literal (or an unterminated one, kept to the end) or a comment (the client also
+# uses it to leave comment-only lines out of what it sends: nodes/client/positions.py).
+LITERAL_OR_COMMENT = re.compile(
     r"""('[^'\\]*+(?:(?:''|\\[\s\S])[^'\\]*+)*+'"""
     r"""|"[^"\\]*+(?:(?:""|\\[\s\S])[^"\\]*+)*+"|['"][\s\S]*|--[^\n]*|//[^\n]*)"""
 )
@@ -196,7 +197,7 @@ def normalise_statement(text: str) -> str:
     """
     if "'" not in text and '"' not in text and "--" not in text and "//" not in text:
         return " ".join(text.split())
-    parts = _LITERAL_OR_COMMENT.split(text)
+    parts = LITERAL_OR_COMMENT.split(text)
     out: list[str] = []
     code: list[str] = []  # text between literals; a comment counts as a space
     for index, part in enumerate(parts):

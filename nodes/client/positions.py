@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 # One implementation of "a literal or a comment" (the one the proxy keys on).
-from engine.language.script import _LITERAL_OR_COMMENT
+from engine.language.script import LITERAL_OR_COMMENT
 
 POSITION = re.compile(r"andalana (\d+), tsanganana (\d+)")
 
@@ -49,7 +49,7 @@ def sendable(statement: str) -> Sent:
         return Sent(statement, tuple(range(1, statement.count("\n") + 2)))
     newlines = [index for index, char in enumerate(statement) if char == "\n"]
     comment_only: set[int] = set()
-    for match in _LITERAL_OR_COMMENT.finditer(statement):
+    for match in LITERAL_OR_COMMENT.finditer(statement):
         if match.group()[0] in "'\"":
             continue
         start = match.start()
