@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
 from engine.storage.data_owner import DirectoryTaken
 from engine.storage.store import checkpoint_directory
+from nodes.protocol.tls import TlsSettings, client_context
 
 from .errors import UnknownNode
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe_response
@@ -48,7 +50,7 @@ def node_command(topology: Topology, node_id: str, run_dir: Path,
     """The command line that runs one node (flags fixed in docs/ARCHITECTURE.md)."""
     spec = topology.nodes[node_id]
     argv = [python, "-m", f"nodes.{spec.kind}", "--id", spec.id, "--host", spec.host,
-            "--port", str(spec.port)]
+            "--port", str(spec.port), *topology.tls.argv()]
     if spec.kind == "server":
         argv += ["--data", str(spec.data), "--peers-file", str(peers_file(run_dir, node_id)),
                  "--cluster", cluster_id(topology)]
@@ -128,6 +130,15 @@ class Cluster:
             topology.replication_enabled, logger)
         self._launches: dict[str, asyncio.Task] = {}
         self.remote: dict[str, RemoteNode] = {}   # nodes another machine runs: probed only
+        self._tls: tuple[TlsSettings, ssl.SSLContext | None] | None = None
+
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        """The context the supervisor's probes reach the nodes with (None: TLS off)."""
+        settings = self.topology.tls
+        if self._tls is None or self._tls[0] != settings:
+            self._tls = (settings, client_context(settings))
+        return self._tls[1]
 
     @property
     def run_dir(self) -> Path:
@@ -241,7 +252,8 @@ class Cluster:
             env[SECRET_ENV] = self.topology.secret
         return NodeKeeper(spec, node_command(self.topology, spec.id, self.run_dir, self.python),
                           log, settings.health, settings.restart, self.logger, hooks,
-                          env=env, cwd=str(self.topology.base_dir), secret=self.topology.secret)
+                          env=env, cwd=str(self.topology.base_dir), secret=self.topology.secret,
+                          tls=self.tls)
 
     async def stop_node(self, node_id: str) -> None:
         launch = self._launches.pop(node_id, None)
@@ -290,7 +302,7 @@ class Cluster:
                 await self.remote.pop(node_id).stop()
         for node_id in sorted(self.topology.remote - set(self.remote)):
             watch = self.remote[node_id] = RemoteNode(self.topology.nodes[node_id], settings.health,
-                                                      self.topology.secret)
+                                                      self.topology.secret, self.tls)
             watch.start()
 
     def forget_server(self, server_id: str) -> None:
@@ -412,7 +424,7 @@ class Cluster:
         spec = self.topology.nodes[row["node"]]
         try:
             answer = await probe_response(spec.host, spec.port, 0.5, b".status;",
-                                          self.topology.secret)
+                                          self.topology.secret, self.tls)
             status = json.loads(answer.message)
         except (TimeoutError, OSError, ValueError, AttributeError):
             return None

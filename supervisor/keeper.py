@@ -23,6 +23,7 @@ import enum
 import logging
 import random
 import signal
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -84,16 +85,19 @@ class CrashLoopDetector:
 
 
 async def probe_response(host: str, port: int, timeout_s: float, request: bytes = b".ping;",
-                         secret: str | None = None) -> Response:
+                         secret: str | None = None,
+                         tls: ssl.SSLContext | None = None) -> Response:
     """Send an admin request, return its decoded response.
 
     With a secret, `.auth <secret>;` goes first (docs/SECURITY.md) and its
-    answer must be a success. Raises OSError (or asyncio.TimeoutError) when
+    answer must be a success; with `tls` (nodes/protocol/tls.py
+    `client_context`), over TLS, the node's certificate checked. Raises OSError (or asyncio.TimeoutError) when
     the node does not answer in time, breaks the wire protocol or refuses
     the secret.
     """
     async def exchange() -> Response:
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=tls, server_hostname=host if tls is not None else None)
         try:
             writer.write((auth_request(secret) if secret else b"") + request)
             await writer.drain()
@@ -123,16 +127,17 @@ async def probe_response(host: str, port: int, timeout_s: float, request: bytes 
 
 
 async def probe(host: str, port: int, timeout_s: float, request: bytes = b".ping;",
-                secret: str | None = None) -> str:
+                secret: str | None = None, tls: ssl.SSLContext | None = None) -> str:
     """`probe_response`, as the response's text (RESULT_MESSAGE ... END)."""
-    response = await probe_response(host, port, timeout_s, request, secret)
+    response = await probe_response(host, port, timeout_s, request, secret, tls)
     return response.raw.decode("utf-8", "replace")
 
 
-async def ping(host: str, port: int, timeout_s: float, secret: str | None = None) -> float:
+async def ping(host: str, port: int, timeout_s: float, secret: str | None = None,
+               tls: ssl.SSLContext | None = None) -> float:
     """Round trip of the health probe in ms; raises OSError if it failed."""
     started = time.perf_counter()
-    answer = await probe_response(host, port, timeout_s, secret=secret)
+    answer = await probe_response(host, port, timeout_s, secret=secret, tls=tls)
     if not answer.message.startswith("PONG"):
         raise ConnectionError(f"unexpected answer to .ping: {answer.message.strip()[:80]!r}")
     return (time.perf_counter() - started) * 1000
@@ -200,9 +205,10 @@ class NodeKeeper:
                  health: HealthSettings, restart: RestartSettings, logger: logging.Logger,
                  hooks: NodeHooks | None = None, env: dict[str, str] | None = None,
                  cwd: str | None = None, rng: random.Random | None = None,
-                 secret: str | None = None):
+                 secret: str | None = None, tls: ssl.SSLContext | None = None):
         self.spec = spec
         self.secret = secret  # presented by the health probe (`.auth` first)
+        self.tls = tls        # the probe's TLS context (the topology's `tls:`)
         self.argv = argv
         self.log = log
         self.health = health
@@ -344,7 +350,8 @@ class NodeKeeper:
         while time.monotonic() < deadline and not exited.done():
             try:
                 self.last_probe_ms = await ping(self.spec.host, self.spec.port,
-                                                self.health.timeout_ms / 1000, self.secret)
+                                                self.health.timeout_ms / 1000, self.secret,
+                                                self.tls)
                 return True
             except (TimeoutError, OSError):
                 pass
@@ -361,7 +368,8 @@ class NodeKeeper:
                 return await self._exit_reason(exited.result())
             try:
                 self.last_probe_ms = await ping(self.spec.host, self.spec.port,
-                                                self.health.timeout_ms / 1000, self.secret)
+                                                self.health.timeout_ms / 1000, self.secret,
+                                                self.tls)
                 failures = 0
             except (TimeoutError, OSError) as error:
                 if exited.done():

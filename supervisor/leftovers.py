@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from engine.storage.data_owner import live_owner
+from nodes.protocol.tls import client_context
 
 from .keeper import ping
 from .ownership import cluster_id
@@ -158,7 +159,8 @@ async def _probe_all(topology: Topology, leftovers: list[Leftover],
     async def one(leftover: Leftover) -> float | None:
         host, _, port = leftover.address.rpartition(":")
         try:
-            return round(await ping(host, int(port), timeout_s, topology.secret), 2)
+            return round(await ping(host, int(port), timeout_s, topology.secret,
+                                    client_context(topology.tls)), 2)
         except (TimeoutError, OSError, ValueError):
             return None
     results = await asyncio.gather(*(one(leftover) for leftover in leftovers))

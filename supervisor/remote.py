@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 
 from .keeper import probe_response
@@ -25,10 +26,12 @@ UNREACHABLE = "UNREACHABLE"  # another machine runs it, and it does not answer
 class RemoteNode:
     """Probe loop and last outcome of one node another machine runs."""
 
-    def __init__(self, spec: NodeSpec, health: HealthSettings, secret: str | None):
+    def __init__(self, spec: NodeSpec, health: HealthSettings, secret: str | None,
+                 tls: ssl.SSLContext | None = None):
         self.spec = spec
         self.health = health
         self.secret = secret
+        self.tls = tls
         self.state = UNREACHABLE
         self.probe_ms: float | None = None
         self.last_error: str | None = None
@@ -51,7 +54,7 @@ class RemoteNode:
         started = time.monotonic()
         try:
             await probe_response(self.spec.host, self.spec.port,
-                                 self.health.timeout_ms / 1000, b".ping;", self.secret)
+                                 self.health.timeout_ms / 1000, b".ping;", self.secret, self.tls)
         except (TimeoutError, OSError) as error:
             self._failures += 1
             self.last_error = str(error) or type(error).__name__

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from nodes.protocol import SECRET_ENV, is_loopback, secret_problem
+from nodes.protocol.tls import TlsConfigError, TlsSettings, client_context, server_context
 
 from .errors import SupervisorError
 
@@ -133,6 +134,7 @@ class Topology:
     remote: frozenset[str] = frozenset()
     # The addresses that placement used (a hot reload places the new file the same way).
     machine: frozenset[str] = frozenset()
+    tls: TlsSettings = field(default_factory=TlsSettings)   # `tls:`: off by default
 
     @property
     def base_dir(self) -> Path:
@@ -222,7 +224,7 @@ _SUPERVISOR_KEYS = {"control_port", "logs", "run", "log_max_bytes", "log_backups
                     "health", "restart"}
 _HEALTH_KEYS = {f.name for f in HealthSettings.__dataclass_fields__.values()}
 _RESTART_KEYS = {f.name for f in RestartSettings.__dataclass_fields__.values()}
-_ROOT_KEYS = {"supervisor", "replication", "nodes", "secret", "http"}
+_ROOT_KEYS = {"supervisor", "replication", "nodes", "secret", "http", "tls"}
 _REPLICATION_KEYS = {"enabled"}
 _NODE_KEYS = {
     "server": {"kind", "host", "port", "data"},
@@ -380,12 +382,54 @@ def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = No
     if secret:
         _check_strength(check, secret, secret_line, secret_key, nodes)
     http = _read_http(check, top.get("http"), nodes, supervisor, secret)
+    tls = _read_tls(check, top.get("tls"), path.parent)
+    if tls is not None and not tls.enabled and any(not is_loopback(n.host) for n in nodes.values()):
+        check.warnings.append("nodes listen off loopback without TLS: the secret authenticates "
+                              "but nothing is encrypted (a `tls:` section: docs/SECURITY.md)")
     if check.messages:
         raise TopologyError([m for _, m in sorted(check.messages, key=lambda pair: pair[0])])
     assert supervisor is not None  # each way of reading no settings left a message
     return Topology(path=path, supervisor=supervisor, replication_enabled=replication,
                     nodes=nodes, secret=secret, warnings=tuple(check.warnings),
-                    http=http or HttpSettings())
+                    http=http or HttpSettings(), tls=tls or TlsSettings())
+
+
+_TLS_KEYS = {"cert", "key", "ca", "client_certs"}
+
+
+def _read_tls(check: _Checker, item: _Located | None, base: Path) -> TlsSettings | None:
+    """`tls: {cert, key, ca, client_certs}`: every link over TLS (nodes/protocol/tls.py).
+
+    The same file on every machine: each machine has its own certificate and
+    key at these paths (relative to the topology's folder), signed by the
+    CA. The files are read now, so a missing or mismatched one is refused
+    here, naming it, not when a node starts.
+    """
+    if item is None:
+        return TlsSettings()
+    section = check.mapping(item, "tls", _TLS_KEYS)
+    if section is None:
+        return None
+    paths: dict[str, Path] = {}
+    for key in ("cert", "key", "ca"):
+        if key not in section:
+            check.error(item.line, f"tls.{key}", "missing (TLS needs cert, key and ca)")
+            continue
+        text = check.text(section[key], f"tls.{key}")
+        if text is not None:
+            paths[key] = base / text
+    client_certs = bool(check.boolean(section["client_certs"], "tls.client_certs")) \
+        if "client_certs" in section else False
+    if len(paths) < 3:
+        return None
+    settings = TlsSettings(paths["cert"], paths["key"], paths["ca"], client_certs)
+    try:
+        server_context(settings)
+        client_context(settings)
+    except TlsConfigError as error:
+        check.error(item.line, "tls", str(error))
+        return None
+    return settings
 
 
 def _check_strength(check: _Checker, secret: str, line: int, key: str,

@@ -35,6 +35,7 @@ from nodes.client.display import FORMATS, Display, Settings
 from nodes.client.explain import LANGUAGES, LanguageUnavailable
 from nodes.client.runners import EmbeddedRunner, RemoteRunner, Runner
 from nodes.errors import NodeError
+from nodes.protocol.tls import TlsConfigError, add_tls_arguments, client_context, settings_from_arguments
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3951             # the local proxy cache
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to wait for one statement's answer (default 60)")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                         help="colour errors and messages (default: on a terminal)")
+    add_tls_arguments(parser, client=True)
     parser.set_defaults(sources=[])
     return parser
 
@@ -95,8 +97,12 @@ def make_runner(options: argparse.Namespace) -> Runner:
     if options.embedded:
         runner: Runner = EmbeddedRunner(options.embedded)
     else:
+        try:
+            tls = client_context(settings_from_arguments(options))
+        except TlsConfigError as error:
+            raise CannotStart(str(error)) from None
         runner = RemoteRunner(options.host, options.port, timeout=options.timeout,
-                              notify=_notice)
+                              notify=_notice, tls=tls)
         runner.connect()       # say "nothing is listening" before anything else
     if options.database:
         outcome = runner.run(f"ampiasao {options.database}")

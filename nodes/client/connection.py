@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -73,12 +74,13 @@ class ServerConnection:
     """One open connection to a node; not safe to share between threads."""
 
     def __init__(self, host: str, port: int, timeout: float = 30.0,
-                 connect_timeout: float = 5.0, secret: str | None = None):
+                 connect_timeout: float = 5.0, secret: str | None = None,
+                 tls: ssl.SSLContext | None = None):
         self.host = host
         self.port = port
         self.timeout = timeout
         try:
-            self._socket = socket.create_connection((host, port), timeout=connect_timeout)
+            raw = socket.create_connection((host, port), timeout=connect_timeout)
         except ConnectionRefusedError:
             raise Refused(
                 f"Tsy misy mihaino ao amin'ny {host}:{port} / nothing is listening at "
@@ -92,6 +94,19 @@ class ServerConnection:
             raise NotListening(
                 f"Tsy afaka nifandray tamin'ny {host}:{port} / cannot connect to "
                 f"{host}:{port}: {error.strerror or error}") from None
+        try:
+            # TLS (nodes/protocol/tls.py): the node's certificate is checked
+            # against the CA and the address connected to.
+            self._socket = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
+        except ssl.SSLCertVerificationError as error:
+            raw.close()
+            raise NotListening(f"TLS: the node at {host}:{port} is not who it should be: "
+                               f"{error.verify_message or error}") from None
+        except (ssl.SSLError, OSError) as error:
+            raw.close()
+            raise NotListening(f"TLS with {host}:{port} failed: {error.strerror or error} (does "
+                               f"the node use TLS, and does it want a client certificate?)") from None
+        self._tls = tls is not None
         self._socket.settimeout(timeout)
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._decoder = ResponseDecoder()
@@ -157,14 +172,34 @@ class ServerConnection:
             return True
         try:
             readable, _, _ = select.select([self._socket], [], [], 0)
-            if not readable:
+            if not readable and not self.pending():
                 return False
+            if self._tls:
+                return self._tls_closed()
             self._socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
             return True
         return True   # end of stream, or an answer to nothing
+
+    def _tls_closed(self) -> bool:
+        """`closed_by_peer` over TLS: bytes may be a TLS record that carries no data (a session
+        ticket), so a non-blocking read decides (nothing is in flight: no answer is lost)."""
+        self._socket.setblocking(False)
+        try:
+            self._socket.recv(1)
+            return True   # data nobody asked for, or the end of the stream
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            return False
+        except OSError:
+            return True
+        finally:
+            self._socket.settimeout(self.timeout)
+
+    def pending(self) -> int:
+        """Bytes TLS already decrypted and holds (select cannot see them); 0 without TLS."""
+        return self._socket.pending() if isinstance(self._socket, ssl.SSLSocket) else 0
 
     # -- statements sent ahead (the caller waits on fileno() with select)
 

@@ -26,6 +26,7 @@ import datetime
 import re
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from engine.evaluation.outcome import Outcome
 from engine.language.script import normalise_statement, split_statements
@@ -46,6 +47,7 @@ from nodes.client.exceptions import (  # noqa: F401 (re-exported: PEP 249 names)
 from nodes.client.params import ParameterError, bind
 from nodes.client.pipeline import IterSteps, Step
 from nodes.client.runners import EmbeddedRunner, RemoteRunner, Runner
+from nodes.protocol.tls import TlsConfigError, TlsSettings, client_context
 
 apilevel = "2.0"
 threadsafety = 1          # threads may share the module, not connections
@@ -118,7 +120,8 @@ def _type_code(values: list) -> str | None:
 
 def connect(host: str = "127.0.0.1", port: int = 3951, timeout: float = 30.0, *,
             database: str | None = None, embedded: str | None = None,
-            restart_wait: float = 0.0) -> Connection:
+            restart_wait: float = 0.0, tls_ca: str | None = None, tls_cert: str | None = None,
+            tls_key: str | None = None) -> Connection:
     """Open a connection (to the local proxy cache by default).
 
     database: run `ampiasao database` first. embedded: a data directory to run
@@ -128,6 +131,9 @@ def connect(host: str = "127.0.0.1", port: int = 3951, timeout: float = 30.0, *,
     few) before raising; 0, the default, raises at once, as a program with
     its own retries expects. A connection the node closed while idle is
     always reopened quietly, and a read cut off is sent again once.
+    tls_ca: connect with TLS, checking the node's certificate against this CA
+    file (tls_cert, tls_key: this program's certificate, when the nodes
+    require one; docs/SECURITY.md).
     Raises OperationalError when the node cannot be reached.
     """
     if embedded is not None:
@@ -136,8 +142,14 @@ def connect(host: str = "127.0.0.1", port: int = 3951, timeout: float = 30.0, *,
         except ConnectionProblem as problem:  # a server holds that directory
             raise OperationalError(str(problem)) from None
     else:
+        try:
+            tls = client_context(TlsSettings(cert=Path(tls_cert) if tls_cert else None,
+                                             key=Path(tls_key) if tls_key else None,
+                                             ca=Path(tls_ca) if tls_ca else None))
+        except TlsConfigError as error:
+            raise OperationalError(str(error)) from None
         runner = RemoteRunner(host, port, timeout=timeout, connect_timeout=min(timeout, 10.0),
-                              restart_wait=restart_wait)
+                              restart_wait=restart_wait, tls=tls)
         try:
             runner.connect()
         except ConnectionProblem as problem:

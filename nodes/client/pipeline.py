@@ -244,7 +244,11 @@ class _Run:
         timeout = None
         if self.in_flight:
             timeout = max(0.0, self.last_progress + self.host.timeout - time.monotonic())
+        if connection.pending():
+            timeout = 0.0   # TLS holds decrypted bytes: read them now (select cannot see them)
         readable, writable, _ = select.select(readers, writers, [], timeout)
+        if connection.pending() and fd not in readable:
+            readable.append(fd)
         if writable:
             sent = connection.send_some(memoryview(self.out))
             if sent:

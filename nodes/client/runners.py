@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,7 +151,7 @@ class RemoteRunner:
     def __init__(self, host: str, port: int, timeout: float = 30.0,
                  connect_timeout: float = 5.0, window: int = WINDOW,
                  notify: Callable[[str], None] | None = None,
-                 restart_wait: float = RESTART_WAIT_S):
+                 restart_wait: float = RESTART_WAIT_S, tls: ssl.SSLContext | None = None):
         self.database: str | None = None
         self.where = f"{host}:{port}"
         self.timeout = timeout
@@ -159,7 +160,8 @@ class RemoteRunner:
         self.restart_wait = restart_wait
         # Every (re)connection opens the same way.
         self._open_connection = functools.partial(
-            ServerConnection, host, port, timeout=timeout, connect_timeout=connect_timeout)
+            ServerConnection, host, port, timeout=timeout, connect_timeout=connect_timeout,
+            tls=tls)
         self._connection: ServerConnection | None = None
         self._was_connected = False
         self._parser: StatementParser | None = None   # built on the first loss
