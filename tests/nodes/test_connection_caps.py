@@ -224,3 +224,14 @@ def test_a_backend_added_is_logged_as_joining_not_as_answering_again(caplog):
     pool.record_failure(pool["m1"], "refused")
     pool.record_success(pool["m1"])
     assert "SHUNNED -> ONLINE (answered again)" in caplog.text   # a real return still says so
+
+
+def test_idle_connections_may_stay_for_a_lesson_by_default():
+    # Issue 15 bug 5: a student's session left open for hours is not cut at 10 minutes.
+    from nodes.balancer.node import build_argument_parser
+    from nodes.runtime.serving import DEFAULT_IDLE_TIMEOUT_S
+
+    assert DEFAULT_IDLE_TIMEOUT_S >= 8 * 3600
+    args = build_argument_parser().parse_args(["--id", "lb", "--backend", "m1=127.0.0.1:1"])
+    assert args.idle_timeout == DEFAULT_IDLE_TIMEOUT_S
+    assert args.max_connections_per_address == 64 and args.max_unauthenticated == 64
