@@ -89,6 +89,7 @@ from nodes.protocol import (
     response_is_error,
 )
 from nodes.runtime.admission import DEFAULT_LIMITS, Admission, ConnectionLimits
+from nodes.runtime.idle_watch import IdleWatch
 from nodes.runtime.node_process import release_free_memory, set_nodelay, write_port_file
 from nodes.runtime.outbox import CHUNK_BYTES, MEMORY_CAP_BYTES, Outbox
 
@@ -280,7 +281,7 @@ class ClientConnection(asyncio.Protocol):
     # Set by connection_made, which asyncio calls before any other callback
     # (and run_server calls `stop` and `abort` only on connections it opened).
     _transport: asyncio.Transport
-    _watch: _IdleWatch
+    _watch: IdleWatch
 
     def __init__(self, open_client: Callable[[], ClientHandler | None], stats: ConnectionStats,
                  logger: logging.Logger, max_request_bytes: int, auth: AuthGuard | None,
@@ -317,7 +318,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         set_nodelay(transport)
-        self._watch = _IdleWatch(self._transport, self._logger, self._peer)  # armed by _start_waiting
+        self._watch = IdleWatch(self._transport, self._logger, self._peer)  # armed by _start_waiting
         admission = self._admission
         if admission is not None:
             address = self._peer_address()
@@ -810,65 +811,6 @@ class ClientConnection(asyncio.Protocol):
     def _peer_address(self) -> str:
         peer = self._transport.get_extra_info("peername")
         return str(peer[0]) if isinstance(peer, tuple) else str(peer)
-
-
-class _IdleWatch:
-    """Closes a connection that waited for its next request longer than its timeout.
-
-    One timer per connection, re-armed only when it fires, instead of a
-    timeout scheduled and cancelled around every request: the connection
-    only notes when it starts and stops waiting.
-    """
-
-    def __init__(self, transport: asyncio.Transport, logger: logging.Logger,
-                 peer: Callable[[], str]) -> None:
-        self._transport = transport
-        self._logger = logger
-        self._peer = peer
-        self._loop = asyncio.get_running_loop()
-        self._timeout: float | None = None
-        self._waiting_since: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._due = 0.0
-
-    def start_waiting(self, timeout: float | None) -> None:
-        now = self._loop.time()
-        self._waiting_since = now
-        self._timeout = timeout
-        if timeout is None:
-            return
-        due = now + timeout
-        if self._timer is None or due < self._due:
-            # A shorter timeout than the armed one (or none armed): arm anew.
-            if self._timer is not None:
-                self._timer.cancel()
-            self._arm(due)
-
-    def stop_waiting(self) -> None:
-        self._waiting_since = None
-
-    def _arm(self, due: float) -> None:
-        self._due = due
-        self._timer = self._loop.call_at(due, self._expired)
-
-    def _expired(self) -> None:
-        self._timer = None
-        if self._timeout is None:
-            return
-        if self._waiting_since is None:  # busy with a request: check again later
-            self._arm(self._loop.time() + self._timeout)
-            return
-        due = self._waiting_since + self._timeout
-        if self._loop.time() < due:
-            self._arm(due)
-            return
-        self._logger.info("closing idle connection from %s", self._peer())
-        self._transport.close()
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 async def run_server(open_client: Callable[[], ClientHandler | None], host: str, port: int,
