@@ -20,6 +20,7 @@ logged as joining, then ONLINE once its first probe answers.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterator
 
@@ -36,9 +37,11 @@ class BackendPool:
     """Backends by id, with their health; the candidates for each kind of request."""
 
     def __init__(self, policy: HealthPolicy, logger: logging.Logger,
-                 clock: Callable[[], float] = time.monotonic, secret: str | None = None):
+                 clock: Callable[[], float] = time.monotonic, secret: str | None = None,
+                 tls: ssl.SSLContext | None = None):
         self.policy = policy
         self.secret = secret  # presented as `.auth` on every backend connection
+        self.tls = tls
         self.log = logger
         self.clock = clock
         self.failovers = 0
@@ -80,7 +83,7 @@ class BackendPool:
                 # traffic but turns ONLINE on one success.
                 health = BackendHealth(backend_id, self.policy, self.clock, BackendState.SHUNNED,
                                        joining=True)
-                self._backends[backend_id] = Backend(spec, health, secret=self.secret)
+                self._backends[backend_id] = Backend(spec, health, secret=self.secret, tls=self.tls)
 
     def candidates(self, writable_only: bool = False) -> list[str]:
         """ONLINE backends; SHUNNED ones only as a last resort when none is ONLINE."""

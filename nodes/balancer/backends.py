@@ -18,6 +18,7 @@ treats it as a crowded backend, not a sick one (nodes/balancer/backend_pool.py).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -76,10 +77,12 @@ def refused_for_room(response: Response) -> bool:
 class Backend:
     """A configured backend at run time: its health, load and open connections."""
 
-    def __init__(self, spec: BackendSpec, health: BackendHealth, secret: str | None = None):
+    def __init__(self, spec: BackendSpec, health: BackendHealth, secret: str | None = None,
+                 tls: ssl.SSLContext | None = None):
         self.spec = spec
         self.health = health
         self.secret = secret  # shared secret (docs/SECURITY.md), sent first on each connection
+        self.tls = tls  # its connections over TLS (nodes/protocol/tls.py), None: plain TCP
         self.outstanding = 0
         self.reads = 0
         self.writes = 0
@@ -109,7 +112,8 @@ class BackendConnection:
     @classmethod
     async def open(cls, backend: Backend, timeout: float) -> BackendConnection:
         try:
-            transport, receiver = await open_upstream(backend.spec.host, backend.spec.port, timeout)
+            transport, receiver = await open_upstream(backend.spec.host, backend.spec.port, timeout,
+                                                      tls=backend.tls)
         except TimeoutError:
             raise BackendUnavailable(backend.id, f"no connection within {timeout:g}s", sent=False) from None
         except OSError as error:

@@ -48,6 +48,7 @@ import argparse
 import asyncio
 import functools
 import logging
+import ssl
 import sys
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
@@ -83,7 +84,7 @@ from nodes.protocol import (
     versions_request,
 )
 from nodes.runtime.admission import DEFAULT_LIMITS, ConnectionLimits, connection_limits
-from nodes.runtime.node_process import node_argument_parser, run_node, setup_logging
+from nodes.runtime.node_process import node_argument_parser, node_tls, run_node, setup_logging
 from nodes.runtime.serving import (
     DEFAULT_IDLE_TIMEOUT_S,
     ClientHandler,
@@ -894,7 +895,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
 async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
                 logger: logging.Logger, port_file: str | None = None,
-                limits: ConnectionLimits = DEFAULT_LIMITS) -> None:
+                limits: ConnectionLimits = DEFAULT_LIMITS,
+                ssl_context: ssl.SSLContext | None = None) -> None:
     # Know who is up before the first client arrives.
     prober.reload_backends_file()
     await prober.probe_all()
@@ -905,7 +907,8 @@ async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
         probing.cancel()
 
     await run_server(balancer.open_client, host, port, logger, balancer.connection_stats,
-                     auth=balancer.auth, on_stop=stop_probing, port_file=port_file, limits=limits)
+                     auth=balancer.auth, on_stop=stop_probing, port_file=port_file, limits=limits,
+                     ssl_context=ssl_context)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -925,7 +928,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     timeouts = Timeouts(connect=args.connect_timeout_ms / 1000, probe=args.probe_timeout_ms / 1000,
                         request=args.request_timeout_ms / 1000)
-    pool = CountingPool(policy, logger, secret=auth.secret)
+    tls = node_tls(args, "balancer")
+    pool = CountingPool(policy, logger, secret=auth.secret, tls=tls.client)
     pool.apply_specs(specs)
     backends_file = BackendsFile(args.backends_file, logger) if args.backends_file else None
     prober = Prober(pool, timeouts.probe, args.probe_interval_ms / 1000, backends_file)
@@ -934,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
                         freshness_bound_s=max(0.0, args.freshness_wait_ms) / 1000)
     try:
         run_node(serve(balancer, prober, args.host, args.port, logger, args.port_file,
-                       connection_limits(args)), logger)
+                       connection_limits(args), tls.server), logger)
     except OSError as error:
         print(f"balancer: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1

@@ -46,6 +46,7 @@ import asyncio
 import functools
 import logging
 import re
+import ssl
 import time
 from collections.abc import Awaitable
 
@@ -64,6 +65,7 @@ from nodes.proxycache.cache import ResponseCache
 from nodes.runtime.admission import connection_limits
 from nodes.runtime.node_process import (
     node_argument_parser,
+    node_tls,
     parse_address,
     run_node,
     setup_logging,
@@ -150,8 +152,10 @@ class ProxyCache:
                  logger: logging.Logger, *, fine_invalidation: bool = False,
                  request_timeout: float = 60.0, idle_timeout: float | None = 600.0,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 auth: AuthGuard | None = None, upstream_patience: float = 3.0):
+                 auth: AuthGuard | None = None, upstream_patience: float = 3.0,
+                 upstream_tls: ssl.SSLContext | None = None):
         self.node_id = node_id
+        self.upstream_tls = upstream_tls   # TLS to the upstream (nodes/protocol/tls.py)
         # How long a statement not yet sent waits for the upstream to come back.
         self.upstream_patience = upstream_patience
         self.auth = auth  # shared secret: required of clients, presented upstream
@@ -192,7 +196,7 @@ class ProxyCache:
         session = ProxySession(self, UpstreamConnection(
             *self.upstream, request_timeout=self.request_timeout,
             decode_relations=self.fine is not None,
-            secret=self.auth.secret if self.auth is not None else None))
+            secret=self.auth.secret if self.auth is not None else None, tls=self.upstream_tls))
 
         def closed():
             self.stats.open_connections -= 1
@@ -512,14 +516,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.settle_ms < 0:
         parser.error("--settle-ms must not be negative")
     cache = ResponseCache(ttl_ms, max_entries, args.max_bytes, settle_ms=args.settle_ms)
+    tls = node_tls(args, "proxycache")
     proxy = ProxyCache(args.id, upstream, cache, logger,
                        fine_invalidation=args.fine_invalidation,
                        request_timeout=args.request_timeout,
                        idle_timeout=args.idle_timeout or None,
                        max_request_bytes=args.max_request_bytes, auth=auth,
-                       upstream_patience=args.upstream_patience)
+                       upstream_patience=args.upstream_patience, upstream_tls=tls.client)
     logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, ttl_ms, max_entries)
     run_node(run_server(proxy.open_client, args.host, args.port, logger, proxy.stats,
                         max_request_bytes=args.max_request_bytes, auth=auth,
-                        port_file=args.port_file, limits=connection_limits(args)), logger)
+                        port_file=args.port_file, limits=connection_limits(args),
+                        ssl_context=tls.server), logger)
 

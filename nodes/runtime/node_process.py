@@ -27,10 +27,19 @@ import logging
 import logging.handlers
 import os
 import socket
+import ssl
 import sys
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 
+from nodes.protocol.tls import (
+    TlsConfigError,
+    add_tls_arguments,
+    client_context,
+    server_context,
+    settings_from_arguments,
+)
 from nodes.runtime.admission import add_connection_arguments
 
 DEFAULT_HOST = "127.0.0.1"
@@ -56,7 +65,26 @@ def node_argument_parser(description: str, default_port: int) -> argparse.Argume
                         help="write logs to this file (size-bounded, rotated) instead of stderr")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     add_connection_arguments(parser)
+    add_tls_arguments(parser)
     return parser
+
+
+@dataclass(frozen=True)
+class NodeTls:
+    """A node's TLS contexts: `server` for its clients, `client` for its upstreams (None: off)."""
+
+    server: ssl.SSLContext | None = None
+    client: ssl.SSLContext | None = None
+
+
+def node_tls(args: argparse.Namespace, node: str) -> NodeTls:
+    """The contexts of `--tls-*` (nodes/protocol/tls.py); a bad file ends the node with one line."""
+    settings = settings_from_arguments(args)
+    try:
+        return NodeTls(server_context(settings), client_context(settings))
+    except TlsConfigError as error:
+        print(f"{node}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def listening_port(text: str) -> int:

@@ -63,6 +63,7 @@ import inspect
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
@@ -821,7 +822,8 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
                      stop_grace: float = 5.0,
                      port_file: str | None = None,
                      sock: socket.socket | None = None,
-                     limits: ConnectionLimits = DEFAULT_LIMITS) -> None:
+                     limits: ConnectionLimits = DEFAULT_LIMITS,
+                     ssl_context: ssl.SSLContext | None = None) -> None:
     """Serve client connections until SIGTERM/SIGINT, then stop gracefully.
 
     `open_client` runs for each accepted connection (None refuses it: the
@@ -832,7 +834,8 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
     is still sent (up to `stop_grace` seconds, then its connection is
     aborted); then `on_stop` runs. `limits`: the caps per address and on
     unauthenticated connections (nodes/runtime/admission.py); their counts and
-    alerts appear in `stats`.
+    alerts appear in `stats`. `ssl_context`: every connection over TLS
+    (nodes/protocol/tls.py `server_context`).
     """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -846,9 +849,10 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
                                 admission)
 
     if sock is not None:
-        server = await loop.create_server(new_connection, sock=sock, backlog=512)
+        server = await loop.create_server(new_connection, sock=sock, backlog=512, ssl=ssl_context)
     else:
-        server = await loop.create_server(new_connection, host, port, reuse_address=True, backlog=512)
+        server = await loop.create_server(new_connection, host, port, reuse_address=True, backlog=512,
+                                          ssl=ssl_context)
     # With port 0 the system chose it; the first socket's is the one reported
     # (a host naming several addresses would get one ephemeral port each).
     port = server.sockets[0].getsockname()[1]

@@ -19,6 +19,7 @@ request waiting on it fails: their answers could no longer be matched).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Callable
 
@@ -230,13 +231,15 @@ def single_raw_response(data: bytes) -> Response | None:
                     raw=data, has_relation=has_relation)
 
 
-async def open_upstream(host: str, port: int, timeout: float,
-                        decode_relations: bool = False) -> tuple[asyncio.Transport, ResponseReceiver]:
-    """Connect (bounded by `timeout`) with TCP_NODELAY; OSError / TimeoutError on failure."""
+async def open_upstream(host: str, port: int, timeout: float, decode_relations: bool = False,
+                        tls: ssl.SSLContext | None = None) -> tuple[asyncio.Transport, ResponseReceiver]:
+    """Connect (bounded by `timeout`) with TCP_NODELAY, over TLS with `tls` (the node's
+    certificate checked against the address); OSError / TimeoutError on failure."""
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
         transport, receiver = await loop.create_connection(
-            lambda: ResponseReceiver(decode_relations), host, port)
+            lambda: ResponseReceiver(decode_relations), host, port, ssl=tls,
+            server_hostname=host if tls is not None else None)
     set_nodelay(transport)
     return transport, receiver
 
@@ -319,12 +322,13 @@ class UpstreamConnection:
 
     def __init__(self, host: str, port: int, connect_timeout: float = 2.0,
                  request_timeout: float = 60.0, decode_relations: bool = False,
-                 secret: str | None = None):
+                 secret: str | None = None, tls: ssl.SSLContext | None = None):
         self.host, self.port = host, port
         self.secret = secret  # sent as `.auth <secret>;` on every new connection
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.decode_relations = decode_relations
+        self.tls = tls
         self._transport: asyncio.Transport | None = None
         self._receiver: ResponseReceiver | None = None
 
@@ -341,7 +345,7 @@ class UpstreamConnection:
     async def connect(self) -> None:
         try:
             transport, receiver = await open_upstream(
-                self.host, self.port, self.connect_timeout, self.decode_relations)
+                self.host, self.port, self.connect_timeout, self.decode_relations, self.tls)
         except (TimeoutError, OSError) as error:
             raise UpstreamError(f"tsy tafiditra amin'ny {self.host}:{self.port} ({_reason(error)})") from None
         self._transport, self._receiver = transport, receiver

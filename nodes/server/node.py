@@ -92,7 +92,13 @@ from nodes.protocol import (
     versions_arguments,
 )
 from nodes.runtime.admission import connection_limits
-from nodes.runtime.node_process import bind_ephemeral, node_argument_parser, run_node, setup_logging
+from nodes.runtime.node_process import (
+    bind_ephemeral,
+    node_argument_parser,
+    node_tls,
+    run_node,
+    setup_logging,
+)
 from nodes.runtime.serving import (
     DEFAULT_IDLE_TIMEOUT_S,
     ClientHandler,
@@ -573,6 +579,7 @@ def main(argv: list[str] | None = None) -> None:
     # (The engine's loggers write through the same handler: pulls from peers are INFO lines.)
     logger = setup_logging(args.id, args.log_file, args.log_level, __name__)
     auth = node_auth_guard(args, logger)
+    tls = node_tls(args, "server")   # a bad TLS file: one line and exit 2, before anything opens
     # With --port 0 the port is taken now: the owner record names the real one.
     listener = bind_ephemeral(args.host) if args.port == 0 else None
     if listener is not None:
@@ -604,7 +611,8 @@ def main(argv: list[str] | None = None) -> None:
         run_node(run_server(server.open_client, args.host, args.port, logger, server.stats,
                             max_request_bytes=args.max_request_bytes, auth=auth,
                             on_stop=server.stop, port_file=args.port_file, sock=listener,
-                            limits=connection_limits(args)),
+                            limits=connection_limits(args),
+                            ssl_context=tls.server),
                  logger)
     finally:
         if owner is not None:
