@@ -188,3 +188,102 @@ def test_one_topology_two_machines_each_supervisor_runs_its_own_nodes(machines, 
     finally:
         for machine in ("student", "h1"):
             supervisor(machine, "down", timeout=60)
+
+
+RELAY = """\
+import socket, sys, threading
+listen, target, record = int(sys.argv[1]), (sys.argv[2], int(sys.argv[3])), sys.argv[4]
+server = socket.create_server(("0.0.0.0", listen))
+def pump(source, sink, log):
+    while data := source.recv(65536):
+        log.write(data); log.flush(); sink.sendall(data)
+    sink.close()
+while True:
+    client, _ = server.accept()
+    upstream = socket.create_connection(target)
+    log = open(record, "ab")
+    threading.Thread(target=pump, args=(client, upstream, log), daemon=True).start()
+    threading.Thread(target=pump, args=(upstream, client, log), daemon=True).start()
+"""
+
+
+# A TLS client reaching h1's balancer through the relay: the certificate it checks names h1.
+TLS_THROUGH_RELAY = """\
+import socket, sys
+from pathlib import Path
+from nodes.protocol.tls import TlsSettings, client_context
+ca, relay_host, node_host, secret = sys.argv[1:]
+context = client_context(TlsSettings(ca=Path(ca)))
+with context.wrap_socket(socket.create_connection((relay_host, 4200)), server_hostname=node_host) as s:
+    s.sendall(f".auth {secret};ampiasao sekoly;alaivo * ao@ t;".encode())
+    answers = b""
+    while answers.count(b"END") < 3:
+        answers += s.recv(65536)
+print(answers.decode())
+"""
+
+
+def test_the_whole_chain_over_tls_across_machines(machines, tmp_path):
+    """Client and proxy on the student's machine, balancer and servers on h1, every link
+    over TLS: the bytes on the wire are not the statements; a client without the CA, or a
+    node with a certificate from another CA, is refused."""
+    from tests.tlskit import Certificates
+
+    h1, student = machines.address("h1"), machines.address("student")
+    certificates = Certificates(tmp_path / "tls")
+    for machine, address in (("h1", h1), ("student", student)):
+        certificates.machine(machine, [address])
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TAHIRY_SECRET": SECRET}
+    text = _topology(machines).replace("http: {enabled: false}\n", "http: {enabled: false}\n"
+                                       "tls: {cert: tls/MACHINE.crt, key: tls/MACHINE.key, "
+                                       "ca: tls/ca.crt}\n")
+    folders = {}
+    for machine in ("h1", "student"):
+        folders[machine] = tmp_path / machine
+        (folders[machine] / "tls").mkdir(parents=True)
+        for name in ("ca.crt", f"{machine}.crt", f"{machine}.key"):
+            (folders[machine] / "tls" / name).write_bytes((tmp_path / "tls" / name).read_bytes())
+        (folders[machine] / "topology.yaml").write_text(text.replace("MACHINE", machine))
+    record = tmp_path / "wire.bin"
+    relay = machines.popen("student", [sys.executable, "-c", RELAY, "4200", h1, "4103",
+                                       str(record)])
+
+    def supervisor(machine: str, *args: str) -> subprocess.CompletedProcess:
+        return machines.run(machine, [sys.executable, "-m", "supervisor", *args, "topology.yaml"],
+                            cwd=folders[machine], env=environment, timeout=90)
+
+    def client(*options: str, port: str = "4104", host: str = student) -> subprocess.CompletedProcess:
+        return machines.run("student", [sys.executable, "-m", "nodes.client", "--host", host,
+                                        "--port", port, *options], env=environment, cwd=tmp_path)
+
+    try:
+        for machine in ("h1", "student"):
+            started = supervisor(machine, "up", "-d")
+            assert started.returncode == 0, started.stdout + started.stderr
+        ca = str(folders["student"] / "tls" / "ca.crt")
+        statements = ("manamboara tahiry sekoly; ampiasao sekoly; manamboara tabilao t "
+                      "(anarana LAHATSORATRA(null,null)); manampia ao@ t sanda ('tsiambaratelo');"
+                      "alaivo * ao@ t;")
+        done = client("--tls-ca", ca, "-e", statements)
+        assert done.returncode == 0 and "tsiambaratelo" in done.stdout, done.stdout + done.stderr
+
+        # Through the recording relay, straight to the balancer on h1 (its certificate names
+        # h1's address, so the client checks it against that name).
+        relayed = machines.run("student", [sys.executable, "-c", TLS_THROUGH_RELAY, ca, student,
+                                           h1, SECRET], env=environment, cwd=tmp_path)
+        assert "tsiambaratelo" in relayed.stdout, relayed.stdout + relayed.stderr
+        wire = record.read_bytes()
+        assert len(wire) > 200
+        for plain in (b"tsiambaratelo", b"alaivo", SECRET.encode(), b"END"):
+            assert plain not in wire
+
+        refused = client("-e", "alaivo 1;")                       # no CA: plain TCP to a TLS node
+        assert refused.returncode != 0
+        stranger = Certificates(tmp_path / "other", ca_name="other").ca
+        wrong = client("--tls-ca", str(stranger), "-e", "alaivo 1;")
+        assert wrong.returncode != 0 and "not who it should be" in wrong.stdout + wrong.stderr
+    finally:
+        relay.kill()
+        relay.wait()
+        for machine in ("student", "h1"):
+            supervisor(machine, "down")
