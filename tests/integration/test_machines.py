@@ -135,30 +135,53 @@ nodes:
 """
 
 
-def test_one_topology_two_machines_each_supervisor_runs_its_own_nodes(machines, tmp_path):
-    """The same topology.yaml on h1 (servers, balancer) and on the student's machine
-    (its proxy cache): each supervisor starts its machine's nodes and probes the others."""
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TAHIRY_SECRET": SECRET}
-    text = _topology(machines)
-    folders = {}
-    for machine in ("h1", "student"):
-        folders[machine] = tmp_path / machine
-        folders[machine].mkdir()
-        (folders[machine] / "topology.yaml").write_text(text)
+class Supervisors:
+    """One supervisor per simulated machine, each on its own copy of one topology file.
 
-    def supervisor(machine: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-        return machines.run(machine, [sys.executable, "-m", "supervisor", *args, "topology.yaml"],
-                            cwd=folders[machine], env=environment, timeout=timeout)
+    `files`: extra files per machine (relative path -> bytes), e.g. its TLS
+    certificate; "MACHINE" in the topology text becomes the machine's name.
+    """
 
-    def rows(machine: str) -> dict[str, dict]:
-        answer = supervisor(machine, "status", "--json")
+    def __init__(self, machines, folder: Path, text: str,
+                 files: dict[str, dict[str, bytes]] | None = None):
+        self.machines = machines
+        self.environment = {**os.environ, "PYTHONPATH": str(ROOT), "TAHIRY_SECRET": SECRET}
+        self.folders: dict[str, Path] = {}
+        for machine in ("h1", "student"):
+            self.folders[machine] = folder / machine
+            self.folders[machine].mkdir(parents=True)
+            (self.folders[machine] / "topology.yaml").write_text(text.replace("MACHINE", machine))
+            for name, data in (files or {}).get(machine, {}).items():
+                (self.folders[machine] / name).parent.mkdir(parents=True, exist_ok=True)
+                (self.folders[machine] / name).write_bytes(data)
+
+    def run(self, machine: str, *args: str) -> subprocess.CompletedProcess:
+        return self.machines.run(machine, [sys.executable, "-m", "supervisor", *args,
+                                           "topology.yaml"],
+                                 cwd=self.folders[machine], env=self.environment, timeout=90)
+
+    def up(self) -> None:
+        for machine in self.folders:
+            started = self.run(machine, "up", "-d")
+            assert started.returncode == 0, started.stdout + started.stderr
+
+    def down(self) -> None:
+        for machine in reversed(list(self.folders)):
+            self.run(machine, "down")
+
+    def rows(self, machine: str) -> dict[str, dict]:
+        answer = self.run(machine, "status", "--json")
         assert answer.returncode == 0, answer.stdout + answer.stderr
         return {row["node"]: row for row in json.loads(answer.stdout)["nodes"]}
 
+
+def test_one_topology_two_machines_each_supervisor_runs_its_own_nodes(machines, tmp_path):
+    """The same topology.yaml on h1 (servers, balancer) and on the student's machine
+    (its proxy cache): each supervisor starts its machine's nodes and probes the others."""
+    supervisors = Supervisors(machines, tmp_path, _topology(machines))
+    rows, folders, environment = supervisors.rows, supervisors.folders, supervisors.environment
     try:
-        for machine in ("h1", "student"):
-            started = supervisor(machine, "up", "-d")
-            assert started.returncode == 0, started.stdout + started.stderr
+        supervisors.up()
         on_h1 = wait_until(lambda: (lambda r: r if r["proxy"]["state"] == "REMOTE" else None)(
             rows("h1")), 15, "h1's supervisor seeing the student's proxy answer")
         assert {node: on_h1[node]["state"] for node in ("m1", "m2", "lb")} == dict.fromkeys(
@@ -179,15 +202,14 @@ def test_one_topology_two_machines_each_supervisor_runs_its_own_nodes(machines, 
         assert wait_until(lambda: any((folders["h1"] / "data" / server / "sekoly").exists()
                                       for server in ("m1", "m2")), 10, "the data on h1")
 
-        table = supervisor("student", "status")
+        table = supervisors.run("student", "status")
         assert "on another machine" in table.stdout, table.stdout
         machines.cut("student")
         wait_until(lambda: rows("h1")["proxy"]["state"] == "UNREACHABLE", 15,
                    "h1's supervisor seeing the student's machine gone")
         machines.heal("student")
     finally:
-        for machine in ("student", "h1"):
-            supervisor(machine, "down", timeout=60)
+        supervisors.down()
 
 
 RELAY = """\
@@ -233,33 +255,24 @@ def test_the_whole_chain_over_tls_across_machines(machines, tmp_path):
     certificates = Certificates(tmp_path / "tls")
     for machine, address in (("h1", h1), ("student", student)):
         certificates.machine(machine, [address])
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TAHIRY_SECRET": SECRET}
     text = _topology(machines).replace("http: {enabled: false}\n", "http: {enabled: false}\n"
                                        "tls: {cert: tls/MACHINE.crt, key: tls/MACHINE.key, "
                                        "ca: tls/ca.crt}\n")
-    folders = {}
-    for machine in ("h1", "student"):
-        folders[machine] = tmp_path / machine
-        (folders[machine] / "tls").mkdir(parents=True)
-        for name in ("ca.crt", f"{machine}.crt", f"{machine}.key"):
-            (folders[machine] / "tls" / name).write_bytes((tmp_path / "tls" / name).read_bytes())
-        (folders[machine] / "topology.yaml").write_text(text.replace("MACHINE", machine))
+    supervisors = Supervisors(machines, tmp_path / "machines", text, {
+        machine: {f"tls/{name}": (tmp_path / "tls" / name).read_bytes()
+                  for name in ("ca.crt", f"{machine}.crt", f"{machine}.key")}
+        for machine in ("h1", "student")})
+    folders, environment = supervisors.folders, supervisors.environment
     record = tmp_path / "wire.bin"
     relay = machines.popen("student", [sys.executable, "-c", RELAY, "4200", h1, "4103",
                                        str(record)])
-
-    def supervisor(machine: str, *args: str) -> subprocess.CompletedProcess:
-        return machines.run(machine, [sys.executable, "-m", "supervisor", *args, "topology.yaml"],
-                            cwd=folders[machine], env=environment, timeout=90)
 
     def client(*options: str, port: str = "4104", host: str = student) -> subprocess.CompletedProcess:
         return machines.run("student", [sys.executable, "-m", "nodes.client", "--host", host,
                                         "--port", port, *options], env=environment, cwd=tmp_path)
 
     try:
-        for machine in ("h1", "student"):
-            started = supervisor(machine, "up", "-d")
-            assert started.returncode == 0, started.stdout + started.stderr
+        supervisors.up()
         ca = str(folders["student"] / "tls" / "ca.crt")
         statements = ("manamboara tahiry sekoly; ampiasao sekoly; manamboara tabilao t "
                       "(anarana LAHATSORATRA(null,null)); manampia ao@ t sanda ('tsiambaratelo');"
@@ -285,5 +298,4 @@ def test_the_whole_chain_over_tls_across_machines(machines, tmp_path):
     finally:
         relay.kill()
         relay.wait()
-        for machine in ("student", "h1"):
-            supervisor(machine, "down")
+        supervisors.down()
