@@ -140,7 +140,7 @@ def setup_logging(node_id: str, log_file: str | None = None, level: str = "INFO"
     The handler is the root logger's, so every module logger
     (`logging.getLogger(__name__)`, engine's included) writes there; the node
     id is part of each line's format, not of the logger names:
-    `2024-05-01 10:00:00,123 m1 INFO nodes.server.node: listening on ...`.
+    `2024-05-01 10:00:00.123 m1 INFO nodes.server.node: listening on ...`.
     """
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
@@ -149,8 +149,10 @@ def setup_logging(node_id: str, log_file: str | None = None, level: str = "INFO"
     else:
         handler = logging.StreamHandler(sys.stderr)
     node = node_id.replace("%", "%%")  # the id is text in the format, never a placeholder
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s {node} %(levelname)s %(name)s: %(message)s"))
+    formatter = logging.Formatter(f"%(asctime)s {node} %(levelname)s %(name)s: %(message)s")
+    # 2026-12-02 15:56:21.123: the supervisor's format (supervisor/logfiles.py `timestamp`).
+    formatter.default_msec_format = "%s.%03d"
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
