@@ -7,7 +7,8 @@ loops are only used for join conditions without any equality between the
 two sides. Sizes are checked against `QueryLimits` before or while rows are
 produced, so a runaway query fails cleanly instead of exhausting memory.
 
-The time limit (`QueryLimits.deadline`) is tested inside every loop over rows,
+The time limit (`QueryLimits.deadline`), and a cancellation (`QueryLimits.cancel`:
+a server's client went away), are tested inside every loop over rows,
 not only between operators: loops run in parts of adaptive size (`pieces`,
 `in_parts`, `filter_rows`, `map_rows`) with one clock reading per part, so a
 query stops within milliseconds of its deadline whatever one row costs, and a
@@ -18,6 +19,7 @@ refused up front when it would end past the deadline (`_sorted`).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -42,6 +44,9 @@ class QueryLimits:
     max_nesting: int = 32                     # views and derived tables inside each other
     max_seconds: float | None = 30.0          # wall clock of one query evaluation
     deadline: float | None = None             # set per evaluation from max_seconds (monotonic)
+    # Set by whoever runs the query when its answer is no longer wanted (a server: the
+    # client left); tested where the deadline is, so the query ends within milliseconds.
+    cancel: threading.Event | None = None
 
     def started(self) -> QueryLimits:
         """These limits with the deadline of an evaluation starting now."""
@@ -49,7 +54,7 @@ class QueryLimits:
             return self
         # The constructor directly: dataclasses.replace costs several times more.
         return QueryLimits(self.max_result_rows, self.max_join_comparisons, self.max_nesting,
-                           self.max_seconds, time.monotonic() + self.max_seconds)
+                           self.max_seconds, time.monotonic() + self.max_seconds, self.cancel)
 
 
 DEFAULT_LIMITS = QueryLimits()
@@ -62,12 +67,19 @@ def out_of_time(limits: QueryLimits) -> TahiryError:
         "Ampio fepetra (rehefa, ka) na fetra.")
 
 
+def cancelled() -> TahiryError:
+    """The error of an evaluation stopped because nobody waits for its answer any more."""
+    return TahiryError("Najanona ny fangatahana : tsy miandry ny valiny intsony ny mpangataka.")
+
+
 def check_deadline(limits: QueryLimits) -> None:
-    """Refuse to go on once the evaluation ran past its deadline (checked between
-    operators and between the parts of every row loop: a query is never interrupted
-    mid-write)."""
+    """Refuse to go on once the evaluation ran past its deadline, or was cancelled
+    (checked between operators and between the parts of every row loop: a query is
+    never interrupted mid-write)."""
     if limits.deadline is not None and time.monotonic() > limits.deadline:
         raise out_of_time(limits)
+    if limits.cancel is not None and limits.cancel.is_set():
+        raise cancelled()
 
 
 # Row loops run in parts, the deadline tested after each (`pieces`): a part
@@ -96,6 +108,7 @@ def pieces(rows: Iterable, count: int, limits: QueryLimits,
     if deadline is None:
         yield rows
         return
+    cancel = limits.cancel
     last = time.monotonic()
     if last > deadline:
         raise out_of_time(limits)
@@ -107,6 +120,8 @@ def pieces(rows: Iterable, count: int, limits: QueryLimits,
         now = time.monotonic()
         if now > deadline:
             raise out_of_time(limits)
+        if cancel is not None and cancel.is_set():
+            raise cancelled()
         took = now - last
         if took < _QUICK_PART:
             if size < _MAX_PART:

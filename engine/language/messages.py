@@ -210,6 +210,9 @@ CATALOGUE: tuple[Message, ...] = (
        "Ela loatra ny fangatahana : mihoatra ny {seconds} segondra. Ampio fepetra (rehefa, ka) "
        "na fetra.",
        "Query too long: over {seconds} seconds. Add conditions (rehefa, ka) or a limit (fetra)."),
+    _M("cancelled",
+       "Najanona ny fangatahana : tsy miandry ny valiny intsony ny mpangataka.",
+       "Query stopped: whoever asked is no longer waiting for the answer."),
     _M("too_many_result_rows",
        "Be loatra ny andalana ho an'ny valiny{count} : {max} ny fetra farany ambony. Ampio "
        "fepetra (rehefa, ka) na fetra.",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -240,3 +241,16 @@ class ServerConnection:
             self._socket.close()
         except OSError:
             pass
+
+    def abort(self) -> None:
+        """Close with a reset, not an end of stream: the statement in flight is abandoned.
+
+        A node keeps answering a connection that only ended its stream (a
+        script piped through `nc` ends it and still reads); a reset tells it
+        nobody will read, and it stops a query it still runs (Ctrl-C).
+        """
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close()

@@ -276,8 +276,11 @@ class RemoteRunner:
 
     def interrupted(self) -> None:
         # The node may still answer the interrupted statement: this
-        # connection is out of step, so drop it; the next statement reconnects.
-        self.close()
+        # connection is out of step, so drop it (with a reset: the node stops
+        # the query, nodes/server/node.py); the next statement reconnects.
+        if self._connection is not None:
+            self._connection.abort()
+            self._connection = None
 
     def request_admin(self, text: str) -> Outcome:
         """An admin request such as `.ping;` or `.status;`."""

@@ -60,7 +60,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
 
@@ -68,6 +68,7 @@ import orjson
 
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.evaluation.code_cache import CodeCache
+from engine.evaluation.executor import Limits
 from engine.evaluation.outcome import Outcome
 from engine.session import Session
 from engine.storage.checkpoints import DEFAULT_IDLE_S, DEFAULT_MIN_BYTES, DEFAULT_RATIO, CheckpointPolicy
@@ -124,6 +125,12 @@ IDLE_TICK_S = 0.5
 # so health probes still get a quick answer, and no thread hand-off (~0.1 ms).
 SMALL_READ_ROWS = 10_000
 FOLDER_KINDS = {folder: kind for kind, folder in KIND_FOLDERS.items()}
+
+
+def _cancellable_limits(gone: threading.Event) -> Limits:
+    """The engine's default limits, with queries stopped once `gone` is set."""
+    limits = Limits()
+    return replace(limits, query=replace(limits.query, cancel=gone))
 
 
 @dataclass
@@ -340,8 +347,14 @@ class DatabaseServer:
         if self.stats.open_connections >= self.max_connections:
             self.stats.refused_connections += 1
             return ClientHandler(self._refuse, idle_timeout=5.0)
+        # Set once the connection is gone (a reset: nobody will read; an end of
+        # stream alone may still read its answers): a query of its still running
+        # stops at its next time-limit test (engine/evaluation/relational.py)
+        # instead of holding the engine thread, and every write queued behind
+        # it, until its time limit.
+        gone = threading.Event()
         try:
-            client = _Client(Session(self.store, codes=self.codes))
+            client = _Client(Session(self.store, codes=self.codes, limits=_cancellable_limits(gone)))
         except Exception:
             self.logger.exception("could not open an engine session")
             return None
@@ -359,6 +372,7 @@ class DatabaseServer:
             return self._run(client, request.text)
 
         def closed() -> None:
+            gone.set()
             self.stats.open_connections -= 1
 
         # Pipelined statements of one connection: up to one batch in flight,

@@ -245,3 +245,27 @@ def test_a_planned_read_follows_the_sessions_limit(tmp_path):
     for bound in (1, 2, 3):   # the first run learns the shape, the next ones use its plan
         outcome = limited.execute_one(f"alaivo x ao@ big rehefa x * x > {bound}")
         assert not outcome.ok and outcome.message.startswith(TIMED_OUT), outcome.message
+
+
+def test_a_cancelled_query_stops_within_a_part_of_its_rows(tmp_path):
+    """`QueryLimits.cancel` (a server sets it when the client resets its connection):
+    tested where the deadline is, so the query stops long before its limit."""
+    import threading
+
+    cancel = threading.Event()
+    store = Store(tmp_path / "data", durable=False)
+    session = Session(store, limits=Limits(query=QueryLimits(max_seconds=60.0, cancel=cancel)))
+    numbers = ",".join(f"({i})" for i in range(1, ROWS + 1))
+    for statement in ("manamboara tahiry ela", "ampiasao ela",
+                      "manamboara tabilao a (x ISA(null,null))",
+                      "manamboara tabilao b (y ISA(null,null))",
+                      f"manampia ao@ a sanda {numbers}", f"manampia ao@ b sanda {numbers}"):
+        assert session.execute_one(statement).ok
+    timer = threading.Timer(0.3, cancel.set)
+    timer.start()
+    started = time.monotonic()
+    outcome = session.execute_one(f"alaivo count(x) ao@ a tonona@ b rehefa {TERMS} > 0")
+    took = time.monotonic() - started
+    timer.join()
+    assert not outcome.ok and "Najanona ny fangatahana" in outcome.message
+    assert took < 0.3 + 1.0, took
