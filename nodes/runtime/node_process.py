@@ -5,7 +5,9 @@
   `write_port_file`), `--log-file`, and the connection caps
   (`--max-connections-per-address`, `--per-address-on-loopback`,
   `--max-unauthenticated`: nodes/runtime/admission.py, read back by
-  `connection_limits(args)`);
+  `connection_limits(args)`), and TLS (`--tls-cert`, `--tls-key`,
+  `--tls-ca`, `--tls-client-certs`: nodes/protocol/tls.py, made into the
+  node's two contexts by `node_tls(args)`);
 - logging: timestamped lines naming the node and the module, to stderr or
   a size-bounded rotating file;
 - TCP options: TCP_NODELAY on every connection (responses are small and
