@@ -13,7 +13,8 @@ paths in parallel, one path by one worker at a time):
   and fit) and summarised (version, tombstone flag, digests); summaries are
   cached by the files' signatures, and a journal that only grew is read
   from where the last summary ended, so an append costs its own lines and
-  the echo event of our own copy costs a few `stat` calls;
+  the event of our own append into a peer's journal is recognised (the
+  journal's inode and size as we left it) and not queued at all;
 - the valid copies with the highest version win and are shipped into every
   server whose copy is missing or older (engine/storage/object_copy.py
   `bring_up_to_date`, the store's pull on write uses it too): the journal
@@ -680,7 +681,6 @@ class Replicator:
                                   on_append=lambda inode, size: self._expect_echo(
                                       server_id, rel, inode, size))
         if copied:
-            self._remember(server_id, root, rel)
             self.log.debug("copied %s from %s to %s", rel, source, server_id)
         return copied
 
