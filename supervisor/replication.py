@@ -64,11 +64,15 @@ paths in parallel, one path by one worker at a time):
 Coalescing: events only mark a path as pending (an ordered set), so a burst
 of writes to one object is reconciled once or twice, with the latest file;
 a worker starts on a path as soon as its first event arrives (no debounce
-delay), which keeps the lag low. Workers: one copy costs a few fsyncs
-(~3 ms here), so with one worker a class of students writing at once
-queued up behind each other (lag p99 ~100-250 ms); `workers` (default 4)
-copy different paths at once, their fsyncs overlapping in the file
-system's journal. Each worker has its own descriptor of each destination's
+delay), which keeps the lag low. Workers: `workers` (default 2) copy
+different paths at once, their fsyncs overlapping in the file system's
+journal, so one slow copy (a large install, a failing disk) does not hold
+the others. More workers only contend for the interpreter's lock: a copy
+is now a journal append and one fdatasync, and at 400 rows/s from ten
+sessions (`bench/cluster_bench.py --class-rate 40`) the lag p99 was
+12-15 ms with 4 workers, 9-12 ms with 2 (2026-12-02). (When a copy was a
+whole snapshot with several fsyncs, one worker made a class's copies
+queue: p99 ~100-250 ms.) Each worker has its own descriptor of each destination's
 lock file, so flock excludes the workers from each other as it excludes
 the servers. Event-driven work goes first; a periodic
 background pass (every `resync_interval_s`) re-queues every file at low
@@ -135,7 +139,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Replicator", "SyncSummary", "percentile"]
 
 MAX_RECONCILE_ROUNDS = 3
-DEFAULT_WORKERS = 4
+DEFAULT_WORKERS = 2
 # An echo of our own append is expected this long (its event comes within
 # milliseconds); an older expectation is ignored, never trusted.
 ECHO_WINDOW_S = 1.0
