@@ -237,19 +237,21 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"report_{report.when}", report)
+    # A failed test that started nodes shows their logs in its own report
+    # (added here, while the report is being made: a section added in a
+    # fixture's teardown comes too late to be shown).
+    starter = getattr(item, "node_starter", None)
+    if report.failed and report.when in ("setup", "call") and starter is not None and starter.nodes:
+        report.sections.append(("node logs", starter.logs()))
 
 
 @pytest.fixture
 def start_node(tmp_path, request):
     """Start node processes: `start_node("server", "m1", "--data", "data/m1")`."""
     starter = NodeStarter(tmp_path)
+    request.node.node_starter = starter
     yield starter
     starter.stop_all()
-    failed = any(getattr(request.node, f"report_{when}", None) is not None
-                 and getattr(request.node, f"report_{when}").failed
-                 for when in ("setup", "call"))
-    if failed and starter.nodes:
-        request.node.add_report_section("call", "node logs", starter.logs())
 
 
 def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, what: str = "condition",
