@@ -156,11 +156,12 @@ def status_rows(topology: Topology, scan: LeftoverScan, timeout_s: float = 1.0) 
 
 async def _probe_all(topology: Topology, leftovers: list[Leftover],
                      timeout_s: float) -> dict[str, float | None]:
+    tls = client_context(topology.tls)   # one context for every probe (it reads the CA file)
+
     async def one(leftover: Leftover) -> float | None:
         host, _, port = leftover.address.rpartition(":")
         try:
-            return round(await ping(host, int(port), timeout_s, topology.secret,
-                                    client_context(topology.tls)), 2)
+            return round(await ping(host, int(port), timeout_s, topology.secret, tls), 2)
         except (TimeoutError, OSError, ValueError):
             return None
     results = await asyncio.gather(*(one(leftover) for leftover in leftovers))
