@@ -298,7 +298,8 @@ class Cluster:
         """Probe the nodes another machine runs (and stop probing those that left or came here)."""
         settings = self.topology.supervisor
         for node_id, watch in list(self.remote.items()):
-            if self.topology.nodes.get(node_id) != watch.spec or node_id not in self.topology.remote:
+            if (self.topology.nodes.get(node_id) != watch.spec or watch.tls is not self.tls
+                    or node_id not in self.topology.remote):
                 await self.remote.pop(node_id).stop()
         for node_id in sorted(self.topology.remote - set(self.remote)):
             watch = self.remote[node_id] = RemoteNode(self.topology.nodes[node_id], settings.health,
