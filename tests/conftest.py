@@ -227,6 +227,22 @@ class NodeStarter:
         for node in reversed(self.nodes):
             node.stop()
 
+    def dump_stacks(self) -> None:
+        """Ask every running node for its threads' stacks (SIGUSR1: into its log)."""
+        running = [n for n in self.nodes if n.popen.poll() is None]
+        sizes = {}
+        for node in running:
+            sizes[node.name] = node.log_path.stat().st_size if node.log_path.exists() else 0
+            try:
+                os.kill(node.popen.pid, signal.SIGUSR1)
+            except OSError:
+                pass
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end and any(
+                n.log_path.stat().st_size <= sizes[n.name] for n in running if n.log_path.exists()):
+            time.sleep(0.05)
+        time.sleep(0.1)   # the dump is written in several pieces
+
     def logs(self) -> str:
         return "\n".join(f"----- log of {n.name} ({n.module}, port {n.known_port}) -----\n"
                          f"{n.log_text()}" for n in self.nodes)
@@ -242,6 +258,7 @@ def pytest_runtest_makereport(item, call):
     # fixture's teardown comes too late to be shown).
     starter = getattr(item, "node_starter", None)
     if report.failed and report.when in ("setup", "call") and starter is not None and starter.nodes:
+        starter.dump_stacks()
         report.sections.append(("node logs", starter.logs()))
 
 

@@ -14,6 +14,9 @@
   latency-bound);
 - `run_node`: runs a node's main coroutine on uvloop when it is installed
   (about half the per-hop latency of asyncio's own loop), else on asyncio's;
+- stack dumps: `kill -USR1 <pid>` writes every thread's Python stack to
+  the node's stderr (its log under the supervisor and the tests), for a
+  node that looks stuck (the tests' failure reports ask for it);
 - `release_free_memory`: gives the C allocator's free pages back to the
   system after a big answer (glibc keeps them otherwise, and a node's RSS
   would stay at its highest).
@@ -25,9 +28,11 @@ import argparse
 import asyncio
 import ctypes
 import ctypes.util
+import faulthandler
 import logging
 import logging.handlers
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -235,6 +240,7 @@ def run_node(main: Coroutine, logger: logging.Logger | None = None):
     everything the nodes use (signal handlers, asyncio.timeout, threads
     resolving futures with call_soon_threadsafe).
     """
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     try:
         import uvloop
     except ImportError:
