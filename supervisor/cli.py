@@ -31,6 +31,7 @@ import psutil
 
 from .control import NotRunning, read_token, send_command
 from .errors import SupervisorError
+from .first_admin import ADMIN_PASSWORD_ENV, AdminPasswordMissing, admin_password_for_up
 from .leftovers import UNSUPERVISED, find_leftovers, status_rows, stop_leftovers
 from .logfiles import close_logger, follow, supervisor_logger, timestamp
 from .machine import machine_addresses, place
@@ -224,12 +225,20 @@ def cmd_up(topology: Topology, args) -> int:
             print(f"cannot start: {problem}", file=sys.stderr)
         print("nothing was started.", file=sys.stderr)
         return EXIT_FAILED
+    try:   # accounts on: the first administrator's password (environment or prompt)
+        admin_password = admin_password_for_up(topology)
+    except AdminPasswordMissing as error:
+        print(f"cannot start: {error}", file=sys.stderr)
+        print("nothing was started.", file=sys.stderr)
+        return EXIT_FAILED
     if args.detach:
-        return _up_detached(topology, args.take_over, args.host)
-    return _up_foreground(topology, echo=not args.quiet, take_over=args.take_over)
+        return _up_detached(topology, args.take_over, args.host, admin_password)
+    return _up_foreground(topology, echo=not args.quiet, take_over=args.take_over,
+                          admin_password=admin_password)
 
 
-def _up_foreground(topology: Topology, echo: bool, take_over: bool = False) -> int:
+def _up_foreground(topology: Topology, echo: bool, take_over: bool = False,
+                   admin_password: str | None = None) -> int:
     from .app import SupervisorApp  # only `up` needs the asyncio machinery
 
     settings = topology.supervisor
@@ -244,13 +253,17 @@ def _up_foreground(topology: Topology, echo: bool, take_over: bool = False) -> i
             print(connect_line(topology), flush=True)
 
     try:
-        return asyncio.run(SupervisorApp(topology, logger, take_over).run(ready))
+        return asyncio.run(SupervisorApp(topology, logger, take_over, admin_password).run(ready))
     finally:
         close_logger(logger)
 
 
-def _up_detached(topology: Topology, take_over: bool = False, hosts: list[str] | None = None) -> int:
+def _up_detached(topology: Topology, take_over: bool = False, hosts: list[str] | None = None,
+                 admin_password: str | None = None) -> int:
     settings = topology.supervisor
+    env = _child_env()
+    if admin_password:   # the child reads it where a detached `up` can: its environment
+        env[ADMIN_PASSWORD_ENV] = admin_password
     settings.logs.mkdir(parents=True, exist_ok=True)
     with open(settings.logs / "supervisor.console.log", "ab") as console:
         child = subprocess.Popen(
@@ -258,7 +271,7 @@ def _up_detached(topology: Topology, take_over: bool = False, hosts: list[str] |
              *(["--take-over"] if take_over else []),
              *(flag for host in hosts or [] for flag in ("--host", host))],
             stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True,
-            cwd=str(topology.base_dir), env=_child_env())
+            cwd=str(topology.base_dir), env=env)
     deadline = time.monotonic() + DETACH_DEADLINE_S
     answer = None
     started = timestamp(time.time() - 1)

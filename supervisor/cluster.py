@@ -29,6 +29,7 @@ from engine.storage.store import checkpoint_directory
 from nodes.protocol.tls import TlsSettings, client_context
 
 from .errors import UnknownNode
+from .first_admin import node_environment
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe_response
 from .logfiles import RotatingLog
 from .ownership import cluster_id
@@ -54,6 +55,8 @@ def node_command(topology: Topology, node_id: str, run_dir: Path,
     if spec.kind == "server":
         argv += ["--data", str(spec.data), "--peers-file", str(peers_file(run_dir, node_id)),
                  "--cluster", cluster_id(topology)]
+        if topology.accounts.enabled:   # the password, if any, in the environment only
+            argv.append("--accounts")
     elif spec.kind == "balancer":
         argv += ["--backends-file", str(backends_file(run_dir, node_id))]
     elif spec.kind == "proxycache":
@@ -115,8 +118,12 @@ def write_if_changed(path: Path, text: str) -> bool:
 
 
 class Cluster:
-    def __init__(self, topology: Topology, logger: logging.Logger, python: str = sys.executable):
+    def __init__(self, topology: Topology, logger: logging.Logger, python: str = sys.executable,
+                 admin_password: str | None = None):
         self.topology = topology
+        # Accounts on: the first administrator's password, for the servers' environment
+        # only (supervisor/first_admin.py); never logged, never on a command line.
+        self.admin_password = admin_password
         self.logger = logger
         self.python = python
         self.keepers: dict[str, NodeKeeper] = {}
@@ -245,8 +252,8 @@ class Cluster:
         if spec.kind == "server":
             hooks.before_start = self._before_server_start
             hooks.on_running = self._on_server_running
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        env = node_environment(self.topology, spec, {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}, self.admin_password)
         if self.topology.secret:
             # The environment, never argv: `ps` shows every command line.
             env[SECRET_ENV] = self.topology.secret
