@@ -37,7 +37,7 @@ from .logfiles import close_logger, follow, supervisor_logger, timestamp
 from .machine import machine_addresses, place
 from .ownership import ownership_problems
 from .port_check import port_problems
-from .status_table import duration, render_table
+from .status_table import duration, render_accounts, render_table
 from .topology import NodeSpec, Topology, TopologyError, load_topology, parse_topology
 
 LOADED_TOPOLOGY = "loaded-topology.yaml"
@@ -363,6 +363,9 @@ def cmd_status(topology: Topology, args) -> int:
     if reload and not reload["ok"]:
         print("last topology edit refused:\n  " + reload["message"].replace("\n", "\n  "))
     print(render_table(answer["nodes"]))
+    accounts = render_accounts(answer["nodes"])
+    if accounts is not None:
+        print("\n" + accounts)
     return EXIT_OK
 
 

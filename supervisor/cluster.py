@@ -9,7 +9,8 @@ false` in the balancers' backends files (run/<balancer>.backends.json,
 written atomically, re-read by the balancer). `status()` gathers what the
 `status` command shows (for every running node the `alerts` of its
 `.status;`, asked once per row; for a running server, also the objects it
-could not read or write lately: `storage_faults`).
+could not read or write lately: `storage_faults`, and with accounts on the
+logins, failures and sessions per account: supervisor/account_stats.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from engine.storage.data_owner import DirectoryTaken
 from engine.storage.store import checkpoint_directory
 from nodes.protocol.tls import TlsSettings, client_context
 
+from .account_stats import server_accounts
 from .errors import UnknownNode
 from .first_admin import node_environment
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe_response
@@ -414,6 +416,7 @@ class Cluster:
                           "repl_conflicts": len(stats.get("conflicts") or []),
                           "storage_faults": None if status is None
                           else list(status.get("storage_faults") or [])})
+            extra.update(server_accounts(status))   # accounts on: counts per account
             if stats:  # replication on: failing copies, corrupt and repaired objects
                 extra.update(status_fields(stats))
         elif row["kind"] == "proxycache" and row["state"] == NodeState.RUNNING.value:
