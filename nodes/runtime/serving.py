@@ -75,20 +75,25 @@ import orjson
 from nodes.errors import NodeError
 from nodes.protocol import (
     ADMIN_AUTH,
+    ADMIN_LOGIN,
     ADMIN_PING,
     ADMIN_STATUS,
     AUTH_TIMEOUT_S,
     DEFAULT_MAX_REQUEST_BYTES,
+    LOGIN_REFUSED,
     STUCK_REQUEST_QUIET_S,
     TOO_MANY_CONNECTIONS,
     AuthGuard,
+    LoginGate,
     Request,
     RequestFramer,
     answer_auth,
     encode_error,
     encode_message,
+    login_name,
     response_is_error,
 )
+from nodes.protocol.auth import FAILED_AUTH_DELAY_S
 from nodes.runtime.admission import DEFAULT_LIMITS, Admission, ConnectionLimits
 from nodes.runtime.idle_watch import IdleWatch
 from nodes.runtime.node_process import release_free_memory, set_nodelay, write_port_file
@@ -205,10 +210,13 @@ class ConnectionStats:
     errors: int = 0
     # Set by `run_server`: the caps' counts and the alerts of a node at a cap.
     admission: Admission | None = None
+    # Set by `run_server`: the limits on `.login` attempts (nodes/protocol/login.py).
+    login: LoginGate | None = None
 
     def as_dict(self) -> dict:
         admission = self.admission
-        return {"uptime_s": round(time.monotonic() - self.started, 3),
+        return {**(self.login.status() if self.login is not None else {}),
+                "uptime_s": round(time.monotonic() - self.started, 3),
                 "connections": self.open_connections,
                 "connections_total": self.total_connections,
                 "connections_refused": self.refused_connections,
@@ -313,6 +321,9 @@ class ClientConnection(asyncio.Protocol):
         self._close_when_sent = False          # close once the outbox is empty
         self._stall: asyncio.TimerHandle | None = None
         self._sent_at = 0.0                    # the outbox last moved (loop time)
+        # A `.login` being answered: nothing after it is handed over until it
+        # is (the statements behind it run as the account it logs in).
+        self._logging_in = False
 
     # -- asyncio callbacks
 
@@ -417,7 +428,7 @@ class ClientConnection(asyncio.Protocol):
             # hand it over at once (the window has room; not `.auth`, which
             # comes only before authentication or is refused after it...
             request = requests[0]
-            if request.admin != ADMIN_AUTH:
+            if request.admin != ADMIN_AUTH and request.admin != ADMIN_LOGIN:
                 self._stats.requests += 1
                 if self._answer(request) and not self._closing:
                     # ... and an answer ready at once goes out now, leaving
@@ -490,7 +501,17 @@ class ClientConnection(asyncio.Protocol):
     def _pump(self) -> None:
         """Hand pending requests to the handler while the window has room (and writing is not paused)."""
         while self._pending and not self._closing and not self._write_paused \
-                and len(self._answers) < self._window:
+                and len(self._answers) < self._window and not self._logging_in:
+            if self._pending[0].admin == ADMIN_LOGIN and self._authenticated:
+                if self._answers:
+                    break  # a login waits for every earlier answer, like the handshake
+                request = self._pending.popleft()
+                self._stats.requests += 1
+                slot = self._slot()
+                self._logging_in = True
+                slot.waiting = asyncio.ensure_future(self._login(request))
+                slot.waiting.add_done_callback(functools.partial(self._login_done, slot))
+                break
             if self._pending[0].admin == ADMIN_AUTH or not self._authenticated:
                 if self._answers:
                     break  # the handshake waits for every earlier answer
@@ -611,6 +632,43 @@ class ClientConnection(asyncio.Protocol):
 
     async def _authenticate(self, request: Request):
         return await answer_auth(self._auth, request, self._authenticated, self._peer())
+
+    async def _login(self, request: Request) -> tuple[bytes, int]:
+        """A `.login` handed to the node within the node's login limits: (answer, how to send it).
+
+        A refused login (wrong name or password) is counted against the
+        client's address, logged with the name (never the password), answered
+        after a short delay, and closes the connection.
+        """
+        gate = self._stats.login
+        peer = self._peer()
+        if gate is not None:
+            refusal, wait = gate.admit(peer)
+            if refusal is not None:
+                return refusal, _CLOSE
+            if wait:
+                await asyncio.sleep(wait)
+        try:
+            result = self._handler.answer(request)
+            response = result if type(result) is bytes else await result  # type: ignore[misc]
+        except CloseConnection as close:
+            return close.response, _CLOSE
+        if _answer_message(response).startswith(LOGIN_REFUSED):
+            if gate is not None:
+                gate.refused(peer, login_name(request))
+            await asyncio.sleep(FAILED_AUTH_DELAY_S)
+            return response, _CLOSE
+        return response, _ANSWER
+
+    def _login_done(self, slot: _Slot, waiting: asyncio.Future) -> None:
+        self._logging_in = False
+        if waiting.cancelled() or waiting.exception() is not None:
+            if not waiting.cancelled():
+                self._logger.error("login failed", exc_info=waiting.exception())
+            self._settle(slot, _NO_RESPONSE, _BROKEN)
+            return
+        response, kind = waiting.result()
+        self._settle(slot, response, kind)
 
     def _auth_done(self, slot: _Slot, waiting: asyncio.Future) -> None:
         if waiting.cancelled() or waiting.exception() is not None:
@@ -814,6 +872,16 @@ class ClientConnection(asyncio.Protocol):
         return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
+def _answer_message(response: bytes) -> str:
+    """The message line of one encoded response ("" if there is none)."""
+    at = response.rfind(b"RESULT_MESSAGE\n")
+    if at < 0:
+        return ""
+    start = at + len(b"RESULT_MESSAGE\n")
+    end = response.find(b"\n", start)
+    return response[start:end if end >= 0 else len(response)].decode("utf-8", "replace")
+
+
 async def run_server(open_client: Callable[[], ClientHandler | None], host: str, port: int,
                      logger: logging.Logger, stats: ConnectionStats, *,
                      max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -841,6 +909,8 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
     stopping = asyncio.Event()
     connections: set[ClientConnection] = set()
     admission = stats.admission = Admission(limits)
+    if stats.login is None:
+        stats.login = LoginGate(logger)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)

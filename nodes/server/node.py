@@ -81,6 +81,8 @@ from engine.storage.data_owner import (
 )
 from engine.storage.store import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.protocol import (
+    ADMIN_LOGIN,
+    ADMIN_RIGHTS,
     ADMIN_VERSIONS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_PAGE_ROWS,
@@ -107,6 +109,13 @@ from nodes.runtime.serving import (
     ConnectionStats,
     admin_response,
     run_server,
+)
+from nodes.server.accounts import (
+    ADMIN_PASSWORD_ENV,
+    ADMIN_USER_ENV,
+    AccountsEngine,
+    ServerAccounts,
+    first_admin_from_environment,
 )
 from nodes.server.encoding import ResponseEncoder
 from nodes.server.latency import DurationHistogram
@@ -266,8 +275,10 @@ class DatabaseServer:
                  idle_timeout: float | None = 600.0, max_connections: int = 256,
                  page_rows: int = DEFAULT_PAGE_ROWS,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, inline: bool = False,
-                 auth: AuthGuard | None = None):
+                 auth: AuthGuard | None = None, accounts: ServerAccounts | None = None):
         self.node_id = node_id
+        # Logins and the gate before them (nodes/server/accounts.py); off unless given.
+        self.accounts = accounts if accounts is not None else ServerAccounts(node_id, store, False)
         self.store = store
         self.logger = logger
         self.idle_timeout = idle_timeout
@@ -313,7 +324,8 @@ class DatabaseServer:
                 **self.store.certification_report(),
                 "data": str(self.store.root),
                 "max_connections": self.max_connections,
-                **(self.auth.status() if self.auth is not None else {})}
+                **(self.auth.status() if self.auth is not None else {}),
+                **self.accounts.status()}
 
     def statement_seconds(self) -> dict:
         """Both statement histograms as one (`.status;`: latency.py's form)."""
@@ -359,9 +371,19 @@ class DatabaseServer:
             self.logger.exception("could not open an engine session")
             return None
         self.stats.open_connections += 1
+        accounts = self.accounts
+        session = client.session
 
         def answer(request: Request) -> bytes | Awaitable[bytes]:
+            if accounts.required:
+                refusal = accounts.refusal(session, request)
+                if refusal is not None:
+                    return refusal
             if request.admin is not None:
+                if request.admin == ADMIN_LOGIN:
+                    return accounts.login(session, request)
+                if request.admin == ADMIN_RIGHTS:
+                    return accounts.rights()
                 if request.admin == ADMIN_VERSIONS:
                     last = client.last   # set whenever one is in flight
                     if client.in_flight and last is not None:
@@ -374,6 +396,7 @@ class DatabaseServer:
         def closed() -> None:
             gone.set()
             self.stats.open_connections -= 1
+            accounts.closed(session)
 
         # Pipelined statements of one connection: up to one batch in flight,
         # each maybe with the balancer's `.versions` right behind it.
@@ -516,6 +539,7 @@ class DatabaseServer:
             return encode_error(INTERNAL_ERROR)
 
     async def stop(self) -> None:
+        self.accounts.stop()
         loop = asyncio.get_running_loop()
         if self._engine is not None:
             # Statements already queued finish (each batch is committed whole).
@@ -565,6 +589,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="rows per RELATION_JSON_PAGE")
     parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
     add_auth_arguments(parser)
+    parser.add_argument("--accounts", action="store_true",
+                        help="require `.login <name> <password>;` on every connection before "
+                             "anything but .auth/.ping/.status (docs/SECURITY.md, \"Accounts\"); "
+                             "the first administrator comes from TAHIRY_ADMIN_USER and "
+                             "TAHIRY_ADMIN_PASSWORD in the environment")
     parser.add_argument("--inline", action="store_true",
                         help="run statements on the event loop instead of the engine thread")
     parser.add_argument("--peers-file", default=None,
@@ -613,10 +642,17 @@ def main(argv: list[str] | None = None) -> None:
                   checkpoints=CheckpointPolicy(min_bytes=args.checkpoint_bytes,
                                                ratio=args.checkpoint_ratio,
                                                idle_s=args.checkpoint_idle_s))
+    accounts = ServerAccounts(args.id, store, args.accounts, logger=logger)
+    if os.environ.get(ADMIN_USER_ENV) or os.environ.get(ADMIN_PASSWORD_ENV):
+        # Before the engine thread exists: nothing else touches the store yet.
+        try:
+            first_admin_from_environment(store, AccountsEngine.from_engine(), logger)
+        except TahiryError as error:
+            _cannot_start(f"cannot create the first administrator: {error.message}", args, logger)
     server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
                             max_connections=args.max_connections, page_rows=args.page_rows,
                             max_request_bytes=args.max_request_bytes, inline=args.inline,
-                            auth=auth)
+                            auth=auth, accounts=accounts)
     logger.info("data directory %s", Path(data).resolve())
     # Start-up objects (modules, parser tables) never die: keep the cyclic
     # collector from rescanning them on every full collection.
