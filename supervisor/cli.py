@@ -1,4 +1,4 @@
-"""`python -m supervisor up|down|status|restart|logs|reload|check`: the command line.
+"""`python -m supervisor up|down|status|restart|logs|reload|check|accounts`: the command line.
 
 `up` validates the topology (nothing starts from an invalid file), says so
 and exits 0 if a supervisor already answers on the control port, refuses
@@ -91,6 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("topology", nargs="?", default="topology.yaml")
     check.add_argument("--host", action="append", default=[], metavar="ADDRESS",
                        help="check as the machine with this address (as `up --host`)")
+    accounts = commands.add_parser("accounts", help="accounts of a class (with `accounts:` on): "
+                                                    "create-class, reset (supervisor/accounts.py)")
+    accounts.add_argument("topology")
+    actions = accounts.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create-class", help="one account per name of a CSV file, each "
+                                                     "with a new password written to --out")
+    create.add_argument("names", help="one name a line (the first column; blank lines and "
+                                      "lines starting with # skipped)")
+    create.add_argument("--out", required=True, metavar="FILE",
+                        help="where the passwords go (name,password,status; created 0600, "
+                             "must not exist)")
+    reset = actions.add_parser("reset", help="a new password for one account, printed once")
+    reset.add_argument("name")
+    for action in (create, reset):
+        action.add_argument("--user", metavar="NAME",
+                            help="the administrator to act as (default: the topology's "
+                                 "accounts.admin); password from TAHIRY_ADMIN_PASSWORD or asked")
     return parser
 
 
@@ -103,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             topology = place(topology, machine_addresses(args.host))
     except TopologyError as error:
         print(error, file=sys.stderr)
-        if args.command in ("up", "check", "reload"):
+        if args.command in ("up", "check", "reload", "accounts"):
             if args.command == "up":
                 print("nothing was started.", file=sys.stderr)
             return EXIT_INVALID
@@ -119,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         for warning in topology.warnings:
             print(f"warning: {warning}", file=sys.stderr)
     handler = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "restart": cmd_restart,
-               "logs": cmd_logs, "check": cmd_check, "reload": cmd_reload}[args.command]
+               "logs": cmd_logs, "check": cmd_check, "reload": cmd_reload,
+               "accounts": cmd_accounts}[args.command]
     try:
         code = handler(topology, args)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at interpreter exit
@@ -502,6 +520,12 @@ def cmd_reload(topology: Topology, args) -> int:
     print(answer.get("message") or answer.get("error"),
           file=sys.stdout if answer["ok"] else sys.stderr)
     return EXIT_OK if answer["ok"] else EXIT_FAILED
+
+
+def cmd_accounts(topology: Topology, args) -> int:
+    from .accounts import cmd_accounts as accounts_command  # the client driver: only here
+
+    return accounts_command(topology, args)
 
 
 def cmd_logs(topology: Topology, args) -> int:
