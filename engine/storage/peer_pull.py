@@ -27,7 +27,12 @@ from engine.storage.document_cache import DocumentCache
 from engine.storage.group_commit import WriteBatch
 from engine.storage.names import is_identifier, validate_name
 from engine.storage.object_copy import DivergedCopy, bring_up_to_date
-from engine.storage.object_format import KIND_FOLDERS, InvalidDocument
+from engine.storage.object_format import (
+    ACCOUNT_FOLDER,
+    DATABASE_KIND_FOLDERS,
+    SYSTEM_FOLDER,
+    InvalidDocument,
+)
 from engine.storage.peer_sync import NewerPeer, PeerSync
 from engine.storage.peers import LockTimeout, holding
 
@@ -98,10 +103,15 @@ class PeerPull:
             validate_name(database, "database")
         except TahiryError:
             return
-        for kind, folder in KIND_FOLDERS.items():
+        for kind, folder in DATABASE_KIND_FOLDERS.items():
             for name in sorted(self._sync.object_names(database, folder)):
                 if is_identifier(name):
                     yield kind, name
+
+    def peer_accounts(self) -> list[str]:
+        """Names of every account file here or on a peer (tombstones included)."""
+        return sorted(name for name in self._sync.object_names(SYSTEM_FOLDER, ACCOUNT_FOLDER)
+                      if is_identifier(name))
 
     def _adopt(self, path: Path, newer: NewerPeer, batch: WriteBatch | None) -> bool:
         """Bring this directory's copy up to a peer's newer version; True if it moved.

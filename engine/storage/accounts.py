@@ -1,0 +1,301 @@
+"""Accounts, grants and ownership as object files (docs/STORAGE.md, "Accounts").
+
+Three kinds of stored facts decide who may do what (docs/SECURITY.md):
+
+- an account, `@tahiry/accounts/<name>.json` (kind `account`): its admin
+  flag and its password as a salted scrypt hash, never the password;
+- a grant, `<db>/grants/<account>.json` (kind `grant`): the right `read`
+  or `write` (which implies read) an account holds on a database that is
+  not its own; tombstoned with the database;
+- the owner of a database: the `owner` field of its marker
+  (`<db>/database.json`), the account that created it.
+
+They are objects like tables: written by the store (change counters,
+tombstones, certified commits, pull on write) and carried between servers
+by the replicator. This module reads them for the rights checks
+(`access`), checks a login (`verify_login`), creates the first
+administrator (`ensure_first_admin`) and gives a number that moves with
+every change of them (`rights_generation`). Writing an account or a grant
+from a statement is the executor's (engine/evaluation/accounts.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import TahiryError
+from engine.storage.group_commit import (
+    BatchFenced,
+    BatchNotWritten,
+    BatchPartlyWritten,
+    WriteOutcomeUnknown,
+)
+from engine.storage.names import validate_name
+from engine.storage.object_format import ACCOUNT_FOLDER, GRANT_FOLDER, SYSTEM_FOLDER
+from engine.storage.store import Store
+
+# scrypt's cost (RFC 7914): N=2**14, r=8, p=1 needs 16 MiB and ~40 ms per hash.
+SCRYPT_N = 2 ** 14
+SCRYPT_R = 8
+SCRYPT_P = 1
+HASH_BYTES = 32
+SALT_BYTES = 16
+# A stored cost above these is refused (a crafted file must not make a login
+# take minutes or gigabytes).
+MAX_SCRYPT_N = 2 ** 20
+MAX_SCRYPT_R = 32
+MAX_SCRYPT_P = 16
+MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD_CHARS = 1024
+# `ensure_first_admin` fenced by another server's commit tries this many times.
+CERTIFY_ATTEMPTS = 6
+# What an unknown name's login is checked against (same cost, never matches).
+_DUMMY_SALT = b"tahiry-no-such-account"
+_DUMMY_HASH = bytes(HASH_BYTES)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a session is: an account's name and whether it was an administrator at login.
+
+    The rights checks read the account again at every statement (a dropped
+    account or a revoked right takes effect at once); `admin` is what the
+    login saw, for the session's own display.
+    """
+
+    name: str
+    admin: bool
+
+
+# --------------------------------------------------------------------------
+# passwords
+
+
+def check_password(password: object) -> str:
+    """`password` if it may be an account's password, else a clear TahiryError."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+        raise TahiryError(
+            f"Fohy loatra ny tenimiafina (farafahakeliny {MIN_PASSWORD_CHARS} litera)")
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise TahiryError(f"Lava loatra ny tenimiafina (max {MAX_PASSWORD_CHARS} litera)")
+    return password
+
+
+def hash_password(password: str, salt: bytes | None = None) -> dict:
+    """The stored form of `password`: scrypt with a fresh random salt (and its cost)."""
+    salt = os.urandom(SALT_BYTES) if salt is None else salt
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return {"scheme": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
+            "salt": salt.hex(), "hash": digest.hex()}
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    data = password.encode("utf-8", "surrogatepass")
+    return hashlib.scrypt(data, salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024,
+                          dklen=HASH_BYTES)
+
+
+def password_matches(stored: object, password: str) -> bool:
+    """Whether `password` hashes to `stored` (an account's `password` field); constant time."""
+    try:
+        if not isinstance(stored, dict) or stored.get("scheme") != "scrypt":
+            raise ValueError("not a scrypt hash")
+        n, r, p = int(stored["n"]), int(stored["r"]), int(stored["p"])
+        if not (1 < n <= MAX_SCRYPT_N and n & (n - 1) == 0 and 0 < r <= MAX_SCRYPT_R
+                and 0 < p <= MAX_SCRYPT_P):
+            raise ValueError("scrypt cost out of range")
+        salt, expected = bytes.fromhex(stored["salt"]), bytes.fromhex(stored["hash"])
+    except (KeyError, TypeError, ValueError):
+        # Same work as a real check, then no.
+        hmac.compare_digest(_scrypt(password, _DUMMY_SALT, SCRYPT_N, SCRYPT_R, SCRYPT_P),
+                            _DUMMY_HASH)
+        return False
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
+
+
+def account_body(password: str, admin: bool) -> dict:
+    """An account document's fields (the password only as its hash)."""
+    return {"admin": admin, "password": hash_password(password)}
+
+
+# --------------------------------------------------------------------------
+# logins
+
+
+def verify_login(store: Store, name: str, password: str) -> Identity | None:
+    """The identity of account `name` if `password` is its password, else None.
+
+    One scrypt hash whatever happens (an unknown or invalid name is checked
+    against a dummy hash), compared in constant time: the answer's timing
+    does not tell whether the name exists. Never logs the password.
+    """
+    account = None
+    if isinstance(name, str) and isinstance(password, str):
+        try:
+            account = store.read_account(validate_name(name, "account"))
+        except TahiryError:
+            account = None
+    if not isinstance(password, str):
+        password = ""
+    if account is None:
+        password_matches(None, password)
+        return None
+    if not password_matches(account.get("password"), password):
+        return None
+    return Identity(name, bool(account.get("admin", False)))
+
+
+def ensure_first_admin(store: Store, name: str, password: str) -> bool:
+    """Create administrator `name` if no account exists yet; True if it was created.
+
+    A certified write like a statement's: the accounts the peers hold are
+    pulled first, and a commit fenced by another server's (two servers
+    starting at once) runs again, then sees that account and creates
+    nothing. A bad name or password is a TahiryError.
+    """
+    validate_name(name, "account")
+    body = account_body(check_password(password), admin=True)  # hashed outside the lock
+    fenced: BatchFenced | None = None
+    for attempt in range(CERTIFY_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0, min(0.05, 0.002 * 2 ** attempt)))
+        store.begin_batch()
+        try:
+            store.pull_newer_accounts()
+            if store.list_accounts():
+                store.abort_batch()
+                return False
+            store.write_account(name, body)
+        except BaseException:
+            store.abort_batch()
+            raise
+        try:
+            store.commit_batch()
+        except BatchFenced as refused:
+            fenced = refused
+            continue
+        except BatchNotWritten as refused:
+            raise (refused.fault or TahiryError(refused.message)) from None
+        except BatchPartlyWritten as partial:
+            raise WriteOutcomeUnknown(str(partial)) from None
+        return True
+    assert fenced is not None
+    raise TahiryError(fenced.message)
+
+
+# --------------------------------------------------------------------------
+# rights
+
+ADMIN, OWNER, WRITE, READ = "admin", "owner", "write", "read"
+# What each access allows, as a rank: read < write < owner = admin.
+RANK = {READ: 1, WRITE: 2, OWNER: 3, ADMIN: 3}
+
+
+def account_of(store: Store, identity: Identity) -> dict | None:
+    """The live account document of `identity` (None: dropped since the login)."""
+    try:
+        return store.read_account(identity.name)
+    except TahiryError:
+        return None
+
+
+def is_admin(store: Store, identity: Identity) -> bool:
+    account = account_of(store, identity)
+    return account is not None and account.get("admin") is True
+
+
+def access(store: Store, identity: Identity, database: str) -> str | None:
+    """What `identity` may do in `database`: ADMIN, OWNER, WRITE, READ or None.
+
+    Read from the files at every call (the store's cache makes it a few
+    `stat`s): a grant revoked or an account dropped counts from the next
+    statement on, whichever server or replica wrote it.
+    """
+    account = account_of(store, identity)
+    if account is None:
+        return None
+    if account.get("admin") is True:
+        return ADMIN
+    if store.database_owner(database) == identity.name:
+        return OWNER
+    grant = store.read(database, "grant", identity.name)
+    if grant is None:
+        return None
+    right = grant.get("right")
+    return right if right in (READ, WRITE) else None
+
+
+def grants_of(store: Store, database: str) -> dict[str, str]:
+    """account -> right ('read'/'write') of the live grants on `database`."""
+    found = {}
+    for account in store.list_objects(database, "grant"):
+        document = store.read(database, "grant", account)
+        if document is not None and document.get("right") in (READ, WRITE):
+            found[account] = document["right"]
+    return found
+
+
+def visible_databases(store: Store, identity: Identity) -> list[str]:
+    """The databases `identity` may see (`asehoy ny tahiry`): every one for an administrator."""
+    names = store.list_databases()
+    account = account_of(store, identity)
+    if account is None:
+        return []
+    if account.get("admin") is True:
+        return names
+    return [name for name in names if access(store, identity, name) is not None]
+
+
+def rights_generation(store: Store) -> int:
+    """A number that grows whenever an account, a grant or a database's owner changes.
+
+    The sum of the change counters of every account file, database marker
+    and grant file, tombstones included: each write of one of them raises
+    its counter (a copy installed by replication too), and tombstones keep
+    theirs, so the sum never comes back to an earlier value (unless files
+    are removed by hand). Costs a listing of the data directory and of each
+    database's grants, and a cached read per file (`stat`, or nothing when
+    the store watches its folders).
+    """
+    total = 0
+    root = store.root
+    for name in _file_stems(root / SYSTEM_FOLDER / ACCOUNT_FOLDER):
+        total += _counter(store.read_account_raw, name)
+    try:
+        with os.scandir(root) as entries:
+            databases = [entry.name for entry in entries
+                         if not entry.name.startswith(".") and entry.name != SYSTEM_FOLDER
+                         and entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        databases = []
+    for database in databases:
+        total += _counter(store.read_marker_raw, database)
+        for account in _file_stems(root / database / GRANT_FOLDER):
+            total += _counter(lambda name, db=database: store.read_raw(db, "grant", name), account)
+    return total
+
+
+def _file_stems(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return [entry.name[:-len(".json")] for entry in entries
+                    if entry.name.endswith(".json") and not entry.name.startswith(".")]
+    except OSError:
+        return []
+
+
+def _counter(read, name: str) -> int:
+    try:
+        document = read(name)
+    except TahiryError:
+        return 0   # not a valid name, or unreadable: not an object the rights use
+    if document is None:
+        return 0
+    change = document.get("change", 0)
+    return change if isinstance(change, int) else 0
