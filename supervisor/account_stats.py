@@ -8,9 +8,10 @@ password, no data):
 
 `logins` and `failures` count since the server started (counters: a
 restart begins them again from zero); `sessions` is the connections logged
-in as that account now (a gauge). A failed login naming no account is only
-counted, in `login_failures_unknown`: keyed by the name it would grow
-without bound and tell which names exist.
+in as that account now (a gauge). A failed login is counted under the name
+it gave, up to a bound (nodes/server/accounts.py: the names beyond it
+under "(other)"); a server may instead count the failures naming no
+account apart, in `login_failures_unknown`.
 
 `server_accounts` reads those keys from one `.status;` into the status row
 (anything malformed is left out, never trusted); `account_totals` sums the
@@ -56,11 +57,12 @@ def server_accounts(status: dict | None) -> dict:
     return extra
 
 
-def account_totals(rows: list[dict]) -> tuple[dict[str, AccountTotals], int] | None:
-    """Per account, the sum over the server rows; and the failures naming no account.
-    None when no server reported accounts."""
+def account_totals(rows: list[dict]) -> tuple[dict[str, AccountTotals], int | None] | None:
+    """Per account, the sum over the server rows; and the failures naming no account (None
+    when no server counts them apart). None when no server reported accounts."""
     totals: dict[str, AccountTotals] = {}
-    unknown, seen = 0, False
+    unknown: int | None = None
+    seen = False
     for row in rows:
         accounts = row.get("accounts") if row.get("kind") == "server" else None
         if not isinstance(accounts, dict):
@@ -70,7 +72,8 @@ def account_totals(rows: list[dict]) -> tuple[dict[str, AccountTotals], int] | N
             total = totals.setdefault(name, AccountTotals())
             for key in FIELDS:
                 setattr(total, key, getattr(total, key) + int(figures.get(key) or 0))
-        unknown += int(row.get("login_failures_unknown") or 0)
+        if "login_failures_unknown" in row:
+            unknown = (unknown or 0) + int(row["login_failures_unknown"] or 0)
     if not seen:
         return None
     return dict(sorted(totals.items())), unknown

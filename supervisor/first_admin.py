@@ -101,11 +101,11 @@ def admin_password_for_up(topology: Topology, environ: Mapping[str, str] | None 
 def node_environment(topology: Topology, spec: NodeSpec, base: Mapping[str, str],
                      admin_password: str | None) -> dict[str, str]:
     """`base` for one node: the administrator's name and password for a server with accounts
-    on, and neither for any other node (whatever `base` held)."""
+    on when there is a password to give (the server wants both or neither), and neither for
+    any other node (whatever `base` held)."""
     env = {key: value for key, value in base.items()
            if key not in (ADMIN_USER_ENV, ADMIN_PASSWORD_ENV)}
-    if spec.kind == "server" and topology.accounts.enabled:
+    if spec.kind == "server" and topology.accounts.enabled and admin_password:
         env[ADMIN_USER_ENV] = topology.accounts.admin
-        if admin_password:
-            env[ADMIN_PASSWORD_ENV] = admin_password
+        env[ADMIN_PASSWORD_ENV] = admin_password
     return env

@@ -50,8 +50,8 @@ def render_accounts(rows: list[dict]) -> str | None:
     text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
                      .rstrip() for line in lines)
     return (f"accounts (counted by the servers since they started; a session through a "
-            f"balancer counts on each server it reached):\n{text}\n"
-            f"failed logins naming no account: {unknown}")
+            f"balancer counts on each server it reached):\n{text}"
+            + ("" if unknown is None else f"\nfailed logins naming no account: {unknown}"))
 
 
 def _count(value: int | None) -> str:

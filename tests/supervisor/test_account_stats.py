@@ -38,6 +38,12 @@ def test_a_server_status_gives_the_row_its_counts_per_account():
     assert server_row("m1", M1_STATUS)["login_failures_unknown"] == 2
 
 
+def test_without_a_separate_count_of_unknown_names_that_line_is_left_out():
+    rows = [server_row("m2", M2_STATUS)]
+    assert account_totals(rows)[1] is None  # type: ignore[index]
+    assert render_accounts(rows).splitlines()[-1].startswith("soa ")  # type: ignore[union-attr]
+
+
 def test_accounts_off_or_an_unanswered_status_adds_nothing():
     assert server_accounts({"statements": 3}) == {}
     assert server_accounts(None) == {}
