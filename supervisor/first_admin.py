@@ -24,6 +24,10 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from engine.storage.atomic_files import is_temp_file
+from engine.storage.object_format import ACCOUNT_FOLDER, SYSTEM_FOLDER, InvalidDocument
+from engine.storage.object_state import version_of
+
 from .errors import SupervisorError
 from .topology import NodeSpec, Topology
 
@@ -49,13 +53,28 @@ def password_problem(password: str) -> str | None:
 
 
 def accounts_exist(data_dirs: Iterable[Path]) -> bool:
-    """Whether any of these data directories already holds an account (read-only look)."""
-    import engine
+    """Whether any of these data directories already holds a live account.
 
-    check = getattr(engine, "accounts_exist", None)
-    if check is None:
-        return False   # an engine without the check: ask, as for a new cluster
-    return any(check(Path(data)) for data in data_dirs)
+    A read-only look, as the replicator reads objects (engine/storage/
+    object_state.py: no symlink followed, tombstones are not accounts);
+    a file it cannot read counts as no account (then `up` asks).
+    """
+    folder = f"{SYSTEM_FOLDER}/{ACCOUNT_FOLDER}"
+    for data in data_dirs:
+        try:
+            names = sorted(os.listdir(Path(data) / folder))
+        except OSError:
+            continue
+        for name in names:
+            if not name.endswith(".json") or is_temp_file(name):
+                continue
+            try:
+                version = version_of(data, f"{folder}/{name}")
+            except (OSError, InvalidDocument):
+                continue
+            if version is not None and not version.dropped:
+                return True
+    return False
 
 
 def admin_password_for_up(topology: Topology, environ: Mapping[str, str] | None = None,

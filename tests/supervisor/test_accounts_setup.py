@@ -19,6 +19,7 @@ from supervisor.first_admin import (
     ADMIN_PASSWORD_ENV,
     ADMIN_USER_ENV,
     AdminPasswordMissing,
+    accounts_exist,
     admin_password_for_up,
     node_environment,
 )
@@ -209,3 +210,31 @@ def test_an_edit_of_the_accounts_section_is_refused_and_changes_nothing(tmp_path
                                   f"down`, then `up`), so nothing was changed")
         assert cluster.topology is kept and cluster.keepers == {}
     asyncio.run(scenario())
+
+
+# -- whether accounts exist already (then `up` needs no password)
+
+def test_accounts_exist_once_a_data_directory_holds_a_live_account(tmp_path):
+    from engine import Session, Store, ensure_first_admin, verify_login
+
+    m1, m2 = tmp_path / "data" / "m1", tmp_path / "data" / "m2"
+    m1.mkdir(parents=True)
+    m2.mkdir(parents=True)
+    path = tmp_path / "topology.yaml"
+    path.write_text(BASE + "accounts: {admin: rakoto}\n")
+    topology = parse_topology(path.read_text(), path, {})
+    with pytest.raises(AdminPasswordMissing):
+        admin_password_for_up(topology, {}, interactive=False)
+    store = Store(m2, durable=False)
+    assert ensure_first_admin(store, "rakoto", PASSWORD)
+    assert accounts_exist([m1, m2]) and not accounts_exist([m1])
+    # No password, no terminal: `up` goes on, and the servers are given none.
+    assert admin_password_for_up(topology, {}, interactive=False, prompt=never_asked) is None
+    # A dropped account is a tombstone, not an account.
+    admin = verify_login(store, "rakoto", PASSWORD)
+    session = Session(store, identity=admin)
+    assert all(o.ok for o in session.execute('manamboara mpampiasa rabe tenimiafina "x1234567y";'
+                                             'ravao ny mpampiasa rabe;'))
+    (m2 / "@tahiry" / "accounts" / "rakoto.json").unlink()
+    assert (m2 / "@tahiry" / "accounts" / "rabe.json").exists()
+    assert not accounts_exist([m1, m2])
