@@ -17,8 +17,10 @@ account if no account exists yet (the engine's `ensure_first_admin`) and
 takes both out of the environment.
 
 `.status;` carries `accounts`: per account name, the logins, the refused
-logins and the sessions open now (counts only; bounded: names beyond
-`MAX_COUNTED_NAMES` with refusals only are counted under "(other)").
+logins and the sessions open now (counts only); refused logins naming no
+account are counted apart (`login_failures_unknown`), never by name (the
+table would grow with every name tried, and `.status;` is answered before
+a login).
 """
 
 from __future__ import annotations
@@ -58,13 +60,23 @@ class AccountsEngine:
     verify_login: Callable[[Any, str, str], Any]        # (store, name, password) -> Identity | None
     ensure_first_admin: Callable[[Any, str, str], bool]
     rights_generation: Callable[[Any], int]
+    account_exists: Callable[[Any, str], bool] = lambda store, name: False
 
     @classmethod
     def from_engine(cls) -> AccountsEngine:
-        import engine
+        from engine import ensure_first_admin, rights_generation, verify_login
 
-        api: Any = engine   # loaded on first use (engine/__init__.py)
-        return cls(api.verify_login, api.ensure_first_admin, api.rights_generation)
+        return cls(verify_login, ensure_first_admin, rights_generation, _account_exists)
+
+
+def _account_exists(store: Any, name: str) -> bool:
+    """Whether `name` is a live account (for the counts of refused logins only)."""
+    from engine import TahiryError
+
+    try:
+        return store.read_account(name) is not None
+    except (TahiryError, ValueError):
+        return False
 
 
 @dataclass
@@ -84,6 +96,7 @@ class ServerAccounts:
     api: AccountsEngine | None = None    # the engine's, looked up at first use when None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger(__name__))
     counts: dict[str, AccountCounts] = field(default_factory=dict)
+    failures_unknown: int = 0    # refused logins naming no account
     _pool: ThreadPoolExecutor | None = None
 
     def refusal(self, session: Any, request: Request) -> bytes | None:
@@ -105,11 +118,13 @@ class ServerAccounts:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(LOGIN_THREADS, thread_name_prefix="login")
         loop = asyncio.get_running_loop()
-        identity = await loop.run_in_executor(self._pool, self._api().verify_login, self.store,
-                                              name, password)
+        identity, exists = await loop.run_in_executor(self._pool, self._verify, name, password)
         del password
         if identity is None:
-            self._count(name).failures += 1
+            if exists:
+                self._count(name).failures += 1
+            else:
+                self.failures_unknown += 1
             return encode_message(LOGIN_REFUSED)
         previous = getattr(session, "identity", None)
         if previous is not None:
@@ -120,6 +135,12 @@ class ServerAccounts:
         counts.sessions += 1
         self.logger.info("login as %s%s", identity.name, " (administrator)" if identity.admin else "")
         return encode_message(LOGIN_OK.format(name=identity.name))
+
+    def _verify(self, name: str, password: str) -> tuple[Any, bool]:
+        """(identity or None, whether the name is an account): on a login thread."""
+        api = self._api()
+        identity = api.verify_login(self.store, name, password)
+        return identity, identity is not None or api.account_exists(self.store, name)
 
     def closed(self, session: Any) -> None:
         """A connection ended: its account has one session less."""
@@ -141,12 +162,13 @@ class ServerAccounts:
         counts = self.counts.get(name)
         if counts is None:
             if len(self.counts) >= MAX_COUNTED_NAMES:
-                name = OTHER_NAMES   # unknown names tried in bulk must not grow this
+                name = OTHER_NAMES   # bounded, whatever happens
             counts = self.counts.setdefault(name, AccountCounts())
         return counts
 
     def status(self) -> dict:
         return {"accounts_required": self.required,
+                "login_failures_unknown": self.failures_unknown,
                 "accounts": {name: {"logins": c.logins, "failures": c.failures,
                                     "sessions": c.sessions}
                              for name, c in sorted(self.counts.items())}}
