@@ -4,14 +4,16 @@ A server started with `--accounts` adds to its `.status;` (counts only: no
 password, no data):
 
     "accounts": {"<name>": {"logins": int, "failures": int, "sessions": int}, ...}
+    "login_failures_unknown": int
 
 `logins` and `failures` count since the server started (counters: a
 restart begins them again from zero); `sessions` is the connections logged
-in as that account now (a gauge). A failed login is counted under the name
-it gave, up to a bound (nodes/server/accounts.py: the names beyond it
-under "(other)").
+in as that account now (a gauge). A failed login naming an account counts
+under it; one naming no account is only counted, in
+`login_failures_unknown`: keyed by the name, the table would grow with
+every name tried and tell which names exist (nodes/server/accounts.py).
 
-`server_accounts` reads that key from one `.status;` into the status row
+`server_accounts` reads those keys from one `.status;` into the status row
 (anything malformed is left out, never trusted); `account_totals` sums the
 rows of every server for the `status` command. A session through a
 balancer logs in on each server it reaches, so it counts on each of them.
@@ -38,8 +40,8 @@ def _count(value: object) -> int | None:
 
 
 def server_accounts(status: dict | None) -> dict:
-    """The row's `accounts` from a server's `.status;` (empty when it has none: accounts
-    off, or an older server)."""
+    """The row's `accounts` and `login_failures_unknown` from a server's `.status;` (empty when
+    it has none: accounts off, or an older server)."""
     raw = (status or {}).get("accounts")
     if not isinstance(raw, dict):
         return {}
@@ -48,12 +50,18 @@ def server_accounts(status: dict | None) -> dict:
         if not isinstance(name, str) or not isinstance(figures, dict):
             continue
         accounts[name] = {key: _count(figures.get(key)) or 0 for key in FIELDS}
-    return {"accounts": dict(sorted(accounts.items()))}
+    extra: dict = {"accounts": dict(sorted(accounts.items()))}
+    unknown = _count((status or {}).get("login_failures_unknown"))
+    if unknown is not None:
+        extra["login_failures_unknown"] = unknown
+    return extra
 
 
-def account_totals(rows: list[dict]) -> dict[str, AccountTotals] | None:
-    """Per account, the sum over the server rows; None when no server reported accounts."""
+def account_totals(rows: list[dict]) -> tuple[dict[str, AccountTotals], int | None] | None:
+    """Per account, the sum over the server rows; and the failures naming no account (None
+    when no server counts them apart). None when no server reported accounts."""
     totals: dict[str, AccountTotals] = {}
+    unknown: int | None = None
     seen = False
     for row in rows:
         accounts = row.get("accounts") if row.get("kind") == "server" else None
@@ -64,4 +72,8 @@ def account_totals(rows: list[dict]) -> dict[str, AccountTotals] | None:
             total = totals.setdefault(name, AccountTotals())
             for key in FIELDS:
                 setattr(total, key, getattr(total, key) + int(figures.get(key) or 0))
-    return dict(sorted(totals.items())) if seen else None
+        if "login_failures_unknown" in row:
+            unknown = (unknown or 0) + int(row["login_failures_unknown"] or 0)
+    if not seen:
+        return None
+    return dict(sorted(totals.items())), unknown

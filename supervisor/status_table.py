@@ -40,16 +40,18 @@ ACCOUNT_COLUMNS = ("ACCOUNT", "SESSIONS", "LOGINS", "FAILURES")
 
 def render_accounts(rows: list[dict]) -> str | None:
     """Per account (counts only), summed over the servers; None when no server counts accounts."""
-    totals = account_totals(rows)
-    if totals is None:
+    figures = account_totals(rows)
+    if figures is None:
         return None
+    totals, unknown = figures
     lines = [ACCOUNT_COLUMNS] + [(name, str(t.sessions), str(t.logins), str(t.failures))
                                  for name, t in totals.items()]
     widths = [max(len(line[i]) for line in lines) for i in range(len(ACCOUNT_COLUMNS))]
     text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
                      .rstrip() for line in lines)
     return (f"accounts (counted by the servers since they started; a session through a "
-            f"balancer counts on each server it reached):\n{text}")
+            f"balancer counts on each server it reached):\n{text}"
+            + ("" if unknown is None else f"\nfailed logins naming no account: {unknown}"))
 
 
 def _count(value: int | None) -> str:

@@ -301,7 +301,7 @@ def replication_families(view: ClusterView) -> Iterator[Metric]:
 
 def account_families(view: ClusterView) -> Iterator[Metric]:
     """Accounts on: per server and account, logins, failed logins and open sessions (counts
-    only: supervisor/account_stats.py)."""
+    only: supervisor/account_stats.py); failed logins naming no account, per server."""
     labels = ["node", "account"]
     logins = CounterMetricFamily("tahiry_account_logins", "Successful logins, per server and "
                                  "account, since the server started.", labels=labels)
@@ -310,6 +310,8 @@ def account_families(view: ClusterView) -> Iterator[Metric]:
                                    labels=labels)
     sessions = GaugeMetricFamily("tahiry_account_sessions", "Connections logged in as the "
                                  "account now, per server.", labels=labels)
+    unknown = CounterMetricFamily("tahiry_account_login_failures_unknown", "Failed logins "
+                                  "naming no account, per server.", labels=["node"])
     for row in view.rows:
         accounts = row.get("accounts") if row["kind"] == "server" else None
         if not isinstance(accounts, dict):
@@ -319,4 +321,6 @@ def account_families(view: ClusterView) -> Iterator[Metric]:
             logins.add_metric([node_id, name], float(figures.get("logins") or 0))
             failures.add_metric([node_id, name], float(figures.get("failures") or 0))
             sessions.add_metric([node_id, name], float(figures.get("sessions") or 0))
-    yield from (logins, failures, sessions)
+        if "login_failures_unknown" in row:
+            unknown.add_metric([node_id], float(row["login_failures_unknown"]))
+    yield from (logins, failures, sessions, unknown)

@@ -18,7 +18,7 @@ from tests.conftest import free_port
 from tests.integration.supervisorkit import cluster_yaml
 from tests.supervisor.test_cluster_status import stand_in_node
 
-M1_STATUS = {"statements": 4,
+M1_STATUS = {"statements": 4, "login_failures_unknown": 2,
              "accounts": {"rabe": {"logins": 3, "failures": 1, "sessions": 1},
                           "mpampianatra": {"logins": 1, "failures": 0, "sessions": 0}}}
 M2_STATUS = {"accounts": {"rabe": {"logins": 2, "failures": 0, "sessions": 1},
@@ -35,6 +35,13 @@ def test_a_server_status_gives_the_row_its_counts_per_account():
     assert server_row("m1", M1_STATUS)["accounts"] == {
         "mpampianatra": {"logins": 1, "failures": 0, "sessions": 0},
         "rabe": {"logins": 3, "failures": 1, "sessions": 1}}
+    assert server_row("m1", M1_STATUS)["login_failures_unknown"] == 2
+
+
+def test_without_a_separate_count_of_unknown_names_that_line_is_left_out():
+    rows = [server_row("m2", M2_STATUS)]
+    assert account_totals(rows)[1] is None  # type: ignore[index]
+    assert render_accounts(rows).splitlines()[-1].startswith("soa ")  # type: ignore[union-attr]
 
 
 def test_accounts_off_or_an_unanswered_status_adds_nothing():
@@ -45,7 +52,8 @@ def test_accounts_off_or_an_unanswered_status_adds_nothing():
 
 def test_malformed_figures_are_left_out_not_trusted():
     status = {"accounts": {"rabe": {"logins": -3, "failures": "many", "sessions": True},
-                           "soa": ["not", "a", "mapping"], "7": {"logins": 1}}}
+                           "soa": ["not", "a", "mapping"], "7": {"logins": 1}},
+              "login_failures_unknown": "x"}
     assert server_accounts(status) == {"accounts": {
         "7": {"logins": 1, "failures": 0, "sessions": 0},
         "rabe": {"logins": 0, "failures": 0, "sessions": 0}}}
@@ -55,16 +63,18 @@ def test_malformed_figures_are_left_out_not_trusted():
 def test_the_status_command_sums_the_servers_per_account():
     rows = [server_row("m1", M1_STATUS), server_row("m2", M2_STATUS),
             {"node": "lb", "kind": "balancer", "accounts": {"ignored": {"logins": 9}}}]
-    totals = account_totals(rows) or {}
+    totals, unknown = account_totals(rows) or ({}, -1)
     assert {name: (t.sessions, t.logins, t.failures) for name, t in totals.items()} == {
         "mpampianatra": (0, 1, 0), "rabe": (2, 5, 1), "soa": (0, 1, 4)}
+    assert unknown == 2
     assert render_accounts(rows) == (
         "accounts (counted by the servers since they started; a session through a balancer "
         "counts on each server it reached):\n"
         "ACCOUNT       SESSIONS  LOGINS  FAILURES\n"
         "mpampianatra  0         1       0\n"
         "rabe          2         5       1\n"
-        "soa           0         1       4")
+        "soa           0         1       4\n"
+        "failed logins naming no account: 2")
 
 
 def test_the_metrics_have_one_series_per_server_and_account():
@@ -83,6 +93,10 @@ def test_the_metrics_have_one_series_per_server_and_account():
                 for s in families["tahiry_account_login_failures"].samples
                 if s.name.endswith("_total")}
     assert failures[("m2", "soa")] == 4.0
+    unknown = [(s.labels["node"], s.value)
+               for s in families["tahiry_account_login_failures_unknown"].samples
+               if s.name.endswith("_total")]
+    assert unknown == [("m1", 2.0)]
     text = exposition(ClusterCollector(lambda: view)).decode()
     assert "password" not in text.lower()
 
@@ -103,3 +117,4 @@ def test_the_cluster_status_row_of_a_server_carries_its_accounts(tmp_path):
             node.close()
     row = asyncio.run(scenario())
     assert row["accounts"]["rabe"] == {"logins": 3, "failures": 1, "sessions": 1}
+    assert row["login_failures_unknown"] == 2
