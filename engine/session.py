@@ -30,6 +30,7 @@ from engine.evaluation.equality_lookup import MIN_INDEXED_ROWS
 from engine.evaluation.executor import Executor, Limits
 from engine.evaluation.outcome import Outcome
 from engine.evaluation.query import QueryPlan, plan_query
+from engine.evaluation.rights import may_read
 from engine.language import ast
 from engine.language.lexer import describe_char
 from engine.language.parser import StatementParser, syntax_error
@@ -227,6 +228,8 @@ class Session:
             name = shape.plans[_SOURCE] = _planned_source(shape.probe)
         if name is None:
             return None
+        if self.identity is not None and not may_read(self.store, self.identity, database):
+            return None   # the executor's way refuses it, naming the right
         try:
             if not self.store.database_exists(database):
                 return None
