@@ -27,6 +27,11 @@ decides, statement by statement, which backends of the `BackendPool`
   (nodes/balancer/session.py), after a failover too; a refusal closes the
   client's connection. The balancer itself never logs in as anyone (its
   probes send `.ping;` and `.status;` only);
+- account statements (`manamboara mpampiasa`, `omeo`, `esory`, `ovay ny
+  tenimiafina`, `ravao ny mpampiasa`) all go to one owner (rendezvous
+  hashing of `ACCOUNTS_OWNER` over ONLINE writable backends, the next one
+  if it cannot be reached before anything was sent): one server writes
+  them in order, and replication carries them to the others;
 - `.rights;` is asked of every ONLINE backend on the session's connections
   and answered with their generations merged (the proxy cache validates
   its hits with it: a revoke on any server changes the answer at once);
@@ -125,6 +130,8 @@ MAX_DATABASE_POLL_S = 0.025
 NO_BACKEND_TO_WRITE = "Tsy misy mpizara afaka manoratra ankehitriny"
 # Statements one client connection may have in flight through the balancer.
 PIPELINE_WINDOW = 64
+# What account statements are routed by (rank_owners): all of them to one owner.
+ACCOUNTS_OWNER = ("@tahiry", "accounts")
 
 
 INTERNAL_ERROR = "Nisy olana tao anatin'ny load balancer; tsy vita ny baiko"
@@ -170,6 +177,7 @@ class BalancerCounters:
     logins: int = 0                    # `.login` accepted by a backend
     refused_logins: int = 0            # refused by it (or on a backend the session opened later)
     rights_checks: int = 0             # `.rights;` asked of every backend
+    account_statements: int = 0        # accounts and grants, on their one owner
 
 
 class CountingPool(BackendPool):
@@ -352,6 +360,23 @@ class Balancer:
             return response.raw
         return no_backend_error(NO_BACKEND_TO_ANSWER, reasons)
 
+    async def _account_statement(self, session: ClientSession, payload: bytes) -> bytes:
+        """An account or grant statement, on the accounts' one owner (the next if unreachable)."""
+        self.counters.account_statements += 1
+        reasons: list[str] = []
+        for backend_id in rank_owners(*ACCOUNTS_OWNER, self.pool.candidates(writable_only=True)):
+            try:
+                response = await self._forward(session, self.pool[backend_id], payload,
+                                               select_database=False)
+            except BackendUnavailable as error:
+                if error.sent:
+                    self.counters.unknown_writes += 1
+                    return self._unknown_write(backend_id, error)
+                reasons.append(str(error))
+                continue
+            return response.raw
+        return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
+
     async def _rights(self, session: ClientSession) -> bytes:
         """`.rights;`: every ONLINE backend's rights generation, merged (one that fails is left out)."""
         self.counters.rights_checks += 1
@@ -494,6 +519,8 @@ class Balancer:
             await turn.wait()
         if kind is None:  # comments only: let a server answer as it does
             return await self._read(session, payload, {})
+        if kind.kind == "account":
+            return await self._account_statement(session, payload)
         if kind.kind in ("use", "database"):
             # The classifier names the database of every `use` / database statement.
             assert kind.database is not None
