@@ -35,7 +35,6 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
 
@@ -136,10 +135,8 @@ def connect_as(topology: Topology, user: str, password: str):
 
     node = entry_node(topology)
     tls = topology.tls
-    # The login and the topology's secret (docs/CLIENT.md, `connect`).
-    login: dict[str, Any] = {"user": user, "password": password, "secret": topology.secret}
-    return connect(node.host, node.port, timeout=30.0, **login,
-                   tls_ca=str(tls.ca) if tls.ca else None,
+    return connect(node.host, node.port, timeout=30.0, user=user, password=password,
+                   secret=topology.secret, tls_ca=str(tls.ca) if tls.ca else None,
                    tls_cert=str(tls.cert) if tls.cert else None,
                    tls_key=str(tls.key) if tls.key else None)
 
