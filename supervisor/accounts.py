@@ -130,15 +130,19 @@ def entry_node(topology: Topology) -> NodeSpec:
 
 
 def connect_as(topology: Topology, user: str, password: str):
-    """A DB-API connection logged in as `user` (raises the driver's OperationalError)."""
-    from nodes.client.driver import connect  # only this command needs the client
+    """A DB-API connection logged in as `user` (AccountsCommandError if it cannot be had)."""
+    from nodes.client.driver import OperationalError, connect  # only this command needs it
 
     node = entry_node(topology)
     tls = topology.tls
-    return connect(node.host, node.port, timeout=30.0, user=user, password=password,
-                   secret=topology.secret, tls_ca=str(tls.ca) if tls.ca else None,
-                   tls_cert=str(tls.cert) if tls.cert else None,
-                   tls_key=str(tls.key) if tls.key else None)
+    try:
+        return connect(node.host, node.port, timeout=30.0, user=user, password=password,
+                       secret=topology.secret, tls_ca=str(tls.ca) if tls.ca else None,
+                       tls_cert=str(tls.cert) if tls.cert else None,
+                       tls_key=str(tls.key) if tls.key else None)
+    except OperationalError as error:   # unreachable, or the login refused
+        raise AccountsCommandError(f"cannot log in as {user} on {node.id} ({node.address}): "
+                                   f"{error}") from None
 
 
 def existing_accounts(connection) -> set[str]:

@@ -201,7 +201,9 @@ def cmd_check(topology: Topology, args) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_INVALID
-    print(f"{topology.path.name}: valid ({len(topology.nodes)} nodes)")
+    accounts = f"; accounts on, administrator {topology.accounts.admin}" \
+        if topology.accounts.enabled else ""
+    print(f"{topology.path.name}: valid ({len(topology.nodes)} nodes{accounts})")
     return EXIT_OK
 
 
@@ -321,13 +323,16 @@ def connect_line(topology: Topology) -> str:
     """Where a user connects: the client command and the entry node's address.
 
     The entry is the first proxy cache (what the client reaches by default),
-    else the first balancer, else the first server.
+    else the first balancer, else the first server. With accounts on, it
+    logs in as the administrator (the students use their own names).
     """
     entry = _entry_node(topology)
     if entry is None:
         return "no node to connect to"
     flags = "".join([f" --host {entry.host}" if entry.host != CLIENT_DEFAULT_HOST else "",
-                     f" --port {entry.port}" if entry.port != CLIENT_DEFAULT_PORT else ""])
+                     f" --port {entry.port}" if entry.port != CLIENT_DEFAULT_PORT else "",
+                     # accounts on: a login is needed (the password is asked, never an argument)
+                     f" --user {topology.accounts.admin}" if topology.accounts.enabled else ""])
     named = {"proxycache": "proxy cache", "balancer": "balancer"}.get(entry.kind, entry.kind)
     return (f"connect with: ./tahiry client{flags}   ({named} {entry.id} at {entry.address}; "
             f"python -m nodes.client{flags})")

@@ -238,3 +238,16 @@ def test_the_command_line_parses_both_actions():
         ("accounts", "create-class", "n.csv", "p.csv", None)
     parsed = build_parser().parse_args(["accounts", "t.yaml", "reset", "rabe", "--user", "x"])
     assert (parsed.action, parsed.name, parsed.user) == ("reset", "rabe", "x")
+
+
+def test_a_node_that_does_not_answer_is_named_and_nothing_is_changed(tmp_path, capsys):
+    from tests.conftest import free_port
+    port = free_port()   # nothing listens there
+    path = tmp_path / "topology.yaml"
+    path.write_text(TOPOLOGY.replace("port: 4949", f"port: {port}") + "accounts: true\n")
+    code = cmd_accounts(parse_topology(path.read_text(), path, {}), args("reset", name="rabe"),
+                        environ={ADMIN_PASSWORD_ENV: ADMIN_PW})
+    error = capsys.readouterr().err
+    assert code == 1
+    assert error.startswith(f"cannot log in as mpampianatra on lb (127.0.0.1:{port}): ")
+    assert error.rstrip().endswith("; nothing was changed.") and ADMIN_PW not in error

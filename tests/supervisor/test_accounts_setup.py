@@ -238,3 +238,10 @@ def test_accounts_exist_once_a_data_directory_holds_a_live_account(tmp_path):
     (m2 / "@tahiry" / "accounts" / "rakoto.json").unlink()
     assert (m2 / "@tahiry" / "accounts" / "rabe.json").exists()
     assert not accounts_exist([m1, m2])
+
+
+def test_up_and_check_say_how_to_log_in():
+    from supervisor.cli import connect_line
+    assert "--user" not in connect_line(parse())
+    line = connect_line(parse("accounts: {admin: rakoto}\n"))
+    assert line.startswith("connect with: ./tahiry client --port 4951 --user rakoto   (")
