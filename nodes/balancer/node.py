@@ -100,12 +100,14 @@ from nodes.protocol import (
     Request,
     Response,
     add_auth_arguments,
+    add_login_arguments,
     decode_rights,
     decode_versions,
     encode_error,
     encode_message,
     encode_rights,
     node_auth_guard,
+    node_login_gate,
     statement_bytes,
     versions_request,
 )
@@ -1023,6 +1025,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
                         help="close client connections idle for this many seconds (0: never)")
     add_auth_arguments(parser)
+    add_login_arguments(parser)
     return parser
 
 
@@ -1069,6 +1072,7 @@ def main(argv: list[str] | None = None) -> int:
     balancer = Balancer(args.id, pool, timeouts, logger, auth=auth,
                         idle_timeout=args.idle_timeout or None,
                         freshness_bound_s=max(0.0, args.freshness_wait_ms) / 1000)
+    balancer.connection_stats.login = node_login_gate(args, logger)
     try:
         run_node(serve(balancer, prober, args.host, args.port, logger, args.port_file,
                        connection_limits(args), tls.server), logger)

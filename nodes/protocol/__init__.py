@@ -28,6 +28,7 @@ from nodes.protocol.login import (
     LOGIN_REFUSED,
     LOGIN_REQUIRED,
     LoginGate,
+    add_login_arguments,
     decode_rights,
     encode_rights,
     is_login_refusal,
@@ -35,6 +36,7 @@ from nodes.protocol.login import (
     login_name,
     login_problem,
     login_request,
+    node_login_gate,
     password_literal,
     redact_login,
 )
@@ -86,7 +88,8 @@ __all__ = [
     "node_auth_guard", "secret_from_environment",
     # login: accounts
     "ALLOWED_BEFORE_LOGIN", "LOGIN_BUSY", "LOGIN_LOCKED", "LOGIN_MALFORMED", "LOGIN_NOT_NEEDED",
-    "LOGIN_OK", "LOGIN_REFUSED", "LOGIN_REQUIRED", "LoginGate", "decode_rights", "encode_rights",
+    "LOGIN_OK", "LOGIN_REFUSED", "LOGIN_REQUIRED", "LoginGate", "add_login_arguments",
+    "node_login_gate", "decode_rights", "encode_rights",
     "is_login_refusal", "login_arguments", "login_name", "login_problem", "login_request",
     "password_literal", "redact_login",
 ]

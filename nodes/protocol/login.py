@@ -23,6 +23,7 @@ ONLINE backend's into one. The proxy cache validates its hits with it.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
 import time
@@ -31,9 +32,13 @@ from dataclasses import dataclass, field
 import orjson
 
 from engine.errors import ERROR_PREFIX
-from nodes.protocol.auth import AuthLimiter, is_loopback, peer_address
+from nodes.protocol.auth import AuthLimiter, AuthRates, is_loopback, peer_address
 from nodes.protocol.wire import ADMIN_LOGIN, LOGIN_WORD, Request, encode_message
 
+# Wrong logins node-wide faster than this start the throttle (a login costs a
+# scrypt, so the secret's 20/s could never be reached): typos of a whole
+# class stay far below it, a guesser does not.
+DEFAULT_LOGIN_FAILURES_PER_S = 5.0
 MAX_NAME_CHARS = 64
 MAX_PASSWORD_CHARS = 1024
 # An account name as the language spells one (a word).
@@ -149,7 +154,8 @@ class LoginGate:
     """
 
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger(__name__))
-    limiter: AuthLimiter = field(default_factory=AuthLimiter)
+    limiter: AuthLimiter = field(default_factory=lambda: AuthLimiter(
+        AuthRates(global_failures_per_s=DEFAULT_LOGIN_FAILURES_PER_S)))
     failures: int = 0
     _last_log: float = 0.0
     _unlogged: int = 0
@@ -185,6 +191,21 @@ class LoginGate:
         return {"login_failures": self.failures, "login_lockouts": limits["auth_lockouts"],
                 "login_locked_addresses": limits["auth_locked_addresses"],
                 "login_throttled": limits["auth_throttled"]}
+
+
+def add_login_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--login-failures-per-s", type=float, default=DEFAULT_LOGIN_FAILURES_PER_S,
+        help="wrong logins node-wide faster than this make every login wait its turn at this "
+             "rate for a while (an address off loopback is also locked out after 10 wrong "
+             "logins in a minute; docs/SECURITY.md)")
+
+
+def node_login_gate(args: argparse.Namespace, logger: logging.Logger) -> LoginGate:
+    rate = getattr(args, "login_failures_per_s", DEFAULT_LOGIN_FAILURES_PER_S)
+    if not rate > 0:
+        raise SystemExit(f"{args.id}: --login-failures-per-s must be positive")
+    return LoginGate(logger, AuthLimiter(AuthRates(global_failures_per_s=rate)))
 
 
 # --------------------------------------------------------------------------

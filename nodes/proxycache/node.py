@@ -76,10 +76,12 @@ from nodes.protocol import (
     Request,
     Response,
     add_auth_arguments,
+    add_login_arguments,
     decode_rights,
     encode_error,
     login_arguments,
     node_auth_guard,
+    node_login_gate,
     statement_bytes,
 )
 from nodes.proxycache.cache import ResponseCache
@@ -626,6 +628,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream-patience", type=float, default=3.0,
                         help="seconds a statement not yet sent waits for the upstream to come back")
     add_auth_arguments(parser)
+    add_login_arguments(parser)
     args = parser.parse_args(argv)
     try:
         upstream = parse_address(args.upstream)
@@ -644,6 +647,7 @@ def main(argv: list[str] | None = None) -> None:
                        idle_timeout=args.idle_timeout or None,
                        max_request_bytes=args.max_request_bytes, auth=auth,
                        upstream_patience=args.upstream_patience, upstream_tls=tls.client)
+    proxy.stats.login = node_login_gate(args, logger)
     logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, ttl_ms, max_entries)
     run_node(run_server(proxy.open_client, args.host, args.port, logger, proxy.stats,
                         max_request_bytes=args.max_request_bytes, auth=auth,

@@ -89,9 +89,11 @@ from nodes.protocol import (
     AuthGuard,
     Request,
     add_auth_arguments,
+    add_login_arguments,
     encode_error,
     encode_message,
     node_auth_guard,
+    node_login_gate,
     versions_arguments,
 )
 from nodes.runtime.admission import connection_limits
@@ -589,6 +591,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="rows per RELATION_JSON_PAGE")
     parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
     add_auth_arguments(parser)
+    add_login_arguments(parser)
     parser.add_argument("--accounts", action="store_true",
                         help="require `.login <name> <password>;` on every connection before "
                              "anything but .auth/.ping/.status (docs/SECURITY.md, \"Accounts\"); "
@@ -653,6 +656,7 @@ def main(argv: list[str] | None = None) -> None:
                             max_connections=args.max_connections, page_rows=args.page_rows,
                             max_request_bytes=args.max_request_bytes, inline=args.inline,
                             auth=auth, accounts=accounts)
+    server.stats.login = node_login_gate(args, logger)
     logger.info("data directory %s", Path(data).resolve())
     # Start-up objects (modules, parser tables) never die: keep the cyclic
     # collector from rescanning them on every full collection.
