@@ -20,7 +20,10 @@ session logged in over the wire (`.login NAME "PASSWORD";`):
   server is killed;
 - no password is in any file under the cluster's folder, in any log, on
   any command line, nor in the environment of a balancer or proxy;
-- the accounts survive `down` and `up` (no password needed the second time).
+- an edit of `accounts:` while the cluster runs is refused and changes nothing;
+- the accounts survive `down` and `up` (no password needed the second time);
+- and, on a cluster of its own, `up` in a terminal asks for the first
+  password (twice, not echoed) when no environment variable gives it.
 
 The tests run in this order on the one cluster (each builds on the one before).
 """
@@ -354,6 +357,21 @@ def test_no_password_is_in_any_file_of_the_cluster_or_its_logs(school):
     assert checked > 10 and {p.name for p in logs} >= {"supervisor.log", "m1.log", "proxy.log"}
 
 
+def test_an_edit_of_accounts_while_running_is_refused_and_changes_nothing(school):
+    cluster = school.cluster
+    text = cluster.topology.read_text()
+    cluster.topology.write_text(text.replace(f"accounts: {{admin: {ADMIN}}}", "accounts: false"))
+    try:
+        result = cluster.cli("reload", str(cluster.topology))
+        assert result.returncode == 1
+        assert "accounts: the edit turns accounts off; that is applied only by a new start" \
+            in result.stderr
+    finally:
+        cluster.topology.write_text(text)
+    with WireClient(school.port()) as anonymous:   # still closed to who has not logged in
+        assert not anonymous.one("asehoy ny tahiry;").ok
+
+
 def test_accounts_survive_down_and_up_and_no_password_is_needed_again(school):
     cluster = school.cluster
     assert cluster.cli("down", str(cluster.topology)).returncode == 0
@@ -368,4 +386,30 @@ def test_accounts_survive_down_and_up_and_no_password_is_needed_again(school):
     with school.login("soa") as soa:   # the revoke survived too
         assert refused(soa.one("ampiasao rabe_db;"), READ_RIGHT)
     with school.login(ADMIN) as teacher:
+        assert teacher.one("asehoy ny tahiry;").ok
+
+
+def test_up_in_a_terminal_asks_for_the_first_password_twice(cluster):
+    """A new cluster, no TAHIRY_ADMIN_PASSWORD: `up` asks (not echoed), and that account works."""
+    import pexpect
+
+    cluster.write(text=cluster_yaml(cluster.ports) + "accounts: true\n")
+    env = {key: value for key, value in os.environ.items() if key != ADMIN_PASSWORD_ENV}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    child = pexpect.spawn(sys.executable, ["-m", "supervisor", "up", "-d", str(cluster.topology)],
+                          cwd=str(cluster.workdir), env=env, encoding="utf-8", timeout=60)
+    try:
+        child.expect("password of the administrator mpampianatra")
+        child.sendline(ADMIN_PW)
+        child.expect("the same password again: ")
+        child.sendline(ADMIN_PW)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        cluster.remember_pids()
+    assert child.exitstatus == 0, child.before
+    assert ADMIN_PW not in (child.before or "")   # not echoed
+    assert "--user mpampianatra" in (child.before or "")
+    with WireClient(cluster.ports["proxy"]) as teacher:
+        assert teacher.one(f'.login {ADMIN} "{ADMIN_PW}";').ok
         assert teacher.one("asehoy ny tahiry;").ok
