@@ -40,7 +40,7 @@ trip finds that answer unchanged: a grant revoked through any path (the
 teacher on the balancer, another proxy) changes it, and the hit is then
 dropped, with every entry made under the old rights, and read again
 upstream, where the server checks the rights itself. That round trip is
-what an account's hit costs (bench/proxy_bench.py --accounts); a
+what an account's hit costs (bench/accounts_bench.py); a
 connection that never logged in (accounts off) keeps the plain hit.
 
 Pipelining: a client may send statements ahead (a `-f` script, `executemany`);

@@ -41,6 +41,14 @@ last answer is done. Framing errors, the shared-secret handshake
 node. An unfinished statement at EOF is not run: a client that died
 mid-statement must not have half a statement executed.
 
+Logins (nodes/protocol/login.py): a `.login` is handed to the node only
+once every earlier answer is sent, and nothing after it is handed over
+until it is answered, so what a client pipelines behind it runs as that
+account. Its attempts pass the node's `LoginGate` first (locked-out
+addresses, the node-wide throttle); a refusal (wrong name or password) is
+counted against the client's address, logged with the name (never the
+password), answered after a short delay, and closes the connection.
+
 Admission (nodes/runtime/admission.py): the caps per peer address and on
 unauthenticated connections are applied here, for every node. On a node
 that requires the secret, a connection is handed to the node (`open_client`,
