@@ -31,6 +31,10 @@ PASSWORD_WORD = "tenimiafina"
 ADMIN_WORD = "mpitantana"
 RIGHT_WORD = "zo"
 OPENERS = {"omeo": "give", "esory": "take", "ovay": "password"}
+# The words of these statements (none reserved): never taken for a misspelling
+# of a keyword in a hint (engine/language/hints.py).
+ACCOUNT_WORDS = frozenset({ACCOUNT_WORD, PASSWORD_WORD, ADMIN_WORD, RIGHT_WORD, *OPENERS,
+                           *RIGHT_WORDS})
 # `manamboara`, `ravao ny`, `asehoy ny`, then `mpampiasa`.
 KEYWORD_OPENERS = frozenset({"MANAMBOARA", "RAVAO", "ASEHOY"})
 
