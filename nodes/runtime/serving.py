@@ -316,6 +316,7 @@ class ClientConnection(asyncio.Protocol):
         self._window = 1
         self._reading = True
         self._write_paused = False
+        self._resume_due = False       # a `_resumed` callback is scheduled
         self._eof = False
         self._lost = False
         self._closing = False   # no more requests: close once the answers due are sent
@@ -474,7 +475,21 @@ class ClientConnection(asyncio.Protocol):
         self._write_paused = True
 
     def resume_writing(self) -> None:
+        # Not written from here: uvloop (0.22) may call this from inside its
+        # pass over queued writes, and a write made then can be left in the
+        # transport's buffer with no pass to come: the last bytes of a big
+        # answer then never leave (seen as a client waiting forever for an
+        # answer's end; tests/nodes/test_serving_resume.py). From a callback
+        # of its own, a write is queued like any other.
         self._write_paused = False
+        if not self._resume_due:
+            self._resume_due = True
+            asyncio.get_running_loop().call_soon(self._resumed)
+
+    def _resumed(self) -> None:
+        self._resume_due = False
+        if self._write_paused or self._lost:
+            return
         if self._outbox is not None:
             self._drain()
             if self._outbox is not None:
