@@ -27,9 +27,9 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from engine.errors import TahiryError
+from engine.storage.cached_reads import FolderWatch
 from engine.storage.group_commit import (
     BatchFenced,
     BatchNotWritten,
@@ -259,29 +259,99 @@ def rights_generation(store: Store) -> int:
     and grant file, tombstones included: each write of one of them raises
     its counter (a copy installed by replication too), and tombstones keep
     theirs, so the sum never comes back to an earlier value (unless files
-    are removed by hand). Costs a listing of the data directory and of each
-    database's grants, and a cached read per file (`stat`, or nothing when
-    the store watches its folders).
+    are removed by hand), and two servers holding the same files give the
+    same number.
+
+    Cheap when nothing changed: those files are only ever renamed into
+    their folders (never appended to), so each folder's part is kept with
+    the folder's signature and counted again only when the folder changed
+    (a signature is trusted once it is `SIGNATURE_AGE_S` old: a file system
+    stamps times coarsely). A store that watches its folders (inotify, a
+    server's) answers from the last count while no event came at all.
     """
-    total = 0
-    root = store.root
-    for name in _file_stems(root / SYSTEM_FOLDER / ACCOUNT_FOLDER):
-        total += _counter(store.read_account_raw, name)
+    with store.derived_lock:
+        memo = store.derived.setdefault(_MEMO, {})
+        assert isinstance(memo, dict)
+        if _WATCH not in memo:
+            # A store that watches its folders (a server's) gets a watch of the
+            # rights' folders only: writes of tables do not move it.
+            memo[_WATCH] = FolderWatch.open() if store.watch_generation() is not None else None
+        watch = memo[_WATCH]
+        generation = watch.generation() if watch is not None else None
+        last = memo.get(_WATCHED)
+        if generation is not None and last is not None and last[0] == generation:
+            return last[1]
+        watched = [watch]   # every folder counted is watched first (None: not watched)
+
+        def part(folder: str, count, missing):
+            return _folder_part(memo, folder, count, missing, watched)
+
+        root = str(store.root)
+        databases = part(root, _database_folders, [])
+        total = part(f"{root}/{SYSTEM_FOLDER}/{ACCOUNT_FOLDER}", lambda path: _counters(
+            _file_stems(path), store.read_account_raw), 0)
+        for database in databases:
+            folder = f"{root}/{database}"
+            total += part(folder, lambda path, db=database: _counters([db], store.read_marker_raw),
+                          0)
+            total += part(f"{folder}/{GRANT_FOLDER}", lambda path, db=database: _counters(
+                _file_stems(path), lambda name: store.read_raw(db, "grant", name)), 0)
+        memo[_WATCHED] = (generation, total) if watched[0] is not None else None
+        return total
+
+
+_MEMO = "rights_generation"
+_WATCH = "watch"
+_WATCHED = "watched"
+# A folder's signature younger than this may not show a change made in the same
+# tick of its file system's clock (1 s on some): its part is counted every time.
+SIGNATURE_AGE_S = 2.0
+
+
+def _folder_part(memo: dict, folder: str, count, missing, watched: list):
+    """`count(folder)`, or the value kept for the folder's signature when it did not change.
+
+    With a watch (`watched[0]`), the folder is watched before it is looked
+    at (a change after that moves the generation); `watched[0]` turns None
+    if it cannot be.
+    """
+    watch = watched[0]
+    # Watched before its stat: a change after the stat moves the generation.
+    watching = watch is not None and watch.watch((folder,))
+    try:
+        stat = os.stat(folder)
+    except OSError:
+        memo.pop(folder, None)
+        return missing   # its creation changes its parent folder, watched or stat-ed
+    if watch is not None and not watching:
+        watched[0] = None
+    signature = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_nlink)
+    kept = memo.get(folder)
+    if kept is not None and kept[0] == signature:
+        return kept[1]
+    value = count(folder)
+    if time.time() - max(stat.st_mtime_ns, stat.st_ctime_ns) / 1e9 > SIGNATURE_AGE_S:
+        memo[folder] = (signature, value)
+    else:
+        memo.pop(folder, None)
+    return value
+
+
+def _database_folders(root: str) -> list[str]:
     try:
         with os.scandir(root) as entries:
-            databases = [entry.name for entry in entries
-                         if not entry.name.startswith(".") and entry.name != SYSTEM_FOLDER
-                         and entry.is_dir(follow_symlinks=False)]
+            return sorted(entry.name for entry in entries
+                          if not entry.name.startswith(".") and entry.name != SYSTEM_FOLDER
+                          and entry.is_dir(follow_symlinks=False))
     except OSError:
-        databases = []
-    for database in databases:
-        total += _counter(store.read_marker_raw, database)
-        for account in _file_stems(root / database / GRANT_FOLDER):
-            total += _counter(lambda name, db=database: store.read_raw(db, "grant", name), account)
-    return total
+        return []
 
 
-def _file_stems(folder: Path) -> list[str]:
+def _counters(names: list[str], read) -> int:
+    return sum(_counter(read, name) for name in names)
+
+
+def _file_stems(folder: str) -> list[str]:
     try:
         with os.scandir(folder) as entries:
             return [entry.name[:-len(".json")] for entry in entries

@@ -155,6 +155,10 @@ class Store:
         self.checkpoints = checkpoints if checkpoints is not None else CheckpointPolicy()
         self._journal_writes = journal_writes
         self._last_journal_scan = float("-inf")
+        # What other modules derive from the whole directory, kept per store
+        # (engine/storage/accounts.py's rights generation); guarded by its lock.
+        self.derived: dict[str, object] = {}
+        self.derived_lock = threading.Lock()
         if exclusive:
             maintenance.recover(self.root, durable=durable)
         else:
@@ -209,6 +213,11 @@ class Store:
         str(path)  # pathlib caches the string form: every later use is free
         self._paths[key] = path
         return path
+
+    def watch_generation(self) -> int | None:
+        """A number that moves whenever anything changes in a watched folder (the store's
+        inotify generation, engine/storage/cached_reads.py); None: the store watches nothing."""
+        return self._reader.watch_generation()
 
     def _check_contained(self, path: Path) -> None:
         """Refuse paths that resolve (through symlinks) outside the root."""

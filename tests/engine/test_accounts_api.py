@@ -186,3 +186,34 @@ def test_the_rights_generation_grows_with_accounts_grants_and_owners(store):
     store.write_account("rabe", None)
     assert moved()
     assert rights_generation(store) == seen[-1]   # nothing changed: the same number
+
+
+@pytest.mark.parametrize("watch_folders", [False, True])
+def test_the_rights_generation_sees_another_process_write_at_once(tmp_path, watch_folders,
+                                                                   monkeypatch):
+    """A server's store answers from memory while its folders are quiet; a file that
+    replication (here: another store) puts in place is counted by the very next call,
+    even in a folder that did not exist when the number was last counted."""
+    monkeypatch.setattr(accounts, "SIGNATURE_AGE_S", 0.0)   # trust every signature at once
+    reader = Store(tmp_path / "data", watch_folders=watch_folders)
+    writer = Store(tmp_path / "data")
+    ensure_first_admin(writer, "mpampianatra", PASSWORD)
+    writer.create_database("sekoly", owner="mpampianatra")
+    seen = rights_generation(reader)
+    for _ in range(3):
+        assert rights_generation(reader) == seen   # quiet: the same number (from memory)
+    steps = [
+        lambda: writer.write("sekoly", "grant", "rabe", {"right": "read"}),   # new grants folder
+        lambda: writer.write("sekoly", "table", "t", {"columns": [], "rows": []}),   # not rights
+        lambda: writer.write("sekoly", "grant", "rabe", {"right": "write"}),
+        lambda: writer.create_database("fianarana", owner="rabe"),            # new database
+        lambda: writer.write_account("rabe", accounts.account_body(PASSWORD, admin=False)),
+        lambda: writer.drop_database("fianarana"),
+    ]
+    for number, step in enumerate(steps):
+        step()
+        now = rights_generation(reader)
+        assert (now > seen) == (number != 1), number
+        seen = now
+    fresh = Store(tmp_path / "data")   # another server holding the same files: the same number
+    assert rights_generation(fresh) == seen
