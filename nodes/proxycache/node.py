@@ -284,12 +284,14 @@ class ProxySession:
         normal, kind = self.proxy.text_facts(request.text)
         alone = not self.in_flight
         if kind == READ and alone:
-            entry = self.cache.get_entry(self._key(normal))
+            account = self.account
+            entry = self.cache.get_entry((self.database, normal) if account is None
+                                         else (self.database, normal, account))
             if entry is not None:
                 if entry.rights is None:
                     return entry.value
                 return self._validated_hit(request, normal, entry.value, entry.rights)
-            if self.proxy.fine is None and self.upstream.usable and self.account is None:
+            if account is None and self.proxy.fine is None and self.upstream.usable:
                 return self._fast_read(request, normal)
         # Taken now, in request order: the statements are sent in that order.
         turn = self._take_turn()
