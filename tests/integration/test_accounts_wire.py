@@ -236,3 +236,21 @@ def test_the_balancer_logs_in_again_on_the_server_it_fails_over_to(start_node):
         assert guesser.one(login_request(TEACHER, "Wrong-guess-55").decode()).message == LOGIN_REFUSED
         assert guesser.closed_by_peer()
     assert_no_password_anywhere(m2, lb)
+
+
+def test_the_proxy_logs_in_again_on_a_new_upstream_connection(start_node):
+    m1, lb, px = chain(start_node)
+    create_students(lb.port)
+    with logged_in(px.port, "ana", STUDENTS["ana"]) as ana:
+        ana.ok("manamboara tahiry anadb;")
+        ana.ok("ampiasao anadb;")
+        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        start_node.restart(lb)          # the proxy's upstream connection breaks
+        # The next statement goes on a new connection, logged in as ana again
+        # (and in anadb again), not as nobody and not as anyone else.
+        wait_until(lambda: ana.one("manampia ao@ t sanda (5);").ok, 15,
+                   "ana's insert through a new upstream connection")
+        assert ana.rows(READ) == [[5]]
+    with WireClient(m1.port) as probe:
+        assert probe.status()["accounts"]["ana"]["logins"] == 2   # the first login, then again
+    assert_no_password_anywhere(m1, lb, px)
