@@ -68,6 +68,7 @@ from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 
 from engine.errors import ERROR_PREFIX, TahiryError, storage_fault_operation
+from engine.language.secrets import redact_secrets
 from nodes.balancer.backend_config import BackendsFile, parse_backend_option
 from nodes.balancer.backend_pool import BackendPool
 from nodes.balancer.backends import (
@@ -403,7 +404,7 @@ class Balancer:
         return encode_message(encode_rights(merged))
 
     def _internal_error(self, text: str) -> None:
-        self.log.exception("internal error on statement %r", text[:200])
+        self.log.exception("internal error on statement %r", redact_secrets(text[:200]))
         self.counters.local_errors += 1
 
     def _fast_read(self, session: ClientSession, text: str,

@@ -31,7 +31,6 @@ from nodes.protocol.login import (
     add_login_arguments,
     decode_rights,
     encode_rights,
-    is_login_refusal,
     login_arguments,
     login_name,
     login_problem,
@@ -90,6 +89,6 @@ __all__ = [
     "ALLOWED_BEFORE_LOGIN", "LOGIN_BUSY", "LOGIN_LOCKED", "LOGIN_MALFORMED", "LOGIN_NOT_NEEDED",
     "LOGIN_OK", "LOGIN_REFUSED", "LOGIN_REQUIRED", "LoginGate", "add_login_arguments",
     "node_login_gate", "decode_rights", "encode_rights",
-    "is_login_refusal", "login_arguments", "login_name", "login_problem", "login_request",
+    "login_arguments", "login_name", "login_problem", "login_request",
     "password_literal", "redact_login",
 ]

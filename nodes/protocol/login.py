@@ -33,7 +33,15 @@ import orjson
 
 from engine.errors import ERROR_PREFIX
 from nodes.protocol.auth import AuthLimiter, AuthRates, is_loopback, peer_address
-from nodes.protocol.wire import ADMIN_LOGIN, LOGIN_WORD, Request, encode_message
+from nodes.protocol.wire import (
+    ADMIN_AUTH,
+    ADMIN_LOGIN,
+    ADMIN_PING,
+    ADMIN_STATUS,
+    LOGIN_WORD,
+    Request,
+    encode_message,
+)
 
 # Wrong logins node-wide faster than this start the throttle (a login costs a
 # scrypt, so the secret's 20/s could never be reached): typos of a whole
@@ -61,10 +69,8 @@ LOGIN_BUSY = (ERROR_PREFIX + "Be loatra ny fanandramana fidirana (too many login
               "node right now): connection closed, try again later")
 LOGIN_MALFORMED = (ERROR_PREFIX + "Tsy mety ny fidirana (malformed login): {why}; expected "
                    "`.login <name> \"<password>\";`")
-# What every refusal that closes the connection starts with (the gate counts these).
-_REFUSALS = (LOGIN_REFUSED, LOGIN_LOCKED.split("(")[0], LOGIN_BUSY.split("(")[0])
-# Before a login, only these admin words are answered (and `.auth`, handled before them).
-ALLOWED_BEFORE_LOGIN = frozenset({"ping", "status", "auth", ADMIN_LOGIN})
+# Before a login, only these admin words are answered (`.auth` is handled before them).
+ALLOWED_BEFORE_LOGIN = frozenset({ADMIN_PING, ADMIN_STATUS, ADMIN_AUTH, ADMIN_LOGIN})
 
 
 def password_literal(password: str) -> str:
@@ -131,11 +137,6 @@ def redact_login(text: str) -> str:
 
 _LOGIN_LINE = re.compile(r'(\.login\s+[^\s;]+)\s+(?:"(?:[^"\\]|\\.|"")*"?|[^\s;]+)',
                          re.IGNORECASE | re.DOTALL)
-
-
-def is_login_refusal(message: str) -> bool:
-    """Whether an answer to `.login` refuses it (and closes the connection)."""
-    return message.startswith(_REFUSALS)
 
 
 # --------------------------------------------------------------------------

@@ -240,7 +240,10 @@ def admin_response(request: Request, node_id: str, kind: str,
         return encode_message(f"PONG {node_id} {kind}")
     if request.admin == ADMIN_STATUS:
         return encode_message(orjson.dumps({"id": node_id, "kind": kind, **status()}).decode())
-    return encode_error(f"Fangatahana tsy fantatra : {request.text}")
+    text = request.text
+    if request.admin in (ADMIN_AUTH, ADMIN_LOGIN):
+        text = text.split(None, 1)[0]   # never echo a secret or a password
+    return encode_error(f"Fangatahana tsy fantatra : {text}")
 
 
 # What a slot's answer does once its turn comes.

@@ -70,6 +70,7 @@ from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.executor import Limits
 from engine.evaluation.outcome import Outcome
+from engine.language.secrets import redact_secrets
 from engine.session import Session
 from engine.storage.checkpoints import DEFAULT_IDLE_S, DEFAULT_MIN_BYTES, DEFAULT_RATIO, CheckpointPolicy
 from engine.storage.data_owner import (
@@ -525,7 +526,7 @@ class DatabaseServer:
         try:
             return session.execute_one(text)
         except Exception:  # a bug in the engine must not take the connection down
-            self.logger.exception("engine failed on %r", text[:200])
+            self.logger.exception("engine failed on %r", redact_secrets(text[:200]))
             return Outcome.failure(INTERNAL_ERROR)
 
     def _encode(self, outcome: Outcome, text: str) -> bytes:
@@ -536,7 +537,7 @@ class DatabaseServer:
         try:
             return self.encoder.encode(outcome)
         except Exception:
-            self.logger.exception("could not encode the outcome of %r", text[:200])
+            self.logger.exception("could not encode the outcome of %r", redact_secrets(text[:200]))
             self.statement_errors += 1
             return encode_error(INTERNAL_ERROR)
 

@@ -295,3 +295,11 @@ def test_the_first_administrator_comes_from_the_environment_which_forgets_it():
 
 def test_decode_responses_is_the_protocols():
     assert decode_responses(b"RESULT_MESSAGE\nok\nEND\n")[0].ok
+
+
+def test_an_unexpected_login_is_refused_without_echoing_the_password():
+    from nodes.runtime.serving import admin_response
+
+    request = RequestFramer().feed(login_request("ana", "Hunter2-secret"))[0]
+    answer = admin_response(request, "lb", "balancer", dict)
+    assert b"Hunter2" not in answer and b"Fangatahana tsy fantatra : .login" in answer
