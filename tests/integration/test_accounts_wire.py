@@ -254,3 +254,34 @@ def test_the_proxy_logs_in_again_on_a_new_upstream_connection(start_node):
     with WireClient(m1.port) as probe:
         assert probe.status()["accounts"]["ana"]["logins"] == 2   # the first login, then again
     assert_no_password_anywhere(m1, lb, px)
+
+
+def test_the_client_and_the_driver_log_in(start_node):
+    import os
+    import sys
+
+    from nodes.client import driver
+    from tests.conftest import REPO_ROOT
+
+    m1, lb, px = chain(start_node)
+    create_students(lb.port)
+
+    def client(password: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "nodes.client", "--port", str(px.port), "--user", "ana",
+             "-e", "manamboara tahiry anadb; asehoy ny tahiry;"],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TAHIRY_PASSWORD": password})
+
+    done = client(STUDENTS["ana"])
+    assert done.returncode == 0, done.stderr
+    assert "anadb" in done.stdout
+    refused = client("Wrong-guess-55")
+    assert refused.returncode == 2 and "Diso ny anarana na ny tenimiafina" in refused.stderr
+    with driver.connect("127.0.0.1", px.port, user="bob", password=STUDENTS["bob"]) as connection:
+        cursor = connection.cursor()
+        cursor.execute("asehoy ny tahiry")
+        assert ("anadb",) not in cursor.fetchall()
+    with pytest.raises(driver.OperationalError, match="Diso ny anarana"):
+        driver.connect("127.0.0.1", px.port, user="bob", password="Wrong-guess-55")
+    assert_no_password_anywhere(m1, lb, px)
