@@ -369,8 +369,9 @@ class ProxySession:
         return response.raw
 
     def _fast_read(self, request: Request, normal: str) -> PendingAnswer:
-        # (Never for an account: its reads take `_read`, `.rights;` first.)
         """A read the cache could not answer, alone on a usable connection: sent right now.
+
+        (Never for an account: its reads take `_read`, `.rights;` first.)
 
         What `_read` does, without its task: the answer comes from the
         upstream connection's read callback. A broken connection takes the
