@@ -47,7 +47,7 @@ WORDS = {
     "isa": "number", "lahatsoratra": "text", "booléen": "boolean", "null": "null",
     "sanda": "value", "tabilao": "table", "jery": "view", "efitra": "domain",
     "tahiry": "database", "anarana": "name", "fiovana": "changes", "tsanganana": "column",
-    "mpampiasa": "account", "zo": "right",
+    "mpampiasa": "user", "zo": "right",
     "isa sy lahatsoratra tsy azo alahatra": "a number and a text cannot be ordered",
     "booléen sy tsy booléen": "a boolean and a non-boolean",
     "tsy azo alahatra ny booléen": "booleans cannot be ordered",
