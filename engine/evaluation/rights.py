@@ -38,54 +38,58 @@ WRITES = (ast.CreateTable, ast.CreateDomain, ast.CreateView, ast.Insert, ast.Upd
 def check(store: Store, identity: Identity, statement: object,
           current_database: str | None) -> None:
     """Raise a TahiryError naming the right `identity` lacks for `statement`; None if allowed."""
-    account = accounts.account_of(store, identity)
-    if account is None:
+    need, database = needed(statement, current_database)
+    held = accounts.standing(store, identity, database)
+    if not held.account:
         raise TahiryError(f"Tsy misy intsony ny mpampiasa : {identity.name} (midira indray)")
-    admin = account.get("admin") is True
-    if admin:
+    if held.admin or need is None:
         return
-    if isinstance(statement, READS):
-        _need(store, identity, current_database, accounts.READ)
-    elif isinstance(statement, WRITES):
-        _need(store, identity, current_database, accounts.WRITE)
-    elif isinstance(statement, ast.Show):
-        if statement.what != "database":
-            _need(store, identity, current_database, accounts.READ)
-    elif isinstance(statement, ast.Use):
-        _need(store, identity, statement.database, accounts.READ)
-    elif isinstance(statement, ast.Drop):
-        if statement.what == "database":
-            _need(store, identity, statement.name, accounts.OWNER)
-        else:
-            _need(store, identity, current_database, accounts.WRITE)
-    elif isinstance(statement, ast.Grant):
-        _need(store, identity, statement.database, accounts.OWNER)
-    elif isinstance(statement, (ast.CreateAccount, ast.DropAccount)):
+    if need == ADMIN_ONLY:
         raise TahiryError("Ny mpitantana ihany no mahazo manao izany")
-    elif isinstance(statement, ast.SetPassword):
-        if statement.name != identity.name:
+    if need == SELF:
+        if getattr(statement, "name", None) != identity.name:
             raise TahiryError("Ny tenimiafinao ihany no azonao ovaina")
-    # CreateDatabase, ShowAccounts: anyone logged in (the executor records or filters).
-
-
-def _need(store: Store, identity: Identity, database: str | None, right: str) -> None:
-    """Refuse unless `identity` holds at least `right` in `database` (when it exists)."""
-    if database is None:
-        return  # no database: the executor says so (or `alaivo 1;` needs none)
-    try:
-        if not store.database_exists(database):
-            return  # the executor reports that it does not exist
-    except TahiryError:
-        return  # an invalid name: the executor reports it
-    held = accounts.access(store, identity, database)
-    if held is not None and accounts.RANK[held] >= accounts.RANK[right]:
         return
-    if right == accounts.READ:
+    if database is None or not held.database_exists:
+        return  # no database, or none of that name: the executor says so (as without accounts)
+    if held.access is not None and accounts.RANK[held.access] >= accounts.RANK[need]:
+        return
+    if need == accounts.READ:
         raise TahiryError(f"Tsy manana zo mamaky ny tahiry {database} ianao")
-    if right == accounts.WRITE:
+    if need == accounts.WRITE:
         raise TahiryError(f"Tsy manana zo manoratra ny tahiry {database} ianao")
     raise TahiryError(
         f"Ny tompon'ny tahiry {database} na ny mpitantana ihany no mahazo manao izany")
+
+
+ADMIN_ONLY, SELF = "admin only", "self"
+
+
+def needed(statement: object, current_database: str | None) -> tuple[str | None, str | None]:
+    """(the right `statement` needs, the database it needs it in); None: anyone logged in.
+
+    The right is accounts.READ, WRITE or OWNER in the database, ADMIN_ONLY,
+    or SELF (the account named by the statement is the session's own).
+    """
+    if isinstance(statement, READS):
+        return accounts.READ, current_database
+    if isinstance(statement, WRITES):
+        return accounts.WRITE, current_database
+    if isinstance(statement, ast.Show):
+        return (None, None) if statement.what == "database" else (accounts.READ, current_database)
+    if isinstance(statement, ast.Use):
+        return accounts.READ, statement.database
+    if isinstance(statement, ast.Drop):
+        if statement.what == "database":
+            return accounts.OWNER, statement.name
+        return accounts.WRITE, current_database
+    if isinstance(statement, ast.Grant):
+        return accounts.OWNER, statement.database
+    if isinstance(statement, (ast.CreateAccount, ast.DropAccount)):
+        return ADMIN_ONLY, None
+    if isinstance(statement, ast.SetPassword):
+        return SELF, None
+    return None, None   # CreateDatabase, ShowAccounts: the executor records or filters
 
 
 def may_read(store: Store, identity: Identity, database: str) -> bool:

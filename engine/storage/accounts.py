@@ -199,6 +199,10 @@ RANK = {READ: 1, WRITE: 2, OWNER: 3, ADMIN: 3}
 
 def account_of(store: Store, identity: Identity) -> dict | None:
     """The live account document of `identity` (None: dropped since the login)."""
+    return _decided(store, ("account", identity.name), lambda: _read_account(store, identity))
+
+
+def _read_account(store: Store, identity: Identity) -> dict | None:
     try:
         return store.read_account(identity.name)
     except TahiryError:
@@ -217,6 +221,11 @@ def access(store: Store, identity: Identity, database: str) -> str | None:
     `stat`s): a grant revoked or an account dropped counts from the next
     statement on, whichever server or replica wrote it.
     """
+    return _decided(store, ("access", identity.name, database),
+                    lambda: _read_access(store, identity, database))
+
+
+def _read_access(store: Store, identity: Identity, database: str) -> str | None:
     account = account_of(store, identity)
     if account is None:
         return None
@@ -229,6 +238,69 @@ def access(store: Store, identity: Identity, database: str) -> str | None:
         return None
     right = grant.get("right")
     return right if right in (READ, WRITE) else None
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What a statement's rights check needs to know, read once: whether the account
+    still exists and is an administrator, whether the database exists, and the
+    account's access to it (ADMIN, OWNER, WRITE, READ or None)."""
+
+    account: bool
+    admin: bool
+    database_exists: bool
+    access: str | None
+
+
+def standing(store: Store, identity: Identity, database: str | None) -> Standing:
+    """`identity`'s standing, and in `database` (None: no database concerned)."""
+    return _decided(store, ("standing", identity.name, database),
+                    lambda: _read_standing(store, identity, database))
+
+
+def _read_standing(store: Store, identity: Identity, database: str | None) -> Standing:
+    account = _read_account(store, identity)
+    if account is None:
+        return Standing(False, False, False, None)
+    admin = account.get("admin") is True
+    if database is None:
+        return Standing(True, admin, False, ADMIN if admin else None)
+    try:
+        exists = store.database_exists(database)
+    except TahiryError:
+        exists = False   # an invalid name: the statement itself reports it
+    return Standing(True, admin, exists, _read_access(store, identity, database) if exists else None)
+
+
+# Decisions kept per store (at most this many) with the rights generation they were made at.
+MAX_DECISIONS = 4096
+_DECISIONS = "rights_decisions"
+
+
+def _decided(store: Store, key: tuple, decide):
+    """`decide()`, or the value it gave at the current rights generation.
+
+    Only for a store that watches its folders (a server's, where the
+    generation costs a microsecond) and outside a write batch of this
+    thread (whose reads must see the batch's own writes): elsewhere the
+    files are read every time. Every input of a decision (an account, a
+    marker, a grant) is a file the generation counts.
+    """
+    if store.watch_generation() is None or store.in_own_batch:
+        return decide()
+    generation = rights_generation(store)
+    with store.derived_lock:
+        decisions = store.derived.setdefault(_DECISIONS, {})
+        assert isinstance(decisions, dict)
+        kept = decisions.get(key)
+    if kept is not None and kept[0] == generation:
+        return kept[1]
+    value = decide()
+    with store.derived_lock:
+        if len(decisions) >= MAX_DECISIONS:
+            decisions.clear()
+        decisions[key] = (generation, value)
+    return value
 
 
 def grants_of(store: Store, database: str) -> dict[str, str]:
