@@ -298,3 +298,32 @@ def test_without_an_identity_everything_is_allowed_and_nothing_recorded(tmp_path
     assert rows(session, "asehoy ny mpampiasa;") == [["rabe", "eny", "", ""]]
     assert os.path.exists(store.root / "@tahiry" / "accounts" / "rabe.json")
     assert rows(session, "asehoy ny tahiry;") == [["s"]]   # the accounts folder is no database
+
+
+def test_on_a_servers_store_a_revoke_written_by_another_process_counts_at_once(tmp_path):
+    """A server's store (inotify) keeps rights decisions by the rights generation: a
+    grant, a revoke, a dropped account or a new owner written by another process
+    (replication) is seen by the very next statement, plan and small read included."""
+    root = tmp_path / "data"
+    server = Store(root, watch_folders=True)
+    other = Store(root)   # what replication writes through
+    ensure_first_admin(server, ADMIN, PASSWORD)
+    teacher = Session(other, identity=Identity(ADMIN, True))
+    ok(teacher, f'manamboara mpampiasa rabe tenimiafina "{PASSWORD}";'
+                f'manamboara mpampiasa soa tenimiafina "{PASSWORD}";')
+    ok(Session(other, identity=Identity("rabe", False)),
+       "manamboara tahiry sekoly; ampiasao sekoly; manamboara tabilao t (a ISA(0,9));"
+       "manampia ao@ t sanda (1), (2); omeo soa zo mamaky ao@ sekoly;")
+    soa = Session(server, identity=Identity("soa", False))
+    ok(soa, "ampiasao sekoly;")
+    query = "alaivo a ao@ t rehefa a = 2;"
+    for _ in range(4):
+        assert rows(soa, query) == [[2]]
+        assert soa.try_small_read(query, 100).relation.rows == [[2]]
+    ok(teacher, "esory soa zo mamaky ao@ sekoly;")
+    fails(soa, query, "right_read_missing")
+    assert code_of(soa.try_small_read(query, 100).message) == "right_read_missing"
+    ok(teacher, "omeo soa zo mamaky ao@ sekoly;")
+    assert soa.try_small_read(query, 100).relation.rows == [[2]]
+    ok(teacher, "ravao ny mpampiasa soa;")
+    assert code_of(soa.try_small_read(query, 100).message) == "account_gone"
