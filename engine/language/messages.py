@@ -106,6 +106,20 @@ CATALOGUE: tuple[Message, ...] = (
        "Only an administrator may do that"),
     _M("right_own_password_only", "Ny tenimiafinao ihany no azonao ovaina",
        "You may change only your own password"),
+    # Logins: the nodes' texts (nodes/protocol/login.py), English already inside them.
+    _M("login_required", "Tsy mbola niditra ianao (login required): send `.login <name> "
+       "<password>;` first", "You are not logged in: send `.login <name> <password>;` first"),
+    _M("login_refused", "Diso ny anarana na ny tenimiafina (wrong name or password): "
+       "connection closed", "Wrong name or password: connection closed"),
+    _M("login_locked", "Voasakana vetivety ny fidirana (locked out): too many failed logins "
+       "from this address; try again in {seconds} s",
+       "Locked out: too many failed logins from this address; try again in {seconds} s"),
+    _M("login_busy", "Be loatra ny fanandramana fidirana (too many login attempts on this node "
+       "right now): connection closed, try again later",
+       "Too many login attempts on this node right now: connection closed, try again later"),
+    _M("login_malformed", "Tsy mety ny fidirana (malformed login): {why}; expected `.login "
+       "<name> \"<password>\";`",
+       "Malformed login: {why}; expected `.login <name> \"<password>\";`"),
     # ---------------------------------------------------------------- writes
     _M("column_twice", "Ny tsanganana '{name}' dia voatonona indroa", "Column '{name}' is named twice"),
     _M("insert_select_columns",

@@ -217,3 +217,16 @@ def test_the_rights_generation_sees_another_process_write_at_once(tmp_path, watc
         seen = now
     fresh = Store(tmp_path / "data")   # another server holding the same files: the same number
     assert rights_generation(fresh) == seen
+
+
+def test_the_nodes_login_texts_are_in_the_catalogue():
+    from engine.language.messages import code_of, translate
+    from nodes.protocol import login
+
+    assert code_of(login.LOGIN_REFUSED) == "login_refused"
+    assert translate(login.LOGIN_REQUIRED, "en") == \
+        "Error: You are not logged in: send `.login <name> <password>;` first"
+    assert translate(login.LOGIN_LOCKED.format(seconds=12), "en").endswith("try again in 12 s")
+    assert code_of(login.LOGIN_BUSY) == "login_busy"
+    assert translate(login.LOGIN_MALFORMED.format(why="no name"), "en") == \
+        'Error: Malformed login: no name; expected `.login <name> "<password>";`'
