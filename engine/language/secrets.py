@@ -21,7 +21,7 @@ import re
 
 REDACTED = '"***"'
 
-_WORD = re.compile(r"tenimiafina", re.IGNORECASE)
+_LOWER_WORD = "tenimiafina"
 # A password: a string literal (the lexer's quoting: doubled quotes and
 # backslash escapes; an unterminated one runs to the end), or else a bare
 # token up to a space or `;`.
@@ -32,12 +32,16 @@ _SECRET = re.compile(
 
 
 def mentions_secret(text: str) -> bool:
-    """Whether `text` may hold a password (the word `tenimiafina`, in any case)."""
-    return _WORD.search(text) is not None
+    """Whether `text` may hold a password (the word `tenimiafina`, in any case).
+
+    (`str.lower` and a plain search: many times faster than a case-blind
+    regular expression over a bulk insert; the parser compares words lower-cased too.)
+    """
+    return _LOWER_WORD in text.lower()
 
 
 def redact_secrets(text: str) -> str:
     """`text` with every password literal of an account statement replaced by `"***"`."""
-    if _WORD.search(text) is None:
+    if _LOWER_WORD not in text.lower():
         return text
     return _SECRET.sub(lambda match: match.group("lead") + REDACTED, text)
