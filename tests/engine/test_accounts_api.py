@@ -230,3 +230,27 @@ def test_the_nodes_login_texts_are_in_the_catalogue():
     assert code_of(login.LOGIN_BUSY) == "login_busy"
     assert translate(login.LOGIN_MALFORMED.format(why="no name"), "en") == \
         'Error: Malformed login: no name; expected `.login <name> "<password>";`'
+
+
+@pytest.mark.parametrize("text, redacted", [
+    ('ovay ny tenimiafina rabe -- a comment\n "pw1";', 'ovay ny tenimiafina rabe -- a comment\n "***";'),
+    ('ovay ny -- x\n tenimiafina rabe "pw3"', 'ovay ny -- x\n tenimiafina rabe "***"'),
+    ("manamboara mpampiasa rabe tenimiafina p@ss-w0rd! mpitantana",
+     'manamboara mpampiasa rabe tenimiafina "***" mpitantana'),
+    ("ovay ny tenimiafina secret6", 'ovay ny tenimiafina "***"'),
+    ("ovay ny tenimiafina rabe 12345678;", 'ovay ny tenimiafina rabe "***";'),
+    ('manamboara mpampiasa rabe tenimiafina "a;b" mpitantana; alaivo "x";',
+     'manamboara mpampiasa rabe tenimiafina "***" mpitantana; alaivo "x";'),
+    ("alaivo * ao@ t rehefa a = 'tenimiafina'; -- tenimiafina 'x'",
+     "alaivo * ao@ t rehefa a = 'tenimiafina'; -- tenimiafina 'x'"),
+])
+def test_redact_secrets_reads_tokens_as_the_lexer_does(text, redacted):
+    assert redact_secrets(text) == redacted
+
+
+def test_a_long_text_holding_the_word_is_cut_after_it():
+    rows = ", ".join(f"({i}, 'x{i}')" for i in range(10_000))
+    text = f"manampia ao@ t sanda {rows}; ovay ny tenimiafina rabe \"secret-99\";"
+    redacted = redact_secrets(text)
+    assert "secret-99" not in redacted and redacted.startswith(text[:1000])
+    assert redacted.endswith('tenimiafina "***" (...)')

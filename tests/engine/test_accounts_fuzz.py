@@ -145,3 +145,29 @@ def test_random_class_sessions_follow_the_rules(class_store, steps, seed):
                         if store.database_owner(db) == actor
                         or store.read(db, "grant", actor) is not None]
             assert seen == expected
+
+
+SEPARATORS = st.sampled_from([" ", "\n", "  ", "\t", " -- tenimiafina 'no'\n", " // c\n", "\n-- x\n"])
+
+
+def _cased(word: str, flips: list[bool]) -> str:
+    flips = (flips + [False] * len(word))[:len(word)]
+    return "".join(c.upper() if flip else c for c, flip in zip(word, flips, strict=True))
+
+
+@FUZZ
+@given(passwords, st.sampled_from(["'", '"']), st.booleans(), st.lists(SEPARATORS, min_size=8,
+       max_size=8), st.lists(st.booleans(), max_size=11))
+def test_a_parsed_password_never_survives_redaction(password, quote, create, gaps, flips):
+    """Whatever spaces and comments stand between the words, and whatever their case:
+    when the statement parses, its password is gone from the redacted text."""
+    if "\x00" in password or any("\ud800" <= c <= "\udfff" for c in password):
+        return
+    literal = quoted(password, quote)
+    word = _cased("tenimiafina", flips)
+    words = (["manamboara", "mpampiasa", "rabe", word, literal, "mpitantana"] if create
+             else ["ovay", "ny", word, "rabe", literal])
+    text = "".join(w + g for w, g in zip(words, gaps, strict=False)) + ";"
+    statement = StatementParser().parse(text)
+    assert statement.password == password
+    assert SENTINEL not in redact_secrets(text)
