@@ -31,6 +31,9 @@ PASSWORD_WORD = "tenimiafina"
 ADMIN_WORD = "mpitantana"
 RIGHT_WORD = "zo"
 OPENERS = {"omeo": "give", "esory": "take", "ovay": "password"}
+# Said of a password written without quotes (never repeated: it is the password).
+PASSWORD_UNQUOTED = ("ny tenimiafina dia lahatsoratra eo anelanelan'ny marika \" na ' "
+                     "(ohatra tenimiafina \"...\")")
 # The words of these statements (none reserved): never taken for a misspelling
 # of a keyword in a hint (engine/language/hints.py).
 ACCOUNT_WORDS = frozenset({ACCOUNT_WORD, PASSWORD_WORD, ADMIN_WORD, RIGHT_WORD, *OPENERS,
@@ -119,9 +122,7 @@ class _Reader:
             return token.value
         if token is None or token.type == ";":
             self.fail("tenimiafina (lahatsoratra)")
-        raise SyntaxProblem(
-            "ny tenimiafina dia lahatsoratra eo anelanelan'ny marika \" na ' "
-            "(ohatra tenimiafina \"...\")", token.index)
+        raise SyntaxProblem(PASSWORD_UNQUOTED, token.index)
 
     def right(self) -> str:
         token = self.peek()

@@ -27,13 +27,19 @@ from sly import Parser
 
 from engine.errors import TahirySyntaxError
 from engine.language import ast
-from engine.language.account_syntax import KEYWORD_OPENERS, names_accounts, opener_word, parse_account
+from engine.language.account_syntax import (
+    KEYWORD_OPENERS,
+    PASSWORD_UNQUOTED,
+    names_accounts,
+    opener_word,
+    parse_account,
+)
 from engine.language.hints import syntax_hint
 from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
 from engine.language.parse_loop import run as run_parser
 from engine.language.script import normalise_statement
-from engine.language.secrets import mentions_secret
+from engine.language.secrets import in_password, mentions_secret
 from engine.lru import LRUCache
 from engine.vocabulary import WORD_OBJECT_KINDS
 
@@ -764,6 +770,10 @@ class StatementParser:
                     return parse_account(head + list(tokens), text)
             statement = run_parser(grammar, chain(head, tokens))
         except SyntaxProblem as problem:
+            if in_password(text, problem.index):
+                # A lexer's error on a password written bare (`isa tsy mety '12ab'`)
+                # would repeat it: say what is wrong without it.
+                raise syntax_error(PASSWORD_UNQUOTED, text, problem.index, line, column) from None
             raise syntax_error(problem.detail, text, problem.index, line, column,
                                syntax_hint(text, problem.index, problem.expected)) from None
         except RecursionError:

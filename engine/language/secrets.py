@@ -76,6 +76,18 @@ def redact_secrets(text: str) -> str:
     return "".join(parts)
 
 
+def in_password(text: str, index: int) -> bool:
+    """Whether position `index` of `text` lies in a password written without quotes
+    (where `redact_secrets` would redact a bare token: an error there would repeat it)."""
+    first = text.lower().find(_LOWER_WORD)
+    if first < 0:
+        return False
+    if len(text) > MAX_SCANNED_CHARS:
+        return index > first   # a long text is cut after the word: anything after counts
+    return any(start <= index < end and text[start] not in "'\""
+               for start, end in _password_spans(text))
+
+
 def _password_spans(text: str) -> list[tuple[int, int]]:
     """Where passwords may stand: after the word `tenimiafina` in its statement, every
     string literal, and the bare token where the password was due (module docstring)."""

@@ -99,3 +99,14 @@ def test_a_grammar_error_on_a_string_of_a_statement_with_a_password_hides_it(par
     with pytest.raises(TahirySyntaxError) as raised:   # no password word: shown as before
         parser.parse("alaivo 'x' 'hita'")
     assert "'hita'" in raised.value.sentence
+
+
+@pytest.mark.parametrize("text", ["ovay ny tenimiafina rabe 12abc34;",
+                                  "manamboara mpampiasa rabe tenimiafina 1.2.3x",
+                                  "ovay ny tenimiafina rabe pa$$word"])
+def test_a_lexer_error_inside_a_bare_password_does_not_repeat_it(parser, text):
+    with pytest.raises(TahirySyntaxError) as raised:
+        parser.parse(text)
+    assert raised.value.sentence.split(" : ", 1)[1].startswith("ny tenimiafina dia lahatsoratra")
+    for secret in ("12abc34", "1.2.3x", "pa$$", "word"):
+        assert secret not in raised.value.sentence
