@@ -97,6 +97,8 @@ class Executor:
     def run(self, statement: ast.Statement, session: SessionState) -> Outcome:
         identity = getattr(session, "identity", None)
         if identity is not None:  # refused before anything is read for it or written
+            if self.store.has_peers and not isinstance(statement, READ_ONLY):
+                rights.pull_rights(self.store, identity, statement, session.current_database)
             rights.check(self.store, identity, statement, session.current_database)
         handler: Callable[[ast.Statement, SessionState], Outcome] | None
         if isinstance(statement, ACCOUNT_WRITES):

@@ -65,6 +65,18 @@ def check(store: Store, identity: Identity, statement: object,
 ADMIN_ONLY, SELF = "admin only", "self"
 
 
+def pull_rights(store: Store, identity: Identity, statement: object,
+                current_database: str | None) -> None:
+    """Before a write's check, with peers: their newer copies of what decides it come in
+    (the account, the database's marker, the account's grant on it), so a right given
+    or taken away on another server counts before replication brought it."""
+    _, database = needed(statement, current_database)
+    store.pull_newer_account(identity.name)
+    if database is not None:
+        store.pull_newer(database, "database", database)
+        store.pull_newer(database, "grant", identity.name)
+
+
 def needed(statement: object, current_database: str | None) -> tuple[str | None, str | None]:
     """(the right `statement` needs, the database it needs it in); None: anyone logged in.
 

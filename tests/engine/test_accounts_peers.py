@@ -110,3 +110,28 @@ def test_the_replicator_ships_accounts_and_grants_like_any_object(pair):
     assert accounts.access(b, rabe, "sekoly") == "read"
     assert Session(b, identity=rabe).execute_one("asehoy ny tahiry;").relation.rows == \
         [["sekoly"]]
+
+
+def test_a_right_taken_away_on_the_other_server_refuses_the_next_write_here(pair):
+    """A write's rights check pulls the peers' newer rights files first (certified like
+    the write): replication need not have brought the revoke."""
+    a, b = pair
+    teacher_a = Session(a, identity=ADMIN)
+    ok(teacher_a, f'manamboara mpampiasa rabe tenimiafina "{PASSWORD}";')
+    for store in (a, b):
+        ok(Session(store, identity=ADMIN), "manamboara tahiry sekoly;")
+    ok(Session(b, identity=ADMIN), "ampiasao sekoly; manamboara tabilao t (a ISA(0,9));")
+    ok(teacher_a, "omeo rabe zo manoratra ao@ sekoly;")
+    lock = DirectoryLock(b.root)   # replication brings them to b
+    try:
+        for rel in ("@tahiry/accounts/rabe.json", "sekoly/grants/rabe.json"):
+            assert bring_up_to_date(a.root, b.root, rel, lock, durable=False)
+    finally:
+        lock.close()
+    rabe_b = Session(b, identity=Identity("rabe", False))
+    ok(rabe_b, "ampiasao sekoly;")
+    ok(rabe_b, "manampia ao@ t sanda (1);")
+    ok(teacher_a, "esory rabe zo manoratra ao@ sekoly;")   # on a only
+    outcome = rabe_b.execute_one("manampia ao@ t sanda (2);")
+    assert code_of(outcome.message) == "right_write_missing", outcome.message
+    assert b.read("sekoly", "grant", "rabe")["right"] == "read"
