@@ -43,7 +43,7 @@ _EXPORTS = {
     "Identity": "engine.storage.accounts",
     "verify_login": "engine.storage.accounts",
     "ensure_first_admin": "engine.storage.accounts",
-    "rights_generation": "engine.storage.accounts",
+    "rights_generation": "engine.storage.rights_generation",
     "redact_secrets": "engine.language.secrets",
 }
 
@@ -68,12 +68,8 @@ if TYPE_CHECKING:
     from engine.language.script import StatementSplitter, normalise_statement, split_statements
     from engine.language.secrets import redact_secrets
     from engine.session import Session
-    from engine.storage.accounts import (
-        Identity,
-        ensure_first_admin,
-        rights_generation,
-        verify_login,
-    )
+    from engine.storage.accounts import Identity, ensure_first_admin, verify_login
+    from engine.storage.rights_generation import rights_generation
     from engine.storage.store import Store
 
 

@@ -20,6 +20,7 @@ from engine import (
 )
 from engine.errors import TahiryError
 from engine.storage import accounts
+from engine.storage import rights_generation as rights
 from engine.storage.object_format import check_document
 from engine.storage.peers import FixedPeers
 
@@ -194,7 +195,7 @@ def test_the_rights_generation_sees_another_process_write_at_once(tmp_path, watc
     """A server's store answers from memory while its folders are quiet; a file that
     replication (here: another store) puts in place is counted by the very next call,
     even in a folder that did not exist when the number was last counted."""
-    monkeypatch.setattr(accounts, "SIGNATURE_AGE_S", 0.0)   # trust every signature at once
+    monkeypatch.setattr(rights, "SIGNATURE_AGE_S", 0.0)   # trust every signature at once
     reader = Store(tmp_path / "data", watch_folders=watch_folders)
     writer = Store(tmp_path / "data")
     ensure_first_admin(writer, "mpampianatra", PASSWORD)
