@@ -48,6 +48,8 @@ def pull(store: Store, statement: ast.Statement) -> None:
 
 def create_account(store: Store, statement: ast.CreateAccount, password: dict) -> Outcome:
     name = validate_name(statement.name, "account")
+    if len(name) > accounts.MAX_NAME_CHARS:   # no login could name it
+        raise TahiryError(f"Lava loatra ny anaran'ny mpampiasa (max {accounts.MAX_NAME_CHARS} litera)")
     if store.read_account(name) is not None:
         raise TahiryError(f"Ny mpampiasa : {name} dia efa misy")
     store.write_account(name, {"admin": statement.admin, "password": password})

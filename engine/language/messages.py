@@ -91,6 +91,8 @@ CATALOGUE: tuple[Message, ...] = (
        "The account {name} no longer exists (log in again)"),
     _M("last_admin", "Tsy azo fafana ny mpitantana farany : {name}",
        "The last administrator cannot be dropped: {name}"),
+    _M("account_name_too_long", "Lava loatra ny anaran'ny mpampiasa (max {max} litera)",
+       "The account name is too long (max {max} characters)"),
     _M("password_too_short", "Fohy loatra ny tenimiafina (farafahakeliny {min} litera)",
        "The password is too short (at least {min} characters)"),
     _M("password_too_long", "Lava loatra ny tenimiafina (max {max} litera)",

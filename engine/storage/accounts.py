@@ -55,6 +55,7 @@ MAX_SCRYPT_N = 2 ** 20
 MAX_SCRYPT_R = 32
 MAX_SCRYPT_P = 16
 MIN_PASSWORD_CHARS = 8
+MAX_NAME_CHARS = 64     # what a `.login` carries (nodes/protocol/login.py)
 MAX_PASSWORD_CHARS = 1024
 # `ensure_first_admin` fenced by another server's commit tries this many times.
 CERTIFY_ATTEMPTS = 6

@@ -112,6 +112,8 @@ def test_account_statement_errors(store, teacher, students):
     fails(teacher, "omeo tsisy zo mamaky ao@ sekoly;", "no_such_object")
     fails(teacher, "omeo rabe zo mamaky ao@ tsisy;", "no_such_database")
     fails(teacher, f"ravao ny mpampiasa {ADMIN};", "last_admin")
+    fails(teacher, f'manamboara mpampiasa {"k" * 65} tenimiafina "{PASSWORD}";',
+          "account_name_too_long")   # no `.login` could name it
     assert store.list_accounts() == [ADMIN, "rabe", "soa"]
 
 
