@@ -32,7 +32,7 @@ from .errors import UnknownNode
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe_response
 from .logfiles import RotatingLog
 from .ownership import cluster_id
-from .remote import RemoteNode
+from .remote import MachineReports, RemoteNode
 from .replicalink import ReplicationLink
 from .replication_health import status_fields
 from .topology import SECRET_ENV, NodeSpec, Topology
@@ -131,6 +131,7 @@ class Cluster:
         self._launches: dict[str, asyncio.Task] = {}
         self.remote: dict[str, RemoteNode] = {}   # nodes another machine runs: probed only
         self._tls: tuple[TlsSettings, ssl.SSLContext | None] | None = None
+        self._reports: MachineReports | None = None
 
     @property
     def tls(self) -> ssl.SSLContext | None:
@@ -366,16 +367,22 @@ class Cluster:
         except OSError as error:
             self.logger.warning("cannot write the state file: %s", error)
 
-    async def status(self, node_status: dict[str, dict] | None = None) -> list[dict]:
+    async def status(self, node_status: dict[str, dict] | None = None,
+                     machine_only: bool = False) -> list[dict]:
         """One row per node of the topology (STOPPED when it has no keeper).
 
         `node_status`, when given, receives each running node's whole
         `.status;` answer by node (the status page's counters), so that
-        nothing probes a node twice for one view.
+        nothing probes a node twice for one view. Nodes another machine
+        runs get what its supervisor reports (supervisor/remote.py
+        `MachineReports`); `machine_only`: this machine's nodes only (what
+        another machine's supervisor asks).
         """
         rows = []
         for node_id, spec in self.topology.nodes.items():
             keeper, remote = self.keepers.get(node_id), self.remote.get(node_id)
+            if machine_only and not self.topology.runs_here(node_id):
+                continue
             if remote is not None and keeper is None:
                 rows.append(remote.snapshot())
                 continue
@@ -389,7 +396,18 @@ class Cluster:
                                         for row in rows))
         for row, extra in zip(rows, extras, strict=True):
             row.update(extra)
+        if not machine_only and self.remote:
+            await self.machine_reports().merge(
+                rows, {node_id: self.topology.nodes[node_id].host for node_id in self.remote})
         return rows
+
+    def machine_reports(self) -> MachineReports:
+        """The asker of the other machines' supervisors (made again when its settings change)."""
+        reports = self._reports
+        port, secret, tls = self.topology.supervisor.control_port, self.topology.secret, self.tls
+        if reports is None or (reports.port, reports.secret, reports.tls) != (port, secret, tls):
+            reports = self._reports = MachineReports(port, secret, tls)
+        return reports
 
     async def _node_extra(self, row: dict, replication: dict,
                           node_status: dict[str, dict] | None = None) -> dict:
