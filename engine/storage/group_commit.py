@@ -33,7 +33,7 @@ from engine.storage import journal
 from engine.storage.atomic_files import encode_document, fsync_folder, unlink_quietly, write_durable_temp
 from engine.storage.document_cache import DocumentCache, file_signature
 from engine.storage.peer_sync import PeerSync
-from engine.storage.peers import LockTimeout, holding
+from engine.storage.peers import LockTimeout, PeerUnreachable, holding
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,12 @@ class BatchInstaller:
         except BatchNotWritten:
             self._unlink_temps(prepared)
             raise
+        except PeerUnreachable as error:   # its lease, or the fence's question
+            self._unlink_temps(prepared)
+            log.error("commit of %d files refused: %s", len(prepared), error)
+            fault = error.fault(str(prepared[0].path.relative_to(self.root)))
+            raise BatchNotWritten(fault.message.removeprefix(ERROR_PREFIX), retry=False,
+                                  fault=fault) from None
         except OSError as error:  # a lock file could not be opened
             self._unlink_temps(prepared)
             raise BatchNotWritten(f"Tsy voasoratra : {error.strerror or error} ; "

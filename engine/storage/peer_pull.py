@@ -26,10 +26,10 @@ from engine.errors import StorageFault, TahiryError
 from engine.storage.document_cache import DocumentCache
 from engine.storage.group_commit import WriteBatch
 from engine.storage.names import is_identifier, validate_name
-from engine.storage.object_copy import DivergedCopy, bring_up_to_date
+from engine.storage.object_copy import DivergedCopy, bring_up_to_date_from
 from engine.storage.object_format import KIND_FOLDERS, InvalidDocument
 from engine.storage.peer_sync import NewerPeer, PeerSync
-from engine.storage.peers import LockTimeout, holding
+from engine.storage.peers import LockTimeout, PeerUnreachable, holding
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class PeerPull:
             raise TahiryError(
                 f"Tsy voasoratra : mbola mihidy ny lahatahiry {error.lock_path.parent} "
                 f"({self._lock_timeout_s:g} s) ; tsy nisy niova (rien n'a été écrit)") from None
+        except PeerUnreachable as error:
+            raise error.fault("") from None
 
     def pull(self, path: Path, batch: WriteBatch | None) -> bool:
         """Adopt the newest valid peer copy of the object at `path` newer than ours; True if one was.
@@ -79,13 +81,18 @@ class PeerPull:
             if key in batch.pending or key in batch.pulled:
                 return False
             batch.pulled.add(key)
-        if not self._sync.roots():
+        if not self._sync.peers():
             return False
         local = self._load(path)
         local_change = int(local.get("change", 0)) if local is not None else 0
-        for newer in self._sync.newer_peers(path, local_change):
-            if self._adopt(path, newer, batch):
-                return True
+        try:
+            for newer in self._sync.newer_peers(path, local_change):
+                if self._adopt(path, newer, batch):
+                    return True
+        except PeerUnreachable as error:
+            if batch is not None:
+                batch.pulled.discard(key)   # not compared: ask again next time
+            raise error.fault(str(path.relative_to(self.root))) from None
         return False
 
     def peer_objects(self, database: str) -> Iterator[tuple[str, str]]:
@@ -114,9 +121,11 @@ class PeerPull:
         rel = str(path.relative_to(self.root))
         try:
             self._prepare_folder(path.parent)
-            moved = bring_up_to_date(newer.root, self.root, rel, self._sync.own_lock,
-                                     durable=self._durable, source_lock=newer.lock,
-                                     lock_timeout_s=self._lock_timeout_s)
+            moved = bring_up_to_date_from(lambda dest: newer.source.fetch(rel, dest), self.root,
+                                          rel, self._sync.own_lock, durable=self._durable,
+                                          lock_timeout_s=self._lock_timeout_s)
+        except PeerUnreachable:
+            raise
         except (DivergedCopy, InvalidDocument) as error:
             log.error("pull of %s from %s refused: %s", rel, newer.peer, error)
             return False
@@ -133,3 +142,4 @@ class PeerPull:
             log.info("pulled %s (version %d) from %s before writing it", rel, newer.change,
                      newer.peer)
         return moved
+

@@ -20,6 +20,7 @@ from nodes.protocol.auth import (
 )
 from nodes.protocol.wire import (
     ADMIN_AUTH,
+    ADMIN_PEER,
     ADMIN_PING,
     ADMIN_STATUS,
     ADMIN_VERSIONS,
@@ -49,7 +50,7 @@ from nodes.protocol.wire import (
 
 __all__ = [
     # wire: requests
-    "ADMIN_AUTH", "ADMIN_PING", "ADMIN_STATUS", "ADMIN_VERSIONS", "DEFAULT_MAX_REQUEST_BYTES",
+    "ADMIN_AUTH", "ADMIN_PEER", "ADMIN_PING", "ADMIN_STATUS", "ADMIN_VERSIONS", "DEFAULT_MAX_REQUEST_BYTES",
     "Request", "RequestFramer", "STUCK_REQUEST_QUIET_S", "statement_bytes", "auth_request",
     "auth_secret", "secret_problem",
     "versions_request", "versions_arguments",

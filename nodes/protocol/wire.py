@@ -42,9 +42,11 @@ ADMIN_PING = "ping"
 ADMIN_STATUS = "status"
 ADMIN_AUTH = "auth"              # `.auth <secret>;`: see docs/SECURITY.md
 ADMIN_VERSIONS = "versions"      # `.versions <db> <object> ...;`: change counters (servers)
+ADMIN_PEER = "peer"              # `.peer <verb> ...;`: a server's peers (nodes/protocol/peer.py)
 _ADMIN_WORDS = {".ping": ADMIN_PING, ".status": ADMIN_STATUS}
 AUTH_WORD = ".auth"
 VERSIONS_WORD = ".versions"
+PEER_WORD = ".peer"
 MAX_SECRET_CHARS = 256
 # A request cut off inside a string or a comment: how long the framer waits
 # for more bytes before answering it with a syntax error (`RequestFramer.stuck`).
@@ -78,9 +80,9 @@ class Request:
     """One framed request.
 
     text: the statement without its terminating `;`, stripped of surrounding
-    whitespace. admin: ADMIN_PING / ADMIN_STATUS / ADMIN_AUTH /
-    ADMIN_VERSIONS for admin requests, else None. error: for a request that could not be framed (too long, not
-    UTF-8), the full error message `Hadisoana : ...` to answer with; text is
+    whitespace. admin: ADMIN_PING / ADMIN_STATUS / ADMIN_AUTH / ADMIN_VERSIONS /
+    ADMIN_PEER for admin requests, else None. error: for a request that could not
+    be framed (too long, not UTF-8), the full error message `Hadisoana : ...` to answer with; text is
     then empty and the statement must not be run.
     """
 
@@ -227,7 +229,8 @@ class RequestFramer:
             admin = _ADMIN_WORDS.get(text.lower())
             if admin is not None:
                 return Request(text, admin=admin)
-            for word, admin in ((AUTH_WORD, ADMIN_AUTH), (VERSIONS_WORD, ADMIN_VERSIONS)):
+            for word, admin in ((AUTH_WORD, ADMIN_AUTH), (VERSIONS_WORD, ADMIN_VERSIONS),
+                                (PEER_WORD, ADMIN_PEER)):
                 if text[:len(word)].lower() == word and (
                         len(text) == len(word) or text[len(word)].isspace()):
                     return Request(text, admin=admin)

@@ -81,6 +81,7 @@ from engine.storage.data_owner import (
 )
 from engine.storage.store import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.protocol import (
+    ADMIN_PEER,
     ADMIN_VERSIONS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_PAGE_ROWS,
@@ -111,6 +112,7 @@ from nodes.runtime.serving import (
 from nodes.server.encoding import ResponseEncoder
 from nodes.server.latency import DurationHistogram
 from nodes.server.membership import PeerDirectories, parse_peer_option
+from nodes.server.peer_service import PeerService, PeerSession
 from nodes.server.storage_faults import StorageFaults
 
 KIND = "server"
@@ -291,6 +293,9 @@ class DatabaseServer:
         self.small_read_seconds = DurationHistogram()
         self.commit_seconds = DurationHistogram()
         self.storage_faults = StorageFaults()
+        # `.peer` requests of the other servers and of replication (peer_service.py).
+        self.peer_service = PeerService(node_id, store.root, durable=store.durable,
+                                        max_request_bytes=max_request_bytes, logger=logger)
         # Compiled expressions, shared by every connection's session.
         self.codes = CodeCache()
         self.encoder = ResponseEncoder(page_rows)
@@ -311,6 +316,7 @@ class DatabaseServer:
                 "commit_seconds": self.commit_seconds.as_dict(),
                 "storage_faults": self.storage_fault_report(),
                 **self.store.certification_report(),
+                **self.peer_service.status(),
                 "data": str(self.store.root),
                 "max_connections": self.max_connections,
                 **(self.auth.status() if self.auth is not None else {})}
@@ -359,9 +365,15 @@ class DatabaseServer:
             self.logger.exception("could not open an engine session")
             return None
         self.stats.open_connections += 1
+        peer: PeerSession | None = None   # made by the connection's first `.peer` request
 
         def answer(request: Request) -> bytes | Awaitable[bytes]:
+            nonlocal peer
             if request.admin is not None:
+                if request.admin == ADMIN_PEER:
+                    if peer is None:
+                        peer = self.peer_service.session()
+                    return peer.answer(request)
                 if request.admin == ADMIN_VERSIONS:
                     last = client.last   # set whenever one is in flight
                     if client.in_flight and last is not None:
@@ -374,6 +386,8 @@ class DatabaseServer:
         def closed() -> None:
             gone.set()
             self.stats.open_connections -= 1
+            if peer is not None:
+                peer.closed()   # its lease, if any, ends with it
 
         # Pipelined statements of one connection: up to one batch in flight,
         # each maybe with the balancer's `.versions` right behind it.
@@ -525,6 +539,7 @@ class DatabaseServer:
         folded = await loop.run_in_executor(None, self.store.checkpoint_all)
         if folded:
             self.logger.info("checkpointed %d tables at stop", folded)
+        self.peer_service.close()
 
 
 def outcomes_after_partial_commit(outcomes: list[Outcome], written: list[frozenset[str]],
