@@ -60,6 +60,47 @@ def test_a_machine_reaches_another_by_its_address_and_a_cut_link_reaches_nobody(
         listener.wait()
 
 
+ECHO = ("import socket\ns=socket.create_server(('0.0.0.0', 4300))\nwhile True:\n"
+        " c=s.accept()[0]\n while d:=c.recv(100): c.sendall(d)\n")
+ROUND_TRIPS = """import socket,sys,time
+c=socket.create_connection((sys.argv[1], 4300), 5)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+times=[]
+for _ in range(20):
+    started=time.perf_counter(); c.sendall(b'x'); c.recv(10)
+    times.append((time.perf_counter()-started)*1000)
+print(sorted(times)[10])
+"""
+
+
+def test_a_delayed_machine_waits_and_a_lost_machine_has_no_process_left(machines):
+    echo = machines.popen("h1", [sys.executable, "-c", ECHO])
+    try:
+        address = machines.address("h1")
+        wait_until(lambda: _reachable(machines, "h2", address, 4300), 10, "the echo on h1")
+
+        def round_trip_ms() -> float:
+            done = machines.run("h2", [sys.executable, "-c", ROUND_TRIPS, address])
+            assert done.returncode == 0, done.stderr
+            return float(done.stdout)
+
+        assert round_trip_ms() < 4
+        machines.delay("h1", 5)
+        machines.delay("h2", 5)
+        delayed = round_trip_ms()
+        assert 10 <= delayed < 40, delayed
+        machines.undelay("h2")
+        assert 5 <= round_trip_ms() < 10 + 20
+        assert echo.pid in machines.pids("h1")
+        killed = machines.kill_all("h1")
+        assert killed and machines.pids("h1") == []
+        assert echo.wait(timeout=10) != 0
+        assert not _reachable(machines, "h2", address, 4300)
+    finally:
+        echo.kill()
+        echo.wait()
+
+
 def test_the_chain_answers_across_machines_with_the_secret(machines, tmp_path):
     environment = {**os.environ, "TAHIRY_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
     h1, h2 = machines.address("h1"), machines.address("h2")
@@ -143,11 +184,12 @@ class Supervisors:
     """
 
     def __init__(self, machines, folder: Path, text: str,
-                 files: dict[str, dict[str, bytes]] | None = None):
+                 files: dict[str, dict[str, bytes]] | None = None,
+                 names: tuple[str, ...] = ("h1", "student")):
         self.machines = machines
         self.environment = {**os.environ, "PYTHONPATH": str(ROOT), "TAHIRY_SECRET": SECRET}
         self.folders: dict[str, Path] = {}
-        for machine in ("h1", "student"):
+        for machine in names:
             self.folders[machine] = folder / machine
             self.folders[machine].mkdir(parents=True)
             (self.folders[machine] / "topology.yaml").write_text(text.replace("MACHINE", machine))
