@@ -32,6 +32,7 @@ from .errors import UnknownNode
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe_response
 from .logfiles import RotatingLog
 from .ownership import cluster_id
+from .peer_link import PeerAddress
 from .remote import MachineReports, RemoteNode
 from .replicalink import ReplicationLink
 from .replication_health import status_fields
@@ -124,10 +125,10 @@ class Cluster:
         self.writable: dict[str, bool] = {}   # server id -> may take writes
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
-        # This machine's servers only (supervisor/machine.py: all of them or none).
+        # This machine's servers by directory; the other machines' by address.
         self.replication = ReplicationLink(
             {s.id: s.data_dir for s in topology.local_of_kind("server")},
-            topology.replication_enabled, logger)
+            topology.replication_enabled, logger, self.remote_peers())
         self._launches: dict[str, asyncio.Task] = {}
         self.remote: dict[str, RemoteNode] = {}   # nodes another machine runs: probed only
         self._tls: tuple[TlsSettings, ssl.SSLContext | None] | None = None
@@ -144,6 +145,13 @@ class Cluster:
     @property
     def run_dir(self) -> Path:
         return self.topology.supervisor.run
+
+    def remote_peers(self) -> dict[str, PeerAddress]:
+        """The servers another machine runs, as the replicator reaches them over the network."""
+        return {spec.id: PeerAddress(spec.id, spec.host, spec.port, self.topology.secret,
+                                     self.tls)
+                for spec in self.topology.of_kind("server")
+                if not self.topology.runs_here(spec.id)}
 
     # -- whole cluster
 
@@ -334,17 +342,25 @@ class Cluster:
                                        for e in entries) or "no server")
 
     def write_peers_files(self) -> None:
-        """run/<server>.peers.json: the other servers' data directories (none without replication).
+        """run/<server>.peers.json: the other servers (none without replication).
 
-        Each server re-reads its file when it changes (pull on write, fence
-        on commit: docs/STORAGE.md), so a server added by a hot reload is
-        known to the running ones before it takes writes. Files of servers
-        that left the topology are removed.
+        `peers`: this machine's other servers by data directory, and the
+        servers other machines run by address (`{"address": "HOST:PORT"}`:
+        reached over the peer protocol). Each server re-reads its
+        file when it changes (pull on write, fence on commit:
+        docs/STORAGE.md), so a server added by a hot reload is known to the
+        running ones before it takes writes. Files of servers that left the
+        topology are removed.
         """
-        servers = self.topology.local_of_kind("server")   # all of them, or none (machine.py)
+        servers = self.topology.local_of_kind("server")
+        elsewhere = [spec for spec in self.topology.of_kind("server")
+                     if not self.topology.runs_here(spec.id)]
+        enabled = self.topology.replication_enabled
         for server in servers:
-            peers = {other.id: str(other.data) for other in servers
-                     if other.id != server.id} if self.topology.replication_enabled else {}
+            peers: dict[str, str | dict] = {other.id: str(other.data) for other in servers
+                                            if other.id != server.id} if enabled else {}
+            if enabled:
+                peers.update({other.id: {"address": other.address} for other in elsewhere})
             path = peers_file(self.run_dir, server.id)
             write_if_changed(path, json.dumps({"peers": peers}, indent=1) + "\n")
         known = {peers_file(self.run_dir, server.id) for server in servers}

@@ -1,0 +1,213 @@
+"""Replication to and from the servers of other machines, over the peer protocol.
+
+The replicator (supervisor/replication.py) watches only this machine's data
+directories; a server another machine runs is reached over the network
+(supervisor/peer_link.py), never through a shared file system:
+
+- **Push.** When an object settles on this machine (an event, a retry, a
+  periodic pass), `ship(rel, ...)` asks each remote server its version
+  (`.peer versions`) and, where it is older or missing, plans the shipment
+  from the local winner against that version (engine/storage/object_copy.py
+  `read_shipment`, the very plan a local copy uses: the missing journal
+  lines, else the snapshot) and sends it (`.peer ship`). The server applies
+  it under its own write lock with the checks a local copy makes (only
+  newer wins); "replan" (it moved meanwhile) plans again. A remote copy at
+  the same or a newer version is left alone: its own machine's supervisor
+  pushes its newer versions here the same way.
+- **Pull.** `pull(server_id, root, lock)` brings a local server up to every
+  remote server's version (`.peer names;` lists a server's objects, `.peer
+  fetch` gives what a local copy lacks; engine/storage/object_copy.py
+  `bring_up_to_date_from` puts it in place): a server catching up before it
+  takes writes, or a new server seeded over the network.
+
+A remote server that cannot be reached is an `OSError` for the caller: a
+failing copy into that server, listed in `status` and retried with
+backoff until the link returns; meanwhile that server's commits are
+refused (certification needs every peer, docs/REPLICATION.md), so nothing
+acknowledged is ever only on one side of a cut.
+
+Connections: one `PeerLink` per remote server and per thread (worker
+threads ship in parallel, each over its own connection).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from engine.storage.object_copy import (
+    DivergedCopy,
+    Shipment,
+    bring_up_to_date_from,
+    read_shipment,
+)
+from engine.storage.object_format import InvalidDocument
+from engine.storage.object_state import ObjectVersion, version_of
+from engine.storage.peers import DirectoryLock
+
+from .peer_link import PeerAddress, PeerLink, PeerRefused
+
+log = logging.getLogger(__name__)
+
+SHIP_ROUNDS = 3
+
+
+@dataclass
+class Shipped:
+    """What `ship` did for one remote server."""
+
+    moved: bool = False
+    conflict: int | None = None      # the version at which the copies differ
+    problem: str | None = None       # refused there (its copy does not read, ...)
+
+
+@dataclass
+class Pulled:
+    """What `pull` did for one local server."""
+
+    copied: list[str] = field(default_factory=list)
+    conflicts: list[tuple[str, int, str]] = field(default_factory=list)  # rel, change, server
+    problems: list[str] = field(default_factory=list)   # unreachable servers, refused objects
+
+
+class RemoteServers:
+    """The servers of other machines, and this thread's link to each."""
+
+    def __init__(self, peers: dict[str, PeerAddress] | None = None):
+        self._lock = threading.Lock()
+        self._peers: dict[str, PeerAddress] = dict(peers or {})
+        self._links = threading.local()
+
+    def set(self, peers: dict[str, PeerAddress]) -> None:
+        with self._lock:
+            self._peers = dict(peers)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._peers)
+
+    def address(self, server_id: str) -> PeerAddress | None:
+        with self._lock:
+            return self._peers.get(server_id)
+
+    def link(self, server_id: str) -> PeerLink:
+        """This thread's link to a remote server (made again when its address changed)."""
+        peer = self.address(server_id)
+        if peer is None:
+            raise KeyError(server_id)
+        links = self._links.__dict__.setdefault("by_server", {})
+        link = links.get(server_id)
+        if link is None or link.peer != peer:
+            if link is not None:
+                link.close()
+            link = links[server_id] = PeerLink(peer)
+        return link
+
+    def close_thread_links(self) -> None:
+        for link in self._links.__dict__.pop("by_server", {}).values():
+            link.close()
+
+
+def ship(link: PeerLink, rel: str, source_root: Path, source_lock: DirectoryLock | None,
+         top: int, lock_poll_max_s: float) -> Shipped:
+    """Bring the remote copy of `rel` up to the local winner's version `top`.
+
+    Raises OSError (PeerUnreachable) when the server cannot be reached.
+    """
+    done = Shipped()
+    for _ in range(SHIP_ROUNDS):
+        theirs = link.versions([rel])[rel]
+        if theirs.error is not None:
+            done.problem = f"its copy does not read ({theirs.error}); its supervisor repairs it"
+            return done
+        if theirs.version is not None and theirs.version.change >= top:
+            return done
+        shipment = read_shipment(source_root, rel, theirs.version, source_lock,
+                                 lock_poll_max_s=lock_poll_max_s)
+        if shipment is None:
+            return done   # the local copy moved or does not read: the next event ships it
+        try:
+            result, _ = link.ship(rel, shipment)
+        except PeerRefused as error:
+            if "differs between the copies" in str(error):
+                done.conflict = shipment.base if shipment.base is not None else top
+            else:
+                done.problem = str(error)
+            return done
+        if result == "moved":
+            done.moved = True
+            return done
+        if result == "current":
+            return done
+    return done   # kept moving: the next event (theirs or ours) ships again
+
+
+def pull(remote: RemoteServers, root: Path, lock: DirectoryLock, lock_poll_max_s: float,
+         on_copied: Callable[[str], None] | None = None) -> Pulled:
+    """Bring the local directory `root` up to every remote server's newer copies."""
+    pulled = Pulled()
+    for server_id in remote.ids():
+        link = remote.link(server_id)
+        try:
+            rels = link.objects(frozenset(_databases(root)))
+            theirs = link.versions(rels)
+        except (OSError, PeerRefused) as error:
+            pulled.problems.append(f"{server_id}: {error}")
+            continue
+        for rel in rels:
+            remote_version = theirs[rel].version
+            if remote_version is None:
+                continue
+            try:
+                mine = version_of(root, rel)
+            except (OSError, InvalidDocument):
+                mine = None   # unreadable here: the shipment replaces or repairs what it can
+            if mine is not None and mine.change >= remote_version.change:
+                continue
+            try:
+                moved = bring_up_to_date_from(partial(_fetch, link, rel), root, rel, lock,
+                                              lock_poll_max_s=lock_poll_max_s)
+            except DivergedCopy as error:
+                pulled.conflicts.append((rel, error.change, server_id))
+                continue
+            except PeerRefused as error:
+                pulled.problems.append(f"{rel} from {server_id}: {error}")
+                continue
+            except OSError as error:
+                pulled.problems.append(f"{rel} from {server_id}: {error}")
+                if not link_alive(link):
+                    break
+                continue
+            except InvalidDocument as error:   # a copy here that does not read
+                pulled.problems.append(f"{rel}: the copy here does not read ({error})")
+                continue
+            if moved:
+                pulled.copied.append(rel)
+                if on_copied is not None:
+                    on_copied(rel)
+    return pulled
+
+
+def _databases(root: Path) -> set[str]:
+    try:
+        return {entry.name for entry in os.scandir(root)
+                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")}
+    except OSError:
+        return set()
+
+
+def _fetch(link: PeerLink, rel: str, dest: ObjectVersion | None) -> Shipment | None:
+    return link.fetch(rel, dest)
+
+
+def link_alive(link: PeerLink) -> bool:
+    try:
+        link.hello()
+    except OSError:
+        return False
+    return True
