@@ -25,11 +25,15 @@ on is on disk. "Failed" always means "not applied": a statement whose file
 may be in place after a failure is answered "outcome unknown"
 (`outcomes_after_partial_commit`).
 
-Peers (`--peers-file`, written by the supervisor, or `--peer ID=DIR`): the
+Peers (`--peers-file`, written by the supervisor, or `--peer ID=DIR` for a
+peer on this machine, `--peer-address ID=HOST:PORT` for one on another): the
 store pulls a peer's newer copy of an object before writing it and fences
 its commit against the peers' copies (docs/STORAGE.md, "Peers"), so a
 server taking over an object's writes builds on the last acknowledged
-version even when replication has not delivered it yet.
+version even when replication has not delivered it yet. A peer on another
+machine is asked with `.peer` requests (nodes/server/remote_peer.py), and
+this server answers theirs (nodes/server/peer_service.py), behind the
+secret and TLS like every request.
 
 Storage faults (a file of this server it cannot read or write: corrupt, disk
 full, read-only; `engine.errors.StorageFault`): the statement fails cleanly
@@ -111,8 +115,9 @@ from nodes.runtime.serving import (
 )
 from nodes.server.encoding import ResponseEncoder
 from nodes.server.latency import DurationHistogram
-from nodes.server.membership import PeerDirectories, parse_peer_option
+from nodes.server.membership import PeerDirectories, parse_peer_address, parse_peer_option
 from nodes.server.peer_service import PeerService, PeerSession
+from nodes.server.remote_peer import DEFAULT_LEASE_S, LEASE_MARGIN_S, PeerAddress, RemotePeer
 from nodes.server.storage_faults import StorageFaults
 
 KIND = "server"
@@ -587,6 +592,11 @@ def main(argv: list[str] | None = None) -> None:
                              "it changes): pull on write, fence on commit")
     parser.add_argument("--peer", action="append", default=[], metavar="ID=DIR",
                         help="another server's data directory (repeatable)")
+    parser.add_argument("--peer-address", action="append", default=[], metavar="ID=HOST:PORT",
+                        help="another server, on another machine: asked over the network with "
+                             "`.peer` requests (repeatable)")
+    parser.add_argument("--peer-lease-s", type=float, default=DEFAULT_LEASE_S,
+                        help="how long a network peer's write lock is leased to a commit at most")
     parser.add_argument("--checkpoint-bytes", type=int, default=DEFAULT_MIN_BYTES,
                         help="a table's journal is folded into its snapshot once it is larger "
                              "than this and than the snapshot (docs/STORAGE.md)")
@@ -600,8 +610,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         fixed_peers = dict(parse_peer_option(text) for text in args.peer)
+        peer_addresses = dict(parse_peer_address(text) for text in args.peer_address)
     except ValueError as error:
         parser.error(str(error))
+    if not 1.5 * LEASE_MARGIN_S <= args.peer_lease_s <= 600:
+        parser.error(f"--peer-lease-s {args.peer_lease_s:g}: between {1.5 * LEASE_MARGIN_S:g} "
+                     f"and 600 seconds")
     data = args.data
     if not data:
         parser.error("--data is required")
@@ -616,8 +630,16 @@ def main(argv: list[str] | None = None) -> None:
     # Held until the process ends: no second server, and no server of another
     # cluster, ever writes into this directory beside us.
     owner = take_data_directory(Path(data), args, logger)
-    peers = (PeerDirectories(fixed_peers, Path(args.peers_file) if args.peers_file else None)
-             if fixed_peers or args.peers_file else None)
+
+
+    def remote(peer_id: str, host: str, port: int) -> RemotePeer:
+        # The cluster's secret and TLS, as every other link of the node.
+        return RemotePeer(peer_id, PeerAddress(host, port, auth.secret, tls.client),
+                          lease_s=args.peer_lease_s)
+
+    peers = (PeerDirectories(fixed_peers, Path(args.peers_file) if args.peers_file else None,
+                             addresses=peer_addresses, remote=remote)
+             if fixed_peers or peer_addresses or args.peers_file else None)
     # Holding the directory, no other server writes here: every temp file is
     # debris of a process that died mid-write (a replication copy in flight,
     # if any, fails its rename and is made again), so none is kept; torn
@@ -625,6 +647,7 @@ def main(argv: list[str] | None = None) -> None:
     # (watch_folders: a cached version is used without `stat` while nothing
     # changed in its folders; engine/storage/cached_reads.py.)
     store = Store(Path(data), peers=peers, exclusive=owner is not None, watch_folders=True,
+                  node_id=args.id,
                   checkpoints=CheckpointPolicy(min_bytes=args.checkpoint_bytes,
                                                ratio=args.checkpoint_ratio,
                                                idle_s=args.checkpoint_idle_s))
