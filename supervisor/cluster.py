@@ -125,13 +125,13 @@ class Cluster:
         self.writable: dict[str, bool] = {}   # server id -> may take writes
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
+        self._tls: tuple[TlsSettings, ssl.SSLContext | None] | None = None
         # This machine's servers by directory; the other machines' by address.
         self.replication = ReplicationLink(
             {s.id: s.data_dir for s in topology.local_of_kind("server")},
             topology.replication_enabled, logger, self.remote_peers())
         self._launches: dict[str, asyncio.Task] = {}
         self.remote: dict[str, RemoteNode] = {}   # nodes another machine runs: probed only
-        self._tls: tuple[TlsSettings, ssl.SSLContext | None] | None = None
         self._reports: MachineReports | None = None
 
     @property

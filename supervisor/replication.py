@@ -136,7 +136,7 @@ from engine.storage.object_state import (
 from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
 from supervisor.errors import OverlappingDataDirectories, UnknownNode
 from supervisor.objectfiles import keep_aside, list_object_files
-from supervisor.peer_link import PeerAddress
+from supervisor.peer_link import PeerAddress, PeerUnreachable
 from supervisor.replication_health import Repair, ReplicaHealth
 from supervisor.replication_queue import PendingPaths
 from supervisor.replication_remote import RemoteServers, pull, ship
@@ -599,7 +599,14 @@ class Replicator:
                                self._lock_of(winner, winner_root), top, PROMPT_LOCK_POLL_MAX_S)
             except KeyError:
                 continue   # removed meanwhile
-            except OSError as error:
+            except PeerUnreachable as error:
+                self._remote.unreachable(server_id, error)
+                reason = str(error)
+                self._stats.error(server_id, f"copy of {rel} failed: {reason}", log=False)
+                self._health.copy_failed(server_id, rel, reason)
+                outcome.copy_failed = True
+                continue
+            except OSError as error:   # reading the local source failed
                 reason = str(error)
                 self._stats.error(server_id, f"copy of {rel} failed: {reason}", log=False)
                 self._health.copy_failed(server_id, rel, reason)

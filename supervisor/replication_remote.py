@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -50,11 +51,12 @@ from engine.storage.object_format import InvalidDocument
 from engine.storage.object_state import ObjectVersion, version_of
 from engine.storage.peers import DirectoryLock
 
-from .peer_link import PeerAddress, PeerLink, PeerRefused
+from .peer_link import PeerAddress, PeerLink, PeerRefused, PeerUnreachable
 
 log = logging.getLogger(__name__)
 
 SHIP_ROUNDS = 3
+RETRY_AFTER_S = 1.0
 
 
 @dataclass
@@ -82,6 +84,18 @@ class RemoteServers:
         self._lock = threading.Lock()
         self._peers: dict[str, PeerAddress] = dict(peers or {})
         self._links = threading.local()
+        self._down: dict[str, tuple[float, str]] = {}   # server -> (not before, why)
+
+    def unreachable(self, server_id: str, error: OSError) -> None:
+        """A link to it failed: fail fast for a while (see `link`)."""
+        if isinstance(error, PeerUnreachable) and "not asked again" in str(error):
+            return
+        with self._lock:
+            self._down[server_id] = (time.monotonic() + RETRY_AFTER_S, str(error))
+
+    def reached(self, server_id: str) -> None:
+        with self._lock:
+            self._down.pop(server_id, None)
 
     def set(self, peers: dict[str, PeerAddress]) -> None:
         with self._lock:
@@ -96,10 +110,19 @@ class RemoteServers:
             return self._peers.get(server_id)
 
     def link(self, server_id: str) -> PeerLink:
-        """This thread's link to a remote server (made again when its address changed)."""
+        """This thread's link to a remote server (made again when its address changed).
+
+        For RETRY_AFTER_S after a failure to reach it, raises PeerUnreachable at
+        once: during a cut, every copy would otherwise wait for the connect
+        timeout (the failing copies are retried with backoff anyway).
+        """
         peer = self.address(server_id)
         if peer is None:
             raise KeyError(server_id)
+        with self._lock:
+            down = self._down.get(server_id)
+        if down is not None and time.monotonic() < down[0]:
+            raise PeerUnreachable(f"{down[1]} (not asked again for {RETRY_AFTER_S:g} s)")
         links = self._links.__dict__.setdefault("by_server", {})
         link = links.get(server_id)
         if link is None or link.peer != peer:
@@ -152,13 +175,18 @@ def pull(remote: RemoteServers, root: Path, lock: DirectoryLock, lock_poll_max_s
     """Bring the local directory `root` up to every remote server's newer copies."""
     pulled = Pulled()
     for server_id in remote.ids():
-        link = remote.link(server_id)
         try:
+            link = remote.link(server_id)
             rels = link.objects(frozenset(_databases(root)))
             theirs = link.versions(rels)
-        except (OSError, PeerRefused) as error:
+        except OSError as error:
+            remote.unreachable(server_id, error)
             pulled.problems.append(f"{server_id}: {error}")
             continue
+        except PeerRefused as error:
+            pulled.problems.append(f"{server_id}: {error}")
+            continue
+        remote.reached(server_id)
         for rel in rels:
             remote_version = theirs[rel].version
             if remote_version is None:
