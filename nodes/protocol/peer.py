@@ -10,6 +10,8 @@ build and read them here, so the format lives in one place:
     .peer versions REL ...;            {REL: null | {"change", "snapshot_change", "dropped",
                                                      "size"} | {"error": TEXT}}
     .peer names DB FOLDER;             {"names": [STEM, ...]}
+    .peer names;                       {"rels": [REL, ...]}: every object of the directory
+                                       (markers and tombstones included)
     .peer fetch REL BASE DROPPED;      {"shipment": PAYLOAD | null}: what brings a copy at
                                        version BASE ("-": none; DROPPED 1 for a tombstone)
                                        up to this server's version
@@ -133,12 +135,14 @@ def parse_request(text: str) -> PeerRequest:
     if not words:
         raise ValueError(f"`.peer` expects one of: {', '.join(VERBS)}")
     verb, args = words[0].lower(), tuple(words[1:])
+    if verb == "names" and len(args) == 1:
+        raise ValueError("`.peer names` takes no argument, or a database and a folder")
     if verb not in VERBS:
         raise ValueError(f"unknown peer request {words[0]!r} (expected one of: {', '.join(VERBS)})")
-    expected = {"hello": (1, 1), "versions": (1, 10_000), "names": (2, 2), "fetch": (3, 3),
+    expected = {"hello": (1, 1), "versions": (1, 10_000), "names": (0, 2), "fetch": (3, 3),
                 "fence": (2, 2), "release": (0, 0), "check": (1, 1), "ship": (2, 2),
                 "part": (1, 1)}[verb]
-    if not expected[0] <= len(args) <= expected[1]:
+    if not expected[0] <= len(args) <= expected[1] or (verb == "names" and len(args) == 1):
         raise ValueError(f"`.peer {verb}` takes {expected[0]}"
                          f"{'' if expected[0] == expected[1] else ' or more'} arguments, "
                          f"not {len(args)}")
@@ -164,7 +168,10 @@ def versions_request(rels: list[str]) -> bytes:
     return request_bytes("versions", *rels)
 
 
-def names_request(database: str, folder: str) -> bytes:
+def names_request(database: str | None = None, folder: str | None = None) -> bytes:
+    """`.peer names DB FOLDER;`, or `.peer names;` (every object path) without arguments."""
+    if database is None or folder is None:
+        return request_bytes("names")
     return request_bytes("names", database, folder)
 
 

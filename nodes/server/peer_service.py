@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -153,6 +154,8 @@ class PeerSession:
         if verb == "versions":
             rels = [checked_rel(rel) for rel in args]
             return encode_answer(await service.in_thread(self._versions, rels))
+        if verb == "names" and not args:
+            return encode_answer({"rels": await service.in_thread(every_object, service.root)})
         if verb == "names":
             database, folder = args
             if not is_identifier(database) or folder not in FOLDER_KINDS:
@@ -218,7 +221,9 @@ class PeerSession:
 
     async def _fence(self, seconds: float, wait_ms: int) -> bool:
         if not self._leased:
-            if not await self._service.in_thread(self._acquire, wait_ms / 1000):
+            # A free lock is taken at once (flock without waiting); waiting is the pool's.
+            if not self._lock.try_acquire() and not await self._service.in_thread(
+                    self._acquire, wait_ms / 1000):
                 return False
             if self._closed:   # gone while it waited: nobody holds it
                 self._lock.close()
@@ -298,3 +303,31 @@ def _document(rel: str, change: int, document: bytes | None) -> dict:
             return value
         raise ValueError(f"the document of {rel} is not at change {change}")
     return {"change": change, "kind": "table", "dropped": False}
+
+
+def every_object(root: Path) -> list[str]:
+    """The path of every object file of a data directory, markers and tombstones included.
+
+    Databases and names that are not identifiers, names starting with `.`
+    and symlinks (never followed: docs/STORAGE.md) are left out.
+    """
+    found: list[str] = []
+    try:
+        databases = sorted(entry.name for entry in os.scandir(root)
+                           if entry.is_dir(follow_symlinks=False) and is_identifier(entry.name))
+    except OSError:
+        return found
+    for database in databases:
+        base = root / database
+        marker = base / "database.json"
+        if marker.is_file() and not marker.is_symlink():
+            found.append(f"{database}/database.json")
+        for folder in sorted(FOLDER_KINDS):
+            try:
+                entries = sorted(entry.name for entry in os.scandir(base / folder)
+                                 if entry.is_file(follow_symlinks=False))
+            except OSError:
+                continue
+            found.extend(f"{database}/{folder}/{name}" for name in entries
+                         if name.endswith(".json") and is_identifier(name[:-len(".json")]))
+    return found

@@ -102,6 +102,7 @@ class PeerLink:
         self._socket: socket.socket | ssl.SSLSocket | None = None
         self._decoder = ResponseDecoder()
         self._ready: list[Response] = []
+        self._unread = 0         # answers to requests sent ahead, not read yet
         self._mutex = threading.RLock()
         self._down_until = 0.0
         self._down_reason = ""
@@ -153,6 +154,7 @@ class PeerLink:
         self._socket = connection
         self._decoder = ResponseDecoder()
         self._ready = []
+        self._unread = 0
         self.generation += 1
         hello = [hello_request()]
         if address.secret:
@@ -165,16 +167,41 @@ class PeerLink:
     def _exchange(self, requests: list[bytes]) -> dict:
         assert self._socket is not None
         self._socket.sendall(b"".join(requests))
-        while len(self._ready) < len(requests):
+        skipped, self._unread = self._unread, 0
+        wanted = skipped + len(requests)
+        while len(self._ready) < wanted:
             chunk = self._socket.recv(1 << 16)
             if not chunk:
                 raise ConnectionResetError("the peer closed the connection")
             self._ready.extend(self._decoder.feed(chunk))
-        answers, self._ready = self._ready[:len(requests)], self._ready[len(requests):]
+        answers, self._ready = self._ready[:wanted], self._ready[wanted:]
+        for response in answers[:skipped]:
+            if not response.ok:
+                log.warning("peer %s refused a request sent ahead: %s", self.peer_id,
+                            response.message)
+        answers = answers[skipped:]
         for response in answers[:-1]:
             if not response.ok:
                 raise PeerRefused(response.message)
         return decode_answer(answers[-1])
+
+    def send_ahead(self, request: bytes) -> None:
+        """Send `request` without waiting for its answer (read, and only logged, with the next).
+
+        For `.peer release`: the lease is the peer's to drop, and the next
+        request on this connection comes after it anyway. A failure drops
+        the connection (and the lease with it).
+        """
+        with self._mutex:
+            if self._socket is None:
+                return
+            try:
+                self._socket.sendall(request)
+                self._unread += 1
+            except OSError as error:
+                log.warning("peer %s: %s (the connection, and its lease, dropped)", self.peer_id,
+                            _reason(error))
+                self.close()
 
     def close(self) -> None:
         with self._mutex:
@@ -230,12 +257,7 @@ class RemoteLease:
         self._holds = 0
         if self._link.generation != self._generation:
             return   # that connection is gone, and the lease with it
-        try:
-            self._link.ask([release_request()], retry=False)
-        except PeerUnreachable as error:
-            log.warning("releasing %s: %s (the peer drops it with the connection)", self.path,
-                        error)
-            self._link.close()
+        self._link.send_ahead(release_request())
 
     def check(self) -> None:
         """PeerUnreachable unless the lease is held, on its connection, with a margin left."""

@@ -261,3 +261,53 @@ def test_a_peer_speaking_another_protocol_version_is_a_clear_error(start_node, t
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_peers_speak_over_tls_behind_the_secret(start_node, tmp_path):
+    from nodes.protocol.tls import client_context
+    from tests.tlskit import Certificates
+
+    secret = "peer-secret-0123456789abcdef"
+    machine = Certificates(tmp_path / "tls").machine("host", ["127.0.0.1"])
+    env = {"TAHIRY_SECRET": secret}
+    data = {server: tmp_path / "data" / server for server in ("m1", "m2")}
+    files = {server: tmp_path / f"{server}.peers.json" for server in data}
+    nodes = {server: start_node("server", server, "--data", str(data[server]), "--peers-file",
+                                str(files[server]), "--require-secret", *machine.argv(), env=env,
+                                wait=False)   # (its readiness probe speaks plain TCP)
+             for server in data}
+    for server, other in (("m1", "m2"), ("m2", "m1")):
+        files[server].write_text(json.dumps(
+            {"peers": {other: {"address": f"127.0.0.1:{nodes[other].port}"}}}))
+    context = client_context(machine)
+
+    def client(server: str) -> WireClient:
+        wire = WireClient(nodes[server].port)
+        wire.sock = context.wrap_socket(wire.sock, server_hostname="127.0.0.1")
+        wire.ok(f".auth {secret};")
+        return wire
+
+    def ready(server: str) -> bool:
+        try:
+            with client(server):
+                return True
+        except OSError:
+            return False
+
+    for server in nodes:
+        wait_until(lambda server=server: ready(server), 15.0, f"{server} answering over TLS")
+    with client("m1") as one, client("m2") as two:
+        for each in (one, two):
+            each.ok(f"manamboara tahiry {DATABASE};")
+            each.ok(f"ampiasao {DATABASE};")
+        one.ok("manamboara tabilao t (id ISA(null,null));")
+        one.ok("manampia ao@ t sanda (1);")
+        two.ok("manampia ao@ t sanda (2);")   # pulls m1's version over TLS, with the secret
+        assert sorted(row[0] for row in two.rows("alaivo id ao@ t;")) == [1, 2]
+        status = json.loads(one.one(".status;").message)
+        assert status["peer_requests"] > 0 and status["auth_failures"] == 0
+    # Without the secret, a peer request is never answered.
+    with WireClient(nodes["m1"].port) as plain:
+        plain.sock = context.wrap_socket(plain.sock, server_hostname="127.0.0.1")
+        [answer] = plain.run(".peer hello 1;")
+        assert not answer.ok and "auth" in answer.message.lower(), answer.message

@@ -19,6 +19,7 @@ from nodes.protocol.peer import (
     fence_request,
     fetch_request,
     hello_request,
+    names_request,
     release_request,
     request_bytes,
     ship_requests,
@@ -53,6 +54,8 @@ def test_versions_fetch_and_ship(start_node, tmp_path):
         assert before["change"] == version_of(m1_dir, TABLE).change and not before["dropped"]
         assert ask(peer, versions_request(["s/tables/nothing.json"])) == {
             "s/tables/nothing.json": None}
+        assert ask(peer, names_request("s", "tables")) == {"names": ["t"]}
+        assert ask(peer, names_request()) == {"rels": ["s/database.json", TABLE]}
 
         # A copy made from nothing, then brought up to date with the lines only.
         mine = tmp_path / "mine"
