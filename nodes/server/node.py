@@ -613,6 +613,9 @@ def main(argv: list[str] | None = None) -> None:
         peer_addresses = dict(parse_peer_address(text) for text in args.peer_address)
     except ValueError as error:
         parser.error(str(error))
+    if args.inline and peer_addresses:
+        parser.error("--inline cannot have --peer-address peers: statements on the event loop "
+                     "would wait for a peer that waits for this server's answer")
     if not 1.5 * LEASE_MARGIN_S <= args.peer_lease_s <= 600:
         parser.error(f"--peer-lease-s {args.peer_lease_s:g}: between {1.5 * LEASE_MARGIN_S:g} "
                      f"and 600 seconds")
@@ -634,6 +637,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def remote(peer_id: str, host: str, port: int) -> RemotePeer:
         # The cluster's secret and TLS, as every other link of the node.
+        if args.inline:
+            logger.error("peer %s at %s:%d is asked over the network, but this server runs "
+                         "--inline: its writes may stall while that peer waits for it", peer_id,
+                         host, port)
         return RemotePeer(peer_id, PeerAddress(host, port, auth.secret, tls.client),
                           lease_s=args.peer_lease_s)
 
