@@ -12,6 +12,8 @@ everything is removed on exit (deleting a namespace deletes its links).
         machines.address("h1")          # '10.77.0.1'
         machines.cut("h1")              # take h1's link down: a partition
         machines.heal("h1")
+        machines.cut_between("h1", "h2")  # h1 and h2 lose each other, not the others
+        machines.heal_between("h1", "h2")
         machines.delay("h1", 5)         # every packet h1 sends waits 5 ms (one way)
         machines.kill_all("h2")         # SIGKILL every process of h2: the machine is lost
 
@@ -146,6 +148,18 @@ class Machines:
     def heal(self, name: str) -> None:
         _ip("link", "set", f"{self._tag}s{self.names.index(name) + 1}", "up",
             namespace=self._switch)
+
+    def cut_between(self, first: str, second: str) -> None:
+        """Cut two machines from each other only (each still reaches the others): every
+        packet from one to the other is dropped (a blackhole route on both sides)."""
+        for here, there in ((first, second), (second, first)):
+            _ip("route", "add", "blackhole", f"{self.address(there)}/32",
+                namespace=self.namespace(here))
+
+    def heal_between(self, first: str, second: str) -> None:
+        for here, there in ((first, second), (second, first)):
+            _ip("route", "del", "blackhole", f"{self.address(there)}/32",
+                namespace=self.namespace(here))
 
     def pids(self, name: str) -> list[int]:
         """Every process running inside machine `name` (its delayer, part of the link, excepted)."""
