@@ -106,7 +106,11 @@ class PeerPull:
         except TahiryError:
             return
         for kind, folder in KIND_FOLDERS.items():
-            for name in sorted(self._sync.object_names(database, folder)):
+            try:
+                names = self._sync.object_names(database, folder)
+            except PeerUnreachable as error:
+                raise error.fault(f"{database}/{folder}") from None
+            for name in sorted(names):
                 if is_identifier(name):
                     yield kind, name
 

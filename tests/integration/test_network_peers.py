@@ -311,3 +311,15 @@ def test_peers_speak_over_tls_behind_the_secret(start_node, tmp_path):
         plain.sock = context.wrap_socket(plain.sock, server_hostname="127.0.0.1")
         [answer] = plain.run(".peer hello 1;")
         assert not answer.ok and "auth" in answer.message.lower(), answer.message
+
+
+def test_dropping_a_database_with_an_unreachable_peer_fails_cleanly(pair):
+    with WireClient(pair.port("m1")) as one, WireClient(pair.port("m2")) as two:
+        pair.prepare([one, two])
+    pair.nodes["m2"].signal(signal.SIGKILL)
+    wait_until(lambda: not pair.nodes["m2"].alive(), 5.0, "m2 gone")
+    with WireClient(pair.port("m1")) as one:
+        answer = one.one(f"ravao ny tahiry {DATABASE};")
+        assert not answer.ok and "tsy tratra ny mpizara m2" in answer.message, answer.message
+        one.ok(f"ampiasao {DATABASE};")
+        assert one.rows("alaivo id ao@ t;") == [[1]], "nothing dropped, reads go on"
