@@ -233,6 +233,12 @@ def test_one_topology_two_machines_each_supervisor_runs_its_own_nodes(machines, 
             rows("student")), 15, "the student's supervisor seeing h1's nodes answer")
         assert on_student["proxy"]["state"] == "RUNNING"
         assert {on_student[node]["state"] for node in ("m1", "m2", "lb")} == {"REMOTE"}
+        # What h1's own supervisor says about its nodes (asked over the control channel).
+        for node in ("m1", "m2", "lb"):
+            reported = on_student[node].get("reported")
+            assert reported is not None, on_student[node]
+            assert reported["state"] == "RUNNING" and reported["pid"] == on_h1[node]["pid"]
+        assert "its supervisor: RUNNING, pid" in supervisors.run("student", "status").stdout
         assert not (folders["student"] / "data").exists()   # no server runs there
 
         client = machines.run("student", [
@@ -247,8 +253,9 @@ def test_one_topology_two_machines_each_supervisor_runs_its_own_nodes(machines, 
         table = supervisors.run("student", "status")
         assert "on another machine" in table.stdout, table.stdout
         machines.cut("student")
-        wait_until(lambda: rows("h1")["proxy"]["state"] == "UNREACHABLE", 15,
-                   "h1's supervisor seeing the student's machine gone")
+        gone = wait_until(lambda: (lambda r: r if r["proxy"]["state"] == "UNREACHABLE" else None)(
+            rows("h1")), 15, "h1's supervisor seeing the student's machine gone")
+        assert "reported" not in gone["proxy"] and gone["proxy"]["report_error"]
         machines.heal("student")
     finally:
         supervisors.down()
@@ -297,9 +304,11 @@ def test_the_whole_chain_over_tls_across_machines(machines, tmp_path):
     certificates = Certificates(tmp_path / "tls")
     for machine, address in (("h1", h1), ("student", student)):
         certificates.machine(machine, [address])
+    # m2 on the student's machine: replication between m1 and m2 crosses machines, over TLS.
     text = _topology(machines).replace("http: {enabled: false}\n", "http: {enabled: false}\n"
                                        "tls: {cert: tls/MACHINE.crt, key: tls/MACHINE.key, "
-                                       "ca: tls/ca.crt}\n")
+                                       "ca: tls/ca.crt}\n").replace(
+        f'm2: {{kind: server, host: "{h1}"', f'm2: {{kind: server, host: "{student}"')
     supervisors = Supervisors(machines, tmp_path / "machines", text, {
         machine: {f"tls/{name}": (tmp_path / "tls" / name).read_bytes()
                   for name in ("ca.crt", f"{machine}.crt", f"{machine}.key")}
@@ -321,6 +330,12 @@ def test_the_whole_chain_over_tls_across_machines(machines, tmp_path):
                       "alaivo * ao@ t;")
         done = client("--tls-ca", ca, "-e", statements)
         assert done.returncode == 0 and "tsiambaratelo" in done.stdout, done.stdout + done.stderr
+        # Replicated between the machines (over TLS): the row is in both servers' files.
+        for machine, server in (("h1", "m1"), ("student", "m2")):
+            table = folders[machine] / "data" / server / "sekoly" / "tables" / "t.json"
+            wait_until(lambda table=table: table.exists() and b"tsiambaratelo" in b"".join(
+                path.read_bytes() for path in table.parent.glob("t.*")), 15,
+                f"the row on {server}")
 
         # Through the recording relay, straight to the balancer on h1 (its certificate names
         # h1's address, so the client checks it against that name).
