@@ -229,3 +229,63 @@ def test_a_partition_refuses_writes_on_both_sides_and_heals_identical(cluster):
     assert acked <= set(rows)
     assert all(not pairs for pairs in during.values()), during
     assert all(value is not None for value in resumed.values()), resumed
+
+
+def _grown_topology(machines, with_m2: bool) -> str:
+    h1, h2, h3 = (machines.address(name) for name in ("h1", "h2", "h3"))
+    m2 = f'  m2: {{kind: server, host: "{h2}", port: 4102, data: data/m2}}\n' if with_m2 else ""
+    return f"""\
+supervisor:
+  control_port: 4099
+  health: {{interval_ms: 200, timeout_ms: 1000, fall: 3}}
+secret: {SECRET}
+http: {{enabled: false}}
+nodes:
+  m1: {{kind: server, host: "{h1}", port: 4101, data: data/m1}}
+{m2}  lb: {{kind: balancer, host: "{h3}", port: 4103, backends: [{"m1, m2" if with_m2 else "m1"}]}}
+  proxy: {{kind: proxycache, host: "{h2}", port: 4104, upstream: lb, ttl_ms: 1000,
+          max_entries: 100}}
+"""
+
+
+def test_a_server_added_on_another_machine_by_hot_reload_is_seeded_over_the_network(tmp_path):
+    """m1 alone on h1 holds data; the topology, copied to every machine, adds m2 on h2:
+    h2's supervisor seeds m2 from m1 over the network before it starts it, and from
+    then on writes reach both servers."""
+    machines = machines_or_skip(["h1", "h2", "h3"])
+    cluster = Cluster(machines, tmp_path)
+    try:
+        cluster.supervisors = Supervisors(machines, tmp_path / "grow",
+                                          _grown_topology(machines, False),
+                                          names=("h1", "h2", "h3"))
+        cluster.supervisors.up()
+        deadline = time.monotonic() + 20
+        while True:
+            made = cluster.client("h3", "manamboara tahiry sekoly; ampiasao sekoly;"
+                                  "manamboara tabilao t (id ISA(null,null));"
+                                  "manampia ao@ t sanda (1), (2), (3);")
+            if made.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert made.returncode == 0, made.stdout + made.stderr
+        assert cluster.rows("m1") == [1, 2, 3]
+
+        grown = _grown_topology(machines, True)
+        started = time.monotonic()
+        for folder in cluster.supervisors.folders.values():
+            (folder / "topology.yaml").write_text(grown)
+        wait_until(lambda: cluster.supervisors.rows("h2").get("m2", {}).get("state")
+                   == "RUNNING", 60, "m2 started by h2's supervisor after the reload")
+        seeded_s = time.monotonic() - started
+        assert cluster.rows("m2") == [1, 2, 3]   # seeded before it started
+        wait_until(lambda: cluster.client("h3", "ampiasao sekoly; manampia ao@ t sanda (4);")
+                   .returncode == 0, 20, "a write once m1 knows m2")
+        wait_until(lambda: cluster.rows("m1") == cluster.rows("m2") == [1, 2, 3, 4], 15,
+                   "the write on both servers")
+        print(f"\nhot reload: m2 added on h2, seeded over the network and RUNNING "
+              f"{seeded_s:.2f} s after the topology was copied")
+    finally:
+        try:
+            cluster.close()
+        finally:
+            machines.__exit__(None, None, None)
