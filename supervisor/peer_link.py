@@ -29,7 +29,6 @@ import ssl
 from dataclasses import dataclass
 
 from engine.storage.object_copy import Shipment
-from engine.storage.object_format import FOLDER_KINDS
 from engine.storage.object_state import ObjectVersion
 from nodes.protocol import ProtocolError, ResponseDecoder, auth_request
 from nodes.protocol.peer import (
@@ -39,7 +38,6 @@ from nodes.protocol.peer import (
     fetch_request,
     hello_request,
     names_request,
-    request_bytes,
     ship_requests,
     shipment_of,
     versions_request,
@@ -124,35 +122,13 @@ class PeerLink:
             raise PeerRefused(f"{self.peer.server_id}: not a list of names: {names!r}")
         return [str(name) for name in names]
 
-    def objects(self, databases: set[str] | frozenset[str] = frozenset()) -> list[str]:
-        """Every object path the server holds (`.peer names;`).
-
-        A server without that form of `.peer names` is asked for its
-        databases (`asehoy ny tahiry;`, plus `databases`: those known here,
-        so that a database dropped there is asked about too) and the names
-        of each database's folders.
-        """
-        try:
-            rels = self.ask([request_bytes("names")]).get("rels")
-        except PeerRefused:
-            return self._objects_by_folder(databases)
+    def objects(self) -> list[str]:
+        """Every object path the server holds (`.peer names;`: markers, tombstones, every
+        folder's objects; never a listing that depends on who asks)."""
+        rels = self.ask([names_request()]).get("rels")
         if not isinstance(rels, list):
             raise PeerRefused(f"{self.peer.server_id}: not a list of objects: {rels!r}")
         return [str(rel) for rel in rels]
-
-    def _objects_by_folder(self, databases: set[str] | frozenset[str]) -> list[str]:
-        self._connect()
-        listed = self._exchange(b"asehoy ny tahiry;", 1, relations=True)[0]
-        if not listed.ok or listed.relation is None:
-            raise PeerRefused(f"{self.peer.server_id}: cannot list its databases: "
-                              f"{listed.message.strip()[:160]}")
-        found = {str(row[0]) for row in listed.relation.rows if row and row[0] is not None}
-        rels = []
-        for database in sorted(found | set(databases)):
-            rels.append(f"{database}/database.json")
-            for folder in sorted(FOLDER_KINDS):
-                rels += [f"{database}/{folder}/{name}.json" for name in self.names(database, folder)]
-        return rels
 
     def fetch(self, rel: str, dest: ObjectVersion | None) -> Shipment | None:
         """What brings a copy at `dest` up to the server's version (None: nothing newer)."""
@@ -214,10 +190,10 @@ class PeerLink:
                                   "(the topology and that machine disagree)")
         return node
 
-    def _exchange(self, data: bytes, answers: int, relations: bool = False) -> list:
+    def _exchange(self, data: bytes, answers: int) -> list:
         sock = self._socket
         assert sock is not None
-        decoder = ResponseDecoder() if relations else self._decoder
+        decoder = self._decoder
         try:
             sock.sendall(data)
             responses: list = []

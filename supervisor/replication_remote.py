@@ -33,7 +33,6 @@ threads ship in parallel, each over its own connection).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -177,7 +176,7 @@ def pull(remote: RemoteServers, root: Path, lock: DirectoryLock, lock_poll_max_s
     for server_id in remote.ids():
         try:
             link = remote.link(server_id)
-            rels = link.objects(frozenset(_databases(root)))
+            rels = link.objects()
             theirs = link.versions(rels)
         except OSError as error:
             remote.unreachable(server_id, error)
@@ -219,14 +218,6 @@ def pull(remote: RemoteServers, root: Path, lock: DirectoryLock, lock_poll_max_s
                 if on_copied is not None:
                     on_copied(rel)
     return pulled
-
-
-def _databases(root: Path) -> set[str]:
-    try:
-        return {entry.name for entry in os.scandir(root)
-                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")}
-    except OSError:
-        return set()
 
 
 def _fetch(link: PeerLink, rel: str, dest: ObjectVersion | None) -> Shipment | None:
