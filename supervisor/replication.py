@@ -595,7 +595,7 @@ class Replicator:
         """Ship the winner's version to every server of another machine that is older."""
         for server_id in self._remote.ids():
             try:
-                shipped = ship(self._remote.link(server_id), rel, winner_root,
+                shipped = ship(self._remote, server_id, rel, winner_root,
                                self._lock_of(winner, winner_root), top, PROMPT_LOCK_POLL_MAX_S)
             except KeyError:
                 continue   # removed meanwhile

@@ -13,7 +13,11 @@ directories; a server another machine runs is reached over the network
   it under its own write lock with the checks a local copy makes (only
   newer wins); "replan" (it moved meanwhile) plans again. A remote copy at
   the same or a newer version is left alone: its own machine's supervisor
-  pushes its newer versions here the same way.
+  pushes its newer versions here the same way. The version a server
+  reached by our last append is remembered: the next append to that table
+  is planned against it and shipped at once (one round trip instead of
+  two); if the server moved meanwhile, it answers "replan" or "current"
+  and the version is asked again. It is never used to skip a shipment.
 - **Pull.** `pull(server_id, root, lock)` brings a local server up to every
   remote server's version (`.peer names;` lists a server's objects, `.peer
   fetch` gives what a local copy lacks; engine/storage/object_copy.py
@@ -55,6 +59,7 @@ from .peer_link import PeerAddress, PeerLink, PeerRefused, PeerUnreachable
 log = logging.getLogger(__name__)
 
 SHIP_ROUNDS = 3
+MAX_REMEMBERED = 16384
 RETRY_AFTER_S = 1.0
 
 
@@ -84,6 +89,20 @@ class RemoteServers:
         self._peers: dict[str, PeerAddress] = dict(peers or {})
         self._links = threading.local()
         self._down: dict[str, tuple[float, str]] = {}   # server -> (not before, why)
+        self._reached: dict[tuple[str, str], ObjectVersion] = {}   # see `ship`
+
+    def known(self, server_id: str, rel: str) -> ObjectVersion | None:
+        with self._lock:
+            return self._reached.get((server_id, rel))
+
+    def remember(self, server_id: str, rel: str, version: ObjectVersion | None) -> None:
+        with self._lock:
+            if version is None:
+                self._reached.pop((server_id, rel), None)
+                return
+            if len(self._reached) >= MAX_REMEMBERED:
+                self._reached.clear()
+            self._reached[(server_id, rel)] = version
 
     def unreachable(self, server_id: str, error: OSError) -> None:
         """A link to it failed: fail fast for a while (see `link`)."""
@@ -135,13 +154,29 @@ class RemoteServers:
             link.close()
 
 
-def ship(link: PeerLink, rel: str, source_root: Path, source_lock: DirectoryLock | None,
-         top: int, lock_poll_max_s: float) -> Shipped:
-    """Bring the remote copy of `rel` up to the local winner's version `top`.
+def ship(remote: RemoteServers, server_id: str, rel: str, source_root: Path,
+         source_lock: DirectoryLock | None, top: int, lock_poll_max_s: float) -> Shipped:
+    """Bring `server_id`'s copy of `rel` up to the local winner's version `top`.
 
     Raises OSError (PeerUnreachable) when the server cannot be reached.
     """
+    link = remote.link(server_id)
     done = Shipped()
+    known = remote.known(server_id, rel)
+    if known is not None and known.change < top:
+        remote.remember(server_id, rel, None)   # remembered again only if this lands
+        shipment = read_shipment(source_root, rel, known, source_lock,
+                                 lock_poll_max_s=lock_poll_max_s)
+        if shipment is not None and shipment.base is not None:
+            try:
+                result, _ = link.ship(rel, shipment)
+            except PeerRefused:
+                result = "replan"   # asked again below, with its version
+            if result == "moved":
+                remote.remember(server_id, rel, ObjectVersion(shipment.version,
+                                                              known.snapshot_change, False))
+                done.moved = True
+                return done
     for _ in range(SHIP_ROUNDS):
         theirs = link.versions([rel])[rel]
         if theirs.error is not None:
@@ -162,6 +197,9 @@ def ship(link: PeerLink, rel: str, source_root: Path, source_lock: DirectoryLock
                 done.problem = str(error)
             return done
         if result == "moved":
+            if shipment.base is not None and theirs.version is not None:
+                remote.remember(server_id, rel, ObjectVersion(
+                    shipment.version, theirs.version.snapshot_change, False))
             done.moved = True
             return done
         if result == "current":
