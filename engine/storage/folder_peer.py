@@ -49,6 +49,9 @@ class FolderPeer:
     def version(self, rel: str) -> ObjectVersion | None:
         return version_of(self.root, rel)
 
+    def prefetch(self, rels: list[str]) -> None:
+        """Nothing: a header read costs less than remembering it."""
+
     def size(self, rel: str) -> int | None:
         try:
             return os.stat(self.root / rel).st_size
@@ -70,6 +73,9 @@ class FolderPeer:
 
     def fetch(self, rel: str, dest: ObjectVersion | None) -> Shipment | None:
         return read_shipment(self.root, rel, dest, self._lock, self._lock_timeout_s)
+
+    def plan_fence(self, files: list[tuple[str, dict]]) -> None:
+        """Nothing to ask ahead: the folder is read under its lock."""
 
     def fence_violation(self, files: list[tuple[str, dict]]) -> tuple[str, int] | None:
         """(rel, version held) of the first file this directory holds at >= its new counter.

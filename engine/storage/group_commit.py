@@ -227,8 +227,11 @@ class BatchInstaller:
         """
         try:
             locks = self._sync.commit_locks() if self._sync is not None else []
+            fenced = [(item.path, item.document) for item in prepared]
+            if self._sync is not None:
+                self._sync.plan_fence(fenced)
             with holding(locks, self._lock_timeout_s):
-                self._check_fence(prepared)
+                self._check_fence(fenced)
                 for item in prepared:
                     try:
                         if self._put_in_place(item):
@@ -328,7 +331,7 @@ class BatchInstaller:
             if item.temp is not None:
                 unlink_quietly(item.temp)
 
-    def _check_fence(self, prepared: list[Prepared]) -> None:
+    def _check_fence(self, files: list[tuple[Path, dict]]) -> None:
         """Raise BatchFenced if this directory or a peer holds a file at >= its new counter.
 
         Without peers there is nothing to check: the process holds the
@@ -337,7 +340,7 @@ class BatchInstaller:
         """
         if self._sync is None:
             return
-        violation = self._sync.fence_violation([(item.path, item.document) for item in prepared])
+        violation = self._sync.fence_violation(files)
         if violation is not None:
             self.fenced += 1
             who = violation.holder or "ity mpizara ity"

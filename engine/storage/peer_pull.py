@@ -95,6 +95,17 @@ class PeerPull:
             raise error.fault(str(path.relative_to(self.root))) from None
         return False
 
+    def prefetch(self, paths: list[Path], batch: WriteBatch | None) -> None:
+        """Let the peers answer the versions of `paths` at once, for the `pull`s that follow.
+
+        Only a network peer does anything (one request instead of one per
+        object); a peer that cannot be asked is reported by the pull itself.
+        """
+        keys = [path for path in paths if batch is None or (
+            str(path) not in batch.pending and str(path) not in batch.pulled)]
+        if len(keys) > 1:
+            self._sync.prefetch([str(path.relative_to(self.root)) for path in keys])
+
     def peer_objects(self, database: str) -> Iterator[tuple[str, str]]:
         """(kind, name) of every object of `database` here or on a peer (not the marker).
 

@@ -76,6 +76,7 @@ class PeerSync:
         self._source: Mapping | None = None
         self._current: dict[str, Peer] = {}
         self._conflicts_seen: set[tuple[str, str, int]] = set()
+        self._planned: tuple[list, list[tuple[str, dict]]] | None = None
 
     def peers(self) -> dict[str, Peer]:
         """Peer id -> peer (this directory itself never listed)."""
@@ -139,6 +140,20 @@ class PeerSync:
             found.append(NewerPeer(peer_id, peer, version.change))
         return sorted(found, key=lambda newer: newer.change, reverse=True)
 
+    def prefetch(self, rels: list[str]) -> None:
+        """The versions of `rels` asked of every peer at once (for the `newer_peers` to come).
+
+        A network peer answers them in one request and keeps the answers for
+        a moment; an answer used late is harmless: the pull only helps, the
+        commit's fence certifies. A peer that cannot be asked is left to
+        `newer_peers` to report.
+        """
+        for peer in self.peers().values():
+            try:
+                peer.prefetch(rels)
+            except OSError:
+                continue
+
     def _note_conflict(self, path: Path, rel: str, peer: Peer, change: int) -> None:
         """Equal counters: the copies should be identical; log once if their sizes differ."""
         seen = (str(path), peer.peer_id, change)
@@ -162,6 +177,19 @@ class PeerSync:
 
     # ------------------------------------------------------------ commit fence
 
+    def plan_fence(self, files: list[tuple[Path, dict]]) -> None:
+        """Tell the peers the fence question of the commit about to take their locks.
+
+        A network peer asks it together with its lease (one round trip for
+        both); `fence_violation(files)` with the same list then uses that
+        answer. Valid because nobody writes into a peer's directory while
+        its lock is held, whenever the question was asked under it.
+        """
+        relative = [(str(path.relative_to(self.root)), document) for path, document in files]
+        self._planned = (files, relative)
+        for peer in self.peers().values():
+            peer.plan_fence(relative)
+
     def fence_violation(self, files: list[tuple[Path, dict]]) -> FenceViolation | None:
         """The first (path, new document) that this directory or a peer holds at >= its counter.
 
@@ -169,7 +197,12 @@ class PeerSync:
         counter is the one the statement read + 1, so any copy at or above it
         is a version the statement did not see. Raises PeerUnreachable.
         """
-        relative = [(str(path.relative_to(self.root)), document) for path, document in files]
+        planned = self._planned
+        self._planned = None
+        if planned is not None and planned[0] is files:
+            relative = planned[1]
+        else:
+            relative = [(str(path.relative_to(self.root)), document) for path, document in files]
         changes = dict(relative)
         holders: list[tuple[str, Peer]] = [("", self._own), *self.peers().items()]
         for holder, peer in holders:

@@ -121,12 +121,23 @@ class Peer(Protocol):
         """`object_state.version_of` of the peer's copy (InvalidDocument, OSError)."""
         ...
 
+    def prefetch(self, rels: list[str]) -> None:
+        """The `version`s of `rels` about to be asked, asked at once if that is cheaper."""
+        ...
+
     def differs(self, rel: str, local: Path, change: int) -> bool:
         """Whether the peer's copy at `change` (equal to ours) has another size than `local`."""
         ...
 
+    def plan_fence(self, files: list[tuple[str, dict]]) -> None:
+        """The files the next commit will ask `fence_violation` about (it may ask early)."""
+        ...
+
     def fence_violation(self, files: list[tuple[str, dict]]) -> tuple[str, int] | None:
-        """(rel, version held) of the first file the peer holds at >= its new counter, or None."""
+        """(rel, version held) of the first file the peer holds at >= its new counter, or None.
+
+        Asked holding its lock; `files` is the very list given to `plan_fence`
+        when the commit planned it."""
         ...
 
     def object_names(self, database: str, folder: str) -> set[str]:

@@ -712,6 +712,23 @@ class Store:
         own = batch if batch is not None and batch.owner == threading.get_ident() else None
         return self._pull.pull(path, own)
 
+    def pull_newer_all(self, database: str, objects: list[tuple[str, str]]) -> None:
+        """`pull_newer` of each (kind, name), the peers asked about all of them at once."""
+        if self._pull is None:
+            return
+        paths = []
+        for kind, name in objects:
+            try:
+                paths.append(self.marker_path(database) if kind == "database"
+                             else self.object_path(database, kind, name))
+            except TahiryError:
+                continue  # the statement itself reports the bad name
+        batch = self._batch
+        own = batch if batch is not None and batch.owner == threading.get_ident() else None
+        self._pull.prefetch(paths, own)
+        for kind, name in objects:
+            self.pull_newer(database, kind, name)
+
     def pull_newer_objects(self, database: str) -> None:
         """Pull every object of a database that a peer holds newer (before dropping it).
 

@@ -177,9 +177,9 @@ class PeerSession:
             self._release()
             return encode_answer({"held": False})
         if verb == "check":
+            files = check_arguments(self._parts.payload(args[0]))   # its parts taken either way
             if not self._leased:
                 raise ValueError("`.peer check` needs the lease: send `.peer fence` first")
-            files = check_arguments(self._parts.payload(args[0]))
             documents = [(checked_rel(rel), _document(rel, change, document))
                          for rel, change, document in files]
             found = await service.in_thread(self._own.fence_violation, documents)

@@ -68,6 +68,9 @@ FENCE_WAIT_MS = 50
 CONNECT_TIMEOUT_S = 1.0
 REQUEST_TIMEOUT_S = 3.0
 RETRY_AFTER_S = 1.0
+# Versions asked ahead for a statement's pulls are used this long at most
+# (a late one only makes the pull miss a newer copy: the fence then refuses).
+PREFETCH_S = 0.5
 # Payload parts: well under any server's request limit.
 MAX_PART_REQUEST_BYTES = 256 * 1024
 
@@ -117,6 +120,13 @@ class PeerLink:
         it whatever it held); an error answer to any of them is one too.
         `retry`: a connection that broke while idle is made again once.
         """
+        return self._asked(requests, retry, whole=False)[-1]
+
+    def ask_each(self, requests: list[bytes], *, retry: bool = True) -> list[dict | str]:
+        """`ask`, with every answer: its JSON object, or the error message of a refusal."""
+        return self._asked(requests, retry, whole=True)
+
+    def _asked(self, requests: list[bytes], retry: bool, whole: bool) -> list:
         with self._mutex:
             now = time.monotonic()
             if now < self._down_until:
@@ -124,11 +134,17 @@ class PeerLink:
             fresh = self._socket is None
             try:
                 self._connect()
-                return self._exchange(requests)
+                answers = self._exchange(requests)
+                if whole:
+                    return [_answer_or_refusal(answer) for answer in answers]
+                for response in answers[:-1]:
+                    if not response.ok:
+                        raise PeerRefused(response.message)
+                return [decode_answer(answers[-1])]
             except (OSError, ProtocolError, PeerRefused) as error:
                 self.close()
                 if retry and not fresh and not isinstance(error, PeerRefused):
-                    return self.ask(requests, retry=False)
+                    return self._asked(requests, False, whole)
                 reason = _reason(error)
                 if not isinstance(error, PeerRefused):
                     self._down_until = time.monotonic() + self._retry_after_s
@@ -159,12 +175,16 @@ class PeerLink:
         hello = [hello_request()]
         if address.secret:
             hello.insert(0, auth_request(address.secret))
-        answer = self._exchange(hello)
+        answers = self._exchange(hello)
+        for response in answers[:-1]:
+            if not response.ok:
+                raise PeerRefused(response.message)
+        answer = decode_answer(answers[-1])
         self.remote_node = check_hello(answer)
         self.max_request_bytes = min(MAX_PART_REQUEST_BYTES,
                                      int(answer.get("max_request_bytes", MAX_PART_REQUEST_BYTES)))
 
-    def _exchange(self, requests: list[bytes]) -> dict:
+    def _exchange(self, requests: list[bytes]) -> list[Response]:
         assert self._socket is not None
         self._socket.sendall(b"".join(requests))
         skipped, self._unread = self._unread, 0
@@ -179,11 +199,7 @@ class PeerLink:
             if not response.ok:
                 log.warning("peer %s refused a request sent ahead: %s", self.peer_id,
                             response.message)
-        answers = answers[skipped:]
-        for response in answers[:-1]:
-            if not response.ok:
-                raise PeerRefused(response.message)
-        return decode_answer(answers[-1])
+        return answers[skipped:]
 
     def send_ahead(self, request: bytes) -> None:
         """Send `request` without waiting for its answer (read, and only logged, with the next).
@@ -213,6 +229,12 @@ class PeerLink:
                 self._socket = None
 
 
+def _answer_or_refusal(response: Response) -> dict | str:
+    if not response.ok:
+        return response.message
+    return decode_answer(response)
+
+
 def _reason(error: BaseException) -> str:
     if isinstance(error, socket.timeout):
         return "no answer in time"
@@ -236,16 +258,40 @@ class RemoteLease:
         self._holds = 0
         self._since = 0.0
         self._generation = 0
+        # The commit's fence question, asked right behind the fence request
+        # (one round trip for both): valid from the moment the lease is held,
+        # since nobody writes into the peer's directory while it is.
+        self._planned: list[bytes] | None = None
+        self._checked: tuple[list[bytes], int, dict] | None = None
+
+    def plan_check(self, requests: list[bytes] | None) -> None:
+        """The `.peer check` requests of the commit about to take this lease (None: none)."""
+        self._planned = requests
+
+    def checked(self, requests: list[bytes]) -> dict | None:
+        """The answer to `requests` if they were asked with this lease's fence, else None."""
+        found = self._checked
+        if found is not None and found[0] is requests and found[1] == self._generation \
+                and self._holds:
+            return found[2]
+        return None
 
     def try_acquire(self) -> bool:
         if self._holds:
             self._holds += 1
             return True
+        planned, self._planned = self._planned, None
         sent = time.monotonic()
-        answer = self._link.ask([fence_request(self.lease_s, FENCE_WAIT_MS)], retry=True)
-        if not answer.get("held"):
+        fence = fence_request(self.lease_s, FENCE_WAIT_MS)
+        answers = self._link.ask_each([fence, *(planned or [])], retry=True)
+        if not isinstance(answers[0], dict) or not answers[0].get("held"):
+            self._planned = planned   # asked again with the next try
+            if isinstance(answers[0], str):
+                raise PeerUnreachable(self._link.peer_id, answers[0])
             return False
         self._holds, self._since, self._generation = 1, sent, self._link.generation
+        if planned and isinstance(answers[-1], dict):
+            self._checked = (planned, self._generation, answers[-1])
         return True
 
     def release(self) -> None:
@@ -255,6 +301,7 @@ class RemoteLease:
         if not self._holds:
             return
         self._holds = 0
+        self._planned = self._checked = None
         if self._link.generation != self._generation:
             return   # that connection is gone, and the lease with it
         self._link.send_ahead(release_request())
@@ -282,6 +329,9 @@ class RemotePeer:
                              request_timeout_s=request_timeout_s, retry_after_s=retry_after_s)
         self._lease = RemoteLease(self.link, lease_s)
         self._sizes: dict[str, int | None] = {}
+        self._prefetched: dict[str, tuple[float, dict | None]] = {}
+        self._planned_files: list[tuple[str, dict]] | None = None
+        self._planned_requests: list[bytes] = []
 
     def __repr__(self) -> str:
         return f"RemotePeer({self.peer_id!r}, {str(self.address)!r})"
@@ -293,8 +343,17 @@ class RemotePeer:
     def available(self) -> bool:
         return True   # unreachable is not absent: it is asked, and the write fails
 
+    def prefetch(self, rels: list[str]) -> None:
+        answer = self.link.ask([versions_request(rels)])
+        now = time.monotonic()
+        self._prefetched = {rel: (now, answer.get(rel)) for rel in rels}
+
     def version(self, rel: str) -> ObjectVersion | None:
-        entry = self.link.ask([versions_request([rel])]).get(rel)
+        found = self._prefetched.pop(rel, None)
+        if found is not None and time.monotonic() - found[0] < PREFETCH_S:
+            entry = found[1]
+        else:
+            entry = self.link.ask([versions_request([rel])]).get(rel)
         if entry is None:
             return None
         if "error" in entry:
@@ -313,13 +372,27 @@ class RemotePeer:
         except OSError:
             return False
 
-    def fence_violation(self, files: list[tuple[str, dict]]) -> tuple[str, int] | None:
-        self._lease.check()
+    def plan_fence(self, files: list[tuple[str, dict]]) -> None:
+        """The commit about to take the lease asks its fence question with the fence request."""
+        self._planned_files = files
+        self._planned_requests = self._check_requests(files)
+        self._lease.plan_check(self._planned_requests)
+
+    def _check_requests(self, files: list[tuple[str, dict]]) -> list[bytes]:
         asked = [(rel, document["change"],
                   orjson.dumps(document)
                   if document["kind"] == "database" or document["dropped"] else None)
                  for rel, document in files]
-        answer = self.link.ask(check_requests(asked, self.link.max_request_bytes), retry=False)
+        return check_requests(asked, self.link.max_request_bytes)
+
+    def fence_violation(self, files: list[tuple[str, dict]]) -> tuple[str, int] | None:
+        self._lease.check()
+        answer = None
+        if files is self._planned_files:
+            answer = self._lease.checked(self._planned_requests)
+        self._planned_files = None
+        if answer is None:   # the lease was taken before (a pessimistic statement) or apart
+            answer = self.link.ask(self._check_requests(files), retry=False)
         violation = answer.get("violation")
         self._lease.check()
         if violation is None:
