@@ -39,12 +39,19 @@ _EXPORTS = {
     "normalise_statement": "engine.language.script",
     "classify": "engine.language.classify",
     "StatementClass": "engine.language.classify",
+    # accounts (docs/SECURITY.md "Accounts"; docs/LANGUAGE.md "Accounts and rights")
+    "Identity": "engine.storage.accounts",
+    "verify_login": "engine.storage.accounts",
+    "ensure_first_admin": "engine.storage.accounts",
+    "rights_generation": "engine.storage.accounts",
+    "redact_secrets": "engine.language.secrets",
 }
 
 __all__ = [
-    "ERROR_PREFIX", "Column", "EngineError", "Outcome", "Relation", "Session", "StatementClass",
-    "StatementParser", "StatementSplitter", "StorageFault", "Store", "TahiryError",
-    "TahirySyntaxError", "classify", "normalise_statement", "split_statements",
+    "ERROR_PREFIX", "Column", "EngineError", "Identity", "Outcome", "Relation", "Session",
+    "StatementClass", "StatementParser", "StatementSplitter", "StorageFault", "Store",
+    "TahiryError", "TahirySyntaxError", "classify", "ensure_first_admin", "normalise_statement",
+    "redact_secrets", "rights_generation", "split_statements", "verify_login",
 ]
 
 if TYPE_CHECKING:
@@ -59,7 +66,14 @@ if TYPE_CHECKING:
     from engine.language.classify import StatementClass, classify
     from engine.language.parser import StatementParser
     from engine.language.script import StatementSplitter, normalise_statement, split_statements
+    from engine.language.secrets import redact_secrets
     from engine.session import Session
+    from engine.storage.accounts import (
+        Identity,
+        ensure_first_admin,
+        rights_generation,
+        verify_login,
+    )
     from engine.storage.store import Store
 
 

@@ -30,11 +30,14 @@ from engine.evaluation.equality_lookup import MIN_INDEXED_ROWS
 from engine.evaluation.executor import Executor, Limits
 from engine.evaluation.outcome import Outcome
 from engine.evaluation.query import QueryPlan, plan_query
+from engine.evaluation.rights import may_read
 from engine.language import ast
 from engine.language.lexer import describe_char
 from engine.language.parser import StatementParser, syntax_error
 from engine.language.script import Piece, split_statements
+from engine.language.secrets import redact_secrets
 from engine.language.statement_cache import Shape, StatementCache
+from engine.storage.accounts import Identity
 from engine.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -69,10 +72,17 @@ class Session:
     """A connection's view of the engine: the current database and a parser."""
 
     def __init__(self, store: Store, parser=None, limits: Limits | None = None,
-                 codes: CodeCache | None = None):
-        """`codes`: a compiled-expression cache to share with other sessions (else its own)."""
+                 codes: CodeCache | None = None, identity: Identity | None = None):
+        """`codes`: a compiled-expression cache to share with other sessions (else its own).
+
+        `identity`: the account the session acts for (a server sets it after
+        `.login`); None means accounts are off: every statement is allowed,
+        exactly as without accounts. Every statement's rights are checked
+        against the files at the time it runs (engine/evaluation/rights.py).
+        """
         if parser is None:
             parser = StatementParser()
+        self.identity: Identity | None = identity
         self.store = store
         self.parser = parser
         self.limits = limits or Limits()
@@ -218,6 +228,8 @@ class Session:
             name = shape.plans[_SOURCE] = _planned_source(shape.probe)
         if name is None:
             return None
+        if self.identity is not None and not may_read(self.store, self.identity, database):
+            return None   # the executor's way refuses it, naming the right
         try:
             if not self.store.database_exists(database):
                 return None
@@ -272,7 +284,7 @@ class Session:
             return Outcome.failure(error.message)
         if isinstance(error, RecursionError):
             return Outcome.failure(TOO_DEEP)
-        log.error("internal error while running %r", text[:200], exc_info=error)
+        log.error("internal error while running %r", redact_secrets(text)[:200], exc_info=error)
         return Outcome.failure(INTERNAL_ERROR)
 
     def _run_statement(self, statement, text: str) -> Outcome:
@@ -285,7 +297,7 @@ class Session:
         except RecursionError:
             return Outcome.failure(TOO_DEEP)
         except Exception:  # a bug: report cleanly, keep the session alive
-            log.exception("internal error while running %r", text[:200])
+            log.exception("internal error while running %r", redact_secrets(text)[:200])
             return Outcome.failure(INTERNAL_ERROR)
 
 

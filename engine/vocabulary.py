@@ -19,6 +19,12 @@ OBJECT_KIND_WORDS: dict[str, str] = {
     "database": "tahiry", "table": "tabilao", "domain": "efitra", "view": "jery",
 }
 WORD_OBJECT_KINDS: dict[str, str] = {word: kind for kind, word in OBJECT_KIND_WORDS.items()}
+# The stored kinds of the accounts (docs/STORAGE.md "Accounts"): an account
+# (`mpampiasa`) and a grant of a right on a database (`zo`).
+RIGHTS_KIND_WORDS: dict[str, str] = {"account": "mpampiasa", "grant": "zo"}
+# The rights (`omeo NAME zo mamaky|manoratra ao@ DB`): manoratra implies mamaky.
+RIGHT_WORDS: dict[str, str] = {"mamaky": "read", "manoratra": "write"}
+WORD_OF_RIGHT: dict[str, str] = {right: word for word, right in RIGHT_WORDS.items()}
 
 # `ankambana`, `analana`, `atifitra` (also `+`, `-`, `^`).
 SET_OPERATOR_WORDS: dict[str, str] = {

@@ -44,11 +44,13 @@ LOADED_TOPOLOGY = "loaded-topology.yaml"
 
 
 class SupervisorApp:
-    def __init__(self, topology: Topology, logger: logging.Logger, take_over: bool = False):
+    def __init__(self, topology: Topology, logger: logging.Logger, take_over: bool = False,
+                 admin_password: str | None = None):
         self.topology = topology
         self.logger = logger
         self.take_over = take_over  # hand over data directories another cluster used
-        self.cluster = Cluster(topology, logger)
+        # accounts on: for the servers' environment (supervisor/first_admin.py)
+        self.cluster = Cluster(topology, logger, admin_password=admin_password)
         self.control = ControlServer(topology.supervisor.control_port, self.handle,
                                      token=new_token())
         self.stopping = asyncio.Event()

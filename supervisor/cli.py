@@ -1,4 +1,4 @@
-"""`python -m supervisor up|down|status|restart|logs|reload|check`: the command line.
+"""`python -m supervisor up|down|status|restart|logs|reload|check|accounts`: the command line.
 
 `up` validates the topology (nothing starts from an invalid file), says so
 and exits 0 if a supervisor already answers on the control port, refuses
@@ -31,12 +31,13 @@ import psutil
 
 from .control import NotRunning, read_token, send_command
 from .errors import SupervisorError
+from .first_admin import ADMIN_PASSWORD_ENV, AdminPasswordMissing, admin_password_for_up
 from .leftovers import UNSUPERVISED, find_leftovers, status_rows, stop_leftovers
 from .logfiles import close_logger, follow, supervisor_logger, timestamp
 from .machine import machine_addresses, place
 from .ownership import ownership_problems
 from .port_check import port_problems
-from .status_table import duration, render_table
+from .status_table import duration, render_accounts, render_table
 from .topology import NodeSpec, Topology, TopologyError, load_topology, parse_topology
 
 LOADED_TOPOLOGY = "loaded-topology.yaml"
@@ -90,6 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("topology", nargs="?", default="topology.yaml")
     check.add_argument("--host", action="append", default=[], metavar="ADDRESS",
                        help="check as the machine with this address (as `up --host`)")
+    accounts = commands.add_parser("accounts", help="accounts of a class (with `accounts:` on): "
+                                                    "create-class, reset (supervisor/accounts.py)")
+    accounts.add_argument("topology")
+    actions = accounts.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create-class", help="one account per name of a CSV file, each "
+                                                     "with a new password written to --out")
+    create.add_argument("names", help="one name a line (the first column; blank lines and "
+                                      "lines starting with # skipped)")
+    create.add_argument("--out", required=True, metavar="FILE",
+                        help="where the passwords go (name,password,status; created 0600, "
+                             "must not exist)")
+    reset = actions.add_parser("reset", help="a new password for one account, printed once")
+    reset.add_argument("name")
+    for action in (create, reset):
+        action.add_argument("--user", metavar="NAME",
+                            help="the administrator to act as (default: the topology's "
+                                 "accounts.admin); password from TAHIRY_ADMIN_PASSWORD or asked")
     return parser
 
 
@@ -102,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             topology = place(topology, machine_addresses(args.host))
     except TopologyError as error:
         print(error, file=sys.stderr)
-        if args.command in ("up", "check", "reload"):
+        if args.command in ("up", "check", "reload", "accounts"):
             if args.command == "up":
                 print("nothing was started.", file=sys.stderr)
             return EXIT_INVALID
@@ -118,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         for warning in topology.warnings:
             print(f"warning: {warning}", file=sys.stderr)
     handler = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "restart": cmd_restart,
-               "logs": cmd_logs, "check": cmd_check, "reload": cmd_reload}[args.command]
+               "logs": cmd_logs, "check": cmd_check, "reload": cmd_reload,
+               "accounts": cmd_accounts}[args.command]
     try:
         code = handler(topology, args)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at interpreter exit
@@ -182,7 +201,9 @@ def cmd_check(topology: Topology, args) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_INVALID
-    print(f"{topology.path.name}: valid ({len(topology.nodes)} nodes)")
+    accounts = f"; accounts on, administrator {topology.accounts.admin}" \
+        if topology.accounts.enabled else ""
+    print(f"{topology.path.name}: valid ({len(topology.nodes)} nodes{accounts})")
     return EXIT_OK
 
 
@@ -224,12 +245,20 @@ def cmd_up(topology: Topology, args) -> int:
             print(f"cannot start: {problem}", file=sys.stderr)
         print("nothing was started.", file=sys.stderr)
         return EXIT_FAILED
+    try:   # accounts on: the first administrator's password (environment or prompt)
+        admin_password = admin_password_for_up(topology)
+    except AdminPasswordMissing as error:
+        print(f"cannot start: {error}", file=sys.stderr)
+        print("nothing was started.", file=sys.stderr)
+        return EXIT_FAILED
     if args.detach:
-        return _up_detached(topology, args.take_over, args.host)
-    return _up_foreground(topology, echo=not args.quiet, take_over=args.take_over)
+        return _up_detached(topology, args.take_over, args.host, admin_password)
+    return _up_foreground(topology, echo=not args.quiet, take_over=args.take_over,
+                          admin_password=admin_password)
 
 
-def _up_foreground(topology: Topology, echo: bool, take_over: bool = False) -> int:
+def _up_foreground(topology: Topology, echo: bool, take_over: bool = False,
+                   admin_password: str | None = None) -> int:
     from .app import SupervisorApp  # only `up` needs the asyncio machinery
 
     settings = topology.supervisor
@@ -244,13 +273,17 @@ def _up_foreground(topology: Topology, echo: bool, take_over: bool = False) -> i
             print(connect_line(topology), flush=True)
 
     try:
-        return asyncio.run(SupervisorApp(topology, logger, take_over).run(ready))
+        return asyncio.run(SupervisorApp(topology, logger, take_over, admin_password).run(ready))
     finally:
         close_logger(logger)
 
 
-def _up_detached(topology: Topology, take_over: bool = False, hosts: list[str] | None = None) -> int:
+def _up_detached(topology: Topology, take_over: bool = False, hosts: list[str] | None = None,
+                 admin_password: str | None = None) -> int:
     settings = topology.supervisor
+    env = _child_env()
+    if admin_password:   # the child reads it where a detached `up` can: its environment
+        env[ADMIN_PASSWORD_ENV] = admin_password
     settings.logs.mkdir(parents=True, exist_ok=True)
     with open(settings.logs / "supervisor.console.log", "ab") as console:
         child = subprocess.Popen(
@@ -258,7 +291,7 @@ def _up_detached(topology: Topology, take_over: bool = False, hosts: list[str] |
              *(["--take-over"] if take_over else []),
              *(flag for host in hosts or [] for flag in ("--host", host))],
             stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True,
-            cwd=str(topology.base_dir), env=_child_env())
+            cwd=str(topology.base_dir), env=env)
     deadline = time.monotonic() + DETACH_DEADLINE_S
     answer = None
     started = timestamp(time.time() - 1)
@@ -290,13 +323,16 @@ def connect_line(topology: Topology) -> str:
     """Where a user connects: the client command and the entry node's address.
 
     The entry is the first proxy cache (what the client reaches by default),
-    else the first balancer, else the first server.
+    else the first balancer, else the first server. With accounts on, it
+    logs in as the administrator (the students use their own names).
     """
     entry = _entry_node(topology)
     if entry is None:
         return "no node to connect to"
     flags = "".join([f" --host {entry.host}" if entry.host != CLIENT_DEFAULT_HOST else "",
-                     f" --port {entry.port}" if entry.port != CLIENT_DEFAULT_PORT else ""])
+                     f" --port {entry.port}" if entry.port != CLIENT_DEFAULT_PORT else "",
+                     # accounts on: a login is needed (the password is asked, never an argument)
+                     f" --user {topology.accounts.admin}" if topology.accounts.enabled else ""])
     named = {"proxycache": "proxy cache", "balancer": "balancer"}.get(entry.kind, entry.kind)
     return (f"connect with: ./tahiry client{flags}   ({named} {entry.id} at {entry.address}; "
             f"python -m nodes.client{flags})")
@@ -350,6 +386,9 @@ def cmd_status(topology: Topology, args) -> int:
     if reload and not reload["ok"]:
         print("last topology edit refused:\n  " + reload["message"].replace("\n", "\n  "))
     print(render_table(answer["nodes"]))
+    accounts = render_accounts(answer["nodes"])
+    if accounts is not None:
+        print("\n" + accounts)
     return EXIT_OK
 
 
@@ -486,6 +525,12 @@ def cmd_reload(topology: Topology, args) -> int:
     print(answer.get("message") or answer.get("error"),
           file=sys.stdout if answer["ok"] else sys.stderr)
     return EXIT_OK if answer["ok"] else EXIT_FAILED
+
+
+def cmd_accounts(topology: Topology, args) -> int:
+    from .accounts import cmd_accounts as accounts_command  # the client driver: only here
+
+    return accounts_command(topology, args)
 
 
 def cmd_logs(topology: Topology, args) -> int:

@@ -9,7 +9,8 @@ false` in the balancers' backends files (run/<balancer>.backends.json,
 written atomically, re-read by the balancer). `status()` gathers what the
 `status` command shows (for every running node the `alerts` of its
 `.status;`, asked once per row; for a running server, also the objects it
-could not read or write lately: `storage_faults`).
+could not read or write lately: `storage_faults`, and with accounts on the
+logins, failures and sessions per account: supervisor/account_stats.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from engine.storage.data_owner import DirectoryTaken
 from engine.storage.store import checkpoint_directory
 from nodes.protocol.tls import TlsSettings, client_context
 
+from .account_stats import server_accounts
 from .errors import UnknownNode
+from .first_admin import node_environment
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe_response
 from .logfiles import RotatingLog
 from .ownership import cluster_id
@@ -55,6 +58,8 @@ def node_command(topology: Topology, node_id: str, run_dir: Path,
     if spec.kind == "server":
         argv += ["--data", str(spec.data), "--peers-file", str(peers_file(run_dir, node_id)),
                  "--cluster", cluster_id(topology)]
+        if topology.accounts.enabled:   # the password, if any, in the environment only
+            argv.append("--accounts")
     elif spec.kind == "balancer":
         argv += ["--backends-file", str(backends_file(run_dir, node_id))]
     elif spec.kind == "proxycache":
@@ -116,8 +121,12 @@ def write_if_changed(path: Path, text: str) -> bool:
 
 
 class Cluster:
-    def __init__(self, topology: Topology, logger: logging.Logger, python: str = sys.executable):
+    def __init__(self, topology: Topology, logger: logging.Logger, python: str = sys.executable,
+                 admin_password: str | None = None):
         self.topology = topology
+        # Accounts on: the first administrator's password, for the servers' environment
+        # only (supervisor/first_admin.py); never logged, never on a command line.
+        self.admin_password = admin_password
         self.logger = logger
         self.python = python
         self.keepers: dict[str, NodeKeeper] = {}
@@ -254,8 +263,8 @@ class Cluster:
         if spec.kind == "server":
             hooks.before_start = self._before_server_start
             hooks.on_running = self._on_server_running
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        env = node_environment(self.topology, spec, {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}, self.admin_password)
         if self.topology.secret:
             # The environment, never argv: `ps` shows every command line.
             env[SECRET_ENV] = self.topology.secret
@@ -441,6 +450,7 @@ class Cluster:
                           "repl_conflicts": len(stats.get("conflicts") or []),
                           "storage_faults": None if status is None
                           else list(status.get("storage_faults") or [])})
+            extra.update(server_accounts(status))   # accounts on: counts per account
             if stats:  # replication on: failing copies, corrupt and repaired objects
                 extra.update(status_fields(stats))
         elif row["kind"] == "proxycache" and row["state"] == NodeState.RUNNING.value:

@@ -11,7 +11,11 @@ cluster or another live process owns (supervisor/ownership.py): a new
 server is seeded by replication before it starts, and that copy must never
 land in someone else's directory. And so does a file giving a node a port
 another program holds (supervisor/port_check.py): checked before any node
-is stopped, since the new node could only crash-loop into FATAL.
+is stopped, since the new node could only crash-loop into FATAL. An edit of
+the `accounts:` section is refused too (`accounts_change`): turning accounts
+off would open every student's database to every connection, turning them on
+would need the administrator's password that only `up` asks for, so it takes
+a `down` and an `up`.
 """
 
 from __future__ import annotations
@@ -109,6 +113,19 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     return diff
 
 
+def accounts_change(old: Topology, new: Topology) -> str | None:
+    """Why an edit of the `accounts:` section cannot be applied to the running cluster."""
+    before, after = old.accounts, new.accounts
+    if before == after or not (before.enabled or after.enabled):
+        return None
+    if before.enabled != after.enabled:
+        what = "turns accounts on" if after.enabled else "turns accounts off"
+    else:
+        what = f"changes the administrator ({before.admin} -> {after.admin})"
+    return (f"{new.path.name}: accounts: the edit {what}; that is applied only by a new start "
+            f"of the cluster (`python -m supervisor down`, then `up`), so nothing was changed")
+
+
 @dataclass
 class ReloadResult:
     ok: bool
@@ -129,6 +146,10 @@ async def reload_topology(cluster: Cluster, logger: logging.Logger) -> ReloadRes
     except TopologyError as error:
         logger.error("reload refused, the cluster is left as it was:\n%s", error)
         return ReloadResult(False, str(error), loop.time())
+    refused = accounts_change(cluster.topology, new)
+    if refused is not None:
+        logger.error("reload refused, the cluster is left as it was:\n%s", refused)
+        return ReloadResult(False, refused, loop.time())
     problems = ownership_problems(new) or await asyncio.to_thread(
         port_problems, new, addresses(cluster.topology))
     if problems:

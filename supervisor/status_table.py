@@ -6,12 +6,15 @@ columns. RESTARTS counts the supervisor's own restarts (a crash, missed
 probes), MANUAL the operator's (`restart NODE`). INFO joins, in one line,
 the node's own alerts, replication and cache figures, and for a node that
 is FATAL, in BACKOFF or starting again, why its last run ended.
+`render_accounts(rows)`, with accounts on, is a second table: per account,
+its open sessions, logins and failed logins, summed over the servers.
 """
 
 from __future__ import annotations
 
 import time
 
+from .account_stats import account_totals
 from .leftovers import UNSUPERVISED
 
 # RESTARTS: by the supervisor (a crash, missed probes); MANUAL: by `restart NODE`.
@@ -30,6 +33,25 @@ def render_table(rows: list[dict]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
                      for line in lines)
+
+
+ACCOUNT_COLUMNS = ("ACCOUNT", "SESSIONS", "LOGINS", "FAILURES")
+
+
+def render_accounts(rows: list[dict]) -> str | None:
+    """Per account (counts only), summed over the servers; None when no server counts accounts."""
+    figures = account_totals(rows)
+    if figures is None:
+        return None
+    totals, unknown = figures
+    lines = [ACCOUNT_COLUMNS] + [(name, str(t.sessions), str(t.logins), str(t.failures))
+                                 for name, t in totals.items()]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(ACCOUNT_COLUMNS))]
+    text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+                     .rstrip() for line in lines)
+    return (f"accounts (counted by the servers since they started; a session through a "
+            f"balancer counts on each server it reached):\n{text}"
+            + ("" if unknown is None else f"\nfailed logins naming no account: {unknown}"))
 
 
 def _count(value: int | None) -> str:

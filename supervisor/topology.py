@@ -22,6 +22,7 @@ import yaml
 from nodes.protocol import SECRET_ENV, is_loopback, secret_problem
 from nodes.protocol.tls import TlsConfigError, TlsSettings, client_context, server_context
 
+from .account_names import name_problem
 from .errors import SupervisorError
 
 KINDS = ("server", "balancer", "proxycache")
@@ -91,6 +92,24 @@ class HttpSettings:
         return not is_loopback(self.host)
 
 
+# The first administrator's account name when `accounts: true` gives none
+# ("the teacher"; docs/SECURITY.md, "Accounts").
+DEFAULT_ADMIN = "mpampianatra"
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """`accounts:` in the topology: logins, ownership and rights (issue 17).
+
+    `accounts: true` or `accounts: {admin: NAME}`. On, every server runs with
+    `--accounts` and the first administrator is `admin` (created by the
+    servers from the password `up` was given, when no account exists yet).
+    """
+
+    enabled: bool = False
+    admin: str = DEFAULT_ADMIN
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """One node of the cluster as the file describes it."""
@@ -135,6 +154,7 @@ class Topology:
     # The addresses that placement used (a hot reload places the new file the same way).
     machine: frozenset[str] = frozenset()
     tls: TlsSettings = field(default_factory=TlsSettings)   # `tls:`: off by default
+    accounts: AccountSettings = field(default_factory=AccountSettings)  # `accounts:`: off
 
     @property
     def base_dir(self) -> Path:
@@ -224,7 +244,7 @@ _SUPERVISOR_KEYS = {"control_port", "logs", "run", "log_max_bytes", "log_backups
                     "health", "restart"}
 _HEALTH_KEYS = {f.name for f in HealthSettings.__dataclass_fields__.values()}
 _RESTART_KEYS = {f.name for f in RestartSettings.__dataclass_fields__.values()}
-_ROOT_KEYS = {"supervisor", "replication", "nodes", "secret", "http", "tls"}
+_ROOT_KEYS = {"supervisor", "replication", "nodes", "secret", "http", "tls", "accounts"}
 _REPLICATION_KEYS = {"enabled"}
 _NODE_KEYS = {
     "server": {"kind", "host", "port", "data"},
@@ -383,6 +403,7 @@ def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = No
         _check_strength(check, secret, secret_line, secret_key, nodes)
     http = _read_http(check, top.get("http"), nodes, supervisor, secret)
     tls = _read_tls(check, top.get("tls"), path.parent)
+    accounts = _read_accounts(check, top.get("accounts"))
     if tls is not None and not tls.enabled and any(not is_loopback(n.host) for n in nodes.values()):
         check.warnings.append("nodes listen off loopback without TLS: the secret authenticates "
                               "but nothing is encrypted (a `tls:` section: docs/SECURITY.md)")
@@ -391,7 +412,41 @@ def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = No
     assert supervisor is not None  # each way of reading no settings left a message
     return Topology(path=path, supervisor=supervisor, replication_enabled=replication,
                     nodes=nodes, secret=secret, warnings=tuple(check.warnings),
-                    http=http or HttpSettings(), tls=tls or TlsSettings())
+                    http=http or HttpSettings(), tls=tls or TlsSettings(),
+                    accounts=accounts or AccountSettings())
+
+
+_ACCOUNTS_KEYS = {"enabled", "admin"}
+
+
+def _read_accounts(check: _Checker, item: _Located | None) -> AccountSettings | None:
+    """`accounts: true|false` or `accounts: {admin: NAME, enabled: BOOL}` (enabled by default).
+
+    The administrator's name is an account name (supervisor/account_names.py).
+    """
+    if item is None:
+        return AccountSettings()
+    if isinstance(item.value, bool):
+        return AccountSettings(enabled=item.value)
+    if not isinstance(item.value, dict):
+        check.error(item.line, "accounts", "must be true, false or a mapping such as "
+                    f"{{admin: {DEFAULT_ADMIN}}}, not {_type_name(item.value)}")
+        return None
+    section = check.mapping(item, "accounts", _ACCOUNTS_KEYS)
+    if section is None:
+        return None
+    enabled = check.boolean(section["enabled"], "accounts.enabled") \
+        if "enabled" in section else True
+    admin: str | None = DEFAULT_ADMIN
+    if "admin" in section:
+        admin = check.text(section["admin"], "accounts.admin")
+        problem = name_problem(admin) if admin is not None else None
+        if problem is not None:
+            check.error(section["admin"].line, "accounts.admin", problem)
+            admin = None
+    if enabled is None or admin is None:
+        return None
+    return AccountSettings(enabled=enabled, admin=admin)
 
 
 _TLS_KEYS = {"cert", "key", "ca", "client_certs"}

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
 from engine.errors import TahiryError
-from engine.evaluation import describe, query
+from engine.evaluation import accounts as account_statements
+from engine.evaluation import describe, query, rights
 from engine.evaluation.catalog import (
     DatabaseCatalog,
     TableData,
@@ -31,6 +32,8 @@ from engine.evaluation.outcome import Column, Outcome, Relation
 from engine.evaluation.query import DEFAULT_LIMITS, QueryLimits
 from engine.language import ast
 from engine.language.hints import name_hint
+from engine.storage import accounts
+from engine.storage.accounts import Identity
 from engine.storage.group_commit import (
     BatchFenced,
     BatchNotWritten,
@@ -42,7 +45,9 @@ from engine.storage.store import Store
 from engine.vocabulary import OBJECT_KIND_WORDS
 
 SHOW_COLUMN = "fanasehoana"
-READ_ONLY = (ast.Query, ast.Show, ast.Describe, ast.Use)
+READ_ONLY = (ast.Query, ast.Show, ast.Describe, ast.Use, ast.ShowAccounts)
+# Statements that write accounts or grants (engine/evaluation/accounts.py).
+ACCOUNT_WRITES = (ast.CreateAccount, ast.DropAccount, ast.SetPassword, ast.Grant)
 NO_DATABASE = "Tsy nisafidy tahiry ianao"
 CHANGED = "Tafinditra ny fiovana ny tabilao"
 # A write statement refused by the commit fence (another server or replication
@@ -62,9 +67,11 @@ class Limits:
 
 
 class SessionState(Protocol):
-    """What the executor needs from a session (engine.session.Session): the current database."""
+    """What the executor needs from a session (engine.session.Session): the current
+    database, and the account it acts for (None: accounts off, everything allowed)."""
 
     current_database: str | None
+    identity: Identity | None
 
 
 def _changed(count: int) -> str:
@@ -88,7 +95,18 @@ class Executor:
         self.codes = codes if codes is not None else CodeCache()
 
     def run(self, statement: ast.Statement, session: SessionState) -> Outcome:
-        handler = getattr(self, "_run_" + type(statement).__name__, None)
+        identity = getattr(session, "identity", None)
+        if identity is not None:  # refused before anything is read for it or written
+            rights.check(self.store, identity, statement, session.current_database)
+        handler: Callable[[ast.Statement, SessionState], Outcome] | None
+        if isinstance(statement, ACCOUNT_WRITES):
+            # Hashed before the batch: scrypt's time is spent holding no lock.
+            password = account_statements.hash_for(statement)
+
+            def handler(statement: ast.Statement, session: SessionState) -> Outcome:
+                return self._run_account(statement, password)
+        else:
+            handler = getattr(self, "_run_" + type(statement).__name__, None)
         if handler is None:
             raise TahiryError(f"Baiko tsy fantatra : {type(statement).__name__}")
         if isinstance(statement, READ_ONLY):
@@ -151,6 +169,9 @@ class Executor:
         the write.
         """
         store = self.store
+        if isinstance(statement, ACCOUNT_WRITES):
+            account_statements.pull(store, statement)
+            return
         if isinstance(statement, ast.CreateDatabase):
             return  # sent to every server: each decides from its own marker
         if isinstance(statement, ast.Drop) and statement.what == "database":
@@ -246,7 +267,9 @@ class Executor:
         if word is None:
             raise TahiryError(f"Tsy azo asehoy : {kind}")
         if kind == "database":
-            names = self.store.list_databases()
+            identity = getattr(session, "identity", None)
+            names = (self.store.list_databases() if identity is None
+                     else accounts.visible_databases(self.store, identity))
         else:
             names = self.store.list_objects(self._database(session), kind)
         relation = Relation(word, [Column(SHOW_COLUMN, None)], [[n] for n in names])
@@ -267,13 +290,33 @@ class Executor:
             relation = found
         return Outcome.success(f"{len(relation.rows)} andalana", relation)
 
+    # ------------------------------------------------------------ accounts
+
+    def _run_ShowAccounts(self, statement: ast.ShowAccounts, session: SessionState) -> Outcome:
+        return account_statements.show_accounts(self.store, getattr(session, "identity", None))
+
+    def _run_account(self, statement: ast.Statement, password: dict | None) -> Outcome:
+        """An account statement that writes (its password already hashed, if it sets one)."""
+        store = self.store
+        if isinstance(statement, ast.CreateAccount):
+            assert password is not None
+            return account_statements.create_account(store, statement, password)
+        if isinstance(statement, ast.SetPassword):
+            assert password is not None
+            return account_statements.set_password(store, statement, password)
+        if isinstance(statement, ast.DropAccount):
+            return account_statements.drop_account(store, statement)
+        assert isinstance(statement, ast.Grant)
+        return account_statements.grant(store, statement)
+
     # ------------------------------------------------------------ create / drop
 
     def _run_CreateDatabase(self, statement: ast.CreateDatabase, session) -> Outcome:
         name = validate_name(statement.name, "database")
         if self.store.database_exists(name):
             raise TahiryError(f"Ny tahiry ({name}) dia efa misy")
-        self.store.create_database(name)
+        identity = getattr(session, "identity", None)
+        self.store.create_database(name, owner=identity.name if identity is not None else None)
         return Outcome.success(f"Ny tahiry : {name} dia voaforona soamantsara")
 
     def _lookup_domain(self, database: str):

@@ -16,7 +16,7 @@ names are lower-cased by the parser (`COUNT(x)` -> `count`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, is_dataclass, replace
+from dataclasses import dataclass, field, is_dataclass, replace
 
 # --------------------------------------------------------------------------
 # Expressions
@@ -328,9 +328,55 @@ class Query:
     select: SelectExpr
 
 
+# --------------------------------------------------------------------------
+# Accounts (docs/LANGUAGE.md 2, "Accounts and rights"). A password is never
+# part of a node's repr: a tree that reaches a log line does not carry it.
+
+
+@dataclass(frozen=True)
+class CreateAccount:
+    """`manamboara mpampiasa NAME tenimiafina "PW" [mpitantana]`."""
+
+    name: str
+    password: str = field(repr=False)
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class DropAccount:
+    """`ravao ny mpampiasa NAME`."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class SetPassword:
+    """`ovay ny tenimiafina NAME "PW"`."""
+
+    name: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """`omeo NAME zo mamaky|manoratra ao@ DB` (give) and `esory ...` (take away, `give` False)."""
+
+    account: str
+    right: str      # 'read' or 'write' (engine.vocabulary.RIGHT_WORDS)
+    database: str
+    give: bool = True
+
+
+@dataclass(frozen=True)
+class ShowAccounts:
+    """`asehoy ny mpampiasa`."""
+
+
+AccountStatement = CreateAccount | DropAccount | SetPassword | Grant | ShowAccounts
+
 Statement = (
     Use | Show | Describe | CreateDatabase | CreateTable | CreateDomain | CreateView
-    | Drop | Insert | Update | Delete | Query
+    | Drop | Insert | Update | Delete | Query | AccountStatement
 )
 
 

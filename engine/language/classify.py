@@ -5,6 +5,11 @@ database or creates/drops one, which database it names (for `use` and
 `database` kinds) and which objects it touches: for writes the object
 written (first), then what it depends on (a view's tables, the named domains
 a CREATE TABLE / CREATE DOMAIN copies); for reads the tables and views read.
+
+The account statements (docs/LANGUAGE.md 2, "Accounts and rights") that
+write are of kind 'account': they belong to no database (a grant names
+its database in `database`); any one server runs them, certified against
+its peers, and replication carries them. `asehoy ny mpampiasa` is a read.
 """
 
 from __future__ import annotations
@@ -13,12 +18,12 @@ from dataclasses import dataclass
 
 from engine.language import ast
 
-READ, WRITE, USE, DATABASE = "read", "write", "use", "database"
+READ, WRITE, USE, DATABASE, ACCOUNT = "read", "write", "use", "database", "account"
 
 
 @dataclass(frozen=True)
 class StatementClass:
-    kind: str                      # 'read', 'write', 'use' or 'database'
+    kind: str                      # 'read', 'write', 'use', 'database' or 'account'
     database: str | None = None    # the database named by 'use'/'database' statements
     objects: tuple[str, ...] = ()  # written object first; for reads, what is read
 
@@ -27,8 +32,12 @@ def classify(statement: ast.Statement) -> StatementClass:
     """The routing class of `statement`."""
     if isinstance(statement, ast.Query):
         return StatementClass(READ, objects=read_objects(statement.select))
-    if isinstance(statement, ast.Show):
+    if isinstance(statement, (ast.Show, ast.ShowAccounts)):
         return StatementClass(READ)
+    if isinstance(statement, ast.Grant):
+        return StatementClass(ACCOUNT, database=statement.database)
+    if isinstance(statement, (ast.CreateAccount, ast.DropAccount, ast.SetPassword)):
+        return StatementClass(ACCOUNT)
     if isinstance(statement, ast.Describe):
         # The table's or view's own file holds its columns: a change of its
         # definition is a write of that object (cache invalidation, freshness).

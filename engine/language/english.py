@@ -28,6 +28,9 @@ ENGLISH_KEYWORDS: dict[str, str] = {
     "tables": "tabilao", "view": "jery", "views": "jery", "domain": "efitra",
     "columns": "tsanganana", "and": "ary", "or": "na", "not": "tsy", "is": "dia",
     "help": "fanampiana",
+    # accounts (docs/LANGUAGE.md 2, "Accounts and rights"); `user` and `password` are
+    # left out on purpose: they name columns too often to be blamed in a hint.
+    "grant": "omeo", "revoke": "esory",
 }
 
 

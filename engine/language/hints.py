@@ -19,6 +19,7 @@ import difflib
 import re
 from collections.abc import Iterable
 
+from engine.language.account_syntax import ACCOUNT_WORDS
 from engine.language.english import english_keyword
 from engine.language.lexer import HASH_WORDS, KEYWORDS
 from engine.language.messages import text
@@ -65,8 +66,8 @@ def keyword_hint(word: str, keywords: Iterable[str] = _KEYWORD_WORDS, cutoff: fl
     An English keyword always has one; a misspelling is looked for among
     `keywords` (those the grammar expected there, when known).
     """
-    if word.lower() in KEYWORDS:
-        return ""
+    if word.lower() in KEYWORDS or word.lower() in ACCOUNT_WORDS:
+        return ""   # a word of the language is no misspelling
     keyword = english_keyword(word)
     if keyword is not None:
         return text("hint_english_keyword", keyword=keyword, word=word)

@@ -47,6 +47,7 @@ WORDS = {
     "isa": "number", "lahatsoratra": "text", "booléen": "boolean", "null": "null",
     "sanda": "value", "tabilao": "table", "jery": "view", "efitra": "domain",
     "tahiry": "database", "anarana": "name", "fiovana": "changes", "tsanganana": "column",
+    "mpampiasa": "user", "zo": "right",
     "isa sy lahatsoratra tsy azo alahatra": "a number and a text cannot be ordered",
     "booléen sy tsy booléen": "a boolean and a non-boolean",
     "tsy azo alahatra ny booléen": "booleans cannot be ordered",
@@ -84,6 +85,41 @@ CATALOGUE: tuple[Message, ...] = (
        "Query nested too deep (does a view use itself?)"),
     _M("view_query_not_select", "Ny fangatahana voatahiry ao amin'ny jery dia tsy alaivo",
        "The query stored in the view is not an alaivo"),
+    # ---------------------------------------------------------------- accounts and rights
+    _M("account_exists", "Ny mpampiasa : {name} dia efa misy", "The account {name} already exists"),
+    _M("account_gone", "Tsy misy intsony ny mpampiasa : {name} (midira indray)",
+       "The account {name} no longer exists (log in again)"),
+    _M("last_admin", "Tsy azo fafana ny mpitantana farany : {name}",
+       "The last administrator cannot be dropped: {name}"),
+    _M("password_too_short", "Fohy loatra ny tenimiafina (farafahakeliny {min} litera)",
+       "The password is too short (at least {min} characters)"),
+    _M("password_too_long", "Lava loatra ny tenimiafina (max {max} litera)",
+       "The password is too long (max {max} characters)"),
+    _M("right_read_missing", "Tsy manana zo mamaky ny tahiry {database} ianao",
+       "You have no read right (mamaky) on the database {database}"),
+    _M("right_write_missing", "Tsy manana zo manoratra ny tahiry {database} ianao",
+       "You have no write right (manoratra) on the database {database}"),
+    _M("right_owner_missing",
+       "Ny tompon'ny tahiry {database} na ny mpitantana ihany no mahazo manao izany",
+       "Only the owner of the database {database} or an administrator may do that"),
+    _M("right_admin_missing", "Ny mpitantana ihany no mahazo manao izany",
+       "Only an administrator may do that"),
+    _M("right_own_password_only", "Ny tenimiafinao ihany no azonao ovaina",
+       "You may change only your own password"),
+    # Logins: the nodes' texts (nodes/protocol/login.py), English already inside them.
+    _M("login_required", "Tsy mbola niditra ianao (login required): send `.login <name> "
+       "<password>;` first", "You are not logged in: send `.login <name> <password>;` first"),
+    _M("login_refused", "Diso ny anarana na ny tenimiafina (wrong name or password): "
+       "connection closed", "Wrong name or password: connection closed"),
+    _M("login_locked", "Voasakana vetivety ny fidirana (locked out): too many failed logins "
+       "from this address; try again in {seconds} s",
+       "Locked out: too many failed logins from this address; try again in {seconds} s"),
+    _M("login_busy", "Be loatra ny fanandramana fidirana (too many login attempts on this node "
+       "right now): connection closed, try again later",
+       "Too many login attempts on this node right now: connection closed, try again later"),
+    _M("login_malformed", "Tsy mety ny fidirana (malformed login): {why}; expected `.login "
+       "<name> \"<password>\";`",
+       "Malformed login: {why}; expected `.login <name> \"<password>\";`"),
     # ---------------------------------------------------------------- writes
     _M("column_twice", "Ny tsanganana '{name}' dia voatonona indroa", "Column '{name}' is named twice"),
     _M("insert_select_columns",
@@ -281,6 +317,12 @@ CATALOGUE: tuple[Message, ...] = (
        "expected {expected:list} but found '{found}'", "detail"),
     _M("syntax_expected_end", "nandrasana {expected:list} fa tapitra ny fanambarana",
        "expected {expected:list} but the statement ended", "detail"),
+    _M("syntax_expected_string", "nandrasana {expected:list} fa lahatsoratra no hita",
+       "expected {expected:list} but found a string", "detail"),
+    _M("syntax_password_unquoted",
+       "ny tenimiafina dia lahatsoratra eo anelanelan'ny marika \" na ' "
+       "(ohatra tenimiafina \"...\")",
+       "a password is a string between \" or ' (e.g. tenimiafina \"...\")", "detail"),
     _M("syntax_ended", "tapitra tampoka ny fanambarana", "the statement ended too early", "detail"),
     _M("syntax_unexpected", "tsy nandrasana '{found}' teto", "'{found}' was not expected here", "detail"),
     _M("syntax_chained_comparison",

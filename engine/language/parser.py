@@ -27,11 +27,13 @@ from sly import Parser
 
 from engine.errors import TahirySyntaxError
 from engine.language import ast
+from engine.language.account_syntax import KEYWORD_OPENERS, names_accounts, opener_word, parse_account
 from engine.language.hints import syntax_hint
 from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
 from engine.language.parse_loop import run as run_parser
 from engine.language.script import normalise_statement
+from engine.language.secrets import mentions_secret
 from engine.lru import LRUCache
 from engine.vocabulary import WORD_OBJECT_KINDS
 
@@ -176,6 +178,8 @@ class _Grammar(Parser):
         else:
             index = token.index
             shown = _shown(self.text[token.index:token.end])
+            if token.type == "STRING" and mentions_secret(self.text):
+                shown = '"***"'   # maybe a password (engine.language.secrets)
             found = f"fa '{shown}' no hita"
             if token.type in _KEYWORD_TYPES and "anarana" in expected:
                 found += f" ('{shown}' dia teny voatokana, tsy azo atao anarana)"
@@ -720,6 +724,28 @@ class StatementParser:
             return statement
         return self.parse_with_grammar(text, line, column)
 
+    @staticmethod
+    def _account_head(head: list, tokens) -> bool:
+        """Whether the statement starting with `head` (one token, more appended as read) is
+        an account statement: `omeo`/`esory`/`ovay`, or `manamboara mpampiasa`,
+        `ravao ny mpampiasa`, `asehoy ny mpampiasa`."""
+        first = head[0]
+        if first.type not in KEYWORD_OPENERS:
+            return True
+        second = next(tokens, None)
+        if second is None:
+            return False
+        head.append(second)
+        if first.type == "MANAMBOARA":
+            return names_accounts(second)
+        if second.type != "NY":
+            return False
+        third = next(tokens, None)
+        if third is None:
+            return False
+        head.append(third)
+        return names_accounts(third)
+
     def parse_with_grammar(self, text: str, line: int = 1, column: int = 1) -> ast.Statement | None:
         """`parse` without the cache and the literal-rows fast path (tests, benchmarks)."""
         lexer, grammar = self._lexer, self._grammar
@@ -730,7 +756,13 @@ class StatementParser:
             first = next(tokens, None)
             if first is None:
                 return None
-            statement = run_parser(grammar, chain((first,), tokens))
+            head = [first]
+            if first.type in KEYWORD_OPENERS or opener_word(first) is not None:
+                # Maybe an account statement (engine.language.account_syntax): its
+                # first tokens say, read one at a time as the grammar would.
+                if self._account_head(head, tokens):
+                    return parse_account(head + list(tokens), text)
+            statement = run_parser(grammar, chain(head, tokens))
         except SyntaxProblem as problem:
             raise syntax_error(problem.detail, text, problem.index, line, column,
                                syntax_hint(text, problem.index, problem.expected)) from None

@@ -212,6 +212,10 @@ class CachedReader:
                 str(self.root.joinpath(*parts[:depth])) for depth in range(len(parts) + 1))
         return None, (generation if watch.watch(folders) else None)
 
+    def watch_generation(self) -> int | None:
+        """The watch's generation (None: no watch)."""
+        return self._watch.generation() if self._watch is not None else None
+
     def note(self, key: str, generation: int | None) -> None:
         """The cached entry of `key` was checked against the files at `generation` (from `unchanged`)."""
         if generation is None:

@@ -33,7 +33,13 @@ import orjson
 
 from engine.storage import journal
 from engine.storage.atomic_files import atomic_write, encode_document, is_temp_file
-from engine.storage.object_format import DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS
+from engine.storage.object_format import (
+    ACCOUNT_FOLDER,
+    DATABASE_KIND_FOLDERS,
+    DATABASE_MARKER,
+    FORMAT_VERSION,
+    KIND_FOLDERS,
+)
 
 FORMAT_MARKER = ".tahiry.format"
 
@@ -41,7 +47,8 @@ log = logging.getLogger(__name__)
 
 
 def _folders(root: Path) -> Iterator[Path]:
-    """The root, each database folder and its kind folders (no symlinked folder)."""
+    """The root, each database folder and its kind folders, grants and the accounts' folder
+    included (no symlinked folder)."""
     yield root
     try:
         databases = [Path(entry.path) for entry in os.scandir(root)
@@ -50,7 +57,7 @@ def _folders(root: Path) -> Iterator[Path]:
         return
     for database in sorted(databases):
         yield database
-        for folder in KIND_FOLDERS.values():
+        for folder in (*DATABASE_KIND_FOLDERS.values(), ACCOUNT_FOLDER):
             path = database / folder
             if path.is_dir() and not path.is_symlink():
                 yield path

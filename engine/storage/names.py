@@ -13,7 +13,7 @@ import os
 import re
 
 from engine.errors import TahiryError
-from engine.vocabulary import OBJECT_KIND_WORDS
+from engine.vocabulary import OBJECT_KIND_WORDS, RIGHTS_KIND_WORDS
 
 MAX_NAME_CHARS = 128
 MAX_NAME_BYTES = 200  # leaves room for ".<name>.json.<random>.tmp" under 255 bytes
@@ -32,7 +32,7 @@ def validate_name(name: object, kind: str = "object") -> str:
     identifier of the language: empty, `.`/`..`, separators, NUL, absolute
     paths, over-long names.
     """
-    word = OBJECT_KIND_WORDS.get(kind, "anarana")
+    word = OBJECT_KIND_WORDS.get(kind) or RIGHTS_KIND_WORDS.get(kind, "anarana")
     if not isinstance(name, str) or name == "":
         raise TahiryError(f"Anarana foana tsy azo ekena ho {word}")
     shown = name.replace("\0", "\\0")

@@ -5,8 +5,10 @@ by the store (engine/storage/store.py), the peers' copies (engine/storage/peers.
 the replicator (supervisor/objectfiles.py), so that "is this a valid copy
 of that object?" has one answer everywhere:
 
-- the layout: `<db>/database.json` and `<db>/{tables,views,domains}/<name>.json`
-  (`KIND_FOLDERS`, `FOLDER_KINDS`, `DATABASE_MARKER`), the mapping between
+- the layout: `<db>/database.json`, `<db>/{tables,views,domains}/<name>.json`,
+  a database's grants `<db>/grants/<account>.json` and the accounts
+  `@tahiry/accounts/<account>.json` (`KIND_FOLDERS`, `DATABASE_KIND_FOLDERS`,
+  `FOLDER_KINDS`, `DATABASE_MARKER`, `SYSTEM_FOLDER`), the mapping between
   a relative path and (kind, name) (`object_relpath`, `kind_and_name`);
 - `check_header(document, where, kind, name)`: the five header keys
   (format, kind, name, change, dropped), enough to compare counters;
@@ -34,9 +36,21 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = frozenset({1, 2})
 DATABASE_MARKER = "database.json"
 OBJECT_SUFFIX = ".json"
+# The data objects of a database (what `asehoy ny` lists and `.versions` reports).
 KIND_FOLDERS = {"table": "tables", "view": "views", "domain": "domains"}
-FOLDER_KINDS = {folder: kind for kind, folder in KIND_FOLDERS.items()}
-KINDS = ("database", *KIND_FOLDERS)
+# Every per-database kind: the data objects and the grants of rights on the
+# database (`<db>/grants/<account>.json`, tombstoned with the database).
+GRANT_FOLDER = "grants"
+DATABASE_KIND_FOLDERS = {**KIND_FOLDERS, "grant": GRANT_FOLDER}
+# The accounts live in a folder that no database can have as its name (`@`
+# is no identifier) and that is no dot-folder, so listings of databases skip
+# it and replication carries it like a database folder.
+SYSTEM_FOLDER = "@tahiry"
+ACCOUNT_FOLDER = "accounts"
+FOLDER_KINDS = {folder: kind for kind, folder in DATABASE_KIND_FOLDERS.items()}
+FOLDER_KINDS[ACCOUNT_FOLDER] = "account"
+KINDS = ("database", *DATABASE_KIND_FOLDERS, "account")
+RIGHTS = ("read", "write")
 ATOM_TYPES = frozenset({"ISA", "LAHATSORATRA", "DATY", "TANISA"})
 # Where the replicator keeps a corrupt copy it replaced (docs/STORAGE.md):
 # a dot-folder, so listings and replication never take it for a database.
@@ -68,11 +82,13 @@ def object_relpath(parts: list[str]) -> str | None:
     """The relative path (with '/') if the path components `parts` name an object file."""
     if len(parts) == 2:
         database, file_name = parts
-        if _plain_name(database) and file_name == DATABASE_MARKER:
+        if _plain_name(database) and file_name == DATABASE_MARKER and database != SYSTEM_FOLDER:
             return f"{database}/{file_name}"
         return None
     if len(parts) == 3:
         database, folder, file_name = parts
+        if (database == SYSTEM_FOLDER) != (folder == ACCOUNT_FOLDER):
+            return None  # accounts only in the system folder, and nothing else there
         if (_plain_name(database) and folder in FOLDER_KINDS and _plain_name(file_name)
                 and file_name.endswith(OBJECT_SUFFIX) and len(file_name) > len(OBJECT_SUFFIX)):
             return f"{database}/{folder}/{file_name}"
@@ -137,7 +153,26 @@ def check_document(data: bytes, where: str | os.PathLike, kind: str | None = Non
             raise InvalidDocument(where, "a view without its query text")
     elif body_kind == "domain":
         _check_atoms(document.get("domain"), where, "the domain")
+    elif body_kind == "grant":
+        if document.get("right") not in RIGHTS:
+            raise InvalidDocument(where, "a grant without a valid right")
+    elif body_kind == "account":
+        _check_account(document, where)
+    elif body_kind == "database":
+        if not isinstance(document.get("owner", ""), str):
+            raise InvalidDocument(where, "a database marker whose owner is no name")
     return document
+
+
+def _check_account(document: dict, where: str | os.PathLike) -> None:
+    if not isinstance(document.get("admin"), bool):
+        raise InvalidDocument(where, "an account without its admin flag")
+    password = document.get("password")
+    if not isinstance(password, dict) or password.get("scheme") != "scrypt" or not all(
+            isinstance(password.get(key), str) for key in ("salt", "hash")) or not all(
+            isinstance(password.get(key), int) and not isinstance(password.get(key), bool)
+            for key in ("n", "r", "p")):
+        raise InvalidDocument(where, "an account without a valid password hash")
 
 
 def _check_table(document: dict, where: str | os.PathLike) -> None:

@@ -27,7 +27,12 @@ from engine.storage.document_cache import DocumentCache
 from engine.storage.group_commit import WriteBatch
 from engine.storage.names import is_identifier, validate_name
 from engine.storage.object_copy import DivergedCopy, bring_up_to_date_from
-from engine.storage.object_format import KIND_FOLDERS, InvalidDocument
+from engine.storage.object_format import (
+    ACCOUNT_FOLDER,
+    DATABASE_KIND_FOLDERS,
+    SYSTEM_FOLDER,
+    InvalidDocument,
+)
 from engine.storage.peer_sync import NewerPeer, PeerSync
 from engine.storage.peers import LockTimeout, PeerUnreachable, holding
 
@@ -116,7 +121,7 @@ class PeerPull:
             validate_name(database, "database")
         except TahiryError:
             return
-        for kind, folder in KIND_FOLDERS.items():
+        for kind, folder in DATABASE_KIND_FOLDERS.items():
             try:
                 names = self._sync.object_names(database, folder)
             except PeerUnreachable as error:
@@ -124,6 +129,14 @@ class PeerPull:
             for name in sorted(names):
                 if is_identifier(name):
                     yield kind, name
+
+    def peer_accounts(self) -> list[str]:
+        """Names of every account file here or on a peer (tombstones included)."""
+        try:
+            names = self._sync.object_names(SYSTEM_FOLDER, ACCOUNT_FOLDER)
+        except PeerUnreachable as error:
+            raise error.fault(f"{SYSTEM_FOLDER}/{ACCOUNT_FOLDER}") from None
+        return sorted(name for name in names if is_identifier(name))
 
     def _adopt(self, path: Path, newer: NewerPeer, batch: WriteBatch | None) -> bool:
         """Bring this directory's copy up to a peer's newer version; True if it moved.

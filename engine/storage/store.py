@@ -73,7 +73,14 @@ from engine.storage.group_commit import (
     WriteOutcomeUnknown,
 )
 from engine.storage.names import is_identifier, validate_name
-from engine.storage.object_format import DATABASE_MARKER, FORMAT_VERSION, KIND_FOLDERS
+from engine.storage.object_format import (
+    ACCOUNT_FOLDER,
+    DATABASE_KIND_FOLDERS,
+    DATABASE_MARKER,
+    FORMAT_VERSION,
+    KIND_FOLDERS,
+    SYSTEM_FOLDER,
+)
 from engine.storage.peer_pull import PeerPull
 from engine.storage.peer_sync import PeerSync
 from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerSource, holding
@@ -151,6 +158,10 @@ class Store:
         self.checkpoints = checkpoints if checkpoints is not None else CheckpointPolicy()
         self._journal_writes = journal_writes
         self._last_journal_scan = float("-inf")
+        # What other modules derive from the whole directory, kept per store
+        # (engine/storage/accounts.py's rights generation); guarded by its lock.
+        self.derived: dict[str, object] = {}
+        self.derived_lock = threading.Lock()
         if exclusive:
             maintenance.recover(self.root, durable=durable)
         else:
@@ -186,12 +197,22 @@ class Store:
         return path
 
     def object_path(self, database: str, kind: str, name: str) -> Path:
+        """`<root>/<database>/<kind folder>/<name>.json` (kinds of DATABASE_KIND_FOLDERS)."""
         key = (database, kind, name)
         path = self._paths.get(key)
         if path is None:
-            folder = KIND_FOLDERS[kind]
+            folder = DATABASE_KIND_FOLDERS[kind]
             path = self._memorise(
                 key, self.database_path(database) / folder / (validate_name(name, kind) + ".json"))
+        return path
+
+    def account_path(self, name: str) -> Path:
+        """`<root>/@tahiry/accounts/<name>.json` (docs/STORAGE.md, "Accounts")."""
+        key = (SYSTEM_FOLDER, "account", name)
+        path = self._paths.get(key)
+        if path is None:
+            path = self._memorise(key, self.root / SYSTEM_FOLDER / ACCOUNT_FOLDER
+                                  / (validate_name(name, "account") + ".json"))
         return path
 
     def _memorise(self, key: tuple[str, str, str], path: Path) -> Path:
@@ -200,6 +221,11 @@ class Store:
         str(path)  # pathlib caches the string form: every later use is free
         self._paths[key] = path
         return path
+
+    def watch_generation(self) -> int | None:
+        """A number that moves whenever anything changes in a watched folder (the store's
+        inotify generation, engine/storage/cached_reads.py); None: the store watches nothing."""
+        return self._reader.watch_generation()
 
     def _check_contained(self, path: Path) -> None:
         """Refuse paths that resolve (through symlinks) outside the root."""
@@ -326,7 +352,29 @@ class Store:
         return [entry[0] for entry in batch.pending.values()]
 
     def list_objects(self, database: str, kind: str) -> list[str]:
-        folder = self.database_path(database) / KIND_FOLDERS[kind]
+        """Names of the live objects of `kind` in `database` (grants: their accounts)."""
+        return self._list_folder(self.database_path(database) / DATABASE_KIND_FOLDERS[kind])
+
+    def list_accounts(self) -> list[str]:
+        """Names of the live accounts."""
+        return self._list_folder(self.root / SYSTEM_FOLDER / ACCOUNT_FOLDER)
+
+    def read_marker_raw(self, database: str) -> dict | None:
+        """A database's marker, tombstone included; None if no file."""
+        return self._load(self.marker_path(database))
+
+    def read_account(self, name: str) -> dict | None:
+        """The live document of an account, or None (missing or dropped)."""
+        document = self._load(self.account_path(name))
+        if document is None or document.get("dropped", False):
+            return None
+        return document
+
+    def read_account_raw(self, name: str) -> dict | None:
+        """An account's document, tombstone included; None if no file."""
+        return self._load(self.account_path(name))
+
+    def _list_folder(self, folder: Path) -> list[str]:
         names = []
         try:
             file_names = {entry.name for entry in os.scandir(folder)}
@@ -479,6 +527,11 @@ class Store:
         """
         return self._write_document(self.object_path(database, kind, name), kind, name, body, ops)
 
+    def write_account(self, name: str, body: dict | None) -> dict:
+        """Write an account's new version (`body`: admin flag and password hash), or its
+        tombstone (`body` None)."""
+        return self._write_document(self.account_path(name), "account", name, body)
+
     def append_rows(self, database: str, name: str, columns: list, rows: list) -> dict:
         """A table's new version: the rows read plus `rows` at the end (an INSERT)."""
         return self._write_document(self.object_path(database, "table", name), "table", name,
@@ -493,19 +546,29 @@ class Store:
         self._write_document(path, kind, name, None)
         return True
 
-    def create_database(self, database: str) -> None:
+    def create_database(self, database: str, owner: str | None = None) -> None:
+        """A new database marker; `owner` (an account) is recorded in it when given."""
         base = self.database_path(database)
         for folder in KIND_FOLDERS.values():
             if not (base / folder).is_dir():
                 self._make_folders(base / folder)
-        self._write_document(base / DATABASE_MARKER, "database", database, {})
+        self._write_document(base / DATABASE_MARKER, "database", database,
+                             {} if owner is None else {"owner": owner})
+
+    def database_owner(self, database: str) -> str | None:
+        """The account that owns a live database (None: no owner recorded, or no database)."""
+        document = self._load(self.marker_path(database))
+        if document is None or document.get("dropped", False):
+            return None
+        owner = document.get("owner")
+        return owner if isinstance(owner, str) and owner else None
 
     def drop_database(self, database: str) -> bool:
-        """Tombstone every object of the database, then its marker."""
+        """Tombstone every object of the database (its grants too), then its marker."""
         base = self.database_path(database)
         if not self._is_live(base / DATABASE_MARKER):
             return False
-        for kind in KIND_FOLDERS:
+        for kind in DATABASE_KIND_FOLDERS:
             for name in self.list_objects(database, kind):
                 self._write_document(self.object_path(database, kind, name), kind, name, None)
         self._write_document(base / DATABASE_MARKER, "database", database, None)
@@ -740,6 +803,25 @@ class Store:
             return
         for kind, name in self._pull.peer_objects(database):
             self.pull_newer(database, kind, name)
+
+    def pull_newer_account(self, name: str) -> bool:
+        """Pull on write for an account: a peer's newer copy of it comes in first."""
+        if self._pull is None:
+            return False
+        try:
+            path = self.account_path(name)
+        except TahiryError:
+            return False  # the statement itself reports the bad name
+        batch = self._batch
+        own = batch if batch is not None and batch.owner == threading.get_ident() else None
+        return self._pull.pull(path, own)
+
+    def pull_newer_accounts(self) -> None:
+        """Pull every account a peer holds newer (before deciding that none exists)."""
+        if self._pull is None:
+            return
+        for name in self._pull.peer_accounts():
+            self.pull_newer_account(name)
 
     @contextmanager
     def write_batch(self) -> Iterator[None]:

@@ -13,6 +13,11 @@ is what lets the balancer retry a write elsewhere only when nothing was
 sent. A server that answers a new connection's first request with "too many
 connections" (`refused_for_room`) ran nothing: `busy` says so, and the pool
 treats it as a crowded backend, not a sick one (nodes/balancer/backend_pool.py).
+
+A connection opened for a client session that logged in (`login`: the
+session's `.login` request) logs in right after the shared secret, as that
+account; a backend refusing it raises `LoginRefused` (the client's login
+no longer holds there: not a backend failure).
 """
 
 from __future__ import annotations
@@ -74,6 +79,15 @@ def refused_for_room(response: Response) -> bool:
     return not response.ok and is_too_many_connections(response.message)
 
 
+class LoginRefused(NodeError):
+    """A backend refused the session's login on a new connection (`response`: its answer)."""
+
+    def __init__(self, backend_id: str, response: Response):
+        super().__init__(f"{backend_id}: {response.message}")
+        self.backend_id = backend_id
+        self.response = response
+
+
 class Backend:
     """A configured backend at run time: its health, load and open connections."""
 
@@ -107,10 +121,12 @@ class BackendConnection:
         self.transport = transport
         self._receiver = receiver
         self.database: str | None = None
+        self.login: bytes | None = None    # the `.login` it was opened with (None: none)
         backend.connections.add(self)
 
     @classmethod
-    async def open(cls, backend: Backend, timeout: float) -> BackendConnection:
+    async def open(cls, backend: Backend, timeout: float,
+                   login: bytes | None = None) -> BackendConnection:
         try:
             transport, receiver = await open_upstream(backend.spec.host, backend.spec.port, timeout,
                                                       tls=backend.tls)
@@ -129,6 +145,17 @@ class BackendConnection:
                 # Refused before any statement was sent.
                 raise BackendUnavailable(backend.id, answer.message, sent=False,
                                          busy=is_too_many_connections(answer.message))
+        if login is not None:
+            try:
+                answer = await connection.roundtrip(login, timeout)
+            except BackendUnavailable as error:
+                raise BackendUnavailable(backend.id, error.reason, sent=False) from None
+            if not answer.ok:
+                connection.close()
+                if is_too_many_connections(answer.message):
+                    raise BackendUnavailable(backend.id, answer.message, sent=False, busy=True)
+                raise LoginRefused(backend.id, answer)
+            connection.login = login
         return connection
 
     @property

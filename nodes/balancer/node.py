@@ -21,6 +21,20 @@ decides, statement by statement, which backends of the `BackendPool`
   different server), and a server that already holds the outcome
   (replication was faster) counts as done;
 - `ampiasao DB` succeeds iff some ONLINE backend has DB;
+- `.login NAME "PW"` (accounts, docs/SECURITY.md) is checked by one ONLINE
+  backend; once accepted, the session's other backend connections are
+  closed and every connection it opens logs in as that account first
+  (nodes/balancer/session.py), after a failover too; a refusal closes the
+  client's connection. The balancer itself never logs in as anyone (its
+  probes send `.ping;` and `.status;` only);
+- account statements (`manamboara mpampiasa`, `omeo`, `esory`, `ovay ny
+  tenimiafina`, `ravao ny mpampiasa`) all go to one owner (rendezvous
+  hashing of `ACCOUNTS_OWNER` over ONLINE writable backends, the next one
+  if it cannot be reached before anything was sent): one server writes
+  them in order, and replication carries them to the others;
+- `.rights;` is asked of every ONLINE backend on the session's connections
+  and answered with their generations merged (the proxy cache validates
+  its hits with it: a revoke on any server changes the answer at once);
 - a statement a backend answers with a storage fault (its copy of the
   object is unreadable, or its disk refuses the write: the message ends
   `[storage:read]` / `[storage:write]`, and nothing was applied) is sent once
@@ -54,9 +68,17 @@ from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 
 from engine.errors import ERROR_PREFIX, TahiryError, storage_fault_operation
+from engine.language.secrets import redact_secrets
 from nodes.balancer.backend_config import BackendsFile, parse_backend_option
 from nodes.balancer.backend_pool import BackendPool
-from nodes.balancer.backends import Backend, BackendUnavailable, Timeouts
+from nodes.balancer.backends import (
+    Backend,
+    BackendConnection,
+    BackendUnavailable,
+    LoginRefused,
+    Timeouts,
+    refused_for_room,
+)
 from nodes.balancer.classifier import Routed, StatementClassifier
 from nodes.balancer.fault_avoidance import FaultAvoidance
 from nodes.balancer.freshness import (
@@ -73,13 +95,20 @@ from nodes.balancer.prober import Prober
 from nodes.balancer.routing import ReadSelector, rank_owners
 from nodes.balancer.session import ClientSession, DatabaseMissing, Turn
 from nodes.protocol import (
+    ADMIN_LOGIN,
+    ADMIN_RIGHTS,
     AuthGuard,
     Request,
     Response,
     add_auth_arguments,
+    add_login_arguments,
+    decode_rights,
     decode_versions,
     encode_error,
+    encode_message,
+    encode_rights,
     node_auth_guard,
+    node_login_gate,
     statement_bytes,
     versions_request,
 )
@@ -88,6 +117,7 @@ from nodes.runtime.node_process import node_argument_parser, node_tls, run_node,
 from nodes.runtime.serving import (
     DEFAULT_IDLE_TIMEOUT_S,
     ClientHandler,
+    CloseConnection,
     ConnectionStats,
     PendingAnswer,
     admin_response,
@@ -103,6 +133,8 @@ MAX_DATABASE_POLL_S = 0.025
 NO_BACKEND_TO_WRITE = "Tsy misy mpizara afaka manoratra ankehitriny"
 # Statements one client connection may have in flight through the balancer.
 PIPELINE_WINDOW = 64
+# What account statements are routed by (rank_owners): all of them to one owner.
+ACCOUNTS_OWNER = ("@tahiry", "accounts")
 
 
 INTERNAL_ERROR = "Nisy olana tao anatin'ny load balancer; tsy vita ny baiko"
@@ -145,6 +177,10 @@ class BalancerCounters:
     storage_resent_reads: int = 0
     storage_avoided: int = 0           # a backend passed over for an object it failed lately
     pipelined_writes: int = 0          # a write sent right behind the previous one
+    logins: int = 0                    # `.login` accepted by a backend
+    refused_logins: int = 0            # refused by it (or on a backend the session opened later)
+    rights_checks: int = 0             # `.rights;` asked of every backend
+    account_statements: int = 0        # accounts and grants, on their one owner
 
 
 class CountingPool(BackendPool):
@@ -242,6 +278,8 @@ class Balancer:
         The statement is classified once, here, for both.
         """
         if request.admin is not None:
+            if request.admin == ADMIN_LOGIN or request.admin == ADMIN_RIGHTS:
+                return self._admin_in_turn(session, request)
             return admin_response(request, self.node_id, "balancer", self.status)
         if request.error is not None:
             return self.answer(session, request)
@@ -266,14 +304,107 @@ class Balancer:
         turn = session.take_turn()   # in request order: statements run in that order
         try:
             return await self._statement(session, request.text, turn, kind)
+        except LoginRefused as refused:
+            # The account's login no longer holds on a backend this session
+            # had to open (password changed, account dropped): refused here too.
+            self.counters.refused_logins += 1
+            raise CloseConnection(refused.response.raw) from None
         except Exception:  # a bug must cost one statement, not the connection
             self._internal_error(request.text)
             return encode_error(INTERNAL_ERROR)
         finally:
             await turn.finish()
 
+    # -- accounts ------------------------------------------------------------
+
+    async def _admin_in_turn(self, session: ClientSession, request: Request) -> bytes:
+        """`.login` / `.rights;`: in the session's order, like a statement."""
+        turn = session.take_turn()
+        try:
+            await turn.wait()
+            if request.admin == ADMIN_LOGIN:
+                return await self._login(session, request.wire())
+            return await self._rights(session)
+        except LoginRefused as refused:
+            self.counters.refused_logins += 1
+            raise CloseConnection(refused.response.raw) from None
+        except Exception:
+            self._internal_error(request.admin or "")
+            return encode_error(INTERNAL_ERROR)
+        finally:
+            await turn.finish()
+
+    async def _login(self, session: ClientSession, login: bytes) -> bytes:
+        """`.login`: checked on one ONLINE backend; accepted, it is the session's from now on."""
+        candidates = self.pool.candidates()
+        first = self._least_loaded(candidates) if candidates else None
+        reasons: list[str] = []
+        for backend_id in ([first] if first else []) + [b for b in candidates if b != first]:
+            backend = self.pool[backend_id]
+            backend.outstanding += 1
+            try:
+                connection = await BackendConnection.open(backend, self.timeouts.connect)
+                response = await connection.roundtrip(login, self.timeouts.request)
+            except BackendUnavailable as error:
+                self.pool.record_failure(backend, error.reason)
+                reasons.append(str(error))
+                continue
+            finally:
+                backend.outstanding -= 1
+            if not response.ok:
+                connection.close()
+                if refused_for_room(response):
+                    reasons.append(f"{backend_id}: {response.message}")
+                    continue
+                self.counters.refused_logins += 1
+                return response.raw   # a refused login: the connection closes it
+            self.counters.logins += 1
+            session.logged_in(login, connection)
+            return response.raw
+        return no_backend_error(NO_BACKEND_TO_ANSWER, reasons)
+
+    async def _account_statement(self, session: ClientSession, payload: bytes) -> bytes:
+        """An account or grant statement, on the accounts' one owner (the next if unreachable)."""
+        self.counters.account_statements += 1
+        reasons: list[str] = []
+        for backend_id in rank_owners(*ACCOUNTS_OWNER, self.pool.candidates(writable_only=True)):
+            try:
+                response = await self._forward(session, self.pool[backend_id], payload,
+                                               select_database=False)
+            except BackendUnavailable as error:
+                if error.sent:
+                    self.counters.unknown_writes += 1
+                    return self._unknown_write(backend_id, error)
+                reasons.append(str(error))
+                continue
+            return response.raw
+        return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
+
+    async def _rights(self, session: ClientSession) -> bytes:
+        """`.rights;`: every ONLINE backend's rights generation, merged (one that fails is left out)."""
+        self.counters.rights_checks += 1
+
+        async def ask(backend_id: str) -> Response | None:
+            try:
+                return await self._forward(session, self.pool[backend_id],
+                                           b".rights;", select_database=False)
+            except BackendUnavailable:
+                return None
+
+        merged: dict[str, int] = {}
+        for response in await asyncio.gather(*(ask(b) for b in self.pool.candidates())):
+            if response is None:
+                continue
+            if not response.ok:
+                return response.raw   # e.g. not logged in
+            generations = decode_rights(response.message)
+            if generations is None:
+                return encode_error(INTERNAL_ERROR)
+            merged.update(generations)
+        return encode_message(encode_rights(merged))
+
     def _internal_error(self, text: str) -> None:
-        self.log.exception("internal error on statement %r", text[:200])
+        self.log.exception("internal error on statement %r", redact_secrets(text[:200]))
         self.counters.local_errors += 1
 
     def _fast_read(self, session: ClientSession, text: str,
@@ -344,6 +475,9 @@ class Balancer:
         async def rest() -> bytes:
             try:
                 return await self._read(session, payload, {}, objects, attempts)
+            except LoginRefused as refused:
+                self.counters.refused_logins += 1
+                return refused.response.raw
             except Exception:
                 self._internal_error(text)
                 return encode_error(INTERNAL_ERROR)
@@ -388,6 +522,8 @@ class Balancer:
             await turn.wait()
         if kind is None:  # comments only: let a server answer as it does
             return await self._read(session, payload, {})
+        if kind.kind == "account":
+            return await self._account_statement(session, payload)
         if kind.kind in ("use", "database"):
             # The classifier names the database of every `use` / database statement.
             assert kind.database is not None
@@ -890,6 +1026,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
                         help="close client connections idle for this many seconds (0: never)")
     add_auth_arguments(parser)
+    add_login_arguments(parser)
     return parser
 
 
@@ -936,6 +1073,7 @@ def main(argv: list[str] | None = None) -> int:
     balancer = Balancer(args.id, pool, timeouts, logger, auth=auth,
                         idle_timeout=args.idle_timeout or None,
                         freshness_bound_s=max(0.0, args.freshness_wait_ms) / 1000)
+    balancer.connection_stats.login = node_login_gate(args, logger)
     try:
         run_node(serve(balancer, prober, args.host, args.port, logger, args.port_file,
                        connection_limits(args), tls.server), logger)

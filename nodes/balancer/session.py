@@ -6,6 +6,10 @@ read-your-writes rule. Before a statement runs on a backend connection whose
 database differs from the session's, the session's `ampiasao <db>;` is
 replayed there (also on a fresh connection after failover); a backend that
 refuses the replay does not have the database and raises `DatabaseMissing`.
+Likewise the session's `.login` (once the client logged in) is replayed on
+every backend connection it opens, right after the shared secret: the
+balancer never runs a statement on a backend as anyone but the client's
+account (a refusal raises `LoginRefused`).
 
 Read-your-writes: the session's `WriteMemory` (nodes.freshness) remembers,
 for each object it wrote, the change counters the acknowledging server
@@ -153,6 +157,8 @@ class ClientSession:
         self.connections: dict[str, BackendConnection] = {}
         self.writes = WriteMemory()
         self._last_turn: Turn | None = None
+        # The client's `.login` request, replayed on each new backend connection.
+        self.login: bytes | None = None
 
     @property
     def idle(self) -> bool:
@@ -173,7 +179,8 @@ class ClientSession:
     async def connection_to(self, backend: Backend, select_database: bool = True) -> BackendConnection:
         """The session's connection to `backend`, with the session's database selected."""
         connection = self.connections.get(backend.id)
-        if connection is not None and (connection.backend is not backend or not connection.usable):
+        if connection is not None and (connection.backend is not backend or not connection.usable
+                                       or connection.login is not self.login):
             connection.close()
             connection = None
         if connection is not None and select_database and self.database is None \
@@ -182,7 +189,7 @@ class ClientSession:
             connection.close()
             connection = None
         if connection is None:
-            connection = await BackendConnection.open(backend, self.timeouts.connect)
+            connection = await BackendConnection.open(backend, self.timeouts.connect, self.login)
             self.connections[backend.id] = connection
         if select_database and self.database is not None \
                 and connection.database != self.database:
@@ -201,6 +208,13 @@ class ClientSession:
                 raise DatabaseMissing(backend.id, response)
             connection.database = self.database
         return connection
+
+    def logged_in(self, login: bytes, connection: BackendConnection) -> None:
+        """The client logged in (`login`, answered on `connection`): the other connections go."""
+        self.login = login
+        connection.login = login
+        self.close()
+        self.connections[connection.backend.id] = connection
 
     def _drop(self, connection: BackendConnection) -> None:
         connection.close()
@@ -234,7 +248,8 @@ class ClientSession:
         """The open connection to `backend` with the session's database selected, if there is one."""
         connection = self.connections.get(backend.id)
         if connection is None or connection.backend is not backend or not connection.usable \
-                or self.database is None or connection.database != self.database:
+                or self.database is None or connection.database != self.database \
+                or connection.login is not self.login:
             return None
         return connection
 

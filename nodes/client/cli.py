@@ -5,6 +5,7 @@
     ./tahiry client -e "alaivo 1;" -f script.tah  run statements, then exit
     ./tahiry client --format json -f script.tah   one JSON object per statement
     ./tahiry client --format csv -e "alaivo ..."  RFC 4180 result sets
+    ./tahiry client --user ana                    log in (password: TAHIRY_PASSWORD or a prompt)
 
 `-e` and `-f` may be repeated and run in the order given. With neither,
 the client is interactive on a terminal and reads statements from stdin
@@ -21,6 +22,7 @@ is the user's guide.
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import sys
@@ -30,7 +32,7 @@ from engine.errors import ERROR_PREFIX
 from engine.language.script_source import ScriptSource, unreadable
 from engine.progress import ProgressLine
 from nodes.client.batch import MAX_STATEMENT_CHARS, run_script, run_text
-from nodes.client.connection import ConnectionProblem, NotListening
+from nodes.client.connection import PASSWORD_ENV, ConnectionProblem, NotListening
 from nodes.client.display import FORMATS, Display, Settings
 from nodes.client.explain import LANGUAGES, LanguageUnavailable
 from nodes.client.runners import EmbeddedRunner, RemoteRunner, Runner
@@ -40,6 +42,15 @@ from nodes.protocol.tls import TlsConfigError, add_tls_arguments, client_context
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3951             # the local proxy cache
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START = 0, 1, 2
+
+
+class _RefusePassword(argparse.Action):
+    """`--password`: refused without echoing it (a command line is seen by `ps` and kept in
+    shell histories)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"a password is never given on the command line (ps shows it): set "
+                     f"{PASSWORD_ENV} or type it at the prompt of --user")
 
 
 class _AppendSource(argparse.Action):
@@ -64,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"node to talk to (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"its port (default {DEFAULT_PORT}, the local proxy cache)")
+    parser.add_argument("--user", metavar="NAME",
+                        help=f"log in to account NAME (a cluster with accounts); the password "
+                             f"comes from {PASSWORD_ENV}, else it is asked for (never an argument)")
+    parser.add_argument("--password", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS)
     parser.add_argument("--embedded", metavar="DIR",
                         help="run the engine in this process on data directory DIR (no server)")
     parser.add_argument("-e", dest="statements", metavar="STATEMENTS", action=_AppendSource,
@@ -95,14 +110,17 @@ class CannotStart(NodeError):
 
 def make_runner(options: argparse.Namespace) -> Runner:
     if options.embedded:
+        if options.user:
+            raise CannotStart("--user needs a node: an embedded engine has no accounts")
         runner: Runner = EmbeddedRunner(options.embedded)
     else:
         try:
             tls = client_context(settings_from_arguments(options))
         except TlsConfigError as error:
             raise CannotStart(str(error)) from None
+        login = (options.user, account_password(options.user)) if options.user else None
         runner = RemoteRunner(options.host, options.port, timeout=options.timeout,
-                              notify=_notice, tls=tls)
+                              notify=_notice, tls=tls, login=login)
         runner.connect()       # say "nothing is listening" before anything else
     if options.database:
         outcome = runner.run(f"ampiasao {options.database}")
@@ -110,6 +128,20 @@ def make_runner(options: argparse.Namespace) -> Runner:
             runner.close()
             raise CannotStart(outcome.message if outcome else "empty database name")
     return runner
+
+
+def account_password(user: str, environ=None, prompt=getpass.getpass) -> str:
+    """The password of `user`: TAHIRY_PASSWORD, else typed at a prompt (not echoed)."""
+    password = (os.environ if environ is None else environ).get(PASSWORD_ENV, "")
+    if password:
+        return password
+    try:
+        password = prompt(f"Tenimiafina / password of {user}: ")
+    except (EOFError, OSError):
+        password = ""
+    if not password:
+        raise CannotStart(f"no password for {user}: type it at the prompt or set {PASSWORD_ENV}")
+    return password
 
 
 def _quiet_logging() -> None:

@@ -17,7 +17,9 @@ caller can open a new one without losing anything.
 
 With a shared secret (the `secret` argument, else the TAHIRY_SECRET
 environment variable) the connection opens with `.auth <secret>;`
-(docs/SECURITY.md); a refusal is `AuthenticationFailed`.
+(docs/SECURITY.md); a refusal is `AuthenticationFailed`. With an account
+(`login`: name and password) it then logs in, `.login NAME "PASSWORD";`;
+a refusal is `LoginFailed` (the node closes the connection).
 """
 
 from __future__ import annotations
@@ -31,9 +33,17 @@ from contextlib import contextmanager
 
 from engine.evaluation.outcome import Outcome
 from nodes.errors import NodeError
-from nodes.protocol import ProtocolError, ResponseDecoder, auth_request, secret_from_environment
+from nodes.protocol import (
+    ProtocolError,
+    ResponseDecoder,
+    auth_request,
+    login_request,
+    secret_from_environment,
+)
 
 RECEIVE_CHUNK = 1 << 16
+# Where an account's password is read from when it is not typed (never the command line).
+PASSWORD_ENV = "TAHIRY_PASSWORD"
 
 
 class ConnectionProblem(NodeError):
@@ -60,6 +70,10 @@ class AuthenticationFailed(ConnectionProblem):
     """The node refused the shared secret (or required one we do not have)."""
 
 
+class LoginFailed(AuthenticationFailed):
+    """The node refused the account's name or password."""
+
+
 def request_text(statement: str) -> str:
     """The statement as sent: with exactly one terminating `;`.
 
@@ -76,7 +90,7 @@ class ServerConnection:
 
     def __init__(self, host: str, port: int, timeout: float = 30.0,
                  connect_timeout: float = 5.0, secret: str | None = None,
-                 tls: ssl.SSLContext | None = None):
+                 tls: ssl.SSLContext | None = None, login: tuple[str, str] | None = None):
         self.host = host
         self.port = port
         self.timeout = timeout
@@ -115,6 +129,19 @@ class ServerConnection:
         secret = secret if secret is not None else secret_from_environment()
         if secret:
             self._authenticate(secret)
+        if login is not None:
+            self._login(*login)
+
+    def _login(self, name: str, password: str) -> None:
+        try:
+            wire = login_request(name, password).decode()
+        except ValueError as error:
+            self.close()
+            raise LoginFailed(f"cannot log in as {name}: {error}") from None
+        outcome = self.request(wire)
+        if not outcome.ok:
+            self.close()
+            raise LoginFailed(outcome.message)
 
     def _authenticate(self, secret: str) -> None:
         try:

@@ -23,6 +23,7 @@ it was, and `rowcount` counts the rows the others changed.
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from engine.evaluation.outcome import Outcome
 from engine.language.script import normalise_statement, split_statements
-from nodes.client.connection import ConnectionProblem
+from nodes.client.connection import PASSWORD_ENV, ConnectionProblem
 from nodes.client.exceptions import (  # noqa: F401 (re-exported: PEP 249 names)
     DatabaseError,
     DataError,
@@ -121,7 +122,8 @@ def _type_code(values: list) -> str | None:
 def connect(host: str = "127.0.0.1", port: int = 3951, timeout: float = 30.0, *,
             database: str | None = None, embedded: str | None = None,
             restart_wait: float = 0.0, tls_ca: str | None = None, tls_cert: str | None = None,
-            tls_key: str | None = None) -> Connection:
+            tls_key: str | None = None, user: str | None = None, password: str | None = None,
+            secret: str | None = None) -> Connection:
     """Open a connection (to the local proxy cache by default).
 
     database: run `ampiasao database` first. embedded: a data directory to run
@@ -134,8 +136,21 @@ def connect(host: str = "127.0.0.1", port: int = 3951, timeout: float = 30.0, *,
     tls_ca: connect with TLS, checking the node's certificate against this CA
     file (tls_cert, tls_key: this program's certificate, when the nodes
     require one; docs/SECURITY.md).
-    Raises OperationalError when the node cannot be reached.
+    user, password: log in to that account on every connection opened (a
+    cluster with accounts; password None: the TAHIRY_PASSWORD environment
+    variable). secret: the shared secret (None: TAHIRY_SECRET).
+    Raises OperationalError when the node cannot be reached or refuses the
+    login.
     """
+    login = None
+    if user is not None:
+        if password is None:
+            password = os.environ.get(PASSWORD_ENV) or None
+        if password is None:
+            raise ProgrammingError(f"user={user!r} needs password= (or {PASSWORD_ENV} set)")
+        if embedded is not None:
+            raise NotSupportedError("an embedded engine has no login: user= needs a node")
+        login = (user, password)
     if embedded is not None:
         try:
             runner: Runner = EmbeddedRunner(embedded)
@@ -149,7 +164,7 @@ def connect(host: str = "127.0.0.1", port: int = 3951, timeout: float = 30.0, *,
         except TlsConfigError as error:
             raise OperationalError(str(error)) from None
         runner = RemoteRunner(host, port, timeout=timeout, connect_timeout=min(timeout, 10.0),
-                              restart_wait=restart_wait, tls=tls)
+                              restart_wait=restart_wait, tls=tls, secret=secret, login=login)
         try:
             runner.connect()
         except ConnectionProblem as problem:

@@ -4,7 +4,8 @@ Enter submits when the text holds at least one statement ended by `;`
 outside strings and comments with nothing but blanks or comments after it,
 or is a client command (`miala`, `fanampiana`, `\\x`, `\\d naoty`, ...:
 nodes/client/commands.py, listed by `\\?`); otherwise it starts a new
-line. Esc-Enter always submits. History is kept in ~/.tahiry_history; Tab
+line. Esc-Enter always submits. History is kept in ~/.tahiry_history, every
+password in it replaced by `"***"` (account statements, `.login`); Tab
 completes keywords and learned names; the prompt shows the current
 database. Ctrl-C cancels the input (or a running statement), Ctrl-D quits.
 """
@@ -15,15 +16,17 @@ from pathlib import Path
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
-from prompt_toolkit.history import FileHistory, History
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 
 from engine.language.script import StatementSplitter, normalise_statement
+from engine.language.secrets import redact_secrets
 from nodes.client.batch import client_command, run_text
 from nodes.client.completion import TahiryCompleter, Vocabulary
 from nodes.client.connection import NotListening
 from nodes.client.display import Display
 from nodes.client.runners import Runner
+from nodes.protocol import redact_login
 
 HISTORY_FILE = Path.home() / ".tahiry_history"
 WELCOME = ("Tahiry — {where}\n"
@@ -119,10 +122,27 @@ class Repl:
                 return 0
 
 
-def _file_history() -> History:
+def redact(text: str) -> str:
+    """`text` with every password replaced by `"***"` (what history keeps)."""
+    return redact_login(redact_secrets(text))
+
+
+class RedactingFileHistory(FileHistory):
+    """The history file, never holding a password (the up arrow shows the redacted text too)."""
+
+    def append_string(self, string: str) -> None:
+        super().append_string(redact(string))
+
+
+class RedactingMemoryHistory(InMemoryHistory):
+    def append_string(self, string: str) -> None:
+        super().append_string(redact(string))
+
+
+def _file_history(path: Path | None = None) -> History:
+    path = HISTORY_FILE if path is None else path
     try:
-        HISTORY_FILE.touch(exist_ok=True)
-        return FileHistory(str(HISTORY_FILE))
+        path.touch(mode=0o600, exist_ok=True)
+        return RedactingFileHistory(str(path))
     except OSError:
-        from prompt_toolkit.history import InMemoryHistory
-        return InMemoryHistory()
+        return RedactingMemoryHistory()

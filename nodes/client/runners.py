@@ -145,23 +145,25 @@ class RemoteRunner:
     notify: where to say what the runner does on its own (waiting for a
     restarting node, sending a read again); None says nothing. restart_wait:
     how long a node that stopped listening during the session is waited for
-    (0: not at all).
+    (0: not at all). secret: the shared secret (else TAHIRY_SECRET); login:
+    (account name, password), with which every connection it opens logs in.
     """
 
     def __init__(self, host: str, port: int, timeout: float = 30.0,
                  connect_timeout: float = 5.0, window: int = WINDOW,
                  notify: Callable[[str], None] | None = None,
-                 restart_wait: float = RESTART_WAIT_S, tls: ssl.SSLContext | None = None):
+                 restart_wait: float = RESTART_WAIT_S, tls: ssl.SSLContext | None = None,
+                 secret: str | None = None, login: tuple[str, str] | None = None):
         self.database: str | None = None
         self.where = f"{host}:{port}"
         self.timeout = timeout
         self.window = window   # statements in flight in run_all (1: one at a time)
         self.notify = notify
         self.restart_wait = restart_wait
-        # Every (re)connection opens the same way.
+        # Every (re)connection opens the same way (logged in again, `login`).
         self._open_connection = functools.partial(
             ServerConnection, host, port, timeout=timeout, connect_timeout=connect_timeout,
-            tls=tls)
+            tls=tls, secret=secret, login=login)
         self._connection: ServerConnection | None = None
         self._was_connected = False
         self._parser: StatementParser | None = None   # built on the first loss

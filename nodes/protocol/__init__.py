@@ -2,9 +2,9 @@
 
 `wire`: requests (`;`-terminated statements, dot commands) and responses
 (ending in `END`), their decoders and encoders, no sockets; `auth`: the
-shared-secret handshake. Other packages import what they use from here
-(`from nodes.protocol import ResponseDecoder`); the names below are that
-public API.
+shared-secret handshake; `login`: accounts (`.login`, its rate limits,
+`.rights`). Other packages import what they use from here (`from
+nodes.protocol import ResponseDecoder`); the names below are that public API.
 """
 
 from nodes.protocol.auth import (
@@ -18,10 +18,33 @@ from nodes.protocol.auth import (
     node_auth_guard,
     secret_from_environment,
 )
+from nodes.protocol.login import (
+    ALLOWED_BEFORE_LOGIN,
+    LOGIN_BUSY,
+    LOGIN_LOCKED,
+    LOGIN_MALFORMED,
+    LOGIN_NOT_NEEDED,
+    LOGIN_OK,
+    LOGIN_REFUSED,
+    LOGIN_REQUIRED,
+    LoginGate,
+    add_login_arguments,
+    decode_rights,
+    encode_rights,
+    login_arguments,
+    login_name,
+    login_problem,
+    login_request,
+    node_login_gate,
+    password_literal,
+    redact_login,
+)
 from nodes.protocol.wire import (
     ADMIN_AUTH,
+    ADMIN_LOGIN,
     ADMIN_PEER,
     ADMIN_PING,
+    ADMIN_RIGHTS,
     ADMIN_STATUS,
     ADMIN_VERSIONS,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -50,7 +73,8 @@ from nodes.protocol.wire import (
 
 __all__ = [
     # wire: requests
-    "ADMIN_AUTH", "ADMIN_PEER", "ADMIN_PING", "ADMIN_STATUS", "ADMIN_VERSIONS", "DEFAULT_MAX_REQUEST_BYTES",
+    "ADMIN_AUTH", "ADMIN_LOGIN", "ADMIN_PEER", "ADMIN_PING", "ADMIN_RIGHTS", "ADMIN_STATUS",
+    "ADMIN_VERSIONS", "DEFAULT_MAX_REQUEST_BYTES",
     "Request", "RequestFramer", "STUCK_REQUEST_QUIET_S", "statement_bytes", "auth_request",
     "auth_secret", "secret_problem",
     "versions_request", "versions_arguments",
@@ -62,4 +86,10 @@ __all__ = [
     "AUTH_TIMEOUT_S", "MIN_SECRET_CHARS", "SECRET_ENV", "AuthGuard", "add_auth_arguments",
     "answer_auth", "is_loopback",
     "node_auth_guard", "secret_from_environment",
+    # login: accounts
+    "ALLOWED_BEFORE_LOGIN", "LOGIN_BUSY", "LOGIN_LOCKED", "LOGIN_MALFORMED", "LOGIN_NOT_NEEDED",
+    "LOGIN_OK", "LOGIN_REFUSED", "LOGIN_REQUIRED", "LoginGate", "add_login_arguments",
+    "node_login_gate", "decode_rights", "encode_rights",
+    "login_arguments", "login_name", "login_problem", "login_request",
+    "password_literal", "redact_login",
 ]

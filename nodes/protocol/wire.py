@@ -9,7 +9,8 @@ Compatible with the original DirkDB server and client (see docs/ARCHITECTURE.md)
   always `RESULT_MESSAGE`, one message line and `END`.
 
 `RequestFramer` turns a byte stream into `Request`s (statements, admin
-requests `.ping;` / `.status;`, or framing errors), with every buffer bounded.
+requests `.ping;` / `.status;` / `.auth` / `.login` / `.versions` / `.rights;`,
+or framing errors), with every buffer bounded.
 `encode_outcome` / `encode_message` write responses; `ResponseDecoder` reads
 them back (merging pages) and keeps each response's raw bytes so a proxy can
 replay them. Nothing here touches a socket, so all of it is unit-tested alone.
@@ -43,10 +44,16 @@ ADMIN_STATUS = "status"
 ADMIN_AUTH = "auth"              # `.auth <secret>;`: see docs/SECURITY.md
 ADMIN_VERSIONS = "versions"      # `.versions <db> <object> ...;`: change counters (servers)
 ADMIN_PEER = "peer"              # `.peer <verb> ...;`: a server's peers (nodes/protocol/peer.py)
-_ADMIN_WORDS = {".ping": ADMIN_PING, ".status": ADMIN_STATUS}
+ADMIN_LOGIN = "login"            # `.login <name> "<password>";`: nodes/protocol/login.py
+ADMIN_RIGHTS = "rights"          # `.rights;`: the servers' rights generations (proxy cache)
+_ADMIN_WORDS = {".ping": ADMIN_PING, ".status": ADMIN_STATUS, ".rights": ADMIN_RIGHTS}
 AUTH_WORD = ".auth"
 VERSIONS_WORD = ".versions"
 PEER_WORD = ".peer"
+LOGIN_WORD = ".login"
+# Admin words followed by arguments.
+_ADMIN_PREFIXES = ((AUTH_WORD, ADMIN_AUTH), (VERSIONS_WORD, ADMIN_VERSIONS),
+                   (PEER_WORD, ADMIN_PEER), (LOGIN_WORD, ADMIN_LOGIN))
 MAX_SECRET_CHARS = 256
 # A request cut off inside a string or a comment: how long the framer waits
 # for more bytes before answering it with a syntax error (`RequestFramer.stuck`).
@@ -75,15 +82,16 @@ class ProtocolError(NodeError):
 # Requests
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Request:
     """One framed request.
 
     text: the statement without its terminating `;`, stripped of surrounding
     whitespace. admin: ADMIN_PING / ADMIN_STATUS / ADMIN_AUTH / ADMIN_VERSIONS /
-    ADMIN_PEER for admin requests, else None. error: for a request that could not
-    be framed (too long, not UTF-8), the full error message `Hadisoana : ...` to answer with; text is
-    then empty and the statement must not be run.
+    ADMIN_PEER / ADMIN_LOGIN / ADMIN_RIGHTS for admin requests, else None.
+    error: for a request that could not be framed (too long, not UTF-8), the
+    full error message `Hadisoana : ...` to answer with; text is then empty
+    and the statement must not be run.
     """
 
     text: str
@@ -93,6 +101,14 @@ class Request:
     @property
     def is_statement(self) -> bool:
         return self.admin is None and self.error is None
+
+    def __repr__(self) -> str:
+        # A secret or a password must never reach a log line through a repr.
+        text = self.text
+        if self.admin in (ADMIN_AUTH, ADMIN_LOGIN):
+            kept = 2 if self.admin == ADMIN_LOGIN else 1
+            text = " ".join(text.split(None, kept)[:kept]) + " ***"
+        return f"Request(text={text!r}, admin={self.admin!r}, error={self.error!r})"
 
     def wire(self) -> bytes:
         """The bytes to forward this request upstream."""
@@ -229,8 +245,7 @@ class RequestFramer:
             admin = _ADMIN_WORDS.get(text.lower())
             if admin is not None:
                 return Request(text, admin=admin)
-            for word, admin in ((AUTH_WORD, ADMIN_AUTH), (VERSIONS_WORD, ADMIN_VERSIONS),
-                                (PEER_WORD, ADMIN_PEER)):
+            for word, admin in _ADMIN_PREFIXES:
                 if text[:len(word)].lower() == word and (
                         len(text) == len(word) or text[len(word)].isspace()):
                     return Request(text, admin=admin)

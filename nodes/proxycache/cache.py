@@ -1,8 +1,15 @@
 """The proxy cache's store of responses: TTL, LRU by entry count and by bytes, counters.
 
 Pure and synchronous (no sockets, no clock of its own: `clock` is injected,
-so tests control time). Keys are (current database, normalised statement);
-values are the raw response bytes replayed to clients.
+so tests control time). Keys are (current database, normalised statement)
+or, for a connection logged in to an account, (current database,
+normalised statement, account): one account's answer is never another's.
+Values are the raw response bytes replayed to clients.
+
+An entry of an account also keeps `rights`, the servers' answer to
+`.rights;` asked right before the statement was: the proxy serves it only
+while that answer is unchanged (`get_entry` gives both; `drop_rights_other_than`
+drops every entry made under other rights). See nodes/proxycache/node.py.
 
 Each entry may carry `tags` (the names its statement reads) for the optional
 fine invalidation: `invalidate_tables(db, names)` drops only entries of that
@@ -35,7 +42,7 @@ from dataclasses import dataclass, field
 
 from engine.lru import LRUCache
 
-CacheKey = tuple[str | None, str]
+CacheKey = tuple[str | None, str] | tuple[str | None, str, str]
 # Databases whose latest writers are remembered for settle_ms (oldest first out).
 MAX_REMEMBERED_DATABASES = 4096
 
@@ -49,6 +56,7 @@ class CacheStats:
     invalidations: int = 0        # invalidation events
     invalidated_entries: int = 0  # entries dropped by them
     refused: int = 0              # too big, or raced an invalidation
+    stale_rights: int = 0         # a hit whose rights changed since: dropped, read again
 
 
 @dataclass
@@ -57,6 +65,7 @@ class _Entry:
     expires_at: float
     tags: frozenset[str] = field(default_factory=frozenset)
     opaque: bool = False
+    rights: str | None = None     # the `.rights;` answer it was read under (accounts)
 
 
 class ResponseCache:
@@ -90,20 +99,31 @@ class ResponseCache:
 
     def get(self, key: CacheKey) -> bytes | None:
         """The cached response if present and fresh (counts a hit or a miss)."""
+        entry = self.get_entry(key)
+        return entry.value if entry is not None else None
+
+    def get_entry(self, key: CacheKey) -> _Entry | None:
+        """`get`, with the entry (its `rights` too)."""
         entry = self._entries.get(key)
         if entry is not None:
             if entry.expires_at > self.clock():
                 self._entries.move_to_end(key)
                 self.stats.hits += 1
-                return entry.value
+                return entry
             self._remove(key)
             self.stats.expirations += 1
         self.stats.misses += 1
         return None
 
+    def drop_rights_other_than(self, rights: str) -> int:
+        """Drop the accounts' entries read under other rights than `rights` (a hit found them stale)."""
+        self.stats.stale_rights += 1
+        return self._invalidate_where(
+            lambda key, entry: entry.rights is not None and entry.rights != rights)
+
     def put(self, key: CacheKey, value: bytes, *, tags: Iterable[str] = (), opaque: bool = False,
             generation: int | None = None, fetched_at: float | None = None,
-            reader: object = None) -> bool:
+            reader: object = None, rights: str | None = None) -> bool:
         """Store a response; False if refused.
 
         Refused when too big, when an invalidation happened since
@@ -118,7 +138,7 @@ class ResponseCache:
             return False
         if key in self._entries:
             self._remove(key)
-        self._entries[key] = _Entry(value, self.clock() + self.ttl_s, frozenset(tags), opaque)
+        self._entries[key] = _Entry(value, self.clock() + self.ttl_s, frozenset(tags), opaque, rights)
         self.bytes += len(value)
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             oldest = next(iter(self._entries))
@@ -176,6 +196,7 @@ class ResponseCache:
         return {"hits": stats.hits, "misses": stats.misses, "evictions": stats.evictions,
                 "expirations": stats.expirations, "invalidations": stats.invalidations,
                 "invalidated_entries": stats.invalidated_entries, "refused": stats.refused,
+                "stale_rights": stats.stale_rights,
                 "entries": len(self._entries), "bytes": self.bytes,
                 "max_entries": self.max_entries, "max_bytes": self.max_bytes,
                 "ttl_ms": round(self.ttl_s * 1000), "settle_ms": round(self.settle_s * 1000)}

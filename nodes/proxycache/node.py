@@ -28,6 +28,21 @@ refuses connections (a balancer being restarted) before that error.
 `.ping;` and `.status;` are answered here, never forwarded; `.status;`
 carries the cache counters (hits, misses, evictions, invalidations, ...).
 
+Accounts (docs/SECURITY.md): a client's `.login` is forwarded in its turn
+and, accepted, replayed first on every new upstream connection (before
+`ampiasao`). From then on the connection's cache keys carry the account,
+so one account's answer is never served to another, and every answer it
+caches keeps the servers' `.rights;` answer asked right before it (in the
+same write, so the read ran under rights at least that new); it is cached
+only when every server reported the same generation (none lagging behind
+a change). A hit for an account is served only after a `.rights;` round
+trip finds that answer unchanged: a grant revoked through any path (the
+teacher on the balancer, another proxy) changes it, and the hit is then
+dropped, with every entry made under the old rights, and read again
+upstream, where the server checks the rights itself. That round trip is
+what an account's hit costs (bench/accounts_bench.py); a
+connection that never logged in (accounts off) keeps the plain hit.
+
 Pipelining: a client may send statements ahead (a `-f` script, `executemany`);
 the proxy forwards them ahead too, on its one upstream connection, in
 order: each statement is sent once the one before it has been sent (so a
@@ -49,16 +64,24 @@ import re
 import ssl
 import time
 from collections.abc import Awaitable
+from typing import Any
 
+from engine.errors import ERROR_PREFIX
 from engine.language.script import normalise_statement
 from nodes.protocol import (
+    ADMIN_LOGIN,
+    ADMIN_RIGHTS,
     DEFAULT_MAX_REQUEST_BYTES,
     AuthGuard,
     Request,
     Response,
     add_auth_arguments,
+    add_login_arguments,
+    decode_rights,
     encode_error,
+    login_arguments,
     node_auth_guard,
+    node_login_gate,
     statement_bytes,
 )
 from nodes.proxycache.cache import ResponseCache
@@ -81,6 +104,7 @@ from nodes.runtime.serving import (
 from nodes.runtime.upstream import UpstreamConnection, UpstreamError
 
 KIND = "proxycache"
+RIGHTS_REQUEST = b".rights;"
 # Replication is a few ms behind at rest, but p99 reached ~250 ms with a class
 # of ten writing at once on two cores; a wide margin costs little: only reads
 # sent within it of another connection's write go uncached.
@@ -109,6 +133,20 @@ def statement_kind(normal_text: str) -> str:
     if word == "ampiasao":
         return USE
     return WRITE
+
+
+class LoginRefusedUpstream(UpstreamError):
+    """The session's login was refused on a new upstream connection (password changed, dropped)."""
+
+
+def uniform_rights(response: Response) -> str | None:
+    """The answer to `.rights;` if every server gave the same generation (cacheable), else None."""
+    if not response.ok:
+        return None
+    generations = decode_rights(response.message)
+    if not generations or len(set(generations.values())) != 1:
+        return None
+    return response.message
 
 
 class FineInvalidation:
@@ -221,6 +259,15 @@ class ProxySession:
         # "sent" signal of the latest one (the next one is sent after it).
         self.in_flight = 0
         self._sent: asyncio.Future | _SentAtOnce | None = None
+        # The client's accepted `.login` (replayed on each new upstream
+        # connection) and its account, which every cache key then carries.
+        self.login: bytes | None = None
+        self.account: str | None = None
+
+    def _key(self, normal: str):
+        if self.account is None:
+            return (self.database, normal)
+        return (self.database, normal, self.account)
 
     def handle(self, request: Request) -> bytes | Awaitable[bytes]:
         """Answer one request: bytes when the answer is ready (admin, cache hit).
@@ -229,14 +276,22 @@ class ProxySession:
         task to schedule: that is most of what a hit costs.
         """
         if request.admin is not None:
+            if request.admin == ADMIN_LOGIN or request.admin == ADMIN_RIGHTS:
+                turn = self._take_turn()
+                self.in_flight += 1
+                return self._admin(request, turn)
             return admin_response(request, self.proxy.node_id, KIND, self.proxy.status)
         normal, kind = self.proxy.text_facts(request.text)
         alone = not self.in_flight
         if kind == READ and alone:
-            cached = self.cache.get((self.database, normal))
-            if cached is not None:
-                return cached
-            if self.proxy.fine is None and self.upstream.usable:
+            account = self.account
+            entry = self.cache.get_entry((self.database, normal) if account is None
+                                         else (self.database, normal, account))
+            if entry is not None:
+                if entry.rights is None:
+                    return entry.value
+                return self._validated_hit(request, normal, entry.value, entry.rights)
+            if account is None and self.proxy.fine is None and self.upstream.usable:
                 return self._fast_read(request, normal)
         # Taken now, in request order: the statements are sent in that order.
         turn = self._take_turn()
@@ -244,6 +299,50 @@ class ProxySession:
         if kind == READ:
             return self._read(request, normal, turn, cacheable=alone)
         return self._write(request, normal, kind, turn)
+
+    async def _admin(self, request: Request, turn) -> bytes:
+        """`.login` (accepted: the session's account from now on) or `.rights;`, forwarded in turn."""
+        try:
+            response = await self._forward(request.wire(), retry=False, turn=turn)
+        except UpstreamError as error:
+            return encode_error(str(error))
+        finally:
+            self.in_flight -= 1
+        if request.admin == ADMIN_LOGIN and response.ok:
+            try:
+                self.account = login_arguments(request)[0]
+            except ValueError:   # the upstream took it: never, but then no cache for it
+                self.account = ""
+            self.login = request.wire()
+        return response.raw
+
+    def _validated_hit(self, request: Request, normal: str, value: bytes,
+                       rights: str) -> Awaitable[bytes]:
+        """An account's cache hit: served once `.rights;` upstream still gives `rights`."""
+        turn = self._take_turn()
+        self.in_flight += 1
+        return self._validate(request, normal, value, rights, turn)
+
+    async def _validate(self, request: Request, normal: str, value: bytes, rights: str,
+                        turn) -> bytes:
+        _, sent_signal = turn   # alone: nothing before it is in flight
+        response = None
+        if self.upstream.usable:
+            try:
+                response = await self.upstream.send(RIGHTS_REQUEST)
+            except UpstreamError:
+                self.proxy.upstream_errors += 1
+        if response is not None and response.ok and response.message == rights:
+            self.in_flight -= 1
+            if not sent_signal.done():
+                sent_signal.set_result(None)
+            return value
+        if response is not None and response.ok:
+            # The rights changed (a grant, a revoke, an account, anywhere):
+            # nothing read under the old ones is served again.
+            self.cache.drop_rights_other_than(response.message)
+        # Read afresh in this statement's turn: the server checks the rights.
+        return await self._read(request, normal, (None, sent_signal), cacheable=True)
 
     def _take_turn(self) -> tuple[asyncio.Future | _SentAtOnce | None, asyncio.Future]:
         """(the previous statement's "sent" signal, this one's)."""
@@ -271,6 +370,8 @@ class ProxySession:
 
     def _fast_read(self, request: Request, normal: str) -> PendingAnswer:
         """A read the cache could not answer, alone on a usable connection: sent right now.
+
+        (Never for an account: its reads take `_read`, `.rights;` first.)
 
         What `_read` does, without its task: the answer comes from the
         upstream connection's read callback. A broken connection takes the
@@ -315,33 +416,45 @@ class ProxySession:
         return self._read_done(key, response, generation, fetched_at, cacheable=True)
 
     def _read_done(self, key, response: Response, generation: int, fetched_at: float,
-                   cacheable: bool) -> bytes:
+                   cacheable: bool, rights: str | None = None) -> bytes:
         """A forwarded read's answer (no fine invalidation): cached if a success sent alone."""
         if response.ok and cacheable:
             # The identity after the request: a reconnection on the way is a
             # session that may not know this connection's earlier writes.
             self.cache.put(key, response.raw, generation=generation, fetched_at=fetched_at,
-                           reader=self.writer)
+                           reader=self.writer, rights=rights)
         return response.raw
 
     async def _read(self, request: Request, normal: str, turn, cacheable: bool) -> bytes:
-        """A read the cache could not answer: forward it, cache a success (if sent alone)."""
-        key = (self.database, normal)
+        """A read the cache could not answer: forward it, cache a success (if sent alone).
+
+        For an account, `.rights;` goes right before it in the same write;
+        the answer is cached with it, and only if every server agrees.
+        """
+        key = self._key(normal)
+        account = self.account
         generation = self.cache.generation
         fetched_at = self.cache.clock()
+        rights = None
         try:
-            response = await self._forward(request.wire(), retry=True, turn=turn)
+            if account is None:
+                response = await self._forward(request.wire(), retry=True, turn=turn)
+            else:
+                checked, response = await self._forward(RIGHTS_REQUEST + request.wire(),
+                                                         retry=True, turn=turn, count=2)
+                rights = uniform_rights(checked)
+                cacheable = cacheable and rights is not None and self.account == account
         except UpstreamError as error:
             return encode_error(str(error))
         finally:
             self.in_flight -= 1
         if self.proxy.fine is None:
-            return self._read_done(key, response, generation, fetched_at, cacheable)
+            return self._read_done(key, response, generation, fetched_at, cacheable, rights)
         if response.ok and cacheable:
             reader = self.writer   # the identity after the request (see _read_done)
             tags, opaque = await self._read_tags(request.text)
             self.cache.put(key, response.raw, tags=tags, opaque=opaque, generation=generation,
-                           fetched_at=fetched_at, reader=reader)
+                           fetched_at=fetched_at, reader=reader, rights=rights)
         return response.raw
 
     def _note_write(self, kind: str, normal: str, database: str | None) -> None:
@@ -353,7 +466,7 @@ class ProxySession:
         if named and named.group(1) != database:
             self.cache.note_write(named.group(1), self.writer)
 
-    async def _forward(self, data: bytes, retry: bool, turn) -> Response:
+    async def _forward(self, data: bytes, retry: bool, turn, count: int = 1) -> Any:
         """Send one statement upstream in its turn (replaying `ampiasao` on a new connection).
 
         Until the statement itself is sent, failures (upstream restarting,
@@ -361,14 +474,15 @@ class ProxySession:
         `upstream_patience` seconds: nothing was sent, so this is as safe
         for a write as for a read. Once sent, only a read is sent again
         (once, and only if no statement was sent behind it); a write's
-        outcome is then unknown.
+        outcome is then unknown. `count`: requests in `data` (their
+        responses, a list, are returned when more than one).
         """
         previous, sent_signal = turn
         while True:
             try:
                 if isinstance(previous, asyncio.Future) and not previous.done():
                     await asyncio.shield(previous)   # never cancel another statement's signal
-                answer = await self._send(data)
+                answer = await self._send(data, count)
             finally:
                 if not sent_signal.done():
                     sent_signal.set_result(None)   # the next statement may be sent
@@ -381,7 +495,7 @@ class ProxySession:
                 retry = False
                 previous, sent_signal = self._take_turn()
 
-    async def _send(self, data: bytes):
+    async def _send(self, data: bytes, count: int = 1):
         """Write one statement on a usable connection (waiting for one, bounded); its answer."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.proxy.upstream_patience
@@ -392,7 +506,10 @@ class ProxySession:
                     await self.upstream.close()
                     self.writer = object()
                     await self.upstream.connect()
+                    await self._replay_login()
                     await self._replay_database()
+            except LoginRefusedUpstream:
+                raise
             except UpstreamError:
                 self.proxy.upstream_errors += 1
                 if loop.time() + delay > deadline:
@@ -400,7 +517,16 @@ class ProxySession:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)
                 continue
-            return self.upstream.send(data)
+            return self.upstream.send(data) if count == 1 else self.upstream.send_many(data, count)
+
+    async def _replay_login(self) -> None:
+        """The session's login, first on a new upstream connection; refused: LoginRefusedUpstream."""
+        if self.login is None:
+            return
+        response = await self.upstream.request(self.login)
+        if not response.ok:
+            await self.upstream.close()
+            raise LoginRefusedUpstream(response.message.removeprefix(ERROR_PREFIX))
 
     async def _replay_database(self) -> None:
         if self.database is None:
@@ -505,6 +631,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream-patience", type=float, default=3.0,
                         help="seconds a statement not yet sent waits for the upstream to come back")
     add_auth_arguments(parser)
+    add_login_arguments(parser)
     args = parser.parse_args(argv)
     try:
         upstream = parse_address(args.upstream)
@@ -523,6 +650,7 @@ def main(argv: list[str] | None = None) -> None:
                        idle_timeout=args.idle_timeout or None,
                        max_request_bytes=args.max_request_bytes, auth=auth,
                        upstream_patience=args.upstream_patience, upstream_tls=tls.client)
+    proxy.stats.login = node_login_gate(args, logger)
     logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, ttl_ms, max_entries)
     run_node(run_server(proxy.open_client, args.host, args.port, logger, proxy.stats,
                         max_request_bytes=args.max_request_bytes, auth=auth,

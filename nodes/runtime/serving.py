@@ -41,6 +41,14 @@ last answer is done. Framing errors, the shared-secret handshake
 node. An unfinished statement at EOF is not run: a client that died
 mid-statement must not have half a statement executed.
 
+Logins (nodes/protocol/login.py): a `.login` is handed to the node only
+once every earlier answer is sent, and nothing after it is handed over
+until it is answered, so what a client pipelines behind it runs as that
+account. Its attempts pass the node's `LoginGate` first (locked-out
+addresses, the node-wide throttle); a refusal (wrong name or password) is
+counted against the client's address, logged with the name (never the
+password), answered after a short delay, and closes the connection.
+
 Admission (nodes/runtime/admission.py): the caps per peer address and on
 unauthenticated connections are applied here, for every node. On a node
 that requires the secret, a connection is handed to the node (`open_client`,
@@ -75,20 +83,25 @@ import orjson
 from nodes.errors import NodeError
 from nodes.protocol import (
     ADMIN_AUTH,
+    ADMIN_LOGIN,
     ADMIN_PING,
     ADMIN_STATUS,
     AUTH_TIMEOUT_S,
     DEFAULT_MAX_REQUEST_BYTES,
+    LOGIN_REFUSED,
     STUCK_REQUEST_QUIET_S,
     TOO_MANY_CONNECTIONS,
     AuthGuard,
+    LoginGate,
     Request,
     RequestFramer,
     answer_auth,
     encode_error,
     encode_message,
+    login_name,
     response_is_error,
 )
+from nodes.protocol.auth import FAILED_AUTH_DELAY_S
 from nodes.runtime.admission import DEFAULT_LIMITS, Admission, ConnectionLimits
 from nodes.runtime.idle_watch import IdleWatch
 from nodes.runtime.node_process import release_free_memory, set_nodelay, write_port_file
@@ -205,10 +218,13 @@ class ConnectionStats:
     errors: int = 0
     # Set by `run_server`: the caps' counts and the alerts of a node at a cap.
     admission: Admission | None = None
+    # Set by `run_server`: the limits on `.login` attempts (nodes/protocol/login.py).
+    login: LoginGate | None = None
 
     def as_dict(self) -> dict:
         admission = self.admission
-        return {"uptime_s": round(time.monotonic() - self.started, 3),
+        return {**(self.login.status() if self.login is not None else {}),
+                "uptime_s": round(time.monotonic() - self.started, 3),
                 "connections": self.open_connections,
                 "connections_total": self.total_connections,
                 "connections_refused": self.refused_connections,
@@ -224,7 +240,10 @@ def admin_response(request: Request, node_id: str, kind: str,
         return encode_message(f"PONG {node_id} {kind}")
     if request.admin == ADMIN_STATUS:
         return encode_message(orjson.dumps({"id": node_id, "kind": kind, **status()}).decode())
-    return encode_error(f"Fangatahana tsy fantatra : {request.text}")
+    text = request.text
+    if request.admin in (ADMIN_AUTH, ADMIN_LOGIN):
+        text = text.split(None, 1)[0]   # never echo a secret or a password
+    return encode_error(f"Fangatahana tsy fantatra : {text}")
 
 
 # What a slot's answer does once its turn comes.
@@ -300,6 +319,7 @@ class ClientConnection(asyncio.Protocol):
         self._window = 1
         self._reading = True
         self._write_paused = False
+        self._resume_due = False       # a `_resumed` callback is scheduled
         self._eof = False
         self._lost = False
         self._closing = False   # no more requests: close once the answers due are sent
@@ -313,6 +333,9 @@ class ClientConnection(asyncio.Protocol):
         self._close_when_sent = False          # close once the outbox is empty
         self._stall: asyncio.TimerHandle | None = None
         self._sent_at = 0.0                    # the outbox last moved (loop time)
+        # A `.login` being answered: nothing after it is handed over until it
+        # is (the statements behind it run as the account it logs in).
+        self._logging_in = False
 
     # -- asyncio callbacks
 
@@ -417,7 +440,7 @@ class ClientConnection(asyncio.Protocol):
             # hand it over at once (the window has room; not `.auth`, which
             # comes only before authentication or is refused after it...
             request = requests[0]
-            if request.admin != ADMIN_AUTH:
+            if request.admin != ADMIN_AUTH and request.admin != ADMIN_LOGIN:
                 self._stats.requests += 1
                 if self._answer(request) and not self._closing:
                     # ... and an answer ready at once goes out now, leaving
@@ -455,7 +478,21 @@ class ClientConnection(asyncio.Protocol):
         self._write_paused = True
 
     def resume_writing(self) -> None:
+        # Not written from here: uvloop (0.22) may call this from inside its
+        # pass over queued writes, and a write made then can be left in the
+        # transport's buffer with no pass to come: the last bytes of a big
+        # answer then never leave (seen as a client waiting forever for an
+        # answer's end; tests/nodes/test_serving_resume.py). From a callback
+        # of its own, a write is queued like any other.
         self._write_paused = False
+        if not self._resume_due:
+            self._resume_due = True
+            asyncio.get_running_loop().call_soon(self._resumed)
+
+    def _resumed(self) -> None:
+        self._resume_due = False
+        if self._write_paused or self._lost:
+            return
         if self._outbox is not None:
             self._drain()
             if self._outbox is not None:
@@ -490,7 +527,17 @@ class ClientConnection(asyncio.Protocol):
     def _pump(self) -> None:
         """Hand pending requests to the handler while the window has room (and writing is not paused)."""
         while self._pending and not self._closing and not self._write_paused \
-                and len(self._answers) < self._window:
+                and len(self._answers) < self._window and not self._logging_in:
+            if self._pending[0].admin == ADMIN_LOGIN and self._authenticated:
+                if self._answers:
+                    break  # a login waits for every earlier answer, like the handshake
+                request = self._pending.popleft()
+                self._stats.requests += 1
+                slot = self._slot()
+                self._logging_in = True
+                slot.waiting = asyncio.ensure_future(self._login(request))
+                slot.waiting.add_done_callback(functools.partial(self._login_done, slot))
+                break
             if self._pending[0].admin == ADMIN_AUTH or not self._authenticated:
                 if self._answers:
                     break  # the handshake waits for every earlier answer
@@ -611,6 +658,43 @@ class ClientConnection(asyncio.Protocol):
 
     async def _authenticate(self, request: Request):
         return await answer_auth(self._auth, request, self._authenticated, self._peer())
+
+    async def _login(self, request: Request) -> tuple[bytes, int]:
+        """A `.login` handed to the node within the node's login limits: (answer, how to send it).
+
+        A refused login (wrong name or password) is counted against the
+        client's address, logged with the name (never the password), answered
+        after a short delay, and closes the connection.
+        """
+        gate = self._stats.login
+        peer = self._peer()
+        if gate is not None:
+            refusal, wait = gate.admit(peer)
+            if refusal is not None:
+                return refusal, _CLOSE
+            if wait:
+                await asyncio.sleep(wait)
+        try:
+            result = self._handler.answer(request)
+            response = result if type(result) is bytes else await result  # type: ignore[misc]
+        except CloseConnection as close:
+            return close.response, _CLOSE
+        if _answer_message(response).startswith(LOGIN_REFUSED):
+            if gate is not None:
+                gate.refused(peer, login_name(request))
+            await asyncio.sleep(FAILED_AUTH_DELAY_S)
+            return response, _CLOSE
+        return response, _ANSWER
+
+    def _login_done(self, slot: _Slot, waiting: asyncio.Future) -> None:
+        self._logging_in = False
+        if waiting.cancelled() or waiting.exception() is not None:
+            if not waiting.cancelled():
+                self._logger.error("login failed", exc_info=waiting.exception())
+            self._settle(slot, _NO_RESPONSE, _BROKEN)
+            return
+        response, kind = waiting.result()
+        self._settle(slot, response, kind)
 
     def _auth_done(self, slot: _Slot, waiting: asyncio.Future) -> None:
         if waiting.cancelled() or waiting.exception() is not None:
@@ -814,6 +898,16 @@ class ClientConnection(asyncio.Protocol):
         return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
+def _answer_message(response: bytes) -> str:
+    """The message line of one encoded response ("" if there is none)."""
+    at = response.rfind(b"RESULT_MESSAGE\n")
+    if at < 0:
+        return ""
+    start = at + len(b"RESULT_MESSAGE\n")
+    end = response.find(b"\n", start)
+    return response[start:end if end >= 0 else len(response)].decode("utf-8", "replace")
+
+
 async def run_server(open_client: Callable[[], ClientHandler | None], host: str, port: int,
                      logger: logging.Logger, stats: ConnectionStats, *,
                      max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -841,6 +935,8 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
     stopping = asyncio.Event()
     connections: set[ClientConnection] = set()
     admission = stats.admission = Admission(limits)
+    if stats.login is None:
+        stats.login = LoginGate(logger)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)

@@ -384,6 +384,25 @@ class UpstreamConnection:
             return self._failed(error)
         return self._response(transport, receiver, waiter)
 
+    def send_many(self, data: bytes, count: int):
+        """`send` for `count` requests written at once; the awaitable of their Responses."""
+        transport, receiver = self._transport, self._receiver
+        if transport is None or receiver is None:
+            return self._failed(NotSent("not connected"))
+        try:
+            waiter = start_exchange(transport, receiver, data, count, self.request_timeout)
+        except UpstreamError as error:
+            self._forget(transport)
+            return self._failed(error)
+        return self._responses(transport, receiver, waiter)
+
+    async def _responses(self, transport, receiver, waiter) -> list[Response]:
+        try:
+            return await finish_exchange(receiver, waiter)
+        except UpstreamError as error:
+            self._forget(transport)
+            raise self._broken(error) from None
+
     def send_call(self, data: bytes,
                   callback: Callable[[Response | None, UpstreamError | None], None]) -> None:
         """`send` with a function called with the outcome instead of an awaitable.

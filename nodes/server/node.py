@@ -74,6 +74,7 @@ from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.executor import Limits
 from engine.evaluation.outcome import Outcome
+from engine.language.secrets import redact_secrets
 from engine.session import Session
 from engine.storage.checkpoints import DEFAULT_IDLE_S, DEFAULT_MIN_BYTES, DEFAULT_RATIO, CheckpointPolicy
 from engine.storage.data_owner import (
@@ -85,16 +86,20 @@ from engine.storage.data_owner import (
 )
 from engine.storage.store import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.protocol import (
+    ADMIN_LOGIN,
     ADMIN_PEER,
+    ADMIN_RIGHTS,
     ADMIN_VERSIONS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_PAGE_ROWS,
     AuthGuard,
     Request,
     add_auth_arguments,
+    add_login_arguments,
     encode_error,
     encode_message,
     node_auth_guard,
+    node_login_gate,
     versions_arguments,
 )
 from nodes.runtime.admission import connection_limits
@@ -112,6 +117,13 @@ from nodes.runtime.serving import (
     ConnectionStats,
     admin_response,
     run_server,
+)
+from nodes.server.accounts import (
+    ADMIN_PASSWORD_ENV,
+    ADMIN_USER_ENV,
+    AccountsEngine,
+    ServerAccounts,
+    first_admin_from_environment,
 )
 from nodes.server.encoding import ResponseEncoder
 from nodes.server.latency import DurationHistogram
@@ -273,8 +285,10 @@ class DatabaseServer:
                  idle_timeout: float | None = 600.0, max_connections: int = 256,
                  page_rows: int = DEFAULT_PAGE_ROWS,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, inline: bool = False,
-                 auth: AuthGuard | None = None):
+                 auth: AuthGuard | None = None, accounts: ServerAccounts | None = None):
         self.node_id = node_id
+        # Logins and the gate before them (nodes/server/accounts.py); off unless given.
+        self.accounts = accounts if accounts is not None else ServerAccounts(node_id, store, False)
         self.store = store
         self.logger = logger
         self.idle_timeout = idle_timeout
@@ -324,7 +338,8 @@ class DatabaseServer:
                 **self.peer_service.status(),
                 "data": str(self.store.root),
                 "max_connections": self.max_connections,
-                **(self.auth.status() if self.auth is not None else {})}
+                **(self.auth.status() if self.auth is not None else {}),
+                **self.accounts.status()}
 
     def statement_seconds(self) -> dict:
         """Both statement histograms as one (`.status;`: latency.py's form)."""
@@ -371,14 +386,26 @@ class DatabaseServer:
             return None
         self.stats.open_connections += 1
         peer: PeerSession | None = None   # made by the connection's first `.peer` request
+        accounts = self.accounts
+        session = client.session
 
         def answer(request: Request) -> bytes | Awaitable[bytes]:
             nonlocal peer
+            if request.admin == ADMIN_PEER and (self.auth is not None or not accounts.required):
+                # Peers (servers, replicators) are let in by the cluster's secret, never by an
+                # account; with accounts on and no secret, `.peer` is refused like a statement.
+                if peer is None:
+                    peer = self.peer_service.session()
+                return peer.answer(request)
+            if accounts.required:
+                refusal = accounts.refusal(session, request)
+                if refusal is not None:
+                    return refusal
             if request.admin is not None:
-                if request.admin == ADMIN_PEER:
-                    if peer is None:
-                        peer = self.peer_service.session()
-                    return peer.answer(request)
+                if request.admin == ADMIN_LOGIN:
+                    return accounts.login(session, request)
+                if request.admin == ADMIN_RIGHTS:
+                    return accounts.rights()
                 if request.admin == ADMIN_VERSIONS:
                     last = client.last   # set whenever one is in flight
                     if client.in_flight and last is not None:
@@ -393,6 +420,7 @@ class DatabaseServer:
             self.stats.open_connections -= 1
             if peer is not None:
                 peer.closed()   # its lease, if any, ends with it
+            accounts.closed(session)
 
         # Pipelined statements of one connection: up to one batch in flight,
         # each maybe with the balancer's `.versions` right behind it.
@@ -519,7 +547,7 @@ class DatabaseServer:
         try:
             return session.execute_one(text)
         except Exception:  # a bug in the engine must not take the connection down
-            self.logger.exception("engine failed on %r", text[:200])
+            self.logger.exception("engine failed on %r", redact_secrets(text[:200]))
             return Outcome.failure(INTERNAL_ERROR)
 
     def _encode(self, outcome: Outcome, text: str) -> bytes:
@@ -530,11 +558,12 @@ class DatabaseServer:
         try:
             return self.encoder.encode(outcome)
         except Exception:
-            self.logger.exception("could not encode the outcome of %r", text[:200])
+            self.logger.exception("could not encode the outcome of %r", redact_secrets(text[:200]))
             self.statement_errors += 1
             return encode_error(INTERNAL_ERROR)
 
     async def stop(self) -> None:
+        self.accounts.stop()
         loop = asyncio.get_running_loop()
         if self._engine is not None:
             # Statements already queued finish (each batch is committed whole).
@@ -585,6 +614,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="rows per RELATION_JSON_PAGE")
     parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
     add_auth_arguments(parser)
+    add_login_arguments(parser)
+    parser.add_argument("--accounts", action="store_true",
+                        help="require `.login <name> <password>;` on every connection before "
+                             "anything but .auth/.ping/.status (docs/SECURITY.md, \"Accounts\"); "
+                             "the first administrator comes from TAHIRY_ADMIN_USER and "
+                             "TAHIRY_ADMIN_PASSWORD in the environment")
     parser.add_argument("--inline", action="store_true",
                         help="run statements on the event loop instead of the engine thread")
     parser.add_argument("--peers-file", default=None,
@@ -658,10 +693,18 @@ def main(argv: list[str] | None = None) -> None:
                   checkpoints=CheckpointPolicy(min_bytes=args.checkpoint_bytes,
                                                ratio=args.checkpoint_ratio,
                                                idle_s=args.checkpoint_idle_s))
+    accounts = ServerAccounts(args.id, store, args.accounts, logger=logger)
+    if os.environ.get(ADMIN_USER_ENV) or os.environ.get(ADMIN_PASSWORD_ENV):
+        # Before the engine thread exists: nothing else touches the store yet.
+        try:
+            first_admin_from_environment(store, AccountsEngine.from_engine(), logger)
+        except TahiryError as error:
+            _cannot_start(f"cannot create the first administrator: {error.message}", args, logger)
     server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
                             max_connections=args.max_connections, page_rows=args.page_rows,
                             max_request_bytes=args.max_request_bytes, inline=args.inline,
-                            auth=auth)
+                            auth=auth, accounts=accounts)
+    server.stats.login = node_login_gate(args, logger)
     logger.info("data directory %s", Path(data).resolve())
     # Start-up objects (modules, parser tables) never die: keep the cyclic
     # collector from rescanning them on every full collection.

@@ -88,6 +88,7 @@ class ClusterCollector(Collector):
         yield from balancer_families(view)
         yield from proxy_families(view)
         yield from replication_families(view)
+        yield from account_families(view)
 
 
 def exposition(collector: Collector) -> bytes:
@@ -296,3 +297,30 @@ def replication_families(view: ClusterView) -> Iterator[Metric]:
         open_conflicts.add_metric([server_id], float(len(figures.get("conflicts") or [])))
         add_histogram(lag, [server_id], figures.get("lag_histogram"))
     yield from (copies, failures, conflicts, open_conflicts, lag)
+
+
+def account_families(view: ClusterView) -> Iterator[Metric]:
+    """Accounts on: per server and account, logins, failed logins and open sessions (counts
+    only: supervisor/account_stats.py); failed logins naming no account, per server."""
+    labels = ["node", "account"]
+    logins = CounterMetricFamily("tahiry_account_logins", "Successful logins, per server and "
+                                 "account, since the server started.", labels=labels)
+    failures = CounterMetricFamily("tahiry_account_login_failures", "Failed logins naming the "
+                                   "account, per server, since the server started.",
+                                   labels=labels)
+    sessions = GaugeMetricFamily("tahiry_account_sessions", "Connections logged in as the "
+                                 "account now, per server.", labels=labels)
+    unknown = CounterMetricFamily("tahiry_account_login_failures_unknown", "Failed logins "
+                                  "naming no account, per server.", labels=["node"])
+    for row in view.rows:
+        accounts = row.get("accounts") if row["kind"] == "server" else None
+        if not isinstance(accounts, dict):
+            continue
+        node_id = row["node"]
+        for name, figures in accounts.items():
+            logins.add_metric([node_id, name], float(figures.get("logins") or 0))
+            failures.add_metric([node_id, name], float(figures.get("failures") or 0))
+            sessions.add_metric([node_id, name], float(figures.get("sessions") or 0))
+        if "login_failures_unknown" in row:
+            unknown.add_metric([node_id], float(row["login_failures_unknown"]))
+    yield from (logins, failures, sessions, unknown)

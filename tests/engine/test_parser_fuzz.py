@@ -14,7 +14,9 @@ from engine.language.script import StatementSplitter, normalise_statement, split
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 STATEMENT_TYPES = (ast.Use, ast.Show, ast.CreateDatabase, ast.CreateTable, ast.CreateDomain,
-                   ast.CreateView, ast.Drop, ast.Insert, ast.Update, ast.Delete, ast.Query)
+                   ast.CreateView, ast.Drop, ast.Insert, ast.Update, ast.Delete, ast.Query,
+                   ast.Describe, ast.CreateAccount, ast.DropAccount, ast.SetPassword, ast.Grant,
+                   ast.ShowAccounts)
 
 VALID = [
     "alaivo anarana, count(taranja) antso isa, avg(naoty) ao@ mpianatra "
@@ -26,12 +28,20 @@ VALID = [
     "manampia ao@ t (a, b) sanda (1, 'x''y'), (-2.5, null)",
     "manamboara tabilao t ( a ISA(0,20):DATY, b LAHATSORATRA(null,5), c TANISA('a', 1) )",
     "alaivo * ao@ (alaivo a ao@ t fetra 1 3) x tonona:avia@ u ka x.a = u.b na !(u.c = 2)",
+    # the account statements (engine/language/account_syntax.py)
+    "manamboara mpampiasa rabe tenimiafina \"tsiambaratelo\" mpitantana",
+    "ovay ny tenimiafina rabe 'it''s_a_secret'",
+    "omeo rabe zo manoratra ao@ sekoly",
+    "esory rabe zo mamaky #ao sekoly",
+    "ravao ny mpampiasa rabe",
+    "asehoy ny mpampiasa",
 ]
 
 WORDS = sorted(KEYWORDS) + [
     "#", "@", "(", ")", ",", ";", ":", "*", "+", "-", "/", "^", "=", "!=", "<", "<=", ">", ">=",
     "!", ".", "'", '"', "'s'", "12", "1.5", "007", "x", "t.a", "count", "tonona:avia", "tonona:",
     "isa", "ISA(1,2)", "daty", "--", "//", "\n", "\\",
+    "mpampiasa", "tenimiafina", "mpitantana", "zo", "mamaky", "manoratra", "omeo", "esory", "ovay",
 ]
 
 

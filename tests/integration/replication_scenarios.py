@@ -68,8 +68,12 @@ class ReplicatedPair:
         return self.nodes[server].port
 
     def ids(self, server: str, table: str = "t") -> list[int]:
-        """Every id of `table`, read straight from `server`."""
-        with WireClient(self.port(server)) as client:
+        """Every id of `table`, read straight from `server`.
+
+        (Patient: a slow statement re-run after its fence may still hold the
+        server's engine thread, several times longer on a loaded machine.)
+        """
+        with WireClient(self.port(server), timeout=90) as client:
             client.ok(f"ampiasao {DATABASE};")
             return sorted(row[0] for row in client.rows(f"alaivo id ao@ {table};"))
 

@@ -142,3 +142,16 @@ def test_without_settle_every_read_is_stored(clock):
     cache = ResponseCache(ttl_ms=3000, max_entries=10, clock=clock)
     cache.note_write("db", object())
     assert cache.put(("db", "alaivo 1"), b"x", fetched_at=clock.now, reader=object())
+
+
+def test_an_accounts_entries_are_its_own_and_go_with_rights_that_changed(clock):
+    cache = ResponseCache(ttl_ms=1000, max_entries=10, clock=clock)
+    assert cache.put(("db", "alaivo * ao@ t", "ana"), b"ana's", rights='{"m1":3}')
+    assert cache.put(("db", "alaivo * ao@ t"), b"anonymous")
+    assert cache.get(("db", "alaivo * ao@ t", "bob")) is None
+    entry = cache.get_entry(("db", "alaivo * ao@ t", "ana"))
+    assert entry is not None and entry.value == b"ana's" and entry.rights == '{"m1":3}'
+    assert cache.drop_rights_other_than('{"m1":4}') == 1
+    assert cache.get(("db", "alaivo * ao@ t", "ana")) is None
+    assert cache.get(("db", "alaivo * ao@ t")) == b"anonymous"   # no account, no rights
+    assert cache.status()["stale_rights"] == 1

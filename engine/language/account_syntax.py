@@ -1,0 +1,188 @@
+"""The account statements' syntax, read by hand beside the grammar (docs/LANGUAGE.md 2).
+
+    manamboara mpampiasa NAME tenimiafina "PW" [mpitantana]
+    ravao ny mpampiasa NAME
+    ovay ny tenimiafina NAME "PW"
+    omeo NAME zo mamaky|manoratra ao@ DB
+    esory NAME zo mamaky|manoratra ao@ DB
+    asehoy ny mpampiasa
+
+None of their words is reserved (`mpampiasa`, `zo`, ... may still name
+tables and columns, as before): `account_opener` recognises a statement
+that starts like one of these from its first tokens (`omeo`, `esory`,
+`ovay`, or `manamboara mpampiasa`, `ravao ny mpampiasa`, `asehoy ny
+mpampiasa`, none of which the grammar accepts), and `parse_account`
+reads the rest. Everything else goes to the grammar untouched, so its
+errors and hints are exactly those of before.
+
+Errors are `SyntaxProblem`s like the grammar's. A string literal is never
+shown in one (it may be a password), and a password written without quotes
+is refused without being repeated.
+"""
+
+from __future__ import annotations
+
+from engine.language import ast
+from engine.language.lexer import SyntaxProblem
+from engine.vocabulary import RIGHT_WORDS
+
+ACCOUNT_WORD = "mpampiasa"
+PASSWORD_WORD = "tenimiafina"
+ADMIN_WORD = "mpitantana"
+RIGHT_WORD = "zo"
+OPENERS = {"omeo": "give", "esory": "take", "ovay": "password"}
+# The words of these statements (none reserved): never taken for a misspelling
+# of a keyword in a hint (engine/language/hints.py).
+ACCOUNT_WORDS = frozenset({ACCOUNT_WORD, PASSWORD_WORD, ADMIN_WORD, RIGHT_WORD, *OPENERS,
+                           *RIGHT_WORDS})
+# `manamboara`, `ravao ny`, `asehoy ny`, then `mpampiasa`.
+KEYWORD_OPENERS = frozenset({"MANAMBOARA", "RAVAO", "ASEHOY"})
+
+
+def opener_word(token) -> str | None:
+    """'give', 'take' or 'password' when `token` (a statement's first) opens one of those."""
+    if token.type == "ID":
+        return OPENERS.get(token.value.lower())
+    return None
+
+
+def names_accounts(token) -> bool:
+    """Whether `token` is the word `mpampiasa` (after `manamboara`, `ravao ny`, `asehoy ny`)."""
+    return token.type == "ID" and token.value.lower() == ACCOUNT_WORD
+
+
+def _expected(expected: str, token) -> SyntaxProblem:
+    """The error for `token` (None: the statement ended) found where `expected` was due."""
+    if token is None:
+        return SyntaxProblem(f"nandrasana {expected} fa tapitra ny fanambarana", -1)
+    if token.type == "STRING":  # maybe a password: never repeated
+        return SyntaxProblem(f"nandrasana {expected} fa lahatsoratra no hita", token.index)
+    found = str(token.value)
+    if len(found) > 40:
+        found = found[:37] + "..."
+    return SyntaxProblem(f"nandrasana {expected} fa '{found}' no hita", token.index)
+
+
+class _Reader:
+    """The tokens of one account statement, read left to right."""
+
+    def __init__(self, tokens: list, text: str):
+        self.tokens = tokens
+        self.text = text
+        self.position = 0
+
+    def peek(self):
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def _end_index(self) -> int:
+        if self.tokens:
+            last = self.tokens[-1]
+            return getattr(last, "end", last.index + 1)
+        return len(self.text)
+
+    def fail(self, expected: str, words: frozenset[str] = frozenset()):
+        token = self.peek()
+        problem = _expected(expected, token)
+        if token is None:
+            problem.index = self._end_index()
+        problem.expected = words
+        raise problem
+
+    def take(self):
+        token = self.peek()
+        self.position += 1
+        return token
+
+    def word(self, word: str) -> None:
+        token = self.peek()
+        if token is None or token.type != "ID" or token.value.lower() != word:
+            self.fail(f"'{word}'", frozenset({word}))
+        self.position += 1
+
+    def keyword(self, token_type: str, shown: str) -> None:
+        token = self.peek()
+        if token is None or token.type != token_type:
+            self.fail(f"'{shown}'", frozenset({shown.rstrip("@")}))
+        self.position += 1
+
+    def name(self) -> str:
+        token = self.peek()
+        if token is None or token.type != "ID":
+            self.fail("anarana")
+        self.position += 1
+        return token.value
+
+    def password(self) -> str:
+        token = self.peek()
+        if token is not None and token.type == "STRING":
+            self.position += 1
+            return token.value
+        if token is None or token.type == ";":
+            self.fail("tenimiafina (lahatsoratra)")
+        raise SyntaxProblem(
+            "ny tenimiafina dia lahatsoratra eo anelanelan'ny marika \" na ' "
+            "(ohatra tenimiafina \"...\")", token.index)
+
+    def right(self) -> str:
+        token = self.peek()
+        if token is not None and token.type == "ID" and token.value.lower() in RIGHT_WORDS:
+            self.position += 1
+            return RIGHT_WORDS[token.value.lower()]
+        self.fail("'mamaky' na 'manoratra'", frozenset(RIGHT_WORDS))
+        raise AssertionError  # fail raised
+
+    def end(self) -> None:
+        token = self.peek()
+        if token is not None and token.type == ";":
+            self.position += 1
+            token = self.peek()
+            if token is not None:
+                raise SyntaxProblem("fanambarana iray ihany no azo atao eto", token.index)
+            return
+        if token is not None:
+            self.fail("';'")
+
+
+def parse_account(tokens: list, text: str) -> ast.Statement:
+    """The account statement made of `tokens` (all of the statement's, first included)."""
+    reader = _Reader(tokens, text)
+    first = reader.take()
+    statement: ast.Statement
+    if first.type == "MANAMBOARA":
+        reader.word(ACCOUNT_WORD)
+        name = reader.name()
+        reader.word(PASSWORD_WORD)
+        password = reader.password()
+        admin = False
+        token = reader.peek()
+        if token is not None and token.type == "ID":
+            reader.word(ADMIN_WORD)
+            admin = True
+        elif token is not None and token.type != ";":
+            reader.fail(f"'{ADMIN_WORD}' na ';'", frozenset({ADMIN_WORD}))
+        statement = ast.CreateAccount(name, password, admin)
+    elif first.type == "RAVAO":
+        reader.keyword("NY", "ny")
+        reader.word(ACCOUNT_WORD)
+        statement = ast.DropAccount(reader.name())
+    elif first.type == "ASEHOY":
+        reader.keyword("NY", "ny")
+        reader.word(ACCOUNT_WORD)
+        statement = ast.ShowAccounts()
+    elif opener_word(first) == "password":
+        reader.keyword("NY", "ny")
+        reader.word(PASSWORD_WORD)
+        name = reader.name()
+        statement = ast.SetPassword(name, reader.password())
+    else:
+        give = opener_word(first) == "give"
+        account = reader.name()
+        reader.word(RIGHT_WORD)
+        right = reader.right()
+        reader.keyword("AO", "ao@")
+        token = reader.peek()
+        if token is not None and token.type == "@":
+            reader.take()
+        statement = ast.Grant(account, right, reader.name(), give)
+    reader.end()
+    return statement

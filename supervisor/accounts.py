@@ -1,0 +1,314 @@
+"""`python -m supervisor accounts TOPOLOGY create-class NAMES.csv --out PASSWORDS.csv | reset NAME`.
+
+The teacher's commands of a cluster with `accounts:` on (docs/SECURITY.md,
+"Running a class"). Both connect as the administrator (the topology's
+`accounts.admin`, or `--user`) through the DB-API driver, to the first
+balancer (else the first server), with the topology's secret and TLS
+files; the administrator's password comes from TAHIRY_ADMIN_PASSWORD or a
+prompt, never from the command line.
+
+`create-class` reads one name a line (the first column of a CSV file; an
+optional header `name` or `anarana`; blank lines and lines starting with
+`#` skipped), checks every name first (a bad or repeated name, naming its
+line, changes nothing), then creates an account with a new password for
+each name that has none yet. An account that exists already is reported
+and left as it is (its password is not changed). The out-file gets one
+line per name (`name,password,status`), is created 0600 before any
+account is (so a folder it cannot be written to changes nothing), and
+appears at once when complete (a temp file renamed): it is never left half
+written, and an existing file (passwords handed out earlier) is never
+replaced. `reset NAME` gives one account a new password and prints it
+once.
+
+Passwords come from `secrets`: 15 characters in three groups, from an
+alphabet without look-alikes (0/O, 1/l/I), about 87 bits.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import os
+import secrets
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
+
+from .account_names import name_problem
+from .errors import SupervisorError
+from .first_admin import ADMIN_PASSWORD_ENV
+from .topology import NodeSpec, Topology
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+GROUPS, GROUP_CHARS = 3, 5
+HEADER_WORDS = ("name", "anarana")
+OUT_COLUMNS = ("name", "password", "status")
+
+# The statements (docs/LANGUAGE.md, "Accounts"); names are checked by name_problem and
+# passwords drawn from ALPHABET, so neither needs quoting beyond the literal's quotes.
+LIST_ACCOUNTS = "asehoy ny mpampiasa"
+CREATE_ACCOUNT = 'manamboara mpampiasa {name} tenimiafina "{password}"'
+CHANGE_PASSWORD = 'ovay ny tenimiafina {name} "{password}"'
+
+
+class AccountsCommandError(SupervisorError):
+    """The command cannot run (accounts off, no password, no node to reach)."""
+
+
+def new_password() -> str:
+    """A strong password to hand out: three groups of five from ALPHABET, joined with '-'."""
+    return "-".join("".join(secrets.choice(ALPHABET) for _ in range(GROUP_CHARS))
+                    for _ in range(GROUPS))
+
+
+@dataclass(frozen=True)
+class ClassList:
+    names: list[str]
+    problems: list[str]
+
+
+def read_names(path: Path) -> ClassList:
+    """The names of a class file, in order, with every problem found (naming file and line)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        return ClassList([], [f"{path.name}: cannot read the file: {error}"])
+    names: list[str] = []
+    problems: list[str] = []
+    first_line: dict[str, int] = {}
+    for number, row in enumerate(rows, start=1):
+        cell = row[0].strip() if row else ""
+        if not cell or cell.startswith("#"):
+            continue
+        if not names and not problems and cell.lower() in HEADER_WORDS:
+            continue   # the header
+        problem = name_problem(cell)
+        if problem is not None:
+            problems.append(f"{path.name} line {number}: {problem}")
+        elif cell in first_line:
+            problems.append(f"{path.name} line {number}: {cell!r} is already on line "
+                            f"{first_line[cell]}")
+        else:
+            first_line[cell] = number
+            names.append(cell)
+    if not names and not problems:
+        problems.append(f"{path.name}: no name in the file (one name a line)")
+    return ClassList(names, problems)
+
+
+def admin_password(environ: Mapping[str, str], user: str,
+                   prompt: Callable[[str], str] = getpass.getpass,
+                   interactive: bool | None = None) -> str:
+    given = environ.get(ADMIN_PASSWORD_ENV)
+    if given:
+        return given
+    if interactive is None:
+        interactive = sys.stdin.isatty()
+    if not interactive:
+        raise AccountsCommandError(f"the password of {user} is needed: set {ADMIN_PASSWORD_ENV} "
+                                   f"or run the command in a terminal (it asks)")
+    try:
+        return prompt(f"password of {user}: ")
+    except EOFError:
+        raise AccountsCommandError("no password typed") from None
+
+
+def entry_node(topology: Topology) -> NodeSpec:
+    """Where the administrator connects: the first balancer (it survives a server's failure),
+    else the first server. Not a proxy cache: these are writes and listings of accounts."""
+    for kind in ("balancer", "server"):
+        nodes = topology.of_kind(kind)
+        if nodes:
+            return nodes[0]
+    raise AccountsCommandError(f"{topology.path.name}: no balancer or server to connect to")
+
+
+def connect_as(topology: Topology, user: str, password: str):
+    """A DB-API connection logged in as `user` (AccountsCommandError if it cannot be had)."""
+    from nodes.client.driver import OperationalError, connect  # only this command needs it
+
+    node = entry_node(topology)
+    tls = topology.tls
+    try:
+        return connect(node.host, node.port, timeout=30.0, user=user, password=password,
+                       secret=topology.secret, tls_ca=str(tls.ca) if tls.ca else None,
+                       tls_cert=str(tls.cert) if tls.cert else None,
+                       tls_key=str(tls.key) if tls.key else None)
+    except OperationalError as error:   # unreachable, or the login refused
+        raise AccountsCommandError(f"cannot log in as {user} on {node.id} ({node.address}): "
+                                   f"{error}") from None
+
+
+def existing_accounts(connection) -> set[str]:
+    cursor = connection.cursor()
+    cursor.execute(LIST_ACCOUNTS)
+    return {str(row[0]) for row in cursor.fetchall() if row}
+
+
+CREATED, EXISTS = "created", "exists (password not changed)"
+NOT_TRIED = "not tried (interrupted)"
+
+
+@dataclass
+class Outcome:
+    name: str
+    password: str
+    status: str   # CREATED, EXISTS, NOT_TRIED or "failed: <why>"
+
+
+def create_accounts(connection, names: list[str], outcomes: list[Outcome]) -> None:
+    """Create the accounts that do not exist yet, appending one outcome per name as it goes
+    (so what was done is known even if it is interrupted); stop at a lost connection."""
+    from nodes.client.driver import DatabaseError, OperationalError
+
+    existing = existing_accounts(connection)
+    cursor = connection.cursor()
+    for index, name in enumerate(names):
+        if name in existing:
+            outcomes.append(Outcome(name, "", EXISTS))
+            continue
+        password = new_password()
+        try:
+            cursor.execute(CREATE_ACCOUNT.format(name=name, password=password))
+        except OperationalError as error:   # the connection: the rest cannot be done
+            outcomes.append(Outcome(name, "", f"failed: {error}"))
+            outcomes.extend(Outcome(left, "", NOT_TRIED) for left in names[index + 1:])
+            return
+        except DatabaseError as error:
+            outcomes.append(Outcome(name, "", f"failed: {error}"))
+            continue
+        outcomes.append(Outcome(name, password, CREATED))
+
+
+class PrivateFile:
+    """A new file at `path`, 0600 from its first byte, that appears only when `publish`ed."""
+
+    def __init__(self, path: Path):
+        if path.exists() or path.is_symlink():
+            raise AccountsCommandError(f"{path} exists: it may hold passwords handed out "
+                                       f"earlier; choose another --out")
+        if not path.parent.is_dir():
+            raise AccountsCommandError(f"{path.parent} is not a folder")
+        self.path = path
+        self.temp = temp_path_for(path)
+        try:
+            self.descriptor = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as error:
+            raise AccountsCommandError(f"cannot write {path}: {error.strerror}") from None
+        os.fchmod(self.descriptor, 0o600)
+
+    def publish(self, text: str) -> None:
+        try:
+            view = memoryview(text.encode("utf-8"))
+            while view:
+                view = view[os.write(self.descriptor, view):]
+            os.fsync(self.descriptor)
+            os.close(self.descriptor)
+            self.descriptor = -1
+            os.link(self.temp, self.path)   # never replaces a file that appeared meanwhile
+            unlink_quietly(self.temp)
+            fsync_folder(self.path.parent)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        if self.descriptor >= 0:
+            os.close(self.descriptor)
+            self.descriptor = -1
+        unlink_quietly(self.temp)
+
+
+def out_text(outcomes: list[Outcome]) -> str:
+    """The out-file: a header, then `name,password,status` per name of the class file."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(OUT_COLUMNS)
+    writer.writerows([outcome.name, outcome.password, outcome.status] for outcome in outcomes)
+    return text.getvalue()
+
+
+# -- the two commands
+
+def create_class(topology: Topology, names_file: Path, out: Path, user: str,
+                 environ: Mapping[str, str]) -> int:
+    names = read_names(names_file)
+    if names.problems:
+        for problem in names.problems:
+            print(problem, file=sys.stderr)
+        print("nothing was changed.", file=sys.stderr)
+        return EXIT_INVALID
+    target = PrivateFile(out)   # before any account: a file it cannot write changes nothing
+    outcomes: list[Outcome] = []
+    try:
+        connection = connect_as(topology, user, admin_password(environ, user))
+        try:
+            create_accounts(connection, names.names, outcomes)
+        finally:
+            connection.close()
+    except BaseException:
+        if not any(outcome.status == CREATED for outcome in outcomes):
+            target.discard()
+            raise
+        # Interrupted after some accounts were made: their passwords must not be lost.
+        done = {outcome.name for outcome in outcomes}
+        outcomes.extend(Outcome(name, "", NOT_TRIED) for name in names.names if name not in done)
+        target.publish(out_text(outcomes))
+        print(f"interrupted; the accounts created so far are in {out}", file=sys.stderr)
+        raise
+    target.publish(out_text(outcomes))
+    created = [o.name for o in outcomes if o.status == CREATED]
+    kept = [o.name for o in outcomes if o.status == EXISTS]
+    failed = [o for o in outcomes if o.status not in (CREATED, EXISTS)]
+    print(f"{len(created)} account(s) created; their passwords are in {out} (mode 0600): "
+          f"hand each one its line, then keep the file safe or delete it.")
+    if kept:
+        print(f"{len(kept)} already existed and were left as they are (password not changed; "
+              f"`reset NAME` gives a new one): {', '.join(kept)}")
+    for outcome in failed:
+        print(f"{outcome.name}: {outcome.status}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def reset(topology: Topology, name: str, user: str, environ: Mapping[str, str]) -> int:
+    problem = name_problem(name)
+    if problem is not None:
+        print(f"{problem}; nothing was changed.", file=sys.stderr)
+        return EXIT_INVALID
+    password = new_password()
+    connection = connect_as(topology, user, admin_password(environ, user))
+    try:
+        connection.cursor().execute(CHANGE_PASSWORD.format(name=name, password=password))
+    finally:
+        connection.close()
+    print(f"new password of {name}: {password}")
+    print("(shown once: hand it over now; the old one no longer works)")
+    return EXIT_OK
+
+
+def cmd_accounts(topology: Topology, args, environ: Mapping[str, str] | None = None) -> int:
+    """`accounts create-class|reset`: the exit code (0 done, 1 failed, 2 bad input)."""
+    from nodes.client.driver import Error as DriverError
+
+    environ = os.environ if environ is None else environ
+    if not topology.accounts.enabled:
+        print(f"{topology.path.name}: accounts are off (add `accounts: true` and start the "
+              f"cluster again); nothing was changed.", file=sys.stderr)
+        return EXIT_INVALID
+    user = args.user or topology.accounts.admin
+    try:
+        if args.action == "create-class":
+            return create_class(topology, Path(args.names), Path(args.out), user, environ)
+        return reset(topology, args.name, user, environ)
+    except AccountsCommandError as error:
+        print(f"{error}; nothing was changed.", file=sys.stderr)
+        return EXIT_FAILED
+    except DriverError as error:
+        print(f"{error}", file=sys.stderr)
+        return EXIT_FAILED

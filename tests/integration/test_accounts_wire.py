@@ -1,0 +1,287 @@
+"""Accounts on the wire with real node processes (docs/SECURITY.md, "Accounts").
+
+A server started with `--accounts` (the first administrator from
+TAHIRY_ADMIN_USER / TAHIRY_ADMIN_PASSWORD in its environment) answers only
+a login first; a wrong password is refused, closes the connection, is
+rate-limited and logged without the password; the balancer logs in as the
+client's account on every backend connection it opens (after a failover
+too) and never as anyone else; the proxy cache keys its answers by account
+and validates an account's hit with the servers' rights generation, so a
+revoke made through another path (the teacher on the balancer) refuses a
+cached read at once. No password appears in any node log or in `ps`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+
+import pytest
+
+from nodes.protocol import LOGIN_REFUSED, LOGIN_REQUIRED, login_request
+from tests.conftest import wait_until
+from tests.integration.wire import WireClient
+
+TEACHER, TEACHER_PW = "mpampianatra", "Teacher-pass-7Q"
+STUDENTS = {"ana": "Ana-pass-3xK9", "bob": "Bob-pass-8Lm2"}
+ADMIN_ENV = {"TAHIRY_ADMIN_USER": TEACHER, "TAHIRY_ADMIN_PASSWORD": TEACHER_PW}
+PASSWORDS = [TEACHER_PW, *STUDENTS.values(), "Wrong-guess-55"]
+READ = "alaivo * ao@ t;"
+
+
+def start_server(start_node, name: str = "m1", *args: str):
+    return start_node("server", name, "--data", f"data/{name}", "--accounts", *args, env=ADMIN_ENV)
+
+
+def logged_in(port: int, name: str, password: str) -> WireClient:
+    client = WireClient(port)
+    response = client.one(login_request(name, password).decode())
+    assert response.ok, response.message
+    return client
+
+
+def create_students(port: int) -> None:
+    with logged_in(port, TEACHER, TEACHER_PW) as teacher:
+        for name, password in STUDENTS.items():
+            teacher.ok(f'manamboara mpampiasa {name} tenimiafina "{password}";')
+
+
+def chain(start_node):
+    """m1 (--accounts) behind balancer lb behind proxy px (caching 60 s, no settle delay)."""
+    m1 = start_server(start_node)
+    lb = start_node("balancer", "lb", "--backend", f"m1=127.0.0.1:{m1.port}",
+                    "--probe-interval-ms", "100")
+    px = start_node("proxycache", "px", "--upstream", f"127.0.0.1:{lb.port}",
+                    "--ttl-ms", "60000", "--settle-ms", "0")
+    return m1, lb, px
+
+
+def assert_no_password_anywhere(*nodes) -> None:
+    listing = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True,
+                             check=True).stdout
+    for password in PASSWORDS:
+        assert password not in listing
+        for node in nodes:
+            assert password not in node.log_text(), f"{node.name}'s log holds a password"
+
+
+def test_a_server_with_accounts_answers_nothing_but_a_login_first(start_node):
+    m1 = start_server(start_node)
+    with WireClient(m1.port) as client:
+        assert client.one(".ping;").ok and client.one(".status;").ok
+        for statement in ("asehoy ny tahiry;", "manamboara tahiry x;", ".versions x t;",
+                          ".rights;"):
+            assert client.one(statement).message == LOGIN_REQUIRED
+        assert client.one(login_request(TEACHER, TEACHER_PW).decode()).ok
+        client.ok("manamboara tahiry x;")
+        status = client.status()
+    assert status["accounts"][TEACHER] == {"logins": 1, "failures": 0, "sessions": 1}
+    assert status["accounts_required"] is True
+    assert "created the first administrator account mpampianatra" in m1.log_text()
+    assert_no_password_anywhere(m1)
+
+
+def test_without_accounts_a_server_needs_no_login(start_node):
+    m1 = start_node("server", "m1", "--data", "data/m1")
+    with WireClient(m1.port) as client:
+        client.ok("manamboara tahiry x;")
+        assert "not needed" in client.ok(login_request("anyone", "whatever-1").decode()).message
+        client.ok("ampiasao x;")
+
+
+def test_a_wrong_password_is_refused_closed_and_logged_without_it(start_node):
+    m1 = start_server(start_node)
+    with WireClient(m1.port) as client:
+        assert client.one(login_request(TEACHER, "Wrong-guess-55").decode()).message == LOGIN_REFUSED
+        assert client.closed_by_peer()
+    with WireClient(m1.port) as client:
+        assert client.one(login_request("nobody", "Wrong-guess-55").decode()).message == LOGIN_REFUSED
+    wait_until(lambda: "refused login as mpampianatra from 127.0.0.1:" in m1.log_text(), 5,
+               "the refusal's log line")
+    with WireClient(m1.port) as client:
+        status = client.status()
+    assert status["accounts"][TEACHER]["failures"] == 1
+    assert status["login_failures_unknown"] == 1 and "nobody" not in json.dumps(status)
+    assert_no_password_anywhere(m1)
+
+
+@pytest.mark.slow
+def test_wrong_passwords_in_a_burst_are_throttled(start_node):
+    # (On loopback no address is locked out, tests/nodes/test_login.py shows one off it
+    # is; a scrypt per login keeps a burst below the default rate, hence 2/s here.)
+    m1 = start_server(start_node, "m1", "--login-failures-per-s", "2")
+    refused: list[str] = []
+
+    def guess(index: int) -> None:
+        with WireClient(m1.port, timeout=30) as client:
+            refused.append(client.one(login_request(TEACHER, f"Wrong-guess-{index}").decode()).message)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(refused) == 40 and all(m.startswith("Hadisoana : ") for m in refused)
+    with WireClient(m1.port) as client:
+        status = client.status()
+    assert status["login_failures"] >= 40
+    assert "login limit: failed authentications faster than 2/s" in m1.log_text()
+    assert status["login_throttled"] is True
+    # The right password still gets in once the burst is over.
+    wait_until(lambda: not WireClient(m1.port).status()["login_throttled"], 15,
+               "the throttle to end")
+    logged_in(m1.port, TEACHER, TEACHER_PW).close()
+
+
+def test_the_balancer_and_the_proxy_carry_the_identity_and_nothing_else(start_node):
+    m1, lb, px = chain(start_node)
+    # No privilege rises on the way: a connection that did not log in gets nothing.
+    for port in (lb.port, px.port):
+        with WireClient(port) as anonymous:
+            assert anonymous.one("asehoy ny tahiry;").message == LOGIN_REQUIRED
+    create_students(lb.port)
+    with logged_in(px.port, "ana", STUDENTS["ana"]) as ana:
+        ana.ok("manamboara tahiry anadb;")
+        ana.ok("ampiasao anadb;")
+        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        ana.ok("manampia ao@ t sanda (1);")
+        assert ana.rows(READ) == [[1]]
+        with WireClient(m1.port) as probe:
+            sessions = probe.status()["accounts"]["ana"]["sessions"]
+        assert sessions >= 1   # the balancer's backend connection is ana's
+    with logged_in(lb.port, "bob", STUDENTS["bob"]) as bob:
+        refused = bob.one("ampiasao anadb;")
+        assert not refused.ok and "anadb" in refused.message
+        assert ["anadb"] not in (bob.one("asehoy ny tahiry;").relation or _NoRows()).rows
+    # A wrong password through the chain: refused there too, and closed.
+    with WireClient(px.port) as guesser:
+        assert guesser.one(login_request("ana", "Wrong-guess-55").decode()).message == LOGIN_REFUSED
+        assert guesser.closed_by_peer()
+    assert_no_password_anywhere(m1, lb, px)
+
+
+class _NoRows:
+    rows: list = []
+
+
+def test_the_proxy_never_serves_one_accounts_cached_answer_to_another(start_node):
+    m1, lb, px = chain(start_node)
+    create_students(lb.port)
+    with logged_in(px.port, "ana", STUDENTS["ana"]) as ana, \
+            logged_in(px.port, "bob", STUDENTS["bob"]) as bob:
+        ana.ok("manamboara tahiry anadb;")
+        ana.ok("ampiasao anadb;")
+        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        ana.ok("manampia ao@ t sanda (42);")
+        ana.ok("omeo bob zo mamaky ao@ anadb;")
+        bob.ok("ampiasao anadb;")     # bob's session is in anadb, like ana's
+        ana.ok("esory bob zo mamaky ao@ anadb;")
+        assert ana.rows(READ) == [[42]]
+        assert ana.rows(READ) == [[42]]   # a hit, for ana
+        with WireClient(px.port) as probe:
+            hits = probe.status()["hits"]
+        assert hits >= 1
+        refused = bob.one(READ)
+        assert not refused.ok and "Tsy manana zo mamaky ny tahiry anadb" in refused.message
+
+
+def test_a_revoke_through_the_balancer_refuses_a_cached_read_at_once(start_node):
+    m1, lb, px = chain(start_node)
+    create_students(lb.port)
+    with logged_in(px.port, "ana", STUDENTS["ana"]) as ana:
+        ana.ok("manamboara tahiry anadb;")
+        ana.ok("ampiasao anadb;")
+        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        ana.ok("manampia ao@ t sanda (7);")
+        ana.ok("omeo bob zo mamaky ao@ anadb;")
+    with logged_in(px.port, "bob", STUDENTS["bob"]) as bob:
+        bob.ok("ampiasao anadb;")
+        assert bob.rows(READ) == [[7]]
+        with WireClient(px.port) as probe:
+            before = probe.status()
+        assert bob.rows(READ) == [[7]]          # served from the cache, validated
+        with WireClient(px.port) as probe:
+            after = probe.status()
+        assert after["hits"] == before["hits"] + 1
+        # The teacher, straight on the balancer (the proxy sees nothing of it).
+        with logged_in(lb.port, TEACHER, TEACHER_PW) as teacher:
+            teacher.ok("esory bob zo mamaky ao@ anadb;")
+        refused = bob.one(READ)
+        assert not refused.ok and "Tsy manana zo mamaky ny tahiry anadb" in refused.message
+        with WireClient(px.port) as probe:
+            assert probe.status()["stale_rights"] >= 1
+    assert_no_password_anywhere(m1, lb, px)
+
+
+@pytest.mark.slow
+def test_the_balancer_logs_in_again_on_the_server_it_fails_over_to(start_node):
+    m1 = start_server(start_node, "m1")
+    m2 = start_server(start_node, "m2")
+    lb = start_node("balancer", "lb", "--backend", f"m1=127.0.0.1:{m1.port}",
+                    "--backend", f"m2=127.0.0.1:{m2.port}", "--probe-interval-ms", "100",
+                    "--probe-timeout-ms", "300")
+    with logged_in(lb.port, TEACHER, TEACHER_PW) as teacher:
+        teacher.ok("manamboara tahiry sekoly;")     # on both servers
+        teacher.ok("ampiasao sekoly;")
+        teacher.ok("asehoy ny tabilao;")
+        m1.stop()
+        # Every later statement runs on m2, logged in as the teacher there.
+        for _ in range(3):
+            teacher.ok("asehoy ny tabilao;")
+        with WireClient(m2.port) as probe:
+            counts = probe.status()["accounts"][TEACHER]
+        assert counts["logins"] >= 1 and counts["sessions"] >= 1
+    with WireClient(lb.port) as guesser:
+        assert guesser.one(login_request(TEACHER, "Wrong-guess-55").decode()).message == LOGIN_REFUSED
+        assert guesser.closed_by_peer()
+    assert_no_password_anywhere(m2, lb)
+
+
+def test_the_proxy_logs_in_again_on_a_new_upstream_connection(start_node):
+    m1, lb, px = chain(start_node)
+    create_students(lb.port)
+    with logged_in(px.port, "ana", STUDENTS["ana"]) as ana:
+        ana.ok("manamboara tahiry anadb;")
+        ana.ok("ampiasao anadb;")
+        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        start_node.restart(lb)          # the proxy's upstream connection breaks
+        # The next statement goes on a new connection, logged in as ana again
+        # (and in anadb again), not as nobody and not as anyone else.
+        wait_until(lambda: ana.one("manampia ao@ t sanda (5);").ok, 15,
+                   "ana's insert through a new upstream connection")
+        assert ana.rows(READ) == [[5]]
+    with WireClient(m1.port) as probe:
+        assert probe.status()["accounts"]["ana"]["logins"] == 2   # the first login, then again
+    assert_no_password_anywhere(m1, lb, px)
+
+
+def test_the_client_and_the_driver_log_in(start_node):
+    import os
+    import sys
+
+    from nodes.client import driver
+    from tests.conftest import REPO_ROOT
+
+    m1, lb, px = chain(start_node)
+    create_students(lb.port)
+
+    def client(password: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "nodes.client", "--port", str(px.port), "--user", "ana",
+             "-e", "manamboara tahiry anadb; asehoy ny tahiry;"],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TAHIRY_PASSWORD": password})
+
+    done = client(STUDENTS["ana"])
+    assert done.returncode == 0, done.stderr
+    assert "anadb" in done.stdout
+    refused = client("Wrong-guess-55")
+    assert refused.returncode == 2 and "Diso ny anarana na ny tenimiafina" in refused.stderr
+    with driver.connect("127.0.0.1", px.port, user="bob", password=STUDENTS["bob"]) as connection:
+        cursor = connection.cursor()
+        cursor.execute("asehoy ny tahiry")
+        assert ("anadb",) not in cursor.fetchall()
+    with pytest.raises(driver.OperationalError, match="Diso ny anarana"):
+        driver.connect("127.0.0.1", px.port, user="bob", password="Wrong-guess-55")
+    assert_no_password_anywhere(m1, lb, px)
