@@ -33,7 +33,6 @@ from pathlib import Path
 import orjson
 
 from engine.storage.folder_peer import FolderPeer
-from engine.storage.names import is_identifier
 from engine.storage.object_copy import (
     SOURCE_LOCK_TIMEOUT_S,
     DamagedCopy,
@@ -41,7 +40,14 @@ from engine.storage.object_copy import (
     deliver_shipment,
     read_shipment,
 )
-from engine.storage.object_format import FOLDER_KINDS, InvalidDocument
+from engine.storage.object_format import (
+    ACCOUNT_FOLDER,
+    DATABASE_MARKER,
+    FOLDER_KINDS,
+    SYSTEM_FOLDER,
+    InvalidDocument,
+    object_relpath,
+)
 from engine.storage.object_state import ObjectVersion
 from engine.storage.peers import DirectoryLock
 from nodes.protocol import Request
@@ -158,8 +164,8 @@ class PeerSession:
             return encode_answer({"rels": await service.in_thread(every_object, service.root)})
         if verb == "names":
             database, folder = args
-            if not is_identifier(database) or folder not in FOLDER_KINDS:
-                raise ValueError(f"no such database folder {database}/{folder}")
+            if object_relpath([database, folder, "x.json"]) is None:
+                raise ValueError(f"no such object folder {database}/{folder}")
             names = await service.in_thread(self._own.object_names, database, folder)
             return encode_answer({"names": sorted(names)})
         if verb == "fetch":
@@ -281,14 +287,16 @@ class PeerSession:
 
 
 def checked_rel(rel: str) -> str:
-    """An object's path relative to a data directory; ValueError if it names none."""
-    parts = rel.split("/")
-    if len(parts) == 2 and is_identifier(parts[0]) and parts[1] == "database.json":
-        return rel
-    if len(parts) == 3 and is_identifier(parts[0]) and parts[1] in FOLDER_KINDS \
-            and parts[2].endswith(".json") and is_identifier(parts[2][:-len(".json")]):
-        return rel
-    raise ValueError(f"{rel!r} is not an object's path (DB/database.json, DB/FOLDER/NAME.json)")
+    """An object's path relative to a data directory; ValueError if it names none.
+
+    engine/storage/object_format.py `object_relpath` decides, as for replication: a
+    database marker, a table, view, domain or grant of a database, an account
+    (`@tahiry/accounts/<name>.json`); never `.`-names, `..`, temp files.
+    """
+    if object_relpath(rel.split("/")) != rel:
+        raise ValueError(f"{rel!r} is not an object's path (DB/database.json, DB/FOLDER/NAME.json, "
+                         f"{SYSTEM_FOLDER}/{ACCOUNT_FOLDER}/NAME.json)")
+    return rel
 
 
 def _document(rel: str, change: int, document: bytes | None) -> dict:
@@ -308,26 +316,30 @@ def _document(rel: str, change: int, document: bytes | None) -> dict:
 def every_object(root: Path) -> list[str]:
     """The path of every object file of a data directory, markers and tombstones included.
 
-    Databases and names that are not identifiers, names starting with `.`
-    and symlinks (never followed: docs/STORAGE.md) are left out.
+    Databases' objects and grants, and the accounts; what `object_relpath`
+    does not take for an object (names starting with `.`, temp files) and
+    symlinks (never followed: docs/STORAGE.md) are left out.
     """
     found: list[str] = []
     try:
-        databases = sorted(entry.name for entry in os.scandir(root)
-                           if entry.is_dir(follow_symlinks=False) and is_identifier(entry.name))
+        tops = sorted(entry.name for entry in os.scandir(root)
+                      if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."))
     except OSError:
         return found
-    for database in databases:
-        base = root / database
-        marker = base / "database.json"
-        if marker.is_file() and not marker.is_symlink():
-            found.append(f"{database}/database.json")
+    for top in tops:
+        base = root / top
+        marker = base / DATABASE_MARKER
+        if object_relpath([top, DATABASE_MARKER]) is not None and marker.is_file() \
+                and not marker.is_symlink():
+            found.append(f"{top}/{DATABASE_MARKER}")
         for folder in sorted(FOLDER_KINDS):
+            if object_relpath([top, folder, "x.json"]) is None:
+                continue
             try:
                 entries = sorted(entry.name for entry in os.scandir(base / folder)
                                  if entry.is_file(follow_symlinks=False))
             except OSError:
                 continue
-            found.extend(f"{database}/{folder}/{name}" for name in entries
-                         if name.endswith(".json") and is_identifier(name[:-len(".json")]))
+            found.extend(f"{top}/{folder}/{name}" for name in entries
+                         if object_relpath([top, folder, name]) is not None)
     return found

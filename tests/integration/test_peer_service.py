@@ -104,6 +104,13 @@ def test_bad_peer_requests_are_refused_and_change_nothing(start_node):
             [response] = peer.run(request.decode())
             assert not response.ok and error in response.message, response.message
         assert not (m1_dir / "s").exists()
+        # Accounts and grants are objects too (replicated as any other).
+        account = "@tahiry/accounts/ana.json"
+        assert ask(peer, versions_request([account, "s/grants/ana.json"])) == {
+            account: None, "s/grants/ana.json": None}
+        assert ask(peer, names_request("@tahiry", "accounts")) == {"names": []}
+        [refused] = peer.run(names_request("@tahiry", "tables").decode())
+        assert not refused.ok and "no such object folder" in refused.message
 
 
 def test_a_lease_ends_with_its_connection_or_its_time(start_node):
