@@ -63,7 +63,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
@@ -74,6 +74,7 @@ from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.executor import Limits
 from engine.evaluation.outcome import Outcome
+from engine.language.messages import code_of
 from engine.language.secrets import redact_secrets
 from engine.session import Session
 from engine.storage.checkpoints import DEFAULT_IDLE_S, DEFAULT_MIN_BYTES, DEFAULT_RATIO, CheckpointPolicy
@@ -318,12 +319,19 @@ class DatabaseServer:
         # Compiled expressions, shared by every connection's session.
         self.codes = CodeCache()
         self.encoder = ResponseEncoder(page_rows)
+        # Work done on the engine thread while it is idle, until it says it is done (True).
+        self.idle_tasks: list[Callable[[], bool]] = []
         self._engine = None if inline else EngineWorker(self.run_batch, logger,
-                                                        maintain=store.maintain)
+                                                        maintain=self._maintain)
         if not inline:
             # The event loop and the engine thread hand each statement over;
             # a short GIL switch interval keeps the hand-over from waiting 5 ms.
             sys.setswitchinterval(0.0005)
+
+    def _maintain(self) -> None:
+        """The engine thread is idle: the store's care, then the idle tasks not done yet."""
+        self.store.maintain()
+        self.idle_tasks[:] = [task for task in self.idle_tasks if not task()]
 
     def status(self) -> dict:
         return {**self.stats.as_dict(), "statements": self.statements,
@@ -694,16 +702,27 @@ def main(argv: list[str] | None = None) -> None:
                                                ratio=args.checkpoint_ratio,
                                                idle_s=args.checkpoint_idle_s))
     accounts = ServerAccounts(args.id, store, args.accounts, logger=logger)
+    first_admin_later = None
     if os.environ.get(ADMIN_USER_ENV) or os.environ.get(ADMIN_PASSWORD_ENV):
+        admin = (os.environ.get(ADMIN_USER_ENV, ""), os.environ.get(ADMIN_PASSWORD_ENV, ""))
         # Before the engine thread exists: nothing else touches the store yet.
         try:
             first_admin_from_environment(store, AccountsEngine.from_engine(), logger)
         except TahiryError as error:
-            _cannot_start(f"cannot create the first administrator: {error.message}", args, logger)
+            if code_of(error.message) != "peer_unreachable":
+                _cannot_start(f"cannot create the first administrator: {error.message}", args,
+                              logger)
+            # A server of another machine is not up yet (every write is certified against
+            # it): start, and create the account once it answers (or another server did).
+            logger.warning("the first administrator is not created yet (%s): tried again "
+                           "while this server runs", error.message)
+            first_admin_later = _first_admin_task(store, admin, logger)
     server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
                             max_connections=args.max_connections, page_rows=args.page_rows,
                             max_request_bytes=args.max_request_bytes, inline=args.inline,
                             auth=auth, accounts=accounts)
+    if first_admin_later is not None:
+        server.idle_tasks.append(first_admin_later)
     server.stats.login = node_login_gate(args, logger)
     logger.info("data directory %s", Path(data).resolve())
     # Start-up objects (modules, parser tables) never die: keep the cyclic
@@ -719,6 +738,24 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if owner is not None:
             owner.release()
+
+
+def _first_admin_task(store: Store, admin: tuple[str, str],
+                      logger: logging.Logger) -> Callable[[], bool]:
+    """An idle task of the engine thread: create the first administrator; True once done."""
+    api = AccountsEngine.from_engine()
+    name, password = admin
+
+    def attempt() -> bool:
+        try:
+            created = api.ensure_first_admin(store, name, password)
+        except TahiryError:
+            return False   # still unreachable: the next idle tick tries again
+        logger.info("created the first administrator account %s" if created
+                    else "accounts exist already: %s not created again", name)
+        return True
+
+    return attempt
 
 
 def take_data_directory(data: Path, args, logger: logging.Logger) -> OwnerLock | None:
