@@ -289,3 +289,60 @@ def test_a_server_added_on_another_machine_by_hot_reload_is_seeded_over_the_netw
             cluster.close()
         finally:
             machines.__exit__(None, None, None)
+
+
+LOGIN = """\
+import json, os, socket, sys
+from nodes.protocol import ResponseDecoder, auth_request
+host, port, name, password, statement = sys.argv[1:6]
+try:
+    s = socket.create_connection((host, int(port)), 5)
+    s.settimeout(5)
+    s.sendall(auth_request(os.environ["TAHIRY_SECRET"]) + f'.login {name} "{password}";'.encode()
+              + statement.encode())
+    decoder, out = ResponseDecoder(), []
+    while len(out) < 3:
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            break
+        out += decoder.feed(chunk)
+except OSError as error:
+    print(json.dumps({"ok": False, "error": str(error)}))
+    sys.exit(0)
+print(json.dumps({"ok": len(out) == 3 and all(r.ok for r in out),
+                  "messages": [r.message for r in out]}))
+"""
+
+
+def test_an_account_made_on_one_machine_logs_in_on_a_server_of_another(tmp_path):
+    """Accounts are objects: one created through m1 on h1 reaches m2 on h2 over the network."""
+    import secrets
+
+    machines = machines_or_skip(["h1", "h2", "h3"])
+    admin_password = "teacher-" + secrets.token_hex(8)
+    student_password = "student-" + secrets.token_hex(8)
+    text = _topology(machines) + "accounts: {admin: mpampianatra}\n"
+    supervisors = Supervisors(machines, tmp_path, text, names=("h1", "h2", "h3"))
+    supervisors.environment["TAHIRY_ADMIN_PASSWORD"] = admin_password
+
+    def as_account(server: str, name: str, password: str, statement: str) -> dict:
+        machine, port = {"m1": ("h1", 4101), "m2": ("h2", 4102)}[server]
+        done = machines.run("h3", [sys.executable, "-c", LOGIN, machines.address(machine),
+                                   str(port), name, password, statement],
+                            env=supervisors.environment, cwd=str(ROOT))
+        return json.loads(done.stdout or '{"ok": false, "error": "no output"}')
+
+    try:
+        supervisors.up()
+        wait_until(lambda: as_account("m1", "mpampianatra", admin_password,
+                                      f'manamboara mpampiasa rabe tenimiafina '
+                                      f'"{student_password}";')["ok"], 30,
+                   "the administrator making an account through m1")
+        answer = wait_until(lambda: (lambda a: a if a["ok"] else None)(
+            as_account("m2", "rabe", student_password, "manamboara tahiry rabe_db;")), 15,
+            "rabe logging in on m2 (another machine)")
+        assert answer["ok"], answer
+        assert not as_account("m2", "rabe", "not-" + student_password, "alaivo 1;")["ok"]
+    finally:
+        supervisors.down()
+        machines.__exit__(None, None, None)
