@@ -21,7 +21,8 @@ runs.
   lease lost) is `PeerUnreachable`: the store fails the write cleanly
   (nothing written here) and reads go on. After a failure the peer is not
   asked again for `retry_after_s` (each write would wait for the timeout
-  otherwise); a connection broken while idle is made again once.
+  otherwise); a connection found closed (the peer restarted) is made again
+  once, at once.
 
 The store calls these from its engine thread (blocking is fine there); one
 lock serialises the connection.
@@ -143,7 +144,9 @@ class PeerLink:
                 return [decode_answer(answers[-1])]
             except (OSError, ProtocolError, PeerRefused) as error:
                 self.close()
-                if retry and not fresh and not isinstance(error, PeerRefused):
+                if retry and not fresh and isinstance(error, (ConnectionError, ssl.SSLEOFError)):
+                    # Closed while idle (the peer restarted, an idle timeout): once more on a
+                    # new connection. Never after a timeout: a frozen peer would cost twice.
                     return self._asked(requests, False, whole)
                 reason = _reason(error)
                 if not isinstance(error, PeerRefused):
