@@ -323,3 +323,27 @@ def test_dropping_a_database_with_an_unreachable_peer_fails_cleanly(pair):
         assert not answer.ok and "tsy tratra ny mpizara m2" in answer.message, answer.message
         one.ok(f"ampiasao {DATABASE};")
         assert one.rows("alaivo id ao@ t;") == [[1]], "nothing dropped, reads go on"
+
+
+def test_a_frozen_peer_makes_writes_fail_cleanly_within_the_timeout(pair):
+    with WireClient(pair.port("m1")) as one, WireClient(pair.port("m2")) as two:
+        pair.prepare([one, two])
+    pair.nodes["m2"].signal(signal.SIGSTOP)            # connected, silent
+    try:
+        with WireClient(pair.port("m1")) as one:
+            one.ok(f"ampiasao {DATABASE};")
+            started = time.monotonic()
+            refused = one.one('manampia ao@ t sanda (40, "frozen");')
+            waited = time.monotonic() - started
+            assert not refused.ok and "tsy tratra ny mpizara m2" in refused.message
+            assert waited < 5.0, f"one request timeout (3 s), not the lock's: {waited:.1f} s"
+            assert one.rows("alaivo id ao@ t;") == [[1]], "reads go on"
+    finally:
+        pair.nodes["m2"].signal(signal.SIGCONT)
+    with WireClient(pair.port("m1")) as one:
+        one.ok(f"ampiasao {DATABASE};")
+        wait_until(lambda: one.one('manampia ao@ t sanda (41, "thawed");').ok, 10.0,
+                   "a write once m2 answers again")
+    pair.settle()
+    assert all(40 not in set(pair.ids(server)) and 41 in set(pair.ids(server))
+               for server in pair.nodes)
