@@ -8,7 +8,14 @@
   with ten sessions writing at once (a class at work),
   as the supervisor's status reports it (target p99 <= 100 ms).
 
-    .venv/bin/python bench/cluster_bench.py [--class-rate N]
+    .venv/bin/python bench/cluster_bench.py [--class-rate N] [--machines]
+
+`--machines` (root: Linux network namespaces, tests/integration/netkit.py)
+measures instead the replication lag between servers on different
+simulated machines (m1 on h1, m2 on h2, the balancer on h3, one supervisor
+per machine): p50/p99 over MACHINE_SECONDS of writes through the balancer,
+without and with TLS, with 0 and 5 ms added one-way delay on every link
+(netkit's delayer: every packet a machine sends waits that long).
 
 `--class-rate N`: each of the ten sessions writes at most N rows a second
 (default: as fast as it can), so two versions of the code can be compared
@@ -21,6 +28,7 @@ Runs a throw-away cluster on free loopback ports in a temporary folder.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import statistics
@@ -125,11 +133,114 @@ def print_lag(rows: dict[str, dict], label: str) -> None:
               f"p99 {row['repl_lag_p99_ms']:.1f} ms (target p99 <= 100 ms)")
 
 
+MACHINE_SECONDS = 8.0
+MACHINE_WRITERS = 2
+
+
+def machines_topology(h1: str, h2: str, h3: str, tls: bool) -> str:
+    return f"""\
+supervisor:
+  control_port: 4099
+  health: {{interval_ms: 200, timeout_ms: 1000, fall: 3}}
+secret: {MACHINE_SECRET}
+http: {{enabled: false}}
+{"tls: {cert: tls/MACHINE.crt, key: tls/MACHINE.key, ca: tls/ca.crt}" if tls else ""}
+nodes:
+  m1: {{kind: server, host: "{h1}", port: 4101, data: data/m1}}
+  m2: {{kind: server, host: "{h2}", port: 4102, data: data/m2}}
+  lb: {{kind: balancer, host: "{h3}", port: 4103, backends: [m1, m2]}}
+"""
+
+
+MACHINE_SECRET = "a-class-secret-of-some-length"
+
+
+def machines_lag(tls: bool, delay_ms: float) -> str:
+    """One line: the lag between servers on two simulated machines."""
+    from tests.integration.netkit import Machines
+    from tests.integration.test_machines import Supervisors
+
+    names = ("h1", "h2", "h3")
+    with Machines(list(names)) as machines, \
+            tempfile.TemporaryDirectory(prefix="tahiry-bench-") as folder:
+        h1, h2, h3 = (machines.address(name) for name in names)
+        files: dict[str, dict[str, bytes]] = {}
+        if tls:
+            from tests.tlskit import Certificates
+            certificates = Certificates(Path(folder) / "tls")
+            for name in names:
+                certificates.machine(name, [machines.address(name)])
+            files = {name: {f"tls/{file}": (Path(folder) / "tls" / file).read_bytes()
+                            for file in ("ca.crt", f"{name}.crt", f"{name}.key")}
+                     for name in names}
+        supervisors = Supervisors(machines, Path(folder) / "machines",
+                                  machines_topology(h1, h2, h3, tls), files, names=names)
+        try:
+            supervisors.up()
+            if delay_ms:
+                for name in names:
+                    machines.delay(name, delay_ms)
+            client = [sys.executable, "-m", "nodes.client", "--host", h3, "--port", "4103",
+                      *(["--tls-ca", str(supervisors.folders["h3"] / "tls" / "ca.crt")]
+                        if tls else [])]
+            deadline = time.monotonic() + 20
+            while True:
+                made = machines.run("h3", [*client, "-e", "manamboara tahiry sekoly;"
+                                           "ampiasao sekoly; manamboara tabilao t "
+                                           "(id ISA(null,null));"],
+                                    env=supervisors.environment, cwd=folder)
+                if made.returncode == 0:
+                    break
+                if time.monotonic() > deadline:
+                    return f"the schema could not be made: {made.stdout}{made.stderr}"
+                time.sleep(0.2)
+            loads = []
+            for writer in range(MACHINE_WRITERS):
+                out, stop = Path(folder) / f"load{writer}.json", Path(folder) / f"stop{writer}"
+                loads.append((out, stop, machines.popen("h3", [
+                    sys.executable, "-m", "tests.integration.netload", h3, "4103", str(out),
+                    str(stop), "--first-id", str(writer * 1_000_000 + 1), "--no-reads",
+                    *(["--tls-ca", str(supervisors.folders["h3"] / "tls" / "ca.crt")]
+                      if tls else [])], env=supervisors.environment, cwd=str(ROOT))))
+            time.sleep(MACHINE_SECONDS)
+            for _, stop, _ in loads:
+                stop.touch()
+            acked = 0
+            for out, _, process in loads:
+                process.wait(timeout=30)
+                acked += len(json.loads(out.read_text())["acked"])
+            time.sleep(1.0)   # the last copies land
+            lags = []
+            for machine, remote in (("h1", "m2"), ("h2", "m1")):
+                row = supervisors.rows(machine)[remote]
+                if row.get("repl_lag_p99_ms") is not None:
+                    lags.append(f"{machine}->{remote} p50 {row['repl_lag_p50_ms']:.1f} ms "
+                                f"p99 {row['repl_lag_p99_ms']:.1f} ms")
+            return (f"{acked} writes in {MACHINE_SECONDS:g} s ({acked / MACHINE_SECONDS:.0f}/s); "
+                    f"lag {'; '.join(lags) or 'no copy measured'}")
+        finally:
+            supervisors.down()
+
+
+def machines_main() -> None:
+    for tls in (False, True):
+        for delay_ms in (0.0, 5.0):
+            line = machines_lag(tls, delay_ms)
+            print(f"across machines, {'TLS' if tls else 'plain TCP'}, "
+                  f"{delay_ms:g} ms one-way delay: {line}", flush=True)
+
+
 def main() -> None:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--class-rate", type=float, default=0.0,
                          help="rows a second each of the ten writers sends at most")
-    class_rate = options.parse_args().class_rate
+    options.add_argument("--machines", action="store_true",
+                         help="the lag between servers on simulated machines (needs root)")
+    parsed = options.parse_args()
+    if parsed.machines:
+        machines_main()
+        return
+    class_rate = parsed.class_rate
     with tempfile.TemporaryDirectory(prefix="tahiry-bench-") as folder:
         ports = {name: free_port() for name in ("control", "m1", "m2", "lb", "proxy")}
         topology = Path(folder) / "topology.yaml"

@@ -25,9 +25,13 @@ import signal
 import time
 from pathlib import Path
 
+from nodes.protocol import is_loopback
+from nodes.protocol.tls import TlsConfigError, server_context
+
 from .cluster import PRIVATE_DIR_MODE, Cluster, write_atomically
 from .control import TOKEN_FILE, ControlServer, new_token, token_file
 from .leftovers import find_leftovers, stop_leftovers
+from .machine import WILDCARDS
 from .ownership import claim, ownership_problems
 from .port_check import port_problems
 from .reload import ReloadResult, TopologyWatcher, reload_topology
@@ -119,6 +123,7 @@ class SupervisorApp:
             self.logger.warning("%s", warning)
         for handed_over in claim(self.topology, os.getpid(), self.logger):
             self.logger.warning("data directory handed over to this cluster: %s", handed_over)
+        await self._listen_for_machines()
         self.watcher = TopologyWatcher(self.topology.path, self._schedule_reload, loop)
         self.watcher.start()
         await self._start_web()
@@ -142,8 +147,10 @@ class SupervisorApp:
         if command == "hello":
             return {"ok": True, "pid": os.getpid(), "topology": str(self.topology.path)}
         if command == "status":
+            # scope "machine": another machine's supervisor asks about this one's nodes.
             return {"ok": True, "supervisor": self._supervisor_info(),
-                    "nodes": await self.cluster.status()}
+                    "nodes": await self.cluster.status(
+                        machine_only=request.get("scope") == "machine")}
         if command == "down":
             await self.cluster.down()
             self.stopping.set()
@@ -169,6 +176,21 @@ class SupervisorApp:
                 "last_reload": self.last_reload.as_dict() if self.last_reload else None,
                 "page": self.web.address if self.web is not None else None}
 
+    async def _listen_for_machines(self) -> None:
+        """The control port at this machine's node addresses, for the other machines'
+        supervisors (supervisor/control.py): only when the topology spans machines."""
+        topology = self.cluster.topology
+        hosts = frozenset(spec.host for spec in topology.nodes.values()
+                          if topology.runs_here(spec.id) and spec.host not in WILDCARDS
+                          and not is_loopback(spec.host)) if topology.remote else frozenset()
+        try:
+            tls = server_context(topology.tls) if hosts else None
+        except TlsConfigError as error:
+            self.logger.error("other machines' supervisors cannot ask this one: %s", error)
+            hosts, tls = frozenset(), None
+        for problem in await self.control.listen_remote(hosts, tls, topology.secret):
+            self.logger.error("%s (their status misses this machine's report)", problem)
+
     # -- hot reload
 
     def _schedule_reload(self) -> None:
@@ -186,6 +208,7 @@ class SupervisorApp:
                 result.at = time.time()
                 if result.ok:
                     self._remember_topology()
+                    await self._listen_for_machines()
                     if self._web_settings() != self._web_config:
                         self.logger.info("topology: the http section changed: the status "
                                          "page restarts")

@@ -35,7 +35,8 @@ from .first_admin import node_environment
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe_response
 from .logfiles import RotatingLog
 from .ownership import cluster_id
-from .remote import RemoteNode
+from .peer_link import PeerAddress
+from .remote import MachineReports, RemoteNode
 from .replicalink import ReplicationLink
 from .replication_health import status_fields
 from .topology import SECRET_ENV, NodeSpec, Topology
@@ -133,13 +134,14 @@ class Cluster:
         self.writable: dict[str, bool] = {}   # server id -> may take writes
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
-        # This machine's servers only (supervisor/machine.py: all of them or none).
+        self._tls: tuple[TlsSettings, ssl.SSLContext | None] | None = None
+        # This machine's servers by directory; the other machines' by address.
         self.replication = ReplicationLink(
             {s.id: s.data_dir for s in topology.local_of_kind("server")},
-            topology.replication_enabled, logger)
+            topology.replication_enabled, logger, self.remote_peers())
         self._launches: dict[str, asyncio.Task] = {}
         self.remote: dict[str, RemoteNode] = {}   # nodes another machine runs: probed only
-        self._tls: tuple[TlsSettings, ssl.SSLContext | None] | None = None
+        self._reports: MachineReports | None = None
 
     @property
     def tls(self) -> ssl.SSLContext | None:
@@ -152,6 +154,13 @@ class Cluster:
     @property
     def run_dir(self) -> Path:
         return self.topology.supervisor.run
+
+    def remote_peers(self) -> dict[str, PeerAddress]:
+        """The servers another machine runs, as the replicator reaches them over the network."""
+        return {spec.id: PeerAddress(spec.id, spec.host, spec.port, self.topology.secret,
+                                     self.tls)
+                for spec in self.topology.of_kind("server")
+                if not self.topology.runs_here(spec.id)}
 
     # -- whole cluster
 
@@ -342,17 +351,25 @@ class Cluster:
                                        for e in entries) or "no server")
 
     def write_peers_files(self) -> None:
-        """run/<server>.peers.json: the other servers' data directories (none without replication).
+        """run/<server>.peers.json: the other servers (none without replication).
 
-        Each server re-reads its file when it changes (pull on write, fence
-        on commit: docs/STORAGE.md), so a server added by a hot reload is
-        known to the running ones before it takes writes. Files of servers
-        that left the topology are removed.
+        `peers`: this machine's other servers by data directory, and the
+        servers other machines run by address (`{"address": "HOST:PORT"}`:
+        reached over the peer protocol). Each server re-reads its
+        file when it changes (pull on write, fence on commit:
+        docs/STORAGE.md), so a server added by a hot reload is known to the
+        running ones before it takes writes. Files of servers that left the
+        topology are removed.
         """
-        servers = self.topology.local_of_kind("server")   # all of them, or none (machine.py)
+        servers = self.topology.local_of_kind("server")
+        elsewhere = [spec for spec in self.topology.of_kind("server")
+                     if not self.topology.runs_here(spec.id)]
+        enabled = self.topology.replication_enabled
         for server in servers:
-            peers = {other.id: str(other.data) for other in servers
-                     if other.id != server.id} if self.topology.replication_enabled else {}
+            peers: dict[str, str | dict] = {other.id: str(other.data) for other in servers
+                                            if other.id != server.id} if enabled else {}
+            if enabled:
+                peers.update({other.id: {"address": other.address} for other in elsewhere})
             path = peers_file(self.run_dir, server.id)
             write_if_changed(path, json.dumps({"peers": peers}, indent=1) + "\n")
         known = {peers_file(self.run_dir, server.id) for server in servers}
@@ -375,16 +392,22 @@ class Cluster:
         except OSError as error:
             self.logger.warning("cannot write the state file: %s", error)
 
-    async def status(self, node_status: dict[str, dict] | None = None) -> list[dict]:
+    async def status(self, node_status: dict[str, dict] | None = None,
+                     machine_only: bool = False) -> list[dict]:
         """One row per node of the topology (STOPPED when it has no keeper).
 
         `node_status`, when given, receives each running node's whole
         `.status;` answer by node (the status page's counters), so that
-        nothing probes a node twice for one view.
+        nothing probes a node twice for one view. Nodes another machine
+        runs get what its supervisor reports (supervisor/remote.py
+        `MachineReports`); `machine_only`: this machine's nodes only (what
+        another machine's supervisor asks).
         """
         rows = []
         for node_id, spec in self.topology.nodes.items():
             keeper, remote = self.keepers.get(node_id), self.remote.get(node_id)
+            if machine_only and not self.topology.runs_here(node_id):
+                continue
             if remote is not None and keeper is None:
                 rows.append(remote.snapshot())
                 continue
@@ -398,7 +421,18 @@ class Cluster:
                                         for row in rows))
         for row, extra in zip(rows, extras, strict=True):
             row.update(extra)
+        if not machine_only and self.remote:
+            await self.machine_reports().merge(
+                rows, {node_id: self.topology.nodes[node_id].host for node_id in self.remote})
         return rows
+
+    def machine_reports(self) -> MachineReports:
+        """The asker of the other machines' supervisors (made again when its settings change)."""
+        reports = self._reports
+        port, secret, tls = self.topology.supervisor.control_port, self.topology.secret, self.tls
+        if reports is None or (reports.port, reports.secret, reports.tls) != (port, secret, tls):
+            reports = self._reports = MachineReports(port, secret, tls)
+        return reports
 
     async def _node_extra(self, row: dict, replication: dict,
                           node_status: dict[str, dict] | None = None) -> dict:

@@ -14,15 +14,32 @@ run directory holds it. `hello` and `status` only read, and are answered
 to anyone (the CLI needs `hello` to name the supervisor that owns a port);
 every other command needs `"token"`, compared in constant time
 (docs/SECURITY.md, "The control port").
+
+Other machines' supervisors (a topology spanning machines): the supervisor
+also listens on the control port at each address of this machine that a
+local node's host names (`listen_remote`), over TLS when the topology has a
+`tls:` section. What comes in there may only read (`hello`, `status`), and
+must carry the cluster's secret (`"secret"`, compared in constant time):
+the control token never leaves its machine, so `down`, `restart` and
+`reload` are given on each machine itself. `ask_remote` is the asking side
+(supervisor/remote.py polls each other machine with it).
+
+Versions: every answer carries `"version": CONTROL_VERSION`; a request that
+names another version is refused with one sentence saying so, and
+`ask_remote` refuses an answer of another version (or none) the same way:
+the machines of one cluster must run one Tahiry release, never a silent
+mix of two.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import secrets
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -31,6 +48,8 @@ from .errors import SupervisorError
 MAX_REQUEST_BYTES = 64 * 1024
 TOKEN_FILE = "control-token"
 OPEN_COMMANDS = frozenset({"hello", "status"})  # read-only: answered without the token
+# The control protocol's version: a request or answer of another version is refused.
+CONTROL_VERSION = 1
 
 Handler = Callable[[dict], Awaitable[dict]]
 
@@ -60,18 +79,51 @@ class ControlServer:
         self.handler = handler
         self.token = token  # None: every command is obeyed (only tests build one so)
         self.server: asyncio.base_events.Server | None = None
+        # Listeners other machines' supervisors reach: (hosts, TLS context, secret) -> servers.
+        self.remote_config: tuple[frozenset[str], ssl.SSLContext | None, str | None] | None = None
+        self._remote_servers: list[asyncio.base_events.Server] = []
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, self.host, self.port,
                                                  limit=MAX_REQUEST_BYTES)
 
+    async def listen_remote(self, hosts: frozenset[str], tls: ssl.SSLContext | None,
+                            secret: str | None) -> list[str]:
+        """Listen for other machines' supervisors on `hosts` (again, if they changed).
+
+        Returns a problem per address that could not be bound (the cluster
+        runs on; only other machines' `status` misses this one's report).
+        """
+        if self.remote_config == (hosts, tls, secret):
+            return []
+        await self._close_remote()
+        self.remote_config = (hosts, tls, secret)
+        problems = []
+        for host in sorted(hosts):
+            try:
+                self._remote_servers.append(await asyncio.start_server(
+                    lambda r, w: self._serve(r, w, remote=True), host, self.port,
+                    limit=MAX_REQUEST_BYTES, ssl=tls))
+            except OSError as error:
+                problems.append(f"cannot listen for other machines' supervisors on "
+                                f"{host}:{self.port}: {error.strerror or error}")
+        return problems
+
+    async def _close_remote(self) -> None:
+        servers, self._remote_servers = self._remote_servers, []
+        for server in servers:
+            server.close()
+
     async def close(self) -> None:
+        await self._close_remote()
+        self.remote_config = None
         if self.server is not None:
             self.server.close()
             # Do not wait for clients: the one that sent `down` waits for our answer.
             self.server = None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     remote: bool = False) -> None:
         try:
             while True:
                 try:
@@ -81,20 +133,30 @@ class ControlServer:
                     return
                 if not line:
                     return
-                await self._answer(writer, await self._dispatch(line))
-        except (ConnectionError, asyncio.CancelledError):
+                await self._answer(writer, await self._dispatch(line, remote))
+        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
 
-    async def _dispatch(self, line: bytes) -> dict:
+    async def _dispatch(self, line: bytes, remote: bool = False) -> dict:
+        return {**await self._obey(line, remote), "version": CONTROL_VERSION}
+
+    async def _obey(self, line: bytes, remote: bool) -> dict:
         try:
             request = json.loads(line)
         except (ValueError, UnicodeDecodeError):
             return {"ok": False, "error": "a request is one JSON object per line"}
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return {"ok": False, "error": 'a request needs a "cmd" string'}
-        if not self._authorized(request):
+        version = request.get("version", CONTROL_VERSION)
+        if version != CONTROL_VERSION:
+            return {"ok": False, "error": version_mismatch(version)}
+        if remote:
+            refusal = self._remote_refusal(request)
+            if refusal is not None:
+                return {"ok": False, "error": refusal}
+        elif not self._authorized(request):
             return {"ok": False, "error": f"refused: {request['cmd']!r} needs this cluster's "
                                           f"control token (run/{TOKEN_FILE}, readable only by "
                                           f"its operator; python -m supervisor sends it)"}
@@ -102,6 +164,18 @@ class ControlServer:
             return await self.handler(request)
         except Exception as error:  # the control port must survive any command
             return {"ok": False, "error": f"{type(error).__name__}: {error}"}
+
+    def _remote_refusal(self, request: dict) -> str | None:
+        """Why another machine's request is refused (None: answer it)."""
+        secret = self.remote_config[2] if self.remote_config is not None else None
+        given = request.get("secret")
+        if secret is None or not isinstance(given, str) or not hmac.compare_digest(
+                given.encode("utf-8", "replace"), secret.encode()):
+            return "refused: another machine's supervisor must send this cluster's secret"
+        if request["cmd"] not in OPEN_COMMANDS:
+            return (f"refused: {request['cmd']!r} is given on this machine itself; other "
+                    f"machines may only ask {', '.join(sorted(OPEN_COMMANDS))}")
+        return None
 
     def _authorized(self, request: dict) -> bool:
         if self.token is None or request["cmd"] in OPEN_COMMANDS:
@@ -118,6 +192,57 @@ class ControlServer:
 
 class NotRunning(SupervisorError):
     """Nothing answers on the control port."""
+
+
+class VersionMismatch(SupervisorError):
+    """The other supervisor speaks another version of the control protocol."""
+
+
+def version_mismatch(other: object) -> str:
+    return (f"the other side speaks control protocol version {other!r}, this supervisor "
+            f"version {CONTROL_VERSION}: run the same Tahiry release on every machine of a "
+            f"cluster (docs/DEPLOY.md)")
+
+
+async def ask_remote(host: str, port: int, request: dict, secret: str | None,
+                     tls: ssl.SSLContext | None, timeout_s: float) -> dict:
+    """One request to another machine's supervisor (with the secret, over TLS if given).
+
+    Raises NotRunning when nothing (or something else) answers in time,
+    VersionMismatch when it speaks another control protocol version; an
+    answer with `"ok": false` is returned as it is.
+    """
+    async def exchange() -> bytes:
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=tls, server_hostname=host if tls is not None else None,
+            limit=16 * 1024 * 1024)
+        try:
+            message = {**request, "secret": secret, "version": CONTROL_VERSION}
+            writer.write(json.dumps(message).encode() + b"\n")
+            await writer.drain()
+            return await reader.readline()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+    try:
+        line = await asyncio.wait_for(exchange(), timeout_s)
+    except TimeoutError:
+        raise NotRunning(f"the supervisor on {host}:{port} did not answer within "
+                         f"{timeout_s:g} s") from None
+    except (OSError, ssl.SSLError, ValueError, asyncio.LimitOverrunError) as error:
+        raise NotRunning(f"no supervisor answers on {host}:{port} "
+                         f"({getattr(error, 'strerror', None) or error})") from None
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or "ok" not in answer:
+        raise NotRunning(f"something else listens on {host}:{port} (not a Tahiry supervisor)")
+    if answer.get("version") != CONTROL_VERSION:
+        raise VersionMismatch(version_mismatch(answer.get("version")))
+    return answer
 
 
 def send_command(port: int, request: dict, timeout_s: float = 5.0,

@@ -11,13 +11,14 @@ multi-homed machines) and only probes the others (supervisor/remote.py).
 
 - no node at all has an address of this machine (a topology copied to the
   wrong machine, or a typo in a host);
-- some servers are here and others elsewhere: servers replicate by copying
-  files between their data directories and certify each commit against the
-  peers' folders, so they must share a machine until replication crosses
-  machines (docs/REPLICATION.md, "Across machines"; docs/DEPLOY.md);
 - a node listening on a wildcard or loopback address (0.0.0.0, ::,
   127.0.0.1, localhost) in a topology that spans machines: every machine
   would think it is its own.
+
+Servers may be on several machines: those of this machine are replicated
+by folder and certify against each other's folders; those of other
+machines are reached over the peer protocol (supervisor/replication_remote.py,
+nodes/server/remote_peer.py; docs/REPLICATION.md, "Across machines").
 
 A host given by name is resolved once here; a name that resolves to no
 address counts as another machine's (its own supervisor tells).
@@ -84,13 +85,6 @@ def place(topology: Topology, addresses: frozenset[str]) -> Topology:
     if remote and everywhere:
         problems.append(f"node {everywhere[0]} listens on {topology.nodes[everywhere[0]].host}, "
                         "but this topology spans several machines: give it its machine's address")
-    servers = [spec.id for spec in topology.of_kind("server")]
-    here = [server for server in servers if server not in remote]
-    if here and len(here) < len(servers):
-        elsewhere = [server for server in servers if server in remote]
-        problems.append(f"servers {', '.join(here)} are on this machine and "
-                        f"{', '.join(elsewhere)} on another: a cluster's servers must share one "
-                        "machine until replication crosses machines (docs/DEPLOY.md)")
     if problems:
         raise TopologyError(problems)
     return replace(topology, remote=frozenset(remote), machine=addresses)

@@ -92,6 +92,7 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
                                      logs=old.supervisor.logs, run=old.supervisor.run))
     cluster.topology = new
     cluster.write_peers_files()  # running servers learn about added / removed peers
+    cluster.replication.set_remote(cluster.remote_peers())
     # Servers leaving: out of the balancers first, so no request goes to them.
     for node_id in diff.removed + diff.changed:
         if old.nodes[node_id].kind == "server":

@@ -12,14 +12,22 @@ import asyncio
 import logging
 from pathlib import Path
 
+from .peer_link import PeerAddress
 from .replication import Replicator, SyncSummary
 
 
 class ReplicationLink:
-    def __init__(self, servers: dict[str, Path], enabled: bool, logger: logging.Logger):
+    def __init__(self, servers: dict[str, Path], enabled: bool, logger: logging.Logger,
+                 remote: dict[str, PeerAddress] | None = None):
         self.enabled = enabled
         self.logger = logger
-        self.replicator: Replicator | None = Replicator(servers, logger) if enabled else None
+        self.replicator: Replicator | None = Replicator(servers, logger, remote=remote) \
+            if enabled else None
+
+    def set_remote(self, remote: dict[str, PeerAddress]) -> None:
+        """The servers of other machines changed (a hot reload)."""
+        if self.replicator is not None:
+            self.replicator.set_remote(remote)
 
     async def start(self) -> None:
         """Reconcile every directory once, then watch them."""
@@ -47,8 +55,9 @@ class ReplicationLink:
                              summary.paths, summary.copied, _problems(summary))
 
     def has_peers(self, server_id: str) -> bool:
-        return self.replicator is not None and any(
+        return self.replicator is not None and (any(
             other != server_id for other in self.replicator.servers())
+            or bool(self.replicator.remote_servers()))
 
     async def catch_up(self, server_id: str) -> None:
         """Pull from the peers everything newer than what `server_id` has."""
@@ -89,5 +98,6 @@ def _problems(summary: SyncSummary) -> str:
               else f"{what}: {len(paths)} objects") for what, paths in (
         ("repaired", summary.healed), ("conflicts", summary.conflicts),
         ("still failing or corrupt", summary.unreadable),
-        ("symlinks not followed", summary.refused)) if paths]
+        ("symlinks not followed", summary.refused),
+        ("other machines not reached", summary.unreachable)) if paths]
     return "".join(f", {part}" for part in found)

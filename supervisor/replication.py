@@ -94,6 +94,13 @@ restarted server takes writes (it covers the time the supervisor itself was
 down or the server was removed). `sync_all()` reconciles everything (at
 start); `seed(id, path)` adds a server and fills its directory.
 
+Servers of other machines (a topology spanning machines): `remote` names
+them by address; every version that settles here is shipped to them over
+the peer protocol, and `catch_up`/`sync_all`/`seed` also pull their newer
+copies into this machine's servers (replication_remote.py: no shared file
+system). Their lag and failing copies are figures of this replicator like
+any destination's.
+
 Helpers: `objectfiles` (listing object files without following symlinks,
 mapping an event to its object, keeping a corrupt file aside),
 `replication_watch`
@@ -129,8 +136,10 @@ from engine.storage.object_state import (
 from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
 from supervisor.errors import OverlappingDataDirectories, UnknownNode
 from supervisor.objectfiles import keep_aside, list_object_files
+from supervisor.peer_link import PeerAddress, PeerUnreachable
 from supervisor.replication_health import Repair, ReplicaHealth
 from supervisor.replication_queue import PendingPaths
+from supervisor.replication_remote import RemoteServers, pull, ship
 from supervisor.replication_stats import ReplicationStats, SyncSummary, percentile
 from supervisor.replication_watch import WATCHED_EVENTS, DirectoryHandler, make_observer
 
@@ -168,7 +177,7 @@ class Replicator:
 
     def __init__(self, servers: dict[str, Path], logger: logging.Logger | None = None, *,
                  resync_interval_s: float = 10.0, lag_window: int = 1000,
-                 workers: int = DEFAULT_WORKERS):
+                 workers: int = DEFAULT_WORKERS, remote: dict[str, PeerAddress] | None = None):
         self.log = logger or log
         self._lock = threading.Lock()           # servers, cache, observer, watches
         # One path reconciled at a time (a worker and a sync_all pass could
@@ -190,6 +199,8 @@ class Replicator:
         self._thread_locks = threading.local()  # destination write locks, per thread
         for server_id, path in servers.items():
             self._register(server_id, Path(path))
+        self._remote = RemoteServers()
+        self.set_remote(remote or {})
 
     # ----- lifecycle -------------------------------------------------------
 
@@ -252,18 +263,61 @@ class Replicator:
         with self._lock:
             return dict(self._servers)
 
+    def set_remote(self, peers: dict[str, PeerAddress]) -> None:
+        """The servers of other machines (by address) to ship to and pull from."""
+        before = set(self._remote.ids())
+        self._remote.set(peers)
+        for server_id in before - set(peers):
+            self._stats.remove_server(server_id)
+            self._health.remove_server(server_id)
+        for server_id in set(peers) - before:
+            self._stats.add_server(server_id)
+            self._health.add_server(server_id)
+
+    def remote_servers(self) -> list[str]:
+        return self._remote.ids()
+
     # ----- whole-directory passes -----------------------------------------
 
     def sync_all(self) -> SyncSummary:
-        """Reconcile every object file of every server (newer wins everywhere)."""
-        return self._pass(destinations=None)
+        """Reconcile every object file of every server (newer wins everywhere), the servers of
+        other machines included (theirs pulled into ours, ours shipped to theirs)."""
+        summary = self._pull_remote(set(self.servers()))
+        return summary.add(self._pass(destinations=None))
 
     def catch_up(self, server_id: str) -> SyncSummary:
-        """Pull every object that is newer (or missing) at `server_id` from its peers."""
+        """Pull every object that is newer (or missing) at `server_id` from its peers (those of
+        other machines over the network)."""
         with self._lock:
             if server_id not in self._servers:
                 raise UnknownNode(f"unknown server {server_id!r}")
-        return self._pass(destinations={server_id})
+        summary = self._pull_remote({server_id})
+        return summary.add(self._pass(destinations={server_id}))
+
+    def _pull_remote(self, destinations: set[str]) -> SyncSummary:
+        """Bring these local servers up to the remote servers' newer copies."""
+        summary = SyncSummary()
+        if not self._remote.ids():
+            return summary
+        try:
+            for server_id in sorted(destinations):
+                root = self.servers().get(server_id)
+                if root is None:
+                    continue
+                pulled = pull(self._remote, root, self._lock_of(server_id, root),
+                              PROMPT_LOCK_POLL_MAX_S)
+                summary.copied += len(pulled.copied)
+                for copied in pulled.copied:
+                    self._remember(server_id, root, copied)
+                for rel, change, other in pulled.conflicts:
+                    self._stats.conflict(rel, change, (other, server_id))
+                    summary.conflicts.append(rel)
+                for problem in pulled.problems:
+                    self._stats.error(server_id, f"catching up from another machine: {problem}")
+                summary.unreachable.extend(pulled.problems)
+        finally:
+            self._close_thread_locks()
+        return summary
 
     def seed(self, server_id: str, path: Path) -> SyncSummary:
         """Add a new server and copy every object into its directory."""
@@ -502,6 +556,8 @@ class Replicator:
         if not targets and not suspects and not to_heal and not to_cut:
             self._stats.settled(rel)
             self._left_corrupt(rel, corrupt, "left for the next pass over every server", outcome)
+            if destinations is None:
+                self._ship_remote(rel, winner, servers[winner], top, since, outcome)
             return True
         differing = []
         for server_id in suspects:
@@ -526,11 +582,50 @@ class Replicator:
         for server_id in to_heal:
             self._heal_into(rel, winner, servers[winner], server_id, servers[server_id],
                             corrupt[server_id], outcome)
+        if destinations is None and not outcome.conflict:
+            self._ship_remote(rel, winner, servers[winner], top, since, outcome)
         if not outcome.conflict:  # a copy may have found the copies diverged lower down
             self._stats.settled(rel)
         self._left_corrupt(rel, {s: e for s, e in corrupt.items() if s not in to_heal},
                            "left for the next pass over every server", outcome)
         return True
+
+    def _ship_remote(self, rel: str, winner: str, winner_root: Path, top: int,
+                     since: float | None, outcome: _PathOutcome) -> None:
+        """Ship the winner's version to every server of another machine that is older."""
+        for server_id in self._remote.ids():
+            try:
+                shipped = ship(self._remote, server_id, rel, winner_root,
+                               self._lock_of(winner, winner_root), top, PROMPT_LOCK_POLL_MAX_S)
+            except KeyError:
+                continue   # removed meanwhile
+            except PeerUnreachable as error:
+                self._remote.unreachable(server_id, error)
+                reason = str(error)
+                self._stats.error(server_id, f"copy of {rel} failed: {reason}", log=False)
+                self._health.copy_failed(server_id, rel, reason)
+                outcome.copy_failed = True
+                continue
+            except OSError as error:   # reading the local source failed
+                reason = str(error)
+                self._stats.error(server_id, f"copy of {rel} failed: {reason}", log=False)
+                self._health.copy_failed(server_id, rel, reason)
+                outcome.copy_failed = True
+                continue
+            if shipped.conflict is not None:
+                self._stats.conflict(rel, shipped.conflict, (winner, server_id))
+                outcome.conflict = True
+                continue
+            if shipped.problem is not None:
+                self._stats.error(server_id, f"copy of {rel}: {shipped.problem}", log=False)
+                self._health.copy_failed(server_id, rel, shipped.problem)
+                outcome.copy_failed = True
+                continue
+            self._health.copy_done(server_id, rel)
+            if shipped.moved:
+                outcome.copied += 1
+                self._stats.copied(server_id, (time.monotonic() - since) * 1000
+                                   if since is not None else None)
 
     def _same_content(self, rel: str, servers: dict[str, Path], first: str, first_copy: CopyState,
                       second: str, second_copy: CopyState) -> bool | None:
@@ -676,6 +771,7 @@ class Replicator:
     def _close_thread_locks(self) -> None:
         for lock in self._thread_locks.__dict__.pop("by_server", {}).values():
             lock.close()
+        self._remote.close_thread_links()
 
     def _copy(self, rel: str, source: str, source_root: Path, server_id: str, root: Path) -> bool:
         """Ship `source`'s newer version of `rel` into one server; False if nothing moved."""

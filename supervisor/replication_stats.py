@@ -50,6 +50,16 @@ class SyncSummary:
     unreadable: list[str] = field(default_factory=list)
     healed: list[str] = field(default_factory=list)   # a corrupt copy repaired
     refused: list[str] = field(default_factory=list)  # a symlink somewhere: not replicated
+    # servers of other machines that could not be asked (or objects they would not give)
+    unreachable: list[str] = field(default_factory=list)
+
+    def add(self, other: SyncSummary) -> SyncSummary:
+        """Both passes' figures, in this one."""
+        self.paths += other.paths
+        self.copied += other.copied
+        for name in ("conflicts", "unreadable", "healed", "refused", "unreachable"):
+            getattr(self, name).extend(getattr(other, name))
+        return self
 
 
 # Upper bounds (seconds) of the lag histogram's buckets; one more counts the rest.

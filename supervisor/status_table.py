@@ -78,6 +78,7 @@ def _info(row: dict) -> str:
     if row.get("remote"):   # another machine runs it (supervisor/remote.py)
         parts.append("on another machine" if row["state"] == "REMOTE"
                      else row.get("last_exit") or "on another machine; does not answer")
+        parts.append(_reported(row))
     if row["state"] == UNSUPERVISED:
         parts.append("no supervisor" + (": replication paused" if row["kind"] == "server" else "")
                      + ("" if row.get("answers") else "; does not answer .ping"))
@@ -86,6 +87,18 @@ def _info(row: dict) -> str:
     elif row["state"] == "STARTING" and row.get("last_exit"):  # again, after that
         parts.append(f"restarting; last run {row['last_exit']}")
     return ", ".join(parts)
+
+
+def _reported(row: dict) -> str:
+    """What the other machine's supervisor says about its node (or why it could not tell)."""
+    reported = row.get("reported")
+    if reported is None:
+        return f"its supervisor: {row.get('report_error') or 'not asked'}"
+    text = (f"its supervisor: {reported.get('state')}, pid {reported.get('pid') or '-'}, "
+            f"up {duration(reported.get('uptime_s'))}, restarts {_count(reported.get('restarts'))}")
+    theirs = _info({**reported, "node": row["node"], "kind": row["kind"], "remote": False,
+                    "state": reported.get("state") or "?"})
+    return f"{text} ({theirs})" if theirs else text
 
 
 SHOWN_PROBLEMS = 3

@@ -182,16 +182,16 @@ class Executor:
         database = session.current_database
         if database is None:
             return
-        store.pull_newer(database, "database", database)
+        wanted = [("database", database)]
         if isinstance(statement, (ast.Insert, ast.Update, ast.Delete)):
-            store.pull_newer(database, "table", statement.table)
+            wanted.append(("table", statement.table))
         elif isinstance(statement, (ast.CreateTable, ast.CreateView)):
-            store.pull_newer(database, "table", statement.name)
-            store.pull_newer(database, "view", statement.name)
+            wanted += [("table", statement.name), ("view", statement.name)]
         elif isinstance(statement, ast.CreateDomain):
-            store.pull_newer(database, "domain", statement.name)
+            wanted.append(("domain", statement.name))
         elif isinstance(statement, ast.Drop) and statement.what in OBJECT_KIND_WORDS:
-            store.pull_newer(database, statement.what, statement.name)
+            wanted.append((statement.what, statement.name))
+        store.pull_newer_all(database, wanted)   # (a network peer is asked once for all)
 
     # ------------------------------------------------------------ helpers
 

@@ -271,6 +271,10 @@ CATALOGUE: tuple[Message, ...] = (
        "Tsy voasoratra : mbola mihidy ny lahatahiry {folder} ({seconds} s) ; tsy nisy niova "
        "(rien n'a été écrit)",
        "Not written: folder {folder} still locked ({seconds} s); nothing changed"),
+    _M("peer_unreachable",
+       "Tsy voasoratra : tsy tratra ny mpizara {peer} ({reason}) ; tsy nisy niova (rien n'a "
+       "été écrit)",
+       "Not written: server {peer} cannot be reached ({reason}); nothing changed"),
     _M("write_failed", "Tsy voasoratra : {reason} ; tsy nisy niova (rien n'a été écrit)",
        "Not written: {reason}; nothing changed"),
     _M("write_fenced",

@@ -33,7 +33,7 @@ from engine.storage import journal
 from engine.storage.atomic_files import encode_document, fsync_folder, unlink_quietly, write_durable_temp
 from engine.storage.document_cache import DocumentCache, file_signature
 from engine.storage.peer_sync import PeerSync
-from engine.storage.peers import LockTimeout, holding
+from engine.storage.peers import LockTimeout, PeerUnreachable, holding
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +227,11 @@ class BatchInstaller:
         """
         try:
             locks = self._sync.commit_locks() if self._sync is not None else []
+            fenced = [(item.path, item.document) for item in prepared]
+            if self._sync is not None:
+                self._sync.plan_fence(fenced)
             with holding(locks, self._lock_timeout_s):
-                self._check_fence(prepared)
+                self._check_fence(fenced)
                 for item in prepared:
                     try:
                         if self._put_in_place(item):
@@ -251,6 +254,12 @@ class BatchInstaller:
         except BatchNotWritten:
             self._unlink_temps(prepared)
             raise
+        except PeerUnreachable as error:   # its lease, or the fence's question
+            self._unlink_temps(prepared)
+            log.error("commit of %d files refused: %s", len(prepared), error)
+            fault = error.fault(str(prepared[0].path.relative_to(self.root)))
+            raise BatchNotWritten(fault.message.removeprefix(ERROR_PREFIX), retry=False,
+                                  fault=fault) from None
         except OSError as error:  # a lock file could not be opened
             self._unlink_temps(prepared)
             raise BatchNotWritten(f"Tsy voasoratra : {error.strerror or error} ; "
@@ -322,7 +331,7 @@ class BatchInstaller:
             if item.temp is not None:
                 unlink_quietly(item.temp)
 
-    def _check_fence(self, prepared: list[Prepared]) -> None:
+    def _check_fence(self, files: list[tuple[Path, dict]]) -> None:
         """Raise BatchFenced if this directory or a peer holds a file at >= its new counter.
 
         Without peers there is nothing to check: the process holds the
@@ -331,7 +340,7 @@ class BatchInstaller:
         """
         if self._sync is None:
             return
-        violation = self._sync.fence_violation([(item.path, item.document) for item in prepared])
+        violation = self._sync.fence_violation(files)
         if violation is not None:
             self.fenced += 1
             who = violation.holder or "ity mpizara ity"

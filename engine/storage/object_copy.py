@@ -35,6 +35,10 @@ without it. A copy's own append is fsynced after the destination's lock
 is released, as a commit's is.
 
 - `bring_up_to_date(source_root, dest_root, rel, lock, ...) -> bool`;
+  `bring_up_to_date_from(fetch, ...)` the same from any source (a peer over
+  the network plans with `read_shipment` on its side, the destination
+  delivers here); `deliver_shipment(...)`: a shipment planned elsewhere
+  put in place (`.peer ship`);
 - `replace_copy(...)`: a repair: the source's copy installed over whatever
   the destination holds, if `still_wanted()` agrees under the lock;
 - `cut_journal(...)`: a damaged journal cut back to its usable part.
@@ -57,7 +61,7 @@ from engine.storage import journal
 from engine.storage.atomic_files import _Laps, fsync_folder, unlink_quietly, write_durable_temp
 from engine.storage.nofollow import FileSignature, ensure_folders, folder_of, open_in
 from engine.storage.object_format import InvalidDocument
-from engine.storage.object_state import Probe, journal_rel, probe, read_copy, read_state
+from engine.storage.object_state import ObjectVersion, Probe, journal_rel, probe, read_copy, read_state
 from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LOCK_POLL_MAX_S, DirectoryLock, LockTimeout, holding
 
 # The destination changed between planning and the lock this many times: give up for now.
@@ -118,13 +122,38 @@ def bring_up_to_date(source_root: str | os.PathLike, dest_root: str | os.PathLik
     it will have (replication tells its own append's event from a write;
     told before the write, since the event may be read before it returns).
     """
-    source_root, dest_root, rel = Path(source_root), Path(dest_root), os.fspath(rel)
+    source_root = Path(source_root)
+    rel = os.fspath(rel)
+
+    def fetch(dest: ObjectVersion | None) -> Shipment | None:
+        return read_shipment(source_root, rel, dest, source_lock, lock_timeout_s, lock_poll_max_s)
+
+    return bring_up_to_date_from(fetch, dest_root, rel, lock, durable=durable,
+                                 still_wanted=still_wanted, lock_timeout_s=lock_timeout_s,
+                                 lock_poll_max_s=lock_poll_max_s, timed=timed,
+                                 on_append=on_append)
+
+
+def bring_up_to_date_from(fetch: Callable[[ObjectVersion | None], Shipment | None],
+                          dest_root: str | os.PathLike, rel: str | os.PathLike,
+                          lock: DirectoryLock, *, durable: bool = True,
+                          still_wanted: Callable[[], bool] | None = None,
+                          lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+                          lock_poll_max_s: float = LOCK_POLL_MAX_S,
+                          timed: Callable[[str, float], None] | None = None,
+                          on_append: Callable[[int, int], None] | None = None) -> bool:
+    """`bring_up_to_date` from any source: `fetch(dest_version)` plans the shipment.
+
+    The source may be another data directory on this machine
+    (`read_shipment`) or a peer over the network (`.peer fetch`,
+    nodes/server/remote_peer.py): the destination's side is the same.
+    """
+    dest_root, rel = Path(dest_root), os.fspath(rel)
     laps = _Laps(timed)
     for _ in range(PLAN_ROUNDS):
         before = probe(dest_root, rel)
         _refuse_damaged(before, dest_root, rel)
-        shipment = _read_source(source_root, rel, before, source_lock, lock_timeout_s,
-                                lock_poll_max_s)
+        shipment = fetch(before.version if before is not None else None)
         laps.lap("read_source")
         if shipment is None:
             return False
@@ -133,6 +162,23 @@ def bring_up_to_date(source_root: str | os.PathLike, dest_root: str | os.PathLik
         if result is not None:
             return result
     return False
+
+
+def deliver_shipment(dest_root: str | os.PathLike, rel: str | os.PathLike, shipment: Shipment,
+                     lock: DirectoryLock, *, durable: bool = True,
+                     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+                     lock_poll_max_s: float = LOCK_POLL_MAX_S) -> bool | None:
+    """Put a shipment planned elsewhere in place (`.peer ship`), with every check of a copy.
+
+    True: moved; False: the destination already holds that version or a
+    newer one; None: it moved since the shipment was planned (plan again).
+    Raises DivergedCopy, DamagedCopy, InvalidDocument, ObjectRefused,
+    OSError (LockTimeout included): nothing changed.
+    """
+    dest_root, rel = Path(dest_root), os.fspath(rel)
+    _refuse_damaged(probe(dest_root, rel), dest_root, rel)
+    return _deliver(dest_root, rel, shipment, lock, durable, None, lock_timeout_s,
+                    lock_poll_max_s, _Laps(None))
 
 
 def replace_copy(source_root: str | os.PathLike, dest_root: str | os.PathLike,
@@ -149,7 +195,7 @@ def replace_copy(source_root: str | os.PathLike, dest_root: str | os.PathLike,
     (no valid source copy, or `still_wanted` said no).
     """
     source_root, dest_root, rel = Path(source_root), Path(dest_root), os.fspath(rel)
-    shipment = _read_source(source_root, rel, None, source_lock, lock_timeout_s, lock_poll_max_s)
+    shipment = read_shipment(source_root, rel, None, source_lock, lock_timeout_s, lock_poll_max_s)
     if shipment is None:
         return None
     installed = _deliver(dest_root, rel, shipment, lock, durable, still_wanted, lock_timeout_s,
@@ -188,9 +234,13 @@ def cut_journal(root: str | os.PathLike, rel: str | os.PathLike, lock: Directory
 # the source
 
 
-def _read_source(root: Path, rel: str, dest: Probe | None, source_lock: DirectoryLock | None,
-                 lock_timeout_s: float, lock_poll_max_s: float) -> Shipment | None:
-    """The shipment, or None: nothing newer, or a source copy that is not valid (logged)."""
+def read_shipment(root: Path, rel: str, dest: ObjectVersion | None,
+                  source_lock: DirectoryLock | None, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+                  lock_poll_max_s: float = LOCK_POLL_MAX_S) -> Shipment | None:
+    """The shipment from the copy in `root` to a copy at `dest`, read under `source_lock`.
+
+    None: nothing newer, or a source copy that is not valid (logged).
+    """
     try:
         with holding([source_lock] if source_lock is not None else [],
                      min(lock_timeout_s, SOURCE_LOCK_TIMEOUT_S), lock_poll_max_s):
@@ -201,7 +251,7 @@ def _read_source(root: Path, rel: str, dest: Probe | None, source_lock: Director
         return _planned(root, rel, dest)
 
 
-def _planned(root: Path, rel: str, dest: Probe | None) -> Shipment | None:
+def _planned(root: Path, rel: str, dest: ObjectVersion | None) -> Shipment | None:
     try:
         return plan_shipment(root, rel, dest)
     except InvalidDocument as error:
@@ -209,8 +259,8 @@ def _planned(root: Path, rel: str, dest: Probe | None) -> Shipment | None:
         return None
 
 
-def plan_shipment(root: Path, rel: str, dest: Probe | None) -> Shipment | None:
-    """What the source at `root` must give a destination whose copy is `dest`; None: nothing.
+def plan_shipment(root: Path, rel: str, dest: ObjectVersion | None) -> Shipment | None:
+    """What the source at `root` must give a destination whose copy is at `dest`; None: nothing.
 
     Lines when the source's journal chains the destination's next version
     (read from the journal's tail: the cost of the change); the whole copy
@@ -218,8 +268,8 @@ def plan_shipment(root: Path, rel: str, dest: Probe | None) -> Shipment | None:
     """
     base: int | None = None
     if dest is not None:
-        base = dest.version.change
-        if not dest.version.dropped and journal_rel(rel) is not None:
+        base = dest.change
+        if not dest.dropped and journal_rel(rel) is not None:
             # Back to the line of `base` itself: the destination's must be the same.
             found = probe(root, rel, reaching=base)
             if found is None:

@@ -26,7 +26,7 @@ from engine.errors import StorageFault, TahiryError
 from engine.storage.document_cache import DocumentCache
 from engine.storage.group_commit import WriteBatch
 from engine.storage.names import is_identifier, validate_name
-from engine.storage.object_copy import DivergedCopy, bring_up_to_date
+from engine.storage.object_copy import DivergedCopy, bring_up_to_date_from
 from engine.storage.object_format import (
     ACCOUNT_FOLDER,
     DATABASE_KIND_FOLDERS,
@@ -34,7 +34,7 @@ from engine.storage.object_format import (
     InvalidDocument,
 )
 from engine.storage.peer_sync import NewerPeer, PeerSync
-from engine.storage.peers import LockTimeout, holding
+from engine.storage.peers import LockTimeout, PeerUnreachable, holding
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class PeerPull:
             raise TahiryError(
                 f"Tsy voasoratra : mbola mihidy ny lahatahiry {error.lock_path.parent} "
                 f"({self._lock_timeout_s:g} s) ; tsy nisy niova (rien n'a été écrit)") from None
+        except PeerUnreachable as error:
+            raise error.fault("") from None
 
     def pull(self, path: Path, batch: WriteBatch | None) -> bool:
         """Adopt the newest valid peer copy of the object at `path` newer than ours; True if one was.
@@ -84,14 +86,30 @@ class PeerPull:
             if key in batch.pending or key in batch.pulled:
                 return False
             batch.pulled.add(key)
-        if not self._sync.roots():
+        if not self._sync.peers():
             return False
         local = self._load(path)
         local_change = int(local.get("change", 0)) if local is not None else 0
-        for newer in self._sync.newer_peers(path, local_change):
-            if self._adopt(path, newer, batch):
-                return True
+        try:
+            for newer in self._sync.newer_peers(path, local_change):
+                if self._adopt(path, newer, batch):
+                    return True
+        except PeerUnreachable as error:
+            if batch is not None:
+                batch.pulled.discard(key)   # not compared: ask again next time
+            raise error.fault(str(path.relative_to(self.root))) from None
         return False
+
+    def prefetch(self, paths: list[Path], batch: WriteBatch | None) -> None:
+        """Let the peers answer the versions of `paths` at once, for the `pull`s that follow.
+
+        Only a network peer does anything (one request instead of one per
+        object); a peer that cannot be asked is reported by the pull itself.
+        """
+        keys = [path for path in paths if batch is None or (
+            str(path) not in batch.pending and str(path) not in batch.pulled)]
+        if len(keys) > 1:
+            self._sync.prefetch([str(path.relative_to(self.root)) for path in keys])
 
     def peer_objects(self, database: str) -> Iterator[tuple[str, str]]:
         """(kind, name) of every object of `database` here or on a peer (not the marker).
@@ -104,14 +122,21 @@ class PeerPull:
         except TahiryError:
             return
         for kind, folder in DATABASE_KIND_FOLDERS.items():
-            for name in sorted(self._sync.object_names(database, folder)):
+            try:
+                names = self._sync.object_names(database, folder)
+            except PeerUnreachable as error:
+                raise error.fault(f"{database}/{folder}") from None
+            for name in sorted(names):
                 if is_identifier(name):
                     yield kind, name
 
     def peer_accounts(self) -> list[str]:
         """Names of every account file here or on a peer (tombstones included)."""
-        return sorted(name for name in self._sync.object_names(SYSTEM_FOLDER, ACCOUNT_FOLDER)
-                      if is_identifier(name))
+        try:
+            names = self._sync.object_names(SYSTEM_FOLDER, ACCOUNT_FOLDER)
+        except PeerUnreachable as error:
+            raise error.fault(f"{SYSTEM_FOLDER}/{ACCOUNT_FOLDER}") from None
+        return sorted(name for name in names if is_identifier(name))
 
     def _adopt(self, path: Path, newer: NewerPeer, batch: WriteBatch | None) -> bool:
         """Bring this directory's copy up to a peer's newer version; True if it moved.
@@ -124,9 +149,11 @@ class PeerPull:
         rel = str(path.relative_to(self.root))
         try:
             self._prepare_folder(path.parent)
-            moved = bring_up_to_date(newer.root, self.root, rel, self._sync.own_lock,
-                                     durable=self._durable, source_lock=newer.lock,
-                                     lock_timeout_s=self._lock_timeout_s)
+            moved = bring_up_to_date_from(lambda dest: newer.source.fetch(rel, dest), self.root,
+                                          rel, self._sync.own_lock, durable=self._durable,
+                                          lock_timeout_s=self._lock_timeout_s)
+        except PeerUnreachable:
+            raise
         except (DivergedCopy, InvalidDocument) as error:
             log.error("pull of %s from %s refused: %s", rel, newer.peer, error)
             return False
@@ -143,3 +170,4 @@ class PeerPull:
             log.info("pulled %s (version %d) from %s before writing it", rel, newer.change,
                      newer.peer)
         return moved
+

@@ -1,7 +1,10 @@
 """One data directory's view of its peers' copies: what to pull before a write, what fences a commit.
 
 `PeerSync` is the part of "pull on write, fence on commit" (docs/STORAGE.md,
-"Peers") that only looks at the peers' files; `engine.storage.store.Store` owns
+"Peers") that only asks the peers about their copies; a peer is an
+`engine.storage.peers.Peer`: a data directory on this machine
+(engine/storage/folder_peer.py) or a server on another one, asked over the
+network (nodes/server/remote_peer.py), whichever the `PeerSource` names; `engine.storage.store.Store` owns
 the batch bookkeeping, the local cache and the writes, and calls it:
 
 - `newer_copy(...)`: the newest valid peer copy of an object whose counter
@@ -9,7 +12,9 @@ the batch bookkeeping, the local cache and the writes, and calls it:
   the candidate), or None; equal counters with different sizes are logged
   once as a conflict (the local copy is kept);
 - `commit_locks()`: this directory's write lock and those of the peers that
-  exist, for the store to hold while it checks the fence and renames;
+  exist (a flock, or a lease over the network), for the store to hold while
+  it checks the fence and renames; sorted by node id when the store knows
+  its own (a server), so every server takes them in one order;
 - `fence_violation(...)`: under those locks, the first file about to be
   written that this directory or a peer already holds at a counter >= the
   new one (a byte-identical database marker or tombstone excepted: that is
@@ -18,32 +23,31 @@ the batch bookkeeping, the local cache and the writes, and calls it:
   peer (dropping a database pulls them all first).
 
 Unreadable peer copies (torn, garbage, wrong kind or name) are ignored for
-every decision and logged.
+every decision and logged. A peer that cannot be asked (`PeerUnreachable`)
+is never ignored: the write fails cleanly (docs/REPLICATION.md, partitions).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
+from engine.storage.folder_peer import FolderPeer
 from engine.storage.object_format import InvalidDocument
-from engine.storage.object_state import read_state, version_of
-from engine.storage.peers import DirectoryLock, PeerSource
+from engine.storage.peers import CommitLock, DirectoryLock, Peer, PeerSource, PeerUnreachable
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class NewerPeer:
-    """A peer whose copy of an object is newer than ours: where, its lock, its version."""
+    """A peer whose copy of an object is newer than ours: which, and its version."""
 
     peer: str
-    root: Path
-    lock: DirectoryLock
+    source: Peer
     change: int
 
 
@@ -60,29 +64,50 @@ class FenceViolation:
 class PeerSync:
     """The peers of one data directory, their copies and their write locks."""
 
-    def __init__(self, root: Path, peers: PeerSource):
+    def __init__(self, root: Path, peers: PeerSource, own_id: str | None = None):
+        """`own_id`: this server's node id; the commit locks are then ordered by node id."""
         self.root = Path(root)
         self._real_root = os.path.realpath(self.root)
         self._peers = peers
-        self.own_lock = DirectoryLock(self.root)
-        self._locks: dict[Path, DirectoryLock] = {}
-        self._source: dict | None = None
-        self._roots: dict[str, Path] = {}
+        self._own_id = own_id
+        self.own_lock = DirectoryLock(self.root, order=_order(own_id, self.root))
+        self._own = FolderPeer("", self.root, self.own_lock)
+        self._folder_peers: dict[tuple[str, Path], FolderPeer] = {}
+        self._source: Mapping | None = None
+        self._current: dict[str, Peer] = {}
         self._conflicts_seen: set[tuple[str, str, int]] = set()
+        self._planned: tuple[list, list[tuple[str, dict]]] | None = None
 
-    def roots(self) -> dict[str, Path]:
-        """Peer id -> data directory (this directory itself never listed)."""
+    def peers(self) -> dict[str, Peer]:
+        """Peer id -> peer (this directory itself never listed)."""
         current = self._peers.current()
         if current is not self._source:
             self._source = current
-            self._roots = {peer: root for peer, root in current.items()
-                           if os.path.realpath(root) != self._real_root}
-        return self._roots
+            found: dict[str, Peer] = {}
+            for peer_id, where in current.items():
+                if isinstance(where, (str, os.PathLike)):
+                    root = Path(where)
+                    if os.path.realpath(root) == self._real_root:
+                        continue
+                    found[peer_id] = self._folder_peer(peer_id, root)
+                else:
+                    found[peer_id] = where
+            self._current = found
+        return self._current
 
-    def commit_locks(self) -> list[DirectoryLock]:
-        """This directory's lock and those of the peers whose directory exists."""
-        return [self.own_lock, *(self.peer_lock(root) for root in self.roots().values()
-                                 if os.path.isdir(root))]   # a missing one has nothing to fence
+    def _folder_peer(self, peer_id: str, root: Path) -> FolderPeer:
+        """The one instance per peer directory (its lock re-entrant while the commit holds it)."""
+        key = (peer_id, root)
+        peer = self._folder_peers.get(key)
+        if peer is None:
+            peer = self._folder_peers[key] = FolderPeer(
+                peer_id, root, DirectoryLock(root, order=_order(
+                    peer_id if self._own_id is not None else None, root)))
+        return peer
+
+    def commit_locks(self) -> list[CommitLock]:
+        """This directory's lock and those of the peers that take part."""
+        return [self.own_lock, *(peer.lock for peer in self.peers().values() if peer.available())]
 
     # ----------------------------------------------------------- pull on write
 
@@ -91,43 +116,52 @@ class PeerSync:
 
         Versions come from engine/storage/object_state.py `version_of` (the
         snapshot's header and the journal's tail); the copy itself is checked
-        when it is shipped (engine/storage/object_copy.py).
+        when it is shipped (engine/storage/object_copy.py). Raises
+        PeerUnreachable: a peer that cannot be asked may hold a newer version.
         """
-        rel = path.relative_to(self.root)
+        rel = str(path.relative_to(self.root))
         found: list[NewerPeer] = []
-        for peer, root in self.roots().items():
+        for peer_id, peer in self.peers().items():
             try:
-                version = version_of(root, rel)
-            except (InvalidDocument, OSError) as error:
-                log.warning("pull: ignoring %s's copy of %s: %s", peer, rel, error)
+                version = peer.version(rel)
+            except InvalidDocument as error:
+                log.warning("pull: ignoring %s's copy of %s: %s", peer_id, rel, error)
+                continue
+            except PeerUnreachable:
+                raise
+            except OSError as error:
+                log.warning("pull: ignoring %s's copy of %s: %s", peer_id, rel, error)
                 continue
             if version is None or version.change < local_change:
                 continue
             if version.change == local_change:
-                self._note_conflict(path, root / rel, peer, version.change)
+                self._note_conflict(path, rel, peer, version.change)
                 continue
-            found.append(NewerPeer(peer, root, self.peer_lock(root), version.change))
+            found.append(NewerPeer(peer_id, peer, version.change))
         return sorted(found, key=lambda newer: newer.change, reverse=True)
 
-    def peer_lock(self, root: Path) -> DirectoryLock:
-        """The one lock instance for a peer's directory (re-entrant while the commit holds it)."""
-        lock = self._locks.get(root)
-        if lock is None:
-            lock = self._locks[root] = DirectoryLock(root)
-        return lock
+    def prefetch(self, rels: list[str]) -> None:
+        """The versions of `rels` asked of every peer at once (for the `newer_peers` to come).
 
-    def _note_conflict(self, path: Path, copy_path: Path, peer: str, change: int) -> None:
+        A network peer answers them in one request and keeps the answers for
+        a moment; an answer used late is harmless: the pull only helps, the
+        commit's fence certifies. A peer that cannot be asked is left to
+        `newer_peers` to report.
+        """
+        for peer in self.peers().values():
+            try:
+                peer.prefetch(rels)
+            except OSError:
+                continue
+
+    def _note_conflict(self, path: Path, rel: str, peer: Peer, change: int) -> None:
         """Equal counters: the copies should be identical; log once if their sizes differ."""
-        try:
-            differ = os.stat(path).st_size != os.stat(copy_path).st_size
-        except OSError:
+        seen = (str(path), peer.peer_id, change)
+        if seen in self._conflicts_seen or not peer.differs(rel, path, change):
             return
-        seen = (str(path), peer, change)
-        if differ and seen not in self._conflicts_seen:
-            self._conflicts_seen.add(seen)
-            log.warning("pull: %s and %s's copy both have change %d but differ: keeping the "
-                        "local copy (the next write settles it)", path.relative_to(self.root),
-                        peer, change)
+        self._conflicts_seen.add(seen)
+        log.warning("pull: %s and %s's copy both have change %d but differ: keeping the "
+                    "local copy (the next write settles it)", rel, peer.peer_id, change)
 
     def conflicts(self) -> list[dict]:
         """Objects seen at the same counter here and on a peer with different sizes (hand edits)."""
@@ -136,61 +170,53 @@ class PeerSync:
 
     def object_names(self, database: str, folder: str) -> set[str]:
         """File stems of `<db>/<folder>/*.json` here and on every peer (not validated)."""
-        names: set[str] = set()
-        for root in [self.root, *self.roots().values()]:
-            try:
-                names.update(entry.name[:-len(".json")]
-                             for entry in os.scandir(root / database / folder)
-                             if entry.name.endswith(".json") and not entry.name.startswith("."))
-            except OSError:
-                continue
+        names = self._own.object_names(database, folder)
+        for peer in self.peers().values():
+            names |= peer.object_names(database, folder)
         return names
 
     # ------------------------------------------------------------ commit fence
+
+    def plan_fence(self, files: list[tuple[Path, dict]]) -> None:
+        """Tell the peers the fence question of the commit about to take their locks.
+
+        A network peer asks it together with its lease (one round trip for
+        both); `fence_violation(files)` with the same list then uses that
+        answer. Valid because nobody writes into a peer's directory while
+        its lock is held, whenever the question was asked under it.
+        """
+        relative = [(str(path.relative_to(self.root)), document) for path, document in files]
+        self._planned = (files, relative)
+        for peer in self.peers().values():
+            peer.plan_fence(relative)
 
     def fence_violation(self, files: list[tuple[Path, dict]]) -> FenceViolation | None:
         """The first (path, new document) that this directory or a peer holds at >= its counter.
 
         Call it holding `commit_locks()`, right before renaming. A file's new
         counter is the one the statement read + 1, so any copy at or above it
-        is a version the statement did not see.
+        is a version the statement did not see. Raises PeerUnreachable.
         """
-        holders = [("", self.root), *self.roots().items()]
-        for path, document in files:
-            change = document["change"]
-            rel = path.relative_to(self.root)
-            for holder, holder_root in holders:
-                copy_path = holder_root / rel
-                try:
-                    found = version_of(holder_root, rel)
-                    if found is None or found.change < change:
-                        continue
-                    # Confirmed whole: a damaged copy whose header survived must not stop writes.
-                    state = read_state(holder_root, rel)
-                except (InvalidDocument, OSError) as error:
-                    log.warning("fence: ignoring unreadable copy %s: %s", copy_path, error)
-                    continue
-                if state is None or state.version < change:
-                    continue
-                if state.version == change and _same_broadcast_write(document, copy_path):
-                    continue
+        planned = self._planned
+        self._planned = None
+        if planned is not None and planned[0] is files:
+            relative = planned[1]
+        else:
+            relative = [(str(path.relative_to(self.root)), document) for path, document in files]
+        changes = dict(relative)
+        holders: list[tuple[str, Peer]] = [("", self._own), *self.peers().items()]
+        for holder, peer in holders:
+            if holder and not peer.available():
+                continue
+            found = peer.fence_violation(relative)
+            if found is not None:
+                rel, change = found
                 log.warning("fence: %s holds %s at change %d >= %d: not written",
-                            holder or "this directory", rel, state.version, change)
-                return FenceViolation(rel, holder, state.version, change)
+                            holder or "this directory", rel, change, changes[rel]["change"])
+                return FenceViolation(Path(rel), holder, change, changes[rel]["change"])
         return None
 
 
-def _same_broadcast_write(document: dict, copy_path: Path) -> bool:
-    """Whether a copy at the same counter is the very same database marker or tombstone.
-
-    The load balancer sends `manamboara/ravao tahiry` to every server, and
-    each writes identical markers and tombstones from the same base: one
-    write done twice, not a conflict. (Never for live tables: two identical
-    inserts on two servers are two writes.)
-    """
-    if document["kind"] != "database" and not document["dropped"]:
-        return False
-    try:
-        return orjson.loads(copy_path.read_bytes()) == document
-    except (OSError, orjson.JSONDecodeError):
-        return False
+def _order(node_id: str | None, root: Path) -> str:
+    """A commit lock's sort key: the node id when servers know theirs, else the lock's path."""
+    return f"node {node_id}" if node_id is not None else str(Path(root) / ".tahiry.lock")

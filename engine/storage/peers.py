@@ -29,13 +29,17 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from engine.errors import EngineError
+from engine.errors import EngineError, StorageFault
 from engine.storage.object_format import InvalidDocument
+
+if TYPE_CHECKING:
+    from engine.storage.object_copy import Shipment
+    from engine.storage.object_state import ObjectVersion
 
 LOCK_FILE_NAME = ".tahiry.lock"
 DEFAULT_LOCK_TIMEOUT_S = 8.0  # > the supervisor's time to replace a frozen server (~6 s)
@@ -61,30 +65,120 @@ class LockTimeout(OSError, EngineError):
 
 
 class PeerSource(Protocol):
-    """Where the peers' data directories are, as of now.
+    """Who the peers are, as of now: each one's data directory, or a `Peer` to ask.
 
     Cluster membership (who the peers are, how a server learns of them) is
     not the engine's concern: a server passes one of these to its Store
     (nodes/server/membership.py reads `--peer` options and the supervisor's peers
     file); the store only asks for the current list before each pull and
-    each commit.
+    each commit. A directory (a peer on this machine) is read and locked
+    directly (engine/storage/folder_peer.py); a peer on another machine is a
+    `Peer` object that asks it over the network (nodes/server/remote_peer.py).
+    The mapping returned must stay the same object while nothing changed.
     """
 
-    def current(self) -> dict[str, Path]: ...
+    def current(self) -> Mapping[str, Path | Peer]: ...
+
+
+class CommitLock(Protocol):
+    """A write lock taken by a commit: a directory's flock, or a peer's lease over the network.
+
+    `order`: the key every server sorts its commit locks by (the same for
+    one directory on every server, so two commits never wait for each other
+    in a circle); `path`: what an error names.
+    """
+
+    order: str
+    path: Path
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class Peer(Protocol):
+    """Another server's copies, as pull on write and the commit fence ask about them.
+
+    Two implementations: engine/storage/folder_peer.py `FolderPeer` (a data
+    directory on this machine, read and flocked directly) and
+    nodes/server/remote_peer.py `RemotePeer` (the `.peer` requests of
+    nodes/protocol/peer.py). Every method may raise `PeerUnreachable`; the
+    answers are those of engine/storage/object_state.py on the peer's files.
+    """
+
+    peer_id: str
+
+    @property
+    def lock(self) -> CommitLock:
+        """Its write lock: taken by a commit (in `order`), and while its copy is read."""
+        ...
+
+    def available(self) -> bool:
+        """Whether there is a directory to take part (a folder peer's may not exist yet)."""
+        ...
+
+    def version(self, rel: str) -> ObjectVersion | None:
+        """`object_state.version_of` of the peer's copy (InvalidDocument, OSError)."""
+        ...
+
+    def prefetch(self, rels: list[str]) -> None:
+        """The `version`s of `rels` about to be asked, asked at once if that is cheaper."""
+        ...
+
+    def differs(self, rel: str, local: Path, change: int) -> bool:
+        """Whether the peer's copy at `change` (equal to ours) has another size than `local`."""
+        ...
+
+    def plan_fence(self, files: list[tuple[str, dict]]) -> None:
+        """The files the next commit will ask `fence_violation` about (it may ask early)."""
+        ...
+
+    def fence_violation(self, files: list[tuple[str, dict]]) -> tuple[str, int] | None:
+        """(rel, version held) of the first file the peer holds at >= its new counter, or None.
+
+        Asked holding its lock; `files` is the very list given to `plan_fence`
+        when the commit planned it."""
+        ...
+
+    def object_names(self, database: str, folder: str) -> set[str]:
+        """File stems of `<db>/<folder>/*.json` on the peer."""
+        ...
+
+    def fetch(self, rel: str, dest: ObjectVersion | None) -> Shipment | None:
+        """What brings a copy at `dest` up to the peer's version (read under its lock), or None."""
+        ...
+
+
+class PeerUnreachable(OSError, EngineError):
+    """A peer could not be asked (down, cut off, too slow, another protocol version)."""
+
+    def __init__(self, peer: str, reason: str):
+        super().__init__(errno.EHOSTUNREACH, f"peer {peer} unreachable: {reason}")
+        self.peer = peer
+        self.reason = reason
+
+    def fault(self, rel: str) -> StorageFault:
+        """The clean failure of a write while this peer cannot be asked: nothing written here.
+
+        A storage fault ("not writable here"): the load balancer takes it as
+        a backend problem; reads go on being served (docs/REPLICATION.md,
+        partitions).
+        """
+        return StorageFault(
+            f"Tsy voasoratra : tsy tratra ny mpizara {self.peer} ({self.reason}) ; tsy nisy "
+            f"niova (rien n'a été écrit)", rel, "write", f"peer unreachable: {self.peer}")
 
 
 class FixedPeers:
     """A peer list that never changes (embedded use and tests)."""
 
-    def __init__(self, peers: dict[str, str | os.PathLike]):
-        self._peers = {peer: Path(os.path.abspath(folder)) for peer, folder in peers.items()}
+    def __init__(self, peers: Mapping[str, str | os.PathLike | Peer]):
+        self._peers: dict[str, Path | Peer] = {
+            peer: Path(os.path.abspath(folder)) if isinstance(folder, (str, os.PathLike)) else folder
+            for peer, folder in peers.items()}
 
-    def current(self) -> dict[str, Path]:
+    def current(self) -> dict[str, Path | Peer]:
         return self._peers
-
-
-# --------------------------------------------------------------------------
-# reading peers' copies
 
 
 # --------------------------------------------------------------------------
@@ -104,9 +198,10 @@ class DirectoryLock:
     thread at a time (the store's write lock; one per replication worker).
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, order: str | None = None):
         self.root = Path(root)
         self.path = self.root / LOCK_FILE_NAME
+        self.order = order if order is not None else str(self.path)
         self._descriptor: int | None = None
         self._holds = 0
 
@@ -163,9 +258,9 @@ PROMPT_LOCK_POLL_MAX_S = 0.0005
 
 
 @contextmanager
-def holding(locks: list[DirectoryLock], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+def holding(locks: Sequence[CommitLock], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
             poll_max_s: float = LOCK_POLL_MAX_S) -> Iterator[None]:
-    """Hold every lock (taken in path order, so two holders never deadlock).
+    """Hold every lock (taken in `order`, so two holders never deadlock).
 
     Waits at most `timeout_s` in all; raises LockTimeout (nothing held) then.
     A holder frozen by SIGSTOP keeps its lock until it is killed: the
@@ -175,8 +270,8 @@ def holding(locks: list[DirectoryLock], timeout_s: float = DEFAULT_LOCK_TIMEOUT_
     time a copy polled every 5 ms kept losing the lock to them (lock wait
     p99 ~50 ms), and what it guards takes well under a millisecond.
     """
-    ordered = sorted(locks, key=lambda lock: str(lock.path))
-    held: list[DirectoryLock] = []
+    ordered = sorted(locks, key=lambda lock: lock.order)
+    held: list[CommitLock] = []
     deadline = time.monotonic() + timeout_s
     try:
         for lock in ordered:

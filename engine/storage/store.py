@@ -114,11 +114,14 @@ class Store:
                  durable: bool = True, peers: PeerSource | None = None,
                  lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S, exclusive: bool = False,
                  checkpoints: CheckpointPolicy | None = None,
-                 journal_writes: bool = JOURNAL_WRITES, watch_folders: bool = False):
+                 journal_writes: bool = JOURNAL_WRITES, watch_folders: bool = False,
+                 node_id: str | None = None):
         """`durable=False` skips fsync (tests and benchmarks only).
 
-        `peers`: the other servers' data directories (pull on write, fence on
-        commit); None for a directory nobody else writes.
+        `peers`: the other servers' data directories, or `Peer`s to ask over
+        the network (pull on write, fence on commit); None for a directory
+        nobody else writes. `node_id`: this server's id among them (its
+        commit locks are then taken in node id order, as every server does).
         `journal_writes`: a table's row changes go to its journal (format 2);
         False writes every version whole (the journal is still read).
         `watch_folders`: a cached version is used without `stat` while nothing
@@ -132,7 +135,7 @@ class Store:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._real_root = os.path.realpath(self.root)
-        self._sync = PeerSync(self.root, peers) if peers is not None else None
+        self._sync = PeerSync(self.root, peers, node_id) if peers is not None else None
         self._lock_timeout_s = lock_timeout_s
         self._cache = DocumentCache(cache_entries, cache_bytes)
         self._reader = CachedReader(self.root, self._cache,
@@ -163,6 +166,11 @@ class Store:
             maintenance.recover(self.root, durable=durable)
         else:
             self.remove_stale_temp_files(stale_temp_age_s)
+
+    @property
+    def durable(self) -> bool:
+        """Whether writes are fsynced (False only in tests and benchmarks)."""
+        return self._durable
 
     # ------------------------------------------------------------------ paths
 
@@ -766,6 +774,23 @@ class Store:
         batch = self._batch
         own = batch if batch is not None and batch.owner == threading.get_ident() else None
         return self._pull.pull(path, own)
+
+    def pull_newer_all(self, database: str, objects: list[tuple[str, str]]) -> None:
+        """`pull_newer` of each (kind, name), the peers asked about all of them at once."""
+        if self._pull is None:
+            return
+        paths = []
+        for kind, name in objects:
+            try:
+                paths.append(self.marker_path(database) if kind == "database"
+                             else self.object_path(database, kind, name))
+            except TahiryError:
+                continue  # the statement itself reports the bad name
+        batch = self._batch
+        own = batch if batch is not None and batch.owner == threading.get_ident() else None
+        self._pull.prefetch(paths, own)
+        for kind, name in objects:
+            self.pull_newer(database, kind, name)
 
     def pull_newer_objects(self, database: str) -> None:
         """Pull every object of a database that a peer holds newer (before dropping it).

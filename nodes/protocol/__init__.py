@@ -42,6 +42,7 @@ from nodes.protocol.login import (
 from nodes.protocol.wire import (
     ADMIN_AUTH,
     ADMIN_LOGIN,
+    ADMIN_PEER,
     ADMIN_PING,
     ADMIN_RIGHTS,
     ADMIN_STATUS,
@@ -72,8 +73,8 @@ from nodes.protocol.wire import (
 
 __all__ = [
     # wire: requests
-    "ADMIN_AUTH", "ADMIN_LOGIN", "ADMIN_PING", "ADMIN_RIGHTS", "ADMIN_STATUS", "ADMIN_VERSIONS",
-    "DEFAULT_MAX_REQUEST_BYTES",
+    "ADMIN_AUTH", "ADMIN_LOGIN", "ADMIN_PEER", "ADMIN_PING", "ADMIN_RIGHTS", "ADMIN_STATUS",
+    "ADMIN_VERSIONS", "DEFAULT_MAX_REQUEST_BYTES",
     "Request", "RequestFramer", "STUCK_REQUEST_QUIET_S", "statement_bytes", "auth_request",
     "auth_secret", "secret_problem",
     "versions_request", "versions_arguments",

@@ -43,15 +43,17 @@ ADMIN_PING = "ping"
 ADMIN_STATUS = "status"
 ADMIN_AUTH = "auth"              # `.auth <secret>;`: see docs/SECURITY.md
 ADMIN_VERSIONS = "versions"      # `.versions <db> <object> ...;`: change counters (servers)
+ADMIN_PEER = "peer"              # `.peer <verb> ...;`: a server's peers (nodes/protocol/peer.py)
 ADMIN_LOGIN = "login"            # `.login <name> "<password>";`: nodes/protocol/login.py
 ADMIN_RIGHTS = "rights"          # `.rights;`: the servers' rights generations (proxy cache)
 _ADMIN_WORDS = {".ping": ADMIN_PING, ".status": ADMIN_STATUS, ".rights": ADMIN_RIGHTS}
 AUTH_WORD = ".auth"
 VERSIONS_WORD = ".versions"
+PEER_WORD = ".peer"
 LOGIN_WORD = ".login"
 # Admin words followed by arguments.
 _ADMIN_PREFIXES = ((AUTH_WORD, ADMIN_AUTH), (VERSIONS_WORD, ADMIN_VERSIONS),
-                   (LOGIN_WORD, ADMIN_LOGIN))
+                   (PEER_WORD, ADMIN_PEER), (LOGIN_WORD, ADMIN_LOGIN))
 MAX_SECRET_CHARS = 256
 # A request cut off inside a string or a comment: how long the framer waits
 # for more bytes before answering it with a syntax error (`RequestFramer.stuck`).
@@ -86,10 +88,10 @@ class Request:
 
     text: the statement without its terminating `;`, stripped of surrounding
     whitespace. admin: ADMIN_PING / ADMIN_STATUS / ADMIN_AUTH / ADMIN_VERSIONS /
-    ADMIN_LOGIN / ADMIN_RIGHTS for admin requests, else None. error: for a
-    request that could not be framed (too long, not UTF-8), the full error
-    message `Hadisoana : ...` to answer with; text is then empty and the
-    statement must not be run.
+    ADMIN_PEER / ADMIN_LOGIN / ADMIN_RIGHTS for admin requests, else None.
+    error: for a request that could not be framed (too long, not UTF-8), the
+    full error message `Hadisoana : ...` to answer with; text is then empty
+    and the statement must not be run.
     """
 
     text: str

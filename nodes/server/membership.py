@@ -1,27 +1,46 @@
-"""Cluster membership as one server sees it: which other servers' data directories are its peers.
+"""Cluster membership as one server sees it: which other servers are its peers, and where.
 
 A server's store certifies every commit against its peers' copies and pulls
 their newer ones before writing (docs/REPLICATION.md); the engine only asks
-"where are the peers now?" (`engine.storage.peers.PeerSource`). This module answers
-from what the server was told at start:
+"who are the peers now?" (`engine.storage.peers.PeerSource`). This module
+answers from what the server was told at start:
 
-- `--peer ID=DIR` options (`parse_peer_option`), fixed for the process;
-- the peers file the supervisor writes (`run/<server>.peers.json`,
-  `{"peers": {"m2": "/abs/data/m2"}}`), re-read whenever its
-  inode/mtime/size changes, so a hot-reloaded topology reaches running
-  servers before a new server takes writes. A bad file keeps the last good
-  list (logged).
+- `--peer ID=DIR` options (`parse_peer_option`): a peer on this machine,
+  whose data directory the store reads and locks itself;
+  `--peer-address ID=HOST:PORT` (`parse_peer_address`): a peer asked over
+  the network (nodes/server/remote_peer.py); both fixed for the process;
+- the peers file the supervisor writes (`run/<server>.peers.json`),
+  re-read whenever its inode/mtime/size changes, so a hot-reloaded
+  topology reaches running servers before a new server takes writes. A bad
+  file keeps the last good list (logged). Each peer is its data directory,
+  or, for one on another machine, its address:
+
+      {"peers": {"m2": "/abs/data/m2",
+                 "m3": {"address": "10.0.0.3:3950"},
+                 "m4": {"data": "/abs/data/m4", "address": "10.0.0.1:3952"}}}
+
+  An entry with a `data` directory is read as a folder (the address is
+  then for others); one with only an `address` becomes a `Peer` made by
+  the `remote` factory (the server gives it its secret and TLS context),
+  kept, with its connection, while its address stays the same.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 
+from engine.storage.peers import Peer
+
 log = logging.getLogger(__name__)
+
+
+# Makes the `Peer` of a peer on another machine: (id, host, port) -> Peer.
+RemoteFactory = Callable[[str, str, int], Peer]
 
 
 def parse_peer_option(text: str) -> tuple[str, Path]:
@@ -32,26 +51,82 @@ def parse_peer_option(text: str) -> tuple[str, Path]:
     return peer_id.strip(), Path(os.path.abspath(folder.strip()))
 
 
-class PeerDirectories:
-    """The peers' data directories: fixed ones plus those of a peers file (re-read on change)."""
+def parse_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[v6]:PORT` too) -> (host, port); ValueError with a sentence."""
+    host, separator, port_text = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not separator or not host:
+        raise ValueError(f"address {text!r} is not HOST:PORT")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"port {port_text!r} in {text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} in {text!r} is out of range (1 to 65535)")
+    return host, port
 
-    def __init__(self, fixed: dict[str, Path] | None = None, peers_file: Path | None = None):
-        self._fixed = {peer: Path(os.path.abspath(folder)) for peer, folder in (fixed or {}).items()}
+
+def parse_peer_address(text: str) -> tuple[str, tuple[str, int]]:
+    """`ID=HOST:PORT` (the `--peer-address` option) -> (id, (host, port)); ValueError."""
+    peer_id, separator, address = text.partition("=")
+    if not separator or not peer_id.strip() or not address.strip():
+        raise ValueError(f"--peer-address {text!r}: expected ID=HOST:PORT")
+    try:
+        return peer_id.strip(), parse_address(address)
+    except ValueError as error:
+        raise ValueError(f"--peer-address {text!r}: {error}") from None
+
+
+class PeerDirectories:
+    """The peers: fixed ones plus those of a peers file (re-read on change)."""
+
+    def __init__(self, fixed: dict[str, Path] | None = None, peers_file: Path | None = None,
+                 *, addresses: dict[str, tuple[str, int]] | None = None,
+                 remote: RemoteFactory | None = None):
+        """`addresses`: fixed peers on other machines; `remote` makes their `Peer`s (without
+        it, a peer known only by its address is refused, logged)."""
+        self._fixed: dict[str, Path | Peer] = {
+            peer: Path(os.path.abspath(folder)) for peer, folder in (fixed or {}).items()}
+        self._remote = remote
+        self._remotes: dict[str, tuple[tuple[str, int], Peer]] = {}
+        for peer, address in (addresses or {}).items():
+            remote_peer = self._remote_peer(peer, address)
+            if remote_peer is not None:
+                self._fixed[peer] = remote_peer
         self._file = Path(peers_file) if peers_file is not None else None
         self._file_signature: tuple | None = None
-        self._from_file: dict[str, Path] = {}
+        self._from_file: dict[str, Path | Peer] = {}
+        self._merged: dict[str, Path | Peer] = self._fixed
 
     @property
     def peers_file(self) -> Path | None:
         return self._file
 
-    def current(self) -> dict[str, Path]:
-        """Peer id -> data directory, as of now (one `stat` of the peers file)."""
+    def current(self) -> dict[str, Path | Peer]:
+        """Peer id -> data directory or `Peer`, as of now (one `stat` of the peers file).
+
+        The same dict object while nothing changed.
+        """
         if self._file is not None:
             self._refresh(self._file)
-        if not self._from_file:
-            return self._fixed
-        return {**self._from_file, **self._fixed}
+        return self._merged
+
+    def _remote_peer(self, peer: str, address: tuple[str, int]) -> Peer | None:
+        """The `Peer` at `address`: the one made before if the address is the same."""
+        known = self._remotes.get(peer)
+        if known is not None and known[0] == address:
+            return known[1]
+        if self._remote is None:
+            log.error("peer %s at %s:%d: this server cannot ask peers over the network",
+                      peer, *address)
+            return None
+        if known is not None:
+            close = getattr(known[1], "close", None)
+            if close is not None:
+                close()
+        made = self._remote(peer, *address)
+        self._remotes[peer] = (address, made)
+        return made
 
     def _refresh(self, peers_file: Path) -> None:
         try:
@@ -74,14 +149,40 @@ class PeerDirectories:
         try:
             document = orjson.loads(peers_file.read_bytes())
             peers = document["peers"]
-            if not isinstance(peers, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) and v for k, v in peers.items()):
-                raise ValueError("'peers' must map ids to directory paths")
+            if not isinstance(peers, dict):
+                raise ValueError("'peers' must map ids to directories or {address, data}")
+            entries = {peer: _entry(peer, value) for peer, value in peers.items()}
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.error("bad peers file %s (keeping the previous peers): %s", peers_file, error)
             return
         base = peers_file.parent
-        self._from_file = {peer: Path(os.path.abspath(base / folder)) for peer, folder in peers.items()}
-        log.info("peers: %s", ", ".join(f"{p}={d}" for p, d in sorted(self._from_file.items()))
+        found: dict[str, Path | Peer] = {}
+        for peer, (folder, address) in entries.items():
+            if folder is not None:
+                found[peer] = Path(os.path.abspath(base / folder))
+            else:
+                assert address is not None  # _entry gives one or the other
+                remote_peer = self._remote_peer(peer, address)
+                if remote_peer is None:
+                    return   # logged: keep the previous peers rather than drop one
+                found[peer] = remote_peer
+        self._from_file = found
+        self._merged = {**self._from_file, **self._fixed} if self._from_file else self._fixed
+        log.info("peers: %s", ", ".join(f"{p}={d}" for p, d in sorted(found.items(), key=str))
                  or "none")
+
+
+def _entry(peer: str, value: object) -> tuple[str | None, tuple[str, int] | None]:
+    """(data directory, address) of one peers file entry; ValueError with a sentence."""
+    if not isinstance(peer, str) or not peer:
+        raise ValueError(f"peer id {peer!r} is not a name")
+    if isinstance(value, str) and value:
+        return value, None
+    if isinstance(value, dict):
+        folder, address = value.get("data"), value.get("address")
+        if isinstance(folder, str) and folder:
+            return folder, None
+        if isinstance(address, str) and address:
+            return None, parse_address(address)
+    raise ValueError(f"peer {peer}: expected a directory, or {{\"address\": \"HOST:PORT\"}}")
 

@@ -25,11 +25,15 @@ on is on disk. "Failed" always means "not applied": a statement whose file
 may be in place after a failure is answered "outcome unknown"
 (`outcomes_after_partial_commit`).
 
-Peers (`--peers-file`, written by the supervisor, or `--peer ID=DIR`): the
+Peers (`--peers-file`, written by the supervisor, or `--peer ID=DIR` for a
+peer on this machine, `--peer-address ID=HOST:PORT` for one on another): the
 store pulls a peer's newer copy of an object before writing it and fences
 its commit against the peers' copies (docs/STORAGE.md, "Peers"), so a
 server taking over an object's writes builds on the last acknowledged
-version even when replication has not delivered it yet.
+version even when replication has not delivered it yet. A peer on another
+machine is asked with `.peer` requests (nodes/server/remote_peer.py), and
+this server answers theirs (nodes/server/peer_service.py), behind the
+secret and TLS like every request.
 
 Storage faults (a file of this server it cannot read or write: corrupt, disk
 full, read-only; `engine.errors.StorageFault`): the statement fails cleanly
@@ -59,7 +63,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
@@ -70,6 +74,7 @@ from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.executor import Limits
 from engine.evaluation.outcome import Outcome
+from engine.language.messages import code_of
 from engine.language.secrets import redact_secrets
 from engine.session import Session
 from engine.storage.checkpoints import DEFAULT_IDLE_S, DEFAULT_MIN_BYTES, DEFAULT_RATIO, CheckpointPolicy
@@ -83,6 +88,7 @@ from engine.storage.data_owner import (
 from engine.storage.store import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.protocol import (
     ADMIN_LOGIN,
+    ADMIN_PEER,
     ADMIN_RIGHTS,
     ADMIN_VERSIONS,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -122,7 +128,9 @@ from nodes.server.accounts import (
 )
 from nodes.server.encoding import ResponseEncoder
 from nodes.server.latency import DurationHistogram
-from nodes.server.membership import PeerDirectories, parse_peer_option
+from nodes.server.membership import PeerDirectories, parse_peer_address, parse_peer_option
+from nodes.server.peer_service import PeerService, PeerSession
+from nodes.server.remote_peer import DEFAULT_LEASE_S, LEASE_MARGIN_S, PeerAddress, RemotePeer
 from nodes.server.storage_faults import StorageFaults
 
 KIND = "server"
@@ -305,15 +313,25 @@ class DatabaseServer:
         self.small_read_seconds = DurationHistogram()
         self.commit_seconds = DurationHistogram()
         self.storage_faults = StorageFaults()
+        # `.peer` requests of the other servers and of replication (peer_service.py).
+        self.peer_service = PeerService(node_id, store.root, durable=store.durable,
+                                        max_request_bytes=max_request_bytes, logger=logger)
         # Compiled expressions, shared by every connection's session.
         self.codes = CodeCache()
         self.encoder = ResponseEncoder(page_rows)
+        # Work done on the engine thread while it is idle, until it says it is done (True).
+        self.idle_tasks: list[Callable[[], bool]] = []
         self._engine = None if inline else EngineWorker(self.run_batch, logger,
-                                                        maintain=store.maintain)
+                                                        maintain=self._maintain)
         if not inline:
             # The event loop and the engine thread hand each statement over;
             # a short GIL switch interval keeps the hand-over from waiting 5 ms.
             sys.setswitchinterval(0.0005)
+
+    def _maintain(self) -> None:
+        """The engine thread is idle: the store's care, then the idle tasks not done yet."""
+        self.store.maintain()
+        self.idle_tasks[:] = [task for task in self.idle_tasks if not task()]
 
     def status(self) -> dict:
         return {**self.stats.as_dict(), "statements": self.statements,
@@ -325,6 +343,7 @@ class DatabaseServer:
                 "commit_seconds": self.commit_seconds.as_dict(),
                 "storage_faults": self.storage_fault_report(),
                 **self.store.certification_report(),
+                **self.peer_service.status(),
                 "data": str(self.store.root),
                 "max_connections": self.max_connections,
                 **(self.auth.status() if self.auth is not None else {}),
@@ -374,10 +393,18 @@ class DatabaseServer:
             self.logger.exception("could not open an engine session")
             return None
         self.stats.open_connections += 1
+        peer: PeerSession | None = None   # made by the connection's first `.peer` request
         accounts = self.accounts
         session = client.session
 
         def answer(request: Request) -> bytes | Awaitable[bytes]:
+            nonlocal peer
+            if request.admin == ADMIN_PEER and (self.auth is not None or not accounts.required):
+                # Peers (servers, replicators) are let in by the cluster's secret, never by an
+                # account; with accounts on and no secret, `.peer` is refused like a statement.
+                if peer is None:
+                    peer = self.peer_service.session()
+                return peer.answer(request)
             if accounts.required:
                 refusal = accounts.refusal(session, request)
                 if refusal is not None:
@@ -399,6 +426,8 @@ class DatabaseServer:
         def closed() -> None:
             gone.set()
             self.stats.open_connections -= 1
+            if peer is not None:
+                peer.closed()   # its lease, if any, ends with it
             accounts.closed(session)
 
         # Pipelined statements of one connection: up to one batch in flight,
@@ -552,6 +581,7 @@ class DatabaseServer:
         folded = await loop.run_in_executor(None, self.store.checkpoint_all)
         if folded:
             self.logger.info("checkpointed %d tables at stop", folded)
+        self.peer_service.close()
 
 
 def outcomes_after_partial_commit(outcomes: list[Outcome], written: list[frozenset[str]],
@@ -605,6 +635,11 @@ def main(argv: list[str] | None = None) -> None:
                              "it changes): pull on write, fence on commit")
     parser.add_argument("--peer", action="append", default=[], metavar="ID=DIR",
                         help="another server's data directory (repeatable)")
+    parser.add_argument("--peer-address", action="append", default=[], metavar="ID=HOST:PORT",
+                        help="another server, on another machine: asked over the network with "
+                             "`.peer` requests (repeatable)")
+    parser.add_argument("--peer-lease-s", type=float, default=DEFAULT_LEASE_S,
+                        help="how long a network peer's write lock is leased to a commit at most")
     parser.add_argument("--checkpoint-bytes", type=int, default=DEFAULT_MIN_BYTES,
                         help="a table's journal is folded into its snapshot once it is larger "
                              "than this and than the snapshot (docs/STORAGE.md)")
@@ -618,8 +653,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         fixed_peers = dict(parse_peer_option(text) for text in args.peer)
+        peer_addresses = dict(parse_peer_address(text) for text in args.peer_address)
     except ValueError as error:
         parser.error(str(error))
+    if args.inline and peer_addresses:
+        parser.error("--inline cannot have --peer-address peers: statements on the event loop "
+                     "would wait for a peer that waits for this server's answer")
+    if not 1.5 * LEASE_MARGIN_S <= args.peer_lease_s <= 600:
+        parser.error(f"--peer-lease-s {args.peer_lease_s:g}: between {1.5 * LEASE_MARGIN_S:g} "
+                     f"and 600 seconds")
     data = args.data
     if not data:
         parser.error("--data is required")
@@ -634,8 +676,20 @@ def main(argv: list[str] | None = None) -> None:
     # Held until the process ends: no second server, and no server of another
     # cluster, ever writes into this directory beside us.
     owner = take_data_directory(Path(data), args, logger)
-    peers = (PeerDirectories(fixed_peers, Path(args.peers_file) if args.peers_file else None)
-             if fixed_peers or args.peers_file else None)
+
+
+    def remote(peer_id: str, host: str, port: int) -> RemotePeer:
+        # The cluster's secret and TLS, as every other link of the node.
+        if args.inline:
+            logger.error("peer %s at %s:%d is asked over the network, but this server runs "
+                         "--inline: its writes may stall while that peer waits for it", peer_id,
+                         host, port)
+        return RemotePeer(peer_id, PeerAddress(host, port, auth.secret, tls.client),
+                          lease_s=args.peer_lease_s)
+
+    peers = (PeerDirectories(fixed_peers, Path(args.peers_file) if args.peers_file else None,
+                             addresses=peer_addresses, remote=remote)
+             if fixed_peers or peer_addresses or args.peers_file else None)
     # Holding the directory, no other server writes here: every temp file is
     # debris of a process that died mid-write (a replication copy in flight,
     # if any, fails its rename and is made again), so none is kept; torn
@@ -643,20 +697,32 @@ def main(argv: list[str] | None = None) -> None:
     # (watch_folders: a cached version is used without `stat` while nothing
     # changed in its folders; engine/storage/cached_reads.py.)
     store = Store(Path(data), peers=peers, exclusive=owner is not None, watch_folders=True,
+                  node_id=args.id,
                   checkpoints=CheckpointPolicy(min_bytes=args.checkpoint_bytes,
                                                ratio=args.checkpoint_ratio,
                                                idle_s=args.checkpoint_idle_s))
     accounts = ServerAccounts(args.id, store, args.accounts, logger=logger)
+    first_admin_later = None
     if os.environ.get(ADMIN_USER_ENV) or os.environ.get(ADMIN_PASSWORD_ENV):
+        admin = (os.environ.get(ADMIN_USER_ENV, ""), os.environ.get(ADMIN_PASSWORD_ENV, ""))
         # Before the engine thread exists: nothing else touches the store yet.
         try:
             first_admin_from_environment(store, AccountsEngine.from_engine(), logger)
         except TahiryError as error:
-            _cannot_start(f"cannot create the first administrator: {error.message}", args, logger)
+            if code_of(error.message) != "peer_unreachable":
+                _cannot_start(f"cannot create the first administrator: {error.message}", args,
+                              logger)
+            # A server of another machine is not up yet (every write is certified against
+            # it): start, and create the account once it answers (or another server did).
+            logger.warning("the first administrator is not created yet (%s): tried again "
+                           "while this server runs", error.message)
+            first_admin_later = _first_admin_task(store, admin, logger)
     server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
                             max_connections=args.max_connections, page_rows=args.page_rows,
                             max_request_bytes=args.max_request_bytes, inline=args.inline,
                             auth=auth, accounts=accounts)
+    if first_admin_later is not None:
+        server.idle_tasks.append(first_admin_later)
     server.stats.login = node_login_gate(args, logger)
     logger.info("data directory %s", Path(data).resolve())
     # Start-up objects (modules, parser tables) never die: keep the cyclic
@@ -672,6 +738,24 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if owner is not None:
             owner.release()
+
+
+def _first_admin_task(store: Store, admin: tuple[str, str],
+                      logger: logging.Logger) -> Callable[[], bool]:
+    """An idle task of the engine thread: create the first administrator; True once done."""
+    api = AccountsEngine.from_engine()
+    name, password = admin
+
+    def attempt() -> bool:
+        try:
+            created = api.ensure_first_admin(store, name, password)
+        except TahiryError:
+            return False   # still unreachable: the next idle tick tries again
+        logger.info("created the first administrator account %s" if created
+                    else "accounts exist already: %s not created again", name)
+        return True
+
+    return attempt
 
 
 def take_data_directory(data: Path, args, logger: logging.Logger) -> OwnerLock | None:

@@ -12,6 +12,18 @@ everything is removed on exit (deleting a namespace deletes its links).
         machines.address("h1")          # '10.77.0.1'
         machines.cut("h1")              # take h1's link down: a partition
         machines.heal("h1")
+        machines.cut_between("h1", "h2")  # h1 and h2 lose each other, not the others
+        machines.heal_between("h1", "h2")
+        machines.delay("h1", 5)         # every packet h1 sends waits 5 ms (one way)
+        machines.kill_all("h2")         # SIGKILL every process of h2: the machine is lost
+
+Delay without netem (the qdisc is not in these kernels): `delay(name, ms)`
+routes every packet the machine sends to another machine into a TUN
+device, where a small process of this module (`python -m
+tests.integration.netkit delay ...`, run inside the namespace) holds each
+one `ms` milliseconds and writes it into a second TUN device; the kernel
+forwards it from there out of the machine's link. Delay every machine for
+a one-way delay on every link; traffic within a machine is not delayed.
 
 Names carry a random tag so that parallel test workers never meet.
 Where namespaces cannot be made (not root, no `ip`, a kernel without
@@ -23,12 +35,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Sequence
 
 import pytest
 
 SUBNET = "10.77.0"  # a /24 that exists only inside the test namespaces
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class NoNetworkNamespaces(RuntimeError):
@@ -54,6 +70,7 @@ class Machines:
         self._tag = f"tz{os.urandom(3).hex()}"
         self._switch = f"{self._tag}-sw"
         self._made: list[str] = []
+        self._delayers: dict[str, subprocess.Popen] = {}
 
     # ----------------------------------------------------------- lifecycle
 
@@ -70,6 +87,8 @@ class Machines:
         return self
 
     def __exit__(self, *exc) -> None:
+        for name in list(self._delayers):
+            self.undelay(name)
         for namespace in reversed(self._made):
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=20)
         self._made.clear()
@@ -130,6 +149,85 @@ class Machines:
         _ip("link", "set", f"{self._tag}s{self.names.index(name) + 1}", "up",
             namespace=self._switch)
 
+    def cut_between(self, first: str, second: str) -> None:
+        """Cut two machines from each other only (each still reaches the others): every
+        packet from one to the other is dropped (a blackhole route on both sides)."""
+        for here, there in ((first, second), (second, first)):
+            _ip("route", "add", "blackhole", f"{self.address(there)}/32",
+                namespace=self.namespace(here))
+
+    def heal_between(self, first: str, second: str) -> None:
+        for here, there in ((first, second), (second, first)):
+            _ip("route", "del", "blackhole", f"{self.address(there)}/32",
+                namespace=self.namespace(here))
+
+    def pids(self, name: str) -> list[int]:
+        """Every process running inside machine `name` (its delayer, part of the link, excepted)."""
+        done = subprocess.run(["ip", "netns", "pids", self.namespace(name)], capture_output=True,
+                              text=True, timeout=20)
+        spared = {process.pid for process in self._delayers.values()}
+        return [int(word) for word in done.stdout.split() if int(word) not in spared]
+
+    def kill_all(self, name: str, timeout_s: float = 10.0) -> list[int]:
+        """SIGKILL every process of machine `name` (its delayer excepted); the pids killed."""
+        killed: list[int] = []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            alive = self.pids(name)
+            if not alive:
+                return killed
+            if time.monotonic() > deadline:
+                raise AssertionError(f"processes of {name} survive SIGKILL: {alive}")
+            for pid in alive:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+
+    def delay(self, name: str, ms: float) -> None:
+        """Every packet machine `name` sends to another machine waits `ms` ms (see the docstring)."""
+        if name in self._delayers:
+            self.undelay(name)
+        namespace = self.namespace(name)
+        for device in ("tdin", "tdout"):
+            _ip("tuntap", "add", "dev", device, "mode", "tun", namespace=namespace)
+            _ip("link", "set", device, "up", namespace=namespace)
+        for key, value in (("net.ipv4.ip_forward", "1"), ("net.ipv4.conf.all.rp_filter", "0"),
+                           ("net.ipv4.conf.tdout.rp_filter", "0"),
+                           ("net.ipv4.conf.tdout.accept_local", "1")):
+            done = self.run(name, ["sysctl", "-qw", f"{key}={value}"])
+            if done.returncode != 0:
+                raise NoNetworkNamespaces(f"sysctl {key} in {name}: {done.stderr.strip()}")
+        delayer = self.popen(name, [sys.executable, "-m", "tests.integration.netkit", "delay",
+                                    "tdin", "tdout", str(ms)],
+                             cwd=str(_ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert delayer.stdout is not None
+        ready = delayer.stdout.readline()   # the devices are open: packets wait, none is lost
+        if b"ready" not in ready:
+            delayer.kill()
+            delayer.wait()
+            raise NoNetworkNamespaces(f"the delayer did not start: {ready.decode(errors='replace')}")
+        self._delayers[name] = delayer
+        # Packets this machine makes (iif lo) for the test network go into tdin.
+        _ip("route", "add", f"{SUBNET}.0/24", "dev", "tdin", "src", self.address(name), "table",
+            "77", namespace=namespace)
+        _ip("rule", "add", "pref", "100", "iif", "lo", "to", f"{SUBNET}.0/24", "table", "77",
+            namespace=namespace)
+
+    def undelay(self, name: str) -> None:
+        delayer = self._delayers.pop(name, None)
+        namespace = self.namespace(name)
+        subprocess.run(["ip", "-n", namespace, "rule", "del", "pref", "100"], capture_output=True,
+                       timeout=20)
+        if delayer is not None:
+            delayer.kill()
+            delayer.wait()
+        for device in ("tdin", "tdout"):
+            subprocess.run(["ip", "-n", namespace, "link", "del", device], capture_output=True,
+                           timeout=20)
+
 
 def machines_or_skip(names: Sequence[str]) -> Machines:
     """Entered `Machines`, or a pytest skip whose one line says what is missing."""
@@ -138,3 +236,50 @@ def machines_or_skip(names: Sequence[str]) -> Machines:
         return machines.__enter__()
     except NoNetworkNamespaces as missing:
         pytest.skip(f"simulated machines unavailable: {missing}")
+
+
+# ----------------------------------------------------------------- the delayer
+
+def _open_tun(name: str) -> int:
+    import fcntl
+    import struct
+
+    tunsetiff, iff_tun, iff_no_pi = 0x400454CA, 0x0001, 0x1000
+    descriptor = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(descriptor, tunsetiff, struct.pack("16sH", name.encode(), iff_tun | iff_no_pi))
+    return descriptor
+
+
+def _delay_packets(source_name: str, sink_name: str, ms: float) -> None:
+    """Read each packet from TUN `source_name`, write it into `sink_name` `ms` ms later."""
+    import collections
+    import math
+    import select
+
+    source, sink = _open_tun(source_name), _open_tun(sink_name)
+    os.set_blocking(source, False)
+    delay_s = ms / 1000
+    waiting: collections.deque[tuple[float, bytes]] = collections.deque()
+    poller = select.poll()
+    poller.register(source, select.POLLIN)
+    print("ready", flush=True)
+    while True:
+        timeout = None if not waiting else max(0, math.ceil(
+            (waiting[0][0] - time.monotonic()) * 1000))
+        if poller.poll(timeout):
+            while True:
+                try:
+                    packet = os.read(source, 65536)
+                except BlockingIOError:
+                    break
+                waiting.append((time.monotonic() + delay_s, packet))
+        now = time.monotonic()
+        while waiting and waiting[0][0] <= now:
+            try:
+                os.write(sink, waiting.popleft()[1])
+            except OSError:
+                pass   # a packet the kernel refuses is a lost packet: TCP sends it again
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["delay"]:
+    _delay_packets(sys.argv[2], sys.argv[3], float(sys.argv[4]))

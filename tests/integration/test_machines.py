@@ -60,6 +60,47 @@ def test_a_machine_reaches_another_by_its_address_and_a_cut_link_reaches_nobody(
         listener.wait()
 
 
+ECHO = ("import socket\ns=socket.create_server(('0.0.0.0', 4300))\nwhile True:\n"
+        " c=s.accept()[0]\n while d:=c.recv(100): c.sendall(d)\n")
+ROUND_TRIPS = """import socket,sys,time
+c=socket.create_connection((sys.argv[1], 4300), 5)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+times=[]
+for _ in range(20):
+    started=time.perf_counter(); c.sendall(b'x'); c.recv(10)
+    times.append((time.perf_counter()-started)*1000)
+print(sorted(times)[10])
+"""
+
+
+def test_a_delayed_machine_waits_and_a_lost_machine_has_no_process_left(machines):
+    echo = machines.popen("h1", [sys.executable, "-c", ECHO])
+    try:
+        address = machines.address("h1")
+        wait_until(lambda: _reachable(machines, "h2", address, 4300), 10, "the echo on h1")
+
+        def round_trip_ms() -> float:
+            done = machines.run("h2", [sys.executable, "-c", ROUND_TRIPS, address])
+            assert done.returncode == 0, done.stderr
+            return float(done.stdout)
+
+        assert round_trip_ms() < 4
+        machines.delay("h1", 5)
+        machines.delay("h2", 5)
+        delayed = round_trip_ms()
+        assert 10 <= delayed < 40, delayed
+        machines.undelay("h2")
+        assert 5 <= round_trip_ms() < 10 + 20
+        assert echo.pid in machines.pids("h1")
+        killed = machines.kill_all("h1")
+        assert killed and machines.pids("h1") == []
+        assert echo.wait(timeout=10) != 0
+        assert not _reachable(machines, "h2", address, 4300)
+    finally:
+        echo.kill()
+        echo.wait()
+
+
 def test_the_chain_answers_across_machines_with_the_secret(machines, tmp_path):
     environment = {**os.environ, "TAHIRY_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
     h1, h2 = machines.address("h1"), machines.address("h2")
@@ -143,11 +184,12 @@ class Supervisors:
     """
 
     def __init__(self, machines, folder: Path, text: str,
-                 files: dict[str, dict[str, bytes]] | None = None):
+                 files: dict[str, dict[str, bytes]] | None = None,
+                 names: tuple[str, ...] = ("h1", "student")):
         self.machines = machines
         self.environment = {**os.environ, "PYTHONPATH": str(ROOT), "TAHIRY_SECRET": SECRET}
         self.folders: dict[str, Path] = {}
-        for machine in ("h1", "student"):
+        for machine in names:
             self.folders[machine] = folder / machine
             self.folders[machine].mkdir(parents=True)
             (self.folders[machine] / "topology.yaml").write_text(text.replace("MACHINE", machine))
@@ -191,6 +233,12 @@ def test_one_topology_two_machines_each_supervisor_runs_its_own_nodes(machines, 
             rows("student")), 15, "the student's supervisor seeing h1's nodes answer")
         assert on_student["proxy"]["state"] == "RUNNING"
         assert {on_student[node]["state"] for node in ("m1", "m2", "lb")} == {"REMOTE"}
+        # What h1's own supervisor says about its nodes (asked over the control channel).
+        for node in ("m1", "m2", "lb"):
+            reported = on_student[node].get("reported")
+            assert reported is not None, on_student[node]
+            assert reported["state"] == "RUNNING" and reported["pid"] == on_h1[node]["pid"]
+        assert "its supervisor: RUNNING, pid" in supervisors.run("student", "status").stdout
         assert not (folders["student"] / "data").exists()   # no server runs there
 
         client = machines.run("student", [
@@ -205,8 +253,9 @@ def test_one_topology_two_machines_each_supervisor_runs_its_own_nodes(machines, 
         table = supervisors.run("student", "status")
         assert "on another machine" in table.stdout, table.stdout
         machines.cut("student")
-        wait_until(lambda: rows("h1")["proxy"]["state"] == "UNREACHABLE", 15,
-                   "h1's supervisor seeing the student's machine gone")
+        gone = wait_until(lambda: (lambda r: r if r["proxy"]["state"] == "UNREACHABLE" else None)(
+            rows("h1")), 15, "h1's supervisor seeing the student's machine gone")
+        assert "reported" not in gone["proxy"] and gone["proxy"]["report_error"]
         machines.heal("student")
     finally:
         supervisors.down()
@@ -255,9 +304,11 @@ def test_the_whole_chain_over_tls_across_machines(machines, tmp_path):
     certificates = Certificates(tmp_path / "tls")
     for machine, address in (("h1", h1), ("student", student)):
         certificates.machine(machine, [address])
+    # m2 on the student's machine: replication between m1 and m2 crosses machines, over TLS.
     text = _topology(machines).replace("http: {enabled: false}\n", "http: {enabled: false}\n"
                                        "tls: {cert: tls/MACHINE.crt, key: tls/MACHINE.key, "
-                                       "ca: tls/ca.crt}\n")
+                                       "ca: tls/ca.crt}\n").replace(
+        f'm2: {{kind: server, host: "{h1}"', f'm2: {{kind: server, host: "{student}"')
     supervisors = Supervisors(machines, tmp_path / "machines", text, {
         machine: {f"tls/{name}": (tmp_path / "tls" / name).read_bytes()
                   for name in ("ca.crt", f"{machine}.crt", f"{machine}.key")}
@@ -279,6 +330,12 @@ def test_the_whole_chain_over_tls_across_machines(machines, tmp_path):
                       "alaivo * ao@ t;")
         done = client("--tls-ca", ca, "-e", statements)
         assert done.returncode == 0 and "tsiambaratelo" in done.stdout, done.stdout + done.stderr
+        # Replicated between the machines (over TLS): the row is in both servers' files.
+        for machine, server in (("h1", "m1"), ("student", "m2")):
+            table = folders[machine] / "data" / server / "sekoly" / "tables" / "t.json"
+            wait_until(lambda table=table: table.exists() and b"tsiambaratelo" in b"".join(
+                path.read_bytes() for path in table.parent.glob("t.*")), 15,
+                f"the row on {server}")
 
         # Through the recording relay, straight to the balancer on h1 (its certificate names
         # h1's address, so the client checks it against that name).

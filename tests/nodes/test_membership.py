@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nodes.server.membership import PeerDirectories, parse_peer_option
+from nodes.server.membership import PeerDirectories, parse_peer_address, parse_peer_option
 
 
 def test_peers_file_is_reread_when_it_changes_and_a_bad_one_keeps_the_last(tmp_path, caplog):
@@ -35,3 +35,40 @@ def test_peer_option_syntax():
     for bad in ("m2", "=x", "m2="):
         with pytest.raises(ValueError):
             parse_peer_option(bad)
+
+
+def test_a_peer_on_another_machine_is_named_by_its_address(tmp_path, caplog):
+    made = []
+
+    def remote(peer_id, host, port):
+        made.append((peer_id, host, port))
+        return f"remote {peer_id} {host}:{port}"   # stands for a RemotePeer
+
+    peers_file = tmp_path / "m1.peers.json"
+    peers_file.write_text(json.dumps({"peers": {
+        "m2": str(tmp_path / "m2"), "m3": {"address": "10.0.0.3:3950"},
+        "m4": {"data": str(tmp_path / "m4"), "address": "10.0.0.1:3952"}}}))
+    peers = PeerDirectories(None, peers_file, addresses={"m5": ("[::1]", 4000)}, remote=remote)
+    current = peers.current()
+    assert current == {"m2": tmp_path / "m2", "m3": "remote m3 10.0.0.3:3950",
+                       "m4": tmp_path / "m4", "m5": "remote m5 [::1]:4000"}
+    assert peers.current() is current, "the same mapping while nothing changed"
+    # Rewritten with the same address: the same peer (and connection); a new address: a new one.
+    peers_file.write_text(json.dumps({"peers": {"m3": {"address": "10.0.0.3:3950"}}}))
+    os.utime(peers_file, ns=(1, 1))
+    assert peers.current()["m3"] == "remote m3 10.0.0.3:3950" and len(made) == 2
+    peers_file.write_text(json.dumps({"peers": {"m3": {"address": "10.0.0.9:3950"}}}))
+    os.utime(peers_file, ns=(2, 2))
+    assert peers.current()["m3"] == "remote m3 10.0.0.9:3950" and len(made) == 3
+    for bad in ({"m3": {"address": "nowhere"}}, {"m3": {"port": 1}}, {"m3": 7}):
+        peers_file.write_text(json.dumps({"peers": bad}))
+        os.utime(peers_file, ns=(3, 3))
+        with caplog.at_level(logging.ERROR, logger="nodes"):
+            assert peers.current()["m3"] == "remote m3 10.0.0.9:3950", "the last good list"
+
+
+def test_peer_address_option_syntax():
+    assert parse_peer_address("m2=10.0.0.2:3950") == ("m2", ("10.0.0.2", 3950))
+    for bad in ("m2", "m2=host", "m2=host:x", "m2=host:0", "=h:1"):
+        with pytest.raises(ValueError):
+            parse_peer_address(bad)

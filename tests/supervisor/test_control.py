@@ -8,7 +8,7 @@ import os
 import stat
 
 from supervisor.cluster import write_atomically
-from supervisor.control import ControlServer, new_token, read_token, token_file
+from supervisor.control import CONTROL_VERSION, ControlServer, new_token, read_token, token_file
 
 TOKEN = new_token()
 
@@ -27,12 +27,14 @@ def test_commands_that_change_something_need_the_token():
             request = {"cmd": command} if token is None else {"cmd": command, "token": token}
             answer = dispatch(request)
             assert answer["ok"] is False and "control token" in answer["error"], (request, answer)
-        assert dispatch({"cmd": command, "token": TOKEN}) == {"ok": True, "done": command}
+        assert dispatch({"cmd": command, "token": TOKEN}) == {"ok": True, "done": command,
+                                                              "version": CONTROL_VERSION}
 
 
 def test_read_only_commands_are_open():
     for command in ("hello", "status"):
-        assert dispatch({"cmd": command}) == {"ok": True, "done": command}
+        assert dispatch({"cmd": command}) == {"ok": True, "done": command,
+                                              "version": CONTROL_VERSION}
 
 
 def test_tokens_are_fresh_and_read_back(tmp_path):

@@ -48,11 +48,12 @@ def test_a_loopback_topology_is_all_here():
     assert placed.machine >= {"127.0.0.1"}
 
 
-def test_servers_split_between_machines_are_refused_naming_them():
-    with pytest.raises(TopologyError) as refused:
-        place(topology(servers=("10.77.0.1", "10.77.0.2")), machine_addresses(["10.77.0.1"]))
-    assert "servers m1 are on this machine and m2 on another" in str(refused.value)
-    assert "docs/DEPLOY.md" in str(refused.value)
+def test_servers_split_between_machines_each_run_by_its_own_machine():
+    split = topology(servers=("10.77.0.1", "10.77.0.2"))
+    first = place(split, machine_addresses(["10.77.0.1"]))
+    assert first.remote == {"m2", "proxy"} and first.start_order() == ["m1", "lb"]
+    second = place(split, machine_addresses(["10.77.0.2"]))
+    assert second.remote == {"m1", "lb", "proxy"} and second.start_order() == ["m2"]
 
 
 def test_a_topology_with_no_node_here_is_refused_with_what_to_do():

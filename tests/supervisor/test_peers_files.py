@@ -48,3 +48,17 @@ def test_no_replication_means_no_peers(tmp_path):
     cluster.run_dir.mkdir(parents=True)
     cluster.write_peers_files()
     assert peers_of(cluster, "m1") == {}
+
+
+def test_a_server_of_another_machine_is_named_by_its_address(tmp_path):
+    from dataclasses import replace
+
+    cluster = cluster_for(tmp_path)
+    cluster.topology = replace(cluster.topology, remote=frozenset({"m2"}))
+    cluster.run_dir.mkdir(parents=True)
+    cluster.write_peers_files()
+    m2 = cluster.topology.nodes["m2"]
+    assert peers_of(cluster, "m1") == {"m2": {"address": f"{m2.host}:{m2.port}"}}
+    assert not peers_file(cluster.run_dir, "m2").exists()   # its own machine writes it
+    assert set(cluster.remote_peers()) == {"m2"}
+    assert cluster.remote_peers()["m2"].port == m2.port
