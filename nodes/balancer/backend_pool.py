@@ -15,6 +15,15 @@ serve), but for `BUSY_HOLD_S` new reads prefer the other backends
 (`candidates`), each refusal is counted (`busy_refusals` in `.status;`) and
 each crowded episode logged once. A backend added to a running balancer is
 logged as joining, then ONLINE once its first probe answers.
+
+Rights: each backend's last known rights generation (its answer to
+`.rights;`, from the probes, from every `.rights;` a session asks, and
+right after every account statement) is kept (`saw_rights`). A statement of
+a logged-in account goes only to backends not known to be behind the
+newest generation among the candidates (`candidates(rights_current=True)`):
+a revoke acknowledged by one server is never answered by another that
+replication has not brought it to yet. The newest one is always a
+candidate, so this narrows the choice and never empties it.
 """
 
 from __future__ import annotations
@@ -85,8 +94,30 @@ class BackendPool:
                                        joining=True)
                 self._backends[backend_id] = Backend(spec, health, secret=self.secret, tls=self.tls)
 
-    def candidates(self, writable_only: bool = False) -> list[str]:
-        """ONLINE backends; SHUNNED ones only as a last resort when none is ONLINE."""
+    def candidates(self, writable_only: bool = False, rights_current: bool = False) -> list[str]:
+        """ONLINE backends; SHUNNED ones only as a last resort when none is ONLINE.
+
+        `rights_current`: only those not known to be behind on the rights (an
+        account's statement).
+        """
+        chosen = self._candidates(writable_only)
+        if rights_current and len(chosen) > 1:
+            known = [g for b in chosen
+                     if (g := self._backends[b].rights_generation) is not None]
+            if known:
+                newest = max(known)
+                chosen = [b for b in chosen
+                          if (g := self._backends[b].rights_generation) is None or g >= newest]
+        return chosen
+
+    def saw_rights(self, backend_id: str, generation: int) -> None:
+        """`backend_id` answered `.rights;` with `generation`."""
+        backend = self._backends.get(backend_id)
+        if backend is None:
+            return
+        backend.rights_generation = generation
+
+    def _candidates(self, writable_only: bool) -> list[str]:
         eligible = [b for b in self._backends.values() if b.spec.writable or not writable_only]
         online = [b.id for b in eligible if b.health.state is BackendState.ONLINE]
         if self._crowded and not writable_only and len(online) > 1:
@@ -164,6 +195,6 @@ class BackendPool:
             b.id: {"host": b.spec.host, "port": b.spec.port, "writable": b.spec.writable,
                    **b.health.snapshot(), "reads": b.reads, "writes": b.writes,
                    "outstanding": b.outstanding, "connections": len(b.connections),
-                   "busy_refusals": b.busy_refusals,
+                   "busy_refusals": b.busy_refusals, "rights_generation": b.rights_generation,
                    "busy": b.busy_until > self.clock()}
             for b in self._backends.values()}

@@ -103,6 +103,9 @@ class Backend:
         self.connections: set[BackendConnection] = set()
         self.busy_refusals = 0       # connections it refused for want of room
         self.busy_until = 0.0        # new requests prefer other backends until then
+        # Its answer to `.rights;` last seen (None: not yet): accounts' statements
+        # avoid a backend behind the others (nodes/balancer/backend_pool.py).
+        self.rights_generation: int | None = None
 
     @property
     def id(self) -> str:

@@ -336,7 +336,8 @@ class Balancer:
 
     async def _login(self, session: ClientSession, login: bytes) -> bytes:
         """`.login`: checked on one ONLINE backend; accepted, it is the session's from now on."""
-        candidates = self.pool.candidates()
+        # A login too: a password changed on one server is not checked on another.
+        candidates = self.pool.candidates(rights_current=True)
         first = self._least_loaded(candidates) if candidates else None
         reasons: list[str] = []
         for backend_id in ([first] if first else []) + [b for b in candidates if b != first]:
@@ -377,22 +378,32 @@ class Balancer:
                     return self._unknown_write(backend_id, error)
                 reasons.append(str(error))
                 continue
+            if response.ok:
+                # Learn where the change is (and where it is not yet): the
+                # account's statements that follow, any session's, avoid the
+                # backends replication has not brought it to.
+                await self._rights(session)
             return response.raw
         return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
 
     async def _rights(self, session: ClientSession) -> bytes:
-        """`.rights;`: every ONLINE backend's rights generation, merged (one that fails is left out)."""
+        """`.rights;`: every ONLINE backend's rights generation, merged (one that fails is left out).
+
+        Each answer is kept by the pool: the statement right behind (a proxy
+        sends `.rights;` before an account's read) avoids a backend behind.
+        """
         self.counters.rights_checks += 1
 
-        async def ask(backend_id: str) -> Response | None:
+        async def ask(backend_id: str) -> tuple[str, Response | None]:
             try:
-                return await self._forward(session, self.pool[backend_id],
-                                           b".rights;", select_database=False)
+                return backend_id, await self._forward(session, self.pool[backend_id],
+                                                       b".rights;", select_database=False)
             except BackendUnavailable:
-                return None
+                return backend_id, None
 
         merged: dict[str, int] = {}
-        for response in await asyncio.gather(*(ask(b) for b in self.pool.candidates())):
+        for backend_id, response in await asyncio.gather(
+                *(ask(b) for b in self.pool.candidates())):
             if response is None:
                 continue
             if not response.ok:
@@ -400,8 +411,14 @@ class Balancer:
             generations = decode_rights(response.message)
             if generations is None:
                 return encode_error(INTERNAL_ERROR)
+            if len(generations) == 1:
+                self.pool.saw_rights(backend_id, next(iter(generations.values())))
             merged.update(generations)
         return encode_message(encode_rights(merged))
+
+    def _candidates(self, session: ClientSession, writable_only: bool = False) -> list[str]:
+        """The backends a session's statement may go to (an account's: none behind on the rights)."""
+        return self.pool.candidates(writable_only, rights_current=session.login is not None)
 
     def _internal_error(self, text: str) -> None:
         self.log.exception("internal error on statement %r", redact_secrets(text[:200]))
@@ -420,7 +437,7 @@ class Balancer:
         if database is None or len(self.faults) \
                 or read_needs(session.writes.marks(database), objects):
             return None
-        candidates = self.pool.candidates()
+        candidates = self._candidates(session)
         if not candidates:
             return None
         backend_id = self.selector.choose(candidates, self.pool.outstanding(candidates),
@@ -555,7 +572,7 @@ class Balancer:
         if database != session.database:
             return False
         obj = objects[0] if objects else ""
-        owners = rank_owners(database, obj, self.pool.candidates(writable_only=True))
+        owners = rank_owners(database, obj, self._candidates(session, writable_only=True))
         if len(self.faults):
             owners = self.faults.order_for_write(owners, database, obj)
         if not owners or owners[0] != backend_id:
@@ -745,7 +762,7 @@ class Balancer:
         database = session.database or ""
         tried = attempts.tried
         while True:
-            candidates = [c for c in self.pool.candidates() if c not in tried]
+            candidates = [c for c in self._candidates(session) if c not in tried]
             if not candidates:
                 break
             others = len(candidates) > 1
@@ -811,7 +828,7 @@ class Balancer:
         """
         self.counters.writes += 1
         obj = objects[0] if objects else ""
-        owners = rank_owners(database, obj, self.pool.candidates(writable_only=True))
+        owners = rank_owners(database, obj, self._candidates(session, writable_only=True))
         if len(self.faults):
             ranked, owners = owners, self.faults.order_for_write(owners, database, obj)
             if owners[:1] != ranked[:1]:
@@ -900,7 +917,7 @@ class Balancer:
     async def _use(self, session: ClientSession, database: str, payload: bytes) -> bytes:
         """`ampiasao DB`: succeeds iff some ONLINE backend has DB."""
         self.counters.uses += 1
-        candidates = self.pool.candidates()
+        candidates = self._candidates(session)
         first = self._least_loaded(candidates) if candidates else None
         order = ([first] if first else []) + [b for b in candidates if b != first]
         refusal: Response | None = None

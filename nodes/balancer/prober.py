@@ -2,7 +2,8 @@
 
 Every probe interval, `Prober` sends `.ping;` to each backend over a
 connection of its own, bounded by the probe timeout, and reports the result
-to the `BackendPool`. Each backend has its own probe loop, so one frozen
+to the `BackendPool`; then `.rights;`, whose generation the pool keeps (an
+account's statements avoid a backend behind on the rights). Each backend has its own probe loop, so one frozen
 server cannot slow down the probing of the others. The same loop re-reads
 the backends file (when one is configured) and applies a changed backend
 set without a restart.
@@ -16,7 +17,9 @@ import time
 from nodes.balancer.backend_config import BackendsFile
 from nodes.balancer.backend_pool import BackendPool
 from nodes.balancer.backends import Backend, BackendConnection, BackendUnavailable
-from nodes.protocol import statement_bytes
+from nodes.protocol import decode_rights, statement_bytes
+
+RIGHTS_REQUEST = statement_bytes(".rights")
 
 
 class Prober:
@@ -31,7 +34,7 @@ class Prober:
         self._connections: dict[str, BackendConnection] = {}
 
     async def probe(self, backend: Backend) -> None:
-        """One `.ping;` to `backend`; the result goes to the pool's health bookkeeping."""
+        """`.ping;` then `.rights;` to `backend`; the results go to the pool (health, rights)."""
         connection = self._connections.get(backend.id)
         started = time.perf_counter()
         try:
@@ -39,6 +42,9 @@ class Prober:
                 connection = await BackendConnection.open(backend, self.probe_timeout)
                 self._connections[backend.id] = connection
             response = await connection.roundtrip(statement_bytes(".ping"), self.probe_timeout)
+            latency = time.perf_counter() - started
+            rights = await connection.roundtrip(RIGHTS_REQUEST, self.probe_timeout) \
+                if response.ok else None
         except BackendUnavailable as error:
             self._connections.pop(backend.id, None)
             if self.pool.holds(backend):
@@ -47,7 +53,10 @@ class Prober:
         if not self.pool.holds(backend):
             return  # removed while the probe ran
         if response.ok and response.message.startswith("PONG"):
-            self.pool.record_success(backend, time.perf_counter() - started)
+            self.pool.record_success(backend, latency)
+            generations = decode_rights(rights.message) if rights is not None and rights.ok else None
+            if generations is not None and len(generations) == 1:
+                self.pool.saw_rights(backend.id, next(iter(generations.values())))
         else:
             self.pool.record_failure(backend, f"bad probe answer {response.message[:80]!r}")
 

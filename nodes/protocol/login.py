@@ -37,6 +37,7 @@ from nodes.protocol.wire import (
     ADMIN_AUTH,
     ADMIN_LOGIN,
     ADMIN_PING,
+    ADMIN_RIGHTS,
     ADMIN_STATUS,
     LOGIN_WORD,
     Request,
@@ -70,7 +71,11 @@ LOGIN_BUSY = (ERROR_PREFIX + "Be loatra ny fanandramana fidirana (too many login
 LOGIN_MALFORMED = (ERROR_PREFIX + "Tsy mety ny fidirana (malformed login): {why}; expected "
                    "`.login <name> \"<password>\";`")
 # Before a login, only these admin words are answered (`.auth` is handled before them).
-ALLOWED_BEFORE_LOGIN = frozenset({ADMIN_PING, ADMIN_STATUS, ADMIN_AUTH, ADMIN_LOGIN})
+# `.rights;` (a number that moves with every account or grant change, less than
+# `.status;` tells) is among them: the balancer's probes ask it to keep an
+# account's statements off a server behind on the rights.
+ALLOWED_BEFORE_LOGIN = frozenset({ADMIN_PING, ADMIN_STATUS, ADMIN_AUTH, ADMIN_LOGIN,
+                                  ADMIN_RIGHTS})
 
 
 def password_literal(password: str) -> str:

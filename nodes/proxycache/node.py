@@ -41,8 +41,9 @@ teacher on the balancer, another proxy) changes it, and the hit is then
 dropped, with every entry made under the old rights, and read again
 upstream, where the server checks the rights itself. A read whose
 `.rights;` shows the servers disagreeing (a grant or revoke still
-replicating) is read again once they agree (at most `RIGHTS_SETTLE_S`):
-its first answer may come from a server the revoke has not reached. That round trip is
+replicating) is answered but not cached: the balancer, which has just seen
+those generations, sent it to a server holding the newest rights
+(nodes/balancer/backend_pool.py). That round trip is
 what an account's hit costs (bench/accounts_bench.py); a
 connection that never logged in (accounts off) keeps the plain hit.
 
@@ -108,10 +109,6 @@ from nodes.runtime.upstream import UpstreamConnection, UpstreamError
 
 KIND = "proxycache"
 RIGHTS_REQUEST = b".rights;"
-# An account's read answered while the servers disagree on the rights (a grant or
-# a revoke still replicating) is asked again once they agree, waiting at most this.
-RIGHTS_SETTLE_S = 2.0
-RIGHTS_POLL_S = 0.005
 # Replication is a few ms behind at rest, but p99 reached ~250 ms with a class
 # of ten writing at once on two cores; a wide margin costs little: only reads
 # sent within it of another connection's write go uncached.
@@ -351,21 +348,6 @@ class ProxySession:
         # Read afresh in this statement's turn: the server checks the rights.
         return await self._read(request, normal, (None, sent_signal), cacheable=True)
 
-    async def _rights_settled(self) -> bool:
-        """Wait, bounded, until every server gives the same rights generation."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + RIGHTS_SETTLE_S
-        while loop.time() < deadline:
-            await asyncio.sleep(RIGHTS_POLL_S)
-            try:
-                checked = await self.upstream.send(RIGHTS_REQUEST)
-            except UpstreamError:
-                self.proxy.upstream_errors += 1
-                return False
-            if uniform_rights(checked) is not None:
-                return True
-        return False
-
     def _take_turn(self) -> tuple[asyncio.Future | _SentAtOnce | None, asyncio.Future]:
         """(the previous statement's "sent" signal, this one's)."""
         previous, self._sent = self._sent, asyncio.get_running_loop().create_future()
@@ -462,17 +444,11 @@ class ProxySession:
             if account is None:
                 response = await self._forward(request.wire(), retry=True, turn=turn)
             else:
+                # The balancer sends the read to a server holding the newest
+                # rights it has just seen; while the servers disagree (a grant
+                # or a revoke replicating: milliseconds), it is not cached.
                 checked, response = await self._forward(RIGHTS_REQUEST + request.wire(),
                                                          retry=True, turn=turn, count=2)
-                if checked.ok and uniform_rights(checked) is None and self._sent is turn[1] \
-                        and await self._rights_settled():
-                    # The servers disagreed: one took a grant or a revoke the
-                    # others have not received yet (replication: milliseconds),
-                    # and the answer may come from one of those. Once they
-                    # agree, asked again (a read; nothing was sent behind it).
-                    checked, response = await self._forward(
-                        RIGHTS_REQUEST + request.wire(), retry=True, turn=self._take_turn(),
-                        count=2)
                 rights = uniform_rights(checked)
                 cacheable = cacheable and rights is not None and self.account == account
         except UpstreamError as error:

@@ -13,7 +13,8 @@ session logged in over the wire (`.login NAME "PASSWORD";`):
   list it; a grant of read lets the other read but not write; its revoke
   takes effect at once, through the proxy cache too (a cached answer never
   reaches an account that may no longer read it), also when the revoke
-  went through another path than the proxy;
+  went through another path than the proxy, and while replication has not
+  carried it to the other server yet (through the balancer too);
 - the administrator sees and reads everything;
 - `status` and /metrics count logins, failures and sessions per account;
 - a login works on either server, and through the balancer while one
@@ -263,6 +264,41 @@ def test_a_revoke_made_around_the_proxy_stops_its_cached_answers_at_once(school)
                    "soa's read of rabe_db answered from the proxy cache")
         rabe_direct.ok("esory soa zo mamaky ao@ rabe_db;")   # around the proxy again
         assert refused(soa.one("alaivo * ao@ naoty_rabe;"), READ_RIGHT)
+
+
+def rights_agree(client: WireClient) -> bool:
+    """Every server gives the same rights generation (`.rights;`, merged by the balancer)."""
+    generations = json.loads(client.one(".rights;").message)
+    return len(generations) == 2 and len(set(generations.values())) == 1
+
+
+def test_a_revoke_replication_has_not_carried_is_never_answered_by_the_server_behind(school):
+    """Replication held (the supervisor copies between the data folders: frozen), a revoke
+    acknowledged by one server is refused at once through the balancer and the proxy: neither
+    lets the account's statements reach the server the revoke has not reached."""
+    supervisor_pid = int((school.cluster.workdir / "run" / "supervisor.pid").read_text())
+    with school.login("rabe", node="lb") as rabe, school.login("soa") as soa_proxied, \
+            school.login("soa", node="lb") as soa_direct:
+        rabe.ok("omeo soa zo mamaky ao@ rabe_db;")
+        wait_until(lambda: rights_agree(soa_proxied), DEADLINE_S, "the grant on both servers")
+        soa_direct.ok("ampiasao rabe_db;")
+        soa_proxied.ok("ampiasao rabe_db;")
+        for _ in range(4):   # reads go to both servers
+            assert soa_direct.rows("alaivo * ao@ naoty_rabe;") == [[1, "rabe"]]
+        os.kill(supervisor_pid, signal.SIGSTOP)
+        try:
+            rabe.ok("esory soa zo mamaky ao@ rabe_db;")
+            assert not rights_agree(soa_proxied), "replication carried the revoke while held"
+            for _ in range(6):
+                assert refused(soa_direct.one("alaivo * ao@ naoty_rabe;"), READ_RIGHT)
+                assert refused(soa_proxied.one("alaivo * ao@ naoty_rabe;"), READ_RIGHT)
+            with school.login("soa", node="lb") as soa_again:
+                for _ in range(4):
+                    assert refused(soa_again.one("ampiasao rabe_db;"), READ_RIGHT)
+        finally:
+            os.kill(supervisor_pid, signal.SIGCONT)
+        wait_until(lambda: rights_agree(soa_proxied), DEADLINE_S, "the revoke on both servers")
+        assert refused(soa_direct.one("alaivo * ao@ naoty_rabe;"), READ_RIGHT)
 
 
 def test_the_administrator_sees_and_reads_everything(school):

@@ -66,3 +66,22 @@ def test_going_offline_aborts_connections_and_counts_one_failover():
     assert backend.health.state is BackendState.OFFLINE and connection.closed
     assert pool.failovers == 1
     assert pool.status()["m1"]["state"] == "OFFLINE"
+
+
+def test_an_accounts_statement_avoids_backends_behind_on_the_rights_and_never_empties():
+    pool = pool_of(BackendSpec("m1", "h", 1), BackendSpec("m2", "h", 2), BackendSpec("m3", "h", 3))
+    for backend in pool:
+        pool.record_success(backend)
+    assert sorted(pool.candidates(rights_current=True)) == ["m1", "m2", "m3"]  # nothing known
+    pool.saw_rights("m1", 7)
+    pool.saw_rights("m2", 6)          # a revoke on m1 that m2 has not received yet
+    assert sorted(pool.candidates(rights_current=True)) == ["m1", "m3"]   # m3 not known: kept
+    assert sorted(pool.candidates()) == ["m1", "m2", "m3"]                # others: every one
+    pool.saw_rights("m2", 7)          # replication brought it
+    assert sorted(pool.candidates(rights_current=True)) == ["m1", "m2", "m3"]
+    pool.saw_rights("m1", 8)
+    pool.record_failure(pool["m1"], "down")
+    pool.record_failure(pool["m1"], "down")   # OFFLINE: the newest among those left counts
+    assert sorted(pool.candidates(rights_current=True)) == ["m2", "m3"]
+    pool.saw_rights("nobody", 9)      # an id the pool does not hold: ignored
+    assert pool.status()["m2"]["rights_generation"] == 7

@@ -190,7 +190,7 @@ def accounts_server(tmp_path):
     accounts.stop()
 
 
-def test_before_a_login_only_auth_login_ping_and_status_are_answered(accounts_server):
+def test_before_a_login_only_auth_login_ping_status_and_rights_are_answered(accounts_server):
     server, _ = accounts_server
 
     async def scenario():
@@ -202,7 +202,8 @@ def test_before_a_login_only_auth_login_ping_and_status_are_answered(accounts_se
     responses, closed = asyncio.run(scenario())
     assert not closed
     assert responses[0].message.startswith("PONG m1") and responses[1].ok
-    assert [r.message for r in responses[2:6]] == [LOGIN_REQUIRED] * 4
+    assert [r.message for r in responses[2:5]] == [LOGIN_REQUIRED] * 3
+    assert list(decode_rights(responses[5].message) or {}) == ["m1"]
     assert responses[6].ok
     assert not (server.store.root / "x").exists()   # nothing was run
 
