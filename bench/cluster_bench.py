@@ -69,13 +69,13 @@ nodes:
 """
 
 
-def start_foreground(topology: Path) -> tuple[subprocess.Popen, float]:
-    """Start `up` and return once it printed its table; (process, seconds taken)."""
+def start_foreground(topology: Path, root: Path = ROOT) -> tuple[subprocess.Popen, float]:
+    """Start `up` (the code under `root`) and return once it printed its table; (process, seconds)."""
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "supervisor", "up", str(topology)],
                                cwd=topology.parent, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+                               env={**os.environ, "PYTHONPATH": str(root)})
     for line in process.stdout:
         if line.startswith("the cluster"):
             if "runs" not in line:
