@@ -427,25 +427,42 @@ def print_table(title: str, cells: dict, systems: list[System], connections: lis
 
 
 def first_read_after_write(port: int, pairs: int = 20) -> None:
-    """A point read right after an insert into the same table vs right after a read, server direct."""
+    """A point read right after an insert into the same table vs right after a read, server direct.
+
+    A third figure, a read right after an idle pause as long as the insert
+    took, with no write: what this machine charges any request that finds
+    its CPU caches cold (a virtual CPU that went idle; here ~1.6-1.8x a read
+    right behind another, in-process too). A write costs the next read what
+    it costs beyond that.
+    """
     print(f"\nfirst read after a write (server direct, 1 connection, median of {pairs} pairs):")
-    print(f"{'rows':>8}{'after write ms':>16}{'no write ms':>13}{'ratio':>8}")
+    print(f"{'rows':>8}{'after write ms':>16}{'no write ms':>13}{'ratio':>8}"
+          f"{'after pause ms':>16}{'ratio':>8}")
     for rows in (1_000, 10_000, 100_000):
         table = f"f{rows}"
         with WireConnection(port, decode_relations=False) as setup:
             assert setup.request("ampiasao bench;").ok
             fill(setup, table, rows)
-        client, after_write, no_write = RawClient(port, table), list[float](), list[float]()
+        client = RawClient(port, table)
+        after_write, no_write, after_pause = list[float](), list[float](), list[float]()
         client.read(0)  # the first read of the freshly filled table is not one of the pairs
         for pair in range(pairs):
+            began = time.perf_counter()
             client.insert(10_000_000 + pair)
+            insert_s = time.perf_counter() - began
             for out in (after_write, no_write):
                 began = time.perf_counter()
                 client.read(random.randrange(rows))
                 out.append((time.perf_counter() - began) * 1000)
+            time.sleep(insert_s)
+            began = time.perf_counter()
+            client.read(random.randrange(rows))
+            after_pause.append((time.perf_counter() - began) * 1000)
         client.close()
         after, before = statistics.median(after_write), statistics.median(no_write)
-        print(f"{rows:>8}{after:>16.3f}{before:>13.3f}{after / before:>8.2f}")
+        paused = statistics.median(after_pause)
+        print(f"{rows:>8}{after:>16.3f}{before:>13.3f}{after / before:>8.2f}"
+              f"{paused:>16.3f}{paused / before:>8.2f}")
 
 
 def machine_line(when: str) -> str:
