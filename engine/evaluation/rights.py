@@ -101,7 +101,11 @@ def needed(statement: object, current_database: str | None) -> tuple[str | None,
         return ADMIN_ONLY, None
     if isinstance(statement, ast.SetPassword):
         return SELF, None
-    return None, None   # CreateDatabase, ShowAccounts: the executor records or filters
+    if isinstance(statement, (ast.CreateDatabase, ast.ShowAccounts)):
+        return None, None   # the executor records the owner, or lists only what may be seen
+    # A statement kind this table does not know yet (a new one added to the
+    # language): an administrator's, until its right is written down here.
+    return ADMIN_ONLY, None
 
 
 def may_read(store: Store, identity: Identity, database: str) -> bool:

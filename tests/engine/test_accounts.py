@@ -329,3 +329,25 @@ def test_on_a_servers_store_a_revoke_written_by_another_process_counts_at_once(t
     assert soa.try_small_read(query, 100).relation.rows == [[2]]
     ok(teacher, "ravao ny mpampiasa soa;")
     assert code_of(soa.try_small_read(query, 100).message) == "account_gone"
+
+
+def test_every_statement_kind_has_its_right_written_down_and_an_unknown_one_needs_an_admin():
+    import typing
+
+    from engine.evaluation import rights
+    from engine.language import ast
+
+    def kinds(union) -> list[type]:
+        found = []
+        for member in typing.get_args(union) or (union,):
+            found.extend(kinds(member) if typing.get_args(member) else [member])
+        return found
+
+    for kind in kinds(ast.Statement):
+        assert kind in rights.READS + rights.WRITES or kind in (
+            ast.Show, ast.Use, ast.Drop, ast.Grant, ast.CreateAccount, ast.DropAccount,
+            ast.SetPassword, ast.CreateDatabase, ast.ShowAccounts), kind
+
+    class NewStatement:   # a kind added to the language and forgotten here
+        pass
+    assert rights.needed(NewStatement(), "db") == (rights.ADMIN_ONLY, None)
