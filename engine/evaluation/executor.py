@@ -10,10 +10,7 @@ Queries are handed to the evaluator (engine.evaluation.query).
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,12 +31,7 @@ from engine.language import ast
 from engine.language.hints import name_hint
 from engine.storage import accounts
 from engine.storage.accounts import Identity
-from engine.storage.group_commit import (
-    BatchFenced,
-    BatchNotWritten,
-    BatchPartlyWritten,
-    WriteOutcomeUnknown,
-)
+from engine.storage.certified import certified_write
 from engine.storage.names import validate_name
 from engine.storage.store import Store
 from engine.vocabulary import OBJECT_KIND_WORDS
@@ -50,9 +42,6 @@ READ_ONLY = (ast.Query, ast.Show, ast.Describe, ast.Use, ast.ShowAccounts)
 ACCOUNT_WRITES = (ast.CreateAccount, ast.DropAccount, ast.SetPassword, ast.Grant)
 NO_DATABASE = "Tsy nisafidy tahiry ianao"
 CHANGED = "Tafinditra ny fiovana ny tabilao"
-# A write statement refused by the commit fence (another server or replication
-# got there first) runs this many times in all; the last run holds the locks.
-CERTIFY_ATTEMPTS = 6
 
 
 @dataclass(frozen=True)
@@ -123,44 +112,14 @@ class Executor:
         return self._run_certified(handler, statement, session)
 
     def _run_certified(self, handler, statement: ast.Statement, session: SessionState) -> Outcome:
-        """A write statement alone: its own batch, committed; run again while fenced.
+        """A write statement alone: its own batch, committed, certified; run again while fenced
+        (engine/storage/certified.py)."""
 
-        The commit is certified (docs/REPLICATION.md): it lands only if every
-        object it wrote is still, here and on every peer, at the version the
-        statement read. When a peer or replication got there first the
-        statement runs again from the newer version (it was never applied),
-        with a growing random pause. Optimism can starve under a storm of
-        writers to one table on several servers, so the last attempt is
-        pessimistic: it holds the commit locks of every directory from
-        before its pull to its commit, and nobody can get there first.
-        """
-        store = self.store
-        fenced: BatchFenced | None = None
-        for attempt in range(CERTIFY_ATTEMPTS):
-            if attempt:
-                time.sleep(random.uniform(0, min(0.05, 0.002 * 2 ** attempt)))
-            last = attempt == CERTIFY_ATTEMPTS - 1
-            with store.holding_commit_locks() if last else nullcontext():
-                store.begin_batch()
-                try:
-                    if store.has_peers:
-                        self._pull_written_objects(statement, session)
-                    outcome = handler(statement, session)
-                except BaseException:
-                    store.abort_batch()
-                    raise
-                try:
-                    store.commit_batch()
-                except BatchFenced as refused:
-                    fenced = refused
-                    continue
-                except BatchNotWritten as refused:
-                    raise (refused.fault or TahiryError(refused.message)) from None
-                except BatchPartlyWritten as partial:
-                    raise WriteOutcomeUnknown(str(partial)) from None
-                return outcome
-        assert fenced is not None  # every attempt ended fenced (the others returned or raised)
-        raise TahiryError(fenced.message)
+        def work() -> Outcome:
+            if self.store.has_peers:
+                self._pull_written_objects(statement, session)
+            return handler(statement, session)
+        return certified_write(self.store, work)
 
     def _pull_written_objects(self, statement: ast.Statement, session: SessionState) -> None:
         """Pull on write: a peer's newer copy of what this statement may write comes in first.

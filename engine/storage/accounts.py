@@ -25,17 +25,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import random
-import time
 from dataclasses import dataclass
 
 from engine.errors import TahiryError
-from engine.storage.group_commit import (
-    BatchFenced,
-    BatchNotWritten,
-    BatchPartlyWritten,
-    WriteOutcomeUnknown,
-)
+from engine.storage.certified import certified_write
 from engine.storage.names import validate_name
 from engine.storage.rights_generation import decided as _decided
 from engine.storage.rights_generation import rights_generation
@@ -57,8 +50,6 @@ MAX_SCRYPT_P = 16
 MIN_PASSWORD_CHARS = 8
 MAX_NAME_CHARS = 64     # what a `.login` carries (nodes/protocol/login.py)
 MAX_PASSWORD_CHARS = 1024
-# `ensure_first_admin` fenced by another server's commit tries this many times.
-CERTIFY_ATTEMPTS = 6
 # What an unknown name's login is checked against (same cost, never matches).
 _DUMMY_SALT = b"tahiry-no-such-account"
 _DUMMY_HASH = bytes(HASH_BYTES)
@@ -165,32 +156,14 @@ def ensure_first_admin(store: Store, name: str, password: str) -> bool:
     """
     validate_name(name, "account")
     body = account_body(check_password(password), admin=True)  # hashed outside the lock
-    fenced: BatchFenced | None = None
-    for attempt in range(CERTIFY_ATTEMPTS):
-        if attempt:
-            time.sleep(random.uniform(0, min(0.05, 0.002 * 2 ** attempt)))
-        store.begin_batch()
-        try:
-            store.pull_newer_accounts()
-            if store.list_accounts():
-                store.abort_batch()
-                return False
-            store.write_account(name, body)
-        except BaseException:
-            store.abort_batch()
-            raise
-        try:
-            store.commit_batch()
-        except BatchFenced as refused:
-            fenced = refused
-            continue
-        except BatchNotWritten as refused:
-            raise (refused.fault or TahiryError(refused.message)) from None
-        except BatchPartlyWritten as partial:
-            raise WriteOutcomeUnknown(str(partial)) from None
+
+    def work() -> bool:
+        store.pull_newer_accounts()
+        if store.list_accounts():
+            return False   # nothing written: the commit is empty
+        store.write_account(name, body)
         return True
-    assert fenced is not None
-    raise TahiryError(fenced.message)
+    return certified_write(store, work)
 
 
 # --------------------------------------------------------------------------

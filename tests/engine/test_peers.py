@@ -155,7 +155,8 @@ def test_a_statement_of_a_batch_is_refused_when_its_read_version_was_replaced(pa
 
 
 def test_a_writer_always_beaten_by_a_peer_wins_on_its_last_pessimistic_attempt(pair, monkeypatch):
-    from engine.evaluation.executor import CERTIFY_ATTEMPTS, Executor
+    from engine.evaluation.executor import Executor
+    from engine.storage.certified import CERTIFY_ATTEMPTS
 
     a, b = pair
     original = Executor._writable_table
