@@ -49,6 +49,8 @@ from nodes.client.connection import (
     ServerConnection,
 )
 from nodes.client.pipeline import WINDOW, Pipeline, Step, StepResult, StepSource
+from nodes.protocol import ADMIN_LOGIN, Request, login_arguments
+from nodes.protocol.wire import LOGIN_WORD
 
 if TYPE_CHECKING:
     from engine.language.parser import StatementParser
@@ -84,6 +86,17 @@ def next_database(current: str | None, outcome: Outcome) -> str | None:
     if dropped and dropped.group(1) == current:
         return None
     return current
+
+
+def typed_login(statement: str) -> tuple[str, str] | None:
+    """(name, password) of a `.login NAME "PASSWORD";` statement, else None (kept in memory only)."""
+    text = statement.strip().removesuffix(";").strip()
+    if text[:len(LOGIN_WORD)].lower() != LOGIN_WORD:
+        return None
+    try:
+        return login_arguments(Request(text, ADMIN_LOGIN))
+    except ValueError:
+        return None
 
 
 def run_each(runner: Runner, steps: StepSource) -> Iterator[StepResult]:
@@ -160,7 +173,8 @@ class RemoteRunner:
         self.window = window   # statements in flight in run_all (1: one at a time)
         self.notify = notify
         self.restart_wait = restart_wait
-        # Every (re)connection opens the same way (logged in again, `login`).
+        # Every (re)connection opens the same way (logged in again, `login`; a
+        # `.login` the user typed and the node accepted replaces it).
         self._open_connection = functools.partial(
             ServerConnection, host, port, timeout=timeout, connect_timeout=connect_timeout,
             tls=tls, secret=secret, login=login)
@@ -228,7 +242,7 @@ class RemoteRunner:
             self._say("(Tapaka nandritra ny famakiana / the connection broke during a read: "
                       "sent again)")
             outcome = self._request(statement)
-        self.database = next_database(self.database, outcome)
+        self.answered(statement, outcome)
         return outcome
 
     def _request(self, statement: str) -> Outcome:
@@ -266,6 +280,10 @@ class RemoteRunner:
 
     def answered(self, statement: str, outcome: Outcome) -> None:
         self.database = next_database(self.database, outcome)
+        if outcome.ok:
+            login = typed_login(statement)
+            if login is not None:   # accepted: a reconnection logs in as that account
+                self._open_connection = functools.partial(self._open_connection, login=login)
 
     def lost(self, statements: list[str]) -> None:
         if self._connection is not None:

@@ -157,3 +157,24 @@ def test_a_script_fed_slowly_survives_the_idle_timeout(tmp_path, start_node):
     done = client("--port", str(server.port), "-d", "sekoly", "--format", "json",
                   "-e", "alaivo count(*) ao@ naoty;", cwd=tmp_path)
     assert json_lines(done.stdout)[-1]["rows"] == [[4]]
+
+
+def test_a_login_typed_in_the_terminal_is_made_again_on_a_reopened_connection(tmp_path,
+                                                                               start_node):
+    from tests.integration.test_accounts_wire import TEACHER, TEACHER_PW, start_server
+
+    server = start_server(start_node, "m1", "--idle-timeout", "0.5")
+    before = server.log_text().count("closing idle connection")
+    session = terminal("--port", str(server.port), cwd=tmp_path)
+    session.expect_exact("tahiry>")
+    session.sendline(f'.login {TEACHER} "{TEACHER_PW}";')
+    session.expect_exact("Tonga soa")
+    session.sendline("manamboara tahiry kilasy;")
+    session.expect_exact("kilasy")   # its answer names it
+    wait_until(lambda: server.log_text().count("closing idle connection") > before, 10,
+               "the node to close the idle connection")
+    session.sendline("asehoy ny tahiry;")
+    index = session.expect([r"\| kilasy", "login", "Hadisoana"])
+    assert index == 0, f"{session.before}{session.after}{session.buffer}"
+    session.sendline("miala")
+    session.expect(pexpect.EOF)
