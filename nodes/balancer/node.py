@@ -381,8 +381,12 @@ class Balancer:
             if response.ok:
                 # Learn where the change is (and where it is not yet): the
                 # account's statements that follow, any session's, avoid the
-                # backends replication has not brought it to.
-                await self._rights(session)
+                # backends replication has not brought it to. (The statement
+                # is done: nothing here may turn its answer into an error.)
+                try:
+                    await self._rights(session)
+                except Exception:
+                    self.log.exception("rights generations not asked after an account statement")
             return response.raw
         return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
 
