@@ -136,10 +136,10 @@ from engine.storage.object_format import InvalidDocument
 from engine.storage.object_state import (
     CopyDigest,
     CopyState,
+    CopyStates,
     CorruptObject,
     KeptChanging,
     journal_rel,
-    read_state,
     same_content,
 )
 from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
@@ -197,7 +197,7 @@ class Replicator:
         self._servers: dict[str, Path] = {}
         self._stats = ReplicationStats(self.log, lag_window)
         self._health = ReplicaHealth(self.log)
-        self._cache: dict[tuple[str, str], CopyState] = {}
+        self._cache: CopyStates[tuple[str, str]] = CopyStates()   # by (server, object)
         self._same: dict[tuple, bool] = {}       # see _same_content
         # (server, path) -> (inode, size, when) of a journal this replicator
         # just appended to: the event of that very append is no new write.
@@ -260,8 +260,7 @@ class Replicator:
             self._servers.pop(server_id, None)
             watch = self._watches.pop(server_id, None)
             observer = self._observer
-            for key in [key for key in self._cache if key[0] == server_id]:
-                del self._cache[key]
+        self._cache.forget(lambda key: key[0] == server_id)
         self._stats.remove_server(server_id)
         self._health.remove_server(server_id)
         if watch is not None and observer is not None:
@@ -382,8 +381,7 @@ class Replicator:
                     raise OverlappingDataDirectories(f"data directory of {server_id} ({root}) overlaps "
                                      f"the one of {other_id} ({other})")
             if self._servers.get(server_id, root) != root:  # moved: forget the old copies
-                for key in [key for key in self._cache if key[0] == server_id]:
-                    del self._cache[key]
+                self._cache.forget(lambda key: key[0] == server_id)
             self._servers[server_id] = root
         self._stats.add_server(server_id)
         self._health.add_server(server_id)
@@ -487,21 +485,7 @@ class Replicator:
 
         Raises ObjectRefused (a symlink), CorruptObject, OSError.
         """
-        key = (server_id, rel)
-        with self._lock:
-            cached = self._cache.get(key)
-        try:
-            found = read_state(root, rel, cached)
-        except BaseException:
-            with self._lock:
-                self._cache.pop(key, None)
-            raise
-        with self._lock:
-            if found is None:
-                self._cache.pop(key, None)
-            else:
-                self._cache[key] = found
-        return found
+        return self._cache.read((server_id, rel), root, rel)
 
     def _reconcile(self, rel: str, destinations: set[str] | None,
                    since: float | None) -> _PathOutcome:

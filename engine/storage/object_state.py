@@ -20,7 +20,8 @@ module, so "which version does this copy hold?" has one answer:
   whole and checked: the snapshot with `check_document`, every journal
   entry (checksum, chain, and whether its ops fit the rows, on counts). With
   the `previous` state of the same copy, a journal that only grew is read
-  from where that state ended: cost of the change, not of the table;
+  from where that state ended: cost of the change, not of the table
+  (`CopyStates` remembers the last states);
 - `materialize(root, rel) -> Materialized | None`: the document at the
   copy's version (the snapshot with its chained entries applied);
 - `same_content(...)`: whether two copies at one version hold the same
@@ -51,8 +52,11 @@ import errno
 import hashlib
 import os
 import re
+import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import orjson
 
@@ -423,6 +427,46 @@ def read_state(root: str | os.PathLike, rel: str | os.PathLike,
                     return extended
         files = _read_files(folder, rel, journal_name)
     return None if files is None else _summarise(rel, files)
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+class CopyStates(Generic[K]):
+    """Copies read whole, remembered by key, so that reading one again costs its change
+    (`read_state` with its last state). Thread-safe; at most `limit` remembered (all
+    forgotten past it: a forgotten copy only costs one whole reading). The replicator keys
+    them by (server, object), a server's `.peer digest` by object."""
+
+    def __init__(self, limit: int = 1 << 20):
+        self._lock = threading.Lock()
+        self._states: dict[K, CopyState] = {}
+        self._limit = limit
+
+    def read(self, key: K, root: str | os.PathLike, rel: str) -> CopyState | None:
+        """`read_state(root, rel)` from the state remembered under `key`; raises as it does
+        (and forgets that state)."""
+        with self._lock:
+            previous = self._states.get(key)
+        try:
+            found = read_state(root, rel, previous)
+        except BaseException:
+            with self._lock:
+                self._states.pop(key, None)
+            raise
+        with self._lock:
+            if found is None:
+                self._states.pop(key, None)
+            else:
+                if len(self._states) >= self._limit and key not in self._states:
+                    self._states.clear()
+                self._states[key] = found
+        return found
+
+    def forget(self, which: Callable[[K], bool]) -> None:
+        with self._lock:
+            for key in [key for key in self._states if which(key)]:
+                del self._states[key]
 
 
 def _extend(folder: int, rel: str, journal_name: str | None,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,13 +48,7 @@ from engine.storage.object_format import (
     InvalidDocument,
     object_relpath,
 )
-from engine.storage.object_state import (
-    CopyDigest,
-    CopyState,
-    ObjectVersion,
-    content_digest,
-    read_state,
-)
+from engine.storage.object_state import CopyDigest, CopyStates, ObjectVersion, content_digest
 from engine.storage.peers import DirectoryLock
 from nodes.protocol import Request
 from nodes.protocol.peer import (
@@ -101,8 +94,7 @@ class PeerService:
         self.leases_expired = 0  # ended by their own clock (a frozen or slow holder)
         self.leases_dropped = 0  # ended by the connection going away while held
         self.shipped = 0         # `.peer ship` that moved a copy here
-        self._states: dict[str, CopyState] = {}   # see `digests`
-        self._states_lock = threading.Lock()
+        self._states: CopyStates[str] = CopyStates(MAX_DIGEST_STATES)   # see `digests`
 
     def status(self) -> dict:
         return {"peer_requests": self.requests, "peer_refused": self.refused,
@@ -115,7 +107,7 @@ class PeerService:
         answer: dict[str, dict | None] = {}
         for rel in rels:
             try:
-                state = self._state(rel)
+                state = self._states.read(rel, self.root, rel)
                 whole = content_digest(self.root, rel, state.version) \
                     if content and state is not None else None
             except (InvalidDocument, OSError) as error:
@@ -123,17 +115,6 @@ class PeerService:
                 continue
             answer[rel] = digest_entry(None if state is None else CopyDigest.of(state), whole)
         return answer
-
-    def _state(self, rel: str) -> CopyState | None:
-        with self._states_lock:
-            previous = self._states.pop(rel, None)
-        state = read_state(self.root, rel, previous)
-        if state is not None:
-            with self._states_lock:
-                if len(self._states) >= MAX_DIGEST_STATES:
-                    self._states.clear()
-                self._states[rel] = state
-        return state
 
     def session(self) -> PeerSession:
         return PeerSession(self)
