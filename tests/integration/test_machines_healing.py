@@ -52,14 +52,19 @@ class TwoMachines:
         self.data = {"m1": self.supervisors.folders["h1"] / "data" / "m1",
                      "m2": self.supervisors.folders["h2"] / "data" / "m2"}
 
-    def statements(self, machine: str, port: int, text: str) -> str:
+    def answers(self, machine: str, port: int, text: str) -> str:
+        """What the client prints for `text`, run on `machine` against its server at `port`."""
         done = self.machines.run(machine, [sys.executable, "-m", "nodes.client", "--host",
                                            self.machines.address(machine), "--port", str(port),
                                            "-e", text],
                                  env=self.supervisors.environment,
                                  cwd=self.supervisors.folders[machine])
-        assert done.returncode == 0 and "Hadisoana" not in done.stdout, done.stdout + done.stderr
-        return done.stdout
+        return done.stdout + done.stderr
+
+    def statements(self, machine: str, port: int, text: str) -> str:
+        out = self.answers(machine, port, text)
+        assert "Hadisoana" not in out, out
+        return out
 
     def rows(self, server: str) -> list | None:
         try:
@@ -107,15 +112,27 @@ def two_machines(tmp_path):
 
 
 def test_a_corrupt_copy_is_repaired_from_a_server_of_another_machine(two_machines):
-    """m1's table file truncated, and h1 holds no other copy: h1's supervisor fetches m2's
-    over the network, installs it under m1's lock, keeps the corrupt file aside, counts and
-    logs the repair, and `status` shows it as a local repair."""
+    """m1's table file truncated, and h1 holds no other copy: while m2 cannot be reached the
+    copy is reported corrupt and m1 answers that table with a storage fault (as for a local
+    corrupt copy); once it can, h1's supervisor fetches m2's copy over the network, installs
+    it under m1's lock, keeps the corrupt file aside, counts and logs the repair, and
+    `status` shows it as a local repair."""
     cluster = two_machines
     cluster.up_with_rows()
     m1 = cluster.data["m1"]
     whole = (m1 / TABLE).read_bytes()
     truncated = whole[:len(whole) // 2]
+    cluster.machines.cut_between("h1", "h2")
     write_raw(m1, TABLE, truncated)
+
+    row = cluster.row_once("h1", "m1", "repl_corrupt", "m1's copy reported corrupt")
+    [corrupt] = row["repl_corrupt"]
+    assert corrupt["path"] == TABLE and "m2:" in corrupt["not_healed"], corrupt
+    assert not row["repl_healed"] and "corrupt, not repaired" in row["repl_health"], row
+    refused = cluster.answers("h1", 4101, "ampiasao sekoly; alaivo id ao@ t;")
+    assert "Hadisoana" in refused and "Simba" in refused, refused
+    assert (m1 / TABLE).read_bytes() == truncated
+    cluster.machines.heal_between("h1", "h2")
 
     row = cluster.row_once("h1", "m1", "repl_healed", "m1's corrupt copy repaired over the network")
     [repair] = row["repl_repairs"]
