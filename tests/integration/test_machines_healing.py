@@ -20,8 +20,8 @@ import pytest
 
 from engine.storage.object_state import current_document, journal_rel, version_of
 from tests.conftest import wait_until
+from tests.integration.machinekit import SECRET, Supervisors
 from tests.integration.netkit import machines_or_skip
-from tests.integration.test_machines import SECRET, Supervisors
 from tests.objectkit import write_raw
 
 pytestmark = pytest.mark.slow
