@@ -99,7 +99,12 @@ them by address; every version that settles here is shipped to them over
 the peer protocol, and `catch_up`/`sync_all`/`seed` also pull their newer
 copies into this machine's servers (replication_remote.py: no shared file
 system). Their lag and failing copies are figures of this replicator like
-any destination's.
+any destination's. A copy of theirs at the local winner's very version is
+compared with it (`.peer digest`): another content is a CONFLICT as
+between two local copies, and stays open while that server is not
+reached. A corrupt copy here, when no server of this machine holds a
+valid one, is repaired from the newest valid copy of theirs, fetched whole
+and checked, by the local repair's code (`_heal`).
 
 Helpers: `objectfiles` (listing object files without following symlinks,
 mapping an event to its object, keeping a corrupt file aside),
@@ -553,7 +558,7 @@ class Replicator:
             if destinations is None:
                 self._ship_remote(rel, winner, servers[winner], copies[winner], since, outcome)
             if not outcome.conflict:   # a server of another machine may hold another content
-                self._stats.settled(rel, unless=outcome.uncompared)
+                self._stats.settled(rel, unless=self._uncompared(destinations, outcome))
             return True
         differing = []
         for server_id in suspects:
@@ -583,10 +588,15 @@ class Replicator:
         if destinations is None and not outcome.conflict:
             self._ship_remote(rel, winner, servers[winner], copies[winner], since, outcome)
         if not outcome.conflict:  # a copy may have found the copies diverged lower down
-            self._stats.settled(rel, unless=outcome.uncompared)
+            self._stats.settled(rel, unless=self._uncompared(destinations, outcome))
         self._left_corrupt(rel, {s: e for s, e in corrupt.items() if s not in to_heal},
                            "left for the next pass over every server", outcome)
         return True
+
+    def _uncompared(self, destinations: set[str] | None, outcome: _PathOutcome) -> set[str]:
+        """The servers of other machines this reconciliation did not compare (all of them when
+        it only brought some local servers up to date): a conflict with them stays open."""
+        return set(self._remote.ids()) if destinations is not None else outcome.uncompared
 
     def _ship_remote(self, rel: str, winner: str, winner_root: Path, winner_copy: CopyState,
                      since: float | None, outcome: _PathOutcome) -> None:
