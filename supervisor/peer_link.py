@@ -9,7 +9,7 @@ blocking connection, used by one replication thread at a time:
 - it connects on first use: TLS when the topology has a `tls:` section
   (the server's certificate checked against the CA, for the address the
   topology names), `.auth <secret>;` when there is a secret, then `.peer
-  hello 1;` (a server speaking another peer protocol version is refused
+  hello 2;` (a server speaking another peer protocol version is refused
   with the server's sentence: `PeerVersionMismatch`);
 - every failure of the connection (refused, reset, timed out, a broken
   answer) closes it and raises `PeerUnreachable`, an `OSError`: the
@@ -33,8 +33,11 @@ from engine.storage.object_state import ObjectVersion
 from nodes.protocol import ProtocolError, ResponseDecoder, auth_request
 from nodes.protocol.peer import (
     PeerRefused,
+    RemoteDigest,
     check_hello,
     decode_answer,
+    digest_of,
+    digest_request,
     fetch_request,
     hello_request,
     names_request,
@@ -114,6 +117,15 @@ class PeerLink:
             answer = self.ask([versions_request(rels[start:start + VERSIONS_BATCH])])
             for rel in rels[start:start + VERSIONS_BATCH]:
                 found[rel] = _remote_version(answer.get(rel))
+        return found
+
+    def digests(self, rels: list[str], content: bool = False) -> dict[str, RemoteDigest]:
+        """The server's digests of each copy (`.peer digest`; `content`: its object's too)."""
+        found: dict[str, RemoteDigest] = {}
+        for start in range(0, len(rels), VERSIONS_BATCH):
+            answer = self.ask([digest_request(rels[start:start + VERSIONS_BATCH], content)])
+            for rel in rels[start:start + VERSIONS_BATCH]:
+                found[rel] = digest_of(answer.get(rel))
         return found
 
     def names(self, database: str, folder: str) -> list[str]:

@@ -99,7 +99,12 @@ them by address; every version that settles here is shipped to them over
 the peer protocol, and `catch_up`/`sync_all`/`seed` also pull their newer
 copies into this machine's servers (replication_remote.py: no shared file
 system). Their lag and failing copies are figures of this replicator like
-any destination's.
+any destination's. A copy of theirs at the local winner's very version is
+compared with it (`.peer digest`): another content is a CONFLICT as
+between two local copies, and stays open while that server is not
+reached. A corrupt copy here, when no server of this machine holds a
+valid one, is repaired from the newest valid copy of theirs, fetched whole
+and checked, by the local repair's code (`_heal`).
 
 Helpers: `objectfiles` (listing object files without following symlinks,
 mapping an event to its object, keeping a corrupt file aside),
@@ -116,30 +121,39 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from engine.storage.atomic_files import fsync_folder
 from engine.storage.nofollow import FileSignature, ObjectRefused, folder_of, stat_in
-from engine.storage.object_copy import DivergedCopy, bring_up_to_date, cut_journal, replace_copy
+from engine.storage.object_copy import (
+    DivergedCopy,
+    Shipment,
+    bring_up_to_date,
+    cut_journal,
+    read_shipment,
+    replace_copy_from,
+)
 from engine.storage.object_format import InvalidDocument
 from engine.storage.object_state import (
+    CopyDigest,
     CopyState,
+    CopyStates,
     CorruptObject,
     KeptChanging,
     journal_rel,
-    read_state,
     same_content,
 )
 from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
 from supervisor.errors import OverlappingDataDirectories, UnknownNode
 from supervisor.objectfiles import keep_aside, list_object_files
-from supervisor.peer_link import PeerAddress, PeerUnreachable
+from supervisor.peer_link import PeerAddress, PeerRefused, PeerUnreachable
 from supervisor.replication_health import Repair, ReplicaHealth
 from supervisor.replication_queue import PendingPaths
-from supervisor.replication_remote import RemoteServers, pull, ship
+from supervisor.replication_remote import RemoteServers, pull, repair_source, ship
 from supervisor.replication_stats import ReplicationStats, SyncSummary, percentile
 from supervisor.replication_watch import WATCHED_EVENTS, DirectoryHandler, make_observer
 
@@ -166,6 +180,8 @@ class _PathOutcome:
     unreadable: bool = False   # some copy could not be read, or stays corrupt
     copy_failed: bool = False  # some copy could not be written
     refused: bool = False      # some server's path is a symlink (not retried)
+    # Servers of other machines not reached this time: a conflict with them stays open.
+    uncompared: set[str] = field(default_factory=set)
 
     @property
     def needs_retry(self) -> bool:
@@ -186,7 +202,7 @@ class Replicator:
         self._servers: dict[str, Path] = {}
         self._stats = ReplicationStats(self.log, lag_window)
         self._health = ReplicaHealth(self.log)
-        self._cache: dict[tuple[str, str], CopyState] = {}
+        self._cache: CopyStates[tuple[str, str]] = CopyStates()   # by (server, object)
         self._same: dict[tuple, bool] = {}       # see _same_content
         # (server, path) -> (inode, size, when) of a journal this replicator
         # just appended to: the event of that very append is no new write.
@@ -249,8 +265,7 @@ class Replicator:
             self._servers.pop(server_id, None)
             watch = self._watches.pop(server_id, None)
             observer = self._observer
-            for key in [key for key in self._cache if key[0] == server_id]:
-                del self._cache[key]
+        self._cache.forget(lambda key: key[0] == server_id)
         self._stats.remove_server(server_id)
         self._health.remove_server(server_id)
         if watch is not None and observer is not None:
@@ -371,8 +386,7 @@ class Replicator:
                     raise OverlappingDataDirectories(f"data directory of {server_id} ({root}) overlaps "
                                      f"the one of {other_id} ({other})")
             if self._servers.get(server_id, root) != root:  # moved: forget the old copies
-                for key in [key for key in self._cache if key[0] == server_id]:
-                    del self._cache[key]
+                self._cache.forget(lambda key: key[0] == server_id)
             self._servers[server_id] = root
         self._stats.add_server(server_id)
         self._health.add_server(server_id)
@@ -476,21 +490,7 @@ class Replicator:
 
         Raises ObjectRefused (a symlink), CorruptObject, OSError.
         """
-        key = (server_id, rel)
-        with self._lock:
-            cached = self._cache.get(key)
-        try:
-            found = read_state(root, rel, cached)
-        except BaseException:
-            with self._lock:
-                self._cache.pop(key, None)
-            raise
-        with self._lock:
-            if found is None:
-                self._cache.pop(key, None)
-            else:
-                self._cache[key] = found
-        return found
+        return self._cache.read((server_id, rel), root, rel)
 
     def _reconcile(self, rel: str, destinations: set[str] | None,
                    since: float | None) -> _PathOutcome:
@@ -533,9 +533,9 @@ class Replicator:
             if copy is not None:
                 copies[server_id] = copy
         if not copies:
-            self._left_corrupt(rel, corrupt, "no server holds a valid copy to repair it from",
-                               outcome)
-            return True
+            # Repaired from another machine: looked at again, so that the repaired copy is
+            # compared and shipped as any valid one (and a conflict it ends, settled).
+            return not self._heal_from_remote(rel, servers, corrupt, destinations, outcome)
         top = max(copy.version for copy in copies.values())
         # An undamaged holder is the better source (both ship only valid lines).
         holders = sorted((server_id for server_id, copy in copies.items() if copy.version == top),
@@ -554,10 +554,11 @@ class Replicator:
         suspects = [server_id for server_id in holders[1:]
                     if copies[server_id].identity != copies[winner].identity]
         if not targets and not suspects and not to_heal and not to_cut:
-            self._stats.settled(rel)
             self._left_corrupt(rel, corrupt, "left for the next pass over every server", outcome)
             if destinations is None:
-                self._ship_remote(rel, winner, servers[winner], top, since, outcome)
+                self._ship_remote(rel, winner, servers[winner], copies[winner], since, outcome)
+            if not outcome.conflict:   # a server of another machine may hold another content
+                self._stats.settled(rel, unless=self._uncompared(destinations, outcome))
             return True
         differing = []
         for server_id in suspects:
@@ -579,24 +580,34 @@ class Replicator:
         for server_id in targets:
             self._copy_into(rel, winner, servers[winner], server_id, servers[server_id], since,
                             outcome)
+        winner_lock = self._lock_of(winner, servers[winner])
         for server_id in to_heal:
-            self._heal_into(rel, winner, servers[winner], server_id, servers[server_id],
-                            corrupt[server_id], outcome)
+            self._heal_into(rel, winner, lambda: read_shipment(
+                servers[winner], rel, None, winner_lock, lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S),
+                server_id, servers[server_id], corrupt[server_id], outcome)
         if destinations is None and not outcome.conflict:
-            self._ship_remote(rel, winner, servers[winner], top, since, outcome)
+            self._ship_remote(rel, winner, servers[winner], copies[winner], since, outcome)
         if not outcome.conflict:  # a copy may have found the copies diverged lower down
-            self._stats.settled(rel)
+            self._stats.settled(rel, unless=self._uncompared(destinations, outcome))
         self._left_corrupt(rel, {s: e for s, e in corrupt.items() if s not in to_heal},
                            "left for the next pass over every server", outcome)
         return True
 
-    def _ship_remote(self, rel: str, winner: str, winner_root: Path, top: int,
+    def _uncompared(self, destinations: set[str] | None, outcome: _PathOutcome) -> set[str]:
+        """The servers of other machines this reconciliation did not compare (all of them when
+        it only brought some local servers up to date): a conflict with them stays open."""
+        return set(self._remote.ids()) if destinations is not None else outcome.uncompared
+
+    def _ship_remote(self, rel: str, winner: str, winner_root: Path, winner_copy: CopyState,
                      since: float | None, outcome: _PathOutcome) -> None:
-        """Ship the winner's version to every server of another machine that is older."""
+        """Ship the winner's version to every server of another machine that is older; one
+        at that very version is compared with it, as two local copies are."""
+        top = winner_copy.version
         for server_id in self._remote.ids():
             try:
                 shipped = ship(self._remote, server_id, rel, winner_root,
-                               self._lock_of(winner, winner_root), top, PROMPT_LOCK_POLL_MAX_S)
+                               self._lock_of(winner, winner_root), top, PROMPT_LOCK_POLL_MAX_S,
+                               CopyDigest.of(winner_copy))
             except KeyError:
                 continue   # removed meanwhile
             except PeerUnreachable as error:
@@ -605,12 +616,19 @@ class Replicator:
                 self._stats.error(server_id, f"copy of {rel} failed: {reason}", log=False)
                 self._health.copy_failed(server_id, rel, reason)
                 outcome.copy_failed = True
+                outcome.uncompared.add(server_id)
+                continue
+            except PeerRefused as error:   # an answer that is no answer (a digest, ...)
+                self._stats.error(server_id, f"comparing {rel}: {error}", log=False)
+                outcome.copy_failed = True
+                outcome.uncompared.add(server_id)
                 continue
             except OSError as error:   # reading the local source failed
                 reason = str(error)
                 self._stats.error(server_id, f"copy of {rel} failed: {reason}", log=False)
                 self._health.copy_failed(server_id, rel, reason)
                 outcome.copy_failed = True
+                outcome.uncompared.add(server_id)
                 continue
             if shipped.conflict is not None:
                 self._stats.conflict(rel, shipped.conflict, (winner, server_id))
@@ -697,10 +715,40 @@ class Replicator:
             lag_ms = (time.monotonic() - since) * 1000 if since is not None else None
             self._stats.copied(server_id, lag_ms)
 
-    def _heal_into(self, rel: str, source: str, source_root: Path, server_id: str, root: Path,
-                   corrupt: CorruptObject, outcome: _PathOutcome) -> None:
+    def _heal_from_remote(self, rel: str, servers: dict[str, Path],
+                          corrupt: dict[str, CorruptObject], destinations: set[str] | None,
+                          outcome: _PathOutcome) -> bool:
+        """No server of this machine holds a valid copy: repair the corrupt ones from the
+        newest valid copy of another machine's server, as from a local one; whether any was."""
+        to_heal = {server_id: error for server_id, error in corrupt.items()
+                   if destinations is None or server_id in destinations}
+        left = {server_id: error for server_id, error in corrupt.items()
+                if server_id not in to_heal}
+        self._left_corrupt(rel, left, "left for the next pass over every server", outcome)
+        if not to_heal:
+            return False
+        if not self._remote.ids():
+            self._left_corrupt(rel, to_heal, "no server holds a valid copy to repair it from",
+                               outcome)
+            return False
+        source, shipment, problems = repair_source(self._remote, rel)
+        if shipment is None:
+            why = "no server here or on another machine holds a valid copy to repair it from"
+            self._left_corrupt(rel, to_heal, f"{why} ({'; '.join(problems)})" if problems
+                               else why, outcome)
+            return False
+        fetched: Shipment = shipment   # one copy fetched, installed into each corrupt one
+        healed = outcome.healed
+        for server_id, error in to_heal.items():
+            self._heal_into(rel, source, lambda: fetched, server_id, servers[server_id], error,
+                            outcome)
+        return outcome.healed > healed
+
+    def _heal_into(self, rel: str, source: str, read_source: Callable[[], Shipment | None],
+                   server_id: str, root: Path, corrupt: CorruptObject,
+                   outcome: _PathOutcome) -> None:
         try:
-            repair = self._heal(rel, source, source_root, server_id, root, corrupt)
+            repair = self._heal(rel, source, read_source, server_id, root, corrupt)
         except ObjectRefused as error:
             self._refused(server_id, rel, error, outcome)
             return
@@ -784,9 +832,10 @@ class Replicator:
             self.log.debug("copied %s from %s to %s", rel, source, server_id)
         return copied
 
-    def _heal(self, rel: str, source: str, source_root: Path, server_id: str, root: Path,
-              corrupt: CorruptObject) -> Repair | None:
-        """Replace a corrupt copy by the source's, kept aside; None if it changed meanwhile."""
+    def _heal(self, rel: str, source: str, read_source: Callable[[], Shipment | None],
+              server_id: str, root: Path, corrupt: CorruptObject) -> Repair | None:
+        """Replace a corrupt copy by the source's (`read_source()`: its whole copy, from a
+        local directory or another machine), kept aside; None if it changed meanwhile."""
         kept: list[Path] = []
         journal_name = journal_rel(rel)
 
@@ -808,10 +857,9 @@ class Replicator:
                 keep_aside(root, journal_name)
             return True
 
-        change = replace_copy(source_root, root, rel, self._lock_of(server_id, root),
-                              still_wanted=still_corrupt_then_kept_aside,
-                              source_lock=self._lock_of(source, source_root),
-                              lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S)
+        change = replace_copy_from(read_source, root, rel, self._lock_of(server_id, root),
+                                   still_wanted=still_corrupt_then_kept_aside,
+                                   lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S)
         if change is None:
             return None
         self._sync_kept(kept)

@@ -24,6 +24,17 @@ directories; a server another machine runs is reached over the network
   `bring_up_to_date_from` puts it in place): a server catching up before it
   takes writes, or a new server seeded over the network.
 
+- **Compare.** A remote copy found at the local winner's very version is
+  compared (`compare`: `.peer digest`, the digests of engine/storage/object_state.py
+  `same_by_digest`, and only when those cannot tell, the objects' content
+  digests): where the local replicator compares two local copies at one
+  version, on every reconciliation of the path. Different contents are a
+  conflict for the caller to report; nothing is shipped either way.
+- **Repair.** `repair_source(rel)`: the newest valid copy among the remote
+  servers, fetched whole (`.peer fetch` from no version) and checked here
+  as a copy on disk is (`check_copy`), for the replicator to install over
+  a local corrupt copy when no server of this machine holds a valid one.
+
 A remote server that cannot be reached is an `OSError` for the caller: a
 failing copy into that server, listed in `status` and retried with
 backoff until the link returns; meanwhile that server's commits are
@@ -51,7 +62,14 @@ from engine.storage.object_copy import (
     read_shipment,
 )
 from engine.storage.object_format import InvalidDocument
-from engine.storage.object_state import ObjectVersion, version_of
+from engine.storage.object_state import (
+    CopyDigest,
+    ObjectVersion,
+    check_copy,
+    content_digest,
+    same_by_digest,
+    version_of,
+)
 from engine.storage.peers import DirectoryLock
 
 from .peer_link import PeerAddress, PeerLink, PeerRefused, PeerUnreachable
@@ -60,6 +78,8 @@ log = logging.getLogger(__name__)
 
 SHIP_ROUNDS = 3
 MAX_REMEMBERED = 16384
+# Comparisons that needed both objects' content (two shapes of one version), remembered.
+MAX_COMPARED = 4096
 RETRY_AFTER_S = 1.0
 
 
@@ -90,6 +110,7 @@ class RemoteServers:
         self._links = threading.local()
         self._down: dict[str, tuple[float, str]] = {}   # server -> (not before, why)
         self._reached: dict[tuple[str, str], ObjectVersion] = {}   # see `ship`
+        self._compared: dict[tuple, bool] = {}   # see `compare`
 
     def known(self, server_id: str, rel: str) -> ObjectVersion | None:
         with self._lock:
@@ -103,6 +124,16 @@ class RemoteServers:
             if len(self._reached) >= MAX_REMEMBERED:
                 self._reached.clear()
             self._reached[(server_id, rel)] = version
+
+    def compared(self, key: tuple) -> bool | None:
+        with self._lock:
+            return self._compared.get(key)
+
+    def remember_compared(self, key: tuple, same: bool) -> None:
+        with self._lock:
+            if len(self._compared) >= MAX_COMPARED:
+                self._compared.clear()
+            self._compared[key] = same
 
     def unreachable(self, server_id: str, error: OSError) -> None:
         """A link to it failed: fail fast for a while (see `link`)."""
@@ -155,8 +186,10 @@ class RemoteServers:
 
 
 def ship(remote: RemoteServers, server_id: str, rel: str, source_root: Path,
-         source_lock: DirectoryLock | None, top: int, lock_poll_max_s: float) -> Shipped:
-    """Bring `server_id`'s copy of `rel` up to the local winner's version `top`.
+         source_lock: DirectoryLock | None, top: int, lock_poll_max_s: float,
+         winner: CopyDigest | None = None) -> Shipped:
+    """Bring `server_id`'s copy of `rel` up to the local winner's version `top`; a copy
+    there at that very version is compared with `winner` (the local copy's digests).
 
     Raises OSError (PeerUnreachable) when the server cannot be reached.
     """
@@ -183,6 +216,9 @@ def ship(remote: RemoteServers, server_id: str, rel: str, source_root: Path,
             done.problem = f"its copy does not read ({theirs.error}); its supervisor repairs it"
             return done
         if theirs.version is not None and theirs.version.change >= top:
+            if theirs.version.change == top and winner is not None and winner.version == top:
+                if compare(remote, server_id, link, rel, source_root, winner) is False:
+                    done.conflict = top
             return done
         shipment = read_shipment(source_root, rel, theirs.version, source_lock,
                                  lock_poll_max_s=lock_poll_max_s)
@@ -205,6 +241,85 @@ def ship(remote: RemoteServers, server_id: str, rel: str, source_root: Path,
         if result == "current":
             return done
     return done   # kept moving: the next event (theirs or ours) ships again
+
+
+def compare(remote: RemoteServers, server_id: str, link: PeerLink, rel: str, root: Path,
+            ours: CopyDigest) -> bool | None:
+    """Whether `server_id`'s copy of `rel` holds the same object as ours at our version
+    (None: it moved, or one of them does not read: the next reconciliation asks again).
+
+    One `.peer digest` when the digests tell (both copies hold the line of that
+    version, or the same snapshot); else the content digests, remembered by
+    both copies' digests, since computing ours and theirs costs the table.
+    """
+    theirs = link.digests([rel])[rel].digest
+    if theirs is None or theirs.version != ours.version:
+        return None
+    told = same_by_digest(ours, theirs)
+    if told is not None:
+        return told
+    key = (server_id, rel, ours, theirs)
+    known = remote.compared(key)
+    if known is not None:
+        return known
+    content = link.digests([rel], content=True)[rel]
+    if content.content is None or content.digest != theirs:
+        return None
+    try:
+        mine = content_digest(root, rel, ours.version)
+    except (InvalidDocument, OSError):
+        return None
+    if mine is None:
+        return None
+    same = mine == content.content
+    remote.remember_compared(key, same)
+    return same
+
+
+def repair_source(remote: RemoteServers, rel: str) -> tuple[str, Shipment | None, list[str]]:
+    """The newest valid copy of `rel` among the remote servers, fetched whole and checked:
+    (its server, the shipment that installs it, None when no server holds one; why not, per
+    server that could not give one)."""
+    problems: list[str] = []
+    offers: list[tuple[int, str]] = []
+    for server_id in remote.ids():
+        try:
+            found = remote.link(server_id).versions([rel])[rel]
+        except KeyError:
+            continue
+        except (OSError, PeerRefused) as error:
+            if isinstance(error, OSError):
+                remote.unreachable(server_id, error)
+            problems.append(f"{server_id}: {error}")
+            continue
+        if found.error is not None:
+            problems.append(f"{server_id}: its copy does not read either ({found.error})")
+        elif found.version is not None:
+            offers.append((found.version.change, server_id))
+    for _, server_id in sorted(offers, key=lambda offer: (-offer[0], offer[1])):
+        try:
+            shipment = remote.link(server_id).fetch(rel, None)
+        except KeyError:
+            continue
+        except (OSError, PeerRefused) as error:
+            if isinstance(error, OSError):
+                remote.unreachable(server_id, error)
+            problems.append(f"{server_id}: {error}")
+            continue
+        if shipment is None or shipment.snapshot is None:
+            problems.append(f"{server_id}: no valid copy to give")
+            continue
+        try:
+            state = check_copy(rel, shipment.snapshot, shipment.lines)
+        except InvalidDocument as error:
+            problems.append(f"{server_id}: its copy arrived invalid ({error})")
+            continue
+        if state.version != shipment.version:
+            problems.append(f"{server_id}: its copy is at {state.version}, "
+                            f"not {shipment.version} as it said")
+            continue
+        return server_id, shipment, problems
+    return "", None, problems
 
 
 def pull(remote: RemoteServers, root: Path, lock: DirectoryLock, lock_poll_max_s: float,

@@ -158,9 +158,14 @@ class ReplicationStats:
                          "both copies kept, nothing copied", path, change,
                          ", ".join(found.servers))
 
-    def settled(self, path: str) -> None:
+    def settled(self, path: str, unless: set[str] | frozenset[str] = frozenset()) -> None:
+        """The copies of `path` agree: its conflict is over, unless it involves a server in
+        `unless` (of another machine, not reached this time: not compared, so not settled)."""
         with self._lock:
-            known = self._conflicts.pop(path, None)
+            known = self._conflicts.get(path)
+            if known is None or unless & set(known.servers):
+                return
+            del self._conflicts[path]
         if known is not None:
             self.log.warning("replication conflict on %s settled (a newer copy won)", path)
 

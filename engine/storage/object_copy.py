@@ -41,6 +41,8 @@ is released, as a commit's is.
   put in place (`.peer ship`);
 - `replace_copy(...)`: a repair: the source's copy installed over whatever
   the destination holds, if `still_wanted()` agrees under the lock;
+  `replace_copy_from(fetch, ...)` the same from any source (a server of
+  another machine, `.peer fetch`);
 - `cut_journal(...)`: a damaged journal cut back to its usable part.
 
 Never from an invalid source (a snapshot failing `check_document`, lines
@@ -194,10 +196,28 @@ def replace_copy(source_root: str | os.PathLike, dest_root: str | os.PathLike,
     version it found, and keeps it aside). The version installed, or None
     (no valid source copy, or `still_wanted` said no).
     """
-    source_root, dest_root, rel = Path(source_root), Path(dest_root), os.fspath(rel)
-    shipment = read_shipment(source_root, rel, None, source_lock, lock_timeout_s, lock_poll_max_s)
+    source_root, rel = Path(source_root), os.fspath(rel)
+    return replace_copy_from(
+        lambda: read_shipment(source_root, rel, None, source_lock, lock_timeout_s,
+                              lock_poll_max_s),
+        dest_root, rel, lock, still_wanted=still_wanted, durable=durable,
+        lock_timeout_s=lock_timeout_s, lock_poll_max_s=lock_poll_max_s)
+
+
+def replace_copy_from(fetch: Callable[[], Shipment | None], dest_root: str | os.PathLike,
+                      rel: str | os.PathLike, lock: DirectoryLock, *,
+                      still_wanted: Callable[[], bool], durable: bool = True,
+                      lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+                      lock_poll_max_s: float = LOCK_POLL_MAX_S) -> int | None:
+    """`replace_copy` from any source: `fetch()` gives the whole copy (an install: a
+    snapshot and its lines), e.g. `.peer fetch` from a server of another machine, whose
+    bytes the caller has checked (engine/storage/object_state.py `check_copy`)."""
+    dest_root, rel = Path(dest_root), os.fspath(rel)
+    shipment = fetch()
     if shipment is None:
         return None
+    if shipment.base is not None:
+        raise ValueError(f"{rel}: a repair installs a whole copy, not lines after {shipment.base}")
     installed = _deliver(dest_root, rel, shipment, lock, durable, still_wanted, lock_timeout_s,
                          lock_poll_max_s, _Laps(None), repair=True)
     return shipment.version if installed else None

@@ -20,13 +20,17 @@ module, so "which version does this copy hold?" has one answer:
   whole and checked: the snapshot with `check_document`, every journal
   entry (checksum, chain, and whether its ops fit the rows, on counts). With
   the `previous` state of the same copy, a journal that only grew is read
-  from where that state ended: cost of the change, not of the table;
+  from where that state ended: cost of the change, not of the table
+  (`CopyStates` remembers the last states);
 - `materialize(root, rel) -> Materialized | None`: the document at the
   copy's version (the snapshot with its chained entries applied);
 - `same_content(...)`: whether two copies at one version hold the same
   object: the journal line of that version when both have it (certified:
   the same bytes everywhere), else the materialized documents without their
-  `format` key.
+  `format` key; `same_by_digest` and `content_digest` are its two halves
+  for copies on two machines (`.peer digest` answers them);
+- `check_copy(rel, snapshot, lines)`: a copy received as bytes checked as
+  `read_state` checks one on disk (a repair fetched over the network).
 
 A journal is **torn** when invalid bytes end it with no valid line after
 them (a crash in the middle of an append: the owner cuts them, they are
@@ -48,8 +52,11 @@ import errno
 import hashlib
 import os
 import re
+import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import orjson
 
@@ -422,6 +429,46 @@ def read_state(root: str | os.PathLike, rel: str | os.PathLike,
     return None if files is None else _summarise(rel, files)
 
 
+K = TypeVar("K", bound=Hashable)
+
+
+class CopyStates(Generic[K]):
+    """Copies read whole, remembered by key, so that reading one again costs its change
+    (`read_state` with its last state). Thread-safe; at most `limit` remembered (all
+    forgotten past it: a forgotten copy only costs one whole reading). The replicator keys
+    them by (server, object), a server's `.peer digest` by object."""
+
+    def __init__(self, limit: int = 1 << 20):
+        self._lock = threading.Lock()
+        self._states: dict[K, CopyState] = {}
+        self._limit = limit
+
+    def read(self, key: K, root: str | os.PathLike, rel: str) -> CopyState | None:
+        """`read_state(root, rel)` from the state remembered under `key`; raises as it does
+        (and forgets that state)."""
+        with self._lock:
+            previous = self._states.get(key)
+        try:
+            found = read_state(root, rel, previous)
+        except BaseException:
+            with self._lock:
+                self._states.pop(key, None)
+            raise
+        with self._lock:
+            if found is None:
+                self._states.pop(key, None)
+            else:
+                if len(self._states) >= self._limit and key not in self._states:
+                    self._states.clear()
+                self._states[key] = found
+        return found
+
+    def forget(self, which: Callable[[K], bool]) -> None:
+        with self._lock:
+            for key in [key for key in self._states if which(key)]:
+                del self._states[key]
+
+
 def _extend(folder: int, rel: str, journal_name: str | None,
             previous: CopyState) -> CopyState | None:
     """`previous` moved on by the lines appended since (None: read the copy whole)."""
@@ -478,21 +525,42 @@ def _read_files(folder: int, rel: str, journal_name: str | None) -> _Files | Non
 
 
 def _summarise(rel: str, files: _Files) -> CopyState:
-    document = files.document
+    return _summarised(files.document, files.snapshot, FileSignature.of(files.snapshot_stat),
+                       files.journal, FileSignature.of(files.journal_stat)
+                       if files.journal_stat is not None else None)
+
+
+def _summarised(document: dict, snapshot: bytes, snapshot_signature: FileSignature,
+                journal_data: bytes | None, journal_signature: FileSignature | None) -> CopyState:
     dropped = bool(document.get("dropped", False))
     live_table = document["kind"] == "table" and not dropped
-    journal_signature = FileSignature.of(files.journal_stat) \
-        if files.journal_stat is not None else None
     state = CopyState(version=document["change"], snapshot_change=document["change"],
-                      dropped=dropped, snapshot=FileSignature.of(files.snapshot_stat),
-                      snapshot_digest=digest(files.snapshot), journal=None, journal_end=0,
+                      dropped=dropped, snapshot=snapshot_signature,
+                      snapshot_digest=digest(snapshot), journal=None, journal_end=0,
                       line_digest=None,
                       width=len(document["columns"]) if live_table else 0,
                       rows=len(document["rows"]) if live_table else 0, torn=False, damaged=None)
-    if files.journal is None or not live_table:
+    if journal_data is None or not live_table:
         return replace(state, journal=journal_signature)
-    return _with_journal(state, files.journal, 0, journal_signature, document["change"],
+    return _with_journal(state, journal_data, 0, journal_signature, document["change"],
                          state.rows)
+
+
+# A copy received as bytes has no file yet: its signatures are this.
+NO_FILE = FileSignature(0, 0, 0)
+
+
+def check_copy(rel: str, snapshot: bytes, lines: bytes) -> CopyState:
+    """A whole copy received as bytes (a snapshot and its journal lines, from another machine)
+    checked as `read_state` checks one on disk: InvalidDocument unless the snapshot is a valid
+    document and every line chains and fits (no torn or damaged part)."""
+    kind, name = kind_and_name(rel)
+    document = check_document(snapshot, rel, kind, name)
+    state = _summarised(document, snapshot, NO_FILE, lines or None, None)
+    if state.torn or state.damaged is not None:
+        raise InvalidDocument(rel, f"its journal lines do not all apply "
+                                   f"({state.damaged or 'a torn line'})")
+    return state
 
 
 def _with_journal(state: CopyState, data: bytes, offset: int, signature: FileSignature | None,
@@ -619,21 +687,62 @@ def without_format(document: dict) -> dict:
     return {key: value for key, value in document.items() if key != "format"}
 
 
-def same_content(first_root: Path, first: CopyState, second_root: Path, second: CopyState,
-                 rel: str) -> bool | None:
-    """Whether two copies of `rel` hold the same object; None if one moved since its state was read.
+@dataclass(frozen=True)
+class CopyDigest:
+    """What says cheaply whether two copies at one version hold the same object: their
+    version, and the digest of the journal line of that version (None: the snapshot's)."""
+
+    version: int
+    line_digest: bytes | None
+    snapshot_digest: bytes
+
+    @classmethod
+    def of(cls, state: CopyState) -> CopyDigest:
+        return cls(state.version, state.line_digest, state.snapshot_digest)
+
+
+def same_by_digest(first: CopyDigest, second: CopyDigest) -> bool | None:
+    """Whether two copies hold the same object, from their digests; None: only their
+    documents can tell (one checkpointed, the other not; a format 1 and a format 2 file).
 
     Same version required. Both with the journal line of that version: the
     lines compared (certified, so the same bytes everywhere). Otherwise the
-    same snapshot bytes, or else the materialized documents without `format`
-    (one copy checkpointed, the other not; a format 1 and a format 2 file).
+    same snapshot bytes.
     """
     if first.version != second.version:
         return False
     if first.line_digest is not None and second.line_digest is not None:
         return first.line_digest == second.line_digest
-    if first.identity == second.identity:
+    if first.line_digest is None and second.line_digest is None \
+            and first.snapshot_digest == second.snapshot_digest:
         return True
+    return None
+
+
+def content_digest(root: Path, rel: str, version: int) -> bytes | None:
+    """The digest of the object the copy of `rel` in `root` holds at `version` (its
+    materialized document without `format`, keys sorted); None if it is at another version.
+
+    Equal digests: equal documents, whatever shape each copy has on disk. Costs the
+    table (the snapshot read and its lines applied), like `same_content`'s last resort.
+    Raises CorruptObject, ObjectRefused, OSError.
+    """
+    found = materialize(root, rel)
+    if found is None or found.version != version:
+        return None
+    return digest(orjson.dumps(without_format(found.document), option=orjson.OPT_SORT_KEYS))
+
+
+def same_content(first_root: Path, first: CopyState, second_root: Path, second: CopyState,
+                 rel: str) -> bool | None:
+    """Whether two copies of `rel` hold the same object; None if one moved since its state was read.
+
+    `same_by_digest` when their digests tell; else the materialized
+    documents without `format` compared.
+    """
+    told = same_by_digest(CopyDigest.of(first), CopyDigest.of(second))
+    if told is not None:
+        return told
     try:
         first_copy = materialize(first_root, rel)
         second_copy = materialize(second_root, rel)

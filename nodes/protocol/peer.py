@@ -6,9 +6,15 @@ wire protocol, with admin requests that start `.peer` (answered only after
 `.auth` on a node that requires the secret, as every request). Both ends
 build and read them here, so the format lives in one place:
 
-    .peer hello VERSION;               {"protocol": 1, "node": ID}; another VERSION: an error
+    .peer hello VERSION;               {"protocol": 2, "node": ID}; another VERSION: an error
     .peer versions REL ...;            {REL: null | {"change", "snapshot_change", "dropped",
                                                      "size"} | {"error": TEXT}}
+    .peer digest CONTENT REL ...;      {REL: null | {"change", "line": HEX | null, "snapshot": HEX,
+                                                     "content": HEX | null} | {"error": TEXT}}:
+                                       what says whether two copies at one version hold the
+                                       same object (engine/storage/object_state.py
+                                       `same_by_digest`); with CONTENT 1 also the digest of the
+                                       materialized object (`content_digest`, costs the table)
     .peer names DB FOLDER;             {"names": [STEM, ...]}
     .peer names;                       {"rels": [REL, ...]}: every object of the directory
                                        (markers and tombstones included)
@@ -37,6 +43,11 @@ plain statement text. A shipment's bytes are one JSON header line (version,
 base, and the lengths of the parts) followed by the snapshot, the journal
 lines and the line at the base, back to back (`encode_shipment`).
 
+Version 2 added `.peer digest` (the replicator compares equal versions
+across machines with it, docs/REPLICATION.md): a server of version 1 could
+not answer it, so the two refuse each other at hello rather than leave that
+comparison silently undone.
+
 An answer is a message response holding one JSON object; an error is an
 ordinary error response (`Hadisoana : ...`), which `decode_answer` raises as
 `PeerRefused`. Nothing here touches a socket.
@@ -51,13 +62,14 @@ from dataclasses import dataclass
 import orjson
 
 from engine.storage.object_copy import Shipment
+from engine.storage.object_state import CopyDigest
 from nodes.errors import NodeError
 from nodes.protocol.wire import DEFAULT_MAX_REQUEST_BYTES, Response, encode_error, encode_message
 
-PEER_PROTOCOL_VERSION = 1
+PEER_PROTOCOL_VERSION = 2
 PEER_WORD = ".peer"
 PART_MARK = "@"            # the payload argument of a request whose payload came in parts
-VERBS = ("hello", "versions", "names", "fetch", "fence", "release", "check", "ship", "part")
+VERBS = ("hello", "versions", "digest", "names", "fetch", "fence", "release", "check", "ship", "part")
 # Room for the verb and the other arguments beside a payload in one request.
 REQUEST_OVERHEAD = 1024
 # The most a payload may grow to in parts on one connection (a table's snapshot).
@@ -139,9 +151,9 @@ def parse_request(text: str) -> PeerRequest:
         raise ValueError("`.peer names` takes no argument, or a database and a folder")
     if verb not in VERBS:
         raise ValueError(f"unknown peer request {words[0]!r} (expected one of: {', '.join(VERBS)})")
-    expected = {"hello": (1, 1), "versions": (1, 10_000), "names": (0, 2), "fetch": (3, 3),
-                "fence": (2, 2), "release": (0, 0), "check": (1, 1), "ship": (2, 2),
-                "part": (1, 1)}[verb]
+    expected = {"hello": (1, 1), "versions": (1, 10_000), "digest": (2, 10_001),
+                "names": (0, 2), "fetch": (3, 3), "fence": (2, 2), "release": (0, 0),
+                "check": (1, 1), "ship": (2, 2), "part": (1, 1)}[verb]
     if not expected[0] <= len(args) <= expected[1] or (verb == "names" and len(args) == 1):
         raise ValueError(f"`.peer {verb}` takes {expected[0]}"
                          f"{'' if expected[0] == expected[1] else ' or more'} arguments, "
@@ -166,6 +178,57 @@ def hello_request() -> bytes:
 
 def versions_request(rels: list[str]) -> bytes:
     return request_bytes("versions", *rels)
+
+
+def digest_request(rels: list[str], content: bool) -> bytes:
+    """`.peer digest CONTENT REL ...;`: each copy's digests (CONTENT: its object's too)."""
+    return request_bytes("digest", "1" if content else "0", *rels)
+
+
+def digest_arguments(request: PeerRequest) -> tuple[bool, list[str]]:
+    content, *rels = request.args
+    if content not in ("0", "1"):
+        raise ValueError(f"the content flag {content!r} is neither 0 nor 1")
+    return content == "1", rels
+
+
+@dataclass(frozen=True)
+class RemoteDigest:
+    """One copy's answer to `.peer digest` (`digest` None: no copy there)."""
+
+    digest: CopyDigest | None
+    content: bytes | None = None   # asked with CONTENT 1, and still at that version
+    error: str | None = None       # the copy there does not read
+
+
+def digest_entry(digest: CopyDigest | None, content: bytes | None) -> dict | None:
+    """One object's entry in a digest answer."""
+    if digest is None:
+        return None
+    return {"change": digest.version,
+            "line": None if digest.line_digest is None else digest.line_digest.hex(),
+            "snapshot": digest.snapshot_digest.hex(),
+            "content": None if content is None else content.hex()}
+
+
+def digest_of(entry: object) -> RemoteDigest:
+    """An entry of a digest answer read back; PeerRefused if it is not one."""
+    if entry is None:
+        return RemoteDigest(None)
+    if isinstance(entry, dict) and "error" in entry:
+        return RemoteDigest(None, error=str(entry["error"]))
+    try:
+        if not isinstance(entry, dict):
+            raise TypeError
+        line, content = entry["line"], entry["content"]
+        change = entry["change"]
+        if not isinstance(change, int) or isinstance(change, bool):
+            raise ValueError
+        return RemoteDigest(CopyDigest(change, None if line is None else bytes.fromhex(line),
+                                       bytes.fromhex(entry["snapshot"])),
+                            None if content is None else bytes.fromhex(content))
+    except (KeyError, TypeError, ValueError):
+        raise PeerRefused(f"not a digest: {str(entry)[:120]!r}") from None
 
 
 def names_request(database: str | None = None, folder: str | None = None) -> bytes:

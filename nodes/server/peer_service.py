@@ -48,7 +48,7 @@ from engine.storage.object_format import (
     InvalidDocument,
     object_relpath,
 )
-from engine.storage.object_state import ObjectVersion
+from engine.storage.object_state import CopyDigest, CopyStates, ObjectVersion, content_digest
 from engine.storage.peers import DirectoryLock
 from nodes.protocol import Request
 from nodes.protocol.peer import (
@@ -57,6 +57,8 @@ from nodes.protocol.peer import (
     PeerRequest,
     check_arguments,
     decode_shipment,
+    digest_arguments,
+    digest_entry,
     encode_answer,
     encode_refusal,
     fence_arguments,
@@ -69,6 +71,8 @@ from nodes.protocol.peer import (
 # The longest a `.peer fence` waits for the lock before answering "not held".
 MAX_FENCE_WAIT_MS = 2000
 PEER_THREADS = 4
+# Copies read whole for `.peer digest`, remembered so that the next question costs the change.
+MAX_DIGEST_STATES = 4096
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +94,27 @@ class PeerService:
         self.leases_expired = 0  # ended by their own clock (a frozen or slow holder)
         self.leases_dropped = 0  # ended by the connection going away while held
         self.shipped = 0         # `.peer ship` that moved a copy here
+        self._states: CopyStates[str] = CopyStates(MAX_DIGEST_STATES)   # see `digests`
 
     def status(self) -> dict:
         return {"peer_requests": self.requests, "peer_refused": self.refused,
                 "peer_leases": self.leases, "peer_leases_expired": self.leases_expired,
                 "peer_leases_dropped": self.leases_dropped, "peer_shipped": self.shipped}
+
+    def digests(self, rels: list[str], content: bool) -> dict:
+        """`.peer digest`: each copy read whole and checked (from where its last reading
+        ended, as the replicator reads), its digests; with `content`, its object's too."""
+        answer: dict[str, dict | None] = {}
+        for rel in rels:
+            try:
+                state = self._states.read(rel, self.root, rel)
+                whole = content_digest(self.root, rel, state.version) \
+                    if content and state is not None else None
+            except (InvalidDocument, OSError) as error:
+                answer[rel] = {"error": str(error)}
+                continue
+            answer[rel] = digest_entry(None if state is None else CopyDigest.of(state), whole)
+        return answer
 
     def session(self) -> PeerSession:
         return PeerSession(self)
@@ -160,6 +180,10 @@ class PeerSession:
         if verb == "versions":
             rels = [checked_rel(rel) for rel in args]
             return encode_answer(await service.in_thread(self._versions, rels))
+        if verb == "digest":
+            content, rels = digest_arguments(request)
+            rels = [checked_rel(rel) for rel in rels]
+            return encode_answer(await service.in_thread(service.digests, rels, content))
         if verb == "names" and not args:
             return encode_answer({"rels": await service.in_thread(every_object, service.root)})
         if verb == "names":

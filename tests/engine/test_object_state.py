@@ -9,13 +9,17 @@ from engine.storage import journal
 from engine.storage.nofollow import ObjectRefused
 from engine.storage.object_format import InvalidDocument
 from engine.storage.object_state import (
+    CopyDigest,
     CorruptObject,
     ObjectVersion,
+    check_copy,
+    content_digest,
     journal_rel,
     materialize,
     object_of_journal,
     probe,
     read_state,
+    same_by_digest,
     same_content,
     version_of,
 )
@@ -219,6 +223,45 @@ def test_same_content_compares_lines_or_documents(tmp_path):
     write_object(b, TABLE, 1, rows=[[1]])
     append_entries(b, TABLE, 2, [appended_rows(2, 1)[0], [["append", [[42]]]]])
     assert same_content(a, first, b, read_state(b, TABLE), TABLE) is False
+
+
+def test_digests_tell_what_they_can_and_content_digests_the_rest(tmp_path):
+    """The two halves of `same_content` for copies on two machines (`.peer digest`)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root in (a, b):
+        write_object(root, TABLE, 1, rows=[[1]])
+        append_entries(root, TABLE, 2, appended_rows(2, 2))
+    first = CopyDigest.of(read_state(a, TABLE))
+    assert same_by_digest(first, CopyDigest.of(read_state(b, TABLE))) is True
+    # b checkpointed: the digests cannot tell; the contents are the same.
+    write_object(b, TABLE, 3, rows=[[1], [2], [3]], format=2)
+    (b / journal_rel(TABLE)).unlink()
+    assert same_by_digest(first, CopyDigest.of(read_state(b, TABLE))) is None
+    assert content_digest(a, TABLE, 3) == content_digest(b, TABLE, 3) is not None
+    assert content_digest(a, TABLE, 2) is None   # not at that version (any more)
+    # Another row at version 3: another content.
+    write_object(b, TABLE, 3, rows=[[1], [2], [99]])
+    assert content_digest(a, TABLE, 3) != content_digest(b, TABLE, 3)
+    # Two snapshots alone: equal bytes tell; other versions never compare equal.
+    only = CopyDigest(3, None, b"x" * 16)
+    assert same_by_digest(only, CopyDigest(3, None, b"x" * 16)) is True
+    assert same_by_digest(only, CopyDigest(3, None, b"y" * 16)) is None
+    assert same_by_digest(only, CopyDigest(4, None, b"x" * 16)) is False
+
+
+def test_a_copy_received_as_bytes_is_checked_as_one_on_disk(tmp_path):
+    write_object(tmp_path, TABLE, 1, rows=[[1]])
+    lines = append_entries(tmp_path, TABLE, 2, appended_rows(2, 2))
+    snapshot = (tmp_path / TABLE).read_bytes()
+    assert check_copy(TABLE, snapshot, lines).version == 3
+    assert check_copy(TABLE, snapshot, b"").version == 1
+    with pytest.raises(InvalidDocument):
+        check_copy(TABLE, snapshot[:-5], lines)          # a truncated snapshot
+    with pytest.raises(InvalidDocument, match="do not all apply"):
+        check_copy(TABLE, snapshot, lines[:-3])          # a torn last line
+    skipping = journal.encode_entry(5, [["append", [[5]]]])
+    with pytest.raises(InvalidDocument, match="do not all apply"):
+        check_copy(TABLE, snapshot, lines + skipping)    # a line that does not chain
 
 
 def test_an_append_read_half_done_is_read_again_from_its_start(tmp_path):

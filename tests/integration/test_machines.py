@@ -8,20 +8,17 @@ network, with the shared secret (required off loopback).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import wait_until
+from tests.integration.machinekit import ROOT, SECRET, Supervisors
 from tests.integration.netkit import machines_or_skip
 
-ROOT = Path(__file__).resolve().parents[2]
-SECRET = "a-class-secret-of-some-length"
 PORT = 4100   # every machine has its own ports: the same number is fine everywhere
 
 pytestmark = pytest.mark.slow
@@ -176,45 +173,6 @@ nodes:
 """
 
 
-class Supervisors:
-    """One supervisor per simulated machine, each on its own copy of one topology file.
-
-    `files`: extra files per machine (relative path -> bytes), e.g. its TLS
-    certificate; "MACHINE" in the topology text becomes the machine's name.
-    """
-
-    def __init__(self, machines, folder: Path, text: str,
-                 files: dict[str, dict[str, bytes]] | None = None,
-                 names: tuple[str, ...] = ("h1", "student")):
-        self.machines = machines
-        self.environment = {**os.environ, "PYTHONPATH": str(ROOT), "TAHIRY_SECRET": SECRET}
-        self.folders: dict[str, Path] = {}
-        for machine in names:
-            self.folders[machine] = folder / machine
-            self.folders[machine].mkdir(parents=True)
-            (self.folders[machine] / "topology.yaml").write_text(text.replace("MACHINE", machine))
-            for name, data in (files or {}).get(machine, {}).items():
-                (self.folders[machine] / name).parent.mkdir(parents=True, exist_ok=True)
-                (self.folders[machine] / name).write_bytes(data)
-
-    def run(self, machine: str, *args: str) -> subprocess.CompletedProcess:
-        return self.machines.run(machine, [sys.executable, "-m", "supervisor", *args,
-                                           "topology.yaml"],
-                                 cwd=self.folders[machine], env=self.environment, timeout=90)
-
-    def up(self) -> None:
-        for machine in self.folders:
-            started = self.run(machine, "up", "-d")
-            assert started.returncode == 0, started.stdout + started.stderr
-
-    def down(self) -> None:
-        for machine in reversed(list(self.folders)):
-            self.run(machine, "down")
-
-    def rows(self, machine: str) -> dict[str, dict]:
-        answer = self.run(machine, "status", "--json")
-        assert answer.returncode == 0, answer.stdout + answer.stderr
-        return {row["node"]: row for row in json.loads(answer.stdout)["nodes"]}
 
 
 def test_one_topology_two_machines_each_supervisor_runs_its_own_nodes(machines, tmp_path):

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_until
+from tests.integration.machinekit import ROOT, SECRET, Supervisors
 from tests.integration.netkit import machines_or_skip
-from tests.integration.test_machines import ROOT, SECRET, Supervisors
 
 pytestmark = pytest.mark.slow
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 
 from engine.storage.object_copy import deliver_shipment, plan_shipment
-from engine.storage.object_state import current_document, version_of
+from engine.storage.object_state import CopyDigest, content_digest, current_document, read_state, version_of
 from engine.storage.peers import DirectoryLock
 from engine.storage.store import Store
 from nodes.protocol.peer import (
+    RemoteDigest,
     check_requests,
     decode_answer,
+    digest_of,
+    digest_request,
     fence_request,
     fetch_request,
     hello_request,
@@ -89,12 +92,40 @@ def test_versions_fetch_and_ship(start_node, tmp_path):
         assert len(sql.rows("alaivo id ao@ t;")) == 199_999
 
 
+def test_digests_say_which_content_a_copy_holds_at_its_version(start_node):
+    m1_dir = start_node.workdir / "data" / "m1"
+    m1 = start_node("server", "m1", "--data", str(m1_dir))
+    with WireClient(m1.port) as sql, WireClient(m1.port) as peer:
+        sql.ok("manamboara tahiry s;")
+        sql.ok("ampiasao s;")
+        sql.ok("manamboara tabilao t (id ISA(null,null));")
+        sql.ok("manampia ao@ t sanda (1), (2);")
+        sql.ok("manampia ao@ t sanda (3);")
+        state = read_state(m1_dir, TABLE)
+        answer = ask(peer, digest_request([TABLE, "s/tables/none.json"], False))
+        assert digest_of(answer[TABLE]) == RemoteDigest(CopyDigest.of(state))
+        assert digest_of(answer["s/tables/none.json"]) == RemoteDigest(None)
+        whole = digest_of(ask(peer, digest_request([TABLE], True))[TABLE])
+        assert whole.content == content_digest(m1_dir, TABLE, state.version) is not None
+        # The next write: the digests follow it (read from where the last reading ended).
+        sql.ok("manampia ao@ t sanda (4);")
+        again = digest_of(ask(peer, digest_request([TABLE], False))[TABLE]).digest
+        assert again == CopyDigest.of(read_state(m1_dir, TABLE)) and again != whole.digest
+        # A copy that does not read says so, and nothing changes.
+        (m1_dir / "s" / "tables" / "u.json").write_bytes(b"{torn")
+        broken = digest_of(ask(peer, digest_request(["s/tables/u.json"], True))["s/tables/u.json"])
+        assert broken.digest is None and broken.error
+        assert (m1_dir / "s" / "tables" / "u.json").read_bytes() == b"{torn"
+
+
 def test_bad_peer_requests_are_refused_and_change_nothing(start_node):
     m1_dir = start_node.workdir / "data" / "m1"
     m1 = start_node("server", "m1", "--data", str(m1_dir))
     with WireClient(m1.port) as peer:
         for request, error in [
-            (b".peer hello 2;", "peer protocol 2 is not spoken here"),
+            (b".peer hello 1;", "peer protocol 1 is not spoken here"),
+            (b".peer digest 2 s/tables/t.json;", "content flag '2' is neither 0 nor 1"),
+            (b".peer digest 0 s/../t.json;", "is not an object's path"),
             (b".peer fetch ../../etc/passwd.json 0 0;", "is not an object's path"),
             (b".peer versions s/tables/../t.json;", "is not an object's path"),
             (b".peer ship s/tables/t.json AAAA;", "not a shipment"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 
+import orjson
 import pytest
 
 from engine.storage.object_state import current_document, version_of
@@ -18,6 +19,7 @@ from supervisor.peer_link import PeerAddress, PeerLink
 from supervisor.replication import Replicator
 from tests.conftest import wait_until
 from tests.integration.wire import WireClient
+from tests.objectkit import write_raw
 
 TABLE = "s/tables/t.json"
 COLUMNS = [{"name": "id", "domain": []}]
@@ -95,3 +97,60 @@ def test_a_server_of_another_name_is_refused(remote_m2):
     with pytest.raises(ConnectionError, match="is server m2, not m9"):
         wrong.hello()
     assert PeerLink(PeerAddress("m2", "127.0.0.1", m2.port)).hello() == "m2"
+
+
+def test_equal_versions_are_compared_over_the_network_and_a_corrupt_copy_fetched(remote_m2,
+                                                                                  tmp_path):
+    """m1 (this machine) and m2 (reached only over the network) at one version: the same
+    content in two shapes is no conflict; another content is one, and nothing is copied
+    either way; a corrupt copy of m1 is repaired from m2's."""
+    m2, m2_dir = remote_m2
+    m1_dir = tmp_path / "m1"
+    store = Store(m1_dir)
+    replicator = Replicator({"m1": m1_dir}, remote={
+        "m2": PeerAddress("m2", "127.0.0.1", m2.port)})
+    try:
+        with WireClient(m2.port) as sql:
+            sql.ok("manamboara tahiry s;")
+            sql.ok("ampiasao s;")
+            sql.ok("manamboara tabilao t (id ISA(null,null));")
+            sql.ok("manampia ao@ t sanda (1), (2);")
+            sql.ok("manampia ao@ t sanda (3);")
+        replicator.sync_all()
+        assert _rows(m1_dir) == [1, 2, 3]
+        version = version_of(m2_dir, TABLE)
+        assert version_of(m1_dir, TABLE) == version and version.change > version.snapshot_change
+        # The same content, folded into a snapshot here (its journal line gone): no conflict.
+        assert store.checkpoint_all() == 1
+        summary = replicator.sync_all()
+        assert summary.conflicts == [] and summary.copied == 0
+        assert replicator.conflicts() == []
+
+        # Another content at the very version: a conflict, both copies kept as they are.
+        other = current_document(m1_dir / TABLE)
+        other["rows"] = [[7]]
+        write_raw(m1_dir, TABLE, orjson.dumps(other))
+        m2_before = {path.name: path.read_bytes() for path in (m2_dir / "s" / "tables").iterdir()}
+        summary = replicator.sync_all()
+        assert summary.conflicts == [TABLE] and summary.copied == 0
+        [conflict] = replicator.conflicts()
+        assert (conflict["path"], conflict["change"], conflict["servers"]) == (
+            TABLE, version.change, ["m1", "m2"])
+        assert replicator.stats()["m1"]["conflicts_found"] == 1
+        assert _rows(m1_dir) == [7]
+        assert {path.name: path.read_bytes()
+                for path in (m2_dir / "s" / "tables").iterdir()} == m2_before
+        replicator.sync_all()   # found again, not counted again
+        assert replicator.stats()["m1"]["conflicts_found"] == 1
+
+        # A truncated copy here, and no other server on this machine: m2's is fetched.
+        data = (m1_dir / TABLE).read_bytes()
+        write_raw(m1_dir, TABLE, data[:len(data) // 2])
+        summary = replicator.sync_all()
+        assert summary.healed == [TABLE], summary
+        [repair] = replicator.stats()["m1"]["repairs"]
+        assert (repair["source"], repair["change"]) == ("m2", version.change)
+        assert (m1_dir / repair["kept_as"]).read_bytes() == data[:len(data) // 2]
+        assert _rows(m1_dir) == [1, 2, 3] and replicator.conflicts() == []
+    finally:
+        replicator.stop()

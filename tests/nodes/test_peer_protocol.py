@@ -7,17 +7,23 @@ import os
 import pytest
 
 from engine.storage.object_copy import Shipment
+from engine.storage.object_state import CopyDigest
 from nodes.protocol.peer import (
     PART_MARK,
     PEER_PROTOCOL_VERSION,
     PartBuffer,
     PeerRefused,
+    RemoteDigest,
     check_arguments,
     check_hello,
     check_requests,
     decode_answer,
     decode_payload,
     decode_shipment,
+    digest_arguments,
+    digest_entry,
+    digest_of,
+    digest_request,
     encode_answer,
     encode_payload,
     encode_refusal,
@@ -94,8 +100,41 @@ def test_malformed_requests_say_what_is_wrong(text, error):
 def test_another_protocol_version_is_refused_by_both_ends():
     assert "peer protocol 99 is not spoken here" in hello_problem(parse_request(".peer hello 99"))
     assert check_hello({"protocol": PEER_PROTOCOL_VERSION, "node": "m2"}) == "m2"
-    with pytest.raises(PeerRefused, match="speaks peer protocol 2"):
-        check_hello({"protocol": 2, "node": "m2"})
+    # Version 1 (no `.peer digest`) is another version now: refused, never half spoken.
+    assert PEER_PROTOCOL_VERSION == 2
+    assert "peer protocol 1 is not spoken here" in hello_problem(parse_request(".peer hello 1"))
+    with pytest.raises(PeerRefused, match="speaks peer protocol 1"):
+        check_hello({"protocol": 1, "node": "m2"})
+
+
+def test_a_digest_request_and_its_answer_round_trip():
+    request = parse_request(digest_request(["s/tables/t.json", "s/database.json"], False)
+                            .decode()[:-1])
+    assert digest_arguments(request) == (False, ["s/tables/t.json", "s/database.json"])
+    assert digest_arguments(parse_request(digest_request(["s/tables/t.json"], True)
+                                          .decode()[:-1])) == (True, ["s/tables/t.json"])
+    line = CopyDigest(7, b"\x01" * 16, b"\x02" * 16)
+    snapshot_only = CopyDigest(3, None, b"\x03" * 16)
+    answer = decode_answer(decode_responses(encode_answer({
+        "a": digest_entry(line, None), "b": digest_entry(snapshot_only, b"\x04" * 16),
+        "c": digest_entry(None, None), "d": {"error": "not a document"}}))[0])
+    assert digest_of(answer["a"]) == RemoteDigest(line)
+    assert digest_of(answer["b"]) == RemoteDigest(snapshot_only, b"\x04" * 16)
+    assert digest_of(answer["c"]) == RemoteDigest(None)
+    assert digest_of(answer["d"]) == RemoteDigest(None, error="not a document")
+
+
+def test_a_malformed_digest_request_or_answer_is_a_clear_error():
+    with pytest.raises(ValueError, match="content flag 'x' is neither 0 nor 1"):
+        digest_arguments(parse_request(".peer digest x s/tables/t.json"))
+    with pytest.raises(ValueError, match="takes 2 or more arguments, not 1"):
+        parse_request(".peer digest 0")
+    for bad in ([1], {"change": "7", "line": None, "snapshot": "00", "content": None},
+                {"change": 7, "line": "zz", "snapshot": "00", "content": None},
+                {"change": 7, "line": None}, {"change": True, "line": None, "snapshot": "00",
+                                              "content": None}):
+        with pytest.raises(PeerRefused, match="not a digest"):
+            digest_of(bad)
 
 
 def test_an_argument_that_would_not_frame_as_one_word_is_refused():

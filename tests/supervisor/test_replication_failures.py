@@ -17,9 +17,8 @@ import os
 
 import pytest
 
-from engine.storage import journal, object_copy
+from engine.storage import journal, object_copy, object_state
 from engine.storage.object_state import KeptChanging
-from supervisor import replication as replication_module
 from supervisor.replication import Replicator
 from tests.faults import disk_full, fill_up, tiny_tmpfs
 from tests.supervisor.replicakit import (
@@ -149,7 +148,7 @@ def test_a_copy_rewritten_while_the_replicator_compares_it_is_read_again_not_rep
         running, monkeypatch):
     """The same for the read that compares every server's copy before copying."""
     replicator, a, b = running
-    real_read_state = replication_module.read_state
+    real_read_state = object_state.read_state   # the replicator reads through CopyStates
     busy = {"reads": 0}
 
     def rewritten_meanwhile(root, rel, *args, **kwargs):
@@ -158,7 +157,7 @@ def test_a_copy_rewritten_while_the_replicator_compares_it_is_read_again_not_rep
             raise KeptChanging(errno.EAGAIN, f"{rel}: its snapshot kept changing while it was read")
         return real_read_state(root, rel, *args, **kwargs)
 
-    monkeypatch.setattr(replication_module, "read_state", rewritten_meanwhile)
+    monkeypatch.setattr(object_state, "read_state", rewritten_meanwhile)
     write_object(a, TABLE, 1)
     assert wait_until(lambda: read_change(b, TABLE) == 1)
     assert busy["reads"] > 2

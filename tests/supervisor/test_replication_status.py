@@ -13,6 +13,7 @@ import logging
 
 from supervisor.cli import render_table
 from supervisor.cluster import Cluster
+from supervisor.replication_stats import ReplicationStats
 from supervisor.topology import parse_topology
 from tests.supervisor.replicakit import write_object, write_raw
 from tests.supervisor.test_topology import GOOD
@@ -57,3 +58,16 @@ def test_status_rows_and_table_show_failing_copies_and_repairs(tmp_path):
     (m2 / "school" / "tables").unlink()   # fixed: the next pass copies and clears it
     replicator.sync_all()
     assert rows_by_node(cluster)["m2"]["repl_health"] == "ok"
+
+
+def test_a_conflict_with_a_server_not_reached_stays_open():
+    """A conflict with a server of another machine is settled only once that server's copy
+    was compared again (an unreachable one may still hold the other content)."""
+    stats = ReplicationStats(logging.getLogger("test"), lag_window=10)
+    for server_id in ("m1", "m2"):
+        stats.add_server(server_id)
+    stats.conflict("s/tables/t.json", 3, ("m1", "m2"))
+    stats.settled("s/tables/t.json", unless={"m2"})
+    assert [c["servers"] for c in stats.conflicts()] == [["m1", "m2"]]
+    stats.settled("s/tables/t.json", unless={"m3"})
+    assert stats.conflicts() == []
