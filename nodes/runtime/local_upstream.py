@@ -44,7 +44,9 @@ from nodes.protocol import (
 from nodes.runtime.serving import ClientHandler, CloseConnection, PendingAnswer
 from nodes.runtime.upstream import NotSent, UpstreamError, single_raw_response
 
-# Called with (the responses, None) or (None, the UpstreamError), once.
+# Called with (the response, None) or (None, the UpstreamError), once; and
+# with (the responses, None) for several requests sent at once.
+_Give = Callable[["Response | None", "UpstreamError | None"], None]
 _Done = Callable[["list[Response] | None", "UpstreamError | None"], None]
 
 
@@ -174,41 +176,53 @@ class InProcessUpstream:
     def send(self, data: bytes) -> Awaitable[Response]:
         """Hand one request over now; the awaitable of its Response."""
         future = asyncio.get_running_loop().create_future()
-        self._hand_over(data, 1, functools.partial(_settle_one, future))
+        self._hand_over(data, 1, functools.partial(_settle, future))
         return future
 
     def send_many(self, data: bytes, count: int) -> Awaitable[list[Response]]:
         """`send` for `count` requests in `data`, handed over in order; the awaitable of their Responses."""
         future = asyncio.get_running_loop().create_future()
-        self._hand_over(data, count, functools.partial(_settle_many, future))
+        self._hand_over(data, count, None, _Gather(count, functools.partial(_settle, future)))
         return future
 
     def send_call(self, data: bytes,
                   callback: Callable[[Response | None, UpstreamError | None], None]) -> None:
         """`send` with `callback(response, None)` or `callback(None, error)` instead, once
         (right away when the answer is ready at once, or nothing could be handed over)."""
-        self._hand_over(data, 1, functools.partial(_call_first, callback))
+        self._hand_over(data, 1, callback)
 
     # -- handing over --------------------------------------------------------
 
-    def _hand_over(self, data: bytes, count: int, done: _Done) -> None:
+    def _hand_over(self, data: bytes, count: int, give: _Give | None,
+                   gather: _Gather | None = None) -> None:
+        """Frame `data` and hand its `count` requests over; `give` the one answer (count 1)
+        or each to `gather`."""
         link = self._link
+        error: UpstreamError | None = None
         if link is None or link.closed:
-            done(None, self._broken(NotSent("not connected")))
+            error = NotSent("not connected")
+        else:
+            try:
+                requests = link.framer.feed(data)
+            except Exception as failure:   # the framer never raises on bytes; a bug must not hang
+                requests, error = [], NotSent(f"framing failed: {failure}")
+            if error is None and (len(requests) != count or link.framer.pending):
+                # Only a caller's bug: the proxy sends whole statements.
+                error = NotSent(f"protocol error: {len(requests)} requests framed where "
+                                f"{count} were sent")
+            if error is not None:
+                self._fail(link)
+        if error is not None or link is None:
+            broken = self._broken(error or NotSent("not connected"))
+            if gather is not None:
+                gather.give(0, None, broken)
+            elif give is not None:
+                give(None, broken)
             return
-        try:
-            requests = link.framer.feed(data)
-        except Exception as error:   # the framer never raises on bytes; a bug must not hang
-            self._fail(link)
-            done(None, self._broken(NotSent(f"framing failed: {error}")))
+        if gather is None:
+            assert give is not None
+            self._answer(link, requests[0], give)
             return
-        if len(requests) != count or link.framer.pending:
-            # Only a caller's bug: the proxy sends whole statements.
-            self._fail(link)
-            done(None, self._broken(NotSent(
-                f"protocol error: {len(requests)} requests framed where {count} were sent")))
-            return
-        gather = _Gather(count, done)
         for index, request in enumerate(requests):
             if link.closed:
                 # The one before closed the connection (a refused login):
@@ -217,58 +231,70 @@ class InProcessUpstream:
                 return
             self._answer(link, request, functools.partial(gather.give, index))
 
-    def _answer(self, link: _Link, request: Request,
-                give: Callable[[Response | None, UpstreamError | None], None]) -> None:
+    def _answer(self, link: _Link, request: Request, give: _Give) -> None:
         """Hand one request to the handler (as serving.py does); `give` its decoded answer."""
         if request.error is not None:
-            self._given(link, give, encode_message(request.error), False)
+            self._given(link, give, encode_message(request.error))
             return
         try:
             result = link.handler.answer(request)
         except CloseConnection as close:
-            self._given(link, give, close.response, True)
+            self._given(link, give, close.response, close_after=True)
             return
         except Exception as error:
             self._fail(link)
             give(None, self._broken(UpstreamError(f"the {self.local.name} failed: {error!r}")))
             return
         if type(result) is bytes:
-            self._given(link, give, result, False)
+            self._given(link, give, result)
             return
         link.in_flight += 1
-        finish = functools.partial(self._finish, link, give)
         if type(result) is PendingAnswer:
             # The one consumer of that answer, as the listening side would be.
             if result.done():
-                finish(result._response, None)
+                self._finish(link, give, result._response)
             else:
-                result._listen(functools.partial(finish, error=None))
+                result._listen(functools.partial(self._finish, link, give))
             return
         # A future (an engine thread's) is awaited as it is; a coroutine becomes
         # a task now, in request order, as the listening side makes it.
         task = asyncio.ensure_future(result)   # type: ignore[arg-type]  # not bytes, not pending
-        task.add_done_callback(functools.partial(_task_done, finish))
+        task.add_done_callback(functools.partial(self._task_done, link, give))
 
-    def _finish(self, link: _Link, give, raw: bytes | None,
-                error: BaseException | None) -> None:
+    def _task_done(self, link: _Link, give: _Give, task: asyncio.Future) -> None:
+        if task.cancelled():
+            self._finish(link, give, None)
+            return
+        error = task.exception()
+        self._finish(link, give, None if error is not None else task.result(), error)
+
+    def _finish(self, link: _Link, give: _Give, raw: bytes | None,
+                error: BaseException | None = None) -> None:
+        """An answer awaited is in (`raw`; None: cancelled, or `error`)."""
         link.in_flight -= 1
         try:
-            if isinstance(error, CloseConnection):
-                self._given(link, give, error.response, True)
-            elif raw is None or error is not None:
+            if raw is not None:
+                self._given(link, give, raw)
+            elif isinstance(error, CloseConnection):
+                self._given(link, give, error.response, close_after=True)
+            else:
                 # Cancelled, or a bug: over TCP the connection would be aborted.
                 self._fail(link)
                 reason = "connection closed" if error is None else \
                     f"the {self.local.name} failed: {error!r}"
                 give(None, self._broken(UpstreamError(reason)))
-            else:
-                self._given(link, give, raw, False)
         finally:
-            link.release_if_idle()
+            if link.closed:
+                link.release_if_idle()
 
-    def _given(self, link: _Link, give, raw: bytes, close_after: bool) -> None:
+    def _given(self, link: _Link, give: _Give, raw: bytes, close_after: bool = False) -> None:
         if close_after:
             self._fail(link)   # its answer goes first, then the connection is closed
+        if not self.decode_relations:
+            single = single_raw_response(raw)
+            if single is not None:   # the common answer: no decoder made
+                give(single, None)
+                return
         try:
             response = decode_answer(raw, self.decode_relations)
         except ProtocolError as error:
@@ -288,36 +314,10 @@ class InProcessUpstream:
         return broken(f"tapaka ny fifandraisana amin'ny {self.local.name} ({error})")
 
 
-def _task_done(finish: Callable[[bytes | None, BaseException | None], None],
-               task: asyncio.Future) -> None:
-    if task.cancelled():
-        finish(None, None)
-        return
-    error = task.exception()
-    finish(None if error is not None else task.result(), error)
-
-
-def _settle_one(future: asyncio.Future, responses: list[Response] | None,
-                error: UpstreamError | None) -> None:
+def _settle(future: asyncio.Future, value: object, error: UpstreamError | None) -> None:
     if future.done():
         return
     if error is not None:
         future.set_exception(error)
     else:
-        assert responses is not None
-        future.set_result(responses[0])
-
-
-def _settle_many(future: asyncio.Future, responses: list[Response] | None,
-                 error: UpstreamError | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(responses)
-
-
-def _call_first(callback: Callable[[Response | None, UpstreamError | None], None],
-                responses: list[Response] | None, error: UpstreamError | None) -> None:
-    callback(responses[0] if responses is not None else None, error)
+        future.set_result(value)
