@@ -21,6 +21,7 @@ student's machine stays a separate local process.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import ssl
@@ -38,11 +39,13 @@ from nodes.runtime.serving import run_server
 IN_PROCESS_BALANCER = "in-process balancer"
 
 
-def relay_argument_parser():
+def relay_argument_parser() -> argparse.ArgumentParser:
     parser = build_argument_parser("Tahiry one relay: proxy cache and load balancer in one process",
                                    upstream=False)
     group = parser.add_argument_group("balancer", "the servers and how the balancer watches them")
     add_routing_arguments(group)
+    # Known only to refuse it clearly (else argparse would take it for --upstream-patience).
+    parser.add_argument("--upstream", help=argparse.SUPPRESS)
     return parser
 
 
@@ -70,6 +73,9 @@ async def serve(proxy: ProxyCache, balancer: Balancer, prober: Prober, host: str
 def main(argv: list[str] | None = None) -> int:
     parser = relay_argument_parser()
     args = parser.parse_args(argv)
+    if args.upstream is not None:
+        parser.error("--upstream: the one relay runs the balancer itself over --backend "
+                     "servers; a proxy cache in front of another node is nodes.proxycache")
     if not args.backend and not args.backends_file:
         parser.error("no server: give --backend ID=HOST:PORT (repeated) or --backends-file")
     logger = setup_logging(args.id, args.log_file, args.log_level, __name__)
