@@ -4,7 +4,9 @@ Workloads on a 1,000-row, 5-column table: `read`, an uncached point read (equali
 on id, a different id each request: the proxy cache never hits, its counters
 are printed) and `insert`, a durable single-row insert. Systems: `floor`, a bare
 uvloop server answering each `;` with a fixed response ending in END (one hop,
-no work); Tahiry's `server`, `balancer>server`, `proxy>balancer>server`;
+no work); Tahiry's `server`, `balancer>server`, `proxy>balancer>server`, and
+`relay>server` (the one relay: the proxy cache running the balancer in its
+process, nodes/relay);
 PostgreSQL 15 direct (private initdb cluster, fsync and synchronous_commit on,
 primary key on id) through psycopg, `pg-simple` (simple query, literal in the
 text) and `pg-prepared` (server-side prepared statement); `pgbouncer` in
@@ -74,7 +76,10 @@ TAHIRY_COLUMNS = ("id ISA(0,null), a ISA(null,null), b LAHATSORATRA(null,null), 
 FLOOR_RESPONSE = b"RESULT_MESSAGE\nok\nEND\n"
 FILL_CHUNK = 10_000  # rows per multi-row insert (well under the 1 MiB request limit)
 REFERENCES = {"server": ("pg-simple", "pg-prepared"),
-              "balancer>server": ("pgbouncer",), "proxy>balancer>server": ("pgbouncer",)}
+              "balancer>server": ("pgbouncer",), "proxy>balancer>server": ("pgbouncer",),
+              "relay>server": ("pgbouncer",)}
+# The one relay against the chain it replaces (printed under the read table).
+RELAY, CHAIN = "relay>server", "proxy>balancer>server"
 RATIO_COLUMNS = ("floor", "pg-simple", "pg-prepared", "pgbouncer")
 
 
@@ -292,7 +297,8 @@ def fill(setup: WireConnection, table: str, rows: int) -> None:
 
 
 def start_tahiry(workdir: Path, processes: list) -> list[System]:
-    """The floor; a server with the 1,000 rows, a balancer in front of it, a proxy in front of that."""
+    """The floor; a server with the 1,000 rows, a balancer in front of it, a proxy in front of that;
+    the one relay (proxy and balancer in one process) in front of the same server."""
     floor_port = free_port()
     floor = subprocess.Popen([sys.executable, __file__, "--serve-floor", str(floor_port)],
                              stdout=open(workdir / "floor.log", "ab"), stderr=subprocess.STDOUT,
@@ -310,11 +316,15 @@ def start_tahiry(workdir: Path, processes: list) -> list[System]:
     proxy, proxy_port = start("proxycache", "proxy", workdir, "--upstream", f"127.0.0.1:{balancer_port}",
                               "--ttl-ms", "3000", "--max-entries", "200")
     processes.append(proxy)
+    relay, relay_port = start("relay", "relay", workdir, "--backend", f"m1=127.0.0.1:{server_port}",
+                              "--ttl-ms", "3000", "--max-entries", "200")
+    processes.append(relay)
     roles = [("server", server.pid), ("balancer", balancer.pid), ("proxy", proxy.pid)]
     return [System("floor", "raw", floor_port, [("floor", floor.pid)]),
             System("server", "raw", server_port, roles[:1]),
             System("balancer>server", "raw", balancer_port, roles[:2]),
-            System("proxy>balancer>server", "raw", proxy_port, roles)]
+            System(CHAIN, "raw", proxy_port, roles),
+            System(RELAY, "raw", relay_port, [roles[0], ("relay", relay.pid)])]
 
 
 def wait_for_pg(port: int, dbname: str, process: subprocess.Popen, log: Path):
@@ -426,6 +436,15 @@ def print_table(title: str, cells: dict, systems: list[System], connections: lis
                 f"{role} {cpu.get(role, 0.0):.0f}" for role in [*(r for r, _ in system.processes), "client"]))
 
 
+def print_relay_ratio(cells: dict, connections: list[int]) -> None:
+    """The one relay beside the chain it replaces: rt/s ratio and p50 difference per count."""
+    parts = [f"{count} conn: rt/s x{cells[(RELAY, count)]['rate'] / cells[(CHAIN, count)]['rate']:.2f}, "
+             f"p50 {cells[(RELAY, count)]['p50'] - cells[(CHAIN, count)]['p50']:+.3f} ms"
+             for count in connections if (RELAY, count) in cells and (CHAIN, count) in cells]
+    if parts:
+        print(f"{RELAY} / {CHAIN}: " + "; ".join(parts))
+
+
 def first_read_after_write(port: int, pairs: int = 20) -> None:
     """A point read right after an insert into the same table vs right after a read, server direct.
 
@@ -519,9 +538,12 @@ def main() -> None:
             cells = {key: median_cell(values) for key, values in figures.items()}
             print_table(f"{title}; median of {args.rounds} round(s) of {args.seconds:g} s cells; "
                         "/X: rt/s divided by X's", cells, systems, connections)
+            print_relay_ratio(cells, connections)
             if workload == "read":
-                counters = json.loads(request_once(systems[3].port, ".status;").message)
-                print(f"proxy cache: {counters['hits']} hits, {counters['misses']} misses")
+                for system in systems[3:5]:
+                    counters = json.loads(request_once(system.port, ".status;").message)
+                    print(f"{system.name} cache: {counters['hits']} hits, "
+                          f"{counters['misses']} misses")
         if "first-read" in only:
             first_read_after_write(systems[1].port)
         print(machine_line("end"))

@@ -53,15 +53,19 @@ def node_command(topology: Topology, node_id: str, run_dir: Path,
                  python: str = sys.executable) -> list[str]:
     """The command line that runs one node (flags fixed in docs/ARCHITECTURE.md)."""
     spec = topology.nodes[node_id]
-    argv = [python, "-m", f"nodes.{spec.kind}", "--id", spec.id, "--host", spec.host,
+    # The one relay is a proxy cache running the balancer: its own module.
+    module = "relay" if spec.is_relay else spec.kind
+    argv = [python, "-m", f"nodes.{module}", "--id", spec.id, "--host", spec.host,
             "--port", str(spec.port), *topology.tls.argv()]
     if spec.kind == "server":
         argv += ["--data", str(spec.data), "--peers-file", str(peers_file(run_dir, node_id)),
                  "--cluster", cluster_id(topology)]
         if topology.accounts.enabled:   # the password, if any, in the environment only
             argv.append("--accounts")
-    elif spec.kind == "balancer":
+    elif spec.routes:
         argv += ["--backends-file", str(backends_file(run_dir, node_id))]
+    if spec.is_relay:
+        argv += ["--ttl-ms", str(spec.ttl_ms), "--max-entries", str(spec.max_entries)]
     elif spec.kind == "proxycache":
         assert spec.upstream is not None  # a proxycache must name one
         upstream = topology.nodes[spec.upstream]
@@ -333,7 +337,7 @@ class Cluster:
         not writable). Servers another machine runs are always listed: their own supervisor
         keeps a restarted one from listening until it caught up, and the balancer's probes
         tell whether they answer."""
-        for balancer in self.topology.local_of_kind("balancer"):
+        for balancer in self.topology.local_routers():
             entries = []
             for server_id in self.topology.backends_of(balancer.id):
                 if self.topology.runs_here(server_id) and server_id not in self.joined:
@@ -460,6 +464,10 @@ class Cluster:
                 hits, misses = status.get("hits", 0), status.get("misses", 0)
                 extra.update({"hits": hits, "misses": misses, "hit_ratio":
                               round(hits / (hits + misses), 3) if hits + misses else None})
+                balancer = status.get("balancer")
+                if isinstance(balancer, dict):   # the one relay: its servers as it sees them
+                    extra["backends"] = {backend: figures.get("state") for backend, figures
+                                         in (balancer.get("backends") or {}).items()}
         return extra
 
     async def _node_status(self, row: dict) -> dict | None:

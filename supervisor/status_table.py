@@ -63,6 +63,10 @@ def _info(row: dict) -> str:
     if row["kind"] == "proxycache" and "hit_ratio" in row:
         ratio = row["hit_ratio"]
         parts.append(f"hit ratio {ratio:.0%}" if ratio is not None else "hit ratio -")
+    if row["kind"] == "proxycache" and row.get("backends") is not None:
+        # The one relay runs the balancer itself: its servers as that balancer sees them.
+        parts.append("balancer in process: " + (", ".join(
+            f"{backend} {state}" for backend, state in row["backends"].items()) or "no server"))
     if row["kind"] == "server":
         p50, p99 = row.get("repl_lag_p50_ms"), row.get("repl_lag_p99_ms")
         if p50 is not None:

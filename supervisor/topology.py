@@ -120,7 +120,9 @@ class NodeSpec:
     port: int
     line: int = field(default=0, compare=False)
     data: Path | None = None                 # server
-    backends: tuple[str, ...] | None = None  # balancer; None means every server
+    # balancer (None means every server); a proxycache given it instead of
+    # `upstream` is the one relay: it runs the balancer over them itself.
+    backends: tuple[str, ...] | None = None
     upstream: str | None = None              # proxycache: id of a balancer or server
     ttl_ms: int | None = None                # proxycache
     max_entries: int | None = None           # proxycache
@@ -128,6 +130,16 @@ class NodeSpec:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def is_relay(self) -> bool:
+        """A proxy cache running the balancer in its own process (nodes/relay)."""
+        return self.kind == "proxycache" and self.backends is not None
+
+    @property
+    def routes(self) -> bool:
+        """It runs a balancer (a balancer, or the one relay): it has a backends file."""
+        return self.kind == "balancer" or self.is_relay
 
     @property
     def data_dir(self) -> Path:
@@ -171,15 +183,20 @@ class Topology:
         return [n for n in self.of_kind(kind) if n.id not in self.remote]
 
     def backends_of(self, balancer_id: str) -> list[str]:
+        """The servers of a balancer (or of a one-relay proxy cache)."""
         spec = self.nodes[balancer_id]
         if spec.backends is None:
             return [n.id for n in self.of_kind("server")]
         return list(spec.backends)
 
+    def local_routers(self) -> list[NodeSpec]:
+        """This machine's nodes that run a balancer: balancers and one-relay proxy caches."""
+        return [n for n in self.nodes.values() if n.routes and n.id not in self.remote]
+
     def dependencies(self, node_id: str) -> list[str]:
         """Nodes that must answer their health probe before this one starts."""
         spec = self.nodes[node_id]
-        if spec.kind == "balancer":
+        if spec.routes:
             return self.backends_of(node_id)
         if spec.kind == "proxycache" and spec.upstream:
             return [spec.upstream]
@@ -249,12 +266,12 @@ _REPLICATION_KEYS = {"enabled"}
 _NODE_KEYS = {
     "server": {"kind", "host", "port", "data"},
     "balancer": {"kind", "host", "port", "backends"},
-    "proxycache": {"kind", "host", "port", "upstream", "ttl_ms", "max_entries"},
+    "proxycache": {"kind", "host", "port", "upstream", "backends", "ttl_ms", "max_entries"},
 }
 _REQUIRED_KEYS = {
     "server": ("host", "port", "data"),
     "balancer": ("host", "port"),
-    "proxycache": ("host", "port", "upstream", "ttl_ms", "max_entries"),
+    "proxycache": ("host", "port", "ttl_ms", "max_entries"),   # and upstream or backends
 }
 
 
@@ -579,6 +596,15 @@ def _read_node(check: _Checker, node_id: str, item: _Located, line: int, base: P
         if required not in fields:
             check.error(line, f"{key}.{required}", f"missing (a {kind} needs it)")
             ok = False
+    if kind == "proxycache" and ("upstream" in fields) == ("backends" in fields):
+        both = "upstream" in fields
+        check.error(fields["backends"].line if both else line, f"{key}.upstream",
+                    "give 'upstream' or 'backends', not both: 'upstream' names the balancer "
+                    "(or server) it forwards to, 'backends' lists servers and makes it run the "
+                    "balancer itself (one relay)" if both else
+                    "missing (a proxycache needs 'upstream', the balancer or server it forwards "
+                    "to, or 'backends', the servers of the balancer it then runs itself)")
+        ok = False
     values: dict[str, Any] = {}  # NodeSpec's fields, checked one by one
     for name, value in fields.items():
         if name == "host" or name == "upstream":
@@ -625,7 +651,7 @@ def _check_references(check: _Checker, nodes: dict[str, NodeSpec],
                 check.error(fields["data"].line, f"nodes.{spec.id}.data",
                             f"same data directory as '{data_dirs[spec.data]}'")
             data_dirs[spec.data] = spec.id
-        if spec.kind == "balancer" and spec.backends is not None:
+        if spec.routes and spec.backends is not None:
             line = fields["backends"].line
             if not spec.backends:
                 check.error(line, f"nodes.{spec.id}.backends", "lists no server")
@@ -636,7 +662,7 @@ def _check_references(check: _Checker, nodes: dict[str, NodeSpec],
                 elif target is not None and target.kind != "server":
                     check.error(line, f"nodes.{spec.id}.backends",
                                 f"'{backend}' is a {target.kind}, not a server")
-        if spec.kind == "proxycache":
+        if spec.kind == "proxycache" and not spec.is_relay:
             line = fields["upstream"].line
             target = nodes.get(spec.upstream or "")  # required for a proxycache: never empty
             if target is None and spec.upstream not in section:

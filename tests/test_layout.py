@@ -18,7 +18,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 TOP_LEVEL_PACKAGES = ("engine", "nodes", "supervisor")
 NODE_PACKAGES = ("nodes.server", "nodes.balancer", "nodes.proxycache", "nodes.client")
-RUNNABLE_PACKAGES = (*NODE_PACKAGES, "engine", "supervisor")
+# The one relay composes two nodes (a proxy cache running the balancer in its
+# process): the one package allowed to import other node packages.
+RELAY_PACKAGE = "nodes.relay"
+RUNNABLE_PACKAGES = (*NODE_PACKAGES, RELAY_PACKAGE, "engine", "supervisor")
 
 
 def test_top_level_layout_is_present():
@@ -145,6 +148,9 @@ BOUNDARIES = [
     *[pytest.param(node, ("nodes",), (node, "nodes.protocol", "nodes.runtime", "nodes.errors"),
                    id=f"{node.split('.')[1]}-no-other-node")
       for node in NODE_PACKAGES],
+    pytest.param(RELAY_PACKAGE, ("nodes",), (RELAY_PACKAGE, "nodes.proxycache", "nodes.balancer",
+                                             "nodes.protocol", "nodes.runtime", "nodes.errors"),
+                 id="relay-only-proxycache-and-balancer"),
 ]
 
 
@@ -174,4 +180,4 @@ def test_runnable_packages_have_a_main(package):
 
 def test_the_package_list_covers_the_layout():
     assert {"engine.language", "engine.evaluation", "engine.storage", "nodes.protocol",
-            "nodes.runtime", *NODE_PACKAGES} <= set(packages())
+            "nodes.runtime", *NODE_PACKAGES, RELAY_PACKAGE} <= set(packages())

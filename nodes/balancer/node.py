@@ -1029,8 +1029,9 @@ def partial_ddl_message(applied: list[tuple[str, Response]],
 # Process entry point
 
 
-def build_argument_parser() -> argparse.ArgumentParser:
-    parser = node_argument_parser("Tahiry load balancer", default_port=3949)
+def add_routing_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The balancer's options about its servers (backends, probes, health, timeouts,
+    freshness): the balancer node's, and the one-relay proxy cache's (nodes/proxycache)."""
     parser.add_argument("--backend", action="append", default=[], metavar="ID=HOST:PORT",
                         help="a database server (repeat for each)")
     parser.add_argument("--backends-file", metavar="FILE",
@@ -1044,6 +1045,11 @@ def build_argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--freshness-wait-ms", type=float, default=DEFAULT_WAIT_BOUND_S * 1000,
                         help="how long a statement waits for a backend holding the session's "
                              "earlier writes before answering from the most up-to-date one")
+
+
+def build_argument_parser() -> argparse.ArgumentParser:
+    parser = node_argument_parser("Tahiry load balancer", default_port=3949)
+    add_routing_arguments(parser)
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
                         help="close client connections idle for this many seconds (0: never)")
     add_auth_arguments(parser)
@@ -1051,15 +1057,42 @@ def build_argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_routing(args: argparse.Namespace, logger: logging.Logger, auth: AuthGuard,
+                  tls_client: ssl.SSLContext | None,
+                  idle_timeout: float | None) -> tuple[Balancer, Prober]:
+    """The balancer and its prober from `add_routing_arguments`' options; ValueError if bad."""
+    specs = [] if args.backends_file else [parse_backend_option(b) for b in args.backend]
+    if len({s.id for s in specs}) != len(specs):
+        raise ValueError("--backend: the same ID is given twice")
+    policy = HealthPolicy(rise=args.rise, fall=args.fall)
+    for name in ("probe_interval_ms", "probe_timeout_ms", "connect_timeout_ms", "request_timeout_ms"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    timeouts = Timeouts(connect=args.connect_timeout_ms / 1000, probe=args.probe_timeout_ms / 1000,
+                        request=args.request_timeout_ms / 1000)
+    pool = CountingPool(policy, logger, secret=auth.secret, tls=tls_client)
+    pool.apply_specs(specs)
+    backends_file = BackendsFile(args.backends_file, logger) if args.backends_file else None
+    prober = Prober(pool, timeouts.probe, args.probe_interval_ms / 1000, backends_file)
+    balancer = Balancer(args.id, pool, timeouts, logger, auth=auth, idle_timeout=idle_timeout,
+                        freshness_bound_s=max(0.0, args.freshness_wait_ms) / 1000)
+    return balancer, prober
+
+
+async def start_probing(balancer: Balancer, prober: Prober,
+                        logger: logging.Logger) -> asyncio.Task:
+    """Probe every backend once (know who is up before the first client), then keep probing."""
+    prober.reload_backends_file()
+    await prober.probe_all()
+    logger.info("backends: %s", balancer.pool.describe())
+    return asyncio.create_task(prober.run())
+
+
 async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
                 logger: logging.Logger, port_file: str | None = None,
                 limits: ConnectionLimits = DEFAULT_LIMITS,
                 ssl_context: ssl.SSLContext | None = None) -> None:
-    # Know who is up before the first client arrives.
-    prober.reload_backends_file()
-    await prober.probe_all()
-    logger.info("backends: %s", balancer.pool.describe())
-    probing = asyncio.create_task(prober.run())
+    probing = await start_probing(balancer, prober, logger)
 
     async def stop_probing() -> None:
         probing.cancel()
@@ -1073,27 +1106,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_argument_parser().parse_args(argv)
     logger = setup_logging(args.id, args.log_file, args.log_level, __name__)
     auth = node_auth_guard(args, logger)
+    tls = node_tls(args, "balancer")
     try:
-        specs = [] if args.backends_file else [parse_backend_option(b) for b in args.backend]
-        if len({s.id for s in specs}) != len(specs):
-            raise ValueError("--backend: the same ID is given twice")
-        policy = HealthPolicy(rise=args.rise, fall=args.fall)
-        for name in ("probe_interval_ms", "probe_timeout_ms", "connect_timeout_ms", "request_timeout_ms"):
-            if getattr(args, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive")
+        balancer, prober = build_routing(args, logger, auth, tls.client,
+                                         idle_timeout=args.idle_timeout or None)
     except ValueError as error:
         print(f"balancer: {error}", file=sys.stderr)
         return 2
-    timeouts = Timeouts(connect=args.connect_timeout_ms / 1000, probe=args.probe_timeout_ms / 1000,
-                        request=args.request_timeout_ms / 1000)
-    tls = node_tls(args, "balancer")
-    pool = CountingPool(policy, logger, secret=auth.secret, tls=tls.client)
-    pool.apply_specs(specs)
-    backends_file = BackendsFile(args.backends_file, logger) if args.backends_file else None
-    prober = Prober(pool, timeouts.probe, args.probe_interval_ms / 1000, backends_file)
-    balancer = Balancer(args.id, pool, timeouts, logger, auth=auth,
-                        idle_timeout=args.idle_timeout or None,
-                        freshness_bound_s=max(0.0, args.freshness_wait_ms) / 1000)
     balancer.connection_stats.login = node_login_gate(args, logger)
     try:
         run_node(serve(balancer, prober, args.host, args.port, logger, args.port_file,
@@ -1102,4 +1121,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"balancer: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1
     return 0
-

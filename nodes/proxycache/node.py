@@ -1,8 +1,14 @@
 """The local proxy cache node: `python -m nodes.proxycache --upstream 127.0.0.1:3949 --port 3951`.
 
 Sits between a client and the load balancer (or a server: same protocol).
-One upstream connection per client connection, opened lazily. The seed's
-strategy:
+One upstream connection per client connection, opened lazily.
+
+The upstream may also be a node run in the same process (a `LocalUpstream`,
+reached through an `InProcessUpstream`, nodes/runtime/local_upstream.py):
+the one-relay node (nodes/relay) runs the load balancer that way, and
+`.status;` then carries the balancer's figures under "balancer".
+
+The seed's strategy:
 
 - READ (`alaivo`, `asehoy`): answered from the cache when an entry for
   (client's current database, normalised statement) is younger than the TTL;
@@ -61,6 +67,7 @@ it were written for that database.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import logging
@@ -90,6 +97,7 @@ from nodes.protocol import (
 )
 from nodes.proxycache.cache import ResponseCache
 from nodes.runtime.admission import connection_limits
+from nodes.runtime.local_upstream import InProcessUpstream, LocalUpstream
 from nodes.runtime.node_process import (
     node_argument_parser,
     node_tls,
@@ -190,7 +198,8 @@ class FineInvalidation:
 class ProxyCache:
     """The proxy node: a shared cache and one `ProxySession` per client connection."""
 
-    def __init__(self, node_id: str, upstream: tuple[str, int], cache: ResponseCache,
+    def __init__(self, node_id: str, upstream: tuple[str, int] | LocalUpstream,
+                 cache: ResponseCache,
                  logger: logging.Logger, *, fine_invalidation: bool = False,
                  request_timeout: float = 60.0, idle_timeout: float | None = 600.0,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -201,6 +210,7 @@ class ProxyCache:
         # How long a statement not yet sent waits for the upstream to come back.
         self.upstream_patience = upstream_patience
         self.auth = auth  # shared secret: required of clients, presented upstream
+        # host:port of the upstream node, or the balancer run in this process.
         self.upstream = upstream
         self.cache = cache
         self.logger = logger
@@ -226,19 +236,31 @@ class ProxyCache:
         return facts
 
     def status(self) -> dict:
-        return {**self.stats.as_dict(), **self.cache.status(),
-                "upstream": f"{self.upstream[0]}:{self.upstream[1]}",
-                "upstream_errors": self.upstream_errors,
-                "fine_invalidation": self.fine is not None}
+        upstream = self.upstream
+        status = {**self.stats.as_dict(), **self.cache.status(),
+                  "upstream": upstream.name if isinstance(upstream, LocalUpstream)
+                  else f"{upstream[0]}:{upstream[1]}",
+                  "upstream_errors": self.upstream_errors,
+                  "fine_invalidation": self.fine is not None}
+        if isinstance(upstream, LocalUpstream):
+            status["balancer"] = upstream.status()
+        return status
 
     def open_client(self) -> ClientHandler:
         """A new client connection: its own database and upstream connection."""
         self.stats.open_connections += 1
         self.stats.total_connections += 1
-        session = ProxySession(self, UpstreamConnection(
-            *self.upstream, request_timeout=self.request_timeout,
-            decode_relations=self.fine is not None,
-            secret=self.auth.secret if self.auth is not None else None, tls=self.upstream_tls))
+        upstream = self.upstream
+        connection: UpstreamConnection | InProcessUpstream
+        if isinstance(upstream, LocalUpstream):
+            connection = InProcessUpstream(upstream, decode_relations=self.fine is not None,
+                                           max_request_bytes=self.max_request_bytes)
+        else:
+            connection = UpstreamConnection(
+                *upstream, request_timeout=self.request_timeout,
+                decode_relations=self.fine is not None,
+                secret=self.auth.secret if self.auth is not None else None, tls=self.upstream_tls)
+        session = ProxySession(self, connection)
 
         def closed():
             self.stats.open_connections -= 1
@@ -250,7 +272,7 @@ class ProxyCache:
 class ProxySession:
     """One client connection: its current database and its upstream connection."""
 
-    def __init__(self, proxy: ProxyCache, upstream: UpstreamConnection):
+    def __init__(self, proxy: ProxyCache, upstream: UpstreamConnection | InProcessUpstream):
         self.proxy = proxy
         self.cache = proxy.cache
         self.upstream = upstream
@@ -620,10 +642,16 @@ def _pass_on(answer: PendingAnswer, task: asyncio.Future) -> None:
         answer.give(task.result())
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = node_argument_parser("Tahiry local proxy cache", default_port=3951)
-    parser.add_argument("--upstream", default="127.0.0.1:3949",
-                        help="host:port of the load balancer (or a server)")
+DEFAULT_UPSTREAM = "127.0.0.1:3949"
+
+
+def build_argument_parser(description: str = "Tahiry local proxy cache",
+                          upstream: bool = True) -> argparse.ArgumentParser:
+    """The proxy cache's options (`upstream`: with `--upstream`; the one relay has none)."""
+    parser = node_argument_parser(description, default_port=3951)
+    if upstream:
+        parser.add_argument("--upstream", default=DEFAULT_UPSTREAM,
+                            help="host:port of the load balancer (or a server)")
     parser.add_argument("--ttl-ms", type=float, default=3000, help="how long a READ response stays cached")
     parser.add_argument("--max-entries", type=int, default=200, help="LRU bound on cached responses")
     parser.add_argument("--max-bytes", type=int, default=64 << 20, help="bound on cached bytes")
@@ -639,28 +667,43 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds a statement not yet sent waits for the upstream to come back")
     add_auth_arguments(parser)
     add_login_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        upstream = parse_address(args.upstream)
-    except ValueError as error:
-        parser.error(str(error))
-    ttl_ms, max_entries = args.ttl_ms, args.max_entries
-    logger = setup_logging(args.id, args.log_file, args.log_level, __name__)
-    auth = node_auth_guard(args, logger)
+    return parser
+
+
+def build_proxy(args: argparse.Namespace, upstream: tuple[str, int] | LocalUpstream,
+                logger: logging.Logger, auth: AuthGuard,
+                upstream_tls: ssl.SSLContext | None) -> ProxyCache:
+    """The proxy from `build_argument_parser`'s options; ValueError if one is bad."""
     if args.settle_ms < 0:
-        parser.error("--settle-ms must not be negative")
-    cache = ResponseCache(ttl_ms, max_entries, args.max_bytes, settle_ms=args.settle_ms)
-    tls = node_tls(args, "proxycache")
+        raise ValueError("--settle-ms must not be negative")
+    cache = ResponseCache(args.ttl_ms, args.max_entries, args.max_bytes, settle_ms=args.settle_ms)
     proxy = ProxyCache(args.id, upstream, cache, logger,
                        fine_invalidation=args.fine_invalidation,
                        request_timeout=args.request_timeout,
                        idle_timeout=args.idle_timeout or None,
                        max_request_bytes=args.max_request_bytes, auth=auth,
-                       upstream_patience=args.upstream_patience, upstream_tls=tls.client)
+                       upstream_patience=args.upstream_patience, upstream_tls=upstream_tls)
     proxy.stats.login = node_login_gate(args, logger)
-    logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, ttl_ms, max_entries)
+    return proxy
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_argument_parser()
+    args = parser.parse_args(argv)
+    try:
+        upstream = parse_address(args.upstream)
+    except ValueError as error:
+        parser.error(str(error))
+    logger = setup_logging(args.id, args.log_file, args.log_level, __name__)
+    auth = node_auth_guard(args, logger)
+    tls = node_tls(args, "proxycache")
+    try:
+        proxy = build_proxy(args, upstream, logger, auth, tls.client)
+    except ValueError as error:
+        parser.error(str(error))
+    logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, args.ttl_ms,
+                args.max_entries)
     run_node(run_server(proxy.open_client, args.host, args.port, logger, proxy.stats,
                         max_request_bytes=args.max_request_bytes, auth=auth,
                         port_file=args.port_file, limits=connection_limits(args),
                         ssl_context=tls.server), logger)
-

@@ -231,7 +231,7 @@ def balancer_families(view: ClusterView) -> Iterator[Metric]:
                                     "Statements sent to a backend and not answered yet.",
                                     labels=["node", "backend"])
     for row in view.rows:
-        status = view.counters(row["node"]) if row["kind"] == "balancer" else None
+        status = view.balancer_counters(row)
         if not status:
             continue
         node_id = row["node"]

@@ -34,6 +34,14 @@ class ClusterView:
     def counters(self, node_id: str) -> dict:
         return self.nodes.get(node_id) or {}
 
+    def balancer_counters(self, row: dict) -> dict:
+        """A balancer's `.status;`, or the one relay's balancer part ({} for other nodes)."""
+        if row["kind"] == "balancer":
+            return self.counters(row["node"])
+        if row["kind"] == "proxycache":
+            return self.counters(row["node"]).get("balancer") or {}
+        return {}
+
     def as_dict(self) -> dict:
         """The page's form: rows with their last error and a few counters beside them."""
         return {"taken_at": self.taken_at, "supervisor": self.supervisor,
@@ -55,7 +63,15 @@ class ClusterView:
                 shown[key] = counters.get(key)
             shown["hit_ratio"] = hit_ratio(counters)
             shown["connections"] = counters.get("connections")
+            if counters.get("balancer"):   # the one relay: its balancer's backends too
+                shown["backends"] = backend_states(counters["balancer"])
         return shown
+
+
+def backend_states(balancer: dict) -> dict[str, str | None]:
+    """Each backend's health state in a balancer's `.status;`."""
+    return {backend: figures.get("state") for backend, figures
+            in (balancer.get("backends") or {}).items()}
 
 
 def hit_ratio(counters: dict) -> float | None:
@@ -77,9 +93,10 @@ def last_error(row: dict, counters: dict, replication: dict | None) -> str | Non
                f"{fault.get('reason')})"
     if replication and replication.get("last_error"):
         return f"replication: {replication['last_error']}"
-    if row["kind"] == "balancer":
+    balancer = counters if row["kind"] == "balancer" else counters.get("balancer")
+    if balancer:   # a balancer, or the one relay's
         failing = [(backend, figures.get("last_error")) for backend, figures
-                   in (counters.get("backends") or {}).items()
+                   in (balancer.get("backends") or {}).items()
                    if figures.get("state") != "ONLINE" and figures.get("last_error")]
         if failing:
             return "; ".join(f"backend {backend}: {error}" for backend, error in failing)

@@ -49,6 +49,9 @@ function info(row) {
   } else if (row.kind === "proxycache" && row.hits !== undefined) {
     parts.push("hit ratio " + percent(row.hit_ratio) + " (" + row.hits + " hits, " + row.misses + " misses)");
     parts.push(row.entries + " entries, " + bytes(row.bytes));
+    if (row.backends) {  // the one relay: the balancer it runs, and its servers
+      parts.push("balancer in process: " + Object.entries(row.backends).map(([id, state]) => id + " " + state).join(", "));
+    }
   }
   if (row.connections !== undefined && row.connections !== null) parts.push(row.connections + " conn");
   for (const alert of row.alerts || []) parts.push("alert: " + alert);

@@ -1,0 +1,1 @@
+"""The one-relay node: a proxy cache running the load balancer in its own process."""
