@@ -382,6 +382,14 @@ def cmd_status(topology: Topology, args) -> int:
           f"{info.get('topology')}")
     if page:
         print(f"status page: {page}   (metrics: {page.rstrip('/')}/metrics)")
+    leases = info.get("write_leases")
+    if leases:   # docs/REPLICATION.md, "Write leases"
+        left = leases.get("lease_left_s")
+        print(f"write leases: epoch {leases.get('epoch')} ("
+              + ", ".join(f"{machine} {state}" for machine, state
+                          in sorted((leases.get("machines") or {}).items()))
+              + f"); this machine {leases.get('me')}: "
+              + (f"lease {left:.1f} s left" if left else "no write lease"))
     reload = info.get("last_reload")
     if reload and not reload["ok"]:
         print("last topology edit refused:\n  " + reload["message"].replace("\n", "\n  "))

@@ -1,0 +1,364 @@
+"""Write leases and membership epochs between the machines' supervisors: the I/O side.
+
+supervisor/quorum.py holds the decisions (pure, with a given clock);
+docs/REPLICATION.md, "Write leases", the invariants. `QuorumService` runs
+them on the event loop of one machine's supervisor:
+
+- every `renew_s`, one round: a `grant` request to every voter (this
+  machine's own voter answered in process, the others on their control
+  port, with the secret: supervisor/control.py `ask_remote`), the send time
+  noted first; a majority of grants gives this machine's servers a lease
+  until `sent + lease_s - margin_s`, written into their peers files by
+  `on_change` (supervisor/cluster.py `write_peers_files`);
+- every request and answer carries the sender's decided configuration, so
+  a voter behind learns the newer one;
+- then `next_change` says whether to propose an epoch (exclude a silent
+  machine, join or admit this one), run as a Paxos attempt in a task of
+  its own (prepare, accept, learn), one at a time, retried after a random
+  pause when refused;
+- a joining machine's servers are caught up (`catch_up`, the replicator's
+  pass over the network) before this machine proposes its admission.
+
+The voter's durable state is written (`atomic_write`, run/quorum.json)
+before any answer that depends on it leaves. Each transition (epoch
+decided, lease held or lost) is logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.storage.atomic_files import atomic_write
+
+from .control import NotRunning, VersionMismatch, ask_remote
+from .quorum import (
+    EXCLUDED,
+    JOINING,
+    MEMBER,
+    Answer,
+    Config,
+    Durable,
+    LeaseSettings,
+    Proposal,
+    QuorumError,
+    Voter,
+    ballot_of,
+    lease_until,
+    majority,
+    next_change,
+)
+
+STATE_FILE = "quorum.json"
+MIN_VOTERS = 3   # with fewer machines a majority is everyone: leases change nothing
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The write lease this machine's servers hold: its epoch, its end (monotonic, here)."""
+
+    epoch: int
+    until: float
+
+
+class QuorumService:
+    """This machine's voter, lease holder and proposer (see the module docstring)."""
+
+    def __init__(self, me: str, voters: list[str], servers_by_machine: dict[str, list[str]],
+                 port: int, secret: str | None, tls: ssl.SSLContext | None,
+                 settings: LeaseSettings, run_dir: Path, logger: logging.Logger,
+                 on_change: Callable[[], None],
+                 catch_up: Callable[[], Awaitable[None]]):
+        self.me = me
+        self.voters = sorted(voters)
+        self.servers_by_machine = servers_by_machine
+        self.port, self.secret, self.tls = port, secret, tls
+        self.settings = settings
+        self.path = run_dir / STATE_FILE
+        self.logger = logger
+        self.on_change = on_change
+        self.catch_up = catch_up
+        self.voter = Voter(me, self._load(), settings, time.monotonic())
+        self.lease: Lease | None = None
+        self.heard: dict[str, float] = {}
+        self.caught_up_epoch: int | None = None   # the joining epoch our servers caught up in
+        self._round = 0
+        self._task: asyncio.Task | None = None
+        self._proposing: asyncio.Task | None = None
+        self._catching_up: asyncio.Task | None = None
+        self._said: dict[str, str] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _load(self) -> Durable:
+        try:
+            durable = Durable.from_dict(json.loads(self.path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return Durable(Config.first(self.voters))
+        except (OSError, ValueError, QuorumError) as error:
+            # Never guess a vote: a voter that forgot a promise could break a decision.
+            raise QuorumError(f"{self.path}: unreadable voter state ({error}); "
+                              "restore it, or remove it only with every machine down") from None
+        if durable.config.machines != self.voters:
+            raise QuorumError(f"{self.path}: voters {durable.config.machines} there, "
+                              f"{self.voters} in the topology (machines change with every "
+                              "supervisor down: remove the file on each)")
+        return durable
+
+    def _save(self) -> None:
+        atomic_write(self.path, json.dumps(self.voter.durable.as_dict(), indent=1).encode())
+
+    def start(self) -> None:
+        if self._task is None:
+            self._say("epoch", f"write leases: epoch {self.config.epoch} "
+                               f"({self._describe(self.config)}), this machine {self.me}")
+            self._task = asyncio.create_task(self._renew_loop(), name="write-leases")
+
+    async def stop(self) -> None:
+        for task in (self._task, self._proposing, self._catching_up):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._proposing = self._catching_up = None
+
+    @property
+    def config(self) -> Config:
+        return self.voter.config
+
+    def snapshot(self) -> dict:
+        """For `status`: the epoch, each machine's state, this machine's lease."""
+        now = time.monotonic()
+        lease = self.lease
+        return {"epoch": self.config.epoch, "machines": dict(self.config.states),
+                "me": self.me,
+                "lease_left_s": None if lease is None else round(max(0.0, lease.until - now), 2),
+                "lease_epoch": None if lease is None else lease.epoch}
+
+    def server_lease(self, now: float | None = None) -> dict | None:
+        """The `lease` of this machine's servers' peers files (None: no lease held)."""
+        lease = self.lease
+        now = time.monotonic() if now is None else now
+        if lease is None or lease.until <= now or self.config.state(self.me) != MEMBER:
+            return None
+        return {"epoch": lease.epoch, "until": round(lease.until, 3)}
+
+    def certified(self) -> set[str]:
+        """Machines whose servers are peers now (member or joining in our decided epoch)."""
+        return set(self.config.certified())
+
+    # --------------------------------------------------- answering the others
+
+    async def handle(self, request: dict) -> dict:
+        """A `quorum` request from another machine's supervisor (or our own, in process)."""
+        now = time.monotonic()
+        try:
+            sender = request.get("from")
+            if sender not in self.voters:
+                raise QuorumError(f"{sender!r} is not a voter of this topology")
+            learned = self._learn(Config.from_dict(request.get("config")), now)
+            op = request.get("op")
+            if op == "grant":
+                epoch = request.get("epoch")
+                if not isinstance(epoch, int) or isinstance(epoch, bool):
+                    raise QuorumError(f"not an epoch: {epoch!r}")
+                answer = self.voter.grant(sender, epoch, now)
+            elif op == "prepare":
+                answer = self.voter.prepare(request.get("epoch"),   # type: ignore[arg-type]
+                                            ballot_of(request.get("ballot")), now)
+            elif op == "accept":
+                answer = self.voter.accept(ballot_of(request.get("ballot")),
+                                           Config.from_dict(request.get("proposal")), now)
+            elif op == "learn":
+                answer = Answer(True, self.config)
+            else:
+                raise QuorumError(f"unknown quorum op {op!r} (grant, prepare, accept, learn)")
+        except QuorumError as error:
+            return {"ok": False, "error": str(error)}
+        if answer.changed or learned:
+            self._save()   # before the answer leaves: a promise must survive a crash
+        reply = {"ok": True, "yes": answer.ok, "reason": answer.reason,
+                 "config": answer.config.as_dict()}
+        if answer.accepted is not None:
+            reply["accepted"] = {"ballot": list(answer.accepted[0]),
+                                 "config": answer.accepted[1].as_dict()}
+        return reply
+
+    def _learn(self, config: Config, now: float) -> bool:
+        before = self.config
+        if not self.voter.learn(config, now):
+            return False
+        self._said.pop("proposal", None)
+        self._say("epoch", f"write leases: epoch {config.epoch} decided "
+                           f"({self._describe(config)}; was {before.epoch})")
+        if config.state(self.me) != MEMBER and self.lease is not None:
+            self.lease = None
+            self._say("lease", f"write lease of {self.me}: none ({config.state(self.me)} in "
+                               f"epoch {config.epoch})")
+        self.on_change()
+        return True
+
+    # ------------------------------------------------------------- asking
+
+    async def _ask(self, voter: str, request: dict) -> dict | None:
+        """One request to a voter (ours in process); None when it did not answer."""
+        message = {"cmd": "quorum", "from": self.me, "config": self.config.as_dict(), **request}
+        if voter == self.me:
+            answer = await self.handle(message)
+        else:
+            try:
+                answer = await ask_remote(voter, self.port, message, self.secret, self.tls,
+                                          max(0.2, self.settings.renew_s * 0.8))
+            except (NotRunning, VersionMismatch):
+                return None
+        if not answer.get("ok"):
+            self._say(f"refused-{voter}", f"write leases: {voter} refused: {answer.get('error')}")
+            return None
+        try:
+            self._learn(Config.from_dict(answer.get("config")), time.monotonic())
+        except QuorumError:
+            return None
+        self.heard[voter] = time.monotonic()
+        return answer
+
+    async def _ask_all(self, request: dict) -> dict[str, dict]:
+        answers = await asyncio.gather(*(self._ask(voter, request) for voter in self.voters))
+        return {voter: answer for voter, answer in zip(self.voters, answers, strict=True)
+                if answer is not None}
+
+    # -------------------------------------------------------------- leases
+
+    async def _renew_loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.renew_once()
+            except Exception as error:   # the loop must go on: leases lapse safely meanwhile
+                self.logger.exception("write leases: a round failed: %s", error)
+            await asyncio.sleep(max(0.05, self.settings.renew_s - (time.monotonic() - started)))
+
+    async def renew_once(self) -> None:
+        sent = time.monotonic()
+        epoch = self.config.epoch
+        answers = await self._ask_all({"op": "grant", "epoch": epoch})
+        granted = [voter for voter, answer in answers.items() if answer.get("yes")]
+        until = lease_until(sent, granted, len(self.voters), self.settings) \
+            if self.config.epoch == epoch else None
+        now = time.monotonic()
+        if until is not None and self.config.state(self.me) == MEMBER:
+            held_before = self.lease is not None and self.lease.until > now
+            self.lease = Lease(epoch, until)
+            if not held_before:
+                self._say("lease", f"write lease of {self.me}: held (epoch {epoch}, granted by "
+                                   f"{', '.join(sorted(granted))})")
+        elif self.lease is not None and self.lease.until <= now:
+            self.lease = None
+            refused = {voter: answer.get("reason") for voter, answer in answers.items()
+                       if not answer.get("yes")}
+            silent = sorted(set(self.voters) - set(answers))
+            self._say("lease", f"write lease of {self.me}: lapsed (granted by "
+                               f"{len(granted)}/{len(self.voters)}; silent: "
+                               f"{', '.join(silent) or 'none'}; refused: {refused or 'none'}): "
+                               "its servers refuse writes")
+        self.on_change()
+        self._next_step(now)
+
+    # ------------------------------------------------------------ proposing
+
+    def _next_step(self, now: float) -> None:
+        heard = {**self.heard, self.me: now}
+        config = self.config
+        if config.state(self.me) == JOINING and self.caught_up_epoch != config.epoch \
+                and self._catching_up is None:
+            self._catching_up = asyncio.create_task(self._catch_up(config.epoch))
+        change = next_change(config, self.me, heard, now, self.settings,
+                             self.caught_up_epoch == config.epoch,
+                             frozenset(m for m, servers in self.servers_by_machine.items()
+                                       if servers))
+        if change is None or self._proposing is not None:
+            return
+        self._proposing = asyncio.create_task(self._propose(*change))
+
+    async def _catch_up(self, epoch: int) -> None:
+        try:
+            await self.catch_up()
+            self.caught_up_epoch = epoch
+            self._say("catch-up", f"write leases: {self.me}'s servers caught up in epoch {epoch}")
+        except Exception as error:   # retried next round
+            self.logger.warning("write leases: catching up failed: %s", error)
+        finally:
+            self._catching_up = None
+
+    async def _propose(self, step: str, machine: str) -> None:
+        try:
+            decided = await self.propose(step, machine)
+            if not decided:
+                await asyncio.sleep(random.uniform(0.2, 1.0) * self.settings.renew_s)
+        except Exception as error:
+            self.logger.warning("write leases: proposing to %s %s failed: %s", step, machine,
+                                error)
+        finally:
+            self._proposing = None
+
+    async def propose(self, step: str, machine: str) -> bool:
+        """One Paxos attempt for the next epoch; True once some value is decided."""
+        base = self.config
+        wanted = base.step(step, machine)
+        promised = self.voter.durable.promised
+        self._round = max(self._round, promised[0] if promised else 0) + 1
+        proposal = Proposal(base, wanted, (self._round, self.me), len(self.voters))
+        self._say("proposal", f"write leases: {self.me} proposes epoch {wanted.epoch}: "
+                              f"{step} {machine}")
+        ballot = list(proposal.ballot)
+        for voter, answer in (await self._ask_all(
+                {"op": "prepare", "epoch": wanted.epoch, "ballot": ballot})).items():
+            if answer.get("yes"):
+                accepted = answer.get("accepted")
+                proposal.promised(voter, None if accepted is None else (
+                    ballot_of(accepted["ballot"]), Config.from_dict(accepted["config"])))
+        if not proposal.ready() or self.config != base:
+            return False
+        value = proposal.value()
+        for voter, answer in (await self._ask_all(
+                {"op": "accept", "ballot": ballot, "proposal": value.as_dict()})).items():
+            if answer.get("yes"):
+                proposal.accepted_by(voter)
+        if not proposal.decided():
+            return False
+        self._learn(value, time.monotonic())
+        await self._ask_all({"op": "learn"})   # our config now carries it to everyone
+        return True
+
+    # --------------------------------------------------------------- words
+
+    def _say(self, topic: str, text: str) -> None:
+        """Log a transition once (the same sentence on a topic is not repeated)."""
+        if self._said.get(topic) != text:
+            self._said[topic] = text
+            self.logger.info("%s", text)
+
+    @staticmethod
+    def _describe(config: Config) -> str:
+        parts = [f"{machine} {state}" for machine, state in config.states]
+        return ", ".join(parts)
+
+
+def quorum_voters(hosts: list[str]) -> tuple[list[str], str | None]:
+    """The voters of a topology's node hosts, and why leases are off (None: on)."""
+    voters = sorted(set(hosts))
+    if len(voters) < MIN_VOTERS:
+        return voters, (f"write leases off: {len(voters)} machine(s), a majority needs "
+                        f"{MIN_VOTERS} or more to keep writing without one")
+    return voters, None
+
+
+__all__ = ["EXCLUDED", "JOINING", "MEMBER", "Lease", "QuorumService", "majority",
+           "quorum_voters"]
