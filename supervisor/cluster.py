@@ -380,12 +380,22 @@ class Cluster:
                    for host in voters}
         return QuorumService(mine[0], voters, servers, topology.supervisor.control_port,
                              topology.secret, self.tls, settings, self.run_dir, self.logger,
-                             self.write_peers_files, self._catch_up_local)
+                             self.write_peers_files, self._catch_up_local, self._align_local)
 
     async def _catch_up_local(self) -> None:
         """Bring this machine's servers up to the others' copies (L5, before admission)."""
         for spec in self.topology.local_of_kind("server"):
             await self.replication.catch_up(spec.id)
+
+    async def _align_local(self, members: list[str]) -> bool:
+        """This machine's servers made to hold the member machines' copies (L7, before
+        joining again); True when every member server could be read."""
+        sources = [spec.id for spec in self.topology.of_kind("server")
+                   if spec.host in members and not self.topology.runs_here(spec.id)]
+        done = True
+        for spec in self.topology.local_of_kind("server"):
+            done = await self.replication.align(spec.id, sources) and done
+        return done
 
     def write_peers_files(self) -> None:
         """run/<server>.peers.json: the other servers (none without replication).

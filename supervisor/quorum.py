@@ -287,13 +287,14 @@ class Proposal:
 
 
 def next_change(config: Config, me: str, heard: Mapping[str, float], now: float,
-                settings: LeaseSettings, caught_up: bool,
+                settings: LeaseSettings, ready: bool,
                 with_servers: frozenset[str]) -> tuple[str, str] | None:
     """(step, machine) this voter should propose now, or None.
 
     `heard`: voter -> when it last answered us (ourselves included, at
-    `now`). Our own machine: join once a majority hears us, admit once
-    caught up. Another machine with servers (`with_servers`: excluding a
+    `now`). Our own machine, once a majority hears us and our servers are
+    `ready` for the step (excluded: aligned on the members' copies, L7;
+    joining: caught up, L5): join, then admit. Another machine with servers (`with_servers`: excluding a
     machine without any changes nothing) silent for `grant_alive_s` is
     excluded, by the lowest-named voter we hear (so proposers rarely duel).
     """
@@ -302,10 +303,8 @@ def next_change(config: Config, me: str, heard: Mapping[str, float], now: float,
     if len(alive) < majority(len(config.machines)):
         return None
     mine = config.state(me)
-    if mine == EXCLUDED:
-        return "join", me
-    if mine == JOINING:
-        return ("admit", me) if caught_up else None
+    if mine in (EXCLUDED, JOINING):
+        return (("join" if mine == EXCLUDED else "admit"), me) if ready else None
     if alive[0] != me:
         return None
     for machine in config.machines:

@@ -76,7 +76,8 @@ class QuorumService:
                  port: int, secret: str | None, tls: ssl.SSLContext | None,
                  settings: LeaseSettings, run_dir: Path, logger: logging.Logger,
                  on_change: Callable[[], None],
-                 catch_up: Callable[[], Awaitable[None]]):
+                 catch_up: Callable[[], Awaitable[None]],
+                 align: Callable[[list[str]], Awaitable[bool]]):
         self.me = me
         self.voters = sorted(voters)
         self.servers_by_machine = servers_by_machine
@@ -86,14 +87,17 @@ class QuorumService:
         self.logger = logger
         self.on_change = on_change
         self.catch_up = catch_up
+        self.align = align
         self.voter = Voter(me, self._load(), settings, time.monotonic())
         self.lease: Lease | None = None
         self.heard: dict[str, float] = {}
-        self.caught_up_epoch: int | None = None   # the joining epoch our servers caught up in
+        # The epoch in which our servers were made ready for the next step: aligned on the
+        # members' copies (excluded, before join: L7), caught up (joining, before admit: L5).
+        self.ready_epoch: int | None = None
         self._round = 0
         self._task: asyncio.Task | None = None
         self._proposing: asyncio.Task | None = None
-        self._catching_up: asyncio.Task | None = None
+        self._preparing: asyncio.Task | None = None
         self._said: dict[str, str] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -123,12 +127,12 @@ class QuorumService:
             self._task = asyncio.create_task(self._renew_loop(), name="write-leases")
 
     async def stop(self) -> None:
-        for task in (self._task, self._proposing, self._catching_up):
+        for task in (self._task, self._proposing, self._preparing):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._task = self._proposing = self._catching_up = None
+        self._task = self._proposing = self._preparing = None
 
     @property
     def config(self) -> Config:
@@ -253,7 +257,8 @@ class QuorumService:
         until = lease_until(sent, granted, len(self.voters), self.settings) \
             if self.config.epoch == epoch else None
         now = time.monotonic()
-        if until is not None and self.config.state(self.me) == MEMBER:
+        if until is not None and self.config.state(self.me) == MEMBER \
+                and self.servers_by_machine.get(self.me):   # a lease is for servers
             held_before = self.lease is not None and self.lease.until > now
             self.lease = Lease(epoch, until)
             if not held_before:
@@ -276,26 +281,39 @@ class QuorumService:
     def _next_step(self, now: float) -> None:
         heard = {**self.heard, self.me: now}
         config = self.config
-        if config.state(self.me) == JOINING and self.caught_up_epoch != config.epoch \
-                and self._catching_up is None:
-            self._catching_up = asyncio.create_task(self._catch_up(config.epoch))
+        alive = [m for m in config.machines
+                 if now - heard.get(m, float("-inf")) < self.settings.grant_alive_s]
+        if config.state(self.me) in (EXCLUDED, JOINING) and self.ready_epoch != config.epoch \
+                and self._preparing is None and len(alive) >= majority(len(config.machines)):
+            self._preparing = asyncio.create_task(self._prepare(config))
         change = next_change(config, self.me, heard, now, self.settings,
-                             self.caught_up_epoch == config.epoch,
+                             self.ready_epoch == config.epoch,
                              frozenset(m for m, servers in self.servers_by_machine.items()
                                        if servers))
         if change is None or self._proposing is not None:
             return
         self._proposing = asyncio.create_task(self._propose(*change))
 
-    async def _catch_up(self, epoch: int) -> None:
+    async def _prepare(self, config: Config) -> None:
+        """Excluded: align our servers on the members' copies (L7); joining: catch them up
+        (L5). Retried next round when it could not be done."""
         try:
-            await self.catch_up()
-            self.caught_up_epoch = epoch
-            self._say("catch-up", f"write leases: {self.me}'s servers caught up in epoch {epoch}")
+            if config.state(self.me) == EXCLUDED:
+                members = [m for m, state in config.states if state == MEMBER]
+                if not await self.align(members):
+                    return
+                done = "aligned on the members' copies"
+            else:
+                await self.catch_up()
+                done = "caught up"
+            if self.config == config:
+                self.ready_epoch = config.epoch
+                self._say("prepared", f"write leases: {self.me}'s servers {done} "
+                                      f"(epoch {config.epoch})")
         except Exception as error:   # retried next round
-            self.logger.warning("write leases: catching up failed: %s", error)
+            self.logger.warning("write leases: preparing %s's servers failed: %s", self.me, error)
         finally:
-            self._catching_up = None
+            self._preparing = None
 
     async def _propose(self, step: str, machine: str) -> None:
         try:

@@ -118,6 +118,21 @@ class PeerSync:
         """Why this server may not write now (write leases on, none held), or None."""
         return self._peers.write_lease_problem()
 
+    def push_written(self, files: list[tuple[Path, int]]) -> str | None:
+        """Write leases on: every network peer brought up to these new versions before the
+        write is acknowledged (a machine excluded later then loses no acknowledged
+        write: docs/REPLICATION.md, "Write leases", L6). Why not (the write stays
+        applied here, its outcome unknown), or None."""
+        if not self._peers.leases_on():
+            return None
+        for peer in self.peers().values():
+            for path, change in files:
+                try:
+                    peer.push(str(path.relative_to(self.root)), self.root, change)
+                except OSError as error:   # PeerUnreachable included
+                    return f"{peer.peer_id}: {error}"
+        return None
+
     def commit_locks(self) -> list[CommitLock]:
         """This directory's lock and those of the peers that take part."""
         return [self.own_lock, *(peer.lock for peer in self.peers().values() if peer.available())]

@@ -84,6 +84,10 @@ class PeerSource(Protocol):
         "Write leases"), or None: it may (always None where leases are off)."""
         ...
 
+    def leases_on(self) -> bool:
+        """Whether write leases are on (then a write waits for its network peers' copies)."""
+        ...
+
 
 class CommitLock(Protocol):
     """A write lock taken by a commit: a directory's flock, or a peer's lease over the network.
@@ -149,6 +153,12 @@ class Peer(Protocol):
         """File stems of `<db>/<folder>/*.json` on the peer."""
         ...
 
+    def push(self, rel: str, root: Path, change: int) -> None:
+        """Bring the peer's copy of `rel` up to ours (at `change`, in `root`) now: write
+        leases on, a write is acknowledged only once every machine certified against
+        holds it (PeerUnreachable if it cannot be done)."""
+        ...
+
     def fetch(self, rel: str, dest: ObjectVersion | None) -> Shipment | None:
         """What brings a copy at `dest` up to the peer's version (read under its lock), or None."""
         ...
@@ -200,6 +210,9 @@ class FixedPeers:
 
     def write_lease_problem(self) -> str | None:
         return None   # no supervisor grants leases here: writes certify as always
+
+    def leases_on(self) -> bool:
+        return False
 
 
 # --------------------------------------------------------------------------

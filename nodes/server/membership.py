@@ -134,6 +134,11 @@ class PeerDirectories:
             return f"epoch {lease.epoch}'s lease ran out {-left:.1f} s ago (not renewed)"
         return None
 
+    def leases_on(self) -> bool:
+        if self._file is not None:
+            self._refresh(self._file)
+        return self._lease is not None
+
     def _remote_peer(self, peer: str, address: tuple[str, int]) -> Peer | None:
         """The `Peer` at `address`: the one made before if the address is the same."""
         known = self._remotes.get(peer)

@@ -240,7 +240,7 @@ def test_a_joining_machine_is_certified_against_but_not_granted():
 # ------------------------------------------------------------ who proposes what
 
 NEXT_TABLE = [
-    # (config states, heard (voter -> seconds ago; None: never), me, caught up, expected)
+    # (config states, heard (voter -> seconds ago; None: never), me, ready, expected)
     ({"a": MEMBER, "b": MEMBER, "c": MEMBER}, {"b": 0.5, "c": 0.5}, "a", False, None),
     ({"a": MEMBER, "b": MEMBER, "c": MEMBER}, {"b": 4.5, "c": 0.5}, "a", False,
      ("exclude", "b")),
@@ -248,8 +248,9 @@ NEXT_TABLE = [
     ({"a": MEMBER, "b": MEMBER, "c": MEMBER}, {"b": None, "c": None}, "a", False, None),
     ({"a": MEMBER, "b": MEMBER, "c": MEMBER}, {"a": 0.5, "b": 0.5, "c": 9.0}, "a", False, None),
     ({"a": MEMBER, "b": EXCLUDED, "c": MEMBER}, {"b": 9.0, "c": 0.5}, "a", False, None),
-    ({"a": MEMBER, "b": EXCLUDED, "c": MEMBER}, {"a": 0.5, "c": 0.5}, "b", False, ("join", "b")),
-    ({"a": MEMBER, "b": EXCLUDED, "c": MEMBER}, {"a": None, "c": None}, "b", False, None),
+    ({"a": MEMBER, "b": EXCLUDED, "c": MEMBER}, {"a": 0.5, "c": 0.5}, "b", False, None),
+    ({"a": MEMBER, "b": EXCLUDED, "c": MEMBER}, {"a": 0.5, "c": 0.5}, "b", True, ("join", "b")),
+    ({"a": MEMBER, "b": EXCLUDED, "c": MEMBER}, {"a": None, "c": None}, "b", True, None),
     ({"a": MEMBER, "b": JOINING, "c": MEMBER}, {"a": 0.5, "c": 0.5}, "b", False, None),
     ({"a": MEMBER, "b": JOINING, "c": MEMBER}, {"a": 0.5, "c": 0.5}, "b", True, ("admit", "b")),
     ({"a": MEMBER, "b": JOINING, "c": MEMBER}, {"b": 9.0, "c": 0.5}, "a", False,
@@ -257,9 +258,9 @@ NEXT_TABLE = [
 ]
 
 
-@pytest.mark.parametrize(("states", "heard", "me", "caught_up", "expected"), NEXT_TABLE)
-def test_what_a_voter_proposes(states, heard, me, caught_up, expected):
+@pytest.mark.parametrize(("states", "heard", "me", "ready", "expected"), NEXT_TABLE)
+def test_what_a_voter_proposes(states, heard, me, ready, expected):
     config = Config(7, tuple(sorted(states.items())))
     now = 100.0
     seen = {voter: now - ago for voter, ago in heard.items() if ago is not None}
-    assert next_change(config, me, seen, now, S, caught_up, SERVERS) == expected
+    assert next_change(config, me, seen, now, S, ready, SERVERS) == expected
