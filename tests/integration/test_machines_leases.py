@@ -110,6 +110,9 @@ def test_a_killed_machine_is_excluded_the_majority_writes_and_it_returns(cluster
     resumed_s = time.time() - killed_at
     assert state_of(cluster, "h1", "h2") == "excluded"
     assert state_of(cluster, "h3", "h2") == "excluded"
+    table = cluster.supervisors.run("h1", "status").stdout
+    h2 = cluster.machines.address("h2")
+    assert f"{h2} excluded" in table and "lease" in table and ": excluded" in table, table
 
     back_at = time.time()
     came_back = cluster.supervisors.run("h2", "up", "-d")
