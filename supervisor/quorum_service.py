@@ -103,19 +103,14 @@ class QuorumService:
     # ------------------------------------------------------------ lifecycle
 
     def _load(self) -> Durable:
-        try:
-            durable = Durable.from_dict(json.loads(self.path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
+        """The voter state kept here; never guessed: a voter that forgot a promise could
+        break a decision (`up` checks the same first: `voter_file_problem`)."""
+        if not self.path.exists():
             return Durable(Config.first(self.voters))
-        except (OSError, ValueError, QuorumError) as error:
-            # Never guess a vote: a voter that forgot a promise could break a decision.
-            raise QuorumError(f"{self.path}: unreadable voter state ({error}); "
-                              "restore it, or remove it only with every machine down") from None
-        if durable.config.machines != self.voters:
-            raise QuorumError(f"{self.path}: voters {durable.config.machines} there, "
-                              f"{self.voters} in the topology (machines change with every "
-                              "supervisor down: remove the file on each)")
-        return durable
+        problem = voter_file_problem(self.path.parent, self.voters)
+        if problem is not None:
+            raise QuorumError(problem)
+        return Durable.from_dict(json.loads(self.path.read_text(encoding="utf-8")))
 
     def _save(self) -> None:
         atomic_write(self.path, json.dumps(self.voter.durable.as_dict(), indent=1).encode())
@@ -367,6 +362,26 @@ class QuorumService:
     def _describe(config: Config) -> str:
         parts = [f"{machine} {state}" for machine, state in config.states]
         return ", ".join(parts)
+
+
+def voter_file_problem(run_dir: Path, hosts: list[str]) -> str | None:
+    """Why this machine's voter file would stop `up` (None: fine, or absent: a first start).
+
+    Checked by `up` before anything starts, so the refusal reaches the terminal.
+    """
+    voters, off = quorum_voters(hosts)
+    path = run_dir / STATE_FILE
+    if off is not None or not path.exists():
+        return None
+    try:
+        durable = Durable.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, QuorumError) as error:
+        return (f"{path}: unreadable voter state ({error}); restore it, or remove it only "
+                "with every machine's supervisor down")
+    if durable.config.machines != voters:
+        return (f"{path}: voters {durable.config.machines} there, {voters} in the topology "
+                "(machines change with every supervisor down: remove the file on each)")
+    return None
 
 
 def quorum_voters(hosts: list[str]) -> tuple[list[str], str | None]:

@@ -82,3 +82,15 @@ def test_an_unreadable_voter_file_is_refused_not_guessed(tmp_path):
 def test_fewer_than_three_machines_leave_leases_off():
     assert quorum_voters(["a", "b", "a"])[1] is not None
     assert quorum_voters(["a", "b", "c"]) == (["a", "b", "c"], None)
+
+
+def test_up_is_refused_with_a_torn_or_foreign_voter_file(tmp_path):
+    from supervisor.quorum_service import voter_file_problem
+
+    assert voter_file_problem(tmp_path, MACHINES) is None   # none yet: a first start
+    service(tmp_path)._save()
+    assert voter_file_problem(tmp_path, MACHINES) is None
+    assert "voters" in (voter_file_problem(tmp_path, [*MACHINES, "10.0.0.4"]) or "")
+    assert voter_file_problem(tmp_path, MACHINES[:2]) is None   # leases off: not read
+    (tmp_path / "quorum.json").write_text("[]")
+    assert "unreadable voter state" in (voter_file_problem(tmp_path, MACHINES) or "")
