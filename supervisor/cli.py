@@ -394,7 +394,8 @@ def cmd_status(topology: Topology, args) -> int:
               + ", ".join(f"{machine} {state}" for machine, state
                           in sorted((leases.get("machines") or {}).items()))
               + f"); this machine {leases.get('me')}: "
-              + (f"lease {left:.1f} s left" if left else "no write lease"))
+              + ("votes, runs no server" if not leases.get("servers", True)
+                 else f"lease {left:.1f} s left" if left else "no write lease"))
     reload = info.get("last_reload")
     if reload and not reload["ok"]:
         print("last topology edit refused:\n  " + reload["message"].replace("\n", "\n  "))

@@ -138,7 +138,7 @@ class QuorumService:
         now = time.monotonic()
         lease = self.lease
         return {"epoch": self.config.epoch, "machines": dict(self.config.states),
-                "me": self.me,
+                "me": self.me, "servers": bool(self.servers_by_machine.get(self.me)),
                 "lease_left_s": None if lease is None else round(max(0.0, lease.until - now), 2),
                 "lease_epoch": None if lease is None else lease.epoch}
 

@@ -113,6 +113,7 @@ def test_a_killed_machine_is_excluded_the_majority_writes_and_it_returns(cluster
     table = cluster.supervisors.run("h1", "status").stdout
     h2 = cluster.machines.address("h2")
     assert f"{h2} excluded" in table and "lease" in table and ": excluded" in table, table
+    assert "votes, runs no server" in cluster.supervisors.run("h3", "status").stdout
 
     back_at = time.time()
     came_back = cluster.supervisors.run("h2", "up", "-d")
