@@ -161,6 +161,10 @@ class SupervisorApp:
                 known = ", ".join(self.cluster.keepers) or "none"
                 return {"ok": False, "error": f"unknown node {node!r} (running nodes: {known})"}
             return {"ok": True, "node": await self.cluster.restart_node(node)}
+        if command == "quorum":   # another machine's supervisor (write leases)
+            if self.cluster.quorum is None:
+                return {"ok": False, "error": "write leases are off on this machine"}
+            return await self.cluster.quorum.handle(request)
         if command == "reload":
             await self._reload()
             result = self.last_reload
@@ -174,7 +178,9 @@ class SupervisorApp:
                 "control_port": self.topology.supervisor.control_port,
                 "uptime_s": round(time.time() - self.started, 1),
                 "last_reload": self.last_reload.as_dict() if self.last_reload else None,
-                "page": self.web.address if self.web is not None else None}
+                "page": self.web.address if self.web is not None else None,
+                "write_leases": self.cluster.quorum.snapshot()
+                if self.cluster.quorum is not None else None}
 
     async def _listen_for_machines(self) -> None:
         """The control port at this machine's node addresses, for the other machines'

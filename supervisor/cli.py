@@ -37,6 +37,7 @@ from .logfiles import close_logger, follow, supervisor_logger, timestamp
 from .machine import machine_addresses, place
 from .ownership import ownership_problems
 from .port_check import port_problems
+from .quorum_service import voter_file_problem
 from .status_table import duration, render_accounts, render_table
 from .topology import NodeSpec, Topology, TopologyError, load_topology, parse_topology
 
@@ -240,6 +241,10 @@ def cmd_up(topology: Topology, args) -> int:
     leftovers = frozenset(leftover.pid for leftover in scan.nodes)
     problems = ownership_problems(topology, args.take_over, leftovers) or port_problems(
         topology, {leftover.address for leftover in scan.nodes})
+    if not problems and topology.write_leases.enabled and topology.remote:
+        voter = voter_file_problem(topology.supervisor.run,
+                                   [spec.host for spec in topology.nodes.values()])
+        problems = [voter] if voter is not None else []
     if problems:
         for problem in problems:
             print(f"cannot start: {problem}", file=sys.stderr)
@@ -382,6 +387,15 @@ def cmd_status(topology: Topology, args) -> int:
           f"{info.get('topology')}")
     if page:
         print(f"status page: {page}   (metrics: {page.rstrip('/')}/metrics)")
+    leases = info.get("write_leases")
+    if leases:   # docs/REPLICATION.md, "Write leases"
+        left = leases.get("lease_left_s")
+        print(f"write leases: epoch {leases.get('epoch')} ("
+              + ", ".join(f"{machine} {state}" for machine, state
+                          in sorted((leases.get("machines") or {}).items()))
+              + f"); this machine {leases.get('me')}: "
+              + ("votes, runs no server" if not leases.get("servers", True)
+                 else f"lease {left:.1f} s left" if left else "no write lease"))
     reload = info.get("last_reload")
     if reload and not reload["ok"]:
         print("last topology edit refused:\n  " + reload["message"].replace("\n", "\n  "))

@@ -36,6 +36,7 @@ from .keeper import NodeHooks, NodeKeeper, NodeState, probe_response
 from .logfiles import RotatingLog
 from .ownership import cluster_id
 from .peer_link import PeerAddress
+from .quorum_service import QuorumService, quorum_voters
 from .remote import MachineReports, RemoteNode
 from .replicalink import ReplicationLink
 from .replication_health import status_fields
@@ -146,6 +147,9 @@ class Cluster:
         self._launches: dict[str, asyncio.Task] = {}
         self.remote: dict[str, RemoteNode] = {}   # nodes another machine runs: probed only
         self._reports: MachineReports | None = None
+        # Write leases (docs/REPLICATION.md, "Write leases"): None when off.
+        self.quorum: QuorumService | None = None
+        self._peers_said: dict[str, list[str]] = {}
 
     @property
     def tls(self) -> ssl.SSLContext | None:
@@ -172,6 +176,9 @@ class Cluster:
         """Start everything in dependency order; True once all are RUNNING."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.topology.supervisor.logs.mkdir(parents=True, exist_ok=True)
+        self.quorum = self._make_quorum()
+        if self.quorum is not None:
+            self.quorum.start()   # before any server: their peers files carry the lease
         self.write_peers_files()
         await self.replication.start()
         self.write_backends_files()
@@ -219,6 +226,8 @@ class Cluster:
         for remote in self.remote.values():
             await remote.stop()
         await self.replication.stop(final_pass=True)
+        if self.quorum is not None:
+            await self.quorum.stop()
         await asyncio.to_thread(self._fold_journals, servers)
 
     def _fold_journals(self, servers: list[str]) -> None:
@@ -354,6 +363,44 @@ class Cluster:
                              ", ".join(f"{e['id']}{'' if e['writable'] else ' (read-only)'}"
                                        for e in entries) or "no server")
 
+    def _make_quorum(self) -> QuorumService | None:
+        """This machine's voter and lease holder, when `write_leases` is on and can be."""
+        topology = self.topology
+        settings = topology.write_leases
+        if not settings.enabled:
+            return None
+        voters, off = quorum_voters([spec.host for spec in topology.nodes.values()])
+        mine = sorted({spec.host for spec in topology.nodes.values()
+                       if topology.runs_here(spec.id)})
+        if off is None and not topology.remote:
+            off = "write leases off: every node is on this machine"
+        if off is None and len(mine) != 1:
+            off = (f"write leases off: this machine's nodes use {len(mine)} hosts "
+                   f"({', '.join(mine)}), a voter is one host")
+        if off is not None:
+            self.logger.warning("%s (writes need every server, as without leases)", off)
+            return None
+        servers = {host: [spec.id for spec in topology.of_kind("server") if spec.host == host]
+                   for host in voters}
+        return QuorumService(mine[0], voters, servers, topology.supervisor.control_port,
+                             topology.secret, self.tls, settings, self.run_dir, self.logger,
+                             self.write_peers_files, self._catch_up_local, self._align_local)
+
+    async def _catch_up_local(self) -> None:
+        """Bring this machine's servers up to the others' copies (L5, before admission)."""
+        for spec in self.topology.local_of_kind("server"):
+            await self.replication.catch_up(spec.id)
+
+    async def _align_local(self, members: list[str]) -> bool:
+        """This machine's servers made to hold the member machines' copies (L7, before
+        joining again); True when every member server could be read."""
+        sources = [spec.id for spec in self.topology.of_kind("server")
+                   if spec.host in members and not self.topology.runs_here(spec.id)]
+        done = True
+        for spec in self.topology.local_of_kind("server"):
+            done = await self.replication.align(spec.id, sources) and done
+        return done
+
     def write_peers_files(self) -> None:
         """run/<server>.peers.json: the other servers (none without replication).
 
@@ -369,13 +416,22 @@ class Cluster:
         elsewhere = [spec for spec in self.topology.of_kind("server")
                      if not self.topology.runs_here(spec.id)]
         enabled = self.topology.replication_enabled
+        leases: dict = {}
+        if self.quorum is not None:
+            # Only the machines the decided epoch certifies against; and the lease.
+            certified = self.quorum.certified()
+            elsewhere = [spec for spec in elsewhere if spec.host in certified]
+            leases = {"lease": self.quorum.server_lease()}
         for server in servers:
             peers: dict[str, str | dict] = {other.id: str(other.data) for other in servers
                                             if other.id != server.id} if enabled else {}
             if enabled:
                 peers.update({other.id: {"address": other.address} for other in elsewhere})
             path = peers_file(self.run_dir, server.id)
-            write_if_changed(path, json.dumps({"peers": peers}, indent=1) + "\n")
+            if write_if_changed(path, json.dumps({"peers": peers, **leases}, indent=1) + "\n") \
+                    and leases and self._peers_said.get(server.id) != sorted(peers):
+                self._peers_said[server.id] = sorted(peers)
+                self.logger.info("%s: peers now %s", server.id, ", ".join(sorted(peers)) or "none")
         known = {peers_file(self.run_dir, server.id) for server in servers}
         for path in self.run_dir.glob("*.peers.json"):
             if path not in known:
@@ -455,6 +511,8 @@ class Cluster:
                           "storage_faults": None if status is None
                           else list(status.get("storage_faults") or [])})
             extra.update(server_accounts(status))   # accounts on: counts per account
+            if self.quorum is not None:
+                extra["write_lease"] = self._lease_row(row["node"])
             if stats:  # replication on: failing copies, corrupt and repaired objects
                 extra.update(status_fields(stats))
         elif row["kind"] == "proxycache" and row["state"] == NodeState.RUNNING.value:
@@ -469,6 +527,18 @@ class Cluster:
                     extra["backends"] = {backend: figures.get("state") for backend, figures
                                          in (balancer.get("backends") or {}).items()}
         return extra
+
+    def _lease_row(self, server_id: str) -> dict:
+        """A server's machine in the decided epoch, and (here) its lease's time left."""
+        quorum = self.quorum
+        assert quorum is not None
+        host = self.topology.nodes[server_id].host
+        row: dict = {"epoch": quorum.config.epoch, "machine": quorum.config.state(host)}
+        if host == quorum.me:
+            lease = quorum.server_lease()
+            row["left_s"] = None if lease is None else round(
+                max(0.0, lease["until"] - time.monotonic()), 1)
+        return row
 
     async def _node_status(self, row: dict) -> dict | None:
         """A running node's `.status;` answer (one JSON object); None if unknown."""

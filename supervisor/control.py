@@ -19,7 +19,9 @@ Other machines' supervisors (a topology spanning machines): the supervisor
 also listens on the control port at each address of this machine that a
 local node's host names (`listen_remote`), over TLS when the topology has a
 `tls:` section. What comes in there may only read (`hello`, `status`), and
-must carry the cluster's secret (`"secret"`, compared in constant time):
+must carry the cluster's secret (`"secret"`, compared in constant time),
+and besides `hello` and `status` only `quorum` is taken there (the write
+leases' grants and votes, docs/REPLICATION.md, "Write leases"):
 the control token never leaves its machine, so `down`, `restart` and
 `reload` are given on each machine itself. `ask_remote` is the asking side
 (supervisor/remote.py polls each other machine with it).
@@ -48,6 +50,9 @@ from .errors import SupervisorError
 MAX_REQUEST_BYTES = 64 * 1024
 TOKEN_FILE = "control-token"
 OPEN_COMMANDS = frozenset({"hello", "status"})  # read-only: answered without the token
+# What other machines' supervisors may also send (with the secret): the write leases'
+# votes (supervisor/quorum_service.py); on this machine itself they need the token.
+MACHINE_COMMANDS = OPEN_COMMANDS | {"quorum"}
 # The control protocol's version: a request or answer of another version is refused.
 CONTROL_VERSION = 1
 
@@ -172,9 +177,9 @@ class ControlServer:
         if secret is None or not isinstance(given, str) or not hmac.compare_digest(
                 given.encode("utf-8", "replace"), secret.encode()):
             return "refused: another machine's supervisor must send this cluster's secret"
-        if request["cmd"] not in OPEN_COMMANDS:
+        if request["cmd"] not in MACHINE_COMMANDS:
             return (f"refused: {request['cmd']!r} is given on this machine itself; other "
-                    f"machines may only ask {', '.join(sorted(OPEN_COMMANDS))}")
+                    f"machines may only ask {', '.join(sorted(MACHINE_COMMANDS))}")
         return None
 
     def _authorized(self, request: dict) -> bool:

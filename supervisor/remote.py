@@ -91,7 +91,7 @@ class RemoteNode:
 # What a remote row takes from its own supervisor's row.
 REPORTED_FIELDS = ("state", "pid", "uptime_s", "restarts", "manual_restarts", "last_exit",
                    "alerts", "writable", "repl_lag_p50_ms", "repl_lag_p99_ms", "repl_conflicts",
-                   "repl_health", "storage_faults", "hit_ratio")
+                   "repl_health", "storage_faults", "hit_ratio", "write_lease")
 REPORT_TIMEOUT_S = 2.0
 REPORT_MAX_AGE_S = 1.0
 

@@ -67,6 +67,15 @@ class ReplicationLink:
         self.logger.info("replication: %s caught up (%d files copied%s)", server_id,
                          summary.copied, _problems(summary))
 
+    async def align(self, server_id: str, sources: list[str]) -> bool:
+        """`Replicator.align` off the event loop; True when every source could be read."""
+        if self.replicator is None:
+            return False
+        summary = await asyncio.to_thread(self.replicator.align, server_id, sources)
+        self.logger.info("replication: %s aligned on %s (%d objects installed%s)", server_id,
+                         ", ".join(sources), summary.copied, _problems(summary))
+        return not summary.unreachable
+
     async def seed(self, server_id: str, data: Path) -> None:
         """Add a new server and copy every object into its directory."""
         if self.replicator is None:

@@ -153,7 +153,7 @@ from supervisor.objectfiles import keep_aside, list_object_files
 from supervisor.peer_link import PeerAddress, PeerRefused, PeerUnreachable
 from supervisor.replication_health import Repair, ReplicaHealth
 from supervisor.replication_queue import PendingPaths
-from supervisor.replication_remote import RemoteServers, pull, repair_source, ship
+from supervisor.replication_remote import RemoteServers, align, pull, repair_source, ship
 from supervisor.replication_stats import ReplicationStats, SyncSummary, percentile
 from supervisor.replication_watch import WATCHED_EVENTS, DirectoryHandler, make_observer
 
@@ -308,6 +308,25 @@ class Replicator:
                 raise UnknownNode(f"unknown server {server_id!r}")
         summary = self._pull_remote({server_id})
         return summary.add(self._pass(destinations={server_id}))
+
+    def align(self, server_id: str, sources: list[str]) -> SyncSummary:
+        """Make `server_id`'s copies those of the remote `sources` (write leases: a server
+        whose machine was excluded, before it joins again; replication_remote.align)."""
+        with self._lock:
+            root = self._servers.get(server_id)
+        if root is None:
+            raise UnknownNode(f"unknown server {server_id!r}")
+        summary = SyncSummary()
+        try:
+            aligned = align(self._remote, sources, root, self._lock_of(server_id, root),
+                            PROMPT_LOCK_POLL_MAX_S)
+        finally:
+            self._close_thread_locks()
+        summary.copied += len(aligned.copied)
+        for copied in aligned.copied:
+            self._remember(server_id, root, copied)
+        summary.unreachable.extend(aligned.problems)
+        return summary
 
     def _pull_remote(self, destinations: set[str]) -> SyncSummary:
         """Bring these local servers up to the remote servers' newer copies."""

@@ -59,6 +59,8 @@ from engine.storage.object_copy import (
     DivergedCopy,
     Shipment,
     bring_up_to_date_from,
+    install_shipment,
+    plan_shipment,
     read_shipment,
 )
 from engine.storage.object_format import InvalidDocument
@@ -320,6 +322,48 @@ def repair_source(remote: RemoteServers, rel: str) -> tuple[str, Shipment | None
             continue
         return server_id, shipment, problems
     return "", None, problems
+
+
+def align(remote: RemoteServers, sources: list[str], root: Path, lock: DirectoryLock,
+          lock_poll_max_s: float) -> Pulled:
+    """Make the local directory `root` hold the `sources`' copies (the newest of each object).
+
+    Write leases: a machine the majority excluded comes back with copies
+    that may hold writes nobody acknowledged (committed here, never shipped
+    before the loss) at counters the majority has since used for other
+    writes. Each object the sources hold is installed whole over the local
+    copy unless the local one is the very same (version, snapshot and lines).
+    Objects only here are kept (not acknowledged either; they replicate as
+    new ones). Raises nothing: what could not be done is in `problems`.
+    """
+    aligned = Pulled()
+    best: dict[str, tuple[Shipment, str]] = {}
+    for server_id in sources:
+        try:
+            link = remote.link(server_id)
+            for rel in link.objects():
+                shipment = link.fetch(rel, None)
+                if shipment is not None and (rel not in best
+                                             or shipment.version > best[rel][0].version):
+                    best[rel] = (shipment, server_id)
+        except (OSError, PeerRefused) as error:
+            aligned.problems.append(f"{server_id}: {error}")
+            return aligned   # every source or none: a half view could keep an orphan
+    for rel, (shipment, server_id) in sorted(best.items()):
+        try:
+            mine = plan_shipment(root, rel, None)
+        except (OSError, InvalidDocument):
+            mine = None
+        if mine is not None and (mine.version, mine.snapshot, mine.lines) == \
+                (shipment.version, shipment.snapshot, shipment.lines):
+            continue
+        try:
+            install_shipment(root, rel, shipment, lock, lock_poll_max_s=lock_poll_max_s)
+        except (OSError, InvalidDocument, ValueError) as error:
+            aligned.problems.append(f"{rel} from {server_id}: {error}")
+            continue
+        aligned.copied.append(rel)
+    return aligned
 
 
 def pull(remote: RemoteServers, root: Path, lock: DirectoryLock, lock_poll_max_s: float,

@@ -76,6 +76,12 @@ def _info(row: dict) -> str:
         parts.extend(_replica_health(row))
         if row.get("writable") is False and row["state"] != "STOPPED":
             parts.append("catching up (read-only)")
+        lease = row.get("write_lease")
+        if lease is not None:   # write leases on (docs/REPLICATION.md, "Write leases")
+            held = "" if "left_s" not in lease else (
+                f", lease {lease['left_s']:.1f} s left" if lease["left_s"] is not None
+                else ", no write lease")
+            parts.append(f"epoch {lease['epoch']}: {lease['machine']}{held}")
         for fault in row.get("storage_faults") or []:
             parts.append(f"storage fault: {fault['object']} ({fault['operation']}: "
                          f"{fault['reason']}, x{fault['count']})")

@@ -24,6 +24,7 @@ from nodes.protocol.tls import TlsConfigError, TlsSettings, client_context, serv
 
 from .account_names import name_problem
 from .errors import SupervisorError
+from .quorum import LeaseSettings
 
 KINDS = ("server", "balancer", "proxycache")
 # A shorter secret is refused when a node listens off loopback, warned about
@@ -167,6 +168,7 @@ class Topology:
     machine: frozenset[str] = frozenset()
     tls: TlsSettings = field(default_factory=TlsSettings)   # `tls:`: off by default
     accounts: AccountSettings = field(default_factory=AccountSettings)  # `accounts:`: off
+    write_leases: LeaseSettings = field(default_factory=LeaseSettings)  # `write_leases:`: off
 
     @property
     def base_dir(self) -> Path:
@@ -261,7 +263,8 @@ _SUPERVISOR_KEYS = {"control_port", "logs", "run", "log_max_bytes", "log_backups
                     "health", "restart"}
 _HEALTH_KEYS = {f.name for f in HealthSettings.__dataclass_fields__.values()}
 _RESTART_KEYS = {f.name for f in RestartSettings.__dataclass_fields__.values()}
-_ROOT_KEYS = {"supervisor", "replication", "nodes", "secret", "http", "tls", "accounts"}
+_ROOT_KEYS = {"supervisor", "replication", "nodes", "secret", "http", "tls", "accounts",
+              "write_leases"}
 _REPLICATION_KEYS = {"enabled"}
 _NODE_KEYS = {
     "server": {"kind", "host", "port", "data"},
@@ -421,6 +424,7 @@ def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = No
     http = _read_http(check, top.get("http"), nodes, supervisor, secret)
     tls = _read_tls(check, top.get("tls"), path.parent)
     accounts = _read_accounts(check, top.get("accounts"))
+    write_leases = _read_write_leases(check, top.get("write_leases"))
     if tls is not None and not tls.enabled and any(not is_loopback(n.host) for n in nodes.values()):
         check.warnings.append("nodes listen off loopback without TLS: the secret authenticates "
                               "but nothing is encrypted (a `tls:` section: docs/SECURITY.md)")
@@ -430,7 +434,45 @@ def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = No
     return Topology(path=path, supervisor=supervisor, replication_enabled=replication,
                     nodes=nodes, secret=secret, warnings=tuple(check.warnings),
                     http=http or HttpSettings(), tls=tls or TlsSettings(),
-                    accounts=accounts or AccountSettings())
+                    accounts=accounts or AccountSettings(),
+                    write_leases=write_leases or LeaseSettings())
+
+
+_WRITE_LEASE_KEYS = {"enabled", "lease_s", "renew_s", "margin_s"}
+
+
+def _read_write_leases(check: _Checker, item: _Located | None) -> LeaseSettings | None:
+    """`write_leases: {enabled: BOOL, lease_s: 3, renew_s: 1, margin_s: 1}` (off by default).
+
+    A lease must outlive a renewal with its margin taken off (renew_s <
+    lease_s - margin_s), or a server would stop writing between two rounds.
+    """
+    if item is None:
+        return LeaseSettings()
+    section = check.mapping(item, "write_leases", _WRITE_LEASE_KEYS)
+    if section is None:
+        return None
+    default = LeaseSettings()
+    values: dict[str, float] = {}
+    for key in ("lease_s", "renew_s", "margin_s"):
+        if key not in section:
+            values[key] = getattr(default, key)
+            continue
+        value = section[key].value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 600:
+            check.error(section[key].line, f"write_leases.{key}",
+                        f"must be a number of seconds above 0 and at most 600, not "
+                        f"{_type_name(value)}")
+            return None
+        values[key] = float(value)
+    if values["renew_s"] >= values["lease_s"] - values["margin_s"]:
+        check.error(item.line, "write_leases", f"renew_s ({values['renew_s']:g}) must be below "
+                    f"lease_s - margin_s ({values['lease_s'] - values['margin_s']:g}): a lease "
+                    "would run out between two renewals")
+        return None
+    enabled = check.boolean(section["enabled"], "write_leases.enabled") \
+        if "enabled" in section else False
+    return LeaseSettings(enabled=bool(enabled), **values)
 
 
 _ACCOUNTS_KEYS = {"enabled", "admin"}

@@ -77,6 +77,11 @@ class FolderPeer:
     def plan_fence(self, files: list[tuple[str, dict]]) -> None:
         """Nothing to ask ahead: the folder is read under its lock."""
 
+    def push(self, rel: str, root: Path, change: int) -> None:
+        # A folder peer is on this machine: it is lost or cut off with this server,
+        # never excluded apart from it, so its copy may follow by replication.
+        return None
+
     def fence_violation(self, files: list[tuple[str, dict]]) -> tuple[str, int] | None:
         """(rel, version held) of the first file this directory holds at >= its new counter.
 

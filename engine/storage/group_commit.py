@@ -210,7 +210,14 @@ class BatchInstaller:
         for item in prepared[len(done):]:
             self._cache.forget(item.key)
         if failure is None and len(durable) == len(done):
-            return
+            unsent = self._sync.push_written([(item.path, item.document["change"])
+                                              for item in done]) \
+                if self._sync is not None else None
+            if unsent is None:
+                return
+            # Applied and durable here, not on every peer: not acknowledged as written.
+            raise BatchPartlyWritten(outcome_unknown_message("fiovana", f"tsy tonga : {unsent}"),
+                                     {item.key for item in done}, durable)
         unsure = [item.path.relative_to(self.root) for item in done if item.key not in durable]
         reason = (f"{len(done)}/{len(prepared)} rakitra tafiditra, {failure}" if failure
                   else f"fsync tsy nahomby : {', '.join(map(str, unsure))}")

@@ -223,6 +223,22 @@ def replace_copy_from(fetch: Callable[[], Shipment | None], dest_root: str | os.
     return shipment.version if installed else None
 
 
+def install_shipment(dest_root: str | os.PathLike, rel: str | os.PathLike, shipment: Shipment,
+                     lock: DirectoryLock, *, durable: bool = True,
+                     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+                     lock_poll_max_s: float = LOCK_POLL_MAX_S) -> bool:
+    """Install a whole copy (`shipment.base` None) over whatever the destination holds.
+
+    For a server re-admitted after its machine was excluded (write leases,
+    docs/REPLICATION.md): its copies give way to the majority's, even at a
+    higher or equal counter (there only unacknowledged writes can differ).
+    """
+    if shipment.base is not None:
+        raise ValueError("install_shipment takes a whole copy, not journal lines")
+    return bool(_deliver(Path(dest_root), os.fspath(rel), shipment, lock, durable, None,
+                         lock_timeout_s, lock_poll_max_s, _Laps(None), repair=True))
+
+
 def cut_journal(root: str | os.PathLike, rel: str | os.PathLike, lock: DirectoryLock,
                 expected: FileSignature, before_cut: Callable[[], None] | None = None, *,
                 lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,

@@ -34,7 +34,7 @@ from engine.storage.object_format import (
     InvalidDocument,
 )
 from engine.storage.peer_sync import NewerPeer, PeerSync
-from engine.storage.peers import LockTimeout, PeerUnreachable, holding
+from engine.storage.peers import LockTimeout, NoWriteLease, PeerUnreachable, holding
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ class PeerPull:
         wrote it.
         """
         key = str(path)
+        lease_problem = self._sync.write_lease_problem()
+        if lease_problem is not None:   # refused before any peer is asked (leases on)
+            raise NoWriteLease(lease_problem).fault(str(path.relative_to(self.root)))
         if batch is not None:
             if key in batch.pending or key in batch.pulled:
                 return False

@@ -25,6 +25,8 @@ the batch bookkeeping, the local cache and the writes, and calls it:
 Unreadable peer copies (torn, garbage, wrong kind or name) are ignored for
 every decision and logged. A peer that cannot be asked (`PeerUnreachable`)
 is never ignored: the write fails cleanly (docs/REPLICATION.md, partitions).
+With write leases on, the fence also asks the `PeerSource` whether this
+server holds its lease (`NoWriteLease`: the write fails the same clean way).
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ from pathlib import Path
 
 from engine.storage.folder_peer import FolderPeer
 from engine.storage.object_format import InvalidDocument
-from engine.storage.peers import CommitLock, DirectoryLock, Peer, PeerSource, PeerUnreachable
+from engine.storage.peers import (
+    CommitLock,
+    DirectoryLock,
+    NoWriteLease,
+    Peer,
+    PeerSource,
+    PeerUnreachable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +113,25 @@ class PeerSync:
                 peer_id, root, DirectoryLock(root, order=_order(
                     peer_id if self._own_id is not None else None, root)))
         return peer
+
+    def write_lease_problem(self) -> str | None:
+        """Why this server may not write now (write leases on, none held), or None."""
+        return self._peers.write_lease_problem()
+
+    def push_written(self, files: list[tuple[Path, int]]) -> str | None:
+        """Write leases on: every network peer brought up to these new versions before the
+        write is acknowledged (a machine excluded later then loses no acknowledged
+        write: docs/REPLICATION.md, "Write leases", L6). Why not (the write stays
+        applied here, its outcome unknown), or None."""
+        if not self._peers.leases_on():
+            return None
+        for peer in self.peers().values():
+            for path, change in files:
+                try:
+                    peer.push(str(path.relative_to(self.root)), self.root, change)
+                except OSError as error:   # PeerUnreachable included
+                    return f"{peer.peer_id}: {error}"
+        return None
 
     def commit_locks(self) -> list[CommitLock]:
         """This directory's lock and those of the peers that take part."""
@@ -199,6 +227,11 @@ class PeerSync:
         """
         planned = self._planned
         self._planned = None
+        # Leases on: a server cut from the majority may hold none, and then another
+        # side may already write without certifying against it (L1).
+        lease_problem = self.write_lease_problem()
+        if lease_problem is not None:
+            raise NoWriteLease(lease_problem)
         if planned is not None and planned[0] is files:
             relative = planned[1]
         else:

@@ -79,6 +79,15 @@ class PeerSource(Protocol):
 
     def current(self) -> Mapping[str, Path | Peer]: ...
 
+    def write_lease_problem(self) -> str | None:
+        """Why this server may not write now (its write lease: docs/REPLICATION.md,
+        "Write leases"), or None: it may (always None where leases are off)."""
+        ...
+
+    def leases_on(self) -> bool:
+        """Whether write leases are on (then a write waits for its network peers' copies)."""
+        ...
+
 
 class CommitLock(Protocol):
     """A write lock taken by a commit: a directory's flock, or a peer's lease over the network.
@@ -144,6 +153,12 @@ class Peer(Protocol):
         """File stems of `<db>/<folder>/*.json` on the peer."""
         ...
 
+    def push(self, rel: str, root: Path, change: int) -> None:
+        """Bring the peer's copy of `rel` up to ours (at `change`, in `root`) now: write
+        leases on, a write is acknowledged only once every machine certified against
+        holds it (PeerUnreachable if it cannot be done)."""
+        ...
+
     def fetch(self, rel: str, dest: ObjectVersion | None) -> Shipment | None:
         """What brings a copy at `dest` up to the peer's version (read under its lock), or None."""
         ...
@@ -169,6 +184,19 @@ class PeerUnreachable(OSError, EngineError):
             f"niova (rien n'a été écrit)", rel, "write", f"peer unreachable: {self.peer}")
 
 
+class NoWriteLease(PeerUnreachable):
+    """Leases are on and this server holds none now: it may not write (nothing written)."""
+
+    def __init__(self, reason: str):
+        super().__init__("write lease", reason)
+
+    def fault(self, rel: str) -> StorageFault:
+        return StorageFault(
+            f"Tsy voasoratra : tsy manana fahazoan-dalana hanoratra ity mpizara ity "
+            f"({self.reason}) ; tsy nisy niova (rien n'a été écrit)", rel, "write",
+            f"no write lease: {self.reason}")
+
+
 class FixedPeers:
     """A peer list that never changes (embedded use and tests)."""
 
@@ -179,6 +207,12 @@ class FixedPeers:
 
     def current(self) -> dict[str, Path | Peer]:
         return self._peers
+
+    def write_lease_problem(self) -> str | None:
+        return None   # no supervisor grants leases here: writes certify as always
+
+    def leases_on(self) -> bool:
+        return False
 
 
 # --------------------------------------------------------------------------

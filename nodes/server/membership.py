@@ -23,12 +23,20 @@ answers from what the server was told at start:
   then for others); one with only an `address` becomes a `Peer` made by
   the `remote` factory (the server gives it its secret and TLS context),
   kept, with its connection, while its address stays the same.
+
+  With write leases on (docs/REPLICATION.md, "Write leases"), the file
+  also says whether this server may write: `"lease": {"epoch": 4,
+  "until": 12345.6}` (this machine's monotonic time, which the server
+  shares with its supervisor: no clock of another machine) or `"lease":
+  null` (none: every write refused). No `lease` key: leases are off.
+  `write_lease_problem()` is asked by the commit, under its locks.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,6 +105,7 @@ class PeerDirectories:
         self._file_signature: tuple | None = None
         self._from_file: dict[str, Path | Peer] = {}
         self._merged: dict[str, Path | Peer] = self._fixed
+        self._lease: _Lease | None = None   # None: leases off (no `lease` key)
 
     @property
     def peers_file(self) -> Path | None:
@@ -110,6 +119,25 @@ class PeerDirectories:
         if self._file is not None:
             self._refresh(self._file)
         return self._merged
+
+    def write_lease_problem(self) -> str | None:
+        """Why this server may not write now (None: leases off, or one held with time left)."""
+        if self._file is not None:
+            self._refresh(self._file)
+        lease = self._lease
+        if lease is None:
+            return None
+        if lease.until is None:
+            return "its supervisor holds no majority's grant"
+        left = lease.until - time.monotonic()
+        if left <= 0:
+            return f"epoch {lease.epoch}'s lease ran out {-left:.1f} s ago (not renewed)"
+        return None
+
+    def leases_on(self) -> bool:
+        if self._file is not None:
+            self._refresh(self._file)
+        return self._lease is not None
 
     def _remote_peer(self, peer: str, address: tuple[str, int]) -> Peer | None:
         """The `Peer` at `address`: the one made before if the address is the same."""
@@ -152,6 +180,7 @@ class PeerDirectories:
             if not isinstance(peers, dict):
                 raise ValueError("'peers' must map ids to directories or {address, data}")
             entries = {peer: _entry(peer, value) for peer, value in peers.items()}
+            lease = _lease(document) if "lease" in document else None
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.error("bad peers file %s (keeping the previous peers): %s", peers_file, error)
             return
@@ -167,9 +196,36 @@ class PeerDirectories:
                     return   # logged: keep the previous peers rather than drop one
                 found[peer] = remote_peer
         self._from_file = found
-        self._merged = {**self._from_file, **self._fixed} if self._from_file else self._fixed
+        self._lease = lease
+        merged = {**self._from_file, **self._fixed} if self._from_file else self._fixed
+        if merged == self._merged:
+            return   # a renewed lease only: the same peers (same objects) kept, not logged
+        self._merged = merged
         log.info("peers: %s", ", ".join(f"{p}={d}" for p, d in sorted(found.items(), key=str))
                  or "none")
+
+
+class _Lease:
+    """The write lease a peers file gives: its epoch, and until when (None: none held)."""
+
+    __slots__ = ("epoch", "until")
+
+    def __init__(self, epoch: int | None, until: float | None):
+        self.epoch = epoch
+        self.until = until
+
+
+def _lease(document: dict) -> _Lease:
+    """The file's `lease`: null, or {epoch, until}; ValueError with a sentence."""
+    value = document["lease"]
+    if value is None:
+        return _Lease(None, None)
+    if not isinstance(value, dict) or isinstance(value.get("epoch"), bool) \
+            or not isinstance(value.get("epoch"), int) \
+            or not isinstance(value.get("until"), (int, float)) \
+            or isinstance(value.get("until"), bool):
+        raise ValueError(f"'lease' must be null or {{epoch, until}}, not {value!r}")
+    return _Lease(value["epoch"], float(value["until"]))
 
 
 def _entry(peer: str, value: object) -> tuple[str | None, tuple[str, int] | None]:

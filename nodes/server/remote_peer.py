@@ -41,7 +41,7 @@ from pathlib import Path
 
 import orjson
 
-from engine.storage.object_copy import Shipment
+from engine.storage.object_copy import Shipment, plan_shipment
 from engine.storage.object_format import InvalidDocument
 from engine.storage.object_state import ObjectVersion
 from engine.storage.peers import PeerUnreachable
@@ -56,11 +56,14 @@ from nodes.protocol.peer import (
     hello_request,
     names_request,
     release_request,
+    ship_requests,
     shipment_of,
     versions_request,
 )
 
 DEFAULT_LEASE_S = 5.0
+# Write leases on: a write's copy is planned again this often when the peer moved meanwhile.
+PUSH_ROUNDS = 3
 # A commit renames only while its leases have at least this much left.
 LEASE_MARGIN_S = 1.0
 # How long a `.peer fence` waits on the peer for its lock before saying "not held"
@@ -413,6 +416,27 @@ class RemotePeer:
             return shipment_of(answer)
         except PeerRefused as error:
             raise PeerUnreachable(self.peer_id, str(error)) from None
+
+    def push(self, rel: str, root: Path, change: int) -> None:
+        """Ship our copy of `rel` (at `change`) to the peer now, as its supervisor's
+        replicator would (the same plan: missing journal lines, else the whole copy)."""
+        for _ in range(PUSH_ROUNDS):
+            try:
+                entry = self.link.ask([versions_request([rel])]).get(rel)
+                theirs = None if entry is None or "error" in entry else ObjectVersion(
+                    int(entry["change"]), int(entry["snapshot_change"]), bool(entry["dropped"]))
+                if theirs is not None and theirs.change >= change:
+                    return
+                shipment = plan_shipment(root, rel, theirs)
+                if shipment is None:
+                    return   # ours moved on or does not read: the next write ships it
+                result = self.link.ask(ship_requests(rel, shipment, self.link.max_request_bytes),
+                                       retry=False).get("result")
+            except (KeyError, TypeError, ValueError, InvalidDocument) as error:
+                raise PeerUnreachable(self.peer_id, f"{rel} not shipped: {error}") from None
+            if result in ("moved", "current"):
+                return
+        raise PeerUnreachable(self.peer_id, f"{rel} kept moving there: not shipped")
 
     def close(self) -> None:
         self.link.close()

@@ -72,3 +72,47 @@ def test_peer_address_option_syntax():
     for bad in ("m2", "m2=host", "m2=host:x", "m2=host:0", "=h:1"):
         with pytest.raises(ValueError):
             parse_peer_address(bad)
+
+
+# ----------------------------------------------------------- write leases (L1)
+
+def _write(peers_file: Path, document: dict) -> None:
+    peers_file.write_text(json.dumps(document))
+    stat = peers_file.stat()
+    os.utime(peers_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # seen as changed
+
+
+def test_a_server_writes_only_while_its_peers_file_holds_a_lease(tmp_path):
+    """docs/REPLICATION.md, "Write leases", L1: no `lease` key, writes as always; a lease
+    with time left, writes; none, or one run out, a clean storage fault, nothing written."""
+    import time
+
+    from engine import Session, Store
+
+    peers_file = tmp_path / "m1.peers.json"
+    other = tmp_path / "m2"
+    other.mkdir()
+    _write(peers_file, {"peers": {"m2": str(other)}})
+    peers = PeerDirectories(None, peers_file)
+    session = Session(Store(tmp_path / "m1", peers=peers, node_id="m1", lock_timeout_s=1))
+    assert session.execute_one("manamboara tahiry sekoly;").ok   # leases off: as before
+    assert session.execute_one("ampiasao sekoly;").ok
+    assert session.execute_one("manamboara tabilao t (id ISA(null,null));").ok
+
+    _write(peers_file, {"peers": {"m2": str(other)},
+                        "lease": {"epoch": 3, "until": time.monotonic() + 30}})
+    assert session.execute_one("manampia ao@ t sanda (1);").ok
+    assert peers.write_lease_problem() is None
+
+    for lease, reason in ((None, "no majority"), ({"epoch": 3, "until": time.monotonic() - 1},
+                                                   "ran out")):
+        _write(peers_file, {"peers": {"m2": str(other)}, "lease": lease})
+        refused = session.execute_one("manampia ao@ t sanda (2);")
+        assert not refused.ok and "fahazoan-dalana" in refused.message, refused.message
+        assert refused.message.endswith("[storage:write]"), refused.message
+        assert reason in (peers.write_lease_problem() or "")
+    rows = session.execute_one("alaivo id ao@ t;")
+    assert rows.ok and [row[0] for row in rows.relation.rows] == [1]   # reads go on
+
+    _write(peers_file, {"peers": {"m2": str(other)}, "lease": {"epoch": "x", "until": 1}})
+    assert peers.write_lease_problem() is not None   # a bad lease: the last good one kept

@@ -129,3 +129,14 @@ def test_tahiry_without_arguments_lists_every_command():
 def test_a_node_starting_again_says_how_its_last_run_ended():
     table = status_table.render_table([row(state="STARTING", uptime_s=None, last_exit="exited with code 3")])
     assert table.splitlines()[1].endswith("restarting; last run exited with code 3")
+
+
+def test_the_table_shows_a_servers_epoch_machine_state_and_lease():
+    held = status_table.render_table([row(write_lease={"epoch": 3, "machine": "member",
+                                                       "left_s": 1.8})])
+    assert held.splitlines()[1].endswith("epoch 3: member, lease 1.8 s left")
+    none = status_table.render_table([row(write_lease={"epoch": 1, "machine": "excluded",
+                                                       "left_s": None})])
+    assert none.splitlines()[1].endswith("epoch 1: excluded, no write lease")
+    theirs = status_table.render_table([row(write_lease={"epoch": 2, "machine": "joining"})])
+    assert theirs.splitlines()[1].endswith("epoch 2: joining")   # another machine's server

@@ -236,3 +236,19 @@ def test_every_mistake_is_reported_in_line_order():
 def test_load_topology_of_a_missing_file(tmp_path):
     with pytest.raises(TopologyError, match="cannot read the file"):
         load_topology(tmp_path / "nope.yaml")
+
+
+def test_write_leases_are_off_by_default_and_their_timings_are_checked():
+    assert not parse(GOOD).write_leases.enabled
+    on = parse(GOOD + "write_leases: {enabled: true, lease_s: 6, renew_s: 2, margin_s: 1.5}\n")
+    assert on.write_leases.enabled
+    assert (on.write_leases.lease_s, on.write_leases.renew_s, on.write_leases.margin_s) == \
+        (6.0, 2.0, 1.5)
+    assert parse(GOOD + "write_leases: {enabled: true}\n").write_leases.lease_s == 3.0
+    too_short = errors_of(GOOD + "write_leases: {enabled: true, lease_s: 2}\n")
+    assert "renew_s (1) must be below lease_s - margin_s (1)" in too_short[0]
+    assert "write_leases.lease_s: must be a number" in errors_of(
+        GOOD + "write_leases: {lease_s: -3}\n")[0]
+    assert "write_leases.enabled: must be true or false" in errors_of(
+        GOOD + "write_leases: {enabled: sometimes}\n")[0]
+    assert "write_leases.bogus: unknown key" in errors_of(GOOD + "write_leases: {bogus: 1}\n")[0]
