@@ -1,14 +1,15 @@
 """Replication lag of this code beside a reference commit's, measured in one run.
 
-Starts two throw-away clusters at once (m1, m2, balancer, proxy; the
-topology of bench/cluster_bench.py), one running this checkout's code and
-one a reference commit's (checked out in a temporary git worktree), then
-runs a class at work on each in turn, round after round (A B, B A, A B, ...):
+Two throw-away clusters (m1, m2, balancer, proxy; the topology of
+bench/cluster_bench.py), one running this checkout's code and one a
+reference commit's (checked out in a temporary git worktree), take turns,
+round after round (A B, B A, A B, ...), each started for its round only and
+stopped after it (so the other adds no load):
 ten sessions through the balancer, each inserting `--writes` rows into a
 table of its own at `--class-rate` rows a second. After each round it reads
 the lag figures the cluster's supervisor reports (event on the source to
-the copy in place, fsync'd, over its last 1000 copies per server: a round
-makes more than that). Taking turns puts the machine's noise on both
+the copy in place, fsync'd, over its last 1000 copies per server; a
+supervisor started anew counts from zero). Taking turns puts the machine's noise on both
 alike; the medians over the rounds and their ratio are printed.
 
     .venv/bin/python bench/lag_compare.py [--reference 5bb0bf2] [--rounds 6]
@@ -63,11 +64,13 @@ class Cluster:
 
     def start(self) -> None:
         self.process, _ = start_foreground(self.topology, self.root)
-        session(self.ports["lb"], ["manamboara tahiry bench;"])
+        if not self.rounds:
+            session(self.ports["lb"], ["manamboara tahiry bench;"])
 
     def stop(self) -> None:
         if self.process is not None:
             stop_foreground(self.process)
+            self.process = None
 
     def class_round(self, rate: float, writes: int) -> None:
         """Ten writers at once, each into a new table of its own; then the lag figures."""
@@ -110,13 +113,15 @@ def main() -> None:
         clusters = [Cluster("this code", ROOT, folder / "new"),
                     Cluster(parsed.reference, reference_root, folder / "old")]
         try:
-            for cluster in clusters:
-                cluster.start()
             print(f"{parsed.rounds} rounds of {CLASS_WRITERS} writers x {parsed.writes} rows at "
                   f"{parsed.class_rate:g}/s each, taking turns:")
             for round_number in range(parsed.rounds):
                 for cluster in (clusters if round_number % 2 == 0 else clusters[::-1]):
+                    # Only the cluster measured runs: the other's probes and
+                    # replicator would be load on this one's figures.
+                    cluster.start()
                     cluster.class_round(parsed.class_rate, parsed.writes)
+                    cluster.stop()
         finally:
             for cluster in clusters:
                 cluster.stop()
