@@ -54,6 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from engine.storage.object_copy import (
     DivergedCopy,
@@ -278,6 +279,24 @@ def compare(remote: RemoteServers, server_id: str, link: PeerLink, rel: str, roo
     return same
 
 
+_NOT_ANSWERED: Any = object()
+
+
+def _asked(remote: RemoteServers, server_id: str, problems: list[str],
+           question: Callable[[PeerLink], Any]) -> Any:
+    """`question(server_id's link)`, or `_NOT_ANSWERED` (a server gone from the set, or one
+    that could not answer: said in `problems`, and marked unreachable when it was the link)."""
+    try:
+        return question(remote.link(server_id))
+    except KeyError:
+        return _NOT_ANSWERED
+    except (OSError, PeerRefused) as error:
+        if isinstance(error, OSError):
+            remote.unreachable(server_id, error)
+        problems.append(f"{server_id}: {error}")
+        return _NOT_ANSWERED
+
+
 def repair_source(remote: RemoteServers, rel: str) -> tuple[str, Shipment | None, list[str]]:
     """The newest valid copy of `rel` among the remote servers, fetched whole and checked:
     (its server, the shipment that installs it, None when no server holds one; why not, per
@@ -285,28 +304,16 @@ def repair_source(remote: RemoteServers, rel: str) -> tuple[str, Shipment | None
     problems: list[str] = []
     offers: list[tuple[int, str]] = []
     for server_id in remote.ids():
-        try:
-            found = remote.link(server_id).versions([rel])[rel]
-        except KeyError:
-            continue
-        except (OSError, PeerRefused) as error:
-            if isinstance(error, OSError):
-                remote.unreachable(server_id, error)
-            problems.append(f"{server_id}: {error}")
+        found = _asked(remote, server_id, problems, lambda link: link.versions([rel])[rel])
+        if found is _NOT_ANSWERED:
             continue
         if found.error is not None:
             problems.append(f"{server_id}: its copy does not read either ({found.error})")
         elif found.version is not None:
             offers.append((found.version.change, server_id))
     for _, server_id in sorted(offers, key=lambda offer: (-offer[0], offer[1])):
-        try:
-            shipment = remote.link(server_id).fetch(rel, None)
-        except KeyError:
-            continue
-        except (OSError, PeerRefused) as error:
-            if isinstance(error, OSError):
-                remote.unreachable(server_id, error)
-            problems.append(f"{server_id}: {error}")
+        shipment = _asked(remote, server_id, problems, lambda link: link.fetch(rel, None))
+        if shipment is _NOT_ANSWERED:
             continue
         if shipment is None or shipment.snapshot is None:
             problems.append(f"{server_id}: no valid copy to give")

@@ -76,6 +76,18 @@ def cluster_yaml(ports: dict[str, int], extra_servers: tuple[str, ...] = (),
     """The kit's cluster; `http`: the lines of its `http:` section (the status page is off
     unless a test asks: clusters would otherwise all meet on the default port)."""
     servers = ["m1", "m2", *extra_servers]
+    text = servers_yaml(ports, servers, http)
+    text += (f"  lb:\n    kind: balancer\n    host: 127.0.0.1\n    port: {ports['lb']}\n"
+             f"    backends: [{', '.join(servers)}]\n")
+    text += (f"  proxy:\n    kind: proxycache\n    host: 127.0.0.1\n    port: {ports['proxy']}\n"
+             f"    upstream: lb\n    ttl_ms: 3000\n    max_entries: 200\n")
+    return text
+
+
+def servers_yaml(ports: dict[str, int], servers, http: str = "  enabled: false\n",
+                 sections: str = "") -> str:
+    """The kit's supervisor sections, then `sections` (more top-level lines), then `nodes:`
+    with the servers: the caller appends the other nodes."""
     text = f"""\
 supervisor:
   control_port: {ports['control']}
@@ -89,15 +101,11 @@ supervisor:
     max_restarts: 5
     window_s: 60
 http:
-{http}nodes:
+{http}{sections}nodes:
 """
     for server in servers:
         text += (f"  {server}:\n    kind: server\n    host: 127.0.0.1\n"
                  f"    port: {ports[server]}\n    data: data/{server}\n")
-    text += (f"  lb:\n    kind: balancer\n    host: 127.0.0.1\n    port: {ports['lb']}\n"
-             f"    backends: [{', '.join(servers)}]\n")
-    text += (f"  proxy:\n    kind: proxycache\n    host: 127.0.0.1\n    port: {ports['proxy']}\n"
-             f"    upstream: lb\n    ttl_ms: 3000\n    max_entries: 200\n")
     return text
 
 

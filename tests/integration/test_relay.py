@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, wait_until
-from tests.integration.supervisorkit import Cluster, all_running
+from tests.integration.supervisorkit import Cluster, all_running, servers_yaml
 from tests.integration.wire import WireClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -46,29 +46,10 @@ ROWS = [[i, f"v{i}"] for i in range(5)]
 
 
 def relay_yaml(ports: dict[str, int]) -> str:
-    text = f"""\
-supervisor:
-  control_port: {ports['control']}
-  health:
-    interval_ms: 200
-    timeout_ms: 1000
-    fall: 3
-  restart:
-    backoff_initial_ms: 100
-    backoff_max_ms: 2000
-    max_restarts: 5
-    window_s: 60
-http:
-  enabled: false
-accounts: {{admin: {ADMIN}}}
-nodes:
-"""
-    for server in ("m1", "m2"):
-        text += (f"  {server}:\n    kind: server\n    host: 127.0.0.1\n"
-                 f"    port: {ports[server]}\n    data: data/{server}\n")
-    return text + (f"  relay:\n    kind: proxycache\n    host: 127.0.0.1\n"
-                   f"    port: {ports['proxy']}\n    backends: [m1, m2]\n"
-                   f"    ttl_ms: 3000\n    max_entries: 200\n")
+    return servers_yaml(ports, ("m1", "m2"), sections=f"accounts: {{admin: {ADMIN}}}\n") + (
+        f"  relay:\n    kind: proxycache\n    host: 127.0.0.1\n"
+        f"    port: {ports['proxy']}\n    backends: [m1, m2]\n"
+        f"    ttl_ms: 3000\n    max_entries: 200\n")
 
 
 class RelayCluster(Cluster):
