@@ -2,7 +2,8 @@
 
 `Supervisors(machines, folder, topology_text, names=...)`: one supervisor per
 machine, each on its own copy of one topology file (`up`, `down`, `run`, the
-`status --json` rows); `SECRET` the class secret those topologies name, `ROOT`
+`status --json` rows); `SECRET` the class secret those topologies name,
+`TOPOLOGY_HEAD` their first lines (then their nodes), `ROOT`
 the repository (the machines' PYTHONPATH).
 """
 
@@ -16,6 +17,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "a-class-secret-of-some-length"
+# What every topology of these tests starts with; its nodes follow.
+TOPOLOGY_HEAD = f"""\
+supervisor:
+  control_port: 4099
+  health: {{interval_ms: 200, timeout_ms: 1000, fall: 3}}
+secret: {SECRET}
+http: {{enabled: false}}
+nodes:
+"""
 
 
 class Supervisors:

@@ -45,12 +45,16 @@ class SupervisorRun:
         limit = timeout if timeout is not None else self.cli_timeout_s
         try:
             return subprocess.run([sys.executable, "-m", "supervisor", *args], cwd=self.workdir,
-                                  capture_output=True, text=True, timeout=limit,
-                                  env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+                                  capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                  timeout=limit, env=self.cli_environment())
         except subprocess.TimeoutExpired as expired:
             raise AssertionError(f"`supervisor {' '.join(args)}` still running after {limit:g} s; "
                                  f"its output: {expired.stdout!r} {expired.stderr!r}\n"
                                  f"supervisor log:\n{self.supervisor_log()}") from None
+
+    def cli_environment(self) -> dict[str, str]:
+        """The environment `cli` runs the supervisor in (a subclass adds a password)."""
+        return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
     def supervisor_log(self) -> str:
         try:

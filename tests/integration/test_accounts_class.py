@@ -77,19 +77,12 @@ class AccountsCluster(Cluster):
                                                       f"{self.http_port}\n")
                    + f"accounts: {{admin: {ADMIN}}}\n")
 
-    def cli(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-        env = {key: value for key, value in os.environ.items() if key != ADMIN_PASSWORD_ENV}
-        env["PYTHONPATH"] = str(REPO_ROOT)
+    def cli_environment(self) -> dict[str, str]:
+        env = {key: value for key, value in super().cli_environment().items()
+               if key != ADMIN_PASSWORD_ENV}
         if self.with_password:
             env[ADMIN_PASSWORD_ENV] = ADMIN_PW
-        try:
-            return subprocess.run([sys.executable, "-m", "supervisor", *args], cwd=self.workdir,
-                                  capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                  timeout=timeout or self.cli_timeout_s, env=env)
-        except subprocess.TimeoutExpired as expired:
-            raise AssertionError(f"`supervisor {' '.join(args)}` still running; "
-                                 f"{expired.stdout!r} {expired.stderr!r}\n"
-                                 f"{self.supervisor_log()}") from None
+        return env
 
 
 @dataclass

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.conftest import wait_until
-from tests.integration.machinekit import ROOT, SECRET, Supervisors
+from tests.integration.machinekit import ROOT, SECRET, TOPOLOGY_HEAD, Supervisors
 from tests.integration.netkit import machines_or_skip
 
 PORT = 4100   # every machine has its own ports: the same number is fine everywhere
@@ -158,13 +158,7 @@ def test_the_chain_answers_across_machines_with_the_secret(machines, tmp_path):
 
 def _topology(machines) -> str:
     h1, student = machines.address("h1"), machines.address("student")
-    return f"""\
-supervisor:
-  control_port: 4099
-  health: {{interval_ms: 200, timeout_ms: 1000, fall: 3}}
-secret: {SECRET}
-http: {{enabled: false}}
-nodes:
+    return TOPOLOGY_HEAD + f"""\
   m1: {{kind: server, host: "{h1}", port: 4101, data: data/m1}}
   m2: {{kind: server, host: "{h1}", port: 4102, data: data/m2}}
   lb: {{kind: balancer, host: "{h1}", port: 4103, backends: [m1, m2]}}

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_until
-from tests.integration.machinekit import ROOT, SECRET, Supervisors
+from tests.integration.machinekit import ROOT, TOPOLOGY_HEAD, Supervisors
 from tests.integration.netkit import machines_or_skip
 
 pytestmark = pytest.mark.slow
@@ -57,13 +57,7 @@ else:
 
 def _topology(machines) -> str:
     h1, h2, h3 = (machines.address(name) for name in ("h1", "h2", "h3"))
-    return f"""\
-supervisor:
-  control_port: 4099
-  health: {{interval_ms: 200, timeout_ms: 1000, fall: 3}}
-secret: {SECRET}
-http: {{enabled: false}}
-nodes:
+    return TOPOLOGY_HEAD + f"""\
   m1: {{kind: server, host: "{h1}", port: 4101, data: data/m1}}
   m2: {{kind: server, host: "{h2}", port: 4102, data: data/m2}}
   lb: {{kind: balancer, host: "{h3}", port: 4103, backends: [m1, m2]}}
@@ -234,13 +228,7 @@ def test_a_partition_refuses_writes_on_both_sides_and_heals_identical(cluster):
 def _grown_topology(machines, with_m2: bool) -> str:
     h1, h2, h3 = (machines.address(name) for name in ("h1", "h2", "h3"))
     m2 = f'  m2: {{kind: server, host: "{h2}", port: 4102, data: data/m2}}\n' if with_m2 else ""
-    return f"""\
-supervisor:
-  control_port: 4099
-  health: {{interval_ms: 200, timeout_ms: 1000, fall: 3}}
-secret: {SECRET}
-http: {{enabled: false}}
-nodes:
+    return TOPOLOGY_HEAD + f"""\
   m1: {{kind: server, host: "{h1}", port: 4101, data: data/m1}}
 {m2}  lb: {{kind: balancer, host: "{h3}", port: 4103, backends: [{"m1, m2" if with_m2 else "m1"}]}}
   proxy: {{kind: proxycache, host: "{h2}", port: 4104, upstream: lb, ttl_ms: 1000,

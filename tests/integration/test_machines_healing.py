@@ -20,7 +20,7 @@ import pytest
 
 from engine.storage.object_state import current_document, journal_rel, version_of
 from tests.conftest import wait_until
-from tests.integration.machinekit import SECRET, Supervisors
+from tests.integration.machinekit import TOPOLOGY_HEAD, Supervisors
 from tests.integration.netkit import machines_or_skip
 from tests.objectkit import write_raw
 
@@ -31,13 +31,7 @@ TABLE = "sekoly/tables/t.json"
 
 def _topology(machines) -> str:
     h1, h2 = machines.address("h1"), machines.address("h2")
-    return f"""\
-supervisor:
-  control_port: 4099
-  health: {{interval_ms: 200, timeout_ms: 1000, fall: 3}}
-secret: {SECRET}
-http: {{enabled: false}}
-nodes:
+    return TOPOLOGY_HEAD + f"""\
   m1: {{kind: server, host: "{h1}", port: 4101, data: data/m1}}
   m2: {{kind: server, host: "{h2}", port: 4102, data: data/m2}}
 """

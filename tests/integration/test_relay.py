@@ -23,15 +23,13 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, wait_until
+from tests.conftest import wait_until
 from tests.integration.supervisorkit import Cluster, all_running, servers_yaml
 from tests.integration.wire import WireClient
 
@@ -60,16 +58,8 @@ class RelayCluster(Cluster):
         super().__init__(workdir)
         self.write(text=relay_yaml(self.ports))
 
-    def cli(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), ADMIN_PASSWORD_ENV: ADMIN_PW}
-        try:
-            return subprocess.run([sys.executable, "-m", "supervisor", *args], cwd=self.workdir,
-                                  capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                  timeout=timeout or self.cli_timeout_s, env=env)
-        except subprocess.TimeoutExpired as expired:
-            raise AssertionError(f"`supervisor {' '.join(args)}` still running; "
-                                 f"{expired.stdout!r} {expired.stderr!r}\n"
-                                 f"{self.supervisor_log()}") from None
+    def cli_environment(self) -> dict[str, str]:
+        return {**super().cli_environment(), ADMIN_PASSWORD_ENV: ADMIN_PW}
 
     def login(self, name: str = ADMIN, password: str | None = None) -> WireClient:
         client = WireClient(self.ports["proxy"])
