@@ -110,6 +110,11 @@ class BackendPool:
                           if (g := self._backends[b].rights_generation) is None or g >= newest]
         return chosen
 
+    def saw_rights_answer(self, backend_id: str, generations: dict[str, int] | None) -> None:
+        """`backend_id`'s decoded answer to `.rights;`: kept when it is one server's generation."""
+        if generations is not None and len(generations) == 1:
+            self.saw_rights(backend_id, next(iter(generations.values())))
+
     def saw_rights(self, backend_id: str, generation: int) -> None:
         """`backend_id` answered `.rights;` with `generation`."""
         backend = self._backends.get(backend_id)

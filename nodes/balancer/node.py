@@ -415,8 +415,7 @@ class Balancer:
             generations = decode_rights(response.message)
             if generations is None:
                 return encode_error(INTERNAL_ERROR)
-            if len(generations) == 1:
-                self.pool.saw_rights(backend_id, next(iter(generations.values())))
+            self.pool.saw_rights_answer(backend_id, generations)
             merged.update(generations)
         return encode_message(encode_rights(merged))
 

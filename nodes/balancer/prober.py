@@ -54,9 +54,8 @@ class Prober:
             return  # removed while the probe ran
         if response.ok and response.message.startswith("PONG"):
             self.pool.record_success(backend, latency)
-            generations = decode_rights(rights.message) if rights is not None and rights.ok else None
-            if generations is not None and len(generations) == 1:
-                self.pool.saw_rights(backend.id, next(iter(generations.values())))
+            if rights is not None and rights.ok:
+                self.pool.saw_rights_answer(backend.id, decode_rights(rights.message))
         else:
             self.pool.record_failure(backend, f"bad probe answer {response.message[:80]!r}")
 
