@@ -437,21 +437,32 @@ def _serve_pending(chunks: list[bytes], give_now: set[str], window: int) -> tupl
 
     async def run() -> tuple[list[bytes], bool]:
         loop = asyncio.get_running_loop()
+        timers_waiting = 0
+
+        def later(delay: float, callback, *args) -> None:
+            nonlocal timers_waiting
+            timers_waiting += 1
+
+            def fire() -> None:
+                nonlocal timers_waiting
+                timers_waiting -= 1
+                callback(*args)
+            loop.call_later(delay, fire)
 
         def answer(request):
             text = request.text
             if text.startswith("future"):
                 future = loop.create_future()
-                loop.call_later(0.001, future.set_result, encode_message(f"future {text}"))
+                later(0.001, future.set_result, encode_message(f"future {text}"))
                 return future
             pending = PendingAnswer()
             if text in give_now:   # given before the handler returns
                 pending.give(encode_message(f"now {text}"))
             elif text.startswith("cancel"):
-                loop.call_later(0.001, pending.cancel)
+                later(0.001, pending.cancel)
             else:
-                loop.call_later(0.001, pending.give, encode_message(f"later {text}"))
-                loop.call_later(0.002, pending.give, b"never sent: given twice")
+                later(0.001, pending.give, encode_message(f"later {text}"))
+                later(0.002, pending.give, b"never sent: given twice")
             return pending
 
         transport = _ClientTransport()
@@ -462,7 +473,13 @@ def _serve_pending(chunks: list[bytes], give_now: set[str], window: int) -> tupl
             if not transport.closed:
                 connection.data_received(chunk)
             await asyncio.sleep(0.004)
-        await asyncio.sleep(0.01)
+        # Every answer given and every timer fired, however late a busy
+        # machine fires them (a chain of window-1 answers outlasts any pause).
+        deadline = loop.time() + 10
+        while loop.time() < deadline and (
+                timers_waiting or ((connection._answers or connection._pending) and not transport.closed)):
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0)   # what the last timer's callback scheduled runs
         return transport.written, transport.closed
 
     return asyncio.run(run())
