@@ -632,10 +632,24 @@ def _check_clean_stop(data: Path, models: list[WorkloadModel], result: SweepResu
         result.final_problems.extend(f"snapshots after the clean stop: {note}" for note in notes)
 
 
+USE_ATTEMPTS = 20
+NOTHING_WRITTEN = "rien n'a été écrit"   # the end of every "nothing changed" refusal
+
+
 def _use(client: WireClient) -> None:
-    answer = client.use(DATABASE)
-    if not answer.ok:
-        raise AssertionError(f"ampiasao {DATABASE}: {answer.message}")
+    """`ampiasao` the sweep's database, again while the answer is that nothing was written.
+
+    An `ampiasao` batched behind another lane's write whose commit a fault
+    broke is refused with that batch (it may have seen the unwritten
+    write); it changed nothing, so it is simply asked again.
+    """
+    for _ in range(USE_ATTEMPTS):
+        answer = client.use(DATABASE)
+        if answer.ok:
+            return
+        if NOTHING_WRITTEN not in answer.message:
+            break
+    raise AssertionError(f"ampiasao {DATABASE}: {answer.message}")
 
 
 def _drive(port: int, model: WorkloadModel, kill: KillResult, result: SweepResult) -> None:
