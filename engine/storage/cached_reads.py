@@ -53,6 +53,7 @@ import select
 import struct
 import threading
 from pathlib import Path
+from stat import S_ISDIR
 
 import orjson
 
@@ -226,6 +227,30 @@ class CachedReader:
         if len(self._checked) >= JOURNAL_PATH_ENTRIES and key not in self._checked:
             self._checked.clear()
         self._checked[key] = (generation, entry[0])
+
+    def is_plain_folder(self, folder: Path) -> bool:
+        """Whether `folder` exists and every part of it below the root is a real folder, no symlink.
+
+        Then it is inside the root whatever the symlinks elsewhere: one
+        `lstat` per part (two for a database's tables), where `realpath`
+        costs one per part from `/` and a fifth of a small insert. False
+        says nothing: the caller creates what is missing and checks the long way.
+        """
+        root = str(self.root)
+        text = str(folder)
+        if not text.startswith(root + os.sep):
+            return False
+        current = root
+        for part in text[len(root) + 1:].split(os.sep):
+            if part in ("", ".", ".."):
+                return False
+            current = current + os.sep + part
+            try:
+                if not S_ISDIR(os.lstat(current).st_mode):
+                    return False
+            except OSError:
+                return False
+        return True
 
     def check_contained(self, path: Path) -> None:
         """Refuse paths that resolve (through symlinks) outside the root."""

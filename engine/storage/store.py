@@ -392,6 +392,9 @@ class Store:
     # ----------------------------------------------------------------- writing
 
     def _prepare_folder(self, folder: Path) -> None:
+        """Create `folder` if missing; refuse it if it resolves outside the root (TahiryError)."""
+        if self._reader.is_plain_folder(folder):
+            return
         if not folder.is_dir():
             self._make_folders(folder)
         self._check_contained(folder)

@@ -205,3 +205,26 @@ def test_stale_temp_cleanup_never_follows_a_symlinked_folder(tmp_path):
     os.symlink(outside, tmp_path / "data" / "db" / "tables")
     Store(tmp_path / "data", durable=False).remove_stale_temp_files(0)
     assert bait.exists()
+
+
+def test_only_real_folders_below_the_root_skip_the_long_containment_check(tmp_path):
+    """`is_plain_folder` (one lstat per part) says yes only when no part below the root is a symlink."""
+    store = Store(tmp_path / "data")
+    session = Session(store)
+    assert session.execute_one("manamboara tahiry db").ok
+    reader = store._reader
+    root = store.root
+    tables = store.object_path("db", "table", "t").parent
+    assert reader.is_plain_folder(tables)
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", root / "link")
+    os.symlink(root / "db", root / "inside")
+    for folder in (root / "link", root / "inside" / tables.name, root / "missing",
+                   root / "db" / ".." / "db", tmp_path / "elsewhere", root):
+        assert not reader.is_plain_folder(folder), folder
+    assert session.execute_one("ampiasao db").ok
+    assert session.execute_one("manamboara tabilao t (a ISA(0,null))").ok
+    os.rename(root / "db" / tables.name, tmp_path / "elsewhere" / "tables")
+    os.symlink(tmp_path / "elsewhere" / "tables", tables)
+    assert not reader.is_plain_folder(tables)
+    assert_refused(session, "manampia ao@ t sanda (5)")
