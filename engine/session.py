@@ -163,6 +163,8 @@ class Session:
             hit = self.statements.lookup(text)
             if hit is not None:
                 shape, values = hit
+                if not isinstance(shape.probe, ast.Query):
+                    return None   # a write: no tree built for nothing
                 planned = self._planned(shape, values, text, max_rows)
                 if planned is _TOO_BIG:
                     return None   # the usual way would find the same table as big

@@ -172,6 +172,14 @@ class StatementSplitter:
 
 def split_statements(text: str) -> list[Piece]:
     """All statements of a whole script, including text after the last `;`."""
+    if ";" not in text:
+        # One statement at most (a server's request, framed already): the
+        # splitter would only strip it and find where it starts.
+        stripped = text.lstrip()
+        if not stripped:
+            return []
+        line, column = StatementSplitter._advance(1, 1, text, 0, len(text) - len(stripped))
+        return [Piece(stripped.rstrip(), line, column)]
     splitter = StatementSplitter()
     pieces = splitter.feed(text)
     last = splitter.finish()

@@ -97,12 +97,20 @@ class StatementCache:
         self._shapes: LRUCache[str, Shape | None] = LRUCache(max_shapes)  # None: not cacheable
         self._seen_once: LRUCache[str, None] = LRUCache(max_shapes)
         self.hits = 0
+        # The last text found and its (shape, values): a server looks a
+        # statement up on its event loop (is it a small read?) and, when it
+        # is not, again on its engine thread; the second time is free.
+        self._last_found: tuple[str, Shape, list] | None = None
 
     def lookup(self, text: str) -> tuple[Shape, list] | None:
         """(learnt shape, the text's literal values), or None: then `parse` the text.
 
         `shape.build(values)` is exactly what `parse` would return for `text`.
         """
+        last = self._last_found
+        if last is not None and last[0] == text:
+            self.hits += 1
+            return last[1], list(last[2])
         if len(text) > MAX_SHAPE_CHARS:
             return None
         try:
@@ -116,7 +124,8 @@ class StatementCache:
         except _NotCacheable:
             return None
         self.hits += 1
-        return shape, values
+        self._last_found = (text, shape, values)
+        return shape, list(values)
 
     def parse(self, parser, text: str, line: int = 1, column: int = 1):
         if len(text) > MAX_SHAPE_CHARS:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from engine.language.script import Piece, StatementSplitter, normalise_statement, split_statements
@@ -102,6 +104,18 @@ SCRIPT = (
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
 def test_chunked_feeding_gives_the_same_pieces(size):
     assert fed_in_chunks(SCRIPT, size) == split_statements(SCRIPT)
+
+
+def test_a_text_without_semicolon_is_split_as_the_splitter_would():
+    """The shortcut for one framed statement (no `;`) gives exactly the splitter's piece."""
+    rng = random.Random(12)
+    alphabet = ["alaivo", " ", "  ", "\n", "\t", "'", '"', "--", "//", "x", "\\", "é", "\r\n", "1"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        splitter = StatementSplitter()
+        assert splitter.feed(text) == []
+        last = splitter.finish()
+        assert split_statements(text) == ([last] if last is not None else []), repr(text)
 
 
 def test_feed_returns_statements_as_soon_as_they_end():

@@ -112,3 +112,19 @@ def test_the_scan_finds_the_literals_the_reference_finds():
     for _ in range(20_000):
         text = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randrange(0, 14)))
         assert statement_cache._shape_of(text) == _reference_shape(text), repr(text)
+
+
+def test_the_same_text_looked_up_twice_in_a_row_gives_its_own_values_each_time():
+    """The last hit is remembered (a server looks a write up twice); its values are never shared."""
+    parser, cache = StatementParser(), StatementCache()
+    for _ in range(2):
+        cache.parse(parser, "manampia ao@ t sanda (1, 'a')")
+    text = "manampia ao@ t sanda (2, 'b')"
+    first = cache.lookup(text)
+    assert first is not None and first[1] == [2, "b"]
+    first[1][0] = 99   # a caller's change stays its own
+    second = cache.lookup(text)
+    assert second is not None and second[0] is first[0] and second[1] == [2, "b"]
+    third = cache.lookup("manampia ao@ t sanda (3, 'c')")
+    assert third is not None and third[1] == [3, "c"]
+    assert third[0].build(third[1]) == parser.parse("manampia ao@ t sanda (3, 'c')")
