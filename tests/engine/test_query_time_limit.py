@@ -3,8 +3,9 @@
 Issue 14, item 3: with tables of 2,000 rows, a filter of 60 products over
 their cross join ran 93 s past a 30 s limit, because the limit was only
 tested between operators. Here the limit is 0.5 s and every query must stop
-with the limit's own error within LIMIT + 1 s (a generous bound: the row
-loops test the clock every few milliseconds), whichever operator it is in:
+with the limit's own error within LIMIT + SLACK_S (the row loops test the
+clock every few milliseconds; the slack is for a loaded machine), whichever
+operator it is in:
 filter, joins, grouping, ordering, set operators, views, a one-table plan.
 
 The second half drives each relational operator with a deadline already
@@ -26,7 +27,10 @@ from engine.session import Session
 from engine.storage.store import Store
 
 LIMIT = 0.5
-BOUND = LIMIT + 1.0
+# What a loaded CI machine may add to the limit. The queries themselves run
+# for tens of seconds without one, so the bound still tells them apart.
+SLACK_S = 2.5
+BOUND = LIMIT + SLACK_S
 ROWS = 2000
 TERMS = " + ".join(["x*y"] * 60)  # the issue's condition: 60 products
 TIMED_OUT = "Hadisoana : Ela loatra ny fangatahana"
@@ -109,7 +113,7 @@ def test_a_big_join_stops_with_the_limit_error_in_time(quick, text):
     outcome = tenth.execute_one(text)
     took = time.monotonic() - started
     assert not outcome.ok and outcome.message.startswith(TIMED_OUT), outcome.message[:200]
-    assert took < 0.1 + 1.0, f"{took:.2f} s"
+    assert took < 0.1 + SLACK_S, f"{took:.2f} s"
 
 
 def test_insert_of_a_slow_select_stops_before_writing(quick):
@@ -268,4 +272,4 @@ def test_a_cancelled_query_stops_within_a_part_of_its_rows(tmp_path):
     took = time.monotonic() - started
     timer.join()
     assert not outcome.ok and "Najanona ny fangatahana" in outcome.message
-    assert took < 0.3 + 1.0, took
+    assert took < 0.3 + SLACK_S, took
