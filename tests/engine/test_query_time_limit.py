@@ -113,7 +113,19 @@ def test_a_big_join_stops_with_the_limit_error_in_time(quick, text):
     outcome = tenth.execute_one(text)
     took = time.monotonic() - started
     assert not outcome.ok and outcome.message.startswith(TIMED_OUT), outcome.message[:200]
-    assert took < 0.1 + SLACK_S, f"{took:.2f} s"
+    # Some of these joins take only 1-3 s whole: stopping in time means well
+    # before the end, measured on the same machine in the same moment.
+    whole = seconds_to_run(quick.store, text, cap_s=5.0)
+    assert took < min(0.1 + SLACK_S, whole / 2), f"{took:.2f} s (whole: {whole:.2f} s)"
+
+
+def seconds_to_run(store: Store, text: str, cap_s: float) -> float:
+    """How long `text` takes without a tight limit (at most about `cap_s`)."""
+    session = Session(store, limits=Limits(query=QueryLimits(max_seconds=cap_s)))
+    session.execute_one("ampiasao ela")
+    started = time.monotonic()
+    session.execute_one(text)
+    return time.monotonic() - started
 
 
 def test_insert_of_a_slow_select_stops_before_writing(quick):
