@@ -189,6 +189,21 @@ class Session:
             return None
         return self._run_statement(statement, text)
 
+    def is_small_literal_insert(self, text: str, max_rows: int) -> bool:
+        """Whether `text` is one learnt INSERT of at most `max_rows` literal rows (nothing run).
+
+        Its cost is then its rows, whatever the table. Only shapes already
+        learnt say yes (a shape lookup, free right after `try_small_read`'s).
+        """
+        if ";" in text:
+            return False
+        hit = self.statements.lookup(text.strip())
+        if hit is None:
+            return False
+        probe = hit[0].probe
+        return (isinstance(probe, ast.Insert) and probe.rows is not None
+                and len(probe.rows) <= max_rows)
+
     def _run_piece(self, text: str, line: int, column: int) -> Outcome | None:
         try:
             check_encodable(text, line, column)

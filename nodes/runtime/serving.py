@@ -198,12 +198,16 @@ class ClientHandler:
     awaitable, which is scheduled). idle_timeout: close the connection after
     this long without a request (None: never). window: how many answers may
     be awaited at once (pipelined requests; 1: one at a time).
+    answer_alone: for a request that came alone to an idle connection
+    (nothing pipelined behind it, no answer awaited); None: `answer`. A
+    server runs a lone writer's small insert on the spot with it.
     """
 
     answer: Answer
     closed: Callable[[], object] | None = None
     idle_timeout: float | None = None
     window: int = 1
+    answer_alone: Answer | None = None
 
 
 @dataclass
@@ -442,7 +446,7 @@ class ClientConnection(asyncio.Protocol):
             request = requests[0]
             if request.admin != ADMIN_AUTH and request.admin != ADMIN_LOGIN:
                 self._stats.requests += 1
-                if self._answer(request) and not self._closing:
+                if self._answer(request, alone=True) and not self._closing:
                     # ... and an answer ready at once goes out now, leaving
                     # the connection idle again, waiting for the next request.
                     self._start_waiting()
@@ -557,15 +561,20 @@ class ClientConnection(asyncio.Protocol):
                 break
         self._flow_control()
 
-    def _answer(self, request: Request) -> bool:
+    def _answer(self, request: Request, alone: bool = False) -> bool:
         """Hand one request to the handler; True when its answer was sent at once.
 
         Otherwise its answer is awaited, or waits its turn, or closes the
-        connection (`_closing` then says so).
+        connection (`_closing` then says so). `alone`: it came alone to an
+        idle connection (`ClientHandler.answer_alone`).
         """
         self._handing_over = True
+        handler = self._handler
         try:
-            result = self._handler.answer(request)
+            if alone and handler.answer_alone is not None:
+                result = handler.answer_alone(request)
+            else:
+                result = handler.answer(request)
         except CloseConnection as close:
             self._ready(close.response, _CLOSE)
             return False

@@ -120,6 +120,10 @@ class PeerDirectories:
             self._refresh(self._file)
         return self._merged
 
+    def all_local(self) -> bool:
+        """Whether every peer, as of now, is a data directory of this machine (none over the network)."""
+        return all(isinstance(peer, Path) for peer in self.current().values())
+
     def write_lease_problem(self) -> str | None:
         """Why this server may not write now (None: leases off, or one held with time left)."""
         if self._file is not None:

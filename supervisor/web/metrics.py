@@ -39,7 +39,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 SERVER_COUNTERS = (
     ("statements", "tahiry_server_statements", "Statements received (admin requests excluded)."),
     ("statement_errors", "tahiry_server_statement_errors", "Statements answered with an error."),
-    ("batches", "tahiry_server_batches", "Group-commit batches run by the engine thread."),
+    ("batches", "tahiry_server_batches", "Group-commit batches (lone writes included)."),
     ("batched_statements", "tahiry_server_batched_statements",
      "Statements run inside group-commit batches."),
     ("commits", "tahiry_server_commits",
@@ -47,6 +47,8 @@ SERVER_COUNTERS = (
     ("files_committed", "tahiry_server_files_committed", "Object files written durably."),
     ("small_reads", "tahiry_server_small_reads",
      "Small reads answered on the event loop, without the engine thread."),
+    ("lone_writes", "tahiry_server_lone_writes",
+     "A lone writer's small inserts run on the event loop (each its own durable commit)."),
     ("fenced_commits", "tahiry_server_fenced_commits",
      "Commits refused because a peer held a newer copy (retried after a pull)."),
 )

@@ -152,6 +152,10 @@ def idle_flood_via_balancer(starter: NodeStarter, flood_size: int = 260,
 # Work and memory
 
 
+# Over `make_tables`' a and b of 2,000 rows each: minutes of work on the engine thread.
+LONG_QUERY = "alaivo count(x) ao@ a tonona@ b rehefa " + " + ".join(["x*y"] * 60) + " > 0;"
+
+
 def make_tables(client: WireClient, rows_a: int, rows_b: int) -> None:
     """Database `db` with tables a(x) and b(y) of 0..rows-1."""
     client.ok("manamboara tahiry db;")

@@ -17,12 +17,11 @@ import pytest
 
 from nodes.client.connection import NoAnswer, ServerConnection
 from tests.conftest import wait_until
-from tests.integration.hardening_scenarios import make_tables
+from tests.integration.hardening_scenarios import LONG_QUERY, make_tables
 from tests.integration.wire import WireClient
 
 pytestmark = pytest.mark.slow
 
-LONG_QUERY = "alaivo count(x) ao@ a tonona@ b rehefa " + " + ".join(["x*y"] * 60) + " > 0;"
 
 
 def test_a_write_is_not_held_by_the_long_query_of_a_client_that_left(start_node):

@@ -1,0 +1,123 @@
+"""A lone writer's small inserts run on the server's event loop, durably; writers that overlap share commits.
+
+nodes/server/node.py `_lone_write`: an insert of a few literal rows that
+came alone to an idle connection, with no other connection writing, skips
+the hand-over to the engine thread and back. What must hold: each one is
+durable when acknowledged (a kill -9 right after loses none), pipelined or
+overlapping writers still go to the engine thread in shared group commits,
+and a big insert or a write behind a running statement never runs there.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from nodes.client.connection import ServerConnection
+from tests.conftest import wait_until
+from tests.integration.hardening_scenarios import LONG_QUERY, make_tables
+from tests.integration.wire import WireClient
+
+SETUP = ("manamboara tahiry db;", "ampiasao db;",
+         "manamboara tabilao t (id ISA(0,null), anarana LAHATSORATRA(null,null));")
+
+
+def _set_up(port: int) -> None:
+    with WireClient(port) as setup:
+        for statement in SETUP:
+            setup.ok(statement)
+
+
+def test_a_lone_writers_inserts_run_on_the_loop_and_survive_a_kill(start_node):
+    server = start_node("server", "m1", "--data", "data/m1")
+    _set_up(server.port)
+    with WireClient(server.port) as writer:
+        writer.ok("ampiasao db;")
+        before = writer.status()["lone_writes"]
+        for key in range(40):
+            writer.ok(f"manampia ao@ t sanda ({key}, 'anarana {key}');")
+        ran_alone = writer.status()["lone_writes"] - before
+    # The first two of a shape are parsed and learnt on the engine thread.
+    assert ran_alone >= 35, ran_alone
+    server.kill9()
+    restarted = start_node("server", "m1", "--data", "data/m1", port=server.port)
+    with WireClient(restarted.port) as reader:
+        reader.ok("ampiasao db;")
+        assert reader.rows("alaivo count(*), sum(id) ao@ t;") == [[40, sum(range(40))]]
+
+
+def test_pipelined_and_overlapping_writers_share_group_commits(start_node):
+    server = start_node("server", "m1", "--data", "data/m1")
+    _set_up(server.port)
+    before = WireClient(server.port).status()
+    errors: list[str] = []
+
+    def pipeline(first: int) -> None:
+        with WireClient(server.port, timeout=60) as writer:
+            writer.ok("ampiasao db;")
+            statements = "".join(f"manampia ao@ t sanda ({key}, 'x');"
+                                 for key in range(first, first + 300))
+            errors.extend(answer.message for answer in writer.run(statements, 300) if not answer.ok)
+
+    threads = [threading.Thread(target=pipeline, args=(first,)) for first in (0, 1000, 2000)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    after = WireClient(server.port).status()
+    statements = after["batched_statements"] - before["batched_statements"]
+    batches = after["batches"] - before["batches"]
+    assert statements >= 900 and batches < statements / 4, (statements, batches)
+    assert after["lone_writes"] - before["lone_writes"] < 50, after["lone_writes"]
+    with WireClient(server.port) as reader:
+        reader.ok("ampiasao db;")
+        assert reader.rows("alaivo count(*) ao@ t;") == [[900]]
+
+
+def test_a_big_insert_never_runs_on_the_loop(start_node):
+    server = start_node("server", "m1", "--data", "data/m1")
+    _set_up(server.port)
+    with WireClient(server.port) as writer:
+        writer.ok("ampiasao db;")
+        before = writer.status()["lone_writes"]
+        for batch in range(4):
+            rows = ", ".join(f"({batch * 1000 + key}, 'b')" for key in range(150))
+            writer.ok(f"manampia ao@ t sanda {rows};")
+        assert writer.status()["lone_writes"] == before
+        assert writer.rows("alaivo count(*) ao@ t;") == [[600]]
+
+
+def test_a_lone_insert_behind_a_running_statement_waits_its_turn_and_the_loop_stays_free(start_node):
+    """The engine thread holds the write lock through a long statement: a lone insert
+    then goes to the engine thread (it never waits on the loop), and `.ping` is answered."""
+    server = start_node("server", "m1", "--data", "data/m1")
+    with WireClient(server.port, timeout=60) as setup:
+        make_tables(setup, 2000, 2000)
+        setup.ok("manamboara tabilao t (id ISA(0,null), anarana LAHATSORATRA(null,null));")
+    busy = ServerConnection("127.0.0.1", server.port)
+    with WireClient(server.port, timeout=60) as writer, WireClient(server.port, timeout=5) as prober:
+        writer.ok("ampiasao db;")
+        for key in range(3):   # the shape learnt: the next one may run alone
+            writer.ok(f"manampia ao@ t sanda ({key}, 'a');")
+        lone_before = prober.status()["lone_writes"]
+        assert busy.request("ampiasao db;").ok
+        busy.send_some(LONG_QUERY.encode())   # minutes of work, until its client leaves
+        wait_until(lambda: _engine_running(prober), 10, "the long query running")
+        writer.send(b"manampia ao@ t sanda (9, 'behind');")
+        wait_until(lambda: _statements_waiting(prober) >= 2, 10, "the insert queued")
+        assert "PONG" in prober.one(".ping;").message   # the loop is free
+        busy.abort()   # a reset: the query stops at its next time test
+        assert writer.read()[0].ok
+        assert prober.status()["lone_writes"] == lone_before
+        assert writer.rows("alaivo anarana ao@ t rehefa id = 9;") == [["behind"]]
+
+
+def _statements_waiting(prober: WireClient) -> int:
+    """Statements received and not yet answered by a batch (small reads and lone
+    writes are answered at once; `batched_statements` counts lone writes too)."""
+    status = prober.status()
+    return status["statements"] - status["batched_statements"] - status["small_reads"]
+
+
+def _engine_running(prober: WireClient) -> bool:
+    return _statements_waiting(prober) >= 1
