@@ -3,7 +3,8 @@
 `Backend` holds a configured server's health, load counters and open
 connections (so they can all be aborted when it goes OFFLINE).
 `BackendConnection` sends a request (or two in one write) and returns the
-responses, decoded as they arrive by a bare asyncio Protocol (no stream
+responses (`send_each`: several in one write, each answer awaited on its
+own: the prober's `.ping;` and `.rights;`), decoded as they arrive by a bare asyncio Protocol (no stream
 buffer or reader task on the hot path). Requests may be pipelined: a
 session's writes to one owner are sent one behind the other without waiting
 (`send_now`, or `on_sent` to learn when a request went out), and the server
