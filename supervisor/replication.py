@@ -97,18 +97,23 @@ start); `seed(id, path)` adds a server and fills its directory.
 Servers of other machines (a topology spanning machines): `remote` names
 them by address; every version that settles here is shipped to them over
 the peer protocol, and `catch_up`/`sync_all`/`seed` also pull their newer
-copies into this machine's servers (replication_remote.py: no shared file
-system). Their lag and failing copies are figures of this replicator like
-any destination's. A copy of theirs at the local winner's very version is
-compared with it (`.peer digest`): another content is a CONFLICT as
-between two local copies, and stays open while that server is not
-reached. A corrupt copy here, when no server of this machine holds a
-valid one, is repaired from the newest valid copy of theirs, fetched whole
-and checked, by the local repair's code (`_heal`).
+copies into this machine's servers (no shared file system). Their lag and
+failing copies are figures of this replicator like any destination's. A
+copy of theirs at the local winner's very version is compared with it
+(`.peer digest`): another content is a CONFLICT as between two local
+copies, and stays open while that server is not reached. A corrupt copy
+here, when no server of this machine holds a valid one, is repaired from
+the newest valid copy of theirs, fetched whole and checked, by the local
+repair's code. All of it is `replication_across.py` (over
+`replication_remote.py`, the peer protocol's operations).
 
-Helpers: `objectfiles` (listing object files without following symlinks,
-mapping an event to its object, keeping a corrupt file aside),
-`replication_watch`
+This module is the orchestration: the servers, the watch, the workers and
+the passes, and the reconciliation of one path (which copy wins, what each
+server's copy needs). Helpers: `replication_copies` (a copy, repair or cut
+into one server's directory, and how its outcome is booked; the per-thread
+lock handles), `replication_across` (the servers of other machines),
+`objectfiles` (listing object files without following symlinks, mapping an
+event to its object, keeping a corrupt file aside), `replication_watch`
 (watchdog observer and event filtering), `replication_queue` (coalescing
 to-do list, retries, background passes), `replication_stats` (lag, copies,
 errors, conflicts), `replication_health` (failing copies, corrupt copies,
@@ -121,25 +126,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from engine.storage.atomic_files import fsync_folder
-from engine.storage.nofollow import FileSignature, ObjectRefused, folder_of, stat_in
-from engine.storage.object_copy import (
-    DivergedCopy,
-    Shipment,
-    bring_up_to_date,
-    cut_journal,
-    read_shipment,
-    replace_copy_from,
-)
-from engine.storage.object_format import InvalidDocument
+from engine.storage.nofollow import ObjectRefused
+from engine.storage.object_copy import read_shipment
 from engine.storage.object_state import (
-    CopyDigest,
     CopyState,
     CopyStates,
     CorruptObject,
@@ -147,13 +140,14 @@ from engine.storage.object_state import (
     journal_rel,
     same_content,
 )
-from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
+from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S
 from supervisor.errors import OverlappingDataDirectories, UnknownNode
-from supervisor.objectfiles import keep_aside, list_object_files
-from supervisor.peer_link import PeerAddress, PeerRefused, PeerUnreachable
-from supervisor.replication_health import Repair, ReplicaHealth
+from supervisor.objectfiles import list_object_files
+from supervisor.peer_link import PeerAddress
+from supervisor.replication_across import AcrossMachines
+from supervisor.replication_copies import CopyWork, PathOutcome
+from supervisor.replication_health import ReplicaHealth
 from supervisor.replication_queue import PendingPaths
-from supervisor.replication_remote import RemoteServers, align, pull, repair_source, ship
 from supervisor.replication_stats import ReplicationStats, SyncSummary, percentile
 from supervisor.replication_watch import WATCHED_EVENTS, DirectoryHandler, make_observer
 
@@ -170,22 +164,6 @@ PATH_LOCK_STRIPES = 64
 # Comparisons of two copies at one version that needed their documents
 # (one checkpointed, the other not): remembered by the files' signatures.
 SAME_CONTENT_MEMORY = 4096
-
-
-@dataclass
-class _PathOutcome:
-    copied: int = 0
-    healed: int = 0
-    conflict: bool = False
-    unreadable: bool = False   # some copy could not be read, or stays corrupt
-    copy_failed: bool = False  # some copy could not be written
-    refused: bool = False      # some server's path is a symlink (not retried)
-    # Servers of other machines not reached this time: a conflict with them stays open.
-    uncompared: set[str] = field(default_factory=set)
-
-    @property
-    def needs_retry(self) -> bool:
-        return self.unreadable or self.copy_failed
 
 
 class Replicator:
@@ -212,10 +190,11 @@ class Replicator:
         self._worker_count = max(1, workers)
         self._workers: list[threading.Thread] = []
         self._pending = PendingPaths(self._all_paths, resync_interval_s)
-        self._thread_locks = threading.local()  # destination write locks, per thread
+        self._copies = CopyWork(self.log, self._stats, self._health, self._cache,
+                                self._expect_echo)
         for server_id, path in servers.items():
             self._register(server_id, Path(path))
-        self._remote = RemoteServers()
+        self._across = AcrossMachines(self._stats, self._health, self._copies, self.servers)
         self.set_remote(remote or {})
 
     # ----- lifecycle -------------------------------------------------------
@@ -280,24 +259,17 @@ class Replicator:
 
     def set_remote(self, peers: dict[str, PeerAddress]) -> None:
         """The servers of other machines (by address) to ship to and pull from."""
-        before = set(self._remote.ids())
-        self._remote.set(peers)
-        for server_id in before - set(peers):
-            self._stats.remove_server(server_id)
-            self._health.remove_server(server_id)
-        for server_id in set(peers) - before:
-            self._stats.add_server(server_id)
-            self._health.add_server(server_id)
+        self._across.set_peers(peers)
 
     def remote_servers(self) -> list[str]:
-        return self._remote.ids()
+        return self._across.ids()
 
     # ----- whole-directory passes -----------------------------------------
 
     def sync_all(self) -> SyncSummary:
         """Reconcile every object file of every server (newer wins everywhere), the servers of
         other machines included (theirs pulled into ours, ours shipped to theirs)."""
-        summary = self._pull_remote(set(self.servers()))
+        summary = self._across.pull(set(self.servers()))
         return summary.add(self._pass(destinations=None))
 
     def catch_up(self, server_id: str) -> SyncSummary:
@@ -306,7 +278,7 @@ class Replicator:
         with self._lock:
             if server_id not in self._servers:
                 raise UnknownNode(f"unknown server {server_id!r}")
-        summary = self._pull_remote({server_id})
+        summary = self._across.pull({server_id})
         return summary.add(self._pass(destinations={server_id}))
 
     def align(self, server_id: str, sources: list[str]) -> SyncSummary:
@@ -316,42 +288,7 @@ class Replicator:
             root = self._servers.get(server_id)
         if root is None:
             raise UnknownNode(f"unknown server {server_id!r}")
-        summary = SyncSummary()
-        try:
-            aligned = align(self._remote, sources, root, self._lock_of(server_id, root),
-                            PROMPT_LOCK_POLL_MAX_S)
-        finally:
-            self._close_thread_locks()
-        summary.copied += len(aligned.copied)
-        for copied in aligned.copied:
-            self._remember(server_id, root, copied)
-        summary.unreachable.extend(aligned.problems)
-        return summary
-
-    def _pull_remote(self, destinations: set[str]) -> SyncSummary:
-        """Bring these local servers up to the remote servers' newer copies."""
-        summary = SyncSummary()
-        if not self._remote.ids():
-            return summary
-        try:
-            for server_id in sorted(destinations):
-                root = self.servers().get(server_id)
-                if root is None:
-                    continue
-                pulled = pull(self._remote, root, self._lock_of(server_id, root),
-                              PROMPT_LOCK_POLL_MAX_S)
-                summary.copied += len(pulled.copied)
-                for copied in pulled.copied:
-                    self._remember(server_id, root, copied)
-                for rel, change, other in pulled.conflicts:
-                    self._stats.conflict(rel, change, (other, server_id))
-                    summary.conflicts.append(rel)
-                for problem in pulled.problems:
-                    self._stats.error(server_id, f"catching up from another machine: {problem}")
-                summary.unreachable.extend(pulled.problems)
-        finally:
-            self._close_thread_locks()
-        return summary
+        return self._across.align(server_id, root, sources)
 
     def seed(self, server_id: str, path: Path) -> SyncSummary:
         """Add a new server and copy every object into its directory."""
@@ -512,10 +449,10 @@ class Replicator:
         return self._cache.read((server_id, rel), root, rel)
 
     def _reconcile(self, rel: str, destinations: set[str] | None,
-                   since: float | None) -> _PathOutcome:
+                   since: float | None) -> PathOutcome:
         """Bring one path in step; `since` (event time) makes copies count as lag samples."""
         with self._path_locks[hash(rel) % PATH_LOCK_STRIPES]:
-            outcome = _PathOutcome()
+            outcome = PathOutcome()
             for _ in range(MAX_RECONCILE_ROUNDS):
                 if self._reconcile_once(rel, destinations, since, outcome):
                     return outcome
@@ -523,7 +460,7 @@ class Replicator:
             return outcome
 
     def _reconcile_once(self, rel: str, destinations: set[str] | None, since: float | None,
-                        outcome: _PathOutcome) -> bool:
+                        outcome: PathOutcome) -> bool:
         """One attempt; False if a copy changed under us (try again)."""
         servers = self.servers()
         copies: dict[str, CopyState] = {}
@@ -534,7 +471,7 @@ class Replicator:
                 copy = self._read(server_id, root, rel)
             except ObjectRefused as error:
                 unusable.add(server_id)
-                self._refused(server_id, rel, error, outcome)
+                self._copies.refused(server_id, rel, error, outcome)
                 continue
             except CorruptObject as error:
                 corrupt[server_id] = error
@@ -554,7 +491,7 @@ class Replicator:
         if not copies:
             # Repaired from another machine: looked at again, so that the repaired copy is
             # compared and shipped as any valid one (and a conflict it ends, settled).
-            return not self._heal_from_remote(rel, servers, corrupt, destinations, outcome)
+            return not self._across.heal(rel, servers, corrupt, destinations, outcome)
         top = max(copy.version for copy in copies.values())
         # An undamaged holder is the better source (both ship only valid lines).
         holders = sorted((server_id for server_id, copy in copies.items() if copy.version == top),
@@ -573,11 +510,12 @@ class Replicator:
         suspects = [server_id for server_id in holders[1:]
                     if copies[server_id].identity != copies[winner].identity]
         if not targets and not suspects and not to_heal and not to_cut:
-            self._left_corrupt(rel, corrupt, "left for the next pass over every server", outcome)
+            self._copies.left_corrupt(rel, corrupt, "left for the next pass over every server",
+                                      outcome)
             if destinations is None:
-                self._ship_remote(rel, winner, servers[winner], copies[winner], since, outcome)
+                self._across.ship(rel, winner, servers[winner], copies[winner], since, outcome)
             if not outcome.conflict:   # a server of another machine may hold another content
-                self._stats.settled(rel, unless=self._uncompared(destinations, outcome))
+                self._stats.settled(rel, unless=self._across.uncompared(destinations, outcome))
             return True
         differing = []
         for server_id in suspects:
@@ -590,79 +528,27 @@ class Replicator:
         if differing:
             self._stats.conflict(rel, top, (winner, *differing))
             outcome.conflict = True
-            self._left_corrupt(rel, corrupt, "not repaired while the valid copies conflict",
-                               outcome)
+            self._copies.left_corrupt(rel, corrupt,
+                                      "not repaired while the valid copies conflict", outcome)
             return True
         for server_id in to_cut:
-            self._cut_into(rel, winner, top, server_id, servers[server_id], copies[server_id],
-                           outcome)
+            self._copies.cut_into(rel, winner, top, server_id, servers[server_id],
+                                  copies[server_id], outcome)
         for server_id in targets:
-            self._copy_into(rel, winner, servers[winner], server_id, servers[server_id], since,
-                            outcome)
-        winner_lock = self._lock_of(winner, servers[winner])
+            self._copies.copy_into(rel, winner, servers[winner], server_id, servers[server_id],
+                                   since, outcome)
+        winner_lock = self._copies.lock_of(winner, servers[winner])
         for server_id in to_heal:
-            self._heal_into(rel, winner, lambda: read_shipment(
+            self._copies.heal_into(rel, winner, lambda: read_shipment(
                 servers[winner], rel, None, winner_lock, lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S),
                 server_id, servers[server_id], corrupt[server_id], outcome)
         if destinations is None and not outcome.conflict:
-            self._ship_remote(rel, winner, servers[winner], copies[winner], since, outcome)
+            self._across.ship(rel, winner, servers[winner], copies[winner], since, outcome)
         if not outcome.conflict:  # a copy may have found the copies diverged lower down
-            self._stats.settled(rel, unless=self._uncompared(destinations, outcome))
-        self._left_corrupt(rel, {s: e for s, e in corrupt.items() if s not in to_heal},
-                           "left for the next pass over every server", outcome)
+            self._stats.settled(rel, unless=self._across.uncompared(destinations, outcome))
+        self._copies.left_corrupt(rel, {s: e for s, e in corrupt.items() if s not in to_heal},
+                                  "left for the next pass over every server", outcome)
         return True
-
-    def _uncompared(self, destinations: set[str] | None, outcome: _PathOutcome) -> set[str]:
-        """The servers of other machines this reconciliation did not compare (all of them when
-        it only brought some local servers up to date): a conflict with them stays open."""
-        return set(self._remote.ids()) if destinations is not None else outcome.uncompared
-
-    def _ship_remote(self, rel: str, winner: str, winner_root: Path, winner_copy: CopyState,
-                     since: float | None, outcome: _PathOutcome) -> None:
-        """Ship the winner's version to every server of another machine that is older; one
-        at that very version is compared with it, as two local copies are."""
-        top = winner_copy.version
-        for server_id in self._remote.ids():
-            try:
-                shipped = ship(self._remote, server_id, rel, winner_root,
-                               self._lock_of(winner, winner_root), top, PROMPT_LOCK_POLL_MAX_S,
-                               CopyDigest.of(winner_copy))
-            except KeyError:
-                continue   # removed meanwhile
-            except PeerUnreachable as error:
-                self._remote.unreachable(server_id, error)
-                reason = str(error)
-                self._stats.error(server_id, f"copy of {rel} failed: {reason}", log=False)
-                self._health.copy_failed(server_id, rel, reason)
-                outcome.copy_failed = True
-                outcome.uncompared.add(server_id)
-                continue
-            except PeerRefused as error:   # an answer that is no answer (a digest, ...)
-                self._stats.error(server_id, f"comparing {rel}: {error}", log=False)
-                outcome.copy_failed = True
-                outcome.uncompared.add(server_id)
-                continue
-            except OSError as error:   # reading the local source failed
-                reason = str(error)
-                self._stats.error(server_id, f"copy of {rel} failed: {reason}", log=False)
-                self._health.copy_failed(server_id, rel, reason)
-                outcome.copy_failed = True
-                outcome.uncompared.add(server_id)
-                continue
-            if shipped.conflict is not None:
-                self._stats.conflict(rel, shipped.conflict, (winner, server_id))
-                outcome.conflict = True
-                continue
-            if shipped.problem is not None:
-                self._stats.error(server_id, f"copy of {rel}: {shipped.problem}", log=False)
-                self._health.copy_failed(server_id, rel, shipped.problem)
-                outcome.copy_failed = True
-                continue
-            self._health.copy_done(server_id, rel)
-            if shipped.moved:
-                outcome.copied += 1
-                self._stats.copied(server_id, (time.monotonic() - since) * 1000
-                                   if since is not None else None)
 
     def _same_content(self, rel: str, servers: dict[str, Path], first: str, first_copy: CopyState,
                       second: str, second_copy: CopyState) -> bool | None:
@@ -686,215 +572,8 @@ class Replicator:
                 self._same[key] = same
         return same
 
-    def _refused(self, server_id: str, rel: str, error: ObjectRefused,
-                 outcome: _PathOutcome) -> None:
-        outcome.refused = True
-        self._health.refused(server_id, rel, str(error))
-        self._stats.error(server_id, str(error), log=False)
-
-    def _left_corrupt(self, rel: str, corrupt: dict[str, CorruptObject], why: str,
-                      outcome: _PathOutcome) -> None:
-        """Corrupt copies not repaired now: reported, and the path retried later."""
-        for server_id, error in corrupt.items():
-            self._health.corrupt(server_id, rel, error.reason, why)
-            self._stats.error(server_id, f"{rel}: corrupt copy ({error.reason}); {why}",
-                              log=False)
-            outcome.unreadable = True
-
-    def _copy_into(self, rel: str, source: str, source_root: Path, server_id: str, root: Path,
-                   since: float | None, outcome: _PathOutcome) -> None:
-        try:
-            copied = self._copy(rel, source, source_root, server_id, root)
-        except ObjectRefused as error:
-            self._refused(server_id, rel, error, outcome)
-            return
-        except DivergedCopy as error:
-            # Lower in the history than the versions compared above: the
-            # same conflict, found while shipping.
-            self._stats.conflict(rel, error.change, (source, server_id))
-            outcome.conflict = True
-            return
-        except InvalidDocument as error:  # damaged or corrupt meanwhile: the next round repairs it
-            self._stats.error(server_id, f"copy of {rel} not made: {error}", log=False)
-            outcome.unreadable = True
-            return
-        except KeptChanging:
-            # The source was rewritten while it was read: nothing failed, the
-            # path is reconciled again (its newer version brings an event too).
-            outcome.unreadable = True
-            return
-        except OSError as error:
-            self._stats.error(server_id, f"copy of {rel} failed: {error}", log=False)
-            self._health.copy_failed(server_id, rel, error.strerror or str(error))
-            outcome.copy_failed = True
-            return
-        self._health.copy_done(server_id, rel)
-        if copied:
-            outcome.copied += 1
-            lag_ms = (time.monotonic() - since) * 1000 if since is not None else None
-            self._stats.copied(server_id, lag_ms)
-
-    def _heal_from_remote(self, rel: str, servers: dict[str, Path],
-                          corrupt: dict[str, CorruptObject], destinations: set[str] | None,
-                          outcome: _PathOutcome) -> bool:
-        """No server of this machine holds a valid copy: repair the corrupt ones from the
-        newest valid copy of another machine's server, as from a local one; whether any was."""
-        to_heal = {server_id: error for server_id, error in corrupt.items()
-                   if destinations is None or server_id in destinations}
-        left = {server_id: error for server_id, error in corrupt.items()
-                if server_id not in to_heal}
-        self._left_corrupt(rel, left, "left for the next pass over every server", outcome)
-        if not to_heal:
-            return False
-        if not self._remote.ids():
-            self._left_corrupt(rel, to_heal, "no server holds a valid copy to repair it from",
-                               outcome)
-            return False
-        source, shipment, problems = repair_source(self._remote, rel)
-        if shipment is None:
-            why = "no server here or on another machine holds a valid copy to repair it from"
-            self._left_corrupt(rel, to_heal, f"{why} ({'; '.join(problems)})" if problems
-                               else why, outcome)
-            return False
-        fetched: Shipment = shipment   # one copy fetched, installed into each corrupt one
-        healed = outcome.healed
-        for server_id, error in to_heal.items():
-            self._heal_into(rel, source, lambda: fetched, server_id, servers[server_id], error,
-                            outcome)
-        return outcome.healed > healed
-
-    def _heal_into(self, rel: str, source: str, read_source: Callable[[], Shipment | None],
-                   server_id: str, root: Path, corrupt: CorruptObject,
-                   outcome: _PathOutcome) -> None:
-        try:
-            repair = self._heal(rel, source, read_source, server_id, root, corrupt)
-        except ObjectRefused as error:
-            self._refused(server_id, rel, error, outcome)
-            return
-        except OSError as error:
-            reason = error.strerror or str(error)
-            self._stats.error(server_id, f"repair of {rel} failed: {error}", log=False)
-            self._health.copy_failed(server_id, rel, reason)
-            self._health.corrupt(server_id, rel, corrupt.reason,
-                                 f"its repair from {source} failed: {reason}")
-            outcome.copy_failed = True
-            return
-        if repair is None:
-            outcome.unreadable = True  # replaced meanwhile: look at it again
-            return
-        self._repaired(server_id, repair, outcome)
-
-    def _cut_into(self, rel: str, source: str, change: int, server_id: str, root: Path,
-                  copy: CopyState, outcome: _PathOutcome) -> None:
-        """Keep a damaged journal aside and cut it back to the part its version is made of."""
-        kept: list[Path] = []
-        journal_name = journal_rel(rel)
-        # Only a table's copy with a damaged journal is cut.
-        assert journal_name is not None and copy.journal is not None
-        try:
-            version = cut_journal(root, rel, self._lock_of(server_id, root), copy.journal,
-                                  lambda: kept.append(keep_aside(root, journal_name)),
-                                  lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S)
-        except ObjectRefused as error:
-            self._refused(server_id, rel, error, outcome)
-            return
-        except (InvalidDocument, OSError) as error:
-            reason = getattr(error, "strerror", None) or str(error)
-            self._stats.error(server_id, f"repair of {journal_name} failed: {error}", log=False)
-            self._health.corrupt(server_id, rel, f"journal: {copy.damaged}",
-                                 f"its repair failed: {reason}")
-            outcome.copy_failed = True
-            return
-        if version is None:
-            outcome.unreadable = True  # written meanwhile: look at it again
-            return
-        self._sync_kept(kept)
-        self._remember(server_id, root, rel)
-        self._repaired(server_id, Repair(rel, f"journal: {copy.damaged}", time.time(), source,
-                                         change, kept[0].relative_to(root).as_posix()), outcome)
-
-    def _repaired(self, server_id: str, repair: Repair, outcome: _PathOutcome) -> None:
-        self._health.copy_done(server_id, repair.path)
-        self._health.healed(server_id, repair)
-        self._stats.copied(server_id, None)
-        outcome.copied += 1
-        outcome.healed += 1
-
-    def _lock_of(self, server_id: str, root: Path) -> DirectoryLock:
-        """This thread's handle on the write lock of a server's data directory.
-
-        One descriptor per thread: flock belongs to the open file, so two
-        threads sharing one would both "hold" it, and the first to release
-        would unlock the other's check-and-rename.
-        """
-        locks = self._thread_locks.__dict__.setdefault("by_server", {})
-        lock = locks.get(server_id)
-        if lock is None or lock.root != root:
-            if lock is not None:
-                lock.close()
-            lock = locks[server_id] = DirectoryLock(root)
-        return lock
-
     def _close_thread_locks(self) -> None:
-        for lock in self._thread_locks.__dict__.pop("by_server", {}).values():
-            lock.close()
-        self._remote.close_thread_links()
+        """Close this thread's lock handles and links (a thread that may never come back)."""
+        self._copies.close_thread_locks()
+        self._across.close_thread_links()
 
-    def _copy(self, rel: str, source: str, source_root: Path, server_id: str, root: Path) -> bool:
-        """Ship `source`'s newer version of `rel` into one server; False if nothing moved."""
-        copied = bring_up_to_date(source_root, root, rel, self._lock_of(server_id, root),
-                                  source_lock=self._lock_of(source, source_root),
-                                  lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S, timed=self._stats.timed,
-                                  on_append=lambda inode, size: self._expect_echo(
-                                      server_id, rel, inode, size))
-        if copied:
-            self.log.debug("copied %s from %s to %s", rel, source, server_id)
-        return copied
-
-    def _heal(self, rel: str, source: str, read_source: Callable[[], Shipment | None],
-              server_id: str, root: Path, corrupt: CorruptObject) -> Repair | None:
-        """Replace a corrupt copy by the source's (`read_source()`: its whole copy, from a
-        local directory or another machine), kept aside; None if it changed meanwhile."""
-        kept: list[Path] = []
-        journal_name = journal_rel(rel)
-
-        def still_corrupt_then_kept_aside() -> bool:
-            # Under the destination's lock: only the very version found
-            # corrupt is replaced, never a write that landed since.
-            try:
-                with folder_of(root, rel) as folder:
-                    current = stat_in(folder, rel.rsplit("/", 1)[-1], rel) \
-                        if folder is not None else None
-                    journal_here = journal_name is not None and folder is not None and stat_in(
-                        folder, journal_name.rsplit("/", 1)[-1], journal_name) is not None
-            except OSError:
-                return False
-            if current is None or FileSignature.of(current) != corrupt.signature:
-                return False
-            kept.append(keep_aside(root, rel, corrupt.data))
-            if journal_here and journal_name is not None:  # replaced with the snapshot: kept with it
-                keep_aside(root, journal_name)
-            return True
-
-        change = replace_copy_from(read_source, root, rel, self._lock_of(server_id, root),
-                                   still_wanted=still_corrupt_then_kept_aside,
-                                   lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S)
-        if change is None:
-            return None
-        self._sync_kept(kept)
-        self._remember(server_id, root, rel)
-        return Repair(rel, corrupt.reason, time.time(), source, change,
-                      kept[0].relative_to(root).as_posix())
-
-    def _sync_kept(self, kept: list[Path]) -> None:
-        try:
-            fsync_folder(kept[0].parent)
-        except OSError as error:  # the repair itself is in place and durable
-            self.log.warning("kept %s, but its folder could not be synced: %s", kept[0], error)
-
-    def _remember(self, server_id: str, root: Path, rel: str) -> None:
-        """Cache the copy just written: its echo event is then a no-op."""
-        try:
-            self._read(server_id, root, rel)
-        except (InvalidDocument, OSError):
-            pass

@@ -1,6 +1,7 @@
 """Replication to and from the servers of other machines, over the peer protocol.
 
-The replicator (supervisor/replication.py) watches only this machine's data
+The replicator (supervisor/replication.py, through replication_across.py, which
+books what happens here in its figures) watches only this machine's data
 directories; a server another machine runs is reached over the network
 (supervisor/peer_link.py), never through a shared file system:
 

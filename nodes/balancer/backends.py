@@ -3,7 +3,8 @@
 `Backend` holds a configured server's health, load counters and open
 connections (so they can all be aborted when it goes OFFLINE).
 `BackendConnection` sends a request (or two in one write) and returns the
-responses, decoded as they arrive by a bare asyncio Protocol (no stream
+responses (`send_each`: several in one write, each answer awaited on its
+own: the prober's `.ping;` and `.rights;`), decoded as they arrive by a bare asyncio Protocol (no stream
 buffer or reader task on the hot path). Requests may be pipelined: a
 session's writes to one owner are sent one behind the other without waiting
 (`send_now`, or `on_sent` to learn when a request went out), and the server
@@ -39,7 +40,7 @@ from nodes.runtime.upstream import (
     finish_exchange,
     open_upstream,
     send_call,
-    start_exchange,
+    start_exchanges,
 )
 
 # Called with (the response, None) or (None, BackendUnavailable(sent=True)), once.
@@ -188,15 +189,26 @@ class BackendConnection:
     def send_now(self, payload: bytes, count: int, timeout: float):
         """Write `payload` (`count` requests) now, behind whatever is in flight; the awaitable
         of their responses. BackendUnavailable(sent=False) if nothing could be written."""
+        return self._finish(self._start(payload, (count,), timeout)[0])
+
+    def send_each(self, payload: bytes, counts: tuple[int, ...], timeout: float) -> list:
+        """Write `payload` (several requests) now in one write; an awaitable per request, of
+        its `counts[i]` responses, each bounded by `timeout` from now and ready as soon as its
+        own responses are in (every one must be awaited). BackendUnavailable(sent=False) if
+        nothing could be written; a failed awaitable closes the connection (BackendUnavailable,
+        sent=True), failing the ones behind it too."""
+        return [self._finish(waiter) for waiter in self._start(payload, counts, timeout)]
+
+    def _start(self, payload: bytes, counts: tuple[int, ...], timeout: float
+               ) -> list[asyncio.Future]:
         if not self.usable:
             self.close()
             raise BackendUnavailable(self.backend.id, "connection already closed", sent=False)
         try:
-            waiter = start_exchange(self.transport, self._receiver, payload, count, timeout)
+            return start_exchanges(self.transport, self._receiver, payload, counts, timeout)
         except UpstreamError as error:
             self.close()
             raise BackendUnavailable(self.backend.id, str(error), sent=False) from None
-        return self._finish(waiter)
 
     def send_call(self, payload: bytes, timeout: float, callback: AnswerCallback) -> None:
         """Write one request now, behind whatever is in flight; `callback` gets its response.

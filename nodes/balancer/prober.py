@@ -1,25 +1,44 @@
 """The load balancer's background watch: active health probes and the backends file.
 
-Every probe interval, `Prober` sends `.ping;` to each backend over a
-connection of its own, bounded by the probe timeout, and reports the result
-to the `BackendPool`; then `.rights;`, whose generation the pool keeps (an
-account's statements avoid a backend behind on the rights). Each backend has its own probe loop, so one frozen
-server cannot slow down the probing of the others. The same loop re-reads
-the backends file (when one is configured) and applies a changed backend
-set without a restart.
+Every probe interval, `Prober` sends `.ping;` and `.rights;` to each
+backend in one write, over a connection of its own (kept from one probe to
+the next), and reads both answers: one round trip, both bounded by the
+probe timeout from that write. Each backend has its own probe loop, so one
+frozen server cannot slow down the probing of the others. The same loop
+re-reads the backends file (when one is configured) and applies a changed
+backend set without a restart.
+
+What the answers mean:
+
+- **Health is the ping's answer alone.** `PONG` in time is a success for
+  the `BackendPool`'s health state machine; no answer in time, a broken
+  connection or any other answer is a failure.
+- **The rights answer never marks a backend down.** Answered (one server's
+  generation), the pool keeps it (`saw_rights_answer`: an account's
+  statements avoid a backend behind on the rights). Missing, late or not
+  one server's generation: the backend's last known generation stays as
+  it was (a lower bound: a server's rights generation moves only forward),
+  so as soon as another backend reports a newer one this one counts as
+  behind, and `candidates(rights_current=True)` leaves it out; it keeps
+  serving everything else. One it never reported stays unknown, which the
+  pool treats as current, as for a backend that just joined. A late answer
+  closes the probe's connection (an answer arriving afterwards could no
+  longer be matched); the next probe opens another.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 
 from nodes.balancer.backend_config import BackendsFile
 from nodes.balancer.backend_pool import BackendPool
 from nodes.balancer.backends import Backend, BackendConnection, BackendUnavailable
-from nodes.protocol import decode_rights, statement_bytes
+from nodes.protocol import Response, decode_rights, statement_bytes
 
-RIGHTS_REQUEST = statement_bytes(".rights")
+# One write, two requests, answered in order (the wire protocol's pipelining).
+PROBE_REQUESTS = statement_bytes(".ping") + statement_bytes(".rights")
 
 
 class Prober:
@@ -34,30 +53,53 @@ class Prober:
         self._connections: dict[str, BackendConnection] = {}
 
     async def probe(self, backend: Backend) -> None:
-        """`.ping;` then `.rights;` to `backend`; the results go to the pool (health, rights)."""
+        """`.ping;` and `.rights;` to `backend` in one round trip; the results go to the pool
+        (health from the ping, the rights generation from `.rights;`: see the module)."""
         connection = self._connections.get(backend.id)
         started = time.perf_counter()
         try:
             if connection is None or not connection.usable or connection.backend is not backend:
                 connection = await BackendConnection.open(backend, self.probe_timeout)
                 self._connections[backend.id] = connection
-            response = await connection.roundtrip(statement_bytes(".ping"), self.probe_timeout)
-            latency = time.perf_counter() - started
-            rights = await connection.roundtrip(RIGHTS_REQUEST, self.probe_timeout) \
-                if response.ok else None
+            ping, rights = connection.send_each(PROBE_REQUESTS, (1, 1), self.probe_timeout)
         except BackendUnavailable as error:
-            self._connections.pop(backend.id, None)
-            if self.pool.holds(backend):
-                self.pool.record_failure(backend, error.reason)
+            self._failed(backend, connection, error)
             return
-        if not self.pool.holds(backend):
-            return  # removed while the probe ran
-        if response.ok and response.message.startswith("PONG"):
-            self.pool.record_success(backend, latency)
-            if rights is not None and rights.ok:
-                self.pool.saw_rights_answer(backend.id, decode_rights(rights.message))
-        else:
-            self.pool.record_failure(backend, f"bad probe answer {response.message[:80]!r}")
+        try:
+            response = (await ping)[0]
+        except BackendUnavailable as error:
+            await self._answer(backend, connection, rights)   # failed with it: retrieved
+            self._failed(backend, connection, error)
+            return
+        latency = time.perf_counter() - started
+        healthy = response.ok and response.message.startswith("PONG")
+        if self.pool.holds(backend):   # else removed while the probe ran
+            if healthy:
+                self.pool.record_success(backend, latency)
+            else:
+                self.pool.record_failure(backend, f"bad probe answer {response.message[:80]!r}")
+        answer = await self._answer(backend, connection, rights)
+        if healthy and answer is not None and answer.ok and self.pool.holds(backend):
+            self.pool.saw_rights_answer(backend.id, decode_rights(answer.message))
+
+    async def _answer(self, backend: Backend, connection: BackendConnection,
+                      waiting: Awaitable[list[Response]]) -> Response | None:
+        """The answer `waiting` brings, or None when it failed (the connection is closed)."""
+        try:
+            return (await waiting)[0]
+        except BackendUnavailable:
+            self._forget(backend, connection)
+            return None
+
+    def _failed(self, backend: Backend, connection: BackendConnection | None,
+                error: BackendUnavailable) -> None:
+        self._forget(backend, connection)
+        if self.pool.holds(backend):
+            self.pool.record_failure(backend, error.reason)
+
+    def _forget(self, backend: Backend, connection: BackendConnection | None) -> None:
+        if connection is None or self._connections.get(backend.id) is connection:
+            self._connections.pop(backend.id, None)
 
     async def probe_all(self) -> None:
         await asyncio.gather(*(self.probe(b) for b in self.pool))

@@ -5,7 +5,9 @@ chunk goes straight into a `ResponseDecoder`, with a byte-search fast path
 for the common one-chunk response (`single_raw_response`). `exchange` sends
 one request (one write) and waits, bounded by the connection's timer, for
 its responses; `send_call` (and `UpstreamConnection.send_call`) calls a
-function with them instead, from the read callback (a relay's fast path).
+function with them instead, from the read callback (a relay's fast path);
+`start_exchanges` sends several requests in one write, with a future each
+(the balancer's probe: `.ping;` and `.rights;` in one round trip).
 Requests may be pipelined on one connection: each `exchange` queues its
 waiter when it writes, and responses (which a node sends in request order)
 go to the waiters in that order. `UpstreamConnection` is one reconnecting
@@ -21,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from engine.errors import ERROR_PREFIX
 from nodes.errors import NodeError
@@ -256,12 +259,35 @@ def start_exchange(transport: asyncio.Transport, receiver: ResponseReceiver, dat
     waiter = receiver.expect(count, timeout)
     transport.write(data)
     if transport.is_closing():
-        # The send itself failed (reset by a dead peer): nothing arrived.
+        _not_sent(receiver, (waiter,))
+    return waiter
+
+
+def start_exchanges(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,
+                    counts: tuple[int, ...], timeout: float) -> list[asyncio.Future]:
+    """`start_exchange` for several requests sent in one write: a future per request, of
+    its `counts[i]` responses, each failed after `timeout` (counted from now).
+
+    The futures resolve one by one, as their responses arrive: a caller may
+    use the first answer before the next one is in. A failure (a timeout
+    included) aborts the connection and fails every future not resolved yet.
+    """
+    if receiver.closed or transport.is_closing():
+        raise NotSent("connection already closed")
+    waiters = [receiver.expect(count, timeout) for count in counts]
+    transport.write(data)
+    if transport.is_closing():
+        _not_sent(receiver, waiters)
+    return waiters
+
+
+def _not_sent(receiver: ResponseReceiver, waiters: Sequence[asyncio.Future]) -> NoReturn:
+    """The send itself failed (reset by a dead peer): nothing arrived."""
+    for waiter in waiters:
         if waiter.done():
             waiter.exception()  # retrieved: replaced by the error below
-        receiver.fail("connection reset before sending")
-        raise NotSent("connection reset before sending")
-    return waiter
+    receiver.fail("connection reset before sending")
+    raise NotSent("connection reset before sending")
 
 
 def send_call(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,

@@ -367,13 +367,13 @@ def test_each_worker_thread_has_its_own_handle_on_a_destination_lock(dirs):
     import threading
     a, b = dirs
     replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
-    mine = replicator._lock_of("m2", b.resolve())
+    mine = replicator._copies.lock_of("m2", b.resolve())
     assert mine.try_acquire()
     try:
         others: list[bool] = []
 
         def other_thread() -> None:
-            lock = replicator._lock_of("m2", b.resolve())
+            lock = replicator._copies.lock_of("m2", b.resolve())
             others.append(lock is mine or lock.try_acquire())
             replicator._close_thread_locks()
 

@@ -129,15 +129,15 @@ def test_a_copy_rewritten_before_its_repair_is_not_replaced(dirs):
     write_raw(a, TABLE, GOOD)
     write_raw(b, TABLE, b"{torn")
     replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
-    original_heal = replicator._heal
+    original_heal = replicator._copies._heal
 
     def server_writes_first(*args):
         write_object(b, TABLE, 9)  # m2's server commits a valid version meanwhile
         return original_heal(*args)
 
-    replicator._heal = server_writes_first
+    replicator._copies._heal = server_writes_first
     replicator.sync_all()
     assert read_change(b, TABLE) == 9 and kept_files(b) == []
-    replicator._heal = original_heal
+    replicator._copies._heal = original_heal
     replicator.sync_all()
     assert read_change(a, TABLE) == 9   # and the newer write then wins everywhere
