@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 import threading
 
 import pytest
@@ -22,6 +24,7 @@ from nodes.protocol.wire import ResponseDecoder
 from nodes.runtime.serving import ClientConnection
 from nodes.server.accounts import AccountsEngine, ServerAccounts
 from nodes.server.node import DatabaseServer
+from tests.conftest import wait_until
 
 LOG = logging.getLogger("test.password_hashing")
 ADMIN, ADMIN_PW = "ana", "Ana-pass-12345"
@@ -192,3 +195,38 @@ def test_a_statement_that_would_be_refused_costs_no_hash(server, hashes):
     assert "tenimiafinao ihany" in refused[1].message
     assert "Fohy loatra" in refused[2].message
     assert hashes.threads == []
+
+
+def test_a_statement_whose_connection_is_gone_before_its_hash_is_not_run(server, hashes):
+    handed_over = asyncio.Event()
+    hand_over = server._hand_over_held
+
+    def hand_over_held(client) -> None:   # (its hash is done: the held statements' turn)
+        hand_over(client)
+        handed_over.set()
+
+    server._hand_over_held = hand_over_held  # type: ignore[method-assign]
+
+    async def scenario(port):
+        ana = await Connection.open(port)
+        await ana.ask("manamboara tahiry s;")
+        gone = await Connection.open(port)
+        hashes.hold()
+        gone.send('manamboara mpampiasa rabe tenimiafina "Rabe-first-1"; ampiasao s;')
+        assert await asyncio.to_thread(hashes.entered.wait, WAIT_S)
+        # A reset (SO_LINGER 0), as a client killed with its answers unread: they are cancelled.
+        gone.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                        struct.pack("ii", 1, 0))
+        gone.writer.transport.abort()
+        await asyncio.to_thread(wait_until, lambda: server.stats.open_connections == 1, WAIT_S,
+                                "the server to see the connection gone")
+        hashes.release()
+        await asyncio.wait_for(handed_over.wait(), WAIT_S)
+        # Whatever was handed over then runs before the next statement.
+        [listed] = await ana.ask("asehoy ny mpampiasa;")
+        ana.close()
+        return listed
+
+    listed = run(server, scenario)
+    assert [row[0] for row in listed.relation.rows] == [ADMIN]
+    assert server.store.read_account("rabe") is None
