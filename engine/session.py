@@ -179,9 +179,12 @@ class Session:
             if len(pieces) != 1:
                 return None
             statement = parser.parse_with_grammar(pieces[0].text)
+            return password_ahead(self.store, self.identity, statement)
         except (TahiryError, RecursionError):
             return None
-        return password_ahead(self.store, self.identity, statement)
+        except Exception:  # a bug: the statement runs the usual way and says what it says
+            log.exception("internal error while looking ahead at %r", redact_secrets(text)[:200])
+            return None
 
     def try_small_read(self, text: str, max_rows: int) -> Outcome | None:
         """Run `text` if it is one query over one table of at most `max_rows` rows.

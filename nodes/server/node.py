@@ -573,7 +573,7 @@ class DatabaseServer:
             return None
         error = hashing.exception()
         if error is not None:
-            # (Never the password: the error is about the hash, and its traceback holds no text.)
+            # (Its kind only: nothing of the password can reach the log this way.)
             self.logger.error("hashing a password ahead failed (%s): the statement hashes it",
                               type(error).__name__)
             return None
