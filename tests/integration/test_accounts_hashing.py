@@ -7,8 +7,9 @@ inserts one at a time. Before, the hashes ran on the engine thread inside
 the group commit, so the class's 30 hashes held every other client's
 writes for about 30 hashes' time; now they run beside it and an insert
 waits at most a few milliseconds more than usual. The bound (5 hashes,
-measured in this process) is loose on purpose: it holds on a busy machine
-and still fails by far on the old code.
+measured in this process before and after) is loose on purpose: it holds
+on a busy machine and still fails by far on the old code (2.2-4.3 s there,
+15-40 hashes).
 
 The statements keep their order and their meaning: a grant and a new
 password pipelined behind an account's creation apply to it, a refused
@@ -84,6 +85,7 @@ def test_a_class_of_accounts_does_not_hold_other_clients_writes(start_node):
         teacher.ok("manamboara tahiry s;")
         teacher.ok("ampiasao s;")
         teacher.ok("manamboara tabilao t (id ISA(null,null));")
+        hash_before_s = one_hash_s()
         inserter = Inserter(m1.port)
         inserter.start()
         try:
@@ -104,7 +106,8 @@ def test_a_class_of_accounts_does_not_hold_other_clients_writes(start_node):
             inserter.join(30)
         assert inserter.failure is None, inserter.failure
         assert [r.message for r in created if not r.ok] == []
-    hash_s = one_hash_s()
+    # (The machine may be busier at one time than at another: the slower measure counts.)
+    hash_s = max(hash_before_s, one_hash_s())
     waits = inserter.latencies[before:]
     assert len(waits) >= 4
     worst = max(waits)
