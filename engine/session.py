@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterator
 
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
+from engine.evaluation.accounts import PasswordHash, password_ahead
 from engine.evaluation.catalog import DatabaseCatalog, TableData
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.equality_lookup import MIN_INDEXED_ROWS
@@ -32,6 +33,7 @@ from engine.evaluation.outcome import Outcome
 from engine.evaluation.query import QueryPlan, plan_query
 from engine.evaluation.rights import may_read
 from engine.language import ast
+from engine.language.account_syntax import may_set_password
 from engine.language.lexer import describe_char
 from engine.language.parser import StatementParser, syntax_error
 from engine.language.script import Piece, split_statements
@@ -92,6 +94,10 @@ class Session:
         self.statements = StatementCache()
         # The catalog plans read through (it holds nothing but the database's name).
         self._catalog: DatabaseCatalog | None = None
+        # The password of the statement running now, hashed ahead (`execute_one`).
+        self.hashed_password: PasswordHash | None = None
+        # `password_to_hash`'s own parser (it runs beside this session's statements).
+        self._ahead_parser: StatementParser | None = None
 
     def execute(self, text: str) -> list[Outcome]:
         """Run every statement of `text`; one Outcome per non-empty statement."""
@@ -131,15 +137,54 @@ class Session:
         return (f"{ERROR_PREFIX}Lava loatra ny baiko : {length} litera "
                 f"(max {self.limits.max_statement_chars})")
 
-    def execute_one(self, text: str) -> Outcome:
-        """Run one statement's text (the server's unit); an empty one is an error."""
-        outcomes = self.execute(text)
+    def execute_one(self, text: str, hashed: PasswordHash | None = None) -> Outcome:
+        """Run one statement's text (the server's unit); an empty one is an error.
+
+        `hashed`: the password the statement sets, hashed ahead
+        (`password_to_hash`, then engine.evaluation.accounts.hash_ahead, on
+        another thread); stored as it is if the statement sets that very
+        password, else ignored (the statement hashes its own, as always).
+        """
+        self.hashed_password = hashed
+        try:
+            outcomes = self.execute(text)
+        finally:
+            self.hashed_password = None
         if not outcomes:
             return Outcome.failure(ERROR_PREFIX + "Baiko foana")
         if len(outcomes) == 1:
             return outcomes[0]
         failures = [outcome for outcome in outcomes if not outcome.ok]
         return failures[0] if failures else outcomes[-1]
+
+    def password_to_hash(self, text: str) -> str | None:
+        """The password `text` sets if it is one statement that sets a password, this
+        session may run it now and the password is acceptable; else None. Runs nothing.
+
+        For a server: it hashes that password off the thread that runs
+        statements, then hands the statement over with the hash
+        (`execute_one(text, hashed)`), so scrypt never holds the others'
+        statements. Called from one thread (the server's event loop), maybe
+        while another runs this session's statements: it parses with a
+        parser of its own, without its cache (the text holds a password),
+        and reads only durable files (engine/evaluation/accounts.py).
+        """
+        if not may_set_password(text):
+            return None
+        parser = self._ahead_parser
+        if parser is None:
+            parser = self._ahead_parser = StatementParser(cache_size=1)
+        try:
+            pieces = split_statements(text)
+            if len(pieces) != 1:
+                return None
+            statement = parser.parse_with_grammar(pieces[0].text)
+            return password_ahead(self.store, self.identity, statement)
+        except (TahiryError, RecursionError):
+            return None
+        except Exception:  # a bug: the statement runs the usual way and says what it says
+            log.exception("internal error while looking ahead at %r", redact_secrets(text)[:200])
+            return None
 
     def try_small_read(self, text: str, max_rows: int) -> Outcome | None:
         """Run `text` if it is one query over one table of at most `max_rows` rows.

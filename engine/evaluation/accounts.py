@@ -8,11 +8,22 @@ account file (`Store.write_account`), a grant file (`Store.write(db,
 the first write, so a refused statement changes nothing. A password is
 hashed before the statement's batch reads anything (scrypt takes tens of
 milliseconds; no lock is held meanwhile) and never appears in a message.
+
+A server hashes it sooner still, off its engine thread, so that other
+clients' statements are not held behind scrypt in the group commit:
+`password_ahead` says which password a statement would hash (when the
+session may run it and the password is acceptable), `hash_ahead` hashes it
+on any thread, and the statement, run with that `PasswordHash`, stores it
+instead of hashing (`hash_for`). A statement run without one (or with one
+for another password) hashes its own, as before.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from engine.errors import TahiryError
+from engine.evaluation import rights
 from engine.evaluation.outcome import Column, Outcome, Relation
 from engine.language import ast
 from engine.storage import accounts
@@ -25,10 +36,55 @@ ACCOUNT_COLUMNS = ("mpampiasa", "mpitantana", "tompony", "zo")
 YES, NO = "eny", "tsia"
 
 
-def hash_for(statement: ast.Statement) -> dict | None:
-    """The stored password of a statement that sets one (checked, hashed), else None."""
-    if isinstance(statement, (ast.CreateAccount, ast.SetPassword)):
-        return accounts.hash_password(accounts.check_password(statement.password))
+SETS_PASSWORD = (ast.CreateAccount, ast.SetPassword)
+
+
+@dataclass(frozen=True)
+class PasswordHash:
+    """A password's stored form, hashed before the statement that sets it runs.
+
+    Kept beside the statement's text (which holds the password anyway) only
+    until it ran; `hash_for` uses it for that very password and no other.
+    """
+
+    password: str = field(repr=False)
+    stored: dict = field(repr=False)
+
+
+def hash_ahead(password: str) -> PasswordHash:
+    """`password` hashed (scrypt, tens of milliseconds) for a statement to store later."""
+    return PasswordHash(password, accounts.hash_password(accounts.check_password(password)))
+
+
+def password_ahead(store: Store, identity: Identity | None, statement: object) -> str | None:
+    """The password `statement` would hash if it ran now, else None.
+
+    None for any other statement, for one the rights check would refuse
+    (nobody pays for a hash a refused statement never needs) and for a
+    password the statement would refuse. Reads only durable files; the
+    statement itself checks everything again when it runs.
+    """
+    if not isinstance(statement, SETS_PASSWORD):
+        return None
+    try:
+        if identity is not None:
+            rights.check(store, identity, statement, None)   # (no database concerned)
+        return accounts.check_password(statement.password)
+    except TahiryError:
+        return None
+
+
+def hash_for(statement: ast.Statement, ahead: PasswordHash | None = None) -> dict | None:
+    """The stored password of a statement that sets one (checked, hashed), else None.
+
+    `ahead`: that password hashed already (`hash_ahead`); used when it is
+    the statement's own password, else the statement hashes its own.
+    """
+    if isinstance(statement, SETS_PASSWORD):
+        password = accounts.check_password(statement.password)
+        if ahead is not None and ahead.password == password:
+            return ahead.stored
+        return accounts.hash_password(password)
     return None
 
 

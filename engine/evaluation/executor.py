@@ -57,7 +57,9 @@ class Limits:
 
 class SessionState(Protocol):
     """What the executor needs from a session (engine.session.Session): the current
-    database, and the account it acts for (None: accounts off, everything allowed)."""
+    database, and the account it acts for (None: accounts off, everything allowed).
+    (A session may also carry `hashed_password`, the password of the statement it
+    runs hashed ahead: engine/evaluation/accounts.py.)"""
 
     current_database: str | None
     identity: Identity | None
@@ -91,8 +93,10 @@ class Executor:
             rights.check(self.store, identity, statement, session.current_database)
         handler: Callable[[ast.Statement, SessionState], Outcome] | None
         if isinstance(statement, ACCOUNT_WRITES):
-            # Hashed before the batch: scrypt's time is spent holding no lock.
-            password = account_statements.hash_for(statement)
+            # Hashed before the batch: scrypt's time is spent holding no lock (a
+            # server hashed it already, off its engine thread: `hashed_password`).
+            password = account_statements.hash_for(
+                statement, getattr(session, "hashed_password", None))
 
             def handler(statement: ast.Statement, session: SessionState) -> Outcome:
                 return self._run_account(statement, password)

@@ -42,6 +42,25 @@ ACCOUNT_WORDS = frozenset({ACCOUNT_WORD, PASSWORD_WORD, ADMIN_WORD, RIGHT_WORD, 
 KEYWORD_OPENERS = frozenset({"MANAMBOARA", "RAVAO", "ASEHOY"})
 
 
+# The first words of the statements that set a password, lower-cased.
+PASSWORD_OPENERS = ("manamboara", "ovay")
+
+
+def may_set_password(text: str) -> bool:
+    """Whether `text` may be a statement that sets a password (`manamboara mpampiasa
+    ... tenimiafina "PW"`, `ovay ny tenimiafina NAME "PW"`), from its text alone.
+
+    Cheap enough for every statement a server receives (no lexing, and a
+    long text is not copied unless it starts like one); it may say yes to
+    other statements (the parser decides), and misses one opened by a
+    comment, which is still run right: its password is then hashed where
+    it runs (engine/evaluation/accounts.py).
+    """
+    if not text[:64].lstrip().lower().startswith(PASSWORD_OPENERS):
+        return False
+    return PASSWORD_WORD in text.lower()
+
+
 def opener_word(token) -> str | None:
     """'give', 'take' or 'password' when `token` (a statement's first) opens one of those."""
     if token.type == "ID":

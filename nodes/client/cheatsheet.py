@@ -4,6 +4,9 @@ Students read this at the prompt: it is a short bilingual (Malagasy /
 English) tour of the language with one working example per statement.
 `topic_help(word)` gives the lines about one keyword (`fanampiana alaivo`),
 also asked in English (`fanampiana select`: engine/language/english.py).
+Accounts have a topic of their own (`fanampiana mpampiasa`, also asked as
+`fanampiana .login` or `fanampiana accounts`): logging in, the account
+statements and the rights (docs/LANGUAGE.md, "Accounts and rights").
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ atifitra/^ intersect)
   alaivo 1 + 1;                                        no table needed
   manamboara jery tsara @ alaivo * ao@ naoty rehefa naoty >= 15;   view
 
+Mpampiasa / accounts  (fanampiana mpampiasa)
+  .login rabe "...";   or ./tahiry client --user rabe   log in first, on a cluster with accounts
+  omeo rabe zo mamaky ao@ sekoly;           grant read (manoratra: write); esory: revoke
+
 Teny / words
   ary and · na or · ! not · dia null is null · dia tsy null is not null
   antso as · tonona join · ka on · vondrona group by · alaharo order by
@@ -101,7 +108,32 @@ TOPICS: dict[str, tuple[str, str]] = {
                "manamboara efitra kilasy ( TANISA('L3','M1','L2') );"),
     "jery": ("VIEW: a stored query", "manamboara jery tsara @ alaivo * ao@ naoty rehefa naoty >= 15;"),
     "dia": ("IS [NOT] NULL: dia null, dia tsy null", "alaivo * ao@ naoty rehefa naoty dia tsy null;"),
+    "mpampiasa": (
+        "ACCOUNTS: mpampiasa sy zo / accounts and rights (a cluster with accounts)\n"
+        "  midira aloha / log in first:  .login NAME \"PW\";  (or: ./tahiry client --user NAME,\n"
+        "    the password from TAHIRY_PASSWORD or asked; never an option)\n"
+        "  manamboara mpampiasa NAME tenimiafina \"PW\" [mpitantana];   create (administrator)\n"
+        "  ovay ny tenimiafina NAME \"PW\";    change a password (your own; any: administrator)\n"
+        "  ravao ny mpampiasa NAME;          drop an account (administrator)\n"
+        "  asehoy ny mpampiasa;              list accounts (yours; all: administrator)\n"
+        "  omeo|esory NAME zo mamaky|manoratra ao@ DB;   give / take away read or write\n"
+        "  zo / rights: a database is its creator's (tompony, owner); the owner and the\n"
+        "    administrators (mpitantana) do anything in it, others only what they are given\n"
+        "    (mamaky: read; manoratra: write, implies read). Passwords: 8 to 1024 characters.",
+        'manamboara mpampiasa rabe tenimiafina "Rabe-pass-2024";'),
+    "omeo": ("GRANT: omeo NAME zo mamaky (read) | manoratra (write, implies read) ao@ DB;\n"
+             "  by the database's owner or an administrator (fanampiana mpampiasa)",
+             "omeo rabe zo mamaky ao@ sekoly;"),
+    "esory": ("REVOKE: esory NAME zo manoratra (write goes, read stays) | mamaky (all goes) ao@ DB",
+              "esory rabe zo manoratra ao@ sekoly;"),
+    "ovay": ("change a password: ovay ny tenimiafina NAME \"PW\" (your own; any: administrator)",
+             'ovay ny tenimiafina rabe "Vaovao-tsara-1";'),
 }
+# Other words asked about, and the topic that answers them.
+SEE_TOPIC = {".login": "mpampiasa", "login": "mpampiasa", "accounts": "mpampiasa",
+             "account": "mpampiasa", "user": "mpampiasa", "users": "mpampiasa",
+             "rights": "mpampiasa", "zo": "mpampiasa", "tenimiafina": "ovay",
+             "password": "ovay"}
 
 
 def topic_help(word: str) -> str | None:
@@ -111,6 +143,7 @@ def topic_help(word: str) -> str | None:
     word it is written with, then that word's help.
     """
     key = word.strip().lstrip("#").rstrip("@;").lower()
+    key = SEE_TOPIC.get(key, key)
     topic = TOPICS.get(key)
     if topic is not None:
         meaning, example = topic

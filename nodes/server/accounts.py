@@ -11,6 +11,13 @@ connection handles the rate limits, the log of refusals and the close
 a login is answered "not needed" and changes nothing: the DirkDB Java
 client and every existing script work as before.
 
+A statement that sets a password (`manamboara mpampiasa`, `ovay ny
+tenimiafina`) has it hashed by `hash_ahead` on a password thread of its
+own before the statement goes to the engine thread (nodes/server/node.py):
+scrypt never runs inside a group commit, where it would hold every other
+client's statements. Separate from the login threads: a class's accounts
+being created do not delay the students' logins behind them.
+
 At start, when TAHIRY_ADMIN_USER and TAHIRY_ADMIN_PASSWORD are in the
 environment, `first_admin_from_environment` creates the administrator
 account if no account exists yet (the engine's `ensure_first_admin`) and
@@ -51,6 +58,7 @@ ADMIN_PASSWORD_ENV = "TAHIRY_ADMIN_PASSWORD"
 MAX_COUNTED_NAMES = 1000
 OTHER_NAMES = "(other)"
 LOGIN_THREADS = 2
+PASSWORD_THREADS = 2   # scrypt releases the GIL: two hashes at once, 16 MiB each
 
 
 @dataclass(frozen=True)
@@ -61,12 +69,21 @@ class AccountsEngine:
     ensure_first_admin: Callable[[Any, str, str], bool]
     rights_generation: Callable[[Any], int]
     account_exists: Callable[[Any, str], bool] = lambda store, name: False
+    hash_ahead: Callable[[str], Any] = lambda password: _hash_ahead(password)  # -> PasswordHash
 
     @classmethod
     def from_engine(cls) -> AccountsEngine:
         from engine import ensure_first_admin, rights_generation, verify_login
 
-        return cls(verify_login, ensure_first_admin, rights_generation, _account_exists)
+        return cls(verify_login, ensure_first_admin, rights_generation, _account_exists,
+                   _hash_ahead)
+
+
+def _hash_ahead(password: str) -> Any:
+    """The engine's `hash_ahead`: the password's stored form for the statement that sets it."""
+    from engine.evaluation.accounts import hash_ahead
+
+    return hash_ahead(password)
 
 
 def _account_exists(store: Any, name: str) -> bool:
@@ -98,6 +115,7 @@ class ServerAccounts:
     counts: dict[str, AccountCounts] = field(default_factory=dict)
     failures_unknown: int = 0    # refused logins naming no account
     _pool: ThreadPoolExecutor | None = None
+    _password_pool: ThreadPoolExecutor | None = None
 
     def refusal(self, session: Any, request: Request) -> bytes | None:
         """The error for a request a connection may not make before its login (None: go on)."""
@@ -142,6 +160,14 @@ class ServerAccounts:
         identity = api.verify_login(self.store, name, password)
         return identity, identity is not None or api.account_exists(self.store, name)
 
+    def hash_ahead(self, password: str) -> asyncio.Future:
+        """A future of `password` hashed (the engine's `PasswordHash`) on a password thread."""
+        if self._password_pool is None:
+            self._password_pool = ThreadPoolExecutor(PASSWORD_THREADS,
+                                                     thread_name_prefix="password")
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._password_pool, self._api().hash_ahead, password)
+
     def closed(self, session: Any) -> None:
         """A connection ended: its account has one session less."""
         identity = getattr(session, "identity", None)
@@ -174,8 +200,9 @@ class ServerAccounts:
                              for name, c in sorted(self.counts.items())}}
 
     def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pool, self._password_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
 
 def first_admin_from_environment(store: Any, api: AccountsEngine, logger: logging.Logger,

@@ -25,6 +25,16 @@ on is on disk. "Failed" always means "not applied": a statement whose file
 may be in place after a failure is answered "outcome unknown"
 (`outcomes_after_partial_commit`).
 
+Passwords: a statement that sets one (`manamboara mpampiasa`, `ovay ny
+tenimiafina`; `Session.password_to_hash` says which, and only when the
+session may run it) has it hashed first on a password thread
+(`ServerAccounts.hash_ahead`: scrypt, tens of milliseconds), and goes to
+the engine thread with the hash, which it stores as it is. So scrypt never
+runs inside a batch, where 30 accounts created at once held every other
+client's writes for 30 hashes. The statements its connection sends behind
+it wait with it (`_Client.held`), so each connection's statements still
+reach the engine thread in their order; other connections' do not wait.
+
 Peers (`--peers-file`, written by the supervisor, or `--peer ID=DIR` for a
 peer on this machine, `--peer-address ID=HOST:PORT` for one on another): the
 store pulls a peer's newer copy of an object before writing it and fences
@@ -63,14 +73,16 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from time import monotonic, perf_counter
 
 import orjson
 
 from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
+from engine.evaluation.accounts import PasswordHash
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.executor import Limits
 from engine.evaluation.outcome import Outcome
@@ -160,22 +172,34 @@ def _cancellable_limits(gone: threading.Event) -> Limits:
 
 
 @dataclass
+class _Held:
+    """A statement of a connection waiting for its password's hash (`hashing`), or for
+    one sent before it, before it goes to the engine thread; `answer` is its answer."""
+
+    text: str
+    hashing: asyncio.Future | None
+    answer: asyncio.Future
+
+
+@dataclass
 class _Client:
     """One connection's engine session and its statements handed to the engine thread."""
 
     session: Session
-    in_flight: int = 0                      # submitted, answer not delivered yet
+    in_flight: int = 0                      # submitted (or held), answer not delivered yet
     last: asyncio.Future | None = None      # the latest of them
+    held: deque[_Held] = field(default_factory=deque)   # in order, behind a password's hash
 
 
 @dataclass
 class _Job:
-    """One statement waiting for the engine thread."""
+    """One statement waiting for the engine thread (`hashed`: its password, hashed ahead)."""
 
     session: Session
     text: str
     future: asyncio.Future | None
     client: _Client | None = None
+    hashed: PasswordHash | None = None
 
 
 class EngineWorker:
@@ -197,7 +221,8 @@ class EngineWorker:
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
         self._thread.start()
 
-    def submit(self, session: Session, text: str, client: _Client | None = None) -> asyncio.Future:
+    def submit(self, session: Session, text: str, client: _Client | None = None,
+               hashed: PasswordHash | None = None) -> asyncio.Future:
         """Queue one statement; it is handed over with the others of this turn of the loop.
 
         Handing each one over at once would wake the engine thread on the
@@ -208,7 +233,7 @@ class EngineWorker:
         future = loop.create_future()
         if not self._staged:
             loop.call_soon(self.hand_over)
-        self._staged.append(_Job(session, text, future, client))
+        self._staged.append(_Job(session, text, future, client, hashed))
         return future
 
     def hand_over(self) -> None:
@@ -272,6 +297,24 @@ class EngineWorker:
         """Finish the statements already handed over, then end the thread (blocking)."""
         self._queue.put(None)
         self._thread.join()
+
+
+def _relay(future: asyncio.Future, answer: asyncio.Future) -> None:
+    """`answer` gets the engine thread's `future`'s response; cancelling it cancels that."""
+    def settle(done: asyncio.Future) -> None:
+        if answer.done():
+            return
+        if done.cancelled():
+            answer.cancel()
+        else:
+            answer.set_result(done.result())
+
+    def cancel(done: asyncio.Future) -> None:
+        if done.cancelled():
+            future.cancel()   # not run if it has not started (as for any statement)
+
+    future.add_done_callback(settle)
+    answer.add_done_callback(cancel)
 
 
 def _deliver(jobs: list[_Job], responses: list[bytes]) -> None:
@@ -500,6 +543,9 @@ class DatabaseServer:
         session = client.session
         if self._engine is None:
             return self.run_batch([_Job(session, text, None)])[0]
+        password = session.password_to_hash(text)
+        if password is not None or client.held:
+            return self._hold(client, text, password)
         if not client.in_flight:
             # A small read sees only durable data (another thread's open batch
             # is invisible to it), exactly what it would see queued behind that
@@ -549,6 +595,44 @@ class DatabaseServer:
             return self.run_batch([_Job(client.session, text, None)])[0]
         finally:
             self.store.write_lock.release()
+    def _hold(self, client: _Client, text: str, password: str | None) -> asyncio.Future:
+        """A statement whose password is hashed first (on a password thread), or one its
+        connection sent behind such a statement: it goes to the engine thread once the
+        hashes before it, and its own, are done, in its connection's order."""
+        answer = asyncio.get_running_loop().create_future()
+        hashing = None
+        if password is not None:
+            hashing = self.accounts.hash_ahead(password)
+            hashing.add_done_callback(lambda _: self._hand_over_held(client))
+        client.held.append(_Held(text, hashing, answer))
+        client.in_flight += 1
+        client.last = answer
+        return answer
+
+    def _hand_over_held(self, client: _Client) -> None:
+        """Hand the connection's held statements whose turn came to the engine thread."""
+        assert self._engine is not None   # (only statements for it are held)
+        held = client.held
+        while held and (held[0].hashing is None or held[0].hashing.done()):
+            item = held.popleft()
+            if item.answer.done():   # cancelled: its connection is gone, nobody reads it
+                client.in_flight -= 1
+                continue
+            future = self._engine.submit(client.session, item.text, client,
+                                         self._hashed(item.hashing))
+            _relay(future, item.answer)
+
+    def _hashed(self, hashing: asyncio.Future | None) -> PasswordHash | None:
+        """The hash a password thread made (None: the statement hashes its own, as before)."""
+        if hashing is None or hashing.cancelled():
+            return None
+        error = hashing.exception()
+        if error is not None:
+            # (Its kind only: nothing of the password can reach the log this way.)
+            self.logger.error("hashing a password ahead failed (%s): the statement hashes it",
+                              type(error).__name__)
+            return None
+        return hashing.result()
 
     def run_batch(self, jobs: list[_Job]) -> list[bytes]:
         """Run statements as one group commit; their encoded responses, in order.
@@ -577,7 +661,7 @@ class DatabaseServer:
             for job in jobs:
                 mark = store.batch_mark()
                 started = perf_counter()
-                outcome = self._outcome(job.session, job.text)
+                outcome = self._outcome(job)
                 timed.observe(perf_counter() - started)
                 if not outcome.ok:
                     store.batch_rollback(mark)  # a failed statement leaves no trace
@@ -594,7 +678,7 @@ class DatabaseServer:
                 job.session.current_database = database
             if refused.retry:
                 # Alone, a statement that cannot be written fails with its own StorageFault.
-                outcomes = [self._outcome(job.session, job.text) for job in jobs]
+                outcomes = [self._outcome(job) for job in jobs]
             else:
                 outcomes = [Outcome.failure(ERROR_PREFIX + refused.message)] * len(jobs)
         except BatchPartlyWritten as partial:
@@ -614,11 +698,11 @@ class DatabaseServer:
         self.largest_batch = max(self.largest_batch, len(jobs))
         return outcomes
 
-    def _outcome(self, session: Session, text: str) -> Outcome:
+    def _outcome(self, job: _Job) -> Outcome:
         try:
-            return session.execute_one(text)
+            return job.session.execute_one(job.text, job.hashed)
         except Exception:  # a bug in the engine must not take the connection down
-            self.logger.exception("engine failed on %r", redact_secrets(text[:200]))
+            self.logger.exception("engine failed on %r", redact_secrets(job.text[:200]))
             return Outcome.failure(INTERNAL_ERROR)
 
     def _encode(self, outcome: Outcome, text: str) -> bytes:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine import Identity, Session, Store, ensure_first_admin, verify_login
+from engine.evaluation.accounts import hash_ahead
 from engine.language.messages import code_of
 from engine.storage import accounts
 
@@ -141,6 +142,44 @@ def test_changing_a_password(store, teacher, students):
     assert snapshot(store.root) == before
     ok(teacher, f'ovay ny tenimiafina rabe "{PASSWORD}";')  # the teacher resets it
     assert verify_login(store, "rabe", PASSWORD) is not None
+
+
+def test_a_password_hashed_ahead_is_stored_as_it_is_and_only_for_its_own_statement(store, teacher):
+    # What a server does: ask which password a statement sets, hash it (on another
+    # thread), then run the statement with the hash.
+    text = f'manamboara mpampiasa rabe tenimiafina "{PASSWORD}";'
+    assert teacher.password_to_hash(text) == PASSWORD
+    ahead = hash_ahead(PASSWORD)
+    assert PASSWORD not in repr(ahead)
+    ok_outcome = teacher.execute_one(text, ahead)
+    assert ok_outcome.ok, ok_outcome.message
+    assert store.read_account("rabe")["password"] == ahead.stored
+    assert verify_login(store, "rabe", PASSWORD) == Identity("rabe", False)
+    assert teacher.hashed_password is None   # kept for that statement only
+    # A hash made for another password is not used: the statement hashes its own.
+    new = "vaovao-tsara-1"
+    assert teacher.execute_one(f'ovay ny tenimiafina rabe "{new}";', ahead).ok
+    assert store.read_account("rabe")["password"] != ahead.stored
+    assert verify_login(store, "rabe", new) is not None and verify_login(store, "rabe", PASSWORD) is None
+
+
+@pytest.mark.parametrize("text", [
+    "alaivo * ao@ tenimiafina;", "manamboara tabilao tenimiafina (x ISA(null,null));",
+    'manamboara mpampiasa koto tenimiafina "short";', "ravao ny mpampiasa rabe;",
+    'manamboara mpampiasa koto tenimiafina "sekret-123" mpitantana x;',
+    f'ovay ny tenimiafina rabe "{PASSWORD}"; ovay ny tenimiafina soa "{PASSWORD}";',
+    "-- a comment first\novay ny tenimiafina rabe 'sekret-123';"])
+def test_no_password_to_hash_ahead_for_anything_else(teacher, text):
+    assert teacher.password_to_hash(text) is None
+
+
+def test_no_password_to_hash_ahead_for_a_statement_the_account_may_not_run(store, students):
+    rabe, _ = students
+    assert rabe.password_to_hash(f'manamboara mpampiasa koto tenimiafina "{PASSWORD}";') is None
+    assert rabe.password_to_hash(f'ovay ny tenimiafina soa "{PASSWORD}";') is None
+    assert rabe.password_to_hash('  OVAY ny tenimiafina rabe "vaovao-tsara-1"') == "vaovao-tsara-1"
+    # Without an identity (accounts off) everything is allowed, as when it runs.
+    assert Session(store).password_to_hash(f'ovay ny tenimiafina soa "{PASSWORD}";') == PASSWORD
 
 
 def test_only_an_administrator_creates_and_drops_accounts(store, students):

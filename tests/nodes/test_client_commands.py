@@ -15,6 +15,7 @@ import pytest
 
 from engine.evaluation.outcome import Column, Outcome, Relation
 from nodes.client.batch import run_text
+from nodes.client.cheatsheet import GENERAL
 from nodes.client.commands import COMMANDS, ClientCommand, apply, client_command, command_list
 from nodes.client.display import Display
 from nodes.client.formats import render_csv, render_expanded, render_rows
@@ -181,3 +182,20 @@ def test_help_on_an_english_keyword_names_the_malagasy_one():
     text = out.getvalue()
     assert "'select' is written 'alaivo'" in text and "alaivo: SELECT" in text
     assert "asehoy ny tsanganana ao@" in text
+
+
+def test_help_has_a_topic_on_accounts_logins_and_rights():
+    out = io.StringIO()
+    run_text("fanampiana mpampiasa; fanampiana .login; fanampiana grant; fanampiana password;",
+             RecordingRunner(), Display("table", out))
+    text = out.getvalue()
+    accounts = text.split("mpampiasa: ")[1]
+    for part in ('.login NAME "PW"', "--user NAME", "TAHIRY_PASSWORD",
+                 'manamboara mpampiasa NAME tenimiafina "PW" [mpitantana]',
+                 'ovay ny tenimiafina NAME "PW"', "ravao ny mpampiasa NAME", "asehoy ny mpampiasa",
+                 "omeo|esory NAME zo mamaky|manoratra ao@ DB", "owner", "administrator"):
+        assert part in accounts, part
+    assert text.count("mpampiasa: ACCOUNTS") == 2   # `.login` is answered by the same topic
+    assert "'grant' is written 'omeo'" in text and "omeo: GRANT" in text
+    assert 'ovay: change a password' in text
+    assert "fanampiana mpampiasa" in GENERAL and ".login" in GENERAL
