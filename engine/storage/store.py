@@ -83,7 +83,7 @@ from engine.storage.object_format import (
 )
 from engine.storage.peer_pull import PeerPull
 from engine.storage.peer_sync import PeerSync
-from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerSource, holding
+from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerSource, PeerUnreachable, holding
 
 PATH_MEMO_ENTRIES = 4096
 # Files larger than this are not decoded just to know whether they are
@@ -748,6 +748,31 @@ class Store:
         taken.
         """
         return self._pull.holding_commit_locks() if self._pull is not None else nullcontext()
+
+    def commit_locks_free(self) -> bool:
+        """Whether the commit locks (this directory's and its peers') are all free right now.
+
+        Each is taken and let go at once (a `flock` each, no wait). For a
+        caller that must not wait on them (a server's event loop), holding
+        `write_lock` so that no commit of this process holds them meanwhile.
+        """
+        if self._sync is None:
+            return True
+        taken: list = []
+        try:
+            for lock in self._sync.commit_locks():
+                if not lock.try_acquire():
+                    return False
+                taken.append(lock)
+            return True
+        except (OSError, PeerUnreachable):
+            return False
+        finally:
+            for lock in reversed(taken):
+                try:
+                    lock.release()
+                except OSError:
+                    pass   # the descriptor is gone: so is the lock
 
     def certification_report(self) -> dict:
         """Commits refused by the fence so far, and same-counter copies that differ (conflicts)."""

@@ -575,8 +575,9 @@ class DatabaseServer:
         commit among overlapping writers. So: only an insert of at most
         LONE_INSERT_ROWS literal rows, when no other connection wrote in
         the last LONE_WRITER_S, no batch is open (the store's write lock is
-        free: not even a checkpoint), and no peer is asked over the network
-        (its answer must never wait for this loop). The loop is then busy
+        free: not even a checkpoint), no commit lock is held (replication
+        copying into this directory or a peer's), and no peer is asked over
+        the network (its answer must never wait for this loop). The loop is then busy
         for one small insert and its fsync, as it is for a small read.
         """
         last_client, last_at = self._last_writer
@@ -590,6 +591,8 @@ class DatabaseServer:
         if not self.store.write_lock.acquire(blocking=False):
             return None
         try:
+            if not self.store.commit_locks_free():
+                return None   # a copy holds one: its wait belongs on the engine thread
             self._last_writer = (client, now)
             self.lone_writes += 1
             return self.run_batch([_Job(client.session, text, None)])[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 
+from engine.storage.peers import DirectoryLock
 from nodes.client.connection import ServerConnection
 from tests.conftest import wait_until
 from tests.integration.hardening_scenarios import LONG_QUERY, make_tables
@@ -121,3 +122,29 @@ def _statements_waiting(prober: WireClient) -> int:
 
 def _engine_running(prober: WireClient) -> bool:
     return _statements_waiting(prober) >= 1
+
+
+def test_a_lone_insert_never_waits_on_the_loop_for_a_commit_lock_held_elsewhere(start_node, tmp_path):
+    """A peer's directory lock held (a replication copy in progress, or frozen): the
+    insert waits for it on the engine thread, and the loop answers `.ping` meanwhile."""
+    m1_dir, m2_dir = tmp_path / "m1", tmp_path / "m2"
+    m2_dir.mkdir()
+    server = start_node("server", "m1", "--data", str(m1_dir), "--peer", f"m2={m2_dir}")
+    _set_up(server.port)
+    with WireClient(server.port, timeout=30) as writer, WireClient(server.port, timeout=5) as prober:
+        writer.ok("ampiasao db;")
+        for key in range(3):   # the shape learnt: the next one may run alone
+            writer.ok(f"manampia ao@ t sanda ({key}, 'a');")
+        lone_before = prober.status()["lone_writes"]
+        held = DirectoryLock(m2_dir)
+        assert held.try_acquire()
+        try:
+            writer.send(b"manampia ao@ t sanda (9, 'behind');")
+            wait_until(lambda: _statements_waiting(prober) >= 1, 10, "the insert queued")
+            assert "PONG" in prober.one(".ping;").message   # the loop is free
+        finally:
+            held.release()
+        assert writer.read()[0].ok
+        assert prober.status()["lone_writes"] == lone_before
+        writer.ok("manampia ao@ t sanda (10, 'alone again');")
+        assert prober.status()["lone_writes"] == lone_before + 1
