@@ -198,9 +198,10 @@ class ClientHandler:
     awaitable, which is scheduled). idle_timeout: close the connection after
     this long without a request (None: never). window: how many answers may
     be awaited at once (pipelined requests; 1: one at a time).
-    answer_alone: for a request that came alone to an idle connection
-    (nothing pipelined behind it, no answer awaited); None: `answer`. A
-    server runs a lone writer's small insert on the spot with it.
+    answer_alone: for a request that came alone to an idle connection (no
+    answer awaited before it, no statement pipelined behind it: admin
+    requests may be); None: `answer`. A server runs a lone writer's small
+    insert on the spot with it.
     """
 
     answer: Answer
@@ -557,7 +558,11 @@ class ClientConnection(asyncio.Protocol):
                 self._stats.errors += 1
                 self._ready(encode_message(request.error))
                 continue
-            if not self._answer(request) and self._closing:
+            # Alone: no answer awaited before it, no statement behind it (an
+            # admin request may be: the balancer's `.versions` behind a write).
+            alone = not self._answers and not any(
+                waiting.admin is None for waiting in self._pending)
+            if not self._answer(request, alone) and self._closing:
                 break
         self._flow_control()
 
