@@ -537,7 +537,8 @@ class DatabaseServer:
     def _run(self, client: _Client, text: str, alone: bool = False) -> bytes | asyncio.Future:
         """The response to one statement, or a future of it (queued for the engine thread).
 
-        `alone`: nothing was pipelined behind it (a lone writer's small insert may run here).
+        `alone`: no statement was pipelined behind it (a lone writer's small insert may
+        run here, `_lone_write`).
         """
         self.statements += 1
         session = client.session
@@ -577,8 +578,8 @@ class DatabaseServer:
         the last LONE_WRITER_S, no batch is open (the store's write lock is
         free: not even a checkpoint), no commit lock is held (replication
         copying into this directory or a peer's), and no peer is asked over
-        the network (its answer must never wait for this loop). The loop is then busy
-        for one small insert and its fsync, as it is for a small read.
+        the network (its answer must never wait for this loop). The loop is
+        then busy for one small insert and its fsync, as for a small read.
         """
         last_client, last_at = self._last_writer
         now = monotonic()
@@ -598,6 +599,7 @@ class DatabaseServer:
             return self.run_batch([_Job(client.session, text, None)])[0]
         finally:
             self.store.write_lock.release()
+
     def _hold(self, client: _Client, text: str, password: str | None) -> asyncio.Future:
         """A statement whose password is hashed first (on a password thread), or one its
         connection sent behind such a statement: it goes to the engine thread once the
