@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.topology import TopologyError, load_topology, parse_topology
+from supervisor.topology import TopologyError, load_topology
+from tests.supervisor.topologykit import errors_of, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,16 +41,6 @@ nodes:
     ttl_ms: 3000
     max_entries: 200
 """
-
-
-def parse(text: str, environ=None):
-    return parse_topology(text, Path("/tmp/cluster/topology.yaml"), environ or {})
-
-
-def errors_of(text: str, environ=None) -> list[str]:
-    with pytest.raises(TopologyError) as caught:
-        parse(text, environ)
-    return caught.value.messages
 
 
 # The topology.yaml the project ships, as a copy: the one at the repository's

@@ -11,12 +11,11 @@ import json
 import logging
 from pathlib import Path
 
-import pytest
-
 from supervisor.cluster import Cluster, backends_file, node_command
 from supervisor.status_table import render_table
-from supervisor.topology import TopologyError, parse_topology
+from supervisor.topology import parse_topology
 from supervisor.web.view import ClusterView
+from tests.supervisor.topologykit import errors_of, parse
 
 RELAY = """\
 supervisor:
@@ -41,16 +40,6 @@ nodes:
     max_entries: 200
 """
 RUN = Path("/tmp/cluster/run")
-
-
-def parse(text: str):
-    return parse_topology(text, Path("/tmp/cluster/topology.yaml"), {})
-
-
-def errors_of(text: str) -> list[str]:
-    with pytest.raises(TopologyError) as caught:
-        parse(text)
-    return caught.value.messages
 
 
 def test_a_proxycache_with_backends_is_a_relay_that_waits_for_its_servers():

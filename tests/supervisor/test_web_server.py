@@ -10,15 +10,13 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-import pytest
-
-from supervisor.topology import DEFAULT_HTTP_PORT, HttpSettings, TopologyError, parse_topology
+from supervisor.topology import DEFAULT_HTTP_PORT, HttpSettings, parse_topology
 from supervisor.web import ADDRESS_FILE, page_address
 from supervisor.web.server import WebServer, address_of, authorized
 from supervisor.web.view import ClusterView, History
 from tests.conftest import free_port
+from tests.supervisor.topologykit import errors_of, parse
 
 NODES = """\
 supervisor:
@@ -27,16 +25,6 @@ nodes:
   m1: {kind: server, host: 127.0.0.1, port: 4948, data: data/m1}
 """
 SECRET = "a-secret-of-twenty-chars"
-
-
-def parse(text: str):
-    return parse_topology(text, Path("/tmp/cluster/topology.yaml"), {})
-
-
-def errors_of(text: str) -> list[str]:
-    with pytest.raises(TopologyError) as caught:
-        parse(text)
-    return caught.value.messages
 
 
 def test_http_defaults_to_loopback_on_its_own_port():
