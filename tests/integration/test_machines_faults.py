@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,10 +68,11 @@ def _topology(machines) -> str:
 class Cluster:
     """The three machines' supervisors, the schema, loads and row checks."""
 
-    def __init__(self, machines, folder: Path):
+    def __init__(self, machines, folder: Path, topology_tail: str = ""):
+        """`topology_tail`: more topology.yaml text after the nodes (write leases...)."""
         self.machines = machines
         self.folder = folder
-        self.supervisors = Supervisors(machines, folder, _topology(machines),
+        self.supervisors = Supervisors(machines, folder, _topology(machines) + topology_tail,
                                        names=("h1", "h2", "h3"))
         self.loads: list[tuple[str, Path, Path, object]] = []
 
@@ -129,10 +131,10 @@ class Cluster:
         self.supervisors.down()
 
 
-@pytest.fixture
-def cluster(tmp_path):
+def three_machines(folder: Path, topology_tail: str = "") -> Iterator[Cluster]:
+    """A fixture's body: a Cluster on machines h1, h2, h3, closed and the machines removed after."""
     machines = machines_or_skip(["h1", "h2", "h3"])
-    made = Cluster(machines, tmp_path)
+    made = Cluster(machines, folder, topology_tail)
     try:
         yield made
     finally:
@@ -140,6 +142,11 @@ def cluster(tmp_path):
             made.close()
         finally:
             machines.__exit__(None, None, None)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    yield from three_machines(tmp_path)
 
 
 def _converged(cluster: Cluster, acked: set[int]) -> list[int] | None:

@@ -25,9 +25,8 @@ import time
 import pytest
 
 from tests.conftest import wait_until
-from tests.integration.netkit import machines_or_skip
-from tests.integration.test_machines import ROOT, Supervisors
-from tests.integration.test_machines_faults import Cluster, _converged, _topology
+from tests.integration.machinekit import ROOT
+from tests.integration.test_machines_faults import Cluster, _converged, three_machines
 
 pytestmark = pytest.mark.slow
 
@@ -51,18 +50,7 @@ print(out[-1].message)
 
 @pytest.fixture
 def cluster(tmp_path):
-    machines = machines_or_skip(["h1", "h2", "h3"])
-    made = Cluster(machines, tmp_path / "unused")
-    made.folder = tmp_path
-    made.supervisors = Supervisors(machines, tmp_path, _topology(machines) + LEASES,
-                                   names=("h1", "h2", "h3"))
-    try:
-        yield made
-    finally:
-        try:
-            made.close()
-        finally:
-            machines.__exit__(None, None, None)
+    yield from three_machines(tmp_path, LEASES)
 
 
 def leases(cluster: Cluster, machine: str) -> dict:
