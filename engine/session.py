@@ -197,13 +197,10 @@ class Session:
         if self.current_database is None:
             return None
         try:
-            if ";" in text:  # maybe several statements: split them to be sure
-                pieces = split_statements(text)
-                if len(pieces) != 1:
-                    return None
-                text = pieces[0].text
-            # else: one statement already framed (the server's case), no split needed
-            text = text.strip()
+            pieces = split_statements(text)   # (a framed statement: no scan)
+            if len(pieces) != 1:
+                return None
+            text = pieces[0].text
             check_encodable(text, 1, 1)
             hit = self.statements.lookup(text)
             if hit is not None:
