@@ -560,8 +560,8 @@ class ClientConnection(asyncio.Protocol):
                 continue
             # Alone: no answer awaited before it, no statement behind it (an
             # admin request may be: the balancer's `.versions` behind a write).
-            alone = not self._answers and not any(
-                waiting.admin is None for waiting in self._pending)
+            alone = (self._handler.answer_alone is not None and not self._answers
+                     and not any(waiting.admin is None for waiting in self._pending))
             if not self._answer(request, alone) and self._closing:
                 break
         self._flow_control()
