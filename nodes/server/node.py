@@ -157,6 +157,10 @@ LONE_WRITER_S = 0.02
 # A lone writer's insert of at most this many literal rows runs on the event
 # loop (no hand-over to the engine thread and back): its cost is its rows.
 LONE_INSERT_ROWS = 100
+# A commit slower than this (a disk that stalls, a machine starved of I/O):
+# until one is quick again, lone writes go to the engine thread, so the event
+# loop (`.ping`, small reads) waits for at most one slow fsync.
+LONE_SLOW_COMMIT_S = 0.1
 # The engine thread, idle this long, looks for tables to checkpoint.
 IDLE_TICK_S = 0.5
 # Queries over one table this small run on the event loop: a few ms at most,
@@ -361,6 +365,7 @@ class DatabaseServer:
         self._peers = peers
         # (connection, time) of the last statement handed to the engine or run alone.
         self._last_writer: tuple[_Client | None, float] = (None, float("-inf"))
+        self._last_commit_s = 0.0   # how long the last commit that wrote files took
         self.commits = 0  # batches that wrote files (each: renames or appends, then fsyncs)
         # Statement run times (engine, without queueing or the commit), one
         # histogram per thread that writes it (latency.py): the engine
@@ -578,9 +583,13 @@ class DatabaseServer:
         the last LONE_WRITER_S, no batch is open (the store's write lock is
         free: not even a checkpoint), no commit lock is held (replication
         copying into this directory or a peer's), and no peer is asked over
-        the network (its answer must never wait for this loop). The loop is
-        then busy for one small insert and its fsync, as for a small read.
+        the network (its answer must never wait for this loop), and the last
+        commit was quick (LONE_SLOW_COMMIT_S: a disk that stalls holds the
+        loop for one fsync, not for each). The loop is then busy for one
+        small insert and its fsync, as for a small read.
         """
+        if self._last_commit_s > LONE_SLOW_COMMIT_S:
+            return None
         last_client, last_at = self._last_writer
         now = monotonic()
         if last_client is not client and now - last_at < LONE_WRITER_S:
@@ -676,7 +685,8 @@ class DatabaseServer:
             files = store.commit_batch()
             if files:
                 self.commits += 1
-                self.commit_seconds.observe(perf_counter() - started)
+                self._last_commit_s = perf_counter() - started
+                self.commit_seconds.observe(self._last_commit_s)
             self.files_committed += files
         except BatchNotWritten as refused:
             for job, database in zip(jobs, saved, strict=True):

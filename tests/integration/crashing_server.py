@@ -1,4 +1,4 @@
-"""A database server that kills itself at a chosen point of its write path.
+"""A database server that kills itself (or stalls) at a chosen point of its write path.
 
     python tests/integration/crashing_server.py --kill-at before-replace:3 -- <nodes.server args>
 
@@ -21,8 +21,9 @@ Kill point syntax: `<phase>-<operation>:<N>[@<scope>]`
   (`os.truncate`, `os.ftruncate`, or a file object's `truncate`);
 - phase: `before` (die before the real call), `after` (die right after it
   returned), `mid` (only for `write`: write the first half of the bytes,
-  then die), or `fail` (do not die: raise `OSError(EIO)` instead of the
-  call, once, to exercise the error path);
+  then die), `fail` (do not die: raise `OSError(EIO)` instead of the
+  call, once, to exercise the error path), or `stall` (do not die: wait
+  `--stall-s` seconds, then make the call, as a disk that hangs a while);
 - N: 1 for the first such call since the process started (within the scope,
   when one is given);
 - scope (optional): count only the calls made by one part of the store,
@@ -43,7 +44,7 @@ Right before dying it writes `CRASHING_SERVER KILL <point> [<scope>] <path>`
 to stderr (`<point>` is the one that fired), so a test can tell that the
 point was reached, where, and that the process did not die of something
 else. A `fail` point writes `CRASHING_SERVER FAIL <point> [<scope>] <path>`
-and continues.
+and continues; a `stall` point writes `CRASHING_SERVER STALL ...` before it waits.
 
 (A sweep with small tables passes the server `--checkpoint-bytes` and
 `--checkpoint-ratio` so that it checkpoints every few statements.)
@@ -58,6 +59,7 @@ import os
 import signal
 import stat
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +68,7 @@ OPERATIONS = ("open", "opendir", "write", "fsync", "fsyncdir", "replace", "unlin
 # The data directory's ownership files (engine/storage/data_owner.py), written once at
 # start: not the write path under test, so they never count as a call.
 OWNERSHIP_FILES = (".tahiry.owner", ".tahiry.cluster")
-PHASES = ("before", "after", "mid", "fail")
+PHASES = ("before", "after", "mid", "fail", "stall")
 # Which part of the store a call belongs to: the innermost of these frames on
 # the call stack ((file under the repository, function) -> scope). Innermost
 # first matters: the upgrade runs inside `recover`, a checkpoint may run inside
@@ -138,7 +140,8 @@ def call_scope() -> str:
 class FaultInjector:
     """Counts data-directory calls per operation (and scope) and fires at the chosen ones."""
 
-    def __init__(self, points: list[KillPoint] | KillPoint, data_dir: Path):
+    def __init__(self, points: list[KillPoint] | KillPoint, data_dir: Path, stall_s: float = 2.0):
+        self.stall_s = stall_s
         self.points = [points] if isinstance(points, KillPoint) else list(points)
         self.data_prefix = os.path.realpath(data_dir) + os.sep
         self.counts: dict[tuple[str, str | None], int] = {}
@@ -203,6 +206,10 @@ class FaultInjector:
         if point.phase == "mid":
             mid()
             self.die(point, scope, target)
+        if point.phase == "stall":
+            self._announce("STALL", point, scope, target)
+            time.sleep(self.stall_s)   # the thread making the call waits, as on a hung disk
+            return call()
         result = call()
         self.die(point, scope, target)  # phase "after"
         return result
@@ -344,13 +351,15 @@ def main(argv: list[str] | None = None) -> None:
                                      description="nodes.server that SIGKILLs itself at a write-path point")
     parser.add_argument("--kill-at", required=True, type=KillPoint.parse_all,
                         help="PHASE-OPERATION:N[@SCOPE][+...], e.g. before-replace:3, "
-                             "mid-write:5@journal, fail-fsync:2")
+                             "mid-write:5@journal, fail-fsync:2, stall-fsync:4@journal")
+    parser.add_argument("--stall-s", type=float, default=2.0,
+                        help="how long a `stall` point waits before its call (seconds)")
     args = parser.parse_args(own)
     data_dir = data_dir_of(server_args)
     data_dir.mkdir(parents=True, exist_ok=True)
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    FaultInjector(args.kill_at, data_dir).install()
+    FaultInjector(args.kill_at, data_dir, args.stall_s).install()
     import nodes.server.node
     nodes.server.node.main(server_args)
 

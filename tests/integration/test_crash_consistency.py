@@ -44,6 +44,7 @@ from tests.integration.faultkit import (
 def test_kill_point_syntax():
     assert str(KillPoint.parse("before-replace:3")) == "before-replace:3"
     assert KillPoint.parse("mid-write:5").phase == "mid"
+    assert KillPoint.parse("stall-fsync:4@journal").phase == "stall"
     assert KillPoint.parse("after-truncate:2@recover").scope == "recover"
     assert str(KillPoint.parse("before-unlink:1@checkpoint")) == "before-unlink:1@checkpoint"
     both = KillPoint.parse_all("fail-write:1@journal+before-truncate:1@journal")

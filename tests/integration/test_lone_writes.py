@@ -11,10 +11,12 @@ and a big insert or a write behind a running statement never runs there.
 from __future__ import annotations
 
 import threading
+from time import monotonic
 
 from engine.storage.peers import DirectoryLock
 from nodes.client.connection import ServerConnection
 from tests.conftest import wait_until
+from tests.integration.faultkit import free_port, server_command, start_process, stop_process
 from tests.integration.hardening_scenarios import LONG_QUERY, make_tables
 from tests.integration.wire import WireClient, start_balanced_pair
 
@@ -177,3 +179,43 @@ def _lone_writes(*servers) -> int:
         with WireClient(server.port) as probe:
             total += probe.status()["lone_writes"]
     return total
+
+
+STALL_S = 3.0
+
+
+def test_after_a_stalled_fsync_lone_inserts_go_to_the_engine_thread_until_a_commit_is_quick(tmp_path):
+    """A disk whose fsync hangs (tests/integration/crashing_server.py `stall`): the lone
+    insert that meets it holds the loop once; the next one waits on the engine thread
+    while `.ping` is answered, and inserts run alone again once a commit was quick."""
+    port = free_port()
+    command = server_command("m1", port, tmp_path / "data",
+                             kill_at="stall-fsync:4@journal+stall-fsync:5@journal",
+                             # (no idle checkpoint taking the write lock meanwhile)
+                             server_args=("--checkpoint-idle-s", "600"),
+                             harness_args=("--stall-s", str(STALL_S)))
+    child = start_process(command, tmp_path / "m1.log", tmp_path, port)
+    try:
+        child.wait_ready()
+        _set_up(port)
+        with WireClient(port, timeout=30) as writer, WireClient(port, timeout=30) as prober:
+            writer.ok("ampiasao db;")
+            for key in range(1, 4):   # journal fsyncs 1-3; the shape learnt by the third
+                writer.ok(f"manampia ao@ t sanda ({key}, 'a');")
+            lone = prober.status()["lone_writes"]
+            writer.ok("manampia ao@ t sanda (4, 'stalled on the loop');")   # fsync 4 stalls
+            assert prober.status()["lone_writes"] == lone + 1
+            writer.send(b"manampia ao@ t sanda (5, 'stalled on the engine thread');")
+            wait_until(lambda: "STALL stall-fsync:5@journal" in child.log_text(), 10,
+                       "the fifth journal fsync stalling")
+            started = monotonic()
+            assert "PONG" in prober.one(".ping;").message
+            assert monotonic() - started < STALL_S / 2   # not behind the stalled fsync
+            assert writer.read()[0].ok
+            assert prober.status()["lone_writes"] == lone + 1
+            writer.ok("manampia ao@ t sanda (6, 'engine thread, quick');")
+            writer.ok("manampia ao@ t sanda (7, 'alone again');")
+            assert prober.status()["lone_writes"] == lone + 2
+            assert writer.rows("alaivo count(*), sum(id) ao@ t;") == [[7, 28]]
+    finally:
+        stop_process(child)
