@@ -11,8 +11,9 @@ either quote, comments, `;` between statements) and, in a statement where
 the word `tenimiafina` stands (not inside a string or a comment), replaces
 with `"***"`: every string literal after it, and the bare word where the
 password was due (`tenimiafina PW`, `ny tenimiafina NAME PW`, or the last
-word of `ny tenimiafina PW`; a bare password runs to the next space, quote
-or `;`). Comments, spaces and everything else are kept. A text without
+word of `ny tenimiafina PW`; after `ny tenimiafina`, a first token that
+can be no name, such as `12ab`, too; a bare password runs to the next
+space, quote or `;`). Comments, spaces and everything else are kept. A text without
 `tenimiafina` (in any case) is returned as it is after one lower-cased
 search (1.4 ms per MB); one of more than 64 KiB that holds it is cut after
 the word's first occurrence (`... tenimiafina "***" (...)`). Import-free (no parser): a client
@@ -126,9 +127,17 @@ def _settle(text: str, waiting: list, after_ny: bool, spans: list) -> None:
     if after_ny and waiting[0][0] != "string":
         # `ny tenimiafina NAME PW`: the password is the second; alone, the first.
         due = waiting[1] if len(waiting) > 1 else waiting[0]
+        if waiting[0][0] != "word" and due is not waiting[0]:
+            # No name can stand there (`12ab'`: a password whose quote was lost): it may be one.
+            _add_bare(text, waiting[0][1], spans)
     else:
         due = waiting[0]
     if due[0] != "string":
-        bare = _BARE.match(text, due[1])
-        if bare is not None:
-            spans.append(bare.span())
+        _add_bare(text, due[1], spans)
+
+
+def _add_bare(text: str, start: int, spans: list) -> None:
+    """The span of the bare token starting at `start` (to the next space, quote or `;`)."""
+    bare = _BARE.match(text, start)
+    if bare is not None:
+        spans.append(bare.span())
