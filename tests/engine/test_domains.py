@@ -3,7 +3,14 @@
 import pytest
 
 from engine.errors import TahiryError
-from engine.evaluation.domains import check_column_names, check_value, domain_to_json, format_domain, is_date
+from engine.evaluation.domains import (
+    check_column_names,
+    check_value,
+    column_checker,
+    domain_to_json,
+    format_domain,
+    is_date,
+)
 from engine.language import ast
 
 ISA_0_20 = [{"type": "ISA", "min": 0, "max": 20}]
@@ -141,3 +148,38 @@ def test_booleans_and_unstorable_numbers_are_refused():
 def test_domain_text_form():
     assert format_domain(TEXT_2_5 + [{"type": "ISA", "min": None, "max": 3.5}]) == (
         "LAHATSORATRA(2,5):ISA(null,3.5)")
+
+
+CHECKED_DOMAINS = [ISA_0_20, TEXT_2_5, DATE, ENUM, [{"type": "ISA", "min": None, "max": None}],
+                   [{"type": "ISA", "min": -1.5, "max": 2.5}],
+                   [{"type": "LAHATSORATRA", "min": None, "max": None}],
+                   [ISA_0_20[0], TEXT_2_5[0]]]
+CHECKED_VALUES = [None, True, False, 0, 1, 20, 21, -1, 2.5, -1.5, -1.6, 1e300, float("inf"),
+                  float("nan"), 2 ** 63 - 1, 2 ** 63, -(2 ** 63 - 1), -(2 ** 63), "", "a", "ab",
+                  "abcde", "abcdef", "abcdefgh", "2024-02-29", "L3", "x" * 9, 3.0, [], {}]
+
+
+def _outcome(check, value):
+    try:
+        return "value", check(value)
+    except TahiryError as error:
+        return "error", error.message
+
+
+@pytest.mark.parametrize("domain", CHECKED_DOMAINS, ids=format_domain)
+def test_a_column_checker_answers_as_the_full_check(domain):
+    """column_checker only answers sooner: every value gets the full check's value or its error."""
+    limit = 7   # the string size limit of the executor (`_cell`), small here
+
+    def full(value):
+        if isinstance(value, str) and len(value) > limit:
+            raise TahiryError("too long")
+        return check_value("c", value, domain)
+
+    check = column_checker(domain, limit, full)
+    for value in CHECKED_VALUES:
+        expected = _outcome(full, value)
+        got = _outcome(check, value)
+        assert got == expected, (value, got, expected)
+        if got[0] == "value":
+            assert got[1] is value
