@@ -146,16 +146,22 @@ def verify_login(store: Store, name: str, password: str) -> Identity | None:
     return Identity(name, bool(account.get("admin", False)))
 
 
-def ensure_first_admin(store: Store, name: str, password: str) -> bool:
+def ensure_first_admin(store: Store, name: str, password: str,
+                       stored: dict | None = None) -> bool:
     """Create administrator `name` if no account exists yet; True if it was created.
 
     A certified write like a statement's: the accounts the peers hold are
     pulled first, and a commit fenced by another server's (two servers
     starting at once) runs again, then sees that account and creates
-    nothing. A bad name or password is a TahiryError.
+    nothing. A bad name or password is a TahiryError. `stored`: the
+    password's stored form (`hash_password`) made beforehand, for a caller
+    that tries again (a peer unreachable) without hashing each time.
     """
     validate_name(name, "account")
-    body = account_body(check_password(password), admin=True)  # hashed outside the lock
+    check_password(password)
+    # Hashed outside the lock.
+    body = ({"admin": True, "password": stored} if stored is not None
+            else account_body(password, admin=True))
 
     def work() -> bool:
         store.pull_newer_accounts()

@@ -66,7 +66,7 @@ class AccountsEngine:
     """The engine's accounts API as the server uses it (docs/ARCHITECTURE.md, issue 17)."""
 
     verify_login: Callable[[Any, str, str], Any]        # (store, name, password) -> Identity | None
-    ensure_first_admin: Callable[[Any, str, str], bool]
+    ensure_first_admin: Callable[..., bool]   # (store, name, password[, stored form]) -> created
     rights_generation: Callable[[Any], int]
     account_exists: Callable[[Any, str], bool] = lambda store, name: False
     hash_ahead: Callable[[str], Any] = lambda password: _hash_ahead(password)  # -> PasswordHash

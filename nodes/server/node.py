@@ -878,7 +878,8 @@ def main(argv: list[str] | None = None) -> None:
             # it): start, and create the account once it answers (or another server did).
             logger.warning("the first administrator is not created yet (%s): tried again "
                            "while this server runs", error.message)
-            first_admin_later = _first_admin_task(store, admin, logger)
+            first_admin_later = _first_admin_task(store, admin, logger,
+                                                  AccountsEngine.from_engine())
     server = DatabaseServer(args.id, store, logger, idle_timeout=args.idle_timeout or None,
                             max_connections=args.max_connections, page_rows=args.page_rows,
                             max_request_bytes=args.max_request_bytes, inline=args.inline,
@@ -902,15 +903,19 @@ def main(argv: list[str] | None = None) -> None:
             owner.release()
 
 
-def _first_admin_task(store: Store, admin: tuple[str, str],
-                      logger: logging.Logger) -> Callable[[], bool]:
-    """An idle task of the engine thread: create the first administrator; True once done."""
-    api = AccountsEngine.from_engine()
+def _first_admin_task(store: Store, admin: tuple[str, str], logger: logging.Logger,
+                      api: AccountsEngine) -> Callable[[], bool]:
+    """An idle task of the engine thread: create the first administrator; True once done.
+
+    The password is hashed once, here (at start-up, before the engine
+    thread runs): each idle tick costs the attempt, not a scrypt hash.
+    """
     name, password = admin
+    stored = api.hash_ahead(password).stored
 
     def attempt() -> bool:
         try:
-            created = api.ensure_first_admin(store, name, password)
+            created = api.ensure_first_admin(store, name, password, stored)
         except TahiryError:
             return False   # still unreachable: the next idle tick tries again
         logger.info("created the first administrator account %s" if created

@@ -230,3 +230,30 @@ def test_a_statement_whose_connection_is_gone_before_its_hash_is_not_run(server,
     listed = run(server, scenario)
     assert [row[0] for row in listed.relation.rows] == [ADMIN]
     assert server.store.read_account("rabe") is None
+
+
+def test_the_first_administrator_retried_at_idle_ticks_is_hashed_once(tmp_path, monkeypatch):
+    """A peer unreachable at start-up: the first administrator is created by an idle
+    task of the engine thread, tried at each tick; the password is hashed once, not per try."""
+    from engine.errors import TahiryError
+    from nodes.server.node import _first_admin_task
+
+    hashes = RecordedHashes(stored_accounts.hash_password)
+    monkeypatch.setattr(stored_accounts, "hash_password", hashes)
+    engine = AccountsEngine.from_engine()
+    tries = []
+
+    def unreachable_twice(store, name, password, stored=None):
+        tries.append(stored)
+        if len(tries) <= 2:
+            raise TahiryError("a peer is unreachable (as the certified write would say)")
+        return engine.ensure_first_admin(store, name, password, stored)
+
+    api = AccountsEngine(engine.verify_login, unreachable_twice, engine.rights_generation,
+                         hash_ahead=engine.hash_ahead)
+    store = Store(tmp_path / "data", durable=False)
+    attempt = _first_admin_task(store, (ADMIN, ADMIN_PW), LOG, api)
+    assert [attempt(), attempt(), attempt()] == [False, False, True]
+    assert len(hashes.threads) == 1 and all(stored is not None for stored in tries)
+    assert engine.verify_login(store, ADMIN, ADMIN_PW) is not None
+    assert engine.verify_login(store, ADMIN, "not-the-password") is None
