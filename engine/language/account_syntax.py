@@ -44,6 +44,10 @@ KEYWORD_OPENERS = frozenset({"MANAMBOARA", "RAVAO", "ASEHOY"})
 
 # The first words of the statements that set a password, lower-cased.
 PASSWORD_OPENERS = ("manamboara", "ovay")
+# The language's comments run from one of these to the end of the line.
+COMMENT_MARKS = ("--", "//")
+# Comments before a statement are looked through this far (`may_set_password`).
+COMMENTS_SCANNED = 4096
 
 
 def may_set_password(text: str) -> bool:
@@ -52,13 +56,32 @@ def may_set_password(text: str) -> bool:
 
     Cheap enough for every statement a server receives (no lexing, and a
     long text is not copied unless it starts like one); it may say yes to
-    other statements (the parser decides), and misses one opened by a
-    comment, which is still run right: its password is then hashed where
-    it runs (engine/evaluation/accounts.py).
+    other statements (the parser decides). Comments before the statement
+    are skipped (within the first COMMENTS_SCANNED characters: past them it
+    says no, and the statement is still run right, its password then
+    hashed where it runs, engine/evaluation/accounts.py).
     """
-    if not text[:64].lstrip().lower().startswith(PASSWORD_OPENERS):
+    head = text[:64].lstrip()
+    if head.startswith(COMMENT_MARKS):
+        head = _after_comments(text)[:64]
+    if not head.lower().startswith(PASSWORD_OPENERS):
         return False
     return PASSWORD_WORD in text.lower()
+
+
+def _after_comments(text: str) -> str:
+    """`text` after its leading spaces and comment lines (`--`, `//`), looked for in
+    its first COMMENTS_SCANNED characters ("" if they are all comments)."""
+    scanned = text[:COMMENTS_SCANNED]
+    at = 0
+    while True:
+        rest = scanned[at:].lstrip()
+        if not rest.startswith(COMMENT_MARKS):
+            return rest + text[COMMENTS_SCANNED:] if rest else ""
+        end = scanned.find("\n", len(scanned) - len(rest))
+        if end < 0:
+            return ""
+        at = end + 1
 
 
 def opener_word(token) -> str | None:

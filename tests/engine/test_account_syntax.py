@@ -11,6 +11,7 @@ import pytest
 from engine import Session, Store
 from engine.errors import TahirySyntaxError
 from engine.language import ast
+from engine.language.account_syntax import may_set_password
 from engine.language.parser import StatementParser
 from engine.language.secrets import redact_secrets
 
@@ -114,3 +115,16 @@ def test_a_lexer_error_inside_a_bare_password_does_not_repeat_it(parser, text):
     assert "12abc34" not in redact_secrets(text)
     for secret in ("12abc34", "1.2.3x", "pa$$", "word"):
         assert secret not in raised.value.sentence
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('ovay ny tenimiafina rabe "x1234567"', True),
+    ('-- a note\novay ny tenimiafina rabe "x1234567"', True),
+    ('  // one\n  -- two\n manamboara mpampiasa a tenimiafina "x1234567"', True),
+    ("-- ovay ny tenimiafina rabe", False),            # all comment
+    ("-- c\nalaivo * ao@ tenimiafina", False),         # another statement
+    ("alaivo 1", False),
+    ("-- " + "x" * 5000 + '\novay ny tenimiafina a "x1234567"', False),   # past the scan
+])
+def test_a_password_statement_is_found_behind_comments(text, expected):
+    assert may_set_password(text) is expected

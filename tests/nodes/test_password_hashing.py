@@ -134,6 +134,7 @@ def test_the_engine_thread_never_runs_scrypt_for_a_statement(server, hashes):
             "manamboara tahiry s; ampiasao s; manamboara tabilao t (id ISA(null,null));"
             'manamboara mpampiasa rabe tenimiafina "Rabe-first-1";'
             "omeo rabe zo manoratra ao@ s;"
+            "-- opened by comments\n  // (skipped to find what it is)\n"
             'ovay ny tenimiafina rabe "Rabe-second-2";'
             "manampia ao@ t sanda (1);"
             'ovay ny tenimiafina ana "Ana-new-pass-9";', 8)
