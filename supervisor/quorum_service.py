@@ -27,7 +27,6 @@ decided, lease held or lost) is logged once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -40,6 +39,7 @@ from pathlib import Path
 from engine.storage.atomic_files import atomic_write
 
 from .control import NotRunning, VersionMismatch, ask_remote
+from .keeper import cancel_until_done
 from .quorum import (
     EXCLUDED,
     JOINING,
@@ -124,9 +124,7 @@ class QuorumService:
     async def stop(self) -> None:
         for task in (self._task, self._proposing, self._preparing):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_until_done(task)   # (wait_for inside may swallow one cancel)
         self._task = self._proposing = self._preparing = None
 
     @property

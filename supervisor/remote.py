@@ -21,12 +21,11 @@ supervisor could not tell).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
 
 from .control import NotRunning, VersionMismatch, ask_remote
-from .keeper import probe_response
+from .keeper import cancel_until_done, probe_response
 from .topology import HealthSettings, NodeSpec
 
 REMOTE = "REMOTE"            # another machine runs it, and it answers
@@ -56,9 +55,8 @@ class RemoteNode:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # (Its probe runs under wait_for, which may swallow one cancellation.)
+            await cancel_until_done(task)
 
     async def probe_once(self) -> None:
         started = time.monotonic()

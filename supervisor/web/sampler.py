@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from ..cluster import Cluster
+from ..keeper import cancel_until_done
 from .view import ClusterView, History
 
 
@@ -54,11 +55,7 @@ class Sampler:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await cancel_until_done(task)   # (its status probes may swallow one cancel)
         async with self._changed:
             self._changed.notify_all()  # subscribers see no new view and end
 

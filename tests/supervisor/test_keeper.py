@@ -300,3 +300,40 @@ def test_describe_exit():
                             "('h', 1): address already in use", "h:1") == (
         "exited with code 1: cannot listen on h:1: address already in use")
     assert len(describe_exit(1, "E" * 1000, "h:1")) < 250
+
+
+def test_stopping_a_remote_nodes_probe_loop_ends_even_if_its_probe_swallowed_the_cancel(
+        tmp_path, monkeypatch):
+    """supervisor/remote.py: `down` stops the probe loop of each node another machine
+    runs. A probe finishing just as it is cancelled (wait_for, Python 3.11) must not
+    leave `down` waiting forever (a supervisor seen alive 10 minutes after its `down`)."""
+    from supervisor import remote
+
+    swallowed: list[bool] = []
+
+    async def probe_that_swallows(*args, **kwargs):
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            if swallowed:
+                raise
+            swallowed.append(True)   # the one cancel that came as the probe completed
+        raise ConnectionRefusedError("not there")
+
+    monkeypatch.setattr(remote, "probe_response", probe_that_swallows)
+    spec = NodeSpec(id="m9", kind="server", host="127.0.0.1", port=free_port(),
+                    data=tmp_path / "m9")
+
+    async def scenario() -> bool:
+        node = remote.RemoteNode(spec, FAST_HEALTH, secret=None)
+        node.start()
+        await asyncio.sleep(0.05)   # inside its first probe
+        task = node._task
+        # (Not wait_for: its own cancellation at the timeout would end the loop for it.)
+        stopping = asyncio.ensure_future(node.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        if not done:
+            stopping.cancel()
+        return stopping in done and task is not None and task.done()
+
+    assert asyncio.run(scenario()) and swallowed
