@@ -42,6 +42,8 @@ def _count(value: object) -> int | None:
 def server_accounts(status: dict | None) -> dict:
     """The row's `accounts` and `login_failures_unknown` from a server's `.status;` (empty when
     it has none: accounts off, or an older server)."""
+    if (status or {}).get("accounts_required") is False:
+        return {}   # accounts off: its (empty) counts are no table to show
     raw = (status or {}).get("accounts")
     if not isinstance(raw, dict):
         return {}

@@ -48,6 +48,11 @@ def test_accounts_off_or_an_unanswered_status_adds_nothing():
     assert server_accounts({"statements": 3}) == {}
     assert server_accounts(None) == {}
     assert render_accounts([server_row("m1", {"statements": 3}), server_row("m2", None)]) is None
+    # What a server with accounts off answers (`./tahiry status` showed an empty table).
+    off = {"statements": 3, "accounts_required": False, "login_failures_unknown": 0,
+           "accounts": {}}
+    assert server_accounts(off) == {}
+    assert render_accounts([server_row("m1", off), server_row("m2", off)]) is None
 
 
 def test_malformed_figures_are_left_out_not_trusted():
