@@ -147,7 +147,7 @@ def setup_logging(node_id: str, log_file: str | None = None, level: str = "INFO"
     The handler is the root logger's, so every module logger
     (`logging.getLogger(__name__)`, engine's included) writes there; the node
     id is part of each line's format, not of the logger names:
-    `2024-05-01 10:00:00.123 m1 INFO nodes.server.node: listening on ...`.
+    `2024-05-01 10:00:00.123 m1 INFO nodes.server: listening on ...`.
     """
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)

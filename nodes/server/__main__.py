@@ -1,5 +1,5 @@
 """`python -m nodes.server`: run the server node."""
 
-from nodes.server.node import main
+from nodes.server.startup import main
 
 main()

@@ -360,8 +360,8 @@ def main(argv: list[str] | None = None) -> None:
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     FaultInjector(args.kill_at, data_dir, args.stall_s).install()
-    import nodes.server.node
-    nodes.server.node.main(server_args)
+    import nodes.server.startup
+    nodes.server.startup.main(server_args)
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ def test_the_first_administrator_retried_at_idle_ticks_is_hashed_once(tmp_path, 
     """A peer unreachable at start-up: the first administrator is created by an idle
     task of the engine thread, tried at each tick; the password is hashed once, not per try."""
     from engine.errors import TahiryError
-    from nodes.server.node import _first_admin_task
+    from nodes.server.startup import first_admin_task
 
     hashes = RecordedHashes(stored_accounts.hash_password)
     monkeypatch.setattr(stored_accounts, "hash_password", hashes)
@@ -253,7 +253,7 @@ def test_the_first_administrator_retried_at_idle_ticks_is_hashed_once(tmp_path, 
     api = AccountsEngine(engine.verify_login, unreachable_twice, engine.rights_generation,
                          hash_ahead=engine.hash_ahead)
     store = Store(tmp_path / "data", durable=False)
-    attempt = _first_admin_task(store, (ADMIN, ADMIN_PW), LOG, api)
+    attempt = first_admin_task(store, (ADMIN, ADMIN_PW), LOG, api)
     assert [attempt(), attempt(), attempt()] == [False, False, True]
     assert len(hashes.threads) == 1 and all(stored is not None for stored in tries)
     assert engine.verify_login(store, ADMIN, ADMIN_PW) is not None
