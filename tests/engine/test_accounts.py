@@ -168,9 +168,14 @@ def test_a_password_hashed_ahead_is_stored_as_it_is_and_only_for_its_own_stateme
     'manamboara mpampiasa koto tenimiafina "short";', "ravao ny mpampiasa rabe;",
     'manamboara mpampiasa koto tenimiafina "sekret-123" mpitantana x;',
     f'ovay ny tenimiafina rabe "{PASSWORD}"; ovay ny tenimiafina soa "{PASSWORD}";',
-    "-- a comment first\novay ny tenimiafina rabe 'sekret-123';"])
+    "-- " + "a long comment " * 300 + "\novay ny tenimiafina rabe 'sekret-123';"])
 def test_no_password_to_hash_ahead_for_anything_else(teacher, text):
     assert teacher.password_to_hash(text) is None
+
+
+def test_a_password_statement_behind_comments_is_hashed_ahead_too(teacher):
+    text = "-- a comment first\n// and another\novay ny tenimiafina rabe 'sekret-123';"
+    assert teacher.password_to_hash(text) == "sekret-123"
 
 
 def test_no_password_to_hash_ahead_for_a_statement_the_account_may_not_run(store, students):
