@@ -29,7 +29,6 @@ descriptor would both "hold" it.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from engine.storage.peers import PROMPT_LOCK_POLL_MAX_S, DirectoryLock
 from supervisor.objectfiles import keep_aside
 from supervisor.replication_health import Repair, ReplicaHealth
 from supervisor.replication_stats import ReplicationStats
+from supervisor.thread_handles import ThreadHandles
 
 __all__ = ["CopyWork", "PathOutcome"]
 
@@ -89,7 +89,9 @@ class CopyWork:
         self._health = health
         self._cache = cache              # the replicator's copies, by (server, object)
         self._expect_echo = expect_echo  # (server, object, inode, size) of our own append
-        self._thread_locks = threading.local()  # destination write locks, per thread
+        # Write locks of the directories, a handle per thread (`lock_of`).
+        self._thread_locks: ThreadHandles[Path, DirectoryLock] = ThreadHandles(
+            DirectoryLock, lambda lock: lock.root)
 
     # ----- booking ---------------------------------------------------------
 
@@ -209,17 +211,10 @@ class CopyWork:
         threads sharing one would both "hold" it, and the first to release
         would unlock the other's check-and-rename.
         """
-        locks = self._thread_locks.__dict__.setdefault("by_server", {})
-        lock = locks.get(server_id)
-        if lock is None or lock.root != root:
-            if lock is not None:
-                lock.close()
-            lock = locks[server_id] = DirectoryLock(root)
-        return lock
+        return self._thread_locks.get(server_id, root)
 
     def close_thread_locks(self) -> None:
-        for lock in self._thread_locks.__dict__.pop("by_server", {}).values():
-            lock.close()
+        self._thread_locks.close_thread()
 
     # ----- the file work ---------------------------------------------------
 

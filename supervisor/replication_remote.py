@@ -77,6 +77,7 @@ from engine.storage.object_state import (
 from engine.storage.peers import DirectoryLock
 
 from .peer_link import PeerAddress, PeerLink, PeerRefused, PeerUnreachable
+from .thread_handles import ThreadHandles
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,8 @@ class RemoteServers:
     def __init__(self, peers: dict[str, PeerAddress] | None = None):
         self._lock = threading.Lock()
         self._peers: dict[str, PeerAddress] = dict(peers or {})
-        self._links = threading.local()
+        self._links: ThreadHandles[PeerAddress, PeerLink] = ThreadHandles(
+            PeerLink, lambda link: link.peer)
         self._down: dict[str, tuple[float, str]] = {}   # server -> (not before, why)
         self._reached: dict[tuple[str, str], ObjectVersion] = {}   # see `ship`
         self._compared: dict[tuple, bool] = {}   # see `compare`
@@ -176,17 +178,10 @@ class RemoteServers:
             down = self._down.get(server_id)
         if down is not None and time.monotonic() < down[0]:
             raise PeerUnreachable(f"{down[1]} (not asked again for {RETRY_AFTER_S:g} s)")
-        links = self._links.__dict__.setdefault("by_server", {})
-        link = links.get(server_id)
-        if link is None or link.peer != peer:
-            if link is not None:
-                link.close()
-            link = links[server_id] = PeerLink(peer)
-        return link
+        return self._links.get(server_id, peer)
 
     def close_thread_links(self) -> None:
-        for link in self._links.__dict__.pop("by_server", {}).values():
-            link.close()
+        self._links.close_thread()
 
 
 def ship(remote: RemoteServers, server_id: str, rel: str, source_root: Path,
