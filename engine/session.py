@@ -237,9 +237,13 @@ class Session:
         Its cost is then its rows, whatever the table. Only shapes already
         learnt say yes (a shape lookup, free right after `try_small_read`'s).
         """
-        if ";" in text:
+        try:
+            pieces = split_statements(text)   # (a framed statement: no scan)
+        except TahiryError:
             return False
-        hit = self.statements.lookup(text.strip())
+        if len(pieces) != 1:
+            return False
+        hit = self.statements.lookup(pieces[0].text)
         if hit is None:
             return False
         probe = hit[0].probe
