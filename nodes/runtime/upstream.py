@@ -254,13 +254,7 @@ def start_exchange(transport: asyncio.Transport, receiver: ResponseReceiver, dat
     NotSent if nothing could be sent. Requests started one after another on
     a connection are answered in that order (pipelining).
     """
-    if receiver.closed or transport.is_closing():
-        raise NotSent("connection already closed")
-    waiter = receiver.expect(count, timeout)
-    transport.write(data)
-    if transport.is_closing():
-        _not_sent(receiver, (waiter,))
-    return waiter
+    return start_exchanges(transport, receiver, data, (count,), timeout)[0]
 
 
 def start_exchanges(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,
