@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 
 from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LOCK_POLL_MAX_S, DirectoryLock, holding
+from engine.storage.row_list import encode_default
 
 TEMP_SUFFIX = ".tmp"
 
@@ -29,10 +30,10 @@ TEMP_SUFFIX = ".tmp"
 def encode_document(document: dict) -> bytes:
     """Compact JSON bytes; falls back to `json` for what orjson refuses."""
     try:
-        return orjson.dumps(document)
+        return orjson.dumps(document, default=encode_default)
     except TypeError:
         return json.dumps(document, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False).encode("utf-8")
+                          allow_nan=False, default=encode_default).encode("utf-8")
 
 
 def is_temp_file(file_name: str) -> bool:

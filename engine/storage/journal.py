@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from engine.errors import EngineError
+from engine.storage.row_list import CHUNK, RowList
 
 JOURNAL_SUFFIX = ".journal"
 
@@ -186,9 +188,15 @@ def check_ops(ops: list, rows: int, width: int) -> int:
     return rows
 
 
-def apply(rows: list, ops: list, width: int) -> list:
-    """A new row list: `rows` (not modified) with `ops` applied; JournalError if one does not fit."""
+def apply(rows: Sequence, ops: list, width: int) -> list | RowList:
+    """New rows: `rows` (not modified) with `ops` applied; JournalError if one does not fit.
+
+    Appends alone to a table of a chunk or more of rows share its chunks
+    (engine/storage/row_list.py): they cost the rows added, not the table.
+    """
     check_ops(ops, len(rows), width)
+    if (type(rows) is RowList or len(rows) >= CHUNK) and all(kind == "append" for kind, _ in ops):
+        return RowList.plus(rows, [row for _, items in ops for row in items])
     result = list(rows)
     for kind, items in ops:
         if kind == "append":

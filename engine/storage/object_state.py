@@ -65,6 +65,7 @@ from engine.storage import journal
 from engine.storage.journal import Entry, JournalError
 from engine.storage.nofollow import FileSignature, folder_of, open_in, read_all, read_in, stat_in
 from engine.storage.object_format import InvalidDocument, check_document, check_header, kind_and_name
+from engine.storage.row_list import encode_default
 
 HEADER_BYTES = 512
 # The compact header the store writes (formats 1 and 2 alike); any other
@@ -730,7 +731,8 @@ def content_digest(root: Path, rel: str, version: int) -> bytes | None:
     found = materialize(root, rel)
     if found is None or found.version != version:
         return None
-    return digest(orjson.dumps(without_format(found.document), option=orjson.OPT_SORT_KEYS))
+    return digest(orjson.dumps(without_format(found.document), default=encode_default,
+                               option=orjson.OPT_SORT_KEYS))
 
 
 def same_content(first_root: Path, first: CopyState, second_root: Path, second: CopyState,

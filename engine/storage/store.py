@@ -84,6 +84,7 @@ from engine.storage.object_format import (
 from engine.storage.peer_pull import PeerPull
 from engine.storage.peer_sync import PeerSync
 from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerSource, PeerUnreachable, holding
+from engine.storage.row_list import CHUNK, RowList
 
 PATH_MEMO_ENTRIES = 4096
 # Files larger than this are not decoded just to know whether they are
@@ -488,22 +489,30 @@ class Store:
             return document
 
     @staticmethod
-    def _rows_plus(batch: WriteBatch, key: str, base: dict, added: list) -> list:
+    def _rows_plus(batch: WriteBatch, key: str, base: dict, added: list) -> list | RowList:
         """`base`'s rows with `added` at the end, costing the rows added when it can.
 
         The row list of a version this batch wrote itself is the batch's own
         (no cache, no other thread, no earlier savepoint can still need it
         shorter: this runs as a statement's very last step), so it grows in
-        place; any other version's list is shared and is copied.
+        place; any other version's rows are shared: a small table's list is
+        copied, a bigger table's rows become a RowList sharing their chunks.
         """
+        rows = base["rows"]
         earlier = batch.pending.get(key)
         if earlier is not None and earlier[1] is base:
             # (A TableData readers of the batch derived from `base` shares the
             # list; the new version's is derived from it knowing the list grew,
             # and `base` itself is never read again.)
-            base["rows"].extend(added)
-            return base["rows"]
-        return base["rows"] + added
+            if type(rows) is RowList:
+                rows.extend_owned(added)
+            else:
+                rows.extend(added)
+            return rows
+        if type(rows) is list and len(rows) < CHUNK:
+            return rows + added   # a small table: a plain list, copied (what a chunk costs)
+        # Shared chunks: the copy costs the rows added, not the table (row_list.py).
+        return RowList.plus(rows, added)
 
     def _write_alone(self, path: Path, kind: str, name: str, body: dict | None,
                      ops: list | None, appended: list | None) -> dict:

@@ -1,0 +1,128 @@
+"""A table version's rows, grown by an INSERT without copying the rows before it.
+
+A version read by anyone (the cache, a reader on another thread) is never
+changed, so a write used to give the new version a copy of the whole row
+list (`rows + added`). At 100k rows that copy touched every row object
+twice (its reference count, up on the copy and down when the old list
+went): ~0.6 ms per insert, growing with the table, and a CPU whose caches
+it emptied for whatever came next (docs/PERFORMANCE.md, "The first read
+after a write").
+
+`RowList` is an immutable sequence of rows kept in chunks of `CHUNK` rows.
+`RowList.plus(rows, added)` is a new version sharing every full chunk of
+`rows`: it copies at most one partial chunk and the tuple of chunk
+references, so an insert costs its rows plus `CHUNK + len(rows) / CHUNK`
+references, whatever the table. Readers iterate it, index it, slice it
+(a slice is a new list) and take its length as they would a list's; it
+equals a list of the same rows. `encode_default` turns it into a list for
+JSON (engine/storage/atomic_files.py): a snapshot on disk is a plain list,
+and a version loaded from disk is one too (its first insert chunks it once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from itertools import chain, islice
+
+# Rows per chunk: an insert copies up to this many references (~4 us at
+# 1,024) and one per chunk; 1M rows make ~1,000 chunks.
+CHUNK_BITS = 10
+CHUNK = 1 << CHUNK_BITS
+_LOW = CHUNK - 1
+
+
+class RowList(Sequence):
+    """Rows in chunks of CHUNK (every chunk full but the last), shared between versions."""
+
+    __slots__ = ("_chunks", "_length")
+
+    def __init__(self, chunks: tuple[list, ...], length: int) -> None:
+        # Never mutated once others read it (see extend_owned): other
+        # versions may share any full chunk.
+        self._chunks = chunks
+        self._length = length
+
+    @classmethod
+    def plus(cls, rows: Sequence, added: list) -> RowList:
+        """`rows` (a list or a RowList, not modified) followed by `added`."""
+        if type(rows) is RowList:
+            chunks = rows._chunks
+            if chunks and len(chunks[-1]) < CHUNK:
+                # The one chunk the new version fills: its own copy.
+                chunks = (*chunks[:-1], chunks[-1].copy())
+            grown = cls(chunks, rows._length)
+        else:
+            grown = cls(tuple(rows[start:start + CHUNK] for start in range(0, len(rows), CHUNK)),
+                        len(rows))
+        grown.extend_owned(added)
+        return grown
+
+    def extend_owned(self, added: list) -> None:
+        """Append `added` in place: only while no one else can read this RowList (the
+        version `plus` is making, or a write batch's own version, store.py `_rows_plus`).
+
+        Its last chunk, when not full, is its own (`plus` copies it); the full
+        ones it may share are left as they are.
+        """
+        chunks = list(self._chunks)
+        taken = 0
+        if chunks and len(chunks[-1]) < CHUNK:
+            taken = CHUNK - len(chunks[-1])
+            chunks[-1].extend(added[:taken])
+        for start in range(taken, len(added), CHUNK):
+            chunks.append(added[start:start + CHUNK])
+        self._chunks = tuple(chunks)
+        self._length += len(added)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[list]:
+        return chain.from_iterable(self._chunks)
+
+    def __reversed__(self) -> Iterator[list]:
+        return chain.from_iterable(reversed(chunk) for chunk in reversed(self._chunks))
+
+    def __getitem__(self, index):
+        if type(index) is int:
+            if index < 0:
+                index += self._length
+                if index < 0:
+                    raise IndexError("row index out of range")
+            elif index >= self._length:
+                raise IndexError("row index out of range")
+            return self._chunks[index >> CHUNK_BITS][index & _LOW]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._length)
+            if step == 1:
+                return list(islice(self, start, max(start, stop)))
+            return [self[position] for position in range(start, stop, step)]
+        raise TypeError(f"row indexes are integers or slices, not {type(index).__name__}")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, RowList)):
+            return len(other) == self._length and all(
+                mine == theirs for mine, theirs in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a list: no hash either
+
+    def __add__(self, other: list) -> list:
+        if not isinstance(other, (list, RowList)):
+            return NotImplemented
+        return [*self, *other]
+
+    def __radd__(self, other: list) -> list:
+        if not isinstance(other, list):
+            return NotImplemented
+        return [*other, *self]
+
+    def __repr__(self) -> str:
+        return f"RowList({list(self)!r})"
+
+
+def encode_default(value: object) -> list:
+    """orjson's `default`: a RowList as the list it stands for; TypeError for anything else."""
+    if type(value) is RowList:
+        return list(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")

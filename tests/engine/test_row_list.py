@@ -1,0 +1,165 @@
+"""RowList (engine/storage/row_list.py): a big table's rows grown by inserts without a copy.
+
+Unit tests against a plain list as the model, then the store and the
+language over tables past one chunk: every version keeps its own rows, and
+whatever a statement reads gives what it gives over a plain list.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.session import Session
+from engine.storage import journal
+from engine.storage.atomic_files import encode_document
+from engine.storage.row_list import CHUNK, RowList, encode_default
+from engine.storage.store import Store
+
+
+def rows_of(first: int, count: int) -> list[list]:
+    return [[value, f"r{value}"] for value in range(first, first + count)]
+
+
+# A base and up to five inserts, sized around the chunk's edges.
+SIZES = st.sampled_from([0, 1, 2, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 3, 3])
+
+
+@settings(max_examples=60, deadline=None)
+@given(base=SIZES, inserts=st.lists(SIZES, max_size=5))
+def test_a_row_list_reads_like_the_list_it_stands_for(base, inserts):
+    model = rows_of(0, base)
+    rows: RowList | list = model
+    versions = []
+    for count in inserts:
+        added = rows_of(len(model), count)
+        rows = RowList.plus(rows, added)
+        model = model + added
+        versions.append((rows, model))
+    for version, expected in versions:
+        assert len(version) == len(expected)
+        assert list(version) == expected
+        assert list(reversed(version)) == expected[::-1]
+        assert version == expected and expected == version and version == RowList.plus(expected, [])
+        for index in (0, 1, CHUNK - 1, CHUNK, len(expected) - 1, -1, -len(expected)):
+            if -len(expected) <= index < len(expected):
+                assert version[index] is expected[index]
+        for wrong in (len(expected), -len(expected) - 1):
+            with pytest.raises(IndexError):
+                version[wrong]
+        for part in (slice(None), slice(1, CHUNK + 2), slice(CHUNK - 1, None),
+                     slice(None, None, 7), slice(-3, None), slice(5, 2)):
+            assert version[part] == expected[part] and type(version[part]) is list
+        assert orjson.loads(orjson.dumps(version, default=encode_default)) == expected
+
+
+def test_growing_shares_every_full_chunk_and_leaves_the_version_before_alone():
+    first = RowList.plus(rows_of(0, 3 * CHUNK + 10), [])
+    before = list(first)
+    second = RowList.plus(first, rows_of(3 * CHUNK + 10, 5))
+    assert list(first) == before, "the version grown from is unchanged"
+    assert len(second) == len(first) + 5 and second[-1] == [3 * CHUNK + 14, f"r{3 * CHUNK + 14}"]
+    assert all(mine is theirs for mine, theirs in zip(second._chunks[:3], first._chunks[:3])), \
+        "full chunks are shared, not copied"
+    assert second._chunks[3] is not first._chunks[3], "the partial chunk is the new version's own"
+
+
+def test_extend_owned_grows_in_place():
+    rows = RowList.plus(rows_of(0, CHUNK + 1), [])
+    rows.extend_owned(rows_of(CHUNK + 1, CHUNK))
+    assert list(rows) == rows_of(0, 2 * CHUNK + 1)
+
+
+def test_a_document_with_a_row_list_is_written_as_a_plain_list():
+    rows = RowList.plus(rows_of(0, CHUNK + 2), rows_of(CHUNK + 2, 3))
+    encoded = encode_document({"name": "t", "rows": rows})
+    assert orjson.loads(encoded) == {"name": "t", "rows": rows_of(0, CHUNK + 5)}
+
+
+def test_a_journal_of_appends_shares_a_big_table_s_chunks_and_anything_else_is_a_list():
+    big = rows_of(0, CHUNK)
+    appended = journal.apply(big, [["append", rows_of(CHUNK, 2)]], 2)
+    assert type(appended) is RowList and appended == rows_of(0, CHUNK + 2) and len(big) == CHUNK
+    changed = journal.apply(appended, [["set", [[0, [-1, "x"]]]]], 2)
+    assert type(changed) is list and changed[0] == [-1, "x"] and appended[0] == [0, "r0"]
+    small = journal.apply(rows_of(0, 3), [["append", rows_of(3, 1)]], 2)
+    assert type(small) is list and small == rows_of(0, 4)
+
+
+# -- a store and a session over a table past one chunk -------------------------------------
+
+BIG = 3 * CHUNK + 7
+COLUMNS = "(id ISA(0,null), k ISA(0,null), w LAHATSORATRA(null,null))"
+
+
+def values(first: int, count: int) -> str:
+    return ", ".join(f"({i}, {i % 7}, 'w{i % 13}')" for i in range(first, first + count))
+
+
+def session_on(path, *scripts) -> Session:
+    session = Session(Store(path, journal_writes=True))
+    for script in ("manamboara tahiry db; ampiasao db;", *scripts):
+        outcomes = session.execute(script)
+        assert all(o.ok for o in outcomes), [o.message for o in outcomes if not o.ok]
+    return session
+
+
+@pytest.fixture
+def grown(tmp_path):
+    """Table t built by one big insert, then 40 one-row inserts (each a new version)."""
+    session = session_on(tmp_path / "grown", f"manamboara tabilao t {COLUMNS};",
+                         f"manampia ao@ t sanda {values(0, BIG)};")
+    for i in range(BIG, BIG + 40):
+        assert session.execute_one(f"manampia ao@ t sanda {values(i, 1)};").ok
+    return session
+
+
+def test_each_insert_leaves_the_version_read_before_it_as_it_was(grown):
+    store = grown.store
+    before = store.read("db", "table", "t")
+    rows_before = before["rows"]
+    copy_before = list(rows_before)
+    assert grown.execute_one(f"manampia ao@ t sanda {values(10_000, 2)};").ok
+    after = store.read("db", "table", "t")["rows"]
+    assert type(after) is RowList, "a big table's insert shares its rows"
+    assert list(rows_before) == copy_before and len(rows_before) == BIG + 40
+    assert len(after) == BIG + 42 and after[-1] == [10_001, 10_001 % 7, f"w{10_001 % 13}"]
+
+
+STATEMENTS = [
+    "alaivo * ao@ t;",
+    "alaivo * ao@ t rehefa id = 5;",
+    f"alaivo * ao@ t rehefa id = {BIG + 39};",
+    "alaivo id, w ao@ t rehefa k = 3 fetra 10;",
+    f"alaivo * ao@ t fetra {CHUNK - 2} {CHUNK + 3};",
+    "alaivo k, count(id) antso n ao@ t vondrona (k) alaharo k;",
+    "alaivo * ao@ t alaharo id midina fetra 5;",
+    "alaivo a.id ao@ t antso a tonona@ t antso b ka a.id = b.k rehefa a.id < 3;",
+    "alaivo id ao@ t rehefa k = 1 ankambana alaivo id ao@ t rehefa k = 2;",
+    "alaivo count(*) ao@ (alaivo * ao@ t rehefa w = 'w3') antso x;",
+]
+
+
+def test_queries_give_over_grown_rows_what_they_give_over_one_plain_list(grown, tmp_path):
+    plain = session_on(tmp_path / "plain", f"manamboara tabilao t {COLUMNS};",
+                       f"manampia ao@ t sanda {values(0, BIG + 40)};")
+    assert type(plain.store.read("db", "table", "t")["rows"]) is list
+    for statement in STATEMENTS:
+        mine, theirs = grown.execute_one(statement), plain.execute_one(statement)
+        assert mine.ok and theirs.ok, (statement, mine.message, theirs.message)
+        assert (mine.message, mine.relation.rows) == (theirs.message, theirs.relation.rows), statement
+    for change in ("havaozy t ova w = 'x' rehefa k = 2;", "fafao ao@ t rehefa k = 4;",
+                   f"manampia ao@ t sanda {values(20_000, 3)};"):
+        assert grown.execute_one(change).message == plain.execute_one(change).message
+    again = "alaivo * ao@ t;"
+    assert grown.execute_one(again).relation.rows == plain.execute_one(again).relation.rows
+
+
+def test_a_grown_table_is_written_and_read_back_whole(grown, tmp_path):
+    grown.store.checkpoint_all()
+    reopened = Session(Store(tmp_path / "grown"))
+    reopened.current_database = "db"
+    rows = reopened.execute_one("alaivo id ao@ t;").relation.rows
+    assert [row[0] for row in rows] == list(range(BIG + 40))
