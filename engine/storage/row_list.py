@@ -102,7 +102,7 @@ class RowList(Sequence):
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (list, RowList)):
             return len(other) == self._length and all(
-                mine == theirs for mine, theirs in zip(self, other))
+                mine == theirs for mine, theirs in zip(self, other, strict=True))
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # equal to a list: no hash either

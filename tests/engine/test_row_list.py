@@ -61,7 +61,7 @@ def test_growing_shares_every_full_chunk_and_leaves_the_version_before_alone():
     second = RowList.plus(first, rows_of(3 * CHUNK + 10, 5))
     assert list(first) == before, "the version grown from is unchanged"
     assert len(second) == len(first) + 5 and second[-1] == [3 * CHUNK + 14, f"r{3 * CHUNK + 14}"]
-    assert all(mine is theirs for mine, theirs in zip(second._chunks[:3], first._chunks[:3])), \
+    assert all(mine is theirs for mine, theirs in zip(second._chunks[:3], first._chunks[:3], strict=True)), \
         "full chunks are shared, not copied"
     assert second._chunks[3] is not first._chunks[3], "the partial chunk is the new version's own"
 
