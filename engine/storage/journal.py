@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,7 +187,7 @@ def check_ops(ops: list, rows: int, width: int) -> int:
     return rows
 
 
-def apply(rows: Sequence, ops: list, width: int) -> list | RowList:
+def apply(rows: list | RowList, ops: list, width: int) -> list | RowList:
     """New rows: `rows` (not modified) with `ops` applied; JournalError if one does not fit.
 
     Appends alone to a table of a chunk or more of rows share its chunks

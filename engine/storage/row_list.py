@@ -43,7 +43,7 @@ class RowList(Sequence):
         self._length = length
 
     @classmethod
-    def plus(cls, rows: Sequence, added: list) -> RowList:
+    def plus(cls, rows: list | RowList, added: list) -> RowList:
         """`rows` (a list or a RowList, not modified) followed by `added`."""
         if type(rows) is RowList:
             chunks = rows._chunks
