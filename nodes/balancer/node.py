@@ -19,7 +19,9 @@ decides, statement by statement, which backends of the `BackendPool`
   backend, so the next `ampiasao` works wherever it lands; those naming the
   same database run one at a time (concurrent ones would each win on a
   different server), and a server that already holds the outcome
-  (replication was faster) counts as done;
+  (replication was faster) counts as done, unless the last create or drop
+  of that name through this balancer made it so: then it is refused, as on
+  that server (the ones applying it were out of the pool then);
 - `ampiasao DB` succeeds iff some ONLINE backend has DB;
 - `.login NAME "PW"` (accounts, docs/SECURITY.md) is checked by one ONLINE
   backend; once accepted, the session's other backend connections are
@@ -69,6 +71,7 @@ from dataclasses import asdict, dataclass
 
 from engine.errors import ERROR_PREFIX, TahiryError, storage_fault_operation
 from engine.language.secrets import redact_secrets
+from engine.lru import LRUCache
 from nodes.balancer.backend_config import BackendsFile, parse_backend_option
 from nodes.balancer.backend_pool import BackendPool
 from nodes.balancer.backends import (
@@ -135,6 +138,8 @@ NO_BACKEND_TO_WRITE = "Tsy misy mpizara afaka manoratra ankehitriny"
 PIPELINE_WINDOW = 64
 # What account statements are routed by (rank_owners): all of them to one owner.
 ACCOUNTS_OWNER = ("@tahiry", "accounts")
+# Database names whose last create/drop outcome is remembered (the oldest go).
+DATABASE_OUTCOMES_KEPT = 1024
 
 
 INTERNAL_ERROR = "Nisy olana tao anatin'ny load balancer; tsy vita ny baiko"
@@ -238,6 +243,9 @@ class Balancer:
         # database name -> [lock held while a create/drop of it runs everywhere,
         # how many statements hold or await it]
         self._database_locks: dict[str, list] = {}
+        # database name -> whether it exists after the last create/drop of it
+        # through this balancer (see _database_ddl_everywhere).
+        self._database_outcomes: LRUCache[str, bool] = LRUCache(DATABASE_OUTCOMES_KEPT)
         self.clients = 0
         self.connection_stats = ConnectionStats()
         self.counters = BalancerCounters()
@@ -984,8 +992,19 @@ class Balancer:
                 applied.append((backend_id, result))
             else:
                 failed.append((backend_id, result))
-        if applied:
-            # A server that already holds the outcome (replication from one
+        already = [r for _, r in failed
+                   if isinstance(r, Response) and _already_done(dropping, database, r.message)]
+        earlier = self._database_outcomes.get(database)
+        if applied or already:
+            self._database_outcomes.put(database, not dropping)
+        if applied and already:
+            if earlier == (not dropping):
+                # An earlier create (drop) through this balancer made it so: the
+                # servers saying so hold that outcome, and the ones applying this
+                # statement were out of the pool then. It is refused, as it
+                # would have been had they been in.
+                return already[0].raw
+            # Else a server that already holds the outcome (replication from one
             # that applied it was faster than this statement) is not a failure.
             failed = [(b, r) for b, r in failed if not (
                 isinstance(r, Response) and _already_done(dropping, database, r.message))]

@@ -186,6 +186,47 @@ def test_backends_file_changes_are_picked_up_without_restart(start_node, tmp_pat
         client.close()
 
 
+def test_a_server_back_in_the_pool_does_not_make_a_second_create_or_drop_succeed(start_node, tmp_path):
+    """A database created (dropped) through this balancer while m2 was out of the
+    pool: once m2 is back without that change, the same statement again is refused
+    as it is on m1, not counted done because m2 alone still applies it."""
+    m1 = start_node("server", "m1", "--data", "data/m1")
+    m2 = start_node("server", "m2", "--data", "data/m2")
+    backends = tmp_path / "backends.json"
+
+    def publish(*servers):
+        temp = tmp_path / "backends.json.tmp"
+        temp.write_text(json.dumps({"backends": [
+            {"id": s.name, "host": "127.0.0.1", "port": s.port, "writable": True} for s in servers]}))
+        os.replace(temp, backends)
+
+    def pool_is(*servers):
+        states = client.status()["backends"]
+        return set(states) == {s.name for s in servers} and all(
+            state["state"] == "ONLINE" for state in states.values())
+
+    publish(m1)
+    lb = start_node("balancer", "lb", "--backends-file", str(backends), "--probe-interval-ms", "100")
+    client = WireClient(lb.port)
+    try:
+        client.ok("manamboara tahiry kilasy;")            # m1 only
+        publish(m1, m2)
+        wait_until(lambda: pool_is(m1, m2), what="m2 to join")
+        again = client.one("manamboara tahiry kilasy;")
+        assert not again.ok and again.message == "Hadisoana : Ny tahiry (kilasy) dia efa misy", \
+            again.message
+        publish(m1)
+        wait_until(lambda: pool_is(m1), what="m2 to leave")
+        client.ok("ravao ny tahiry kilasy;")               # m1 only
+        publish(m1, m2)
+        wait_until(lambda: pool_is(m1, m2), what="m2 to come back")
+        again = client.one("ravao ny tahiry kilasy;")
+        assert not again.ok and again.message == "Hadisoana : Tsy misy ny tahiry : kilasy", \
+            again.message
+    finally:
+        client.close()
+
+
 def test_bad_command_line_exits_with_a_clear_message(start_node):
     result = subprocess.run([sys.executable, "-m", "nodes.balancer", "--id", "lb", "--port", "1",
                              "--backend", "m1=nowhere"], capture_output=True, text=True, timeout=30,
