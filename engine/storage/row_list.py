@@ -21,8 +21,9 @@ and a version loaded from disk is one too (its first insert chunks it once).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
-from itertools import chain, islice
+from itertools import chain
 
 # Rows per chunk: an insert copies up to this many references (~4 us at
 # 1,024) and one per chunk; 1M rows make ~1,000 chunks.
@@ -84,6 +85,8 @@ class RowList(Sequence):
         return chain.from_iterable(reversed(chunk) for chunk in reversed(self._chunks))
 
     def __getitem__(self, index):
+        if type(index) is not int and not isinstance(index, slice):
+            index = operator.index(index)   # a bool, an int subclass; TypeError for the rest
         if type(index) is int:
             if index < 0:
                 index += self._length
@@ -92,12 +95,17 @@ class RowList(Sequence):
             elif index >= self._length:
                 raise IndexError("row index out of range")
             return self._chunks[index >> CHUNK_BITS][index & _LOW]
-        if isinstance(index, slice):
-            start, stop, step = index.indices(self._length)
-            if step == 1:
-                return list(islice(self, start, max(start, stop)))
+        start, stop, step = index.indices(self._length)
+        if step != 1:
             return [self[position] for position in range(start, stop, step)]
-        raise TypeError(f"row indexes are integers or slices, not {type(index).__name__}")
+        rows: list = []
+        if stop <= start:
+            return rows
+        first, last = start >> CHUNK_BITS, (stop - 1) >> CHUNK_BITS
+        for number in range(first, last + 1):   # only the chunks the slice covers
+            offset = number << CHUNK_BITS
+            rows += self._chunks[number][max(start - offset, 0):stop - offset]
+        return rows
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (list, RowList)):

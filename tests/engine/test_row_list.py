@@ -55,6 +55,20 @@ def test_a_row_list_reads_like_the_list_it_stands_for(base, inserts):
         assert orjson.loads(orjson.dumps(version, default=encode_default)) == expected
 
 
+def test_every_slice_and_index_kind_is_the_list_s():
+    model = rows_of(0, 5 * CHUNK - 3)
+    rows = RowList.plus(model[:4 * CHUNK], model[4 * CHUNK:])
+    bounds = [None, 0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, len(model) - 1, len(model),
+              len(model) + 5, -1, -CHUNK, -len(model) - 2]
+    for start in bounds:
+        for stop in bounds:
+            for step in (None, 1, 2, 3, -1, -5):
+                assert rows[start:stop:step] == model[start:stop:step], (start, stop, step)
+    assert rows[True] is model[1] and rows[False] is model[0]
+    with pytest.raises(TypeError):
+        rows["1"]
+
+
 def test_growing_shares_every_full_chunk_and_leaves_the_version_before_alone():
     first = RowList.plus(rows_of(0, 3 * CHUNK + 10), [])
     before = list(first)
