@@ -25,7 +25,7 @@ Then "first read after a write" on the server direct (1k, 10k, 100k rows): a
 point read right after an insert into the same table vs right after a read.
 
     ./.venv/bin/python bench/peers_bench.py [--seconds 2] [--rounds 3] [--connections 1,4,16,64]
-        [--only read,insert,first-read] [--workers N]
+        [--only read,insert,first-read] [--workers N] [--pairs 60]
 """
 
 from __future__ import annotations
@@ -445,7 +445,7 @@ def print_relay_ratio(cells: dict, connections: list[int]) -> None:
         print(f"{RELAY} / {CHAIN}: " + "; ".join(parts))
 
 
-def first_read_after_write(port: int, pairs: int = 20) -> None:
+def first_read_after_write(port: int, pairs: int = 60) -> None:
     """A point read right after an insert into the same table vs right after a read, server direct.
 
     A third figure, a read right after an idle pause as long as the insert
@@ -498,6 +498,8 @@ def main() -> None:
                          help="comma-separated among read, insert, first-read")
     options.add_argument("--workers", type=int, default=max(2, len(os.sched_getaffinity(0))),
                          help="load-generating processes (at most one per connection)")
+    options.add_argument("--pairs", type=int, default=60,
+                         help="first read after a write: pairs measured per table size (median)")
     options.add_argument("--serve-floor", type=int, help=argparse.SUPPRESS)
     args = options.parse_args()
     if args.serve_floor:
@@ -545,7 +547,7 @@ def main() -> None:
                     print(f"{system.name} cache: {counters['hits']} hits, "
                           f"{counters['misses']} misses")
         if "first-read" in only:
-            first_read_after_write(systems[1].port)
+            first_read_after_write(systems[1].port, args.pairs)
         print(machine_line("end"))
     finally:
         stop(processes)
