@@ -24,6 +24,14 @@ from tests.integration.wire import (
 )
 
 
+def publish_backends(backends, *servers) -> None:
+    """Replace the balancer's backends file (atomically) by `servers`, all writable."""
+    temp = backends.with_name(backends.name + ".tmp")
+    temp.write_text(json.dumps({"backends": [
+        {"id": s.name, "host": "127.0.0.1", "port": s.port, "writable": True} for s in servers]}))
+    os.replace(temp, backends)
+
+
 @pytest.fixture
 def cluster(start_node):
     m1, m2, lb = start_balanced_pair(start_node)
@@ -158,25 +166,18 @@ def test_backends_file_changes_are_picked_up_without_restart(start_node, tmp_pat
     m1 = start_node("server", "m1", "--data", "data/m1")
     m2 = start_node("server", "m2", "--data", "data/m2")
     backends = tmp_path / "backends.json"
-
-    def publish(*servers):
-        temp = tmp_path / "backends.json.tmp"
-        temp.write_text(json.dumps({"backends": [
-            {"id": s.name, "host": "127.0.0.1", "port": s.port, "writable": True} for s in servers]}))
-        os.replace(temp, backends)
-
-    publish(m1)
+    publish_backends(backends, m1)
     lb = start_node("balancer", "lb", "--backends-file", str(backends), "--probe-interval-ms", "100")
     client = WireClient(lb.port)
     try:
         assert set(client.status()["backends"]) == {"m1"}
-        publish(m1, m2)
+        publish_backends(backends, m1, m2)
         wait_until(lambda: client.status()["backends"].get("m2", {}).get("state") == "ONLINE",
                    what="m2 to join")
         for _ in range(6):
             client.ok("asehoy ny tahiry;")
         assert client.status()["backends"]["m2"]["reads"] > 0
-        publish(m2)
+        publish_backends(backends, m2)
         wait_until(lambda: set(client.status()["backends"]) == {"m2"}, what="m1 to leave")
         backends.write_text("{not json")  # a broken file keeps the current set
         wait_until(lambda: "keeping the current backends" in lb.log_text(), what="the bad file")
@@ -194,35 +195,25 @@ def test_a_server_back_in_the_pool_does_not_make_a_second_create_or_drop_succeed
     m2 = start_node("server", "m2", "--data", "data/m2")
     backends = tmp_path / "backends.json"
 
-    def publish(*servers):
-        temp = tmp_path / "backends.json.tmp"
-        temp.write_text(json.dumps({"backends": [
-            {"id": s.name, "host": "127.0.0.1", "port": s.port, "writable": True} for s in servers]}))
-        os.replace(temp, backends)
-
     def pool_is(*servers):
         states = client.status()["backends"]
         return set(states) == {s.name for s in servers} and all(
             state["state"] == "ONLINE" for state in states.values())
 
-    publish(m1)
+    publish_backends(backends, m1)
     lb = start_node("balancer", "lb", "--backends-file", str(backends), "--probe-interval-ms", "100")
     client = WireClient(lb.port)
     try:
-        client.ok("manamboara tahiry kilasy;")            # m1 only
-        publish(m1, m2)
-        wait_until(lambda: pool_is(m1, m2), what="m2 to join")
-        again = client.one("manamboara tahiry kilasy;")
-        assert not again.ok and again.message == "Hadisoana : Ny tahiry (kilasy) dia efa misy", \
-            again.message
-        publish(m1)
-        wait_until(lambda: pool_is(m1), what="m2 to leave")
-        client.ok("ravao ny tahiry kilasy;")               # m1 only
-        publish(m1, m2)
-        wait_until(lambda: pool_is(m1, m2), what="m2 to come back")
-        again = client.one("ravao ny tahiry kilasy;")
-        assert not again.ok and again.message == "Hadisoana : Tsy misy ny tahiry : kilasy", \
-            again.message
+        for statement, refusal in (
+                ("manamboara tahiry kilasy;", "Hadisoana : Ny tahiry (kilasy) dia efa misy"),
+                ("ravao ny tahiry kilasy;", "Hadisoana : Tsy misy ny tahiry : kilasy")):
+            publish_backends(backends, m1)
+            wait_until(lambda: pool_is(m1), what="m2 out of the pool")
+            client.ok(statement)                         # m1 only
+            publish_backends(backends, m1, m2)
+            wait_until(lambda: pool_is(m1, m2), what="m2 back in the pool")
+            again = client.one(statement)
+            assert not again.ok and again.message == refusal, again.message
     finally:
         client.close()
 
