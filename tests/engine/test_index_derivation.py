@@ -15,6 +15,7 @@ from engine.evaluation.catalog import ColumnInfo, EqualityIndex, TableData
 from engine.session import Session
 from engine.storage import journal
 from engine.storage.document_cache import derive_memo
+from engine.storage.row_list import CHUNK, RowList
 from engine.storage.store import Store
 
 WIDTH = 3
@@ -80,6 +81,28 @@ def test_a_chain_of_derived_indexes_equals_the_index_built_from_scratch(start, d
                 expected = EqualityIndex.build(rows, column).get(probe)
                 found = following.equality_index(column).get(probe)
                 assert (found or []) == (expected or [])
+        table = following
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(new_row, max_size=10), st.data())
+def test_derived_indexes_over_rows_shared_in_chunks_equal_a_rebuild(tail, data):
+    """The same chain over a table past one chunk, whose appends share its rows
+    (engine/storage/row_list.py) instead of copying them."""
+    base = [[VALUES[i % len(VALUES)], VALUES[i * 7 % len(VALUES)], i] for i in range(CHUNK)]
+    table = table_of(base + [list(row) for row in tail])
+    for column in range(WIDTH):
+        table.equality_index(column)
+    for _ in range(data.draw(st.integers(1, 5))):
+        ops = data.draw(entry_ops(len(table.rows)))
+        shared = type(table.rows) is RowList or len(table.rows) >= CHUNK
+        rows = journal.apply(table.rows, ops, WIDTH)
+        if shared and all(kind == "append" for kind, _ in ops):
+            assert type(rows) is RowList
+        following = table.successor(document(rows), ops)
+        for column in range(WIDTH):
+            rebuilt = EqualityIndex.build(list(rows), column)
+            assert shape(following.equality_index(column)) == shape(rebuilt)
         table = following
 
 
