@@ -36,7 +36,7 @@ from pathlib import Path
 import orjson
 
 from engine.errors import EngineError
-from engine.storage.row_list import CHUNK, RowList
+from engine.storage.row_list import RowList, rows_plus
 
 JOURNAL_SUFFIX = ".journal"
 
@@ -190,12 +190,12 @@ def check_ops(ops: list, rows: int, width: int) -> int:
 def apply(rows: list | RowList, ops: list, width: int) -> list | RowList:
     """New rows: `rows` (not modified) with `ops` applied; JournalError if one does not fit.
 
-    Appends alone to a table of a chunk or more of rows share its chunks
-    (engine/storage/row_list.py): they cost the rows added, not the table.
+    Appends alone are `row_list.rows_plus`: on a table of a chunk or more of
+    rows they share its chunks, costing the rows added, not the table.
     """
     check_ops(ops, len(rows), width)
-    if (type(rows) is RowList or len(rows) >= CHUNK) and all(kind == "append" for kind, _ in ops):
-        return RowList.plus(rows, [row for _, items in ops for row in items])
+    if all(kind == "append" for kind, _ in ops):
+        return rows_plus(rows, [row for _, items in ops for row in items])
     result = list(rows)
     for kind, items in ops:
         if kind == "append":

@@ -129,6 +129,14 @@ class RowList(Sequence):
         return f"RowList({list(self)!r})"
 
 
+def rows_plus(rows: list | RowList, added: list) -> list | RowList:
+    """`rows` (not modified) followed by `added`: a small table's plain list copied
+    (what copying one chunk costs), else a RowList sharing the chunks of `rows`."""
+    if type(rows) is list and len(rows) < CHUNK:
+        return rows + added
+    return RowList.plus(rows, added)
+
+
 def encode_default(value: object) -> list:
     """orjson's `default`: a RowList as the list it stands for; TypeError for anything else."""
     if type(value) is RowList:

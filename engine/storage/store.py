@@ -84,7 +84,7 @@ from engine.storage.object_format import (
 from engine.storage.peer_pull import PeerPull
 from engine.storage.peer_sync import PeerSync
 from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LockTimeout, PeerSource, PeerUnreachable, holding
-from engine.storage.row_list import CHUNK, RowList
+from engine.storage.row_list import RowList, rows_plus
 
 PATH_MEMO_ENTRIES = 4096
 # Files larger than this are not decoded just to know whether they are
@@ -509,10 +509,7 @@ class Store:
             else:
                 rows.extend(added)
             return rows
-        if type(rows) is list and len(rows) < CHUNK:
-            return rows + added   # a small table: a plain list, copied (what a chunk costs)
-        # Shared chunks: the copy costs the rows added, not the table (row_list.py).
-        return RowList.plus(rows, added)
+        return rows_plus(rows, added)
 
     def _write_alone(self, path: Path, kind: str, name: str, body: dict | None,
                      ops: list | None, appended: list | None) -> dict:

@@ -992,8 +992,13 @@ class Balancer:
                 applied.append((backend_id, result))
             else:
                 failed.append((backend_id, result))
-        already = [r for _, r in failed
-                   if isinstance(r, Response) and _already_done(dropping, database, r.message)]
+        already: list[Response] = []   # refusals saying it is already so
+        refused: list[tuple[str, Response | BackendUnavailable]] = []
+        for backend_id, result in failed:
+            if isinstance(result, Response) and _already_done(dropping, database, result.message):
+                already.append(result)
+            else:
+                refused.append((backend_id, result))
         earlier = self._database_outcomes.get(database)
         if applied or already:
             self._database_outcomes.put(database, not dropping)
@@ -1006,8 +1011,7 @@ class Balancer:
                 return already[0].raw
             # Else a server that already holds the outcome (replication from one
             # that applied it was faster than this statement) is not a failure.
-            failed = [(b, r) for b, r in failed if not (
-                isinstance(r, Response) and _already_done(dropping, database, r.message))]
+            failed = refused
         if dropping and applied:
             # The server unselects a database it drops on that connection.
             session.database_dropped(database, [b for b, _ in applied])
