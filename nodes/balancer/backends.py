@@ -44,7 +44,7 @@ from nodes.runtime.upstream import (
 )
 
 # Called with (the response, None) or (None, BackendUnavailable(sent=True)), once.
-AnswerCallback = Callable[["Response | None", "BackendUnavailable | None"], None]
+AnswerCallback = Callable[["list[Response] | None", "BackendUnavailable | None"], None]
 
 
 @dataclass(frozen=True)
@@ -210,10 +210,12 @@ class BackendConnection:
             self.close()
             raise BackendUnavailable(self.backend.id, str(error), sent=False) from None
 
-    def send_call(self, payload: bytes, timeout: float, callback: AnswerCallback) -> None:
-        """Write one request now, behind whatever is in flight; `callback` gets its response.
+    def send_call(self, payload: bytes, timeout: float, callback: AnswerCallback,
+                  count: int = 1) -> None:
+        """Write `payload` (`count` requests) now, behind whatever is in flight; `callback`
+        gets their responses.
 
-        The balancer's fast path: no future, no task; `callback(response, None)`
+        The balancer's fast path: no future, no task; `callback(responses, None)`
         runs right from the read callback, or `callback(None, error)` once the
         request may have arrived and the connection failed (it is then closed).
         BackendUnavailable(sent=False), and no call, if nothing could be written.
@@ -224,13 +226,13 @@ class BackendConnection:
 
         def answered(responses: list[Response] | None, error: UpstreamError | None) -> None:
             if responses is not None:
-                callback(responses[0], None)
+                callback(responses, None)
                 return
             self.close()
             callback(None, BackendUnavailable(self.backend.id, str(error), sent=True))
 
         try:
-            send_call(self.transport, self._receiver, payload, 1, timeout, answered)
+            send_call(self.transport, self._receiver, payload, count, timeout, answered)
         except UpstreamError as error:
             self.close()
             raise BackendUnavailable(self.backend.id, str(error), sent=False) from None

@@ -66,8 +66,9 @@ import functools
 import logging
 import ssl
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from engine.errors import ERROR_PREFIX, TahiryError, storage_fault_operation
 from engine.language.secrets import redact_secrets
@@ -295,8 +296,10 @@ class Balancer:
             kind: Routed | None | Exception = self.classifier.classify_text(request.text)
         except Exception as error:  # answered in its turn (a TahiryError), or a bug
             kind = error
-        if type(kind) is Routed and kind.kind == "read" and session.idle:
-            fast = self._fast_read(session, request.text, kind.objects)
+        if type(kind) is Routed and session.idle:
+            fast = (self._fast_read(session, request.text, kind.objects) if kind.kind == "read"
+                    else self._fast_write(session, request.text, kind) if kind.kind == "write"
+                    else None)
             if fast is not None:
                 return fast
         return self.answer(session, request, kind)
@@ -467,11 +470,11 @@ class Balancer:
         others = len(candidates) > 1
         payload = statement_bytes(text)
 
-        def answered(response: Response | None, error: BackendUnavailable | None) -> None:
+        def answered(responses: list[Response] | None, error: BackendUnavailable | None) -> None:
             backend.outstanding -= 1
             try:
-                if response is not None:
-                    raw = self._read_answered(backend, database, objects, response, others,
+                if responses is not None:
+                    raw = self._read_answered(backend, database, objects, responses[0], others,
                                               attempts)
                     if raw is not None:
                         turn.settle()
@@ -486,7 +489,8 @@ class Balancer:
                 turn.settle()
                 answer.give(encode_error(INTERNAL_ERROR))
                 return
-            self._resume_read(session, payload, objects, attempts, turn, text, answer)
+            # Another backend: `_read` from where it stands.
+            self._go_on(self._read(session, payload, {}, objects, attempts), turn, text, answer)
 
         backend.outstanding += 1
         try:
@@ -495,14 +499,90 @@ class Balancer:
             answered(None, error)
         return answer
 
-    def _resume_read(self, session: ClientSession, payload: bytes, objects: tuple[str, ...],
-                     attempts: _ReadAttempts, turn: Turn, text: str,
-                     answer: PendingAnswer) -> None:
-        """A fast read that must go on (another backend): `_read` from where it stands."""
+    def _fast_write(self, session: ClientSession, text: str, kind: Routed) -> PendingAnswer | None:
+        """A write sent now on the session's ready connection to its owner; None (nothing
+        done) if it cannot be.
+
+        Exactly what `answer` does for it, in the common case: the same owner
+        (no storage fault recorded), the session's writes it needs already
+        known there (nothing to wait for), the same `.versions` right behind
+        it with several backends, the same counters and answer handling
+        (`_write_answered`); once it is on the wire a write may be sent behind
+        it (`Turn.sent_ahead`). Nothing sent after all, or a storage fault
+        that hands it to the next owner, continues in `_write`.
+        """
+        database = session.database
+        if database is None or len(self.faults):
+            return None
+        objects = kind.objects
+        obj = objects[0] if objects else ""
+        owners = rank_owners(database, obj, self._candidates(session, writable_only=True))
+        if not owners:
+            return None
+        backend_id = owners[0]
+        needs = write_needs(session.writes.marks(database), objects)
+        if needs and not holding_all([backend_id], needs):
+            return None
+        backend = self.pool[backend_id]
+        connection = session.ready_connection(backend)
+        if connection is None:
+            return None
+        self.counters.statements += 1
+        turn = session.take_turn()
+        answer = PendingAnswer()   # given from the backend connection's read callback
+        payload, target = statement_bytes(text), kind.target
+        # With several backends, learn the object's counters in the same round trip.
+        follow_up = versions_request(database, [obj]) if obj and len(self.pool) > 1 else None
+
+        def answered(responses: list[Response] | None, error: BackendUnavailable | None) -> None:
+            backend.outstanding -= 1
+            try:
+                followed = turn.answered()
+                if responses is None:
+                    assert error is not None
+                    self.pool.record_failure(backend, error.reason)
+                    self.counters.unknown_writes += 1
+                    raw = self._unknown_write(backend_id, error)
+                else:
+                    backend.writes += 1
+                    raw, resend = self._write_answered(
+                        session, backend_id, database, obj, objects, target, responses[0],
+                        responses[1] if follow_up is not None else None,
+                        may_resend=not followed and len(owners) > 1)
+                    if resend:
+                        self.counters.storage_resent_writes += 1
+                        self._go_on(self._write(session, database, objects, target, payload,
+                                                needs, turn, resent_from=backend_id),
+                                    turn, text, answer)
+                        return
+            except Exception:
+                self._internal_error(text)
+                raw = encode_error(INTERNAL_ERROR)
+            turn.settle()
+            answer.give(raw)
+
+        backend.outstanding += 1
+        try:
+            connection.send_call(payload if follow_up is None else payload + follow_up,
+                                 self.timeouts.request, answered, 1 if follow_up is None else 2)
+        except BackendUnavailable as error:
+            # Nothing was sent: routed the usual way (the connection is closed now).
+            backend.outstanding -= 1
+            self.pool.record_failure(backend, error.reason)
+            self._go_on(self._write(session, database, objects, target, payload, needs, turn),
+                        turn, text, answer)
+            return answer
+        self.counters.writes += 1
+        turn.sent_ahead(backend_id, database)
+        return answer
+
+    def _go_on(self, work: Coroutine[Any, Any, bytes], turn: Turn, text: str,
+               answer: PendingAnswer) -> None:
+        """A fast statement that must go on the usual way: `work` in a task, its bytes to `answer`."""
 
         async def rest() -> bytes:
             try:
-                return await self._read(session, payload, {}, objects, attempts)
+                return await work
             except LoginRefused as refused:
                 self.counters.refused_logins += 1
                 return refused.response.raw
@@ -830,27 +910,32 @@ class Balancer:
 
     async def _write(self, session: ClientSession, database: str, objects: tuple[str, ...],
                      target: str | None, payload: bytes, needs: dict[str, WriteMark],
-                     turn: Turn | None = None) -> bytes:
+                     turn: Turn | None = None, resent_from: str | None = None) -> bytes:
         """A write, on the object's owner, once it holds the session's writes it `needs`.
 
         `database` is the session's (a write without one goes to `_read`).
         Once it is on the wire, `turn` lets the session's next write be sent
-        behind it (then it is never sent again elsewhere).
+        behind it (then it is never sent again elsewhere). `resent_from`: the
+        owner the fast path sent it to, which applied nothing (a storage
+        fault): the write goes to the next owners, and is not sent again after.
         """
-        self.counters.writes += 1
         obj = objects[0] if objects else ""
         owners = rank_owners(database, obj, self._candidates(session, writable_only=True))
         if len(self.faults):
             ranked, owners = owners, self.faults.order_for_write(owners, database, obj)
-            if owners[:1] != ranked[:1]:
+            if owners[:1] != ranked[:1] and resent_from is None:
                 self.counters.storage_avoided += 1
-        resent = False
+        resent = resent_from is not None
+        if resent_from is None:
+            self.counters.writes += 1
+        else:
+            owners = [backend_id for backend_id in owners if backend_id != resent_from]
         # With several backends, learn the object's counters right after the
         # write, in the same round trip (the server answers in order).
         follow_up = versions_request(database, [obj]) if obj and len(self.pool) > 1 else None
         reasons: list[str] = []
         missing: DatabaseMissing | None = None
-        for attempt, backend_id in enumerate(owners):
+        for attempt, backend_id in enumerate(owners, start=int(resent)):
             if attempt:
                 self.counters.rerouted_writes += 1
             if needs:

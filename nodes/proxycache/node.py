@@ -319,6 +319,10 @@ class ProxySession:
                 return self._validated_hit(request, normal, entry.value, entry.rights)
             if account is None and self.proxy.fine is None and self.upstream.usable:
                 return self._fast_read(request, normal)
+        elif kind == WRITE and alone and self.upstream.usable:
+            fast = self._fast_write(request, normal)
+            if fast is not None:
+                return fast
         # Taken now, in request order: the statements are sent in that order.
         turn = self._take_turn()
         self.in_flight += 1
@@ -379,20 +383,60 @@ class ProxySession:
         try:
             response = await self._forward(request.wire(), retry=False, turn=turn)
         except UpstreamError as error:
-            self._note_write(kind, normal, self.database)
+            return self._write_done(kind, normal, None, error)
+        finally:
+            self.in_flight -= 1
+        return self._write_done(kind, normal, response, None)
+
+    def _write_done(self, kind: str, normal: str, response: Response | None,
+                    error: UpstreamError | None) -> bytes:
+        """A forwarded write's answer (`response`), or the error that left its outcome unknown."""
+        # Every earlier statement is answered: this is the database it ran in.
+        self._note_write(kind, normal, self.database)
+        if response is None:
             self._invalidate_after(kind, normal, None)  # the outcome is unknown
             if kind == USE:
                 used = _USE_STATEMENT.match(normal)
                 if used:
                     self.database = used.group(1)   # replayed on the next connection
             return encode_error(str(error))
-        finally:
-            self.in_flight -= 1
-        # Every earlier statement is answered: this is the database it ran in.
-        self._note_write(kind, normal, self.database)
         self._track_database(kind, normal, response)
         self._invalidate_after(kind, normal, response)
         return response.raw
+
+    def _fast_write(self, request: Request, normal: str) -> PendingAnswer | None:
+        """A write (not `ampiasao`) alone on a usable connection: sent right now; None if
+        nothing could be sent (the connection broke since: `_write` then waits for a new one).
+
+        What `_write` does, without its task or futures: the answer comes from
+        the upstream connection's read callback. Once sent, a write is never
+        sent again (its outcome is then unknown), exactly as in `_write`.
+        """
+        answer = PendingAnswer()   # given from the upstream connection's read callback
+        sending, unsent = True, False
+
+        def answered(response: Response | None, error: UpstreamError | None) -> None:
+            nonlocal unsent
+            if response is None and sending:
+                unsent = True   # handed back at once: nothing was sent
+                return
+            self.in_flight -= 1
+            if response is None:
+                self.proxy.upstream_errors += 1
+            answer.give(self._write_done(WRITE, normal, response, error))
+
+        # The one before is sent (this is alone), and this one is sent now:
+        # the next statement may be, so its signal needs no future.
+        previous_signal, self._sent = self._sent, _SentAtOnce()
+        self.in_flight += 1
+        self.upstream.send_call(request.wire(), answered)
+        sending = False
+        if unsent:
+            self.in_flight -= 1
+            self.proxy.upstream_errors += 1
+            self._sent = previous_signal
+            return None
+        return answer
 
     def _fast_read(self, request: Request, normal: str) -> PendingAnswer:
         """A read the cache could not answer, alone on a usable connection: sent right now.

@@ -21,7 +21,7 @@ from nodes.relay.node import local_balancer
 from nodes.runtime.local_upstream import InProcessUpstream, LocalUpstream
 from nodes.runtime.serving import ClientHandler, CloseConnection, PendingAnswer
 from nodes.runtime.upstream import NotSent, UpstreamError
-from tests.nodes.test_relay_fast_paths import READ, _balanced
+from tests.nodes.scripted_backends import READ, balanced
 
 LOG = logging.getLogger("test.local_upstream")
 RELATION = (b'RELATION_JSON_PAGE 1/1\n{"type":"relation","name":"t","page":1,"totalPages":1,'
@@ -203,7 +203,7 @@ def test_a_request_count_that_does_not_match_is_refused_unsent():
 
 
 async def _relay(script: dict) -> tuple[ProxyCache, ClientHandler]:
-    balancer = await _balanced(script)
+    balancer = await balanced(script)
     proxy = ProxyCache("relay", local_balancer(balancer), ResponseCache(60_000, 100, settle_ms=0),
                        LOG)
     return proxy, proxy.open_client()

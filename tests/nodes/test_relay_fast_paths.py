@@ -18,13 +18,16 @@ import random
 
 import pytest
 
-from nodes.balancer.backend_config import BackendSpec
-from nodes.balancer.backend_pool import BackendPool
-from nodes.balancer.backends import Timeouts
-from nodes.balancer.health import HealthPolicy
-from nodes.balancer.node import Balancer
 from nodes.protocol import RequestFramer, Response, encode_message
 from nodes.runtime.upstream import ResponseReceiver, UpstreamError
+from tests.nodes.scripted_backends import (
+    READ,
+    ScriptedBackend,
+    ask,
+    balanced,
+    relation_answer,
+    session_with_connections,
+)
 
 LOG = logging.getLogger("test.relay_fast_paths")
 
@@ -154,81 +157,15 @@ def test_the_timer_waits_for_the_latest_deadline_only_while_requests_wait():
 # The balancer's fast read against scripted backends
 
 
-READ = "alaivo * ao@ t rehefa id = {}"
-
-
-def _relation_answer(backend_id: str, text: str) -> bytes:
-    return (b'RELATION_JSON_PAGE 1/1\n{"type":"relation","name":"t","page":1,"totalPages":1,'
-            b'"columns":[{"name":"at","origin":"t"}],"rows":[["' + backend_id.encode()
-            + b'","' + text.encode() + b'"]]}\nRELATION_JSON_END\nRESULT_MESSAGE\nok\nEND\n')
-
-
-class ScriptedBackend(asyncio.Protocol):
-    """A server: `ampiasao db` works; reads answer who and what; `faulty` ids fail to read."""
-
-    def __init__(self, backend_id: str, script: dict) -> None:
-        self.backend_id = backend_id
-        self.script = script
-        self.framer = RequestFramer()
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        for request in self.framer.feed(data):
-            text = request.text
-            self.script["seen"].append((self.backend_id, text))
-            if text.startswith("ampiasao"):
-                answer = encode_message(f"Ny tahiry : {text.split()[1]} dia miasa ankehitriny")
-            elif text in self.script.get(f"drop:{self.backend_id}", ()):
-                self.transport.abort()
-                return
-            elif text in self.script.get(f"fault:{self.backend_id}", ()):
-                answer = encode_message("Hadisoana : Tsy voavaky ny t [storage:read]")
-            else:
-                answer = _relation_answer(self.backend_id, text)
-            self.transport.write(answer)
-
-
-async def _balanced(script: dict, ids=("m1", "m2")):
-    loop = asyncio.get_running_loop()
-    specs = []
-    for backend_id in ids:
-        server = await loop.create_server(lambda b=backend_id: ScriptedBackend(b, script),
-                                          "127.0.0.1", 0)
-        script.setdefault("servers", []).append(server)
-        specs.append(BackendSpec(backend_id, "127.0.0.1", server.sockets[0].getsockname()[1]))
-    pool = BackendPool(HealthPolicy(rise=1, fall=5), LOG)
-    pool.apply_specs(specs)
-    for backend in pool:
-        pool.record_success(backend)
-    return Balancer("lb", pool, Timeouts(connect=1.0, probe=1.0, request=2.0), LOG)
-
-
-async def _ask(balancer: Balancer, handler, text: str) -> bytes:
-    (request,) = RequestFramer().feed(f"{text};".encode())
-    answer = handler.answer(request)
-    return answer if isinstance(answer, bytes) else await answer
-
-
-async def _session_with_connections(balancer: Balancer):
-    """A client handler whose session has a ready connection to every backend."""
-    handler = balancer.open_client()
-    assert b"miasa" in await _ask(balancer, handler, "ampiasao db")
-    for _ in range(4):   # reads spread: every backend gets its connection
-        await _ask(balancer, handler, READ.format(0))
-    return handler
-
-
 def test_fast_reads_answer_what_slow_reads_answer():
     async def scenario():
         script: dict = {"seen": []}
-        balancer = await _balanced(script)
-        fast_handler = await _session_with_connections(balancer)
-        fast = [await _ask(balancer, fast_handler, READ.format(n)) for n in range(6)]
+        balancer = await balanced(script)
+        fast_handler = await session_with_connections(balancer)
+        fast = [await ask(balancer, fast_handler, READ.format(n)) for n in range(6)]
         fast_count = balancer.counters.reads
         # Slow: the same reads through `answer` (the coroutine path) on a new session.
-        slow_handler = await _session_with_connections(balancer)
+        slow_handler = await session_with_connections(balancer)
         slow = []
         for n in range(6):
             (request,) = RequestFramer().feed(f"{READ.format(n)};".encode())
@@ -254,13 +191,13 @@ def test_fast_reads_answer_what_slow_reads_answer():
 def test_a_fast_read_meeting_a_storage_fault_is_read_once_more_elsewhere():
     async def scenario():
         script: dict = {"seen": []}
-        balancer = await _balanced(script)
-        handler = await _session_with_connections(balancer)
+        balancer = await balanced(script)
+        handler = await session_with_connections(balancer)
         text = READ.format(7)
         script["fault:m1"] = script["fault:m2"] = ()
         # Whichever backend the fast path picks fails: the other one answers.
         script["fault:m1"] = (text,)
-        answers = [await _ask(balancer, handler, text) for _ in range(2)]
+        answers = [await ask(balancer, handler, text) for _ in range(2)]
         assert all(b'"m2"' in answer for answer in answers)
         assert balancer.counters.storage_faults >= 1
         assert balancer.counters.storage_resent_reads == balancer.counters.storage_faults
@@ -271,11 +208,11 @@ def test_a_fast_read_meeting_a_storage_fault_is_read_once_more_elsewhere():
 def test_a_fast_read_on_a_broken_connection_is_retried_on_another_backend():
     async def scenario():
         script: dict = {"seen": []}
-        balancer = await _balanced(script)
-        handler = await _session_with_connections(balancer)
+        balancer = await balanced(script)
+        handler = await session_with_connections(balancer)
         text = READ.format(8)
         script["drop:m1"] = (text,)
-        answers = [await _ask(balancer, handler, text) for _ in range(2)]
+        answers = [await ask(balancer, handler, text) for _ in range(2)]
         assert all(b'"m2"' in answer for answer in answers)
         assert balancer.counters.retries >= 1
         assert all(b.outstanding == 0 for b in balancer.pool)
@@ -286,13 +223,13 @@ def test_a_fast_read_on_a_broken_connection_is_retried_on_another_backend():
 def test_pipelined_statements_behind_a_fast_read_are_answered_in_order():
     async def scenario():
         script: dict = {"seen": []}
-        balancer = await _balanced(script, ids=("m1",))
-        handler = await _session_with_connections(balancer)
+        balancer = await balanced(script, ids=("m1",))
+        handler = await session_with_connections(balancer)
         requests = RequestFramer().feed(
             "".join(f"{READ.format(n)};" for n in range(10)).encode())
         answers = [handler.answer(request) for request in requests]  # as serving hands them
         raws = [a if isinstance(a, bytes) else await a for a in answers]
-        assert raws == [_relation_answer("m1", READ.format(n)) for n in range(10)]
+        assert raws == [relation_answer("m1", READ.format(n)) for n in range(10)]
 
     asyncio.run(scenario())
 
@@ -319,7 +256,7 @@ def test_open_upstream_send_call_answers_through_a_real_socket():
         connection.send_call(b"alaivo 1;", lambda r, e: done.set_result((r, e)))
         response, error = await done
         assert error is None and isinstance(response, Response)
-        assert response.raw == _relation_answer("m9", "alaivo 1")
+        assert response.raw == relation_answer("m9", "alaivo 1")
         await connection.close()
         server.close()
 
