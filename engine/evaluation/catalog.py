@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.errors import TahiryError
+from engine.evaluation.row_positions import RowPositions
 from engine.language.ast import Query, SelectExpr
 from engine.language.hints import name_hint
+from engine.storage.row_list import search_positions
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,7 @@ class TableData:
     columns: list[ColumnInfo]
     rows: list[list]
     _indexes: dict[int, EqualityIndex] = field(default_factory=dict, repr=False, compare=False)
+    _positions: RowPositions | None = field(default=None, repr=False, compare=False)
 
     def equality_index(self, column: int) -> EqualityIndex:
         """The equality index of `column` (`EqualityIndex`: value -> rows in table order).
@@ -228,6 +231,22 @@ class TableData:
         if index is None:
             index = self._indexes[column] = EqualityIndex.build(self.rows, column)
         return index
+
+    def positions_of(self, wanted: list[list], keep: bool) -> list[int] | None:
+        """The positions of the row objects `wanted` (rows of this version, in table order);
+        None if one is not found.
+
+        From this version's map of positions (engine/evaluation/row_positions.py),
+        derived from the previous version's; without one, built first if
+        `keep` (an UPDATE: the versions after it derive theirs), else found by
+        a search (a DELETE: the version after it could not derive the map).
+        """
+        positions = self._positions
+        if positions is None:
+            if not keep:
+                return search_positions(self.rows, wanted)
+            positions = self._positions = RowPositions.build(self.rows)
+        return positions.positions_of(self.rows, wanted)
 
     def successor(self, document: dict, ops: list | tuple) -> TableData:
         """The TableData of `document`, the version the row changes `ops` make of this one.
@@ -254,6 +273,8 @@ class TableData:
             derived = index.derive(column, self.rows, ops, len(table.rows), count_before)
             if derived is not None:
                 table._indexes[column] = derived
+        if self._positions is not None:
+            table._positions = self._positions.derive(ops, table.rows)
         return table
 
 
@@ -286,13 +307,7 @@ class DatabaseCatalog:
 
     def table(self, name: str) -> TableData | None:
         entry = self.store.read_with_memo(self.database, "table", name)
-        if entry is None:
-            return None
-        document, memo = entry
-        table = memo.get("table")
-        if table is None:
-            table = memo["table"] = table_from_document(document)
-        return table
+        return None if entry is None else memoized_table(*entry)
 
     def view_query(self, name: str) -> SelectExpr | None:
         document = self.store.read(self.database, "view", name)
@@ -309,6 +324,14 @@ class DatabaseCatalog:
 def no_such_table(database: str | None, name: str, names: Iterable[str] = ()) -> TahiryError:
     """The error for a missing table or view `name`, with a hint among `names` (its neighbours)."""
     return TahiryError(f"La table {database}.{name} n'as pas été trouvé" + name_hint(name, names))
+
+
+def memoized_table(document: dict, memo: dict) -> TableData:
+    """The TableData of a table's document, kept in the memo of its version (see above)."""
+    table = memo.get("table")
+    if table is None:
+        table = memo["table"] = table_from_document(document)
+    return table
 
 
 def table_from_document(document: dict) -> TableData:

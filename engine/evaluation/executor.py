@@ -11,7 +11,7 @@ Queries are handed to the evaluator (engine.evaluation.query).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,8 +21,8 @@ from engine.evaluation import describe, query, rights
 from engine.evaluation.catalog import (
     DatabaseCatalog,
     TableData,
+    memoized_table,
     no_such_table,
-    table_from_document,
 )
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.domains import (
@@ -39,6 +39,7 @@ from engine.storage import accounts
 from engine.storage.accounts import Identity
 from engine.storage.certified import certified_write
 from engine.storage.names import validate_name
+from engine.storage.row_list import rows_with, rows_without
 from engine.storage.store import Store
 from engine.vocabulary import OBJECT_KIND_WORDS
 
@@ -185,13 +186,35 @@ class Executor:
 
     def _writable_table(self, database: str, name: str) -> tuple[dict, TableData]:
         validate_name(name, "table")
-        document = self.store.read(database, "table", name)
-        if document is None:
+        entry = self.store.read_with_memo(database, "table", name)
+        if entry is None:
             if self.store.read(database, "view", name) is not None:
                 raise TahiryError(
                     f"Tsy azo soratana ny jery : {name} (tabilao ihany no azo ovaina)")
             raise self._no_table(database, name)
-        return document, table_from_document(document)
+        # The version's own TableData, as readers get it: its indexes and row
+        # positions are derived from one version to the next.
+        return entry[0], memoized_table(*entry)
+
+    @staticmethod
+    def _rows_to_test(where: ast.Expr | None, table: TableData,
+                      updating: bool) -> Iterable[tuple[int, list]]:
+        """(position, row) of each row a write's condition must be tested on, in table order.
+
+        `rehefa id = 5` (a condition the equality index narrows,
+        engine/evaluation/equality_lookup.py): only the rows holding 5, at
+        their positions in this version (engine/evaluation/row_positions.py),
+        so a point update or delete costs its rows, not the table. The rows
+        left out could only be false, and testing them could raise nothing
+        (equality_lookup.py says why): the outcome is the full scan's.
+        """
+        if where is not None:
+            candidates = query.table_candidates(where, table)
+            if candidates is not None:
+                positions = table.positions_of(candidates, keep=updating)
+                if positions is not None:
+                    return zip(positions, candidates, strict=True)
+        return enumerate(table.rows)
 
     def _name_taken(self, database: str, name: str) -> None:
         """Tables and views share one namespace."""
@@ -237,7 +260,7 @@ class Executor:
                 f"Feno ny tabilao {document['name']} : {self.limits.max_table_rows} andalana "
                 f"farafahabetsany")
 
-    def _write_rows(self, database: str, document: dict, rows: list[list], ops: list) -> None:
+    def _write_rows(self, database: str, document: dict, rows: Sequence[list], ops: list) -> None:
         """The table's new rows; `ops` say what changed from the rows read (its journal entry)."""
         self._check_size(document, len(rows))
         self.store.write(database, "table", document["name"],
@@ -438,41 +461,34 @@ class Executor:
         predicate = (query.compile_table_predicate(statement.where, table, self.codes)
                      if statement.where is not None else None)
         checks = self._checks_of(document, table)
-        rows = []
         changed = []
-        for index, row in enumerate(table.rows):
+        for index, row in self._rows_to_test(statement.where, table, updating=True):
             if predicate is None or predicate(row):
                 # Every right-hand side sees the row as it was.
                 values = [expression(row) for expression in expressions]
                 updated = list(row)
                 for position, value in zip(positions, values, strict=True):
                     updated[position] = checks[position](value)
-                rows.append(updated)
                 changed.append([index, updated])
-            else:
-                rows.append(row)
         count = len(changed)
         if count:
-            self._write_rows(database, document, rows, [["set", changed]])
+            self._write_rows(database, document, rows_with(table.rows, changed),
+                             [["set", changed]])
         return Outcome.success(_changed(count))
 
     def _run_Delete(self, statement: ast.Delete, session) -> Outcome:
         database = self._database(session)
         document, table = self._writable_table(database, statement.table)
         if statement.where is None:
-            kept: list[list] = []
             removed = list(range(len(table.rows)))
         else:
             predicate = query.compile_table_predicate(statement.where, table, self.codes)
-            kept, removed = [], []
-            for index, row in enumerate(table.rows):
-                if predicate(row):
-                    removed.append(index)
-                else:
-                    kept.append(row)
+            tested = self._rows_to_test(statement.where, table, updating=False)
+            removed = [index for index, row in tested if predicate(row)]
         count = len(removed)
         if count:
-            self._write_rows(database, document, kept, [["remove", removed]])
+            self._write_rows(database, document, rows_without(table.rows, removed),
+                             [["remove", removed]])
         return Outcome.success(_changed(count))
 
     # ------------------------------------------------------------ queries

@@ -167,6 +167,12 @@ def compile_table_predicate(where: Expr, table: TableData,
     return cast(Callable[[list], bool], predicate)  # strict=True: exactly True or False
 
 
+def table_candidates(where: Expr, table: TableData) -> list[list] | None:
+    """The rows of `table` that may satisfy `where` (compiled over the table alone), from
+    its equality index (engine/evaluation/equality_lookup.py); None: every row may."""
+    return candidate_rows(where, _table_scope(table), table)
+
+
 def compile_table_expression(expr: Expr, table: TableData,
                              codes: CodeCache | None = None) -> Callable[[list], object]:
     """A function row -> value of `expr` (UPDATE's right-hand sides)."""

@@ -53,8 +53,7 @@ class RowList(Sequence):
                 chunks = (*chunks[:-1], chunks[-1].copy())
             grown = cls(chunks, rows._length)
         else:
-            grown = cls(tuple(rows[start:start + CHUNK] for start in range(0, len(rows), CHUNK)),
-                        len(rows))
+            grown = cls(_chunked(rows), len(rows))
         grown.extend_owned(added)
         return grown
 
@@ -135,6 +134,76 @@ def rows_plus(rows: list | RowList, added: list) -> list | RowList:
     if type(rows) is list and len(rows) < CHUNK:
         return rows + added
     return RowList.plus(rows, added)
+
+
+def rows_with(rows: list | RowList, changes: list) -> list | RowList:
+    """`rows` (not modified) with each (position, row) of `changes` in place: a small
+    table's list copied, else a RowList copying only the chunks a change falls in."""
+    if type(rows) is list and len(rows) < CHUNK:
+        result = rows.copy()
+        for position, row in changes:
+            result[position] = row
+        return result
+    chunks = list(rows._chunks if type(rows) is RowList else _chunked(rows))
+    copied: set[int] = set()
+    if chunks and len(chunks[-1]) < CHUNK:
+        # Its own last chunk, as `plus` gives: a batch may grow it in place (extend_owned).
+        chunks[-1] = chunks[-1].copy()
+        copied.add(len(chunks) - 1)
+    for position, row in changes:
+        number = position >> CHUNK_BITS
+        if number not in copied:
+            chunks[number] = chunks[number].copy()
+            copied.add(number)
+        chunks[number][position & _LOW] = row
+    return RowList(tuple(chunks), len(rows))
+
+
+def rows_without(rows: list | RowList, positions: list[int]) -> list | RowList:
+    """`rows` (not modified) without the rows at `positions` (ascending): the chunks before
+    the first of them shared (all full), the rest (which moves up) made again."""
+    if type(rows) is list and len(rows) < CHUNK:
+        doomed = set(positions)
+        return [row for position, row in enumerate(rows) if position not in doomed]
+    chunks = rows._chunks if type(rows) is RowList else _chunked(rows)
+    first = positions[0] >> CHUNK_BITS if positions else len(chunks)
+    kept: list = []
+    start = first << CHUNK_BITS
+    for position in positions:   # the rows between removed ones, sliced in C
+        kept += rows[start:position]
+        start = position + 1
+    kept += rows[start:]
+    return RowList(chunks[:first] + _chunked(kept), len(rows) - len(positions))
+
+
+def search_positions(rows: list | RowList, wanted: list[list]) -> list[int] | None:
+    """The positions of the row objects `wanted` (in table order) in `rows`, found by a
+    search in C (`list.index`, each hit checked to be that very object); None if one is
+    not there. It costs the rows before the last one found, each a failed comparison."""
+    chunks = rows._chunks if type(rows) is RowList else (rows,)
+    size = CHUNK if type(rows) is RowList else max(len(rows), 1)
+    positions: list[int] = []
+    number, offset = 0, 0   # where the search goes on: chunk, place in it
+    for row in wanted:
+        while True:
+            if number >= len(chunks):
+                return None
+            chunk = chunks[number]
+            try:
+                offset = chunk.index(row, offset)
+            except ValueError:
+                number, offset = number + 1, 0
+                continue
+            if chunk[offset] is row:
+                break
+            offset += 1   # an equal row, not this one
+        positions.append(number * size + offset)
+        offset += 1
+    return positions
+
+
+def _chunked(rows: list | RowList) -> tuple[list, ...]:
+    return tuple(rows[start:start + CHUNK] for start in range(0, len(rows), CHUNK))
 
 
 def encode_default(value: object) -> list:

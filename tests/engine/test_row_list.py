@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from engine.session import Session
 from engine.storage import journal
 from engine.storage.atomic_files import encode_document
-from engine.storage.row_list import CHUNK, RowList, encode_default
+from engine.storage.row_list import (
+    CHUNK,
+    RowList,
+    encode_default,
+    rows_with,
+    rows_without,
+    search_positions,
+)
 from engine.storage.store import Store
 
 
@@ -100,6 +107,68 @@ def test_a_journal_of_appends_shares_a_big_table_s_chunks_and_anything_else_is_a
     assert type(changed) is list and changed[0] == [-1, "x"] and appended[0] == [0, "r0"]
     small = journal.apply(rows_of(0, 3), [["append", rows_of(3, 1)]], 2)
     assert type(small) is list and small == rows_of(0, 4)
+
+
+# -- point writes: replace or remove a few rows, find row objects -------------------------
+
+
+def versions_of(size: int) -> list:
+    """The same rows as a plain list and as a RowList."""
+    rows = rows_of(0, size)
+    return [rows, RowList.plus(rows, [])]
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=SIZES.filter(bool), data=st.data())
+def test_replacing_and_removing_rows_give_what_the_list_gives(size, data):
+    positions = data.draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=6, unique=True))
+    positions.sort()
+    for rows in versions_of(size):
+        copy_before = list(rows)
+        changes = [(position, [-position, "new"]) for position in positions]
+        replaced = rows_with(rows, changes)
+        model = list(rows)
+        for position, row in changes:
+            model[position] = row
+        assert list(replaced) == model and len(replaced) == size
+        kept = rows_without(rows, positions)
+        assert list(kept) == [row for i, row in enumerate(copy_before) if i not in positions]
+        assert len(kept) == size - len(positions)
+        assert list(rows) == copy_before, "the version before is left as it was"
+        if type(kept) is RowList:   # every chunk full but the last: indexes still work
+            assert [kept[i] for i in range(len(kept))] == list(kept)
+
+
+def test_replacing_copies_only_the_chunks_it_changes():
+    rows = RowList.plus(rows_of(0, 3 * CHUNK), [])
+    replaced = rows_with(rows, [(CHUNK + 5, ["x", "y"])])
+    assert replaced._chunks[0] is rows._chunks[0] and replaced._chunks[2] is rows._chunks[2]
+    assert replaced._chunks[1] is not rows._chunks[1] and rows[CHUNK + 5] == [CHUNK + 5, f"r{CHUNK + 5}"]
+    removed = rows_without(rows, [2 * CHUNK + 1])
+    assert removed._chunks[:2] == rows._chunks[:2] and removed._chunks[0] is rows._chunks[0]
+
+
+def test_a_version_made_by_a_point_write_grows_in_place_without_touching_the_one_before():
+    # A batch grows its own version in place (store._rows_plus, extend_owned): its last,
+    # partly filled chunk must be its own, whatever made that version.
+    rows = RowList.plus(rows_of(0, 2 * CHUNK + 5), [])
+    copy_before = list(rows)
+    for made in (rows_with(rows, [(0, ["x", "y"])]), rows_without(rows, [3])):
+        made.extend_owned(rows_of(10_000, 3))
+        assert list(rows) == copy_before and len(list(rows)) == len(rows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=SIZES.filter(bool), data=st.data())
+def test_search_finds_the_very_row_objects_even_among_equal_rows(size, data):
+    # Every row equal to every other: only identity tells them apart.
+    rows = [["same"] for _ in range(size)]
+    wanted = sorted(data.draw(st.lists(st.integers(0, size - 1), max_size=5, unique=True)))
+    for version in (rows, RowList.plus(rows, [])):
+        assert search_positions(version, [version[i] for i in wanted]) == wanted
+        assert search_positions(version, [["same"]]) is None, "an equal row is not this row"
+        if len(wanted) > 1:   # out of table order: not found
+            assert search_positions(version, [version[wanted[1]], version[wanted[0]]]) is None
 
 
 # -- a store and a session over a table past one chunk -------------------------------------
