@@ -1,13 +1,15 @@
-"""Does a write cost the row or the table? Single-row durable inserts against tables of growing size.
+"""Does a write cost the row or the table? Single-row durable writes against tables of growing size.
 
 For each size (1k, 10k, 100k rows; 1M with --huge) a fresh server is filled
-with that many 5-column rows, then one connection sends single-row inserts
-for a few seconds, each acknowledged only once durable. Prints inserts/s,
+with that many 5-column rows, then one connection sends, for a few seconds
+each, single-row writes, each acknowledged only once durable: inserts, point
+updates (`havaozy t ova c = c + 1 rehefa id = K`, K spread over the table)
+and point deletes (`fafao ao@ t rehefa id = K`, K from 0 up). Prints writes/s,
 p50/p99 latency and the ratio of each rate to the 1k-row rate measured in
 the same run (issue 10's bar: the 100k-row rate within 1.5x of the 1k-row
-one), and the table's files on disk afterwards (snapshot and journal).
+one), and the table's files on disk after the inserts (snapshot and journal).
 
-    .venv/bin/python bench/table_size_bench.py [--seconds 3] [--huge]
+    .venv/bin/python bench/table_size_bench.py [--seconds 3] [--huge] [--writes insert,update,delete]
 """
 
 from __future__ import annotations
@@ -42,42 +44,62 @@ def fill(port: int, rows: int) -> None:
         assert answer.ok, answer.message
 
 
-def run_size(rows: int, seconds: float, workdir: Path) -> dict:
+# One durable single-row write of each kind; `n` counts the requests of the run.
+WRITES = {
+    "insert": lambda rows, n: f"manampia ao@ t sanda ({10_000_000 + n}, 'new', 1, 2, 'y');",
+    # 7,919 is prime: the ids touched spread over the whole table.
+    "update": lambda rows, n: f"havaozy t ova c = c + 1 rehefa id = {n * 7_919 % rows};",
+    "delete": lambda rows, n: f"fafao ao@ t rehefa id = {n};",
+}
+
+
+def run_size(rows: int, seconds: float, writes: list[str], workdir: Path) -> dict:
     folder = workdir / f"rows-{rows}"
     folder.mkdir()
     process, port = start("server", "m1", folder, "--data", "data")
+    figures: dict[str, tuple[float, float, float]] = {}
+    sizes: dict[str, int] = {}
     try:
         fill(port, rows)
-        base = 10_000_000
-        rate, p50, p99 = measure(
-            port, lambda index, n: f"manampia ao@ t sanda ({base + n}, 'new', 1, 2, 'y');",
-            seconds, 1)
+        for write in writes:
+            figures[write] = measure(
+                port, lambda index, n, kind=WRITES[write]: kind(rows, n), seconds, 1)
+            if write == "insert":
+                tables = folder / "data" / "bench" / "tables"
+                sizes = {path.name: path.stat().st_size for path in tables.iterdir()}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
-    tables = folder / "data" / "bench" / "tables"
-    sizes = {path.name: path.stat().st_size for path in tables.iterdir()}
-    return {"rows": rows, "rate": rate, "p50": p50, "p99": p99, "files": sizes}
+    return {"rows": rows, "figures": figures, "files": sizes}
 
 
 def main() -> None:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--seconds", type=float, default=3.0)
     options.add_argument("--huge", action="store_true", help="also 1,000,000 rows")
+    options.add_argument("--writes", default="insert,update,delete",
+                         help=f"comma-separated among {', '.join(WRITES)}")
     args = options.parse_args()
+    writes = [write for write in args.writes.split(",") if write]
+    unknown = [write for write in writes if write not in WRITES]
+    if unknown:
+        options.error(f"unknown writes: {', '.join(unknown)}")
     sizes = [1_000, 10_000, 100_000] + ([1_000_000] if args.huge else [])
     workdir = Path(tempfile.mkdtemp(prefix="table-size-bench-"))
     try:
-        results = [run_size(rows, args.seconds, workdir) for rows in sizes]
+        results = [run_size(rows, args.seconds, writes, workdir) for rows in sizes]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    reference = results[0]["rate"]
-    print(f"{'rows':>9}  {'inserts/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'1k rate / this':>14}"
-          f"  files after a clean stop")
-    for result in results:
-        files = ", ".join(f"{name} {size:,} B" for name, size in sorted(result["files"].items()))
-        print(f"{result['rows']:>9,}  {result['rate']:>9.0f}  {result['p50']:>7.3f}  "
-              f"{result['p99']:>7.3f}  {reference / result['rate']:>13.2f}x  {files}")
+    for write in writes:
+        reference = results[0]["figures"][write][0]
+        print(f"\n{write}: single-row durable {write}s on one connection")
+        print(f"{'rows':>9}  {write + 's/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'1k rate / this':>14}"
+              + ("  files after the inserts" if write == "insert" else ""))
+        for result in results:
+            rate, p50, p99 = result["figures"][write]
+            files = ", ".join(f"{name} {size:,} B" for name, size in sorted(result["files"].items()))
+            print(f"{result['rows']:>9,}  {rate:>9.0f}  {p50:>7.3f}  {p99:>7.3f}  "
+                  f"{reference / rate:>13.2f}x" + (f"  {files}" if write == "insert" else ""))
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
