@@ -515,18 +515,12 @@ class Balancer:
         if database is None or len(self.faults):
             return None
         objects = kind.objects
-        obj = objects[0] if objects else ""
-        owners = rank_owners(database, obj, self._candidates(session, writable_only=True))
-        if not owners:
+        ready = self._owner_ready(session, database, objects)
+        if ready is None:
             return None
-        backend_id = owners[0]
-        needs = write_needs(session.writes.marks(database), objects)
-        if needs and not holding_all([backend_id], needs):
-            return None
-        backend = self.pool[backend_id]
-        connection = session.ready_connection(backend)
-        if connection is None:
-            return None
+        owners, connection, needs = ready
+        backend = connection.backend
+        backend_id, obj = backend.id, objects[0] if objects else ""
         self.counters.statements += 1
         turn = session.take_turn()
         answer = PendingAnswer()   # given from the backend connection's read callback
@@ -662,21 +656,30 @@ class Balancer:
         backend_id, database = ahead
         if database != session.database:
             return False
+        ready = self._owner_ready(session, database, objects)
+        if ready is None or ready[1].backend.id != backend_id:
+            return False
+        route[:] = [ready[1].backend, ready[1], database]
+        return True
+
+    def _owner_ready(self, session: ClientSession, database: str, objects: tuple[str, ...]
+                     ) -> tuple[list[str], BackendConnection, dict[str, WriteMark]] | None:
+        """A write of `objects` that may be sent now: (its owners in order, faults considered;
+        the session's ready connection to the first; the session's writes it needs, which
+        that owner is known to hold), or None."""
         obj = objects[0] if objects else ""
         owners = rank_owners(database, obj, self._candidates(session, writable_only=True))
         if len(self.faults):
             owners = self.faults.order_for_write(owners, database, obj)
-        if not owners or owners[0] != backend_id:
-            return False
+        if not owners:
+            return None
         needs = write_needs(session.writes.marks(database), objects)
-        if needs and not holding_all([backend_id], needs):
-            return False
-        backend = self.pool[backend_id]
-        connection = session.ready_connection(backend)
+        if needs and not holding_all(owners[:1], needs):
+            return None
+        connection = session.ready_connection(self.pool[owners[0]])
         if connection is None:
-            return False
-        route[:] = [backend, connection, database]
-        return True
+            return None
+        return owners, connection, needs
 
     async def _write_behind(self, session: ClientSession, turn: Turn, previous: Turn,
                             objects: tuple[str, ...], target: str | None, payload: bytes,
