@@ -139,6 +139,59 @@ def test_replacing_and_removing_rows_give_what_the_list_gives(size, data):
             assert [kept[i] for i in range(len(kept))] == list(kept)
 
 
+@settings(max_examples=150, deadline=None)
+@given(size=SIZES, data=st.data())
+def test_a_chain_of_writes_keeps_every_version_as_it_was(size, data):
+    """Inserts, updates, deletes and in-place growth (a batch's own version) in any order:
+    each version reads as its list model, indexes and slices included, and no later
+    version changes it, whatever chunks they share (partly filled ones too)."""
+    rows: list | RowList = rows_of(0, size)
+    versions = [(rows, list(rows))]
+    made = size
+    for _ in range(data.draw(st.integers(1, 12))):
+        kind = data.draw(st.sampled_from(["plus", "with", "without", "own"]))
+        if kind == "plus" or not rows:
+            count = data.draw(st.sampled_from([1, 3, CHUNK - 1, CHUNK + 2]))
+            rows = RowList.plus(rows, rows_of(made, count))
+            made += count
+        elif kind == "with":
+            places = data.draw(st.lists(st.integers(0, len(rows) - 1), min_size=1, max_size=4,
+                                        unique=True))
+            rows = rows_with(rows, [(place, [-place, "set"]) for place in places])
+        elif kind == "without":
+            places = sorted(data.draw(st.lists(
+                st.integers(0, len(rows) - 1), min_size=1,
+                max_size=min(len(rows), data.draw(st.sampled_from([3, CHUNK + 5]))), unique=True)))
+            rows = rows_without(rows, places)
+        elif type(rows) is RowList:   # a batch grows the version it just made
+            rows.extend_owned(rows_of(made, 2))
+            made += 2
+            versions.pop()
+        versions.append((rows, list(rows)))
+        for version, model in versions:
+            assert list(version) == model and len(version) == len(model)
+            assert list(reversed(version)) == model[::-1]
+        probes = [0, len(model) // 2, len(model) - 1, -1, CHUNK - 1, CHUNK, CHUNK + 1]
+        for probe in (p for p in probes if -len(model) <= p < len(model)):
+            assert rows[probe] == model[probe]
+        for start, stop in ((0, CHUNK + 3), (CHUNK - 2, 2 * CHUNK + 1), (-5, None), (3, 2)):
+            assert rows[start:stop] == model[start:stop]
+        if model:
+            wanted = sorted({0, len(model) - 1, len(model) // 3})
+            assert search_positions(rows, [rows[i] for i in wanted]) == wanted
+
+
+def test_a_delete_emptying_the_last_chunk_owns_the_partly_filled_one_before_it():
+    first = rows_without(RowList.plus(rows_of(0, 3 * CHUNK), []), [CHUNK + 1])  # chunk 1 partial
+    second = rows_with(first, [(0, ["x", "y"])])   # shares that partial chunk with `first`
+    models = [list(first), list(second)]
+    third = rows_without(second, list(range(2 * CHUNK - 1, 3 * CHUNK - 1)))   # all of chunk 2
+    assert len(third) == 2 * CHUNK - 1
+    third.extend_owned(rows_of(10_000, 5))   # the batch grows the version it made
+    assert [list(first), list(second)] == models
+    assert list(third) == models[1][:2 * CHUNK - 1] + rows_of(10_000, 5)
+
+
 def test_replacing_copies_only_the_chunks_it_changes():
     rows = RowList.plus(rows_of(0, 3 * CHUNK), [])
     replaced = rows_with(rows, [(CHUNK + 5, ["x", "y"])])
