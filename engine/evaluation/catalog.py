@@ -219,6 +219,9 @@ class TableData:
     rows: list[list]
     _indexes: dict[int, EqualityIndex] = field(default_factory=dict, repr=False, compare=False)
     _positions: RowPositions | None = field(default=None, repr=False, compare=False)
+    # An UPDATE searched this version's rows (no map): the next version builds one.
+    _searched: bool = field(default=False, repr=False, compare=False)
+    _map_due: bool = field(default=False, repr=False, compare=False)
 
     def equality_index(self, column: int) -> EqualityIndex:
         """The equality index of `column` (`EqualityIndex`: value -> rows in table order).
@@ -237,13 +240,17 @@ class TableData:
         None if one is not found.
 
         From this version's map of positions (engine/evaluation/row_positions.py),
-        derived from the previous version's; without one, built first if
-        `keep` (an UPDATE: the versions after it derive theirs), else found by
-        a search (a DELETE: the version after it could not derive the map).
+        derived from the previous version's. Without one they are found by a
+        search in C (`row_list.search_positions`: it costs the rows before
+        them), and the map is built (costing the whole table once, at C
+        speed) only for the second UPDATE in a row (`keep`) that finds none:
+        the versions after it derive theirs, while a DELETE's successor could
+        not, so an update after each delete is not charged a whole map.
         """
         positions = self._positions
         if positions is None:
-            if not keep:
+            if not (keep and self._map_due):
+                self._searched = self._searched or keep
                 return search_positions(self.rows, wanted)
             positions = self._positions = RowPositions.build(self.rows)
         return positions.positions_of(self.rows, wanted)
@@ -275,6 +282,7 @@ class TableData:
                 table._indexes[column] = derived
         if self._positions is not None:
             table._positions = self._positions.derive(ops, table.rows)
+        table._map_due = self._searched
         return table
 
 

@@ -7,13 +7,14 @@ point update (`havaozy t ova a = 7 rehefa id = 5`) scanned the whole table:
 ~26 ms at 100k rows against ~0.6 ms at 1k.
 
 `RowPositions` maps each row object of one version (by identity, `id`) to
-its position. Like the equality index it is built once per version on
-first use, and the next version derives its own from it for appends and
+its position. The next version derives its own from it for appends and
 in-place sets (what most writes are), sharing a base dict and copying a
 small delta. A remove moves every row after it: the version after it has
-no map, and builds one only for an UPDATE (a DELETE, after which a map
-could not be derived anyway, finds its few rows by a search in C instead,
-`row_list.search_positions`).
+no map. Without a map the rows are found by a search in C
+(`row_list.search_positions`, costing the rows before them); the map,
+which costs the whole table once, is built by the second UPDATE in a row
+that finds none (`TableData.positions_of`), so that updates and deletes
+taking turns never pay for a map the next delete would drop.
 
 Every answer is checked against the rows themselves (`rows[p] is row`):
 an entry left behind by a replaced row, or an `id` reused by another

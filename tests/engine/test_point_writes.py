@@ -41,6 +41,10 @@ def table_of(rows: list) -> TableData:
 @given(st.integers(0, 40), st.data())
 def test_derived_positions_find_every_row_of_each_version(size, data):
     table = table_of([[i, "x"] for i in range(size)])
+    # The first UPDATE searches; the second in a row builds the map.
+    table.positions_of(table.rows[:1], keep=True)
+    assert table._positions is None
+    table = table.successor({"name": "t", "columns": COLUMNS, "rows": table.rows}, [])
     for _ in range(data.draw(st.integers(1, 10))):
         rows = table.rows
         if rows and data.draw(st.booleans()):
@@ -48,7 +52,8 @@ def test_derived_positions_find_every_row_of_each_version(size, data):
                 st.lists(st.integers(0, len(rows) - 1), min_size=1, max_size=3, unique=True))]]]
         else:
             ops = [["append", [[size + n, "new"] for n in range(data.draw(st.integers(1, 3)))]]]
-        table.positions_of(list(rows), keep=True)   # this version has its map
+        assert table.positions_of(list(rows), keep=True) == list(range(len(rows)))
+        assert table._positions is not None, "this version has its map"
         following = table.successor({"name": "t", "columns": COLUMNS,
                                      "rows": journal.apply(rows, ops, 2)}, ops)
         assert following._positions is not None, "appends and sets are derived"
@@ -58,6 +63,19 @@ def test_derived_positions_find_every_row_of_each_version(size, data):
         for row in replaced:   # gone from this version: never a position
             assert following.positions_of([row], keep=True) is None
         table = following
+
+
+def test_an_update_after_each_delete_searches_and_a_second_update_builds_the_map():
+    table = table_of([[i, "x"] for i in range(50)])
+    assert table.positions_of([table.rows[7]], keep=False) == [7]   # a DELETE: a search
+    after_delete = table.successor({"name": "t", "columns": COLUMNS, "rows": table.rows[1:]},
+                                   [["remove", [0]]])
+    assert after_delete.positions_of([after_delete.rows[7]], keep=True) == [7]
+    assert after_delete._positions is None, "one UPDATE searches"
+    again = after_delete.successor({"name": "t", "columns": COLUMNS,
+                                    "rows": after_delete.rows}, [])
+    assert again.positions_of([again.rows[9]], keep=True) == [9]
+    assert again._positions is not None, "the second UPDATE in a row builds the map"
 
 
 def test_a_remove_is_not_derived_and_an_equal_copy_is_not_the_row():
