@@ -21,13 +21,12 @@ readers that still hold it keep seeing exactly that version.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.errors import TahiryError
-from engine.evaluation.row_positions import RowPositions
+from engine.evaluation.row_positions import RowPositions, fold_limit
 from engine.language.ast import Query, SelectExpr
 from engine.language.hints import name_hint
 from engine.storage.row_list import search_positions
@@ -39,18 +38,6 @@ class ColumnInfo:
 
     name: str
     domain: list[dict]
-
-
-# A derived index keeps the buckets changed since its base in a delta dict
-# of its own, copied by each later version; past this many entries the delta
-# is folded into a new base (a copy of the whole dict), so the folds cost
-# about what the delta copies do: a few microseconds a write at 100k keys.
-MIN_FOLD_LIMIT = 64
-
-
-def fold_limit(base_keys: int) -> int:
-    """How many changed buckets a derived index carries before it folds them into its base."""
-    return max(MIN_FOLD_LIMIT, 2 * math.isqrt(base_keys))
 
 
 class _NotDerivable(Exception):
