@@ -225,15 +225,25 @@ class ConnectionStats:
     admission: Admission | None = None
     # Set by `run_server`: the limits on `.login` attempts (nodes/protocol/login.py).
     login: LoginGate | None = None
+    # The connections with an outbox: clients reading slower than they are
+    # answered, and what they hold (`unsent`), counted when asked.
+    slow_readers: set[ClientConnection] = field(default_factory=set)
 
     def as_dict(self) -> dict:
         admission = self.admission
+        in_memory = spilled = 0
+        for connection in self.slow_readers:
+            memory, on_disk = connection.unsent()
+            in_memory += memory
+            spilled += on_disk
         return {**(self.login.status() if self.login is not None else {}),
                 "uptime_s": round(time.monotonic() - self.started, 3),
                 "connections": self.open_connections,
                 "connections_total": self.total_connections,
                 "connections_refused": self.refused_connections,
                 "requests": self.requests, "errors": self.errors,
+                "slow_readers": len(self.slow_readers),
+                "unsent_bytes_in_memory": in_memory, "unsent_bytes_spilled": spilled,
                 **(admission.status() if admission is not None else {}),
                 "alerts": admission.alerts() if admission is not None else []}
 
@@ -780,6 +790,7 @@ class ClientConnection(asyncio.Protocol):
             at += CHUNK_BYTES
         if at < size:
             outbox = self._outbox = Outbox()
+            self._stats.slow_readers.add(self)
             outbox.add(memoryview(data)[at:])
             self._sent_at = asyncio.get_running_loop().time()
             self._arm_stall()
@@ -806,9 +817,22 @@ class ClientConnection(asyncio.Protocol):
         if self._outbox is not None:
             self._outbox.close()
             self._outbox = None
+            self._stats.slow_readers.discard(self)
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
+
+    def unsent(self) -> tuple[int, int]:
+        """(bytes held in memory, bytes spilled to disk) this client has not read yet.
+
+        In memory: the outbox's and the transport's buffer; the kernel's
+        socket buffers are not this process's.
+        """
+        outbox = self._outbox
+        if outbox is None or self._lost:
+            return 0, 0
+        in_memory = outbox.in_memory + self._transport.get_write_buffer_size()
+        return in_memory, len(outbox) - outbox.in_memory
 
     def _arm_stall(self) -> None:
         self._stall = asyncio.get_running_loop().call_at(self._sent_at + SEND_STALL_S,

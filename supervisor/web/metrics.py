@@ -142,6 +142,13 @@ def node_families(view: ClusterView) -> Iterator[Metric]:
                                    "Client connections accepted.", labels=labels)
     refused = CounterMetricFamily("tahiry_node_refused_connections",
                                   "Connections refused (over max_connections).", labels=labels)
+    slow_readers = GaugeMetricFamily("tahiry_node_slow_readers",
+                                     "Clients with answer bytes waiting because they read slower "
+                                     "than they are answered.", labels=labels)
+    unsent = GaugeMetricFamily("tahiry_node_unsent_bytes",
+                               "Answer bytes slow readers have not taken yet: in memory (at most "
+                               "the outbox cap each) or waiting on disk.",
+                               labels=[*labels, "where"])
     for row in view.rows:
         values = [row["node"], row["kind"]]
         up.add_metric(values, 1.0 if row["state"] in ANSWERING else 0.0)
@@ -159,7 +166,12 @@ def node_families(view: ClusterView) -> Iterator[Metric]:
             connections.add_metric(values, float(counters.get("connections") or 0))
             accepted.add_metric(values, float(counters.get("connections_total") or 0))
             refused.add_metric(values, float(counters.get("connections_refused") or 0))
-    yield from (up, state, restarts, probe, uptime, connections, accepted, refused)
+            slow_readers.add_metric(values, float(counters.get("slow_readers") or 0))
+            unsent.add_metric([*values, "memory"],
+                              float(counters.get("unsent_bytes_in_memory") or 0))
+            unsent.add_metric([*values, "disk"], float(counters.get("unsent_bytes_spilled") or 0))
+    yield from (up, state, restarts, probe, uptime, connections, accepted, refused,
+                slow_readers, unsent)
 
 
 def restart_counts(row: dict) -> dict[str, int]:

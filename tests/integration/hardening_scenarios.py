@@ -187,6 +187,12 @@ class SlowReaders:
     peak_mb: float
     settled_mb: float
     other_served_s: float | None
+    # What the server says the readers hold (its `.status`), whatever the allocator does.
+    slow_readers: int
+    unsent_in_memory_mb: float
+    unsent_spilled_mb: float
+    # Once the readers hung up, the server counted none left (their outboxes dropped).
+    released: bool
 
 
 def slow_readers(starter: NodeStarter, rows_a: int = 2000, rows_b: int = 1000,
@@ -197,7 +203,10 @@ def slow_readers(starter: NodeStarter, rows_a: int = 2000, rows_b: int = 1000,
     sampled every 10 ms from the requests until every answer is made
     (making a big answer costs what the engine needs, whoever reads it);
     settled: the lowest of the second after that, the readers still
-    connected and not reading: settled - base is what they pin.
+    connected and not reading: settled - base is what they pin, as far as
+    the allocator lets RSS tell (it keeps or returns freed pages by chance,
+    tens of MB either way). The server's own count of the bytes waiting for
+    them (`.status`: in memory, spilled to disk) does not depend on it.
     """
     server = starter("server", "m1", "--data", "data/m1")
     sampler = _RssSampler(psutil.Process(server.pid))
@@ -228,12 +237,21 @@ def slow_readers(starter: NodeStarter, rows_a: int = 2000, rows_b: int = 1000,
                 before += 1   # that `alaivo 1`
             peak = sampler.stop()
             settled = min(_samples(sampler, 1.0))
+            status = client.status()
         finally:
             sampler.stop()
             close_all(sockets)
+        try:
+            wait_until(lambda: client.status()["slow_readers"] == 0, 10,
+                       "the readers' outboxes to be dropped")
+            released = True
+        except AssertionError:
+            released = False
     mb = 1 << 20
     return SlowReaders(rows_a * rows_b, answer / mb, base / mb, max(peak, settled) / mb,
-                       settled / mb, other)
+                       settled / mb, other, status["slow_readers"],
+                       status["unsent_bytes_in_memory"] / mb, status["unsent_bytes_spilled"] / mb,
+                       released)
 
 
 class _RssSampler:

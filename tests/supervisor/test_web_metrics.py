@@ -39,6 +39,8 @@ def view(taken_at: float = 100.0, statements: int = 7, m2_state: str = "BACKOFF"
         nodes={
             "m1": {"statements": statements, "statement_errors": 1, "batches": 3, "commits": 2,
                    "files_committed": 2, "connections": 4, "connections_total": 9,
+                   "slow_readers": 2, "unsent_bytes_in_memory": 2_500_000,
+                   "unsent_bytes_spilled": 40_000_000,
                    "statement_seconds": histogram([5, 1, 1, 0], 0.02),
                    "commit_seconds": histogram([0, 2, 0, 0], 0.006), "storage_faults": []},
             "lb": {"connections": 1, "counters": {"statements": 5, "reads": 3, "writes": 2,
@@ -84,6 +86,12 @@ def test_node_families_state_restarts_and_probe():
     assert samples[("tahiry_node_restarts_total",
                     (("kind", "server"), ("node", "m1"), ("reason", "manual")))] == 1.0
     assert samples[("tahiry_node_probe_seconds", (("kind", "server"), ("node", "m1")))] == 0.0015
+    assert samples[("tahiry_node_slow_readers", (("kind", "server"), ("node", "m1")))] == 2.0
+    assert samples[("tahiry_node_unsent_bytes",
+                    (("kind", "server"), ("node", "m1"), ("where", "memory")))] == 2_500_000
+    assert samples[("tahiry_node_unsent_bytes",
+                    (("kind", "server"), ("node", "m1"), ("where", "disk")))] == 40_000_000
+    assert samples[("tahiry_node_slow_readers", (("kind", "balancer"), ("node", "lb")))] == 0.0
 
 
 def test_a_stopped_node_keeps_only_its_node_series():
