@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.errors import TahiryError
+from engine.evaluation.collector import collector_paused
 from engine.evaluation.row_positions import RowPositions, fold_limit
 from engine.language.ast import Query, SelectExpr
 from engine.language.hints import name_hint
@@ -62,16 +63,17 @@ class EqualityIndex:
 
     @classmethod
     def build(cls, rows: list[list], column: int) -> EqualityIndex:
-        """The index of `column` over `rows`, from scratch."""
+        """The index of `column` over `rows`, from scratch (one list per distinct value)."""
         index: dict[object, list[list]] = {}
-        for row in rows:
-            value = row[column]
-            if value is not None:
-                bucket = index.get(value)
-                if bucket is None:
-                    index[value] = [row]
-                else:
-                    bucket.append(row)
+        with collector_paused():
+            for row in rows:
+                value = row[column]
+                if value is not None:
+                    bucket = index.get(value)
+                    if bucket is None:
+                        index[value] = [row]
+                    else:
+                        bucket.append(row)
         return cls(index)
 
     def get(self, value: object, default: list[list] | None = None) -> list[list] | None:

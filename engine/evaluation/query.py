@@ -15,9 +15,7 @@ statement's literal values (`QueryPlan`).
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TypeVar, cast
@@ -26,6 +24,7 @@ from engine.errors import TahiryError
 from engine.evaluation import relational, values
 from engine.evaluation.catalog import Catalog, TableData, no_such_table
 from engine.evaluation.code_cache import CodeCache
+from engine.evaluation.collector import collector_paused
 from engine.evaluation.equality_lookup import (
     MIN_INDEXED_ROWS,
     candidate_rows,
@@ -92,7 +91,7 @@ def evaluate_query(select: SelectExpr, catalog: Catalog,
 
     `codes`: compiled expression code kept between statements (None: none kept).
     """
-    with _collector_paused():
+    with collector_paused():
         try:
             result = _Evaluator(catalog, limits.started(), codes).evaluate(select)
         except RecursionError:
@@ -116,25 +115,6 @@ def _released(error: BaseException) -> BaseException:
         seen.__traceback__ = None
         seen = seen.__cause__ or seen.__context__
     return error
-
-
-@contextmanager
-def _collector_paused():
-    """Pause Python's cyclic garbage collector while rows are built.
-
-    A join or union allocates one list per result row; each allocation
-    batch triggers a collection that rescans every live row (the cached
-    tables included), which made 100k-row queries 3-4x slower. Rows never
-    form reference cycles, so nothing is lost; the collector is re-enabled
-    (if it was on) as soon as the query ends.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 # --------------------------------------------------------------------------
@@ -226,19 +206,16 @@ class QueryPlan:
         deadline only starts for a table of more than _PLAN_TIMED_ROWS rows, so
         a point read pays nothing for it)."""
         rows = table.rows
-        collect = len(rows) > _PLAN_GC_ROWS and gc.isenabled()
-        if collect:
-            gc.disable()
         timed = len(rows) > _PLAN_TIMED_ROWS and limits.max_seconds is not None
         if timed:
             limits = limits.started()
         try:
+            if len(rows) > _PLAN_GC_ROWS:
+                with collector_paused():
+                    return self._run(table, rows, values, limits, timed)
             return self._run(table, rows, values, limits, timed)
         except TahiryError as error:
             raise _released(error) from None
-        finally:
-            if collect:
-                gc.enable()
 
     def _run(self, table: TableData, rows: list, values: list, limits: QueryLimits,
              timed: bool) -> Relation:
