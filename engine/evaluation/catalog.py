@@ -208,7 +208,7 @@ class TableData:
     rows: list[list]
     _indexes: dict[int, EqualityIndex] = field(default_factory=dict, repr=False, compare=False)
     _positions: RowPositions | None = field(default=None, repr=False, compare=False)
-    # An UPDATE searched this version's rows (no map): the next version builds one.
+    # A point write searched this version's rows (no map): the next version builds one.
     _searched: bool = field(default=False, repr=False, compare=False)
     _map_due: bool = field(default=False, repr=False, compare=False)
 
@@ -224,7 +224,7 @@ class TableData:
             index = self._indexes[column] = EqualityIndex.build(self.rows, column)
         return index
 
-    def positions_of(self, wanted: list[list], keep: bool) -> list[int] | None:
+    def positions_of(self, wanted: list[list]) -> list[int] | None:
         """The positions of the row objects `wanted` (rows of this version, in table order);
         None if one is not found.
 
@@ -232,14 +232,13 @@ class TableData:
         derived from the previous version's. Without one they are found by a
         search in C (`row_list.search_positions`: it costs the rows before
         them), and the map is built (costing the whole table once, at C
-        speed) only for the second UPDATE in a row (`keep`) that finds none:
-        the versions after it derive theirs, while a DELETE's successor could
-        not, so an update after each delete is not charged a whole map.
+        speed) by the second point write in a row that finds none: the
+        versions after it derive theirs.
         """
         positions = self._positions
         if positions is None:
-            if not (keep and self._map_due):
-                self._searched = self._searched or keep
+            if not self._map_due:
+                self._searched = True
                 return search_positions(self.rows, wanted)
             positions = self._positions = RowPositions.build(self.rows)
         return positions.positions_of(self.rows, wanted)

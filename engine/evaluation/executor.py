@@ -197,8 +197,7 @@ class Executor:
         return entry[0], memoized_table(*entry)
 
     @staticmethod
-    def _rows_to_test(where: ast.Expr | None, table: TableData,
-                      updating: bool) -> Iterable[tuple[int, list]]:
+    def _rows_to_test(where: ast.Expr | None, table: TableData) -> Iterable[tuple[int, list]]:
         """(position, row) of each row a write's condition must be tested on, in table order.
 
         `rehefa id = 5` (a condition the equality index narrows,
@@ -211,7 +210,7 @@ class Executor:
         if where is not None:
             candidates = query.table_candidates(where, table)
             if candidates is not None:
-                positions = table.positions_of(candidates, keep=updating)
+                positions = table.positions_of(candidates)
                 if positions is not None:
                     return zip(positions, candidates, strict=True)
         return enumerate(table.rows)
@@ -462,7 +461,7 @@ class Executor:
                      if statement.where is not None else None)
         checks = self._checks_of(document, table)
         changed = []
-        for index, row in self._rows_to_test(statement.where, table, updating=True):
+        for index, row in self._rows_to_test(statement.where, table):
             if predicate is None or predicate(row):
                 # Every right-hand side sees the row as it was.
                 values = [expression(row) for expression in expressions]
@@ -483,7 +482,7 @@ class Executor:
             removed = list(range(len(table.rows)))
         else:
             predicate = query.compile_table_predicate(statement.where, table, self.codes)
-            tested = self._rows_to_test(statement.where, table, updating=False)
+            tested = self._rows_to_test(statement.where, table)
             removed = [index for index, row in tested if predicate(row)]
         count = len(removed)
         if count:

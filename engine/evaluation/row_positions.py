@@ -7,24 +7,27 @@ point update (`havaozy t ova a = 7 rehefa id = 5`) scanned the whole table:
 ~26 ms at 100k rows against ~0.6 ms at 1k.
 
 `RowPositions` maps each row object of one version (by identity, `id`) to
-its position. The next version derives its own from it for appends and
-in-place sets (what most writes are), sharing a base dict and copying a
-small delta. A remove moves every row after it: the version after it has
-no map. Without a map the rows are found by a search in C
+its slot: its position when the map's base was built, or, for a row
+written since, the slot it took then. A remove leaves its slots empty
+(`holes`, sorted): a row's position is its slot less the holes before it
+(a bisect). So the next version derives its map from this one's for every
+kind of write, sharing the base dict and copying a small delta and the
+holes; past `fold_limit` of them the map is built again from the rows.
+Without a map the rows are found by a search in C
 (`row_list.search_positions`, costing the rows before them); the map,
-which costs the whole table once, is built by the second UPDATE in a row
-that finds none (`TableData.positions_of`), so that updates and deletes
-taking turns never pay for a map the next delete would drop.
+which costs the whole table once, is built by the second point write in a
+row that finds none (`TableData.positions_of`).
 
 Every answer is checked against the rows themselves (`rows[p] is row`):
-an entry left behind by a replaced row, or an `id` reused by another
-object, can never name a wrong position. A row not found makes
+an entry left behind by a replaced or removed row, or an `id` reused by
+another object, can never name a wrong position. A row not found makes
 `positions_of` answer None, and the caller scans, as before.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
 
 # A derived map (this one, an equality index: engine/evaluation/catalog.py)
@@ -42,13 +45,16 @@ def fold_limit(base_keys: int) -> int:
 
 
 class RowPositions:
-    """{id(row): position} over one version's rows; never changed once built."""
+    """{id(row): slot} over one version's rows, and the slots removed since; never changed
+    once built."""
 
-    __slots__ = ("_base", "_delta")
+    __slots__ = ("_base", "_delta", "_holes")
 
-    def __init__(self, base: dict[int, int], delta: dict[int, int] | None = None) -> None:
+    def __init__(self, base: dict[int, int], delta: dict[int, int] | None = None,
+                 holes: list[int] | None = None) -> None:
         self._base = base
         self._delta = delta if delta is not None else {}
+        self._holes = holes if holes is not None else []
 
     @classmethod
     def build(cls, rows: Sequence[list]) -> RowPositions:
@@ -57,33 +63,53 @@ class RowPositions:
     def positions_of(self, rows: Sequence[list], wanted: list[list]) -> list[int] | None:
         """The positions in `rows` (this map's version) of the row objects `wanted`, in
         their order; None if one of them is not there."""
-        delta, base = self._delta, self._base
+        delta, base, holes = self._delta, self._base, self._holes
         positions = []
         for row in wanted:
             key = id(row)
             position = delta.get(key)
             if position is None:
                 position = base.get(key)
-            if position is None or position >= len(rows) or rows[position] is not row:
+                if position is None:
+                    return None
+            if holes:
+                position -= bisect_left(holes, position)
+            if not 0 <= position < len(rows) or rows[position] is not row:
                 return None
             positions.append(position)
         return positions
 
-    def derive(self, ops: list | tuple, rows_after: Sequence[list]) -> RowPositions | None:
+    def derive(self, ops: list | tuple, rows_after: Sequence[list]) -> RowPositions:
         """The map of the version `ops` (journal ops) make of this one's, whose rows are
-        `rows_after`; None after a remove (the next use builds it)."""
-        delta = dict(self._delta)
-        count = len(rows_after) - sum(len(items) for kind, items in ops if kind == "append")
+        `rows_after`."""
+        delta, holes = dict(self._delta), list(self._holes)
+        count = len(rows_after)   # rows before the ops: the count after them, undone
+        for kind, items in ops:
+            count += len(items) if kind == "remove" else -len(items) if kind == "append" else 0
         for kind, items in ops:
             if kind == "append":
                 for row in items:
-                    delta[id(row)] = count
+                    delta[id(row)] = count + len(holes)   # past every slot so far
                     count += 1
             elif kind == "set":
                 for position, row in items:
-                    delta[id(row)] = position
-            else:
-                return None
-        if len(delta) > fold_limit(len(self._base)):
+                    delta[id(row)] = _slot(position, holes)
+            else:   # remove: positions in the rows before the op, ascending
+                for slot in [_slot(position, holes) for position in items]:
+                    insort(holes, slot)
+                count -= len(items)
+        if len(delta) + len(holes) > fold_limit(len(self._base)):
             return RowPositions.build(rows_after)
-        return RowPositions(self._base, delta)
+        return RowPositions(self._base, delta, holes)
+
+
+def _slot(position: int, holes: list[int]) -> int:
+    """The slot of the row at `position`: the least slot, not a hole, with `position` rows
+    before it (each step counts the holes up to the slot reached; it only grows, and
+    stops on the first slot that fits)."""
+    slot = position
+    while True:
+        following = position + bisect_right(holes, slot)
+        if following == slot:
+            return slot
+        slot = following

@@ -1,9 +1,10 @@
 """Point updates and deletes (`rehefa id = 5`) write their rows without scanning the table.
 
 - `RowPositions` (engine/evaluation/row_positions.py): derived from one
-  version to the next over appends and sets, it always gives each row's
-  position in its own version, and never a position for a row that is not
-  there (a replaced row, an equal copy).
+  version to the next over appends, sets and removes (entries of several
+  ops), it always gives each row's position in its own version, and never
+  a position for a row that is not there (a replaced or removed row, an
+  equal copy).
 - The executor: a write whose condition the equality index narrows tests
   only the rows holding the value (on the code before, every row), and
   gives exactly what a full scan gives (outcome, message, rows, the rows
@@ -37,53 +38,87 @@ def table_of(rows: list) -> TableData:
     return TableData("t", [ColumnInfo(c["name"], c["domain"]) for c in COLUMNS], rows)
 
 
+def draw_op(data, rows: list, next_key: int) -> list:
+    """One journal op over `rows`: set, remove (positions ascending) or append."""
+    kind = data.draw(st.sampled_from(["set", "remove", "append"] if rows else ["append"]))
+    if kind == "append":
+        return ["append", [[next_key + n, "new"] for n in range(data.draw(st.integers(1, 3)))]]
+    chosen = sorted(data.draw(st.lists(st.integers(0, len(rows) - 1), min_size=1, max_size=3,
+                                       unique=True)))
+    if kind == "remove":
+        return ["remove", chosen]
+    return ["set", [[p, [-p, "set"]] for p in chosen]]
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 40), st.data())
 def test_derived_positions_find_every_row_of_each_version(size, data):
     table = table_of([[i, "x"] for i in range(size)])
-    # The first UPDATE searches; the second in a row builds the map.
-    table.positions_of(table.rows[:1], keep=True)
+    # The first point write searches; the second in a row builds the map.
+    table.positions_of(table.rows[:1])
     assert table._positions is None
     table = table.successor({"name": "t", "columns": COLUMNS, "rows": table.rows}, [])
-    for _ in range(data.draw(st.integers(1, 10))):
+    next_key = size
+    for _ in range(data.draw(st.integers(1, 12))):
         rows = table.rows
-        if rows and data.draw(st.booleans()):
-            ops = [["set", [[p, [-p, "set"]] for p in data.draw(
-                st.lists(st.integers(0, len(rows) - 1), min_size=1, max_size=3, unique=True))]]]
-        else:
-            ops = [["append", [[size + n, "new"] for n in range(data.draw(st.integers(1, 3)))]]]
-        assert table.positions_of(list(rows), keep=True) == list(range(len(rows)))
+        ops: list = []
+        current = list(rows)
+        for _ in range(data.draw(st.integers(1, 3))):   # an entry of one to three ops
+            op = draw_op(data, current, next_key)
+            next_key += 10
+            ops.append(op)
+            current = list(journal.apply(current, [op], 2))
+        assert table.positions_of(list(rows)) == list(range(len(rows)))
         assert table._positions is not None, "this version has its map"
         following = table.successor({"name": "t", "columns": COLUMNS,
                                      "rows": journal.apply(rows, ops, 2)}, ops)
-        assert following._positions is not None, "appends and sets are derived"
-        assert following.positions_of(list(following.rows), keep=True) == list(
-            range(len(following.rows)))
-        replaced = [rows[p] for kind, items in ops if kind == "set" for p, _ in items]
-        for row in replaced:   # gone from this version: never a position
-            assert following.positions_of([row], keep=True) is None
+        assert following._positions is not None, "every write is derived"
+        assert following.positions_of(list(following.rows)) == list(range(len(following.rows)))
+        kept = {id(row) for row in following.rows}
+        for row in rows:   # gone from this version (replaced or removed): never a position
+            if id(row) not in kept:
+                assert following.positions_of([row]) is None
         table = following
 
 
-def test_an_update_after_each_delete_searches_and_a_second_update_builds_the_map():
+def test_a_point_write_without_a_map_searches_and_the_second_builds_it():
     table = table_of([[i, "x"] for i in range(50)])
-    assert table.positions_of([table.rows[7]], keep=False) == [7]   # a DELETE: a search
+    assert table.positions_of([table.rows[7]]) == [7]   # a search
+    assert table._positions is None
     after_delete = table.successor({"name": "t", "columns": COLUMNS, "rows": table.rows[1:]},
                                    [["remove", [0]]])
-    assert after_delete.positions_of([after_delete.rows[7]], keep=True) == [7]
-    assert after_delete._positions is None, "one UPDATE searches"
-    again = after_delete.successor({"name": "t", "columns": COLUMNS,
-                                    "rows": after_delete.rows}, [])
-    assert again.positions_of([again.rows[9]], keep=True) == [9]
-    assert again._positions is not None, "the second UPDATE in a row builds the map"
+    assert after_delete.positions_of([after_delete.rows[7]]) == [7]
+    assert after_delete._positions is not None, "the second point write in a row builds it"
+    again = after_delete.successor({"name": "t", "columns": COLUMNS, "rows": after_delete.rows[2:]},
+                                   [["remove", [0, 1]]])
+    assert again._positions is not None, "a delete's successor derives it"
+    assert again.positions_of([again.rows[9]]) == [9]
 
 
-def test_a_remove_is_not_derived_and_an_equal_copy_is_not_the_row():
-    rows = [[i, "x"] for i in range(5)]
+def test_removes_leave_holes_and_an_equal_copy_is_not_the_row():
+    rows = [[i, "x"] for i in range(8)]
     positions = RowPositions.build(rows)
-    assert positions.derive([["remove", [1]]], rows[:1] + rows[2:]) is None
-    assert positions.positions_of(rows, [list(rows[3])]) is None
-    assert positions.positions_of(rows, [rows[4], rows[0]]) == [4, 0]
+    # Remove positions 1 and 4, then (in the rows left) 0; then set the row now at 2.
+    ops = [["remove", [1, 4]], ["remove", [0]], ["set", [[2, ["new", "x"]]]]]
+    after = journal.apply(rows, ops, 2)
+    assert [row[0] for row in after] == [2, 3, "new", 6, 7]
+    derived = positions.derive(ops, after)
+    assert derived.positions_of(after, list(after)) == [0, 1, 2, 3, 4]
+    for gone in (rows[0], rows[1], rows[4], rows[5]):
+        assert derived.positions_of(after, [gone]) is None
+    assert derived.positions_of(after, [list(after[3])]) is None
+    assert derived.positions_of(after, [after[4], after[0]]) == [4, 0]
+
+
+def test_a_map_with_many_holes_is_built_again():
+    rows = [[i, "x"] for i in range(100)]
+    positions = RowPositions.build(rows)
+    for _ in range(70):   # past the fold limit (64 at this size)
+        ops = [["remove", [0]]]
+        rows = journal.apply(rows, ops, 2)
+        positions = positions.derive(ops, rows)
+    assert len(positions._holes) < 70
+    assert positions.positions_of(rows, list(rows)) == list(range(30))
 
 
 # -- the executor ---------------------------------------------------------------------------
