@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from engine.collector import LASTING_ROWS, lasting_build
 from engine.errors import TahiryError
-from engine.evaluation.collector import collector_paused
 from engine.evaluation.row_positions import RowPositions, fold_limit
 from engine.language.ast import Query, SelectExpr
 from engine.language.hints import name_hint
@@ -65,7 +65,8 @@ class EqualityIndex:
     def build(cls, rows: list[list], column: int) -> EqualityIndex:
         """The index of `column` over `rows`, from scratch (one list per distinct value)."""
         index: dict[object, list[list]] = {}
-        with collector_paused():
+        # It lives as long as this version: kept out of later collections.
+        with lasting_build(len(rows) >= LASTING_ROWS):
             for row in rows:
                 value = row[column]
                 if value is not None:

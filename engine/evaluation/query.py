@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import TypeVar, cast
 
+from engine.collector import collector_paused
 from engine.errors import TahiryError
 from engine.evaluation import relational, values
 from engine.evaluation.catalog import Catalog, TableData, no_such_table
 from engine.evaluation.code_cache import CodeCache
-from engine.evaluation.collector import collector_paused
 from engine.evaluation.equality_lookup import (
     MIN_INDEXED_ROWS,
     candidate_rows,

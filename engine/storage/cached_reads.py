@@ -57,6 +57,7 @@ from stat import S_ISDIR
 
 import orjson
 
+from engine.collector import LASTING_BYTES, lasting_build
 from engine.errors import StorageFault, TahiryError
 from engine.storage import journal
 from engine.storage.document_cache import DocumentCache, derive_memo, file_signature
@@ -295,21 +296,25 @@ class CachedReader:
             if extended is not None:
                 return extended
         self.check_contained(path)
-        try:
-            document, stat = self._read_snapshot(path)
-        except (FileNotFoundError, NotADirectoryError):
-            self._cache.forget(key)
-            return None
         applied: tuple[int, int] | None = None   # the journal's (inode, bytes applied)
-        if journal_file is not None and not document.get("dropped", False):
-            found = journal.read(journal_file)
-            if found is not None:
-                reading, journal_stat = found
-                entries = journal.chained(reading.entries, document["change"])
-                if entries:
-                    document = self._applied(path, document, entries)
-                # What was applied ends at `reading.end` (a torn or growing tail is not).
-                applied = (journal_stat.st_ino, reading.end)
+        # One list per row: read with the collector paused and, for a big
+        # table, kept out of its later scans (engine/collector.py).
+        size = stat.st_size + (journal_stat.st_size if journal_stat is not None else 0)
+        with lasting_build(size >= LASTING_BYTES):
+            try:
+                document, stat = self._read_snapshot(path)
+            except (FileNotFoundError, NotADirectoryError):
+                self._cache.forget(key)
+                return None
+            if journal_file is not None and not document.get("dropped", False):
+                found = journal.read(journal_file)
+                if found is not None:
+                    reading, journal_stat = found
+                    entries = journal.chained(reading.entries, document["change"])
+                    if entries:
+                        document = self._applied(path, document, entries)
+                    # What was applied ends at `reading.end` (a torn or growing tail is not).
+                    applied = (journal_stat.st_ino, reading.end)
         memo = self._cache.remember(
             key, file_signature(stat, applied, journal_file is not None), document)
         return document, memo

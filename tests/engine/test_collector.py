@@ -1,10 +1,13 @@
-"""The cyclic collector is paused while many rows are built (engine/evaluation/collector.py).
+"""Python's cyclic collector and big tables (engine/collector.py).
 
-Counted through `gc.callbacks`: building an equality index or a join's rows
-allocates one list per row, which would start a collection every few hundred
-allocations (dozens here), each rescanning every live row. Paused, at most one
-runs: the first allocation after the collector is back on takes the new
-objects in one pass.
+- Paused while many rows are built, counted through `gc.callbacks`:
+  building an equality index or a join's rows allocates one list per row,
+  which would start a collection every few hundred allocations (dozens
+  here), each rescanning every live row. Paused, at most one runs: the first
+  allocation after the collector is back on takes the new objects in one pass.
+- A big table loaded from disk and a big equality index are frozen once
+  built: no later collection scans them (`gc.get_objects` lists what the
+  collections scan; frozen objects are not in it).
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ from contextlib import contextmanager
 
 import pytest
 
+from engine.collector import collector_paused
+from engine.evaluation import catalog
 from engine.evaluation.catalog import EqualityIndex
-from engine.evaluation.collector import collector_paused
+from engine.session import Session
+from engine.storage import cached_reads
+from engine.storage.store import Store
 from tests.engine.sessionkit import prepared_session, rows
 
 
@@ -84,3 +91,38 @@ def test_the_collector_is_back_on_after_an_error(collector_on):
     with pytest.raises(RuntimeError), collector_paused():
         raise RuntimeError("a query failed")
     assert gc.isenabled()
+
+
+def scanned_ids() -> set[int]:
+    """The ids of the objects the collector's generations hold (frozen ones are not there)."""
+    return {id(found) for found in gc.get_objects()}
+
+
+def test_a_big_equality_index_is_frozen_once_built(monkeypatch):
+    monkeypatch.setattr(catalog, "LASTING_ROWS", 1_000)
+    rows = [[number % 700, "x"] for number in range(2_000)]
+    frozen_before = gc.get_freeze_count()
+    index = EqualityIndex.build(rows, 0)
+    buckets = [index.get(value) for value in range(700)]
+    assert gc.get_freeze_count() >= frozen_before + len(buckets)
+    scanned = scanned_ids()
+    assert not any(id(bucket) in scanned for bucket in buckets)
+    small = EqualityIndex.build(rows[:999], 0)   # below the mark: left to the collector
+    assert id(small.get(5)) in scanned_ids()
+
+
+def test_a_big_table_loaded_from_disk_is_frozen_with_its_journal_rows(tmp_path, monkeypatch):
+    writer = Session(Store(tmp_path / "data"))
+    for text in ("manamboara tahiry d", "ampiasao d", "manamboara tabilao t (a ISA(null,null))",
+                 "manampia ao@ t sanda " + ", ".join(f"({n})" for n in range(3_000)),
+                 "manampia ao@ t sanda (-1)"):   # a journal entry beside the snapshot
+        assert writer.execute_one(text).ok
+    monkeypatch.setattr(cached_reads, "LASTING_BYTES", 1_000)
+    reader = Session(Store(tmp_path / "data"))   # loads from disk
+    assert reader.execute_one("ampiasao d").ok
+    answer = reader.execute_one("alaivo * ao@ t rehefa a = -1")
+    assert answer.ok and answer.relation.rows == [[-1]]
+    loaded = reader.store.read("d", "table", "t")["rows"]
+    assert len(loaded) == 3_001
+    scanned = scanned_ids()
+    assert not any(id(row) in scanned for row in loaded)
