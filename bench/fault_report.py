@@ -47,7 +47,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from nodes.runtime.outbox import CHUNK_BYTES, MEMORY_CAP_BYTES  # noqa: E402
+from nodes.runtime.outbox import HELD_BYTES_BOUND  # noqa: E402
 from tests.conftest import NodeStarter  # noqa: E402
 from tests.integration import hardening_scenarios as hardening  # noqa: E402
 from tests.integration.cluster_scenario import ScenarioResult, run_scenario  # noqa: E402
@@ -172,11 +172,11 @@ def hardening_rows(work: Path, answer_rows: int, query_rows: int) -> list[tuple[
     side = max(1, int(answer_rows ** 0.5))
     with node_starter(work / "slow-readers") as starter:
         readers = hardening.slow_readers(starter, side, answer_rows // side, 3)
-    # What they pin, by the server's own count (the bound: nodes/runtime/outbox.py's cap
-    # and a chunk past the transport's mark each); RSS beside it moves by tens of MB
-    # with the allocator alone, so it only has to stay below one answer (before the
-    # outbox, each reader pinned its whole answer: +136 MB).
-    held_bound = 3 * (MEMORY_CAP_BYTES + 2 * CHUNK_BYTES) / (1 << 20)
+    # What they pin, by the server's own count (the bound: nodes/runtime/outbox.py);
+    # RSS beside it moves by tens of MB with the allocator alone, so it only has to
+    # stay below one answer (before the outbox, each reader pinned its whole answer:
+    # +136 MB).
+    held_bound = 3 * HELD_BYTES_BOUND / (1 << 20)
     rss_pinned = readers.settled_mb - readers.base_mb
     rows.append((f"3 non-reading clients of a {readers.rows:,}-row answer ({readers.answer_mb:.0f} MB): "
                  "held in memory / on disk (server's count), RSS peak / pinned",

@@ -21,6 +21,10 @@ from typing import IO
 
 CHUNK_BYTES = 256 * 1024          # written to the transport at a time
 MEMORY_CAP_BYTES = 1024 * 1024    # unsent bytes kept in memory per connection; the rest spills
+# What one slow reader can hold in this process's memory: the outbox's cap, and
+# what the transport took before it paused (at most a chunk past its high-water
+# mark). A node's `.status` counts it (`unsent_bytes_in_memory`).
+HELD_BYTES_BOUND = MEMORY_CAP_BYTES + 2 * CHUNK_BYTES
 
 
 class Outbox:

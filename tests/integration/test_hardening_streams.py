@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from nodes.protocol.auth import AuthRates
-from nodes.runtime.outbox import CHUNK_BYTES, MEMORY_CAP_BYTES
+from nodes.runtime.outbox import HELD_BYTES_BOUND, MEMORY_CAP_BYTES
 from tests.integration.hardening_scenarios import auth_guesses, slow_readers
 
 READERS = 3
@@ -29,12 +29,10 @@ def test_clients_that_never_read_a_big_answer_pin_at_most_the_cap(start_node):
     assert figures.answer_mb > 15, figures
     pinned_mb = figures.settled_mb - figures.base_mb
     assert pinned_mb < READERS * MEMORY_CAP_BYTES / (1 << 20) + SLACK_MB, figures
-    # The server's own count: each reader's outbox holds at most the cap in
-    # memory (plus what the transport took: at most a chunk past its high-water
-    # mark), the rest of its answer waits on disk.
+    # The server's own count: each reader holds at most its outbox's cap in
+    # memory and what the transport took; the rest of its answer waits on disk.
     assert figures.slow_readers == READERS, figures
-    assert figures.unsent_in_memory_mb <= READERS * (MEMORY_CAP_BYTES + 2 * CHUNK_BYTES) / (1 << 20), \
-        figures
+    assert figures.unsent_in_memory_mb <= READERS * HELD_BYTES_BOUND / (1 << 20), figures
     assert figures.unsent_spilled_mb > READERS * (figures.answer_mb / 2), figures
     assert figures.released, figures
     assert figures.other_served_s is not None and figures.other_served_s < 5, figures
