@@ -11,7 +11,6 @@ code 2 (`_cannot_start`).
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
@@ -174,9 +173,6 @@ def main(argv: list[str] | None = None) -> None:
         server.idle_tasks.append(first_admin_later)
     server.stats.login = node_login_gate(args, logger)
     logger.info("data directory %s", Path(data).resolve())
-    # Start-up objects (modules, parser tables) never die: keep the cyclic
-    # collector from rescanning them on every full collection.
-    gc.freeze()
     try:
         run_node(run_server(server.open_client, args.host, args.port, logger, server.stats,
                             max_request_bytes=args.max_request_bytes, auth=auth,
