@@ -10,7 +10,8 @@ One writer inserts rows with increasing ids (from N) into `t` of database
 Both reconnect after a broken connection. The secret comes from
 TAHIRY_SECRET. When STOP_FILE exists the load stops and writes OUT.json:
 
-    {"acked": [[id, time], ...] (answered with success), "write_errors": [[time, id, message]],
+    {"acked": [[id, time, sent], ...] (answered with success at `time`, sent at `sent`),
+     "write_errors": [[time, id, message]],
      "reads_ok": n, "read_errors": [[time, message]]}
 
 times are wall-clock seconds (one kernel, one clock for every namespace).
@@ -109,6 +110,7 @@ def main() -> None:
         session = Session(args.host, args.port, tls)
         next_id = args.first_id
         while not stopped.is_set():
+            sent = time.time()
             try:
                 response = session.run(f"manampia ao@ t sanda ({next_id});")
             except OSError as error:
@@ -116,7 +118,7 @@ def main() -> None:
                 time.sleep(PAUSE_AFTER_ERROR_S)
             else:
                 if response.ok:
-                    acked.append([next_id, time.time()])
+                    acked.append([next_id, time.time(), sent])
                 else:
                     write_errors.append([time.time(), next_id, response.message.strip()[:200]])
                     time.sleep(PAUSE_AFTER_ERROR_S)
