@@ -134,6 +134,38 @@ def test_any_bytes_in_any_chunking_frame_the_same(data, step):
     assert chunked == whole
 
 
+# Texts rich in what decides where a statement ends: quotes (doubled, escaped),
+# `;` inside and outside strings, comment markers, line breaks, UTF-8.
+statement_texts = st.text(alphabet=list("ab ;'\"\\-/\né"), max_size=40).map(
+    lambda text: (text + ";").encode())
+
+
+@settings(max_examples=400, deadline=None)
+@given(statement_texts)
+def test_a_chunk_ending_in_semicolon_frames_as_the_splitter_cuts_it(data):
+    """Whole (the one-statement fast path, quotes and all) and byte by byte (the splitter)."""
+    assert RequestFramer().feed(data) == frame_bytewise(data)
+
+
+@pytest.mark.parametrize("data", [
+    b"manampia ao@ t sanda (1, 'Rakoto', 'n''y', \"x;y\");",
+    b"alaivo * ao@ t rehefa anarana = 'Rabe\\'s';",
+])
+def test_a_statement_with_strings_takes_the_fast_path(data):
+    """The fast path hands back its request again for the same chunk (it is immutable)."""
+    framer = RequestFramer()
+    first = framer.feed(data)
+    assert len(first) == 1 and first[0].text == data[:-1].decode()
+    assert framer.feed(data)[0] is first[0]
+
+
+@pytest.mark.parametrize("data", [b"alaivo 1 -- ;", b"alaivo 'a;", b"alaivo 'a\\';", b"alaivo 1; alaivo 2;"])
+def test_chunks_that_are_not_one_statement_keep_the_splitter(data):
+    framer = RequestFramer()
+    assert framer.feed(data) == frame_bytewise(data)
+    assert framer.pending == (not data.endswith(b"2;"))
+
+
 # ---------------------------------------------------------------- encoding
 
 
