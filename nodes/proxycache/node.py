@@ -220,19 +220,25 @@ class ProxyCache:
         self.max_request_bytes = max_request_bytes
         self.stats = ConnectionStats()
         self.upstream_errors = 0
-        # request text -> (normalised text, kind): both are pure functions of
-        # the text, so a repeated request (a cache hit) skips computing them.
+        # read text -> (normalised text, READ): both are pure functions of the
+        # text, so a repeated read (a cache hit) skips computing them.
         self.known_texts: dict[str, tuple[str, str]] = {}
 
     def text_facts(self, text: str) -> tuple[str, str]:
-        """(normalised text, READ / USE / WRITE) of a request's text, remembered."""
+        """(normalised text, READ / USE / WRITE) of a request's text; a read's remembered.
+
+        Only reads: a cache hit is a read sent again, while writes are mostly
+        sent once (each insert its own values); remembered, they would flush
+        the reads' entries every MAX_KNOWN_TEXTS writes.
+        """
         facts = self.known_texts.get(text)
         if facts is None:
             normal = normalise_statement(text)
             facts = (normal, statement_kind(normal))
-            if len(self.known_texts) >= MAX_KNOWN_TEXTS:
-                self.known_texts.clear()
-            self.known_texts[text] = facts
+            if facts[1] == READ:
+                if len(self.known_texts) >= MAX_KNOWN_TEXTS:
+                    self.known_texts.clear()
+                self.known_texts[text] = facts
         return facts
 
     def status(self) -> dict:

@@ -368,6 +368,18 @@ def test_the_proxy_remembers_each_texts_normal_form_and_kind():
     assert proxy.text_facts("alaivo  1") == ("alaivo 1", proxy_node.READ)
 
 
+def test_the_proxys_writes_never_push_its_reads_out_of_the_remembered_texts():
+    from nodes.proxycache import node as proxy_node
+    from nodes.proxycache.cache import ResponseCache
+
+    proxy = proxy_node.ProxyCache("p", ("127.0.0.1", 1), ResponseCache(1000, 10), LOG)
+    read = "alaivo * ao@ t rehefa id = 7"
+    remembered = proxy.text_facts(read)
+    for index in range(proxy_node.MAX_KNOWN_TEXTS + 10):   # a bulk load, one insert at a time
+        assert proxy.text_facts(f"manampia ao@ t sanda ({index}, 'n{index}')")[1] == proxy_node.WRITE
+    assert proxy.known_texts.get(read) is remembered
+
+
 def _serve_pending(chunks: list[bytes], give_now: set[str], window: int) -> tuple[list[bytes], bool]:
     """What a connection writes when its handler answers with `PendingAnswer`s (or futures)."""
     from nodes.runtime.serving import ClientConnection, ClientHandler, ConnectionStats, PendingAnswer
