@@ -284,11 +284,14 @@ class Balancer:
         backend right here and answered from the backend connection's read
         callback (`_fast_read`): no task, no coroutine. Anything else, and
         whatever that read meets besides a plain answer, takes `answer`.
-        The statement is classified once, here, for both.
+        The statement is classified once, here, for both. A statement for
+        `answer` takes its turn here too, before the next request of the
+        same chunk is handled: that one must see the session busy (never
+        idle behind an `ampiasao` whose task has not started).
         """
         if request.admin is not None:
             if request.admin == ADMIN_LOGIN or request.admin == ADMIN_RIGHTS:
-                return self._admin_in_turn(session, request)
+                return self._admin_in_turn(session, request, session.take_turn())
             return admin_response(request, self.node_id, "balancer", self.status)
         if request.error is not None:
             return self.answer(session, request)
@@ -302,17 +305,20 @@ class Balancer:
                     else None)
             if fast is not None:
                 return fast
-        return self.answer(session, request, kind)
+        return self.answer(session, request, kind, session.take_turn())
 
     async def answer(self, session: ClientSession, request: Request,
-                     kind: Routed | None | Exception | object = _UNCLASSIFIED) -> bytes:
-        """The complete response bytes for one framed request (`kind`: its class, if known)."""
+                     kind: Routed | None | Exception | object = _UNCLASSIFIED,
+                     turn: Turn | None = None) -> bytes:
+        """The complete response bytes for one framed request (`kind`: its class, if known;
+        `turn`: its place in the session's order, taken when it arrived)."""
         if request.error is not None:
             return encode_error(request.error)
         if request.admin is not None:
             return admin_response(request, self.node_id, "balancer", self.status)
+        if turn is None:
+            turn = session.take_turn()   # in request order: statements run in that order
         self.counters.statements += 1
-        turn = session.take_turn()   # in request order: statements run in that order
         try:
             return await self._statement(session, request.text, turn, kind)
         except LoginRefused as refused:
@@ -328,9 +334,8 @@ class Balancer:
 
     # -- accounts ------------------------------------------------------------
 
-    async def _admin_in_turn(self, session: ClientSession, request: Request) -> bytes:
-        """`.login` / `.rights;`: in the session's order, like a statement."""
-        turn = session.take_turn()
+    async def _admin_in_turn(self, session: ClientSession, request: Request, turn: Turn) -> bytes:
+        """`.login` / `.rights;`: in the session's order, like a statement (`turn`: its place)."""
         try:
             await turn.wait()
             if request.admin == ADMIN_LOGIN:

@@ -84,6 +84,39 @@ def test_use_of_a_missing_database_fails_and_keeps_the_current_one(cluster):
     assert client.rows("alaivo * ao@ t;") == [[7]]
 
 
+def test_a_write_sent_right_behind_ampiasao_runs_in_the_new_database(cluster):
+    """`ampiasao b;` and a write in one chunk (what `./tahiry client -e ... -e ...` sends).
+
+    The write used to be sent at once (the fast path of an idle session)
+    while `ampiasao b` had not taken its turn yet: in the database before it,
+    on a connection to its owner that had that one selected.
+    """
+    m1, m2, _, connect = cluster
+    client = connect()
+    client.ok("manamboara tahiry dba;")
+    client.ok("manamboara tahiry dbb;")
+    client.ok("ampiasao dba;")
+    # A write in dba on each server: both of the session's connections have dba selected.
+    before = tables_owned_by("m1", "dba") + tables_owned_by("m2", "dba")
+    for table in before:
+        client.ok(f"manamboara tabilao {table} (a ISA(null,null));")
+    created = tables_owned_by("m1", "dbb", 2) + tables_owned_by("m2", "dbb", 2)
+    for table in created:
+        client.send(b"ampiasao dba;")
+        assert client.read()[0].ok
+        client.send(f"ampiasao dbb;manamboara tabilao {table} (a ISA(null,null));".encode())
+        used, made = client.read(2)
+        assert used.ok and made.ok, made.message
+    for server in (m1, m2):
+        direct = connect(server.port)
+        direct.ok("ampiasao dbb;")
+        listed = {row[0] for row in direct.rows("asehoy ny tabilao;")}
+        assert listed == {t for t in created if owner_of("dbb", t, ["m1", "m2"]) == server.name}
+        direct.ok("ampiasao dba;")
+        listed = {row[0] for row in direct.rows("asehoy ny tabilao;")}
+        assert listed == {t for t in before if owner_of("dba", t, ["m1", "m2"]) == server.name}
+
+
 def test_two_clients_in_different_databases_never_see_each_others_results(cluster):
     _, _, _, connect = cluster
     alice, bob = connect(), connect()
