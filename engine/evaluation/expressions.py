@@ -411,8 +411,8 @@ class _Generator:
             if left.constant and right.constant:
                 return self.emit(expr)
             word = "and" if expr.op == "ary" else "or"
-            return _Code(f"({left.text} {word} {right.text})", BOOL,
-                         max(left.depth, right.depth) + 1)
+            return self.fold(_Code(f"({left.text} {word} {right.text})", BOOL,
+                                   max(left.depth, right.depth) + 1))
         code = self.emit(expr)
         if code.kind == VALUE:
             raise TahiryError(

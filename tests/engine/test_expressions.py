@@ -140,6 +140,19 @@ def test_very_deep_expressions_still_compile():
     assert compile_expression(deep, CONTEXT).function([1, 2, 3, "s", None]) == 602
 
 
+@pytest.mark.parametrize("word", ["na", "ary"])
+@pytest.mark.parametrize("terms", [150, 199, 300])
+def test_very_long_conditions_still_compile(word, terms):
+    """A condition's `na`/`ary` chain short-circuits in generated code: once deeper
+    than CPython's parser takes (~200 parentheses) it used to fail as an internal error."""
+    chain = functools.reduce(
+        lambda e, n: Binary(word, e, Binary("=", ColumnRef("b"), Literal(n))), range(1, terms),
+        Binary("=", ColumnRef("b"), Literal(0)))
+    condition = compile_condition(chain, CONTEXT, "rehefa")
+    assert condition([1, 2, 3, "s", None]) is (word == "na")
+    assert condition([1, 0, 3, "s", None]) is (word == "na" or terms == 1)
+
+
 def test_kinds():
     assert compile_expression(expr("b + 1"), CONTEXT).kind == VALUE
     assert compile_expression(expr("b > 1"), CONTEXT).kind == BOOL
