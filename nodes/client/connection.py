@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from engine.evaluation.outcome import Outcome
+from engine.language.script import StatementSplitter
 from nodes.errors import NodeError
 from nodes.protocol import (
     ProtocolError,
@@ -77,11 +78,18 @@ class LoginFailed(AuthenticationFailed):
 def request_text(statement: str) -> str:
     """The statement as sent: with exactly one terminating `;`.
 
-    A `;` goes on a new line when the text may end inside a `--` comment.
+    A `;` goes on a new line when the text may end inside a `--` comment. A
+    text ending in a `;` of its own is sent as it is only when that `;` ends
+    it: in a trailing comment (`alaivo 1 -- farany;`, the last statement of a
+    file without a final line break) it ends nothing, and the node would
+    wait for the rest of the statement.
     """
     text = statement.strip()
     if text.endswith(";"):
-        return text
+        splitter = StatementSplitter()
+        splitter.feed(text)
+        if not splitter.pending_length():
+            return text
     return text + ("\n;" if ("--" in text or "//" in text) else ";")
 
 

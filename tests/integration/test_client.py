@@ -92,6 +92,20 @@ def test_unterminated_string_gets_a_syntax_error_not_a_hang(tmp_path, start_node
     assert json_lines(done.stdout)[0]["error"].startswith("Hadisoana : ")
 
 
+@pytest.mark.parametrize("script", ["alaivo 1 -- farany;", "alaivo 5--3;", "alaivo 2 // x;"])
+def test_a_last_statement_whose_semicolon_is_in_a_comment_runs_as_embedded(tmp_path, start_node,
+                                                                           script):
+    """LANGUAGE.md 4b: text after the last `;` at the end of the input is run as a
+    statement; here that `;` is inside a trailing comment, so it is no end. The
+    client sent the text as it was, and the server waited for the rest of it."""
+    server = start_node("server", "m1", "--data", "data/m1")
+    remote = client("--port", str(server.port), "--format", "json", "-e", script, cwd=tmp_path)
+    embedded = client("--embedded", str(tmp_path / "e"), "--format", "json", "-e", script,
+                      cwd=tmp_path)
+    assert remote.returncode == embedded.returncode == 0, remote.stdout
+    assert remote.stdout == embedded.stdout
+
+
 def test_remote_session_keeps_its_database_and_matches_embedded(tmp_path, start_node):
     server = start_node("server", "m1", "--data", "data/m1")
     script = SETUP + "alaivo taranja, avg(naoty) ao@ naoty #vondrona (taranja) alaharo taranja; fafao ao@ x;"
