@@ -39,7 +39,7 @@ from engine.language.ast import (
     Unary,
     walk,
 )
-from engine.language.hints import name_hint
+from engine.language.hints import keyword_hint, name_hint
 
 VALUE = "value"
 BOOL = "bool"
@@ -193,7 +193,8 @@ def check_function(call: FunctionCall) -> None:
     """Reject unknown functions and wrong argument shapes."""
     if call.name not in AGGREGATE_FUNCTIONS:
         raise TahiryError(f"Tsy fantatra ny fonction '{call.name}'."
-                          + name_hint(call.name, AGGREGATE_FUNCTIONS))
+                          + (keyword_hint(call.name) if call.name.lower() == "not"
+                             else name_hint(call.name, AGGREGATE_FUNCTIONS)))
     if call.star:
         if call.name != "count":
             raise TahiryError(f"Ny {call.name}(*) dia tsy azo atao : count(*) ihany.")

@@ -38,6 +38,8 @@ _SHOWN_KEYWORD = {"ao": "ao@"}
 _LAST_WORD = re.compile(r"(?<![\w.])([^\W\d]\w*)\s*\Z")
 _WORD_AT = re.compile(r"[^\W\d]\w*")
 _HASH_WORD = re.compile(r"\#\s*([^\W\d]\w*)")
+# NOT in a condition (`rehefa ! (a > 1)`); English `not` is `tsy` only in `dia tsy null`.
+NOT_OPERATOR = "!"
 
 
 def closest(word: str, names: Iterable[str], cutoff: float = CUTOFF) -> str | None:
@@ -60,16 +62,21 @@ def name_hint(word: str, names: Iterable[str]) -> str:
     return text("hint_did_you_mean", suggestion=suggestion, word=word)
 
 
-def keyword_hint(word: str, keywords: Iterable[str] = _KEYWORD_WORDS, cutoff: float = CUTOFF) -> str:
+def keyword_hint(word: str, keywords: Iterable[str] = _KEYWORD_WORDS, cutoff: float = CUTOFF,
+                 after: str = "") -> str:
     """The hint for `word` found where the grammar did not expect it ("" if none).
 
     An English keyword always has one; a misspelling is looked for among
-    `keywords` (those the grammar expected there, when known).
+    `keywords` (those the grammar expected there, when known). `after`:
+    the word before it (`not` is `tsy` only after `dia`, in `dia tsy null`;
+    anywhere else NOT is written `!`).
     """
     if word.lower() in KEYWORDS or word.lower() in ACCOUNT_WORDS:
         return ""   # a word of the language is no misspelling
     keyword = english_keyword(word)
     if keyword is not None:
+        if word.lower() == "not" and after.lower() != "dia":
+            keyword = NOT_OPERATOR
         return text("hint_english_keyword", keyword=keyword, word=word)
     suggestion = closest(word, keywords, cutoff)
     if suggestion is None:
@@ -88,23 +95,26 @@ def syntax_hint(source: str, index: int, expected: Iterable[str] = ()) -> str:
     the next token; that word is compared with every keyword, more strictly.
     English keywords come first: `alaivo id from t` blames `from`, not `t`.
     """
-    words = []  # (word, keywords, cutoff)
+    words = []  # (word, keywords, cutoff, the word before it)
+    before = _LAST_WORD.search(source, 0, index)
+    previous = before.group(1) if before is not None else ""
     if source.startswith("#", index):  # `#rehefaa`: the word the `#` stands before
         after = _HASH_WORD.match(source, index)
         if after is not None:
-            words.append((after.group(1), sorted(HASH_WORDS), CUTOFF))
+            words.append((after.group(1), sorted(HASH_WORDS), CUTOFF, previous))
     at = _WORD_AT.match(source, index)
     if at is not None and (index == 0 or not (source[index - 1].isalnum()
                                               or source[index - 1] in "_.")):
-        words.append((at.group(), sorted(expected) or _KEYWORD_WORDS, CUTOFF))
-    before = _LAST_WORD.search(source, 0, index)
+        words.append((at.group(), sorted(expected) or _KEYWORD_WORDS, CUTOFF, previous))
     if before is not None:
-        words.append((before.group(1), _KEYWORD_WORDS, ALIAS_CUTOFF))
-    for word, _, _ in words:
+        earlier = _LAST_WORD.search(source, 0, before.start())
+        words.append((previous, _KEYWORD_WORDS, ALIAS_CUTOFF,
+                      earlier.group(1) if earlier is not None else ""))
+    for word, _, _, after in words:
         if english_keyword(word) is not None and word.lower() not in KEYWORDS:
-            return keyword_hint(word)
-    for word, keywords, cutoff in words:
-        hint = keyword_hint(word, keywords, cutoff)
+            return keyword_hint(word, after=after)
+    for word, keywords, cutoff, after in words:
+        hint = keyword_hint(word, keywords, cutoff, after)
         if hint:
             return hint
     return ""

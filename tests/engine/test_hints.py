@@ -55,6 +55,10 @@ def session(tmp_path_factory):
     ("use s;", in_tahiry("ampiasao", "use")),
     ("alaivo * ao@ mpianatra a tonona mpianatra b on a.id = b.id;", in_tahiry("ka", "on")),
     ("alaivo * ao@ mpianatra rehefa id is null;", in_tahiry("dia", "is")),
+    # NOT is `!`; `tsy` only after `dia` (IS NOT NULL).
+    ("alaivo * ao@ mpianatra rehefa not id > 1;", in_tahiry("!", "not")),
+    ("alaivo * ao@ mpianatra rehefa not (id > 1);", in_tahiry("!", "not")),
+    ("alaivo * ao@ mpianatra rehefa id dia not null;", in_tahiry("tsy", "not")),
     # Tables, views, columns, functions.
     ("alaivo * ao@ mpianatr;", did_you_mean("mpianatra", "mpianatr")),
     ("alaivo * ao@ tsar;", did_you_mean("tsara", "tsar")),
