@@ -110,11 +110,11 @@ def syntax_hint(source: str, index: int, expected: Iterable[str] = ()) -> str:
         earlier = _LAST_WORD.search(source, 0, before.start())
         words.append((previous, _KEYWORD_WORDS, ALIAS_CUTOFF,
                       earlier.group(1) if earlier is not None else ""))
-    for word, _, _, after in words:
+    for word, _, _, word_before in words:
         if english_keyword(word) is not None and word.lower() not in KEYWORDS:
-            return keyword_hint(word, after=after)
-    for word, keywords, cutoff, after in words:
-        hint = keyword_hint(word, keywords, cutoff, after)
+            return keyword_hint(word, after=word_before)
+    for word, keywords, cutoff, word_before in words:
+        hint = keyword_hint(word, keywords, cutoff, word_before)
         if hint:
             return hint
     return ""
