@@ -420,6 +420,10 @@ class Executor:
             relation = query.evaluate_query(statement.query, self.catalog(database),
                                             self.limits.query)
             if len(relation.columns) != len(positions):
+                if statement.columns:
+                    raise TahiryError(
+                        f"Tsy mitovy ny isan'ny tsanganana : {len(relation.columns)} avy amin'ny "
+                        f"alaivo, {len(positions)} voatonona ho an'ny tabilao {table.name}")
                 raise TahiryError(
                     f"Tsy mitovy ny isan'ny tsanganana : {len(relation.columns)} avy amin'ny "
                     f"alaivo, {len(positions)} ao amin'ny tabilao {table.name}")
@@ -437,6 +441,10 @@ class Executor:
         checks = self._checks_of(document, table)
         for source in sources:
             if len(source) != len(positions):
+                if statement.columns:
+                    raise TahiryError(
+                        f"Tsy mitovy ny isan'ny sanda ({len(source)}) sy ny tsanganana "
+                        f"voatonona ({len(positions)}) ho an'ny tabilao {table.name}")
                 raise TahiryError(
                     f"Tsy mitovy ny isan'ny sanda ({len(source)}) sy ny tsanganana "
                     f"({len(positions)}) ao amin'ny tabilao {table.name}")

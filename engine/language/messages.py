@@ -132,6 +132,16 @@ CATALOGUE: tuple[Message, ...] = (
        "Tsy mitovy ny isan'ny sanda ({values}) sy ny tsanganana ({count}) ao amin'ny tabilao {table}",
        "The number of values ({values}) differs from the number of columns ({count}) in table "
        "{table}"),
+    # (With a column list, `manampia ao@ t (a, b) ...`: the columns it names.)
+    _M("insert_select_named_columns",
+       "Tsy mitovy ny isan'ny tsanganana : {selected} avy amin'ny alaivo, {count} voatonona "
+       "ho an'ny tabilao {table}",
+       "Column counts differ: {selected} from the alaivo, {count} named for table {table}"),
+    _M("insert_values_named_count",
+       "Tsy mitovy ny isan'ny sanda ({values}) sy ny tsanganana voatonona ({count}) ho an'ny "
+       "tabilao {table}",
+       "The number of values ({values}) differs from the number of columns named ({count}) "
+       "for table {table}"),
     _M("insert_too_many_rows", "Be loatra ny andalana : {count} (max {max} isaky ny manampia)",
        "Too many rows: {count} (at most {max} per manampia)"),
     _M("text_too_long", "Lava loatra ny lahatsoratra ho an'ny tsanganana '{column}' (max {max})",

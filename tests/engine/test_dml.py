@@ -72,7 +72,9 @@ def test_insert_with_empty_column_list_means_all_columns(session):
     ("manampia ao@ t (id, ID) sanda (1, 2);", "'ID' dia voatonona indroa"),
     ("manampia ao@ t (tsisy) sanda (1);", "Le champ 'tsisy' n'existe pas dans la relation."),
     ("manampia ao@ t sanda (1, 'a');", "isan'ny sanda (2) sy ny tsanganana (3)"),
-    ("manampia ao@ t (id) sanda (1, 2);", "isan'ny sanda (2) sy ny tsanganana (1)"),
+    ("manampia ao@ t (id) sanda (1, 2);", "isan'ny sanda (2) sy ny tsanganana voatonona (1) "
+                                          "ho an'ny tabilao t"),
+    ("manampia ao@ t (id) alaivo 1, 2;", "2 avy amin'ny alaivo, 1 voatonona ho an'ny tabilao t"),
     ("manampia ao@ tsisy sanda (1);", "La table sekoly.tsisy n'as pas été trouvé"),
     ("manampia ao@ t sanda (1, '', null);", "LAHATSORATRA(1,10)"),
     ("manampia ao@ t sanda (1, 'a', '2023-02-30');", "DATY"),
