@@ -119,6 +119,12 @@ CATALOGUE: tuple[Message, ...] = (
     _M("login_busy", "Be loatra ny fanandramana fidirana (too many login attempts on this node "
        "right now): connection closed, try again later",
        "Too many login attempts on this node right now: connection closed, try again later"),
+    # nodes/protocol/wire.py STUCK_REQUEST: a node's answer to a `;` inside a string or comment.
+    _M("stuck_request", "Fahadisoana ara-pitsipika (syntax error): the request ended inside a "
+       "string or a comment (`--`, `//`), so its `;` did not end it; nothing was run (end a `--` "
+       "comment with a newline, close every quote)",
+       "Syntax error: the request ended inside a string or a comment (`--`, `//`), so its `;` did "
+       "not end it; nothing was run (end a `--` comment with a newline, close every quote)"),
     _M("login_malformed", "Tsy mety ny fidirana (malformed login): {why}; expected `.login "
        "<name> \"<password>\";`",
        "Malformed login: {why}; expected `.login <name> \"<password>\";`"),

@@ -212,7 +212,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         runner = make_runner(options)
     except (ConnectionProblem, CannotStart) as problem:
-        print(f"tahiry: {problem}", file=sys.stderr)
+        # (-d DB refused by the node: its error, in the language asked for.)
+        print(f"tahiry: {display.translate(str(problem))}", file=sys.stderr)
         return EXIT_CANNOT_START
     except OSError as error:      # embedded: the data directory cannot be used
         print(f"tahiry: cannot use {options.embedded}: {error.strerror or error}", file=sys.stderr)

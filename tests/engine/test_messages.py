@@ -193,3 +193,12 @@ def test_every_error_of_a_session_translates(tmp_path):
     assert len(failures) >= 35
     untranslated = [m for m in failures if translate(m, "en") == m or "Hadisoana" in translate(m, "en")]
     assert untranslated == []
+
+
+def test_the_nodes_stuck_request_answer_translates():
+    """Answered by a node, not raised by the engine: read from nodes/protocol/wire.py."""
+    from nodes.protocol.wire import STUCK_REQUEST
+
+    english = translate(STUCK_REQUEST, "en")
+    assert english.startswith("Error: Syntax error: the request ended inside a string")
+    assert "Fahadisoana" not in english

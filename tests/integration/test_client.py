@@ -106,6 +106,14 @@ def test_a_last_statement_whose_semicolon_is_in_a_comment_runs_as_embedded(tmp_p
     assert remote.stdout == embedded.stdout
 
 
+def test_a_missing_database_option_is_refused_in_the_language_asked_for(tmp_path, start_node):
+    server = start_node("server", "m1", "--data", "data/m1")
+    done = client("--port", str(server.port), "--lang", "en", "-d", "nope", "-e", "alaivo 1;",
+                  cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "tahiry: Error: No such database: nope", done.stderr
+
+
 def test_remote_session_keeps_its_database_and_matches_embedded(tmp_path, start_node):
     server = start_node("server", "m1", "--data", "data/m1")
     script = SETUP + "alaivo taranja, avg(naoty) ao@ naoty #vondrona (taranja) alaharo taranja; fafao ao@ x;"
