@@ -213,7 +213,8 @@ def _main(argv: Sequence[str] | None) -> int:
         runner = make_runner(options)
     except (ConnectionProblem, CannotStart) as problem:
         # (-d DB refused by the node: its error, in the language asked for.)
-        print(f"tahiry: {display.translate(str(problem))}", file=sys.stderr)
+        text = str(problem) if display.translate is None else display.translate(str(problem))
+        print(f"tahiry: {text}", file=sys.stderr)
         return EXIT_CANNOT_START
     except OSError as error:      # embedded: the data directory cannot be used
         print(f"tahiry: cannot use {options.embedded}: {error.strerror or error}", file=sys.stderr)
