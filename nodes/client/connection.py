@@ -40,6 +40,7 @@ from nodes.protocol import (
     auth_request,
     login_request,
     secret_from_environment,
+    statement_bytes,
 )
 
 RECEIVE_CHUNK = 1 << 16
@@ -75,11 +76,10 @@ class LoginFailed(AuthenticationFailed):
     """The node refused the account's name or password."""
 
 
-def request_text(statement: str) -> str:
-    """The statement as sent: with exactly one terminating `;`.
+def request_bytes(statement: str) -> bytes:
+    """The statement as sent: with exactly one terminating `;` (`statement_bytes`).
 
-    A `;` goes on a new line when the text may end inside a `--` comment. A
-    text ending in a `;` of its own is sent as it is only when that `;` ends
+    A text ending in a `;` of its own is sent as it is only when that `;` ends
     it: in a trailing comment (`alaivo 1 -- farany;`, the last statement of a
     file without a final line break) it ends nothing, and the node would
     wait for the rest of the statement.
@@ -89,8 +89,8 @@ def request_text(statement: str) -> str:
         splitter = StatementSplitter()
         splitter.feed(text)
         if not splitter.pending_length():
-            return text
-    return text + ("\n;" if ("--" in text or "//" in text) else ";")
+            return text.encode("utf-8")
+    return statement_bytes(text)
 
 
 class ServerConnection:
@@ -165,7 +165,7 @@ class ServerConnection:
     def request(self, statement: str) -> Outcome:
         """Send one statement and wait for its response."""
         with self._failures_lose_the_connection():
-            self._socket.sendall(request_text(statement).encode("utf-8"))
+            self._socket.sendall(request_bytes(statement))
             while True:
                 data = self._socket.recv(RECEIVE_CHUNK)
                 if not data:

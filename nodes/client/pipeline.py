@@ -36,7 +36,7 @@ from typing import Protocol, cast
 from engine.errors import ERROR_PREFIX
 from engine.evaluation.outcome import Outcome
 from engine.language.script_source import PENDING
-from nodes.client.connection import ConnectionLost, NoAnswer, ServerConnection, request_text
+from nodes.client.connection import ConnectionLost, NoAnswer, ServerConnection, request_bytes
 
 WINDOW = 64               # statements in flight on one connection
 
@@ -203,7 +203,7 @@ class _Run:
         decided = self.host.check(statement)
         if decided is not None:
             return _Entry(step, "", b"", StepResult(step, decided))
-        return _Entry(step, statement, request_text(statement).encode("utf-8"), None)
+        return _Entry(step, statement, request_bytes(statement), None)
 
     def _put_unsent(self) -> None:
         """Queue the bytes of statements not sent yet (on a new connection if needed)."""
