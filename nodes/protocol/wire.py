@@ -354,6 +354,19 @@ def _dumps(value: object) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+# A run of 19 digits: maybe an integer beyond 64 bits, which orjson would read as
+# the nearest float (12345678901234567891234 as 1.2345678901234568e+22) though the
+# engine computes it exactly (`alaivo 9223372036854775807 * 10;`). Such a page goes
+# through the stdlib; a string of digits that long only costs that slower decoder.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def _loads_page(line: bytes) -> object:
+    if _LONG_DIGITS.search(line) is None:
+        return orjson.loads(line)
+    return json.loads(line)
+
+
 def is_too_many_connections(message: str) -> bool:
     """Whether an answer's message is a node refusing a connection it has no room for."""
     return message.removeprefix(ERROR_PREFIX).startswith(TOO_MANY_CONNECTIONS)
@@ -493,8 +506,8 @@ class ResponseDecoder:
             self._has_relation = True
             if self.decode_relations:
                 try:
-                    page = orjson.loads(line)
-                except orjson.JSONDecodeError as error:
+                    page = _loads_page(line)
+                except (ValueError, RecursionError) as error:   # (json: nested too deep)
                     raise ProtocolError(f"bad relation page JSON: {error}") from None
                 if not isinstance(page, dict):
                     raise ProtocolError("relation page is not an object")

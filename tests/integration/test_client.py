@@ -92,6 +92,21 @@ def test_unterminated_string_gets_a_syntax_error_not_a_hang(tmp_path, start_node
     assert json_lines(done.stdout)[0]["error"].startswith("Hadisoana : ")
 
 
+@pytest.mark.parametrize("script", ["alaivo 9223372036854775807 * 10, 12345678901234567891234;",
+                                    "alaivo -9223372036854775807 - 2, '12345678901234567890';"])
+@pytest.mark.parametrize("output", ["json", "table"])
+def test_integers_beyond_64_bits_come_back_exactly_as_embedded(tmp_path, start_node, script, output):
+    """The engine computes integers exactly; through a node they came back as the
+    nearest float (92233720368547760000), since orjson reads them so."""
+    server = start_node("server", "m1", "--data", "data/m1")
+    remote = client("--port", str(server.port), "--format", output, "-e", script, cwd=tmp_path)
+    embedded = client("--embedded", str(tmp_path / "e"), "--format", output, "-e", script,
+                      cwd=tmp_path)
+    assert remote.returncode == embedded.returncode == 0, remote.stdout
+    assert remote.stdout == embedded.stdout
+    assert "92233720368547758070" in remote.stdout or "-9223372036854775809" in remote.stdout
+
+
 @pytest.mark.parametrize("script", ["alaivo 1 -- farany;", "alaivo 5--3;", "alaivo 2 // x;"])
 def test_a_last_statement_whose_semicolon_is_in_a_comment_runs_as_embedded(tmp_path, start_node,
                                                                            script):

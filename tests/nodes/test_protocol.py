@@ -217,9 +217,20 @@ def test_pages_split_and_merge_back():
     assert response.raw == data
 
 
-def test_huge_integers_are_encoded_too():
-    data = encode_outcome(Outcome.success("", relation([[2 ** 80, "x"]])))
-    assert decode_responses(data)[0].relation.rows == [[2 ** 80, "x"]]
+def test_huge_integers_are_encoded_and_decoded_exactly():
+    # orjson reads an integer beyond 64 bits as the nearest float: 2 ** 80 + 1
+    # would come back as 2 ** 80, 12345678901234567891234 as 12345678901234568000000.
+    huge = [2 ** 80 + 1, -(2 ** 64) - 3, 12345678901234567891234, 2 ** 64 - 1, -(2 ** 63)]
+    data = encode_outcome(Outcome.success("", relation([[*huge, "x"], [1.5, 2 ** 63, -1, None, 0, "y"]])))
+    rows = decode_responses(data)[0].relation.rows
+    assert rows == [[*huge, "x"], [1.5, 2 ** 63, -1, None, 0, "y"]]
+    assert [type(value) for value in rows[0][:-1]] == [int] * len(huge)
+
+
+def test_a_string_of_digits_beside_a_float_keeps_both():
+    rows = [["12345678901234567890123", 1e300, 0.1]]
+    data = encode_outcome(Outcome.success("", relation(rows)))
+    assert decode_responses(data)[0].relation.rows == rows
 
 
 def test_strings_with_newlines_and_unicode_round_trip():
