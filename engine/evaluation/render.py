@@ -6,30 +6,49 @@ Used by the embedded runner (`python -m engine`) and by the client.
 from __future__ import annotations
 
 import json
-import unicodedata
 
 import orjson
+import wcwidth
 
 from engine.evaluation.outcome import Outcome, Relation
 from engine.evaluation.values import format_value
 
-_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+def _control_escapes() -> dict[int, str]:
+    """Characters a terminal would obey instead of showing, each as a visible escape:
+    line breaks and tabs as typed in a literal (`\\n`), other C0/C1 controls and DEL as
+    `\\x1b`, and the bidirectional overrides, which reorder what follows on screen,
+    as `\\u202e`."""
+    escapes = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+    escapes.update({code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F),
+                                                       *range(0x2066, 0x206A), 0x2028, 0x2029)})
+    escapes.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+    return escapes
 
 
-def _cell(value: object) -> str:
-    return format_value(value).translate(_ESCAPES)
+_CONTROL_ESCAPES = _control_escapes()
+# A value shows as it is typed in a string literal (docs/LANGUAGE.md 1): a line
+# break as `\n` and a backslash as `\\`, so the two never look alike.
+_CELL_ESCAPES = {**_CONTROL_ESCAPES, ord("\\"): "\\\\"}
+
+
+def cell_text(value: object) -> str:
+    """A value as one line of a table cell: escaped like a literal, controls made visible."""
+    return format_value(value).translate(_CELL_ESCAPES)
+
+
+def visible_text(text: str) -> str:
+    """A header, a name, a statement's line: its control characters made visible."""
+    return text.translate(_CONTROL_ESCAPES)
 
 
 def display_width(text: str) -> int:
-    """Terminal columns taken by `text` (wide East Asian characters count 2)."""
-    if text.isascii():
+    """Terminal columns taken by `text`: wide East Asian characters and emoji count 2,
+    combining marks, zero-width joiners and variation selectors 0, a joined emoji
+    sequence (👩‍💻) or a flag (🇲🇬) as the one picture it is (the wcwidth library)."""
+    if text.isascii() and text.isprintable():
         return len(text)
-    width = 0
-    for char in text:
-        if unicodedata.combining(char):
-            continue
-        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-    return width
+    return max(0, wcwidth.width(text))
 
 
 def _pad(text: str, width: int, right: bool) -> str:
@@ -55,8 +74,8 @@ def _numeric_column(rows: list[list], index: int) -> bool:
 
 def render_table(relation: Relation) -> str:
     """An aligned boxed table followed by its row count; numbers right-aligned."""
-    headers = [column.name for column in relation.columns]
-    cells = [[_cell(value) for value in row] for row in relation.rows]
+    headers = [visible_text(column.name) for column in relation.columns]
+    cells = [[cell_text(value) for value in row] for row in relation.rows]
     widths = [display_width(header) for header in headers]
     for row in cells:
         for index, text in enumerate(row):

@@ -13,10 +13,8 @@ import csv
 import io
 
 from engine.evaluation.outcome import Relation
-from engine.evaluation.render import display_width, render_table
+from engine.evaluation.render import cell_text, display_width, render_table, visible_text
 from engine.evaluation.values import format_value
-
-_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
 def table_width(table: str) -> int:
@@ -26,12 +24,12 @@ def table_width(table: str) -> int:
 
 def render_expanded(relation: Relation) -> str:
     """Each row as a block `-[ ANDALANA n ]-` then `column | value` lines; the row count last."""
-    names = [column.name for column in relation.columns]
+    names = [visible_text(column.name) for column in relation.columns]
     name_width = max((display_width(name) for name in names), default=0)
     blocks = []
     for number, row in enumerate(relation.rows, 1):
         lines = [name + " " * (name_width - display_width(name)) + " | "
-                 + format_value(value).translate(_ESCAPES)
+                 + cell_text(value)
                  for name, value in zip(names, row, strict=True)]
         width = max((display_width(line) for line in lines), default=0)
         header = f"-[ ANDALANA {number} ]"

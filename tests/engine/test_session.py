@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from engine.evaluation.executor import Limits
 from engine.evaluation.outcome import Column, Outcome, Relation
 from engine.evaluation.render import render_json, render_outcome, render_table
@@ -102,6 +104,31 @@ def test_render_empty_relation_and_wide_characters():
     assert render_table(Relation("t", [Column("a")], [])) == "+---+\n| a |\n+---+\n(0 andalana)"
     table = render_table(Relation("t", [Column("a")], [["日本"], ["ab"]]))
     assert "| 日本 |" in table and "| ab   |" in table
+
+
+@pytest.mark.parametrize("value, width", [
+    ("👩\u200d💻", 2),      # a joined emoji sequence is one picture
+    ("🇲🇬", 2),             # a flag: two regional indicators
+    ("❤\ufe0f", 2),         # a variation selector asks for the emoji picture
+    ("e\u0301te", 3),       # a combining accent takes no column
+    ("漢字", 4),
+])
+def test_cells_are_as_wide_as_the_terminal_draws_them(value, width):
+    table = render_table(Relation("t", [Column("a")], [[value], ["x" * width]])).splitlines()
+    assert table[3] == "| " + value + " |", table
+    assert table[4] == "| " + "x" * width + " |"
+
+
+def test_a_cell_shows_a_string_as_it_is_typed_in_a_literal():
+    """A line break and a typed backslash-n looked alike (`a\\nb`); a value shows
+    now as the literal that makes it, and controls a terminal would obey (an ESC
+    colouring the rest of the screen, a bidirectional override) are shown, not sent."""
+    rows = [["a\nb"], ["a\\nb"], ["C:\\x"], ["\x1b[31mred"], ["\u202eabc"], ["tab\there"]]
+    table = render_table(Relation("t", [Column("a\nb")], rows)).splitlines()
+    assert [line.strip("| ") for line in table[3:9]] == [
+        "a\\nb", "a\\\\nb", "C:\\\\x", "\\x1b[31mred", "\\u202eabc", "tab\\there"]
+    assert table[1].strip("| ") == "a\\nb"   # a header: controls shown too
+    assert all(char.isprintable() for char in "".join(table))
 
 
 def test_render_outcome_messages_and_errors():

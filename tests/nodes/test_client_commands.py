@@ -159,6 +159,13 @@ def test_expanded_rows_and_the_automatic_choice():
     assert render_rows(RELATION, "off", 20).startswith("+----")
 
 
+def test_expanded_rows_show_values_as_the_table_does():
+    relation = Relation("t", [Column("a\tb")], [["x\ny"], ["x\\ny"], ["\x1b[2J"]])
+    assert render_expanded(relation).splitlines() == [
+        "-[ ANDALANA 1 ]", "a\\tb | x\\ny", "-[ ANDALANA 2 ]", "a\\tb | x\\\\ny",
+        "-[ ANDALANA 3 ]", "a\\tb | \\x1b[2J", "(3 andalana)"]
+
+
 def test_every_command_is_listed_by_question_mark_and_in_docs():
     listed = command_list()
     guide = (REPO_ROOT / "docs" / "CLIENT.md").read_text()
