@@ -25,7 +25,8 @@ from engine.errors import TahiryError
 from engine.evaluation.values import format_number
 from engine.language import ast
 
-# Stored integers are 64-bit: JSON readers (orjson) turn larger ones into floats.
+# Stored integers are signed 64-bit: JSON readers (orjson) turn larger ones into floats.
+MIN_STORED_INT = -2**63
 MAX_STORED_INT = 2**63 - 1
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -114,7 +115,8 @@ def check_column_names(names: list[str]) -> None:
 def _check_storable_number(value: object) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise TahiryError(f"Isa tsy azo tehirizina : {value}")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_STORED_INT:
+    if (isinstance(value, int) and not isinstance(value, bool)
+            and not MIN_STORED_INT <= value <= MAX_STORED_INT):
         raise TahiryError(f"Lehibe loatra ny isa {value} (64 bits farafahabetsany)")
 
 
@@ -190,7 +192,7 @@ def column_checker(domain: list[dict], max_string_length: int,
     if atom["type"] == "ISA":
         def check_number(value: object) -> object:
             kind = type(value)
-            if (kind is int and -MAX_STORED_INT <= value <= MAX_STORED_INT  # type: ignore[operator]
+            if (kind is int and MIN_STORED_INT <= value <= MAX_STORED_INT  # type: ignore[operator]
                     or kind is float and math.isfinite(value)):  # type: ignore[arg-type]
                 if (low is None or value >= low) and (high is None or value <= high):
                     return value

@@ -287,3 +287,17 @@ def test_integers_beyond_64_bits_are_refused(session, tmp_path):
     fresh = Session(Store(tmp_path / "data"))
     fresh.execute("ampiasao sekoly;")
     assert rows(fresh, "alaivo n ao@ big;") == [[9223372036854775807]]
+
+
+@pytest.mark.parametrize("statement", ["manampia ao@ big sanda (-9223372036854775808);",
+                                       "manampia ao@ big sanda (-9223372036854775807 - 1), (0);",
+                                       "manampia ao@ big alaivo -9223372036854775807 - 1;"])
+def test_the_smallest_64_bit_integer_is_stored(session, tmp_path, statement):
+    """Signed 64 bits run from -2**63 to 2**63 - 1 (docs/LANGUAGE.md 4b); -2**63 was refused."""
+    run(session, "manamboara tabilao big (n ISA(null,null));")
+    assert run(session, statement)[0].startswith(CHANGED)
+    refused = one(session, "manampia ao@ big sanda (-9223372036854775808 - 1);")
+    assert not refused.ok and "64 bits" in refused.message
+    fresh = Session(Store(tmp_path / "data"))
+    fresh.execute("ampiasao sekoly;")
+    assert [-2 ** 63] in rows(fresh, "alaivo n ao@ big;")
