@@ -41,6 +41,7 @@ from nodes.client.commands import (
     client_command,
     command_list,
     describe_statement,
+    leading_comment_lines,
 )
 from nodes.client.completion import Vocabulary
 from nodes.client.display import Display
@@ -118,7 +119,15 @@ class ScriptSteps:
 
 
 def _command_line(piece: Piece) -> tuple[Piece, Piece | None]:
-    """A piece starting with a backslash command line: (that line, the rest or None)."""
+    """A piece starting with a backslash command line: (that line, the rest or None).
+
+    Comment lines before the command are dropped (they run nothing).
+    """
+    lines, cut = leading_comment_lines(piece.text)
+    if lines and piece.text[cut:].lstrip(" \t").startswith("\\"):
+        rest = piece.text[cut:]
+        text = rest.lstrip(" \t")
+        piece = Piece(text, piece.line + lines, len(rest) - len(text) + 1)
     if not piece.text.startswith("\\") or "\n" not in piece.text:
         return piece, None
     first, rest = piece.text.split("\n", 1)

@@ -11,6 +11,7 @@ help (the `\\?` list and docs/CLIENT.md are made from it) and its kind.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from nodes.client.display import EXPANDED_MODES, Display
@@ -64,6 +65,22 @@ class ClientCommand:
     def topic(self) -> str | None:
         """The keyword of `fanampiana KEYWORD` (None without one)."""
         return self.arguments[0] if self.arguments else None
+
+
+# One line holding only blanks or a `--`/`//` comment, with its line break.
+_COMMENT_LINE = re.compile(r"[ \t\r]*(?:(?:--|//)[^\n]*)?\n")
+
+
+def leading_comment_lines(text: str) -> tuple[int, int]:
+    """(lines, characters) at the start of `text` that hold only blanks or a comment.
+
+    They run nothing (docs/CLIENT.md), so a command line after them is a command.
+    """
+    lines = position = 0
+    while (match := _COMMENT_LINE.match(text, position)) is not None:
+        lines += 1
+        position = match.end()
+    return lines, position
 
 
 def client_command(text: str) -> ClientCommand | None:

@@ -22,6 +22,7 @@ from prompt_toolkit.key_binding import KeyBindings
 from engine.language.script import StatementSplitter, normalise_statement
 from engine.language.secrets import redact_secrets
 from nodes.client.batch import client_command, run_text
+from nodes.client.commands import leading_comment_lines
 from nodes.client.completion import TahiryCompleter, Vocabulary
 from nodes.client.connection import NotListening
 from nodes.client.display import Display
@@ -36,8 +37,10 @@ WELCOME = ("Tahiry — {where}\n"
 
 def input_complete(text: str) -> bool:
     """Whether Enter should submit `text` rather than start a new line."""
-    if not text.strip() or client_command(text) is not None:
+    if not text.strip() or client_command(text[leading_comment_lines(text)[1]:]) is not None:
         return True
+    if not normalise_statement(text):
+        return True   # only comments: they run nothing, and a command may follow
     splitter = StatementSplitter()
     if not splitter.feed(text):
         return False

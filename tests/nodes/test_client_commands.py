@@ -103,6 +103,19 @@ def test_a_command_line_before_a_statement_and_describe_is_sent_as_its_statement
     assert "-[ ANDALANA 1 ]" in out.getvalue()
 
 
+def test_a_command_line_after_comment_lines_is_a_command():
+    """docs/CLIENT.md: lines holding only a comment are not sent; a backslash command
+    behind them was read as the start of a statement (`marika tsy fantatra '\\'`)."""
+    runner = RecordingRunner()
+    out = io.StringIO()
+    display = Display("table", out)
+    result = run_text("-- jereo ny tabilao\n// sy ity\n\n  \\d naoty\n-- farany\n\\x on\n"
+                      "alaivo 1;\n-- miala\n\\q\nalaivo 2;\n", runner, display)
+    assert result.ok and result.quit, out.getvalue()
+    assert runner.statements == ["asehoy ny tsanganana ao@ naoty", "alaivo 1"]
+    assert display.settings.expanded == "on"
+
+
 def test_a_misused_command_says_how_to_use_it():
     out = io.StringIO()
     runner = RecordingRunner()

@@ -65,6 +65,13 @@ class RecordingRunner:
     ("?", True),
     ("fanampiana alaivo", True),
     ("   ", True),
+    # A line holding only a comment runs nothing: Enter ends it, so a command typed
+    # on the next line is one (it was appended to the comment, and even \\q stuck).
+    ("-- jereo ny tabilao", True),
+    ("// fanamarihana\n", True),
+    ("-- jereo\n\\d naoty", True),
+    ("-- jereo\n  \\q", True),
+    ("-- jereo\nalaivo 1", False),
 ])
 def test_enter_submits_only_complete_input(text, complete):
     assert input_complete(text) is complete
