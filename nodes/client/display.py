@@ -104,7 +104,8 @@ class Display:
                 self.destination.flush()
             else:
                 self._show_rows(outcome)
-        elif self.format == "csv":
+        elif self.format == "csv" or (not outcome.ok and self.file is not None):
+            # (`\o FILE` takes results; an error stays where the user looks, as in psql.)
             self._message(outcome, place, self.errors)
         else:
             self._message(outcome, place, self.destination)

@@ -127,6 +127,20 @@ def test_a_misused_command_says_how_to_use_it():
     assert "\\x [on|off|auto]" in out.getvalue() and "\\pset pager on|off" in out.getvalue()
 
 
+def test_errors_stay_on_the_terminal_while_output_goes_to_a_file(tmp_path):
+    """`\\o FILE` sends results to FILE (docs/CLIENT.md); a student whose error went
+    there too saw nothing at all."""
+    out, errors = io.StringIO(), io.StringIO()
+    display = Display("table", out, errors=errors)
+    target = tmp_path / "o.txt"
+    apply(ClientCommand("output", (str(target),)), display)
+    display.outcome(Outcome.failure("Hadisoana : Le champ 'tsisy' n'existe pas"))
+    display.outcome(Outcome.success("", Relation("r", [Column("a")], [[5]])))
+    apply(ClientCommand("output"), display)
+    assert "tsisy" in errors.getvalue() and out.getvalue() == ""
+    assert "tsisy" not in target.read_text() and "| 5 |" in target.read_text()
+
+
 def test_output_to_a_file_and_back(tmp_path):
     out = io.StringIO()
     display = Display("table", out)
