@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TypeGuard
 
 from engine.errors import TahiryError
-from engine.evaluation.values import format_number
+from engine.evaluation.values import format_number, literal_text
 from engine.language import ast
 
 # Stored integers are signed 64-bit: JSON readers (orjson) turn larger ones into floats.
@@ -224,7 +224,7 @@ def format_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         shown = value if len(value) <= 60 else value[:57] + "..."
-        return "'" + shown.replace("'", "''") + "'"
+        return "'" + literal_text(shown).replace("'", "''") + "'"   # as typed, on one line
     if _is_number(value) and math.isfinite(value):
         return format_number(value)  # as results print them: never an exponent
     return repr(value)

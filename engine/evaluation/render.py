@@ -11,35 +11,12 @@ import orjson
 import wcwidth
 
 from engine.evaluation.outcome import Outcome, Relation
-from engine.evaluation.values import format_value
-
-
-def _control_escapes() -> dict[int, str]:
-    """Characters a terminal would obey instead of showing, each as a visible escape:
-    line breaks and tabs as typed in a literal (`\\n`), other C0/C1 controls and DEL as
-    `\\x1b`, and the bidirectional overrides, which reorder what follows on screen,
-    as `\\u202e`."""
-    escapes = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
-    escapes.update({code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F),
-                                                       *range(0x2066, 0x206A), 0x2028, 0x2029)})
-    escapes.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
-    return escapes
-
-
-_CONTROL_ESCAPES = _control_escapes()
-# A value shows as it is typed in a string literal (docs/LANGUAGE.md 1): a line
-# break as `\n` and a backslash as `\\`, so the two never look alike.
-_CELL_ESCAPES = {**_CONTROL_ESCAPES, ord("\\"): "\\\\"}
+from engine.evaluation.values import format_value, literal_text, visible_text
 
 
 def cell_text(value: object) -> str:
     """A value as one line of a table cell: escaped like a literal, controls made visible."""
-    return format_value(value).translate(_CELL_ESCAPES)
-
-
-def visible_text(text: str) -> str:
-    """A header, a name, a statement's line: its control characters made visible."""
-    return text.translate(_CONTROL_ESCAPES)
+    return literal_text(format_value(value))
 
 
 def display_width(text: str) -> int:

@@ -41,6 +41,35 @@ _MIN_INT = -_MAX_INT
 # Display
 
 
+def _control_escapes() -> dict[int, str]:
+    """Characters a terminal would obey instead of showing, each as a visible escape:
+    line breaks and tabs as typed in a literal (`\\n`), other C0/C1 controls and DEL as
+    `\\x1b`, and the bidirectional overrides, which reorder what follows on screen,
+    as `\\u202e`."""
+    escapes = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+    escapes.update({code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F),
+                                                       *range(0x2066, 0x206A), 0x2028, 0x2029)})
+    escapes.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+    return escapes
+
+
+_CONTROL_ESCAPES = _control_escapes()
+# A value shows as it is typed in a string literal (docs/LANGUAGE.md 1): a line
+# break as `\n` and a backslash as `\\`, so the two never look alike.
+_LITERAL_ESCAPES = {**_CONTROL_ESCAPES, ord("\\"): "\\\\"}
+
+
+def literal_text(text: str) -> str:
+    """`text` as typed inside a string literal, on one line: a table cell, a value quoted
+    in an error (escaped like a literal, other controls made visible)."""
+    return text.translate(_LITERAL_ESCAPES)
+
+
+def visible_text(text: str) -> str:
+    """`text` with its control characters made visible (a header, a name)."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
 def format_number(value: float) -> str:
     """Integers without a decimal point, decimals in shortest positional form.
 
@@ -71,7 +100,7 @@ def format_value(value: Operand) -> str:
 def describe_value(value: object) -> str:
     """A value as quoted inside an error sentence: strings in quotes."""
     if type(value) is str:
-        return "'" + value + "'"
+        return "'" + literal_text(value) + "'"
     if value is None:
         return "null"
     return format_value(value)

@@ -13,8 +13,8 @@ import csv
 import io
 
 from engine.evaluation.outcome import Relation
-from engine.evaluation.render import cell_text, display_width, render_table, visible_text
-from engine.evaluation.values import format_value
+from engine.evaluation.render import cell_text, display_width, render_table
+from engine.evaluation.values import format_value, visible_text
 
 
 def table_width(table: str) -> int:

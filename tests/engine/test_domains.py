@@ -135,6 +135,16 @@ def test_hybrid_domain_accepts_if_any_atom_accepts():
         check_value("h", "tomorrow", hybrid)
 
 
+def test_a_refused_value_is_quoted_as_typed_on_one_line():
+    """An error is one line (the wire's messages are); a value holding a line break
+    made it two lines embedded and one, differently, through a node."""
+    short = [{"type": "LAHATSORATRA", "min": 1, "max": 3}]
+    with pytest.raises(TahiryError) as refused:
+        check_value("a", "line1\nit's\\", short)
+    assert "'line1\\nit''s\\\\'" in refused.value.message
+    assert "\n" not in refused.value.message
+
+
 def test_booleans_and_unstorable_numbers_are_refused():
     anything = [{"type": "ISA", "min": None, "max": None}]
     with pytest.raises(TahiryError, match="boolean"):
