@@ -40,6 +40,7 @@ from engine.language.ast import (
     walk,
 )
 from engine.language.hints import keyword_hint, name_hint
+from engine.language.messages import text
 
 VALUE = "value"
 BOOL = "bool"
@@ -74,14 +75,15 @@ class ScopeColumn:
         return self.qualifiers[0] if self.qualifiers else None
 
 
-def _unknown_column(ref: ColumnRef, columns: list[ScopeColumn]) -> TahiryError:
+def _unknown_column(ref: ColumnRef, columns: list[ScopeColumn], no_source: bool) -> TahiryError:
     if ref.qualifier is None:
         names = [column.name for column in columns]
     else:  # `m.anaran` -> `m.anarana`; `mm.anarana` -> `m.anarana`
         names = [f"{qualifier}.{column.name}" for column in columns
                  for qualifier in column.qualifiers]
-    return TahiryError(f"Le champ '{column_text(ref)}' n'existe pas dans la relation."
-                       + name_hint(column_text(ref), names))
+    # A query without a source (`alaivo anarana mpianatra;`): `ao@` forgotten, most likely.
+    hint = text("hint_no_source") if no_source else name_hint(column_text(ref), names)
+    return TahiryError(f"Le champ '{column_text(ref)}' n'existe pas dans la relation." + hint)
 
 
 def _ambiguous_column(ref: ColumnRef, count: int) -> TahiryError:
@@ -92,8 +94,10 @@ def _ambiguous_column(ref: ColumnRef, count: int) -> TahiryError:
 class Scope:
     """The columns of a row, indexed by name and by (qualifier, name)."""
 
-    def __init__(self, columns: list[ScopeColumn]):
+    def __init__(self, columns: list[ScopeColumn], no_source: bool = False):
+        """`no_source`: the row of a query without `ao@` (its errors say so)."""
         self.columns = list(columns)
+        self.no_source = no_source
         self._by_name: dict[str, list[int]] = {}
         self._by_qualified: dict[tuple[str, str], list[int]] = {}
         for index, column in enumerate(self.columns):
@@ -115,7 +119,7 @@ class Scope:
         else:
             found = self._by_qualified.get((ref.qualifier, ref.name))
         if not found:
-            raise _unknown_column(ref, self.columns)
+            raise _unknown_column(ref, self.columns, self.no_source)
         if len(found) > 1:
             raise _ambiguous_column(ref, len(found))
         return found[0]

@@ -485,7 +485,7 @@ class _Evaluator:
                 raise TahiryError("Ny tonona dia mila loharano 'ao@'.")
             if core.items is None:
                 raise TahiryError("Ny 'alaivo *' dia mila loharano 'ao@'.")
-            return Scope([]), [[]], RESULT_NAME, None
+            return Scope([], no_source=True), [[]], RESULT_NAME, None
         qualifier, columns, rows, table = self._source(core.source)
         seen = {qualifier}
         scope = Scope(columns)

@@ -169,6 +169,16 @@ class _Grammar(Parser):
                 return index
         return 0
 
+    def _inside_parentheses(self, index: int) -> bool:
+        """Whether a parenthesis is open before `index` of the statement."""
+        depth = 0
+        try:
+            for token in TahiryLexer().tokenize(self.text[:index]):
+                depth += (token.type == "(") - (token.type == ")")
+        except SyntaxProblem:
+            return True   # (unreadable before: keep what the grammar says)
+        return depth > 0
+
     def error(self, token):
         actions = self._lrtable.lr_action[self.state]
         expected = sorted({_display_expected(t) for t in actions})
@@ -197,9 +207,13 @@ class _Grammar(Parser):
                 "tsy azo atohy ny fampitahana (ohatra '1 < 2 < 3'): ampiasao 'ary'", index)
         if token is not None and (token.type == ";" or self.symstack[-1].type in (";", "start")):
             raise SyntaxProblem("fanambarana iray ihany no azo atao eto", index)
+        if "')'" in expected and not self._inside_parentheses(index):
+            # (States shared with a parenthesised query accept it; nothing open here.)
+            expected.remove("')'")
         if len(expected) > MAX_EXPECTED_SHOWN:
-            # Long lists are mostly operators: the clause words say more.
-            words = [e for e in expected if e.strip("'").isalpha() or e in _PUNCTUATION]
+            # Long lists are mostly operators: the clause words say more (`ao@` is one).
+            words = [e for e in expected
+                     if e.strip("'").removesuffix("@").isalpha() or e in _PUNCTUATION]
             if len(words) <= MAX_KEYWORDS_SHOWN:
                 expected = words
         if ";" in "".join(expected):

@@ -80,8 +80,17 @@ def test_the_error_ends_with_the_hint(session, text, hint):
     ("alaivo * ao@ tsisy;", "Hadisoana : La table s.tsisy n'as pas été trouvé"),
     ("alaivo x ao@ mpianatra;", "Hadisoana : Le champ 'x' n'existe pas dans la relation."),
     ("alaivo * ao@ mpianatra x y;",
-     "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 26 : nandrasana ')', "
+     "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 26 : nandrasana "
      "'alaharo', 'ankambana', 'fetra', 'ka', 'rehefa', 'tonona', 'vondrona' na ';' fa 'y' no hita"),
+    # `ao@` forgotten: it is among the words expected, and no `)` is (none is open).
+    ("alaivo * mpianatra;",
+     "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 10 : nandrasana "
+     "'alaharo', 'ankambana', 'ao@', 'fetra', 'rehefa', 'vondrona' na ';' fa 'mpianatra' no hita"),
+    ("alaivo (1 + 2 x;",
+     "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 15 : nandrasana "
+     "')', 'ary', 'dia' na 'na' fa 'x' no hita"),
+    ("alaivo anarana mpianatra;", "Hadisoana : Le champ 'anarana' n'existe pas dans la relation."
+     " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;"),
     ("ampiasao tsisx;", "Hadisoana : Tsy misy ny tahiry : tsisx"),  # the balancer reads it exactly
 ])
 def test_no_close_name_no_hint_and_the_documented_text_is_unchanged(session, text, exact):
