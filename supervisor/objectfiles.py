@@ -111,8 +111,10 @@ def _list_kind_folder(database: str, folder: os.DirEntry, found: set[str],
 # keeping a corrupt file aside
 
 
-def keep_aside(root: Path, rel: str, data: bytes | None = None) -> Path:
-    """Keep the file at `rel` (a snapshot or a journal) in `<root>/.corrupt/<rel>.<timestamp>`.
+def keep_aside(root: Path, rel: str, data: bytes | None = None,
+               folder: str = CORRUPT_FOLDER) -> Path:
+    """Keep the file at `rel` (a snapshot or a journal) in `<root>/<folder>/<rel>.<timestamp>`
+    (`.corrupt`, or `.diverged` for a copy that diverged from the cluster's).
 
     A snapshot is hard-linked (its path keeps the file until the repair
     renames over it); a journal is copied, since a cut truncates it in
@@ -122,7 +124,7 @@ def keep_aside(root: Path, rel: str, data: bytes | None = None) -> Path:
     that the file is still the corrupt version. Returns the kept file's path.
     """
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    kept_rel = f"{CORRUPT_FOLDER}/{rel}.{stamp}"
+    kept_rel = f"{folder}/{rel}.{stamp}"
     ensure_folders(root, kept_rel)
     kept = root / kept_rel
     # A journal is cut in place (same inode): a link would be cut with it.
@@ -147,7 +149,7 @@ def keep_aside(root: Path, rel: str, data: bytes | None = None) -> Path:
         except FileExistsError:
             continue
         return candidate
-    raise FileExistsError(errno.EEXIST, f"{kept}: too many corrupt copies kept this microsecond")
+    raise FileExistsError(errno.EEXIST, f"{kept}: too many copies kept this microsecond")
 
 
 def _current_bytes(root: Path, rel: str) -> bytes:

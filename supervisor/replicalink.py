@@ -81,11 +81,15 @@ class ReplicationLink:
         if self.replicator is None:
             return
         summary = await asyncio.to_thread(self.replicator.seed, server_id, data)
-        self.logger.info("replication: %s seeded with a full copy (%d files copied)",
-                         server_id, summary.copied)
+        self.logger.info("replication: %s seeded with a full copy (%d files copied%s)",
+                         server_id, summary.copied, _problems(summary))
 
     async def remove(self, server_id: str) -> None:
+        """A stopped server leaves: what it holds newest goes to the others first."""
         if self.replicator is not None:
+            summary = await asyncio.to_thread(self.replicator.hand_over, server_id)
+            self.logger.info("replication: %s left; %d of its files handed over%s", server_id,
+                             summary.copied, _problems(summary))
             await asyncio.to_thread(self.replicator.remove_server, server_id)
 
     def known(self, server_id: str) -> bool:
@@ -106,6 +110,7 @@ def _problems(summary: SyncSummary) -> str:
     found = [(f"{what}: {', '.join(paths)}" if len(paths) <= 5
               else f"{what}: {len(paths)} objects") for what, paths in (
         ("repaired", summary.healed), ("conflicts", summary.conflicts),
+        ("diverged from the cluster's, replaced and kept in .diverged/", summary.diverged),
         ("still failing or corrupt", summary.unreadable),
         ("symlinks not followed", summary.refused),
         ("other machines not reached", summary.unreachable)) if paths]

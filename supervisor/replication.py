@@ -238,6 +238,17 @@ class Replicator:
         if watching:
             self._watch(server_id, root)
 
+    def hand_over(self, server_id: str) -> SyncSummary:
+        """Copy into the other servers every object of which the stopped `server_id` holds
+        the newest version: it is leaving the cluster (removed or changed in the topology)
+        and may hold writes it acknowledged that were not copied yet. After this its
+        directory holds nothing the cluster lacks, so when it joins again (`seed`) the
+        cluster's copies may win over any it holds by then."""
+        others = set(self.servers()) - {server_id}
+        if not others:
+            return SyncSummary()
+        return self._pass(destinations=others)
+
     def remove_server(self, server_id: str) -> None:
         """Stop replicating into and out of a server's directory (files stay)."""
         with self._lock:
@@ -291,9 +302,73 @@ class Replicator:
         return self._across.align(server_id, root, sources)
 
     def seed(self, server_id: str, path: Path) -> SyncSummary:
-        """Add a new server and copy every object into its directory."""
+        """Add a server new to the cluster (or back in it) and copy every object into it.
+
+        Its directory may have been written while it was out of the cluster (the
+        embedded runner on a server removed from the topology), at counters the
+        cluster has since used for writes it acknowledged; newest-wins would copy
+        those versions over them on every server. So, before it joins, each object
+        the cluster holds is installed over the newcomer's copy wherever that copy
+        is at the same or a higher counter and differs (it is kept in `.diverged/`
+        and named in `summary.diverged`); objects only the newcomer holds are kept.
+        What it acknowledged while a member is not among those: it was handed over
+        to the others when it left (`hand_over`).
+        """
+        summary = self._align_newcomer(server_id, path)
         self.add_server(server_id, path)
-        return self.catch_up(server_id)
+        return summary.add(self.catch_up(server_id))
+
+    def _align_newcomer(self, server_id: str, root: Path) -> SyncSummary:
+        summary = SyncSummary()
+        peers = {other: peer_root for other, peer_root in self.servers().items()
+                 if other != server_id}
+        if not peers or not root.is_dir():
+            return summary
+        try:
+            for rel in sorted(self._all_paths()):   # (the cluster's: the newcomer is not in yet)
+                self._align_one(rel, server_id, root, peers, summary)
+        finally:
+            self._close_thread_locks()
+        return summary
+
+    def _align_one(self, rel: str, server_id: str, root: Path, peers: dict[str, Path],
+                   summary: SyncSummary) -> None:
+        newest: tuple[str, CopyState] | None = None
+        for other, peer_root in peers.items():
+            try:
+                theirs = self._read(other, peer_root, rel)
+            except (ObjectRefused, CorruptObject, OSError):
+                continue
+            if theirs is not None and (newest is None or theirs.version > newest[1].version):
+                newest = (other, theirs)
+        try:
+            mine = self._read(server_id, root, rel)
+        except (ObjectRefused, CorruptObject, OSError):
+            return   # catch-up (newest wins, repairs) deals with it
+        if newest is None or mine is None or mine.version < newest[1].version:
+            return   # nothing the cluster has, or simply behind: catch-up brings it
+        source, theirs = newest
+        if mine.version == theirs.version and self._same_content(
+                rel, {**peers, server_id: root}, source, theirs, server_id, mine) is not False:
+            return
+        source_root = peers[source]
+        source_lock = self._copies.lock_of(source, source_root)
+        try:
+            kept = self._copies.replace_diverged(rel, lambda: read_shipment(
+                source_root, rel, None, source_lock, lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S),
+                server_id, root, mine)
+        except (ObjectRefused, OSError) as error:
+            self.log.error("%s: its copy of %s diverged from %s's but could not be replaced: "
+                           "%s", server_id, rel, source, error)
+            summary.unreadable.append(rel)
+            return
+        if kept is not None:
+            self.log.warning("%s joined with a copy of %s that diverged from the cluster's "
+                             "(change %d, the cluster's %d): replaced by %s's, kept as %s",
+                             server_id, rel, mine.version, theirs.version, source,
+                             kept.relative_to(root).as_posix())
+            summary.diverged.append(rel)
+            summary.copied += 1
 
     def wait_idle(self, timeout_s: float = 5.0) -> bool:
         """Wait until no event-driven work is pending (for tests and benches)."""

@@ -43,7 +43,7 @@ from engine.storage.object_copy import (
     cut_journal,
     replace_copy_from,
 )
-from engine.storage.object_format import InvalidDocument
+from engine.storage.object_format import DIVERGED_FOLDER, InvalidDocument
 from engine.storage.object_state import (
     CopyState,
     CopyStates,
@@ -263,6 +263,36 @@ class CopyWork:
         self.remember(server_id, root, rel)
         return Repair(rel, corrupt.reason, time.time(), source, change,
                       kept[0].relative_to(root).as_posix())
+
+    def replace_diverged(self, rel: str, read_source: Callable[[], Shipment | None],
+                         server_id: str, root: Path, mine: CopyState) -> Path | None:
+        """Install the source's whole copy over `mine` (a copy of a server joining the
+        cluster that diverged from it), kept in `.diverged/`; the kept snapshot's path, or
+        None if `mine` changed meanwhile. Raises OSError, ObjectRefused."""
+        kept: list[Path] = []
+        journal_name = journal_rel(rel)
+
+        def still_mine_then_kept_aside() -> bool:
+            with folder_of(root, rel) as folder:
+                current = stat_in(folder, rel.rsplit("/", 1)[-1], rel) \
+                    if folder is not None else None
+                journal = journal_name is not None and folder is not None and stat_in(
+                    folder, journal_name.rsplit("/", 1)[-1], journal_name)
+            if current is None or FileSignature.of(current) != mine.snapshot:
+                return False
+            kept.append(keep_aside(root, rel, folder=DIVERGED_FOLDER))
+            if journal and journal_name is not None:
+                keep_aside(root, journal_name, folder=DIVERGED_FOLDER)
+            return True
+
+        change = replace_copy_from(read_source, root, rel, self.lock_of(server_id, root),
+                                   still_wanted=still_mine_then_kept_aside,
+                                   lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S)
+        if change is None:
+            return None
+        self._sync_kept(kept)
+        self.remember(server_id, root, rel)
+        return kept[0]
 
     def _sync_kept(self, kept: list[Path]) -> None:
         try:

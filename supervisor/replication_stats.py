@@ -52,12 +52,14 @@ class SyncSummary:
     refused: list[str] = field(default_factory=list)  # a symlink somewhere: not replicated
     # servers of other machines that could not be asked (or objects they would not give)
     unreachable: list[str] = field(default_factory=list)
+    # a joining server's copies that diverged from the cluster's: replaced, kept aside (`seed`)
+    diverged: list[str] = field(default_factory=list)
 
     def add(self, other: SyncSummary) -> SyncSummary:
         """Both passes' figures, in this one."""
         self.paths += other.paths
         self.copied += other.copied
-        for name in ("conflicts", "unreadable", "healed", "refused", "unreachable"):
+        for name in ("conflicts", "unreadable", "healed", "refused", "unreachable", "diverged"):
             getattr(self, name).extend(getattr(other, name))
         return self
 

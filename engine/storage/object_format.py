@@ -55,6 +55,9 @@ ATOM_TYPES = frozenset({"ISA", "LAHATSORATRA", "DATY", "TANISA"})
 # Where the replicator keeps a corrupt copy it replaced (docs/STORAGE.md):
 # a dot-folder, so listings and replication never take it for a database.
 CORRUPT_FOLDER = ".corrupt"
+# Where a server added to the cluster keeps its copies that the cluster's replaced
+# (they had diverged while it was out: supervisor/replication.py `seed`).
+DIVERGED_FOLDER = ".diverged"
 
 
 class InvalidDocument(EngineError):

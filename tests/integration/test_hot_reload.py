@@ -7,7 +7,9 @@ import json
 
 import pytest
 
+from engine.session import Session
 from engine.storage.object_state import current_document
+from engine.storage.store import Store
 from tests.conftest import wait_until, wire_request
 from tests.integration.supervisorkit import DEADLINE_S, cluster_yaml, run_session
 
@@ -74,3 +76,40 @@ def test_removing_and_changing_nodes(cluster):
     backends = json.loads((cluster.workdir / "run" / "lb.backends.json").read_text())
     assert [entry["id"] for entry in backends["backends"]] == ["m1", "m2"]
     assert cluster.survivors_of([before["m3"]]) == []
+
+
+def test_a_server_added_back_after_offline_writes_loses_no_acknowledged_write(cluster):
+    """Remove m3, write through the balancer (acknowledged), write into data/m3 with the
+    embedded engine meanwhile, add m3 back: its copy, at a higher counter, won and the
+    acknowledged row vanished from every server. The cluster's copy wins now; m3's is
+    kept in data/m3/.diverged/."""
+    cluster.write(extra_servers=("m3",))
+    assert cluster.up().returncode == 0
+    answers = cluster.session("manamboara tahiry ops;", "ampiasao ops;",
+                              "manamboara tabilao t (id ISA(0,1000000));",
+                              "manampia ao@ t sanda (1);")
+    assert not any("Hadisoana" in a for a in answers), answers
+    data = cluster.workdir / "data"
+    table = "ops/tables/t.json"
+    cluster.wait_for(lambda n: current_document(data / "m3" / table)["rows"] == [[1]],
+                     "m3 holds the table")
+    cluster.write()   # m3 removed
+    cluster.wait_for(lambda n: "m3" not in n, "m3 removed")
+    acknowledged = cluster.session("ampiasao ops;", "manampia ao@ t sanda (50001);",
+                                   port=cluster.ports["lb"])
+    assert "Hadisoana" not in acknowledged[1], acknowledged
+    offline = Session(Store(data / "m3"))
+    for statement in ("ampiasao ops;", "manampia ao@ t sanda (50002);",
+                      "manampia ao@ t sanda (50003);"):
+        assert offline.execute(statement)[0].ok
+    cluster.write(extra_servers=("m3",))   # m3 back
+    cluster.wait_for(lambda n: "m3" in n and n["m3"]["state"] == "RUNNING", "m3 running")
+    # A write on top: it pulled m3's copy first when m3's counter won.
+    after = cluster.session("ampiasao ops;", "manampia ao@ t sanda (2);", port=cluster.ports["lb"])
+    assert "Hadisoana" not in after[1], after
+    for server in ("m1", "m2", "m3"):
+        wait_until(lambda server=server: sorted(current_document(data / server / table)["rows"])
+                   == [[1], [2], [50001]], DEADLINE_S, f"{server} to hold the acknowledged rows")
+    kept = list((data / "m3" / ".diverged").rglob("t.json*"))
+    assert kept, "m3's diverged copy is kept"
+    assert "diverged" in (cluster.workdir / "logs" / "supervisor.log").read_text()

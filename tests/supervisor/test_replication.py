@@ -194,6 +194,53 @@ def test_catch_up_pulls_what_a_directory_missed(dirs, tmp_path):
         replicator.stop()
 
 
+def test_a_server_added_back_takes_the_clusters_copies_its_own_kept_aside(dirs, tmp_path):
+    """A server removed from the topology, its directory written meanwhile (the embedded
+    runner), then added back: its copies had higher counters than the cluster's and won,
+    overwriting an acknowledged write on every server. Now the cluster's copy is
+    installed over the newcomer's differing one, which is kept in `.diverged/`."""
+    a, b = dirs
+    c = tmp_path / "m3"
+    for root in (a, b, c):
+        write_object(root, TABLE, 5, rows=[[1]])
+    acknowledged = [[1], [2]]
+    write_object(a, TABLE, 6, rows=acknowledged)
+    write_object(b, TABLE, 6, rows=acknowledged)
+    write_object(c, TABLE, 7, rows=[[1], [50002], [50003]])   # written while out, past 6
+    write_object(c, "school/tables/only_here.json", 1)          # nothing in the cluster to lose
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
+    replicator.start()
+    try:
+        summary = replicator.seed("m3", c)
+        assert replicator.wait_idle()
+        assert summary.diverged == [TABLE]
+        for root in (a, b, c):
+            assert orjson.loads((root / TABLE).read_bytes())["rows"] == acknowledged, root
+        kept = list((c / ".diverged").rglob("*.json*"))
+        assert len(kept) == 1 and orjson.loads(kept[0].read_bytes())["rows"][1] == [50002]
+        assert read_change(c, "school/tables/only_here.json") == 1   # kept: nothing to lose
+    finally:
+        replicator.stop()
+
+
+def test_a_server_leaving_hands_over_what_it_acknowledged_before_it_may_join_again(dirs, tmp_path):
+    """A server stopped and removed (or changed) right after acknowledging a write not yet
+    copied: the others get it when it leaves, so re-joining cannot drop it."""
+    a, b = dirs
+    c = tmp_path / "m3"
+    for root in (a, b, c):
+        write_object(root, TABLE, 5, rows=[[1]])
+    write_object(c, TABLE, 6, rows=[[1], [6]])   # acknowledged by m3, not copied yet
+    replicator = Replicator({"m1": a, "m2": b, "m3": c}, resync_interval_s=0)
+    summary = replicator.hand_over("m3")
+    replicator.remove_server("m3")
+    assert summary.copied == 2 and read_change(a, TABLE) == read_change(b, TABLE) == 6
+    write_object(c, TABLE, 7, rows=[[1], [6], [7]])  # written while out (not acknowledged)
+    replicator.seed("m3", c)
+    for root in (a, b, c):
+        assert orjson.loads((root / TABLE).read_bytes())["rows"] == [[1], [6]], root
+
+
 def test_catch_up_only_writes_into_the_server_catching_up(dirs):
     a, b = dirs
     write_object(a, TABLE, 1)
