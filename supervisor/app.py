@@ -29,7 +29,16 @@ from nodes.protocol import is_loopback
 from nodes.protocol.tls import TlsConfigError, server_context
 
 from .cluster import PRIVATE_DIR_MODE, Cluster, write_atomically
-from .control import TOKEN_FILE, ControlServer, new_token, token_file
+from .control import (
+    CONTROL_PORT_FILE,
+    TOKEN_FILE,
+    ControlServer,
+    control_port_in_force,
+    new_token,
+    send_command,
+    token_file,
+)
+from .errors import SupervisorError
 from .leftovers import find_leftovers, stop_leftovers
 from .machine import WILDCARDS
 from .ownership import claim, ownership_problems
@@ -71,6 +80,10 @@ class SupervisorApp:
     async def run(self, on_ready=None) -> int:
         """Serve until stopped; on_ready(status_rows, all_running) once everything settled."""
         loop = asyncio.get_running_loop()
+        other = self._other_supervisor()
+        if other is not None:   # (its run files are its own: none is touched)
+            self.logger.error("cannot start: %s already runs this cluster", other)
+            return 1
         try:
             await self.control.start()
         except OSError as error:
@@ -104,7 +117,7 @@ class SupervisorApp:
             await self.cluster.down()
             await self._stop_web()
             await self.control.close()
-            for name in ("supervisor.pid", "control", TOKEN_FILE, "state.json", LOADED_TOPOLOGY,
+            for name in ("supervisor.pid", CONTROL_PORT_FILE, TOKEN_FILE, "state.json", LOADED_TOPOLOGY,
                          ADDRESS_FILE):
                 (self.run_dir / name).unlink(missing_ok=True)
             for path in [*self.run_dir.glob("*.backends.json"), *self.run_dir.glob("*.peers.json")]:
@@ -113,9 +126,21 @@ class SupervisorApp:
                 loop.remove_signal_handler(signum)
             self.logger.info("down: every node stopped")
 
+    def _other_supervisor(self) -> str | None:
+        """The supervisor already running this topology, found on the control port it
+        started with (run/control: the file's control_port may have been edited since)."""
+        port = control_port_in_force(self.run_dir, self.topology.supervisor.control_port)
+        try:
+            hello = send_command(port, {"cmd": "hello"}, timeout_s=2)
+        except SupervisorError:
+            return None
+        if hello.get("topology") != str(self.topology.path) or hello.get("pid") == os.getpid():
+            return None
+        return f"the supervisor pid {hello.get('pid')} (control port {port})"
+
     async def _serve(self, loop: asyncio.AbstractEventLoop, on_ready) -> int:
         (self.run_dir / "supervisor.pid").write_text(f"{os.getpid()}\n")
-        (self.run_dir / "control").write_text(f"{self.topology.supervisor.control_port}\n")
+        (self.run_dir / CONTROL_PORT_FILE).write_text(f"{self.topology.supervisor.control_port}\n")
         self._remember_topology()
         self.logger.info("up: %s (pid %d, control port %d)", self.topology.path, os.getpid(),
                          self.topology.supervisor.control_port)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from .control import NotRunning, read_token, send_command
+from .control import NotRunning, control_port_in_force, read_token, send_command
 from .errors import SupervisorError
 from .first_admin import ADMIN_PASSWORD_ENV, AdminPasswordMissing, admin_password_for_up
 from .leftovers import UNSUPERVISED, find_leftovers, status_rows, stop_leftovers
@@ -182,7 +182,7 @@ def ask(topology: Topology, request: dict, timeout_s: float = 5.0) -> dict:
     supervisor on the control port runs another topology: a command given a
     topology acts on that topology's cluster or on none.
     """
-    port = topology.supervisor.control_port
+    port = control_port_in_force(topology.supervisor.run, topology.supervisor.control_port)
     hello = send_command(port, {"cmd": "hello"}, timeout_s=min(timeout_s, 5.0))
     if hello.get("topology") != str(topology.path):
         raise OtherCluster(f"the control port {port} is used by the supervisor of "
@@ -220,7 +220,7 @@ def _addresses_held_by_us(topology: Topology) -> set[str]:
 
 
 def cmd_up(topology: Topology, args) -> int:
-    port = topology.supervisor.control_port
+    port = control_port_in_force(topology.supervisor.run, topology.supervisor.control_port)
     try:
         hello = send_command(port, {"cmd": "hello"}, timeout_s=2)
         if hello.get("topology") != str(topology.path):

@@ -64,8 +64,21 @@ def new_token() -> str:
     return secrets.token_hex(32)
 
 
+CONTROL_PORT_FILE = "control"   # run/control: the running supervisor's control port
+
+
 def token_file(run_dir: Path) -> Path:
     return run_dir / TOKEN_FILE
+
+
+def control_port_in_force(run_dir: Path, configured: int) -> int:
+    """The port the supervisor running from `run_dir` listens on: the one it wrote in
+    `run/control` at `up` (an edit of `control_port` takes effect at the next `up`),
+    else `configured` (the topology's)."""
+    try:
+        return int((run_dir / CONTROL_PORT_FILE).read_text(encoding="ascii").strip())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return configured
 
 
 def read_token(run_dir: Path) -> str | None:

@@ -10,7 +10,7 @@ import pytest
 from engine.session import Session
 from engine.storage.object_state import current_document
 from engine.storage.store import Store
-from tests.conftest import wait_until, wire_request
+from tests.conftest import free_port, wait_until, wire_request
 from tests.integration.supervisorkit import DEADLINE_S, cluster_yaml, run_session
 
 pytestmark = pytest.mark.slow  # whole supervised clusters, edited while they run
@@ -113,3 +113,22 @@ def test_a_server_added_back_after_offline_writes_loses_no_acknowledged_write(cl
     kept = list((data / "m3" / ".diverged").rglob("t.json*"))
     assert kept, "m3's diverged copy is kept"
     assert "diverged" in (cluster.workdir / "logs" / "supervisor.log").read_text()
+
+
+def test_an_edited_control_port_keeps_the_cluster_reachable_and_its_token(cluster):
+    """control_port takes effect at the next `up`, but the commands read it from the file:
+    `status` said the cluster was unsupervised, `down` that it was not running, and the
+    `up` it advised failed on the ports and deleted the running supervisor's token."""
+    assert cluster.up().returncode == 0
+    token = (cluster.workdir / "run" / "control-token").read_text()
+    other_port = free_port()
+    cluster.write(text=cluster_yaml(cluster.ports).replace(
+        f"control_port: {cluster.ports['control']}", f"control_port: {other_port}"))
+    wait_until(lambda: "control_port changed" in (cluster.workdir / "logs" / "supervisor.log")
+               .read_text(), DEADLINE_S, "the reload to see the edit")
+    status = cluster.cli("status", str(cluster.topology))
+    assert status.returncode == 0 and "UNSUPERVISED" not in status.stdout, status.stdout
+    again = cluster.up()
+    assert again.returncode == 0 and "already runs" in again.stdout, again.stdout + again.stderr
+    assert (cluster.workdir / "run" / "control-token").read_text() == token
+    assert cluster.cli("restart", "lb", str(cluster.topology)).returncode == 0
