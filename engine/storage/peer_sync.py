@@ -39,6 +39,7 @@ from pathlib import Path
 
 from engine.storage.folder_peer import FolderPeer
 from engine.storage.object_format import InvalidDocument
+from engine.storage.object_state import ObjectVersion, version_of
 from engine.storage.peers import (
     CommitLock,
     DirectoryLock,
@@ -49,6 +50,10 @@ from engine.storage.peers import (
 )
 
 log = logging.getLogger(__name__)
+
+# Objects seen at one counter with different contents, kept for `.status` (a bound:
+# each is logged once; a long-running server must not keep one per write).
+MAX_CONFLICTS_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,8 @@ class PeerSync:
         self._folder_peers: dict[tuple[str, Path], FolderPeer] = {}
         self._source: Mapping | None = None
         self._current: dict[str, Peer] = {}
-        self._conflicts_seen: set[tuple[str, str, int]] = set()
+        # (path, peer, change) -> None: an ordered set, the oldest dropped past its bound
+        self._conflicts_seen: dict[tuple[str, str, int], None] = {}
         self._planned: tuple[list, list[tuple[str, dict]]] | None = None
 
     def peers(self) -> dict[str, Peer]:
@@ -163,7 +169,7 @@ class PeerSync:
             if version is None or version.change < local_change:
                 continue
             if version.change == local_change:
-                self._note_conflict(path, rel, peer, version.change)
+                self._note_conflict(path, rel, peer, version)
                 continue
             found.append(NewerPeer(peer_id, peer, version.change))
         return sorted(found, key=lambda newer: newer.change, reverse=True)
@@ -182,12 +188,26 @@ class PeerSync:
             except OSError:
                 continue
 
-    def _note_conflict(self, path: Path, rel: str, peer: Peer, change: int) -> None:
-        """Equal counters: the copies should be identical; log once if their sizes differ."""
+    def _note_conflict(self, path: Path, rel: str, peer: Peer, version: ObjectVersion) -> None:
+        """Equal counters: the copies should be identical; log once if their snapshots differ.
+
+        Sizes tell only snapshots of one change: a checkpointed copy and one holding
+        an older snapshot and journal lines are one version in two sizes (the
+        replicator compares contents by digest; this is the server's cheap hint).
+        """
+        change = version.change
         seen = (str(path), peer.peer_id, change)
         if seen in self._conflicts_seen or not peer.differs(rel, path, change):
             return
-        self._conflicts_seen.add(seen)
+        try:
+            mine = version_of(self.root, rel)
+        except (InvalidDocument, OSError):
+            return
+        if mine is None or mine.change != change or mine.snapshot_change != version.snapshot_change:
+            return   # one version in two shapes (or ours moved meanwhile)
+        if len(self._conflicts_seen) >= MAX_CONFLICTS_KEPT:
+            del self._conflicts_seen[next(iter(self._conflicts_seen))]
+        self._conflicts_seen[seen] = None
         log.warning("pull: %s and %s's copy both have change %d but differ: keeping the "
                     "local copy (the next write settles it)", rel, peer.peer_id, change)
 

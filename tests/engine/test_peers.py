@@ -236,11 +236,32 @@ def test_a_torn_or_garbage_peer_copy_is_ignored(pair, caplog):
     assert "ignoring" in caplog.text and "b/db/tables/t.json" in caplog.text
 
 
+def test_one_version_in_two_shapes_is_no_conflict(pair, caplog):
+    """A checkpointed copy (the journal folded into the snapshot) and a copy holding its
+    snapshot and journal are one version: their snapshots' sizes differ. Comparing them
+    logged "both have change N but differ" at every write and kept each in a set that
+    only grew (the server's `.status`, replica_conflicts)."""
+    a, b = pair
+    ok(session_on(a), "manampia ao@ t sanda (2);")       # a: snapshot + journal
+    shutil.rmtree(b.root / "db")
+    shutil.copytree(a.root / "db", b.root / "db")
+    folded = on_disk(b.root)                             # b: the same version, checkpointed
+    table_file(b.root).write_text(json.dumps(folded, separators=(",", ":")))
+    journal_path(table_file(b.root)).unlink()
+    assert on_disk(a.root) == on_disk(b.root)
+    with caplog.at_level(logging.WARNING, logger="engine"):
+        ok(session_on(a), "manampia ao@ t sanda (3);")
+        ok(session_on(b), "manampia ao@ t sanda (4);")
+    assert "but differ" not in caplog.text
+    assert a.certification_report()["replica_conflicts"] == []
+    assert b.certification_report()["replica_conflicts"] == []
+
+
 def test_equal_counters_with_different_content_keep_the_local_copy(pair, caplog):
     a, b = pair
-    document = on_disk(b.root)
-    document["rows"] = [[7], [8]]
-    table_file(b.root).write_text(json.dumps(document, separators=(",", ":")))
+    snapshot = json.loads(table_file(b.root).read_text())   # a hand edit: the rows, not the counter
+    snapshot["rows"] = [[7], [8]]
+    table_file(b.root).write_text(json.dumps(snapshot, separators=(",", ":")))
     with caplog.at_level(logging.WARNING, logger="engine"):
         ok(session_on(a), "manampia ao@ t sanda (2);")
     assert rows(a.root) == [1, 2] and on_disk(a.root)["change"] == 3
