@@ -377,3 +377,21 @@ def test_stdin_statements_run_as_they_arrive(tmp_path):
     finally:
         process.kill()
         process.wait()
+
+
+def test_the_tahiry_command_reads_the_users_paths_from_where_it_is_run(tmp_path):
+    """`./tahiry` changes to the repository to set up its venv: `-f x.tah` from another
+    folder said "cannot read x.tah", `--embedded DIR` made DIR in the repository, and a
+    topology file given to `check` or `up` was refused."""
+    (tmp_path / "x.tah").write_text("alaivo 6 * 7 antso valiny;\n")
+    wrapper = str(REPO_ROOT / "tahiry")
+    done = subprocess.run([wrapper, "client", "--embedded", "emb", "--format", "json",
+                           "-f", "x.tah"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json_lines(done.stdout)[-1]["rows"] == [[42]]
+    assert (tmp_path / "emb").is_dir() and not (REPO_ROOT / "emb").exists()
+    (tmp_path / "mine.yaml").write_text((REPO_ROOT / "topology.yaml").read_text())
+    checked = subprocess.run([wrapper, "check", "mine.yaml"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+    assert checked.returncode == 0 and "mine.yaml: valid" in checked.stdout, checked.stderr
