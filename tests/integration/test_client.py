@@ -395,3 +395,6 @@ def test_the_tahiry_command_reads_the_users_paths_from_where_it_is_run(tmp_path)
     checked = subprocess.run([wrapper, "check", "mine.yaml"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=120)
     assert checked.returncode == 0 and "mine.yaml: valid" in checked.stdout, checked.stderr
+    unknown = subprocess.run([wrapper, "frobnicate"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+    assert unknown.returncode == 2 and "unknown command 'frobnicate'" in unknown.stderr
