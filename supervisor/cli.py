@@ -52,6 +52,20 @@ WATCH_INTERVAL_S = 2.0
 CLIENT_DEFAULT_HOST, CLIENT_DEFAULT_PORT = "127.0.0.1", 3951
 
 
+
+def _at_least(low: float, kind: type):
+    """An argparse type: a number of `kind` no smaller than `low` (`-n 0` printed the
+    whole log, `-n -5` nothing, `--watch -n 0` redrew without pause)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}: {text}")
+        return value
+    return parse
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m supervisor",
                                      description="Run and watch a Tahiry cluster.")
@@ -71,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("-w", "--watch", action="store_true",
                         help="redraw every few seconds (like watch/top) until Ctrl-C")
-    status.add_argument("-n", "--interval", type=float, default=WATCH_INTERVAL_S,
+    status.add_argument("-n", "--interval", type=_at_least(0.1, float), default=WATCH_INTERVAL_S,
                         metavar="SECONDS", help=f"with --watch: seconds between redraws "
                                                 f"(default {WATCH_INTERVAL_S:g})")
     down = commands.add_parser("down", help="stop every node and the supervisor")
@@ -83,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("node")
     logs.add_argument("topology", nargs="?", default="topology.yaml")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("-n", "--lines", type=_at_least(1, int), default=50,
+                      help="how many of the last lines (default 50)")
     reload = commands.add_parser("reload", help="apply the topology file now (it is also "
                                                 "applied by itself when edited)")
     reload.add_argument("topology", nargs="?", default="topology.yaml")

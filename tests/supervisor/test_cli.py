@@ -60,6 +60,18 @@ def test_logs_into_a_closed_pipe_ends_quietly(tmp_path, topology_file):
     assert result.returncode == cli.EXIT_BROKEN_PIPE
 
 
+@pytest.mark.parametrize("arguments, complaint", [
+    (["logs", "m1", "-n", "0"], "must be at least 1: 0"),     # printed the whole log
+    (["logs", "m1", "-n", "-5"], "must be at least 1: -5"),   # printed nothing, exit 0
+    (["status", "--watch", "-n", "0"], "must be at least 0.1: 0"),   # redrew without pause
+    (["logs", "m1", "-n", "many"], "not a number: 'many'"),
+])
+def test_counts_and_intervals_below_their_least_are_refused(topology_file, arguments, complaint):
+    result = subprocess.run([sys.executable, "-m", "supervisor", *arguments, str(topology_file)],
+                            capture_output=True, text=True, env=ENV, timeout=30)
+    assert result.returncode == 2 and complaint in result.stderr, result.stderr
+
+
 def test_status_watch_redraws_until_ctrl_c(topology_file):
     child = pexpect.spawn(sys.executable, ["-m", "supervisor", "status", "--watch", "-n", "0.2",
                                            str(topology_file)],
