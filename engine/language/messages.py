@@ -320,8 +320,10 @@ CATALOGUE: tuple[Message, ...] = (
        "ary litera, isa na _ ihany no ao aminy",
        "The name '{name}' is not allowed for a {kind:word}: it starts with a letter or _ and "
        "holds only letters, digits and _"),
-    _M("name_too_long", "Lava loatra ny anarana '{name}...' ho {kind:word} (max {max} litera)",
-       "Name '{name}...' too long for a {kind:word} (max {max} characters)"),
+    _M("name_too_long", "Lava loatra ny anarana '{name}...' ho {kind:word} "
+       "(max {max} litera sy {bytes} bytes UTF-8)",
+       "Name '{name}...' too long for a {kind:word} (max {max} characters and {bytes} "
+       "UTF-8 bytes)"),
     # ---------------------------------------------------------------- syntax
     _M("syntax", "Diso ny fanoratana (syntax) amin'ny andalana {line}, tsanganana {column} : "
        "{detail:sentence}",

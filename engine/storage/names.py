@@ -32,7 +32,8 @@ def validate_name(name: object, kind: str = "object") -> str:
     identifier of the language: empty, `.`/`..`, separators, NUL, absolute
     paths, over-long names.
     """
-    word = OBJECT_KIND_WORDS.get(kind) or RIGHTS_KIND_WORDS.get(kind, "anarana")
+    word = (OBJECT_KIND_WORDS.get(kind) or RIGHTS_KIND_WORDS.get(kind)
+            or ("tsanganana" if kind == "column" else "anarana"))
     if not isinstance(name, str) or name == "":
         raise TahiryError(f"Anarana foana tsy azo ekena ho {word}")
     shown = name.replace("\0", "\\0")
@@ -46,5 +47,5 @@ def validate_name(name: object, kind: str = "object") -> str:
             f"litera na _ no manomboka azy, ary litera, isa na _ ihany no ao aminy")
     if len(name) > MAX_NAME_CHARS or len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise TahiryError(f"Lava loatra ny anarana '{name[:20]}...' ho {word} "
-                          f"(max {MAX_NAME_CHARS} litera)")
+                          f"(max {MAX_NAME_CHARS} litera sy {MAX_NAME_BYTES} bytes UTF-8)")
     return name

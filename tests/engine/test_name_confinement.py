@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.session import Session
+from engine.language.messages import WORDS, translate
 from engine.storage.store import Store, validate_name
 
 
@@ -98,6 +99,20 @@ def test_validate_name_refuses_unsafe_names(name):
     with pytest.raises(TahiryError) as caught:
         validate_name(name, "table")
     assert caught.value.message.startswith(ERROR_PREFIX)
+
+
+@pytest.mark.parametrize("name, kind, word", [("à" * 128, "table", "tabilao"),
+                                              ("名" * 70, "view", "jery"),
+                                              ("x" * 129, "column", "tsanganana")])
+def test_a_name_too_long_is_told_both_limits_and_its_kind(name, kind, word):
+    """128 'à' are 128 characters but 256 bytes: "(max 128 litera)" named the wrong limit;
+    a column was "a name"."""
+    with pytest.raises(TahiryError) as caught:
+        validate_name(name, kind)
+    assert f"ho {word} (max 128 litera sy 200 bytes UTF-8)" in caught.value.message
+    english = translate(caught.value.message, "en")
+    assert english.endswith("(max 128 characters and 200 UTF-8 bytes)"), english
+    assert f"for a {WORDS[word]} (" in english
 
 
 @pytest.mark.parametrize("method, args", [
