@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ERROR_PREFIX, TahiryError
-from engine.session import Session
 from engine.language.messages import WORDS, translate
+from engine.session import Session
 from engine.storage.store import Store, validate_name
 
 
