@@ -118,17 +118,23 @@ class ScriptSteps:
         return None
 
 
+def _is_command_line(text: str) -> bool:
+    """Whether `text` starts with a line that is a client command: a backslash one, or a
+    word one alone on its line (`miala`, as at the prompt; no statement starts so)."""
+    return text.startswith("\\") or client_command(text.split("\n", 1)[0]) is not None
+
+
 def _command_line(piece: Piece) -> tuple[Piece, Piece | None]:
-    """A piece starting with a backslash command line: (that line, the rest or None).
+    """A piece starting with a client command line: (that line, the rest or None).
 
     Comment lines before the command are dropped (they run nothing).
     """
     lines, cut = leading_comment_lines(piece.text)
-    if lines and piece.text[cut:].lstrip(" \t").startswith("\\"):
+    if lines and _is_command_line(piece.text[cut:].lstrip(" \t")):
         rest = piece.text[cut:]
         text = rest.lstrip(" \t")
         piece = Piece(text, piece.line + lines, len(rest) - len(text) + 1)
-    if not piece.text.startswith("\\") or "\n" not in piece.text:
+    if "\n" not in piece.text or not _is_command_line(piece.text):
         return piece, None
     first, rest = piece.text.split("\n", 1)
     body = rest.lstrip()

@@ -116,6 +116,17 @@ def test_a_command_line_after_comment_lines_is_a_command():
     assert display.settings.expanded == "on"
 
 
+def test_miala_alone_on_a_line_of_a_file_quits_as_at_the_prompt():
+    """`-e 'alaivo 5; miala; alaivo 6;'` quit; in a file, `miala` on its own line was read
+    as the start of `miala alaivo 6` (a syntax error)."""
+    runner = RecordingRunner()
+    result = run_text("alaivo 5;\nmiala\nalaivo 6;\n", runner, Display("table", io.StringIO()))
+    assert result.ok and result.quit and runner.statements == ["alaivo 5"]
+    runner = RecordingRunner()
+    run_text("-- farany\nmiala be;\n", runner, Display("table", io.StringIO()))
+    assert runner.statements == ["miala be"]   # not the command: a (mistyped) statement
+
+
 def test_a_misused_command_says_how_to_use_it():
     out = io.StringIO()
     runner = RecordingRunner()
