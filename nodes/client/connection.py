@@ -134,6 +134,7 @@ class ServerConnection:
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._decoder = ResponseDecoder()
         self._broken = False
+        self.login_answer: str | None = None   # the node's answer to the login, if any
         secret = secret if secret is not None else secret_from_environment()
         if secret:
             self._authenticate(secret)
@@ -150,6 +151,7 @@ class ServerConnection:
         if not outcome.ok:
             self.close()
             raise LoginFailed(outcome.message)
+        self.login_answer = outcome.message
 
     def _authenticate(self, secret: str) -> None:
         try:

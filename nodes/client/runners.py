@@ -49,7 +49,7 @@ from nodes.client.connection import (
     ServerConnection,
 )
 from nodes.client.pipeline import WINDOW, Pipeline, Step, StepResult, StepSource
-from nodes.protocol import ADMIN_LOGIN, Request, login_arguments
+from nodes.protocol import ADMIN_LOGIN, LOGIN_NOT_NEEDED, Request, login_arguments
 from nodes.protocol.wire import LOGIN_WORD
 
 if TYPE_CHECKING:
@@ -193,6 +193,11 @@ class RemoteRunner:
             self._connection.close()
             self._connection = None
         connection = self._open_waiting()
+        if not self._was_connected and connection.login_answer == LOGIN_NOT_NEEDED:
+            # Any name and password "work" there: say so rather than let a student
+            # believe they are logged in.
+            self._say("accounts are off on this cluster: --user logged nobody in and "
+                      "nothing checked the password (every statement runs without an account)")
         self._was_connected = True
         if self.database is not None:
             # A reconnection: put the new session back on the same database.

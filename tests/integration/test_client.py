@@ -121,6 +121,17 @@ def test_a_last_statement_whose_semicolon_is_in_a_comment_runs_as_embedded(tmp_p
     assert remote.stdout == embedded.stdout
 
 
+def test_user_on_a_cluster_without_accounts_says_nobody_logged_in(tmp_path, start_node):
+    """Any name and password "worked": a student believed they were logged in."""
+    server = start_node("server", "m1", "--data", "data/m1")
+    done = client("--port", str(server.port), "--user", "rabe", "-e", "alaivo 1;", cwd=tmp_path,
+                  env={"TAHIRY_PASSWORD": "wrongwrong"})
+    assert done.returncode == 0, done.stderr
+    assert "accounts are off on this cluster: --user logged nobody in" in done.stderr
+    plain = client("--port", str(server.port), "-e", "alaivo 1;", cwd=tmp_path)
+    assert "accounts are off" not in plain.stderr
+
+
 def test_a_missing_database_option_is_refused_in_the_language_asked_for(tmp_path, start_node):
     server = start_node("server", "m1", "--data", "data/m1")
     done = client("--port", str(server.port), "--lang", "en", "-d", "nope", "-e", "alaivo 1;",
