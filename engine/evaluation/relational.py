@@ -171,6 +171,15 @@ def too_many_rows(limits: QueryLimits, count: int | None = None) -> TahiryError:
         "ny fetra farany ambony. Ampio fepetra (rehefa, ka) na fetra.")
 
 
+def too_many_join_rows(limits: QueryLimits, count: int) -> TahiryError:
+    """A join too large to build: only `ka` helps (`rehefa` and `fetra` come after it)."""
+    return TahiryError(
+        f"Be loatra ny andalana ho an'ny fitambarana (tonona) ({count}) : "
+        f"{limits.max_result_rows} ny fetra farany ambony. Ny fepetra 'ka' ihany no "
+        "manakely ny fitambarana (ny 'rehefa' sy ny 'fetra' dia ampiharina aoriany) : "
+        "ampifandraiso amin'ny tsanganana manavaka ny andalana (ohatra : ka x.id = y.id).")
+
+
 def check_size(rows: list, limits: QueryLimits) -> list:
     if len(rows) > limits.max_result_rows:
         raise too_many_rows(limits, len(rows))
@@ -222,7 +231,7 @@ class EquiJoin:
 
 def cross_join(left: list, right: list, limits: QueryLimits) -> list:
     if len(left) * len(right) > limits.max_result_rows:
-        raise too_many_rows(limits, len(left) * len(right))
+        raise too_many_join_rows(limits, len(left) * len(right))
     return in_parts(left, limits,
                     lambda part: [left_row + right_row for left_row in part for right_row in right],
                     _rows_per_part(len(right)))
@@ -263,7 +272,7 @@ def _check_total(keys: list, table: dict, default: tuple, limits: QueryLimits) -
     """Fail before building a join result that would be too large."""
     total = sum(map(len, map(table.get, keys, repeat(default))))
     if total > limits.max_result_rows:
-        raise too_many_rows(limits, total)
+        raise too_many_join_rows(limits, total)
 
 
 def hash_join(kind: str, left: list, right: list, plan: EquiJoin,

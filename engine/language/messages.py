@@ -272,6 +272,14 @@ CATALOGUE: tuple[Message, ...] = (
        "fepetra (rehefa, ka) na fetra.",
        "Too many rows in the result{count}: {max} at most. Add conditions (rehefa, ka) or a "
        "limit (fetra)."),
+    _M("too_many_join_rows",
+       "Be loatra ny andalana ho an'ny fitambarana (tonona) ({count}) : {max} ny fetra farany "
+       "ambony. Ny fepetra 'ka' ihany no manakely ny fitambarana (ny 'rehefa' sy ny 'fetra' "
+       "dia ampiharina aoriany) : ampifandraiso amin'ny tsanganana manavaka ny andalana "
+       "(ohatra : ka x.id = y.id).",
+       "Too many rows in the join ({count}): {max} at most. Only 'ka' conditions make a join "
+       "smaller ('rehefa' and 'fetra' apply after it): join on a column that tells rows apart "
+       "(e.g. ka x.id = y.id)."),
     # ---------------------------------------------------------------- storage (nothing was written)
     _M("file_outside", "Ny rakitra {path} dia manondro ivelan'ny lahatahiry data (symlink), tsy ekena",
        "File {path} points outside the data directory (symlink): refused"),

@@ -153,6 +153,21 @@ def test_join_result_size_is_checked_before_it_is_built():
     assert len(run(catalog, "alaivo * ao@ a tonona b ka a.k = b.k").rows) == 10000
 
 
+def test_a_join_too_large_says_only_ka_makes_it_smaller():
+    """The advice "add conditions (rehefa, ka) or a limit" sent students adding `rehefa`
+    and `fetra` to a cross join, which are applied after it is built."""
+    from engine.evaluation.query import QueryLimits
+    from engine.language.messages import translate
+    catalog = MemoryCatalog()
+    catalog.add_table("a", ["k"], [[i] for i in range(100)])
+    limits = QueryLimits(max_result_rows=9999)
+    message = error_of(catalog, "alaivo x.k ao@ a x tonona a y rehefa x.k = 1 fetra 3", limits)
+    assert "(10000) : 9999" in message and "Ny fepetra 'ka' ihany" in message, message
+    assert "fetra." not in message
+    english = translate("Hadisoana : " + message.removeprefix("Hadisoana : "), "en")
+    assert "Only 'ka' conditions make a join smaller" in english, english
+
+
 def test_theta_join_work_is_limited():
     from engine.evaluation.query import QueryLimits
     catalog = MemoryCatalog()
