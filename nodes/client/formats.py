@@ -22,8 +22,12 @@ def table_width(table: str) -> int:
     return display_width(table.split("\n", 1)[0])
 
 
-def render_expanded(relation: Relation) -> str:
-    """Each row as a block `-[ ANDALANA n ]-` then `column | value` lines; the row count last."""
+def render_expanded(relation: Relation, terminal_columns: int | None = None) -> str:
+    """Each row as a block `-[ ANDALANA n ]-` then `column | value` lines; the row count last.
+
+    The block's rule is as wide as its widest line, but never wider than the terminal
+    (a long value wraps; its rule folded over several lines too).
+    """
     names = [visible_text(column.name) for column in relation.columns]
     name_width = max((display_width(name) for name in names), default=0)
     blocks = []
@@ -32,6 +36,8 @@ def render_expanded(relation: Relation) -> str:
                  + cell_text(value)
                  for name, value in zip(names, row, strict=True)]
         width = max((display_width(line) for line in lines), default=0)
+        if terminal_columns:
+            width = min(width, terminal_columns)
         header = f"-[ ANDALANA {number} ]"
         blocks.append(header + "-" * max(0, width - len(header)))
         blocks.extend(lines)
@@ -52,9 +58,9 @@ def render_csv(relation: Relation) -> str:
 def render_rows(relation: Relation, expanded: str, terminal_columns: int | None) -> str:
     """The table, or the expanded form when `expanded` is "on" or ("auto" and it is too wide)."""
     if expanded == "on":
-        return render_expanded(relation)
+        return render_expanded(relation, terminal_columns)
     table = render_table(relation)
     if expanded == "auto" and terminal_columns and relation.rows \
             and table_width(table) > terminal_columns:
-        return render_expanded(relation)
+        return render_expanded(relation, terminal_columns)
     return table

@@ -204,6 +204,13 @@ def test_expanded_rows_show_values_as_the_table_does():
         "-[ ANDALANA 3 ]", "a\\tb | \\x1b[2J", "(3 andalana)"]
 
 
+def test_an_expanded_rule_is_never_wider_than_the_terminal():
+    relation = Relation("t", [Column("a")], [["x" * 240]])
+    rule = render_rows(relation, "auto", 80).splitlines()[0]
+    assert rule.startswith("-[ ANDALANA 1 ]") and len(rule) == 80
+    assert len(render_expanded(relation).splitlines()[0]) == 244   # no terminal: the line's
+
+
 def test_every_command_is_listed_by_question_mark_and_in_docs():
     listed = command_list()
     guide = (REPO_ROOT / "docs" / "CLIENT.md").read_text()
