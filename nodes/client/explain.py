@@ -14,20 +14,34 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.evaluation.render import display_width
+from engine.evaluation.values import visible_text
 from nodes.client.positions import ScriptPlace
 from nodes.errors import NodeError
 
 LANGUAGES = ("mg", "en")
 
 
+# Of a long line, the characters shown on each side of the caret (psql cuts likewise).
+CARET_CONTEXT = 60
+
+
 def caret_lines(place: ScriptPlace, english: bool = False) -> list[str]:
-    """The statement line at fault and a caret under the column (nothing without a position)."""
+    """The statement line at fault and a caret under the column (nothing without a position).
+
+    A long line is cut to CARET_CONTEXT characters around the column, `...` marking the cuts.
+    """
     if not place.exact or place.text is None:
         return []
     label = f"{'LINE' if english else 'andalana'} {place.line}: "
     text = place.text.replace("\t", " ")
-    before = text[:max(place.text_column - 1, 0)]
-    return [label + text, " " * (display_width(label) + display_width(before)) + "^"]
+    at = max(place.text_column - 1, 0)
+    # (Controls made visible on each side: the caret stays under its character.)
+    before, after = visible_text(text[:at]), visible_text(text[at:])
+    if len(before) > CARET_CONTEXT:
+        before = "..." + before[-CARET_CONTEXT:]
+    if len(after) > CARET_CONTEXT:
+        after = after[:CARET_CONTEXT] + "..."
+    return [label + before + after, " " * (display_width(label) + display_width(before)) + "^"]
 
 
 class LanguageUnavailable(NodeError):

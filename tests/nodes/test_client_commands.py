@@ -18,6 +18,7 @@ from nodes.client.batch import run_text
 from nodes.client.cheatsheet import GENERAL
 from nodes.client.commands import COMMANDS, ClientCommand, apply, client_command, command_list
 from nodes.client.display import Display
+from nodes.client.explain import CARET_CONTEXT, caret_lines
 from nodes.client.formats import render_csv, render_expanded, render_rows
 from nodes.client.positions import ScriptPlace, sendable
 from tests.conftest import REPO_ROOT
@@ -73,6 +74,18 @@ def test_a_failure_in_a_file_names_its_line_and_shows_a_caret():
     assert lines[failure].startswith("f.tah:5:5: Hadisoana : ")
     assert "andalana 5, tsanganana 5" in lines[failure]
     assert lines[failure + 1:failure + 3] == ["andalana 5:  tsy_misy", " " * 16 + "^"]
+
+
+def test_a_caret_under_a_long_line_shows_the_line_around_it():
+    """A 4000-character line was printed whole above its caret."""
+    text = "x" * 2000 + "HERE" + "y" * 2000
+    place = ScriptPlace(None, 1, 1, exact=True, text=text, text_column=2001)
+    line, caret = caret_lines(place)
+    assert line == "andalana 1: ..." + "x" * CARET_CONTEXT + "HERE" + "y" * (CARET_CONTEXT - 4) + "..."
+    assert line[len(caret) - 1:].startswith("HERE")
+    escaped = ScriptPlace(None, 1, 1, exact=True, text="a\x1bb c", text_column=5)
+    line, caret = caret_lines(escaped)
+    assert line == "andalana 1: a\\x1bb c" and line[len(caret) - 1] == "c"
 
 
 @pytest.mark.parametrize("text, expected", [
