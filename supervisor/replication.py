@@ -609,10 +609,17 @@ class Replicator:
         for server_id in to_cut:
             self._copies.cut_into(rel, winner, top, server_id, servers[server_id],
                                   copies[server_id], outcome)
+        winner_lock = self._copies.lock_of(winner, servers[winner])
+        conflicting = self._stats.conflicting(rel)
         for server_id in targets:
+            if server_id in conflicting and server_id in copies:
+                # Its copy differed at an earlier version: lines appended on top would
+                # carry the difference on. The newer version settles it whole.
+                self._settle_whole(rel, winner, servers[winner], winner_lock, server_id,
+                                   servers[server_id], copies[server_id], outcome)
+                continue
             self._copies.copy_into(rel, winner, servers[winner], server_id, servers[server_id],
                                    since, outcome)
-        winner_lock = self._copies.lock_of(winner, servers[winner])
         for server_id in to_heal:
             self._copies.heal_into(rel, winner, lambda: read_shipment(
                 servers[winner], rel, None, winner_lock, lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S),
@@ -624,6 +631,27 @@ class Replicator:
         self._copies.left_corrupt(rel, {s: e for s, e in corrupt.items() if s not in to_heal},
                                   "left for the next pass over every server", outcome)
         return True
+
+    def _settle_whole(self, rel: str, winner: str, winner_root: Path, winner_lock,
+                      server_id: str, root: Path, copy: CopyState, outcome: PathOutcome) -> None:
+        """Install the winner's newer version whole over a copy of an open conflict (kept in
+        `.diverged/`)."""
+        try:
+            kept = self._copies.replace_diverged(rel, lambda: read_shipment(
+                winner_root, rel, None, winner_lock, lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S),
+                server_id, root, copy)
+        except (ObjectRefused, OSError) as error:
+            self._stats.error(server_id, f"{rel}: the newer version could not replace its "
+                                         f"conflicting copy: {error}")
+            outcome.copy_failed = True
+            return
+        if kept is None:
+            outcome.unreadable = True   # it changed meanwhile: looked at again
+            return
+        outcome.copied += 1
+        self.log.warning("replication: %s's conflicting copy of %s replaced whole by %s's newer "
+                         "version (kept as %s)", server_id, rel, winner,
+                         kept.relative_to(root).as_posix())
 
     def _same_content(self, rel: str, servers: dict[str, Path], first: str, first_copy: CopyState,
                       second: str, second_copy: CopyState) -> bool | None:

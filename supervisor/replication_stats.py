@@ -160,6 +160,12 @@ class ReplicationStats:
                          "both copies kept, nothing copied", path, change,
                          ", ".join(found.servers))
 
+    def conflicting(self, path: str) -> tuple[str, ...]:
+        """The servers of the open conflict on `path` (none: no conflict open)."""
+        with self._lock:
+            known = self._conflicts.get(path)
+        return known.servers if known is not None else ()
+
     def settled(self, path: str, unless: set[str] | frozenset[str] = frozenset()) -> None:
         """The copies of `path` agree: its conflict is over, unless it involves a server in
         `unless` (of another machine, not reached this time: not compared, so not settled)."""

@@ -127,22 +127,42 @@ def test_the_same_version_as_different_lines_is_a_conflict(dirs, caplog):
     assert (journal_bytes(a, TABLE), journal_bytes(b, TABLE)) == before
     assert [(c["path"], c["change"]) for c in replicator.conflicts()] == [(TABLE, 2)]
     assert "CONFLICT" in caplog.text
-    # Different content under a lower version than the top: found while shipping
-    # (the same conflict at 2, still open: not reported again, nor settled between passes).
+    # Still open on the next pass: not reported again.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert replicator.sync_all().conflicts == [TABLE]
+    assert "CONFLICT" not in caplog.text and journal_bytes(b, TABLE) == before[1]
+    # A newer write settles it, shipped whole (lines on top of m2's 2 would keep its
+    # "from m2"); m2's copy is kept in .diverged/.
     append_entries(a, TABLE, 3, appended_rows(3, 1))
+    with caplog.at_level(logging.WARNING):
+        summary = replicator.sync_all()
+    assert summary.conflicts == [] and replicator.conflicts() == []
+    assert version(b, TABLE) == 3 and rows(b) == rows(a) == [[1], ["from m1"], [3]]
+    assert "settled" in caplog.text
+    assert list((b / ".diverged").rglob("t.journal.*"))
+
+
+def test_a_newer_write_settles_a_snapshot_conflict_whole(dirs, caplog):
+    """A hand edit of m2's snapshot (same counter) is a conflict; the next write on m1 was
+    shipped as lines appended on top of the edited snapshot: "settled" was logged, and the
+    copies still differed. The newer version now goes whole to the conflicting copy, which
+    is kept in `.diverged/`."""
+    a, b = dirs
+    write_object(a, TABLE, 1, rows=[[1], [2]])
+    append_entries(a, TABLE, 2, appended_rows(2, 1))
+    write_object(b, TABLE, 2, rows=[[1], ["EDITED"], [2]])      # checkpointed, then hand-edited
+    replicator = Replicator({"m1": a, "m2": b}, resync_interval_s=0)
+    assert replicator.sync_all().conflicts == [TABLE]
+    append_entries(a, TABLE, 3, appended_rows(3, 1))            # a newer write on m1
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         summary = replicator.sync_all()
-        assert replicator.sync_all().conflicts == [TABLE]
-    assert summary.conflicts == [TABLE] and journal_bytes(b, TABLE) == before[1]
-    assert "CONFLICT" not in caplog.text and "settled" not in caplog.text
-    assert [(c["path"], c["change"]) for c in replicator.conflicts()] == [(TABLE, 2)]
-    # A newer write settles it: a checkpoint on m1 is shipped whole.
-    write_object(a, TABLE, 4, rows=[[1], ["settled"]])
-    os.unlink(a / JOURNAL)
-    replicator.sync_all()
-    assert version(b, TABLE) == 4 and journal_bytes(b, TABLE) is None
-    assert replicator.conflicts() == []
+    assert summary.conflicts == [] and replicator.conflicts() == []
+    assert version(b, TABLE) == 3 and rows(b) == rows(a) == [[1], [2], [2], [3]]
+    assert "settled" in caplog.text
+    kept = list((b / ".diverged").rglob("t.json.*"))
+    assert kept and b"EDITED" in kept[0].read_bytes()
 
 
 def test_a_torn_source_tail_is_never_shipped(running):
