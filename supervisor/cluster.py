@@ -48,6 +48,10 @@ SETTLED_STATES = (NodeState.RUNNING, NodeState.FATAL, NodeState.STOPPED)
 
 # How long `down` lets replication carry the last writes before stopping servers.
 SETTLE_BEFORE_STOP_S = 3.0
+# A server into which a copy has failed this long is lagging: no reads are routed to it
+# (a retry that succeeds clears a failure at once, so a passing error never counts).
+LAGGING_AFTER_S = 2.0
+LAG_WATCH_INTERVAL_S = 1.0
 
 
 def node_command(topology: Topology, node_id: str, run_dir: Path,
@@ -137,6 +141,10 @@ class Cluster:
         self.keepers: dict[str, NodeKeeper] = {}
         self.node_logs: dict[str, RotatingLog] = {}
         self.writable: dict[str, bool] = {}   # server id -> may take writes
+        # Servers into which copies have kept failing (LAGGING_AFTER_S): the balancers
+        # send them no reads while another server can answer (they may be far behind).
+        self.lagging: set[str] = set()
+        self._lag_watch: asyncio.Task | None = None
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
         self._tls: tuple[TlsSettings, ssl.SSLContext | None] | None = None
@@ -182,6 +190,7 @@ class Cluster:
         self.write_peers_files()
         await self.replication.start()
         self.write_backends_files()
+        self._lag_watch = asyncio.create_task(self._watch_lagging(), name="lag watch")
         await self.watch_remote_nodes()
         self.launch(self.topology.start_order())
         return await self.wait_settled(self.topology.start_order(), timeout_s)
@@ -213,6 +222,8 @@ class Cluster:
         """
         for task in self._launches.values():
             task.cancel()
+        if self._lag_watch is not None:
+            self._lag_watch.cancel()
         order = list(reversed(self.topology.start_order()))
         servers = [node_id for node_id in order if self.topology.nodes[node_id].kind == "server"]
         for node_id in order:
@@ -337,6 +348,31 @@ class Cluster:
                                                       self.topology.secret, self.tls)
             watch.start()
 
+    async def _watch_lagging(self) -> None:
+        while True:
+            await asyncio.sleep(LAG_WATCH_INTERVAL_S)
+            try:
+                self.update_lagging()
+            except Exception:   # the watch must outlive any surprise
+                self.logger.exception("lag watch failed")
+
+    def update_lagging(self, now: float | None = None) -> None:
+        """Mark lagging the servers into which a copy has failed for LAGGING_AFTER_S (a
+        read-only or full folder), and rewrite the backends files when that changed."""
+        now = time.time() if now is None else now
+        lagging = {server_id for server_id, figures in self.replication.stats().items()
+                   if any(now - failing["since"] >= LAGGING_AFTER_S
+                          for failing in figures.get("failing") or ())}
+        if lagging == self.lagging:
+            return
+        for server_id in sorted(lagging - self.lagging):
+            self.logger.warning("%s: copies into it keep failing: no reads go to it while "
+                                "another server answers", server_id)
+        for server_id in sorted(self.lagging - lagging):
+            self.logger.info("%s: copies into it succeed again: it takes reads", server_id)
+        self.lagging = lagging
+        self.write_backends_files()
+
     def forget_server(self, server_id: str) -> None:
         self.joined.discard(server_id)
         self.writable.pop(server_id, None)
@@ -355,12 +391,13 @@ class Cluster:
                 writable = self.writable.get(server_id, False) \
                     if self.topology.runs_here(server_id) else True
                 entries.append({"id": server.id, "host": server.host, "port": server.port,
-                                "writable": writable})
+                                "writable": writable, "lagging": server_id in self.lagging})
             path = backends_file(self.run_dir, balancer.id)
             if not write_if_changed(path, json.dumps({"backends": entries}, indent=1) + "\n"):
                 continue
             self.logger.info("%s: backends file now lists %s", balancer.id,
                              ", ".join(f"{e['id']}{'' if e['writable'] else ' (read-only)'}"
+                                       f"{' (lagging)' if e['lagging'] else ''}"
                                        for e in entries) or "no server")
 
     def _make_quorum(self) -> QuorumService | None:

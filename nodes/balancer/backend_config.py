@@ -2,7 +2,7 @@
 
 Two sources, both turned into `BackendSpec` values: `--backend ID=HOST:PORT`
 options, and the backends file the supervisor writes
-(`{"backends":[{"id","host","port","writable"}]}`), which `BackendsFile`
+(`{"backends":[{"id","host","port","writable","lagging"}]}`), which `BackendsFile`
 re-reads whenever it changes. Bad input raises `ValueError` with a reason a
 person can act on; nothing here opens a socket.
 """
@@ -17,12 +17,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """One backend as configured: `writable=False` means catching up, reads only."""
+    """One backend as configured: `writable=False` means catching up, reads only;
+    `lagging`: copies into it keep failing (the supervisor says so), reads go elsewhere
+    while another backend can answer."""
 
     id: str
     host: str
     port: int
     writable: bool = True
+    lagging: bool = False
 
 
 def parse_backend_option(text: str) -> BackendSpec:
@@ -37,7 +40,7 @@ def parse_backend_option(text: str) -> BackendSpec:
 
 
 def parse_backends_document(text: str) -> list[BackendSpec]:
-    """The backends file: `{"backends":[{"id","host","port","writable"}]}`."""
+    """The backends file: `{"backends":[{"id","host","port","writable","lagging"}]}`."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
@@ -52,6 +55,7 @@ def parse_backends_document(text: str) -> list[BackendSpec]:
             raise ValueError(f"{where}: expected an object")
         backend_id, host, port = entry.get("id"), entry.get("host"), entry.get("port")
         writable = entry.get("writable", True)
+        lagging = entry.get("lagging", False)
         if not isinstance(backend_id, str) or not backend_id:
             raise ValueError(f"{where}.id: expected a non-empty string")
         if not isinstance(host, str) or not host:
@@ -60,9 +64,11 @@ def parse_backends_document(text: str) -> list[BackendSpec]:
             raise ValueError(f"{where}.port: expected an integer 1..65535")
         if not isinstance(writable, bool):
             raise ValueError(f"{where}.writable: expected true or false")
+        if not isinstance(lagging, bool):
+            raise ValueError(f"{where}.lagging: expected true or false")
         if any(spec.id == backend_id for spec in specs):
             raise ValueError(f"{where}.id: {backend_id!r} appears twice")
-        specs.append(BackendSpec(backend_id, host, port, writable))
+        specs.append(BackendSpec(backend_id, host, port, writable, lagging))
     return specs
 
 

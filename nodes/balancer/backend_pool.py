@@ -80,9 +80,14 @@ class BackendPool:
                 self.log.info("backend %s removed (%s:%d)", backend_id, old.spec.host, old.spec.port)
                 old.abort_connections()
                 del self._backends[backend_id]
-            elif new.writable != old.spec.writable:
-                self.log.info("backend %s is now %s", backend_id,
-                              "writable" if new.writable else "read-only (catching up)")
+            elif new != old.spec:
+                if new.writable != old.spec.writable:
+                    self.log.info("backend %s is now %s", backend_id,
+                                  "writable" if new.writable else "read-only (catching up)")
+                if new.lagging != old.spec.lagging:
+                    self.log.info("backend %s %s", backend_id,
+                                  "is lagging: reads go elsewhere while another answers"
+                                  if new.lagging else "no longer lags: it takes reads")
                 old.spec = new
         for backend_id, spec in wanted.items():
             if backend_id not in self._backends:
@@ -125,6 +130,12 @@ class BackendPool:
     def _candidates(self, writable_only: bool) -> list[str]:
         eligible = [b for b in self._backends.values() if b.spec.writable or not writable_only]
         online = [b.id for b in eligible if b.health.state is BackendState.ONLINE]
+        if not writable_only and len(online) > 1:
+            # A backend the supervisor says lags (copies into it keep failing) may be
+            # far behind: reads go to the others while one of them answers.
+            current = [b for b in online if not self._backends[b].spec.lagging]
+            if current:
+                online = current
         if self._crowded and not writable_only and len(online) > 1:
             # Reads prefer the backends with room. Writes keep their owners
             # (a session connected to a crowded owner goes on writing there; a
@@ -198,6 +209,7 @@ class BackendPool:
         """Plain values per backend for `.status;`."""
         return {
             b.id: {"host": b.spec.host, "port": b.spec.port, "writable": b.spec.writable,
+                   "lagging": b.spec.lagging,
                    **b.health.snapshot(), "reads": b.reads, "writes": b.writes,
                    "outstanding": b.outstanding, "connections": len(b.connections),
                    "busy_refusals": b.busy_refusals, "rights_generation": b.rights_generation,

@@ -9,8 +9,11 @@ Mounting needs root: the test skips otherwise (one line).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from tests.conftest import wire_request
 from tests.faults import fill_up, tiny_tmpfs
 from tests.integration.faultkit import logical_objects
 from tests.integration.supervisorkit import Cluster
@@ -31,6 +34,13 @@ def small_m2(tmp_path):
         finally:
             leftovers = cluster.down_and_reap()  # nothing may keep the mount busy
     assert leftovers == [], "processes survived `down`"
+
+
+def lagging(cluster: Cluster) -> dict[str, bool]:
+    """Each server's `lagging` flag as the balancer applies it (its `.status`)."""
+    answer = wire_request(cluster.ports["lb"], ".status;").splitlines()
+    backends = json.loads(answer[answer.index("RESULT_MESSAGE") + 1])["backends"]
+    return {backend: figures["lagging"] for backend, figures in backends.items()}
 
 
 def wait_for_row(cluster: Cluster, node: str, predicate, what: str) -> dict:
@@ -62,9 +72,18 @@ def test_a_full_disk_on_m2_is_shown_by_status_and_the_copy_lands_when_space_retu
     m2_line = next(line for line in shown.splitlines() if line.startswith("m2 "))
     assert "repl 1 copy failing (No space left on device)" in m2_line, shown
     assert "copy of school/tables/t.json failing since" in m2_line
+    # m2 lags for as long as the fault lasts: the balancer sends it no reads meanwhile
+    # (a new session's read saw one row of three there, for the whole fault).
+    cluster.wait_for(lambda nodes: lagging(cluster) == {"m1": False, "m2": True}, "m2 lagging")
+    for _ in range(6):
+        answers = cluster.session("ampiasao school;", "alaivo count(a) ao@ t;",
+                                  port=cluster.ports["lb"])
+        assert '"rows":[[3]]' in answers[1], answers
 
     filler.unlink()  # space returns: the retried copy lands by itself
     wait_for_row(cluster, "m2", lambda row: row["repl_health"] == "ok", "m2 healthy again")
+    cluster.wait_for(lambda nodes: lagging(cluster) == {"m1": False, "m2": False},
+                     "m2 takes reads again")
     objects = [logical_objects(root)["school/tables/t.json"]
                for root in (cluster.workdir / "data" / "m1", m2_data)]
     assert objects[0] == objects[1] and objects[0].problem is None

@@ -24,8 +24,11 @@ def test_backend_options_and_documents_are_validated():
             parse_backend_option(bad)
     good = '{"backends":[{"id":"m1","host":"h","port":1,"writable":false}]}'
     assert parse_backends_document(good) == [BackendSpec("m1", "h", 1, False)]
+    lagging = '{"backends":[{"id":"m1","host":"h","port":1,"lagging":true}]}'
+    assert parse_backends_document(lagging) == [BackendSpec("m1", "h", 1, lagging=True)]
     for bad, where in (("[]", "backends"), ('{"backends":[{"id":"m1","host":"h"}]}', "port"),
                        ('{"backends":[{"id":"m1","host":"h","port":1,"writable":"yes"}]}', "writable"),
+                       ('{"backends":[{"id":"m1","host":"h","port":1,"lagging":1}]}', "lagging"),
                        ('{"backends":[{"id":"a","host":"h","port":1},{"id":"a","host":"h","port":2}]}',
                         "twice"), ("{", "JSON")):
         with pytest.raises(ValueError, match=where):

@@ -55,6 +55,20 @@ def test_apply_specs_keeps_unchanged_backends_and_replaces_moved_ones():
     assert len(pool) == 0
 
 
+def test_reads_avoid_a_lagging_backend_while_another_answers():
+    pool = pool_of(BackendSpec("m1", "h", 1), BackendSpec("m2", "h", 2, lagging=True))
+    for backend in pool:
+        pool.record_success(backend)
+    assert pool.candidates() == ["m1"]                           # reads: not the lagging one
+    assert sorted(pool.candidates(writable_only=True)) == ["m1", "m2"]   # writes unchanged
+    pool.record_failure(pool["m1"], "down")
+    pool.record_failure(pool["m1"], "down")
+    assert pool.candidates() == ["m2"]                           # the only one: still used
+    m2 = pool["m2"]
+    pool.apply_specs([BackendSpec("m1", "h", 1), BackendSpec("m2", "h", 2)])
+    assert pool["m2"] is m2 and not m2.spec.lagging and pool.status()["m2"]["lagging"] is False
+
+
 def test_going_offline_aborts_connections_and_counts_one_failover():
     pool = pool_of(BackendSpec("m1", "h", 1))
     backend = pool["m1"]
