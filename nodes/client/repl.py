@@ -99,7 +99,9 @@ class Repl:
         )
 
     def _continuation(self, width: int, line_number: int, wrap_count: int) -> str:
-        return "...> ".rjust(width)
+        """`...>` before a line the user started; blanks before the rest of a long line
+        folded by the terminal (it drew `...>` too, which looked like a line break)."""
+        return " " * width if wrap_count else "...> ".rjust(width)
 
     def run(self) -> int:
         """The loop; returns the exit status (always 0: errors were shown)."""

@@ -149,3 +149,9 @@ def test_ctrl_c_while_a_statement_runs_drops_the_connection_and_goes_on():
     runner, printed, status = drive("alaivo miandry;\ralaivo 1;\rmiala\r")
     assert "interrupted" in printed and "(2 andalana)" in printed
     assert runner.closed == 1 and status == 0
+
+
+def test_a_folded_long_line_is_not_drawn_as_a_new_line():
+    repl = Repl.__new__(Repl)   # (the prompt only: no session needed)
+    assert repl._continuation(8, 1, 0) == "   ...> "
+    assert repl._continuation(8, 1, 2) == " " * 8
