@@ -281,7 +281,9 @@ class NodeKeeper:
                 "pid": self.pid, "state": state.value,
                 "uptime_s": round(self.uptime_s, 1) if self.uptime_s is not None else None,
                 "restarts": self.restarts, "manual_restarts": self.manual_restarts,
-                "probe_ms": round(self.last_probe_ms, 2) if self.last_probe_ms is not None else None,
+                # (A node not running has no probe to show: its last one is stale.)
+                "probe_ms": round(self.last_probe_ms, 2)
+                if self.last_probe_ms is not None and state is NodeState.RUNNING else None,
                 "last_exit": self.last_exit}
 
     # -- the loop

@@ -126,9 +126,10 @@ def test_start_probe_and_stop_leaves_no_process(tmp_path):
         assert await keeper.wait_settled(10)
         pid = keeper.pid
         assert keeper.state is NodeState.RUNNING and psutil.pid_exists(pid)
-        assert keeper.last_probe_ms is not None
+        assert keeper.last_probe_ms is not None and keeper.snapshot()["probe_ms"] is not None
         await keeper.stop()
         assert keeper.state is NodeState.STOPPED and keeper.pid is None
+        assert keeper.snapshot()["probe_ms"] is None   # a stopped node's last probe is stale
         return pid
     pid = asyncio.run(scenario())
     assert gone(pid)
