@@ -68,6 +68,10 @@ def session(tmp_path_factory):
     ("havaozy mpianatra ova anaran = 'x';", did_you_mean("anarana", "anaran")),
     ("manampia ao@ mpianatra (id, anaran) sanda (1, 'x');", did_you_mean("anarana", "anaran")),
     ("alaivo cout(id) ao@ mpianatra;", did_you_mean("count", "cout")),
+    # SQL types where a domain is expected (they read as a named domain that is not there).
+    ("manamboara tabilao u (a INT);", in_tahiry("ISA(null,null)", "INT")),
+    ("manamboara tabilao u (a text);", in_tahiry("LAHATSORATRA(null,null)", "text")),
+    ("manamboara tabilao u (a Date);", in_tahiry("DATY", "Date")),
 ])
 def test_the_error_ends_with_the_hint(session, text, hint):
     message = one(session, text).message
