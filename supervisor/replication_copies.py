@@ -43,7 +43,7 @@ from engine.storage.object_copy import (
     cut_journal,
     replace_copy_from,
 )
-from engine.storage.object_format import DIVERGED_FOLDER, InvalidDocument
+from engine.storage.object_format import CORRUPT_FOLDER, DIVERGED_FOLDER, InvalidDocument
 from engine.storage.object_state import (
     CopyState,
     CopyStates,
@@ -233,66 +233,58 @@ class CopyWork:
               server_id: str, root: Path, corrupt: CorruptObject) -> Repair | None:
         """Replace a corrupt copy by the source's (`read_source()`: its whole copy, from a
         local directory or another machine), kept aside; None if it changed meanwhile."""
-        kept: list[Path] = []
-        journal_name = journal_rel(rel)
-
-        def still_corrupt_then_kept_aside() -> bool:
-            # Under the destination's lock: only the very version found
-            # corrupt is replaced, never a write that landed since.
-            try:
-                with folder_of(root, rel) as folder:
-                    current = stat_in(folder, rel.rsplit("/", 1)[-1], rel) \
-                        if folder is not None else None
-                    journal_here = journal_name is not None and folder is not None and stat_in(
-                        folder, journal_name.rsplit("/", 1)[-1], journal_name) is not None
-            except OSError:
-                return False
-            if current is None or FileSignature.of(current) != corrupt.signature:
-                return False
-            kept.append(keep_aside(root, rel, corrupt.data))
-            if journal_here and journal_name is not None:  # replaced with the snapshot: kept with it
-                keep_aside(root, journal_name)
-            return True
-
-        change = replace_copy_from(read_source, root, rel, self.lock_of(server_id, root),
-                                   still_wanted=still_corrupt_then_kept_aside,
-                                   lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S)
-        if change is None:
+        replaced = self._replace_kept_aside(rel, read_source, server_id, root,
+                                            corrupt.signature, CORRUPT_FOLDER, corrupt.data)
+        if replaced is None:
             return None
-        self._sync_kept(kept)
-        self.remember(server_id, root, rel)
+        change, kept = replaced
         return Repair(rel, corrupt.reason, time.time(), source, change,
-                      kept[0].relative_to(root).as_posix())
+                      kept.relative_to(root).as_posix())
 
     def replace_diverged(self, rel: str, read_source: Callable[[], Shipment | None],
                          server_id: str, root: Path, mine: CopyState) -> Path | None:
-        """Install the source's whole copy over `mine` (a copy of a server joining the
-        cluster that diverged from it), kept in `.diverged/`; the kept snapshot's path, or
-        None if `mine` changed meanwhile. Raises OSError, ObjectRefused."""
+        """Install the source's whole copy over `mine` (a copy that diverged from the
+        cluster's), kept in `.diverged/`; the kept snapshot's path, or None if `mine`
+        changed meanwhile. Raises OSError, ObjectRefused."""
+        replaced = self._replace_kept_aside(rel, read_source, server_id, root, mine.snapshot,
+                                            DIVERGED_FOLDER)
+        return replaced[1] if replaced is not None else None
+
+    def _replace_kept_aside(self, rel: str, read_source: Callable[[], Shipment | None],
+                            server_id: str, root: Path, signature: FileSignature, folder: str,
+                            data: bytes | None = None) -> tuple[int, Path] | None:
+        """Install `read_source()`'s whole copy over the copy whose snapshot has `signature`,
+        that snapshot (and its journal) kept in `folder`; (the version installed, the kept
+        snapshot), or None if the copy changed meanwhile (nothing done)."""
         kept: list[Path] = []
         journal_name = journal_rel(rel)
 
-        def still_mine_then_kept_aside() -> bool:
-            with folder_of(root, rel) as folder:
-                current = stat_in(folder, rel.rsplit("/", 1)[-1], rel) \
-                    if folder is not None else None
-                journal = journal_name is not None and folder is not None and stat_in(
-                    folder, journal_name.rsplit("/", 1)[-1], journal_name)
-            if current is None or FileSignature.of(current) != mine.snapshot:
+        def still_that_copy_then_kept_aside() -> bool:
+            # Under the destination's lock: only the very version found is
+            # replaced, never a write that landed since.
+            try:
+                with folder_of(root, rel) as found:
+                    current = stat_in(found, rel.rsplit("/", 1)[-1], rel) \
+                        if found is not None else None
+                    journal_here = journal_name is not None and found is not None and stat_in(
+                        found, journal_name.rsplit("/", 1)[-1], journal_name) is not None
+            except OSError:
                 return False
-            kept.append(keep_aside(root, rel, folder=DIVERGED_FOLDER))
-            if journal and journal_name is not None:
-                keep_aside(root, journal_name, folder=DIVERGED_FOLDER)
+            if current is None or FileSignature.of(current) != signature:
+                return False
+            kept.append(keep_aside(root, rel, data, folder=folder))
+            if journal_here and journal_name is not None:  # replaced with the snapshot: kept with it
+                keep_aside(root, journal_name, folder=folder)
             return True
 
         change = replace_copy_from(read_source, root, rel, self.lock_of(server_id, root),
-                                   still_wanted=still_mine_then_kept_aside,
+                                   still_wanted=still_that_copy_then_kept_aside,
                                    lock_poll_max_s=PROMPT_LOCK_POLL_MAX_S)
         if change is None:
             return None
         self._sync_kept(kept)
         self.remember(server_id, root, rel)
-        return kept[0]
+        return change, kept[0]
 
     def _sync_kept(self, kept: list[Path]) -> None:
         try:
