@@ -132,7 +132,7 @@ class SupervisorApp:
         port = control_port_in_force(self.run_dir, self.topology.supervisor.control_port)
         try:
             hello = send_command(port, {"cmd": "hello"}, timeout_s=2)
-        except SupervisorError:
+        except (SupervisorError, OSError):
             return None
         if hello.get("topology") != str(self.topology.path) or hello.get("pid") == os.getpid():
             return None

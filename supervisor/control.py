@@ -45,6 +45,8 @@ import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import psutil
+
 from .errors import SupervisorError
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -74,11 +76,14 @@ def token_file(run_dir: Path) -> Path:
 def control_port_in_force(run_dir: Path, configured: int) -> int:
     """The port the supervisor running from `run_dir` listens on: the one it wrote in
     `run/control` at `up` (an edit of `control_port` takes effect at the next `up`),
-    else `configured` (the topology's)."""
+    else `configured` (the topology's): also when the supervisor that wrote it is gone
+    (`run/supervisor.pid` names no live process: a kill -9 leaves both files)."""
     try:
-        return int((run_dir / CONTROL_PORT_FILE).read_text(encoding="ascii").strip())
+        pid = int((run_dir / "supervisor.pid").read_text(encoding="ascii").strip())
+        port = int((run_dir / CONTROL_PORT_FILE).read_text(encoding="ascii").strip())
     except (OSError, UnicodeDecodeError, ValueError):
         return configured
+    return port if psutil.pid_exists(pid) else configured
 
 
 def read_token(run_dir: Path) -> str | None:

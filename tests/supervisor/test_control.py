@@ -6,9 +6,18 @@ import asyncio
 import json
 import os
 import stat
+import subprocess
+import sys
 
 from supervisor.cluster import write_atomically
-from supervisor.control import CONTROL_VERSION, ControlServer, new_token, read_token, token_file
+from supervisor.control import (
+    CONTROL_VERSION,
+    ControlServer,
+    control_port_in_force,
+    new_token,
+    read_token,
+    token_file,
+)
 
 TOKEN = new_token()
 
@@ -54,3 +63,18 @@ def test_run_files_are_written_private_whatever_the_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "run" / "loaded-topology.yaml").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o700
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["loaded-topology.yaml"]
+
+
+def test_the_control_port_in_force_is_the_running_supervisors(tmp_path):
+    """`control_port` edited while the cluster runs takes effect at the next `up`: the
+    commands find the supervisor on the port it wrote in run/control, unless it is gone."""
+    assert control_port_in_force(tmp_path, 3947) == 3947                 # nothing running
+    (tmp_path / "control").write_text("4247\n")
+    (tmp_path / "supervisor.pid").write_text(f"{os.getpid()}\n")          # alive
+    assert control_port_in_force(tmp_path, 3947) == 4247
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "supervisor.pid").write_text(f"{dead.pid}\n")             # killed -9 long ago
+    assert control_port_in_force(tmp_path, 3947) == 3947
+    (tmp_path / "supervisor.pid").write_text("garbage")
+    assert control_port_in_force(tmp_path, 3947) == 3947
