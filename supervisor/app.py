@@ -41,7 +41,7 @@ from .control import (
 from .errors import SupervisorError
 from .leftovers import find_leftovers, stop_leftovers
 from .machine import WILDCARDS
-from .ownership import claim, ownership_problems
+from .ownership import claim, joining_servers, ownership_problems
 from .port_check import port_problems
 from .reload import ReloadResult, TopologyWatcher, reload_topology
 from .topology import HttpSettings, Topology
@@ -146,13 +146,14 @@ class SupervisorApp:
                          self.topology.supervisor.control_port)
         for warning in self.topology.warnings:
             self.logger.warning("%s", warning)
+        joining = joining_servers(self.topology)   # (before the claim records them)
         for handed_over in claim(self.topology, os.getpid(), self.logger):
             self.logger.warning("data directory handed over to this cluster: %s", handed_over)
         await self._listen_for_machines()
         self.watcher = TopologyWatcher(self.topology.path, self._schedule_reload, loop)
         self.watcher.start()
         await self._start_web()
-        up = asyncio.create_task(self.cluster.up())
+        up = asyncio.create_task(self.cluster.up(joining=joining))
         stop_wait = asyncio.create_task(self.stopping.wait())
         await asyncio.wait({up, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if up.done():

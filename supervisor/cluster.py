@@ -180,15 +180,19 @@ class Cluster:
 
     # -- whole cluster
 
-    async def up(self, timeout_s: float | None = None) -> bool:
-        """Start everything in dependency order; True once all are RUNNING."""
+    async def up(self, timeout_s: float | None = None, joining: list[str] | None = None) -> bool:
+        """Start everything in dependency order; True once all are RUNNING.
+
+        `joining`: servers new to the cluster (supervisor/ownership.py
+        `joining_servers`), aligned on the others before replication starts.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.topology.supervisor.logs.mkdir(parents=True, exist_ok=True)
         self.quorum = self._make_quorum()
         if self.quorum is not None:
             self.quorum.start()   # before any server: their peers files carry the lease
         self.write_peers_files()
-        await self.replication.start()
+        await self.replication.start(joining or [])
         self.write_backends_files()
         self._lag_watch = asyncio.create_task(self._watch_lagging(), name="lag watch")
         await self.watch_remote_nodes()

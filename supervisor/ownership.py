@@ -33,7 +33,13 @@ from pathlib import Path
 
 import psutil
 
-from engine.storage.data_owner import ClusterRecord, live_owner, read_cluster, write_cluster
+from engine.storage.data_owner import (
+    ClusterRecord,
+    leave_cluster,
+    live_owner,
+    read_cluster,
+    write_cluster,
+)
 
 from .topology import Topology
 
@@ -97,6 +103,29 @@ def claim(topology: Topology, supervisor_pid: int,
                 (logger or log).warning(
                     "%s: cannot record this cluster in %s: %s", spec.id, spec.data, error)
     return taken
+
+
+def joining_servers(topology: Topology) -> list[str]:
+    """This machine's servers whose directory does not record this cluster while others do:
+    new ones, or ones removed from the topology (`release`) and added back while the
+    cluster was stopped. `up` aligns them on the members before replication starts (a
+    directory written while it was out must not win over acknowledged writes); with no
+    member at all (a first `up`), there is nobody to align on: [] ."""
+    ours = cluster_id(topology)
+    servers = topology.local_of_kind("server")
+    members = {spec.id for spec in servers
+               if (record := read_cluster(spec.data_dir)) is not None and record.cluster == ours}
+    return [spec.id for spec in servers if spec.id not in members] if members else []
+
+
+def release(topology: Topology, server_id: str, logger: logging.Logger | None = None) -> None:
+    """A server removed from the topology: its directory no longer records this cluster."""
+    spec = topology.nodes[server_id]
+    try:
+        leave_cluster(Path(spec.data_dir), cluster_id(topology))
+    except OSError as error:
+        (logger or log).warning("%s: cannot clear this cluster's record in %s: %s", server_id,
+                                spec.data, error)
 
 
 def _supervisor_alive(claim: ClusterRecord) -> bool:

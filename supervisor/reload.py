@@ -34,7 +34,7 @@ from watchdog.observers.api import BaseObserver
 
 from .cluster import Cluster, node_command
 from .machine import place
-from .ownership import claim, ownership_problems
+from .ownership import claim, ownership_problems, release
 from .port_check import addresses, port_problems
 from .topology import Topology, TopologyError, load_topology
 
@@ -102,6 +102,8 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
         await cluster.stop_node(node_id)
         if old.nodes[node_id].kind == "server":
             await cluster.replication.remove(node_id)
+            if node_id in diff.removed and old.runs_here(node_id):
+                release(old, node_id, cluster.logger)   # added back later: a newcomer
     # New and changed nodes start in dependency order; a new server is seeded
     # before it starts and joins the balancers once it answers its probe.
     to_start = [n for n in new.start_order() if n in diff.added or n in diff.changed]

@@ -29,10 +29,15 @@ class ReplicationLink:
         if self.replicator is not None:
             self.replicator.set_remote(remote)
 
-    async def start(self) -> None:
-        """Reconcile every directory once, then watch them."""
+    async def start(self, joining: list[str] | tuple[str, ...] = ()) -> None:
+        """Align the `joining` servers on the others, reconcile every directory once, then
+        watch them."""
         if self.replicator is None:
             return
+        if joining:
+            summary = await asyncio.to_thread(self.replicator.align_joining, list(joining))
+            self.logger.info("replication: %s joining: aligned on the cluster (%d files "
+                             "copied%s)", ", ".join(joining), summary.copied, _problems(summary))
         summary = await asyncio.to_thread(self.replicator.sync_all)
         self.logger.info("replication: initial sync: %d files checked, %d copied%s",
                          summary.paths, summary.copied, _problems(summary))

@@ -318,14 +318,26 @@ class Replicator:
         self.add_server(server_id, path)
         return summary.add(self.catch_up(server_id))
 
-    def _align_newcomer(self, server_id: str, root: Path) -> SyncSummary:
+    def align_joining(self, server_ids: list[str]) -> SyncSummary:
+        """Align servers registered but new to the cluster (`up` after they were added while
+        it was stopped) on the others, as `seed` does; before replication starts."""
+        summary = SyncSummary()
+        servers = self.servers()
+        for server_id in server_ids:
+            if server_id in servers:
+                summary.add(self._align_newcomer(server_id, servers[server_id],
+                                                 exclude=set(server_ids)))
+        return summary
+
+    def _align_newcomer(self, server_id: str, root: Path,
+                        exclude: set[str] | frozenset[str] = frozenset()) -> SyncSummary:
         summary = SyncSummary()
         peers = {other: peer_root for other, peer_root in self.servers().items()
-                 if other != server_id}
+                 if other != server_id and other not in exclude}
         if not peers or not root.is_dir():
             return summary
         try:
-            for rel in sorted(self._all_paths()):   # (the cluster's: the newcomer is not in yet)
+            for rel in sorted(self._paths_of(peers)):
                 self._align_one(rel, server_id, root, peers, summary)
         finally:
             self._close_thread_locks()
@@ -466,8 +478,12 @@ class Replicator:
 
     def _all_paths(self) -> set[str]:
         """Every object path of every server; symlinks found on the way are reported."""
+        return self._paths_of(self.servers())
+
+    def _paths_of(self, servers: dict[str, Path]) -> set[str]:
+        """Every object path of these servers; symlinks found on the way are reported."""
         paths: set[str] = set()
-        for server_id, root in self.servers().items():
+        for server_id, root in servers.items():
             refused: dict[str, str] = {}
             paths |= list_object_files(root, refused)
             self._health.refused_listed(server_id, refused)

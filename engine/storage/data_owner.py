@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.errors import EngineError
-from engine.storage.atomic_files import atomic_write
+from engine.storage.atomic_files import atomic_write, fsync_folder
 
 OWNER_FILE = ".tahiry.owner"
 CLUSTER_FILE = ".tahiry.cluster"
@@ -255,6 +255,20 @@ def write_cluster(root: Path, cluster: str, supervisor_pid: int | None = None) -
     atomic_write(root / CLUSTER_FILE,
                  (json.dumps(asdict(record), ensure_ascii=False) + "\n").encode("utf-8"))
     return record
+
+
+def leave_cluster(root: Path, cluster: str) -> bool:
+    """Forget that `cluster` uses the directory (a server removed from its topology), so
+    that, added again, it joins as a newcomer; True if a record was removed."""
+    record = read_cluster(root)
+    if record is None or record.cluster != cluster:
+        return False
+    try:
+        (Path(root) / CLUSTER_FILE).unlink()
+        fsync_folder(Path(root))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def join_cluster(root: Path, cluster: str) -> ClusterRecord:

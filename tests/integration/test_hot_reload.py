@@ -132,3 +132,36 @@ def test_an_edited_control_port_keeps_the_cluster_reachable_and_its_token(cluste
     assert again.returncode == 0 and "already runs" in again.stdout, again.stdout + again.stderr
     assert (cluster.workdir / "run" / "control-token").read_text() == token
     assert cluster.cli("restart", "lb", str(cluster.topology)).returncode == 0
+
+
+def test_a_server_added_back_while_the_cluster_was_down_loses_no_acknowledged_write(cluster):
+    """The same with a stop in between: m3 removed by a reload, a write acknowledged, the
+    cluster stopped, data/m3 written offline, m3 added back in the file, `up`: newest-wins
+    at start let m3's copy win. Removed, its directory forgot the cluster; at `up` it joins."""
+    cluster.write(extra_servers=("m3",))
+    assert cluster.up().returncode == 0
+    answers = cluster.session("manamboara tahiry ops;", "ampiasao ops;",
+                              "manamboara tabilao t (id ISA(0,1000000));",
+                              "manampia ao@ t sanda (1);")
+    assert not any("Hadisoana" in a for a in answers), answers
+    data = cluster.workdir / "data"
+    table = "ops/tables/t.json"
+    cluster.wait_for(lambda n: current_document(data / "m3" / table)["rows"] == [[1]],
+                     "m3 holds the table")
+    cluster.write()   # m3 removed
+    cluster.wait_for(lambda n: "m3" not in n, "m3 removed")
+    acknowledged = cluster.session("ampiasao ops;", "manampia ao@ t sanda (50001);",
+                                   port=cluster.ports["lb"])
+    assert "Hadisoana" not in acknowledged[1], acknowledged
+    cluster.down()
+    offline = Session(Store(data / "m3"))
+    for statement in ("ampiasao ops;", "manampia ao@ t sanda (50002);",
+                      "manampia ao@ t sanda (50003);"):
+        assert offline.execute(statement)[0].ok
+    cluster.write(extra_servers=("m3",))   # m3 back, while stopped
+    assert cluster.up().returncode == 0
+    for server in ("m1", "m2", "m3"):
+        wait_until(lambda server=server: sorted(current_document(data / server / table)["rows"])
+                   == [[1], [50001]], DEADLINE_S, f"{server} to hold the acknowledged rows")
+    assert list((data / "m3" / ".diverged").rglob("t.json*")), "m3's diverged copy is kept"
+    assert "m3 joining" in (cluster.workdir / "logs" / "supervisor.log").read_text()

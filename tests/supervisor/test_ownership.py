@@ -11,7 +11,7 @@ import sys
 
 from engine.storage.data_owner import OwnerLock, OwnerRecord, read_cluster, write_cluster
 from supervisor.cluster import Cluster, node_command
-from supervisor.ownership import claim, cluster_id, ownership_problems
+from supervisor.ownership import claim, cluster_id, joining_servers, ownership_problems, release
 from supervisor.reload import reload_topology
 from supervisor.topology import parse_topology
 from tests.supervisor.test_reload import with_m3
@@ -39,6 +39,19 @@ def test_new_directories_are_claimed_and_servers_are_told_their_cluster(tmp_path
     argv = node_command(topology, "m1", tmp_path / "run")
     assert argv[argv.index("--cluster") + 1] == cluster_id(topology)
     assert ownership_problems(topology) == []
+
+
+def test_servers_without_this_clusters_record_join_once_another_has_it(tmp_path):
+    topology = topology_in(tmp_path)
+    assert joining_servers(topology) == []          # a first `up`: nobody to align on
+    claim(topology, supervisor_pid=123)
+    assert joining_servers(topology) == []          # every one a member
+    release(topology, "m2")                         # removed from the topology by a reload
+    assert read_cluster(tmp_path / "data" / "m2") is None
+    assert joining_servers(topology) == ["m2"]      # added back: it joins
+    write_cluster(tmp_path / "data" / "m2", OTHER)
+    release(topology, "m2")                         # another cluster's record is not ours
+    assert read_cluster(tmp_path / "data" / "m2").cluster == OTHER
 
 
 def test_a_live_holder_outside_this_cluster_is_refused_even_with_take_over(tmp_path):
