@@ -138,6 +138,11 @@ def _check_storable_number(value: object) -> None:
         raise TahiryError(f"Lehibe loatra ny isa {value} (64 bits farafahabetsany)")
 
 
+def only_dates(domain: list[dict]) -> bool:
+    """Whether a column's domain holds dates and nothing else (`DATY`)."""
+    return bool(domain) and all(atom.get("type") == "DATY" for atom in domain)
+
+
 def is_date(value: str) -> bool:
     if not _DATE_RE.fullmatch(value):
         return False

@@ -29,6 +29,7 @@ from typing import Protocol
 from engine.errors import TahiryError
 from engine.evaluation import values
 from engine.evaluation.code_cache import CodeCache
+from engine.evaluation.domains import is_date
 from engine.language.ast import (
     Binary,
     ColumnRef,
@@ -69,6 +70,7 @@ class ScopeColumn:
     name: str
     qualifiers: tuple[str, ...] = ()
     kind: str = VALUE
+    dates: bool = False   # a stored column whose domain is DATY only
 
     @property
     def origin(self) -> str | None:
@@ -267,6 +269,8 @@ class _Generator:
     codes: CodeCache | None = None
     namespace: dict = field(default_factory=dict)
     counter: int = 0
+    # A literal's value decided more than its type (a date checked): no template.
+    value_checked: bool = False
 
     def __post_init__(self):
         self.namespace.update(
@@ -362,6 +366,8 @@ class _Generator:
     def emit_comparison(self, expr: Binary) -> _Code:
         left, right = self.emit(expr.left), self.emit(expr.right)
         op = expr.op
+        self.check_date_literal(expr.left, right)
+        self.check_date_literal(expr.right, left)
         if {left.kind, right.kind} == {BOOL, VALUE}:
             raise TahiryError(
                 f"Tsy azo ampitahaina amin'ny '{op}' ny {expression_text(expr.left)} sy "
@@ -374,6 +380,30 @@ class _Generator:
         fast = self.inline_comparison(op, left, right)
         text = fast or f"{_HELPER_NAMES[op]}({left.text}, {right.text})"
         return self.fold(_Code(text, BOOL, depth + 1, constant))
+
+    def check_date_literal(self, side: Expr, other: _Code) -> None:
+        """A DATY column compared with a text that is no date (`'2024-1-1'`): an error.
+
+        Dates are compared as their `YYYY-MM-DD` text; any other spelling would be
+        compared as text, silently wrong ('2024-05-01' < '2024-1-1').
+        """
+        if not (isinstance(side, ColumnRef) and other.constant and type(other.value) is str):
+            return
+        scope = getattr(self.context, "scope", None)
+        if scope is None:
+            return
+        try:
+            column = scope.columns[scope.resolve(side)]
+        except TahiryError:
+            return   # reported where the column is emitted
+        if not column.dates:
+            return
+        self.value_checked = True
+        if not is_date(other.value):
+            raise TahiryError(
+                f"Tsy daty voasoratra 'YYYY-MM-DD' ny '{values.literal_text(str(other.value))}' "
+                f"ampitahaina amin'ny tsanganana DATY '{column_text(side)}' (ohatra "
+                f"'2024-01-31').")
 
     def inline_comparison(self, op: str, left: _Code, right: _Code) -> str | None:
         """`col OP constant` with the type test inline: no call in the common case."""
@@ -521,6 +551,8 @@ def compile_template(expr: Expr, context: ExpressionContext,
     """
     generator = _Generator(context, codes)
     code = generator.emit_filter(expr, clause) if clause is not None else generator.emit(expr)
+    if generator.value_checked:
+        return None   # each statement's literal is checked when it compiles
     namespace = generator.namespace
     named = {name: value for name, value in namespace.items()
              if name[0] in "cf" and name[1:].isdigit()}

@@ -25,6 +25,7 @@ from engine.errors import TahiryError
 from engine.evaluation import relational, values
 from engine.evaluation.catalog import Catalog, TableData, no_such_table
 from engine.evaluation.code_cache import CodeCache
+from engine.evaluation.domains import only_dates
 from engine.evaluation.equality_lookup import (
     MIN_INDEXED_ROWS,
     candidate_rows,
@@ -122,7 +123,7 @@ def _released(error: BaseException) -> BaseException:
 
 
 def _table_scope(table: TableData) -> Scope:
-    return Scope([ScopeColumn(c.name, (table.name,), VALUE) for c in table.columns])
+    return Scope([ScopeColumn(c.name, (table.name,), VALUE, only_dates(c.domain)) for c in table.columns])
 
 
 def _guarded(compile_step: Callable[[], _T]) -> _T:
@@ -270,7 +271,7 @@ def plan_query(select: SelectExpr, table: TableData, params: dict[tuple[type, ob
 def _plan_core(core: SelectCore, source: TableSource, table: TableData,
                params: dict[tuple[type, object], int], codes: CodeCache | None) -> QueryPlan | None:
     qualifier = source.alias or source.name
-    scope = Scope([ScopeColumn(c.name, (qualifier,), VALUE) for c in table.columns])
+    scope = Scope([ScopeColumn(c.name, (qualifier,), VALUE, only_dates(c.domain)) for c in table.columns])
     where = index = None
     if core.where is not None:
         where = compile_template(core.where, RowContext(scope, "rehefa"), params, "rehefa", codes)
@@ -457,7 +458,8 @@ class _Evaluator:
             qualifier = source.alias or source.name
             table = self.catalog.table(source.name)
             if table is not None:
-                columns = [ScopeColumn(c.name, (qualifier,), VALUE) for c in table.columns]
+                columns = [ScopeColumn(c.name, (qualifier,), VALUE, only_dates(c.domain))
+                           for c in table.columns]
                 return qualifier, columns, table.rows, table
             result = self._view(source.name)
         columns = [ScopeColumn(c.name, (qualifier,), c.kind) for c in result.columns]

@@ -272,6 +272,11 @@ CATALOGUE: tuple[Message, ...] = (
        "fepetra (rehefa, ka) na fetra.",
        "Too many rows in the result{count}: {max} at most. Add conditions (rehefa, ka) or a "
        "limit (fetra)."),
+    _M("date_compared_with_text",
+       "Tsy daty voasoratra 'YYYY-MM-DD' ny '{value}' ampitahaina amin'ny tsanganana DATY "
+       "'{column}' (ohatra '2024-01-31').",
+       "'{value}', compared with the DATY column '{column}', is not a date written "
+       "'YYYY-MM-DD' (e.g. '2024-01-31')."),
     _M("too_many_join_rows",
        "Be loatra ny andalana ho an'ny fitambarana (tonona) ({count}) : {max} ny fetra farany "
        "ambony. Ny fepetra 'ka' ihany no manakely ny fitambarana (ny 'rehefa' sy ny 'fetra' "

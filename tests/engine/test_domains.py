@@ -12,6 +12,8 @@ from engine.evaluation.domains import (
     is_date,
 )
 from engine.language import ast
+from engine.language.messages import translate
+from tests.engine.sessionkit import one, prepared_session, rows
 
 ISA_0_20 = [{"type": "ISA", "min": 0, "max": 20}]
 TEXT_2_5 = [{"type": "LAHATSORATRA", "min": 2, "max": 5}]
@@ -193,3 +195,30 @@ def test_a_column_checker_answers_as_the_full_check(domain):
         assert got == expected, (value, got, expected)
         if got[0] == "value":
             assert got[1] is value
+
+
+DATES_SETUP = ("manamboara tahiry d; ampiasao d;"
+               "manamboara tabilao dt (d DATY, s LAHATSORATRA(null,null), m DATY:ISA(0,9));"
+               "manampia ao@ dt sanda ('2024-05-01', '2024-1-1', 3), ('2023-12-31', 'x', 4);")
+
+
+@pytest.mark.parametrize("condition", ["d > '2024-1-1'", "'2024-1-1' < d", "d = '2024-5-1'",
+                                       "d <= '2024-02-30'", "d != 'hier'"])
+def test_a_date_column_compared_with_a_text_that_is_no_date_is_an_error(tmp_path_factory,
+                                                                         condition):
+    """`d > '2024-1-1'` compared text: '2024-05-01' < '2024-1-1', the row silently left out."""
+    session = prepared_session(tmp_path_factory, "dates", DATES_SETUP)
+    for statement in (f"alaivo d ao@ dt rehefa {condition};",) * 2 + (   # (twice: a plan)
+            f"havaozy dt ova s = 'y' rehefa {condition};", f"fafao ao@ dt rehefa {condition};"):
+        outcome = one(session, statement)
+        assert not outcome.ok and "Tsy daty voasoratra 'YYYY-MM-DD'" in outcome.message, statement
+        assert "compared with the DATY column 'd'" in translate(outcome.message, "en")
+    assert rows(session, "alaivo count(*) ao@ dt;") == [[2]]   # nothing changed
+
+
+def test_well_written_dates_and_other_columns_compare_as_before(tmp_path_factory):
+    session = prepared_session(tmp_path_factory, "dates-ok", DATES_SETUP)
+    assert rows(session, "alaivo d ao@ dt rehefa d > '2024-01-01';") == [["2024-05-01"]]
+    assert rows(session, "alaivo d ao@ dt rehefa d > '2024-01-02';") == [["2024-05-01"]]
+    assert rows(session, "alaivo s ao@ dt rehefa s = '2024-1-1';") == [["2024-1-1"]]   # text
+    assert rows(session, "alaivo m ao@ dt rehefa m > 'abc';") == []   # not DATY only
