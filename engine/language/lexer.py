@@ -101,11 +101,13 @@ class SyntaxProblem(EngineError):
     when it says; the "did you mean" hint chooses among them.
     """
 
-    def __init__(self, detail: str, index: int, expected: frozenset[str] = frozenset()):
+    def __init__(self, detail: str, index: int, expected: frozenset[str] = frozenset(),
+                 hint: str = ""):
         super().__init__(detail)
         self.detail = detail
         self.index = index
         self.expected = expected
+        self.hint = hint   # decided where the error was found (else engine.language.hints)
 
 
 def decode_string(body: str, quote: str) -> str:

@@ -421,6 +421,8 @@ CATALOGUE: tuple[Message, ...] = (
        " Did you mean '{suggestion}' (not '{word}')?", "hint"),
     _M("hint_english_keyword", " Amin'ny Tahiry, '{keyword}' no ilazana ny '{word}'.",
        " In Tahiry, '{word}' is written '{keyword}'.", "hint"),
+    _M("hint_missing_semicolon", " Hadino angamba ny ';' teo alohan'ny '{word}'?",
+       " Was the ';' before '{word}' forgotten?", "hint"),
     _M("hint_no_source", " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;",
        " This query has no 'ao@': alaivo ... ao@ TABLE;", "hint"),
 )

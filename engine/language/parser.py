@@ -37,6 +37,7 @@ from engine.language.account_syntax import (
 from engine.language.hints import syntax_hint
 from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
+from engine.language.messages import text
 from engine.language.parse_loop import run as run_parser
 from engine.language.script import normalise_statement
 from engine.language.secrets import in_password, mentions_secret
@@ -66,6 +67,11 @@ _TOKEN_NAMES = {
 }
 _PUNCTUATION = {"';'", "')'", "','"}
 _KEYWORD_TYPES = {token_type: word for word, token_type in KEYWORDS.items()}
+# The words a statement starts with: found where a `;` could end the one before, it was
+# forgotten (`alaivo * ao@ t` then `alaivo 2` on the next line).
+_STATEMENT_TYPES = {KEYWORDS[word] for word in (
+    "alaivo", "manampia", "havaozy", "fafao", "manamboara", "ravao", "asehoy", "ampiasao",
+    "omeo", "esory") if word in KEYWORDS}
 
 
 def syntax_error(detail: str, text: str, index: int, line: int, column: int,
@@ -197,7 +203,8 @@ class _Grammar(Parser):
             if token.type == "STRING" and mentions_secret(self.text):
                 shown = '"***"'   # maybe a password (engine.language.secrets)
             found = f"fa '{shown}' no hita"
-            if token.type in _KEYWORD_TYPES and "anarana" in expected:
+            if token.type in _KEYWORD_TYPES and "anarana" in expected \
+                    and not self._forgot_semicolon(token, expected):
                 found += f" ('{shown}' dia teny voatokana, tsy azo atao anarana)"
         stack = self.symstack
         if (token is not None and token.type in ("CMP", "=") and len(stack) >= 3
@@ -210,6 +217,22 @@ class _Grammar(Parser):
         if "')'" in expected and not self._inside_parentheses(index):
             # (States shared with a parenthesised query accept it; nothing open here.)
             expected.remove("')'")
+        detail = self._expected_detail(expected, found)
+        if detail is None:
+            detail = "tapitra tampoka ny fanambarana" if token is None \
+                else f"tsy nandrasana '{shown}' teto"
+        if token is not None and self._forgot_semicolon(token, expected):
+            raise SyntaxProblem(detail, index, hint=text("hint_missing_semicolon", word=shown))
+        raise SyntaxProblem(detail, index, keywords)
+
+    @staticmethod
+    def _forgot_semicolon(token, expected: list[str]) -> bool:
+        """A statement's first word where a `;` could end the statement before it."""
+        return token.type in _STATEMENT_TYPES and "';'" in expected
+
+    @staticmethod
+    def _expected_detail(expected: list[str], found: str) -> str | None:
+        """`nandrasana A, B na ';' fa ... no hita`, or None when the list is too long to help."""
         if len(expected) > MAX_EXPECTED_SHOWN:
             # Long lists are mostly operators: the clause words say more (`ao@` is one).
             words = [e for e in expected
@@ -218,15 +241,11 @@ class _Grammar(Parser):
                 expected = words
         if ";" in "".join(expected):
             expected = [e for e in expected if e != "';'"] + ["';'"]
-        if 0 < len(expected) <= MAX_KEYWORDS_SHOWN:
-            listed = expected[0] if len(expected) == 1 else (
-                ", ".join(expected[:-1]) + " na " + expected[-1])
-            detail = f"nandrasana {listed} {found}"
-        elif token is None:
-            detail = "tapitra tampoka ny fanambarana"
-        else:
-            detail = f"tsy nandrasana '{shown}' teto"
-        raise SyntaxProblem(detail, index, keywords)
+        if not 0 < len(expected) <= MAX_KEYWORDS_SHOWN:
+            return None
+        listed = expected[0] if len(expected) == 1 else (
+            ", ".join(expected[:-1]) + " na " + expected[-1])
+        return f"nandrasana {listed} {found}"
 
     # ---------------------------------------------------------------- statements
 
@@ -789,7 +808,8 @@ class StatementParser:
                 # would repeat it: say what is wrong without it.
                 raise syntax_error(PASSWORD_UNQUOTED, text, problem.index, line, column) from None
             raise syntax_error(problem.detail, text, problem.index, line, column,
-                               syntax_hint(text, problem.index, problem.expected)) from None
+                               problem.hint or syntax_hint(text, problem.index, problem.expected)
+                               ) from None
         except RecursionError:
             raise syntax_error("sarotra loatra ny fanambarana", text, 0, line, column) from None
         finally:

@@ -25,6 +25,10 @@ def in_tahiry(keyword: str, word: str) -> str:
     return f" Amin'ny Tahiry, '{keyword}' no ilazana ny '{word}'."
 
 
+def forgot_semicolon(word: str) -> str:
+    return f" Hadino angamba ny ';' teo alohan'ny '{word}'?"
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     return prepared_session(tmp_path_factory, "hints", SETUP)
@@ -68,6 +72,11 @@ def session(tmp_path_factory):
     ("havaozy mpianatra ova anaran = 'x';", did_you_mean("anarana", "anaran")),
     ("manampia ao@ mpianatra (id, anaran) sanda (1, 'x');", did_you_mean("anarana", "anaran")),
     ("alaivo cout(id) ao@ mpianatra;", did_you_mean("count", "cout")),
+    # A statement's first word where the `;` before it could stand: it was forgotten
+    # (said "'alaivo' is a reserved word, not a name").
+    ("alaivo * ao@ mpianatra\nalaivo 2;", forgot_semicolon("alaivo")),
+    ("manampia ao@ mpianatra sanda (1, 'a')\nalaivo * ao@ mpianatra;", forgot_semicolon("alaivo")),
+    ("alaivo id ao@ mpianatra alaharo id fafao ao@ mpianatra;", forgot_semicolon("fafao")),
     # SQL types where a domain is expected (they read as a named domain that is not there).
     ("manamboara tabilao u (a INT);", in_tahiry("ISA(null,null)", "INT")),
     ("manamboara tabilao u (a text);", in_tahiry("LAHATSORATRA(null,null)", "text")),
