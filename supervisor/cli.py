@@ -53,6 +53,13 @@ CLIENT_DEFAULT_HOST, CLIENT_DEFAULT_PORT = "127.0.0.1", 3951
 
 
 
+# The topology file when none is named: `./tahiry` passes the one it resolved through
+# the environment (an argument after the options would take the slot of a positional:
+# `logs m1 -n 5 FILE` is refused by argparse).
+TOPOLOGY_ENV = "TAHIRY_TOPOLOGY"
+default_topology = os.environ.get(TOPOLOGY_ENV) or "topology.yaml"
+
+
 def _at_least(low: float, kind: type):
     """An argparse type: a number of `kind` no smaller than `low` (`-n 0` printed the
     whole log, `-n -5` nothing, `--watch -n 0` redrew without pause)."""
@@ -71,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Run and watch a Tahiry cluster.")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the cluster (foreground; -d to detach)")
-    up.add_argument("topology", nargs="?", default="topology.yaml")
+    up.add_argument("topology", nargs="?", default=default_topology)
     up.add_argument("-d", "--detach", action="store_true", help="run in the background")
     up.add_argument("--take-over", action="store_true",
                     help="hand over to this cluster the data directories another, stopped, "
@@ -81,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="this machine's address (repeatable): it runs the nodes whose host "
                          "is one of them (default: every address of its interfaces)")
     status = commands.add_parser("status", help="show every node")
-    status.add_argument("topology", nargs="?", default="topology.yaml")
+    status.add_argument("topology", nargs="?", default=default_topology)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("-w", "--watch", action="store_true",
                         help="redraw every few seconds (like watch/top) until Ctrl-C")
@@ -89,22 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="SECONDS", help=f"with --watch: seconds between redraws "
                                                 f"(default {WATCH_INTERVAL_S:g})")
     down = commands.add_parser("down", help="stop every node and the supervisor")
-    down.add_argument("topology", nargs="?", default="topology.yaml")
+    down.add_argument("topology", nargs="?", default=default_topology)
     restart = commands.add_parser("restart", help="restart one node")
     restart.add_argument("node")
-    restart.add_argument("topology", nargs="?", default="topology.yaml")
+    restart.add_argument("topology", nargs="?", default=default_topology)
     logs = commands.add_parser("logs", help="show a node's log (or 'supervisor')")
     logs.add_argument("node")
-    logs.add_argument("topology", nargs="?", default="topology.yaml")
+    logs.add_argument("topology", nargs="?", default=default_topology)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.add_argument("-n", "--lines", type=_at_least(1, int), default=50,
                       help="how many of the last lines (default 50)")
     reload = commands.add_parser("reload", help="apply the topology file now (it is also "
                                                 "applied by itself when edited)")
-    reload.add_argument("topology", nargs="?", default="topology.yaml")
+    reload.add_argument("topology", nargs="?", default=default_topology)
     check = commands.add_parser("check", help="validate the topology file, and that the ports "
                                               "it adds or moves are free (changes nothing)")
-    check.add_argument("topology", nargs="?", default="topology.yaml")
+    check.add_argument("topology", nargs="?", default=default_topology)
     check.add_argument("--host", action="append", default=[], metavar="ADDRESS",
                        help="check as the machine with this address (as `up --host`)")
     accounts = commands.add_parser("accounts", help="accounts of a class (with `accounts:` on): "

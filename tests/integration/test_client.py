@@ -406,6 +406,15 @@ def test_the_tahiry_command_reads_the_users_paths_from_where_it_is_run(tmp_path)
     checked = subprocess.run([wrapper, "check", "mine.yaml"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=120)
     assert checked.returncode == 0 and "mine.yaml: valid" in checked.stdout, checked.stderr
+    # Options after the node, as the help shows them (the topology went after them, and
+    # argparse refused it).
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "m1.log").write_text("".join(f"2026-12-04 10:00:00.000 line {n}\n"
+                                                      for n in range(5)))
+    logs = subprocess.run([wrapper, "logs", "m1", "-n", "2", "mine.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert logs.returncode == 0 and logs.stdout.splitlines()[-1].endswith("line 4"), logs.stderr
+    assert len(logs.stdout.splitlines()) == 2
     unknown = subprocess.run([wrapper, "frobnicate"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=120)
     assert unknown.returncode == 2 and "unknown command 'frobnicate'" in unknown.stderr
