@@ -70,8 +70,8 @@ class SupervisorSettings:
     restart: RestartSettings = field(default_factory=RestartSettings)
 
 
-# The status page and /metrics (supervisor/web): loopback by default, on a
-# port next to the default topology's (3947 control, 3948-3951 nodes).
+# The status page and /metrics (supervisor/web): loopback by default, on the port
+# below the control port (3946 for the default topology's 3947), else this one.
 DEFAULT_HTTP_HOST = "127.0.0.1"
 DEFAULT_HTTP_PORT = 3946
 
@@ -764,6 +764,13 @@ def _read_http(check: _Checker, item: _Located | None, nodes: dict[str, NodeSpec
         if None in values.values():
             return None
         settings = HttpSettings(**values)
+    explicit = item is not None and isinstance(item.value, dict) and "port" in item.value
+    if not explicit and supervisor is not None:
+        # Next to this cluster's control port (3946 for the default topology's 3947), so
+        # two clusters of one machine do not both want 3946; unless a node has it.
+        beside = supervisor.control_port - 1
+        if beside >= 1 and all(spec.port != beside for spec in nodes.values()):
+            settings = replace(settings, port=beside)
     if not settings.enabled:
         return settings
     section_line = item.line if item is not None else 1

@@ -27,10 +27,15 @@ nodes:
 SECRET = "a-secret-of-twenty-chars"
 
 
-def test_http_defaults_to_loopback_on_its_own_port():
+def test_http_defaults_to_loopback_below_the_control_port():
+    """3946 for the default topology's 3947; another cluster of the machine its own (two
+    clusters both wanted 3946)."""
     topology = parse(NODES)
-    assert topology.http == HttpSettings(enabled=True, host="127.0.0.1", port=DEFAULT_HTTP_PORT)
+    assert topology.http == HttpSettings(enabled=True, host="127.0.0.1", port=4946)
     assert not topology.http.needs_secret
+    # A node has that port: the fixed default.
+    beside = parse(NODES.replace("port: 4948", "port: 4946"))
+    assert beside.http.port == DEFAULT_HTTP_PORT
 
 
 def test_http_section_is_read_and_checked():
@@ -48,7 +53,8 @@ def test_http_section_is_read_and_checked():
 def test_http_port_may_not_be_a_node_port_or_the_control_port():
     assert errors_of(NODES + "http:\n  port: 4948\n") == [
         "topology.yaml line 6: http.port: port 4948 on 127.0.0.1 is already used by node 'm1'"]
-    taken = NODES.replace("port: 4948", f"port: {DEFAULT_HTTP_PORT}")
+    taken = NODES.replace("port: 4948", f"port: {DEFAULT_HTTP_PORT}") + (
+        "  m2: {kind: server, host: 127.0.0.1, port: 4946, data: data/m2}\n")
     assert errors_of(taken) == [
         f"topology.yaml line 1: http.port: port {DEFAULT_HTTP_PORT} on 127.0.0.1 is already "
         f"used by node 'm1' (the default; set http.port)"]
