@@ -405,6 +405,8 @@ CATALOGUE: tuple[Message, ...] = (
        "the bounds of {type} are numbers or null", "detail"),
     _M("syntax_bounds_integers", "ny fari-pahalehibeazan'ny {type} dia isa manontolo na null",
        "the bounds of {type} are integers or null", "detail"),
+    _M("syntax_bounds_lengths", "ny fari-pahalehibeazan'ny {type} dia halava : isa manontolo >= 0 "
+       "na null", "the bounds of {type} are lengths: integers >= 0 or null", "detail"),
     _M("syntax_date_bounds", "ny DATY dia tsy manana fari-pahalehibeazana", "DATY takes no bounds",
        "detail"),
     _M("syntax_enum_empty", "ny TANISA dia mila sanda iray farafahakeliny",

@@ -472,6 +472,9 @@ class _Grammar(Parser):
                 raise SyntaxProblem(f"ny fari-pahalehibeazan'ny {shown} dia isa na null", index)
             if integers and not isinstance(arg, int):
                 raise SyntaxProblem(f"ny fari-pahalehibeazan'ny {shown} dia isa manontolo na null", index)
+            if integers and arg < 0:   # (a text's length: LAHATSORATRA(-1,3) was accepted)
+                raise SyntaxProblem(f"ny fari-pahalehibeazan'ny {shown} dia halava : isa manontolo "
+                                    ">= 0 na null", index)
 
     # ---------------------------------------------------------------- queries
 

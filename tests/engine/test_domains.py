@@ -222,3 +222,16 @@ def test_well_written_dates_and_other_columns_compare_as_before(tmp_path_factory
     assert rows(session, "alaivo d ao@ dt rehefa d > '2024-01-02';") == [["2024-05-01"]]
     assert rows(session, "alaivo s ao@ dt rehefa s = '2024-1-1';") == [["2024-1-1"]]   # text
     assert rows(session, "alaivo m ao@ dt rehefa m > 'abc';") == []   # not DATY only
+
+
+@pytest.mark.parametrize("domain, refused", [
+    ("LAHATSORATRA(-1,3)", True), ("LAHATSORATRA(0,-3)", True), ("LAHATSORATRA(0,3)", False),
+    ("LAHATSORATRA(null,null)", False), ("ISA(-5,5)", False),
+])
+def test_a_text_length_bound_is_never_negative(tmp_path_factory, domain, refused):
+    session = prepared_session(tmp_path_factory, "lengths", "manamboara tahiry d; ampiasao d;")
+    outcome = one(session, f"manamboara tabilao t (a {domain});")
+    assert outcome.ok is not refused, outcome.message
+    if refused:
+        assert "halava : isa manontolo >= 0 na null" in outcome.message
+        assert "lengths: integers >= 0" in translate(outcome.message, "en")
