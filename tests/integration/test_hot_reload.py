@@ -4,6 +4,7 @@ edit, remove a server, restart only a changed node."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -78,11 +79,12 @@ def test_removing_and_changing_nodes(cluster):
     assert cluster.survivors_of([before["m3"]]) == []
 
 
-def test_a_server_added_back_after_offline_writes_loses_no_acknowledged_write(cluster):
-    """Remove m3, write through the balancer (acknowledged), write into data/m3 with the
-    embedded engine meanwhile, add m3 back: its copy, at a higher counter, won and the
-    acknowledged row vanished from every server. The cluster's copy wins now; m3's is
-    kept in data/m3/.diverged/."""
+TABLE = "ops/tables/t.json"
+
+
+def m3_removed_after_an_acknowledged_write(cluster) -> Path:
+    """A cluster with m3 holding table t = [1]; m3 then removed by a reload and row 50001
+    acknowledged through the balancer without it. The data folder."""
     cluster.write(extra_servers=("m3",))
     assert cluster.up().returncode == 0
     answers = cluster.session("manamboara tahiry ops;", "ampiasao ops;",
@@ -90,25 +92,38 @@ def test_a_server_added_back_after_offline_writes_loses_no_acknowledged_write(cl
                               "manampia ao@ t sanda (1);")
     assert not any("Hadisoana" in a for a in answers), answers
     data = cluster.workdir / "data"
-    table = "ops/tables/t.json"
-    cluster.wait_for(lambda n: current_document(data / "m3" / table)["rows"] == [[1]],
+    cluster.wait_for(lambda n: current_document(data / "m3" / TABLE)["rows"] == [[1]],
                      "m3 holds the table")
     cluster.write()   # m3 removed
     cluster.wait_for(lambda n: "m3" not in n, "m3 removed")
     acknowledged = cluster.session("ampiasao ops;", "manampia ao@ t sanda (50001);",
                                    port=cluster.ports["lb"])
     assert "Hadisoana" not in acknowledged[1], acknowledged
-    offline = Session(Store(data / "m3"))
+    return data
+
+
+def write_offline(root: Path) -> None:
+    """Rows 50002 and 50003 written into `root` with the embedded engine (no cluster)."""
+    offline = Session(Store(root))
     for statement in ("ampiasao ops;", "manampia ao@ t sanda (50002);",
                       "manampia ao@ t sanda (50003);"):
         assert offline.execute(statement)[0].ok
+
+
+def test_a_server_added_back_after_offline_writes_loses_no_acknowledged_write(cluster):
+    """Remove m3, write through the balancer (acknowledged), write into data/m3 with the
+    embedded engine meanwhile, add m3 back: its copy, at a higher counter, won and the
+    acknowledged row vanished from every server. The cluster's copy wins now; m3's is
+    kept in data/m3/.diverged/."""
+    data = m3_removed_after_an_acknowledged_write(cluster)
+    write_offline(data / "m3")
     cluster.write(extra_servers=("m3",))   # m3 back
     cluster.wait_for(lambda n: "m3" in n and n["m3"]["state"] == "RUNNING", "m3 running")
     # A write on top: it pulled m3's copy first when m3's counter won.
     after = cluster.session("ampiasao ops;", "manampia ao@ t sanda (2);", port=cluster.ports["lb"])
     assert "Hadisoana" not in after[1], after
     for server in ("m1", "m2", "m3"):
-        wait_until(lambda server=server: sorted(current_document(data / server / table)["rows"])
+        wait_until(lambda server=server: sorted(current_document(data / server / TABLE)["rows"])
                    == [[1], [2], [50001]], DEADLINE_S, f"{server} to hold the acknowledged rows")
     kept = list((data / "m3" / ".diverged").rglob("t.json*"))
     assert kept, "m3's diverged copy is kept"
@@ -138,30 +153,13 @@ def test_a_server_added_back_while_the_cluster_was_down_loses_no_acknowledged_wr
     """The same with a stop in between: m3 removed by a reload, a write acknowledged, the
     cluster stopped, data/m3 written offline, m3 added back in the file, `up`: newest-wins
     at start let m3's copy win. Removed, its directory forgot the cluster; at `up` it joins."""
-    cluster.write(extra_servers=("m3",))
-    assert cluster.up().returncode == 0
-    answers = cluster.session("manamboara tahiry ops;", "ampiasao ops;",
-                              "manamboara tabilao t (id ISA(0,1000000));",
-                              "manampia ao@ t sanda (1);")
-    assert not any("Hadisoana" in a for a in answers), answers
-    data = cluster.workdir / "data"
-    table = "ops/tables/t.json"
-    cluster.wait_for(lambda n: current_document(data / "m3" / table)["rows"] == [[1]],
-                     "m3 holds the table")
-    cluster.write()   # m3 removed
-    cluster.wait_for(lambda n: "m3" not in n, "m3 removed")
-    acknowledged = cluster.session("ampiasao ops;", "manampia ao@ t sanda (50001);",
-                                   port=cluster.ports["lb"])
-    assert "Hadisoana" not in acknowledged[1], acknowledged
+    data = m3_removed_after_an_acknowledged_write(cluster)
     cluster.down()
-    offline = Session(Store(data / "m3"))
-    for statement in ("ampiasao ops;", "manampia ao@ t sanda (50002);",
-                      "manampia ao@ t sanda (50003);"):
-        assert offline.execute(statement)[0].ok
+    write_offline(data / "m3")
     cluster.write(extra_servers=("m3",))   # m3 back, while stopped
     assert cluster.up().returncode == 0
     for server in ("m1", "m2", "m3"):
-        wait_until(lambda server=server: sorted(current_document(data / server / table)["rows"])
+        wait_until(lambda server=server: sorted(current_document(data / server / TABLE)["rows"])
                    == [[1], [50001]], DEADLINE_S, f"{server} to hold the acknowledged rows")
     assert list((data / "m3" / ".diverged").rglob("t.json*")), "m3's diverged copy is kept"
     assert "m3 joining" in (cluster.workdir / "logs" / "supervisor.log").read_text()
