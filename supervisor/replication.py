@@ -244,9 +244,10 @@ class Replicator:
         and may hold writes it acknowledged that were not copied yet. After this its
         directory holds nothing the cluster lacks, so when it joins again (`seed`) the
         cluster's copies may win over any it holds by then."""
-        others = set(self.servers()) - {server_id}
-        if not others:
-            return SyncSummary()
+        servers = self.servers()
+        others = set(servers) - {server_id}
+        if server_id not in servers or not others:
+            return SyncSummary()   # (another machine's server: no directory here to read)
         return self._pass(destinations=others)
 
     def remove_server(self, server_id: str) -> None:
