@@ -20,6 +20,7 @@ failed) and send the statement to another server.
 from __future__ import annotations
 
 ERROR_PREFIX = "Hadisoana : "
+ENGLISH_ERROR_PREFIX = "Error: "   # ERROR_PREFIX in English (engine.language.messages.translate)
 # Ends the message of every storage fault (and of nothing else the engine
 # says), followed by the operation that failed and "]".
 STORAGE_FAULT_MARKER = " [storage:"

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from engine.errors import ERROR_PREFIX, STORAGE_FAULT_MARKER
+from engine.errors import ENGLISH_ERROR_PREFIX, ERROR_PREFIX, STORAGE_FAULT_MARKER
 
 
 @dataclass(frozen=True)
@@ -467,7 +467,7 @@ def _body(text: str) -> tuple[str, str, str]:
     """(sentence, English prefix, storage marker) of a wire error text."""
     body, prefix = text, ""
     if body.startswith(ERROR_PREFIX):
-        body, prefix = body[len(ERROR_PREFIX):], "Error: "
+        body, prefix = body[len(ERROR_PREFIX):], ENGLISH_ERROR_PREFIX
     marker = ""
     start = body.rfind(STORAGE_FAULT_MARKER)
     if start >= 0 and body.endswith("]"):

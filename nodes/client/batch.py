@@ -178,7 +178,8 @@ def run_script(script: ScriptSource, runner: Runner, display: Display,
             if progress is not None:
                 progress.clear_for(display.out)
             if item.command is not None:
-                _run_command(item.command, display, result)
+                _run_command(item.command, display, result, ScriptPlace(source, item.piece.line,
+                                                                        item.piece.column))
                 last = time.perf_counter()
                 continue
             result.statements += 1
@@ -204,7 +205,8 @@ def run_script(script: ScriptSource, runner: Runner, display: Display,
     return result
 
 
-def _run_command(command: ClientCommand, display: Display, result: BatchResult) -> None:
+def _run_command(command: ClientCommand, display: Display, result: BatchResult,
+                 place: ScriptPlace) -> None:
     if command.kind == "quit":
         result.quit = True
     elif command.kind == "help":
@@ -216,7 +218,7 @@ def _run_command(command: ClientCommand, display: Display, result: BatchResult) 
             said = apply(command, display)
         except CommandError as problem:
             result.ok = False
-            display.failure(f"{ERROR_PREFIX}{problem}")
+            display.failure(str(problem), place)
             return
         if said:
             display.text(said)

@@ -28,7 +28,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from engine.errors import ERROR_PREFIX
 from engine.language.script_source import ScriptSource, unreadable
 from engine.progress import ProgressLine
 from nodes.client.batch import MAX_STATEMENT_CHARS, run_script, run_text
@@ -243,7 +242,7 @@ def run_sources(sources: list[tuple[str, str]], runner: Runner, display: Display
                 script = ScriptSource.open(value, name="stdin" if value == "-" else value,
                                            errors="replace", max_chars=MAX_STATEMENT_CHARS)
             except OSError as error:
-                display.failure(f"{ERROR_PREFIX}cannot read {value}: {error.strerror or error}")
+                display.failure(f"cannot read {value}: {error.strerror or error}")
                 all_ok = False
                 continue
             with script:

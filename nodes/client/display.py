@@ -23,6 +23,7 @@ from typing import TextIO
 
 import orjson
 
+from engine.errors import ENGLISH_ERROR_PREFIX, ERROR_PREFIX
 from engine.evaluation.outcome import Outcome
 from engine.evaluation.render import outcome_to_json, render_json
 from nodes.client.explain import caret_lines, translator
@@ -113,9 +114,16 @@ class Display:
             self._write(f"Fotoana / Time: {elapsed * 1000:.3f} ms",
                         self.errors if self.format == "csv" else None)
 
-    def failure(self, message: str, place: ScriptPlace | None = None) -> None:
-        """A failure the client itself detected (connection lost, interrupted)."""
-        self.outcome(Outcome.failure(message), place)
+    def failure(self, problem: str, place: ScriptPlace | None = None) -> None:
+        """A failure the client itself detected (a command used wrongly, a file it cannot
+        read, the connection lost, an interrupt).
+
+        `problem` is said in both languages or in neither (`\\x [on|off|auto]`):
+        only its prefix follows `\\lang`, `Error: ` in English as for the
+        node's errors.
+        """
+        prefix = ENGLISH_ERROR_PREFIX if self.settings.lang == "en" else ERROR_PREFIX
+        self.outcome(Outcome.failure(prefix + problem), place)
 
     def text(self, text: str) -> None:
         """Plain text for people (help, acknowledgements); in JSON it becomes a message object."""

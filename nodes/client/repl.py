@@ -117,11 +117,10 @@ class Repl:
                 result = run_text(text, self.runner, self.display, self.vocabulary)
             except KeyboardInterrupt:
                 self.runner.interrupted()
-                self.display.failure(
-                    "Hadisoana : nofoanana / interrupted (the statement's outcome is unknown)")
+                self.display.failure("nofoanana / interrupted (the statement's outcome is unknown)")
                 continue
             except NotListening as problem:
-                self.display.failure(f"Hadisoana : {problem}")
+                self.display.failure(str(problem))
                 continue
             if result.quit:
                 return 0

@@ -193,7 +193,7 @@ def test_csv_keeps_messages_off_the_standard_output():
     display = Display("csv", out, errors=errors)
     display.outcome(Outcome.success("Ny tahiry : s dia miasa ankehitriny"))
     display.outcome(Outcome.success("", RELATION))
-    display.failure("Hadisoana : tsy fantatra")
+    display.failure("tsy fantatra")
     display.text("Fotoana / timing: on")
     assert out.getvalue() == render_csv(RELATION)
     assert errors.getvalue().splitlines() == ["Ny tahiry : s dia miasa ankehitriny",
@@ -264,3 +264,17 @@ def test_help_has_a_topic_on_accounts_logins_and_rights():
     assert "'grant' is written 'omeo'" in text and "omeo: GRANT" in text
     assert 'ovay: change a password' in text
     assert "fanampiana mpampiasa" in GENERAL and ".login" in GENERAL
+
+
+@pytest.mark.parametrize("lang, prefix", [("mg", "Hadisoana : "), ("en", "Error: ")])
+def test_a_misused_command_in_a_file_says_where_in_the_chosen_language(lang, prefix):
+    """Like a statement's error: `file:line: ` first, and the prefix of `--lang`."""
+    out = io.StringIO()
+    display = Display("table", out)
+    display.set_lang(lang)
+    result = run_text("-- fampiharana\n\\x sometimes\n\\dt\n", RecordingRunner(), display,
+                      source="lesona.tq")
+    assert not result.ok
+    assert out.getvalue().splitlines() == [
+        f"lesona.tq:2: {prefix}\\x [on|off|auto]",
+        f"lesona.tq:3: {prefix}Baiko tsy fantatra / unknown client command \\dt: \\? lists them"]
