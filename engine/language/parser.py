@@ -175,18 +175,32 @@ class _Grammar(Parser):
                 return index
         return 0
 
-    def _inside_parentheses(self, index: int) -> bool:
-        """Whether a parenthesis is open before `index` of the statement."""
-        depth = 0
-        try:
-            for token in TahiryLexer().tokenize(self.text[:index]):
-                depth += (token.type == "(") - (token.type == ")")
-        except SyntaxProblem:
-            return True   # (unreadable before: keep what the grammar says)
-        return depth > 0
+    def _can_shift_next(self, terminal: str) -> bool:
+        """Whether `terminal` could come next, by running the LALR tables on a copy of
+        the state stack until it is shifted or refused.
+
+        A state's action table alone over-promises: LALR merges states, so a
+        state shared by two contexts accepts what either allows (`')'` with no
+        parenthesis open, `ka` after `ao@ t x` because `tonona u x ka` allows
+        it), and only the reductions that follow would refuse it. LALR never
+        shifts a token the grammar refuses, so "shifted" is exact.
+        """
+        lrtable = self._lrtable
+        productions = self._grammar.Productions
+        stack = list(self.statestack)
+        while True:
+            action = lrtable.lr_action[stack[-1]].get(terminal)
+            if action is None:
+                return False
+            if action >= 0:   # a shift, or the accept of `$end`
+                return True
+            production = productions[-action]
+            if production.len:
+                del stack[-production.len:]
+            stack.append(lrtable.lr_goto[stack[-1]][production.name])
 
     def error(self, token):
-        actions = self._lrtable.lr_action[self.state]
+        actions = [t for t in self._lrtable.lr_action[self.state] if self._can_shift_next(t)]
         expected = sorted({_display_expected(t) for t in actions})
         keywords = frozenset(_KEYWORD_TYPES[t] for t in actions if t in _KEYWORD_TYPES)
         if token is None:
@@ -214,9 +228,6 @@ class _Grammar(Parser):
                 "tsy azo atohy ny fampitahana (ohatra '1 < 2 < 3'): ampiasao 'ary'", index)
         if token is not None and (token.type == ";" or self.symstack[-1].type in (";", "start")):
             raise SyntaxProblem("fanambarana iray ihany no azo atao eto", index)
-        if "')'" in expected and not self._inside_parentheses(index):
-            # (States shared with a parenthesised query accept it; nothing open here.)
-            expected.remove("')'")
         detail = self._expected_detail(expected, found)
         if detail is None:
             detail = "tapitra tampoka ny fanambarana" if token is None \
