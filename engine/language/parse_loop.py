@@ -56,7 +56,9 @@ def run(parser, tokens):
     """Parse the token iterator with `parser`'s tables; the start rule's value.
 
     Like SLY, `parser.symstack` and `parser.statestack` are the live stacks;
-    `parser.state` is set when `error()` is called (the rules never read it).
+    `parser.state` is set when `error()` is called (the rules never read it),
+    and `parser.states_before_lookahead` is the state stack from before the
+    reductions the erroneous token made.
     """
     by_state, goto, productions = _tables(type(parser))
 
@@ -79,6 +81,9 @@ def run(parser, tokens):
                 if lookahead is None:
                     lookahead = Symbol()
                     lookahead.type = "$end"
+                # (The reductions this token triggers may end in an error: what could have
+                # come instead is read from the states before them.)
+                parser.states_before_lookahead = statestack.copy()
             action = action.get(lookahead.type)
             if action is None:
                 parser.state = state

@@ -133,6 +133,7 @@ class _Grammar(Parser):
         self.depths: dict[int, int] = {}
         self._line_positions = {}
         self._index_positions = {}
+        self.states_before_lookahead: list[int] | None = None   # set by the lean driver
 
     # ---------------------------------------------------------------- helpers
 
@@ -175,9 +176,15 @@ class _Grammar(Parser):
                 return index
         return 0
 
+    def _states_at_error(self) -> list[int]:
+        """The state stack from before the refused token's reductions (the lean driver's,
+        engine/language/parse_loop.py); after them under SLY's own `parse`."""
+        return self.states_before_lookahead or self.statestack
+
     def _can_shift_next(self, terminal: str) -> bool:
-        """Whether `terminal` could come next, by running the LALR tables on a copy of
-        the state stack until it is shifted or refused.
+        """Whether `terminal` could have come instead of the token refused, by running the
+        LALR tables on a copy of the state stack (before the reductions that token
+        made) until it is shifted or refused.
 
         A state's action table alone over-promises: LALR merges states, so a
         state shared by two contexts accepts what either allows (`')'` with no
@@ -187,7 +194,7 @@ class _Grammar(Parser):
         """
         lrtable = self._lrtable
         productions = self._grammar.Productions
-        stack = list(self.statestack)
+        stack = list(self._states_at_error())
         while True:
             action = lrtable.lr_action[stack[-1]].get(terminal)
             if action is None:
@@ -200,7 +207,8 @@ class _Grammar(Parser):
             stack.append(lrtable.lr_goto[stack[-1]][production.name])
 
     def error(self, token):
-        actions = [t for t in self._lrtable.lr_action[self.state] if self._can_shift_next(t)]
+        actions = [t for t in self._lrtable.lr_action[self._states_at_error()[-1]]
+                   if self._can_shift_next(t)]
         expected = sorted({_display_expected(t) for t in actions})
         keywords = frozenset(_KEYWORD_TYPES[t] for t in actions if t in _KEYWORD_TYPES)
         if token is None:
@@ -835,7 +843,7 @@ class StatementParser:
             grammar._line_positions.clear()
             grammar._index_positions.clear()
             # Do not keep the last statement's symbols alive until the next parse.
-            grammar.symstack = grammar.statestack = None
+            grammar.symstack = grammar.statestack = grammar.states_before_lookahead = None
         if statement is None:  # SLY gave up without calling error(): never expected
             raise syntax_error("fanambarana tsy azo vakiana", text, 0, line, column)
         return statement

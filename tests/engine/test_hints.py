@@ -99,6 +99,12 @@ def test_the_error_ends_with_the_hint(session, text, hint):
     ("alaivo * mpianatra;",
      "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 10 : nandrasana "
      "'alaharo', 'ankambana', 'ao@', 'fetra', 'rehefa', 'vondrona' na ';' fa 'mpianatra' no hita"),
+    # What could come instead of the `)`, not what is left after the reductions it made
+    # (the query closed: only 'ankambana' or ';').
+    ("alaivo * ao@ mpianatra);",
+     "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 23 : nandrasana "
+     "'alaharo', 'ankambana', 'antso', 'fetra', 'rehefa', 'tonona', 'vondrona', anarana na ';' "
+     "fa ')' no hita"),
     ("alaivo (1 + 2 x;",
      "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 15 : nandrasana "
      "')', 'ary', 'dia' na 'na' fa 'x' no hita"),

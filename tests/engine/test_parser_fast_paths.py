@@ -236,7 +236,17 @@ def test_fast_path_agrees_with_the_grammar_on_character_soup(body):
 def sly_outcome(text: str):
     """The outcome with SLY's own `Parser.parse` driving the same grammar."""
     lean = parser_module.run_parser
-    parser_module.run_parser = lambda grammar, tokens: Parser.parse(grammar, tokens)
+
+    def sly_parse(grammar, tokens):
+        def watched():
+            # What the lean driver keeps for error(): the states when SLY asks for a token.
+            for token in tokens:
+                grammar.states_before_lookahead = list(grammar.statestack)
+                yield token
+            grammar.states_before_lookahead = list(grammar.statestack)
+        return Parser.parse(grammar, watched())
+
+    parser_module.run_parser = sly_parse
     try:
         return outcome(StatementParser().parse_with_grammar, text)
     finally:
