@@ -647,6 +647,20 @@ class _Evaluator:
         """
         text = order.text or expression_text(order.expr)
         expr = order.expr
+        if order.position is not None:
+            index = order.position - 1
+            if not 0 <= index < len(columns):
+                raise TahiryError(
+                    f"alaharo {order.position} : tsy misy tsanganana faha-{order.position} "
+                    f"(tsanganana {len(columns)} no ao amin'ny valiny)")
+            if item_functions is None:
+                return _index_key(index), order.descending, text
+            return item_functions[index], order.descending, text
+        if isinstance(expr, Literal):
+            # (A constant key leaves the rows as they were: never what was meant.)
+            raise TahiryError(
+                f"alaharo {text} : tsy mandahatra na inona na inona ny sanda raikitra "
+                "(omeo ny anaran'ny tsanganana na ny laharany, ohatra : alaharo 1)")
         if isinstance(expr, ColumnRef) and expr.qualifier is None:
             index = _output_index(expr, columns)
             if index is not None:

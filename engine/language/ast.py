@@ -129,11 +129,16 @@ class Join:
 
 @dataclass(frozen=True)
 class OrderItem:
-    """One `alaharo` key: `expr [miakatra | midina]`."""
+    """One `alaharo` key: `expr [miakatra | midina]`.
+
+    position: the key is a whole number written alone (`alaharo 2`): as in SQL,
+    the result's column at that place (1 = the first), not the constant.
+    """
 
     expr: Expr
     descending: bool = False
     text: str = ""
+    position: int | None = None
 
 
 @dataclass(frozen=True)

@@ -231,6 +231,15 @@ CATALOGUE: tuple[Message, ...] = (
        "Booleans cannot be ordered in {expr}."),
     _M("aggregate_error", "{expr} : {error:sentence}", "{expr}: {error:sentence}"),
     _M("order_error", "alaharo {expr} : {error:sentence}", "alaharo {expr}: {error:sentence}"),
+    _M("order_position",
+       "alaharo {position} : tsy misy tsanganana faha-{position} (tsanganana {count} no ao "
+       "amin'ny valiny)",
+       "alaharo {position}: there is no column {position} (the result has {count} columns)"),
+    _M("order_constant",
+       "alaharo {expr} : tsy mandahatra na inona na inona ny sanda raikitra (omeo ny "
+       "anaran'ny tsanganana na ny laharany, ohatra : alaharo 1)",
+       "alaharo {expr}: a constant orders nothing (give a column's name or its position, "
+       "e.g. alaharo 1)"),
     _M("nesting_limit",
        "Lalina loatra ny fangatahana : mihoatra ny {max} ny jery sy fangatahana ao anatin'ny hafa.",
        "Query nested too deep: more than {max} views and queries inside one another."),

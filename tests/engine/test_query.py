@@ -171,3 +171,21 @@ def test_boolean_columns_of_derived_tables():
                          f"(alaivo a > 2 antso big, a ao@ t) y") == [[1, False], [3, True]]
     assert "booléen" in error_of(catalog, f"alaivo big + 1 ao@ {derived} x")
     assert "booléen" in error_of(catalog, f"alaivo a ao@ {derived} x rehefa big = 1")
+
+
+def test_a_whole_number_alone_orders_by_the_column_at_that_place():
+    """As in SQL: `alaharo 2` is the result's second column (it was the constant 2,
+    which left the rows unsorted), grouped or not; another constant is an error."""
+    catalog = MemoryCatalog().add_table("t", ["a", "b"], [[1, "z"], [3, "x"], [2, "y"], [3, "w"]])
+    assert rows(catalog, "alaivo * ao@ t alaharo 2") == [[3, "w"], [3, "x"], [2, "y"], [1, "z"]]
+    assert rows(catalog, "alaivo b, a ao@ t alaharo 2 midina, 1") == \
+        [["w", 3], ["x", 3], ["y", 2], ["z", 1]]
+    assert rows(catalog, "alaivo a, count(*) ao@ t vondrona a alaharo 2 midina, 1 midina") == \
+        [[3, 2], [2, 1], [1, 1]]
+    assert rows(catalog, "alaivo a ao@ t alaharo 1 + 0 midina") == [[1], [3], [2], [3]]   # an expression
+    assert error_of(catalog, "alaivo * ao@ t alaharo 3") == \
+        "alaharo 3 : tsy misy tsanganana faha-3 (tsanganana 2 no ao amin'ny valiny)"
+    assert "tsanganana faha-0" in error_of(catalog, "alaivo * ao@ t alaharo 0")
+    for constant in ("'x'", "1.5", "null"):
+        assert error_of(catalog, f"alaivo * ao@ t alaharo {constant}").startswith(
+            f"alaharo {constant} : tsy mandahatra na inona na inona ny sanda raikitra")

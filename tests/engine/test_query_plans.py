@@ -24,7 +24,8 @@ manampia ao@ small sanda (1, 'x'), (2, 'y'), (2, null);
 manamboara jery v @ alaivo id, b ao@ t rehefa a > 3;
 """
 
-# {i}: an int, {f}: a float, {s}: a string literal, {z}: 0 or 1 (a divisor).
+# {i}: an int, {f}: a float, {s}: a string literal, {z}: 0 or 1 (a divisor), {p}: an
+# `alaharo` position (4: none there).
 TEMPLATES = [
     "alaivo * ao@ t rehefa id = {i}",
     "alaivo * ao@ t rehefa {i} = id",
@@ -50,6 +51,7 @@ TEMPLATES = [
     "alaivo nothing ao@ t rehefa id = {i}",
     "alaivo * ao@ t rehefa nothing = {i}",
     "alaivo * ao@ t rehefa id = {i} alaharo a",            # ordering: no plan
+    "alaivo a, b, id ao@ t rehefa id < {i} alaharo {p}, 3",  # a column by its position
     "alaivo count(*) ao@ t rehefa id = {i}",               # aggregate: no plan
 ]
 
@@ -70,6 +72,8 @@ def _literal(kind: str, rng: random.Random) -> str:
         return rng.choice(["5.0", "7.5", "12.0", "0.5"])
     if kind == "z":
         return rng.choice(["0", "1"])
+    if kind == "p":
+        return rng.choice(["1", "2", "3", "4"])
     return rng.choice(["'s1'", "'s12'", "'x'", "'it''s'", '"s3"'])
 
 
