@@ -643,32 +643,31 @@ class _Evaluator:
 
         Names resolve against the output columns first, then the source
         (LANGUAGE.md 4b): a bare output name uses that column's function; in
-        an expression, each such name stands for its select item.
+        an expression, each such name stands for its select item. A whole
+        number alone is an output column's position.
         """
         text = order.text or expression_text(order.expr)
         expr = order.expr
+        index: int | None = None
         if order.position is not None:
             index = order.position - 1
             if not 0 <= index < len(columns):
                 raise TahiryError(
                     f"alaharo {order.position} : tsy misy tsanganana faha-{order.position} "
                     f"(tsanganana {len(columns)} no ao amin'ny valiny)")
-            if item_functions is None:
-                return _index_key(index), order.descending, text
-            return item_functions[index], order.descending, text
-        if isinstance(expr, Literal):
+        elif isinstance(expr, Literal):
             # (A constant key leaves the rows as they were: never what was meant.)
             raise TahiryError(
                 f"alaharo {text} : tsy mandahatra na inona na inona ny sanda raikitra "
                 "(omeo ny anaran'ny tsanganana na ny laharany, ohatra : alaharo 1)")
-        if isinstance(expr, ColumnRef) and expr.qualifier is None:
+        elif isinstance(expr, ColumnRef) and expr.qualifier is None:
             index = _output_index(expr, columns)
-            if index is not None:
-                if item_functions is None:
-                    return _index_key(index), order.descending, text
-                return item_functions[index], order.descending, text
         elif items is not None:
             expr = _with_output_columns(expr, items, columns)
+        if index is not None:
+            if item_functions is None:
+                return _index_key(index), order.descending, text
+            return item_functions[index], order.descending, text
         compiled = compile_expression(expr, context, self.codes)
         return compiled.function, order.descending, text
 
