@@ -323,7 +323,7 @@ class DatabaseServer:
         self.page_rows = page_rows
         self.max_request_bytes = max_request_bytes
         self.stats = ConnectionStats()
-        self.auth = auth  # shared-secret policy (nodes/protocol/auth.py); None: loopback, no secret
+        self.auth = auth  # shared-secret policy (nodes/protocol/auth.py); None: in-process tests
         self.statements = 0
         self.statement_errors = 0
         self.batches = 0
@@ -428,12 +428,16 @@ class DatabaseServer:
         peer: PeerSession | None = None   # made by the connection's first `.peer` request
         accounts = self.accounts
         session = client.session
+        # (A node that requires the secret let nothing through before `.auth` proved it.)
+        peers_by_secret = self.auth is not None and self.auth.required
 
         def answer(request: Request, alone: bool = False) -> bytes | Awaitable[bytes]:
             nonlocal peer
-            if request.admin == ADMIN_PEER and (self.auth is not None or not accounts.required):
+            if request.admin == ADMIN_PEER and (peers_by_secret or not accounts.required):
                 # Peers (servers, replicators) are let in by the cluster's secret, never by an
-                # account; with accounts on and no secret, `.peer` is refused like a statement.
+                # account: `.peer` reads and writes beneath the accounts (every database, the
+                # password hashes). With accounts on and no secret required, it is refused
+                # like a statement.
                 if peer is None:
                     peer = self.peer_service.session()
                 return peer.answer(request)

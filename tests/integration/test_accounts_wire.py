@@ -19,8 +19,10 @@ import threading
 
 import pytest
 
-from nodes.protocol import LOGIN_REFUSED, LOGIN_REQUIRED, login_request
+from nodes.protocol import LOGIN_REFUSED, LOGIN_REQUIRED, login_request, peer
+from nodes.protocol.wire import auth_request
 from tests.conftest import wait_until
+from tests.integration.hardening_scenarios import SECRET, WITH_SECRET
 from tests.integration.wire import WireClient
 
 TEACHER, TEACHER_PW = "mpampianatra", "Teacher-pass-7Q"
@@ -285,3 +287,37 @@ def test_the_client_and_the_driver_log_in(start_node):
     with pytest.raises(driver.OperationalError, match="Diso ny anarana"):
         driver.connect("127.0.0.1", px.port, user="bob", password="Wrong-guess-55")
     assert_no_password_anywhere(m1, lb, px)
+
+
+def test_peer_requests_need_the_clusters_secret_when_accounts_are_on(start_node):
+    """`.peer` reads and writes objects beneath the accounts (every database, the password
+    hashes): on a node that requires no secret it was let through without a login, so
+    anyone on the machine could read a student's table or make themselves administrator."""
+    m1 = start_server(start_node)
+    create_students(m1.port)
+    with WireClient(m1.port) as stranger:
+        for request in (peer.hello_request(), peer.names_request(),
+                        peer.fetch_request("@tahiry/accounts/ana.json", None, False)):
+            assert stranger.one(request.decode()).message == LOGIN_REQUIRED
+    # A logged-in student is no peer either.
+    with logged_in(m1.port, "ana", STUDENTS["ana"]) as ana:
+        assert not ana.one(peer.hello_request().decode()).ok
+
+
+def test_peers_holding_the_secret_are_let_in_with_accounts_on(start_node):
+    m1 = start_node("server", "m1", "--data", "data/m1", "--accounts", "--require-secret",
+                    wait=False, env={**ADMIN_ENV, **WITH_SECRET})
+
+    def answers_the_secret() -> bool:
+        assert m1.alive(), m1.log_text()
+        try:
+            with WireClient(m1.port) as probe:
+                return probe.one(auth_request(SECRET).decode()).ok
+        except OSError:
+            return False
+
+    wait_until(answers_the_secret, 15, "m1 to answer")
+    with WireClient(m1.port) as replicator:
+        assert replicator.one(auth_request(SECRET).decode()).ok
+        answer = peer.decode_answer(replicator.one(peer.hello_request().decode()))
+        assert peer.check_hello(answer) == "m1"
