@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from engine.errors import TahiryError
@@ -111,7 +111,13 @@ class Executor:
                 statement, getattr(session, "hashed_password", None))
 
             def handler(statement: ast.Statement, session: SessionState) -> Outcome:
-                return self._run_account(statement, password)
+                outcome = self._run_account(statement, password)
+                if (outcome.ok and identity is not None and password is not None
+                        and isinstance(statement, ast.SetPassword)
+                        and statement.name == identity.name):
+                    # Its own new password: this session carries on (the others end).
+                    session.identity = replace(identity, stamp=accounts.password_stamp(password))
+                return outcome
         else:
             handler = getattr(self, "_run_" + type(statement).__name__, None)
         if handler is None:

@@ -4,7 +4,10 @@ Only for a session with an identity (`session.identity`, set by a server
 after `.login`); without one every statement is allowed, as before
 accounts existed. With one:
 
-- the account must still exist (a dropped account's sessions can do nothing);
+- the account must still exist, with the password the session logged in
+  with (a dropped account's sessions can do nothing, nor those of an
+  account whose password changed: only the session that changed its own
+  carries on);
 - read (`mamaky`): queries, `asehoy ny tabilao|jery|efitra`, `asehoy ny
   tsanganana`, `ampiasao DB`;
 - write (`manoratra`, implies read): creating and dropping tables, views,
@@ -42,6 +45,9 @@ def check(store: Store, identity: Identity, statement: object,
     held = accounts.standing(store, identity, database)
     if not held.account:
         raise TahiryError(f"Tsy misy intsony ny mpampiasa : {identity.name} (midira indray)")
+    if identity.stamp is not None and held.stamp != identity.stamp:
+        # A new password (or the account dropped and made again): the login is void.
+        raise TahiryError(f"Niova ny tenimiafin'ny mpampiasa : {identity.name} (midira indray)")
     if held.admin or need is None:
         return
     if need == ADMIN_ONLY:

@@ -23,7 +23,7 @@ is refused without being repeated.
 from __future__ import annotations
 
 from engine.language import ast
-from engine.language.lexer import SyntaxProblem
+from engine.language.lexer import SyntaxProblem, TahiryLexer
 from engine.vocabulary import RIGHT_WORDS
 
 ACCOUNT_WORD = "mpampiasa"
@@ -229,3 +229,25 @@ def parse_account(tokens: list, text: str) -> ast.Statement:
         statement = ast.Grant(account, right, reader.name(), give)
     reader.end()
     return statement
+
+
+def password_set_for(text: str, account: str) -> str | None:
+    """The password `text` gives `account` when it is one statement `ovay ny tenimiafina
+    ACCOUNT "PW"` (comments around it allowed); else None.
+
+    For whoever replays a session's login on its new connections (the
+    client, the proxy cache, the balancer): once such a statement of the
+    session's own account succeeded, the old password logs in nowhere.
+    """
+    if not may_set_password(text):
+        return None
+    try:
+        tokens = list(TahiryLexer().tokenize(text))
+        if not tokens or opener_word(tokens[0]) != "password":
+            return None
+        statement = parse_account(tokens, text)
+    except SyntaxProblem:
+        return None
+    if isinstance(statement, ast.SetPassword) and statement.name == account:
+        return statement.password
+    return None

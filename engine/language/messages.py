@@ -89,6 +89,8 @@ CATALOGUE: tuple[Message, ...] = (
     _M("account_exists", "Ny mpampiasa : {name} dia efa misy", "The account {name} already exists"),
     _M("account_gone", "Tsy misy intsony ny mpampiasa : {name} (midira indray)",
        "The account {name} no longer exists (log in again)"),
+    _M("account_password_changed", "Niova ny tenimiafin'ny mpampiasa : {name} (midira indray)",
+       "The password of the account {name} changed (log in again)"),
     _M("last_admin", "Tsy azo fafana ny mpitantana farany : {name}",
        "The last administrator cannot be dropped: {name}"),
     _M("account_name_too_long", "Lava loatra ny anaran'ny mpampiasa (max {max} litera)",

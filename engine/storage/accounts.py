@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.errors import TahiryError
 from engine.storage.certified import certified_write
@@ -61,11 +61,24 @@ class Identity:
 
     The rights checks read the account again at every statement (a dropped
     account or a revoked right takes effect at once); `admin` is what the
-    login saw, for the session's own display.
+    login saw, for the session's own display. `stamp`: the password the
+    login proved (`password_stamp`): once the account holds another (a new
+    password, or the account dropped and made again), the session may do
+    nothing more. None: not from a login (in-process uses), not compared.
     """
 
     name: str
     admin: bool
+    # (Not shown, not compared: who a session is does not include its password.)
+    stamp: str | None = field(default=None, compare=False, repr=False)
+
+
+def password_stamp(stored: object) -> str | None:
+    """What tells one password of an account from the next, from its stored form (an
+    account's `password`, `hash_password`): the salted hash (each new password, and each
+    account made again, gets a fresh salt, hence another)."""
+    stamp = stored.get("hash") if isinstance(stored, dict) else None
+    return stamp if isinstance(stamp, str) else None
 
 
 # --------------------------------------------------------------------------
@@ -143,7 +156,7 @@ def verify_login(store: Store, name: str, password: str) -> Identity | None:
         return None
     if not password_matches(account.get("password"), password):
         return None
-    return Identity(name, bool(account.get("admin", False)))
+    return Identity(name, bool(account.get("admin", False)), password_stamp(account.get("password")))
 
 
 def ensure_first_admin(store: Store, name: str, password: str,
@@ -226,13 +239,15 @@ def _read_access(store: Store, identity: Identity, database: str) -> str | None:
 @dataclass(frozen=True)
 class Standing:
     """What a statement's rights check needs to know, read once: whether the account
-    still exists and is an administrator, whether the database exists, and the
-    account's access to it (ADMIN, OWNER, WRITE, READ or None)."""
+    still exists and is an administrator, whether the database exists, the
+    account's access to it (ADMIN, OWNER, WRITE, READ or None), and the
+    account's `password_stamp`."""
 
     account: bool
     admin: bool
     database_exists: bool
     access: str | None
+    stamp: str | None = None
 
 
 def standing(store: Store, identity: Identity, database: str | None) -> Standing:
@@ -246,13 +261,15 @@ def _read_standing(store: Store, identity: Identity, database: str | None) -> St
     if account is None:
         return Standing(False, False, False, None)
     admin = account.get("admin") is True
+    stamp = password_stamp(account.get("password"))
     if database is None:
-        return Standing(True, admin, False, ADMIN if admin else None)
+        return Standing(True, admin, False, ADMIN if admin else None, stamp)
     try:
         exists = store.database_exists(database)
     except TahiryError:
         exists = False   # an invalid name: the statement itself reports it
-    return Standing(True, admin, exists, _read_access(store, identity, database) if exists else None)
+    return Standing(True, admin, exists,
+                    _read_access(store, identity, database) if exists else None, stamp)
 
 
 def grants_of(store: Store, database: str) -> dict[str, str]:

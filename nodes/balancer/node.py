@@ -111,8 +111,10 @@ from nodes.protocol import (
     encode_error,
     encode_message,
     encode_rights,
+    login_arguments,
     node_auth_guard,
     node_login_gate,
+    renewed_login,
     statement_bytes,
     versions_request,
 )
@@ -339,7 +341,7 @@ class Balancer:
         try:
             await turn.wait()
             if request.admin == ADMIN_LOGIN:
-                return await self._login(session, request.wire())
+                return await self._login(session, request)
             return await self._rights(session)
         except LoginRefused as refused:
             self.counters.refused_logins += 1
@@ -350,8 +352,9 @@ class Balancer:
         finally:
             await turn.finish()
 
-    async def _login(self, session: ClientSession, login: bytes) -> bytes:
+    async def _login(self, session: ClientSession, request: Request) -> bytes:
         """`.login`: checked on one ONLINE backend; accepted, it is the session's from now on."""
+        login = request.wire()
         # A login too: a password changed on one server is not checked on another.
         candidates = self.pool.candidates(rights_current=True)
         first = self._least_loaded(candidates) if candidates else None
@@ -376,11 +379,11 @@ class Balancer:
                 self.counters.refused_logins += 1
                 return response.raw   # a refused login: the connection closes it
             self.counters.logins += 1
-            session.logged_in(login, connection)
+            session.logged_in(login, login_arguments(request)[0], connection)
             return response.raw
         return no_backend_error(NO_BACKEND_TO_ANSWER, reasons)
 
-    async def _account_statement(self, session: ClientSession, payload: bytes) -> bytes:
+    async def _account_statement(self, session: ClientSession, text: str, payload: bytes) -> bytes:
         """An account or grant statement, on the accounts' one owner (the next if unreachable)."""
         self.counters.account_statements += 1
         reasons: list[str] = []
@@ -394,6 +397,13 @@ class Balancer:
                     return self._unknown_write(backend_id, error)
                 reasons.append(str(error))
                 continue
+            renewed = renewed_login(text, session.account) if response.ok and session.account \
+                else None
+            connection = session.connections.get(backend_id)
+            if renewed is not None and session.account and connection is not None:
+                # Its own new password: the old one logs in nowhere now (the
+                # connections to the other backends reopen with this one).
+                session.logged_in(renewed, session.account, connection)
             if response.ok:
                 # Learn where the change is (and where it is not yet): the
                 # account's statements that follow, any session's, avoid the
@@ -418,7 +428,9 @@ class Balancer:
             try:
                 return backend_id, await self._forward(session, self.pool[backend_id],
                                                        b".rights;", select_database=False)
-            except BackendUnavailable:
+            except (BackendUnavailable, LoginRefused):
+                # (Refused: a password just changed has not reached that backend yet; its
+                # generation, from the probes, is behind, so the account avoids it.)
                 return backend_id, None
 
         merged: dict[str, int] = {}
@@ -630,7 +642,7 @@ class Balancer:
         if kind is None:  # comments only: let a server answer as it does
             return await self._read(session, payload, {})
         if kind.kind == "account":
-            return await self._account_statement(session, payload)
+            return await self._account_statement(session, text, payload)
         if kind.kind in ("use", "database"):
             # The classifier names the database of every `use` / database statement.
             assert kind.database is not None

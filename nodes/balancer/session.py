@@ -157,8 +157,9 @@ class ClientSession:
         self.connections: dict[str, BackendConnection] = {}
         self.writes = WriteMemory()
         self._last_turn: Turn | None = None
-        # The client's `.login` request, replayed on each new backend connection.
+        # The client's `.login` request, replayed on each new backend connection, and its account.
         self.login: bytes | None = None
+        self.account: str | None = None
 
     @property
     def idle(self) -> bool:
@@ -209,9 +210,11 @@ class ClientSession:
             connection.database = self.database
         return connection
 
-    def logged_in(self, login: bytes, connection: BackendConnection) -> None:
-        """The client logged in (`login`, answered on `connection`): the other connections go."""
+    def logged_in(self, login: bytes, account: str, connection: BackendConnection) -> None:
+        """The client logged in as `account` (`login`, answered on `connection`), or changed
+        its own password there: the other connections go (reopened with `login`)."""
         self.login = login
+        self.account = account
         connection.login = login
         self.close()
         self.connections[connection.backend.id] = connection

@@ -31,7 +31,12 @@ from collections.abc import Sequence
 from engine.language.script_source import ScriptSource, unreadable
 from engine.progress import ProgressLine
 from nodes.client.batch import MAX_STATEMENT_CHARS, run_script, run_text
-from nodes.client.connection import PASSWORD_ENV, ConnectionProblem, NotListening
+from nodes.client.connection import (
+    PASSWORD_ENV,
+    AuthenticationFailed,
+    ConnectionProblem,
+    NotListening,
+)
 from nodes.client.display import FORMATS, Display, Settings
 from nodes.client.explain import LANGUAGES, LanguageUnavailable
 from nodes.client.runners import EmbeddedRunner, RemoteRunner, Runner
@@ -223,7 +228,7 @@ def _main(argv: Sequence[str] | None) -> int:
             from nodes.client.repl import Repl
             return Repl(runner, display).run()
         return run_sources(sources, runner, display)
-    except NotListening as problem:
+    except (NotListening, AuthenticationFailed) as problem:
         print(f"tahiry: {problem}", file=sys.stderr)
         return EXIT_CANNOT_START
     finally:

@@ -24,7 +24,7 @@ from engine.language.secrets import redact_secrets
 from nodes.client.batch import client_command, run_text
 from nodes.client.commands import leading_comment_lines
 from nodes.client.completion import TahiryCompleter, Vocabulary
-from nodes.client.connection import NotListening
+from nodes.client.connection import AuthenticationFailed, NotListening
 from nodes.client.display import Display
 from nodes.client.runners import Runner
 from nodes.protocol import redact_login
@@ -119,7 +119,7 @@ class Repl:
                 self.runner.interrupted()
                 self.display.failure("nofoanana / interrupted (the statement's outcome is unknown)")
                 continue
-            except NotListening as problem:
+            except (NotListening, AuthenticationFailed) as problem:
                 self.display.failure(str(problem))
                 continue
             if result.quit:

@@ -37,12 +37,14 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from engine.errors import ERROR_PREFIX, TahiryError
 from engine.evaluation.outcome import Outcome
+from engine.language.account_syntax import password_set_for
 from engine.language.script import StatementSplitter, normalise_statement
 from engine.language.script_source import PENDING
 from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
 from nodes.client.connection import (
     ConnectionLost,
     ConnectionProblem,
+    LoginFailed,
     NoAnswer,
     NotListening,
     Refused,
@@ -97,6 +99,17 @@ def typed_login(statement: str) -> tuple[str, str] | None:
         return login_arguments(Request(text, ADMIN_LOGIN))
     except ValueError:
         return None
+
+
+def login_after(statement: str, login: tuple[str, str] | None) -> tuple[str, str] | None:
+    """The login a reconnection uses once `statement` succeeded: the one it typed
+    (`.login`), or the account's own new password (`ovay ny tenimiafina`, its own
+    name), else None (unchanged)."""
+    typed = typed_login(statement)
+    if typed is not None or login is None:
+        return typed
+    password = password_set_for(statement, login[0])
+    return None if password is None else (login[0], password)
 
 
 def run_each(runner: Runner, steps: StepSource) -> Iterator[StepResult]:
@@ -177,7 +190,8 @@ class RemoteRunner:
         # `.login` the user typed and the node accepted replaces it).
         self._open_connection = functools.partial(
             ServerConnection, host, port, timeout=timeout, connect_timeout=connect_timeout,
-            tls=tls, secret=secret, login=login)
+            tls=tls, secret=secret)
+        self._login = login
         self._connection: ServerConnection | None = None
         self._was_connected = False
         self._parser: StatementParser | None = None   # built on the first loss
@@ -192,7 +206,16 @@ class RemoteRunner:
                 return
             self._connection.close()
             self._connection = None
-        connection = self._open_waiting()
+        try:
+            connection = self._open_waiting()
+        except LoginFailed as refused:
+            if not self._was_connected or self._login is None:
+                raise
+            name, self._login = self._login[0], None   # (a `.login` typed next goes through)
+            raise LoginFailed(
+                f"{refused}: the login as {name} no longer holds (was the password "
+                f"changed?); type .login {name} \"PASSWORD\"; or start the client again"
+            ) from None
         if not self._was_connected and connection.login_answer == LOGIN_NOT_NEEDED:
             # Any name and password "work" there: say so rather than let a student
             # believe they are logged in.
@@ -209,7 +232,7 @@ class RemoteRunner:
     def _open_waiting(self) -> ServerConnection:
         """A new connection; a refusal after an earlier connection is waited out a while."""
         try:
-            return self._open_connection()
+            return self._open_connection(login=self._login)
         except Refused as refused:
             if not self._was_connected or self.restart_wait <= 0:
                 raise
@@ -221,7 +244,7 @@ class RemoteRunner:
         while time.monotonic() < deadline:
             time.sleep(RETRY_INTERVAL_S)
             try:
-                connection = self._open_connection()
+                connection = self._open_connection(login=self._login)
             except Refused:
                 continue
             self._say(f"Tafaverina / connected again to {self.where}")
@@ -286,9 +309,9 @@ class RemoteRunner:
     def answered(self, statement: str, outcome: Outcome) -> None:
         self.database = next_database(self.database, outcome)
         if outcome.ok:
-            login = typed_login(statement)
-            if login is not None:   # accepted: a reconnection logs in as that account
-                self._open_connection = functools.partial(self._open_connection, login=login)
+            login = login_after(statement, self._login)
+            if login is not None:   # what a reconnection logs in with from now on
+                self._login = login
 
     def lost(self, statements: list[str]) -> None:
         if self._connection is not None:

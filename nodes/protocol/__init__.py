@@ -38,6 +38,7 @@ from nodes.protocol.login import (
     node_login_gate,
     password_literal,
     redact_login,
+    renewed_login,
 )
 from nodes.protocol.wire import (
     ADMIN_AUTH,
@@ -91,5 +92,5 @@ __all__ = [
     "LOGIN_OK", "LOGIN_REFUSED", "LOGIN_REQUIRED", "LoginGate", "add_login_arguments",
     "node_login_gate", "decode_rights", "encode_rights",
     "login_arguments", "login_name", "login_problem", "login_request",
-    "password_literal", "redact_login",
+    "password_literal", "redact_login", "renewed_login",
 ]

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from engine.errors import ERROR_PREFIX
+from engine.language.account_syntax import password_set_for
 from nodes.protocol.auth import AuthLimiter, AuthRates, is_loopback, peer_address
 from nodes.protocol.wire import (
     ADMIN_AUTH,
@@ -100,6 +101,19 @@ def login_request(name: str, password: str) -> bytes:
     if problem is not None:
         raise ValueError(problem)
     return f"{LOGIN_WORD} {name} {password_literal(password)};".encode()
+
+
+def renewed_login(statement: str, account: str) -> bytes | None:
+    """The `.login` to replay on new connections once `statement`, run for `account`,
+    succeeded: a new one when it set that account's own password (`ovay ny tenimiafina
+    ACCOUNT "PW"`: the old password logs in nowhere since); None: unchanged."""
+    password = password_set_for(statement, account)
+    if password is None:
+        return None
+    try:
+        return login_request(account, password)
+    except ValueError:   # a password no `.login` can carry: none the server accepts either
+        return None
 
 
 def login_arguments(request: Request) -> tuple[str, str]:

@@ -93,6 +93,7 @@ from nodes.protocol import (
     login_arguments,
     node_auth_guard,
     node_login_gate,
+    renewed_login,
     statement_bytes,
 )
 from nodes.proxycache.cache import ResponseCache
@@ -389,12 +390,12 @@ class ProxySession:
         try:
             response = await self._forward(request.wire(), retry=False, turn=turn)
         except UpstreamError as error:
-            return self._write_done(kind, normal, None, error)
+            return self._write_done(kind, request, normal, None, error)
         finally:
             self.in_flight -= 1
-        return self._write_done(kind, normal, response, None)
+        return self._write_done(kind, request, normal, response, None)
 
-    def _write_done(self, kind: str, normal: str, response: Response | None,
+    def _write_done(self, kind: str, request: Request, normal: str, response: Response | None,
                     error: UpstreamError | None) -> bytes:
         """A forwarded write's answer (`response`), or the error that left its outcome unknown."""
         # Every earlier statement is answered: this is the database it ran in.
@@ -408,6 +409,9 @@ class ProxySession:
             return encode_error(str(error))
         self._track_database(kind, normal, response)
         self._invalidate_after(kind, normal, response)
+        if response.ok and self.account:
+            # The account's own new password: the old one logs in nowhere now.
+            self.login = renewed_login(request.text, self.account) or self.login
         return response.raw
 
     def _fast_write(self, request: Request, normal: str) -> PendingAnswer | None:
@@ -429,7 +433,7 @@ class ProxySession:
             self.in_flight -= 1
             if response is None:
                 self.proxy.upstream_errors += 1
-            answer.give(self._write_done(WRITE, normal, response, error))
+            answer.give(self._write_done(WRITE, request, normal, response, error))
 
         # The one before is sent (this is alone), and this one is sent now:
         # the next statement may be, so its signal needs no future.

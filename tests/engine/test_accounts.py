@@ -209,6 +209,34 @@ def test_a_dropped_account_loses_everything_at_once(store, teacher, students):
     fails(login(store, "soa"), "ampiasao sekoly;", "right_read_missing")
 
 
+def test_a_new_password_ends_the_accounts_other_sessions(store, teacher, students):
+    """A leaked password reset by the teacher must shut the intruder out, not only the
+    next login; the session that changed its own password carries on."""
+    rabe, _ = students
+    intruder = login(store, "rabe")
+    ok(rabe, 'ovay ny tenimiafina rabe "vaovao-tsara-1";')
+    assert rows(rabe, "ampiasao sekoly; alaivo naoty ao@ naoty;") == [[14], [16]]
+    assert fails(intruder, "alaivo 1;", "account_password_changed") == \
+        "Hadisoana : Niova ny tenimiafin'ny mpampiasa : rabe (midira indray)"
+    fails(intruder, "ampiasao sekoly;", "account_password_changed")   # every statement
+    ok(teacher, f'ovay ny tenimiafina rabe "{PASSWORD}";')   # the teacher resets it
+    fails(rabe, "alaivo naoty ao@ naoty;", "account_password_changed")
+    ok(login(store, "rabe"), "ampiasao sekoly; alaivo naoty ao@ naoty;")
+
+
+def test_a_dropped_accounts_session_stays_dead_when_the_name_is_made_again(store, teacher,
+                                                                            students):
+    """Next term's `soa` is another person: the old `soa`'s open session must not act as
+    them (it did, as an administrator when the new one was), even with the same password."""
+    _, soa = students
+    ok(teacher, "ravao ny mpampiasa soa;")
+    fails(soa, "alaivo 1;", "account_gone")
+    ok(teacher, f'manamboara mpampiasa soa tenimiafina "{PASSWORD}" mpitantana;')
+    fails(soa, "asehoy ny mpampiasa;", "account_password_changed")
+    fails(soa, "ampiasao sekoly;", "account_password_changed")
+    assert login(store, "soa").identity.admin
+
+
 # ------------------------------------------------------------------ ownership and rights
 
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import Identity, Session, Store, ensure_first_admin, redact_secrets
+from engine import Session, Store, ensure_first_admin, redact_secrets, verify_login
 from engine.errors import TahiryError
 from engine.language import ast
 from engine.language.messages import code_of
@@ -120,12 +120,12 @@ STEPS = st.one_of(
 def test_random_class_sessions_follow_the_rules(class_store, steps, seed):
     store = Store(class_store / f"data{seed}")
     ensure_first_admin(store, "mpampianatra", PASSWORD)
-    teacher = Session(store, identity=Identity("mpampianatra", True))
+    teacher = Session(store, identity=verify_login(store, "mpampianatra", PASSWORD))
     for name in STUDENTS:
         teacher.execute(f'manamboara mpampiasa {name} tenimiafina "{PASSWORD}";')
     sessions = {"mpampianatra": teacher}
     for name, database in zip(STUDENTS, DATABASES, strict=True):
-        sessions[name] = Session(store, identity=Identity(name, False))
+        sessions[name] = Session(store, identity=verify_login(store, name, PASSWORD))
         sessions[name].execute(f"manamboara tahiry {database}; ampiasao {database};"
                                "manamboara tabilao t (a ISA(0,9));")
     for actor, text in steps:
@@ -138,6 +138,12 @@ def test_random_class_sessions_follow_the_rules(class_store, steps, seed):
             if code.startswith("right_"):
                 assert snapshot(store.root) == before, (actor, text)
         assert PASSWORD not in outcome.message
+        changed = text.split()[3] if text.startswith("ovay ny tenimiafina") else None
+        if outcome.ok and changed is not None and changed != actor:
+            # Another's new password voids the account's session: the student logs in again.
+            old = sessions[changed]
+            assert code_of(old.execute_one("alaivo 1;").message) == "account_password_changed"
+            sessions[changed] = Session(store, identity=verify_login(store, changed, PASSWORD))
         # What the account may see is what the rules say, after every step.
         if actor != "mpampianatra":
             seen = session.execute_one("asehoy ny tahiry;").relation.rows

@@ -19,6 +19,8 @@ import threading
 
 import pytest
 
+from nodes.client.connection import LoginFailed
+from nodes.client.runners import RemoteRunner
 from nodes.protocol import LOGIN_REFUSED, LOGIN_REQUIRED, login_request, peer
 from nodes.protocol.wire import auth_request
 from tests.conftest import wait_until
@@ -57,6 +59,11 @@ def chain(start_node):
     px = start_node("proxycache", "px", "--upstream", f"127.0.0.1:{lb.port}",
                     "--ttl-ms", "60000", "--settle-ms", "0")
     return m1, lb, px
+
+
+def backend_online(balancer, backend: str) -> bool:
+    with WireClient(balancer.port) as probe:
+        return probe.status()["backends"][backend]["state"] == "ONLINE"
 
 
 def assert_no_password_anywhere(*nodes) -> None:
@@ -321,3 +328,57 @@ def test_peers_holding_the_secret_are_let_in_with_accounts_on(start_node):
         assert replicator.one(auth_request(SECRET).decode()).ok
         answer = peer.decode_answer(replicator.one(peer.hello_request().decode()))
         assert peer.check_hello(answer) == "m1"
+
+
+def test_a_new_password_holds_through_the_chain_and_ends_the_old_sessions(start_node):
+    """A student changes their own password through the proxy: the relays log in with the
+    new one when they reconnect (a server or the balancer restarted: every statement of
+    the session was refused as a wrong password), and a session opened with the old
+    password elsewhere can do nothing more."""
+    m1, lb, px = chain(start_node)
+    create_students(lb.port)
+    new_password = "Ana-new-pass-77"
+    with logged_in(px.port, "ana", STUDENTS["ana"]) as ana, \
+            logged_in(lb.port, "ana", STUDENTS["ana"]) as elsewhere:
+        ana.ok("manamboara tahiry anadb;")
+        ana.ok("ampiasao anadb;")
+        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        ana.ok(f'ovay ny tenimiafina ana "{new_password}";')
+        ana.ok("manampia ao@ t sanda (1);")   # the session that changed it carries on
+        assert elsewhere.one("asehoy ny tahiry;").message == \
+            "Hadisoana : Niova ny tenimiafin'ny mpampiasa : ana (midira indray)"
+        m1 = start_node.restart(m1)           # the balancer logs in to it again
+        wait_until(lambda: backend_online(lb, "m1"), 15, "m1 ONLINE again")
+        assert ana.rows(READ) == [[1]]
+        lb = start_node.restart(lb)           # the proxy logs in to it again
+        wait_until(lambda: backend_online(lb, "m1"), 15, "lb to probe m1")
+        assert ana.rows(READ) == [[1]]
+    with WireClient(px.port) as old:
+        assert old.one(login_request("ana", STUDENTS["ana"]).decode()).message == LOGIN_REFUSED
+    assert_no_password_anywhere(m1, lb, px)
+
+
+def test_the_client_reconnects_with_its_new_password_and_says_when_its_login_is_void(start_node):
+    """The terminal client kept the password it started with: after `ovay ny tenimiafina`
+    a reconnection logged in with the old one, and the refusal ended the client with a
+    traceback. Now it logs in with the new one; a password changed by the teacher gives
+    a clear error, and a `.login` typed next gets through."""
+    m1 = start_server(start_node)
+    create_students(m1.port)
+    runner = RemoteRunner("127.0.0.1", m1.port, login=("ana", STUDENTS["ana"]), restart_wait=15)
+    try:
+        assert runner.run('ovay ny tenimiafina ana "Ana-second-99";').ok
+        m1 = start_node.restart(m1)
+        assert runner.run("alaivo 1;").ok
+        with logged_in(m1.port, TEACHER, TEACHER_PW) as teacher:
+            teacher.ok('ovay ny tenimiafina ana "Ana-from-teacher-3";')
+        assert runner.run("alaivo 1;").message == \
+            "Hadisoana : Niova ny tenimiafin'ny mpampiasa : ana (midira indray)"
+        m1 = start_node.restart(m1)
+        with pytest.raises(LoginFailed, match="type .login ana"):
+            runner.run("alaivo 1;")
+        assert runner.run("alaivo 1;").message == LOGIN_REQUIRED
+        assert runner.run('.login ana "Ana-from-teacher-3";').ok
+        assert runner.run("alaivo 1;").ok
+    finally:
+        runner.close()
