@@ -151,8 +151,9 @@ class RequestFramer:
     split across reads). Statement boundaries are found by the engine's
     `StatementSplitter`, so `;` inside strings and comments is handled exactly
     as the engine does. Bounded: a statement longer than max_request_bytes
-    (counted in decoded characters, never more than its bytes) yields one
-    error request and the rest of that statement is discarded as it arrives.
+    (its UTF-8 bytes) yields one error request; one still arriving is
+    discarded as soon as it holds more characters than that (so at most 4
+    bytes a character are held for it).
     Bytes that are not UTF-8 make that statement an error request. Empty
     statements (blank or comments only) yield nothing.
     """
@@ -244,7 +245,9 @@ class RequestFramer:
         text = statement.strip()
         if not text or (text[:2] in ("--", "//") and not normalise_statement(text)):
             return None  # blank or comments only: no statement, no response
-        if len(text) > self.max_request_bytes:
+        if len(text) > self.max_request_bytes or (
+                len(text) * 4 > self.max_request_bytes   # (a character is at most 4 bytes)
+                and len(text.encode("utf-8", "surrogateescape")) > self.max_request_bytes):
             return self._too_long()
         if undecodable and _UNDECODABLE.search(text):
             return Request("", error=ERROR_PREFIX + "Tsy UTF-8 ny fangatahana (octets tsy azo vakiana)")

@@ -117,6 +117,22 @@ def test_over_long_complete_statement_in_one_chunk():
     assert requests[1].text == "alaivo 1"
 
 
+def test_the_limit_counts_bytes_not_characters():
+    """`李` is three bytes: 40 of them (120 bytes) are over a 100-byte limit, in one chunk
+    or arriving in pieces (they were let through as 40 characters)."""
+    statement = "alaivo '" + "李" * 40 + "'"
+    for chunks in ([statement.encode() + b";"], [statement.encode()[:50], statement.encode()[50:],
+                                                  b"; alaivo 1;"]):
+        framer = RequestFramer(max_request_bytes=100)
+        requests = [request for chunk in chunks for request in framer.feed(chunk)]
+        assert requests[0].error == "Hadisoana : Lava loatra ny fangatahana (mihoatra ny 100 octets)"
+    assert requests[1].text == "alaivo 1"
+    # At the limit exactly, it passes.
+    fits = "alaivo 'x" + "李" * 30 + "'"
+    assert len(fits.encode()) == 100
+    assert [r.text for r in RequestFramer(max_request_bytes=100).feed(fits.encode() + b";")] == [fits]
+
+
 def test_binary_garbage_never_raises():
     garbage = bytes(range(256)) * 40
     requests = frame(garbage + b"';\n;alaivo 1;\"';alaivo 1;", max_request_bytes=1000)
