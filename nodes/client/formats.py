@@ -9,8 +9,7 @@ an empty field). The boxed table itself is the engine's
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 
 from engine.evaluation.outcome import Relation
 from engine.evaluation.render import cell_text, display_width, render_table
@@ -46,13 +45,25 @@ def render_expanded(relation: Relation, terminal_columns: int | None = None) -> 
 
 
 def render_csv(relation: Relation) -> str:
-    """RFC 4180 text: a header line, then one line per row, each ended by CRLF."""
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([column.name for column in relation.columns])
-    writer.writerows([["" if value is None else format_value(value) for value in row]
-                      for row in relation.rows])
-    return buffer.getvalue()
+    """RFC 4180 text: a header line, then one line per row, each ended by CRLF.
+
+    Fields are quoted only when needed, and always for an empty string, so
+    that NULL (an empty field, unquoted) and '' (`""`) stay apart, as in
+    PostgreSQL's CSV.
+    """
+    lines = [",".join(_csv_field(column.name) for column in relation.columns)]
+    lines += [",".join("" if value is None else _csv_field(format_value(value)) for value in row)
+              for row in relation.rows]
+    return "".join(line + "\r\n" for line in lines)
+
+
+def _csv_field(text: str) -> str:
+    if text and not _CSV_SPECIAL.search(text):
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+_CSV_SPECIAL = re.compile(r'[,"\r\n]')
 
 
 def render_rows(relation: Relation, expanded: str, terminal_columns: int | None) -> str:

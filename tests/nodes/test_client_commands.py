@@ -278,3 +278,10 @@ def test_a_misused_command_in_a_file_says_where_in_the_chosen_language(lang, pre
     assert out.getvalue().splitlines() == [
         f"lesona.tq:2: {prefix}\\x [on|off|auto]",
         f"lesona.tq:3: {prefix}Baiko tsy fantatra / unknown client command \\dt: \\? lists them"]
+
+
+def test_csv_tells_null_from_the_empty_string():
+    relation = Relation("valiny", [Column("a"), Column("b"), Column("c")], [[None, "", 1], [None, None, ""]])
+    assert render_csv(relation) == 'a,b,c\r\n,"",1\r\n,,""\r\n'
+    one = Relation("valiny", [Column("a")], [[None], [""]])
+    assert render_csv(one) == 'a\r\n\r\n""\r\n'
