@@ -85,11 +85,13 @@ def keyword_hint(word: str, keywords: Iterable[str] = _KEYWORD_WORDS, cutoff: fl
                 word=word)
 
 
-def syntax_hint(source: str, index: int, expected: Iterable[str] = ()) -> str:
+def syntax_hint(source: str, index: int, expected: Iterable[str] | None = None) -> str:
     """The hint for a syntax error at `index` of `source` ("" if none).
 
     The word at fault may be the one at `index` (`select * ...`, `alaivo *
-    form t`), compared with the keywords the grammar `expected` there, or the
+    form t`), compared with the keywords the grammar `expected` there (None:
+    not known, every keyword; none: no keyword could come there, so no
+    misspelt one is suggested: `ampiasao s extra` is no `fetra`), or the
     word just before it: a misspelled clause word right after a table is
     read as the table's alias (`ao@ t rehefaa id = 1`) and the error lands on
     the next token; that word is compared with every keyword, more strictly.
@@ -103,9 +105,10 @@ def syntax_hint(source: str, index: int, expected: Iterable[str] = ()) -> str:
         if after is not None:
             words.append((after.group(1), sorted(HASH_WORDS), CUTOFF, previous))
     at = _WORD_AT.match(source, index)
-    if at is not None and (index == 0 or not (source[index - 1].isalnum()
-                                              or source[index - 1] in "_.")):
-        words.append((at.group(), sorted(expected) or _KEYWORD_WORDS, CUTOFF, previous))
+    keywords = _KEYWORD_WORDS if expected is None else sorted(expected)
+    if at is not None and keywords and (index == 0 or not (source[index - 1].isalnum()
+                                                           or source[index - 1] in "_.")):
+        words.append((at.group(), keywords, CUTOFF, previous))
     if before is not None:
         earlier = _LAST_WORD.search(source, 0, before.start())
         words.append((previous, _KEYWORD_WORDS, ALIAS_CUTOFF,

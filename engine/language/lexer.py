@@ -98,10 +98,11 @@ class SyntaxProblem(EngineError):
     """A syntax error at `index` in the text; `detail` says what is wrong there.
 
     `expected`: the keywords the grammar would have taken there (lower case),
-    when it says; the "did you mean" hint chooses among them.
+    when it says (None: it does not say; empty: no keyword could come there);
+    the "did you mean" hint chooses among them.
     """
 
-    def __init__(self, detail: str, index: int, expected: frozenset[str] = frozenset(),
+    def __init__(self, detail: str, index: int, expected: frozenset[str] | None = None,
                  hint: str = ""):
         super().__init__(detail)
         self.detail = detail

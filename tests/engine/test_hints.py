@@ -111,6 +111,10 @@ def test_the_error_ends_with_the_hint(session, text, hint):
     ("alaivo anarana mpianatra;", "Hadisoana : Le champ 'anarana' n'existe pas dans la relation."
      " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;"),
     ("ampiasao tsisx;", "Hadisoana : Tsy misy ny tahiry : tsisx"),  # the balancer reads it exactly
+    # Only `;` could come there: no keyword is suggested (it said "'fetra'?" for `extra`).
+    ("asehoy ny tabilao extra;",
+     "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 19 : nandrasana ';' "
+     "fa 'extra' no hita"),
 ])
 def test_no_close_name_no_hint_and_the_documented_text_is_unchanged(session, text, exact):
     assert one(session, text).message == exact
