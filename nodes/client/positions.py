@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 # One implementation of "a literal or a comment" (the one the proxy keys on).
 from engine.language.script import LITERAL_OR_COMMENT
+from engine.language.secrets import mentions_secret
 
 POSITION = re.compile(r"andalana (\d+), tsanganana (\d+)")
 
@@ -90,7 +91,8 @@ class ScriptPlace:
     source: the file name (None for `-e` text and typed input). exact: the
     error named a position (else line/column are the statement's start).
     text/text_column: the statement line at fault and the column in it, for
-    the caret (None when the error named no position).
+    the caret (None when the error named no position, or the statement may
+    carry a password: `engine.language.secrets.mentions_secret`).
     """
 
     source: str | None
@@ -110,6 +112,8 @@ class ScriptPlace:
         line, column = sent.statement_position(*position)
         lines = statement.split("\n")
         text = lines[line - 1] if line <= len(lines) else None
+        if mentions_secret(statement):
+            text = None   # no line shown under the error: it may hold the password
         script_column = start_column + column - 1 if line == 1 else column
         return cls(source, start_line + line - 1, script_column, True, text, column)
 

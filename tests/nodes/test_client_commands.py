@@ -65,6 +65,19 @@ def test_positions_in_the_sent_text_map_back_to_the_statement():
                                                                      "f.tah:13:3: ")
 
 
+def test_no_line_is_shown_under_an_error_in_a_statement_with_a_password():
+    """The caret's line repeated the password the node keeps out of its messages (a
+    `-f` run's output may be logged); the position stays in the prefix."""
+    statement = "manamboara mpampiasa xx\n  tenimiafina 'SecretPW-123' mpitantanaa"
+    place = ScriptPlace.of("Hadisoana : ... andalana 2, tsanganana 31 : x", "f.tah", statement,
+                           sendable(statement), 4, 1)
+    assert place.prefix() == "f.tah:5:31: " and caret_lines(place) == []
+    out = io.StringIO()
+    Display("table", out).outcome(Outcome.failure("Hadisoana : ... andalana 2, tsanganana 31 : x"),
+                                  place)
+    assert "SecretPW" not in out.getvalue()
+
+
 def test_a_failure_in_a_file_names_its_line_and_shows_a_caret():
     out = io.StringIO()
     run_text("alaivo 1;\n-- note\nalaivo\n-- skipped\n tsy_misy;", RecordingRunner(),
