@@ -139,6 +139,10 @@ def account_password(user: str, environ=None, prompt=getpass.getpass) -> str:
     password = (os.environ if environ is None else environ).get(PASSWORD_ENV, "")
     if password:
         return password
+    if prompt is getpass.getpass and not _has_terminal():
+        # getpass would warn, then read the password from standard input: the first
+        # line of the statements piped in.
+        raise CannotStart(f"no terminal to ask the password of {user} on: set {PASSWORD_ENV}")
     try:
         password = prompt(f"Tenimiafina / password of {user}: ")
     except (EOFError, OSError):
@@ -146,6 +150,14 @@ def account_password(user: str, environ=None, prompt=getpass.getpass) -> str:
     if not password:
         raise CannotStart(f"no password for {user}: type it at the prompt or set {PASSWORD_ENV}")
     return password
+
+
+def _has_terminal() -> bool:
+    try:
+        with open("/dev/tty"):
+            return True
+    except OSError:
+        return False
 
 
 def _quiet_logging() -> None:

@@ -30,7 +30,10 @@ from nodes.client.explain import caret_lines, translator
 from nodes.client.formats import render_csv, render_rows
 from nodes.client.pager import page, pager_command
 from nodes.client.positions import ScriptPlace, relocate
+from nodes.protocol import LOGIN_REQUIRED
 
+# After the node's "login required": how to log in with this client.
+CLIENT_LOGIN_HINT = ' (./tahiry client --user NAME, or type .login NAME "PASSWORD";)'
 RED = "\x1b[31m"
 GREEN = "\x1b[32m"
 RESET = "\x1b[0m"
@@ -149,6 +152,8 @@ class Display:
             text = relocate(text, place.line, place.column)
         if not outcome.ok and self.translate is not None:
             text = self.translate(text)
+        if not outcome.ok and outcome.message == LOGIN_REQUIRED:
+            text += CLIENT_LOGIN_HINT
         if not outcome.ok and place is not None:
             lines = caret_lines(place, self.settings.lang == "en")
             text = place.prefix() + text

@@ -418,3 +418,16 @@ def test_the_tahiry_command_reads_the_users_paths_from_where_it_is_run(tmp_path)
     unknown = subprocess.run([wrapper, "frobnicate"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=120)
     assert unknown.returncode == 2 and "unknown command 'frobnicate'" in unknown.stderr
+
+
+def test_no_terminal_to_ask_a_password_on_is_said_not_read_from_the_statements(tmp_path):
+    """Without a terminal getpass read the password from standard input: the first line
+    of the statements piped in (after a GetPassWarning)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "nodes.client", "--port", str(free_port()), "--user", "rabe"],
+        input="alaivo 1;\n", capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        start_new_session=True,   # no controlling terminal, as under cron or CI
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TAHIRY_PASSWORD": ""})
+    assert done.returncode == 2
+    assert done.stderr.strip() == \
+        "tahiry: no terminal to ask the password of rabe on: set TAHIRY_PASSWORD"

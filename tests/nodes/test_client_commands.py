@@ -21,6 +21,7 @@ from nodes.client.display import Display
 from nodes.client.explain import CARET_CONTEXT, caret_lines
 from nodes.client.formats import render_csv, render_expanded, render_rows
 from nodes.client.positions import ScriptPlace, sendable
+from nodes.protocol import LOGIN_REQUIRED
 from tests.conftest import REPO_ROOT
 
 
@@ -298,3 +299,10 @@ def test_csv_tells_null_from_the_empty_string():
     assert render_csv(relation) == 'a,b,c\r\n,"",1\r\n,,""\r\n'
     one = Relation("valiny", [Column("a")], [[None], [""]])
     assert render_csv(one) == 'a\r\n\r\n""\r\n'
+
+
+def test_login_required_says_how_to_log_in_with_this_client():
+    out = io.StringIO()
+    Display("table", out).outcome(Outcome.failure(LOGIN_REQUIRED))
+    assert out.getvalue().rstrip("\n") == LOGIN_REQUIRED + \
+        ' (./tahiry client --user NAME, or type .login NAME "PASSWORD";)'
