@@ -151,7 +151,7 @@ def parse_request(text: str) -> PeerRequest:
         raise ValueError("`.peer names` takes no argument, or a database and a folder")
     if verb not in VERBS:
         raise ValueError(f"unknown peer request {words[0]!r} (expected one of: {', '.join(VERBS)})")
-    expected = {"hello": (1, 1), "versions": (1, 10_000), "digest": (2, 10_001),
+    expected = {"hello": (1, 2), "versions": (1, 10_000), "digest": (2, 10_001),
                 "names": (0, 2), "fetch": (3, 3), "fence": (2, 2), "release": (0, 0),
                 "check": (1, 1), "ship": (2, 2), "part": (1, 1)}[verb]
     if not expected[0] <= len(args) <= expected[1] or (verb == "names" and len(args) == 1):
@@ -172,8 +172,15 @@ def int_arg(text: str, what: str, minimum: int = 0) -> int:
     return value
 
 
-def hello_request() -> bytes:
-    return request_bytes("hello", str(PEER_PROTOCOL_VERSION))
+def hello_request(asker: str | None = None) -> bytes:
+    """`.peer hello VERSION [ASKER]`: ASKER, the asking server's id (a replicator names
+    none): a server certifies the commits only of the servers that are its peers."""
+    return request_bytes("hello", str(PEER_PROTOCOL_VERSION), *([asker] if asker else []))
+
+
+def hello_asker(request: PeerRequest) -> str | None:
+    """The asking server's id a hello names (None: a replicator, or a peer that says none)."""
+    return request.args[1] if len(request.args) > 1 else None
 
 
 def versions_request(rels: list[str]) -> bytes:

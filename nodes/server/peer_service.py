@@ -27,6 +27,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -63,6 +64,7 @@ from nodes.protocol.peer import (
     encode_refusal,
     fence_arguments,
     fetch_arguments,
+    hello_asker,
     hello_problem,
     parse_request,
     shipment_answer,
@@ -81,8 +83,11 @@ class PeerService:
     """The `.peer` side of one server: its data directory, its sessions, their counters."""
 
     def __init__(self, node_id: str, root: Path, *, durable: bool = True,
-                 max_request_bytes: int = 1 << 20, logger: logging.Logger | None = None):
+                 max_request_bytes: int = 1 << 20, logger: logging.Logger | None = None,
+                 peers: Callable[[], Collection[str]] = frozenset):
+        """`peers()`: the ids of this server's peers now (its peers file, re-read on change)."""
         self.node_id = node_id
+        self.peers = peers
         self.root = Path(root)
         self.durable = durable
         self.max_request_bytes = max_request_bytes
@@ -142,6 +147,7 @@ class PeerSession:
         self._lease_timer: asyncio.TimerHandle | None = None
         self._lease_generation = 0
         self._closed = False
+        self._asker: str | None = None   # the server its hello named (None: a replicator)
 
     @property
     def leased(self) -> bool:
@@ -173,6 +179,7 @@ class PeerSession:
             problem = hello_problem(request)
             if problem is not None:
                 raise ValueError(problem)
+            self._asker = hello_asker(request)
             return encode_answer({"protocol": PEER_PROTOCOL_VERSION, "node": service.node_id,
                                   "max_request_bytes": service.max_request_bytes})
         if verb == "part":
@@ -201,6 +208,13 @@ class PeerSession:
             return encode_answer(shipment_answer(shipment))
         if verb == "fence":
             seconds, wait_ms = fence_arguments(request)
+            asker = self._asker
+            if asker is not None and asker not in service.peers():
+                # Its commits are certified against this copy while this server no longer
+                # certifies its own against it (removed from the topology here): both
+                # would write, and one's acknowledged writes would be lost. It writes nothing.
+                raise ValueError(f"{asker} is not a peer of {service.node_id} (not in its "
+                                 "topology now): no write of it is certified here")
             return encode_answer({"held": await self._fence(seconds, min(wait_ms,
                                                                         MAX_FENCE_WAIT_MS))})
         if verb == "release":

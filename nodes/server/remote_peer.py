@@ -100,9 +100,10 @@ class PeerLink:
     def __init__(self, peer_id: str, address: PeerAddress, *,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  request_timeout_s: float = REQUEST_TIMEOUT_S,
-                 retry_after_s: float = RETRY_AFTER_S):
+                 retry_after_s: float = RETRY_AFTER_S, asker: str | None = None):
         self.peer_id = peer_id
         self.address = address
+        self.asker = asker
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
         self._retry_after_s = retry_after_s
@@ -178,7 +179,7 @@ class PeerLink:
         self._ready = []
         self._unread = 0
         self.generation += 1
-        hello = [hello_request()]
+        hello = [hello_request(self.asker)]
         if address.secret:
             hello.insert(0, auth_request(address.secret))
         answers = self._exchange(hello)
@@ -328,11 +329,13 @@ class RemotePeer:
     def __init__(self, peer_id: str, address: PeerAddress, *, lease_s: float = DEFAULT_LEASE_S,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  request_timeout_s: float = REQUEST_TIMEOUT_S,
-                 retry_after_s: float = RETRY_AFTER_S):
+                 retry_after_s: float = RETRY_AFTER_S, asker: str | None = None):
+        """`asker`: this server's id, named in the hello (a peer fences only for its peers)."""
         self.peer_id = peer_id
         self.address = address
         self.link = PeerLink(peer_id, address, connect_timeout_s=connect_timeout_s,
-                             request_timeout_s=request_timeout_s, retry_after_s=retry_after_s)
+                             request_timeout_s=request_timeout_s, retry_after_s=retry_after_s,
+                             asker=asker)
         self._lease = RemoteLease(self.link, lease_s)
         self._sizes: dict[str, int | None] = {}
         self._prefetched: dict[str, tuple[float, dict | None]] = {}

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                          "--inline: its writes may stall while that peer waits for it", peer_id,
                          host, port)
         return RemotePeer(peer_id, PeerAddress(host, port, auth.secret, tls.client),
-                          lease_s=args.peer_lease_s)
+                          lease_s=args.peer_lease_s, asker=args.id)
 
     peers = (PeerDirectories(fixed_peers, Path(args.peers_file) if args.peers_file else None,
                              addresses=peer_addresses, remote=remote)

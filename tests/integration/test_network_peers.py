@@ -347,3 +347,26 @@ def test_a_frozen_peer_makes_writes_fail_cleanly_within_the_timeout(pair):
     pair.settle()
     assert all(40 not in set(pair.ids(server)) and 41 in set(pair.ids(server))
                for server in pair.nodes)
+
+
+def test_a_server_its_peers_no_longer_list_cannot_write(pair):
+    """A server removed from the topology on the other machines but still running there
+    with its old peers (its machine refused or missed the edit, or came back later with
+    the old file): it certified its writes against peers that no longer certified theirs
+    against it, acknowledged them, and they were lost in the conflict that followed. Now
+    its peers refuse to fence for it: its writes fail cleanly; theirs go on."""
+    with WireClient(pair.port("m1")) as one, WireClient(pair.port("m2")) as two:
+        pair.prepare([one, two])
+        two.ok(f"ampiasao {DATABASE};")
+        two.ok('manampia ao@ t sanda (2, "member");')
+        pair.peers_files["m1"].write_text(json.dumps({"peers": {}}))   # m2 removed on m1's side
+        refused = two.one('manampia ao@ t sanda (3, "removed");')
+        assert not refused.ok and "m2 is not a peer of m1" in refused.message, refused.message
+        assert storage_fault_operation(refused.message) == "write"
+        one.ok(f"ampiasao {DATABASE};")
+        one.ok('manampia ao@ t sanda (4, "m1 alone");')
+        pair.write_peers("m1")                                       # m2 back in m1's topology
+        wait_until(lambda: two.one('manampia ao@ t sanda (5, "again");').ok, 10.0,
+                   "m2 writing again")
+    pair.settle()
+    assert 3 not in set(pair.ids("m1")) | set(pair.ids("m2"))
