@@ -66,8 +66,12 @@ def host_addresses(host: str) -> frozenset[str]:
     return frozenset(_normal(str(info[4][0])) for info in infos)
 
 
-def place(topology: Topology, addresses: frozenset[str]) -> Topology:
-    """`topology` with `remote` = the nodes another machine runs; TopologyError if unplaceable."""
+def place(topology: Topology, addresses: frozenset[str], *, leaving_ok: bool = False) -> Topology:
+    """`topology` with `remote` = the nodes another machine runs; TopologyError if unplaceable.
+
+    `leaving_ok`: a topology that gives this machine no node is this machine leaving the
+    cluster (a hot reload: its nodes stop), not a file copied to the wrong machine (`up`).
+    """
     remote = set()
     everywhere = []   # wildcard or loopback hosts: every machine would call them its own
     for spec in topology.nodes.values():
@@ -77,7 +81,7 @@ def place(topology: Topology, addresses: frozenset[str]) -> Topology:
         if not host_addresses(spec.host) & addresses:
             remote.add(spec.id)
     problems = []
-    if len(remote) == len(topology.nodes):
+    if len(remote) == len(topology.nodes) and not leaving_ok:
         problems.append("no node of this topology has an address of this machine "
                         f"({', '.join(sorted(a for a in addresses if not _loopback(a))) or 'loopback only'})"
                         ": copy it to the right machine, fix a node's host, or give this "

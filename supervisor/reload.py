@@ -144,7 +144,7 @@ async def reload_topology(cluster: Cluster, logger: logging.Logger) -> ReloadRes
     try:
         new = load_topology(cluster.topology.path)
         if cluster.topology.machine:   # this machine's part of it (supervisor/machine.py)
-            new = place(new, cluster.topology.machine)
+            new = place(new, cluster.topology.machine, leaving_ok=True)
     except TopologyError as error:
         logger.error("reload refused, the cluster is left as it was:\n%s", error)
         return ReloadResult(False, str(error), loop.time())
@@ -161,6 +161,12 @@ async def reload_topology(cluster: Cluster, logger: logging.Logger) -> ReloadRes
     for warning in new.warnings:
         logger.warning("reload: %s", warning)
     claim(new, os.getpid(), logger)
+    if new.remote and new.remote == frozenset(new.nodes):
+        # Refused, it left the servers here running with their old peers: a server its
+        # peers no longer list can write nothing, and what it acknowledged must reach them.
+        logger.warning("reload: the topology gives this machine no node any more: its nodes "
+                       "stop (a server hands its newest copies over first); `down` ends "
+                       "this supervisor")
     diff = await apply_topology(cluster, new)
     logger.info("reload applied: %s", diff.describe())
     return ReloadResult(True, diff.describe(), loop.time())

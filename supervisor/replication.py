@@ -246,9 +246,13 @@ class Replicator:
         cluster's copies may win over any it holds by then."""
         servers = self.servers()
         others = set(servers) - {server_id}
-        if server_id not in servers or not others:
+        if server_id not in servers:
             return SyncSummary()   # (another machine's server: no directory here to read)
-        return self._pass(destinations=others)
+        if self.remote_servers():
+            # (A whole pass: only it ships to the servers of other machines; the last
+            # server of a machine leaving the cluster hands over to them.)
+            return self._pass(destinations=None)
+        return self._pass(destinations=others) if others else SyncSummary()
 
     def remove_server(self, server_id: str) -> None:
         """Stop replicating into and out of a server's directory (files stay)."""

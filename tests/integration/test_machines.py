@@ -8,6 +8,7 @@ network, with the shared secret (required off loopback).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -307,4 +308,53 @@ def test_the_whole_chain_over_tls_across_machines(machines, tmp_path):
     finally:
         relay.kill()
         relay.wait()
+        supervisors.down()
+
+
+def _two_servers_two_machines(machines, with_m2: bool = True) -> str:
+    h1, student = machines.address("h1"), machines.address("student")
+    m2 = f'  m2: {{kind: server, host: "{student}", port: 4102, data: data/m2}}\n'
+    return TOPOLOGY_HEAD + f"""\
+  m1: {{kind: server, host: "{h1}", port: 4101, data: data/m1}}
+{m2 if with_m2 else ""}  lb: {{kind: balancer, host: "{h1}", port: 4103, backends: [{"m1, m2" if with_m2 else "m1"}]}}
+"""
+
+
+def test_a_machine_whose_last_server_is_removed_stops_it_and_hands_its_writes_over(
+        machines, tmp_path):
+    """The edit that removes m2 copied to both machines: m2's machine refused it ("no node
+    of this topology has an address of this machine") and left m2 running with its old
+    peers, acknowledging writes that the other servers no longer took into account (lost
+    in the conflicts that followed). Now that machine's supervisor applies it: m2 hands
+    its newest copies over to m1 and stops; the supervisor stays up for `down`."""
+    supervisors = Supervisors(machines, tmp_path, _two_servers_two_machines(machines))
+    environment, student = supervisors.environment, machines.address("student")
+
+    def m1_rows() -> list:
+        done = machines.run("h1", [
+            sys.executable, "-m", "nodes.client", "--host", machines.address("h1"), "--port",
+            "4101", "--format", "json", "-e", "ampiasao sekoly; alaivo id ao@ t;"],
+            env=environment, cwd=tmp_path)
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        return lines[-1].get("rows", []) if lines else []
+
+    try:
+        supervisors.up()
+        wait_until(lambda: supervisors.rows("h1")["m2"]["state"] == "REMOTE", 20,
+                   "h1's supervisor seeing m2 answer")
+        client = machines.run("student", [
+            sys.executable, "-m", "nodes.client", "--host", student, "--port", "4102", "-e",
+            "manamboara tahiry sekoly; ampiasao sekoly; manamboara tabilao t (id ISA(0,null));"
+            "manampia ao@ t sanda (7);"], env=environment, cwd=tmp_path)
+        assert client.returncode == 0, client.stdout + client.stderr
+        for folder in supervisors.folders.values():
+            (folder / "topology.yaml").write_text(
+                _two_servers_two_machines(machines, with_m2=False))
+        wait_until(lambda: "m2" not in supervisors.rows("student"), 20,
+                   "the student's supervisor applying the edit")
+        assert not _reachable(machines, "student", student, 4102), "m2 still listens"
+        assert wait_until(lambda: m1_rows() == [[7]], 15, "m2's write on m1")
+        log = (supervisors.folders["student"] / "logs" / "supervisor.log").read_text()
+        assert "gives this machine no node any more" in log
+    finally:
         supervisors.down()
