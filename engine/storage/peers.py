@@ -164,6 +164,10 @@ class Peer(Protocol):
         ...
 
 
+# How the fault of a write refused for a peer starts (nodes/server/storage_faults.py).
+PEER_FAULT_REASON = "peer unreachable: "
+
+
 class PeerUnreachable(OSError, EngineError):
     """A peer could not be asked (down, cut off, too slow, another protocol version)."""
 
@@ -181,7 +185,7 @@ class PeerUnreachable(OSError, EngineError):
         """
         return StorageFault(
             f"Tsy voasoratra : tsy tratra ny mpizara {self.peer} ({self.reason}) ; tsy nisy "
-            f"niova (rien n'a été écrit)", rel, "write", f"peer unreachable: {self.peer}")
+            f"niova (rien n'a été écrit)", rel, "write", f"{PEER_FAULT_REASON}{self.peer}")
 
 
 class NoWriteLease(PeerUnreachable):

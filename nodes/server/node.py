@@ -659,6 +659,8 @@ class DatabaseServer:
             started = perf_counter()
             files = store.commit_batch()
             if files:
+                if len(self.storage_faults):
+                    self.storage_faults.peers_reached()
                 self.commits += 1
                 self._last_commit_s = perf_counter() - started
                 self.commit_seconds.observe(self._last_commit_s)

@@ -9,7 +9,9 @@ last seen) until the object works again:
 - a successful write of the object clears its record (a write reads the
   object first, so reading works too);
 - a successful read clears a *read* fault only: a full or read-only disk
-  still serves reads, and that must not hide that writes fail.
+  still serves reads, and that must not hide that writes fail;
+- a commit that went through clears every fault that was a peer's (it was
+  certified against all of them).
 
 Bounded: past `max_objects` the record seen longest ago goes. Thread-safe:
 the engine thread records and clears, the event loop answers `.status;`.
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 from engine.errors import StorageFault
+from engine.storage.peers import PEER_FAULT_REASON
 
 DEFAULT_MAX_OBJECTS = 256
 
@@ -71,6 +74,20 @@ class StorageFaults:
     def written(self, objects: Iterable[str]) -> list[str]:
         """These objects were written successfully: forget their faults; the ones forgotten."""
         return self._clear(objects, ("read", "write"))
+
+    def peers_reached(self) -> list[str]:
+        """A commit was certified against every peer (a write went through): forget the
+        faults that were the peers' (`peer unreachable: ...`), whichever object they were
+        met on; the ones forgotten. (Kept until that object was written again, a fault
+        met on `database.json` stayed until the next DDL, long after the peer was back.)"""
+        if not self._records:
+            return []
+        with self._lock:
+            cleared = [obj for obj, known in self._records.items()
+                       if known.reason.startswith(PEER_FAULT_REASON)]
+            for obj in cleared:
+                del self._records[obj]
+        return cleared
 
     def read(self, objects: Iterable[str]) -> list[str]:
         """These objects were read successfully: forget their read faults; the ones forgotten."""

@@ -314,9 +314,10 @@ def test_the_whole_chain_over_tls_across_machines(machines, tmp_path):
 def _two_servers_two_machines(machines, with_m2: bool = True) -> str:
     h1, student = machines.address("h1"), machines.address("student")
     m2 = f'  m2: {{kind: server, host: "{student}", port: 4102, data: data/m2}}\n'
+    backends = "m1, m2" if with_m2 else "m1"
     return TOPOLOGY_HEAD + f"""\
   m1: {{kind: server, host: "{h1}", port: 4101, data: data/m1}}
-{m2 if with_m2 else ""}  lb: {{kind: balancer, host: "{h1}", port: 4103, backends: [{"m1, m2" if with_m2 else "m1"}]}}
+{m2 if with_m2 else ""}  lb: {{kind: balancer, host: "{h1}", port: 4103, backends: [{backends}]}}
 """
 
 

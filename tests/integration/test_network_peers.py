@@ -370,3 +370,24 @@ def test_a_server_its_peers_no_longer_list_cannot_write(pair):
                    "m2 writing again")
     pair.settle()
     assert 3 not in set(pair.ids("m1")) | set(pair.ids("m2"))
+
+
+def test_a_peers_fault_ends_with_the_next_write_that_goes_through(pair, start_node):
+    """A table created while m2 was down left a fault on the database's marker, and
+    `.status` showed it (and the storage-faults gauge stayed 1) until the next DDL, long
+    after m2 was back and writes went through again."""
+    with WireClient(pair.port("m1")) as one, WireClient(pair.port("m2")) as two:
+        pair.prepare([one, two])
+    pair.settle()
+    pair.nodes["m2"].signal(signal.SIGKILL)
+    wait_until(lambda: not pair.nodes["m2"].alive(), 5.0, "m2 gone")
+    with WireClient(pair.port("m1")) as one:
+        one.ok(f"ampiasao {DATABASE};")
+        assert not one.one("manamboara tabilao u (id ISA(0,null));").ok
+        assert pair.status("m1")["storage_faults"], "the refused DDL left a fault"
+    pair.nodes["m2"] = start_node.restart(pair.nodes["m2"])
+    with WireClient(pair.port("m1")) as one:
+        one.ok(f"ampiasao {DATABASE};")
+        wait_until(lambda: one.one('manampia ao@ t sanda (40, "back");').ok, 10.0,
+                   "a write on m1 once m2 is back")
+    assert pair.status("m1")["storage_faults"] == []
