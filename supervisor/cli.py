@@ -569,6 +569,13 @@ def cmd_accounts(topology: Topology, args) -> int:
     return accounts_command(topology, args)
 
 
+def _runs_here(topology: Topology, node_id: str) -> bool:
+    try:
+        return place(topology, machine_addresses(), leaving_ok=True).runs_here(node_id)
+    except TopologyError:
+        return True    # (a file `up` would refuse: nothing to say about where it runs)
+
+
 def cmd_logs(topology: Topology, args) -> int:
     if args.node != "supervisor" and args.node not in topology.nodes:
         print(f"unknown node {args.node!r} (nodes: {', '.join(topology.nodes)}, supervisor)",
@@ -576,6 +583,11 @@ def cmd_logs(topology: Topology, args) -> int:
         return EXIT_FAILED
     path = topology.supervisor.logs / f"{args.node}.log"
     if not path.exists() and not args.follow:
+        if args.node != "supervisor" and not _runs_here(topology, args.node):
+            print(f"{args.node} runs on another machine ({topology.nodes[args.node].host}): "
+                  f"its log is there, in {topology.supervisor.logs.name}/{args.node}.log",
+                  file=sys.stderr)
+            return EXIT_FAILED
         print(f"no log yet: {path}", file=sys.stderr)
         return EXIT_FAILED
     try:

@@ -13,6 +13,7 @@ import pytest
 
 from nodes.client import cli as client_cli
 from supervisor import cli, status_table
+from supervisor.machine import machine_addresses
 from supervisor.topology import parse_topology
 from tests.conftest import REPO_ROOT, free_port
 from tests.integration.supervisorkit import cluster_yaml
@@ -152,3 +153,20 @@ def test_the_table_shows_a_servers_epoch_machine_state_and_lease():
     assert none.splitlines()[1].endswith("epoch 1: excluded, no write lease")
     theirs = status_table.render_table([row(write_lease={"epoch": 2, "machine": "joining"})])
     assert theirs.splitlines()[1].endswith("epoch 2: joining")   # another machine's server
+
+
+def test_logs_of_a_node_of_another_machine_say_where_it_is(tmp_path):
+    """It said "no log yet: logs/m2.log", as if the node had not started."""
+    mine = machine_addresses()
+    one, two = [address for address in (f"203.0.113.{n}" for n in range(1, 255))
+                if address not in mine][:2]   # (documentation addresses: none of this machine's)
+    path = tmp_path / "topology.yaml"
+    path.write_text(f"supervisor: {{control_port: {free_port()}}}\n"
+                    "secret: a-class-secret-of-some-length\nnodes:\n"
+                    f"  m1: {{kind: server, host: {one}, port: 4101, data: data/m1}}\n"
+                    f"  m2: {{kind: server, host: {two}, port: 4102, data: data/m2}}\n")
+    result = subprocess.run([sys.executable, "-m", "supervisor", "logs", "m2", str(path)],
+                            cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=30)
+    assert result.returncode == cli.EXIT_FAILED
+    assert result.stderr.strip() == \
+        f"m2 runs on another machine ({two}): its log is there, in logs/m2.log"
