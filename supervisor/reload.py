@@ -115,6 +115,21 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     return diff
 
 
+def restart_only_change(old: Topology, new: Topology) -> str | None:
+    """Why an edit of the secret (or, with write leases on, of `tls:`) cannot be applied
+    to the running cluster: the nodes and the machines' voters took them at `up`. Applied,
+    the nodes kept the old secret while the file said another, and the voters, keeping
+    the old ones, refused each other: no write went through until every machine's `up`."""
+    if old.secret != new.secret:
+        what = "secret: the edit changes the cluster's secret"
+    elif old.write_leases.enabled and old.tls != new.tls:
+        what = "tls: the edit changes TLS while write leases are on"
+    else:
+        return None
+    return (f"{new.path.name}: {what}; that is applied only by a new start of the cluster "
+            f"on every machine (`python -m supervisor down`, then `up`), so nothing was changed")
+
+
 def accounts_change(old: Topology, new: Topology) -> str | None:
     """Why an edit of the `accounts:` section cannot be applied to the running cluster."""
     before, after = old.accounts, new.accounts
@@ -148,7 +163,7 @@ async def reload_topology(cluster: Cluster, logger: logging.Logger) -> ReloadRes
     except TopologyError as error:
         logger.error("reload refused, the cluster is left as it was:\n%s", error)
         return ReloadResult(False, str(error), loop.time())
-    refused = accounts_change(cluster.topology, new)
+    refused = accounts_change(cluster.topology, new) or restart_only_change(cluster.topology, new)
     if refused is not None:
         logger.error("reload refused, the cluster is left as it was:\n%s", refused)
         return ReloadResult(False, refused, loop.time())

@@ -2,10 +2,17 @@
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 
+from nodes.protocol.tls import TlsSettings
 from supervisor.cluster import Cluster
-from supervisor.reload import TopologyWatcher, diff_topologies, reload_topology
+from supervisor.reload import (
+    TopologyWatcher,
+    diff_topologies,
+    reload_topology,
+    restart_only_change,
+)
 from supervisor.topology import parse_topology
 from tests.supervisor.test_topology import GOOD
 
@@ -106,3 +113,36 @@ def test_watcher_calls_back_once_per_real_change(tmp_path):
         finally:
             watcher.stop()
     asyncio.run(scenario())
+
+
+def test_an_edit_of_the_secret_is_refused_and_changes_nothing(tmp_path):
+    """Applied, it said "no node changed": the nodes kept the old secret (clients with the
+    new one got "wrong secret") and, with write leases on, the voters refused each other."""
+    path = tmp_path / "topology.yaml"
+    first = "secret: a-class-secret-of-some-length\n" + GOOD
+    path.write_text(first)
+    logger = logging.getLogger("test-reload")
+
+    async def scenario():
+        cluster = Cluster(parse_topology(first, path, {}), logger)
+        before = cluster.topology
+        path.write_text(first.replace("of-some-length", "of-another-length"))
+        result = await reload_topology(cluster, logger)
+        assert not result.ok
+        assert result.message == (
+            "topology.yaml: secret: the edit changes the cluster's secret; that is applied only "
+            "by a new start of the cluster on every machine (`python -m supervisor down`, then "
+            "`up`), so nothing was changed")
+        assert cluster.topology is before and cluster.keepers == {}
+    asyncio.run(scenario())
+
+
+def test_with_write_leases_on_an_edit_of_tls_is_refused():
+    old = topology(GOOD)
+    leased = replace(old, write_leases=replace(old.write_leases, enabled=True))
+    with_tls = replace(leased, tls=TlsSettings(ca=Path("tls/ca.crt")))
+    assert restart_only_change(leased, with_tls).startswith(
+        "topology.yaml: tls: the edit changes TLS while write leases are on; that is applied "
+        "only by a new start")
+    assert restart_only_change(old, replace(old, tls=TlsSettings(ca=Path("tls/ca.crt")))) is None
+    assert restart_only_change(leased, leased) is None
