@@ -470,8 +470,10 @@ def _status_without_supervisor(topology: Topology, args, error: NotRunning) -> i
     else:
         header = f"the supervisor is not running: {error}"
     if unsupervised:
+        between = ("from this machine's servers" if any(row.get("remote") for row in rows)
+                   else "between the servers")
         header += (f"\n{unsupervised} node(s) still run UNSUPERVISED: they serve and take writes "
-                   f"(nothing acknowledged is lost), but replication between the servers is "
+                   f"(nothing acknowledged is lost), but replication {between} is "
                    f"paused until `./tahiry up` (python -m supervisor up) takes them over")
     if args.json:
         print(json.dumps({"ok": False, "running": False, "supervised": False,

@@ -37,8 +37,10 @@ from engine.storage.data_owner import live_owner
 from nodes.protocol.tls import client_context
 
 from .keeper import ping
+from .machine import machine_addresses, place
 from .ownership import cluster_id
-from .topology import Topology
+from .remote import REMOTE, UNREACHABLE
+from .topology import Topology, TopologyError
 
 UNSUPERVISED = "UNSUPERVISED"
 EXIT_WAIT_S = 10.0  # after SIGKILL: the kernel's part, normally milliseconds
@@ -127,9 +129,14 @@ def _is_supervisor(pid: int) -> bool:
 
 
 def status_rows(topology: Topology, scan: LeftoverScan, timeout_s: float = 1.0) -> list[dict]:
-    """One row per node: the leftovers UNSUPERVISED (probed), the others STOPPED."""
+    """One row per node: the leftovers UNSUPERVISED (probed), the nodes of other machines
+    REMOTE or UNREACHABLE (probed: this machine's supervisor being down stops none of
+    them), the others STOPPED."""
     by_node = {leftover.node: leftover for leftover in scan.nodes}
-    probes = asyncio.run(_probe_all(topology, scan.nodes, timeout_s)) if scan.nodes else {}
+    elsewhere = [node for node in sorted(other_machines_nodes(topology)) if node not in by_node]
+    targets = [(leftover.node, leftover.address) for leftover in scan.nodes] + \
+        [(node, topology.nodes[node].address) for node in elsewhere]
+    probes = asyncio.run(_probe_all(topology, targets, timeout_s)) if targets else {}
     rows: list[dict] = []
     names = list(topology.nodes) + [n for n in by_node if n not in topology.nodes]
     for node in names:
@@ -137,9 +144,13 @@ def status_rows(topology: Topology, scan: LeftoverScan, timeout_s: float = 1.0) 
         leftover = by_node.get(node)
         if leftover is None:
             assert spec is not None  # a node without a leftover comes from the topology
+            probe_ms = probes.get(node)
+            state = "STOPPED" if node not in elsewhere else (
+                REMOTE if probe_ms is not None else UNREACHABLE)
             rows.append({"node": node, "kind": spec.kind, "address": spec.address, "pid": None,
-                         "state": "STOPPED", "uptime_s": None, "restarts": 0,
-                         "manual_restarts": 0, "probe_ms": None, "last_exit": None})
+                         "state": state, "uptime_s": None, "restarts": 0,
+                         "manual_restarts": 0, "probe_ms": probe_ms, "last_exit": None,
+                         **({"remote": True} if node in elsewhere else {})})
             continue
         try:
             uptime = round(time.time() - leftover.process.create_time(), 1)
@@ -154,18 +165,27 @@ def status_rows(topology: Topology, scan: LeftoverScan, timeout_s: float = 1.0) 
     return rows
 
 
-async def _probe_all(topology: Topology, leftovers: list[Leftover],
+def other_machines_nodes(topology: Topology) -> frozenset[str]:
+    """The nodes of `topology` another machine runs (none when it cannot be placed here)."""
+    try:
+        return place(topology, machine_addresses(), leaving_ok=True).remote
+    except TopologyError:
+        return frozenset()
+
+
+async def _probe_all(topology: Topology, targets: list[tuple[str, str]],
                      timeout_s: float) -> dict[str, float | None]:
+    """(node, "host:port") -> its `.ping` time in ms, None if it does not answer."""
     tls = client_context(topology.tls)   # one context for every probe (it reads the CA file)
 
-    async def one(leftover: Leftover) -> float | None:
-        host, _, port = leftover.address.rpartition(":")
+    async def one(address: str) -> float | None:
+        host, _, port = address.rpartition(":")
         try:
             return round(await ping(host, int(port), timeout_s, topology.secret, tls), 2)
         except (TimeoutError, OSError, ValueError):
             return None
-    results = await asyncio.gather(*(one(leftover) for leftover in leftovers))
-    return {leftover.node: result for leftover, result in zip(leftovers, results, strict=True)}
+    results = await asyncio.gather(*(one(address) for _, address in targets))
+    return {node: result for (node, _), result in zip(targets, results, strict=True)}
 
 
 # -- up

@@ -359,3 +359,27 @@ def test_a_machine_whose_last_server_is_removed_stops_it_and_hands_its_writes_ov
         assert "gives this machine no node any more" in log
     finally:
         supervisors.down()
+
+
+def test_with_its_supervisor_dead_status_still_probes_the_other_machines(machines, tmp_path):
+    """`status` on a machine whose supervisor was killed called every node of the other
+    machines STOPPED (they ran on): they are probed, REMOTE or UNREACHABLE."""
+    supervisors = Supervisors(machines, tmp_path, _two_servers_two_machines(machines))
+    try:
+        supervisors.up()
+        wait_until(lambda: supervisors.rows("student")["m1"]["state"] == "REMOTE", 20,
+                   "the student's supervisor seeing m1 answer")
+        pid = json.loads((supervisors.folders["student"] / "run" / "state.json").read_text())[
+            "supervisor_pid"]
+        os.kill(pid, 9)
+        wait_until(lambda: supervisors.run("student", "status", "--json").returncode != 0, 10,
+                   "the student's supervisor gone")
+        answer = supervisors.run("student", "status", "--json")
+        rows = {row["node"]: row for row in json.loads(answer.stdout)["nodes"]}
+        assert {node: rows[node]["state"] for node in ("m1", "lb", "m2")} == \
+            {"m1": "REMOTE", "lb": "REMOTE", "m2": "UNSUPERVISED"}
+        assert "replication from this machine's servers is paused" in \
+            json.loads(answer.stdout)["message"]
+        assert supervisors.run("student", "up", "-d").returncode == 0   # takes m2 over again
+    finally:
+        supervisors.down()
