@@ -33,6 +33,7 @@ from pathlib import Path
 
 import orjson
 
+from engine.errors import StorageFault
 from engine.storage.folder_peer import FolderPeer
 from engine.storage.object_copy import (
     SOURCE_LOCK_TIMEOUT_S,
@@ -69,6 +70,7 @@ from nodes.protocol.peer import (
     parse_request,
     shipment_answer,
 )
+from nodes.server.storage_faults import StorageFaults
 
 # The longest a `.peer fence` waits for the lock before answering "not held".
 MAX_FENCE_WAIT_MS = 2000
@@ -84,10 +86,14 @@ class PeerService:
 
     def __init__(self, node_id: str, root: Path, *, durable: bool = True,
                  max_request_bytes: int = 1 << 20, logger: logging.Logger | None = None,
-                 peers: Callable[[], Collection[str]] = frozenset):
-        """`peers()`: the ids of this server's peers now (its peers file, re-read on change)."""
+                 peers: Callable[[], Collection[str]] = frozenset,
+                 faults: StorageFaults | None = None):
+        """`peers()`: the ids of this server's peers now (its peers file, re-read on change);
+        `faults`: the server's storage faults, which a copy shipped here that cannot be
+        written joins (and a copy written ends)."""
         self.node_id = node_id
         self.peers = peers
+        self.faults = faults
         self.root = Path(root)
         self.durable = durable
         self.max_request_bytes = max_request_bytes
@@ -120,6 +126,16 @@ class PeerService:
                 continue
             answer[rel] = digest_entry(None if state is None else CopyDigest.of(state), whole)
         return answer
+
+    def copy_failed(self, rel: str, error: OSError) -> None:
+        if self.faults is not None:
+            self.faults.record(StorageFault(
+                f"Tsy voasoratra ny dika nalefa : {error.strerror or error}", rel, "write",
+                f"replication: {error.strerror or error}"))
+
+    def copy_written(self, rel: str) -> None:
+        if self.faults is not None and len(self.faults):
+            self.faults.written([rel])
 
     def session(self) -> PeerSession:
         return PeerSession(self)
@@ -250,8 +266,16 @@ class PeerSession:
         return answer
 
     def _ship(self, rel: str, shipment) -> dict:
-        moved = deliver_shipment(self._service.root, rel, shipment, self._lock,
-                                 durable=self._service.durable)
+        service = self._service
+        try:
+            moved = deliver_shipment(service.root, rel, shipment, self._lock,
+                                     durable=service.durable)
+        except OSError as error:
+            # This server's own file could not be written (a full or read-only disk):
+            # its `.status` says so, not only the shipping machine's.
+            service.copy_failed(rel, error)
+            raise
+        service.copy_written(rel)
         try:
             now = self._own.version(rel)
         except (InvalidDocument, OSError):

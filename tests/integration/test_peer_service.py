@@ -30,6 +30,7 @@ from nodes.protocol.peer import (
     versions_request,
 )
 from tests.conftest import wait_until
+from tests.faults import fill_up, tiny_tmpfs
 from tests.integration.wire import WireClient
 
 TABLE = "s/tables/t.json"
@@ -163,3 +164,36 @@ def test_a_lease_ends_with_its_connection_or_its_time(start_node):
         assert time.monotonic() - started < 1.5
         status = fourth.one(".status;").message
         assert '"peer_leases_expired":1' in status and '"peer_leases_dropped":1' in status
+
+
+def test_a_copy_shipped_here_that_cannot_be_written_is_this_servers_storage_fault(start_node,
+                                                                                   tmp_path):
+    """Copies from another machine into a full disk failed there only: this server's
+    `.status` (and its storage-faults gauge) said nothing was wrong. Now the failed copy
+    is a fault of the object here, until a copy of it is written."""
+    with tiny_tmpfs(tmp_path / "m1", "1m") as m1_dir:
+        m1 = start_node("server", "m1", "--data", str(m1_dir / "data"))
+        try:
+            with WireClient(m1.port) as sql, WireClient(m1.port) as peer:
+                sql.ok("manamboara tahiry s;")
+                sql.ok("ampiasao s;")
+                sql.ok("manamboara tabilao t (id ISA(null,null));")
+                mine = tmp_path / "mine"
+                lock = DirectoryLock(mine.mkdir() or mine)
+                assert deliver_shipment(mine, TABLE, shipment_of(
+                    ask(peer, fetch_request(TABLE, None, False))), lock)
+                Store(mine).append_rows("s", "t", [{"name": "id", "domain": []}],
+                                        [[n] for n in range(40_000)])
+                filler = fill_up(m1_dir)
+                outgoing = plan_shipment(mine, TABLE, version_of(m1_dir / "data", TABLE))
+                refused = peer.run(b"".join(ship_requests(TABLE, outgoing)).decode(),
+                                   len(ship_requests(TABLE, outgoing)))[-1]
+                assert not refused.ok
+                faults = sql.status()["storage_faults"]
+                assert [(f["object"], f["operation"]) for f in faults] == [(TABLE, "write")]
+                assert "replication: No space left on device" in faults[0]["reason"]
+                filler.unlink()
+                assert ask_all(peer, ship_requests(TABLE, outgoing))["result"] == "moved"
+                assert sql.status()["storage_faults"] == []
+        finally:
+            m1.stop()
