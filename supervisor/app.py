@@ -178,9 +178,10 @@ class SupervisorApp:
                     "nodes": await self.cluster.status(
                         machine_only=request.get("scope") == "machine")}
         if command == "down":
-            await self.cluster.down()
+            left = await self.cluster.down()
             self.stopping.set()
-            return {"ok": True, "pid": os.getpid(), "message": "every node stopped"}
+            return {"ok": True, "pid": os.getpid(), "message": "every node stopped",
+                    "replication_left": left}
         if command == "restart":
             node = request.get("node")
             if not isinstance(node, str) or node not in self.cluster.keepers:

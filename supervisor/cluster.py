@@ -215,7 +215,7 @@ class Cluster:
         return all(self.keepers[n].state is NodeState.RUNNING for n in node_ids
                    if n in self.keepers)
 
-    async def down(self) -> None:
+    async def down(self) -> str:
         """Stop proxies, then balancers, then servers; then replication; then fold journals.
 
         Once nothing writes any more, replication gets a moment to carry the
@@ -240,10 +240,11 @@ class Cluster:
             await self.stop_node(node_id)
         for remote in self.remote.values():
             await remote.stop()
-        await self.replication.stop(final_pass=True)
+        left = await self.replication.stop(final_pass=True)
         if self.quorum is not None:
             await self.quorum.stop()
         await asyncio.to_thread(self._fold_journals, servers)
+        return left
 
     def _fold_journals(self, servers: list[str]) -> None:
         """Checkpoint every stopped server's directory (skipping one a live process holds)."""

@@ -49,15 +49,23 @@ class ReplicationLink:
             return True
         return await asyncio.to_thread(self.replicator.wait_idle, timeout_s)
 
-    async def stop(self, final_pass: bool = False) -> None:
-        """Stop watching; with `final_pass`, reconcile every directory once more (all quiet)."""
+    async def stop(self, final_pass: bool = False) -> str:
+        """Stop watching; with `final_pass`, reconcile every directory once more (all quiet).
+
+        What that pass could not do, in a few words ("" if nothing), for `down` to say.
+        """
         if self.replicator is None:
-            return
+            return ""
         await asyncio.to_thread(self.replicator.stop)
-        if final_pass:
-            summary = await asyncio.to_thread(self.replicator.sync_all)
-            self.logger.info("replication: final pass: %d files checked, %d copied%s",
-                             summary.paths, summary.copied, _problems(summary))
+        if not final_pass:
+            return ""
+        summary = await asyncio.to_thread(self.replicator.sync_all)
+        problems = _problems(summary)
+        self.logger.info("replication: final pass: %d files checked, %d copied%s",
+                         summary.paths, summary.copied, problems)
+        if not (summary.unreachable or summary.unreadable or summary.conflicts):
+            return ""
+        return problems.removeprefix(", ")
 
     def has_peers(self, server_id: str) -> bool:
         return self.replicator is not None and (any(

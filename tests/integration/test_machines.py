@@ -383,3 +383,22 @@ def test_with_its_supervisor_dead_status_still_probes_the_other_machines(machine
         assert supervisors.run("student", "up", "-d").returncode == 0   # takes m2 over again
     finally:
         supervisors.down()
+
+
+def test_down_says_when_its_last_replication_pass_could_not_reach_another_machine(
+        machines, tmp_path):
+    """It printed "the cluster is stopped." alone: only the log said that the final pass
+    had not reached the other machines (a backup taken then may lack their copies)."""
+    supervisors = Supervisors(machines, tmp_path, _two_servers_two_machines(machines))
+    try:
+        supervisors.up()
+        wait_until(lambda: supervisors.rows("student")["m1"]["state"] == "REMOTE", 20,
+                   "the student's supervisor seeing m1 answer")
+        machines.cut("h1")
+        stopped = supervisors.run("student", "down")
+        assert stopped.returncode == 0 and stopped.stdout.strip() == "the cluster is stopped."
+        assert "warning: the final replication pass left something undone (other machines " \
+               "not reached" in stopped.stderr, stopped.stderr
+        machines.heal("h1")
+    finally:
+        supervisors.down()
