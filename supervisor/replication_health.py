@@ -133,9 +133,13 @@ class ReplicaHealth:
                 return
             # Logged before the counters show it: whoever sees the repair
             # counted (status, a test) finds its line in the log.
-            self.log.error("replication: %s's copy of %s was corrupt (%s): repaired from %s's "
-                           "copy (change %d); the corrupt file is kept as %s", server_id,
-                           repair.path, repair.reason, repair.source, repair.change, repair.kept_as)
+            # (A damaged journal of the copy that holds the newest version is cut back to
+            # its own valid lines: no other copy is the source then.)
+            how = ("cut back to its own valid lines" if repair.source == server_id
+                   else f"repaired from {repair.source}'s copy")
+            self.log.error("replication: %s's copy of %s was corrupt (%s): %s (change %d); the "
+                           "corrupt file is kept as %s", server_id, repair.path, repair.reason,
+                           how, repair.change, repair.kept_as)
             health.corrupt.pop(repair.path, None)
             health.healed += 1
             health.repairs.append(repair)

@@ -16,6 +16,7 @@ from engine.storage import journal
 from engine.storage.object_state import journal_rel, materialize
 from supervisor.objectfiles import list_object_files
 from supervisor.replication import Replicator
+from supervisor.replication_health import Repair, ReplicaHealth
 from tests.supervisor.replicakit import (
     TABLE,
     append_entries,
@@ -323,3 +324,16 @@ def test_a_write_right_after_our_copy_is_not_taken_for_its_echo(running):
     assert wait_until(lambda: version(b, TABLE) == 2)
     append_entries(b, TABLE, 3, appended_rows(3, 1))   # m2's own write, after the copy
     assert wait_until(lambda: version(a, TABLE) == 3)
+
+
+def test_a_copy_cut_back_to_its_own_lines_is_not_said_repaired_from_itself(caplog):
+    """The only copy of its machine at the newest version, with a damaged journal, is cut
+    back to its valid lines; the log said "repaired from m2's copy" of m2 itself."""
+    health = ReplicaHealth(logging.getLogger("test-health"))
+    health.add_server("m2")
+    with caplog.at_level(logging.ERROR):
+        health.healed("m2", Repair(TABLE, "journal: bad line", 0.0, "m2", 7, ".corrupt/x"))
+        health.healed("m2", Repair(TABLE, "journal: bad line", 0.0, "m1", 7, ".corrupt/y"))
+    first, second = (record.getMessage() for record in caplog.records)
+    assert "cut back to its own valid lines (change 7)" in first and "from m2" not in first
+    assert "repaired from m1's copy (change 7)" in second
