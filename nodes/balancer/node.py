@@ -397,13 +397,13 @@ class Balancer:
                     return self._unknown_write(backend_id, error)
                 reasons.append(str(error))
                 continue
-            renewed = renewed_login(text, session.account) if response.ok and session.account \
-                else None
-            connection = session.connections.get(backend_id)
-            if renewed is not None and session.account and connection is not None:
-                # Its own new password: the old one logs in nowhere now (the
-                # connections to the other backends reopen with this one).
-                session.logged_in(renewed, session.account, connection)
+            if response.ok and session.account:
+                renewed = renewed_login(text, session.account)
+                connection = session.connections.get(backend_id)
+                if renewed is not None and connection is not None:
+                    # Its own new password: the old one logs in nowhere now (the
+                    # connections to the other backends reopen with this one).
+                    session.logged_in(renewed, session.account, connection)
             if response.ok:
                 # Learn where the change is (and where it is not yet): the
                 # account's statements that follow, any session's, avoid the
