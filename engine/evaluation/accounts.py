@@ -152,6 +152,10 @@ def grant(store: Store, statement: ast.Grant) -> Outcome:
         raise TahiryError(f"Tsy misy ny tahiry : {database}")
     if store.read_account(account) is None:
         raise TahiryError(f"Tsy misy ny mpampiasa : {account}")
+    if store.database_owner(database) == account:
+        # (A grant to its owner would be stored and listed, and change nothing.)
+        raise TahiryError(f"Ny mpampiasa : {account} no tompon'ny tahiry : {database} (manana "
+                          "ny zo rehetra ao izy)")
     current = store.read(database, "grant", account)
     held = current.get("right") if current is not None else None
     word = WORD_OF_RIGHT[statement.right]

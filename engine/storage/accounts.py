@@ -92,6 +92,8 @@ def check_password(password: object) -> str:
             f"Fohy loatra ny tenimiafina (farafahakeliny {MIN_PASSWORD_CHARS} litera)")
     if len(password) > MAX_PASSWORD_CHARS:
         raise TahiryError(f"Lava loatra ny tenimiafina (max {MAX_PASSWORD_CHARS} litera)")
+    if not password.strip():
+        raise TahiryError("Tsy azo atao elanelana fotsiny ny tenimiafina")
     return password
 
 

@@ -317,8 +317,8 @@ def test_a_grant_written_only_when_it_changes(store, students):
     change = store.read("sekoly", "grant", "soa")["change"]
     ok(rabe, "omeo soa zo mamaky ao@ sekoly; esory soa zo manoratra ao@ sekoly;")
     assert store.read("sekoly", "grant", "soa")["change"] == change
-    ok(rabe, "esory rabe zo mamaky ao@ sekoly;")   # held nothing: nothing written
-    assert store.read_raw("sekoly", "grant", "rabe") is None
+    ok(rabe, "esory mpampianatra zo mamaky ao@ sekoly;")   # held nothing: nothing written
+    assert store.read_raw("sekoly", "grant", "mpampianatra") is None
 
 
 def test_the_owner_may_drop_and_the_grants_go_with_the_database(store, teacher, students):
@@ -423,3 +423,15 @@ def test_every_statement_kind_has_its_right_written_down_and_an_unknown_one_need
     class NewStatement:   # a kind added to the language and forgotten here
         pass
     assert rights.needed(NewStatement(), "db") == (rights.ADMIN_ONLY, None)
+
+
+def test_a_blank_password_and_a_grant_to_the_owner_are_refused(store, teacher, students):
+    rabe, _ = students
+    before = snapshot(store.root)
+    assert fails(teacher, 'manamboara mpampiasa hery tenimiafina "        ";', "password_blank") \
+        == "Hadisoana : Tsy azo atao elanelana fotsiny ny tenimiafina"
+    fails(rabe, 'ovay ny tenimiafina rabe " \t      \t";', "password_blank")
+    assert fails(rabe, "omeo rabe zo manoratra ao@ sekoly;", "grant_to_owner") == \
+        "Hadisoana : Ny mpampiasa : rabe no tompon'ny tahiry : sekoly (manana ny zo rehetra ao izy)"
+    fails(rabe, "esory rabe zo mamaky ao@ sekoly;", "grant_to_owner")   # said it took it away
+    assert snapshot(store.root) == before
