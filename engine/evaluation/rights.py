@@ -43,11 +43,7 @@ def check(store: Store, identity: Identity, statement: object,
     """Raise a TahiryError naming the right `identity` lacks for `statement`; None if allowed."""
     need, database = needed(statement, current_database)
     held = accounts.standing(store, identity, database)
-    if not held.account:
-        raise TahiryError(f"Tsy misy intsony ny mpampiasa : {identity.name} (midira indray)")
-    if identity.stamp is not None and held.stamp != identity.stamp:
-        # A new password (or the account dropped and made again): the login is void.
-        raise TahiryError(f"Niova ny tenimiafin'ny mpampiasa : {identity.name} (midira indray)")
+    _check_login(identity, held)
     if held.admin or need is None:
         return
     if need == ADMIN_ONLY:
@@ -69,6 +65,25 @@ def check(store: Store, identity: Identity, statement: object,
 
 
 ADMIN_ONLY, SELF = "admin only", "self"
+
+
+def login_problem(store: Store, identity: Identity) -> str | None:
+    """The error (wire text) of a session whose login no longer holds, else None: for what
+    a session asks outside statements (a server's `.rights;`, which validates the proxy
+    cache's answers for the account)."""
+    try:
+        _check_login(identity, accounts.standing(store, identity, None))
+    except TahiryError as error:
+        return error.message
+    return None
+
+
+def _check_login(identity: Identity, held: accounts.Standing) -> None:
+    if not held.account:
+        raise TahiryError(f"Tsy misy intsony ny mpampiasa : {identity.name} (midira indray)")
+    if identity.stamp is not None and held.stamp != identity.stamp:
+        # A new password (or the account dropped and made again): the login is void.
+        raise TahiryError(f"Niova ny tenimiafin'ny mpampiasa : {identity.name} (midira indray)")
 
 
 def pull_rights(store: Store, identity: Identity, statement: object,
@@ -117,10 +132,16 @@ def needed(statement: object, current_database: str | None) -> tuple[str | None,
 def may_read(store: Store, identity: Identity, database: str) -> bool:
     """Whether `identity` may read `database` now (the session's planned reads ask)."""
     try:
-        check(store, identity, _READ_PROBE, database)
+        check_read(store, identity, database)
     except TahiryError:
         return False
     return True
+
+
+def check_read(store: Store, identity: Identity, database: str) -> None:
+    """Raise the TahiryError that refuses `identity` a read of `database` now (what a
+    server's `.versions` needs: it says which objects exist and how often each changed)."""
+    check(store, identity, _READ_PROBE, database)
 
 
 _READ_PROBE = ast.Describe()

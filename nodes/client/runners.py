@@ -213,8 +213,9 @@ class RemoteRunner:
                 raise
             name, self._login = self._login[0], None   # (a `.login` typed next goes through)
             raise LoginFailed(
-                f"{refused}: the login as {name} no longer holds (was the password "
-                f"changed?); type .login {name} \"PASSWORD\"; or start the client again"
+                f"{str(refused).removeprefix(ERROR_PREFIX)}: the login as {name} no longer "
+                f"holds (was the password changed?); type .login {name} \"PASSWORD\"; or "
+                f"start the client again"
             ) from None
         if not self._was_connected and connection.login_answer == LOGIN_NOT_NEEDED:
             # Any name and password "work" there: say so rather than let a student

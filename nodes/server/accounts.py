@@ -70,13 +70,16 @@ class AccountsEngine:
     rights_generation: Callable[[Any], int]
     account_exists: Callable[[Any, str], bool] = lambda store, name: False
     hash_ahead: Callable[[str], Any] = lambda password: _hash_ahead(password)  # -> PasswordHash
+    # (store, identity) -> the error of a session whose login no longer holds, or None
+    login_problem: Callable[[Any, Any], str | None] = lambda store, identity: None
 
     @classmethod
     def from_engine(cls) -> AccountsEngine:
         from engine import ensure_first_admin, rights_generation, verify_login
+        from engine.evaluation.rights import login_problem
 
         return cls(verify_login, ensure_first_admin, rights_generation, _account_exists,
-                   _hash_ahead)
+                   _hash_ahead, login_problem)
 
 
 def _hash_ahead(password: str) -> Any:
@@ -174,8 +177,15 @@ class ServerAccounts:
         if identity is not None:
             self._count(identity.name).sessions -= 1
 
-    def rights(self) -> bytes:
-        """The answer to `.rights;`: this server's rights generation."""
+    def rights(self, session: Any = None) -> bytes:
+        """The answer to `.rights;`: this server's rights generation; for a session whose
+        login no longer holds (a new password, the account dropped), its error: the proxy
+        cache validates an account's cached answers with it, and must not serve one."""
+        identity = getattr(session, "identity", None)
+        if identity is not None:
+            problem = self._api().login_problem(self.store, identity)
+            if problem is not None:
+                return encode_message(problem)
         generation = int(self._api().rights_generation(self.store))
         return encode_message(encode_rights({self.node_id: generation}))
 

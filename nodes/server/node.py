@@ -84,8 +84,10 @@ from engine.evaluation.accounts import PasswordHash
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.executor import Limits
 from engine.evaluation.outcome import Outcome
+from engine.evaluation.rights import check_read
 from engine.language.secrets import redact_secrets
 from engine.session import Session
+from engine.storage.accounts import Identity
 from engine.storage.store import KIND_FOLDERS, BatchNotWritten, BatchPartlyWritten, Store
 from nodes.protocol import (
     ADMIN_LOGIN,
@@ -451,13 +453,13 @@ class DatabaseServer:
                 if request.admin == ADMIN_LOGIN:
                     return accounts.login(session, request)
                 if request.admin == ADMIN_RIGHTS:
-                    return accounts.rights()
+                    return accounts.rights(session)
                 if request.admin == ADMIN_VERSIONS:
                     last = client.last   # set whenever one is in flight
                     if client.in_flight and last is not None:
                         # Counters after this connection's earlier writes are durable.
-                        return self._versions_after(last, request)
-                    return self.versions(request)
+                        return self._versions_after(last, request, session.identity)
+                    return self.versions(request, session.identity)
                 return admin_response(request, self.node_id, KIND, self.status)
             return self._run(client, request.text, alone)
 
@@ -476,14 +478,15 @@ class DatabaseServer:
         return ClientHandler(answer, closed, self.idle_timeout, window=2 * MAX_BATCH,
                              answer_alone=answer_alone)
 
-    async def _versions_after(self, earlier: asyncio.Future, request: Request) -> bytes:
+    async def _versions_after(self, earlier: asyncio.Future, request: Request,
+                              identity: Identity | None) -> bytes:
         try:
             await asyncio.shield(earlier)
         except Exception:
             pass  # its own answer reports it; the counters are read all the same
-        return self.versions(request)
+        return self.versions(request, identity)
 
-    def versions(self, request: Request) -> bytes:
+    def versions(self, request: Request, identity: Identity | None = None) -> bytes:
         """`.versions DB obj ...;`: each object's change counter per kind, as one JSON line.
 
         `{"t1": {"table": 4}, "v": {"view": 2}, "nothing": {}}`: tombstones
@@ -493,6 +496,8 @@ class DatabaseServer:
         """
         try:
             database, names = versions_arguments(request)
+            if identity is not None:   # (with accounts: only what the account may read)
+                check_read(self.store, identity, database)
             answer = {}
             for name in names:
                 kinds = {}

@@ -375,10 +375,50 @@ def test_the_client_reconnects_with_its_new_password_and_says_when_its_login_is_
         assert runner.run("alaivo 1;").message == \
             "Hadisoana : Niova ny tenimiafin'ny mpampiasa : ana (midira indray)"
         m1 = start_node.restart(m1)
-        with pytest.raises(LoginFailed, match="type .login ana"):
+        with pytest.raises(LoginFailed, match="type .login ana") as refused:
             runner.run("alaivo 1;")
+        assert not str(refused.value).startswith("Hadisoana")   # the display adds the prefix
         assert runner.run("alaivo 1;").message == LOGIN_REQUIRED
         assert runner.run('.login ana "Ana-from-teacher-3";').ok
         assert runner.run("alaivo 1;").ok
     finally:
         runner.close()
+
+
+def test_a_dead_session_gets_no_cached_answer_of_its_account(start_node):
+    """The proxy cache keys an account's answers by its name and validated a hit with the
+    servers' rights generation only: a session opened with the old password got what the
+    account's new session had read (a leaked password reset by the teacher did not shut
+    the intruder out of cached reads)."""
+    m1, lb, px = chain(start_node)
+    create_students(lb.port)
+    with logged_in(px.port, "ana", STUDENTS["ana"]) as intruder, \
+            logged_in(px.port, "ana", STUDENTS["ana"]) as ana:
+        ana.ok("manamboara tahiry anadb;")
+        ana.ok("ampiasao anadb;")
+        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        intruder.ok("ampiasao anadb;")
+        with logged_in(lb.port, TEACHER, TEACHER_PW) as teacher:
+            teacher.ok('ovay ny tenimiafina ana "Ana-reset-by-teacher-1";')
+        with logged_in(px.port, "ana", "Ana-reset-by-teacher-1") as owner:
+            owner.ok("ampiasao anadb;")
+            owner.ok("manampia ao@ t sanda (42);")
+            assert owner.rows(READ) == [[42]]
+            assert owner.rows(READ) == [[42]]   # now in the cache
+        assert intruder.one(READ).message == \
+            "Hadisoana : Niova ny tenimiafin'ny mpampiasa : ana (midira indray)"
+
+
+def test_versions_on_a_server_says_nothing_of_a_database_the_account_may_not_read(start_node):
+    """`.versions` said which tables another student's database holds, and how often each
+    was written."""
+    m1 = start_server(start_node)
+    create_students(m1.port)
+    with logged_in(m1.port, "ana", STUDENTS["ana"]) as ana:
+        ana.ok("manamboara tahiry anadb;")
+        ana.ok("ampiasao anadb;")
+        ana.ok("manamboara tabilao secret (id ISA(null,null));")
+        assert ana.one(".versions anadb secret;").message == '{"secret":{"table":1}}'
+    with logged_in(m1.port, "bob", STUDENTS["bob"]) as bob:
+        assert bob.one(".versions anadb secret nothere;").message == \
+            "Hadisoana : Tsy manana zo mamaky ny tahiry anadb ianao"
