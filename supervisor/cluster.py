@@ -144,6 +144,9 @@ class Cluster:
         # Servers into which copies have kept failing (LAGGING_AFTER_S): the balancers
         # send them no reads while another server can answer (they may be far behind).
         self.lagging: set[str] = set()
+        # Servers of other machines a reload removed, while their newest copies are pulled
+        # here (supervisor/reload.py): listed `leaving` in the peers files meanwhile.
+        self.leaving: dict[str, NodeSpec] = {}
         self._lag_watch: asyncio.Task | None = None
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
@@ -173,10 +176,11 @@ class Cluster:
 
     def remote_peers(self) -> dict[str, PeerAddress]:
         """The servers another machine runs, as the replicator reaches them over the network."""
+        elsewhere = [spec for spec in self.topology.of_kind("server")
+                     if not self.topology.runs_here(spec.id)]
         return {spec.id: PeerAddress(spec.id, spec.host, spec.port, self.topology.secret,
                                      self.tls)
-                for spec in self.topology.of_kind("server")
-                if not self.topology.runs_here(spec.id)}
+                for spec in [*elsewhere, *self.leaving.values()]}
 
     # -- whole cluster
 
@@ -458,17 +462,21 @@ class Cluster:
         elsewhere = [spec for spec in self.topology.of_kind("server")
                      if not self.topology.runs_here(spec.id)]
         enabled = self.topology.replication_enabled
+        leaving = list(self.leaving.values())
         leases: dict = {}
         if self.quorum is not None:
             # Only the machines the decided epoch certifies against; and the lease.
             certified = self.quorum.certified()
             elsewhere = [spec for spec in elsewhere if spec.host in certified]
+            leaving = [spec for spec in leaving if spec.host in certified]
             leases = {"lease": self.quorum.server_lease()}
         for server in servers:
             peers: dict[str, str | dict] = {other.id: str(other.data) for other in servers
                                             if other.id != server.id} if enabled else {}
             if enabled:
                 peers.update({other.id: {"address": other.address} for other in elsewhere})
+                peers.update({other.id: {"address": other.address, "leaving": True}
+                              for other in leaving})
             path = peers_file(self.run_dir, server.id)
             if write_if_changed(path, json.dumps({"peers": peers, **leases}, indent=1) + "\n") \
                     and leases and self._peers_said.get(server.id) != sorted(peers):

@@ -90,9 +90,24 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     new = replace(new, replication_enabled=old.replication_enabled,
                   supervisor=replace(new.supervisor, control_port=old.supervisor.control_port,
                                      logs=old.supervisor.logs, run=old.supervisor.run))
+    # A server of another machine removed here may hold writes it acknowledged that its
+    # machine's replicator has not shipped (that supervisor dead, stalled, or applying the
+    # edit later): listed `leaving`, it writes nothing more (no peer fences for it), and
+    # its newest copies are pulled here before it goes (pull on write no longer would).
+    cluster.leaving = {node_id: old.nodes[node_id] for node_id in diff.removed
+                       if old.nodes[node_id].kind == "server" and not old.runs_here(node_id)}
     cluster.topology = new
     cluster.write_peers_files()  # running servers learn about added / removed peers
     cluster.replication.set_remote(cluster.remote_peers())
+    if cluster.leaving:
+        for server in new.local_of_kind("server"):
+            if server.id not in diff.added:
+                await cluster.replication.catch_up(server.id)
+        cluster.logger.info("reload: %s left; their newest copies were pulled here first",
+                            ", ".join(sorted(cluster.leaving)))
+        cluster.leaving = {}
+        cluster.write_peers_files()
+        cluster.replication.set_remote(cluster.remote_peers())
     # Servers leaving: out of the balancers first, so no request goes to them.
     for node_id in diff.removed + diff.changed:
         if old.nodes[node_id].kind == "server":

@@ -24,6 +24,11 @@ answers from what the server was told at start:
   the `remote` factory (the server gives it its secret and TLS context),
   kept, with its connection, while its address stays the same.
 
+  A peer removed from the topology on another machine is first listed
+  with `"leaving": true`: still pulled from and certified against, but no
+  longer fenced for (`members`), while its supervisor's machine pulls its
+  newest copies; then it goes.
+
   With write leases on (docs/REPLICATION.md, "Write leases"), the file
   also says whether this server may write: `"lease": {"epoch": 4,
   "until": 12345.6}` (this machine's monotonic time, which the server
@@ -106,6 +111,7 @@ class PeerDirectories:
         self._from_file: dict[str, Path | Peer] = {}
         self._merged: dict[str, Path | Peer] = self._fixed
         self._lease: _Lease | None = None   # None: leases off (no `lease` key)
+        self._leaving: frozenset[str] = frozenset()   # peers of the file marked leaving
 
     @property
     def peers_file(self) -> Path | None:
@@ -119,6 +125,12 @@ class PeerDirectories:
         if self._file is not None:
             self._refresh(self._file)
         return self._merged
+
+    def members(self) -> frozenset[str]:
+        """The peers this server certifies writes for (`.peer fence`): its peers now but
+        those the file marks `"leaving": true` (removed from the topology: their newest
+        copies are being pulled here before they go, and they must write nothing more)."""
+        return frozenset(self.current()) - self._leaving
 
     def all_local(self) -> bool:
         """Whether every peer, as of now, is a data directory of this machine (none over the network)."""
@@ -184,6 +196,8 @@ class PeerDirectories:
             if not isinstance(peers, dict):
                 raise ValueError("'peers' must map ids to directories or {address, data}")
             entries = {peer: _entry(peer, value) for peer, value in peers.items()}
+            leaving = frozenset(peer for peer, value in peers.items()
+                                if isinstance(value, dict) and value.get("leaving") is True)
             lease = _lease(document) if "lease" in document else None
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.error("bad peers file %s (keeping the previous peers): %s", peers_file, error)
@@ -200,6 +214,7 @@ class PeerDirectories:
                     return   # logged: keep the previous peers rather than drop one
                 found[peer] = remote_peer
         self._from_file = found
+        self._leaving = leaving
         self._lease = lease
         merged = {**self._from_file, **self._fixed} if self._from_file else self._fixed
         if merged == self._merged:

@@ -349,7 +349,7 @@ class DatabaseServer:
         # `.peer` requests of the other servers and of replication (peer_service.py).
         self.peer_service = PeerService(node_id, store.root, durable=store.durable,
                                         max_request_bytes=max_request_bytes, logger=logger,
-                                        peers=peers.current if peers is not None else frozenset,
+                                        peers=peers.members if peers is not None else frozenset,
                                         faults=self.storage_faults)
         # Compiled expressions, shared by every connection's session.
         self.codes = CodeCache()

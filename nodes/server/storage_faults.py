@@ -11,7 +11,9 @@ last seen) until the object works again:
 - a successful read clears a *read* fault only: a full or read-only disk
   still serves reads, and that must not hide that writes fail;
 - a commit that went through clears every fault that was a peer's (it was
-  certified against all of them).
+  certified against all of them); one not met again for PEER_FAULT_TTL_S
+  goes too (a server that writes nothing after the peer came back would
+  show it for ever: its writes go through another server).
 
 Bounded: past `max_objects` the record seen longest ago goes. Thread-safe:
 the engine thread records and clears, the event loop answers `.status;`.
@@ -28,6 +30,8 @@ from engine.errors import StorageFault
 from engine.storage.peers import PEER_FAULT_REASON
 
 DEFAULT_MAX_OBJECTS = 256
+# A fault that was a peer's, not met again for this long, is forgotten: nothing fails now.
+PEER_FAULT_TTL_S = 30.0
 
 
 @dataclass
@@ -53,7 +57,17 @@ class StorageFaults:
         self._records: dict[str, FaultRecord] = {}
 
     def __len__(self) -> int:
+        self._forget_old_peer_faults()
         return len(self._records)
+
+    def _forget_old_peer_faults(self) -> None:
+        if not self._records:
+            return
+        older = self._clock() - PEER_FAULT_TTL_S
+        with self._lock:
+            for obj in [obj for obj, known in self._records.items()
+                        if known.last_seen < older and known.reason.startswith(PEER_FAULT_REASON)]:
+                del self._records[obj]
 
     def record(self, fault: StorageFault) -> None:
         """Remember one fault of `fault.object`."""
@@ -113,6 +127,7 @@ class StorageFaults:
 
     def snapshot(self) -> list[dict]:
         """Plain values for `.status;`, by object."""
+        self._forget_old_peer_faults()
         with self._lock:
             records = sorted(self._records.values(), key=lambda r: r.object)
             return [{**asdict(r), "first_seen": round(r.first_seen, 3),

@@ -402,3 +402,44 @@ def test_down_says_when_its_last_replication_pass_could_not_reach_another_machin
         machines.heal("h1")
     finally:
         supervisors.down()
+
+
+def test_a_server_removed_while_its_supervisor_is_dead_is_drained_first(machines, tmp_path):
+    """m2's supervisor killed, m2 ran on and acknowledged writes nobody shipped; the edit
+    removing m2 then reached h1, whose m1 stopped pulling from m2: those writes were lost
+    (347 in the helper's run). Now h1 lists m2 `leaving` (it writes nothing more), pulls
+    its newest copies into m1, and only then drops it."""
+    supervisors = Supervisors(machines, tmp_path, _two_servers_two_machines(machines))
+    environment, student, h1 = supervisors.environment, machines.address("student"), \
+        machines.address("h1")
+
+    def client(machine: str, host: str, port: int, text: str) -> subprocess.CompletedProcess:
+        return machines.run(machine, [sys.executable, "-m", "nodes.client", "--host", host,
+                                      "--port", str(port), "--format", "json", "-e", text],
+                            env=environment, cwd=tmp_path)
+
+    try:
+        supervisors.up()
+        wait_until(lambda: supervisors.rows("h1")["m2"]["state"] == "REMOTE", 20,
+                   "h1's supervisor seeing m2 answer")
+        made = client("student", student, 4102, "manamboara tahiry sekoly; ampiasao sekoly;"
+                      "manamboara tabilao t (id ISA(0,null));")
+        assert made.returncode == 0, made.stdout + made.stderr
+        wait_until(lambda: client("h1", h1, 4101, "ampiasao sekoly; alaivo id ao@ t;")
+                   .returncode == 0, 15, "the table on m1")
+        pid = json.loads((supervisors.folders["student"] / "run" / "state.json").read_text())[
+            "supervisor_pid"]
+        os.kill(pid, 9)   # m2 runs on, unsupervised: nothing ships its writes any more
+        written = client("student", student, 4102, "ampiasao sekoly; manampia ao@ t sanda (7);")
+        assert written.returncode == 0, written.stdout + written.stderr
+        (supervisors.folders["h1"] / "topology.yaml").write_text(
+            _two_servers_two_machines(machines, with_m2=False))
+        wait_until(lambda: "m2" not in supervisors.rows("h1"), 20, "h1 applying the edit")
+        rows = json.loads(client("h1", h1, 4101, "ampiasao sekoly; alaivo id ao@ t;")
+                          .stdout.splitlines()[-1])["rows"]
+        assert rows == [[7]], "m2's acknowledged write was not pulled before m2 was dropped"
+        refused = client("student", student, 4102, "ampiasao sekoly; manampia ao@ t sanda (8);")
+        assert refused.returncode != 0 and "m2 is not a peer of m1" in refused.stdout
+    finally:
+        supervisors.run("student", "up", "-d")   # takes m2 over, for `down` to stop it
+        supervisors.down()

@@ -1,7 +1,7 @@
 """nodes.storage_faults: the server's record of objects it could not read or write (injected clock)."""
 
 from engine.errors import StorageFault
-from nodes.server.storage_faults import StorageFaults
+from nodes.server.storage_faults import PEER_FAULT_TTL_S, StorageFaults
 from tests.conftest import ManualClock
 
 
@@ -46,3 +46,19 @@ def test_bounded_the_object_seen_longest_ago_goes():
         clock.now = float(index)
         faults.record(fault(f"s/tables/{name}.json"))
     assert faults.objects() == ["s/tables/b.json", "s/tables/c.json"]
+
+
+def test_a_peers_fault_ends_with_a_write_or_once_not_met_again_for_a_while():
+    """A server that wrote nothing after the peer came back (its writes went through
+    another server) showed `peer unreachable` for ever."""
+    clock = ManualClock(1000.0)
+    faults = StorageFaults(clock)
+    faults.record(fault("s/database.json", "write", "peer unreachable: m2"))
+    faults.record(fault("s/tables/t.json", "write", "No space left on device"))
+    clock.now = 1000.0 + PEER_FAULT_TTL_S - 1
+    assert len(faults) == 2
+    clock.now = 1000.0 + PEER_FAULT_TTL_S + 1
+    assert [record["object"] for record in faults.snapshot()] == ["s/tables/t.json"]
+    assert len(faults) == 1   # the disk's fault stays until the object is written
+    faults.record(fault("s/database.json", "write", "peer unreachable: m3"))
+    assert faults.peers_reached() == ["s/database.json"] and len(faults) == 1
