@@ -51,6 +51,13 @@ def create_students(port: int) -> None:
             teacher.ok(f'manamboara mpampiasa {name} tenimiafina "{password}";')
 
 
+def make_anadb(ana: WireClient) -> None:
+    """ana's database `anadb` with an empty table `t (id)`, selected."""
+    ana.ok("manamboara tahiry anadb;")
+    ana.ok("ampiasao anadb;")
+    ana.ok("manamboara tabilao t (id ISA(null,null));")
+
+
 def chain(start_node):
     """m1 (--accounts) behind balancer lb behind proxy px (caching 60 s, no settle delay)."""
     m1 = start_server(start_node)
@@ -151,9 +158,7 @@ def test_the_balancer_and_the_proxy_carry_the_identity_and_nothing_else(start_no
             assert anonymous.one("asehoy ny tahiry;").message == LOGIN_REQUIRED
     create_students(lb.port)
     with logged_in(px.port, "ana", STUDENTS["ana"]) as ana:
-        ana.ok("manamboara tahiry anadb;")
-        ana.ok("ampiasao anadb;")
-        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        make_anadb(ana)
         ana.ok("manampia ao@ t sanda (1);")
         assert ana.rows(READ) == [[1]]
         with WireClient(m1.port) as probe:
@@ -179,9 +184,7 @@ def test_the_proxy_never_serves_one_accounts_cached_answer_to_another(start_node
     create_students(lb.port)
     with logged_in(px.port, "ana", STUDENTS["ana"]) as ana, \
             logged_in(px.port, "bob", STUDENTS["bob"]) as bob:
-        ana.ok("manamboara tahiry anadb;")
-        ana.ok("ampiasao anadb;")
-        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        make_anadb(ana)
         ana.ok("manampia ao@ t sanda (42);")
         ana.ok("omeo bob zo mamaky ao@ anadb;")
         bob.ok("ampiasao anadb;")     # bob's session is in anadb, like ana's
@@ -199,9 +202,7 @@ def test_a_revoke_through_the_balancer_refuses_a_cached_read_at_once(start_node)
     m1, lb, px = chain(start_node)
     create_students(lb.port)
     with logged_in(px.port, "ana", STUDENTS["ana"]) as ana:
-        ana.ok("manamboara tahiry anadb;")
-        ana.ok("ampiasao anadb;")
-        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        make_anadb(ana)
         ana.ok("manampia ao@ t sanda (7);")
         ana.ok("omeo bob zo mamaky ao@ anadb;")
     with logged_in(px.port, "bob", STUDENTS["bob"]) as bob:
@@ -251,9 +252,7 @@ def test_the_proxy_logs_in_again_on_a_new_upstream_connection(start_node):
     m1, lb, px = chain(start_node)
     create_students(lb.port)
     with logged_in(px.port, "ana", STUDENTS["ana"]) as ana:
-        ana.ok("manamboara tahiry anadb;")
-        ana.ok("ampiasao anadb;")
-        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        make_anadb(ana)
         start_node.restart(lb)          # the proxy's upstream connection breaks
         # The next statement goes on a new connection, logged in as ana again
         # (and in anadb again), not as nobody and not as anyone else.
@@ -340,9 +339,7 @@ def test_a_new_password_holds_through_the_chain_and_ends_the_old_sessions(start_
     new_password = "Ana-new-pass-77"
     with logged_in(px.port, "ana", STUDENTS["ana"]) as ana, \
             logged_in(lb.port, "ana", STUDENTS["ana"]) as elsewhere:
-        ana.ok("manamboara tahiry anadb;")
-        ana.ok("ampiasao anadb;")
-        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        make_anadb(ana)
         ana.ok(f'ovay ny tenimiafina ana "{new_password}";')
         ana.ok("manampia ao@ t sanda (1);")   # the session that changed it carries on
         assert elsewhere.one("asehoy ny tahiry;").message == \
@@ -394,9 +391,7 @@ def test_a_dead_session_gets_no_cached_answer_of_its_account(start_node):
     create_students(lb.port)
     with logged_in(px.port, "ana", STUDENTS["ana"]) as intruder, \
             logged_in(px.port, "ana", STUDENTS["ana"]) as ana:
-        ana.ok("manamboara tahiry anadb;")
-        ana.ok("ampiasao anadb;")
-        ana.ok("manamboara tabilao t (id ISA(null,null));")
+        make_anadb(ana)
         intruder.ok("ampiasao anadb;")
         with logged_in(lb.port, TEACHER, TEACHER_PW) as teacher:
             teacher.ok('ovay ny tenimiafina ana "Ana-reset-by-teacher-1";')
