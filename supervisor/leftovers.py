@@ -147,10 +147,11 @@ def status_rows(topology: Topology, scan: LeftoverScan, timeout_s: float = 1.0) 
             probe_ms = probes.get(node)
             state = "STOPPED" if node not in elsewhere else (
                 REMOTE if probe_ms is not None else UNREACHABLE)
+            remote = node in elsewhere   # (its restarts are its supervisor's to say: not asked)
             rows.append({"node": node, "kind": spec.kind, "address": spec.address, "pid": None,
-                         "state": state, "uptime_s": None, "restarts": 0,
-                         "manual_restarts": 0, "probe_ms": probe_ms, "last_exit": None,
-                         **({"remote": True} if node in elsewhere else {})})
+                         "state": state, "uptime_s": None, "restarts": None if remote else 0,
+                         "manual_restarts": None if remote else 0, "probe_ms": probe_ms,
+                         "last_exit": None, **({"remote": True} if remote else {})})
             continue
         try:
             uptime = round(time.time() - leftover.process.create_time(), 1)

@@ -378,6 +378,7 @@ def test_with_its_supervisor_dead_status_still_probes_the_other_machines(machine
         rows = {row["node"]: row for row in json.loads(answer.stdout)["nodes"]}
         assert {node: rows[node]["state"] for node in ("m1", "lb", "m2")} == \
             {"m1": "REMOTE", "lb": "REMOTE", "m2": "UNSUPERVISED"}
+        assert rows["m1"]["restarts"] is None   # its supervisor's to say, not asked
         assert "replication from this machine's servers is paused" in \
             json.loads(answer.stdout)["message"]
         assert supervisors.run("student", "up", "-d").returncode == 0   # takes m2 over again
