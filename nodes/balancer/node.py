@@ -379,7 +379,10 @@ class Balancer:
                 self.counters.refused_logins += 1
                 return response.raw   # a refused login: the connection closes it
             self.counters.logins += 1
-            session.logged_in(login, login_arguments(request)[0], connection)
+            account = login_arguments(request)[0]
+            if session.account is not None and session.account != account:
+                session.database = connection.database = None   # (as the server: afresh)
+            session.logged_in(login, account, connection)
             return response.raw
         return no_backend_error(NO_BACKEND_TO_ANSWER, reasons)
 

@@ -312,6 +312,8 @@ class RemoteRunner:
         if outcome.ok:
             login = login_after(statement, self._login)
             if login is not None:   # what a reconnection logs in with from now on
+                if self._login is not None and login[0] != self._login[0]:
+                    self.database = None   # another account starts afresh (as the node)
                 self._login = login
 
     def lost(self, statements: list[str]) -> None:

@@ -347,9 +347,12 @@ class ProxySession:
             self.in_flight -= 1
         if request.admin == ADMIN_LOGIN and response.ok:
             try:
-                self.account = login_arguments(request)[0]
+                account = login_arguments(request)[0]
             except ValueError:   # the upstream took it: never, but then no cache for it
-                self.account = ""
+                account = ""
+            if self.account is not None and self.account != account:
+                self.database = None   # another account starts afresh, as on the server
+            self.account = account
             self.login = request.wire()
         return response.raw
 

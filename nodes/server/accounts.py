@@ -150,6 +150,10 @@ class ServerAccounts:
         previous = getattr(session, "identity", None)
         if previous is not None:
             self._count(previous.name).sessions -= 1
+            if previous.name != identity.name:
+                # Another account starts afresh: the database chosen for the previous one
+                # may be one it cannot read (the balancer and the proxy cache do the same).
+                session.current_database = None
         session.identity = identity
         counts = self._count(identity.name)
         counts.logins += 1

@@ -417,3 +417,19 @@ def test_versions_on_a_server_says_nothing_of_a_database_the_account_may_not_rea
     with logged_in(m1.port, "bob", STUDENTS["bob"]) as bob:
         assert bob.one(".versions anadb secret nothere;").message == \
             "Hadisoana : Tsy manana zo mamaky ny tahiry anadb ianao"
+
+
+def test_a_login_as_another_account_starts_without_a_database_on_every_node(start_node):
+    """A server kept the previous account's database; the balancer and the proxy then
+    replayed `ampiasao` of it for the new account on their next connection, so the same
+    statement was answered differently through each node."""
+    m1, lb, px = chain(start_node)
+    create_students(lb.port)
+    with logged_in(lb.port, "ana", STUDENTS["ana"]) as ana:
+        make_anadb(ana)
+    for port in (m1.port, lb.port, px.port):
+        with logged_in(port, "ana", STUDENTS["ana"]) as client:
+            client.ok("ampiasao anadb;")
+            client.ok(login_request("bob", STUDENTS["bob"]).decode())
+            client.ok("asehoy ny mpampiasa;")   # refused through lb and px before
+            assert client.one(READ).message == "Hadisoana : Tsy nisafidy tahiry ianao", port
