@@ -12,7 +12,14 @@ as every request of the node). Each connection has a `PeerSession`:
   released by `.peer release`, when the lease's seconds are over (a frozen
   peer keeps nobody's lock), or as soon as the connection is gone (a dead
   peer neither);
-- the parts of a payload too big for one request (`.peer part`).
+- the parts of a payload too big for one request (`.peer part`);
+- the server its hello named (`.peer hello 2 SERVER`): `.peer fence` is
+  refused to a server that is not one of this server's peers now (removed
+  from the topology here: its writes must not be certified), and granted
+  to a replicator, which names none.
+
+A copy shipped here that cannot be written (a full disk) is a storage
+fault of this server, in its `.status`, until a copy of the object is.
 
 The questions are answered by engine/storage/folder_peer.py and
 engine/storage/object_copy.py, the code a store on this machine uses on a
@@ -88,7 +95,8 @@ class PeerService:
                  max_request_bytes: int = 1 << 20, logger: logging.Logger | None = None,
                  peers: Callable[[], Collection[str]] = frozenset,
                  faults: StorageFaults | None = None):
-        """`peers()`: the ids of this server's peers now (its peers file, re-read on change);
+        """`peers()`: the servers it fences for now (its peers file's, re-read on change, but
+        those marked leaving: nodes/server/membership.py `members`);
         `faults`: the server's storage faults, which a copy shipped here that cannot be
         written joins (and a copy written ends)."""
         self.node_id = node_id
