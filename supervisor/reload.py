@@ -100,14 +100,21 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     cluster.write_peers_files()  # running servers learn about added / removed peers
     cluster.replication.set_remote(cluster.remote_peers())
     if cluster.leaving:
-        for server in new.local_of_kind("server"):
-            if server.id not in diff.added:
-                await cluster.replication.catch_up(server.id)
-        cluster.logger.info("reload: %s left; their newest copies were pulled here first",
-                            ", ".join(sorted(cluster.leaving)))
-        cluster.leaving = {}
-        cluster.write_peers_files()
-        cluster.replication.set_remote(cluster.remote_peers())
+        try:
+            for server in new.local_of_kind("server"):
+                if server.id in diff.added or not cluster.replication.known(server.id):
+                    continue
+                try:
+                    await cluster.replication.catch_up(server.id)
+                except Exception:   # one server's pull must not leave the peers `leaving`
+                    cluster.logger.exception("reload: %s could not pull from %s", server.id,
+                                             ", ".join(sorted(cluster.leaving)))
+            cluster.logger.info("reload: %s left; their newest copies were pulled here first",
+                                ", ".join(sorted(cluster.leaving)))
+        finally:
+            cluster.leaving = {}
+            cluster.write_peers_files()
+            cluster.replication.set_remote(cluster.remote_peers())
     # Servers leaving: out of the balancers first, so no request goes to them.
     for node_id in diff.removed + diff.changed:
         if old.nodes[node_id].kind == "server":
