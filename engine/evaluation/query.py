@@ -122,8 +122,13 @@ def _released(error: BaseException) -> BaseException:
 # Single-table helpers for UPDATE / DELETE and VALUES
 
 
+def _stored_columns(table: TableData, qualifier: str) -> list[ScopeColumn]:
+    """A stored table's columns as a scope sees them (a DATY-only one marked: dates)."""
+    return [ScopeColumn(c.name, (qualifier,), VALUE, only_dates(c.domain)) for c in table.columns]
+
+
 def _table_scope(table: TableData) -> Scope:
-    return Scope([ScopeColumn(c.name, (table.name,), VALUE, only_dates(c.domain)) for c in table.columns])
+    return Scope(_stored_columns(table, table.name))
 
 
 def _guarded(compile_step: Callable[[], _T]) -> _T:
@@ -271,7 +276,7 @@ def plan_query(select: SelectExpr, table: TableData, params: dict[tuple[type, ob
 def _plan_core(core: SelectCore, source: TableSource, table: TableData,
                params: dict[tuple[type, object], int], codes: CodeCache | None) -> QueryPlan | None:
     qualifier = source.alias or source.name
-    scope = Scope([ScopeColumn(c.name, (qualifier,), VALUE, only_dates(c.domain)) for c in table.columns])
+    scope = Scope(_stored_columns(table, qualifier))
     where = index = None
     if core.where is not None:
         where = compile_template(core.where, RowContext(scope, "rehefa"), params, "rehefa", codes)
@@ -458,8 +463,7 @@ class _Evaluator:
             qualifier = source.alias or source.name
             table = self.catalog.table(source.name)
             if table is not None:
-                columns = [ScopeColumn(c.name, (qualifier,), VALUE, only_dates(c.domain))
-                           for c in table.columns]
+                columns = _stored_columns(table, qualifier)
                 return qualifier, columns, table.rows, table
             result = self._view(source.name)
         columns = [ScopeColumn(c.name, (qualifier,), c.kind) for c in result.columns]
@@ -649,11 +653,11 @@ class _Evaluator:
         text = order.text or expression_text(order.expr)
         expr = order.expr
         index: int | None = None
-        if order.position is not None:
-            index = order.position - 1
+        if isinstance(expr, Literal) and type(expr.value) is int:   # a column's position
+            index = expr.value - 1
             if not 0 <= index < len(columns):
                 raise TahiryError(
-                    f"alaharo {order.position} : tsy misy tsanganana faha-{order.position} "
+                    f"alaharo {expr.value} : tsy misy tsanganana faha-{expr.value} "
                     f"(tsanganana {len(columns)} no ao amin'ny valiny)")
         elif isinstance(expr, Literal):
             # (A constant key leaves the rows as they were: never what was meant.)

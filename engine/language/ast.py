@@ -129,16 +129,12 @@ class Join:
 
 @dataclass(frozen=True)
 class OrderItem:
-    """One `alaharo` key: `expr [miakatra | midina]`.
-
-    position: the key is a whole number written alone (`alaharo 2`): as in SQL,
-    the result's column at that place (1 = the first), not the constant.
-    """
+    """One `alaharo` key: `expr [miakatra | midina]` (a whole number alone, `alaharo 2`,
+    is the result's column at that place, as in SQL: engine/evaluation/query.py)."""
 
     expr: Expr
     descending: bool = False
     text: str = ""
-    position: int | None = None
 
 
 @dataclass(frozen=True)

@@ -646,13 +646,7 @@ class _Grammar(Parser):
     @_("expr", "expr MIAKATRA", "expr MIDINA")
     def order_item(self, p):
         descending = len(p) == 2 and p._slice[1].type == "MIDINA"
-        expr = p.expr
-        # (Not a `Literal` the statement cache may swap: `alaharo 1` and `alaharo 2`
-        # are two shapes, each parsed.)
-        position = expr.value if isinstance(expr, ast.Literal) and type(expr.value) is int \
-            else None
-        return ast.OrderItem(expr, descending, collapse_whitespace(self._source(p._slice[0])),
-                             position)
+        return ast.OrderItem(p.expr, descending, collapse_whitespace(self._source(p._slice[0])))
 
     @_("empty")
     def limit_opt(self, p):
