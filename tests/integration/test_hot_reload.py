@@ -102,6 +102,20 @@ def m3_removed_after_an_acknowledged_write(cluster) -> Path:
     return data
 
 
+def wait_for_rows(data: Path, rows: list[list[int]]) -> None:
+    """Wait for every server's copy of t to hold `rows`; at the deadline, say what each holds."""
+    held = {}
+
+    def every_server_holds_them() -> bool:
+        for server in ("m1", "m2", "m3"):
+            held[server] = sorted(current_document(data / server / TABLE)["rows"])
+        return all(copy == rows for copy in held.values())
+    try:
+        wait_until(every_server_holds_them, DEADLINE_S, f"every server to hold {rows}")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}; the servers hold {held}") from None
+
+
 def write_offline(root: Path) -> None:
     """Rows 50002 and 50003 written into `root` with the embedded engine (no cluster)."""
     offline = Session(Store(root))
@@ -122,9 +136,7 @@ def test_a_server_added_back_after_offline_writes_loses_no_acknowledged_write(cl
     # A write on top: it pulled m3's copy first when m3's counter won.
     after = cluster.session("ampiasao ops;", "manampia ao@ t sanda (2);", port=cluster.ports["lb"])
     assert "Hadisoana" not in after[1], after
-    for server in ("m1", "m2", "m3"):
-        wait_until(lambda server=server: sorted(current_document(data / server / TABLE)["rows"])
-                   == [[1], [2], [50001]], DEADLINE_S, f"{server} to hold the acknowledged rows")
+    wait_for_rows(data, [[1], [2], [50001]])
     kept = list((data / "m3" / ".diverged").rglob("t.json*"))
     assert kept, "m3's diverged copy is kept"
     assert "diverged" in (cluster.workdir / "logs" / "supervisor.log").read_text()
@@ -158,8 +170,6 @@ def test_a_server_added_back_while_the_cluster_was_down_loses_no_acknowledged_wr
     write_offline(data / "m3")
     cluster.write(extra_servers=("m3",))   # m3 back, while stopped
     assert cluster.up().returncode == 0
-    for server in ("m1", "m2", "m3"):
-        wait_until(lambda server=server: sorted(current_document(data / server / TABLE)["rows"])
-                   == [[1], [50001]], DEADLINE_S, f"{server} to hold the acknowledged rows")
+    wait_for_rows(data, [[1], [50001]])
     assert list((data / "m3" / ".diverged").rglob("t.json*")), "m3's diverged copy is kept"
     assert "m3 joining" in (cluster.workdir / "logs" / "supervisor.log").read_text()
