@@ -6,8 +6,8 @@ file or the new one; with a directory lock, an optional last check runs
 right before the rename (replication's copies and repairs use it).
 `write_durable_temp` is its first half (the group commit prepares every
 file before renaming any).
-`encode_document` is how documents become bytes (compact JSON,
-docs/STORAGE.md).
+`encode_document` is how documents become bytes (compact JSON ending with
+its checksum, docs/STORAGE.md).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import orjson
 
+from engine.storage.object_format import sealed
 from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, LOCK_POLL_MAX_S, DirectoryLock, holding
 from engine.storage.row_list import encode_default
 
@@ -28,12 +29,14 @@ TEMP_SUFFIX = ".tmp"
 
 
 def encode_document(document: dict) -> bytes:
-    """Compact JSON bytes; falls back to `json` for what orjson refuses."""
+    """Compact JSON bytes ending with the document's checksum (`object_format.sealed`); falls
+    back to `json` for what orjson refuses."""
     try:
-        return orjson.dumps(document, default=encode_default)
+        body = orjson.dumps(document, default=encode_default)
     except TypeError:
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":"),
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":"),
                           allow_nan=False, default=encode_default).encode("utf-8")
+    return sealed(body) if document else body
 
 
 def is_temp_file(file_name: str) -> bool:

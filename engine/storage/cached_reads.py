@@ -55,13 +55,11 @@ import threading
 from pathlib import Path
 from stat import S_ISDIR
 
-import orjson
-
 from engine.collector import LASTING_BYTES, lasting_build
 from engine.errors import StorageFault, TahiryError
 from engine.storage import journal
 from engine.storage.document_cache import DocumentCache, derive_memo, file_signature
-from engine.storage.object_format import FORMAT_VERSION, READABLE_FORMATS
+from engine.storage.object_format import FORMAT_VERSION, READABLE_FORMATS, InvalidDocument, decode_document
 
 # At most this many journal paths are memorised (then the memo starts over).
 JOURNAL_PATH_ENTRIES = 4096
@@ -341,13 +339,14 @@ class CachedReader:
                 # been replaced since the stat above).
                 stat = os.fstat(handle.fileno())
                 data = handle.read()
-            document = orjson.loads(data)
+            document = decode_document(data, path)
         except (FileNotFoundError, NotADirectoryError):
             raise
-        except (orjson.JSONDecodeError, OSError) as error:
+        except (InvalidDocument, OSError) as error:
             log.error("cannot read %s: %s", path, error)
             rel = str(path.relative_to(self.root))
-            reason = (f"corrupt: {error}" if isinstance(error, orjson.JSONDecodeError)
+            reason = ((error.reason if error.reason.startswith("corrupt:")
+                       else f"corrupt: {error.reason}") if isinstance(error, InvalidDocument)
                       else f"unreadable: {error.strerror or error}")
             raise StorageFault(f"Simba na tsy voavaky ny rakitra {rel}", rel, "read", reason) from None
         if not isinstance(document, dict):

@@ -16,10 +16,8 @@ import logging
 import os
 from pathlib import Path
 
-import orjson
-
 from engine.storage.object_copy import Shipment, read_shipment
-from engine.storage.object_format import InvalidDocument
+from engine.storage.object_format import InvalidDocument, decode_document
 from engine.storage.object_state import ObjectVersion, read_state, version_of
 from engine.storage.peers import DEFAULT_LOCK_TIMEOUT_S, DirectoryLock
 
@@ -119,6 +117,6 @@ def same_broadcast_write(document: dict, copy_path: Path) -> bool:
     if document["kind"] != "database" and not document["dropped"]:
         return False
     try:
-        return bool(orjson.loads(copy_path.read_bytes()) == document)
-    except (OSError, orjson.JSONDecodeError):
+        return bool(decode_document(copy_path.read_bytes(), copy_path) == document)
+    except (OSError, InvalidDocument):
         return False

@@ -12,10 +12,13 @@ of that object?" has one answer everywhere:
   a relative path and (kind, name) (`object_relpath`, `kind_and_name`);
 - `check_header(document, where, kind, name)`: the five header keys
   (format, kind, name, change, dropped), enough to compare counters;
+- `sealed(body)` and `decode_document(data, where)`: a document's checksum,
+  its last key, written with it and checked (then removed) on every read,
+  so a byte changed on disk that still reads as JSON is found;
 - `check_document(data, where, kind, name)`: the whole document, decoded
-  and checked (header, and for a live object the fields of its kind): a
-  truncated file whose header survived fails here, so a copy that passes
-  can be served and replicated.
+  and checked (checksum, header, and for a live object the fields of its
+  kind): a truncated file whose header survived fails here, so a copy that
+  passes can be served and replicated.
 
 Every failure is an `InvalidDocument` whose `reason` says what is wrong
 without the path (for status listings). No I/O here: callers read bytes.
@@ -24,6 +27,8 @@ without the path (for status listings). No I/O here: callers read bytes.
 from __future__ import annotations
 
 import os
+import re
+import zlib
 
 import orjson
 
@@ -110,6 +115,37 @@ def kind_and_name(relpath: str) -> tuple[str, str]:
 # documents
 
 
+# A document's checksum is its last key: the CRC-32 of every byte before that
+# key, 8 hex digits. A file without one (written before documents had it, or by
+# hand) is read as before; one whose checksum does not match is corrupt.
+CHECKSUM_KEY = "checksum"
+_CHECKSUM_TAIL = re.compile(rb',"checksum":"([0-9a-f]{8})"\}\Z')
+_CHECKSUM_TAIL_BYTES = len(b',"checksum":"') + 8 + len(b'"}')
+
+
+def sealed(body: bytes) -> bytes:
+    """`body` (a JSON object, compact, with at least one key) with its checksum as last key."""
+    head = body[:-1]
+    return b'%s,"checksum":"%08x"}' % (head, zlib.crc32(head))
+
+
+def decode_document(data: bytes, where: str | os.PathLike) -> object:
+    """The JSON value in `data`, its checksum checked and removed; InvalidDocument otherwise."""
+    tail = _CHECKSUM_TAIL.search(data, max(0, len(data) - _CHECKSUM_TAIL_BYTES))
+    if tail is not None and zlib.crc32(memoryview(data)[:tail.start()]) != int(tail.group(1), 16):
+        raise InvalidDocument(where, "corrupt: checksum mismatch (its bytes changed after it "
+                                     "was written)")
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise InvalidDocument(where, f"not valid JSON ({error})") from None
+    if isinstance(document, dict) and CHECKSUM_KEY in document:
+        if tail is None:   # the key is there, not where and as it is written
+            raise InvalidDocument(where, "corrupt: checksum mismatch (a damaged checksum)")
+        del document[CHECKSUM_KEY]
+    return document
+
+
 def check_header(document: object, where: str | os.PathLike, kind: str | None = None,
                  name: str | None = None) -> dict:
     """`document` if it is a dict with a valid header (of `kind` `name` when given)."""
@@ -139,13 +175,10 @@ def check_document(data: bytes, where: str | os.PathLike, kind: str | None = Non
     fields of its kind in the shape every reader relies on (a table's
     columns and rows of the columns' width, a view's query text, a
     domain's atoms). Values inside rows are not checked one by one: that
-    would cost more than the decoding, and every writer checks them.
+    would cost more than the decoding, and every writer checks them (the
+    checksum finds a value changed since).
     """
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise InvalidDocument(where, f"not valid JSON ({error})") from None
-    check_header(document, where, kind, name)
+    document = check_header(decode_document(data, where), where, kind, name)
     if document.get("dropped", False):
         return document
     body_kind = document["kind"]

@@ -64,7 +64,13 @@ from engine.errors import EngineError
 from engine.storage import journal
 from engine.storage.journal import Entry, JournalError
 from engine.storage.nofollow import FileSignature, folder_of, open_in, read_all, read_in, stat_in
-from engine.storage.object_format import InvalidDocument, check_document, check_header, kind_and_name
+from engine.storage.object_format import (
+    InvalidDocument,
+    check_document,
+    check_header,
+    decode_document,
+    kind_and_name,
+)
 from engine.storage.row_list import encode_default
 
 HEADER_BYTES = 512
@@ -279,12 +285,7 @@ def _read_header(descriptor: int, rel: str) -> tuple[int, bool]:
     match = _HEADER_RE.match(head)
     if match is not None:
         return int(match.group(2)), match.group(3) == b"true"
-    data = head + read_all(descriptor)
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        raise InvalidDocument(rel, f"not valid JSON ({error})") from None
-    header = check_header(document, rel)
+    header = check_header(decode_document(head + read_all(descriptor), rel), rel)
     return header["change"], bool(header.get("dropped", False))
 
 

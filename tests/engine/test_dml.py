@@ -1,6 +1,5 @@
 """Session + executor: manampia, havaozy, fafao; atomicity, domains, limits."""
 
-import json
 import os
 
 import orjson
@@ -9,6 +8,7 @@ import pytest
 from engine.evaluation.executor import Limits
 from engine.session import Session
 from engine.storage.journal import journal_path
+from engine.storage.object_format import decode_document
 from engine.storage.object_state import current_document
 from engine.storage.store import Store
 from tests.engine.sessionkit import one, rows, run
@@ -227,7 +227,7 @@ def test_delete_errors_write_nothing(filled, tmp_path):
 def test_next_statement_sees_a_file_replaced_by_another_process(filled, tmp_path):
     assert len(rows(filled, "alaivo * ao@ t;")) == 3
     path = table_file(tmp_path)
-    document = json.loads(path.read_text())
+    document = decode_document(path.read_bytes(), path)
     document["rows"] = [[42, "r", None]]
     document["change"] += 1
     temp = path.parent / ".t.json.repl.tmp"

@@ -16,6 +16,7 @@ from engine.storage import journal, maintenance
 from engine.storage.checkpoints import CheckpointPolicy
 from engine.storage.group_commit import BatchFenced
 from engine.storage.journal import journal_path
+from engine.storage.object_format import decode_document
 from engine.storage.object_state import current_document, version_of
 from engine.storage.peers import FixedPeers
 from engine.storage.store import Store
@@ -150,7 +151,7 @@ def test_a_format_1_directory_is_upgraded_once_and_crash_safely(tmp_path):
              "rows": [[1], [2]]}
     snapshot(root).write_bytes(orjson.dumps(table))
     store = open_store(root, exclusive=True)
-    upgraded = json.loads(snapshot(root).read_text())
+    upgraded = decode_document(snapshot(root).read_bytes(), "t")
     assert upgraded == {**table, "format": 2}, "same content and counter, format 2"
     assert json.loads((root / ".tahiry.format").read_text()) == {"format": 2}
     assert maintenance.upgrade(root) == 0, "done once"
@@ -163,7 +164,7 @@ def test_a_format_1_snapshot_is_rewritten_whole_rather_than_journaled(tmp_path):
     root = tmp_path / "data"
     store = open_store(root)
     run(store, SETUP + "manampia ao@ t sanda (1, 'a');", database=None)
-    document = json.loads(snapshot(root).read_text())
+    document = decode_document(snapshot(root).read_bytes(), "t")
     snapshot(root).write_bytes(orjson.dumps({**document, "format": 1}))   # a peer not upgraded yet
     run(open_store(root), "manampia ao@ t sanda (2, 'b');")
     assert not journal_path(snapshot(root)).exists()

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from engine.errors import TahiryError
+from engine.storage.object_format import decode_document
 from engine.storage.store import Store, validate_name
 
 TABLE_BODY = {"columns": [{"name": "a", "domain": [{"type": "ISA", "min": None, "max": None}]}],
@@ -22,7 +23,8 @@ def store(tmp_path):
 
 
 def read_json(path):
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A document file's content (its checksum checked and removed)."""
+    return decode_document(path.read_bytes(), path)
 
 
 def test_files_are_at_the_documented_paths(store, tmp_path):
@@ -197,7 +199,7 @@ def test_symlink_pointing_outside_is_refused(store, tmp_path):
 
 def test_huge_integers_fall_back_to_json_encoding():
     from engine.storage.atomic_files import encode_document
-    assert json.loads(encode_document({"rows": [[2**70]]})) == {"rows": [[2**70]]}
+    assert decode_document(encode_document({"rows": [[2**70]]}), "t") == {"rows": [[2**70]]}
 
 
 def test_listing_ignores_symlinked_database_outside_and_corrupt_files(store, tmp_path):

@@ -45,6 +45,23 @@ def test_a_truncated_file_is_a_read_fault_naming_the_object(store):
     assert storage_fault_operation(fault.message) == "read"
 
 
+def test_a_byte_changed_in_a_snapshot_is_a_read_fault_not_a_wrong_answer(store):
+    """A digit changed on disk still reads as JSON: it was served as the table's row."""
+    path = store.root / T
+    path.write_bytes(path.read_bytes().replace(b"[[1]]", b"[[7]]"))
+    fresh = Store(store.root)   # no cached version
+    with pytest.raises(StorageFault, match="Simba") as caught:
+        fresh.read("db", "table", "t")
+    assert caught.value.reason.startswith("corrupt: checksum"), caught.value.reason
+
+
+def test_a_document_without_a_checksum_is_still_read(store):
+    """Files written before documents carried one (and hand-made ones) are read as before."""
+    (store.root / T).write_text(json.dumps({"format": 2, "kind": "table", "name": "t",
+                                            "change": 5, "dropped": False, **body(4)}))
+    assert Store(store.root).read("db", "table", "t")["rows"] == [[4]]
+
+
 def test_other_unreadable_documents_are_read_faults_too(store):
     (store.root / T).write_text("[1, 2]")
     with pytest.raises(StorageFault, match="Simba ny rakitra") as caught:

@@ -12,12 +12,14 @@ import logging
 import orjson
 import pytest
 
+from engine.storage.atomic_files import encode_document
 from supervisor.objectfiles import list_object_files
 from supervisor.replication import Replicator
 from tests.supervisor.replicakit import TABLE, document, read_change, wait_until, write_object, write_raw
 
-GOOD = orjson.dumps(document(TABLE, 3, rows=[[1], [2], [3]]))
+GOOD = encode_document(document(TABLE, 3, rows=[[1], [2], [3]]))
 CORRUPT = {
+    "a changed byte": GOOD.replace(b"[[1],[2],[3]]", b"[[1],[7],[3]]"),   # still JSON
     "truncated": GOOD[:len(GOOD) // 2 + 20],   # the header survives, the rows do not
     "garbage": b"\x00\x01 not json at all",
     "wrong kind": orjson.dumps({**document(TABLE, 3), "kind": "view"}),
