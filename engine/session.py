@@ -10,7 +10,7 @@ this object.
 
 A query of a shape seen before (engine/language/statement_cache.py) over one
 stored table runs by its plan (engine/evaluation/query.py's `QueryPlan`,
-compiled once per shape and list of column names): no tree is built and
+compiled once per shape and list of column names and DATY columns): no tree is built and
 nothing compiled, the statement's values are bound to the plan's
 functions. It reads the database and the table exactly as the executor
 does; anything the plan does not cover (views, joins, grouping, ...) runs
@@ -27,6 +27,7 @@ from engine.errors import ERROR_PREFIX, StorageFault, TahiryError
 from engine.evaluation.accounts import PasswordHash, password_ahead
 from engine.evaluation.catalog import DatabaseCatalog, TableData
 from engine.evaluation.code_cache import CodeCache
+from engine.evaluation.domains import only_dates
 from engine.evaluation.equality_lookup import MIN_INDEXED_ROWS
 from engine.evaluation.executor import Executor, Limits
 from engine.evaluation.outcome import Outcome
@@ -49,10 +50,11 @@ TOO_DEEP = ERROR_PREFIX + "Lalina loatra ny fangatahana (jery miantso ny tenany 
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# Keys of a shape's `plans` besides the column-name tuples (no tuple equals them).
+# Keys of a shape's `plans` besides the column tuples, (name, DATY only) per column
+# (no tuple equals them).
 _SOURCE = "source"     # the table the probe reads, None when not plannable
 _LAST = "last"         # (the columns list last checked, its plan): no names compared again
-# Plans kept per shape (one per list of column names its table had).
+# Plans kept per shape (one per list of columns its table had).
 MAX_PLANS = 8
 # `_planned`'s answer when the table is too big for `try_small_read` (nothing run).
 _TOO_BIG = Outcome.failure("")
@@ -319,7 +321,9 @@ class Session:
         last = plans.get(_LAST)
         if last is not None and last[0] is table.columns:
             return last[1]
-        names = tuple(column.name for column in table.columns)
+        # The names, and which columns are DATY only: a plan compiled a text column's
+        # comparisons without the date check (`check_date_literal`) a DATY one needs.
+        names = tuple((column.name, only_dates(column.domain)) for column in table.columns)
         if names in plans:
             plan = plans[names]
         else:

@@ -188,3 +188,21 @@ def test_a_value_folded_at_compile_time_makes_no_plan(sessions, condition):
         text = "alaivo * ao@ t rehefa " + condition.format(first, second)
         assert described(planned.execute_one(text)) == described(_general(reference, text))
     assert _plans(planned) == []
+
+
+def test_a_plan_is_not_reused_when_a_column_became_daty(sessions):
+    """A plan made for a text column skipped the DATY check (LANGUAGE.md 3) once
+    the table was made again with the same column names and a DATY column."""
+    planned, reference = sessions
+    assert planned.execute_one("manamboara tabilao d (x LAHATSORATRA(null,null))").ok
+    assert planned.execute_one("manampia ao@ d sanda ('2024-05-01')").ok
+    text = "alaivo * ao@ d rehefa x > '2024-1-1'"
+    for _ in range(3):
+        assert planned.execute_one(text).relation.rows == []   # text against text
+    assert planned.execute_one("ravao ny tabilao d").ok
+    assert planned.execute_one("manamboara tabilao d (x DATY)").ok
+    assert planned.execute_one("manampia ao@ d sanda ('2024-05-01')").ok
+    expected = described(_general(reference, text))
+    assert not expected[0] and "YYYY-MM-DD" in expected[1]
+    assert described(planned.execute_one(text)) == expected
+    assert described(planned.try_small_read(text, 10_000)) == expected
