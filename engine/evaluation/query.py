@@ -436,7 +436,9 @@ class _Evaluator:
         columns = []
         for mine, theirs in zip(left.columns, right.columns, strict=True):
             kind = mine.kind if mine.kind == theirs.kind else ANY
-            columns.append(ScopeColumn(mine.name, mine.qualifiers, kind))
+            # Dates only if both sides hold only dates (else a text may be no date).
+            columns.append(ScopeColumn(mine.name, mine.qualifiers, kind,
+                                       mine.dates and theirs.dates))
         # Where a column may hold booleans beside numbers, True must not equal 1.
         tagged = any(column.kind == ANY for column in columns)
         rows = relational.set_operation(select.op, left.rows, right.rows, tagged, self.limits)
@@ -466,7 +468,8 @@ class _Evaluator:
                 columns = _stored_columns(table, qualifier)
                 return qualifier, columns, table.rows, table
             result = self._view(source.name)
-        columns = [ScopeColumn(c.name, (qualifier,), c.kind) for c in result.columns]
+        # A plain column of a DATY column stays one (its literals are checked).
+        columns = [ScopeColumn(c.name, (qualifier,), c.kind, c.dates) for c in result.columns]
         return qualifier, columns, result.rows, None
 
     def _view(self, name: str) -> _Result:
@@ -555,7 +558,8 @@ class _Evaluator:
             merged = left.columns[li]
             columns[li] = ScopeColumn(
                 merged.name, merged.qualifiers + right.columns[ri].qualifiers,
-                merged.kind if merged.kind == right.columns[ri].kind else ANY)
+                merged.kind if merged.kind == right.columns[ri].kind else ANY,
+                merged.dates or right.columns[ri].dates)   # equal to the DATY side's values
         columns += [right.columns[i] for i in kept]
         plan: relational.EquiJoin | None = relational.EquiJoin(
             relational.key_getter(left_keys), relational.key_getter(right_keys), len(shared) == 1)
@@ -723,13 +727,15 @@ def _output_column(item, kind: str, scope: Scope) -> ScopeColumn:
     """Result column: alias, else column name, else the expression's text."""
     expr = item.expr
     origin: tuple[str, ...] = ()
+    dates = False
     if isinstance(expr, ColumnRef):
         source = scope.columns[scope.resolve(expr)]
         origin = source.qualifiers[:1]
         name = item.alias or expr.name
+        dates = source.dates   # a DATY column's values, read through a view or subquery
     else:
         name = item.alias or item.text or expression_text(expr)
-    return ScopeColumn(name, origin, kind)
+    return ScopeColumn(name, origin, kind, dates)
 
 
 def _projector(items, compiled: list[Compiled], scope: Scope):

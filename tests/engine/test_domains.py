@@ -216,6 +216,35 @@ def test_a_date_column_compared_with_a_text_that_is_no_date_is_an_error(tmp_path
     assert rows(session, "alaivo count(*) ao@ dt;") == [[2]]   # nothing changed
 
 
+DATES_THROUGH_SETUP = DATES_SETUP + (
+    "manamboara tabilao du (d DATY, n ISA(null,null)); manampia ao@ du sanda ('2024-05-01', 1);"
+    "manamboara jery vd @ alaivo d, s ao@ dt; manamboara jery vvd @ alaivo d antso daty ao@ vd;")
+
+
+@pytest.mark.parametrize("query", [
+    "alaivo d ao@ vd rehefa d > '2024-1-1';",                        # a view
+    "alaivo daty ao@ vvd rehefa daty > '2024-1-1';",                 # a view of a view, renamed
+    "alaivo q.d ao@ (alaivo d ao@ dt) q rehefa q.d > '2024-1-1';",   # a derived table
+    "alaivo d ao@ (alaivo d, count(*) antso n ao@ dt vondrona d) q rehefa d > '2024-1-1';",
+    "alaivo d ao@ dt tonona:natoraly du rehefa d > '2024-1-1';",     # a natural join's key
+    "alaivo d ao@ (alaivo d ao@ dt ankambana alaivo d ao@ du) q rehefa d > '2024-1-1';",
+])
+def test_a_date_column_stays_a_date_column_through_views_and_subqueries(tmp_path_factory, query):
+    """A view's plain column has its table column's domain (LANGUAGE.md 2, "Describe"):
+    `d > '2024-1-1'` through it compared text and left '2024-05-01' out, silently."""
+    session = prepared_session(tmp_path_factory, "dates-through", DATES_THROUGH_SETUP)
+    outcome = one(session, query)
+    assert not outcome.ok and "Tsy daty voasoratra 'YYYY-MM-DD'" in outcome.message, (
+        outcome.relation and outcome.relation.rows)
+
+
+def test_a_union_with_a_text_column_is_not_a_date_column(tmp_path_factory):
+    session = prepared_session(tmp_path_factory, "dates-union", DATES_THROUGH_SETUP)
+    assert rows(session, "alaivo d ao@ (alaivo d ao@ dt ankambana alaivo s ao@ dt) q "
+                         "rehefa d = '2024-1-1';") == [["2024-1-1"]]
+    assert rows(session, "alaivo d ao@ vd rehefa d > '2024-01-01';") == [["2024-05-01"]]
+
+
 def test_well_written_dates_and_other_columns_compare_as_before(tmp_path_factory):
     session = prepared_session(tmp_path_factory, "dates-ok", DATES_SETUP)
     assert rows(session, "alaivo d ao@ dt rehefa d > '2024-01-01';") == [["2024-05-01"]]
