@@ -9,7 +9,7 @@ engine/language/parser.py), and a statement's own positions start at its
 first character; `ScriptPlace.of` turns that back into the line and column
 of the script (file, `-e` text or typed input) the statement came from,
 so `ml2.sql:4:17:` names the file's own line. A failure without a position
-is placed at its statement's start.
+is placed at its statement's start (its first line sent, after any comment lines).
 """
 
 from __future__ import annotations
@@ -108,7 +108,10 @@ class ScriptPlace:
         """The place of `message`, an error for `statement` (sent as `sent`) starting at start_*."""
         position = error_position(message)
         if position is None:
-            return cls(source, start_line, start_column)
+            # The statement's first line sent: comment lines before it are no part of it.
+            line, column = sent.statement_position(1, 1)
+            script_column = start_column + column - 1 if line == 1 else column
+            return cls(source, start_line + line - 1, script_column)
         line, column = sent.statement_position(*position)
         lines = statement.split("\n")
         text = lines[line - 1] if line <= len(lines) else None

@@ -61,3 +61,19 @@ def test_a_not_found_error_points_at_its_statement_start(tmp_path):
                   cwd=tmp_path)
     line = json_lines(done.stdout)[0]
     assert (line["file"], line["line"], line["column"]) == (str(script), 3, 4)
+
+
+def test_an_error_without_a_position_after_comment_lines_names_its_statement_line(tmp_path):
+    """The comment lines before a statement are no part of it: a failure without a
+    position named the first comment line (`n.tah:2:`), not the statement's."""
+    data = str(tmp_path / "d")
+    assert client("--embedded", data, "-e", SETUP, cwd=tmp_path).returncode == 0
+    script = tmp_path / "n.tah"
+    script.write_text("alaivo 1;\n-- the grades\n  -- (all of them)\n  manampia ao@ t sanda\n"
+                      "  (1), (99);\nalaivo 2; -- note\n   alaivo * ao@ tsy_misy;\n")
+    done = client("--embedded", data, "-d", "s", "--format", "json", "-f", str(script),
+                  cwd=tmp_path)
+    failures = [line for line in json_lines(done.stdout) if not line["ok"]]
+    assert [(line["line"], line["column"]) for line in failures] == [(4, 3), (7, 4)]
+    shown = client("--embedded", data, "-d", "s", "-f", str(script), cwd=tmp_path)
+    assert f"{script}:4: Hadisoana : Ny sanda 99" in shown.stdout + shown.stderr
