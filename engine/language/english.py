@@ -2,7 +2,8 @@
 
 `english_keyword("select")` is `"alaivo"`; the hint of docs/LANGUAGE.md 5b
 ("in Tahiry, 'select' is written 'alaivo'") and a client's `fanampiana
-select` both read this table. It imports nothing, so a client loads it
+select` both read this table. `written_otherwise("distinct")` is how a query
+does what a SQL keyword without a Tahiry word does (a grouping). It imports nothing, so a client loads it
 without the parser.
 
 `topic_of` gives the one word a help topic is filed under (`from` -> `ao`,
@@ -32,6 +33,21 @@ ENGLISH_KEYWORDS: dict[str, str] = {
     # left out on purpose: they name columns too often to be blamed in a hint.
     "grant": "omeo", "revoke": "esory",
 }
+
+
+# SQL keywords Tahiry has no word for, with how a query says the same
+# (the hint `hint_written_otherwise`): each example runs as it is written.
+WRITTEN_OTHERWISE: dict[str, str] = {
+    "distinct": "alaivo a, b ao@ t vondrona a, b",
+    "having": "alaivo * ao@ (alaivo a, count(*) antso n ao@ t vondrona a) x rehefa x.n > 1",
+    "in": "alaivo * ao@ t rehefa a = 1 na a = 2",
+    "between": "alaivo * ao@ t rehefa a >= 1 ary a <= 5",
+}
+
+
+def written_otherwise(word: str) -> str | None:
+    """How Tahiry writes what the SQL keyword `word` does when it has no word for it, else None."""
+    return WRITTEN_OTHERWISE.get(word.lower())
 
 
 def english_keyword(word: str) -> str | None:

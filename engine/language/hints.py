@@ -1,10 +1,12 @@
 """"Did you mean": the hint an error ends with (docs/LANGUAGE.md 5b).
 
-Computed only when an error is raised, never on success. Three kinds:
+Computed only when an error is raised, never on success. Four kinds:
 - a misspelled keyword, table, view or column: the closest known name
   (difflib's ratio, `CUTOFF`), as `hint_did_you_mean`;
 - an English SQL keyword (`select`, `where`, ...): its Malagasy word, as
   `hint_english_keyword`;
+- a SQL keyword Tahiry has no word for (`distinct`, `in`, ...): how a
+  query writes the same, as `hint_written_otherwise`;
 - nothing, when no candidate is close enough.
 
 The hint is one more sentence at the end of the error's text, on the same
@@ -20,7 +22,7 @@ import re
 from collections.abc import Iterable
 
 from engine.language.account_syntax import ACCOUNT_WORDS
-from engine.language.english import english_keyword
+from engine.language.english import english_keyword, written_otherwise
 from engine.language.lexer import HASH_WORDS, KEYWORDS
 from engine.language.messages import text
 
@@ -56,6 +58,9 @@ def closest(word: str, names: Iterable[str], cutoff: float = CUTOFF) -> str | No
 
 def name_hint(word: str, names: Iterable[str]) -> str:
     """The hint for an unknown table, view or column `word` among `names` ("" if none)."""
+    instead = written_otherwise(word)
+    if instead is not None:   # `alaivo distinct a ao@ t`: `distinct` read as a column
+        return text("hint_written_otherwise", word=word, instead=instead)
     suggestion = closest(word, names)
     if suggestion is None:
         return ""
@@ -78,6 +83,9 @@ def keyword_hint(word: str, keywords: Iterable[str] = _KEYWORD_WORDS, cutoff: fl
         if word.lower() == "not" and after.lower() != "dia":
             keyword = NOT_OPERATOR
         return text("hint_english_keyword", keyword=keyword, word=word)
+    instead = written_otherwise(word)
+    if instead is not None:
+        return text("hint_written_otherwise", word=word, instead=instead)
     suggestion = closest(word, keywords, cutoff)
     if suggestion is None:
         return ""
@@ -114,7 +122,8 @@ def syntax_hint(source: str, index: int, expected: Iterable[str] | None = None) 
         words.append((previous, _KEYWORD_WORDS, ALIAS_CUTOFF,
                       earlier.group(1) if earlier is not None else ""))
     for word, _, _, word_before in words:
-        if english_keyword(word) is not None and word.lower() not in KEYWORDS:
+        if (english_keyword(word) is not None or written_otherwise(word) is not None) \
+                and word.lower() not in KEYWORDS:
             return keyword_hint(word, after=word_before)
     for word, keywords, cutoff, word_before in words:
         hint = keyword_hint(word, keywords, cutoff, word_before)

@@ -11,7 +11,7 @@ statements and the rights (docs/LANGUAGE.md, "Accounts and rights").
 
 from __future__ import annotations
 
-from engine.language.english import english_keyword, topic_of
+from engine.language.english import english_keyword, topic_of, written_otherwise
 
 GENERAL = """\
 Tahiry — fanampiana / help
@@ -140,7 +140,8 @@ def topic_help(word: str) -> str | None:
     """The help lines for one keyword, or None if it is not a topic.
 
     An English SQL keyword (`fanampiana select`) answers with the Malagasy
-    word it is written with, then that word's help.
+    word it is written with, then that word's help; one Tahiry has no word
+    for (`fanampiana distinct`), with how a query does the same.
     """
     key = word.strip().lstrip("#").rstrip("@;").lower()
     key = SEE_TOPIC.get(key, key)
@@ -148,6 +149,10 @@ def topic_help(word: str) -> str | None:
     if topic is not None:
         meaning, example = topic
         return f"{key}: {meaning}\n  ohatra / example: {example}"
+    instead = written_otherwise(key)
+    if instead is not None:
+        return (f"{key}: tsy misy amin'ny Tahiry / Tahiry has no '{key}'\n"
+                f"  ohatra / example: {instead};")
     malagasy, filed_under = english_keyword(key), topic_of(key)
     if malagasy is None or filed_under is None:
         return None

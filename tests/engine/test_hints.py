@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.language.english import ENGLISH_KEYWORDS, english_keyword, topic_of
+from engine.language.english import ENGLISH_KEYWORDS, WRITTEN_OTHERWISE, english_keyword, topic_of
 from engine.language.hints import closest, syntax_hint
 from engine.language.lexer import KEYWORDS
 from engine.language.messages import translate
@@ -23,6 +23,11 @@ def did_you_mean(suggestion: str, word: str) -> str:
 
 def in_tahiry(keyword: str, word: str) -> str:
     return f" Amin'ny Tahiry, '{keyword}' no ilazana ny '{word}'."
+
+
+def written_otherwise(word: str) -> str:
+    return (f" Tsy misy '{word}' amin'ny Tahiry ; toy izao no anoratana azy : "
+            f"{WRITTEN_OTHERWISE[word.lower()]}")
 
 
 def forgot_semicolon(word: str) -> str:
@@ -77,6 +82,13 @@ def session(tmp_path_factory):
     ("alaivo * ao@ mpianatra\nalaivo 2;", forgot_semicolon("alaivo")),
     ("manampia ao@ mpianatra sanda (1, 'a')\nalaivo * ao@ mpianatra;", forgot_semicolon("alaivo")),
     ("alaivo id ao@ mpianatra alaharo id fafao ao@ mpianatra;", forgot_semicolon("fafao")),
+    # SQL keywords Tahiry has no word for: how a query writes the same.
+    ("alaivo distinct anarana ao@ mpianatra;", written_otherwise("distinct")),  # read as a column
+    ("alaivo DISTINCT(anarana) ao@ mpianatra;", written_otherwise("distinct")),  # a function
+    ("alaivo id, count(*) ao@ mpianatra vondrona id having count(*) > 1;",
+     written_otherwise("having")),
+    ("alaivo * ao@ mpianatra rehefa id in (1, 2);", written_otherwise("in")),
+    ("alaivo * ao@ mpianatra rehefa id between 1 and 5;", written_otherwise("between")),
     # SQL types where a domain is expected (they read as a named domain that is not there).
     ("manamboara tabilao u (a INT);", in_tahiry("ISA(null,null)", "INT")),
     ("manamboara tabilao u (a text);", in_tahiry("LAHATSORATRA(null,null)", "text")),
@@ -128,6 +140,19 @@ def test_every_english_keyword_maps_to_malagasy_words():
     assert english_keyword("SELECT") == "alaivo" and english_keyword("alaivo") is None
     assert [topic_of(w) for w in ("select", "FROM", "left", "drop", "alaivo")] == [
         "alaivo", "ao", "tonona", "ravao", None]
+
+
+@pytest.mark.parametrize("word", sorted(WRITTEN_OTHERWISE))
+def test_each_way_around_a_missing_keyword_runs_as_written(tmp_path_factory, word):
+    """The hint's query is one a student can type: it runs on a table t (a, b)."""
+    session = prepared_session(tmp_path_factory, "around", """\
+manamboara tahiry s; ampiasao s;
+manamboara tabilao t (a ISA(null,null), b ISA(null,null));
+manampia ao@ t sanda (1, 2), (1, 2), (2, 5);
+""")
+    outcome = one(session, WRITTEN_OTHERWISE[word] + ";")
+    assert outcome.ok and outcome.relation.rows, outcome.message
+    assert english_keyword(word) is None and word not in KEYWORDS
 
 
 def test_the_english_table_loads_without_the_parser():

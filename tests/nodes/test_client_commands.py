@@ -263,6 +263,14 @@ def test_help_on_an_english_keyword_names_the_malagasy_one():
     assert "asehoy ny tsanganana ao@" in text
 
 
+def test_help_on_a_sql_keyword_tahiry_has_no_word_for_shows_how_it_is_written():
+    out = io.StringIO()
+    run_text("fanampiana distinct; fanampiana BETWEEN;", RecordingRunner(), Display("table", out))
+    text = out.getvalue()
+    assert "Tahiry has no 'distinct'" in text and "vondrona a, b;" in text
+    assert "Tahiry has no 'between'" in text and "a >= 1 ary a <= 5;" in text
+
+
 def test_help_has_a_topic_on_accounts_logins_and_rights():
     out = io.StringIO()
     run_text("fanampiana mpampiasa; fanampiana .login; fanampiana grant; fanampiana password;",
