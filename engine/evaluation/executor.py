@@ -372,7 +372,14 @@ class Executor:
         name = validate_name(statement.name, "view")
         self._name_taken(database, name)
         # Checked now: a view that cannot be evaluated is refused.
-        query.evaluate_query(statement.query, self.catalog(database), self.limits.query)
+        relation = query.evaluate_query(statement.query, self.catalog(database), self.limits.query)
+        seen: set[str] = set()
+        for column in relation.columns:
+            if column.name in seen:   # it could never be read by its name: ambiguous
+                raise TahiryError(
+                    f"Ny tsanganana '{column.name}' dia indroa ao amin'ny jery {name} : omeo "
+                    f"anarana hafa ny iray amin'izy ireo (antso)")
+            seen.add(column.name)
         self.store.write(database, "view", name, {"query": statement.query_text.strip()})
         return Outcome.success(f"Ny jery : {name} dia voaforona soamantsara")
 

@@ -137,6 +137,10 @@ CATALOGUE: tuple[Message, ...] = (
        "Malformed login: {why}; expected `.login <name> \"<password>\";`"),
     # ---------------------------------------------------------------- writes
     _M("column_twice", "Ny tsanganana '{name}' dia voatonona indroa", "Column '{name}' is named twice"),
+    _M("view_column_twice",
+       "Ny tsanganana '{name}' dia indroa ao amin'ny jery {view} : omeo anarana hafa ny iray "
+       "amin'izy ireo (antso)",
+       "Column '{name}' appears twice in view {view}: give one of them another name (antso)"),
     _M("insert_select_columns",
        "Tsy mitovy ny isan'ny tsanganana : {selected} avy amin'ny alaivo, {count} ao amin'ny "
        "tabilao {table}",

@@ -125,6 +125,20 @@ def test_create_view_message_and_check_at_creation(school):
     assert rows(school, "asehoy ny jery;") == [["v"]]
 
 
+def test_a_view_with_two_columns_of_one_name_is_refused(school):
+    """Made, it could be read only with `*`: `alaivo id ao@ v` was ambiguous for good."""
+    run(school, "manamboara tabilao t (id ISA(null,null)); manampia ao@ t sanda (1);")
+    twice = ("Hadisoana : Ny tsanganana 'id' dia indroa ao amin'ny jery v : omeo anarana hafa "
+             "ny iray amin'izy ireo (antso)")
+    assert run(school, "manamboara jery v @ alaivo x.id, y.id ao@ t x tonona t y ka x.id = y.id;") \
+        == [twice]
+    assert run(school, "manamboara jery v @ alaivo * ao@ t x tonona t y;") == [twice]
+    assert rows(school, "asehoy ny jery;") == []
+    assert run(school, "manamboara jery v @ alaivo x.id, y.id antso id2 ao@ t x tonona t y;") == [
+        "Ny jery : v dia voaforona soamantsara"]
+    assert rows(school, "alaivo id, id2 ao@ v;") == [[1, 1]]
+
+
 def test_view_follows_its_table_and_breaks_when_the_table_is_dropped(school):
     run(school, "manamboara tabilao t (a ISA(null,null)); manamboara jery v @ alaivo * ao@ t;")
     run(school, "manampia ao@ t sanda (3);")
