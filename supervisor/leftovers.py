@@ -10,8 +10,8 @@ supervisor dies"). This module is how the next supervisor command sees them:
   supervisor's last word) plus, for servers, the live owner of each data
   directory when it names this cluster (a server started after the last
   state save is found too). A pid counts only if that process really is
-  that node: its command line runs `nodes.<kind>` with `--id <node>` (a
-  reused pid belongs to someone else);
+  that node: its command line runs `nodes.<kind>` (a relay: `nodes.relay`)
+  with `--id <node>` (a reused pid belongs to someone else);
 - `status_rows`: what `status` prints for them without a supervisor:
   UNSUPERVISED (never STOPPED) with the `.ping;` round trip;
 - `stop_leftovers`: what `up` does before starting anything: SIGTERM each
@@ -101,7 +101,8 @@ def find_leftovers(topology: Topology) -> LeftoverScan:
 
 
 def _node_process(pid: int, node: str, kind: str | None) -> psutil.Process | None:
-    """The process `pid` if it runs that node (`-m nodes.<kind> ... --id <node>`)."""
+    """The process `pid` if it runs that node (`-m nodes.<kind> ... --id <node>`; a proxy
+    cache with `backends:` runs `-m nodes.relay`)."""
     try:
         process = psutil.Process(pid)
         argv = process.cmdline()
@@ -110,6 +111,8 @@ def _node_process(pid: int, node: str, kind: str | None) -> psutil.Process | Non
     except (psutil.Error, ValueError):
         return None
     modules = {f"nodes.{kind}"} if kind else {a for a in argv if a.startswith("nodes.")}
+    if kind == "proxycache":   # the one relay is a proxy cache run as its own module
+        modules.add("nodes.relay")
     runs_module = any(argument in modules for argument in argv)
     # each argument with the one after it (the last has none)
     named = any(a == "--id" and b == node for a, b in zip(argv, argv[1:], strict=False))

@@ -15,6 +15,7 @@ import signal
 
 import psutil
 import pytest
+import yaml
 
 from tests.integration.cluster_scenario import SupervisedCluster
 from tests.integration.faultkit import WireClient, rows_of, wait_converged
@@ -98,3 +99,36 @@ def test_supervisor_killed_nodes_run_unsupervised_and_a_new_up_loses_no_write(cl
             assert client.use("r").ok
             ids = [row[0] for row in rows_of(client.execute("alaivo id ao@ t"))]
         assert sorted(ids) == sorted(acknowledged), f"{server}: {sorted(set(acknowledged) - set(ids))}"
+
+
+def test_a_relay_left_by_a_dead_supervisor_is_unsupervised_and_stopped_by_down(tmp_path):
+    """Bug: a relay (a proxycache with `backends:`, run as `python -m nodes.relay`) was not
+    recognised as this cluster's node once its supervisor died: `status` listed it
+    STOPPED while it ran, `down` left it running, and `up` refused its port as held by
+    another program."""
+    cluster = SupervisedCluster(tmp_path)
+    proxy = cluster.node_of_kind("proxycache")
+    balancer = cluster.node_of_kind("balancer")
+    del cluster.document["nodes"][balancer]
+    cluster.document["nodes"][proxy].pop("upstream")
+    cluster.document["nodes"][proxy]["backends"] = list(cluster.servers)
+    cluster.topology.write_text(yaml.safe_dump(cluster.document, sort_keys=False))
+    del cluster.kinds[balancer]
+    try:
+        cluster.up()
+        relay = psutil.Process(cluster.pid(proxy))
+        cluster.remember([relay.pid])
+        supervisor = psutil.Process(int((cluster.workdir / "run" / "supervisor.pid").read_text()))
+        os.kill(supervisor.pid, signal.SIGKILL)
+        supervisor.wait(timeout=10)
+
+        answer = json.loads(cluster.cli("status", str(cluster.topology), "--json").stdout)
+        row = next(row for row in answer["nodes"] if row["node"] == proxy)
+        assert (row["state"], row["pid"]) == ("UNSUPERVISED", relay.pid), row
+        down = cluster.cli("down", str(cluster.topology))
+        assert down.returncode == 0, down.stderr
+        assert f"stopping {proxy} (pid {relay.pid})" in down.stderr, down.stderr
+        assert still_running(cluster, [relay.pid]) == []
+    finally:
+        cluster.down()
+        cluster.kill_leftovers()
