@@ -689,9 +689,11 @@ def _check_references(check: _Checker, nodes: dict[str, NodeSpec],
     for spec in nodes.values():
         fields = section[spec.id].value
         if spec.kind == "server":
+            line, key = fields["data"].line, f"nodes.{spec.id}.data"
             if spec.data in data_dirs:
-                check.error(fields["data"].line, f"nodes.{spec.id}.data",
-                            f"same data directory as '{data_dirs[spec.data]}'")
+                check.error(line, key, f"same data directory as '{data_dirs[spec.data]}'")
+            elif spec.data is not None:
+                _check_data_directory(check, line, key, spec.data, data_dirs)
             data_dirs[spec.data] = spec.id
         if spec.routes and spec.backends is not None:
             line = fields["backends"].line
@@ -712,6 +714,30 @@ def _check_references(check: _Checker, nodes: dict[str, NodeSpec],
             elif target is not None and target.kind not in ("balancer", "server"):
                 check.error(line, f"nodes.{spec.id}.upstream",
                             f"'{spec.upstream}' is a {target.kind}, not a balancer or server")
+
+
+def _check_data_directory(check: _Checker, line: int, key: str, data: Path,
+                          others: dict[Path | None, str]) -> None:
+    """A server's directory is nobody else's (the replicator copies each whole
+    directory into the others) and can be one: no file stands where it or a
+    folder above it would go."""
+    for other, owner in others.items():
+        if other is None:
+            continue
+        if other in data.parents:
+            check.error(line, key, f"inside the data directory of '{owner}' ({other}): "
+                        "each server needs a directory of its own")
+            return
+        if data in other.parents:
+            check.error(line, key, f"holds the data directory of '{owner}' ({other}): "
+                        "each server needs a directory of its own")
+            return
+    for path in (data, *data.parents):
+        if path.is_dir():
+            return
+        if os.path.lexists(path):
+            check.error(line, key, f"{path} is a file, not a directory")
+            return
 
 
 def _check_addresses(check: _Checker, nodes: dict[str, NodeSpec], supervisor: SupervisorSettings,

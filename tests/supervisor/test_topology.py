@@ -243,3 +243,31 @@ def test_write_leases_are_off_by_default_and_their_timings_are_checked():
     assert "write_leases.enabled: must be true or false" in errors_of(
         GOOD + "write_leases: {enabled: sometimes}\n")[0]
     assert "write_leases.bogus: unknown key" in errors_of(GOOD + "write_leases: {bogus: 1}\n")[0]
+
+
+def test_a_data_directory_inside_another_servers_is_refused():
+    """Bug: `check` said valid, and `up` crashed with a traceback (OverlappingDataDirectories)
+    after creating the inner directory."""
+    messages = errors_of(GOOD.replace("data: data/m2", "data: data/m1/m2"))
+    assert messages == ["topology.yaml line 15: nodes.m2.data: inside the data directory of "
+                        "'m1' (/tmp/cluster/data/m1): each server needs a directory of its own"]
+    messages = errors_of(GOOD.replace("data: data/m1", "data: data"))
+    assert messages == ["topology.yaml line 15: nodes.m2.data: inside the data directory of "
+                        "'m1' (/tmp/cluster/data): each server needs a directory of its own"]
+
+
+def test_a_data_directory_that_is_a_file_is_refused(tmp_path):
+    """Bug: `check` said valid, and `up` crashed with a FileExistsError traceback."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "m2").write_text("not a directory\n")
+    with pytest.raises(TopologyError) as caught:
+        load_topology_text(tmp_path / "topology.yaml", GOOD)
+    assert caught.value.messages == [
+        f"topology.yaml line 15: nodes.m2.data: {tmp_path / 'data' / 'm2'} is a file, "
+        "not a directory"]
+    (tmp_path / "data" / "m1").write_text("not a directory either\n")
+    with pytest.raises(TopologyError) as caught:
+        load_topology_text(tmp_path / "topology.yaml", GOOD.replace("data/m1", "data/m1/db"))
+    assert caught.value.messages[0] == (
+        f"topology.yaml line 10: nodes.m1.data: {tmp_path / 'data' / 'm1'} is a file, "
+        "not a directory")
