@@ -613,11 +613,19 @@ def _read_settings(check: _Checker, item: _Located | None, key: str, cls, allowe
     return cls(**values)
 
 
+# `logs supervisor` and logs/supervisor.log are the supervisor's: no node takes the name.
+RESERVED_ID = "supervisor"
+
+
 def _read_node(check: _Checker, node_id: str, item: _Located, line: int, base: Path) -> NodeSpec | None:
     key = f"nodes.{node_id}"
     if not ID_PATTERN.match(node_id):
         check.error(line, key, "a node id must be a letter or '_' followed by letters, "
                                "digits, '_' or '-'")
+        return None
+    if node_id == RESERVED_ID:
+        check.error(line, key, f"'{RESERVED_ID}' is the supervisor's own name (its log is "
+                               f"logs/{RESERVED_ID}.log): choose another node id")
         return None
     if not isinstance(item.value, dict):
         check.error(item.line, key, f"must be a mapping, not {_type_name(item.value)}")

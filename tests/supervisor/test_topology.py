@@ -271,3 +271,13 @@ def test_a_data_directory_that_is_a_file_is_refused(tmp_path):
     assert caught.value.messages[0] == (
         f"topology.yaml line 10: nodes.m1.data: {tmp_path / 'data' / 'm1'} is a file, "
         "not a directory")
+
+
+def test_a_node_may_not_be_called_supervisor():
+    """Bug: a node 'supervisor' was accepted; its output went into logs/supervisor.log, the
+    supervisor's own log (two writers rotating one file), and `logs supervisor` mixed both."""
+    text = GOOD.replace("  lb:\n", "  supervisor:\n").replace("upstream: lb", "upstream: supervisor")
+    messages = errors_of(text)
+    assert messages == ["topology.yaml line 16: nodes.supervisor: 'supervisor' is the "
+                        "supervisor's own name (its log is logs/supervisor.log): choose another "
+                        "node id"]
