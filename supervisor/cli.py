@@ -312,7 +312,9 @@ def _up_detached(topology: Topology, take_over: bool = False, hosts: list[str] |
     if admin_password:   # the child reads it where a detached `up` can: its environment
         env[ADMIN_PASSWORD_ENV] = admin_password
     settings.logs.mkdir(parents=True, exist_ok=True)
-    with open(settings.logs / "supervisor.console.log", "ab") as console:
+    console_log = settings.logs / "supervisor.console.log"
+    with open(console_log, "ab") as console:
+        console_start = console.tell()
         child = subprocess.Popen(
             [sys.executable, "-m", "supervisor", "up", str(topology.path), "--quiet",
              *(["--take-over"] if take_over else []),
@@ -325,7 +327,8 @@ def _up_detached(topology: Topology, take_over: bool = False, hosts: list[str] |
     while time.monotonic() < deadline:
         if child.poll() is not None:
             print(f"the supervisor exited with code {child.returncode}:", file=sys.stderr)
-            _print_errors(settings.logs / "supervisor.log", since=started)
+            if not _print_errors(settings.logs / "supervisor.log", since=started, quiet=True):
+                _print_console_end(console_log, console_start)
             return EXIT_FAILED
         try:
             answer = ask(topology, {"cmd": "status"})
@@ -373,14 +376,33 @@ def _entry_node(topology: Topology) -> NodeSpec | None:
     return None
 
 
-def _print_errors(log: Path, since: str, lines: int = 5) -> None:
+def _print_errors(log: Path, since: str, lines: int = 5, quiet: bool = False) -> bool:
+    """The log's ERROR lines since `since` on stderr (else, unless `quiet`, where to look);
+    whether there were any."""
     try:
         errors = [line for line in log.read_text(errors="replace").splitlines()
                   if " ERROR " in line and line >= since][-lines:]
     except OSError:
         errors = []
+    if not errors and quiet:
+        return False
     for line in errors or [f"(see {log})"]:
         print("  " + line, file=sys.stderr)
+    return bool(errors)
+
+
+def _print_console_end(console_log: Path, start: int, lines: int = 10) -> None:
+    """What a detached supervisor wrote to its console (from `start`) before it logged
+    anything: a refusal or a traceback; its last lines on stderr, and where the rest is."""
+    try:
+        with open(console_log, "rb") as console:
+            console.seek(start)
+            text = console.read().decode(errors="replace")
+    except OSError:
+        text = ""
+    for line in [line for line in text.splitlines() if line.strip()][-lines:]:
+        print("  " + line, file=sys.stderr)
+    print(f"  (its output: {console_log})", file=sys.stderr)
 
 
 def _child_env() -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 from nodes.client import cli as client_cli
 from supervisor import cli, status_table
 from supervisor.machine import machine_addresses
-from supervisor.topology import parse_topology
+from supervisor.topology import load_topology, parse_topology
 from tests.conftest import REPO_ROOT, free_port
 from tests.integration.supervisorkit import cluster_yaml
 from tests.supervisor.test_topology import SHIPPED
@@ -170,3 +170,16 @@ def test_logs_of_a_node_of_another_machine_say_where_it_is(tmp_path):
     assert result.returncode == cli.EXIT_FAILED
     assert result.stderr.strip() == \
         f"m2 runs on another machine ({two}): its log is there, in logs/m2.log"
+
+
+def test_a_detached_up_whose_supervisor_exits_says_why(topology_file, capsys):
+    """Bug: `up -d` said `(see logs/supervisor.log)` when the supervisor exited before it
+    logged anything there (a traceback, a refusal): the cause was only in
+    logs/supervisor.console.log."""
+    topology = load_topology(topology_file)
+    topology_file.write_text("nodes: [\n")   # edited while `up` starts: the supervisor refuses it
+    assert cli._up_detached(topology) == cli.EXIT_FAILED
+    said = capsys.readouterr().err
+    assert "the supervisor exited with code 2" in said, said
+    assert "topology.yaml line 2: invalid YAML" in said, said
+    assert "supervisor.console.log" in said, said
