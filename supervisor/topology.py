@@ -584,6 +584,10 @@ def _read_supervisor(check: _Checker, item: _Located | None, base: Path) -> Supe
     for key, default in (("logs", "logs"), ("run", "run")):
         raw = check.text(section[key], f"supervisor.{key}") if key in section else default
         values[key] = (base / raw) if raw else None
+        if values[key] is not None and (blocked := _file_in_the_way(values[key])) is not None:
+            check.error(section[key].line if key in section else item.line, f"supervisor.{key}",
+                        f"{blocked} is a file, not a directory (the supervisor's "
+                        f"{'logs' if key == 'logs' else 'run files'} go there)")
     for key in ("log_max_bytes", "log_backups"):
         if key in section:
             values[key] = check.integer(section[key], f"supervisor.{key}",
@@ -740,12 +744,19 @@ def _check_data_directory(check: _Checker, line: int, key: str, data: Path,
             check.error(line, key, f"holds the data directory of '{owner}' ({other}): "
                         "each server needs a directory of its own")
             return
-    for path in (data, *data.parents):
+    if (blocked := _file_in_the_way(data)) is not None:
+        check.error(line, key, f"{blocked} is a file, not a directory")
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The file standing where `folder`, or a folder above it, would be (None: it is a
+    directory, or can be made)."""
+    for path in (folder, *folder.parents):
         if path.is_dir():
-            return
+            return None
         if os.path.lexists(path):
-            check.error(line, key, f"{path} is a file, not a directory")
-            return
+            return path
+    return None
 
 
 def _check_addresses(check: _Checker, nodes: dict[str, NodeSpec], supervisor: SupervisorSettings,

@@ -281,3 +281,21 @@ def test_a_node_may_not_be_called_supervisor():
     assert messages == ["topology.yaml line 16: nodes.supervisor: 'supervisor' is the "
                         "supervisor's own name (its log is logs/supervisor.log): choose another "
                         "node id"]
+
+
+def test_a_logs_or_run_folder_that_is_a_file_is_refused(tmp_path):
+    """Bug: `check` said valid, and `up` crashed with a FileExistsError traceback."""
+    (tmp_path / "run").write_text("not a directory\n")
+    with pytest.raises(TopologyError) as caught:
+        load_topology_text(tmp_path / "topology.yaml", GOOD)
+    assert caught.value.messages == [
+        f"topology.yaml line 2: supervisor.run: {tmp_path / 'run'} is a file, not a directory "
+        "(the supervisor's run files go there)"]
+    (tmp_path / "run").unlink()
+    (tmp_path / "var").write_text("not a directory\n")
+    with pytest.raises(TopologyError) as caught:
+        load_topology_text(tmp_path / "topology.yaml",
+                           GOOD.replace("  control_port: 4947\n", "  control_port: 4947\n  logs: var/logs\n"))
+    assert caught.value.messages == [
+        f"topology.yaml line 3: supervisor.logs: {tmp_path / 'var'} is a file, not a directory "
+        "(the supervisor's logs go there)"]
