@@ -74,7 +74,7 @@ def _info(row: dict) -> str:
         if row.get("repl_conflicts"):
             parts.append(f"{row['repl_conflicts']} conflicts")
         parts.extend(_replica_health(row))
-        if row.get("writable") is False and row["state"] != "STOPPED":
+        if row.get("writable") is False and row["state"] not in ("STOPPED", "FATAL", "BACKOFF"):
             parts.append("catching up (read-only)")
         lease = row.get("write_lease")
         if lease is not None:   # write leases on (docs/REPLICATION.md, "Write leases")

@@ -183,3 +183,16 @@ def test_a_detached_up_whose_supervisor_exits_says_why(topology_file, capsys):
     assert "the supervisor exited with code 2" in said, said
     assert "topology.yaml line 2: invalid YAML" in said, said
     assert "supervisor.console.log" in said, said
+
+
+@pytest.mark.parametrize("state", ["FATAL", "BACKOFF"])
+def test_a_server_that_does_not_run_is_not_said_to_be_catching_up(state):
+    """Bug: a FATAL server (its port held by another program) read `catching up (read-only)`
+    in INFO: the last `writable` seen, kept while no process ran."""
+    why = "exited with code 1 before answering its probe: cannot listen on 127.0.0.1:3952"
+    table = status_table.render_table([row(state=state, uptime_s=None, last_exit=why,
+                                           writable=False)])
+    line = table.splitlines()[1]
+    assert "catching up" not in line and line.endswith(why)
+    starting = status_table.render_table([row(state="STARTING", writable=False)])
+    assert "catching up (read-only)" in starting

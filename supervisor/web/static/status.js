@@ -43,7 +43,7 @@ function info(row) {
       parts.push("repl lag p50 " + row.repl_lag_p50_ms.toFixed(1) + " ms p99 " + row.repl_lag_p99_ms.toFixed(1) + " ms");
     }
     if (row.repl_conflicts) parts.push(row.repl_conflicts + " conflicts");
-    if (row.writable === false && row.state !== "STOPPED") parts.push("catching up (read-only)");
+    if (row.writable === false && !["STOPPED", "FATAL", "BACKOFF"].includes(row.state)) parts.push("catching up (read-only)");
   } else if (row.kind === "balancer" && row.backends) {
     parts.push(Object.entries(row.backends).map(([id, state]) => id + " " + state).join(", "));
   } else if (row.kind === "proxycache" && row.hits !== undefined) {
