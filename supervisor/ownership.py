@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -51,6 +52,32 @@ def cluster_id(topology: Topology) -> str:
     return str(topology.path)
 
 
+def directory_problem(folder: Path) -> str | None:
+    """Why a server could not write `folder` (None: it can): read only, or not to be made.
+    Nothing is left behind: a folder still to be made is tried beside where it would be
+    (made and removed at once), an existing one is only looked at."""
+    existing = folder
+    while not existing.is_dir():
+        if existing.parent == existing:
+            return "cannot be made: no folder above it exists"
+        existing = existing.parent
+    try:
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        return f"cannot be written: {existing} is on a read-only file system"
+    if existing == folder:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return "cannot be written by this user"
+        return None
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tahiry-probe-", dir=existing))
+    except OSError as error:
+        return f"cannot be made in {existing}: {error.strerror or error}"
+    return None
+
+
 def ownership_problems(topology: Topology, take_over: bool = False,
                        leftover_pids: frozenset[int] = frozenset()) -> list[str]:
     """One sentence per server whose data directory this cluster may not use (empty: all fine).
@@ -62,6 +89,9 @@ def ownership_problems(topology: Topology, take_over: bool = False,
     ours = cluster_id(topology)
     problems = []
     for spec in topology.local_of_kind("server"):
+        if (unusable := directory_problem(spec.data_dir)) is not None:
+            problems.append(f"{spec.id}: data directory {spec.data} {unusable}")
+            continue
         owner = live_owner(spec.data_dir)
         if owner is not None and owner.cluster != ours and owner.pid not in leftover_pids:
             problems.append(f"{spec.id}: data directory {spec.data} is in use by "

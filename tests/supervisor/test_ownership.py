@@ -14,6 +14,7 @@ from supervisor.cluster import Cluster, node_command
 from supervisor.ownership import claim, cluster_id, joining_servers, ownership_problems, release
 from supervisor.reload import reload_topology
 from supervisor.topology import parse_topology
+from tests.conftest import free_port
 from tests.supervisor.test_reload import with_m3
 from tests.supervisor.test_topology import GOOD
 
@@ -118,3 +119,39 @@ def test_a_reload_adding_a_server_on_another_clusters_directory_is_refused(tmp_p
         assert cluster.topology is before and cluster.keepers == {}
     asyncio.run(scenario())
     assert sorted(p.name for p in m3.iterdir()) == [".tahiry.cluster"]  # nothing seeded
+
+
+UNMAKEABLE = "/proc/tahiry-no-such-folder/m2"   # procfs makes no folder, even for root
+
+
+def test_a_data_directory_that_cannot_be_made_is_refused_by_up(tmp_path):
+    """Bug: `up` crashed with a traceback (Replicator: mkdir failed) when a server's data
+    directory could not be made (a read-only disk, a folder it may not write)."""
+    path = tmp_path / "topology.yaml"
+    text = GOOD.replace("data: data/m2", f"data: {UNMAKEABLE}")
+    for port in ("4947", "4948", "4949", "4950", "4951"):   # nobody else's, should it start
+        text = text.replace(port, str(free_port()))
+    path.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "supervisor", "up", str(path)],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"cannot start: m2: data directory {UNMAKEABLE} cannot be made" in result.stderr
+    assert "nothing was started" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_reload_adding_a_server_whose_directory_cannot_be_made_is_refused(tmp_path):
+    """Bug: the reload was applied and the new server went BACKOFF, then FATAL."""
+    path = tmp_path / "topology.yaml"
+    path.write_text(GOOD)
+    logger = logging.getLogger("test-ownership")
+
+    async def scenario():
+        cluster = Cluster(parse_topology(GOOD, path, {}), logger)
+        before = cluster.topology
+        path.write_text(with_m3().replace("data: data/m3", f"data: {UNMAKEABLE}"))
+        result = await reload_topology(cluster, logger)
+        assert not result.ok
+        assert f"m3: data directory {UNMAKEABLE} cannot be made" in result.message
+        assert cluster.topology is before and cluster.keepers == {}
+    asyncio.run(scenario())
