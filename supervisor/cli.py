@@ -246,6 +246,15 @@ def cmd_up(topology: Topology, args) -> int:
     try:
         hello = send_command(port, {"cmd": "hello"}, timeout_s=2)
         if hello.get("topology") != str(topology.path):
+            if port != topology.supervisor.control_port:   # read from a run folder in use
+                run = topology.supervisor.run
+                print(f"cannot start: {run} is the run folder of the supervisor of "
+                      f"{hello.get('topology')} (pid {hello.get('pid')}, control port {port}); "
+                      f"two topologies in one folder need folders of their own: give "
+                      f"{topology.path.name} `supervisor: {{run: run-{topology.path.stem}, "
+                      f"logs: logs-{topology.path.stem}}}`, or stop that cluster",
+                      file=sys.stderr)
+                return EXIT_FAILED
             print(f"cannot start: the control port {port} is used by the supervisor of "
                   f"{hello.get('topology')} (pid {hello.get('pid')})", file=sys.stderr)
             return EXIT_FAILED

@@ -11,7 +11,7 @@ import pytest
 
 from supervisor.cli import connect_line
 from supervisor.topology import load_topology
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 from tests.integration.supervisorkit import DEADLINE_S, all_running
 
 pytestmark = pytest.mark.slow  # a supervised cluster per test
@@ -68,3 +68,24 @@ def test_a_restart_by_hand_is_not_counted_as_a_crash(cluster):
     header = next(line.split() for line in table if line.startswith("NODE "))
     lb = next(line.split() for line in table if line.startswith("lb "))
     assert lb[header.index("RESTARTS")] == "0" and lb[header.index("MANUAL")] == "1"
+
+
+def test_a_second_topology_in_the_same_folder_is_told_the_run_folder_is_taken(cluster):
+    """Bug: `up -d other.yaml` beside a running topology.yaml said `the control port P is
+    used by the supervisor of topology.yaml`, P being topology.yaml's port, not the one
+    other.yaml gives: both topologies use the folder's run/ (where the port in force is
+    read), and nothing said so."""
+    assert cluster.up().returncode == 0
+    other = cluster.workdir / "other.yaml"
+    own_port = free_port()
+    other.write_text(f"supervisor:\n  control_port: {own_port}\nhttp:\n  enabled: false\n"
+                     f"nodes:\n  o1: {{kind: server, host: 127.0.0.1, port: {free_port()}, "
+                     f"data: data/o1}}\n")
+    result = cluster.cli("up", "-d", str(other))
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = result.stderr
+    assert f"{cluster.workdir / 'run'} is the run folder of the supervisor of " \
+           f"{cluster.topology}" in said, said
+    assert "supervisor: {run: " in said, said       # how to give other.yaml its own
+    assert not (cluster.workdir / "data" / "o1").exists()
+    assert all_running(cluster.nodes())
