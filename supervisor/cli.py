@@ -304,7 +304,7 @@ def _up_foreground(topology: Topology, echo: bool, take_over: bool = False,
         if echo:
             print(render_table(rows), flush=True)
             print("the cluster runs" if all_running else "the cluster started with problems "
-                  "(see the table)", "- Ctrl-C or `python -m supervisor down` (`./tahiry down`) stops it.",
+                  "(see the table)", f"- Ctrl-C or {stop_hint(topology)} stops it.",
                   flush=True)
             print(connect_line(topology), flush=True)
 
@@ -352,10 +352,18 @@ def _up_detached(topology: Topology, take_over: bool = False, hosts: list[str] |
         return EXIT_FAILED
     print(render_table(answer["nodes"]))
     print(f"supervisor runs in the background (pid {child.pid}); "
-          "`python -m supervisor down` (`./tahiry down`) stops it.")
+          f"{stop_hint(topology)} stops it.")
     print(connect_line(topology))
     return EXIT_OK if all(r["state"] == "RUNNING" for r in answer["nodes"]
                           if not r.get("remote")) else EXIT_FAILED
+
+
+def stop_hint(topology: Topology) -> str:
+    """The commands that stop this topology's cluster: without an argument they act on the
+    project's topology.yaml, so any other file is named."""
+    if topology.path == Path(__file__).resolve().parent.parent / "topology.yaml":
+        return "`python -m supervisor down` (`./tahiry down`)"
+    return f"`python -m supervisor down {topology.path}` (`./tahiry down {topology.path}`)"
 
 
 def connect_line(topology: Topology) -> str:

@@ -196,3 +196,14 @@ def test_a_server_that_does_not_run_is_not_said_to_be_catching_up(state):
     assert "catching up" not in line and line.endswith(why)
     starting = status_table.render_table([row(state="STARTING", writable=False)])
     assert "catching up (read-only)" in starting
+
+
+def test_up_says_how_to_stop_the_cluster_of_another_topology_file(tmp_path):
+    """Bug: `./tahiry up -d other.yaml` ended with "`./tahiry down` stops it": that stops
+    topology.yaml's cluster (another one), not this."""
+    other = parse_topology(SHIPPED.read_text(), tmp_path / "other.yaml", {})
+    hint = cli.stop_hint(other)
+    assert f"`./tahiry down {tmp_path / 'other.yaml'}`" in hint, hint
+    assert f"`python -m supervisor down {tmp_path / 'other.yaml'}`" in hint, hint
+    default = parse_topology(SHIPPED.read_text(), REPO_ROOT / "topology.yaml", {})
+    assert cli.stop_hint(default) == "`python -m supervisor down` (`./tahiry down`)"
