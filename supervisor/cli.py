@@ -184,12 +184,17 @@ def _reader_gone() -> int:
 
 
 def _running_topology(path: Path) -> Topology | None:
-    """The last valid topology the running supervisor applied (run/loaded-topology.yaml)."""
+    """The last valid topology the running supervisor applied (run/loaded-topology.yaml),
+    if it is this file's: run/state.json names the topology file it runs (another file of
+    the folder would be handed another topology's copy under its own name)."""
     path = path.resolve()
     try:
+        state = json.loads((path.parent / "run" / "state.json").read_text(encoding="utf-8"))
+        if not isinstance(state, dict) or state.get("topology") != str(path):
+            return None
         text = (path.parent / "run" / LOADED_TOPOLOGY).read_text(encoding="utf-8")
         return parse_topology(text, path)
-    except (OSError, TopologyError):
+    except (OSError, ValueError, TopologyError):
         return None
 
 

@@ -3,6 +3,7 @@ the table's columns, where `up` says to connect, and `./tahiry`'s list of comman
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -207,3 +208,23 @@ def test_up_says_how_to_stop_the_cluster_of_another_topology_file(tmp_path):
     assert f"`python -m supervisor down {tmp_path / 'other.yaml'}`" in hint, hint
     default = parse_topology(SHIPPED.read_text(), REPO_ROOT / "topology.yaml", {})
     assert cli.stop_hint(default) == "`python -m supervisor down` (`./tahiry down`)"
+
+
+def test_a_bad_topology_file_falls_back_only_on_its_own_running_copy(tmp_path, capsys):
+    """Bug: `status typo.yaml` (no such file) printed "(using the topology the running
+    supervisor loaded: .../typo.yaml)": the folder's run/loaded-topology.yaml, which is
+    topology.yaml's, relabelled as typo.yaml's."""
+    ports = {name: free_port() for name in ("control", "m1", "m2", "m3", "lb", "proxy")}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "loaded-topology.yaml").write_text(cluster_yaml(ports))
+    (run / "state.json").write_text(json.dumps({"topology": str(tmp_path / "topology.yaml"),
+                                                "supervisor_pid": None, "nodes": []}))
+    assert cli.main(["status", str(tmp_path / "typo.yaml")]) == cli.EXIT_INVALID
+    said = capsys.readouterr().err
+    assert "typo.yaml: cannot read the file" in said and "using the topology" not in said, said
+    (tmp_path / "topology.yaml").write_text("nodes: [\n")   # its own file, edited badly
+    cli.main(["status", str(tmp_path / "topology.yaml")])
+    said = capsys.readouterr().err
+    assert f"(using the topology the running supervisor loaded: {tmp_path / 'topology.yaml'})" \
+        in said, said
