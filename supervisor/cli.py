@@ -384,10 +384,23 @@ def connect_line(topology: Topology) -> str:
     flags = "".join([f" --host {entry.host}" if entry.host != CLIENT_DEFAULT_HOST else "",
                      f" --port {entry.port}" if entry.port != CLIENT_DEFAULT_PORT else "",
                      # accounts on: a login is needed (the password is asked, never an argument)
-                     f" --user {topology.accounts.admin}" if topology.accounts.enabled else ""])
+                     f" --user {topology.accounts.admin}" if topology.accounts.enabled else "",
+                     _client_tls_flags(topology)])
     named = {"proxycache": "proxy cache", "balancer": "balancer"}.get(entry.kind, entry.kind)
     return (f"connect with: ./tahiry client{flags}   ({named} {entry.id} at {entry.address}; "
             f"python -m nodes.client{flags})")
+
+
+def _client_tls_flags(topology: Topology) -> str:
+    """With a `tls:` section the client needs the class's CA (and, when the nodes require
+    client certificates, one: this machine's)."""
+    tls = topology.tls
+    if not tls.enabled or tls.ca is None:
+        return ""
+    flags = f" --tls-ca {tls.ca}"
+    if tls.client_certs and tls.cert is not None and tls.key is not None:
+        flags += f" --tls-cert {tls.cert} --tls-key {tls.key}"
+    return flags
 
 
 def _entry_node(topology: Topology) -> NodeSpec | None:

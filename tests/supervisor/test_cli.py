@@ -19,6 +19,7 @@ from supervisor.topology import load_topology, parse_topology
 from tests.conftest import REPO_ROOT, free_port
 from tests.integration.supervisorkit import cluster_yaml
 from tests.supervisor.test_topology import SHIPPED
+from tests.tlskit import Certificates
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
@@ -228,3 +229,19 @@ def test_a_bad_topology_file_falls_back_only_on_its_own_running_copy(tmp_path, c
     said = capsys.readouterr().err
     assert f"(using the topology the running supervisor loaded: {tmp_path / 'topology.yaml'})" \
         in said, said
+
+
+def test_up_says_how_to_connect_over_tls(tmp_path):
+    """Bug: with a `tls:` section, `up` said `connect with: ./tahiry client --port P`, which
+    fails (`connection lost ... outcome unknown`): the client needs the class's CA."""
+    tls = tmp_path / "tls"
+    Certificates(tls).machine("machine", ["127.0.0.1"])
+    text = SHIPPED.read_text().replace(
+        "nodes:\n", "tls: {cert: tls/machine.crt, key: tls/machine.key, ca: tls/ca.crt}\nnodes:\n", 1)
+    topology = parse_topology(text, tmp_path / "topology.yaml", {})
+    line = cli.connect_line(topology)
+    assert line.startswith(f"connect with: ./tahiry client --tls-ca {tls / 'ca.crt'}   ("), line
+    strict = parse_topology(text.replace("ca: tls/ca.crt}", "ca: tls/ca.crt, client_certs: true}"),
+                            tmp_path / "topology.yaml", {})
+    assert (f"--tls-ca {tls / 'ca.crt'} --tls-cert {tls / 'machine.crt'} "
+            f"--tls-key {tls / 'machine.key'}") in cli.connect_line(strict)
