@@ -39,7 +39,7 @@ from .ownership import ownership_problems
 from .port_check import port_problems
 from .quorum_service import voter_file_problem
 from .status_table import duration, render_accounts, render_table
-from .topology import NodeSpec, Topology, TopologyError, load_topology, parse_topology
+from .topology import ID_PATTERN, NodeSpec, Topology, TopologyError, load_topology, parse_topology
 
 LOADED_TOPOLOGY = "loaded-topology.yaml"
 
@@ -643,11 +643,14 @@ def _runs_here(topology: Topology, node_id: str) -> bool:
 
 
 def cmd_logs(topology: Topology, args) -> int:
-    if args.node != "supervisor" and args.node not in topology.nodes:
-        print(f"unknown node {args.node!r} (nodes: {', '.join(topology.nodes)}, supervisor)",
-              file=sys.stderr)
-        return EXIT_FAILED
     path = topology.supervisor.logs / f"{args.node}.log"
+    if args.node != "supervisor" and args.node not in topology.nodes:
+        if not ID_PATTERN.match(args.node) or not path.is_file():
+            print(f"unknown node {args.node!r} (nodes: {', '.join(topology.nodes)}, supervisor)",
+                  file=sys.stderr)
+            return EXIT_FAILED
+        # A node an edit removed: its log stays, with its last run.
+        print(f"(the topology no longer lists {args.node}: its last log)", file=sys.stderr)
     if not path.exists() and not args.follow:
         if args.node != "supervisor" and not _runs_here(topology, args.node):
             print(f"{args.node} runs on another machine ({topology.nodes[args.node].host}): "

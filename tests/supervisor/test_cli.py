@@ -245,3 +245,19 @@ def test_up_says_how_to_connect_over_tls(tmp_path):
                             tmp_path / "topology.yaml", {})
     assert (f"--tls-ca {tls / 'ca.crt'} --tls-cert {tls / 'machine.crt'} "
             f"--tls-key {tls / 'machine.key'}") in cli.connect_line(strict)
+
+
+def test_the_log_of_a_node_removed_from_the_topology_can_still_be_read(tmp_path, topology_file):
+    """Bug: after a hot reload removed m3, `logs m3` said "unknown node 'm3'" though
+    logs/m3.log holds its last run (why it was removed may be there)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "m3.log").write_text("2026-12-02 10:00:00.000 m3 INFO nodes.server: stopping\n")
+    result = subprocess.run([sys.executable, "-m", "supervisor", "logs", "m3", str(topology_file)],
+                            cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("m3 INFO nodes.server: stopping\n")
+    assert "no longer lists m3" in result.stderr
+    unknown = subprocess.run([sys.executable, "-m", "supervisor", "logs", "m9", str(topology_file)],
+                             cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=30)
+    assert unknown.returncode == cli.EXIT_FAILED and "unknown node 'm9'" in unknown.stderr
