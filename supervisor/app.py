@@ -71,6 +71,7 @@ class SupervisorApp:
         self.watcher: TopologyWatcher | None = None
         self.sampler: Sampler | None = None
         self.web: WebServer | None = None
+        self.web_error: str | None = None   # why the page enabled in the topology is not served
         self._web_config: tuple[HttpSettings, str | None] | None = None
 
     @property
@@ -206,6 +207,7 @@ class SupervisorApp:
                 "uptime_s": round(time.time() - self.started, 1),
                 "last_reload": self.last_reload.as_dict() if self.last_reload else None,
                 "page": self.web.address if self.web is not None else None,
+                "page_error": self.web_error,
                 "write_leases": self.cluster.quorum.snapshot()
                 if self.cluster.quorum is not None else None}
 
@@ -259,6 +261,7 @@ class SupervisorApp:
 
     async def _start_web(self) -> None:
         settings, secret = self._web_config = self._web_settings()
+        self.web_error = None
         if not settings.enabled:
             await self._stop_sampler()
             return
@@ -268,9 +271,10 @@ class SupervisorApp:
         try:
             await web.start()
         except OSError as error:
-            self.logger.error("status page: cannot listen on %s:%d (%s); the cluster runs "
-                              "without it (set http.port in the topology)", settings.host,
-                              settings.port, error.strerror or error)
+            self.web_error = (f"cannot listen on {settings.host}:{settings.port} "
+                              f"({error.strerror or error})")
+            self.logger.error("status page: %s; the cluster runs without it (set http.port "
+                              "in the topology)", self.web_error)
             await self._stop_sampler()
             return
         self.web = web

@@ -466,6 +466,9 @@ def cmd_status(topology: Topology, args) -> int:
           f"{info.get('topology')}")
     if page:
         print(f"status page: {page}   (metrics: {page.rstrip('/')}/metrics)")
+    elif info.get("page_error"):
+        print(f"status page: not served: {info['page_error']} (logs/supervisor.log; "
+              f"another http.port in the topology moves it)")
     leases = info.get("write_leases")
     if leases:   # docs/REPLICATION.md, "Write leases"
         left = leases.get("lease_left_s")

@@ -114,3 +114,20 @@ def test_metrics_follow_the_workload_a_kill_and_a_restart(cluster):
                  "the refused edit")
     refused = json.loads(fetch(base + "/api/status"))["supervisor"]["last_reload"]
     assert not refused["ok"] and "http.port: must be between 1 and 65535" in refused["message"]
+
+
+@pytest.mark.slow
+def test_status_says_why_the_page_is_not_served(cluster):
+    """Bug: with the page's port held by another program, `status` printed no page line at
+    all (and `--json` a null page): nothing told the operator the page was down, or why."""
+    taken = free_port()
+    cluster.ports["http"] = taken
+    cluster.write(text=web_yaml(cluster.ports))
+    with socket.socket() as squatter:   # another program holds the page's port
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        assert cluster.up().returncode == 0, cluster.supervisor_log()
+        table = cluster.cli("status", str(cluster.topology)).stdout
+        assert f"status page: not served: cannot listen on 127.0.0.1:{taken}" in table, table
+        assert cluster.status()["supervisor"]["page_error"].startswith(
+            f"cannot listen on 127.0.0.1:{taken}")
