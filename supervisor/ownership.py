@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -123,6 +124,8 @@ def claim(topology: Topology, supervisor_pid: int,
     ours = cluster_id(topology)
     taken = []
     for spec in topology.local_of_kind("server"):
+        if topology.accounts.enabled:
+            _keep_private(spec.data_dir, spec.id, logger or log)
         current = read_cluster(spec.data_dir)
         if current is not None and current.cluster != ours:
             taken.append(f"{spec.id} ({spec.data}, from {current.cluster})")
@@ -133,6 +136,19 @@ def claim(topology: Topology, supervisor_pid: int,
                 (logger or log).warning(
                     "%s: cannot record this cluster in %s: %s", spec.id, spec.data, error)
     return taken
+
+
+def _keep_private(data_dir: Path, server_id: str, logger: logging.Logger) -> None:
+    """With accounts on, only the cluster's user may enter a server's directory: its files
+    hold every account's tables and password hash, which no other user of the machine
+    may read around the rights (the files inside keep their modes; this folder guards
+    them)."""
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if stat.S_IMODE(data_dir.stat().st_mode) != 0o700:
+            data_dir.chmod(0o700)
+    except OSError as error:
+        logger.warning("%s: cannot make %s private (mode 0700): %s", server_id, data_dir, error)
 
 
 def joining_servers(topology: Topology) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 import subprocess
 import sys
 
@@ -155,3 +156,19 @@ def test_a_reload_adding_a_server_whose_directory_cannot_be_made_is_refused(tmp_
         assert f"m3: data directory {UNMAKEABLE} cannot be made" in result.message
         assert cluster.topology is before and cluster.keepers == {}
     asyncio.run(scenario())
+
+
+def test_with_accounts_on_only_the_clusters_user_may_enter_a_data_directory(tmp_path):
+    """Bug: with accounts on, data directories were 0755 and their files 0644: any user of
+    the machine read every student's tables, and the password hashes, from the disk."""
+    (tmp_path / "data" / "m1").mkdir(parents=True)
+    (tmp_path / "data" / "m1").chmod(0o755)
+    topology = topology_in(tmp_path, "accounts: true\n" + GOOD)
+    assert claim(topology, supervisor_pid=123) == []
+    for server in ("m1", "m2"):
+        assert stat.S_IMODE((tmp_path / "data" / server).stat().st_mode) == 0o700, server
+    plain = tmp_path / "plain"
+    (plain / "data" / "m1").mkdir(parents=True)
+    (plain / "data" / "m1").chmod(0o755)
+    assert claim(topology_in(plain), supervisor_pid=123) == []   # accounts off: as it was
+    assert stat.S_IMODE((plain / "data" / "m1").stat().st_mode) == 0o755
