@@ -274,6 +274,12 @@ def cmd_up(topology: Topology, args) -> int:
     # Checked here too so that the refusal reaches the terminal; our own nodes
     # left by a supervisor that died hold their directories and are fine.
     scan = find_leftovers(topology)
+    if scan.supervisor_alive:   # stopped or hung: it still holds the control port
+        print(f"cannot start: the supervisor of this cluster (pid {scan.supervisor_pid}) still "
+              f"runs but does not answer on its control port; "
+              f"{_unfreeze_hint(scan.supervisor_pid)}", file=sys.stderr)
+        print("nothing was started.", file=sys.stderr)
+        return EXIT_FAILED
     leftovers = frozenset(leftover.pid for leftover in scan.nodes)
     problems = ownership_problems(topology, args.take_over, leftovers) or port_problems(
         topology, {leftover.address for leftover in scan.nodes})
@@ -533,8 +539,11 @@ def _status_without_supervisor(topology: Topology, args, error: NotRunning) -> i
         between = ("from this machine's servers" if any(row.get("remote") for row in rows)
                    else "between the servers")
         header += (f"\n{unsupervised} node(s) still run UNSUPERVISED: they serve and take writes "
-                   f"(nothing acknowledged is lost), but replication {between} is "
-                   f"paused until `./tahiry up` (python -m supervisor up) takes them over")
+                   f"(nothing acknowledged is lost), but replication {between} is ")
+        if scan.supervisor_alive:   # `up` cannot take over while it holds the control port
+            header += f"paused while it does not answer: {_unfreeze_hint(scan.supervisor_pid)}"
+        else:
+            header += "paused until `./tahiry up` (python -m supervisor up) takes them over"
     if args.json:
         print(json.dumps({"ok": False, "running": False, "supervised": False,
                           "unsupervised": unsupervised,
@@ -544,6 +553,12 @@ def _status_without_supervisor(topology: Topology, args, error: NotRunning) -> i
         print(header if unsupervised else f"the cluster is not running: {error}")
         print(render_table(rows))
     return EXIT_NOT_RUNNING
+
+
+def _unfreeze_hint(pid: int | None) -> str:
+    """What to do about a supervisor that runs but does not answer its control port."""
+    return (f"if it was stopped (Ctrl-Z, SIGSTOP), `kill -CONT {pid}`; if it hangs, "
+            f"`kill {pid}` (its nodes keep running), then `./tahiry up`")
 
 
 def cmd_down(topology: Topology, args) -> int:

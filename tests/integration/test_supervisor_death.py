@@ -132,3 +132,25 @@ def test_a_relay_left_by_a_dead_supervisor_is_unsupervised_and_stopped_by_down(t
     finally:
         cluster.down()
         cluster.kill_leftovers()
+
+
+def test_a_frozen_supervisor_is_not_said_to_be_taken_over_by_up(cluster):
+    """Bug: with the supervisor stopped (SIGSTOP, Ctrl-Z), `status` said replication was
+    paused "until `./tahiry up` takes them over", and `up` then failed with "cannot listen
+    on the control port ...: address already in use" (held by that very supervisor)."""
+    cluster.up()
+    supervisor = psutil.Process(int((cluster.workdir / "run" / "supervisor.pid").read_text()))
+    supervisor.suspend()
+    try:
+        status = cluster.cli("status", str(cluster.topology))
+        assert status.returncode == 3
+        assert f"kill -CONT {supervisor.pid}" in status.stdout, status.stdout
+        assert "until `./tahiry up`" not in status.stdout, status.stdout
+        up = cluster.cli("up", "-d", str(cluster.topology))
+        assert up.returncode == 1
+        assert f"the supervisor of this cluster (pid {supervisor.pid}) still runs" in up.stderr, \
+            up.stderr
+        assert "address already in use" not in up.stderr, up.stderr
+    finally:
+        supervisor.resume()
+    cluster.wait_whole()
