@@ -8,8 +8,9 @@ asyncio's `start_server` does: a port in TIME_WAIT is free), and refuse
 naming the port and, where psutil can see it, the program holding it.
 
 A port the running cluster's own nodes hold (the same address in the
-topology in force) is not tested: the node keeping it, or its replacement
-after the old one stopped, is ours.
+topology in force, or the same port at an address that names the same IP:
+`localhost` for `127.0.0.1`) is not tested: the node keeping it, or its
+replacement after the old one stopped, is ours.
 """
 
 from __future__ import annotations
@@ -59,9 +60,33 @@ def busy_ports(topology: Topology, ours: Iterable[str] = ()) -> list[BusyPort]:
         if spec.address in held:
             continue
         reason = bind_error(spec)
-        if reason is not None:
+        if reason is not None and not _held_by_ours(spec.port, held):
             busy.append(BusyPort(spec.id, spec.address, spec.port, reason, port_holder(spec.port)))
     return busy
+
+
+def _held_by_ours(port: int, held: set[str]) -> bool:
+    """Every socket listening on `port` is at one of our own addresses (`localhost:P` for a
+    node running on `127.0.0.1:P`, say): the node that holds it is ours, and a reload
+    stops it before its replacement binds."""
+    ips: set[str] = set()
+    for address in held:
+        host, _, held_port = address.rpartition(":")
+        if held_port != str(port):
+            continue
+        try:
+            ips.update(str(info[4][0]) for info in socket.getaddrinfo(
+                host.strip("[]"), port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError):
+            continue
+    if not ips:
+        return False
+    try:
+        listening = [c.laddr.ip for c in psutil.net_connections(kind="tcp")
+                     if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port]
+    except (psutil.Error, OSError):
+        return False
+    return bool(listening) and all(ip in ips for ip in listening)
 
 
 def port_problems(topology: Topology, ours: Iterable[str] = ()) -> list[str]:

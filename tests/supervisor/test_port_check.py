@@ -116,3 +116,19 @@ def test_moving_a_node_onto_a_held_port_is_refused_too(tmp_path, listener):
         assert not result.ok and result.message.startswith("m3: port ")
         assert cluster.topology.nodes["m3"].port == chosen["m3"]
     asyncio.run(scenario())
+
+
+def test_a_node_whose_host_is_respelled_is_not_refused_its_own_port(tmp_path, listener):
+    """Bug: editing m2's `host: 127.0.0.1` to `host: localhost` (the same address) was
+    refused: "m2: port P (localhost:P) is not free (... held by pid N (python -m
+    nodes.server --id m2 ...)); stop that program": the cluster's own m2, which the reload
+    stops before its replacement starts."""
+    port = listener.getsockname()[1]   # (here m2 itself, as the cluster in force runs it)
+    held = topology(tmp_path, ports(m2=port))
+    respelled = parse_topology(held.path.read_text().replace(
+        f"host: 127.0.0.1\n    port: {port}", f"host: localhost\n    port: {port}"), held.path, {})
+    assert respelled.nodes["m2"].address == f"localhost:{port}"
+    assert port_problems(respelled, addresses(held)) == []
+    # Another program on that port is still refused, whatever the spelling.
+    [busy] = busy_ports(respelled, addresses(topology(tmp_path, ports())))
+    assert (busy.node, busy.port) == ("m2", port)
