@@ -409,6 +409,15 @@ class Cluster:
                                        f"{' (lagging)' if e['lagging'] else ''}"
                                        for e in entries) or "no server")
 
+    def remove_stale_backends_files(self) -> None:
+        """The backends files of balancers that left the topology (once they are stopped:
+        a running balancer missing its file logs an error)."""
+        known = {backends_file(self.run_dir, balancer.id)
+                 for balancer in self.topology.local_routers()}
+        for stale in self.run_dir.glob("*.backends.json"):
+            if stale not in known:
+                stale.unlink(missing_ok=True)
+
     def _make_quorum(self) -> QuorumService | None:
         """This machine's voter and lease holder, when `write_leases` is on and can be."""
         topology = self.topology

@@ -126,6 +126,7 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
             await cluster.replication.remove(node_id)
             if node_id in diff.removed and old.runs_here(node_id):
                 release(old, node_id, cluster.logger)   # added back later: a newcomer
+    cluster.remove_stale_backends_files()   # of the balancers just stopped
     # New and changed nodes start in dependency order; a new server is seeded
     # before it starts and joins the balancers once it answers its probe.
     to_start = [n for n in new.start_order() if n in diff.added or n in diff.changed]

@@ -173,3 +173,21 @@ def test_a_server_added_back_while_the_cluster_was_down_loses_no_acknowledged_wr
     wait_for_rows(data, [[1], [50001]])
     assert list((data / "m3" / ".diverged").rglob("t.json*")), "m3's diverged copy is kept"
     assert "m3 joining" in (cluster.workdir / "logs" / "supervisor.log").read_text()
+
+
+def test_removing_the_balancer_removes_its_backends_file(cluster):
+    """Bug: after an edit removed lb (the proxy sent to m1 instead), run/lb.backends.json
+    stayed while the cluster ran (a removed server's peers file goes)."""
+    assert cluster.up().returncode == 0
+    run = cluster.workdir / "run"
+    assert (run / "lb.backends.json").exists()
+    without_lb = cluster_yaml(cluster.ports)
+    start = without_lb.index("  lb:\n")
+    without_lb = without_lb[:start] + without_lb[without_lb.index("  proxy:\n"):]
+    cluster.write(text=without_lb.replace("upstream: lb", "upstream: m1"))
+    cluster.wait_for(lambda n: "lb" not in n and n["proxy"]["state"] == "RUNNING",
+                     "lb removed, the proxy on m1")
+    wait_until(lambda: not (run / "lb.backends.json").exists(), DEADLINE_S,
+               "lb's backends file to go")
+    # (removed once lb is stopped: a running balancer missing its file logs an error)
+    assert "keeping the current backends" not in (cluster.workdir / "logs" / "lb.log").read_text()

@@ -3,7 +3,7 @@
 import json
 import logging
 
-from supervisor.cluster import Cluster, node_command, peers_file
+from supervisor.cluster import Cluster, backends_file, node_command, peers_file
 from supervisor.topology import parse_topology
 from tests.supervisor.test_reload import with_m3
 from tests.supervisor.test_topology import GOOD
@@ -62,3 +62,21 @@ def test_a_server_of_another_machine_is_named_by_its_address(tmp_path):
     assert not peers_file(cluster.run_dir, "m2").exists()   # its own machine writes it
     assert set(cluster.remote_peers()) == {"m2"}
     assert cluster.remote_peers()["m2"].port == m2.port
+
+
+def test_the_backends_file_of_a_removed_balancer_is_removed(tmp_path):
+    """Bug: after an edit removed the balancer lb (the proxy pointed at m1 instead),
+    run/lb.backends.json stayed in run/ while the cluster ran, listing servers for a
+    balancer that no longer existed (the peers files of removed servers go)."""
+    cluster = cluster_for(tmp_path)
+    cluster.run_dir.mkdir(parents=True)
+    cluster.write_backends_files()
+    cluster.remove_stale_backends_files()
+    assert backends_file(cluster.run_dir, "lb").exists()
+    without_lb = GOOD.replace("  lb:\n    kind: balancer\n    host: 127.0.0.1\n    port: 4949\n"
+                              "    backends: [m1, m2]\n", "").replace("upstream: lb", "upstream: m1")
+    cluster.topology = parse_topology(without_lb, tmp_path / "topology.yaml", {})
+    assert "lb" not in cluster.topology.nodes
+    cluster.write_backends_files()   # (while the reload stops lb, its file stays)
+    cluster.remove_stale_backends_files()   # once it is stopped
+    assert not backends_file(cluster.run_dir, "lb").exists()
