@@ -619,6 +619,8 @@ def _read_settings(check: _Checker, item: _Located | None, key: str, cls, allowe
 
 # `logs supervisor` and logs/supervisor.log are the supervisor's: no node takes the name.
 RESERVED_ID = "supervisor"
+# logs/<id>.log, run/<id>.peers.json and their temporary files: well under a file name's 255 bytes.
+MAX_ID_CHARS = 64
 
 
 def _read_node(check: _Checker, node_id: str, item: _Located, line: int, base: Path) -> NodeSpec | None:
@@ -626,6 +628,10 @@ def _read_node(check: _Checker, node_id: str, item: _Located, line: int, base: P
     if not ID_PATTERN.match(node_id):
         check.error(line, key, "a node id must be a letter or '_' followed by letters, "
                                "digits, '_' or '-'")
+        return None
+    if len(node_id) > MAX_ID_CHARS:
+        check.error(line, key, f"a node id has at most {MAX_ID_CHARS} characters (it names "
+                               f"the node's files), not {len(node_id)}")
         return None
     if node_id == RESERVED_ID:
         check.error(line, key, f"'{RESERVED_ID}' is the supervisor's own name (its log is "

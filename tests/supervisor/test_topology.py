@@ -299,3 +299,15 @@ def test_a_logs_or_run_folder_that_is_a_file_is_refused(tmp_path):
     assert caught.value.messages == [
         f"topology.yaml line 3: supervisor.logs: {tmp_path / 'var'} is a file, not a directory "
         "(the supervisor's logs go there)"]
+
+
+def test_a_node_id_longer_than_a_file_name_allows_is_refused():
+    """Bug: `check` said valid for a 300-character node id, and `up` crashed with a
+    traceback (OSError: File name too long) writing run/<id>.peers.json."""
+    long_id = "m" + "x" * 299
+    messages = errors_of(GOOD.replace("  m2:\n", f"  {long_id}:\n").replace("[m1, m2]",
+                                                                            f"[m1, {long_id}]"))
+    assert messages == [f"topology.yaml line 11: nodes.{long_id}: a node id has at most 64 "
+                        "characters (it names the node's files), not 300"]
+    assert "m" + "x" * 63 in parse(GOOD.replace("  m2:\n", "  m" + "x" * 63 + ":\n").replace(
+        "[m1, m2]", "[m1, m" + "x" * 63 + "]")).nodes
