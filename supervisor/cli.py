@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -374,7 +375,8 @@ def stop_hint(topology: Topology) -> str:
     project's topology.yaml, so any other file is named."""
     if topology.path == Path(__file__).resolve().parent.parent / "topology.yaml":
         return "`python -m supervisor down` (`./tahiry down`)"
-    return f"`python -m supervisor down {topology.path}` (`./tahiry down {topology.path}`)"
+    path = shlex.quote(str(topology.path))   # as typed in a shell: spaces quoted
+    return f"`python -m supervisor down {path}` (`./tahiry down {path}`)"
 
 
 def connect_line(topology: Topology) -> str:

@@ -209,6 +209,8 @@ def test_up_says_how_to_stop_the_cluster_of_another_topology_file(tmp_path):
     assert f"`python -m supervisor down {tmp_path / 'other.yaml'}`" in hint, hint
     default = parse_topology(SHIPPED.read_text(), REPO_ROOT / "topology.yaml", {})
     assert cli.stop_hint(default) == "`python -m supervisor down` (`./tahiry down`)"
+    spaced = parse_topology(SHIPPED.read_text(), tmp_path / "my class.yaml", {})
+    assert f"`./tahiry down '{tmp_path / 'my class.yaml'}'`" in cli.stop_hint(spaced)
 
 
 def test_a_bad_topology_file_falls_back_only_on_its_own_running_copy(tmp_path, capsys):
