@@ -405,9 +405,9 @@ def _client_tls_flags(topology: Topology) -> str:
     tls = topology.tls
     if not tls.enabled or tls.ca is None:
         return ""
-    flags = f" --tls-ca {tls.ca}"
+    flags = f" --tls-ca {shlex.quote(str(tls.ca))}"
     if tls.client_certs and tls.cert is not None and tls.key is not None:
-        flags += f" --tls-cert {tls.cert} --tls-key {tls.key}"
+        flags += f" --tls-cert {shlex.quote(str(tls.cert))} --tls-key {shlex.quote(str(tls.key))}"
     return flags
 
 
