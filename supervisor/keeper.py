@@ -143,6 +143,13 @@ async def ping(host: str, port: int, timeout_s: float, secret: str | None = None
     return (time.perf_counter() - started) * 1000
 
 
+def probe_error_text(error: BaseException, health: HealthSettings) -> str:
+    """Why a probe failed, never empty (a TimeoutError carries no text)."""
+    if isinstance(error, TimeoutError):
+        return f"no answer within {health.timeout_ms} ms"
+    return str(error) or type(error).__name__
+
+
 async def cancel_until_done(task: asyncio.Task, recheck_s: float = 0.5) -> None:
     """Cancel `task` and wait until it has ended, cancelling again if it goes on.
 
@@ -378,7 +385,7 @@ class NodeKeeper:
                     return await self._exit_reason(exited.result())
                 failures += 1
                 self.logger.warning("%s: probe failed (%d/%d): %s", self.spec.id, failures,
-                                    self.health.fall, error or type(error).__name__)
+                                    self.health.fall, probe_error_text(error, self.health))
                 if failures >= self.health.fall:
                     return f"missed {failures} health probes in a row"
 

@@ -338,3 +338,22 @@ def test_stopping_a_remote_nodes_probe_loop_ends_even_if_its_probe_swallowed_the
         return stopping in done and task is not None and task.done()
 
     assert asyncio.run(scenario()) and swallowed
+
+
+def test_a_probe_that_times_out_says_so_in_the_log(tmp_path, caplog):
+    """Bug: a frozen node's missed probes were logged `probe failed (1/3): ` with nothing
+    after the colon (a TimeoutError has no text; `error or ...` never chose the other)."""
+    caplog.set_level(logging.WARNING)
+
+    async def scenario():
+        keeper = make_keeper(tmp_path)
+        keeper.start()
+        assert await keeper.wait_settled(10)
+        os.kill(keeper.pid, signal.SIGSTOP)  # alive but no longer answering
+        await wait_for(lambda: keeper.restarts == 1, "the hung child to be restarted")
+        await keeper.stop()
+    asyncio.run(scenario())
+    failures = [r.getMessage() for r in caplog.records if "probe failed" in r.getMessage()]
+    assert failures, caplog.text
+    for message in failures:
+        assert message.endswith(f"no answer within {FAST_HEALTH.timeout_ms} ms"), message
