@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import ipaddress
 import json
 import os
 import shlex
@@ -61,6 +62,16 @@ TOPOLOGY_ENV = "TAHIRY_TOPOLOGY"
 default_topology = os.environ.get(TOPOLOGY_ENV) or "topology.yaml"
 
 
+def _ip_address(text: str) -> str:
+    """An argparse type: `--host` names one of this machine's addresses, as an IP."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r} (one of this "
+                                         f"machine's, as in the topology's `host:`)") from None
+    return text
+
+
 def _at_least(low: float, kind: type):
     """An argparse type: a number of `kind` no smaller than `low` (`-n 0` printed the
     whole log, `-n -5` nothing, `--watch -n 0` redrew without pause)."""
@@ -85,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hand over to this cluster the data directories another, stopped, "
                          "cluster used (refused while it runs)")
     up.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
-    up.add_argument("--host", action="append", default=[], metavar="ADDRESS",
+    up.add_argument("--host", action="append", default=[], metavar="ADDRESS", type=_ip_address,
                     help="this machine's address (repeatable): it runs the nodes whose host "
                          "is one of them (default: every address of its interfaces)")
     status = commands.add_parser("status", help="show every node")
@@ -113,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the topology file, and that the ports "
                                               "it adds or moves are free (changes nothing)")
     check.add_argument("topology", nargs="?", default=default_topology)
-    check.add_argument("--host", action="append", default=[], metavar="ADDRESS",
+    check.add_argument("--host", action="append", default=[], metavar="ADDRESS", type=_ip_address,
                        help="check as the machine with this address (as `up --host`)")
     accounts = commands.add_parser("accounts", help="accounts of a class (with `accounts:` on): "
                                                     "create-class, reset (supervisor/accounts.py)")

@@ -263,3 +263,14 @@ def test_the_log_of_a_node_removed_from_the_topology_can_still_be_read(tmp_path,
     unknown = subprocess.run([sys.executable, "-m", "supervisor", "logs", "m9", str(topology_file)],
                              cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=30)
     assert unknown.returncode == cli.EXIT_FAILED and "unknown node 'm9'" in unknown.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "up"])
+def test_a_host_that_is_not_an_address_is_refused_without_a_traceback(topology_file, command):
+    """Bug: `check --host nonsense` (or `up --host h1`) ended in a ValueError traceback."""
+    result = subprocess.run([sys.executable, "-m", "supervisor", command, "--host", "nonsense",
+                             str(topology_file)], capture_output=True, text=True, env=ENV,
+                            timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "argument --host: not an IP address: 'nonsense'" in result.stderr, result.stderr
