@@ -47,6 +47,14 @@ ACQUIRE_RETRY_S = 0.5
 RECORD_WAIT_S = 0.5
 
 
+def make_data_directory(root: Path) -> None:
+    """`root` made if missing; NotADirectoryError, saying so, when a file stands there (a
+    mkdir's own error would only say "File exists")."""
+    if os.path.lexists(root) and not root.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "it is a file, not a directory", str(root))
+    root.mkdir(parents=True, exist_ok=True)
+
+
 @dataclass(frozen=True)
 class OwnerRecord:
     """The process that holds a data directory (the content of `.tahiry.owner`)."""
@@ -134,7 +142,7 @@ class OwnerLock:
         is no lock file and none can be created.
         """
         root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
+        make_data_directory(root)
         path = root / OWNER_FILE
         deadline = time.monotonic() + retry_s
         while True:
@@ -249,7 +257,7 @@ def read_cluster(root: Path) -> ClusterRecord | None:
 def write_cluster(root: Path, cluster: str, supervisor_pid: int | None = None) -> ClusterRecord:
     """Record that `cluster` uses the directory (atomically, durably)."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    make_data_directory(root)
     record = ClusterRecord(cluster=cluster, data=os.path.realpath(root), claimed=time.time(),
                            supervisor_pid=supervisor_pid)
     atomic_write(root / CLUSTER_FILE,

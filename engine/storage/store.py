@@ -57,7 +57,7 @@ from engine.storage import journal, maintenance
 from engine.storage.atomic_files import fsync_folder, is_temp_file
 from engine.storage.cached_reads import CachedReader, FolderWatch
 from engine.storage.checkpoints import CheckpointPolicy
-from engine.storage.data_owner import OwnerLock, OwnerRecord
+from engine.storage.data_owner import OwnerLock, OwnerRecord, make_data_directory
 from engine.storage.document_cache import (
     DEFAULT_CACHE_BYTES,
     DEFAULT_CACHE_ENTRIES,
@@ -134,7 +134,7 @@ class Store:
         removed, torn journal tails cut) and upgrades format 1 documents.
         """
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_data_directory(self.root)
         self._real_root = os.path.realpath(self.root)
         self._sync = PeerSync(self.root, peers, node_id) if peers is not None else None
         self._lock_timeout_s = lock_timeout_s

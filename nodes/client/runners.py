@@ -40,7 +40,7 @@ from engine.evaluation.outcome import Outcome
 from engine.language.account_syntax import password_set_for
 from engine.language.script import StatementSplitter, normalise_statement
 from engine.language.script_source import PENDING
-from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
+from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord, make_data_directory
 from nodes.client.connection import (
     ConnectionLost,
     ConnectionProblem,
@@ -351,7 +351,7 @@ class EmbeddedRunner:
     def __init__(self, data_dir: str | Path):
         from engine.session import Session  # imported late: the engine loads the parser
         from engine.storage.store import Store
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        make_data_directory(Path(data_dir))   # (a file there: said so, not "File exists")
         # Never beside a running server on the same directory: their writes
         # are not certified against each other (docs/REPLICATION.md).
         try:

@@ -153,3 +153,19 @@ def test_one_statement_over_the_limit_is_refused_with_its_line_and_the_rest_runs
     assert lines[1]["error"].startswith("Hadisoana : Lava loatra ny baiko : 1200")
     assert lines[1]["error"].endswith("(max 1000000) (andalana 3)")
     assert len(lines) == 2
+
+
+def test_a_data_directory_that_is_a_file_is_refused_saying_so(tmp_path):
+    """Bug: `--data FILE` (and `./tahiry client --embedded FILE`) said `File exists`, the
+    error of a mkdir, not that a file stands where the data directory should be."""
+    data = tmp_path / "notes.txt"
+    data.write_text("not a directory\n")
+    result = runner(data, "-e", "asehoy ny tahiry;")
+    assert result.returncode == 2
+    assert "it is a file, not a directory" in result.stderr, result.stderr
+    client = subprocess.run([sys.executable, "-m", "nodes.client", "--embedded", str(data),
+                             "-e", "asehoy ny tahiry;"], capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=TIMEOUT_S)
+    assert client.returncode == 2
+    assert f"cannot use {data}: it is a file, not a directory" in client.stderr, client.stderr
+    assert data.read_text() == "not a directory\n"
