@@ -92,12 +92,13 @@ def admin_password_for_up(topology: Topology, environ: Mapping[str, str] | None 
         return None
     admin = topology.accounts.admin
     given = environ.get(ADMIN_PASSWORD_ENV)
+    if accounts_exist(server.data_dir for server in servers):
+        # Passed, and ignored by the servers: no reason to refuse the start for it.
+        return given or None
     if given:
         if (problem := password_problem(given)) is not None:
             raise AdminPasswordMissing(f"{ADMIN_PASSWORD_ENV}: {problem}")
         return given
-    if accounts_exist(server.data_dir for server in servers):
-        return None
     if interactive is None:
         interactive = sys.stdin.isatty()
     if not interactive:
