@@ -147,6 +147,11 @@ class Cluster:
         # Servers of other machines a reload removed, while their newest copies are pulled
         # here (supervisor/reload.py): listed `leaving` in the peers files meanwhile.
         self.leaving: dict[str, NodeSpec] = {}
+        # This machine's servers a reload removes or changes, until each is stopped and its
+        # newest copies handed over (supervisor/reload.py): still the others' peers, by
+        # their old data directory, so that nobody writes without pulling from or fencing
+        # against a server that may still acknowledge writes.
+        self.departing: dict[str, NodeSpec] = {}
         self._lag_watch: asyncio.Task | None = None
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
@@ -483,6 +488,8 @@ class Cluster:
             peers: dict[str, str | dict] = {other.id: str(other.data) for other in servers
                                             if other.id != server.id} if enabled else {}
             if enabled:
+                peers.update({other.id: str(other.data) for other in self.departing.values()
+                              if other.id != server.id})
                 peers.update({other.id: {"address": other.address} for other in elsewhere})
                 peers.update({other.id: {"address": other.address, "leaving": True}
                               for other in leaving})
@@ -492,6 +499,7 @@ class Cluster:
                 self._peers_said[server.id] = sorted(peers)
                 self.logger.info("%s: peers now %s", server.id, ", ".join(sorted(peers)) or "none")
         known = {peers_file(self.run_dir, server.id) for server in servers}
+        known |= {peers_file(self.run_dir, server_id) for server_id in self.departing}
         for path in self.run_dir.glob("*.peers.json"):
             if path not in known:
                 path.unlink(missing_ok=True)

@@ -96,6 +96,12 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     # its newest copies are pulled here before it goes (pull on write no longer would).
     cluster.leaving = {node_id: old.nodes[node_id] for node_id in diff.removed
                        if old.nodes[node_id].kind == "server" and not old.runs_here(node_id)}
+    # A server of this machine removed or changed stays the others' peer (its old
+    # directory) until it is stopped and has handed over: until then it may acknowledge
+    # writes, and a peer that no longer pulled from it nor fenced against it would commit
+    # the same counter with other rows (one of the two acknowledged writes lost).
+    cluster.departing = {node_id: old.nodes[node_id] for node_id in diff.removed + diff.changed
+                         if old.nodes[node_id].kind == "server" and old.runs_here(node_id)}
     cluster.topology = new
     cluster.write_peers_files()  # running servers learn about added / removed peers
     cluster.replication.set_remote(cluster.remote_peers())
@@ -120,12 +126,16 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
         if old.nodes[node_id].kind == "server":
             cluster.forget_server(node_id)
     cluster.write_backends_files()
-    for node_id in diff.removed + diff.changed:
-        await cluster.stop_node(node_id)
-        if old.nodes[node_id].kind == "server":
-            await cluster.replication.remove(node_id)
-            if node_id in diff.removed and old.runs_here(node_id):
-                release(old, node_id, cluster.logger)   # added back later: a newcomer
+    try:
+        for node_id in diff.removed + diff.changed:
+            await cluster.stop_node(node_id)
+            if old.nodes[node_id].kind == "server":
+                await cluster.replication.remove(node_id)
+                if node_id in diff.removed and old.runs_here(node_id):
+                    release(old, node_id, cluster.logger)   # added back later: a newcomer
+    finally:
+        cluster.departing = {}
+        cluster.write_peers_files()   # stopped and handed over: no longer anyone's peer
     cluster.remove_stale_backends_files()   # of the balancers just stopped
     # New and changed nodes start in dependency order; a new server is seeded
     # before it starts and joins the balancers once it answers its probe.

@@ -1,19 +1,20 @@
 """Hot reload: the difference between two topologies, the file watcher, refused edits."""
 
 import asyncio
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
 
 from nodes.protocol.tls import TlsSettings
-from supervisor.cluster import Cluster
+from supervisor.cluster import Cluster, peers_file
 from supervisor.reload import (
     TopologyWatcher,
     diff_topologies,
     reload_topology,
     restart_only_change,
 )
-from supervisor.topology import parse_topology
+from supervisor.topology import load_topology, parse_topology
 from tests.supervisor.test_topology import GOOD
 
 PATH = Path("/tmp/cluster/topology.yaml")
@@ -146,3 +147,44 @@ def test_with_write_leases_on_an_edit_of_tls_is_refused():
         "only by a new start")
     assert restart_only_change(old, replace(old, tls=TlsSettings(ca=Path("tls/ca.crt")))) is None
     assert restart_only_change(leased, leased) is None
+
+
+def test_a_removed_server_stays_a_peer_of_the_others_until_it_stopped_and_handed_over(tmp_path):
+    """The peers files dropped m3 before m3 was stopped: m1 wrote without pulling from or
+    fencing against m3 while m3 (which keeps its old peers) still acknowledged writes, so
+    both committed one counter with different rows (a CONFLICT in supervisor.log) and the
+    row m3 acknowledged was lost (hunt: writers on every server while m3 was removed and
+    added back). m3 must stay listed until it is stopped and its newest copies handed over."""
+    path = tmp_path / "topology.yaml"
+    path.write_text(with_m3())
+    logger = logging.getLogger("test-reload")
+    seen: list[tuple[str, str, list[str]]] = []
+
+    def m1_peers() -> list[str]:
+        return sorted(json.loads(peers_file(tmp_path / "run", "m1").read_text())["peers"])
+
+    async def scenario():
+        cluster = Cluster(load_topology(path), logger)
+        cluster.run_dir.mkdir(parents=True)
+        cluster.write_peers_files()
+        assert m1_peers() == ["m2", "m3"]
+
+        async def stop_node(node_id):
+            seen.append(("stop", node_id, m1_peers()))
+
+        async def remove(server_id):
+            seen.append(("hand over", server_id, m1_peers()))
+
+        async def nothing(*args, **kwargs):
+            return True
+        cluster.stop_node = stop_node
+        cluster.replication.remove = remove
+        cluster.watch_remote_nodes = nothing
+        cluster.wait_settled = nothing
+        cluster.launch = lambda node_ids: None
+        path.write_text(GOOD)
+        result = await reload_topology(cluster, logger)
+        assert result.ok, result.message
+    asyncio.run(scenario())
+    assert seen == [("stop", "m3", ["m2", "m3"]), ("hand over", "m3", ["m2", "m3"])]
+    assert m1_peers() == ["m2"]
