@@ -255,6 +255,17 @@ class Cluster:
         await asyncio.to_thread(self._fold_journals, servers)
         return left
 
+    async def reconcile_stopped(self) -> str:
+        """What `down` does once the servers are stopped, for those a dead supervisor left
+        (stopped by `python -m supervisor down` without one): a full replication pass, so
+        that what a server acknowledged while replication was paused is in every directory
+        (removed from the topology next, it would be nowhere else), then the journals
+        folded. What the pass could not do, as `down` says it ("" if nothing)."""
+        left = await self.replication.stop(final_pass=True)
+        await asyncio.to_thread(self._fold_journals,
+                                [spec.id for spec in self.topology.local_of_kind("server")])
+        return left
+
     def _fold_journals(self, servers: list[str]) -> None:
         """Checkpoint every stopped server's directory (skipping one a live process holds)."""
         for node_id in servers:

@@ -154,3 +154,39 @@ def test_a_frozen_supervisor_is_not_said_to_be_taken_over_by_up(cluster):
     finally:
         supervisor.resume()
     cluster.wait_whole()
+
+def test_down_without_a_supervisor_syncs_so_a_server_removed_then_loses_nothing(cluster):
+    """kill -9 of the supervisor, rows acknowledged by m2 alone (replication paused),
+    `down` (it only stopped the nodes), m2 removed from the file, `up`: the rows m2
+    acknowledged were nowhere but in data/m2, which the cluster no longer reads (hunt:
+    737 acknowledged statements gone, the database itself). `down` reconciles the
+    directories as a supervisor's own `down` does."""
+    cluster.up()
+    with WireClient(cluster.ports["lb"]) as client:
+        for statement in ("manamboara tahiry r", "ampiasao r",
+                          "manamboara tabilao t (id ISA(0,null))"):
+            assert client.execute(statement).ok, statement
+    acknowledged: list[int] = []
+    insert(cluster.ports["lb"], range(0, 5), acknowledged)
+    converged, differences = wait_converged(cluster.data_dir("m1"), cluster.data_dir("m2"))
+    assert converged is not None, differences
+    cluster.remember(row["pid"] for row in cluster.status().values())
+    supervisor = psutil.Process(int((cluster.workdir / "run" / "supervisor.pid").read_text()))
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait(timeout=10)
+
+    insert(cluster.ports["m2"], range(200, 210), acknowledged)
+    stopped = cluster.cli("down", str(cluster.topology))
+    assert stopped.returncode == 0 and "left by a supervisor that died" in stopped.stdout, \
+        stopped.stdout + stopped.stderr
+
+    del cluster.document["nodes"]["m2"]
+    cluster.document["nodes"]["lb"]["backends"] = ["m1"]
+    cluster.topology.write_text(yaml.safe_dump(cluster.document, sort_keys=False))
+    cluster.servers = ["m1"]
+    cluster.up()
+    with WireClient(cluster.ports["m1"]) as client:
+        assert client.use("r").ok, "m1 lacks the database"
+        ids = [row[0] for row in rows_of(client.execute("alaivo id ao@ t"))]
+    assert sorted(ids) == sorted(acknowledged), f"lost: {sorted(set(acknowledged) - set(ids))}"
+
