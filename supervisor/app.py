@@ -39,7 +39,7 @@ from .control import (
     token_file,
 )
 from .errors import SupervisorError
-from .leftovers import find_leftovers, stop_leftovers
+from .leftovers import find_leftovers, hand_over_departed, stop_leftovers
 from .machine import WILDCARDS
 from .ownership import claim, joining_servers, ownership_problems
 from .port_check import port_problems
@@ -315,5 +315,6 @@ class SupervisorApp:
         if stubborn:
             return [f"{leftover.node} (pid {leftover.pid}) left by a supervisor that died "
                     f"does not stop" for leftover in stubborn]
+        hand_over_departed(self.topology, scan.nodes, self.logger)
         (self.run_dir / "state.json").unlink(missing_ok=True)
         return []

@@ -37,6 +37,7 @@ from .first_admin import ADMIN_PASSWORD_ENV, AdminPasswordMissing, admin_passwor
 from .leftovers import (
     UNSUPERVISED,
     find_leftovers,
+    hand_over_departed,
     status_rows,
     stop_leftovers,
 )
@@ -630,6 +631,7 @@ def _down_without_supervisor(topology: Topology, error: NotRunning) -> int:
             # as its own `down` would have (a server removed from the file next must not
             # take with it the writes only it acknowledged).
             from .cluster import Cluster
+            hand_over_departed(topology, scan.nodes, logger)
             left = asyncio.run(Cluster(topology, logger).reconcile_stopped())
     finally:
         close_logger(logger)

@@ -30,6 +30,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -55,6 +56,7 @@ class Leftover:
     kind: str
     address: str
     process: psutil.Process = field(repr=False)
+    data: Path | None = None   # a server's data directory (its `--data`)
 
     @property
     def pid(self) -> int:
@@ -96,7 +98,8 @@ def find_leftovers(topology: Topology) -> LeftoverScan:
         process = _node_process(pid, node, kind)
         if process is not None:
             seen.add(pid)
-            scan.nodes.append(Leftover(node, kind or "?", address or "?", process))
+            scan.nodes.append(Leftover(node, kind or "?", address or "?", process,
+                                       _data_of(process)))
     return scan
 
 
@@ -117,6 +120,46 @@ def _node_process(pid: int, node: str, kind: str | None) -> psutil.Process | Non
     # each argument with the one after it (the last has none)
     named = any(a == "--id" and b == node for a, b in zip(argv, argv[1:], strict=False))
     return process if runs_module and named else None
+
+
+def _data_of(process: psutil.Process) -> Path | None:
+    """A server's data directory, from its command line (`--data DIR`, absolute)."""
+    try:
+        argv = process.cmdline()
+    except (psutil.Error, ValueError):
+        return None
+    found = [b for a, b in zip(argv, argv[1:], strict=False) if a == "--data"]
+    return Path(found[0]) if found else None
+
+
+def hand_over_departed(topology: Topology, stopped: list[Leftover],
+                       logger: logging.Logger) -> int:
+    """Servers a dead supervisor left whose directory `topology` no longer lists (the file
+    was edited while no supervisor ran): once they are stopped, what they hold newest goes
+    to this machine's servers of the topology, as a hot reload's removal hands over. Only
+    they may hold what they acknowledged while replication was paused; nothing would read
+    their directory again. The number of files copied."""
+    if not topology.replication_enabled:
+        return 0
+    local = {spec.id: Path(spec.data_dir) for spec in topology.local_of_kind("server")
+             if spec.data_dir is not None}
+    if not local:
+        return 0
+    listed = {os.path.realpath(path) for path in local.values()}
+    from .replication import Replicator  # (watchdog and the storage code: only here)
+
+    copied = 0
+    for leftover in stopped:
+        if leftover.kind != "server" or leftover.data is None \
+                or os.path.realpath(leftover.data) in listed:
+            continue
+        name = leftover.node if leftover.node not in local else f"{leftover.node} (before)"
+        summary = Replicator({**local, name: leftover.data}, logger).hand_over(name)
+        logger.warning("%s (%s) is no longer in the topology: %d of its files handed over "
+                       "to %s", leftover.node, leftover.data, summary.copied,
+                       ", ".join(sorted(local)))
+        copied += summary.copied
+    return copied
 
 
 def _is_supervisor(pid: int) -> bool:

@@ -190,3 +190,34 @@ def test_down_without_a_supervisor_syncs_so_a_server_removed_then_loses_nothing(
         ids = [row[0] for row in rows_of(client.execute("alaivo id ao@ t"))]
     assert sorted(ids) == sorted(acknowledged), f"lost: {sorted(set(acknowledged) - set(ids))}"
 
+
+def test_a_server_removed_from_the_file_while_unsupervised_hands_over_at_up(cluster):
+    """kill -9 of the supervisor, rows acknowledged by m2 alone, m2 removed from the file
+    (no supervisor to apply it), `up`: it stopped m2 as a leftover and never read data/m2
+    again, so the rows only m2 held were gone (hunt: 1366 acknowledged statements, the
+    database itself). A leftover server the file no longer lists hands over first."""
+    cluster.up()
+    with WireClient(cluster.ports["lb"]) as client:
+        for statement in ("manamboara tahiry r", "ampiasao r",
+                          "manamboara tabilao t (id ISA(0,null))"):
+            assert client.execute(statement).ok, statement
+    acknowledged: list[int] = []
+    insert(cluster.ports["lb"], range(0, 5), acknowledged)
+    converged, differences = wait_converged(cluster.data_dir("m1"), cluster.data_dir("m2"))
+    assert converged is not None, differences
+    cluster.remember(row["pid"] for row in cluster.status().values())
+    supervisor = psutil.Process(int((cluster.workdir / "run" / "supervisor.pid").read_text()))
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait(timeout=10)
+
+    insert(cluster.ports["m2"], range(200, 210), acknowledged)
+    del cluster.document["nodes"]["m2"]
+    cluster.document["nodes"]["lb"]["backends"] = ["m1"]
+    cluster.topology.write_text(yaml.safe_dump(cluster.document, sort_keys=False))
+    cluster.servers = ["m1"]
+    cluster.up()
+    assert "left by a supervisor that died" in cluster.supervisor_log()
+    with WireClient(cluster.ports["m1"]) as client:
+        assert client.use("r").ok, "m1 lacks the database"
+        ids = [row[0] for row in rows_of(client.execute("alaivo id ao@ t"))]
+    assert sorted(ids) == sorted(acknowledged), f"lost: {sorted(set(acknowledged) - set(ids))}"
