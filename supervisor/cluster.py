@@ -499,8 +499,12 @@ class Cluster:
             peers: dict[str, str | dict] = {other.id: str(other.data) for other in servers
                                             if other.id != server.id} if enabled else {}
             if enabled:
-                peers.update({other.id: str(other.data) for other in self.departing.values()
-                              if other.id != server.id})
+                for other in self.departing.values():
+                    # (Its directory once: a server added with it, as in a renamed server,
+                    # already lists it; a directory listed twice is locked twice, by itself.)
+                    if other.id != server.id and (other.id in peers or (
+                            str(other.data) not in peers.values() and other.data != server.data)):
+                        peers[other.id] = str(other.data)
                 peers.update({other.id: {"address": other.address} for other in elsewhere})
                 peers.update({other.id: {"address": other.address, "leaving": True}
                               for other in leaving})

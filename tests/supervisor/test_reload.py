@@ -188,3 +188,39 @@ def test_a_removed_server_stays_a_peer_of_the_others_until_it_stopped_and_handed
     asyncio.run(scenario())
     assert seen == [("stop", "m3", ["m2", "m3"]), ("hand over", "m3", ["m2", "m3"])]
     assert m1_peers() == ["m2"]
+
+
+def test_a_renamed_server_s_directory_is_listed_once_while_the_old_name_stops(tmp_path):
+    """m3 renamed m4 (same data directory): while m3 stopped, m1's peers file listed the
+    directory twice (m3 departing, m4 added); m1 took its lock twice, blocked on itself,
+    missed its probes and was killed (hunt: a rename under load)."""
+    path = tmp_path / "topology.yaml"
+    path.write_text(with_m3())
+    logger = logging.getLogger("test-reload")
+    seen: list[dict] = []
+
+    def m1_peers() -> dict:
+        return json.loads(peers_file(tmp_path / "run", "m1").read_text())["peers"]
+
+    async def scenario():
+        cluster = Cluster(load_topology(path), logger)
+        cluster.run_dir.mkdir(parents=True)
+        cluster.write_peers_files()
+
+        async def stop_node(node_id):
+            seen.append(m1_peers())
+
+        async def nothing(*args, **kwargs):
+            return True
+        cluster.stop_node = stop_node
+        cluster.replication.remove = nothing
+        cluster.watch_remote_nodes = nothing
+        cluster.wait_settled = nothing
+        cluster.launch = lambda node_ids: None
+        path.write_text(with_m3().replace("  m3:\n", "  m4:\n").replace("m2, m3]", "m2, m4]"))
+        result = await reload_topology(cluster, logger)
+        assert result.ok, result.message
+    asyncio.run(scenario())
+    assert len(seen) == 1 and sorted(seen[0]) in (["m2", "m3"], ["m2", "m4"]), seen
+    assert len(set(seen[0].values())) == 2, seen
+    assert sorted(m1_peers()) == ["m2", "m4"]
