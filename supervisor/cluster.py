@@ -52,6 +52,8 @@ SETTLE_BEFORE_STOP_S = 3.0
 # (a retry that succeeds clears a failure at once, so a passing error never counts).
 LAGGING_AFTER_S = 2.0
 LAG_WATCH_INTERVAL_S = 1.0
+# A removed server whose newest copies could not be handed over: how often it is retried.
+HAND_OVER_RETRY_S = 2.0
 
 
 def node_command(topology: Topology, node_id: str, run_dir: Path,
@@ -152,6 +154,11 @@ class Cluster:
         # their old data directory, so that nobody writes without pulling from or fencing
         # against a server that may still acknowledge writes.
         self.departing: dict[str, NodeSpec] = {}
+        # Servers of this machine a reload removed whose newest copies could not all be
+        # handed over yet (the others' disk full...): still the others' peers (pulled
+        # from on write, fenced against) and retried until they are (`finish_hand_overs`).
+        self.handing_over: dict[str, NodeSpec] = {}
+        self._hand_overs: asyncio.Task | None = None
         self._lag_watch: asyncio.Task | None = None
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
@@ -237,6 +244,8 @@ class Cluster:
             task.cancel()
         if self._lag_watch is not None:
             self._lag_watch.cancel()
+        if self._hand_overs is not None:
+            self._hand_overs.cancel()
         order = list(reversed(self.topology.start_order()))
         servers = [node_id for node_id in order if self.topology.nodes[node_id].kind == "server"]
         for node_id in order:
@@ -254,6 +263,28 @@ class Cluster:
             await self.quorum.stop()
         await asyncio.to_thread(self._fold_journals, servers)
         return left
+
+    def finish_hand_overs(self, old: Topology) -> None:
+        """Retry, every HAND_OVER_RETRY_S, the hand over of the removed servers of
+        `handing_over`; each one done leaves the peers files (and its directory this
+        cluster's record). One back in the topology meanwhile is its own peer again."""
+        if self._hand_overs is None or self._hand_overs.done():
+            self._hand_overs = asyncio.create_task(self._retry_hand_overs(old),
+                                                   name="hand overs")
+
+    async def _retry_hand_overs(self, old: Topology) -> None:
+        from .ownership import release
+
+        while self.handing_over:
+            await asyncio.sleep(HAND_OVER_RETRY_S)
+            for node_id in list(self.handing_over):
+                if node_id in self.topology.nodes:
+                    self.handing_over.pop(node_id, None)
+                elif await self.replication.remove(node_id, keep_if_undone=True):
+                    self.handing_over.pop(node_id, None)
+                    if node_id in old.nodes:
+                        release(old, node_id, self.logger)
+            self.write_peers_files()
 
     async def reconcile_stopped(self) -> str:
         """What `down` does once the servers are stopped, for those a dead supervisor left
@@ -499,7 +530,7 @@ class Cluster:
             peers: dict[str, str | dict] = {other.id: str(other.data) for other in servers
                                             if other.id != server.id} if enabled else {}
             if enabled:
-                for other in self.departing.values():
+                for other in [*self.departing.values(), *self.handing_over.values()]:
                     # (Its directory once: a server added with it, as in a renamed server,
                     # already lists it; a directory listed twice is locked twice, by itself.)
                     if other.id != server.id and (other.id in peers or (

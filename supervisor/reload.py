@@ -130,13 +130,19 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
         for node_id in diff.removed + diff.changed:
             await cluster.stop_node(node_id)
             if old.nodes[node_id].kind == "server":
-                await cluster.replication.remove(node_id)
-                if node_id in diff.removed and old.runs_here(node_id):
+                removed_here = node_id in diff.removed and old.runs_here(node_id)
+                # What it acknowledged may be nowhere else: until it is handed over whole
+                # it stays the others' peer (pulled from on write), and is retried.
+                if not await cluster.replication.remove(node_id, keep_if_undone=removed_here):
+                    cluster.handing_over[node_id] = old.nodes[node_id]
+                elif removed_here:
                     release(old, node_id, cluster.logger)   # added back later: a newcomer
     finally:
         cluster.departing = {}
         cluster.write_peers_files()   # stopped and handed over: no longer anyone's peer
     cluster.remove_stale_backends_files()   # of the balancers just stopped
+    if cluster.handing_over:
+        cluster.finish_hand_overs(old)
     # New and changed nodes start in dependency order; a new server is seeded
     # before it starts and joins the balancers once it answers its probe.
     to_start = [n for n in new.start_order() if n in diff.added or n in diff.changed]

@@ -97,13 +97,27 @@ class ReplicationLink:
         self.logger.info("replication: %s seeded with a full copy (%d files copied%s)",
                          server_id, summary.copied, _problems(summary))
 
-    async def remove(self, server_id: str) -> None:
-        """A stopped server leaves: what it holds newest goes to the others first."""
-        if self.replicator is not None:
-            summary = await asyncio.to_thread(self.replicator.hand_over, server_id)
-            self.logger.info("replication: %s left; %d of its files handed over%s", server_id,
-                             summary.copied, _problems(summary))
-            await asyncio.to_thread(self.replicator.remove_server, server_id)
+    async def remove(self, server_id: str, keep_if_undone: bool = False) -> bool:
+        """A stopped server leaves: what it holds newest goes to the others first.
+
+        With `keep_if_undone`, a hand over that left copies undone (the others' disk
+        full, an unreadable file, another machine not reached) keeps the server in the
+        replicator (its copies still retried) and returns False: it may hold writes it
+        acknowledged that nobody else has; the caller tries again later.
+        """
+        if self.replicator is None:
+            return True
+        summary = await asyncio.to_thread(self.replicator.hand_over, server_id)
+        undone = summary.unreadable or summary.unreachable
+        if undone and keep_if_undone:
+            self.logger.warning("replication: %s not handed over yet (%d of its files copied"
+                                "%s): it stays the others' peer, tried again", server_id,
+                                summary.copied, _problems(summary))
+            return False
+        self.logger.info("replication: %s left; %d of its files handed over%s", server_id,
+                         summary.copied, _problems(summary))
+        await asyncio.to_thread(self.replicator.remove_server, server_id)
+        return True
 
     def known(self, server_id: str) -> bool:
         return self.replicator is not None and server_id in self.replicator.servers()

@@ -172,8 +172,9 @@ def test_a_removed_server_stays_a_peer_of_the_others_until_it_stopped_and_handed
         async def stop_node(node_id):
             seen.append(("stop", node_id, m1_peers()))
 
-        async def remove(server_id):
+        async def remove(server_id, keep_if_undone=False):
             seen.append(("hand over", server_id, m1_peers()))
+            return True
 
         async def nothing(*args, **kwargs):
             return True
@@ -224,3 +225,45 @@ def test_a_renamed_server_s_directory_is_listed_once_while_the_old_name_stops(tm
     assert len(seen) == 1 and sorted(seen[0]) in (["m2", "m3"], ["m2", "m4"]), seen
     assert len(set(seen[0].values())) == 2, seen
     assert sorted(m1_peers()) == ["m2", "m4"]
+
+
+def test_a_removed_server_not_handed_over_whole_stays_a_peer_until_it_is(tmp_path, monkeypatch):
+    """m3's copies could not land (the others' disk full): it left the peers files anyway,
+    and m1's next write was built on its older copy (the rows m3 acknowledged were lost;
+    tests/integration/test_storage_faults.py). It stays listed, retried, until handed over."""
+    monkeypatch.setattr("supervisor.cluster.HAND_OVER_RETRY_S", 0.01)
+    path = tmp_path / "topology.yaml"
+    path.write_text(with_m3())
+    logger = logging.getLogger("test-reload")
+    answers = [False, False, True]
+
+    def m1_peers() -> list[str]:
+        return sorted(json.loads(peers_file(tmp_path / "run", "m1").read_text())["peers"])
+
+    async def scenario():
+        cluster = Cluster(load_topology(path), logger)
+        cluster.run_dir.mkdir(parents=True)
+        cluster.write_peers_files()
+
+        async def remove(server_id, keep_if_undone=False):
+            assert server_id == "m3" and keep_if_undone
+            return answers.pop(0)
+
+        async def nothing(*args, **kwargs):
+            return True
+        cluster.stop_node = nothing
+        cluster.replication.remove = remove
+        cluster.watch_remote_nodes = nothing
+        cluster.wait_settled = nothing
+        cluster.launch = lambda node_ids: None
+        path.write_text(GOOD)
+        result = await reload_topology(cluster, logger)
+        assert result.ok, result.message
+        assert m1_peers() == ["m2", "m3"] and answers == [False, True]
+        for _ in range(500):
+            if not cluster.handing_over:
+                break
+            await asyncio.sleep(0.01)
+        assert answers == [] and cluster.handing_over == {}
+        assert m1_peers() == ["m2"]
+    asyncio.run(scenario())
