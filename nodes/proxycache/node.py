@@ -26,7 +26,8 @@ The seed's strategy:
 The client's current database is tracked from successful `ampiasao` replies
 and from dropping it. If the upstream connection breaks, the client gets a
 `Hadisoana : ...` error (a read is retried once on a fresh connection first,
-a write never is: its outcome is unknown); the next statement reconnects and
+a write never is: its outcome is unknown, and its error says so unless it
+was never sent); the next statement reconnects and
 replays `ampiasao` so the session keeps its database. A statement not sent
 yet waits up to --upstream-patience seconds (default 3) for an upstream that
 refuses connections (a balancer being restarted) before that error.
@@ -114,7 +115,7 @@ from nodes.runtime.serving import (
     admin_response,
     run_server,
 )
-from nodes.runtime.upstream import UpstreamConnection, UpstreamError
+from nodes.runtime.upstream import NotSent, UpstreamConnection, UpstreamError
 
 KIND = "proxycache"
 RIGHTS_REQUEST = b".rights;"
@@ -123,6 +124,9 @@ RIGHTS_REQUEST = b".rights;"
 # sent within it of another connection's write go uncached.
 DEFAULT_SETTLE_MS = 1000.0
 READ, USE, WRITE = "read", "use", "write"
+# A write sent upstream whose answer never came (nodes/balancer/node.py says it the same way).
+OUTCOME_UNKNOWN = ("the outcome of this write is unknown (it may or may not have been "
+                   "applied); it was not sent again")
 
 _FIRST_WORD = re.compile(r"[^\W\d]\w*")
 _USE_REPLY = re.compile(r"^Ny tahiry : (.+) dia miasa ankehitriny$")
@@ -409,6 +413,10 @@ class ProxySession:
                 used = _USE_STATEMENT.match(normal)
                 if used:
                     self.database = used.group(1)   # replayed on the next connection
+            elif not isinstance(error, NotSent):
+                # Sent, and the connection broke before its answer: it may have run.
+                # "Failed" must mean "not applied" (as the balancer says it).
+                return encode_error(f"{error}: {OUTCOME_UNKNOWN}")
             return encode_error(str(error))
         self._track_database(kind, normal, response)
         self._invalidate_after(kind, normal, response)
@@ -569,6 +577,10 @@ class ProxySession:
                 if isinstance(previous, asyncio.Future) and not previous.done():
                     await asyncio.shield(previous)   # never cancel another statement's signal
                 answer = await self._send(data, count)
+            except (LoginRefusedUpstream, NotSent):
+                raise
+            except UpstreamError as error:   # no usable connection: the statement was not sent
+                raise NotSent(str(error)) from None
             finally:
                 if not sent_signal.done():
                     sent_signal.set_result(None)   # the next statement may be sent

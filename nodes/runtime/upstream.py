@@ -461,7 +461,9 @@ class UpstreamConnection:
         raise self._broken(error)
 
     def _broken(self, error: UpstreamError) -> UpstreamError:
-        return UpstreamError(f"tapaka ny fifandraisana amin'ny {self.host}:{self.port} ({error})")
+        # (Still NotSent when nothing was sent: a write then certainly did not run.)
+        kind = NotSent if isinstance(error, NotSent) else UpstreamError
+        return kind(f"tapaka ny fifandraisana amin'ny {self.host}:{self.port} ({error})")
 
     def _forget(self, transport) -> None:
         """The connection `transport` failed: closed, and forgotten unless already replaced."""

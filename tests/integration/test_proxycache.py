@@ -167,3 +167,75 @@ def test_fine_invalidation_keeps_entries_of_other_tables(start_node):
         assert client.one("manampia ao@ t sanda (5, 'e');").ok
         assert count_rows(client) == 1                     # invalidated by the write to t
         assert count_rows(client, "alaivo * ao@ v;") == 1  # reads a view: invalidated too
+
+
+class _DiesAfterWriting:
+    """An upstream that answers `ampiasao`, takes a write and closes the connection without
+    answering it (a balancer killed right after its server committed): the write applied."""
+
+    def __init__(self):
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.writes: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        from nodes.protocol import encode_message
+
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with connection:
+                pending = b""
+                while True:
+                    chunk = connection.recv(1 << 16)
+                    if not chunk:
+                        break
+                    pending += chunk
+                    *statements, pending = pending.split(b";")
+                    for statement in (s.decode().strip() for s in statements):
+                        if statement.startswith("ampiasao"):
+                            connection.sendall(encode_message("Tafiditra ao amin'ny x"))
+                        elif statement:
+                            self.writes.append(statement)
+                            break
+                    else:
+                        continue
+                    break   # a write taken: closed unanswered
+
+    def close(self) -> None:
+        import socket
+
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)   # stops listening (close alone waits
+        except OSError:                                # for the blocked accept)
+            pass
+        self.listener.close()
+
+
+def test_a_write_whose_answer_is_lost_upstream_is_reported_outcome_unknown(start_node):
+    """The balancer killed after its server committed a write sent through the proxy: the
+    proxy answered "Hadisoana : tapaka ny fifandraisana ..." as if it had failed, and a
+    client that trusted it lost what it did next (hunt: a delete "failed" but applied took
+    away an acknowledged row; 5 inserts "failed" yet stored). Like the balancer's, the
+    answer says the outcome is unknown; one never sent still fails plainly."""
+    upstream = _DiesAfterWriting()
+    proxy = start_node("proxycache", "proxy", "--upstream", f"127.0.0.1:{upstream.port}",
+                       "--upstream-patience", "0.2")
+    try:
+        with WireClient(proxy.port) as client:
+            assert client.one("ampiasao x;").ok
+            answer = client.one("manampia ao@ t sanda (1);")
+            assert upstream.writes == ["manampia ao@ t sanda (1)"]
+            assert not answer.ok and "outcome of this write is unknown" in answer.message, \
+                answer.message
+            upstream.close()   # nothing listens any more: the next write is never sent
+            refused = client.one("manampia ao@ t sanda (2);")
+            assert not refused.ok and "unknown" not in refused.message, refused.message
+            assert upstream.writes == ["manampia ao@ t sanda (1)"]
+    finally:
+        upstream.close()
