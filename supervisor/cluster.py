@@ -54,6 +54,7 @@ LAGGING_AFTER_S = 2.0
 LAG_WATCH_INTERVAL_S = 1.0
 # A removed server whose newest copies could not be handed over: how often it is retried.
 HAND_OVER_RETRY_S = 2.0
+HANDING_OVER_FILE = "handing-over.json"
 
 
 def node_command(topology: Topology, node_id: str, run_dir: Path,
@@ -207,8 +208,11 @@ class Cluster:
         self.quorum = self._make_quorum()
         if self.quorum is not None:
             self.quorum.start()   # before any server: their peers files carry the lease
+        self.load_handing_over()
         self.write_peers_files()
         await self.replication.start(joining or [])
+        if self.handing_over:
+            self.finish_hand_overs(self.topology)
         self.write_backends_files()
         self._lag_watch = asyncio.create_task(self._watch_lagging(), name="lag watch")
         await self.watch_remote_nodes()
@@ -264,6 +268,38 @@ class Cluster:
         await asyncio.to_thread(self._fold_journals, servers)
         return left
 
+    def save_handing_over(self) -> None:
+        """run/handing-over.json: the removed servers still to hand over, so that a `down`
+        and an `up` before their copies land do not forget them (`load_handing_over`)."""
+        path = self.run_dir / HANDING_OVER_FILE
+        if not self.handing_over:
+            path.unlink(missing_ok=True)
+            return
+        write_if_changed(path, json.dumps({spec.id: {"host": spec.host, "port": spec.port,
+                                                      "data": str(spec.data)}
+                                           for spec in self.handing_over.values()}) + "\n")
+
+    def load_handing_over(self) -> None:
+        """At `up`: the removed servers a previous run had not handed over yet, back in the
+        peers files and the replicator (its first pass copies what they hold newest), then
+        retried as in a reload."""
+        try:
+            found = json.loads((self.run_dir / HANDING_OVER_FILE).read_text())
+        except (OSError, ValueError):
+            return
+        for server_id, entry in found.items() if isinstance(found, dict) else ():
+            if server_id in self.topology.nodes or not isinstance(entry, dict):
+                continue
+            data = Path(entry.get("data", ""))
+            if not data.is_dir():
+                continue
+            self.handing_over[server_id] = NodeSpec(server_id, "server", str(entry.get("host")),
+                                                    int(entry.get("port") or 0), data=data)
+            if self.replication.replicator is not None:
+                self.replication.replicator.add_server(server_id, data)
+            self.logger.warning("%s: removed from the topology but not handed over yet: "
+                                "still the others' peer", server_id)
+
     def finish_hand_overs(self, old: Topology) -> None:
         """Retry, every HAND_OVER_RETRY_S, the hand over of the removed servers of
         `handing_over`; each one done leaves the peers files (and its directory this
@@ -284,6 +320,7 @@ class Cluster:
                     self.handing_over.pop(node_id, None)
                     if node_id in old.nodes:
                         release(old, node_id, self.logger)
+            self.save_handing_over()
             self.write_peers_files()
 
     async def reconcile_stopped(self) -> str:

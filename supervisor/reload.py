@@ -141,6 +141,7 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
         cluster.departing = {}
         cluster.write_peers_files()   # stopped and handed over: no longer anyone's peer
     cluster.remove_stale_backends_files()   # of the balancers just stopped
+    cluster.save_handing_over()
     if cluster.handing_over:
         cluster.finish_hand_overs(old)
     # New and changed nodes start in dependency order; a new server is seeded

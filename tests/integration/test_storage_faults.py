@@ -183,13 +183,15 @@ nodes:
         run.cli("down", str(run.topology))
 
 
+@pytest.mark.parametrize("restarted", [False, True], ids=["running", "down-and-up"])
 def test_a_server_removed_while_its_copies_cannot_land_keeps_its_acknowledged_writes(
-        small_disk, tmp_path):
+        small_disk, tmp_path, restarted):
     """m2's disk full, rows acknowledged by m1 (certified, but their copies to m2 fail),
     m1 removed from the topology: the hand over failed ("still failing"), m1 left anyway,
     and once m2 had space again its next write was built on its older copy: the rows m1
     acknowledged were gone (hunt: 133 of 186 inserts). A removed server whose newest
-    copies could not be handed over stays the others' peer until they land."""
+    copies could not be handed over stays the others' peer until they land, across a
+    `down` and an `up` too (run/handing-over.json)."""
     ports = {name: free_port() for name in ("control", "m1", "m2", "lb")}
     topology = tmp_path / "topology.yaml"
     text = f"""\
@@ -226,6 +228,10 @@ nodes:
                             .replace("backends: [m1, m2]", "backends: [m2]"))
         wait_until(lambda: "reload applied: removed m1" in run.supervisor_log(),
                    deadline_s=20.0, what="m1 removed")
+        if restarted:
+            assert run.cli("down", str(run.topology)).returncode == 0
+            again = run.cli("up", "-d", str(run.topology))
+            assert again.returncode == 0, again.stderr + run.supervisor_log()
         filler.unlink()
         with ClientPool(ports["m2"]) as connect:
             client = connect()
