@@ -290,11 +290,17 @@ class Cluster:
         for server_id, entry in found.items() if isinstance(found, dict) else ():
             if server_id in self.topology.nodes or not isinstance(entry, dict):
                 continue
-            data = Path(entry.get("data", ""))
+            try:
+                data = Path(entry.get("data", ""))
+                spec = NodeSpec(server_id, "server", str(entry.get("host")),
+                                int(entry.get("port") or 0), data=data)
+            except (TypeError, ValueError):   # a hand-edited or damaged file
+                self.logger.error("%s: %s lists it wrongly (%r): ignored", server_id,
+                                  HANDING_OVER_FILE, entry)
+                continue
             if not data.is_dir():
                 continue
-            self.handing_over[server_id] = NodeSpec(server_id, "server", str(entry.get("host")),
-                                                    int(entry.get("port") or 0), data=data)
+            self.handing_over[server_id] = spec
             if self.replication.replicator is not None:
                 self.replication.replicator.add_server(server_id, data)
             self.logger.warning("%s: removed from the topology but not handed over yet: "

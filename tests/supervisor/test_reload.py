@@ -267,3 +267,19 @@ def test_a_removed_server_not_handed_over_whole_stays_a_peer_until_it_is(tmp_pat
         assert answers == [] and cluster.handing_over == {}
         assert m1_peers() == ["m2"]
     asyncio.run(scenario())
+
+
+def test_a_damaged_handing_over_file_is_ignored_with_a_log_line(tmp_path, caplog):
+    """run/handing-over.json is a file on disk like any other: a bad entry stops no `up`."""
+    path = tmp_path / "topology.yaml"
+    path.write_text(GOOD)
+    cluster = Cluster(load_topology(path), logging.getLogger("test-reload"))
+    cluster.run_dir.mkdir(parents=True)
+    (tmp_path / "data" / "m3").mkdir(parents=True)
+    (cluster.run_dir / "handing-over.json").write_text(json.dumps(
+        {"m3": {"host": "127.0.0.1", "port": "not a port", "data": str(tmp_path / "data" / "m3")},
+         "m9": ["not", "an", "entry"]}))
+    with caplog.at_level(logging.ERROR):
+        cluster.load_handing_over()
+    assert cluster.handing_over == {}
+    assert "handing-over.json lists it wrongly" in caplog.text
