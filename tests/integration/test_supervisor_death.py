@@ -54,12 +54,17 @@ def still_running(cluster: SupervisedCluster, pids) -> list[int]:
     return alive
 
 
-def test_supervisor_killed_nodes_run_unsupervised_and_a_new_up_loses_no_write(cluster):
+def up_with_table_r_t(cluster) -> None:
+    """The cluster up, with database r and its table t (id) made through the balancer."""
     cluster.up()
     with WireClient(cluster.ports["lb"]) as client:
         for statement in ("manamboara tahiry r", "ampiasao r",
                           "manamboara tabilao t (id ISA(0,null))"):
             assert client.execute(statement).ok, statement
+
+
+def test_supervisor_killed_nodes_run_unsupervised_and_a_new_up_loses_no_write(cluster):
+    up_with_table_r_t(cluster)
     acknowledged: list[int] = []
     insert(cluster.ports["lb"], range(0, 20), acknowledged)
     before = cluster.status()
@@ -155,17 +160,11 @@ def test_a_frozen_supervisor_is_not_said_to_be_taken_over_by_up(cluster):
         supervisor.resume()
     cluster.wait_whole()
 
-def test_down_without_a_supervisor_syncs_so_a_server_removed_then_loses_nothing(cluster):
-    """kill -9 of the supervisor, rows acknowledged by m2 alone (replication paused),
-    `down` (it only stopped the nodes), m2 removed from the file, `up`: the rows m2
-    acknowledged were nowhere but in data/m2, which the cluster no longer reads (hunt:
-    737 acknowledged statements gone, the database itself). `down` reconciles the
-    directories as a supervisor's own `down` does."""
-    cluster.up()
-    with WireClient(cluster.ports["lb"]) as client:
-        for statement in ("manamboara tahiry r", "ampiasao r",
-                          "manamboara tabilao t (id ISA(0,null))"):
-            assert client.execute(statement).ok, statement
+
+def m2_acknowledges_rows_alone(cluster) -> list[int]:
+    """Table r.t with 5 rows on both servers, the supervisor killed (-9), then 10 rows
+    acknowledged by m2 alone (replication paused): every id acknowledged."""
+    up_with_table_r_t(cluster)
     acknowledged: list[int] = []
     insert(cluster.ports["lb"], range(0, 5), acknowledged)
     converged, differences = wait_converged(cluster.data_dir("m1"), cluster.data_dir("m2"))
@@ -174,8 +173,17 @@ def test_down_without_a_supervisor_syncs_so_a_server_removed_then_loses_nothing(
     supervisor = psutil.Process(int((cluster.workdir / "run" / "supervisor.pid").read_text()))
     os.kill(supervisor.pid, signal.SIGKILL)
     supervisor.wait(timeout=10)
-
     insert(cluster.ports["m2"], range(200, 210), acknowledged)
+    return acknowledged
+
+
+def test_down_without_a_supervisor_syncs_so_a_server_removed_then_loses_nothing(cluster):
+    """kill -9 of the supervisor, rows acknowledged by m2 alone (replication paused),
+    `down` (it only stopped the nodes), m2 removed from the file, `up`: the rows m2
+    acknowledged were nowhere but in data/m2, which the cluster no longer reads (hunt:
+    737 acknowledged statements gone, the database itself). `down` reconciles the
+    directories as a supervisor's own `down` does."""
+    acknowledged = m2_acknowledges_rows_alone(cluster)
     stopped = cluster.cli("down", str(cluster.topology))
     assert stopped.returncode == 0 and "left by a supervisor that died" in stopped.stdout, \
         stopped.stdout + stopped.stderr
@@ -196,21 +204,7 @@ def test_a_server_removed_from_the_file_while_unsupervised_hands_over_at_up(clus
     (no supervisor to apply it), `up`: it stopped m2 as a leftover and never read data/m2
     again, so the rows only m2 held were gone (hunt: 1366 acknowledged statements, the
     database itself). A leftover server the file no longer lists hands over first."""
-    cluster.up()
-    with WireClient(cluster.ports["lb"]) as client:
-        for statement in ("manamboara tahiry r", "ampiasao r",
-                          "manamboara tabilao t (id ISA(0,null))"):
-            assert client.execute(statement).ok, statement
-    acknowledged: list[int] = []
-    insert(cluster.ports["lb"], range(0, 5), acknowledged)
-    converged, differences = wait_converged(cluster.data_dir("m1"), cluster.data_dir("m2"))
-    assert converged is not None, differences
-    cluster.remember(row["pid"] for row in cluster.status().values())
-    supervisor = psutil.Process(int((cluster.workdir / "run" / "supervisor.pid").read_text()))
-    os.kill(supervisor.pid, signal.SIGKILL)
-    supervisor.wait(timeout=10)
-
-    insert(cluster.ports["m2"], range(200, 210), acknowledged)
+    acknowledged = m2_acknowledges_rows_alone(cluster)
     del cluster.document["nodes"]["m2"]
     cluster.document["nodes"]["lb"]["backends"] = ["m1"]
     cluster.topology.write_text(yaml.safe_dump(cluster.document, sort_keys=False))

@@ -149,6 +149,25 @@ def test_with_write_leases_on_an_edit_of_tls_is_refused():
     assert restart_only_change(leased, leased) is None
 
 
+async def _nothing(*args, **kwargs) -> bool:
+    return True
+
+
+def cluster_with_peers_files(path: Path, logger: logging.Logger, stop_node=_nothing,
+                             remove=_nothing) -> Cluster:
+    """A Cluster of the topology at `path` with its peers files written and nothing that
+    starts or stops a process: `stop_node` and the replicator's `remove` are the test's."""
+    cluster = Cluster(load_topology(path), logger)
+    cluster.run_dir.mkdir(parents=True)
+    cluster.write_peers_files()
+    cluster.stop_node = stop_node
+    cluster.replication.remove = remove
+    cluster.watch_remote_nodes = _nothing
+    cluster.wait_settled = _nothing
+    cluster.launch = lambda node_ids: None
+    return cluster
+
+
 def test_a_removed_server_stays_a_peer_of_the_others_until_it_stopped_and_handed_over(tmp_path):
     """The peers files dropped m3 before m3 was stopped: m1 wrote without pulling from or
     fencing against m3 while m3 (which keeps its old peers) still acknowledged writes, so
@@ -163,26 +182,16 @@ def test_a_removed_server_stays_a_peer_of_the_others_until_it_stopped_and_handed
     def m1_peers() -> list[str]:
         return sorted(json.loads(peers_file(tmp_path / "run", "m1").read_text())["peers"])
 
+    async def stop_node(node_id):
+        seen.append(("stop", node_id, m1_peers()))
+
+    async def remove(server_id, keep_if_undone=False):
+        seen.append(("hand over", server_id, m1_peers()))
+        return True
+
     async def scenario():
-        cluster = Cluster(load_topology(path), logger)
-        cluster.run_dir.mkdir(parents=True)
-        cluster.write_peers_files()
+        cluster = cluster_with_peers_files(path, logger, stop_node, remove)
         assert m1_peers() == ["m2", "m3"]
-
-        async def stop_node(node_id):
-            seen.append(("stop", node_id, m1_peers()))
-
-        async def remove(server_id, keep_if_undone=False):
-            seen.append(("hand over", server_id, m1_peers()))
-            return True
-
-        async def nothing(*args, **kwargs):
-            return True
-        cluster.stop_node = stop_node
-        cluster.replication.remove = remove
-        cluster.watch_remote_nodes = nothing
-        cluster.wait_settled = nothing
-        cluster.launch = lambda node_ids: None
         path.write_text(GOOD)
         result = await reload_topology(cluster, logger)
         assert result.ok, result.message
@@ -203,21 +212,11 @@ def test_a_renamed_server_s_directory_is_listed_once_while_the_old_name_stops(tm
     def m1_peers() -> dict:
         return json.loads(peers_file(tmp_path / "run", "m1").read_text())["peers"]
 
+    async def stop_node(node_id):
+        seen.append(m1_peers())
+
     async def scenario():
-        cluster = Cluster(load_topology(path), logger)
-        cluster.run_dir.mkdir(parents=True)
-        cluster.write_peers_files()
-
-        async def stop_node(node_id):
-            seen.append(m1_peers())
-
-        async def nothing(*args, **kwargs):
-            return True
-        cluster.stop_node = stop_node
-        cluster.replication.remove = nothing
-        cluster.watch_remote_nodes = nothing
-        cluster.wait_settled = nothing
-        cluster.launch = lambda node_ids: None
+        cluster = cluster_with_peers_files(path, logger, stop_node)
         path.write_text(with_m3().replace("  m3:\n", "  m4:\n").replace("m2, m3]", "m2, m4]"))
         result = await reload_topology(cluster, logger)
         assert result.ok, result.message
@@ -240,22 +239,12 @@ def test_a_removed_server_not_handed_over_whole_stays_a_peer_until_it_is(tmp_pat
     def m1_peers() -> list[str]:
         return sorted(json.loads(peers_file(tmp_path / "run", "m1").read_text())["peers"])
 
+    async def remove(server_id, keep_if_undone=False):
+        assert server_id == "m3" and keep_if_undone
+        return answers.pop(0)
+
     async def scenario():
-        cluster = Cluster(load_topology(path), logger)
-        cluster.run_dir.mkdir(parents=True)
-        cluster.write_peers_files()
-
-        async def remove(server_id, keep_if_undone=False):
-            assert server_id == "m3" and keep_if_undone
-            return answers.pop(0)
-
-        async def nothing(*args, **kwargs):
-            return True
-        cluster.stop_node = nothing
-        cluster.replication.remove = remove
-        cluster.watch_remote_nodes = nothing
-        cluster.wait_settled = nothing
-        cluster.launch = lambda node_ids: None
+        cluster = cluster_with_peers_files(path, logger, remove=remove)
         path.write_text(GOOD)
         result = await reload_topology(cluster, logger)
         assert result.ok, result.message
