@@ -659,7 +659,11 @@ class _Evaluator:
         index: int | None = None
         if isinstance(expr, Literal) and type(expr.value) is int:   # a column's position
             index = expr.value - 1
-            if not 0 <= index < len(columns):
+            if index < 0:
+                raise TahiryError(
+                    f"alaharo {expr.value} : manomboka amin'ny 1 ny laharan'ny tsanganana "
+                    f"(1 ka hatramin'ny {len(columns)})")
+            if index >= len(columns):
                 raise TahiryError(
                     f"alaharo {expr.value} : tsy misy tsanganana faha-{expr.value} "
                     f"(tsanganana {len(columns)} no ao amin'ny valiny)")

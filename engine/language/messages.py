@@ -246,6 +246,10 @@ CATALOGUE: tuple[Message, ...] = (
        "alaharo {position} : tsy misy tsanganana faha-{position} (tsanganana {count} no ao "
        "amin'ny valiny)",
        "alaharo {position}: there is no column {position} (the result has {count} columns)"),
+    _M("order_position_from_one",
+       "alaharo {position} : manomboka amin'ny 1 ny laharan'ny tsanganana (1 ka hatramin'ny "
+       "{count})",
+       "alaharo {position}: column positions start at 1 (1 to {count})"),
     _M("order_constant",
        "alaharo {expr} : tsy mandahatra na inona na inona ny sanda raikitra (omeo ny "
        "anaran'ny tsanganana na ny laharany, ohatra : alaharo 1)",

@@ -185,7 +185,9 @@ def test_a_whole_number_alone_orders_by_the_column_at_that_place():
     assert rows(catalog, "alaivo a ao@ t alaharo 1 + 0 midina") == [[1], [3], [2], [3]]   # an expression
     assert error_of(catalog, "alaivo * ao@ t alaharo 3") == \
         "alaharo 3 : tsy misy tsanganana faha-3 (tsanganana 2 no ao amin'ny valiny)"
-    assert "tsanganana faha-0" in error_of(catalog, "alaivo * ao@ t alaharo 0")
+    for position in ("0", "-1"):   # ("faha--1" before)
+        assert error_of(catalog, f"alaivo * ao@ t alaharo {position}") == \
+            f"alaharo {position} : manomboka amin'ny 1 ny laharan'ny tsanganana (1 ka hatramin'ny 2)"
     for constant in ("'x'", "1.5", "null"):
         assert error_of(catalog, f"alaivo * ao@ t alaharo {constant}").startswith(
             f"alaharo {constant} : tsy mandahatra na inona na inona ny sanda raikitra")
