@@ -69,10 +69,10 @@ class BatchPartlyWritten(TahiryError):
     """Some files of a batch were renamed into place, then something failed.
 
     `renamed`: keys (paths) whose new file is in place; `durable`: those of
-    them whose folder fsync succeeded too. A statement whose files are all
-    durable succeeded; one with a file renamed but not durable, or only part
-    of its files renamed, may or may not have been applied; one with no file
-    renamed failed.
+    them whose folder fsync succeeded too, and (write leases on) that every
+    peer received. A statement whose files are all durable succeeded; one
+    with a file renamed but not durable, or only part of its files renamed,
+    may or may not have been applied; one with no file renamed failed.
     """
 
     def __init__(self, message: str, renamed: set[str], durable: set[str]):
@@ -215,9 +215,11 @@ class BatchInstaller:
                 if self._sync is not None else None
             if unsent is None:
                 return
-            # Applied and durable here, not on every peer: not acknowledged as written.
+            # Applied and durable here, not on every peer: not acknowledged as written, so
+            # none of it counts as `durable` (a statement all of whose files are durable
+            # is answered as done; a server cut from the majority then loses it, L6).
             raise BatchPartlyWritten(outcome_unknown_message("fiovana", f"tsy tonga : {unsent}"),
-                                     {item.key for item in done}, durable)
+                                     {item.key for item in done}, set())
         unsure = [item.path.relative_to(self.root) for item in done if item.key not in durable]
         reason = (f"{len(done)}/{len(prepared)} rakitra tafiditra, {failure}" if failure
                   else f"fsync tsy nahomby : {', '.join(map(str, unsure))}")

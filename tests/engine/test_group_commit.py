@@ -174,3 +174,29 @@ def test_atomic_write_helper_is_shared_with_replication(tmp_path):
     assert phases == ["write_temp", "lock_wait", "locked", "fsync_folder"]
     assert target.read_bytes() == b"1"
     assert [p.name for p in tmp_path.rglob("*.tmp")] == []
+
+
+def test_a_write_its_peers_did_not_all_receive_is_not_acknowledged(tmp_path, monkeypatch):
+    """Write leases on, the new version could not be pushed to a peer (cut meanwhile): it is
+    applied and durable here only, so its outcome is unknown. The server's batch answered
+    it OK (its keys were listed durable), and the majority, aligning the cut server on its
+    own copies, dropped the acknowledged row (CI: test_machines_leases, row 2000010)."""
+    from engine.evaluation.outcome import Outcome
+    from engine.storage.peers import FixedPeers
+    from nodes.server.node import outcomes_after_partial_commit
+
+    peer = tmp_path / "peer"
+    store = Store(tmp_path / "data", peers=FixedPeers({"m1": peer}))
+    store.create_database("db")
+    store.write("db", "table", "t", body(1))
+    monkeypatch.setattr(store._sync, "push_written", lambda files: "m1: no answer in time")
+    store.begin_batch()
+    store.write("db", "table", "t", body(1, 2))
+    with pytest.raises(BatchPartlyWritten) as caught:
+        store.commit_batch()
+    partial = caught.value
+    key = next(iter(partial.renamed))
+    [outcome] = outcomes_after_partial_commit([Outcome.success("1 andalana")],
+                                              [frozenset({key})], partial)
+    assert not outcome.ok and "outcome unknown" in outcome.message, outcome
+    assert on_disk(store)["rows"] == [[1], [2]]   # applied here all the same
