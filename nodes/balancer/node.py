@@ -129,6 +129,7 @@ from nodes.runtime.serving import (
     admin_response,
     run_server,
 )
+from nodes.runtime.upstream import WRITE_OUTCOME_UNKNOWN
 
 log = logging.getLogger(__name__)
 
@@ -777,8 +778,7 @@ class Balancer:
     def _unknown_write(backend_id: str, error: BackendUnavailable) -> bytes:
         return encode_error(
             f"Tapaka ny fifandraisana tamin'ny mpizara {backend_id} ({error.reason}): "
-            "the outcome of this write is unknown (it may or may not have been "
-            "applied); it was not sent again")
+            f"{WRITE_OUTCOME_UNKNOWN}")
 
     def _write_answered(self, session: ClientSession, backend_id: str, database: str, obj: str,
                         objects: tuple[str, ...], target: str | None, response: Response,

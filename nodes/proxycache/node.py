@@ -115,7 +115,7 @@ from nodes.runtime.serving import (
     admin_response,
     run_server,
 )
-from nodes.runtime.upstream import NotSent, UpstreamConnection, UpstreamError
+from nodes.runtime.upstream import WRITE_OUTCOME_UNKNOWN, NotSent, UpstreamConnection, UpstreamError
 
 KIND = "proxycache"
 RIGHTS_REQUEST = b".rights;"
@@ -124,9 +124,6 @@ RIGHTS_REQUEST = b".rights;"
 # sent within it of another connection's write go uncached.
 DEFAULT_SETTLE_MS = 1000.0
 READ, USE, WRITE = "read", "use", "write"
-# A write sent upstream whose answer never came (nodes/balancer/node.py says it the same way).
-OUTCOME_UNKNOWN = ("the outcome of this write is unknown (it may or may not have been "
-                   "applied); it was not sent again")
 
 _FIRST_WORD = re.compile(r"[^\W\d]\w*")
 _USE_REPLY = re.compile(r"^Ny tahiry : (.+) dia miasa ankehitriny$")
@@ -416,7 +413,7 @@ class ProxySession:
             elif not isinstance(error, NotSent):
                 # Sent, and the connection broke before its answer: it may have run.
                 # "Failed" must mean "not applied" (as the balancer says it).
-                return encode_error(f"{error}: {OUTCOME_UNKNOWN}")
+                return encode_error(f"{error}: {WRITE_OUTCOME_UNKNOWN}")
             return encode_error(str(error))
         self._track_database(kind, normal, response)
         self._invalidate_after(kind, normal, response)

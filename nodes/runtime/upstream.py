@@ -40,6 +40,12 @@ class NotSent(UpstreamError):
     """The request was not sent at all (the connection was already closed)."""
 
 
+# What a relay tells its client of a write sent upstream whose answer never came
+# (any other failure means nothing was applied).
+WRITE_OUTCOME_UNKNOWN = ("the outcome of this write is unknown (it may or may not have been "
+                         "applied); it was not sent again")
+
+
 # Called with (the responses, None) or (None, the UpstreamError), once.
 ResponseCallback = Callable[["list[Response] | None", "UpstreamError | None"], None]
 
