@@ -95,17 +95,18 @@ def find_leftovers(topology: Topology) -> LeftoverScan:
     for node, kind, address, pid in candidates:
         if not isinstance(pid, int) or pid in seen or not isinstance(node, str):
             continue
-        process = _node_process(pid, node, kind)
-        if process is not None:
+        found = _node_process(pid, node, kind)
+        if found is not None:
+            process, argv = found
             seen.add(pid)
             scan.nodes.append(Leftover(node, kind or "?", address or "?", process,
-                                       _data_of(process)))
+                                       _data_of(argv)))
     return scan
 
 
-def _node_process(pid: int, node: str, kind: str | None) -> psutil.Process | None:
-    """The process `pid` if it runs that node (`-m nodes.<kind> ... --id <node>`; a proxy
-    cache with `backends:` runs `-m nodes.relay`)."""
+def _node_process(pid: int, node: str, kind: str | None) -> tuple[psutil.Process, list[str]] | None:
+    """The process `pid` and its command line if it runs that node (`-m nodes.<kind> ...
+    --id <node>`; a proxy cache with `backends:` runs `-m nodes.relay`)."""
     try:
         process = psutil.Process(pid)
         argv = process.cmdline()
@@ -119,15 +120,11 @@ def _node_process(pid: int, node: str, kind: str | None) -> psutil.Process | Non
     runs_module = any(argument in modules for argument in argv)
     # each argument with the one after it (the last has none)
     named = any(a == "--id" and b == node for a, b in zip(argv, argv[1:], strict=False))
-    return process if runs_module and named else None
+    return (process, argv) if runs_module and named else None
 
 
-def _data_of(process: psutil.Process) -> Path | None:
+def _data_of(argv: list[str]) -> Path | None:
     """A server's data directory, from its command line (`--data DIR`, absolute)."""
-    try:
-        argv = process.cmdline()
-    except (psutil.Error, ValueError):
-        return None
     found = [b for a, b in zip(argv, argv[1:], strict=False) if a == "--data"]
     return Path(found[0]) if found else None
 
