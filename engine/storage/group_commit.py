@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,11 +136,10 @@ class Prepared:
 class BatchInstaller:
     """Puts a batch's documents in place durably, fenced against the peers' copies."""
 
-    def __init__(self, root: Path, cache: DocumentCache, prepare_folder: Callable[[Path], None], *,
+    def __init__(self, root: Path, cache: DocumentCache, *,
                  durable: bool, sync: PeerSync | None, lock_timeout_s: float):
         self.root = root
         self._cache = cache
-        self._prepare_folder = prepare_folder
         self._durable = durable
         self._sync = sync
         self._lock_timeout_s = lock_timeout_s
@@ -155,12 +153,16 @@ class BatchInstaller:
         journal entry, costing what changed; anything else a whole new file,
         written to a durable temp file beside its path. `batch`: the memos
         derived for its journal entries' documents, cached with them.
+
+        Each folder was made ready (created, checked inside the data
+        directory) when the statement wrote the document into the batch
+        (`Store._write_document`), holding the write lock since: nothing
+        here removes folders, so it is not checked twice.
         """
         prepared: list[Prepared] = []
         path = self.root
         try:
             for key, (path, document, ops) in pending.items():
-                self._prepare_folder(path.parent)
                 if ops is not None:
                     prepared.append(Prepared(key, path, document, None,
                                              journal.encode_entry(document["change"], list(ops)),
@@ -290,8 +292,7 @@ class BatchInstaller:
             item.appended = journal.append_entry(journal_file, item.line)
             try:
                 item.signature = file_signature(os.stat(item.path),
-                                                (os.stat(journal_file).st_ino, item.appended.size),
-                                                True)
+                                                (item.appended.inode, item.appended.size), True)
             except OSError:
                 item.signature = None
             return item.appended.created

@@ -231,6 +231,7 @@ class Appended:
     size: int        # the journal's size after the entry
     created: bool    # the write created the journal (its folder needs an fsync)
     descriptor: int
+    inode: int       # the journal file's (for the cache signature of what was written)
 
     def sync(self) -> None:
         os.fdatasync(self.descriptor)
@@ -246,10 +247,14 @@ def append_entry(path: Path, line: bytes) -> Appended:
     line is never left behind by a failed append), the file is closed and
     OSError is raised.
     """
-    created = not os.path.exists(path)
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
-        before = os.fstat(descriptor).st_size
+        opened = os.fstat(descriptor)
+        before = opened.st_size
+        # An empty journal counts as created: its folder is fsynced once more than
+        # needed when the file was there, and never missed when it was not
+        # (a stat beforehand cost a system call per append).
+        created = before == 0
         try:
             view = memoryview(line)
             while view:   # a short write (a disk filling up) goes on until it errs
@@ -260,7 +265,7 @@ def append_entry(path: Path, line: bytes) -> Appended:
     except BaseException:
         os.close(descriptor)
         raise
-    return Appended(before + len(line), created, descriptor)
+    return Appended(before + len(line), created, descriptor, opened.st_ino)
 
 
 def append_line(path: Path, line: bytes, durable: bool = True) -> tuple[int, bool]:

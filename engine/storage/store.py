@@ -142,8 +142,7 @@ class Store:
         self._reader = CachedReader(self.root, self._cache,
                                     FolderWatch.open() if watch_folders else None)
         self._durable = durable
-        self._installer = BatchInstaller(self.root, self._cache, self._prepare_folder,
-                                         durable=durable, sync=self._sync,
+        self._installer = BatchInstaller(self.root, self._cache, durable=durable, sync=self._sync,
                                          lock_timeout_s=lock_timeout_s)
         self._pull = (PeerPull(self.root, self._sync, self._cache, load=self._load,
                                prepare_folder=self._prepare_folder, durable=durable,
