@@ -130,6 +130,7 @@ class ServerConnection:
             raise NotListening(f"TLS with {host}:{port} failed: {error.strerror or error} (does "
                                f"the node use TLS, and does it want a client certificate?)") from None
         self._tls = tls is not None
+        self._answered = False   # a response came on this connection (see `_closed_at_once`)
         self._socket.settimeout(timeout)
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._decoder = ResponseDecoder()
@@ -171,9 +172,10 @@ class ServerConnection:
             while True:
                 data = self._socket.recv(RECEIVE_CHUNK)
                 if not data:
-                    raise ConnectionLost(self._lost("the node closed the connection"))
+                    raise ConnectionLost(self._lost(self._closed_at_once()))
                 responses = self._decoder.feed(data)
                 if responses:
+                    self._answered = True
                     # One statement, one response: more would mean we lost sync.
                     if len(responses) > 1 or self._decoder.pending:
                         raise ConnectionLost(self._lost("the node sent more than one response"))
@@ -260,8 +262,20 @@ class ServerConnection:
             except (BlockingIOError, InterruptedError):
                 return []
             if not data:
-                raise ConnectionLost(self._lost("the node closed the connection"))
-            return [response.outcome() for response in self._decoder.feed(data)]
+                raise ConnectionLost(self._lost(self._closed_at_once()))
+            responses = self._decoder.feed(data)
+            if responses:
+                self._answered = True
+            return [response.outcome() for response in responses]
+
+    def _closed_at_once(self) -> str:
+        """Why the node ended the stream: a plain connection closed before any answer is
+        most often a node that speaks TLS (it closes, without a word, what is not TLS)."""
+        if self._tls or self._answered:
+            return "the node closed the connection"
+        return ("the node closed the connection before any answer (a node that uses TLS "
+                "closes a plain connection at once: if the cluster's topology has `tls:`, "
+                "connect with --tls-ca FILE, as the `connect with:` line of ./tahiry up says)")
 
     def lost(self, why: str, timed_out: bool = False) -> ConnectionLost:
         """The error for this connection failing with `why` (it is then unusable)."""
