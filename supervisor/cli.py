@@ -44,7 +44,7 @@ from .leftovers import (
 from .logfiles import close_logger, follow, supervisor_logger, timestamp
 from .machine import machine_addresses, place
 from .ownership import ownership_problems
-from .port_check import port_problems
+from .port_check import port_problems, status_page_problem
 from .quorum_service import voter_file_problem
 from .status_table import duration, render_accounts, render_table
 from .topology import ID_PATTERN, NodeSpec, Topology, TopologyError, load_topology, parse_topology
@@ -247,10 +247,23 @@ def cmd_check(topology: Topology, args) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_INVALID
+    if not _supervisor_running(topology):   # (a running one holds the page, or says why not)
+        page = status_page_problem(topology)
+        if page is not None:
+            print(f"{topology.path.name}: warning: {page}", file=sys.stderr)
     accounts = f"; accounts on, administrator {topology.accounts.admin}" \
         if topology.accounts.enabled else ""
     print(f"{topology.path.name}: valid ({len(topology.nodes)} nodes{accounts})")
     return EXIT_OK
+
+
+def _supervisor_running(topology: Topology) -> bool:
+    """Whether this topology's supervisor answers on its control port."""
+    try:
+        ask(topology, {"cmd": "hello"})
+    except (OtherCluster, NotRunning):
+        return False
+    return True
 
 
 def _addresses_held_by_us(topology: Topology) -> set[str]:

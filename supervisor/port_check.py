@@ -94,13 +94,33 @@ def port_problems(topology: Topology, ours: Iterable[str] = ()) -> list[str]:
     return [busy.describe() for busy in busy_ports(topology, ours)]
 
 
+def status_page_problem(topology: Topology) -> str | None:
+    """Why the status page (`http:`) could not listen now, as a sentence; None if it could
+    (or it is off). `up` starts the cluster without it then: a warning, not a refusal."""
+    http = topology.http
+    if not http.enabled:
+        return None
+    reason = bind_error_at(http.host, http.port)
+    if reason is None:
+        return None
+    holder = port_holder(http.port)
+    held = f", held by {holder}" if holder else ""
+    return (f"the status page's port {http.port} ({http.host}) is not free ({reason}{held}): "
+            f"`up` would start the cluster without it; give `http: {{port: N}}` another port")
+
+
 def bind_error(spec: NodeSpec) -> str | None:
     """Why `spec`'s node could not listen on its address now; None if it could."""
-    family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
+    return bind_error_at(spec.host, spec.port)
+
+
+def bind_error_at(host: str, port: int) -> str | None:
+    """Why a server could not listen on `host`:`port` now (bound as asyncio binds); None if it could."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((spec.host, spec.port))
+            sock.bind((host, port))
             # bind alone succeeds beside a socket bound with SO_REUSEADDR that
             # does not listen yet; listen is where the node would fail.
             sock.listen(1)

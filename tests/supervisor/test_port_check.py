@@ -92,6 +92,22 @@ def test_check_refuses_a_held_port(tmp_path, listener):
     assert result.returncode == 0 and "topology.yaml: valid (5 nodes)" in result.stdout
 
 
+def test_check_warns_of_a_held_status_page_port(tmp_path, listener):
+    """Bug: `check` said nothing of the status page's port; `up` then ran without the page,
+    which only its log told."""
+    port = listener.getsockname()[1]
+    run = SupervisorRun(tmp_path, tmp_path / "topology.yaml")
+    run.topology.write_text(cluster_yaml(ports(), http=f"  host: 127.0.0.1\n  port: {port}\n"))
+    result = run.cli("check", str(run.topology))
+    assert result.returncode == 0 and "topology.yaml: valid (4 nodes)" in result.stdout
+    assert (f"warning: the status page's port {port} (127.0.0.1) is not free (Address already "
+            f"in use, held by pid {os.getpid()}") in result.stderr
+    assert "`up` would start the cluster without it" in result.stderr
+    listener.close()
+    result = run.cli("check", str(run.topology))
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+
+
 def test_up_refuses_a_held_port_and_starts_nothing(tmp_path, listener):
     port = listener.getsockname()[1]
     run = SupervisorRun(tmp_path, tmp_path / "topology.yaml")
