@@ -318,9 +318,14 @@ class DatabaseCatalog:
                 + self.store.list_objects(self.database, "view"))
 
 
+class NoSuchTable(TahiryError):
+    """A table or view that does not exist: the language's missing-table error, given as it
+    is even when a view's query meets it (docs/LANGUAGE.md: the view then fails at use with it)."""
+
+
 def no_such_table(database: str | None, name: str, names: Iterable[str] = ()) -> TahiryError:
     """The error for a missing table or view `name`, with a hint among `names` (its neighbours)."""
-    return TahiryError(f"La table {database}.{name} n'as pas été trouvé" + name_hint(name, names))
+    return NoSuchTable(f"La table {database}.{name} n'as pas été trouvé" + name_hint(name, names))
 
 
 def memoized_table(document: dict, memo: dict) -> TableData:

@@ -86,6 +86,10 @@ class _Result:
     rows: list[list]
 
 
+class ViewCycle(TahiryError):
+    """A view whose query reads itself, through others or not (the error names the cycle)."""
+
+
 def evaluate_query(select: SelectExpr, catalog: Catalog,
                    limits: QueryLimits = DEFAULT_LIMITS, codes: CodeCache | None = None) -> Relation:
     """Evaluate a SELECT_EXPR against a database; raises TahiryError.
@@ -475,13 +479,19 @@ class _Evaluator:
     def _view(self, name: str) -> _Result:
         if name in self.view_stack:
             cycle = " -> ".join(self.view_stack[self.view_stack.index(name):] + [name])
-            raise TahiryError(f"Ny jery '{name}' dia miantso ny tenany ({cycle}).")
+            raise ViewCycle(f"Ny jery '{name}' dia miantso ny tenany ({cycle}).")
         query = self.catalog.view_query(name)
         if query is None:
             raise self._missing_table(name)
         self.view_stack.append(name)
         try:
             return self._nested(query)
+        except TahiryError as error:
+            if type(error) is not TahiryError:
+                raise   # (a missing table, a cycle, the time limit, a storage fault: as they are)
+            # The query read the view, not what its definition names: say which view
+            # (a column dropped from its table fails here, not in the query's text).
+            raise TahiryError(f"jery {name} : {error.sentence}") from None
         finally:
             self.view_stack.pop()
 

@@ -60,16 +60,21 @@ class QueryLimits:
 DEFAULT_LIMITS = QueryLimits()
 
 
+class QueryStopped(TahiryError):
+    """The whole query was stopped (its time limit, or nobody waits for it): said as it is,
+    wherever the evaluation was (inside a view's query too)."""
+
+
 def out_of_time(limits: QueryLimits) -> TahiryError:
     """The error of an evaluation that ran past its time limit."""
-    return TahiryError(
+    return QueryStopped(
         f"Ela loatra ny fangatahana : mihoatra ny {limits.max_seconds:g} segondra. "
         "Ampio fepetra (rehefa, ka) na fetra.")
 
 
 def cancelled() -> TahiryError:
     """The error of an evaluation stopped because nobody waits for its answer any more."""
-    return TahiryError("Najanona ny fangatahana : tsy miandry ny valiny intsony ny mpangataka.")
+    return QueryStopped("Najanona ny fangatahana : tsy miandry ny valiny intsony ny mpangataka.")
 
 
 def check_deadline(limits: QueryLimits) -> None:

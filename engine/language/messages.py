@@ -242,6 +242,7 @@ CATALOGUE: tuple[Message, ...] = (
        "Booleans cannot be ordered in {expr}."),
     _M("aggregate_error", "{expr} : {error:sentence}", "{expr}: {error:sentence}"),
     _M("order_error", "alaharo {expr} : {error:sentence}", "alaharo {expr}: {error:sentence}"),
+    _M("view_error", "jery {view} : {error:sentence}", "view {view}: {error:sentence}"),
     _M("order_position",
        "alaharo {position} : tsy misy tsanganana faha-{position} (tsanganana {count} no ao "
        "amin'ny valiny)",

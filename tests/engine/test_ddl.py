@@ -6,6 +6,7 @@ import pytest
 
 from engine.evaluation.executor import Executor
 from engine.language import ast
+from engine.language.messages import translate
 from engine.session import Session
 from engine.storage.store import Store
 from tests.engine.sessionkit import one, rows, run
@@ -146,6 +147,20 @@ def test_view_follows_its_table_and_breaks_when_the_table_is_dropped(school):
     assert run(school, "ravao ny tabilao t;") == ["Ny tabilao : t dia voafafa"]
     assert run(school, "alaivo * ao@ v;") == [
         "Hadisoana : La table sekoly.t n'as pas été trouvé"]
+
+
+def test_a_view_over_a_column_its_table_lost_says_which_view(school):
+    """Bug: `alaivo * ao@ w` said only that column 'b' does not exist, a column the
+    student's query never named (w reads v, whose query reads b of a table made again
+    without it)."""
+    run(school, "manamboara tabilao t (a ISA(null,null), b ISA(null,null)); "
+                "manamboara jery v @ alaivo b ao@ t; manamboara jery w @ alaivo * ao@ v;")
+    run(school, "ravao ny tabilao t; manamboara tabilao t (a ISA(null,null));")
+    missing = "Le champ 'b' n'existe pas dans la relation."
+    assert run(school, "alaivo * ao@ v;") == [f"Hadisoana : jery v : {missing}"]
+    assert run(school, "alaivo * ao@ w;") == [f"Hadisoana : jery w : jery v : {missing}"]
+    assert translate(run(school, "alaivo * ao@ w;")[0], "en") == \
+        "Error: view w: view v: Column 'b' does not exist in the relation."
 
 
 def test_drop_messages_and_missing_objects(school):
