@@ -130,6 +130,13 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
         for node_id in diff.removed + diff.changed:
             await cluster.stop_node(node_id)
             if old.nodes[node_id].kind == "server":
+                if keeps_its_directory(old, new, node_id):
+                    # The same member on the same files (a new port, new flags): it starts
+                    # again as it stopped, still replicated. Handed over and seeded as a
+                    # newcomer, it would lose what it alone holds when the hand over is
+                    # undone (a peer's disk full): the newcomer's alignment puts the
+                    # others' older copies over its own.
+                    continue
                 removed_here = node_id in diff.removed and old.runs_here(node_id)
                 # What it acknowledged may be nowhere else: until it is handed over whole
                 # it stays the others' peer (pulled from on write), and is retried.
@@ -153,6 +160,14 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     cluster.write_backends_files()
     cluster.save_state()
     return diff
+
+
+def keeps_its_directory(old: Topology, new: Topology, node_id: str) -> bool:
+    """Whether the server `node_id`, changed by the edit, runs on this machine before and
+    after it with the same data directory."""
+    return (node_id in new.nodes and new.nodes[node_id].kind == "server"
+            and old.runs_here(node_id) and new.runs_here(node_id)
+            and old.nodes[node_id].data_dir == new.nodes[node_id].data_dir)
 
 
 def restart_only_change(old: Topology, new: Topology) -> str | None:

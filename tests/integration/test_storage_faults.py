@@ -244,3 +244,57 @@ nodes:
             assert ids(client, "t") == sorted(acknowledged)
     finally:
         run.cli("down", str(run.topology))
+
+
+def test_a_server_given_a_new_port_while_its_copies_cannot_land_keeps_its_acknowledged_writes(
+        small_disk, tmp_path):
+    """m2's disk full, rows acknowledged by m1, then m1's port changed in the topology: the
+    hand over failed, m1 left the replicator anyway and came back as a newcomer, whose
+    alignment put the cluster's older copy (m2's) over m1's own newer one: the rows m1
+    acknowledged went to `.diverged/`. A server that keeps its data directory is the same
+    member: nothing to hand over, nothing to align."""
+    ports = {name: free_port() for name in ("control", "m1", "m1b", "m2", "lb")}
+    topology = tmp_path / "topology.yaml"
+    text = f"""\
+supervisor:
+  control_port: {ports['control']}
+  health: {{interval_ms: 200, timeout_ms: 1000, fall: 3}}
+http: {{enabled: false}}
+nodes:
+  m1: {{kind: server, host: 127.0.0.1, port: {ports['m1']}, data: data/m1}}
+  m2: {{kind: server, host: 127.0.0.1, port: {ports['m2']}, data: {small_disk / 'm2'}}}
+  lb: {{kind: balancer, host: 127.0.0.1, port: {ports['lb']}, backends: [m1, m2]}}
+"""
+    topology.write_text(text)
+    run = SupervisorRun(tmp_path, topology)
+    started = run.cli("up", "-d", str(run.topology))
+    try:
+        assert started.returncode == 0, started.stderr + run.supervisor_log()
+        with ClientPool(ports["lb"]) as connect:
+            client = connect()
+            create_and_use(client, DATABASE)
+            client.ok("manamboara tabilao t (id ISA(null,null), pad LAHATSORATRA(null,null));")
+            wait_until(lambda: (small_disk / "m2" / DATABASE / "tables" / "t.json").exists(),
+                       deadline_s=10.0, what="the table on m2")
+            filler = fill_up(small_disk)
+            on_m1 = _direct(connect, type("Node", (), {"port": ports["m1"]}))
+            acknowledged = []
+            for value in range(10):
+                on_m1.ok(f"manampia ao@ t sanda ({value}, \"{PAD}\");")
+                acknowledged.append(value)
+
+        topology.write_text(text.replace(f"port: {ports['m1']},", f"port: {ports['m1b']},"))
+        wait_until(lambda: "reload applied: changed m1" in run.supervisor_log(),
+                   deadline_s=20.0, what="m1 restarted on its new port")
+        filler.unlink()
+        with ClientPool(ports["m1b"]) as connect:
+            client = connect()
+            client.ok(f"ampiasao {DATABASE};")
+
+            def written() -> bool:
+                return client.one(f"manampia ao@ t sanda (100, \"{PAD}\");").ok
+            wait_until(written, deadline_s=20.0, interval_s=0.2, what="a write on m1")
+            acknowledged.append(100)
+            assert ids(client, "t") == sorted(acknowledged), run.supervisor_log()[-3000:]
+    finally:
+        run.cli("down", str(run.topology))
