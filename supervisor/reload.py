@@ -138,12 +138,19 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
                     # others' older copies over its own.
                     continue
                 removed_here = node_id in diff.removed and old.runs_here(node_id)
+                moved_here = (node_id in diff.changed and old.runs_here(node_id)
+                              and new.runs_here(node_id))   # (to another directory)
                 # What it acknowledged may be nowhere else: until it is handed over whole
-                # it stays the others' peer (pulled from on write), and is retried.
-                if not await cluster.replication.remove(node_id, keep_if_undone=removed_here):
+                # it stays the others' peer (pulled from on write), and is retried; a server
+                # moved to another directory starts from its old one instead.
+                if await cluster.replication.remove(
+                        node_id, keep_if_undone=removed_here or moved_here):
+                    if removed_here:
+                        release(old, node_id, cluster.logger)   # added back later: a newcomer
+                elif moved_here:
+                    await cluster.replication.carry_over(node_id, new.nodes[node_id].data_dir)
+                else:
                     cluster.handing_over[node_id] = old.nodes[node_id]
-                elif removed_here:
-                    release(old, node_id, cluster.logger)   # added back later: a newcomer
     finally:
         cluster.departing = {}
         cluster.write_peers_files()   # stopped and handed over: no longer anyone's peer

@@ -119,6 +119,20 @@ class ReplicationLink:
         await asyncio.to_thread(self.replicator.remove_server, server_id)
         return True
 
+    async def carry_over(self, server_id: str, data: Path) -> bool:
+        """`Replicator.carry_over` off the event loop; False (logged) if it could not be done."""
+        if self.replicator is None:
+            return True
+        try:
+            summary = await asyncio.to_thread(self.replicator.carry_over, server_id, data)
+        except Exception as error:   # (its old directory keeps its files: said, not lost)
+            self.logger.error("replication: %s could not start from its old directory (%s): "
+                              "what it alone held stays there", server_id, error)
+            return False
+        self.logger.info("replication: %s moved to %s, starting from its old directory "
+                         "(%d files copied%s)", server_id, data, summary.copied, _problems(summary))
+        return True
+
     def known(self, server_id: str) -> bool:
         return self.replicator is not None and server_id in self.replicator.servers()
 

@@ -323,6 +323,28 @@ class Replicator:
         self.add_server(server_id, path)
         return summary.add(self.catch_up(server_id))
 
+    def carry_over(self, server_id: str, path: Path) -> SyncSummary:
+        """Move a stopped member to the directory `path`, starting from its old one.
+
+        For a server given another directory whose hand over could not land (a
+        peer's disk full): its old directory may hold writes it acknowledged that
+        nobody else has, and seeded from the others alone the new one would not.
+        The old directory joins for the seed as a peer of its own (`<id>~old`),
+        so the newest copy of every object, its own ones included, lands in the
+        new directory; then it leaves (its files stay where they are).
+        """
+        with self._lock:
+            old = self._servers.get(server_id)
+        if old is None:
+            raise UnknownNode(f"unknown server {server_id!r}")
+        moving = f"{server_id}~old"   # (no node id holds a '~')
+        self.remove_server(server_id)
+        self._register(moving, old)
+        try:
+            return self.seed(server_id, path)
+        finally:
+            self.remove_server(moving)
+
     def align_joining(self, server_ids: list[str]) -> SyncSummary:
         """Align servers registered but new to the cluster (`up` after they were added while
         it was stopped) on the others, as `seed` does; before replication starts."""

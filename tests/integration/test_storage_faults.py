@@ -246,13 +246,15 @@ nodes:
         run.cli("down", str(run.topology))
 
 
-def test_a_server_given_a_new_port_while_its_copies_cannot_land_keeps_its_acknowledged_writes(
-        small_disk, tmp_path):
+@pytest.mark.parametrize("edit", ["port", "data"])
+def test_a_changed_server_whose_copies_cannot_land_keeps_its_acknowledged_writes(
+        small_disk, tmp_path, edit):
     """m2's disk full, rows acknowledged by m1, then m1's port changed in the topology: the
     hand over failed, m1 left the replicator anyway and came back as a newcomer, whose
     alignment put the cluster's older copy (m2's) over m1's own newer one: the rows m1
     acknowledged went to `.diverged/`. A server that keeps its data directory is the same
-    member: nothing to hand over, nothing to align."""
+    member: nothing to hand over, nothing to align. One given another directory starts
+    from its old one when its hand over could not land (else only the old one held them)."""
     ports = {name: free_port() for name in ("control", "m1", "m1b", "m2", "lb")}
     topology = tmp_path / "topology.yaml"
     text = f"""\
@@ -283,7 +285,11 @@ nodes:
                 on_m1.ok(f"manampia ao@ t sanda ({value}, \"{PAD}\");")
                 acknowledged.append(value)
 
-        topology.write_text(text.replace(f"port: {ports['m1']},", f"port: {ports['m1b']},"))
+        if edit == "port":
+            topology.write_text(text.replace(f"port: {ports['m1']},", f"port: {ports['m1b']},"))
+        else:
+            topology.write_text(text.replace(f"port: {ports['m1']}, data: data/m1}}",
+                                             f"port: {ports['m1b']}, data: data/m1b}}"))
         wait_until(lambda: "reload applied: changed m1" in run.supervisor_log(),
                    deadline_s=20.0, what="m1 restarted on its new port")
         filler.unlink()
