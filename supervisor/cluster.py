@@ -32,6 +32,7 @@ from nodes.protocol.tls import TlsSettings, client_context
 from .account_stats import server_accounts
 from .errors import UnknownNode
 from .first_admin import node_environment
+from .handing_over import PendingHandOver, read_pending, write_pending
 from .keeper import NodeHooks, NodeKeeper, NodeState, probe_response
 from .logfiles import RotatingLog
 from .ownership import cluster_id
@@ -54,7 +55,6 @@ LAGGING_AFTER_S = 2.0
 LAG_WATCH_INTERVAL_S = 1.0
 # A removed server whose newest copies could not be handed over: how often it is retried.
 HAND_OVER_RETRY_S = 2.0
-HANDING_OVER_FILE = "handing-over.json"
 
 
 def node_command(topology: Topology, node_id: str, run_dir: Path,
@@ -271,40 +271,23 @@ class Cluster:
     def save_handing_over(self) -> None:
         """run/handing-over.json: the removed servers still to hand over, so that a `down`
         and an `up` before their copies land do not forget them (`load_handing_over`)."""
-        path = self.run_dir / HANDING_OVER_FILE
-        if not self.handing_over:
-            path.unlink(missing_ok=True)
-            return
-        write_if_changed(path, json.dumps({spec.id: {"host": spec.host, "port": spec.port,
-                                                      "data": str(spec.data)}
-                                           for spec in self.handing_over.values()}) + "\n")
+        write_pending(self.run_dir, [PendingHandOver(spec.id, spec.host, spec.port, spec.data)
+                                     for spec in self.handing_over.values()
+                                     if spec.data is not None])
 
     def load_handing_over(self) -> None:
-        """At `up`: the removed servers a previous run had not handed over yet, back in the
-        peers files and the replicator (its first pass copies what they hold newest), then
-        retried as in a reload."""
-        try:
-            found = json.loads((self.run_dir / HANDING_OVER_FILE).read_text())
-        except (OSError, ValueError):
-            return
-        for server_id, entry in found.items() if isinstance(found, dict) else ():
-            if server_id in self.topology.nodes or not isinstance(entry, dict):
+        """At `up`: the removed servers a previous run (or a `down`/`up` after a dead
+        supervisor) had not handed over yet, back in the peers files and the replicator (its
+        first pass copies what they hold newest), then retried as in a reload."""
+        for item in read_pending(self.run_dir, self.logger):
+            if item.server_id in self.topology.nodes or not item.data.is_dir():
                 continue
-            try:
-                data = Path(entry.get("data", ""))
-                spec = NodeSpec(server_id, "server", str(entry.get("host")),
-                                int(entry.get("port") or 0), data=data)
-            except (TypeError, ValueError):   # a hand-edited or damaged file
-                self.logger.error("%s: %s lists it wrongly (%r): ignored", server_id,
-                                  HANDING_OVER_FILE, entry)
-                continue
-            if not data.is_dir():
-                continue
-            self.handing_over[server_id] = spec
+            spec = NodeSpec(item.server_id, "server", item.host, item.port, data=item.data)
+            self.handing_over[item.server_id] = spec
             if self.replication.replicator is not None:
-                self.replication.replicator.add_server(server_id, data)
+                self.replication.replicator.add_server(item.server_id, item.data)
             self.logger.warning("%s: removed from the topology but not handed over yet: "
-                                "still the others' peer", server_id)
+                                "still the others' peer", item.server_id)
 
     def finish_hand_overs(self, old: Topology) -> None:
         """Retry, every HAND_OVER_RETRY_S, the hand over of the removed servers of

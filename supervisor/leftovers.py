@@ -37,6 +37,7 @@ import psutil
 from engine.storage.data_owner import live_owner
 from nodes.protocol.tls import client_context
 
+from .handing_over import HANDING_OVER_FILE, PendingHandOver, add_pending
 from .keeper import ping
 from .machine import machine_addresses, place
 from .ownership import cluster_id
@@ -156,6 +157,16 @@ def hand_over_departed(topology: Topology, stopped: list[Leftover],
                        "to %s", leftover.node, leftover.data, summary.copied,
                        ", ".join(sorted(local)))
         copied += summary.copied
+        if (summary.unreadable or summary.unreachable) and name == leftover.node:
+            # Only its directory may hold what it acknowledged: the next supervisor keeps
+            # it the others' peer and retries, as for a removal by a hot reload.
+            host, _, port = leftover.address.rpartition(":")
+            add_pending(topology.supervisor.run,
+                        PendingHandOver(leftover.node, host, int(port or 0), leftover.data), logger)
+            logger.warning("%s: not handed over whole (%s): kept the others' peer until it is "
+                           "(run/%s)", leftover.node,
+                           ", ".join([*summary.unreadable, *summary.unreachable]),
+                           HANDING_OVER_FILE)
     return copied
 
 
