@@ -13,6 +13,10 @@ its `status` shows the failing server, the object and the reason.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -183,16 +187,40 @@ nodes:
         run.cli("down", str(run.topology))
 
 
-@pytest.mark.parametrize("restarted", [False, True], ids=["running", "down-and-up"])
-def test_a_server_removed_while_its_copies_cannot_land_keeps_its_acknowledged_writes(
-        small_disk, tmp_path, restarted):
-    """m2's disk full, rows acknowledged by m1 (certified, but their copies to m2 fail),
-    m1 removed from the topology: the hand over failed ("still failing"), m1 left anyway,
-    and once m2 had space again its next write was built on its older copy: the rows m1
-    acknowledged were gone (hunt: 133 of 186 inserts). A removed server whose newest
-    copies could not be handed over stays the others' peer until they land, across a
-    `down` and an `up` too (run/handing-over.json)."""
-    ports = {name: free_port() for name in ("control", "m1", "m2", "lb")}
+@dataclass
+class FullDiskRun:
+    """A supervised m1, m2 (its disk full) and lb; rows m1 acknowledged that m2 lacks."""
+
+    run: SupervisorRun
+    text: str                  # the topology file's text
+    ports: dict[str, int]
+    filler: Path               # unlink it to give m2 space again
+    acknowledged: list[int]
+
+    def edit(self, text: str) -> None:
+        self.run.topology.write_text(text)
+
+    def write_on(self, port: int, value: int) -> None:
+        """A write straight to the server at `port` once it goes through; then every row
+        acknowledged must be there."""
+        with ClientPool(port) as connect:
+            client = connect()
+            client.ok(f"ampiasao {DATABASE};")
+
+            def written() -> bool:
+                return client.one(f"manampia ao@ t sanda ({value}, \"{PAD}\");").ok
+            wait_until(written, deadline_s=20.0, interval_s=0.2, what="a write")
+            self.acknowledged.append(value)
+            assert ids(client, "t") == sorted(self.acknowledged), \
+                self.run.supervisor_log()[-3000:]
+
+
+@contextmanager
+def m1_acknowledges_while_m2_is_full(small_disk: Path, tmp_path: Path,
+                                     more_ports: tuple[str, ...] = ()) -> Iterator[FullDiskRun]:
+    """The cluster up, table t on both, m2's disk filled, ten rows acknowledged by m1 (their
+    copies to m2 fail); `down` at the end."""
+    ports = {name: free_port() for name in ("control", "m1", "m2", "lb", *more_ports)}
     topology = tmp_path / "topology.yaml"
     text = f"""\
 supervisor:
@@ -222,28 +250,33 @@ nodes:
             for value in range(10):
                 on_m1.ok(f"manampia ao@ t sanda ({value}, \"{PAD}\");")
                 acknowledged.append(value)
+        yield FullDiskRun(run, text, ports, filler, acknowledged)
+    finally:
+        run.cli("down", str(run.topology))
 
-        topology.write_text(text.replace(f"  m1: {{kind: server, host: 127.0.0.1, port: "
-                                         f"{ports['m1']}, data: data/m1}}\n", "")
-                            .replace("backends: [m1, m2]", "backends: [m2]"))
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["running", "down-and-up"])
+def test_a_server_removed_while_its_copies_cannot_land_keeps_its_acknowledged_writes(
+        small_disk, tmp_path, restarted):
+    """m2's disk full, rows acknowledged by m1 (certified, but their copies to m2 fail),
+    m1 removed from the topology: the hand over failed ("still failing"), m1 left anyway,
+    and once m2 had space again its next write was built on its older copy: the rows m1
+    acknowledged were gone (hunt: 133 of 186 inserts). A removed server whose newest
+    copies could not be handed over stays the others' peer until they land, across a
+    `down` and an `up` too (run/handing-over.json)."""
+    with m1_acknowledges_while_m2_is_full(small_disk, tmp_path) as full:
+        ports, run = full.ports, full.run
+        full.edit(full.text.replace(f"  m1: {{kind: server, host: 127.0.0.1, port: "
+                                    f"{ports['m1']}, data: data/m1}}\n", "")
+                  .replace("backends: [m1, m2]", "backends: [m2]"))
         wait_until(lambda: "reload applied: removed m1" in run.supervisor_log(),
                    deadline_s=20.0, what="m1 removed")
         if restarted:
             assert run.cli("down", str(run.topology)).returncode == 0
             again = run.cli("up", "-d", str(run.topology))
             assert again.returncode == 0, again.stderr + run.supervisor_log()
-        filler.unlink()
-        with ClientPool(ports["m2"]) as connect:
-            client = connect()
-            client.ok(f"ampiasao {DATABASE};")
-
-            def written() -> bool:
-                return client.one(f"manampia ao@ t sanda (100, \"{PAD}\");").ok
-            wait_until(written, deadline_s=20.0, interval_s=0.2, what="a write on m2")
-            acknowledged.append(100)
-            assert ids(client, "t") == sorted(acknowledged)
-    finally:
-        run.cli("down", str(run.topology))
+        full.filler.unlink()
+        full.write_on(ports["m2"], 100)
 
 
 @pytest.mark.parametrize("edit", ["port", "data"])
@@ -255,52 +288,14 @@ def test_a_changed_server_whose_copies_cannot_land_keeps_its_acknowledged_writes
     acknowledged went to `.diverged/`. A server that keeps its data directory is the same
     member: nothing to hand over, nothing to align. One given another directory starts
     from its old one when its hand over could not land (else only the old one held them)."""
-    ports = {name: free_port() for name in ("control", "m1", "m1b", "m2", "lb")}
-    topology = tmp_path / "topology.yaml"
-    text = f"""\
-supervisor:
-  control_port: {ports['control']}
-  health: {{interval_ms: 200, timeout_ms: 1000, fall: 3}}
-http: {{enabled: false}}
-nodes:
-  m1: {{kind: server, host: 127.0.0.1, port: {ports['m1']}, data: data/m1}}
-  m2: {{kind: server, host: 127.0.0.1, port: {ports['m2']}, data: {small_disk / 'm2'}}}
-  lb: {{kind: balancer, host: 127.0.0.1, port: {ports['lb']}, backends: [m1, m2]}}
-"""
-    topology.write_text(text)
-    run = SupervisorRun(tmp_path, topology)
-    started = run.cli("up", "-d", str(run.topology))
-    try:
-        assert started.returncode == 0, started.stderr + run.supervisor_log()
-        with ClientPool(ports["lb"]) as connect:
-            client = connect()
-            create_and_use(client, DATABASE)
-            client.ok("manamboara tabilao t (id ISA(null,null), pad LAHATSORATRA(null,null));")
-            wait_until(lambda: (small_disk / "m2" / DATABASE / "tables" / "t.json").exists(),
-                       deadline_s=10.0, what="the table on m2")
-            filler = fill_up(small_disk)
-            on_m1 = _direct(connect, type("Node", (), {"port": ports["m1"]}))
-            acknowledged = []
-            for value in range(10):
-                on_m1.ok(f"manampia ao@ t sanda ({value}, \"{PAD}\");")
-                acknowledged.append(value)
-
+    with m1_acknowledges_while_m2_is_full(small_disk, tmp_path, ("m1b",)) as full:
+        ports, text = full.ports, full.text
         if edit == "port":
-            topology.write_text(text.replace(f"port: {ports['m1']},", f"port: {ports['m1b']},"))
+            full.edit(text.replace(f"port: {ports['m1']},", f"port: {ports['m1b']},"))
         else:
-            topology.write_text(text.replace(f"port: {ports['m1']}, data: data/m1}}",
-                                             f"port: {ports['m1b']}, data: data/m1b}}"))
-        wait_until(lambda: "reload applied: changed m1" in run.supervisor_log(),
+            full.edit(text.replace(f"port: {ports['m1']}, data: data/m1}}",
+                                   f"port: {ports['m1b']}, data: data/m1b}}"))
+        wait_until(lambda: "reload applied: changed m1" in full.run.supervisor_log(),
                    deadline_s=20.0, what="m1 restarted on its new port")
-        filler.unlink()
-        with ClientPool(ports["m1b"]) as connect:
-            client = connect()
-            client.ok(f"ampiasao {DATABASE};")
-
-            def written() -> bool:
-                return client.one(f"manampia ao@ t sanda (100, \"{PAD}\");").ok
-            wait_until(written, deadline_s=20.0, interval_s=0.2, what="a write on m1")
-            acknowledged.append(100)
-            assert ids(client, "t") == sorted(acknowledged), run.supervisor_log()[-3000:]
-    finally:
-        run.cli("down", str(run.topology))
+        full.filler.unlink()
+        full.write_on(ports["m1b"], 100)
