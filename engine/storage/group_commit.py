@@ -249,6 +249,10 @@ class BatchInstaller:
                             created_journals.add(item.path.parent)
                     except OSError as error:
                         log.error("cannot put %s in place: %s", item.path, error)
+                        # Later statements of the batch may have read what did not land:
+                        # the entries appended before it are taken back while nobody can
+                        # have read them (the locks are held), so the batch is a whole.
+                        self._take_back_appends(done)
                         failure = f"{item.path.relative_to(self.root)}: {error.strerror or error}"
                         return failure, StorageFault(f"Tsy voasoratra ny {failure}",
                                                      str(item.path.relative_to(self.root)),
@@ -276,6 +280,33 @@ class BatchInstaller:
             raise BatchNotWritten(f"Tsy voasoratra : {error.strerror or error} ; "
                                   f"tsy nisy niova (rien n'a été écrit)", retry=False) from None
         return None, None
+
+    def _take_back_appends(self, done: list[Prepared]) -> None:
+        """Cut the journal entries appended last in `done` back off (holding the locks).
+
+        From the end of `done` while its writes are journal entries: each is
+        removed from `done` once its journal is back, durably, to its size
+        before it (a journal this batch created stays, empty). A renamed file
+        cannot be taken back, so the entries before it stay, as does an entry
+        whose cut fails.
+        """
+        while done and done[-1].appended is not None:
+            item = done[-1]
+            appended = item.appended
+            assert appended is not None and item.line is not None
+            journal_file = journal.journal_path(item.path)
+            try:
+                os.ftruncate(appended.descriptor, appended.size - len(item.line))
+                if self._durable:
+                    os.fsync(appended.descriptor)   # the entry never comes back after a crash
+            except OSError as error:
+                log.error("cannot take back the entry appended to %s: %s", journal_file, error)
+                return
+            appended.close()
+            item.appended = None
+            done.pop()
+            log.warning("took back the entry appended to %s: a later write of its batch failed",
+                        journal_file)
 
     def _put_in_place(self, item: Prepared) -> bool:
         """Rename or append one write (holding the locks); True if it created a journal file.

@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from engine.session import Session
-from engine.storage import group_commit
+from engine.storage import group_commit, journal
 from engine.storage.peers import FixedPeers
 from engine.storage.store import Store
 from tests.faults import fail_on_call, io_error
@@ -58,6 +58,37 @@ def test_a_second_rename_failing_splits_the_batch_by_file(server, monkeypatch):
     assert "unknown" not in responses[1].message and "Tsy voasoratra" in responses[1].message
     assert rows(server) == [1, 3] and rows(server, "u") == []
     assert list(server.store.root.rglob(".*.tmp")) == []
+
+
+def test_a_journal_append_failing_after_another_leaves_no_write_of_the_batch_behind(
+        tmp_path, monkeypatch):
+    # A batch of three statements on two tables: t's journal entry (statements 1
+    # and 3) is appended, then u's fails (a disk that refuses u's journal).
+    # Statement 3 copied u's rows, the row of statement 2 included: left in
+    # place, t held a row of a write answered as failed. The appended entry is
+    # cut back instead, and the statements run again one by one.
+    server = prepared_server(tmp_path / "data", "manamboara tahiry s", "ampiasao s",
+                             "manamboara tabilao t (id ISA(0,100))",
+                             "manamboara tabilao u (id ISA(0,100))",
+                             "manampia ao@ t sanda (0)", "manampia ao@ u sanda (0)")
+    a, b = session(server), session(server)
+    real = journal.append_entry
+
+    def refusing_u(path, line):
+        if path.name == "u.journal":
+            raise io_error()
+        return real(path, line)
+
+    monkeypatch.setattr(journal, "append_entry", refusing_u)
+    responses = run(server, (a, "manampia ao@ t sanda (1)"), (b, "manampia ao@ u sanda (2)"),
+                    (a, "manampia ao@ t alaivo * ao@ u rehefa id > 0"))
+    monkeypatch.undo()
+    assert not responses[1].ok and "unknown" not in responses[1].message
+    assert rows(server, "u") == [0]                      # statement 2 did not happen ...
+    assert 2 not in rows(server)                         # ... and nothing read it
+    assert [r.ok for r in responses] == [True, False, True]
+    assert rows(server) == [0, 1]
+    assert run(server, (a, "alaivo * ao@ t"))[0].relation.rows == [[0], [1]]
 
 
 def test_the_first_rename_failing_runs_the_statements_again_one_by_one(server, monkeypatch):
