@@ -122,6 +122,23 @@ def parse(data: bytes, offset: int = 0) -> Reading:
     return Reading(entries, offset + position, position < len(data))
 
 
+def valid_line_after(data: bytes, position: int) -> bool:
+    """Whether a valid entry line follows the invalid bytes at `position` of `data`.
+
+    False: those bytes are a torn tail (a crash in the middle of an append);
+    True: the journal is damaged (entries were written after them).
+    """
+    start = data.find(b"\n", position) + 1
+    while 0 < start < len(data):
+        newline = data.find(b"\n", start)
+        if newline < 0:
+            return False
+        if decode_line(data[start:newline + 1]) is not None:
+            return True
+        start = newline + 1
+    return False
+
+
 def read(path: str | os.PathLike[str], offset: int = 0) -> tuple[Reading, os.stat_result] | None:
     """The journal at `path` from `offset` and the stat of what was read; None if there is none."""
     try:

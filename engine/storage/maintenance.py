@@ -23,6 +23,7 @@ Symlinked folders are never entered (they may lead out of the directory).
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import time
@@ -32,9 +33,10 @@ from pathlib import Path
 import orjson
 
 from engine.storage import journal
-from engine.storage.atomic_files import atomic_write, encode_document, is_temp_file
+from engine.storage.atomic_files import atomic_write, encode_document, fsync_folder, is_temp_file
 from engine.storage.object_format import (
     ACCOUNT_FOLDER,
+    CORRUPT_FOLDER,
     DATABASE_KIND_FOLDERS,
     DATABASE_MARKER,
     FORMAT_VERSION,
@@ -111,14 +113,50 @@ def recover(root: Path, durable: bool = True) -> None:
         log.info("removed %d temp files left by an interrupted write", removed)
     for table in journaled_tables(root):
         try:
+            damaged = _keep_damaged_journal(root, table, durable)
             cut = journal.cut_torn_tail(journal.journal_path(table))
         except OSError as error:
             log.error("cannot check the journal of %s: %s", table.relative_to(root), error)
             continue
-        if cut:
+        if cut and not damaged:
             log.warning("cut a torn journal tail of %d bytes from %s (a write that never "
                         "finished: it was never acknowledged)", cut, table.relative_to(root))
     upgrade(root, durable=durable)
+
+
+def _keep_damaged_journal(root: Path, table: Path, durable: bool = True) -> bool:
+    """A journal with valid entries after an invalid line (damage, not a torn tail): its bytes
+    kept in `.corrupt/` before recovery cuts it, and the cut logged as an error; True if so.
+
+    Those entries were written, maybe acknowledged; nothing after the damage
+    chains, so the store can read no further (a peer's copy repairs it), but
+    the bytes stay for whoever can mend the line by hand.
+    """
+    path = journal.journal_path(table)
+    found = journal.read(path)
+    if found is None or not found[0].torn:
+        return False
+    reading, _ = found
+    data = path.read_bytes()
+    if not journal.valid_line_after(data, reading.end):
+        return False
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    rel = path.relative_to(root)
+    kept = root / CORRUPT_FOLDER / rel.parent / f"{rel.name}.{stamp}"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with open(kept, "xb") as handle:
+        handle.write(data)
+        if durable:
+            os.fsync(handle.fileno())
+    if durable:
+        for folder in reversed(kept.relative_to(root).parents):
+            fsync_folder(root / folder)
+    last = reading.entries[-1].change if reading.entries else None
+    log.error("the journal of %s is damaged after %s: its valid entries after the damage are "
+              "cut (they cannot be read without the damaged one); the journal is kept as %s",
+              table.relative_to(root), f"change {last}" if last is not None else "its start",
+              kept.relative_to(root))
+    return True
 
 
 def upgrade(root: Path, durable: bool = True) -> int:

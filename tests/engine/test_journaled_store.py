@@ -109,6 +109,29 @@ def test_a_torn_tail_is_never_applied_and_the_owner_cuts_it(root):
     assert ids(open_store(root))[-2:] == [10000, 10001]
 
 
+def test_a_damaged_journal_line_is_kept_aside_before_the_owner_cuts_the_valid_lines_after_it(
+        root, caplog):
+    # Not a torn tail: acknowledged entries follow the damaged line. Recovery still
+    # cuts the journal there (nothing after it chains), but keeps its bytes in
+    # .corrupt/ first, as replication does, and says what it cut.
+    store = open_store(root)
+    for key in (10000, 10001, 10002):
+        run(store, f"manampia ao@ t sanda ({key}, 'acknowledged');")
+    path = journal_path(snapshot(root))
+    whole = path.read_bytes()
+    first = whole.index(b"\n") + 1
+    damaged = bytearray(whole)
+    damaged[first + 12] ^= 0x01                                # a bit of the second line
+    path.write_bytes(bytes(damaged))
+    owner = open_store(root, exclusive=True)                   # a server restarting: recovery
+    assert ids(owner)[-1] == 10000 and path.read_bytes() == whole[:first]
+    kept = list((root / ".corrupt" / "db" / "tables").glob("t.journal.*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == bytes(damaged)
+    assert any(record.levelname == "ERROR" and "t.json" in record.getMessage()
+               and str(kept[0].relative_to(root)) in record.getMessage()
+               for record in caplog.records)
+
+
 def test_a_large_journal_is_folded_into_the_snapshot_right_after_its_commit(root):
     store = open_store(root, checkpoints=CheckpointPolicy(min_bytes=0, ratio=0.0001))
     run(store, "manampia ao@ t sanda (10000, 'big enough');")
