@@ -131,6 +131,7 @@ class Prepared:
     signature: tuple | None = None   # the cache signature of what was put in place
     memo: dict | None = None         # what readers derived from `document` (WriteBatch.memos)
     appended: journal.Appended | None = None   # the entry appended, its file still open
+    base: tuple | None = None        # the cache signature of the version the entry is written on
 
 
 class BatchInstaller:
@@ -166,7 +167,8 @@ class BatchInstaller:
                 if ops is not None:
                     prepared.append(Prepared(key, path, document, None,
                                              journal.encode_entry(document["change"], list(ops)),
-                                             memo=batch.memo_of(key, document) if batch else None))
+                                             memo=batch.memo_of(key, document) if batch else None,
+                                             base=self._version_read(key, batch)))
                     continue
                 data = encode_document(document)
                 prepared.append(Prepared(key, path, document,
@@ -184,6 +186,19 @@ class BatchInstaller:
                      if isinstance(error, OSError) else None)
             raise BatchNotWritten(message, fault=fault) from None
         return prepared
+
+    def _version_read(self, key: str, batch: WriteBatch | None) -> tuple | None:
+        """The cache signature of the version of `key` the batch read (None: not known here).
+
+        A journaled table's holds the journal bytes its version applied:
+        fewer than the file holds when reading stopped at a damaged line,
+        which an append must not go behind (`_put_in_place`).
+        """
+        pinned = batch.pinned.get(key) if batch is not None else None
+        entry = self._cache.peek_entry(key)
+        if pinned is None or entry is None or entry[1] is not pinned[0]:
+            return None
+        return entry[0]
 
     def install(self, prepared: list[Prepared]) -> None:
         """Fence, then rename or append each write, then fsync (the outcomes: module docstring)."""
@@ -319,13 +334,21 @@ class BatchInstaller:
         journal_file = journal.journal_path(item.path) if item.path.parent.name == "tables" else None
         if item.line is not None:
             assert journal_file is not None  # only a table's write is a journal entry
-            # fsynced by _make_durable once the locks are released
-            item.appended = journal.append_entry(journal_file, item.line)
             try:
-                item.signature = file_signature(os.stat(item.path),
-                                                (item.appended.inode, item.appended.size), True)
+                snapshot: os.stat_result | None = os.stat(item.path)
             except OSError:
-                item.signature = None
+                snapshot = None
+            # Written on the very files its version was read from: the journal bytes that
+            # version applied (an entry never goes behind a damaged line). Another
+            # snapshot is the same version laid out anew (the fence let it by).
+            base = item.base
+            applied = ((base[3], base[4]) if snapshot is not None and base is not None
+                       and len(base) == 5 and base[:2] == (snapshot.st_ino, snapshot.st_mtime_ns)
+                       else None)
+            # fsynced by _make_durable once the locks are released
+            item.appended = journal.append_entry(journal_file, item.line, applied)
+            item.signature = (file_signature(snapshot, (item.appended.inode, item.appended.size),
+                                             True) if snapshot is not None else None)
             return item.appended.created
         assert item.temp is not None  # not an entry: a whole new file
         os.replace(item.temp, item.path)

@@ -28,6 +28,7 @@ decides when to read, append and checkpoint; the replicator ships lines).
 
 from __future__ import annotations
 
+import errno
 import os
 import zlib
 from dataclasses import dataclass
@@ -257,9 +258,21 @@ class Appended:
         os.close(self.descriptor)
 
 
-def append_entry(path: Path, line: bytes) -> Appended:
+class UnappliedBytes(OSError, EngineError):
+    """The journal holds valid lines after the bytes the version being written on applied
+    (a line damaged under a running store, reads stopping there): an entry appended after
+    them would be acknowledged and never read."""
+
+
+def append_entry(path: Path, line: bytes, applied: tuple[int, int] | None = None) -> Appended:
     """Write one entry line at the end of a journal, not yet durable; the caller syncs and closes.
 
+    `applied`: (the journal's inode, 0 if it had none; the bytes applied) of
+    the version the entry is written on, read from the same snapshot. When
+    the journal is still that file (or a new one), bytes
+    after them that hold no valid line (a torn tail) are cut first, as
+    replication does (engine/storage/object_copy.py); bytes that do (a
+    damaged line, then valid ones) are left alone: `UnappliedBytes`.
     On a failed write the journal is cut back to its size before it (a torn
     line is never left behind by a failed append), the file is closed and
     OSError is raised.
@@ -268,6 +281,8 @@ def append_entry(path: Path, line: bytes) -> Appended:
     try:
         opened = os.fstat(descriptor)
         before = opened.st_size
+        if applied is not None and applied[0] in (0, opened.st_ino) and before != applied[1]:
+            before = _cut_to_applied(path, descriptor, before, applied[1])
         # An empty journal counts as created: its folder is fsynced once more than
         # needed when the file was there, and never missed when it was not
         # (a stat beforehand cost a system call per append).
@@ -283,6 +298,22 @@ def append_entry(path: Path, line: bytes) -> Appended:
         os.close(descriptor)
         raise
     return Appended(before + len(line), created, descriptor, opened.st_ino)
+
+
+def _cut_to_applied(path: Path, descriptor: int, size: int, applied: int) -> int:
+    """The journal's size once bytes after `applied` that hold no valid line are cut
+    (`append_entry`); UnappliedBytes when they hold one, or when the file is shorter."""
+    extra = b""
+    if size > applied:
+        with open(path, "rb") as reader:
+            reader.seek(applied)
+            extra = reader.read(size - applied)
+    if size < applied or any(checked_body(piece + b"\n") is not None
+                             for piece in extra.split(b"\n")[:-1]):
+        raise UnappliedBytes(errno.EIO, f"{path.name} holds {size} bytes where its version "
+                                        f"read {applied}: a damaged line before valid ones")
+    os.ftruncate(descriptor, applied)   # a torn tail: the append's fsync makes the cut durable
+    return applied
 
 
 def append_line(path: Path, line: bytes, durable: bool = True) -> tuple[int, bool]:

@@ -74,10 +74,10 @@ def test_a_journal_append_failing_after_another_leaves_no_write_of_the_batch_beh
     a, b = session(server), session(server)
     real = journal.append_entry
 
-    def refusing_u(path, line):
+    def refusing_u(path, line, applied=None):
         if path.name == "u.journal":
             raise io_error()
-        return real(path, line)
+        return real(path, line, applied)
 
     monkeypatch.setattr(journal, "append_entry", refusing_u)
     responses = run(server, (a, "manampia ao@ t sanda (1)"), (b, "manampia ao@ u sanda (2)"),
