@@ -112,6 +112,9 @@ class WriteBatch:
         # from a table it wrote, derived itself from the version the write read
         # (document_cache.derive_memo); the commit caches it with the document.
         self.memos: dict[str, tuple[dict, dict]] = {}
+        # Keys of pending documents the running statement read (an earlier statement's
+        # write it may depend on: `Store.batch_read_since`); cleared at each `batch_mark`.
+        self.read_pending: set[str] = set()
 
     def memo_of(self, key: str, document: dict) -> dict | None:
         """The memo held for `document`, pending under `key`; None if none is."""

@@ -245,6 +245,7 @@ class Store:
         if batch is not None and batch.owner == threading.get_ident():
             pending = batch.pending.get(key)
             if pending is not None:
+                batch.read_pending.add(key)
                 memo = batch.memo_of(key, pending[1])
                 if memo is None:
                     memo = {}
@@ -275,6 +276,7 @@ class Store:
         if batch is not None and batch.owner == threading.get_ident():
             pending = batch.pending.get(key)
             if pending is not None:
+                batch.read_pending.add(key)
                 return not pending[1].get("dropped", False)
             if key in batch.pinned:  # the version this statement already read
                 pinned = batch.pinned[key]
@@ -612,9 +614,16 @@ class Store:
         return batch is not None and batch.owner == threading.get_ident()
 
     def batch_mark(self) -> dict:
-        """A savepoint of the open batch, for `batch_rollback`."""
+        """A savepoint of the open batch, for `batch_rollback`; a statement starts after it."""
         assert self._batch is not None
+        self._batch.read_pending.clear()
         return dict(self._batch.pending)
+
+    def batch_read_since(self, mark: dict) -> frozenset[str]:
+        """Keys written by the batch before `mark` that the statement since read: the
+        earlier statements' writes it may have used (not durable: nor is what it did)."""
+        assert self._batch is not None
+        return frozenset(key for key in self._batch.read_pending if key in mark)
 
     def batch_rollback(self, mark: dict) -> None:
         """Forget the batch's writes made since `mark` (a failed statement)."""

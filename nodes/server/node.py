@@ -650,6 +650,7 @@ class DatabaseServer:
         saved = [job.session.current_database for job in jobs]
         outcomes: list[Outcome] = []
         written: list[frozenset[str]] = []  # each statement's files
+        used: list[frozenset[str]] = []     # the earlier statements' files each one read
         timed = self.batch_statement_seconds
         store.begin_batch()
         try:
@@ -662,6 +663,7 @@ class DatabaseServer:
                     store.batch_rollback(mark)  # a failed statement leaves no trace
                 outcomes.append(outcome)
                 written.append(store.batch_written_since(mark) if outcome.ok else frozenset())
+                used.append(store.batch_read_since(mark) if outcome.ok else frozenset())
             started = perf_counter()
             files = store.commit_batch()
             if files:
@@ -680,7 +682,7 @@ class DatabaseServer:
             else:
                 outcomes = [Outcome.failure(ERROR_PREFIX + refused.message)] * len(jobs)
         except BatchPartlyWritten as partial:
-            outcomes = outcomes_after_partial_commit(outcomes, written, partial)
+            outcomes = outcomes_after_partial_commit(outcomes, written, partial, used)
             written = [keys & partial.durable for keys in written]
             for job, outcome, before, database in zip(jobs, outcomes, written, saved, strict=True):
                 if not outcome.ok and not before & partial.renamed:
@@ -730,22 +732,28 @@ class DatabaseServer:
 
 
 def outcomes_after_partial_commit(outcomes: list[Outcome], written: list[frozenset[str]],
-                                  partial: BatchPartlyWritten) -> list[Outcome]:
+                                  partial: BatchPartlyWritten,
+                                  used: list[frozenset[str]] | None = None) -> list[Outcome]:
     """Each statement's outcome once some of the batch's files were renamed, then a failure.
 
-    A statement all of whose files are renamed and durable succeeded. One
-    with a file renamed but not confirmed durable, or only part of its files
-    renamed, may or may not have been applied: "outcome unknown" (a retry
-    could apply it twice). One none of whose files was renamed failed. A
-    statement that wrote nothing but ran after the first writer may have
-    read writes that are not in place: it fails (it changed nothing).
+    A statement all of whose files are renamed and durable succeeded, unless
+    it read an earlier statement's write that is not (`used`: `manampia ao@
+    t alaivo * ao@ u` after a failed write of u): what it wrote holds rows of
+    a write that did not happen, "outcome unknown". One with a file renamed
+    but not confirmed durable, or only part of its files renamed, may or may
+    not have been applied: "outcome unknown" (a retry could apply it twice).
+    One none of whose files was renamed failed. A statement that wrote
+    nothing but ran after the first writer may have read writes that are not
+    in place: it fails (it changed nothing).
     """
     first_writer = next((index for index, keys in enumerate(written) if keys), len(outcomes))
+    used = used if used is not None else [frozenset()] * len(outcomes)
     result = []
-    for index, (outcome, keys) in enumerate(zip(outcomes, written, strict=True)):
+    for index, (outcome, keys, read) in enumerate(zip(outcomes, written, used, strict=True)):
         if keys:
             if keys <= partial.durable:
-                result.append(outcome)
+                result.append(outcome if read <= partial.durable
+                              else Outcome.failure(partial.message))
             elif keys & partial.renamed:
                 result.append(Outcome.failure(partial.message))
             else:

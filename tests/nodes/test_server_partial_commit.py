@@ -60,6 +60,22 @@ def test_a_second_rename_failing_splits_the_batch_by_file(server, monkeypatch):
     assert list(server.store.root.rglob(".*.tmp")) == []
 
 
+
+def test_a_statement_that_read_a_write_whose_rename_failed_is_outcome_unknown(server, monkeypatch):
+    """Whole files (renames cannot be taken back): statement 3 copied u's rows, the row of
+    statement 2 among them, into t; t was renamed, u's rename failed. Statement 3 was
+    answered done, though t held a row of a write answered as failed (the durability
+    hunt, journal writes off). It read a write that did not land: outcome unknown."""
+    a, b = session(server), session(server)
+    monkeypatch.setattr(os, "replace", fail_on_call(os.replace, 2, io_error()))
+    responses = run(server, (a, "manampia ao@ t sanda (1)"), (b, "manampia ao@ u sanda (2)"),
+                    (a, "manampia ao@ t alaivo * ao@ u"), (b, "manampia ao@ t sanda (4)"))
+    monkeypatch.undo()
+    assert responses[0].ok and responses[3].ok                    # they read nothing of u
+    assert not responses[1].ok and "unknown" not in responses[1].message
+    assert not responses[2].ok and "outcome unknown" in responses[2].message
+    assert rows(server) == [1, 2, 4] and rows(server, "u") == []
+
 def test_a_journal_append_failing_after_another_leaves_no_write_of_the_batch_behind(
         tmp_path, monkeypatch):
     # A batch of three statements on two tables: t's journal entry (statements 1
