@@ -232,6 +232,10 @@ class NodeKeeper:
         self.restarts = 0          # by the keeper, after a crash or missed probes
         self.manual_restarts = 0   # asked by the operator (`restart NODE`)
         self.last_probe_ms: float | None = None
+        # Health probes failed in a row while RUNNING, and why the last one failed: a
+        # node that stopped answering is shown so, not with its last good probe.
+        self.probe_failures = 0
+        self.probe_error: str | None = None
         self.last_exit: str | None = None
         self.running_since: float | None = None
         self.running_event = asyncio.Event()   # set while RUNNING
@@ -284,13 +288,18 @@ class NodeKeeper:
         state = self.state
         if state is NodeState.RUNNING and self.pid is None:
             state = NodeState.BACKOFF  # died a moment ago; the loop is about to notice
+        failing = self.probe_failures if state is NodeState.RUNNING else 0
         return {"node": self.spec.id, "kind": self.spec.kind, "address": self.spec.address,
                 "pid": self.pid, "state": state.value,
                 "uptime_s": round(self.uptime_s, 1) if self.uptime_s is not None else None,
                 "restarts": self.restarts, "manual_restarts": self.manual_restarts,
-                # (A node not running has no probe to show: its last one is stale.)
+                # (A node not running, or no longer answering, has no probe to show:
+                # its last answered one is stale.)
                 "probe_ms": round(self.last_probe_ms, 2)
-                if self.last_probe_ms is not None and state is NodeState.RUNNING else None,
+                if self.last_probe_ms is not None and state is NodeState.RUNNING
+                and not failing else None,
+                "probe_failures": failing, "probe_fall": self.health.fall,
+                "probe_error": self.probe_error if failing else None,
                 "last_exit": self.last_exit}
 
     # -- the loop
@@ -298,10 +307,13 @@ class NodeKeeper:
     async def _keep_alive(self, is_restart: bool) -> None:
         while True:
             reason = await self._one_run(is_restart)
+            # Not RUNNING from here on: a child that missed its probes is still there
+            # while it is stopped (up to the stop grace), and no longer serves.
+            self.last_exit = reason
+            self._set_state(NodeState.BACKOFF)
             await self._stop_child()
             ran_for = (time.monotonic() - self.running_since) if self.running_since else 0.0
             self.running_since = None
-            self.last_exit = reason
             if ran_for >= self.policy.reset_after_s:
                 self.backoff.reset()
             if self.crash_loop.record(time.monotonic()):
@@ -322,6 +334,7 @@ class NodeKeeper:
     async def _one_run(self, is_restart: bool) -> str:
         """Start the child and watch it; returns why this run ended."""
         self._set_state(NodeState.STARTING)
+        self.probe_failures, self.probe_error = 0, None
         if self.hooks.before_start:
             try:
                 await self.hooks.before_start(self.spec, is_restart)
@@ -379,13 +392,15 @@ class NodeKeeper:
                 self.last_probe_ms = await ping(self.spec.host, self.spec.port,
                                                 self.health.timeout_ms / 1000, self.secret,
                                                 self.tls)
-                failures = 0
+                failures = self.probe_failures = 0
             except (TimeoutError, OSError) as error:
                 if exited.done():
                     return await self._exit_reason(exited.result())
                 failures += 1
+                self.probe_failures, self.probe_error = failures, probe_error_text(error,
+                                                                                   self.health)
                 self.logger.warning("%s: probe failed (%d/%d): %s", self.spec.id, failures,
-                                    self.health.fall, probe_error_text(error, self.health))
+                                    self.health.fall, self.probe_error)
                 if failures >= self.health.fall:
                     return f"missed {failures} health probes in a row"
 

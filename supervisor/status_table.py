@@ -3,9 +3,11 @@
 `render_table(rows)` takes the rows of the control port's `status` answer
 (or of `leftovers.status_rows` when no supervisor runs) and aligns them in
 columns. RESTARTS counts the supervisor's own restarts (a crash, missed
-probes), MANUAL the operator's (`restart NODE`). INFO joins, in one line,
-the node's own alerts, replication and cache figures, and for a node that
-is FATAL, in BACKOFF or starting again, why its last run ended.
+probes), MANUAL the operator's (`restart NODE`). PROBE is the last answered
+health probe, `-` while the last ones failed. INFO joins, in one line, the
+health probes failing in a row (`probe failed 2/3: ...`), the node's own
+alerts, replication and cache figures, and for a node that is FATAL, in
+BACKOFF or starting again, why its last run ended.
 `render_accounts(rows)`, with accounts on, is a second table: per account,
 its open sessions, logins and failed logins, summed over the servers.
 """
@@ -59,7 +61,8 @@ def _count(value: int | None) -> str:
 
 
 def _info(row: dict) -> str:
-    parts = [f"alert: {alert}" for alert in row.get("alerts") or []]
+    parts = [probe_failing(row)] if row.get("probe_failures") else []
+    parts += [f"alert: {alert}" for alert in row.get("alerts") or []]
     if row["kind"] == "proxycache" and "hit_ratio" in row:
         ratio = row["hit_ratio"]
         parts.append(f"hit ratio {ratio:.0%}" if ratio is not None else "hit ratio -")
@@ -97,6 +100,12 @@ def _info(row: dict) -> str:
     elif row["state"] == "STARTING" and row.get("last_exit"):  # again, after that
         parts.append(f"restarting; last run {row['last_exit']}")
     return ", ".join(parts)
+
+
+def probe_failing(row: dict) -> str:
+    """A RUNNING node that stopped answering its health probes (restarted at `fall`)."""
+    return (f"probe failed {row['probe_failures']}/{row.get('probe_fall') or '?'}: "
+            f"{row.get('probe_error') or 'no answer'}")
 
 
 def _reported(row: dict) -> str:

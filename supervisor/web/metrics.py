@@ -133,7 +133,12 @@ def node_families(view: ClusterView) -> Iterator[Metric]:
                                    "Restarts of the node by the supervisor, by reason.",
                                    labels=[*labels, "reason"])
     probe = GaugeMetricFamily("tahiry_node_probe_seconds",
-                              "Latency of the node's last answered health probe.", labels=labels)
+                              "Latency of the node's last health probe (absent while it fails).",
+                              labels=labels)
+    probe_failures = GaugeMetricFamily("tahiry_node_probe_failures",
+                                       "Health probes failed in a row by the RUNNING node "
+                                       "(restarted when it reaches the topology's fall).",
+                                       labels=labels)
     uptime = GaugeMetricFamily("tahiry_node_uptime_seconds",
                                "Seconds the node has been RUNNING.", labels=labels)
     connections = GaugeMetricFamily("tahiry_node_open_connections", "Open client connections.",
@@ -158,6 +163,7 @@ def node_families(view: ClusterView) -> Iterator[Metric]:
             probe.add_metric(values, row["probe_ms"] / 1000)
         if row.get("remote"):
             continue  # its restarts and uptime are its own machine's supervisor's
+        probe_failures.add_metric(values, float(row.get("probe_failures") or 0))
         for reason, count in restart_counts(row).items():
             restarts.add_metric([*values, reason], float(count))
         uptime.add_metric(values, float(row.get("uptime_s") or 0.0))
@@ -170,7 +176,7 @@ def node_families(view: ClusterView) -> Iterator[Metric]:
             unsent.add_metric([*values, "memory"],
                               float(counters.get("unsent_bytes_in_memory") or 0))
             unsent.add_metric([*values, "disk"], float(counters.get("unsent_bytes_spilled") or 0))
-    yield from (up, state, restarts, probe, uptime, connections, accepted, refused,
+    yield from (up, state, restarts, probe, probe_failures, uptime, connections, accepted, refused,
                 slow_readers, unsent)
 
 

@@ -109,6 +109,16 @@ def test_the_table_counts_manual_restarts_apart_and_shows_alerts():
     assert line.endswith("alert: disk 93% full, alert: slow fsync")
 
 
+def test_the_table_shows_a_running_node_whose_probes_fail():
+    """Bug: a frozen node's row kept its last good probe and said nothing of the failing ones."""
+    table = status_table.render_table([row(probe_ms=None, probe_failures=2, probe_fall=3,
+                                           probe_error="no answer within 1000 ms")])
+    line = table.splitlines()[1]
+    assert line.split()[8] == "-"   # PROBE: no answered probe to show
+    assert line.endswith("probe failed 2/3: no answer within 1000 ms")
+    assert "probe failed" not in status_table.render_table([row(probe_failures=0)])
+
+
 def test_the_table_says_in_one_line_why_a_node_is_fatal():
     why = ("exited with code 1 before answering its probe: cannot listen on 127.0.0.1:3952: "
            "address already in use, held by pid 7 (python3 -m http.server 3952)")

@@ -357,3 +357,37 @@ def test_a_probe_that_times_out_says_so_in_the_log(tmp_path, caplog):
     assert failures, caplog.text
     for message in failures:
         assert message.endswith(f"no answer within {FAST_HEALTH.timeout_ms} ms"), message
+
+
+def test_a_node_that_stops_answering_is_shown_failing_not_with_its_last_good_probe(tmp_path):
+    """Bug: a frozen node (SIGSTOP) stayed RUNNING with its last answered probe's latency
+    while its probes failed, and still RUNNING for the stop grace after the last one
+    (SIGTERM waits on a stopped process): `status` showed a healthy node for seconds."""
+    health = HealthSettings(interval_ms=100, timeout_ms=200, fall=3, start_timeout_ms=5000)
+
+    async def scenario():
+        keeper = make_keeper(tmp_path, policy=restart_policy(stop_grace_ms=1500), health=health)
+        keeper.start()
+        assert await keeper.wait_settled(10)
+        assert keeper.snapshot().get("probe_failures", 0) == 0
+        first = keeper.pid
+        os.kill(first, signal.SIGSTOP)  # alive but no longer answering
+        await wait_for(lambda: keeper.snapshot().get("probe_failures", 0) >= 1,
+                       "the missed probes to show in the node's row")
+        shown = keeper.snapshot()
+        assert shown["state"] == "RUNNING" and shown["pid"] == first
+        assert shown["probe_ms"] is None, shown          # not the last good probe
+        assert shown["probe_fall"] == 3
+        assert shown["probe_error"] == "no answer within 200 ms"
+        await wait_for(lambda: keeper.snapshot()["state"] != "RUNNING",
+                       "the node to leave RUNNING once it missed its probes")
+        shown = keeper.snapshot()
+        assert not gone(first), "left RUNNING only once the frozen child was gone"
+        assert shown["state"] == "BACKOFF" and shown["probe_ms"] is None
+        assert shown["last_exit"] == "missed 3 health probes in a row"
+        await wait_for(lambda: keeper.restarts == 1 and keeper.state is NodeState.RUNNING,
+                       "the hung child to be restarted and running")
+        assert keeper.snapshot()["probe_failures"] == 0 and keeper.snapshot()["probe_ms"]
+        await keeper.stop()
+        return first
+    assert gone(asyncio.run(scenario()))

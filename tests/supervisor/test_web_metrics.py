@@ -94,6 +94,17 @@ def test_node_families_state_restarts_and_probe():
     assert samples[("tahiry_node_slow_readers", (("kind", "balancer"), ("node", "lb")))] == 0.0
 
 
+def test_a_node_failing_its_probes_has_them_counted():
+    failing = view()
+    failing.rows[0].update(probe_ms=None, probe_failures=2, probe_fall=3)
+    samples = scraped(failing)["samples"]
+    m1, lb = (("kind", "server"), ("node", "m1")), (("kind", "balancer"), ("node", "lb"))
+    assert samples[("tahiry_node_probe_failures", m1)] == 2.0
+    assert samples[("tahiry_node_probe_failures", lb)] == 0.0
+    assert ("tahiry_node_probe_seconds", m1) not in samples
+    assert samples[("tahiry_node_probe_seconds", lb)] == 0.0015
+
+
 def test_a_stopped_node_keeps_only_its_node_series():
     stopped = view(m2_state="STOPPED")
     samples = scraped(stopped)["samples"]

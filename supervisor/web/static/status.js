@@ -37,6 +37,9 @@ function bytes(n) {
 // What the `info` column of `./tahiry status` says, plus the node's own counters.
 function info(row) {
   const parts = [];
+  if (row.probe_failures) {  // RUNNING, but its last health probes failed (restarted at probe_fall)
+    parts.push("probe failed " + row.probe_failures + "/" + (row.probe_fall || "?") + ": " + (row.probe_error || "no answer"));
+  }
   if (row.kind === "server") {
     if (row.statements !== undefined && row.statements !== null) parts.push(row.statements + " statements");
     if (row.repl_lag_p50_ms !== null && row.repl_lag_p50_ms !== undefined) {
