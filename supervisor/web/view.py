@@ -7,10 +7,11 @@ replicator's figures per server. Everything the collector (metrics.py) and
 the page (server.py, static/) show is read from the latest view, never from
 the live objects, so a scrape or a page costs no probe of its own.
 
-`History` keeps the last minutes as chart points: per server, statements
-per second and the mean replication lag of the copies made since the
-previous point (none when no copy was made) (from the counters' differences, so a point says what
-happened in its interval, not over the run); per proxy, the hit ratio.
+`History` keeps the last minutes as chart points, each from the counters'
+differences since the previous point, so a point says what happened in its
+interval, not over the run: per server, statements per second and the mean
+replication lag of the copies made (none when no copy was made); per proxy,
+the hit ratio of the lookups made (none when no read looked the cache up).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ class History:
 
 
 def chart_point(before: ClusterView | None, now: ClusterView) -> dict:
-    """{t, throughput: {server: statements/s}, lag_ms: {server: mean lag}, hit_ratio: {proxy}}.
+    """{t, throughput: {server: statements/s}, lag_ms: {server: mean lag}, hit_ratio: {proxy}},
+    each over the interval since `before`.
 
     A rate needs two samples of the same process: a counter that went down
     (the node restarted) gives no rate for that point, never a negative one.
@@ -142,9 +144,24 @@ def chart_point(before: ClusterView | None, now: ClusterView) -> dict:
             lag = _mean_lag_ms(before.replication.get(node_id), now.replication.get(node_id))
             if lag is not None:
                 point["lag_ms"][node_id] = lag
-        elif kind == "proxycache" and counters:
-            point["hit_ratio"][node_id] = hit_ratio(counters)
+        elif kind == "proxycache" and before is not None:
+            ratio = _interval_hit_ratio(before.counters(node_id), counters)
+            if ratio is not None:
+                point["hit_ratio"][node_id] = ratio
     return point
+
+
+def _interval_hit_ratio(before: dict, now: dict) -> float | None:
+    """The hit ratio of the cache lookups made between two samples; None when none was
+    made, or the counters went down (the proxy restarted): a gap in the chart, never the
+    ratio since the proxy started, which hides what the last minutes did."""
+    if not before or not now:
+        return None
+    hits = (now.get("hits") or 0) - (before.get("hits") or 0)
+    misses = (now.get("misses") or 0) - (before.get("misses") or 0)
+    if hits < 0 or misses < 0 or hits + misses == 0:
+        return None
+    return round(hits / (hits + misses), 4)
 
 
 def _mean_lag_ms(before: dict | None, now: dict | None) -> float | None:

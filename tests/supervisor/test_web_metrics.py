@@ -173,9 +173,22 @@ def test_chart_point_rates_and_a_restarted_counter():
     first, second = view(taken_at=100.0, statements=10), view(taken_at=102.0, statements=50)
     point = chart_point(first, second)
     assert point["throughput"]["m1"] == 20.0
-    assert point["hit_ratio"]["proxy"] == 0.75
+    assert "proxy" not in point["hit_ratio"]   # no read looked the cache up meanwhile
     restarted = chart_point(second, view(taken_at=103.0, statements=3))
     assert "m1" not in restarted["throughput"]  # no rate across a restart, never negative
+
+
+def test_chart_point_hit_ratio_is_that_of_the_interval_not_since_the_proxy_started():
+    """Bug: the chart plotted hits / (hits + misses) since the proxy started: after a
+    morning of hits, ten minutes of misses only still drew a line near 100 %."""
+    before, after = view(taken_at=100.0), view(taken_at=101.0)
+    before.nodes["proxy"].update(hits=990, misses=10)
+    after.nodes["proxy"].update(hits=991, misses=13)   # 1 hit, 3 misses in this second
+    assert chart_point(before, after)["hit_ratio"]["proxy"] == 0.25
+    assert "proxy" not in chart_point(None, after)["hit_ratio"]
+    restarted = view(taken_at=102.0)
+    restarted.nodes["proxy"].update(hits=2, misses=1)
+    assert "proxy" not in chart_point(after, restarted)["hit_ratio"]
 
 
 def test_chart_point_lag_is_the_mean_of_the_new_copies_only():
