@@ -485,6 +485,12 @@ class Replicator:
         changed the journal's size or inode, so its event is queued (inotify
         may fold both appends' events into one: that one is then queued).
         """
+        if self._health.is_failing(server_id, rel):
+            # A destination whose copy keeps failing (a full disk): the events of each
+            # failed attempt (its partial append, its cut back) queued the path at once,
+            # past its retry's backoff: thousands of attempts a second. Whatever changed
+            # there is reconciled at that retry (within RETRY_DELAYS_S's last, 2 s).
+            return
         with self._lock:
             echo = self._echoes.pop((server_id, rel), None)
         if echo is not None and time.monotonic() - echo[2] < ECHO_WINDOW_S:

@@ -97,6 +97,12 @@ class ReplicaHealth:
         self.log.error("replication: copy of %s to %s fails: %s (retried until it succeeds)",
                        path, server_id, reason)
 
+    def is_failing(self, server_id: str, path: str) -> bool:
+        """Whether copies of `path` into `server_id` are failing (retried on their backoff)."""
+        with self._lock:
+            health = self._servers.get(server_id)
+            return health is not None and path in health.failing
+
     def copy_done(self, server_id: str, path: str) -> None:
         """`server_id` holds the version it should: a failing copy of `path` there is over."""
         with self._lock:
