@@ -361,11 +361,35 @@ def test_the_proxy_remembers_each_texts_normal_form_and_kind():
     for _ in range(2):
         for text in texts:
             normal = normalise_statement(text)
-            assert proxy.text_facts(text) == (normal, proxy_node.statement_kind(normal))
+            kind = proxy_node.statement_kind(normal)
+            plain_write = text.startswith("manampia")   # its normal form is never read
+            assert proxy.text_facts(text) == (None if plain_write else normal, kind)
     for index in range(proxy_node.MAX_KNOWN_TEXTS + 10):   # bounded
         proxy.text_facts(f"alaivo {index}")
     assert len(proxy.known_texts) <= proxy_node.MAX_KNOWN_TEXTS
     assert proxy.text_facts("alaivo  1") == ("alaivo 1", proxy_node.READ)
+
+
+def test_the_proxy_normalises_only_the_writes_whose_normal_form_it_reads():
+    from engine.language.script import normalise_statement
+    from nodes.proxycache import node as proxy_node
+    from nodes.proxycache.cache import ResponseCache
+
+    coarse = proxy_node.ProxyCache("p", ("127.0.0.1", 1), ResponseCache(1000, 10), LOG)
+    fine = proxy_node.ProxyCache("p", ("127.0.0.1", 1), ResponseCache(1000, 10), LOG,
+                                 fine_invalidation=True)
+    plain = ["manampia ao@ t sanda (1, 'a  b')", "HAVAOZY t ova a = 1", "fafao ao@ t",
+             "manampia--x\nao@ t sanda (1)", "_x 1"]
+    needed = ["manamboara  tahiry db", "RAVAO ny -- x\n tahiry db", "ampiasao  db",
+              "alaivo  1", "asehoy ny tabilao", "-- c\nmanampia ao@ t sanda (1)",
+              "'x' manampia", "1 + 2"]
+    for text in plain + needed:
+        normal = normalise_statement(text)
+        kind = proxy_node.statement_kind(normal)
+        assert fine.text_facts(text) == (normal, kind), text
+        assert coarse.text_facts(text) == (None if text in plain else normal, kind), text
+        if text in plain:
+            assert kind == proxy_node.WRITE
 
 
 def test_the_proxys_writes_never_push_its_reads_out_of_the_remembered_texts():
