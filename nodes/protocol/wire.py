@@ -172,15 +172,18 @@ class RequestFramer:
         # chunk ends a statement, leaving nothing pending). A plain attribute,
         # read for every chunk before `stuck` is asked.
         self.ended_with_semicolon = False
+        # Nothing is held back from the chunks so far: not discarding, no
+        # statement text pending in the splitter, no partial character in the
+        # decoder. Only the slow path and `abandon` change those, and they
+        # set this again (one attribute read for the fast path's three checks).
+        self._clean = True
 
     def feed(self, data: bytes) -> list[Request]:
-        if data == self._last_chunk and not self._discarding \
-                and not self._splitter.pending_length() and self._decoder.getstate()[0] == b"":
+        if data == self._last_chunk and self._clean:
             # Passed every check of the fast path below last time; only the
             # state before it could differ, and that was just checked.
             return [self._last_request] if self._last_request is not None else []
-        if data[-1:] == b";" and not self._discarding and not self._splitter.pending_length() \
-                and self._decoder.getstate()[0] == b"" and _ONE_STATEMENT.fullmatch(data):
+        if data[-1:] == b";" and self._clean and _ONE_STATEMENT.fullmatch(data):
             # The common chunk: one whole statement and nothing held back from
             # the chunks before it: the splitter would cut it at its last `;`
             # and be left with nothing pending (its line count, which no
@@ -195,6 +198,7 @@ class RequestFramer:
                 self._last_chunk, self._last_request = data, request
                 return [request] if request is not None else []
         self.ended_with_semicolon = data[-1:] == b";"
+        self._clean = False   # (set again below)
         statements = self._splitter.feed(self._decoder.decode(data))
         if self._discarding and statements:
             # The over-long statement ends here; it was answered when it
@@ -208,6 +212,8 @@ class RequestFramer:
         if self._discarding:
             # Keep the splitter's string/comment state, not the text.
             self._splitter.discard_pending()
+        self._clean = (not self._discarding and not self._splitter.pending_length()
+                       and self._decoder.getstate()[0] == b"")
         return requests
 
     def _too_long(self) -> Request:
@@ -238,6 +244,7 @@ class RequestFramer:
         self._decoder.reset()
         self._discarding = False
         self.ended_with_semicolon = False
+        self._clean = True
         return Request("", error=STUCK_REQUEST)
 
     def _request(self, statement: str, undecodable: bool = True) -> Request | None:
@@ -375,10 +382,14 @@ def is_too_many_connections(message: str) -> bool:
     return message.removeprefix(ERROR_PREFIX).startswith(TOO_MANY_CONNECTIONS)
 
 
+_MESSAGE_LINE = (RESULT_MESSAGE + "\n").encode()
+_ERROR_PREFIX_BYTES = ERROR_PREFIX.encode()
+
+
 def response_is_error(raw: bytes) -> bool:
     """Whether one encoded response carries an error message."""
-    at = raw.rfind(b"RESULT_MESSAGE\n")
-    return at >= 0 and raw.startswith(ERROR_PREFIX.encode(), at + len(RESULT_MESSAGE) + 1)
+    at = raw.rfind(_MESSAGE_LINE)
+    return at >= 0 and raw.startswith(_ERROR_PREFIX_BYTES, at + len(_MESSAGE_LINE))
 
 
 def encode_relation(relation: Relation, page_rows: int = DEFAULT_PAGE_ROWS) -> bytes:

@@ -165,6 +165,14 @@ class ResponseReceiver(asyncio.Protocol):
         single = None
         if self._raw_only and not self._decoder.pending:
             single = single_raw_response(data)
+            if single is not None:
+                waiters = self._waiters
+                if waiters and waiters[0].wanted == 1:
+                    # The usual chunk: the one answer of the request at the
+                    # head (what the loop below does, the decoder untouched).
+                    head = waiters.popleft()
+                    head.finish([single], None)
+                    return
         try:
             responses = [single] if single is not None else self._decoder.feed(data)
         except ProtocolError as error:
