@@ -24,6 +24,11 @@ newest generation among the candidates (`candidates(rights_current=True)`):
 a revoke acknowledged by one server is never answered by another that
 replication has not brought it to yet. The newest one is always a
 candidate, so this narrows the choice and never empties it.
+
+Every routed statement asks for the candidates; they change only when a
+backend's health moves, the configuration changes or a backend refuses
+for want of room, so they are kept between those events (never while a
+busy hold, which time ends, may apply).
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ class BackendPool:
         self.failovers = 0
         self._backends: dict[str, Backend] = {}
         self._crowded = False   # some backend may still be within its busy hold
+        # writable_only -> `_candidates(writable_only)`, while no health state,
+        # configuration or busy hold changed since (`_forget_candidates`).
+        self._kept_candidates: dict[bool, list[str]] = {}
 
     def __getitem__(self, backend_id: str) -> Backend:
         return self._backends[backend_id]
@@ -72,6 +80,7 @@ class BackendPool:
 
     def apply_specs(self, specs: list[BackendSpec]) -> None:
         """Make the backend set equal to `specs`, keeping state of unchanged ones."""
+        self._forget_candidates()
         wanted = {spec.id: spec for spec in specs}
         for backend_id in list(self._backends):
             old = self._backends[backend_id]
@@ -127,7 +136,20 @@ class BackendPool:
             return
         backend.rights_generation = generation
 
+    def _forget_candidates(self) -> None:
+        """What the candidates depend on changed (or may have): work them out again."""
+        self._kept_candidates.clear()
+
     def _candidates(self, writable_only: bool) -> list[str]:
+        kept = self._kept_candidates.get(writable_only)
+        if kept is not None:
+            return list(kept)   # (a copy: callers own what they get)
+        chosen = self._work_out_candidates(writable_only)
+        if not self._crowded:   # (a busy hold ends with time, not with an event)
+            self._kept_candidates[writable_only] = list(chosen)
+        return chosen
+
+    def _work_out_candidates(self, writable_only: bool) -> list[str]:
         eligible = [b for b in self._backends.values() if b.spec.writable or not writable_only]
         online = [b.id for b in eligible if b.health.state is BackendState.ONLINE]
         if not writable_only and len(online) > 1:
@@ -183,10 +205,12 @@ class BackendPool:
         backend.busy_refusals += 1
         backend.busy_until = now + BUSY_HOLD_S
         self._crowded = True
+        self._forget_candidates()
 
     def _record(self, backend: Backend, transition: Transition | None) -> None:
         if transition is None:
             return
+        self._forget_candidates()   # (a health state moved)
         if transition.reason == JOINED:
             self.log.info("backend %s joined: ONLINE (its first probe answered)",
                           transition.backend_id)

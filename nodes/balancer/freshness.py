@@ -64,8 +64,20 @@ class WriteMark:
     holders: set[str] = field(default_factory=set)  # backends known to have them
     gave_up_at: float | None = None
 
-    def __post_init__(self) -> None:
-        self.holders.add(self.backend_id)
+    def __init__(self, sequence: int, backend_id: str, versions: Versions | None,
+                 target: str | None = None, holders: set[str] | None = None,
+                 gave_up_at: float | None = None) -> None:
+        # (Written out: one per write; the generated one also called a
+        # default factory and __post_init__.)
+        self.sequence = sequence
+        self.backend_id = backend_id
+        self.versions = versions
+        self.target = target
+        if holders is None:
+            holders = set()
+        holders.add(backend_id)   # the acknowledging backend holds it
+        self.holders = holders
+        self.gave_up_at = gave_up_at
 
 
 def covers(answer: Versions, required: Versions) -> bool:
@@ -89,7 +101,10 @@ class WriteMemory:
         mark = WriteMark(self._sequence, backend_id, versions, target)
         key = (database, obj)
         forgotten = self._marks.put(key, mark)
-        self._by_database.setdefault(database, {})[obj] = mark
+        marks = self._by_database.get(database)
+        if marks is None:
+            marks = self._by_database[database] = {}
+        marks[obj] = mark
         self._latest[database] = backend_id
         for (old_database, old_obj), _ in forgotten:
             objects = self._by_database[old_database]

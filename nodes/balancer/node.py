@@ -96,7 +96,7 @@ from nodes.balancer.freshness import (
 )
 from nodes.balancer.health import BackendState, HealthPolicy
 from nodes.balancer.prober import Prober
-from nodes.balancer.routing import ReadSelector, rank_owners
+from nodes.balancer.routing import OwnerRanks, ReadSelector, rank_owners
 from nodes.balancer.session import ClientSession, DatabaseMissing, Turn
 from nodes.protocol import (
     ADMIN_LOGIN,
@@ -244,6 +244,7 @@ class Balancer:
         # sharing is safe, and the shapes it learns serve every client.
         self.classifier = StatementClassifier()
         self.selector = ReadSelector()
+        self.owners = OwnerRanks()   # writes' owners, ranked once per object and candidates
         # database name -> [lock held while a create/drop of it runs everywhere,
         # how many statements hold or await it]
         self._database_locks: dict[str, list] = {}
@@ -689,7 +690,7 @@ class Balancer:
         the session's ready connection to the first; the session's writes it needs, which
         that owner is known to hold), or None."""
         obj = objects[0] if objects else ""
-        owners = rank_owners(database, obj, self._candidates(session, writable_only=True))
+        owners = self.owners.rank(database, obj, self._candidates(session, writable_only=True))
         if len(self.faults):
             owners = self.faults.order_for_write(owners, database, obj)
         if not owners:
@@ -943,7 +944,7 @@ class Balancer:
         fault): the write goes to the next owners, and is not sent again after.
         """
         obj = objects[0] if objects else ""
-        owners = rank_owners(database, obj, self._candidates(session, writable_only=True))
+        owners = self.owners.rank(database, obj, self._candidates(session, writable_only=True))
         if len(self.faults):
             ranked, owners = owners, self.faults.order_for_write(owners, database, obj)
             if owners[:1] != ranked[:1] and resent_from is None:

@@ -39,6 +39,33 @@ def rank_owners(database: str, obj: str, backend_ids: Iterable[str]) -> list[str
                   reverse=True)
 
 
+# Rankings an `OwnerRanks` keeps (forgotten all at once when full).
+MAX_KEPT_RANKINGS = 4096
+
+
+class OwnerRanks:
+    """`rank_owners`, remembered per (database, object, candidates).
+
+    A write's owners are ranked for every write, with a hash per candidate;
+    the ranking is a pure function of its arguments, and a session writes
+    the same objects again and again among the same candidates.
+    """
+
+    def __init__(self, max_kept: int = MAX_KEPT_RANKINGS) -> None:
+        self.max_kept = max_kept
+        self._kept: dict[tuple[str, str, tuple[str, ...]], tuple[str, ...]] = {}
+
+    def rank(self, database: str, obj: str, backend_ids: list[str]) -> list[str]:
+        """`rank_owners(database, obj, backend_ids)` (a new list each time: the caller's)."""
+        key = (database, obj, tuple(backend_ids))
+        ranked = self._kept.get(key)
+        if ranked is None:
+            if len(self._kept) >= self.max_kept:
+                self._kept.clear()
+            ranked = self._kept[key] = tuple(rank_owners(database, obj, backend_ids))
+        return list(ranked)
+
+
 def owner_of(database: str, obj: str, backend_ids: Iterable[str]) -> str | None:
     """The backend that writes `database.obj`, or None with no candidate."""
     ranked = rank_owners(database, obj, backend_ids)

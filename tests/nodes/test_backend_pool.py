@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from nodes.balancer.backend_config import BackendSpec
-from nodes.balancer.backend_pool import BackendPool
+from nodes.balancer.backend_pool import BUSY_HOLD_S, BackendPool
+from nodes.balancer.backends import BUSY_PREFIX
 from nodes.balancer.health import BackendState, HealthPolicy
 from tests.conftest import ManualClock
 
@@ -99,3 +100,33 @@ def test_an_accounts_statement_avoids_backends_behind_on_the_rights_and_never_em
     assert sorted(pool.candidates(rights_current=True)) == ["m2", "m3"]
     pool.saw_rights("nobody", 9)      # an id the pool does not hold: ignored
     assert pool.status()["m2"]["rights_generation"] == 7
+
+
+def test_kept_candidates_follow_every_health_configuration_and_busy_change():
+    """The candidates are kept between events: each event that may change them is seen."""
+    clock = ManualClock()
+    pool = BackendPool(HealthPolicy(rise=1, fall=1), LOG, clock)
+    pool.apply_specs([BackendSpec("m1", "h", 1), BackendSpec("m2", "h", 2)])
+    for backend in pool:
+        pool.record_success(backend)
+
+    def fresh(writable_only: bool = False) -> list[str]:
+        return pool._work_out_candidates(writable_only)
+
+    assert pool.candidates() == fresh() == ["m1", "m2"]
+    pool.candidates().append("junk")                    # a caller's copy
+    assert pool.candidates() == ["m1", "m2"]
+    pool.record_failure(pool["m1"], "connection refused")   # health moves
+    assert pool.candidates() == fresh() == ["m2"]
+    assert pool.candidates(writable_only=True) == fresh(True) == ["m2"]
+    pool.record_success(pool["m1"])
+    assert pool.candidates() == fresh() == ["m1", "m2"]
+    pool.apply_specs([BackendSpec("m1", "h", 1), BackendSpec("m2", "h", 2, lagging=True)])
+    assert pool.candidates() == fresh() == ["m1"]       # configuration changes
+    pool.apply_specs([BackendSpec("m1", "h", 1), BackendSpec("m2", "h", 2)])
+    assert pool.candidates() == fresh() == ["m1", "m2"]
+    pool.record_failure(pool["m2"], BUSY_PREFIX + "too many connections")   # a busy hold
+    assert pool.candidates() == fresh() == ["m1"]
+    assert pool.candidates(writable_only=True) == ["m1", "m2"]   # writes keep their owners
+    clock.now += BUSY_HOLD_S + 1                        # the hold ends with time alone
+    assert pool.candidates() == fresh() == ["m1", "m2"]

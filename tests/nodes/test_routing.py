@@ -111,3 +111,16 @@ def test_advance_is_choosing_again_and_one_candidate_is_chosen_as_before():
             [again.choose(candidates, outstanding) for _ in range(6)]
     with pytest.raises(ValueError):
         ReadSelector().choose([], {})
+
+
+def test_owner_ranks_are_rank_owners_remembered():
+    from nodes.balancer.routing import OwnerRanks
+
+    ranks = OwnerRanks(max_kept=3)
+    for _ in range(3):
+        for backends in (["m1"], ["m1", "m2"], ["m2", "m1"], ["m1", "m2", "m3"], []):
+            for obj in ("t", "u", ""):
+                ranked = ranks.rank("db", obj, backends)
+                assert ranked == rank_owners("db", obj, backends)
+                ranked.append("junk")   # the caller's own list
+    assert len(ranks._kept) <= 3
