@@ -19,6 +19,13 @@ would not take (a number too large to convert) is parsed as usual.
 
 Texts without literals go through the parser's own exact-text LRU.
 
+A read's class is also remembered by its exact text (`known_reads`): the
+class is a pure function of the text, and a read is sent again and again
+(the proxy cache answers it until a write or its TTL drops it, then the
+same text reaches the balancer); looking it up skips the shape scan, which
+costs a few microseconds a literal. Writes are not remembered: each insert
+brings its own values, and they would push the reads out.
+
 Besides engine.language.classify's class (where a CREATE of a table or domain also
 names the domains it copies, so the balancer runs it where the session's own
 CREATE of those domains already is), a write says what the object it writes
@@ -41,6 +48,8 @@ from engine.language.statement_cache import StatementCache, shape_key_of
 from engine.lru import LRUCache
 
 DEFAULT_MAX_SHAPES = 1024
+# Read texts whose class is remembered; forgotten all at once when full.
+MAX_KNOWN_READS = 4096
 TABLE, VIEW, DOMAIN, DROPPED = "table", "view", "domain", "dropped"
 
 
@@ -85,13 +94,19 @@ class StatementClassifier:
         self.max_shapes = max_shapes
         self._by_shape: LRUCache[str, Routed] = LRUCache(max_shapes)
         self.shape_hits = 0
+        self.known_reads: dict[str, Routed] = {}
 
     def classify_text(self, text: str) -> Routed | None:
+        known = self.known_reads.get(text)
+        if known is not None:
+            return known
         shape_key = shape_key_of(text)
         if shape_key is not None:
             known = self._by_shape.get(shape_key)
             if known is not None:
                 self.shape_hits += 1
+                if known.kind == "read":
+                    self._remember_read(text, known)
                 return known
         hits_before = self.statements.hits
         statement = self.statements.parse(self.parser, text)
@@ -101,4 +116,11 @@ class StatementClassifier:
         if shape_key is not None and self.statements.hits != hits_before:
             # The cache answered from a learnt shape: see the module docstring.
             self._by_shape.put(shape_key, facts)
+        if facts.kind == "read":
+            self._remember_read(text, facts)
         return facts
+
+    def _remember_read(self, text: str, facts: Routed) -> None:
+        if len(self.known_reads) >= MAX_KNOWN_READS:
+            self.known_reads.clear()
+        self.known_reads[text] = facts

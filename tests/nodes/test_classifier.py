@@ -35,6 +35,20 @@ def test_every_text_of_a_shape_gets_the_class_parsing_gives(shape):
                 classifier.classify_text(text)
             continue
         assert classifier.classify_text(text) == expected
+        assert classifier.classify_text(text) == expected   # (a read: by its text now)
+
+
+def test_reads_are_remembered_by_text_writes_are_not_and_the_memory_is_bounded():
+    from nodes.balancer import classifier as module
+
+    classifier = StatementClassifier()
+    read, write = "alaivo * ao@ t rehefa id = 1", "manampia ao@ t sanda (1)"
+    assert classifier.classify_text(read) is classifier.classify_text(read)
+    classifier.classify_text(write)
+    assert list(classifier.known_reads) == [read]
+    for n in range(module.MAX_KNOWN_READS + 10):
+        classifier.classify_text(f"alaivo * ao@ t rehefa id = {n}")
+    assert len(classifier.known_reads) <= module.MAX_KNOWN_READS
 
 
 def test_learnt_shapes_are_answered_without_parsing():
