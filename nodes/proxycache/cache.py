@@ -59,6 +59,9 @@ class CacheStats:
     stale_rights: int = 0         # a hit whose rights changed since: dropped, read again
 
 
+_NO_TAGS: frozenset[str] = frozenset()
+
+
 @dataclass
 class _Entry:
     value: bytes
@@ -138,7 +141,8 @@ class ResponseCache:
             return False
         if key in self._entries:
             self._remove(key)
-        self._entries[key] = _Entry(value, self.clock() + self.ttl_s, frozenset(tags), opaque, rights)
+        self._entries[key] = _Entry(value, self.clock() + self.ttl_s,
+                                    frozenset(tags) if tags else _NO_TAGS, opaque, rights)
         self.bytes += len(value)
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             oldest = next(iter(self._entries))

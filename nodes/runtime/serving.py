@@ -469,7 +469,11 @@ class ClientConnection(asyncio.Protocol):
                     # the connection idle again, waiting for the next request.
                     self._start_waiting()
                     return
-                self._flow_control()
+                # Awaited (or closing: then flow control does nothing): with
+                # nothing pending, reading on and no EOF, only a full window
+                # gives flow control anything to do.
+                if len(self._answers) >= self._window:
+                    self._flow_control()
                 return
         self._pending.extend(requests)
         self._pump()
