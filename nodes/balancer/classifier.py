@@ -42,10 +42,12 @@ from engine.language import ast
 from engine.language.classify import StatementClass, classify
 from engine.language.parser import StatementParser
 
-# shape_key_of keys exactly as the statement cache does, so "same shape"
-# means what the cache proved things about.
-from engine.language.statement_cache import StatementCache, shape_key_of
+# shape_key keys exactly as the statement cache does (`shape_key_of`, for the
+# usual texts in fewer steps), so "same shape" means what the cache proved
+# things about.
+from engine.language.statement_cache import StatementCache
 from engine.lru import LRUCache
+from nodes.balancer.shape_keys import shape_key
 
 DEFAULT_MAX_SHAPES = 1024
 # Read texts whose class is remembered; forgotten all at once when full.
@@ -100,9 +102,9 @@ class StatementClassifier:
         known = self.known_reads.get(text)
         if known is not None:
             return known
-        shape_key = shape_key_of(text)
-        if shape_key is not None:
-            known = self._by_shape.get(shape_key)
+        key = shape_key(text)
+        if key is not None:
+            known = self._by_shape.get(key)
             if known is not None:
                 self.shape_hits += 1
                 if known.kind == "read":
@@ -113,9 +115,9 @@ class StatementClassifier:
         if statement is None:
             return None
         facts = routed(statement)
-        if shape_key is not None and self.statements.hits != hits_before:
+        if key is not None and self.statements.hits != hits_before:
             # The cache answered from a learnt shape: see the module docstring.
-            self._by_shape.put(shape_key, facts)
+            self._by_shape.put(key, facts)
         if facts.kind == "read":
             self._remember_read(text, facts)
         return facts

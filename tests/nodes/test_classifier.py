@@ -103,3 +103,42 @@ def test_a_table_or_domain_names_the_domains_it_uses():
     assert domain.objects == ("d", "kilasy")
     plain = classifier.classify_text("manamboara tabilao u (a ISA(0,9))")
     assert plain.objects == ("u",)
+
+
+# Pieces that meet at every edge of the shape scan when glued at random: words
+# with digits, numbers against words and dots, strings (empty, doubled quotes,
+# escapes, comment markers inside), lone quotes, comments, non-ASCII letters and
+# digits, NUL, numbers too long to convert.
+SHAPE_PIECES = ["alaivo", "manampia", " ", "  ", "\n", "\t", "t1", "x_2", "_3", "E", "e5", "12", "0",
+                "007", "3.25", "7.", ".5", ".", "1.2.3", "'", "'a b'", "''", "'it''s'", "'a\\'b'",
+                "'x -- y'", "'u // v'", '"', '"q"', "\\", "--", "-- c\n", "-", "/", "//", "(", ")",
+                ",", "=", "<", "*", ";", "@", "ao@", "\u0663", "é", "\0", "9" * 310,
+                "1" + "0" * 299 + ".5"]
+
+
+def test_the_shape_key_is_the_statement_caches_own():
+    import random
+
+    from engine.language.statement_cache import shape_key_of
+    from nodes.balancer import shape_keys
+
+    rng = random.Random(2026)
+    plain = 0
+    for _ in range(40_000):
+        text = "".join(rng.choice(SHAPE_PIECES) for _ in range(rng.randint(0, 14)))
+        assert shape_keys.shape_key(text) == shape_key_of(text), repr(text)
+        plain += text.isascii() and not any(c in text for c in ('"', "\\", "--", "//", "''"))
+    assert plain > 5_000   # the C passes were what got checked, not only the fallback
+
+
+def test_usual_statements_are_keyed_without_the_engines_scan(monkeypatch):
+    from engine.language.statement_cache import shape_key_of
+    from nodes.balancer import shape_keys
+
+    texts = ["manampia ao@ t sanda (10000417, 30001251, 'n10000417', 0, 'fanamarihana 10000417')",
+             "alaivo * ao@ t rehefa id = 417", "havaozy t ova a = 2.5 rehefa b = 'x'",
+             "alaivo a ao@ t1 rehefa a1 = 3", "alaivo * ao@ t"]
+    expected = [shape_key_of(text) for text in texts]
+    monkeypatch.setattr(shape_keys, "shape_key_of", None)   # never called for these
+    assert [shape_keys.shape_key(text) for text in texts] == expected
+    assert expected[-1] is None   # no literal: the parser's own cache serves it
