@@ -154,7 +154,15 @@ def write_needs(marks: dict[str, WriteMark], objects: tuple[str, ...]) -> dict[s
 
 def holding_all(candidates: list[str], needs: dict[str, WriteMark]) -> list[str]:
     """The candidates known to hold every needed mark."""
-    return [c for c in candidates if all(c in mark.holders for mark in needs.values())]
+    return [c for c in candidates if holds_all(c, needs)]
+
+
+def holds_all(candidate: str, needs: dict[str, WriteMark]) -> bool:
+    """Whether `candidate` is known to hold every needed mark (a write's owner: each write)."""
+    for mark in needs.values():
+        if candidate not in mark.holders:
+            return False
+    return True
 
 
 def best_effort_order(candidates: list[str], needs: dict[str, WriteMark]) -> list[str]:

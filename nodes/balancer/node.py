@@ -91,6 +91,7 @@ from nodes.balancer.freshness import (
     best_effort_order,
     find_holders,
     holding_all,
+    holds_all,
     read_needs,
     write_needs,
 )
@@ -696,7 +697,7 @@ class Balancer:
         if not owners:
             return None
         needs = write_needs(session.writes.marks(database), objects)
-        if needs and not holding_all(owners[:1], needs):
+        if needs and not holds_all(owners[0], needs):
             return None
         connection = session.ready_connection(self.pool[owners[0]])
         if connection is None:

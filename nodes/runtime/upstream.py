@@ -215,6 +215,12 @@ _PAGE_1_OF_1 = b"RELATION_JSON_PAGE 1/1\n"
 _RELATION_END_AND_MESSAGE = b"RELATION_JSON_END\nRESULT_MESSAGE\n"
 _MESSAGE_HEADER = b"RESULT_MESSAGE\n"
 _END_LINE = b"\nEND\n"
+_CR_END_LINE = b"\r\nEND\n"   # a message line ending with CR: the decoder's way
+# (Their lengths, named once: this runs for every relayed answer.)
+_PAGE_1_OF_1_LENGTH = len(_PAGE_1_OF_1)
+_RELATION_END_AND_MESSAGE_LENGTH = len(_RELATION_END_AND_MESSAGE)
+_MESSAGE_HEADER_LENGTH = len(_MESSAGE_HEADER)
+_END_LINE_LENGTH = len(_END_LINE)
 
 
 def single_raw_response(data: bytes) -> Response | None:
@@ -231,21 +237,21 @@ def single_raw_response(data: bytes) -> Response | None:
     if not data.endswith(_END_LINE):
         return None
     if data.startswith(_MESSAGE_HEADER):
-        message_start, has_relation = len(_MESSAGE_HEADER), False
+        message_start, has_relation = _MESSAGE_HEADER_LENGTH, False
     elif data.startswith(_PAGE_1_OF_1):
-        json_end = data.find(b"\n", len(_PAGE_1_OF_1))
+        json_end = data.find(b"\n", _PAGE_1_OF_1_LENGTH)
         if json_end < 0 or not data.startswith(_RELATION_END_AND_MESSAGE, json_end + 1):
             return None
-        message_start, has_relation = json_end + 1 + len(_RELATION_END_AND_MESSAGE), True
+        message_start, has_relation = json_end + 1 + _RELATION_END_AND_MESSAGE_LENGTH, True
     else:
         return None
-    message_end = len(data) - len(_END_LINE)
+    message_end = len(data) - _END_LINE_LENGTH
     if message_end < message_start or data.find(b"\n", message_start, message_end) >= 0 \
-            or data[message_end - 1:message_end] == b"\r":
+            or data.endswith(_CR_END_LINE):
         return None
     message = data[message_start:message_end].decode("utf-8", "replace")
-    return Response(ok=not message.startswith(ERROR_PREFIX), message=message, relation=None,
-                    raw=data, has_relation=has_relation)
+    # (Positional: ok, message, relation, raw, has_relation.)
+    return Response(not message.startswith(ERROR_PREFIX), message, None, data, has_relation)
 
 
 async def open_upstream(host: str, port: int, timeout: float, decode_relations: bool = False,
