@@ -80,7 +80,12 @@ class BackendPool:
 
     def apply_specs(self, specs: list[BackendSpec]) -> None:
         """Make the backend set equal to `specs`, keeping state of unchanged ones."""
-        self._forget_candidates()
+        try:
+            self._apply_specs(specs)
+        finally:
+            self._forget_candidates()   # (after every change: nothing kept from midway)
+
+    def _apply_specs(self, specs: list[BackendSpec]) -> None:
         wanted = {spec.id: spec for spec in specs}
         for backend_id in list(self._backends):
             old = self._backends[backend_id]
