@@ -139,14 +139,15 @@ class ResponseCache:
                 or (fetched_at is not None and self._unsettled(key[0], fetched_at, reader))):
             self.stats.refused += 1
             return False
-        if key in self._entries:
+        entries = self._entries
+        if key in entries:
             self._remove(key)
-        self._entries[key] = _Entry(value, self.clock() + self.ttl_s,
-                                    frozenset(tags) if tags else _NO_TAGS, opaque, rights)
+        entries[key] = _Entry(value, self.clock() + self.ttl_s,
+                              frozenset(tags) if tags else _NO_TAGS, opaque, rights)
         self.bytes += len(value)
-        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            oldest = next(iter(self._entries))
-            self._remove(oldest)
+        while len(entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, oldest = entries.popitem(last=False)   # the least recently used
+            self.bytes -= len(oldest.value)
             self.stats.evictions += 1
         return True
 
@@ -166,9 +167,11 @@ class ResponseCache:
         """Whether another connection's write in `database` may not have reached every server."""
         if self.settle_s <= 0:
             return False
+        latest = self._latest_writers.peek(database)
+        if not latest:   # nobody wrote there lately (a read-only loop: every time)
+            return False
         since = fetched_at - self.settle_s
-        return any(writer is not reader and when > since
-                   for writer, when in self._latest_writers.peek(database, ()))
+        return any(writer is not reader and when > since for writer, when in latest)
 
     def invalidate_all(self) -> int:
         """Drop every entry; returns how many."""
