@@ -262,9 +262,13 @@ class Balancer:
         """A new client connection: its own session (database, backend connections)."""
         session = ClientSession(self.timeouts)
         self.clients += 1
+        stats = self.connection_stats
+        stats.open_connections += 1
+        stats.total_connections += 1
 
         def closed() -> None:
             self.clients -= 1
+            stats.open_connections -= 1
             session.close()
 
         return ClientHandler(functools.partial(self.handle, session), closed,

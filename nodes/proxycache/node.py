@@ -358,6 +358,8 @@ class ProxySession:
         turn = self._take_turn()
         self.in_flight += 1
         if kind == READ:
+            if not alone:   # (behind another statement: no lookup, forwarded all the same)
+                self.cache.stats.misses += 1
             return self._read(request, normal, turn, cacheable=alone)
         return self._write(request, normal, kind, turn)
 

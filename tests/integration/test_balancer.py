@@ -48,6 +48,20 @@ def test_ping_and_status_are_answered_by_the_balancer(cluster):
     assert {b: s["state"] for b, s in status["backends"].items()} == {"m1": "ONLINE", "m2": "ONLINE"}
 
 
+
+def test_the_balancer_counts_its_client_connections(cluster):
+    """Bug: its `.status;` said `connections: 0, connections_total: 0` with clients
+    connected (`tahiry_node_open_connections` and the page's "0 conn" with them)."""
+    _, _, _, connect = cluster
+    first, second = connect(), connect()
+    second.ok(".ping;")   # (accepted by now)
+    status = first.status()
+    assert (status["connections"], status["clients"]) == (2, 2)
+    assert status["connections_total"] >= 2
+    second.sock.close()
+    wait_until(lambda: first.status()["connections"] == 1, 5.0, "the closed connection counted")
+    assert first.status()["connections_total"] >= 2
+
 def test_create_database_reaches_every_server(cluster):
     m1, m2, _, connect = cluster
     connect().ok("manamboara tahiry sekoly;")

@@ -45,6 +45,19 @@ def test_hit_within_ttl_serves_the_cached_response(start_node):
     assert counters["hits"] == 1 and counters["misses"] == 1
 
 
+
+def test_reads_sent_behind_others_count_as_misses(start_node):
+    """Bug: a read pipelined behind another statement (a `-f` script) was forwarded without
+    a cache lookup and counted nowhere: three reads sent together added one miss, so the
+    hit ratio and `tahiry_proxy_misses_total` ("reads forwarded upstream") left scripts out."""
+    _, proxy = start_chain(start_node, "--ttl-ms", "60000")
+    with WireClient(proxy.port) as client:
+        setup_school(client)
+        before = client.status()["misses"]
+        answers = client.run("alaivo * ao@ t; alaivo id ao@ t; alaivo * ao@ t rehefa id = 1;", 3)
+        assert all(answer.ok for answer in answers)
+        assert client.status()["misses"] == before + 3
+
 def test_miss_after_ttl(start_node):
     server, proxy = start_chain(start_node, "--ttl-ms", "150")
     with WireClient(proxy.port) as client, WireClient(server.port) as direct:
