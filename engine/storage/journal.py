@@ -130,7 +130,12 @@ def valid_line_after(data: bytes, position: int) -> bool:
     True: the journal is damaged (entries were written after them).
     """
     start = data.find(b"\n", position) + 1
-    while 0 < start < len(data):
+    return start > 0 and holds_valid_line(data, start)
+
+
+def holds_valid_line(data: bytes, start: int = 0) -> bool:
+    """Whether a complete line of `data` from `start` (a line's first byte) is a valid entry."""
+    while start < len(data):
         newline = data.find(b"\n", start)
         if newline < 0:
             return False
@@ -308,8 +313,7 @@ def _cut_to_applied(path: Path, descriptor: int, size: int, applied: int) -> int
         with open(path, "rb") as reader:
             reader.seek(applied)
             extra = reader.read(size - applied)
-    if size < applied or any(checked_body(piece + b"\n") is not None
-                             for piece in extra.split(b"\n")[:-1]):
+    if size < applied or holds_valid_line(extra):
         raise UnappliedBytes(errno.EIO, f"{path.name} holds {size} bytes where its version "
                                         f"read {applied}: a damaged line before valid ones")
     os.ftruncate(descriptor, applied)   # a torn tail: the append's fsync makes the cut durable
