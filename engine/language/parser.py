@@ -300,7 +300,8 @@ class _Grammar(Parser):
         if token.value.lower() != DESCRIBE_WORD:
             raise SyntaxProblem(
                 "nandrasana 'efitra', 'jery', 'tabilao', 'tahiry' na 'tsanganana' "
-                f"fa '{_shown(token.value)}' no hita", token.index, frozenset({DESCRIBE_WORD}))
+                f"fa '{_shown(token.value)}' no hita", token.index,
+                frozenset({"efitra", "jery", "tabilao", "tahiry", DESCRIBE_WORD}))
 
     @_("TAHIRY", "TABILAO", "EFITRA", "JERY")
     def object_kind(self, p):

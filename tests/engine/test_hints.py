@@ -45,6 +45,10 @@ def session(tmp_path_factory):
     ("alivo * ao@ mpianatra;", did_you_mean("alaivo", "alivo")),
     ("alaivo * ao@ mpianatra fetr 3;", did_you_mean("fetra", "fetr")),
     ("asehoy ny tsangannana;", did_you_mean("tsanganana", "tsangannana")),
+    # The other words `asehoy ny` takes are hinted too, as after `ravao ny` (only
+    # 'tsanganana' was a candidate).
+    ("asehoy ny tabilaoo;", did_you_mean("tabilao", "tabilaoo")),
+    ("asehoy ny efitraa;", did_you_mean("efitra", "efitraa")),
     ("alaivo * ao@ mpianatra #rehefaa id = 1;", did_you_mean("rehefa", "rehefaa")),
     ("alaivo * #from mpianatra;", in_tahiry("ao@", "from")),
     ("select * from mpianatra;", in_tahiry("alaivo", "select")),
