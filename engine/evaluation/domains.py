@@ -24,6 +24,7 @@ from typing import TypeGuard
 from engine.errors import TahiryError
 from engine.evaluation.values import format_number, literal_text
 from engine.language import ast
+from engine.language.english import SQL_TYPES
 from engine.language.messages import text
 
 # Stored integers are signed 64-bit: JSON readers (orjson) turn larger ones into floats.
@@ -42,19 +43,9 @@ def _is_number(value: object) -> TypeGuard[int | float]:
 # From the AST to JSON atoms
 
 
-# SQL type names a student may write for a domain, and the Tahiry domain they mean.
-_SQL_TYPES = {
-    **dict.fromkeys(("int", "integer", "bigint", "smallint", "tinyint", "float", "double",
-                     "real", "numeric", "decimal", "number"), "ISA(null,null)"),
-    **dict.fromkeys(("varchar", "char", "text", "string", "nvarchar", "character"),
-                    "LAHATSORATRA(null,null)"),
-    **dict.fromkeys(("date", "datetime", "timestamp"), "DATY"),
-}
-
-
 def _sql_type_hint(name: str) -> str:
     """The hint for a SQL type used as a domain name (`INT`), else ""."""
-    domain = _SQL_TYPES.get(name.lower())
+    domain = SQL_TYPES.get(name.lower())
     return text("hint_english_keyword", keyword=domain, word=name) if domain else ""
 
 

@@ -35,6 +35,17 @@ ENGLISH_KEYWORDS: dict[str, str] = {
 }
 
 
+# SQL type names a student may write for a domain (`INT`, `varchar(20)`), and the Tahiry
+# domain they mean (the hint `hint_english_keyword`, docs/LANGUAGE.md 5b).
+SQL_TYPES: dict[str, str] = {
+    **dict.fromkeys(("int", "integer", "bigint", "smallint", "tinyint", "float", "double",
+                     "real", "numeric", "decimal", "number"), "ISA(null,null)"),
+    **dict.fromkeys(("varchar", "char", "text", "string", "nvarchar", "character"),
+                    "LAHATSORATRA(null,null)"),
+    **dict.fromkeys(("date", "datetime", "timestamp"), "DATY"),
+}
+
+
 # SQL keywords Tahiry has no word for, with how a query says the same
 # (the hint `hint_written_otherwise`): each example runs as it is written.
 WRITTEN_OTHERWISE: dict[str, str] = {

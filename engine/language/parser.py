@@ -34,6 +34,7 @@ from engine.language.account_syntax import (
     opener_word,
     parse_account,
 )
+from engine.language.english import SQL_TYPES
 from engine.language.hints import syntax_hint
 from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
@@ -475,9 +476,11 @@ class _Grammar(Parser):
                 raise SyntaxProblem("ny TANISA dia tsy mandray null", index)
             return ast.EnumAtom(tuple(args))
         if args is not None:
+            domain = SQL_TYPES.get(word)   # `varchar(20)`: say how Tahiry writes it
             raise SyntaxProblem(
                 f"'{name}' dia tsy karazana fototra (ISA, LAHATSORATRA, DATY, TANISA): "
-                "tsy mandray fari-pahalehibeazana", index)
+                "tsy mandray fari-pahalehibeazana", index,
+                hint=text("hint_english_keyword", keyword=domain, word=name) if domain else "")
         return ast.NamedAtom(name)
 
     @staticmethod

@@ -97,6 +97,10 @@ def session(tmp_path_factory):
     ("manamboara tabilao u (a INT);", in_tahiry("ISA(null,null)", "INT")),
     ("manamboara tabilao u (a text);", in_tahiry("LAHATSORATRA(null,null)", "text")),
     ("manamboara tabilao u (a Date);", in_tahiry("DATY", "Date")),
+    # ... and with SQL's bounds, as a student writes them (a syntax error, no hint before).
+    ("manamboara tabilao u (a varchar(20));", in_tahiry("LAHATSORATRA(null,null)", "varchar")),
+    ("manamboara tabilao u (a DECIMAL(5,2));", in_tahiry("ISA(null,null)", "DECIMAL")),
+    ("manamboara efitra e (char(3));", in_tahiry("LAHATSORATRA(null,null)", "char")),
 ])
 def test_the_error_ends_with_the_hint(session, text, hint):
     message = one(session, text).message
