@@ -856,5 +856,5 @@ def _natural_loop(left_rows, right_rows, left_keys, right_keys, take, limits):
                 if all(values.eq(left_row[i], right_row[j]) is True for i, j in pairs):
                     out.append(left_row + take(right_row))
             if len(out) > limits.max_result_rows:
-                raise relational.too_many_rows(limits)
+                raise relational.too_many_join_rows(limits)
     return out

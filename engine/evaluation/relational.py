@@ -176,10 +176,14 @@ def too_many_rows(limits: QueryLimits, count: int | None = None) -> TahiryError:
         "ny fetra farany ambony. Ampio fepetra (rehefa, ka) na fetra.")
 
 
-def too_many_join_rows(limits: QueryLimits, count: int) -> TahiryError:
-    """A join too large to build: only `ka` helps (`rehefa` and `fetra` come after it)."""
+def too_many_join_rows(limits: QueryLimits, count: int | None = None) -> TahiryError:
+    """A join too large to build: only `ka` helps (`rehefa` and `fetra` come after it).
+
+    `count`: the join's rows when known before building it (None: it was stopped as it
+    grew past the limit, its `ka` tested on each pair)."""
+    shown = f" ({count})" if count is not None else ""
     return TahiryError(
-        f"Be loatra ny andalana ho an'ny fitambarana (tonona) ({count}) : "
+        f"Be loatra ny andalana ho an'ny fitambarana (tonona){shown} : "
         f"{limits.max_result_rows} ny fetra farany ambony. Ny fepetra 'ka' ihany no "
         "manakely ny fitambarana (ny 'rehefa' sy ny 'fetra' dia ampiharina aoriany) : "
         "ampifandraiso amin'ny tsanganana manavaka ny andalana (ohatra : ka x.id = y.id).")
@@ -188,6 +192,14 @@ def too_many_join_rows(limits: QueryLimits, count: int) -> TahiryError:
 def check_size(rows: list, limits: QueryLimits) -> list:
     if len(rows) > limits.max_result_rows:
         raise too_many_rows(limits, len(rows))
+    check_deadline(limits)
+    return rows
+
+
+def check_join_size(rows: list, limits: QueryLimits) -> list:
+    """`check_size` for a join's rows: the error says only `ka` makes it smaller."""
+    if len(rows) > limits.max_result_rows:
+        raise too_many_join_rows(limits, len(rows))
     check_deadline(limits)
     return rows
 
@@ -303,7 +315,7 @@ def hash_join(kind: str, left: list, right: list, plan: EquiJoin,
             out += [left_row + right_row
                     for right_row, key in piece
                     for left_row in get(key, default)]
-        return check_size(out, limits)
+        return check_join_size(out, limits)
     table = _buckets(right, right_keys, single, limits)
     default = () if kind == "inner" else ([None] * right_width,)
     _check_total(left_keys, table, default, limits)
@@ -320,7 +332,7 @@ def hash_join(kind: str, left: list, right: list, plan: EquiJoin,
             out += [pad_left + right_row
                     for right_row, key in piece
                     if _has_null(key, single) or key not in seen]
-    return check_size(out, limits)
+    return check_join_size(out, limits)
 
 
 def _filtered_hash_join(kind: str, left: list, right: list, plan: EquiJoin,
@@ -362,12 +374,12 @@ def _filtered_hash_join(kind: str, left: list, right: list, plan: EquiJoin,
                         if right_matched is not None:
                             right_matched[i] = 1
                 if len(out) > maximum:
-                    raise too_many_rows(limits)
+                    raise too_many_join_rows(limits)
             if not hit and kind != "inner":
                 out.append(left_row + pad_right)
     if right_matched is not None:
         _append_unmatched_right(out, right, right_matched, left_width)
-    return check_size(out, limits)
+    return check_join_size(out, limits)
 
 
 def _swap_residual(residual: RowFunction | None, left_width: int,
@@ -406,12 +418,12 @@ def loop_join(kind: str, left: list, right: list, condition: RowFunction,
                     if right_matched is not None:
                         right_matched[index] = 1
             if len(out) > maximum:
-                raise too_many_rows(limits)
+                raise too_many_join_rows(limits)
             if not hit and kind in ("left", "full"):
                 out.append(left_row + pad_right)
     if right_matched is not None:
         _append_unmatched_right(out, right, right_matched, left_width)
-    return check_size(out, limits)
+    return check_join_size(out, limits)
 
 
 # --------------------------------------------------------------------------

@@ -303,11 +303,11 @@ CATALOGUE: tuple[Message, ...] = (
        "'{value}', compared with the DATY column '{column}', is not a date written "
        "'YYYY-MM-DD' (e.g. '2024-01-31')."),
     _M("too_many_join_rows",
-       "Be loatra ny andalana ho an'ny fitambarana (tonona) ({count}) : {max} ny fetra farany "
+       "Be loatra ny andalana ho an'ny fitambarana (tonona){count} : {max} ny fetra farany "
        "ambony. Ny fepetra 'ka' ihany no manakely ny fitambarana (ny 'rehefa' sy ny 'fetra' "
        "dia ampiharina aoriany) : ampifandraiso amin'ny tsanganana manavaka ny andalana "
        "(ohatra : ka x.id = y.id).",
-       "Too many rows in the join ({count}): {max} at most. Only 'ka' conditions make a join "
+       "Too many rows in the join{count}: {max} at most. Only 'ka' conditions make a join "
        "smaller ('rehefa' and 'fetra' apply after it): join on a column that tells rows apart "
        "(e.g. ka x.id = y.id)."),
     # ---------------------------------------------------------------- storage (nothing was written)

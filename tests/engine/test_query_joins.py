@@ -1,5 +1,7 @@
 """Joins: inner, outer, natural, cross, hash and nested-loop plans."""
 
+import pytest
+
 from tests.engine.querykit import MemoryCatalog, error_of, names, rows, run, school
 
 
@@ -166,6 +168,24 @@ def test_a_join_too_large_says_only_ka_makes_it_smaller():
     assert "fetra." not in message
     english = translate("Hadisoana : " + message.removeprefix("Hadisoana : "), "en")
     assert "Only 'ka' conditions make a join smaller" in english, english
+
+
+@pytest.mark.parametrize("query", [
+    "alaivo count(*) ao@ a x tonona a y ka x.k < y.k",                       # nested loops
+    "alaivo count(*) ao@ a x tonona a y ka x.j = y.j ary x.k < y.k",         # hash + residual
+    "alaivo count(*) ao@ a x tonona:avia@ a y ka x.j = y.j ary x.k < y.k",
+    "alaivo count(*) ao@ a x tonona:avanana@ a y ka x.k < y.k",
+])
+def test_a_join_with_ka_too_large_is_called_a_join_not_the_result(query):
+    """`alaivo count(*) ... tonona ... ka x.k < y.k` answers one row, yet the error said
+    "too many rows in the result: add rehefa, ka or fetra": neither `rehefa` nor `fetra`
+    makes the join smaller."""
+    from engine.evaluation.query import QueryLimits
+    catalog = MemoryCatalog()
+    catalog.add_table("a", ["k", "j"], [[i, 1] for i in range(200)])
+    message = error_of(catalog, query, QueryLimits(max_result_rows=9999))
+    assert "fitambarana (tonona)" in message and "Ny fepetra 'ka' ihany" in message, message
+    assert "valiny" not in message and "fetra." not in message, message
 
 
 def test_theta_join_work_is_limited():
