@@ -453,6 +453,11 @@ CATALOGUE: tuple[Message, ...] = (
        " Tahiry has no '{word}'; it is written like this: {instead}", "hint"),
     _M("hint_missing_semicolon", " Hadino angamba ny ';' teo alohan'ny '{word}'?",
        " Was the ';' before '{word}' forgotten?", "hint"),
+    _M("hint_subquery",
+       " Ny fangatahana (alaivo ...) dia tsy azo atao ao anaty fanehoana : ataovy ho tabilao "
+       "nalaina aorian'ny 'ao@' na 'tonona' (ohatra : {example})",
+       " A query (alaivo ...) cannot stand inside an expression: make it a derived table "
+       "after 'ao@' or 'tonona' (e.g. {example})", "hint"),
     _M("hint_no_source", " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;",
        " This query has no 'ao@': alaivo ... ao@ TABLE;", "hint"),
 )

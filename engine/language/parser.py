@@ -59,6 +59,11 @@ MAX_KEYWORDS_SHOWN = 12
 # `asehoy ny tsanganana [ao@ T]` (LANGUAGE.md 2, "Describe").
 DESCRIBE_WORD = "tsanganana"
 
+# How a query compares a row with an aggregate of its table, without a subquery in an
+# expression (the hint `hint_subquery`; it runs as written).
+SUBQUERY_EXAMPLE = ("alaivo n.id ao@ naoty n tonona (alaivo avg(naoty) antso m ao@ naoty) x "
+                    "ka n.naoty > x.m")
+
 DERIVED_TABLE_ALIAS = "Tous les tables dérivé doit avoir leur propre alias"
 
 _TOKEN_NAMES = {
@@ -226,6 +231,11 @@ class _Grammar(Parser):
             if token.type == "STRING" and mentions_secret(self.text):
                 shown = '"***"'   # maybe a password (engine.language.secrets)
             found = f"fa '{shown}' no hita"
+            if token.type == "ALAIVO" and "anarana" in expected and self.symstack \
+                    and self.symstack[-1].type == "(":
+                # SQL's scalar subquery (`rehefa a > (alaivo avg(a) ...)`): not a name.
+                raise SyntaxProblem(self._expected_detail(expected, found) or found, token.index,
+                                    hint=text("hint_subquery", example=SUBQUERY_EXAMPLE))
             if token.type in _KEYWORD_TYPES and "anarana" in expected \
                     and not self._forgot_semicolon(token, expected):
                 found += f" ('{shown}' dia teny voatokana, tsy azo atao anarana)"
