@@ -11,7 +11,7 @@ statements and the rights (docs/LANGUAGE.md, "Accounts and rights").
 
 from __future__ import annotations
 
-from engine.language.english import english_keyword, topic_of, written_otherwise
+from engine.language.english import SQL_TYPES, english_keyword, topic_of, written_otherwise
 
 GENERAL = """\
 Tahiry — fanampiana / help
@@ -108,6 +108,36 @@ TOPICS: dict[str, tuple[str, str]] = {
                "manamboara efitra kilasy ( TANISA('L3','M1','L2') );"),
     "jery": ("VIEW: a stored query", "manamboara jery tsara @ alaivo * ao@ naoty rehefa naoty >= 15;"),
     "dia": ("IS [NOT] NULL: dia null, dia tsy null", "alaivo * ao@ naoty rehefa naoty dia tsy null;"),
+    "ka": ("ON: the condition of a join (tonona ... ka)",
+           "alaivo * ao@ mpianatra m #tonona naoty n #ka m.id = n.id;"),
+    "sanda": ("VALUES: the rows manampia adds, one ( ... ) each",
+              "manampia ao@ naoty sanda ('E1', 'BD', 12), ('E2', 'BD', 15);"),
+    "ova": ("SET: havaozy T ova col = expr, col = expr [rehefa ...]",
+            "havaozy naoty ova naoty = naoty + 1, taranja = 'Algo' rehefa id = 'E1';"),
+    "ary": ("AND: both conditions (ary binds tighter than na)",
+            "alaivo * ao@ naoty rehefa naoty >= 10 ary taranja = 'BD';"),
+    "na": ("OR: either condition", "alaivo * ao@ naoty rehefa naoty < 5 na naoty > 15;"),
+    "!": ("NOT: !(condition); 'tsy' only in 'dia tsy null'",
+          "alaivo * ao@ naoty rehefa !(taranja = 'BD');"),
+    "null": ("NULL: no value; test it with dia null / dia tsy null ('= null' is never true)",
+             "alaivo * ao@ naoty rehefa naoty dia null;"),
+    "ny": ("the word after asehoy and ravao: asehoy ny tabilao; ravao ny tabilao T",
+           "asehoy ny tabilao;"),
+    "tahiry": ("DATABASE: manamboara tahiry, ampiasao, asehoy ny tahiry, ravao ny tahiry",
+               "manamboara tahiry sekoly;"),
+    "tabilao": ("TABLE: manamboara tabilao T ( col DOMAIN, ... ); asehoy ny tabilao",
+                "manamboara tabilao naoty ( id LAHATSORATRA(2,5), naoty ISA(0,20) );"),
+    "isa": ("ISA(min,max): numbers from min to max (null: no bound)",
+            "manamboara tabilao t ( naoty ISA(0,20), vola ISA(null,null) );"),
+    "lahatsoratra": ("LAHATSORATRA(min,max): texts of min to max characters (null: no bound)",
+                     "manamboara tabilao t ( anarana LAHATSORATRA(1,50) );"),
+    "daty": ("DATY: dates written 'YYYY-MM-DD', compared as dates",
+             "manamboara tabilao t ( teraka DATY );"),
+    "tanisa": ("TANISA(v1, v2, ...): exactly one of the values ('1' is not 1)",
+               "manamboara tabilao t ( kilasy TANISA('L3','M1','L2') );"),
+    "count": ("AGGREGATES: count(*), count(x), sum, avg, min, max; NULLs are skipped; "
+              "per vondrona group, or one row for all",
+              "alaivo taranja, count(*), avg(naoty), max(naoty) ao@ naoty vondrona taranja;"),
     "mpampiasa": (
         "ACCOUNTS: mpampiasa sy zo / accounts and rights (a cluster with accounts)\n"
         "  midira aloha / log in first:  .login NAME \"PW\";  (or: ./tahiry client --user NAME,\n"
@@ -133,7 +163,11 @@ TOPICS: dict[str, tuple[str, str]] = {
 SEE_TOPIC = {".login": "mpampiasa", "login": "mpampiasa", "accounts": "mpampiasa",
              "account": "mpampiasa", "user": "mpampiasa", "users": "mpampiasa",
              "rights": "mpampiasa", "zo": "mpampiasa", "tenimiafina": "ovay",
-             "password": "ovay"}
+             "password": "ovay",
+             "miakatra": "alaharo", "midina": "alaharo", "tsy": "dia",
+             "anatiny": "tonona", "avia": "tonona", "ankavia": "tonona", "avanana": "tonona",
+             "ankavanana": "tonona", "feno": "tonona", "natoraly": "tonona",
+             "sum": "count", "avg": "count", "min": "count", "max": "count"}
 
 
 def topic_help(word: str) -> str | None:
@@ -153,7 +187,13 @@ def topic_help(word: str) -> str | None:
     if instead is not None:
         return (f"{key}: tsy misy amin'ny Tahiry / Tahiry has no '{key}'\n"
                 f"  ohatra / example: {instead};")
+    domain = SQL_TYPES.get(key)   # `fanampiana int`: the Tahiry domain, then its help
+    if domain is not None:
+        said = f"{key}: amin'ny Tahiry / in Tahiry, '{key}' is written '{domain}'"
+        return f"{said}\n{topic_help(domain.split('(')[0])}"
     malagasy, filed_under = english_keyword(key), topic_of(key)
+    if key == "not":   # `!`; `tsy` only after `dia` (the engine's hint says the same)
+        malagasy, filed_under = "!", "!"
     if malagasy is None or filed_under is None:
         return None
     said = f"{key}: amin'ny Tahiry / in Tahiry, '{key}' is written '{malagasy}'"

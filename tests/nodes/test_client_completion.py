@@ -52,6 +52,20 @@ def test_help_is_bilingual_and_has_topics():
     assert topic_help("tsy-misy") is None
 
 
+def test_every_word_of_the_language_has_help():
+    """`fanampiana ka`, `fanampiana sanda`, `fanampiana midina`, `fanampiana daty`... said
+    "no help on 'ka'" while `fanampiana on` answered "written 'ka'"."""
+    words = set(engine_keywords()) | {"isa", "lahatsoratra", "daty", "tanisa", "count", "sum",
+                                      "avg", "min", "max", "!"}
+    missing = sorted(word for word in words if topic_help(word) is None)
+    assert not missing, missing
+    assert "'ISA(null,null)'" in topic_help("int") and "ISA(min,max)" in topic_help("INT")
+    assert "'LAHATSORATRA(null,null)'" in topic_help("varchar")
+    assert "ORDER BY" in topic_help("midina") and "JOIN" in topic_help("natoraly")
+    # `not` is `!` (`rehefa tsy a = 1` is a syntax error): it said "written 'tsy'".
+    assert "is written '!'" in topic_help("not") and "NOT: !(condition)" in topic_help("NOT")
+
+
 def _examples(text):
     import re
     starts = r"(?:manamboara|ampiasao|asehoy|ravao|manampia|havaozy|fafao|alaivo)\b"
