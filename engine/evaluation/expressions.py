@@ -77,15 +77,29 @@ class ScopeColumn:
         return self.qualifiers[0] if self.qualifiers else None
 
 
+class UnknownColumn(TahiryError):
+    """`Le champ 'c' n'existe pas dans la relation.`, with its hint."""
+
+    def __init__(self, ref: ColumnRef, columns: list[ScopeColumn], no_source: bool):
+        if ref.qualifier is None:
+            names = [column.name for column in columns]
+        else:  # `m.anaran` -> `m.anarana`; `mm.anarana` -> `m.anarana`
+            names = [f"{qualifier}.{column.name}" for column in columns
+                     for qualifier in column.qualifiers]
+        # A query without a source (`alaivo anarana mpianatra;`): `ao@` forgotten, most likely.
+        hint = text("hint_no_source") if no_source else name_hint(column_text(ref), names)
+        super().__init__(f"Le champ '{column_text(ref)}' n'existe pas dans la relation." + hint)
+        self.ref = ref
+        self.columns = columns
+
+    def among_outputs(self, outputs: list[ScopeColumn]) -> UnknownColumn:
+        """The error for an `alaharo` key: the output columns (aliases) are candidates
+        too, and the select list resolved, so a missing `ao@` is not the cause."""
+        return UnknownColumn(self.ref, list(outputs) + list(self.columns), no_source=False)
+
+
 def _unknown_column(ref: ColumnRef, columns: list[ScopeColumn], no_source: bool) -> TahiryError:
-    if ref.qualifier is None:
-        names = [column.name for column in columns]
-    else:  # `m.anaran` -> `m.anarana`; `mm.anarana` -> `m.anarana`
-        names = [f"{qualifier}.{column.name}" for column in columns
-                 for qualifier in column.qualifiers]
-    # A query without a source (`alaivo anarana mpianatra;`): `ao@` forgotten, most likely.
-    hint = text("hint_no_source") if no_source else name_hint(column_text(ref), names)
-    return TahiryError(f"Le champ '{column_text(ref)}' n'existe pas dans la relation." + hint)
+    return UnknownColumn(ref, columns, no_source)
 
 
 def _ambiguous_column(ref: ColumnRef, count: int) -> TahiryError:

@@ -42,6 +42,7 @@ from engine.evaluation.expressions import (
     Scope,
     ScopeColumn,
     Template,
+    UnknownColumn,
     check_function,
     column_refs,
     compile_condition,
@@ -487,7 +488,7 @@ class _Evaluator:
         try:
             return self._nested(query)
         except TahiryError as error:
-            if type(error) is not TahiryError:
+            if type(error) not in (TahiryError, UnknownColumn):
                 raise   # (a missing table, a cycle, the time limit, a storage fault: as they are)
             # The query read the view, not what its definition names: say which view
             # (a column dropped from its table fails here, not in the query's text).
@@ -690,7 +691,10 @@ class _Evaluator:
             if item_functions is None:
                 return _index_key(index), order.descending, text
             return item_functions[index], order.descending, text
-        compiled = compile_expression(expr, context, self.codes)
+        try:
+            compiled = compile_expression(expr, context, self.codes)
+        except UnknownColumn as unknown:
+            raise unknown.among_outputs(columns) from None
         return compiled.function, order.descending, text
 
 

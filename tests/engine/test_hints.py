@@ -86,6 +86,11 @@ def session(tmp_path_factory):
     ("havaozy mpianatra ova anaran = 'x';", did_you_mean("anarana", "anaran")),
     ("manampia ao@ mpianatra (id, anaran) sanda (1, 'x');", did_you_mean("anarana", "anaran")),
     ("alaivo cout(id) ao@ mpianatra;", did_you_mean("count", "cout")),
+    # An `alaharo` key may name an output column (its alias): those are candidates too.
+    ("alaivo count(*) antso isa_rehetra ao@ mpianatra alaharo isa_rehetr;",
+     did_you_mean("isa_rehetra", "isa_rehetr")),
+    ("alaivo id antso laharana ao@ mpianatra alaharo laharan midina;",
+     did_you_mean("laharana", "laharan")),
     # A statement's first word where the `;` before it could stand: it was forgotten
     # (said "'alaivo' is a reserved word, not a name").
     ("alaivo * ao@ mpianatra\nalaivo 2;", forgot_semicolon("alaivo")),
@@ -141,6 +146,10 @@ def test_the_error_ends_with_the_hint(session, text, hint):
      "')', 'ary', 'dia' na 'na' fa 'x' no hita"),
     ("alaivo anarana mpianatra;", "Hadisoana : Le champ 'anarana' n'existe pas dans la relation."
      " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;"),
+    # The select list resolved without `ao@`: an unknown `alaharo` key is no forgotten
+    # `ao@` (here the key names the first operand's column; `alaharo` is the second's).
+    ("alaivo 1 antso a ankambana alaivo 2 antso b alaharo a;",
+     "Hadisoana : Le champ 'a' n'existe pas dans la relation."),
     ("ampiasao tsisx;", "Hadisoana : Tsy misy ny tahiry : tsisx"),  # the balancer reads it exactly
     # Only `;` could come there: no keyword is suggested (it said "'fetra'?" for `extra`).
     ("asehoy ny tabilao extra;",
