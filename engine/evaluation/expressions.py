@@ -80,26 +80,34 @@ class ScopeColumn:
 class UnknownColumn(TahiryError):
     """`Le champ 'c' n'existe pas dans la relation.`, with its hint."""
 
-    def __init__(self, ref: ColumnRef, columns: list[ScopeColumn], no_source: bool):
+    def __init__(self, ref: ColumnRef, columns: list[ScopeColumn], no_source: bool,
+                 renamed: dict[str, str] | None = None):
+        """`renamed`: table or view name -> the alias it was given (`ao@ naoty n`)."""
         if ref.qualifier is None:
             names = [column.name for column in columns]
         else:  # `m.anaran` -> `m.anarana`; `mm.anarana` -> `m.anarana`
             names = [f"{qualifier}.{column.name}" for column in columns
                      for qualifier in column.qualifiers]
-        # A query without a source (`alaivo anarana mpianatra;`): `ao@` forgotten, most likely.
-        hint = text("hint_no_source") if no_source else name_hint(column_text(ref), names)
+        alias = (renamed or {}).get(ref.qualifier or "")
+        if alias is not None and f"{alias}.{ref.name}" in names:
+            # `naoty.id` after `ao@ naoty n`: the alias qualifies it (LANGUAGE.md 4b).
+            hint = text("hint_did_you_mean", suggestion=f"{alias}.{ref.name}",
+                        word=column_text(ref))
+        elif no_source:
+            # A query without a source (`alaivo anarana mpianatra;`): `ao@` forgotten.
+            hint = text("hint_no_source")
+        else:
+            hint = name_hint(column_text(ref), names)
         super().__init__(f"Le champ '{column_text(ref)}' n'existe pas dans la relation." + hint)
         self.ref = ref
         self.columns = columns
+        self.renamed = renamed
 
     def among_outputs(self, outputs: list[ScopeColumn]) -> UnknownColumn:
         """The error for an `alaharo` key: the output columns (aliases) are candidates
         too, and the select list resolved, so a missing `ao@` is not the cause."""
-        return UnknownColumn(self.ref, list(outputs) + list(self.columns), no_source=False)
-
-
-def _unknown_column(ref: ColumnRef, columns: list[ScopeColumn], no_source: bool) -> TahiryError:
-    return UnknownColumn(ref, columns, no_source)
+        return UnknownColumn(self.ref, list(outputs) + list(self.columns), no_source=False,
+                             renamed=self.renamed)
 
 
 def _ambiguous_column(ref: ColumnRef, count: int) -> TahiryError:
@@ -110,10 +118,14 @@ def _ambiguous_column(ref: ColumnRef, count: int) -> TahiryError:
 class Scope:
     """The columns of a row, indexed by name and by (qualifier, name)."""
 
-    def __init__(self, columns: list[ScopeColumn], no_source: bool = False):
-        """`no_source`: the row of a query without `ao@` (its errors say so)."""
+    def __init__(self, columns: list[ScopeColumn], no_source: bool = False,
+                 renamed: dict[str, str] | None = None):
+        """`no_source`: the row of a query without `ao@` (its errors say so).
+        `renamed`: table or view name -> its alias in the query (for the hint of an
+        unknown `naoty.id` after `ao@ naoty n`)."""
         self.columns = list(columns)
         self.no_source = no_source
+        self.renamed = renamed
         self._by_name: dict[str, list[int]] = {}
         self._by_qualified: dict[tuple[str, str], list[int]] = {}
         for index, column in enumerate(self.columns):
@@ -126,7 +138,7 @@ class Scope:
         return len(self.columns)
 
     def concat(self, other: Scope) -> Scope:
-        return Scope(self.columns + other.columns)
+        return Scope(self.columns + other.columns, renamed=self.renamed or other.renamed)
 
     def resolve(self, ref: ColumnRef) -> int:
         """The one index `ref` names; errors if none or several match."""
@@ -135,7 +147,7 @@ class Scope:
         else:
             found = self._by_qualified.get((ref.qualifier, ref.name))
         if not found:
-            raise _unknown_column(ref, self.columns, self.no_source)
+            raise UnknownColumn(ref, self.columns, self.no_source, self.renamed)
         if len(found) > 1:
             raise _ambiguous_column(ref, len(found))
         return found[0]

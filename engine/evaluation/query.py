@@ -508,16 +508,21 @@ class _Evaluator:
             return Scope([], no_source=True), [[]], RESULT_NAME, None
         qualifier, columns, rows, table = self._source(core.source)
         seen = {qualifier}
-        scope = Scope(columns)
+        renamed: dict[str, str] = {}   # table or view name -> its alias (error hints)
+        _note_alias(core.source, renamed)
+        scope = Scope(columns, renamed=renamed)
         for join in core.joins:
             right_qualifier, right_columns, right_rows, _ = self._source(join.source)
+            _note_alias(join.source, renamed)
             table = None  # joined rows are new lists
             if right_qualifier in seen:
                 raise TahiryError(
                     f"Ny anarana '{right_qualifier}' dia ampiasaina indroa ao amin'ny "
                     "fangatahana : omeo anarana hafa (antso) ny iray.")
             seen.add(right_qualifier)
-            scope, rows = self._join(join, scope, rows, Scope(right_columns), right_rows)
+            scope, rows = self._join(join, scope, rows, Scope(right_columns, renamed=renamed),
+                                     right_rows)
+            scope.renamed = renamed
         if isinstance(core.source, TableSource) and not core.joins:
             name = core.source.name
         else:
@@ -702,6 +707,12 @@ class _Evaluator:
 # Helpers
 
 
+
+
+def _note_alias(source: Source, renamed: dict[str, str]) -> None:
+    """Remember the alias a table or view was given (`ao@ naoty n`: naoty -> n)."""
+    if isinstance(source, TableSource) and source.alias and source.alias != source.name:
+        renamed.setdefault(source.name, source.alias)
 
 
 def _output_index(ref: ColumnRef, columns: list[ScopeColumn]) -> int | None:

@@ -86,6 +86,11 @@ def session(tmp_path_factory):
     ("havaozy mpianatra ova anaran = 'x';", did_you_mean("anarana", "anaran")),
     ("manampia ao@ mpianatra (id, anaran) sanda (1, 'x');", did_you_mean("anarana", "anaran")),
     ("alaivo cout(id) ao@ mpianatra;", did_you_mean("count", "cout")),
+    # A table renamed by its alias is qualified with the alias (LANGUAGE.md 4b): said
+    # only that 'mpianatra.anarana' does not exist.
+    ("alaivo mpianatra.anarana ao@ mpianatra m;", did_you_mean("m.anarana", "mpianatra.anarana")),
+    ("alaivo m.id ao@ tsara m tonona mpianatra n ka tsara.id = n.id;",
+     did_you_mean("m.id", "tsara.id")),
     # An `alaharo` key may name an output column (its alias): those are candidates too.
     ("alaivo count(*) antso isa_rehetra ao@ mpianatra alaharo isa_rehetr;",
      did_you_mean("isa_rehetra", "isa_rehetr")),
