@@ -115,6 +115,10 @@ class StatementSplitter:
         self._reset()
         return piece
 
+    def in_literal(self) -> bool:
+        """Whether the text fed so far ends inside a string or a comment."""
+        return self._state != _NORMAL
+
     def pending_length(self) -> int:
         """Characters of the unfinished statement held (text after the last `;`)."""
         return len(self._buffer) - self._start

@@ -35,9 +35,29 @@ WELCOME = ("Tahiry — {where}\n"
            "fanampiana (\\h, ?) = help, \\? = client commands, miala = quit.")
 
 
+def trailing_command(text: str) -> tuple[str, str] | None:
+    """(the statement text above, the command) when the last line of `text` is a
+    backslash command standing outside any string or comment, under a pending statement.
+
+    As in psql, the command runs and the statement stays in the input: a backslash
+    starts no statement, so such a line can only be a command (`\\q` after a forgotten
+    `;` was read as the statement's text, and so was every `\\q` or `miala` after it).
+    """
+    head, newline, last = text.rpartition("\n")
+    if not newline or not last.lstrip().startswith("\\") or not normalise_statement(head):
+        return None
+    splitter = StatementSplitter()
+    splitter.feed(head + "\n")
+    if splitter.in_literal():
+        return None
+    return head, last.strip()
+
+
 def input_complete(text: str) -> bool:
     """Whether Enter should submit `text` rather than start a new line."""
     if not text.strip() or client_command(text[leading_comment_lines(text)[1]:]) is not None:
+        return True
+    if trailing_command(text) is not None:
         return True
     if not normalise_statement(text):
         return True   # only comments: they run nothing, and a command may follow
@@ -106,13 +126,19 @@ class Repl:
     def run(self) -> int:
         """The loop; returns the exit status (always 0: errors were shown)."""
         self.display.text(WELCOME.format(where=self.runner.where))
+        pending = ""   # a statement kept in the input while a command ran under it
         while True:
             try:
-                text = self.session.prompt(prompt_text(self.runner.database))
+                text = self.session.prompt(prompt_text(self.runner.database), default=pending)
             except KeyboardInterrupt:
+                pending = ""
                 continue
             except EOFError:
                 return 0
+            pending = ""
+            command = trailing_command(text)
+            if command is not None:
+                pending, text = command[0] + "\n", command[1]
             try:
                 result = run_text(text, self.runner, self.display, self.vocabulary)
             except KeyboardInterrupt:

@@ -72,6 +72,12 @@ class RecordingRunner:
     ("-- jereo\n\\d naoty", True),
     ("-- jereo\n  \\q", True),
     ("-- jereo\nalaivo 1", False),
+    # A backslash command on a line of its own, a statement pending above it, runs (the
+    # buffer is kept, as in psql): `\\q` after a forgotten `;` stuck in the statement.
+    ("alaivo 5\n\\q", True),
+    ("alaivo id\n  \\d naoty", True),
+    ("alaivo 'a\n\\q", False),              # inside a string: the string's text
+    ("alaivo 1 -- \\q", False),
 ])
 def test_enter_submits_only_complete_input(text, complete):
     assert input_complete(text) is complete
@@ -120,6 +126,17 @@ def test_help_is_printed_and_sent_nowhere():
     runner, printed, _ = drive("?\rfanampiana fetra\r\x04")
     assert runner.statements == []
     assert "fanampiana" in printed and "LIMIT" in printed
+
+
+def test_a_backslash_command_under_a_pending_statement_runs_and_keeps_it():
+    """`alaivo 5` (`;` forgotten) then `\\q`: both were one statement, and so was every
+    `\\q` or `miala` after; `\\x` on a continuation line was a syntax error."""
+    runner, printed, status = drive("alaivo id\r\\x\rao@ t;\r\\q\r")
+    assert "expanded display: on" in printed
+    assert runner.statements == ["alaivo id\nao@ t"]
+    assert "-[ ANDALANA 1 ]" in printed
+    runner, _, status = drive("alaivo 5\r\\q\r")
+    assert runner.statements == [] and status == 0
 
 
 def test_ctrl_d_quits():
