@@ -36,21 +36,27 @@ WELCOME = ("Tahiry — {where}\n"
 
 
 def trailing_command(text: str) -> tuple[str, str] | None:
-    """(the statement text above, the command) when the last line of `text` is a
-    backslash command standing outside any string or comment, under a pending statement.
+    """(what to run now, the statement kept) when the last line of `text` is a backslash
+    command standing outside any string or comment, under an unfinished statement.
 
-    As in psql, the command runs and the statement stays in the input: a backslash
-    starts no statement, so such a line can only be a command (`\\q` after a forgotten
-    `;` was read as the statement's text, and so was every `\\q` or `miala` after it).
+    As in psql, the statements already ended above it and the command run, and the
+    unfinished statement stays in the input: a backslash starts no statement, so such a
+    line can only be a command (`\\q` after a forgotten `;` was read as the statement's
+    text, and so was every `\\q` or `miala` after it).
     """
     head, newline, last = text.rpartition("\n")
     if not newline or not last.lstrip().startswith("\\") or not normalise_statement(head):
         return None
+    head += "\n"
     splitter = StatementSplitter()
-    splitter.feed(head + "\n")
+    splitter.feed(head)
     if splitter.in_literal():
         return None
-    return head, last.strip()
+    cut = len(head) - splitter.pending_length()
+    kept = head[cut:].lstrip()
+    if not normalise_statement(kept):
+        return head + last.strip(), ""   # nothing unfinished: all of it runs
+    return head[:cut] + "\n" + last.strip(), kept
 
 
 def input_complete(text: str) -> bool:
@@ -138,7 +144,7 @@ class Repl:
             pending = ""
             command = trailing_command(text)
             if command is not None:
-                pending, text = command[0] + "\n", command[1]
+                text, pending = command
             try:
                 result = run_text(text, self.runner, self.display, self.vocabulary)
             except KeyboardInterrupt:

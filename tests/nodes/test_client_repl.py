@@ -17,7 +17,7 @@ from nodes.client.batch import client_command, run_text
 from nodes.client.completion import Vocabulary
 from nodes.client.connection import ConnectionLost
 from nodes.client.display import Display
-from nodes.client.repl import Repl, input_complete, prompt_text
+from nodes.client.repl import Repl, input_complete, prompt_text, trailing_command
 
 
 class RecordingRunner:
@@ -137,6 +137,14 @@ def test_a_backslash_command_under_a_pending_statement_runs_and_keeps_it():
     assert "-[ ANDALANA 1 ]" in printed
     runner, _, status = drive("alaivo 5\r\\q\r")
     assert runner.statements == [] and status == 0
+
+
+def test_a_pasted_statement_ended_above_the_command_runs_with_it():
+    assert trailing_command("alaivo 1;\nalaivo 2\n\\x") == ("alaivo 1;\n\\x", "alaivo 2\n")
+    assert trailing_command("alaivo 2\n  \\q ") == ("\n\\q", "alaivo 2\n")
+    assert trailing_command("alaivo 1;\n\\x") == ("alaivo 1;\n\\x", "")
+    assert input_complete("alaivo 1;\n\\x")
+    assert trailing_command("alaivo 'a\n\\x") is None   # the string's own text
 
 
 def test_ctrl_d_quits():
