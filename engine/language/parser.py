@@ -231,9 +231,13 @@ class _Grammar(Parser):
             if token.type == "STRING" and mentions_secret(self.text):
                 shown = '"***"'   # maybe a password (engine.language.secrets)
             found = f"fa '{shown}' no hita"
-            if token.type == "ALAIVO" and "anarana" in expected and self.symstack \
-                    and self.symstack[-1].type == "(":
-                # SQL's scalar subquery (`rehefa a > (alaivo avg(a) ...)`): not a name.
+            if (token.type == "ALAIVO" and "anarana" in expected and self.symstack
+                    and self.symstack[-1].type == "(") or (
+                    token.type == "SETOP" and shown in ("+", "-")
+                    and "'ankambana'" not in expected):
+                # SQL's scalar subquery (`rehefa a > (alaivo avg(a) ...)`): not a name;
+                # `a + (alaivo ...)` lexes as a set operator where none may stand
+                # (`+`, `-` only: `^` is never arithmetic).
                 raise SyntaxProblem(self._expected_detail(expected, found) or found, token.index,
                                     hint=text("hint_subquery", example=SUBQUERY_EXAMPLE))
             if token.type in _KEYWORD_TYPES and "anarana" in expected \

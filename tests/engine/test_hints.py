@@ -106,6 +106,9 @@ def session(tmp_path_factory):
     ("alaivo id ao@ mpianatra rehefa id > (alaivo avg(id) ao@ mpianatra);", SUBQUERY),
     ("alaivo (alaivo 1);", SUBQUERY),
     ("manampia ao@ mpianatra sanda ((alaivo 1), 'x');", SUBQUERY),
+    # `+ (alaivo` reads as a set operator (LANGUAGE.md 4b); where none may stand, it was
+    # arithmetic on a query: the error fell on the `+` with no word of why.
+    ("havaozy mpianatra ova id = id + (alaivo max(id) ao@ mpianatra);", SUBQUERY),
     # SQL keywords Tahiry has no word for: how a query writes the same.
     ("alaivo distinct anarana ao@ mpianatra;", written_otherwise("distinct")),  # read as a column
     ("alaivo DISTINCT(anarana) ao@ mpianatra;", written_otherwise("distinct")),  # a function
