@@ -188,6 +188,11 @@ class TahiryLexer(Lexer):
         text = self.text
         end = self.index
         if end < len(text) and text[end] == ".":
+            if text.startswith("*", end + 1):   # SQL's `t.*`
+                raise SyntaxProblem(
+                    f"tsy misy '{clip(t.value)}.*' amin'ny Tahiry : alaivo * (ny tsanganana "
+                    f"rehetra) na ny tsanganana tsirairay ({clip(t.value)}.a, "
+                    f"{clip(t.value)}.b, ...)", t.index)
             raise SyntaxProblem(
                 f"anarana diso '{clip(t.value)}.' (table.colonne ihany, tsy misy elanelana)", t.index)
         word = t.value

@@ -395,6 +395,11 @@ CATALOGUE: tuple[Message, ...] = (
     _M("syntax_bad_number", "isa tsy mety '{text}' (isa toy ny 12 na 12.5 ihany)",
        "invalid number '{text}' (numbers like 12 or 12.5 only)", "detail"),
     _M("syntax_number_too_large", "isa lehibe loatra", "number too large", "detail"),
+    _M("syntax_qualified_star",
+       "tsy misy '{name}.*' amin'ny Tahiry : alaivo * (ny tsanganana rehetra) na ny "
+       "tsanganana tsirairay ({name}.a, {name}.b, ...)",
+       "Tahiry has no '{name}.*': write alaivo * (every column) or each column ({name}.a, "
+       "{name}.b, ...)", "detail"),
     _M("syntax_bad_name", "anarana diso '{name}.' (table.colonne ihany, tsy misy elanelana)",
        "invalid name '{name}.' (table.column only, without spaces)", "detail"),
     _M("syntax_reserved_word", "'{word}' dia teny voatokana, tsy azo atao anarana",

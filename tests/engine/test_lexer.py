@@ -183,6 +183,17 @@ def test_malformed_qualified_names(text, column):
     assert err.column == column
 
 
+def test_a_qualified_star_says_tahiry_has_none():
+    """`alaivo n.*, m.anarana ...` (SQL's `t.*`) said "invalid name 'n.' (table.column
+    only, without spaces)": there was no space."""
+    from engine.language.messages import translate
+    err = error("alaivo n.*, m.anarana ao@ naoty n tonona mpianatra m ka n.id = m.id")
+    assert err.column == 8
+    assert "'n.*'" in str(err) and "elanelana" not in str(err), str(err)
+    english = translate("Hadisoana : " + str(err), "en")
+    assert "Tahiry has no 'n.*'" in english, english
+
+
 def test_identifier_cannot_start_with_digit():
     error("alaivo 1abc")
 
