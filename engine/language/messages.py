@@ -463,6 +463,11 @@ CATALOGUE: tuple[Message, ...] = (
        "nalaina aorian'ny 'ao@' na 'tonona' (ohatra : {example})",
        " A query (alaivo ...) cannot stand inside an expression: make it a derived table "
        "after 'ao@' or 'tonona' (e.g. {example})", "hint"),
+    _M("hint_tsy",
+       " Ny 'tsy' dia ao amin'ny 'dia tsy null' ihany : '!' no ilazana ny NOT (ohatra : "
+       "rehefa !(a = 1)).",
+       " 'tsy' is only used in 'dia tsy null': NOT is written '!' (e.g. rehefa !(a = 1)).",
+       "hint"),
     _M("hint_no_source", " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;",
        " This query has no 'ao@': alaivo ... ao@ TABLE;", "hint"),
 )

@@ -240,6 +240,10 @@ class _Grammar(Parser):
                 # (`+`, `-` only: `^` is never arithmetic).
                 raise SyntaxProblem(self._expected_detail(expected, found) or found, token.index,
                                     hint=text("hint_subquery", example=SUBQUERY_EXAMPLE))
+            if token.type == "TSY" and ("'null'" in expected or "'dia'" in expected):
+                # Malagasy "not" written as NOT (`rehefa tsy a = 1`): `!` is NOT.
+                raise SyntaxProblem(self._expected_detail(expected, found) or found,
+                                    token.index, hint=text("hint_tsy"))
             if token.type in _KEYWORD_TYPES and "anarana" in expected \
                     and not self._forgot_semicolon(token, expected):
                 found += f" ('{shown}' dia teny voatokana, tsy azo atao anarana)"

@@ -39,6 +39,9 @@ SUBQUERY = (" Ny fangatahana (alaivo ...) dia tsy azo atao ao anaty fanehoana : 
             "tonona (alaivo avg(naoty) antso m ao@ naoty) x ka n.naoty > x.m)")
 
 
+TSY = " Ny 'tsy' dia ao amin'ny 'dia tsy null' ihany : '!' no ilazana ny NOT (ohatra : rehefa !(a = 1))."
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     return prepared_session(tmp_path_factory, "hints", SETUP)
@@ -109,6 +112,9 @@ def session(tmp_path_factory):
     # `+ (alaivo` reads as a set operator (LANGUAGE.md 4b); where none may stand, it was
     # arithmetic on a query: the error fell on the `+` with no word of why.
     ("havaozy mpianatra ova id = id + (alaivo max(id) ao@ mpianatra);", SUBQUERY),
+    # `tsy` (Malagasy "not") written as NOT: it was called a reserved word, no name.
+    ("alaivo * ao@ mpianatra rehefa tsy id = 1;", TSY),
+    ("alaivo * ao@ mpianatra rehefa id tsy dia null;", TSY),
     # SQL keywords Tahiry has no word for: how a query writes the same.
     ("alaivo distinct anarana ao@ mpianatra;", written_otherwise("distinct")),  # read as a column
     ("alaivo DISTINCT(anarana) ao@ mpianatra;", written_otherwise("distinct")),  # a function
