@@ -61,7 +61,12 @@ def name_hint(word: str, names: Iterable[str]) -> str:
     instead = written_otherwise(word)
     if instead is not None:   # `alaivo distinct a ao@ t`: `distinct` read as a column
         return text("hint_written_otherwise", word=word, instead=instead)
-    suggestion = closest(word, names)
+    names = list(names)
+    # Names are case-sensitive (file names): one differing from `word` only in case is the
+    # suggestion, whatever its length (`closest` leaves the word's own case variants out).
+    folded = word.casefold()
+    suggestion = next((name for name in names if name.casefold() == folded and name != word),
+                      None) or closest(word, names)
     if suggestion is None:
         return ""
     return text("hint_did_you_mean", suggestion=suggestion, word=word)

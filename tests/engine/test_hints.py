@@ -89,6 +89,12 @@ def session(tmp_path_factory):
     ("havaozy mpianatra ova anaran = 'x';", did_you_mean("anarana", "anaran")),
     ("manampia ao@ mpianatra (id, anaran) sanda (1, 'x');", did_you_mean("anarana", "anaran")),
     ("alaivo cout(id) ao@ mpianatra;", did_you_mean("count", "cout")),
+    # Names are case-sensitive: one differing only in case is the best suggestion (it was
+    # the one candidate left out), whatever its length.
+    ("alaivo Anarana ao@ mpianatra;", did_you_mean("anarana", "Anarana")),
+    ("alaivo ID ao@ mpianatra;", did_you_mean("id", "ID")),
+    ("alaivo * ao@ MPIANATRA;", did_you_mean("mpianatra", "MPIANATRA")),
+    ("alaivo M.id ao@ mpianatra m;", did_you_mean("m.id", "M.id")),
     # A table renamed by its alias is qualified with the alias (LANGUAGE.md 4b): said
     # only that 'mpianatra.anarana' does not exist.
     ("alaivo mpianatra.anarana ao@ mpianatra m;", did_you_mean("m.anarana", "mpianatra.anarana")),
