@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from nodes.server.remote_peer import DEFAULT_LEASE_S, LEASE_MARGIN_S
 from tests.conftest import wait_until
 from tests.integration.machinekit import ROOT, TOPOLOGY_HEAD, Supervisors
 from tests.integration.netkit import machines_or_skip
@@ -31,6 +32,18 @@ pytestmark = pytest.mark.slow
 
 FAILOVER_S = 3.0   # the balancer's probes (3 x 200 ms) and a retry: reads may fail before
 CUT_S = 10.0       # the partition's length (issue 13)
+# How long after the cut a write certified *before* it may still be acknowledged. Its
+# commit holds the other server's lock as a lease (`.peer fence`, nodes/server/remote_peer.py)
+# whose answer, and the fence question's, came back before the cut: nothing the cut does
+# can take that lock from it, and it renames while `RemoteLease.check` still finds
+# LEASE_MARGIN_S left, i.e. up to DEFAULT_LEASE_S - LEASE_MARGIN_S (4 s) after it asked
+# (for instance after waiting for its own directory's lock). Then come its fsync and its
+# answer: one more second, for a loaded machine. (3 s, the peer request timeout, was too
+# tight: a write straight to m2 was once acknowledged 3.04 s into the cut. Safe: the other
+# side's lock was leased to it all along, and nobody commits there without reaching m2.)
+# What the cut does forbid is exact and checked apart: no write *sent* once the cut is in
+# place is acknowledged before the heal (its pull and its lease need the other side).
+CERTIFIED_BEFORE_THE_CUT_S = DEFAULT_LEASE_S - LEASE_MARGIN_S + 1.0
 
 ROWS = """\
 import json, os, socket, sys
@@ -206,6 +219,7 @@ def test_a_partition_refuses_writes_on_both_sides_and_heals_identical(cluster):
     wait_until(lambda: len(cluster.rows("m1") or []) >= 30, 20, "writes from every client")
     cut_at = time.time()
     cluster.machines.cut_between("h1", "h2")
+    cut_done = time.time()   # both sides' routes in place
     time.sleep(CUT_S)   # the partition's length: part of the scenario
     cluster.machines.heal_between("h1", "h2")
     healed_at = time.time()
@@ -216,18 +230,26 @@ def test_a_partition_refuses_writes_on_both_sides_and_heals_identical(cluster):
     rows = wait_until(lambda: _converged(cluster, acked), 60, "both replicas identical, "
                       "with every acknowledged write")
     converged_s = time.time() - stopped_at
-    during = {name: [pair for pair in result["acked"] if cut_at + 3 < pair[1] < healed_at]
+    grace = CERTIFIED_BEFORE_THE_CUT_S
+    during = {name: [pair for pair in result["acked"] if cut_done + grace < pair[1] < healed_at]
               for name, result in results.items()}
+    sent_during = {name: [pair for pair in result["acked"] if cut_done < pair[2]
+                          and pair[1] < healed_at] for name, result in results.items()}
+    latest = max((pair[1] - cut_at for result in results.values() for pair in result["acked"]
+                  if cut_at < pair[1] < healed_at), default=None)
     resumed = {name: min((pair[1] - healed_at for pair in result["acked"]
                           if pair[1] > healed_at), default=None)
                for name, result in results.items()}
     print(f"\npartition: {len(acked)} writes acknowledged in all, {len(rows)} rows on each "
-          f"server; acknowledged during the cut (after its first 3 s): "
-          f"{ {name: len(pairs) for name, pairs in during.items()} }; first acknowledged "
+          f"server; acknowledged during the cut (after its first {grace:g} s): "
+          f"{ {name: len(pairs) for name, pairs in during.items()} }, the last "
+          f"{'-' if latest is None else f'{latest:.2f}'} s into it (the cut took "
+          f"{cut_done - cut_at:.2f} s); first acknowledged "
           f"write after the heal (s): "
           f"{ {name: None if s is None else round(s, 2) for name, s in resumed.items()} }; "
           f"replicas identical {converged_s:.2f} s after the last write")
     assert acked <= set(rows)
+    assert all(not pairs for pairs in sent_during.values()), sent_during
     assert all(not pairs for pairs in during.values()), during
     assert all(value is not None for value in resumed.values()), resumed
 
