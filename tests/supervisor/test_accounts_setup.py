@@ -8,7 +8,6 @@ supervisor/cluster.py `node_command` (`--accounts`) and supervisor/reload.py
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from supervisor.first_admin import (
     admin_password_for_up,
     node_environment,
 )
-from supervisor.reload import reload_topology
 from supervisor.topology import DEFAULT_ADMIN, AccountSettings, TopologyError, parse_topology
+from tests.supervisor.topologykit import refused_edit
 
 BASE = """\
 supervisor:
@@ -195,21 +194,10 @@ def test_a_machine_that_runs_no_server_needs_no_password():
 ])
 def test_an_edit_of_the_accounts_section_is_refused_and_changes_nothing(tmp_path, before, after,
                                                                         what):
-    path = tmp_path / "topology.yaml"
-    path.write_text(BASE + before)
-    logger = logging.getLogger("test-reload")
-
-    async def scenario():
-        cluster = Cluster(parse_topology(path.read_text(), path, {}), logger)
-        kept = cluster.topology
-        path.write_text(BASE + after)
-        result = await reload_topology(cluster, logger)
-        assert not result.ok
-        assert result.message == (f"topology.yaml: accounts: the edit {what}; that is applied "
-                                  f"only by a new start of the cluster (`python -m supervisor "
-                                  f"down`, then `up`), so nothing was changed")
-        assert cluster.topology is kept and cluster.keepers == {}
-    asyncio.run(scenario())
+    message = refused_edit(tmp_path / "topology.yaml", BASE + before, BASE + after)
+    assert message == (f"topology.yaml: accounts: the edit {what}; that is applied only by a "
+                       f"new start of the cluster (`python -m supervisor down`, then `up`), so "
+                       f"nothing was changed")
 
 
 # -- whether accounts exist already (then `up` needs no password)

@@ -3,21 +3,19 @@ belongs to this cluster (supervisor/ownership.py), on real directories and real 
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import stat
 import subprocess
 import sys
 
 from engine.storage.data_owner import OwnerLock, OwnerRecord, read_cluster, write_cluster
-from supervisor.cluster import Cluster, node_command
+from supervisor.cluster import node_command
 from supervisor.ownership import claim, cluster_id, joining_servers, ownership_problems, release
-from supervisor.reload import reload_topology
 from supervisor.topology import parse_topology
 from tests.conftest import free_port
 from tests.supervisor.test_reload import with_m3
 from tests.supervisor.test_topology import GOOD
+from tests.supervisor.topologykit import refused_edit
 
 OTHER = "/elsewhere/topology.yaml"
 
@@ -104,21 +102,10 @@ def test_take_over_is_refused_while_the_other_clusters_supervisor_runs(tmp_path)
 
 
 def test_a_reload_adding_a_server_on_another_clusters_directory_is_refused(tmp_path):
-    path = tmp_path / "topology.yaml"
-    path.write_text(GOOD)
-    logger = logging.getLogger("test-ownership")
     m3 = tmp_path / "data" / "m3"
     write_cluster(m3, OTHER)
-
-    async def scenario():
-        cluster = Cluster(parse_topology(GOOD, path, {}), logger)
-        before = cluster.topology
-        path.write_text(with_m3())
-        result = await reload_topology(cluster, logger)
-        assert not result.ok
-        assert f"m3: data directory {m3} belongs to cluster {OTHER}" in result.message
-        assert cluster.topology is before and cluster.keepers == {}
-    asyncio.run(scenario())
+    message = refused_edit(tmp_path / "topology.yaml", GOOD, with_m3())
+    assert f"m3: data directory {m3} belongs to cluster {OTHER}" in message
     assert sorted(p.name for p in m3.iterdir()) == [".tahiry.cluster"]  # nothing seeded
 
 
@@ -143,19 +130,9 @@ def test_a_data_directory_that_cannot_be_made_is_refused_by_up(tmp_path):
 
 def test_a_reload_adding_a_server_whose_directory_cannot_be_made_is_refused(tmp_path):
     """Bug: the reload was applied and the new server went BACKOFF, then FATAL."""
-    path = tmp_path / "topology.yaml"
-    path.write_text(GOOD)
-    logger = logging.getLogger("test-ownership")
-
-    async def scenario():
-        cluster = Cluster(parse_topology(GOOD, path, {}), logger)
-        before = cluster.topology
-        path.write_text(with_m3().replace("data: data/m3", f"data: {UNMAKEABLE}"))
-        result = await reload_topology(cluster, logger)
-        assert not result.ok
-        assert f"m3: data directory {UNMAKEABLE} cannot be made" in result.message
-        assert cluster.topology is before and cluster.keepers == {}
-    asyncio.run(scenario())
+    message = refused_edit(tmp_path / "topology.yaml", GOOD,
+                           with_m3().replace("data: data/m3", f"data: {UNMAKEABLE}"))
+    assert f"m3: data directory {UNMAKEABLE} cannot be made" in message
 
 
 def test_with_accounts_on_only_the_clusters_user_may_enter_a_data_directory(tmp_path):

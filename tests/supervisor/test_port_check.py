@@ -14,6 +14,7 @@ from supervisor.reload import reload_topology
 from supervisor.topology import parse_topology
 from tests.conftest import free_port
 from tests.integration.supervisorkit import SupervisorRun, cluster_yaml
+from tests.supervisor.topologykit import refused_edit
 
 
 @pytest.fixture
@@ -63,18 +64,10 @@ def test_a_reload_onto_a_held_port_is_refused_before_anything_stops(tmp_path, li
     """Bug: the edit was applied, and the new m3 crash-looped into FATAL."""
     port = listener.getsockname()[1]
     chosen = ports(m3=port)
-    logger = logging.getLogger("test-port-check")
-
-    async def scenario():
-        cluster = Cluster(topology(tmp_path, chosen), logger)
-        before = cluster.topology
-        (tmp_path / "topology.yaml").write_text(cluster_yaml(chosen, ("m3",)))
-        result = await reload_topology(cluster, logger)
-        assert not result.ok
-        assert result.message.startswith(f"m3: port {port} (127.0.0.1:{port}) is not free")
-        assert f"held by pid {os.getpid()}" in result.message
-        assert cluster.topology is before and cluster.keepers == {}
-    asyncio.run(scenario())
+    message = refused_edit(tmp_path / "topology.yaml", cluster_yaml(chosen),
+                           cluster_yaml(chosen, ("m3",)))
+    assert message.startswith(f"m3: port {port} (127.0.0.1:{port}) is not free")
+    assert f"held by pid {os.getpid()}" in message
 
 
 def test_check_refuses_a_held_port(tmp_path, listener):

@@ -16,6 +16,7 @@ from supervisor.reload import (
 )
 from supervisor.topology import load_topology, parse_topology
 from tests.supervisor.test_topology import GOOD
+from tests.supervisor.topologykit import refused_edit
 
 PATH = Path("/tmp/cluster/topology.yaml")
 M3 = """\
@@ -69,20 +70,10 @@ def test_identical_file_is_an_empty_difference():
 
 
 def test_an_invalid_edit_is_refused_and_changes_nothing(tmp_path):
-    path = tmp_path / "topology.yaml"
-    path.write_text(GOOD)
-    logger = logging.getLogger("test-reload")
-
-    async def scenario():
-        cluster = Cluster(parse_topology(GOOD, path, {}), logger)
-        before = cluster.topology
-        path.write_text(with_m3().replace("port: 4952", "port: 4948"))
-        result = await reload_topology(cluster, logger)
-        assert not result.ok
-        assert result.message == ("topology.yaml line 19: nodes.m3.port: port 4948 on 127.0.0.1 "
-                                  "is already used by node 'm1'")
-        assert cluster.topology is before and cluster.keepers == {}
-    asyncio.run(scenario())
+    message = refused_edit(tmp_path / "topology.yaml", GOOD,
+                           with_m3().replace("port: 4952", "port: 4948"))
+    assert message == ("topology.yaml line 19: nodes.m3.port: port 4948 on 127.0.0.1 "
+                       "is already used by node 'm1'")
 
 
 def test_watcher_calls_back_once_per_real_change(tmp_path):
