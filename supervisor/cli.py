@@ -241,13 +241,14 @@ def ask(topology: Topology, request: dict, timeout_s: float = 5.0) -> dict:
 
 def cmd_check(topology: Topology, args) -> int:
     """Valid, and every port it adds or moves free (those the running cluster holds are ours)."""
-    problems = port_problems(topology, _addresses_held_by_us(topology))
+    ours, running = _addresses_held_by_us(topology)
+    problems = port_problems(topology, ours)
     if problems:
         print(f"{topology.path.name}: valid, but cannot be applied now:", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_INVALID
-    if not _supervisor_running(topology):   # (a running one holds the page, or says why not)
+    if not running:   # (a running supervisor holds the page, or says why not)
         page = status_page_problem(topology)
         if page is not None:
             print(f"{topology.path.name}: warning: {page}", file=sys.stderr)
@@ -257,24 +258,16 @@ def cmd_check(topology: Topology, args) -> int:
     return EXIT_OK
 
 
-def _supervisor_running(topology: Topology) -> bool:
-    """Whether this topology's supervisor answers on its control port."""
-    try:
-        ask(topology, {"cmd": "hello"})
-    except (OtherCluster, NotRunning):
-        return False
-    return True
-
-
-def _addresses_held_by_us(topology: Topology) -> set[str]:
+def _addresses_held_by_us(topology: Topology) -> tuple[set[str], bool]:
     """Node addresses this cluster's own processes hold: the running supervisor's nodes
-    (the topology in force), or the nodes a dead one left (`up` stops those first)."""
+    (the topology in force), or the nodes a dead one left (`up` stops those first); and
+    whether this topology's supervisor answered."""
     try:
-        return {row["address"] for row in ask(topology, {"cmd": "status"})["nodes"]}
+        return {row["address"] for row in ask(topology, {"cmd": "status"})["nodes"]}, True
     except OtherCluster:
-        return set()  # that cluster's ports are someone else's for this topology
+        return set(), False  # that cluster's ports are someone else's for this topology
     except NotRunning:
-        return {leftover.address for leftover in find_leftovers(topology).nodes}
+        return {leftover.address for leftover in find_leftovers(topology).nodes}, False
 
 
 def cmd_up(topology: Topology, args) -> int:
