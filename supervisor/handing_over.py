@@ -39,14 +39,10 @@ def read_pending(run_dir: Path, logger: logging.Logger) -> list[PendingHandOver]
         return []
     pending = []
     for server_id, entry in found.items() if isinstance(found, dict) else ():
-        if not isinstance(entry, dict):
-            logger.error("%s: %s lists it wrongly (%r): ignored", server_id, HANDING_OVER_FILE,
-                         entry)
-            continue
         try:
-            data = entry.get("data")
+            data = entry.get("data") if isinstance(entry, dict) else None
             if not isinstance(data, str) or not data:
-                raise ValueError("no data directory")
+                raise ValueError("no entry with a data directory")
             pending.append(PendingHandOver(server_id, str(entry.get("host")),
                                            int(entry.get("port") or 0), Path(data)))
         except (TypeError, ValueError):   # a hand-edited or damaged file
