@@ -4,9 +4,13 @@ Workloads on a 1,000-row, 5-column table: `read`, an uncached point read (equali
 on id, a different id each request: the proxy cache never hits, its counters
 are printed) and `insert`, a durable single-row insert. Systems: `floor`, a bare
 uvloop server answering each `;` with a fixed response ending in END (one hop,
-no work); Tahiry's `server`, `balancer>server`, `proxy>balancer>server`, and
-`relay>server` (the one relay: the proxy cache running the balancer in its
-process, nodes/relay);
+no work); `floor+fsync`, the same, but an insert's bytes are first appended to a
+file and fdatasynced (what any durable insert must at least pay here: one hop,
+one append, one fdatasync); `fwd>fwd>floor+fsync`, two bare uvloop processes
+forwarding bytes in front of it (the least any chain of three processes with
+one durable append per insert can take here); Tahiry's `server`,
+`balancer>server`, `proxy>balancer>server`, and `relay>server` (the one relay:
+the proxy cache running the balancer in its process, nodes/relay);
 PostgreSQL 15 direct (private initdb cluster, fsync and synchronous_commit on,
 primary key on id) through psycopg, `pg-simple` (simple query, literal in the
 text) and `pg-prepared` (server-side prepared statement); `pgbouncer` in
@@ -75,17 +79,26 @@ TAHIRY_COLUMNS = ("id ISA(0,null), a ISA(null,null), b LAHATSORATRA(null,null), 
                   "c ISA(null,null), d LAHATSORATRA(null,null)")
 FLOOR_RESPONSE = b"RESULT_MESSAGE\nok\nEND\n"
 FILL_CHUNK = 10_000  # rows per multi-row insert (well under the 1 MiB request limit)
-REFERENCES = {"server": ("pg-simple", "pg-prepared"),
-              "balancer>server": ("pgbouncer",), "proxy>balancer>server": ("pgbouncer",),
-              "relay>server": ("pgbouncer",)}
+FLOOR_SYNC, FLOOR_CHAIN = "floor+fsync", "fwd>fwd>floor+fsync"
+REFERENCES = {"server": ("pg-simple", "pg-prepared"), FLOOR_SYNC: ("pg-simple", "pg-prepared"),
+              "balancer>server": ("pgbouncer",), "proxy>balancer>server": ("pg-prepared", "pgbouncer"),
+              "relay>server": ("pg-prepared", "pgbouncer"), FLOOR_CHAIN: ("pg-prepared", "pgbouncer")}
 # The one relay against the chain it replaces (printed under the read table).
 RELAY, CHAIN = "relay>server", "proxy>balancer>server"
 RATIO_COLUMNS = ("floor", "pg-simple", "pg-prepared", "pgbouncer")
 
 
-def serve_floor(port: int) -> None:
-    """The floor server (its own process): a fixed response per `;`, on uvloop."""
+def serve_floor(port: int, journal: str | None = None) -> None:
+    """The floor server (its own process): a fixed response per `;`, on uvloop.
+
+    `journal`: a file to which the bytes of a request holding an insert are
+    appended and fdatasynced before the answer (as a Tahiry server appends a
+    journal entry; the file is kept open, the floor pays no open or close).
+    """
     import uvloop
+
+    descriptor = (os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                  if journal else None)
 
     class Answer(asyncio.Protocol):
         def connection_made(self, transport):
@@ -94,10 +107,65 @@ def serve_floor(port: int) -> None:
 
         def data_received(self, data):
             if count := data.count(b";"):
+                if descriptor is not None and b"manampia" in data:
+                    os.write(descriptor, data)
+                    os.fdatasync(descriptor)
                 self.transport.write(FLOOR_RESPONSE * count)
 
     async def serve():
         server = await asyncio.get_running_loop().create_server(Answer, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(serve())
+
+
+def serve_forward(port: int, upstream_port: int) -> None:
+    """A bare relay (its own process, uvloop): each connection gets one upstream
+    connection, and bytes go each way untouched (a relay that does no work)."""
+    import uvloop
+
+    def nodelay(transport) -> None:
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    class Upstream(asyncio.Protocol):
+        def __init__(self, downstream):
+            self.downstream = downstream
+
+        def connection_made(self, transport):
+            nodelay(transport)
+
+        def data_received(self, data):
+            self.downstream.write(data)
+
+        def connection_lost(self, exc):
+            self.downstream.close()
+
+    class Downstream(asyncio.Protocol):
+        upstream = None
+
+        def connection_made(self, transport):
+            nodelay(transport)
+            self.transport = transport
+            self.early: list[bytes] = []   # what came before the upstream connection opened
+            asyncio.get_running_loop().create_task(self.connect())
+
+        async def connect(self):
+            self.upstream, _ = await asyncio.get_running_loop().create_connection(
+                lambda: Upstream(self.transport), "127.0.0.1", upstream_port)
+            self.upstream.write(b"".join(self.early))
+
+        def data_received(self, data):
+            if self.upstream is None:
+                self.early.append(data)
+            else:
+                self.upstream.write(data)
+
+        def connection_lost(self, exc):
+            if self.upstream is not None:
+                self.upstream.close()
+
+    async def serve():
+        server = await asyncio.get_running_loop().create_server(Downstream, "127.0.0.1", port)
         await server.serve_forever()
 
     uvloop.run(serve())
@@ -299,12 +367,21 @@ def fill(setup: WireConnection, table: str, rows: int) -> None:
 def start_tahiry(workdir: Path, processes: list) -> list[System]:
     """The floor; a server with the 1,000 rows, a balancer in front of it, a proxy in front of that;
     the one relay (proxy and balancer in one process) in front of the same server."""
-    floor_port = free_port()
-    floor = subprocess.Popen([sys.executable, __file__, "--serve-floor", str(floor_port)],
-                             stdout=open(workdir / "floor.log", "ab"), stderr=subprocess.STDOUT,
-                             start_new_session=True)
-    processes.append(floor)
-    wait_listening(floor_port)
+    def bare(name: str, *args: str) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        process = subprocess.Popen([sys.executable, __file__, *args, "--port", str(port)],
+                                   stdout=open(workdir / f"{name}.log", "ab"),
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        processes.append(process)
+        wait_listening(port)
+        return process, port
+
+    floor, floor_port = bare("floor", "--serve-floor")
+    # (The durable floor's file sits beside the server's data, on the same disk.)
+    floor_sync, floor_sync_port = bare("floor-sync", "--serve-floor", "--journal",
+                                       str(workdir / "floor.journal"))
+    forward_far, forward_far_port = bare("forward-far", "--forward-to", str(floor_sync_port))
+    forward_near, forward_near_port = bare("forward-near", "--forward-to", str(forward_far_port))
     server, server_port = start("server", "m1", workdir, "--data", "data/m1")
     processes.append(server)
     with WireConnection(server_port, decode_relations=False) as setup:
@@ -324,7 +401,10 @@ def start_tahiry(workdir: Path, processes: list) -> list[System]:
             System("server", "raw", server_port, roles[:1]),
             System("balancer>server", "raw", balancer_port, roles[:2]),
             System(CHAIN, "raw", proxy_port, roles),
-            System(RELAY, "raw", relay_port, [roles[0], ("relay", relay.pid)])]
+            System(RELAY, "raw", relay_port, [roles[0], ("relay", relay.pid)]),
+            System(FLOOR_SYNC, "raw", floor_sync_port, [("floor", floor_sync.pid)]),
+            System(FLOOR_CHAIN, "raw", forward_near_port,
+                   [("floor", floor_sync.pid), ("fwd", forward_far.pid), ("fwd", forward_near.pid)])]
 
 
 def wait_for_pg(port: int, dbname: str, process: subprocess.Popen, log: Path):
@@ -438,11 +518,16 @@ def print_table(title: str, cells: dict, systems: list[System], connections: lis
 
 def print_relay_ratio(cells: dict, connections: list[int]) -> None:
     """The one relay beside the chain it replaces: rt/s ratio and p50 difference per count."""
-    parts = [f"{count} conn: rt/s x{cells[(RELAY, count)]['rate'] / cells[(CHAIN, count)]['rate']:.2f}, "
-             f"p50 {cells[(RELAY, count)]['p50'] - cells[(CHAIN, count)]['p50']:+.3f} ms"
-             for count in connections if (RELAY, count) in cells and (CHAIN, count) in cells]
+    print_pair_ratio(cells, connections, RELAY, CHAIN)
+
+
+def print_pair_ratio(cells: dict, connections: list[int], system: str, reference: str) -> None:
+    """`system` beside `reference`: rt/s ratio and p50 difference per connection count."""
+    parts = [f"{count} conn: rt/s x{cells[(system, count)]['rate'] / cells[(reference, count)]['rate']:.2f}, "
+             f"p50 {cells[(system, count)]['p50'] - cells[(reference, count)]['p50']:+.3f} ms"
+             for count in connections if (system, count) in cells and (reference, count) in cells]
     if parts:
-        print(f"{RELAY} / {CHAIN}: " + "; ".join(parts))
+        print(f"{system} / {reference}: " + "; ".join(parts))
 
 
 def first_read_after_write(port: int, pairs: int = 60) -> None:
@@ -500,10 +585,15 @@ def main() -> None:
                          help="load-generating processes (at most one per connection)")
     options.add_argument("--pairs", type=int, default=60,
                          help="first read after a write: pairs measured per table size (median)")
-    options.add_argument("--serve-floor", type=int, help=argparse.SUPPRESS)
+    options.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
+    options.add_argument("--journal", help=argparse.SUPPRESS)
+    options.add_argument("--forward-to", type=int, help=argparse.SUPPRESS)
+    options.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = options.parse_args()
     if args.serve_floor:
-        return serve_floor(args.serve_floor)
+        return serve_floor(args.port, args.journal)
+    if args.forward_to:
+        return serve_forward(args.port, args.forward_to)
     connections = [int(x) for x in args.connections.split(",")]
     only = set(args.only.split(","))
     print(f"{machine_line('start')}  {platform.machine()}  nproc {len(os.sched_getaffinity(0))}  "
@@ -541,6 +631,7 @@ def main() -> None:
             print_table(f"{title}; median of {args.rounds} round(s) of {args.seconds:g} s cells; "
                         "/X: rt/s divided by X's", cells, systems, connections)
             print_relay_ratio(cells, connections)
+            print_pair_ratio(cells, connections, CHAIN, FLOOR_CHAIN)
             if workload == "read":
                 for system in systems[3:5]:
                     counters = json.loads(request_once(system.port, ".status;").message)
