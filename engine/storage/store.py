@@ -54,7 +54,7 @@ from pathlib import Path
 
 from engine.errors import StorageFault, TahiryError
 from engine.storage import journal, maintenance
-from engine.storage.atomic_files import fsync_folder, is_temp_file
+from engine.storage.atomic_files import fsync_folder, is_temp_file, unlink_quietly, write_durable_temp
 from engine.storage.cached_reads import CachedReader, FolderWatch
 from engine.storage.checkpoints import CheckpointPolicy
 from engine.storage.data_owner import OwnerLock, OwnerRecord, make_data_directory
@@ -95,6 +95,8 @@ SNIFF_THRESHOLD = 4096
 JOURNAL_WRITES = True
 # How often `maintain` looks for journals this store did not append itself.
 JOURNAL_SCAN_S = 5.0
+# A write fault's re-test (`takes_a_write`): one page, the least a full disk refuses.
+TEST_WRITE_BYTES = 4096
 _DROPPED_RE = re.compile(rb'"dropped":(true|false)')
 
 __all__ = [
@@ -400,6 +402,22 @@ class Store:
         if not folder.is_dir():
             self._make_folders(folder)
         self._check_contained(folder)
+
+    def takes_a_write(self, relative: str) -> bool:
+        """Whether a test file of one page can be written beside the object at `relative`
+        (from the data directory) and removed: a full disk or a read-only one refuses it.
+
+        Not fsynced (a full or read-only disk refuses the write itself, and a
+        disk that stalls must not hold the caller); nothing else changes.
+        """
+        path = self.root / relative
+        try:
+            self._check_contained(path.parent)
+            temp = write_durable_temp(path, bytes(TEST_WRITE_BYTES), durable=False)
+        except (OSError, TahiryError):
+            return False
+        unlink_quietly(temp)
+        return True
 
     def _write_error(self, path: Path, error: OSError) -> StorageFault:
         log.error("cannot write %s: %s", path, error)

@@ -135,6 +135,9 @@ LONE_INSERT_ROWS = 100
 LONE_SLOW_COMMIT_S = 0.1
 # The engine thread, idle this long, looks for tables to checkpoint.
 IDLE_TICK_S = 0.5
+# A write fault is re-tested by a test write in its object's folder at most this often
+# (when `.status;` is asked: the supervisor's probes ask every health interval).
+WRITE_RETEST_S = 2.0
 # Queries over one table this small run on the event loop: a few ms at most,
 # so health probes still get a quick answer, and no thread hand-off (~0.1 ms).
 SMALL_READ_ROWS = 10_000
@@ -346,6 +349,7 @@ class DatabaseServer:
         self.small_read_seconds = DurationHistogram()
         self.commit_seconds = DurationHistogram()
         self.storage_faults = StorageFaults()
+        self._write_retest_at = -WRITE_RETEST_S   # (monotonic) the last re-test of write faults
         # `.peer` requests of the other servers and of replication (peer_service.py).
         self.peer_service = PeerService(node_id, store.root, durable=store.durable,
                                         max_request_bytes=max_request_bytes, logger=logger,
@@ -393,7 +397,8 @@ class DatabaseServer:
                 "sum_s": batched.sum_s + small.sum_s}
 
     def storage_fault_report(self) -> list[dict]:
-        """The objects this server could not read or write lately (read faults re-tested first)."""
+        """The objects this server could not read or write lately (re-tested first: read
+        faults by reading the object, write faults by a test write beside it)."""
         for rel in self.storage_faults.objects("read"):
             database, folder, file_name = (rel.split("/") + ["", ""])[:3]
             kind = FOLDER_KINDS.get(folder)
@@ -404,7 +409,28 @@ class DatabaseServer:
             except TahiryError:
                 continue  # still failing (a re-test is not a statement: not counted)
             self.storage_faults.read([rel])
+        self._retest_write_faults()
         return self.storage_faults.snapshot()
+
+    def _retest_write_faults(self) -> None:
+        """A write fault whose object's folder takes a test write again is over.
+
+        Else it stayed until that object was written here again, which may
+        never come (the balancer sends its writes elsewhere, or nobody writes
+        it): a freed disk showed its fault for ever. A statement that still
+        fails records it again.
+        """
+        now = monotonic()
+        if now - self._write_retest_at < WRITE_RETEST_S:
+            return
+        objects = self.storage_faults.objects("write")
+        if not objects:
+            return
+        self._write_retest_at = now
+        for rel in objects:
+            if self.store.takes_a_write(rel):
+                self.storage_faults.written([rel])
+                self.logger.info("%s takes writes again (a test write beside it went through)", rel)
 
     def _written_fine(self, keys) -> None:
         """Files written successfully (keys: absolute paths): their faults are over."""
