@@ -413,7 +413,8 @@ class DatabaseServer:
         return self.storage_faults.snapshot()
 
     def _retest_write_faults(self) -> None:
-        """A write fault whose object's folder takes a test write again is over.
+        """A write fault of a full or read-only disk is over once a test write beside its
+        object goes through.
 
         Else it stayed until that object was written here again, which may
         never come (the balancer sends its writes elsewhere, or nobody writes
@@ -423,7 +424,7 @@ class DatabaseServer:
         now = monotonic()
         if now - self._write_retest_at < WRITE_RETEST_S:
             return
-        objects = self.storage_faults.objects("write")
+        objects = self.storage_faults.disk_write_faults()
         if not objects:
             return
         self._write_retest_at = now

@@ -10,6 +10,8 @@ last seen) until the object works again:
   object first, so reading works too);
 - a successful read clears a *read* fault only: a full or read-only disk
   still serves reads, and that must not hide that writes fail;
+- a write fault of a full or read-only disk clears when a test write beside
+  the object goes through (`disk_write_faults`: the server re-tests them);
 - a commit that went through clears every fault that was a peer's (it was
   certified against all of them); one not met again for PEER_FAULT_TTL_S
   goes too (a server that writes nothing after the peer came back would
@@ -21,6 +23,8 @@ the engine thread records and clears, the event loop answers `.status;`.
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,6 +36,11 @@ from engine.storage.peers import PEER_FAULT_REASON
 DEFAULT_MAX_OBJECTS = 256
 # A fault that was a peer's, not met again for this long, is forgotten: nothing fails now.
 PEER_FAULT_TTL_S = 30.0
+# The write faults a test write beside the object tells the end of (`disk_write_faults`):
+# the disk refusing any write. Not an I/O error (a write that is not fsynced may pass
+# while the disk still fails), a damaged journal or a peer's fault (not the disk's).
+DISK_WRITE_REASONS = frozenset(f"not writable: {os.strerror(code)}"
+                               for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS))
 
 
 @dataclass
@@ -118,6 +127,13 @@ class StorageFaults:
                     del self._records[obj]
                     cleared.append(obj)
         return cleared
+
+    def disk_write_faults(self) -> list[str]:
+        """The objects whose write fault is the disk refusing writes (full, over quota,
+        read-only): a test write beside them says when that is over."""
+        with self._lock:
+            return sorted(obj for obj, known in self._records.items()
+                          if known.operation == "write" and known.reason in DISK_WRITE_REASONS)
 
     def objects(self, operation: str | None = None) -> list[str]:
         """The objects with a recorded fault (of `operation`, if given), sorted."""

@@ -62,3 +62,19 @@ def test_a_peers_fault_ends_with_a_write_or_once_not_met_again_for_a_while():
     assert len(faults) == 1   # the disk's fault stays until the object is written
     faults.record(fault("s/database.json", "write", "peer unreachable: m3"))
     assert faults.peers_reached() == ["s/database.json"] and len(faults) == 1
+
+
+def test_only_a_disk_refusing_writes_is_re_tested_by_a_test_write():
+    """A test write beside the object tells the end of a full, over-quota or read-only
+    disk; not of an I/O error (an unsynced write may pass), a damaged journal or a peer."""
+    faults = StorageFaults(ManualClock())
+    for name, reason in (("full", "not writable: No space left on device"),
+                         ("quota", "not writable: Disk quota exceeded"),
+                         ("ro", "not writable: Read-only file system"),
+                         ("eio", "not writable: Input/output error"),
+                         ("damaged", "not writable: the journal holds valid lines after ..."),
+                         ("peer", "peer unreachable: m2")):
+        faults.record(fault(f"s/tables/{name}.json", "write", reason))
+    faults.record(fault("s/tables/read.json", "read", "corrupt: x"))
+    assert faults.disk_write_faults() == ["s/tables/full.json", "s/tables/quota.json",
+                                          "s/tables/ro.json"]
