@@ -68,11 +68,14 @@ DERIVED_TABLE_ALIAS = "Tous les tables dérivé doit avoir leur propre alias"
 
 _TOKEN_NAMES = {
     "ID": "anarana", "QUALID": "anarana", "NUMBER": "isa", "STRING": "lahatsoratra",
-    "$end": "';'", "AO": "'ao@'", "JOIN": "'tonona'", "SETOP": "'ankambana'",
-    "CMP": "'<'",
+    "$end": "';'", "AO": "'ao@'", "JOIN": "'tonona'", "CMP": "'<'",
 }
 _PUNCTUATION = {"';'", "')'", "','"}
-_KEYWORD_TYPES = {token_type: word for word, token_type in KEYWORDS.items()}
+# Token kind -> its words: one kind may stand for several (SETOP: `ankambana`, `analana`,
+# `atifitra`), each named where the kind is expected, and each a "did you mean" candidate.
+_KEYWORD_TYPES: dict[str, tuple[str, ...]] = {}
+for _word, _token_type in KEYWORDS.items():
+    _KEYWORD_TYPES[_token_type] = (*_KEYWORD_TYPES.get(_token_type, ()), _word)
 # The words a statement starts with: found where a `;` could end the one before, it was
 # forgotten (`alaivo * ao@ t` then `alaivo 2` on the next line).
 _STATEMENT_TYPES = {KEYWORDS[word] for word in (
@@ -111,12 +114,13 @@ def _shown(source: str, limit: int = 40) -> str:
     return source.replace("\r", "\\r").replace("\n", "\\n")
 
 
-def _display_expected(token_type: str) -> str:
+def _display_expected(token_type: str) -> tuple[str, ...]:
+    """How an expected token kind is named in an error: all its words for a keyword kind."""
     if token_type in _TOKEN_NAMES:
-        return _TOKEN_NAMES[token_type]
+        return (_TOKEN_NAMES[token_type],)
     if token_type in _KEYWORD_TYPES:
-        return f"'{_KEYWORD_TYPES[token_type]}'"
-    return f"'{token_type}'"
+        return tuple(f"'{word}'" for word in _KEYWORD_TYPES[token_type])
+    return (f"'{token_type}'",)
 
 
 class _Grammar(Parser):
@@ -215,8 +219,8 @@ class _Grammar(Parser):
     def error(self, token):
         actions = [t for t in self._lrtable.lr_action[self._states_at_error()[-1]]
                    if self._can_shift_next(t)]
-        expected = sorted({_display_expected(t) for t in actions})
-        keywords = frozenset(_KEYWORD_TYPES[t] for t in actions if t in _KEYWORD_TYPES)
+        expected = sorted({shown for t in actions for shown in _display_expected(t)})
+        keywords = frozenset(word for t in actions for word in _KEYWORD_TYPES.get(t, ()))
         if token is None:
             index = len(self.text)
             for symbol in reversed(self.symstack):
@@ -234,7 +238,7 @@ class _Grammar(Parser):
             if (token.type == "ALAIVO" and "anarana" in expected and self.symstack
                     and self.symstack[-1].type == "(") or (
                     token.type == "SETOP" and shown in ("+", "-")
-                    and "'ankambana'" not in expected):
+                    and "'ankambana'" not in expected):  # (no set operator may stand there)
                 # SQL's scalar subquery (`rehefa a > (alaivo avg(a) ...)`): not a name;
                 # `a + (alaivo ...)` lexes as a set operator where none may stand
                 # (`+`, `-` only: `^` is never arithmetic).

@@ -150,17 +150,19 @@ def test_the_error_ends_with_the_hint(session, text, hint):
     ("alaivo x ao@ mpianatra;", "Hadisoana : Le champ 'x' n'existe pas dans la relation."),
     ("alaivo * ao@ mpianatra x y;",
      "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 26 : nandrasana "
-     "'alaharo', 'ankambana', 'fetra', 'rehefa', 'tonona', 'vondrona' na ';' fa 'y' no hita"),
+     "'alaharo', 'analana', 'ankambana', 'atifitra', 'fetra', 'rehefa', 'tonona', 'vondrona' "
+     "na ';' fa 'y' no hita"),
     # `ao@` forgotten: it is among the words expected, and no `)` is (none is open).
     ("alaivo * mpianatra;",
      "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 10 : nandrasana "
-     "'alaharo', 'ankambana', 'ao@', 'fetra', 'rehefa', 'vondrona' na ';' fa 'mpianatra' no hita"),
+     "'alaharo', 'analana', 'ankambana', 'ao@', 'atifitra', 'fetra', 'rehefa', 'vondrona' na ';' "
+     "fa 'mpianatra' no hita"),
     # What could come instead of the `)`, not what is left after the reductions it made
-    # (the query closed: only 'ankambana' or ';').
+    # (the query closed: only a set operator or ';').
     ("alaivo * ao@ mpianatra);",
      "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 23 : nandrasana "
-     "'alaharo', 'ankambana', 'antso', 'fetra', 'rehefa', 'tonona', 'vondrona', anarana na ';' "
-     "fa ')' no hita"),
+     "'alaharo', 'analana', 'ankambana', 'antso', 'atifitra', 'fetra', 'rehefa', 'tonona', "
+     "'vondrona', anarana na ';' fa ')' no hita"),
     ("alaivo (1 + 2 x;",
      "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 15 : nandrasana "
      "')', 'ary', 'dia' na 'na' fa 'x' no hita"),
@@ -225,3 +227,19 @@ def test_a_hint_is_computed_only_from_words_next_to_the_error():
     # The word at fault is compared with what the grammar expected there only.
     assert syntax_hint("alaivo * ao t mpianatra", 14, {"rehefa", "fetra"}) == ""
     assert syntax_hint("alaivo * ao t fetr", 14, {"rehefa", "fetra"}) == did_you_mean("fetra", "fetr")
+
+
+def test_each_set_operator_is_expected_by_its_own_word(session):
+    # One token kind stands for the three words: the list named only 'ankambana'.
+    message = one(session, "alaivo * ao@ mpianatra x y;").message
+    assert all(f"'{word}'" in message for word in ("ankambana", "analana", "atifitra")), message
+    english = translate(message, "en")
+    assert "'analana', 'ankambana'" in english and "'atifitra'" in english, english
+
+
+@pytest.mark.parametrize("word", ["ankambanaa", "analanaa", "atifitraa"])
+def test_a_misspelled_set_operator_is_hinted(session, word):
+    # Only the last word of a token kind was a candidate ('atifitra' for all three).
+    # (After the alias `m`, the misspelled word is where the error is.)
+    message = one(session, f"alaivo id ao@ mpianatra m {word} alaivo id ao@ mpianatra;").message
+    assert message.endswith(did_you_mean(word[:-1], word)), message
