@@ -247,6 +247,12 @@ CATALOGUE: tuple[Message, ...] = (
        "alaharo {position} : tsy misy tsanganana faha-{position} (tsanganana {count} no ao "
        "amin'ny valiny)",
        "alaharo {position}: there is no column {position} (the result has {count} columns)"),
+    # The same wire text when the result has one column: its English says "1 column"
+    # (the longer literal text makes this entry win over the one above).
+    _M("order_position_one",
+       "alaharo {position} : tsy misy tsanganana faha-{position} (tsanganana 1 no ao "
+       "amin'ny valiny)",
+       "alaharo {position}: there is no column {position} (the result has 1 column)"),
     _M("order_position_from_one",
        "alaharo {position} : manomboka amin'ny 1 ny laharan'ny tsanganana (1 ka hatramin'ny "
        "{count})",

@@ -202,3 +202,14 @@ def test_the_nodes_stuck_request_answer_translates():
     english = translate(STUCK_REQUEST, "en")
     assert english.startswith("Error: Syntax error: the request ended inside a string")
     assert "Fahadisoana" not in english
+
+
+@pytest.mark.parametrize("count, english", [(1, "the result has 1 column"),
+                                            (2, "the result has 2 columns")])
+def test_ordering_past_the_last_column_counts_columns_in_english(tmp_path, count, english):
+    # `alaharo 5` on a one-column result said "the result has 1 columns".
+    session = Session(Store(tmp_path))
+    columns = ", ".join(["1", "2"][:count])
+    wire = session.execute(f"alaivo {columns} alaharo 5;")[0].message
+    assert wire.endswith(f"(tsanganana {count} no ao amin'ny valiny)"), wire   # unchanged
+    assert translate(wire, "en") == f"Error: alaharo 5: there is no column 5 ({english})"
