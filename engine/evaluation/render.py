@@ -11,7 +11,7 @@ import orjson
 import wcwidth
 
 from engine.evaluation.outcome import Outcome, Relation
-from engine.evaluation.values import format_value, literal_text, visible_text
+from engine.evaluation.values import format_value, json_number, literal_text, visible_text
 
 
 def cell_text(value: object) -> str:
@@ -87,7 +87,11 @@ def outcome_to_json(outcome: Outcome) -> dict:
     shape: dict = {"ok": True, "message": outcome.message}
     if outcome.relation is not None:
         shape["columns"] = [column.name for column in outcome.relation.columns]
-        shape["rows"] = outcome.relation.rows
+        rows = outcome.relation.rows
+        if any(type(value) is float for row in rows for value in row):
+            rows = [[json_number(value) if type(value) is float else value for value in row]
+                    for row in rows]
+        shape["rows"] = rows
     return shape
 
 

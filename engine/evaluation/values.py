@@ -85,6 +85,18 @@ def format_number(value: float) -> str:
     return text
 
 
+def json_number(value: float) -> float:
+    """A number as JSON carries it: the value `format_number` shows, a whole one as an
+    integer (-0.0 is 0, 2.0 is 2, 1.2345678901234568e20 is 123456789012345680000).
+
+    The language has one number type (ISA); Python's float is how it is computed,
+    not something a program reading the JSON should see.
+    """
+    if type(value) is float and value.is_integer():
+        return int(format_number(value))
+    return value
+
+
 def format_value(value: Operand) -> str:
     """A value as a user reads it in a table cell: NULL, true/false, 2.5, text."""
     if value is None:

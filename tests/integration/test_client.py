@@ -15,6 +15,7 @@ import select
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,31 @@ def test_integers_beyond_64_bits_come_back_exactly_as_embedded(tmp_path, start_n
     assert remote.returncode == embedded.returncode == 0, remote.stdout
     assert remote.stdout == embedded.stdout
     assert "92233720368547758070" in remote.stdout or "-9223372036854775809" in remote.stdout
+
+
+NUMBERS = ("alaivo 0 * -1.5, 2.0, 4 / 2, avg(n), 0.5, 100000000000000000000.0, "
+           "123456789012345678901.5, 0.0000001, 1 / 3 ao@ (alaivo 1 antso n) x;")
+
+
+@pytest.mark.parametrize("where", ["server", "embedded"])
+def test_json_numbers_are_the_values_the_table_shows(tmp_path, start_node, where):
+    """A number is one value in the language (ISA): the table shows 0 and 2 where
+    --format json printed -0.0 and 2.0."""
+    if where == "server":
+        target = ("--port", str(start_node("server", "m1", "--data", "data/m1").port))
+    else:
+        target = ("--embedded", str(tmp_path / "e"))
+    table = client(*target, "--format", "csv", "-e", NUMBERS, cwd=tmp_path)
+    done = client(*target, "--format", "json", "-e", NUMBERS, cwd=tmp_path)
+    assert done.returncode == table.returncode == 0, done.stdout + done.stderr
+    shown = table.stdout.splitlines()[1].split(",")   # the values as the table shows them
+    assert shown[:3] == ["0", "2", "2"], shown
+    # The same numbers (exactly, read as decimals), and a whole one written as an integer.
+    [row] = json.loads(done.stdout, parse_float=Decimal, parse_int=Decimal)["rows"]
+    assert row == [Decimal(text) for text in shown]
+    [row] = json_lines(done.stdout)[0]["rows"]
+    assert [type(value) for value in row] == [int] * 4 + [float] + [int] * 2 + [float] * 2, \
+        done.stdout
 
 
 @pytest.mark.parametrize("script", ["alaivo 1 -- farany;", "alaivo 5--3;", "alaivo 2 // x;"])
