@@ -9,7 +9,8 @@ after an earlier one failed. The client's own commands
 statements: a backslash command on the first line of a piece (`\\x` with
 no `;`, the statement on the next lines still runs), a word command
 (`miala`, `fanampiana`) alone; `miala` stops the script, nothing after it
-is sent; `\\d T` is sent as the statement it stands for.
+is sent; `\\d T` is sent as the statement it stands for; `\\i FILE` runs FILE's
+statements and commands in its place (its failures named `FILE:line:`).
 
 Comment-only lines are not sent (nodes/client/positions.py); a failure
 says where it is in the script (`script.tah:12:5:`), whatever line of its
@@ -24,6 +25,7 @@ previous one (for one statement at a time: the statement's own time).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import cast
@@ -31,7 +33,7 @@ from typing import cast
 from engine.errors import ERROR_PREFIX
 from engine.evaluation.outcome import Outcome
 from engine.language.script import Piece, normalise_statement
-from engine.language.script_source import PENDING, ScriptSource
+from engine.language.script_source import PENDING, ScriptSource, unreadable
 from engine.progress import ProgressLine
 from nodes.client.cheatsheet import GENERAL, topic_help
 from nodes.client.commands import (
@@ -70,11 +72,21 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class ScriptItem:
-    """A ScriptSteps step's tag: its piece of the script, the command it is, the text sent."""
+    """A ScriptSteps step's tag: its piece of the script, the command it is, the text sent.
+
+    included: the file an `\\i` command brought the piece from (None: the script run);
+    problem: why an `\\i` command could not run its file.
+    """
 
     piece: Piece
     command: ClientCommand | None
     sent: Sent | None = None
+    included: str | None = None
+    problem: str | None = None
+
+
+# `\i` inside included files: deeper than this is surely a loop through several files.
+MAX_INCLUDE_DEPTH = 16
 
 
 class ScriptSteps:
@@ -82,19 +94,42 @@ class ScriptSteps:
 
     Each step's tag is a `ScriptItem`. Comment-only statements are skipped;
     after `miala` the source ends. A statement over the length limit is not
-    sent (its step has no statement; the batch reports it).
+    sent (its step has no statement; the batch reports it). `\\i FILE` is
+    expanded here, into FILE's own steps, so that FILE's statements are sent
+    in their place even when statements are sent ahead (pipelined).
     """
 
-    def __init__(self, script: ScriptSource):
+    def __init__(self, script: ScriptSource, included: str | None = None,
+                 chain: tuple[str, ...] = ()):
         self.script = script
+        self.included = included   # the `\i` file name this source is (None: the top)
+        self.chain = chain         # real paths of the files being included, outermost first
         self.stopped = False
         self.held: Piece | None = None   # the rest of a piece after its command line
+        self.inner: ScriptSteps | None = None   # the file of an `\i` being run
 
     def fileno(self) -> int | None:
+        if self.inner is not None:
+            return self.inner.fileno()
         return None if self.stopped or self.held is not None else self.script.fileno()
+
+    def close(self) -> None:
+        """Close the files `\\i` opened (the script itself is its opener's)."""
+        while self.inner is not None:
+            inner, self.inner = self.inner, None
+            inner.close()
+            inner.script.close()
 
     def poll(self, block: bool):
         while not self.stopped:
+            if self.inner is not None:
+                step = self.inner.poll(block)
+                if step is not None:
+                    return step
+                inner, self.inner = self.inner, None
+                inner.script.close()
+                self.stopped = inner.stopped   # `miala` in an included file quits, as psql's
+                continue
             if self.held is not None:
                 piece, self.held = self.held, None
             else:
@@ -109,13 +144,40 @@ class ScriptSteps:
                 self.stopped = command.kind == "quit"
                 if command.kind == "describe":
                     text = describe_statement(command)
-                    return Step(text, ScriptItem(piece, None))
-                return Step(None, ScriptItem(piece, command))
+                    return Step(text, ScriptItem(piece, None, included=self.included))
+                if command.kind == "include":
+                    problem = self._include(command)
+                    if problem is None:
+                        continue   # its steps come next
+                    return Step(None, ScriptItem(piece, command, included=self.included,
+                                                 problem=problem))
+                return Step(None, ScriptItem(piece, command, included=self.included))
             if not normalise_statement(piece.text):
                 continue  # only comments: nothing to run
             sent = sendable(piece.text)
-            return Step(sent.text, ScriptItem(piece, None, sent))
+            return Step(sent.text, ScriptItem(piece, None, sent, included=self.included))
         return None
+
+    def _include(self, command: ClientCommand) -> str | None:
+        """Open the file of `\\i FILE` as the steps to run next; None, or why it cannot."""
+        if len(command.arguments) != 1:
+            return "\\i FILE"
+        path = command.arguments[0]
+        problem = unreadable(path) if path != "-" else "- (stdin) is read by -f -, not \\i"
+        if problem is None:
+            real = os.path.realpath(path)
+            if real in self.chain:
+                problem = "already being run: a file including itself would never end"
+            elif len(self.chain) >= MAX_INCLUDE_DEPTH:
+                problem = f"more than {MAX_INCLUDE_DEPTH} files included one in another"
+        if problem is None:
+            try:
+                script = ScriptSource.open(path, errors="replace", max_chars=MAX_STATEMENT_CHARS)
+            except OSError as error:
+                problem = (error.strerror or str(error)).lower()
+            else:
+                self.inner = ScriptSteps(script, path, (*self.chain, real))
+        return None if problem is None else f"\\i {path}: {problem}"
 
 
 def _is_command_line(text: str) -> bool:
@@ -169,7 +231,8 @@ def run_script(script: ScriptSource, runner: Runner, display: Display,
     shown in order.
     """
     result = BatchResult()
-    steps = ScriptSteps(script)
+    steps = ScriptSteps(script, chain=(os.path.realpath(source),) if source and
+                        source != "stdin" and os.path.isfile(source) else ())
     results = runner.run_all(steps) if pipelined else run_each(runner, steps)
     last = time.perf_counter()
     try:
@@ -177,9 +240,10 @@ def run_script(script: ScriptSource, runner: Runner, display: Display,
             item = cast(ScriptItem, done.step.tag)   # ScriptSteps tags every step so
             if progress is not None:
                 progress.clear_for(display.out)
+            where = item.included or source
             if item.command is not None:
-                _run_command(item.command, display, result, ScriptPlace(source, item.piece.line,
-                                                                        item.piece.column))
+                _run_command(item.command, display, result,
+                             ScriptPlace(where, item.piece.line, item.piece.column), item.problem)
                 last = time.perf_counter()
                 continue
             result.statements += 1
@@ -194,20 +258,24 @@ def run_script(script: ScriptSource, runner: Runner, display: Display,
             if vocabulary is not None:
                 vocabulary.learn(done.step.statement or item.piece.text, outcome)
             now = time.perf_counter()
-            display.outcome(outcome, None if outcome.ok else _place(source, item, outcome),
+            display.outcome(outcome, None if outcome.ok else _place(where, item, outcome),
                             elapsed=now - last)
             last = now
             if progress is not None:
                 progress.update(result.statements, result.errors, script.estimated_total())
     finally:
+        steps.close()
         if progress is not None:
             progress.finish()
     return result
 
 
 def _run_command(command: ClientCommand, display: Display, result: BatchResult,
-                 place: ScriptPlace) -> None:
-    if command.kind == "quit":
+                 place: ScriptPlace, problem: str | None = None) -> None:
+    if problem is not None:   # an `\i` whose file cannot run (one that can has run)
+        result.ok = False
+        display.failure(problem, place)
+    elif command.kind == "quit":
         result.quit = True
     elif command.kind == "help":
         display.text(help_text(command.topic))

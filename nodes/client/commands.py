@@ -6,7 +6,8 @@ help (the `\\?` list and docs/CLIENT.md are made from it) and its kind.
 `;`, a word command such as `miala` only alone). Most change the
 `Display`'s settings (`apply`); `\\d` becomes a statement of the language
 (`asehoy ny tsanganana [ao@ T];`, answered by the node like any other);
-`quit` and `help` are handled by the script runner (nodes/client/batch.py).
+`quit`, `help` and `\\i FILE` are handled by the script runner
+(nodes/client/batch.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(("\\o",), "[FILE]",
                 "vokatra ao anaty rakitra / results to FILE; \\o alone: back to the terminal",
                 "output", 1),
+    CommandSpec(("\\i",), "FILE",
+                "rakitra / run the statements of FILE here, as -f does", "include", 1),
     CommandSpec(("\\lang",), "mg|en", "fiteny / language of error messages (en: English)",
                 "lang", 1),
     CommandSpec(("miala", "\\q", "quit", "exit"), "", "hiala / quit (also Ctrl-D)", "quit"),
@@ -94,7 +97,7 @@ def client_command(text: str) -> ClientCommand | None:
         # A backslash starts no statement: an unknown command, said so here.
         return ClientCommand("unknown", (first,)) if first.startswith("\\") else None
     rest = rest.strip()
-    if spec.kind == "output":
+    if spec.kind in ("output", "include"):   # a file name may hold blanks
         arguments: tuple[str, ...] = (rest,) if rest else ()
     else:
         arguments = tuple(rest.split())

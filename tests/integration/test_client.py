@@ -133,6 +133,40 @@ def test_json_numbers_are_the_values_the_table_shows(tmp_path, start_node, where
         done.stdout
 
 
+def test_include_runs_a_file_in_order_through_a_node_and_a_missing_one_fails_alone(
+        tmp_path, start_node):
+    """`\\i FILE` as psql's: the statements of FILE run where the command stands (in
+    order with the ones around it, though they are pipelined), in the same session; a
+    failure in FILE names FILE's line; an included file may include another; a missing
+    or unreadable file is one failure, and the rest still runs."""
+    server = start_node("server", "m1", "--data", "data/m1")
+    (tmp_path / "setup.tah").write_text(SETUP + "\\i more.tah\n")
+    (tmp_path / "more.tah").write_text(
+        "manampia ao@ naoty sanda ('E3', 'BD', 11);\n\n  alaivo x ao@ naoty;\n")
+    (tmp_path / "loop.tah").write_text("alaivo 1;\n\\i loop.tah\n")
+    (tmp_path / "locked.tah").write_text("alaivo 1;\n")
+    (tmp_path / "locked.tah").chmod(0)
+    script = tmp_path / "main.tah"
+    script.write_text("\\i setup.tah\nalaivo count(*) ao@ naoty;\n\\i tsy_misy.tah\n"
+                      "\\i loop.tah\n\\i locked.tah\n\\i\nalaivo sum(naoty) ao@ naoty;\n")
+    done = client("--port", str(server.port), "--format", "json", "-f", str(script),
+                  cwd=tmp_path)
+    lines = json_lines(done.stdout)
+    assert done.returncode == 1, done.stderr
+    failures = [line for line in lines if not line["ok"]]
+    assert failures[0]["file"] == "more.tah" and (failures[0]["line"], failures[0]["column"]) \
+        == (3, 3), failures   # the file as named in the \\i command
+    root = os.geteuid() == 0   # root reads any file: locked.tah runs
+    assert [line["rows"] for line in lines if "rows" in line] \
+        == [[[4]], [[1]], *([[[1]]] if root else []), [[50]]]
+    errors = [line["error"] for line in failures[1:]]
+    assert errors[0].endswith("\\i tsy_misy.tah: no such file"), errors
+    assert "\\i loop.tah: " in errors[1] and "already" in errors[1], errors
+    if not root:
+        assert errors[2].endswith("\\i locked.tah: permission denied"), errors
+    assert errors[-1].endswith("\\i FILE"), errors   # how to use it
+
+
 @pytest.mark.parametrize("script", ["alaivo 1 -- farany;", "alaivo 5--3;", "alaivo 2 // x;"])
 def test_a_last_statement_whose_semicolon_is_in_a_comment_runs_as_embedded(tmp_path, start_node,
                                                                            script):

@@ -171,3 +171,19 @@ def test_describe_through_a_server_in_json(tmp_path, start_node):
     one, every = json_lines(done.stdout)[-2:]
     assert one["ok"] and [row[0] for row in one["rows"]] == ["id", "anarana"]
     assert every["ok"] and {row[0] for row in every["rows"]} == {"t"}
+
+
+def test_include_runs_a_file_at_the_prompt_and_names_a_missing_one(tmp_path, data):
+    """`\\i FILE` (psql's): the file's statements run in this session, in order; its
+    failures name the file's own line; a file that is not there is said so."""
+    (tmp_path / "lesona.tq").write_text("ampiasao s;\n-- fanazaran-tena\nalaivo count(*)\n"
+                                        "  antso isa ao@ t;\nalaivo tsy_misy ao@ t;\n")
+    child = session(tmp_path, data, "--lang", "en")
+    child.sendline("\\i lesona.tq")
+    child.expect_exact(f"| {ROWS} |")
+    child.expect_exact("lesona.tq:5: Error: Column 'tsy_misy'")
+    child.expect_exact(PROMPT)
+    child.sendline("\\i tsy_misy.tq")
+    child.expect_exact("Error: \\i tsy_misy.tq: no such file")
+    child.expect_exact(PROMPT)
+    quit_session(child)
