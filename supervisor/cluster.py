@@ -27,6 +27,7 @@ from pathlib import Path
 from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
 from engine.storage.data_owner import DirectoryTaken
 from engine.storage.store import checkpoint_directory
+from nodes.protocol.status_token import STATUS_TOKEN_ENV, new_status_token, status_request
 from nodes.protocol.tls import TlsSettings, client_context
 
 from .account_stats import server_accounts
@@ -139,6 +140,10 @@ class Cluster:
         # Accounts on: the first administrator's password, for the servers' environment
         # only (supervisor/first_admin.py); never logged, never on a command line.
         self.admin_password = admin_password
+        # Given to the servers it starts (environment only): their `.status;` then names the
+        # accounts for this supervisor's probe, and for nobody else who did not log in as an
+        # administrator (nodes/protocol/status_token.py). New at each run, never stored.
+        self.status_token = new_status_token()
         self.logger = logger
         self.python = python
         self.keepers: dict[str, NodeKeeper] = {}
@@ -374,6 +379,8 @@ class Cluster:
         if self.topology.secret:
             # The environment, never argv: `ps` shows every command line.
             env[SECRET_ENV] = self.topology.secret
+        if spec.kind == "server":
+            env[STATUS_TOKEN_ENV] = self.status_token
         return NodeKeeper(spec, node_command(self.topology, spec.id, self.run_dir, self.python),
                           log, settings.health, settings.restart, self.logger, hooks,
                           env=env, cwd=str(self.topology.base_dir), secret=self.topology.secret,
@@ -684,8 +691,11 @@ class Cluster:
         if row["state"] != NodeState.RUNNING.value:
             return None
         spec = self.topology.nodes[row["node"]]
+        # Only a server this supervisor started holds its token (a remote one has its own).
+        ours = spec.kind == "server" and not row.get("remote")
         try:
-            answer = await probe_response(spec.host, spec.port, 0.5, b".status;",
+            answer = await probe_response(spec.host, spec.port, 0.5,
+                                          status_request(self.status_token if ours else None),
                                           self.topology.secret, self.tls)
             status = json.loads(answer.message)
         except (TimeoutError, OSError, ValueError, AttributeError):

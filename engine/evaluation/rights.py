@@ -78,6 +78,17 @@ def login_problem(store: Store, identity: Identity) -> str | None:
     return None
 
 
+def is_administrator(store: Store, identity: Identity) -> bool:
+    """Whether `identity` is an administrator now, its login still holding (a server's
+    `.status;` shows account names to such a session only: nodes/protocol/status_token.py)."""
+    try:
+        held = accounts.standing(store, identity, None)
+        _check_login(identity, held)
+    except TahiryError:
+        return False
+    return held.admin
+
+
 def _check_login(identity: Identity, held: accounts.Standing) -> None:
     if not held.account:
         raise TahiryError(f"Tsy misy intsony ny mpampiasa : {identity.name} (midira indray)")

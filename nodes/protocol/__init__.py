@@ -3,7 +3,8 @@
 `wire`: requests (`;`-terminated statements, dot commands) and responses
 (ending in `END`), their decoders and encoders, no sockets; `auth`: the
 shared-secret handshake; `login`: accounts (`.login`, its rate limits,
-`.rights`). Other packages import what they use from here (`from
+`.rights`); `status_token`: the supervisor's token that lets its `.status`
+probe see account names. Other packages import what they use from here (`from
 nodes.protocol import ResponseDecoder`); the names below are that public API.
 """
 

@@ -52,8 +52,9 @@ VERSIONS_WORD = ".versions"
 PEER_WORD = ".peer"
 LOGIN_WORD = ".login"
 # Admin words followed by arguments.
+# (`.status <token>;`: the supervisor's probe, nodes/protocol/status_token.py.)
 _ADMIN_PREFIXES = ((AUTH_WORD, ADMIN_AUTH), (VERSIONS_WORD, ADMIN_VERSIONS),
-                   (PEER_WORD, ADMIN_PEER), (LOGIN_WORD, ADMIN_LOGIN))
+                   (PEER_WORD, ADMIN_PEER), (LOGIN_WORD, ADMIN_LOGIN), (".status", ADMIN_STATUS))
 MAX_SECRET_CHARS = 256
 # A request cut off inside a string or a comment: how long the framer waits
 # for more bytes before answering it with a syntax error (`RequestFramer.stuck`).

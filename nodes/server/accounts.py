@@ -24,10 +24,13 @@ account if no account exists yet (the engine's `ensure_first_admin`) and
 takes both out of the environment.
 
 `.status;` carries `accounts`: per account name, the logins, the refused
-logins and the sessions open now (counts only); refused logins naming no
-account are counted apart (`login_failures_unknown`), never by name (the
-table would grow with every name tried, and `.status;` is answered before
-a login).
+logins and the sessions open now (counts only), but only for a session
+logged in as an administrator or a request carrying the supervisor's status
+token (`.status <token>;`, nodes/protocol/status_token.py): `.status;` is
+answered before a login, and the names alone tell who has an account.
+Refused logins naming no account are counted apart
+(`login_failures_unknown`), never by name (the table would grow with every
+name tried).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from nodes.protocol import (
     encode_rights,
     login_arguments,
 )
+from nodes.protocol.status_token import carries_token
 
 ADMIN_USER_ENV = "TAHIRY_ADMIN_USER"
 ADMIN_PASSWORD_ENV = "TAHIRY_ADMIN_PASSWORD"
@@ -72,14 +76,16 @@ class AccountsEngine:
     hash_ahead: Callable[[str], Any] = lambda password: _hash_ahead(password)  # -> PasswordHash
     # (store, identity) -> the error of a session whose login no longer holds, or None
     login_problem: Callable[[Any, Any], str | None] = lambda store, identity: None
+    # (store, identity) -> an administrator now, its login holding
+    is_administrator: Callable[[Any, Any], bool] = lambda store, identity: False
 
     @classmethod
     def from_engine(cls) -> AccountsEngine:
         from engine import ensure_first_admin, rights_generation, verify_login
-        from engine.evaluation.rights import login_problem
+        from engine.evaluation.rights import is_administrator, login_problem
 
         return cls(verify_login, ensure_first_admin, rights_generation, _account_exists,
-                   _hash_ahead, login_problem)
+                   _hash_ahead, login_problem, is_administrator)
 
 
 def _hash_ahead(password: str) -> Any:
@@ -117,6 +123,8 @@ class ServerAccounts:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger(__name__))
     counts: dict[str, AccountCounts] = field(default_factory=dict)
     failures_unknown: int = 0    # refused logins naming no account
+    # The supervisor's `.status <token>;` shows the names (nodes/protocol/status_token.py).
+    status_token: str | None = field(default=None, repr=False)
     _pool: ThreadPoolExecutor | None = None
     _password_pool: ThreadPoolExecutor | None = None
 
@@ -206,12 +214,25 @@ class ServerAccounts:
             counts = self.counts.setdefault(name, AccountCounts())
         return counts
 
-    def status(self) -> dict:
-        return {"accounts_required": self.required,
-                "login_failures_unknown": self.failures_unknown,
-                "accounts": {name: {"logins": c.logins, "failures": c.failures,
-                                    "sessions": c.sessions}
-                             for name, c in sorted(self.counts.items())}}
+    def may_see_names(self, session: Any, request: Request) -> bool:
+        """Whether this `.status` request may see the account names: it carries the
+        supervisor's token, or its session is logged in as an administrator."""
+        if carries_token(request.text, self.status_token):
+            return True
+        identity = getattr(session, "identity", None)
+        return identity is not None and identity.admin \
+            and bool(self._api().is_administrator(self.store, identity))
+
+    def status(self, names: bool = False) -> dict:
+        """The counts for `.status;`; by account name only when `names` (`may_see_names`):
+        `.status;` is answered before a login, and the names say who has an account."""
+        status: dict = {"accounts_required": self.required,
+                        "login_failures_unknown": self.failures_unknown}
+        if names:
+            status["accounts"] = {name: {"logins": c.logins, "failures": c.failures,
+                                         "sessions": c.sessions}
+                                  for name, c in sorted(self.counts.items())}
+        return status
 
     def stop(self) -> None:
         for pool in (self._pool, self._password_pool):

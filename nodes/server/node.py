@@ -93,6 +93,7 @@ from nodes.protocol import (
     ADMIN_LOGIN,
     ADMIN_PEER,
     ADMIN_RIGHTS,
+    ADMIN_STATUS,
     ADMIN_VERSIONS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_PAGE_ROWS,
@@ -372,7 +373,9 @@ class DatabaseServer:
         self.store.maintain()
         self.idle_tasks[:] = [task for task in self.idle_tasks if not task()]
 
-    def status(self) -> dict:
+    def status(self, account_names: bool = False) -> dict:
+        """`.status;`: the counters; per account name only when `account_names`
+        (nodes/server/accounts.py `may_see_names`)."""
         return {**self.stats.as_dict(), "statements": self.statements,
                 "statement_errors": self.statement_errors, "batches": self.batches,
                 "batched_statements": self.batched_statements,
@@ -387,7 +390,7 @@ class DatabaseServer:
                 "data": str(self.store.root),
                 "max_connections": self.max_connections,
                 **(self.auth.status() if self.auth is not None else {}),
-                **self.accounts.status()}
+                **self.accounts.status(account_names)}
 
     def statement_seconds(self) -> dict:
         """Both statement histograms as one (`.status;`: latency.py's form)."""
@@ -487,6 +490,9 @@ class DatabaseServer:
                         # Counters after this connection's earlier writes are durable.
                         return self._versions_after(last, request, session.identity)
                     return self.versions(request, session.identity)
+                if request.admin == ADMIN_STATUS and accounts.may_see_names(session, request):
+                    return admin_response(request, self.node_id, KIND,
+                                          lambda: self.status(account_names=True))
                 return admin_response(request, self.node_id, KIND, self.status)
             return self._run(client, request.text, alone)
 

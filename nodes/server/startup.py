@@ -37,6 +37,7 @@ from nodes.protocol import (
     node_auth_guard,
     node_login_gate,
 )
+from nodes.protocol.status_token import status_token_from_environment
 from nodes.runtime.admission import connection_limits
 from nodes.runtime.node_process import (
     bind_ephemeral,
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                   checkpoints=CheckpointPolicy(min_bytes=args.checkpoint_bytes,
                                                ratio=args.checkpoint_ratio,
                                                idle_s=args.checkpoint_idle_s))
-    accounts = ServerAccounts(args.id, store, args.accounts, logger=logger)
+    accounts = ServerAccounts(args.id, store, args.accounts, logger=logger,
+                              status_token=status_token_from_environment())
     first_admin_later = None
     if os.environ.get(ADMIN_USER_ENV) or os.environ.get(ADMIN_PASSWORD_ENV):
         admin = (os.environ.get(ADMIN_USER_ENV, ""), os.environ.get(ADMIN_PASSWORD_ENV, ""))

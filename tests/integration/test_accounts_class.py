@@ -325,6 +325,12 @@ def test_status_and_metrics_count_logins_failures_and_sessions_per_account(schoo
         assert totals["rabe"]["logins"] >= 1 and totals[ADMIN]["logins"] >= 1
         table = school.cluster.cli("status", str(school.cluster.topology)).stdout
         assert "ACCOUNT" in table and "soa" in table
+        # The supervisor's probe names them; whoever connects without logging in does not
+        # learn who has an account (`.status;` answers before a login).
+        with WireClient(school.port("m1")) as anonymous:
+            status = json.loads(anonymous.ok(".status;").message)
+        assert "accounts" not in status and status["login_failures_unknown"] >= 0
+        assert not any(f'"{name}"' in json.dumps(status) for name in totals), status
 
         def scraped() -> str | None:
             with urllib.request.urlopen(f"http://127.0.0.1:{school.cluster.http_port}/metrics",

@@ -91,11 +91,41 @@ def test_a_server_with_accounts_answers_nothing_but_a_login_first(start_node):
         assert client.one(".rights;").ok   # a number: the balancer's probes ask it
         assert client.one(login_request(TEACHER, TEACHER_PW).decode()).ok
         client.ok("manamboara tahiry x;")
-        status = client.status()
+        status = client.status()   # logged in as the administrator: names shown
     assert status["accounts"][TEACHER] == {"logins": 1, "failures": 0, "sessions": 1}
     assert status["accounts_required"] is True
     assert "created the first administrator account mpampianatra" in m1.log_text()
     assert_no_password_anywhere(m1)
+
+
+STATUS_TOKEN = "5a7e" * 16   # what the supervisor draws per run (nodes/protocol/status_token.py)
+
+
+def test_account_names_in_status_only_for_an_administrator_or_the_supervisors_token(start_node):
+    """`.status;` before a login listed every account name: whoever could connect learnt
+    who has an account. The counts stay; the names go to a logged-in administrator, and
+    to the supervisor's probe, which proves itself with the token it gave the server."""
+    m1 = start_node("server", "m1", "--data", "data/m1", "--accounts",
+                    env={**ADMIN_ENV, "TAHIRY_STATUS_TOKEN": STATUS_TOKEN})
+    create_students(m1.port)
+    with logged_in(m1.port, "ana", STUDENTS["ana"]) as ana:
+        anonymous = WireClient(m1.port)
+        answers = {"anonymous": anonymous.status(), "student": ana.status(),
+                   "wrong token": json.loads(anonymous.ok(".status " + "0" * 64 + ";").message)}
+        for who, status in answers.items():
+            assert status["accounts_required"] is True and "login_failures_unknown" in status
+            assert "accounts" not in status, who
+            assert not any(name in json.dumps(status) for name in (TEACHER, *STUDENTS)), who
+        # The supervisor's probe: no login, the token. The DirkDB framing is unchanged
+        # (`;` ends the request, END the answer: WireClient reads both).
+        by_token = json.loads(anonymous.ok(f".status {STATUS_TOKEN};").message)
+        with logged_in(m1.port, TEACHER, TEACHER_PW) as teacher:
+            by_admin = teacher.status()
+        anonymous.close()
+    for status in (by_token, by_admin):
+        assert status["accounts"]["ana"]["sessions"] == 1
+        assert set(status["accounts"]) == {TEACHER, "ana"}
+    assert STATUS_TOKEN not in m1.log_text()
 
 
 def test_without_accounts_a_server_needs_no_login(start_node):
@@ -115,7 +145,7 @@ def test_a_wrong_password_is_refused_closed_and_logged_without_it(start_node):
         assert client.one(login_request("nobody", "Wrong-guess-55").decode()).message == LOGIN_REFUSED
     wait_until(lambda: "refused login as mpampianatra from 127.0.0.1:" in m1.log_text(), 5,
                "the refusal's log line")
-    with WireClient(m1.port) as client:
+    with logged_in(m1.port, TEACHER, TEACHER_PW) as client:
         status = client.status()
     assert status["accounts"][TEACHER]["failures"] == 1
     assert status["login_failures_unknown"] == 1 and "nobody" not in json.dumps(status)
@@ -161,7 +191,7 @@ def test_the_balancer_and_the_proxy_carry_the_identity_and_nothing_else(start_no
         make_anadb(ana)
         ana.ok("manampia ao@ t sanda (1);")
         assert ana.rows(READ) == [[1]]
-        with WireClient(m1.port) as probe:
+        with logged_in(m1.port, TEACHER, TEACHER_PW) as probe:
             sessions = probe.status()["accounts"]["ana"]["sessions"]
         assert sessions >= 1   # the balancer's backend connection is ana's
     with logged_in(lb.port, "bob", STUDENTS["bob"]) as bob:
@@ -239,9 +269,9 @@ def test_the_balancer_logs_in_again_on_the_server_it_fails_over_to(start_node):
         # Every later statement runs on m2, logged in as the teacher there.
         for _ in range(3):
             teacher.ok("asehoy ny tabilao;")
-        with WireClient(m2.port) as probe:
+        with logged_in(m2.port, TEACHER, TEACHER_PW) as probe:
             counts = probe.status()["accounts"][TEACHER]
-        assert counts["logins"] >= 1 and counts["sessions"] >= 1
+        assert counts["logins"] >= 2 and counts["sessions"] >= 2   # the balancer's and probe's
     with WireClient(lb.port) as guesser:
         assert guesser.one(login_request(TEACHER, "Wrong-guess-55").decode()).message == LOGIN_REFUSED
         assert guesser.closed_by_peer()
@@ -259,7 +289,7 @@ def test_the_proxy_logs_in_again_on_a_new_upstream_connection(start_node):
         wait_until(lambda: ana.one("manampia ao@ t sanda (5);").ok, 15,
                    "ana's insert through a new upstream connection")
         assert ana.rows(READ) == [[5]]
-    with WireClient(m1.port) as probe:
+    with logged_in(m1.port, TEACHER, TEACHER_PW) as probe:
         assert probe.status()["accounts"]["ana"]["logins"] == 2   # the first login, then again
     assert_no_password_anywhere(m1, lb, px)
 

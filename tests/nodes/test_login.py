@@ -183,7 +183,8 @@ def accounts_server(tmp_path):
         return real.verify_login(store, name, password)
 
     api = AccountsEngine(verify, real.ensure_first_admin, real.rights_generation,
-                         real.account_exists)
+                         real.account_exists, login_problem=real.login_problem,
+                         is_administrator=real.is_administrator)
     accounts = ServerAccounts("m1", store, True, api, logger=LOG)
     server = DatabaseServer("m1", store, LOG, inline=True, accounts=accounts)
     yield server, fake
@@ -221,6 +222,7 @@ def test_statements_pipelined_behind_a_login_run_as_that_account(accounts_server
     assert [r.ok for r in responses] == [True] * 5, [r.message for r in responses]
     assert "ana" in responses[0].message
     assert list(decode_rights(responses[3].message) or {}) == ["m1"]
+    # (ana is an administrator: the account names are shown to her.)
     assert '"ana":{"logins":1,"failures":0,"sessions":1}' in responses[4].message
     assert fake.threads and all(name.startswith("login") for name in fake.threads)
 
@@ -235,17 +237,21 @@ def test_a_wrong_password_is_refused_closes_and_is_logged_without_it(accounts_se
             await _exchange(port, login_request("nobody", "guess-me"), 1)
             malformed = await _exchange(port, b".login ana;", 1)
             status = await _exchange(port, b".status;", 1)
-            return wrong, malformed, status
+            server.accounts.status_token = "ab" * 32   # what the supervisor gives the server
+            by_token = await _exchange(port, b".status " + b"ab" * 32 + b";", 1)
+            return wrong, malformed, status, by_token
 
     with caplog.at_level(logging.INFO, logger=LOG.name):
-        (wrong, closed), (malformed, _), (status, _) = asyncio.run(scenario())
+        (wrong, closed), (malformed, _), (status, _), (by_token, _) = asyncio.run(scenario())
     assert closed and [r.message for r in wrong] == [LOGIN_REFUSED]
     assert malformed[0].message.startswith(LOGIN_MALFORMED.split("{")[0])
     assert "refused login as ana from 127.0.0.1:" in caplog.text
     assert "guess-me" not in caplog.text
-    assert '"ana":{"logins":0,"failures":1,"sessions":0}' in status[0].message
+    # Before a login, the counts without the names; with the supervisor's token, by name.
+    assert '"ana"' not in status[0].message and '"accounts"' not in status[0].message
+    assert '"ana":{"logins":0,"failures":1,"sessions":0}' in by_token[0].message
     assert '"login_failures":2' in status[0].message and '"login_failures_unknown":1' in status[0].message
-    assert "nobody" not in status[0].message
+    assert "nobody" not in status[0].message + by_token[0].message
 
 
 def test_the_event_loop_answers_while_a_login_is_verified(accounts_server):

@@ -316,3 +316,15 @@ def test_response_is_error():
     assert response_is_error(encode_error("x"))
     assert not response_is_error(encode_message("ok"))
     assert not response_is_error(encode_outcome(Outcome.success("", relation([["Hadisoana : "]]))))
+
+
+def test_status_with_a_token_is_a_status_request_and_the_token_is_checked():
+    from nodes.protocol import ADMIN_STATUS, RequestFramer
+    from nodes.protocol.status_token import carries_token, new_status_token, status_request
+    token = new_status_token()
+    assert len(token) == 64 and status_request(None) == b".status;"
+    [bare, with_token] = RequestFramer().feed(b".status;" + status_request(token))
+    assert bare.admin == with_token.admin == ADMIN_STATUS
+    assert carries_token(with_token.text, token)
+    assert not carries_token(bare.text, token) and not carries_token(with_token.text, None)
+    assert not carries_token(with_token.text, new_status_token())
