@@ -68,9 +68,11 @@ class Workload(threading.Thread):
 # Read in one script: the page rebuilds its rows at each update, so elements
 # found one call earlier may be gone.
 READ_TABLE = """
+const headers = Array.from(document.querySelectorAll("#nodes thead th")).map((th) => th.textContent);
+const cell = (tr, name) => tr.cells[headers.indexOf(name)].textContent;
 return Array.from(document.querySelectorAll("#nodes tbody tr")).map((tr) => ({
-  node: tr.dataset.node, state: tr.dataset.state,
-  restarts: tr.cells[6].textContent, last_error: tr.cells[9].textContent}));
+  node: tr.dataset.node, state: tr.dataset.state, restarts: cell(tr, "restarts"),
+  manual: cell(tr, "manual"), last_error: cell(tr, "last error")}));
 """
 
 
@@ -85,7 +87,7 @@ return Array.from(document.querySelectorAll("body *"))
 
 
 def rows(driver) -> dict[str, dict]:
-    """The node table as the page shows it: node -> state, restarts, last error."""
+    """The node table as the page shows it: node -> state, restarts, manual, last error."""
     return {row.pop("node"): row for row in driver.execute_script(READ_TABLE)}
 
 
@@ -139,4 +141,26 @@ def test_the_page_shows_every_node_and_a_killed_server_live(cluster, tmp_path):
         if workload is not None:
             workload.stopping.set()
             workload.join(timeout=10)
+        driver.quit()
+
+
+def test_the_page_counts_a_restart_by_hand_apart_from_a_crash(cluster):
+    """The page showed one `restarts` column: a node the operator restarted ten times
+    looked like one that crashed ten times."""
+    driver = browser()
+    try:
+        cluster.ports["http"] = free_port()
+        cluster.write(text=slow_backoff(web_yaml(cluster.ports)))
+        assert cluster.up().returncode == 0, cluster.supervisor_log()
+        driver.get(f"http://127.0.0.1:{cluster.ports['http']}/")
+        wait_until(lambda: rows(driver).keys() == {"m1", "m2", "lb", "proxy"}
+                   and all(r["state"] == "RUNNING" for r in rows(driver).values()),
+                   10, "every node RUNNING in the page's table")
+        assert cluster.cli("restart", "m2", str(cluster.topology)).returncode == 0
+        os.kill(cluster.nodes()["m1"]["pid"], signal.SIGKILL)
+        wait_until(lambda: {node: (r["state"], r["restarts"], r["manual"])
+                            for node, r in rows(driver).items() if node in ("m1", "m2")}
+                   == {"m1": ("RUNNING", "1", "0"), "m2": ("RUNNING", "0", "1")},
+                   20, "m1 restarted after its crash, m2 by hand, each counted so")
+    finally:
         driver.quit()

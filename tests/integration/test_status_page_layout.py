@@ -80,8 +80,10 @@ class Serving(threading.Thread):
 
 
 READ_INFO = """
+const headers = Array.from(document.querySelectorAll("#nodes thead th")).map((th) => th.textContent);
+const cell = (tr, name) => tr.cells[headers.indexOf(name)].textContent;
 return Object.fromEntries(Array.from(document.querySelectorAll("#nodes tbody tr"))
-  .map((tr) => [tr.dataset.node, {probe: tr.cells[7].textContent, info: tr.cells[8].textContent}]));
+  .map((tr) => [tr.dataset.node, {probe: cell(tr, "probe"), info: cell(tr, "info")}]));
 """
 
 

@@ -3,7 +3,7 @@
 "use strict";
 
 const COLORS = ["#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#dc2626"];
-const WIDE = new Set([2, 3, 7]);   // address, pid, probe: hidden on a phone
+const WIDE = new Set([2, 3, 8]);   // address, pid, probe: hidden on a phone
 const page = { history: [], states: {}, takenAt: null };
 
 function el(tag, text, className) {
@@ -61,6 +61,11 @@ function info(row) {
   return parts.join(", ");
 }
 
+// A count of the status row; "-" for one it does not have (a node another machine runs).
+function count(value) {
+  return value === null || value === undefined ? "-" : value;
+}
+
 function renderNodes(rows) {
   const body = document.querySelector("#nodes tbody");
   const lines = rows.map((row) => {
@@ -70,7 +75,9 @@ function renderNodes(rows) {
     const cells = [
       el("td", row.node), el("td", row.kind), el("td", row.address), el("td", row.pid || "-", "num"),
       el("td", row.state, "state state-" + row.state), el("td", duration(row.uptime_s), "num"),
-      el("td", row.restarts === null || row.restarts === undefined ? "-" : row.restarts, "num"),
+      el("td", count(row.restarts), "num"),
+      // Apart: a node restarted by hand ten times has not crashed (supervisor/keeper.py).
+      el("td", count(row.manual_restarts), "num"),
       el("td", row.probe_ms === null || row.probe_ms === undefined ? "-" : row.probe_ms.toFixed(1) + " ms", "num"),
       el("td", info(row)), el("td", row.last_error || "", "error"),
     ];
