@@ -98,6 +98,22 @@ def keyword_hint(word: str, keywords: Iterable[str] = _KEYWORD_WORDS, cutoff: fl
                 word=word)
 
 
+# After these a word is an operand (a column, a value), never an alias.
+_OPERAND_BEFORE = tuple("(,=<>+-*/!@")
+
+
+def _read_as_operand(source: str, start: int) -> bool:
+    """Whether the word at `start` follows a keyword or an operator: then the parser read it
+    as a name it was given (`rehefa anarana like ...`), not as an alias standing for a
+    misspelled clause word, and it is no misspelling to hint at (`anarana` is no
+    `analana`)."""
+    head = source[:start].rstrip()
+    if head.endswith(_OPERAND_BEFORE):
+        return True
+    earlier = _LAST_WORD.search(head)
+    return earlier is not None and earlier.group(1).lower() in KEYWORDS
+
+
 def syntax_hint(source: str, index: int, expected: Iterable[str] | None = None) -> str:
     """The hint for a syntax error at `index` of `source` ("" if none).
 
@@ -110,7 +126,8 @@ def syntax_hint(source: str, index: int, expected: Iterable[str] | None = None) 
     the next token; that word is compared with every keyword, more strictly.
     English keywords come first: `alaivo id from t` blames `from`, not `t`.
     """
-    words = []  # (word, keywords, cutoff, the word before it)
+    words: list[tuple[str, list[str], float | None, str]] = []
+    # (word, keywords, cutoff or None: no misspelling looked for, the word before it)
     before = _LAST_WORD.search(source, 0, index)
     previous = before.group(1) if before is not None else ""
     if source.startswith("#", index):  # `#rehefaa`: the word the `#` stands before
@@ -124,13 +141,17 @@ def syntax_hint(source: str, index: int, expected: Iterable[str] | None = None) 
         words.append((at.group(), keywords, CUTOFF, previous))
     if before is not None:
         earlier = _LAST_WORD.search(source, 0, before.start())
-        words.append((previous, _KEYWORD_WORDS, ALIAS_CUTOFF,
+        # (An operand is still checked for an English keyword: `rehefa not id > 1`.)
+        words.append((previous, _KEYWORD_WORDS,
+                      None if _read_as_operand(source, before.start()) else ALIAS_CUTOFF,
                       earlier.group(1) if earlier is not None else ""))
     for word, _, _, word_before in words:
         if (english_keyword(word) is not None or written_otherwise(word) is not None) \
                 and word.lower() not in KEYWORDS:
             return keyword_hint(word, after=word_before)
     for word, keywords, cutoff, word_before in words:
+        if cutoff is None:
+            continue   # no misspelling to look for
         hint = keyword_hint(word, keywords, cutoff, word_before)
         if hint:
             return hint

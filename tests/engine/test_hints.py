@@ -243,3 +243,14 @@ def test_a_misspelled_set_operator_is_hinted(session, word):
     # (After the alias `m`, the misspelled word is where the error is.)
     message = one(session, f"alaivo id ao@ mpianatra m {word} alaivo id ao@ mpianatra;").message
     assert message.endswith(did_you_mean(word[:-1], word)), message
+
+
+@pytest.mark.parametrize("text", ["alaivo * ao@ mpianatra rehefa anarana like 'A%';",
+                                  "alaivo anarana like 'A%' ao@ mpianatra;",
+                                  "alaivo * ao@ mpianatra rehefa id = 1 ary anarana like 'A';"])
+def test_a_name_right_after_a_keyword_is_not_taken_for_a_misspelled_one(session, text):
+    # `anarana` (the course's "name" column) after `rehefa` is read as a column, never as
+    # an alias: it was hinted "Angamba 'analana' ... (fa tsy 'anarana')?".
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and "Angamba" not in message, \
+        message
