@@ -474,6 +474,12 @@ CATALOGUE: tuple[Message, ...] = (
        "rehefa !(a = 1)).",
        " 'tsy' is only used in 'dia tsy null': NOT is written '!' (e.g. rehefa !(a = 1)).",
        "hint"),
+    _M("hint_comma_join",
+       " Ny faingo (,) dia tsy mampitambatra tabilao amin'ny Tahiry : 'tonona' no ampiasaina "
+       "(ohatra : alaivo * ao@ a tonona b ka a.id = b.id ; tsy misy 'ka' : ny vokatra "
+       "kartezianina)",
+       " In Tahiry a comma does not join tables: 'tonona' does (e.g. alaivo * ao@ a tonona b "
+       "ka a.id = b.id; without 'ka': the cross product)", "hint"),
     _M("hint_no_source", " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;",
        " This query has no 'ao@': alaivo ... ao@ TABLE;", "hint"),
 )

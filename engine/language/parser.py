@@ -263,6 +263,9 @@ class _Grammar(Parser):
         if detail is None:
             detail = "tapitra tampoka ny fanambarana" if token is None \
                 else f"tsy nandrasana '{shown}' teto"
+        if token is not None and token.type == "," and "'tonona'" in expected:
+            # SQL's `FROM a, b`: a comma where a join could stand.
+            raise SyntaxProblem(detail, index, hint=text("hint_comma_join"))
         if token is not None and self._forgot_semicolon(token, expected):
             raise SyntaxProblem(detail, index, hint=text("hint_missing_semicolon", word=shown))
         raise SyntaxProblem(detail, index, keywords)

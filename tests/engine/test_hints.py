@@ -39,6 +39,11 @@ SUBQUERY = (" Ny fangatahana (alaivo ...) dia tsy azo atao ao anaty fanehoana : 
             "tonona (alaivo avg(naoty) antso m ao@ naoty) x ka n.naoty > x.m)")
 
 
+COMMA_JOIN = (" Ny faingo (,) dia tsy mampitambatra tabilao amin'ny Tahiry : 'tonona' no "
+              "ampiasaina (ohatra : alaivo * ao@ a tonona b ka a.id = b.id ; tsy misy 'ka' : "
+              "ny vokatra kartezianina)")
+
+
 TSY = " Ny 'tsy' dia ao amin'ny 'dia tsy null' ihany : '!' no ilazana ny NOT (ohatra : rehefa !(a = 1))."
 
 
@@ -121,6 +126,10 @@ def session(tmp_path_factory):
     # `tsy` (Malagasy "not") written as NOT: it was called a reserved word, no name.
     ("alaivo * ao@ mpianatra rehefa tsy id = 1;", TSY),
     ("alaivo * ao@ mpianatra rehefa id tsy dia null;", TSY),
+    # SQL's comma join (`FROM a, b`): a syntax error at the comma, and no hint said why.
+    ("alaivo * ao@ mpianatra, tsara;", COMMA_JOIN),
+    ("alaivo * ao@ mpianatra m, tsara t rehefa m.id = t.id;", COMMA_JOIN),
+    ("alaivo * ao@ mpianatra tonona tsara ka 1 = 1, mpianatra;", COMMA_JOIN),
     # SQL keywords Tahiry has no word for: how a query writes the same.
     ("alaivo distinct anarana ao@ mpianatra;", written_otherwise("distinct")),  # read as a column
     ("alaivo DISTINCT(anarana) ao@ mpianatra;", written_otherwise("distinct")),  # a function
