@@ -21,6 +21,7 @@ Baiko ao amin'ny mpanjifa / client commands  (\\? lists them all)
   fanampiana alaivo        fanampiana momba ny teny iray / help on one keyword
   \\d naoty                 tsanganana sy efitra / columns and domains of naoty
   \\x, \\timing, \\o FILE     mivelatra, fotoana, rakitra / expanded, timing, output
+  \\i FILE                  hanatanteraka rakitra / run the statements of FILE (as -f)
   miala, \\q, Ctrl-D        hiala / quit
   Ctrl-C                   hanafoana ny baiko an-tsoratra / cancel the input
 

@@ -247,6 +247,12 @@ def test_every_command_is_listed_by_question_mark_and_in_docs():
         assert f"`{spec.names[0]}" in guide, spec.names[0]
 
 
+def test_the_help_overview_names_every_backslash_command_a_student_types():
+    # `\\i FILE` came after the overview was written: only `\\?` listed it.
+    for command in ("\\d", "\\x", "\\timing", "\\o FILE", "\\i FILE", "\\q"):
+        assert command in GENERAL, command
+
+
 def test_help_names_the_way_to_run_the_client():
     from nodes.client.cli import build_parser
     text = build_parser().format_help()
