@@ -71,6 +71,8 @@ _TOKEN_NAMES = {
     "$end": "';'", "AO": "'ao@'", "JOIN": "'tonona'", "CMP": "'<'",
 }
 _PUNCTUATION = {"';'", "')'", "','"}
+# Operators of other languages, and how Tahiry writes them (a hint, LANGUAGE.md 5b).
+_WRITTEN_AS = {"<>": "!=", "==": "="}
 # Token kind -> its words: one kind may stand for several (SETOP: `ankambana`, `analana`,
 # `atifitra`), each named where the kind is expected, and each a "did you mean" candidate.
 _KEYWORD_TYPES: dict[str, tuple[str, ...]] = {}
@@ -263,6 +265,12 @@ class _Grammar(Parser):
         if detail is None:
             detail = "tapitra tampoka ny fanambarana" if token is None \
                 else f"tsy nandrasana '{shown}' teto"
+        if token is not None and token.type in ("CMP", "=") and index > 0 \
+                and self.text[index - 1:index + 1] in _WRITTEN_AS:
+            # SQL's `<>`, C's `==`: lexed as two operators, the second one unexpected.
+            written = self.text[index - 1:index + 1]
+            raise SyntaxProblem(detail, index, hint=text(
+                "hint_english_keyword", keyword=_WRITTEN_AS[written], word=written))
         if token is not None and token.type == "," and "'tonona'" in expected:
             # SQL's `FROM a, b`: a comma where a join could stand.
             raise SyntaxProblem(detail, index, hint=text("hint_comma_join"))

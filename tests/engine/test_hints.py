@@ -126,6 +126,10 @@ def session(tmp_path_factory):
     # `tsy` (Malagasy "not") written as NOT: it was called a reserved word, no name.
     ("alaivo * ao@ mpianatra rehefa tsy id = 1;", TSY),
     ("alaivo * ao@ mpianatra rehefa id tsy dia null;", TSY),
+    # SQL's not-equal and C's equality: a syntax error at their second character.
+    ("alaivo * ao@ mpianatra rehefa id <> 1;", in_tahiry("!=", "<>")),
+    ("alaivo * ao@ mpianatra rehefa id == 1;", in_tahiry("=", "==")),
+    ("havaozy mpianatra ova id = 2 rehefa anarana<>'x';", in_tahiry("!=", "<>")),
     # SQL's comma join (`FROM a, b`): a syntax error at the comma, and no hint said why.
     ("alaivo * ao@ mpianatra, tsara;", COMMA_JOIN),
     ("alaivo * ao@ mpianatra m, tsara t rehefa m.id = t.id;", COMMA_JOIN),
