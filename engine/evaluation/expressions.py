@@ -99,9 +99,19 @@ class UnknownColumn(TahiryError):
         else:
             hint = name_hint(column_text(ref), names)
         super().__init__(f"Le champ '{column_text(ref)}' n'existe pas dans la relation." + hint)
+        self.hinted = bool(hint)
         self.ref = ref
         self.columns = columns
         self.renamed = renamed
+
+    def as_unquoted_text(self) -> TahiryError:
+        """This error where the unknown name was compared with something (`rehefa anarana =
+        Rakoto`): most likely a text written without its quotes, and said so, unless a
+        hint already names a column (`anaran`) or the name is qualified (`x.Rakoto`)."""
+        if self.hinted or self.ref.qualifier is not None:
+            return self
+        return TahiryError(f"Le champ '{self.ref.name}' n'existe pas dans la relation."
+                           + text("hint_quoted_text", word=self.ref.name))
 
     def among_outputs(self, outputs: list[ScopeColumn]) -> UnknownColumn:
         """The error for an `alaharo` key: the output columns (aliases) are candidates
@@ -390,7 +400,12 @@ class _Generator:
                                left.constant and right.constant))
 
     def emit_comparison(self, expr: Binary) -> _Code:
-        left, right = self.emit(expr.left), self.emit(expr.right)
+        try:
+            left, right = self.emit(expr.left), self.emit(expr.right)
+        except UnknownColumn as unknown:
+            if unknown.ref in (expr.left, expr.right):
+                raise unknown.as_unquoted_text() from None
+            raise
         op = expr.op
         self.check_date_literal(expr.left, right)
         self.check_date_literal(expr.right, left)

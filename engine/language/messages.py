@@ -480,6 +480,9 @@ CATALOGUE: tuple[Message, ...] = (
        "kartezianina)",
        " In Tahiry a comma does not join tables: 'tonona' does (e.g. alaivo * ao@ a tonona b "
        "ka a.id = b.id; without 'ka': the cross product)", "hint"),
+    _M("hint_quoted_text",
+       " Raha lahatsoratra no tianao, soraty eo anelanelan'ny ' : '{word}'.",
+       " If you meant a text, write it between quotes: '{word}'.", "hint"),
     _M("hint_no_source", " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;",
        " This query has no 'ao@': alaivo ... ao@ TABLE;", "hint"),
 )

@@ -44,6 +44,10 @@ COMMA_JOIN = (" Ny faingo (,) dia tsy mampitambatra tabilao amin'ny Tahiry : 'to
               "ny vokatra kartezianina)")
 
 
+def quoted(word: str) -> str:
+    return f" Raha lahatsoratra no tianao, soraty eo anelanelan'ny ' : '{word}'."
+
+
 TSY = " Ny 'tsy' dia ao amin'ny 'dia tsy null' ihany : '!' no ilazana ny NOT (ohatra : rehefa !(a = 1))."
 
 
@@ -126,6 +130,10 @@ def session(tmp_path_factory):
     # `tsy` (Malagasy "not") written as NOT: it was called a reserved word, no name.
     ("alaivo * ao@ mpianatra rehefa tsy id = 1;", TSY),
     ("alaivo * ao@ mpianatra rehefa id tsy dia null;", TSY),
+    # A text value written without its quotes is read as a column that is not there.
+    ("alaivo * ao@ mpianatra rehefa anarana = Alice;", quoted("Alice")),
+    ("alaivo id ao@ mpianatra rehefa Alice != anarana;", quoted("Alice")),
+    ("fafao ao@ mpianatra rehefa anarana = Rakoto ary id > 1;", quoted("Rakoto")),
     # SQL's not-equal and C's equality: a syntax error at their second character.
     ("alaivo * ao@ mpianatra rehefa id <> 1;", in_tahiry("!=", "<>")),
     ("alaivo * ao@ mpianatra rehefa id == 1;", in_tahiry("=", "==")),
@@ -179,6 +187,12 @@ def test_the_error_ends_with_the_hint(session, text, hint):
     ("alaivo (1 + 2 x;",
      "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 15 : nandrasana "
      "')', 'ary', 'dia' na 'na' fa 'x' no hita"),
+    # A close column name is the hint, not quotes; a qualified name is no text.
+    ("alaivo * ao@ mpianatra rehefa anarana = anaran;",
+     "Hadisoana : Le champ 'anaran' n'existe pas dans la relation."
+     " Angamba 'anarana' no tianao hosoratana (fa tsy 'anaran')?"),
+    ("alaivo * ao@ mpianatra m rehefa m.anarana = x.Alice;",
+     "Hadisoana : Le champ 'x.Alice' n'existe pas dans la relation."),
     ("alaivo anarana mpianatra;", "Hadisoana : Le champ 'anarana' n'existe pas dans la relation."
      " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;"),
     # The select list resolved without `ao@`: an unknown `alaharo` key is no forgotten
