@@ -483,6 +483,10 @@ CATALOGUE: tuple[Message, ...] = (
     _M("hint_quoted_text",
        " Raha lahatsoratra no tianao, soraty eo anelanelan'ny ' : '{word}'.",
        " If you meant a text, write it between quotes: '{word}'.", "hint"),
+    _M("hint_group_filter",
+       " Ny 'rehefa' dia mialoha ny 'vondrona' ; ny vondrona kosa dia sivanina toy izao : "
+       "{example}",
+       " 'rehefa' comes before 'vondrona'; groups are filtered like this: {example}", "hint"),
     _M("hint_no_source", " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;",
        " This query has no 'ao@': alaivo ... ao@ TABLE;", "hint"),
 )

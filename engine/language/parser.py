@@ -34,7 +34,7 @@ from engine.language.account_syntax import (
     opener_word,
     parse_account,
 )
-from engine.language.english import SQL_TYPES
+from engine.language.english import SQL_TYPES, WRITTEN_OTHERWISE
 from engine.language.hints import syntax_hint
 from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
@@ -265,6 +265,11 @@ class _Grammar(Parser):
         if detail is None:
             detail = "tapitra tampoka ny fanambarana" if token is None \
                 else f"tsy nandrasana '{shown}' teto"
+        if token is not None and token.type == "REHEFA" and "'vondrona'" not in expected \
+                and any(symbol.type in ("VONDRONA", "group_opt") for symbol in self.symstack):
+            # HAVING written as a `rehefa` after `vondrona`.
+            raise SyntaxProblem(detail, index, hint=text("hint_group_filter",
+                                                         example=WRITTEN_OTHERWISE["having"]))
         if token is not None and token.type in ("CMP", "=") and index > 0 \
                 and self.text[index - 1:index + 1] in _WRITTEN_AS:
             # SQL's `<>`, C's `==`: lexed as two operators, the second one unexpected.

@@ -48,6 +48,10 @@ def quoted(word: str) -> str:
     return f" Raha lahatsoratra no tianao, soraty eo anelanelan'ny ' : '{word}'."
 
 
+GROUP_FILTER = (" Ny 'rehefa' dia mialoha ny 'vondrona' ; ny vondrona kosa dia sivanina toy "
+                "izao : " + WRITTEN_OTHERWISE["having"])
+
+
 TSY = " Ny 'tsy' dia ao amin'ny 'dia tsy null' ihany : '!' no ilazana ny NOT (ohatra : rehefa !(a = 1))."
 
 
@@ -134,6 +138,10 @@ def session(tmp_path_factory):
     ("alaivo * ao@ mpianatra rehefa anarana = Alice;", quoted("Alice")),
     ("alaivo id ao@ mpianatra rehefa Alice != anarana;", quoted("Alice")),
     ("fafao ao@ mpianatra rehefa anarana = Rakoto ary id > 1;", quoted("Rakoto")),
+    # HAVING written as `rehefa` after `vondrona`.
+    ("alaivo anarana, count(*) ao@ mpianatra vondrona anarana rehefa count(*) > 1;",
+     GROUP_FILTER),
+    ("alaivo anarana ao@ mpianatra #vondrona anarana #rehefa anarana = 'x';", GROUP_FILTER),
     # SQL's not-equal and C's equality: a syntax error at their second character.
     ("alaivo * ao@ mpianatra rehefa id <> 1;", in_tahiry("!=", "<>")),
     ("alaivo * ao@ mpianatra rehefa id == 1;", in_tahiry("=", "==")),
