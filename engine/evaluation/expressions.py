@@ -407,8 +407,8 @@ class _Generator:
                 raise unknown.as_unquoted_text() from None
             raise
         op = expr.op
-        self.check_date_literal(expr.left, right)
-        self.check_date_literal(expr.right, left)
+        self.check_date_literal(expr.left, right, expr.right)
+        self.check_date_literal(expr.right, left, expr.left)
         if {left.kind, right.kind} == {BOOL, VALUE}:
             raise TahiryError(
                 f"Tsy azo ampitahaina amin'ny '{op}' ny {expression_text(expr.left)} sy "
@@ -422,13 +422,17 @@ class _Generator:
         text = fast or f"{_HELPER_NAMES[op]}({left.text}, {right.text})"
         return self.fold(_Code(text, BOOL, depth + 1, constant))
 
-    def check_date_literal(self, side: Expr, other: _Code) -> None:
-        """A DATY column compared with a text that is no date (`'2024-1-1'`): an error.
+    def check_date_literal(self, side: Expr, other: _Code, other_expr: Expr) -> None:
+        """A DATY column compared with a text that is no date (`'2024-1-1'`), or with a
+        number (`2024-01-01`, its quotes forgotten, is 2022): an error.
 
         Dates are compared as their `YYYY-MM-DD` text; any other spelling would be
-        compared as text, silently wrong ('2024-05-01' < '2024-1-1').
+        compared as text, silently wrong ('2024-05-01' < '2024-1-1'), and a number
+        compares with no text (unknown): every row silently left out.
         """
-        if not (isinstance(side, ColumnRef) and other.constant and type(other.value) is str):
+        number = type(other.value) in (int, float)
+        if not (isinstance(side, ColumnRef) and other.constant
+                and (type(other.value) is str or number)):
             return
         scope = getattr(self.context, "scope", None)
         if scope is None:
@@ -440,7 +444,12 @@ class _Generator:
         if not column.dates:
             return
         self.value_checked = True
-        if not is_date(other.value):
+        if number:
+            raise TahiryError(
+                f"Tsy daty ny {expression_text(other_expr)} ampitahaina amin'ny tsanganana DATY "
+                f"'{column_text(side)}' fa isa : soraty eo anelanelan'ny ' ny daty (ohatra "
+                f"'2024-01-31').")
+        if not is_date(str(other.value)):   # (a text here: numbers are refused above)
             raise TahiryError(
                 f"Tsy daty voasoratra 'YYYY-MM-DD' ny '{values.literal_text(str(other.value))}' "
                 f"ampitahaina amin'ny tsanganana DATY '{column_text(side)}' (ohatra "

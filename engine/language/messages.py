@@ -308,6 +308,11 @@ CATALOGUE: tuple[Message, ...] = (
        "'{column}' (ohatra '2024-01-31').",
        "'{value}', compared with the DATY column '{column}', is not a date written "
        "'YYYY-MM-DD' (e.g. '2024-01-31')."),
+    _M("date_compared_with_number",
+       "Tsy daty ny {value} ampitahaina amin'ny tsanganana DATY '{column}' fa isa : soraty "
+       "eo anelanelan'ny ' ny daty (ohatra '2024-01-31').",
+       "{value}, compared with the DATY column '{column}', is a number, not a date: write a "
+       "date between quotes (e.g. '2024-01-31')."),
     _M("too_many_join_rows",
        "Be loatra ny andalana ho an'ny fitambarana (tonona){count} : {max} ny fetra farany "
        "ambony. Ny fepetra 'ka' ihany no manakely ny fitambarana (ny 'rehefa' sy ny 'fetra' "

@@ -216,6 +216,26 @@ def test_a_date_column_compared_with_a_text_that_is_no_date_is_an_error(tmp_path
     assert rows(session, "alaivo count(*) ao@ dt;") == [[2]]   # nothing changed
 
 
+@pytest.mark.parametrize("condition, shown", [("d > 2024-01-01", "2024 - 1 - 1"),
+                                               ("2023 = d", "2023"), ("d < 2024.5", "2024.5")])
+def test_a_date_column_compared_with_a_number_is_an_error(tmp_path_factory, condition, shown):
+    """`d > 2024-01-01` (the quotes forgotten) is the number 2022, which no date is
+    greater or smaller than (a number and a text compare as unknown): every row was
+    left out, and nothing said why."""
+    session = prepared_session(tmp_path_factory, "dates-numbers", DATES_SETUP)
+    for statement in (f"alaivo d ao@ dt rehefa {condition};",
+                      f"fafao ao@ dt rehefa {condition};"):
+        outcome = one(session, statement)
+        assert not outcome.ok and f"Tsy daty ny {shown} ampitahaina" in outcome.message, \
+            outcome.message
+        english = translate(outcome.message, "en")
+        assert english.startswith(f"Error: {shown}, compared with the DATY column 'd', is a "
+                                  "number, not a date: write a date between quotes"), english
+    assert rows(session, "alaivo count(*) ao@ dt;") == [[2]]   # nothing changed
+    # A column whose domain holds numbers too (DATY:ISA) compares with a number.
+    assert rows(session, "alaivo count(*) ao@ dt rehefa m = 3;") == [[1]]
+
+
 DATES_THROUGH_SETUP = DATES_SETUP + (
     "manamboara tabilao du (d DATY, n ISA(null,null)); manampia ao@ du sanda ('2024-05-01', 1);"
     "manamboara jery vd @ alaivo d, s ao@ dt; manamboara jery vvd @ alaivo d antso daty ao@ vd;")
