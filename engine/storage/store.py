@@ -580,8 +580,15 @@ class Store:
         for folder in KIND_FOLDERS.values():
             if not (base / folder).is_dir():
                 self._make_folders(base / folder)
-        self._write_document(base / DATABASE_MARKER, "database", database,
+        marker = base / DATABASE_MARKER
+        if self._load(marker) is not None:
+            # A dropped database: a drop cut short (a crash between its files) left
+            # objects live under its tombstone. They are tombstoned before the new
+            # marker, which goes last: the old tables never come back with it.
+            self._tombstone_objects(database)
+        self._write_document(marker, "database", database,
                              {} if owner is None else {"owner": owner})
+        self._put_last_in_batch(marker)
 
     def database_owner(self, database: str) -> str | None:
         """The account that owns a live database (None: no owner recorded, or no database)."""
@@ -592,15 +599,48 @@ class Store:
         return owner if isinstance(owner, str) and owner else None
 
     def drop_database(self, database: str) -> bool:
-        """Tombstone every object of the database (its grants too), then its marker."""
-        base = self.database_path(database)
-        if not self._is_live(base / DATABASE_MARKER):
+        """Tombstone the database's marker, then every object of it (its grants too).
+
+        The marker is the drop's commit point: it is put in place first (first
+        in the batch, or committed first outside one). Every reader reaches a
+        database's objects only through its live marker (the executor, the
+        session's planned reads, listings, rights), so a crash between the
+        files leaves the database gone whole, never half of it; the objects
+        still live under the tombstone are never read, and are tombstoned when
+        a database of that name is created again (`create_database`), or by a
+        peer's tombstones that replication brings.
+        """
+        marker = self.database_path(database) / DATABASE_MARKER
+        if not self._is_live(marker):
             return False
+        self._write_document(marker, "database", database, None)
+        self._put_first_in_batch(marker)
+        self._tombstone_objects(database)
+        return True
+
+    def _tombstone_objects(self, database: str) -> None:
+        """A tombstone for every live object of the database (not its marker)."""
         for kind in DATABASE_KIND_FOLDERS:
             for name in self.list_objects(database, kind):
                 self._write_document(self.object_path(database, kind, name), kind, name, None)
-        self._write_document(base / DATABASE_MARKER, "database", database, None)
-        return True
+
+    def _put_first_in_batch(self, path: Path) -> None:
+        """`path`'s pending write is put in place before the batch's others (renames go in
+        the batch's order); nothing to do outside a batch (already committed)."""
+        self._reorder_batch(path, first=True)
+
+    def _put_last_in_batch(self, path: Path) -> None:
+        """`path`'s pending write is put in place after the batch's others."""
+        self._reorder_batch(path, first=False)
+
+    def _reorder_batch(self, path: Path, *, first: bool) -> None:
+        with self.write_lock:
+            batch = self._batch
+            if batch is None or batch.owner != threading.get_ident():
+                return
+            key = str(path)
+            entry = batch.pending.pop(key)
+            batch.pending = {key: entry, **batch.pending} if first else {**batch.pending, key: entry}
 
     # ------------------------------------------------------------ group commit
 

@@ -200,3 +200,40 @@ def test_a_write_its_peers_did_not_all_receive_is_not_acknowledged(tmp_path, mon
                                               [frozenset({key})], partial)
     assert not outcome.ok and "outcome unknown" in outcome.message, outcome
     assert on_disk(store)["rows"] == [[1], [2]]   # applied here all the same
+
+
+def _fresh(store):
+    """The directory as a new process reads it."""
+    return Store(store.root)
+
+
+def test_a_database_drop_cut_short_in_a_batch_leaves_it_gone_whole(store, monkeypatch):
+    # t written first in the batch, then the database dropped: the marker's tombstone
+    # is still put in place first, so a failure after it leaves no half database.
+    store.write("db", "table", "u", body(3))
+    store.begin_batch()
+    store.write("db", "table", "t", body(1, 2))
+    assert store.drop_database("db")
+    monkeypatch.setattr(os, "replace", fail_on_call(os.replace, 2, io_error()))
+    with pytest.raises(BatchPartlyWritten):
+        store.commit_batch()
+    monkeypatch.undo()
+    after = _fresh(store)
+    assert not after.database_exists("db")
+    assert after.list_objects("db", "table") != []   # left live under the tombstone...
+    after.create_database("db")
+    assert after.list_objects("db", "table") == []   # ... and never back with a new one
+
+
+def test_a_database_created_again_in_a_batch_puts_its_marker_last(store, monkeypatch):
+    store.begin_batch()
+    assert store.drop_database("db")
+    store.create_database("db")
+    # The old table's tombstone goes before the new marker: cut short after the first
+    # file, the database is still the dropped one, not the old one with its table.
+    monkeypatch.setattr(os, "replace", fail_on_call(os.replace, 2, io_error()))
+    with pytest.raises(BatchPartlyWritten):
+        store.commit_batch()
+    monkeypatch.undo()
+    after = _fresh(store)
+    assert not (after.database_exists("db") and after.list_objects("db", "table") == ["t"])
