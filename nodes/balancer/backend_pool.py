@@ -183,6 +183,24 @@ class BackendPool:
             self._crowded = False
         return roomy
 
+    def write_fallbacks(self, tried: list[str]) -> list[str]:
+        """Writable backends, not in `tried`, that may still take a write when every
+        candidate failed before anything was sent: SHUNNED ones, then OFFLINE ones whose
+        last probe was answered (back, not trusted yet: `rise` good probes in a row).
+
+        Which server takes a write is a matter of preference, not of safety: every
+        server certifies its writes against its peers' copies (docs/REPLICATION.md),
+        and one catching up is not writable (its spec) and never offered. Without
+        this, in a burst of kills the one server alive (restarted a moment ago) was
+        passed over and the write refused with "no server can write now".
+        """
+        eligible = [b for b in self._backends.values()
+                    if b.spec.writable and b.id not in tried]
+        shunned = [b.id for b in eligible if b.health.state is BackendState.SHUNNED]
+        rising = [b.id for b in eligible if b.health.state is BackendState.OFFLINE
+                  and b.health.consecutive_successes >= 1]
+        return shunned + rising
+
     def online_writable(self) -> list[str]:
         """Backends that take writes right now, without the SHUNNED fallback."""
         return [b for b in self.candidates(writable_only=True)

@@ -32,8 +32,12 @@ decides, statement by statement, which backends of the `BackendPool`
 - account statements (`manamboara mpampiasa`, `omeo`, `esory`, `ovay ny
   tenimiafina`, `ravao ny mpampiasa`) all go to one owner (rendezvous
   hashing of `ACCOUNTS_OWNER` over ONLINE writable backends, the next one
-  if it cannot be reached before anything was sent): one server writes
-  them in order, and replication carries them to the others;
+  if it cannot be reached before anything was sent; when none could, a
+  writable one still answering is tried: SHUNNED, or OFFLINE and answering
+  its probes again but not trusted yet, as a server restarted in a burst of
+  kills is; every server certifies its writes, so this is a preference, not
+  a safety rule): one server writes them in order, and replication carries
+  them to the others;
 - `.rights;` is asked of every ONLINE backend on the session's connections
   and answered with their generations merged (the proxy cache validates
   its hits with it: a revoke on any server changes the answer at once);
@@ -66,7 +70,7 @@ import functools
 import logging
 import ssl
 import sys
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -397,7 +401,7 @@ class Balancer:
         """An account or grant statement, on the accounts' one owner (the next if unreachable)."""
         self.counters.account_statements += 1
         reasons: list[str] = []
-        for backend_id in rank_owners(*ACCOUNTS_OWNER, self.pool.candidates(writable_only=True)):
+        for backend_id in self._account_owners():
             try:
                 response = await self._forward(session, self.pool[backend_id], payload,
                                                select_database=False)
@@ -425,6 +429,14 @@ class Balancer:
                     self.log.exception("rights generations not asked after an account statement")
             return response.raw
         return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
+
+    def _account_owners(self) -> Iterator[str]:
+        """The backends an account statement is tried on, in order: the candidates by
+        rendezvous rank, then, once they all failed before anything was sent, the
+        backends that may still take it (`BackendPool.write_fallbacks`), by rank too."""
+        tried = rank_owners(*ACCOUNTS_OWNER, self.pool.candidates(writable_only=True))
+        yield from tried
+        yield from rank_owners(*ACCOUNTS_OWNER, self.pool.write_fallbacks(tried))
 
     async def _rights(self, session: ClientSession) -> bytes:
         """`.rights;`: every ONLINE backend's rights generation, merged (one that fails is left out).
