@@ -114,8 +114,19 @@ class ReplicationLink:
                                 "%s): it stays the others' peer, tried again", server_id,
                                 summary.copied, _problems(summary))
             return False
-        self.logger.info("replication: %s left; %d of its files handed over%s", server_id,
-                         summary.copied, _problems(summary))
+        if undone:
+            # Only a server moved to another machine leaves so (docs/REPLICATION.md,
+            # "Moving a server to another machine"): what it alone held stays in its old
+            # directory, which nobody replicates nor certifies against any more.
+            self.logger.error("replication: %s left with copies not handed over (%d of its files "
+                              "copied%s): writes it alone acknowledged may be only in %s; keep "
+                              "that directory (its copies above the cluster's counters are "
+                              "those writes; docs/REPLICATION.md, \"Moving a server to another "
+                              "machine\")", server_id, summary.copied, _problems(summary),
+                              self.replicator.servers().get(server_id, "its old directory"))
+        else:
+            self.logger.info("replication: %s left; %d of its files handed over%s", server_id,
+                             summary.copied, _problems(summary))
         await asyncio.to_thread(self.replicator.remove_server, server_id)
         return True
 
