@@ -303,7 +303,7 @@ class Cluster:
                                                    name="hand overs")
 
     async def _retry_hand_overs(self, old: Topology) -> None:
-        from .ownership import release
+        from .ownership import release_directory
 
         while self.handing_over:
             await asyncio.sleep(HAND_OVER_RETRY_S)
@@ -311,9 +311,9 @@ class Cluster:
                 if node_id in self.topology.nodes:
                     self.handing_over.pop(node_id, None)
                 elif await self.replication.remove(node_id, keep_if_undone=True):
-                    self.handing_over.pop(node_id, None)
-                    if node_id in old.nodes:
-                        release(old, node_id, self.logger)
+                    spec = self.handing_over.pop(node_id)
+                    if spec.data is not None:   # (its directory: a moved server's old one)
+                        release_directory(old, spec, self.logger)
             self.save_handing_over()
             self.write_peers_files()
 

@@ -6,7 +6,9 @@ and their hand over is retried (supervisor/cluster.py `finish_hand_overs`). The 
 them across a `down` and an `up`, and carries those a `down` or an `up` found left by a
 dead supervisor (supervisor/leftovers.py `hand_over_departed`) to the next supervisor.
 
-One entry per server: `{"<id>": {"host": ..., "port": ..., "data": "<its directory>"}}`.
+One entry per server: `{"<id>": {"host": ..., "port": ..., "data": "<its directory>"}}`; a
+server moved to another machine is listed by its old directory's id, `<id>~old` (its own id
+names the new incarnation: supervisor/replication.py `old_directory_id`).
 A damaged entry is logged and ignored: the file is read at every `up`.
 """
 

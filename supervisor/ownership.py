@@ -43,7 +43,7 @@ from engine.storage.data_owner import (
     write_cluster,
 )
 
-from .topology import Topology
+from .topology import NodeSpec, Topology
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +166,17 @@ def joining_servers(topology: Topology) -> list[str]:
 
 def release(topology: Topology, server_id: str, logger: logging.Logger | None = None) -> None:
     """A server removed from the topology: its directory no longer records this cluster."""
-    spec = topology.nodes[server_id]
+    release_directory(topology, topology.nodes[server_id], logger)
+
+
+def release_directory(topology: Topology, spec: NodeSpec,
+                      logger: logging.Logger | None = None) -> None:
+    """`spec`'s directory, which no server of `topology` uses any more (a removed server's,
+    or the old one of a server moved to another machine), no longer records this cluster."""
     try:
         leave_cluster(Path(spec.data_dir), cluster_id(topology))
     except OSError as error:
-        (logger or log).warning("%s: cannot clear this cluster's record in %s: %s", server_id,
+        (logger or log).warning("%s: cannot clear this cluster's record in %s: %s", spec.id,
                                 spec.data, error)
 
 

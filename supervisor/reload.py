@@ -34,8 +34,9 @@ from watchdog.observers.api import BaseObserver
 
 from .cluster import Cluster, node_command
 from .machine import place
-from .ownership import claim, ownership_problems, release
+from .ownership import claim, ownership_problems, release_directory
 from .port_check import addresses, port_problems
+from .replication import old_directory_id
 from .topology import Topology, TopologyError, load_topology
 
 DEBOUNCE_S = 0.15
@@ -140,17 +141,26 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
                 removed_here = node_id in diff.removed and old.runs_here(node_id)
                 moved_here = (node_id in diff.changed and old.runs_here(node_id)
                               and new.runs_here(node_id))   # (to another directory)
+                moved_away = (node_id in diff.changed and old.runs_here(node_id)
+                              and not new.runs_here(node_id))   # (to another machine)
+                leaving = node_id
+                if moved_away:
+                    # Its id now names its new incarnation on the other machine (an
+                    # address in the peers files): the old directory goes on as
+                    # `<id>~old`, a peer of this machine's servers until handed over.
+                    leaving = old_directory_id(node_id)
+                    await cluster.replication.rename(node_id, leaving)
                 # What it acknowledged may be nowhere else: until it is handed over whole
                 # it stays the others' peer (pulled from on write), and is retried; a server
                 # moved to another directory starts from its old one instead.
                 if await cluster.replication.remove(
-                        node_id, keep_if_undone=removed_here or moved_here):
-                    if removed_here:
-                        release(old, node_id, cluster.logger)   # added back later: a newcomer
+                        leaving, keep_if_undone=removed_here or moved_here or moved_away):
+                    if removed_here or moved_away:   # added back later: a newcomer
+                        release_directory(old, old.nodes[node_id], cluster.logger)
                 elif moved_here:
                     await cluster.replication.carry_over(node_id, new.nodes[node_id].data_dir)
                 else:
-                    cluster.handing_over[node_id] = old.nodes[node_id]
+                    cluster.handing_over[leaving] = replace(old.nodes[node_id], id=leaving)
     finally:
         cluster.departing = {}
         cluster.write_peers_files()   # stopped and handed over: no longer anyone's peer

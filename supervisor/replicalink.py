@@ -115,20 +115,25 @@ class ReplicationLink:
                                 summary.copied, _problems(summary))
             return False
         if undone:
-            # Only a server moved to another machine leaves so (docs/REPLICATION.md,
-            # "Moving a server to another machine"): what it alone held stays in its old
-            # directory, which nobody replicates nor certifies against any more.
+            # (No reload leaves so any more: a removed or moved server is kept, with
+            # `keep_if_undone`.) What it alone held stays in a directory nobody replicates
+            # nor certifies against: said loudly, never as if it had left whole.
             self.logger.error("replication: %s left with copies not handed over (%d of its files "
                               "copied%s): writes it alone acknowledged may be only in %s; keep "
                               "that directory (its copies above the cluster's counters are "
-                              "those writes; docs/REPLICATION.md, \"Moving a server to another "
-                              "machine\")", server_id, summary.copied, _problems(summary),
+                              "those writes; docs/REPLICATION.md, \"Membership and "
+                              "ownership\")", server_id, summary.copied, _problems(summary),
                               self.replicator.servers().get(server_id, "its old directory"))
         else:
             self.logger.info("replication: %s left; %d of its files handed over%s", server_id,
                              summary.copied, _problems(summary))
         await asyncio.to_thread(self.replicator.remove_server, server_id)
         return True
+
+    async def rename(self, server_id: str, new_id: str) -> None:
+        """`Replicator.rename_server` (a stopped server's directory, under another id)."""
+        if self.replicator is not None:
+            await asyncio.to_thread(self.replicator.rename_server, server_id, new_id)
 
     async def carry_over(self, server_id: str, data: Path) -> bool:
         """`Replicator.carry_over` off the event loop; False (logged) if it could not be done."""

@@ -164,7 +164,14 @@ PATH_LOCK_STRIPES = 64
 # Comparisons of two copies at one version that needed their documents
 # (one checkpointed, the other not): remembered by the files' signatures.
 SAME_CONTENT_MEMORY = 4096
+# What a server's old directory is called while its id names the server elsewhere.
+OLD_DIRECTORY_SUFFIX = "~old"
 
+
+def old_directory_id(server_id: str) -> str:
+    """The id a server's old directory goes by while its own id names the server elsewhere
+    (another directory, another machine): `<id>~old` (no node id holds a '~')."""
+    return f"{server_id}{OLD_DIRECTORY_SUFFIX}"
 
 class Replicator:
     """Keeps the object files of several data directories in step."""
@@ -254,6 +261,17 @@ class Replicator:
             return self._pass(destinations=None)
         return self._pass(destinations=others) if others else SyncSummary()
 
+    def rename_server(self, server_id: str, new_id: str) -> None:
+        """Go on replicating `server_id`'s directory as `new_id`: its id now names a new
+        incarnation on another machine (a server moved there), its old directory still has
+        to hand over what it holds newest (`old_directory_id`)."""
+        with self._lock:
+            root = self._servers.get(server_id)
+        if root is None:
+            raise UnknownNode(f"unknown server {server_id!r}")
+        self.remove_server(server_id)
+        self.add_server(new_id, root)
+
     def remove_server(self, server_id: str) -> None:
         """Stop replicating into and out of a server's directory (files stay)."""
         with self._lock:
@@ -337,7 +355,7 @@ class Replicator:
             old = self._servers.get(server_id)
         if old is None:
             raise UnknownNode(f"unknown server {server_id!r}")
-        moving = f"{server_id}~old"   # (no node id holds a '~')
+        moving = old_directory_id(server_id)
         self.remove_server(server_id)
         self._register(moving, old)
         try:

@@ -96,9 +96,9 @@ nodes:
 
 
 def test_a_server_that_leaves_with_copies_undone_says_where_they_are(tmp_path, caplog):
-    """A server moved to another machine leaves even when its copies cannot land (not covered
-    yet: docs/REPLICATION.md, "Moving a server to another machine"); it said so at INFO, as
-    if it had left whole. The log is now an error naming the directory to keep."""
+    """A server that leaves although its copies could not land (a server moved to another
+    machine did, until it was kept as `<id>~old`) said so at INFO, as if it had left whole.
+    It is an error naming the directory to keep."""
     with tiny_tmpfs(tmp_path / "small", "1m") as small:
         (small / "m1").mkdir()
         leaving = tmp_path / "data" / "m3"
