@@ -64,6 +64,8 @@ class BackendPool:
         # writable_only -> `_candidates(writable_only)`, while no health state,
         # configuration or busy hold changed since (`_forget_candidates`).
         self._kept_candidates: dict[bool, list[str]] = {}
+        # Applies the backends file if it changed (set by nodes.prober; None: no file).
+        self.reread_configuration: Callable[[], None] | None = None
 
     def __getitem__(self, backend_id: str) -> Backend:
         return self._backends[backend_id]
@@ -184,9 +186,12 @@ class BackendPool:
         return roomy
 
     def write_fallbacks(self, tried: list[str]) -> list[str]:
-        """Writable backends, not in `tried`, that may still take a write when every
-        candidate failed before anything was sent: SHUNNED ones, then OFFLINE ones whose
-        last probe was answered (back, not trusted yet: `rise` good probes in a row).
+        """Writable backends, not in `tried`, to try when every candidate failed before
+        anything was sent, once the backends file is re-read (a server the supervisor has
+        just made writable again, after its catch-up): ONLINE ones, SHUNNED ones, then
+        OFFLINE ones whose last probe was answered (back, not trusted yet: `rise` good
+        probes in a row), then the other OFFLINE ones (restarted since their last probe,
+        perhaps: one connection attempt each).
 
         Which server takes a write is a matter of preference, not of safety: every
         server certifies its writes against its peers' copies (docs/REPLICATION.md),
@@ -194,12 +199,15 @@ class BackendPool:
         this, in a burst of kills the one server alive (restarted a moment ago) was
         passed over and the write refused with "no server can write now".
         """
+        if self.reread_configuration is not None:
+            self.reread_configuration()
         eligible = [b for b in self._backends.values()
                     if b.spec.writable and b.id not in tried]
-        shunned = [b.id for b in eligible if b.health.state is BackendState.SHUNNED]
-        rising = [b.id for b in eligible if b.health.state is BackendState.OFFLINE
-                  and b.health.consecutive_successes >= 1]
-        return shunned + rising
+        chosen = [b.id for b in eligible if b.health.state is BackendState.ONLINE]
+        chosen += [b.id for b in eligible if b.health.state is BackendState.SHUNNED]
+        offline = [b for b in eligible if b.health.state is BackendState.OFFLINE]
+        rising = [b.id for b in offline if b.health.consecutive_successes >= 1]
+        return chosen + rising + [b.id for b in offline if b.id not in rising]
 
     def online_writable(self) -> list[str]:
         """Backends that take writes right now, without the SHUNNED fallback."""

@@ -32,12 +32,13 @@ decides, statement by statement, which backends of the `BackendPool`
 - account statements (`manamboara mpampiasa`, `omeo`, `esory`, `ovay ny
   tenimiafina`, `ravao ny mpampiasa`) all go to one owner (rendezvous
   hashing of `ACCOUNTS_OWNER` over ONLINE writable backends, the next one
-  if it cannot be reached before anything was sent; when none could, a
-  writable one still answering is tried: SHUNNED, or OFFLINE and answering
+  if it cannot be reached before anything was sent; when none could, the
+  backends file is re-read (a server just made writable again) and the
+  other writable ones are tried: ONLINE, SHUNNED, then OFFLINE and answering
   its probes again but not trusted yet, as a server restarted in a burst of
-  kills is; every server certifies its writes, so this is a preference, not
-  a safety rule): one server writes them in order, and replication carries
-  them to the others;
+  kills is, then the other OFFLINE ones; every server certifies its writes,
+  so this is a preference, not a safety rule): one server writes them in
+  order, and replication carries them to the others;
 - `.rights;` is asked of every ONLINE backend on the session's connections
   and answered with their generations merged (the proxy cache validates
   its hits with it: a revoke on any server changes the answer at once);
@@ -433,10 +434,10 @@ class Balancer:
     def _account_owners(self) -> Iterator[str]:
         """The backends an account statement is tried on, in order: the candidates by
         rendezvous rank, then, once they all failed before anything was sent, the
-        backends that may still take it (`BackendPool.write_fallbacks`), by rank too."""
+        backends that may still take it (`BackendPool.write_fallbacks`)."""
         tried = rank_owners(*ACCOUNTS_OWNER, self.pool.candidates(writable_only=True))
         yield from tried
-        yield from rank_owners(*ACCOUNTS_OWNER, self.pool.write_fallbacks(tried))
+        yield from self.pool.write_fallbacks(tried)   # (in the order of their trust)
 
     async def _rights(self, session: ClientSession) -> bytes:
         """`.rights;`: every ONLINE backend's rights generation, merged (one that fails is left out).

@@ -51,6 +51,9 @@ class Prober:
         self.interval = interval
         self.backends_file = backends_file
         self._connections: dict[str, BackendConnection] = {}
+        # A write about to be refused re-reads the file first: a server the supervisor
+        # just made writable again is not passed over for a probe interval.
+        pool.reread_configuration = self.reload_backends_file
 
     async def probe(self, backend: Backend) -> None:
         """`.ping;` and `.rights;` to `backend` in one round trip; the results go to the pool

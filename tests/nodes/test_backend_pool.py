@@ -132,7 +132,7 @@ def test_kept_candidates_follow_every_health_configuration_and_busy_change():
     assert pool.candidates() == fresh() == ["m1", "m2"]
 
 
-def test_write_fallbacks_offer_the_shunned_then_the_rising_never_a_catching_up_one():
+def test_write_fallbacks_offer_the_shunned_the_rising_the_offline_never_a_catching_up_one():
     pool = pool_of(BackendSpec("m1", "h", 1), BackendSpec("m2", "h", 2), BackendSpec("m3", "h", 3),
                    BackendSpec("m4", "h", 4, writable=False))
     for backend in pool:
@@ -142,9 +142,14 @@ def test_write_fallbacks_offer_the_shunned_then_the_rising_never_a_catching_up_o
         pool.record_failure(pool[backend_id], "Connection refused")   # OFFLINE
     pool.record_failure(pool["m3"], "Connection refused")             # SHUNNED
     assert pool.candidates(writable_only=True) == ["m3"]
-    assert pool.write_fallbacks(["m3"]) == []         # nobody answered since
-    pool.record_success(pool["m1"])                   # back: one good probe of `rise` 2
+    assert pool.write_fallbacks(["m3"]) == ["m1", "m2"]   # (one attempt each)
+    pool.record_success(pool["m2"])                   # back: one good probe of `rise` 2
     pool.record_success(pool["m4"])
-    assert pool["m1"].health.state is BackendState.OFFLINE
-    assert pool.write_fallbacks(["m3"]) == ["m1"]     # not m4: it is catching up
-    assert pool.write_fallbacks([]) == ["m3", "m1"]
+    assert pool["m2"].health.state is BackendState.OFFLINE
+    assert pool.write_fallbacks(["m3"]) == ["m2", "m1"]   # the rising first; never m4,
+    assert pool.write_fallbacks([]) == ["m3", "m2", "m1"]  # which is catching up
+    rereads = []
+    pool.reread_configuration = lambda: (rereads.append(1), pool.apply_specs(
+        [BackendSpec("m1", "h", 1), BackendSpec("m2", "h", 2), BackendSpec("m3", "h", 3),
+         BackendSpec("m4", "h", 4)]))   # the supervisor: m4 caught up
+    assert pool.write_fallbacks(["m3"]) == ["m2", "m4", "m1"] and rereads == [1]
