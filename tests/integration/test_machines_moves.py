@@ -75,6 +75,12 @@ def test_a_server_moved_to_another_machine_keeps_what_it_alone_held(machines, tm
             (supervisors.folders["h1"] / "topology.yaml").write_text(
                 _topology(machines, small, "h2"))
             wait_until(lambda: "reload applied" in log.read_text(), 30, "the move applied")
+            run = supervisors.folders["h1"] / "run"
+            # Its old directory: m1's peer (pulled from, fenced against), kept for `up`.
+            peers = json.loads((run / "m1.peers.json").read_text())["peers"]
+            assert peers["m3~old"] == str(supervisors.folders["h1"] / "data" / "m3"), peers
+            assert "address" in peers["m3"]   # its id: the new incarnation, on h2
+            assert "m3~old" in json.loads((run / "handing-over.json").read_text())
             filler.unlink()
 
             def on_m1() -> list:
