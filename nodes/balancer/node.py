@@ -10,8 +10,10 @@ decides, statement by statement, which backends of the `BackendPool`
   connection error or a timeout is retried on another backend;
 - writes go to the owner of the object (rendezvous hashing of database and
   object over ONLINE writable backends, nodes.routing); if the owner cannot
-  even be connected to, nothing was sent and the next owner takes it; if the
-  connection dies after the write was sent, the outcome is unknown and
+  even be connected to, nothing was sent and the next owner takes it (once
+  every owner failed so, the other writable backends, as for an account
+  statement below: `write_fallbacks`); if the connection dies after the
+  write was sent, the outcome is unknown and
   reported as an error, never sent twice; an owner that lacks the
   session's database (still being copied to it) is given a moment, then
   the next owner takes the write;
@@ -977,7 +979,8 @@ class Balancer:
         follow_up = versions_request(database, [obj]) if obj and len(self.pool) > 1 else None
         reasons: list[str] = []
         missing: DatabaseMissing | None = None
-        for attempt, backend_id in enumerate(owners, start=int(resent)):
+        for attempt, backend_id in enumerate(self._write_owners(owners, resent_from),
+                                             start=int(resent)):
             if attempt:
                 self.counters.rerouted_writes += 1
             if needs:
@@ -1019,6 +1022,16 @@ class Balancer:
         if missing is not None:
             return missing.response.raw
         return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
+
+    def _write_owners(self, owners: list[str], resent_from: str | None) -> Iterator[str]:
+        """The backends a write is tried on, in order: its owners, then, once they all
+        failed before anything was sent, the backends that may still take it
+        (`BackendPool.write_fallbacks`: a server restarted in a burst of kills, alive and
+        not trusted yet). Not for a write resent after a storage fault: the next owners
+        only, as before."""
+        yield from owners
+        if resent_from is None:
+            yield from self.pool.write_fallbacks(owners)
 
     def _storage_fault(self, backend_id: str, database: str, objects: tuple[str, ...],
                        operation: str, message: str) -> None:

@@ -1,11 +1,12 @@
-"""Account statements through the balancer while servers are killed -9 in a burst.
+"""Account statements and table writes through the balancer while servers are killed -9
+in a burst.
 
 Two servers with accounts, each certifying its writes against the other's
 directory (`--peer`), behind a balancer. m1 is killed and started again;
 before the balancer trusts it again (`--rise` good probes in a row: here 3 s
 of them), perhaps before it even probed it, m2 is killed too. m1 is alive, holds every file and certifies what
-it writes: an account statement must land there, not be refused with "no
-server can write now" (148 refusals in one run of kill bursts).
+it writes: an account statement, or an insert, must land there, not be refused
+with "no server can write now" (148 refusals in one run of kill bursts).
 """
 
 from __future__ import annotations
@@ -88,3 +89,33 @@ def test_an_account_statement_lands_on_a_server_just_made_writable_again(start_n
         assert answer.ok, answer.message
     with logged_in(m1.port, TEACHER, TEACHER_PW) as direct:
         assert "ana" in [row[0] for row in direct.rows("asehoy ny mpampiasa;")]
+
+
+def test_a_table_write_lands_on_the_survivor_the_balancer_does_not_trust_yet(start_node):
+    """The same burst for `manampia`: m1 restarted and answering its probes, not trusted
+    yet, m2 killed. m1 pulls m2's copy from its directory before writing (pull on
+    write): the insert must land there, not be refused with "no server can write now"."""
+    servers = {}
+    for name, other in (("m1", "m2"), ("m2", "m1")):
+        servers[name] = start_node("server", name, "--data", f"data/{name}",
+                                   "--peer", f"{other}=data/{other}")
+    m1, m2 = servers["m1"], servers["m2"]
+    lb = start_node("balancer", "lb", "--backend", f"m1=127.0.0.1:{m1.port}",
+                    "--backend", f"m2=127.0.0.1:{m2.port}", "--probe-interval-ms", "100",
+                    "--rise", "30")
+    with WireClient(lb.port) as client:
+        for statement in ("manamboara tahiry s;", "ampiasao s;",
+                          "manamboara tabilao t (id ISA(0,1000));", "manampia ao@ t sanda (1);"):
+            client.ok(statement)
+        m1.kill9()
+        wait_until(lambda: _health(lb, "m1")["state"] == "OFFLINE", 10, "m1 OFFLINE")
+        m1 = start_node.restart(m1)
+        wait_until(lambda: _health(lb, "m1")["consecutive_successes"] >= 1, 10,
+                   "a good probe of m1")
+        m2.kill9()
+        assert _health(lb, "m1")["state"] == "OFFLINE"
+        answer = client.one("manampia ao@ t sanda (2);")
+        assert answer.ok, answer.message
+    with WireClient(m1.port) as direct:
+        direct.ok("ampiasao s;")
+        assert sorted(row[0] for row in direct.rows("alaivo id ao@ t;")) == [1, 2]
