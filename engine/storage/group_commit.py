@@ -115,6 +115,9 @@ class WriteBatch:
         # Keys of pending documents the running statement read (an earlier statement's
         # write it may depend on: `Store.batch_read_since`); cleared at each `batch_mark`.
         self.read_pending: set[str] = set()
+        # Keys whose write is a commit point (a database marker): what is put in place
+        # before it is durable first, and it is durable before what follows (`Prepared.barrier`).
+        self.barriers: set[str] = set()
 
     def memo_of(self, key: str, document: dict) -> dict | None:
         """The memo held for `document`, pending under `key`; None if none is."""
@@ -135,6 +138,10 @@ class Prepared:
     memo: dict | None = None         # what readers derived from `document` (WriteBatch.memos)
     appended: journal.Appended | None = None   # the entry appended, its file still open
     base: tuple | None = None        # the cache signature of the version the entry is written on
+    # A commit point: the writes put in place before it are made durable first, and it is
+    # made durable before the next, so their order holds after a power loss too (the
+    # folders are fsynced after all the renames otherwise, in no set order).
+    barrier: bool = False
 
 
 class BatchInstaller:
@@ -175,7 +182,8 @@ class BatchInstaller:
                     continue
                 data = encode_document(document)
                 prepared.append(Prepared(key, path, document,
-                                         write_durable_temp(path, data, self._durable), None))
+                                         write_durable_temp(path, data, self._durable), None,
+                                         barrier=batch is not None and key in batch.barriers))
         except (OSError, TypeError, ValueError, TahiryError) as error:
             self._unlink_temps(prepared)
             log.error("group commit of %d files not written: %s", len(pending), error)
@@ -263,6 +271,8 @@ class BatchInstaller:
                 self._check_fence(fenced)
                 for item in prepared:
                     try:
+                        if item.barrier and self._durable:
+                            self._sync_done(done, created_journals)
                         if self._put_in_place(item):
                             created_journals.add(item.path.parent)
                     except OSError as error:
@@ -277,6 +287,14 @@ class BatchInstaller:
                                                      "write",
                                                      f"not writable: {error.strerror or error}")
                     done.append(item)
+                    if item.barrier and self._durable:
+                        try:
+                            fsync_folder(item.path.parent)
+                        except OSError as error:
+                            # In place, not known durable: nothing after it goes in place.
+                            log.error("fsync of %s failed: %s", item.path.parent, error)
+                            failure = f"{item.path.relative_to(self.root)}: {error.strerror or error}"
+                            return failure, None
         except LockTimeout as error:
             self._unlink_temps(prepared)
             log.error("commit of %d files refused: %s", len(prepared), error)
@@ -298,6 +316,16 @@ class BatchInstaller:
             raise BatchNotWritten(f"Tsy voasoratra : {error.strerror or error} ; "
                                   f"tsy nisy niova (rien n'a été écrit)", retry=False) from None
         return None, None
+
+    @staticmethod
+    def _sync_done(done: list[Prepared], created_journals: set[Path]) -> None:
+        """Make what `done` put in place durable now (before a commit point); OSError if
+        it cannot be. `_make_durable` syncs them again after: only for database DDL."""
+        for item in done:
+            if item.appended is not None:
+                item.appended.sync()
+        for folder in {item.path.parent for item in done if item.temp is not None} | created_journals:
+            fsync_folder(folder)
 
     def _take_back_appends(self, done: list[Prepared]) -> None:
         """Cut the journal entries appended last in `done` back off (holding the locks).

@@ -625,12 +625,13 @@ class Store:
                 self._write_document(self.object_path(database, kind, name), kind, name, None)
 
     def _put_first_in_batch(self, path: Path) -> None:
-        """`path`'s pending write is put in place before the batch's others (renames go in
-        the batch's order); nothing to do outside a batch (already committed)."""
+        """`path`'s pending write is put in place, and made durable, before the batch's
+        others (renames go in the batch's order); nothing to do outside a batch (already
+        committed, durably)."""
         self._reorder_batch(path, first=True)
 
     def _put_last_in_batch(self, path: Path) -> None:
-        """`path`'s pending write is put in place after the batch's others."""
+        """`path`'s pending write is put in place after the batch's others are durable."""
         self._reorder_batch(path, first=False)
 
     def _reorder_batch(self, path: Path, *, first: bool) -> None:
@@ -641,6 +642,9 @@ class Store:
             key = str(path)
             entry = batch.pending.pop(key)
             batch.pending = {key: entry, **batch.pending} if first else {**batch.pending, key: entry}
+            # The order must hold after a power loss too, not only after a crash of
+            # the process: the group commit fsyncs around it (`Prepared.barrier`).
+            batch.barriers.add(key)
 
     # ------------------------------------------------------------ group commit
 

@@ -237,3 +237,46 @@ def test_a_database_created_again_in_a_batch_puts_its_marker_last(store, monkeyp
     monkeypatch.undo()
     after = _fresh(store)
     assert not (after.database_exists("db") and after.list_objects("db", "table") == ["t"])
+
+
+def _record_renames_and_folder_fsyncs(store, monkeypatch) -> list[str]:
+    """What the commit does, in order: `rename <path>` and `fsync <folder>`, relative."""
+    events: list[str] = []
+    real_replace, real_fsync = os.replace, group_commit.fsync_folder
+
+    def replace(source, target):
+        real_replace(source, target)
+        events.append(f"rename {os.path.relpath(target, store.root)}")
+
+    def fsync(folder):
+        real_fsync(folder)
+        events.append(f"fsync {os.path.relpath(folder, store.root)}")
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(group_commit, "fsync_folder", fsync)
+    return events
+
+
+def test_a_database_drop_makes_its_marker_durable_before_any_other_file(store, monkeypatch):
+    """The marker's tombstone is the drop's commit point. Renamed first is enough after a
+    crash of the process; after a power loss only what was fsynced holds, and the folders
+    were fsynced after every rename, in no set order: a table's tombstone could be durable
+    and the marker's not (half a database)."""
+    store.write("db", "table", "u", body(3))
+    store.begin_batch()
+    assert store.drop_database("db")
+    events = _record_renames_and_folder_fsyncs(store, monkeypatch)
+    store.commit_batch()
+    assert events[:2] == ["rename db/database.json", "fsync db"]
+    assert "rename db/tables/u.json" in events[2:]
+
+
+def test_a_database_created_again_makes_the_old_tombstones_durable_before_its_marker(
+        store, monkeypatch):
+    store.begin_batch()
+    assert store.drop_database("db")
+    store.create_database("db")
+    events = _record_renames_and_folder_fsyncs(store, monkeypatch)
+    store.commit_batch()
+    marker = events.index("rename db/database.json")
+    assert "fsync db/tables" in events[:marker]   # the old table's tombstone is durable first
+    assert events[marker + 1] == "fsync db"
