@@ -4,8 +4,10 @@
   answered from the backend connection's): the same owner, bytes, `.versions`
   follow-up and read-your-writes mark as the coroutine path; a storage fault
   hands the write once to the next owner; a connection lost after the write
-  was sent gives "outcome unknown" and never sends it again; writes pipelined
-  behind it go behind it on the same connection, answered in order.
+  was sent gives "outcome unknown" and never sends it again; one that could
+  not be written at all (the connection found reset) is sent once the usual
+  way; writes pipelined behind it go behind it on the same connection,
+  answered in order.
 - The proxy cache (`ProxySession._fast_write`): the upstream's answer, the
   cache emptied after it; a lost connection gives the error, the write is not
   sent again, and the next statement reconnects.
@@ -110,6 +112,47 @@ def test_a_fast_write_whose_connection_breaks_is_unknown_and_not_sent_again():
         # The next write is taken (the usual way: the session's connection is gone).
         assert await handler.answer(_request(WRITE.format(9))) in (
             took(OWNER, WRITE.format(9)), took(OTHER, WRITE.format(9)))
+
+    asyncio.run(scenario())
+
+
+class _ResetOnWrite:
+    """A backend connection's transport whose peer reset it: the write finds it closed."""
+
+    def __init__(self, real) -> None:
+        self._real = real
+
+    def write(self, data: bytes) -> None:
+        self._real.abort()   # nothing leaves
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+
+def test_a_fast_write_that_could_not_be_written_is_sent_once_the_usual_way():
+    async def scenario():
+        script: dict = {"seen": []}
+        balancer = await balanced(script)
+        handler = await session_with_connections(balancer)
+        session = handler.answer.args[0]
+        connection = session.connections[OWNER]
+        connection.transport = _ResetOnWrite(connection.transport)
+        text = WRITE.format(10)
+        statements = balancer.counters.statements
+        answer = handler.answer(_request(text))
+        assert isinstance(answer, PendingAnswer), "the fast path was tried"
+        raw = await answer
+        # Nothing reached the owner on the reset connection; the usual path sent it once.
+        assert raw in (took(OWNER, text), took(OTHER, text))
+        assert len([b for b, t in script["seen"] if t == text]) == 1
+        assert balancer.counters.writes == 1 and balancer.counters.unknown_writes == 0
+        assert balancer.counters.statements == statements + 1
+        assert session.writes.mark("db", "t") is not None and session.idle
+        assert all(b.outstanding == 0 for b in balancer.pool)
+        # The session goes on: the next write takes the fast path again.
+        after = handler.answer(_request(WRITE.format(11)))
+        assert isinstance(after, PendingAnswer)
+        assert await after in (took(OWNER, WRITE.format(11)), took(OTHER, WRITE.format(11)))
 
     asyncio.run(scenario())
 

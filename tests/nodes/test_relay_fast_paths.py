@@ -3,7 +3,9 @@
 - `RequestFramer`: a chunk holding one whole statement is framed without the
   splitter; fuzzed against chunkings that always take the splitter.
 - `ResponseReceiver`: `expect_call` (a function instead of a future) and the
-  one timer per connection (a request's timeout fails the connection).
+  one timer per connection (a request's timeout fails the connection);
+  `send_call` behind earlier requests, and on a connection found reset (not
+  sent: its callback never called).
 - The balancer's fast read (`Balancer._fast_read`, sent from the read
   callback) against scripted backends: the same bytes as the slow path, a
   storage fault resent to the other backend, a broken connection retried
@@ -19,7 +21,7 @@ import random
 import pytest
 
 from nodes.protocol import RequestFramer, Response, encode_message
-from nodes.runtime.upstream import ResponseReceiver, UpstreamError
+from nodes.runtime.upstream import NotSent, ResponseReceiver, UpstreamError, send_call
 from tests.nodes.scripted_backends import (
     READ,
     ScriptedBackend,
@@ -149,6 +151,50 @@ def test_the_timer_waits_for_the_latest_deadline_only_while_requests_wait():
         assert answered.done() and not later.done() and not transport.aborted
         receiver.data_received(encode_message("b"))
         assert later.result()[0].message == "b"
+
+    asyncio.run(scenario())
+
+
+
+class _ResettingTransport(_Transport):
+    """A peer that reset the connection: the write finds it so and the transport closes."""
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.aborted = True
+
+
+def test_send_call_written_behind_earlier_requests_is_answered_after_them():
+    async def scenario():
+        receiver = ResponseReceiver()
+        transport = _Transport()
+        receiver.connection_made(transport)  # type: ignore[arg-type]
+        calls: list = []
+        first = receiver.expect(1, 5.0)
+        send_call(transport, receiver, b"b;", 1, 5.0,  # type: ignore[arg-type]
+                  lambda responses, error: calls.append((responses, error)))
+        assert transport.written == [b"b;"] and receiver.waiting == 2 and calls == []
+        receiver.data_received(encode_message("a") + encode_message("b"))
+        assert first.result()[0].message == "a"
+        assert [r.message for r in calls[0][0]] == ["b"] and calls[0][1] is None
+
+    asyncio.run(scenario())
+
+
+def test_send_call_on_a_reset_connection_is_not_sent_and_never_called():
+    async def scenario():
+        receiver = ResponseReceiver()
+        transport = _ResettingTransport()
+        receiver.connection_made(transport)  # type: ignore[arg-type]
+        calls: list = []
+        earlier = receiver.expect(1, 5.0)
+        with pytest.raises(NotSent):
+            send_call(transport, receiver, b"x;", 1, 5.0,  # type: ignore[arg-type]
+                      lambda responses, error: calls.append((responses, error)))
+        # Its wait was never queued; the request written before it fails with the connection.
+        assert calls == [] and receiver.waiting == 0 and receiver.closed
+        with pytest.raises(UpstreamError, match="connection reset before sending"):
+            earlier.result()
 
     asyncio.run(scenario())
 
