@@ -324,7 +324,7 @@ class BatchInstaller:
         for item in done:
             if item.appended is not None:
                 item.appended.sync()
-        for folder in {item.path.parent for item in done if item.temp is not None} | created_journals:
+        for folder in _folders_to_sync(done, created_journals):
             fsync_folder(folder)
 
     def _take_back_appends(self, done: list[Prepared]) -> None:
@@ -411,7 +411,7 @@ class BatchInstaller:
                     log.error("fsync of the journal of %s failed: %s", item.path, error)
                     failed.add(item.key)
         failed_folders: set[Path] = set()
-        for folder in {item.path.parent for item in done if item.temp is not None} | created_journals:
+        for folder in _folders_to_sync(done, created_journals):
             try:
                 fsync_folder(folder)
             except OSError as error:
@@ -443,3 +443,8 @@ class BatchInstaller:
                 f"Tsy voasoratra ny {violation.rel} : efa manana dika vaovao kokoa "
                 f"(change {violation.change}) i {who} ; tsy nisy niova, andramo indray (écriture "
                 f"refusée : une copie plus récente existe ailleurs, rien n'a été écrit)")
+
+
+def _folders_to_sync(done: list[Prepared], created_journals: set[Path]) -> set[Path]:
+    """The folders whose entries `done` changed: those of renamed files, and of new journals."""
+    return {item.path.parent for item in done if item.temp is not None} | created_journals
