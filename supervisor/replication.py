@@ -173,6 +173,7 @@ def old_directory_id(server_id: str) -> str:
     (another directory, another machine): `<id>~old` (no node id holds a '~')."""
     return f"{server_id}{OLD_DIRECTORY_SUFFIX}"
 
+
 class Replicator:
     """Keeps the object files of several data directories in step."""
 
