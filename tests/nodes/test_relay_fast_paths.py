@@ -155,7 +155,6 @@ def test_the_timer_waits_for_the_latest_deadline_only_while_requests_wait():
     asyncio.run(scenario())
 
 
-
 class _ResettingTransport(_Transport):
     """A peer that reset the connection: the write finds it so and the transport closes."""
 
