@@ -209,7 +209,11 @@ class SupervisorApp:
                 "page": self.web.address if self.web is not None else None,
                 "page_error": self.web_error,
                 "write_leases": self.cluster.quorum.snapshot()
-                if self.cluster.quorum is not None else None}
+                if self.cluster.quorum is not None else None,
+                # Servers gone from the topology (or moved away) whose newest copies have
+                # not all landed yet: their directories hold writes nobody else has.
+                "handing_over": {node_id: str(spec.data) for node_id, spec
+                                 in sorted(self.cluster.handing_over.items())}}
 
     async def _listen_for_machines(self) -> None:
         """The control port at this machine's node addresses, for the other machines'

@@ -509,6 +509,10 @@ def cmd_status(topology: Topology, args) -> int:
               + f"); this machine {leases.get('me')}: "
               + ("votes, runs no server" if not leases.get("servers", True)
                  else f"lease {left:.1f} s left" if left else "no write lease"))
+    for node_id, data in (info.get("handing_over") or {}).items():
+        # (docs/REPLICATION.md, "Membership and ownership": retried every 2 s)
+        print(f"handing over: {node_id} ({data}): its newest copies have not all landed on "
+              f"the other servers yet; keep that directory")
     reload = info.get("last_reload")
     if reload and not reload["ok"]:
         print("last topology edit refused:\n  " + reload["message"].replace("\n", "\n  "))

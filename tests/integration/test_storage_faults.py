@@ -283,8 +283,19 @@ def test_a_server_removed_while_its_copies_cannot_land_keeps_its_acknowledged_wr
             assert run.cli("down", str(run.topology)).returncode == 0
             again = run.cli("up", "-d", str(run.topology))
             assert again.returncode == 0, again.stderr + run.supervisor_log()
+        # The operator sees it: m1's directory holds writes nobody else has.
+        pending = handing_over(run)
+        assert list(pending) == ["m1"] and pending["m1"].endswith("/data/m1"), pending
+        assert f"handing over: m1 ({pending['m1']})" in run.cli("status", str(run.topology)).stdout
         full.filler.unlink()
         full.write_on(ports["m2"], 100)
+        wait_until(lambda: handing_over(run) == {}, deadline_s=20.0, what="m1 handed over")
+
+
+def handing_over(run: SupervisorRun) -> dict:
+    """`status --json`'s servers still handing over: {id: data directory}."""
+    answer = json.loads(run.cli("status", str(run.topology), "--json").stdout)
+    return answer["supervisor"]["handing_over"]
 
 
 @pytest.mark.parametrize("edit", ["port", "data"])
