@@ -110,6 +110,12 @@ def supervisor_families(view: ClusterView) -> Iterator[Metric]:
                                 "When these figures were taken (Unix time).")
     sampled.add_metric([], view.taken_at)
     yield sampled
+    handing_over = GaugeMetricFamily(
+        "tahiry_supervisor_servers_handing_over",
+        "Servers removed from the topology (or moved to another machine) whose newest copies "
+        "have not all reached the others yet: their directories hold writes nobody else has.")
+    handing_over.add_metric([], float(len(info.get("handing_over") or {})))
+    yield handing_over
     reload = info.get("last_reload")
     if reload:
         edit = GaugeMetricFamily("tahiry_supervisor_last_reload_success",

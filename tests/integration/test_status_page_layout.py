@@ -114,3 +114,26 @@ def test_long_node_names_fit_a_phone_and_failing_probes_are_shown():
     finally:
         driver.quit()
         serving.stop()
+
+
+def test_servers_still_handing_over_are_shown_then_go():
+    """A removed server whose newest copies have not all landed: its directory holds writes
+    nobody else has. `status` says so above its table; the page says it too, and stops
+    saying it once they land."""
+    driver = browser(1280, 900)
+    serving = Serving()
+    serving.start()
+    try:
+        assert serving.ready.wait(10)
+        pending = cluster_view(time.time(), 10)
+        pending.supervisor["handing_over"] = {"m3": "/srv/tahiry/data/m3"}
+        serving.publish(pending)
+        driver.get(f"http://127.0.0.1:{serving.port}/")
+        shown = driver.find_element("id", "handing-over")
+        wait_until(lambda: "handing over: m3 (/srv/tahiry/data/m3)" in shown.text, 10,
+                   "the pending hand over on the page")
+        serving.publish(cluster_view(time.time(), 11))   # landed: none pending
+        wait_until(lambda: not shown.is_displayed(), 10, "the line to go")
+    finally:
+        driver.quit()
+        serving.stop()

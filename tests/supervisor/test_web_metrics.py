@@ -156,6 +156,10 @@ def test_proxy_and_replication_families():
     assert samples[("tahiry_replication_lag_seconds_bucket",
                     (("le", "0.01"), ("server", "m1")))] == 3.0
     assert samples[("tahiry_supervisor_last_reload_success", ())] == 0.0
+    assert samples[("tahiry_supervisor_servers_handing_over", ())] == 0.0
+    pending = view()
+    pending.supervisor["handing_over"] = {"m3": "/srv/data/m3"}
+    assert scraped(pending)["samples"][("tahiry_supervisor_servers_handing_over", ())] == 1.0
 
 
 def test_every_name_follows_the_conventions():

@@ -93,6 +93,13 @@ function renderSupervisor(info) {
   if (!info) return;
   document.getElementById("supervisor").textContent =
     "supervisor pid " + info.pid + ", up " + duration(info.uptime_s) + ", " + info.topology;
+  // Servers gone from the topology whose newest copies have not all landed: keep their folders.
+  const pending = Object.entries(info.handing_over || {});
+  const handing = document.getElementById("handing-over");
+  handing.hidden = pending.length === 0;
+  handing.textContent = pending.map(([id, data]) => "handing over: " + id + " (" + data +
+    "): its newest copies have not all landed on the other servers yet; keep that directory")
+    .join("\n");
   const reload = info.last_reload;
   const target = document.getElementById("reload");
   if (!reload) {
