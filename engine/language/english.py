@@ -45,6 +45,10 @@ SQL_TYPES: dict[str, str] = {
     **dict.fromkeys(("date", "datetime", "timestamp"), "DATY"),
 }
 
+# Operators of SQL (`<>`) and C (`==`) and how Tahiry writes them (the hint
+# `hint_english_keyword`, given by the parser where the second character is unexpected).
+SQL_OPERATORS: dict[str, str] = {"<>": "!=", "==": "="}
+
 
 # SQL keywords Tahiry has no word for, with how a query says the same
 # (the hint `hint_written_otherwise`): each example runs as it is written.

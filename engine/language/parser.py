@@ -34,7 +34,7 @@ from engine.language.account_syntax import (
     opener_word,
     parse_account,
 )
-from engine.language.english import SQL_TYPES, WRITTEN_OTHERWISE
+from engine.language.english import SQL_OPERATORS, SQL_TYPES, WRITTEN_OTHERWISE
 from engine.language.hints import syntax_hint
 from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
@@ -71,8 +71,6 @@ _TOKEN_NAMES = {
     "$end": "';'", "AO": "'ao@'", "JOIN": "'tonona'", "CMP": "'<'",
 }
 _PUNCTUATION = {"';'", "')'", "','"}
-# Operators of other languages, and how Tahiry writes them (a hint, LANGUAGE.md 5b).
-_WRITTEN_AS = {"<>": "!=", "==": "="}
 # Token kind -> its words: one kind may stand for several (SETOP: `ankambana`, `analana`,
 # `atifitra`), each named where the kind is expected, and each a "did you mean" candidate.
 _KEYWORD_TYPES: dict[str, tuple[str, ...]] = {}
@@ -271,11 +269,11 @@ class _Grammar(Parser):
             raise SyntaxProblem(detail, index, hint=text("hint_group_filter",
                                                          example=WRITTEN_OTHERWISE["having"]))
         if token is not None and token.type in ("CMP", "=") and index > 0 \
-                and self.text[index - 1:index + 1] in _WRITTEN_AS:
+                and self.text[index - 1:index + 1] in SQL_OPERATORS:
             # SQL's `<>`, C's `==`: lexed as two operators, the second one unexpected.
             written = self.text[index - 1:index + 1]
             raise SyntaxProblem(detail, index, hint=text(
-                "hint_english_keyword", keyword=_WRITTEN_AS[written], word=written))
+                "hint_english_keyword", keyword=SQL_OPERATORS[written], word=written))
         if token is not None and token.type == "," and "'tonona'" in expected:
             # SQL's `FROM a, b`: a comma where a join could stand.
             raise SyntaxProblem(detail, index, hint=text("hint_comma_join"))
