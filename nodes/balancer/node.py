@@ -404,7 +404,8 @@ class Balancer:
         """An account or grant statement, on the accounts' one owner (the next if unreachable)."""
         self.counters.account_statements += 1
         reasons: list[str] = []
-        for backend_id in self._account_owners():
+        ranked = rank_owners(*ACCOUNTS_OWNER, self.pool.candidates(writable_only=True))
+        for backend_id in self._owners_then_fallbacks(ranked):
             try:
                 response = await self._forward(session, self.pool[backend_id], payload,
                                                select_database=False)
@@ -432,14 +433,6 @@ class Balancer:
                     self.log.exception("rights generations not asked after an account statement")
             return response.raw
         return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
-
-    def _account_owners(self) -> Iterator[str]:
-        """The backends an account statement is tried on, in order: the candidates by
-        rendezvous rank, then, once they all failed before anything was sent, the
-        backends that may still take it (`BackendPool.write_fallbacks`)."""
-        tried = rank_owners(*ACCOUNTS_OWNER, self.pool.candidates(writable_only=True))
-        yield from tried
-        yield from self.pool.write_fallbacks(tried)   # (in the order of their trust)
 
     async def _rights(self, session: ClientSession) -> bytes:
         """`.rights;`: every ONLINE backend's rights generation, merged (one that fails is left out).
@@ -979,8 +972,9 @@ class Balancer:
         follow_up = versions_request(database, [obj]) if obj and len(self.pool) > 1 else None
         reasons: list[str] = []
         missing: DatabaseMissing | None = None
-        for attempt, backend_id in enumerate(self._write_owners(owners, resent_from),
-                                             start=int(resent)):
+        # (A write resent after a storage fault: the next owners only, as before.)
+        tried = owners if resent_from is not None else self._owners_then_fallbacks(owners)
+        for attempt, backend_id in enumerate(tried, start=int(resent)):
             if attempt:
                 self.counters.rerouted_writes += 1
             if needs:
@@ -1023,15 +1017,13 @@ class Balancer:
             return missing.response.raw
         return no_backend_error(NO_BACKEND_TO_WRITE, reasons)
 
-    def _write_owners(self, owners: list[str], resent_from: str | None) -> Iterator[str]:
-        """The backends a write is tried on, in order: its owners, then, once they all
-        failed before anything was sent, the backends that may still take it
-        (`BackendPool.write_fallbacks`: a server restarted in a burst of kills, alive and
-        not trusted yet). Not for a write resent after a storage fault: the next owners
-        only, as before."""
+    def _owners_then_fallbacks(self, owners: list[str]) -> Iterator[str]:
+        """The backends a write or an account statement is tried on, in order: its owners,
+        then, once they all failed before anything was sent, the backends that may still
+        take it (`BackendPool.write_fallbacks`, in the order of their trust: a server
+        restarted in a burst of kills, alive and not trusted yet)."""
         yield from owners
-        if resent_from is None:
-            yield from self.pool.write_fallbacks(owners)
+        yield from self.pool.write_fallbacks(owners)
 
     def _storage_fault(self, backend_id: str, database: str, objects: tuple[str, ...],
                        operation: str, message: str) -> None:
