@@ -88,6 +88,11 @@ RELAY, CHAIN = "relay>server", "proxy>balancer>server"
 RATIO_COLUMNS = ("floor", "pg-simple", "pg-prepared", "pgbouncer")
 
 
+def nodelay(transport) -> None:
+    """Each answer leaves at once (the bare servers' sockets, as the nodes' are)."""
+    transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def serve_floor(port: int, journal: str | None = None) -> None:
     """The floor server (its own process): a fixed response per `;`, on uvloop.
 
@@ -103,7 +108,7 @@ def serve_floor(port: int, journal: str | None = None) -> None:
     class Answer(asyncio.Protocol):
         def connection_made(self, transport):
             self.transport = transport
-            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            nodelay(transport)
 
         def data_received(self, data):
             if count := data.count(b";"):
@@ -123,9 +128,6 @@ def serve_forward(port: int, upstream_port: int) -> None:
     """A bare relay (its own process, uvloop): each connection gets one upstream
     connection, and bytes go each way untouched (a relay that does no work)."""
     import uvloop
-
-    def nodelay(transport) -> None:
-        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     class Upstream(asyncio.Protocol):
         def __init__(self, downstream):
