@@ -93,10 +93,11 @@ class PeerService:
 
     def __init__(self, node_id: str, root: Path, *, durable: bool = True,
                  max_request_bytes: int = 1 << 20, logger: logging.Logger | None = None,
-                 peers: Callable[[], Collection[str]] = frozenset,
+                 peers: Callable[[], Collection[str]] | None = frozenset,
                  faults: StorageFaults | None = None):
         """`peers()`: the servers it fences for now (its peers file's, re-read on change, but
-        those marked leaving: nodes/server/membership.py `members`);
+        those marked leaving: nodes/server/membership.py `members`); None: any server (a
+        directory that takes no write of its own: nodes/server/peer_only.py);
         `faults`: the server's storage faults, which a copy shipped here that cannot be
         written joins (and a copy written ends)."""
         self.node_id = node_id
@@ -233,7 +234,7 @@ class PeerSession:
         if verb == "fence":
             seconds, wait_ms = fence_arguments(request)
             asker = self._asker
-            if asker is not None and asker not in service.peers():
+            if asker is not None and service.peers is not None and asker not in service.peers():
                 # Its commits are certified against this copy while this server no longer
                 # certifies its own against it (removed from the topology here): both
                 # would write, and one's acknowledged writes would be lost. It writes nothing.

@@ -56,6 +56,7 @@ from nodes.server.accounts import (
 )
 from nodes.server.membership import PeerDirectories, parse_peer_address, parse_peer_option
 from nodes.server.node import DatabaseServer
+from nodes.server.peer_only import PeerOnlyServer
 from nodes.server.remote_peer import DEFAULT_LEASE_S, LEASE_MARGIN_S, PeerAddress, RemotePeer
 
 
@@ -97,6 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cluster", default=None,
                         help="the cluster this server belongs to (the supervisor passes its "
                              "topology file): a data directory of another cluster is refused")
+    parser.add_argument("--peer-only", action="store_true",
+                        help="answer only `.peer` requests (and .ping/.status) on --data: the old "
+                             "directory of a server moved to another machine, served to the "
+                             "other machines' servers until it is handed over "
+                             "(nodes/server/peer_only.py)")
     args = parser.parse_args(argv)
     try:
         fixed_peers = dict(parse_peer_option(text) for text in args.peer)
@@ -124,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     # Held until the process ends: no second server, and no server of another
     # cluster, ever writes into this directory beside us.
     owner = take_data_directory(Path(data), args, logger)
-
+    if args.peer_only:
+        _serve_peers_only(args, Path(data), logger, auth, tls, listener, owner)
+        return
 
     def remote(peer_id: str, host: str, port: int) -> RemotePeer:
         # The cluster's secret and TLS, as every other link of the node.
@@ -181,6 +189,23 @@ def main(argv: list[str] | None = None) -> None:
                             on_stop=server.stop, port_file=args.port_file, sock=listener,
                             limits=connection_limits(args),
                             ssl_context=tls.server),
+                 logger)
+    finally:
+        if owner is not None:
+            owner.release()
+
+
+def _serve_peers_only(args, data: Path, logger: logging.Logger, auth, tls, listener,
+                      owner: OwnerLock | None) -> None:
+    """`--peer-only`: no store, no statements; the `.peer` answers on `data` until stopped."""
+    server = PeerOnlyServer(args.id, data, logger, max_request_bytes=args.max_request_bytes,
+                            auth=auth, idle_timeout=args.idle_timeout or None)
+    logger.info("data directory %s, served to its peers only", data.resolve())
+    try:
+        run_node(run_server(server.open_client, args.host, args.port, logger, server.stats,
+                            max_request_bytes=args.max_request_bytes, auth=auth,
+                            on_stop=server.stop, port_file=args.port_file, sock=listener,
+                            limits=connection_limits(args), ssl_context=tls.server),
                  logger)
     finally:
         if owner is not None:

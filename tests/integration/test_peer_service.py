@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from engine.session import Session
 from engine.storage.object_copy import deliver_shipment, plan_shipment
 from engine.storage.object_state import CopyDigest, content_digest, current_document, read_state, version_of
 from engine.storage.peers import DirectoryLock
@@ -197,3 +198,23 @@ def test_a_copy_shipped_here_that_cannot_be_written_is_this_servers_storage_faul
                 assert sql.status()["storage_faults"] == []
         finally:
             m1.stop()
+
+
+def test_a_peer_only_server_answers_its_peers_and_runs_no_statement(start_node, tmp_path):
+    """`--peer-only` (nodes/server/peer_only.py): a moved server's old directory, served to
+    the other machines' servers: versions, fetch and a fence for any asker, no statement."""
+    data = tmp_path / "m3"
+    Session(Store(data)).execute("manamboara tahiry s; ampiasao s; "
+                                 "manamboara tabilao t (id ISA(null,null)); "
+                                 "manampia ao@ t sanda (1);")
+    old = start_node("server", "m3~old", "--data", str(data), "--peer-only")
+    with WireClient(old.port) as peer, WireClient(old.port) as sql:
+        assert ask(peer, hello_request("m2"))["node"] == "m3~old"
+        [version] = ask(peer, versions_request([TABLE])).values()
+        assert version["change"] == version_of(data, TABLE).change
+        assert ask(peer, fence_request(30, 0)) == {"held": True}, "any asker is fenced for"
+        assert not DirectoryLock(data).try_acquire(), "the lease holds the directory's lock"
+        assert ask(peer, release_request()) == {"held": False}
+        [refused] = sql.run("ampiasao s;")
+        assert not refused.ok and "`.peer`" in refused.message
+        assert sql.run(".ping;")[0].message.startswith("PONG m3~old")
