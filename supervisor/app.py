@@ -189,6 +189,10 @@ class SupervisorApp:
                 known = ", ".join(self.cluster.keepers) or "none"
                 return {"ok": False, "error": f"unknown node {node!r} (running nodes: {known})"}
             return {"ok": True, "node": await self.cluster.restart_node(node)}
+        if command == "holding":
+            # Another machine's supervisor: may it stop certifying against the old directory
+            # of a server moved away from here? (supervisor/cluster.py `left_elsewhere`)
+            return {"ok": True, "servers": self.cluster.holding()}
         if command == "quorum":   # another machine's supervisor (write leases)
             if self.cluster.quorum is None:
                 return {"ok": False, "error": "write leases are off on this machine"}
@@ -199,7 +203,7 @@ class SupervisorApp:
             assert result is not None  # every _reload sets it
             return {"ok": result.ok, "message": result.message}
         return {"ok": False, "error": f"unknown command {command!r} "
-                                      "(hello, status, down, restart, reload)"}
+                                      "(hello, status, holding, down, restart, reload)"}
 
     def _supervisor_info(self) -> dict:
         return {"pid": os.getpid(), "topology": str(self.topology.path),

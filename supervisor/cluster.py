@@ -41,6 +41,7 @@ from .peer_link import PeerAddress
 from .quorum_service import QuorumService, quorum_voters
 from .remote import MachineReports, RemoteNode
 from .replicalink import ReplicationLink
+from .replication import OLD_DIRECTORY_SUFFIX
 from .replication_health import status_fields
 from .topology import SECRET_ENV, NodeSpec, Topology
 
@@ -165,6 +166,14 @@ class Cluster:
         # from on write, fenced against) and retried until they are (`finish_hand_overs`).
         self.handing_over: dict[str, NodeSpec] = {}
         self._hand_overs: asyncio.Task | None = None
+        # The old directories of servers a reload moved from another machine, `<id>~old` at
+        # the server's old address, while that machine may still hold copies nobody else
+        # has (it serves them there with a peer-only process, `serve_old_directory`):
+        # listed `leaving` in the peers files (pulled from on write, fenced against) and
+        # pulled by the replicator, until that machine's supervisor says it holds them no
+        # more (`_watch_left_elsewhere`).
+        self.left_elsewhere: dict[str, NodeSpec] = {}
+        self._left_watch: asyncio.Task | None = None
         self._lag_watch: asyncio.Task | None = None
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
@@ -198,7 +207,7 @@ class Cluster:
                      if not self.topology.runs_here(spec.id)]
         return {spec.id: PeerAddress(spec.id, spec.host, spec.port, self.topology.secret,
                                      self.tls)
-                for spec in [*elsewhere, *self.leaving.values()]}
+                for spec in [*elsewhere, *self.leaving.values(), *self.left_elsewhere.values()]}
 
     # -- whole cluster
 
@@ -255,6 +264,8 @@ class Cluster:
             self._lag_watch.cancel()
         if self._hand_overs is not None:
             self._hand_overs.cancel()
+        if self._left_watch is not None:
+            self._left_watch.cancel()
         order = list(reversed(self.topology.start_order()))
         servers = [node_id for node_id in order if self.topology.nodes[node_id].kind == "server"]
         for node_id in order:
@@ -293,6 +304,7 @@ class Cluster:
                 self.replication.replicator.add_server(item.server_id, item.data)
             self.logger.warning("%s: removed from the topology but not handed over yet: "
                                 "still the others' peer", item.server_id)
+            self.serve_old_directory(spec)
 
     def finish_hand_overs(self, old: Topology) -> None:
         """Retry, every HAND_OVER_RETRY_S, the hand over of the removed servers of
@@ -312,10 +324,69 @@ class Cluster:
                     self.handing_over.pop(node_id, None)
                 elif await self.replication.remove(node_id, keep_if_undone=True):
                     spec = self.handing_over.pop(node_id)
+                    await self.stop_node(node_id)   # its peer-only process, if any
                     if spec.data is not None:   # (its directory: a moved server's old one)
                         release_directory(old, spec, self.logger)
             self.save_handing_over()
             self.write_peers_files()
+
+    def serve_old_directory(self, spec: NodeSpec) -> None:
+        """Serve a moved server's old directory (`<id>~old`, handing over here) to the other
+        machines' servers: a peer-only process (nodes/server/peer_only.py) at the server's
+        old address, kept alive by a keeper until the hand over is done (docs/REPLICATION.md,
+        "Moving a server to another machine"). The other machines know that address from
+        the topology they had before the move; nothing else needs to travel. A server
+        only removed keeps no such process: nobody names it `~old`."""
+        if (not spec.id.endswith(OLD_DIRECTORY_SUFFIX) or spec.id in self.keepers
+                or spec.data is None or not self.topology.remote):
+            return
+        argv = [self.python, "-m", "nodes.server", "--id", spec.id, "--host", spec.host,
+                "--port", str(spec.port), *self.topology.tls.argv(), "--data", str(spec.data),
+                "--cluster", cluster_id(self.topology), "--peer-only"]
+        keeper = self.keepers[spec.id] = self._make_keeper(spec, argv)
+        keeper.start()
+        self.logger.warning("%s: served to the other machines' servers at %s (peer requests "
+                            "only) until it is handed over", spec.id, spec.address)
+
+    def holding(self) -> list[str]:
+        """The servers whose directories this machine holds, for the other machines'
+        supervisors (`_watch_left_elsewhere`): its servers, those stopping, and those whose
+        hand over is not done."""
+        return sorted({spec.id for spec in self.topology.local_of_kind("server")}
+                      | set(self.departing) | set(self.handing_over))
+
+    def watch_left_elsewhere(self) -> None:
+        """Ask, every HAND_OVER_RETRY_S, the machines whose moved servers' old directories
+        are `left_elsewhere` whether they still hold them."""
+        if self.left_elsewhere and (self._left_watch is None or self._left_watch.done()):
+            self._left_watch = asyncio.create_task(self._watch_left_elsewhere(),
+                                                   name="old directories elsewhere")
+
+    async def _watch_left_elsewhere(self) -> None:
+        from .control import NotRunning, VersionMismatch, ask_remote
+
+        while self.left_elsewhere:
+            await asyncio.sleep(HAND_OVER_RETRY_S)
+            gone = []
+            for old_id, spec in list(self.left_elsewhere.items()):
+                server_id = old_id.removesuffix(OLD_DIRECTORY_SUFFIX)
+                try:
+                    answer = await ask_remote(spec.host, self.topology.supervisor.control_port,
+                                              {"cmd": "holding"}, self.topology.secret,
+                                              self.tls, HAND_OVER_RETRY_S)
+                except (NotRunning, VersionMismatch):
+                    continue   # not known: still certified against (writes wait if need be)
+                servers = answer.get("servers") if answer.get("ok") else None
+                if isinstance(servers, list) and server_id not in servers \
+                        and old_id not in servers:
+                    gone.append(old_id)
+            for old_id in gone:
+                self.left_elsewhere.pop(old_id, None)
+                self.logger.info("%s: handed over on its machine: no longer a peer here",
+                                 old_id)
+            if gone:
+                self.write_peers_files()
+                self.replication.set_remote(self.remote_peers())
 
     async def reconcile_stopped(self) -> str:
         """What `down` does once the servers are stopped, for those a dead supervisor left
@@ -363,7 +434,9 @@ class Cluster:
         keeper.start()
         await keeper.wait_settled(self.topology.supervisor.health.start_timeout_ms / 1000 * 3)
 
-    def _make_keeper(self, spec: NodeSpec) -> NodeKeeper:
+    def _make_keeper(self, spec: NodeSpec, argv: list[str] | None = None) -> NodeKeeper:
+        """The keeper of a topology's node, or (`argv`) of a process of the supervisor's own
+        (a peer-only server: no seed, no backends)."""
         settings = self.topology.supervisor
         log = self.node_logs.get(spec.id)
         if log is None:
@@ -371,7 +444,7 @@ class Cluster:
                               settings.log_backups)
             self.node_logs[spec.id] = log
         hooks = NodeHooks(on_state=self._on_state)
-        if spec.kind == "server":
+        if spec.kind == "server" and argv is None:
             hooks.before_start = self._before_server_start
             hooks.on_running = self._on_server_running
         env = node_environment(self.topology, spec, {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -381,8 +454,9 @@ class Cluster:
             env[SECRET_ENV] = self.topology.secret
         if spec.kind == "server":
             env[STATUS_TOKEN_ENV] = self.status_token
-        return NodeKeeper(spec, node_command(self.topology, spec.id, self.run_dir, self.python),
-                          log, settings.health, settings.restart, self.logger, hooks,
+        if argv is None:
+            argv = node_command(self.topology, spec.id, self.run_dir, self.python)
+        return NodeKeeper(spec, argv, log, settings.health, settings.restart, self.logger, hooks,
                           env=env, cwd=str(self.topology.base_dir), secret=self.topology.secret,
                           tls=self.tls)
 
@@ -551,7 +625,7 @@ class Cluster:
         elsewhere = [spec for spec in self.topology.of_kind("server")
                      if not self.topology.runs_here(spec.id)]
         enabled = self.topology.replication_enabled
-        leaving = list(self.leaving.values())
+        leaving = [*self.leaving.values(), *self.left_elsewhere.values()]
         leases: dict = {}
         if self.quorum is not None:
             # Only the machines the decided epoch certifies against; and the lease.

@@ -10,7 +10,7 @@ input gets an error answer and changes nothing.
 Who may command: loopback is not enough (any local user, any other checkout
 reaches it). Each run draws a random control token and keeps it in
 run/control-token, mode 0600: only the operator who can read the cluster's
-run directory holds it. `hello` and `status` only read, and are answered
+run directory holds it. `hello`, `status` and `holding` only read, and are answered
 to anyone (the CLI needs `hello` to name the supervisor that owns a port);
 every other command needs `"token"`, compared in constant time
 (docs/SECURITY.md, "The control port").
@@ -18,9 +18,11 @@ every other command needs `"token"`, compared in constant time
 Other machines' supervisors (a topology spanning machines): the supervisor
 also listens on the control port at each address of this machine that a
 local node's host names (`listen_remote`), over TLS when the topology has a
-`tls:` section. What comes in there may only read (`hello`, `status`), and
-must carry the cluster's secret (`"secret"`, compared in constant time),
-and besides `hello` and `status` only `quorum` is taken there (the write
+`tls:` section. What comes in there may only read (`hello`, `status`,
+`holding`: which servers' directories this machine still holds, so that a
+moved server's old directory stops being certified against elsewhere once
+it is handed over), and must carry the cluster's secret (`"secret"`,
+compared in constant time), and besides those only `quorum` is taken there (the write
 leases' grants and votes, docs/REPLICATION.md, "Write leases"):
 the control token never leaves its machine, so `down`, `restart` and
 `reload` are given on each machine itself. `ask_remote` is the asking side
@@ -51,7 +53,10 @@ from .errors import SupervisorError
 
 MAX_REQUEST_BYTES = 64 * 1024
 TOKEN_FILE = "control-token"
-OPEN_COMMANDS = frozenset({"hello", "status"})  # read-only: answered without the token
+# Read-only: answered without the token (`holding`: the servers whose directories this
+# machine holds, asked by the other machines' supervisors: supervisor/cluster.py
+# `left_elsewhere`).
+OPEN_COMMANDS = frozenset({"hello", "status", "holding"})
 # What other machines' supervisors may also send (with the secret): the write leases'
 # votes (supervisor/quorum_service.py); on this machine itself they need the token.
 MACHINE_COMMANDS = OPEN_COMMANDS | {"quorum"}

@@ -103,6 +103,17 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     # the same counter with other rows (one of the two acknowledged writes lost).
     cluster.departing = {node_id: old.nodes[node_id] for node_id in diff.removed + diff.changed
                          if old.nodes[node_id].kind == "server" and old.runs_here(node_id)}
+    # A server another machine ran, moved by the edit (here or to a third machine): its old
+    # machine may keep its old directory, holding writes it acknowledged that nobody else
+    # has, while its copies cannot all land; it serves it at the server's old address
+    # (`Cluster.serve_old_directory`). Every server here pulls from it and certifies
+    # against it (and a server moved here starts from its copies: its seed pulls them)
+    # until that machine says the hand over is done.
+    for node_id in diff.changed:
+        before, after = old.nodes[node_id], new.nodes[node_id]
+        if before.kind == "server" and not old.runs_here(node_id) and before.host != after.host:
+            old_id = old_directory_id(node_id)
+            cluster.left_elsewhere[old_id] = replace(before, id=old_id)
     cluster.topology = new
     cluster.write_peers_files()  # running servers learn about added / removed peers
     cluster.replication.set_remote(cluster.remote_peers())
@@ -161,6 +172,8 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
                     await cluster.replication.carry_over(node_id, new.nodes[node_id].data_dir)
                 else:
                     cluster.handing_over[leaving] = replace(old.nodes[node_id], id=leaving)
+                    if moved_away:   # the other machines' servers certify against it
+                        cluster.serve_old_directory(cluster.handing_over[leaving])
     finally:
         cluster.departing = {}
         cluster.write_peers_files()   # stopped and handed over: no longer anyone's peer
@@ -168,6 +181,7 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     cluster.save_handing_over()
     if cluster.handing_over:
         cluster.finish_hand_overs(old)
+    cluster.watch_left_elsewhere()
     # New and changed nodes start in dependency order; a new server is seeded
     # before it starts and joins the balancers once it answers its probe.
     to_start = [n for n in new.start_order() if n in diff.added or n in diff.changed]
