@@ -109,11 +109,7 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     # (`Cluster.serve_old_directory`). Every server here pulls from it and certifies
     # against it (and a server moved here starts from its copies: its seed pulls them)
     # until that machine says the hand over is done.
-    for node_id in diff.changed:
-        before, after = old.nodes[node_id], new.nodes[node_id]
-        if before.kind == "server" and not old.runs_here(node_id) and before.host != after.host:
-            old_id = old_directory_id(node_id)
-            cluster.left_elsewhere[old_id] = replace(before, id=old_id)
+    cluster.left_elsewhere.update(old_directories_elsewhere(old, new, diff))
     cluster.topology = new
     cluster.write_peers_files()  # running servers learn about added / removed peers
     cluster.replication.set_remote(cluster.remote_peers())
@@ -191,6 +187,18 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     cluster.write_backends_files()
     cluster.save_state()
     return diff
+
+
+def old_directories_elsewhere(old: Topology, new: Topology, diff: TopologyDiff) -> dict:
+    """The servers of other machines the edit moves to another host (this one or a third),
+    as their old directories may go on there: `<id>~old` at the server's old address."""
+    found = {}
+    for node_id in diff.changed:
+        before, after = old.nodes[node_id], new.nodes[node_id]
+        if before.kind == "server" and not old.runs_here(node_id) and before.host != after.host:
+            old_id = old_directory_id(node_id)
+            found[old_id] = replace(before, id=old_id)
+    return found
 
 
 def keeps_its_directory(old: Topology, new: Topology, node_id: str) -> bool:

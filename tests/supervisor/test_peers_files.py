@@ -80,3 +80,30 @@ def test_the_backends_file_of_a_removed_balancer_is_removed(tmp_path):
     cluster.write_backends_files()   # (while the reload stops lb, its file stays)
     cluster.remove_stale_backends_files()   # once it is stopped
     assert not backends_file(cluster.run_dir, "lb").exists()
+
+
+def test_a_server_moved_between_other_machines_leaves_its_old_address_as_a_leaving_peer(
+        tmp_path):
+    """m2, another machine's server, moved to a third machine: its old directory may go on
+    at its old address (`m2~old`, served peer-only there): pulled from, fenced against,
+    never fenced for (leaving), until its machine no longer holds it."""
+    from dataclasses import replace
+
+    from supervisor.reload import diff_topologies, old_directories_elsewhere
+
+    cluster = cluster_for(tmp_path)
+    old = replace(cluster.topology, remote=frozenset({"m2"}))
+    before = old.nodes["m2"]
+    new = replace(old, nodes={**old.nodes, "m2": replace(before, host="10.9.9.9")})
+    cluster.topology = new
+    cluster.left_elsewhere.update(old_directories_elsewhere(old, new, diff_topologies(old, new)))
+    cluster.run_dir.mkdir(parents=True)
+    cluster.write_peers_files()
+    assert peers_of(cluster, "m1") == {
+        "m2": {"address": f"10.9.9.9:{before.port}"},
+        "m2~old": {"address": f"{before.host}:{before.port}", "leaving": True}}
+    assert cluster.remote_peers()["m2~old"].host == before.host
+    assert cluster.holding() == ["m1"]
+    # A server of this machine moved away: served from here (`serve_old_directory`).
+    here = replace(old, remote=frozenset())
+    assert old_directories_elsewhere(here, new, diff_topologies(here, new)) == {}
