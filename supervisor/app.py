@@ -192,7 +192,8 @@ class SupervisorApp:
         if command == "holding":
             # Another machine's supervisor: may it stop certifying against the old directory
             # of a server moved away from here? (supervisor/cluster.py `left_elsewhere`)
-            return {"ok": True, "servers": self.cluster.holding()}
+            return {"ok": True, "servers": self.cluster.holding(),
+                    "old_directories": self.cluster.old_directories()}
         if command == "quorum":   # another machine's supervisor (write leases)
             if self.cluster.quorum is None:
                 return {"ok": False, "error": "write leases are off on this machine"}

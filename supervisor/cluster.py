@@ -29,6 +29,7 @@ from engine.storage.data_owner import DirectoryTaken
 from engine.storage.store import checkpoint_directory
 from nodes.protocol.status_token import STATUS_TOKEN_ENV, new_status_token, status_request
 from nodes.protocol.tls import TlsSettings, client_context
+from nodes.server.membership import parse_address
 
 from .account_stats import server_accounts
 from .errors import UnknownNode
@@ -57,6 +58,8 @@ LAGGING_AFTER_S = 2.0
 LAG_WATCH_INTERVAL_S = 1.0
 # A removed server whose newest copies could not be handed over: how often it is retried.
 HAND_OVER_RETRY_S = 2.0
+# How long `up` waits for each other machine's supervisor to name the old directories it serves.
+LEARN_TIMEOUT_S = 1.0
 
 
 def node_command(topology: Topology, node_id: str, run_dir: Path,
@@ -223,6 +226,7 @@ class Cluster:
         if self.quorum is not None:
             self.quorum.start()   # before any server: their peers files carry the lease
         self.load_handing_over()
+        await self.learn_left_elsewhere()
         self.write_peers_files()
         await self.replication.start(joining or [])
         if self.handing_over:
@@ -354,6 +358,44 @@ class Cluster:
         hand over is not done."""
         return sorted({spec.id for spec in self.topology.local_of_kind("server")}
                       | set(self.departing) | set(self.handing_over))
+
+    def old_directories(self) -> dict[str, str]:
+        """The old directories of servers moved away that this machine serves, by address."""
+        return {old_id: spec.address for old_id, spec in sorted(self.handing_over.items())
+                if old_id.endswith(OLD_DIRECTORY_SUFFIX)}
+
+    async def learn_left_elsewhere(self) -> None:
+        """At `up`: the old directories the other machines still serve (`old_directories`),
+        which a reload taught the supervisor that ran then; a machine whose supervisor does
+        not answer now is not asked again (docs/REPLICATION.md)."""
+        from .control import NotRunning, VersionMismatch, ask_remote
+
+        topology = self.topology
+        hosts = sorted({spec.host for spec in topology.nodes.values()
+                        if not topology.runs_here(spec.id)})
+        if not hosts or not topology.replication_enabled:
+            return
+
+        async def ask(host: str) -> dict:
+            try:
+                return await ask_remote(host, topology.supervisor.control_port,
+                                        {"cmd": "holding"}, topology.secret, self.tls,
+                                        LEARN_TIMEOUT_S)
+            except (NotRunning, VersionMismatch):
+                return {}
+        for answer in await asyncio.gather(*(ask(host) for host in hosts)):
+            found = answer.get("old_directories") if answer.get("ok") else None
+            for old_id, address in (found.items() if isinstance(found, dict) else ()):
+                try:
+                    host, port = parse_address(str(address))
+                except ValueError:
+                    continue   # (another machine's damaged answer: not ours to crash on)
+                if isinstance(old_id, str) and old_id.endswith(OLD_DIRECTORY_SUFFIX) \
+                        and old_id not in self.left_elsewhere:
+                    self.left_elsewhere[old_id] = NodeSpec(old_id, "server", host, port)
+                    self.logger.warning("%s: still handed over on its machine, at %s: a "
+                                        "leaving peer here until it is done", old_id, address)
+        self.watch_left_elsewhere()
 
     def watch_left_elsewhere(self) -> None:
         """Ask, every HAND_OVER_RETRY_S, the machines whose moved servers' old directories

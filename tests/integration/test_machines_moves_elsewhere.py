@@ -121,6 +121,14 @@ def test_writes_on_other_machines_are_fenced_against_a_moved_servers_old_directo
             for machine, server in (("h2", "m3"), ("h3", "m2")):
                 assert _peers(supervisors, machine, server)["m3~old"] == {
                     "address": h1_m3, "leaving": True}, machine
+            # A supervisor started again meanwhile asks h1 which old directories it serves.
+            for command in (("down",), ("up", "-d")):
+                done = supervisors.run("h3", *command)
+                assert done.returncode == 0, done.stdout + done.stderr
+            wait_until(lambda: all(row["state"] in ("RUNNING", "REMOTE")
+                                   for row in supervisors.rows("h3").values()), 30, "h3 again")
+            assert _peers(supervisors, "h3", "m2")["m3~old"] == {
+                "address": h1_m3, "leaving": True}
             # On h3, once m2's disk has room (m1's stays full: m3~old stays).
             fillers[1].unlink()
             wait_until(lambda: _client(machines, supervisors, "h3", 4102, insert.format(201))[0],
