@@ -62,6 +62,13 @@ HAND_OVER_RETRY_S = 2.0
 LEARN_TIMEOUT_S = 1.0
 
 
+def _names(holding: dict, server_id: str, old_id: str) -> bool:
+    """Whether a `holding` answer names the server or its old directory (a malformed
+    answer names it: kept, the safe side)."""
+    servers = holding.get("servers")
+    return not isinstance(servers, list) or server_id in servers or old_id in servers
+
+
 def node_command(topology: Topology, node_id: str, run_dir: Path,
                  python: str = sys.executable) -> list[str]:
     """The command line that runs one node (flags fixed in docs/ARCHITECTURE.md)."""
@@ -364,27 +371,57 @@ class Cluster:
         return {old_id: spec.address for old_id, spec in sorted(self.handing_over.items())
                 if old_id.endswith(OLD_DIRECTORY_SUFFIX)}
 
+    async def _held_on(self, host: str, timeout_s: float) -> dict | None:
+        """What the supervisor of the machine at `host` says it holds (`holding`: the
+        servers whose directories it keeps, and by address the old directories it
+        serves); None when it does not answer."""
+        from .control import NotRunning, VersionMismatch, ask_remote
+
+        try:
+            answer = await ask_remote(host, self.topology.supervisor.control_port,
+                                      {"cmd": "holding"}, self.topology.secret, self.tls,
+                                      timeout_s)
+        except (NotRunning, VersionMismatch):
+            return None
+        return answer if answer.get("ok") else None
+
+    async def still_held_elsewhere(self, moved: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
+        """Of the old directories of servers a reload moved from other machines (`moved`,
+        by `<id>~old`), those their old machine may still hold: its supervisor answers
+        and names the server (not stopped there yet) or its old directory (kept, handing
+        over). One that names neither has handed it all over; one that does not answer
+        is gone with its machine, as when an operator moves a server off a dead machine,
+        and waiting for it would refuse every write here until this supervisor restarts
+        (what it held that nobody else has is lost with it, as with a dead machine's
+        server removed from the topology)."""
+        hosts = sorted({spec.host for spec in moved.values()})
+        answers = dict(zip(hosts, await asyncio.gather(
+            *(self._held_on(host, LEARN_TIMEOUT_S) for host in hosts)), strict=True))
+        kept = {}
+        for old_id, spec in moved.items():
+            answer = answers[spec.host]
+            server_id = old_id.removesuffix(OLD_DIRECTORY_SUFFIX)
+            if answer is None:
+                self.logger.warning("%s: its old machine's supervisor (%s) does not answer: "
+                                    "its old directory is not waited for (what only it "
+                                    "holds is lost if that machine does not come back)",
+                                    server_id, spec.host)
+            elif _names(answer, server_id, old_id):
+                kept[old_id] = spec
+        return kept
+
     async def learn_left_elsewhere(self) -> None:
         """At `up`: the old directories the other machines still serve (`old_directories`),
         which a reload taught the supervisor that ran then; a machine whose supervisor does
         not answer now is not asked again (docs/REPLICATION.md)."""
-        from .control import NotRunning, VersionMismatch, ask_remote
-
         topology = self.topology
         hosts = sorted({spec.host for spec in topology.nodes.values()
                         if not topology.runs_here(spec.id)})
         if not hosts or not topology.replication_enabled:
             return
-
-        async def ask(host: str) -> dict:
-            try:
-                return await ask_remote(host, topology.supervisor.control_port,
-                                        {"cmd": "holding"}, topology.secret, self.tls,
-                                        LEARN_TIMEOUT_S)
-            except (NotRunning, VersionMismatch):
-                return {}
-        for answer in await asyncio.gather(*(ask(host) for host in hosts)):
-            found = answer.get("old_directories") if answer.get("ok") else None
+        for answer in await asyncio.gather(*(self._held_on(host, LEARN_TIMEOUT_S)
+                                             for host in hosts)):
+            found = answer.get("old_directories") if answer is not None else None
             for old_id, address in (found.items() if isinstance(found, dict) else ()):
                 try:
                     host, port = parse_address(str(address))
@@ -405,22 +442,14 @@ class Cluster:
                                                    name="old directories elsewhere")
 
     async def _watch_left_elsewhere(self) -> None:
-        from .control import NotRunning, VersionMismatch, ask_remote
-
         while self.left_elsewhere:
             await asyncio.sleep(HAND_OVER_RETRY_S)
             gone = []
             for old_id, spec in list(self.left_elsewhere.items()):
-                server_id = old_id.removesuffix(OLD_DIRECTORY_SUFFIX)
-                try:
-                    answer = await ask_remote(spec.host, self.topology.supervisor.control_port,
-                                              {"cmd": "holding"}, self.topology.secret,
-                                              self.tls, HAND_OVER_RETRY_S)
-                except (NotRunning, VersionMismatch):
-                    continue   # not known: still certified against (writes wait if need be)
-                servers = answer.get("servers") if answer.get("ok") else None
-                if isinstance(servers, list) and server_id not in servers \
-                        and old_id not in servers:
+                answer = await self._held_on(spec.host, HAND_OVER_RETRY_S)
+                # Not answering: still certified against (writes wait if need be).
+                if answer is not None and not _names(
+                        answer, old_id.removesuffix(OLD_DIRECTORY_SUFFIX), old_id):
                     gone.append(old_id)
             for old_id in gone:
                 self.left_elsewhere.pop(old_id, None)

@@ -109,7 +109,9 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     # (`Cluster.serve_old_directory`). Every server here pulls from it and certifies
     # against it (and a server moved here starts from its copies: its seed pulls them)
     # until that machine says the hand over is done.
-    cluster.left_elsewhere.update(old_directories_elsewhere(old, new, diff))
+    # (Unless that machine's supervisor does not answer: a server moved off a dead machine.)
+    cluster.left_elsewhere.update(await cluster.still_held_elsewhere(
+        old_directories_elsewhere(old, new, diff)))
     cluster.topology = new
     cluster.write_peers_files()  # running servers learn about added / removed peers
     cluster.replication.set_remote(cluster.remote_peers())

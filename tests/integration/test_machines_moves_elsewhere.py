@@ -156,3 +156,50 @@ def test_writes_on_other_machines_are_fenced_against_a_moved_servers_old_directo
                            f"m3~old gone from {server}'s peers")
         finally:
             supervisors.down()
+
+
+def _dead_machine_topology(machines, m3_on: str) -> str:
+    h1, h2, h3 = (machines.address(name) for name in MACHINES)
+    return TOPOLOGY_HEAD + f"""\
+  m2: {{kind: server, host: "{h3}", port: 4102, data: data/m2}}
+  m3: {{kind: server, host: "{machines.address(m3_on)}", port: 4103, data: data/m3}}
+  lb: {{kind: balancer, host: "{h2}", port: 4100, backends: [m2, m3]}}
+"""
+
+
+def test_a_server_moved_off_a_dead_machine_leaves_no_old_directory_to_wait_for(
+        machines, tmp_path):
+    """h1, which ran m3, is dead (every process killed, its link cut) when the edit moves
+    m3 to h2: nobody serves m3's old directory, so the others must not certify against
+    it (every write of the cluster would be refused until their supervisors restart)."""
+    supervisors = Supervisors(machines, tmp_path, _dead_machine_topology(machines, "h1"),
+                              names=MACHINES)
+    try:
+        supervisors.up()
+        for machine in MACHINES:
+            wait_until(lambda machine=machine: all(
+                row["state"] in ("RUNNING", "REMOTE")
+                for row in supervisors.rows(machine).values()), 30, f"{machine} running")
+        ok, lines = _client(machines, supervisors, "h3", 4102,
+                            "manamboara tahiry sekoly; ampiasao sekoly; manamboara tabilao t "
+                            "(id ISA(0,null), pad LAHATSORATRA(0,null)); "
+                            "manampia ao@ t sanda (1, 'x');")
+        assert ok, lines
+        wait_until(lambda: _rows(machines, supervisors, "h1", 4103) == [1], 20, "row 1 on m3")
+        machines.kill_all("h1")
+        machines.cut("h1")
+        for machine in ("h2", "h3"):
+            (supervisors.folders[machine] / "topology.yaml").write_text(
+                _dead_machine_topology(machines, "h2"))
+        insert = "ampiasao sekoly; manampia ao@ t sanda ({}, 'x');"
+        wait_until(lambda: _client(machines, supervisors, "h3", 4102, insert.format(2))[0],
+                   30, "a write acknowledged by m2 once m3 moved off the dead machine")
+        wait_until(lambda: _client(machines, supervisors, "h2", 4103, insert.format(3))[0],
+                   30, "a write acknowledged by m3 on h2")
+        for machine, server in (("h2", "m3"), ("h3", "m2")):
+            assert "m3~old" not in _peers(supervisors, machine, server), machine
+        wait_until(lambda: _rows(machines, supervisors, "h2", 4103) == [1, 2, 3], 30,
+                   "every row on m3 at h2")
+    finally:
+        machines.heal("h1")
+        supervisors.down()
