@@ -84,7 +84,7 @@ class PeerSync:
         self._real_root = os.path.realpath(self.root)
         self._peers = peers
         self._own_id = own_id
-        self.own_lock = DirectoryLock(self.root, order=_order(own_id, self.root))
+        self.own_lock = DirectoryLock(self.root, order=commit_lock_order(own_id, self.root))
         self._own = FolderPeer("", self.root, self.own_lock)
         self._folder_peers: dict[tuple[str, Path], FolderPeer] = {}
         self._source: Mapping | None = None
@@ -116,7 +116,7 @@ class PeerSync:
         peer = self._folder_peers.get(key)
         if peer is None:
             peer = self._folder_peers[key] = FolderPeer(
-                peer_id, root, DirectoryLock(root, order=_order(
+                peer_id, root, DirectoryLock(root, order=commit_lock_order(
                     peer_id if self._own_id is not None else None, root)))
         return peer
 
@@ -270,6 +270,6 @@ class PeerSync:
         return None
 
 
-def _order(node_id: str | None, root: Path) -> str:
+def commit_lock_order(node_id: str | None, root: Path) -> str:
     """A commit lock's sort key: the node id when servers know theirs, else the lock's path."""
     return f"node {node_id}" if node_id is not None else str(Path(root) / ".tahiry.lock")
