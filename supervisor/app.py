@@ -28,6 +28,7 @@ from pathlib import Path
 from nodes.protocol import is_loopback
 from nodes.protocol.tls import TlsConfigError, server_context
 
+from .backup import BackupDesk
 from .cluster import PRIVATE_DIR_MODE, Cluster, write_atomically
 from .control import (
     CONTROL_PORT_FILE,
@@ -60,6 +61,7 @@ class SupervisorApp:
         self.take_over = take_over  # hand over data directories another cluster used
         # accounts on: for the servers' environment (supervisor/first_admin.py)
         self.cluster = Cluster(topology, logger, admin_password=admin_password)
+        self.backups = BackupDesk(self.cluster)
         self.control = ControlServer(topology.supervisor.control_port, self.handle,
                                      token=new_token())
         self.stopping = asyncio.Event()
@@ -203,8 +205,10 @@ class SupervisorApp:
             result = self.last_reload
             assert result is not None  # every _reload sets it
             return {"ok": result.ok, "message": result.message}
+        if command == "backup":   # supervisor/backup.py
+            return await self.backups.handle(request)
         return {"ok": False, "error": f"unknown command {command!r} "
-                                      "(hello, status, holding, down, restart, reload)"}
+                                      "(hello, status, holding, down, restart, reload, backup)"}
 
     def _supervisor_info(self) -> dict:
         return {"pid": os.getpid(), "topology": str(self.topology.path),

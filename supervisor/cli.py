@@ -1,4 +1,4 @@
-"""`python -m supervisor up|down|status|restart|logs|reload|check|accounts`: the command line.
+"""`python -m supervisor up|down|status|restart|logs|reload|check|accounts|backup|restore`: the CLI.
 
 `up` validates the topology (nothing starts from an invalid file), says so
 and exits 0 if a supervisor already answers on the control port, refuses
@@ -132,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("topology", nargs="?", default=default_topology)
     check.add_argument("--host", action="append", default=[], metavar="ADDRESS", type=_ip_address,
                        help="check as the machine with this address (as `up --host`)")
+    backup = commands.add_parser("backup", help="write one archive of the running cluster's "
+                                                "data, at one point in time (writes pause "
+                                                "only while the point is taken)")
+    backup.add_argument("topology", nargs="?", default=default_topology)
+    backup.add_argument("--to", metavar="FILE", default=None,
+                        help="the archive to write (must not exist; a folder: the default name "
+                             "in it; default: ./tahiry-backup-YYYYMMDD-HHMMSS.tar.gz)")
+    restore = commands.add_parser("restore", help="put a backup in place for every server of "
+                                                  "this machine (the cluster stopped)")
+    restore.add_argument("file", help="the archive `backup` wrote")
+    restore.add_argument("topology", nargs="?", default=default_topology)
     accounts = commands.add_parser("accounts", help="accounts of a class (with `accounts:` on): "
                                                     "create-class, reset (supervisor/accounts.py)")
     accounts.add_argument("topology")
@@ -161,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             topology = place(topology, machine_addresses(args.host))
     except TopologyError as error:
         print(error, file=sys.stderr)
-        if args.command in ("up", "check", "reload", "accounts"):
+        if args.command in ("up", "check", "reload", "accounts", "restore"):
             if args.command == "up":
                 print("nothing was started.", file=sys.stderr)
             return EXIT_INVALID
@@ -178,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {warning}", file=sys.stderr)
     handler = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "restart": cmd_restart,
                "logs": cmd_logs, "check": cmd_check, "reload": cmd_reload,
-               "accounts": cmd_accounts}[args.command]
+               "accounts": cmd_accounts, "backup": cmd_backup,
+               "restore": cmd_restore}[args.command]
     try:
         code = handler(topology, args)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at interpreter exit
@@ -686,6 +698,73 @@ def cmd_reload(topology: Topology, args) -> int:
     print(answer.get("message") or answer.get("error"),
           file=sys.stdout if answer["ok"] else sys.stderr)
     return EXIT_OK if answer["ok"] else EXIT_FAILED
+
+
+BACKUP_TIMEOUT_S = 3600.0   # a backup of a big class's data takes its time to compress
+
+
+def cmd_backup(topology: Topology, args) -> int:
+    """Ask the running supervisor for a backup (supervisor/backup.py); print where it went."""
+    from .backup import default_name, target_problem
+
+    target = Path(os.path.abspath(args.to)) if args.to else Path.cwd() / default_name()
+    if target.is_dir():
+        target = target / default_name()
+    if (problem := target_problem(target)) is not None:
+        print(f"no backup made: {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        answer = ask(topology, {"cmd": "backup", "to": str(target)}, timeout_s=BACKUP_TIMEOUT_S)
+    except NotRunning as error:
+        print(f"the cluster is not running: {error} (with the cluster stopped, every server's "
+              f"directory holds the same data: copy one, README \"Back up and restore\")",
+              file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except OtherCluster as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    if not answer["ok"]:
+        print(answer.get("error"), file=sys.stderr)
+        return EXIT_FAILED
+    done = answer["backup"]
+    others = done["from_others"]
+    print(f"backup written and checked: {done['path']} ({done['objects']} objects, "
+          f"{done['bytes']:,} bytes, from {done['server']}"
+          + (f"; {len(others)} newer on {', '.join(sorted(set(others.values())))}"
+             if others else "") + ")")
+    print(f"writes paused {done['paused_ms']:.1f} ms (waited {done['lock_wait_ms']:.1f} ms for "
+          f"the commit locks); {done['seconds']:.2f} s in all")
+    for what, why in sorted(done["skipped"].items()):
+        print(f"warning: left out {what}: {why}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_restore(topology: Topology, args) -> int:
+    """Check the archive whole, then put it in place for this machine's servers
+    (supervisor/restore.py); one line and nothing changed when it cannot."""
+    from .backup_archive import BadArchive
+    from .restore import RestoreRefused, cluster_note, restore
+
+    try:
+        result = restore(topology, Path(os.path.abspath(args.file)))
+    except (RestoreRefused, BadArchive) as error:
+        print(f"nothing restored: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as error:
+        print(f"nothing restored: {error.strerror or error}", file=sys.stderr)
+        return EXIT_FAILED
+    manifest = result.manifest
+    print(f"restored the backup taken {manifest.taken} on {manifest.server} "
+          f"({len(manifest.objects)} objects) into "
+          + ", ".join(f"{placed.server} ({placed.data})" for placed in result.placed))
+    if (note := cluster_note(topology, manifest)) is not None:
+        print(note)
+    for placed in result.placed:
+        if placed.kept is not None:
+            print(f"{placed.server}: the directory it replaced is kept at {placed.kept} "
+                  f"(remove it once you no longer need it)")
+    print("start the cluster: ./tahiry up -d")
+    return EXIT_OK
 
 
 def cmd_accounts(topology: Topology, args) -> int:

@@ -1,0 +1,197 @@
+"""`./tahiry restore FILE`: a backup put in place for every server of this machine, cluster down.
+
+Newest wins: replication carries the copy at the highest version of each
+object everywhere, and a backup's copies are older than what the servers
+hold now. Restoring one server's directory would be undone at the next
+`up` by the others' newer copies (the README's warning). So a restore
+replaces every directory that could bring a newer copy back, or refuses:
+
+- every server of the topology on this machine gets the restored data (and
+  keeps its directory's cluster record, `.tahiry.cluster`, so that `up`
+  sees the same members: nobody is aligned or "joins");
+- a topology with servers on other machines is refused (their directories
+  cannot be replaced from here, and theirs would win);
+- a cluster that runs is refused (a supervisor answering on the control
+  port, nodes a dead supervisor left, any live owner of a server's
+  directory: a server run by hand, an embedded client);
+- a removed server still handing over its newest copies
+  (run/handing-over.json) is refused: `up` would hand them over on top of
+  the restored data (let it finish, or remove that entry knowingly).
+
+Order, so that a failure changes nothing: the archive is checked whole
+(supervisor/backup_archive.py `check_archive`); then each server's new
+directory is written beside the old one (`.<name>.restoring-*`, checked
+again while written); only when all are ready is each old directory
+renamed aside (`<name>.before-restore-<time>`, never deleted: the
+operator removes it) and the new one renamed into its place. A failure
+before the renames removes what was written beside; one among the renames
+(a rename on one file system: not expected) puts back the ones done.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.storage.atomic_files import fsync_folder
+from engine.storage.data_owner import CLUSTER_FILE, live_owner
+
+from .backup_archive import BadArchive, Manifest, check_archive, extract_archive
+from .control import NotRunning, control_port_in_force, send_command
+from .errors import SupervisorError
+from .handing_over import read_pending
+from .leftovers import find_leftovers
+from .ownership import cluster_id
+from .topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+class RestoreRefused(SupervisorError):
+    """The restore was not done (one sentence); nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Placed:
+    """One server's directory: restored at `data`, its previous one kept at `kept` (or None)."""
+
+    server: str
+    data: Path
+    kept: Path | None
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    manifest: Manifest
+    placed: list[Placed]
+
+
+def running_problem(topology: Topology) -> str | None:
+    """Why the cluster counts as running for a restore (None: it is down)."""
+    port = control_port_in_force(topology.supervisor.run, topology.supervisor.control_port)
+    try:
+        hello = send_command(port, {"cmd": "hello"}, timeout_s=2)
+        return (f"a supervisor answers on the control port {port} (pid {hello.get('pid')}, "
+                f"{hello.get('topology')}): stop the cluster first (`./tahiry down`)")
+    except NotRunning as error:
+        if "something else" in str(error):
+            return f"{error}: is the cluster stopped?"
+    scan = find_leftovers(topology)
+    if scan.supervisor_alive:
+        return (f"the supervisor of this cluster (pid {scan.supervisor_pid}) still runs: stop "
+                f"it first")
+    if scan.nodes:
+        return (f"nodes a dead supervisor left still run ({', '.join(n.node for n in scan.nodes)}):"
+                f" `./tahiry down` stops them")
+    for spec in topology.local_of_kind("server"):
+        owner = live_owner(spec.data_dir)
+        if owner is not None:
+            return f"{spec.id}: data directory {spec.data} is in use by {owner.describe()}"
+    pending = read_pending(topology.supervisor.run, log)
+    if pending:
+        return (f"removed server(s) still handing over their newest copies "
+                f"({', '.join(item.server_id for item in pending)}, run/handing-over.json): "
+                f"`up` would carry them over the restored data; let their hand over finish "
+                f"first")
+    return None
+
+
+def topology_problem(topology: Topology) -> str | None:
+    if any(topology.nodes[node].kind == "server" for node in topology.remote):
+        return ("the topology has servers on other machines: their newer copies would win "
+                "over the restored ones (restoring a cluster of several machines is not "
+                "supported yet)")
+    if not topology.local_of_kind("server"):
+        return "this machine runs no server of the topology"
+    return None
+
+
+def restore(topology: Topology, archive: Path, now: datetime.datetime | None = None
+            ) -> RestoreResult:
+    """Put the backup at `archive` in place for every server of this machine (module
+    docstring). Raises RestoreRefused or BadArchive, having changed nothing."""
+    problem = topology_problem(topology) or running_problem(topology)
+    if problem is not None:
+        raise RestoreRefused(problem)
+    manifest = check_archive(archive).manifest   # whole, before anything is written
+    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    servers = sorted(topology.local_of_kind("server"), key=lambda spec: spec.id)
+    targets = [(spec.id, Path(os.path.realpath(spec.data_dir))) for spec in servers]
+    staged: list[tuple[str, Path, Path]] = []
+    try:
+        for server_id, data in targets:
+            staged.append((server_id, data, _stage(archive, data)))
+        for _, _, folder in staged:
+            if extract_archive(archive, folder).manifest != manifest:
+                raise BadArchive(f"{archive} changed while it was restored")
+    except BaseException:
+        for _, _, folder in staged:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return RestoreResult(manifest, _swap(staged, stamp))
+
+
+def _stage(archive: Path, data: Path) -> Path:
+    """An empty folder beside `data` for its new content, with the old one's mode and
+    cluster record."""
+    data.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{data.name}.restoring-", dir=data.parent))
+    try:
+        mode = stat.S_IMODE(os.stat(data).st_mode) if data.is_dir() else 0o700
+        os.chmod(folder, mode | stat.S_IRWXU)
+        record = data / CLUSTER_FILE
+        if record.is_file() and not record.is_symlink():
+            shutil.copy2(record, folder / CLUSTER_FILE)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def _swap(staged: list[tuple[str, Path, Path]], stamp: str) -> list[Placed]:
+    done: list[tuple[Placed, Path]] = []
+    try:
+        for server_id, data, folder in staged:
+            kept = None
+            if os.path.lexists(data):
+                kept = _free_name(data.parent / f"{data.name}.before-restore-{stamp}")
+                os.rename(data, kept)
+            try:
+                os.rename(folder, data)
+            except BaseException:
+                if kept is not None:
+                    os.rename(kept, data)
+                raise
+            done.append((Placed(server_id, data, kept), folder))
+            fsync_folder(data.parent)
+    except OSError as error:
+        for placed, folder in reversed(done):   # put the old directories back
+            os.rename(placed.data, folder)
+            if placed.kept is not None:
+                os.rename(placed.kept, placed.data)
+        for _, _, folder in staged:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise RestoreRefused(f"a directory could not be put in place ({error}); every old "
+                             f"directory is back where it was") from None
+    return [placed for placed, _ in done]
+
+
+def _free_name(path: Path) -> Path:
+    candidate, count = path, 1
+    while os.path.lexists(candidate):
+        candidate = path.with_name(f"{path.name}.{count}")
+        count += 1
+    return candidate
+
+
+def cluster_note(topology: Topology, manifest: Manifest) -> str | None:
+    """A line to say when the backup was taken from another cluster (still restored)."""
+    if manifest.cluster == cluster_id(topology):
+        return None
+    return f"note: the backup was taken from another cluster ({manifest.cluster})"
