@@ -77,11 +77,11 @@ def running_problem(topology: Topology) -> str | None:
     port = control_port_in_force(topology.supervisor.run, topology.supervisor.control_port)
     try:
         hello = send_command(port, {"cmd": "hello"}, timeout_s=2)
-        return (f"a supervisor answers on the control port {port} (pid {hello.get('pid')}, "
-                f"{hello.get('topology')}): stop the cluster first (`./tahiry down`)")
-    except NotRunning as error:
-        if "something else" in str(error):
-            return f"{error}: is the cluster stopped?"
+        if hello.get("topology") == cluster_id(topology):
+            return (f"the cluster runs (supervisor pid {hello.get('pid')}, control port "
+                    f"{port}): stop the cluster first (`./tahiry down`)")
+    except NotRunning:
+        pass   # (another program, or another cluster's supervisor: not this cluster)
     scan = find_leftovers(topology)
     if scan.supervisor_alive:
         return (f"the supervisor of this cluster (pid {scan.supervisor_pid}) still runs: stop "
