@@ -132,3 +132,37 @@ def test_a_torn_tail_at_the_point_is_left_out(tmp_path):
         point.discard()
     assert table.journal.endswith(b"\n")
     assert _rows(table) == [[1], [2]]
+
+
+def test_a_copy_made_file_by_file_without_the_locks_has_a_gap(tmp_path):
+    """Why the locks: the snapshot copied, then a checkpoint and more rows, then the journal
+    copied. The result does not read as a table (its journal chains from a snapshot the copy
+    does not have), and read as the store would, rows acknowledged before the copy began are
+    missing: what the integration test's "no gap" check would catch."""
+    (m1, one), _ = _stores(tmp_path)
+    _create(one)
+    _run(one, "manampia ao@ t sanda (1);", "manampia ao@ t sanda (2);")
+    snapshot = (m1 / TABLE).read_bytes()            # the naive copy's first file
+    assert one.store.checkpoint(m1 / TABLE)         # folded meanwhile: the journal removed
+    _run(one, "manampia ao@ t sanda (3);", "manampia ao@ t sanda (4);")
+    lines = (m1 / "school/tables/t.journal").read_bytes()   # ... and its second
+    naive = _check_copy_or_none(snapshot, lines)
+    assert naive is None, "the two files do not chain: a gap"
+    base = decode_document(snapshot, TABLE)
+    readable = journal.chained(journal.parse(lines).entries, base["change"])
+    assert readable == [] and base["rows"] == [], "rows 1 and 2 are in neither file read"
+    # The point taken under the locks at the same moment holds all four.
+    point = take_point([Source("m1", m1)])
+    try:
+        table = next(copy for copy in point.copies() if copy.rel == TABLE)
+    finally:
+        point.discard()
+    assert _rows(table) == [[1], [2], [3], [4]]
+
+
+def _check_copy_or_none(snapshot: bytes, lines: bytes):
+    from engine.storage.object_format import InvalidDocument
+    try:
+        return check_copy(TABLE, snapshot, lines)
+    except InvalidDocument:
+        return None
