@@ -189,7 +189,9 @@ class ArchiveWriter:
     def __init__(self, target: Path):
         self.target = target
         self.temp = temp_path_for(target)
-        self._file: IO[bytes] = open(self.temp, "xb")   # noqa: SIM115 (closed in finish/abort)
+        # 0600: it holds every table and every account's password hash (docs/SECURITY.md).
+        self._file: IO[bytes] = os.fdopen(
+            os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
         try:
             self._tar = tarfile.open(fileobj=self._file, mode="w:gz", compresslevel=6)
         except BaseException:

@@ -96,6 +96,7 @@ def test_a_written_archive_checks_and_extracts_whole(tmp_path):
     for name, data in _files().items():
         assert (into / name).read_bytes() == data
     assert not list(tmp_path.glob(".b.tar.gz.*.tmp")), "no temp file left"
+    assert (tmp_path / "b.tar.gz").stat().st_mode & 0o777 == 0o600, "account hashes inside"
 
 
 def test_the_writer_never_replaces_a_file(tmp_path):
