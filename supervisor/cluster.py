@@ -42,7 +42,7 @@ from .peer_link import PeerAddress
 from .quorum_service import QuorumService, quorum_voters
 from .remote import MachineReports, RemoteNode
 from .replicalink import ReplicationLink
-from .replication import OLD_DIRECTORY_SUFFIX
+from .replication import OLD_DIRECTORY_SUFFIX, old_directory_id
 from .replication_health import status_fields
 from .topology import SECRET_ENV, NodeSpec, Topology
 
@@ -696,6 +696,7 @@ class Cluster:
         elsewhere = [spec for spec in self.topology.of_kind("server")
                      if not self.topology.runs_here(spec.id)]
         enabled = self.topology.replication_enabled
+        moved_away = {spec.id for spec in elsewhere}
         leaving = [*self.leaving.values(), *self.left_elsewhere.values()]
         leases: dict = {}
         if self.quorum is not None:
@@ -709,11 +710,15 @@ class Cluster:
                                             if other.id != server.id} if enabled else {}
             if enabled:
                 for other in [*self.departing.values(), *self.handing_over.values()]:
+                    # A server moving to another machine, still stopping here, may still
+                    # acknowledge writes in its directory: certified against under its old
+                    # directory's name, its own now naming its new address (below).
+                    key = old_directory_id(other.id) if other.id in moved_away else other.id
                     # (Its directory once: a server added with it, as in a renamed server,
                     # already lists it; a directory listed twice is locked twice, by itself.)
-                    if other.id != server.id and (other.id in peers or (
+                    if other.id != server.id and (key in peers or (
                             str(other.data) not in peers.values() and other.data != server.data)):
-                        peers[other.id] = str(other.data)
+                        peers[key] = str(other.data)
                 peers.update({other.id: {"address": other.address} for other in elsewhere})
                 peers.update({other.id: {"address": other.address, "leaving": True}
                               for other in leaving})

@@ -107,3 +107,23 @@ def test_a_server_moved_between_other_machines_leaves_its_old_address_as_a_leavi
     # A server of this machine moved away: served from here (`serve_old_directory`).
     here = replace(old, remote=frozenset())
     assert old_directories_elsewhere(here, new, diff_topologies(here, new)) == {}
+
+
+def test_a_server_of_this_machine_moving_away_is_still_certified_against_while_it_stops(
+        tmp_path):
+    """m2 of this machine moved to another one: while the reload stops it (departing), it
+    may still acknowledge writes in its directory, so m1 certifies against that directory
+    (as `m2~old`) beside m2's new address; before, the address took the directory's
+    place under the one name and m1 could commit a counter m2 was still using."""
+    from dataclasses import replace
+
+    cluster = cluster_for(tmp_path)
+    old = cluster.topology
+    before = old.nodes["m2"]
+    cluster.topology = replace(old, nodes={**old.nodes, "m2": replace(before, host="10.9.9.9")},
+                               remote=frozenset({"m2"}))
+    cluster.departing = {"m2": before}
+    cluster.run_dir.mkdir(parents=True)
+    cluster.write_peers_files()
+    assert peers_of(cluster, "m1") == {"m2": {"address": f"10.9.9.9:{before.port}"},
+                                       "m2~old": str(before.data)}
