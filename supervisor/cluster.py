@@ -184,6 +184,7 @@ class Cluster:
         # more (`_watch_left_elsewhere`).
         self.left_elsewhere: dict[str, NodeSpec] = {}
         self._left_watch: asyncio.Task | None = None
+        self._learning: asyncio.Task | None = None   # `_learn_later`
         self._lag_watch: asyncio.Task | None = None
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
@@ -277,6 +278,8 @@ class Cluster:
             self._hand_overs.cancel()
         if self._left_watch is not None:
             self._left_watch.cancel()
+        if self._learning is not None:
+            self._learning.cancel()
         order = list(reversed(self.topology.start_order()))
         servers = [node_id for node_id in order if self.topology.nodes[node_id].kind == "server"]
         for node_id in order:
@@ -412,27 +415,55 @@ class Cluster:
 
     async def learn_left_elsewhere(self) -> None:
         """At `up`: the old directories the other machines still serve (`old_directories`),
-        which a reload taught the supervisor that ran then; a machine whose supervisor does
-        not answer now is not asked again (docs/REPLICATION.md)."""
+        which a reload taught the supervisor that ran then. A machine whose supervisor does
+        not answer now is asked again every HAND_OVER_RETRY_S until it does
+        (`_learn_later`; docs/REPLICATION.md)."""
         topology = self.topology
         hosts = sorted({spec.host for spec in topology.nodes.values()
                         if not topology.runs_here(spec.id)})
         if not hosts or not topology.replication_enabled:
             return
-        for answer in await asyncio.gather(*(self._held_on(host, LEARN_TIMEOUT_S)
-                                             for host in hosts)):
-            found = answer.get("old_directories") if answer is not None else None
-            for old_id, address in (found.items() if isinstance(found, dict) else ()):
-                try:
-                    host, port = parse_address(str(address))
-                except ValueError:
-                    continue   # (another machine's damaged answer: not ours to crash on)
-                if isinstance(old_id, str) and old_id.endswith(OLD_DIRECTORY_SUFFIX) \
-                        and old_id not in self.left_elsewhere:
-                    self.left_elsewhere[old_id] = NodeSpec(old_id, "server", host, port)
-                    self.logger.warning("%s: still handed over on its machine, at %s: a "
-                                        "leaving peer here until it is done", old_id, address)
+        answers = await asyncio.gather(*(self._held_on(host, LEARN_TIMEOUT_S) for host in hosts))
+        for answer in answers:
+            self._learn_from(answer)
+        silent = [host for host, answer in zip(hosts, answers, strict=True) if answer is None]
+        if silent:
+            self._learning = asyncio.create_task(self._learn_later(silent),
+                                                 name="old directories to learn")
         self.watch_left_elsewhere()
+
+    def _learn_from(self, answer: dict | None) -> bool:
+        """Take the old directories a `holding` answer names; True if one was new here."""
+        found = answer.get("old_directories") if answer is not None else None
+        learnt = False
+        for old_id, address in (found.items() if isinstance(found, dict) else ()):
+            try:
+                host, port = parse_address(str(address))
+            except ValueError:
+                continue   # (another machine's damaged answer: not ours to crash on)
+            if isinstance(old_id, str) and old_id.endswith(OLD_DIRECTORY_SUFFIX) \
+                    and old_id not in self.left_elsewhere:
+                self.left_elsewhere[old_id] = NodeSpec(old_id, "server", host, port)
+                self.logger.warning("%s: still handed over on its machine, at %s: a "
+                                    "leaving peer here until it is done", old_id, address)
+                learnt = True
+        return learnt
+
+    async def _learn_later(self, hosts: list[str]) -> None:
+        """The machines whose supervisors did not answer at `up`, asked until each has once:
+        a machine back (or reachable again) may serve an old directory meanwhile."""
+        while hosts:
+            await asyncio.sleep(HAND_OVER_RETRY_S)
+            answers = await asyncio.gather(*(self._held_on(host, LEARN_TIMEOUT_S)
+                                             for host in hosts))
+            learnt = False
+            for answer in answers:
+                learnt = self._learn_from(answer) or learnt
+            hosts = [host for host, answer in zip(hosts, answers, strict=True) if answer is None]
+            if learnt:
+                self.write_peers_files()
+                self.replication.set_remote(self.remote_peers())
+                self.watch_left_elsewhere()
 
     def watch_left_elsewhere(self) -> None:
         """Ask, every HAND_OVER_RETRY_S, the machines whose moved servers' old directories

@@ -127,3 +127,41 @@ def test_a_server_of_this_machine_moving_away_is_still_certified_against_while_i
     cluster.write_peers_files()
     assert peers_of(cluster, "m1") == {"m2": {"address": f"10.9.9.9:{before.port}"},
                                        "m2~old": str(before.data)}
+
+
+def test_a_machine_silent_at_up_is_asked_again_until_it_names_its_old_directories(
+        tmp_path, monkeypatch):
+    """At `up` the other machines say which moved servers' old directories they still serve;
+    one whose supervisor does not answer then (cut off for a moment) is asked again until it
+    does, and what it names becomes a leaving peer here. Before, it was never asked again:
+    this machine's servers wrote without certifying against that directory."""
+    import asyncio
+    from dataclasses import replace
+
+    import supervisor.cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "HAND_OVER_RETRY_S", 0.01)
+    cluster = cluster_for(tmp_path)
+    cluster.topology = replace(cluster.topology, remote=frozenset({"m2"}))
+    cluster.run_dir.mkdir(parents=True)
+    serving = {"ok": True, "servers": ["m2", "m3~old"],
+               "old_directories": {"m3~old": "10.9.9.9:4103"}}
+    asked: list[str] = []
+
+    async def held_on(host: str, timeout_s: float) -> dict | None:
+        asked.append(host)
+        return serving if len(asked) >= 3 else None   # silent twice, then it answers
+
+    monkeypatch.setattr(cluster, "_held_on", held_on)
+    monkeypatch.setattr(cluster.replication, "set_remote", lambda peers: None)
+
+    async def up_then_wait() -> None:
+        await cluster.learn_left_elsewhere()
+        assert "m3~old" not in cluster.left_elsewhere
+        assert cluster._learning is not None
+        await asyncio.wait_for(cluster._learning, 5)
+        if cluster._left_watch is not None:
+            cluster._left_watch.cancel()
+    asyncio.run(up_then_wait())
+    assert asked[:3] == [cluster.topology.nodes["m2"].host] * 3
+    assert peers_of(cluster, "m1")["m3~old"] == {"address": "10.9.9.9:4103", "leaving": True}
