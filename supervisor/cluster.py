@@ -218,7 +218,12 @@ class Cluster:
                      if not self.topology.runs_here(spec.id)]
         return {spec.id: PeerAddress(spec.id, spec.host, spec.port, self.topology.secret,
                                      self.tls)
-                for spec in [*elsewhere, *self.leaving.values(), *self.left_elsewhere.values()]}
+                for spec in [*elsewhere, *self.leaving.values(), *self._left_elsewhere()]}
+
+    def _left_elsewhere(self) -> list[NodeSpec]:
+        """`left_elsewhere` but a server the topology names again (added back: itself)."""
+        return [spec for spec in self.left_elsewhere.values()
+                if spec.id not in self.topology.nodes]
 
     # -- whole cluster
 
@@ -345,14 +350,14 @@ class Cluster:
             self.write_peers_files()
 
     def serve_old_directory(self, spec: NodeSpec) -> None:
-        """Serve a moved server's old directory (`<id>~old`, handing over here) to the other
-        machines' servers: a peer-only process (nodes/server/peer_only.py) at the server's
-        old address, kept alive by a keeper until the hand over is done (docs/REPLICATION.md,
-        "Moving a server to another machine"). The other machines know that address from
-        the topology they had before the move; nothing else needs to travel. A server
-        only removed keeps no such process: nobody names it `~old`."""
-        if (not spec.id.endswith(OLD_DIRECTORY_SUFFIX) or spec.id in self.keepers
-                or spec.data is None or not self.topology.remote):
+        """Serve the directory of a server removed from this machine, or moved away
+        (`<id>~old`), whose hand over is not done, to the other machines' servers: a
+        peer-only process (nodes/server/peer_only.py) at the server's old address, kept
+        alive by a keeper until the hand over is done (docs/REPLICATION.md, "Moving a
+        server to another machine"). The other machines know that address from the
+        topology they had before the edit; nothing else needs to travel. On one machine
+        nobody needs it: its servers read the directory as a folder."""
+        if spec.id in self.keepers or spec.data is None or not self.topology.remote:
             return
         argv = [self.python, "-m", "nodes.server", "--id", spec.id, "--host", spec.host,
                 "--port", str(spec.port), *self.topology.tls.argv(), "--data", str(spec.data),
@@ -370,9 +375,9 @@ class Cluster:
                       | set(self.departing) | set(self.handing_over))
 
     def old_directories(self) -> dict[str, str]:
-        """The old directories of servers moved away that this machine serves, by address."""
-        return {old_id: spec.address for old_id, spec in sorted(self.handing_over.items())
-                if old_id.endswith(OLD_DIRECTORY_SUFFIX)}
+        """The directories of servers removed or moved away that this machine still hands
+        over (and serves, `serve_old_directory`), by address."""
+        return {old_id: spec.address for old_id, spec in sorted(self.handing_over.items())}
 
     async def _held_on(self, host: str, timeout_s: float) -> dict | None:
         """What the supervisor of the machine at `host` says it holds (`holding`: the
@@ -441,7 +446,8 @@ class Cluster:
                 host, port = parse_address(str(address))
             except ValueError:
                 continue   # (another machine's damaged answer: not ours to crash on)
-            if isinstance(old_id, str) and old_id.endswith(OLD_DIRECTORY_SUFFIX) \
+            # (Not a server of the topology: a removed server added back is itself again.)
+            if isinstance(old_id, str) and old_id not in self.topology.nodes \
                     and old_id not in self.left_elsewhere:
                 self.left_elsewhere[old_id] = NodeSpec(old_id, "server", host, port)
                 self.logger.warning("%s: still handed over on its machine, at %s: a "
@@ -728,7 +734,7 @@ class Cluster:
                      if not self.topology.runs_here(spec.id)]
         enabled = self.topology.replication_enabled
         moved_away = {spec.id for spec in elsewhere}
-        leaving = [*self.leaving.values(), *self.left_elsewhere.values()]
+        leaving = [*self.leaving.values(), *self._left_elsewhere()]
         leases: dict = {}
         if self.quorum is not None:
             # Only the machines the decided epoch certifies against; and the lease.

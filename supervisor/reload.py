@@ -103,9 +103,10 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     # the same counter with other rows (one of the two acknowledged writes lost).
     cluster.departing = {node_id: old.nodes[node_id] for node_id in diff.removed + diff.changed
                          if old.nodes[node_id].kind == "server" and old.runs_here(node_id)}
-    # A server another machine ran, moved by the edit (here or to a third machine): its old
-    # machine may keep its old directory, holding writes it acknowledged that nobody else
-    # has, while its copies cannot all land; it serves it at the server's old address
+    # A server another machine ran, removed or moved by the edit (here or to a third
+    # machine): its old machine may keep its directory, holding writes it acknowledged
+    # that nobody else has, while its copies cannot all land; it serves it at the server's
+    # old address
     # (`Cluster.serve_old_directory`). Every server here pulls from it and certifies
     # against it (and a server moved here starts from its copies: its seed pulls them)
     # until that machine says the hand over is done.
@@ -170,8 +171,8 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
                     await cluster.replication.carry_over(node_id, new.nodes[node_id].data_dir)
                 else:
                     cluster.handing_over[leaving] = replace(old.nodes[node_id], id=leaving)
-                    if moved_away:   # the other machines' servers certify against it
-                        cluster.serve_old_directory(cluster.handing_over[leaving])
+                    # The other machines' servers certify against it too.
+                    cluster.serve_old_directory(cluster.handing_over[leaving])
     finally:
         cluster.departing = {}
         cluster.write_peers_files()   # stopped and handed over: no longer anyone's peer
@@ -192,12 +193,17 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
 
 
 def old_directories_elsewhere(old: Topology, new: Topology, diff: TopologyDiff) -> dict:
-    """The servers of other machines the edit moves to another host (this one or a third),
-    as their old directories may go on there: `<id>~old` at the server's old address."""
+    """The servers of other machines the edit removes, or moves to another host (this one
+    or a third), as their directories may go on there while their hand over cannot land:
+    a removed one's as itself, a moved one's as `<id>~old`, at the server's old address."""
     found = {}
-    for node_id in diff.changed:
-        before, after = old.nodes[node_id], new.nodes[node_id]
-        if before.kind == "server" and not old.runs_here(node_id) and before.host != after.host:
+    for node_id in diff.changed + diff.removed:
+        before = old.nodes[node_id]
+        if before.kind != "server" or old.runs_here(node_id):
+            continue
+        if node_id in diff.removed:
+            found[node_id] = before
+        elif before.host != new.nodes[node_id].host:
             old_id = old_directory_id(node_id)
             found[old_id] = replace(before, id=old_id)
     return found

@@ -203,3 +203,78 @@ def test_a_server_moved_off_a_dead_machine_leaves_no_old_directory_to_wait_for(
     finally:
         machines.heal("h1")
         supervisors.down()
+
+
+def _removal_topology(machines, small1, small2, with_m3: bool) -> str:
+    text = _topology(machines, small1, small2, "h1")
+    if with_m3:
+        return text
+    return "\n".join(line for line in text.splitlines() if not line.startswith("  m3:")) \
+        .replace("backends: [m1, m2, m3]", "backends: [m1, m2]") + "\n"
+
+
+def test_writes_on_other_machines_are_fenced_against_a_removed_servers_directory(
+        machines, tmp_path):
+    """The same with m3 removed from the topology rather than moved: h1 keeps m3's directory
+    while it cannot hand it over, and a write of m3's table on h3 once m2's disk has room
+    must pull its newest copy and be fenced against it."""
+    with tiny_tmpfs(tmp_path / "small1", "2m") as small1, \
+            tiny_tmpfs(tmp_path / "small2", "2m") as small2:
+        supervisors = Supervisors(machines, tmp_path,
+                                  _removal_topology(machines, small1, small2, True),
+                                  names=MACHINES)
+        try:
+            supervisors.up()
+            for machine in MACHINES:
+                wait_until(lambda machine=machine: all(
+                    row["state"] in ("RUNNING", "REMOTE")
+                    for row in supervisors.rows(machine).values()), 30, f"{machine} running")
+            ok, lines = _client(machines, supervisors, "h1", 4103,
+                                "manamboara tahiry sekoly; ampiasao sekoly; manamboara tabilao t "
+                                "(id ISA(0,null), pad LAHATSORATRA(0,null));")
+            assert ok, lines
+            for small, name in ((small1, "m1"), (small2, "m2")):
+                wait_until(lambda small=small, name=name:
+                           (small / name / "sekoly" / "tables" / "t.json").exists(), 10,
+                           f"the table on {name}")
+            fillers = [fill_up(small1), fill_up(small2)]
+            pad = "x" * 4000
+            ok, lines = _client(machines, supervisors, "h1", 4103, "ampiasao sekoly; " + " ".join(
+                f"manampia ao@ t sanda ({key}, '{pad}');" for key in range(1, 21)))
+            assert ok, lines   # acknowledged by m3: in its directory only
+            log = {machine: supervisors.folders[machine] / "logs" / "supervisor.log"
+                   for machine in MACHINES}
+            wait_until(lambda: "No space" in log["h1"].read_text(), 10,
+                       "the copies to m1 and m2 failing")
+            for machine in MACHINES:
+                (supervisors.folders[machine] / "topology.yaml").write_text(
+                    _removal_topology(machines, small1, small2, False))
+            pending = supervisors.folders["h1"] / "run" / "handing-over.json"
+            wait_until(lambda: pending.exists() and "m3" in pending.read_text(), 30,
+                       "m3's directory kept on h1")
+            wait_until(lambda: "m3" not in supervisors.rows("h3")
+                       or supervisors.rows("h3")["m3"]["state"] != "REMOTE", 30,
+                       "the removal applied on h3")
+            fillers[1].unlink()
+            insert = "ampiasao sekoly; manampia ao@ t sanda ({}, 'x');"
+            wait_until(lambda: _client(machines, supervisors, "h3", 4102, insert.format(201))[0],
+                       30, "a write acknowledged by m2 on h3")
+            fillers[0].unlink()
+            wanted = [*range(1, 21), 201]
+            seen: dict[str, list[int] | None] = {}
+
+            def holds_every_row(machine: str, port: int) -> bool:
+                seen[machine] = _rows(machines, supervisors, machine, port)
+                return seen[machine] == wanted
+            for machine, port in (("h1", 4101), ("h3", 4102)):
+                try:
+                    wait_until(lambda machine=machine, port=port: holds_every_row(machine, port),
+                               30, f"every acknowledged row on the server at {machine}:{port}")
+                except AssertionError as error:
+                    raise AssertionError(f"{error}: it holds {seen[machine]}") from None
+            for machine in MACHINES:
+                assert "CONFLICT" not in log[machine].read_text(), machine
+            wait_until(lambda: "m3" not in _peers(supervisors, "h3", "m2"), 20,
+                       "m3 gone from m2's peers once handed over")
+        finally:
+            supervisors.down()
