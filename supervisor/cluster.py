@@ -22,6 +22,7 @@ import os
 import ssl
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
@@ -185,6 +186,7 @@ class Cluster:
         self.left_elsewhere: dict[str, NodeSpec] = {}
         self._left_watch: asyncio.Task | None = None
         self._learning: asyncio.Task | None = None   # `_learn_later`
+        self._silent: set[str] = set()   # hosts whose supervisors it asks again
         self._lag_watch: asyncio.Task | None = None
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
@@ -416,6 +418,8 @@ class Cluster:
                                     server_id, spec.host)
             elif _names(answer, server_id, old_id):
                 kept[old_id] = spec
+        # A machine back later (its supervisor restarted) may serve it then: asked again.
+        self._ask_again(host for host, answer in answers.items() if answer is None)
         return kept
 
     async def learn_left_elsewhere(self) -> None:
@@ -431,10 +435,8 @@ class Cluster:
         answers = await asyncio.gather(*(self._held_on(host, LEARN_TIMEOUT_S) for host in hosts))
         for answer in answers:
             self._learn_from(answer)
-        silent = [host for host, answer in zip(hosts, answers, strict=True) if answer is None]
-        if silent:
-            self._learning = asyncio.create_task(self._learn_later(silent),
-                                                 name="old directories to learn")
+        self._ask_again(host for host, answer in zip(hosts, answers, strict=True)
+                        if answer is None)
         self.watch_left_elsewhere()
 
     def _learn_from(self, answer: dict | None) -> bool:
@@ -455,17 +457,27 @@ class Cluster:
                 learnt = True
         return learnt
 
-    async def _learn_later(self, hosts: list[str]) -> None:
-        """The machines whose supervisors did not answer at `up`, asked until each has once:
-        a machine back (or reachable again) may serve an old directory meanwhile."""
-        while hosts:
+    def _ask_again(self, hosts: Iterable[str]) -> None:
+        """Machines whose supervisors did not answer `holding`: asked again every
+        HAND_OVER_RETRY_S until each has once (`_learn_later`)."""
+        self._silent.update(hosts)
+        if self._silent and (self._learning is None or self._learning.done()):
+            self._learning = asyncio.create_task(self._learn_later(),
+                                                 name="old directories to learn")
+
+    async def _learn_later(self) -> None:
+        """A machine back (or reachable again) may serve a directory meanwhile: what it
+        names becomes a leaving peer here."""
+        while self._silent:
             await asyncio.sleep(HAND_OVER_RETRY_S)
+            hosts = sorted(self._silent)
             answers = await asyncio.gather(*(self._held_on(host, LEARN_TIMEOUT_S)
                                              for host in hosts))
             learnt = False
-            for answer in answers:
-                learnt = self._learn_from(answer) or learnt
-            hosts = [host for host, answer in zip(hosts, answers, strict=True) if answer is None]
+            for host, answer in zip(hosts, answers, strict=True):
+                if answer is not None:
+                    self._silent.discard(host)
+                    learnt = self._learn_from(answer) or learnt
             if learnt:
                 self.write_peers_files()
                 self.replication.set_remote(self.remote_peers())

@@ -165,3 +165,46 @@ def test_a_machine_silent_at_up_is_asked_again_until_it_names_its_old_directorie
     asyncio.run(up_then_wait())
     assert asked[:3] == [cluster.topology.nodes["m2"].host] * 3
     assert peers_of(cluster, "m1")["m3~old"] == {"address": "10.9.9.9:4103", "leaving": True}
+
+
+def test_an_old_machine_silent_at_a_reload_is_asked_again_and_what_it_serves_is_waited_for(
+        tmp_path, monkeypatch):
+    """A reload moving m2 off a machine whose supervisor does not answer (taken for dead)
+    does not wait for its old directory; if that machine comes back serving it (its
+    supervisor restarted with the edit and could not hand it over), it becomes a leaving
+    peer here then."""
+    import asyncio
+    from dataclasses import replace
+
+    import supervisor.cluster as cluster_module
+    from supervisor.reload import diff_topologies, old_directories_elsewhere
+
+    monkeypatch.setattr(cluster_module, "HAND_OVER_RETRY_S", 0.01)
+    cluster = cluster_for(tmp_path)
+    old = replace(cluster.topology, remote=frozenset({"m2"}))
+    before = old.nodes["m2"]
+    new = replace(old, nodes={**old.nodes, "m2": replace(before, host="10.9.9.9")})
+    cluster.topology = new
+    cluster.run_dir.mkdir(parents=True)
+    back = {"ok": True, "servers": ["m2~old"],
+            "old_directories": {"m2~old": f"{before.host}:{before.port}"}}
+    asked: list[str] = []
+
+    async def held_on(host: str, timeout_s: float) -> dict | None:
+        asked.append(host)
+        return back if len(asked) >= 3 else None
+
+    monkeypatch.setattr(cluster, "_held_on", held_on)
+    monkeypatch.setattr(cluster.replication, "set_remote", lambda peers: None)
+
+    async def reload_then_wait() -> dict:
+        kept = await cluster.still_held_elsewhere(
+            old_directories_elsewhere(old, new, diff_topologies(old, new)))
+        assert cluster._learning is not None
+        await asyncio.wait_for(cluster._learning, 5)
+        if cluster._left_watch is not None:
+            cluster._left_watch.cancel()
+        return kept
+    assert asyncio.run(reload_then_wait()) == {}   # not waited for at the reload
+    assert peers_of(cluster, "m1")["m2~old"] == {"address": f"{before.host}:{before.port}",
+                                                 "leaving": True}
