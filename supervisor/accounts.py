@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.evaluation.accounts import YES
 from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
 
 from .account_names import name_problem
@@ -145,10 +146,30 @@ def connect_as(topology: Topology, user: str, password: str):
                                    f"{error}") from None
 
 
-def existing_accounts(connection) -> set[str]:
+@dataclass(frozen=True)
+class Account:
+    """One row of `asehoy ny mpampiasa` (docs/LANGUAGE.md, "Accounts and rights")."""
+
+    name: str
+    admin: bool
+    owns: list[str]   # the databases whose owner is this name
+
+
+def list_accounts(connection) -> dict[str, Account]:
+    """Every account, by name, as an administrator sees them."""
     cursor = connection.cursor()
     cursor.execute(LIST_ACCOUNTS)
-    return {str(row[0]) for row in cursor.fetchall() if row}
+    listed: dict[str, Account] = {}
+    for row in cursor.fetchall():
+        if not row:
+            continue
+        owns = str(row[2]).split(", ") if len(row) > 2 and row[2] else []
+        listed[str(row[0])] = Account(str(row[0]), len(row) > 1 and row[1] == YES, owns)
+    return listed
+
+
+def existing_accounts(connection) -> set[str]:
+    return set(list_accounts(connection))
 
 
 CREATED, EXISTS = "created", "exists (password not changed)"
@@ -184,6 +205,17 @@ def create_accounts(connection, names: list[str], outcomes: list[Outcome]) -> No
             outcomes.append(Outcome(name, "", f"failed: {error}"))
             continue
         outcomes.append(Outcome(name, password, CREATED))
+
+
+def inherited_databases(connection, outcomes: list[Outcome]) -> dict[str, list[str]]:
+    """The databases each account just created already owns: left by a dropped account of
+    the same name (a database keeps its owner's name, docs/LANGUAGE.md), so the new
+    student may read, change and drop a former student's work."""
+    created = {outcome.name for outcome in outcomes if outcome.status == CREATED}
+    if not created:
+        return {}
+    return {account.name: account.owns for account in list_accounts(connection).values()
+            if account.name in created and account.owns}
 
 
 class PrivateFile:
@@ -250,6 +282,7 @@ def create_class(topology: Topology, names_file: Path, out: Path, user: str,
         connection = connect_as(topology, user, admin_password(environ, user))
         try:
             create_accounts(connection, names.names, outcomes)
+            inherited = inherited_databases(connection, outcomes)
         finally:
             connection.close()
     except BaseException:
@@ -271,6 +304,10 @@ def create_class(topology: Topology, names_file: Path, out: Path, user: str,
     if kept:
         print(f"{len(kept)} already existed and were left as they are (password not changed; "
               f"`reset NAME` gives a new one): {', '.join(kept)}")
+    for name, owns in inherited.items():
+        print(f"warning: the new account {name} owns {', '.join(owns)}: a database's owner is "
+              f"a name, and a former account {name} made them; if they are not this "
+              f"student's, keep a copy and drop them (`ravao ny tahiry DB;`)", file=sys.stderr)
     for outcome in failed:
         print(f"{outcome.name}: {outcome.status}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK

@@ -158,7 +158,8 @@ def test_create_class_creates_the_missing_accounts_and_reports_the_others(tmp_pa
     assert passwords["rakoto"] == "" and len(passwords["rabe"]) == 17
     assert stand_in.statements[1:] == [
         f'manamboara mpampiasa rabe tenimiafina "{passwords["rabe"]}"',
-        f'manamboara mpampiasa soa tenimiafina "{passwords["soa"]}"']
+        f'manamboara mpampiasa soa tenimiafina "{passwords["soa"]}"',
+        accounts.LIST_ACCOUNTS]   # (do the new accounts own databases already?)
     printed = capsys.readouterr()
     assert "2 account(s) created" in printed.out and "rakoto" in printed.out
     assert passwords["rabe"] not in printed.out + printed.err   # only in the file
