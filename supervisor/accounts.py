@@ -1,4 +1,5 @@
-"""`python -m supervisor accounts TOPOLOGY create-class NAMES.csv --out PASSWORDS.csv | reset NAME`.
+"""`python -m supervisor accounts TOPOLOGY create-class NAMES.csv --out PASSWORDS.csv | reset NAME
+| remove-class NAMES.csv --keep FOLDER`.
 
 The teacher's commands of a cluster with `accounts:` on (docs/SECURITY.md,
 "Running a class"). Both connect as the administrator (the topology's
@@ -18,7 +19,9 @@ account is (so a folder it cannot be written to changes nothing), and
 appears at once when complete (a temp file renamed): it is never left half
 written, and an existing file (passwords handed out earlier) is never
 replaced. `reset NAME` gives one account a new password and prints it
-once.
+once. `remove-class` (the end of a term) removes each listed account, then
+each database it owns once a copy of it (supervisor/database_copy.py) is
+in FOLDER/NAME/; never an administrator, never into a FOLDER that exists.
 
 Passwords come from `secrets`: 15 characters in three groups, from an
 alphabet without look-alikes (0/O, 1/l/I), about 87 bits.
@@ -32,6 +35,7 @@ import io
 import os
 import secrets
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +59,8 @@ OUT_COLUMNS = ("name", "password", "status")
 LIST_ACCOUNTS = "asehoy ny mpampiasa"
 CREATE_ACCOUNT = 'manamboara mpampiasa {name} tenimiafina "{password}"'
 CHANGE_PASSWORD = 'ovay ny tenimiafina {name} "{password}"'
+DROP_ACCOUNT = "ravao ny mpampiasa {name}"
+DROP_DATABASE = "ravao ny tahiry {name}"
 
 
 class AccountsCommandError(SupervisorError):
@@ -329,6 +335,87 @@ def reset(topology: Topology, name: str, user: str, environ: Mapping[str, str]) 
     return EXIT_OK
 
 
+def keep_folder(path: Path) -> Path:
+    """A new folder, 0700, for the copies of the students' work (never one that exists)."""
+    if path.exists() or path.is_symlink():
+        raise AccountsCommandError(f"{path} exists: it may hold copies kept earlier; choose "
+                                   f"another --keep")
+    if not path.parent.is_dir():
+        raise AccountsCommandError(f"{path.parent} is not a folder")
+    try:
+        path.mkdir(mode=0o700)
+        path.chmod(0o700)   # whatever the umask
+    except OSError as error:
+        raise AccountsCommandError(f"cannot make {path}: {error.strerror}") from None
+    return path
+
+
+def remove_student(connection, account: Account, keep: Path) -> str:
+    """Remove one student: the account first (their sessions' statements are refused from
+    then on, so the copy misses nothing they write), then each database they own, each
+    only once its copy is on disk. A summary line; DatabaseError if a step is refused."""
+    from .database_copy import database_script
+
+    folder = keep / account.name
+    folder.mkdir(mode=0o700)
+    folder.chmod(0o700)
+    cursor = connection.cursor()
+    cursor.execute(DROP_ACCOUNT.format(name=account.name))
+    when = time.strftime("%Y-%m-%d %H:%M")
+    for database in account.owns:
+        header = [f"the database {database} of {account.name}, kept by `accounts remove-class` "
+                  f"on {when}", f"recreate it: ./tahiry client -f {database}.tah"]
+        PrivateFile(folder / f"{database}.tah").publish(
+            database_script(connection, database, header))
+        cursor.execute(DROP_DATABASE.format(name=database))
+    owned = f" ({', '.join(account.owns)})" if account.owns else ""
+    return (f"{account.name}: account removed; {len(account.owns)} database(s){owned} kept "
+            f"in {folder} and dropped")
+
+
+def remove_class(topology: Topology, names_file: Path, keep: Path, user: str,
+                 environ: Mapping[str, str]) -> int:
+    from nodes.client.driver import DatabaseError, OperationalError
+
+    names = read_names(names_file)
+    if names.problems:
+        for problem in names.problems:
+            print(problem, file=sys.stderr)
+        print("nothing was changed.", file=sys.stderr)
+        return EXIT_INVALID
+    if keep.exists() or keep.is_symlink():   # before asking a password: nothing to do
+        keep_folder(keep)
+    connection = connect_as(topology, user, admin_password(environ, user))
+    failed = 0
+    try:
+        listed = list_accounts(connection)
+        keep_folder(keep)
+        for index, name in enumerate(names.names):
+            account = listed.get(name)
+            if account is None:
+                print(f"{name}: no such account (nothing to do)")
+                continue
+            if account.admin:
+                failed += 1
+                print(f"{name}: an administrator, left as it is (`ravao ny mpampiasa {name};` "
+                      f"removes one)", file=sys.stderr)
+                continue
+            try:
+                print(remove_student(connection, account, keep), flush=True)
+            except OperationalError as error:   # the connection: the rest cannot be done
+                left = ", ".join(names.names[index + 1:])
+                print(f"{name}: failed: {error}" + (f"; not tried: {left}" if left else ""),
+                      file=sys.stderr)
+                return EXIT_FAILED
+            except (DatabaseError, AccountsCommandError, OSError) as error:
+                failed += 1
+                print(f"{name}: failed: {error} (what was removed is listed above; what "
+                      f"was not copied was not dropped)", file=sys.stderr)
+    finally:
+        connection.close()
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def cmd_accounts(topology: Topology, args, environ: Mapping[str, str] | None = None) -> int:
     """`accounts create-class|reset`: the exit code (0 done, 1 failed, 2 bad input)."""
     from nodes.client.driver import Error as DriverError
@@ -342,6 +429,8 @@ def cmd_accounts(topology: Topology, args, environ: Mapping[str, str] | None = N
     try:
         if args.action == "create-class":
             return create_class(topology, Path(args.names), Path(args.out), user, environ)
+        if args.action == "remove-class":
+            return remove_class(topology, Path(args.names), Path(args.keep), user, environ)
         return reset(topology, args.name, user, environ)
     except AccountsCommandError as error:
         print(f"{error}; nothing was changed.", file=sys.stderr)

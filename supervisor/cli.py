@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("file", help="the archive `backup` wrote")
     restore.add_argument("topology", nargs="?", default=default_topology)
     accounts = commands.add_parser("accounts", help="accounts of a class (with `accounts:` on): "
-                                                    "create-class, reset (supervisor/accounts.py)")
+                                                    "create-class, reset, remove-class "
+                                                    "(supervisor/accounts.py)")
     accounts.add_argument("topology")
     actions = accounts.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create-class", help="one account per name of a CSV file, each "
@@ -156,7 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "must not exist)")
     reset = actions.add_parser("reset", help="a new password for one account, printed once")
     reset.add_argument("name")
-    for action in (create, reset):
+    remove = actions.add_parser("remove-class", help="the end of a term: remove the accounts "
+                                                     "of a CSV file and the databases they own, "
+                                                     "keeping a copy of each in --keep")
+    remove.add_argument("names", help="one name a line, as for create-class")
+    remove.add_argument("--keep", required=True, metavar="FOLDER",
+                        help="where each student's databases are copied (FOLDER/NAME/DB.tah, "
+                             "scripts that recreate them; made 0700, must not exist)")
+    for action in (create, reset, remove):
         action.add_argument("--user", metavar="NAME",
                             help="the administrator to act as (default: the topology's "
                                  "accounts.admin); password from TAHIRY_ADMIN_PASSWORD or asked")

@@ -1,19 +1,34 @@
-"""A class's accounts across terms, through the supervisor's `accounts` commands
-(docs/SECURITY.md, "Running a class").
+"""The end of a term, through the supervisor's `accounts` commands (docs/SECURITY.md,
+"Running a class", step 7).
 
 One supervised cluster with accounts on (tests/integration/test_accounts_class.py's
-kit). A database's owner is a name: a new account named like a dropped one
-got the former account's databases without a word; `create-class` now says so.
+kit). The teacher makes a class with `create-class`; the students build
+databases (tables of several domains, a view, a row with a NULL and a quote);
+then `remove-class names.csv --keep DIR`:
+
+- keeps a copy of each student's databases (one `.tah` script per database,
+  0600 in a 0700 folder per student) that recreates them, rows included;
+- drops those databases and the accounts; the course database the teacher
+  owns, and the students left out of the list, are untouched;
+- refuses to remove an administrator, reports a name with no account, and
+  never writes into a `--keep` folder that exists.
+
+And a defect found on the way: a new account named like a removed one got
+the former account's databases without a word (their owner is a name);
+`create-class` now says so.
 """
 
 from __future__ import annotations
 
 import csv
+import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO_ROOT, wait_until
 from tests.integration.supervisorkit import all_running
 from tests.integration.test_accounts_class import ADMIN, ADMIN_PW, AccountsCluster
 from tests.integration.wire import WireClient
@@ -85,3 +100,90 @@ def test_a_new_account_named_like_a_removed_one_is_told_it_owns_its_databases(te
     assert result.returncode == 0, f"{result.stdout}{result.stderr}"
     # The new naivo owns last year's database: the teacher must hear of it, by name.
     assert "naivo_taloha" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_remove_class_keeps_a_copy_then_drops_databases_and_accounts(term):
+    result = term.create_class("class", ["rabe", "soa", "vola"])
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}"
+    with term.login(ADMIN) as teacher:
+        teacher.ok("manamboara tahiry fampianarana;")
+        teacher.ok("omeo rabe zo mamaky ao@ fampianarana;")
+    with term.login("rabe") as rabe:
+        rabe.ok("manamboara tahiry rabe_db;")
+        rabe.ok("ampiasao rabe_db;")
+        rabe.ok("manamboara efitra kilasy ( TANISA('L3','M1') );")
+        rabe.ok("manamboara tabilao naoty (id LAHATSORATRA(2,5), kilasy kilasy, "
+                "naoty ISA(0,20):TANISA('ABS'), daty DATY, fanamarihana LAHATSORATRA(null,null));")
+        rabe.ok("manampia ao@ naoty sanda ('E1','L3',12.5,'2026-01-02','tsara'), "
+                "('E2','M1','ABS',null,'it''s \\\\ \"ok\"');")
+        rabe.ok("manamboara jery tsara @ alaivo * ao@ naoty rehefa naoty >= 10;")
+        rabe.ok("manamboara tahiry rabe_faharoa;")
+        rabe.ok("ampiasao rabe_faharoa;")
+        rabe.ok("manamboara tabilao foana (x ISA(null,null));")
+        rabe.ok("omeo soa zo mamaky ao@ rabe_db;")
+    with term.login("soa") as soa:
+        soa.ok("manamboara tahiry soa_db;")
+    with term.login("vola") as vola:
+        vola.ok("manamboara tahiry vola_db;")
+
+    keep = term.desk / "kept"
+    names = term.names_file("leaving", ["rabe", "soa"])
+    result = term.accounts("remove-class", str(names), "--keep", str(keep))
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}"
+
+    assert stat.S_IMODE(keep.stat().st_mode) == 0o700
+    assert sorted(p.name for p in keep.iterdir()) == ["rabe", "soa"]
+    kept = sorted(p.name for p in (keep / "rabe").iterdir())
+    assert kept == ["rabe_db.tah", "rabe_faharoa.tah"]
+    assert stat.S_IMODE((keep / "rabe").stat().st_mode) == 0o700
+    assert stat.S_IMODE((keep / "rabe" / "rabe_db.tah").stat().st_mode) == 0o600
+    assert "tsara" in (keep / "rabe" / "rabe_db.tah").read_text()   # the view is named
+
+    with term.login(ADMIN) as teacher:
+        left = databases(teacher)
+        assert {"rabe_db", "rabe_faharoa", "soa_db"}.isdisjoint(left)
+        assert {"fampianarana", "vola_db"} <= left
+        accounts = {row[0] for row in teacher.rows("asehoy ny mpampiasa;")}
+        assert "rabe" not in accounts and "soa" not in accounts and "vola" in accounts
+    with WireClient(term.cluster.ports["proxy"]) as gone:
+        assert not gone.one(f'.login rabe "{term.passwords["rabe"]}";').ok
+
+    # The copy recreates the database, rows exactly, in an engine of its own.
+    loaded = term.desk / "loaded"
+    run = subprocess.run([sys.executable, "-m", "engine", "--data", str(loaded), "-f",
+                          str(keep / "rabe" / "rabe_db.tah")], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, f"{run.stdout}{run.stderr}"
+    check = subprocess.run([sys.executable, "-m", "engine", "--data", str(loaded), "-f", "-"],
+                           input="ampiasao rabe_db;\nalaivo * ao@ naoty alaharo id;\n"
+                                 "asehoy ny tsanganana ao@ naoty;\n",
+                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, f"{check.stdout}{check.stderr}"
+    for text in ("12.5", "2026-01-02", "ABS", "it's \\\\ \"ok\"", 'TANISA("L3","M1")',
+                 'ISA(0,20):TANISA("ABS")'):
+        assert text in check.stdout, f"{text!r} not in {check.stdout}"
+
+
+def test_remove_class_refuses_an_administrator_and_reports_an_unknown_name(term):
+    keep = term.desk / "kept-admin"
+    names = term.names_file("odd", [ADMIN, "tsisy"])
+    result = term.accounts("remove-class", str(names), "--keep", str(keep))
+    assert result.returncode == 1, f"{result.stdout}{result.stderr}"
+    assert f"{ADMIN}: an administrator" in result.stderr, result.stderr
+    assert "tsisy: no such account" in result.stdout + result.stderr
+    with term.login(ADMIN) as teacher:
+        assert "fampianarana" in databases(teacher)
+
+
+def test_remove_class_never_writes_into_a_keep_folder_that_exists(term):
+    keep = term.desk / "already"
+    keep.mkdir()
+    names = term.names_file("again", ["vola"])
+    result = term.accounts("remove-class", str(names), "--keep", str(keep))
+    assert result.returncode != 0 and "exists" in result.stderr, f"{result.stdout}{result.stderr}"
+    assert list(keep.iterdir()) == []
+
+    def vola_still_there() -> bool:
+        with term.login("vola") as vola:
+            return "vola_db" in databases(vola)
+    wait_until(vola_still_there, DEADLINE_S, "vola and vola_db left as they were")
