@@ -13,6 +13,12 @@ under it; one naming no account is only counted, in
 `login_failures_unknown`: keyed by the name, the table would grow with
 every name tried and tell which names exist (nodes/server/accounts.py).
 
+and, for the same eyes only, the statement its engine thread has run for a
+second or more (nodes/server/activity.py; its passwords replaced by `"***"`):
+
+    "running": [{"account": str, "database": str | None, "seconds": float,
+                 "statement": str}]
+
 `server_accounts` reads those keys from one `.status;` into the status row
 (anything malformed is left out, never trusted); `account_totals` sums the
 rows of every server for the `status` command. A session through a
@@ -39,9 +45,26 @@ def _count(value: object) -> int | None:
     return value
 
 
-def server_accounts(status: dict | None) -> dict:
-    """The row's `accounts` and `login_failures_unknown` from a server's `.status;` (empty when
-    it has none: accounts off, or an older server)."""
+def _running(raw: object, server: str | None) -> list[dict]:
+    """The statements a server runs now, as its `.status;` says (malformed entries left out)."""
+    running: list[dict] = []
+    for entry in raw if isinstance(raw, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        account, database = entry.get("account"), entry.get("database")
+        seconds, statement = entry.get("seconds"), entry.get("statement")
+        if not isinstance(account, str) or not isinstance(statement, str) \
+                or not isinstance(seconds, int | float) or isinstance(seconds, bool) \
+                or not isinstance(database, str | None):
+            continue
+        running.append({"server": server, "account": account, "database": database,
+                        "seconds": float(seconds), "statement": statement})
+    return running
+
+
+def server_accounts(status: dict | None, server: str | None = None) -> dict:
+    """The row's `accounts`, `login_failures_unknown` and `running` (on `server`) from a
+    server's `.status;` (empty when it has none: accounts off, or an older server)."""
     if (status or {}).get("accounts_required") is False:
         return {}   # accounts off: its (empty) counts are no table to show
     raw = (status or {}).get("accounts")
@@ -52,7 +75,8 @@ def server_accounts(status: dict | None) -> dict:
         if not isinstance(name, str) or not isinstance(figures, dict):
             continue
         accounts[name] = {key: _count(figures.get(key)) or 0 for key in FIELDS}
-    extra: dict = {"accounts": dict(sorted(accounts.items()))}
+    extra: dict = {"accounts": dict(sorted(accounts.items())),
+                   "running": _running((status or {}).get("running"), server)}
     unknown = _count((status or {}).get("login_failures_unknown"))
     if unknown is not None:
         extra["login_failures_unknown"] = unknown

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from engine.evaluation.accounts import YES
 from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
+from nodes.protocol.wire import STOP_WORD
 
 from .account_names import name_problem
 from .errors import SupervisorError
@@ -136,11 +137,12 @@ def entry_node(topology: Topology) -> NodeSpec:
     raise AccountsCommandError(f"{topology.path.name}: no balancer or server to connect to")
 
 
-def connect_as(topology: Topology, user: str, password: str):
-    """A DB-API connection logged in as `user` (AccountsCommandError if it cannot be had)."""
+def connect_as(topology: Topology, user: str, password: str, node: NodeSpec | None = None):
+    """A DB-API connection logged in as `user`, to `node` (default: `entry_node`)
+    (AccountsCommandError if it cannot be had)."""
     from nodes.client.driver import OperationalError, connect  # only this command needs it
 
-    node = entry_node(topology)
+    node = node if node is not None else entry_node(topology)
     tls = topology.tls
     try:
         return connect(node.host, node.port, timeout=30.0, user=user, password=password,
@@ -416,6 +418,41 @@ def remove_class(topology: Topology, names_file: Path, keep: Path, user: str,
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def stop(topology: Topology, name: str, user: str, environ: Mapping[str, str]) -> int:
+    """`.stop NAME;` on every server, straight (a balancer would answer it for itself): each
+    stops the statement `name` runs there now (nodes/server/activity.py)."""
+    from nodes.client.driver import DatabaseError
+    from nodes.protocol import stopped_count
+
+    problem = name_problem(name)
+    if problem is not None:
+        print(f"{problem}; nothing was changed.", file=sys.stderr)
+        return EXIT_INVALID
+    password = admin_password(environ, user)
+    stopped, failed = 0, 0
+    for node in topology.of_kind("server"):
+        try:
+            connection = connect_as(topology, user, password, node)
+            try:
+                cursor = connection.cursor()
+                cursor.execute(f"{STOP_WORD} {name}")
+                count = stopped_count(cursor.message) or 0
+            finally:
+                connection.close()
+        except (AccountsCommandError, DatabaseError) as error:
+            failed += 1
+            print(f"{node.id}: {error}", file=sys.stderr)
+            continue
+        if count:
+            stopped += count
+            print(f"{node.id}: {count} statement(s) of {name} stopped (told: Najanon'ny "
+                  f"mpitantana ny fangatahana)")
+    if not stopped and not failed:
+        print(f"nothing of {name} was running (a statement also stops by itself at its time "
+              f"limit, 30 s; `reset {name}` refuses the rest of a script)")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def cmd_accounts(topology: Topology, args, environ: Mapping[str, str] | None = None) -> int:
     """`accounts create-class|reset`: the exit code (0 done, 1 failed, 2 bad input)."""
     from nodes.client.driver import Error as DriverError
@@ -431,6 +468,8 @@ def cmd_accounts(topology: Topology, args, environ: Mapping[str, str] | None = N
             return create_class(topology, Path(args.names), Path(args.out), user, environ)
         if args.action == "remove-class":
             return remove_class(topology, Path(args.names), Path(args.keep), user, environ)
+        if args.action == "stop":
+            return stop(topology, args.name, user, environ)
         return reset(topology, args.name, user, environ)
     except AccountsCommandError as error:
         print(f"{error}; nothing was changed.", file=sys.stderr)

@@ -46,7 +46,7 @@ from .machine import machine_addresses, place
 from .ownership import ownership_problems
 from .port_check import port_problems, status_page_problem
 from .quorum_service import voter_file_problem
-from .status_table import duration, render_accounts, render_table
+from .status_table import duration, render_accounts, render_running, render_table
 from .topology import ID_PATTERN, NodeSpec, Topology, TopologyError, load_topology, parse_topology
 
 LOADED_TOPOLOGY = "loaded-topology.yaml"
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("file", help="the archive `backup` wrote")
     restore.add_argument("topology", nargs="?", default=default_topology)
     accounts = commands.add_parser("accounts", help="accounts of a class (with `accounts:` on): "
-                                                    "create-class, reset, remove-class "
+                                                    "create-class, reset, remove-class, stop "
                                                     "(supervisor/accounts.py)")
     accounts.add_argument("topology")
     actions = accounts.add_subparsers(dest="action", required=True)
@@ -164,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--keep", required=True, metavar="FOLDER",
                         help="where each student's databases are copied (FOLDER/NAME/DB.tah, "
                              "scripts that recreate them; made 0700, must not exist)")
-    for action in (create, reset, remove):
+    stop = actions.add_parser("stop", help="stop the statement an account runs now on each "
+                                           "server (its session goes on)")
+    stop.add_argument("name")
+    for action in (create, reset, remove, stop):
         action.add_argument("--user", metavar="NAME",
                             help="the administrator to act as (default: the topology's "
                                  "accounts.admin); password from TAHIRY_ADMIN_PASSWORD or asked")
@@ -540,6 +543,9 @@ def cmd_status(topology: Topology, args) -> int:
     accounts = render_accounts(answer["nodes"])
     if accounts is not None:
         print("\n" + accounts)
+    running = render_running(answer["nodes"])
+    if running is not None:
+        print("\n" + running)
     return EXIT_OK
 
 

@@ -855,7 +855,8 @@ class Cluster:
                           "repl_conflicts": len(stats.get("conflicts") or []),
                           "storage_faults": None if status is None
                           else list(status.get("storage_faults") or [])})
-            extra.update(server_accounts(status))   # accounts on: counts per account
+            # accounts on: counts per account, and what the accounts run now
+            extra.update(server_accounts(status, row["node"]))
             if self.quorum is not None:
                 extra["write_lease"] = self._lease_row(row["node"])
             if stats:  # replication on: failing copies, corrupt and repaired objects

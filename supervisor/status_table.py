@@ -9,7 +9,9 @@ health probes failing in a row (`probe failed 2/3: ...`), the node's own
 alerts, replication and cache figures, and for a node that is FATAL, in
 BACKOFF or starting again, why its last run ended.
 `render_accounts(rows)`, with accounts on, is a second table: per account,
-its open sessions, logins and failed logins, summed over the servers.
+its open sessions, logins and failed logins, summed over the servers; and
+`render_running(rows)` a third, the statements the servers have been running
+for a second or more (`accounts stop NAME` stops one).
 """
 
 from __future__ import annotations
@@ -54,6 +56,26 @@ def render_accounts(rows: list[dict]) -> str | None:
     return (f"accounts (counted by the servers since they started; a session through a "
             f"balancer counts on each server it reached):\n{text}"
             + ("" if unknown is None else f"\nfailed logins naming no account: {unknown}"))
+
+
+RUNNING_COLUMNS = ("SERVER", "ACCOUNT", "DATABASE", "SECONDS", "STATEMENT")
+
+
+def render_running(rows: list[dict]) -> str | None:
+    """The statements running now for a second or more, longest first; None when none is."""
+    running = sorted((entry for row in rows if row.get("kind") == "server"
+                      for entry in row.get("running") or []),
+                     key=lambda entry: -entry["seconds"])
+    if not running:
+        return None
+    lines = [RUNNING_COLUMNS] + [(str(entry["server"]), entry["account"], entry["database"] or "-",
+                                  f"{entry['seconds']:.1f}", entry["statement"])
+                                 for entry in running]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(RUNNING_COLUMNS))]
+    text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+                     .rstrip() for line in lines)
+    return ("running now (a server runs one statement at a time: the others wait behind it; "
+            "`accounts stop NAME` stops one):\n" + text)
 
 
 def _count(value: int | None) -> str:

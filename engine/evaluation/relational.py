@@ -8,7 +8,7 @@ two sides. Sizes are checked against `QueryLimits` before or while rows are
 produced, so a runaway query fails cleanly instead of exhausting memory.
 
 The time limit (`QueryLimits.deadline`), and a cancellation (`QueryLimits.cancel`:
-a server's client went away), are tested inside every loop over rows,
+a server's client went away, or an administrator stopped the query), are tested inside every loop over rows,
 not only between operators: loops run in parts of adaptive size (`pieces`,
 `in_parts`, `filter_rows`, `map_rows`) with one clock reading per part, so a
 query stops within milliseconds of its deadline whatever one row costs, and a
@@ -72,8 +72,41 @@ def out_of_time(limits: QueryLimits) -> TahiryError:
         "Ampio fepetra (rehefa, ka) na fetra.")
 
 
-def cancelled() -> TahiryError:
-    """The error of an evaluation stopped because nobody waits for its answer any more."""
+class Cancel(threading.Event):
+    """A query's cancellation (`QueryLimits.cancel`) that says why it was set: its client
+    went away (`set`), or an administrator stopped it (`stop`, which may be taken back
+    with `resume` once the statement it was meant for has ended)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_administrator = False
+        # stop and set come from a server's event loop, resume from its engine thread.
+        self._changing = threading.Lock()
+
+    def stop(self) -> None:
+        with self._changing:
+            if not self.is_set():
+                self.by_administrator = True
+                super().set()
+
+    def set(self) -> None:
+        with self._changing:
+            self.by_administrator = False
+            super().set()
+
+    def resume(self) -> None:
+        """Clear a stop by an administrator (never a client gone: that one stays)."""
+        with self._changing:
+            if self.by_administrator:
+                self.by_administrator = False
+                self.clear()
+
+
+def cancelled(cancel: threading.Event | None = None) -> TahiryError:
+    """The error of an evaluation stopped because nobody waits for its answer any more,
+    or because an administrator stopped it (`Cancel.stop`)."""
+    if isinstance(cancel, Cancel) and cancel.by_administrator:
+        return QueryStopped("Najanon'ny mpitantana ny fangatahana.")
     return QueryStopped("Najanona ny fangatahana : tsy miandry ny valiny intsony ny mpangataka.")
 
 
@@ -84,7 +117,7 @@ def check_deadline(limits: QueryLimits) -> None:
     if limits.deadline is not None and time.monotonic() > limits.deadline:
         raise out_of_time(limits)
     if limits.cancel is not None and limits.cancel.is_set():
-        raise cancelled()
+        raise cancelled(limits.cancel)
 
 
 # Row loops run in parts, the deadline tested after each (`pieces`): a part
@@ -126,7 +159,7 @@ def pieces(rows: Iterable, count: int, limits: QueryLimits,
         if now > deadline:
             raise out_of_time(limits)
         if cancel is not None and cancel.is_set():
-            raise cancelled()
+            raise cancelled(cancel)
         took = now - last
         if took < _QUICK_PART:
             if size < _MAX_PART:

@@ -298,6 +298,8 @@ CATALOGUE: tuple[Message, ...] = (
     _M("cancelled",
        "Najanona ny fangatahana : tsy miandry ny valiny intsony ny mpangataka.",
        "Query stopped: whoever asked is no longer waiting for the answer."),
+    _M("stopped_by_administrator", "Najanon'ny mpitantana ny fangatahana.",
+       "Query stopped by an administrator."),
     _M("too_many_result_rows",
        "Be loatra ny andalana ho an'ny valiny{count} : {max} ny fetra farany ambony. Ampio "
        "fepetra (rehefa, ka) na fetra.",

@@ -3,7 +3,7 @@
 `wire`: requests (`;`-terminated statements, dot commands) and responses
 (ending in `END`), their decoders and encoders, no sockets; `auth`: the
 shared-secret handshake; `login`: accounts (`.login`, its rate limits,
-`.rights`); `status_token`: the supervisor's token that lets its `.status`
+`.rights`, an administrator's `.stop`); `status_token`: the supervisor's token that lets its `.status`
 probe see account names. Other packages import what they use from here (`from
 nodes.protocol import ResponseDecoder`); the names below are that public API.
 """
@@ -28,6 +28,10 @@ from nodes.protocol.login import (
     LOGIN_OK,
     LOGIN_REFUSED,
     LOGIN_REQUIRED,
+    STOP_ACCOUNTS_OFF,
+    STOP_MALFORMED,
+    STOP_REFUSED,
+    STOPPED,
     LoginGate,
     add_login_arguments,
     decode_rights,
@@ -40,6 +44,8 @@ from nodes.protocol.login import (
     password_literal,
     redact_login,
     renewed_login,
+    stop_name,
+    stopped_count,
 )
 from nodes.protocol.wire import (
     ADMIN_AUTH,
@@ -48,6 +54,7 @@ from nodes.protocol.wire import (
     ADMIN_PING,
     ADMIN_RIGHTS,
     ADMIN_STATUS,
+    ADMIN_STOP,
     ADMIN_VERSIONS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_PAGE_ROWS,
@@ -76,7 +83,7 @@ from nodes.protocol.wire import (
 __all__ = [
     # wire: requests
     "ADMIN_AUTH", "ADMIN_LOGIN", "ADMIN_PEER", "ADMIN_PING", "ADMIN_RIGHTS", "ADMIN_STATUS",
-    "ADMIN_VERSIONS", "DEFAULT_MAX_REQUEST_BYTES",
+    "ADMIN_STOP", "ADMIN_VERSIONS", "DEFAULT_MAX_REQUEST_BYTES",
     "Request", "RequestFramer", "STUCK_REQUEST_QUIET_S", "statement_bytes", "auth_request",
     "auth_secret", "secret_problem",
     "versions_request", "versions_arguments",
@@ -94,4 +101,5 @@ __all__ = [
     "node_login_gate", "decode_rights", "encode_rights",
     "login_arguments", "login_name", "login_problem", "login_request",
     "password_literal", "redact_login", "renewed_login",
+    "STOPPED", "STOP_ACCOUNTS_OFF", "STOP_MALFORMED", "STOP_REFUSED", "stop_name", "stopped_count",
 ]

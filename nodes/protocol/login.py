@@ -71,12 +71,35 @@ LOGIN_BUSY = (ERROR_PREFIX + "Be loatra ny fanandramana fidirana (too many login
               "node right now): connection closed, try again later")
 LOGIN_MALFORMED = (ERROR_PREFIX + "Tsy mety ny fidirana (malformed login): {why}; expected "
                    "`.login <name> \"<password>\";`")
+# `.stop <name>;` (an administrator, on a server): the statement that account runs there now
+# is stopped (nodes/server/activity.py); the answer says how many, for `accounts stop`.
+STOPPED = "Najanona ny fangatahana {count} an'i {name} ({count} statement(s) of {name} stopped)"
+STOP_MALFORMED = (ERROR_PREFIX + "Tsy mety ny fanajanonana (malformed stop): expected "
+                  "`.stop <name>;`")
+STOP_REFUSED = ERROR_PREFIX + "Ny mpitantana ihany no mahazo manao izany"   # the engine's words
+STOP_ACCOUNTS_OFF = (ERROR_PREFIX + "Tsy misy mpampiasa eto (accounts are off on this node: no "
+                     "account to stop)")
+_STOPPED = re.compile(r"Najanona ny fangatahana (\d+) an'i ")
 # Before a login, only these admin words are answered (`.auth` is handled before them).
 # `.rights;` (a number that moves with every account or grant change, less than
 # `.status;` tells) is among them: the balancer's probes ask it to keep an
 # account's statements off a server behind on the rights.
 ALLOWED_BEFORE_LOGIN = frozenset({ADMIN_PING, ADMIN_STATUS, ADMIN_AUTH, ADMIN_LOGIN,
                                   ADMIN_RIGHTS})
+
+
+def stop_name(request: Request) -> str:
+    """The account name of `.stop NAME;` (ValueError if it is not one word)."""
+    parts = request.text.split()
+    if len(parts) != 2 or not _NAME.match(parts[1]) or len(parts[1]) > MAX_NAME_CHARS:
+        raise ValueError(parts[1:] and parts[1] or "no name")
+    return parts[1]
+
+
+def stopped_count(message: str) -> int | None:
+    """How many statements a `.stop` answer says it stopped (None: not such an answer)."""
+    found = _STOPPED.match(message)
+    return int(found.group(1)) if found else None
 
 
 def password_literal(password: str) -> str:

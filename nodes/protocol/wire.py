@@ -46,15 +46,18 @@ ADMIN_VERSIONS = "versions"      # `.versions <db> <object> ...;`: change counte
 ADMIN_PEER = "peer"              # `.peer <verb> ...;`: a server's peers (nodes/protocol/peer.py)
 ADMIN_LOGIN = "login"            # `.login <name> "<password>";`: nodes/protocol/login.py
 ADMIN_RIGHTS = "rights"          # `.rights;`: the servers' rights generations (proxy cache)
+ADMIN_STOP = "stop"              # `.stop <name>;`: an administrator stops an account's statement
 _ADMIN_WORDS = {".ping": ADMIN_PING, ".status": ADMIN_STATUS, ".rights": ADMIN_RIGHTS}
 AUTH_WORD = ".auth"
 VERSIONS_WORD = ".versions"
 PEER_WORD = ".peer"
 LOGIN_WORD = ".login"
+STOP_WORD = ".stop"
 # Admin words followed by arguments.
 # (`.status <token>;`: the supervisor's probe, nodes/protocol/status_token.py.)
 _ADMIN_PREFIXES = ((AUTH_WORD, ADMIN_AUTH), (VERSIONS_WORD, ADMIN_VERSIONS),
-                   (PEER_WORD, ADMIN_PEER), (LOGIN_WORD, ADMIN_LOGIN), (".status", ADMIN_STATUS))
+                   (PEER_WORD, ADMIN_PEER), (LOGIN_WORD, ADMIN_LOGIN), (".status", ADMIN_STATUS),
+                   (STOP_WORD, ADMIN_STOP))
 MAX_SECRET_CHARS = 256
 # A request cut off inside a string or a comment: how long the framer waits
 # for more bytes before answering it with a syntax error (`RequestFramer.stuck`).

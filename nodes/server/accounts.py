@@ -50,10 +50,15 @@ from nodes.protocol import (
     LOGIN_OK,
     LOGIN_REFUSED,
     LOGIN_REQUIRED,
+    STOP_ACCOUNTS_OFF,
+    STOP_MALFORMED,
+    STOP_REFUSED,
+    STOPPED,
     Request,
     encode_message,
     encode_rights,
     login_arguments,
+    stop_name,
 )
 from nodes.protocol.status_token import carries_token
 
@@ -217,11 +222,28 @@ class ServerAccounts:
     def may_see_names(self, session: Any, request: Request) -> bool:
         """Whether this `.status` request may see the account names: it carries the
         supervisor's token, or its session is logged in as an administrator."""
-        if carries_token(request.text, self.status_token):
-            return True
+        return carries_token(request.text, self.status_token) or self.is_administrator(session)
+
+    def is_administrator(self, session: Any) -> bool:
+        """The session is logged in as an account that is an administrator now."""
         identity = getattr(session, "identity", None)
         return identity is not None and identity.admin \
             and bool(self._api().is_administrator(self.store, identity))
+
+    def answer_stop(self, session: Any, request: Request, stop: Callable[[str], int]) -> bytes:
+        """Answer an administrator's `.stop NAME;`: `stop(NAME)` stops what that account runs
+        on this server (nodes/server/activity.py) and says how many statements it stopped."""
+        if not self.required:
+            return encode_message(STOP_ACCOUNTS_OFF)
+        if not self.is_administrator(session):
+            return encode_message(STOP_REFUSED)
+        try:
+            name = stop_name(request)
+        except ValueError:
+            return encode_message(STOP_MALFORMED)
+        count = stop(name)
+        self.logger.info("%s stopped %d statement(s) of %s", session.identity.name, count, name)
+        return encode_message(STOPPED.format(count=count, name=name))
 
     def status(self, names: bool = False) -> dict:
         """The counts for `.status;`; by account name only when `names` (`may_see_names`):

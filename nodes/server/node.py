@@ -84,6 +84,7 @@ from engine.evaluation.accounts import PasswordHash
 from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.executor import Limits
 from engine.evaluation.outcome import Outcome
+from engine.evaluation.relational import Cancel
 from engine.evaluation.rights import check_read
 from engine.language.secrets import redact_secrets
 from engine.session import Session
@@ -94,6 +95,7 @@ from nodes.protocol import (
     ADMIN_PEER,
     ADMIN_RIGHTS,
     ADMIN_STATUS,
+    ADMIN_STOP,
     ADMIN_VERSIONS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_PAGE_ROWS,
@@ -112,6 +114,7 @@ from nodes.runtime.serving import (
 from nodes.server.accounts import (
     ServerAccounts,
 )
+from nodes.server.activity import Activity
 from nodes.server.encoding import ResponseEncoder
 from nodes.server.latency import DurationHistogram
 from nodes.server.membership import PeerDirectories
@@ -329,6 +332,7 @@ class DatabaseServer:
         self.page_rows = page_rows
         self.max_request_bytes = max_request_bytes
         self.stats = ConnectionStats()
+        self.activity = Activity()   # the statement the engine thread runs now (`.stop`)
         self.auth = auth  # shared-secret policy (nodes/protocol/auth.py); None: in-process tests
         self.statements = 0
         self.statement_errors = 0
@@ -390,7 +394,8 @@ class DatabaseServer:
                 "data": str(self.store.root),
                 "max_connections": self.max_connections,
                 **(self.auth.status() if self.auth is not None else {}),
-                **self.accounts.status(account_names)}
+                **self.accounts.status(account_names),
+                **({"running": self.activity.report()} if account_names else {})}
 
     def statement_seconds(self) -> dict:
         """Both statement histograms as one (`.status;`: latency.py's form)."""
@@ -452,7 +457,7 @@ class DatabaseServer:
         # stops at its next time-limit test (engine/evaluation/relational.py)
         # instead of holding the engine thread, and every write queued behind
         # it, until its time limit.
-        gone = threading.Event()
+        gone = Cancel()   # (an administrator's `.stop` sets it too: nodes/server/activity.py)
         try:
             client = _Client(Session(self.store, codes=self.codes, limits=_cancellable_limits(gone)))
         except Exception:
@@ -490,6 +495,8 @@ class DatabaseServer:
                         # Counters after this connection's earlier writes are durable.
                         return self._versions_after(last, request, session.identity)
                     return self.versions(request, session.identity)
+                if request.admin == ADMIN_STOP:
+                    return accounts.answer_stop(session, request, self.activity.stop)
                 if request.admin == ADMIN_STATUS and accounts.may_see_names(session, request):
                     return admin_response(request, self.node_id, KIND,
                                           lambda: self.status(account_names=True))
@@ -690,7 +697,11 @@ class DatabaseServer:
             for job in jobs:
                 mark = store.batch_mark()
                 started = perf_counter()
-                outcome = self._outcome(job)
+                self.activity.begin(job.session, job.text)
+                try:
+                    outcome = self._outcome(job)
+                finally:
+                    self.activity.end()
                 timed.observe(perf_counter() - started)
                 if not outcome.ok:
                     store.batch_rollback(mark)  # a failed statement leaves no trace

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.account_stats import account_totals, server_accounts
 from supervisor.cluster import Cluster
-from supervisor.status_table import render_accounts
+from supervisor.status_table import render_accounts, render_running
 from supervisor.topology import parse_topology
 from supervisor.web.metrics import ClusterCollector, exposition
 from supervisor.web.view import ClusterView
@@ -61,8 +61,27 @@ def test_malformed_figures_are_left_out_not_trusted():
               "login_failures_unknown": "x"}
     assert server_accounts(status) == {"accounts": {
         "7": {"logins": 1, "failures": 0, "sessions": 0},
-        "rabe": {"logins": 0, "failures": 0, "sessions": 0}}}
+        "rabe": {"logins": 0, "failures": 0, "sessions": 0}}, "running": []}
     assert server_accounts({"accounts": "rabe"}) == {}
+
+
+def test_the_statements_running_now_are_listed_longest_first_and_malformed_ones_left_out():
+    slow = {"account": "rabe", "database": "rabe_db", "seconds": 2.5,
+            "statement": "alaivo count(*) ao@ t a tonona t b ka a.x > b.x"}
+    status = {**M1_STATUS, "running": [slow, {"account": 3, "seconds": 1, "statement": "x"},
+                                       {"account": "soa", "seconds": True, "statement": "x"},
+                                       "alaivo", {"account": "soa", "database": None,
+                                                  "seconds": 9, "statement": "alaivo 1"}]}
+    row = {**server_row("m1", status), "running": server_accounts(status, "m1")["running"]}
+    assert row["running"] == [{"server": "m1", **slow},
+                              {"server": "m1", "account": "soa", "database": None,
+                               "seconds": 9.0, "statement": "alaivo 1"}]
+    lines = render_running([row, server_row("m2", M2_STATUS)]).splitlines()  # type: ignore[union-attr]
+    assert lines[0].startswith("running now") and "accounts stop NAME" in lines[0]
+    assert lines[1].split() == ["SERVER", "ACCOUNT", "DATABASE", "SECONDS", "STATEMENT"]
+    assert lines[2].split()[:4] == ["m1", "soa", "-", "9.0"]
+    assert lines[3].split()[:4] == ["m1", "rabe", "rabe_db", "2.5"] and lines[3].endswith("b.x")
+    assert render_running([server_row("m2", M2_STATUS)]) is None
 
 
 def test_the_status_command_sums_the_servers_per_account():
