@@ -16,10 +16,12 @@ every name tried and tell which names exist (nodes/server/accounts.py).
 and, for the same eyes only, the statement its engine thread has run for a
 second or more (nodes/server/activity.py; its passwords replaced by `"***"`):
 
-    "running": [{"account": str, "database": str | None, "seconds": float,
+    "running_statements": [{"account": str, "database": str | None, "seconds": float,
                  "statement": str}]
 
 `server_accounts` reads those keys from one `.status;` into the status row
+(the statements as `running_statements`: only the operator's `status`, the
+one carrying the control token, shows them, supervisor/control.py)
 (anything malformed is left out, never trusted); `account_totals` sums the
 rows of every server for the `status` command. A session through a
 balancer logs in on each server it reaches, so it counts on each of them.
@@ -30,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 FIELDS = ("logins", "failures", "sessions")
+RUNNING_STATEMENTS = "running_statements"   # the row's key (left out of open answers)
 
 
 @dataclass
@@ -63,7 +66,7 @@ def _running(raw: object, server: str | None) -> list[dict]:
 
 
 def server_accounts(status: dict | None, server: str | None = None) -> dict:
-    """The row's `accounts`, `login_failures_unknown` and `running` (on `server`) from a
+    """The row's `accounts`, `login_failures_unknown` and `running_statements` (on `server`) from a
     server's `.status;` (empty when it has none: accounts off, or an older server)."""
     if (status or {}).get("accounts_required") is False:
         return {}   # accounts off: its (empty) counts are no table to show
@@ -76,7 +79,7 @@ def server_accounts(status: dict | None, server: str | None = None) -> dict:
             continue
         accounts[name] = {key: _count(figures.get(key)) or 0 for key in FIELDS}
     extra: dict = {"accounts": dict(sorted(accounts.items())),
-                   "running": _running((status or {}).get("running"), server)}
+                   RUNNING_STATEMENTS: _running((status or {}).get("running"), server)}
     unknown = _count((status or {}).get("login_failures_unknown"))
     if unknown is not None:
         extra["login_failures_unknown"] = unknown

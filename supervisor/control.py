@@ -14,6 +14,12 @@ run directory holds it. `hello`, `status` and `holding` only read, and are answe
 to anyone (the CLI needs `hello` to name the supervisor that owns a port);
 every other command needs `"token"`, compared in constant time
 (docs/SECURITY.md, "The control port").
+run directory holds it. `hello` and `status` only read, and are answered
+to anyone (the CLI needs `hello` to name the supervisor that owns a port),
+`status` without the statements the servers run now unless it carries the
+token (`without_statements`: a student on the lab machine must not read the
+others' queries); every other command needs `"token"`, compared in
+constant time (docs/SECURITY.md, "The control port").
 
 Other machines' supervisors (a topology spanning machines): the supervisor
 also listens on the control port at each address of this machine that a
@@ -49,6 +55,7 @@ from pathlib import Path
 
 import psutil
 
+from .account_stats import RUNNING_STATEMENTS
 from .errors import SupervisorError
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -72,6 +79,17 @@ def new_token() -> str:
 
 
 CONTROL_PORT_FILE = "control"   # run/control: the running supervisor's control port
+
+
+def without_statements(answer: dict) -> dict:
+    """A `status` answer without the statements the servers run now (their account and
+    text: supervisor/account_stats.py), for whoever asked without the control token."""
+    nodes = answer.get("nodes")
+    if not isinstance(nodes, list):
+        return answer
+    return {**answer, "nodes": [{key: value for key, value in row.items()
+                                 if key != RUNNING_STATEMENTS} if isinstance(row, dict) else row
+                                for row in nodes]}
 
 
 def token_file(run_dir: Path) -> Path:
@@ -189,9 +207,14 @@ class ControlServer:
                                           f"control token (run/{TOKEN_FILE}, readable only by "
                                           f"its operator; python -m supervisor sends it)"}
         try:
-            return await self.handler(request)
+            answer = await self.handler(request)
         except Exception as error:  # the control port must survive any command
             return {"ok": False, "error": f"{type(error).__name__}: {error}"}
+        if request["cmd"] == "status" and (remote or not self._token_given(request)):
+            # `status` is open to every local user (and to other machines' supervisors);
+            # the statements the students run now are the operator's to read only.
+            answer = without_statements(answer)
+        return answer
 
     def _remote_refusal(self, request: dict) -> str | None:
         """Why another machine's request is refused (None: answer it)."""
@@ -206,7 +229,10 @@ class ControlServer:
         return None
 
     def _authorized(self, request: dict) -> bool:
-        if self.token is None or request["cmd"] in OPEN_COMMANDS:
+        return request["cmd"] in OPEN_COMMANDS or self._token_given(request)
+
+    def _token_given(self, request: dict) -> bool:
+        if self.token is None:
             return True
         token = request.get("token")
         return isinstance(token, str) and hmac.compare_digest(token.encode("utf-8", "replace"),

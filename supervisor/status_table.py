@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 
-from .account_stats import account_totals
+from .account_stats import RUNNING_STATEMENTS, account_totals
 from .leftovers import UNSUPERVISED
 
 # RESTARTS: by the supervisor (a crash, missed probes); MANUAL: by `restart NODE`.
@@ -64,7 +64,7 @@ RUNNING_COLUMNS = ("SERVER", "ACCOUNT", "DATABASE", "SECONDS", "STATEMENT")
 def render_running(rows: list[dict]) -> str | None:
     """The statements running now for a second or more, longest first; None when none is."""
     running = sorted((entry for row in rows if row.get("kind") == "server"
-                      for entry in row.get("running") or []),
+                      for entry in row.get(RUNNING_STATEMENTS) or []),
                      key=lambda entry: -entry["seconds"])
     if not running:
         return None

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..account_stats import RUNNING_STATEMENTS
+
 HISTORY_S = 600.0  # the charts show the last ten minutes
 
 
@@ -51,7 +53,9 @@ class ClusterView:
     def _row(self, row: dict) -> dict:
         node_id, kind = row["node"], row["kind"]
         counters = self.counters(node_id)
-        shown = {**row, "last_error": last_error(row, counters, self.replication.get(node_id))}
+        # (Not the statements the students run now: the page is open to every local user.)
+        shown = {**{key: value for key, value in row.items() if key != RUNNING_STATEMENTS},
+                 "last_error": last_error(row, counters, self.replication.get(node_id))}
         if kind == "server" and counters:
             shown["statements"] = counters.get("statements")
             shown["connections"] = counters.get("connections")

@@ -9,7 +9,8 @@ accounts on (tests/integration/test_accounts_class.py's kit):
 
 - `status` (and `--json`) shows the statement running for a second or
   more, with its account, database, server and time; a student's own
-  `.status;` shows none of it;
+  `.status;` shows none of it, nor does the control port's `status` asked
+  without the run's token (any local user), nor the status page;
 - `accounts stop rabe` stops rabe's running statement within a second
   (rabe is told an administrator stopped it), and rabe's next statement
   runs as usual; a student cannot stop anyone (`.stop` is refused).
@@ -21,9 +22,11 @@ import csv
 import json
 import threading
 import time
+import urllib.request
 
 import pytest
 
+from supervisor.control import send_command
 from tests.conftest import wait_until
 from tests.integration.supervisorkit import all_running
 from tests.integration.test_accounts_class import ADMIN, ADMIN_PW, AccountsCluster
@@ -84,7 +87,8 @@ def test_the_teacher_sees_a_slow_statement_and_stops_it(lab):
         try:
             def running() -> list | None:
                 status = cluster.status()
-                shown = [entry for row in status["nodes"] for entry in row.get("running") or []]
+                shown = [entry for row in status["nodes"]
+                         for entry in row.get("running_statements") or []]
                 return shown or None
             shown = wait_until(running, DEADLINE_S, "rabe's join in `status --json`")
             assert shown[0]["account"] == "rabe" and shown[0]["database"] == "rabe_db"
@@ -92,6 +96,13 @@ def test_the_teacher_sees_a_slow_statement_and_stops_it(lab):
             assert shown[0]["seconds"] >= 1
             table = cluster.cli("status", str(cluster.topology))
             assert "running now" in table.stdout and "tonona lehibe b" in table.stdout, table.stdout
+            # Another user of the machine reaches the control port and the page, not the run
+            # folder's token: the students' statements are not theirs to read.
+            open_status = send_command(cluster.ports["control"], {"cmd": "status"})
+            assert open_status["ok"] and "tonona" not in json.dumps(open_status)
+            page = f"http://127.0.0.1:{cluster.http_port}/api/status"
+            with urllib.request.urlopen(page, timeout=10) as answer:
+                assert "tonona" not in answer.read().decode()
 
             with login(m1, "soa", passwords["soa"]) as soa:   # a student sees nobody's
                 assert "tonona" not in json.dumps(soa.status())

@@ -61,7 +61,7 @@ def test_malformed_figures_are_left_out_not_trusted():
               "login_failures_unknown": "x"}
     assert server_accounts(status) == {"accounts": {
         "7": {"logins": 1, "failures": 0, "sessions": 0},
-        "rabe": {"logins": 0, "failures": 0, "sessions": 0}}, "running": []}
+        "rabe": {"logins": 0, "failures": 0, "sessions": 0}}, "running_statements": []}
     assert server_accounts({"accounts": "rabe"}) == {}
 
 
@@ -72,8 +72,9 @@ def test_the_statements_running_now_are_listed_longest_first_and_malformed_ones_
                                        {"account": "soa", "seconds": True, "statement": "x"},
                                        "alaivo", {"account": "soa", "database": None,
                                                   "seconds": 9, "statement": "alaivo 1"}]}
-    row = {**server_row("m1", status), "running": server_accounts(status, "m1")["running"]}
-    assert row["running"] == [{"server": "m1", **slow},
+    row = {**server_row("m1", status),
+           "running_statements": server_accounts(status, "m1")["running_statements"]}
+    assert row["running_statements"] == [{"server": "m1", **slow},
                               {"server": "m1", "account": "soa", "database": None,
                                "seconds": 9.0, "statement": "alaivo 1"}]
     lines = render_running([row, server_row("m2", M2_STATUS)]).splitlines()  # type: ignore[union-attr]
