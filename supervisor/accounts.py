@@ -8,7 +8,8 @@ balancer (else the first server), with the topology's secret and TLS
 files; the administrator's password comes from TAHIRY_ADMIN_PASSWORD or a
 prompt, never from the command line.
 
-`create-class` reads one name a line (the first column of a CSV file; an
+`create-class` reads one name a line (the first column of a CSV file, its
+columns separated by `,`, or by `;` or a tab as spreadsheets save them; an
 optional header `name` or `anarana`; blank lines and lines starting with
 `#` skipped), checks every name first (a bad or repeated name, naming its
 line, changes nothing), then creates an account with a new password for
@@ -80,11 +81,23 @@ class ClassList:
     problems: list[str]
 
 
+def column_separator(text: str) -> str:
+    """The separator of a class file's columns: ',' unless its first line has none and has a
+    ';' (a spreadsheet saving "CSV" in a French locale, as in Madagascar) or a tab."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if "," not in first:
+        for separator in (";", "\t"):
+            if separator in first:
+                return separator
+    return ","
+
+
 def read_names(path: Path) -> ClassList:
     """The names of a class file, in order, with every problem found (naming file and line)."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            rows = list(csv.reader(handle))
+            text = handle.read()
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=column_separator(text)))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         return ClassList([], [f"{path.name}: cannot read the file: {error}"])
     names: list[str] = []

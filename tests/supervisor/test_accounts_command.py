@@ -112,6 +112,17 @@ def test_a_class_file_gives_its_names_skipping_header_comments_and_blank_lines(t
     assert read_names(names).problems == []
 
 
+def test_a_class_file_saved_by_a_spreadsheet_with_semicolons_or_tabs_gives_its_names(tmp_path):
+    # A spreadsheet in a French locale (Madagascar's) saves "CSV" with ';' between columns.
+    names = tmp_path / "names.csv"
+    names.write_bytes("\ufeffanarana;kilasy\r\nrakoto;L3\r\nrasoa;\"L3; M1\"\r\n".encode())
+    assert read_names(names) == accounts.ClassList(["rakoto", "rasoa"], [])
+    names.write_text("name\tclass\nrabe\tL3\nsoa\tL3\n")
+    assert read_names(names).names == ["rabe", "soa"]
+    names.write_text("rabe,L3;M1\nsoa\n")   # commas first: a ';' inside a cell stays there
+    assert read_names(names).names == ["rabe", "soa"]
+
+
 def test_every_bad_or_repeated_name_is_reported_with_its_line(tmp_path):
     names = tmp_path / "names.csv"
     names.write_text("rabe\nra be\nsoa\nrabe\n1st\ntahiry\n")
