@@ -11,7 +11,10 @@ then `remove-class names.csv --keep DIR`:
 - drops those databases and the accounts; the course database the teacher
   owns, and the students left out of the list, are untouched;
 - refuses to remove an administrator, reports a name with no account, and
-  never writes into a `--keep` folder that exists.
+  never writes into a `--keep` folder that exists;
+- and a teacher who forgot the administrator's password sets a new one as
+  docs/SECURITY.md says: `down`, the embedded client on one server's
+  directory, `up`.
 
 And a defect found on the way: a new account named like a removed one got
 the former account's databases without a word (their owner is a name);
@@ -187,3 +190,32 @@ def test_remove_class_never_writes_into_a_keep_folder_that_exists(term):
         with term.login("vola") as vola:
             return "vola_db" in databases(vola)
     wait_until(vola_still_there, DEADLINE_S, "vola and vola_db left as they were")
+
+
+def test_a_teacher_who_forgot_the_password_sets_a_new_one_with_the_cluster_stopped(term):
+    # The procedure of docs/SECURITY.md ("Running a class", the teacher's own password):
+    # `down`, one statement on one server's directory with the embedded engine, `up`.
+    cluster = term.cluster
+    cluster.down()
+    new = "remembered-" + ADMIN_PW[-8:]
+    changed = subprocess.run([sys.executable, "-m", "nodes.client", "--embedded",
+                              str(cluster.workdir / "data" / "m1"), "-e",
+                              f'ovay ny tenimiafina {ADMIN} "{new}";'],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert changed.returncode == 0, f"{changed.stdout}{changed.stderr}"
+    started = cluster.up()
+    assert started.returncode == 0, f"{started.stdout}{started.stderr}{cluster.supervisor_log()}"
+    cluster.wait_for(all_running, "every node RUNNING again")
+
+    def logs_in_everywhere() -> bool:
+        for node in ("m1", "m2", "proxy"):
+            with WireClient(cluster.ports[node]) as client:
+                if not client.one(f'.login {ADMIN} "{new}";').ok:
+                    return False
+        return True
+    wait_until(logs_in_everywhere, DEADLINE_S, "the new password on both servers")
+    with WireClient(cluster.ports["m2"]) as old:
+        assert not old.one(f'.login {ADMIN} "{ADMIN_PW}";').ok
+    with WireClient(cluster.ports["proxy"]) as teacher:
+        assert teacher.one(f'.login {ADMIN} "{new}";').ok
+        assert "vola_db" in databases(teacher)   # nothing else changed
