@@ -147,6 +147,8 @@ TOPICS: dict[str, tuple[str, str]] = {
         "  ovay ny tenimiafina NAME \"PW\";    change a password (your own; any: administrator)\n"
         "  ravao ny mpampiasa NAME;          drop an account (administrator)\n"
         "  asehoy ny mpampiasa;              list accounts (yours; all: administrator)\n"
+        "  .stop NAME;                       stop what NAME runs now on this server (administrator;\n"
+        "    on every server: ./tahiry accounts stop NAME)\n"
         "  omeo|esory NAME zo mamaky|manoratra ao@ DB;   give / take away read or write\n"
         "  zo / rights: a database is its creator's (tompony, owner); the owner and the\n"
         "    administrators (mpitantana) do anything in it, others only what they are given\n"

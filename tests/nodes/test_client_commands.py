@@ -286,7 +286,8 @@ def test_help_has_a_topic_on_accounts_logins_and_rights():
     for part in ('.login NAME "PW"', "--user NAME", "TAHIRY_PASSWORD",
                  'manamboara mpampiasa NAME tenimiafina "PW" [mpitantana]',
                  'ovay ny tenimiafina NAME "PW"', "ravao ny mpampiasa NAME", "asehoy ny mpampiasa",
-                 "omeo|esory NAME zo mamaky|manoratra ao@ DB", "owner", "administrator"):
+                 "omeo|esory NAME zo mamaky|manoratra ao@ DB", "owner", "administrator",
+                 ".stop NAME;", "./tahiry accounts stop NAME"):
         assert part in accounts, part
     assert text.count("mpampiasa: ACCOUNTS") == 2   # `.login` is answered by the same topic
     assert "'grant' is written 'omeo'" in text and "omeo: GRANT" in text
