@@ -10,16 +10,12 @@ input gets an error answer and changes nothing.
 Who may command: loopback is not enough (any local user, any other checkout
 reaches it). Each run draws a random control token and keeps it in
 run/control-token, mode 0600: only the operator who can read the cluster's
-run directory holds it. `hello`, `status` and `holding` only read, and are answered
-to anyone (the CLI needs `hello` to name the supervisor that owns a port);
-every other command needs `"token"`, compared in constant time
-(docs/SECURITY.md, "The control port").
-run directory holds it. `hello` and `status` only read, and are answered
-to anyone (the CLI needs `hello` to name the supervisor that owns a port),
-`status` without the statements the servers run now unless it carries the
-token (`without_statements`: a student on the lab machine must not read the
-others' queries); every other command needs `"token"`, compared in
-constant time (docs/SECURITY.md, "The control port").
+run directory holds it. `hello`, `status` and `holding` only read, and are
+answered to anyone (the CLI needs `hello` to name the supervisor that owns a
+port), `status` without the statements the servers run now unless it
+carries the token (`without_statements`: a student on the lab machine must
+not read the others' queries); every other command needs `"token"`,
+compared in constant time (docs/SECURITY.md, "The control port").
 
 Other machines' supervisors (a topology spanning machines): the supervisor
 also listens on the control port at each address of this machine that a
