@@ -365,11 +365,14 @@ def keep_folder(path: Path) -> Path:
     return path
 
 
-def remove_student(connection, account: Account, keep: Path) -> str:
+def remove_student(connection, servers: Callable[[], list], account: Account,
+                   keep: Path) -> str:
     """Remove one student: the account first (their sessions' statements are refused from
     then on, so the copy misses nothing they write), then each database they own, each
-    only once its copy is on disk. A summary line; DatabaseError if a step is refused."""
-    from .database_copy import database_script
+    only once its copy is on disk, read alike from every server (`servers()`: a
+    connection to each; supervisor/database_copy.py `settled_script`). A summary line;
+    DatabaseError, AccountsCommandError or CopiesDisagree if a step is refused."""
+    from .database_copy import settled_script
 
     folder = keep / account.name
     folder.mkdir(mode=0o700)
@@ -381,7 +384,7 @@ def remove_student(connection, account: Account, keep: Path) -> str:
         header = [f"the database {database} of {account.name}, kept by `accounts remove-class` "
                   f"on {when}", f"recreate it: ./tahiry client -f {database}.tah"]
         PrivateFile(folder / f"{database}.tah").publish(
-            database_script(connection, database, header))
+            settled_script(servers(), database, header))
         cursor.execute(DROP_DATABASE.format(name=database))
     owned = f" ({', '.join(account.owns)})" if account.owns else ""
     return (f"{account.name}: account removed; {len(account.owns)} database(s){owned} kept "
@@ -392,6 +395,8 @@ def remove_class(topology: Topology, names_file: Path, keep: Path, user: str,
                  environ: Mapping[str, str]) -> int:
     from nodes.client.driver import DatabaseError, OperationalError
 
+    from .database_copy import CopiesDisagree
+
     names = read_names(names_file)
     if names.problems:
         for problem in names.problems:
@@ -400,7 +405,22 @@ def remove_class(topology: Topology, names_file: Path, keep: Path, user: str,
         return EXIT_INVALID
     if keep.exists() or keep.is_symlink():   # before asking a password: nothing to do
         keep_folder(keep)
-    connection = connect_as(topology, user, admin_password(environ, user))
+    password = admin_password(environ, user)
+    connection = connect_as(topology, user, password)
+    opened: list = []   # one connection to each server, opened at the first copy
+
+    def servers() -> list:
+        if not opened:   # every server or none (a copy compared on some only would not do)
+            reached = []
+            try:
+                for node in topology.of_kind("server"):
+                    reached.append(connect_as(topology, user, password, node))
+            except AccountsCommandError:
+                for server in reached:
+                    server.close()
+                raise
+            opened.extend(reached)
+        return opened
     failed = 0
     try:
         listed = list_accounts(connection)
@@ -416,18 +436,19 @@ def remove_class(topology: Topology, names_file: Path, keep: Path, user: str,
                       f"removes one)", file=sys.stderr)
                 continue
             try:
-                print(remove_student(connection, account, keep), flush=True)
+                print(remove_student(connection, servers, account, keep), flush=True)
             except OperationalError as error:   # the connection: the rest cannot be done
                 left = ", ".join(names.names[index + 1:])
                 print(f"{name}: failed: {error}" + (f"; not tried: {left}" if left else ""),
                       file=sys.stderr)
                 return EXIT_FAILED
-            except (DatabaseError, AccountsCommandError, OSError) as error:
+            except (DatabaseError, AccountsCommandError, CopiesDisagree, OSError) as error:
                 failed += 1
                 print(f"{name}: failed: {error} (what was removed is listed above; what "
                       f"was not copied was not dropped)", file=sys.stderr)
     finally:
-        connection.close()
+        for server in [connection, *opened]:
+            server.close()
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -24,6 +24,8 @@ the former account's databases without a word (their owner is a name);
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import stat
 import subprocess
 import sys
@@ -190,6 +192,47 @@ def test_remove_class_never_writes_into_a_keep_folder_that_exists(term):
         with term.login("vola") as vola:
             return "vola_db" in databases(vola)
     wait_until(vola_still_there, DEADLINE_S, "vola and vola_db left as they were")
+
+
+def test_remove_class_drops_nothing_while_a_server_lacks_the_students_last_row(term):
+    """Replication is asynchronous: a row written on m2 a moment before the end of term may
+    not be on m1 yet, and a copy read from m1 missed it; the database was dropped anyway.
+    With replication stopped (the supervisor paused), the servers' copies differ: nothing
+    is copied nor dropped, and the command says why; once it runs again, the copy holds
+    the row. (Before, the database was dropped: the row survived only if the copy's reads
+    happened to reach m2.)"""
+    result = term.create_class("late", ["lahy"])
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}"
+    with term.login("lahy") as lahy:
+        lahy.ok("manamboara tahiry lahy_db;")
+        lahy.ok("ampiasao lahy_db;")
+        lahy.ok("manamboara tabilao t (x ISA(null,null));")
+        lahy.ok("manampia ao@ t sanda (1);")
+
+    def rows_on(server: str) -> list:
+        with WireClient(term.cluster.ports[server]) as client:
+            assert client.one(f'.login {ADMIN} "{ADMIN_PW}";').ok
+            client.ok("ampiasao lahy_db;")
+            return sorted(row[0] for row in client.rows("alaivo x ao@ t;"))
+    wait_until(lambda: rows_on("m1") == [1] == rows_on("m2"), DEADLINE_S, "row 1 everywhere")
+    supervisor = term.cluster.status()["supervisor"]["pid"]
+    keep = term.desk / "kept-late"
+    os.kill(supervisor, signal.SIGSTOP)   # replication stops; the nodes go on
+    try:
+        with WireClient(term.cluster.ports["m2"]) as lahy:
+            assert lahy.one(f'.login lahy "{term.passwords["lahy"]}";').ok
+            lahy.ok("ampiasao lahy_db;")
+            lahy.ok("manampia ao@ t sanda (2);")   # acknowledged by m2 alone
+        assert rows_on("m1") == [1]
+        result = term.accounts("remove-class", str(term.names_file("late", ["lahy"])),
+                               "--keep", str(keep))
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+    assert result.returncode == 1, f"{result.stdout}{result.stderr}"
+    assert "still differ" in result.stderr, result.stderr
+    assert not (keep / "lahy" / "lahy_db.tah").exists()
+    wait_until(lambda: rows_on("m1") == [1, 2] == rows_on("m2"), DEADLINE_S,
+               "both rows everywhere once replication runs again")
 
 
 def test_a_teacher_who_forgot_the_password_sets_a_new_one_with_the_cluster_stopped(term):
