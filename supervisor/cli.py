@@ -46,6 +46,7 @@ from .machine import machine_addresses, place
 from .ownership import ownership_problems
 from .port_check import port_problems, status_page_problem
 from .quorum_service import voter_file_problem
+from .restore import RestoreRefused, finish_interrupted
 from .status_table import duration, render_accounts, render_running, render_table
 from .topology import ID_PATTERN, NodeSpec, Topology, TopologyError, load_topology, parse_topology
 
@@ -325,6 +326,13 @@ def cmd_up(topology: Topology, args) -> int:
         print(f"cannot start: the supervisor of this cluster (pid {scan.supervisor_pid}) still "
               f"runs but does not answer on its control port; "
               f"{_unfreeze_hint(scan.supervisor_pid)}", file=sys.stderr)
+        print("nothing was started.", file=sys.stderr)
+        return EXIT_FAILED
+    try:   # a restore killed among its renames: finished before anything reads the data
+        for line in finish_interrupted(topology):
+            print(line)
+    except (RestoreRefused, OSError) as error:
+        print(f"cannot start: {error}", file=sys.stderr)
         print("nothing was started.", file=sys.stderr)
         return EXIT_FAILED
     leftovers = frozenset(leftover.pid for leftover in scan.nodes)
@@ -757,7 +765,7 @@ def cmd_restore(topology: Topology, args) -> int:
     """Check the archive whole, then put it in place for this machine's servers
     (supervisor/restore.py); one line and nothing changed when it cannot."""
     from .backup_archive import BadArchive
-    from .restore import RestoreRefused, cluster_note, restore
+    from .restore import cluster_note, restore
 
     try:
         result = restore(topology, Path(os.path.abspath(args.file)))

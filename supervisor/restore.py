@@ -26,11 +26,20 @@ renamed aside (`<name>.before-restore-<time>`, never deleted: the
 operator removes it) and the new one renamed into its place. A failure
 before the renames removes what was written beside; one among the renames
 (a rename on one file system: not expected) puts back the ones done.
+
+Killed among the renames (kill -9, a power cut), a restore would leave
+some servers restored and the others with their old, newer copies, which
+`up` would carry over the restored ones. So the renames to make are
+written first, durably, to run/restore.json, which is removed once they
+are all done; `up` (and the next `restore`) finish what such a file lists
+before anything else (`finish_interrupted`): every new directory was
+complete and checked before the first rename.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import os
 import shutil
@@ -39,7 +48,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.storage.atomic_files import fsync_folder
+from engine.storage.atomic_files import atomic_write, fsync_folder
 from engine.storage.data_owner import CLUSTER_FILE, live_owner
 
 from .backup_archive import BadArchive, Manifest, check_archive, extract_archive
@@ -51,6 +60,8 @@ from .ownership import cluster_id
 from .topology import Topology
 
 log = logging.getLogger(__name__)
+
+PENDING_FILE = "restore.json"   # run/restore.json: a restore's renames, until all are done
 
 
 class RestoreRefused(SupervisorError):
@@ -119,6 +130,8 @@ def restore(topology: Topology, archive: Path, now: datetime.datetime | None = N
     problem = topology_problem(topology) or running_problem(topology)
     if problem is not None:
         raise RestoreRefused(problem)
+    for line in finish_interrupted(topology):   # an earlier restore killed midway first
+        log.warning("%s", line)
     manifest = check_archive(archive).manifest   # whole, before anything is written
     stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
     servers = sorted(topology.local_of_kind("server"), key=lambda spec: spec.id)
@@ -134,7 +147,7 @@ def restore(topology: Topology, archive: Path, now: datetime.datetime | None = N
         for _, _, folder in staged:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return RestoreResult(manifest, _swap(staged, stamp))
+    return RestoreResult(manifest, _swap(topology, staged, stamp))
 
 
 def _stage(archive: Path, data: Path) -> Path:
@@ -154,32 +167,113 @@ def _stage(archive: Path, data: Path) -> Path:
     return folder
 
 
-def _swap(staged: list[tuple[str, Path, Path]], stamp: str) -> list[Placed]:
-    done: list[tuple[Placed, Path]] = []
+@dataclass(frozen=True)
+class _Rename:
+    """One server's renames: `data` aside to `kept` (None: there was none), `staged` in."""
+
+    server: str
+    data: Path
+    staged: Path
+    kept: Path | None
+
+
+def _swap(topology: Topology, staged: list[tuple[str, Path, Path]], stamp: str) -> list[Placed]:
+    plan = [_Rename(server_id, data, folder,
+                    _free_name(data.parent / f"{data.name}.before-restore-{stamp}")
+                    if os.path.lexists(data) else None)
+            for server_id, data, folder in staged]
+    pending = topology.supervisor.run / PENDING_FILE
     try:
-        for server_id, data, folder in staged:
-            kept = None
-            if os.path.lexists(data):
-                kept = _free_name(data.parent / f"{data.name}.before-restore-{stamp}")
-                os.rename(data, kept)
-            try:
-                os.rename(folder, data)
-            except BaseException:
-                if kept is not None:
-                    os.rename(kept, data)
-                raise
-            done.append((Placed(server_id, data, kept), folder))
-            fsync_folder(data.parent)
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(pending, json.dumps({"renames": [
+            {"server": item.server, "data": str(item.data), "staged": str(item.staged),
+             "kept": str(item.kept) if item.kept is not None else None}
+            for item in plan]}, indent=1).encode())
     except OSError as error:
-        for placed, folder in reversed(done):   # put the old directories back
-            os.rename(placed.data, folder)
-            if placed.kept is not None:
-                os.rename(placed.kept, placed.data)
-        for _, _, folder in staged:
-            shutil.rmtree(folder, ignore_errors=True)
+        for item in plan:
+            shutil.rmtree(item.staged, ignore_errors=True)
+        raise RestoreRefused(f"cannot write {pending} ({error.strerror or error})") from None
+    done: list[_Rename] = []
+    try:
+        for item in plan:
+            try:
+                _rename_in(item)
+            except OSError:
+                if item.kept is not None and not os.path.lexists(item.data):
+                    os.rename(item.kept, item.data)   # (aside, and the new one not in)
+                raise
+            done.append(item)
+    except OSError as error:
+        for item in reversed(done):   # put the old directories back
+            os.rename(item.data, item.staged)
+            if item.kept is not None:
+                os.rename(item.kept, item.data)
+        for item in plan:
+            shutil.rmtree(item.staged, ignore_errors=True)
+        pending.unlink(missing_ok=True)
         raise RestoreRefused(f"a directory could not be put in place ({error}); every old "
                              f"directory is back where it was") from None
-    return [placed for placed, _ in done]
+    pending.unlink()
+    fsync_folder(pending.parent)
+    return [Placed(item.server, item.data, item.kept) for item in done]
+
+
+def _rename_in(item: _Rename) -> None:
+    """The old directory aside and the new one in (what is not done yet of it), durably."""
+    if item.kept is not None and os.path.lexists(item.data) and not os.path.lexists(item.kept):
+        os.rename(item.data, item.kept)
+    os.rename(item.staged, item.data)
+    fsync_folder(item.data.parent)
+
+
+def finish_interrupted(topology: Topology) -> list[str]:
+    """The renames a restore killed midway left undone (run/restore.json), done; a line per
+    server finished. RestoreRefused (nothing changed) when the file does not describe this
+    topology's servers' directories and the folders restore made beside them."""
+    pending = topology.supervisor.run / PENDING_FILE
+    try:
+        text = pending.read_text()
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise RestoreRefused(f"cannot read {pending} ({error.strerror or error})") from None
+    plan = _read_plan(topology, pending, text)
+    lines = []
+    for item in plan:
+        if os.path.lexists(item.staged):   # (gone: that server's renames were done)
+            _rename_in(item)
+            lines.append(f"{item.server}: the restore interrupted earlier finished "
+                         f"({item.data} restored"
+                         + (f", its previous directory at {item.kept})" if item.kept else ")"))
+    pending.unlink()
+    fsync_folder(pending.parent)
+    return lines
+
+
+def _read_plan(topology: Topology, pending: Path, text: str) -> list[_Rename]:
+    """run/restore.json's renames, each checked against the topology (never a rename
+    elsewhere than beside a server's own directory, named the way restore names them)."""
+    bad = RestoreRefused(f"{pending} is not a restore's list of renames (damaged or "
+                         f"written by hand?): nothing done; remove it once each server's "
+                         f"directory is as it should be")
+    try:
+        entries = json.loads(text)["renames"]
+        servers = {spec.id: Path(os.path.realpath(spec.data_dir))
+                   for spec in topology.local_of_kind("server")}
+        plan = []
+        for entry in entries:
+            data, staged = Path(entry["data"]), Path(entry["staged"])
+            kept = Path(entry["kept"]) if entry["kept"] is not None else None
+            if servers.get(entry["server"]) != data \
+                    or staged.parent != data.parent \
+                    or not staged.name.startswith(f".{data.name}.restoring-") \
+                    or (kept is not None and (kept.parent != data.parent or not kept.name
+                                              .startswith(f"{data.name}.before-restore-"))):
+                raise bad
+            plan.append(_Rename(entry["server"], data, staged, kept))
+    except (ValueError, KeyError, TypeError):
+        raise bad from None
+    return plan
 
 
 def _free_name(path: Path) -> Path:

@@ -1,0 +1,87 @@
+"""supervisor/restore.py: a restore killed among its renames is finished, never left half done.
+
+The renames that put each server's new directory in place come after every
+new directory is complete; killed between two of them (here: an exception
+that nothing catches, as kill -9 leaves things), some servers had the
+restored data and the others their old, newer copies, which `up` would
+replicate over the restored ones. run/restore.json lists the renames until
+they are all done, and `finish_interrupted` (run by `up`) completes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import supervisor.restore as restore_module
+from supervisor.restore import PENDING_FILE, RestoreRefused, finish_interrupted, restore
+from supervisor.topology import parse_topology
+from tests.supervisor.test_backup_archive import TABLE, _write
+from tests.supervisor.test_topology import GOOD
+
+
+class Killed(BaseException):
+    """What kill -9 leaves: nothing after the point runs (no `except OSError` either)."""
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    topology = parse_topology(GOOD, tmp_path / "topology.yaml", {})
+    for server in ("m1", "m2"):
+        data = tmp_path / "data" / server
+        data.mkdir(parents=True)
+        (data / "old.txt").write_text(f"{server}'s own, newer data\n")
+    archive = tmp_path / "backup.tar.gz"
+    _write(archive)
+    return topology, archive
+
+
+def _restored(data) -> bool:
+    return (data / TABLE).is_file() and not (data / "old.txt").exists()
+
+
+def test_a_restore_killed_between_two_renames_is_finished_by_up(cluster, tmp_path, monkeypatch):
+    topology, archive = cluster
+    rename, calls = os.rename, []
+
+    def dying_rename(source, target):
+        calls.append(target)
+        if len(calls) == 4:   # m2's old directory aside, its new one not yet in
+            raise Killed
+        rename(source, target)
+    monkeypatch.setattr(restore_module.os, "rename", dying_rename)
+    with pytest.raises(Killed):
+        restore(topology, archive)
+    monkeypatch.setattr(restore_module.os, "rename", rename)
+    m1, m2 = tmp_path / "data" / "m1", tmp_path / "data" / "m2"
+    assert _restored(m1) and not m2.exists()   # half done, as a kill leaves it
+    assert (topology.supervisor.run / PENDING_FILE).exists()
+
+    lines = finish_interrupted(topology)   # what `up` runs first
+    assert _restored(m1) and _restored(m2)
+    assert [line.split(":")[0] for line in lines] == ["m2"]
+    kept = sorted(path.name for path in (tmp_path / "data").iterdir())
+    assert [name.split("-")[0] for name in kept] == [
+        "m1", "m1.before", "m2", "m2.before"], kept
+    for name in kept[1::2]:
+        assert (tmp_path / "data" / name / "old.txt").exists()
+    assert not (topology.supervisor.run / PENDING_FILE).exists()
+    assert finish_interrupted(topology) == []
+
+
+def test_a_damaged_list_of_renames_is_refused_changing_nothing(cluster, tmp_path):
+    topology, _ = cluster
+    pending = topology.supervisor.run / PENDING_FILE
+    pending.parent.mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    elsewhere = json.dumps({"renames": [{  # a rename out of the servers' folder
+        "server": "m1", "data": str(tmp_path / "data" / "m1"),
+        "staged": str(outside / ".m1.restoring-x"), "kept": None}]})
+    for text in ("{not json", '{"renames": [{"server": "m1"}]}', elsewhere):
+        pending.write_text(text)
+        with pytest.raises(RestoreRefused, match="not a restore's list of renames"):
+            finish_interrupted(topology)
+        assert pending.read_text() == text
+        assert (tmp_path / "data" / "m1" / "old.txt").exists()
