@@ -108,7 +108,7 @@ class Manifest:
         """The manifest in `data`, checked; BadArchive naming what is wrong."""
         try:
             found = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):   # (nested past the parser)
             raise BadArchive("its manifest is not JSON") from None
         if not isinstance(found, dict) or found.get("kind") != ARCHIVE_KIND:
             raise BadArchive("it is not a Tahiry backup (its manifest is of another kind)")
@@ -128,9 +128,7 @@ class Manifest:
         return manifest
 
     def _check(self) -> None:
-        for value in (self.cluster, self.server, self.taken, *self.servers):
-            if not isinstance(value, str):
-                raise BadArchive("its manifest has a field of the wrong form")
+        self._check_form()
         paths = [entry.path for entry in self.files]
         if len(set(paths)) != len(paths):
             raise BadArchive("its manifest lists a file twice")
@@ -150,6 +148,21 @@ class Manifest:
         owned = set(rels) | {journal_rel(rel) for rel in rels} | set(DATA_MARKERS)
         if extra := sorted(listed - owned):
             raise BadArchive(f"its manifest lists {extra[0]!r}, which belongs to no object")
+
+    def _check_form(self) -> None:
+        """Every field of the type it is used as (the JSON is anyone's: a list where a name
+        goes would otherwise fail the checks below with a TypeError, not one sentence)."""
+        names = [self.cluster, self.server, self.taken]
+        numbers = [self.lock_wait_ms, self.paused_ms]
+        if not isinstance(self.servers, list):
+            raise BadArchive("its manifest has a field of the wrong form")
+        names += self.servers
+        names += [value for item in self.objects for value in (item.rel, item.source)]
+        names += [entry.path for entry in self.files]
+        if not all(isinstance(value, str) for value in names) or not all(
+                isinstance(value, int | float) and not isinstance(value, bool)
+                for value in numbers):
+            raise BadArchive("its manifest has a field of the wrong form")
 
     def file(self, path: str) -> ArchivedFile:
         return next(entry for entry in self.files if entry.path == path)

@@ -231,3 +231,30 @@ def test_extracting_a_bad_archive_writes_only_into_the_given_folder(tmp_path):
         extract_archive(tmp_path / "evil.tar.gz", into)
     assert list(into.iterdir()) == []
     assert not (tmp_path / "evil.json").exists()
+
+
+def _manifest_with(**fields) -> bytes:
+    found = json.loads(_manifest_for({}, []))
+    found.update(fields)
+    return json.dumps(found).encode()
+
+
+@pytest.mark.parametrize("manifest", [
+    b"[" * 100_000,                                                    # nested past any limit
+    _manifest_with(files=json.loads("[" * 50 + "]" * 50)),
+    _manifest_with(servers=5),
+    _manifest_with(servers=[["m1"]]),
+    _manifest_with(objects=[{"rel": ["school", "database.json"], "version": 1, "source": "m1"}]),
+    _manifest_with(objects=[{"rel": 5, "version": 1, "source": "m1"}]),
+    _manifest_with(objects=[{"rel": "school/database.json", "version": 1, "source": None}]),
+    _manifest_with(files=[{"path": ["school"], "size": 1, "sha256": "0" * 64}]),
+    _manifest_with(lock_wait_ms="soon", paused_ms=[]),
+], ids=["deep", "deep-files", "servers-int", "servers-nested", "rel-list", "rel-int",
+        "source-null", "path-list", "times-not-numbers"])
+def test_a_manifest_of_the_wrong_form_is_refused_in_one_sentence(tmp_path, manifest):
+    """A hostile manifest (nested JSON, a list or number where a name goes): one sentence,
+    never a RecursionError, TypeError or AttributeError out of the check."""
+    _raw_archive(tmp_path / "evil.tar.gz", [_member(MANIFEST_NAME, manifest)])
+    with pytest.raises(BadArchive) as refused:
+        check_archive(tmp_path / "evil.tar.gz")
+    assert "\n" not in str(refused.value) and "manifest" in str(refused.value)
