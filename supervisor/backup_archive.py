@@ -21,8 +21,9 @@ server whose copy it is) and each file's size and SHA-256.
 raises `BadArchive` (one sentence) unless: it is a gzip'ed tar whose every
 member is a regular file under `tahiry-backup/` with a name a data
 directory may hold (no absolute path, no `..`, no symlink or hard link or
-device: `object_format.object_relpath` decides, as for replication), the
-manifest is of a known version, each file is listed once with its size
+device: `object_format.object_relpath` decides, as for replication), no
+bigger than this machine can check in memory (`member_size_limit`, from its
+header, before it is read), the manifest is of a known version, each file is listed once with its size
 and checksum, nothing is missing or extra, and every object is a valid
 copy at its listed version (`object_state.check_copy`: the snapshot's
 whole-document check, every journal line chained and fitting). Nothing is
@@ -36,6 +37,7 @@ import gzip
 import hashlib
 import json
 import os
+import resource
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -63,6 +65,20 @@ READ_CHUNK = 1024 * 1024
 # What a file that is no gzip'ed tar, or a damaged one, raises while read (a truncated
 # one raises EOFError, reported apart).
 DAMAGED = (tarfile.TarError, gzip.BadGzipFile, zlib.error)
+
+
+def member_size_limit() -> int:
+    """The largest file an archive may hold here: a quarter of the memory this process may
+    use (the machine's, or its address-space limit when lower). A file is read whole and
+    parsed to be checked (a few times its size), and a server holds a whole table in
+    memory anyway: a bigger one could not be served here. Checked against each member's
+    header before it is read, so that a crafted archive (a few MB of gzip'ed zeros a header
+    calls a huge table) is refused instead of filling the memory."""
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        memory = min(memory, soft)
+    return memory // 4
 
 
 class BadArchive(SupervisorError):
@@ -308,6 +324,9 @@ def check_archive(path: Path, into: Path | None = None) -> CheckedArchive:
                          f"truncated or corrupt)") from None
     except EOFError:
         raise BadArchive(f"{path} is truncated (it ends before its last file)") from None
+    except MemoryError:   # (the size limit makes it unexpected: a machine short of memory)
+        raise BadArchive(f"{path} holds a file too big to check in this machine's "
+                         f"memory") from None
     except BadArchive as error:
         raise BadArchive(f"{path}: {error}") from None
 
@@ -321,6 +340,7 @@ def _check_members(archive: tarfile.TarFile, into: Path | None) -> CheckedArchiv
     # A copy that is not valid is reported once the manifest was read: an archive of
     # another format version says so, rather than what this version finds wrong in it.
     invalid: list[str] = []
+    size_limit = member_size_limit()
 
     def checked_version(rel: str, snapshot: bytes, lines: bytes) -> int:
         try:
@@ -344,6 +364,10 @@ def _check_members(archive: tarfile.TarFile, into: Path | None) -> CheckedArchiv
             raise BadArchive(f"it holds {rel!r} as a link or special file, not a regular file")
         if rel in contents:
             raise BadArchive(f"it holds {rel!r} twice")
+        if member.size > size_limit:
+            raise BadArchive(f"it holds {rel!r} of {member.size} bytes, more than this "
+                             f"machine can check in memory (at most {size_limit} bytes a "
+                             f"file)")
         data = _read_member(archive, member)
         contents[rel] = ArchivedFile(rel, len(data), hashlib.sha256(data).hexdigest())
         order.append(rel)

@@ -195,3 +195,49 @@ def test_backup_without_a_running_cluster_says_so(cluster, tmp_path):
     result = cluster.cli("backup", str(cluster.topology), "--to", str(tmp_path / "b.tar.gz"))
     assert result.returncode == 3 and "not running" in result.stderr
     assert not (tmp_path / "b.tar.gz").exists()
+
+
+class _Zeros:
+    """`size` zero bytes read in chunks (a member's data, never held whole)."""
+
+    def __init__(self, size: int):
+        self.left = size
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = min(self.left, 1 << 20 if size is None or size < 0 else size, 1 << 20)
+        self.left -= chunk
+        return bytes(chunk)
+
+
+def test_an_archive_with_a_huge_member_is_refused_not_read_into_memory(cluster, tmp_path):
+    """A few MB of gzip'ed zeros that a tar header calls a 640 MB table: the restore (its
+    address space limited to 1 GiB, as a small machine's memory) refuses it in one line
+    before reading it, changing nothing; before, it read the member whole and died of a
+    MemoryError traceback (without a limit: the OOM killer)."""
+    import resource
+    import subprocess
+    import sys
+    import tarfile
+
+    from supervisor.backup_archive import DATA_PREFIX
+
+    archive = tmp_path / "huge.tar.gz"
+    size = 640 << 20
+    with tarfile.open(archive, "w:gz", compresslevel=1) as writing:
+        info = tarfile.TarInfo(DATA_PREFIX + "school/database.json")
+        info.size = size
+        writing.addfile(info, _Zeros(size))
+    assert archive.stat().st_size < 8 << 20
+
+    def small_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    refused = subprocess.run(
+        [sys.executable, "-m", "supervisor", "restore", str(archive), str(cluster.topology)],
+        cwd=cluster.workdir, capture_output=True, text=True, timeout=60,
+        env=cluster.cli_environment(), preexec_fn=small_memory)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("nothing restored: ") and "Traceback" not in refused.stderr \
+        and refused.stderr.count("\n") == 1, refused.stderr
+    assert "school/database.json" in refused.stderr and "bytes" in refused.stderr
+    assert not (cluster.workdir / "data").exists() or not any(
+        (cluster.workdir / "data").iterdir()), "nothing written"
