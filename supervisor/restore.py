@@ -33,7 +33,10 @@ some servers restored and the others with their old, newer copies, which
 written first, durably, to run/restore.json, which is removed once they
 are all done; `up` (and the next `restore`) finish what such a file lists
 before anything else (`finish_interrupted`): every new directory was
-complete and checked before the first rename.
+complete and checked before the first rename. Killed before the renames
+(while it wrote the new directories), a restore changed nothing but left
+its `.<name>.restoring-*` folders: `finish_interrupted` removes those that
+no run/restore.json lists.
 """
 
 from __future__ import annotations
@@ -234,7 +237,7 @@ def finish_interrupted(topology: Topology) -> list[str]:
     try:
         text = pending.read_text()
     except FileNotFoundError:
-        return []
+        return _remove_unlisted_staging(topology)
     except OSError as error:
         raise RestoreRefused(f"cannot read {pending} ({error.strerror or error})") from None
     plan = _read_plan(topology, pending, text)
@@ -247,6 +250,27 @@ def finish_interrupted(topology: Topology) -> list[str]:
                          + (f", its previous directory at {item.kept})" if item.kept else ")"))
     pending.unlink()
     fsync_folder(pending.parent)
+    return lines + _remove_unlisted_staging(topology)
+
+
+def _remove_unlisted_staging(topology: Topology) -> list[str]:
+    """The `.<dir>.restoring-*` folders beside the servers' directories, once no
+    run/restore.json lists them: a restore killed while it wrote them (before its renames,
+    the old directories still in force) left them, each a whole copy of the data, and
+    nothing else would ever remove them. A line per folder removed."""
+    lines = []
+    for spec in sorted(topology.local_of_kind("server"), key=lambda spec: spec.id):
+        data = Path(os.path.realpath(spec.data_dir))
+        try:
+            found = [entry for entry in os.scandir(data.parent)
+                     if entry.name.startswith(f".{data.name}.restoring-")
+                     and entry.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        for entry in found:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            lines.append(f"{spec.id}: removed {entry.path}, left by a restore interrupted "
+                         f"before its renames (nothing of it was in place)")
     return lines
 
 

@@ -85,3 +85,41 @@ def test_a_damaged_list_of_renames_is_refused_changing_nothing(cluster, tmp_path
             finish_interrupted(topology)
         assert pending.read_text() == text
         assert (tmp_path / "data" / "m1" / "old.txt").exists()
+
+
+def test_a_restore_killed_while_it_extracts_leaves_nothing_for_long(cluster, tmp_path,
+                                                                      monkeypatch):
+    """Killed while it writes the new directories (before run/restore.json: nothing
+    renamed, the old directories in force), a restore left each `.<dir>.restoring-*`
+    folder, a whole copy of the data, beside the servers' directories for good: every
+    attempt another copy. The next restore (or `up`) removes them once no run/restore.json
+    lists them."""
+    topology, archive = cluster
+    import supervisor.backup_archive as archive_module
+    write_file, calls = archive_module._write_file, []
+
+    def dying_write(into, rel, data):
+        calls.append(rel)
+        if len(calls) == 6:   # m2's new directory half written
+            raise Killed
+        write_file(into, rel, data)
+    monkeypatch.setattr(archive_module, "_write_file", dying_write)
+    rmtree = restore_module.shutil.rmtree   # (kill -9 runs no clean-up: none here either)
+    monkeypatch.setattr(restore_module.shutil, "rmtree", lambda *args, **kwargs: None)
+    with pytest.raises(Killed):
+        restore(topology, archive)
+    monkeypatch.setattr(archive_module, "_write_file", write_file)
+    monkeypatch.setattr(restore_module.shutil, "rmtree", rmtree)
+    data = tmp_path / "data"
+    assert len(list(data.glob(".m*.restoring-*"))) == 2   # as a kill leaves them
+    assert not (topology.supervisor.run / PENDING_FILE).exists()
+    assert (data / "m1" / "old.txt").exists() and (data / "m2" / "old.txt").exists()
+
+    lines = finish_interrupted(topology)   # what `up` runs first
+    assert [line.split(":")[0] for line in lines] == ["m1", "m2"], lines
+    assert all("left by a restore interrupted" in line for line in lines)
+    assert list(data.glob(".m*.restoring-*")) == []
+    assert (data / "m1" / "old.txt").exists() and (data / "m2" / "old.txt").exists()
+    restore(topology, archive)
+    assert _restored(data / "m1") and _restored(data / "m2")
+    assert list(data.glob(".m*.restoring-*")) == []
