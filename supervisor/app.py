@@ -98,6 +98,7 @@ class SupervisorApp:
         # not replace the token of the supervisor that won it), 0600.
         assert self.control.token is not None
         write_atomically(token_file(self.run_dir), self.control.token + "\n")
+        self.backups.clear_interrupted()   # (a predecessor killed while writing an archive)
         # Blocking on purpose: nothing else may happen until the old nodes are gone.
         problems = self._stop_leftovers()
         problems = problems or port_problems(self.topology) or ownership_problems(

@@ -22,7 +22,13 @@ point (writes paused for the locks only), the copies checked and written
 to a temp file beside the target, the manifest last, the file put in place
 without replacing anything, then read back whole and checked
 (supervisor/backup_archive.py `check_archive`) before the answer says it
-is done. Servers on other machines refuse the command: their writes are
+is done. The temp file's path is written to run/backup.json before it is
+made and that record removed once it is gone: a supervisor killed while
+it wrote one (kill -9) left it wherever `--to` pointed (a part of every
+table and the accounts' password hashes), and the next supervisor to
+start, or the next backup, removes it (`clear_interrupted`); the point's
+links are removed by the next backup (`clear_staging`). Servers on other
+machines refuse the command: their writes are
 certified against this machine's locks but a write they acknowledged may
 not have reached this machine yet (not covered: docs/STORAGE.md).
 """
@@ -31,12 +37,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.storage.atomic_files import TEMP_SUFFIX, atomic_write, temp_path_for, unlink_quietly
 from engine.storage.object_state import journal_rel
 
 from .backup_archive import (
@@ -52,6 +60,9 @@ from .keeper import NodeState
 
 if TYPE_CHECKING:
     from .cluster import Cluster
+
+
+RECORD_FILE = "backup.json"   # run/backup.json: the temp archive being written, until gone
 
 
 class BackupRefused(SupervisorError):
@@ -116,13 +127,39 @@ def backup_sources(cluster: Cluster) -> list[Source]:
     return sources
 
 
-def make_backup(cluster_id: str, sources: list[Source], target: Path) -> BackupResult:
-    """Take the point, write the archive at `target`, check it back (blocking: a thread)."""
+def clear_interrupted(run: Path) -> str | None:
+    """The temp archive a backup killed midway left (run/backup.json names it), removed;
+    a line saying so, or None when there was none."""
+    record = run / RECORD_FILE
+    try:
+        temp = Path(json.loads(record.read_text())["temp"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        unlink_quietly(record)   # (a record cut by a crash: its temp name is lost)
+        return f"{record} was unreadable: removed"
+    line = None
+    # Only a name the writer makes (`.<target>.<12 hex>.tmp`), never a file of another name.
+    if temp.is_absolute() and temp.name.startswith(".") and temp.name.endswith(TEMP_SUFFIX) \
+            and os.path.isfile(temp) and not os.path.islink(temp):
+        unlink_quietly(temp)
+        line = f"removed {temp}, the unfinished archive of a backup interrupted earlier"
+    unlink_quietly(record)
+    return line
+
+
+def make_backup(cluster_id: str, sources: list[Source], target: Path,
+                run: Path | None = None) -> BackupResult:
+    """Take the point, write the archive at `target`, check it back (blocking: a thread).
+    With `run`, the temp archive is recorded in run/backup.json while it exists."""
     started = time.monotonic()
     clear_staging(sources)
     point = take_point(sources)
     try:
-        writer = ArchiveWriter(target)
+        temp = temp_path_for(target)
+        if run is not None:   # (before the file exists: a kill right after leaves it named)
+            atomic_write(run / RECORD_FILE, json.dumps({"temp": str(temp)}).encode())
+        writer = ArchiveWriter(target, temp)
         try:
             objects = []
             for copy in point.copies():
@@ -144,6 +181,8 @@ def make_backup(cluster_id: str, sources: list[Source], target: Path) -> BackupR
             raise
     finally:
         point.discard()
+        if run is not None:
+            unlink_quietly(run / RECORD_FILE)   # (the temp file is gone: put in place or not)
     try:
         checked = check_archive(target)
     except BadArchive as error:   # never expected: a disk that does not give back what it got
@@ -167,6 +206,16 @@ class BackupDesk:
         self.cluster = cluster
         self._busy = asyncio.Lock()
 
+    def clear_interrupted(self) -> None:
+        """At the supervisor's start: the temp archive of a backup its predecessor was
+        killed while writing, removed."""
+        try:
+            line = clear_interrupted(self.cluster.topology.supervisor.run)
+        except OSError as error:
+            line = f"a backup interrupted earlier: {error}"
+        if line is not None:
+            self.cluster.logger.warning("backup: %s", line)
+
     async def handle(self, request: dict) -> dict:
         to = request.get("to")
         if not isinstance(to, str) or not to:
@@ -180,8 +229,10 @@ class BackupDesk:
         async with self._busy:
             try:
                 sources = backup_sources(self.cluster)
+                self.clear_interrupted()
                 result = await asyncio.to_thread(
-                    make_backup, str(self.cluster.topology.path), sources, target)
+                    make_backup, str(self.cluster.topology.path), sources, target,
+                    self.cluster.topology.supervisor.run)
             except (BackupRefused, PointNotTaken, BadArchive) as error:
                 return {"ok": False, "error": f"no backup made: {error}"}
             except OSError as error:

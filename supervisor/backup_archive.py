@@ -215,9 +215,9 @@ class ArchiveWriter:
     temp file; `abort` (or any failure) leaves nothing behind.
     """
 
-    def __init__(self, target: Path):
+    def __init__(self, target: Path, temp: Path | None = None):
         self.target = target
-        self.temp = temp_path_for(target)
+        self.temp = temp if temp is not None else temp_path_for(target)
         # 0600: it holds every table and every account's password hash (docs/SECURITY.md).
         self._file: IO[bytes] = os.fdopen(
             os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
