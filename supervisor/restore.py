@@ -19,7 +19,10 @@ replaces every directory that could bring a newer copy back, or refuses:
   the restored data (let it finish, or remove that entry knowingly).
 
 Order, so that a failure changes nothing: the archive is checked whole
-(supervisor/backup_archive.py `check_archive`); then each server's new
+(supervisor/backup_archive.py `check_archive`); then every server's
+directory is held (its owner lock, as a running server holds it, and each
+new directory's too once written, until the last rename: an `up`, a server
+started by hand or another restore meanwhile is refused); then each server's new
 directory is written beside the old one (`.<name>.restoring-*`, checked
 again while written); only when all are ready is each old directory
 renamed aside (`<name>.before-restore-<time>`, never deleted: the
@@ -48,11 +51,18 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.storage.atomic_files import atomic_write, fsync_folder
-from engine.storage.data_owner import CLUSTER_FILE, live_owner
+from engine.storage.data_owner import (
+    CLUSTER_FILE,
+    DirectoryTaken,
+    OwnerLock,
+    OwnerRecord,
+    live_owner,
+)
 
 from .backup_archive import BadArchive, Manifest, check_archive, extract_archive
 from .control import NotRunning, control_port_in_force, send_command
@@ -133,24 +143,58 @@ def restore(topology: Topology, archive: Path, now: datetime.datetime | None = N
     problem = topology_problem(topology) or running_problem(topology)
     if problem is not None:
         raise RestoreRefused(problem)
-    for line in finish_interrupted(topology):   # an earlier restore killed midway first
-        log.warning("%s", line)
-    manifest = check_archive(archive).manifest   # whole, before anything is written
-    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
     servers = sorted(topology.local_of_kind("server"), key=lambda spec: spec.id)
     targets = [(spec.id, Path(os.path.realpath(spec.data_dir))) for spec in servers]
-    staged: list[tuple[str, Path, Path]] = []
+    manifest = check_archive(archive).manifest   # whole, before anything is written
+    missing = {data for _, data in targets if not os.path.lexists(data)}
+    # Every server's directory held for the rest of the restore (its owner lock, as a
+    # running server holds it): an `up` or another restore meanwhile is refused, naming it.
+    held = _hold(topology, [data for _, data in targets])
     try:
-        for server_id, data in targets:
-            staged.append((server_id, data, _stage(archive, data)))
-        for _, _, folder in staged:
-            if extract_archive(archive, folder).manifest != manifest:
-                raise BadArchive(f"{archive} changed while it was restored")
-    except BaseException:
-        for _, _, folder in staged:
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return RestoreResult(manifest, _swap(topology, staged, stamp))
+        # (An earlier restore killed midway first; the locks are this restore's own.)
+        for line in finish_interrupted(topology, owners_checked=True):
+            log.warning("%s", line)
+        stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+        staged: list[tuple[str, Path, Path]] = []
+        try:
+            for server_id, data in targets:
+                staged.append((server_id, data, _stage(archive, data)))
+            for _, _, folder in staged:
+                if extract_archive(archive, folder).manifest != manifest:
+                    raise BadArchive(f"{archive} changed while it was restored")
+            # The new directories held too: once renamed in, nothing starts on them
+            # before every rename is done.
+            held += _hold(topology, [folder for _, _, folder in staged])
+        except BaseException:
+            for _, _, folder in staged:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        placed = _swap(topology, staged, stamp)
+    finally:
+        for lock in held:
+            lock.release()
+    for index, item in enumerate(placed):
+        if item.data in missing and item.kept is not None:
+            # (Made here only to be held: nothing of a server's is in it.)
+            shutil.rmtree(item.kept, ignore_errors=True)
+            placed[index] = Placed(item.server, item.data, None)
+    return RestoreResult(manifest, placed)
+
+
+def _hold(topology: Topology, folders: list[Path]) -> list[OwnerLock]:
+    """The owner locks of `folders` (made if missing) for this process; RestoreRefused
+    (none held) when one is taken."""
+    record = OwnerRecord(node="restore", pid=os.getpid(), host="localhost", port=0,
+                         cluster=cluster_id(topology), started=time.time())
+    held: list[OwnerLock] = []
+    try:
+        for folder in folders:
+            held.append(OwnerLock.acquire(folder, record))
+    except (DirectoryTaken, OSError) as error:
+        for lock in held:
+            lock.release()
+        raise RestoreRefused(f"cannot hold {folder}: {error}") from None
+    return held
 
 
 def _stage(archive: Path, data: Path) -> Path:
@@ -229,18 +273,24 @@ def _rename_in(item: _Rename) -> None:
     fsync_folder(item.data.parent)
 
 
-def finish_interrupted(topology: Topology) -> list[str]:
+def finish_interrupted(topology: Topology, owners_checked: bool = False) -> list[str]:
     """The renames a restore killed midway left undone (run/restore.json), done; a line per
     server finished. RestoreRefused (nothing changed) when the file does not describe this
-    topology's servers' directories and the folders restore made beside them."""
+    topology's servers' directories and the folders restore made beside them, or (unless
+    `owners_checked`: the caller holds them) when a live process owns one of those
+    directories: a restore still running, or servers started by hand."""
     pending = topology.supervisor.run / PENDING_FILE
     try:
         text = pending.read_text()
     except FileNotFoundError:
+        if not owners_checked and _unlisted_staging(topology):
+            _refuse_if_owned(topology)
         return _remove_unlisted_staging(topology)
     except OSError as error:
         raise RestoreRefused(f"cannot read {pending} ({error.strerror or error})") from None
     plan = _read_plan(topology, pending, text)
+    if not owners_checked:
+        _refuse_if_owned(topology)
     lines = []
     for item in plan:
         if os.path.lexists(item.staged):   # (gone: that server's renames were done)
@@ -253,25 +303,40 @@ def finish_interrupted(topology: Topology) -> list[str]:
     return lines + _remove_unlisted_staging(topology)
 
 
+def _unlisted_staging(topology: Topology) -> list[tuple[str, str]]:
+    """(server, path) of the `.<dir>.restoring-*` folders beside the servers' directories."""
+    found = []
+    for spec in sorted(topology.local_of_kind("server"), key=lambda spec: spec.id):
+        data = Path(os.path.realpath(spec.data_dir))
+        try:
+            found += [(spec.id, entry.path) for entry in os.scandir(data.parent)
+                      if entry.name.startswith(f".{data.name}.restoring-")
+                      and entry.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+    return found
+
+
 def _remove_unlisted_staging(topology: Topology) -> list[str]:
     """The `.<dir>.restoring-*` folders beside the servers' directories, once no
     run/restore.json lists them: a restore killed while it wrote them (before its renames,
     the old directories still in force) left them, each a whole copy of the data, and
     nothing else would ever remove them. A line per folder removed."""
     lines = []
-    for spec in sorted(topology.local_of_kind("server"), key=lambda spec: spec.id):
-        data = Path(os.path.realpath(spec.data_dir))
-        try:
-            found = [entry for entry in os.scandir(data.parent)
-                     if entry.name.startswith(f".{data.name}.restoring-")
-                     and entry.is_dir(follow_symlinks=False)]
-        except OSError:
-            continue
-        for entry in found:
-            shutil.rmtree(entry.path, ignore_errors=True)
-            lines.append(f"{spec.id}: removed {entry.path}, left by a restore interrupted "
-                         f"before its renames (nothing of it was in place)")
+    for server, path in _unlisted_staging(topology):
+        shutil.rmtree(path, ignore_errors=True)
+        lines.append(f"{server}: removed {path}, left by a restore interrupted "
+                     f"before its renames (nothing of it was in place)")
     return lines
+
+
+def _refuse_if_owned(topology: Topology) -> None:
+    for spec in sorted(topology.local_of_kind("server"), key=lambda spec: spec.id):
+        owner = live_owner(spec.data_dir)
+        if owner is not None:
+            raise RestoreRefused(f"{spec.id}: data directory {spec.data} is in use by "
+                                 f"{owner.describe()} (a restore still running?): the "
+                                 f"interrupted restore is left as it is")
 
 
 def _read_plan(topology: Topology, pending: Path, text: str) -> list[_Rename]:

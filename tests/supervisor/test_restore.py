@@ -123,3 +123,37 @@ def test_a_restore_killed_while_it_extracts_leaves_nothing_for_long(cluster, tmp
     restore(topology, archive)
     assert _restored(data / "m1") and _restored(data / "m2")
     assert list(data.glob(".m*.restoring-*")) == []
+
+
+def test_up_and_a_server_are_refused_while_a_restore_runs(cluster, tmp_path, monkeypatch):
+    """A restore holds every server's directory (their owner locks) from its start to its
+    last rename: a server `up` starts meanwhile is refused, and so is `up`'s own finishing
+    of interrupted restores (which would remove the folders this one is writing).
+    Before, nothing stopped them: servers started on directories about to be renamed
+    aside, their acknowledged writes then in `*.before-restore-*`."""
+    from engine.storage.data_owner import DirectoryTaken, OwnerLock, OwnerRecord
+
+    topology, archive = cluster
+    m1 = tmp_path / "data" / "m1"
+    server = OwnerRecord(node="m1", pid=os.getpid(), host="127.0.0.1", port=4948)
+    seen: list[str] = []
+    extract = restore_module.extract_archive
+
+    def extract_while_up_tries(path, into):
+        with pytest.raises(DirectoryTaken):
+            OwnerLock.acquire(m1, server, retry_s=0)
+        with pytest.raises(RestoreRefused, match="in use by node restore"):
+            finish_interrupted(topology)
+        seen.append(into.name)
+        return extract(path, into)
+    monkeypatch.setattr(restore_module, "extract_archive", extract_while_up_tries)
+    import shutil
+    shutil.rmtree(tmp_path / "data" / "m2")   # a server with no directory yet
+    result = restore(topology, archive)
+    assert len(seen) == 2 and all(name.startswith(".m") for name in seen)
+    assert _restored(m1) and _restored(tmp_path / "data" / "m2")
+    assert {placed.server: placed.kept is not None for placed in result.placed} == {
+        "m1": True, "m2": False}   # (m2's was made only to be held: not kept)
+    assert sorted(path.name.split("-")[0] for path in (tmp_path / "data").iterdir()) == [
+        "m1", "m1.before", "m2"]
+    OwnerLock.acquire(m1, server, retry_s=0).release()   # free once it is done
