@@ -93,8 +93,12 @@ def _check_login(identity: Identity, held: accounts.Standing) -> None:
     if not held.account:
         raise TahiryError(f"Tsy misy intsony ny mpampiasa : {identity.name} (midira indray)")
     if identity.stamp is not None and held.stamp != identity.stamp:
-        # A new password (or the account dropped and made again): the login is void.
-        raise TahiryError(f"Niova ny tenimiafin'ny mpampiasa : {identity.name} (midira indray)")
+        # A new password (or the account dropped and made again): the login is void. The
+        # message says how to log in again, never with which password.
+        name = identity.name
+        raise TahiryError(f"Niova ny tenimiafin'ny mpampiasa : {name} (midira indray amin'ny "
+                          f"tenimiafina vaovao : .login {name} \"...\"; na ./tahiry client "
+                          f"--user {name})")
 
 
 def pull_rights(store: Store, identity: Identity, statement: object,

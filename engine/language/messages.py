@@ -89,8 +89,11 @@ CATALOGUE: tuple[Message, ...] = (
     _M("account_exists", "Ny mpampiasa : {name} dia efa misy", "The account {name} already exists"),
     _M("account_gone", "Tsy misy intsony ny mpampiasa : {name} (midira indray)",
        "The account {name} no longer exists (log in again)"),
-    _M("account_password_changed", "Niova ny tenimiafin'ny mpampiasa : {name} (midira indray)",
-       "The password of the account {name} changed (log in again)"),
+    _M("account_password_changed",
+       "Niova ny tenimiafin'ny mpampiasa : {name} (midira indray amin'ny tenimiafina vaovao : "
+       ".login {name} \"...\"; na ./tahiry client --user {name})",
+       "The password of the account {name} changed (log in again with the new password: "
+       ".login {name} \"...\"; or ./tahiry client --user {name})"),
     _M("last_admin", "Tsy azo fafana ny mpitantana farany : {name}",
        "The last administrator cannot be dropped: {name}"),
     _M("account_name_too_long", "Lava loatra ny anaran'ny mpampiasa (max {max} litera)",
@@ -115,26 +118,30 @@ CATALOGUE: tuple[Message, ...] = (
        "Only an administrator may do that"),
     _M("right_own_password_only", "Ny tenimiafinao ihany no azonao ovaina",
        "You may change only your own password"),
-    # Logins: the nodes' texts (nodes/protocol/login.py), English already inside them.
-    _M("login_required", "Tsy mbola niditra ianao (login required): send `.login <name> "
-       "<password>;` first", "You are not logged in: send `.login <name> <password>;` first"),
-    _M("login_refused", "Diso ny anarana na ny tenimiafina (wrong name or password): "
-       "connection closed", "Wrong name or password: connection closed"),
-    _M("login_locked", "Voasakana vetivety ny fidirana (locked out): too many failed logins "
-       "from this address; try again in {seconds} s",
+    # Logins: the nodes' texts (nodes/protocol/login.py): the Malagasy sentence whole, then
+    # the English in parentheses, as the nodes' other texts.
+    _M("login_required", "Tsy mbola niditra ianao : alefaso aloha ny `.login <anarana> "
+       "\"<tenimiafina>\";` (login required: send `.login <name> \"<password>\";` first)",
+       "You are not logged in: send `.login <name> \"<password>\";` first"),
+    _M("login_refused", "Diso ny anarana na ny tenimiafina : nakatona ny fifandraisana (wrong "
+       "name or password: connection closed)", "Wrong name or password: connection closed"),
+    _M("login_locked", "Voasakana vetivety ny fidirana : diso imbetsaka loatra ny fidirana avy "
+       "amin'ity adiresy ity ; andramo indray afaka {seconds} s (locked out: too many failed "
+       "logins from this address; try again in {seconds} s)",
        "Locked out: too many failed logins from this address; try again in {seconds} s"),
-    _M("login_busy", "Be loatra ny fanandramana fidirana (too many login attempts on this node "
-       "right now): connection closed, try again later",
+    _M("login_busy", "Be loatra ny fanandramana fidirana amin'ity node ity izao : nakatona ny "
+       "fifandraisana, andramo indray afaka kelikely (too many login attempts on this node "
+       "right now: connection closed, try again later)",
        "Too many login attempts on this node right now: connection closed, try again later"),
+    _M("login_malformed", "Tsy mety ny fidirana : `.login <anarana> \"<tenimiafina>\";` no "
+       "andrasana (malformed login: {why}; expected `.login <name> \"<password>\";`)",
+       "Malformed login: {why}; expected `.login <name> \"<password>\";`"),
     # nodes/protocol/wire.py STUCK_REQUEST: a node's answer to a `;` inside a string or comment.
     _M("stuck_request", "Fahadisoana ara-pitsipika (syntax error): the request ended inside a "
        "string or a comment (`--`, `//`), so its `;` did not end it; nothing was run (end a `--` "
        "comment with a newline, close every quote)",
        "Syntax error: the request ended inside a string or a comment (`--`, `//`), so its `;` did "
        "not end it; nothing was run (end a `--` comment with a newline, close every quote)"),
-    _M("login_malformed", "Tsy mety ny fidirana (malformed login): {why}; expected `.login "
-       "<name> \"<password>\";`",
-       "Malformed login: {why}; expected `.login <name> \"<password>\";`"),
     # ---------------------------------------------------------------- writes
     _M("column_twice", "Ny tsanganana '{name}' dia voatonona indroa", "Column '{name}' is named twice"),
     _M("view_column_twice",

@@ -32,8 +32,9 @@ from nodes.client.pager import page, pager_command
 from nodes.client.positions import ScriptPlace, relocate
 from nodes.protocol import LOGIN_REQUIRED
 
-# After the node's "login required": how to log in with this client.
-CLIENT_LOGIN_HINT = ' (./tahiry client --user NAME, or type .login NAME "PASSWORD";)'
+# After the node's "login required" (which names `.login`): how to log in with this client,
+# in both languages as the client's own texts.
+CLIENT_LOGIN_HINT = " (na / or: ./tahiry client --user NAME)"
 RED = "\x1b[31m"
 GREEN = "\x1b[32m"
 RESET = "\x1b[0m"

@@ -61,16 +61,22 @@ _ESCAPED = re.compile(r'\\(.)|""', re.DOTALL)
 LOGIN_OK = "Tonga soa, {name} (logged in)"
 LOGIN_NOT_NEEDED = ("Tsy ilaina ny fidirana eto (accounts are off on this node: login not "
                     "needed)")
-LOGIN_REQUIRED = (ERROR_PREFIX + "Tsy mbola niditra ianao (login required): send `.login <name> "
-                  "<password>;` first")
-LOGIN_REFUSED = (ERROR_PREFIX + "Diso ny anarana na ny tenimiafina (wrong name or password): "
-                 "connection closed")
-LOGIN_LOCKED = (ERROR_PREFIX + "Voasakana vetivety ny fidirana (locked out): too many failed "
-                "logins from this address; try again in {seconds} s")
-LOGIN_BUSY = (ERROR_PREFIX + "Be loatra ny fanandramana fidirana (too many login attempts on this "
-              "node right now): connection closed, try again later")
-LOGIN_MALFORMED = (ERROR_PREFIX + "Tsy mety ny fidirana (malformed login): {why}; expected "
-                   "`.login <name> \"<password>\";`")
+# The nodes' texts: the whole sentence in Malagasy, then the English in parentheses (as
+# LOGIN_NOT_NEEDED); the catalogue (engine/language/messages.py) has them for `--lang en`.
+LOGIN_REQUIRED = (ERROR_PREFIX + "Tsy mbola niditra ianao : alefaso aloha ny `.login <anarana> "
+                  "\"<tenimiafina>\";` (login required: send `.login <name> \"<password>\";` "
+                  "first)")
+LOGIN_REFUSED = (ERROR_PREFIX + "Diso ny anarana na ny tenimiafina : nakatona ny fifandraisana "
+                 "(wrong name or password: connection closed)")
+LOGIN_LOCKED = (ERROR_PREFIX + "Voasakana vetivety ny fidirana : diso imbetsaka loatra ny "
+                "fidirana avy amin'ity adiresy ity ; andramo indray afaka {seconds} s (locked "
+                "out: too many failed logins from this address; try again in {seconds} s)")
+LOGIN_BUSY = (ERROR_PREFIX + "Be loatra ny fanandramana fidirana amin'ity node ity izao : "
+              "nakatona ny fifandraisana, andramo indray afaka kelikely (too many login "
+              "attempts on this node right now: connection closed, try again later)")
+LOGIN_MALFORMED = (ERROR_PREFIX + "Tsy mety ny fidirana : `.login <anarana> \"<tenimiafina>\";` "
+                   "no andrasana (malformed login: {why}; expected `.login <name> "
+                   "\"<password>\";`)")
 # `.stop <name>;` (an administrator, on a server): the statement that account runs there now
 # is stopped (nodes/server/activity.py); the answer says how many, for `accounts stop`.
 STOPPED = "Najanona ny fangatahana {count} an'i {name} ({count} statement(s) of {name} stopped)"

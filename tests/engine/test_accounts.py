@@ -16,7 +16,7 @@ import pytest
 
 from engine import Identity, Session, Store, ensure_first_admin, verify_login
 from engine.evaluation.accounts import hash_ahead
-from engine.language.messages import code_of
+from engine.language.messages import code_of, translate
 from engine.storage import accounts
 
 ADMIN = "mpampianatra"
@@ -216,12 +216,28 @@ def test_a_new_password_ends_the_accounts_other_sessions(store, teacher, student
     intruder = login(store, "rabe")
     ok(rabe, 'ovay ny tenimiafina rabe "vaovao-tsara-1";')
     assert rows(rabe, "ampiasao sekoly; alaivo naoty ao@ naoty;") == [[14], [16]]
-    assert fails(intruder, "alaivo 1;", "account_password_changed") == \
-        "Hadisoana : Niova ny tenimiafin'ny mpampiasa : rabe (midira indray)"
+    assert fails(intruder, "alaivo 1;", "account_password_changed").startswith(
+        "Hadisoana : Niova ny tenimiafin'ny mpampiasa : rabe (midira indray")
     fails(intruder, "ampiasao sekoly;", "account_password_changed")   # every statement
     ok(teacher, f'ovay ny tenimiafina rabe "{PASSWORD}";')   # the teacher resets it
     fails(rabe, "alaivo naoty ao@ naoty;", "account_password_changed")
     ok(login(store, "rabe"), "ampiasao sekoly; alaivo naoty ao@ naoty;")
+
+
+def test_a_session_ended_by_a_reset_is_told_how_to_log_in_again(store, teacher, students):
+    """`./tahiry accounts reset rabe` left rabe's open session with only "(midira indray)":
+    the message now says how (in Malagasy; the English from the catalogue), never the
+    password."""
+    rabe, _ = students
+    ok(teacher, 'ovay ny tenimiafina rabe "vaovao-tsara-1";')
+    message = fails(rabe, "alaivo 1;", "account_password_changed")
+    assert message == ("Hadisoana : Niova ny tenimiafin'ny mpampiasa : rabe (midira indray "
+                       "amin'ny tenimiafina vaovao : .login rabe \"...\"; na ./tahiry client "
+                       "--user rabe)")
+    assert "vaovao-tsara-1" not in message and PASSWORD not in message
+    assert translate(message, "en") == (
+        "Error: The password of the account rabe changed (log in again with the new password: "
+        ".login rabe \"...\"; or ./tahiry client --user rabe)")
 
 
 def test_a_dropped_accounts_session_stays_dead_when_the_name_is_made_again(store, teacher,

@@ -226,11 +226,37 @@ def test_the_nodes_login_texts_are_in_the_catalogue():
 
     assert code_of(login.LOGIN_REFUSED) == "login_refused"
     assert translate(login.LOGIN_REQUIRED, "en") == \
-        "Error: You are not logged in: send `.login <name> <password>;` first"
+        'Error: You are not logged in: send `.login <name> "<password>";` first'
+
     assert translate(login.LOGIN_LOCKED.format(seconds=12), "en").endswith("try again in 12 s")
     assert code_of(login.LOGIN_BUSY) == "login_busy"
     assert translate(login.LOGIN_MALFORMED.format(why="no name"), "en") == \
         'Error: Malformed login: no name; expected `.login <name> "<password>";`'
+
+
+@pytest.mark.parametrize("name, malagasy", [
+    ("LOGIN_REQUIRED", 'Tsy mbola niditra ianao : alefaso aloha ny `.login <anarana> '
+                       '"<tenimiafina>";`'),
+    ("LOGIN_REFUSED", "Diso ny anarana na ny tenimiafina : nakatona ny fifandraisana"),
+    ("LOGIN_LOCKED", "Voasakana vetivety ny fidirana : diso imbetsaka loatra ny fidirana avy "
+                     "amin'ity adiresy ity ; andramo indray afaka 12 s"),
+    ("LOGIN_BUSY", "Be loatra ny fanandramana fidirana amin'ity node ity izao : nakatona ny "
+                   "fifandraisana, andramo indray afaka kelikely"),
+    ("LOGIN_MALFORMED", 'Tsy mety ny fidirana : `.login <anarana> "<tenimiafina>";` no '
+                        "andrasana"),
+])
+def test_the_nodes_login_texts_say_it_all_in_malagasy_then_in_english(name, malagasy):
+    """"Tsy mbola niditra ianao (login required): send `.login ...` first": what to do was
+    said in English only. As the nodes' other texts (`Tsy ilaina ny fidirana eto (accounts
+    are off on this node: login not needed)`), the Malagasy sentence is whole and the
+    English follows it in parentheses; `--lang en` shows the English alone."""
+    from engine.language.messages import translate
+    from nodes.protocol import login
+
+    text = getattr(login, name).format(seconds=12, why="no name")
+    assert text.startswith(f"Hadisoana : {malagasy} ("), text
+    assert text.endswith(")")
+    assert "Hadisoana" not in translate(text, "en") and malagasy not in translate(text, "en")
 
 
 @pytest.mark.parametrize("text, redacted", [

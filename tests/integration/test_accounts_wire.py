@@ -373,7 +373,8 @@ def test_a_new_password_holds_through_the_chain_and_ends_the_old_sessions(start_
         ana.ok(f'ovay ny tenimiafina ana "{new_password}";')
         ana.ok("manampia ao@ t sanda (1);")   # the session that changed it carries on
         assert elsewhere.one("asehoy ny tahiry;").message == \
-            "Hadisoana : Niova ny tenimiafin'ny mpampiasa : ana (midira indray)"
+            ("Hadisoana : Niova ny tenimiafin'ny mpampiasa : ana (midira indray amin'ny "
+             "tenimiafina vaovao : .login ana \"...\"; na ./tahiry client --user ana)")
         m1 = start_node.restart(m1)           # the balancer logs in to it again
         wait_until(lambda: backend_online(lb, "m1"), 15, "m1 ONLINE again")
         assert ana.rows(READ) == [[1]]
@@ -400,7 +401,8 @@ def test_the_client_reconnects_with_its_new_password_and_says_when_its_login_is_
         with logged_in(m1.port, TEACHER, TEACHER_PW) as teacher:
             teacher.ok('ovay ny tenimiafina ana "Ana-from-teacher-3";')
         assert runner.run("alaivo 1;").message == \
-            "Hadisoana : Niova ny tenimiafin'ny mpampiasa : ana (midira indray)"
+            ("Hadisoana : Niova ny tenimiafin'ny mpampiasa : ana (midira indray amin'ny "
+             "tenimiafina vaovao : .login ana \"...\"; na ./tahiry client --user ana)")
         m1 = start_node.restart(m1)
         with pytest.raises(LoginFailed, match="type .login ana") as refused:
             runner.run("alaivo 1;")
@@ -431,7 +433,8 @@ def test_a_dead_session_gets_no_cached_answer_of_its_account(start_node):
             assert owner.rows(READ) == [[42]]
             assert owner.rows(READ) == [[42]]   # now in the cache
         assert intruder.one(READ).message == \
-            "Hadisoana : Niova ny tenimiafin'ny mpampiasa : ana (midira indray)"
+            ("Hadisoana : Niova ny tenimiafin'ny mpampiasa : ana (midira indray amin'ny "
+             "tenimiafina vaovao : .login ana \"...\"; na ./tahiry client --user ana)")
 
 
 def test_versions_on_a_server_says_nothing_of_a_database_the_account_may_not_read(start_node):
