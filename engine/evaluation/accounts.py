@@ -114,7 +114,8 @@ def create_account(store: Store, statement: ast.CreateAccount, password: dict) -
 
 def drop_account(store: Store, statement: ast.DropAccount) -> Outcome:
     """The account's tombstone, and its grants' on every database (a new account of
-    the same name starts with no rights; databases it owned keep its name as owner)."""
+    the same name starts with no rights; databases it owned keep its name as owner,
+    and the answer names them)."""
     name = validate_name(statement.name, "account")
     account = store.read_account(name)
     if account is None:
@@ -125,10 +126,19 @@ def drop_account(store: Store, statement: ast.DropAccount) -> Outcome:
                   and document.get("admin") is True]
         if admins == [name]:
             raise TahiryError(f"Tsy azo fafana ny mpitantana farany : {name}")
+    owned = []
     for database in store.list_databases():
         store.drop(database, "grant", name)
+        if store.database_owner(database) == name:
+            owned.append(database)
     store.write_account(name, None)
-    return Outcome.success(f"Ny mpampiasa : {name} dia voafafa")
+    if not owned:
+        return Outcome.success(f"Ny mpampiasa : {name} dia voafafa")
+    # Its databases stay under its name: the administrator decides, knowing it.
+    return Outcome.success(
+        f"Ny mpampiasa : {name} dia voafafa ; mbola eo amin'ny anarany ny tahiry : "
+        f"{', '.join(sorted(owned))} (ravao ny tahiry tsirairay raha tsy ilaina intsony ; raha "
+        f"tazonina, ny mpampiasa vaovao atao hoe {name} no ho tompony)")
 
 
 def set_password(store: Store, statement: ast.SetPassword, password: dict) -> Outcome:

@@ -200,13 +200,28 @@ def test_only_an_administrator_creates_and_drops_accounts(store, students):
 def test_a_dropped_account_loses_everything_at_once(store, teacher, students):
     rabe, soa = students
     ok(rabe, "omeo soa zo manoratra ao@ sekoly;")
-    assert ok(teacher, "ravao ny mpampiasa soa;").message == "Ny mpampiasa : soa dia voafafa"
+    assert ok(teacher, "ravao ny mpampiasa soa;").message.startswith(
+        "Ny mpampiasa : soa dia voafafa ; mbola eo amin'ny anarany ny tahiry : fianarana (")
     fails(soa, "alaivo 1;", "account_gone")
     assert verify_login(store, "soa", PASSWORD) is None
     assert store.read("sekoly", "grant", "soa") is None   # its grants are tombstoned
     # A new account of the same name starts with no rights.
     ok(teacher, f'manamboara mpampiasa soa tenimiafina "{PASSWORD}";')
     fails(login(store, "soa"), "ampiasao sekoly;", "right_read_missing")
+
+
+def test_dropping_an_account_names_the_databases_it_leaves_behind(store, teacher, students):
+    """`ravao ny mpampiasa rabe;` left rabe's databases under the name without a word, for
+    the next `rabe` to own: the answer now names them and what to do."""
+    rabe, soa = students
+    ok(rabe, "manamboara tahiry rabe_db;")
+    assert ok(teacher, "ravao ny mpampiasa rabe;").message == (
+        "Ny mpampiasa : rabe dia voafafa ; mbola eo amin'ny anarany ny tahiry : rabe_db, "
+        "sekoly (ravao ny tahiry tsirairay raha tsy ilaina intsony ; raha tazonina, ny "
+        "mpampiasa vaovao atao hoe rabe no ho tompony)")
+    # An account that owns nothing: the message is as before.
+    ok(teacher, f'manamboara mpampiasa koto tenimiafina "{PASSWORD}";')
+    assert ok(teacher, "ravao ny mpampiasa koto;").message == "Ny mpampiasa : koto dia voafafa"
 
 
 def test_a_new_password_ends_the_accounts_other_sessions(store, teacher, students):
