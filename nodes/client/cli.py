@@ -112,6 +112,14 @@ class CannotStart(NodeError):
     """The client cannot begin (its text says why)."""
 
 
+class DatabaseRefused(CannotStart):
+    """`-d DB` was refused by the node (no such database, no read right): nothing runs."""
+
+    def __init__(self, database: str, message: str):
+        super().__init__(message)
+        self.database = database
+
+
 def make_runner(options: argparse.Namespace) -> Runner:
     if options.embedded:
         if options.user:
@@ -130,7 +138,8 @@ def make_runner(options: argparse.Namespace) -> Runner:
         outcome = runner.run(f"ampiasao {options.database}")
         if outcome is None or not outcome.ok:
             runner.close()
-            raise CannotStart(outcome.message if outcome else "empty database name")
+            raise DatabaseRefused(options.database,
+                                  outcome.message if outcome else "empty database name")
     return runner
 
 
@@ -228,8 +237,11 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         runner = make_runner(options)
     except (ConnectionProblem, CannotStart) as problem:
-        # (-d DB refused by the node: its error, in the language asked for.)
+        # (-d DB refused by the node: its error, in the language asked for, after the
+        # option it refused.)
         text = str(problem) if display.translate is None else display.translate(str(problem))
+        if isinstance(problem, DatabaseRefused):
+            text = f"-d {problem.database}: {text}"
         print(f"tahiry: {text}", file=sys.stderr)
         return EXIT_CANNOT_START
     except OSError as error:      # embedded: the data directory cannot be used

@@ -466,3 +466,26 @@ def test_a_login_as_another_account_starts_without_a_database_on_every_node(star
             client.ok(login_request("bob", STUDENTS["bob"]).decode())
             client.ok("asehoy ny mpampiasa;")   # refused through lb and px before
             assert client.one(READ).message == "Hadisoana : Tsy nisafidy tahiry ianao", port
+
+
+def test_a_database_option_the_account_may_not_read_is_a_client_that_could_not_start(
+        tmp_path, start_node):
+    """`client -d DB` refused (no read right, as no such database) runs nothing: exit 2,
+    "could not start" (docs/CLIENT.md), its error named; the same `ampiasao` sent as a
+    statement is a refused statement among others that ran: exit 1."""
+    from tests.integration.clientkit import client
+
+    m1 = start_server(start_node)
+    create_students(m1.port)
+    with logged_in(m1.port, "ana", STUDENTS["ana"]) as ana:
+        make_anadb(ana)
+    bob = {"TAHIRY_PASSWORD": STUDENTS["bob"]}
+    refused = client("--port", str(m1.port), "--user", "bob", "-d", "anadb", "-e", "alaivo 7;",
+                     cwd=tmp_path, env=bob)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stdout == ""                                # nothing ran
+    assert refused.stderr.strip() == (
+        "tahiry: -d anadb: Hadisoana : Tsy manana zo mamaky ny tahiry anadb ianao"), refused.stderr
+    statement = client("--port", str(m1.port), "--user", "bob", "-e", "ampiasao anadb; alaivo 7;",
+                       cwd=tmp_path, env=bob)
+    assert statement.returncode == 1 and "7" in statement.stdout, statement.stderr

@@ -197,10 +197,10 @@ def test_a_missing_database_option_is_refused_in_the_language_asked_for(tmp_path
     done = client("--port", str(server.port), "--lang", "en", "-d", "nope", "-e", "alaivo 1;",
                   cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == "tahiry: Error: No such database: nope", done.stderr
+    assert done.stderr.strip() == "tahiry: -d nope: Error: No such database: nope", done.stderr
     malagasy = client("--port", str(server.port), "-d", "nope", "-e", "alaivo 1;", cwd=tmp_path)
     assert malagasy.returncode == 2
-    assert malagasy.stderr.strip() == "tahiry: Hadisoana : Tsy misy ny tahiry : nope"
+    assert malagasy.stderr.strip() == "tahiry: -d nope: Hadisoana : Tsy misy ny tahiry : nope"
 
 
 def test_remote_session_keeps_its_database_and_matches_embedded(tmp_path, start_node):
