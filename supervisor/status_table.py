@@ -9,7 +9,9 @@ health probes failing in a row (`probe failed 2/3: ...`), the node's own
 alerts, replication and cache figures, and for a node that is FATAL, in
 BACKOFF or starting again, why its last run ended.
 `render_accounts(rows)`, with accounts on, is a second table: per account,
-its open sessions, logins and failed logins, summed over the servers; and
+its connections logged in now, logins and failed logins, summed over the
+servers (one session through the balancer counts on each server it reached:
+the column says CONNECTIONS, not sessions); and
 `render_running(rows)` a third, the statements the servers have been running
 for a second or more (`accounts stop NAME` stops one).
 """
@@ -39,7 +41,9 @@ def render_table(rows: list[dict]) -> str:
                      for line in lines)
 
 
-ACCOUNT_COLUMNS = ("ACCOUNT", "SESSIONS", "LOGINS", "FAILURES")
+# CONNECTIONS, not SESSIONS: a server cannot tell a student's own connection from one a
+# balancer opened for that student's session (one on each server it reached).
+ACCOUNT_COLUMNS = ("ACCOUNT", "CONNECTIONS", "LOGINS", "FAILURES")
 
 
 def render_accounts(rows: list[dict]) -> str | None:
@@ -53,8 +57,9 @@ def render_accounts(rows: list[dict]) -> str | None:
     widths = [max(len(line[i]) for line in lines) for i in range(len(ACCOUNT_COLUMNS))]
     text = "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
                      .rstrip() for line in lines)
-    return (f"accounts (counted by the servers since they started; a session through a "
-            f"balancer counts on each server it reached):\n{text}"
+    return (f"accounts (counted by the servers since they started; CONNECTIONS: logged in on "
+            f"the servers now, not students: one session through the balancer holds one, and "
+            f"counted a login, on each server it reached):\n{text}"
             + ("" if unknown is None else f"\nfailed logins naming no account: {unknown}"))
 
 

@@ -92,13 +92,16 @@ def test_the_status_command_sums_the_servers_per_account():
     assert {name: (t.sessions, t.logins, t.failures) for name, t in totals.items()} == {
         "mpampianatra": (0, 1, 0), "rabe": (2, 5, 1), "soa": (0, 1, 4)}
     assert unknown == 2
+    # One student through the balancer holds a connection on each server it reached: the
+    # column said SESSIONS 2 for one session. It says what it counts.
     assert render_accounts(rows) == (
-        "accounts (counted by the servers since they started; a session through a balancer "
-        "counts on each server it reached):\n"
-        "ACCOUNT       SESSIONS  LOGINS  FAILURES\n"
-        "mpampianatra  0         1       0\n"
-        "rabe          2         5       1\n"
-        "soa           0         1       4\n"
+        "accounts (counted by the servers since they started; CONNECTIONS: logged in on the "
+        "servers now, not students: one session through the balancer holds one, and counted "
+        "a login, on each server it reached):\n"
+        "ACCOUNT       CONNECTIONS  LOGINS  FAILURES\n"
+        "mpampianatra  0            1       0\n"
+        "rabe          2            5       1\n"
+        "soa           0            1       4\n"
         "failed logins naming no account: 2")
 
 
