@@ -35,6 +35,7 @@ from engine.evaluation.outcome import Column, Outcome, Relation
 from engine.evaluation.query import DEFAULT_LIMITS, QueryLimits
 from engine.language import ast
 from engine.language.hints import name_hint
+from engine.language.messages import text
 from engine.storage import accounts
 from engine.storage.accounts import Identity
 from engine.storage.certified import certified_write
@@ -433,13 +434,14 @@ class Executor:
             relation = query.evaluate_query(statement.query, self.catalog(database),
                                             self.limits.query)
             if len(relation.columns) != len(positions):
+                hint = _insert_columns_hint(table, positions)
                 if statement.columns:
                     raise TahiryError(
                         f"Tsy mitovy ny isan'ny tsanganana : {len(relation.columns)} avy amin'ny "
-                        f"alaivo, {len(positions)} voatonona ho an'ny tabilao {table.name}")
+                        f"alaivo, {len(positions)} voatonona ho an'ny tabilao {table.name}" + hint)
                 raise TahiryError(
                     f"Tsy mitovy ny isan'ny tsanganana : {len(relation.columns)} avy amin'ny "
-                    f"alaivo, {len(positions)} ao amin'ny tabilao {table.name}")
+                    f"alaivo, {len(positions)} ao amin'ny tabilao {table.name}" + hint)
             # Rows of values, or (below) rows of the statement's expressions.
             sources: Sequence[Sequence] = relation.rows
             evaluate = None
@@ -452,15 +454,18 @@ class Executor:
                 f"isaky ny manampia)")
         new_rows = []
         checks = self._checks_of(document, table)
-        for source in sources:
+        for number, source in enumerate(sources, 1):
             if len(source) != len(positions):
+                # Which columns take the values, and which row is wrong when there are several.
+                hint = _insert_columns_hint(table, positions) + (
+                    text("hint_insert_row", row=number) if len(sources) > 1 else "")
                 if statement.columns:
                     raise TahiryError(
                         f"Tsy mitovy ny isan'ny sanda ({len(source)}) sy ny tsanganana "
-                        f"voatonona ({len(positions)}) ho an'ny tabilao {table.name}")
+                        f"voatonona ({len(positions)}) ho an'ny tabilao {table.name}" + hint)
                 raise TahiryError(
                     f"Tsy mitovy ny isan'ny sanda ({len(source)}) sy ny tsanganana "
-                    f"({len(positions)}) ao amin'ny tabilao {table.name}")
+                    f"({len(positions)}) ao amin'ny tabilao {table.name}" + hint)
             values = ([item.value if type(item) is ast.Literal else evaluate(item)
                        for item in source] if evaluate else source)
             new_rows.append(self._checked(checks, positions, values))
@@ -530,3 +535,10 @@ class _NoDatabaseCatalog:
 
     def view_query(self, name):
         raise TahiryError(NO_DATABASE)
+
+
+def _insert_columns_hint(table: TableData, positions: list[int]) -> str:
+    """` Ny tsanganana, araka ny filaharany : id, taranja, naoty.`: what an insert's values
+    fill, in order (the end of its count error)."""
+    return text("hint_insert_columns",
+                columns=", ".join(table.columns[index].name for index in positions))

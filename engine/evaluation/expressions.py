@@ -77,12 +77,19 @@ class ScopeColumn:
         return self.qualifiers[0] if self.qualifiers else None
 
 
+# The database's tables a query does not read, and their columns (called on an error only).
+OtherTables = Callable[[], Mapping[str, Sequence[str]]]
+
+
 class UnknownColumn(TahiryError):
     """`Le champ 'c' n'existe pas dans la relation.`, with its hint."""
 
     def __init__(self, ref: ColumnRef, columns: list[ScopeColumn], no_source: bool,
-                 renamed: dict[str, str] | None = None):
-        """`renamed`: table or view name -> the alias it was given (`ao@ naoty n`)."""
+                 renamed: dict[str, str] | None = None, elsewhere: OtherTables | None = None):
+        """`renamed`: table or view name -> the alias it was given (`ao@ naoty n`);
+        `elsewhere`: the tables of the database the query does not read."""
+        tables = {} if no_source or elsewhere is None else elsewhere()
+        other = _other_table(ref, tables)
         if ref.qualifier is None:
             names = [column.name for column in columns]
         else:  # `m.anaran` -> `m.anarana`; `mm.anarana` -> `m.anarana`
@@ -96,6 +103,10 @@ class UnknownColumn(TahiryError):
         elif no_source:
             # A query without a source (`alaivo anarana mpianatra;`): `ao@` forgotten.
             hint = text("hint_no_source")
+        elif other is not None:
+            # `ao@ mpianatra rehefa naoty > 10`: a column of a table the query does not join.
+            hint = text("hint_other_table", column=ref.name, table=other,
+                        example=_join_example(other, columns, tables))
         else:
             hint = name_hint(column_text(ref), names)
         super().__init__(f"Le champ '{column_text(ref)}' n'existe pas dans la relation." + hint)
@@ -103,6 +114,7 @@ class UnknownColumn(TahiryError):
         self.ref = ref
         self.columns = columns
         self.renamed = renamed
+        self.elsewhere = elsewhere
 
     def as_unquoted_text(self) -> TahiryError:
         """This error where the unknown name was compared with something (`rehefa anarana =
@@ -117,25 +129,57 @@ class UnknownColumn(TahiryError):
         """The error for an `alaharo` key: the output columns (aliases) are candidates
         too, and the select list resolved, so a missing `ao@` is not the cause."""
         return UnknownColumn(self.ref, list(outputs) + list(self.columns), no_source=False,
-                             renamed=self.renamed)
+                             renamed=self.renamed, elsewhere=self.elsewhere)
 
 
-def _ambiguous_column(ref: ColumnRef, count: int) -> TahiryError:
+def _other_table(ref: ColumnRef, tables: Mapping[str, Sequence[str]]) -> str | None:
+    """The table, not in the query, that `ref` names a column of (`naoty` or `naoty.naoty`
+    for the table naoty), or None."""
+    if ref.qualifier is not None:
+        return ref.qualifier if ref.name in tables.get(ref.qualifier, ()) else None
+    return next((table for table in sorted(tables) if ref.name in tables[table]), None)
+
+
+def _join_example(table: str, columns: list[ScopeColumn],
+                  tables: Mapping[str, Sequence[str]]) -> str:
+    """`tonona naoty ka m.id = naoty.id`: the join of `table` on a column name it shares
+    with the query's first source (`ka ...` when it shares none)."""
+    source = columns[0].origin if columns else None
+    theirs = tables.get(table, ())
+    shared = next((column.name for column in columns
+                   if column.origin == source and column.name in theirs), None)
+    if source is None or shared is None:
+        return f"tonona {table} ka ..."
+    return f"tonona {table} ka {source}.{shared} = {table}.{shared}"
+
+
+def _ambiguous_column(ref: ColumnRef, count: int,
+                      candidates: Sequence[ScopeColumn] = ()) -> TahiryError:
+    """`ka id = id` over two tables with an `id`: the error ends with the names that say
+    which (`mpianatra.id`, `naoty.id`), when each comes from another source."""
+    origins = [column.origin for column in candidates]
+    hint = ""
+    if ref.qualifier is None and None not in origins and len(set(origins)) == len(origins):
+        hint = text("hint_qualify", names=", ".join(f"{origin}.{ref.name}"
+                                                      for origin in origins))
     return TahiryError(
-        f"Le champ '{column_text(ref)}' est ambigu. Il apparaît {count} fois dans la relation.")
+        f"Le champ '{column_text(ref)}' est ambigu. Il apparaît {count} fois dans la relation."
+        + hint)
 
 
 class Scope:
     """The columns of a row, indexed by name and by (qualifier, name)."""
 
     def __init__(self, columns: list[ScopeColumn], no_source: bool = False,
-                 renamed: dict[str, str] | None = None):
+                 renamed: dict[str, str] | None = None, elsewhere: OtherTables | None = None):
         """`no_source`: the row of a query without `ao@` (its errors say so).
         `renamed`: table or view name -> its alias in the query (for the hint of an
-        unknown `naoty.id` after `ao@ naoty n`)."""
+        unknown `naoty.id` after `ao@ naoty n`); `elsewhere`: the database's tables the
+        query does not read (for the hint of a column of one of them)."""
         self.columns = list(columns)
         self.no_source = no_source
         self.renamed = renamed
+        self.elsewhere = elsewhere
         self._by_name: dict[str, list[int]] = {}
         self._by_qualified: dict[tuple[str, str], list[int]] = {}
         for index, column in enumerate(self.columns):
@@ -148,7 +192,8 @@ class Scope:
         return len(self.columns)
 
     def concat(self, other: Scope) -> Scope:
-        return Scope(self.columns + other.columns, renamed=self.renamed or other.renamed)
+        return Scope(self.columns + other.columns, renamed=self.renamed or other.renamed,
+                     elsewhere=self.elsewhere or other.elsewhere)
 
     def resolve(self, ref: ColumnRef) -> int:
         """The one index `ref` names; errors if none or several match."""
@@ -157,9 +202,9 @@ class Scope:
         else:
             found = self._by_qualified.get((ref.qualifier, ref.name))
         if not found:
-            raise UnknownColumn(ref, self.columns, self.no_source, self.renamed)
+            raise UnknownColumn(ref, self.columns, self.no_source, self.renamed, self.elsewhere)
         if len(found) > 1:
-            raise _ambiguous_column(ref, len(found))
+            raise _ambiguous_column(ref, len(found), [self.columns[i] for i in found])
         return found[0]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from operator import itemgetter
 from typing import TypeVar, cast
 
@@ -69,6 +70,7 @@ from engine.language.ast import (
     TableSource,
     transform,
 )
+from engine.language.messages import text as message
 from engine.vocabulary import JOIN_KIND_WORD, SET_OPERATION_WORD
 
 __all__ = ["evaluate_query", "compile_table_predicate", "compile_table_expression",
@@ -168,15 +170,26 @@ def compile_table_expression(expr: Expr, table: TableData,
                              codes: CodeCache | None = None) -> Callable[[list], object]:
     """A function row -> value of `expr` (UPDATE's right-hand sides)."""
     context = RowContext(_table_scope(table), "ova")
-    compiled = _guarded(lambda: compile_expression(expr, context, codes))
+    compiled = _guarded(lambda: _unquoted_text_said(expr, context, codes))
     return _reject_boolean(compiled, expr).function
 
 
 def evaluate_constant(expr: Expr) -> object:
     """The value of an expression without columns (VALUES items)."""
     context = RowContext(Scope([]), "sanda")
-    compiled = _guarded(lambda: compile_expression(expr, context))
+    compiled = _guarded(lambda: _unquoted_text_said(expr, context, None))
     return _reject_boolean(compiled, expr).function([])
+
+
+def _unquoted_text_said(expr: Expr, context: RowContext, codes: CodeCache | None) -> Compiled:
+    """`expr` compiled; a value that is only an unknown name (`sanda (E3, ...)`, `ova
+    taranja = BD`) is most likely a text without its quotes, and its error says so."""
+    try:
+        return compile_expression(expr, context, codes)
+    except UnknownColumn as unknown:
+        if isinstance(expr, ColumnRef):
+            raise unknown.as_unquoted_text() from None
+        raise
 
 
 # --------------------------------------------------------------------------
@@ -369,9 +382,13 @@ class _GroupContext:
         index = self.scope.resolve(ref)
         slot = self.slot_of_source.get(index)
         if slot is None:
+            # What to write instead: the group with it, or it inside an aggregate.
+            name = expression_text(ref)
+            groups = [self.scope.columns[i].name for i in self.slot_of_source] + [name]
             raise TahiryError(
-                f"Ny champ '{expression_text(ref)}' dia tsy ao amin'ny vondrona ary tsy "
-                "ao anaty fonction d'agrégation.")
+                f"Ny champ '{name}' dia tsy ao amin'ny vondrona ary tsy "
+                "ao anaty fonction d'agrégation."
+                + message("hint_not_grouped", name=name, groups=", ".join(dict.fromkeys(groups))))
         return slot, self.scope.columns[index].kind
 
     def aggregate(self, call: FunctionCall) -> tuple[int, str]:
@@ -455,6 +472,18 @@ class _Evaluator:
         names = getattr(self.catalog, "object_names", None)  # a catalog that can list: a hint
         return no_such_table(self.catalog.database, name, names() if names is not None else ())
 
+    def _other_tables(self, core: SelectCore) -> dict[str, list[str]]:
+        """The database's tables `core` does not read, with their columns (an error's hint)."""
+        read = {source.name for source in (core.source, *(join.source for join in core.joins))
+                if isinstance(source, TableSource)}
+        names = getattr(self.catalog, "object_names", None)   # a catalog that can list
+        tables: dict[str, list[str]] = {}
+        for name in names() if names is not None else ():
+            table = self.catalog.table(name) if name not in read else None
+            if table is not None:
+                tables[name] = [column.name for column in table.columns]
+        return tables
+
     def _source(self, source: Source) -> tuple[str, list[ScopeColumn], list[list], TableData | None]:
         """(qualifier, columns, rows, table) of one `ao@` or join source.
 
@@ -510,7 +539,8 @@ class _Evaluator:
         seen = {qualifier}
         renamed: dict[str, str] = {}   # table or view name -> its alias (error hints)
         _note_alias(core.source, renamed)
-        scope = Scope(columns, renamed=renamed)
+        elsewhere = partial(self._other_tables, core)   # called by an error's hint only
+        scope = Scope(columns, renamed=renamed, elsewhere=elsewhere)
         for join in core.joins:
             right_qualifier, right_columns, right_rows, _ = self._source(join.source)
             _note_alias(join.source, renamed)
@@ -522,7 +552,7 @@ class _Evaluator:
             seen.add(right_qualifier)
             scope, rows = self._join(join, scope, rows, Scope(right_columns, renamed=renamed),
                                      right_rows)
-            scope.renamed = renamed
+            scope.renamed, scope.elsewhere = renamed, elsewhere
         if isinstance(core.source, TableSource) and not core.joins:
             name = core.source.name
         else:

@@ -501,6 +501,32 @@ CATALOGUE: tuple[Message, ...] = (
        " Ny 'rehefa' dia mialoha ny 'vondrona' ; ny vondrona kosa dia sivanina toy izao : "
        "{example}",
        " 'rehefa' comes before 'vondrona'; groups are filtered like this: {example}", "hint"),
+    _M("hint_other_table",
+       " Ny '{column}' dia tsanganana ao amin'ny tabilao {table}, izay tsy ao amin'ity "
+       "fangatahana ity : ampidiro amin'ny 'tonona' izy (ohatra : {example})",
+       " '{column}' is a column of table {table}, which this query does not read: join it "
+       "with 'tonona' (e.g. {example})", "hint"),
+    _M("hint_clause_after_semicolon",
+       " Tsy manomboka baiko ny '{word}' : ny ';' teo alohany no namarana ny baiko teo aloha "
+       "(nalefa tsy nisy azy) ; esory io ';' io.",
+       " '{word}' does not start a statement: the ';' before it ended the statement before "
+       "(sent without it); remove that ';'.", "hint"),
+    _M("hint_forgot_ao", " Hadino angamba ny 'ao@' teo alohan'ny '{word}'? (alaivo ... ao@ "
+       "{word})", " Was the 'ao@' before '{word}' forgotten? (alaivo ... ao@ {word})", "hint"),
+    _M("hint_not_grouped",
+       " Ampio ao amin'ny vondrona izy (vondrona {groups}) na ataovy ao anaty fonction "
+       "d'agrégation (ohatra : count({name}), max({name})).",
+       " Add it to the vondrona (vondrona {groups}) or put it inside an aggregate function "
+       "(e.g. count({name}), max({name})).", "hint"),
+    _M("hint_insert_columns", " Ny tsanganana, araka ny filaharany : {columns}.",
+       " The columns, in order: {columns}.", "hint"),
+    _M("hint_insert_row", " (Andalana faha-{row} amin'ny sanda.)", " (Row {row} of the values.)",
+       "hint"),
+    _M("hint_qualify", " Soraty miaraka amin'ny anaran'ny tabilao misy azy : {names}.",
+       " Write it with the name of its table: {names}.", "hint"),
+    _M("hint_reserved_name",
+       " Omeo anarana tsy teny voatokana izy, ohatra : {instead}.",
+       " Give it a name that is not a reserved word, e.g. {instead}.", "hint"),
     _M("hint_no_source", " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;",
        " This query has no 'ao@': alaivo ... ao@ TABLE;", "hint"),
 )

@@ -81,6 +81,11 @@ for _word, _token_type in KEYWORDS.items():
 _STATEMENT_TYPES = {KEYWORDS[word] for word in (
     "alaivo", "manampia", "havaozy", "fafao", "manamboara", "ravao", "asehoy", "ampiasao",
     "omeo", "esory") if word in KEYWORDS}
+# The words of a statement's clauses: one starting a statement was cut off the one before
+# by a `;` too early (`alaivo * ao@ t; rehefa id = 1;`).
+_CLAUSE_TYPES = {KEYWORDS[word] for word in (
+    "ao", "rehefa", "tonona", "ka", "vondrona", "alaharo", "fetra", "antso", "sanda", "ova",
+    "ankambana", "miakatra", "midina")}
 
 
 def syntax_error(detail: str, text: str, index: int, line: int, column: int,
@@ -221,6 +226,7 @@ class _Grammar(Parser):
                    if self._can_shift_next(t)]
         expected = sorted({shown for t in actions for shown in _display_expected(t)})
         keywords = frozenset(word for t in actions for word in _KEYWORD_TYPES.get(t, ()))
+        reserved = ""   # a reserved word found where a name was expected
         if token is None:
             index = len(self.text)
             for symbol in reversed(self.symstack):
@@ -251,6 +257,7 @@ class _Grammar(Parser):
             if token.type in _KEYWORD_TYPES and "anarana" in expected \
                     and not self._forgot_semicolon(token, expected):
                 found += f" ('{shown}' dia teny voatokana, tsy azo atao anarana)"
+                reserved = shown
         stack = self.symstack
         if (token is not None and token.type in ("CMP", "=") and len(stack) >= 3
                 and stack[-1].type == "expr" and stack[-2].type in ("CMP", "=")
@@ -279,6 +286,19 @@ class _Grammar(Parser):
             raise SyntaxProblem(detail, index, hint=text("hint_comma_join"))
         if token is not None and self._forgot_semicolon(token, expected):
             raise SyntaxProblem(detail, index, hint=text("hint_missing_semicolon", word=shown))
+        if token is not None and token.type in _CLAUSE_TYPES and not self.text[:index].strip():
+            # A clause word starting a statement (`alaivo * ao@ t; rehefa id = 1;`): the `;`
+            # before it ended the statement it belongs to.
+            raise SyntaxProblem(detail, index, hint=text(
+                "hint_clause_after_semicolon", word="ao@" if token.type == "AO" else shown))
+        if reserved and not syntax_hint(self.text, index, keywords):
+            # `manamboara tabilao vondrona (...)`: a name that is no keyword, to write instead.
+            raise SyntaxProblem(detail, index, hint=text("hint_reserved_name",
+                                                         instead=f"{reserved}_1"))
+        if token is not None and token.type == "ID" and "'ao@'" in expected \
+                and not syntax_hint(self.text, index, keywords):
+            # `alaivo * mpianatra`: a name where `ao@` could come, no keyword misspelt.
+            raise SyntaxProblem(detail, index, hint=text("hint_forgot_ao", word=shown))
         raise SyntaxProblem(detail, index, keywords)
 
     @staticmethod

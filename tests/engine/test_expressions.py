@@ -48,8 +48,10 @@ def test_unqualified_name_must_match_exactly_one_column():
     assert SCOPE.resolve(ColumnRef("b")) == 1
     assert error(lambda: SCOPE.resolve(ColumnRef("zz"))) == \
         "Le champ 'zz' n'existe pas dans la relation."
+    # (The hint says how to name each: its table's name first.)
     assert error(lambda: SCOPE.resolve(ColumnRef("a"))) == \
-        "Le champ 'a' est ambigu. Il apparaît 2 fois dans la relation."
+        "Le champ 'a' est ambigu. Il apparaît 2 fois dans la relation." \
+        " Soraty miaraka amin'ny anaran'ny tabilao misy azy : t.a, u.a."
 
 
 def test_qualified_names_use_the_table_or_alias():

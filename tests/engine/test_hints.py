@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from engine.language.english import ENGLISH_KEYWORDS, WRITTEN_OTHERWISE, english_keyword, topic_of
 from engine.language.hints import closest, syntax_hint
 from engine.language.lexer import KEYWORDS
 from engine.language.messages import translate
-from tests.engine.sessionkit import one, prepared_session
+from tests.engine.sessionkit import one, prepared_session, run
 
 SETUP = """\
 manamboara tahiry s; ampiasao s;
 manamboara tabilao mpianatra (id ISA(0,10), anarana LAHATSORATRA(null,null));
 manamboara jery tsara @ alaivo * ao@ mpianatra;
+manamboara tabilao naoty (id ISA(0,10), taranja LAHATSORATRA(null,null), naoty ISA(0,20));
 """
 
 
@@ -181,11 +184,13 @@ def test_the_error_ends_with_the_hint(session, text, hint):
      "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 26 : nandrasana "
      "'alaharo', 'analana', 'ankambana', 'atifitra', 'fetra', 'rehefa', 'tonona', 'vondrona' "
      "na ';' fa 'y' no hita"),
-    # `ao@` forgotten: it is among the words expected, and no `)` is (none is open).
+    # `ao@` forgotten: it is among the words expected, and no `)` is (none is open); the
+    # hint says where it goes.
     ("alaivo * mpianatra;",
      "Hadisoana : Diso ny fanoratana (syntax) amin'ny andalana 1, tsanganana 10 : nandrasana "
      "'alaharo', 'analana', 'ankambana', 'ao@', 'atifitra', 'fetra', 'rehefa', 'vondrona' na ';' "
-     "fa 'mpianatra' no hita"),
+     "fa 'mpianatra' no hita Hadino angamba ny 'ao@' teo alohan'ny 'mpianatra'? (alaivo ... ao@ "
+     "mpianatra)"),
     # What could come instead of the `)`, not what is left after the reductions it made
     # (the query closed: only a set operator or ';').
     ("alaivo * ao@ mpianatra);",
@@ -289,3 +294,92 @@ def test_a_name_right_after_a_keyword_is_not_taken_for_a_misspelled_one(session,
     message = one(session, text).message
     assert message.startswith("Hadisoana : Diso ny fanoratana") and "Angamba" not in message, \
         message
+
+
+# ------------------------------------------------------------------ a student's ten mistakes
+# (the beginner's most common ones, each message saying where, what, and what to write)
+
+
+def other_table(column: str, table: str, example: str) -> str:
+    return (f" Ny '{column}' dia tsanganana ao amin'ny tabilao {table}, izay tsy ao amin'ity "
+            f"fangatahana ity : ampidiro amin'ny 'tonona' izy (ohatra : {example})")
+
+
+def not_grouped(name: str, groups: str) -> str:
+    return (f" Ampio ao amin'ny vondrona izy (vondrona {groups}) na ataovy ao anaty fonction "
+            f"d'agrégation (ohatra : count({name}), max({name})).")
+
+
+def insert_columns(columns: str) -> str:
+    return f" Ny tsanganana, araka ny filaharany : {columns}."
+
+
+@pytest.mark.parametrize("text, hint", [
+    # `ao@` forgotten before the table (`alaivo * mpianatra`): a bare list of expected words.
+    ("alaivo * mpianatra rehefa id = 1;",
+     " Hadino angamba ny 'ao@' teo alohan'ny 'mpianatra'? (alaivo ... ao@ mpianatra)"),
+    # A column of a table the query does not read: it was "if you meant a text, quote it"
+    # (`naoty`), or nothing (`naoty.naoty`).
+    ("alaivo anarana ao@ mpianatra rehefa naoty > 10;",
+     other_table("naoty", "naoty", "tonona naoty ka mpianatra.id = naoty.id")),
+    ("alaivo anarana ao@ mpianatra m rehefa naoty.naoty > 10;",
+     other_table("naoty", "naoty", "tonona naoty ka m.id = naoty.id")),
+    ("alaivo taranja ao@ mpianatra;",
+     other_table("taranja", "naoty", "tonona naoty ka mpianatra.id = naoty.id")),
+    # Two tables with the column: which one to name.
+    ("alaivo anarana ao@ mpianatra tonona naoty ka id = id;",
+     " Soraty miaraka amin'ny anaran'ny tabilao misy azy : mpianatra.id, naoty.id."),
+    # A column neither grouped nor aggregated: the `vondrona` to write, or an aggregate.
+    ("alaivo anarana, count(*) ao@ mpianatra;", not_grouped("anarana", "anarana")),
+    ("alaivo taranja, id, avg(naoty) ao@ naoty vondrona taranja;",
+     not_grouped("id", "taranja, id")),
+    # The wrong number of values: which columns take them, in order, and which row.
+    ("manampia ao@ naoty sanda (1, 'Algo');", insert_columns("id, taranja, naoty")),
+    ("manampia ao@ naoty (id, naoty) sanda (1);", insert_columns("id, naoty")),
+    ("manampia ao@ naoty sanda (1, 'Algo', 12), (2, 'BD');",
+     insert_columns("id, taranja, naoty") + " (Andalana faha-2 amin'ny sanda.)"),
+    # A text without its quotes where a value goes (it was said only in comparisons).
+    ("manampia ao@ mpianatra sanda (1, Alice);", quoted("Alice")),
+    ("havaozy naoty ova taranja = BD rehefa id = 1;", quoted("BD")),
+])
+def test_a_beginners_mistake_says_what_to_write_instead(session, text, hint):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : ") and message.endswith(hint), message
+    english = translate(message, "en")
+    assert english.startswith("Error: ") and "Hadisoana" not in english, english
+    assert hint.strip() not in english, english   # the hint is translated too
+
+
+@pytest.mark.parametrize("script, word", [
+    ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
+    ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
+    ("alaivo anarana; ao@ mpianatra;", "ao@"),
+    ("alaivo taranja, count(*) ao@ naoty; vondrona taranja;", "vondrona"),
+])
+def test_a_semicolon_too_early_is_said_where_the_rest_fails(session, script, word):
+    """The statement before the `;` ran (or failed) on its own; the rest, starting with a
+    clause word, was a bare list of the words a statement starts with."""
+    message = run(session, script)[-1]
+    assert message.endswith(
+        f" Tsy manomboka baiko ny '{word}' : ny ';' teo alohany no namarana ny baiko teo "
+        "aloha (nalefa tsy nisy azy) ; esory io ';' io."), message
+    assert translate(message, "en").endswith(
+        f" '{word}' does not start a statement: the ';' before it ended the statement before "
+        "(sent without it); remove that ';'.")
+
+
+@pytest.mark.parametrize("text, word", [
+    ("manamboara tabilao vondrona (id ISA(0,5));", "vondrona"),
+    ("manamboara tabilao t (ao ISA(0,5));", "ao"),
+    ("manamboara tabilao t (id ISA(0,5), fetra ISA(0,5));", "fetra"),
+])
+def test_a_reserved_word_as_a_name_gets_a_name_to_write_instead(tmp_path_factory, text, word):
+    session = prepared_session(tmp_path_factory, "reserved", SETUP)   # (it creates a table)
+    message = one(session, text).message
+    assert f"('{word}' dia teny voatokana, tsy azo atao anarana)" in message, message
+    assert message.endswith(
+        f" Omeo anarana tsy teny voatokana izy, ohatra : {word}_1."), message
+    assert translate(message, "en").endswith(
+        f" Give it a name that is not a reserved word, e.g. {word}_1.")
+    renamed = re.sub(rf"(?<!\w){word}(?= )", f"{word}_1", text)
+    assert one(session, renamed).ok, renamed   # and it runs

@@ -153,7 +153,9 @@ def test_evaluate_constant_for_values():
     assert evaluate_constant(expr("null")) is None
     with pytest.raises(TahiryError) as caught:
         evaluate_constant(ColumnRef("a"))
-    assert caught.value.sentence == "Le champ 'a' n'existe pas dans la relation."
+    # A VALUES item is never a column: a bare name is a text without its quotes.
+    assert caught.value.sentence == ("Le champ 'a' n'existe pas dans la relation. Raha "
+                                     "lahatsoratra no tianao, soraty eo anelanelan'ny ' : 'a'.")
     with pytest.raises(TahiryError):
         evaluate_constant(expr("1 / 0"))
     with pytest.raises(TahiryError):

@@ -116,7 +116,8 @@ def test_join_errors():
     assert "ka" in error_of(catalog, "alaivo * ao@ mpianatra tonona:avia@ naoty")
     assert "ka" in error_of(catalog, "alaivo * ao@ mpianatra tonona:feno@ naoty")
     assert error_of(catalog, "alaivo id ao@ mpianatra tonona naoty ka mpianatra.id = naoty.id") \
-        == "Le champ 'id' est ambigu. Il apparaît 2 fois dans la relation."
+        == ("Le champ 'id' est ambigu. Il apparaît 2 fois dans la relation."
+            " Soraty miaraka amin'ny anaran'ny tabilao misy azy : mpianatra.id, naoty.id.")
     assert "count(m.id)" in error_of(catalog, "alaivo * ao@ mpianatra m tonona naoty n "
                                             "ka count(m.id) = 1")
     assert "booléen" in error_of(catalog, "alaivo * ao@ mpianatra m tonona naoty n ka 1")
