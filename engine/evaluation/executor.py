@@ -466,9 +466,15 @@ class Executor:
                 raise TahiryError(
                     f"Tsy mitovy ny isan'ny sanda ({len(source)}) sy ny tsanganana "
                     f"({len(positions)}) ao amin'ny tabilao {table.name}" + hint)
-            values = ([item.value if type(item) is ast.Literal else evaluate(item)
-                       for item in source] if evaluate else source)
-            new_rows.append(self._checked(checks, positions, values))
+            try:
+                values = ([item.value if type(item) is ast.Literal else evaluate(item)
+                           for item in source] if evaluate else source)
+                new_rows.append(self._checked(checks, positions, values))
+            except TahiryError as error:
+                if evaluate is None or len(sources) == 1 or type(error) is not TahiryError:
+                    raise
+                # `sanda (...), (..., 25)`: which row of the values the error is in.
+                raise TahiryError(error.sentence + text("hint_insert_row", row=number)) from None
         if new_rows:
             self._check_size(document, len(table.rows) + len(new_rows))
             # The store adds them to the rows read: in place when this batch

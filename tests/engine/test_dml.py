@@ -92,7 +92,7 @@ def test_insert_is_atomic_when_a_later_row_fails(session, tmp_path):
     before = table_file(tmp_path).read_bytes()
     outcome = one(session, "manampia ao@ t sanda (2, 'b', null), (3, 'c', null), (300, 'd', null);")
     assert outcome.message == ("Hadisoana : Ny sanda 300 dia tsy mifanaraka amin'ny efitra "
-                               "ISA(0,100) an'ny tsanganana 'id'")
+                               "ISA(0,100) an'ny tsanganana 'id' (Andalana faha-3 amin'ny sanda.)")
     assert table_file(tmp_path).read_bytes() == before
     assert rows(session, "alaivo id ao@ t;") == [[1]]
 

@@ -383,3 +383,19 @@ def test_a_reserved_word_as_a_name_gets_a_name_to_write_instead(tmp_path_factory
         f" Give it a name that is not a reserved word, e.g. {word}_1.")
     renamed = re.sub(rf"(?<!\w){word}(?= )", f"{word}_1", text)
     assert one(session, renamed).ok, renamed   # and it runs
+
+
+@pytest.mark.parametrize("text, error", [
+    ("manampia ao@ naoty sanda (1, 'Algo', 12), (2, 'BD', 25);",
+     "Ny sanda 25 dia tsy mifanaraka amin'ny efitra ISA(0,20) an'ny tsanganana 'naoty'"),
+    ("manampia ao@ naoty sanda (1, 'Algo', 12), (2, 'BD', 1 / 0);",
+     "Tsy azo zaraina amin'ny aotra : 1 / 0."),
+])
+def test_a_bad_value_among_several_rows_says_which_row(session, text, error):
+    """A domain violation in the 2nd row of a `manampia` named the value and the column,
+    not the row: with many rows of values, a student looked for it."""
+    message = one(session, text).message
+    assert message == f"Hadisoana : {error} (Andalana faha-2 amin'ny sanda.)", message
+    assert translate(message, "en").endswith(" (Row 2 of the values.)")
+    single = one(session, "manampia ao@ naoty sanda (2, 'BD', 25);").message
+    assert "Andalana faha" not in single   # one row: nothing to say
