@@ -137,9 +137,11 @@ CATALOGUE: tuple[Message, ...] = (
        "andrasana (malformed login: {why}; expected `.login <name> \"<password>\";`)",
        "Malformed login: {why}; expected `.login <name> \"<password>\";`"),
     # nodes/protocol/wire.py STUCK_REQUEST: a node's answer to a `;` inside a string or comment.
-    _M("stuck_request", "Fahadisoana ara-pitsipika (syntax error): the request ended inside a "
-       "string or a comment (`--`, `//`), so its `;` did not end it; nothing was run (end a `--` "
-       "comment with a newline, close every quote)",
+    _M("stuck_request", "Fahadisoana ara-pitsipika : tapitra tao anaty lahatsoratra na "
+       "fanamarihana (`--`, `//`) ny fangatahana, ka tsy namarana azy ny `;` ; tsy nisy natao "
+       "(ataovy miverina an-dalana aorian'ny fanamarihana `--`, akatony ny marika ' na \" "
+       "rehetra) (syntax error: the request ended inside a string or a comment, so its `;` did "
+       "not end it; nothing was run: end a `--` comment with a newline, close every quote)",
        "Syntax error: the request ended inside a string or a comment (`--`, `//`), so its `;` did "
        "not end it; nothing was run (end a `--` comment with a newline, close every quote)"),
     # ---------------------------------------------------------------- writes

@@ -62,9 +62,13 @@ MAX_SECRET_CHARS = 256
 # A request cut off inside a string or a comment: how long the framer waits
 # for more bytes before answering it with a syntax error (`RequestFramer.stuck`).
 STUCK_REQUEST_QUIET_S = 1.5
-STUCK_REQUEST = (ERROR_PREFIX + "Fahadisoana ara-pitsipika (syntax error): the request ended inside "
-                 "a string or a comment (`--`, `//`), so its `;` did not end it; nothing was run "
-                 "(end a `--` comment with a newline, close every quote)")
+# (Malagasy whole, then the English between parentheses, as the nodes' login texts.)
+STUCK_REQUEST = (ERROR_PREFIX + "Fahadisoana ara-pitsipika : tapitra tao anaty lahatsoratra na "
+                 "fanamarihana (`--`, `//`) ny fangatahana, ka tsy namarana azy ny `;` ; tsy "
+                 "nisy natao (ataovy miverina an-dalana aorian'ny fanamarihana `--`, akatony ny "
+                 "marika ' na \" rehetra) (syntax error: the request ended inside a string or a "
+                 "comment, so its `;` did not end it; nothing was run: end a `--` comment with a "
+                 "newline, close every quote)")
 # Every "too many connections" refusal (a node at its cap, an address at its
 # cap, unauthenticated connections evicted) starts with these words, which
 # the load balancer recognises as a backend problem (`is_too_many_connections`).

@@ -201,6 +201,14 @@ def test_the_nodes_stuck_request_answer_translates():
 
     english = translate(STUCK_REQUEST, "en")
     assert english.startswith("Error: Syntax error: the request ended inside a string")
+    # What happened and what to do, in Malagasy first (it said only "syntax error" in
+    # Malagasy), then the English between parentheses, as the nodes' other texts.
+    assert STUCK_REQUEST.startswith(
+        "Hadisoana : Fahadisoana ara-pitsipika : tapitra tao anaty lahatsoratra na "
+        "fanamarihana (`--`, `//`) ny fangatahana, ka tsy namarana azy ny `;` ; tsy nisy "
+        "natao (ataovy miverina an-dalana aorian'ny fanamarihana `--`, akatony ny marika "
+        "' na \" rehetra) (syntax error: "), STUCK_REQUEST
+    assert STUCK_REQUEST.endswith(")")
     assert "Fahadisoana" not in english
 
 
