@@ -513,8 +513,13 @@ CATALOGUE: tuple[Message, ...] = (
        "(nalefa tsy nisy azy) ; esory io ';' io.",
        " '{word}' does not start a statement: the ';' before it ended the statement before "
        "(sent without it); remove that ';'.", "hint"),
-    _M("hint_forgot_ao", " Hadino angamba ny 'ao@' teo alohan'ny '{word}'? (alaivo ... ao@ "
-       "{word})", " Was the 'ao@' before '{word}' forgotten? (alaivo ... ao@ {word})", "hint"),
+    _M("hint_forgot_ao", " Hadino angamba ny 'ao@' teo alohan'ny '{word}'? ({example})",
+       " Was the 'ao@' before '{word}' forgotten? ({example})", "hint"),
+    _M("hint_update_no_ao",
+       " Tsy misy 'ao@' aorian'ny 'havaozy' : havaozy TABILAO ova a = 1 rehefa ...",
+       " No 'ao@' after 'havaozy': havaozy TABLE ova a = 1 rehefa ...", "hint"),
+    _M("hint_comma_before", " Tafahoatra angamba ny ',' teo alohan'ny '{word}' : esory izy.",
+       " Is the ',' before '{word}' one too many? Remove it.", "hint"),
     _M("hint_not_grouped",
        " Ampio ao amin'ny vondrona izy (vondrona {groups}) na ataovy ao anaty fonction "
        "d'agrégation (ohatra : count({name}), max({name})).",

@@ -291,14 +291,29 @@ class _Grammar(Parser):
             # before it ended the statement it belongs to.
             raise SyntaxProblem(detail, index, hint=text(
                 "hint_clause_after_semicolon", word="ao@" if token.type == "AO" else shown))
-        if reserved and not syntax_hint(self.text, index, keywords):
-            # `manamboara tabilao vondrona (...)`: a name that is no keyword, to write instead.
+        head = self.text[:index].rstrip()
+        first = head.split(None, 1)[0].lower() if head else ""
+        if token is not None and token.type == "AO" and head.lower() == "havaozy":
+            # `havaozy ao@ t ...`, as `manampia ao@` and `fafao ao@` are written.
+            raise SyntaxProblem(detail, index, hint=text("hint_update_no_ao"))
+        if reserved and (first == "manamboara" or head.lower().endswith("antso")) \
+                and not syntax_hint(self.text, index, keywords):
+            # `manamboara tabilao vondrona (...)`, `antso fetra`: a name being given, that
+            # is a reserved word; one to write instead.
             raise SyntaxProblem(detail, index, hint=text("hint_reserved_name",
                                                          instead=f"{reserved}_1"))
+        if token is not None and token.type in _CLAUSE_TYPES and head.endswith(","):
+            # `alaivo a, ao@ t`: a comma left before the clause word.
+            raise SyntaxProblem(detail, index, hint=text(
+                "hint_comma_before", word="ao@" if token.type == "AO" else shown))
         if token is not None and token.type == "ID" and "'ao@'" in expected \
                 and not syntax_hint(self.text, index, keywords):
-            # `alaivo * mpianatra`: a name where `ao@` could come, no keyword misspelt.
-            raise SyntaxProblem(detail, index, hint=text("hint_forgot_ao", word=shown))
+            # `alaivo * mpianatra`, `fafao mpianatra`: a name where `ao@` could come, no
+            # keyword misspelt.
+            example = f"{first} ao@ {shown}" if first in ("manampia", "fafao") \
+                else f"alaivo ... ao@ {shown}"
+            raise SyntaxProblem(detail, index, hint=text("hint_forgot_ao", word=shown,
+                                                         example=example))
         raise SyntaxProblem(detail, index, keywords)
 
     @staticmethod

@@ -318,6 +318,18 @@ def insert_columns(columns: str) -> str:
     # `ao@` forgotten before the table (`alaivo * mpianatra`): a bare list of expected words.
     ("alaivo * mpianatra rehefa id = 1;",
      " Hadino angamba ny 'ao@' teo alohan'ny 'mpianatra'? (alaivo ... ao@ mpianatra)"),
+    ("manampia mpianatra sanda (1, 'a');",
+     " Hadino angamba ny 'ao@' teo alohan'ny 'mpianatra'? (manampia ao@ mpianatra)"),
+    ("fafao mpianatra rehefa id = 1;",
+     " Hadino angamba ny 'ao@' teo alohan'ny 'mpianatra'? (fafao ao@ mpianatra)"),
+    # ... and one too many: `havaozy` takes none (it said "'ao' is reserved, not a name").
+    ("havaozy ao@ naoty ova naoty = 10;",
+     " Tsy misy 'ao@' aorian'ny 'havaozy' : havaozy TABILAO ova a = 1 rehefa ..."),
+    # A comma left before a clause word.
+    ("alaivo anarana, ao@ mpianatra;",
+     " Tafahoatra angamba ny ',' teo alohan'ny 'ao@' : esory izy."),
+    ("alaivo taranja, count(*) ao@ naoty vondrona taranja, alaharo taranja;",
+     " Tafahoatra angamba ny ',' teo alohan'ny 'alaharo' : esory izy."),
     # A column of a table the query does not read: it was "if you meant a text, quote it"
     # (`naoty`), or nothing (`naoty.naoty`).
     ("alaivo anarana ao@ mpianatra rehefa naoty > 10;",
@@ -372,6 +384,7 @@ def test_a_semicolon_too_early_is_said_where_the_rest_fails(session, script, wor
     ("manamboara tabilao vondrona (id ISA(0,5));", "vondrona"),
     ("manamboara tabilao t (ao ISA(0,5));", "ao"),
     ("manamboara tabilao t (id ISA(0,5), fetra ISA(0,5));", "fetra"),
+    ("alaivo count(*) antso fetra ao@ mpianatra;", "fetra"),
 ])
 def test_a_reserved_word_as_a_name_gets_a_name_to_write_instead(tmp_path_factory, text, word):
     session = prepared_session(tmp_path_factory, "reserved", SETUP)   # (it creates a table)
