@@ -13,8 +13,9 @@ otherwise. Files and stdin are streamed (any size) and, to a node,
 pipelined: up to 64 statements in flight, answers shown in order; a long
 file run on a terminal shows a progress line on stderr. Exit status: 0
 when every statement succeeded, 1 when one failed (every statement still
-runs), 2 when the client could not start (nothing listening, unreadable
-file, bad arguments). A reader that goes away (`| head -1`) or Ctrl-C ends
+runs), 2 when the client could not start and ran nothing (nothing
+listening, a refused login, unreadable file, bad arguments, a `-d DB` the
+node refused). A reader that goes away (`| head -1`) or Ctrl-C ends
 the client without a traceback, however it was started. docs/CLIENT.md
 is the user's guide.
 """
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "repository, or as tahiry-client / python -m nodes.client from its venv.",
         epilog="Without -e/-f: interactive on a terminal, else statements are read from stdin. "
                "Exit status: 0 all statements succeeded, 1 some failed (all still ran), "
-               "2 the client could not start (nothing listening, unreadable file). "
+               "2 the client could not start and ran nothing (nothing listening, a refused "
+               "login, unreadable file, a -d DB the node refused). "
                "Guide: docs/CLIENT.md.")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"node to talk to (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
