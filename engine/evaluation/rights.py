@@ -91,7 +91,10 @@ def is_administrator(store: Store, identity: Identity) -> bool:
 
 def _check_login(identity: Identity, held: accounts.Standing) -> None:
     if not held.account:
-        raise TahiryError(f"Tsy misy intsony ny mpampiasa : {identity.name} (midira indray)")
+        # No login as that name can work now: another account's can.
+        raise TahiryError(f"Tsy misy intsony ny mpampiasa : {identity.name} (midira amin'ny "
+                          "mpampiasa hafa : .login ANARANA \"...\"; na ./tahiry client --user "
+                          "ANARANA)")
     if identity.stamp is not None and held.stamp != identity.stamp:
         # A new password (or the account dropped and made again): the login is void. The
         # message says how to log in again, never with which password.

@@ -87,8 +87,10 @@ CATALOGUE: tuple[Message, ...] = (
        "The query stored in the view is not an alaivo"),
     # ---------------------------------------------------------------- accounts and rights
     _M("account_exists", "Ny mpampiasa : {name} dia efa misy", "The account {name} already exists"),
-    _M("account_gone", "Tsy misy intsony ny mpampiasa : {name} (midira indray)",
-       "The account {name} no longer exists (log in again)"),
+    _M("account_gone", "Tsy misy intsony ny mpampiasa : {name} (midira amin'ny mpampiasa "
+       "hafa : .login ANARANA \"...\"; na ./tahiry client --user ANARANA)",
+       "The account {name} no longer exists (log in as another account: .login NAME \"...\"; "
+       "or ./tahiry client --user NAME)"),
     _M("account_password_changed",
        "Niova ny tenimiafin'ny mpampiasa : {name} (midira indray amin'ny tenimiafina vaovao : "
        ".login {name} \"...\"; na ./tahiry client --user {name})",

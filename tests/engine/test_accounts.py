@@ -210,6 +210,21 @@ def test_a_dropped_account_loses_everything_at_once(store, teacher, students):
     fails(login(store, "soa"), "ampiasao sekoly;", "right_read_missing")
 
 
+def test_a_dropped_accounts_session_is_not_told_to_log_in_again_as_it(store, teacher,
+                                                                       students):
+    """"(midira indray)" (log in again) to a session whose account was dropped: no login
+    as that name can work; it says to log in as another account, and how."""
+    _, soa = students
+    ok(teacher, "ravao ny mpampiasa soa;")
+    message = fails(soa, "alaivo 1;", "account_gone")
+    assert message == ("Hadisoana : Tsy misy intsony ny mpampiasa : soa (midira amin'ny "
+                       "mpampiasa hafa : .login ANARANA \"...\"; na ./tahiry client --user "
+                       "ANARANA)")
+    assert translate(message, "en") == (
+        "Error: The account soa no longer exists (log in as another account: .login NAME "
+        "\"...\"; or ./tahiry client --user NAME)")
+
+
 def test_dropping_an_account_names_the_databases_it_leaves_behind(store, teacher, students):
     """`ravao ny mpampiasa rabe;` left rabe's databases under the name without a word, for
     the next `rabe` to own: the answer now names them and what to do."""
