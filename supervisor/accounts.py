@@ -287,15 +287,21 @@ def out_text(outcomes: list[Outcome]) -> str:
     return text.getvalue()
 
 
-# -- the two commands
+# -- the commands
+
+def _reported(names: ClassList) -> bool:
+    """Whether the class list has problems (then each is printed, and nothing is done)."""
+    for problem in names.problems:
+        print(problem, file=sys.stderr)
+    if names.problems:
+        print("nothing was changed.", file=sys.stderr)
+    return bool(names.problems)
+
 
 def create_class(topology: Topology, names_file: Path, out: Path, user: str,
                  environ: Mapping[str, str]) -> int:
     names = read_names(names_file)
-    if names.problems:
-        for problem in names.problems:
-            print(problem, file=sys.stderr)
-        print("nothing was changed.", file=sys.stderr)
+    if _reported(names):
         return EXIT_INVALID
     target = PrivateFile(out)   # before any account: a file it cannot write changes nothing
     outcomes: list[Outcome] = []
@@ -398,10 +404,7 @@ def remove_class(topology: Topology, names_file: Path, keep: Path, user: str,
     from .database_copy import CopiesDisagree
 
     names = read_names(names_file)
-    if names.problems:
-        for problem in names.problems:
-            print(problem, file=sys.stderr)
-        print("nothing was changed.", file=sys.stderr)
+    if _reported(names):
         return EXIT_INVALID
     if keep.exists() or keep.is_symlink():   # before asking a password: nothing to do
         keep_folder(keep)

@@ -77,6 +77,33 @@ def _peers(supervisors, machine: str, server: str) -> dict:
                       .read_text())["peers"]
 
 
+def _rows_only_m3_holds(machines, supervisors, small1, small2):
+    """Up, a table made on m3 (h1), m1's and m2's disks filled, rows 1-20 acknowledged by
+    m3: in its directory only. (The files filling the disks, each machine's supervisor log.)"""
+    supervisors.up()
+    for machine in MACHINES:
+        wait_until(lambda machine=machine: all(
+            row["state"] in ("RUNNING", "REMOTE")
+            for row in supervisors.rows(machine).values()), 30, f"{machine} running")
+    ok, lines = _client(machines, supervisors, "h1", 4103,
+                        "manamboara tahiry sekoly; ampiasao sekoly; manamboara tabilao t "
+                        "(id ISA(0,null), pad LAHATSORATRA(0,null));")
+    assert ok, lines
+    for small, name in ((small1, "m1"), (small2, "m2")):
+        wait_until(lambda small=small, name=name:
+                   (small / name / "sekoly" / "tables" / "t.json").exists(), 10,
+                   f"the table on {name}")
+    fillers = [fill_up(small1), fill_up(small2)]
+    pad = "x" * 4000
+    ok, lines = _client(machines, supervisors, "h1", 4103, "ampiasao sekoly; " + " ".join(
+        f"manampia ao@ t sanda ({key}, '{pad}');" for key in range(1, 21)))
+    assert ok, lines
+    log = {machine: supervisors.folders[machine] / "logs" / "supervisor.log"
+           for machine in MACHINES}
+    wait_until(lambda: "No space" in log["h1"].read_text(), 10, "the copies to m1 and m2 failing")
+    return fillers, log
+
+
 def test_writes_on_other_machines_are_fenced_against_a_moved_servers_old_directory(
         machines, tmp_path):
     with tiny_tmpfs(tmp_path / "small1", "2m") as small1, \
@@ -84,28 +111,7 @@ def test_writes_on_other_machines_are_fenced_against_a_moved_servers_old_directo
         supervisors = Supervisors(machines, tmp_path, _topology(machines, small1, small2, "h1"),
                                   names=MACHINES)
         try:
-            supervisors.up()
-            for machine in MACHINES:
-                wait_until(lambda machine=machine: all(
-                    row["state"] in ("RUNNING", "REMOTE")
-                    for row in supervisors.rows(machine).values()), 30, f"{machine} running")
-            ok, lines = _client(machines, supervisors, "h1", 4103,
-                                "manamboara tahiry sekoly; ampiasao sekoly; manamboara tabilao t "
-                                "(id ISA(0,null), pad LAHATSORATRA(0,null));")
-            assert ok, lines
-            for small, name in ((small1, "m1"), (small2, "m2")):
-                wait_until(lambda small=small, name=name:
-                           (small / name / "sekoly" / "tables" / "t.json").exists(), 10,
-                           f"the table on {name}")
-            fillers = [fill_up(small1), fill_up(small2)]
-            pad = "x" * 4000
-            ok, lines = _client(machines, supervisors, "h1", 4103, "ampiasao sekoly; " + " ".join(
-                f"manampia ao@ t sanda ({key}, '{pad}');" for key in range(1, 21)))
-            assert ok, lines   # acknowledged by m3: in its directory only
-            log = {machine: supervisors.folders[machine] / "logs" / "supervisor.log"
-                   for machine in MACHINES}
-            wait_until(lambda: "No space" in log["h1"].read_text(), 10,
-                       "the copies to m1 and m2 failing")
+            fillers, log = _rows_only_m3_holds(machines, supervisors, small1, small2)
 
             for machine in MACHINES:
                 (supervisors.folders[machine] / "topology.yaml").write_text(
@@ -224,28 +230,7 @@ def test_writes_on_other_machines_are_fenced_against_a_removed_servers_directory
                                   _removal_topology(machines, small1, small2, True),
                                   names=MACHINES)
         try:
-            supervisors.up()
-            for machine in MACHINES:
-                wait_until(lambda machine=machine: all(
-                    row["state"] in ("RUNNING", "REMOTE")
-                    for row in supervisors.rows(machine).values()), 30, f"{machine} running")
-            ok, lines = _client(machines, supervisors, "h1", 4103,
-                                "manamboara tahiry sekoly; ampiasao sekoly; manamboara tabilao t "
-                                "(id ISA(0,null), pad LAHATSORATRA(0,null));")
-            assert ok, lines
-            for small, name in ((small1, "m1"), (small2, "m2")):
-                wait_until(lambda small=small, name=name:
-                           (small / name / "sekoly" / "tables" / "t.json").exists(), 10,
-                           f"the table on {name}")
-            fillers = [fill_up(small1), fill_up(small2)]
-            pad = "x" * 4000
-            ok, lines = _client(machines, supervisors, "h1", 4103, "ampiasao sekoly; " + " ".join(
-                f"manampia ao@ t sanda ({key}, '{pad}');" for key in range(1, 21)))
-            assert ok, lines   # acknowledged by m3: in its directory only
-            log = {machine: supervisors.folders[machine] / "logs" / "supervisor.log"
-                   for machine in MACHINES}
-            wait_until(lambda: "No space" in log["h1"].read_text(), 10,
-                       "the copies to m1 and m2 failing")
+            fillers, log = _rows_only_m3_holds(machines, supervisors, small1, small2)
             for machine in MACHINES:
                 (supervisors.folders[machine] / "topology.yaml").write_text(
                     _removal_topology(machines, small1, small2, False))
