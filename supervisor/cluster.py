@@ -177,9 +177,9 @@ class Cluster:
         # from on write, fenced against) and retried until they are (`finish_hand_overs`).
         self.handing_over: dict[str, NodeSpec] = {}
         self._hand_overs: asyncio.Task | None = None
-        # The old directories of servers a reload moved from another machine, `<id>~old` at
-        # the server's old address, while that machine may still hold copies nobody else
-        # has (it serves them there with a peer-only process, `serve_old_directory`):
+        # The directories of servers a reload removed (`<id>`) or moved (`<id>~old`) from
+        # another machine, at the server's old address, while that machine may still hold
+        # copies nobody else has (it serves them there with a peer-only process, `serve_old_directory`):
         # listed `leaving` in the peers files (pulled from on write, fenced against) and
         # pulled by the replicator, until that machine's supervisor says it holds them no
         # more (`_watch_left_elsewhere`).
@@ -396,8 +396,8 @@ class Cluster:
         return answer if answer.get("ok") else None
 
     async def still_held_elsewhere(self, moved: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
-        """Of the old directories of servers a reload moved from other machines (`moved`,
-        by `<id>~old`), those their old machine may still hold: its supervisor answers
+        """Of the directories of servers a reload removed or moved from other machines
+        (`moved`, by `<id>` or `<id>~old`), those their old machine may still hold: its supervisor answers
         and names the server (not stopped there yet) or its old directory (kept, handing
         over). One that names neither has handed it all over; one that does not answer
         is gone with its machine, as when an operator moves a server off a dead machine,
