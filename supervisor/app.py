@@ -194,7 +194,7 @@ class SupervisorApp:
             return {"ok": True, "node": await self.cluster.restart_node(node)}
         if command == "holding":
             # Another machine's supervisor: may it stop certifying against the old directory
-            # of a server moved away from here? (supervisor/cluster.py `left_elsewhere`)
+            # of a server moved away from here? (supervisor/elsewhere.py)
             return {"ok": True, "servers": self.cluster.holding(),
                     "old_directories": self.cluster.old_directories()}
         if command == "quorum":   # another machine's supervisor (write leases)

@@ -22,7 +22,6 @@ import os
 import ssl
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
@@ -30,9 +29,9 @@ from engine.storage.data_owner import DirectoryTaken
 from engine.storage.store import checkpoint_directory
 from nodes.protocol.status_token import STATUS_TOKEN_ENV, new_status_token, status_request
 from nodes.protocol.tls import TlsSettings, client_context
-from nodes.server.membership import parse_address
 
 from .account_stats import server_accounts
+from .elsewhere import HeldElsewhere
 from .errors import UnknownNode
 from .first_admin import node_environment
 from .handing_over import PendingHandOver, read_pending, write_pending
@@ -43,7 +42,7 @@ from .peer_link import PeerAddress
 from .quorum_service import QuorumService, quorum_voters
 from .remote import MachineReports, RemoteNode
 from .replicalink import ReplicationLink
-from .replication import OLD_DIRECTORY_SUFFIX, old_directory_id
+from .replication import old_directory_id
 from .replication_health import status_fields
 from .topology import SECRET_ENV, NodeSpec, Topology
 
@@ -59,17 +58,6 @@ LAGGING_AFTER_S = 2.0
 LAG_WATCH_INTERVAL_S = 1.0
 # A removed server whose newest copies could not be handed over: how often it is retried.
 HAND_OVER_RETRY_S = 2.0
-# How long `up` waits for each other machine's supervisor to name the old directories it serves.
-LEARN_TIMEOUT_S = 1.0
-
-
-def _names(holding: dict, server_id: str, old_id: str) -> bool:
-    """Whether a `holding` answer names the server or its old directory (a malformed
-    answer names it: kept, the safe side)."""
-    servers = holding.get("servers")
-    return not isinstance(servers, list) or server_id in servers or old_id in servers
-
-
 def node_command(topology: Topology, node_id: str, run_dir: Path,
                  python: str = sys.executable) -> list[str]:
     """The command line that runs one node (flags fixed in docs/ARCHITECTURE.md)."""
@@ -177,16 +165,10 @@ class Cluster:
         # from on write, fenced against) and retried until they are (`finish_hand_overs`).
         self.handing_over: dict[str, NodeSpec] = {}
         self._hand_overs: asyncio.Task | None = None
-        # The directories of servers a reload removed (`<id>`) or moved (`<id>~old`) from
-        # another machine, at the server's old address, while that machine may still hold
-        # copies nobody else has (it serves them there with a peer-only process, `serve_old_directory`):
-        # listed `leaving` in the peers files (pulled from on write, fenced against) and
-        # pulled by the replicator, until that machine's supervisor says it holds them no
-        # more (`_watch_left_elsewhere`).
-        self.left_elsewhere: dict[str, NodeSpec] = {}
-        self._left_watch: asyncio.Task | None = None
-        self._learning: asyncio.Task | None = None   # `_learn_later`
-        self._silent: set[str] = set()   # hosts whose supervisors it asks again
+        # The directories other machines still hold for servers a reload removed or moved
+        # away from them: leaving peers here until handed over (supervisor/elsewhere.py).
+        self.elsewhere = HeldElsewhere(self._held_on, lambda name: name in self.topology.nodes,
+                                       self._elsewhere_changed, self.logger)
         self._lag_watch: asyncio.Task | None = None
         self.joined: set[str] = set()         # servers listed in the backends files
         self.started_at = time.monotonic()
@@ -220,12 +202,8 @@ class Cluster:
                      if not self.topology.runs_here(spec.id)]
         return {spec.id: PeerAddress(spec.id, spec.host, spec.port, self.topology.secret,
                                      self.tls)
-                for spec in [*elsewhere, *self.leaving.values(), *self._left_elsewhere()]}
+                for spec in [*elsewhere, *self.leaving.values(), *self.elsewhere.peers()]}
 
-    def _left_elsewhere(self) -> list[NodeSpec]:
-        """`left_elsewhere` but a server the topology names again (added back: itself)."""
-        return [spec for spec in self.left_elsewhere.values()
-                if spec.id not in self.topology.nodes]
 
     # -- whole cluster
 
@@ -283,10 +261,7 @@ class Cluster:
             self._lag_watch.cancel()
         if self._hand_overs is not None:
             self._hand_overs.cancel()
-        if self._left_watch is not None:
-            self._left_watch.cancel()
-        if self._learning is not None:
-            self._learning.cancel()
+        self.elsewhere.cancel()
         order = list(reversed(self.topology.start_order()))
         servers = [node_id for node_id in order if self.topology.nodes[node_id].kind == "server"]
         for node_id in order:
@@ -371,7 +346,7 @@ class Cluster:
 
     def holding(self) -> list[str]:
         """The servers whose directories this machine holds, for the other machines'
-        supervisors (`_watch_left_elsewhere`): its servers, those stopping, and those whose
+        supervisors (supervisor/elsewhere.py): its servers, those stopping, and those whose
         hand over is not done."""
         return sorted({spec.id for spec in self.topology.local_of_kind("server")}
                       | set(self.departing) | set(self.handing_over))
@@ -395,118 +370,19 @@ class Cluster:
             return None
         return answer if answer.get("ok") else None
 
-    async def still_held_elsewhere(self, moved: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
-        """Of the directories of servers a reload removed or moved from other machines
-        (`moved`, by `<id>` or `<id>~old`), those their old machine may still hold: its supervisor answers
-        and names the server (not stopped there yet) or its old directory (kept, handing
-        over). One that names neither has handed it all over; one that does not answer
-        is gone with its machine, as when an operator moves a server off a dead machine,
-        and waiting for it would refuse every write here until this supervisor restarts
-        (what it held that nobody else has is lost with it, as with a dead machine's
-        server removed from the topology)."""
-        hosts = sorted({spec.host for spec in moved.values()})
-        answers = dict(zip(hosts, await asyncio.gather(
-            *(self._held_on(host, LEARN_TIMEOUT_S) for host in hosts)), strict=True))
-        kept = {}
-        for old_id, spec in moved.items():
-            answer = answers[spec.host]
-            server_id = old_id.removesuffix(OLD_DIRECTORY_SUFFIX)
-            if answer is None:
-                self.logger.warning("%s: its old machine's supervisor (%s) does not answer: "
-                                    "its old directory is not waited for (what only it "
-                                    "holds is lost if that machine does not come back)",
-                                    server_id, spec.host)
-            elif _names(answer, server_id, old_id):
-                kept[old_id] = spec
-        # A machine back later (its supervisor restarted) may serve it then: asked again.
-        self._ask_again(host for host, answer in answers.items() if answer is None)
-        return kept
-
     async def learn_left_elsewhere(self) -> None:
-        """At `up`: the old directories the other machines still serve (`old_directories`),
-        which a reload taught the supervisor that ran then. A machine whose supervisor does
-        not answer now is asked again every HAND_OVER_RETRY_S until it does
-        (`_learn_later`; docs/REPLICATION.md)."""
+        """At `up`: the directories the other machines still serve for servers removed or
+        moved away (supervisor/elsewhere.py)."""
         topology = self.topology
-        hosts = sorted({spec.host for spec in topology.nodes.values()
-                        if not topology.runs_here(spec.id)})
-        if not hosts or not topology.replication_enabled:
-            return
-        answers = await asyncio.gather(*(self._held_on(host, LEARN_TIMEOUT_S) for host in hosts))
-        for answer in answers:
-            self._learn_from(answer)
-        self._ask_again(host for host, answer in zip(hosts, answers, strict=True)
-                        if answer is None)
-        self.watch_left_elsewhere()
+        if topology.replication_enabled:
+            await self.elsewhere.learn(sorted({spec.host for spec in topology.nodes.values()
+                                               if not topology.runs_here(spec.id)}))
 
-    def _learn_from(self, answer: dict | None) -> bool:
-        """Take the old directories a `holding` answer names; True if one was new here."""
-        found = answer.get("old_directories") if answer is not None else None
-        learnt = False
-        for old_id, address in (found.items() if isinstance(found, dict) else ()):
-            try:
-                host, port = parse_address(str(address))
-            except ValueError:
-                continue   # (another machine's damaged answer: not ours to crash on)
-            # (Not a server of the topology: a removed server added back is itself again.)
-            if isinstance(old_id, str) and old_id not in self.topology.nodes \
-                    and old_id not in self.left_elsewhere:
-                self.left_elsewhere[old_id] = NodeSpec(old_id, "server", host, port)
-                self.logger.warning("%s: still handed over on its machine, at %s: a "
-                                    "leaving peer here until it is done", old_id, address)
-                learnt = True
-        return learnt
-
-    def _ask_again(self, hosts: Iterable[str]) -> None:
-        """Machines whose supervisors did not answer `holding`: asked again every
-        HAND_OVER_RETRY_S until each has once (`_learn_later`)."""
-        self._silent.update(hosts)
-        if self._silent and (self._learning is None or self._learning.done()):
-            self._learning = asyncio.create_task(self._learn_later(),
-                                                 name="old directories to learn")
-
-    async def _learn_later(self) -> None:
-        """A machine back (or reachable again) may serve a directory meanwhile: what it
-        names becomes a leaving peer here."""
-        while self._silent:
-            await asyncio.sleep(HAND_OVER_RETRY_S)
-            hosts = sorted(self._silent)
-            answers = await asyncio.gather(*(self._held_on(host, LEARN_TIMEOUT_S)
-                                             for host in hosts))
-            learnt = False
-            for host, answer in zip(hosts, answers, strict=True):
-                if answer is not None:
-                    self._silent.discard(host)
-                    learnt = self._learn_from(answer) or learnt
-            if learnt:
-                self.write_peers_files()
-                self.replication.set_remote(self.remote_peers())
-                self.watch_left_elsewhere()
-
-    def watch_left_elsewhere(self) -> None:
-        """Ask, every HAND_OVER_RETRY_S, the machines whose moved servers' old directories
-        are `left_elsewhere` whether they still hold them."""
-        if self.left_elsewhere and (self._left_watch is None or self._left_watch.done()):
-            self._left_watch = asyncio.create_task(self._watch_left_elsewhere(),
-                                                   name="old directories elsewhere")
-
-    async def _watch_left_elsewhere(self) -> None:
-        while self.left_elsewhere:
-            await asyncio.sleep(HAND_OVER_RETRY_S)
-            gone = []
-            for old_id, spec in list(self.left_elsewhere.items()):
-                answer = await self._held_on(spec.host, HAND_OVER_RETRY_S)
-                # Not answering: still certified against (writes wait if need be).
-                if answer is not None and not _names(
-                        answer, old_id.removesuffix(OLD_DIRECTORY_SUFFIX), old_id):
-                    gone.append(old_id)
-            for old_id in gone:
-                self.left_elsewhere.pop(old_id, None)
-                self.logger.info("%s: handed over on its machine: no longer a peer here",
-                                 old_id)
-            if gone:
-                self.write_peers_files()
-                self.replication.set_remote(self.remote_peers())
+    def _elsewhere_changed(self) -> None:
+        """The directories held elsewhere changed: the peers files and the replicator's
+        remote peers follow."""
+        self.write_peers_files()
+        self.replication.set_remote(self.remote_peers())
 
     async def reconcile_stopped(self) -> str:
         """What `down` does once the servers are stopped, for those a dead supervisor left
@@ -746,7 +622,7 @@ class Cluster:
                      if not self.topology.runs_here(spec.id)]
         enabled = self.topology.replication_enabled
         moved_away = {spec.id for spec in elsewhere}
-        leaving = [*self.leaving.values(), *self._left_elsewhere()]
+        leaving = [*self.leaving.values(), *self.elsewhere.peers()]
         leases: dict = {}
         if self.quorum is not None:
             # Only the machines the decided epoch certifies against; and the lease.

@@ -58,7 +58,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 TOKEN_FILE = "control-token"
 # Read-only: answered without the token (`holding`: the servers whose directories this
 # machine holds, asked by the other machines' supervisors: supervisor/cluster.py
-# `left_elsewhere`).
+# supervisor/elsewhere.py).
 OPEN_COMMANDS = frozenset({"hello", "status", "holding"})
 # What other machines' supervisors may also send (with the secret): the write leases'
 # votes (supervisor/quorum_service.py); on this machine itself they need the token.

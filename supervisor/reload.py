@@ -111,8 +111,7 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     # against it (and a server moved here starts from its copies: its seed pulls them)
     # until that machine says the hand over is done.
     # (Unless that machine's supervisor does not answer: a server moved off a dead machine.)
-    cluster.left_elsewhere.update(await cluster.still_held_elsewhere(
-        old_directories_elsewhere(old, new, diff)))
+    await cluster.elsewhere.still_held(old_directories_elsewhere(old, new, diff))
     cluster.topology = new
     cluster.write_peers_files()  # running servers learn about added / removed peers
     cluster.replication.set_remote(cluster.remote_peers())
@@ -180,7 +179,6 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
     cluster.save_handing_over()
     if cluster.handing_over:
         cluster.finish_hand_overs(old)
-    cluster.watch_left_elsewhere()
     # New and changed nodes start in dependency order; a new server is seeded
     # before it starts and joins the balancers once it answers its probe.
     to_start = [n for n in new.start_order() if n in diff.added or n in diff.changed]

@@ -96,7 +96,7 @@ def test_a_server_moved_between_other_machines_leaves_its_old_address_as_a_leavi
     before = old.nodes["m2"]
     new = replace(old, nodes={**old.nodes, "m2": replace(before, host="10.9.9.9")})
     cluster.topology = new
-    cluster.left_elsewhere.update(old_directories_elsewhere(old, new, diff_topologies(old, new)))
+    cluster.elsewhere.specs.update(old_directories_elsewhere(old, new, diff_topologies(old, new)))
     cluster.run_dir.mkdir(parents=True)
     cluster.write_peers_files()
     assert peers_of(cluster, "m1") == {
@@ -138,9 +138,9 @@ def test_a_machine_silent_at_up_is_asked_again_until_it_names_its_old_directorie
     import asyncio
     from dataclasses import replace
 
-    import supervisor.cluster as cluster_module
+    import supervisor.elsewhere as elsewhere_module
 
-    monkeypatch.setattr(cluster_module, "HAND_OVER_RETRY_S", 0.01)
+    monkeypatch.setattr(elsewhere_module, "RETRY_S", 0.01)
     cluster = cluster_for(tmp_path)
     cluster.topology = replace(cluster.topology, remote=frozenset({"m2"}))
     cluster.run_dir.mkdir(parents=True)
@@ -152,16 +152,15 @@ def test_a_machine_silent_at_up_is_asked_again_until_it_names_its_old_directorie
         asked.append(host)
         return serving if len(asked) >= 3 else None   # silent twice, then it answers
 
-    monkeypatch.setattr(cluster, "_held_on", held_on)
+    monkeypatch.setattr(cluster.elsewhere, "_ask", held_on)
     monkeypatch.setattr(cluster.replication, "set_remote", lambda peers: None)
 
     async def up_then_wait() -> None:
         await cluster.learn_left_elsewhere()
-        assert "m3~old" not in cluster.left_elsewhere
-        assert cluster._learning is not None
-        await asyncio.wait_for(cluster._learning, 5)
-        if cluster._left_watch is not None:
-            cluster._left_watch.cancel()
+        assert "m3~old" not in cluster.elsewhere.specs
+        assert cluster.elsewhere._learning is not None
+        await asyncio.wait_for(cluster.elsewhere._learning, 5)
+        cluster.elsewhere.cancel()
     asyncio.run(up_then_wait())
     assert asked[:3] == [cluster.topology.nodes["m2"].host] * 3
     assert peers_of(cluster, "m1")["m3~old"] == {"address": "10.9.9.9:4103", "leaving": True}
@@ -176,10 +175,10 @@ def test_an_old_machine_silent_at_a_reload_is_asked_again_and_what_it_serves_is_
     import asyncio
     from dataclasses import replace
 
-    import supervisor.cluster as cluster_module
+    import supervisor.elsewhere as elsewhere_module
     from supervisor.reload import diff_topologies, old_directories_elsewhere
 
-    monkeypatch.setattr(cluster_module, "HAND_OVER_RETRY_S", 0.01)
+    monkeypatch.setattr(elsewhere_module, "RETRY_S", 0.01)
     cluster = cluster_for(tmp_path)
     old = replace(cluster.topology, remote=frozenset({"m2"}))
     before = old.nodes["m2"]
@@ -194,17 +193,16 @@ def test_an_old_machine_silent_at_a_reload_is_asked_again_and_what_it_serves_is_
         asked.append(host)
         return back if len(asked) >= 3 else None
 
-    monkeypatch.setattr(cluster, "_held_on", held_on)
+    monkeypatch.setattr(cluster.elsewhere, "_ask", held_on)
     monkeypatch.setattr(cluster.replication, "set_remote", lambda peers: None)
 
-    async def reload_then_wait() -> dict:
-        kept = await cluster.still_held_elsewhere(
+    async def reload_then_wait() -> None:
+        await cluster.elsewhere.still_held(
             old_directories_elsewhere(old, new, diff_topologies(old, new)))
-        assert cluster._learning is not None
-        await asyncio.wait_for(cluster._learning, 5)
-        if cluster._left_watch is not None:
-            cluster._left_watch.cancel()
-        return kept
-    assert asyncio.run(reload_then_wait()) == {}   # not waited for at the reload
+        assert cluster.elsewhere.specs == {}   # not waited for at the reload
+        assert cluster.elsewhere._learning is not None
+        await asyncio.wait_for(cluster.elsewhere._learning, 5)
+        cluster.elsewhere.cancel()
+    asyncio.run(reload_then_wait())
     assert peers_of(cluster, "m1")["m2~old"] == {"address": f"{before.host}:{before.port}",
                                                  "leaving": True}
