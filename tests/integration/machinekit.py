@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "a-class-secret-of-some-length"
 # What every topology of these tests starts with; its nodes follow.
@@ -67,3 +69,14 @@ class Supervisors:
         answer = self.run(machine, "status", "--json")
         assert answer.returncode == 0, answer.stdout + answer.stderr
         return {row["node"]: row for row in json.loads(answer.stdout)["nodes"]}
+
+    def settled(self, machine: str) -> bool:
+        """Whether `machine`'s status shows every node RUNNING (its own) or REMOTE."""
+        return all(row["state"] in ("RUNNING", "REMOTE") for row in self.rows(machine).values())
+
+    def up_and_settled(self, timeout_s: float = 30) -> None:
+        """`up` on every machine, then wait until each has settled."""
+        self.up()
+        for machine in self.folders:
+            wait_until(lambda machine=machine: self.settled(machine), timeout_s,
+                       f"{machine} running")

@@ -28,8 +28,7 @@ import pytest
 
 from supervisor.control import send_command
 from tests.conftest import wait_until
-from tests.integration.supervisorkit import all_running
-from tests.integration.test_accounts_class import ADMIN, ADMIN_PW, AccountsCluster
+from tests.integration.test_accounts_class import ADMIN, ADMIN_PW, running_cluster
 from tests.integration.wire import WireClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -44,13 +43,9 @@ STOPPED = "Najanon'ny mpitantana ny fangatahana"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("accounts-activity")
-    cluster = AccountsCluster(root / "cluster")
     desk = root / "desk"
     desk.mkdir()
-    try:
-        started = cluster.up()
-        assert started.returncode == 0, f"{started.stdout}{started.stderr}{cluster.supervisor_log()}"
-        cluster.wait_for(all_running, "every node RUNNING")
+    with running_cluster(root) as cluster:
         names = desk / "names.csv"
         names.write_text("rabe\nsoa\n")
         out = desk / "passwords.csv"
@@ -59,9 +54,6 @@ def lab(tmp_path_factory):
         assert made.returncode == 0, f"{made.stdout}{made.stderr}"
         passwords = {row["name"]: row["password"] for row in csv.DictReader(out.open())}
         yield cluster, passwords
-    finally:
-        leftovers = cluster.down_and_reap()
-        assert leftovers == [], f"processes survived `down`: {leftovers}"
 
 
 def login(port: int, name: str, password: str) -> WireClient:

@@ -31,6 +31,7 @@ The tests run in this order on the one cluster (each builds on the one before).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,20 +108,28 @@ class School:
         return [ADMIN_PW, WRONG_PW, *self.passwords.values()]
 
 
-@pytest.fixture(scope="module")
-def school(tmp_path_factory):
-    root = tmp_path_factory.mktemp("accounts-class")
+@contextlib.contextmanager
+def running_cluster(root: Path) -> Iterator[AccountsCluster]:
+    """An AccountsCluster in `root / "cluster"`, every node RUNNING; stopped after, no
+    process left (the module fixtures of the accounts tests)."""
     cluster = AccountsCluster(root / "cluster")
-    handouts = root / "handouts"
-    handouts.mkdir()
     try:
         started = cluster.up()
         assert started.returncode == 0, f"{started.stdout}{started.stderr}{cluster.supervisor_log()}"
         cluster.wait_for(all_running, "every node RUNNING")
-        yield School(cluster, handouts)
+        yield cluster
     finally:
         leftovers = cluster.down_and_reap()
         assert leftovers == [], f"processes survived `down`: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def school(tmp_path_factory):
+    root = tmp_path_factory.mktemp("accounts-class")
+    handouts = root / "handouts"
+    handouts.mkdir()
+    with running_cluster(root) as cluster:
+        yield School(cluster, handouts)
 
 
 def create_class(school: School, names: list[str], out_name: str) -> tuple[subprocess.CompletedProcess,

@@ -35,7 +35,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT, wait_until
 from tests.integration.supervisorkit import all_running
-from tests.integration.test_accounts_class import ADMIN, ADMIN_PW, AccountsCluster
+from tests.integration.test_accounts_class import ADMIN, ADMIN_PW, AccountsCluster, running_cluster
 from tests.integration.wire import WireClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -77,17 +77,10 @@ class Term:
 @pytest.fixture(scope="module")
 def term(tmp_path_factory):
     root = tmp_path_factory.mktemp("accounts-term")
-    cluster = AccountsCluster(root / "cluster")
     desk = root / "desk"
     desk.mkdir()
-    try:
-        started = cluster.up()
-        assert started.returncode == 0, f"{started.stdout}{started.stderr}{cluster.supervisor_log()}"
-        cluster.wait_for(all_running, "every node RUNNING")
+    with running_cluster(root) as cluster:
         yield Term(cluster, desk)
-    finally:
-        leftovers = cluster.down_and_reap()
-        assert leftovers == [], f"processes survived `down`: {leftovers}"
 
 
 def databases(client: WireClient) -> set[str]:

@@ -80,11 +80,7 @@ def _peers(supervisors, machine: str, server: str) -> dict:
 def _rows_only_m3_holds(machines, supervisors, small1, small2):
     """Up, a table made on m3 (h1), m1's and m2's disks filled, rows 1-20 acknowledged by
     m3: in its directory only. (The files filling the disks, each machine's supervisor log.)"""
-    supervisors.up()
-    for machine in MACHINES:
-        wait_until(lambda machine=machine: all(
-            row["state"] in ("RUNNING", "REMOTE")
-            for row in supervisors.rows(machine).values()), 30, f"{machine} running")
+    supervisors.up_and_settled()
     ok, lines = _client(machines, supervisors, "h1", 4103,
                         "manamboara tahiry sekoly; ampiasao sekoly; manamboara tabilao t "
                         "(id ISA(0,null), pad LAHATSORATRA(0,null));")
@@ -131,8 +127,7 @@ def test_writes_on_other_machines_are_fenced_against_a_moved_servers_old_directo
             for command in (("down",), ("up", "-d")):
                 done = supervisors.run("h3", *command)
                 assert done.returncode == 0, done.stdout + done.stderr
-            wait_until(lambda: all(row["state"] in ("RUNNING", "REMOTE")
-                                   for row in supervisors.rows("h3").values()), 30, "h3 again")
+            wait_until(lambda: supervisors.settled("h3"), 30, "h3 again")
             assert _peers(supervisors, "h3", "m2")["m3~old"] == {
                 "address": h1_m3, "leaving": True}
             # On h3, once m2's disk has room (m1's stays full: m3~old stays).
@@ -181,11 +176,7 @@ def test_a_server_moved_off_a_dead_machine_leaves_no_old_directory_to_wait_for(
     supervisors = Supervisors(machines, tmp_path, _dead_machine_topology(machines, "h1"),
                               names=MACHINES)
     try:
-        supervisors.up()
-        for machine in MACHINES:
-            wait_until(lambda machine=machine: all(
-                row["state"] in ("RUNNING", "REMOTE")
-                for row in supervisors.rows(machine).values()), 30, f"{machine} running")
+        supervisors.up_and_settled()
         ok, lines = _client(machines, supervisors, "h3", 4102,
                             "manamboara tahiry sekoly; ampiasao sekoly; manamboara tabilao t "
                             "(id ISA(0,null), pad LAHATSORATRA(0,null)); "
