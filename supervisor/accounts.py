@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.evaluation.accounts import YES
-from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
+from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly, write_all
 from nodes.protocol.wire import STOP_WORD
 
 from .account_names import name_problem
@@ -258,9 +258,7 @@ class PrivateFile:
 
     def publish(self, text: str) -> None:
         try:
-            view = memoryview(text.encode("utf-8"))
-            while view:
-                view = view[os.write(self.descriptor, view):]
+            write_all(self.descriptor, text.encode("utf-8"))
             os.fsync(self.descriptor)
             os.close(self.descriptor)
             self.descriptor = -1

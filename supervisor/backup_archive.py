@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
-from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
+from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly, write_all
 from engine.storage.maintenance import FORMAT_MARKER
 from engine.storage.object_format import InvalidDocument, object_relpath
 from engine.storage.object_state import check_copy, journal_rel, object_of_journal
@@ -444,9 +444,7 @@ def _write_file(into: Path, rel: str, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(descriptor, view):]
+        write_all(descriptor, data)
         os.fsync(descriptor)
     finally:
         os.close(descriptor)

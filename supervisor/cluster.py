@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly
+from engine.storage.atomic_files import fsync_folder, temp_path_for, unlink_quietly, write_all
 from engine.storage.data_owner import DirectoryTaken
 from engine.storage.store import checkpoint_directory
 from nodes.protocol.status_token import STATUS_TOKEN_ENV, new_status_token, status_request
@@ -109,9 +109,7 @@ def write_atomically(path: Path, text: str) -> None:
     try:
         try:
             os.fchmod(descriptor, PRIVATE_FILE_MODE)  # exactly 0600, whatever the umask
-            view = memoryview(text.encode("utf-8"))
-            while view:
-                view = view[os.write(descriptor, view):]
+            write_all(descriptor, text.encode("utf-8"))
             os.fsync(descriptor)
         finally:
             os.close(descriptor)

@@ -58,6 +58,14 @@ def fsync_folder(folder: str | os.PathLike) -> None:
         os.close(descriptor)
 
 
+def write_all(descriptor: int, data: bytes) -> None:
+    """Every byte of `data` written at `descriptor`: a short write (a disk filling up)
+    goes on with the rest until it errs (OSError)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
+
+
 def write_durable_temp(path: Path, data: bytes, durable: bool = True) -> Path:
     """Write `data` to a new temp file beside `path` (O_EXCL) and fsync it.
 
@@ -68,10 +76,7 @@ def write_durable_temp(path: Path, data: bytes, durable: bool = True) -> Path:
     descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(descriptor, view)
-                view = view[written:]
+            write_all(descriptor, data)
             if durable:
                 os.fsync(descriptor)
         finally:

@@ -37,6 +37,7 @@ from pathlib import Path
 import orjson
 
 from engine.errors import EngineError
+from engine.storage.atomic_files import write_all
 from engine.storage.row_list import RowList, rows_plus
 
 JOURNAL_SUFFIX = ".journal"
@@ -293,9 +294,7 @@ def append_entry(path: Path, line: bytes, applied: tuple[int, int] | None = None
         # (a stat beforehand cost a system call per append).
         created = before == 0
         try:
-            view = memoryview(line)
-            while view:   # a short write (a disk filling up) goes on until it errs
-                view = view[os.write(descriptor, view):]
+            write_all(descriptor, line)
         except OSError:
             _cut_back(descriptor, before)
             raise
