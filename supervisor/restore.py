@@ -197,11 +197,21 @@ def _hold(topology: Topology, folders: list[Path]) -> list[OwnerLock]:
     return held
 
 
+def _staging_prefix(data: Path) -> str:
+    """The name a server's new directory is written under, beside `data`, before its rename."""
+    return f".{data.name}.restoring-"
+
+
+def _kept_prefix(data: Path) -> str:
+    """The name the directory a restore replaced is kept under, beside it."""
+    return f"{data.name}.before-restore-"
+
+
 def _stage(archive: Path, data: Path) -> Path:
     """An empty folder beside `data` for its new content, with the old one's mode and
     cluster record."""
     data.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{data.name}.restoring-", dir=data.parent))
+    folder = Path(tempfile.mkdtemp(prefix=_staging_prefix(data), dir=data.parent))
     try:
         mode = stat.S_IMODE(os.stat(data).st_mode) if data.is_dir() else 0o700
         os.chmod(folder, mode | stat.S_IRWXU)
@@ -226,7 +236,7 @@ class _Rename:
 
 def _swap(topology: Topology, staged: list[tuple[str, Path, Path]], stamp: str) -> list[Placed]:
     plan = [_Rename(server_id, data, folder,
-                    _free_name(data.parent / f"{data.name}.before-restore-{stamp}")
+                    _free_name(data.parent / f"{_kept_prefix(data)}{stamp}")
                     if os.path.lexists(data) else None)
             for server_id, data, folder in staged]
     pending = topology.supervisor.run / PENDING_FILE
@@ -310,7 +320,7 @@ def _unlisted_staging(topology: Topology) -> list[tuple[str, str]]:
         data = Path(os.path.realpath(spec.data_dir))
         try:
             found += [(spec.id, entry.path) for entry in os.scandir(data.parent)
-                      if entry.name.startswith(f".{data.name}.restoring-")
+                      if entry.name.startswith(_staging_prefix(data))
                       and entry.is_dir(follow_symlinks=False)]
         except OSError:
             continue
@@ -355,9 +365,9 @@ def _read_plan(topology: Topology, pending: Path, text: str) -> list[_Rename]:
             kept = Path(entry["kept"]) if entry["kept"] is not None else None
             if servers.get(entry["server"]) != data \
                     or staged.parent != data.parent \
-                    or not staged.name.startswith(f".{data.name}.restoring-") \
+                    or not staged.name.startswith(_staging_prefix(data)) \
                     or (kept is not None and (kept.parent != data.parent or not kept.name
-                                              .startswith(f"{data.name}.before-restore-"))):
+                                              .startswith(_kept_prefix(data)))):
                 raise bad
             plan.append(_Rename(entry["server"], data, staged, kept))
     except (ValueError, KeyError, TypeError):
