@@ -113,10 +113,9 @@ def running_problem(topology: Topology) -> str | None:
     if scan.nodes:
         return (f"nodes a dead supervisor left still run ({', '.join(n.node for n in scan.nodes)}):"
                 f" `./tahiry down` stops them")
-    for spec in topology.local_of_kind("server"):
-        owner = live_owner(spec.data_dir)
-        if owner is not None:
-            return f"{spec.id}: data directory {spec.data} is in use by {owner.describe()}"
+    owned = _owned_problem(topology)
+    if owned is not None:
+        return owned
     pending = read_pending(topology.supervisor.run, log)
     if pending:
         return (f"removed server(s) still handing over their newest copies "
@@ -340,13 +339,20 @@ def _remove_unlisted_staging(topology: Topology) -> list[str]:
     return lines
 
 
-def _refuse_if_owned(topology: Topology) -> None:
+def _owned_problem(topology: Topology) -> str | None:
+    """Which server's directory a live process owns (a server, a restore), if one does."""
     for spec in sorted(topology.local_of_kind("server"), key=lambda spec: spec.id):
         owner = live_owner(spec.data_dir)
         if owner is not None:
-            raise RestoreRefused(f"{spec.id}: data directory {spec.data} is in use by "
-                                 f"{owner.describe()} (a restore still running?): the "
-                                 f"interrupted restore is left as it is")
+            return f"{spec.id}: data directory {spec.data} is in use by {owner.describe()}"
+    return None
+
+
+def _refuse_if_owned(topology: Topology) -> None:
+    owned = _owned_problem(topology)
+    if owned is not None:
+        raise RestoreRefused(f"{owned} (a restore still running?): the interrupted restore "
+                             f"is left as it is")
 
 
 def _read_plan(topology: Topology, pending: Path, text: str) -> list[_Rename]:
