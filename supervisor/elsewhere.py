@@ -154,13 +154,13 @@ class HeldElsewhere:
     async def _watch(self) -> None:
         while self.specs:
             await asyncio.sleep(RETRY_S)
-            gone = []
-            for old_id, spec in list(self.specs.items()):
-                answer = await self._ask(spec.host, RETRY_S)
-                # Not answering: still certified against (writes wait if need be).
-                if answer is not None and not names(
-                        answer, old_id.removesuffix(OLD_DIRECTORY_SUFFIX), old_id):
-                    gone.append(old_id)
+            hosts = sorted({spec.host for spec in self.specs.values()})   # each asked once
+            answers = dict(zip(hosts, await asyncio.gather(
+                *(self._ask(host, RETRY_S) for host in hosts)), strict=True))
+            # Not answering: still certified against (writes wait if need be).
+            gone = [old_id for old_id, spec in list(self.specs.items())
+                    if (answer := answers.get(spec.host)) is not None
+                    and not names(answer, old_id.removesuffix(OLD_DIRECTORY_SUFFIX), old_id)]
             for old_id in gone:
                 self.specs.pop(old_id, None)
                 self._logger.info("%s: handed over on its machine: no longer a peer here",
