@@ -11,7 +11,8 @@ fails, the log of every node it started is printed into the failure report.
 
 `wait_until` is the one way a test waits for a condition: every polling loop
 has a deadline and says what it waited for when it runs out. `wire_request`
-decodes responses with the protocol's own sans-IO `ResponseDecoder`.
+decodes responses with the protocol's own sans-IO `ResponseDecoder`
+(`unix_request`: the same through a node's Unix socket).
 """
 
 from __future__ import annotations
@@ -91,6 +92,15 @@ def wire_request(port: int, text: str, host: str = "127.0.0.1",
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(text.encode("utf-8"))
         return read_response(sock, ResponseDecoder()).raw.decode("utf-8", errors="replace")
+
+
+def unix_request(path: str | Path, text: str, timeout: float = 5.0) -> Response:
+    """`wire_request` through a node's Unix socket (`--unix-socket PATH`): the first response."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(text.encode("utf-8"))
+        return read_response(sock, ResponseDecoder())
 
 
 def read_response(sock: socket.socket, decoder: ResponseDecoder) -> Response:

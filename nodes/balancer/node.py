@@ -1245,7 +1245,8 @@ async def start_probing(balancer: Balancer, prober: Prober,
 async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
                 logger: logging.Logger, port_file: str | None = None,
                 limits: ConnectionLimits = DEFAULT_LIMITS,
-                ssl_context: ssl.SSLContext | None = None) -> None:
+                ssl_context: ssl.SSLContext | None = None,
+                unix_socket: str | None = None) -> None:
     probing = await start_probing(balancer, prober, logger)
 
     async def stop_probing() -> None:
@@ -1253,7 +1254,7 @@ async def serve(balancer: Balancer, prober: Prober, host: str, port: int,
 
     await run_server(balancer.open_client, host, port, logger, balancer.connection_stats,
                      auth=balancer.auth, on_stop=stop_probing, port_file=port_file, limits=limits,
-                     ssl_context=ssl_context)
+                     ssl_context=ssl_context, unix_socket=unix_socket)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1270,7 +1271,7 @@ def main(argv: list[str] | None = None) -> int:
     balancer.connection_stats.login = node_login_gate(args, logger)
     try:
         run_node(serve(balancer, prober, args.host, args.port, logger, args.port_file,
-                       connection_limits(args), tls.server), logger)
+                       connection_limits(args), tls.server, args.unix_socket), logger)
     except OSError as error:
         print(f"balancer: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1

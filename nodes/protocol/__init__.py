@@ -12,9 +12,11 @@ from nodes.protocol.auth import (
     AUTH_TIMEOUT_S,
     MIN_SECRET_CHARS,
     SECRET_ENV,
+    UNIX_SOCKET_PEER,
     AuthGuard,
     add_auth_arguments,
     answer_auth,
+    is_local_peer,
     is_loopback,
     node_auth_guard,
     secret_from_environment,
@@ -93,7 +95,7 @@ __all__ = [
     "TOO_MANY_CONNECTIONS", "is_too_many_connections",
     # auth: the shared secret
     "AUTH_TIMEOUT_S", "MIN_SECRET_CHARS", "SECRET_ENV", "AuthGuard", "add_auth_arguments",
-    "answer_auth", "is_loopback",
+    "answer_auth", "is_local_peer", "is_loopback", "UNIX_SOCKET_PEER",
     "node_auth_guard", "secret_from_environment",
     # login: accounts
     "ALLOWED_BEFORE_LOGIN", "LOGIN_BUSY", "LOGIN_LOCKED", "LOGIN_MALFORMED", "LOGIN_NOT_NEEDED",

@@ -169,6 +169,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# The peer address of a connection that came through a node's Unix socket
+# (nodes/runtime/unix_socket.py): it has no IP address, and it is local.
+UNIX_SOCKET_PEER = "unix-socket"
+
+
+def is_local_peer(address: str) -> bool:
+    """Whether a client's address is this machine: loopback, or the node's Unix socket.
+
+    A Unix socket peer is held to what a loopback one is (exempt from the
+    per-address caps and lock-outs): only this machine's processes reach the
+    socket, and its mode lets only the cluster's user in.
+    """
+    return address == UNIX_SOCKET_PEER or is_loopback(address)
+
+
 def secret_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
     value = (os.environ if environ is None else environ).get(SECRET_ENV, "")
     return value or None
@@ -232,7 +247,7 @@ class AuthGuard:
         self.checked += 1
         if self.matches(auth_secret(request)):
             return Verdict(encode_message(AUTH_OK), authenticated=True)
-        self.limiter.failed(address, is_loopback(address))
+        self.limiter.failed(address, is_local_peer(address))
         self._failed(peer, "wrong secret")
         await asyncio.sleep(FAILED_AUTH_DELAY_S)
         return Verdict(encode_message(AUTH_WRONG), close=True)

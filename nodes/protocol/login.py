@@ -33,7 +33,7 @@ import orjson
 
 from engine.errors import ERROR_PREFIX
 from engine.language.account_syntax import password_set_for
-from nodes.protocol.auth import AuthLimiter, AuthRates, is_loopback, peer_address
+from nodes.protocol.auth import AuthLimiter, AuthRates, is_local_peer, peer_address
 from nodes.protocol.wire import (
     ADMIN_AUTH,
     ADMIN_LOGIN,
@@ -222,7 +222,7 @@ class LoginGate:
 
     def refused(self, peer: str, name: str) -> None:
         address = peer_address(peer)
-        self.limiter.failed(address, is_loopback(address))
+        self.limiter.failed(address, is_local_peer(address))
         for event in self.limiter.events():
             self.logger.warning("login limit: %s", event)
         self.failures += 1

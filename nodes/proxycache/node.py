@@ -802,4 +802,4 @@ def main(argv: list[str] | None = None) -> None:
     run_node(run_server(proxy.open_client, args.host, args.port, logger, proxy.stats,
                         max_request_bytes=args.max_request_bytes, auth=auth,
                         port_file=args.port_file, limits=connection_limits(args),
-                        ssl_context=tls.server), logger)
+                        ssl_context=tls.server, unix_socket=args.unix_socket), logger)

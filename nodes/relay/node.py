@@ -57,7 +57,8 @@ def local_balancer(balancer: Balancer) -> LocalUpstream:
 async def serve(proxy: ProxyCache, balancer: Balancer, prober: Prober, host: str, port: int,
                 logger: logging.Logger, *, port_file: str | None = None,
                 limits: ConnectionLimits = DEFAULT_LIMITS,
-                ssl_context: ssl.SSLContext | None = None) -> None:
+                ssl_context: ssl.SSLContext | None = None,
+                unix_socket: str | None = None) -> None:
     """Probe the servers first (as a balancer does), then serve clients until stopped."""
     probing: asyncio.Task = await start_probing(balancer, prober, logger)
 
@@ -67,7 +68,7 @@ async def serve(proxy: ProxyCache, balancer: Balancer, prober: Prober, host: str
     await run_server(proxy.open_client, host, port, logger, proxy.stats,
                      max_request_bytes=proxy.max_request_bytes, auth=proxy.auth,
                      on_stop=stop_probing, port_file=port_file, limits=limits,
-                     ssl_context=ssl_context)
+                     ssl_context=ssl_context, unix_socket=unix_socket)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_node(serve(proxy, balancer, prober, args.host, args.port, logger,
                        port_file=args.port_file, limits=connection_limits(args),
-                       ssl_context=tls.server), logger)
+                       ssl_context=tls.server, unix_socket=args.unix_socket), logger)
     except OSError as error:
         print(f"relay: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1

@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from nodes.protocol import AUTH_TIMEOUT_S, is_loopback
+from nodes.protocol import AUTH_TIMEOUT_S, is_local_peer
 
 # How long a refusal or an eviction keeps its alert in `.status;`.
 ALERT_WINDOW_S = 60.0
@@ -117,7 +117,7 @@ class Admission:
 
     def admit(self, address: str) -> bool:
         """Count a new connection from `address`; False (not counted) when that address is at its cap."""
-        if not self.limits.per_address_on_loopback and is_loopback(address):
+        if not self.limits.per_address_on_loopback and is_local_peer(address):
             return True
         count = self._per_address.get(address, 0)
         if count >= self.limits.max_per_address:

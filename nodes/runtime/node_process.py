@@ -2,7 +2,8 @@
 
 - command line: `--id`, `--host` (127.0.0.1), `--port` (0: an ephemeral
   port), `--port-file` (where the port it got is written once it listens,
-  `write_port_file`), `--log-file`, and the connection caps
+  `write_port_file`), `--unix-socket` (a Unix socket it also listens on:
+  nodes/runtime/unix_socket.py), `--log-file`, and the connection caps
   (`--max-connections-per-address`, `--per-address-on-loopback`,
   `--max-unauthenticated`: nodes/runtime/admission.py, read back by
   `connection_limits(args)`), and TLS (`--tls-cert`, `--tls-key`,
@@ -14,7 +15,8 @@
   latency-bound);
 - `run_node`: runs a node's main coroutine on uvloop when it is installed
   (about half the per-hop latency of asyncio's own loop), else on asyncio's,
-  with its start-up objects frozen out of the cyclic collector's scans;
+  with its start-up objects frozen out of the cyclic collector's scans
+  (a `--unix-socket` it cannot use ends it: one line, exit code 2);
 - stack dumps: `kill -USR1 <pid>` writes every thread's Python stack to
   the node's stderr (its log under the supervisor and the tests), for a
   node that looks stuck (the tests' failure reports ask for it);
@@ -50,6 +52,7 @@ from nodes.protocol.tls import (
     settings_from_arguments,
 )
 from nodes.runtime.admission import add_connection_arguments
+from nodes.runtime.unix_socket import UnixSocketRefused
 
 DEFAULT_HOST = "127.0.0.1"
 LOG_MAX_BYTES = 5 * 1024 * 1024
@@ -70,6 +73,9 @@ def node_argument_parser(description: str, default_port: int) -> argparse.Argume
                              f"see --port-file)")
     parser.add_argument("--port-file", default=None, metavar="PATH",
                         help="once listening, write the port (decimal, newline) to PATH, atomically")
+    parser.add_argument("--unix-socket", default=None, metavar="PATH",
+                        help="also listen on a Unix socket at PATH (mode 0600), for the nodes of "
+                             "this machine; a stale one is replaced (nodes/runtime/unix_socket.py)")
     parser.add_argument("--log-file", default=None,
                         help="write logs to this file (size-bounded, rotated) instead of stderr")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -253,10 +259,14 @@ def run_node(main: Coroutine, logger: logging.Logger | None = None):
     # (a tail of the p99 at 64 connections).
     gc.collect()
     gc.freeze()
-    if uvloop is None:
-        if logger is not None:
-            logger.info("event loop: asyncio")
-        return asyncio.run(main)
     if logger is not None:
-        logger.info("event loop: uvloop")
-    return uvloop.run(main)
+        logger.info("event loop: %s", "asyncio" if uvloop is None else "uvloop")
+    try:
+        return asyncio.run(main) if uvloop is None else uvloop.run(main)
+    except UnixSocketRefused as refused:
+        # Before anything listened: one line saying why, and a failed start.
+        if logger is not None:
+            logger.error("cannot start: %s", refused)
+        else:
+            print(f"cannot start: {refused}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -91,6 +91,7 @@ from nodes.protocol import (
     LOGIN_REFUSED,
     STUCK_REQUEST_QUIET_S,
     TOO_MANY_CONNECTIONS,
+    UNIX_SOCKET_PEER,
     AuthGuard,
     LoginGate,
     Request,
@@ -106,6 +107,7 @@ from nodes.runtime.admission import DEFAULT_LIMITS, Admission, ConnectionLimits
 from nodes.runtime.idle_watch import IdleWatch
 from nodes.runtime.node_process import release_free_memory, set_nodelay, write_port_file
 from nodes.runtime.outbox import CHUNK_BYTES, MEMORY_CAP_BYTES, Outbox
+from nodes.runtime.unix_socket import UnixSocketRefused, bind_unix_socket
 
 Answer = Callable[[Request], "bytes | Awaitable[bytes] | PendingAnswer"]
 
@@ -940,11 +942,14 @@ class ClientConnection(asyncio.Protocol):
 
     def _peer(self) -> str:
         peer = self._transport.get_extra_info("peername")
-        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if isinstance(peer, tuple):
+            return f"{peer[0]}:{peer[1]}"
+        # A Unix socket's client has no address (its name is empty): a local peer.
+        return str(peer) or UNIX_SOCKET_PEER
 
     def _peer_address(self) -> str:
         peer = self._transport.get_extra_info("peername")
-        return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        return str(peer[0]) if isinstance(peer, tuple) else (str(peer) or UNIX_SOCKET_PEER)
 
 
 def _answer_message(response: bytes) -> str:
@@ -966,7 +971,8 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
                      port_file: str | None = None,
                      sock: socket.socket | None = None,
                      limits: ConnectionLimits = DEFAULT_LIMITS,
-                     ssl_context: ssl.SSLContext | None = None) -> None:
+                     ssl_context: ssl.SSLContext | None = None,
+                     unix_socket: str | None = None) -> None:
     """Serve client connections until SIGTERM/SIGINT, then stop gracefully.
 
     `open_client` runs for each accepted connection (None refuses it: the
@@ -978,7 +984,11 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
     aborted); then `on_stop` runs. `limits`: the caps per address and on
     unauthenticated connections (nodes/runtime/admission.py); their counts and
     alerts appear in `stats`. `ssl_context`: every connection over TLS
-    (nodes/protocol/tls.py `server_context`).
+    (nodes/protocol/tls.py `server_context`). `unix_socket`: a path where it
+    also listens, for the nodes of this machine (nodes/runtime/unix_socket.py:
+    mode 0600, a stale file replaced, removed at stop; UnixSocketRefused,
+    before anything listens, when it cannot be used), with the same handler,
+    secret, caps and idle rules; never with TLS (a Unix socket carries none).
     """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -993,21 +1003,36 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
         return ClientConnection(open_client, stats, logger, max_request_bytes, auth, connections,
                                 admission)
 
-    if sock is not None:
-        server = await loop.create_server(new_connection, sock=sock, backlog=512, ssl=ssl_context)
-    else:
-        server = await loop.create_server(new_connection, host, port, reuse_address=True, backlog=512,
-                                          ssl=ssl_context)
-    # With port 0 the system chose it; the first socket's is the one reported
-    # (a host naming several addresses would get one ephemeral port each).
-    port = server.sockets[0].getsockname()[1]
-    logger.info("listening on %s:%d", host, port)
-    if port_file is not None:
-        write_port_file(port_file, port)
-    async with server:
+    if unix_socket is not None and ssl_context is not None:
+        raise UnixSocketRefused(f"unix socket {unix_socket}: this node uses TLS, which a Unix "
+                                f"socket does not carry: every link of a TLS node stays TLS")
+    # Checked and bound first: a refused path stops the node before anything listens.
+    unix = bind_unix_socket(unix_socket) if unix_socket is not None else None
+    servers: list[asyncio.AbstractServer] = []
+    try:
+        if sock is not None:
+            server = await loop.create_server(new_connection, sock=sock, backlog=512,
+                                              ssl=ssl_context)
+        else:
+            server = await loop.create_server(new_connection, host, port, reuse_address=True,
+                                              backlog=512, ssl=ssl_context)
+        servers.append(server)
+        if unix is not None:
+            servers.append(await loop.create_unix_server(new_connection, sock=unix.sock,
+                                                         backlog=512))
+        # With port 0 the system chose it; the first socket's is the one reported
+        # (a host naming several addresses would get one ephemeral port each).
+        port = server.sockets[0].getsockname()[1]
+        logger.info("listening on %s:%d%s", host, port,
+                    f" and on the unix socket {unix.path}" if unix is not None else "")
+        if port_file is not None:
+            write_port_file(port_file, port)
         await stopping.wait()
         logger.info("stopping")
-        server.close()
+        for listening in servers:
+            listening.close()
+        if unix is not None:
+            unix.remove()   # new connections fall back to TCP, or find the next node's file
         for connection in list(connections):
             connection.stop()
         deadline = loop.time() + stop_grace
@@ -1016,6 +1041,14 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
         for connection in list(connections):
             if connection.answering:
                 connection.abort()
+        for listening in servers:
+            await listening.wait_closed()
+    finally:
+        for listening in servers:
+            listening.close()
+        if unix is not None:
+            unix.remove()
+            unix.sock.close()
     if on_stop is not None:
         await on_stop()
     logger.info("stopped")

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
                             max_request_bytes=args.max_request_bytes, auth=auth,
                             on_stop=server.stop, port_file=args.port_file, sock=listener,
                             limits=connection_limits(args),
-                            ssl_context=tls.server),
+                            ssl_context=tls.server, unix_socket=args.unix_socket),
                  logger)
     finally:
         if owner is not None:
@@ -205,7 +205,8 @@ def _serve_peers_only(args, data: Path, logger: logging.Logger, auth, tls, liste
         run_node(run_server(server.open_client, args.host, args.port, logger, server.stats,
                             max_request_bytes=args.max_request_bytes, auth=auth,
                             on_stop=server.stop, port_file=args.port_file, sock=listener,
-                            limits=connection_limits(args), ssl_context=tls.server),
+                            limits=connection_limits(args), ssl_context=tls.server,
+                            unix_socket=args.unix_socket),
                  logger)
     finally:
         if owner is not None:
