@@ -2,8 +2,9 @@
 
 Two sources, both turned into `BackendSpec` values: `--backend ID=HOST:PORT`
 options, and the backends file the supervisor writes
-(`{"backends":[{"id","host","port","writable","lagging"}]}`), which `BackendsFile`
-re-reads whenever it changes. Bad input raises `ValueError` with a reason a
+(`{"backends":[{"id","host","port","writable","lagging","unix_socket"}]}`; `unix_socket`,
+optional: the server's socket file when it runs on this machine), which
+`BackendsFile` re-reads whenever it changes. Bad input raises `ValueError` with a reason a
 person can act on; nothing here opens a socket.
 """
 
@@ -19,13 +20,15 @@ from dataclasses import dataclass
 class BackendSpec:
     """One backend as configured: `writable=False` means catching up, reads only;
     `lagging`: copies into it keep failing (the supervisor says so), reads go elsewhere
-    while another backend can answer."""
+    while another backend can answer; `unix_socket`: its socket file on this machine,
+    connected to first (TCP at host:port when that fails: nodes/runtime/upstream.py)."""
 
     id: str
     host: str
     port: int
     writable: bool = True
     lagging: bool = False
+    unix_socket: str | None = None
 
 
 def parse_backend_option(text: str) -> BackendSpec:
@@ -40,7 +43,7 @@ def parse_backend_option(text: str) -> BackendSpec:
 
 
 def parse_backends_document(text: str) -> list[BackendSpec]:
-    """The backends file: `{"backends":[{"id","host","port","writable","lagging"}]}`."""
+    """The backends file: `{"backends":[{"id","host","port","writable","lagging","unix_socket"}]}`."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
@@ -56,6 +59,7 @@ def parse_backends_document(text: str) -> list[BackendSpec]:
         backend_id, host, port = entry.get("id"), entry.get("host"), entry.get("port")
         writable = entry.get("writable", True)
         lagging = entry.get("lagging", False)
+        unix_socket = entry.get("unix_socket")
         if not isinstance(backend_id, str) or not backend_id:
             raise ValueError(f"{where}.id: expected a non-empty string")
         if not isinstance(host, str) or not host:
@@ -66,9 +70,11 @@ def parse_backends_document(text: str) -> list[BackendSpec]:
             raise ValueError(f"{where}.writable: expected true or false")
         if not isinstance(lagging, bool):
             raise ValueError(f"{where}.lagging: expected true or false")
+        if unix_socket is not None and (not isinstance(unix_socket, str) or not unix_socket):
+            raise ValueError(f"{where}.unix_socket: expected a path (a non-empty string) or null")
         if any(spec.id == backend_id for spec in specs):
             raise ValueError(f"{where}.id: {backend_id!r} appears twice")
-        specs.append(BackendSpec(backend_id, host, port, writable, lagging))
+        specs.append(BackendSpec(backend_id, host, port, writable, lagging, unix_socket))
     return specs
 
 

@@ -104,6 +104,11 @@ class BackendPool:
                     self.log.info("backend %s %s", backend_id,
                                   "is lagging: reads go elsewhere while another answers"
                                   if new.lagging else "no longer lags: it takes reads")
+                if new.unix_socket != old.spec.unix_socket:
+                    # New connections only: the open ones stay as they are.
+                    self.log.info("backend %s is now reached %s", backend_id,
+                                  f"through the unix socket {new.unix_socket}"
+                                  if new.unix_socket else "over TCP only")
                 old.spec = new
         for backend_id, spec in wanted.items():
             if backend_id not in self._backends:
@@ -264,7 +269,7 @@ class BackendPool:
         """Plain values per backend for `.status;`."""
         return {
             b.id: {"host": b.spec.host, "port": b.spec.port, "writable": b.spec.writable,
-                   "lagging": b.spec.lagging,
+                   "lagging": b.spec.lagging, "unix_socket": b.spec.unix_socket,
                    **b.health.snapshot(), "reads": b.reads, "writes": b.writes,
                    "outstanding": b.outstanding, "connections": len(b.connections),
                    "busy_refusals": b.busy_refusals, "rights_generation": b.rights_generation,

@@ -118,7 +118,8 @@ class Backend:
 
 
 class BackendConnection:
-    """One TCP connection to a backend and the database currently selected on it."""
+    """One connection to a backend (TCP, or its Unix socket on this machine) and the
+    database currently selected on it."""
 
     def __init__(self, backend: Backend, transport: asyncio.Transport, receiver: ResponseReceiver):
         self.backend = backend
@@ -132,8 +133,9 @@ class BackendConnection:
     async def open(cls, backend: Backend, timeout: float,
                    login: bytes | None = None) -> BackendConnection:
         try:
-            transport, receiver = await open_upstream(backend.spec.host, backend.spec.port, timeout,
-                                                      tls=backend.tls)
+            spec = backend.spec
+            transport, receiver = await open_upstream(spec.host, spec.port, timeout,
+                                                      tls=backend.tls, unix_socket=spec.unix_socket)
         except TimeoutError:
             raise BackendUnavailable(backend.id, f"no connection within {timeout:g}s", sent=False) from None
         except OSError as error:

@@ -1,7 +1,9 @@
 """The local proxy cache node: `python -m nodes.proxycache --upstream 127.0.0.1:3949 --port 3951`.
 
 Sits between a client and the load balancer (or a server: same protocol).
-One upstream connection per client connection, opened lazily.
+One upstream connection per client connection, opened lazily (through the
+upstream's Unix socket when `--upstream-socket` names it and it answers,
+else over TCP: nodes/runtime/upstream.py `open_upstream`).
 
 The upstream may also be a node run in the same process (a `LocalUpstream`,
 reached through an `InProcessUpstream`, nodes/runtime/local_upstream.py):
@@ -210,9 +212,13 @@ class ProxyCache:
                  request_timeout: float = 60.0, idle_timeout: float | None = 600.0,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                  auth: AuthGuard | None = None, upstream_patience: float = 3.0,
-                 upstream_tls: ssl.SSLContext | None = None):
+                 upstream_tls: ssl.SSLContext | None = None,
+                 upstream_socket: str | None = None):
         self.node_id = node_id
         self.upstream_tls = upstream_tls   # TLS to the upstream (nodes/protocol/tls.py)
+        # The upstream's socket file on this machine, tried before its TCP port
+        # (nodes/runtime/upstream.py `open_upstream`).
+        self.upstream_socket = upstream_socket
         # How long a statement not yet sent waits for the upstream to come back.
         self.upstream_patience = upstream_patience
         self.auth = auth  # shared secret: required of clients, presented upstream
@@ -263,6 +269,7 @@ class ProxyCache:
         status = {**self.stats.as_dict(), **self.cache.status(),
                   "upstream": upstream.name if isinstance(upstream, LocalUpstream)
                   else f"{upstream[0]}:{upstream[1]}",
+                  "upstream_socket": self.upstream_socket,
                   "upstream_errors": self.upstream_errors,
                   "fine_invalidation": self.fine is not None}
         if isinstance(upstream, LocalUpstream):
@@ -282,7 +289,8 @@ class ProxyCache:
             connection = UpstreamConnection(
                 *upstream, request_timeout=self.request_timeout,
                 decode_relations=self.fine is not None,
-                secret=self.auth.secret if self.auth is not None else None, tls=self.upstream_tls)
+                secret=self.auth.secret if self.auth is not None else None, tls=self.upstream_tls,
+                unix_socket=self.upstream_socket)
         session = ProxySession(self, connection)
 
         def closed():
@@ -748,6 +756,9 @@ def build_argument_parser(description: str = "Tahiry local proxy cache",
     if upstream:
         parser.add_argument("--upstream", default=DEFAULT_UPSTREAM,
                             help="host:port of the load balancer (or a server)")
+        parser.add_argument("--upstream-socket", default=None, metavar="PATH",
+                            help="the upstream's Unix socket on this machine: connected to "
+                                 "first, --upstream when that fails (not with TLS)")
     parser.add_argument("--ttl-ms", type=float, default=3000, help="how long a READ response stays cached")
     parser.add_argument("--max-entries", type=int, default=200, help="LRU bound on cached responses")
     parser.add_argument("--max-bytes", type=int, default=64 << 20, help="bound on cached bytes")
@@ -778,7 +789,8 @@ def build_proxy(args: argparse.Namespace, upstream: tuple[str, int] | LocalUpstr
                        request_timeout=args.request_timeout,
                        idle_timeout=args.idle_timeout or None,
                        max_request_bytes=args.max_request_bytes, auth=auth,
-                       upstream_patience=args.upstream_patience, upstream_tls=upstream_tls)
+                       upstream_patience=args.upstream_patience, upstream_tls=upstream_tls,
+                       upstream_socket=getattr(args, "upstream_socket", None))
     proxy.stats.login = node_login_gate(args, logger)
     return proxy
 
@@ -797,8 +809,9 @@ def main(argv: list[str] | None = None) -> None:
         proxy = build_proxy(args, upstream, logger, auth, tls.client)
     except ValueError as error:
         parser.error(str(error))
-    logger.info("upstream %s:%d, ttl %s ms, max %d entries", *upstream, args.ttl_ms,
-                args.max_entries)
+    logger.info("upstream %s:%d%s, ttl %s ms, max %d entries", *upstream,
+                f" (unix socket {args.upstream_socket})" if args.upstream_socket else "",
+                args.ttl_ms, args.max_entries)
     run_node(run_server(proxy.open_client, args.host, args.port, logger, proxy.stats,
                         max_request_bytes=args.max_request_bytes, auth=auth,
                         port_file=args.port_file, limits=connection_limits(args),

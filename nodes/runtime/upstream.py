@@ -11,7 +11,8 @@ function with them instead, from the read callback (a relay's fast path);
 Requests may be pipelined on one connection: each `exchange` queues its
 waiter when it writes, and responses (which a node sends in request order)
 go to the waiters in that order. `UpstreamConnection` is one reconnecting
-connection, with the shared secret presented first when the node has one;
+connection (over the node's Unix socket when it has one on this machine:
+`open_upstream`), with the shared secret presented first when the node has one;
 `send` writes a request and returns the wait for its response, so a caller
 can send the next one before it arrives. Every failure is an
 `UpstreamError` with one sentence, and the connection is aborted (every
@@ -21,6 +22,7 @@ request waiting on it fails: their answers could no longer be matched).
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -30,6 +32,8 @@ from engine.errors import ERROR_PREFIX
 from nodes.errors import NodeError
 from nodes.protocol import ProtocolError, Response, ResponseDecoder, auth_request
 from nodes.runtime.node_process import set_nodelay
+
+_log = logging.getLogger(__name__)
 
 
 class UpstreamError(NodeError):
@@ -255,16 +259,35 @@ def single_raw_response(data: bytes) -> Response | None:
 
 
 async def open_upstream(host: str, port: int, timeout: float, decode_relations: bool = False,
-                        tls: ssl.SSLContext | None = None) -> tuple[asyncio.Transport, ResponseReceiver]:
-    """Connect (bounded by `timeout`) with TCP_NODELAY, over TLS with `tls` (the node's
-    certificate checked against the address); OSError / TimeoutError on failure."""
+                        tls: ssl.SSLContext | None = None, unix_socket: str | None = None
+                        ) -> tuple[asyncio.Transport, ResponseReceiver]:
+    """Connect to an upstream node (the one way every node does), bounded by `timeout`.
+
+    With `unix_socket` (the node's socket file on this machine: nodes/runtime/
+    unix_socket.py) the connection is made there; when that fails (no file,
+    nobody listening: a node restarted without its socket) this attempt falls
+    back to TCP at `host`:`port`. TCP has TCP_NODELAY, and TLS with `tls`
+    (the node's certificate checked against the address); a Unix socket
+    carries no TLS, so with `tls` the socket is never used. OSError /
+    TimeoutError on failure.
+    """
     loop = asyncio.get_running_loop()
+
+    def receiver() -> ResponseReceiver:
+        return ResponseReceiver(decode_relations)
+
     async with asyncio.timeout(timeout):
-        transport, receiver = await loop.create_connection(
-            lambda: ResponseReceiver(decode_relations), host, port, ssl=tls,
-            server_hostname=host if tls is not None else None)
+        if unix_socket is not None and tls is None:
+            try:
+                transport, protocol = await loop.create_unix_connection(receiver, unix_socket)
+                return transport, protocol
+            except OSError as error:
+                _log.debug("unix socket %s: %s; connecting over TCP to %s:%d", unix_socket,
+                           _reason(error), host, port)
+        transport, protocol = await loop.create_connection(
+            receiver, host, port, ssl=tls, server_hostname=host if tls is not None else None)
     set_nodelay(transport)
-    return transport, receiver
+    return transport, protocol
 
 
 def start_exchange(transport: asyncio.Transport, receiver: ResponseReceiver, data: bytes,
@@ -362,8 +385,11 @@ class UpstreamConnection:
 
     def __init__(self, host: str, port: int, connect_timeout: float = 2.0,
                  request_timeout: float = 60.0, decode_relations: bool = False,
-                 secret: str | None = None, tls: ssl.SSLContext | None = None):
+                 secret: str | None = None, tls: ssl.SSLContext | None = None,
+                 unix_socket: str | None = None):
         self.host, self.port = host, port
+        # The node's socket file on this machine, tried first (`open_upstream`).
+        self.unix_socket = unix_socket
         self.secret = secret  # sent as `.auth <secret>;` on every new connection
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
@@ -385,7 +411,8 @@ class UpstreamConnection:
     async def connect(self) -> None:
         try:
             transport, receiver = await open_upstream(
-                self.host, self.port, self.connect_timeout, self.decode_relations, self.tls)
+                self.host, self.port, self.connect_timeout, self.decode_relations, self.tls,
+                self.unix_socket)
         except (TimeoutError, OSError) as error:
             raise UpstreamError(f"tsy tafiditra amin'ny {self.host}:{self.port} ({_reason(error)})") from None
         self._transport, self._receiver = transport, receiver

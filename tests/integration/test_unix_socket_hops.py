@@ -1,0 +1,81 @@
+"""Hops between nodes of one machine over Unix sockets, and their fallback to TCP.
+
+The balancer reaches a server through the `unix_socket` of its backends
+file entry, the proxy cache its upstream through `--upstream-socket`
+(nodes/runtime/upstream.py `open_upstream`): with a TCP port where nothing
+listens, everything goes through the socket; with the socket file absent
+(a node restarted without it), the attempt falls back to TCP.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import free_port, wait_until
+from tests.integration.wire import WireClient, setup_school
+
+
+def write_backends(path, server, unix_socket, port: int) -> None:
+    path.write_text(json.dumps({"backends": [{"id": server, "host": "127.0.0.1", "port": port,
+                                              "writable": True, "unix_socket": str(unix_socket)}]}))
+
+
+def reads_and_writes(port: int, database: str = "sekoly") -> None:
+    """A write and a read through the node at `port` succeed (and agree)."""
+    with WireClient(port) as client:
+        write_and_read(client, database)
+
+
+def write_and_read(client: WireClient, database: str) -> None:
+    setup_school(client, database)
+    client.ok('manampia ao@ t sanda (1, "Rabe");')
+    assert client.rows("alaivo anarana ao@ t rehefa id = 1;") == [["Rabe"]]
+
+
+def online(port: int, backend: str) -> bool:
+    with WireClient(port) as client:
+        return client.status()["backends"][backend]["state"] == "ONLINE"
+
+
+def test_the_balancer_reaches_a_server_through_its_socket_alone(start_node, tmp_path):
+    socket_path = tmp_path / "m1.sock"
+    start_node("server", "m1", "--data", "data/m1", "--unix-socket", str(socket_path))
+    backends = tmp_path / "lb.backends.json"
+    write_backends(backends, "m1", socket_path, free_port())   # nothing listens on that port
+    lb = start_node("balancer", "lb", "--backends-file", str(backends),
+                    "--probe-interval-ms", "100")
+    wait_until(lambda: online(lb.port, "m1"), 10, "m1 ONLINE through its socket")
+    reads_and_writes(lb.port)
+
+
+def test_the_balancer_falls_back_to_tcp_when_the_socket_file_is_gone(start_node, tmp_path):
+    socket_path = tmp_path / "m1.sock"
+    m1 = start_node("server", "m1", "--data", "data/m1", "--unix-socket", str(socket_path))
+    backends = tmp_path / "lb.backends.json"
+    write_backends(backends, "m1", socket_path, m1.port)
+    lb = start_node("balancer", "lb", "--backends-file", str(backends),
+                    "--probe-interval-ms", "100")
+    wait_until(lambda: online(lb.port, "m1"), 10, "m1 ONLINE")
+    reads_and_writes(lb.port, "voalohany")
+    # Restarted without its socket (removed at its stop): the balancer goes on over TCP.
+    port = m1.port
+    m1.stop()
+    assert not socket_path.exists()
+    start_node("server", "m1", "--data", "data/m1", port=port)
+    wait_until(lambda: online(lb.port, "m1"), 10, "m1 ONLINE again, over TCP")
+    reads_and_writes(lb.port, "faharoa")
+
+
+def test_the_proxy_reaches_its_upstream_through_its_socket_alone(start_node, tmp_path):
+    socket_path = tmp_path / "m1.sock"
+    start_node("server", "m1", "--data", "data/m1", "--unix-socket", str(socket_path))
+    proxy = start_node("proxycache", "proxy", "--upstream", f"127.0.0.1:{free_port()}",
+                       "--upstream-socket", str(socket_path))
+    reads_and_writes(proxy.port)
+
+
+def test_the_proxy_falls_back_to_tcp_when_the_socket_file_is_absent(start_node, tmp_path):
+    m1 = start_node("server", "m1", "--data", "data/m1")
+    proxy = start_node("proxycache", "proxy", "--upstream", f"127.0.0.1:{m1.port}",
+                       "--upstream-socket", str(tmp_path / "absent.sock"))
+    reads_and_writes(proxy.port)
