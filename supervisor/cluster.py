@@ -66,6 +66,8 @@ def node_command(topology: Topology, node_id: str, run_dir: Path,
     module = "relay" if spec.is_relay else spec.kind
     argv = [python, "-m", f"nodes.{module}", "--id", spec.id, "--host", spec.host,
             "--port", str(spec.port), *topology.tls.argv()]
+    if (unix_socket := topology.unix_socket(node_id, run_dir)) is not None:
+        argv += ["--unix-socket", str(unix_socket)]
     if spec.kind == "server":
         argv += ["--data", str(spec.data), "--peers-file", str(peers_file(run_dir, node_id)),
                  "--cluster", cluster_id(topology)]
@@ -80,6 +82,9 @@ def node_command(topology: Topology, node_id: str, run_dir: Path,
         upstream = topology.nodes[spec.upstream]
         argv += ["--upstream", upstream.address, "--ttl-ms", str(spec.ttl_ms),
                  "--max-entries", str(spec.max_entries)]
+        # Its upstream on this machine: reached through its socket (TCP if that fails).
+        if (upstream_socket := topology.unix_socket(upstream.id, run_dir)) is not None:
+            argv += ["--upstream-socket", str(upstream_socket)]
     return argv
 
 
@@ -536,9 +541,10 @@ class Cluster:
 
     def write_backends_files(self) -> None:
         """One file per balancer of this machine listing its joined servers (catching-up ones
-        not writable). Servers another machine runs are always listed: their own supervisor
-        keeps a restarted one from listening until it caught up, and the balancer's probes
-        tell whether they answer."""
+        not writable; those of this machine with their Unix socket, `Topology.unix_socket`).
+        Servers another machine runs are always listed: their own supervisor keeps a
+        restarted one from listening until it caught up, and the balancer's probes tell
+        whether they answer."""
         for balancer in self.topology.local_routers():
             entries = []
             for server_id in self.topology.backends_of(balancer.id):
@@ -547,8 +553,12 @@ class Cluster:
                 server = self.topology.nodes[server_id]
                 writable = self.writable.get(server_id, False) \
                     if self.topology.runs_here(server_id) else True
-                entries.append({"id": server.id, "host": server.host, "port": server.port,
-                                "writable": writable, "lagging": server_id in self.lagging})
+                entry = {"id": server.id, "host": server.host, "port": server.port,
+                         "writable": writable, "lagging": server_id in self.lagging}
+                # A server of this machine: through its socket (TCP if that fails).
+                if (unix_socket := self.topology.unix_socket(server_id, self.run_dir)) is not None:
+                    entry["unix_socket"] = str(unix_socket)
+                entries.append(entry)
             path = backends_file(self.run_dir, balancer.id)
             if not write_if_changed(path, json.dumps({"backends": entries}, indent=1) + "\n"):
                 continue

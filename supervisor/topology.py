@@ -21,6 +21,7 @@ import yaml
 
 from nodes.protocol import SECRET_ENV, is_loopback, secret_problem
 from nodes.protocol.tls import TlsConfigError, TlsSettings, client_context, server_context
+from nodes.runtime.unix_socket import MAX_PATH_BYTES, path_fits
 
 from .account_names import name_problem
 from .errors import SupervisorError
@@ -68,6 +69,9 @@ class SupervisorSettings:
     log_backups: int = 3
     health: HealthSettings = field(default_factory=HealthSettings)
     restart: RestartSettings = field(default_factory=RestartSettings)
+    # The nodes of one machine reach its servers and balancers through Unix
+    # sockets in the run folder (`Topology.unix_socket`); false: TCP only.
+    local_sockets: bool = True
 
 
 # The status page and /metrics (supervisor/web): loopback by default, on the port
@@ -195,6 +199,34 @@ class Topology:
         """This machine's nodes that run a balancer: balancers and one-relay proxy caches."""
         return [n for n in self.nodes.values() if n.routes and n.id not in self.remote]
 
+    def unix_socket(self, node_id: str, run_dir: Path) -> Path | None:
+        """The Unix socket a node of this machine also listens on, for this machine's others.
+
+        `<run dir>/<id>.sock` for a server or a balancer this machine runs
+        (those are what other nodes connect to; clients, and so the proxy
+        caches and relays, keep TCP), when `supervisor.local_sockets` is on
+        and the topology has no `tls:` (a Unix socket carries no TLS: a TLS
+        cluster's links all stay TLS). None (TCP only) otherwise, and for a
+        path too long for a socket address (`long_socket_paths` says so).
+        """
+        spec = self.nodes[node_id]
+        if not self.supervisor.local_sockets or self.tls.enabled \
+                or not self.runs_here(node_id) or spec.kind not in ("server", "balancer"):
+            return None
+        path = run_dir / f"{node_id}.sock"
+        return path if path_fits(str(path)) else None
+
+    def long_socket_paths(self) -> list[str]:
+        """The warnings for nodes that would have a Unix socket but for its path's length."""
+        run_dir = self.supervisor.run
+        if not self.supervisor.local_sockets or self.tls.enabled:
+            return []
+        return [f"supervisor.run: {run_dir / f'{spec.id}.sock'} is longer than a Unix socket "
+                f"address holds ({MAX_PATH_BYTES} bytes): {spec.id} is reached over TCP only "
+                f"(a shorter `run:` folder gives it its socket)"
+                for spec in self.nodes.values() if spec.kind in ("server", "balancer")
+                and not path_fits(str(run_dir / f"{spec.id}.sock"))]
+
     def dependencies(self, node_id: str) -> list[str]:
         """Nodes that must answer their health probe before this one starts."""
         spec = self.nodes[node_id]
@@ -260,7 +292,7 @@ def _convert(node: yaml.Node, loader: yaml.SafeLoader, name: str) -> _Located:
 # ---------------------------------------------------------------- validation
 
 _SUPERVISOR_KEYS = {"control_port", "logs", "run", "log_max_bytes", "log_backups",
-                    "health", "restart"}
+                    "health", "restart", "local_sockets"}
 _HEALTH_KEYS = {f.name for f in HealthSettings.__dataclass_fields__.values()}
 _RESTART_KEYS = {f.name for f in RestartSettings.__dataclass_fields__.values()}
 _ROOT_KEYS = {"supervisor", "replication", "nodes", "secret", "http", "tls", "accounts",
@@ -431,11 +463,14 @@ def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = No
     if check.messages:
         raise TopologyError([m for _, m in sorted(check.messages, key=lambda pair: pair[0])])
     assert supervisor is not None  # each way of reading no settings left a message
-    return Topology(path=path, supervisor=supervisor, replication_enabled=replication,
-                    nodes=nodes, secret=secret, warnings=tuple(check.warnings),
-                    http=http or HttpSettings(), tls=tls or TlsSettings(),
-                    accounts=accounts or AccountSettings(),
-                    write_leases=write_leases or LeaseSettings())
+    topology = Topology(path=path, supervisor=supervisor, replication_enabled=replication,
+                        nodes=nodes, secret=secret, warnings=tuple(check.warnings),
+                        http=http or HttpSettings(), tls=tls or TlsSettings(),
+                        accounts=accounts or AccountSettings(),
+                        write_leases=write_leases or LeaseSettings())
+    if long_paths := topology.long_socket_paths():
+        topology = replace(topology, warnings=(*topology.warnings, *long_paths))
+    return topology
 
 
 _WRITE_LEASE_KEYS = {"enabled", "lease_s", "renew_s", "margin_s"}
@@ -592,6 +627,9 @@ def _read_supervisor(check: _Checker, item: _Located | None, base: Path) -> Supe
         if key in section:
             values[key] = check.integer(section[key], f"supervisor.{key}",
                                         1024 if key == "log_max_bytes" else 0)
+    if "local_sockets" in section:
+        values["local_sockets"] = check.boolean(section["local_sockets"],
+                                                "supervisor.local_sockets")
     health = _read_settings(check, section.get("health"), "supervisor.health",
                             HealthSettings, _HEALTH_KEYS)
     restart = _read_settings(check, section.get("restart"), "supervisor.restart",

@@ -4,14 +4,24 @@ The balancer reaches a server through the `unix_socket` of its backends
 file entry, the proxy cache its upstream through `--upstream-socket`
 (nodes/runtime/upstream.py `open_upstream`): with a TCP port where nothing
 listens, everything goes through the socket; with the socket file absent
-(a node restarted without it), the attempt falls back to TCP.
+(a node restarted without it), the attempt falls back to TCP. Then a
+supervised cluster: its servers and balancer listen on run/<id>.sock, mode
+0600, the statements of a client of the proxy go through them, and `down`
+removes them.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import stat
+
+import psutil
+import pytest
 
 from tests.conftest import free_port, wait_until
+from tests.integration.supervisorkit import all_running
 from tests.integration.wire import WireClient, setup_school
 
 
@@ -79,3 +89,31 @@ def test_the_proxy_falls_back_to_tcp_when_the_socket_file_is_absent(start_node, 
     proxy = start_node("proxycache", "proxy", "--upstream", f"127.0.0.1:{m1.port}",
                        "--upstream-socket", str(tmp_path / "absent.sock"))
     reads_and_writes(proxy.port)
+
+
+def accepted_at(pid: int, path: str) -> bool:
+    """Whether a process has a connection accepted on its socket `path` (beside its listener)."""
+    bound = [c for c in psutil.Process(pid).net_connections(kind="unix") if c.laddr == path]
+    return len(bound) >= 2
+
+
+@pytest.mark.slow
+def test_a_supervised_cluster_links_its_nodes_through_private_sockets(cluster):
+    result = cluster.up()
+    assert result.returncode == 0, result.stderr + cluster.supervisor_log()
+    nodes = cluster.wait_for(all_running, "every node RUNNING")
+    run = cluster.workdir / "run"
+    sockets = {node: run / f"{node}.sock" for node in ("m1", "m2", "lb")}
+    for path in sockets.values():
+        info = os.lstat(path)
+        assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600, path
+    assert not (run / "proxy.sock").exists()   # clients, and so the proxy, keep TCP
+    with WireClient(cluster.ports["proxy"]) as client:
+        write_and_read(client, "sekoly")
+        # The hops used them (this client's session still open): each server
+        # accepted the balancer's connections there, the balancer the proxy's.
+        for node, path in sockets.items():
+            wait_until(functools.partial(accepted_at, nodes[node]["pid"], str(path)), 10,
+                       f"a connection accepted on {path}")
+    cluster.down()
+    assert not [path for path in sockets.values() if path.exists()]
