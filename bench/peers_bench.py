@@ -10,12 +10,18 @@ one append, one fdatasync); `fwd>fwd>floor+fsync`, two bare uvloop processes
 forwarding bytes in front of it (the least any chain of three processes with
 one durable append per insert can take here); Tahiry's `server`,
 `balancer>server`, `proxy>balancer>server`, and `relay>server` (the one relay:
-the proxy cache running the balancer in its process, nodes/relay);
+the proxy cache running the balancer in its process, nodes/relay), their hops
+between nodes through Unix sockets as the supervisor sets them up on one
+machine (docs/ARCHITECTURE.md, "Unix sockets between nodes");
 PostgreSQL 15 direct (private initdb cluster, fsync and synchronous_commit on,
 primary key on id) through psycopg, `pg-simple` (simple query, literal in the
 text) and `pg-prepared` (server-side prepared statement); `pgbouncer` in
-transaction pooling in front of it (simple query). Without postgres, pgbouncer
-or psycopg, one line says so and those rows are skipped. All on TCP loopback.
+transaction pooling in front of it (simple query), reaching PostgreSQL through
+its Unix socket, as the chain's nodes reach each other. Without postgres,
+pgbouncer or psycopg, one line says so and those rows are skipped. The load
+generator reaches every system over TCP loopback (clients keep TCP), and the
+bare forwarders of `fwd>fwd>floor+fsync` forward over TCP loopback too: that
+row is the TCP floor of a three-process chain, not the Unix one.
 
 Worker processes drive the connections from blocking-socket threads, the same
 harness for every system; Tahiry requests are raw bytes (the client finds END
@@ -384,18 +390,28 @@ def start_tahiry(workdir: Path, processes: list) -> list[System]:
                                        str(workdir / "floor.journal"))
     forward_far, forward_far_port = bare("forward-far", "--forward-to", str(floor_sync_port))
     forward_near, forward_near_port = bare("forward-near", "--forward-to", str(forward_far_port))
-    server, server_port = start("server", "m1", workdir, "--data", "data/m1")
+    server, server_port = start("server", "m1", workdir, "--data", "data/m1",
+                                "--unix-socket", str(workdir / "m1.sock"))
     processes.append(server)
     with WireConnection(server_port, decode_relations=False) as setup:
         for statement in ("manamboara tahiry bench;", "ampiasao bench;"):
             assert setup.request(statement).ok
         fill(setup, "t", ROWS)
-    balancer, balancer_port = start("balancer", "lb", workdir, "--backend", f"m1=127.0.0.1:{server_port}")
+    # Their hops through Unix sockets, as the supervisor sets them up on one machine
+    # (docs/ARCHITECTURE.md, "Unix sockets between nodes"): the backends file names the
+    # server's socket, the proxy its balancer's.
+    backends = workdir / "backends.json"
+    backends.write_text(json.dumps({"backends": [
+        {"id": "m1", "host": "127.0.0.1", "port": server_port,
+         "unix_socket": str(workdir / "m1.sock")}]}))
+    balancer, balancer_port = start("balancer", "lb", workdir, "--backends-file", str(backends),
+                                    "--unix-socket", str(workdir / "lb.sock"))
     processes.append(balancer)
     proxy, proxy_port = start("proxycache", "proxy", workdir, "--upstream", f"127.0.0.1:{balancer_port}",
+                              "--upstream-socket", str(workdir / "lb.sock"),
                               "--ttl-ms", "3000", "--max-entries", "200")
     processes.append(proxy)
-    relay, relay_port = start("relay", "relay", workdir, "--backend", f"m1=127.0.0.1:{server_port}",
+    relay, relay_port = start("relay", "relay", workdir, "--backends-file", str(backends),
                               "--ttl-ms", "3000", "--max-entries", "200")
     processes.append(relay)
     roles = [("server", server.pid), ("balancer", balancer.pid), ("proxy", proxy.pid)]
@@ -462,7 +478,8 @@ def start_postgres(pgdir: Path, processes: list) -> tuple[list[System], str | No
     bouncer_port = free_port()
     (pgdir / "userlist.txt").write_text('"bench" ""\n')
     (pgdir / "pgbouncer.ini").write_text(
-        f"[databases]\nbench = host=127.0.0.1 port={port} dbname=bench user=bench\n"
+        # Through PostgreSQL's own Unix socket (`-k pgdir`), as the chain's hops go through theirs.
+        f"[databases]\nbench = host={pgdir} port={port} dbname=bench user=bench\n"
         f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {bouncer_port}\nunix_socket_dir = {pgdir}\n"
         f"auth_type = trust\nauth_file = {pgdir}/userlist.txt\npool_mode = transaction\n"
         "max_client_conn = 1000\ndefault_pool_size = 20\n")
