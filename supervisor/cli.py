@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         code = handler(topology, args)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at interpreter exit
         return code
+    except OtherCluster as error:   # any command asking this topology's supervisor (`ask`)
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
     except BrokenPipeError:
@@ -515,9 +518,6 @@ def cmd_status(topology: Topology, args) -> int:
         answer = ask(topology, {"cmd": "status"})
     except NotRunning as error:
         return _status_without_supervisor(topology, args, error)
-    except OtherCluster as error:
-        print(error, file=sys.stderr)
-        return EXIT_FAILED
     page = answer.get("supervisor", {}).get("page")
     if args.json:
         print(json.dumps({"running": True, **answer, **({"page": page} if page else {})},
@@ -629,9 +629,6 @@ def cmd_down(topology: Topology, args) -> int:
         answer = ask(topology, {"cmd": "down"}, timeout_s=60)
     except NotRunning as error:
         return _down_without_supervisor(topology, error)
-    except OtherCluster as error:
-        print(error, file=sys.stderr)
-        return EXIT_FAILED
     if not answer["ok"]:
         print(answer.get("error"), file=sys.stderr)
         return EXIT_FAILED
@@ -698,9 +695,6 @@ def cmd_restart(topology: Topology, args) -> int:
     except NotRunning as error:
         print(f"the cluster is not running: {error}", file=sys.stderr)
         return EXIT_NOT_RUNNING
-    except OtherCluster as error:
-        print(error, file=sys.stderr)
-        return EXIT_FAILED
     if not answer["ok"]:
         print(answer["error"], file=sys.stderr)
         return EXIT_FAILED
@@ -714,9 +708,6 @@ def cmd_reload(topology: Topology, args) -> int:
     except NotRunning as error:
         print(f"the cluster is not running: {error}", file=sys.stderr)
         return EXIT_NOT_RUNNING
-    except OtherCluster as error:
-        print(error, file=sys.stderr)
-        return EXIT_FAILED
     print(answer.get("message") or answer.get("error"),
           file=sys.stdout if answer["ok"] else sys.stderr)
     return EXIT_OK if answer["ok"] else EXIT_FAILED
@@ -742,9 +733,6 @@ def cmd_backup(topology: Topology, args) -> int:
               f"directory holds the same data: copy one, README \"Back up and restore\")",
               file=sys.stderr)
         return EXIT_NOT_RUNNING
-    except OtherCluster as error:
-        print(error, file=sys.stderr)
-        return EXIT_FAILED
     if not answer["ok"]:
         print(answer.get("error"), file=sys.stderr)
         return EXIT_FAILED

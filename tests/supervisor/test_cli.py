@@ -1,13 +1,16 @@
 """The supervisor's command line without a cluster: pipes closed early, `status --watch`,
-the table's columns, where `up` says to connect, and `./tahiry`'s list of commands."""
+the table's columns, where `up` says to connect, `./tahiry`'s list of commands, and the
+control port answered by another topology's supervisor."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 
 import pexpect
 import pytest
@@ -284,3 +287,29 @@ def test_a_host_that_is_not_an_address_is_refused_without_a_traceback(topology_f
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "argument --host: not an IP address: 'nonsense'" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["down"], ["restart", "m1"], ["reload"],
+                                     ["backup"]])
+def test_a_command_refused_by_the_supervisor_of_another_topology_says_so(
+        tmp_path, topology_file, command, capsys):
+    """Every command that asks the supervisor acts on its topology's cluster or on none:
+    when the control port is another topology's, it says whose and changes nothing."""
+    port = load_topology(topology_file).supervisor.control_port
+    asked: list[dict] = []
+    with socket.create_server(("127.0.0.1", port)) as server:
+        def answer_hello() -> None:   # a supervisor of another file, answering one question
+            connection, _ = server.accept()
+            with connection:
+                asked.append(json.loads(connection.makefile("rb").readline()))
+                connection.sendall(json.dumps({"ok": True, "topology": "/elsewhere/other.yaml",
+                                               "pid": 4242}).encode() + b"\n")
+        answering = threading.Thread(target=answer_hello, daemon=True)
+        answering.start()
+        code = cli.main([*command, str(topology_file)])
+        answering.join(timeout=5)
+    error = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED
+    assert "is used by the supervisor of /elsewhere/other.yaml (pid 4242)" in error
+    assert "nothing was done" in error
+    assert [request["cmd"] for request in asked] == ["hello"]   # nothing else was asked
