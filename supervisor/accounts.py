@@ -369,15 +369,34 @@ def keep_folder(path: Path) -> Path:
     return path
 
 
+class StudentLeftAlone(Exception):
+    """Nothing of a student was removed: their copies could not be taken (one sentence)."""
+
+
 def remove_student(connection, servers: Callable[[], list], account: Account,
                    keep: Path) -> str:
     """Remove one student: the account first (their sessions' statements are refused from
     then on, so the copy misses nothing they write), then each database they own, each
     only once its copy is on disk, read alike from every server (`servers()`: a
     connection to each; supervisor/database_copy.py `settled_script`). A summary line;
-    DatabaseError, AccountsCommandError or CopiesDisagree if a step is refused."""
-    from .database_copy import settled_script
+    StudentLeftAlone when nothing was done; DatabaseError, AccountsCommandError or
+    CopiesDisagree if a later step is refused.
 
+    Before anything changes, every server is reached and each database's copies are
+    compared once: a cluster whose copies differ now (replication stopped or behind, a
+    server down) removes nothing of this student, so the command can simply be run
+    again. Once the account is dropped its databases are no longer listed under it, and
+    a run that stopped after the drop would leave them for the teacher to copy by hand.
+    """
+    from .database_copy import CopiesDisagree, settled_script
+
+    if account.owns:
+        try:
+            reached = servers()
+            for database in account.owns:
+                settled_script(reached, database, [])
+        except (AccountsCommandError, CopiesDisagree) as error:
+            raise StudentLeftAlone(str(error)) from None
     folder = keep / account.name
     folder.mkdir(mode=0o700)
     folder.chmod(0o700)
@@ -438,6 +457,11 @@ def remove_class(topology: Topology, names_file: Path, keep: Path, user: str,
                 continue
             try:
                 print(remove_student(connection, servers, account, keep), flush=True)
+            except StudentLeftAlone as error:
+                failed += 1
+                print(f"{name}: nothing removed: {error}; run the command again for {name} "
+                      f"(with another --keep folder) once it can be read alike from every "
+                      f"server", file=sys.stderr)
             except OperationalError as error:   # the connection: the rest cannot be done
                 left = ", ".join(names.names[index + 1:])
                 print(f"{name}: failed: {error}" + (f"; not tried: {left}" if left else ""),

@@ -191,9 +191,9 @@ def test_remove_class_drops_nothing_while_a_server_lacks_the_students_last_row(t
     """Replication is asynchronous: a row written on m2 a moment before the end of term may
     not be on m1 yet, and a copy read from m1 missed it; the database was dropped anyway.
     With replication stopped (the supervisor paused), the servers' copies differ: nothing
-    is copied nor dropped, and the command says why; once it runs again, the copy holds
-    the row. (Before, the database was dropped: the row survived only if the copy's reads
-    happened to reach m2.)"""
+    is copied nor dropped, the account stays, and the command says why; run again once
+    replication runs, it removes the student and the copy holds the row. (Before, the
+    database was dropped: the row survived only if the copy's reads happened to reach m2.)"""
     result = term.create_class("late", ["lahy"])
     assert result.returncode == 0, f"{result.stdout}{result.stderr}"
     with term.login("lahy") as lahy:
@@ -223,9 +223,21 @@ def test_remove_class_drops_nothing_while_a_server_lacks_the_students_last_row(t
         os.kill(supervisor, signal.SIGCONT)
     assert result.returncode == 1, f"{result.stdout}{result.stderr}"
     assert "still differ" in result.stderr, result.stderr
+    assert "lahy: nothing removed" in result.stderr, result.stderr
     assert not (keep / "lahy" / "lahy_db.tah").exists()
     wait_until(lambda: rows_on("m1") == [1, 2] == rows_on("m2"), DEADLINE_S,
                "both rows everywhere once replication runs again")
+    # Nothing of lahy was removed, so the same command finishes the job now. (Before, the
+    # account was dropped first: the run again said "no such account", and lahy_db was
+    # left for the teacher to copy by hand.)
+    with WireClient(term.cluster.ports["proxy"]) as lahy:
+        assert lahy.one(f'.login lahy "{term.passwords["lahy"]}";').ok
+    again = term.desk / "kept-late-again"
+    result = term.accounts("remove-class", str(term.names_file("late", ["lahy"])),
+                           "--keep", str(again))
+    assert result.returncode == 0, f"{result.stdout}{result.stderr}"
+    kept = (again / "lahy" / "lahy_db.tah").read_text()
+    assert "(1)" in kept and "(2)" in kept, kept
 
 
 def test_a_teacher_who_forgot_the_password_sets_a_new_one_with_the_cluster_stopped(term):
