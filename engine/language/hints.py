@@ -98,6 +98,14 @@ def keyword_hint(word: str, keywords: Iterable[str] = _KEYWORD_WORDS, cutoff: fl
                 word=word)
 
 
+# The set-operator words take a query after them (`analana alaivo ...`, `analana (`,
+# `analana@`): the word before an error that is no such start is no misspelled one of them
+# (`alaivo id anarana taranja`: a comma forgotten, not `analana`).
+_SET_OPERATOR_WORDS = frozenset(("ankambana", "analana", "atifitra"))
+_QUERY_START = re.compile(r"(?:alaivo\b|[(@#])", re.IGNORECASE)
+_NOT_BEFORE_A_NAME = [word for word in _KEYWORD_WORDS if word not in _SET_OPERATOR_WORDS]
+
+
 # After these a word is an operand (a column, a value), never an alias.
 _OPERAND_BEFORE = tuple("(,=<>+-*/!@")
 
@@ -142,7 +150,9 @@ def syntax_hint(source: str, index: int, expected: Iterable[str] | None = None) 
     if before is not None:
         earlier = _LAST_WORD.search(source, 0, before.start())
         # (An operand is still checked for an English keyword: `rehefa not id > 1`.)
-        words.append((previous, _KEYWORD_WORDS,
+        alias_words = _KEYWORD_WORDS if _QUERY_START.match(source, index) \
+            else _NOT_BEFORE_A_NAME
+        words.append((previous, alias_words,
                       None if _read_as_operand(source, before.start()) else ALIAS_CUTOFF,
                       earlier.group(1) if earlier is not None else ""))
     for word, _, _, word_before in words:

@@ -520,6 +520,8 @@ CATALOGUE: tuple[Message, ...] = (
     _M("hint_update_no_ao",
        " Tsy misy 'ao@' aorian'ny 'havaozy' : havaozy TABILAO ova a = 1 rehefa ...",
        " No 'ao@' after 'havaozy': havaozy TABLE ova a = 1 rehefa ...", "hint"),
+    _M("hint_missing_comma", " Hadino angamba ny ',' teo alohan'ny '{word}'?",
+       " Was the ',' before '{word}' forgotten?", "hint"),
     _M("hint_comma_before", " Tafahoatra angamba ny ',' teo alohan'ny '{word}' : esory izy.",
        " Is the ',' before '{word}' one too many? Remove it.", "hint"),
     _M("hint_not_grouped",

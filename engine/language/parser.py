@@ -21,6 +21,7 @@ the evaluator could handle (`MAX_EXPRESSION_DEPTH`, lexer `MAX_PAREN_DEPTH`).
 
 from __future__ import annotations
 
+import re
 from itertools import chain
 
 from sly import Parser
@@ -83,6 +84,11 @@ _STATEMENT_TYPES = {KEYWORDS[word] for word in (
     "omeo", "esory") if word in KEYWORDS}
 # The words of a statement's clauses: one starting a statement was cut off the one before
 # by a `;` too early (`alaivo * ao@ t; rehefa id = 1;`).
+# An `ao@` after the error, where a comma could come: the one before it was not forgotten
+# (`alaivo id anarana taranja ao@ t` misses a comma).
+_LATER_AO = re.compile(r"(?<![\w.])ao(?![\w.])", re.IGNORECASE)
+# A name or a value: what a list (of values, columns, definitions) is made of.
+_OPERAND_TYPES = frozenset(("ID", "QUALID", "NUMBER", "STRING"))
 _CLAUSE_TYPES = {KEYWORDS[word] for word in (
     "ao", "rehefa", "tonona", "ka", "vondrona", "alaharo", "fetra", "antso", "sanda", "ova",
     "ankambana", "miakatra", "midina")}
@@ -307,6 +313,7 @@ class _Grammar(Parser):
             raise SyntaxProblem(detail, index, hint=text(
                 "hint_comma_before", word="ao@" if token.type == "AO" else shown))
         if token is not None and token.type == "ID" and "'ao@'" in expected \
+                and not ("','" in expected and _LATER_AO.search(self.text, token.end)) \
                 and not syntax_hint(self.text, index, keywords):
             # `alaivo * mpianatra`, `fafao mpianatra`: a name where `ao@` could come, no
             # keyword misspelt.
@@ -314,6 +321,11 @@ class _Grammar(Parser):
                 else f"alaivo ... ao@ {shown}"
             raise SyntaxProblem(detail, index, hint=text("hint_forgot_ao", word=shown,
                                                          example=example))
+        if token is not None and token.type in _OPERAND_TYPES and "','" in expected \
+                and not syntax_hint(self.text, index, keywords):
+            # `sanda (1 'Algo')`, `(a ISA(0,10) b ...)`, `alaivo id anarana taranja`: two
+            # operands (or definitions) where a list goes on, the comma between them forgotten.
+            raise SyntaxProblem(detail, index, hint=text("hint_missing_comma", word=shown))
         raise SyntaxProblem(detail, index, keywords)
 
     @staticmethod

@@ -362,6 +362,39 @@ def test_a_beginners_mistake_says_what_to_write_instead(session, text, hint):
     assert hint.strip() not in english, english   # the hint is translated too
 
 
+def forgot_comma(word: str) -> str:
+    return f" Hadino angamba ny ',' teo alohan'ny '{word}'?"
+
+
+@pytest.mark.parametrize("text, hint", [
+    # A comma forgotten between two values, two columns, two column definitions: the
+    # error listed the words expected (',' among them) and said nothing more.
+    ("manampia ao@ naoty sanda (1 'Algo', 12);", forgot_comma("'Algo'")),
+    ("manampia ao@ naoty sanda (1, 'Algo' 12);", forgot_comma("12")),
+    ("manampia ao@ naoty (id taranja) sanda (1, 'Algo');", forgot_comma("taranja")),
+    ("manamboara tabilao u (a ISA(0,10) b LAHATSORATRA(null,null));", forgot_comma("b")),
+    ("alaivo taranja, naoty ao@ naoty alaharo taranja naoty;", forgot_comma("naoty")),
+    # The second name is read as the first one's alias, the error falls on the third: it
+    # said "Angamba 'analana' ... (fa tsy 'anarana')?", a set operator, which takes a
+    # query after it, never a name.
+    ("alaivo id anarana taranja ao@ naoty;", forgot_comma("taranja")),
+])
+def test_a_forgotten_comma_is_said(session, text, hint):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and message.endswith(hint), \
+        message
+    assert "Was the ',' before" in translate(message, "en")
+
+
+@pytest.mark.parametrize("text, hint", [
+    # A misspelled alias-position keyword still wins where it could stand (`antso x`).
+    ("alaivo id antsoo x ao@ naoty;", did_you_mean("antso", "antsoo")),
+])
+def test_a_misspelled_word_before_a_name_is_still_hinted(session, text, hint):
+    message = one(session, text).message
+    assert message.endswith(hint), message
+
+
 @pytest.mark.parametrize("script, word", [
     ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
     ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
