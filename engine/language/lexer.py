@@ -24,6 +24,7 @@ from sly import Lexer
 from sly.lex import Token
 
 from engine.errors import EngineError
+from engine.language.messages import text
 from engine.vocabulary import JOIN_KINDS, SET_OPERATOR_SYMBOLS, SET_OPERATOR_WORDS
 
 # The largest number of the language: a literal beyond it is refused, integers
@@ -129,6 +130,11 @@ def decode_string(body: str, quote: str) -> str:
 def clip(text: str, limit: int = 40) -> str:
     """`text` shortened for an error message."""
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# Quotes a word processor or a PDF puts in a pasted statement, and MySQL's backquote:
+# none quotes anything in Tahiry, and their error says which quotes do.
+OTHER_QUOTES = frozenset("\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u00ab\u00bb\u2032\u2033`")
 
 
 def describe_char(char: str) -> str:
@@ -271,7 +277,9 @@ class TahiryLexer(Lexer):
         return t
 
     def error(self, t):
-        raise SyntaxProblem(f"marika tsy fantatra {describe_char(t.value[0])}", self.index)
+        char = t.value[0]
+        raise SyntaxProblem(f"marika tsy fantatra {describe_char(char)}", self.index,
+                            hint=text("hint_plain_quotes") if char in OTHER_QUOTES else "")
 
     def tokens_of(self, text: str):
         """The tokens of `text`, exactly as SLY's `tokenize` yields them, faster.

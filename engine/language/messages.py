@@ -520,6 +520,11 @@ CATALOGUE: tuple[Message, ...] = (
     _M("hint_update_no_ao",
        " Tsy misy 'ao@' aorian'ny 'havaozy' : havaozy TABILAO ova a = 1 rehefa ...",
        " No 'ao@' after 'havaozy': havaozy TABLE ova a = 1 rehefa ...", "hint"),
+    _M("hint_plain_quotes",
+       " Ny lahatsoratra dia soratana eo anelanelan'ny ' na \" tsotra (ohatra : 'Alice') ; ny "
+       "anarana kosa tsy asiana marika.",
+       " A text is written between plain ' or \" quotes (e.g. 'Alice'); a name takes none.",
+       "hint"),
     _M("hint_missing_comma", " Hadino angamba ny ',' teo alohan'ny '{word}'?",
        " Was the ',' before '{word}' forgotten?", "hint"),
     _M("hint_comma_before", " Tafahoatra angamba ny ',' teo alohan'ny '{word}' : esory izy.",

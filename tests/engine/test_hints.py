@@ -395,6 +395,26 @@ def test_a_misspelled_word_before_a_name_is_still_hinted(session, text, hint):
     assert message.endswith(hint), message
 
 
+PLAIN_QUOTES = (" Ny lahatsoratra dia soratana eo anelanelan'ny ' na \" tsotra (ohatra : "
+                "'Alice') ; ny anarana kosa tsy asiana marika.")
+
+
+@pytest.mark.parametrize("text", [
+    # Quotes pasted from a word processor or a PDF, and MySQL's backquoted names: the error
+    # said only "unknown character".
+    "manampia ao@ mpianatra sanda (1, \u2018Alice\u2019);",
+    "alaivo * ao@ mpianatra rehefa anarana = \u201cAlice\u201d;",
+    "alaivo * ao@ mpianatra rehefa anarana = \u00abAlice\u00bb;",
+    "alaivo `anarana` ao@ mpianatra;",
+])
+def test_curly_quotes_and_backquotes_say_which_quotes_to_use(session, text):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and "marika tsy fantatra" \
+        in message and message.endswith(PLAIN_QUOTES), message
+    assert translate(message, "en").endswith(
+        " A text is written between plain ' or \" quotes (e.g. 'Alice'); a name takes none.")
+
+
 @pytest.mark.parametrize("script, word", [
     ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
     ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
