@@ -95,7 +95,8 @@ def client_command(text: str) -> ClientCommand | None:
     spec = _BY_NAME.get(first.lower())
     if spec is None:
         # A backslash starts no statement: an unknown command, said so here.
-        return ClientCommand("unknown", (first,)) if first.startswith("\\") else None
+        return ClientCommand("unknown", (first, *rest.split())) if first.startswith("\\") \
+            else None
     rest = rest.strip()
     if spec.kind in ("output", "include"):   # a file name may hold blanks
         arguments: tuple[str, ...] = (rest,) if rest else ()
@@ -164,5 +165,21 @@ def apply(command: ClientCommand, display: Display) -> str | None:
         except LanguageUnavailable as problem:
             raise CommandError(str(problem)) from None
         return f"Fiteny / language: {arguments[0].lower()}"
-    raise CommandError(f"Baiko tsy fantatra / unknown client command {' '.join(arguments)}: "
-                       f"\\? lists them")
+    raise CommandError(f"Baiko tsy fantatra / unknown client command {arguments[0]}: "
+                       f"\\? lists them{_psql_equivalent(arguments)}")
+
+
+# psql's listing and connecting commands, which a student types out of habit: the
+# statement of the language that does the same (`\\c DB` takes the database's name).
+PSQL_COMMANDS = {"\\dt": "asehoy ny tabilao;", "\\dv": "asehoy ny jery;",
+                 "\\dd": "asehoy ny efitra;", "\\l": "asehoy ny tahiry;",
+                 "\\du": "asehoy ny mpampiasa;", "\\c": "ampiasao {};", "\\connect": "ampiasao {};"}
+
+
+def _psql_equivalent(arguments: tuple[str, ...]) -> str:
+    """` ; amin'ny Tahiry / in Tahiry: STATEMENT` for a psql command, else ""."""
+    statement = PSQL_COMMANDS.get(arguments[0].lower()) if arguments else None
+    if statement is None:
+        return ""
+    database = arguments[1] if len(arguments) > 1 else "TAHIRY"
+    return f" ; amin'ny Tahiry / in Tahiry: {statement.format(database)}"

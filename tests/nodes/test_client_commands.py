@@ -112,7 +112,7 @@ def test_a_caret_under_a_long_line_shows_the_line_around_it():
     ("\\lang en", ClientCommand("lang", ("en",))),
     ("miala", ClientCommand("quit")),
     ("miala be", None),
-    ("\\foo bar", ClientCommand("unknown", ("\\foo",))),
+    ("\\foo bar", ClientCommand("unknown", ("\\foo", "bar"))),   # (`\\c DB`: its database)
     ("alaivo 1", None),
 ])
 def test_client_commands_are_recognised(text, expected):
@@ -163,6 +163,22 @@ def test_a_misused_command_says_how_to_use_it():
     assert out.getvalue().count("Hadisoana : ") == 4
     assert "unknown client command \\dt: \\? lists them" in out.getvalue()
     assert "\\x [on|off|auto]" in out.getvalue() and "\\pset pager on|off" in out.getvalue()
+
+
+@pytest.mark.parametrize("line, statement", [
+    ("\\dt", "asehoy ny tabilao;"), ("\\dv", "asehoy ny jery;"), ("\\dD", "asehoy ny efitra;"),
+    ("\\l", "asehoy ny tahiry;"), ("\\du", "asehoy ny mpampiasa;"),
+    ("\\c sekoly", "ampiasao sekoly;"), ("\\connect sekoly;", "ampiasao sekoly;"),
+    ("\\c", "ampiasao TAHIRY;")])
+def test_a_psql_command_says_the_statement_to_write(line, statement):
+    """A student used to psql types `\\dt` or `\\c sekoly`: the error said only "unknown
+    client command", not that a statement of the language does it."""
+    out = io.StringIO()
+    runner = RecordingRunner()
+    result = run_text(line + "\n", runner, Display("table", out))
+    assert not result.ok and runner.statements == []
+    assert out.getvalue().strip().endswith(
+        f"\\? lists them ; amin'ny Tahiry / in Tahiry: {statement}"), out.getvalue()
 
 
 def test_errors_stay_on_the_terminal_while_output_goes_to_a_file(tmp_path):
@@ -306,7 +322,8 @@ def test_a_misused_command_in_a_file_says_where_in_the_chosen_language(lang, pre
     assert not result.ok
     assert out.getvalue().splitlines() == [
         f"lesona.tq:2: {prefix}\\x [on|off|auto]",
-        f"lesona.tq:3: {prefix}Baiko tsy fantatra / unknown client command \\dt: \\? lists them"]
+        f"lesona.tq:3: {prefix}Baiko tsy fantatra / unknown client command \\dt: \\? lists them"
+        " ; amin'ny Tahiry / in Tahiry: asehoy ny tabilao;"]
 
 
 def test_csv_tells_null_from_the_empty_string():
