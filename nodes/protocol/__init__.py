@@ -32,6 +32,7 @@ from nodes.protocol.login import (
     LOGIN_REQUIRED,
     STOP_ACCOUNTS_OFF,
     STOP_MALFORMED,
+    STOP_NO_ACCOUNT,
     STOP_REFUSED,
     STOPPED,
     LoginGate,
@@ -103,5 +104,6 @@ __all__ = [
     "node_login_gate", "decode_rights", "encode_rights",
     "login_arguments", "login_name", "login_problem", "login_request",
     "password_literal", "redact_login", "renewed_login",
-    "STOPPED", "STOP_ACCOUNTS_OFF", "STOP_MALFORMED", "STOP_REFUSED", "stop_name", "stopped_count",
+    "STOPPED", "STOP_ACCOUNTS_OFF", "STOP_MALFORMED", "STOP_NO_ACCOUNT", "STOP_REFUSED",
+    "stop_name", "stopped_count",
 ]

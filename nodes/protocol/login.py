@@ -83,6 +83,8 @@ STOPPED = "Najanona ny fangatahana {count} an'i {name} ({count} statement(s) of 
 STOP_MALFORMED = (ERROR_PREFIX + "Tsy mety ny fanajanonana (malformed stop): expected "
                   "`.stop <name>;`")
 STOP_REFUSED = ERROR_PREFIX + "Ny mpitantana ihany no mahazo manao izany"   # the engine's words
+# (When nothing was stopped: a misspelled name must not read "nothing was running".)
+STOP_NO_ACCOUNT = ERROR_PREFIX + "Tsy misy ny mpampiasa : {name}"   # the engine's words
 STOP_ACCOUNTS_OFF = (ERROR_PREFIX + "Tsy misy mpampiasa eto (accounts are off on this node: no "
                      "account to stop)")
 _STOPPED = re.compile(r"Najanona ny fangatahana (\d+) an'i ")

@@ -52,6 +52,7 @@ from nodes.protocol import (
     LOGIN_REQUIRED,
     STOP_ACCOUNTS_OFF,
     STOP_MALFORMED,
+    STOP_NO_ACCOUNT,
     STOP_REFUSED,
     STOPPED,
     Request,
@@ -242,6 +243,10 @@ class ServerAccounts:
         except ValueError:
             return encode_message(STOP_MALFORMED)
         count = stop(name)
+        if not count and not self._api().account_exists(self.store, name):
+            # (Read from the files, off the engine thread, which may be busy with the very
+            # statement to stop.)
+            return encode_message(STOP_NO_ACCOUNT.format(name=name))
         self.logger.info("%s stopped %d statement(s) of %s", session.identity.name, count, name)
         return encode_message(STOPPED.format(count=count, name=name))
 

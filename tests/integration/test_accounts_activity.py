@@ -123,4 +123,18 @@ def test_stop_names_an_account_with_nothing_running(lab):
     assert "nothing of soa was running" in stop.stdout, stop.stdout
     with WireClient(cluster.ports["m1"]) as teacher:
         assert teacher.one(f'.login {ADMIN} "{ADMIN_PW}";').ok
-        assert teacher.one(".stop tsisy;").ok   # an account that does not exist: nothing to stop
+        # An account that does not exist: nothing to stop, and said so (`accounts stop` with
+        # a misspelled name read "nothing was running").
+        unknown = teacher.one(".stop tsisy;")
+        assert not unknown.ok and unknown.message == "Hadisoana : Tsy misy ny mpampiasa : tsisy"
+
+
+
+def test_stop_of_a_misspelled_name_says_there_is_no_such_account(lab):
+    # A teacher stopping a runaway query types the name wrong: "nothing of rabee was
+    # running" (exit 0) told them the student's statement had ended while it ran on.
+    cluster, _ = lab
+    stop = cluster.cli("accounts", str(cluster.topology), "stop", "rabee")
+    assert stop.returncode == 1, f"{stop.stdout}{stop.stderr}"
+    assert "was running" not in stop.stdout, stop.stdout
+    assert "Hadisoana : Tsy misy ny mpampiasa : rabee" in stop.stderr, stop.stderr
