@@ -40,6 +40,7 @@ from engine.language.ast import (
     Unary,
     walk,
 )
+from engine.language.english import WRITTEN_OTHERWISE
 from engine.language.hints import keyword_hint, name_hint
 from engine.language.messages import text
 
@@ -81,13 +82,24 @@ class ScopeColumn:
 OtherTables = Callable[[], Mapping[str, Sequence[str]]]
 
 
+@dataclass(frozen=True)
+class SelectAlias:
+    """A name the select list gives (`alaivo naoty + 1 antso n`): the expression's text, and
+    whether it holds an aggregate (then only a derived table can filter on it)."""
+
+    text: str
+    aggregate: bool
+
+
 class UnknownColumn(TahiryError):
     """`Le champ 'c' n'existe pas dans la relation.`, with its hint."""
 
     def __init__(self, ref: ColumnRef, columns: list[ScopeColumn], no_source: bool,
-                 renamed: dict[str, str] | None = None, elsewhere: OtherTables | None = None):
+                 renamed: dict[str, str] | None = None, elsewhere: OtherTables | None = None,
+                 aliases: Mapping[str, SelectAlias] | None = None):
         """`renamed`: table or view name -> the alias it was given (`ao@ naoty n`);
-        `elsewhere`: the tables of the database the query does not read."""
+        `elsewhere`: the tables of the database the query does not read; `aliases`: the
+        select list's (`alaivo naoty antso n`), which only `alaharo` knows."""
         tables = {} if no_source or elsewhere is None else elsewhere()
         other = _other_table(ref, tables)
         if ref.qualifier is None:
@@ -96,7 +108,13 @@ class UnknownColumn(TahiryError):
             names = [f"{qualifier}.{column.name}" for column in columns
                      for qualifier in column.qualifiers]
         alias = (renamed or {}).get(ref.qualifier or "")
-        if alias is not None and f"{alias}.{ref.name}" in names:
+        given = (aliases or {}).get(ref.name) if ref.qualifier is None else None
+        if given is not None:
+            # `alaivo naoty antso n ... rehefa n > 10` (SQL refuses it too): the expression.
+            hint = text("hint_select_alias_aggregate", alias=ref.name,
+                        example=WRITTEN_OTHERWISE["having"]) if given.aggregate \
+                else text("hint_select_alias", alias=ref.name, expression=given.text)
+        elif alias is not None and f"{alias}.{ref.name}" in names:
             # `naoty.id` after `ao@ naoty n`: the alias qualifies it (LANGUAGE.md 4b).
             hint = text("hint_did_you_mean", suggestion=f"{alias}.{ref.name}",
                         word=column_text(ref))
@@ -180,6 +198,9 @@ class Scope:
         self.no_source = no_source
         self.renamed = renamed
         self.elsewhere = elsewhere
+        # The select list's aliases, set by the query for its `rehefa` and `vondrona` (their
+        # errors' hint only: they do not resolve there).
+        self.aliases: Mapping[str, SelectAlias] = {}
         self._by_name: dict[str, list[int]] = {}
         self._by_qualified: dict[tuple[str, str], list[int]] = {}
         for index, column in enumerate(self.columns):
@@ -202,7 +223,8 @@ class Scope:
         else:
             found = self._by_qualified.get((ref.qualifier, ref.name))
         if not found:
-            raise UnknownColumn(ref, self.columns, self.no_source, self.renamed, self.elsewhere)
+            raise UnknownColumn(ref, self.columns, self.no_source, self.renamed, self.elsewhere,
+                                self.aliases)
         if len(found) > 1:
             raise _ambiguous_column(ref, len(found), [self.columns[i] for i in found])
         return found[0]

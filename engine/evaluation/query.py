@@ -42,6 +42,7 @@ from engine.evaluation.expressions import (
     RowContext,
     Scope,
     ScopeColumn,
+    SelectAlias,
     Template,
     UnknownColumn,
     check_function,
@@ -295,6 +296,7 @@ def _plan_core(core: SelectCore, source: TableSource, table: TableData,
                params: dict[tuple[type, object], int], codes: CodeCache | None) -> QueryPlan | None:
     qualifier = source.alias or source.name
     scope = Scope(_stored_columns(table, qualifier))
+    scope.aliases = _select_aliases(core)
     where = index = None
     if core.where is not None:
         where = compile_template(core.where, RowContext(scope, "rehefa"), params, "rehefa", codes)
@@ -624,6 +626,7 @@ class _Evaluator:
 
     def _core(self, core: SelectCore) -> _Result:
         scope, rows, name, table = self._from(core)
+        scope.aliases = _select_aliases(core)
         if core.where is not None:
             predicate = compile_condition(core.where, RowContext(scope, "rehefa"), "rehefa",
                                           codes=self.codes)
@@ -780,6 +783,14 @@ def _index_key(index: int):
 def _tagged_key(indexes: list[int]):
     """A group key where a boolean never equals the number 1."""
     return lambda row: tuple((type(row[i]) is bool, row[i]) for i in indexes)
+
+
+def _select_aliases(core: SelectCore) -> dict[str, SelectAlias]:
+    """The names `core`'s select list gives, for the hint of one used in `rehefa` or
+    `vondrona` (only `alaharo` resolves them)."""
+    return {item.alias: SelectAlias(item.text or expression_text(item.expr),
+                                    contains_aggregate(item.expr))
+            for item in core.items or () if item.alias}
 
 
 def _output_column(item, kind: str, scope: Scope) -> ScopeColumn:

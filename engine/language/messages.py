@@ -525,6 +525,16 @@ CATALOGUE: tuple[Message, ...] = (
        "anarana kosa tsy asiana marika.",
        " A text is written between plain ' or \" quotes (e.g. 'Alice'); a name takes none.",
        "hint"),
+    _M("hint_select_alias",
+       " Ny '{alias}' dia anarana nomena tao amin'ny 'alaivo' (antso), fantatry ny 'alaharo' "
+       "ihany : soraty eto ny fanehoana, {expression}.",
+       " '{alias}' is a name given in the select list (antso), known only in 'alaharo': "
+       "write the expression here, {expression}.", "hint"),
+    _M("hint_select_alias_aggregate",
+       " Ny '{alias}' dia anarana nomena tao amin'ny 'alaivo' (antso), fantatry ny 'alaharo' "
+       "ihany : ny vondrona dia sivanina toy izao : {example}",
+       " '{alias}' is a name given in the select list (antso), known only in 'alaharo': "
+       "groups are filtered like this: {example}", "hint"),
     _M("hint_missing_comma", " Hadino angamba ny ',' teo alohan'ny '{word}'?",
        " Was the ',' before '{word}' forgotten?", "hint"),
     _M("hint_comma_before", " Tafahoatra angamba ny ',' teo alohan'ny '{word}' : esory izy.",

@@ -415,6 +415,32 @@ def test_curly_quotes_and_backquotes_say_which_quotes_to_use(session, text):
         " A text is written between plain ' or \" quotes (e.g. 'Alice'); a name takes none.")
 
 
+def select_alias(alias: str, expression: str) -> str:
+    return (f" Ny '{alias}' dia anarana nomena tao amin'ny 'alaivo' (antso), fantatry ny "
+            f"'alaharo' ihany : soraty eto ny fanehoana, {expression}.")
+
+
+@pytest.mark.parametrize("text, hint", [
+    # SQL's habit of naming a select item's alias in WHERE (an error in SQL too): it was
+    # "if you meant a text, write it between quotes: 'n'", or nothing after `vondrona`.
+    ("alaivo naoty antso n ao@ naoty rehefa n > 10;", select_alias("n", "naoty")),
+    ("alaivo naoty + 1 isa ao@ naoty rehefa isa > 10;", select_alias("isa", "naoty + 1")),
+    ("alaivo n.naoty antso isa ao@ naoty n tonona mpianatra m ka n.id = m.id rehefa isa > 1;",
+     select_alias("isa", "n.naoty")),
+    ("alaivo taranja antso t, count(*) ao@ naoty vondrona t;", select_alias("t", "taranja")),
+    # An aggregate's alias: the filter of groups, as for `having`.
+    ("alaivo taranja, count(*) antso isa ao@ naoty rehefa isa > 1 vondrona taranja;",
+     " Ny 'isa' dia anarana nomena tao amin'ny 'alaivo' (antso), fantatry ny 'alaharo' ihany "
+     ": ny vondrona dia sivanina toy izao : " + WRITTEN_OTHERWISE["having"]),
+])
+def test_a_select_alias_used_in_rehefa_or_vondrona_says_to_write_the_expression(
+        session, text, hint):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Le champ ") and message.endswith(hint), message
+    assert "Raha lahatsoratra" not in message
+    assert "known only in 'alaharo'" in translate(message, "en")
+
+
 @pytest.mark.parametrize("script, word", [
     ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
     ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
