@@ -182,9 +182,13 @@ def check_value(column: str, value: object, domain: list[dict]) -> object:
     for atom in domain:
         if atom_accepts(atom, value):
             return value
+    # A DATY column refusing a number (`2024-09-01` unquoted is 2014) or another form
+    # (`'2024-9-1'`, `'01/09/2024'`): how a date is written, as its comparisons say.
+    hint = text("hint_date_form") if all(atom.get("type") == "DATY" for atom in domain) \
+        else ""
     raise TahiryError(
         f"Ny sanda {format_value(value)} dia tsy mifanaraka amin'ny efitra "
-        f"{format_domain(domain)} an'ny tsanganana '{column}'")
+        f"{format_domain(domain)} an'ny tsanganana '{column}'" + hint)
 
 
 def column_checker(domain: list[dict], max_string_length: int,

@@ -535,6 +535,9 @@ CATALOGUE: tuple[Message, ...] = (
        "ihany : ny vondrona dia sivanina toy izao : {example}",
        " '{alias}' is a name given in the select list (antso), known only in 'alaharo': "
        "groups are filtered like this: {example}", "hint"),
+    _M("hint_date_form",
+       " Ny daty dia soratana 'YYYY-MM-DD' eo anelanelan'ny ' (ohatra '2024-01-31').",
+       " A date is written 'YYYY-MM-DD' between quotes (e.g. '2024-01-31').", "hint"),
     _M("hint_missing_comma", " Hadino angamba ny ',' teo alohan'ny '{word}'?",
        " Was the ',' before '{word}' forgotten?", "hint"),
     _M("hint_comma_before", " Tafahoatra angamba ny ',' teo alohan'ny '{word}' : esory izy.",

@@ -441,6 +441,33 @@ def test_a_select_alias_used_in_rehefa_or_vondrona_says_to_write_the_expression(
     assert "known only in 'alaharo'" in translate(message, "en")
 
 
+DATE_FORM = " Ny daty dia soratana 'YYYY-MM-DD' eo anelanelan'ny ' (ohatra '2024-01-31')."
+
+
+@pytest.mark.parametrize("text, value", [
+    # The quotes forgotten (`2024-09-01` is the number 2014), or another form: the error
+    # named the value and the domain only, while a `rehefa` on the column says how to write
+    # a date.
+    ("manampia ao@ fisoratana sanda (1, 2024-09-01);", "2014"),
+    ("manampia ao@ fisoratana sanda (1, '2024-9-1');", "'2024-9-1'"),
+    ("manampia ao@ fisoratana sanda (1, '01/09/2024');", "'01/09/2024'"),
+    ("havaozy fisoratana ova daty = 20240901;", "20240901"),
+])
+def test_a_value_refused_by_a_date_column_says_how_dates_are_written(tmp_path_factory, text,
+                                                                     value):
+    session = prepared_session(tmp_path_factory, "dates", SETUP + (
+        "manamboara tabilao fisoratana (id ISA(0,10), daty DATY);"
+        "manampia ao@ fisoratana sanda (1, '2024-09-01');"))
+    message = one(session, text).message
+    assert message == (f"Hadisoana : Ny sanda {value} dia tsy mifanaraka amin'ny efitra DATY "
+                       f"an'ny tsanganana 'daty'" + DATE_FORM), message
+    assert translate(message, "en").endswith(
+        " A date is written 'YYYY-MM-DD' between quotes (e.g. '2024-01-31').")
+    # A column of another domain: no such guess.
+    assert not one(session, "manampia ao@ naoty sanda (1, 'BD', 2024-09-01);").message \
+        .endswith(DATE_FORM)
+
+
 @pytest.mark.parametrize("script, word", [
     ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
     ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
