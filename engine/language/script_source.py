@@ -13,8 +13,9 @@ the unfinished statement passes `max_chars`, its text is dropped as it
 arrives and the statement comes out as one `Piece` with `overlong` set to
 its length; the caller answers it with its usual "too long" error.
 
-Bytes are decoded as UTF-8 (a byte order mark at the start is skipped;
-`\\r\\n` becomes `\\n`, as a file opened in text mode would give); with
+Bytes are decoded as UTF-8 (a byte order mark at the start is skipped; a
+UTF-16 one, as Windows Notepad's "Unicode" writes, has the script decoded
+as UTF-16; `\\r\\n` becomes `\\n`, as a file opened in text mode would give); with
 errors="strict" a byte sequence that is not UTF-8 raises
 `UnicodeDecodeError` from `poll` when it is reached.
 
@@ -38,6 +39,16 @@ from engine.language.script import Piece, StatementSplitter
 CHUNK_BYTES = 1 << 16
 PENDING = object()  # poll(block=False): no statement ready yet
 
+
+
+# The byte order marks of UTF-16 (little and big endian) a script may start with.
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _decoder(encoding: str, errors: str) -> io.IncrementalNewlineDecoder:
+    """An incremental decoder of `encoding` whose `\\r\\n` become `\\n`."""
+    return io.IncrementalNewlineDecoder(codecs.getincrementaldecoder(encoding)(errors),
+                                        translate=True)
 
 
 def unreadable(path: str) -> str | None:
@@ -68,8 +79,8 @@ class ScriptSource:
         self._fd = fd
         self._close_fd = close
         self._text = text
-        self._decoder = io.IncrementalNewlineDecoder(
-            codecs.getincrementaldecoder("utf-8")(errors), translate=True)
+        self._errors = errors
+        self._decoder = _decoder("utf-8", errors)
         self._splitter = StatementSplitter()
         self._ready: deque[Piece] = deque()
         self._held = 0                 # characters of the pieces in _ready
@@ -165,6 +176,10 @@ class ScriptSource:
         else:
             data = os.read(self._fd, CHUNK_BYTES)
             final = not data
+            if self.bytes_read == 0 and data[:2] in UTF16_BOMS:
+                # Windows Notepad's "Unicode", Windows PowerShell's `>`: UTF-16, which its
+                # mark says (no UTF-8 text starts with these bytes); the decoder drops it.
+                self._decoder = _decoder("utf-16", self._errors)
             text = self._decoder.decode(data, final=final)
             self.bytes_read += len(data)
         if not self._started and text:

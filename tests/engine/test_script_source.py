@@ -32,6 +32,22 @@ def test_a_file_is_read_in_chunks_with_positions_across_them(tmp_path, monkeypat
     assert source.bytes_read == path.stat().st_size and source.estimated_total() == 2
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("errors", ["strict", "replace"])
+def test_a_utf16_file_with_its_byte_order_mark_is_read(tmp_path, monkeypatch, encoding, errors):
+    """Windows Notepad's "Unicode" and Windows PowerShell's `>` save UTF-16 with a byte order
+    mark: the client ran each character as garbage (`marika tsy fantatra U+0000`, one error
+    a line) and `python -m engine` refused the file as not UTF-8."""
+    monkeypatch.setattr(script_source, "CHUNK_BYTES", 7)   # a character cut between chunks
+    path = tmp_path / "s.tah"
+    bom = {"utf-16": b"", "utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}[encoding]
+    path.write_bytes(bom + "alaivo 'é;';\r\nalaivo 2;".encode(encoding))
+    with ScriptSource.open(str(path), errors=errors) as source:
+        pieces = list(source)
+    assert [(p.text, p.line, p.column) for p in pieces] == [("alaivo 'é;'", 1, 1),
+                                                             ("alaivo 2", 2, 1)]
+
+
 def test_an_overlong_statement_is_dropped_as_it_is_read(tmp_path, monkeypatch):
     monkeypatch.setattr(script_source, "CHUNK_BYTES", 100)
     path = tmp_path / "s.tah"
