@@ -18,13 +18,14 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeGuard
 
 from engine.errors import TahiryError
 from engine.evaluation.values import format_number, literal_text
 from engine.language import ast
 from engine.language.english import SQL_TYPES
+from engine.language.hints import name_hint
 from engine.language.messages import text
 
 # Stored integers are signed 64-bit: JSON readers (orjson) turn larger ones into floats.
@@ -49,18 +50,21 @@ def _sql_type_hint(name: str) -> str:
     return text("hint_english_keyword", keyword=domain, word=name) if domain else ""
 
 
-def domain_to_json(spec: ast.DomainSpec, lookup: DomainLookup) -> list[dict]:
+def domain_to_json(spec: ast.DomainSpec, lookup: DomainLookup,
+                   names: Callable[[], Iterable[str]] = tuple) -> list[dict]:
     """Validate a domain spec and turn it into JSON atoms.
 
     `lookup(name)` returns the atoms of a named domain or None if there is
-    none; named atoms are replaced by a copy of those atoms.
+    none; named atoms are replaced by a copy of those atoms. `names()`: the
+    database's domains (read only for the hint of one that does not exist).
     """
     atoms: list[dict] = []
     for atom in spec.atoms:
         if isinstance(atom, ast.NamedAtom):
             named = lookup(atom.name)
             if named is None:
-                hint = _sql_type_hint(atom.name)
+                # `INT` (a SQL type), or a domain of the database misspelled (`kilasyy`).
+                hint = _sql_type_hint(atom.name) or name_hint(atom.name, names())
                 raise TahiryError(f"Tsy misy ny efitra : {atom.name}" + ("." + hint if hint else ""))
             atoms.extend(dict(item) for item in named)
         else:

@@ -346,16 +346,22 @@ class Executor:
             return None if document is None else document["domain"]
         return lookup
 
+    def _domain_names(self, database: str):
+        """The database's domains, listed when called (for a misspelled one's hint)."""
+        return lambda: self.store.list_objects(database, "domain")
+
     def _run_CreateTable(self, statement: ast.CreateTable, session) -> Outcome:
         database = self._database(session)
         name = validate_name(statement.name, "table")
         self._name_taken(database, name)
         check_column_names([column.name for column in statement.columns])
         lookup = self._lookup_domain(database)
+        domains = self._domain_names(database)
         columns = []
         for column in statement.columns:
             validate_name(column.name, "column")
-            columns.append({"name": column.name, "domain": domain_to_json(column.domain, lookup)})
+            columns.append({"name": column.name,
+                            "domain": domain_to_json(column.domain, lookup, domains)})
         self.store.write(database, "table", name, {"columns": columns, "rows": []})
         return Outcome.success(f"Ny tabilao : {name} dia voaforona soamantsara")
 
@@ -364,7 +370,8 @@ class Executor:
         name = validate_name(statement.name, "domain")
         if self.store.read(database, "domain", name) is not None:
             raise TahiryError(f"Ny efitra : {name} dia efa misy")
-        atoms = domain_to_json(statement.domain, self._lookup_domain(database))
+        atoms = domain_to_json(statement.domain, self._lookup_domain(database),
+                               self._domain_names(database))
         self.store.write(database, "domain", name, {"domain": atoms})
         return Outcome.success(f"Ny efitra : {name} dia voaforona soamantsara")
 

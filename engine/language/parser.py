@@ -36,7 +36,7 @@ from engine.language.account_syntax import (
     parse_account,
 )
 from engine.language.english import SQL_OPERATORS, SQL_TYPES, WRITTEN_OTHERWISE
-from engine.language.hints import syntax_hint
+from engine.language.hints import name_hint, syntax_hint
 from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
 from engine.language.messages import text
@@ -84,6 +84,8 @@ _STATEMENT_TYPES = {KEYWORDS[word] for word in (
     "omeo", "esory") if word in KEYWORDS}
 # The words of a statement's clauses: one starting a statement was cut off the one before
 # by a `;` too early (`alaivo * ao@ t; rehefa id = 1;`).
+# The base types a domain is made of (a misspelled one, with bounds, is hinted).
+BASE_TYPES = ("ISA", "LAHATSORATRA", "DATY", "TANISA")
 # An `ao@` after the error, where a comma could come: the one before it was not forgotten
 # (`alaivo id anarana taranja ao@ t` misses a comma).
 _LATER_AO = re.compile(r"(?<![\w.])ao(?![\w.])", re.IGNORECASE)
@@ -560,10 +562,12 @@ class _Grammar(Parser):
             return ast.EnumAtom(tuple(args))
         if args is not None:
             domain = SQL_TYPES.get(word)   # `varchar(20)`: say how Tahiry writes it
+            # ... or a base type misspelled (`ISAA(0,10)`).
+            hint = text("hint_english_keyword", keyword=domain, word=name) if domain \
+                else name_hint(name, BASE_TYPES)
             raise SyntaxProblem(
                 f"'{name}' dia tsy karazana fototra (ISA, LAHATSORATRA, DATY, TANISA): "
-                "tsy mandray fari-pahalehibeazana", index,
-                hint=text("hint_english_keyword", keyword=domain, word=name) if domain else "")
+                "tsy mandray fari-pahalehibeazana", index, hint=hint)
         return ast.NamedAtom(name)
 
     @staticmethod

@@ -468,6 +468,25 @@ def test_a_value_refused_by_a_date_column_says_how_dates_are_written(tmp_path_fa
         .endswith(DATE_FORM)
 
 
+@pytest.mark.parametrize("text, hint", [
+    # A named domain misspelled (a table misspelled had its hint), and a base type misspelled
+    # before its bounds ("'ISAA' is not a base type: it takes no bounds", nothing more).
+    ("manamboara tabilao u (a kilasyy);", did_you_mean("kilasy", "kilasyy")),
+    ("manamboara tabilao u (a Kilasy);", did_you_mean("kilasy", "Kilasy")),
+    ("manamboara efitra e2 (kilasi:DATY);", did_you_mean("kilasy", "kilasi")),
+    ("manamboara tabilao u (a ISAA(0,10));", did_you_mean("ISA", "ISAA")),
+    ("manamboara tabilao u (a LAHATSORATA(0,5));", did_you_mean("LAHATSORATRA", "LAHATSORATA")),
+    ("manamboara tabilao u (a tanisaa('x'));", did_you_mean("TANISA", "tanisaa")),
+])
+def test_a_misspelled_domain_is_hinted(tmp_path_factory, text, hint):
+    session = prepared_session(tmp_path_factory, "domains", SETUP + (
+        "manamboara efitra kilasy (TANISA('L3', 'M1'));"))
+    message = one(session, text).message
+    assert message.endswith(hint), message
+    assert translate(message, "en").endswith(hint.replace(
+        " Angamba '", " Did you mean '").replace("' no tianao hosoratana (fa tsy '", "' (not '"))
+
+
 @pytest.mark.parametrize("script, word", [
     ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
     ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
