@@ -323,6 +323,11 @@ class _Grammar(Parser):
                 else f"alaivo ... ao@ {shown}"
             raise SyntaxProblem(detail, index, hint=text("hint_forgot_ao", word=shown,
                                                          example=example))
+        if token is not None and token.type == "ID" and "lahatsoratra" in expected \
+                and "anarana" not in expected:
+            # `TANISA(L3, M1)`: a name where only a literal may stand, a text's quotes
+            # forgotten.
+            raise SyntaxProblem(detail, index, hint=text("hint_quoted_text", word=shown))
         if token is not None and token.type in _OPERAND_TYPES and "','" in expected \
                 and not syntax_hint(self.text, index, keywords):
             # `sanda (1 'Algo')`, `(a ISA(0,10) b ...)`, `alaivo id anarana taranja`: two

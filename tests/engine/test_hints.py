@@ -487,6 +487,18 @@ def test_a_misspelled_domain_is_hinted(tmp_path_factory, text, hint):
         " Angamba '", " Did you mean '").replace("' no tianao hosoratana (fa tsy '", "' (not '"))
 
 
+@pytest.mark.parametrize("text, word", [
+    # A TANISA's values written without quotes: only a literal may stand there, and the
+    # error listed "'null', isa na lahatsoratra" without a word on quotes.
+    ("manamboara tabilao u (kilasy TANISA(L3, M1));", "L3"),
+    ("manamboara efitra e (TANISA('L3', M1));", "M1"),
+])
+def test_a_text_without_quotes_where_only_a_literal_goes_is_hinted(session, text, word):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") \
+        and message.endswith(quoted(word)), message
+
+
 @pytest.mark.parametrize("script, word", [
     ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
     ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
