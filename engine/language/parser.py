@@ -328,10 +328,12 @@ class _Grammar(Parser):
             # `TANISA(L3, M1)`: a name where only a literal may stand, a text's quotes
             # forgotten.
             raise SyntaxProblem(detail, index, hint=text("hint_quoted_text", word=shown))
-        if token is not None and token.type in _OPERAND_TYPES and "','" in expected \
+        if token is not None and "','" in expected and (
+                token.type in _OPERAND_TYPES or (token.type == "(" and head.endswith(")"))) \
                 and not syntax_hint(self.text, index, keywords):
-            # `sanda (1 'Algo')`, `(a ISA(0,10) b ...)`, `alaivo id anarana taranja`: two
-            # operands (or definitions) where a list goes on, the comma between them forgotten.
+            # `sanda (1 'Algo')`, `(a ISA(0,10) b ...)`, `alaivo id anarana taranja`, `sanda
+            # (1) (2)`: two operands, definitions or rows where a list goes on, the comma
+            # between them forgotten.
             raise SyntaxProblem(detail, index, hint=text("hint_missing_comma", word=shown))
         raise SyntaxProblem(detail, index, keywords)
 

@@ -374,6 +374,8 @@ def forgot_comma(word: str) -> str:
     ("manampia ao@ naoty (id taranja) sanda (1, 'Algo');", forgot_comma("taranja")),
     ("manamboara tabilao u (a ISA(0,10) b LAHATSORATRA(null,null));", forgot_comma("b")),
     ("alaivo taranja, naoty ao@ naoty alaharo taranja naoty;", forgot_comma("naoty")),
+    # ... and between two rows of values.
+    ("manampia ao@ naoty sanda (1, 'Algo', 12) (2, 'BD', 9);", forgot_comma("(")),
     # The second name is read as the first one's alias, the error falls on the third: it
     # said "Angamba 'analana' ... (fa tsy 'anarana')?", a set operator, which takes a
     # query after it, never a name.
