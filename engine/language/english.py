@@ -47,7 +47,10 @@ SQL_TYPES: dict[str, str] = {
 
 # Operators of SQL (`<>`) and C (`==`) and how Tahiry writes them (the hint
 # `hint_english_keyword`, given by the parser where the second character is unexpected).
-SQL_OPERATORS: dict[str, str] = {"<>": "!=", "==": "="}
+SQL_OPERATORS: dict[str, str] = {"<>": "!=", "==": "=", "=>": ">=", "=<": "<="}
+# Operators of mathematics and C the lexer does not know (a syntax error at their first
+# character): the ones Tahiry writes instead.
+FOREIGN_OPERATORS: dict[str, str] = {"\u2265": ">=", "\u2264": "<=", "\u2260": "!=", "&&": "ary"}
 
 
 # SQL keywords Tahiry has no word for, with how a query says the same

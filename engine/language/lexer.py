@@ -24,6 +24,7 @@ from sly import Lexer
 from sly.lex import Token
 
 from engine.errors import EngineError
+from engine.language.english import FOREIGN_OPERATORS
 from engine.language.messages import text
 from engine.vocabulary import JOIN_KINDS, SET_OPERATOR_SYMBOLS, SET_OPERATOR_WORDS
 
@@ -278,8 +279,12 @@ class TahiryLexer(Lexer):
 
     def error(self, t):
         char = t.value[0]
-        raise SyntaxProblem(f"marika tsy fantatra {describe_char(char)}", self.index,
-                            hint=text("hint_plain_quotes") if char in OTHER_QUOTES else "")
+        hint = text("hint_plain_quotes") if char in OTHER_QUOTES else ""
+        written = next((word for word in FOREIGN_OPERATORS
+                        if t.value.startswith(word)), None)
+        if written is not None:   # `≥`, `&&`
+            hint = text("hint_english_keyword", keyword=FOREIGN_OPERATORS[written], word=written)
+        raise SyntaxProblem(f"marika tsy fantatra {describe_char(char)}", self.index, hint=hint)
 
     def tokens_of(self, text: str):
         """The tokens of `text`, exactly as SLY's `tokenize` yields them, faster.

@@ -147,6 +147,14 @@ def session(tmp_path_factory):
     ("alaivo anarana ao@ mpianatra #vondrona anarana #rehefa anarana = 'x';", GROUP_FILTER),
     # SQL's not-equal and C's equality: a syntax error at their second character.
     ("alaivo * ao@ mpianatra rehefa id <> 1;", in_tahiry("!=", "<>")),
+    # `=>`, `=<` (the order of the two characters swapped), and the mathematical signs and
+    # C's `&&` pasted or typed: the words expected, or "unknown character", said nothing.
+    ("alaivo * ao@ naoty rehefa naoty => 10;", in_tahiry(">=", "=>")),
+    ("alaivo * ao@ naoty rehefa naoty =< 10;", in_tahiry("<=", "=<")),
+    ("alaivo * ao@ naoty rehefa naoty \u2265 10;", in_tahiry(">=", "\u2265")),
+    ("alaivo * ao@ naoty rehefa naoty \u2264 10;", in_tahiry("<=", "\u2264")),
+    ("alaivo * ao@ naoty rehefa naoty \u2260 10;", in_tahiry("!=", "\u2260")),
+    ("alaivo * ao@ naoty rehefa naoty > 1 && id = 1;", in_tahiry("ary", "&&")),
     ("alaivo * ao@ mpianatra rehefa id == 1;", in_tahiry("=", "==")),
     ("havaozy mpianatra ova id = 2 rehefa anarana<>'x';", in_tahiry("!=", "<>")),
     # SQL's comma join (`FROM a, b`): a syntax error at the comma, and no hint said why.
