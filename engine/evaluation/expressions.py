@@ -338,9 +338,12 @@ class RowContext:
 
     def aggregate(self, call: FunctionCall) -> tuple[int, str]:
         check_function(call)
+        # SQL's WHERE holding an aggregate, HAVING meant: how groups are filtered.
+        hint = text("hint_aggregate_filter", example=WRITTEN_OTHERWISE["having"]) \
+            if self.clause == "rehefa" else ""
         raise TahiryError(
             f"Tsy azo ampiasaina ao amin'ny '{self.clause}' ny fonction d'agrégation "
-            f"{expression_text(call)}.")
+            f"{expression_text(call)}." + hint)
 
 
 # --------------------------------------------------------------------------

@@ -538,6 +538,11 @@ CATALOGUE: tuple[Message, ...] = (
     _M("hint_date_form",
        " Ny daty dia soratana 'YYYY-MM-DD' eo anelanelan'ny ' (ohatra '2024-01-31').",
        " A date is written 'YYYY-MM-DD' between quotes (e.g. '2024-01-31').", "hint"),
+    _M("hint_aggregate_filter",
+       " Ny 'rehefa' dia manivana ny andalana alohan'ny hanaovana ny vondrona ; ny vondrona "
+       "kosa dia sivanina toy izao : {example}",
+       " 'rehefa' filters the rows before the groups are made; groups are filtered like "
+       "this: {example}", "hint"),
     _M("hint_missing_comma", " Hadino angamba ny ',' teo alohan'ny '{word}'?",
        " Was the ',' before '{word}' forgotten?", "hint"),
     _M("hint_comma_before", " Tafahoatra angamba ny ',' teo alohan'ny '{word}' : esory izy.",

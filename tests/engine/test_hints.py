@@ -509,6 +509,27 @@ def test_a_text_without_quotes_where_only_a_literal_goes_is_hinted(session, text
         and message.endswith(quoted(word)), message
 
 
+AGGREGATE_FILTER = (" Ny 'rehefa' dia manivana ny andalana alohan'ny hanaovana ny vondrona ; "
+                    "ny vondrona kosa dia sivanina toy izao : " + WRITTEN_OTHERWISE["having"])
+
+
+@pytest.mark.parametrize("text", [
+    # SQL's WHERE holding an aggregate (HAVING meant): the error said it may not stand
+    # there, not how groups are filtered.
+    "alaivo taranja, avg(naoty) ao@ naoty rehefa avg(naoty) > 10 vondrona taranja;",
+    "alaivo count(*) ao@ naoty rehefa count(*) > 1;",
+])
+def test_an_aggregate_in_rehefa_says_how_groups_are_filtered(session, text):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Tsy azo ampiasaina ao amin'ny 'rehefa' ny "
+                              "fonction d'agrégation ") and message.endswith(AGGREGATE_FILTER), \
+        message
+    assert "groups are filtered like this" in translate(message, "en")
+    # In `ka`, no such thing to say.
+    assert one(session, "alaivo * ao@ naoty n tonona mpianatra m ka count(*) > 1;").message \
+        .endswith("count(*).")
+
+
 @pytest.mark.parametrize("script, word", [
     ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
     ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
