@@ -543,6 +543,11 @@ CATALOGUE: tuple[Message, ...] = (
        "kosa dia sivanina toy izao : {example}",
        " 'rehefa' filters the rows before the groups are made; groups are filtered like "
        "this: {example}", "hint"),
+    _M("hint_dia_value",
+       " Ny 'dia' dia ao amin'ny 'dia null' sy 'dia tsy null' ihany : '=' sy '!=' no "
+       "mampitaha sanda (ohatra : rehefa a = 1).",
+       " 'dia' is only used in 'dia null' and 'dia tsy null': values are compared with '=' "
+       "and '!=' (e.g. rehefa a = 1).", "hint"),
     _M("hint_missing_comma", " Hadino angamba ny ',' teo alohan'ny '{word}'?",
        " Was the ',' before '{word}' forgotten?", "hint"),
     _M("hint_comma_before", " Tafahoatra angamba ny ',' teo alohan'ny '{word}' : esory izy.",

@@ -323,6 +323,10 @@ class _Grammar(Parser):
                 else f"alaivo ... ao@ {shown}"
             raise SyntaxProblem(detail, index, hint=text("hint_forgot_ao", word=shown,
                                                          example=example))
+        if token is not None and token.type in _OPERAND_TYPES and "'null'" in expected \
+                and set(expected) <= {"'null'", "'tsy'"}:
+            # `rehefa anarana dia 'Alice'`: `dia` ("is") read as equality.
+            raise SyntaxProblem(detail, index, hint=text("hint_dia_value"))
         if token is not None and token.type == "ID" and "lahatsoratra" in expected \
                 and "anarana" not in expected:
             # `TANISA(L3, M1)`: a name where only a literal may stand, a text's quotes

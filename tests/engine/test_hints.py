@@ -530,6 +530,22 @@ def test_an_aggregate_in_rehefa_says_how_groups_are_filtered(session, text):
         .endswith("count(*).")
 
 
+@pytest.mark.parametrize("text", [
+    # `dia` ("is") read as equality: the error listed 'null' and 'tsy' only.
+    "alaivo anarana ao@ mpianatra rehefa anarana dia 'Alice';",
+    "alaivo * ao@ naoty rehefa naoty dia 12;",
+    "alaivo * ao@ naoty rehefa naoty dia tsy 12;",
+])
+def test_dia_before_a_value_says_it_only_tests_null(session, text):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and message.endswith(
+        " Ny 'dia' dia ao amin'ny 'dia null' sy 'dia tsy null' ihany : '=' sy '!=' no "
+        "mampitaha sanda (ohatra : rehefa a = 1)."), message
+    assert translate(message, "en").endswith(
+        " 'dia' is only used in 'dia null' and 'dia tsy null': values are compared with '=' "
+        "and '!=' (e.g. rehefa a = 1).")
+
+
 @pytest.mark.parametrize("script, word", [
     ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
     ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
