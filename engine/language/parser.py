@@ -324,8 +324,10 @@ class _Grammar(Parser):
             raise SyntaxProblem(detail, index, hint=text("hint_forgot_ao", word=shown,
                                                          example=example))
         if token is not None and token.type in _OPERAND_TYPES and "'null'" in expected \
-                and set(expected) <= {"'null'", "'tsy'"}:
-            # `rehefa anarana dia 'Alice'`: `dia` ("is") read as equality.
+                and set(expected) <= {"'null'", "'tsy'"} \
+                and not syntax_hint(self.text, index, keywords):
+            # `rehefa anarana dia 'Alice'`: `dia` ("is") read as equality (`dia not null`
+            # keeps the English word's hint).
             raise SyntaxProblem(detail, index, hint=text("hint_dia_value"))
         if token is not None and token.type == "ID" and "lahatsoratra" in expected \
                 and "anarana" not in expected:
