@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from engine.language import ast
 from engine.language.lexer import SyntaxProblem, TahiryLexer
+from engine.language.messages import text as message_text  # (`text`: a statement here)
 from engine.vocabulary import RIGHT_WORDS
 
 ACCOUNT_WORD = "mpampiasa"
@@ -222,6 +223,15 @@ def parse_account(tokens: list, text: str) -> ast.Statement:
         account = reader.name()
         reader.word(RIGHT_WORD)
         right = reader.right()
+        database = reader.peek()
+        if database is not None and database.type == "ID":
+            # `omeo soa zo mamaky sekoly`: `ao@` forgotten before the database, as in
+            # `alaivo * mpianatra`.
+            problem = _expected("'ao@'", database)
+            problem.hint = message_text("hint_forgot_ao", word=database.value, example=(
+                f"{first.value} {account} zo {reader.tokens[reader.position - 1].value} "
+                f"ao@ {database.value}"))
+            raise problem
         reader.keyword("AO", "ao@")
         token = reader.peek()
         if token is not None and token.type == "@":

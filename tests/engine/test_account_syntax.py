@@ -68,7 +68,8 @@ def test_the_words_stay_names_of_tables_and_columns(tmp_path):
     ("omeo rabe zo mamakyy ao@ db", "nandrasana 'mamaky' na 'manoratra' fa 'mamakyy' no hita "
                                     "Angamba 'mamaky' no tianao hosoratana (fa tsy 'mamakyy')?"),
     ("omeo rabe mamaky ao@ db", "nandrasana 'zo' fa 'mamaky' no hita"),
-    ("esory rabe zo mamaky db", "nandrasana 'ao@' fa 'db' no hita"),
+    ("esory rabe zo mamaky db", "nandrasana 'ao@' fa 'db' no hita Hadino angamba ny 'ao@' "
+     "teo alohan'ny 'db'? (esory rabe zo mamaky ao@ db)"),
     ("omeo rabe zo mamaky ao@", "nandrasana anarana fa tapitra ny fanambarana"),
     ("ovay tenimiafina rabe 'x'", "nandrasana 'ny' fa 'tenimiafina' no hita"),
     ("ovay ny tenimiafina 'x'", "nandrasana anarana fa lahatsoratra no hita"),

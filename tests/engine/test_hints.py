@@ -330,6 +330,10 @@ def insert_columns(columns: str) -> str:
      " Hadino angamba ny 'ao@' teo alohan'ny 'mpianatra'? (manampia ao@ mpianatra)"),
     ("fafao mpianatra rehefa id = 1;",
      " Hadino angamba ny 'ao@' teo alohan'ny 'mpianatra'? (fafao ao@ mpianatra)"),
+    # ... and in a grant (the words expected only).
+    ("omeo soa zo mamaky s;", " Hadino angamba ny 'ao@' teo alohan'ny 's'? (omeo soa zo mamaky ao@ s)"),
+    ("esory soa zo manoratra s;",
+     " Hadino angamba ny 'ao@' teo alohan'ny 's'? (esory soa zo manoratra ao@ s)"),
     # ... and one too many: `havaozy` takes none (it said "'ao' is reserved, not a name").
     ("havaozy ao@ naoty ova naoty = 10;",
      " Tsy misy 'ao@' aorian'ny 'havaozy' : havaozy TABILAO ova a = 1 rehefa ..."),
