@@ -301,9 +301,11 @@ def column_refs(expr: Expr) -> list[ColumnRef]:
 def check_function(call: FunctionCall) -> None:
     """Reject unknown functions and wrong argument shapes."""
     if call.name not in AGGREGATE_FUNCTIONS:
+        hint = keyword_hint(call.name) if call.name.lower() == "not" \
+            else name_hint(call.name, AGGREGATE_FUNCTIONS)
+        # (`upper`, `length`: none close; which ones there are.)
         raise TahiryError(f"Tsy fantatra ny fonction '{call.name}'."
-                          + (keyword_hint(call.name) if call.name.lower() == "not"
-                             else name_hint(call.name, AGGREGATE_FUNCTIONS)))
+                          + (hint or text("hint_functions", names=", ".join(AGGREGATE_FUNCTIONS))))
     if call.star:
         if call.name != "count":
             raise TahiryError(f"Ny {call.name}(*) dia tsy azo atao : count(*) ihany.")

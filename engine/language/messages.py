@@ -548,6 +548,8 @@ CATALOGUE: tuple[Message, ...] = (
        "mampitaha sanda (ohatra : rehefa a = 1).",
        " 'dia' is only used in 'dia null' and 'dia tsy null': values are compared with '=' "
        "and '!=' (e.g. rehefa a = 1).", "hint"),
+    _M("hint_functions", " Ireto ihany no fonction ao amin'ny Tahiry : {names}.",
+       " Tahiry's only functions are: {names}.", "hint"),
     _M("hint_missing_comma", " Hadino angamba ny ',' teo alohan'ny '{word}'?",
        " Was the ',' before '{word}' forgotten?", "hint"),
     _M("hint_comma_before", " Tafahoatra angamba ny ',' teo alohan'ny '{word}' : esory izy.",

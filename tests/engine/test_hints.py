@@ -550,6 +550,21 @@ def test_dia_before_a_value_says_it_only_tests_null(session, text):
         "and '!=' (e.g. rehefa a = 1).")
 
 
+@pytest.mark.parametrize("text, word", [
+    # A function of SQL Tahiry does not have, close to no aggregate: the error named it and
+    # said nothing of which functions there are.
+    ("alaivo upper(anarana) ao@ mpianatra;", "upper"),
+    ("alaivo length(anarana) ao@ mpianatra;", "length"),
+    ("alaivo * ao@ mpianatra rehefa round(id) = 1;", "round"),
+])
+def test_an_unknown_function_lists_the_functions_there_are(session, text, word):
+    message = one(session, text).message
+    assert message == (f"Hadisoana : Tsy fantatra ny fonction '{word}'. Ireto ihany no fonction "
+                       "ao amin'ny Tahiry : count, sum, avg, min, max."), message
+    assert translate(message, "en").endswith(
+        " Tahiry's only functions are: count, sum, avg, min, max.")
+
+
 @pytest.mark.parametrize("script, word", [
     ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
     ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
