@@ -564,6 +564,12 @@ class _Generator:
     def emit_filter(self, expr: Expr, clause: str) -> _Code:
         if isinstance(expr, Binary) and expr.op in ("ary", "na"):
             left = self.emit_filter(expr.left, clause)
+            example = _repeated_comparison(expr)
+            if example is not None:
+                raise TahiryError(
+                    f"Ny fepetra ao amin'ny '{clause}' dia tsy maintsy booléen, "
+                    f"fa tsy booléen ny {expression_text(expr.right)}."
+                    + text("hint_repeat_operand", example=example))
             right = self.emit_filter(expr.right, clause)
             if left.constant and right.constant:
                 return self.emit(expr)
@@ -579,6 +585,22 @@ class _Generator:
             clause_name = self.name("k", clause)
             code = _Code(f"chk({code.text}, {clause_name})", BOOL, code.depth + 1)
         return self.fold(code)
+
+
+def _repeated_comparison(expr: Binary) -> str | None:
+    """`taranja = 'BD' na taranja = 'Algo'` for `taranja = 'BD' na 'Algo'` (a value alone
+    after `ary`/`na`, as the sentence is said, the comparison before it to repeat); None
+    for anything else."""
+    value = expr.right
+    if not isinstance(value, Literal) or value.value is None:
+        return None
+    before = expr.left
+    while isinstance(before, Binary) and before.op in ("ary", "na"):
+        before = before.right   # `id = 1 ary naoty = 2 na 3`: the comparison next to it
+    if not (isinstance(before, Binary) and before.op in _COMPARISON_OPS):
+        return None
+    return (f"{expression_text(before)} {expr.op} {expression_text(before.left)} "
+            f"{before.op} {expression_text(value)}")
 
 
 def _boolean_arithmetic(op: str, operand: Expr) -> TahiryError:

@@ -565,6 +565,23 @@ def test_an_unknown_function_lists_the_functions_there_are(session, text, word):
         " Tahiry's only functions are: count, sum, avg, min, max.")
 
 
+@pytest.mark.parametrize("text, example", [
+    # "taranja is BD or Algo" as it is said: the second value stands alone, and the error
+    # said only that 'Algo' is not a boolean.
+    ("alaivo * ao@ naoty rehefa taranja = 'BD' na 'Algo';",
+     "taranja = 'BD' na taranja = 'Algo'"),
+    ("alaivo * ao@ naoty rehefa naoty > 10 ary 15;", "naoty > 10 ary naoty > 15"),
+    ("alaivo * ao@ naoty rehefa id = 1 ary naoty = 2 na 3;", "naoty = 2 na naoty = 3"),
+])
+def test_a_value_alone_beside_a_comparison_says_to_repeat_the_column(session, text, example):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Ny fepetra ao amin'ny 'rehefa' dia tsy maintsy "
+                              "booléen") and message.endswith(
+        f" Samy manana ny sanda ampitahainy ny fampitahana tsirairay : {example}."), message
+    assert translate(message, "en").endswith(f" Each comparison names what it compares: "
+                                             f"{example}.")
+
+
 @pytest.mark.parametrize("script, word", [
     ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
     ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
