@@ -329,6 +329,11 @@ class _Grammar(Parser):
             # `rehefa anarana dia 'Alice'`: `dia` ("is") read as equality (`dia not null`
             # keeps the English word's hint).
             raise SyntaxProblem(detail, index, hint=text("hint_dia_value"))
+        if token is not None and token.type in ("CMP", "=") and self.symstack \
+                and self.symstack[-1].type in ("ARY", "NA"):
+            # `naoty > 10 ary < 15`: the column of the second comparison left out.
+            raise SyntaxProblem(detail, index, hint=text("hint_repeat_operand",
+                                                         example="a > 10 ary a < 15"))
         if token is not None and token.type == "ID" and "lahatsoratra" in expected \
                 and "anarana" not in expected:
             # `TANISA(L3, M1)`: a name where only a literal may stand, a text's quotes

@@ -582,6 +582,18 @@ def test_a_value_alone_beside_a_comparison_says_to_repeat_the_column(session, te
                                              f"{example}.")
 
 
+@pytest.mark.parametrize("text", [
+    # The same said with the operator kept and the column left out: a syntax error.
+    "alaivo * ao@ naoty rehefa naoty > 10 ary < 15;",
+    "alaivo * ao@ naoty rehefa taranja = 'BD' na = 'Algo';",
+])
+def test_an_operator_right_after_ary_or_na_says_to_repeat_the_column(session, text):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and message.endswith(
+        " Samy manana ny sanda ampitahainy ny fampitahana tsirairay : a > 10 ary a < 15."), \
+        message
+
+
 @pytest.mark.parametrize("script, word", [
     ("alaivo anarana ao@ mpianatra; rehefa id = 1;", "rehefa"),
     ("alaivo anarana ao@ mpianatra alaharo anarana;\n  fetra 1;", "fetra"),
