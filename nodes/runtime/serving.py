@@ -107,7 +107,7 @@ from nodes.runtime.admission import DEFAULT_LIMITS, Admission, ConnectionLimits
 from nodes.runtime.idle_watch import IdleWatch
 from nodes.runtime.node_process import release_free_memory, set_nodelay, write_port_file
 from nodes.runtime.outbox import CHUNK_BYTES, MEMORY_CAP_BYTES, Outbox
-from nodes.runtime.unix_socket import UnixSocketRefused, bind_unix_socket
+from nodes.runtime.unix_socket import UnixSocketRefused, bind_or_keep_tcp
 
 Answer = Callable[[Request], "bytes | Awaitable[bytes] | PendingAnswer"]
 
@@ -987,7 +987,8 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
     (nodes/protocol/tls.py `server_context`). `unix_socket`: a path where it
     also listens, for the nodes of this machine (nodes/runtime/unix_socket.py:
     mode 0600, a stale file replaced, removed at stop; UnixSocketRefused,
-    before anything listens, when it cannot be used), with the same handler,
+    before anything listens, when another node may be there; TCP only when
+    the path holds something else), with the same handler,
     secret, caps and idle rules; never with TLS (a Unix socket carries none).
     """
     loop = asyncio.get_running_loop()
@@ -1007,7 +1008,7 @@ async def run_server(open_client: Callable[[], ClientHandler | None], host: str,
         raise UnixSocketRefused(f"unix socket {unix_socket}: this node uses TLS, which a Unix "
                                 f"socket does not carry: every link of a TLS node stays TLS")
     # Checked and bound first: a refused path stops the node before anything listens.
-    unix = bind_unix_socket(unix_socket) if unix_socket is not None else None
+    unix = bind_or_keep_tcp(unix_socket, logger) if unix_socket is not None else None
     servers: list[asyncio.AbstractServer] = []
     try:
         if sock is not None:

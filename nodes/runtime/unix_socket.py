@@ -13,9 +13,14 @@ The file (`bind_unix_socket`):
 - is created mode 0600 (only the cluster's user may connect; set on the
   socket before bind, so it is never more open, and once more on the file);
 - replaces a stale socket file left by a crash (a socket nobody listens on);
-- refuses, leaving it as it is, a PATH that exists and is not a socket, one
-  where a live process listens, and a path longer than a Unix socket
-  address holds (`path_fits`: sun_path's 108 bytes, the NUL included);
+- refuses, leaving it as it is, a PATH where a live process listens, and
+  a path longer than a Unix socket address holds (`path_fits`: sun_path's
+  108 bytes, the NUL included): the node does not start;
+- leaves as it is a PATH that holds something else (a regular file, a
+  directory) or where the bind fails (`UnixSocketUnusable`): the node
+  serves over TCP only (`bind_or_keep_tcp`), which its peers fall back to.
+  A stray file in the run folder must not keep a supervised node down:
+  its restarts would all fail, where over TCP it would have run;
 - is removed at a clean stop (`UnixListener.remove`), unless another
   process has replaced it meanwhile.
 
@@ -27,6 +32,7 @@ a path is given, else or when that fails, TCP.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import stat
@@ -45,6 +51,11 @@ _LIVENESS_TIMEOUT_S = 1.0
 
 class UnixSocketRefused(NodeError):
     """The node cannot listen at its `--unix-socket` path; one sentence saying why."""
+
+
+class UnixSocketUnusable(UnixSocketRefused):
+    """The path holds something that is not a socket, or cannot be bound: no other node
+    is there, so the node may serve over TCP only (`bind_or_keep_tcp`)."""
 
 
 def path_fits(path: str) -> bool:
@@ -73,6 +84,16 @@ class UnixListener:
                 pass
 
 
+def bind_or_keep_tcp(path: str, logger: logging.Logger) -> UnixListener | None:
+    """`bind_unix_socket`, or None (TCP only, said in the log) when the path is unusable
+    but no other node is there; UnixSocketRefused otherwise."""
+    try:
+        return bind_unix_socket(path)
+    except UnixSocketUnusable as unusable:
+        logger.warning("%s: serving over TCP only", unusable)
+        return None
+
+
 def bind_unix_socket(path: str) -> UnixListener:
     """A Unix socket bound at `path` (mode 0600), not listening yet; UnixSocketRefused if not.
 
@@ -93,7 +114,7 @@ def bind_unix_socket(path: str) -> UnixListener:
         info = os.lstat(path)
     except OSError as error:
         sock.close()
-        raise UnixSocketRefused(f"unix socket {path}: cannot listen there: "
+        raise UnixSocketUnusable(f"unix socket {path}: cannot listen there: "
                                 f"{error.strerror or error}") from None
     return UnixListener(path, sock, (info.st_dev, info.st_ino))
 
@@ -107,8 +128,8 @@ def _clear_stale(path: str) -> None:
     except OSError as error:
         raise UnixSocketRefused(f"unix socket {path}: {error.strerror or error}") from None
     if not stat.S_ISSOCK(info.st_mode):
-        raise UnixSocketRefused(f"unix socket {path}: a file that is not a socket is there; "
-                                f"it was left as it is: remove it or give another path")
+        raise UnixSocketUnusable(f"unix socket {path}: a file that is not a socket is there; "
+                                 f"it was left as it is: remove it or give another path")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(_LIVENESS_TIMEOUT_S)
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import stat
 
 import psutil
@@ -45,6 +46,14 @@ def write_and_read(client: WireClient, database: str) -> None:
 def online(port: int, backend: str) -> bool:
     with WireClient(port) as client:
         return client.status()["backends"][backend]["state"] == "ONLINE"
+
+
+def writable_online(port: int, backends) -> bool:
+    """Whether the balancer at `port` takes writes to each of `backends` (ONLINE, writable)."""
+    with WireClient(port) as client:
+        rows = client.status()["backends"]
+    return all(rows[backend]["state"] == "ONLINE" and rows[backend]["writable"]
+               for backend in backends)
 
 
 def test_the_balancer_reaches_a_server_through_its_socket_alone(start_node, tmp_path):
@@ -117,3 +126,28 @@ def test_a_supervised_cluster_links_its_nodes_through_private_sockets(cluster):
                        f"a connection accepted on {path}")
     cluster.down()
     assert not [path for path in sockets.values() if path.exists()]
+
+
+@pytest.mark.slow
+def test_nodes_restarted_over_a_socket_path_taken_by_a_file_keep_tcp_and_run(cluster):
+    """Something that is not a socket at run/<node>.sock (an operator's file, a directory)
+    is left as it is; the node restarted there serves over TCP only, as its peers fall
+    back to: a stray file in the run folder must not keep a server down (FATAL)."""
+    assert cluster.up().returncode == 0, cluster.supervisor_log()
+    before = cluster.wait_for(all_running, "every node RUNNING")
+    run = cluster.workdir / "run"
+    (run / "m1.sock").unlink()
+    (run / "m1.sock").write_text("an operator's notes\n")
+    (run / "m2.sock").unlink()
+    (run / "m2.sock").mkdir()
+    for node in ("m1", "m2"):
+        os.kill(before[node]["pid"], signal.SIGKILL)
+    cluster.wait_for(lambda nodes: all_running(nodes) and all(
+        nodes[node]["pid"] != before[node]["pid"] for node in ("m1", "m2")),
+        "m1 and m2 RUNNING again (restarted by the supervisor)")
+    wait_until(lambda: writable_online(cluster.ports["lb"], ("m1", "m2")), 20,
+               "m1 and m2 ONLINE and writable again (caught up)")
+    with WireClient(cluster.ports["proxy"]) as client:
+        write_and_read(client, "sekoly")
+    assert (run / "m1.sock").read_text() == "an operator's notes\n"
+    assert (run / "m2.sock").is_dir()

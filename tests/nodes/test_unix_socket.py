@@ -2,9 +2,10 @@
 
 Real node processes: a proxy cache, the lightest node (its `.ping;` and
 `.status;` need no upstream); every node listens through the same
-`run_server`. The file is made mode 0600, a stale one is replaced, anything
-else at the path (a regular file, a live listener's socket) is refused and
-left as it was, and the file goes at a clean stop.
+`run_server`. The file is made mode 0600, a stale one is replaced, a live
+listener's socket is refused and left as it was, anything else there (a
+regular file, a directory) is left as it was while the node serves over
+TCP only, and the file goes at a clean stop.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import os
 import socket
 import stat
 
-from tests.conftest import READY_DEADLINE_S, unix_request
+import pytest
+
+from tests.conftest import READY_DEADLINE_S, ping, unix_request
 from tests.tlskit import Certificates
 
 
@@ -50,12 +53,22 @@ def test_a_stale_socket_left_by_a_crash_is_replaced(start_node, tmp_path):
     assert unix_request(path, ".ping;").message == "PONG p proxycache"
 
 
-def test_a_file_that_is_not_a_socket_is_refused_and_left_as_it_was(start_node, tmp_path):
+@pytest.mark.parametrize("kind", ["regular file", "directory"])
+def test_a_file_that_is_not_a_socket_is_left_as_it_was_and_the_node_keeps_tcp(
+        start_node, tmp_path, kind):
     path = tmp_path / "p.sock"
-    path.write_text("a student's notes\n")
-    log = refused(start_proxy(start_node, path, wait=False))
-    assert "not a socket" in log and str(path) in log
-    assert path.read_text() == "a student's notes\n"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path.write_text("a student's notes\n")
+    node = start_proxy(start_node, path)   # started: it answers on its TCP port
+    assert ping(node.port)
+    log = node.log_text()
+    assert "not a socket" in log and str(path) in log and "serving over TCP only" in log
+    assert path.is_dir() if kind == "directory" else path.read_text() == "a student's notes\n"
+    node.stop()
+    assert node.popen.returncode == 0, node.log_text()
+    assert path.is_dir() if kind == "directory" else path.read_text() == "a student's notes\n"
 
 
 def test_a_socket_a_live_process_listens_on_is_refused_and_left_as_it_was(start_node, tmp_path):
