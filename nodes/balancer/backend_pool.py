@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from nodes.balancer.backend_config import BackendSpec
-from nodes.balancer.backends import BUSY_PREFIX, Backend
+from nodes.balancer.backends import BUSY_PREFIX, Backend, BackendUnavailable
 from nodes.balancer.health import JOINED, BackendHealth, BackendState, HealthPolicy, Transition
 
 # After a backend refused a connection for want of room, new reads prefer
@@ -69,6 +69,17 @@ class BackendPool:
 
     def __getitem__(self, backend_id: str) -> Backend:
         return self._backends[backend_id]
+
+    def reach(self, backend_id: str) -> Backend:
+        """The backend a statement is about to try; BackendUnavailable (nothing sent) once
+        the backends file no longer lists it. A statement chose it before awaiting (an
+        earlier backend's attempt, a freshness wait): a hot reload may have removed it
+        meanwhile, and it is then unavailable like a dead one, never a KeyError."""
+        try:
+            return self._backends[backend_id]
+        except KeyError:
+            raise BackendUnavailable(backend_id, "removed from the backends file",
+                                     sent=False) from None
 
     def __iter__(self) -> Iterator[Backend]:
         return iter(list(self._backends.values()))

@@ -374,7 +374,11 @@ class Balancer:
         first = self._least_loaded(candidates) if candidates else None
         reasons: list[str] = []
         for backend_id in ([first] if first else []) + [b for b in candidates if b != first]:
-            backend = self.pool[backend_id]
+            try:
+                backend = self.pool.reach(backend_id)
+            except BackendUnavailable as error:
+                reasons.append(str(error))
+                continue
             backend.outstanding += 1
             try:
                 connection = await BackendConnection.open(backend, self.timeouts.connect)
@@ -407,7 +411,7 @@ class Balancer:
         ranked = rank_owners(*ACCOUNTS_OWNER, self.pool.candidates(writable_only=True))
         for backend_id in self._owners_then_fallbacks(ranked):
             try:
-                response = await self._forward(session, self.pool[backend_id], payload,
+                response = await self._forward(session, self.pool.reach(backend_id), payload,
                                                select_database=False)
             except BackendUnavailable as error:
                 if error.sent:
@@ -444,7 +448,7 @@ class Balancer:
 
         async def ask(backend_id: str) -> tuple[str, Response | None]:
             try:
-                return backend_id, await self._forward(session, self.pool[backend_id],
+                return backend_id, await self._forward(session, self.pool.reach(backend_id),
                                                        b".rights;", select_database=False)
             except (BackendUnavailable, LoginRefused):
                 # (Refused: a password just changed has not reached that backend yet; its
@@ -909,8 +913,8 @@ class Balancer:
             if tried:
                 self.counters.retries += 1
             tried.append(backend_id)
-            backend = self.pool[backend_id]
             try:
+                backend = self.pool.reach(backend_id)
                 response = await self._forward(session, backend, payload)
             except BackendUnavailable as error:
                 attempts.reasons.append(str(error))
@@ -981,11 +985,11 @@ class Balancer:
                 # The owner is fixed: wait (bounded) for it to catch up, then
                 # write there anyway.
                 await self._fresh_backends(session, database, needs, [backend_id])
-            backend = self.pool[backend_id]
             # Once it is on the wire, the session's next write may go behind it.
             on_sent = (functools.partial(turn.sent_ahead, backend_id, database)
                        if turn is not None else None)
             try:
+                backend = self.pool.reach(backend_id)
                 answer = await self._forward_once_database_there(
                     session, backend, payload, follow_up, wait=not attempt, on_sent=on_sent)
             except DatabaseMissing as error:
@@ -1066,8 +1070,8 @@ class Balancer:
         refusal: Response | None = None
         reasons: list[str] = []
         for backend_id in order:
-            backend = self.pool[backend_id]
             try:
+                backend = self.pool.reach(backend_id)
                 response = await self._forward(session, backend, payload, select_database=False)
             except BackendUnavailable as error:
                 reasons.append(str(error))
@@ -1111,8 +1115,8 @@ class Balancer:
 
         async def apply(backend_id: str) -> tuple[str, Response | BackendUnavailable]:
             try:
-                return backend_id, await self._forward(session, self.pool[backend_id], payload,
-                                                       select_database=False)
+                return backend_id, await self._forward(session, self.pool.reach(backend_id),
+                                                       payload, select_database=False)
             except BackendUnavailable as error:
                 return backend_id, error
 
