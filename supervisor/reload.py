@@ -63,7 +63,9 @@ class TopologyDiff:
 
 def diff_topologies(old: Topology, new: Topology) -> TopologyDiff:
     diff = TopologyDiff()
-    run_dir = new.supervisor.run
+    # The run folder stays this run's (`apply_topology`; a new one waits for the next
+    # `up`): the commands the nodes would get, and so their sockets, are judged there.
+    run_dir = old.supervisor.run
     for node_id in new.nodes:
         if node_id not in old.nodes:
             diff.added.append(node_id)

@@ -111,3 +111,14 @@ def test_turning_local_sockets_off_by_hot_reload_restarts_the_nodes_that_had_the
     diff = diff_topologies(topology_in(tmp_path), topology_in(tmp_path, OFF))
     assert sorted(diff.changed) == ["lb", "m1", "m2", "proxy"]
     assert diff.settings_changed == []
+
+
+def test_local_sockets_turned_off_with_a_new_run_folder_still_restarts_the_nodes(tmp_path):
+    """A reload keeps the run folder of this run (a new `run:` waits for the next `up`):
+    whether a node's command changes is judged there, not in the folder it will not use.
+    Judged in a new folder too deep for a socket, turning them off changed nothing."""
+    deep = tmp_path / ("d" * 100)
+    edited = OFF.replace("  control_port: 4947\n", f"  control_port: 4947\n  run: {deep}\n")
+    diff = diff_topologies(topology_in(tmp_path), topology_in(tmp_path, edited))
+    assert sorted(diff.changed) == ["lb", "m1", "m2", "proxy"]
+    assert diff.settings_changed == ["supervisor.run"]
