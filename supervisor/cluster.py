@@ -58,6 +58,11 @@ LAGGING_AFTER_S = 2.0
 LAG_WATCH_INTERVAL_S = 1.0
 # A removed server whose newest copies could not be handed over: how often it is retried.
 HAND_OVER_RETRY_S = 2.0
+# A balancer re-reads its backends file every probe interval (500 ms unless told): how
+# long a reload waits for this machine's balancers to drop the servers it stops, and
+# how often it asks them.
+LET_GO_WAIT_S = 2.0
+LET_GO_POLL_S = 0.05
 def node_command(topology: Topology, node_id: str, run_dir: Path,
                  python: str = sys.executable) -> list[str]:
     """The command line that runs one node (flags fixed in docs/ARCHITECTURE.md)."""
@@ -566,6 +571,36 @@ class Cluster:
                              ", ".join(f"{e['id']}{'' if e['writable'] else ' (read-only)'}"
                                        f"{' (lagging)' if e['lagging'] else ''}"
                                        for e in entries) or "no server")
+
+    async def wait_balancers_let_go(self, server_ids: list[str]) -> None:
+        """Until no running balancer of this machine lists `server_ids` any more (its
+        `.status;`), at most LET_GO_WAIT_S: a server stopped while a balancer still sends
+        to it cuts the statements on their way (a write's outcome then unknown to its
+        client). Call it once the backends files no longer name them."""
+        leaving = set(server_ids)
+        deadline = time.monotonic() + LET_GO_WAIT_S
+        for router in self.topology.local_routers() if leaving else []:
+            keeper = self.keepers.get(router.id)
+            if keeper is None or keeper.state is not NodeState.RUNNING:
+                continue
+            while time.monotonic() < deadline:
+                listed = await self._backends_listed(router)
+                if listed is None or not listed & leaving:
+                    break
+                await asyncio.sleep(LET_GO_POLL_S)
+
+    async def _backends_listed(self, router: NodeSpec) -> set[str] | None:
+        """The backends a running balancer (or relay) routes to now; None if it does not say."""
+        try:
+            answer = await probe_response(router.host, router.port, 0.5, b".status;",
+                                          self.topology.secret, self.tls)
+            status = json.loads(answer.message)
+        except (TimeoutError, OSError, ValueError, AttributeError):
+            return None
+        if isinstance(status, dict) and isinstance(status.get("balancer"), dict):
+            status = status["balancer"]   # a relay: its balancer's
+        backends = status.get("backends") if isinstance(status, dict) else None
+        return set(backends) if isinstance(backends, dict) else None
 
     def remove_stale_backends_files(self) -> None:
         """The backends files of balancers that left the topology (once they are stopped:

@@ -92,10 +92,14 @@ def m3_removed_after_an_acknowledged_write(cluster) -> Path:
                               "manampia ao@ t sanda (1);")
     assert not any("Hadisoana" in a for a in answers), answers
     data = cluster.workdir / "data"
-    cluster.wait_for(lambda n: current_document(data / "m3" / TABLE)["rows"] == [[1]],
-                     "m3 holds the table")
+    nodes = cluster.wait_for(lambda n: current_document(data / "m3" / TABLE)["rows"] == [[1]],
+                             "m3 holds the table")
     cluster.write()   # m3 removed
-    cluster.wait_for(lambda n: "m3" not in n, "m3 removed")
+    # Out of the topology at once, m3 stops once the balancer has let go of it, and is
+    # handed over: only then is its directory nobody's.
+    wait_until(lambda: "removed m3" in ((cluster.status()["supervisor"]["last_reload"] or {})
+                                        .get("message") or ""), DEADLINE_S, "m3 removed")
+    assert cluster.survivors_of([nodes["m3"]["pid"]]) == [], "m3 stopped"
     acknowledged = cluster.session("ampiasao ops;", "manampia ao@ t sanda (50001);",
                                    port=cluster.ports["lb"])
     assert "Hadisoana" not in acknowledged[1], acknowledged
@@ -191,3 +195,26 @@ def test_removing_the_balancer_removes_its_backends_file(cluster):
                "lb's backends file to go")
     # (removed once lb is stopped: a running balancer missing its file logs an error)
     assert "keeping the current backends" not in (cluster.workdir / "logs" / "lb.log").read_text()
+
+
+def first_line_time(log: Path, text: str) -> str:
+    """The timestamp ("YYYY-MM-DD HH:MM:SS.mmm": ordered as text) of `log`'s first line
+    holding `text`, once it is there (waited for with a deadline)."""
+    def found() -> str | None:
+        return next((line[:23] for line in log.read_text().splitlines() if text in line), None)
+    return wait_until(found, DEADLINE_S, f"{text!r} in {log.name}")
+
+
+def test_a_removed_server_is_stopped_only_once_the_balancer_let_go_of_it(cluster):
+    """A balancer re-reads its backends file every probe interval: stopped before it did,
+    a removed server cut the statements the balancer still sent it (a write's outcome
+    then unknown to its client)."""
+    cluster.write(extra_servers=("m3",))
+    assert cluster.up().returncode == 0
+    cluster.wait_for(lambda n: "m3" in balancer_backends(cluster), "balancer lists m3")
+    cluster.write()   # m3 removed
+    cluster.wait_for(lambda n: "m3" not in n, "m3 removed")
+    logs = cluster.workdir / "logs"
+    let_go = first_line_time(logs / "lb.log", "backend m3 removed")
+    stopping = first_line_time(logs / "m3.log", "m3 INFO nodes.server: stopping")
+    assert let_go < stopping, (let_go, stopping)
