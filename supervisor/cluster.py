@@ -746,8 +746,11 @@ class Cluster:
         for row, extra in zip(rows, extras, strict=True):
             row.update(extra)
         if not machine_only and self.remote:
+            # (A reload removing a node of another machine drops it from the topology
+            # before it stops watching it: only the nodes still listed are asked about.)
+            nodes = self.topology.nodes
             await self.machine_reports().merge(
-                rows, {node_id: self.topology.nodes[node_id].host for node_id in self.remote})
+                rows, {node_id: nodes[node_id].host for node_id in self.remote if node_id in nodes})
         return rows
 
     def machine_reports(self) -> MachineReports:
