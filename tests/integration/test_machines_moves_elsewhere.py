@@ -100,6 +100,25 @@ def _rows_only_m3_holds(machines, supervisors, small1, small2):
     return fillers, log
 
 
+def _every_row_everywhere(machines, supervisors, log: dict, wanted: list[int],
+                          servers: tuple[tuple[str, int], ...]) -> None:
+    """Each server (machine, port) comes to hold exactly `wanted`, every acknowledged row
+    (what it holds instead is said when it does not), and no supervisor logged a CONFLICT."""
+    seen: dict[str, list[int] | None] = {}
+
+    def holds_every_row(machine: str, port: int) -> bool:
+        seen[machine] = _rows(machines, supervisors, machine, port)
+        return seen[machine] == wanted
+    for machine, port in servers:
+        try:
+            wait_until(lambda machine=machine, port=port: holds_every_row(machine, port),
+                       30, f"every acknowledged row on the server at {machine}:{port}")
+        except AssertionError as error:
+            raise AssertionError(f"{error}: it holds {seen[machine]}") from None
+    for machine in MACHINES:
+        assert "CONFLICT" not in log[machine].read_text(), machine
+
+
 def test_writes_on_other_machines_are_fenced_against_a_moved_servers_old_directory(
         machines, tmp_path):
     with tiny_tmpfs(tmp_path / "small1", "2m") as small1, \
@@ -137,19 +156,8 @@ def test_writes_on_other_machines_are_fenced_against_a_moved_servers_old_directo
             fillers[0].unlink()
 
             wanted = [*range(1, 21), 101, 201]
-            seen: dict[str, list[int] | None] = {}
-
-            def holds_every_row(machine: str, port: int) -> bool:
-                seen[machine] = _rows(machines, supervisors, machine, port)
-                return seen[machine] == wanted
-            for machine, port in (("h1", 4101), ("h3", 4102), ("h2", 4103)):
-                try:
-                    wait_until(lambda machine=machine, port=port: holds_every_row(machine, port),
-                               30, f"every acknowledged row on the server at {machine}:{port}")
-                except AssertionError as error:
-                    raise AssertionError(f"{error}: it holds {seen[machine]}") from None
-            for machine in MACHINES:
-                assert "CONFLICT" not in log[machine].read_text(), machine
+            _every_row_everywhere(machines, supervisors, log, wanted,
+                                  (("h1", 4101), ("h3", 4102), ("h2", 4103)))
             # Handed over: no longer anyone's peer, its process on h1 stopped.
             for machine, server in (("h1", "m1"), ("h2", "m3"), ("h3", "m2")):
                 wait_until(lambda machine=machine, server=server:
@@ -237,19 +245,7 @@ def test_writes_on_other_machines_are_fenced_against_a_removed_servers_directory
                        30, "a write acknowledged by m2 on h3")
             fillers[0].unlink()
             wanted = [*range(1, 21), 201]
-            seen: dict[str, list[int] | None] = {}
-
-            def holds_every_row(machine: str, port: int) -> bool:
-                seen[machine] = _rows(machines, supervisors, machine, port)
-                return seen[machine] == wanted
-            for machine, port in (("h1", 4101), ("h3", 4102)):
-                try:
-                    wait_until(lambda machine=machine, port=port: holds_every_row(machine, port),
-                               30, f"every acknowledged row on the server at {machine}:{port}")
-                except AssertionError as error:
-                    raise AssertionError(f"{error}: it holds {seen[machine]}") from None
-            for machine in MACHINES:
-                assert "CONFLICT" not in log[machine].read_text(), machine
+            _every_row_everywhere(machines, supervisors, log, wanted, (("h1", 4101), ("h3", 4102)))
             wait_until(lambda: "m3" not in _peers(supervisors, "h3", "m2"), 20,
                        "m3 gone from m2's peers once handed over")
         finally:
