@@ -591,15 +591,10 @@ class Cluster:
 
     async def _backends_listed(self, router: NodeSpec) -> set[str] | None:
         """The backends a running balancer (or relay) routes to now; None if it does not say."""
-        try:
-            answer = await probe_response(router.host, router.port, 0.5, b".status;",
-                                          self.topology.secret, self.tls)
-            status = json.loads(answer.message)
-        except (TimeoutError, OSError, ValueError, AttributeError):
-            return None
-        if isinstance(status, dict) and isinstance(status.get("balancer"), dict):
+        status = await self._node_status({"node": router.id, "state": NodeState.RUNNING.value})
+        if status is not None and isinstance(status.get("balancer"), dict):
             status = status["balancer"]   # a relay: its balancer's
-        backends = status.get("backends") if isinstance(status, dict) else None
+        backends = status.get("backends") if status is not None else None
         return set(backends) if isinstance(backends, dict) else None
 
     def remove_stale_backends_files(self) -> None:
