@@ -96,9 +96,9 @@ class UnknownColumn(TahiryError):
 
     def __init__(self, ref: ColumnRef, columns: list[ScopeColumn], no_source: bool,
                  renamed: dict[str, str] | None = None, elsewhere: OtherTables | None = None,
-                 aliases: Mapping[str, SelectAlias] | None = None):
+                 aliases: Callable[[], Mapping[str, SelectAlias]] | None = None):
         """`renamed`: table or view name -> the alias it was given (`ao@ naoty n`);
-        `elsewhere`: the tables of the database the query does not read; `aliases`: the
+        `elsewhere`: the tables of the database the query does not read; `aliases()`: the
         select list's (`alaivo naoty antso n`), which only `alaharo` knows."""
         tables = {} if no_source or elsewhere is None else elsewhere()
         other = _other_table(ref, tables)
@@ -108,7 +108,8 @@ class UnknownColumn(TahiryError):
             names = [f"{qualifier}.{column.name}" for column in columns
                      for qualifier in column.qualifiers]
         alias = (renamed or {}).get(ref.qualifier or "")
-        given = (aliases or {}).get(ref.name) if ref.qualifier is None else None
+        given = aliases().get(ref.name) if aliases is not None and ref.qualifier is None \
+            else None
         if given is not None:
             # `alaivo naoty antso n ... rehefa n > 10` (SQL refuses it too): the expression.
             hint = text("hint_select_alias_aggregate", alias=ref.name,
@@ -199,8 +200,8 @@ class Scope:
         self.renamed = renamed
         self.elsewhere = elsewhere
         # The select list's aliases, set by the query for its `rehefa` and `vondrona` (their
-        # errors' hint only: they do not resolve there).
-        self.aliases: Mapping[str, SelectAlias] = {}
+        # errors' hint only: they do not resolve there), made only when such an error is.
+        self.aliases: Callable[[], Mapping[str, SelectAlias]] | None = None
         self._by_name: dict[str, list[int]] = {}
         self._by_qualified: dict[tuple[str, str], list[int]] = {}
         for index, column in enumerate(self.columns):

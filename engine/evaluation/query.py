@@ -296,7 +296,7 @@ def _plan_core(core: SelectCore, source: TableSource, table: TableData,
                params: dict[tuple[type, object], int], codes: CodeCache | None) -> QueryPlan | None:
     qualifier = source.alias or source.name
     scope = Scope(_stored_columns(table, qualifier))
-    scope.aliases = _select_aliases(core)
+    scope.aliases = partial(_select_aliases, core)
     where = index = None
     if core.where is not None:
         where = compile_template(core.where, RowContext(scope, "rehefa"), params, "rehefa", codes)
@@ -626,7 +626,7 @@ class _Evaluator:
 
     def _core(self, core: SelectCore) -> _Result:
         scope, rows, name, table = self._from(core)
-        scope.aliases = _select_aliases(core)
+        scope.aliases = partial(_select_aliases, core)
         if core.where is not None:
             predicate = compile_condition(core.where, RowContext(scope, "rehefa"), "rehefa",
                                           codes=self.codes)
