@@ -301,11 +301,13 @@ class _Grammar(Parser):
                 "hint_clause_after_semicolon", word="ao@" if token.type == "AO" else shown))
         head = self.text[:index].rstrip()
         first = head.split(None, 1)[0].lower() if head else ""
+        # A misspelt keyword's hint (added where the error is reported) wins over the guesses below.
+        misspelt = syntax_hint(self.text, index, keywords)
         if token is not None and token.type == "AO" and head.lower() == "havaozy":
             # `havaozy ao@ t ...`, as `manampia ao@` and `fafao ao@` are written.
             raise SyntaxProblem(detail, index, hint=text("hint_update_no_ao"))
         if reserved and (first == "manamboara" or head.lower().endswith("antso")) \
-                and not syntax_hint(self.text, index, keywords):
+                and not misspelt:
             # `manamboara tabilao vondrona (...)`, `antso fetra`: a name being given, that
             # is a reserved word; one to write instead.
             raise SyntaxProblem(detail, index, hint=text("hint_reserved_name",
@@ -316,7 +318,7 @@ class _Grammar(Parser):
                 "hint_comma_before", word="ao@" if token.type == "AO" else shown))
         if token is not None and token.type == "ID" and "'ao@'" in expected \
                 and not ("','" in expected and _LATER_AO.search(self.text, token.end)) \
-                and not syntax_hint(self.text, index, keywords):
+                and not misspelt:
             # `alaivo * mpianatra`, `fafao mpianatra`: a name where `ao@` could come, no
             # keyword misspelt.
             example = f"{first} ao@ {shown}" if first in ("manampia", "fafao") \
@@ -325,7 +327,7 @@ class _Grammar(Parser):
                                                          example=example))
         if token is not None and token.type in _OPERAND_TYPES and "'null'" in expected \
                 and set(expected) <= {"'null'", "'tsy'"} \
-                and not syntax_hint(self.text, index, keywords):
+                and not misspelt:
             # `rehefa anarana dia 'Alice'`: `dia` ("is") read as equality (`dia not null`
             # keeps the English word's hint).
             raise SyntaxProblem(detail, index, hint=text("hint_dia_value"))
@@ -341,7 +343,7 @@ class _Grammar(Parser):
             raise SyntaxProblem(detail, index, hint=text("hint_quoted_text", word=shown))
         if token is not None and "','" in expected and (
                 token.type in _OPERAND_TYPES or (token.type == "(" and head.endswith(")"))) \
-                and not syntax_hint(self.text, index, keywords):
+                and not misspelt:
             # `sanda (1 'Algo')`, `(a ISA(0,10) b ...)`, `alaivo id anarana taranja`, `sanda
             # (1) (2)`: two operands, definitions or rows where a list goes on, the comma
             # between them forgotten.
