@@ -574,9 +574,10 @@ class Cluster:
 
     async def wait_balancers_let_go(self, server_ids: list[str]) -> None:
         """Until no running balancer of this machine lists `server_ids` any more (its
-        `.status;`), at most LET_GO_WAIT_S: a server stopped while a balancer still sends
-        to it cuts the statements on their way (a write's outcome then unknown to its
-        client). Call it once the backends files no longer name them."""
+        `.status;`: neither as a backend nor as one whose answers are on their way), at
+        most LET_GO_WAIT_S: a server stopped while a balancer still sends to it cuts the
+        statements on their way (a write's outcome then unknown to its client). Call it
+        once the backends files no longer name them."""
         leaving = set(server_ids)
         deadline = time.monotonic() + LET_GO_WAIT_S
         for router in self.topology.local_routers() if leaving else []:
@@ -590,12 +591,15 @@ class Cluster:
                 await asyncio.sleep(LET_GO_POLL_S)
 
     async def _backends_listed(self, router: NodeSpec) -> set[str] | None:
-        """The backends a running balancer (or relay) routes to now; None if it does not say."""
+        """The backends a running balancer (or relay) routes to now, or still awaits answers
+        from (removed, `retiring`); None if it does not say."""
         status = await self._node_status({"node": router.id, "state": NodeState.RUNNING.value})
         if status is not None and isinstance(status.get("balancer"), dict):
             status = status["balancer"]   # a relay: its balancer's
-        backends = status.get("backends") if status is not None else None
-        return set(backends) if isinstance(backends, dict) else None
+        if status is None or not isinstance(status.get("backends"), dict):
+            return None
+        backends, retiring = status["backends"], status.get("retiring")
+        return set(backends) | (set(retiring) if isinstance(retiring, dict) else set())
 
     def remove_stale_backends_files(self) -> None:
         """The backends files of balancers that left the topology (once they are stopped:

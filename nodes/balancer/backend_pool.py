@@ -60,6 +60,8 @@ class BackendPool:
         self.clock = clock
         self.failovers = 0
         self._backends: dict[str, Backend] = {}
+        # Removed by a reload, with connections still awaiting answers (`Backend.retire`).
+        self._retiring: list[Backend] = []
         self._crowded = False   # some backend may still be within its busy hold
         # writable_only -> `_candidates(writable_only)`, while no health state,
         # configuration or busy hold changed since (`_forget_candidates`).
@@ -104,8 +106,11 @@ class BackendPool:
             old = self._backends[backend_id]
             new = wanted.get(backend_id)
             if new is None or (new.host, new.port) != (old.spec.host, old.spec.port):
-                self.log.info("backend %s removed (%s:%d)", backend_id, old.spec.host, old.spec.port)
-                old.abort_connections()
+                self.log.info("backend %s removed (%s:%d)%s", backend_id, old.spec.host,
+                              old.spec.port, f": {old.in_flight} request(s) on their way finish"
+                              if old.in_flight else "")
+                old.retire()
+                self._retiring.append(old)
                 del self._backends[backend_id]
             elif new != old.spec:
                 if new.writable != old.spec.writable:
@@ -270,6 +275,15 @@ class BackendPool:
         if transition.new is BackendState.OFFLINE:
             # Requests stuck on a frozen server fail now and go elsewhere.
             backend.abort_connections()
+
+    def retiring(self) -> dict[str, int]:
+        """Backends a reload removed whose answers are still on their way: id -> how many
+        requests (a supervisor stops such a server only once it is no longer here)."""
+        self._retiring = [backend for backend in self._retiring if backend.connections]
+        retiring: dict[str, int] = {}
+        for backend in self._retiring:
+            retiring[backend.id] = retiring.get(backend.id, 0) + backend.in_flight
+        return retiring
 
     def describe(self) -> str:
         """One log line: every backend with its address and state."""

@@ -1,7 +1,8 @@
 """A database server as the load balancer sees it, and one connection to it.
 
 `Backend` holds a configured server's health, load counters and open
-connections (so they can all be aborted when it goes OFFLINE).
+connections (so they can all be aborted when it goes OFFLINE, or let go one
+by one, as their answers come in, once a reload removed it: `retire`).
 `BackendConnection` sends a request (or two in one write) and returns the
 responses (`send_each`: several in one write, each answer awaited on its
 own: the prober's `.ping;` and `.rights;`), decoded as they arrive by a bare asyncio Protocol (no stream
@@ -107,14 +108,32 @@ class Backend:
         # Its answer to `.rights;` last seen (None: not yet): accounts' statements
         # avoid a backend behind the others (nodes/balancer/backend_pool.py).
         self.rights_generation: int | None = None
+        # Removed from the backends file: no new request, connections closed once answered.
+        self.retired = False
 
     @property
     def id(self) -> str:
         return self.spec.id
 
+    @property
+    def in_flight(self) -> int:
+        """Requests sent to it whose answers are not all in."""
+        return sum(connection.waiting for connection in self.connections)
+
     def abort_connections(self) -> None:
         for connection in list(self.connections):
             connection.close()
+
+    def retire(self) -> None:
+        """It left the backends file (a hot reload stops, moves or removes the server):
+        nothing new is sent to it (the pool no longer holds it), and each connection
+        closes as soon as what was sent on it is answered. Aborting them would cut the
+        statements on their way, a write's client then told "outcome unknown"; a
+        frozen server's requests still fail by their timeout."""
+        self.retired = True
+        for connection in list(self.connections):
+            if connection.waiting == 0:
+                connection.close()
 
 
 class BackendConnection:
@@ -128,6 +147,11 @@ class BackendConnection:
         self.database: str | None = None
         self.login: bytes | None = None    # the `.login` it was opened with (None: none)
         backend.connections.add(self)
+
+    def let_go_if_idle(self) -> None:
+        """Close it if its backend was retired and no answer is awaited on it."""
+        if self.backend.retired and self._receiver.waiting == 0:
+            self.close()
 
     @classmethod
     async def open(cls, backend: Backend, timeout: float,
@@ -229,6 +253,7 @@ class BackendConnection:
         def answered(responses: list[Response] | None, error: UpstreamError | None) -> None:
             if responses is not None:
                 callback(responses, None)
+                self.let_go_if_idle()   # (after the callback: it may send behind it)
                 return
             self.close()
             callback(None, BackendUnavailable(self.backend.id, str(error), sent=True))
@@ -241,10 +266,12 @@ class BackendConnection:
 
     async def _finish(self, waiter: asyncio.Future) -> list[Response]:
         try:
-            return await finish_exchange(self._receiver, waiter)
+            responses = await finish_exchange(self._receiver, waiter)
         except UpstreamError as error:
             self.close()
             raise BackendUnavailable(self.backend.id, str(error), sent=True) from None
+        self.let_go_if_idle()
+        return responses
 
     async def _exchange(self, payload: bytes, count: int, timeout: float,
                         on_sent: Callable[[], None] | None = None) -> list[Response]:
@@ -252,12 +279,15 @@ class BackendConnection:
             self.close()
             raise BackendUnavailable(self.backend.id, "connection already closed", sent=False)
         try:
-            return await exchange(self.transport, self._receiver, payload, count, timeout, on_sent)
+            responses = await exchange(self.transport, self._receiver, payload, count, timeout,
+                                       on_sent)
         except UpstreamError as error:
             self.close()
             # Unless the send itself failed, the request may have arrived.
             raise BackendUnavailable(self.backend.id, str(error),
                                      sent=not isinstance(error, NotSent)) from None
+        self.let_go_if_idle()
+        return responses
 
     def close(self) -> None:
         self.backend.connections.discard(self)

@@ -287,6 +287,7 @@ class Balancer:
             "clients": self.clients,
             "counters": {**asdict(self.counters), "failovers": self.pool.failovers},
             "backends": self.pool.status(),
+            "retiring": self.pool.retiring(),
             "transitions": getattr(self.pool, "transitions", {}),
             "storage_faults": self.faults.snapshot(),
         }

@@ -14,11 +14,13 @@ LOG = logging.getLogger("test.backend_pool")
 
 
 class RecordingConnection:
-    """Stands in for a BackendConnection: only `close` matters to the pool."""
+    """Stands in for a BackendConnection: only `close`, and how many answers it awaits,
+    matter to the pool."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, waiting: int = 0):
         self.backend = backend
         self.closed = False
+        self.waiting = waiting
         backend.connections.add(self)
 
     def close(self) -> None:
@@ -52,8 +54,16 @@ def test_apply_specs_keeps_unchanged_backends_and_replaces_moved_ones():
     assert pool["m1"] is m1 and not m1.spec.writable and m1.health.state is BackendState.ONLINE
     assert pool["m2"] is not m2 and not pool.holds(m2) and connection.closed
     assert sorted(b.id for b in pool) == ["m1", "m2", "m3"]
+    assert pool.retiring() == {}
+    busy, idle = RecordingConnection(m1, waiting=2), RecordingConnection(m1)
     pool.apply_specs([])
     assert len(pool) == 0
+    # A statement on its way to a removed backend is not cut: its connection stays
+    # until answered (BackendConnection.let_go_if_idle), the backend listed meanwhile.
+    assert idle.closed and not busy.closed
+    assert pool.retiring() == {"m1": 2}
+    busy.close()
+    assert pool.retiring() == {}
 
 
 def test_reads_avoid_a_lagging_backend_while_another_answers():

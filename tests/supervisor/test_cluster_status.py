@@ -48,3 +48,24 @@ def test_alerts_of_every_running_node_are_in_its_row(tmp_path):
     assert rows["proxy"]["alerts"] == ["cache full"] and rows["proxy"]["hit_ratio"] == 0.75
     assert rows["m1"]["alerts"] == [] and rows["m1"]["storage_faults"] is None  # not running
     assert asked == [b".status;", b".status;"]  # once per running node
+
+
+def test_a_balancer_still_awaiting_a_removed_servers_answers_still_lists_it(tmp_path):
+    """The reload stops a removed server only once no balancer lists it: as a backend, or
+    as one a reload removed whose answers are still on their way (`retiring`)."""
+    ports = {name: free_port() for name in ("control", "m1", "m2", "m3", "lb", "proxy")}
+    path = tmp_path / "topology.yaml"
+    path.write_text(cluster_yaml(ports))
+    cluster = Cluster(parse_topology(path.read_text(), path, {}), logging.getLogger("test"))
+
+    async def listed(answer: dict) -> set[str] | None:
+        server = await stand_in_node(ports["lb"], answer, [])
+        try:
+            return await cluster._backends_listed(cluster.topology.nodes["lb"])
+        finally:
+            server.close()
+
+    assert asyncio.run(listed({"backends": {"m1": {}}, "retiring": {"m2": 1}})) == {"m1", "m2"}
+    assert asyncio.run(listed({"backends": {"m1": {}}, "retiring": {}})) == {"m1"}
+    assert asyncio.run(listed({"backends": {"m1": {}}})) == {"m1"}   # a balancer before it
+    assert asyncio.run(listed({"clients": 0})) is None
