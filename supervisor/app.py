@@ -148,7 +148,7 @@ class SupervisorApp:
         self._remember_topology()
         self.logger.info("up: %s (pid %d, control port %d)", self.topology.path, os.getpid(),
                          self.topology.supervisor.control_port)
-        for warning in self.topology.warnings:
+        for warning in self.topology.notices:
             self.logger.warning("%s", warning)
         joining = joining_servers(self.topology)   # (before the claim records them)
         for handed_over in claim(self.topology, os.getpid(), self.logger):

@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(using the topology the running supervisor loaded: {topology.path})",
               file=sys.stderr)
     if args.command in ("up", "check"):
-        for warning in topology.warnings:
+        for warning in topology.notices:
             print(f"warning: {warning}", file=sys.stderr)
     handler = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "restart": cmd_restart,
                "logs": cmd_logs, "check": cmd_check, "reload": cmd_reload,

@@ -278,7 +278,7 @@ async def reload_topology(cluster: Cluster, logger: logging.Logger) -> ReloadRes
         message = "\n".join(problems)
         logger.error("reload refused, the cluster is left as it was:\n%s", message)
         return ReloadResult(False, message, loop.time())
-    for warning in new.warnings:
+    for warning in new.notices:
         logger.warning("reload: %s", warning)
     claim(new, os.getpid(), logger)
     if new.remote and new.remote == frozenset(new.nodes):

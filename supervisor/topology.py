@@ -162,7 +162,7 @@ class Topology:
     nodes: dict[str, NodeSpec]
     secret: str | None = None
     # Accepted but worth saying (a weak secret on a loopback-only cluster, a
-    # secret in a file others may read): `check` and `up` print them.
+    # secret in a file others may read), found reading the file: `notices` has them.
     warnings: tuple[str, ...] = ()
     http: HttpSettings = field(default_factory=HttpSettings)
     # Nodes another machine runs (supervisor/machine.py `place`): this
@@ -216,8 +216,15 @@ class Topology:
         path = run_dir / f"{node_id}.sock"
         return path if path_fits(str(path)) else None
 
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """What `check`, `up` and a reload say about an accepted topology: the file's
+        `warnings`, then this machine's nodes left without their Unix socket."""
+        return (*self.warnings, *self.long_socket_paths())
+
     def long_socket_paths(self) -> list[str]:
-        """The warnings for nodes that would have a Unix socket but for its path's length."""
+        """The warnings for this machine's nodes that would have a Unix socket but for its
+        path's length (another machine's nodes have their own `run:` folder)."""
         run_dir = self.supervisor.run
         if not self.supervisor.local_sockets or self.tls.enabled:
             return []
@@ -225,7 +232,7 @@ class Topology:
                 f"address holds ({MAX_PATH_BYTES} bytes): {spec.id} is reached over TCP only "
                 f"(a shorter `run:` folder gives it its socket)"
                 for spec in self.nodes.values() if spec.kind in ("server", "balancer")
-                and not path_fits(str(run_dir / f"{spec.id}.sock"))]
+                and self.runs_here(spec.id) and not path_fits(str(run_dir / f"{spec.id}.sock"))]
 
     def dependencies(self, node_id: str) -> list[str]:
         """Nodes that must answer their health probe before this one starts."""
@@ -468,8 +475,6 @@ def parse_topology(text: str, path: Path, environ: Mapping[str, str] | None = No
                         http=http or HttpSettings(), tls=tls or TlsSettings(),
                         accounts=accounts or AccountSettings(),
                         write_leases=write_leases or LeaseSettings())
-    if long_paths := topology.long_socket_paths():
-        topology = replace(topology, warnings=(*topology.warnings, *long_paths))
     return topology
 
 

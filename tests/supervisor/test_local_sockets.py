@@ -103,8 +103,12 @@ def test_a_run_folder_too_deep_for_a_socket_address_keeps_tcp_and_says_so(tmp_pa
                                                   f"  control_port: 4947\n  run: {deep}\n"))
     assert "--unix-socket" not in node_command(topology, "m1", deep)
     assert "--upstream-socket" not in node_command(topology, "proxy", deep)
-    warnings = [w for w in topology.warnings if "Unix socket" in w]
+    warnings = [w for w in topology.notices if "Unix socket" in w]
     assert len(warnings) == 3 and all("over TCP only" in w for w in warnings)
+    # Another machine's nodes have their own `run:` folder: nothing said of them here.
+    here = replace(topology, remote=frozenset({"m2", "lb"}))
+    assert [w for w in here.notices if "Unix socket" in w] == [
+        w for w in warnings if f"{deep / 'm1.sock'} " in w]
 
 
 def test_turning_local_sockets_off_by_hot_reload_restarts_the_nodes_that_had_them(tmp_path):
