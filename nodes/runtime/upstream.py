@@ -397,6 +397,7 @@ class UpstreamConnection:
         self.tls = tls
         self._transport: asyncio.Transport | None = None
         self._receiver: ResponseReceiver | None = None
+        self._reached = f"{host}:{port}"   # how the open connection was made, for errors
 
     @property
     def connected(self) -> bool:
@@ -416,6 +417,10 @@ class UpstreamConnection:
         except (TimeoutError, OSError) as error:
             raise UpstreamError(f"tsy tafiditra amin'ny {self.host}:{self.port} ({_reason(error)})") from None
         self._transport, self._receiver = transport, receiver
+        # (`open_upstream` falls back to TCP when the socket does not answer.)
+        self._reached = (f"{self.host}:{self.port}"
+                         if isinstance(transport.get_extra_info("peername"), tuple)
+                         else f"{self.host}:{self.port} (unix socket {self.unix_socket})")
         if self.secret:
             await self._authenticate(transport, receiver, self.secret)
 
@@ -510,7 +515,7 @@ class UpstreamConnection:
     def _broken(self, error: UpstreamError) -> UpstreamError:
         # (Still NotSent when nothing was sent: a write then certainly did not run.)
         kind = NotSent if isinstance(error, NotSent) else UpstreamError
-        return kind(f"tapaka ny fifandraisana amin'ny {self.host}:{self.port} ({error})")
+        return kind(f"tapaka ny fifandraisana amin'ny {self._reached} ({error})")
 
     def _forget(self, transport) -> None:
         """The connection `transport` failed: closed, and forgotten unless already replaced."""
