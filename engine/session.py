@@ -30,6 +30,7 @@ from engine.evaluation.code_cache import CodeCache
 from engine.evaluation.domains import only_dates
 from engine.evaluation.equality_lookup import MIN_INDEXED_ROWS
 from engine.evaluation.executor import Executor, Limits
+from engine.evaluation.null_note import null_comparison, null_note
 from engine.evaluation.outcome import Outcome
 from engine.evaluation.query import QueryPlan, plan_query
 from engine.evaluation.rights import may_read
@@ -54,6 +55,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # (no tuple equals them).
 _SOURCE = "source"     # the table the probe reads, None when not plannable
 _LAST = "last"         # (the columns list last checked, its plan): no names compared again
+_NULL = "null"         # whether the probe compares with `null` (its answer's note, null_note.py)
 # Plans kept per shape (one per list of columns its table had).
 MAX_PLANS = 8
 # `_planned`'s answer when the table is too big for `try_small_read` (nothing run).
@@ -291,6 +293,7 @@ class Session:
         name = shape.plans.get(_SOURCE, False)
         if name is False:
             name = shape.plans[_SOURCE] = _planned_source(shape.probe)
+            shape.plans[_NULL] = null_comparison(shape.probe) is not None
         if name is None:
             return None
         if self.identity is not None and not may_read(self.store, self.identity, database):
@@ -313,7 +316,12 @@ class Session:
             relation = plan.run(table, values, self.limits.query)
         except Exception as error:
             return self._failure(error, text)
-        return Outcome.success(f"{len(relation.rows)} andalana", relation)
+        message = f"{len(relation.rows)} andalana"
+        if shape.plans[_NULL]:
+            # The note shows the statement's own values (the probe holds sentinels): the
+            # tree is built, as the general path has it, only for such a rare shape.
+            message += null_note(shape.build(values))
+        return Outcome.success(message, relation)
 
     def _plan_for(self, shape: Shape, table: TableData) -> QueryPlan | None:
         """The shape's plan for the columns of `table` (compiled on first use)."""
@@ -328,9 +336,9 @@ class Session:
             plan = plans[names]
         else:
             if len(plans) >= MAX_PLANS + 2:
-                source = plans[_SOURCE]
+                kept = {key: plans[key] for key in (_SOURCE, _NULL)}
                 plans.clear()
-                plans[_SOURCE] = source
+                plans.update(kept)
             probe = shape.probe
             assert isinstance(probe, ast.Query)  # `_planned_source` said so
             try:
@@ -356,7 +364,7 @@ class Session:
 
     def _run_statement(self, statement, text: str) -> Outcome:
         try:
-            return self.executor.run(statement, self)
+            outcome = self.executor.run(statement, self)
         except StorageFault as fault:  # the server reports which file failed
             return Outcome.failure(fault.message, fault)
         except TahiryError as error:
@@ -366,6 +374,12 @@ class Session:
         except Exception:  # a bug: report cleanly, keep the session alive
             log.exception("internal error while running %r", redact_secrets(text)[:200])
             return Outcome.failure(INTERNAL_ERROR)
+        if outcome.ok:
+            # Here, once for every way a statement runs but a plan (`_planned` adds the same).
+            note = null_note(statement)
+            if note:
+                return Outcome.success(outcome.message + note, outcome.relation)
+        return outcome
 
 
 def _cheap_point_read(plan: QueryPlan, table: TableData, values: list, max_rows: int) -> bool:

@@ -22,7 +22,9 @@ Each raise site of the engine writes its own sentence, next to the check
 that fails (the code reads as the message it gives); tests/engine/
 test_messages.py reads every raise site and fails on a sentence with no
 entry here. The hints are built here with `text(code, ...)`. Nothing here
-runs on the success path: `translate` and `code_of` are for clients.
+runs on the success path but `text` for the one hint a success may end
+with (a comparison with `null`: engine/evaluation/null_note.py);
+`translate` and `code_of` are for clients.
 """
 
 from __future__ import annotations
@@ -573,6 +575,12 @@ CATALOGUE: tuple[Message, ...] = (
        " Give it a name that is not a reserved word, e.g. {instead}.", "hint"),
     _M("hint_no_source", " Tsy misy 'ao@' ity fangatahana ity : alaivo ... ao@ TABILAO;",
        " This query has no 'ao@': alaivo ... ao@ TABLE;", "hint"),
+    # The one hint of a success: a comparison with the `null` literal (engine/evaluation/null_note.py).
+    _M("hint_null_comparison",
+       " Tsy marina mihitsy ny '{comparison}', na dia null aza ny sanda : {test} no "
+       "manamarina ny null.",
+       " '{comparison}' is never true, not even when the value is null: {test} is what "
+       "tests for null.", "hint"),
 )
 
 
