@@ -72,12 +72,28 @@ def render_table(relation: Relation) -> str:
     return "\n".join(lines)
 
 
+def table_note(outcome: Outcome) -> str:
+    """What a relation's success message says beyond the row count its table shows ("" if
+    nothing): the note of a comparison with `null` (engine/evaluation/null_note.py).
+
+    The wire carries it only in the message, `N andalana` then the note, so
+    the client finds it there as the runner does.
+    """
+    relation = outcome.relation
+    if not outcome.ok or relation is None:
+        return ""
+    count = f"{len(relation.rows)} andalana "
+    return outcome.message[len(count):].strip() if outcome.message.startswith(count) else ""
+
+
 def render_outcome(outcome: Outcome) -> str:
     """What the runner prints for one outcome in table format."""
     if not outcome.ok:
         return outcome.message
     if outcome.relation is not None:
-        return render_table(outcome.relation)
+        note = table_note(outcome)
+        table = render_table(outcome.relation)
+        return f"{table}\n{note}" if note else table
     return outcome.message
 
 

@@ -25,7 +25,7 @@ import orjson
 
 from engine.errors import ENGLISH_ERROR_PREFIX, ERROR_PREFIX
 from engine.evaluation.outcome import Outcome
-from engine.evaluation.render import outcome_to_json, render_json
+from engine.evaluation.render import outcome_to_json, render_json, table_note
 from nodes.client.explain import caret_lines, translator
 from nodes.client.formats import render_csv, render_rows
 from nodes.client.pager import page, pager_command
@@ -109,6 +109,9 @@ class Display:
                 self.destination.flush()
             else:
                 self._show_rows(outcome)
+            note = table_note(outcome)
+            if note:   # (the rows do not show the message: its note comes under them)
+                self._write(self._paint(note, GREEN), self.errors if self.format == "csv" else None)
         elif self.format == "csv" or (not outcome.ok and self.file is not None):
             # (`\o FILE` takes results; an error stays where the user looks, as in psql.)
             self._message(outcome, place, self.errors)

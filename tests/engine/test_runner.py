@@ -59,6 +59,22 @@ def test_table_format_draws_boxes_and_errors_go_to_stderr(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+NULL_NOTE = ("Tsy marina mihitsy ny 'a = null', na dia null aza ny sanda : 'a dia null' no "
+             "manamarina ny null.")
+
+
+def test_a_comparison_with_null_shows_its_note_under_the_table_and_in_json(tmp_path):
+    setup = "manamboara tahiry d; ampiasao d; manamboara tabilao t (a ISA(null,null));"
+    query = "manampia ao@ t sanda (1), (null); alaivo * ao@ t rehefa a = null;"
+    result = runner(tmp_path, "-e", setup + query)
+    assert result.returncode == 0, result.stderr
+    # The rows are those of the rule (none); the note comes after the row count.
+    assert result.stdout.endswith("+---+\n| a |\n+---+\n(0 andalana)\n" + NULL_NOTE + "\n")
+    again = runner(tmp_path, "--format", "json", "-e", "ampiasao d;" + query.split(";")[1] + ";")
+    assert json_lines(again.stdout)[1] == {"ok": True, "message": "0 andalana " + NULL_NOTE,
+                                           "columns": ["a"], "rows": []}
+
+
 def test_file_argument(tmp_path):
     script = tmp_path / "script.tah"
     script.write_text("manamboara tahiry d;\n-- a comment; still a comment\nasehoy ny tahiry;\n",

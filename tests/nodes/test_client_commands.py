@@ -230,6 +230,30 @@ def test_csv_keeps_messages_off_the_standard_output():
                                               "Hadisoana : tsy fantatra", "Fotoana / timing: on"]
 
 
+NULL_NOTE = ("Tsy marina mihitsy ny 'naoty = null', na dia null aza ny sanda : 'naoty dia null' "
+             "no manamarina ny null.")
+
+
+@pytest.mark.parametrize("expanded", ["off", "on"])
+def test_a_note_of_the_message_is_shown_under_the_rows(expanded):
+    out = io.StringIO()
+    display = Display("table", out)
+    display.settings.expanded = expanded
+    empty = Relation("naoty", RELATION.columns, [])
+    display.outcome(Outcome.success("0 andalana " + NULL_NOTE, empty))
+    display.outcome(Outcome.success("2 andalana", RELATION))   # no note: the rows alone
+    shown = out.getvalue()
+    assert shown == (render_rows(empty, expanded, None) + "\n" + NULL_NOTE + "\n"
+                     + render_rows(RELATION, expanded, None) + "\n")
+
+
+def test_csv_shows_a_note_beside_the_other_messages():
+    out, errors = io.StringIO(), io.StringIO()
+    Display("csv", out, errors=errors).outcome(Outcome.success("2 andalana " + NULL_NOTE, RELATION))
+    assert out.getvalue() == render_csv(RELATION)
+    assert errors.getvalue() == NULL_NOTE + "\n"
+
+
 def test_expanded_rows_and_the_automatic_choice():
     assert render_expanded(RELATION).splitlines()[:4] == [
         "-[ ANDALANA 1 ]-------", "id      | 1", "anarana | Rabe, \"Koto\"",
