@@ -335,7 +335,7 @@ class Session:
         if names in plans:
             plan = plans[names]
         else:
-            if len(plans) >= MAX_PLANS + 2:
+            if len(plans) >= MAX_PLANS + 3:   # (the plans, then _SOURCE, _NULL and _LAST)
                 kept = {key: plans[key] for key in (_SOURCE, _NULL)}
                 plans.clear()
                 plans.update(kept)
