@@ -63,6 +63,11 @@ HAND_OVER_RETRY_S = 2.0
 # how often it asks them.
 LET_GO_WAIT_S = 2.0
 LET_GO_POLL_S = 0.05
+# A server restarted while the cluster runs is back in the backends files once it runs; a
+# balancer takes it at its next re-read and probe (two probe intervals): how long the
+# restart waits for that before it is done (and a rolling reload goes to the next server).
+BACK_IN_WAIT_S = 3.0
+
 def node_command(topology: Topology, node_id: str, run_dir: Path,
                  python: str = sys.executable) -> list[str]:
     """The command line that runs one node (flags fixed in docs/ARCHITECTURE.md)."""
@@ -477,13 +482,41 @@ class Cluster:
             log.close()
 
     async def restart_node(self, node_id: str) -> dict:
+        """`restart NODE`: a server of the topology as a reload restarts one
+        (`restart_server`: the balancers let go of it first), any other node at once."""
         keeper = self.keepers.get(node_id)
         if keeper is None:
             raise UnknownNode(node_id)
         self.logger.info("%s: restart asked", node_id)
-        await keeper.restart()
-        await keeper.wait_settled(self.topology.supervisor.health.start_timeout_ms / 1000 * 2)
+        timeout_s = self.topology.supervisor.health.start_timeout_ms / 1000 * 2
+        if node_id in self.topology.nodes and keeper.spec.kind == "server":
+            await self.restart_server(node_id, timeout_s=timeout_s)
+        else:   # (a peer-only server, `serve_old_directory`, is in no backends file)
+            await keeper.restart()
+            await keeper.wait_settled(timeout_s)
         return keeper.snapshot()
+
+    async def restart_server(self, server_id: str, new_command: bool = False,
+                             timeout_s: float | None = None) -> bool:
+        """Restart one server of this machine without cutting a statement on its way: out
+        of the balancers first (`take_out_of_balancers`), stopped once they let go of it,
+        started, back in their backends files once it runs (`_on_server_running`), and
+        waited for until they route to it again, so that servers restarted one after the
+        other never leave a balancer with neither. True if it runs again.
+
+        `new_command`: a reload changed its command line; a new keeper runs it, started as
+        every node a reload starts. Else (`restart NODE`) its keeper restarts it, which
+        catches up first and counts a manual restart."""
+        await self.take_out_of_balancers([server_id])
+        if new_command:
+            await self.stop_node(server_id)
+            self.launch([server_id])
+        else:
+            await self.keepers[server_id].restart()
+        running = await self.wait_settled([server_id], timeout_s)
+        if running:
+            await self.wait_balancers_take(server_id)
+        return running
 
     # -- servers and balancers
 
@@ -544,6 +577,16 @@ class Cluster:
         self.joined.discard(server_id)
         self.writable.pop(server_id, None)
 
+    async def take_out_of_balancers(self, server_ids: list[str]) -> None:
+        """What comes before servers of this machine stop while the cluster runs (a reload
+        removing or changing them, `restart_server`): out of the balancers' backends files,
+        then waited for until the running balancers let go of them
+        (`wait_balancers_let_go`). One that runs again comes back (`_on_server_running`)."""
+        for server_id in server_ids:
+            self.forget_server(server_id)
+        self.write_backends_files()
+        await self.wait_balancers_let_go(server_ids)
+
     def write_backends_files(self) -> None:
         """One file per balancer of this machine listing its joined servers (catching-up ones
         not writable; those of this machine with their Unix socket, `Topology.unix_socket`).
@@ -590,16 +633,40 @@ class Cluster:
                     break
                 await asyncio.sleep(LET_GO_POLL_S)
 
+    async def wait_balancers_take(self, server_id: str) -> None:
+        """Until every running balancer of this machine given `server_id` routes to it (ONLINE
+        in its `.status;`), at most BACK_IN_WAIT_S. Call it once the server runs again."""
+        deadline = time.monotonic() + BACK_IN_WAIT_S
+        for router in self.topology.local_routers():
+            keeper = self.keepers.get(router.id)
+            if (server_id not in self.topology.backends_of(router.id) or keeper is None
+                    or keeper.state is not NodeState.RUNNING):
+                continue
+            while time.monotonic() < deadline:
+                status = await self._balancer_status(router)
+                if status is None or (status["backends"].get(server_id) or {}).get("state") \
+                        == "ONLINE":
+                    break
+                await asyncio.sleep(LET_GO_POLL_S)
+
     async def _backends_listed(self, router: NodeSpec) -> set[str] | None:
         """The backends a running balancer (or relay) routes to now, or still awaits answers
         from (removed, `retiring`); None if it does not say."""
+        status = await self._balancer_status(router)
+        if status is None:
+            return None
+        backends, retiring = status["backends"], status.get("retiring")
+        return set(backends) | (set(retiring) if isinstance(retiring, dict) else set())
+
+    async def _balancer_status(self, router: NodeSpec) -> dict | None:
+        """A running balancer's `.status;` (a relay's: its balancer's), None if it does not
+        say; its `backends` a dict."""
         status = await self._node_status({"node": router.id, "state": NodeState.RUNNING.value})
         if status is not None and isinstance(status.get("balancer"), dict):
             status = status["balancer"]   # a relay: its balancer's
         if status is None or not isinstance(status.get("backends"), dict):
             return None
-        backends, retiring = status["backends"], status.get("retiring")
-        return set(backends) | (set(retiring) if isinstance(retiring, dict) else set())
+        return status
 
     def remove_stale_backends_files(self) -> None:
         """The backends files of balancers that left the topology (once they are stopped:

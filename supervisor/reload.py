@@ -133,14 +133,10 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
             cluster.leaving = {}
             cluster.write_peers_files()
             cluster.replication.set_remote(cluster.remote_peers())
-    # Servers leaving: out of the balancers first, so no request goes to them.
-    leaving_servers = [node_id for node_id in diff.removed + diff.changed
-                       if old.nodes[node_id].kind == "server"]
-    for node_id in leaving_servers:
-        cluster.forget_server(node_id)
-    cluster.write_backends_files()
-    # ...and stopped once the balancers have re-read their files (every probe interval).
-    await cluster.wait_balancers_let_go(leaving_servers)
+    # Servers leaving: out of the balancers first, so no request goes to them, and stopped
+    # once the balancers have re-read their files (every probe interval).
+    await cluster.take_out_of_balancers([node_id for node_id in diff.removed + diff.changed
+                                         if old.nodes[node_id].kind == "server"])
     try:
         for node_id in diff.removed + diff.changed:
             await cluster.stop_node(node_id)

@@ -10,7 +10,10 @@ test can tell afterwards whether one survived (a reused pid is not it).
 lb, proxy; m3 when added): its topology written from `cluster_yaml`, `up`,
 `status`, `wait_for` a state (with a deadline), `down_and_reap`. The
 `cluster` fixture (tests/integration/conftest.py) hands one to a test.
-`run_session` runs statements one after another on one connection.
+`run_session` runs statements one after another on one connection;
+`balancer_backends` is what the balancer says of its backends, and
+`first_line_time` when a node's log first said something (the order in
+which two nodes did things, read from their logs).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import psutil
 
 from nodes.protocol.wire import ResponseDecoder
-from tests.conftest import REPO_ROOT, free_port, read_response, wait_until
+from tests.conftest import REPO_ROOT, free_port, read_response, wait_until, wire_request
 
 
 class SupervisorRun:
@@ -219,3 +222,18 @@ def run_session(port: int, statements, timeout: float = 10.0) -> list[str]:
 
 def all_running(nodes: dict[str, dict]) -> bool:
     return all(row["state"] == "RUNNING" for row in nodes.values())
+
+
+def balancer_backends(cluster: Cluster) -> dict:
+    """The `backends` of the balancer lb's `.status;`: its backends by id, with their state."""
+    answer = wire_request(cluster.ports["lb"], ".status;")
+    message = answer.splitlines()[answer.splitlines().index("RESULT_MESSAGE") + 1]
+    return json.loads(message)["backends"]
+
+
+def first_line_time(log: Path, text: str) -> str:
+    """The timestamp ("YYYY-MM-DD HH:MM:SS.mmm": ordered as text) of `log`'s first line
+    holding `text`, once it is there (waited for with a deadline)."""
+    def found() -> str | None:
+        return next((line[:23] for line in log.read_text().splitlines() if text in line), None)
+    return wait_until(found, DEADLINE_S, f"{text!r} in {log.name}")

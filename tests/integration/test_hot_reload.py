@@ -11,20 +11,20 @@ import pytest
 from engine.session import Session
 from engine.storage.object_state import current_document
 from engine.storage.store import Store
-from tests.conftest import free_port, wait_until, wire_request
-from tests.integration.supervisorkit import DEADLINE_S, cluster_yaml, run_session
+from tests.conftest import free_port, wait_until
+from tests.integration.supervisorkit import (
+    DEADLINE_S,
+    balancer_backends,
+    cluster_yaml,
+    first_line_time,
+    run_session,
+)
 
 pytestmark = pytest.mark.slow  # whole supervised clusters, edited while they run
 
 
 def pids(nodes: dict[str, dict]) -> dict[str, int]:
     return {node: row["pid"] for node, row in nodes.items()}
-
-
-def balancer_backends(cluster) -> dict:
-    answer = wire_request(cluster.ports["lb"], ".status;")
-    message = answer.splitlines()[answer.splitlines().index("RESULT_MESSAGE") + 1]
-    return json.loads(message)["backends"]
 
 
 def test_adding_a_server_seeds_it_and_the_balancer_uses_it(cluster):
@@ -195,14 +195,6 @@ def test_removing_the_balancer_removes_its_backends_file(cluster):
                "lb's backends file to go")
     # (removed once lb is stopped: a running balancer missing its file logs an error)
     assert "keeping the current backends" not in (cluster.workdir / "logs" / "lb.log").read_text()
-
-
-def first_line_time(log: Path, text: str) -> str:
-    """The timestamp ("YYYY-MM-DD HH:MM:SS.mmm": ordered as text) of `log`'s first line
-    holding `text`, once it is there (waited for with a deadline)."""
-    def found() -> str | None:
-        return next((line[:23] for line in log.read_text().splitlines() if text in line), None)
-    return wait_until(found, DEADLINE_S, f"{text!r} in {log.name}")
 
 
 def test_a_removed_server_is_stopped_only_once_the_balancer_let_go_of_it(cluster):

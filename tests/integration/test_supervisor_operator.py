@@ -1,18 +1,28 @@
 """What the operator sees of a running cluster: an edit onto a taken port refused before
-anything stops, `check` against the running cluster, restarts by hand counted apart,
-where `up` says to connect."""
+anything stops, `check` against the running cluster, restarts by hand counted apart, a
+server restarted by hand only once the balancer let go of it, where `up` says to
+connect."""
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 
 import pytest
 
+from nodes.balancer.routing import rank_owners
+from nodes.protocol.wire import ResponseDecoder
+from nodes.runtime.upstream import WRITE_OUTCOME_UNKNOWN
 from supervisor.cli import connect_line
 from supervisor.topology import load_topology
-from tests.conftest import free_port, wait_until
-from tests.integration.supervisorkit import DEADLINE_S, all_running
+from tests.conftest import free_port, read_response, wait_until
+from tests.integration.supervisorkit import (
+    DEADLINE_S,
+    all_running,
+    balancer_backends,
+    first_line_time,
+)
 
 pytestmark = pytest.mark.slow  # a supervised cluster per test
 
@@ -68,6 +78,60 @@ def test_a_restart_by_hand_is_not_counted_as_a_crash(cluster):
     header = next(line.split() for line in table if line.startswith("NODE "))
     lb = next(line.split() for line in table if line.startswith("lb "))
     assert lb[header.index("RESTARTS")] == "0" and lb[header.index("MANUAL")] == "1"
+
+
+def writing_until(port: int, stop: threading.Event, answers: list[str]) -> None:
+    """Rows written one after the other on one connection until `stop`; every answer kept
+    (a connection lost as the last one)."""
+    decoder = ResponseDecoder()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        statements = ["ampiasao ops;", *(f"manampia ao@ t sanda ({n});" for n in range(1, 10**6))]
+        for statement in statements:
+            if stop.is_set():
+                return
+            sock.sendall(statement.encode())
+            try:
+                answers.append(read_response(sock, decoder).raw.decode())
+            except OSError as error:
+                answers.append(f"Hadisoana: connection lost ({error})")
+                return
+
+
+def test_a_restarted_server_is_stopped_only_once_the_balancer_let_go_of_it(cluster):
+    """Bug: `restart SERVER` stopped it while the balancer still sent to it (it only
+    learnt from its probes that the server was gone), so a statement on its way was cut, a
+    write's client told "outcome unknown". A restart takes a reload's path now: out of
+    the backends file, stopped once the balancer let go of it, back in once it runs.
+    The server restarted is the one the writes go to (the table's owner)."""
+    owner = rank_owners("ops", "t", ["m1", "m2"])[0]
+    assert cluster.up().returncode == 0
+    answers = cluster.session("manamboara tahiry ops;", "ampiasao ops;",
+                              "manamboara tabilao t (id ISA(0,1000000));")
+    assert not any("Hadisoana" in a for a in answers), answers
+    cluster.wait_for(lambda n: balancer_backends(cluster).get(owner, {}).get("state") == "ONLINE",
+                     f"the balancer routes to {owner}")
+    stop, written = threading.Event(), []
+    writer = threading.Thread(target=writing_until, args=(cluster.ports["lb"], stop, written))
+    writer.start()
+    try:
+        wait_until(lambda: len(written) > 20, DEADLINE_S, "writes going through the balancer")
+        restarted = cluster.cli("restart", owner, str(cluster.topology))
+        assert restarted.returncode == 0, restarted.stderr + cluster.supervisor_log()
+        during = len(written)
+        wait_until(lambda: len(written) > during + 20, DEADLINE_S, "writes after the restart")
+    finally:
+        stop.set()
+        writer.join(timeout=15)
+    cut = [answer for answer in written if WRITE_OUTCOME_UNKNOWN in answer]
+    assert not cut, cut[:3]
+    assert not [answer for answer in written if "Hadisoana" in answer], written[-3:]
+    logs = cluster.workdir / "logs"
+    let_go = first_line_time(logs / "lb.log", f"backend {owner} removed")
+    stopping = first_line_time(logs / f"{owner}.log", f"{owner} INFO nodes.server: stopping")
+    assert let_go < stopping, (let_go, stopping)
+    # Back in once it runs: the restart answers once the balancer routes to it again.
+    assert balancer_backends(cluster)[owner]["state"] == "ONLINE"
+    assert cluster.nodes()[owner]["manual_restarts"] == 1
 
 
 def test_a_second_topology_in_the_same_folder_is_told_the_run_folder_is_taken(cluster):
