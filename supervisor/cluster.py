@@ -598,7 +598,10 @@ class Cluster:
             for server_id in self.topology.backends_of(balancer.id):
                 if self.topology.runs_here(server_id) and server_id not in self.joined:
                     continue
-                server = self.topology.nodes[server_id]
+                # Where it listens now: a reload restarting servers one at a time leaves
+                # those still waiting for their turn at their old address.
+                keeper = self.keepers.get(server_id)
+                server = keeper.spec if keeper is not None else self.topology.nodes[server_id]
                 writable = self.writable.get(server_id, False) \
                     if self.topology.runs_here(server_id) else True
                 entry = {"id": server.id, "host": server.host, "port": server.port,

@@ -4,7 +4,11 @@
 short moment for the editor to finish writing, and calls back with the new
 text. `diff_topologies` compares node by node, by the command line each node
 would run with: a balancer whose backend list changed is not restarted (its
-backends file is rewritten), a proxy cache whose upstream moved is. An
+backends file is rewritten), a proxy cache whose upstream moved is. Servers
+changed on their own directories (new flags, a new port: `supervisor:
+local_sockets` flipped changes every one) are restarted one at a time, each
+out of the balancers and back in, answering, before the next
+(`rolled_servers`, `Cluster.restart_server`): never all down at once. An
 invalid file changes nothing: `reload_topology` reports the error and leaves
 the cluster as it was. So does a file naming a data directory that another
 cluster or another live process owns (supervisor/ownership.py): a new
@@ -133,20 +137,30 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
             cluster.leaving = {}
             cluster.write_peers_files()
             cluster.replication.set_remote(cluster.remote_peers())
+    # Servers changed on their own directories (new flags, a new port: `supervisor:
+    # local_sockets` flipped changes them all) restart one at a time, each back in the
+    # balancers and answering before the next goes (restarted together, for a moment none
+    # would answer), and first, while the balancers that may change too still route to
+    # the others. (Started again as they stopped, still replicated: below.)
+    rolling = rolled_servers(old, new, diff)
+    for node_id in rolling:
+        if not await cluster.restart_server(node_id, new_command=True):
+            cluster.logger.warning("reload: %s does not run again after its restart", node_id)
+    changed = [node_id for node_id in diff.changed if node_id not in rolling]
     # Servers leaving: out of the balancers first, so no request goes to them, and stopped
     # once the balancers have re-read their files (every probe interval).
-    await cluster.take_out_of_balancers([node_id for node_id in diff.removed + diff.changed
+    await cluster.take_out_of_balancers([node_id for node_id in diff.removed + changed
                                          if old.nodes[node_id].kind == "server"])
     try:
-        for node_id in diff.removed + diff.changed:
+        for node_id in diff.removed + changed:
             await cluster.stop_node(node_id)
             if old.nodes[node_id].kind == "server":
                 if keeps_its_directory(old, new, node_id):
-                    # The same member on the same files (a new port, new flags): it starts
-                    # again as it stopped, still replicated. Handed over and seeded as a
-                    # newcomer, it would lose what it alone holds when the hand over is
-                    # undone (a peer's disk full): the newcomer's alignment puts the
-                    # others' older copies over its own.
+                    # The same member on the same files (not rolled above: `tls:`
+                    # changed): it starts again as it stopped, still replicated. Handed
+                    # over and seeded as a newcomer, it would lose what it alone holds when
+                    # the hand over is undone (a peer's disk full): the newcomer's
+                    # alignment puts the others' older copies over its own.
                     continue
                 removed_here = node_id in diff.removed and old.runs_here(node_id)
                 moved_here = (node_id in diff.changed and old.runs_here(node_id)
@@ -182,7 +196,7 @@ async def apply_topology(cluster: Cluster, new: Topology) -> TopologyDiff:
         cluster.finish_hand_overs(old)
     # New and changed nodes start in dependency order; a new server is seeded
     # before it starts and joins the balancers once it answers its probe.
-    to_start = [n for n in new.start_order() if n in diff.added or n in diff.changed]
+    to_start = [n for n in new.start_order() if n in diff.added or n in changed]
     await cluster.watch_remote_nodes()
     cluster.launch(to_start)
     await cluster.wait_settled(to_start)
@@ -206,6 +220,15 @@ def old_directories_elsewhere(old: Topology, new: Topology, diff: TopologyDiff) 
             old_id = old_directory_id(node_id)
             found[old_id] = replace(before, id=old_id)
     return found
+
+
+def rolled_servers(old: Topology, new: Topology, diff: TopologyDiff) -> list[str]:
+    """The changed servers a reload restarts one at a time, each on its directory: every
+    one that keeps it, unless `tls:` changed (restarted with it, a server could not be
+    reached by the balancers still running without it: those are restarted together)."""
+    if old.tls != new.tls:
+        return []
+    return [node_id for node_id in diff.changed if keeps_its_directory(old, new, node_id)]
 
 
 def keeps_its_directory(old: Topology, new: Topology, node_id: str) -> bool:

@@ -231,9 +231,12 @@ def balancer_backends(cluster: Cluster) -> dict:
     return json.loads(message)["backends"]
 
 
-def first_line_time(log: Path, text: str) -> str:
+def first_line_time(log: Path, text: str, after: str = "") -> str:
     """The timestamp ("YYYY-MM-DD HH:MM:SS.mmm": ordered as text) of `log`'s first line
-    holding `text`, once it is there (waited for with a deadline)."""
+    holding `text` (logged later than the timestamp `after`, if given), once it is there
+    (waited for with a deadline)."""
     def found() -> str | None:
-        return next((line[:23] for line in log.read_text().splitlines() if text in line), None)
-    return wait_until(found, DEADLINE_S, f"{text!r} in {log.name}")
+        return next((line[:23] for line in log.read_text().splitlines()
+                     if text in line and line[:23] > after), None)
+    return wait_until(found, DEADLINE_S, f"{text!r} in {log.name}" + (f" after {after}"
+                                                                       if after else ""))

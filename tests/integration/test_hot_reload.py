@@ -1,17 +1,21 @@
 """Editing topology.yaml while the cluster runs: add a server, refuse an invalid
-edit, remove a server, restart only a changed node."""
+edit, remove a server, restart only a changed node, servers changed together restarted
+one at a time."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from engine.session import Session
 from engine.storage.object_state import current_document
 from engine.storage.store import Store
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, wait_until, wire_request
 from tests.integration.supervisorkit import (
     DEADLINE_S,
     balancer_backends,
@@ -210,3 +214,54 @@ def test_a_removed_server_is_stopped_only_once_the_balancer_let_go_of_it(cluster
     let_go = first_line_time(logs / "lb.log", "backend m3 removed")
     stopping = first_line_time(logs / "m3.log", "m3 INFO nodes.server: stopping")
     assert let_go < stopping, (let_go, stopping)
+
+
+def neither_answering(ports: list[int], stop: threading.Event, moments: list[float]) -> None:
+    """Until `stop`: each server asked `.ping;` in turn; the moments when none answered."""
+    while not stop.is_set():
+        answered = False
+        for port in ports:
+            try:
+                answered = "PONG" in wire_request(port, ".ping;", timeout=1.0) or answered
+            except OSError:
+                pass
+        if not answered:
+            moments.append(time.monotonic())
+        stop.wait(0.01)
+
+
+def test_turning_local_sockets_off_restarts_the_servers_one_at_a_time(cluster):
+    """Bug: flipping `supervisor: local_sockets` restarted every server at once (their
+    command lines all change), so for a moment no server answered. They roll now: each
+    out of the balancer, stopped once it let go of it, started, back in and answering
+    before the next one goes."""
+    assert cluster.up().returncode == 0
+    servers = ("m1", "m2")
+    cluster.wait_for(lambda n: all(balancer_backends(cluster).get(server, {}).get("state")
+                                   == "ONLINE" for server in servers), "lb routes to both")
+    before = pids(cluster.nodes())
+    logs = cluster.workdir / "logs"
+    stop, none_answered = threading.Event(), []
+    poller = threading.Thread(target=neither_answering, args=(
+        [cluster.ports[server] for server in servers], stop, none_answered))
+    poller.start()
+    try:
+        cluster.write(text=cluster_yaml(cluster.ports).replace(
+            "supervisor:\n", "supervisor:\n  local_sockets: false\n"))
+        nodes = cluster.wait_for(lambda n: all(n[node]["pid"] not in (None, before[node])
+                                               and n[node]["state"] == "RUNNING"
+                                               for node in before), "every node restarted")
+    finally:
+        stop.set()
+        poller.join(timeout=15)
+    assert "--unix-socket" not in " ".join(psutil.Process(nodes["m1"]["pid"]).cmdline())
+    assert none_answered == [], f"no server answered {len(none_answered)} times"
+    removed = {server: first_line_time(logs / "lb.log", f"backend {server} removed")
+               for server in servers}
+    stopping = {server: first_line_time(logs / f"{server}.log",
+                                        f"{server} INFO nodes.server: stopping")
+                for server in servers}
+    first, second = sorted(servers, key=stopping.__getitem__)
+    back = first_line_time(logs / "lb.log", f"backend {first} joined", removed[first])
+    assert removed[first] < stopping[first] < back < removed[second] < stopping[second], \
+        (removed, stopping, back)

@@ -13,6 +13,7 @@ from supervisor.reload import (
     diff_topologies,
     reload_topology,
     restart_only_change,
+    rolled_servers,
 )
 from supervisor.topology import load_topology, parse_topology
 from tests.supervisor.test_topology import GOOD
@@ -138,6 +139,36 @@ def test_with_write_leases_on_an_edit_of_tls_is_refused():
         "only by a new start")
     assert restart_only_change(old, replace(old, tls=TlsSettings(ca=Path("tls/ca.crt")))) is None
     assert restart_only_change(leased, leased) is None
+
+
+def test_servers_changed_on_their_directories_are_rolled_unless_tls_changed():
+    """Restarted one at a time, each stays reachable by the balancers still running; with
+    `tls:` changed it would not be, and they are restarted together (as the balancers)."""
+    old = topology(GOOD)
+    moved = topology(GOOD.replace("port: 4950", "port: 4954").replace("data: data/m1",
+                                                                       "data: data/m1b"))
+    assert rolled_servers(old, moved, diff_topologies(old, moved)) == ["m2"]
+    with_tls = replace(moved, tls=TlsSettings(ca=Path("tls/ca.crt")))
+    assert rolled_servers(old, with_tls, diff_topologies(old, with_tls)) == []
+
+
+def test_a_server_waiting_for_its_restart_is_listed_where_it_listens_now(tmp_path):
+    """A reload restarting servers one at a time: one whose port the edit changed is listed
+    at its old port until its turn (its keeper's), or the balancers lose it meanwhile."""
+    path = tmp_path / "topology.yaml"
+    cluster = Cluster(parse_topology(GOOD.replace("port: 4950", "port: 4954"), path, {}),
+                      logging.getLogger("t"))
+    cluster.joined, cluster.writable = {"m1", "m2"}, {"m1": True, "m2": True}
+    before = parse_topology(GOOD, path, {}).nodes["m2"]
+    cluster.keepers["m2"] = cluster._make_keeper(before)   # (not started)
+    cluster.write_backends_files()
+    entries = json.loads((tmp_path / "run" / "lb.backends.json").read_text())["backends"]
+    assert {entry["id"]: entry["port"] for entry in entries}["m2"] == 4950
+    cluster.keepers.clear()
+    cluster.write_backends_files()
+    entries = json.loads((tmp_path / "run" / "lb.backends.json").read_text())["backends"]
+    assert {entry["id"]: entry["port"] for entry in entries}["m2"] == 4954
+    cluster.node_logs.pop("m2").close()
 
 
 async def _nothing(*args, **kwargs) -> bool:
