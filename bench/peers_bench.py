@@ -31,11 +31,14 @@ the per-round rt/s, p50 and p99. `/X` columns: the row's rt/s divided by X's at
 the same connection count (< 1: slower): every row by the floor, the server by
 pg-simple and pg-prepared, the chain by pgbouncer. At 1 connection, CPU time per
 request of each process (psutil, children included) and of the load generator.
-Then "first read after a write" on the server direct (1k, 10k, 100k rows): a
-point read right after an insert into the same table vs right after a read.
+`hit`: a proxy cache hit (the same read every time) on the chain and the one
+relay beside the floor, and what a hit costs the proxy's (the relay's) CPU
+against the floor's per request. Then "first read after a write" on the server
+direct (1k, 10k, 100k rows): a point read right after an insert into the same
+table vs right after a read.
 
     ./.venv/bin/python bench/peers_bench.py [--seconds 2] [--rounds 3] [--connections 1,4,16,64]
-        [--only read,insert,first-read] [--workers N] [--pairs 60]
+        [--only read,insert,hit,first-read] [--workers N] [--pairs 60]
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ REFERENCES = {"server": ("pg-simple", "pg-prepared"), FLOOR_SYNC: ("pg-simple", 
               "relay>server": ("pg-prepared", "pgbouncer"), FLOOR_CHAIN: ("pg-prepared", "pgbouncer")}
 # The one relay against the chain it replaces (printed under the read table).
 RELAY, CHAIN = "relay>server", "proxy>balancer>server"
+# `hit`: the same text every time, answered from the proxy's cache after the first.
+HIT_REQUEST = b"alaivo * ao@ t rehefa id = 7;"
+HIT_SYSTEMS = ("floor", CHAIN, RELAY)
 RATIO_COLUMNS = ("floor", "pg-simple", "pg-prepared", "pgbouncer")
 
 
@@ -213,6 +219,9 @@ class RawClient:
 
     def insert(self, key: int) -> None:
         self.request(f"manampia ao@ {self.table} sanda {row(key)};".encode())
+
+    def hit(self, key: int) -> None:
+        self.request(HIT_REQUEST)
 
     def close(self) -> None:
         self.sock.close()
@@ -549,6 +558,19 @@ def print_pair_ratio(cells: dict, connections: list[int], system: str, reference
         print(f"{system} / {reference}: " + "; ".join(parts))
 
 
+def print_hit_cpu(cells: dict) -> None:
+    """A cache hit's CPU in the process that answers it, against the floor's per request."""
+    floor = cells.get(("floor", 1))
+    if floor is None:
+        return
+    for system, role in ((CHAIN, "proxy"), (RELAY, "relay")):
+        cell = cells.get((system, 1))
+        if cell is not None:
+            spent, reference = cell["cpu"].get(role, 0.0), floor["cpu"]["floor"]
+            print(f"cache hit, 1 conn: the {role} spends {spent:.1f} us of CPU per hit, "
+                  f"{spent / reference:.2f}x the floor's {reference:.1f} us")
+
+
 def first_read_after_write(port: int, pairs: int = 60) -> None:
     """A point read right after an insert into the same table vs right after a read, server direct.
 
@@ -598,8 +620,8 @@ def main() -> None:
     options.add_argument("--seconds", type=float, default=2.0, help="per cell")
     options.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     options.add_argument("--connections", default="1,4,16,64")
-    options.add_argument("--only", default="read,insert,first-read",
-                         help="comma-separated among read, insert, first-read")
+    options.add_argument("--only", default="read,insert,hit,first-read",
+                         help="comma-separated among read, insert, hit, first-read")
     options.add_argument("--workers", type=int, default=max(2, len(os.sched_getaffinity(0))),
                          help="load-generating processes (at most one per connection)")
     options.add_argument("--pairs", type=int, default=60,
@@ -634,22 +656,27 @@ def main() -> None:
             print(f"{version.stdout.strip()}, {bouncer_version}, psycopg {psycopg.__version__} "
                   f"({psycopg.pq.__impl__})")
         cell_number = 0
-        for workload in [w for w in ("read", "insert") if w in only]:
+        for workload in [w for w in ("read", "insert", "hit") if w in only]:
             figures: dict[tuple[str, int], list[dict]] = {}
+            measured = [s for s in systems if workload != "hit" or s.name in HIT_SYSTEMS]
             for round_index in range(args.rounds):
-                shift = round_index % len(systems)
+                shift = round_index % len(measured)
                 for count in connections:
-                    for system in systems[shift:] + systems[:shift]:
+                    for system in measured[shift:] + measured[:shift]:
                         cell_number += 1
                         first = random.randrange(ROWS) if workload == "read" else 1_000_000 * cell_number
                         figures.setdefault((system.name, count), []).append(
                             run_cell(system, workload, count, args.seconds, args.workers, first))
-            title = ("read: uncached point read, equality on id, 1,000 rows" if workload == "read"
-                     else "insert: durable single-row insert")
+            title = {"read": "read: uncached point read, equality on id, 1,000 rows",
+                     "insert": "insert: durable single-row insert",
+                     "hit": "hit: a proxy cache hit, the same read every time"}[workload]
             cells = {key: median_cell(values) for key, values in figures.items()}
             print_table(f"{title}; median of {args.rounds} round(s) of {args.seconds:g} s cells; "
-                        "/X: rt/s divided by X's", cells, systems, connections)
+                        "/X: rt/s divided by X's", cells, measured, connections)
             print_relay_ratio(cells, connections)
+            if workload == "hit":
+                print_hit_cpu(cells)
+                continue
             print_pair_ratio(cells, connections, CHAIN, FLOOR_CHAIN)
             if workload == "read":
                 for system in systems[3:5]:
