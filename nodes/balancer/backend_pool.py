@@ -102,6 +102,7 @@ class BackendPool:
 
     def _apply_specs(self, specs: list[BackendSpec]) -> None:
         wanted = {spec.id: spec for spec in specs}
+        self._forget_retired()   # (else kept until `.status;` asks, reload after reload)
         for backend_id in list(self._backends):
             old = self._backends[backend_id]
             new = wanted.get(backend_id)
@@ -279,11 +280,15 @@ class BackendPool:
     def retiring(self) -> dict[str, int]:
         """Backends a reload removed whose answers are still on their way: id -> how many
         requests (a supervisor stops such a server only once it is no longer here)."""
-        self._retiring = [backend for backend in self._retiring if backend.connections]
+        self._forget_retired()
         retiring: dict[str, int] = {}
         for backend in self._retiring:
             retiring[backend.id] = retiring.get(backend.id, 0) + backend.in_flight
         return retiring
+
+    def _forget_retired(self) -> None:
+        """Drop the retiring backends whose connections have all closed."""
+        self._retiring = [backend for backend in self._retiring if backend.connections]
 
     def describe(self) -> str:
         """One log line: every backend with its address and state."""
