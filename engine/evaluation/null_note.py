@@ -34,13 +34,13 @@ def null_note(statement: ast.Statement) -> str:
     # (Written as a tree: `expression_text` puts `(a = 1) dia null` in parentheses.)
     is_null = f"'{expression_text(ast.IsNull(operand))}'"
     is_not_null = f"'{expression_text(ast.IsNull(operand, True))}'"
-    if comparison.op == "=":
-        test = is_null
-    elif comparison.op == "!=":
-        test = is_not_null
-    else:   # `n > null`: what was meant is not known, both tests are shown
-        test = f"{is_null} na {is_not_null}"
-    return text("hint_null_comparison", comparison=expression_text(comparison), test=test)
+    written = expression_text(comparison)
+    if comparison.op in ("=", "!="):
+        return text("hint_null_comparison", comparison=written,
+                    test=is_null if comparison.op == "=" else is_not_null)
+    # `n > null`: what was meant is not known, both tests are shown.
+    return text("hint_null_ordering", comparison=written, is_null=is_null,
+                is_not_null=is_not_null)
 
 
 def null_comparison(statement: ast.Statement) -> ast.Binary | None:

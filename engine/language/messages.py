@@ -24,7 +24,7 @@ test_messages.py reads every raise site and fails on a sentence with no
 entry here. The hints are built here with `text(code, ...)`. Nothing here
 runs on the success path but `text` for the one hint a success may end
 with (a comparison with `null`: engine/evaluation/null_note.py);
-`translate` and `code_of` are for clients.
+`translate`, `translate_note` (that hint) and `code_of` are for clients.
 """
 
 from __future__ import annotations
@@ -581,6 +581,12 @@ CATALOGUE: tuple[Message, ...] = (
        "manamarina ny null.",
        " '{comparison}' is never true, not even when the value is null: {test} is what "
        "tests for null.", "hint"),
+    # ... of an ordering (`n > null`), whose meaning is not known: both tests, "or" in English.
+    _M("hint_null_ordering",
+       " Tsy marina mihitsy ny '{comparison}', na dia null aza ny sanda : {is_null} na "
+       "{is_not_null} no manamarina ny null.",
+       " '{comparison}' is never true, not even when the value is null: {is_null} or "
+       "{is_not_null} is what tests for null.", "hint"),
 )
 
 
@@ -608,6 +614,20 @@ def translate(text: str, lang: str) -> str:
     if translated is None:
         return text
     return prefix + translated + marker
+
+
+def translate_note(message: str, lang: str) -> str:
+    """`message`, a success as the wire carries it, with the note it may end with in `lang`.
+
+    The note (a comparison with `null`: engine/evaluation/null_note.py) is a
+    hint of the catalogue and translates as an error's does; the message's
+    beginning (`N andalana`, `Tafinditra ...`) is the wire's text, which
+    clients read, and stays as it is. Unchanged without a note.
+    """
+    if lang != "en":
+        return message
+    body, suffix = _peel_hints(message)
+    return body + suffix if suffix else message
 
 
 def code_of(text: str) -> str | None:

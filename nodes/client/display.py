@@ -26,7 +26,7 @@ import orjson
 from engine.errors import ENGLISH_ERROR_PREFIX, ERROR_PREFIX
 from engine.evaluation.outcome import Outcome
 from engine.evaluation.render import outcome_to_json, render_json, table_note
-from nodes.client.explain import caret_lines, translator
+from nodes.client.explain import caret_lines, note_translator, translator
 from nodes.client.formats import render_csv, render_rows
 from nodes.client.pager import page, pager_command
 from nodes.client.positions import ScriptPlace, relocate
@@ -63,12 +63,14 @@ class Display:
     errors: TextIO = field(default_factory=lambda: sys.stderr)
     file: TextIO | None = None                      # `\o FILE` (None: the terminal)
     translate: Callable[[str], str] | None = None   # set by set_lang
+    translate_note: Callable[[str], str] | None = None   # a success's note; set by set_lang
 
     # -- settings that need more than a field
 
     def set_lang(self, lang: str) -> None:
         """Show errors in `lang` ("mg" or "en"); raises LanguageUnavailable."""
         self.translate = translator(lang)
+        self.translate_note = note_translator(lang)
         self.settings.lang = lang
 
     def output_to(self, path: str | None) -> None:
@@ -110,6 +112,8 @@ class Display:
             else:
                 self._show_rows(outcome)
             note = table_note(outcome)
+            if note and self.translate_note is not None:
+                note = self.translate_note(" " + note).strip()
             if note:   # (the rows do not show the message: its note comes under them)
                 self._write(self._paint(note, GREEN), self.errors if self.format == "csv" else None)
         elif self.format == "csv" or (not outcome.ok and self.file is not None):
@@ -156,6 +160,8 @@ class Display:
             text = relocate(text, place.line, place.column)
         if not outcome.ok and self.translate is not None:
             text = self.translate(text)
+        elif outcome.ok and self.translate_note is not None:
+            text = self.translate_note(text)
         if not outcome.ok and outcome.message == LOGIN_REQUIRED:
             text += CLIENT_LOGIN_HINT
         if not outcome.ok and place is not None:

@@ -65,3 +65,15 @@ def translator(lang: str) -> Callable[[str], str] | None:
             "English messages need the engine's catalogue (engine.language.messages), "
             f"which this version does not have ({missing})") from None
     return lambda text: translate(text, lang)
+
+
+def note_translator(lang: str) -> Callable[[str], str] | None:
+    """A function putting the note a success message may end with (a comparison with
+    `null`) into `lang`, the message's beginning kept (None for Malagasy).
+
+    Called once `translator(lang)` succeeded: the catalogue is there.
+    """
+    if lang == "mg":
+        return None
+    from engine.language.messages import translate_note
+    return lambda text: translate_note(text, lang)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.language.messages import CATALOGUE, by_code, code_of, text, translate
+from engine.language.messages import CATALOGUE, by_code, code_of, text, translate, translate_note
 from engine.session import Session
 from engine.storage.store import Store
 
@@ -221,3 +221,29 @@ def test_ordering_past_the_last_column_counts_columns_in_english(tmp_path, count
     wire = session.execute(f"alaivo {columns} alaharo 5;")[0].message
     assert wire.endswith(f"(tsanganana {count} no ao amin'ny valiny)"), wire   # unchanged
     assert translate(wire, "en") == f"Error: alaharo 5: there is no column 5 ({english})"
+
+
+@pytest.mark.parametrize("wire, english", [
+    ("0 andalana Tsy marina mihitsy ny 'n = null', na dia null aza ny sanda : 'n dia null' no "
+     "manamarina ny null.",
+     "0 andalana 'n = null' is never true, not even when the value is null: 'n dia null' is "
+     "what tests for null."),
+    ("Tafinditra ny fiovana ny tabilao (0 andalana) Tsy marina mihitsy ny 'n != null', na dia "
+     "null aza ny sanda : 'n dia tsy null' no manamarina ny null.",
+     "Tafinditra ny fiovana ny tabilao (0 andalana) 'n != null' is never true, not even when "
+     "the value is null: 'n dia tsy null' is what tests for null."),
+    # Both tests shown: their `na` is "or" too, a column named `anarana` kept as it is.
+    ("0 andalana Tsy marina mihitsy ny 'm.anarana > null', na dia null aza ny sanda : "
+     "'m.anarana dia null' na 'm.anarana dia tsy null' no manamarina ny null.",
+     "0 andalana 'm.anarana > null' is never true, not even when the value is null: "
+     "'m.anarana dia null' or 'm.anarana dia tsy null' is what tests for null."),
+])
+def test_the_note_of_a_success_is_translated_and_its_beginning_kept(wire, english):
+    """The note a success ends with (a comparison with `null`) stayed Malagasy under
+    `--lang en`: it is a catalogue hint, and translates as an error's hint does; the
+    message's beginning, which clients read, is the wire's."""
+    assert translate_note(wire, "en") == english
+    assert translate_note(wire, "mg") == wire
+    assert translate_note("3 andalana", "en") == "3 andalana"
+    assert translate_note("Ny tahiry : s dia miasa ankehitriny", "en") == \
+        "Ny tahiry : s dia miasa ankehitriny"

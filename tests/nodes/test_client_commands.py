@@ -254,6 +254,21 @@ def test_csv_shows_a_note_beside_the_other_messages():
     assert errors.getvalue() == NULL_NOTE + "\n"
 
 
+def test_with_lang_en_a_note_is_shown_in_english():
+    """The note stayed Malagasy under `--lang en` (only errors were translated): it is now
+    shown in English, under the rows as in Malagasy, and at the end of a message."""
+    out = io.StringIO()
+    display = Display("table", out)
+    display.set_lang("en")
+    english = ("'naoty = null' is never true, not even when the value is null: 'naoty dia null' "
+               "is what tests for null.")
+    empty = Relation("naoty", RELATION.columns, [])
+    display.outcome(Outcome.success("0 andalana " + NULL_NOTE, empty))
+    display.outcome(Outcome.success("Tafinditra ny fiovana ny tabilao (0 andalana) " + NULL_NOTE))
+    assert out.getvalue() == (render_rows(empty, "off", None) + "\n" + english + "\n"
+                              + "Tafinditra ny fiovana ny tabilao (0 andalana) " + english + "\n")
+
+
 def test_expanded_rows_and_the_automatic_choice():
     assert render_expanded(RELATION).splitlines()[:4] == [
         "-[ ANDALANA 1 ]-------", "id      | 1", "anarana | Rabe, \"Koto\"",
