@@ -507,6 +507,11 @@ CATALOGUE: tuple[Message, ...] = (
        " Ny 'rehefa' dia mialoha ny 'vondrona' ; ny vondrona kosa dia sivanina toy izao : "
        "{example}",
        " 'rehefa' comes before 'vondrona'; groups are filtered like this: {example}", "hint"),
+    _M("hint_clause_order",
+       " Ny '{word}' dia mialoha ny '{later}' ; izao no filaharan'ny fizarana : alaivo ... "
+       "ao@ ... tonona ... ka ... rehefa ... vondrona ... alaharo ... fetra ...",
+       " '{word}' comes before '{later}'; the clauses go in this order: alaivo ... ao@ ... "
+       "tonona ... ka ... rehefa ... vondrona ... alaharo ... fetra ...", "hint"),
     _M("hint_other_table",
        " Ny '{column}' dia tsanganana ao amin'ny tabilao {table}, izay tsy ao amin'ity "
        "fangatahana ity : ampidiro amin'ny 'tonona' izy (ohatra : {example})",

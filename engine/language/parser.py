@@ -95,6 +95,14 @@ _CLAUSE_TYPES = {KEYWORDS[word] for word in (
     "ao", "rehefa", "tonona", "ka", "vondrona", "alaharo", "fetra", "antso", "sanda", "ova",
     "ankambana", "miakatra", "midina")}
 
+# A query's clauses in the order they are written (`tonona ... ka ...` among the joins), by
+# the token that starts each; once read, a clause is its rule (empty when not written).
+_CLAUSE_ORDER = ("JOIN", "REHEFA", "VONDRONA", "ALAHARO", "FETRA")
+_CLAUSE_WORDS = {"JOIN": "tonona", "REHEFA": "rehefa", "VONDRONA": "vondrona",
+                 "ALAHARO": "alaharo", "FETRA": "fetra"}
+_CLAUSE_RULES = {"where_opt": "REHEFA", "group_opt": "VONDRONA", "order_opt": "ALAHARO",
+                 "limit_opt": "FETRA"}
+
 
 def syntax_error(detail: str, text: str, index: int, line: int, column: int,
                  hint: str = "") -> TahirySyntaxError:
@@ -278,11 +286,15 @@ class _Grammar(Parser):
         if detail is None:
             detail = "tapitra tampoka ny fanambarana" if token is None \
                 else f"tsy nandrasana '{shown}' teto"
-        if token is not None and token.type == "REHEFA" and "'vondrona'" not in expected \
-                and any(symbol.type in ("VONDRONA", "group_opt") for symbol in self.symstack):
+        later = self._later_clause(token)
+        if later == "VONDRONA" and token is not None and token.type == "REHEFA":
             # HAVING written as a `rehefa` after `vondrona`.
             raise SyntaxProblem(detail, index, hint=text("hint_group_filter",
                                                          example=WRITTEN_OTHERWISE["having"]))
+        if later is not None:
+            # `alaharo a rehefa ...`, `fetra 1 alaharo a`: a clause after one it goes before.
+            raise SyntaxProblem(detail, index, hint=text(
+                "hint_clause_order", word=shown, later=_CLAUSE_WORDS[later]))
         if token is not None and token.type in ("CMP", "=") and index > 0 \
                 and self.text[index - 1:index + 1] in SQL_OPERATORS:
             # SQL's `<>`, C's `==`: lexed as two operators, the second one unexpected.
@@ -349,6 +361,24 @@ class _Grammar(Parser):
             # between them forgotten.
             raise SyntaxProblem(detail, index, hint=text("hint_missing_comma", word=shown))
         raise SyntaxProblem(detail, index, keywords)
+
+    def _later_clause(self, token) -> str | None:
+        """The first clause of the query being read, written before `token`'s, that goes
+        after it (`alaharo a rehefa ...`: `ALAHARO`), or None."""
+        if token is None or token.type not in _CLAUSE_ORDER:
+            return None
+        rank = _CLAUSE_ORDER.index(token.type)
+        later = None
+        for symbol in reversed(self.symstack):
+            if symbol.type == "ALAIVO":   # the query being read starts there
+                break
+            clause = symbol.type if symbol.type in _CLAUSE_ORDER \
+                else _CLAUSE_RULES.get(symbol.type)
+            if clause is None or (clause != symbol.type and symbol.value in (None, ())):
+                continue   # not a clause, or an empty one
+            if _CLAUSE_ORDER.index(clause) > rank:
+                later = clause   # (read backwards: the first one written comes last)
+        return later
 
     @staticmethod
     def _forgot_semicolon(token, expected: list[str]) -> bool:

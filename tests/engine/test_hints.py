@@ -644,3 +644,41 @@ def test_a_bad_value_among_several_rows_says_which_row(session, text, error):
     assert translate(message, "en").endswith(" (Row 2 of the values.)")
     single = one(session, "manampia ao@ naoty sanda (2, 'BD', 25);").message
     assert "Andalana faha" not in single   # one row: nothing to say
+
+
+def clause_order(word: str, later: str) -> str:
+    return (f" Ny '{word}' dia mialoha ny '{later}' ; izao no filaharan'ny fizarana : alaivo ... "
+            "ao@ ... tonona ... ka ... rehefa ... vondrona ... alaharo ... fetra ...")
+
+
+@pytest.mark.parametrize("text, hint", [
+    # `rehefa` after `alaharo` or `fetra`, with no `vondrona` in the query, was told that
+    # "'rehefa' comes before 'vondrona'" and how groups are filtered.
+    ("alaivo anarana ao@ mpianatra alaharo anarana rehefa anarana = 'Bob';",
+     clause_order("rehefa", "alaharo")),
+    ("alaivo anarana ao@ mpianatra fetra 1 rehefa anarana = 'Bob';",
+     clause_order("rehefa", "fetra")),
+    # The other clauses written out of order listed the words expected only.
+    ("alaivo anarana ao@ mpianatra fetra 1 alaharo anarana;", clause_order("alaharo", "fetra")),
+    ("alaivo taranja, count(*) ao@ naoty alaharo taranja vondrona taranja;",
+     clause_order("vondrona", "alaharo")),
+    ("alaivo * ao@ naoty rehefa naoty > 1 tonona mpianatra ka naoty.id = mpianatra.id;",
+     clause_order("tonona", "rehefa")),
+    ("alaivo * ao@ naoty rehefa naoty > 1 tonona:avia mpianatra ka naoty.id = mpianatra.id;",
+     clause_order("tonona:avia", "rehefa")),
+    # In a derived table, the clauses of the query being read.
+    ("alaivo * ao@ (alaivo * ao@ naoty alaharo naoty rehefa naoty > 1) x;",
+     clause_order("rehefa", "alaharo")),
+    # After `vondrona`, HAVING is meant: how groups are filtered, as before.
+    ("alaivo taranja ao@ naoty vondrona taranja alaharo taranja rehefa naoty > 1;",
+     GROUP_FILTER),
+])
+def test_clauses_out_of_order_say_the_order(session, text, hint):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and message.endswith(hint), \
+        message
+    english = translate(message, "en")
+    assert "Hadisoana" not in english and "mialoha" not in english, english
+    if hint != GROUP_FILTER:
+        assert english.endswith("; the clauses go in this order: alaivo ... ao@ ... tonona ... "
+                                "ka ... rehefa ... vondrona ... alaharo ... fetra ..."), english
