@@ -53,6 +53,15 @@ SQL_OPERATORS: dict[str, str] = {"<>": "!=", "==": "=", "=>": ">=", "=<": "<="}
 FOREIGN_OPERATORS: dict[str, str] = {"\u2265": ">=", "\u2264": "<=", "\u2260": "!=", "&&": "ary"}
 
 
+# SQL's column constraints: Tahiry has none, a column is its domain (the hint
+# `hint_no_constraint`, for a syntax error in a `manamboara` definition).
+SQL_CONSTRAINTS = frozenset((
+    "primary", "foreign", "references", "unique", "not", "default", "check", "constraint",
+    "auto_increment", "autoincrement", "identity"))
+# ... written first in a definition (`, primary key (id)`), as a column's name would be.
+SQL_TABLE_CONSTRAINTS = frozenset(("primary", "foreign", "constraint"))
+
+
 # SQL keywords Tahiry has no word for, with how a query says the same
 # (the hint `hint_written_otherwise`): each example runs as it is written.
 WRITTEN_OTHERWISE: dict[str, str] = {

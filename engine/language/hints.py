@@ -22,7 +22,12 @@ import re
 from collections.abc import Iterable
 
 from engine.language.account_syntax import ACCOUNT_WORDS
-from engine.language.english import english_keyword, written_otherwise
+from engine.language.english import (
+    SQL_CONSTRAINTS,
+    SQL_TABLE_CONSTRAINTS,
+    english_keyword,
+    written_otherwise,
+)
 from engine.language.lexer import HASH_WORDS, KEYWORDS
 from engine.language.messages import text
 
@@ -166,3 +171,27 @@ def syntax_hint(source: str, index: int, expected: Iterable[str] | None = None) 
         if hint:
             return hint
     return ""
+
+
+_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_CONSTRAINT_PHRASE = re.compile(r"(?:primary|foreign)\s+key|not\s+null", re.IGNORECASE)
+
+
+def constraint_hint(source: str, index: int) -> str:
+    """The hint for a syntax error at `index` of a `manamboara` statement (`source`) that is
+    a SQL column constraint ("" if none): the word at the error is one (`id ISA(0,10) not
+    null`, `unique`), or the definition being read starts with one (`, primary key (id)`,
+    where `primary` stood as a column's name)."""
+    at = _WORD_AT.match(source, index)
+    word = at.group() if at is not None else ""
+    if word.lower() not in SQL_CONSTRAINTS:
+        # The definition being read: what follows the last `,` (a domain's bounds are
+        # done by then: the error falls after them).
+        definition = _STRINGS.sub("''", source[:index]).rsplit(",", 1)[-1]
+        first = _WORD_AT.search(definition)
+        if first is None or first.group().lower() not in SQL_TABLE_CONSTRAINTS:
+            return ""
+        index = source.rfind(first.group(), 0, index)
+        word = first.group()
+    phrase = _CONSTRAINT_PHRASE.match(source, index)
+    return text("hint_no_constraint", word=phrase.group() if phrase is not None else word)

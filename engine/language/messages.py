@@ -512,6 +512,12 @@ CATALOGUE: tuple[Message, ...] = (
        "ao@ ... tonona ... ka ... rehefa ... vondrona ... alaharo ... fetra ...",
        " '{word}' comes before '{later}'; the clauses go in this order: alaivo ... ao@ ... "
        "tonona ... ka ... rehefa ... vondrona ... alaharo ... fetra ...", "hint"),
+    _M("hint_no_constraint",
+       " Tsy misy '{word}' amin'ny Tahiry : ny efitrany ihany no mamaritra ny sanda "
+       "raisin'ny tsanganana (ohatra : id ISA(1,null)) ; ny null dia ekena amin'ny efitra "
+       "rehetra.",
+       " Tahiry has no '{word}': a column's domain alone says which values it takes (e.g. "
+       "id ISA(1,null)); null fits every domain.", "hint"),
     _M("hint_other_table",
        " Ny '{column}' dia tsanganana ao amin'ny tabilao {table}, izay tsy ao amin'ity "
        "fangatahana ity : ampidiro amin'ny 'tonona' izy (ohatra : {example})",

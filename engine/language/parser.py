@@ -36,7 +36,7 @@ from engine.language.account_syntax import (
     parse_account,
 )
 from engine.language.english import SQL_OPERATORS, SQL_TYPES, WRITTEN_OTHERWISE
-from engine.language.hints import name_hint, syntax_hint
+from engine.language.hints import constraint_hint, name_hint, syntax_hint
 from engine.language.lexer import KEYWORDS, SyntaxProblem, TahiryLexer
 from engine.language.literal_rows import parse_literal_insert
 from engine.language.messages import text
@@ -318,6 +318,11 @@ class _Grammar(Parser):
         if token is not None and token.type == "AO" and head.lower() == "havaozy":
             # `havaozy ao@ t ...`, as `manampia ao@` and `fafao ao@` are written.
             raise SyntaxProblem(detail, index, hint=text("hint_update_no_ao"))
+        if token is not None and head.lower().split(None, 2)[:2] in (
+                ["manamboara", "tabilao"], ["manamboara", "efitra"]):
+            constraint = constraint_hint(self.text, index)
+            if constraint:   # `(id ISA(0,10) not null)`: SQL's constraints, Tahiry has none
+                raise SyntaxProblem(detail, index, hint=constraint)
         if reserved and (first == "manamboara" or head.lower().endswith("antso")) \
                 and not misspelt:
             # `manamboara tabilao vondrona (...)`, `antso fetra`: a name being given, that

@@ -682,3 +682,41 @@ def test_clauses_out_of_order_say_the_order(session, text, hint):
     if hint != GROUP_FILTER:
         assert english.endswith("; the clauses go in this order: alaivo ... ao@ ... tonona ... "
                                 "ka ... rehefa ... vondrona ... alaharo ... fetra ..."), english
+
+
+def no_constraint(word: str) -> str:
+    return (f" Tsy misy '{word}' amin'ny Tahiry : ny efitrany ihany no mamaritra ny sanda "
+            "raisin'ny tsanganana (ohatra : id ISA(1,null)) ; ny null dia ekena amin'ny efitra "
+            "rehetra.")
+
+
+@pytest.mark.parametrize("text, word", [
+    # SQL's column constraints, which Tahiry has none of, were told a ',' was forgotten
+    # before them (`not`, `unique`, ...), or that `id` in `primary key (id)` wanted quotes.
+    ("manamboara tabilao u (id ISA(0,10) not null);", "not null"),
+    ("manamboara tabilao u (id ISA(0,10) NOT NULL, a ISA(0,1));", "NOT NULL"),
+    ("manamboara tabilao u (id ISA(0,10) primary key);", "primary key"),
+    ("manamboara tabilao u (id ISA(0,10) unique);", "unique"),
+    ("manamboara tabilao u (id ISA(0,10) default 0);", "default"),
+    ("manamboara tabilao u (id ISA(0,10) references mpianatra);", "references"),
+    ("manamboara tabilao u (id ISA(0,10), primary key (id));", "primary key"),
+    ("manamboara tabilao u (id ISA(0,10), a ISA(0,10), foreign key (a) references naoty (id));",
+     "foreign key"),
+])
+def test_a_sql_column_constraint_says_tahiry_has_none(session, text, word):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and \
+        message.endswith(no_constraint(word)), message
+    assert translate(message, "en").endswith(
+        f" Tahiry has no '{word}': a column's domain alone says which values it takes "
+        "(e.g. id ISA(1,null)); null fits every domain.")
+
+
+def test_a_column_named_like_a_constraint_is_no_constraint(session):
+    message = one(session, "manamboara tabilao u (key ISA(0,10) b ISA(0,1));").message
+    assert message.endswith(" Hadino angamba ny ',' teo alohan'ny 'b'?"), message
+
+
+def test_not_in_a_views_query_is_still_the_not_operator(session):
+    message = one(session, "manamboara jery v @ alaivo * ao@ naoty rehefa not naoty > 1;").message
+    assert message.endswith(in_tahiry("!", "not")), message
