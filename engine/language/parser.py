@@ -333,6 +333,10 @@ class _Grammar(Parser):
             # `alaivo a, ao@ t`: a comma left before the clause word.
             raise SyntaxProblem(detail, index, hint=text(
                 "hint_comma_before", word="ao@" if token.type == "AO" else shown))
+        if (token is None or token.type == ")") and head.endswith(","):
+            # `sanda (1, 2,)`, `alaivo a, b,;`: a comma left at the end of a list.
+            raise SyntaxProblem(detail, index, hint=text(
+                "hint_comma_before", word=";" if token is None else ")"))
         if token is not None and token.type == "ID" and "'ao@'" in expected \
                 and not ("','" in expected and _LATER_AO.search(self.text, token.end)) \
                 and not misspelt:

@@ -720,3 +720,21 @@ def test_a_column_named_like_a_constraint_is_no_constraint(session):
 def test_not_in_a_views_query_is_still_the_not_operator(session):
     message = one(session, "manamboara jery v @ alaivo * ao@ naoty rehefa not naoty > 1;").message
     assert message.endswith(in_tahiry("!", "not")), message
+
+
+@pytest.mark.parametrize("text, word", [
+    # A ',' left at the end of a list (a habit of Python, JavaScript) listed the words
+    # expected only; the same ',' before a clause word already had this hint.
+    ("manampia ao@ naoty sanda (1, 'Algo', 12,);", ")"),
+    ("manampia ao@ naoty (id, taranja, naoty,) sanda (1, 'Algo', 12);", ")"),
+    ("manamboara tabilao u (id ISA(0,10), a ISA(0,1),);", ")"),
+    ("alaivo count(id,) ao@ naoty;", ")"),
+    ("manampia ao@ naoty sanda (1, 'Algo', 12),;", ";"),
+    ("alaivo id, taranja,;", ";"),
+    ("alaivo * ao@ naoty alaharo id,;", ";"),
+])
+def test_a_comma_left_at_the_end_of_a_list_is_said(session, text, word):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and message.endswith(
+        f" Tafahoatra angamba ny ',' teo alohan'ny '{word}' : esory izy."), message
+    assert translate(message, "en").endswith(f" Is the ',' before '{word}' one too many? Remove it.")
