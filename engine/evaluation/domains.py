@@ -186,13 +186,30 @@ def check_value(column: str, value: object, domain: list[dict]) -> object:
     for atom in domain:
         if atom_accepts(atom, value):
             return value
-    # A DATY column refusing a number (`2024-09-01` unquoted is 2014) or another form
-    # (`'2024-9-1'`, `'01/09/2024'`): how a date is written, as its comparisons say.
-    hint = text("hint_date_form") if all(atom.get("type") == "DATY" for atom in domain) \
-        else ""
     raise TahiryError(
         f"Ny sanda {format_value(value)} dia tsy mifanaraka amin'ny efitra "
-        f"{format_domain(domain)} an'ny tsanganana '{column}'" + hint)
+        f"{format_domain(domain)} an'ny tsanganana '{column}'" + _refused_hint(value, domain))
+
+
+_NUMBER_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
+def _refused_hint(value: object, domain: list[dict]) -> str:
+    """How the value refused was meant to be written, when that is plain ("" if not)."""
+    # A DATY column refusing a number (`2024-09-01` unquoted is 2014) or another form
+    # (`'2024-9-1'`, `'01/09/2024'`): how a date is written, as its comparisons say.
+    if all(atom.get("type") == "DATY" for atom in domain):
+        return text("hint_date_form")
+    # `'14'` into a number column, `2024` into a text one: the other form would fit.
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value):
+        number = float(value) if "." in value else int(value)
+        if any(atom_accepts(atom, number) for atom in domain):
+            return text("hint_unquoted_number", number=value)
+    elif _is_number(value):
+        written = format_value(value)
+        if any(atom_accepts(atom, written) for atom in domain):
+            return text("hint_quoted_text", word=written)
+    return ""
 
 
 def column_checker(domain: list[dict], max_string_length: int,

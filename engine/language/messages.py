@@ -551,6 +551,8 @@ CATALOGUE: tuple[Message, ...] = (
     _M("hint_date_form",
        " Ny daty dia soratana 'YYYY-MM-DD' eo anelanelan'ny ' (ohatra '2024-01-31').",
        " A date is written 'YYYY-MM-DD' between quotes (e.g. '2024-01-31').", "hint"),
+    _M("hint_unquoted_number", " Ny isa dia soratana tsy misy marika : {number}.",
+       " A number is written without quotes: {number}.", "hint"),
     _M("hint_aggregate_filter",
        " Ny 'rehefa' dia manivana ny andalana alohan'ny hanaovana ny vondrona ; ny vondrona "
        "kosa dia sivanina toy izao : {example}",

@@ -738,3 +738,40 @@ def test_a_comma_left_at_the_end_of_a_list_is_said(session, text, word):
     assert message.startswith("Hadisoana : Diso ny fanoratana") and message.endswith(
         f" Tafahoatra angamba ny ',' teo alohan'ny '{word}' : esory izy."), message
     assert translate(message, "en").endswith(f" Is the ',' before '{word}' one too many? Remove it.")
+
+
+NUMBER_FORM = " Ny isa dia soratana tsy misy marika : {}."
+
+
+@pytest.mark.parametrize("text, error, hint", [
+    # A number written between quotes into a number column (a spreadsheet's export, a
+    # habit of JSON) named the value and the domain only.
+    ("manampia ao@ naoty sanda (1, 'Algo', '14');",
+     "Ny sanda '14' dia tsy mifanaraka amin'ny efitra ISA(0,20) an'ny tsanganana 'naoty'",
+     NUMBER_FORM.format("14")),
+    ("havaozy naoty ova naoty = '12.5' rehefa id = 9;",
+     "Ny sanda '12.5' dia tsy mifanaraka amin'ny efitra ISA(0,20) an'ny tsanganana 'naoty'",
+     NUMBER_FORM.format("12.5")),
+    # ... and a number into a text column, the quotes forgotten.
+    ("manampia ao@ mpianatra sanda (1, 2024);",
+     "Ny sanda 2024 dia tsy mifanaraka amin'ny efitra LAHATSORATRA(null,null) an'ny tsanganana "
+     "'anarana'", quoted("2024")),
+])
+def test_a_value_of_the_wrong_type_says_how_it_is_written(tmp_path_factory, text, error, hint):
+    session = prepared_session(tmp_path_factory, "types", SETUP + (
+        "manampia ao@ naoty sanda (9, 'BD', 10);"))
+    message = one(session, text).message
+    assert message == "Hadisoana : " + error + hint, message
+    english = translate(message, "en")
+    assert "Hadisoana" not in english and ("A number is written without quotes: " in english
+                                           or "If you meant a text" in english), english
+
+
+@pytest.mark.parametrize("text", [
+    "manampia ao@ naoty sanda (1, 'Algo', '25');",    # out of the domain as a number too
+    "manampia ao@ naoty sanda (1, 'Algo', 'ABS');",   # no number
+    "manampia ao@ naoty sanda (1, 'Algo', 25);",
+])
+def test_no_such_hint_when_the_other_form_would_be_refused_too(session, text):
+    message = one(session, text).message
+    assert message.endswith("an'ny tsanganana 'naoty'"), message
