@@ -88,6 +88,7 @@ _STATEMENT_TYPES = {KEYWORDS[word] for word in (
 BASE_TYPES = ("ISA", "LAHATSORATRA", "DATY", "TANISA")
 # An `ao@` after the error, where a comma could come: the one before it was not forgotten
 # (`alaivo id anarana taranja ao@ t` misses a comma).
+_NAME = re.compile(r"[^\W\d]\w*")
 _LATER_AO = re.compile(r"(?<![\w.])ao(?![\w.])", re.IGNORECASE)
 # A name or a value: what a list (of values, columns, definitions) is made of.
 _OPERAND_TYPES = frozenset(("ID", "QUALID", "NUMBER", "STRING"))
@@ -369,6 +370,12 @@ class _Grammar(Parser):
             # (1) (2)`: two operands, definitions or rows where a list goes on, the comma
             # between them forgotten.
             raise SyntaxProblem(detail, index, hint=text("hint_missing_comma", word=shown))
+        if token is not None and token.type == "STRING" and "anarana" in expected \
+                and not {"isa", "lahatsoratra"} & set(expected) and not mentions_secret(self.text) \
+                and _NAME.fullmatch(token.value) and token.value.lower() not in KEYWORDS \
+                and not misspelt:
+            # `antso "isa"`, `manamboara tahiry 'sekoly2'`: a name between quotes.
+            raise SyntaxProblem(detail, index, hint=text("hint_unquoted_name", name=token.value))
         raise SyntaxProblem(detail, index, keywords)
 
     def _later_clause(self, token) -> str | None:

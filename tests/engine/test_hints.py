@@ -775,3 +775,34 @@ def test_a_value_of_the_wrong_type_says_how_it_is_written(tmp_path_factory, text
 def test_no_such_hint_when_the_other_form_would_be_refused_too(session, text):
     message = one(session, text).message
     assert message.endswith("an'ny tsanganana 'naoty'"), message
+
+
+def unquoted_name(name: str) -> str:
+    return f" Ny anarana dia tsy asiana marika : {name}."
+
+
+@pytest.mark.parametrize("text, name", [
+    # A name written between quotes (SQL's `AS "total"`, a database's name as a text)
+    # said only that a name was expected and a text found.
+    ("alaivo count(*) antso \"isa\" ao@ naoty;", "isa"),
+    ("manamboara tahiry 'sekoly2';", "sekoly2"),
+    ("ampiasao \"s\";", "s"),
+    ("alaivo * ao@ 'naoty';", "naoty"),
+    ("ravao ny tabilao 'naoty';", "naoty"),
+    ("manamboara tabilao 'u' (a ISA(0,1));", "u"),
+])
+def test_a_name_between_quotes_says_names_take_none(session, text, name):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and \
+        message.endswith(unquoted_name(name)), message
+    assert translate(message, "en").endswith(f" A name takes no quotes: {name}.")
+
+
+@pytest.mark.parametrize("text", [
+    "alaivo 'a' 'b';",                       # a ',' forgotten as likely: that hint
+    "alaivo count(*) 'isa' ao@ naoty;",
+    "alaivo count(*) antso 'fetra' ao@ naoty;",   # unquoted, a reserved word
+    "alaivo count(*) antso 'isa rehetra' ao@ naoty;",   # no name without its quotes
+])
+def test_no_unquoted_name_hint_where_it_would_not_be_one(session, text):
+    assert "tsy asiana marika" not in one(session, text).message
