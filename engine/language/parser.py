@@ -88,6 +88,7 @@ _STATEMENT_TYPES = {KEYWORDS[word] for word in (
 BASE_TYPES = ("ISA", "LAHATSORATRA", "DATY", "TANISA")
 # An `ao@` after the error, where a comma could come: the one before it was not forgotten
 # (`alaivo id anarana taranja ao@ t` misses a comma).
+_BY_AFTER = re.compile(r"(?<![\w.])(alaharo|vondrona)\s+by\Z", re.IGNORECASE)
 _NAME = re.compile(r"[^\W\d]\w*")
 _LATER_AO = re.compile(r"(?<![\w.])ao(?![\w.])", re.IGNORECASE)
 # A name or a value: what a list (of values, columns, definitions) is made of.
@@ -316,6 +317,12 @@ class _Grammar(Parser):
         first = head.split(None, 1)[0].lower() if head else ""
         # A misspelt keyword's hint (added where the error is reported) wins over the guesses below.
         misspelt = syntax_hint(self.text, index, keywords)
+        by = _BY_AFTER.search(head)
+        if token is not None and token.type in ("ID", "QUALID") and by is not None:
+            # SQL's `ORDER BY`, `GROUP BY` with the Tahiry word: `by` read as a column.
+            keyword = by.group(1).lower()
+            raise SyntaxProblem(detail, index, hint=text("hint_no_by", keyword=keyword,
+                                                         name=shown))
         if token is not None and token.type == "AO" and head.lower() == "havaozy":
             # `havaozy ao@ t ...`, as `manampia ao@` and `fafao ao@` are written.
             raise SyntaxProblem(detail, index, hint=text("hint_update_no_ao"))

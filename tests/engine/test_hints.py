@@ -806,3 +806,17 @@ def test_a_name_between_quotes_says_names_take_none(session, text, name):
 ])
 def test_no_unquoted_name_hint_where_it_would_not_be_one(session, text):
     assert "tsy asiana marika" not in one(session, text).message
+
+
+@pytest.mark.parametrize("text, keyword, name", [
+    # SQL's ORDER BY / GROUP BY with the Malagasy word: `by` was read as a column, and the
+    # error on the next name suggested the set operator 'analana' for 'anarana', or a ','.
+    ("alaivo anarana ao@ mpianatra alaharo by anarana;", "alaharo", "anarana"),
+    ("alaivo anarana ao@ mpianatra alaharo BY anarana midina;", "alaharo", "anarana"),
+    ("alaivo taranja, count(*) ao@ naoty vondrona by taranja;", "vondrona", "taranja"),
+])
+def test_by_after_alaharo_or_vondrona_says_it_is_not_written(session, text, keyword, name):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and message.endswith(
+        f" Tsy misy 'by' aorian'ny '{keyword}' : {keyword} {name}"), message
+    assert translate(message, "en").endswith(f" No 'by' after '{keyword}': {keyword} {name}")
