@@ -23,6 +23,7 @@ is refused without being repeated.
 from __future__ import annotations
 
 from engine.language import ast
+from engine.language.english import ACCOUNT_ENGLISH
 from engine.language.lexer import SyntaxProblem, TahiryLexer
 from engine.language.messages import text as message_text  # (`text`: a statement here)
 from engine.vocabulary import RIGHT_WORDS
@@ -132,6 +133,12 @@ class _Reader:
         if token is None:
             problem.index = self._end_index()
         problem.expected = words
+        if token is not None and token.type == "ID":
+            # `password`, `admin`, `read`: the teacher's English word for the one expected.
+            keyword = ACCOUNT_ENGLISH.get(token.value.lower())
+            if keyword in words:
+                problem.hint = message_text("hint_english_keyword", keyword=keyword,
+                                            word=token.value)
         raise problem
 
     def take(self):
@@ -199,8 +206,8 @@ def parse_account(tokens: list, text: str) -> ast.Statement:
         password = reader.password()
         admin = False
         token = reader.peek()
-        if token is not None and token.type == "ID":
-            reader.word(ADMIN_WORD)
+        if token is not None and token.type == "ID" and token.value.lower() == ADMIN_WORD:
+            reader.take()
             admin = True
         elif token is not None and token.type != ";":
             reader.fail(f"'{ADMIN_WORD}' na ';'", frozenset({ADMIN_WORD}))

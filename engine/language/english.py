@@ -34,6 +34,14 @@ ENGLISH_KEYWORDS: dict[str, str] = {
     "grant": "omeo", "revoke": "esory",
 }
 
+# English words of the account statements, said only where that statement expects their
+# Tahiry word (`tenimiafina` after the account's name): elsewhere `password`, `user`,
+# `read` name columns too often (`hint_english_keyword`).
+ACCOUNT_ENGLISH: dict[str, str] = {
+    "password": "tenimiafina", "admin": "mpitantana", "administrator": "mpitantana",
+    "read": "mamaky", "write": "manoratra", "user": "mpampiasa", "right": "zo",
+}
+
 
 # SQL type names a student may write for a domain (`INT`, `varchar(20)`), and the Tahiry
 # domain they mean (the hint `hint_english_keyword`, docs/LANGUAGE.md 5b).

@@ -78,8 +78,18 @@ def test_the_words_stay_names_of_tables_and_columns(tmp_path):
                                               "ny fanambarana"),
     ("manamboara mpampiasa rabe tenimiafina x1y2z3",
      "ny tenimiafina dia lahatsoratra eo anelanelan'ny marika \" na ' (ohatra tenimiafina \"...\")"),
+    # The English word a teacher types (`admin`, `password`, `read`): said the word
+    # expected only; now also which Tahiry word it is.
     ("manamboara mpampiasa rabe tenimiafina 'x' admin",
-     "nandrasana 'mpitantana' fa 'admin' no hita"),
+     "nandrasana 'mpitantana' na ';' fa 'admin' no hita "
+     "Amin'ny Tahiry, 'mpitantana' no ilazana ny 'admin'."),
+    ("manamboara mpampiasa rabe password 'x'",
+     "nandrasana 'tenimiafina' fa 'password' no hita "
+     "Amin'ny Tahiry, 'tenimiafina' no ilazana ny 'password'."),
+    ("omeo rabe zo read ao@ db", "nandrasana 'mamaky' na 'manoratra' fa 'read' no hita "
+                                 "Amin'ny Tahiry, 'mamaky' no ilazana ny 'read'."),
+    ("esory rabe zo WRITE ao@ db", "nandrasana 'mamaky' na 'manoratra' fa 'WRITE' no hita "
+                                   "Amin'ny Tahiry, 'manoratra' no ilazana ny 'WRITE'."),
     ("asehoy ny mpampiasa rabe", "nandrasana ';' fa 'rabe' no hita"),
     ("ravao ny mpampiasa rabe; ravao", "fanambarana iray ihany no azo atao eto"),
 ])
