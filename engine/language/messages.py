@@ -551,6 +551,8 @@ CATALOGUE: tuple[Message, ...] = (
     _M("hint_date_form",
        " Ny daty dia soratana 'YYYY-MM-DD' eo anelanelan'ny ' (ohatra '2024-01-31').",
        " A date is written 'YYYY-MM-DD' between quotes (e.g. '2024-01-31').", "hint"),
+    _M("hint_drop_one", " Zavatra iray ihany no ravana isaky ny baiko : {statements}",
+       " One thing is dropped per statement: {statements}", "hint"),
     _M("hint_no_by", " Tsy misy 'by' aorian'ny '{keyword}' : {keyword} {name}",
        " No 'by' after '{keyword}': {keyword} {name}", "hint"),
     _M("hint_unquoted_name", " Ny anarana dia tsy asiana marika : {name}.",

@@ -88,6 +88,9 @@ _STATEMENT_TYPES = {KEYWORDS[word] for word in (
 BASE_TYPES = ("ISA", "LAHATSORATRA", "DATY", "TANISA")
 # An `ao@` after the error, where a comma could come: the one before it was not forgotten
 # (`alaivo id anarana taranja ao@ t` misses a comma).
+_DROP_HEAD = re.compile(r"ravao\s+ny\s+(tabilao|jery|efitra|tahiry)\s+([^\W\d]\w*)",
+                        re.IGNORECASE)
+_NEXT_NAME = re.compile(r",\s*([^\W\d]\w*)")
 _BY_AFTER = re.compile(r"(?<![\w.])(alaharo|vondrona)\s+by\Z", re.IGNORECASE)
 _NAME = re.compile(r"[^\W\d]\w*")
 _LATER_AO = re.compile(r"(?<![\w.])ao(?![\w.])", re.IGNORECASE)
@@ -317,6 +320,14 @@ class _Grammar(Parser):
         first = head.split(None, 1)[0].lower() if head else ""
         # A misspelt keyword's hint (added where the error is reported) wins over the guesses below.
         misspelt = syntax_hint(self.text, index, keywords)
+        dropped = _DROP_HEAD.fullmatch(head)
+        after = _NEXT_NAME.match(self.text, index)
+        if token is not None and token.type == "," and dropped and after:
+            # SQL's `DROP TABLE a, b`: one object a statement.
+            kind = dropped.group(1).lower()
+            raise SyntaxProblem(detail, index, hint=text(
+                "hint_drop_one", statements=f"ravao ny {kind} {dropped.group(2)}; "
+                                            f"ravao ny {kind} {after.group(1)};"))
         by = _BY_AFTER.search(head)
         if token is not None and token.type in ("ID", "QUALID") and by is not None:
             # SQL's `ORDER BY`, `GROUP BY` with the Tahiry word: `by` read as a column.

@@ -820,3 +820,16 @@ def test_by_after_alaharo_or_vondrona_says_it_is_not_written(session, text, keyw
     assert message.startswith("Hadisoana : Diso ny fanoratana") and message.endswith(
         f" Tsy misy 'by' aorian'ny '{keyword}' : {keyword} {name}"), message
     assert translate(message, "en").endswith(f" No 'by' after '{keyword}': {keyword} {name}")
+
+
+@pytest.mark.parametrize("text, statements", [
+    # SQL's `DROP TABLE a, b`: the error said only that ';' was expected at the ','.
+    ("ravao ny tabilao naoty, mpianatra;", "ravao ny tabilao naoty; ravao ny tabilao mpianatra;"),
+    ("RAVAO ny jery tsara,naoty;", "ravao ny jery tsara; ravao ny jery naoty;"),
+])
+def test_dropping_two_objects_at_once_says_one_statement_each(session, text, statements):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and message.endswith(
+        f" Zavatra iray ihany no ravana isaky ny baiko : {statements}"), message
+    assert translate(message, "en").endswith(f" One thing is dropped per statement: {statements}")
+    assert one(session, "alaivo * ao@ naoty;").ok   # nothing was dropped
