@@ -551,6 +551,11 @@ CATALOGUE: tuple[Message, ...] = (
     _M("hint_date_form",
        " Ny daty dia soratana 'YYYY-MM-DD' eo anelanelan'ny ' (ohatra '2024-01-31').",
        " A date is written 'YYYY-MM-DD' between quotes (e.g. '2024-01-31').", "hint"),
+    _M("hint_limit_comma",
+       " Tsy misy ',' ao amin'ny 'fetra' : 'fetra A B' no manome ny andalana A ka hatramin'ny "
+       "B-1 (manomboka amin'ny 0 ; ohatra : fetra 1 3).",
+       " 'fetra' takes no ',': 'fetra A B' gives rows A to B-1 (counted from 0; e.g. fetra 1 3).",
+       "hint"),
     _M("hint_drop_one", " Zavatra iray ihany no ravana isaky ny baiko : {statements}",
        " One thing is dropped per statement: {statements}", "hint"),
     _M("hint_no_by", " Tsy misy 'by' aorian'ny '{keyword}' : {keyword} {name}",

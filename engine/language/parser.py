@@ -320,6 +320,10 @@ class _Grammar(Parser):
         first = head.split(None, 1)[0].lower() if head else ""
         # A misspelt keyword's hint (added where the error is reported) wins over the guesses below.
         misspelt = syntax_hint(self.text, index, keywords)
+        if token is not None and token.type == "," and len(stack) >= 2 \
+                and stack[-1].type == "NUMBER" and stack[-2].type == "FETRA":
+            # MySQL's `LIMIT 1, 2`.
+            raise SyntaxProblem(detail, index, hint=text("hint_limit_comma"))
         dropped = _DROP_HEAD.fullmatch(head)
         after = _NEXT_NAME.match(self.text, index)
         if token is not None and token.type == "," and dropped and after:

@@ -833,3 +833,20 @@ def test_dropping_two_objects_at_once_says_one_statement_each(session, text, sta
         f" Zavatra iray ihany no ravana isaky ny baiko : {statements}"), message
     assert translate(message, "en").endswith(f" One thing is dropped per statement: {statements}")
     assert one(session, "alaivo * ao@ naoty;").ok   # nothing was dropped
+
+
+LIMIT_COMMA = (" Tsy misy ',' ao amin'ny 'fetra' : 'fetra A B' no manome ny andalana A ka "
+               "hatramin'ny B-1 (manomboka amin'ny 0 ; ohatra : fetra 1 3).")
+
+
+@pytest.mark.parametrize("text", [
+    # MySQL's `LIMIT 1, 2`: the error listed the words expected only.
+    "alaivo * ao@ naoty fetra 1, 2;",
+    "alaivo * ao@ naoty alaharo naoty fetra 0,10;",
+])
+def test_a_comma_in_fetra_says_how_fetra_takes_two_numbers(session, text):
+    message = one(session, text).message
+    assert message.startswith("Hadisoana : Diso ny fanoratana") and message.endswith(
+        LIMIT_COMMA), message
+    assert translate(message, "en").endswith(
+        " 'fetra' takes no ',': 'fetra A B' gives rows A to B-1 (counted from 0; e.g. fetra 1 3).")
