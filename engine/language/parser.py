@@ -88,12 +88,14 @@ _STATEMENT_TYPES = {KEYWORDS[word] for word in (
 BASE_TYPES = ("ISA", "LAHATSORATRA", "DATY", "TANISA")
 # An `ao@` after the error, where a comma could come: the one before it was not forgotten
 # (`alaivo id anarana taranja ao@ t` misses a comma).
+_LATER_AO = re.compile(r"(?<![\w.])ao(?![\w.])", re.IGNORECASE)
+# SQL written where a hint can say the Tahiry way: `DROP TABLE a, b` (the kind and the
+# first name; the next name), `ORDER BY` / `GROUP BY`, and a name in quotes.
 _DROP_HEAD = re.compile(r"ravao\s+ny\s+(tabilao|jery|efitra|tahiry)\s+([^\W\d]\w*)",
                         re.IGNORECASE)
 _NEXT_NAME = re.compile(r",\s*([^\W\d]\w*)")
 _BY_AFTER = re.compile(r"(?<![\w.])(alaharo|vondrona)\s+by\Z", re.IGNORECASE)
 _NAME = re.compile(r"[^\W\d]\w*")
-_LATER_AO = re.compile(r"(?<![\w.])ao(?![\w.])", re.IGNORECASE)
 # A name or a value: what a list (of values, columns, definitions) is made of.
 _OPERAND_TYPES = frozenset(("ID", "QUALID", "NUMBER", "STRING"))
 _CLAUSE_TYPES = {KEYWORDS[word] for word in (
