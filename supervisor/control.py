@@ -171,7 +171,8 @@ class ControlServer:
                 try:
                     line = await reader.readline()
                 except (ValueError, asyncio.LimitOverrunError):
-                    await self._answer(writer, {"ok": False, "error": "request too long"})
+                    await self._answer(writer, {"ok": False, "error": "request too long",
+                                                "version": CONTROL_VERSION})
                     return
                 if not line:
                     return
@@ -187,7 +188,7 @@ class ControlServer:
     async def _obey(self, line: bytes, remote: bool) -> dict:
         try:
             request = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: `[[[[...` nested too deep
             return {"ok": False, "error": "a request is one JSON object per line"}
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return {"ok": False, "error": 'a request needs a "cmd" string'}
@@ -286,7 +287,7 @@ async def ask_remote(host: str, port: int, request: dict, secret: str | None,
                          f"({getattr(error, 'strerror', None) or error})") from None
     try:
         answer = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         answer = None
     if not isinstance(answer, dict) or "ok" not in answer:
         raise NotRunning(f"something else listens on {host}:{port} (not a Tahiry supervisor)")
@@ -319,7 +320,7 @@ def send_command(port: int, request: dict, timeout_s: float = 5.0,
             raise NotRunning(f"the supervisor on {host}:{port} did not answer: {error}") from None
     try:
         answer = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise NotRunning(f"something else listens on {host}:{port} (not a Tahiry supervisor)") \
             from None
     if not isinstance(answer, dict) or "ok" not in answer:

@@ -78,3 +78,35 @@ def test_the_control_port_in_force_is_the_running_supervisors(tmp_path):
     assert control_port_in_force(tmp_path, 3947) == 3947
     (tmp_path / "supervisor.pid").write_text("garbage")
     assert control_port_in_force(tmp_path, 3947) == 3947
+
+
+def test_a_request_nested_too_deep_gets_an_answer_not_a_dropped_connection():
+    """`[[[[...` (json.loads raises RecursionError, not ValueError) closed the connection
+    without an answer, the traceback in the supervisor's log; now the usual error."""
+    for line in (b"[" * 30000, b'{"cmd": "status", "scope": ' + b"[" * 5000 + b"]" * 5000 + b"}"):
+        answer = dispatch_line(line)
+        assert answer == {"ok": False, "error": "a request is one JSON object per line",
+                          "version": CONTROL_VERSION}
+    too_long = dispatch_line(b"x" * 70000)
+    assert too_long == {"ok": False, "error": "request too long", "version": CONTROL_VERSION}
+
+
+def dispatch_line(line: bytes) -> dict:
+    """`line` sent to a ControlServer on a real socket; its answer (or {} for none)."""
+    async def obey(request: dict) -> dict:
+        return {"ok": True}
+
+    async def scenario() -> dict:
+        server = ControlServer(0, obey, token=TOKEN)
+        await server.start()
+        assert server.server is not None
+        port = server.server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(line + b"\n")
+            answer = await asyncio.wait_for(reader.readline(), 5)
+            writer.close()
+            return json.loads(answer) if answer else {}
+        finally:
+            await server.close()
+    return asyncio.run(scenario())

@@ -20,6 +20,7 @@ from supervisor.control import (
     VersionMismatch,
     ask_remote,
     new_token,
+    send_command,
 )
 
 SECRET = "a-class-secret-of-some-length"
@@ -97,21 +98,26 @@ def test_an_answer_of_another_version_is_an_error_not_a_status(answer):
     asyncio.run(check())
 
 
-def test_nothing_or_something_else_on_the_port_is_not_running():
-    async def http(reader, writer) -> None:
+@pytest.mark.parametrize("reply", [b"HTTP/1.1 400 Bad Request\r\n\r\n", b"[" * 30000 + b"\n"])
+def test_nothing_or_something_else_on_the_port_is_not_running(reply):
+    """Something else answering, even `[[[[...` nested too deep for json (RecursionError,
+    a traceback from `status` before), is "not a Tahiry supervisor"."""
+    async def other(reader, writer) -> None:
         await reader.readline()
-        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        writer.write(reply)
         await writer.drain()
         writer.close()
 
     async def check() -> None:
         with pytest.raises(NotRunning, match="no supervisor answers"):
             await ask_remote("127.0.0.1", free_port(), {"cmd": "status"}, SECRET, None, 2.0)
-        server = await asyncio.start_server(http, "127.0.0.1", 0)
+        server = await asyncio.start_server(other, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
         try:
             with pytest.raises(NotRunning, match="not a Tahiry supervisor"):
-                await ask_remote("127.0.0.1", server.sockets[0].getsockname()[1],
-                                 {"cmd": "status"}, SECRET, None, 2.0)
+                await ask_remote("127.0.0.1", port, {"cmd": "status"}, SECRET, None, 2.0)
+            with pytest.raises(NotRunning, match="not a Tahiry supervisor"):
+                await asyncio.to_thread(send_command, port, {"cmd": "status"}, 2.0)
         finally:
             server.close()
 
