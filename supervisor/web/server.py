@@ -46,17 +46,20 @@ SECURITY_HEADERS = {
 
 
 def authorized(header: str | None, secret: str) -> bool:
-    """`Bearer <secret>`, or `Basic` with the secret as the password (any user name)."""
+    """`Bearer <secret>`, or `Basic` with the secret as the password (any user name).
+
+    Bytes that are not UTF-8 in the header (aiohttp hands them over as surrogates)
+    are refused like a wrong secret."""
     if not header:
         return False
     scheme, _, credentials = header.strip().partition(" ")
     credentials = credentials.strip()
     if scheme.lower() == "bearer":
-        given = credentials.encode()
+        given = credentials.encode("utf-8", "replace")
     elif scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):  # not base64, not ASCII, not UTF-8
             return False
         given = decoded.partition(":")[2].encode()
     else:

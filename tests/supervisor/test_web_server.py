@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import logging
+import socket
 import urllib.error
 import urllib.request
 
@@ -208,6 +209,37 @@ def test_the_event_stream_sends_the_status_then_each_new_view():
             assert events[0][0] == "status" and events[0][1]["nodes"][0]["state"] == "RUNNING"
             assert events[1][0] == "view" and events[1][1]["nodes"][0]["state"] == "BACKOFF"
             assert events[1][1]["point"]["t"] == 101.0
+        finally:
+            await server.stop()
+    asyncio.run(scenario())
+
+
+def raw_get(port: int, request: bytes) -> bytes:
+    """`request` sent as bytes (what urllib would not send); the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_an_authorization_header_of_odd_bytes_is_refused_not_an_internal_error():
+    """Bytes that are not UTF-8 in the header (aiohttp reads them as surrogates) made
+    `authorized` raise: a 500 and a traceback in the supervisor's log, not a 401."""
+    assert not authorized("Bearer \udcff\udcfe", SECRET)
+    assert not authorized("Basic \udcff", SECRET)
+
+    async def scenario():
+        server, _, _ = serving(host="0.0.0.0", secret=SECRET)
+        await server.start()
+        try:
+            for header in (b"Bearer \xff\xfe", b"Basic \xff", b"Bearer " + SECRET.encode()
+                           + b"\xe9"):
+                answer = await asyncio.to_thread(
+                    raw_get, server.settings.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                    b"Authorization: " + header + b"\r\nConnection: close\r\n\r\n")
+                assert answer.startswith(b"HTTP/1.1 401 "), (header, answer[:200])
         finally:
             await server.stop()
     asyncio.run(scenario())
