@@ -260,13 +260,20 @@ class _Located:
     key_lines: dict[str, int] = field(default_factory=dict)
 
 
+# More values than a topology ever holds: aliases multiplied by aliases (a "billion
+# laughs") are refused before they are expanded for minutes.
+MAX_VALUES = 100_000
+
+
 def _compose(text: str, name: str) -> _Located | None:
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:
             return None
-        return _convert(root, loader, name)
+        return _convert(root, loader, name, [MAX_VALUES])
+    except RecursionError:  # `[[[[...`: yaml's composer and _convert recurse
+        raise TopologyError([f"{name}: invalid YAML: nested too deep"]) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark else 1
@@ -277,22 +284,30 @@ def _compose(text: str, name: str) -> _Located | None:
         loader.dispose()
 
 
-def _convert(node: yaml.Node, loader: yaml.SafeLoader, name: str) -> _Located:
+def _convert(node: yaml.Node, loader: yaml.SafeLoader, name: str,
+             budget: list[int]) -> _Located:
     line = node.start_mark.line + 1
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise TopologyError([f"{name} line {line}: too many values (more than {MAX_VALUES}, "
+                             f"aliases expanded): a topology is far smaller"])
     if isinstance(node, yaml.MappingNode):
         values: dict[str, _Located] = {}
         key_lines: dict[str, int] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
             key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]`: no key of ours
+                raise TopologyError([f"{name} line {key_line}: a key must be a name or a "
+                                     f"number, not a list or a mapping"])
+            key = loader.construct_object(key_node, deep=True)
             key = str(key)
             if key in values:
                 raise TopologyError([f"{name} line {key_line}: duplicate key '{key}'"])
-            values[key] = _convert(value_node, loader, name)
+            values[key] = _convert(value_node, loader, name, budget)
             key_lines[key] = key_line
         return _Located(values, line, key_lines)
     if isinstance(node, yaml.SequenceNode):
-        return _Located([_convert(item, loader, name) for item in node.value], line)
+        return _Located([_convert(item, loader, name, budget) for item in node.value], line)
     return _Located(loader.construct_object(node, deep=True), line)
 
 

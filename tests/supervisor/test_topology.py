@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -311,3 +312,25 @@ def test_a_node_id_longer_than_a_file_name_allows_is_refused():
                         "characters (it names the node's files), not 300"]
     assert "m" + "x" * 63 in parse(GOOD.replace("  m2:\n", "  m" + "x" * 63 + ":\n").replace(
         "[m1, m2]", "[m1, m" + "x" * 63 + "]")).nodes
+
+
+def test_yaml_nested_too_deep_or_aliases_multiplied_are_refused_at_once():
+    """`[[[[...` 3000 deep raised RecursionError (a traceback from `check`, `up`, a
+    reload); nine aliases of nine (a "billion laughs") ran for minutes, expanded."""
+    deep = "supervisor: {control_port: 4947}\nnodes: " + "[" * 3000 + "\n"
+    messages = errors_of(deep)
+    assert len(messages) == 1 and "nested too deep" in messages[0], messages
+    laughs = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for name, previous in zip("bcdefgh", "abcdefg", strict=True):
+        laughs.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    started = time.monotonic()
+    messages = errors_of("\n".join(laughs) + "\nnodes: *h\n")
+    assert time.monotonic() - started < 5
+    assert len(messages) == 1 and "too many values" in messages[0], messages
+    keys = ["a: 1", "nodes:"] + [f"  ? &{name} [{', '.join([f'*{previous}'] * 9)}]\n  : 1"
+                                 for name, previous in zip("bcdefgh", "abcdefg", strict=True)]
+    keys[2] = keys[2].replace("*a, " * 8 + "*a", ", ".join(["x"] * 9))
+    messages = errors_of("\n".join(keys) + "\n")
+    assert len(messages) == 1 and "a key must be a name" in messages[0], messages
+    # Anchors of a usual size are fine.
+    assert parse(GOOD.replace("backends: [m1, m2]", "backends: &pair [m1, m2]")).nodes["lb"]
