@@ -41,7 +41,7 @@ from .machine import place
 from .ownership import claim, ownership_problems, release_directory
 from .port_check import addresses, port_problems
 from .replication import old_directory_id
-from .topology import Topology, TopologyError, load_topology
+from .topology import Topology, TopologyError, load_topology, read_regular
 
 DEBOUNCE_S = 0.15
 
@@ -337,7 +337,7 @@ class TopologyWatcher:
 
     def _read_digest(self) -> bytes | None:
         try:
-            return hashlib.sha256(self.path.read_bytes()).digest()
+            return hashlib.sha256(read_regular(self.path)).digest()
         except OSError:
             return None
 

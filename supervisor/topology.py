@@ -395,11 +395,21 @@ def _type_name(value: object) -> str:
             float: f"the number {value}"}.get(type(value), type(value).__name__)
 
 
+def read_regular(path: Path) -> bytes:
+    """The bytes of the regular file at `path`; OSError for anything else: a FIFO would
+    block the reader (the supervisor's event loop) until someone writes into it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"not a regular file: {path}")
+        return file.read()
+
+
 def load_topology(path: str | Path, environ: Mapping[str, str] | None = None) -> Topology:
     """Read and validate a topology file; raise TopologyError listing every mistake."""
     path = Path(path).resolve()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise TopologyError([f"{path.name}: cannot read the file: {error}"]) from None
     topology = parse_topology(text, path, environ)

@@ -5,6 +5,7 @@ one at a time."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -15,9 +16,11 @@ import pytest
 from engine.session import Session
 from engine.storage.object_state import current_document
 from engine.storage.store import Store
+from supervisor.control import send_command
 from tests.conftest import free_port, wait_until, wire_request
 from tests.integration.supervisorkit import (
     DEADLINE_S,
+    all_running,
     balancer_backends,
     cluster_yaml,
     first_line_time,
@@ -265,3 +268,35 @@ def test_turning_local_sockets_off_restarts_the_servers_one_at_a_time(cluster):
     back = first_line_time(logs / "lb.log", f"backend {first} joined", removed[first])
     assert removed[first] < stopping[first] < back < removed[second] < stopping[second], \
         (removed, stopping, back)
+
+
+def _unblock_fifo(path: Path) -> None:
+    """End a read blocked on the FIFO at `path` (if any): open it for writing, close it."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass  # no reader: nothing is blocked
+
+
+def test_a_fifo_put_in_place_of_the_topology_is_refused_and_the_supervisor_answers(cluster):
+    """Bug: the file watcher read the new topology.yaml in the event loop: a FIFO there
+    (`mkfifo`, `mv` over the file) blocked the supervisor for good, nothing answered on its
+    control port and no crashed node was restarted; `check` and `reload` hung too."""
+    assert cluster.up().returncode == 0, cluster.supervisor_log()
+    text = cluster.topology.read_text()
+    fifo = cluster.workdir / "fifo.yaml"
+    os.mkfifo(fifo)
+    os.replace(fifo, cluster.topology)
+    try:
+        deadline = time.monotonic() + 1.5   # ten times the watcher's quiet time
+        while time.monotonic() < deadline:
+            assert send_command(cluster.ports["control"], {"cmd": "hello"}, timeout_s=1.0)["ok"]
+        check = cluster.cli("check", str(cluster.topology), timeout=10)
+        assert check.returncode == 2 and "not a regular file" in check.stderr, check
+        reload = cluster.cli("reload", str(cluster.topology), timeout=10)
+        assert reload.returncode != 0 and "not a regular file" in reload.stderr, reload
+        assert all_running(cluster.nodes())
+    finally:
+        _unblock_fifo(cluster.topology)
+        cluster.topology.unlink()
+        cluster.topology.write_text(text)
