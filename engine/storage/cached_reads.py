@@ -53,7 +53,7 @@ import select
 import struct
 import threading
 from pathlib import Path
-from stat import S_ISDIR
+from stat import S_ISDIR, S_ISREG
 
 from engine.collector import LASTING_BYTES, lasting_build
 from engine.errors import StorageFault, TahiryError
@@ -283,8 +283,13 @@ class CachedReader:
         except (FileNotFoundError, NotADirectoryError):
             self._cache.forget(key)
             return None
+        except OSError as error:  # a symlink loop, no permission: that object's read fault
+            raise self._unreadable(path, error) from None
         journal_file = self._journal_of(path, key)
-        journal_stat = _stat_or_none(journal_file) if journal_file is not None else None
+        try:
+            journal_stat = _stat_or_none(journal_file) if journal_file is not None else None
+        except OSError as error:
+            raise self._unreadable(path, error) from None
         signature = file_signature(stat, journal_stat, journal_file is not None)
         cached = self._cache.get(key, signature)
         if cached is not None:
@@ -305,7 +310,7 @@ class CachedReader:
                 self._cache.forget(key)
                 return None
             if journal_file is not None and not document.get("dropped", False):
-                found = journal.read(journal_file)
+                found = self._read_journal(path, journal_file)
                 if found is not None:
                     reading, journal_stat = found
                     entries = journal.chained(reading.entries, document["change"])
@@ -334,21 +339,19 @@ class CachedReader:
     def _read_snapshot(self, path: Path) -> tuple[dict, os.stat_result]:
         """The decoded snapshot at `path` and the stat of what was read (StorageFault if bad)."""
         try:
-            with open(path, "rb") as handle:
+            # Not blocking: a FIFO put there must not hold the engine's thread for good.
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
                 # The signature of what is actually read (the file may have
                 # been replaced since the stat above).
                 stat = os.fstat(handle.fileno())
+                if not S_ISREG(stat.st_mode):
+                    raise OSError(f"not a regular file: {path}")
                 data = handle.read()
             document = decode_document(data, path)
         except (FileNotFoundError, NotADirectoryError):
             raise
         except (InvalidDocument, OSError) as error:
-            log.error("cannot read %s: %s", path, error)
-            rel = str(path.relative_to(self.root))
-            reason = ((error.reason if error.reason.startswith("corrupt:")
-                       else f"corrupt: {error.reason}") if isinstance(error, InvalidDocument)
-                      else f"unreadable: {error.strerror or error}")
-            raise StorageFault(f"Simba na tsy voavaky ny rakitra {rel}", rel, "read", reason) from None
+            raise self._unreadable(path, error) from None
         if not isinstance(document, dict):
             rel = str(path.relative_to(self.root))
             raise StorageFault(f"Simba ny rakitra {rel}", rel, "read", "corrupt: not a JSON object")
@@ -359,6 +362,23 @@ class CachedReader:
                 f"({document.get('format')!r}, {FORMAT_VERSION} no fantatra)",
                 rel, "read", f"unknown format {document.get('format')!r}")
         return document, stat
+
+    def _read_journal(self, path: Path, journal_file: str, offset: int = 0
+                      ) -> tuple[journal.Reading, os.stat_result] | None:
+        """`journal.read`; the table's read fault when its journal cannot be read."""
+        try:
+            return journal.read(journal_file, offset)
+        except OSError as error:
+            raise self._unreadable(path, error) from None
+
+    def _unreadable(self, path: Path, error: InvalidDocument | OSError) -> StorageFault:
+        """The read fault of the object at `path` that could not be read or decoded."""
+        log.error("cannot read %s: %s", path, error)
+        rel = str(path.relative_to(self.root))
+        reason = ((error.reason if error.reason.startswith("corrupt:")
+                   else f"corrupt: {error.reason}") if isinstance(error, InvalidDocument)
+                  else f"unreadable: {error.strerror or error}")
+        return StorageFault(f"Simba na tsy voavaky ny rakitra {rel}", rel, "read", reason)
 
     def _applied(self, path: Path, document: dict, entries: list[journal.Entry]) -> dict:
         """A new document: `document` with journal `entries` applied (StorageFault if one does not fit)."""
@@ -382,7 +402,7 @@ class CachedReader:
         if len(old) != 5 or old[:2] != signature[:2] or old[3] != signature[3] \
                 or old[4] > signature[4] or document.get("dropped", False):
             return None
-        found = journal.read(journal_file, old[4])
+        found = self._read_journal(path, journal_file, old[4])
         if found is None:
             return None
         reading, journal_stat = found

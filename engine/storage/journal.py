@@ -33,6 +33,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 import orjson
 
@@ -148,12 +149,14 @@ def holds_valid_line(data: bytes, start: int = 0) -> bool:
 
 def read(path: str | os.PathLike[str], offset: int = 0) -> tuple[Reading, os.stat_result] | None:
     """The journal at `path` from `offset` and the stat of what was read; None if there is none."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:  # not blocking: a FIFO put there must not hold the engine's thread for good
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
         stat = os.fstat(descriptor)
+        if not S_ISREG(stat.st_mode):
+            raise OSError(f"not a regular file: {os.fspath(path)}")
         data = os.pread(descriptor, max(0, stat.st_size - offset), offset)
     finally:
         os.close(descriptor)
