@@ -59,7 +59,14 @@ from engine.collector import LASTING_BYTES, lasting_build
 from engine.errors import StorageFault, TahiryError
 from engine.storage import journal
 from engine.storage.document_cache import DocumentCache, derive_memo, file_signature
-from engine.storage.object_format import FORMAT_VERSION, READABLE_FORMATS, InvalidDocument, decode_document
+from engine.storage.object_format import (
+    FORMAT_VERSION,
+    READABLE_FORMATS,
+    InvalidDocument,
+    check_body,
+    check_header,
+    decode_document,
+)
 
 # At most this many journal paths are memorised (then the memo starts over).
 JOURNAL_PATH_ENTRIES = 4096
@@ -361,6 +368,10 @@ class CachedReader:
                 f"Ny rakitra {rel} dia manana format tsy fantatra "
                 f"({document.get('format')!r}, {FORMAT_VERSION} no fantatra)",
                 rel, "read", f"unknown format {document.get('format')!r}")
+        try:  # valid JSON of the wrong shape (`{"format": 2}`, rows that are no lists)
+            check_body(check_header(document, path), path)
+        except InvalidDocument as error:
+            raise self._unreadable(path, error) from None
         return document, stat
 
     def _read_journal(self, path: Path, journal_file: str, offset: int = 0

@@ -15,7 +15,8 @@ of that object?" has one answer everywhere:
 - `sealed(body)` and `decode_document(data, where)`: a document's checksum,
   its last key, written with it and checked (then removed) on every read,
   so a byte changed on disk that still reads as JSON is found;
-- `check_document(data, where, kind, name)`: the whole document, decoded
+- `check_document(data, where, kind, name)` (`check_header`, then
+  `check_body`; a server's reads run both too): the whole document, decoded
   and checked (checksum, header, and for a live object the fields of its
   kind): a truncated file whose header survived fails here, so a copy that
   passes can be served and replicated.
@@ -178,7 +179,11 @@ def check_document(data: bytes, where: str | os.PathLike, kind: str | None = Non
     would cost more than the decoding, and every writer checks them (the
     checksum finds a value changed since).
     """
-    document = check_header(decode_document(data, where), where, kind, name)
+    return check_body(check_header(decode_document(data, where), where, kind, name), where)
+
+
+def check_body(document: dict, where: str | os.PathLike) -> dict:
+    """`document` (its header checked) if the fields of its kind have their shape."""
     if document.get("dropped", False):
         return document
     body_kind = document["kind"]
