@@ -71,7 +71,7 @@ def node_argument_parser(description: str, default_port: int) -> argparse.Argume
     parser.add_argument("--port", type=listening_port, default=default_port,
                         help=f"TCP port to listen on (default {default_port}; 0: any free port, "
                              f"see --port-file)")
-    parser.add_argument("--port-file", default=None, metavar="PATH",
+    parser.add_argument("--port-file", type=port_file_path, default=None, metavar="PATH",
                         help="once listening, write the port (decimal, newline) to PATH, atomically")
     parser.add_argument("--unix-socket", default=None, metavar="PATH",
                         help="also listen on a Unix socket at PATH (mode 0600), for the nodes of "
@@ -111,6 +111,17 @@ def listening_port(text: str) -> int:
     if not 0 <= port < 65536:
         raise argparse.ArgumentTypeError(f"port {port} is out of range (0 to 65535)")
     return port
+
+
+def port_file_path(text: str) -> str:
+    """`--port-file`: a path whose folder exists and that is no folder itself (refused
+    here, in one line, rather than by a traceback once the node listens)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory, not a file")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder {str(path.parent)!r} for {text}")
+    return text
 
 
 def parse_address(text: str) -> tuple[str, int]:

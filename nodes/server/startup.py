@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     data = args.data
     if not data:
         parser.error("--data is required")
+    if Path(data).exists() and not Path(data).is_dir():   # /dev/null, a file: no traceback
+        parser.error(f"--data {data}: not a directory")
     # (The engine's loggers write through the same handler: pulls from peers are INFO lines.)
     # (Named after the package: every line of the server, whichever module logs it.)
     logger = setup_logging(args.id, args.log_file, args.log_level, __package__ or __name__)

@@ -82,3 +82,39 @@ def test_port_out_of_range_is_refused_by_the_command_line():
                               timeout=30)
     assert finished.returncode == 2
     assert "out of range" in finished.stderr
+
+
+@pytest.mark.parametrize("kind, options", [
+    ("server", ["--data", "{tmp}/data"]),
+    ("balancer", []),
+    ("proxycache", ["--upstream", "127.0.0.1:9"]),
+])
+@pytest.mark.parametrize("port_file, refusal", [
+    ("{tmp}", "is a directory"),
+    ("{tmp}/missing/port", "no such folder"),
+])
+def test_a_port_file_that_cannot_be_written_is_refused_by_the_command_line(
+        tmp_path, kind, options, port_file, refusal):
+    """Bug: the node bound its port, then died with a traceback (IsADirectoryError,
+    FileNotFoundError) writing the port file; now one line and exit 2, before anything."""
+    finished = subprocess.run(
+        [sys.executable, "-m", f"nodes.{kind}", "--id", "n1", "--port", "0",
+         "--port-file", port_file.format(tmp=tmp_path),
+         *(option.format(tmp=tmp_path) for option in options)],
+        cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert finished.returncode == 2, finished.stderr
+    assert "--port-file" in finished.stderr and refusal in finished.stderr, finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
+def test_a_data_directory_that_is_a_file_is_refused_in_one_line(tmp_path):
+    """Bug: `--data /dev/null` (or any file) ended the server with a NotADirectoryError
+    traceback, exit 1."""
+    (tmp_path / "file").write_text("x")
+    for data in ("/dev/null", str(tmp_path / "file")):
+        finished = subprocess.run([sys.executable, "-m", "nodes.server", "--id", "m1", "--port",
+                                   "0", "--data", data], cwd=ROOT, capture_output=True,
+                                  text=True, timeout=30)
+        assert finished.returncode == 2, finished.stderr
+        assert f"--data {data}: not a directory" in finished.stderr, finished.stderr
+        assert "Traceback" not in finished.stderr
