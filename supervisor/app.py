@@ -3,7 +3,7 @@
 It owns the control port, the cluster, the topology watcher and the run
 directory (`supervisor.pid`, `control-token`, `state.json`, the backends
 files; every file it writes atomically is 0600: docs/SECURITY.md). It stays
-until SIGINT/SIGTERM or a `down` command, then stops every node and removes
+until SIGINT/SIGTERM or a `down` command (SIGHUP: a reload, as `reload`), then stops every node and removes
 its run files (backends and peers files included). If an earlier supervisor died without stopping its nodes,
 their leftover processes are stopped first (supervisor/leftovers.py), and the
 servers' data directories are checked to belong to this cluster, then
@@ -110,6 +110,9 @@ class SupervisorApp:
             return 1
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stopping.set)
+        # SIGHUP, the usual "read your configuration again" (by default it ended the
+        # supervisor at once, its nodes left unsupervised): what `reload` does.
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_hangup)
         try:
             return await self._serve(loop, on_ready)
         finally:
@@ -126,7 +129,7 @@ class SupervisorApp:
                 (self.run_dir / name).unlink(missing_ok=True)
             for path in [*self.run_dir.glob("*.backends.json"), *self.run_dir.glob("*.peers.json")]:
                 path.unlink(missing_ok=True)
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             self.logger.info("down: every node stopped")
 
@@ -241,6 +244,10 @@ class SupervisorApp:
             self.logger.error("%s (their status misses this machine's report)", problem)
 
     # -- hot reload
+
+    def _reload_on_hangup(self) -> None:
+        self.logger.info("SIGHUP: applying the topology file, as `reload` does")
+        self._schedule_reload()
 
     def _schedule_reload(self) -> None:
         if self._reload_lock.locked():

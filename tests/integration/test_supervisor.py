@@ -12,8 +12,8 @@ import sys
 import psutil
 import pytest
 
-from tests.conftest import REPO_ROOT, wire_request
-from tests.integration.supervisorkit import all_running, cluster_yaml
+from tests.conftest import REPO_ROOT, wait_until, wire_request
+from tests.integration.supervisorkit import DEADLINE_S, all_running, cluster_yaml
 
 pytestmark = pytest.mark.slow  # whole supervised clusters, started and stopped per test
 
@@ -116,3 +116,21 @@ def test_up_after_a_supervisor_crash_stops_its_leftover_nodes(cluster):
     nodes = cluster.nodes()
     assert all_running(nodes) and nodes["m1"]["pid"] != old["m1"]["pid"]
     assert "left by a supervisor that died" in cluster.supervisor_log()
+
+
+def test_sighup_reloads_the_topology_and_the_supervisor_lives_on(cluster):
+    """Bug: `kill -HUP` (the usual "read your configuration again") ended the supervisor
+    at once, silently: its nodes ran on UNSUPERVISED, replication paused, nothing in its
+    log. It now applies topology.yaml as `reload` does."""
+    assert cluster.up().returncode == 0, cluster.supervisor_log()
+    before = cluster.nodes()
+    supervisor = psutil.Process(int((cluster.workdir / "run" / "supervisor.pid").read_text()))
+    os.kill(supervisor.pid, signal.SIGHUP)
+    reload = wait_until(lambda: cluster.status()["supervisor"]["last_reload"], DEADLINE_S,
+                        "the reload SIGHUP asks for")
+    assert reload["ok"] is True, reload
+    assert supervisor.is_running() and supervisor.status() != psutil.STATUS_ZOMBIE
+    nodes = cluster.nodes()
+    assert all_running(nodes) and {n: r["pid"] for n, r in nodes.items()} == \
+        {n: r["pid"] for n, r in before.items()}
+    assert "SIGHUP" in cluster.supervisor_log()
