@@ -55,6 +55,11 @@ from .account_stats import RUNNING_STATEMENTS
 from .errors import SupervisorError
 
 MAX_REQUEST_BYTES = 64 * 1024
+# A connection that sends no whole request for this long is closed, and at most this
+# many are served at once (a new one beyond gets an error answer): idle connections
+# must not hold the supervisor's file descriptors (its nodes, their logs need them).
+IDLE_S = 30.0
+MAX_CONNECTIONS = 64
 TOKEN_FILE = "control-token"
 # Read-only: answered without the token (`holding`: the servers whose directories this
 # machine holds, asked by the other machines' supervisors: supervisor/cluster.py
@@ -124,6 +129,7 @@ class ControlServer:
         # Listeners other machines' supervisors reach: (hosts, TLS context, secret) -> servers.
         self.remote_config: tuple[frozenset[str], ssl.SSLContext | None, str | None] | None = None
         self._remote_servers: list[asyncio.base_events.Server] = []
+        self._connections = 0   # served now, on every listener
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, self.host, self.port,
@@ -166,10 +172,18 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      remote: bool = False) -> None:
+        self._connections += 1
         try:
+            if self._connections > MAX_CONNECTIONS:
+                await self._answer(writer, {"ok": False, "version": CONTROL_VERSION,
+                                            "error": "too many connections to the control "
+                                                     "port: try again"})
+                return
             while True:
                 try:
-                    line = await reader.readline()
+                    line = await asyncio.wait_for(reader.readline(), IDLE_S)
+                except TimeoutError:
+                    return   # no whole request within IDLE_S: closed
                 except (ValueError, asyncio.LimitOverrunError):
                     await self._answer(writer, {"ok": False, "error": "request too long",
                                                 "version": CONTROL_VERSION})
@@ -180,6 +194,7 @@ class ControlServer:
         except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
             pass
         finally:
+            self._connections -= 1
             writer.close()
 
     async def _dispatch(self, line: bytes, remote: bool = False) -> dict:

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 
+from supervisor import control
 from supervisor.cluster import write_atomically
 from supervisor.control import (
     CONTROL_VERSION,
@@ -110,3 +111,38 @@ def dispatch_line(line: bytes) -> dict:
         finally:
             await server.close()
     return asyncio.run(scenario())
+
+
+def test_idle_connections_are_closed_and_capped(monkeypatch):
+    """Bug: a connection that sent nothing (or half a line) was kept for ever, and there
+    was no cap: any local user, or any host reaching the listener off loopback, could
+    hold the supervisor's file descriptors until it could not start a node or open a
+    log. An idle connection now closes after IDLE_S, and beyond MAX_CONNECTIONS a new
+    one gets an error answer and is closed."""
+    monkeypatch.setattr(control, "IDLE_S", 0.5)
+    monkeypatch.setattr(control, "MAX_CONNECTIONS", 3)
+
+    async def obey(request: dict) -> dict:
+        return {"ok": True}
+
+    async def scenario() -> None:
+        server = ControlServer(0, obey, token=TOKEN)
+        await server.start()
+        assert server.server is not None
+        port = server.server.sockets[0].getsockname()[1]
+        try:
+            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+            idle[0][1].write(b'{"cmd": "sta')    # half a line, never ended
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            refused = json.loads(await asyncio.wait_for(reader.readline(), 5))
+            assert refused["ok"] is False and "too many connections" in refused["error"]
+            writer.close()
+            for idle_reader, _ in idle:                       # closed by the supervisor
+                assert await asyncio.wait_for(idle_reader.read(), 5) == b""
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b'{"cmd": "hello"}\n')
+            assert json.loads(await asyncio.wait_for(reader.readline(), 5))["ok"] is True
+            writer.close()
+        finally:
+            await server.close()
+    asyncio.run(scenario())
