@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import stat
@@ -92,24 +93,30 @@ def test_a_request_nested_too_deep_gets_an_answer_not_a_dropped_connection():
     assert too_long == {"ok": False, "error": "request too long", "version": CONTROL_VERSION}
 
 
-def dispatch_line(line: bytes) -> dict:
-    """`line` sent to a ControlServer on a real socket; its answer (or {} for none)."""
+@contextlib.asynccontextmanager
+async def listening_control_server():
+    """A ControlServer on a free loopback port that says ok to every command; its port."""
     async def obey(request: dict) -> dict:
         return {"ok": True}
 
+    server = ControlServer(0, obey, token=TOKEN)
+    await server.start()
+    assert server.server is not None
+    try:
+        yield server.server.sockets[0].getsockname()[1]
+    finally:
+        await server.close()
+
+
+def dispatch_line(line: bytes) -> dict:
+    """`line` sent to a ControlServer on a real socket; its answer (or {} for none)."""
     async def scenario() -> dict:
-        server = ControlServer(0, obey, token=TOKEN)
-        await server.start()
-        assert server.server is not None
-        port = server.server.sockets[0].getsockname()[1]
-        try:
+        async with listening_control_server() as port:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(line + b"\n")
             answer = await asyncio.wait_for(reader.readline(), 5)
             writer.close()
             return json.loads(answer) if answer else {}
-        finally:
-            await server.close()
     return asyncio.run(scenario())
 
 
@@ -122,15 +129,8 @@ def test_idle_connections_are_closed_and_capped(monkeypatch):
     monkeypatch.setattr(control, "IDLE_S", 0.5)
     monkeypatch.setattr(control, "MAX_CONNECTIONS", 3)
 
-    async def obey(request: dict) -> dict:
-        return {"ok": True}
-
     async def scenario() -> None:
-        server = ControlServer(0, obey, token=TOKEN)
-        await server.start()
-        assert server.server is not None
-        port = server.server.sockets[0].getsockname()[1]
-        try:
+        async with listening_control_server() as port:
             idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
             idle[0][1].write(b'{"cmd": "sta')    # half a line, never ended
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -143,6 +143,4 @@ def test_idle_connections_are_closed_and_capped(monkeypatch):
             writer.write(b'{"cmd": "hello"}\n')
             assert json.loads(await asyncio.wait_for(reader.readline(), 5))["ok"] is True
             writer.close()
-        finally:
-            await server.close()
     asyncio.run(scenario())
