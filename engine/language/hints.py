@@ -77,6 +77,11 @@ def name_hint(word: str, names: Iterable[str]) -> str:
     return text("hint_did_you_mean", suggestion=suggestion, word=word)
 
 
+# SQL's join kinds written before `join`, each with a Tahiry join of its own (`outer` is
+# left out: in `left outer join` it follows the kind).
+_JOIN_KINDS = frozenset(("inner", "left", "right", "full", "natural"))
+
+
 def keyword_hint(word: str, keywords: Iterable[str] = _KEYWORD_WORDS, cutoff: float = CUTOFF,
                  after: str = "") -> str:
     """The hint for `word` found where the grammar did not expect it ("" if none).
@@ -92,6 +97,10 @@ def keyword_hint(word: str, keywords: Iterable[str] = _KEYWORD_WORDS, cutoff: fl
     if keyword is not None:
         if word.lower() == "not" and after.lower() != "dia":
             keyword = NOT_OPERATOR
+        elif word.lower() == "join" and after.lower() in _JOIN_KINDS:
+            # `left join` (`left` read as the table's alias): that kind's join.
+            return text("hint_english_keyword", keyword=english_keyword(after),
+                        word=f"{after} {word}")
         return text("hint_english_keyword", keyword=keyword, word=word)
     instead = written_otherwise(word)
     if instead is not None:

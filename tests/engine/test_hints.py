@@ -80,6 +80,13 @@ def session(tmp_path_factory):
     ("alaivo * from mpianatra;", in_tahiry("ao@", "from")),
     ("alaivo id from mpianatra;", in_tahiry("ao@", "from")),      # `from` read as an alias
     ("alaivo * ao@ mpianatra where id = 1;", in_tahiry("rehefa", "where")),
+    # SQL's `LEFT JOIN` (`left` read as the table's alias): the kind's join, not `tonona`.
+    ("alaivo * ao@ mpianatra left join naoty ka mpianatra.id = naoty.id;",
+     in_tahiry("tonona:avia", "left join")),
+    ("alaivo * ao@ mpianatra RIGHT JOIN naoty ka mpianatra.id = naoty.id;",
+     in_tahiry("tonona:avanana", "RIGHT JOIN")),
+    ("alaivo * ao@ mpianatra join naoty ka mpianatra.id = naoty.id;",
+     in_tahiry("tonona", "join")),
     ("alaivo id ao@ mpianatra group by id;", in_tahiry("vondrona", "group")),
     ("alaivo id ao@ mpianatra rehefa id = 1 order by id;", in_tahiry("alaharo", "order")),
     ("manampia into mpianatra values (1, 'a');", in_tahiry("ao@", "into")),
