@@ -53,12 +53,13 @@ import select
 import struct
 import threading
 from pathlib import Path
-from stat import S_ISDIR, S_ISREG
+from stat import S_ISDIR
 
 from engine.collector import LASTING_BYTES, lasting_build
 from engine.errors import StorageFault, TahiryError
 from engine.storage import journal
 from engine.storage.document_cache import DocumentCache, derive_memo, file_signature
+from engine.storage.nofollow import check_regular
 from engine.storage.object_format import (
     FORMAT_VERSION,
     READABLE_FORMATS,
@@ -351,8 +352,7 @@ class CachedReader:
                 # The signature of what is actually read (the file may have
                 # been replaced since the stat above).
                 stat = os.fstat(handle.fileno())
-                if not S_ISREG(stat.st_mode):
-                    raise OSError(f"not a regular file: {path}")
+                check_regular(str(path.relative_to(self.root)), stat)
                 data = handle.read()
             document = decode_document(data, path)
         except (FileNotFoundError, NotADirectoryError):

@@ -33,12 +33,12 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISREG
 
 import orjson
 
 from engine.errors import EngineError
 from engine.storage.atomic_files import write_all
+from engine.storage.nofollow import check_regular
 from engine.storage.row_list import RowList, rows_plus
 
 JOURNAL_SUFFIX = ".journal"
@@ -155,8 +155,7 @@ def read(path: str | os.PathLike[str], offset: int = 0) -> tuple[Reading, os.sta
         return None
     try:
         stat = os.fstat(descriptor)
-        if not S_ISREG(stat.st_mode):
-            raise OSError(f"not a regular file: {os.fspath(path)}")
+        check_regular(os.fspath(path), stat)   # (a FIFO: refused, never read)
         data = os.pread(descriptor, max(0, stat.st_size - offset), offset)
     finally:
         os.close(descriptor)
