@@ -45,7 +45,7 @@ from .machine import WILDCARDS
 from .ownership import claim, joining_servers, ownership_problems
 from .port_check import port_problems
 from .reload import ReloadResult, TopologyWatcher, reload_topology
-from .topology import HttpSettings, Topology
+from .topology import HttpSettings, Topology, read_regular
 from .web import ADDRESS_FILE
 from .web.sampler import Sampler
 from .web.server import WebServer
@@ -319,9 +319,10 @@ class SupervisorApp:
     def _remember_topology(self) -> None:
         """Keep the text of the topology in force, for commands run while the file is invalid."""
         try:
-            text = self.cluster.topology.path.read_text(encoding="utf-8")
+            # (As `load_topology` reads it: a FIFO put there must not block the loop.)
+            text = read_regular(self.cluster.topology.path).decode("utf-8")
             write_atomically(self.run_dir / LOADED_TOPOLOGY, text)
-        except OSError as error:
+        except (OSError, UnicodeDecodeError) as error:
             self.logger.warning("cannot keep a copy of the topology: %s", error)
 
     # -- leftovers of a supervisor that died
