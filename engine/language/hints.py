@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from engine.language.account_syntax import ACCOUNT_WORDS
 from engine.language.english import (
+    ENGLISH_KEYWORDS,
     SQL_CONSTRAINTS,
     SQL_TABLE_CONSTRAINTS,
     english_keyword,
@@ -99,8 +100,7 @@ def keyword_hint(word: str, keywords: Iterable[str] = _KEYWORD_WORDS, cutoff: fl
             keyword = NOT_OPERATOR
         elif word.lower() == "join" and after.lower() in _JOIN_KINDS:
             # `left join` (`left` read as the table's alias): that kind's join.
-            return text("hint_english_keyword", keyword=english_keyword(after),
-                        word=f"{after} {word}")
+            keyword, word = ENGLISH_KEYWORDS[after.lower()], f"{after} {word}"
         return text("hint_english_keyword", keyword=keyword, word=word)
     instead = written_otherwise(word)
     if instead is not None:
